@@ -1,0 +1,487 @@
+//! Folds the observation stream into streaming statistics: HDR histograms,
+//! counters and per-agent time integrals. Memory does not depend on the
+//! number of sessions.
+//!
+//! Counted sessions are those that arrived at or after warm-up. Agent time
+//! (online, busy, slot use) is integrated over `[warmup, duration]`, the
+//! window in which arrivals are steady.
+
+use hdrhistogram::Histogram;
+
+use crate::observe::{Obs, Observer, SessionInfo};
+use crate::scenario::{MSG_TYPES, Scenario};
+use crate::sim::RunStats;
+use crate::summary::{
+    AgentSummary, EntrySummary, Fairness, Latencies, LatencyStats, MessageCounts, RunInfo, SCHEMA,
+    ScenarioInfo, SessionCounts, SessionsBucket, Sticky, Summary, ratio,
+};
+
+/// Largest latency a histogram tracks exactly [µs] (about 115 days); larger
+/// values are clamped into the top bucket (the exact `max` is kept apart).
+const HIST_MAX_US: u64 = 10_000_000_000_000;
+
+/// An HDR histogram of microseconds with an exact sum and maximum.
+#[derive(Debug, Clone)]
+pub struct Hist {
+    h: Histogram<u64>,
+    sum: u128,
+    max: u64,
+}
+
+impl Default for Hist {
+    fn default() -> Self {
+        Hist {
+            h: Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds"),
+            sum: 0,
+            max: 0,
+        }
+    }
+}
+
+impl Hist {
+    /// Add one sample [µs].
+    #[inline]
+    pub fn record(&mut self, us: u64) {
+        self.h.saturating_record(us);
+        self.sum += u128::from(us);
+        self.max = self.max.max(us);
+    }
+
+    /// Samples so far.
+    pub fn count(&self) -> u64 {
+        self.h.len()
+    }
+
+    /// The underlying histogram.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.h
+    }
+
+    /// Mean [µs], if any sample.
+    pub fn mean_us(&self) -> Option<f64> {
+        ratio(self.sum as f64, self.h.len() as f64)
+    }
+
+    /// Summary statistics in milliseconds.
+    pub fn stats_ms(&self) -> LatencyStats {
+        let n = self.h.len();
+        if n == 0 {
+            return LatencyStats::default();
+        }
+        let q = |q: f64| Some(self.h.value_at_quantile(q).min(self.max) as f64 / 1e3);
+        LatencyStats {
+            count: n,
+            mean: self.mean_us().map(|m| m / 1e3),
+            p50: q(0.50),
+            p90: q(0.90),
+            p95: q(0.95),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: Some(self.max as f64 / 1e3),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    offered: u64,
+    answered: u64,
+    abandoned: u64,
+    rejected: u64,
+    unfinished: u64,
+    /// Assigned in the instant they arrived.
+    immediate: u64,
+    within_sl: u64,
+}
+
+impl Counts {
+    fn sessions(&self) -> SessionCounts {
+        SessionCounts {
+            offered: self.offered,
+            answered: self.answered,
+            abandoned: self.abandoned,
+            rejected: self.rejected,
+            unfinished: self.unfinished,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct EntryStats {
+    counts: Counts,
+    queue_wait: Hist,
+    first_response: Hist,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AgentStats {
+    sessions: u64,
+    messages: u64,
+    busy_us: u64,
+    slot_us: u128,
+    online_us: u64,
+    since: u64,
+    load: u32,
+    online: bool,
+}
+
+/// The observer that builds a [`Summary`].
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    warmup_us: u64,
+    duration_us: u64,
+    sl_us: u64,
+    counts: Counts,
+    queue_wait: Hist,
+    abandon_wait: Hist,
+    first_response: Hist,
+    reply: Hist,
+    session: Hist,
+    entries: Vec<EntryStats>,
+    agents: Vec<AgentStats>,
+    sticky: Sticky,
+    by_type: [u64; 9],
+    replies: u64,
+}
+
+impl Metrics {
+    /// Empty metrics for a run of `scenario`.
+    pub fn new(scenario: &Scenario) -> Metrics {
+        Metrics {
+            warmup_us: scenario.warmup_us,
+            duration_us: scenario.duration_us,
+            sl_us: scenario.service_level_us,
+            counts: Counts::default(),
+            queue_wait: Hist::default(),
+            abandon_wait: Hist::default(),
+            first_response: Hist::default(),
+            reply: Hist::default(),
+            session: Hist::default(),
+            entries: vec![EntryStats::default(); scenario.entries.len()],
+            agents: vec![AgentStats::default(); scenario.agent_count()],
+            sticky: Sticky::default(),
+            by_type: [0; 9],
+            replies: 0,
+        }
+    }
+
+    #[inline]
+    fn counted(&self, s: &SessionInfo) -> bool {
+        s.arrived_us >= self.warmup_us
+    }
+
+    /// Length of `[a, b)` inside the measured window.
+    #[inline]
+    fn window(&self, a: u64, b: u64) -> u64 {
+        b.min(self.duration_us).saturating_sub(a.max(self.warmup_us))
+    }
+
+    /// Integrate agent `i`'s state up to `t`.
+    fn advance_agent(&mut self, i: usize, t: u64) {
+        let a = &self.agents[i];
+        let span = if a.online || a.load > 0 { self.window(a.since, t) } else { 0 };
+        let a = &mut self.agents[i];
+        if a.online {
+            a.online_us += span;
+        }
+        if a.load > 0 {
+            a.busy_us += span;
+            a.slot_us += u128::from(span) * u128::from(a.load);
+        }
+        a.since = t;
+    }
+
+    /// Close the run at `stats.end_us` and build the summary.
+    pub fn finish(mut self, scenario: &Scenario, engine: &str, stats: &RunStats) -> Summary {
+        for i in 0..self.agents.len() {
+            self.advance_agent(i, stats.end_us);
+        }
+        let offered = self.counts.offered as f64;
+        let agents = self.agent_summaries(scenario);
+        let slot_online: f64 = agents_cap_online(scenario, &self.agents);
+        let slot_used: f64 = self.agents.iter().map(|a| a.slot_us as f64).sum();
+        Summary {
+            schema: SCHEMA.into(),
+            kfsim_version: env!("CARGO_PKG_VERSION").into(),
+            engine: engine.into(),
+            scenario: ScenarioInfo {
+                name: scenario.name.clone(),
+                duration_s: scenario.duration_us as f64 / 1e6,
+                warmup_s: scenario.warmup_us as f64 / 1e6,
+                service_level_s: scenario.service_level_us as f64 / 1e6,
+            },
+            seed: scenario.seed,
+            run: RunInfo {
+                end_s: stats.end_us as f64 / 1e6,
+                sessions_total: stats.sessions,
+                peak_in_flight: stats.peak_in_flight,
+                interrupted: stats.interrupted,
+            },
+            sessions: self.counts.sessions(),
+            wait_probability: ratio(offered - self.counts.immediate as f64, offered),
+            abandon_rate: ratio(self.counts.abandoned as f64, offered),
+            service_level: ratio(self.counts.within_sl as f64, offered),
+            asa_ms: self.queue_wait.mean_us().map(|m| m / 1e3),
+            occupancy: ratio(slot_used, slot_online),
+            latency_ms: Latencies {
+                queue_wait: self.queue_wait.stats_ms(),
+                abandon_wait: self.abandon_wait.stats_ms(),
+                first_response: self.first_response.stats_ms(),
+                reply: self.reply.stats_ms(),
+                session: self.session.stats_ms(),
+            },
+            messages: MessageCounts {
+                customer: self.by_type.iter().sum(),
+                replies: self.replies,
+                by_type: MSG_TYPES
+                    .iter()
+                    .zip(self.by_type)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(t, n)| (t.to_string(), n))
+                    .collect(),
+            },
+            fairness: scenario
+                .accounts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.name.clone(), self.fairness(scenario, i)))
+                .collect(),
+            agents,
+            sticky: Sticky {
+                rate: ratio(self.sticky.kept as f64, self.sticky.eligible as f64),
+                ..self.sticky.clone()
+            },
+            by_entry: scenario
+                .entries
+                .iter()
+                .zip(&self.entries)
+                .map(|(e, m)| {
+                    let s = EntrySummary {
+                        scene: e.scene.as_str().into(),
+                        account: scenario.accounts[e.account].name.clone(),
+                        sessions: m.counts.sessions(),
+                        service_level: ratio(m.counts.within_sl as f64, m.counts.offered as f64),
+                        queue_wait: m.queue_wait.stats_ms(),
+                        first_response: m.first_response.stats_ms(),
+                    };
+                    (e.name.clone(), s)
+                })
+                .collect(),
+        }
+    }
+
+    fn agent_summaries(&self, sc: &Scenario) -> Vec<AgentSummary> {
+        let mut out = Vec::with_capacity(self.agents.len());
+        for g in &sc.groups {
+            let width = g.count.to_string().len().max(2);
+            for n in 1..=g.count {
+                let a = &self.agents[out.len()];
+                out.push(AgentSummary {
+                    id: format!("{}-{:0width$}", g.group, n),
+                    account: sc.accounts[g.account].name.clone(),
+                    group: g.group.clone(),
+                    sessions: a.sessions,
+                    messages: a.messages,
+                    busy_s: a.busy_us as f64 / 1e6,
+                    online_s: a.online_us as f64 / 1e6,
+                    occupancy: ratio(a.slot_us as f64, a.online_us as f64 * f64::from(g.max_concurrent)),
+                });
+            }
+        }
+        out
+    }
+
+    fn fairness(&self, sc: &Scenario, account: usize) -> Fairness {
+        let mut per_hour = Vec::new();
+        let mut busy = Vec::new();
+        let mut buckets = std::collections::BTreeMap::<u64, u64>::new();
+        let mut i = 0;
+        for g in &sc.groups {
+            for _ in 0..g.count {
+                let a = &self.agents[i];
+                i += 1;
+                if g.account != account || a.online_us == 0 {
+                    continue;
+                }
+                per_hour.push(a.sessions as f64 / (a.online_us as f64 / 3.6e9));
+                busy.push(a.busy_us as f64);
+                *buckets.entry(a.sessions).or_default() += 1;
+            }
+        }
+        let (min, max) =
+            per_hour.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        Fairness {
+            agents: per_hour.len() as u64,
+            jain: jain(&per_hour),
+            gini: gini(&per_hour),
+            cv: cv(&per_hour),
+            max_min: (min > 0.0 && min.is_finite()).then(|| max / min),
+            jain_busy: jain(&busy),
+            histogram: buckets
+                .into_iter()
+                .map(|(sessions, agents)| SessionsBucket { sessions, agents })
+                .collect(),
+        }
+    }
+}
+
+fn agents_cap_online(sc: &Scenario, agents: &[AgentStats]) -> f64 {
+    let mut i = 0;
+    let mut total = 0.0;
+    for g in &sc.groups {
+        for _ in 0..g.count {
+            total += agents[i].online_us as f64 * f64::from(g.max_concurrent);
+            i += 1;
+        }
+    }
+    total
+}
+
+/// Jain's fairness index (Σx)² / (n·Σx²); `None` for no agents or all zero.
+pub fn jain(x: &[f64]) -> Option<f64> {
+    let sum: f64 = x.iter().sum();
+    let sq: f64 = x.iter().map(|v| v * v).sum();
+    ratio(sum * sum, x.len() as f64 * sq)
+}
+
+/// Gini coefficient Σᵢ Σⱼ |xᵢ − xⱼ| / (2n²·mean); `None` for no agents or all
+/// zero.
+pub fn gini(x: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    let mut sorted = x.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    // With sorted values, Σᵢ Σⱼ |xᵢ − xⱼ| = 2 Σᵢ (2i − n + 1)·xᵢ (0-based i).
+    let weighted: f64 = sorted.iter().enumerate().map(|(i, v)| (2.0 * i as f64 - n + 1.0) * v).sum();
+    let sum: f64 = sorted.iter().sum();
+    ratio(weighted, n * sum)
+}
+
+/// Coefficient of variation (population standard deviation / mean).
+pub fn cv(x: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    let mean = ratio(x.iter().sum(), n)?;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    ratio(var.sqrt(), mean)
+}
+
+impl Observer for Metrics {
+    #[inline]
+    fn observe(&mut self, obs: Obs) {
+        match obs {
+            Obs::Entered { s, returning, sticky_eligible, msgtype } => {
+                if !self.counted(&s) {
+                    return;
+                }
+                self.counts.offered += 1;
+                self.entries[s.entry as usize].counts.offered += 1;
+                self.by_type[msgtype as usize] += 1;
+                self.sticky.returning += u64::from(returning);
+                self.sticky.eligible += u64::from(sticky_eligible);
+            }
+            Obs::Queued { .. } => {}
+            Obs::Rejected { s, .. } => {
+                if self.counted(&s) {
+                    self.counts.rejected += 1;
+                    self.entries[s.entry as usize].counts.rejected += 1;
+                }
+            }
+            Obs::Assigned { t, s, agent, kept } => {
+                if !self.counted(&s) {
+                    return;
+                }
+                let wait = t - s.arrived_us;
+                let within = u64::from(wait <= self.sl_us);
+                let immediate = u64::from(wait == 0);
+                for c in [&mut self.counts, &mut self.entries[s.entry as usize].counts] {
+                    c.answered += 1;
+                    c.within_sl += within;
+                    c.immediate += immediate;
+                }
+                self.queue_wait.record(wait);
+                self.entries[s.entry as usize].queue_wait.record(wait);
+                self.agents[agent as usize].sessions += 1;
+                self.sticky.kept += u64::from(kept);
+            }
+            Obs::Abandoned { t, s } => {
+                if self.counted(&s) {
+                    self.counts.abandoned += 1;
+                    self.entries[s.entry as usize].counts.abandoned += 1;
+                    self.abandon_wait.record(t - s.arrived_us);
+                }
+            }
+            Obs::Message { s, msgtype, .. } => {
+                if self.counted(&s) {
+                    self.by_type[msgtype as usize] += 1;
+                }
+            }
+            Obs::Reply { t, s, agent, index, sent_us } => {
+                if !self.counted(&s) {
+                    return;
+                }
+                self.replies += 1;
+                self.reply.record(t - sent_us);
+                self.agents[agent as usize].messages += 1;
+                if index == 0 {
+                    self.first_response.record(t - s.arrived_us);
+                    self.entries[s.entry as usize].first_response.record(t - s.arrived_us);
+                }
+            }
+            Obs::Ended { t, s, .. } => {
+                if self.counted(&s) {
+                    self.session.record(t - s.arrived_us);
+                }
+            }
+            Obs::Unfinished { s, .. } => {
+                if self.counted(&s) {
+                    self.counts.unfinished += 1;
+                    self.entries[s.entry as usize].counts.unfinished += 1;
+                }
+            }
+            Obs::AgentLoad { t, agent, load } => {
+                self.advance_agent(agent as usize, t);
+                self.agents[agent as usize].load = load;
+            }
+            Obs::AgentOnline { t, agent, online } => {
+                self.advance_agent(agent as usize, t);
+                self.agents[agent as usize].online = online;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fairness_indices() {
+        let even = [5.0, 5.0, 5.0, 5.0];
+        assert_eq!(jain(&even), Some(1.0));
+        assert_eq!(gini(&even), Some(0.0));
+        assert_eq!(cv(&even), Some(0.0));
+        let one = [8.0, 0.0, 0.0, 0.0];
+        assert_eq!(jain(&one), Some(0.25));
+        assert_eq!(gini(&one), Some(0.75));
+        // brute-force Gini on an uneven case
+        let x: [f64; 4] = [1.0, 2.0, 4.0, 9.0];
+        let brute: f64 =
+            x.iter().flat_map(|a| x.iter().map(move |b| (a - b).abs())).sum::<f64>() / (2.0 * 16.0 * 4.0);
+        assert!((gini(&x).unwrap() - brute).abs() < 1e-12);
+        assert_eq!(jain(&[]), None);
+        assert_eq!(jain(&[0.0, 0.0]), None);
+    }
+
+    #[test]
+    fn hist_stats_are_in_ms_with_exact_mean_and_max() {
+        let mut h = Hist::default();
+        for us in [1_000, 2_000, 3_000, 1_234_567] {
+            h.record(us);
+        }
+        let s = h.stats_ms();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.mean, Some((1_000.0 + 2_000.0 + 3_000.0 + 1_234_567.0) / 4.0 / 1e3));
+        assert_eq!(s.max, Some(1234.567));
+        assert!((s.p50.unwrap() - 2.0).abs() < 0.01);
+        assert_eq!(Hist::default().stats_ms().p99, None);
+    }
+}

@@ -1,0 +1,403 @@
+//! The reception core: which agent gets a session, and who waits.
+//!
+//! One [`Router`] per customer-service account holds its agents' online
+//! state, caps (接待上限) and current loads, a [`Policy`] that chooses among
+//! agents with a free slot, and the FIFO waiting pool (待接入池). It is pure:
+//! no I/O, no clock, no randomness. Time is an argument, so the same code
+//! routes in the simulator (virtual time) and in the reference service
+//! (wall-clock time).
+//!
+//! A new policy (skill-based, say) is one type implementing [`Policy`], made
+//! reachable from [`policy_for`].
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+
+use crate::scenario::PolicyKind;
+
+/// What a policy may read about one agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentState {
+    /// Sessions the agent may hold at once (接待上限).
+    pub cap: u32,
+    /// Sessions the agent holds now.
+    pub load: u32,
+    /// Whether the agent receives new sessions (接待中).
+    pub online: bool,
+    /// Order of the agent's latest assignment (larger is more recent; 0 is
+    /// never). A sequence number rather than a time, so that ties at the
+    /// same instant still have an order.
+    pub last_assigned: u64,
+}
+
+impl AgentState {
+    /// Online and below the cap.
+    #[inline]
+    pub fn has_room(&self) -> bool {
+        self.online && self.load < self.cap
+    }
+}
+
+/// Chooses the agent for a session among those with room.
+///
+/// Contract: return `Some(i)` only for an `i` with `agents[i].has_room()`,
+/// and `None` only when no agent has room. The router calls `pick` only when
+/// at least one agent has room.
+pub trait Policy: Debug + Send {
+    /// Choose an agent for the next session.
+    fn pick(&mut self, agents: &[AgentState], now_us: u64) -> Option<usize>;
+}
+
+/// 轮流接待: agents in a fixed cyclic order; the session goes to the next
+/// agent with room after the one this policy chose last.
+#[derive(Debug, Default)]
+pub struct RoundRobin {
+    last: Option<usize>,
+}
+
+impl Policy for RoundRobin {
+    fn pick(&mut self, agents: &[AgentState], _now_us: u64) -> Option<usize> {
+        let n = agents.len();
+        let start = self.last.map_or(0, |l| l + 1);
+        let chosen = (0..n).map(|k| (start + k) % n).find(|&i| agents[i].has_room())?;
+        self.last = Some(chosen);
+        Some(chosen)
+    }
+}
+
+/// 空闲接待: the agent with the fewest current sessions; among equals, the
+/// one whose last assignment is oldest.
+#[derive(Debug, Default)]
+pub struct IdleFirst;
+
+impl Policy for IdleFirst {
+    fn pick(&mut self, agents: &[AgentState], _now_us: u64) -> Option<usize> {
+        agents
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.has_room())
+            .min_by_key(|(_, a)| (a.load, a.last_assigned))
+            .map(|(i, _)| i)
+    }
+}
+
+/// Packs agents: the agent with the most current sessions still below its
+/// cap; among equals, the first in order.
+#[derive(Debug, Default)]
+pub struct FillFirst;
+
+impl Policy for FillFirst {
+    fn pick(&mut self, agents: &[AgentState], _now_us: u64) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, a) in agents.iter().enumerate() {
+            if a.has_room() && best.is_none_or(|b| a.load > agents[b].load) {
+                best = Some(i);
+            }
+        }
+        best
+    }
+}
+
+/// The policy a scenario names.
+pub fn policy_for(kind: PolicyKind) -> Box<dyn Policy> {
+    match kind {
+        PolicyKind::RoundRobin => Box::<RoundRobin>::default(),
+        PolicyKind::IdleFirst => Box::new(IdleFirst),
+        PolicyKind::FillFirst => Box::new(FillFirst),
+    }
+}
+
+/// A place in the waiting pool, for taking a session out when it abandons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(pub u64);
+
+/// The outcome of routing an arriving session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Given to `agent` (state 3, 人工接待); `kept` when that was the
+    /// preferred (last) agent.
+    Assigned {
+        /// Index of the agent within the account.
+        agent: usize,
+        /// The preferred agent got it.
+        kept: bool,
+    },
+    /// Put in the waiting pool (state 2, 待接入池).
+    Queued(Ticket),
+    /// The pool was full (`queue_limit`).
+    Rejected,
+}
+
+/// A waiting session leaving the pool for an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment<T> {
+    /// What was waiting.
+    pub item: T,
+    /// Index of the agent within the account.
+    pub agent: usize,
+    /// The preferred agent got it.
+    pub kept: bool,
+}
+
+/// FIFO with O(1) removal from the middle: a removed entry leaves a hole
+/// that the front skips, and a ticket is an absolute position.
+#[derive(Debug)]
+struct Pool<T> {
+    slots: VecDeque<Option<(T, Option<u32>)>>,
+    head: u64,
+    len: usize,
+}
+
+impl<T> Pool<T> {
+    fn push(&mut self, item: T, prefer: Option<u32>) -> Ticket {
+        self.slots.push_back(Some((item, prefer)));
+        self.len += 1;
+        Ticket(self.head + self.slots.len() as u64 - 1)
+    }
+
+    fn pop(&mut self) -> Option<(T, Option<u32>)> {
+        while let Some(front) = self.slots.pop_front() {
+            self.head += 1;
+            if front.is_some() {
+                self.len -= 1;
+                return front;
+            }
+        }
+        None
+    }
+
+    fn remove(&mut self, ticket: Ticket) -> Option<T> {
+        let idx = usize::try_from(ticket.0.checked_sub(self.head)?).ok()?;
+        let (item, _) = self.slots.get_mut(idx)?.take()?;
+        self.len -= 1;
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.head += 1;
+        }
+        Some(item)
+    }
+}
+
+/// The reception state of one account.
+#[derive(Debug)]
+pub struct Router<T> {
+    agents: Vec<AgentState>,
+    policy: Box<dyn Policy>,
+    pool: Pool<T>,
+    queue_limit: Option<u32>,
+    /// Free slots over online agents: lets a full account skip the policy.
+    free: u64,
+    assignments: u64,
+}
+
+impl<T> Router<T> {
+    /// A router for agents with these caps, all offline to begin with.
+    pub fn new(policy: Box<dyn Policy>, caps: &[u32], queue_limit: Option<u32>) -> Router<T> {
+        Router {
+            agents: caps
+                .iter()
+                .map(|&cap| AgentState { cap, load: 0, online: false, last_assigned: 0 })
+                .collect(),
+            policy,
+            pool: Pool { slots: VecDeque::new(), head: 0, len: 0 },
+            queue_limit,
+            free: 0,
+            assignments: 0,
+        }
+    }
+
+    /// The agents' current state.
+    pub fn agents(&self) -> &[AgentState] {
+        &self.agents
+    }
+
+    /// Sessions in the waiting pool.
+    pub fn waiting(&self) -> usize {
+        self.pool.len
+    }
+
+    /// Route an arriving session. `prefer` is the agent to keep for a
+    /// returning customer (优先分配给上次接待人员), if the caller's rules
+    /// make one eligible; it is used when that agent has room.
+    pub fn arrive(&mut self, item: T, prefer: Option<usize>, now_us: u64) -> Routed {
+        // A session arriving while others wait joins the back of the pool:
+        // FIFO fairness beats a preferred agent's free slot.
+        if self.pool.len == 0
+            && let Some((agent, kept)) = self.choose(prefer, now_us)
+        {
+            self.assign(agent);
+            return Routed::Assigned { agent, kept };
+        }
+        match self.queue_limit {
+            Some(limit) if self.pool.len >= limit as usize => Routed::Rejected,
+            _ => Routed::Queued(self.pool.push(item, prefer.map(|p| p as u32))),
+        }
+    }
+
+    /// A session of `agent` ended: free its slot and, if someone waits, give
+    /// them the free capacity.
+    pub fn release(&mut self, agent: usize, now_us: u64) -> Option<Assignment<T>> {
+        let a = &mut self.agents[agent];
+        debug_assert!(a.load > 0, "release of an agent with no session");
+        a.load -= 1;
+        if a.online {
+            self.free += 1;
+        }
+        self.serve_pool(now_us)
+    }
+
+    /// Set an agent's reception status (接待中 or not). Coming online serves
+    /// the pool into the new capacity; going offline keeps the agent's
+    /// current sessions but gives it no new ones.
+    pub fn set_online(&mut self, agent: usize, online: bool, now_us: u64, out: &mut Vec<Assignment<T>>) {
+        let a = &mut self.agents[agent];
+        if a.online == online {
+            return;
+        }
+        a.online = online;
+        let room = u64::from(a.cap.saturating_sub(a.load));
+        if online {
+            self.free += room;
+            while let Some(assignment) = self.serve_pool(now_us) {
+                out.push(assignment);
+            }
+        } else {
+            self.free -= room;
+        }
+    }
+
+    /// Take a waiting session out of the pool (the customer abandoned).
+    pub fn abandon(&mut self, ticket: Ticket) -> Option<T> {
+        self.pool.remove(ticket)
+    }
+
+    fn serve_pool(&mut self, now_us: u64) -> Option<Assignment<T>> {
+        if self.free == 0 || self.pool.len == 0 {
+            return None;
+        }
+        let (item, prefer) = self.pool.pop()?;
+        let (agent, kept) = self.choose(prefer.map(|p| p as usize), now_us)?;
+        self.assign(agent);
+        Some(Assignment { item, agent, kept })
+    }
+
+    fn choose(&mut self, prefer: Option<usize>, now_us: u64) -> Option<(usize, bool)> {
+        if self.free == 0 {
+            return None;
+        }
+        if let Some(p) = prefer
+            && self.agents.get(p).is_some_and(AgentState::has_room)
+        {
+            return Some((p, true));
+        }
+        let agent = self.policy.pick(&self.agents, now_us)?;
+        debug_assert!(self.agents[agent].has_room(), "policy picked an agent without room");
+        Some((agent, prefer == Some(agent)))
+    }
+
+    fn assign(&mut self, agent: usize) {
+        self.assignments += 1;
+        let a = &mut self.agents[agent];
+        a.load += 1;
+        a.last_assigned = self.assignments;
+        self.free -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(kind: PolicyKind, caps: &[u32], limit: Option<u32>) -> Router<u32> {
+        let mut r = Router::new(policy_for(kind), caps, limit);
+        let mut out = Vec::new();
+        for i in 0..caps.len() {
+            r.set_online(i, true, 0, &mut out);
+        }
+        r
+    }
+
+    fn agent_of(r: Routed) -> usize {
+        match r {
+            Routed::Assigned { agent, .. } => agent,
+            other => panic!("expected an assignment, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn round_robin_cycles_and_skips_full_agents() {
+        let mut r = router(PolicyKind::RoundRobin, &[1, 2, 1], None);
+        let got: Vec<usize> = (0..4).map(|i| agent_of(r.arrive(i, None, 0))).collect();
+        assert_eq!(got, [0, 1, 2, 1]);
+        assert!(matches!(r.arrive(9, None, 0), Routed::Queued(_)));
+    }
+
+    #[test]
+    fn idle_first_prefers_fewest_then_oldest() {
+        let mut r = router(PolicyKind::IdleFirst, &[3, 3, 3], None);
+        assert_eq!(agent_of(r.arrive(0, None, 0)), 0);
+        assert_eq!(agent_of(r.arrive(1, None, 0)), 1);
+        assert_eq!(agent_of(r.arrive(2, None, 0)), 2);
+        // all hold one; agent 0's assignment is the oldest
+        assert_eq!(agent_of(r.arrive(3, None, 0)), 0);
+        assert_eq!(r.release(1, 0), None);
+        // agent 1 now holds none
+        assert_eq!(agent_of(r.arrive(4, None, 0)), 1);
+    }
+
+    #[test]
+    fn fill_first_packs() {
+        let mut r = router(PolicyKind::FillFirst, &[2, 2], None);
+        let got: Vec<usize> = (0..4).map(|i| agent_of(r.arrive(i, None, 0))).collect();
+        assert_eq!(got, [0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn preferred_agent_is_kept_when_it_has_room() {
+        let mut r = router(PolicyKind::RoundRobin, &[1, 1], None);
+        assert_eq!(r.arrive(0, Some(1), 0), Routed::Assigned { agent: 1, kept: true });
+        // agent 1 is full: the policy decides, and the preference is not kept
+        assert_eq!(r.arrive(1, Some(1), 0), Routed::Assigned { agent: 0, kept: false });
+    }
+
+    #[test]
+    fn pool_is_fifo_limited_and_abandonable() {
+        let mut r = router(PolicyKind::RoundRobin, &[1], Some(2));
+        agent_of(r.arrive(0, None, 0));
+        let Routed::Queued(t1) = r.arrive(1, None, 0) else { panic!() };
+        let Routed::Queued(_) = r.arrive(2, None, 0) else { panic!() };
+        assert_eq!(r.arrive(3, None, 0), Routed::Rejected);
+        assert_eq!(r.abandon(t1), Some(1));
+        assert_eq!(r.abandon(t1), None, "a ticket is used once");
+        assert_eq!(r.waiting(), 1);
+        assert_eq!(r.release(0, 5), Some(Assignment { item: 2, agent: 0, kept: false }));
+        assert_eq!(r.waiting(), 0);
+    }
+
+    #[test]
+    fn offline_agents_get_nothing_and_coming_online_serves_the_pool() {
+        let mut r: Router<u32> = Router::new(policy_for(PolicyKind::IdleFirst), &[2, 1], None);
+        assert!(matches!(r.arrive(0, None, 0), Routed::Queued(_)));
+        assert!(matches!(r.arrive(1, None, 0), Routed::Queued(_)));
+        assert!(matches!(r.arrive(2, None, 0), Routed::Queued(_)));
+        let mut out = Vec::new();
+        r.set_online(0, true, 10, &mut out);
+        assert_eq!(out.iter().map(|a| (a.item, a.agent)).collect::<Vec<_>>(), [(0, 0), (1, 0)]);
+        r.set_online(0, false, 20, &mut out);
+        assert_eq!(r.release(0, 30), None, "an offline agent's freed slot is not used");
+        out.clear();
+        r.set_online(1, true, 40, &mut out);
+        assert_eq!(out.iter().map(|a| (a.item, a.agent)).collect::<Vec<_>>(), [(2, 1)]);
+    }
+
+    #[test]
+    fn arrivals_do_not_overtake_waiting_sessions() {
+        let mut r = router(PolicyKind::RoundRobin, &[1, 1], None);
+        agent_of(r.arrive(0, None, 0));
+        agent_of(r.arrive(1, None, 0));
+        assert!(matches!(r.arrive(2, None, 0), Routed::Queued(_)));
+        // a slot frees and is taken by the waiting session, not a newcomer
+        assert_eq!(r.release(1, 1).map(|a| a.item), Some(2));
+        assert!(matches!(r.arrive(3, Some(0), 1), Routed::Queued(_)));
+    }
+}

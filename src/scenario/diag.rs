@@ -1,0 +1,203 @@
+//! Errors in scenario files, with the file, line, column and a caret under
+//! the offending text, in the style of rustc and cargo.
+
+use std::fmt;
+use std::ops::Range;
+
+/// Why a scenario could not be loaded. All of these exit with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path as given.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file (or the file after overrides) is not a valid scenario.
+    #[error("{0}")]
+    Invalid(Box<Diagnostic>),
+    /// A `--set key=value` override does not name a key of the scenario.
+    #[error("--set {arg}: {message}")]
+    Override {
+        /// The override as given.
+        arg: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// One error at one place in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file's name as the user gave it.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub column: usize,
+    /// What is wrong and, where possible, what is expected.
+    pub message: String,
+    source_line: String,
+    caret_len: usize,
+}
+
+impl Diagnostic {
+    /// Locate `span` (byte offsets into `text`) and keep the line it starts
+    /// on. Without a span the error is about the whole file: it is reported
+    /// at 1:1 with no snippet.
+    pub fn new(file: &str, text: &str, span: Option<Range<usize>>, message: String) -> Diagnostic {
+        let Some(span) = span else {
+            return Diagnostic {
+                file: file.to_owned(),
+                line: 1,
+                column: 1,
+                message,
+                source_line: String::new(),
+                caret_len: 0,
+            };
+        };
+        let start = span.start.min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let source_line = text[line_start..line_end].trim_end_matches('\r').to_owned();
+        let column = text[line_start..start].chars().count() + 1;
+        let end = span.end.clamp(start, line_end);
+        Diagnostic {
+            file: file.to_owned(),
+            line: text[..start].matches('\n').count() + 1,
+            column,
+            message,
+            caret_len: text[start..end].chars().count().max(1),
+            source_line,
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+        if !self.source_line.trim().is_empty() {
+            let num = self.line.to_string();
+            let pad = " ".repeat(num.len());
+            let lead: String = self
+                .source_line
+                .chars()
+                .take(self.column - 1)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(
+                f,
+                "\n{pad} |\n{num} | {}\n{pad} | {lead}{}",
+                self.source_line,
+                "^".repeat(self.caret_len.min(80))
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `did you mean "x"?` when a close candidate exists, else the list.
+pub fn suggest(word: &str, candidates: &[&str], what: &str) -> String {
+    let best = candidates.iter().map(|c| (strsim::damerau_levenshtein(word, c), *c)).min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, c)) if d <= (word.len().max(3) / 3).max(2) => format!("did you mean `{c}`?"),
+        _ => {
+            format!("{what}: {}", candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
+/// The line of `text` that contains byte `offset`.
+pub fn line_at(text: &str, offset: usize) -> &str {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    &text[start..end]
+}
+
+/// Reword serde's messages for people who write scenario files, not Rust:
+/// "unknown field" becomes "unknown key" with the closest known key, Rust
+/// type names become words, and `[account]` written for `[[account]]` says
+/// so. `line` is the source line the error points at.
+pub fn improve_message(message: &str, line: &str) -> String {
+    let mut m = message.trim_end().to_owned();
+    for (kind, what) in [("field", "key"), ("variant", "value")] {
+        let prefix = format!("unknown {kind} `");
+        let Some(rest) = m.strip_prefix(&prefix) else { continue };
+        let Some((word, tail)) = rest.split_once('`') else { continue };
+        // serde writes "expected one of `a`, `b`", "expected `a` or `b`" or
+        // "there are no fields"
+        let tail = tail.trim_start_matches(',').trim();
+        let candidates: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+        let hint = closest(word, &candidates).map_or(String::new(), |c| format!(": did you mean `{c}`?"));
+        m = format!("unknown {what} `{word}`{hint} ({tail})");
+        break;
+    }
+    m = m.replacen("missing field `", "missing key `", 1);
+    for (rust, words) in [
+        ("expected u32", "expected a whole number ≥ 0"),
+        ("expected u64", "expected a whole number ≥ 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ] {
+        m = m.replace(rust, words);
+    }
+    let trimmed = line.trim_start();
+    if m.contains("expected a sequence")
+        && trimmed.starts_with('[')
+        && !trimmed.starts_with("[[")
+        && let Some(name) = trimmed[1..].split(']').next()
+    {
+        let name = name.trim();
+        m = format!(
+            "`[{name}]` must be written `[[{name}]]`: it is an array of tables, \
+             one `[[{name}]]` per {name}"
+        );
+    }
+    m
+}
+
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, _)| *d <= (word.len().max(3) / 3).max(2))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_and_caret() {
+        let text = "a = 1\nrate = \"x\"\n";
+        let d = Diagnostic::new("f.toml", text, Some(13..16), "bad rate".into());
+        assert_eq!((d.line, d.column), (2, 8));
+        assert_eq!(d.to_string(), "f.toml:2:8: bad rate\n  |\n2 | rate = \"x\"\n  |        ^^^");
+    }
+
+    #[test]
+    fn unknown_key_gets_a_suggestion() {
+        let m = improve_message("unknown field `ratee`, expected one of `name`, `scene`, `rate`", "");
+        assert_eq!(m, "unknown key `ratee`: did you mean `rate`? (expected one of `name`, `scene`, `rate`)");
+        let two = improve_message("unknown field `form`, expected `from` or `to`", "");
+        assert_eq!(two, "unknown key `form`: did you mean `from`? (expected `from` or `to`)");
+        let far = improve_message("unknown field `zzzzzzzz`, expected one of `name`, `rate`", "");
+        assert_eq!(far, "unknown key `zzzzzzzz` (expected one of `name`, `rate`)");
+    }
+
+    #[test]
+    fn rust_words_become_scenario_words() {
+        assert_eq!(
+            improve_message("invalid value: integer `-1`, expected u32", ""),
+            "invalid value: integer `-1`, expected a whole number ≥ 0"
+        );
+        let m = improve_message("invalid type: map, expected a sequence", "[account]");
+        assert!(m.starts_with("`[account]` must be written `[[account]]`"), "{m}");
+        assert_eq!(Diagnostic::new("f", "x", None, "m".into()).to_string(), "f:1:1: m");
+    }
+}

@@ -1,0 +1,460 @@
+//! Scenario files: parse, validate, and hand the rest of kfsim a checked
+//! model.
+//!
+//! Two layers: `schema` mirrors the TOML (raw serde types that check single
+//! values as they are read), and [`Scenario`] is the validated model with
+//! references resolved to indices and every duration in microseconds.
+//! Nothing downstream sees raw TOML. Only [`Scenario::load`] touches the file
+//! system; [`Scenario::parse`] works on text, which is what tests use.
+
+mod diag;
+mod dist;
+mod overrides;
+mod schema;
+pub mod units;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Serialize;
+use toml::Spanned;
+
+pub use diag::{Diagnostic, ScenarioError};
+pub use dist::{CountDist, TimeDist};
+pub use schema::{MSG_TYPES, Mix, PolicyKind, Scene};
+
+use schema::{RawAgents, RawEntry, RawPoint, RawScenario, RawShift};
+use units::format_duration;
+
+/// Default run length when a file gives no `duration`.
+pub const DEFAULT_DURATION_US: u64 = 3_600_000_000;
+/// Default service-level threshold T.
+pub const DEFAULT_SERVICE_LEVEL_US: u64 = 20_000_000;
+/// Default window of 优先分配给上次接待人员 (WeCom's own is 48 h).
+pub const DEFAULT_PREFER_WITHIN_US: u64 = 48 * 3_600_000_000;
+/// Default number of past customers kept per account for `returning` draws.
+pub const DEFAULT_CUSTOMER_MEMORY: u64 = 1_000_000;
+
+/// A validated scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    /// Scenario name, used in report folder names.
+    pub name: String,
+    /// Root seed of every random draw.
+    pub seed: u64,
+    /// Arrivals are generated over `[0, duration_us)`.
+    pub duration_us: u64,
+    /// Sessions arriving before this are simulated but not counted.
+    pub warmup_us: u64,
+    /// Threshold T of the service-level metric.
+    pub service_level_us: u64,
+    /// After `duration_us`, the run stops once this much more time has passed
+    /// even if sessions are still open; `None` drains until nothing is left.
+    pub drain_us: Option<u64>,
+    /// Past customers remembered per account (for `returning` and
+    /// prefer-last-agent). Bounds memory on long runs.
+    pub customer_memory: u64,
+    /// Customer-service accounts (客服账号).
+    pub accounts: Vec<Account>,
+    /// Groups of reception staff (接待人员).
+    pub groups: Vec<AgentGroup>,
+    /// Entry points.
+    pub entries: Vec<Entry>,
+}
+
+/// A customer-service account and its reception rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    /// Unique name.
+    pub name: String,
+    /// How a session is given to one of the agents with a free slot.
+    pub policy: PolicyKind,
+    /// Send a returning customer to the agent of their last session.
+    pub prefer_last_agent: bool,
+    /// How recent that last session must be [µs].
+    pub prefer_last_within_us: u64,
+    /// Waiting-pool size; `None` is unbounded, `Some(0)` turns waiting off.
+    pub queue_limit: Option<u32>,
+}
+
+/// A group of identical agents.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentGroup {
+    /// Index into [`Scenario::accounts`].
+    pub account: usize,
+    /// Unique group name.
+    pub group: String,
+    /// Number of agents.
+    pub count: u32,
+    /// 接待上限: sessions one agent holds at once.
+    pub max_concurrent: u32,
+    /// Work to answer one customer message, at concurrency 1.
+    pub reply_delay: TimeDist,
+    /// With j sessions, replies progress (1 + slowdown·(j−1)) times slower.
+    pub slowdown: f64,
+    /// Time the slot stays held after the last reply.
+    pub wrap_up: TimeDist,
+    /// `[from, to)` shifts [µs]; empty means online for the whole run.
+    pub online: Vec<(u64, u64)>,
+}
+
+/// An entry point and the customers who come through it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Unique name (defaults to the scene).
+    pub name: String,
+    /// The entry point's kind.
+    pub scene: Scene,
+    /// Index into [`Scenario::accounts`].
+    pub account: usize,
+    /// Mean Poisson rate before the profile [1/s].
+    pub rate_per_s: f64,
+    /// Rate multiplier over time; empty means flat 1.
+    pub profile: Vec<(u64, f64)>,
+    /// Share of arrivals who are customers already seen.
+    pub returning: f64,
+    /// Customer messages per session (≥ 1).
+    pub messages: CountDist,
+    /// The customer's gap after each agent reply.
+    pub think: TimeDist,
+    /// Time a waiting customer stays in the pool; `None` waits forever.
+    pub patience: Option<TimeDist>,
+    /// Shares of message types, indexed like [`MSG_TYPES`].
+    pub mix: [f64; 9],
+}
+
+impl Scenario {
+    /// Read, override (`--set key=value`) and validate a scenario file.
+    pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Io { path: path.display().to_string(), source })?;
+        Scenario::parse_with(&text, &path.display().to_string(), sets)
+    }
+
+    /// Validate scenario text; `file` only names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_with(text, file, &[])
+    }
+
+    /// Validate scenario text after applying `key=value` overrides.
+    pub fn parse_with(text: &str, file: &str, sets: &[String]) -> Result<Scenario, ScenarioError> {
+        // The file is checked as written first, so its own mistakes are
+        // reported at their own lines; overrides are applied afterwards.
+        let scenario = parse_text(text, file)?;
+        if sets.is_empty() {
+            return Ok(scenario);
+        }
+        let rewritten = overrides::apply(text, sets)?;
+        parse_text(&rewritten, &format!("{file} (with --set {})", sets.join(" --set ")))
+    }
+
+    /// The index of the account called `name`.
+    pub fn account_index(&self, name: &str) -> Option<usize> {
+        self.accounts.iter().position(|a| a.name == name)
+    }
+
+    /// Total agents over all groups.
+    pub fn agent_count(&self) -> usize {
+        self.groups.iter().map(|g| g.count as usize).sum()
+    }
+}
+
+fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+        // serde points a missing top-level key at the whole document: that
+        // is an error about the file, with no line to show.
+        let span = e.span().filter(|s| !(s.start == 0 && e.message().starts_with("missing field")));
+        let line = span.as_ref().map_or("", |s| diag::line_at(text, s.start));
+        let message = diag::improve_message(e.message(), line);
+        ScenarioError::Invalid(Box::new(Diagnostic::new(file, text, span, message)))
+    })?;
+    let err = |span: Option<Range<usize>>, message: String| {
+        ScenarioError::Invalid(Box::new(Diagnostic::new(file, text, span, message)))
+    };
+    build(raw, &err)
+}
+
+type ErrFn<'a> = dyn Fn(Option<Range<usize>>, String) -> ScenarioError + 'a;
+
+fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
+    let duration_us = raw.duration.as_ref().map_or(DEFAULT_DURATION_US, |d| d.get_ref().0);
+    if duration_us == 0 {
+        let span = raw.duration.as_ref().map(Spanned::span);
+        return Err(err(span, "`duration` must be longer than 0s".into()));
+    }
+    let warmup_us = raw.warmup.as_ref().map_or(0, |w| w.get_ref().0);
+    if let Some(w) = &raw.warmup
+        && warmup_us >= duration_us
+    {
+        return Err(err(Some(w.span()), "`warmup` must be shorter than `duration`".into()));
+    }
+    if raw.account.is_empty() {
+        return Err(err(None, "expected at least one [[account]] table with a `name`".into()));
+    }
+    if raw.agents.is_empty() {
+        return Err(err(None, "expected at least one [[agents]] table (reception staff)".into()));
+    }
+    if raw.entry.is_empty() {
+        return Err(err(None, "expected at least one [[entry]] table (an entry point)".into()));
+    }
+    let customer_memory = match &raw.customer_memory {
+        None => DEFAULT_CUSTOMER_MEMORY,
+        Some(m) if *m.get_ref() == 0 || *m.get_ref() > 100_000_000 => {
+            return Err(err(Some(m.span()), "`customer_memory` must be between 1 and 100000000".into()));
+        }
+        Some(m) => *m.get_ref(),
+    };
+
+    let mut accounts = Vec::new();
+    let mut account_ix = HashMap::new();
+    for a in raw.account {
+        let name = a.name.get_ref().clone();
+        if name.is_empty() {
+            return Err(err(Some(a.name.span()), "an account name must not be empty".into()));
+        }
+        if account_ix.insert(name.clone(), accounts.len()).is_some() {
+            return Err(err(Some(a.name.span()), format!("account \"{name}\" is defined twice")));
+        }
+        accounts.push(Account {
+            name,
+            policy: a.policy.unwrap_or(PolicyKind::RoundRobin),
+            prefer_last_agent: a.prefer_last_agent.unwrap_or(false),
+            prefer_last_within_us: a.prefer_last_within.map_or(DEFAULT_PREFER_WITHIN_US, |d| d.0),
+            queue_limit: a.queue_limit,
+        });
+    }
+    let resolve =
+        |name: &Option<Spanned<String>>, table: &str, at: Range<usize>| -> Result<usize, ScenarioError> {
+            match name {
+                Some(n) => account_ix.get(n.get_ref()).copied().ok_or_else(|| {
+                    let known: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
+                    err(
+                        Some(n.span()),
+                        format!(
+                            "unknown account \"{}\"; {}",
+                            n.get_ref(),
+                            diag::suggest(n.get_ref(), &known, "defined accounts")
+                        ),
+                    )
+                }),
+                None if accounts.len() == 1 => Ok(0),
+                None => Err(err(
+                    Some(at),
+                    format!("an [[{table}]] table needs `account = \"…\"` when there are several accounts"),
+                )),
+            }
+        };
+
+    let mut groups = Vec::new();
+    let mut group_names = HashMap::new();
+    for g in raw.agents {
+        groups.push(build_group(g, &resolve, &accounts, &mut group_names, err)?);
+    }
+    let mut entries = Vec::new();
+    let mut entry_names = HashMap::new();
+    for e in raw.entry {
+        entries.push(build_entry(e, &resolve, &mut entry_names, err)?);
+    }
+    Ok(Scenario {
+        name: raw.name,
+        seed: raw.seed.unwrap_or(1),
+        duration_us,
+        warmup_us,
+        service_level_us: raw.service_level.map_or(DEFAULT_SERVICE_LEVEL_US, |d| d.0),
+        drain_us: raw.drain.map(|d| d.0),
+        customer_memory,
+        accounts,
+        groups,
+        entries,
+    })
+}
+
+type ResolveFn<'a> =
+    dyn Fn(&Option<Spanned<String>>, &str, Range<usize>) -> Result<usize, ScenarioError> + 'a;
+
+fn build_group(
+    g: Spanned<RawAgents>,
+    resolve: &ResolveFn<'_>,
+    accounts: &[Account],
+    names: &mut HashMap<String, ()>,
+    err: &ErrFn<'_>,
+) -> Result<AgentGroup, ScenarioError> {
+    let header = g.span();
+    let g = g.into_inner();
+    let account = resolve(&g.account, "agents", header.clone())?;
+    let (group, span) = match &g.group {
+        Some(n) => (n.get_ref().clone(), n.span()),
+        None => (accounts[account].name.clone(), header),
+    };
+    if group.is_empty() {
+        return Err(err(Some(span), "a group name must not be empty".into()));
+    }
+    if names.insert(group.clone(), ()).is_some() {
+        return Err(err(
+            Some(span),
+            format!("agent group \"{group}\" is defined twice; give each [[agents]] table its own `group`"),
+        ));
+    }
+    let count = *g.count.get_ref();
+    if count == 0 || count > 1_000_000 {
+        return Err(err(Some(g.count.span()), "`count` must be between 1 and 1000000".into()));
+    }
+    let max_concurrent = g.max_concurrent.as_ref().map_or(1, |m| *m.get_ref());
+    if let Some(m) = &g.max_concurrent
+        && (max_concurrent == 0 || max_concurrent > 10_000)
+    {
+        return Err(err(Some(m.span()), "`max_concurrent` must be between 1 and 10000".into()));
+    }
+    Ok(AgentGroup {
+        account,
+        group,
+        count,
+        max_concurrent,
+        reply_delay: g.reply_delay,
+        slowdown: g.slowdown.map_or(0.0, |s| s.0),
+        wrap_up: g.wrap_up.unwrap_or(TimeDist::Constant { us: 0 }),
+        online: shifts(g.online.unwrap_or_default(), err)?,
+    })
+}
+
+fn build_entry(
+    e: Spanned<RawEntry>,
+    resolve: &ResolveFn<'_>,
+    names: &mut HashMap<String, ()>,
+    err: &ErrFn<'_>,
+) -> Result<Entry, ScenarioError> {
+    let header = e.span();
+    let e = e.into_inner();
+    let account = resolve(&e.account, "entry", header)?;
+    let scene = *e.scene.get_ref();
+    let (name, span) = match &e.name {
+        Some(n) => (n.get_ref().clone(), n.span()),
+        None => (scene.as_str().to_owned(), e.scene.span()),
+    };
+    if names.insert(name.clone(), ()).is_some() {
+        return Err(err(
+            Some(span),
+            format!("entry \"{name}\" is defined twice; give each [[entry]] its own `name`"),
+        ));
+    }
+    Ok(Entry {
+        name,
+        scene,
+        account,
+        rate_per_s: e.rate.0.per_s,
+        profile: e.profile.map_or(Ok(Vec::new()), |p| profile(p, err))?,
+        returning: e.returning.map_or(0.0, |p| p.0),
+        messages: e.messages.unwrap_or(CountDist::Constant { value: 1 }),
+        think: e.think.unwrap_or(TimeDist::Constant { us: 0 }),
+        patience: e.patience,
+        mix: e.mix.unwrap_or_default().0,
+    })
+}
+
+/// Shifts must start before they end and come in order without overlap;
+/// errors point at the shift at fault.
+fn shifts(raw: Vec<Spanned<RawShift>>, err: &ErrFn<'_>) -> Result<Vec<(u64, u64)>, ScenarioError> {
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(raw.len());
+    for shift in raw {
+        let (from, to) = (shift.get_ref().from.0, shift.get_ref().to.0);
+        if from >= to {
+            let message = format!(
+                "a shift must end after it starts (from = \"{}\", to = \"{}\")",
+                format_duration(from),
+                format_duration(to)
+            );
+            return Err(err(Some(shift.span()), message));
+        }
+        if let Some(&(_, prev_to)) = out.last()
+            && from < prev_to
+        {
+            let message = format!(
+                "shifts must be in order and must not overlap: this one starts at {}, before the previous one ends at {}",
+                format_duration(from),
+                format_duration(prev_to)
+            );
+            return Err(err(Some(shift.span()), message));
+        }
+        out.push((from, to));
+    }
+    Ok(out)
+}
+
+/// Profile points must be in order of `at` and not all zero.
+fn profile(raw: Spanned<Vec<Spanned<RawPoint>>>, err: &ErrFn<'_>) -> Result<Vec<(u64, f64)>, ScenarioError> {
+    let span = raw.span();
+    let points = raw.into_inner();
+    if points.is_empty() {
+        return Err(err(Some(span), "a profile needs at least one { at, factor } point".into()));
+    }
+    let mut out: Vec<(u64, f64)> = Vec::with_capacity(points.len());
+    for p in points {
+        let (at, factor) = (p.get_ref().at.0, p.get_ref().factor.0);
+        if out.last().is_some_and(|&(prev, _)| at < prev) {
+            return Err(err(Some(p.span()), "profile points must be in order of `at`".into()));
+        }
+        out.push((at, factor));
+    }
+    if out.iter().all(|&(_, f)| f == 0.0) {
+        return Err(err(Some(span), "a profile whose factors are all 0 has no arrivals".into()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+[[account]]
+name = "a"
+[[agents]]
+count = 2
+reply_delay = "1m"
+[[entry]]
+scene = "web"
+rate = "1/min"
+"#;
+
+    #[test]
+    fn defaults_are_documented_ones() {
+        let s = Scenario::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(s.seed, 1);
+        assert_eq!(s.warmup_us, 0);
+        assert_eq!(s.duration_us, DEFAULT_DURATION_US);
+        assert_eq!(s.service_level_us, 20_000_000);
+        let a = &s.accounts[0];
+        assert_eq!((a.policy, a.prefer_last_agent, a.queue_limit), (PolicyKind::RoundRobin, false, None));
+        let g = &s.groups[0];
+        assert_eq!((g.group.as_str(), g.max_concurrent, g.slowdown), ("a", 1, 0.0));
+        assert!(g.wrap_up.is_zero() && g.online.is_empty());
+        let e = &s.entries[0];
+        assert_eq!(
+            (e.name.as_str(), e.returning, e.messages),
+            ("web", 0.0, CountDist::Constant { value: 1 })
+        );
+        assert!(e.think.is_zero() && e.patience.is_none() && e.profile.is_empty());
+        assert_eq!(e.mix[0], 1.0);
+    }
+
+    #[test]
+    fn overrides_change_the_model() {
+        let sets = ["seed=9", "agents.a.count=7", "entry.web.rate=3/s", "account.a.policy=idle_first"]
+            .map(String::from);
+        let s = Scenario::parse_with(MINIMAL, "t.toml", &sets).unwrap();
+        assert_eq!(s.seed, 9);
+        assert_eq!(s.groups[0].count, 7);
+        assert_eq!(s.entries[0].rate_per_s, 3.0);
+        assert_eq!(s.accounts[0].policy, PolicyKind::IdleFirst);
+    }
+
+    #[test]
+    fn errors_point_at_the_value() {
+        let text = MINIMAL.replace("rate = \"1/min\"", "rate = \"-1/min\"");
+        let e = Scenario::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:10:8: "), "{e}");
+        assert!(e.contains("must be positive"), "{e}");
+    }
+}

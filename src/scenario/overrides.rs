@@ -1,0 +1,113 @@
+//! `--set key=value` overrides of a scenario, the same paths that `sweep
+//! --vary` uses.
+//!
+//! Paths: a top-level key (`seed`, `duration`), or a table of an array chosen
+//! by name: `account.NAME.KEY`, `agents.GROUP.KEY`, `entry.NAME.KEY` (an entry
+//! is named by its `name`, else its `scene`; a group by its `group`, else its
+//! account). Deeper keys go into inline tables: `entry.web.patience.mean=2m`.
+//! The value is read as TOML when it is TOML (`20`, `true`, `{ … }`) and as a
+//! string otherwise (`2h`, `idle_first`).
+
+use toml::{Table, Value};
+
+use super::ScenarioError;
+
+/// Apply every override to the document and return it as TOML text.
+pub(super) fn apply(text: &str, sets: &[String]) -> Result<String, ScenarioError> {
+    let mut doc: Table = toml::from_str(text)
+        .map_err(|e| ScenarioError::Override { arg: sets.join(" "), message: e.message().to_owned() })?;
+    for arg in sets {
+        let fail = |message: String| ScenarioError::Override { arg: arg.clone(), message };
+        let (path, raw) = arg.split_once('=').ok_or_else(|| fail("expected KEY=VALUE".into()))?;
+        set(&mut doc, path.trim(), parse_value(raw.trim())).map_err(fail)?;
+    }
+    toml::to_string(&doc).map_err(|e| ScenarioError::Override { arg: sets.join(" "), message: e.to_string() })
+}
+
+fn parse_value(raw: &str) -> Value {
+    toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_owned()))
+}
+
+/// Set `path` in `doc`, selecting array elements by name.
+pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("`{path}` is not a key path"));
+    }
+    let default_account = single_account_name(doc);
+    let (table, rest) = match parts[0] {
+        array @ ("account" | "agents" | "entry") => {
+            let name = parts.get(1).ok_or_else(|| format!("`{array}` needs a name: {array}.NAME.KEY"))?;
+            if parts.len() < 3 {
+                return Err(format!("expected {array}.{name}.KEY"));
+            }
+            let items = doc
+                .get_mut(array)
+                .and_then(Value::as_array_mut)
+                .ok_or_else(|| format!("the scenario has no [[{array}]] tables"))?;
+            let names: Vec<String> =
+                items.iter().map(|t| element_name(array, t, default_account.as_deref())).collect();
+            let idx = names.iter().position(|n| n == name).ok_or_else(|| {
+                format!("no [[{array}]] named \"{name}\" (there are: {})", names.join(", "))
+            })?;
+            let table = items[idx].as_table_mut().ok_or_else(|| format!("[[{array}]] is not a table"))?;
+            (table, &parts[2..])
+        }
+        _ => (doc, &parts[..]),
+    };
+    let mut cur = table;
+    for key in &rest[..rest.len() - 1] {
+        cur = cur
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("`{key}` in `{path}` is not a table"))?;
+    }
+    cur.insert(rest[rest.len() - 1].to_string(), value);
+    Ok(())
+}
+
+fn single_account_name(doc: &Table) -> Option<String> {
+    match doc.get("account").and_then(Value::as_array).map(Vec::as_slice) {
+        Some([only]) => only.get("name").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn element_name(array: &str, item: &Value, default_account: Option<&str>) -> String {
+    let get = |k: &str| item.get(k).and_then(Value::as_str);
+    let name = match array {
+        "account" => get("name"),
+        "agents" => get("group").or_else(|| get("account")).or(default_account),
+        _ => get("name").or_else(|| get("scene")),
+    };
+    name.unwrap_or("?").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_typed_when_they_can_be() {
+        assert_eq!(parse_value("20"), Value::Integer(20));
+        assert_eq!(parse_value("0.5"), Value::Float(0.5));
+        assert_eq!(parse_value("true"), Value::Boolean(true));
+        assert_eq!(parse_value("2h"), Value::String("2h".into()));
+        assert_eq!(parse_value("\"2h\""), Value::String("2h".into()));
+        assert!(parse_value("{ dist = \"exponential\", mean = \"2m\" }").is_table());
+    }
+
+    #[test]
+    fn unknown_names_are_reported() {
+        let mut doc: Table =
+            toml::from_str("[[agents]]\ngroup = \"day\"\n[[entry]]\nscene = \"web\"\n").unwrap();
+        assert!(set(&mut doc, "agents.night.count", Value::Integer(1)).unwrap_err().contains("day"));
+        assert!(set(&mut doc, "agents.day", Value::Integer(1)).is_err());
+        set(&mut doc, "entry.web.patience.mean", Value::String("2m".into())).unwrap();
+        assert_eq!(doc["entry"][0]["patience"]["mean"].as_str(), Some("2m"));
+    }
+}

@@ -1,0 +1,283 @@
+//! The raw shape of a scenario file, as serde reads it.
+//!
+//! Every table denies unknown keys, and every value type checks itself while
+//! it is deserialized, so a wrong value is reported at its own position.
+//! Checks that need more than one value (references between tables, warm-up
+//! shorter than the run) happen in `scenario::build`, using the `Spanned`
+//! positions kept here. Nothing outside `scenario` sees these types.
+
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use toml::Spanned;
+
+use super::dist::{CountDist, TimeDist};
+use super::units::{Rate, parse_duration};
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScenario {
+    pub name: String,
+    pub seed: Option<u64>,
+    pub duration: Option<Spanned<Dur>>,
+    pub warmup: Option<Spanned<Dur>>,
+    pub service_level: Option<Dur>,
+    pub drain: Option<Dur>,
+    pub customer_memory: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub account: Vec<RawAccount>,
+    #[serde(default)]
+    pub agents: Vec<Spanned<RawAgents>>,
+    #[serde(default)]
+    pub entry: Vec<Spanned<RawEntry>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccount {
+    pub name: Spanned<String>,
+    pub policy: Option<PolicyKind>,
+    pub prefer_last_agent: Option<bool>,
+    pub prefer_last_within: Option<Dur>,
+    pub queue_limit: Option<u32>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgents {
+    pub account: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub count: Spanned<u32>,
+    pub max_concurrent: Option<Spanned<u32>>,
+    pub reply_delay: TimeDist,
+    pub slowdown: Option<NonNegative>,
+    pub wrap_up: Option<TimeDist>,
+    pub online: Option<Vec<Spanned<RawShift>>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEntry {
+    pub name: Option<Spanned<String>>,
+    pub scene: Spanned<Scene>,
+    pub account: Option<Spanned<String>>,
+    pub rate: RateValue,
+    pub profile: Option<Spanned<Vec<Spanned<RawPoint>>>>,
+    pub returning: Option<Probability>,
+    pub messages: Option<CountDist>,
+    pub think: Option<TimeDist>,
+    pub patience: Option<TimeDist>,
+    pub mix: Option<Mix>,
+}
+
+/// How an account chooses among its agents with a free slot.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// 轮流接待: a fixed cyclic order; the next agent after the last one assigned.
+    RoundRobin,
+    /// 空闲接待: fewest current sessions; ties to the oldest last assignment.
+    IdleFirst,
+    /// Most current sessions still below the cap: packs agents.
+    FillFirst,
+}
+
+impl PolicyKind {
+    /// The name used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::RoundRobin => "round_robin",
+            PolicyKind::IdleFirst => "idle_first",
+            PolicyKind::FillFirst => "fill_first",
+        }
+    }
+}
+
+/// The entry point a customer came from (the `scene` of a contact way).
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Scene {
+    /// 视频号 WeChat Channels.
+    Channels,
+    /// 搜一搜 Search.
+    Search,
+    /// 支付凭证 payment receipt.
+    Payment,
+    /// 小程序 mini program.
+    Miniprogram,
+    /// 公众号 official account.
+    OfficialAccount,
+    /// A web page (H5).
+    Web,
+    /// A native app.
+    App,
+    /// An offline QR code.
+    OfflineQr,
+}
+
+impl Scene {
+    /// The name used in scenario files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scene::Channels => "channels",
+            Scene::Search => "search",
+            Scene::Payment => "payment",
+            Scene::Miniprogram => "miniprogram",
+            Scene::OfficialAccount => "official_account",
+            Scene::Web => "web",
+            Scene::App => "app",
+            Scene::OfflineQr => "offline_qr",
+        }
+    }
+}
+
+/// A duration in microseconds, written as a string with a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Dur(pub u64);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string like \"30s\", \"5m\" or \"8h\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
+                parse_duration(v).map(Dur).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An arrival rate, written `"120/min"`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RateValue(pub Rate);
+
+impl<'de> Deserialize<'de> for RateValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RateValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a rate string like \"2/s\", \"120/min\" or \"600/h\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RateValue, E> {
+                Rate::parse(v).map(RateValue).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn finite_number<'de, D: Deserializer<'de>>(d: D, what: &'static str) -> Result<f64, D::Error> {
+    struct V(&'static str);
+    impl Visitor<'_> for V {
+        type Value = f64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            if v.is_finite() { Ok(v) } else { Err(E::custom(format!("expected {}, got {v}", self.0))) }
+        }
+    }
+    d.deserialize_any(V(what))
+}
+
+/// A share in `[0, 1]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probability(pub f64);
+
+impl<'de> Deserialize<'de> for Probability {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = finite_number(d, "a share between 0 and 1")?;
+        if (0.0..=1.0).contains(&v) {
+            Ok(Probability(v))
+        } else {
+            Err(de::Error::custom(format!("expected a share between 0 and 1, got {v}")))
+        }
+    }
+}
+
+/// A finite number ≥ 0.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NonNegative(pub f64);
+
+impl<'de> Deserialize<'de> for NonNegative {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = finite_number(d, "a number ≥ 0")?;
+        if v >= 0.0 {
+            Ok(NonNegative(v))
+        } else {
+            Err(de::Error::custom(format!("expected a number ≥ 0, got {v}")))
+        }
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPoint {
+    pub at: Dur,
+    pub factor: NonNegative,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShift {
+    pub from: Dur,
+    pub to: Dur,
+}
+
+/// Customer message types, as WeCom's `msgtype` names them.
+pub const MSG_TYPES: [&str; 9] =
+    ["text", "image", "voice", "video", "file", "location", "link", "business_card", "miniprogram"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMix {
+    text: Option<Probability>,
+    image: Option<Probability>,
+    voice: Option<Probability>,
+    video: Option<Probability>,
+    file: Option<Probability>,
+    location: Option<Probability>,
+    link: Option<Probability>,
+    business_card: Option<Probability>,
+    miniprogram: Option<Probability>,
+}
+
+/// Shares of each message type, indexed like [`MSG_TYPES`]; they sum to 1.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mix(pub [f64; 9]);
+
+impl Default for Mix {
+    fn default() -> Self {
+        let mut w = [0.0; 9];
+        w[0] = 1.0;
+        Mix(w)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = RawMix::deserialize(d)?;
+        let w =
+            [r.text, r.image, r.voice, r.video, r.file, r.location, r.link, r.business_card, r.miniprogram]
+                .map(|p| p.map_or(0.0, |p| p.0));
+        let sum: f64 = w.iter().sum();
+        if (sum - 1.0).abs() > 1e-6 {
+            return Err(de::Error::custom(format!(
+                "the shares of `mix` must sum to 1 (within 1e-6), but they sum to {sum}"
+            )));
+        }
+        Ok(Mix(w))
+    }
+}

@@ -1,0 +1,162 @@
+//! Parsing of the human units in scenario files: durations (`"2h30m"`) and
+//! rates (`"120/min"`).
+//!
+//! Virtual time is kept in integer microseconds everywhere in kfsim, so a
+//! duration parses to `u64` µs. Parsers here take `&str` and return a message
+//! on error; the serde glue in `schema` attaches the file position.
+
+use std::fmt;
+
+/// Microseconds in one second.
+pub const US_PER_S: f64 = 1e6;
+
+/// Parse a duration such as `"20s"`, `"2h30m"`, `"1.5h"`, `"250ms"` or `"3d"`
+/// into microseconds.
+///
+/// Units: `d`, `h`, `m`/`min`, `s`, `ms`, `us`/`µs`. Parts may be separated by
+/// spaces. A bare number is refused on purpose: `"20"` could mean seconds or
+/// minutes, and the file should say which.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let expected = || {
+        format!(
+            "invalid duration \"{text}\": expected a number with a unit, \
+             like \"20s\", \"2m\", \"1h30m\", \"250ms\" or \"3d\""
+        )
+    };
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(expected());
+    }
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    let mut total = 0.0_f64;
+    while i < bytes.len() {
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+            i += 1;
+        }
+        if start == i {
+            return Err(expected());
+        }
+        let number: f64 = s[start..i].parse().map_err(|_| expected())?;
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        let unit_start = i;
+        while i < bytes.len() && !(bytes[i].is_ascii_digit() || bytes[i] == b' ' || bytes[i] == b'.') {
+            i += 1;
+        }
+        let factor = match &s[unit_start..i] {
+            "d" | "day" | "days" => 86_400e6,
+            "h" | "hr" | "hour" | "hours" => 3_600e6,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60e6,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1e6,
+            "ms" => 1e3,
+            "us" | "µs" => 1.0,
+            _ => return Err(expected()),
+        };
+        total += number * factor;
+    }
+    if !total.is_finite() || total > 1e17 {
+        return Err(format!("duration \"{text}\" is too long"));
+    }
+    Ok(total.round() as u64)
+}
+
+/// Render microseconds the way a person writes a duration (`"2h30m"`), the
+/// inverse of [`parse_duration`] for whole numbers of each unit.
+pub fn format_duration(us: u64) -> String {
+    if us == 0 {
+        return "0s".into();
+    }
+    if us % 1_000_000 != 0 {
+        return if us % 1000 == 0 { format!("{}ms", us / 1000) } else { format!("{us}us") };
+    }
+    let mut s = us / 1_000_000;
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if s >= size {
+            out.push_str(&format!("{}{unit}", s / size));
+            s %= size;
+        }
+    }
+    out
+}
+
+/// A rate in events per second, parsed from `"120/min"`, `"2/s"` or `"600/h"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Mean events per second.
+    pub per_s: f64,
+}
+
+impl Rate {
+    /// Parse `"<number>/<unit>"` with unit `s`, `min` or `h`.
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let expected = || {
+            format!(
+                "invalid rate \"{text}\": expected a number of arrivals per unit of time, \
+                 like \"2/s\", \"120/min\" or \"600/h\""
+            )
+        };
+        let (number, unit) = text.split_once('/').ok_or_else(expected)?;
+        let number: f64 = number.trim().parse().map_err(|_| expected())?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            "h" | "hr" | "hour" => 3600.0,
+            "d" | "day" => 86_400.0,
+            _ => return Err(expected()),
+        };
+        if !number.is_finite() || number <= 0.0 {
+            return Err(format!("rate \"{text}\" must be positive and finite"));
+        }
+        Ok(Rate { per_s: number / per })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/s", self.per_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20s"), Ok(20_000_000));
+        assert_eq!(parse_duration("2h30m"), Ok(9_000_000_000));
+        assert_eq!(parse_duration("2h 30m"), Ok(9_000_000_000));
+        assert_eq!(parse_duration("1.5h"), Ok(5_400_000_000));
+        assert_eq!(parse_duration("250ms"), Ok(250_000));
+        assert_eq!(parse_duration("3d"), Ok(259_200_000_000));
+        assert_eq!(parse_duration("0s"), Ok(0));
+        assert_eq!(parse_duration("1min"), Ok(60_000_000));
+        for bad in ["", "20", "5 minutes please", "h", "1x", "-3s", "1..2s", "s20"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn duration_round_trip() {
+        for us in [0, 1, 1500, 20_000_000, 9_000_000_000, 259_200_000_000 + 61_000_000] {
+            assert_eq!(parse_duration(&format_duration(us)), Ok(us));
+        }
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(Rate::parse("120/min").unwrap().per_s, 2.0);
+        assert_eq!(Rate::parse("2/s").unwrap().per_s, 2.0);
+        assert_eq!(Rate::parse("7200/h").unwrap().per_s, 2.0);
+        for bad in ["120", "120/week", "-1/s", "0/s", "x/s", "inf/s", "NaN/s"] {
+            assert!(Rate::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The report model: what a run found, as plain data. It is written as
+//! `summary.json` (schema `kfsim/summary@1`) and every renderer (terminal,
+//! later charts, HTML, gates, baselines) reads this one type.
+//!
+//! Rates and latencies that have no samples are `null`, never 0 or NaN, so
+//! that a gate or a baseline comparison cannot mistake "nothing measured" for
+//! "perfect".
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The schema name and version written into every summary.
+pub const SCHEMA: &str = "kfsim/summary@1";
+
+/// Everything a run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// The kfsim version that wrote it.
+    pub kfsim_version: String,
+    /// `"sim"` or `"live"`.
+    pub engine: String,
+    /// Which scenario, and its main settings.
+    pub scenario: ScenarioInfo,
+    /// The seed of every random draw.
+    pub seed: u64,
+    /// How the run went.
+    pub run: RunInfo,
+    /// Session outcomes, over sessions arriving after warm-up.
+    pub sessions: SessionCounts,
+    /// Share of offered sessions not assigned at the moment they arrived.
+    pub wait_probability: Option<f64>,
+    /// abandoned / offered.
+    pub abandon_rate: Option<f64>,
+    /// Answered with queue wait ≤ T, divided by offered.
+    pub service_level: Option<f64>,
+    /// Mean queue wait of answered sessions [ms].
+    pub asa_ms: Option<f64>,
+    /// Slot-time used / slot-time online, over all agents.
+    pub occupancy: Option<f64>,
+    /// Latency distributions [ms].
+    pub latency_ms: Latencies,
+    /// Message counts.
+    pub messages: MessageCounts,
+    /// Per-agent figures, in scenario order.
+    pub agents: Vec<AgentSummary>,
+    /// Assignment fairness per account.
+    pub fairness: BTreeMap<String, Fairness>,
+    /// 优先分配给上次接待人员: how often returning customers kept their agent.
+    pub sticky: Sticky,
+    /// Per entry point, keyed by entry name.
+    pub by_entry: BTreeMap<String, EntrySummary>,
+}
+
+/// The scenario a summary is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// Its `name`.
+    pub name: String,
+    /// Arrivals were generated over this span [s].
+    pub duration_s: f64,
+    /// Sessions arriving earlier are not counted [s].
+    pub warmup_s: f64,
+    /// Threshold T of `service_level` [s].
+    pub service_level_s: f64,
+}
+
+/// How the run itself went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Time when the run stopped, in scenario time [s].
+    pub end_s: f64,
+    /// Sessions that arrived, warm-up included.
+    pub sessions_total: u64,
+    /// Most sessions in flight at once.
+    pub peak_in_flight: u64,
+    /// Stopped early (Ctrl-C); the figures cover what ran.
+    pub interrupted: bool,
+}
+
+/// Session outcomes. `offered` = answered + abandoned + rejected + unfinished.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionCounts {
+    /// Sessions that arrived after warm-up.
+    pub offered: u64,
+    /// Given to an agent.
+    pub answered: u64,
+    /// Left the waiting pool before an agent took them.
+    pub abandoned: u64,
+    /// Refused because the waiting pool was full.
+    pub rejected: u64,
+    /// Still waiting when the run stopped.
+    pub unfinished: u64,
+}
+
+/// The latency distributions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latencies {
+    /// Arrival → assignment, answered sessions (0 for those never queued).
+    pub queue_wait: LatencyStats,
+    /// Arrival → abandonment.
+    pub abandon_wait: LatencyStats,
+    /// First customer message → first agent reply.
+    pub first_response: LatencyStats,
+    /// Each customer message → its reply.
+    pub reply: LatencyStats,
+    /// Arrival → the agent ends the session.
+    pub session: LatencyStats,
+}
+
+/// One latency distribution [ms]. Percentiles come from an HDR histogram
+/// (3 significant digits); `mean` and `max` are exact.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    /// Samples.
+    pub count: u64,
+    /// Mean.
+    pub mean: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// 99.9th percentile.
+    pub p999: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+/// Message counts over counted sessions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    /// Customer messages.
+    pub customer: u64,
+    /// Agent replies.
+    pub replies: u64,
+    /// Customer messages by `msgtype`.
+    pub by_type: BTreeMap<String, u64>,
+}
+
+/// One agent over the measured window `[warmup, duration]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSummary {
+    /// `GROUP-N`.
+    pub id: String,
+    /// Its account.
+    pub account: String,
+    /// Its group.
+    pub group: String,
+    /// Sessions assigned to it (of those counted).
+    pub sessions: u64,
+    /// Replies it sent (of counted sessions).
+    pub messages: u64,
+    /// Time it held at least one session [s].
+    pub busy_s: f64,
+    /// Time it was receiving (接待中) [s].
+    pub online_s: f64,
+    /// Slot-time used / (max_concurrent × online time).
+    pub occupancy: Option<f64>,
+}
+
+/// How evenly an account spread its sessions over its agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fairness {
+    /// Agents that were online in the measured window.
+    pub agents: u64,
+    /// Jain's index of sessions per online hour: 1 is perfectly even, 1/n is
+    /// one agent taking everything.
+    pub jain: Option<f64>,
+    /// Gini coefficient of sessions per online hour: 0 is even.
+    pub gini: Option<f64>,
+    /// Coefficient of variation of sessions per online hour.
+    pub cv: Option<f64>,
+    /// Most / fewest sessions per online hour (`null` if the fewest is 0).
+    pub max_min: Option<f64>,
+    /// Jain's index of busy time.
+    pub jain_busy: Option<f64>,
+    /// How many agents got how many sessions.
+    pub histogram: Vec<SessionsBucket>,
+}
+
+/// `agents` agents got `sessions` sessions each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsBucket {
+    /// Sessions per agent.
+    pub sessions: u64,
+    /// Number of agents with that many.
+    pub agents: u64,
+}
+
+/// Returning customers and their previous agent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sticky {
+    /// Returning customers of all sessions counted.
+    pub returning: u64,
+    /// Returning customers whose last agent served them within
+    /// `prefer_last_within`.
+    pub eligible: u64,
+    /// Of those, assigned to that same agent.
+    pub kept: u64,
+    /// kept / eligible.
+    pub rate: Option<f64>,
+}
+
+/// One entry point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntrySummary {
+    /// Its scene.
+    pub scene: String,
+    /// Its account.
+    pub account: String,
+    /// Session outcomes.
+    pub sessions: SessionCounts,
+    /// answered within T / offered.
+    pub service_level: Option<f64>,
+    /// Queue wait of answered sessions [ms].
+    pub queue_wait: LatencyStats,
+    /// First response [ms].
+    pub first_response: LatencyStats,
+}
+
+/// `a / b`, or `None` when `b` is 0.
+pub fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}

@@ -1,0 +1,138 @@
+//! Queueing formulas the simulator is checked against, and that capacity
+//! planning compares with: Erlang B, Erlang C (M/M/N) and Erlang A
+//! (M/M/N+M, exponential patience).
+//!
+//! Units are the caller's as long as they agree: rates per minute and times
+//! in minutes, or per second and seconds.
+
+/// Erlang B blocking probability for `n` servers and offered load `a`
+/// (Erlangs), by the numerically stable recursion.
+pub fn erlang_b(n: u32, a: f64) -> f64 {
+    let mut b = 1.0;
+    for k in 1..=n {
+        b = a * b / (f64::from(k) + a * b);
+    }
+    b
+}
+
+/// Steady-state figures of a queue with `n` servers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Erlang {
+    /// P(W > 0): an arrival finds every server busy.
+    pub wait_probability: f64,
+    /// P(abandon) over all arrivals (0 without abandonment).
+    pub abandon_rate: f64,
+    /// Mean wait of the customers who are served.
+    pub asa: f64,
+}
+
+/// Erlang C (M/M/n, infinite patience). `None` if unstable (a ≥ n).
+pub fn erlang_c(n: u32, lambda: f64, mu: f64) -> Option<Erlang> {
+    let a = lambda / mu;
+    let nf = f64::from(n);
+    if a >= nf {
+        return None;
+    }
+    let b = erlang_b(n, a);
+    let c = nf * b / (nf - a * (1.0 - b));
+    Some(Erlang { wait_probability: c, abandon_rate: 0.0, asa: c / (nf * mu - lambda) })
+}
+
+/// Erlang C service level: P(W ≤ t).
+pub fn erlang_c_service_level(n: u32, lambda: f64, mu: f64, t: f64) -> Option<f64> {
+    let c = erlang_c(n, lambda, mu)?.wait_probability;
+    Some(1.0 - c * (-(f64::from(n) * mu - lambda) * t).exp())
+}
+
+/// Erlang A (M/M/n+M) with abandonment rate `theta` (mean patience 1/θ),
+/// from the birth–death chain truncated where its tail is negligible.
+///
+/// ASA of served customers: a customer who finds `k` waiting ahead passes
+/// stages `k, k−1, …, 0`; stage `i` ends at rate `nμ + iθ` (a service or an
+/// abandonment ahead) and the customer abandons at rate θ throughout, so
+/// P(served | k) = Πᵢ rᵢ/(rᵢ+θ) and E[W | served, k] = Σᵢ 1/(rᵢ+θ).
+pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Erlang {
+    let nf = f64::from(n);
+    // log-weights avoid overflow of A^j/j! for large n
+    let mut logw = Vec::new();
+    let mut lw = 0.0_f64;
+    logw.push(lw);
+    for j in 1..=n {
+        lw += (lambda / mu).ln() - f64::from(j).ln();
+        logw.push(lw);
+    }
+    let mut k = 0u32;
+    loop {
+        k += 1;
+        lw += lambda.ln() - (nf * mu + f64::from(k) * theta).ln();
+        logw.push(lw);
+        // stop once the weights are negligible and falling geometrically
+        if (lw < logw[n as usize] - 50.0 && lambda < nf * mu + f64::from(k) * theta) || k > 10_000_000 {
+            break;
+        }
+    }
+    let max = logw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = logw.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let pi = |j: usize| w[j] / total;
+    let mut wait_probability = 0.0;
+    let mut mean_queue = 0.0;
+    let mut served = 0.0;
+    let mut served_wait = 0.0;
+    // An arrival that finds j = n + k in the system has k waiting ahead.
+    let (mut p_serve, mut e_wait) = (1.0, 0.0);
+    for j in (n as usize)..w.len() {
+        let ahead = (j - n as usize) as f64;
+        let r = nf * mu + ahead * theta;
+        // extend the product/sum by the stage the newcomer starts in
+        p_serve *= r / (r + theta);
+        e_wait += 1.0 / (r + theta);
+        wait_probability += pi(j);
+        mean_queue += ahead * pi(j);
+        served += pi(j) * p_serve;
+        served_wait += pi(j) * p_serve * e_wait;
+    }
+    let p_immediate: f64 = (0..n as usize).map(pi).sum();
+    let abandon_rate = theta * mean_queue / lambda;
+    Erlang { wait_probability, abandon_rate, asa: served_wait / (p_immediate + served) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table in shared/reference/queueing.md, as a cross-check of the
+    /// formulas (λ = 10/min, AHT 4 min).
+    #[test]
+    fn reference_values() {
+        let c = erlang_c(44, 10.0, 0.25).unwrap();
+        assert!((c.wait_probability - 0.43170).abs() < 5e-5, "{c:?}");
+        assert!((c.asa * 60.0 - 25.90).abs() < 5e-3, "{c:?}");
+        let sl = erlang_c_service_level(44, 10.0, 0.25, 20.0 / 60.0).unwrap();
+        assert!((sl - 0.69067).abs() < 5e-5, "{sl}");
+
+        let a = erlang_a(42, 10.0, 0.25, 0.5);
+        assert!((a.wait_probability - 0.33563).abs() < 5e-5, "{a:?}");
+        assert!((a.abandon_rate - 0.05084).abs() < 5e-5, "{a:?}");
+        assert!((a.asa * 60.0 - 5.603).abs() < 5e-3, "{a:?}");
+
+        let chat = erlang_c(12, 1.0, 1.0 / 8.0).unwrap();
+        assert!((chat.wait_probability - 0.13984).abs() < 5e-5, "{chat:?}");
+        assert!((chat.asa * 60.0 - 16.781).abs() < 5e-3, "{chat:?}");
+    }
+
+    #[test]
+    fn erlang_a_tends_to_erlang_c_as_patience_grows() {
+        let c = erlang_c(44, 10.0, 0.25).unwrap();
+        let a = erlang_a(44, 10.0, 0.25, 1e-7);
+        assert!((a.wait_probability - c.wait_probability).abs() < 1e-4, "{a:?} vs {c:?}");
+        assert!((a.asa - c.asa).abs() / c.asa < 1e-3, "{a:?} vs {c:?}");
+    }
+
+    #[test]
+    fn erlang_b_small_case_by_hand() {
+        // n = 1: B = a / (1 + a)
+        assert!((erlang_b(1, 3.0) - 0.75).abs() < 1e-12);
+        assert!(erlang_c(2, 3.0, 1.0).is_none(), "unstable");
+    }
+}
