@@ -4,10 +4,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::metrics::Metrics;
 use crate::scenario::{Scenario, ScenarioError};
@@ -24,6 +27,8 @@ pub enum Exit {
     Invalid = 2,
     /// The run itself failed (I/O, unreachable target).
     RunFailed = 3,
+    /// Interrupted by Ctrl-C or SIGTERM; the report of what ran was written.
+    Interrupted = 130,
 }
 
 /// kfsim: load tests and queueing simulation for WeChat-Customer-Service-style
@@ -143,14 +148,45 @@ fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
     };
-    let summary = simulate(&sc);
+    let summary = simulate_interactive(&sc, args.quiet);
     write_summary(&out, &summary)?;
     if !args.quiet {
         let mut stdout = std::io::stdout().lock();
         crate::report::terminal(&summary, &mut stdout)?;
         writeln!(stdout, "report     {}", out.join("summary.json").display())?;
     }
-    Ok(Exit::Success)
+    Ok(if summary.run.interrupted { Exit::Interrupted } else { Exit::Success })
+}
+
+/// Run the simulator with a progress bar on a terminal, stopping cleanly on
+/// the first Ctrl-C or SIGTERM (a second one ends the process at once).
+fn simulate_interactive(sc: &Scenario, quiet: bool) -> Summary {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Registration fails only for forbidden signals, which these are not;
+        // without it the default handler still ends the process.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, Exit::Interrupted as i32, stop.clone());
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let total_s = sc.duration_us / 1_000_000;
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total_s) };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} s of scenario time · {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let mut metrics = Metrics::new(sc);
+    let stats = crate::sim::run_with_progress(sc, &mut metrics, &mut |p| {
+        bar.set_position((p.now_us / 1_000_000).min(total_s));
+        bar.set_message(format!("{} sessions, {} in flight", p.sessions, p.in_flight));
+        !stop.load(Ordering::Relaxed)
+    });
+    bar.finish_and_clear();
+    if stats.interrupted {
+        eprintln!("interrupted: writing the report of what ran");
+    }
+    metrics.finish(sc, "sim", &stats)
 }
 
 /// Run the simulator on `sc` and summarise.

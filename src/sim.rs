@@ -334,7 +334,9 @@ impl<'a, O: Observer> Engine<'a, O> {
                 Kind::WrapDone => self.end(ev.id),
             }
         }
-        let end = self.now.max(self.duration_us);
+        // A finished run covers the whole scenario even if the last event
+        // came early; an interrupted one covers only what ran.
+        let end = if interrupted { self.now } else { self.now.max(self.duration_us) };
         for s in &self.sessions {
             if s.phase == Phase::Waiting {
                 self.obs.observe(Obs::Unfinished { t: end, s: s.info });
