@@ -12,7 +12,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::compare::{self, Comparison};
+use crate::gate::{self, GateResult, Verdict};
 use crate::metrics::Metrics;
+use crate::report::{RunData, folder};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::summary::Summary;
 
@@ -50,6 +53,41 @@ pub enum Command {
     Validate(ScenarioArgs),
     /// Measure the simulator's speed and memory on benchmark scenarios.
     Bench(BenchArgs),
+    /// Compare two runs (summary.json files or run folders); exit 1 on a regression.
+    Compare(CompareArgs),
+    /// Render the charts and report.html of a run folder again, without running.
+    Report(ReportArgs),
+}
+
+/// Arguments of `kfsim compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The baseline: a summary.json or a run folder.
+    pub baseline: PathBuf,
+    /// The run to judge: a summary.json or a run folder.
+    pub current: PathBuf,
+    /// How far a metric may get worse: `first_response.p95=10%`, `asa=5s`,
+    /// `*=5%` for every key metric [default: exact for the same sim scenario
+    /// and seed, else 10%].
+    #[arg(long = "tolerance", value_name = "METRIC=VALUE")]
+    pub tolerances: Vec<String>,
+    /// Also write the comparison as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// Arguments of `kfsim report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A run folder (with summary.json, series.json and histograms.json).
+    pub dir: PathBuf,
+}
+
+/// Extra outputs of `kfsim run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Export {
+    /// Each latency histogram in HdrHistogram's percentile text format (`hgrm/*.hgrm`).
+    Hgrm,
 }
 
 /// A scenario and overrides of its keys.
@@ -88,6 +126,21 @@ pub struct RunArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Do not check the scenario's [gates].
+    #[arg(long)]
+    pub no_gates: bool,
+    /// Compare with this earlier run (summary.json or run folder); exit 1 on a regression.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Tolerance for the baseline comparison (see `kfsim compare`).
+    #[arg(long = "tolerance", value_name = "METRIC=VALUE", requires = "baseline")]
+    pub tolerances: Vec<String>,
+    /// Write the gates (and the baseline comparison) as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Extra files to write into the run folder.
+    #[arg(long, value_enum)]
+    pub export: Vec<Export>,
 }
 
 /// Arguments of `kfsim bench`.
@@ -110,16 +163,24 @@ pub fn run(cli: Cli) -> Exit {
         Command::Run(args) => cmd_run(&args),
         Command::Validate(args) => cmd_validate(&args),
         Command::Bench(args) => cmd_bench(&args),
+        Command::Compare(args) => cmd_compare(&args),
+        Command::Report(args) => cmd_report(&args),
     };
     match result {
         Ok(code) => code,
+        // `kfsim … | head` closing the pipe early is not a failure.
+        Err(err) if err.chain().any(is_broken_pipe) => Exit::Success,
         Err(err) => {
-            let code =
-                if err.downcast_ref::<ScenarioError>().is_some() { Exit::Invalid } else { Exit::RunFailed };
+            let invalid =
+                err.downcast_ref::<ScenarioError>().is_some() || err.downcast_ref::<ArgError>().is_some();
             eprintln!("error: {err:#}");
-            code
+            if invalid { Exit::Invalid } else { Exit::RunFailed }
         }
     }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn load(args: &ScenarioArgs) -> anyhow::Result<Scenario> {
@@ -144,23 +205,148 @@ fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
     if let Some(seed) = args.seed {
         sc.seed = seed;
     }
+    // A bad baseline is an argument error: find out before running.
+    let baseline = args.baseline.as_deref().map(crate::report::folder::read_summary_value).transpose()?;
     let out = match &args.out {
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
     };
-    let summary = simulate_interactive(&sc, args.quiet);
-    write_summary(&out, &summary)?;
-    if !args.quiet {
-        let mut stdout = std::io::stdout().lock();
-        crate::report::terminal(&summary, &mut stdout)?;
-        writeln!(stdout, "report     {}", out.join("summary.json").display())?;
+    let mut run: RunData = simulate_interactive(&sc, args.quiet).into();
+    let json = serde_json::to_value(&run.summary)?;
+    if !args.no_gates {
+        run.summary.gates = gate::evaluate(&sc.gates, &json);
     }
-    Ok(if summary.run.interrupted { Exit::Interrupted } else { Exit::Success })
+    let comparison = match &baseline {
+        Some(base) => Some(compare_values(base, &json, &args.tolerances)?),
+        None => None,
+    };
+    folder::write_data(&out, &run)?;
+    folder::write_report(&out, &run, comparison.as_ref())?;
+    if args.export.contains(&Export::Hgrm) {
+        folder::write_hgrm(&out, &run)?;
+    }
+    if let Some(path) = &args.junit {
+        write_junit(path, &run.summary.scenario.name, &run.summary.gates, comparison.as_ref())?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if !args.quiet {
+        crate::report::terminal(&run.summary, &mut stdout)?;
+        writeln!(stdout, "report     {}", out.join("report.html").display())?;
+    }
+    let regressed = comparison.as_ref().is_some_and(Comparison::failed);
+    if let Some(c) = &comparison {
+        print_comparison(&mut stdout, c, args.quiet)?;
+    }
+    // Failed gates come last, where a CI log is read.
+    let failed = print_gates(&mut stdout, &run.summary.gates, args.quiet)?;
+    Ok(if run.summary.run.interrupted {
+        Exit::Interrupted
+    } else if failed || regressed {
+        Exit::GatesFailed
+    } else {
+        Exit::Success
+    })
+}
+
+fn compare_values(
+    base: &serde_json::Value,
+    cur: &serde_json::Value,
+    args: &[String],
+) -> anyhow::Result<Comparison> {
+    let valid: std::collections::BTreeSet<String> =
+        gate::leaf_paths(base).union(&gate::leaf_paths(cur)).cloned().collect();
+    let tolerances = args
+        .iter()
+        .map(|a| compare::parse_tolerance_arg(a, &valid).map_err(|m| ArgError(m).into()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(compare::compare(base, cur, &tolerances))
+}
+
+/// An invalid argument found after clap's own checks (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ArgError(pub String);
+
+fn write_junit(
+    path: &Path,
+    name: &str,
+    gates: &[GateResult],
+    comparison: Option<&Comparison>,
+) -> anyhow::Result<()> {
+    let mut xml = Vec::new();
+    crate::report::junit::write(name, gates, comparison, &mut xml)?;
+    std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Print the gates, failed ones last; returns whether any failed.
+fn print_gates(w: &mut dyn Write, gates: &[GateResult], quiet: bool) -> anyhow::Result<bool> {
+    let failed: Vec<&GateResult> = gates.iter().filter(|g| g.verdict == Verdict::Fail).collect();
+    if !quiet {
+        for g in gates.iter().filter(|g| g.verdict != Verdict::Fail) {
+            writeln!(w, "gate       {g}")?;
+        }
+    }
+    for g in &failed {
+        writeln!(w, "gate       {g}")?;
+    }
+    if !failed.is_empty() {
+        writeln!(w, "FAILED     {} of {} gates failed", failed.len(), gates.len())?;
+    }
+    Ok(!failed.is_empty())
+}
+
+fn print_comparison(w: &mut dyn Write, c: &Comparison, quiet: bool) -> anyhow::Result<()> {
+    let mode = if c.exact { "exact (same sim scenario and seed)" } else { "with tolerances" };
+    let failing: Vec<&compare::Row> = c.rows.iter().filter(|r| r.status.fails()).collect();
+    if !quiet {
+        writeln!(w, "baseline   {} metrics compared, {mode}", c.rows.len())?;
+        for r in c.rows.iter().filter(|r| !r.status.fails() && r.status != compare::Status::Ok) {
+            writeln!(w, "  {}", comparison_line(r))?;
+        }
+    }
+    for r in &failing {
+        writeln!(w, "  {}", comparison_line(r))?;
+    }
+    if !failing.is_empty() {
+        writeln!(w, "REGRESSED  {} metric(s) against the baseline", failing.len())?;
+    }
+    Ok(())
+}
+
+fn comparison_line(r: &compare::Row) -> String {
+    let unit = gate::unit_of(&r.metric);
+    let v = |x: Option<f64>| x.map_or("—".to_owned(), |x| gate::format_value(x, unit));
+    let status = format!("{:?}", r.status).to_lowercase();
+    format!("{status:<9} {}  {} → {}  (tolerance {})", r.metric, v(r.baseline), v(r.current), r.tolerance)
+}
+
+fn cmd_compare(args: &CompareArgs) -> anyhow::Result<Exit> {
+    let base = folder::read_summary_value(&args.baseline).map_err(|e| ArgError(format!("{e:#}")))?;
+    let cur = folder::read_summary_value(&args.current).map_err(|e| ArgError(format!("{e:#}")))?;
+    let c = compare_values(&base, &cur, &args.tolerances)?;
+    let mut stdout = std::io::stdout().lock();
+    print_comparison(&mut stdout, &c, false)?;
+    if let Some(path) = &args.junit {
+        let name = cur.pointer("/scenario/name").and_then(|v| v.as_str()).unwrap_or("kfsim");
+        write_junit(path, name, &[], Some(&c))?;
+    }
+    if !c.failed() {
+        writeln!(stdout, "ok         no regression")?;
+    }
+    Ok(if c.failed() { Exit::GatesFailed } else { Exit::Success })
+}
+
+fn cmd_report(args: &ReportArgs) -> anyhow::Result<Exit> {
+    let run = folder::read(&args.dir).map_err(|e| ArgError(format!("{e:#}")))?;
+    let comparison = folder::read_comparison(&args.dir)?;
+    folder::write_report(&args.dir, &run, comparison.as_ref())?;
+    println!("report     {}", args.dir.join("report.html").display());
+    Ok(Exit::Success)
 }
 
 /// Run the simulator with a progress bar on a terminal, stopping cleanly on
 /// the first Ctrl-C or SIGTERM (a second one ends the process at once).
-fn simulate_interactive(sc: &Scenario, quiet: bool) -> Summary {
+fn simulate_interactive(sc: &Scenario, quiet: bool) -> crate::metrics::Measured {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
@@ -186,7 +372,7 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> Summary {
     if stats.interrupted {
         eprintln!("interrupted: writing the report of what ran");
     }
-    metrics.finish(sc, "sim", &stats)
+    metrics.finish_all(sc, "sim", &stats)
 }
 
 /// Run the simulator on `sc` and summarise.
@@ -194,15 +380,6 @@ pub fn simulate(sc: &Scenario) -> Summary {
     let mut metrics = Metrics::new(sc);
     let stats = crate::sim::run(sc, &mut metrics);
     metrics.finish(sc, "sim", &stats)
-}
-
-/// Write `summary.json` into `dir`, creating it.
-pub fn write_summary(dir: &Path, summary: &Summary) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("summary.json");
-    let mut json = serde_json::to_string_pretty(summary)?;
-    json.push('\n');
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
 }
 
 fn default_out_dir(name: &str) -> PathBuf {

@@ -6,10 +6,13 @@
 //! (online, busy, slot use) is integrated over `[warmup, duration]`, the
 //! window in which arrivals are steady.
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 
 use crate::observe::{Obs, Observer, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
+use crate::series::{SeriesData, SeriesRecorder};
 use crate::sim::RunStats;
 use crate::summary::{
     AgentSummary, EntrySummary, Fairness, Latencies, LatencyStats, MessageCounts, RunInfo, SCHEMA,
@@ -142,6 +145,19 @@ pub struct Metrics {
     sticky: Sticky,
     by_type: [u64; 9],
     replies: u64,
+    series: SeriesRecorder,
+}
+
+/// Everything a run measured: the summary, the time series and the latency
+/// histograms (keyed `queue_wait`, …, and `by_entry.NAME.queue_wait`).
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The summary.
+    pub summary: Summary,
+    /// The time series.
+    pub series: SeriesData,
+    /// The HDR histograms behind the latency figures [µs].
+    pub histograms: BTreeMap<String, Histogram<u64>>,
 }
 
 impl Metrics {
@@ -162,6 +178,7 @@ impl Metrics {
             sticky: Sticky::default(),
             by_type: [0; 9],
             replies: 0,
+            series: SeriesRecorder::new(scenario),
         }
     }
 
@@ -192,7 +209,32 @@ impl Metrics {
     }
 
     /// Close the run at `stats.end_us` and build the summary.
-    pub fn finish(mut self, scenario: &Scenario, engine: &str, stats: &RunStats) -> Summary {
+    pub fn finish(self, scenario: &Scenario, engine: &str, stats: &RunStats) -> Summary {
+        self.finish_all(scenario, engine, stats).summary
+    }
+
+    /// Close the run at `stats.end_us`: summary, series and histograms.
+    pub fn finish_all(mut self, scenario: &Scenario, engine: &str, stats: &RunStats) -> Measured {
+        let mut histograms = BTreeMap::new();
+        for (name, h) in [
+            ("queue_wait", &self.queue_wait),
+            ("abandon_wait", &self.abandon_wait),
+            ("first_response", &self.first_response),
+            ("reply", &self.reply),
+            ("session", &self.session),
+        ] {
+            histograms.insert(name.to_string(), h.h.clone());
+        }
+        for (e, m) in scenario.entries.iter().zip(&self.entries) {
+            histograms.insert(format!("by_entry.{}.queue_wait", e.name), m.queue_wait.h.clone());
+            histograms.insert(format!("by_entry.{}.first_response", e.name), m.first_response.h.clone());
+        }
+        let series = std::mem::replace(&mut self.series, SeriesRecorder::new(scenario)).finish(stats.end_us);
+        let summary = self.summary(scenario, engine, stats);
+        Measured { summary, series, histograms }
+    }
+
+    fn summary(mut self, scenario: &Scenario, engine: &str, stats: &RunStats) -> Summary {
         for i in 0..self.agents.len() {
             self.advance_agent(i, stats.end_us);
         }
@@ -209,6 +251,7 @@ impl Metrics {
                 duration_s: scenario.duration_us as f64 / 1e6,
                 warmup_s: scenario.warmup_us as f64 / 1e6,
                 service_level_s: scenario.service_level_us as f64 / 1e6,
+                fingerprint: scenario.fingerprint(),
             },
             seed: scenario.seed,
             run: RunInfo {
@@ -267,6 +310,7 @@ impl Metrics {
                     (e.name.clone(), s)
                 })
                 .collect(),
+            gates: Vec::new(),
         }
     }
 
@@ -367,6 +411,7 @@ pub fn cv(x: &[f64]) -> Option<f64> {
 impl Observer for Metrics {
     #[inline]
     fn observe(&mut self, obs: Obs) {
+        self.series.observe(obs);
         match obs {
             Obs::Entered { s, returning, sticky_eligible, msgtype } => {
                 if !self.counted(&s) {
@@ -385,7 +430,7 @@ impl Observer for Metrics {
                     self.entries[s.entry as usize].counts.rejected += 1;
                 }
             }
-            Obs::Assigned { t, s, agent, kept } => {
+            Obs::Assigned { t, s, agent, kept, .. } => {
                 if !self.counted(&s) {
                     return;
                 }

@@ -55,6 +55,8 @@ pub enum Obs {
         agent: u32,
         /// It was the agent of the customer's last session.
         kept: bool,
+        /// It left the waiting pool (it was `Queued` before).
+        from_pool: bool,
     },
     /// Left the pool before an agent took it.
     Abandoned {

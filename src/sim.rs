@@ -24,7 +24,7 @@ use crate::workload::{
 };
 
 /// How a run ended and how much it did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunStats {
     /// Virtual time when the run stopped [µs] (at least the duration).
     pub end_us: u64,
@@ -432,7 +432,7 @@ impl<'a, O: Observer> Engine<'a, O> {
         match self.accounts[account].router.arrive(sid, prefer, now) {
             Routed::Assigned { agent, .. } => {
                 let global = self.accounts[account].agents[agent];
-                self.start(sid, global);
+                self.start(sid, global, false);
             }
             Routed::Queued(ticket) => {
                 self.obs.observe(Obs::Queued { t: now, s: info });
@@ -453,7 +453,7 @@ impl<'a, O: Observer> Engine<'a, O> {
     }
 
     /// Give session `sid` to agent `agent` (the router already counted it).
-    fn start(&mut self, sid: u32, agent: u32) {
+    fn start(&mut self, sid: u32, agent: u32, from_pool: bool) {
         let now = self.now;
         let s = &mut self.sessions[sid as usize];
         s.agent = agent;
@@ -463,7 +463,7 @@ impl<'a, O: Observer> Engine<'a, O> {
         s.gen_ = s.gen_.wrapping_add(1);
         let info = s.info;
         let customer = s.customer;
-        self.obs.observe(Obs::Assigned { t: now, s: info, agent, kept });
+        self.obs.observe(Obs::Assigned { t: now, s: info, agent, kept, from_pool });
         if let Some(mem) = &mut self.accounts[info.account as usize].memory {
             mem.touch(customer, agent, now);
         }
@@ -539,7 +539,7 @@ impl<'a, O: Observer> Engine<'a, O> {
         let acc = &mut self.accounts[info.account as usize];
         if let Some(next) = acc.router.release(local, now) {
             let global = acc.agents[next.agent];
-            self.start(next.item, global);
+            self.start(next.item, global, true);
         }
     }
 
@@ -561,7 +561,7 @@ impl<'a, O: Observer> Engine<'a, O> {
         acc.router.set_online(a.local as usize, online, now, &mut out);
         for next in out.drain(..) {
             let global = self.accounts[self.agents[agent as usize].account as usize].agents[next.agent];
-            self.start(next.item, global);
+            self.start(next.item, global, true);
         }
         self.scratch = out;
     }

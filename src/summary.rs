@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gate::GateResult;
+
 /// The schema name and version written into every summary.
 pub const SCHEMA: &str = "kfsim/summary@1";
 
@@ -52,6 +54,9 @@ pub struct Summary {
     pub sticky: Sticky,
     /// Per entry point, keyed by entry name.
     pub by_entry: BTreeMap<String, EntrySummary>,
+    /// The scenario's gates and their verdicts, in file order.
+    #[serde(default)]
+    pub gates: Vec<GateResult>,
 }
 
 /// The scenario a summary is about.
@@ -65,6 +70,9 @@ pub struct ScenarioInfo {
     pub warmup_s: f64,
     /// Threshold T of `service_level` [s].
     pub service_level_s: f64,
+    /// Hash of the resolved scenario without its seed: two runs with the
+    /// same fingerprint and seed simulate the same thing.
+    pub fingerprint: String,
 }
 
 /// How the run itself went.

@@ -30,7 +30,7 @@ fn run_writes_a_summary_and_prints_one() {
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("quickstart · engine sim · seed 7"), "{stdout}");
-    assert!(stdout.contains("summary.json"));
+    assert!(stdout.contains("report.html"));
     let s = read_summary(&out);
     assert_eq!((s.schema.as_str(), s.engine.as_str(), s.seed), (SCHEMA, "sim", 7));
     assert_eq!(s.agents.len(), 22);
@@ -45,6 +45,7 @@ fn seed_and_set_override_the_file() {
         "run",
         "scenarios/quickstart.toml",
         "--quiet",
+        "--no-gates",
         "--seed",
         "11",
         "--set",

@@ -24,7 +24,9 @@ pub use diag::{Diagnostic, ScenarioError};
 pub use dist::{CountDist, TimeDist};
 pub use schema::{MSG_TYPES, Mix, PolicyKind, Scene};
 
-use schema::{RawAgents, RawEntry, RawPoint, RawScenario, RawShift};
+use schema::{RawAgents, RawEntry, RawGates, RawPoint, RawScenario, RawShift};
+
+use crate::gate::{self, Condition, Gate};
 use units::format_duration;
 
 /// Default run length when a file gives no `duration`.
@@ -33,6 +35,8 @@ pub const DEFAULT_DURATION_US: u64 = 3_600_000_000;
 pub const DEFAULT_SERVICE_LEVEL_US: u64 = 20_000_000;
 /// Default window of 优先分配给上次接待人员 (WeCom's own is 48 h).
 pub const DEFAULT_PREFER_WITHIN_US: u64 = 48 * 3_600_000_000;
+/// Default interval of the time series in reports.
+pub const DEFAULT_SERIES_INTERVAL_US: u64 = 60_000_000;
 /// Default number of past customers kept per account for `returning` draws.
 pub const DEFAULT_CUSTOMER_MEMORY: u64 = 1_000_000;
 
@@ -55,12 +59,18 @@ pub struct Scenario {
     /// Past customers remembered per account (for `returning` and
     /// prefer-last-agent). Bounds memory on long runs.
     pub customer_memory: u64,
+    /// Interval of the time series in reports [µs].
+    pub series_interval_us: u64,
     /// Customer-service accounts (客服账号).
     pub accounts: Vec<Account>,
     /// Groups of reception staff (接待人员).
     pub groups: Vec<AgentGroup>,
     /// Entry points.
     pub entries: Vec<Entry>,
+    /// Thresholds checked after a run (`[gates]`). Not part of what is
+    /// simulated, so not part of the scenario's fingerprint.
+    #[serde(skip)]
+    pub gates: Vec<Gate>,
 }
 
 /// A customer-service account and its reception rules.
@@ -154,6 +164,20 @@ impl Scenario {
         self.accounts.iter().position(|a| a.name == name)
     }
 
+    /// A hash of everything simulated except the seed (hex FNV-1a of the
+    /// model as JSON), so baselines can tell whether two runs are comparable
+    /// number for number.
+    pub fn fingerprint(&self) -> String {
+        let mut model = serde_json::to_value(self).expect("a scenario is JSON");
+        model["seed"] = serde_json::Value::Null;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in model.to_string().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
     /// Total agents over all groups.
     pub fn agent_count(&self) -> usize {
         self.groups.iter().map(|g| g.count as usize).sum()
@@ -161,7 +185,7 @@ impl Scenario {
 }
 
 fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
-    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+    let mut raw: RawScenario = toml::from_str(text).map_err(|e| {
         // serde points a missing top-level key at the whole document: that
         // is an error about the file, with no line to show.
         let span = e.span().filter(|s| !(s.start == 0 && e.message().starts_with("missing field")));
@@ -172,7 +196,30 @@ fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     let err = |span: Option<Range<usize>>, message: String| {
         ScenarioError::Invalid(Box::new(Diagnostic::new(file, text, span, message)))
     };
-    build(raw, &err)
+    let raw_gates = raw.gates.take().unwrap_or_default();
+    let mut scenario = build(raw, &err)?;
+    scenario.gates = gates(&scenario, raw_gates, &err)?;
+    Ok(scenario)
+}
+
+/// Resolve each gate's metric against the summary this scenario produces
+/// and parse its condition in that metric's unit.
+fn gates(scenario: &Scenario, raw: RawGates, err: &ErrFn<'_>) -> Result<Vec<Gate>, ScenarioError> {
+    if raw.0.is_empty() {
+        return Ok(Vec::new());
+    }
+    let blank =
+        crate::metrics::Metrics::new(scenario).finish(scenario, "sim", &crate::sim::RunStats::default());
+    let valid = gate::leaf_paths(&serde_json::to_value(&blank).expect("a summary is JSON"));
+    raw.0
+        .into_iter()
+        .map(|(metric, condition)| {
+            let path = gate::resolve(metric.get_ref(), &valid).map_err(|m| err(Some(metric.span()), m))?;
+            let parsed = Condition::parse(condition.get_ref(), gate::unit_of(&path))
+                .map_err(|m| err(Some(condition.span()), m))?;
+            Ok(Gate { metric: metric.into_inner(), path, condition: parsed })
+        })
+        .collect()
 }
 
 type ErrFn<'a> = dyn Fn(Option<Range<usize>>, String) -> ScenarioError + 'a;
@@ -206,6 +253,13 @@ fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
         Some(m) => *m.get_ref(),
     };
 
+    let series_interval_us = match &raw.series_interval {
+        None => DEFAULT_SERIES_INTERVAL_US,
+        Some(d) if d.get_ref().0 == 0 => {
+            return Err(err(Some(d.span()), "`series_interval` must be longer than 0s".into()));
+        }
+        Some(d) => d.get_ref().0,
+    };
     let mut accounts = Vec::new();
     let mut account_ix = HashMap::new();
     for a in raw.account {
@@ -264,9 +318,11 @@ fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
         service_level_us: raw.service_level.map_or(DEFAULT_SERVICE_LEVEL_US, |d| d.0),
         drain_us: raw.drain.map(|d| d.0),
         customer_memory,
+        series_interval_us,
         accounts,
         groups,
         entries,
+        gates: Vec::new(),
     })
 }
 

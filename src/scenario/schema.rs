@@ -24,6 +24,7 @@ pub(super) struct RawScenario {
     pub warmup: Option<Spanned<Dur>>,
     pub service_level: Option<Dur>,
     pub drain: Option<Dur>,
+    pub series_interval: Option<Spanned<Dur>>,
     pub customer_memory: Option<Spanned<u64>>,
     #[serde(default)]
     pub account: Vec<RawAccount>,
@@ -31,6 +32,31 @@ pub(super) struct RawScenario {
     pub agents: Vec<Spanned<RawAgents>>,
     #[serde(default)]
     pub entry: Vec<Spanned<RawEntry>>,
+    pub gates: Option<RawGates>,
+}
+
+/// `[gates]`: metric path = condition, in file order.
+#[derive(Debug, Default)]
+pub(super) struct RawGates(pub Vec<(Spanned<String>, Spanned<String>)>);
+
+impl<'de> Deserialize<'de> for RawGates {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawGates;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of \"metric\" = \"condition\", like \"first_response.p95\" = \"< 60s\"")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawGates, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<Spanned<String>, Spanned<String>>()? {
+                    out.push(entry);
+                }
+                Ok(RawGates(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(Deserialize, Debug)]

@@ -1,32 +1,12 @@
-//! Renderers of a [`Summary`] for people. Each takes the summary and a
-//! writer, so tests render into a buffer and the CLI into stdout.
+//! The compact terminal summary printed after a run.
 
 use std::io::{self, Write};
 
+use super::human_ms;
 use crate::summary::{LatencyStats, Summary};
 
 fn pct(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{:.2}%", v * 100.0))
-}
-
-/// A duration in ms as a person reads it: `850ms`, `25.9s`, `4m12s`.
-pub fn human_ms(v: Option<f64>) -> String {
-    let Some(ms) = v else { return "—".into() };
-    if ms == 0.0 {
-        "0s".into()
-    } else if ms < 1.0 {
-        format!("{:.0}µs", ms * 1e3)
-    } else if ms < 1_000.0 {
-        format!("{ms:.0}ms")
-    } else if ms < 60_000.0 {
-        format!("{:.1}s", ms / 1e3)
-    } else if ms < 3_600_000.0 {
-        let s = (ms / 1e3).round() as u64;
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        let m = (ms / 60e3).round() as u64;
-        format!("{}h{:02}m", m / 60, m % 60)
-    }
 }
 
 fn latency_row(w: &mut dyn Write, name: &str, s: &LatencyStats) -> io::Result<()> {
@@ -116,19 +96,4 @@ pub fn terminal(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human_ms(Some(0.5)), "500µs");
-        assert_eq!(human_ms(Some(850.0)), "850ms");
-        assert_eq!(human_ms(Some(25_900.0)), "25.9s");
-        assert_eq!(human_ms(Some(252_000.0)), "4m12s");
-        assert_eq!(human_ms(Some(9_000_000.0)), "2h30m");
-        assert_eq!(human_ms(None), "—");
-    }
 }

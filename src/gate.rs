@@ -1,0 +1,428 @@
+//! Gates: thresholds on any number of the summary, checked after a run so
+//! that CI can fail a build on them.
+//!
+//! In a scenario, `[gates]` maps a metric path to a condition:
+//! `"first_response.p95" = "< 60s"`. A path names a number in
+//! `summary.json` (`fairness.presale.jain`, `agents.day-shift-03.occupancy`,
+//! `by_entry.channels.queue_wait.p95`); the latency names alone are short for
+//! their place under `latency_ms` (`queue_wait.p99`). A condition is an
+//! operator (`<`, `<=`, `>`, `>=`, `==`, `!=`) and a number with an optional
+//! unit: a duration unit (`ms`, `s`, `m`, `h`) for time metrics, `%` for
+//! shares. A bare number is in the metric's own unit (ms under `latency_ms`).
+//!
+//! Paths are checked against the summary shape of the scenario itself, so a
+//! typo is an error before anything runs, with the closest valid path.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::scenario::units::parse_duration;
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+}
+
+impl Op {
+    /// Whether `actual OP threshold` holds.
+    pub fn holds(self, actual: f64, threshold: f64) -> bool {
+        match self {
+            Op::Lt => actual < threshold,
+            Op::Le => actual <= threshold,
+            Op::Gt => actual > threshold,
+            Op::Ge => actual >= threshold,
+            Op::Eq => actual == threshold,
+            Op::Ne => actual != threshold,
+        }
+    }
+}
+
+/// The unit a metric is expressed in, read from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricUnit {
+    /// Milliseconds (`latency_ms.*`, `asa_ms`, `*_ms`).
+    Ms,
+    /// Seconds (`*_s`).
+    S,
+    /// A count or a share: no unit.
+    Plain,
+}
+
+/// The unit of the metric at a canonical `path`.
+pub fn unit_of(path: &str) -> MetricUnit {
+    let segments: Vec<&str> = path.split('.').collect();
+    let last = segments.last().copied().unwrap_or("");
+    let latency_stat = ["mean", "p50", "p90", "p95", "p99", "p999", "max"].contains(&last);
+    if segments.iter().any(|s| s.ends_with("_ms")) && last != "count" {
+        MetricUnit::Ms
+    } else if last.ends_with("_s") {
+        MetricUnit::S
+    } else if matches!(segments.first(), Some(&("http" | "by_entry"))) && latency_stat {
+        MetricUnit::Ms
+    } else {
+        MetricUnit::Plain
+    }
+}
+
+/// A parsed condition: `op` and the threshold in the metric's unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    /// The operator.
+    pub op: Op,
+    /// The threshold, in the metric's unit.
+    pub threshold: f64,
+    /// The condition as written.
+    pub text: String,
+}
+
+impl Condition {
+    /// Parse `text` for a metric in `unit`.
+    pub fn parse(text: &str, unit: MetricUnit) -> Result<Condition, String> {
+        let t = text.trim();
+        let (op, rest) = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)]
+            .iter()
+            .find_map(|(sym, op)| t.strip_prefix(sym).map(|r| (*op, r.trim())))
+            .ok_or_else(|| {
+                format!("invalid condition \"{text}\": expected an operator (<, <=, >, >=, ==, !=) and a value, like \"< 60s\" or \">= 0.8\"")
+            })?;
+        let threshold = threshold(rest, unit).map_err(|e| format!("invalid condition \"{text}\": {e}"))?;
+        Ok(Condition { op, threshold, text: t.to_owned() })
+    }
+}
+
+fn threshold(value: &str, unit: MetricUnit) -> Result<f64, String> {
+    if let Ok(n) = value.parse::<f64>() {
+        return if n.is_finite() { Ok(n) } else { Err("the value must be finite".into()) };
+    }
+    if let Some(p) = value.strip_suffix('%') {
+        let n: f64 = p.trim().parse().map_err(|_| format!("\"{value}\" is not a percentage"))?;
+        return match unit {
+            MetricUnit::Plain => Ok(n / 100.0),
+            _ => Err("a percentage fits a share, not a time metric".into()),
+        };
+    }
+    let us = parse_duration(value)
+        .map_err(|_| format!("\"{value}\" is not a number, a percentage or a duration like \"60s\""))?
+        as f64;
+    match unit {
+        MetricUnit::Ms => Ok(us / 1e3),
+        MetricUnit::S => Ok(us / 1e6),
+        MetricUnit::Plain => Err(format!("\"{value}\" is a duration, but this metric is not a time")),
+    }
+}
+
+/// A gate of a scenario, with its path resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    /// The metric as written in the scenario.
+    pub metric: String,
+    /// The canonical path into the summary.
+    pub path: String,
+    /// The condition.
+    pub condition: Condition,
+}
+
+/// Paths that only the live engine measures. A gate on one of them is valid
+/// in every scenario, and is skipped by an engine that does not measure it.
+/// `*` stands for one segment.
+pub const LIVE_ONLY: &[&str] = &[
+    "messages.sent",
+    "messages.delivered",
+    "messages.lost",
+    "messages.duplicated",
+    "messages.reordered",
+    "late_actions",
+    "http.*.count",
+    "http.*.errors",
+    "http.*.error_rate",
+    "http.*.mean",
+    "http.*.p50",
+    "http.*.p90",
+    "http.*.p95",
+    "http.*.p99",
+    "http.*.p999",
+    "http.*.max",
+    "delivery_ms.*.count",
+    "delivery_ms.*.mean",
+    "delivery_ms.*.p50",
+    "delivery_ms.*.p90",
+    "delivery_ms.*.p95",
+    "delivery_ms.*.p99",
+    "delivery_ms.*.p999",
+    "delivery_ms.*.max",
+];
+
+/// Whether `path` matches `pattern`, where `*` stands for one segment.
+pub fn matches_pattern(path: &str, pattern: &str) -> bool {
+    let (p, q): (Vec<&str>, Vec<&str>) = (path.split('.').collect(), pattern.split('.').collect());
+    p.len() == q.len() && p.iter().zip(&q).all(|(a, b)| *b == "*" || a == b)
+}
+
+/// Whether `path` is one only the live engine measures.
+pub fn is_live_only(path: &str) -> bool {
+    LIVE_ONLY.iter().any(|p| matches_pattern(path, p))
+}
+
+/// Every number (or null) leaf of a summary as a dotted path. Array
+/// elements are named by their `id` where they have one, else by index.
+pub fn leaf_paths(summary: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    walk(summary, String::new(), &mut out);
+    out
+}
+
+fn walk(v: &Value, prefix: String, out: &mut BTreeSet<String>) {
+    let join = |k: &str| if prefix.is_empty() { k.to_owned() } else { format!("{prefix}.{k}") };
+    match v {
+        Value::Number(_) | Value::Null => {
+            out.insert(prefix);
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                walk(v, join(k), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let key = item.get("id").and_then(Value::as_str).map_or_else(|| i.to_string(), str::to_owned);
+                walk(item, join(&key), out);
+            }
+        }
+        Value::Bool(_) | Value::String(_) => {}
+    }
+}
+
+const LATENCIES: [&str; 5] = ["queue_wait", "abandon_wait", "first_response", "reply", "session"];
+
+/// The canonical path for `metric`, given the valid leaf paths.
+pub fn resolve(metric: &str, valid: &BTreeSet<String>) -> Result<String, String> {
+    let first = metric.split('.').next().unwrap_or("");
+    let candidates = [
+        metric.to_owned(),
+        if LATENCIES.contains(&first) { format!("latency_ms.{metric}") } else { String::new() },
+        if metric == "asa" { "asa_ms".to_owned() } else { String::new() },
+    ];
+    if let Some(path) = candidates.iter().find(|c| !c.is_empty() && valid.contains(*c)) {
+        return Ok(path.clone());
+    }
+    if is_live_only(metric) {
+        return Ok(metric.to_owned());
+    }
+    let closest = valid
+        .iter()
+        .map(|p| (strsim::damerau_levenshtein(metric, p), p))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_default();
+    Err(format!("unknown metric `{metric}`: the closest is `{closest}`"))
+}
+
+/// The number at a canonical path: `Ok(None)` when it is null or absent.
+pub fn lookup(summary: &Value, path: &str) -> Option<f64> {
+    let mut cur = summary;
+    for seg in path.split('.') {
+        cur = match cur {
+            Value::Object(map) => map.get(seg)?,
+            Value::Array(items) => items
+                .iter()
+                .find(|i| i.get("id").and_then(Value::as_str) == Some(seg))
+                .or_else(|| seg.parse::<usize>().ok().and_then(|i| items.get(i)))?,
+            _ => return None,
+        };
+    }
+    cur.as_f64()
+}
+
+/// A gate's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The condition holds.
+    Pass,
+    /// The condition does not hold, or there was nothing to measure.
+    Fail,
+    /// The engine does not measure this metric (a live-only metric in sim).
+    Skipped,
+}
+
+/// The outcome of one gate, as written in `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    /// The metric as written.
+    pub metric: String,
+    /// Its canonical path.
+    pub path: String,
+    /// The condition as written.
+    pub condition: String,
+    /// The threshold in the metric's unit.
+    pub threshold: f64,
+    /// The measured value (`null` when nothing was measured).
+    pub actual: Option<f64>,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+impl fmt::Display for GateResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = match self.verdict {
+            Verdict::Pass => "ok  ",
+            Verdict::Fail => "FAIL",
+            Verdict::Skipped => "skip",
+        };
+        let actual = match (self.verdict, self.actual) {
+            (Verdict::Skipped, _) => "not measured by this engine".to_owned(),
+            (_, None) => "no data".to_owned(),
+            (_, Some(v)) => format_value(v, unit_of(&self.path)),
+        };
+        write!(f, "{mark} {} {}  (actual {actual})", self.metric, self.condition)
+    }
+}
+
+/// `v` as a person reads it in the unit of its metric.
+pub fn format_value(v: f64, unit: MetricUnit) -> String {
+    match unit {
+        MetricUnit::Ms => crate::report::human_ms(Some(v)),
+        MetricUnit::S => format!("{v:.1}s"),
+        MetricUnit::Plain if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+        MetricUnit::Plain => format!("{v:.4}"),
+    }
+}
+
+/// Check every gate against a summary (as JSON) from `engine`.
+pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
+    gates
+        .iter()
+        .map(|g| {
+            let actual = lookup(summary, &g.path);
+            let verdict = match actual {
+                None if is_live_only(&g.path) && summary.pointer(&pointer(&g.path)).is_none() => {
+                    Verdict::Skipped
+                }
+                None => Verdict::Fail,
+                Some(v) if g.condition.op.holds(v, g.condition.threshold) => Verdict::Pass,
+                Some(_) => Verdict::Fail,
+            };
+            GateResult {
+                metric: g.metric.clone(),
+                path: g.path.clone(),
+                condition: g.condition.text.clone(),
+                threshold: g.condition.threshold,
+                actual,
+                verdict,
+            }
+        })
+        .collect()
+}
+
+fn pointer(path: &str) -> String {
+    path.split('.').map(|s| format!("/{s}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn conditions_with_units() {
+        let ms = |t: &str| Condition::parse(t, MetricUnit::Ms);
+        assert_eq!(ms("< 60s").unwrap().threshold, 60_000.0);
+        assert_eq!(ms("<= 5m").unwrap().op, Op::Le);
+        assert_eq!(ms("<= 5m").unwrap().threshold, 300_000.0);
+        assert_eq!(ms("<50ms").unwrap().threshold, 50.0);
+        assert_eq!(ms("< 250").unwrap().threshold, 250.0, "a bare number is in the metric's unit");
+        assert!(ms("< 80%").unwrap_err().contains("percentage"));
+        let plain = |t: &str| Condition::parse(t, MetricUnit::Plain);
+        assert_eq!(plain(">= 0.8").unwrap().threshold, 0.8);
+        assert_eq!(plain(">= 80%").unwrap().threshold, 0.8);
+        assert_eq!(plain("== 0").unwrap().op, Op::Eq);
+        assert_eq!(plain("!= 3").unwrap().op, Op::Ne);
+        assert_eq!(plain("> 1").unwrap().op, Op::Gt);
+        assert!(plain("< 5s").unwrap_err().contains("not a time"));
+        assert_eq!(Condition::parse("< 90s", MetricUnit::S).unwrap().threshold, 90.0);
+        for bad in ["60s", "=< 3", "< ", "< fast", "< inf", "~ 3"] {
+            assert!(Condition::parse(bad, MetricUnit::Ms).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_operator() {
+        let cases =
+            [(Op::Lt, [false, false, true]), (Op::Le, [false, true, true]), (Op::Gt, [true, false, false])];
+        for (op, want) in cases {
+            assert_eq!([op.holds(2.0, 1.0), op.holds(1.0, 1.0), op.holds(0.0, 1.0)], want, "{op:?}");
+        }
+        assert_eq!(
+            [Op::Ge.holds(2.0, 1.0), Op::Ge.holds(1.0, 1.0), Op::Ge.holds(0.0, 1.0)],
+            [true, true, false]
+        );
+        assert_eq!([Op::Eq.holds(1.0, 1.0), Op::Eq.holds(0.0, 1.0)], [true, false]);
+        assert_eq!([Op::Ne.holds(1.0, 1.0), Op::Ne.holds(0.0, 1.0)], [false, true]);
+    }
+
+    fn sample() -> Value {
+        json!({
+            "service_level": 0.85,
+            "asa_ms": 1500.0,
+            "latency_ms": { "first_response": { "p95": 42_000.0, "p99": null } },
+            "fairness": { "presale": { "jain": 0.97 } },
+            "agents": [ { "id": "day-01", "occupancy": 0.7 }, { "id": "day-02", "occupancy": 0.9 } ],
+            "engine": "sim"
+        })
+    }
+
+    #[test]
+    fn paths_aliases_and_suggestions() {
+        let valid = leaf_paths(&sample());
+        assert!(valid.contains("agents.day-02.occupancy"));
+        assert!(!valid.contains("engine"), "strings are not metrics");
+        assert_eq!(resolve("first_response.p95", &valid).unwrap(), "latency_ms.first_response.p95");
+        assert_eq!(resolve("asa", &valid).unwrap(), "asa_ms");
+        assert_eq!(resolve("messages.lost", &valid).unwrap(), "messages.lost");
+        assert_eq!(resolve("http.send_msg.p99", &valid).unwrap(), "http.send_msg.p99");
+        let err = resolve("fairness.presale.jian", &valid).unwrap_err();
+        assert!(err.contains("`fairness.presale.jain`"), "{err}");
+        assert!(resolve("http.send_msg", &valid).is_err());
+        assert_eq!(unit_of("latency_ms.first_response.p95"), MetricUnit::Ms);
+        assert_eq!(unit_of("latency_ms.first_response.count"), MetricUnit::Plain);
+        assert_eq!(unit_of("agents.day-01.busy_s"), MetricUnit::S);
+        assert_eq!(unit_of("http.send_msg.p99"), MetricUnit::Ms);
+        assert_eq!(unit_of("service_level"), MetricUnit::Plain);
+    }
+
+    #[test]
+    fn evaluation() {
+        let valid = leaf_paths(&sample());
+        let gate = |m: &str, c: &str| {
+            let path = resolve(m, &valid).unwrap();
+            let condition = Condition::parse(c, unit_of(&path)).unwrap();
+            Gate { metric: m.into(), path, condition }
+        };
+        let gates = [
+            gate("first_response.p95", "< 60s"),
+            gate("service_level", ">= 90%"),
+            gate("first_response.p99", "< 1h"),
+            gate("messages.lost", "== 0"),
+            gate("agents.day-02.occupancy", "<= 0.9"),
+        ];
+        let verdicts: Vec<Verdict> = evaluate(&gates, &sample()).iter().map(|r| r.verdict).collect();
+        assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail, Verdict::Fail, Verdict::Skipped, Verdict::Pass]);
+        let shown = evaluate(&gates[..1], &sample())[0].to_string();
+        assert_eq!(shown, "ok   first_response.p95 < 60s  (actual 42.0s)");
+    }
+}

@@ -1,0 +1,115 @@
+//! The run folder: writing every artefact of a run, and reading one back so
+//! that `kfsim report DIR` can render again without running again.
+//!
+//! Layout: `summary.json`, `series.json`, `histograms.json` (HDR V2-deflate,
+//! base64, per latency), `charts/*.svg`, `report.html`, and with
+//! `--export hgrm` the folder `hgrm/` with one `.hgrm` file per histogram.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::RunData;
+use crate::compare::Comparison;
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+fn json_pretty<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut text = serde_json::to_vec_pretty(value).expect("report types are JSON");
+    text.push(b'\n');
+    text
+}
+
+/// Write the machine-readable files: summary, series and histograms.
+pub fn write_data(dir: &Path, run: &RunData) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_file(&dir.join("summary.json"), &json_pretty(&run.summary))?;
+    write_file(&dir.join("series.json"), &json_pretty(&run.series))?;
+    let encoded: BTreeMap<&String, String> =
+        run.histograms.iter().map(|(k, h)| (k, super::hgrm::to_base64(h))).collect();
+    write_file(&dir.join("histograms.json"), &json_pretty(&encoded))
+}
+
+/// Write the charts (`charts/*.svg`) and `report.html`, and keep the
+/// baseline comparison (`comparison.json`) so the page can be rendered
+/// again from the folder.
+pub fn write_report(dir: &Path, run: &RunData, comparison: Option<&Comparison>) -> anyhow::Result<()> {
+    let charts = super::charts::render_all(run).map_err(anyhow::Error::msg)?;
+    let chart_dir = dir.join("charts");
+    fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
+    for c in &charts {
+        write_file(&chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
+    }
+    if let Some(c) = comparison {
+        write_file(&dir.join("comparison.json"), &json_pretty(c))?;
+    }
+    write_file(&dir.join("report.html"), super::html::render(run, &charts, comparison).as_bytes())
+}
+
+/// The baseline comparison kept in a run folder, if the run had one.
+pub fn read_comparison(dir: &Path) -> anyhow::Result<Option<Comparison>> {
+    let path = dir.join("comparison.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Some(
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a kfsim comparison", path.display()))?,
+    ))
+}
+
+/// Write every histogram as `hgrm/NAME.hgrm`; returns the folder.
+pub fn write_hgrm(dir: &Path, run: &RunData) -> anyhow::Result<PathBuf> {
+    let out = dir.join("hgrm");
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, h) in &run.histograms {
+        let mut text = Vec::new();
+        super::hgrm::percentile_distribution(h, &mut text)?;
+        write_file(&out.join(format!("{name}.hgrm")), &text)?;
+    }
+    Ok(out)
+}
+
+/// Read a run folder written by [`write_data`].
+pub fn read(dir: &Path) -> anyhow::Result<RunData> {
+    let read_json = |name: &str| -> anyhow::Result<serde_json::Value> {
+        let path = dir.join(name);
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+    };
+    let summary = serde_json::from_value(read_json("summary.json")?)
+        .with_context(|| format!("{} is not a kfsim summary", dir.join("summary.json").display()))?;
+    let series = serde_json::from_value(read_json("series.json")?)
+        .with_context(|| format!("{} is not a kfsim series file", dir.join("series.json").display()))?;
+    let encoded: BTreeMap<String, String> = serde_json::from_value(read_json("histograms.json")?)
+        .with_context(|| {
+            format!("{} is not a kfsim histogram file", dir.join("histograms.json").display())
+        })?;
+    let mut histograms = BTreeMap::new();
+    for (name, text) in encoded {
+        let h =
+            super::hgrm::from_base64(&text).map_err(|e| anyhow::anyhow!("histograms.json, {name}: {e}"))?;
+        histograms.insert(name, h);
+    }
+    Ok(RunData { summary, series, histograms })
+}
+
+/// The summary JSON of a run folder or of a summary file.
+pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let file = if path.is_dir() { path.join("summary.json") } else { path.to_path_buf() };
+    let text = fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
+    anyhow::ensure!(
+        value.get("schema").and_then(|s| s.as_str()) == Some(crate::summary::SCHEMA),
+        "{} is not a kfsim summary (schema {})",
+        file.display(),
+        crate::summary::SCHEMA
+    );
+    Ok(value)
+}

@@ -1,0 +1,252 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no scripts,
+//! no external requests) with the verdicts first, then the key numbers,
+//! every chart and the per-entry and per-agent tables.
+
+use std::fmt::Write as _;
+
+use super::charts::Chart;
+use super::{RunData, human_ms};
+use crate::compare::{Comparison, Status};
+use crate::gate::{self, Verdict};
+use crate::summary::LatencyStats;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{:.2}%", v * 100.0))
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.3}"))
+}
+
+const CSS: &str = r#"
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 960px; padding: 24px; color: #222; }
+h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.meta { color: #555; margin-top: 0; }
+.verdict { padding: 12px 16px; border-radius: 6px; font-weight: 600; margin: 16px 0; }
+.pass { background: #e6f4ea; color: #137333; } .fail { background: #fce8e6; color: #a50e0e; } .skip { background: #f1f3f4; color: #555; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 10px 14px; min-width: 120px; }
+.card .v { font-size: 22px; font-weight: 600; } .card .k { color: #555; font-size: 13px; }
+table { border-collapse: collapse; width: 100%; font-size: 14px; margin: 8px 0; }
+th, td { border-bottom: 1px solid #eee; padding: 4px 8px; text-align: right; } th:first-child, td:first-child { text-align: left; }
+tr.fail td { color: #a50e0e; font-weight: 600; } tr.pass td:last-child { color: #137333; }
+figure { margin: 16px 0; } figure svg { max-width: 100%; height: auto; } figcaption { color: #555; font-size: 13px; }
+"#;
+
+/// Render the page for `run`, with its `charts` and, if one was made, the
+/// baseline `comparison`.
+pub fn render(run: &RunData, charts: &[Chart], comparison: Option<&Comparison>) -> String {
+    let s = &run.summary;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>kfsim — {name}</title><style>{CSS}</style></head><body>\n\
+         <h1>{name}</h1>\n<p class=\"meta\">engine <b>{engine}</b> · seed {seed} · {dur} of arrivals · \
+         warm-up {warm} · service level T = {t} · kfsim {ver}{interrupted}</p>\n",
+        name = esc(&s.scenario.name),
+        engine = esc(&s.engine),
+        seed = s.seed,
+        dur = human_ms(Some(s.scenario.duration_s * 1e3)),
+        warm = human_ms(Some(s.scenario.warmup_s * 1e3)),
+        t = human_ms(Some(s.scenario.service_level_s * 1e3)),
+        ver = esc(&s.kfsim_version),
+        interrupted = if s.run.interrupted { " · <b>interrupted: partial results</b>" } else { "" },
+    );
+    verdicts(&mut h, run, comparison);
+    key_numbers(&mut h, run);
+    h.push_str("<h2>Charts</h2>\n");
+    for c in charts {
+        let _ = writeln!(
+            h,
+            "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>",
+            esc(&c.name),
+            strip_xml_decl(&c.svg),
+            esc(&c.title)
+        );
+    }
+    entries(&mut h, run);
+    agents(&mut h, run);
+    if let Some(c) = comparison {
+        comparison_table(&mut h, c);
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+fn strip_xml_decl(svg: &str) -> &str {
+    match svg.find("<svg") {
+        Some(i) => &svg[i..],
+        None => svg,
+    }
+}
+
+fn verdicts(h: &mut String, run: &RunData, comparison: Option<&Comparison>) {
+    let gates = &run.summary.gates;
+    let failed = gates.iter().filter(|g| g.verdict == Verdict::Fail).count();
+    let regressed = comparison.map_or(0, |c| c.rows.iter().filter(|r| r.status.fails()).count());
+    if gates.is_empty() && comparison.is_none() {
+        h.push_str("<div class=\"verdict skip\">No gates and no baseline: nothing to pass or fail.</div>\n");
+    } else if failed + regressed == 0 {
+        let _ = writeln!(
+            h,
+            "<div class=\"verdict pass\">PASSED — {} gate(s) met{}.</div>",
+            gates.len(),
+            if comparison.is_some() { ", no regression against the baseline" } else { "" }
+        );
+    } else {
+        let _ = writeln!(
+            h,
+            "<div class=\"verdict fail\">FAILED — {failed} gate(s) failed, {regressed} regression(s) against the baseline.</div>"
+        );
+    }
+    if !gates.is_empty() {
+        h.push_str("<table><tr><th>gate</th><th>condition</th><th>actual</th><th>verdict</th></tr>\n");
+        for g in gates {
+            let class = match g.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "fail",
+                Verdict::Skipped => "skip",
+            };
+            let actual = g.actual.map_or("—".into(), |v| gate::format_value(v, gate::unit_of(&g.path)));
+            let _ = writeln!(
+                h,
+                "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{actual}</td><td>{class}</td></tr>",
+                esc(&g.metric),
+                esc(&g.condition)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+}
+
+fn key_numbers(h: &mut String, run: &RunData) {
+    let s = &run.summary;
+    let cards = [
+        ("offered", s.sessions.offered.to_string()),
+        ("answered", s.sessions.answered.to_string()),
+        ("service level", pct(s.service_level)),
+        ("waited", pct(s.wait_probability)),
+        ("abandoned", pct(s.abandon_rate)),
+        ("ASA", human_ms(s.asa_ms)),
+        ("occupancy", pct(s.occupancy)),
+        ("first response p95", human_ms(s.latency_ms.first_response.p95)),
+    ];
+    h.push_str("<h2>Key numbers</h2>\n<div class=\"cards\">");
+    for (k, v) in cards {
+        let _ = write!(
+            h,
+            "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{k}</div></div>",
+            esc(&v)
+        );
+    }
+    h.push_str("</div>\n<table><tr><th>latency</th><th>count</th><th>mean</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
+    let l = &s.latency_ms;
+    for (name, st) in [
+        ("queue wait", &l.queue_wait),
+        ("first response", &l.first_response),
+        ("reply", &l.reply),
+        ("session", &l.session),
+        ("abandoned after", &l.abandon_wait),
+    ] {
+        latency_row(h, name, st);
+    }
+    h.push_str("</table>\n");
+}
+
+fn latency_row(h: &mut String, name: &str, st: &LatencyStats) {
+    let _ = writeln!(
+        h,
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(name),
+        st.count,
+        human_ms(st.mean),
+        human_ms(st.p50),
+        human_ms(st.p90),
+        human_ms(st.p95),
+        human_ms(st.p99),
+        human_ms(st.p999),
+        human_ms(st.max)
+    );
+}
+
+fn entries(h: &mut String, run: &RunData) {
+    h.push_str("<h2>By entry point</h2>\n<table><tr><th>entry</th><th>scene</th><th>account</th><th>offered</th><th>answered</th><th>abandoned</th><th>rejected</th><th>service level</th><th>queue wait p95</th><th>first response p95</th></tr>\n");
+    for (name, e) in &run.summary.by_entry {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            esc(&e.scene),
+            esc(&e.account),
+            e.sessions.offered,
+            e.sessions.answered,
+            e.sessions.abandoned,
+            e.sessions.rejected,
+            pct(e.service_level),
+            human_ms(e.queue_wait.p95),
+            human_ms(e.first_response.p95)
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+fn agents(h: &mut String, run: &RunData) {
+    let s = &run.summary;
+    h.push_str("<h2>Agents</h2>\n<table><tr><th>account</th><th>agents</th><th>Jain</th><th>Gini</th><th>CV</th><th>max/min</th><th>Jain (busy time)</th></tr>\n");
+    for (account, f) in &s.fairness {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(account),
+            f.agents,
+            num(f.jain),
+            num(f.gini),
+            num(f.cv),
+            num(f.max_min),
+            num(f.jain_busy)
+        );
+    }
+    h.push_str("</table>\n<table><tr><th>agent</th><th>account</th><th>group</th><th>sessions</th><th>replies</th><th>busy</th><th>online</th><th>occupancy</th></tr>\n");
+    for a in &s.agents {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&a.id),
+            esc(&a.account),
+            esc(&a.group),
+            a.sessions,
+            a.messages,
+            human_ms(Some(a.busy_s * 1e3)),
+            human_ms(Some(a.online_s * 1e3)),
+            pct(a.occupancy)
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+fn comparison_table(h: &mut String, c: &Comparison) {
+    let _ = writeln!(
+        h,
+        "<h2>Against the baseline ({})</h2>\n<table><tr><th>metric</th><th>baseline</th><th>current</th><th>tolerance</th><th>verdict</th></tr>",
+        if c.exact { "exact: same scenario and seed" } else { "with tolerances" }
+    );
+    for r in c.rows.iter().filter(|r| !c.exact || r.status != Status::Ok) {
+        let class = if r.status.fails() { "fail" } else { "pass" };
+        let _ = writeln!(
+            h,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td></tr>",
+            esc(&r.metric),
+            r.baseline.map_or("—".into(), |v| gate::format_value(v, gate::unit_of(&r.metric))),
+            r.current.map_or("—".into(), |v| gate::format_value(v, gate::unit_of(&r.metric))),
+            esc(&r.tolerance),
+            r.status
+        );
+    }
+    h.push_str("</table>\n");
+}

@@ -1,0 +1,302 @@
+//! Time series of a run, for the "over time" charts: arrivals per entry
+//! point, waiting-pool length per account, agents online and busy, and the
+//! p95 queue wait per interval.
+//!
+//! The whole run is covered, warm-up included (charts mark it). Levels
+//! (pool length, agents online) are time averages over each interval, not
+//! samples, so a short spike between two sample points is not lost. The
+//! interval is the scenario's `series_interval`, widened so that a run has
+//! at most [`MAX_POINTS`] intervals: memory grows with the run's length in
+//! intervals, never with its sessions.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::observe::{Obs, Observer};
+use crate::scenario::Scenario;
+
+/// Most intervals a run records.
+pub const MAX_POINTS: u64 = 2_000;
+
+/// The recorded series, as written to `series.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeriesData {
+    /// Length of one interval [s]; interval i covers `[i·interval_s, (i+1)·interval_s)`.
+    pub interval_s: f64,
+    /// Where counted sessions start [s].
+    pub warmup_s: f64,
+    /// Arrivals per interval, per entry point.
+    pub arrivals: BTreeMap<String, Vec<u64>>,
+    /// Mean waiting-pool length per interval, per account.
+    pub queue_len: BTreeMap<String, Vec<f64>>,
+    /// Mean number of agents online per interval, per account.
+    pub agents_online: BTreeMap<String, Vec<f64>>,
+    /// Mean number of agents holding at least one session, per account.
+    pub agents_busy: BTreeMap<String, Vec<f64>>,
+    /// Sessions assigned per interval (all accounts).
+    pub answered: Vec<u64>,
+    /// Sessions abandoned per interval (all accounts).
+    pub abandoned: Vec<u64>,
+    /// p95 queue wait of the sessions assigned in the interval [ms].
+    pub queue_wait_p95_ms: Vec<Option<f64>>,
+}
+
+/// A level that changes at instants, integrated per interval.
+#[derive(Debug, Clone, Default)]
+struct Level {
+    value: f64,
+    since: u64,
+    /// The interval `since` falls in (kept to avoid a division per change).
+    since_i: usize,
+    /// ∫ level dt per interval [µs].
+    area: Vec<f64>,
+}
+
+impl Level {
+    fn set(&mut self, t: u64, value: f64, interval: u64) {
+        self.advance(t, interval);
+        self.value = value;
+    }
+
+    fn advance(&mut self, t: u64, interval: u64) {
+        if t <= self.since {
+            return;
+        }
+        let (mut from, mut i) = (self.since, self.since_i);
+        loop {
+            let boundary = (i as u64 + 1) * interval;
+            if self.area.len() <= i {
+                self.area.resize(i + 1, 0.0);
+            }
+            if t <= boundary {
+                self.area[i] += self.value * (t - from) as f64;
+                break;
+            }
+            self.area[i] += self.value * (boundary - from) as f64;
+            from = boundary;
+            i += 1;
+        }
+        self.since = t;
+        self.since_i = i;
+    }
+
+    fn means(mut self, end: u64, interval: u64) -> Vec<f64> {
+        self.advance(end, interval);
+        let n = end.div_ceil(interval) as usize;
+        self.area.resize(n, 0.0);
+        (0..n)
+            .map(|i| {
+                let len = end.min((i as u64 + 1) * interval) - i as u64 * interval;
+                if len == 0 { 0.0 } else { self.area[i] / len as f64 }
+            })
+            .collect()
+    }
+}
+
+/// The observer that records [`SeriesData`].
+#[derive(Debug, Clone)]
+pub struct SeriesRecorder {
+    interval: u64,
+    warmup: u64,
+    entry_names: Vec<String>,
+    account_names: Vec<String>,
+    agent_account: Vec<u16>,
+    agent_busy: Vec<bool>,
+    agent_online: Vec<bool>,
+    arrivals: Vec<Vec<u64>>,
+    queue: Vec<Level>,
+    queue_now: Vec<u64>,
+    online: Vec<Level>,
+    online_now: Vec<u32>,
+    busy: Vec<Level>,
+    busy_now: Vec<u32>,
+    answered: Vec<u64>,
+    abandoned: Vec<u64>,
+    p95: Vec<Option<f64>>,
+    current: Histogram<u64>,
+    current_interval: usize,
+    /// Cursor over intervals: observations come in time order, so the
+    /// interval of `t` is found without a division.
+    cursor_i: usize,
+    cursor_end: u64,
+}
+
+/// The interval used for `scenario` [µs].
+pub fn interval_for(scenario: &Scenario) -> u64 {
+    let floor = scenario.duration_us.div_ceil(MAX_POINTS);
+    scenario.series_interval_us.max(floor).max(1)
+}
+
+fn bump(v: &mut Vec<u64>, i: usize) {
+    if v.len() <= i {
+        v.resize(i + 1, 0);
+    }
+    v[i] += 1;
+}
+
+impl SeriesRecorder {
+    /// An empty recorder for a run of `scenario`.
+    pub fn new(scenario: &Scenario) -> SeriesRecorder {
+        let accounts = scenario.accounts.len();
+        let agent_account: Vec<u16> = scenario
+            .groups
+            .iter()
+            .flat_map(|g| std::iter::repeat_n(g.account as u16, g.count as usize))
+            .collect();
+        SeriesRecorder {
+            interval: interval_for(scenario),
+            warmup: scenario.warmup_us,
+            entry_names: scenario.entries.iter().map(|e| e.name.clone()).collect(),
+            account_names: scenario.accounts.iter().map(|a| a.name.clone()).collect(),
+            agent_busy: vec![false; agent_account.len()],
+            agent_online: vec![false; agent_account.len()],
+            agent_account,
+            arrivals: vec![Vec::new(); scenario.entries.len()],
+            queue: vec![Level::default(); accounts],
+            queue_now: vec![0; accounts],
+            online: vec![Level::default(); accounts],
+            online_now: vec![0; accounts],
+            busy: vec![Level::default(); accounts],
+            busy_now: vec![0; accounts],
+            answered: Vec::new(),
+            abandoned: Vec::new(),
+            p95: Vec::new(),
+            // two significant digits up to ~2.8 h: enough for a chart, small to reset
+            current: Histogram::new_with_bounds(1, 10_000_000_000, 2).expect("static histogram bounds"),
+            current_interval: 0,
+            cursor_i: 0,
+            cursor_end: interval_for(scenario),
+        }
+    }
+
+    #[inline]
+    fn idx(&mut self, t: u64) -> usize {
+        if t >= self.cursor_end {
+            self.cursor_i = (t / self.interval) as usize;
+            self.cursor_end = (self.cursor_i as u64 + 1) * self.interval;
+        }
+        self.cursor_i
+    }
+
+    /// Close the interval being filled if `i` is past it.
+    fn roll_to(&mut self, i: usize) {
+        if i <= self.current_interval {
+            return;
+        }
+        let p = (!self.current.is_empty()).then(|| self.current.value_at_quantile(0.95) as f64 / 1e3);
+        if self.p95.len() <= self.current_interval {
+            self.p95.resize(self.current_interval + 1, None);
+        }
+        self.p95[self.current_interval] = p;
+        self.current.reset();
+        self.current_interval = i;
+    }
+
+    fn queue_change(&mut self, t: u64, account: usize, up: bool) {
+        let q = &mut self.queue_now[account];
+        *q = if up { *q + 1 } else { q.saturating_sub(1) };
+        self.queue[account].set(t, *q as f64, self.interval);
+    }
+
+    /// Close every series at `end_us`.
+    pub fn finish(mut self, end_us: u64) -> SeriesData {
+        let end = end_us.max(1);
+        let n = end.div_ceil(self.interval) as usize;
+        self.roll_to(usize::MAX);
+        let mut p95 = std::mem::take(&mut self.p95);
+        p95.resize(n, None);
+        let iv = self.interval;
+        let pad = |mut v: Vec<u64>| {
+            v.resize(n, 0);
+            v
+        };
+        let by_account = |levels: Vec<Level>| -> BTreeMap<String, Vec<f64>> {
+            self.account_names.iter().cloned().zip(levels.into_iter().map(|l| l.means(end, iv))).collect()
+        };
+        SeriesData {
+            interval_s: iv as f64 / 1e6,
+            warmup_s: self.warmup as f64 / 1e6,
+            arrivals: self.entry_names.iter().cloned().zip(self.arrivals.iter().cloned().map(pad)).collect(),
+            queue_len: by_account(std::mem::take(&mut self.queue)),
+            agents_online: by_account(std::mem::take(&mut self.online)),
+            agents_busy: by_account(std::mem::take(&mut self.busy)),
+            answered: pad(std::mem::take(&mut self.answered)),
+            abandoned: pad(std::mem::take(&mut self.abandoned)),
+            queue_wait_p95_ms: p95,
+        }
+    }
+}
+
+impl Observer for SeriesRecorder {
+    #[inline]
+    fn observe(&mut self, obs: Obs) {
+        match obs {
+            Obs::Entered { s, .. } => {
+                let i = self.idx(s.arrived_us);
+                bump(&mut self.arrivals[s.entry as usize], i);
+            }
+            Obs::Queued { t, s } => self.queue_change(t, s.account as usize, true),
+            Obs::Assigned { t, s, from_pool, .. } => {
+                if from_pool {
+                    self.queue_change(t, s.account as usize, false);
+                }
+                let i = self.idx(t);
+                self.roll_to(i);
+                self.current.saturating_record(t - s.arrived_us);
+                bump(&mut self.answered, i);
+            }
+            Obs::Abandoned { t, s } => {
+                self.queue_change(t, s.account as usize, false);
+                let i = self.idx(t);
+                bump(&mut self.abandoned, i);
+            }
+            Obs::AgentLoad { t, agent, load } => {
+                let busy = load > 0;
+                if busy != self.agent_busy[agent as usize] {
+                    self.agent_busy[agent as usize] = busy;
+                    let acc = self.agent_account[agent as usize] as usize;
+                    let b = &mut self.busy_now[acc];
+                    *b = if busy { *b + 1 } else { *b - 1 };
+                    self.busy[acc].set(t, f64::from(*b), self.interval);
+                }
+            }
+            Obs::AgentOnline { t, agent, online } => {
+                if online != self.agent_online[agent as usize] {
+                    self.agent_online[agent as usize] = online;
+                    let acc = self.agent_account[agent as usize] as usize;
+                    let o = &mut self.online_now[acc];
+                    *o = if online { *o + 1 } else { *o - 1 };
+                    self.online[acc].set(t, f64::from(*o), self.interval);
+                }
+            }
+            Obs::Rejected { .. }
+            | Obs::Message { .. }
+            | Obs::Reply { .. }
+            | Obs::Ended { .. }
+            | Obs::Unfinished { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_are_time_averaged_per_interval() {
+        let mut l = Level::default();
+        l.set(0, 2.0, 10);
+        l.set(5, 4.0, 10); // [0,5) at 2, [5,15) at 4
+        l.set(15, 0.0, 10);
+        assert_eq!(l.means(20, 10), [3.0, 2.0]);
+    }
+
+    #[test]
+    fn a_partial_last_interval_is_averaged_over_its_own_length() {
+        let mut l = Level::default();
+        l.set(0, 1.0, 10);
+        assert_eq!(l.means(15, 10), [1.0, 1.0]);
+    }
+}
