@@ -223,11 +223,13 @@ pub fn resolve(metric: &str, valid: &BTreeSet<String>) -> Result<String, String>
     if is_live_only(metric) {
         return Ok(metric.to_owned());
     }
+    // Suggest in the form people write: latencies without `latency_ms.`.
     let closest = valid
         .iter()
+        .map(|p| p.strip_prefix("latency_ms.").unwrap_or(p))
         .map(|p| (strsim::damerau_levenshtein(metric, p), p))
         .min_by_key(|(d, _)| *d)
-        .map(|(_, p)| p.clone())
+        .map(|(_, p)| p.to_owned())
         .unwrap_or_default();
     Err(format!("unknown metric `{metric}`: the closest is `{closest}`"))
 }

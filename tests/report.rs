@@ -1,0 +1,277 @@
+//! Reports and gates end to end: exit codes, gates in summary.json,
+//! baselines, JUnit, charts, HDR exports, re-rendering, and the terminal
+//! summary of a seeded run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kfsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kfsim")).args(args).output().expect("kfsim runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kfsim-report-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A one-hour scenario with the given `[gates]` lines.
+fn scenario_with_gates(dir: &Path, gates: &str) -> PathBuf {
+    let text = format!(
+        r#"name = "gated"
+seed = 3
+duration = "2h"
+[[account]]
+name = "presale"
+[[agents]]
+count = 10
+reply_delay = {{ dist = "exponential", mean = "2m" }}
+[[entry]]
+scene = "search"
+rate = "4/min"
+patience = {{ dist = "exponential", mean = "5m" }}
+[gates]
+{gates}
+"#
+    );
+    let path = dir.join("gated.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn gates_decide_the_exit_code_and_are_written_to_the_summary() {
+    let dir = scratch("gates");
+    let passing = scenario_with_gates(&dir, "\"service_level\" = \">= 10%\"\n\"queue_wait.p99\" = \"< 1h\"");
+    let out = dir.join("pass");
+    let o = kfsim(&["run", passing.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["gates"].as_array().unwrap().len(), 2);
+    assert_eq!(s["gates"][0]["verdict"], "pass");
+    assert_eq!(s["gates"][1]["path"], "latency_ms.queue_wait.p99");
+    assert_eq!(s["gates"][1]["threshold"], 3_600_000.0);
+
+    let failing = scenario_with_gates(&dir, "\"service_level\" = \">= 99.99%\"\n\"abandon_rate\" = \"<= 1\"");
+    let out = dir.join("fail");
+    let o = kfsim(&["run", failing.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    let last: Vec<&str> = stdout.lines().rev().take(2).collect();
+    assert!(last[0].starts_with("FAILED     1 of 2 gates failed"), "{stdout}");
+    assert!(last[1].contains("FAIL service_level >= 99.99%"), "failed gates come last: {stdout}");
+    assert_eq!(json(&out.join("summary.json"))["gates"][0]["verdict"], "fail");
+
+    let o = kfsim(&["run", failing.to_str().unwrap(), "--no-gates", "-q", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(json(&out.join("summary.json"))["gates"], serde_json::json!([]));
+}
+
+#[test]
+fn an_unknown_gate_metric_is_an_invalid_scenario() {
+    let dir = scratch("unknown-gate");
+    let path = scenario_with_gates(&dir, "\"fairness.presale.jian\" = \">= 0.9\"");
+    let o = kfsim(&["validate", path.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr.contains("gated.toml:14:1: unknown metric `fairness.presale.jian`"), "{stderr}");
+    assert!(stderr.contains("the closest is `fairness.presale.jain`"), "{stderr}");
+    let path = scenario_with_gates(&dir, "\"service_level\" = \">= 20s\"");
+    let (_, stderr) = text(&kfsim(&["validate", path.to_str().unwrap()]));
+    assert!(stderr.contains("gated.toml:14:19: invalid condition"), "{stderr}");
+}
+
+#[test]
+fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
+    let dir = scratch("baseline");
+    let sc = scenario_with_gates(&dir, "");
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec!["run", sc.to_str().unwrap(), "-q", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = kfsim(&args);
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        out
+    };
+    let a = run("a", &[]);
+    let b = run("b", &[]);
+    let o = kfsim(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("exact (same sim scenario and seed)"), "{stdout}");
+
+    // fewer agents: a different scenario, so key metrics with tolerance
+    let worse = run("worse", &["--set", "agents.presale.count=8"]);
+    let o = kfsim(&["compare", a.to_str().unwrap(), worse.to_str().unwrap()]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("regressed service_level"), "{stdout}");
+    // relative tolerances cannot excuse a move away from 0: that takes an absolute one
+    let o = kfsim(&[
+        "compare",
+        a.to_str().unwrap(),
+        worse.to_str().unwrap(),
+        "--tolerance",
+        "*=100000%",
+        "--tolerance",
+        "queue_wait.p50=1h",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o =
+        kfsim(&["compare", a.to_str().unwrap(), worse.to_str().unwrap(), "--tolerance", "servce_level=5%"]);
+    assert_eq!(o.status.code(), Some(2), "a misspelt metric is an argument error");
+
+    // the same in one step, with JUnit
+    let junit = dir.join("junit.xml");
+    let out = dir.join("one-step");
+    let o = kfsim(&[
+        "run",
+        sc.to_str().unwrap(),
+        "-q",
+        "--set",
+        "agents.presale.count=8",
+        "--baseline",
+        a.join("summary.json").to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit output is XML");
+    let suites: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testsuite")).collect();
+    assert_eq!(suites.len(), 2, "gates and baseline");
+    let baseline = suites[1];
+    let failures: usize = baseline.attribute("failures").unwrap().parse().unwrap();
+    let failed_cases =
+        baseline.children().filter(|c| c.children().any(|f| f.has_tag_name("failure"))).count();
+    assert!(failures > 0 && failures == failed_cases, "{xml}");
+    let tests: usize = baseline.attribute("tests").unwrap().parse().unwrap();
+    assert_eq!(tests, baseline.children().filter(|c| c.has_tag_name("testcase")).count());
+    assert!(out.join("comparison.json").exists());
+}
+
+#[test]
+fn junit_has_one_case_per_gate() {
+    let dir = scratch("junit");
+    let sc = scenario_with_gates(
+        &dir,
+        "\"service_level\" = \">= 0.1\"\n\"asa\" = \"< 1ms\"\n\"messages.lost\" = \"== 0\"",
+    );
+    let junit = dir.join("gates.xml");
+    let o = kfsim(&[
+        "run",
+        sc.to_str().unwrap(),
+        "-q",
+        "--junit",
+        junit.to_str().unwrap(),
+        "--out",
+        dir.join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    let names: Vec<&str> = cases.iter().map(|c| c.attribute("name").unwrap()).collect();
+    assert_eq!(names, ["service_level >= 0.1", "asa < 1ms", "messages.lost == 0"]);
+    let kind =
+        |c: &roxmltree::Node| c.children().find(|n| n.is_element()).map(|n| n.tag_name().name().to_owned());
+    assert_eq!(kind(&cases[0]), None);
+    assert_eq!(kind(&cases[1]).as_deref(), Some("failure"));
+    assert_eq!(kind(&cases[2]).as_deref(), Some("skipped"));
+}
+
+#[test]
+fn charts_html_and_exports_of_a_run_folder() {
+    let dir = scratch("charts");
+    let out = dir.join("run");
+    let o = kfsim(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "-q",
+        "--export",
+        "hgrm",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let summary = json(&out.join("summary.json"));
+
+    // every chart is an SVG document with the series it should show
+    let expect: &[(&str, &[&str])] = &[
+        ("latency-spectrum", &["queue wait", "first response", "reply", "99.9%"]),
+        ("histogram-queue_wait", &["queue wait"]),
+        ("fairness-agents", &["presale: Jain", "mean of the account"]),
+        ("fairness-histogram", &["presale: Jain", "sessions per agent"]),
+        ("over-time", &["channels", "search", "payment", "presale online", "warm-up", "p95 queue wait"]),
+    ];
+    for (name, labels) in expect {
+        let svg = std::fs::read_to_string(out.join("charts").join(format!("{name}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{name}.svg is not XML: {e}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let texts: String = doc.descendants().filter_map(|n| n.text()).collect::<Vec<_>>().join("|");
+        for label in *labels {
+            assert!(texts.contains(label), "{name}.svg lacks {label:?}: {texts}");
+        }
+    }
+
+    // the page inlines every chart and needs nothing from outside
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), std::fs::read_dir(out.join("charts")).unwrap().count());
+    for outside in ["http://", "https://", "<script", "src=\"", "<link"] {
+        let allowed = if outside == "http://" { html.matches("http://www.w3.org").count() } else { 0 };
+        assert_eq!(html.matches(outside).count(), allowed, "report.html must not contain {outside}");
+    }
+    assert!(html.contains("PASSED"));
+
+    // hgrm text and histograms.json agree with the summary
+    let hgrm = std::fs::read_to_string(out.join("hgrm").join("queue_wait.hgrm")).unwrap();
+    let count = summary["latency_ms"]["queue_wait"]["count"].as_u64().unwrap();
+    assert!(hgrm.contains(&format!("Total count    = {count:>12}")), "{hgrm}");
+    let encoded = json(&out.join("histograms.json"));
+    let h = kfsim::report::hgrm::from_base64(encoded["first_response"].as_str().unwrap()).unwrap();
+    assert_eq!(h.len(), summary["latency_ms"]["first_response"]["count"].as_u64().unwrap());
+    let p95_ms = h.value_at_quantile(0.95).min(h.max()) as f64 / 1e3;
+    assert_eq!(p95_ms, summary["latency_ms"]["first_response"]["p95"].as_f64().unwrap());
+
+    // `kfsim report` renders the same files again from the folder alone
+    let before_html = std::fs::read(out.join("report.html")).unwrap();
+    let before_chart = std::fs::read(out.join("charts/over-time.svg")).unwrap();
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    std::fs::remove_dir_all(out.join("charts")).unwrap();
+    let o = kfsim(&["report", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(std::fs::read(out.join("report.html")).unwrap(), before_html);
+    assert_eq!(std::fs::read(out.join("charts/over-time.svg")).unwrap(), before_chart);
+    let o = kfsim(&["report", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "a folder without a run is an argument error");
+}
+
+/// The terminal summary of a seeded run is pinned: the sim is deterministic,
+/// so any change in it is a change in behaviour to look at. Set
+/// `UPDATE_SNAPSHOTS=1` to accept a deliberate change.
+#[test]
+fn terminal_summary_snapshot() {
+    let dir = scratch("snapshot");
+    let o = kfsim(&["run", "scenarios/quickstart.toml", "--out", dir.join("r").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let (stdout, _) = text(&o);
+    let got: String =
+        stdout.lines().filter(|l| !l.starts_with("report ")).map(|l| format!("{l}\n")).collect();
+    let path = Path::new("tests/snapshots/quickstart-terminal.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(path).expect("snapshot exists (run with UPDATE_SNAPSHOTS=1 once)");
+    assert_eq!(got, want, "terminal summary changed; if on purpose, rerun with UPDATE_SNAPSHOTS=1");
+}
