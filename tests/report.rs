@@ -225,9 +225,20 @@ fn charts_html_and_exports_of_a_run_folder() {
         }
     }
 
+    // and the same chart as a PNG, drawn with the bundled font
+    for (name, _) in expect {
+        let png = std::fs::read(out.join("charts").join(format!("{name}.png"))).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(png));
+        let reader = decoder.read_info().unwrap_or_else(|e| panic!("{name}.png is not a PNG: {e}"));
+        assert_eq!(reader.info().width, 900, "{name}.png");
+    }
+
     // the page inlines every chart and needs nothing from outside
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), std::fs::read_dir(out.join("charts")).unwrap().count());
+    let svgs = std::fs::read_dir(out.join("charts"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "svg"));
+    assert_eq!(html.matches("<svg").count(), svgs.count());
     for outside in ["http://", "https://", "<script", "src=\"", "<link"] {
         let allowed = if outside == "http://" { html.matches("http://www.w3.org").count() } else { 0 };
         assert_eq!(html.matches(outside).count(), allowed, "report.html must not contain {outside}");

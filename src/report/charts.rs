@@ -12,15 +12,17 @@ use super::RunData;
 use crate::series::SeriesData;
 use crate::summary::Summary;
 
-/// One chart: a file stem, a title and the SVG document.
+/// One chart: a file stem, a title, and the picture as SVG and PNG.
 #[derive(Debug, Clone)]
 pub struct Chart {
-    /// File name without `.svg`.
+    /// File name without the extension.
     pub name: String,
     /// What it shows.
     pub title: String,
     /// The SVG document.
     pub svg: String,
+    /// The same chart as a PNG image (text drawn with the bundled DejaVu Sans).
+    pub png: Vec<u8>,
 }
 
 const W: u32 = 900;
@@ -71,18 +73,75 @@ fn time_unit(max_ms: f64) -> (f64, &'static str) {
     }
 }
 
-fn svg_chart(
-    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult<()>,
-    size: (u32, u32),
-) -> DrawResult<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        draw(&root)?;
-        root.present().map_err(err)?;
+/// What a chart draws; one `draw` serves every backend.
+enum Kind<'a> {
+    Spectrum(Vec<&'a str>),
+    Histogram(&'a str),
+    FairnessBars,
+    AssignmentHistogram,
+    OverTime,
+}
+
+impl Kind<'_> {
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Kind::OverTime => (W, 4 * 230),
+            _ => (W, H),
+        }
     }
-    Ok(svg)
+
+    fn draw<DB: DrawingBackend>(&self, run: &RunData, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
+        root.fill(&WHITE).map_err(err)?;
+        let name = &run.summary.scenario.name;
+        match self {
+            Kind::Spectrum(keys) => spectrum(root, run, keys, name),
+            Kind::Histogram(key) => histogram(root, &run.histograms[*key], key, name),
+            Kind::FairnessBars => fairness_bars(root, &run.summary),
+            Kind::AssignmentHistogram => assignment_histogram(root, &run.summary),
+            Kind::OverTime => over_time(root, &run.series, name),
+        }?;
+        root.present().map_err(err)
+    }
+
+    fn render(&self, run: &RunData, name: String, title: String) -> DrawResult<Chart> {
+        register_fonts()?;
+        let size = self.size();
+        let mut svg = String::new();
+        self.draw(run, &SVGBackend::with_string(&mut svg, size).into_drawing_area())?;
+        let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+        self.draw(run, &BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area())?;
+        Ok(Chart { name, title, svg, png: encode_png(&rgb, size)? })
+    }
+}
+
+/// Text in bitmaps needs a font; bundling one keeps PNG output the same on
+/// a machine with no fonts installed.
+fn register_fonts() -> DrawResult<()> {
+    static ONCE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        for (style, bytes) in [
+            (FontStyle::Normal, dejavu::sans::regular()),
+            (FontStyle::Bold, dejavu::sans::bold()),
+            (FontStyle::Italic, dejavu::sans::oblique()),
+            (FontStyle::Oblique, dejavu::sans::oblique()),
+        ] {
+            plotters::style::register_font(FONT, style, bytes)
+                .map_err(|_| "the bundled font is invalid".to_owned())?;
+        }
+        Ok(())
+    })
+    .clone()
+}
+
+fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> DrawResult<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(err)?;
+    writer.write_image_data(rgb).map_err(err)?;
+    writer.finish().map_err(err)?;
+    Ok(out)
 }
 
 /// Every chart of a run.
@@ -94,48 +153,33 @@ pub fn render_all(run: &RunData) -> DrawResult<Vec<Chart>> {
         .filter(|k| run.histograms.get(*k).is_some_and(|h| !h.is_empty()))
         .collect();
     if !latencies.is_empty() {
-        charts.push(Chart {
-            name: "latency-spectrum".into(),
-            title: format!("Latency by percentile — {name}"),
-            svg: svg_chart(|root| spectrum(root, run, &latencies, name), (W, H))?,
-        });
+        let title = format!("Latency by percentile — {name}");
+        charts.push(Kind::Spectrum(latencies).render(run, "latency-spectrum".into(), title)?);
     }
-    let http: Vec<&str> =
-        run.histograms.keys().filter(|k| k.starts_with("http.")).map(String::as_str).collect();
+    let http: Vec<&str> = run
+        .histograms
+        .iter()
+        .filter(|(k, h)| k.starts_with("http.") && !h.is_empty())
+        .map(|(k, _)| k.as_str())
+        .collect();
     if !http.is_empty() {
-        charts.push(Chart {
-            name: "http-spectrum".into(),
-            title: format!("HTTP latency by percentile — {name}"),
-            svg: svg_chart(|root| spectrum(root, run, &http, name), (W, H))?,
-        });
+        let title = format!("HTTP latency by percentile — {name}");
+        charts.push(Kind::Spectrum(http).render(run, "http-spectrum".into(), title)?);
     }
     for key in ["queue_wait", "first_response", "reply", "session", "abandon_wait"] {
-        if let Some(h) = run.histograms.get(key).filter(|h| !h.is_empty()) {
-            charts.push(Chart {
-                name: format!("histogram-{key}"),
-                title: format!("Distribution of {} — {name}", key.replace('_', " ")),
-                svg: svg_chart(|root| histogram(root, h, key, name), (W, H))?,
-            });
+        if run.histograms.get(key).is_some_and(|h| !h.is_empty()) {
+            let title = format!("Distribution of {} — {name}", key.replace('_', " "));
+            charts.push(Kind::Histogram(key).render(run, format!("histogram-{key}"), title)?);
         }
     }
     if run.summary.agents.iter().any(|a| a.online_s > 0.0) {
-        charts.push(Chart {
-            name: "fairness-agents".into(),
-            title: format!("Sessions per agent — {name}"),
-            svg: svg_chart(|root| fairness_bars(root, &run.summary), (W, H))?,
-        });
-        charts.push(Chart {
-            name: "fairness-histogram".into(),
-            title: format!("How many agents got how many sessions — {name}"),
-            svg: svg_chart(|root| assignment_histogram(root, &run.summary), (W, H))?,
-        });
+        let title = format!("Sessions per agent — {name}");
+        charts.push(Kind::FairnessBars.render(run, "fairness-agents".into(), title)?);
+        let title = format!("How many agents got how many sessions — {name}");
+        charts.push(Kind::AssignmentHistogram.render(run, "fairness-histogram".into(), title)?);
     }
     if !run.series.answered.is_empty() {
-        charts.push(Chart {
-            name: "over-time".into(),
-            title: format!("Over time — {name}"),
-            svg: svg_chart(|root| over_time(root, &run.series, name), (W, 4 * 230))?,
-        });
+        charts.push(Kind::OverTime.render(run, "over-time".into(), format!("Over time — {name}"))?);
     }
     Ok(charts)
 }
@@ -148,8 +192,8 @@ fn percentile_label(x: f64) -> String {
     format!("{s}%")
 }
 
-fn spectrum(
-    root: &DrawingArea<SVGBackend<'_>, Shift>,
+fn spectrum<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
     run: &RunData,
     keys: &[&str],
     name: &str,
@@ -162,6 +206,7 @@ fn spectrum(
     let mut chart = ChartBuilder::on(root)
         .caption(format!("Latency by percentile — {name}"), (FONT, 20))
         .margin(12)
+        .margin_right(36)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..x_max, 0.0..(max_ms / div * 1.05).max(1e-9))
@@ -204,8 +249,8 @@ fn spectrum(
         .map_err(err)
 }
 
-fn histogram(
-    root: &DrawingArea<SVGBackend<'_>, Shift>,
+fn histogram<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
     h: &hdrhistogram::Histogram<u64>,
     key: &str,
     name: &str,
@@ -246,7 +291,7 @@ fn histogram(
     Ok(())
 }
 
-fn fairness_bars(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Summary) -> DrawResult<()> {
+fn fairness_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary) -> DrawResult<()> {
     let accounts: Vec<&String> = s.fairness.keys().collect();
     // sorted bars, grouped by account
     let mut bars: Vec<(usize, f64, f64)> = Vec::new(); // (account, sessions, ideal)
@@ -325,7 +370,7 @@ fn fairness_bars(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Summary) -> Draw
         .map_err(err)
 }
 
-fn assignment_histogram(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Summary) -> DrawResult<()> {
+fn assignment_histogram<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary) -> DrawResult<()> {
     let max_sessions =
         s.fairness.values().flat_map(|f| f.histogram.iter().map(|b| b.sessions)).max().unwrap_or(0);
     let bins = 30u64;
@@ -381,8 +426,8 @@ fn assignment_histogram(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Summary) 
 }
 
 /// Line plot of named series against interval start times.
-fn panel(
-    area: &DrawingArea<SVGBackend<'_>, Shift>,
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
     title: &str,
     y_desc: &str,
     series: &[(String, Vec<f64>, RGBColor)],
@@ -432,7 +477,11 @@ fn panel(
         .map_err(err)
 }
 
-fn over_time(root: &DrawingArea<SVGBackend<'_>, Shift>, d: &SeriesData, name: &str) -> DrawResult<()> {
+fn over_time<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    d: &SeriesData,
+    name: &str,
+) -> DrawResult<()> {
     let areas = root.split_evenly((4, 1));
     let per_min = 60.0 / d.interval_s;
     let arrivals: Vec<(String, Vec<f64>, RGBColor)> = d

@@ -2,7 +2,7 @@
 //! that `kfsim report DIR` can render again without running again.
 //!
 //! Layout: `summary.json`, `series.json`, `histograms.json` (HDR V2-deflate,
-//! base64, per latency), `charts/*.svg`, `report.html`, and with
+//! base64, per latency), `charts/*.svg` and `*.png`, `report.html`, and with
 //! `--export hgrm` the folder `hgrm/` with one `.hgrm` file per histogram.
 
 use std::collections::BTreeMap;
@@ -43,6 +43,7 @@ pub fn write_report(dir: &Path, run: &RunData, comparison: Option<&Comparison>) 
     fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
     for c in &charts {
         write_file(&chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
+        write_file(&chart_dir.join(format!("{}.png", c.name)), &c.png)?;
     }
     if let Some(c) = comparison {
         write_file(&dir.join("comparison.json"), &json_pretty(c))?;
