@@ -244,7 +244,7 @@ impl Metrics {
         let slot_used: f64 = self.agents.iter().map(|a| a.slot_us as f64).sum();
         Summary {
             schema: SCHEMA.into(),
-            kfsim_version: env!("CARGO_PKG_VERSION").into(),
+            kfsim_version: env!("KFSIM_VERSION").into(),
             engine: engine.into(),
             scenario: ScenarioInfo {
                 name: scenario.name.clone(),
@@ -324,6 +324,7 @@ impl Metrics {
                     id: format!("{}-{:0width$}", g.group, n),
                     account: sc.accounts[g.account].name.clone(),
                     group: g.group.clone(),
+                    max_concurrent: g.max_concurrent,
                     sessions: a.sessions,
                     messages: a.messages,
                     busy_s: a.busy_us as f64 / 1e6,

@@ -160,6 +160,9 @@ pub struct AgentSummary {
     pub account: String,
     /// Its group.
     pub group: String,
+    /// 接待上限: sessions it may hold at once.
+    #[serde(default = "one")]
+    pub max_concurrent: u32,
     /// Sessions assigned to it (of those counted).
     pub sessions: u64,
     /// Replies it sent (of counted sessions).
@@ -230,6 +233,10 @@ pub struct EntrySummary {
     pub queue_wait: LatencyStats,
     /// First response [ms].
     pub first_response: LatencyStats,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// `a / b`, or `None` when `b` is 0.

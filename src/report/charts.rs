@@ -297,11 +297,16 @@ fn fairness_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary)
     let mut bars: Vec<(usize, f64, f64)> = Vec::new(); // (account, sessions, ideal)
     for (ai, account) in accounts.iter().enumerate() {
         let agents: Vec<_> = s.agents.iter().filter(|a| &&a.account == account && a.online_s > 0.0).collect();
+        // The cap-limited ideal: sessions in proportion to slot-time online
+        // (online time × 接待上限), what a perfectly even router would give.
         let total: f64 = agents.iter().map(|a| a.sessions as f64).sum();
-        let online: f64 = agents.iter().map(|a| a.online_s).sum();
+        let slot_time = |a: &&crate::summary::AgentSummary| a.online_s * f64::from(a.max_concurrent);
+        let all_slots: f64 = agents.iter().map(slot_time).sum();
         let mut group: Vec<(usize, f64, f64)> = agents
             .iter()
-            .map(|a| (ai, a.sessions as f64, if online > 0.0 { total * a.online_s / online } else { 0.0 }))
+            .map(|a| {
+                (ai, a.sessions as f64, if all_slots > 0.0 { total * slot_time(a) / all_slots } else { 0.0 })
+            })
             .collect();
         group.sort_by(|a, b| b.1.total_cmp(&a.1));
         bars.extend(group);
@@ -354,7 +359,7 @@ fn fairness_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary)
             bars.iter().enumerate().map(|(i, b)| Circle::new((i as f64 + 0.5, b.2), 3, BLACK.filled())),
         )
         .map_err(err)?
-        .label("even share of online time (ideal)")
+        .label("cap-limited ideal (share of slot-time online)")
         .legend(|(x, y)| Circle::new((x + 6, y), 3, BLACK.filled()));
     chart
         .draw_series(std::iter::once(PathElement::new(vec![(0.0, -1.0), (0.0, -1.0)], BLACK.stroke_width(2))))
