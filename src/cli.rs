@@ -57,6 +57,55 @@ pub enum Command {
     Compare(CompareArgs),
     /// Render the charts and report.html of a run folder again, without running.
     Report(ReportArgs),
+    /// Run a grid of scenario variants with replications (capacity planning).
+    Sweep(SweepArgs),
+    /// Find the smallest staffing that meets service targets.
+    Plan(PlanArgs),
+}
+
+/// Arguments of `kfsim sweep`.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    /// The scenario.
+    pub scenario: ScenarioArgs,
+    /// A parameter and its values: `agents.GROUP.count=20..60:2`,
+    /// `entry.NAME.rate=60/min,120/min`, `account.NAME.policy=round_robin,idle_first`.
+    #[arg(long = "vary", value_name = "PATH=VALUES", required = true)]
+    pub vary: Vec<String>,
+    /// Independent replications per point.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub replications: u32,
+    /// Where to write sweep.json, sweep.csv, charts and sweep.html [default: reports/NAME-sweep-TIMESTAMP].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run on one core (the figures are the same).
+    #[arg(long)]
+    pub serial: bool,
+}
+
+/// Arguments of `kfsim plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    /// The scenario.
+    pub scenario: ScenarioArgs,
+    /// A target every recommendation must meet: `service_level>=0.8`, `abandon_rate<=0.05`,
+    /// `first_response.p95<60s`.
+    #[arg(long = "target", value_name = "METRIC OP VALUE", required = true)]
+    pub targets: Vec<String>,
+    /// The parameter to size, usually `agents.GROUP.count`.
+    #[arg(long, value_name = "PATH")]
+    pub vary: String,
+    /// Independent replications per evaluated value.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub replications: u32,
+    /// Recommend per interval of the arrival profile (the intraday staffing table).
+    #[arg(long, value_name = "DURATION")]
+    pub per_interval: Option<String>,
+    /// Run on one core (the figures are the same).
+    #[arg(long)]
+    pub serial: bool,
 }
 
 /// Arguments of `kfsim compare`.
@@ -165,6 +214,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Bench(args) => cmd_bench(&args),
         Command::Compare(args) => cmd_compare(&args),
         Command::Report(args) => cmd_report(&args),
+        Command::Sweep(args) => crate::cli_plan::cmd_sweep(&args),
+        Command::Plan(args) => crate::cli_plan::cmd_plan(&args),
     };
     match result {
         Ok(code) => code,
@@ -382,7 +433,8 @@ pub fn simulate(sc: &Scenario) -> Summary {
     metrics.finish(sc, "sim", &stats)
 }
 
-fn default_out_dir(name: &str) -> PathBuf {
+/// `reports/NAME-YYYYMMDD-HHMMSS`, made unique.
+pub fn default_out_dir(name: &str) -> PathBuf {
     let safe: String =
         name.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -20,15 +20,18 @@
 //! clock and the file system, and maps errors to exit codes.
 
 pub mod cli;
+pub mod cli_plan;
 pub mod compare;
 pub mod gate;
 pub mod metrics;
 pub mod observe;
+pub mod plan;
 pub mod reception;
 pub mod report;
 pub mod scenario;
 pub mod series;
 pub mod sim;
 pub mod summary;
+pub mod sweep;
 pub mod theory;
 pub mod workload;

@@ -97,6 +97,113 @@ pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Erlang {
     Erlang { wait_probability, abandon_rate, asa: served_wait / (p_immediate + served) }
 }
 
+/// What queueing theory predicts for a scenario that is a plain Erlang
+/// case, in the units of `summary.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Prediction {
+    /// `erlang_b`, `erlang_c` or `erlang_a`.
+    pub model: String,
+    /// Servers: agents × slots.
+    pub servers: u32,
+    /// P(not assigned on arrival).
+    pub wait_probability: f64,
+    /// Mean wait of answered sessions [ms].
+    pub asa_ms: f64,
+    /// Abandoned (or, for Erlang B, rejected) share.
+    pub abandon_rate: f64,
+    /// Answered within T / offered (not computed for Erlang A).
+    pub service_level: Option<f64>,
+    /// Busy slot share.
+    pub occupancy: f64,
+}
+
+impl Prediction {
+    /// The predicted value of a summary metric, if theory gives it.
+    pub fn metric(&self, path: &str) -> Option<f64> {
+        match path {
+            "wait_probability" => Some(self.wait_probability),
+            "asa_ms" => Some(self.asa_ms),
+            "abandon_rate" if self.model != "erlang_b" => Some(self.abandon_rate),
+            "service_level" => self.service_level,
+            "occupancy" => Some(self.occupancy),
+            _ => None,
+        }
+    }
+}
+
+/// The Erlang prediction for `sc`, when it is a plain Erlang case: one
+/// account; Poisson arrivals without profile; one message per session;
+/// exponential reply time, the same for every agent, no wrap-up, no shifts,
+/// no slowdown (so k slots are k servers); patience none or exponential, the
+/// same on every entry; waiting pool unbounded (Erlang C or A) or off
+/// (`queue_limit = 0`, Erlang B). `None` otherwise, or when Erlang C is
+/// unstable.
+pub fn predict(sc: &crate::scenario::Scenario) -> Option<Prediction> {
+    use crate::scenario::{CountDist, TimeDist};
+    if sc.accounts.len() != 1 {
+        return None;
+    }
+    let mut mean_us = None;
+    let mut servers = 0u32;
+    for g in &sc.groups {
+        let TimeDist::Exponential { mean_us: m } = g.reply_delay else { return None };
+        if mean_us.is_some_and(|x| x != m) || !g.wrap_up.is_zero() || !g.online.is_empty() {
+            return None;
+        }
+        if g.slowdown != 0.0 && g.max_concurrent > 1 {
+            return None;
+        }
+        mean_us = Some(m);
+        servers = servers.checked_add(g.count.checked_mul(g.max_concurrent)?)?;
+    }
+    let mut patience = None;
+    let mut lambda = 0.0; // per second
+    for (i, e) in sc.entries.iter().enumerate() {
+        let flat = e.profile.is_empty() || e.profile.iter().all(|p| p.1 == 1.0);
+        if !flat || e.messages != (CountDist::Constant { value: 1 }) {
+            return None;
+        }
+        let p = match e.patience {
+            None => None,
+            Some(TimeDist::Exponential { mean_us }) => Some(mean_us),
+            Some(_) => return None,
+        };
+        if i > 0 && p != patience {
+            return None;
+        }
+        patience = p;
+        lambda += e.rate_per_s;
+    }
+    let mu = 1e6 / mean_us?; // per second
+    let t = sc.service_level_us as f64 / 1e6;
+    let n = f64::from(servers);
+    let (model, wait_probability, asa_s, abandon_rate, service_level) =
+        match (sc.accounts[0].queue_limit, patience) {
+            (Some(0), _) => {
+                let b = erlang_b(servers, lambda / mu);
+                ("erlang_b", b, 0.0, b, Some(1.0 - b))
+            }
+            (Some(_), _) => return None,
+            (None, None) => {
+                let c = erlang_c(servers, lambda, mu)?;
+                ("erlang_c", c.wait_probability, c.asa, 0.0, erlang_c_service_level(servers, lambda, mu, t))
+            }
+            (None, Some(p)) => {
+                let a = erlang_a(servers, lambda, mu, 1e6 / p);
+                ("erlang_a", a.wait_probability, a.asa, a.abandon_rate, None)
+            }
+        };
+    Some(Prediction {
+        model: model.into(),
+        servers,
+        wait_probability,
+        asa_ms: asa_s * 1e3,
+        abandon_rate,
+        service_level,
+        occupancy: lambda * (1.0 - abandon_rate) / mu / n,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +234,48 @@ mod tests {
         let a = erlang_a(44, 10.0, 0.25, 1e-7);
         assert!((a.wait_probability - c.wait_probability).abs() < 1e-4, "{a:?} vs {c:?}");
         assert!((a.asa - c.asa).abs() / c.asa < 1e-3, "{a:?} vs {c:?}");
+    }
+
+    #[test]
+    fn predictions_only_for_erlang_shaped_scenarios() {
+        let text = r#"
+name = "p"
+service_level = "20s"
+[[account]]
+name = "a"
+[[agents]]
+count = 44
+reply_delay = { dist = "exponential", mean = "4m" }
+[[entry]]
+scene = "web"
+rate = "10/min"
+"#;
+        let sc = crate::scenario::Scenario::parse(text, "p.toml").unwrap();
+        let p = predict(&sc).unwrap();
+        assert_eq!((p.model.as_str(), p.servers), ("erlang_c", 44));
+        assert!((p.service_level.unwrap() - 0.69067).abs() < 5e-5);
+        assert!((p.asa_ms - 25_902.0).abs() < 5.0);
+        let sets = |s: &[&str]| {
+            crate::scenario::Scenario::parse_with(
+                text,
+                "p.toml",
+                &s.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap()
+        };
+        assert_eq!(predict(&sets(&["agents.a.wrap_up=10s"])), None);
+        assert_eq!(predict(&sets(&["entry.web.messages=2"])), None);
+        assert_eq!(predict(&sets(&["agents.a.reply_delay=4m"])), None);
+        assert_eq!(predict(&sets(&["agents.a.count=30"])), None, "unstable Erlang C");
+        let chat = predict(&sets(&["agents.a.count=15", "agents.a.max_concurrent=3"])).unwrap();
+        assert_eq!(chat.servers, 45);
+        let a = predict(&sets(&[
+            "entry.web.patience={ dist = \"exponential\", mean = \"2m\" }",
+            "agents.a.count=42",
+        ]));
+        assert_eq!(a.unwrap().model, "erlang_a");
+        let b = predict(&sets(&["account.a.queue_limit=0", "agents.a.count=40"])).unwrap();
+        assert!((b.abandon_rate - erlang_b(40, 40.0)).abs() < 1e-12);
     }
 
     #[test]

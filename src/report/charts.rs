@@ -25,9 +25,12 @@ pub struct Chart {
     pub png: Vec<u8>,
 }
 
-const W: u32 = 900;
-const H: u32 = 420;
-const FONT: &str = "sans-serif";
+/// Default chart width [px].
+pub const W: u32 = 900;
+/// Default chart height [px].
+pub const H: u32 = 420;
+/// The font family of every chart.
+pub const FONT: &str = "sans-serif";
 
 /// The colour of a latency metric.
 pub fn metric_colour(name: &str) -> RGBColor {
@@ -56,9 +59,11 @@ pub fn palette(i: usize) -> RGBColor {
     P[i % P.len()]
 }
 
-type DrawResult<T> = Result<T, String>;
+/// A chart, or why it could not be drawn.
+pub type DrawResult<T> = Result<T, String>;
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
+/// A plotters error as a message.
+pub fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("drawing a chart failed: {e:?}")
 }
 
@@ -73,6 +78,38 @@ fn time_unit(max_ms: f64) -> (f64, &'static str) {
     }
 }
 
+/// A picture that can be drawn on any plotters backend, so one
+/// description gives both the SVG and the PNG.
+pub trait Drawable {
+    /// Size in pixels.
+    fn size(&self) -> (u32, u32) {
+        (W, H)
+    }
+    /// Draw on `root` (already white).
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()>;
+}
+
+/// Draw `d` as SVG and as PNG.
+pub fn render<D: Drawable>(d: &D, name: String, title: String) -> DrawResult<Chart> {
+    register_fonts()?;
+    let size = d.size();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        d.draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        d.draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Chart { name, title, svg, png: encode_png(&rgb, size)? })
+}
+
 /// What a chart draws; one `draw` serves every backend.
 enum Kind<'a> {
     Spectrum(Vec<&'a str>),
@@ -82,35 +119,35 @@ enum Kind<'a> {
     OverTime,
 }
 
-impl Kind<'_> {
+struct RunChart<'a> {
+    kind: Kind<'a>,
+    run: &'a RunData,
+}
+
+impl Drawable for RunChart<'_> {
     fn size(&self) -> (u32, u32) {
-        match self {
+        match self.kind {
             Kind::OverTime => (W, 4 * 230),
             _ => (W, H),
         }
     }
 
-    fn draw<DB: DrawingBackend>(&self, run: &RunData, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
-        root.fill(&WHITE).map_err(err)?;
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
+        let run = self.run;
         let name = &run.summary.scenario.name;
-        match self {
+        match &self.kind {
             Kind::Spectrum(keys) => spectrum(root, run, keys, name),
             Kind::Histogram(key) => histogram(root, &run.histograms[*key], key, name),
             Kind::FairnessBars => fairness_bars(root, &run.summary),
             Kind::AssignmentHistogram => assignment_histogram(root, &run.summary),
             Kind::OverTime => over_time(root, &run.series, name),
-        }?;
-        root.present().map_err(err)
+        }
     }
+}
 
-    fn render(&self, run: &RunData, name: String, title: String) -> DrawResult<Chart> {
-        register_fonts()?;
-        let size = self.size();
-        let mut svg = String::new();
-        self.draw(run, &SVGBackend::with_string(&mut svg, size).into_drawing_area())?;
-        let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
-        self.draw(run, &BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area())?;
-        Ok(Chart { name, title, svg, png: encode_png(&rgb, size)? })
+impl<'a> Kind<'a> {
+    fn render(self, run: &'a RunData, name: String, title: String) -> DrawResult<Chart> {
+        render(&RunChart { kind: self, run }, name, title)
     }
 }
 

@@ -1,0 +1,242 @@
+//! The glue of `kfsim sweep` and `kfsim plan`: read the scenario, run the
+//! grid or the search, print, write the files. The planning logic itself
+//! lives in `sweep` and `plan`.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::cli::{ArgError, Exit, PlanArgs, SweepArgs, default_out_dir};
+use crate::plan::{Evaluated, Problem, Recommendation, Target};
+use crate::report::human_ms;
+use crate::scenario::{Scenario, units::parse_duration};
+use crate::sweep::{self, Point, SweepResult, Vary};
+
+fn read(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|source| {
+        crate::scenario::ScenarioError::Io { path: path.display().to_string(), source }.into()
+    })
+}
+
+/// `kfsim sweep`.
+pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
+    let file = args.scenario.scenario.display().to_string();
+    let text = read(&args.scenario.scenario)?;
+    let base = Scenario::parse_with(&text, &file, &args.scenario.sets)?;
+    let vary = args.vary.iter().map(|v| Vary::parse(v).map_err(ArgError)).collect::<Result<Vec<_>, _>>()?;
+    let grid = sweep::grid(&vary);
+    let scenarios = grid
+        .iter()
+        .map(|params| sweep::variant(&text, &file, &args.scenario.sets, params))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runs = sweep::run(&scenarios, args.replications, !args.serial);
+    let points: Vec<Point> = grid
+        .into_iter()
+        .zip(&scenarios)
+        .zip(&runs)
+        .map(|((params, sc), runs)| Point {
+            params,
+            metrics: sweep::estimate(runs),
+            theory: crate::theory::predict(sc),
+        })
+        .collect();
+    let result = SweepResult {
+        scenario: base.name.clone(),
+        seed: base.seed,
+        replications: args.replications,
+        vary: vary.iter().map(|v| v.path.clone()).collect(),
+        points,
+    };
+    let out = args.out.clone().unwrap_or_else(|| default_out_dir(&format!("{}-sweep", base.name)));
+    write_sweep(&out, &result)?;
+    print_sweep(&mut std::io::stdout().lock(), &result)?;
+    println!("report     {}", out.join("sweep.html").display());
+    Ok(Exit::Success)
+}
+
+fn write_sweep(out: &std::path::Path, r: &SweepResult) -> anyhow::Result<()> {
+    let charts = crate::report::sweep::charts(r).map_err(anyhow::Error::msg)?;
+    let chart_dir = out.join("charts");
+    std::fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
+    let write = |path: std::path::PathBuf, bytes: &[u8]| {
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    let mut json = serde_json::to_vec_pretty(r)?;
+    json.push(b'\n');
+    write(out.join("sweep.json"), &json)?;
+    write(out.join("sweep.csv"), crate::report::sweep::csv(r).as_bytes())?;
+    for c in &charts {
+        write(chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
+        write(chart_dir.join(format!("{}.png", c.name)), &c.png)?;
+    }
+    write(out.join("sweep.html"), crate::report::sweep::html(r, &charts).as_bytes())
+}
+
+fn est(e: Option<sweep::Estimate>, f: impl Fn(f64) -> String) -> String {
+    e.map_or("—".into(), |e| format!("{} [{}, {}]", f(e.mean), f(e.lo), f(e.hi)))
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+fn print_sweep(w: &mut dyn Write, r: &SweepResult) -> anyhow::Result<()> {
+    writeln!(
+        w,
+        "{} · {} points × {} replications · mean [95% CI]",
+        r.scenario,
+        r.points.len(),
+        r.replications
+    )?;
+    for p in &r.points {
+        let params: Vec<String> = p.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let m = |k: &str| p.metrics.get(k).copied().flatten();
+        let theory = p
+            .theory
+            .as_ref()
+            .and_then(|t| t.service_level)
+            .map_or(String::new(), |v| format!(" · theory {}", pct(v)));
+        writeln!(
+            w,
+            "{}: SL {}{theory} · ASA {} · abandon {} · occupancy {}",
+            params.join(" "),
+            est(m("service_level"), pct),
+            est(m("asa_ms"), |v| human_ms(Some(v))),
+            est(m("abandon_rate"), pct),
+            est(m("occupancy"), pct)
+        )?;
+    }
+    Ok(())
+}
+
+/// `kfsim plan`.
+pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
+    let file = args.scenario.scenario.display().to_string();
+    let text = read(&args.scenario.scenario)?;
+    let base = Scenario::parse_with(&text, &file, &args.scenario.sets)?;
+    let targets = args
+        .targets
+        .iter()
+        .map(|t| Target::parse(t, &base).map_err(ArgError))
+        .collect::<Result<Vec<_>, _>>()?;
+    // the path must be one --set accepts: try it once
+    sweep::variant(&text, &file, &args.scenario.sets, &[(args.vary.clone(), "1".into())])?;
+    let problem = |sets: Vec<String>| Problem {
+        text: &text,
+        file: &file,
+        sets,
+        path: args.vary.clone(),
+        targets: targets.clone(),
+        replications: args.replications,
+        parallel: !args.serial,
+    };
+    let mut stdout = std::io::stdout().lock();
+    match &args.per_interval {
+        None => {
+            let rec = problem(args.scenario.sets.clone()).solve(1)?;
+            print_recommendation(&mut stdout, &rec, &targets)?;
+        }
+        Some(iv) => {
+            let step = parse_duration(iv).map_err(ArgError)?;
+            if step == 0 {
+                return Err(ArgError("--per-interval must be longer than 0s".into()).into());
+            }
+            let user_sets = args.scenario.sets.clone();
+            per_interval(&mut stdout, &base, step, &targets, |sets| {
+                problem([user_sets.clone(), sets].concat())
+            })?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn show_targets(e: &Evaluated, targets: &[Target]) -> String {
+    targets
+        .iter()
+        .map(|t| {
+            let v = e.metrics.get(&t.path).copied().flatten();
+            let unit = crate::gate::unit_of(&t.path);
+            let ok = v.is_some_and(|v| t.condition.op.holds(v.mean, t.condition.threshold));
+            format!(
+                "{} {} (95% CI {}) {}",
+                t.path,
+                v.map_or("—".into(), |v| crate::gate::format_value(v.mean, unit)),
+                v.map_or("—".into(), |v| format!(
+                    "{} – {}",
+                    crate::gate::format_value(v.lo, unit),
+                    crate::gate::format_value(v.hi, unit)
+                )),
+                if ok { "meets" } else { "misses" },
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+fn print_recommendation(w: &mut dyn Write, r: &Recommendation, targets: &[Target]) -> anyhow::Result<()> {
+    let wanted: Vec<&str> = targets.iter().map(|t| t.text.as_str()).collect();
+    writeln!(w, "targets      {}", wanted.join(", "))?;
+    writeln!(w, "recommended  {} = {}", r.path, r.at.value)?;
+    writeln!(w, "  at {:<8} {}", r.at.value, show_targets(&r.at, targets))?;
+    if let Some(b) = &r.below {
+        writeln!(w, "  at {:<8} {}", b.value, show_targets(b, targets))?;
+    }
+    match (&r.at.theory, r.erlang) {
+        (Some(t), Some(n)) => {
+            writeln!(w, "theory       {} says {} = {n}", t.model.replace('_', " "), r.path)?
+        }
+        (Some(t), None) => {
+            writeln!(w, "theory       {} cannot judge every target here", t.model.replace('_', " "))?
+        }
+        (None, _) => writeln!(w, "theory       not an Erlang-shaped scenario: simulation only")?,
+    }
+    Ok(())
+}
+
+/// The intraday staffing table: each interval of the profile sized as if
+/// its mean rate held steadily (the stationary approximation planners use).
+fn per_interval<'a>(
+    w: &mut dyn Write,
+    base: &Scenario,
+    step: u64,
+    targets: &[Target],
+    problem: impl Fn(Vec<String>) -> Problem<'a>,
+) -> anyhow::Result<()> {
+    // Each interval runs long enough to be steady: 8 intervals or 4 h.
+    let run_us = (8 * step).max(4 * 3_600_000_000);
+    writeln!(
+        w,
+        "{:<12}{:>14}{:>14}{:>10}   targets at the recommendation",
+        "interval", "arrivals/min", "recommended", "erlang"
+    )?;
+    let mut start = 0;
+    while start < base.duration_us {
+        let end = (start + step).min(base.duration_us);
+        let mut sets: Vec<String> = Vec::new();
+        let mut total = 0.0;
+        for e in &base.entries {
+            let rate = e.rate_per_s * crate::plan::mean_factor(&e.profile, start, end);
+            total += rate;
+            sets.push(format!("entry.{}.rate={}/s", e.name, rate.max(1e-9)));
+            sets.push(format!("entry.{}.profile=[{{ at = \"0s\", factor = 1.0 }}]", e.name));
+        }
+        sets.push(format!("duration={}us", run_us));
+        sets.push(format!("warmup={}us", run_us / 8));
+        let label = crate::scenario::units::format_duration(start);
+        if total * 60.0 < 1e-6 {
+            writeln!(w, "{label:<12}{:>14.2}{:>14}{:>10}   no arrivals", 0.0, 0, "—")?;
+        } else {
+            let rec = problem(sets).solve(1)?;
+            writeln!(
+                w,
+                "{label:<12}{:>14.2}{:>14}{:>10}   {}",
+                total * 60.0,
+                rec.at.value,
+                rec.erlang.map_or("—".into(), |n| n.to_string()),
+                show_targets(&rec.at, targets)
+            )?;
+        }
+        start = end;
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Renderers of a sweep: `sweep.csv`, charts of each key metric against
+//! the first varied parameter (mean line, 95 % confidence band, Erlang
+//! theory dashed where it applies), and `sweep.html`.
+
+use std::fmt::Write as _;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::charts::{Chart, DrawResult, Drawable, FONT, err, palette, render};
+use crate::sweep::{METRICS, SweepResult};
+
+/// `sweep.csv`: one row per point; per metric its mean, 95 % CI and the
+/// theory value (empty where theory does not apply).
+pub fn csv(r: &SweepResult) -> String {
+    let metrics = metric_names(r);
+    let mut out = String::new();
+    let mut header: Vec<String> = r.vary.clone();
+    for m in &metrics {
+        header.extend([format!("{m}.mean"), format!("{m}.lo95"), format!("{m}.hi95"), format!("{m}.theory")]);
+    }
+    let _ = writeln!(out, "{}", header.join(","));
+    for p in &r.points {
+        let mut row: Vec<String> = p.params.iter().map(|(_, v)| csv_field(v)).collect();
+        for m in &metrics {
+            let e = p.metrics.get(m).copied().flatten();
+            let theory = p.theory.as_ref().and_then(|t| t.metric(m));
+            let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
+            row.extend([f(e.map(|e| e.mean)), f(e.map(|e| e.lo)), f(e.map(|e| e.hi)), f(theory)]);
+        }
+        let _ = writeln!(out, "{}", row.join(","));
+    }
+    out
+}
+
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_owned() }
+}
+
+fn metric_names(r: &SweepResult) -> Vec<String> {
+    let mut names: Vec<String> = METRICS.iter().map(|m| m.to_string()).collect();
+    if let Some(p) = r.points.first() {
+        names.extend(p.metrics.keys().filter(|k| k.starts_with("fairness.")).cloned());
+    }
+    names
+}
+
+/// One metric against the first varied parameter.
+struct MetricChart<'a> {
+    r: &'a SweepResult,
+    metric: String,
+    label: &'static str,
+    /// Multiplies values for display (1e-3: ms → s).
+    scale: f64,
+}
+
+impl MetricChart<'_> {
+    /// x for a value of the first parameter: the number itself, or its position.
+    fn xs(&self) -> (Vec<f64>, bool) {
+        let firsts: Vec<&str> = self.r.points.iter().map(|p| p.params[0].1.as_str()).collect();
+        let numeric = firsts.iter().all(|v| v.parse::<f64>().is_ok());
+        let mut distinct: Vec<&str> = Vec::new();
+        for f in &firsts {
+            if !distinct.contains(f) {
+                distinct.push(f);
+            }
+        }
+        let xs = firsts
+            .iter()
+            .map(|v| {
+                if numeric {
+                    v.parse().unwrap_or(0.0)
+                } else {
+                    distinct.iter().position(|d| d == v).unwrap_or(0) as f64
+                }
+            })
+            .collect();
+        (xs, numeric)
+    }
+
+    /// Series: points grouped by the values of the other parameters.
+    fn series(&self) -> Vec<(String, Vec<usize>)> {
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, p) in self.r.points.iter().enumerate() {
+            let key = p.params[1..].iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+            match groups.iter_mut().find(|g| g.0 == key) {
+                Some(g) => g.1.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        groups
+    }
+}
+
+impl Drawable for MetricChart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
+        let (xs, numeric) = self.xs();
+        let (x0, x1) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let pad = ((x1 - x0) * 0.03).max(0.5);
+        let get = |i: usize| self.r.points[i].metrics.get(&self.metric).copied().flatten();
+        let theory = |i: usize| self.r.points[i].theory.as_ref().and_then(|t| t.metric(&self.metric));
+        let y_max = (0..self.r.points.len())
+            .flat_map(|i| [get(i).map(|e| e.hi), theory(i)])
+            .flatten()
+            .fold(0.0_f64, f64::max)
+            * self.scale;
+        let y_max = if y_max > 0.0 { y_max * 1.08 } else { 1.0 };
+        let firsts: Vec<String> = self.r.points.iter().map(|p| p.params[0].1.clone()).collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(format!("{} vs {} — {}", self.label, self.r.vary[0], self.r.scenario), (FONT, 18))
+            .margin(12)
+            .margin_right(24)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..y_max)
+            .map_err(err)?;
+        let fmt_x = |x: &f64| {
+            if numeric {
+                format!("{x}")
+            } else {
+                let mut distinct: Vec<&String> = Vec::new();
+                for f in &firsts {
+                    if !distinct.contains(&f) {
+                        distinct.push(f);
+                    }
+                }
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    distinct.get(i as usize).map_or(String::new(), |s| s.to_string())
+                } else {
+                    String::new()
+                }
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc(self.r.vary[0].as_str())
+            .y_desc(self.label)
+            .x_label_formatter(&fmt_x)
+            .draw()
+            .map_err(err)?;
+        for (si, (label, idx)) in self.series().iter().enumerate() {
+            let colour = palette(si);
+            let pts: Vec<(f64, f64, f64, f64)> = idx
+                .iter()
+                .filter_map(|&i| {
+                    get(i).map(|e| (xs[i], e.mean * self.scale, e.lo * self.scale, e.hi * self.scale))
+                })
+                .collect();
+            let mut band: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.3)).collect();
+            band.extend(pts.iter().rev().map(|p| (p.0, p.2)));
+            chart.draw_series(std::iter::once(Polygon::new(band, colour.mix(0.18).filled()))).map_err(err)?;
+            let name = if label.is_empty() {
+                "simulation (95% CI band)".to_owned()
+            } else {
+                format!("{label} (95% CI band)")
+            };
+            chart
+                .draw_series(
+                    LineSeries::new(pts.iter().map(|p| (p.0, p.1)), colour.stroke_width(2)).point_size(3),
+                )
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+            let th: Vec<(f64, f64)> =
+                idx.iter().filter_map(|&i| theory(i).map(|t| (xs[i], t * self.scale))).collect();
+            if !th.is_empty() {
+                let model = idx
+                    .iter()
+                    .find_map(|&i| self.r.points[i].theory.as_ref().map(|t| t.model.replace('_', " ")))
+                    .unwrap_or_default();
+                chart
+                    .draw_series(DashedLineSeries::new(th, 6, 4, BLACK.stroke_width(2)))
+                    .map_err(err)?
+                    .label(format!("theory: {model}"))
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
+            }
+        }
+        // rising curves keep the upper right free; falling ones the lower
+        let rising = self.metric == "service_level" || self.metric.ends_with(".jain");
+        chart
+            .configure_series_labels()
+            .position(if rising { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(err)
+    }
+}
+
+/// Every chart of a sweep.
+pub fn charts(r: &SweepResult) -> DrawResult<Vec<Chart>> {
+    let mut out = Vec::new();
+    let mut specs: Vec<(String, &'static str, f64)> = vec![
+        ("service_level".into(), "service level", 1.0),
+        ("asa_ms".into(), "ASA [s]", 1e-3),
+        ("abandon_rate".into(), "abandon rate", 1.0),
+        ("occupancy".into(), "occupancy", 1.0),
+        ("latency_ms.first_response.p95".into(), "first response p95 [s]", 1e-3),
+    ];
+    if let Some(p) = r.points.first() {
+        specs.extend(
+            p.metrics
+                .keys()
+                .filter(|k| k.starts_with("fairness."))
+                .map(|k| (k.clone(), "Jain's fairness index", 1.0)),
+        );
+    }
+    for (metric, label, scale) in specs {
+        let chart = MetricChart { r, metric: metric.clone(), label, scale };
+        let name = format!("sweep-{}", metric.replace('.', "-"));
+        out.push(render(&chart, name, format!("{label} vs {}", r.vary[0]))?);
+    }
+    Ok(out)
+}
+
+/// `sweep.html`: the charts and the table of points.
+pub fn html(r: &SweepResult, charts: &[Chart]) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>kfsim sweep — {n}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:0 auto;padding:24px}}\
+         table{{border-collapse:collapse;font-size:13px}}td,th{{border-bottom:1px solid #eee;padding:3px 8px;text-align:right}}\
+         figure svg{{max-width:100%;height:auto}}</style></head><body>\n<h1>Sweep — {n}</h1>\n\
+         <p>seed {seed} · {reps} replications per point · means with 95% confidence intervals · varied: {vary}</p>\n",
+        n = esc(&r.scenario),
+        seed = r.seed,
+        reps = r.replications,
+        vary = esc(&r.vary.join(", "))
+    );
+    for c in charts {
+        let svg = c.svg.find("<svg").map_or(c.svg.as_str(), |i| &c.svg[i..]);
+        let _ = writeln!(h, "<figure>{svg}<figcaption>{}</figcaption></figure>", esc(&c.title));
+    }
+    h.push_str("<table><tr>");
+    for v in &r.vary {
+        let _ = write!(h, "<th>{}</th>", esc(v));
+    }
+    h.push_str(
+        "<th>service level</th><th>ASA</th><th>abandon</th><th>occupancy</th><th>theory SL</th></tr>\n",
+    );
+    let ci = |e: Option<crate::sweep::Estimate>, scale: f64| {
+        e.map_or("—".into(), |e| {
+            format!("{:.3} [{:.3}, {:.3}]", e.mean * scale, e.lo * scale, e.hi * scale)
+        })
+    };
+    for p in &r.points {
+        h.push_str("<tr>");
+        for (_, v) in &p.params {
+            let _ = write!(h, "<td>{}</td>", esc(v));
+        }
+        let m = |k: &str| p.metrics.get(k).copied().flatten();
+        let th = p.theory.as_ref().and_then(|t| t.service_level).map_or("—".into(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            h,
+            "<td>{}</td><td>{} s</td><td>{}</td><td>{}</td><td>{th}</td></tr>",
+            ci(m("service_level"), 1.0),
+            ci(m("asa_ms"), 1e-3),
+            ci(m("abandon_rate"), 1.0),
+            ci(m("occupancy"), 1.0)
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}

@@ -1,0 +1,268 @@
+//! Capacity planning on the simulator: run a grid of scenario variants with
+//! independent replications, in parallel, and summarise each point with a
+//! mean and a 95 % confidence interval.
+//!
+//! A variant is the scenario with `--set`-style overrides (the same paths:
+//! `agents.GROUP.count`, `entry.NAME.rate`, `account.NAME.policy`). A
+//! replication's seed depends only on the scenario's seed and the
+//! replication's number, so every grid point sees the same random numbers
+//! (common random numbers: curves are smooth and differences between points
+//! are not noise), and parallel and serial runs give the same figures.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::{Scenario, ScenarioError};
+use crate::summary::Summary;
+
+/// One `--vary PATH=VALUES`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vary {
+    /// The override path (`agents.day-shift.count`).
+    pub path: String,
+    /// The values, as `--set` would take them.
+    pub values: Vec<String>,
+}
+
+impl Vary {
+    /// Parse `PATH=A..B:STEP` (inclusive, numbers) or `PATH=V1,V2,…`.
+    pub fn parse(arg: &str) -> Result<Vary, String> {
+        let (path, spec) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("--vary {arg}: expected PATH=A..B:STEP or PATH=V1,V2"))?;
+        let values = if let Some((range, step)) = spec.split_once(':').filter(|(r, _)| r.contains("..")) {
+            range_values(range, step).map_err(|e| format!("--vary {arg}: {e}"))?
+        } else if spec.contains("..") && !spec.contains(',') {
+            range_values(spec, "1").map_err(|e| format!("--vary {arg}: {e}"))?
+        } else {
+            spec.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect()
+        };
+        if values.is_empty() {
+            return Err(format!("--vary {arg}: no values"));
+        }
+        Ok(Vary { path: path.trim().to_owned(), values })
+    }
+}
+
+fn range_values(range: &str, step: &str) -> Result<Vec<String>, String> {
+    let (a, b) = range.split_once("..").ok_or("expected A..B")?;
+    let all_int = [a, b, step].iter().all(|s| s.trim().parse::<i64>().is_ok());
+    let num = |s: &str| s.trim().parse::<f64>().map_err(|_| format!("\"{s}\" is not a number"));
+    let (a, b, step) = (num(a)?, num(b)?, num(step)?);
+    if step <= 0.0 || b < a {
+        return Err("a range needs A ≤ B and a positive STEP".into());
+    }
+    let n = ((b - a) / step + 1e-9).floor() as usize + 1;
+    if n > 10_000 {
+        return Err(format!("{n} values are too many for one sweep"));
+    }
+    Ok((0..n)
+        .map(|i| {
+            let v = a + i as f64 * step;
+            if all_int { format!("{}", v.round() as i64) } else { format!("{}", (v * 1e9).round() / 1e9) }
+        })
+        .collect())
+}
+
+/// The seed of replication `r` of a scenario seeded `seed`.
+pub fn replication_seed(seed: u64, r: u32) -> u64 {
+    // splitmix64 of (seed, r): replications are far apart in seed space
+    let mut z = seed ^ (u64::from(r).wrapping_add(1)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A mean over replications and its 95 % confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Mean over replications.
+    pub mean: f64,
+    /// Lower end of the 95 % confidence interval (Student's t).
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+    /// Replications that had a value.
+    pub n: u32,
+}
+
+/// Student's t quantile for a two-sided 95 % interval.
+fn t95(df: u32) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042,
+    ];
+    if df == 0 { f64::INFINITY } else { T.get(df as usize - 1).copied().unwrap_or(1.96) }
+}
+
+impl Estimate {
+    /// The estimate from per-replication values (`None`s are skipped).
+    pub fn of(values: &[Option<f64>]) -> Option<Estimate> {
+        let v: Vec<f64> = values.iter().flatten().copied().collect();
+        let n = v.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let half = if n < 2 {
+            0.0
+        } else {
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+            t95(n as u32 - 1) * (var / n as f64).sqrt()
+        };
+        // Every metric here is ≥ 0: an interval reaching below 0 says only
+        // that the values are near 0.
+        let floor = if v.iter().all(|x| *x >= 0.0) { 0.0 } else { f64::NEG_INFINITY };
+        Some(Estimate { mean, lo: (mean - half).max(floor), hi: mean + half, n: n as u32 })
+    }
+}
+
+/// The metrics a sweep reports per point.
+pub const METRICS: &[&str] = &[
+    "service_level",
+    "wait_probability",
+    "asa_ms",
+    "abandon_rate",
+    "occupancy",
+    "latency_ms.queue_wait.p95",
+    "latency_ms.first_response.p95",
+];
+
+/// One grid point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The overrides that make this variant, in `--vary` order.
+    pub params: Vec<(String, String)>,
+    /// Estimates per metric (see [`METRICS`], plus `fairness.ACCOUNT.jain`).
+    pub metrics: std::collections::BTreeMap<String, Option<Estimate>>,
+    /// Erlang theory for the point, when the scenario is a plain Erlang case.
+    pub theory: Option<crate::theory::Prediction>,
+}
+
+/// A whole sweep, as written to `sweep.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepResult {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Replications per point.
+    pub replications: u32,
+    /// The varied paths, in order.
+    pub vary: Vec<String>,
+    /// The grid, first `--vary` slowest.
+    pub points: Vec<Point>,
+}
+
+/// The variants of a grid: one list of overrides per point.
+pub fn grid(vary: &[Vary]) -> Vec<Vec<(String, String)>> {
+    let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for v in vary {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                v.values.iter().map(move |val| {
+                    let mut q = p.clone();
+                    q.push((v.path.clone(), val.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+/// The scenario of one point: the file text with `base_sets` then `params`.
+pub fn variant(
+    text: &str,
+    file: &str,
+    base_sets: &[String],
+    params: &[(String, String)],
+) -> Result<Scenario, ScenarioError> {
+    let mut sets = base_sets.to_vec();
+    sets.extend(params.iter().map(|(p, v)| format!("{p}={v}")));
+    Scenario::parse_with(text, file, &sets)
+}
+
+/// Run every (point, replication) on the simulator; `parallel` uses every
+/// core through rayon. The result does not depend on `parallel`.
+pub fn run(scenarios: &[Scenario], replications: u32, parallel: bool) -> Vec<Vec<Summary>> {
+    let jobs: Vec<(usize, u32)> =
+        (0..scenarios.len()).flat_map(|p| (0..replications).map(move |r| (p, r))).collect();
+    let one = |&(p, r): &(usize, u32)| {
+        let mut sc = scenarios[p].clone();
+        sc.seed = replication_seed(sc.seed, r);
+        crate::cli::simulate(&sc)
+    };
+    let flat: Vec<Summary> =
+        if parallel { jobs.par_iter().map(one).collect() } else { jobs.iter().map(one).collect() };
+    let mut out: Vec<Vec<Summary>> = (0..scenarios.len()).map(|_| Vec::new()).collect();
+    for ((p, _), s) in jobs.iter().zip(flat) {
+        out[*p].push(s);
+    }
+    out
+}
+
+/// Summaries of one point's replications → its estimates.
+pub fn estimate(runs: &[Summary]) -> std::collections::BTreeMap<String, Option<Estimate>> {
+    let values: Vec<serde_json::Value> =
+        runs.iter().map(|s| serde_json::to_value(s).expect("JSON")).collect();
+    let mut metrics: Vec<String> = METRICS.iter().map(|m| m.to_string()).collect();
+    if let Some(first) = runs.first() {
+        metrics.extend(first.fairness.keys().map(|a| format!("fairness.{a}.jain")));
+    }
+    metrics
+        .into_iter()
+        .map(|m| {
+            let per_run: Vec<Option<f64>> = values.iter().map(|v| crate::gate::lookup(v, &m)).collect();
+            (m.clone(), Estimate::of(&per_run))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vary_specs() {
+        let v = Vary::parse("agents.day.count=20..26:2").unwrap();
+        assert_eq!(v.values, ["20", "22", "24", "26"]);
+        assert_eq!(Vary::parse("x=1..3").unwrap().values, ["1", "2", "3"]);
+        assert_eq!(Vary::parse("x=0.5..1:0.25").unwrap().values, ["0.5", "0.75", "1"]);
+        let p = Vary::parse("account.a.policy=round_robin, idle_first").unwrap();
+        assert_eq!(p.values, ["round_robin", "idle_first"]);
+        assert_eq!(Vary::parse("entry.web.rate=2/s,3/s").unwrap().values, ["2/s", "3/s"]);
+        for bad in ["x", "x=", "x=5..1:1", "x=1..5:0", "x=a..b:1"] {
+            assert!(Vary::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grid_is_the_cartesian_product_first_slowest() {
+        let g = grid(&[Vary::parse("a=1,2").unwrap(), Vary::parse("b=x,y,z").unwrap()]);
+        assert_eq!(g.len(), 6);
+        assert_eq!(g[0], [("a".into(), "1".into()), ("b".into(), "x".into())]);
+        assert_eq!(g[3], [("a".into(), "2".into()), ("b".into(), "x".into())]);
+    }
+
+    #[test]
+    fn confidence_intervals() {
+        let e = Estimate::of(&[Some(1.0), Some(2.0), Some(3.0), None]).unwrap();
+        assert_eq!((e.mean, e.n), (2.0, 3));
+        // sd 1, n 3: half-width t(2) / sqrt(3)
+        assert!((e.hi - e.mean - 4.303 / 3f64.sqrt()).abs() < 1e-9);
+        assert_eq!(Estimate::of(&[None]), None);
+        let one = Estimate::of(&[Some(5.0)]).unwrap();
+        assert_eq!((one.lo, one.hi), (5.0, 5.0));
+    }
+
+    #[test]
+    fn replication_seeds_are_distinct_and_stable() {
+        let seeds: std::collections::BTreeSet<u64> = (0..100).map(|r| replication_seed(7, r)).collect();
+        assert_eq!(seeds.len(), 100);
+        assert_eq!(replication_seed(7, 3), replication_seed(7, 3));
+        assert_ne!(replication_seed(7, 3), replication_seed(8, 3));
+    }
+}

@@ -1,0 +1,177 @@
+//! Capacity planning: sweeps against Erlang C, the staffing recommendation,
+//! replication seeds, and parallel runs.
+
+use std::process::Command;
+
+use kfsim::plan::{Problem, Target};
+use kfsim::scenario::Scenario;
+use kfsim::sweep::{self, Estimate, Vary};
+
+const ERLANG_C: &str = include_str!("../scenarios/erlang-c.toml");
+
+fn summaries_json(runs: &[Vec<kfsim::summary::Summary>]) -> String {
+    serde_json::to_string(runs).unwrap()
+}
+
+#[test]
+fn sweep_of_an_erlang_c_scenario_follows_the_theory_curve() {
+    // 8 replications of 5 days (~70 000 sessions) per point.
+    let sets = vec!["duration=5d".to_string(), "warmup=6h".to_string()];
+    let vary = [Vary::parse("agents.kf.count=44..48:2").unwrap()];
+    let grid = sweep::grid(&vary);
+    let scenarios: Vec<Scenario> =
+        grid.iter().map(|p| sweep::variant(ERLANG_C, "erlang-c.toml", &sets, p).unwrap()).collect();
+    let runs = sweep::run(&scenarios, 8, true);
+    for (sc, runs) in scenarios.iter().zip(&runs) {
+        let theory = kfsim::theory::predict(sc).expect("an Erlang C scenario");
+        let est = sweep::estimate(runs);
+        for metric in ["service_level", "wait_probability", "asa_ms", "occupancy"] {
+            let e: Estimate = est[metric].unwrap();
+            let t = theory.metric(metric).unwrap();
+            let half = (e.hi - e.lo) / 2.0;
+            eprintln!("{} agents, {metric}: sim {:.4} ± {:.4}, theory {t:.4}", theory.servers, e.mean, half);
+            // mean waits converge slowly near ρ ≈ 0.9 (queueing.md), so their
+            // intervals are the widest; 20 % of the value still separates
+            // neighbouring staffing levels, whose ASA differ by 40 % or more
+            assert!(half < 0.2 * t.abs().max(0.05), "{metric}: the interval is too wide to test anything");
+            // 1.5 half-widths of a 95 % interval: about 99.7 % coverage
+            assert!(
+                (e.mean - t).abs() <= 1.5 * half,
+                "{} agents, {metric}: sim {e:?} vs theory {t}",
+                theory.servers
+            );
+        }
+    }
+}
+
+#[test]
+fn staffing_for_80_percent_in_20s_matches_erlang_c() {
+    let base = Scenario::parse(ERLANG_C, "erlang-c.toml").unwrap();
+    let target = Target::parse("service_level>=0.8", &base).unwrap();
+    let problem = Problem {
+        text: ERLANG_C,
+        file: "erlang-c.toml",
+        sets: vec!["duration=3d".into(), "warmup=6h".into()],
+        path: "agents.kf.count".into(),
+        targets: vec![target],
+        replications: 5,
+        parallel: true,
+    };
+    let rec = problem.solve(1).unwrap();
+    // Erlang C: SL(20 s) is 0.775 with 45 agents and 0.839 with 46
+    assert_eq!(rec.erlang, Some(46));
+    assert_eq!(rec.at.value, 46, "{rec:#?}");
+    assert!(rec.at.meets && !rec.below.as_ref().unwrap().meets);
+    assert_eq!(rec.below.as_ref().unwrap().value, 45);
+}
+
+#[test]
+fn replications_differ_and_repeat() {
+    let sc = Scenario::parse_with(ERLANG_C, "e.toml", &["duration=6h".to_string()]).unwrap();
+    let a = sweep::run(std::slice::from_ref(&sc), 3, false);
+    let b = sweep::run(std::slice::from_ref(&sc), 3, false);
+    assert_eq!(summaries_json(&a), summaries_json(&b), "same seed, same figures");
+    let offered: Vec<u64> = a[0].iter().map(|s| s.sessions.offered).collect();
+    assert!(offered[0] != offered[1] && offered[1] != offered[2], "replications must differ: {offered:?}");
+    let seeds: Vec<u64> = a[0].iter().map(|s| s.seed).collect();
+    assert_eq!(seeds, (0..3).map(|r| sweep::replication_seed(1, r)).collect::<Vec<_>>());
+}
+
+#[test]
+fn parallel_and_serial_give_the_same_numbers() {
+    let grid = sweep::grid(&[Vary::parse("agents.kf.count=43..46").unwrap()]);
+    let scenarios: Vec<Scenario> = grid
+        .iter()
+        .map(|p| sweep::variant(ERLANG_C, "e.toml", &["duration=6h".to_string()], p).unwrap())
+        .collect();
+    assert_eq!(
+        summaries_json(&sweep::run(&scenarios, 4, true)),
+        summaries_json(&sweep::run(&scenarios, 4, false))
+    );
+}
+
+#[test]
+fn sweep_and_plan_commands() {
+    let out = std::env::temp_dir().join(format!("kfsim-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let kfsim = env!("CARGO_BIN_EXE_kfsim");
+    let o = Command::new(kfsim)
+        .args(["sweep", "scenarios/erlang-c.toml", "--set", "duration=6h", "--replications", "3"])
+        .args([
+            "--vary",
+            "agents.kf.count=44,46",
+            "--vary",
+            "account.kf.policy=round_robin,idle_first",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(result["points"].as_array().unwrap().len(), 4);
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+    assert!(csv.starts_with("agents.kf.count,account.kf.policy,service_level.mean,"));
+    let svg = std::fs::read_to_string(out.join("charts/sweep-service_level.svg")).unwrap();
+    assert!(svg.contains("theory: erlang c") && svg.contains("account.kf.policy=idle_first"));
+    assert!(std::fs::read_to_string(out.join("sweep.html")).unwrap().contains("<svg"));
+
+    let o = Command::new(kfsim)
+        .args(["sweep", "scenarios/erlang-c.toml", "--vary", "agents.nobody.count=1..2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let o = Command::new(kfsim)
+        .args(["plan", "scenarios/erlang-c.toml", "--set", "duration=1d", "--target", "service_level>=0.8"])
+        .args(["--vary", "agents.kf.count"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("erlang c says agents.kf.count = 46"), "{stdout}");
+    let o = Command::new(kfsim)
+        .args([
+            "plan",
+            "scenarios/erlang-c.toml",
+            "--target",
+            "servce_level>=0.8",
+            "--vary",
+            "agents.kf.count",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn per_interval_staffing_follows_the_profile() {
+    let dir = std::env::temp_dir().join(format!("kfsim-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("day.toml");
+    let text = ERLANG_C.replace(
+        "rate = \"10/min\"",
+        "rate = \"10/min\"\nprofile = [{ at = \"0h\", factor = 0.5 }, { at = \"2h\", factor = 0.5 }, { at = \"2h\", factor = 2.0 }]",
+    );
+    std::fs::write(&path, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["plan", path.to_str().unwrap(), "--set", "duration=4h", "--set", "warmup=0s"])
+        .args(["--target", "service_level>=0.8", "--vary", "agents.kf.count", "--per-interval", "2h"])
+        .args(["--replications", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    let staff = |r: &Vec<&str>| r[2].parse::<u32>().unwrap();
+    // 5/min then 20/min at 4 min each: 20 and 80 Erlangs
+    assert!((21..=30).contains(&staff(&rows[0])), "{stdout}");
+    assert!((82..=95).contains(&staff(&rows[1])), "{stdout}");
+    for r in &rows {
+        let erlang: u32 = r[3].parse().expect("an Erlang C answer per interval");
+        assert!(erlang.abs_diff(staff(r)) <= 1, "simulation and Erlang C disagree: {stdout}");
+    }
+}
