@@ -181,6 +181,20 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> DrawResult<Vec<u8>> {
     Ok(out)
 }
 
+/// Draw the legend of `chart` at `pos`, the same way on every chart.
+pub fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+) -> DrawResult<()> {
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(err)
+}
+
 /// Every chart of a run.
 pub fn render_all(run: &RunData) -> DrawResult<Vec<Chart>> {
     let name = &run.summary.scenario.name;
@@ -277,13 +291,7 @@ fn spectrum<DB: DrawingBackend>(
             .label(key.replace('_', " "))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(err)
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 fn histogram<DB: DrawingBackend>(
@@ -403,13 +411,7 @@ fn fairness_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary)
         .map_err(err)?
         .label("mean of the account")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(err)
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 fn assignment_histogram<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary) -> DrawResult<()> {
@@ -458,13 +460,7 @@ fn assignment_histogram<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &S
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(err)
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// Line plot of named series against interval start times.
@@ -510,13 +506,7 @@ fn panel<DB: DrawingBackend>(
             .label(label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(err)
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 fn over_time<DB: DrawingBackend>(

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::charts::{Chart, DrawResult, Drawable, FONT, err, palette, render};
+use super::charts::{Chart, DrawResult, Drawable, FONT, err, legend, palette, render};
 use crate::sweep::{METRICS, SweepResult};
 
 /// `sweep.csv`: one row per point; per metric its mean, 95 % CI and the
@@ -178,13 +178,10 @@ impl Drawable for MetricChart<'_> {
         }
         // rising curves keep the upper right free; falling ones the lower
         let rising = self.metric == "service_level" || self.metric.ends_with(".jain");
-        chart
-            .configure_series_labels()
-            .position(if rising { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)
+        legend(
+            &mut chart,
+            if rising { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight },
+        )
     }
 }
 
