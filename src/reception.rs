@@ -240,10 +240,56 @@ impl<T> Router<T> {
         let a = &mut self.agents[agent];
         debug_assert!(a.load > 0, "release of an agent with no session");
         a.load -= 1;
-        if a.online {
+        // An agent whose cap was lowered below its load gains no room
+        // until its load is under the new cap.
+        if a.online && a.load < a.cap {
             self.free += 1;
         }
         self.serve_pool(now_us)
+    }
+
+    /// Replace the policy (a rule change); agents, loads and the pool stay.
+    pub fn set_policy(&mut self, policy: Box<dyn Policy>) {
+        self.policy = policy;
+    }
+
+    /// Change the pool's size limit. Sessions already waiting stay even if
+    /// they are now over it; only arrivals are refused.
+    pub fn set_queue_limit(&mut self, queue_limit: Option<u32>) {
+        self.queue_limit = queue_limit;
+    }
+
+    /// Add an agent (offline, no sessions) and return its index. Policies
+    /// see it from the next decision on.
+    pub fn add_agent(&mut self, cap: u32) -> usize {
+        self.agents.push(AgentState { cap, load: 0, online: false, last_assigned: 0 });
+        self.agents.len() - 1
+    }
+
+    /// Change an agent's cap (接待上限). Sessions above a lowered cap stay;
+    /// a raised cap serves the pool into the new room.
+    pub fn set_cap(&mut self, agent: usize, cap: u32, now_us: u64, out: &mut Vec<Assignment<T>>) {
+        let a = &mut self.agents[agent];
+        let old_room = u64::from(a.cap.saturating_sub(a.load));
+        a.cap = cap;
+        let new_room = u64::from(a.cap.saturating_sub(a.load));
+        if a.online {
+            self.free = self.free - old_room + new_room;
+            while let Some(assignment) = self.serve_pool(now_us) {
+                out.push(assignment);
+            }
+        }
+    }
+
+    /// Give a session to this agent (a transfer to a named agent, 转接),
+    /// bypassing the policy and the pool. Refused (`false`) unless the
+    /// agent is online and below its cap.
+    pub fn assign_to(&mut self, agent: usize) -> bool {
+        if !self.agents.get(agent).is_some_and(AgentState::has_room) {
+            return false;
+        }
+        self.assign(agent);
+        true
     }
 
     /// Set an agent's reception status (接待中 or not). Coming online serves
@@ -388,6 +434,71 @@ mod tests {
         out.clear();
         r.set_online(1, true, 40, &mut out);
         assert_eq!(out.iter().map(|a| (a.item, a.agent)).collect::<Vec<_>>(), [(2, 1)]);
+    }
+
+    #[test]
+    fn added_agents_join_offline_and_serve_the_pool_when_online() {
+        let mut r: Router<u32> = Router::new(policy_for(PolicyKind::RoundRobin), &[], None);
+        assert!(matches!(r.arrive(0, None, 0), Routed::Queued(_)));
+        let a = r.add_agent(2);
+        assert_eq!((a, r.agents()[a].online), (0, false));
+        let mut out = Vec::new();
+        r.set_online(a, true, 1, &mut out);
+        assert_eq!(out.iter().map(|x| (x.item, x.agent)).collect::<Vec<_>>(), [(0, 0)]);
+        assert_eq!(agent_of(r.arrive(1, None, 2)), 0);
+        assert!(matches!(r.arrive(2, None, 2), Routed::Queued(_)));
+    }
+
+    #[test]
+    fn set_cap_lowers_without_evicting_and_raises_into_the_pool() {
+        let mut r = router(PolicyKind::FillFirst, &[3], None);
+        for i in 0..3 {
+            agent_of(r.arrive(i, None, 0));
+        }
+        let mut out = Vec::new();
+        r.set_cap(0, 1, 1, &mut out);
+        assert_eq!(r.agents()[0].load, 3, "sessions above the new cap stay");
+        assert!(matches!(r.arrive(3, None, 1), Routed::Queued(_)));
+        // two releases bring the load to the cap: no room yet, the pool waits
+        assert_eq!(r.release(0, 2), None);
+        assert_eq!(r.release(0, 2), None);
+        assert_eq!(r.release(0, 3).map(|x| x.item), Some(3), "room again below the cap");
+        r.set_cap(0, 3, 4, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(agent_of(r.arrive(4, None, 5)), 0);
+        assert_eq!(agent_of(r.arrive(5, None, 5)), 0);
+        assert!(matches!(r.arrive(6, None, 5), Routed::Queued(_)));
+        out.clear();
+        r.set_cap(0, 4, 6, &mut out);
+        assert_eq!(out.iter().map(|x| x.item).collect::<Vec<_>>(), [6]);
+    }
+
+    #[test]
+    fn policy_and_queue_limit_can_change_in_place() {
+        let mut r = router(PolicyKind::RoundRobin, &[2, 2], Some(0));
+        assert_eq!(agent_of(r.arrive(0, None, 0)), 0);
+        r.set_policy(policy_for(PolicyKind::FillFirst));
+        assert_eq!(agent_of(r.arrive(1, None, 0)), 0, "fill_first packs agent 0");
+        agent_of(r.arrive(2, None, 0));
+        agent_of(r.arrive(3, None, 0));
+        assert_eq!(r.arrive(4, None, 0), Routed::Rejected);
+        r.set_queue_limit(Some(1));
+        assert!(matches!(r.arrive(5, None, 0), Routed::Queued(_)));
+        assert_eq!(r.arrive(6, None, 0), Routed::Rejected);
+    }
+
+    #[test]
+    fn assign_to_needs_an_online_agent_with_room() {
+        let mut r = router(PolicyKind::RoundRobin, &[1, 1], None);
+        assert!(r.assign_to(1));
+        assert!(!r.assign_to(1), "agent 1 is at its cap");
+        assert!(!r.assign_to(7), "no such agent");
+        let mut out = Vec::new();
+        r.set_online(0, false, 0, &mut out);
+        assert!(!r.assign_to(0), "agent 0 is offline");
+        // the free-slot count stayed right: nothing has room now
+        assert!(matches!(r.arrive(9, None, 0), Routed::Queued(_)));
+        assert_eq!(r.release(1, 1).map(|x| (x.item, x.agent)), Some((9, 1)));
     }
 
     #[test]
