@@ -57,6 +57,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Render the charts and report.html of a run folder again, without running.
     Report(ReportArgs),
+    /// Serve the reference KF service (WeCom API + simulation ports) until Ctrl-C or SIGTERM.
+    Serve(crate::service::ServeArgs),
     /// Run a grid of scenario variants with replications (capacity planning).
     Sweep(SweepArgs),
     /// Find the smallest staffing that meets service targets.
@@ -214,6 +216,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Bench(args) => cmd_bench(&args),
         Command::Compare(args) => cmd_compare(&args),
         Command::Report(args) => cmd_report(&args),
+        Command::Serve(args) => crate::service::cmd_serve(&args),
         Command::Sweep(args) => crate::cli_plan::cmd_sweep(&args),
         Command::Plan(args) => crate::cli_plan::cmd_plan(&args),
     };

@@ -30,6 +30,7 @@ pub mod reception;
 pub mod report;
 pub mod scenario;
 pub mod series;
+pub mod service;
 pub mod sim;
 pub mod summary;
 pub mod sweep;

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmark of the reference service with wrk (Debian's package), on
+# loopback only: the service pinned to core 0, wrk to core 1.
+#
+#   bash benches/wrk/run.sh            # 15 s per measurement
+#   DURATION=30s CONNECTIONS=64 bash benches/wrk/run.sh
+#
+# 1. customer messages through /sim/customer/batch, one message per request
+#    and ten per request, while `--auto-reply` servicers answer each message
+#    and end its session (so every message starts, routes and ends a session);
+# 2. kf/send_msg to customers of an account without servicers (state 0/1).
+# Prints one RESULT line per measurement and the service's own counters.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PORT=${PORT:-18080}
+DURATION=${DURATION:-15s}
+CONNECTIONS=${CONNECTIONS:-64}
+ADDR=127.0.0.1:$PORT
+URL=http://$ADDR
+HERE=benches/wrk
+WORK=$(mktemp -d)
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 2; }
+command -v taskset >/dev/null || { echo "taskset is missing (util-linux)" >&2; exit 2; }
+
+cargo build --release --quiet
+taskset -c 0 target/release/kfsim serve --addr "$ADDR" --scenario "$HERE/serve.toml" --auto-reply \
+  >"$WORK/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+
+for _ in $(seq 1 100); do
+  curl -sf "$URL/healthz" >/dev/null && break
+  sleep 0.1
+done
+curl -sf "$URL/healthz" >/dev/null || { cat "$WORK/serve.log"; echo "service did not start" >&2; exit 3; }
+
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
+post() { curl -sf -H 'Content-Type: application/json' -d "$2" "$URL$1?access_token=$TOKEN"; }
+
+export TOKEN=$(curl -sf "$URL/cgi-bin/gettoken?corpid=kfsim&corpsecret=kfsim-secret" | json "d['access_token']")
+ACCOUNTS=$(post /cgi-bin/kf/account/list '{}')
+HUMAN=$(echo "$ACCOUNTS" | json "[a['open_kfid'] for a in d['account_list'] if a['name']=='human'][0]")
+BOT=$(echo "$ACCOUNTS" | json "[a['open_kfid'] for a in d['account_list'] if a['name']=='bot'][0]")
+# Nobody pulls this channel: a bounded queue keeps the replies' memory flat.
+export CHANNEL=$(post /sim/customer/open_channel '{"queue_cap": 10000}' | json "d['channel_id']")
+
+measure() { taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | grep '^RESULT'; }
+
+echo "# customer messages, 1 per request (agents: 200 × 10 slots, auto-reply)"
+KF=$HUMAN BATCH=1 measure -s "$HERE/customer_message.lua" "$URL"
+echo "# customer messages, 10 per request"
+KF=$HUMAN BATCH=10 measure -s "$HERE/customer_message.lua" "$URL"
+
+echo "# send_msg: preparing 200000 customers of the bot account"
+python3 - "$URL" "$TOKEN" "$BOT" "$WORK/ids.txt" <<'PY'
+import json, sys, urllib.request
+url, token, kf, out = sys.argv[1:]
+def post(path, body):
+    req = urllib.request.Request(f"{url}{path}?access_token={token}", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req))
+ch = post("/sim/customer/open_channel", {"queue_cap": 1000})["channel_id"]
+ids = []
+for b in range(200):
+    actions = [{"type": "message", "customer": f"b{b * 1000 + i}", "open_kfid": kf, "msgtype": "text",
+                "text": {"content": "question"}} for i in range(1000)]
+    r = post("/sim/customer/batch", {"channel_id": ch, "actions": actions})
+    ids += [x["external_userid"] for x in r["results"] if x["errcode"] == 0]
+open(out, "w").write("\n".join(ids) + "\n")
+PY
+KF=$BOT IDS=$WORK/ids.txt measure -s "$HERE/send_msg.lua" "$URL"
+
+echo "# service counters"
+curl -sf "$URL/metrics" | grep -E '^kfsim_(customer_messages|messages_routed|servicer_messages|api_messages|sessions_started|sessions_ended|sessions_rejected|queue_overflows)_total|^kfsim_queue_length'
+echo "# service peak memory"
+grep -E '^VmHWM' "/proc/$SERVER/status" || true

@@ -1,0 +1,363 @@
+//! The enterprise API, compatible with WeCom's `cgi-bin/kf`: request and
+//! response shapes and the routes. Every call but `gettoken` needs
+//! `?access_token=`. Field names, limits and errcodes follow
+//! `shared/reference/wechat-kf-api.md`; kfsim's extensions (an account's
+//! `reception_rule`, a servicer's `max_concurrent`) are optional fields
+//! WeCom clients never send.
+
+use axum::extract::{Request, State as AxState};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::Service;
+use super::errors::{ApiError, required};
+use super::http::{call, error, query_param, respond};
+use super::model::{ContentIn, Sender, SyncEntry};
+use super::state::{AccountInfo, Rule, ServicerInfo, State};
+
+/// Register a POST endpoint running `op`.
+macro_rules! post_op {
+    ($op:expr) => {
+        post(|AxState(svc): AxState<Service>, req: Request| call(svc, req, $op))
+    };
+}
+
+/// The `cgi-bin` routes.
+pub fn routes() -> axum::Router<Service> {
+    axum::Router::new()
+        .route("/cgi-bin/gettoken", get(gettoken))
+        .route("/cgi-bin/kf/account/add", post_op!(account_add))
+        .route("/cgi-bin/kf/account/del", post_op!(account_del))
+        .route("/cgi-bin/kf/account/update", post_op!(account_update))
+        .route("/cgi-bin/kf/account/list", post_op!(account_list).get(account_list_get))
+        .route("/cgi-bin/kf/add_contact_way", post_op!(add_contact_way))
+        .route("/cgi-bin/kf/servicer/add", post_op!(servicer_add))
+        .route("/cgi-bin/kf/servicer/del", post_op!(servicer_del))
+        .route("/cgi-bin/kf/servicer/list", get(servicer_list))
+        .route("/cgi-bin/kf/service_state/get", post_op!(state_get))
+        .route("/cgi-bin/kf/service_state/trans", post_op!(state_trans))
+        .route("/cgi-bin/kf/sync_msg", post_op!(sync_msg))
+        .route("/cgi-bin/kf/send_msg", post_op!(send_msg))
+        .route("/cgi-bin/kf/send_msg_on_event", post_op!(send_msg_on_event))
+        .route("/cgi-bin/kf/customer/batchget", post_op!(customer_batchget))
+}
+
+/// Nothing but errcode and errmsg.
+#[derive(Serialize)]
+struct Empty {}
+
+async fn gettoken(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let q = req.uri().query();
+    let (corpid, secret) = (query_param(q, "corpid"), query_param(q, "corpsecret"));
+    respond(svc.with_state(|st, now| {
+        let (access_token, expires_in) = st.get_token(&corpid, &secret, now)?;
+        Ok(serde_json::json!({ "access_token": access_token, "expires_in": expires_in }))
+    }))
+}
+
+#[derive(Deserialize)]
+struct AccountAdd {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    media_id: String,
+    reception_rule: Option<Rule>,
+}
+
+#[derive(Serialize)]
+struct OpenKfid {
+    open_kfid: String,
+}
+
+fn account_add(st: &mut State, r: AccountAdd, now: u64) -> Result<OpenKfid, ApiError> {
+    Ok(OpenKfid { open_kfid: st.account_add(&r.name, &r.media_id, r.reception_rule, now)? })
+}
+
+#[derive(Deserialize)]
+struct ByAccount {
+    #[serde(default)]
+    open_kfid: String,
+}
+
+fn account_del(st: &mut State, r: ByAccount, now: u64) -> Result<Empty, ApiError> {
+    st.account_del(&r.open_kfid, now).map(|()| Empty {})
+}
+
+#[derive(Deserialize)]
+struct AccountUpdate {
+    #[serde(default)]
+    open_kfid: String,
+    name: Option<String>,
+    media_id: Option<String>,
+    reception_rule: Option<Rule>,
+}
+
+fn account_update(st: &mut State, r: AccountUpdate, now: u64) -> Result<Empty, ApiError> {
+    st.account_update(&r.open_kfid, r.name.as_deref(), r.media_id.as_deref(), r.reception_rule, now)
+        .map(|()| Empty {})
+}
+
+#[derive(Deserialize)]
+struct AccountList {
+    offset: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct AccountListOut {
+    account_list: Vec<AccountInfo>,
+}
+
+fn account_list(st: &mut State, r: AccountList, _now: u64) -> Result<AccountListOut, ApiError> {
+    let offset = r.offset.unwrap_or(0);
+    let limit = r.limit.unwrap_or(100);
+    if offset < 0 {
+        return Err(ApiError::param("offset must not be negative"));
+    }
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::param("limit must be between 1 and 100"));
+    }
+    Ok(AccountListOut { account_list: st.account_list(offset as usize, limit as usize) })
+}
+
+/// Older SDKs call `account/list` with GET and no body.
+async fn account_list_get(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let token = query_param(req.uri().query(), "access_token");
+    respond(svc.with_state(|st, now| {
+        st.check_token(&token, now)?;
+        account_list(st, AccountList { offset: None, limit: None }, now)
+    }))
+}
+
+#[derive(Deserialize)]
+struct ContactWay {
+    #[serde(default)]
+    open_kfid: String,
+    #[serde(default)]
+    scene: String,
+}
+
+fn add_contact_way(st: &mut State, r: ContactWay, _now: u64) -> Result<serde_json::Value, ApiError> {
+    Ok(serde_json::json!({ "url": st.add_contact_way(&r.open_kfid, &r.scene)? }))
+}
+
+#[derive(Deserialize)]
+struct ServicerChange {
+    #[serde(default)]
+    open_kfid: String,
+    #[serde(default)]
+    userid_list: Vec<String>,
+    #[serde(default)]
+    department_id_list: Vec<i64>,
+    max_concurrent: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct ResultItem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    userid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    department_id: Option<i64>,
+    errcode: i32,
+    errmsg: String,
+}
+
+#[derive(Serialize)]
+struct ResultList {
+    result_list: Vec<ResultItem>,
+}
+
+fn servicer_change(r: ServicerChange, add: bool, st: &mut State, now: u64) -> Result<ResultList, ApiError> {
+    if r.userid_list.is_empty() && r.department_id_list.is_empty() {
+        return Err(ApiError::missing("userid_list"));
+    }
+    if r.department_id_list.len() > 100 {
+        return Err(ApiError::param("department_id_list may have at most 100 ids"));
+    }
+    let mut out = Vec::new();
+    if !r.userid_list.is_empty() {
+        let results = if add {
+            st.servicer_add(&r.open_kfid, &r.userid_list, r.max_concurrent, now)?
+        } else {
+            st.servicer_del(&r.open_kfid, &r.userid_list, now)?
+        };
+        out.extend(results.into_iter().map(|(userid, errcode, errmsg)| ResultItem {
+            userid: Some(userid),
+            department_id: None,
+            errcode,
+            errmsg,
+        }));
+    } else {
+        st.account_of(&r.open_kfid)?;
+    }
+    out.extend(r.department_id_list.iter().map(|&d| ResultItem {
+        userid: None,
+        department_id: Some(d),
+        errcode: super::errors::code::INVALID_PARAM,
+        errmsg: "departments are not modelled by kfsim: add servicers by userid".into(),
+    }));
+    Ok(ResultList { result_list: out })
+}
+
+fn servicer_add(st: &mut State, r: ServicerChange, now: u64) -> Result<ResultList, ApiError> {
+    servicer_change(r, true, st, now)
+}
+
+fn servicer_del(st: &mut State, r: ServicerChange, now: u64) -> Result<ResultList, ApiError> {
+    servicer_change(r, false, st, now)
+}
+
+#[derive(Serialize)]
+struct ServicerListOut {
+    servicer_list: Vec<ServicerInfo>,
+}
+
+async fn servicer_list(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let q = req.uri().query();
+    let (token, open_kfid) = (query_param(q, "access_token"), query_param(q, "open_kfid"));
+    respond(svc.with_state(|st, now| {
+        st.check_token(&token, now)?;
+        Ok(ServicerListOut { servicer_list: st.servicer_list(&open_kfid)? })
+    }))
+}
+
+#[derive(Deserialize)]
+struct StateGet {
+    #[serde(default)]
+    open_kfid: String,
+    #[serde(default)]
+    external_userid: String,
+}
+
+fn state_get(st: &mut State, r: StateGet, _now: u64) -> Result<serde_json::Value, ApiError> {
+    let (service_state, servicer) = st.service_state_get(&r.open_kfid, &r.external_userid)?;
+    Ok(serde_json::json!({ "service_state": service_state, "servicer_userid": servicer.unwrap_or_default() }))
+}
+
+#[derive(Deserialize)]
+struct StateTrans {
+    #[serde(default)]
+    open_kfid: String,
+    #[serde(default)]
+    external_userid: String,
+    service_state: Option<i64>,
+    servicer_userid: Option<String>,
+}
+
+fn state_trans(st: &mut State, r: StateTrans, now: u64) -> Result<serde_json::Value, ApiError> {
+    let to = r.service_state.ok_or_else(|| ApiError::missing("service_state"))?;
+    let to = u8::try_from(to)
+        .ok()
+        .filter(|&s| s <= 4)
+        .ok_or_else(|| ApiError::param("service_state must be 0 to 4"))?;
+    let code =
+        st.service_state_trans(&r.open_kfid, &r.external_userid, to, r.servicer_userid.as_deref(), now)?;
+    Ok(match code {
+        Some(c) => serde_json::json!({ "msg_code": c }),
+        None => serde_json::json!({}),
+    })
+}
+
+#[derive(Deserialize)]
+struct SyncMsg {
+    #[serde(default)]
+    cursor: String,
+    #[serde(default)]
+    token: String,
+    limit: Option<i64>,
+    #[serde(default)]
+    voice_format: i64,
+    #[serde(default)]
+    open_kfid: String,
+}
+
+#[derive(Serialize)]
+struct SyncOut {
+    next_cursor: String,
+    has_more: u8,
+    msg_list: Vec<SyncEntry>,
+}
+
+fn sync_msg(st: &mut State, r: SyncMsg, _now: u64) -> Result<SyncOut, ApiError> {
+    super::errors::limit("cursor", &r.cursor, 64)?;
+    super::errors::limit("token", &r.token, 128)?;
+    if !(0..=1).contains(&r.voice_format) {
+        return Err(ApiError::param("voice_format must be 0 (amr) or 1 (silk)"));
+    }
+    let limit = r.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::param("limit must be between 1 and 1000"));
+    }
+    let page = st.sync_msg(&r.open_kfid, &r.cursor, limit as usize)?;
+    Ok(SyncOut { next_cursor: page.next_cursor, has_more: u8::from(page.has_more), msg_list: page.msg_list })
+}
+
+#[derive(Deserialize)]
+struct SendMsg {
+    #[serde(default)]
+    touser: String,
+    #[serde(default)]
+    open_kfid: String,
+    msgid: Option<String>,
+    #[serde(flatten)]
+    content: ContentIn,
+}
+
+#[derive(Serialize)]
+struct MsgidOut {
+    msgid: String,
+}
+
+fn send_msg(st: &mut State, r: SendMsg, now: u64) -> Result<MsgidOut, ApiError> {
+    required("touser", &r.touser, 64)?;
+    let content = r.content.into_content(Sender::Enterprise)?;
+    Ok(MsgidOut { msgid: st.send_msg(&r.touser, &r.open_kfid, r.msgid.as_deref(), content, now)? })
+}
+
+#[derive(Deserialize)]
+struct SendOnEvent {
+    #[serde(default)]
+    code: String,
+    msgid: Option<String>,
+    #[serde(flatten)]
+    content: ContentIn,
+}
+
+fn send_msg_on_event(st: &mut State, r: SendOnEvent, now: u64) -> Result<MsgidOut, ApiError> {
+    required("code", &r.code, 128)?;
+    let content = r.content.into_content(Sender::OnEvent)?;
+    Ok(MsgidOut { msgid: st.send_msg_on_event(&r.code, r.msgid.as_deref(), content, now)? })
+}
+
+#[derive(Deserialize)]
+struct BatchGet {
+    #[serde(default)]
+    external_userid_list: Vec<String>,
+    #[serde(default)]
+    need_enter_session_context: i64,
+}
+
+fn customer_batchget(st: &mut State, r: BatchGet, _now: u64) -> Result<serde_json::Value, ApiError> {
+    if r.external_userid_list.is_empty() {
+        return Err(ApiError::missing("external_userid_list"));
+    }
+    if r.external_userid_list.len() > 100 {
+        return Err(ApiError::param("external_userid_list may have at most 100 ids"));
+    }
+    let (found, invalid) = st.customer_batchget(&r.external_userid_list, r.need_enter_session_context == 1);
+    Ok(serde_json::json!({ "customer_list": found, "invalid_external_userid": invalid }))
+}
+
+/// Unknown paths: HTTP 404 with a WeCom-style body.
+pub(super) async fn not_found(req: Request) -> Response {
+    error(ApiError::param(format!("invalid url: no API at {}", req.uri().path())).with_status(404))
+}
+
+/// Known paths with the wrong method: HTTP 405 with a WeCom-style body.
+pub(super) async fn wrong_method(req: Request) -> Response {
+    error(
+        ApiError::param(format!("method {} not allowed for {}", req.method(), req.uri().path()))
+            .with_status(405),
+    )
+}

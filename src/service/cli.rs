@@ -1,0 +1,104 @@
+//! `kfsim serve`: arguments, and the glue that builds the runtime, binds
+//! the address, starts the service and stops it on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::{Clock, Config, Options, Service, State, SystemClock, serve};
+use crate::cli::Exit;
+use crate::scenario::Scenario;
+
+/// Arguments of `kfsim serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Create the accounts, contact ways (one per entry) and servicers (one
+    /// per agent) of this scenario.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Override a scenario key, as in `kfsim run --set`.
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "scenario")]
+    pub sets: Vec<String>,
+    /// The corpid `gettoken` accepts.
+    #[arg(long, default_value = "kfsim")]
+    pub corpid: String,
+    /// The corpsecret `gettoken` accepts.
+    #[arg(long, default_value = "kfsim-secret")]
+    pub corpsecret: String,
+    /// For benchmarks only: every servicer answers each customer message at
+    /// once and ends the session.
+    #[arg(long)]
+    pub auto_reply: bool,
+}
+
+/// Run `kfsim serve` until Ctrl-C or SIGTERM (then exit 0).
+pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
+    let scenario = match &args.scenario {
+        Some(path) => Some(Scenario::load(path, &args.sets)?),
+        None => None,
+    };
+    // A second subscriber (tests calling this twice) is not an error.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let _ = tracing_subscriber::fmt().with_target(false).with_ansi(ansi).try_init();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let cfg = Config {
+        corpid: args.corpid.clone(),
+        corpsecret: args.corpsecret.clone(),
+        // Tokens and channel ids must differ between runs.
+        seed: clock.now_us() ^ u64::from(std::process::id()).rotate_left(40),
+        ..Config::default()
+    };
+    let options = Options { auto_reply: args.auto_reply };
+    let svc = match &scenario {
+        Some(sc) => Service::from_scenario(sc, cfg, clock, options),
+        None => Service::new(State::new(cfg), clock, options),
+    };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("binding {}", args.addr))?;
+        let figures = svc.with_state(|st, _| st.figures());
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            accounts = figures.accounts.len(),
+            servicers = figures.accounts.iter().map(|a| a.servicers).sum::<usize>(),
+            auto_reply = args.auto_reply,
+            "kfsim serve: listening"
+        );
+        serve(listener, svc, shutdown_signal()).await.context("serving")?;
+        tracing::info!("kfsim serve: stopped");
+        Ok(Exit::Success)
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed, only SIGTERM stops us.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,404 @@
+//! The enterprise API's session operations (`service_state/get|trans`,
+//! `sync_msg`, `send_msg`, `send_msg_on_event`), the removals that touch
+//! sessions (`account/del`, `servicer/del`, rule changes), and the sweep
+//! that keeps memory bounded (idle sessions end, old entries go).
+//!
+//! `service_state/trans` allows WeCom's documented transitions 0→1, 0→2,
+//! 0→3, 1→2, 1→3, 2→3, 3→3 (another servicer) and 3→4, plus 0/1/2→4
+//! (kfsim's assumption: WeCom's full matrix is not public). Anything else is
+//! 95016.
+
+use std::sync::Arc;
+
+use super::errors::{ApiError, code, ident};
+use super::feed::format_cursor;
+use super::model::{Change, Content, Item, Msg, Origin, SyncEntry};
+use super::session::{invalid_cursor, secs};
+use super::state::{CodeKind, HOUR_US, Rule, State, at};
+use crate::reception::{Routed, policy_for};
+
+/// A page of an account's log.
+#[derive(Debug)]
+pub struct SyncPage {
+    /// Entries in order.
+    pub msg_list: Vec<SyncEntry>,
+    /// Cursor of the next call.
+    pub next_cursor: String,
+    /// More entries are there.
+    pub has_more: bool,
+}
+
+fn allowed(from: u8, to: u8) -> bool {
+    matches!((from, to), (0, 1) | (0, 2) | (0, 3) | (1, 2) | (1, 3) | (2, 3) | (3, 3) | (0..=3, 4))
+}
+
+impl State {
+    /// `service_state/get`: the state and, in state 3, the servicer. A
+    /// customer who never had a session with the account is in state 4.
+    pub fn service_state_get(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+    ) -> Result<(u8, Option<String>), ApiError> {
+        let (_, conv) = self.conv_of(open_kfid, external_userid)?;
+        Ok(match conv {
+            Some(c) => {
+                (self.convs.get(c).expect("conv").state, self.servicer_name(c).map(|n| n.as_str().into()))
+            }
+            None => (4, None),
+        })
+    }
+
+    /// `service_state/trans`: change the state; returns `msg_code` when
+    /// the session enters 2 or 3 for the first time this session, or 4.
+    pub fn service_state_trans(
+        &mut self,
+        open_kfid: &str,
+        external_userid: &str,
+        to: u8,
+        servicer_userid: Option<&str>,
+        now_us: u64,
+    ) -> Result<Option<String>, ApiError> {
+        let (_, conv) = self.conv_of(open_kfid, external_userid)?;
+        let from = conv.map_or(4, |c| self.convs.get(c).expect("conv").state);
+        let bad = || {
+            ApiError::new(code::BAD_TRANSITION, format!("不允许这种状态转换: service_state {from} → {to}"))
+        };
+        if to > 4 || !allowed(from, to) {
+            return Err(bad());
+        }
+        let conv = conv.ok_or_else(bad)?;
+        match to {
+            1 => {
+                self.set_state(conv, 1);
+                Ok(None)
+            }
+            2 => self.trans_to_pool(conv, now_us),
+            3 => {
+                let userid = servicer_userid
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| ApiError::missing("servicer_userid"))?;
+                self.trans_to_servicer(conv, userid, now_us)
+            }
+            _ => {
+                self.end(conv, "api", now_us);
+                Ok(Some(self.issue_code(conv, CodeKind::End, now_us)))
+            }
+        }
+    }
+
+    fn trans_to_pool(&mut self, conv: u32, now_us: u64) -> Result<Option<String>, ApiError> {
+        match self.arrive(conv, now_us) {
+            Routed::Assigned { agent, .. } => {
+                self.assigned(conv, agent as u32, Change::Assigned, None, now_us);
+                Ok(self.first_code(conv, CodeKind::Assign, now_us))
+            }
+            Routed::Queued(_) => {
+                self.note_customer(conv, Change::Queued, None, None, now_us);
+                Ok(self.first_code(conv, CodeKind::Queue, now_us))
+            }
+            Routed::Rejected => Err(ApiError::new(code::LIMIT, "the waiting pool (待接入池) is full")),
+        }
+    }
+
+    fn trans_to_servicer(
+        &mut self,
+        conv: u32,
+        userid: &str,
+        now_us: u64,
+    ) -> Result<Option<String>, ApiError> {
+        let slot = self.member_slot(conv, userid)?;
+        let c = at!(self.convs, conv);
+        let (acct, state) = (c.account, c.state);
+        if state == 3 {
+            self.transfer(conv, Some(slot), now_us)?;
+            return Ok(self.first_code(conv, CodeKind::Assign, now_us));
+        }
+        if !at!(self.accounts, acct).router.assign_to(slot as usize) {
+            return Err(ApiError::new(
+                code::NOT_SERVICER,
+                format!("{userid} is not receiving (停止接待/暂时挂起) or is at its 接待上限"),
+            ));
+        }
+        if let Some(t) = at!(self.convs, conv).ticket.take() {
+            at!(self.accounts, acct).router.abandon(t);
+        }
+        self.assigned(conv, slot, Change::Assigned, None, now_us);
+        Ok(self.first_code(conv, CodeKind::Assign, now_us))
+    }
+
+    /// `sync_msg`: up to `limit` entries of the account's log from
+    /// `cursor` (the empty cursor is the oldest kept, within 3 days).
+    pub fn sync_msg(&self, open_kfid: &str, cursor: &str, limit: usize) -> Result<SyncPage, ApiError> {
+        let acct = self.account_of(open_kfid)?;
+        let log = &self.accounts.get(acct).expect("account").log;
+        let seq = super::feed::parse_cursor(cursor)
+            .filter(|&s| log.valid(s))
+            .ok_or_else(|| invalid_cursor(cursor))?;
+        let r = log.read(seq, limit);
+        Ok(SyncPage {
+            msg_list: r.items.into_iter().map(|(_, e)| e).collect(),
+            next_cursor: format_cursor(r.next),
+            has_more: r.has_more,
+        })
+    }
+
+    /// `send_msg`: only in states 0 and 1 (95018), at most 5 messages
+    /// within 48 h of the customer's last message (95001). A session in 0
+    /// goes to 1. `msgid`, when given, must be new within the account.
+    pub fn send_msg(
+        &mut self,
+        touser: &str,
+        open_kfid: &str,
+        msgid: Option<&str>,
+        content: Content,
+        now_us: u64,
+    ) -> Result<String, ApiError> {
+        let (acct, conv) = self.conv_of(open_kfid, touser)?;
+        let conv =
+            conv.ok_or_else(|| ApiError::new(code::SESSION_STATE, "send msg session status invalid"))?;
+        let c = at!(self.convs, conv);
+        if c.state > 1 {
+            return Err(ApiError::new(
+                code::SESSION_STATE,
+                format!("send msg session status invalid: service_state is {}", c.state),
+            ));
+        }
+        let in_window = c.last_customer_us.is_some_and(|t| now_us.saturating_sub(t) <= 48 * HOUR_US);
+        if !in_window || c.api_sent >= 5 {
+            return Err(ApiError::new(
+                code::SEND_LIMIT,
+                "send msg count limit: at most 5 messages within 48 h of the customer's last message",
+            ));
+        }
+        let msgid = match msgid.filter(|m| !m.is_empty()) {
+            Some(m) => {
+                ident("msgid", m, 32)?;
+                if !at!(self.accounts, acct).sent_ids.insert(m, now_us) {
+                    return Err(ApiError::param(format!("msgid `{m}` is already used in this account")));
+                }
+                m.to_owned()
+            }
+            None => self.new_id(),
+        };
+        let c = at!(self.convs, conv);
+        c.api_sent += 1;
+        c.last_us = now_us;
+        if c.state == 0 {
+            self.set_state(conv, 1);
+        }
+        self.api_message(conv, msgid.clone(), content, now_us);
+        Ok(msgid)
+    }
+
+    fn api_message(&mut self, conv: u32, msgid: String, content: Content, now_us: u64) {
+        let c = at!(self.convs, conv);
+        let (acct, cust) = (c.account, c.customer);
+        let msg = Msg {
+            msgid: msgid.into(),
+            open_kfid: at!(self.accounts, acct).open_kfid.clone(),
+            external_userid: at!(self.customers, cust).external_userid.clone(),
+            customer: at!(self.customers, cust).handle.clone(),
+            origin: Origin::Api,
+            servicer_userid: None,
+            send_time: secs(now_us),
+            client_msgid: None,
+            in_reply_to: None,
+            content,
+        };
+        self.counters.api_messages += 1;
+        self.send_customer(conv, Item::Msg(Arc::new(msg)), now_us);
+    }
+
+    /// `send_msg_on_event`: a message with a code from an event or a
+    /// `trans` answer. The code is single use and expires (welcome and end
+    /// codes after 20 s, queue and assign codes after 48 h); except for a
+    /// welcome code, the session must still be in the state the code was
+    /// given for, in the same session. 95007 for a bad or used code.
+    pub fn send_msg_on_event(
+        &mut self,
+        code_text: &str,
+        msgid: Option<&str>,
+        content: Content,
+        now_us: u64,
+    ) -> Result<String, ApiError> {
+        let invalid = || ApiError::new(code::INVALID_CODE, format!("invalid code `{code_text}`"));
+        let (conv, nonce) = parse_code(code_text).ok_or_else(invalid)?;
+        let c = self.convs.get_mut(conv).ok_or_else(invalid)?;
+        let i = c.codes.iter().position(|k| k.nonce == nonce).ok_or_else(invalid)?;
+        let k = c.codes[i].clone();
+        if now_us >= k.expires_us {
+            c.codes.remove(i);
+            return Err(ApiError::new(code::INVALID_CODE, "code expired"));
+        }
+        let need = match k.kind {
+            CodeKind::Welcome => None,
+            CodeKind::Queue => Some(2),
+            CodeKind::Assign => Some(3),
+            CodeKind::End => Some(4),
+        };
+        if need.is_some_and(|s| s != c.state || k.session_no != c.session_no) {
+            return Err(ApiError::new(
+                code::SESSION_STATE,
+                "the session is no longer in the state this code is for",
+            ));
+        }
+        if matches!(k.kind, CodeKind::Queue | CodeKind::Assign) && !matches!(content, Content::Text(_)) {
+            return Err(ApiError::new(code::INVALID_MSGTYPE, "only text may be sent with this code"));
+        }
+        if let Some(m) = msgid.filter(|m| !m.is_empty()) {
+            ident("msgid", m, 32)?;
+        }
+        c.codes.remove(i);
+        if k.kind == CodeKind::Welcome {
+            c.last_welcome_us = Some(now_us);
+        }
+        let msgid = match msgid.filter(|m| !m.is_empty()) {
+            Some(m) => m.to_owned(),
+            None => self.new_id(),
+        };
+        self.api_message(conv, msgid.clone(), content, now_us);
+        Ok(msgid)
+    }
+
+    /// `account/del`: its open sessions end (reason `account_deleted`), its
+    /// servicers leave it, and it is forgotten.
+    pub fn account_del(&mut self, open_kfid: &str, now_us: u64) -> Result<(), ApiError> {
+        let acct = self.account_of(open_kfid)?;
+        // Servicers stop first, so ending sessions serves no one from the pool.
+        let a = at!(self.accounts, acct);
+        for slot in 0..a.agents.len() {
+            a.router.set_online(slot, false, now_us, &mut Vec::new());
+        }
+        let convs: Vec<u32> = self.conv_ix.iter().filter(|((a, _), _)| *a == acct).map(|(_, &c)| c).collect();
+        for &conv in &convs {
+            self.end(conv, "account_deleted", now_us);
+        }
+        for conv in convs {
+            let cust = at!(self.convs, conv).customer;
+            self.forget_conv(conv);
+            if self.customers.get(cust).is_some_and(|c| c.convs == 0) {
+                self.forget_customer(cust);
+            }
+        }
+        let users: Vec<u32> = at!(self.accounts, acct).agents.iter().flatten().copied().collect();
+        for u in users {
+            self.drop_membership(u, acct);
+        }
+        self.accounts.remove(acct);
+        self.account_ix.remove(open_kfid);
+        Ok(())
+    }
+
+    /// `servicer/del`: the servicer stops receiving in this account and its
+    /// sessions go back to the pool (reason `servicer_removed`).
+    pub fn servicer_del(
+        &mut self,
+        open_kfid: &str,
+        userids: &[String],
+        now_us: u64,
+    ) -> Result<Vec<(String, i32, String)>, ApiError> {
+        let acct = self.account_of(open_kfid)?;
+        if userids.is_empty() || userids.len() > 100 {
+            return Err(ApiError::param("userid_list must have 1 to 100 userids"));
+        }
+        let mut out = Vec::new();
+        for userid in userids {
+            let slot = self.user_ix.get(userid.as_str()).and_then(|&u| {
+                self.users.get(u)?.memberships.iter().find(|&&(a, _)| a == acct).map(|&(_, s)| (u, s))
+            });
+            let Some((u, slot)) = slot else {
+                out.push((userid.clone(), code::NOT_SERVICER, "not a servicer of this account".into()));
+                continue;
+            };
+            let mut exits = Vec::new();
+            at!(self.accounts, acct).router.set_online(slot as usize, false, now_us, &mut exits);
+            let held: Vec<u32> = self
+                .convs
+                .iter()
+                .filter(|(_, c)| c.account == acct && c.state == 3 && c.agent == Some(slot))
+                .map(|(i, _)| i)
+                .collect();
+            for conv in held {
+                if self.transfer(conv, None, now_us).is_err() {
+                    self.end(conv, "servicer_removed", now_us);
+                }
+            }
+            at!(self.accounts, acct).agents[slot as usize] = None;
+            self.drop_membership(u, acct);
+            out.push((userid.clone(), 0, "success".into()));
+        }
+        Ok(out)
+    }
+
+    fn drop_membership(&mut self, u: u32, acct: u32) {
+        let user = at!(self.users, u);
+        user.memberships.retain(|&(a, _)| a != acct);
+        if user.memberships.is_empty() {
+            let name = user.userid.clone();
+            self.users.remove(u);
+            self.user_ix.remove(name.as_str());
+        }
+    }
+
+    /// A new reception rule for an account; servicers added later without a
+    /// cap get its `max_concurrent`.
+    pub(super) fn replace_rule(&mut self, acct: u32, rule: Rule, _now_us: u64) {
+        let a = at!(self.accounts, acct);
+        a.router.set_policy(policy_for(rule.policy));
+        a.router.set_queue_limit(rule.queue_limit);
+        a.rule = rule;
+    }
+
+    /// Keep memory bounded: drop log and queue entries older than the
+    /// retention, end sessions idle for `idle_end_us`, forget sessions and
+    /// customers idle for the retention. Looks at no more than `budget`
+    /// sessions per call, resuming where the last call stopped.
+    pub fn sweep(&mut self, now_us: u64, budget: usize) {
+        let horizon = now_us.saturating_sub(self.cfg.retention_us);
+        let accounts: Vec<u32> = self.accounts.iter().map(|(i, _)| i).collect();
+        for a in accounts {
+            let acct = at!(self.accounts, a);
+            acct.log.expire(horizon);
+            acct.sent_ids.expire(horizon);
+        }
+        let users: Vec<u32> = self.users.iter().map(|(i, _)| i).collect();
+        for u in users {
+            at!(self.users, u).feed.expire(horizon);
+        }
+        let channels: Vec<u32> = self.channels.iter().map(|(i, _)| i).collect();
+        for c in channels {
+            at!(self.channels, c).feed.expire(horizon);
+        }
+        let n = self.convs.capacity() as u32;
+        for _ in 0..budget.min(n as usize) {
+            let conv = self.sweep_at % n.max(1);
+            self.sweep_at = (conv + 1) % n.max(1);
+            self.sweep_conv(conv, now_us, horizon);
+        }
+    }
+
+    fn sweep_conv(&mut self, conv: u32, now_us: u64, horizon: u64) {
+        let Some(c) = self.convs.get_mut(conv) else { return };
+        c.codes.retain(|k| k.expires_us > now_us);
+        let (state, last, cust) = (c.state, c.last_us, c.customer);
+        if state < 4 && now_us.saturating_sub(last) >= self.cfg.idle_end_us {
+            self.counters.idle_ended += 1;
+            self.end(conv, "idle", now_us);
+        } else if state == 4 && last < horizon {
+            self.forget_conv(conv);
+            if self.customers.get(cust).is_some_and(|c| c.convs == 0) {
+                self.forget_customer(cust);
+            }
+        }
+    }
+}
+
+/// `"{conv:x}.{nonce:016x}"` → `(conv, nonce)`.
+fn parse_code(text: &str) -> Option<(u32, u64)> {
+    let (conv, nonce) = text.split_once('.')?;
+    if conv.is_empty() || conv.len() > 8 || nonce.len() != 16 {
+        return None;
+    }
+    Some((u32::from_str_radix(conv, 16).ok()?, u64::from_str_radix(nonce, 16).ok()?))
+}

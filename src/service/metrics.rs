@@ -1,0 +1,233 @@
+//! Operation: `/healthz`, Prometheus-text `/metrics` (sessions by state,
+//! queue length per account, messages routed, request counts, errors and
+//! latency per route) and the log line of throughput and errors written
+//! every minute.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State as AxState};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::Service;
+use super::http::ErrCode;
+use super::state::Figures;
+
+/// Upper bounds of the latency buckets [s].
+const BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 60.0];
+
+/// Requests of one route.
+#[derive(Debug, Default, Clone)]
+struct RouteStats {
+    count: u64,
+    errors: u64,
+    sum_s: f64,
+    /// Non-cumulative counts per bucket, the last one +Inf.
+    buckets: [u64; BUCKETS.len() + 1],
+}
+
+/// Request counts, errors (errcode ≠ 0) and latency per route.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    routes: Mutex<HashMap<String, RouteStats>>,
+}
+
+impl HttpMetrics {
+    fn record(&self, route: &str, latency: Duration, failed: bool) {
+        let s = latency.as_secs_f64();
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let r = match routes.get_mut(route) {
+            Some(r) => r,
+            None => routes.entry(route.to_owned()).or_default(),
+        };
+        r.count += 1;
+        r.errors += u64::from(failed);
+        r.sum_s += s;
+        let i = BUCKETS.iter().position(|&b| s <= b).unwrap_or(BUCKETS.len());
+        r.buckets[i] += 1;
+    }
+
+    /// Total requests and errors so far.
+    pub fn totals(&self) -> (u64, u64) {
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes.values().fold((0, 0), |(c, e), r| (c + r.count, e + r.errors))
+    }
+
+    fn snapshot(&self) -> Vec<(String, RouteStats)> {
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = routes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+/// Middleware: time every request and note its errcode.
+pub(super) async fn track(AxState(svc): AxState<Service>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let failed = resp.extensions().get::<ErrCode>().is_some_and(|c| c.0 != 0) || !resp.status().is_success();
+    svc.inner.http.record(&route, started.elapsed(), failed);
+    resp
+}
+
+/// `/healthz` and `/metrics`.
+pub fn routes() -> axum::Router<Service> {
+    axum::Router::new().route("/healthz", get(healthz)).route("/metrics", get(prometheus))
+}
+
+async fn healthz() -> Response {
+    super::http::ok(serde_json::json!({ "status": "ok" }))
+}
+
+async fn prometheus(AxState(svc): AxState<Service>) -> Response {
+    let figures = svc.with_state(|st, _| st.figures());
+    let text = render(&figures, &svc.inner.http.snapshot());
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn render(f: &Figures, routes: &[(String, RouteStats)]) -> String {
+    let mut o = String::new();
+    let _ = render_sessions(&mut o, f);
+    let _ = render_counters(&mut o, f);
+    let _ = render_http(&mut o, routes);
+    o
+}
+
+fn render_sessions(o: &mut String, f: &Figures) -> std::fmt::Result {
+    writeln!(
+        o,
+        "# HELP kfsim_sessions Open sessions by account and service_state (0 new, 1 bot, 2 pool, 3 servicer)."
+    )?;
+    writeln!(o, "# TYPE kfsim_sessions gauge")?;
+    for a in &f.accounts {
+        for (state, n) in a.by_state.iter().enumerate() {
+            writeln!(o, "kfsim_sessions{{account=\"{}\",state=\"{state}\"}} {n}", esc(&a.name))?;
+        }
+    }
+    writeln!(o, "# HELP kfsim_queue_length Sessions in the waiting pool (待接入池) by account.")?;
+    writeln!(o, "# TYPE kfsim_queue_length gauge")?;
+    for a in &f.accounts {
+        writeln!(o, "kfsim_queue_length{{account=\"{}\"}} {}", esc(&a.name), a.waiting)?;
+    }
+    writeln!(o, "# HELP kfsim_servicers Servicers (接待人员) by account.")?;
+    writeln!(o, "# TYPE kfsim_servicers gauge")?;
+    for a in &f.accounts {
+        writeln!(o, "kfsim_servicers{{account=\"{}\"}} {}", esc(&a.name), a.servicers)?;
+    }
+    for (name, help, v) in [
+        ("kfsim_channels", "Open customer channels.", f.channels),
+        ("kfsim_customers", "Customers remembered.", f.customers),
+        ("kfsim_conversations", "Customer-account sessions remembered (open or ended).", f.convs),
+    ] {
+        writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}")?;
+    }
+    Ok(())
+}
+
+fn render_counters(o: &mut String, f: &Figures) -> std::fmt::Result {
+    let c = &f.counters;
+    for (name, help, v) in [
+        ("customer_messages", "Customer messages accepted.", c.customer_messages),
+        ("messages_routed", "Customer messages handed to a servicer.", c.messages_routed),
+        ("servicer_messages", "Servicer messages (origin 5).", c.servicer_messages),
+        ("api_messages", "Messages sent with send_msg or send_msg_on_event.", c.api_messages),
+        ("sessions_started", "Sessions started.", c.sessions_started),
+        ("assignments", "Sessions given to a servicer.", c.assigned),
+        ("sessions_queued", "Sessions put in a waiting pool.", c.queued),
+        ("sessions_rejected", "Sessions refused because the pool was full.", c.rejected),
+        ("sessions_ended", "Sessions ended.", c.ended),
+        ("sessions_idle_ended", "Sessions ended for being idle.", c.idle_ended),
+        ("queue_overflows", "Items pushed out of a full simulation-port queue.", c.queue_overflows),
+    ] {
+        writeln!(
+            o,
+            "# HELP kfsim_{name}_total {help}\n# TYPE kfsim_{name}_total counter\nkfsim_{name}_total {v}"
+        )?;
+    }
+    Ok(())
+}
+
+fn render_http(o: &mut String, routes: &[(String, RouteStats)]) -> std::fmt::Result {
+    writeln!(o, "# HELP kfsim_http_errors_total Answers with errcode ≠ 0 or a non-2xx status, by route.")?;
+    writeln!(o, "# TYPE kfsim_http_errors_total counter")?;
+    for (route, r) in routes {
+        writeln!(o, "kfsim_http_errors_total{{route=\"{}\"}} {}", esc(route), r.errors)?;
+    }
+    writeln!(o, "# HELP kfsim_http_request_duration_seconds Request latency by route.")?;
+    writeln!(o, "# TYPE kfsim_http_request_duration_seconds histogram")?;
+    for (route, r) in routes {
+        let route = esc(route);
+        let mut cumulative = 0;
+        for (i, n) in r.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = BUCKETS.get(i).map_or("+Inf".to_owned(), |b| b.to_string());
+            writeln!(
+                o,
+                "kfsim_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
+            )?;
+        }
+        writeln!(o, "kfsim_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", r.sum_s)?;
+        writeln!(o, "kfsim_http_request_duration_seconds_count{{route=\"{route}\"}} {}", r.count)?;
+    }
+    Ok(())
+}
+
+/// Log throughput and errors once a minute.
+pub(super) async fn log_every_minute(svc: Service) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    let mut last = (svc.inner.http.totals(), svc.with_state(|st, _| st.figures().counters));
+    loop {
+        tick.tick().await;
+        let now = (svc.inner.http.totals(), svc.with_state(|st, _| st.figures().counters));
+        let ((req, err), c) = now;
+        let ((req0, err0), c0) = last;
+        tracing::info!(
+            requests = req - req0,
+            errors = err - err0,
+            customer_messages = c.customer_messages - c0.customer_messages,
+            routed = c.messages_routed - c0.messages_routed,
+            servicer_messages = c.servicer_messages - c0.servicer_messages,
+            sessions_started = c.sessions_started - c0.sessions_started,
+            rejected = c.rejected - c0.rejected,
+            "last minute"
+        );
+        last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::state::{Config, State};
+
+    #[test]
+    fn renders_every_family_with_escaped_labels() {
+        let mut st = State::new(Config::default());
+        st.account_add("a\"b", "", None, 0).unwrap();
+        let m = HttpMetrics::default();
+        m.record("/x", Duration::from_micros(700), false);
+        m.record("/x", Duration::from_secs(100), true);
+        let text = render(&st.figures(), &m.snapshot());
+        assert!(text.contains("kfsim_sessions{account=\"a\\\"b\",state=\"2\"} 0"), "{text}");
+        assert!(text.contains("kfsim_queue_length{account=\"a\\\"b\"} 0"));
+        assert!(text.contains("kfsim_messages_routed_total 0"));
+        assert!(text.contains("kfsim_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.001\"} 1"));
+        assert!(text.contains("kfsim_http_request_duration_seconds_bucket{route=\"/x\",le=\"+Inf\"} 2"));
+        assert!(text.contains("kfsim_http_errors_total{route=\"/x\"} 1"));
+        assert_eq!(m.totals(), (2, 1));
+    }
+}

@@ -1,0 +1,229 @@
+//! The reference KF service (`kfsim serve`): a WeChat-Customer-Service
+//! style reception system on axum + tokio, with the same reception core as
+//! the simulator.
+//!
+//! Two surfaces (documented in `docs/protocol.md` and `docs/openapi.yaml`):
+//! the enterprise API, compatible with WeCom's `cgi-bin/kf` ([`api`]), and
+//! the simulation ports that play the WeChat app (customers, batched over
+//! channels) and the WeCom client (servicers) ([`sim_ports`]).
+//!
+//! Layout: [`state`], [`admin`], [`session`], [`agent`] and [`enterprise`] are the
+//! pure state machine (time is an argument, no I/O); [`http`] is the
+//! plumbing; [`api`] and [`sim_ports`] are the handlers; [`metrics`]
+//! renders `/metrics`; [`cli`] is `kfsim serve`. Wall-clock time enters
+//! only through a [`Clock`], read by the handlers at the edge. The state is
+//! one mutex; no lock is held across an await, and long-polls wait on a
+//! per-queue `Notify`.
+
+pub mod admin;
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod enterprise;
+pub mod errors;
+pub mod feed;
+mod http;
+pub mod metrics;
+pub mod model;
+pub mod session;
+pub mod sim_ports;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+pub use cli::{ServeArgs, cmd_serve};
+pub use state::{Config, State};
+
+use crate::scenario::Scenario;
+
+/// The largest request body accepted [bytes].
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Where wall-clock time comes from.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in µs since the Unix epoch.
+    fn now_us(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_us(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    }
+}
+
+/// A clock that moves only when told (tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock at `now_us`.
+    pub fn new(now_us: u64) -> ManualClock {
+        ManualClock(AtomicU64::new(now_us))
+    }
+
+    /// Move forward by `us`.
+    pub fn advance(&self, us: u64) {
+        self.0.fetch_add(us, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_us(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Options of a service instance beyond its state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Servicers answer every customer message at once and end the
+    /// session (benchmarks only).
+    pub auto_reply: bool,
+}
+
+/// A running service's shared handle: the state, the clock, the HTTP
+/// metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+    http: metrics::HttpMetrics,
+    shutdown: watch::Sender<bool>,
+    /// Woken when servicer queues get items, in auto-reply mode.
+    agents: Option<Notify>,
+    max_body: usize,
+}
+
+impl Service {
+    /// A service over `state`, reading time from `clock`.
+    pub fn new(state: State, clock: Arc<dyn Clock>, options: Options) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                clock,
+                http: metrics::HttpMetrics::default(),
+                shutdown: watch::channel(false).0,
+                agents: options.auto_reply.then(Notify::new),
+                max_body: MAX_BODY,
+            }),
+        }
+    }
+
+    /// A service with the accounts, contact ways and servicers of a
+    /// scenario (see [`State::from_scenario`]).
+    pub fn from_scenario(sc: &Scenario, cfg: Config, clock: Arc<dyn Clock>, options: Options) -> Service {
+        let now = clock.now_us();
+        Service::new(State::from_scenario(sc, cfg, now), clock, options)
+    }
+
+    /// Now, from the service's clock [µs since the epoch].
+    pub fn now_us(&self) -> u64 {
+        self.inner.clock.now_us()
+    }
+
+    /// Run `f` on the state at the current time, then wake the long-polls
+    /// of every queue it filled (after the lock is released).
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut State, u64) -> R) -> R {
+        let mut wakes = Vec::new();
+        let (r, any_user) = {
+            // A panic while holding the lock would be a bug; the state is
+            // still the best there is, so later requests go on with it.
+            let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let r = f(&mut st, self.inner.clock.now_us());
+            let any_user = st.take_wakes(&mut wakes);
+            (r, any_user)
+        };
+        for n in wakes {
+            n.notify_waiters();
+        }
+        if any_user && let Some(agents) = &self.inner.agents {
+            agents.notify_one();
+        }
+        r
+    }
+
+    /// Make long-polls answer now (shutdown).
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+}
+
+/// The HTTP application: both surfaces, `/healthz`, `/metrics`, and
+/// WeCom-style JSON errors for unknown paths and methods.
+pub fn app(svc: Service) -> axum::Router {
+    api::routes()
+        .merge(sim_ports::routes())
+        .merge(metrics::routes())
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::wrong_method)
+        .with_state(svc.clone())
+        .layer(axum::middleware::from_fn_with_state(svc, metrics::track))
+}
+
+/// Serve `svc` on `listener` until `shutdown` completes, then finish the
+/// requests in flight (long-polls answer at once) and return. Runs the
+/// sweeper, the per-minute log line and, if asked for, the auto-reply
+/// servicers alongside.
+pub async fn serve(
+    listener: TcpListener,
+    svc: Service,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tasks = [
+        tokio::spawn(sweeper(svc.clone())),
+        tokio::spawn(metrics::log_every_minute(svc.clone())),
+        tokio::spawn(auto_replier(svc.clone())),
+    ];
+    let stopping = svc.clone();
+    let result = axum::serve(listener, app(svc))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.begin_shutdown();
+        })
+        .await;
+    for t in tasks {
+        t.abort();
+    }
+    result
+}
+
+async fn sweeper(svc: Service) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        svc.with_state(|st, now| st.sweep(now, 20_000));
+    }
+}
+
+async fn auto_replier(svc: Service) {
+    let Some(_) = &svc.inner.agents else { return };
+    loop {
+        if let Some(agents) = &svc.inner.agents {
+            // The timeout is a safety net; a push wakes it at once.
+            let _ = tokio::time::timeout(Duration::from_millis(50), agents.notified()).await;
+        }
+        // Small batches keep each lock short; more work yields in between.
+        for _ in 0..10_000 {
+            if !svc.with_state(|st, now| st.auto_reply(64, now)) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}

@@ -1,0 +1,629 @@
+//! What the service stores and sends: message contents (every WeCom
+//! `msgtype` kfsim knows), messages, system events, session notes for the
+//! simulation ports, and their JSON shapes.
+//!
+//! Stored records are shared (`Arc`) between the account log, a servicer's
+//! queue and a customer channel's queue, so that a message is stored once
+//! however many readers it has. Serialization happens outside the state
+//! lock, which is why records carry names rather than indices.
+
+use std::sync::Arc;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+use super::errors::{ApiError, code, limit, required};
+
+/// A shared, cheaply cloned name (open_kfid, external_userid, userid…).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Name(pub Arc<str>);
+
+impl Name {
+    /// A new name.
+    pub fn new(s: &str) -> Name {
+        Name(Arc::from(s))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// `text`: `content`, and `menu_id` when it answers a menu click.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Text {
+    /// The text (≤ 2048 bytes).
+    #[serde(default)]
+    pub content: String,
+    /// The menu item clicked, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub menu_id: Option<String>,
+}
+
+/// `image`, `voice`, `video`, `file`: a media id.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Media {
+    /// Temporary media id (≤ 256 bytes).
+    #[serde(default)]
+    pub media_id: String,
+}
+
+/// `location`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Location {
+    /// Place name.
+    #[serde(default)]
+    pub name: String,
+    /// Address.
+    #[serde(default)]
+    pub address: String,
+    /// −90..=90.
+    pub latitude: f64,
+    /// −180..=180.
+    pub longitude: f64,
+}
+
+/// `link` (图文链接).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Link {
+    /// ≤ 128 bytes.
+    #[serde(default)]
+    pub title: String,
+    /// ≤ 512 bytes.
+    #[serde(default)]
+    pub desc: String,
+    /// ≤ 2048 bytes.
+    #[serde(default)]
+    pub url: String,
+    /// Picture URL (received links).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pic_url: String,
+    /// Thumbnail media (sent links).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub thumb_media_id: String,
+}
+
+/// `business_card`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct BusinessCard {
+    /// The member the card shows.
+    #[serde(default)]
+    pub userid: String,
+}
+
+/// `miniprogram`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Miniprogram {
+    /// ≤ 64 bytes.
+    #[serde(default)]
+    pub title: String,
+    /// The mini program's appid.
+    #[serde(default)]
+    pub appid: String,
+    /// Page path.
+    #[serde(default)]
+    pub pagepath: String,
+    /// Thumbnail media id.
+    #[serde(default)]
+    pub thumb_media_id: String,
+}
+
+/// `msgmenu`: a head, up to 10 items (kept as sent), a tail.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Msgmenu {
+    /// ≤ 1024 bytes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub head_content: String,
+    /// Menu items (`click`, `view`, `miniprogram`, `text`).
+    #[serde(default)]
+    pub list: Vec<serde_json::Value>,
+    /// ≤ 1024 bytes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tail_content: String,
+}
+
+/// A message's content, one variant per `msgtype`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// `text`.
+    Text(Text),
+    /// `image`.
+    Image(Media),
+    /// `voice`.
+    Voice(Media),
+    /// `video`.
+    Video(Media),
+    /// `file`.
+    File(Media),
+    /// `location`.
+    Location(Location),
+    /// `link`.
+    Link(Link),
+    /// `business_card`.
+    BusinessCard(BusinessCard),
+    /// `miniprogram`.
+    Miniprogram(Miniprogram),
+    /// `msgmenu`.
+    Msgmenu(Msgmenu),
+}
+
+impl Content {
+    /// A text message.
+    pub fn text(content: impl Into<String>) -> Content {
+        Content::Text(Text { content: content.into(), menu_id: None })
+    }
+
+    /// The `msgtype` name.
+    pub fn msgtype(&self) -> &'static str {
+        match self {
+            Content::Text(_) => "text",
+            Content::Image(_) => "image",
+            Content::Voice(_) => "voice",
+            Content::Video(_) => "video",
+            Content::File(_) => "file",
+            Content::Location(_) => "location",
+            Content::Link(_) => "link",
+            Content::BusinessCard(_) => "business_card",
+            Content::Miniprogram(_) => "miniprogram",
+            Content::Msgmenu(_) => "msgmenu",
+        }
+    }
+
+    /// Write `"msgtype": …` and `"<msgtype>": {…}` into a JSON object.
+    fn write<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        let t = self.msgtype();
+        map.serialize_entry("msgtype", t)?;
+        match self {
+            Content::Text(v) => map.serialize_entry(t, v),
+            Content::Image(v) | Content::Voice(v) | Content::Video(v) | Content::File(v) => {
+                map.serialize_entry(t, v)
+            }
+            Content::Location(v) => map.serialize_entry(t, v),
+            Content::Link(v) => map.serialize_entry(t, v),
+            Content::BusinessCard(v) => map.serialize_entry(t, v),
+            Content::Miniprogram(v) => map.serialize_entry(t, v),
+            Content::Msgmenu(v) => map.serialize_entry(t, v),
+        }
+    }
+}
+
+/// Who may send which msgtypes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A WeChat customer: the nine types of `scenario::MSG_TYPES`.
+    Customer,
+    /// `send_msg` and servicer replies: text, image, voice, video, file,
+    /// link, miniprogram, msgmenu, location.
+    Enterprise,
+    /// `send_msg_on_event`: text and msgmenu.
+    OnEvent,
+}
+
+/// The content fields of a request: `msgtype` and the object of that name.
+#[derive(Debug, Default, Deserialize)]
+pub struct ContentIn {
+    /// The message type.
+    #[serde(default)]
+    pub msgtype: String,
+    text: Option<Text>,
+    image: Option<Media>,
+    voice: Option<Media>,
+    video: Option<Media>,
+    file: Option<Media>,
+    location: Option<Location>,
+    link: Option<Link>,
+    business_card: Option<BusinessCard>,
+    miniprogram: Option<Miniprogram>,
+    msgmenu: Option<Msgmenu>,
+}
+
+impl ContentIn {
+    /// Check and convert: the msgtype is allowed for `sender`, its object is
+    /// present, and its fields are within WeCom's limits.
+    pub fn into_content(self, sender: Sender) -> Result<Content, ApiError> {
+        let t = self.msgtype.as_str();
+        if t.is_empty() {
+            return Err(ApiError::missing("msgtype"));
+        }
+        let allowed: &[&str] = match sender {
+            Sender::Customer => &crate::scenario::MSG_TYPES,
+            Sender::Enterprise => {
+                &["text", "image", "voice", "video", "file", "link", "miniprogram", "msgmenu", "location"]
+            }
+            Sender::OnEvent => &["text", "msgmenu"],
+        };
+        if !allowed.contains(&t) {
+            return Err(ApiError::new(
+                code::INVALID_MSGTYPE,
+                format!("invalid msgtype `{t}`; allowed here: {}", allowed.join(", ")),
+            ));
+        }
+        let missing = || ApiError::missing(t);
+        let content = match t {
+            "text" => Content::Text(self.text.ok_or_else(missing)?),
+            "image" => Content::Image(self.image.ok_or_else(missing)?),
+            "voice" => Content::Voice(self.voice.ok_or_else(missing)?),
+            "video" => Content::Video(self.video.ok_or_else(missing)?),
+            "file" => Content::File(self.file.ok_or_else(missing)?),
+            "location" => Content::Location(self.location.ok_or_else(missing)?),
+            "link" => Content::Link(self.link.ok_or_else(missing)?),
+            "business_card" => Content::BusinessCard(self.business_card.ok_or_else(missing)?),
+            "miniprogram" => Content::Miniprogram(self.miniprogram.ok_or_else(missing)?),
+            _ => Content::Msgmenu(self.msgmenu.ok_or_else(missing)?),
+        };
+        check_limits(&content)?;
+        Ok(content)
+    }
+}
+
+fn check_limits(c: &Content) -> Result<(), ApiError> {
+    match c {
+        Content::Text(t) => {
+            required("text.content", &t.content, 2048)?;
+            limit("text.menu_id", t.menu_id.as_deref().unwrap_or(""), 128)
+        }
+        Content::Image(m) | Content::Voice(m) | Content::Video(m) | Content::File(m) => {
+            required("media_id", &m.media_id, 256).map(drop)
+        }
+        Content::Location(l) => {
+            if !(-90.0..=90.0).contains(&l.latitude) || !(-180.0..=180.0).contains(&l.longitude) {
+                return Err(ApiError::param(
+                    "location: latitude must be in −90..90 and longitude in −180..180",
+                ));
+            }
+            limit("location.name", &l.name, 256)?;
+            limit("location.address", &l.address, 512)
+        }
+        Content::Link(l) => {
+            required("link.title", &l.title, 128)?;
+            limit("link.desc", &l.desc, 512)?;
+            required("link.url", &l.url, 2048)?;
+            limit("link.pic_url", &l.pic_url, 2048)
+        }
+        Content::BusinessCard(b) => required("business_card.userid", &b.userid, 64).map(drop),
+        Content::Miniprogram(m) => {
+            limit("miniprogram.title", &m.title, 64)?;
+            required("miniprogram.appid", &m.appid, 64)?;
+            required("miniprogram.pagepath", &m.pagepath, 1024).map(drop)
+        }
+        Content::Msgmenu(m) => {
+            limit("msgmenu.head_content", &m.head_content, 1024)?;
+            limit("msgmenu.tail_content", &m.tail_content, 1024)?;
+            if m.list.len() > 10 {
+                return Err(ApiError::param("msgmenu.list has more than 10 items"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Where a message to or from a customer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The customer (WeCom origin 3).
+    Customer,
+    /// A servicer from the WeCom client (origin 5).
+    Servicer,
+    /// The enterprise API (`send_msg`, `send_msg_on_event`): not in sync_msg.
+    Api,
+}
+
+impl Origin {
+    fn code(self) -> u8 {
+        match self {
+            Origin::Customer => 3,
+            Origin::Servicer => 5,
+            Origin::Api => 0,
+        }
+    }
+}
+
+/// A message of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Msg {
+    /// Server-assigned (or, for `send_msg`, client-chosen) id.
+    pub msgid: Box<str>,
+    /// The account.
+    pub open_kfid: Name,
+    /// The customer.
+    pub external_userid: Name,
+    /// The customer's handle on its simulation channel.
+    pub customer: Name,
+    /// Who sent it.
+    pub origin: Origin,
+    /// The servicer who sent it (origin 5).
+    pub servicer_userid: Option<Name>,
+    /// Unix time [s].
+    pub send_time: u64,
+    /// The id the sending client gave it, echoed to every reader.
+    pub client_msgid: Option<Box<str>>,
+    /// For a reply: the `client_msgid` of the customer message it answers.
+    pub in_reply_to: Option<Box<str>>,
+    /// The content.
+    pub content: Content,
+}
+
+/// Who changed a session's status, for `session_status_change`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event_type", rename_all = "snake_case")]
+pub enum Event {
+    /// A customer entered a session through a contact way.
+    EnterSession {
+        /// The account.
+        open_kfid: Name,
+        /// The customer.
+        external_userid: Name,
+        /// The contact way's scene.
+        scene: String,
+        /// The `scene_param` the customer came with.
+        scene_param: String,
+        /// Code for a welcome message (valid 20 s, once), when eligible.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        welcome_code: Option<String>,
+    },
+    /// A servicer took a session from the pool (1), transferred it (2) or
+    /// ended it (3).
+    SessionStatusChange {
+        /// The account.
+        open_kfid: Name,
+        /// The customer.
+        external_userid: Name,
+        /// 1 pool → servicer, 2 transfer, 3 end.
+        change_type: u8,
+        /// For 2 and 3.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        old_servicer_userid: Option<Name>,
+        /// For 1 and 2.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        new_servicer_userid: Option<Name>,
+        /// For 1 and 3: code for send_msg_on_event.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        msg_code: Option<String>,
+    },
+    /// A servicer's reception status changed (1 接待中, 2 停止接待).
+    ServicerStatusChange {
+        /// The servicer.
+        servicer_userid: Name,
+        /// The account.
+        open_kfid: Name,
+        /// 1 接待中, 2 停止接待.
+        status: u8,
+        /// 0 停止接待, 1 暂时挂起.
+        stop_type: u8,
+    },
+    /// A message could not be delivered.
+    MsgSendFail {
+        /// The account.
+        open_kfid: Name,
+        /// The customer.
+        external_userid: Name,
+        /// The message.
+        fail_msgid: String,
+        /// 0 未知原因.
+        fail_type: u8,
+    },
+}
+
+/// A system event in an account's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRec {
+    /// Its id.
+    pub msgid: Box<str>,
+    /// Unix time [s].
+    pub send_time: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// An entry of an account's message log (what `sync_msg` returns).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncEntry {
+    /// A customer message (origin 3) or servicer message (origin 5).
+    Msg(Arc<Msg>),
+    /// A system event (origin 4).
+    Event(Arc<EventRec>),
+}
+
+impl Serialize for SyncEntry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        match self {
+            SyncEntry::Msg(m) => write_msg(&mut map, m)?,
+            SyncEntry::Event(e) => {
+                map.serialize_entry("msgid", &e.msgid)?;
+                map.serialize_entry("send_time", &e.send_time)?;
+                map.serialize_entry("origin", &4)?;
+                map.serialize_entry("msgtype", "event")?;
+                map.serialize_entry("event", &e.event)?;
+            }
+        }
+        map.end()
+    }
+}
+
+fn write_msg<M: SerializeMap>(map: &mut M, m: &Msg) -> Result<(), M::Error> {
+    map.serialize_entry("msgid", &m.msgid)?;
+    map.serialize_entry("open_kfid", &m.open_kfid)?;
+    map.serialize_entry("external_userid", &m.external_userid)?;
+    map.serialize_entry("send_time", &m.send_time)?;
+    map.serialize_entry("origin", &m.origin.code())?;
+    if let Some(s) = &m.servicer_userid {
+        map.serialize_entry("servicer_userid", s)?;
+    }
+    if let Some(c) = &m.client_msgid {
+        map.serialize_entry("client_msgid", c)?;
+    }
+    if let Some(r) = &m.in_reply_to {
+        map.serialize_entry("in_reply_to", r)?;
+    }
+    m.content.write(map)
+}
+
+/// How a session changed, as the simulation ports report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Put in the waiting pool (state 2).
+    Queued,
+    /// Given to a servicer (state 3).
+    Assigned,
+    /// The pool was full: the session ended at once.
+    Rejected,
+    /// Moved from one servicer to another or back to the pool.
+    Transferred,
+    /// Ended (state 4).
+    Ended,
+}
+
+/// A session change as the simulation ports report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionNote {
+    /// The account.
+    pub open_kfid: Name,
+    /// The customer.
+    pub external_userid: Name,
+    /// The customer's handle on its channel.
+    pub customer: Name,
+    /// What happened.
+    pub change: Change,
+    /// The state afterwards.
+    pub service_state: u8,
+    /// The servicer holding it afterwards (state 3).
+    pub servicer_userid: Option<Name>,
+    /// The servicer who held it before (transfer, end).
+    pub old_servicer_userid: Option<Name>,
+    /// Why it ended: `servicer`, `api`, `idle`, `left`, `rejected`,
+    /// `account_deleted`, `servicer_removed`.
+    pub reason: Option<&'static str>,
+    /// Unix time [s].
+    pub send_time: u64,
+}
+
+/// An entry of a simulation-port queue (a customer channel or a servicer).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A message: to the customer (replies) or to the servicer (customer
+    /// messages).
+    Msg(Arc<Msg>),
+    /// A session change.
+    Session(Arc<SessionNote>),
+}
+
+/// An item with its sequence number, as the pull endpoints write it.
+pub struct Numbered<'a>(pub u64, pub &'a Item);
+
+impl Serialize for Numbered<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("seq", &self.0)?;
+        match self.1 {
+            Item::Msg(m) => {
+                map.serialize_entry("kind", "message")?;
+                map.serialize_entry("customer", &m.customer)?;
+                let sender = match m.origin {
+                    Origin::Customer => "customer",
+                    Origin::Servicer => "servicer",
+                    Origin::Api => "api",
+                };
+                map.serialize_entry("sender", sender)?;
+                write_msg(&mut map, m)?;
+            }
+            Item::Session(n) => {
+                map.serialize_entry("kind", "session")?;
+                write_note(&mut map, n)?;
+            }
+        }
+        map.end()
+    }
+}
+
+fn write_note<M: SerializeMap>(map: &mut M, n: &SessionNote) -> Result<(), M::Error> {
+    map.serialize_entry("customer", &n.customer)?;
+    map.serialize_entry("open_kfid", &n.open_kfid)?;
+    map.serialize_entry("external_userid", &n.external_userid)?;
+    map.serialize_entry("change", &n.change)?;
+    map.serialize_entry("service_state", &n.service_state)?;
+    if let Some(s) = &n.servicer_userid {
+        map.serialize_entry("servicer_userid", s)?;
+    }
+    if let Some(s) = &n.old_servicer_userid {
+        map.serialize_entry("old_servicer_userid", s)?;
+    }
+    if let Some(r) = n.reason {
+        map.serialize_entry("reason", r)?;
+    }
+    map.serialize_entry("send_time", &n.send_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> ContentIn {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn every_customer_msgtype_is_accepted_and_echoed() {
+        let cases = [
+            r#"{"msgtype":"text","text":{"content":"hi"}}"#,
+            r#"{"msgtype":"image","image":{"media_id":"m1"}}"#,
+            r#"{"msgtype":"voice","voice":{"media_id":"m1"}}"#,
+            r#"{"msgtype":"video","video":{"media_id":"m1"}}"#,
+            r#"{"msgtype":"file","file":{"media_id":"m1"}}"#,
+            r#"{"msgtype":"location","location":{"latitude":23.1,"longitude":113.3,"name":"a","address":"b"}}"#,
+            r#"{"msgtype":"link","link":{"title":"t","desc":"d","url":"https://x","pic_url":"https://p"}}"#,
+            r#"{"msgtype":"business_card","business_card":{"userid":"u1"}}"#,
+            r#"{"msgtype":"miniprogram","miniprogram":{"title":"t","appid":"wx1","pagepath":"p","thumb_media_id":"m"}}"#,
+        ];
+        for json in cases {
+            let c = parse(json).into_content(Sender::Customer).unwrap_or_else(|e| panic!("{json}: {e}"));
+            let m = Msg {
+                msgid: "1".into(),
+                open_kfid: Name::new("wk"),
+                external_userid: Name::new("wm"),
+                customer: Name::new("k"),
+                origin: Origin::Customer,
+                servicer_userid: None,
+                send_time: 1,
+                client_msgid: None,
+                in_reply_to: None,
+                content: c.clone(),
+            };
+            let out: serde_json::Value = serde_json::to_value(SyncEntry::Msg(Arc::new(m))).unwrap();
+            let input: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(out["msgtype"], input["msgtype"]);
+            assert_eq!(out[c.msgtype()], input[c.msgtype()], "{json}");
+            assert_eq!(out["origin"], 3);
+        }
+    }
+
+    #[test]
+    fn msgtypes_are_checked_per_sender() {
+        let card = r#"{"msgtype":"business_card","business_card":{"userid":"u"}}"#;
+        assert_eq!(parse(card).into_content(Sender::Enterprise).unwrap_err().code, code::INVALID_MSGTYPE);
+        let img = r#"{"msgtype":"image","image":{"media_id":"m"}}"#;
+        assert_eq!(parse(img).into_content(Sender::OnEvent).unwrap_err().code, code::INVALID_MSGTYPE);
+        let menu = r#"{"msgtype":"msgmenu","msgmenu":{"list":[]}}"#;
+        assert!(parse(menu).into_content(Sender::OnEvent).is_ok());
+    }
+
+    #[test]
+    fn missing_objects_and_limits_are_40058() {
+        let no_obj = r#"{"msgtype":"text"}"#;
+        assert_eq!(parse(no_obj).into_content(Sender::Customer).unwrap_err().code, code::INVALID_PARAM);
+        let long = format!(r#"{{"msgtype":"text","text":{{"content":"{}"}}}}"#, "x".repeat(2049));
+        let e = parse(&long).into_content(Sender::Customer).unwrap_err();
+        assert!(e.code == code::INVALID_PARAM && e.msg.contains("2048"), "{e}");
+        let far = r#"{"msgtype":"location","location":{"latitude":91,"longitude":0}}"#;
+        assert_eq!(parse(far).into_content(Sender::Customer).unwrap_err().code, code::INVALID_PARAM);
+        assert_eq!(parse("{}").into_content(Sender::Customer).unwrap_err().code, code::INVALID_PARAM);
+    }
+}

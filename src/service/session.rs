@@ -1,0 +1,613 @@
+//! Sessions and the customer side: routing through the reception core,
+//! the state changes every surface shares, delivery into queues and logs,
+//! and the customer simulation port (channels, enter, message, leave, pull).
+//!
+//! The state machine (WeCom's `service_state`): 4 已结束/未开始 → 0 on a
+//! customer message; 0 is routed at once by the account's rules to 3
+//! (assigned), 2 (waiting pool) or back to 4 (pool full) — unless the
+//! account has no servicers, when it stays 0 for the API (`send_msg` moves
+//! it to 1). Pool exits, transfers and ends go through the helpers here, so
+//! every surface keeps the router, the counts and the queues in step.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::errors::{ApiError, code, ident, limit};
+use super::feed::{Feed, format_cursor, parse_cursor};
+use super::model::{Change, Content, Event, EventRec, Item, Msg, Name, Origin, SessionNote, SyncEntry};
+use super::state::{Channel, Code, CodeKind, Conv, Customer, HOUR_US, MAX_CHANNEL_QUEUE, State, at};
+use crate::reception::{Assignment, Routed};
+
+/// What a customer action answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerAck {
+    /// The customer's id on the enterprise side.
+    pub external_userid: String,
+    /// The session's state after the action.
+    pub service_state: u8,
+    /// The message's id (message actions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgid: Option<String>,
+    /// The servicer holding the session (state 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub servicer_userid: Option<String>,
+}
+
+/// What a pull from a simulation-port queue returns.
+#[derive(Debug)]
+pub struct Pulled {
+    /// `(seq, item)`.
+    pub items: Vec<(u64, Item)>,
+    /// Cursor of the next pull.
+    pub next_cursor: String,
+    /// More items are waiting.
+    pub has_more: bool,
+    /// Items dropped (queue full or too old) before this reader got them.
+    pub missed: u64,
+}
+
+/// Seconds of a µs time, for WeCom's `send_time`.
+pub(super) fn secs(now_us: u64) -> u64 {
+    now_us / 1_000_000
+}
+
+impl State {
+    // ---- channels ------------------------------------------------------
+
+    /// Open a customer channel with a queue of `queue_cap` items (default
+    /// from the config, at most [`MAX_CHANNEL_QUEUE`]).
+    pub fn open_channel(&mut self, queue_cap: Option<usize>) -> Result<String, ApiError> {
+        let cap = queue_cap.unwrap_or(self.cfg.channel_queue_cap);
+        if !(1..=MAX_CHANNEL_QUEUE).contains(&cap) {
+            return Err(ApiError::param(format!("queue_cap must be between 1 and {MAX_CHANNEL_QUEUE}")));
+        }
+        if self.channels.len() >= self.cfg.max_channels {
+            return Err(ApiError::new(
+                code::LIMIT,
+                format!("at most {} channels may be open; close one first", self.cfg.max_channels),
+            ));
+        }
+        let id = format!("ch{:016x}", self.random());
+        let c = self.channels.insert(Channel {
+            feed: Feed::new(cap),
+            notify: Default::default(),
+            dirty: false,
+            customers: Default::default(),
+        });
+        self.channel_ix.insert(id.clone().into(), c);
+        Ok(id)
+    }
+
+    /// The channel of an id: 40058 if unknown.
+    pub fn channel_of(&self, id: &str) -> Result<u32, ApiError> {
+        if id.is_empty() {
+            return Err(ApiError::missing("channel_id"));
+        }
+        self.channel_ix.get(id).copied().ok_or_else(|| ApiError::param(format!("unknown channel_id `{id}`")))
+    }
+
+    /// The wake-up of a channel's queue.
+    pub fn channel_notify(&self, ch: u32) -> Option<Arc<tokio::sync::Notify>> {
+        self.channels.get(ch).map(|c| c.notify.clone())
+    }
+
+    /// Close a channel: its customers' open sessions end (reason `left`)
+    /// and its customers are forgotten.
+    pub fn close_channel(&mut self, id: &str, now_us: u64) -> Result<(), ApiError> {
+        let ch = self.channel_of(id)?;
+        let customers: Vec<u32> = at!(self.channels, ch).customers.values().copied().collect();
+        let accounts: Vec<u32> = self.accounts.iter().map(|(i, _)| i).collect();
+        for cust in customers {
+            for &acct in &accounts {
+                if let Some(&conv) = self.conv_ix.get(&(acct, cust)) {
+                    self.end(conv, "left", now_us);
+                    self.forget_conv(conv);
+                }
+            }
+            self.forget_customer(cust);
+        }
+        self.channels.remove(ch);
+        self.channel_ix.remove(id);
+        Ok(())
+    }
+
+    /// Up to `limit` items of a channel's queue from `cursor`; everything
+    /// before `cursor` is acknowledged and dropped.
+    pub fn pull_channel(&mut self, ch: u32, cursor: &str, limit: usize) -> Result<Pulled, ApiError> {
+        let feed = &mut self.channels.get_mut(ch).ok_or_else(|| ApiError::param("channel closed"))?.feed;
+        pull(feed, cursor, limit)
+    }
+
+    // ---- customer actions ----------------------------------------------
+
+    fn customer_for(&mut self, ch: u32, handle: &str, now_us: u64) -> Result<u32, ApiError> {
+        if let Some(&c) = at!(self.channels, ch).customers.get(handle) {
+            at!(self.customers, c).last_us = now_us;
+            return Ok(c);
+        }
+        ident("customer", handle, 64)?;
+        let external_userid = format!("wm{}", self.new_id());
+        let c = self.customers.insert(Customer {
+            external_userid: Name::new(&external_userid),
+            handle: Name::new(handle),
+            channel: ch,
+            convs: 0,
+            last_us: now_us,
+            enter: None,
+        });
+        self.customer_ix.insert(external_userid.into(), c);
+        at!(self.channels, ch).customers.insert(handle.into(), c);
+        Ok(c)
+    }
+
+    fn conv_for(&mut self, acct: u32, cust: u32, now_us: u64) -> u32 {
+        if let Some(&c) = self.conv_ix.get(&(acct, cust)) {
+            return c;
+        }
+        let c = self.convs.insert(Conv {
+            account: acct,
+            customer: cust,
+            state: 4,
+            agent: None,
+            ticket: None,
+            pending: Vec::new(),
+            session_no: 0,
+            last_customer_us: None,
+            api_sent: 0,
+            last_us: now_us,
+            last_agent: None,
+            last_welcome_us: None,
+            codes: Vec::new(),
+            coded_queue: false,
+            coded_assign: false,
+        });
+        self.conv_ix.insert((acct, cust), c);
+        at!(self.customers, cust).convs += 1;
+        c
+    }
+
+    /// The customer enters a session through a contact way (`scene` must be
+    /// one of the account's, `""` is the plain link): `enter_session` goes
+    /// to the account's log, with a welcome code when the customer had
+    /// neither a welcome nor a message in the last 48 h. The state does not
+    /// change.
+    pub fn customer_enter(
+        &mut self,
+        ch: u32,
+        handle: &str,
+        open_kfid: &str,
+        scene: &str,
+        scene_param: &str,
+        now_us: u64,
+    ) -> Result<CustomerAck, ApiError> {
+        let acct = self.account_of(open_kfid)?;
+        limit("scene_param", scene_param, 128)?;
+        if !scene.is_empty() && !at!(self.accounts, acct).scenes.iter().any(|s| s == scene) {
+            return Err(ApiError::param(format!(
+                "no contact way with scene `{scene}` for this open_kfid: call kf/add_contact_way first"
+            )));
+        }
+        let cust = self.customer_for(ch, handle, now_us)?;
+        let conv = self.conv_for(acct, cust, now_us);
+        at!(self.customers, cust).enter = Some((scene.into(), scene_param.into()));
+        let c = at!(self.convs, conv);
+        let recent = |t: Option<u64>| t.is_some_and(|t| now_us.saturating_sub(t) < 48 * HOUR_US);
+        let welcome = !recent(c.last_welcome_us) && !recent(c.last_customer_us);
+        c.last_us = now_us;
+        let welcome_code = welcome.then(|| self.issue_code(conv, CodeKind::Welcome, now_us));
+        let event = Event::EnterSession {
+            open_kfid: at!(self.accounts, acct).open_kfid.clone(),
+            external_userid: at!(self.customers, cust).external_userid.clone(),
+            scene: scene.into(),
+            scene_param: scene_param.into(),
+            welcome_code,
+        };
+        self.push_event(acct, event, now_us);
+        Ok(self.ack(conv, None))
+    }
+
+    /// The customer sends a message. A session in state 4 starts (→ 0) and
+    /// is routed; in state 3 the message goes to the servicer's queue; in
+    /// state 2 it waits with the session (up to `pending_cap`, then 45009).
+    pub fn customer_message(
+        &mut self,
+        ch: u32,
+        handle: &str,
+        open_kfid: &str,
+        client_msgid: Option<&str>,
+        content: Content,
+        now_us: u64,
+    ) -> Result<CustomerAck, ApiError> {
+        let acct = self.account_of(open_kfid)?;
+        if let Some(id) = client_msgid {
+            limit("client_msgid", id, 64)?;
+        }
+        let cust = self.customer_for(ch, handle, now_us)?;
+        let conv = self.conv_for(acct, cust, now_us);
+        let c = at!(self.convs, conv);
+        if c.state == 2 && c.pending.len() >= self.cfg.pending_cap {
+            return Err(ApiError::new(
+                code::LIMIT,
+                format!("{} messages already wait for a servicer in this session", self.cfg.pending_cap),
+            ));
+        }
+        c.last_customer_us = Some(now_us);
+        c.api_sent = 0;
+        c.last_us = now_us;
+        let msg = Arc::new(Msg {
+            msgid: self.new_id().into(),
+            open_kfid: at!(self.accounts, acct).open_kfid.clone(),
+            external_userid: at!(self.customers, cust).external_userid.clone(),
+            customer: at!(self.customers, cust).handle.clone(),
+            origin: Origin::Customer,
+            servicer_userid: None,
+            send_time: super::session::secs(now_us),
+            client_msgid: client_msgid.map(Into::into),
+            in_reply_to: None,
+            content,
+        });
+        self.push_log(acct, SyncEntry::Msg(msg.clone()), now_us);
+        self.counters.customer_messages += 1;
+        let msgid = msg.msgid.to_string();
+        match at!(self.convs, conv).state {
+            4 => {
+                self.start_session(conv);
+                at!(self.convs, conv).pending.push(msg);
+                self.route(conv, now_us);
+            }
+            2 => at!(self.convs, conv).pending.push(msg),
+            3 => self.send_servicer(conv, Item::Msg(msg), now_us),
+            _ => {} // 0 and 1: the enterprise API reads it with sync_msg
+        }
+        Ok(self.ack(conv, Some(msgid)))
+    }
+
+    /// The customer leaves: a session waiting (0, 1, 2) ends (reason
+    /// `left`); one held by a servicer cannot be left (40058).
+    pub fn customer_leave(
+        &mut self,
+        ch: u32,
+        handle: &str,
+        open_kfid: &str,
+        now_us: u64,
+    ) -> Result<CustomerAck, ApiError> {
+        let acct = self.account_of(open_kfid)?;
+        let cust = self.customer_for(ch, handle, now_us)?;
+        let conv = self.conv_for(acct, cust, now_us);
+        if at!(self.convs, conv).state == 3 {
+            return Err(ApiError::param(
+                "a servicer holds this session: only the servicer or the API can end it",
+            ));
+        }
+        self.end(conv, "left", now_us);
+        Ok(self.ack(conv, None))
+    }
+
+    fn ack(&self, conv: u32, msgid: Option<String>) -> CustomerAck {
+        let c = self.convs.get(conv).expect("conv");
+        CustomerAck {
+            external_userid: self
+                .customers
+                .get(c.customer)
+                .expect("customer")
+                .external_userid
+                .as_str()
+                .into(),
+            service_state: c.state,
+            msgid,
+            servicer_userid: self.servicer_name(conv).map(|n| n.as_str().into()),
+        }
+    }
+
+    // ---- shared session machinery ----------------------------------------
+
+    /// The servicer holding a session, if any.
+    pub(super) fn servicer_name(&self, conv: u32) -> Option<Name> {
+        let c = self.convs.get(conv)?;
+        let slot = c.agent?;
+        let user = (*self.accounts.get(c.account)?.agents.get(slot as usize)?)?;
+        Some(self.users.get(user)?.userid.clone())
+    }
+
+    pub(super) fn set_state(&mut self, conv: u32, new: u8) {
+        let c = at!(self.convs, conv);
+        let old = c.state;
+        c.state = new;
+        let by_state = &mut at!(self.accounts, c.account).by_state;
+        if old < 4 {
+            by_state[old as usize] -= 1;
+        }
+        if new < 4 {
+            by_state[new as usize] += 1;
+        }
+    }
+
+    fn start_session(&mut self, conv: u32) {
+        let c = at!(self.convs, conv);
+        c.session_no += 1;
+        c.codes.clear();
+        c.coded_queue = false;
+        c.coded_assign = false;
+        self.counters.sessions_started += 1;
+        self.set_state(conv, 0);
+    }
+
+    /// Route a session in state 0 by the account's rules.
+    fn route(&mut self, conv: u32, now_us: u64) {
+        let acct = at!(self.convs, conv).account;
+        if at!(self.accounts, acct).members() == 0 {
+            // No reception staff: the session stays with the API (state 0),
+            // which answers it with send_msg; nobody reads `pending`.
+            at!(self.convs, conv).pending.clear();
+            return;
+        }
+        match self.arrive(conv, now_us) {
+            Routed::Assigned { agent, .. } => {
+                self.assigned(conv, agent as u32, Change::Assigned, None, now_us)
+            }
+            Routed::Queued(_) => self.note_customer(conv, Change::Queued, None, None, now_us),
+            Routed::Rejected => {
+                self.counters.rejected += 1;
+                self.end(conv, "rejected", now_us);
+            }
+        }
+    }
+
+    /// Offer a session to the account's router (with the last servicer as
+    /// the preferred one when the rule says so); a queued session is put in
+    /// state 2 here.
+    pub(super) fn arrive(&mut self, conv: u32, now_us: u64) -> Routed {
+        let c = at!(self.convs, conv);
+        let (acct, last) = (c.account, c.last_agent);
+        let a = at!(self.accounts, acct);
+        let prefer = match last {
+            Some((slot, user, t))
+                if a.rule.prefer_last_agent
+                    && now_us.saturating_sub(t) <= a.rule.prefer_last_within_s * 1_000_000
+                    && a.agents.get(slot as usize) == Some(&Some(user)) =>
+            {
+                Some(slot as usize)
+            }
+            _ => None,
+        };
+        let routed = a.router.arrive(conv, prefer, now_us);
+        if let Routed::Queued(t) = routed {
+            at!(self.convs, conv).ticket = Some(t);
+            self.counters.queued += 1;
+            self.set_state(conv, 2);
+        }
+        routed
+    }
+
+    /// The session is now held by router place `slot` (the router has
+    /// counted it): tell the servicer and the customer, and hand over the
+    /// messages that waited.
+    pub(super) fn assigned(&mut self, conv: u32, slot: u32, change: Change, old: Option<Name>, now_us: u64) {
+        let c = at!(self.convs, conv);
+        c.agent = Some(slot);
+        c.ticket = None;
+        c.last_us = now_us;
+        let pending = std::mem::take(&mut c.pending);
+        self.set_state(conv, 3);
+        self.counters.assigned += 1;
+        let note = self.note(conv, change, old, None, now_us);
+        self.send_servicer(conv, Item::Session(note.clone()), now_us);
+        self.send_customer(conv, Item::Session(note), now_us);
+        for m in pending {
+            self.send_servicer(conv, Item::Msg(m), now_us);
+        }
+    }
+
+    /// Sessions the router took out of the pool: assign them and log
+    /// `session_status_change` (1, 从接待池接入会话) with a 接入 code.
+    pub(super) fn deliver_pool_exits(&mut self, acct: u32, exits: Vec<Assignment<u32>>, now_us: u64) {
+        for x in exits {
+            self.assigned(x.item, x.agent as u32, Change::Assigned, None, now_us);
+            let msg_code = self.first_code(x.item, CodeKind::Assign, now_us);
+            let event = Event::SessionStatusChange {
+                open_kfid: at!(self.accounts, acct).open_kfid.clone(),
+                external_userid: self.external_of(x.item),
+                change_type: 1,
+                old_servicer_userid: None,
+                new_servicer_userid: self.servicer_name(x.item),
+                msg_code,
+            };
+            self.push_event(acct, event, now_us);
+        }
+    }
+
+    /// Free a router place and serve the pool into it.
+    pub(super) fn release_slot(&mut self, acct: u32, slot: u32, now_us: u64) {
+        let exit = at!(self.accounts, acct).router.release(slot as usize, now_us);
+        self.deliver_pool_exits(acct, exit.into_iter().collect(), now_us);
+    }
+
+    /// End a session (→ 4) whatever its state; a held slot is freed and a
+    /// waiting place given up. No-op in state 4.
+    pub(super) fn end(&mut self, conv: u32, reason: &'static str, now_us: u64) {
+        let c = at!(self.convs, conv);
+        let (acct, state) = (c.account, c.state);
+        if state == 4 {
+            return;
+        }
+        let old = self.servicer_name(conv);
+        let c = at!(self.convs, conv);
+        let slot = c.agent.take();
+        let ticket = c.ticket.take();
+        c.pending.clear();
+        c.last_us = now_us;
+        self.set_state(conv, 4);
+        let change = if reason == "rejected" {
+            Change::Rejected
+        } else {
+            self.counters.ended += 1;
+            Change::Ended
+        };
+        let note = self.note(conv, change, old, Some(reason), now_us);
+        self.send_customer(conv, Item::Session(note.clone()), now_us);
+        if let Some(t) = ticket {
+            at!(self.accounts, acct).router.abandon(t);
+        }
+        if let Some(slot) = slot {
+            let user = at!(self.accounts, acct).agents[slot as usize];
+            if let Some(user) = user {
+                at!(self.convs, conv).last_agent = Some((slot, user, now_us));
+                self.send_user(user, Item::Session(note), now_us);
+            }
+            self.release_slot(acct, slot, now_us);
+        }
+    }
+
+    pub(super) fn note(
+        &mut self,
+        conv: u32,
+        change: Change,
+        old: Option<Name>,
+        reason: Option<&'static str>,
+        now_us: u64,
+    ) -> Arc<SessionNote> {
+        let c = self.convs.get(conv).expect("conv");
+        let cust = self.customers.get(c.customer).expect("customer");
+        Arc::new(SessionNote {
+            open_kfid: self.accounts.get(c.account).expect("account").open_kfid.clone(),
+            external_userid: cust.external_userid.clone(),
+            customer: cust.handle.clone(),
+            change,
+            service_state: c.state,
+            servicer_userid: self.servicer_name(conv),
+            old_servicer_userid: old,
+            reason,
+            send_time: secs(now_us),
+        })
+    }
+
+    pub(super) fn note_customer(
+        &mut self,
+        conv: u32,
+        change: Change,
+        old: Option<Name>,
+        reason: Option<&'static str>,
+        now_us: u64,
+    ) {
+        let note = self.note(conv, change, old, reason, now_us);
+        self.send_customer(conv, Item::Session(note), now_us);
+    }
+
+    pub(super) fn external_of(&self, conv: u32) -> Name {
+        let c = self.convs.get(conv).expect("conv");
+        self.customers.get(c.customer).expect("customer").external_userid.clone()
+    }
+
+    /// Into the queue of the servicer holding the session.
+    pub(super) fn send_servicer(&mut self, conv: u32, item: Item, now_us: u64) {
+        let c = at!(self.convs, conv);
+        let Some(slot) = c.agent else { return };
+        let Some(user) = at!(self.accounts, c.account).agents[slot as usize] else { return };
+        if matches!(item, Item::Msg(_)) {
+            self.counters.messages_routed += 1;
+        }
+        self.send_user(user, item, now_us);
+    }
+
+    pub(super) fn send_user(&mut self, user: u32, item: Item, now_us: u64) {
+        if at!(self.users, user).feed.push(now_us, item).is_some() {
+            self.counters.queue_overflows += 1;
+        }
+        self.touch_user(user);
+    }
+
+    /// Into the customer's channel queue. A message pushed out of a full
+    /// queue never reached the customer: `msg_send_fail` is logged for it.
+    pub(super) fn send_customer(&mut self, conv: u32, item: Item, now_us: u64) {
+        let c = at!(self.convs, conv);
+        let (acct, ch) = (c.account, at!(self.customers, c.customer).channel);
+        let Some(channel) = self.channels.get_mut(ch) else { return };
+        let dropped = channel.feed.push(now_us, item);
+        self.touch_channel(ch);
+        if let Some(dropped) = dropped {
+            self.counters.queue_overflows += 1;
+            if let Item::Msg(m) = dropped {
+                let event = Event::MsgSendFail {
+                    open_kfid: m.open_kfid.clone(),
+                    external_userid: m.external_userid.clone(),
+                    fail_msgid: m.msgid.to_string(),
+                    fail_type: 0,
+                };
+                if self.accounts.get(acct).is_some() {
+                    self.push_event(acct, event, now_us);
+                }
+            }
+        }
+    }
+
+    pub(super) fn push_log(&mut self, acct: u32, entry: SyncEntry, now_us: u64) {
+        at!(self.accounts, acct).log.push(now_us, entry);
+    }
+
+    pub(super) fn push_event(&mut self, acct: u32, event: Event, now_us: u64) {
+        let rec = EventRec { msgid: self.new_id().into(), send_time: secs(now_us), event };
+        self.push_log(acct, SyncEntry::Event(Arc::new(rec)), now_us);
+    }
+
+    /// A `send_msg_on_event` code for this session; single use, replacing
+    /// an earlier code of the same kind.
+    pub(super) fn issue_code(&mut self, conv: u32, kind: CodeKind, now_us: u64) -> String {
+        let nonce = self.random();
+        let ttl = match kind {
+            CodeKind::Welcome | CodeKind::End => 20_000_000,
+            CodeKind::Queue | CodeKind::Assign => 48 * HOUR_US,
+        };
+        let c = at!(self.convs, conv);
+        c.codes.retain(|x| x.kind != kind);
+        c.codes.push(Code { nonce, kind, session_no: c.session_no, expires_us: now_us + ttl });
+        format!("{conv:x}.{nonce:016x}")
+    }
+
+    /// The code for the first time a session enters state 2 or 3, else
+    /// `None` (WeCom: "初次变更为2和3时返回回复语code").
+    pub(super) fn first_code(&mut self, conv: u32, kind: CodeKind, now_us: u64) -> Option<String> {
+        let c = at!(self.convs, conv);
+        let flag = match kind {
+            CodeKind::Queue => &mut c.coded_queue,
+            CodeKind::Assign => &mut c.coded_assign,
+            _ => return Some(self.issue_code(conv, kind, now_us)),
+        };
+        if std::mem::replace(flag, true) {
+            return None;
+        }
+        Some(self.issue_code(conv, kind, now_us))
+    }
+
+    pub(super) fn forget_conv(&mut self, conv: u32) {
+        if let Some(c) = self.convs.remove(conv) {
+            self.conv_ix.remove(&(c.account, c.customer));
+            if let Some(cust) = self.customers.get_mut(c.customer) {
+                cust.convs -= 1;
+            }
+        }
+    }
+
+    pub(super) fn forget_customer(&mut self, cust: u32) {
+        if let Some(c) = self.customers.remove(cust) {
+            self.customer_ix.remove(c.external_userid.as_str());
+            if let Some(ch) = self.channels.get_mut(c.channel) {
+                ch.customers.remove(c.handle.as_str());
+            }
+        }
+    }
+}
+
+/// Acknowledge up to `cursor`, then read from it.
+pub(super) fn pull(feed: &mut Feed<Item>, cursor: &str, limit: usize) -> Result<Pulled, ApiError> {
+    let seq = parse_cursor(cursor).filter(|&s| feed.valid(s)).ok_or_else(|| invalid_cursor(cursor))?;
+    feed.ack(seq);
+    let r = feed.read(seq, limit);
+    Ok(Pulled { items: r.items, next_cursor: format_cursor(r.next), has_more: r.has_more, missed: r.missed })
+}
+
+pub(super) fn invalid_cursor(cursor: &str) -> ApiError {
+    ApiError::param(format!(
+        "invalid cursor `{cursor}`: use the empty string or a next_cursor this service gave"
+    ))
+}

@@ -1,0 +1,349 @@
+//! The simulation ports: HTTP stand-ins for the WeChat app (customers) and
+//! the WeCom client (servicers), so that kfsim can play both sides.
+//!
+//! Customers are driven in bulk: a driver opens a channel, sends many
+//! customer actions per request (`batch`), and pulls everything meant for
+//! its customers — replies and session changes — from one cursor-based
+//! long-poll. No connection per customer. Servicers long-poll their own
+//! queue and act one request (or one batch) at a time. All routes need
+//! `?access_token=`.
+
+use axum::extract::{Request, State as AxState};
+use axum::response::Response;
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+
+use super::Service;
+use super::errors::{ApiError, code};
+use super::http::{call, error, from_value, long_poll, ok, parse_json, poll_args, query_param, read_body};
+use super::model::{ContentIn, Numbered, Sender};
+use super::session::{CustomerAck, Pulled};
+use super::state::State;
+
+/// Actions per batch at most.
+pub const MAX_BATCH: usize = 1000;
+/// Actions run under one acquisition of the state lock.
+const CHUNK: usize = 64;
+
+macro_rules! post_op {
+    ($op:expr) => {
+        post(|AxState(svc): AxState<Service>, req: Request| call(svc, req, $op))
+    };
+}
+
+/// The `/sim` routes.
+pub fn routes() -> axum::Router<Service> {
+    axum::Router::new()
+        .route("/sim/customer/open_channel", post_op!(open_channel))
+        .route("/sim/customer/close_channel", post_op!(close_channel))
+        .route("/sim/customer/batch", post(customer_batch))
+        .route("/sim/customer/pull", post(customer_pull))
+        .route("/sim/servicer/set_status", post_op!(set_status))
+        .route("/sim/servicer/pull", post(servicer_pull))
+        .route("/sim/servicer/reply", post_op!(reply))
+        .route("/sim/servicer/transfer", post_op!(transfer))
+        .route("/sim/servicer/end", post_op!(end))
+        .route("/sim/servicer/batch", post(servicer_batch))
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Deserialize)]
+struct OpenChannel {
+    queue_cap: Option<i64>,
+}
+
+fn open_channel(st: &mut State, r: OpenChannel, _now: u64) -> Result<serde_json::Value, ApiError> {
+    let cap = match r.queue_cap {
+        Some(c) if c < 1 => return Err(ApiError::param("queue_cap must be at least 1")),
+        Some(c) => Some(usize::try_from(c).unwrap_or(usize::MAX)),
+        None => None,
+    };
+    Ok(serde_json::json!({ "channel_id": st.open_channel(cap)? }))
+}
+
+#[derive(Deserialize)]
+struct ByChannel {
+    #[serde(default)]
+    channel_id: String,
+}
+
+fn close_channel(st: &mut State, r: ByChannel, now: u64) -> Result<Empty, ApiError> {
+    st.close_channel(&r.channel_id, now).map(|()| Empty {})
+}
+
+/// One customer action of a batch.
+#[derive(Deserialize)]
+struct CustomerAction {
+    /// `enter`, `message` or `leave`.
+    #[serde(rename = "type", default)]
+    kind: String,
+    /// The driver's handle of the customer, unique within the channel.
+    #[serde(default)]
+    customer: String,
+    #[serde(default)]
+    open_kfid: String,
+    #[serde(default)]
+    scene: String,
+    #[serde(default)]
+    scene_param: String,
+    client_msgid: Option<String>,
+    #[serde(flatten)]
+    content: ContentIn,
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    #[serde(default)]
+    channel_id: String,
+    #[serde(default)]
+    actions: Vec<serde_json::Value>,
+}
+
+/// A batch action's answer: errcode and errmsg, and the ack on success.
+#[derive(Serialize)]
+struct ActionResult<T> {
+    errcode: i32,
+    errmsg: String,
+    #[serde(flatten)]
+    ack: Option<T>,
+}
+
+fn action_result<T>(r: Result<T, ApiError>) -> ActionResult<T> {
+    match r {
+        Ok(ack) => ActionResult { errcode: 0, errmsg: "ok".into(), ack: Some(ack) },
+        Err(e) => ActionResult { errcode: e.code, errmsg: e.msg.into_owned(), ack: None },
+    }
+}
+
+fn customer_act(st: &mut State, ch: u32, a: &serde_json::Value, now: u64) -> Result<CustomerAck, ApiError> {
+    let a: CustomerAction = from_value(a)?;
+    match a.kind.as_str() {
+        "enter" => st.customer_enter(ch, &a.customer, &a.open_kfid, &a.scene, &a.scene_param, now),
+        "message" => {
+            let content = a.content.into_content(Sender::Customer)?;
+            st.customer_message(ch, &a.customer, &a.open_kfid, a.client_msgid.as_deref(), content, now)
+        }
+        "leave" => st.customer_leave(ch, &a.customer, &a.open_kfid, now),
+        "" => Err(ApiError::missing("type")),
+        other => Err(ApiError::param(format!("unknown action type `{other}`: use enter, message or leave"))),
+    }
+}
+
+/// Run up to [`MAX_BATCH`] actions in order, a chunk per lock, with one
+/// result per action.
+async fn run_batch<T: Serialize>(
+    svc: Service,
+    req: Request,
+    act: impl Fn(&mut State, &str, &serde_json::Value, u64) -> Result<T, ApiError>,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let token = query_param(parts.uri.query(), "access_token");
+    let batch = match read_body(body, &parts.headers, svc.inner.max_body).await {
+        Ok(bytes) => parse_json::<Batch>(&bytes),
+        Err(e) => return error(e),
+    };
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+        return error(e);
+    }
+    let batch = match batch {
+        Ok(b) if b.actions.len() > MAX_BATCH => {
+            return error(ApiError::param(format!("at most {MAX_BATCH} actions per batch")));
+        }
+        Ok(b) => b,
+        Err(e) => return error(e),
+    };
+    let mut results = Vec::with_capacity(batch.actions.len());
+    for chunk in batch.actions.chunks(CHUNK) {
+        svc.with_state(|st, now| {
+            results.extend(chunk.iter().map(|a| action_result(act(st, &batch.channel_id, a, now))));
+        });
+    }
+    ok(serde_json::json!({ "results": results }))
+}
+
+async fn customer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
+    run_batch(svc, req, |st, channel, a, now| {
+        let ch = st.channel_of(channel)?;
+        customer_act(st, ch, a, now)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct PullReq {
+    #[serde(default)]
+    channel_id: String,
+    #[serde(default)]
+    servicer_userid: String,
+    #[serde(default)]
+    cursor: String,
+    limit: Option<i64>,
+    timeout_ms: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct PullOut<'a> {
+    next_cursor: &'a str,
+    has_more: u8,
+    missed: u64,
+    event_list: Vec<Numbered<'a>>,
+}
+
+fn pulled(p: &Pulled) -> Response {
+    ok(PullOut {
+        next_cursor: &p.next_cursor,
+        has_more: u8::from(p.has_more),
+        missed: p.missed,
+        event_list: p.items.iter().map(|(seq, item)| Numbered(*seq, item)).collect(),
+    })
+}
+
+/// Parse a pull request and check the token.
+async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, ApiError> {
+    let (parts, body) = req.into_parts();
+    let token = query_param(parts.uri.query(), "access_token");
+    let bytes = read_body(body, &parts.headers, svc.inner.max_body).await?;
+    let r = parse_json::<PullReq>(&bytes);
+    svc.with_state(|st, now| st.check_token(&token, now))?;
+    r
+}
+
+async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let r = match pull_request(&svc, req).await {
+        Ok(r) => r,
+        Err(e) => return error(e),
+    };
+    let (limit, wait) = match poll_args(r.limit, r.timeout_ms) {
+        Ok(x) => x,
+        Err(e) => return error(e),
+    };
+    let result = long_poll(&svc, wait, |st, _now| {
+        let ch = st.channel_of(&r.channel_id)?;
+        let p = st.pull_channel(ch, &r.cursor, limit)?;
+        let ready = !p.items.is_empty() || p.missed > 0;
+        Ok((p, ready, st.channel_notify(ch).expect("open channel")))
+    })
+    .await;
+    match result {
+        Ok(p) => pulled(&p),
+        Err(e) => error(e),
+    }
+}
+
+async fn servicer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let r = match pull_request(&svc, req).await {
+        Ok(r) => r,
+        Err(e) => return error(e),
+    };
+    let (limit, wait) = match poll_args(r.limit, r.timeout_ms) {
+        Ok(x) => x,
+        Err(e) => return error(e),
+    };
+    let result = long_poll(&svc, wait, |st, _now| {
+        let u = st.servicer_index(&r.servicer_userid)?;
+        let p = st.pull_servicer(u, &r.cursor, limit)?;
+        let ready = !p.items.is_empty() || p.missed > 0;
+        Ok((p, ready, st.servicer_notify(u).expect("servicer")))
+    })
+    .await;
+    match result {
+        Ok(p) => pulled(&p),
+        Err(e) => error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SetStatus {
+    #[serde(default)]
+    servicer_userid: String,
+    status: Option<i64>,
+    #[serde(default)]
+    stop_type: i64,
+}
+
+fn set_status(st: &mut State, r: SetStatus, now: u64) -> Result<Empty, ApiError> {
+    let status = r.status.ok_or_else(|| ApiError::missing("status"))?;
+    let status = u8::try_from(status).map_err(|_| ApiError::param("status must be 0 or 1"))?;
+    let stop_type = u8::try_from(r.stop_type).map_err(|_| ApiError::param("stop_type must be 0 or 1"))?;
+    st.servicer_set_status(&r.servicer_userid, status, stop_type, now).map(|()| Empty {})
+}
+
+/// A servicer action: `reply` (with content), `transfer` (to
+/// `to_servicer_userid`, or to the pool when absent) or `end`.
+#[derive(Deserialize)]
+struct ServicerAction {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    servicer_userid: String,
+    #[serde(default)]
+    open_kfid: String,
+    #[serde(default)]
+    external_userid: String,
+    to_servicer_userid: Option<String>,
+    in_reply_to: Option<String>,
+    client_msgid: Option<String>,
+    #[serde(flatten)]
+    content: ContentIn,
+}
+
+/// A servicer action's answer.
+#[derive(Serialize, Default)]
+struct ServicerAck {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msgid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_state: Option<u8>,
+}
+
+fn servicer_act(st: &mut State, a: ServicerAction, kind: &str, now: u64) -> Result<ServicerAck, ApiError> {
+    let (u, k, e) = (a.servicer_userid.as_str(), a.open_kfid.as_str(), a.external_userid.as_str());
+    match kind {
+        "reply" => {
+            let content = a.content.into_content(Sender::Enterprise)?;
+            let msgid = st.servicer_reply(
+                u,
+                k,
+                e,
+                content,
+                a.in_reply_to.as_deref(),
+                a.client_msgid.as_deref(),
+                now,
+            )?;
+            Ok(ServicerAck { msgid: Some(msgid), service_state: None })
+        }
+        "transfer" => {
+            let state = st.servicer_transfer(u, k, e, a.to_servicer_userid.as_deref(), now)?;
+            Ok(ServicerAck { msgid: None, service_state: Some(state) })
+        }
+        "end" => st.servicer_end(u, k, e, now).map(|()| ServicerAck { msgid: None, service_state: Some(4) }),
+        "" => Err(ApiError::missing("type")),
+        other => Err(ApiError::new(
+            code::INVALID_PARAM,
+            format!("unknown action type `{other}`: use reply, transfer or end"),
+        )),
+    }
+}
+
+async fn servicer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
+    run_batch(svc, req, |st, _channel, a, now| {
+        let a: ServicerAction = from_value(a)?;
+        let kind = a.kind.clone();
+        servicer_act(st, a, &kind, now)
+    })
+    .await
+}
+
+fn reply(st: &mut State, a: ServicerAction, now: u64) -> Result<ServicerAck, ApiError> {
+    servicer_act(st, a, "reply", now)
+}
+
+fn transfer(st: &mut State, a: ServicerAction, now: u64) -> Result<ServicerAck, ApiError> {
+    servicer_act(st, a, "transfer", now)
+}
+
+fn end(st: &mut State, a: ServicerAction, now: u64) -> Result<ServicerAck, ApiError> {
+    servicer_act(st, a, "end", now)
+}

@@ -1,0 +1,660 @@
+//! The service's state: accounts (客服账号) with their reception rules and
+//! routers, servicers (接待人员), customers, simulation channels, sessions,
+//! message logs and access tokens — and the administrative operations on
+//! them that are not about sessions (tokens, ids, wake-ups, figures).
+//!
+//! Pure: no I/O, no clock, no ambient randomness. Every operation takes the
+//! time as `now_us` (µs since the Unix epoch) and ids come from a seeded
+//! generator, so tests drive it with fixed times. Administration is in
+//! `admin.rs`, sessions in `session.rs`, `agent.rs` and `enterprise.rs`; all
+//! are `impl State`. Long-poll wake-ups are collected in
+//! [`State::take_wakes`] for the caller to fire after it drops the lock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::errors::{ApiError, code};
+use super::feed::Feed;
+use super::model::{Item, Msg, Name, SyncEntry};
+use crate::reception::{Router, Ticket};
+use crate::scenario::{PolicyKind, Scenario};
+
+/// One day [µs].
+pub const DAY_US: u64 = 86_400_000_000;
+/// One hour [µs].
+pub const HOUR_US: u64 = 3_600_000_000;
+
+/// Limits and credentials of a service instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The corp id `gettoken` accepts.
+    pub corpid: String,
+    /// The secret `gettoken` accepts.
+    pub corpsecret: String,
+    /// Lifetime of an access_token [µs] (WeCom: 7200 s).
+    pub token_ttl_us: u64,
+    /// Messages, events and queue items older than this are dropped, and
+    /// customers idle this long are forgotten (WeCom's sync window: 3 days).
+    pub retention_us: u64,
+    /// A session with no message for this long ends (WeCom: 48 h).
+    pub idle_end_us: u64,
+    /// Entries kept per account log for `sync_msg`.
+    pub sync_log_cap: usize,
+    /// Items kept per servicer queue.
+    pub servicer_queue_cap: usize,
+    /// Items kept per customer channel queue unless the channel asks for
+    /// another size (at most [`MAX_CHANNEL_QUEUE`]).
+    pub channel_queue_cap: usize,
+    /// Open customer channels at most.
+    pub max_channels: usize,
+    /// Customer messages a waiting session (state 2) holds for its future
+    /// servicer; more are refused with 45009.
+    pub pending_cap: usize,
+    /// 接待上限 of servicers added through the API when the account's rule
+    /// gives none.
+    pub default_max_concurrent: u32,
+    /// Seed of ids, tokens and codes.
+    pub seed: u64,
+}
+
+/// The largest queue a channel may ask for.
+pub const MAX_CHANNEL_QUEUE: usize = 1_000_000;
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            corpid: "kfsim".into(),
+            corpsecret: "kfsim-secret".into(),
+            token_ttl_us: 7200 * 1_000_000,
+            retention_us: 3 * DAY_US,
+            idle_end_us: 48 * HOUR_US,
+            sync_log_cap: 100_000,
+            servicer_queue_cap: 100_000,
+            channel_queue_cap: 100_000,
+            max_channels: 1024,
+            pending_cap: 1000,
+            default_max_concurrent: 1,
+            seed: 1,
+        }
+    }
+}
+
+/// An account's reception rules (kfsim's extension of `account/add`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// `round_robin`, `idle_first` or `fill_first`.
+    #[serde(default = "default_policy")]
+    pub policy: PolicyKind,
+    /// 优先分配给上次接待人员.
+    #[serde(default)]
+    pub prefer_last_agent: bool,
+    /// How recent the last session must be [s].
+    #[serde(default = "default_prefer_within")]
+    pub prefer_last_within_s: u64,
+    /// Size of the waiting pool; `null` is unbounded, 0 turns waiting off.
+    #[serde(default)]
+    pub queue_limit: Option<u32>,
+    /// 接待上限 of servicers added without one.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+}
+
+fn default_policy() -> PolicyKind {
+    PolicyKind::RoundRobin
+}
+
+fn default_prefer_within() -> u64 {
+    48 * 3600
+}
+
+impl Default for Rule {
+    fn default() -> Rule {
+        Rule {
+            policy: default_policy(),
+            prefer_last_agent: false,
+            prefer_last_within_s: default_prefer_within(),
+            queue_limit: None,
+            max_concurrent: None,
+        }
+    }
+}
+
+/// A table with stable indices and slot reuse.
+#[derive(Debug)]
+pub(super) struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Slab<T> {
+        Slab { items: Vec::new(), free: Vec::new(), len: 0 }
+    }
+
+    pub(super) fn insert(&mut self, item: T) -> u32 {
+        self.len += 1;
+        if let Some(i) = self.free.pop() {
+            self.items[i as usize] = Some(item);
+            return i;
+        }
+        self.items.push(Some(item));
+        (self.items.len() - 1) as u32
+    }
+
+    pub(super) fn remove(&mut self, i: u32) -> Option<T> {
+        let item = self.items.get_mut(i as usize)?.take()?;
+        self.free.push(i);
+        self.len -= 1;
+        Some(item)
+    }
+
+    pub(super) fn get(&self, i: u32) -> Option<&T> {
+        self.items.get(i as usize)?.as_ref()
+    }
+
+    pub(super) fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        self.items.get_mut(i as usize)?.as_mut()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Slots ever used (indices are below this).
+    pub(super) fn capacity(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.items.iter().enumerate().filter_map(|(i, x)| x.as_ref().map(|x| (i as u32, x)))
+    }
+}
+
+/// Index of `T` in `s`, for code that knows it exists.
+macro_rules! at {
+    ($slab:expr, $i:expr) => {
+        $slab.get_mut($i).expect("index of a live entry")
+    };
+}
+pub(super) use at;
+
+/// A customer-service account (客服账号).
+#[derive(Debug)]
+pub(super) struct Account {
+    pub(super) open_kfid: Name,
+    pub(super) name: String,
+    pub(super) media_id: String,
+    pub(super) rule: Rule,
+    pub(super) router: Router<u32>,
+    /// By router index: the servicer in that place, if any.
+    pub(super) agents: Vec<Option<u32>>,
+    /// Scenes of its contact ways.
+    pub(super) scenes: Vec<String>,
+    pub(super) log: Feed<SyncEntry>,
+    /// Client-chosen `send_msg` msgids, unique within the account.
+    pub(super) sent_ids: RecentIds,
+    /// Sessions in states 0, 1, 2, 3.
+    pub(super) by_state: [u64; 4],
+}
+
+impl Account {
+    pub(super) fn members(&self) -> usize {
+        self.agents.iter().filter(|a| a.is_some()).count()
+    }
+}
+
+/// A servicer (接待人员), who may serve several accounts.
+#[derive(Debug)]
+pub(super) struct User {
+    pub(super) userid: Name,
+    /// 0 接待中, 1 停止接待.
+    pub(super) status: u8,
+    /// 0 停止接待, 1 暂时挂起 (when status is 1).
+    pub(super) stop_type: u8,
+    /// `(account, router index)`.
+    pub(super) memberships: Vec<(u32, u32)>,
+    pub(super) feed: Feed<Item>,
+    pub(super) notify: Arc<Notify>,
+    pub(super) dirty: bool,
+}
+
+/// A WeChat customer, created through a simulation channel.
+#[derive(Debug)]
+pub(super) struct Customer {
+    pub(super) external_userid: Name,
+    pub(super) handle: Name,
+    pub(super) channel: u32,
+    /// Sessions (open or remembered) with accounts.
+    pub(super) convs: u32,
+    pub(super) last_us: u64,
+    /// Scene and scene_param of the last entry.
+    pub(super) enter: Option<(String, String)>,
+}
+
+/// A simulation-port channel: one customer driver's queue of replies and
+/// session changes.
+#[derive(Debug)]
+pub(super) struct Channel {
+    pub(super) feed: Feed<Item>,
+    pub(super) notify: Arc<Notify>,
+    pub(super) dirty: bool,
+    /// Handle → customer.
+    pub(super) customers: HashMap<Box<str>, u32>,
+}
+
+/// What a `send_msg_on_event` code was issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CodeKind {
+    /// 欢迎语 (enter_session): 20 s, any state.
+    Welcome,
+    /// 排队提示语 (→ 2): 48 h, while in state 2.
+    Queue,
+    /// 接入提示语 (→ 3): 48 h, while in state 3.
+    Assign,
+    /// 结束语 (→ 4): 20 s, while in state 4.
+    End,
+}
+
+/// An issued, unused code.
+#[derive(Debug, Clone)]
+pub(super) struct Code {
+    pub(super) nonce: u64,
+    pub(super) kind: CodeKind,
+    pub(super) session_no: u32,
+    pub(super) expires_us: u64,
+}
+
+/// The session of one customer with one account, kept across its
+/// successive sessions (for quotas, the last agent and codes).
+#[derive(Debug)]
+pub(super) struct Conv {
+    pub(super) account: u32,
+    pub(super) customer: u32,
+    /// 0 未处理, 1 智能助手, 2 待接入池, 3 人工接待, 4 已结束/未开始.
+    pub(super) state: u8,
+    /// Router index of the servicer holding it (state 3).
+    pub(super) agent: Option<u32>,
+    /// Place in the pool (state 2).
+    pub(super) ticket: Option<Ticket>,
+    /// Customer messages waiting for a servicer (state 2).
+    pub(super) pending: Vec<Arc<Msg>>,
+    /// Counts the sessions; codes are bound to one.
+    pub(super) session_no: u32,
+    pub(super) last_customer_us: Option<u64>,
+    /// `send_msg` messages since the customer's last message.
+    pub(super) api_sent: u8,
+    pub(super) last_us: u64,
+    /// `(router index, user, when)` of the last servicer, for
+    /// prefer_last_agent.
+    pub(super) last_agent: Option<(u32, u32, u64)>,
+    pub(super) last_welcome_us: Option<u64>,
+    pub(super) codes: Vec<Code>,
+    /// Codes for "first time in state 2 / 3" were given this session.
+    pub(super) coded_queue: bool,
+    pub(super) coded_assign: bool,
+}
+
+/// Client-chosen ids seen recently, bounded by age and count.
+#[derive(Debug, Default)]
+pub(super) struct RecentIds {
+    set: HashMap<Box<str>, u64>,
+    order: VecDeque<(u64, Box<str>)>,
+}
+
+impl RecentIds {
+    const CAP: usize = 100_000;
+
+    /// Record `id`; `false` if it was seen already.
+    pub(super) fn insert(&mut self, id: &str, now_us: u64) -> bool {
+        if self.set.contains_key(id) {
+            return false;
+        }
+        if self.order.len() >= Self::CAP
+            && let Some((_, old)) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(id.into(), now_us);
+        self.order.push_back((now_us, id.into()));
+        true
+    }
+
+    pub(super) fn expire(&mut self, before_us: u64) {
+        while self.order.front().is_some_and(|(t, _)| *t < before_us) {
+            if let Some((_, id)) = self.order.pop_front() {
+                self.set.remove(&id);
+            }
+        }
+    }
+}
+
+/// access_tokens: the current one and a few expired ones (to tell 42001
+/// from 40014).
+#[derive(Debug, Default)]
+struct Tokens {
+    current: Option<(String, u64)>,
+    old: VecDeque<String>,
+}
+
+/// Running totals for `/metrics` and the per-minute log line.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Counters {
+    /// Customer messages accepted.
+    pub customer_messages: u64,
+    /// Customer messages handed to a servicer's queue.
+    pub messages_routed: u64,
+    /// Servicer messages (origin 5).
+    pub servicer_messages: u64,
+    /// `send_msg` and `send_msg_on_event` messages.
+    pub api_messages: u64,
+    /// Sessions started (4 → 0).
+    pub sessions_started: u64,
+    /// Assignments to a servicer (from routing, the pool or a transfer).
+    pub assigned: u64,
+    /// Sessions put in a waiting pool.
+    pub queued: u64,
+    /// Sessions refused because the pool was full.
+    pub rejected: u64,
+    /// Sessions ended.
+    pub ended: u64,
+    /// Sessions ended because they were idle.
+    pub idle_ended: u64,
+    /// Queue items pushed out of a full simulation-port queue.
+    pub queue_overflows: u64,
+}
+
+/// The service state. See the module docs.
+#[derive(Debug)]
+pub struct State {
+    pub(super) cfg: Config,
+    pub(super) rng: Xoshiro256PlusPlus,
+    pub(super) next_id: u64,
+    tokens: Tokens,
+    pub(super) accounts: Slab<Account>,
+    pub(super) account_ix: HashMap<Box<str>, u32>,
+    pub(super) users: Slab<User>,
+    pub(super) user_ix: HashMap<Box<str>, u32>,
+    pub(super) customers: Slab<Customer>,
+    pub(super) customer_ix: HashMap<Box<str>, u32>,
+    pub(super) channels: Slab<Channel>,
+    pub(super) channel_ix: HashMap<Box<str>, u32>,
+    pub(super) convs: Slab<Conv>,
+    pub(super) conv_ix: HashMap<(u32, u32), u32>,
+    pub(super) counters: Counters,
+    pub(super) wake_users: Vec<u32>,
+    pub(super) wake_channels: Vec<u32>,
+    pub(super) sweep_at: u32,
+}
+
+/// One line of `account/list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountInfo {
+    /// Its id.
+    pub open_kfid: String,
+    /// Its name.
+    pub name: String,
+    /// Avatar URL (kfsim: derived from media_id).
+    pub avatar: String,
+    /// The caller may manage it (always true in kfsim).
+    pub manage_privilege: bool,
+    /// Reception rules (kfsim extension).
+    pub reception_rule: Rule,
+}
+
+/// One line of `servicer/list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicerInfo {
+    /// The servicer.
+    pub userid: String,
+    /// 0 接待中, 1 停止接待.
+    pub status: u8,
+    /// 0 停止接待, 1 暂时挂起.
+    pub stop_type: u8,
+    /// 接待上限 (kfsim extension).
+    pub max_concurrent: u32,
+    /// Sessions held now (kfsim extension).
+    pub sessions: u32,
+}
+
+/// Per-account figures for `/metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountFigures {
+    /// Account name.
+    pub name: String,
+    /// Its id.
+    pub open_kfid: String,
+    /// Open sessions in states 0, 1, 2, 3.
+    pub by_state: [u64; 4],
+    /// Sessions in the waiting pool.
+    pub waiting: usize,
+    /// Servicers.
+    pub servicers: usize,
+}
+
+/// Figures for `/metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    /// Totals.
+    pub counters: Counters,
+    /// Per account.
+    pub accounts: Vec<AccountFigures>,
+    /// Open customer channels.
+    pub channels: usize,
+    /// Customers remembered.
+    pub customers: usize,
+    /// Sessions (open and remembered).
+    pub convs: usize,
+}
+
+impl State {
+    /// An empty state: no accounts, no servicers.
+    pub fn new(cfg: Config) -> State {
+        State {
+            rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed),
+            cfg,
+            next_id: 0,
+            tokens: Tokens::default(),
+            accounts: Slab::new(),
+            account_ix: HashMap::new(),
+            users: Slab::new(),
+            user_ix: HashMap::new(),
+            customers: Slab::new(),
+            customer_ix: HashMap::new(),
+            channels: Slab::new(),
+            channel_ix: HashMap::new(),
+            convs: Slab::new(),
+            conv_ix: HashMap::new(),
+            counters: Counters::default(),
+            wake_users: Vec::new(),
+            wake_channels: Vec::new(),
+            sweep_at: 0,
+        }
+    }
+
+    /// A state with the scenario's accounts (rules from `[[account]]`), one
+    /// contact way per entry (scene = the entry's name, characters outside
+    /// `[0-9a-zA-Z_-]` turned into `_`), and one servicer per agent named
+    /// like the simulator's reports (`GROUP-01`…), 接待中, with the group's
+    /// `max_concurrent` as 接待上限.
+    pub fn from_scenario(sc: &Scenario, cfg: Config, now_us: u64) -> State {
+        let mut st = State::new(cfg);
+        let mut ids = Vec::new();
+        for a in &sc.accounts {
+            let rule = Rule {
+                policy: a.policy,
+                prefer_last_agent: a.prefer_last_agent,
+                prefer_last_within_s: a.prefer_last_within_us / 1_000_000,
+                queue_limit: a.queue_limit,
+                max_concurrent: None,
+            };
+            ids.push(st.insert_account(a.name.clone(), String::new(), rule, now_us));
+        }
+        for e in &sc.entries {
+            let scene: String = e
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                .take(32)
+                .collect();
+            let acct = at!(st.accounts, ids[e.account]);
+            if !acct.scenes.contains(&scene) {
+                acct.scenes.push(scene);
+            }
+        }
+        for g in &sc.groups {
+            let width = g.count.to_string().len().max(2);
+            for n in 1..=g.count {
+                let userid = format!("{}-{:0width$}", g.group, n);
+                st.add_member(ids[g.account], &userid, g.max_concurrent, now_us);
+            }
+        }
+        st
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// A fresh server-side id (16 hex digits; unique: the counter goes
+    /// through a bijective mix).
+    pub(super) fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("{:016x}", mix(self.next_id ^ self.cfg.seed.rotate_left(32)))
+    }
+
+    /// An unpredictable 64-bit value (tokens, codes, channel ids).
+    pub(super) fn random(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+
+    // ---- access tokens -------------------------------------------------
+
+    /// `gettoken`: the current token while it is valid, else a new one.
+    /// Returns the token and its remaining lifetime [s].
+    pub fn get_token(&mut self, corpid: &str, secret: &str, now_us: u64) -> Result<(String, u64), ApiError> {
+        if corpid.is_empty() {
+            return Err(ApiError::new(code::MISSING_CORPID, "corpid missing"));
+        }
+        if secret.is_empty() {
+            return Err(ApiError::new(code::MISSING_SECRET, "corpsecret missing"));
+        }
+        if corpid != self.cfg.corpid {
+            return Err(ApiError::new(code::INVALID_CORPID, "invalid corpid"));
+        }
+        if secret != self.cfg.corpsecret {
+            return Err(ApiError::new(code::INVALID_SECRET, "invalid credential: corpsecret"));
+        }
+        if let Some((token, exp)) = &self.tokens.current
+            && now_us < *exp
+        {
+            return Ok((token.clone(), (exp - now_us) / 1_000_000));
+        }
+        let token = format!("{:016x}{:016x}", self.random(), self.random());
+        if let Some((old, _)) = self.tokens.current.take() {
+            self.tokens.old.push_back(old);
+            if self.tokens.old.len() > 16 {
+                self.tokens.old.pop_front();
+            }
+        }
+        self.tokens.current = Some((token.clone(), now_us + self.cfg.token_ttl_us));
+        Ok((token, self.cfg.token_ttl_us / 1_000_000))
+    }
+
+    /// Check the `access_token` of a call.
+    pub fn check_token(&self, token: &str, now_us: u64) -> Result<(), ApiError> {
+        if token.is_empty() {
+            return Err(ApiError::new(code::MISSING_TOKEN, "access_token missing"));
+        }
+        match &self.tokens.current {
+            Some((t, exp)) if t == token && now_us < *exp => Ok(()),
+            Some((t, _)) if t == token => Err(ApiError::new(code::EXPIRED_TOKEN, "access_token expired")),
+            _ if self.tokens.old.iter().any(|t| t == token) => {
+                Err(ApiError::new(code::EXPIRED_TOKEN, "access_token expired"))
+            }
+            _ => Err(ApiError::new(code::INVALID_TOKEN, "invalid access_token")),
+        }
+    }
+
+    // ---- wake-ups and figures -------------------------------------------
+
+    /// Note that a servicer's queue got something.
+    pub(super) fn touch_user(&mut self, u: u32) {
+        let user = at!(self.users, u);
+        if !user.dirty {
+            user.dirty = true;
+            self.wake_users.push(u);
+        }
+    }
+
+    /// Note that a channel's queue got something.
+    pub(super) fn touch_channel(&mut self, c: u32) {
+        let ch = at!(self.channels, c);
+        if !ch.dirty {
+            ch.dirty = true;
+            self.wake_channels.push(c);
+        }
+    }
+
+    /// The notifiers of every queue that got items since the last call,
+    /// for the caller to fire once it has released the state. Returns
+    /// whether any servicer queue was among them.
+    pub fn take_wakes(&mut self, out: &mut Vec<Arc<Notify>>) -> bool {
+        let any_user = !self.wake_users.is_empty();
+        for u in std::mem::take(&mut self.wake_users) {
+            if let Some(user) = self.users.get_mut(u) {
+                user.dirty = false;
+                out.push(user.notify.clone());
+            }
+        }
+        for c in std::mem::take(&mut self.wake_channels) {
+            if let Some(ch) = self.channels.get_mut(c) {
+                ch.dirty = false;
+                out.push(ch.notify.clone());
+            }
+        }
+        any_user
+    }
+
+    /// Totals and per-account figures.
+    pub fn figures(&self) -> Figures {
+        Figures {
+            counters: self.counters,
+            accounts: self
+                .accounts
+                .iter()
+                .map(|(_, a)| AccountFigures {
+                    name: a.name.clone(),
+                    open_kfid: a.open_kfid.as_str().into(),
+                    by_state: a.by_state,
+                    waiting: a.router.waiting(),
+                    servicers: a.members(),
+                })
+                .collect(),
+            channels: self.channels.len(),
+            customers: self.customers.len(),
+            convs: self.convs.len(),
+        }
+    }
+
+    /// Userids of every servicer.
+    pub fn servicer_ids(&self) -> Vec<String> {
+        self.users.iter().map(|(_, u)| u.userid.as_str().to_owned()).collect()
+    }
+}
+
+/// SplitMix64's finalizer: a bijection on u64, so distinct inputs give
+/// distinct ids.
+pub(super) fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,455 @@
+//! Unit tests of the state machine at fixed times: routing, the pool,
+//! status, transfers, ends, authorization, send limits, codes, sweeping.
+
+use super::errors::code;
+use super::model::{Change, Content, Item};
+use super::state::{Config, DAY_US, HOUR_US, Rule, State};
+use crate::scenario::PolicyKind;
+
+const T0: u64 = 1_700_000_000_000_000;
+const S: u64 = 1_000_000;
+
+struct World {
+    st: State,
+    kf: String,
+    ch: u32,
+}
+
+fn world(servicers: &[&str], cap: u32, rule: Rule) -> World {
+    let mut st = State::new(Config::default());
+    st.get_token("kfsim", "kfsim-secret", T0).unwrap();
+    let kf = st.account_add("presale", "", Some(rule), T0).unwrap();
+    if !servicers.is_empty() {
+        let ids: Vec<String> = servicers.iter().map(|s| s.to_string()).collect();
+        st.servicer_add(&kf, &ids, Some(cap), T0).unwrap();
+    }
+    let id = st.open_channel(None).unwrap();
+    let ch = st.channel_of(&id).unwrap();
+    World { st, kf, ch }
+}
+
+fn text(s: &str) -> Content {
+    Content::text(s)
+}
+
+impl World {
+    fn say(&mut self, who: &str, id: &str, t: u64) -> super::session::CustomerAck {
+        let kf = self.kf.clone();
+        self.st.customer_message(self.ch, who, &kf, Some(id), text(id), t).unwrap()
+    }
+
+    /// Customer messages (client ids) in a servicer's queue, and its notes.
+    fn servicer_sees(&mut self, userid: &str) -> (Vec<String>, Vec<Change>) {
+        let u = self.st.servicer_index(userid).unwrap();
+        let p = self.st.pull_servicer(u, "", 1000).unwrap();
+        let next = p.next_cursor.clone();
+        self.st.pull_servicer(u, &next, 1).unwrap();
+        split(p.items)
+    }
+
+    fn customer_sees(&mut self) -> (Vec<String>, Vec<Change>) {
+        let p = self.st.pull_channel(self.ch, "", 1000).unwrap();
+        let next = p.next_cursor.clone();
+        self.st.pull_channel(self.ch, &next, 1).unwrap();
+        split(p.items)
+    }
+
+    fn state_of(&self, ext: &str) -> (u8, Option<String>) {
+        self.st.service_state_get(&self.kf, ext).unwrap()
+    }
+}
+
+fn split(items: Vec<(u64, Item)>) -> (Vec<String>, Vec<Change>) {
+    let mut msgs = Vec::new();
+    let mut notes = Vec::new();
+    for (_, item) in items {
+        match item {
+            Item::Msg(m) => {
+                msgs.push(m.client_msgid.as_deref().or(m.in_reply_to.as_deref()).unwrap_or("").into())
+            }
+            Item::Session(n) => notes.push(n.change),
+        }
+    }
+    (msgs, notes)
+}
+
+#[test]
+fn a_first_message_starts_and_routes_a_session() {
+    let mut w = world(&["a1", "a2"], 1, Rule::default());
+    let ack = w.say("c1", "m1", T0);
+    assert_eq!((ack.service_state, ack.servicer_userid.as_deref()), (3, Some("a1")));
+    let ack2 = w.say("c1", "m2", T0 + S);
+    assert_eq!(ack2.external_userid, ack.external_userid, "the same customer");
+    assert_eq!(w.servicer_sees("a1"), (vec!["m1".into(), "m2".into()], vec![Change::Assigned]));
+    assert_eq!(w.servicer_sees("a2"), (vec![], vec![]));
+    assert_eq!(w.state_of(&ack.external_userid), (3, Some("a1".into())));
+}
+
+#[test]
+fn the_pool_holds_messages_until_a_slot_frees() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    let c1 = w.say("c1", "x1", T0).external_userid;
+    let ack = w.say("c2", "y1", T0);
+    assert_eq!(ack.service_state, 2);
+    w.say("c2", "y2", T0 + S);
+    assert_eq!(w.servicer_sees("a1").0, ["x1"]);
+    let kf = w.kf.clone();
+    w.st.servicer_end("a1", &kf, &c1, T0 + 2 * S).unwrap();
+    let (msgs, notes) = w.servicer_sees("a1");
+    assert_eq!(msgs, ["y1", "y2"], "the waiting messages follow the session, in order");
+    assert_eq!(notes, [Change::Ended, Change::Assigned]);
+    let (_, cust_notes) = w.customer_sees();
+    assert_eq!(cust_notes, [Change::Assigned, Change::Queued, Change::Ended, Change::Assigned]);
+    // the pool exit was logged for the enterprise as session_status_change 1
+    let page = w.st.sync_msg(&kf, "", 1000).unwrap();
+    let json = serde_json::to_string(&page.msg_list).unwrap();
+    assert!(json.contains(r#""change_type":1"#) && json.contains(r#""change_type":3"#), "{json}");
+}
+
+#[test]
+fn a_full_pool_rejects_and_the_session_ends() {
+    let mut w = world(&["a1"], 1, Rule { queue_limit: Some(0), ..Rule::default() });
+    w.say("c1", "x", T0);
+    let ack = w.say("c2", "y", T0);
+    assert_eq!(ack.service_state, 4);
+    assert_eq!(w.customer_sees().1, [Change::Assigned, Change::Rejected]);
+    assert_eq!(w.st.figures().counters.rejected, 1);
+}
+
+#[test]
+fn a_stopped_servicer_gets_no_new_sessions_and_coming_back_serves_the_pool() {
+    let mut w = world(&["a1", "a2"], 1, Rule::default());
+    w.st.servicer_set_status("a1", 1, 1, T0).unwrap();
+    assert_eq!(w.say("c1", "x", T0).servicer_userid.as_deref(), Some("a2"));
+    assert_eq!(w.say("c2", "y", T0).service_state, 2, "a1 is 暂时挂起, a2 is full");
+    w.st.servicer_set_status("a1", 0, 0, T0 + S).unwrap();
+    assert_eq!(w.servicer_sees("a1").0, ["y"]);
+    let list = w.st.servicer_list(&w.kf.clone()).unwrap();
+    assert_eq!((list[0].status, list[0].sessions), (0, 1));
+    let page = w.st.sync_msg(&w.kf.clone(), "", 1000).unwrap();
+    let json = serde_json::to_string(&page.msg_list).unwrap();
+    assert!(json.contains(r#""event_type":"servicer_status_change""#) && json.contains(r#""stop_type":1"#));
+    assert!(w.st.servicer_set_status("a1", 2, 0, T0).is_err());
+}
+
+#[test]
+fn servicers_touch_only_their_own_sessions() {
+    let mut w = world(&["a1", "a2"], 1, Rule::default());
+    let kf = w.kf.clone();
+    let c1 = w.say("c1", "x", T0).external_userid;
+    fn forbidden<T: std::fmt::Debug>(r: Result<T, super::errors::ApiError>) -> i32 {
+        r.unwrap_err().code
+    }
+    assert_eq!(forbidden(w.st.servicer_reply("a2", &kf, &c1, text("hi"), None, None, T0)), code::FORBIDDEN);
+    assert_eq!(forbidden(w.st.servicer_end("a2", &kf, &c1, T0)), code::FORBIDDEN);
+    assert_eq!(forbidden(w.st.servicer_transfer("a2", &kf, &c1, Some("a2"), T0)), code::FORBIDDEN);
+    assert_eq!(
+        forbidden(w.st.servicer_reply("nobody", &kf, &c1, text("hi"), None, None, T0)),
+        code::NOT_SERVICER
+    );
+    w.st.servicer_reply("a1", &kf, &c1, text("hello"), Some("x"), None, T0).unwrap();
+    w.st.servicer_end("a1", &kf, &c1, T0).unwrap();
+    assert_eq!(
+        forbidden(w.st.servicer_reply("a1", &kf, &c1, text("late"), None, None, T0)),
+        code::SESSION_ENDED
+    );
+    let (msgs, _) = w.customer_sees();
+    assert_eq!(msgs, ["x"], "the reply echoes the customer's client_msgid in in_reply_to");
+}
+
+#[test]
+fn transfer_to_a_servicer_or_the_pool_frees_the_slot() {
+    let mut w = world(&["a1", "a2"], 1, Rule::default());
+    let kf = w.kf.clone();
+    let c1 = w.say("c1", "x", T0).external_userid;
+    let c2 = w.say("c2", "y", T0).external_userid;
+    let full = w.st.servicer_transfer("a1", &kf, &c1, Some("a2"), T0).unwrap_err();
+    assert_eq!(full.code, code::NOT_SERVICER, "a2 is at its cap");
+    w.st.servicer_end("a2", &kf, &c2, T0).unwrap();
+    assert_eq!(w.st.servicer_transfer("a1", &kf, &c1, Some("a2"), T0).unwrap(), 3);
+    assert_eq!(w.state_of(&c1), (3, Some("a2".into())));
+    w.servicer_sees("a1");
+    w.servicer_sees("a2");
+    w.say("c1", "x2", T0 + S);
+    assert_eq!(w.servicer_sees("a2").0, ["x2"], "new messages go to the new servicer only");
+    assert!(w.servicer_sees("a1").0.is_empty());
+    // back to the pool: a1 is free and gets it
+    assert_eq!(w.st.servicer_transfer("a2", &kf, &c1, None, T0 + 2 * S).unwrap(), 3);
+    assert_eq!(w.state_of(&c1), (3, Some("a1".into())));
+    assert_eq!(w.st.servicer_transfer("a1", &kf, &c1, Some("zz"), T0).unwrap_err().code, code::NOT_SERVICER);
+}
+
+#[test]
+fn an_account_without_servicers_leaves_sessions_to_the_api() {
+    let mut w = world(&[], 1, Rule::default());
+    let kf = w.kf.clone();
+    let c = w.say("c1", "x", T0).external_userid;
+    assert_eq!(w.state_of(&c).0, 0);
+    for i in 0..5 {
+        w.st.send_msg(&c, &kf, None, text("bot"), T0 + i).unwrap();
+    }
+    assert_eq!(w.state_of(&c).0, 1, "send_msg moves 0 to 1");
+    assert_eq!(w.st.send_msg(&c, &kf, None, text("6th"), T0 + 9).unwrap_err().code, code::SEND_LIMIT);
+    w.say("c1", "again", T0 + 10);
+    assert!(
+        w.st.send_msg(&c, &kf, Some("mine-1"), text("ok"), T0 + 11).is_ok(),
+        "a new message reopens the quota"
+    );
+    assert_eq!(
+        w.st.send_msg(&c, &kf, Some("mine-1"), text("dup"), T0 + 12).unwrap_err().code,
+        code::INVALID_PARAM
+    );
+    let late = T0 + 10 + 48 * HOUR_US + 1;
+    assert_eq!(w.st.send_msg(&c, &kf, None, text("late"), late).unwrap_err().code, code::SEND_LIMIT);
+    assert_eq!(w.customer_sees().0.len(), 6);
+}
+
+#[test]
+fn trans_follows_the_allowed_transitions() {
+    let mut w = world(&[], 1, Rule::default());
+    let kf = w.kf.clone();
+    let c = w.say("c1", "x", T0).external_userid;
+    let err = |r: Result<Option<String>, super::errors::ApiError>| r.unwrap_err().code;
+    assert_eq!(err(w.st.service_state_trans(&kf, &c, 0, None, T0)), code::BAD_TRANSITION);
+    assert_eq!(err(w.st.service_state_trans(&kf, &c, 3, Some("ghost"), T0)), code::NOT_SERVICER);
+    w.st.servicer_add(&kf, &["a1".into()], Some(1), T0).unwrap();
+    assert_eq!(w.state_of(&c).0, 0, "adding a servicer does not take sessions from the API");
+    w.st.service_state_trans(&kf, &c, 1, None, T0).unwrap();
+    let code2 = w.st.service_state_trans(&kf, &c, 2, None, T0).unwrap();
+    assert!(code2.is_some(), "first time in 3 gives a code");
+    assert_eq!(w.state_of(&c), (3, Some("a1".into())), "the pool assigned it at once");
+    assert_eq!(err(w.st.service_state_trans(&kf, &c, 3, Some("a1"), T0)), code::INVALID_PARAM);
+    assert_eq!(err(w.st.service_state_trans(&kf, &c, 1, None, T0)), code::BAD_TRANSITION);
+    let end = w.st.service_state_trans(&kf, &c, 4, None, T0).unwrap().expect("end code");
+    assert_eq!(err(w.st.service_state_trans(&kf, &c, 4, None, T0)), code::BAD_TRANSITION);
+    assert_eq!(err(w.st.service_state_trans(&kf, &c, 2, None, T0)), code::BAD_TRANSITION);
+    // the end code: single use, within 20 s
+    w.st.send_msg_on_event(&end, None, text("bye"), T0 + 19 * S).unwrap();
+    assert_eq!(
+        w.st.send_msg_on_event(&end, None, text("again"), T0 + 19 * S).unwrap_err().code,
+        code::INVALID_CODE
+    );
+}
+
+#[test]
+fn a_stopped_servicer_cannot_be_named_in_trans() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    let kf = w.kf.clone();
+    w.st.servicer_set_status("a1", 1, 0, T0).unwrap();
+    let c = w.say("c1", "x", T0).external_userid;
+    assert_eq!(w.state_of(&c).0, 2);
+    let e = w.st.service_state_trans(&kf, &c, 3, Some("a1"), T0).unwrap_err();
+    assert_eq!(e.code, code::NOT_SERVICER);
+    w.st.servicer_set_status("a1", 0, 0, T0).unwrap();
+    assert_eq!(w.state_of(&c), (3, Some("a1".into())));
+}
+
+#[test]
+fn welcome_codes_are_single_use_and_expire_after_20s() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    let kf = w.kf.clone();
+    w.st.add_contact_way(&kf, "live").unwrap();
+    let err = w.st.customer_enter(w.ch, "c1", &kf, "nope", "", T0).unwrap_err();
+    assert!(err.msg.contains("add_contact_way"), "{err}");
+    w.st.customer_enter(w.ch, "c1", &kf, "live", "p=1", T0).unwrap();
+    w.st.customer_enter(w.ch, "c2", &kf, "live", "", T0).unwrap();
+    let page = w.st.sync_msg(&kf, "", 1000).unwrap();
+    let v: serde_json::Value = serde_json::to_value(&page.msg_list).unwrap();
+    let codes: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["welcome_code"].as_str().expect("eligible for a welcome").to_owned())
+        .collect();
+    assert_eq!(v[0]["event"]["scene_param"], "p=1");
+    assert_eq!(w.state_of(v[0]["event"]["external_userid"].as_str().unwrap()).0, 4, "entering sends nothing");
+    assert_eq!(
+        w.st.send_msg_on_event(&codes[0], None, text("hi"), T0 + 20 * S).unwrap_err().code,
+        code::INVALID_CODE
+    );
+    w.st.send_msg_on_event(&codes[1], None, text("hi"), T0 + 5 * S).unwrap();
+    assert_eq!(
+        w.st.send_msg_on_event(&codes[1], None, text("hi"), T0 + 6 * S).unwrap_err().code,
+        code::INVALID_CODE
+    );
+    assert_eq!(w.st.send_msg_on_event("1.zz", None, text("hi"), T0).unwrap_err().code, code::INVALID_CODE);
+    // a welcome within 48 h means no new code
+    w.st.customer_enter(w.ch, "c2", &kf, "live", "", T0 + HOUR_US).unwrap();
+    let page = w.st.sync_msg(&kf, &page.next_cursor, 1000).unwrap();
+    let v: serde_json::Value = serde_json::to_value(&page.msg_list).unwrap();
+    assert!(v[0]["event"].get("welcome_code").is_none(), "{v}");
+}
+
+#[test]
+fn prefer_last_agent_brings_a_returning_customer_back() {
+    let rule = Rule { prefer_last_agent: true, ..Rule::default() };
+    let mut w = world(&["a1", "a2", "a3"], 2, rule);
+    let kf = w.kf.clone();
+    w.say("c0", "warm", T0); // round robin: a1
+    let c = w.say("c1", "x", T0); // a2
+    assert_eq!(c.servicer_userid.as_deref(), Some("a2"));
+    w.st.servicer_end("a2", &kf, &c.external_userid, T0).unwrap();
+    assert_eq!(w.say("c1", "y", T0 + HOUR_US).servicer_userid.as_deref(), Some("a2"));
+    w.st.servicer_end("a2", &kf, &c.external_userid, T0 + HOUR_US).unwrap();
+    let later = T0 + HOUR_US + 49 * HOUR_US;
+    assert_ne!(
+        w.say("c1", "z", later).servicer_userid.as_deref(),
+        Some("a2"),
+        "outside 48 h the policy decides"
+    );
+}
+
+#[test]
+fn idle_sessions_end_and_old_entries_go() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    let kf = w.kf.clone();
+    let c = w.say("c1", "x", T0).external_userid;
+    let c2 = w.say("c2", "y", T0).external_userid;
+    w.st.sweep(T0 + 47 * HOUR_US, 1000);
+    assert_eq!(w.state_of(&c).0, 3);
+    w.st.sweep(T0 + 48 * HOUR_US, 1000);
+    assert_eq!(w.state_of(&c).0, 4, "idle for 48 h");
+    assert_eq!(w.state_of(&c2).0, 3, "the freed slot served the pool");
+    w.st.sweep(T0 + 96 * HOUR_US, 1000);
+    assert_eq!(w.st.figures().counters.idle_ended, 2);
+    w.st.sweep(T0 + 3 * DAY_US + 96 * HOUR_US + S, 1000);
+    assert!(w.st.sync_msg(&kf, "", 1000).unwrap().msg_list.is_empty(), "older than 3 days");
+    assert_eq!(w.st.figures().customers, 0, "idle customers are forgotten");
+    assert_eq!(w.st.service_state_get(&kf, &c).unwrap_err().code, code::INVALID_PARAM);
+}
+
+#[test]
+fn channels_are_isolated_and_closing_one_ends_its_sessions() {
+    let mut w = world(&["a1", "a2"], 5, Rule::default());
+    let kf = w.kf.clone();
+    let other = w.st.open_channel(None).unwrap();
+    let och = w.st.channel_of(&other).unwrap();
+    let mine = w.say("same", "x", T0).external_userid;
+    let theirs = w.st.customer_message(och, "same", &kf, Some("o"), text("o"), T0).unwrap().external_userid;
+    assert_ne!(mine, theirs, "one handle on two channels is two customers");
+    w.st.servicer_reply("a1", &kf, &mine, text("for mine"), Some("x"), None, T0).unwrap();
+    assert_eq!(w.customer_sees().0, ["x"]);
+    let p = w.st.pull_channel(och, "", 100).unwrap();
+    assert_eq!(split(p.items).0, Vec::<String>::new());
+    w.st.close_channel(&other, T0).unwrap();
+    assert!(w.st.channel_of(&other).is_err());
+    assert_eq!(w.st.figures().accounts[0].by_state[3], 1);
+}
+
+#[test]
+fn pulls_acknowledge_and_report_what_was_missed() {
+    let mut st = State::new(Config { servicer_queue_cap: 3, ..Config::default() });
+    let kf = st.account_add("a", "", None, T0).unwrap();
+    st.servicer_add(&kf, &["a1".into()], Some(1), T0).unwrap();
+    let ch = st.open_channel(None).unwrap();
+    let ch = st.channel_of(&ch).unwrap();
+    for i in 0..5 {
+        st.customer_message(ch, "c", &kf, Some(&i.to_string()), text("m"), T0).unwrap();
+    }
+    let u = st.servicer_index("a1").unwrap();
+    let p = st.pull_servicer(u, "", 2).unwrap();
+    assert_eq!(p.missed, 3, "the note and two messages fell out of a queue of 3");
+    assert!(p.has_more);
+    let p2 = st.pull_servicer(u, &p.next_cursor, 10).unwrap();
+    assert_eq!((p2.items.len(), p2.missed, p2.has_more), (1, 0, false));
+    assert_eq!(st.pull_servicer(u, "c99", 1).unwrap_err().code, code::INVALID_PARAM);
+    assert_eq!(st.pull_servicer(u, "garbage", 1).unwrap_err().code, code::INVALID_PARAM);
+}
+
+#[test]
+fn tokens_expire_and_are_reused_while_valid() {
+    let mut st = State::new(Config::default());
+    assert_eq!(st.get_token("x", "kfsim-secret", T0).unwrap_err().code, code::INVALID_CORPID);
+    assert_eq!(st.get_token("kfsim", "bad", T0).unwrap_err().code, code::INVALID_SECRET);
+    assert_eq!(st.get_token("", "", T0).unwrap_err().code, code::MISSING_CORPID);
+    let (t1, ttl) = st.get_token("kfsim", "kfsim-secret", T0).unwrap();
+    assert_eq!(ttl, 7200);
+    assert_eq!(st.get_token("kfsim", "kfsim-secret", T0 + 100 * S).unwrap(), (t1.clone(), 7100));
+    assert!(st.check_token(&t1, T0 + 7199 * S).is_ok());
+    assert_eq!(st.check_token(&t1, T0 + 7200 * S).unwrap_err().code, code::EXPIRED_TOKEN);
+    let (t2, _) = st.get_token("kfsim", "kfsim-secret", T0 + 7200 * S).unwrap();
+    assert_ne!(t1, t2);
+    assert_eq!(st.check_token(&t1, T0 + 7201 * S).unwrap_err().code, code::EXPIRED_TOKEN);
+    assert_eq!(st.check_token("nope", T0).unwrap_err().code, code::INVALID_TOKEN);
+    assert_eq!(st.check_token("", T0).unwrap_err().code, code::MISSING_TOKEN);
+}
+
+#[test]
+fn removing_a_servicer_or_an_account_moves_or_ends_sessions() {
+    let mut w = world(&["a1", "a2"], 1, Rule::default());
+    let kf = w.kf.clone();
+    let c1 = w.say("c1", "x", T0).external_userid;
+    w.say("c2", "y", T0);
+    let r = w.st.servicer_del(&kf, &["a1".into(), "ghost".into()], T0).unwrap();
+    assert_eq!((r[0].1, r[1].1), (0, code::NOT_SERVICER));
+    assert_eq!(w.state_of(&c1).0, 2, "a2 is full: back to the pool");
+    assert!(w.st.servicer_index("a1").is_err(), "a servicer of no account is gone");
+    w.st.account_del(&kf, T0).unwrap();
+    assert_eq!(w.st.sync_msg(&kf, "", 10).unwrap_err().code, code::OPEN_KFID_NOT_FOUND);
+    assert_eq!(w.st.figures().convs, 0);
+    let notes = w.customer_sees().1;
+    assert!(
+        notes.ends_with(&[Change::Ended, Change::Ended]),
+        "no assignment while the account goes: {notes:?}"
+    );
+}
+
+#[test]
+fn rule_changes_apply_to_later_routing() {
+    let mut w = world(&["a1", "a2"], 3, Rule::default());
+    let kf = w.kf.clone();
+    let fill = Rule { policy: PolicyKind::FillFirst, ..Rule::default() };
+    w.st.account_update(&kf, None, None, Some(fill), T0).unwrap();
+    let got: Vec<_> = (0..3).map(|i| w.say(&format!("c{i}"), "m", T0).servicer_userid.unwrap()).collect();
+    assert_eq!(got, ["a1", "a1", "a1"]);
+}
+
+#[test]
+fn auto_reply_answers_each_message_once_and_ends_the_session() {
+    let mut w = world(&["a1", "a2"], 2, Rule::default());
+    for i in 0..6 {
+        w.say(&format!("c{i}"), &format!("m{i}"), T0);
+    }
+    while w.st.auto_reply(3, T0 + S) {}
+    let (msgs, _) = w.customer_sees();
+    let mut msgs = msgs;
+    msgs.sort();
+    assert_eq!(msgs, ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    let f = w.st.figures();
+    assert_eq!((f.counters.servicer_messages, f.counters.ended), (6, 6));
+    assert_eq!(f.accounts[0].by_state, [0, 0, 0, 0]);
+}
+
+#[test]
+fn scenarios_build_accounts_servicers_and_contact_ways() {
+    let text = r#"
+name = "t"
+[[account]]
+name = "presale"
+policy = "idle_first"
+prefer_last_agent = true
+queue_limit = 5
+[[agents]]
+group = "day shift"
+count = 3
+max_concurrent = 4
+reply_delay = "10s"
+[[entry]]
+scene = "web"
+name = "web page"
+rate = "1/s"
+"#;
+    let sc = crate::scenario::Scenario::parse(text, "t.toml").unwrap();
+    let mut st = State::from_scenario(&sc, Config::default(), T0);
+    let list = st.account_list(0, 100);
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].name.as_str(), list[0].reception_rule.policy), ("presale", PolicyKind::IdleFirst));
+    assert_eq!(list[0].reception_rule.queue_limit, Some(5));
+    let kf = list[0].open_kfid.clone();
+    let servicers = st.servicer_list(&kf).unwrap();
+    let ids: Vec<_> = servicers.iter().map(|s| (s.userid.as_str(), s.max_concurrent, s.status)).collect();
+    assert_eq!(ids, [("day shift-01", 4, 0), ("day shift-02", 4, 0), ("day shift-03", 4, 0)]);
+    let ch = st.open_channel(None).unwrap();
+    let ch = st.channel_of(&ch).unwrap();
+    assert!(st.customer_enter(ch, "c", &kf, "web_page", "", T0).is_ok());
+}

@@ -1,0 +1,607 @@
+//! API conformance of the reference service over HTTP: fields, errcodes,
+//! state transitions and limits of every endpoint of both surfaces, the
+//! access_token, authorization, and bad input.
+
+mod service_util;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kfsim::service::{Config, ManualClock, Options, State};
+use serde_json::{Value, json};
+use service_util::{Client, Server, account, batch, channel, say};
+
+const T0: u64 = 1_700_000_000_000_000;
+
+async fn logged_in() -> (Server, Client) {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    (server, c)
+}
+
+fn code(v: &Value) -> i64 {
+    v["errcode"].as_i64().unwrap_or_else(|| panic!("no errcode in {v}"))
+}
+
+#[tokio::test]
+async fn gettoken_checks_credentials_and_returns_token_and_expiry() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    let (_, v) = c.get("/cgi-bin/gettoken?corpid=kfsim&corpsecret=kfsim-secret").await;
+    assert_eq!((code(&v), v["errmsg"].as_str()), (0, Some("ok")));
+    assert_eq!(v["expires_in"], 7200);
+    assert_eq!(v["access_token"].as_str().unwrap().len(), 32);
+    for (q, want) in [
+        ("corpid=other&corpsecret=kfsim-secret", 40013),
+        ("corpid=kfsim&corpsecret=wrong", 40001),
+        ("corpsecret=kfsim-secret", 41002),
+        ("corpid=kfsim", 41004),
+    ] {
+        let (status, v) = c.get(&format!("/cgi-bin/gettoken?{q}")).await;
+        assert_eq!((status, code(&v)), (200, want), "{q}: {v}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_call_needs_a_valid_unexpired_token() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = Server::start(State::new(Config::default()), clock.clone(), Options::default()).await;
+    let mut c = server.client().await;
+    let body = json!({"name": "a"});
+    assert_eq!(code(&c.post("/cgi-bin/kf/account/add", body.clone()).await), 41001);
+    assert_eq!(code(&c.post("/cgi-bin/kf/account/add?access_token=forged", body.clone()).await), 40014);
+    assert_eq!(code(&c.post("/sim/customer/open_channel?access_token=forged", json!({})).await), 40014);
+    assert_eq!(code(&c.get("/cgi-bin/kf/servicer/list?open_kfid=wk1&access_token=x").await.1), 40014);
+    c.login().await;
+    assert_eq!(code(&c.post("/cgi-bin/kf/account/add", body.clone()).await), 0);
+    clock.advance(7200 * 1_000_000);
+    assert_eq!(code(&c.post("/cgi-bin/kf/account/add", body.clone()).await), 42001);
+    assert_eq!(code(&c.post("/sim/customer/batch", json!({"actions": []})).await), 42001);
+    let old = c.token.clone();
+    c.login().await;
+    assert_ne!(c.token, old, "a new token after expiry");
+    assert_eq!(code(&c.post("/cgi-bin/kf/account/add", json!({"name": "b"})).await), 0);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn accounts_add_list_update_delete() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "售前", &[], 1, json!({"policy": "idle_first", "queue_limit": 3})).await;
+    assert!(kf.starts_with("wk"));
+    let list = c.ok("/cgi-bin/kf/account/list", json!({"offset": 0, "limit": 100})).await;
+    let a = &list["account_list"][0];
+    assert_eq!((a["open_kfid"].as_str(), a["name"].as_str()), (Some(kf.as_str()), Some("售前")));
+    assert_eq!(a["manage_privilege"], true);
+    assert_eq!(a["reception_rule"]["policy"], "idle_first");
+    assert_eq!(a["reception_rule"]["queue_limit"], 3);
+    let (status, got) = c.get("/cgi-bin/kf/account/list").await;
+    assert_eq!((status, got["account_list"].as_array().map(Vec::len)), (200, Some(1)), "GET works too");
+    c.ok("/cgi-bin/kf/account/update", json!({"open_kfid": kf, "name": "售后"})).await;
+    let list = c.ok("/cgi-bin/kf/account/list", json!({})).await;
+    assert_eq!(list["account_list"][0]["name"], "售后");
+    assert_eq!(list["account_list"][0]["reception_rule"]["policy"], "idle_first", "an omitted field is kept");
+    let bad = [
+        ("/cgi-bin/kf/account/add", json!({"name": "x".repeat(17)}), 40058),
+        ("/cgi-bin/kf/account/add", json!({"name": ""}), 40058),
+        ("/cgi-bin/kf/account/add", json!({"name": "a", "media_id": "m".repeat(129)}), 40058),
+        ("/cgi-bin/kf/account/add", json!({"name": "a", "reception_rule": {"policy": "random"}}), 47001),
+        ("/cgi-bin/kf/account/list", json!({"limit": 0}), 40058),
+        ("/cgi-bin/kf/account/list", json!({"limit": 101}), 40058),
+        ("/cgi-bin/kf/account/list", json!({"offset": -1}), 40058),
+        ("/cgi-bin/kf/account/del", json!({"open_kfid": "wk0000"}), 95004),
+        ("/cgi-bin/kf/account/del", json!({"open_kfid": "nope"}), 95000),
+        ("/cgi-bin/kf/account/update", json!({"open_kfid": kf, "name": "y".repeat(17)}), 40058),
+    ];
+    for (path, body, want) in bad {
+        let v = c.post(path, body.clone()).await;
+        assert_eq!(code(&v), want, "{path} {body}: {v}");
+    }
+    c.ok("/cgi-bin/kf/account/del", json!({"open_kfid": kf})).await;
+    assert_eq!(code(&c.post("/cgi-bin/kf/account/del", json!({"open_kfid": kf})).await), 95004);
+    let list = c.ok("/cgi-bin/kf/account/list", json!({})).await;
+    assert_eq!(list["account_list"].as_array().unwrap().len(), 0);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn contact_ways_and_servicers() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &[], 1, json!({})).await;
+    let url = c.ok("/cgi-bin/kf/add_contact_way", json!({"open_kfid": kf, "scene": "live_1"})).await;
+    assert!(url["url"].as_str().unwrap().contains("live_1"), "{url}");
+    assert_eq!(
+        code(&c.post("/cgi-bin/kf/add_contact_way", json!({"open_kfid": kf, "scene": "a b"})).await),
+        40058
+    );
+    let long = "s".repeat(33);
+    assert_eq!(
+        code(&c.post("/cgi-bin/kf/add_contact_way", json!({"open_kfid": kf, "scene": long})).await),
+        40058
+    );
+
+    let r = c
+        .ok(
+            "/cgi-bin/kf/servicer/add",
+            json!({"open_kfid": kf, "userid_list": ["u1", "u2", "bad id"], "department_id_list": [7]}),
+        )
+        .await;
+    let codes: Vec<i64> = r["result_list"].as_array().unwrap().iter().map(code).collect();
+    assert_eq!(codes, [0, 0, 40003, 40058], "{r}");
+    assert_eq!(r["result_list"][3]["department_id"], 7);
+    let again = c.ok("/cgi-bin/kf/servicer/add", json!({"open_kfid": kf, "userid_list": ["u1"]})).await;
+    assert!(again["result_list"][0]["errmsg"].as_str().unwrap().starts_with("ignored"));
+    let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+    assert_eq!(
+        code(&c.post("/cgi-bin/kf/servicer/add", json!({"open_kfid": kf, "userid_list": many})).await),
+        40058
+    );
+    assert_eq!(code(&c.post("/cgi-bin/kf/servicer/add", json!({"open_kfid": kf})).await), 40058);
+
+    let (_, list) = c.get(&format!("/cgi-bin/kf/servicer/list?open_kfid={kf}")).await;
+    let rows = list["servicer_list"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0]["userid"].as_str(), rows[0]["status"].as_i64(), rows[0]["stop_type"].as_i64()),
+        (Some("u1"), Some(0), Some(0))
+    );
+    c.ok("/sim/servicer/set_status", json!({"servicer_userid": "u2", "status": 1, "stop_type": 1})).await;
+    let (_, list) = c.get(&format!("/cgi-bin/kf/servicer/list?open_kfid={kf}")).await;
+    assert_eq!(
+        (list["servicer_list"][1]["status"].as_i64(), list["servicer_list"][1]["stop_type"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let r = c.ok("/cgi-bin/kf/servicer/del", json!({"open_kfid": kf, "userid_list": ["u1", "zz"]})).await;
+    let codes: Vec<i64> = r["result_list"].as_array().unwrap().iter().map(code).collect();
+    assert_eq!(codes, [0, 95014]);
+    assert_eq!(code(&c.get("/cgi-bin/kf/servicer/list?open_kfid=wk404").await.1), 95004);
+    server.stop().await.unwrap();
+}
+
+/// The whole path: enter, message, routing, the servicer's queue, reply,
+/// sync_msg, service_state, trans → 4 with a code, send_msg_on_event.
+#[tokio::test]
+async fn a_session_end_to_end_over_both_surfaces() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1"], 2, json!({})).await;
+    c.ok("/cgi-bin/kf/add_contact_way", json!({"open_kfid": kf, "scene": "web"})).await;
+    let ch = channel(&mut c).await;
+    let enter = json!({"type": "enter", "customer": "alice", "open_kfid": kf, "scene": "web", "scene_param": "from%3Dad"});
+    let image = json!({"type": "message", "customer": "alice", "open_kfid": kf, "client_msgid": "a-2", "msgtype": "image", "image": {"media_id": "MID"}});
+    let r = batch(&mut c, &ch, vec![enter, say("alice", &kf, "a-1", "hello"), image]).await;
+    let ext = r[0]["external_userid"].as_str().unwrap().to_owned();
+    assert!(ext.starts_with("wm"));
+    assert_eq!(r[0]["service_state"], 4, "entering alone starts nothing");
+    assert_eq!((r[1]["service_state"].as_i64(), r[1]["servicer_userid"].as_str()), (Some(3), Some("s1")));
+    assert!(r[1]["msgid"].is_string());
+
+    let sync = c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "limit": 1000})).await;
+    let msgs = sync["msg_list"].as_array().unwrap();
+    assert_eq!(msgs.len(), 3, "{sync}");
+    assert_eq!((msgs[0]["origin"].as_i64(), msgs[0]["msgtype"].as_str()), (Some(4), Some("event")));
+    assert_eq!(msgs[0]["event"]["event_type"], "enter_session");
+    assert_eq!(msgs[0]["event"]["scene"], "web");
+    assert_eq!(msgs[0]["event"]["scene_param"], "from%3Dad");
+    assert!(msgs[0]["event"]["welcome_code"].is_string());
+    assert!(msgs[0].get("external_userid").is_none(), "events carry ids inside `event`");
+    assert_eq!((msgs[1]["origin"].as_i64(), msgs[1]["text"]["content"].as_str()), (Some(3), Some("hello")));
+    assert_eq!(
+        (msgs[1]["open_kfid"].as_str(), msgs[1]["external_userid"].as_str()),
+        (Some(kf.as_str()), Some(ext.as_str()))
+    );
+    assert!(msgs[1]["send_time"].as_u64().unwrap() > 1_600_000_000);
+    assert_eq!(msgs[2]["image"]["media_id"], "MID");
+    assert_eq!(sync["has_more"], 0);
+
+    let page = c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "limit": 1})).await;
+    assert_eq!((page["has_more"].as_i64(), page["msg_list"].as_array().unwrap().len()), (Some(1), 1));
+    let rest = c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "cursor": page["next_cursor"]})).await;
+    assert_eq!(rest["msg_list"].as_array().unwrap().len(), 2);
+
+    let pulled = c.ok("/sim/servicer/pull", json!({"servicer_userid": "s1"})).await;
+    let ev = pulled["event_list"].as_array().unwrap();
+    assert_eq!(ev.len(), 3, "{pulled}");
+    assert_eq!((ev[0]["kind"].as_str(), ev[0]["change"].as_str()), (Some("session"), Some("assigned")));
+    assert_eq!((ev[1]["kind"].as_str(), ev[1]["client_msgid"].as_str()), (Some("message"), Some("a-1")));
+    assert_eq!(ev[1]["external_userid"], ext.as_str());
+    assert_eq!(ev[2]["msgtype"], "image");
+
+    let reply = json!({"servicer_userid": "s1", "open_kfid": kf, "external_userid": ext, "in_reply_to": "a-1",
+                       "msgtype": "text", "text": {"content": "hi alice"}});
+    let sent = c.ok("/sim/servicer/reply", reply).await;
+    let st = c.ok("/cgi-bin/kf/service_state/get", json!({"open_kfid": kf, "external_userid": ext})).await;
+    assert_eq!((st["service_state"].as_i64(), st["servicer_userid"].as_str()), (Some(3), Some("s1")));
+
+    let sync = c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "cursor": sync["next_cursor"]})).await;
+    let m = &sync["msg_list"][0];
+    assert_eq!((m["origin"].as_i64(), m["servicer_userid"].as_str()), (Some(5), Some("s1")));
+    assert_eq!(m["msgid"], sent["msgid"]);
+
+    let trans = c
+        .ok(
+            "/cgi-bin/kf/service_state/trans",
+            json!({"open_kfid": kf, "external_userid": ext, "service_state": 4}),
+        )
+        .await;
+    let end_code = trans["msg_code"].as_str().unwrap().to_owned();
+    let bye = json!({"code": end_code, "msgtype": "text", "text": {"content": "bye"}});
+    c.ok("/cgi-bin/kf/send_msg_on_event", bye.clone()).await;
+    assert_eq!(code(&c.post("/cgi-bin/kf/send_msg_on_event", bye).await), 95007, "single use");
+
+    let got = c.ok("/sim/customer/pull", json!({"channel_id": ch})).await;
+    let ev = got["event_list"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = ev
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["change"].as_str().or(e["sender"].as_str()).unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("session", "assigned"), ("message", "servicer"), ("session", "ended"), ("message", "api")]
+    );
+    assert_eq!(ev[1]["in_reply_to"], "a-1");
+    assert_eq!(ev[1]["customer"], "alice");
+    assert_eq!(ev[2]["reason"], "api");
+    let bc = c
+        .ok(
+            "/cgi-bin/kf/customer/batchget",
+            json!({"external_userid_list": [ext, "wmnobody"], "need_enter_session_context": 1}),
+        )
+        .await;
+    assert_eq!(bc["customer_list"][0]["external_userid"], ext.as_str());
+    assert_eq!(bc["customer_list"][0]["enter_session_context"]["scene"], "web");
+    assert_eq!(bc["invalid_external_userid"], json!(["wmnobody"]));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn send_msg_states_and_limits() {
+    let (server, mut c) = logged_in().await;
+    let bot = account(&mut c, "bot", &[], 1, json!({})).await;
+    let human = account(&mut c, "human", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let r = batch(&mut c, &ch, vec![say("bob", &bot, "b1", "q"), say("bob", &human, "b2", "q")]).await;
+    let ext = r[0]["external_userid"].as_str().unwrap().to_owned();
+    assert_eq!((r[0]["service_state"].as_i64(), r[1]["service_state"].as_i64()), (Some(0), Some(3)));
+    let send = |kf: &str, i: usize| json!({"touser": ext, "open_kfid": kf, "msgtype": "text", "text": {"content": format!("answer {i}")}});
+    assert_eq!(code(&c.post("/cgi-bin/kf/send_msg", send(&human, 0)).await), 95018, "state 3");
+    for i in 0..5 {
+        let v = c.ok("/cgi-bin/kf/send_msg", send(&bot, i)).await;
+        assert!(v["msgid"].is_string());
+    }
+    assert_eq!(code(&c.post("/cgi-bin/kf/send_msg", send(&bot, 5)).await), 95001, "5 per customer message");
+    let st = c.ok("/cgi-bin/kf/service_state/get", json!({"open_kfid": bot, "external_userid": ext})).await;
+    assert_eq!(st["service_state"], 1, "answered by the API: 智能助手");
+    batch(&mut c, &ch, vec![say("bob", &bot, "b3", "more")]).await;
+    let mut with_id = send(&bot, 6);
+    with_id["msgid"] = json!("my-id_1");
+    assert_eq!(c.ok("/cgi-bin/kf/send_msg", with_id.clone()).await["msgid"], "my-id_1");
+    assert_eq!(code(&c.post("/cgi-bin/kf/send_msg", with_id).await), 40058, "msgid unique in the account");
+    let mut card = send(&bot, 7);
+    card["msgtype"] = json!("business_card");
+    assert_eq!(code(&c.post("/cgi-bin/kf/send_msg", card).await), 40008);
+    let long =
+        json!({"touser": ext, "open_kfid": bot, "msgtype": "text", "text": {"content": "x".repeat(2049)}});
+    assert_eq!(code(&c.post("/cgi-bin/kf/send_msg", long).await), 40058);
+    let menu = json!({"touser": ext, "open_kfid": bot, "msgtype": "msgmenu", "msgmenu": {"head_content": "h", "list": [{"type": "click", "click": {"id": "1", "content": "yes"}}]}});
+    c.ok("/cgi-bin/kf/send_msg", menu).await;
+    // the sync log does not carry messages sent through the API
+    let sync = c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": bot})).await;
+    assert!(sync["msg_list"].as_array().unwrap().iter().all(|m| m["origin"] == 3));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn trans_transitions_and_servicer_availability() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1", "s2"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    c.ok("/sim/servicer/set_status", json!({"servicer_userid": "s2", "status": 1})).await;
+    let r = batch(&mut c, &ch, vec![say("c1", &kf, "1", "x"), say("c2", &kf, "2", "y")]).await;
+    let (e1, e2) = (r[0]["external_userid"].clone(), r[1]["external_userid"].clone());
+    assert_eq!((r[0]["service_state"].as_i64(), r[1]["service_state"].as_i64()), (Some(3), Some(2)));
+    let trans = |ext: &Value, s: i64, who: Option<&str>| {
+        let mut b = json!({"open_kfid": kf, "external_userid": ext, "service_state": s});
+        if let Some(w) = who {
+            b["servicer_userid"] = json!(w);
+        }
+        b
+    };
+    let cases = [
+        (trans(&e2, 3, Some("s2")), 95014),     // 停止接待
+        (trans(&e2, 3, Some("s1")), 95014),     // at 接待上限
+        (trans(&e2, 3, Some("nobody")), 95014), // not a servicer
+        (trans(&e2, 3, None), 40058),           // servicer_userid required
+        (trans(&e2, 1, None), 95016),           // 2 → 1
+        (trans(&e2, 0, None), 95016),
+        (trans(&e1, 2, None), 95016), // 3 → 2 is not documented
+        (trans(&e1, 7, None), 40058),
+        (json!({"open_kfid": kf, "external_userid": e1}), 40058),
+        (json!({"open_kfid": kf, "external_userid": "wmghost", "service_state": 4}), 40058),
+        (json!({"open_kfid": "wk0", "external_userid": e1, "service_state": 4}), 95004),
+    ];
+    for (body, want) in cases {
+        let v = c.post("/cgi-bin/kf/service_state/trans", body.clone()).await;
+        assert_eq!(code(&v), want, "{body}: {v}");
+    }
+    c.ok("/sim/servicer/set_status", json!({"servicer_userid": "s2", "status": 0})).await;
+    let st = c.ok("/cgi-bin/kf/service_state/get", json!({"open_kfid": kf, "external_userid": e2})).await;
+    assert_eq!(
+        (st["service_state"].as_i64(), st["servicer_userid"].as_str()),
+        (Some(3), Some("s2")),
+        "s2 back: the pool is served"
+    );
+    let v = c.ok("/cgi-bin/kf/service_state/trans", trans(&e1, 4, None)).await;
+    assert!(v["msg_code"].is_string());
+    assert_eq!(
+        code(&c.post("/cgi-bin/kf/service_state/trans", trans(&e1, 3, Some("s1"))).await),
+        95016,
+        "4 → 3 is not for the API"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn servicers_may_touch_only_sessions_assigned_to_them() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1", "s2"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let r = batch(&mut c, &ch, vec![say("c1", &kf, "1", "x")]).await;
+    let ext = r[0]["external_userid"].as_str().unwrap().to_owned();
+    assert_eq!(r[0]["servicer_userid"], "s1");
+    let act = |who: &str| json!({"servicer_userid": who, "open_kfid": kf, "external_userid": ext, "msgtype": "text", "text": {"content": "x"}});
+    for path in ["/sim/servicer/reply", "/sim/servicer/end", "/sim/servicer/transfer"] {
+        assert_eq!(code(&c.post(path, act("s2")).await), 48002, "{path}");
+        assert_eq!(code(&c.post(path, act("ghost")).await), 95014, "{path}");
+    }
+    let pulled = c.ok("/sim/servicer/pull", json!({"servicer_userid": "s2"})).await;
+    assert!(pulled["event_list"].as_array().unwrap().is_empty(), "s2 sees nothing of s1's session");
+    let b = c
+        .ok("/sim/servicer/batch", json!({"actions": [
+            {"type": "reply", "servicer_userid": "s1", "open_kfid": kf, "external_userid": ext, "msgtype": "text", "text": {"content": "ok"}},
+            {"type": "transfer", "servicer_userid": "s1", "open_kfid": kf, "external_userid": ext, "to_servicer_userid": "s2"},
+            {"type": "reply", "servicer_userid": "s1", "open_kfid": kf, "external_userid": ext, "msgtype": "text", "text": {"content": "late"}},
+            {"type": "end", "servicer_userid": "s2", "open_kfid": kf, "external_userid": ext},
+            {"type": "dance", "servicer_userid": "s2"},
+        ]}))
+        .await;
+    let codes: Vec<i64> = b["results"].as_array().unwrap().iter().map(code).collect();
+    assert_eq!(codes, [0, 0, 48002, 0, 40058], "{b}");
+    assert_eq!(b["results"][1]["service_state"], 3);
+    // a customer only sees its own channel
+    let other = channel(&mut c).await;
+    let mine = c.ok("/sim/customer/pull", json!({"channel_id": ch})).await;
+    let theirs = c.ok("/sim/customer/pull", json!({"channel_id": other})).await;
+    assert!(!mine["event_list"].as_array().unwrap().is_empty());
+    assert!(theirs["event_list"].as_array().unwrap().is_empty());
+    assert_eq!(code(&c.post("/sim/customer/pull", json!({"channel_id": "chforged"})).await), 40058);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_gets_wecom_errors_never_a_500() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let raw_cases: [(&str, &[u8], u16, i64); 6] = [
+        ("/cgi-bin/kf/account/add", b"{\"name\": ", 200, 47001),
+        ("/cgi-bin/kf/account/add", b"[1,2]", 200, 47001),
+        ("/cgi-bin/kf/account/add", b"\xff\xfe", 200, 47001),
+        ("/cgi-bin/kf/account/add", br#"{"name": 5}"#, 200, 47001),
+        ("/cgi-bin/kf/sync_msg", br#"{"open_kfid": ["x"]}"#, 200, 47001),
+        ("/sim/customer/batch", br#"{"channel_id": 1, "actions": []}"#, 200, 47001),
+    ];
+    for (path, body, status, want) in raw_cases {
+        let (s, bytes) = c.raw("POST", path, body.to_vec()).await;
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!((s, code(&v)), (status, want), "{path} {body:?}: {v}");
+        if want == 47001 {
+            assert!(v["errmsg"].as_str().unwrap().starts_with("Warning: wrong json format."), "{v}");
+        }
+    }
+    let cases = [
+        ("/cgi-bin/kf/sync_msg", json!({}), 40058),
+        ("/cgi-bin/kf/sync_msg", json!({"open_kfid": "wkunknown"}), 95004),
+        ("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "limit": 1001}), 40058),
+        ("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "cursor": "bogus"}), 40058),
+        ("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "cursor": "c999"}), 40058),
+        ("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "cursor": "c".repeat(65)}), 40058),
+        (
+            "/cgi-bin/kf/send_msg",
+            json!({"touser": "wmnobody", "open_kfid": kf, "msgtype": "text", "text": {"content": "x"}}),
+            40058,
+        ),
+        (
+            "/cgi-bin/kf/send_msg",
+            json!({"open_kfid": kf, "msgtype": "text", "text": {"content": "x"}}),
+            40058,
+        ),
+        ("/cgi-bin/kf/send_msg", json!({"touser": "wm1", "open_kfid": kf, "msgtype": "text"}), 40058),
+        ("/cgi-bin/kf/send_msg", json!({"touser": "wm1", "open_kfid": kf, "msgtype": "sticker"}), 40008),
+        ("/cgi-bin/kf/send_msg_on_event", json!({"msgtype": "text", "text": {"content": "x"}}), 40058),
+        (
+            "/cgi-bin/kf/send_msg_on_event",
+            json!({"code": "zz", "msgtype": "text", "text": {"content": "x"}}),
+            95007,
+        ),
+        ("/cgi-bin/kf/customer/batchget", json!({"external_userid_list": []}), 40058),
+        ("/cgi-bin/kf/service_state/get", json!({"open_kfid": kf, "external_userid": "wmx"}), 40058),
+        ("/cgi-bin/kf/service_state/get", json!({"open_kfid": "wk0", "external_userid": "wmx"}), 95004),
+        ("/sim/customer/pull", json!({"channel_id": ch, "limit": 0}), 40058),
+        ("/sim/customer/pull", json!({"channel_id": ch, "timeout_ms": 600000}), 40058),
+        ("/sim/customer/open_channel", json!({"queue_cap": 0}), 40058),
+        ("/sim/customer/open_channel", json!({"queue_cap": 2_000_000}), 40058),
+        ("/sim/servicer/set_status", json!({"servicer_userid": "s1", "status": 9}), 40058),
+        ("/sim/servicer/set_status", json!({"servicer_userid": "s1"}), 40058),
+        ("/sim/servicer/pull", json!({"servicer_userid": "ghost"}), 95014),
+    ];
+    for (path, body, want) in cases {
+        let v = c.post(path, body.clone()).await;
+        assert_eq!(code(&v), want, "{path} {body}: {v}");
+    }
+    // per-action errors in a batch do not stop the others
+    let actions = json!([
+        say("c1", &kf, "1", "ok"),
+        {"type": "message", "customer": "c1", "open_kfid": kf, "msgtype": "text", "text": {"content": 5}},
+        {"type": "message", "customer": "bad handle", "open_kfid": kf, "msgtype": "text", "text": {"content": "x"}},
+        {"type": "message", "customer": "c2", "open_kfid": "wk0", "msgtype": "text", "text": {"content": "x"}},
+        {"type": "message", "customer": "c2", "open_kfid": kf, "msgtype": "msgmenu", "msgmenu": {}},
+        {"type": "enter", "customer": "c2", "open_kfid": kf, "scene": "unregistered"},
+        {"type": "fly", "customer": "c2", "open_kfid": kf},
+        {"customer": "c2"},
+        say("c1", &kf, "2", "still ok"),
+    ]);
+    let v = c.ok("/sim/customer/batch", json!({"channel_id": ch, "actions": actions})).await;
+    let codes: Vec<i64> = v["results"].as_array().unwrap().iter().map(code).collect();
+    assert_eq!(codes, [0, 47001, 40058, 95004, 40008, 40058, 40058, 40058, 0], "{v}");
+    let too_many: Vec<Value> = (0..1001).map(|i| say("c", &kf, &i.to_string(), "x")).collect();
+    assert_eq!(
+        code(&c.post("/sim/customer/batch", json!({"channel_id": ch, "actions": too_many})).await),
+        40058
+    );
+    assert_eq!(
+        code(
+            &c.post(
+                "/sim/customer/batch",
+                json!({"channel_id": "nope", "actions": [say("c", &kf, "1", "x")]})
+            )
+            .await["results"][0]
+        ),
+        40058
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_bodies_unknown_paths_and_wrong_methods() {
+    let (server, mut c) = logged_in().await;
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(1 << 20));
+    let (status, bytes) = c.raw("POST", "/cgi-bin/kf/account/add", big.into_bytes()).await;
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!((status, code(&v)), (413, 40058), "{v}");
+    assert!(v["errmsg"].as_str().unwrap().contains("1 MiB"));
+    let mut c = server.client().await;
+    c.login().await;
+    let (status, bytes) = c.raw("POST", "/cgi-bin/kf/no_such_api", b"{}".to_vec()).await;
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!((status, code(&v)), (404, 40058), "{v}");
+    let (status, bytes) = c.raw("DELETE", "/cgi-bin/kf/sync_msg", Vec::new()).await;
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!((status, code(&v)), (405, 40058), "{v}");
+    let (status, v) = c.get("/healthz").await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("ok")));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_report_sessions_queues_messages_and_latency() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "presale", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    batch(&mut c, &ch, vec![say("a", &kf, "1", "x"), say("b", &kf, "2", "y"), say("b", &kf, "3", "z")]).await;
+    c.post("/cgi-bin/kf/sync_msg", json!({"open_kfid": "bad"})).await;
+    let (status, bytes) = c.raw("GET", "/metrics", Vec::new()).await;
+    let text = String::from_utf8(bytes).unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "kfsim_sessions{account=\"presale\",state=\"3\"} 1",
+        "kfsim_sessions{account=\"presale\",state=\"2\"} 1",
+        "kfsim_queue_length{account=\"presale\"} 1",
+        "kfsim_customer_messages_total 3",
+        "kfsim_messages_routed_total 1",
+        "kfsim_http_errors_total{route=\"/cgi-bin/kf/sync_msg\"} 1",
+        "kfsim_http_request_duration_seconds_count{route=\"/sim/customer/batch\"} 1",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in\n{text}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn long_polls_wake_on_new_data_and_time_out_empty() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let started = Instant::now();
+    let empty = c.ok("/sim/servicer/pull", json!({"servicer_userid": "s1", "timeout_ms": 300})).await;
+    let waited = started.elapsed();
+    assert!(empty["event_list"].as_array().unwrap().is_empty());
+    assert!(waited >= Duration::from_millis(290) && waited < Duration::from_secs(3), "{waited:?}");
+
+    let mut poller = server.client().await;
+    poller.token = c.token.clone();
+    let poll = tokio::spawn(async move {
+        let started = Instant::now();
+        let v = poller.ok("/sim/servicer/pull", json!({"servicer_userid": "s1", "timeout_ms": 20000})).await;
+        (v, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    batch(&mut c, &ch, vec![say("a", &kf, "m1", "x")]).await;
+    let (v, waited) =
+        tokio::time::timeout(Duration::from_secs(10), poll).await.expect("poll answered").unwrap();
+    assert!(waited < Duration::from_secs(5), "woken by the message, not the timeout: {waited:?}");
+    assert!(!v["event_list"].as_array().unwrap().is_empty(), "{v}");
+
+    // a long-poll in flight does not hold up shutdown
+    let mut poller = server.client().await;
+    poller.token = c.token.clone();
+    let cursor = v["next_cursor"].clone();
+    let hanging = tokio::spawn(async move {
+        poller
+            .post(
+                "/sim/servicer/pull",
+                json!({"servicer_userid": "s1", "cursor": cursor, "timeout_ms": 60000}),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), server.stop()).await.expect("shutdown in time").unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let answer = tokio::time::timeout(Duration::from_secs(5), hanging).await.expect("answered").unwrap();
+    assert_eq!(answer["errcode"], 0);
+}
+
+/// The documents list every route the service has.
+#[test]
+fn protocol_documents_cover_every_route() {
+    let openapi = std::fs::read_to_string("docs/openapi.yaml").unwrap();
+    let protocol = std::fs::read_to_string("docs/protocol.md").unwrap();
+    let routes = [
+        "/cgi-bin/gettoken",
+        "/cgi-bin/kf/account/add",
+        "/cgi-bin/kf/account/del",
+        "/cgi-bin/kf/account/update",
+        "/cgi-bin/kf/account/list",
+        "/cgi-bin/kf/add_contact_way",
+        "/cgi-bin/kf/servicer/add",
+        "/cgi-bin/kf/servicer/del",
+        "/cgi-bin/kf/servicer/list",
+        "/cgi-bin/kf/service_state/get",
+        "/cgi-bin/kf/service_state/trans",
+        "/cgi-bin/kf/sync_msg",
+        "/cgi-bin/kf/send_msg",
+        "/cgi-bin/kf/send_msg_on_event",
+        "/cgi-bin/kf/customer/batchget",
+        "/sim/customer/open_channel",
+        "/sim/customer/close_channel",
+        "/sim/customer/batch",
+        "/sim/customer/pull",
+        "/sim/servicer/set_status",
+        "/sim/servicer/pull",
+        "/sim/servicer/reply",
+        "/sim/servicer/transfer",
+        "/sim/servicer/end",
+        "/sim/servicer/batch",
+        "/healthz",
+        "/metrics",
+    ];
+    for r in routes {
+        assert!(openapi.contains(&format!("  {r}:")), "{r} missing in docs/openapi.yaml");
+        assert!(
+            protocol.contains(&format!("`{r}")) || protocol.contains(&format!(" {r}")),
+            "{r} missing in docs/protocol.md"
+        );
+    }
+}

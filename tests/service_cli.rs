@@ -1,0 +1,80 @@
+//! `kfsim serve` as a process: it starts on a loopback port with a
+//! scenario's accounts and servicers, answers, and exits 0 on SIGTERM;
+//! a bad scenario is exit 2.
+
+mod service_util;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use service_util::Client;
+
+fn kfsim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kfsim"))
+}
+
+#[tokio::test]
+async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
+    let mut child = kfsim()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--scenario",
+            "scenarios/quickstart.toml",
+            "--set",
+            "agents.day-shift.count=4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kfsim serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).expect("a log line on start");
+    assert!(line.contains("listening"), "{line}");
+    let addr: SocketAddr =
+        line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!(line.contains("accounts=1") && line.contains("servicers=4"), "{line}");
+
+    let mut c = Client::connect(addr).await;
+    c.login().await;
+    let list = c.ok("/cgi-bin/kf/account/list", json!({})).await;
+    assert_eq!(list["account_list"][0]["name"], "presale");
+    assert_eq!(list["account_list"][0]["reception_rule"]["queue_limit"], 500);
+    let kf = list["account_list"][0]["open_kfid"].as_str().unwrap().to_owned();
+    let (_, servicers) = c.get(&format!("/cgi-bin/kf/servicer/list?open_kfid={kf}")).await;
+    assert_eq!(servicers["servicer_list"][3]["userid"], "day-shift-04");
+    assert_eq!(servicers["servicer_list"][3]["max_concurrent"], 3);
+    drop(c);
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn serve_refuses_a_bad_scenario_with_exit_2() {
+    let out = kfsim()
+        .args(["serve", "--addr", "127.0.0.1:0", "--scenario", "tests/data/bad/count_zero.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("count_zero.toml"));
+}
