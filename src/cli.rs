@@ -157,6 +157,8 @@ pub struct ScenarioArgs {
 pub enum Engine {
     /// Discrete-event simulation in virtual time.
     Sim,
+    /// Real time over HTTP, against the embedded reference service or `--target`.
+    Live,
 }
 
 /// Arguments of `kfsim run`.
@@ -174,6 +176,12 @@ pub struct RunArgs {
     /// The engine.
     #[arg(long, value_enum, default_value = "sim")]
     pub engine: Engine,
+    /// Live engine: run this many times faster than the scenario's clock [default: the scenario's time_scale, else 1].
+    #[arg(long, value_name = "N")]
+    pub time_scale: Option<f64>,
+    /// Live engine: the service to drive (http://HOST:PORT) [default: the scenario's [target] url, else an embedded service].
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
@@ -265,7 +273,10 @@ fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
     };
-    let mut run: RunData = simulate_interactive(&sc, args.quiet).into();
+    let mut run: RunData = match args.engine {
+        Engine::Sim => simulate_interactive(&sc, args.quiet).into(),
+        Engine::Live => run_live(&sc, args)?.into(),
+    };
     let json = serde_json::to_value(&run.summary)?;
     if !args.no_gates {
         run.summary.gates = gate::evaluate(&sc.gates, &json);
@@ -398,9 +409,7 @@ fn cmd_report(args: &ReportArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Run the simulator with a progress bar on a terminal, stopping cleanly on
-/// the first Ctrl-C or SIGTERM (a second one ends the process at once).
-fn simulate_interactive(sc: &Scenario, quiet: bool) -> crate::metrics::Measured {
+fn stop_flag() -> Arc<AtomicBool> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
@@ -409,6 +418,40 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> crate::metrics::Measured 
         let _ = signal_hook::flag::register_conditional_shutdown(sig, Exit::Interrupted as i32, stop.clone());
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
+    stop
+}
+
+fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<crate::metrics::Measured> {
+    let time_scale = args.time_scale.unwrap_or(sc.time_scale);
+    if !(time_scale.is_finite() && time_scale > 0.0) {
+        return Err(ArgError("--time-scale must be a number above 0".into()).into());
+    }
+    let target = args.target.clone().or_else(|| sc.target_url.clone());
+    if let Some(t) = &target
+        && !t.starts_with("http://")
+    {
+        return Err(ArgError(format!("--target {t}: expected http://HOST:PORT")).into());
+    }
+    let mut opts = crate::live::LiveOptions { target, time_scale, ..Default::default() };
+    if let Some((id, secret)) = &sc.target_credentials {
+        opts.corpid = id.clone();
+        opts.corpsecret = secret.clone();
+    }
+    if !args.quiet {
+        eprintln!(
+            "live: {} of scenario time at ×{time_scale} takes about {:.0} s against {}",
+            crate::report::human_ms(Some(sc.duration_us as f64 / 1e3)),
+            sc.duration_us as f64 / 1e6 / time_scale,
+            opts.target.as_deref().unwrap_or("the embedded service")
+        );
+    }
+    crate::live::run(sc, &opts, stop_flag())
+}
+
+/// Run the simulator with a progress bar on a terminal, stopping cleanly on
+/// the first Ctrl-C or SIGTERM (a second one ends the process at once).
+fn simulate_interactive(sc: &Scenario, quiet: bool) -> crate::metrics::Measured {
+    let stop = stop_flag();
     let total_s = sc.duration_us / 1_000_000;
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total_s) };
     bar.set_style(

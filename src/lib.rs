@@ -23,6 +23,7 @@ pub mod cli;
 pub mod cli_plan;
 pub mod compare;
 pub mod gate;
+pub mod live;
 pub mod metrics;
 pub mod observe;
 pub mod plan;

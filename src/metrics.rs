@@ -282,6 +282,7 @@ impl Metrics {
                     .filter(|(_, n)| *n > 0)
                     .map(|(t, n)| (t.to_string(), n))
                     .collect(),
+                ..Default::default()
             },
             fairness: scenario
                 .accounts
@@ -311,6 +312,11 @@ impl Metrics {
                 })
                 .collect(),
             gates: Vec::new(),
+            http: None,
+            delivery_ms: None,
+            late_actions: None,
+            lag_ms: None,
+            live: None,
         }
     }
 
@@ -431,13 +437,15 @@ impl Observer for Metrics {
                     self.entries[s.entry as usize].counts.rejected += 1;
                 }
             }
-            Obs::Assigned { t, s, agent, kept, .. } => {
+            Obs::Assigned { t, s, agent, kept, from_pool } => {
                 if !self.counted(&s) {
                     return;
                 }
-                let wait = t - s.arrived_us;
+                let wait = t.saturating_sub(s.arrived_us);
                 let within = u64::from(wait <= self.sl_us);
-                let immediate = u64::from(wait == 0);
+                // "waited" means it went to the pool: in the live engine an
+                // immediate assignment still takes the time of a request
+                let immediate = u64::from(!from_pool);
                 for c in [&mut self.counts, &mut self.entries[s.entry as usize].counts] {
                     c.answered += 1;
                     c.within_sl += within;
@@ -452,7 +460,7 @@ impl Observer for Metrics {
                 if self.counted(&s) {
                     self.counts.abandoned += 1;
                     self.entries[s.entry as usize].counts.abandoned += 1;
-                    self.abandon_wait.record(t - s.arrived_us);
+                    self.abandon_wait.record(t.saturating_sub(s.arrived_us));
                 }
             }
             Obs::Message { s, msgtype, .. } => {
@@ -465,16 +473,17 @@ impl Observer for Metrics {
                     return;
                 }
                 self.replies += 1;
-                self.reply.record(t - sent_us);
+                self.reply.record(t.saturating_sub(sent_us));
                 self.agents[agent as usize].messages += 1;
                 if index == 0 {
-                    self.first_response.record(t - s.arrived_us);
-                    self.entries[s.entry as usize].first_response.record(t - s.arrived_us);
+                    let first = t.saturating_sub(s.arrived_us);
+                    self.first_response.record(first);
+                    self.entries[s.entry as usize].first_response.record(first);
                 }
             }
             Obs::Ended { t, s, .. } => {
                 if self.counted(&s) {
-                    self.session.record(t - s.arrived_us);
+                    self.session.record(t.saturating_sub(s.arrived_us));
                 }
             }
             Obs::Unfinished { s, .. } => {

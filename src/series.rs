@@ -244,7 +244,7 @@ impl Observer for SeriesRecorder {
                 }
                 let i = self.idx(t);
                 self.roll_to(i);
-                self.current.saturating_record(t - s.arrived_us);
+                self.current.saturating_record(t.saturating_sub(s.arrived_us));
                 bump(&mut self.answered, i);
             }
             Obs::Abandoned { t, s } => {

@@ -57,6 +57,70 @@ pub struct Summary {
     /// The scenario's gates and their verdicts, in file order.
     #[serde(default)]
     pub gates: Vec<GateResult>,
+    /// Live engine: per endpoint of the target, calls, errors by kind and
+    /// latency [ms] measured from each call's intended time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<BTreeMap<String, HttpEndpoint>>,
+    /// Live engine: message delivery times [ms].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_ms: Option<Delivery>,
+    /// Live engine: actions the driver sent more than 10 ms (wall) after
+    /// their scheduled time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_actions: Option<u64>,
+    /// Live engine: how late actions were sent [ms of wall time].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<LatencyStats>,
+    /// Live engine: the target and the time scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveInfo>,
+}
+
+/// One endpoint of a live target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpEndpoint {
+    /// Calls made.
+    pub count: u64,
+    /// Calls (or batch actions) that failed.
+    pub errors: u64,
+    /// errors / count.
+    pub error_rate: Option<f64>,
+    /// Errors by kind: `connect`, `timeout`, `http_503`, `errcode_45009`, …
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Mean latency [ms].
+    pub mean: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// 99.9th percentile.
+    pub p999: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+/// Delivery times through a live target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Customer message sent → seen by the servicer.
+    pub to_agent: LatencyStats,
+    /// Servicer reply sent → seen by the customer.
+    pub to_customer: LatencyStats,
+}
+
+/// How a live run was driven.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveInfo {
+    /// The target's base URL (`embedded` for the in-process service).
+    pub target: String,
+    /// Scenario time per wall time.
+    pub time_scale: f64,
+    /// Wall time of the run [s].
+    pub wall_s: f64,
 }
 
 /// The scenario a summary is about.
@@ -149,6 +213,22 @@ pub struct MessageCounts {
     pub replies: u64,
     /// Customer messages by `msgtype`.
     pub by_type: BTreeMap<String, u64>,
+    /// Live engine: customer messages the target accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<u64>,
+    /// Live engine: of those, seen by a servicer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<u64>,
+    /// Live engine: of sessions given to a servicer, messages no servicer saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    /// Live engine: deliveries of a message already seen, and replies
+    /// received twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicated: Option<u64>,
+    /// Live engine: messages seen after a later message of the same session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reordered: Option<u64>,
 }
 
 /// One agent over the measured window `[warmup, duration]`.

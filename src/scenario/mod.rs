@@ -67,6 +67,12 @@ pub struct Scenario {
     pub groups: Vec<AgentGroup>,
     /// Entry points.
     pub entries: Vec<Entry>,
+    /// Live engine: scenario time per wall time (`time_scale`, default 1).
+    pub time_scale: f64,
+    /// Live engine: `[target] url`, or `None` for the embedded service.
+    pub target_url: Option<String>,
+    /// Live engine: `[target] corpid` and `corpsecret` for `gettoken`.
+    pub target_credentials: Option<(String, String)>,
     /// Thresholds checked after a run (`[gates]`). Not part of what is
     /// simulated, so not part of the scenario's fingerprint.
     #[serde(skip)]
@@ -253,6 +259,31 @@ fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
         Some(m) => *m.get_ref(),
     };
 
+    let time_scale = match &raw.time_scale {
+        None => 1.0,
+        Some(t) if !(t.get_ref().is_finite() && *t.get_ref() > 0.0 && *t.get_ref() <= 1e6) => {
+            return Err(err(
+                Some(t.span()),
+                "`time_scale` must be a number above 0 (at most 1000000)".into(),
+            ));
+        }
+        Some(t) => *t.get_ref(),
+    };
+    let (target_url, target_credentials) = match &raw.target {
+        None => (None, None),
+        Some(t) => {
+            if let Some(u) = &t.url
+                && !u.get_ref().starts_with("http://")
+            {
+                return Err(err(
+                    Some(u.span()),
+                    "`url` must start with http:// (like \"http://127.0.0.1:8080\")".into(),
+                ));
+            }
+            let creds = t.corpid.clone().zip(t.corpsecret.clone());
+            (t.url.as_ref().map(|u| u.get_ref().clone()), creds)
+        }
+    };
     let series_interval_us = match &raw.series_interval {
         None => DEFAULT_SERIES_INTERVAL_US,
         Some(d) if d.get_ref().0 == 0 => {
@@ -322,6 +353,9 @@ fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
         accounts,
         groups,
         entries,
+        time_scale,
+        target_url,
+        target_credentials,
         gates: Vec::new(),
     })
 }

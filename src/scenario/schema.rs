@@ -33,6 +33,17 @@ pub(super) struct RawScenario {
     #[serde(default)]
     pub entry: Vec<Spanned<RawEntry>>,
     pub gates: Option<RawGates>,
+    pub time_scale: Option<Spanned<f64>>,
+    pub target: Option<RawTarget>,
+}
+
+/// `[target]`: where the live engine sends its traffic.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    pub url: Option<Spanned<String>>,
+    pub corpid: Option<String>,
+    pub corpsecret: Option<String>,
 }
 
 /// `[gates]`: metric path = condition, in file order.

@@ -1,0 +1,204 @@
+//! The driver's HTTP client: one pooled keep-alive hyper client for every
+//! call, a timeout on each, and per-endpoint statistics measured from the
+//! *intended* time of the call (so a slow target cannot hide behind a
+//! driver that waited for it: no coordinated omission).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::metrics::Hist;
+use crate::summary::HttpEndpoint;
+
+/// Why a call failed; counted per endpoint by [`CallError::kind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// No connection could be made (refused, reset before a response).
+    Connect(String),
+    /// No complete answer within the timeout.
+    Timeout,
+    /// An HTTP status other than 200.
+    Status(u16),
+    /// A WeCom-style error code in a 200 answer.
+    Errcode(i64),
+    /// The body was not JSON.
+    Decode,
+}
+
+impl CallError {
+    /// The error's kind as reported in `summary.json`.
+    pub fn kind(&self) -> String {
+        match self {
+            CallError::Connect(_) => "connect".into(),
+            CallError::Timeout => "timeout".into(),
+            CallError::Status(s) => format!("http_{s}"),
+            CallError::Errcode(c) => format!("errcode_{c}"),
+            CallError::Decode => "decode".into(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Endpoint {
+    latency: Hist,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Counts and latencies per endpoint, shared by every task.
+#[derive(Clone, Default)]
+pub struct HttpStats(Arc<Mutex<BTreeMap<&'static str, Endpoint>>>);
+
+impl HttpStats {
+    /// Record one call of `endpoint` that took `us` from its intended time.
+    pub fn record(&self, endpoint: &'static str, us: u64, error: Option<&CallError>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let e = map.entry(endpoint).or_default();
+        e.latency.record(us);
+        if let Some(err) = error {
+            *e.errors.entry(err.kind()).or_default() += 1;
+        }
+    }
+
+    /// Count an error inside a successful answer (a failed batch action).
+    pub fn action_error(&self, endpoint: &'static str, kind: String) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(endpoint).or_default().errors.entry(kind).or_default() += 1;
+    }
+
+    /// Errors of every kind so far.
+    pub fn errors(&self) -> u64 {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().flat_map(|e| e.errors.values()).sum()
+    }
+
+    /// The summary section, and the histograms (µs) keyed `http.ENDPOINT`.
+    pub fn finish(&self) -> (BTreeMap<String, HttpEndpoint>, BTreeMap<String, hdrhistogram::Histogram<u64>>) {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeMap::new();
+        let mut hists = BTreeMap::new();
+        for (name, e) in map.iter() {
+            let errors: u64 = e.errors.values().sum();
+            let count = e.latency.count();
+            let l = e.latency.stats_ms();
+            out.insert(
+                name.to_string(),
+                HttpEndpoint {
+                    count,
+                    errors,
+                    error_rate: crate::summary::ratio(errors as f64, count as f64),
+                    errors_by_kind: e.errors.clone(),
+                    mean: l.mean,
+                    p50: l.p50,
+                    p90: l.p90,
+                    p95: l.p95,
+                    p99: l.p99,
+                    p999: l.p999,
+                    max: l.max,
+                },
+            );
+            hists.insert(format!("http.{name}"), e.latency.histogram().clone());
+        }
+        (out, hists)
+    }
+}
+
+/// A JSON-over-HTTP client for one target.
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    token: Arc<Mutex<String>>,
+    /// Statistics of every call.
+    pub stats: HttpStats,
+    timeout: Duration,
+}
+
+impl Http {
+    /// A client for `base` (`http://host:port`).
+    pub fn new(base: &str, timeout: Duration) -> Http {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
+        Http {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            token: Arc::new(Mutex::new(String::new())),
+            stats: HttpStats::default(),
+            timeout,
+        }
+    }
+
+    /// Use `token` as the `access_token` of every call.
+    pub fn set_token(&self, token: &str) {
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = token.to_owned();
+    }
+
+    fn url(&self, path: &str) -> String {
+        let token = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        if token.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}{sep}access_token={token}", self.base)
+        }
+    }
+
+    /// GET `path`, recorded under `endpoint`.
+    pub async fn get(&self, endpoint: &'static str, path: &str) -> Result<Value, CallError> {
+        let req = hyper::Request::get(self.url(path)).body(Full::new(Bytes::new())).expect("a valid request");
+        self.send(endpoint, req, Instant::now(), self.timeout).await
+    }
+
+    /// POST `body` to `path`, recorded under `endpoint` with latency from
+    /// `intended`; `extra` lengthens the timeout (long-polls).
+    pub async fn post(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        body: &Value,
+        intended: Instant,
+        extra: Duration,
+    ) -> Result<Value, CallError> {
+        let req = hyper::Request::post(self.url(path))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("a valid request");
+        self.send(endpoint, req, intended, self.timeout + extra).await
+    }
+
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        req: hyper::Request<Full<Bytes>>,
+        intended: Instant,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let result = tokio::time::timeout(timeout, async {
+            let resp = self.client.request(req).await.map_err(|e| CallError::Connect(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let body =
+                resp.into_body().collect().await.map_err(|e| CallError::Connect(e.to_string()))?.to_bytes();
+            if status != 200 {
+                return Err(CallError::Status(status));
+            }
+            let v: Value = serde_json::from_slice(&body).map_err(|_| CallError::Decode)?;
+            match v.get("errcode").and_then(Value::as_i64) {
+                Some(0) | None => Ok(v),
+                Some(code) => Err(CallError::Errcode(code)),
+            }
+        })
+        .await
+        .unwrap_or(Err(CallError::Timeout));
+        let us = intended.elapsed().as_micros() as u64;
+        self.stats.record(endpoint, us, result.as_ref().err());
+        result
+    }
+}

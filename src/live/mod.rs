@@ -1,0 +1,375 @@
+//! The live engine: the scenario in real time, over HTTP, against the
+//! embedded reference service or any target speaking `docs/protocol.md`.
+//!
+//! Customers are an open population: they arrive by the scenario's arrival
+//! processes at scheduled times, whatever the target does, and every
+//! latency is measured from the intended time of the action. Agents are a
+//! closed population: one task per servicer long-polls its queue, waits its
+//! sampled reply delay, replies, and ends the session after the last one.
+//!
+//! `time_scale` compresses the scenario: scenario time runs `time_scale`
+//! times faster than the wall clock. Everything is reported in scenario
+//! time. Observations go through the same [`Metrics`] as the simulator, so
+//! the summary has the same schema (`engine = "live"`), plus `http`,
+//! `delivery_ms`, message accounting and `late_actions`.
+
+mod agents;
+mod customers;
+pub mod http;
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::metrics::{Hist, Measured, Metrics};
+use crate::observe::{Obs, Observer};
+use crate::scenario::Scenario;
+use crate::sim::RunStats;
+use crate::summary::{Delivery, LiveInfo};
+use http::{CallError, Http};
+
+/// How to run live.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// `None`: start the reference service in-process on a loopback port.
+    pub target: Option<String>,
+    /// Scenario time per wall time (60: an hour in a minute).
+    pub time_scale: f64,
+    /// `gettoken` credentials.
+    pub corpid: String,
+    /// `gettoken` credentials.
+    pub corpsecret: String,
+    /// After the last arrival, wait at most this long (wall) for sessions
+    /// to end.
+    pub drain: Duration,
+    /// Per-call timeout (long-polls get their wait on top).
+    pub timeout: Duration,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            target: None,
+            time_scale: 1.0,
+            corpid: "kfsim".into(),
+            corpsecret: "kfsim-secret".into(),
+            drain: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a live run could not run at all (exit 3).
+#[derive(Debug, thiserror::Error)]
+#[error("the target {target} was never reachable: {reason}")]
+pub struct Unreachable {
+    /// The target.
+    pub target: String,
+    /// The last error.
+    pub reason: String,
+}
+
+/// Scenario time ↔ wall time.
+#[derive(Debug, Clone, Copy)]
+pub struct Timebase {
+    start: Instant,
+    pub(crate) scale: f64,
+}
+
+impl Timebase {
+    /// Scenario time now [µs].
+    pub fn now_us(&self) -> u64 {
+        (self.start.elapsed().as_secs_f64() * 1e6 * self.scale) as u64
+    }
+
+    /// The wall instant of scenario time `us`.
+    pub fn instant(&self, us: u64) -> Instant {
+        self.start + Duration::from_secs_f64(us as f64 / 1e6 / self.scale)
+    }
+
+    /// Wall time since the start [µs] (delivery times are wall times).
+    pub fn wall_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    /// A scenario duration [µs] as wall time.
+    pub fn wall(&self, us: u64) -> Duration {
+        Duration::from_secs_f64(us as f64 / 1e6 / self.scale)
+    }
+}
+
+/// Figures only the live engine has, gathered by the tasks.
+#[derive(Debug, Default)]
+pub struct LiveCounts {
+    sent: u64,
+    expected: u64,
+    delivered: u64,
+    duplicated: u64,
+    reordered: u64,
+    late: u64,
+    lag: Hist,
+    to_agent: Hist,
+    to_customer: Hist,
+}
+
+/// Everything the tasks share.
+pub(crate) struct Shared {
+    pub(crate) http: Http,
+    pub(crate) tb: Timebase,
+    pub(crate) obs: mpsc::UnboundedSender<Obs>,
+    pub(crate) counts: std::sync::Mutex<LiveCounts>,
+    /// Customer key → highest message index an agent has seen, and which.
+    pub(crate) seen: std::sync::Mutex<std::collections::HashMap<u64, Vec<bool>>>,
+    pub(crate) stop: AtomicBool,
+    pub(crate) open_kfid: Vec<String>,
+    pub(crate) agent_index: BTreeMap<String, u32>,
+}
+
+impl Shared {
+    pub(crate) fn counts(&self) -> std::sync::MutexGuard<'_, LiveCounts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Run `sc` live. `interrupt` is checked often: when it turns true,
+/// arrivals stop, sessions drain for a few seconds, and what was measured
+/// is reported with `run.interrupted`.
+pub fn run(sc: &Scenario, opts: &LiveOptions, interrupt: Arc<AtomicBool>) -> anyhow::Result<Measured> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    rt.block_on(run_async(sc, opts, interrupt))
+}
+
+async fn run_async(
+    sc: &Scenario,
+    opts: &LiveOptions,
+    interrupt: Arc<AtomicBool>,
+) -> anyhow::Result<Measured> {
+    anyhow::ensure!(opts.time_scale > 0.0 && opts.time_scale.is_finite(), "--time-scale must be positive");
+    let (base, embedded) = match &opts.target {
+        Some(url) => (url.clone(), None),
+        None => {
+            let svc = crate::service::Service::from_scenario(
+                sc,
+                crate::service::Config::default(),
+                Arc::new(crate::service::SystemClock),
+                crate::service::Options::default(),
+            );
+            let listener =
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
+            let addr = listener.local_addr()?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let handle = tokio::spawn(crate::service::serve(listener, svc, async move {
+                let _ = rx.await;
+            }));
+            (format!("http://{addr}"), Some((tx, handle)))
+        }
+    };
+    let http = Http::new(&base, opts.timeout);
+    let (open_kfid, agent_index) = connect(&http, sc, opts, &base).await?;
+    let (obs_tx, obs_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        http,
+        tb: Timebase { start: Instant::now(), scale: opts.time_scale },
+        obs: obs_tx,
+        counts: Default::default(),
+        seen: Default::default(),
+        stop: AtomicBool::new(false),
+        open_kfid,
+        agent_index,
+    });
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let collector = tokio::spawn(collect(Metrics::new(sc), obs_rx, shared.tb, done_rx));
+    let agent_tasks = agents::spawn_all(sc, &shared);
+    let outcome = customers::drive(sc, &shared, opts, interrupt.clone()).await;
+    shared.stop.store(true, Ordering::SeqCst);
+    for t in agent_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let end_us = shared.tb.now_us();
+    let wall_s = shared.tb.start.elapsed().as_secs_f64();
+    // Replies still sleeping may hold the shared state: what they do now is
+    // past the end of the run and is not counted.
+    let http = shared.http.clone();
+    let _ = done_tx.send(());
+    let metrics = collector.await.context("the metrics task failed")?;
+    if let Some((tx, handle)) = embedded {
+        let _ = tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+    }
+    let stats = RunStats {
+        end_us: end_us.max(if outcome.interrupted { 0 } else { sc.duration_us }),
+        events: 0,
+        sessions: outcome.sessions,
+        peak_in_flight: outcome.peak_in_flight,
+        interrupted: outcome.interrupted || interrupt.load(Ordering::SeqCst),
+    };
+    let mut m = metrics.finish_all(sc, "live", &stats);
+    let counts = std::mem::take(&mut *shared.counts());
+    let (endpoints, hists) = http.stats.finish();
+    m.histograms.extend(hists);
+    let s = &mut m.summary;
+    s.http = Some(endpoints);
+    s.messages.sent = Some(counts.sent);
+    s.messages.delivered = Some(counts.delivered);
+    s.messages.lost = Some(counts.expected.saturating_sub(counts.delivered));
+    s.messages.duplicated = Some(counts.duplicated);
+    s.messages.reordered = Some(counts.reordered);
+    s.late_actions = Some(counts.late);
+    s.lag_ms = Some(counts.lag.stats_ms());
+    // delivery is measured in wall time; report it as such (not scaled)
+    s.delivery_ms =
+        Some(Delivery { to_agent: counts.to_agent.stats_ms(), to_customer: counts.to_customer.stats_ms() });
+    s.live = Some(LiveInfo {
+        target: if opts.target.is_some() { base } else { "embedded".into() },
+        time_scale: opts.time_scale,
+        wall_s,
+    });
+    Ok(m)
+}
+
+/// `gettoken` (retried for a few seconds: a target may still be starting),
+/// then the accounts' open_kfids and the servicers' userids.
+async fn connect(
+    http: &Http,
+    sc: &Scenario,
+    opts: &LiveOptions,
+    base: &str,
+) -> anyhow::Result<(Vec<String>, BTreeMap<String, u32>)> {
+    let path = format!("/cgi-bin/gettoken?corpid={}&corpsecret={}", opts.corpid, opts.corpsecret);
+    let mut last = String::new();
+    let mut token = None;
+    for _ in 0..50 {
+        match http.get("gettoken", &path).await {
+            Ok(v) => {
+                token = v.get("access_token").and_then(Value::as_str).map(str::to_owned);
+                break;
+            }
+            Err(CallError::Errcode(c)) => {
+                return Err(Unreachable {
+                    target: base.into(),
+                    reason: format!("gettoken answered errcode {c}"),
+                }
+                .into());
+            }
+            Err(e) => last = format!("{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = token.ok_or_else(|| Unreachable { target: base.into(), reason: last })?;
+    http.set_token(&token);
+    let list = http
+        .post(
+            "account_list",
+            "/cgi-bin/kf/account/list",
+            &json!({"offset": 0, "limit": 100}),
+            Instant::now(),
+            Duration::ZERO,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("kf/account/list failed: {e:?}"))?;
+    let accounts: BTreeMap<String, String> = list["account_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| Some((a["name"].as_str()?.to_owned(), a["open_kfid"].as_str()?.to_owned())))
+        .collect();
+    let open_kfid = sc
+        .accounts
+        .iter()
+        .map(|a| {
+            accounts.get(&a.name).cloned().ok_or_else(|| {
+                anyhow::anyhow!("the target has no customer-service account named \"{}\" (create it, or serve --scenario)", a.name)
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut agent_index = BTreeMap::new();
+    let mut i = 0u32;
+    for g in &sc.groups {
+        let width = g.count.to_string().len().max(2);
+        for n in 1..=g.count {
+            agent_index.insert(format!("{}-{:0width$}", g.group, n), i);
+            i += 1;
+        }
+    }
+    Ok((open_kfid, agent_index))
+}
+
+/// The observer task: holds observations back a little so that the ones
+/// from concurrent tasks reach the metrics in time order.
+async fn collect(
+    mut metrics: Metrics,
+    mut rx: mpsc::UnboundedReceiver<Obs>,
+    tb: Timebase,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+) -> Metrics {
+    struct ByTime(Obs);
+    impl ByTime {
+        fn t(&self) -> u64 {
+            obs_time(&self.0)
+        }
+    }
+    impl PartialEq for ByTime {
+        fn eq(&self, o: &Self) -> bool {
+            self.t() == o.t()
+        }
+    }
+    impl Eq for ByTime {}
+    impl PartialOrd for ByTime {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl Ord for ByTime {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            o.t().cmp(&self.t())
+        }
+    }
+    let hold_us = (0.5 * 1e6 * tb.scale) as u64;
+    let mut heap = BinaryHeap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            o = rx.recv() => match o {
+                Some(o) => heap.push(ByTime(o)),
+                None => break,
+            },
+            _ = &mut done => {
+                while let Ok(o) = rx.try_recv() {
+                    heap.push(ByTime(o));
+                }
+                break;
+            }
+            _ = tick.tick() => {
+                let horizon = tb.now_us().saturating_sub(hold_us);
+                while heap.peek().is_some_and(|o| o.t() <= horizon) {
+                    metrics.observe(heap.pop().expect("peeked").0);
+                }
+            }
+        }
+    }
+    while let Some(o) = heap.pop() {
+        metrics.observe(o.0);
+    }
+    metrics
+}
+
+fn obs_time(o: &Obs) -> u64 {
+    match *o {
+        Obs::Entered { s, .. } => s.arrived_us,
+        Obs::Queued { t, .. }
+        | Obs::Rejected { t, .. }
+        | Obs::Assigned { t, .. }
+        | Obs::Abandoned { t, .. }
+        | Obs::Message { t, .. }
+        | Obs::Reply { t, .. }
+        | Obs::Ended { t, .. }
+        | Obs::Unfinished { t, .. }
+        | Obs::AgentLoad { t, .. }
+        | Obs::AgentOnline { t, .. } => t,
+    }
+}

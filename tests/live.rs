@@ -1,0 +1,156 @@
+//! The live engine end to end against the embedded reference service:
+//! message accounting, agreement with the simulator, interruption and an
+//! unreachable target. Traffic goes only to loopback.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kfsim::live::LiveOptions;
+use kfsim::scenario::Scenario;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// Live runs measure wall-clock behaviour: one at a time, so that they do
+/// not compete for the two cores and skew each other's timing.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn live(sc: &Scenario, scale: f64) -> kfsim::metrics::Measured {
+    let opts = LiveOptions { time_scale: scale, ..Default::default() };
+    kfsim::live::run(sc, &opts, Arc::new(AtomicBool::new(false))).expect("the live run works")
+}
+
+#[test]
+fn a_chat_scenario_runs_live_with_nothing_lost() {
+    let _one = serial();
+    let text = r#"
+name = "live-chat"
+seed = 9
+duration = "20m"
+service_level = "20s"
+[[account]]
+name = "kf"
+policy = "idle_first"
+[[agents]]
+group = "chat"
+count = 6
+max_concurrent = 3
+reply_delay = { dist = "exponential", mean = "30s" }
+wrap_up = "5s"
+[[entry]]
+scene = "web"
+rate = "6/min"
+messages = { dist = "geometric", mean = 3 }
+think = { dist = "exponential", mean = "20s" }
+patience = { dist = "exponential", mean = "3m" }
+mix = { text = 0.8, image = 0.2 }
+[[entry]]
+scene = "payment"
+rate = "2/min"
+"#;
+    let sc = Scenario::parse(text, "live-chat.toml").unwrap();
+    let m = live(&sc, 120.0);
+    let s = &m.summary;
+    let c = &s.sessions;
+    eprintln!("{c:?} {:?}", s.messages);
+    assert_eq!(s.engine, "live");
+    assert!(c.offered > 80, "about 160 arrivals expected: {c:?}");
+    assert_eq!(c.offered, c.answered + c.abandoned + c.rejected + c.unfinished);
+    let msgs = &s.messages;
+    assert_eq!(msgs.lost, Some(0), "{msgs:?}");
+    assert_eq!(msgs.duplicated, Some(0));
+    assert_eq!(msgs.reordered, Some(0));
+    assert_eq!(msgs.sent, Some(msgs.customer), "every customer message was accepted");
+    assert!(msgs.delivered.unwrap() <= msgs.sent.unwrap());
+    assert_eq!(msgs.replies, msgs.delivered.unwrap(), "every delivered message was answered");
+    assert_eq!(s.latency_ms.session.count, c.answered, "every answered session ended");
+    let http = s.http.as_ref().unwrap();
+    for (name, e) in http {
+        assert_eq!(e.errors, 0, "{name}: {e:?}");
+    }
+    assert!(http["customer_batch"].count > 0 && http["servicer_reply"].count == msgs.replies);
+    assert!(s.by_entry["payment"].sessions.offered > 0);
+    assert!(m.histograms.contains_key("http.customer_batch"));
+}
+
+#[test]
+fn live_agrees_with_the_simulator() {
+    let _one = serial();
+    let text = std::fs::read_to_string("scenarios/live-check.toml").unwrap();
+    let sc = Scenario::parse(&text, "live-check.toml").unwrap();
+    let live = live(&sc, sc.time_scale).summary;
+    // The live run is one more replication of the same model: it must fall
+    // within the simulator's own run-to-run spread (4 standard deviations
+    // of single runs), plus what the driver's timing adds (a few ms of wall
+    // time per step, ×120).
+    let sims: Vec<kfsim::summary::Summary> = (1..=20)
+        .map(|seed| {
+            let mut v = sc.clone();
+            v.seed = seed;
+            kfsim::cli::simulate(&v)
+        })
+        .collect();
+    let spread = |f: &dyn Fn(&kfsim::summary::Summary) -> f64| {
+        let x: Vec<f64> = sims.iter().map(f).collect();
+        let mean = x.iter().sum::<f64>() / x.len() as f64;
+        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0)).sqrt();
+        (mean, sd)
+    };
+    let wait_p = |s: &kfsim::summary::Summary| s.wait_probability.unwrap();
+    let asa_s = |s: &kfsim::summary::Summary| s.asa_ms.unwrap() / 1e3;
+    let (pm, psd) = spread(&wait_p);
+    let (am, asd) = spread(&asa_s);
+    eprintln!("P(W>0): live {:.3}, sim {pm:.3} ± {psd:.3}", wait_p(&live));
+    eprintln!("ASA: live {:.2} s, sim {am:.2} ± {asd:.2} s", asa_s(&live));
+    assert!((wait_p(&live) - pm).abs() <= 4.0 * psd + 0.03, "wait probability disagrees");
+    assert!((asa_s(&live) - am).abs() <= 4.0 * asd + 1.0, "mean queue wait disagrees");
+    assert_eq!(live.messages.lost, Some(0));
+}
+
+#[test]
+fn ctrl_c_stops_a_live_run_and_writes_the_report() {
+    let _one = serial();
+    let out = std::env::temp_dir().join(format!("kfsim-live-int-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["run", "scenarios/live-check.toml", "--engine", "live", "--time-scale", "120", "-q", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // past the 5 min warm-up (2.5 s at ×120), well before the hour ends (30 s)
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["run"]["interrupted"], true);
+    assert_eq!(s["engine"], "live");
+    assert!(s["sessions"]["offered"].as_u64().unwrap() > 0);
+    assert!(s["run"]["end_s"].as_f64().unwrap() < 3600.0);
+}
+
+#[test]
+fn an_unreachable_target_exits_3() {
+    // port 1 on loopback: nothing listens there
+    let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args([
+            "run",
+            "scenarios/live-check.toml",
+            "--engine",
+            "live",
+            "--target",
+            "http://127.0.0.1:1",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("never reachable"), "{stderr}");
+}
