@@ -432,7 +432,8 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<crate::metrics::Mea
     {
         return Err(ArgError(format!("--target {t}: expected http://HOST:PORT")).into());
     }
-    let mut opts = crate::live::LiveOptions { target, time_scale, ..Default::default() };
+    let mut opts =
+        crate::live::LiveOptions { target, time_scale, progress: !args.quiet, ..Default::default() };
     if let Some((id, secret)) = &sc.target_credentials {
         opts.corpid = id.clone();
         opts.corpsecret = secret.clone();

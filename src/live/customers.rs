@@ -152,6 +152,17 @@ pub(crate) async fn drive(
     let mut drain_deadline: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let total_s = sc.duration_us / 1_000_000;
+    let bar =
+        if opts.progress { indicatif::ProgressBar::new(total_s) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed:>4} [{bar:30}] {pos}/{len} s of scenario time · {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    let mut shown = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -162,6 +173,16 @@ pub(crate) async fn drive(
                     drain_deadline = Some(Instant::now() + opts.drain.min(Duration::from_secs(5)));
                 }
                 d.dispatch(&res_tx);
+                if shown.elapsed() >= Duration::from_millis(250) {
+                    shown = Instant::now();
+                    bar.set_position((sh.tb.now_us() / 1_000_000).min(total_s));
+                    let p95 = sh.http.stats.p95_ms("customer_batch").map_or("—".into(), |v| format!("{v:.1} ms"));
+                    bar.set_message(format!(
+                        "{} in flight · {} errors · batch p95 {p95}",
+                        d.custs.len(),
+                        sh.http.stats.errors()
+                    ));
+                }
                 if d.arrivals_left == 0 && drain_deadline.is_none() {
                     drain_deadline = Some(Instant::now() + opts.drain);
                 }
@@ -174,6 +195,7 @@ pub(crate) async fn drive(
             Some((actions, results)) = res_rx.recv() => d.on_results(actions, results),
         }
     }
+    bar.finish_and_clear();
     // what is still waiting at the end never got an agent
     let end = sh.tb.now_us();
     for c in d.custs.values() {

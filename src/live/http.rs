@@ -78,6 +78,12 @@ impl HttpStats {
         map.values().flat_map(|e| e.errors.values()).sum()
     }
 
+    /// The current p95 latency of `endpoint` [ms], for progress display.
+    pub fn p95_ms(&self, endpoint: &'static str) -> Option<f64> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(endpoint).and_then(|e| e.latency.stats_ms().p95)
+    }
+
     /// The summary section, and the histograms (µs) keyed `http.ENDPOINT`.
     pub fn finish(&self) -> (BTreeMap<String, HttpEndpoint>, BTreeMap<String, hdrhistogram::Histogram<u64>>) {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());

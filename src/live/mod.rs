@@ -49,6 +49,8 @@ pub struct LiveOptions {
     pub drain: Duration,
     /// Per-call timeout (long-polls get their wait on top).
     pub timeout: Duration,
+    /// Draw a progress bar on the terminal.
+    pub progress: bool,
 }
 
 impl Default for LiveOptions {
@@ -60,6 +62,7 @@ impl Default for LiveOptions {
             corpsecret: "kfsim-secret".into(),
             drain: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            progress: false,
         }
     }
 }
