@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Shared;
@@ -21,7 +22,16 @@ use crate::observe::Obs;
 use crate::scenario::Scenario;
 use crate::workload::{Stream, TimeSampler, stream};
 
+/// A reply or an end, waiting to leave in the next servicer batch.
+struct Out {
+    action: Value,
+    intended: Instant,
+    /// For an end: the agent's load to lower, and its index.
+    ends: Option<(Arc<std::sync::atomic::AtomicU32>, u32)>,
+}
+
 struct Agent {
+    outbox: mpsc::UnboundedSender<Out>,
     userid: String,
     index: u32,
     reply: TimeSampler,
@@ -33,6 +43,9 @@ struct Agent {
 
 /// Start every agent's task.
 pub(crate) fn spawn_all(sc: &Scenario, sh: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    let (outbox, rx) = mpsc::unbounded_channel();
+    // not awaited at the end: replies still sleeping then are past the run
+    tokio::spawn(send_batches(rx, sh.clone()));
     let mut tasks = Vec::new();
     let mut index = 0u32;
     for g in &sc.groups {
@@ -40,6 +53,7 @@ pub(crate) fn spawn_all(sc: &Scenario, sh: &Arc<Shared>) -> Vec<JoinHandle<()>> 
         for n in 1..=g.count {
             let userid = format!("{}-{:0width$}", g.group, n);
             let agent = Agent {
+                outbox: outbox.clone(),
                 rng: stream(sc.seed, &format!("replies/{userid}")),
                 userid,
                 index,
@@ -147,29 +161,68 @@ fn on_message(
     let work = a.reply.sample(&mut a.rng) as f64 * (1.0 + a.slowdown * f64::from(j - 1));
     let wrap = if idx + 1 == total { Some(a.wrap_up.sample(&mut a.rng)) } else { None };
     let delay = sh.tb.wall(work as u64);
-    let sh = sh.clone();
-    let load = load.clone();
-    let (userid, agent) = (a.userid.clone(), a.index);
+    let (userid, agent, outbox) = (a.userid.clone(), a.index, a.outbox.clone());
     let (kfid, external) = (ev["open_kfid"].clone(), ev["external_userid"].clone());
     let in_reply_to = id.to_owned();
+    let load = load.clone();
+    let tb = sh.tb;
     tokio::spawn(async move {
         let intended = Instant::now() + delay;
         tokio::time::sleep(delay).await;
-        let reply_id = format!("r{key}-{idx}-{}", sh.tb.wall_us());
-        let body = json!({"servicer_userid": userid, "open_kfid": kfid, "external_userid": external,
+        let reply_id = format!("r{key}-{idx}-{}", tb.wall_us());
+        let action = json!({"type": "reply", "servicer_userid": userid, "open_kfid": kfid, "external_userid": external,
             "msgtype": "text", "text": {"content": format!("kfsim reply to {in_reply_to}")},
             "in_reply_to": in_reply_to, "client_msgid": reply_id});
-        let _ = sh.http.post("servicer_reply", "/sim/servicer/reply", &body, intended, Duration::ZERO).await;
+        let _ = outbox.send(Out { action, intended, ends: None });
         let Some(wrap) = wrap else { return };
-        let wait = sh.tb.wall(wrap);
+        let wait = tb.wall(wrap);
         let intended = Instant::now() + wait;
         tokio::time::sleep(wait).await;
-        let body = json!({"servicer_userid": userid, "open_kfid": kfid, "external_userid": external});
-        if sh.http.post("servicer_end", "/sim/servicer/end", &body, intended, Duration::ZERO).await.is_ok() {
-            let l = load.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-            let _ = sh.obs.send(Obs::AgentLoad { t: sh.tb.now_us(), agent, load: l });
-        }
+        let action =
+            json!({"type": "end", "servicer_userid": userid, "open_kfid": kfid, "external_userid": external});
+        let _ = outbox.send(Out { action, intended, ends: Some((load, agent)) });
     });
+}
+
+/// Send the agents' replies and ends in batches of up to 1000 every few
+/// milliseconds (one request per action would need a connection each under
+/// load), several batches in flight at once.
+async fn send_batches(mut rx: mpsc::UnboundedReceiver<Out>, sh: Arc<Shared>) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(8));
+    while let Some(first) = rx.recv().await {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let mut batch = vec![first];
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let sh = sh.clone();
+        tokio::spawn(async move {
+            let intended = batch.iter().map(|o| o.intended).min().unwrap_or_else(Instant::now);
+            let actions: Vec<&Value> = batch.iter().map(|o| &o.action).collect();
+            let body = json!({ "actions": actions });
+            let r =
+                sh.http.post("servicer_batch", "/sim/servicer/batch", &body, intended, Duration::ZERO).await;
+            let results = r.ok().and_then(|v| v["results"].as_array().cloned());
+            for (i, o) in batch.into_iter().enumerate() {
+                let code = results.as_ref().and_then(|r| r.get(i)).and_then(|r| r["errcode"].as_i64());
+                match code {
+                    Some(0) => {
+                        if let Some((load, agent)) = o.ends {
+                            let l = load.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+                            let _ = sh.obs.send(Obs::AgentLoad { t: sh.tb.now_us(), agent, load: l });
+                        }
+                    }
+                    Some(c) => sh.http.stats.action_error("servicer_batch", format!("errcode_{c}")),
+                    None => {}
+                }
+            }
+            drop(permit);
+        });
+    }
 }
 
 /// Set the agent's status at each shift boundary.

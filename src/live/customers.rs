@@ -32,12 +32,20 @@ const LATE: Duration = Duration::from_millis(10);
 const BATCH: usize = 1000;
 
 /// A sent batch: what each action was for, and the target's answers.
-type BatchResult = (Vec<(u64, Due)>, Option<Vec<Value>>);
+type BatchResult = (Vec<Meta>, Option<Vec<Value>>);
+
+/// What an action in a batch was for; a message keeps its JSON for a resend.
+type Meta = (u64, Due, Option<Value>);
+
+/// Sends of one message before the customer gives up on it (with a pause
+/// doubling from 100 ms of wall time between them).
+const ATTEMPTS: u32 = 5;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
     Arrive(usize),
     Send(u64),
+    Resend(u64),
     Leave(u64),
 }
 
@@ -63,6 +71,10 @@ struct Cust {
     queued: bool,
     assigned: Option<u32>,
     last_agent: Option<u32>,
+    /// Messages the target accepted.
+    accepted: u32,
+    /// A message to send again, and how often it was sent.
+    retry: Option<(Value, u32)>,
 }
 
 /// A returning customer's handle and their last agent and time.
@@ -266,7 +278,7 @@ impl Driver<'_> {
     fn dispatch(&mut self, res_tx: &mpsc::UnboundedSender<BatchResult>) {
         let now = self.sh.tb.now_us();
         let mut actions: Vec<Value> = Vec::new();
-        let mut meta: Vec<(u64, Due)> = Vec::new();
+        let mut meta: Vec<Meta> = Vec::new();
         let mut first_intended: Option<u64> = None;
         while let Some(Reverse((t, _, due))) = self.heap.peek().copied() {
             if t > now {
@@ -277,6 +289,12 @@ impl Driver<'_> {
             match due {
                 Due::Arrive(e) => self.arrive(e, t, &mut actions, &mut meta),
                 Due::Send(key) => self.send(key, t, &mut actions, &mut meta),
+                Due::Resend(key) => {
+                    if let Some((a, _)) = self.custs.get(&key).and_then(|c| c.retry.clone()) {
+                        meta.push((key, Due::Send(key), Some(a.clone())));
+                        actions.push(a);
+                    }
+                }
                 Due::Leave(key) => self.leave(key, t, &mut actions, &mut meta),
             }
             if actions.len() > before {
@@ -298,7 +316,7 @@ impl Driver<'_> {
     fn flush(
         &self,
         actions: &mut Vec<Value>,
-        meta: &mut Vec<(u64, Due)>,
+        meta: &mut Vec<Meta>,
         intended: Option<u64>,
         res_tx: &mpsc::UnboundedSender<BatchResult>,
     ) {
@@ -318,7 +336,7 @@ impl Driver<'_> {
         });
     }
 
-    fn arrive(&mut self, e: usize, t: u64, actions: &mut Vec<Value>, meta: &mut Vec<(u64, Due)>) {
+    fn arrive(&mut self, e: usize, t: u64, actions: &mut Vec<Value>, meta: &mut Vec<Meta>) {
         self.schedule_arrival(e);
         let entry = &self.sc.entries[e];
         let account = entry.account;
@@ -355,7 +373,7 @@ impl Driver<'_> {
         actions.push(
             json!({"type": "enter", "customer": handle, "open_kfid": kfid, "scene": self.entries[e].scene}),
         );
-        meta.push((key, Due::Arrive(e)));
+        meta.push((key, Due::Arrive(e), None));
         self.custs.insert(
             key,
             Cust {
@@ -368,6 +386,8 @@ impl Driver<'_> {
                 queued: false,
                 assigned: None,
                 last_agent: if returning { last_agent } else { None },
+                accepted: 0,
+                retry: None,
             },
         );
         self.by_handle.insert(handle, key);
@@ -379,14 +399,7 @@ impl Driver<'_> {
         }
     }
 
-    fn message(
-        &mut self,
-        key: u64,
-        t: u64,
-        msgtype: u8,
-        actions: &mut Vec<Value>,
-        meta: &mut Vec<(u64, Due)>,
-    ) {
+    fn message(&mut self, key: u64, t: u64, msgtype: u8, actions: &mut Vec<Value>, meta: &mut Vec<Meta>) {
         let Some(c) = self.custs.get_mut(&key) else { return };
         let idx = c.sent;
         c.sent += 1;
@@ -397,14 +410,14 @@ impl Driver<'_> {
         let mut a = json!({"type": "message", "customer": c.handle, "open_kfid": self.sh.open_kfid[c.info.account as usize],
             "client_msgid": id, "msgtype": msgtype_name});
         a[msgtype_name.as_str()] = content;
+        meta.push((key, Due::Send(key), Some(a.clone())));
         actions.push(a);
-        meta.push((key, Due::Send(key)));
         if idx > 0 {
             let _ = self.sh.obs.send(Obs::Message { t, s: c.info, msgtype });
         }
     }
 
-    fn send(&mut self, key: u64, t: u64, actions: &mut Vec<Value>, meta: &mut Vec<(u64, Due)>) {
+    fn send(&mut self, key: u64, t: u64, actions: &mut Vec<Value>, meta: &mut Vec<Meta>) {
         let Some(c) = self.custs.get(&key) else { return };
         let e = c.info.entry as usize;
         let rt = &mut self.entries[e];
@@ -412,18 +425,18 @@ impl Driver<'_> {
         self.message(key, t, msgtype, actions, meta);
     }
 
-    fn leave(&mut self, key: u64, _t: u64, actions: &mut Vec<Value>, meta: &mut Vec<(u64, Due)>) {
+    fn leave(&mut self, key: u64, _t: u64, actions: &mut Vec<Value>, meta: &mut Vec<Meta>) {
         let Some(c) = self.custs.get(&key) else { return };
         if c.assigned.is_some() {
             return;
         }
         actions.push(json!({"type": "leave", "customer": c.handle, "open_kfid": self.sh.open_kfid[c.info.account as usize]}));
-        meta.push((key, Due::Leave(key)));
+        meta.push((key, Due::Leave(key), None));
     }
 
-    fn on_results(&mut self, meta: Vec<(u64, Due)>, results: Option<Vec<Value>>) {
+    fn on_results(&mut self, meta: Vec<Meta>, results: Option<Vec<Value>>) {
         let now = self.sh.tb.now_us();
-        for (i, (key, due)) in meta.into_iter().enumerate() {
+        for (i, (key, due, action)) in meta.into_iter().enumerate() {
             let r = results.as_ref().and_then(|r| r.get(i));
             let ok = r.is_some_and(|r| r["errcode"].as_i64() == Some(0));
             if let Some(r) = r.filter(|_| !ok) {
@@ -431,21 +444,43 @@ impl Driver<'_> {
                 self.sh.http.stats.action_error("customer_batch", format!("errcode_{code}"));
             }
             match due {
-                Due::Send(_) if ok => self.sh.counts().sent += 1,
-                Due::Send(_) => {
-                    // a message the target did not take ends the conversation
-                    // on the customer's side; if it never reached an agent it
-                    // is a refused session
-                    if let Some(c) = self.custs.get(&key)
-                        && c.assigned.is_none()
-                        && !c.queued
-                    {
-                        let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
-                        self.forget(key);
+                Due::Send(_) if ok => {
+                    let mut counts = self.sh.counts();
+                    counts.sent += 1;
+                    if let Some(c) = self.custs.get_mut(&key) {
+                        c.accepted += 1;
+                        c.retry = None;
+                        // a message of a session an agent holds must reach it
+                        if c.assigned.is_some() {
+                            counts.expected += 1;
+                        }
                     }
                 }
+                Due::Send(_) => self.send_failed(key, action, now),
                 _ => {}
             }
+        }
+    }
+
+    /// A message the target did not take. The first message of a session
+    /// that never got in: the session was refused. A later one: the
+    /// customer sends it again, a few times, then gives up on the session
+    /// (it can neither go on nor leave a session an agent holds).
+    fn send_failed(&mut self, key: u64, action: Option<Value>, now: u64) {
+        let Some(c) = self.custs.get_mut(&key) else { return };
+        if c.assigned.is_none() && !c.queued && c.accepted == 0 {
+            let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
+            self.forget(key);
+            return;
+        }
+        let attempts = c.retry.as_ref().map_or(1, |r| r.1) + 1;
+        match action {
+            Some(a) if attempts <= ATTEMPTS => {
+                c.retry = Some((a, attempts));
+                let pause = (0.1 * f64::from(1u32 << (attempts - 2)) * 1e6 * self.sh.tb.scale) as u64;
+                self.push(now.saturating_add(pause), Due::Resend(key));
+            }
+            _ => self.forget(key),
         }
     }
 
@@ -484,8 +519,8 @@ impl Driver<'_> {
             Some("assigned") if c.assigned.is_none() => {
                 let agent = agent.unwrap_or(u32::MAX);
                 c.assigned = Some(agent);
-                // messages sent so far must all reach the agent from now on
-                self.sh.counts().expected += u64::from(c.sent);
+                // the messages accepted so far must all reach the agent
+                self.sh.counts().expected += u64::from(c.accepted);
                 let kept = c.last_agent.is_some() && c.last_agent == Some(agent);
                 let _ = self.sh.obs.send(Obs::Assigned { t: now, s: info, agent, kept, from_pool: c.queued });
             }

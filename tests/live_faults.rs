@@ -1,0 +1,382 @@
+//! The live engine against a faulty target: the reference service behind a
+//! small fault-injecting proxy that answers HTTP 503 to every Nth customer
+//! batch and stalls every Mth past the driver's timeout (both without
+//! forwarding, so the service never sees those actions). The summary must
+//! count exactly what was injected, and the run must go on with its
+//! session accounting intact. Traffic goes only to loopback.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use kfsim::live::LiveOptions;
+use kfsim::scenario::Scenario;
+use kfsim::service::{Config, Options, Service, SystemClock, serve};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Every `EVERY_503`th customer batch is answered 503 at once.
+const EVERY_503: u64 = 7;
+/// Every `EVERY_STALL`th (not already a 503) gets no answer in time.
+const EVERY_STALL: u64 = 11;
+/// The driver's per-call timeout.
+const TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a stalled call is held before the proxy answers (to nobody).
+const STALL: Duration = Duration::from_millis(2500);
+/// After the last arrival, the driver waits at most this long (wall).
+const DRAIN: Duration = Duration::from_secs(6);
+const SCALE: f64 = 120.0;
+
+/// Live runs measure wall-clock behaviour: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// 10 minutes of chat at 6 arrivals a minute, multi-message sessions, and
+/// far more agent slots than the load needs (no queueing, no rejection by
+/// the service itself: every rejection is a fault's doing).
+const SCENARIO: &str = r#"
+name = "live-faults"
+seed = 17
+duration = "10m"
+service_level = "20s"
+[[account]]
+name = "kf"
+policy = "idle_first"
+[[agents]]
+group = "chat"
+count = 10
+max_concurrent = 5
+reply_delay = { dist = "exponential", mean = "10s" }
+wrap_up = "2s"
+[[entry]]
+scene = "web"
+rate = "6/min"
+messages = { dist = "geometric", mean = 3 }
+think = { dist = "exponential", mean = "10s" }
+mix = { text = 0.8, image = 0.2 }
+"#;
+
+/// What the proxy saw and did, counted exactly.
+#[derive(Default, Debug)]
+struct Counts {
+    /// POST /sim/customer/batch requests received.
+    batches: AtomicU64,
+    /// Of those, answered 503 without forwarding.
+    injected_503: AtomicU64,
+    /// Of those, held past the driver's timeout without forwarding.
+    stalled: AtomicU64,
+    /// Requests the proxy failed to forward (must stay 0).
+    forward_failures: AtomicU64,
+    /// `enter` actions in every batch received.
+    enters: AtomicU64,
+    /// `message` actions in every batch received (a resend counts again).
+    messages: AtomicU64,
+    /// Distinct `client_msgid`s of those.
+    distinct: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// In batches that failed (503 or stall): first messages of a session
+    /// (`client_msgid` `m{key}-0-…`), later messages, `leave` actions.
+    failed_first: AtomicU64,
+    failed_later: AtomicU64,
+    failed_leaves: AtomicU64,
+    /// In forwarded batches: messages the service took (errcode 0), and
+    /// actions of any type it refused (errcode ≠ 0).
+    accepted_messages: AtomicU64,
+    refused_actions: AtomicU64,
+}
+
+impl Counts {
+    fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::SeqCst)
+    }
+}
+
+struct Proxy {
+    upstream: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    counts: Counts,
+}
+
+fn actions_of(body: &[u8]) -> Vec<Value> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["actions"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn is_first_message(a: &Value) -> bool {
+    // the driver's ids are m{key}-{index}-{total}-{sent_us}
+    a["client_msgid"].as_str().and_then(|id| id.split('-').nth(1)) == Some("0")
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+impl Proxy {
+    fn count_failed(&self, actions: &[Value]) {
+        let c = &self.counts;
+        for a in actions {
+            match a["type"].as_str() {
+                Some("message") if is_first_message(a) => c.failed_first.fetch_add(1, Ordering::SeqCst),
+                Some("message") => c.failed_later.fetch_add(1, Ordering::SeqCst),
+                Some("leave") => c.failed_leaves.fetch_add(1, Ordering::SeqCst),
+                _ => 0,
+            };
+        }
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let (parts, body) = req.into_parts();
+        // read the whole request first, so that the connection stays usable
+        // whatever the answer
+        let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+            return Ok(plain(StatusCode::BAD_REQUEST, "unreadable body"));
+        };
+        let c = &self.counts;
+        let batch = parts.method == Method::POST && parts.uri.path() == "/sim/customer/batch";
+        let actions = if batch { actions_of(&body) } else { Vec::new() };
+        if batch {
+            let n = c.batches.fetch_add(1, Ordering::SeqCst) + 1;
+            for a in &actions {
+                match a["type"].as_str() {
+                    Some("enter") => c.enters.fetch_add(1, Ordering::SeqCst),
+                    Some("message") => {
+                        let id = a["client_msgid"].as_str().unwrap_or_default().to_owned();
+                        c.distinct.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+                        c.messages.fetch_add(1, Ordering::SeqCst)
+                    }
+                    _ => 0,
+                };
+            }
+            if n % EVERY_503 == 0 {
+                self.count_failed(&actions);
+                c.injected_503.fetch_add(1, Ordering::SeqCst);
+                return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "injected 503"));
+            }
+            if n % EVERY_STALL == 0 {
+                self.count_failed(&actions);
+                c.stalled.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(STALL).await;
+                return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "stalled"));
+            }
+        }
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut fwd =
+            Request::builder().method(parts.method.clone()).uri(format!("http://{}{path}", self.upstream));
+        for (k, v) in &parts.headers {
+            if k != hyper::header::HOST {
+                fwd = fwd.header(k, v);
+            }
+        }
+        let fwd = fwd.body(Full::new(body)).expect("a valid request");
+        let answer = match self.client.request(fwd).await {
+            Ok(resp) => {
+                let (rparts, rbody) = resp.into_parts();
+                rbody.collect().await.map(|b| (rparts, b.to_bytes())).ok()
+            }
+            Err(_) => None,
+        };
+        let Some((rparts, rbody)) = answer else {
+            c.forward_failures.fetch_add(1, Ordering::SeqCst);
+            return Ok(plain(StatusCode::BAD_GATEWAY, "forwarding failed"));
+        };
+        if batch {
+            let results = serde_json::from_slice::<Value>(&rbody)
+                .ok()
+                .and_then(|v| v["results"].as_array().cloned())
+                .unwrap_or_default();
+            for (a, r) in actions.iter().zip(&results) {
+                if r["errcode"].as_i64() != Some(0) {
+                    c.refused_actions.fetch_add(1, Ordering::SeqCst);
+                } else if a["type"] == "message" {
+                    c.accepted_messages.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let mut out = Response::new(Full::new(rbody));
+        *out.status_mut() = rparts.status;
+        for (k, v) in &rparts.headers {
+            if k != hyper::header::CONTENT_LENGTH && k != hyper::header::TRANSFER_ENCODING {
+                out.headers_mut().insert(k, v.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Accept connections until `stop` turns true.
+async fn run_proxy(listener: TcpListener, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| proxy.clone().handle(req));
+            let _ =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+/// The reference service and the proxy in front of it, on their own
+/// runtime (the live engine builds its own).
+struct Target {
+    rt: tokio::runtime::Runtime,
+    proxy: Arc<Proxy>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl Target {
+    fn start(sc: &Scenario) -> Target {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        let (proxy, addr) = rt.block_on(async {
+            let svc =
+                Service::from_scenario(sc, Config::default(), Arc::new(SystemClock), Options::default());
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+            let upstream = listener.local_addr().unwrap();
+            let mut svc_stop = stop_rx.clone();
+            tokio::spawn(serve(listener, svc, async move {
+                let _ = svc_stop.changed().await;
+            }));
+            let client = Client::builder(TokioExecutor::new()).build_http();
+            let proxy = Arc::new(Proxy { upstream, client, counts: Counts::default() });
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(run_proxy(listener, proxy.clone(), stop_rx));
+            (proxy, addr)
+        });
+        assert!(addr.ip().is_loopback() && proxy.upstream.ip().is_loopback(), "loopback only");
+        Target { rt, proxy, addr, stop }
+    }
+
+    fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.rt.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+/// Run the scenario through the faulty proxy: the summary and the proxy's
+/// counts.
+fn run_with_faults() -> (kfsim::summary::Summary, Arc<Proxy>) {
+    let sc = Scenario::parse(SCENARIO, "live-faults.toml").unwrap();
+    let target = Target::start(&sc);
+    let opts = LiveOptions {
+        target: Some(format!("http://{}", target.addr)),
+        time_scale: SCALE,
+        timeout: TIMEOUT,
+        drain: DRAIN,
+        ..Default::default()
+    };
+    let result = kfsim::live::run(&sc, &opts, Arc::new(AtomicBool::new(false)));
+    let proxy = target.proxy.clone();
+    target.shutdown();
+    let m = result.expect("the live run completes despite the faults");
+    (m.summary, proxy)
+}
+
+#[test]
+fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, proxy) = run_with_faults();
+    let p = &proxy.counts;
+    let get = Counts::get;
+    let c = &s.sessions;
+    let msgs = &s.messages;
+    let http = s.http.as_ref().expect("a live summary has http");
+    let batch = &http["customer_batch"];
+    eprintln!("proxy: {p:?}");
+    eprintln!("sessions: {c:?}\nmessages: {msgs:?}\ncustomer_batch: {batch:?}");
+    eprintln!(
+        "ended sessions: {}, wall {:?} s",
+        s.latency_ms.session.count,
+        s.live.as_ref().map(|l| l.wall_s)
+    );
+
+    // the faults happened, as designed
+    assert_eq!(get(&p.forward_failures), 0, "the proxy forwarded everything else");
+    let (n503, stalls) = (get(&p.injected_503), get(&p.stalled));
+    assert!(get(&p.batches) >= 50, "about 110 batches expected: {p:?}");
+    assert_eq!(n503, get(&p.batches) / EVERY_503);
+    assert!(n503 > 0 && stalls > 0, "{p:?}");
+
+    // the summary counts exactly what was injected
+    assert_eq!(batch.count, get(&p.batches), "every batch call is counted once");
+    assert_eq!(batch.errors_by_kind.get("http_503").copied(), Some(n503), "{batch:?}");
+    assert_eq!(batch.errors_by_kind.get("timeout").copied(), Some(stalls), "{batch:?}");
+    let action_errors: u64 =
+        batch.errors_by_kind.iter().filter(|(k, _)| k.starts_with("errcode_")).map(|(_, v)| v).sum();
+    assert_eq!(action_errors, get(&p.refused_actions), "actions the service refused: {batch:?}");
+    assert_eq!(action_errors, 0, "the service itself refused nothing: {batch:?}");
+    assert_eq!(batch.errors, n503 + stalls + action_errors, "no other kind of error: {batch:?}");
+    // the proxy touched nothing else
+    for (name, e) in http {
+        if name != "customer_batch" {
+            assert_eq!(e.errors, 0, "{name}: {e:?}");
+        }
+    }
+
+    // the run went on despite the errors
+    assert!(!s.run.interrupted);
+    assert_eq!(c.offered, get(&p.enters), "every arrival sent its enter");
+    assert_eq!(s.run.sessions_total, c.offered, "no warm-up");
+    assert!(c.offered > 30, "about 60 arrivals expected: {c:?}");
+    assert!(c.answered > c.offered / 2, "most sessions were served: {c:?}");
+    assert_eq!(c.offered, c.answered + c.abandoned + c.rejected + c.unfinished, "{c:?}");
+
+    // a session whose first message failed never reached the service: the
+    // driver counts it as rejected (customers.rs, on_results); the service
+    // rejected nothing itself (unbounded pool, slots to spare)
+    assert_eq!(c.rejected, get(&p.failed_first), "{c:?} {p:?}");
+    assert!(c.rejected > 0, "some arrivals fell into failed batches: {p:?}");
+    assert_eq!(c.abandoned, 0, "no patience: nobody leaves");
+    assert_eq!(get(&p.failed_leaves), 0);
+
+    // message accounting: a later message that failed is sent again (with
+    // the same client_msgid), so the proxy sees resends; each message is
+    // counted once, and everything the service took reached an agent
+    let distinct = p.distinct.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+    let resends = get(&p.messages) - distinct;
+    assert_eq!(msgs.customer, distinct, "every customer message is counted once, however often sent");
+    assert!(resends > 0 && resends <= get(&p.failed_later), "a failed later message is resent: {p:?}");
+    assert_eq!(msgs.sent, Some(get(&p.accepted_messages)), "sent = what the service took");
+    assert!(get(&p.accepted_messages) <= distinct, "no message was taken twice");
+    assert_eq!(msgs.lost, Some(0), "{msgs:?}");
+    assert_eq!(msgs.delivered, msgs.sent, "every message the service took reached an agent: {msgs:?}");
+    assert_eq!(msgs.duplicated, Some(0));
+    assert_eq!(msgs.reordered, Some(0));
+    assert_eq!(msgs.replies, msgs.delivered.unwrap(), "every delivered message was answered");
+}
+
+/// A failed *later* message of a session an agent holds is sent again
+/// (customers.rs, `send_failed`): otherwise the customer would wait for a
+/// reply that cannot come and the agent for a message that never arrives,
+/// the session would hold its slot to the end of the run, and the driver
+/// would drain until its deadline.
+#[test]
+fn a_session_whose_later_message_failed_still_ends() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, proxy) = run_with_faults();
+    let p = &proxy.counts;
+    assert!(Counts::get(&p.failed_later) > 0, "the test needs failed later messages: {p:?}");
+    assert_eq!(s.latency_ms.session.count, s.sessions.answered, "every answered session ended");
+    let wall = s.live.as_ref().unwrap().wall_s;
+    let scenario_wall = s.scenario.duration_s / SCALE;
+    assert!(wall < scenario_wall + DRAIN.as_secs_f64() - 1.0, "the drain ran to its deadline: {wall} s");
+}
