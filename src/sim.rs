@@ -19,9 +19,7 @@ use std::collections::BinaryHeap;
 use crate::observe::{Obs, Observer, SessionInfo};
 use crate::reception::{Assignment, Routed, Router, policy_for};
 use crate::scenario::Scenario;
-use crate::workload::{
-    Arrivals, CountSampler, CustomerMemory, MixSampler, Stream, TimeSampler, stream, unit,
-};
+use crate::workload::{CustomerMemory, EntryBehaviour, Stream, TimeSampler, stream, unit};
 
 /// How a run ended and how much it did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -153,18 +151,6 @@ struct GroupRt {
     rng: Stream,
 }
 
-struct EntryRt {
-    account: usize,
-    arrivals: Arrivals,
-    arrival_rng: Stream,
-    rng: Stream,
-    messages: CountSampler,
-    think: TimeSampler,
-    patience: Option<TimeSampler>,
-    mix: MixSampler,
-    returning: f64,
-}
-
 struct AccountRt {
     router: Router<u32>,
     /// Local index → global agent index.
@@ -183,7 +169,7 @@ struct Engine<'a, O: Observer> {
     free: Vec<u32>,
     agents: Vec<AgentRt>,
     groups: Vec<GroupRt>,
-    entries: Vec<EntryRt>,
+    entries: Vec<EntryBehaviour>,
     accounts: Vec<AccountRt>,
     scratch: Vec<Assignment<u32>>,
     duration_us: u64,
@@ -242,21 +228,7 @@ impl<'a, O: Observer> Engine<'a, O> {
                 rng: stream(sc.seed, &format!("replies/{}", g.group)),
             })
             .collect();
-        let entries = sc
-            .entries
-            .iter()
-            .map(|e| EntryRt {
-                account: e.account,
-                arrivals: Arrivals::new(e, sc.duration_us),
-                arrival_rng: stream(sc.seed, &format!("arrivals/{}", e.name)),
-                rng: stream(sc.seed, &format!("customers/{}", e.name)),
-                messages: CountSampler::new(&e.messages),
-                think: TimeSampler::new(&e.think),
-                patience: e.patience.as_ref().map(TimeSampler::new),
-                mix: MixSampler::new(&e.mix),
-                returning: e.returning,
-            })
-            .collect();
+        let entries = sc.entries.iter().map(|e| EntryBehaviour::new(e, sc.seed, sc.duration_us)).collect();
         let mut engine = Engine {
             obs,
             now: 0,

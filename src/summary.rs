@@ -76,31 +76,19 @@ pub struct Summary {
     pub live: Option<LiveInfo>,
 }
 
-/// One endpoint of a live target.
+/// One endpoint of a live target: calls, errors, and latency [ms] from each
+/// call's intended time (`count` is the number of calls).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HttpEndpoint {
-    /// Calls made.
-    pub count: u64,
     /// Calls (or batch actions) that failed.
     pub errors: u64,
-    /// errors / count.
+    /// errors / calls.
     pub error_rate: Option<f64>,
     /// Errors by kind: `connect`, `timeout`, `http_503`, `errcode_45009`, …
     pub errors_by_kind: BTreeMap<String, u64>,
-    /// Mean latency [ms].
-    pub mean: Option<f64>,
-    /// Median.
-    pub p50: Option<f64>,
-    /// 90th percentile.
-    pub p90: Option<f64>,
-    /// 95th percentile.
-    pub p95: Option<f64>,
-    /// 99th percentile.
-    pub p99: Option<f64>,
-    /// 99.9th percentile.
-    pub p999: Option<f64>,
-    /// Largest.
-    pub max: Option<f64>,
+    /// Calls and their latency.
+    #[serde(flatten)]
+    pub latency: LatencyStats,
 }
 
 /// Delivery times through a live target.

@@ -219,6 +219,48 @@ impl Arrivals {
     }
 }
 
+/// The seeded behaviour of one entry point's customers, the same in both
+/// engines: when they arrive and how they talk.
+#[derive(Debug, Clone)]
+pub struct EntryBehaviour {
+    /// Index of the entry's account.
+    pub account: usize,
+    /// Arrival times.
+    pub arrivals: Arrivals,
+    /// The stream of the arrival times.
+    pub arrival_rng: Stream,
+    /// The stream of everything else the customers draw.
+    pub rng: Stream,
+    /// Messages per session.
+    pub messages: CountSampler,
+    /// Gap after each reply.
+    pub think: TimeSampler,
+    /// Time before leaving the pool.
+    pub patience: Option<TimeSampler>,
+    /// Message types.
+    pub mix: MixSampler,
+    /// Share of returning customers.
+    pub returning: f64,
+}
+
+impl EntryBehaviour {
+    /// The behaviour of `entry`'s customers for a run seeded `seed` whose
+    /// arrivals stop at `end_us`.
+    pub fn new(entry: &Entry, seed: u64, end_us: u64) -> EntryBehaviour {
+        EntryBehaviour {
+            account: entry.account,
+            arrivals: Arrivals::new(entry, end_us),
+            arrival_rng: stream(seed, &format!("arrivals/{}", entry.name)),
+            rng: stream(seed, &format!("customers/{}", entry.name)),
+            messages: CountSampler::new(&entry.messages),
+            think: TimeSampler::new(&entry.think),
+            patience: entry.patience.as_ref().map(TimeSampler::new),
+            mix: MixSampler::new(&entry.mix),
+            returning: entry.returning,
+        }
+    }
+}
+
 /// The customers an account has seen, for `returning` draws and
 /// 优先分配给上次接待人员. A ring of the latest `capacity` customers keeps
 /// memory bounded on runs of any length; a returning customer is drawn

@@ -71,7 +71,7 @@ rate = "2/min"
     for (name, e) in http {
         assert_eq!(e.errors, 0, "{name}: {e:?}");
     }
-    assert!(http["customer_batch"].count > 0 && http["servicer_batch"].count > 0);
+    assert!(http["customer_batch"].latency.count > 0 && http["servicer_batch"].latency.count > 0);
     assert!(s.by_entry["payment"].sessions.offered > 0);
     assert!(m.histograms.contains_key("http.customer_batch"));
 }

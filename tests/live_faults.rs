@@ -317,7 +317,7 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
     assert!(n503 > 0 && stalls > 0, "{p:?}");
 
     // the summary counts exactly what was injected
-    assert_eq!(batch.count, get(&p.batches), "every batch call is counted once");
+    assert_eq!(batch.latency.count, get(&p.batches), "every batch call is counted once");
     assert_eq!(batch.errors_by_kind.get("http_503").copied(), Some(n503), "{batch:?}");
     assert_eq!(batch.errors_by_kind.get("timeout").copied(), Some(stalls), "{batch:?}");
     let action_errors: u64 =

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::{LiveOptions, Shared};
 use crate::observe::{Obs, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
-use crate::workload::{Arrivals, CountSampler, MixSampler, Stream, TimeSampler, stream, unit};
+use crate::workload::{EntryBehaviour, unit};
 
 /// How the customer side ended.
 pub(crate) struct Outcome {
@@ -49,18 +49,6 @@ enum Due {
     Leave(u64),
 }
 
-struct EntryRt {
-    arrivals: Arrivals,
-    arrival_rng: Stream,
-    rng: Stream,
-    messages: CountSampler,
-    think: TimeSampler,
-    patience: Option<TimeSampler>,
-    mix: MixSampler,
-    returning: f64,
-    scene: String,
-}
-
 struct Cust {
     info: SessionInfo,
     handle: String,
@@ -87,7 +75,9 @@ struct Known {
 struct Driver<'a> {
     sc: &'a Scenario,
     sh: &'a Arc<Shared>,
-    entries: Vec<EntryRt>,
+    entries: Vec<EntryBehaviour>,
+    /// Each entry's contact-way scene.
+    scenes: Vec<String>,
     heap: BinaryHeap<Reverse<(u64, u64, Due)>>,
     seq: u64,
     custs: HashMap<u64, Cust>,
@@ -120,23 +110,16 @@ pub(crate) async fn drive(
         Ok(v) => v["channel_id"].as_str().unwrap_or_default().to_owned(),
         Err(_) => String::new(),
     };
-    let entries: Vec<EntryRt> = sc
+    let entries: Vec<EntryBehaviour> =
+        sc.entries.iter().map(|e| EntryBehaviour::new(e, sc.seed, sc.duration_us)).collect();
+    let scenes = sc
         .entries
         .iter()
-        .map(|e| EntryRt {
-            arrivals: Arrivals::new(e, sc.duration_us),
-            arrival_rng: stream(sc.seed, &format!("arrivals/{}", e.name)),
-            rng: stream(sc.seed, &format!("customers/{}", e.name)),
-            messages: CountSampler::new(&e.messages),
-            think: TimeSampler::new(&e.think),
-            patience: e.patience.as_ref().map(TimeSampler::new),
-            mix: MixSampler::new(&e.mix),
-            returning: e.returning,
-            scene: e
-                .name
+        .map(|e| {
+            e.name
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-                .collect(),
+                .collect()
         })
         .collect();
     let mut d = Driver {
@@ -144,6 +127,7 @@ pub(crate) async fn drive(
         sh,
         arrivals_left: entries.len(),
         entries,
+        scenes,
         heap: BinaryHeap::new(),
         seq: 0,
         custs: HashMap::new(),
@@ -370,9 +354,8 @@ impl Driver<'_> {
             msgtype,
         });
         let kfid = self.sh.open_kfid[account].clone();
-        actions.push(
-            json!({"type": "enter", "customer": handle, "open_kfid": kfid, "scene": self.entries[e].scene}),
-        );
+        actions
+            .push(json!({"type": "enter", "customer": handle, "open_kfid": kfid, "scene": self.scenes[e]}));
         meta.push((key, Due::Arrive(e), None));
         self.custs.insert(
             key,

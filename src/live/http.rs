@@ -91,23 +91,11 @@ impl HttpStats {
         let mut hists = BTreeMap::new();
         for (name, e) in map.iter() {
             let errors: u64 = e.errors.values().sum();
-            let count = e.latency.count();
-            let l = e.latency.stats_ms();
+            let latency = e.latency.stats_ms();
+            let error_rate = crate::summary::ratio(errors as f64, latency.count as f64);
             out.insert(
                 name.to_string(),
-                HttpEndpoint {
-                    count,
-                    errors,
-                    error_rate: crate::summary::ratio(errors as f64, count as f64),
-                    errors_by_kind: e.errors.clone(),
-                    mean: l.mean,
-                    p50: l.p50,
-                    p90: l.p90,
-                    p95: l.p95,
-                    p99: l.p99,
-                    p999: l.p999,
-                    max: l.max,
-                },
+                HttpEndpoint { errors, error_rate, errors_by_kind: e.errors.clone(), latency },
             );
             hists.insert(format!("http.{name}"), e.latency.histogram().clone());
         }
