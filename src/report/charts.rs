@@ -210,7 +210,9 @@ pub fn render_all(run: &RunData) -> DrawResult<Vec<Chart>> {
     let http: Vec<&str> = run
         .histograms
         .iter()
-        .filter(|(k, h)| k.starts_with("http.") && !h.is_empty())
+        // long-polls wait by design, and one-off setup calls say nothing
+        // about load: the chart shows the endpoints that carry the traffic
+        .filter(|(k, h)| k.starts_with("http.") && !k.ends_with("_pull") && h.len() >= 100)
         .map(|(k, _)| k.as_str())
         .collect();
     if !http.is_empty() {
@@ -255,7 +257,13 @@ fn spectrum<DB: DrawingBackend>(
     let max_ms = keys.iter().map(|k| run.histograms[*k].max() as f64 / 1e3).fold(0.0, f64::max);
     let (div, unit) = time_unit(max_ms);
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("Latency by percentile — {name}"), (FONT, 20))
+        .caption(
+            format!(
+                "{}atency by percentile — {name}",
+                if keys.iter().any(|k| k.starts_with("http.")) { "HTTP l" } else { "L" }
+            ),
+            (FONT, 20),
+        )
         .margin(12)
         .margin_right(36)
         .x_label_area_size(40)
