@@ -211,28 +211,27 @@ async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, ApiError> 
 }
 
 async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
-    let r = match pull_request(&svc, req).await {
-        Ok(r) => r,
-        Err(e) => return error(e),
-    };
-    let (limit, wait) = match poll_args(r.limit, r.timeout_ms) {
-        Ok(x) => x,
-        Err(e) => return error(e),
-    };
-    let result = long_poll(&svc, wait, |st, _now| {
+    pull(svc, req, |st, r, limit| {
         let ch = st.channel_of(&r.channel_id)?;
-        let p = st.pull_channel(ch, &r.cursor, limit)?;
-        let ready = !p.items.is_empty() || p.missed > 0;
-        Ok((p, ready, st.channel_notify(ch).expect("open channel")))
+        Ok((st.pull_channel(ch, &r.cursor, limit)?, st.channel_notify(ch).expect("open channel")))
     })
-    .await;
-    match result {
-        Ok(p) => pulled(&p),
-        Err(e) => error(e),
-    }
+    .await
 }
 
 async fn servicer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
+    pull(svc, req, |st, r, limit| {
+        let u = st.servicer_index(&r.servicer_userid)?;
+        Ok((st.pull_servicer(u, &r.cursor, limit)?, st.servicer_notify(u).expect("servicer")))
+    })
+    .await
+}
+
+/// A cursor pull of one queue (`read` names it), long-polling when empty.
+async fn pull(
+    svc: Service,
+    req: Request,
+    read: impl Fn(&mut State, &PullReq, usize) -> Result<(Pulled, std::sync::Arc<tokio::sync::Notify>), ApiError>,
+) -> Response {
     let r = match pull_request(&svc, req).await {
         Ok(r) => r,
         Err(e) => return error(e),
@@ -242,10 +241,9 @@ async fn servicer_pull(AxState(svc): AxState<Service>, req: Request) -> Response
         Err(e) => return error(e),
     };
     let result = long_poll(&svc, wait, |st, _now| {
-        let u = st.servicer_index(&r.servicer_userid)?;
-        let p = st.pull_servicer(u, &r.cursor, limit)?;
+        let (p, notify) = read(st, &r, limit)?;
         let ready = !p.items.is_empty() || p.missed > 0;
-        Ok((p, ready, st.servicer_notify(u).expect("servicer")))
+        Ok((p, ready, notify))
     })
     .await;
     match result {
