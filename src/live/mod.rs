@@ -126,7 +126,7 @@ pub(crate) struct Shared {
     pub(crate) tb: Timebase,
     pub(crate) obs: mpsc::UnboundedSender<Obs>,
     pub(crate) counts: std::sync::Mutex<LiveCounts>,
-    /// Customer key → highest message index an agent has seen, and which.
+    /// Session key → which of its messages an agent has seen (by index).
     pub(crate) seen: std::sync::Mutex<std::collections::HashMap<u64, Vec<bool>>>,
     pub(crate) stop: AtomicBool,
     pub(crate) open_kfid: Vec<String>,
