@@ -519,6 +519,78 @@ async fn metrics_report_sessions_queues_messages_and_latency() {
 }
 
 #[tokio::test]
+async fn a_servicer_channel_carries_many_servicers_queues_with_their_names() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1", "s2", "s3"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    // all or none: one unknown servicer opens nothing
+    let bad = c.post("/sim/servicer/open_channel", json!({"servicer_userids": ["s1", "ghost"]})).await;
+    assert_eq!(code(&bad), 95014, "{bad}");
+    assert_eq!(code(&c.post("/sim/servicer/open_channel", json!({})).await), 40058);
+    let opened = c.ok("/sim/servicer/open_channel", json!({"servicer_userids": ["s1", "s2"]})).await;
+    let sch = opened["channel_id"].as_str().unwrap().to_owned();
+    // three customers: one session each for s1, s2 and s3 (cap 1, idle-first)
+    let r = batch(
+        &mut c,
+        &ch,
+        vec![say("c1", &kf, "m1", "x"), say("c2", &kf, "m2", "x"), say("c3", &kf, "m3", "x")],
+    )
+    .await;
+    let holder = |i: usize| r[i]["servicer_userid"].as_str().unwrap().to_owned();
+    let holders = [holder(0), holder(1), holder(2)];
+    let pulled = c.ok("/sim/servicer/pull", json!({"channel_id": sch, "timeout_ms": 1000})).await;
+    let items = pulled["event_list"].as_array().unwrap();
+    let msgs: Vec<(String, String)> = items
+        .iter()
+        .filter(|i| i["kind"] == "message")
+        .map(|i| (i["to"].as_str().unwrap().to_owned(), i["client_msgid"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut want: Vec<(String, String)> = holders
+        .iter()
+        .zip(["m1", "m2", "m3"])
+        .filter(|(h, _)| *h != "s3")
+        .map(|(h, m)| (h.clone(), m.to_owned()))
+        .collect();
+    want.sort();
+    let mut got = msgs.clone();
+    got.sort();
+    assert_eq!(got, want, "each message once, named with its servicer: {pulled}");
+    assert!(
+        items
+            .iter()
+            .any(|i| i["kind"] == "session" && i["change"] == "assigned" && i["to"] == i["servicer_userid"]),
+        "{pulled}"
+    );
+    // the bound servicers' own queues stay empty; s3's own queue has its message
+    for s in ["s1", "s2"] {
+        let own = c.ok("/sim/servicer/pull", json!({"servicer_userid": s})).await;
+        assert!(own["event_list"].as_array().unwrap().is_empty(), "{s}: {own}");
+    }
+    let own = c.ok("/sim/servicer/pull", json!({"servicer_userid": "s3"})).await;
+    assert!(own["event_list"].as_array().unwrap().iter().all(|i| i.get("to").is_none()), "{own}");
+    assert!(own["event_list"].as_array().unwrap().iter().any(|i| i["client_msgid"] == "m3"), "{own}");
+    // a customer channel's items carry no `to`
+    let mine = c.ok("/sim/customer/pull", json!({"channel_id": ch})).await;
+    assert!(mine["event_list"].as_array().unwrap().iter().all(|i| i.get("to").is_none()), "{mine}");
+    // closed: items go to the servicers' own queues again
+    c.ok("/sim/servicer/close_channel", json!({"channel_id": sch})).await;
+    let s1_ext = r[holders.iter().position(|h| h == "s1").unwrap()]["external_userid"].clone();
+    let c_of_s1 = ["c1", "c2", "c3"][holders.iter().position(|h| h == "s1").unwrap()];
+    batch(&mut c, &ch, vec![say(c_of_s1, &kf, "m4", "y")]).await;
+    let own = c.ok("/sim/servicer/pull", json!({"servicer_userid": "s1"})).await;
+    assert!(
+        own["event_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["client_msgid"] == "m4" && i["external_userid"] == s1_ext),
+        "{own}"
+    );
+    assert_eq!(code(&c.post("/sim/servicer/pull", json!({"channel_id": sch})).await), 40058);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn long_polls_wake_on_new_data_and_time_out_empty() {
     let (server, mut c) = logged_in().await;
     let kf = account(&mut c, "a", &["s1"], 1, json!({})).await;

@@ -174,6 +174,8 @@ impl State {
                     feed: Feed::new(self.cfg.servicer_queue_cap),
                     notify: Arc::new(Notify::new()),
                     dirty: false,
+                    recent: RecentIds::default(),
+                    channel: None,
                 });
                 self.user_ix.insert(userid.into(), u);
                 u

@@ -29,7 +29,7 @@ impl State {
     /// before `cursor` is acknowledged and dropped.
     pub fn pull_servicer(&mut self, user: u32, cursor: &str, limit: usize) -> Result<Pulled, ApiError> {
         let feed = &mut self.users.get_mut(user).ok_or_else(|| ApiError::param("servicer removed"))?.feed;
-        pull(feed, cursor, limit)
+        pull(feed, cursor, limit, |i| (None, i))
     }
 
     /// Set a servicer's reception status in all its accounts: 0 接待中
@@ -123,10 +123,22 @@ impl State {
         now_us: u64,
     ) -> Result<String, ApiError> {
         let user = self.user_of(userid)?;
+        let client_msgid = client_msgid.filter(|id| !id.is_empty());
+        // the same id to another customer is another reply
+        let resend_key = client_msgid.map(|id| format!("{external_userid}\n{id}"));
+        if let Some(msgid) = resend_key.as_deref().and_then(|k| at!(self.users, user).recent.get(k)) {
+            // a resend (its first answer was lost): answered as then, not
+            // sent again — even if the session has ended since
+            return Ok(msgid.to_string());
+        }
         let conv = self.own_session(user, open_kfid, external_userid)?;
         limit("in_reply_to", in_reply_to.unwrap_or(""), 64)?;
         limit("client_msgid", client_msgid.unwrap_or(""), 64)?;
-        Ok(self.reply_in(conv, user, content, in_reply_to, client_msgid, now_us))
+        let msgid = self.reply_in(conv, user, content, in_reply_to, client_msgid, now_us);
+        if let Some(k) = resend_key {
+            at!(self.users, user).recent.insert(&k, msgid.as_str().into(), now_us);
+        }
+        Ok(msgid)
     }
 
     fn reply_in(

@@ -32,6 +32,10 @@ fn allowed(from: u8, to: u8) -> bool {
     matches!((from, to), (0, 1) | (0, 2) | (0, 3) | (1, 2) | (1, 3) | (2, 3) | (3, 3) | (0..=3, 4))
 }
 
+/// How long a resent `client_msgid` is recognised (a driver resends
+/// within seconds; remembering longer would cost memory at high rates).
+const RESEND_WINDOW_US: u64 = 60_000_000;
+
 impl State {
     /// `service_state/get`: the state and, in state 3, the servicer. A
     /// customer who never had a session with the account is in state 4.
@@ -174,7 +178,7 @@ impl State {
         let msgid = match msgid.filter(|m| !m.is_empty()) {
             Some(m) => {
                 ident("msgid", m, 32)?;
-                if !at!(self.accounts, acct).sent_ids.insert(m, now_us) {
+                if !at!(self.accounts, acct).sent_ids.insert(m, (), now_us) {
                     return Err(ApiError::param(format!("msgid `{m}` is already used in this account")));
                 }
                 m.to_owned()
@@ -336,6 +340,9 @@ impl State {
         user.memberships.retain(|&(a, _)| a != acct);
         if user.memberships.is_empty() {
             let name = user.userid.clone();
+            if let Some(ch) = user.channel.and_then(|c| self.channels.get_mut(c)) {
+                ch.servicers.retain(|&x| x != u);
+            }
             self.users.remove(u);
             self.user_ix.remove(name.as_str());
         }
@@ -364,11 +371,15 @@ impl State {
         }
         let users: Vec<u32> = self.users.iter().map(|(i, _)| i).collect();
         for u in users {
-            at!(self.users, u).feed.expire(horizon);
+            let user = at!(self.users, u);
+            user.feed.expire(horizon);
+            user.recent.expire(now_us.saturating_sub(RESEND_WINDOW_US));
         }
         let channels: Vec<u32> = self.channels.iter().map(|(i, _)| i).collect();
         for c in channels {
-            at!(self.channels, c).feed.expire(horizon);
+            let channel = at!(self.channels, c);
+            channel.feed.expire(horizon);
+            channel.recent.expire(now_us.saturating_sub(RESEND_WINDOW_US));
         }
         let n = self.convs.capacity() as u32;
         for _ in 0..budget.min(n as usize) {

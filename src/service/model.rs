@@ -516,13 +516,17 @@ pub enum Item {
     Session(Arc<SessionNote>),
 }
 
-/// An item with its sequence number, as the pull endpoints write it.
-pub struct Numbered<'a>(pub u64, pub &'a Item);
+/// An item with its sequence number, as the pull endpoints write it, and
+/// on a channel that carries servicers, the servicer it is for (`to`).
+pub struct Numbered<'a>(pub u64, pub &'a Item, pub Option<&'a Name>);
 
 impl Serialize for Numbered<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("seq", &self.0)?;
+        if let Some(to) = self.2 {
+            map.serialize_entry("to", to)?;
+        }
         match self.1 {
             Item::Msg(m) => {
                 map.serialize_entry("kind", "message")?;

@@ -37,8 +37,8 @@ pub struct CustomerAck {
 /// What a pull from a simulation-port queue returns.
 #[derive(Debug)]
 pub struct Pulled {
-    /// `(seq, item)`.
-    pub items: Vec<(u64, Item)>,
+    /// `(seq, (the servicer it is for, on a channel that carries servicers; item))`.
+    pub items: Vec<(u64, (Option<Name>, Item))>,
     /// Cursor of the next pull.
     pub next_cursor: String,
     /// More items are waiting.
@@ -74,6 +74,8 @@ impl State {
             notify: Default::default(),
             dirty: false,
             customers: Default::default(),
+            servicers: Vec::new(),
+            recent: Default::default(),
         });
         self.channel_ix.insert(id.clone().into(), c);
         Ok(id)
@@ -92,10 +94,35 @@ impl State {
         self.channels.get(ch).map(|c| c.notify.clone())
     }
 
+    /// Carry the queues of `userids` on channel `ch` from now on, instead
+    /// of their own queues (or another channel). All or none: 95014 names
+    /// the first unknown servicer.
+    pub fn bind_servicers(&mut self, ch: u32, userids: &[String]) -> Result<(), ApiError> {
+        let users = userids.iter().map(|u| self.user_of(u)).collect::<Result<Vec<u32>, ApiError>>()?;
+        for u in users {
+            if let Some(old) = at!(self.users, u).channel.replace(ch)
+                && let Some(c) = self.channels.get_mut(old)
+            {
+                c.servicers.retain(|&x| x != u);
+            }
+            let c = at!(self.channels, ch);
+            if !c.servicers.contains(&u) {
+                c.servicers.push(u);
+            }
+        }
+        Ok(())
+    }
+
     /// Close a channel: its customers' open sessions end (reason `left`)
-    /// and its customers are forgotten.
+    /// and its customers are forgotten; its servicers' items go to their
+    /// own queues again.
     pub fn close_channel(&mut self, id: &str, now_us: u64) -> Result<(), ApiError> {
         let ch = self.channel_of(id)?;
+        for u in std::mem::take(&mut at!(self.channels, ch).servicers) {
+            if let Some(user) = self.users.get_mut(u) {
+                user.channel = None;
+            }
+        }
         let customers: Vec<u32> = at!(self.channels, ch).customers.values().copied().collect();
         let accounts: Vec<u32> = self.accounts.iter().map(|(i, _)| i).collect();
         for cust in customers {
@@ -116,7 +143,7 @@ impl State {
     /// before `cursor` is acknowledged and dropped.
     pub fn pull_channel(&mut self, ch: u32, cursor: &str, limit: usize) -> Result<Pulled, ApiError> {
         let feed = &mut self.channels.get_mut(ch).ok_or_else(|| ApiError::param("channel closed"))?.feed;
-        pull(feed, cursor, limit)
+        pull(feed, cursor, limit, |x| x)
     }
 
     // ---- customer actions ----------------------------------------------
@@ -225,6 +252,13 @@ impl State {
         }
         let cust = self.customer_for(ch, handle, now_us)?;
         let conv = self.conv_for(acct, cust, now_us);
+        // the same id from another customer is another message
+        let resend_key = client_msgid.map(|id| format!("{handle}\n{id}"));
+        if let Some(msgid) = resend_key.as_deref().and_then(|k| at!(self.channels, ch).recent.get(k)) {
+            // a resend (its first answer was lost): answered as then, not run again
+            let msgid = msgid.to_string();
+            return Ok(self.ack(conv, Some(msgid)));
+        }
         let c = at!(self.convs, conv);
         if c.state == 2 && c.pending.len() >= self.cfg.pending_cap {
             return Err(ApiError::new(
@@ -250,6 +284,9 @@ impl State {
         self.push_log(acct, SyncEntry::Msg(msg.clone()), now_us);
         self.counters.customer_messages += 1;
         let msgid = msg.msgid.to_string();
+        if let Some(k) = resend_key {
+            at!(self.channels, ch).recent.insert(&k, msgid.as_str().into(), now_us);
+        }
         match at!(self.convs, conv).state {
             4 => {
                 self.start_session(conv);
@@ -511,7 +548,17 @@ impl State {
     }
 
     pub(super) fn send_user(&mut self, user: u32, item: Item, now_us: u64) {
-        if at!(self.users, user).feed.push(now_us, item).is_some() {
+        let u = at!(self.users, user);
+        if let Some(ch) = u.channel {
+            let to = Some(u.userid.clone());
+            let channel = at!(self.channels, ch);
+            if channel.feed.push(now_us, (to, item)).is_some() {
+                self.counters.queue_overflows += 1;
+            }
+            self.touch_channel(ch);
+            return;
+        }
+        if u.feed.push(now_us, item).is_some() {
             self.counters.queue_overflows += 1;
         }
         self.touch_user(user);
@@ -523,9 +570,9 @@ impl State {
         let c = at!(self.convs, conv);
         let (acct, ch) = (c.account, at!(self.customers, c.customer).channel);
         let Some(channel) = self.channels.get_mut(ch) else { return };
-        let dropped = channel.feed.push(now_us, item);
+        let dropped = channel.feed.push(now_us, (None, item));
         self.touch_channel(ch);
-        if let Some(dropped) = dropped {
+        if let Some((None, dropped)) = dropped {
             self.counters.queue_overflows += 1;
             if let Item::Msg(m) = dropped {
                 let event = Event::MsgSendFail {
@@ -599,11 +646,17 @@ impl State {
 }
 
 /// Acknowledge up to `cursor`, then read from it.
-pub(super) fn pull(feed: &mut Feed<Item>, cursor: &str, limit: usize) -> Result<Pulled, ApiError> {
+pub(super) fn pull<T: Clone>(
+    feed: &mut Feed<T>,
+    cursor: &str,
+    limit: usize,
+    item: impl Fn(T) -> (Option<Name>, Item),
+) -> Result<Pulled, ApiError> {
     let seq = parse_cursor(cursor).filter(|&s| feed.valid(s)).ok_or_else(|| invalid_cursor(cursor))?;
     feed.ack(seq);
     let r = feed.read(seq, limit);
-    Ok(Pulled { items: r.items, next_cursor: format_cursor(r.next), has_more: r.has_more, missed: r.missed })
+    let items = r.items.into_iter().map(|(seq, x)| (seq, item(x))).collect();
+    Ok(Pulled { items, next_cursor: format_cursor(r.next), has_more: r.has_more, missed: r.missed })
 }
 
 pub(super) fn invalid_cursor(cursor: &str) -> ApiError {

@@ -38,6 +38,8 @@ pub fn routes() -> axum::Router<Service> {
         .route("/sim/customer/close_channel", post_op!(close_channel))
         .route("/sim/customer/batch", post(customer_batch))
         .route("/sim/customer/pull", post(customer_pull))
+        .route("/sim/servicer/open_channel", post_op!(open_servicer_channel))
+        .route("/sim/servicer/close_channel", post_op!(close_channel))
         .route("/sim/servicer/set_status", post_op!(set_status))
         .route("/sim/servicer/pull", post(servicer_pull))
         .route("/sim/servicer/reply", post_op!(reply))
@@ -61,6 +63,34 @@ fn open_channel(st: &mut State, r: OpenChannel, _now: u64) -> Result<serde_json:
         None => None,
     };
     Ok(serde_json::json!({ "channel_id": st.open_channel(cap)? }))
+}
+
+#[derive(Deserialize)]
+struct OpenServicerChannel {
+    queue_cap: Option<i64>,
+    #[serde(default)]
+    servicer_userids: Vec<String>,
+}
+
+/// A channel that carries the queues of many servicers, for a driver that
+/// plays them all: one long-poll instead of one per servicer.
+fn open_servicer_channel(
+    st: &mut State,
+    r: OpenServicerChannel,
+    now: u64,
+) -> Result<serde_json::Value, ApiError> {
+    if r.servicer_userids.is_empty() {
+        return Err(ApiError::missing("servicer_userids"));
+    }
+    // all or none: an unknown servicer fails the call before anything opens
+    for u in &r.servicer_userids {
+        st.servicer_index(u)?;
+    }
+    let v = open_channel(st, OpenChannel { queue_cap: r.queue_cap }, now)?;
+    let id = v["channel_id"].as_str().unwrap_or_default();
+    let ch = st.channel_of(id)?;
+    st.bind_servicers(ch, &r.servicer_userids)?;
+    Ok(v)
 }
 
 #[derive(Deserialize)]
@@ -196,7 +226,7 @@ fn pulled(p: &Pulled) -> Response {
         next_cursor: &p.next_cursor,
         has_more: u8::from(p.has_more),
         missed: p.missed,
-        event_list: p.items.iter().map(|(seq, item)| Numbered(*seq, item)).collect(),
+        event_list: p.items.iter().map(|(seq, (to, item))| Numbered(*seq, item, to.as_ref())).collect(),
     })
 }
 
@@ -218,8 +248,16 @@ async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response
     .await
 }
 
+/// A servicer's own queue, or with `channel_id` a servicer channel.
 async fn servicer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
     pull(svc, req, |st, r, limit| {
+        if !r.channel_id.is_empty() {
+            let ch = st.channel_of(&r.channel_id)?;
+            return Ok((
+                st.pull_channel(ch, &r.cursor, limit)?,
+                st.channel_notify(ch).expect("open channel"),
+            ));
+        }
         let u = st.servicer_index(&r.servicer_userid)?;
         Ok((st.pull_servicer(u, &r.cursor, limit)?, st.servicer_notify(u).expect("servicer")))
     })

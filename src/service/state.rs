@@ -223,6 +223,11 @@ pub(super) struct User {
     pub(super) feed: Feed<Item>,
     pub(super) notify: Arc<Notify>,
     pub(super) dirty: bool,
+    /// Replies' `client_msgid` → msgid: a resend is not a new reply.
+    pub(super) recent: RecentIds<Box<str>>,
+    /// The channel that carries this servicer's items instead of its own
+    /// queue (a driver that plays many servicers pulls one channel).
+    pub(super) channel: Option<u32>,
 }
 
 /// A WeChat customer, created through a simulation channel.
@@ -242,11 +247,17 @@ pub(super) struct Customer {
 /// session changes.
 #[derive(Debug)]
 pub(super) struct Channel {
-    pub(super) feed: Feed<Item>,
+    /// Items, each with the servicer it is for (`None`: for a customer).
+    pub(super) feed: Feed<(Option<Name>, Item)>,
     pub(super) notify: Arc<Notify>,
     pub(super) dirty: bool,
     /// Handle → customer.
     pub(super) customers: HashMap<Box<str>, u32>,
+    /// Servicers whose queues this channel carries.
+    pub(super) servicers: Vec<u32>,
+    /// Customer messages' `client_msgid` → msgid: a resend is not a new
+    /// message.
+    pub(super) recent: RecentIds<Box<str>>,
 }
 
 /// What a `send_msg_on_event` code was issued for.
@@ -301,18 +312,25 @@ pub(super) struct Conv {
     pub(super) coded_assign: bool,
 }
 
-/// Client-chosen ids seen recently, bounded by age and count.
+/// Client-chosen ids seen recently, bounded by age and count, each with
+/// what it was answered (a message's msgid), so that a resend is answered
+/// the same without running twice.
 #[derive(Debug, Default)]
-pub(super) struct RecentIds {
-    set: HashMap<Box<str>, u64>,
+pub(super) struct RecentIds<V = ()> {
+    set: HashMap<Box<str>, V>,
     order: VecDeque<(u64, Box<str>)>,
 }
 
-impl RecentIds {
+impl<V> RecentIds<V> {
     const CAP: usize = 100_000;
 
+    /// What `id` was answered, if it was seen.
+    pub(super) fn get(&self, id: &str) -> Option<&V> {
+        self.set.get(id)
+    }
+
     /// Record `id`; `false` if it was seen already.
-    pub(super) fn insert(&mut self, id: &str, now_us: u64) -> bool {
+    pub(super) fn insert(&mut self, id: &str, value: V, now_us: u64) -> bool {
         if self.set.contains_key(id) {
             return false;
         }
@@ -321,7 +339,7 @@ impl RecentIds {
         {
             self.set.remove(&old);
         }
-        self.set.insert(id.into(), now_us);
+        self.set.insert(id.into(), value);
         self.order.push_back((now_us, id.into()));
         true
     }

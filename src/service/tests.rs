@@ -59,10 +59,10 @@ impl World {
     }
 }
 
-fn split(items: Vec<(u64, Item)>) -> (Vec<String>, Vec<Change>) {
+fn split(items: Vec<(u64, (Option<super::model::Name>, Item))>) -> (Vec<String>, Vec<Change>) {
     let mut msgs = Vec::new();
     let mut notes = Vec::new();
-    for (_, item) in items {
+    for (_, (_, item)) in items {
         match item {
             Item::Msg(m) => {
                 msgs.push(m.client_msgid.as_deref().or(m.in_reply_to.as_deref()).unwrap_or("").into())
@@ -452,4 +452,30 @@ rate = "1/s"
     let ch = st.open_channel(None).unwrap();
     let ch = st.channel_of(&ch).unwrap();
     assert!(st.customer_enter(ch, "c", &kf, "web_page", "", T0).is_ok());
+}
+
+#[test]
+fn resent_messages_and_replies_are_answered_again_not_run_again() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    let first = w.say("c1", "m1", T0);
+    let again = w.say("c1", "m1", T0 + S);
+    assert_eq!(first.msgid, again.msgid, "a resend gets the first answer");
+    assert_eq!(again.service_state, 3);
+    assert_eq!(w.servicer_sees("a1").0, ["m1"], "the servicer gets the message once");
+    let kf = w.kf.clone();
+    let ext = first.external_userid.clone();
+    let r1 = w.st.servicer_reply("a1", &kf, &ext, text("hi"), Some("m1"), Some("r1"), T0 + 2 * S).unwrap();
+    let r2 = w.st.servicer_reply("a1", &kf, &ext, text("hi"), Some("m1"), Some("r1"), T0 + 3 * S).unwrap();
+    assert_eq!(r1, r2);
+    assert_eq!(w.customer_sees().0, ["r1"], "the customer gets the reply once");
+    // a new id is a new message; after the resend window an old id is new again
+    w.say("c1", "m2", T0 + 4 * S);
+    w.st.sweep(T0 + 120 * S, 1000);
+    w.say("c1", "m1", T0 + 120 * S);
+    assert_eq!(w.servicer_sees("a1").0, ["m2", "m1"]);
+    assert_eq!(w.st.figures().counters.customer_messages, 3);
+    // the same id from another customer is another message
+    let other = w.say("c2", "m2", T0 + 121 * S);
+    assert_ne!(other.msgid, None);
+    assert_eq!(w.st.figures().counters.customer_messages, 4);
 }
