@@ -109,6 +109,15 @@ pub struct LiveInfo {
     pub time_scale: f64,
     /// Wall time of the run [s].
     pub wall_s: f64,
+    /// Customer messages the target accepted per second of wall time, over
+    /// the measured window (whatever session they belong to): the load the
+    /// target carried.
+    #[serde(default)]
+    pub messages_per_s: Option<f64>,
+    /// Replies that reached customers per second of wall time, over the
+    /// measured window.
+    #[serde(default)]
+    pub replies_per_s: Option<f64>,
 }
 
 /// The scenario a summary is about.
@@ -201,7 +210,9 @@ pub struct MessageCounts {
     pub replies: u64,
     /// Customer messages by `msgtype`.
     pub by_type: BTreeMap<String, u64>,
-    /// Live engine: customer messages the target accepted.
+    /// Live engine: customer messages the target accepted. This accounting
+    /// (`sent` … `reordered`) covers the whole run, warm-up included: a
+    /// message lost during warm-up is still lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent: Option<u64>,
     /// Live engine: of those, seen by a servicer.

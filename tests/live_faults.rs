@@ -1,8 +1,11 @@
 //! The live engine against a faulty target: the reference service behind a
-//! small fault-injecting proxy that answers HTTP 503 to every Nth customer
-//! batch and stalls every Mth past the driver's timeout (both without
-//! forwarding, so the service never sees those actions). The summary must
-//! count exactly what was injected, and the run must go on with its
+//! small fault-injecting proxy. Of the customer batches it answers HTTP 503
+//! to every Nth and stalls every Mth past the driver's timeout (both without
+//! forwarding, so the service never sees those actions), and loses the
+//! answer of every Kth (forwarded and run by the service, but the answer
+//! comes after the driver's timeout); of the servicer batches it loses the
+//! answer of every Jth. The summary must count exactly what was injected,
+//! resends must not count anything twice, and the run must go on with its
 //! session accounting intact. Traffic goes only to loopback.
 
 use std::convert::Infallible;
@@ -28,12 +31,19 @@ use tokio::sync::watch;
 const EVERY_503: u64 = 7;
 /// Every `EVERY_STALL`th (not already a 503) gets no answer in time.
 const EVERY_STALL: u64 = 11;
+/// Every `EVERY_LOST`th (neither of the above) is run, but its answer is
+/// lost.
+const EVERY_LOST: u64 = 13;
+/// Every `EVERY_LOST_SERVICER`th servicer batch is run, its answer lost.
+const EVERY_LOST_SERVICER: u64 = 9;
 /// The driver's per-call timeout.
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a stalled call is held before the proxy answers (to nobody).
 const STALL: Duration = Duration::from_millis(2500);
-/// After the last arrival, the driver waits at most this long (wall).
-const DRAIN: Duration = Duration::from_secs(6);
+/// After the last arrival, the driver waits at most this long (wall) for
+/// sessions to end; a session hit by several faults takes a few seconds
+/// more than one that is not (timeouts, pauses before resends).
+const DRAIN: Duration = Duration::from_secs(15);
 const SCALE: f64 = 120.0;
 
 /// Live runs measure wall-clock behaviour: one at a time.
@@ -73,6 +83,11 @@ struct Counts {
     injected_503: AtomicU64,
     /// Of those, held past the driver's timeout without forwarding.
     stalled: AtomicU64,
+    /// Of those, run by the service with the answer held past the timeout.
+    lost_answers: AtomicU64,
+    /// POST /sim/servicer/batch requests, and those whose answer was lost.
+    servicer_batches: AtomicU64,
+    servicer_lost: AtomicU64,
     /// Requests the proxy failed to forward (must stay 0).
     forward_failures: AtomicU64,
     /// `enter` actions in every batch received.
@@ -80,21 +95,61 @@ struct Counts {
     /// `message` actions in every batch received (a resend counts again).
     messages: AtomicU64,
     /// Distinct `client_msgid`s of those.
-    distinct: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// In batches that failed (503 or stall): first messages of a session
-    /// (`client_msgid` `m{key}-0-…`), later messages, `leave` actions.
+    distinct: Ids,
+    /// In batches that failed (503, stall or lost answer): first messages
+    /// of a session (`client_msgid` `m{key}-0-…`), later messages, `leave`
+    /// actions.
     failed_first: AtomicU64,
     failed_later: AtomicU64,
     failed_leaves: AtomicU64,
-    /// In forwarded batches: messages the service took (errcode 0), and
-    /// actions of any type it refused (errcode ≠ 0).
-    accepted_messages: AtomicU64,
+    /// First messages' ids of every batch.
+    first_ids: Ids,
+    /// Messages the service took (errcode 0), whether or not the driver got
+    /// the answer; and those whose answer reached the driver.
+    accepted_ids: Ids,
+    acked_ids: Ids,
+    /// Actions of any type the service refused (errcode ≠ 0), in answers
+    /// that reached the driver.
     refused_actions: AtomicU64,
+}
+
+type Ids = std::sync::Mutex<std::collections::HashSet<String>>;
+
+fn ids(set: &Ids) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    set.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Counts {
     fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::SeqCst)
+    }
+
+    /// The counters, and the sizes of the id sets (not the ids: too long
+    /// for an assertion message).
+    fn brief(&self) -> String {
+        let g = Counts::get;
+        format!(
+            "batches {} (503: {}, stalled: {}, answer lost: {}), servicer batches {} (answer lost: {}), \
+             forward failures {}, enters {}, messages sent {} ({} distinct, {} first), failed: first {} \
+             later {} leaves {}, accepted {}, acked {}, refused {}",
+            g(&self.batches),
+            g(&self.injected_503),
+            g(&self.stalled),
+            g(&self.lost_answers),
+            g(&self.servicer_batches),
+            g(&self.servicer_lost),
+            g(&self.forward_failures),
+            g(&self.enters),
+            g(&self.messages),
+            ids(&self.distinct).len(),
+            ids(&self.first_ids).len(),
+            g(&self.failed_first),
+            g(&self.failed_later),
+            g(&self.failed_leaves),
+            ids(&self.accepted_ids).len(),
+            ids(&self.acked_ids).len(),
+            g(&self.refused_actions),
+        )
     }
 }
 
@@ -102,6 +157,8 @@ struct Proxy {
     upstream: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
     counts: Counts,
+    /// `false`: the target predates servicer channels (404).
+    servicer_channels: bool,
 }
 
 fn actions_of(body: &[u8]) -> Vec<Value> {
@@ -143,8 +200,17 @@ impl Proxy {
             return Ok(plain(StatusCode::BAD_REQUEST, "unreadable body"));
         };
         let c = &self.counts;
+        if !self.servicer_channels && parts.uri.path() == "/sim/servicer/open_channel" {
+            return Ok(plain(StatusCode::NOT_FOUND, "no such path"));
+        }
         let batch = parts.method == Method::POST && parts.uri.path() == "/sim/customer/batch";
         let actions = if batch { actions_of(&body) } else { Vec::new() };
+        let mut lose_answer = false;
+        if parts.method == Method::POST && parts.uri.path() == "/sim/servicer/batch" {
+            let n = c.servicer_batches.fetch_add(1, Ordering::SeqCst) + 1;
+            lose_answer = n % EVERY_LOST_SERVICER == 0;
+            c.servicer_lost.fetch_add(u64::from(lose_answer), Ordering::SeqCst);
+        }
         if batch {
             let n = c.batches.fetch_add(1, Ordering::SeqCst) + 1;
             for a in &actions {
@@ -152,7 +218,10 @@ impl Proxy {
                     Some("enter") => c.enters.fetch_add(1, Ordering::SeqCst),
                     Some("message") => {
                         let id = a["client_msgid"].as_str().unwrap_or_default().to_owned();
-                        c.distinct.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+                        if is_first_message(a) {
+                            ids(&c.first_ids).insert(id.clone());
+                        }
+                        ids(&c.distinct).insert(id);
                         c.messages.fetch_add(1, Ordering::SeqCst)
                     }
                     _ => 0,
@@ -168,6 +237,11 @@ impl Proxy {
                 c.stalled.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(STALL).await;
                 return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "stalled"));
+            }
+            if n % EVERY_LOST == 0 {
+                self.count_failed(&actions);
+                c.lost_answers.fetch_add(1, Ordering::SeqCst);
+                lose_answer = true;
             }
         }
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -196,12 +270,24 @@ impl Proxy {
                 .and_then(|v| v["results"].as_array().cloned())
                 .unwrap_or_default();
             for (a, r) in actions.iter().zip(&results) {
-                if r["errcode"].as_i64() != Some(0) {
-                    c.refused_actions.fetch_add(1, Ordering::SeqCst);
-                } else if a["type"] == "message" {
-                    c.accepted_messages.fetch_add(1, Ordering::SeqCst);
+                let id = a["client_msgid"].as_str().unwrap_or_default().to_owned();
+                match (r["errcode"].as_i64(), a["type"].as_str()) {
+                    (Some(0), Some("message")) => {
+                        ids(&c.accepted_ids).insert(id.clone());
+                        if !lose_answer {
+                            ids(&c.acked_ids).insert(id);
+                        }
+                    }
+                    (Some(0), _) => {}
+                    _ if !lose_answer => {
+                        c.refused_actions.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => {}
                 }
             }
+        }
+        if lose_answer {
+            tokio::time::sleep(STALL).await;
         }
         let mut out = Response::new(Full::new(rbody));
         *out.status_mut() = rparts.status;
@@ -243,7 +329,7 @@ struct Target {
 }
 
 impl Target {
-    fn start(sc: &Scenario) -> Target {
+    fn start(sc: &Scenario, servicer_channels: bool) -> Target {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (stop, stop_rx) = watch::channel(false);
         let (proxy, addr) = rt.block_on(async {
@@ -256,7 +342,7 @@ impl Target {
                 let _ = svc_stop.changed().await;
             }));
             let client = Client::builder(TokioExecutor::new()).build_http();
-            let proxy = Arc::new(Proxy { upstream, client, counts: Counts::default() });
+            let proxy = Arc::new(Proxy { upstream, client, counts: Counts::default(), servicer_channels });
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
             let addr = listener.local_addr().unwrap();
             tokio::spawn(run_proxy(listener, proxy.clone(), stop_rx));
@@ -274,9 +360,9 @@ impl Target {
 
 /// Run the scenario through the faulty proxy: the summary and the proxy's
 /// counts.
-fn run_with_faults() -> (kfsim::summary::Summary, Arc<Proxy>) {
+fn run_with_faults(servicer_channels: bool) -> (kfsim::summary::Summary, Arc<Proxy>) {
     let sc = Scenario::parse(SCENARIO, "live-faults.toml").unwrap();
-    let target = Target::start(&sc);
+    let target = Target::start(&sc, servicer_channels);
     let opts = LiveOptions {
         target: Some(format!("http://{}", target.addr)),
         time_scale: SCALE,
@@ -294,14 +380,15 @@ fn run_with_faults() -> (kfsim::summary::Summary, Arc<Proxy>) {
 #[test]
 fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (s, proxy) = run_with_faults();
+    let (s, proxy) = run_with_faults(true);
     let p = &proxy.counts;
+    let brief = p.brief();
     let get = Counts::get;
     let c = &s.sessions;
     let msgs = &s.messages;
     let http = s.http.as_ref().expect("a live summary has http");
     let batch = &http["customer_batch"];
-    eprintln!("proxy: {p:?}");
+    eprintln!("proxy: {brief}");
     eprintln!("sessions: {c:?}\nmessages: {msgs:?}\ncustomer_batch: {batch:?}");
     eprintln!(
         "ended sessions: {}, wall {:?} s",
@@ -311,23 +398,32 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
 
     // the faults happened, as designed
     assert_eq!(get(&p.forward_failures), 0, "the proxy forwarded everything else");
-    let (n503, stalls) = (get(&p.injected_503), get(&p.stalled));
-    assert!(get(&p.batches) >= 50, "about 110 batches expected: {p:?}");
+    let (n503, stalls, lost) = (get(&p.injected_503), get(&p.stalled), get(&p.lost_answers));
+    assert!(get(&p.batches) >= 50, "about 110 batches expected: {brief}");
     assert_eq!(n503, get(&p.batches) / EVERY_503);
-    assert!(n503 > 0 && stalls > 0, "{p:?}");
+    assert!(n503 > 0 && stalls > 0 && lost > 0, "{brief}");
+    let servicer_lost = get(&p.servicer_lost);
+    assert!(servicer_lost > 0, "{brief}");
 
     // the summary counts exactly what was injected
     assert_eq!(batch.latency.count, get(&p.batches), "every batch call is counted once");
     assert_eq!(batch.errors_by_kind.get("http_503").copied(), Some(n503), "{batch:?}");
-    assert_eq!(batch.errors_by_kind.get("timeout").copied(), Some(stalls), "{batch:?}");
+    assert_eq!(batch.errors_by_kind.get("timeout").copied(), Some(stalls + lost), "{batch:?}");
     let action_errors: u64 =
         batch.errors_by_kind.iter().filter(|(k, _)| k.starts_with("errcode_")).map(|(_, v)| v).sum();
     assert_eq!(action_errors, get(&p.refused_actions), "actions the service refused: {batch:?}");
     assert_eq!(action_errors, 0, "the service itself refused nothing: {batch:?}");
-    assert_eq!(batch.errors, n503 + stalls + action_errors, "no other kind of error: {batch:?}");
+    assert_eq!(batch.errors, n503 + stalls + lost + action_errors, "no other kind of error: {batch:?}");
+    let servicer = &http["servicer_batch"];
+    assert_eq!(servicer.latency.count, get(&p.servicer_batches));
+    assert_eq!(
+        servicer.errors_by_kind,
+        [("timeout".to_string(), servicer_lost)].into(),
+        "a resent reply or end is not an error: {servicer:?}"
+    );
     // the proxy touched nothing else
     for (name, e) in http {
-        if name != "customer_batch" {
+        if name != "customer_batch" && name != "servicer_batch" {
             assert_eq!(e.errors, 0, "{name}: {e:?}");
         }
     }
@@ -340,26 +436,37 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
     assert!(c.answered > c.offered / 2, "most sessions were served: {c:?}");
     assert_eq!(c.offered, c.answered + c.abandoned + c.rejected + c.unfinished, "{c:?}");
 
-    // a session whose first message failed never reached the service: the
-    // driver counts it as rejected (customers.rs, on_results); the service
-    // rejected nothing itself (unbounded pool, slots to spare)
-    assert_eq!(c.rejected, get(&p.failed_first), "{c:?} {p:?}");
-    assert!(c.rejected > 0, "some arrivals fell into failed batches: {p:?}");
+    // a first message without an answer is sent again; the session counts
+    // as rejected only if no send of it was ever answered (the service
+    // itself rejected nothing: unbounded pool, slots to spare)
+    let accepted_ids = ids(&p.accepted_ids).clone();
+    let never_taken = ids(&p.first_ids).iter().filter(|id| !accepted_ids.contains(*id)).count() as u64;
+    assert_eq!(c.rejected, never_taken, "{c:?} {brief}");
+    assert!(get(&p.failed_first) > 0, "some arrivals fell into failed batches: {brief}");
     assert_eq!(c.abandoned, 0, "no patience: nobody leaves");
     assert_eq!(get(&p.failed_leaves), 0);
 
-    // message accounting: a later message that failed is sent again (with
-    // the same client_msgid), so the proxy sees resends; each message is
-    // counted once, and everything the service took reached an agent
-    let distinct = p.distinct.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+    // message accounting: a message without an answer is sent again with
+    // the same client_msgid, so the proxy sees resends; the service takes
+    // each message once however often it comes, and each is counted once
+    let distinct = ids(&p.distinct).len() as u64;
     let resends = get(&p.messages) - distinct;
     assert_eq!(msgs.customer, distinct, "every customer message is counted once, however often sent");
-    assert!(resends > 0 && resends <= get(&p.failed_later), "a failed later message is resent: {p:?}");
-    assert_eq!(msgs.sent, Some(get(&p.accepted_messages)), "sent = what the service took");
-    assert!(get(&p.accepted_messages) <= distinct, "no message was taken twice");
+    assert!(resends > 0, "failed messages are resent: {brief}");
+    assert!(
+        resends <= get(&p.failed_first) + get(&p.failed_later),
+        "one resend per failed send at most: {brief}"
+    );
+    let acked = ids(&p.acked_ids).len() as u64;
+    assert_eq!(msgs.sent, Some(acked), "sent = messages whose acceptance the driver heard of");
+    let accepted = accepted_ids.len() as u64;
+    assert_eq!(
+        msgs.delivered,
+        Some(accepted),
+        "each message the service took reached an agent once: {msgs:?}"
+    );
     assert_eq!(msgs.lost, Some(0), "{msgs:?}");
-    assert_eq!(msgs.delivered, msgs.sent, "every message the service took reached an agent: {msgs:?}");
-    assert_eq!(msgs.duplicated, Some(0));
+    assert_eq!(msgs.duplicated, Some(0), "resends were not taken twice, nor replies received twice");
     assert_eq!(msgs.reordered, Some(0));
     assert_eq!(msgs.replies, msgs.delivered.unwrap(), "every delivered message was answered");
 }
@@ -368,15 +475,24 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
 /// (customers.rs, `send_failed`): otherwise the customer would wait for a
 /// reply that cannot come and the agent for a message that never arrives,
 /// the session would hold its slot to the end of the run, and the driver
-/// would drain until its deadline.
+/// would drain until its deadline. Run against a target without servicer
+/// channels: the agents then long-poll their own queues, one each.
 #[test]
 fn a_session_whose_later_message_failed_still_ends() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (s, proxy) = run_with_faults();
+    let (s, proxy) = run_with_faults(false);
     let p = &proxy.counts;
-    assert!(Counts::get(&p.failed_later) > 0, "the test needs failed later messages: {p:?}");
+    let brief = p.brief();
+    assert!(Counts::get(&p.failed_later) > 0, "the test needs failed later messages: {brief}");
     assert_eq!(s.latency_ms.session.count, s.sessions.answered, "every answered session ended");
     // Not checked by wall time (that the drain did not run to its deadline):
     // on a loaded machine that is flaky, and the count above already shows
     // that no session was left open.
+    let http = s.http.as_ref().unwrap();
+    let opened = &http["open_channel"];
+    assert_eq!(opened.errors_by_kind.get("http_404"), Some(&1), "one refused servicer channel: {opened:?}");
+    assert!(http["servicer_pull"].latency.count >= 10, "each of the 10 agents pulled its own queue");
+    let m = &s.messages;
+    assert_eq!((m.lost, m.duplicated, m.reordered), (Some(0), Some(0), Some(0)), "{m:?}");
+    assert_eq!(m.delivered, Some(ids(&p.accepted_ids).len() as u64), "{m:?}");
 }

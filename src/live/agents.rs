@@ -1,119 +1,365 @@
-//! The servicer side of the live engine: one task per agent, a closed
-//! population. Each long-polls its own queue; for every customer message it
-//! waits the sampled reply delay (scaled by the agent's slowdown at that
-//! moment, and by the time scale), replies with `in_reply_to`, and after
-//! the last message of the session waits the wrap-up and ends it. Shift
-//! changes set the agent's reception status.
+//! The servicer side of the live engine: the agents, a closed population,
+//! played by one task. It follows their queues — one long-poll of a
+//! servicer channel that carries them all, or, against a target without
+//! servicer channels, one long-poll per agent — and for every customer
+//! message waits the sampled reply delay (scaled by the agent's slowdown at
+//! that moment, and by the time scale), replies with `in_reply_to`, and
+//! after the last message of the session waits the wrap-up and ends it.
+//! Due replies and ends leave together in servicer batches. Shift changes
+//! set the agent's reception status.
 //!
 //! Deliveries are checked here: the message id carries the session's key
 //! and the message's index, so a message seen twice, or after a later one
 //! of its session, is counted.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::Shared;
+use super::http::CallError;
+use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, Opened, Pull, Pulled, ServicerAction};
+use super::{ATTEMPTS, Shared, pause};
 use crate::observe::Obs;
 use crate::scenario::Scenario;
 use crate::workload::{Stream, TimeSampler, stream};
 
-/// A reply or an end, waiting to leave in the next servicer batch.
-struct Out {
-    action: Value,
-    intended: Instant,
-    /// For an end: the agent's load to lower, and its index.
-    ends: Option<(Arc<std::sync::atomic::AtomicU32>, u32)>,
-}
+/// The errcode of an action on a session that has ended.
+const SESSION_ENDED: i64 = 95013;
+/// Actions per servicer batch at most (the protocol's limit).
+const BATCH: usize = 1000;
+/// Servicer batches in flight at once.
+const IN_FLIGHT: usize = 8;
+/// Due actions wait at most this long (wall) to leave with others: one
+/// request per reply would need thousands of requests a second.
+const GATHER: Duration = Duration::from_millis(2);
 
 struct Agent {
-    outbox: mpsc::UnboundedSender<Out>,
     userid: String,
-    index: u32,
     reply: TimeSampler,
     wrap_up: TimeSampler,
     slowdown: f64,
     rng: Stream,
-    shifts: Vec<(u64, u64)>,
+    /// Sessions held, as this agent has seen them.
+    load: u32,
 }
 
-/// Start every agent's task.
-pub(crate) fn spawn_all(sc: &Scenario, sh: &Arc<Shared>) -> Vec<JoinHandle<()>> {
-    let (outbox, rx) = mpsc::unbounded_channel();
-    // not awaited at the end: replies still sleeping then are past the run
-    tokio::spawn(send_batches(rx, sh.clone()));
-    let mut tasks = Vec::new();
-    let mut index = 0u32;
+/// A servicer action waiting for its time, the agent whose end it is, and
+/// how often it was sent without an answer.
+struct Due {
+    action: ServicerAction,
+    end_of: Option<u32>,
+    tries: u32,
+}
+
+/// Events of the queues: from a servicer channel (`None`: each event
+/// names its servicer in `to`), or from one agent's own queue.
+type Events = (Option<u32>, Vec<Event>);
+
+/// The actions of a sent batch, and the target's answers.
+type Sent = (Vec<Due>, Option<Vec<ActionResult>>);
+
+struct Agents {
+    sh: Arc<Shared>,
+    agents: Vec<Agent>,
+    by_userid: HashMap<String, u32>,
+    /// `(due scenario µs, order)` → the action.
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
+    due: HashMap<u64, Due>,
+    seq: u64,
+    /// Session key → which of its messages an agent has seen (by index).
+    seen: HashMap<u64, Vec<bool>>,
+}
+
+/// Start the agents' task (and the shift tasks of agents with shifts).
+pub(crate) fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
+    let mut agents = Vec::new();
+    let mut by_userid = HashMap::new();
     for g in &sc.groups {
         let width = g.count.to_string().len().max(2);
         for n in 1..=g.count {
             let userid = format!("{}-{:0width$}", g.group, n);
-            let agent = Agent {
-                outbox: outbox.clone(),
+            let index = agents.len() as u32;
+            if g.online.is_empty() {
+                let _ = sh.obs.send(Obs::AgentOnline { t: 0, agent: index, online: true });
+            } else {
+                tokio::spawn(run_shifts(userid.clone(), index, g.online.clone(), sh.clone()));
+            }
+            by_userid.insert(userid.clone(), index);
+            agents.push(Agent {
                 rng: stream(sc.seed, &format!("replies/{userid}")),
                 userid,
-                index,
                 reply: TimeSampler::new(&g.reply_delay),
                 wrap_up: TimeSampler::new(&g.wrap_up),
                 slowdown: g.slowdown,
-                shifts: g.online.clone(),
-            };
-            tasks.push(tokio::spawn(run_agent(agent, sh.clone())));
-            index += 1;
+                load: 0,
+            });
         }
     }
-    tasks
+    let a = Agents {
+        sh: sh.clone(),
+        agents,
+        by_userid,
+        heap: BinaryHeap::new(),
+        due: HashMap::new(),
+        seq: 0,
+        seen: HashMap::new(),
+    };
+    tokio::spawn(a.run())
 }
 
-async fn run_agent(mut a: Agent, sh: Arc<Shared>) {
-    let load = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let shifts = std::mem::take(&mut a.shifts);
-    if shifts.is_empty() {
-        let _ = sh.obs.send(Obs::AgentOnline { t: 0, agent: a.index, online: true });
-    } else {
-        tokio::spawn(run_shifts(a.userid.clone(), a.index, shifts, sh.clone()));
-    }
-    let mut cursor = String::new();
-    while !sh.stop.load(Ordering::SeqCst) {
-        let body = json!({"servicer_userid": a.userid, "cursor": cursor, "limit": 1000, "timeout_ms": 500});
-        let v = match sh
-            .http
-            .post("servicer_pull", "/sim/servicer/pull", &body, Instant::now(), Duration::from_millis(500))
-            .await
-        {
-            Ok(v) => v,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+impl Agents {
+    async fn run(mut self) {
+        let sh = self.sh.clone();
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Events>();
+        let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Sent>();
+        let userids: Vec<String> = self.agents.iter().map(|a| a.userid.clone()).collect();
+        let pullers = follow_queues(&sh, userids, ev_tx).await;
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let mut last_flush = Instant::now();
+        while !sh.stop.load(Ordering::SeqCst) {
+            let next = self.heap.peek().map(|Reverse((t, _))| sh.tb.instant(*t).max(last_flush + GATHER));
+            // wake at least every 100 ms to notice the end of the run
+            let idle = Instant::now() + Duration::from_millis(100);
+            let wake = next.map_or(idle, |t| t.min(idle));
+            tokio::select! {
+                Some((agent, events)) = ev_rx.recv() => {
+                    for ev in events {
+                        self.on_event(agent, ev);
+                    }
+                }
+                Some((dues, results)) = res_rx.recv() => self.on_results(dues, results),
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if next.is_some() {
+                        last_flush = Instant::now();
+                        self.flush(&res_tx, &in_flight).await;
+                    }
+                }
             }
-        };
-        if let Some(c) = v["next_cursor"].as_str() {
-            cursor = c.to_owned();
         }
-        for ev in v["event_list"].as_array().into_iter().flatten() {
-            handle(&mut a, &sh, &load, ev);
+        for p in pullers {
+            p.abort();
+        }
+        // batches still in flight are measured to their end (their calls
+        // end within the timeout)
+        let all = IN_FLIGHT as u32;
+        let _ =
+            tokio::time::timeout(sh.http.timeout() + Duration::from_millis(100), in_flight.acquire_many(all))
+                .await;
+    }
+
+    fn on_event(&mut self, agent: Option<u32>, ev: Event) {
+        let agent = agent.or_else(|| ev.to.as_deref().and_then(|u| self.by_userid.get(u).copied()));
+        let Some(agent) = agent else { return };
+        let now = self.sh.tb.now_us();
+        match (ev.kind.as_str(), ev.change.as_deref()) {
+            ("session", Some("assigned")) => {
+                let a = &mut self.agents[agent as usize];
+                a.load += 1;
+                let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent, load: a.load });
+            }
+            ("session", Some("transferred" | "ended")) if ev.reason.as_deref() != Some("servicer") => {
+                // taken away by someone else; our own ends count when the
+                // target confirms them
+                let a = &mut self.agents[agent as usize];
+                a.load = a.load.saturating_sub(1);
+                let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent, load: a.load });
+            }
+            ("message", _) if ev.sender.as_deref() == Some("customer") => self.on_message(agent, ev, now),
+            _ => {}
+        }
+    }
+
+    /// Count the delivery, then schedule the reply (and the end after the
+    /// session's last message).
+    fn on_message(&mut self, agent: u32, ev: Event, now: u64) {
+        let Some(id) = ev.client_msgid else { return };
+        let Some((key, idx, total, sent_us)) = parse_id(&id) else { return };
+        {
+            let s = self.seen.entry(key).or_insert_with(|| vec![false; total as usize]);
+            let mut c = self.sh.counts();
+            match s.get_mut(idx as usize) {
+                Some(slot) if *slot => c.duplicated += 1,
+                Some(slot) => {
+                    *slot = true;
+                    c.delivered += 1;
+                    if s[idx as usize + 1..].iter().any(|x| *x) {
+                        c.reordered += 1;
+                    }
+                }
+                None => return,
+            }
+            c.to_agent.record((now.saturating_sub(sent_us) as f64 / self.sh.tb.scale) as u64);
+            if idx + 1 == total {
+                self.seen.remove(&key);
+            }
+        }
+        let a = &mut self.agents[agent as usize];
+        let j = a.load.max(1);
+        let work = a.reply.sample(&mut a.rng) as f64 * (1.0 + a.slowdown * f64::from(j - 1));
+        let wrap = if idx + 1 == total { Some(a.wrap_up.sample(&mut a.rng)) } else { None };
+        let (kfid, external) = (ev.open_kfid.unwrap_or_default(), ev.external_userid.unwrap_or_default());
+        let reply_at = now.saturating_add(work as u64);
+        let reply = ServicerAction::Reply {
+            servicer_userid: a.userid.clone(),
+            open_kfid: kfid.clone(),
+            external_userid: external.clone(),
+            content: Content::of("text", &format!("reply to {id}")),
+            client_msgid: format!("r{key}-{idx}"),
+            in_reply_to: id,
+        };
+        let end = wrap.map(|w| {
+            let end = ServicerAction::End {
+                servicer_userid: a.userid.clone(),
+                open_kfid: kfid,
+                external_userid: external,
+            };
+            (reply_at.saturating_add(w), end)
+        });
+        self.push(reply_at, Due { action: reply, end_of: None, tries: 0 });
+        if let Some((t, action)) = end {
+            self.push(t, Due { action, end_of: Some(agent), tries: 0 });
+        }
+    }
+
+    fn push(&mut self, t: u64, due: Due) {
+        self.seq += 1;
+        self.heap.push(Reverse((t, self.seq)));
+        self.due.insert(self.seq, due);
+    }
+
+    /// Send every due action, in batches.
+    async fn flush(&mut self, res_tx: &mpsc::UnboundedSender<Sent>, in_flight: &Arc<tokio::sync::Semaphore>) {
+        let now = self.sh.tb.now_us();
+        loop {
+            let mut dues = Vec::new();
+            let mut first = None;
+            while dues.len() < BATCH
+                && let Some(&Reverse((t, seq))) = self.heap.peek()
+                && t <= now
+            {
+                self.heap.pop();
+                let Some(mut d) = self.due.remove(&seq) else { continue };
+                first.get_or_insert(t);
+                if let ServicerAction::Reply { client_msgid, .. } = &mut d.action
+                    && d.tries == 0
+                {
+                    // the customer side measures delivery from this wall
+                    // time; a resend keeps the id, so the target knows it
+                    client_msgid.push_str(&format!("-{}", self.sh.tb.wall_us()));
+                }
+                dues.push(d);
+            }
+            if dues.is_empty() {
+                return;
+            }
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+            let (sh, res_tx) = (self.sh.clone(), res_tx.clone());
+            let intended = sh.tb.instant(first.unwrap_or(now));
+            tokio::spawn(async move {
+                let actions: Vec<&ServicerAction> = dues.iter().map(|d| &d.action).collect();
+                let body = Batch { channel_id: "", actions: &actions };
+                let r: Result<BatchAnswer, CallError> = sh
+                    .http
+                    .call("servicer_batch", "/sim/servicer/batch", &body, intended, Duration::ZERO)
+                    .await;
+                drop(permit);
+                let _ = res_tx.send((dues, r.ok().map(|a| a.results)));
+            });
+        }
+    }
+
+    /// Lower the load of confirmed ends; send again what got no answer (it
+    /// may not have arrived; the target answers a resent reply as the
+    /// first time, and a resent end of an ended session with 95013).
+    fn on_results(&mut self, dues: Vec<Due>, results: Option<Vec<ActionResult>>) {
+        let now = self.sh.tb.now_us();
+        let results = results.unwrap_or_default();
+        for (i, mut d) in dues.into_iter().enumerate() {
+            let Some(r) = results.get(i) else {
+                d.tries += 1;
+                if d.tries < ATTEMPTS {
+                    self.push(now.saturating_add(pause(d.tries + 1, self.sh.tb.scale)), d);
+                }
+                continue;
+            };
+            let done = r.errcode == 0 || (d.tries > 0 && r.errcode == SESSION_ENDED);
+            match d.end_of {
+                Some(agent) if done => {
+                    let a = &mut self.agents[agent as usize];
+                    a.load = a.load.saturating_sub(1);
+                    let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent, load: a.load });
+                }
+                _ if done => {}
+                _ => self.sh.http.stats.action_error("servicer_batch", format!("errcode_{}", r.errcode)),
+            }
         }
     }
 }
 
-fn handle(a: &mut Agent, sh: &Arc<Shared>, load: &Arc<std::sync::atomic::AtomicU32>, ev: &Value) {
-    let now = sh.tb.now_us();
-    match (ev["kind"].as_str(), ev["change"].as_str()) {
-        (Some("session"), Some("assigned")) => {
-            let l = load.fetch_add(1, Ordering::SeqCst) + 1;
-            let _ = sh.obs.send(Obs::AgentLoad { t: now, agent: a.index, load: l });
+/// Start following the agents' queues: one servicer channel if the target
+/// has them, else one long-poll per agent.
+async fn follow_queues(
+    sh: &Arc<Shared>,
+    userids: Vec<String>,
+    tx: mpsc::UnboundedSender<Events>,
+) -> Vec<JoinHandle<()>> {
+    let body = json!({"servicer_userids": userids, "queue_cap": 1_000_000});
+    let opened: Result<Opened, CallError> = sh
+        .http
+        .call("open_channel", "/sim/servicer/open_channel", &body, Instant::now(), Duration::ZERO)
+        .await;
+    match opened {
+        Ok(o) if !o.channel_id.is_empty() => {
+            vec![tokio::spawn(pull_loop(sh.clone(), Some(o.channel_id), String::new(), None, tx))]
         }
-        (Some("session"), Some("transferred" | "ended")) if ev["reason"].as_str() != Some("servicer") => {
-            // taken away by someone else; our own ends are counted where we end
-            let l = load.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-            let _ = sh.obs.send(Obs::AgentLoad { t: now, agent: a.index, load: l });
+        _ => userids
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| tokio::spawn(pull_loop(sh.clone(), None, u, Some(i as u32), tx.clone())))
+            .collect(),
+    }
+}
+
+/// Long-poll one queue (a servicer channel, or one servicer's own) and hand
+/// its events over.
+async fn pull_loop(
+    sh: Arc<Shared>,
+    channel: Option<String>,
+    userid: String,
+    agent: Option<u32>,
+    tx: mpsc::UnboundedSender<Events>,
+) {
+    let mut cursor = String::new();
+    let channel_id = channel.unwrap_or_default();
+    while !sh.stop.load(Ordering::SeqCst) {
+        let body = Pull {
+            channel_id: &channel_id,
+            servicer_userid: &userid,
+            cursor: &cursor,
+            limit: 1000,
+            timeout_ms: 500,
+        };
+        let r: Result<Pulled, CallError> = sh
+            .http
+            .call("servicer_pull", "/sim/servicer/pull", &body, Instant::now(), Duration::from_millis(500))
+            .await;
+        match r {
+            Ok(p) => {
+                if let Some(c) = p.next_cursor {
+                    cursor = c;
+                }
+                if !p.event_list.is_empty() && tx.send((agent, p.event_list)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-        (Some("message"), _) if ev["sender"].as_str() == Some("customer") => on_message(a, sh, load, ev, now),
-        _ => {}
     }
 }
 
@@ -126,103 +372,6 @@ fn parse_id(id: &str) -> Option<(u64, u32, u32, u64)> {
         parts.next()?.parse().ok()?,
         parts.next()?.parse().ok()?,
     ))
-}
-
-fn on_message(
-    a: &mut Agent,
-    sh: &Arc<Shared>,
-    load: &Arc<std::sync::atomic::AtomicU32>,
-    ev: &Value,
-    now: u64,
-) {
-    let Some(id) = ev["client_msgid"].as_str() else { return };
-    let Some((key, idx, total, sent_us)) = parse_id(id) else { return };
-    {
-        let mut seen = sh.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let s = seen.entry(key).or_insert_with(|| vec![false; total as usize]);
-        let mut c = sh.counts();
-        match s.get_mut(idx as usize) {
-            Some(slot) if *slot => c.duplicated += 1,
-            Some(slot) => {
-                *slot = true;
-                c.delivered += 1;
-                if s[idx as usize + 1..].iter().any(|x| *x) {
-                    c.reordered += 1;
-                }
-            }
-            None => return,
-        }
-        c.to_agent.record((now.saturating_sub(sent_us) as f64 / sh.tb.scale) as u64);
-        if idx + 1 == total {
-            seen.remove(&key);
-        }
-    }
-    let j = load.load(Ordering::SeqCst).max(1);
-    let work = a.reply.sample(&mut a.rng) as f64 * (1.0 + a.slowdown * f64::from(j - 1));
-    let wrap = if idx + 1 == total { Some(a.wrap_up.sample(&mut a.rng)) } else { None };
-    let delay = sh.tb.wall(work as u64);
-    let (userid, agent, outbox) = (a.userid.clone(), a.index, a.outbox.clone());
-    let (kfid, external) = (ev["open_kfid"].clone(), ev["external_userid"].clone());
-    let in_reply_to = id.to_owned();
-    let load = load.clone();
-    let tb = sh.tb;
-    tokio::spawn(async move {
-        let intended = Instant::now() + delay;
-        tokio::time::sleep(delay).await;
-        let reply_id = format!("r{key}-{idx}-{}", tb.wall_us());
-        let action = json!({"type": "reply", "servicer_userid": userid, "open_kfid": kfid, "external_userid": external,
-            "msgtype": "text", "text": {"content": format!("kfsim reply to {in_reply_to}")},
-            "in_reply_to": in_reply_to, "client_msgid": reply_id});
-        let _ = outbox.send(Out { action, intended, ends: None });
-        let Some(wrap) = wrap else { return };
-        let wait = tb.wall(wrap);
-        let intended = Instant::now() + wait;
-        tokio::time::sleep(wait).await;
-        let action =
-            json!({"type": "end", "servicer_userid": userid, "open_kfid": kfid, "external_userid": external});
-        let _ = outbox.send(Out { action, intended, ends: Some((load, agent)) });
-    });
-}
-
-/// Send the agents' replies and ends in batches of up to 1000 every few
-/// milliseconds (one request per action would need a connection each under
-/// load), several batches in flight at once.
-async fn send_batches(mut rx: mpsc::UnboundedReceiver<Out>, sh: Arc<Shared>) {
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(8));
-    while let Some(first) = rx.recv().await {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let mut batch = vec![first];
-        while batch.len() < 1000 {
-            match rx.try_recv() {
-                Ok(o) => batch.push(o),
-                Err(_) => break,
-            }
-        }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-        let sh = sh.clone();
-        tokio::spawn(async move {
-            let intended = batch.iter().map(|o| o.intended).min().unwrap_or_else(Instant::now);
-            let actions: Vec<&Value> = batch.iter().map(|o| &o.action).collect();
-            let body = json!({ "actions": actions });
-            let r =
-                sh.http.post("servicer_batch", "/sim/servicer/batch", &body, intended, Duration::ZERO).await;
-            let results = r.ok().and_then(|v| v["results"].as_array().cloned());
-            for (i, o) in batch.into_iter().enumerate() {
-                let code = results.as_ref().and_then(|r| r.get(i)).and_then(|r| r["errcode"].as_i64());
-                match code {
-                    Some(0) => {
-                        if let Some((load, agent)) = o.ends {
-                            let l = load.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-                            let _ = sh.obs.send(Obs::AgentLoad { t: sh.tb.now_us(), agent, load: l });
-                        }
-                    }
-                    Some(c) => sh.http.stats.action_error("servicer_batch", format!("errcode_{c}")),
-                    None => {}
-                }
-            }
-            drop(permit);
-        });
-    }
 }
 
 /// Set the agent's status at each shift boundary.

@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{LiveOptions, Shared};
+use super::http::CallError;
+use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event, Opened, Pull, Pulled};
+use super::{ATTEMPTS, LiveOptions, Shared, pause};
 use crate::observe::{Obs, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
-use crate::workload::{EntryBehaviour, unit};
+use crate::workload::{CustomerMemory, EntryBehaviour, unit};
 
 /// How the customer side ended.
 pub(crate) struct Outcome {
@@ -32,25 +34,33 @@ const LATE: Duration = Duration::from_millis(10);
 const BATCH: usize = 1000;
 
 /// A sent batch: what each action was for, and the target's answers.
-type BatchResult = (Vec<Meta>, Option<Vec<Value>>);
+type BatchResult = (Vec<Meta>, Option<Vec<ActionResult>>);
 
-/// What an action in a batch was for; a message keeps its JSON for a resend.
-type Meta = (u64, Due, Option<Value>);
+/// What an action in a batch was for; a message keeps itself for a resend.
+type Meta = (u64, Sent, Option<CustomerAction>);
 
-/// Sends of one message before the customer gives up on it (with a pause
-/// doubling from 100 ms of wall time between them).
-const ATTEMPTS: u32 = 5;
+/// What a sent action was.
+#[derive(Clone, Copy)]
+enum Sent {
+    Enter,
+    /// The message of this index.
+    Message(u32),
+    Leave,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
     Arrive(usize),
     Send(u64),
-    Resend(u64),
+    /// Send message `.1` of session `.0` again.
+    Resend(u64, u32),
     Leave(u64),
 }
 
 struct Cust {
     info: SessionInfo,
+    /// The customer's id in its account's memory.
+    customer: u64,
     handle: String,
     total: u32,
     sent: u32,
@@ -62,14 +72,11 @@ struct Cust {
     /// Messages the target accepted.
     accepted: u32,
     /// A message to send again, and how often it was sent.
-    retry: Option<(Value, u32)>,
-}
-
-/// A returning customer's handle and their last agent and time.
-struct Known {
-    handle: String,
-    agent: Option<u32>,
-    at_us: u64,
+    /// Messages to send again: index, the message, and how often it was
+    /// sent (a message answered later is one of the next to be sent).
+    retry: Vec<(u32, CustomerAction, u32)>,
+    /// Leaves sent without an answer.
+    leave_tries: u32,
 }
 
 struct Driver<'a> {
@@ -82,11 +89,14 @@ struct Driver<'a> {
     seq: u64,
     custs: HashMap<u64, Cust>,
     by_handle: HashMap<String, u64>,
-    memory: Vec<Vec<Known>>,
+    /// Per account: the customers seen, and whom they were served by.
+    memory: Vec<CustomerMemory>,
     next_key: u64,
     channel: String,
     sessions: u64,
     peak: u64,
+    /// Batches sent whose answers have not been handled yet.
+    batches_in_flight: usize,
     arrivals_left: usize,
 }
 
@@ -96,20 +106,17 @@ pub(crate) async fn drive(
     opts: &LiveOptions,
     interrupt: Arc<AtomicBool>,
 ) -> Outcome {
-    let channel = match sh
+    let opened: Result<Opened, CallError> = sh
         .http
-        .post(
+        .call(
             "open_channel",
             "/sim/customer/open_channel",
             &json!({"queue_cap": 1_000_000}),
             Instant::now(),
             Duration::ZERO,
         )
-        .await
-    {
-        Ok(v) => v["channel_id"].as_str().unwrap_or_default().to_owned(),
-        Err(_) => String::new(),
-    };
+        .await;
+    let channel = opened.map(|o| o.channel_id).unwrap_or_default();
     let entries: Vec<EntryBehaviour> =
         sc.entries.iter().map(|e| EntryBehaviour::new(e, sc.seed, sc.duration_us)).collect();
     let scenes = sc
@@ -132,16 +139,17 @@ pub(crate) async fn drive(
         seq: 0,
         custs: HashMap::new(),
         by_handle: HashMap::new(),
-        memory: (0..sc.accounts.len()).map(|_| Vec::new()).collect(),
+        memory: (0..sc.accounts.len()).map(|_| CustomerMemory::new(sc.customer_memory)).collect(),
         next_key: 0,
         channel: channel.clone(),
         sessions: 0,
         peak: 0,
+        batches_in_flight: 0,
     };
     for e in 0..d.entries.len() {
         d.schedule_arrival(e);
     }
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Vec<Value>>();
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Vec<Event>>();
     let (res_tx, mut res_rx) = mpsc::unbounded_channel::<BatchResult>();
     let puller = tokio::spawn(pull_channel(sh.clone(), channel, ev_tx));
     let mut interrupted = false;
@@ -191,6 +199,15 @@ pub(crate) async fn drive(
             Some((actions, results)) = res_rx.recv() => d.on_results(actions, results),
         }
     }
+    // the answers of batches still in flight: what they say was accepted
+    // was sent (their calls end within the timeout)
+    let answers_by = Instant::now() + opts.timeout + Duration::from_millis(100);
+    while d.batches_in_flight > 0 {
+        match tokio::time::timeout_at(answers_by.into(), res_rx.recv()).await {
+            Ok(Some((actions, results))) => d.on_results(actions, results),
+            _ => break,
+        }
+    }
     bar.finish_and_clear();
     // what is still waiting at the end never got an agent
     let end = sh.tb.now_us();
@@ -204,21 +221,21 @@ pub(crate) async fn drive(
 }
 
 /// Follow the channel's queue and hand its items to the driver.
-async fn pull_channel(sh: Arc<Shared>, channel: String, tx: mpsc::UnboundedSender<Vec<Value>>) {
+async fn pull_channel(sh: Arc<Shared>, channel: String, tx: mpsc::UnboundedSender<Vec<Event>>) {
     let mut cursor = String::new();
     while !sh.stop.load(Ordering::SeqCst) {
-        let body = json!({"channel_id": channel, "cursor": cursor, "limit": 1000, "timeout_ms": 500});
-        match sh
+        let body =
+            Pull { channel_id: &channel, servicer_userid: "", cursor: &cursor, limit: 1000, timeout_ms: 500 };
+        let r: Result<Pulled, CallError> = sh
             .http
-            .post("customer_pull", "/sim/customer/pull", &body, Instant::now(), Duration::from_millis(500))
-            .await
-        {
-            Ok(v) => {
-                if let Some(c) = v["next_cursor"].as_str() {
-                    cursor = c.to_owned();
+            .call("customer_pull", "/sim/customer/pull", &body, Instant::now(), Duration::from_millis(500))
+            .await;
+        match r {
+            Ok(p) => {
+                if let Some(c) = p.next_cursor {
+                    cursor = c;
                 }
-                let items = v["event_list"].as_array().cloned().unwrap_or_default();
-                if !items.is_empty() && tx.send(items).is_err() {
+                if !p.event_list.is_empty() && tx.send(p.event_list).is_err() {
                     return;
                 }
             }
@@ -227,21 +244,9 @@ async fn pull_channel(sh: Arc<Shared>, channel: String, tx: mpsc::UnboundedSende
     }
 }
 
-fn msg_body(msgtype: u8, id: &str) -> (String, Value) {
-    let t = MSG_TYPES[msgtype as usize];
-    let content = match t {
-        "text" => json!({"content": format!("kfsim message {id}")}),
-        "image" | "voice" | "video" | "file" => json!({"media_id": format!("kfsim-{id}")}),
-        "location" => json!({"latitude": 23.1, "longitude": 113.3, "name": "kfsim", "address": "kfsim"}),
-        "link" => {
-            json!({"title": "kfsim", "desc": "kfsim", "url": "https://example.com/kfsim", "pic_url": ""})
-        }
-        "business_card" => json!({"userid": "kfsim"}),
-        _ => {
-            json!({"title": "kfsim", "appid": "wx0000000000000000", "pagepath": "pages/index", "thumb_media_id": "kfsim"})
-        }
-    };
-    (t.to_owned(), content)
+/// The handle of customer `id` of an account's memory, unique on the channel.
+fn handle_of(account: usize, id: u64) -> String {
+    format!("c{account}-{id}")
 }
 
 impl Driver<'_> {
@@ -261,7 +266,7 @@ impl Driver<'_> {
     /// Send every action that is due, in batches.
     fn dispatch(&mut self, res_tx: &mpsc::UnboundedSender<BatchResult>) {
         let now = self.sh.tb.now_us();
-        let mut actions: Vec<Value> = Vec::new();
+        let mut actions: Vec<CustomerAction> = Vec::new();
         let mut meta: Vec<Meta> = Vec::new();
         let mut first_intended: Option<u64> = None;
         while let Some(Reverse((t, _, due))) = self.heap.peek().copied() {
@@ -273,9 +278,10 @@ impl Driver<'_> {
             match due {
                 Due::Arrive(e) => self.arrive(e, t, &mut actions, &mut meta),
                 Due::Send(key) => self.send(key, t, &mut actions, &mut meta),
-                Due::Resend(key) => {
-                    if let Some((a, _)) = self.custs.get(&key).and_then(|c| c.retry.clone()) {
-                        meta.push((key, Due::Send(key), Some(a.clone())));
+                Due::Resend(key, idx) => {
+                    let again = self.custs.get(&key).and_then(|c| c.retry.iter().find(|r| r.0 == idx));
+                    if let Some((_, a, _)) = again.cloned() {
+                        meta.push((key, Sent::Message(idx), Some(a.clone())));
                         actions.push(a);
                     }
                 }
@@ -298,8 +304,8 @@ impl Driver<'_> {
     }
 
     fn flush(
-        &self,
-        actions: &mut Vec<Value>,
+        &mut self,
+        actions: &mut Vec<CustomerAction>,
         meta: &mut Vec<Meta>,
         intended: Option<u64>,
         res_tx: &mpsc::UnboundedSender<BatchResult>,
@@ -307,46 +313,53 @@ impl Driver<'_> {
         if actions.is_empty() {
             return;
         }
-        let body = json!({"channel_id": self.channel, "actions": std::mem::take(actions)});
+        let actions = std::mem::take(actions);
         let meta = std::mem::take(meta);
+        self.batches_in_flight += 1;
         let sh = self.sh.clone();
+        let channel = self.channel.clone();
         let res_tx = res_tx.clone();
         let intended = self.sh.tb.instant(intended.unwrap_or(0));
         tokio::spawn(async move {
-            let r =
-                sh.http.post("customer_batch", "/sim/customer/batch", &body, intended, Duration::ZERO).await;
-            let results = r.ok().and_then(|v| v["results"].as_array().cloned());
-            let _ = res_tx.send((meta, results));
+            let body = Batch { channel_id: &channel, actions: &actions };
+            let r: Result<BatchAnswer, CallError> =
+                sh.http.call("customer_batch", "/sim/customer/batch", &body, intended, Duration::ZERO).await;
+            let _ = res_tx.send((meta, r.ok().map(|a| a.results)));
         });
     }
 
-    fn arrive(&mut self, e: usize, t: u64, actions: &mut Vec<Value>, meta: &mut Vec<Meta>) {
+    fn arrive(&mut self, e: usize, t: u64, actions: &mut Vec<CustomerAction>, meta: &mut Vec<Meta>) {
         self.schedule_arrival(e);
         let entry = &self.sc.entries[e];
         let account = entry.account;
         let rt = &mut self.entries[e];
-        let back = rt.returning > 0.0 && unit(&mut rt.rng) < rt.returning && !self.memory[account].is_empty();
-        let (handle, last_agent, returning) = if back {
-            let i = ((unit(&mut rt.rng) * self.memory[account].len() as f64) as usize)
-                .min(self.memory[account].len() - 1);
-            let k = &self.memory[account][i];
-            let within = self.sc.accounts[account].prefer_last_within_us;
-            let eligible = k.agent.filter(|_| t.saturating_sub(k.at_us) <= within);
-            (k.handle.clone(), eligible, true)
+        let mem = &mut self.memory[account];
+        // drawn as the simulator draws them, so both engines see the same
+        // returning customers
+        let back = if rt.returning > 0.0 && unit(&mut rt.rng) < rt.returning {
+            mem.returning(&mut rt.rng)
         } else {
-            (String::new(), None, false)
+            None
         };
         // one session per customer at a time: a customer still in a
         // session comes back as a new one
-        let handle = if back && !self.by_handle.contains_key(&handle) { handle } else { String::new() };
+        let back = back.filter(|(id, _)| !self.by_handle.contains_key(&handle_of(account, *id)));
+        let (customer, last_agent, returning) = match back {
+            Some((id, last)) => {
+                let within = self.sc.accounts[account].prefer_last_within_us;
+                let eligible =
+                    (last.agent != u32::MAX && t.saturating_sub(last.at_us) <= within).then_some(last.agent);
+                (id, eligible, true)
+            }
+            None => (mem.new_customer(), None, false),
+        };
+        let handle = handle_of(account, customer);
         let key = self.next_key;
         self.next_key += 1;
-        let handle = if handle.is_empty() { format!("c{key}") } else { handle };
         let total = rt.messages.sample(&mut rt.rng);
         let msgtype = rt.mix.sample(&mut rt.rng);
         let patience = rt.patience.as_ref().map(|p| p.sample(&mut rt.rng));
         let info = SessionInfo { arrived_us: t, entry: e as u16, account: account as u16 };
-        let returning = returning && handle != format!("c{key}");
         let _ = self.sh.obs.send(Obs::Entered {
             s: info,
             returning,
@@ -354,9 +367,12 @@ impl Driver<'_> {
             msgtype,
         });
         let kfid = self.sh.open_kfid[account].clone();
-        actions
-            .push(json!({"type": "enter", "customer": handle, "open_kfid": kfid, "scene": self.scenes[e]}));
-        meta.push((key, Due::Arrive(e), None));
+        actions.push(CustomerAction::Enter {
+            customer: handle.clone(),
+            open_kfid: kfid,
+            scene: self.scenes[e].clone(),
+        });
+        meta.push((key, Sent::Enter, None));
         self.custs.insert(
             key,
             Cust {
@@ -368,9 +384,11 @@ impl Driver<'_> {
                 replied: vec![false; total as usize],
                 queued: false,
                 assigned: None,
-                last_agent: if returning { last_agent } else { None },
+                customer,
+                last_agent,
                 accepted: 0,
-                retry: None,
+                retry: Vec::new(),
+                leave_tries: 0,
             },
         );
         self.by_handle.insert(handle, key);
@@ -382,25 +400,34 @@ impl Driver<'_> {
         }
     }
 
-    fn message(&mut self, key: u64, t: u64, msgtype: u8, actions: &mut Vec<Value>, meta: &mut Vec<Meta>) {
+    fn message(
+        &mut self,
+        key: u64,
+        t: u64,
+        msgtype: u8,
+        actions: &mut Vec<CustomerAction>,
+        meta: &mut Vec<Meta>,
+    ) {
         let Some(c) = self.custs.get_mut(&key) else { return };
         let idx = c.sent;
         c.sent += 1;
         c.sent_at.push(t);
         // the agent learns the session's length and the send time from the id
         let id = format!("m{key}-{idx}-{}-{t}", c.total);
-        let (msgtype_name, content) = msg_body(msgtype, &id);
-        let mut a = json!({"type": "message", "customer": c.handle, "open_kfid": self.sh.open_kfid[c.info.account as usize],
-            "client_msgid": id, "msgtype": msgtype_name});
-        a[msgtype_name.as_str()] = content;
-        meta.push((key, Due::Send(key), Some(a.clone())));
+        let a = CustomerAction::Message {
+            customer: c.handle.clone(),
+            open_kfid: self.sh.open_kfid[c.info.account as usize].clone(),
+            content: Content::of(MSG_TYPES[msgtype as usize], &id),
+            client_msgid: id,
+        };
+        meta.push((key, Sent::Message(idx), Some(a.clone())));
         actions.push(a);
         if idx > 0 {
             let _ = self.sh.obs.send(Obs::Message { t, s: c.info, msgtype });
         }
     }
 
-    fn send(&mut self, key: u64, t: u64, actions: &mut Vec<Value>, meta: &mut Vec<Meta>) {
+    fn send(&mut self, key: u64, t: u64, actions: &mut Vec<CustomerAction>, meta: &mut Vec<Meta>) {
         let Some(c) = self.custs.get(&key) else { return };
         let e = c.info.entry as usize;
         let rt = &mut self.entries[e];
@@ -408,62 +435,95 @@ impl Driver<'_> {
         self.message(key, t, msgtype, actions, meta);
     }
 
-    fn leave(&mut self, key: u64, _t: u64, actions: &mut Vec<Value>, meta: &mut Vec<Meta>) {
+    fn leave(&mut self, key: u64, _t: u64, actions: &mut Vec<CustomerAction>, meta: &mut Vec<Meta>) {
         let Some(c) = self.custs.get(&key) else { return };
         if c.assigned.is_some() {
             return;
         }
-        actions.push(json!({"type": "leave", "customer": c.handle, "open_kfid": self.sh.open_kfid[c.info.account as usize]}));
-        meta.push((key, Due::Leave(key), None));
+        actions.push(CustomerAction::Leave {
+            customer: c.handle.clone(),
+            open_kfid: self.sh.open_kfid[c.info.account as usize].clone(),
+        });
+        meta.push((key, Sent::Leave, None));
     }
 
-    fn on_results(&mut self, meta: Vec<Meta>, results: Option<Vec<Value>>) {
+    fn on_results(&mut self, meta: Vec<Meta>, results: Option<Vec<ActionResult>>) {
+        self.batches_in_flight -= 1;
         let now = self.sh.tb.now_us();
         for (i, (key, due, action)) in meta.into_iter().enumerate() {
             let r = results.as_ref().and_then(|r| r.get(i));
-            let ok = r.is_some_and(|r| r["errcode"].as_i64() == Some(0));
+            let ok = r.is_some_and(|r| r.errcode == 0);
             if let Some(r) = r.filter(|_| !ok) {
-                let code = r["errcode"].as_i64().unwrap_or(-1);
-                self.sh.http.stats.action_error("customer_batch", format!("errcode_{code}"));
+                self.sh.http.stats.action_error("customer_batch", format!("errcode_{}", r.errcode));
             }
             match due {
-                Due::Send(_) if ok => {
+                Sent::Message(idx) if ok => {
+                    let in_window = self.sh.in_window(now);
                     let mut counts = self.sh.counts();
                     counts.sent += 1;
+                    counts.window_sent += u64::from(in_window);
                     if let Some(c) = self.custs.get_mut(&key) {
                         c.accepted += 1;
-                        c.retry = None;
+                        c.retry.retain(|r| r.0 != idx);
                         // a message of a session an agent holds must reach it
                         if c.assigned.is_some() {
                             counts.expected += 1;
                         }
                     }
                 }
-                Due::Send(_) => self.send_failed(key, action, now),
+                Sent::Message(idx) => self.send_failed(key, idx, action, now, r.is_some()),
+                // no answer: the leave may not have arrived; an answer
+                // (even an error) is the target's word
+                Sent::Leave if r.is_none() => self.leave_failed(key, now),
                 _ => {}
             }
         }
     }
 
-    /// A message the target did not take. The first message of a session
-    /// that never got in: the session was refused. A later one: the
-    /// customer sends it again, a few times, then gives up on the session
-    /// (it can neither go on nor leave a session an agent holds).
-    fn send_failed(&mut self, key: u64, action: Option<Value>, now: u64) {
+    /// A message the target did not take, or whose answer was lost (a
+    /// timeout, a dropped connection, a 5xx: it may have been taken). The
+    /// first message of a session the target refused: the session was
+    /// refused. Otherwise the customer sends it again with the same
+    /// `client_msgid` — the target answers a resend as the first time, so
+    /// nothing is counted twice — a few times, then gives up on the session.
+    fn send_failed(&mut self, key: u64, idx: u32, action: Option<CustomerAction>, now: u64, answered: bool) {
+        let scale = self.sh.tb.scale;
         let Some(c) = self.custs.get_mut(&key) else { return };
-        if c.assigned.is_none() && !c.queued && c.accepted == 0 {
+        let first = c.assigned.is_none() && !c.queued && c.accepted == 0;
+        if first && answered {
             let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
             self.forget(key);
             return;
         }
-        let attempts = c.retry.as_ref().map_or(1, |r| r.1) + 1;
+        let attempts = c.retry.iter().find(|r| r.0 == idx).map_or(1, |r| r.2) + 1;
+        c.retry.retain(|r| r.0 != idx);
+        if c.replied.get(idx as usize) == Some(&true) {
+            // answered by an agent: it arrived, whatever became of its ack
+            return;
+        }
         match action {
             Some(a) if attempts <= ATTEMPTS => {
-                c.retry = Some((a, attempts));
-                let pause = (0.1 * f64::from(1u32 << (attempts - 2)) * 1e6 * self.sh.tb.scale) as u64;
-                self.push(now.saturating_add(pause), Due::Resend(key));
+                c.retry.push((idx, a, attempts));
+                self.push(now.saturating_add(pause(attempts, scale)), Due::Resend(key, idx));
             }
-            _ => self.forget(key),
+            _ => {
+                if first {
+                    let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
+                }
+                self.forget(key);
+            }
+        }
+    }
+
+    /// A leave without an answer is sent again (if the customer is still
+    /// waiting then): a lost leave would undercount abandonment.
+    fn leave_failed(&mut self, key: u64, now: u64) {
+        let scale = self.sh.tb.scale;
+        let Some(c) = self.custs.get_mut(&key) else { return };
+        c.leave_tries += 1;
+        if c.leave_tries < ATTEMPTS {
+            let t = now.saturating_add(pause(c.leave_tries + 1, scale));
+            self.push(t, Due::Leave(key));
         }
     }
 
@@ -473,28 +533,28 @@ impl Driver<'_> {
         }
     }
 
-    fn on_events(&mut self, events: Vec<Value>) {
+    fn on_events(&mut self, events: Vec<Event>) {
         let now = self.sh.tb.now_us();
         for ev in events {
-            let Some(handle) = ev["customer"].as_str() else { continue };
+            let Some(handle) = ev.customer.as_deref() else { continue };
             let Some(&key) = self.by_handle.get(handle) else { continue };
-            match ev["kind"].as_str() {
-                Some("session") => self.on_session(key, &ev, now),
-                Some("message") => self.on_reply(key, &ev, now),
+            match ev.kind.as_str() {
+                "session" => self.on_session(key, &ev, now),
+                "message" => self.on_reply(key, &ev, now),
                 _ => {}
             }
         }
     }
 
-    fn agent_of(&self, ev: &Value) -> Option<u32> {
-        ev["servicer_userid"].as_str().and_then(|u| self.sh.agent_index.get(u).copied())
+    fn agent_of(&self, ev: &Event) -> Option<u32> {
+        ev.servicer_userid.as_deref().and_then(|u| self.sh.agent_index.get(u).copied())
     }
 
-    fn on_session(&mut self, key: u64, ev: &Value, now: u64) {
+    fn on_session(&mut self, key: u64, ev: &Event, now: u64) {
         let agent = self.agent_of(ev);
         let Some(c) = self.custs.get_mut(&key) else { return };
         let info = c.info;
-        match ev["change"].as_str() {
+        match ev.change.as_deref() {
             Some("queued") if c.assigned.is_none() => {
                 c.queued = true;
                 let _ = self.sh.obs.send(Obs::Queued { t: now, s: info });
@@ -506,21 +566,20 @@ impl Driver<'_> {
                 self.sh.counts().expected += u64::from(c.accepted);
                 let kept = c.last_agent.is_some() && c.last_agent == Some(agent);
                 let _ = self.sh.obs.send(Obs::Assigned { t: now, s: info, agent, kept, from_pool: c.queued });
+                self.memory[info.account as usize].touch(c.customer, agent, now);
             }
             Some("rejected") => {
                 let _ = self.sh.obs.send(Obs::Rejected { t: now, s: info });
                 self.forget(key);
             }
             Some("ended") => {
-                match (c.assigned, ev["reason"].as_str()) {
-                    (None, _) => {
+                match c.assigned {
+                    None => {
                         let _ = self.sh.obs.send(Obs::Abandoned { t: now, s: info });
                     }
-                    (Some(agent), _) => {
+                    Some(agent) => {
                         let _ = self.sh.obs.send(Obs::Ended { t: now, s: info, agent });
-                        let account = info.account as usize;
-                        let handle = c.handle.clone();
-                        self.remember(account, handle, agent, now);
+                        self.memory[info.account as usize].touch(c.customer, agent, now);
                     }
                 }
                 self.forget(key);
@@ -529,34 +588,19 @@ impl Driver<'_> {
         }
     }
 
-    fn remember(&mut self, account: usize, handle: String, agent: u32, now: u64) {
-        let cap = self.sc.customer_memory as usize;
-        let mem = &mut self.memory[account];
-        if let Some(k) = mem.iter_mut().find(|k| k.handle == handle) {
-            k.agent = Some(agent);
-            k.at_us = now;
-        } else if mem.len() < cap {
-            mem.push(Known { handle, agent: Some(agent), at_us: now });
-        } else {
-            let i = (now as usize) % cap;
-            mem[i] = Known { handle, agent: Some(agent), at_us: now };
-        }
-    }
-
-    fn on_reply(&mut self, key: u64, ev: &Value, now: u64) {
-        if ev["sender"].as_str() != Some("servicer") {
+    fn on_reply(&mut self, key: u64, ev: &Event, now: u64) {
+        if ev.sender.as_deref() != Some("servicer") {
             return;
         }
         let agent = self.agent_of(ev).unwrap_or(u32::MAX);
-        let Some(idx) = ev["in_reply_to"]
-            .as_str()
-            .and_then(|id| id.split('-').nth(1))
-            .and_then(|i| i.parse::<u32>().ok())
+        let Some(idx) =
+            ev.in_reply_to.as_deref().and_then(|id| id.split('-').nth(1)).and_then(|i| i.parse::<u32>().ok())
         else {
             return;
         };
-        let sent_wall = ev["client_msgid"]
-            .as_str()
+        let sent_wall = ev
+            .client_msgid
+            .as_deref()
             .and_then(|id| id.rsplit('-').next())
             .and_then(|t| t.parse::<u64>().ok());
         let Some(c) = self.custs.get_mut(&key) else { return };
@@ -565,9 +609,13 @@ impl Driver<'_> {
             self.sh.counts().duplicated += 1;
             return;
         }
-        if let Some(sent) = sent_wall {
-            let wall_now = self.sh.tb.wall_us();
-            self.sh.counts().to_customer.record(wall_now.saturating_sub(sent));
+        let in_window = self.sh.in_window(now);
+        {
+            let mut counts = self.sh.counts();
+            counts.window_replies += u64::from(in_window);
+            if let Some(sent) = sent_wall {
+                counts.to_customer.record(self.sh.tb.wall_us().saturating_sub(sent));
+            }
         }
         let info = c.info;
         let sent_us = c.sent_at.get(idx as usize).copied().unwrap_or(info.arrived_us);

@@ -12,6 +12,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::metrics::Hist;
@@ -103,6 +105,19 @@ impl HttpStats {
     }
 }
 
+/// An answer's WeCom `errcode` (0 or absent: success). Typed answers give
+/// every field a default, so that an error answer still decodes.
+pub trait Answer {
+    /// The errcode.
+    fn errcode(&self) -> i64;
+}
+
+impl Answer for Value {
+    fn errcode(&self) -> i64 {
+        self.get("errcode").and_then(Value::as_i64).unwrap_or(0)
+    }
+}
+
 /// A JSON-over-HTTP client for one target.
 #[derive(Clone)]
 pub struct Http {
@@ -128,6 +143,11 @@ impl Http {
             stats: HttpStats::default(),
             timeout,
         }
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Use `token` as the `access_token` of every call.
@@ -161,20 +181,33 @@ impl Http {
         intended: Instant,
         extra: Duration,
     ) -> Result<Value, CallError> {
+        self.call(endpoint, path, body, intended, extra).await
+    }
+
+    /// [`Http::post`] with typed request and answer.
+    pub async fn call<T: DeserializeOwned + Answer>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        body: &impl Serialize,
+        intended: Instant,
+        extra: Duration,
+    ) -> Result<T, CallError> {
+        let bytes = serde_json::to_vec(body).expect("request bodies serialize");
         let req = hyper::Request::post(self.url(path))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(Bytes::from(bytes)))
             .expect("a valid request");
         self.send(endpoint, req, intended, self.timeout + extra).await
     }
 
-    async fn send(
+    async fn send<T: DeserializeOwned + Answer>(
         &self,
         endpoint: &'static str,
         req: hyper::Request<Full<Bytes>>,
         intended: Instant,
         timeout: Duration,
-    ) -> Result<Value, CallError> {
+    ) -> Result<T, CallError> {
         let result = tokio::time::timeout(timeout, async {
             let resp = self.client.request(req).await.map_err(|e| CallError::Connect(e.to_string()))?;
             let status = resp.status().as_u16();
@@ -183,10 +216,10 @@ impl Http {
             if status != 200 {
                 return Err(CallError::Status(status));
             }
-            let v: Value = serde_json::from_slice(&body).map_err(|_| CallError::Decode)?;
-            match v.get("errcode").and_then(Value::as_i64) {
-                Some(0) | None => Ok(v),
-                Some(code) => Err(CallError::Errcode(code)),
+            let v: T = serde_json::from_slice(&body).map_err(|_| CallError::Decode)?;
+            match v.errcode() {
+                0 => Ok(v),
+                code => Err(CallError::Errcode(code)),
             }
         })
         .await

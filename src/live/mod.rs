@@ -16,6 +16,7 @@
 mod agents;
 mod customers;
 pub mod http;
+mod wire;
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
@@ -77,6 +78,16 @@ pub struct Unreachable {
     pub reason: String,
 }
 
+/// Sends of one action before the driver gives up on it (with a pause
+/// doubling from 100 ms of wall time between them).
+pub(crate) const ATTEMPTS: u32 = 5;
+
+/// The pause before the `attempt`-th send (2, 3, …) of an action, in
+/// scenario µs: 100 ms of wall time, doubling.
+pub(crate) fn pause(attempt: u32, scale: f64) -> u64 {
+    (0.1 * f64::from(1u32 << (attempt.clamp(2, 16) - 2)) * 1e6 * scale) as u64
+}
+
 /// Scenario time ↔ wall time.
 #[derive(Debug, Clone, Copy)]
 pub struct Timebase {
@@ -109,6 +120,10 @@ impl Timebase {
 /// Figures only the live engine has, gathered by the tasks.
 #[derive(Debug, Default)]
 pub struct LiveCounts {
+    /// Customer messages accepted, and replies received, in the measured
+    /// window (scenario time from the warm-up to the end of arrivals).
+    window_sent: u64,
+    window_replies: u64,
     sent: u64,
     expected: u64,
     delivered: u64,
@@ -126,14 +141,19 @@ pub(crate) struct Shared {
     pub(crate) tb: Timebase,
     pub(crate) obs: mpsc::UnboundedSender<Obs>,
     pub(crate) counts: std::sync::Mutex<LiveCounts>,
-    /// Session key → which of its messages an agent has seen (by index).
-    pub(crate) seen: std::sync::Mutex<std::collections::HashMap<u64, Vec<bool>>>,
     pub(crate) stop: AtomicBool,
     pub(crate) open_kfid: Vec<String>,
     pub(crate) agent_index: BTreeMap<String, u32>,
+    /// The measured window `[warmup, duration]` in scenario µs.
+    pub(crate) window: (u64, u64),
 }
 
 impl Shared {
+    /// Whether scenario time `t` is in the measured window.
+    pub(crate) fn in_window(&self, t: u64) -> bool {
+        (self.window.0..=self.window.1).contains(&t)
+    }
+
     pub(crate) fn counts(&self) -> std::sync::MutexGuard<'_, LiveCounts> {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -180,19 +200,17 @@ async fn run_async(
         tb: Timebase { start: Instant::now(), scale: opts.time_scale },
         obs: obs_tx,
         counts: Default::default(),
-        seen: Default::default(),
         stop: AtomicBool::new(false),
         open_kfid,
         agent_index,
+        window: (sc.warmup_us, sc.duration_us),
     });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let collector = tokio::spawn(collect(Metrics::new(sc), obs_rx, shared.tb, done_rx));
-    let agent_tasks = agents::spawn_all(sc, &shared);
+    let agent_task = agents::spawn(sc, &shared);
     let outcome = customers::drive(sc, &shared, opts, interrupt.clone()).await;
     shared.stop.store(true, Ordering::SeqCst);
-    for t in agent_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
+    let _ = tokio::time::timeout(opts.timeout + Duration::from_secs(1), agent_task).await;
     let end_us = shared.tb.now_us();
     let wall_s = shared.tb.start.elapsed().as_secs_f64();
     // Replies still sleeping may hold the shared state: what they do now is
@@ -227,10 +245,14 @@ async fn run_async(
     // delivery is measured in wall time; report it as such (not scaled)
     s.delivery_ms =
         Some(Delivery { to_agent: counts.to_agent.stats_ms(), to_customer: counts.to_customer.stats_ms() });
+    let window_s = shared.tb.wall(end_us.min(sc.duration_us).saturating_sub(sc.warmup_us)).as_secs_f64();
+    let rate = |n: u64| (window_s > 0.0).then(|| n as f64 / window_s);
     s.live = Some(LiveInfo {
         target: if opts.target.is_some() { base } else { "embedded".into() },
         time_scale: opts.time_scale,
         wall_s,
+        messages_per_s: rate(counts.window_sent),
+        replies_per_s: rate(counts.window_replies),
     });
     Ok(m)
 }

@@ -95,5 +95,64 @@ pub fn terminal(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             )?;
         }
     }
+    live(s, w)
+}
+
+/// What only the live engine measures: the target's load, end-to-end
+/// accounting, the driver's own lag, and the HTTP calls.
+fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
+    let Some(info) = &s.live else { return Ok(()) };
+    let rate = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.0}/s"));
+    writeln!(
+        w,
+        "live       {} · ×{} · {:.1} s wall · {} messages accepted · {} replies received",
+        info.target,
+        info.time_scale,
+        info.wall_s,
+        rate(info.messages_per_s),
+        rate(info.replies_per_s)
+    )?;
+    let m = &s.messages;
+    let n = |v: Option<u64>| v.map_or("—".into(), |v| v.to_string());
+    writeln!(
+        w,
+        "delivery   sent {} · delivered {} · lost {} · duplicated {} · reordered {} (whole run)",
+        n(m.sent),
+        n(m.delivered),
+        n(m.lost),
+        n(m.duplicated),
+        n(m.reordered)
+    )?;
+    if let Some(d) = &s.delivery_ms {
+        writeln!(
+            w,
+            "           to agent p50 {} p99 {} · to customer p50 {} p99 {} (wall)",
+            human_ms(d.to_agent.p50),
+            human_ms(d.to_agent.p99),
+            human_ms(d.to_customer.p50),
+            human_ms(d.to_customer.p99)
+        )?;
+    }
+    if let Some(late) = s.late_actions {
+        let p99 = s.lag_ms.as_ref().and_then(|l| l.p99);
+        writeln!(w, "driver     {late} actions late (> 10 ms) · lag p99 {}", human_ms(p99))?;
+    }
+    let Some(http) = &s.http else { return Ok(()) };
+    writeln!(w, "http             count   errors      p50      p99      max")?;
+    for (name, e) in http {
+        writeln!(
+            w,
+            "  {name:<15}{:>8}{:>9}{:>9}{:>9}{:>9}",
+            e.latency.count,
+            e.errors,
+            human_ms(e.latency.p50),
+            human_ms(e.latency.p99),
+            human_ms(e.latency.max)
+        )?;
+        if !e.errors_by_kind.is_empty() {
+            let kinds: Vec<String> = e.errors_by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(w, "    errors: {}", kinds.join(" · "))?;
+        }
+    }
     Ok(())
 }
