@@ -27,6 +27,8 @@ async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
             "scenarios/quickstart.toml",
             "--set",
             "agents.day-shift.count=4",
+            "--max-channels",
+            "1",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,6 +56,10 @@ async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
     let (_, servicers) = c.get(&format!("/cgi-bin/kf/servicer/list?open_kfid={kf}")).await;
     assert_eq!(servicers["servicer_list"][3]["userid"], "day-shift-04");
     assert_eq!(servicers["servicer_list"][3]["max_concurrent"], 3);
+    // the service's limits come from the command line
+    c.ok("/sim/customer/open_channel", json!({})).await;
+    let second = c.post("/sim/customer/open_channel", json!({})).await;
+    assert_eq!(second["errcode"], 45009, "--max-channels 1: {second}");
     drop(c);
 
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -77,4 +83,16 @@ fn serve_refuses_a_bad_scenario_with_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("count_zero.toml"));
+}
+
+#[test]
+fn serve_refuses_bad_limits_with_exit_2() {
+    for args in
+        [["--retention", "3"], ["--idle-end", "0s"], ["--max-channels", "0"], ["--queue-cap", "2000000"]]
+    {
+        let out = kfsim().args(["serve", "--addr", "127.0.0.1:0"]).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(args[0]), "{args:?}: {err}");
+    }
 }

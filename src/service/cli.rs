@@ -34,6 +34,37 @@ pub struct ServeArgs {
     /// once and ends the session.
     #[arg(long)]
     pub auto_reply: bool,
+    /// Drop messages, events and queue items older than this, and forget
+    /// customers idle this long (WeCom's sync window).
+    #[arg(long, value_name = "DURATION", default_value = "3d", value_parser = duration_us)]
+    pub retention: u64,
+    /// End a session after this long without a message (WeCom: 48 h).
+    #[arg(long, value_name = "DURATION", default_value = "48h", value_parser = duration_us)]
+    pub idle_end: u64,
+    /// Lifetime of an access_token (WeCom: 7200 s).
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = duration_us)]
+    pub token_ttl: u64,
+    /// Open channels at most.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_channels: u32,
+    /// Items kept per servicer queue, and per channel queue unless the
+    /// channel asks for another size.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_cap: u32,
+    /// Entries kept per account for `sync_msg`.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sync_log_cap: u32,
+    /// Customer messages a session waiting in the pool holds for its
+    /// servicer; more are refused with 45009.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pending_cap: u32,
+}
+
+fn duration_us(text: &str) -> Result<u64, String> {
+    match crate::scenario::units::parse_duration(text)? {
+        0 => Err("must be longer than 0".into()),
+        us => Ok(us),
+    }
 }
 
 /// Run `kfsim serve` until Ctrl-C or SIGTERM (then exit 0).
@@ -49,6 +80,14 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
     let cfg = Config {
         corpid: args.corpid.clone(),
         corpsecret: args.corpsecret.clone(),
+        token_ttl_us: args.token_ttl,
+        retention_us: args.retention,
+        idle_end_us: args.idle_end,
+        sync_log_cap: args.sync_log_cap as usize,
+        servicer_queue_cap: args.queue_cap as usize,
+        channel_queue_cap: args.queue_cap as usize,
+        max_channels: args.max_channels as usize,
+        pending_cap: args.pending_cap as usize,
         // Tokens and channel ids must differ between runs.
         seed: clock.now_us() ^ u64::from(std::process::id()).rotate_left(40),
         ..Config::default()
