@@ -23,14 +23,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::http::CallError;
-use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, Opened, Pull, Pulled, ServicerAction};
-use super::{ATTEMPTS, Shared, pause};
+use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, Opened, ServicerAction};
+use super::{ATTEMPTS, Shared, follow_queue, pause};
 use crate::observe::Obs;
 use crate::scenario::Scenario;
 use crate::workload::{Stream, TimeSampler, stream};
 
 /// The errcode of an action on a session that has ended.
 const SESSION_ENDED: i64 = 95013;
+/// The servicers' long-poll.
+const PULL: (&str, &str) = ("servicer_pull", "/sim/servicer/pull");
 /// Actions per servicer batch at most (the protocol's limit).
 const BATCH: usize = 1000;
 /// Servicer batches in flight at once.
@@ -316,50 +318,18 @@ async fn follow_queues(
         .await;
     match opened {
         Ok(o) if !o.channel_id.is_empty() => {
-            vec![tokio::spawn(pull_loop(sh.clone(), Some(o.channel_id), String::new(), None, tx))]
+            let deliver = move |events| tx.send((None, events)).is_ok();
+            vec![tokio::spawn(follow_queue(sh.clone(), PULL, o.channel_id, String::new(), deliver))]
         }
         _ => userids
             .into_iter()
             .enumerate()
-            .map(|(i, u)| tokio::spawn(pull_loop(sh.clone(), None, u, Some(i as u32), tx.clone())))
+            .map(|(i, u)| {
+                let tx = tx.clone();
+                let deliver = move |events| tx.send((Some(i as u32), events)).is_ok();
+                tokio::spawn(follow_queue(sh.clone(), PULL, String::new(), u, deliver))
+            })
             .collect(),
-    }
-}
-
-/// Long-poll one queue (a servicer channel, or one servicer's own) and hand
-/// its events over.
-async fn pull_loop(
-    sh: Arc<Shared>,
-    channel: Option<String>,
-    userid: String,
-    agent: Option<u32>,
-    tx: mpsc::UnboundedSender<Events>,
-) {
-    let mut cursor = String::new();
-    let channel_id = channel.unwrap_or_default();
-    while !sh.stop.load(Ordering::SeqCst) {
-        let body = Pull {
-            channel_id: &channel_id,
-            servicer_userid: &userid,
-            cursor: &cursor,
-            limit: 1000,
-            timeout_ms: 500,
-        };
-        let r: Result<Pulled, CallError> = sh
-            .http
-            .call("servicer_pull", "/sim/servicer/pull", &body, Instant::now(), Duration::from_millis(500))
-            .await;
-        match r {
-            Ok(p) => {
-                if let Some(c) = p.next_cursor {
-                    cursor = c;
-                }
-                if !p.event_list.is_empty() && tx.send((agent, p.event_list)).is_err() {
-                    return;
-                }
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::http::CallError;
-use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event, Opened, Pull, Pulled};
+use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event, Opened};
 use super::{ATTEMPTS, LiveOptions, Shared, pause};
 use crate::observe::{Obs, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
@@ -151,7 +151,13 @@ pub(crate) async fn drive(
     }
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Vec<Event>>();
     let (res_tx, mut res_rx) = mpsc::unbounded_channel::<BatchResult>();
-    let puller = tokio::spawn(pull_channel(sh.clone(), channel, ev_tx));
+    let puller = tokio::spawn(super::follow_queue(
+        sh.clone(),
+        ("customer_pull", "/sim/customer/pull"),
+        channel,
+        String::new(),
+        move |events| ev_tx.send(events).is_ok(),
+    ));
     let mut interrupted = false;
     let mut drain_deadline: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
@@ -218,30 +224,6 @@ pub(crate) async fn drive(
     }
     puller.abort();
     Outcome { sessions: d.sessions, peak_in_flight: d.peak, interrupted }
-}
-
-/// Follow the channel's queue and hand its items to the driver.
-async fn pull_channel(sh: Arc<Shared>, channel: String, tx: mpsc::UnboundedSender<Vec<Event>>) {
-    let mut cursor = String::new();
-    while !sh.stop.load(Ordering::SeqCst) {
-        let body =
-            Pull { channel_id: &channel, servicer_userid: "", cursor: &cursor, limit: 1000, timeout_ms: 500 };
-        let r: Result<Pulled, CallError> = sh
-            .http
-            .call("customer_pull", "/sim/customer/pull", &body, Instant::now(), Duration::from_millis(500))
-            .await;
-        match r {
-            Ok(p) => {
-                if let Some(c) = p.next_cursor {
-                    cursor = c;
-                }
-                if !p.event_list.is_empty() && tx.send(p.event_list).is_err() {
-                    return;
-                }
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 /// The handle of customer `id` of an account's memory, unique on the channel.

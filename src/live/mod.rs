@@ -88,6 +88,43 @@ pub(crate) fn pause(attempt: u32, scale: f64) -> u64 {
     (0.1 * f64::from(1u32 << (attempt.clamp(2, 16) - 2)) * 1e6 * scale) as u64
 }
 
+/// Long-poll one queue (`endpoint`: its name in the statistics and its
+/// path) — a channel, or one servicer's own — and hand each non-empty page
+/// of events to `deliver` until the run stops or `deliver` says no more.
+pub(crate) async fn follow_queue(
+    sh: Arc<Shared>,
+    endpoint: (&'static str, &'static str),
+    channel_id: String,
+    servicer_userid: String,
+    mut deliver: impl FnMut(Vec<wire::Event>) -> bool,
+) {
+    let mut cursor = String::new();
+    while !sh.stop.load(Ordering::SeqCst) {
+        let body = wire::Pull {
+            channel_id: &channel_id,
+            servicer_userid: &servicer_userid,
+            cursor: &cursor,
+            limit: 1000,
+            timeout_ms: 500,
+        };
+        let wait = Duration::from_millis(500);
+        let r: Result<wire::Pulled, CallError> =
+            sh.http.call(endpoint.0, endpoint.1, &body, Instant::now(), wait).await;
+        match r {
+            Ok(p) => {
+                if let Some(c) = p.next_cursor {
+                    cursor = c;
+                }
+                if !p.event_list.is_empty() && !deliver(p.event_list) {
+                    return;
+                }
+            }
+            // a target that fails is not asked again at once
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// Scenario time ↔ wall time.
 #[derive(Debug, Clone, Copy)]
 pub struct Timebase {
