@@ -15,6 +15,7 @@
 # two clients' requests per second of their own CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benches/common.sh
 
 PORT=${PORT:-18090}
 DURATION=${DURATION:-10}     # seconds, a plain number (the driver reads it too)
@@ -36,11 +37,7 @@ SERVER=$!
 # `|| true`: under `set -e` the killed server's status would become the script's.
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-for _ in $(seq 1 100); do
-  curl -sf "$URL" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "$URL" >/dev/null || { cat "$WORK/serve.log"; echo "server did not start" >&2; exit 3; }
+wait_until_up "$URL" "$WORK/serve.log"
 
 echo "# $CONNECTIONS connections, ${DURATION} s per run; server on core 0, client on core 1; load: $(uptime | sed 's/.*load average/load average/')"
 WRK=() WRK_BUSY=() DRIVER=() WRK_CPU=() DRIVER_CPU=()

@@ -13,6 +13,7 @@
 # driver's lag, HTTP errors, and peak memory / CPU time of each process.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benches/common.sh
 
 PORT=${PORT:-18091}
 SCENARIO=${SCENARIO:-scenarios/bench-live.toml}
@@ -28,11 +29,7 @@ SERVER=$!
 # that time outlives it and writes its figures.
 stop_service() { pkill -TERM -P "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap 'stop_service; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do
-  curl -sf "http://$ADDR/healthz" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "http://$ADDR/healthz" >/dev/null || { cat "$WORK/serve.log"; echo "service did not start" >&2; exit 3; }
+wait_until_up "http://$ADDR/healthz" "$WORK/serve.log"
 
 /usr/bin/time -v -o "$WORK/driver.time" target/release/kfsim run "$SCENARIO" --engine live \
   --target "http://$ADDR" -q --no-gates --out "$WORK/report" || true

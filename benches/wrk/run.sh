@@ -12,6 +12,7 @@
 # Prints one RESULT line per measurement and the service's own counters.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benches/common.sh
 
 PORT=${PORT:-18080}
 DURATION=${DURATION:-15s}
@@ -29,11 +30,7 @@ taskset -c 0 target/release/kfsim serve --addr "$ADDR" --scenario "$HERE/serve.t
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
-for _ in $(seq 1 100); do
-  curl -sf "$URL/healthz" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "$URL/healthz" >/dev/null || { cat "$WORK/serve.log"; echo "service did not start" >&2; exit 3; }
+wait_until_up "$URL/healthz" "$WORK/serve.log"
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 post() { curl -sf -H 'Content-Type: application/json' -d "$2" "$URL$1?access_token=$TOKEN"; }
