@@ -36,10 +36,11 @@ const EVERY_STALL: u64 = 11;
 const EVERY_LOST: u64 = 13;
 /// Every `EVERY_LOST_SERVICER`th servicer batch is run, its answer lost.
 const EVERY_LOST_SERVICER: u64 = 9;
-/// The driver's per-call timeout.
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// The driver's per-call timeout: long enough that an ordinary call on a
+/// loaded machine does not time out (the counts below are exact).
+const TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a stalled call is held before the proxy answers (to nobody).
-const STALL: Duration = Duration::from_millis(2500);
+const STALL: Duration = Duration::from_secs(4);
 /// After the last arrival, the driver waits at most this long (wall) for
 /// sessions to end; a session hit by several faults takes a few seconds
 /// more than one that is not (timeouts, pauses before resends).
@@ -111,6 +112,9 @@ struct Counts {
     /// Actions of any type the service refused (errcode ≠ 0), in answers
     /// that reached the driver.
     refused_actions: AtomicU64,
+    /// Customer messages on their way to agents, and those taken out.
+    to_agents: AtomicU64,
+    dropped_ids: Ids,
 }
 
 type Ids = std::sync::Mutex<std::collections::HashSet<String>>;
@@ -159,6 +163,9 @@ struct Proxy {
     counts: Counts,
     /// `false`: the target predates servicer channels (404).
     servicer_channels: bool,
+    /// When > 0, every this-many-th customer message in a servicer pull's
+    /// answer is taken out: the service took it, no agent will see it.
+    drop_every: u64,
 }
 
 fn actions_of(body: &[u8]) -> Vec<Value> {
@@ -180,6 +187,25 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
 }
 
 impl Proxy {
+    /// Take every `drop_every`th customer message out of a pull's answer.
+    fn drop_messages(&self, body: Bytes) -> Bytes {
+        let Ok(mut v) = serde_json::from_slice::<Value>(&body) else { return body };
+        let Some(items) = v["event_list"].as_array_mut() else { return body };
+        let c = &self.counts;
+        items.retain(|i| {
+            if i["kind"] != "message" || i["sender"] != "customer" {
+                return true;
+            }
+            let n = c.to_agents.fetch_add(1, Ordering::SeqCst) + 1;
+            if n % self.drop_every != 0 {
+                return true;
+            }
+            ids(&c.dropped_ids).insert(i["client_msgid"].as_str().unwrap_or_default().to_owned());
+            false
+        });
+        Bytes::from(v.to_string())
+    }
+
     fn count_failed(&self, actions: &[Value]) {
         let c = &self.counts;
         for a in actions {
@@ -289,6 +315,11 @@ impl Proxy {
         if lose_answer {
             tokio::time::sleep(STALL).await;
         }
+        let rbody = if self.drop_every > 0 && parts.uri.path() == "/sim/servicer/pull" {
+            self.drop_messages(rbody)
+        } else {
+            rbody
+        };
         let mut out = Response::new(Full::new(rbody));
         *out.status_mut() = rparts.status;
         for (k, v) in &rparts.headers {
@@ -329,7 +360,7 @@ struct Target {
 }
 
 impl Target {
-    fn start(sc: &Scenario, servicer_channels: bool) -> Target {
+    fn start(sc: &Scenario, servicer_channels: bool, drop_every: u64) -> Target {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (stop, stop_rx) = watch::channel(false);
         let (proxy, addr) = rt.block_on(async {
@@ -342,7 +373,8 @@ impl Target {
                 let _ = svc_stop.changed().await;
             }));
             let client = Client::builder(TokioExecutor::new()).build_http();
-            let proxy = Arc::new(Proxy { upstream, client, counts: Counts::default(), servicer_channels });
+            let counts = Counts::default();
+            let proxy = Arc::new(Proxy { upstream, client, counts, servicer_channels, drop_every });
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
             let addr = listener.local_addr().unwrap();
             tokio::spawn(run_proxy(listener, proxy.clone(), stop_rx));
@@ -360,9 +392,9 @@ impl Target {
 
 /// Run the scenario through the faulty proxy: the summary and the proxy's
 /// counts.
-fn run_with_faults(servicer_channels: bool) -> (kfsim::summary::Summary, Arc<Proxy>) {
+fn run_with_faults(servicer_channels: bool, drop_every: u64) -> (kfsim::summary::Summary, Arc<Proxy>) {
     let sc = Scenario::parse(SCENARIO, "live-faults.toml").unwrap();
-    let target = Target::start(&sc, servicer_channels);
+    let target = Target::start(&sc, servicer_channels, drop_every);
     let opts = LiveOptions {
         target: Some(format!("http://{}", target.addr)),
         time_scale: SCALE,
@@ -380,7 +412,7 @@ fn run_with_faults(servicer_channels: bool) -> (kfsim::summary::Summary, Arc<Pro
 #[test]
 fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (s, proxy) = run_with_faults(true);
+    let (s, proxy) = run_with_faults(true, 0);
     let p = &proxy.counts;
     let brief = p.brief();
     let get = Counts::get;
@@ -457,9 +489,11 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
         resends <= get(&p.failed_first) + get(&p.failed_later),
         "one resend per failed send at most: {brief}"
     );
-    let acked = ids(&p.acked_ids).len() as u64;
-    assert_eq!(msgs.sent, Some(acked), "sent = messages whose acceptance the driver heard of");
+    // sent: messages the driver knows the service took, by its answer or
+    // by an agent's reply; here every message taken is answered
     let accepted = accepted_ids.len() as u64;
+    assert_eq!(msgs.sent, Some(accepted), "sent = what the service took, each once");
+    assert!(ids(&p.acked_ids).len() as u64 <= accepted);
     assert_eq!(
         msgs.delivered,
         Some(accepted),
@@ -480,7 +514,7 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
 #[test]
 fn a_session_whose_later_message_failed_still_ends() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (s, proxy) = run_with_faults(false);
+    let (s, proxy) = run_with_faults(false, 0);
     let p = &proxy.counts;
     let brief = p.brief();
     assert!(Counts::get(&p.failed_later) > 0, "the test needs failed later messages: {brief}");
@@ -495,4 +529,21 @@ fn a_session_whose_later_message_failed_still_ends() {
     let m = &s.messages;
     assert_eq!((m.lost, m.duplicated, m.reordered), (Some(0), Some(0), Some(0)), "{m:?}");
     assert_eq!(m.delivered, Some(ids(&p.accepted_ids).len() as u64), "{m:?}");
+}
+
+/// A target that takes messages and never hands them to an agent: each is
+/// counted lost, exactly (a session whose message never arrives cannot
+/// end: the run drains to its deadline, and the lost messages are older
+/// than a call's timeout by then).
+#[test]
+fn messages_the_target_loses_are_counted_lost() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, proxy) = run_with_faults(true, 10);
+    let p = &proxy.counts;
+    let dropped = ids(&p.dropped_ids).len() as u64;
+    let m = &s.messages;
+    assert!(dropped >= 5, "about 20 dropped expected: {}", p.brief());
+    assert_eq!(m.lost, Some(dropped), "{m:?}");
+    assert_eq!(m.delivered, Some(ids(&p.accepted_ids).len() as u64 - dropped), "{m:?}");
+    assert_eq!(m.duplicated, Some(0));
 }

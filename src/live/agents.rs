@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, Opened, ServicerAction};
-use super::{ATTEMPTS, Shared, follow_queue, pause};
+use super::{ATTEMPTS, SEEN, Shared, follow_queue, pause};
 use crate::observe::Obs;
 use crate::scenario::Scenario;
 use crate::workload::{Stream, TimeSampler, stream};
@@ -74,12 +74,13 @@ struct Agents {
     heap: BinaryHeap<Reverse<(u64, u64)>>,
     due: HashMap<u64, Due>,
     seq: u64,
-    /// Session key → which of its messages an agent has seen (by index).
-    seen: HashMap<u64, Vec<bool>>,
 }
 
-/// Start the agents' task (and the shift tasks of agents with shifts).
-pub(crate) fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
+/// Start following the agents' queues, then their task (and the shift
+/// tasks of agents with shifts). The queues are followed before this
+/// returns, so that the first customers' messages are not routed to
+/// queues nobody reads.
+pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
     let mut agents = Vec::new();
     let mut by_userid = HashMap::new();
     for g in &sc.groups {
@@ -103,25 +104,19 @@ pub(crate) fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
             });
         }
     }
-    let a = Agents {
-        sh: sh.clone(),
-        agents,
-        by_userid,
-        heap: BinaryHeap::new(),
-        due: HashMap::new(),
-        seq: 0,
-        seen: HashMap::new(),
-    };
-    tokio::spawn(a.run())
+    let a =
+        Agents { sh: sh.clone(), agents, by_userid, heap: BinaryHeap::new(), due: HashMap::new(), seq: 0 };
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Events>();
+    let userids: Vec<String> = a.agents.iter().map(|a| a.userid.clone()).collect();
+    let followed = follow_queues(sh, userids, ev_tx).await;
+    tokio::spawn(a.run(ev_rx, followed))
 }
 
 impl Agents {
-    async fn run(mut self) {
+    async fn run(mut self, mut ev_rx: mpsc::UnboundedReceiver<Events>, followed: Followed) {
         let sh = self.sh.clone();
-        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Events>();
         let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Sent>();
-        let userids: Vec<String> = self.agents.iter().map(|a| a.userid.clone()).collect();
-        let pullers = follow_queues(&sh, userids, ev_tx).await;
+        let (pullers, channel) = followed;
         let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let mut last_flush = Instant::now();
         while !sh.stop.load(Ordering::SeqCst) {
@@ -153,6 +148,14 @@ impl Agents {
         let _ =
             tokio::time::timeout(sh.http.timeout() + Duration::from_millis(100), in_flight.acquire_many(all))
                 .await;
+        // a long-running target keeps no queue for a run that is over
+        if let Some(id) = channel {
+            let body = json!({ "channel_id": id });
+            let _ = sh
+                .http
+                .post("close_channel", "/sim/servicer/close_channel", &body, Instant::now(), Duration::ZERO)
+                .await;
+        }
     }
 
     fn on_event(&mut self, agent: Option<u32>, ev: Event) {
@@ -182,24 +185,22 @@ impl Agents {
     fn on_message(&mut self, agent: u32, ev: Event, now: u64) {
         let Some(id) = ev.client_msgid else { return };
         let Some((key, idx, total, sent_us)) = parse_id(&id) else { return };
+        let Some(before) = self.sh.mark(key, idx, total, SEEN) else { return };
+        let later_seen = self
+            .sh
+            .ledger()
+            .get(&key)
+            .is_some_and(|s| s.iter().skip(idx as usize + 1).any(|f| f & SEEN != 0));
         {
-            let s = self.seen.entry(key).or_insert_with(|| vec![false; total as usize]);
             let mut c = self.sh.counts();
-            match s.get_mut(idx as usize) {
-                Some(slot) if *slot => c.duplicated += 1,
-                Some(slot) => {
-                    *slot = true;
-                    c.delivered += 1;
-                    if s[idx as usize + 1..].iter().any(|x| *x) {
-                        c.reordered += 1;
-                    }
-                }
-                None => return,
+            if before & SEEN != 0 {
+                // seen already: counted, and not answered again
+                c.duplicated += 1;
+                return;
             }
+            c.delivered += 1;
+            c.reordered += u64::from(later_seen);
             c.to_agent.record((now.saturating_sub(sent_us) as f64 / self.sh.tb.scale) as u64);
-            if idx + 1 == total {
-                self.seen.remove(&key);
-            }
         }
         let a = &mut self.agents[agent as usize];
         let j = a.load.max(1);
@@ -278,7 +279,7 @@ impl Agents {
 
     /// Lower the load of confirmed ends; send again what got no answer (it
     /// may not have arrived; the target answers a resent reply as the
-    /// first time, and a resent end of an ended session with 95013).
+    /// first time, and a resent end that had run with 95013).
     fn on_results(&mut self, dues: Vec<Due>, results: Option<Vec<ActionResult>>) {
         let now = self.sh.tb.now_us();
         let results = results.unwrap_or_default();
@@ -290,7 +291,9 @@ impl Agents {
                 }
                 continue;
             };
-            let done = r.errcode == 0 || (d.tries > 0 && r.errcode == SESSION_ENDED);
+            // a resent reply that had run is answered as then; one answered
+            // 95013 never ran, and is an error
+            let done = r.errcode == 0 || (d.tries > 0 && d.end_of.is_some() && r.errcode == SESSION_ENDED);
             match d.end_of {
                 Some(agent) if done => {
                     let a = &mut self.agents[agent as usize];
@@ -304,32 +307,58 @@ impl Agents {
     }
 }
 
+/// The tasks following the queues, and the servicer channel if there is one.
+type Followed = (Vec<JoinHandle<()>>, Option<String>);
+
 /// Start following the agents' queues: one servicer channel if the target
-/// has them, else one long-poll per agent.
+/// has them, else one long-poll per agent. A failed open is tried again
+/// (it may have bound the servicers all the same; a new open moves them);
+/// a target that does not know the path (404) or refuses it (an errcode)
+/// gets the per-agent long-polls.
 async fn follow_queues(
     sh: &Arc<Shared>,
     userids: Vec<String>,
     tx: mpsc::UnboundedSender<Events>,
-) -> Vec<JoinHandle<()>> {
+) -> Followed {
     let body = json!({"servicer_userids": userids, "queue_cap": 1_000_000});
-    let opened: Result<Opened, CallError> = sh
-        .http
-        .call("open_channel", "/sim/servicer/open_channel", &body, Instant::now(), Duration::ZERO)
-        .await;
+    let mut opened = Err(CallError::Timeout);
+    for attempt in 1..=ATTEMPTS {
+        opened = sh
+            .http
+            .call::<Opened>(
+                "open_channel",
+                "/sim/servicer/open_channel",
+                &body,
+                Instant::now(),
+                Duration::ZERO,
+            )
+            .await;
+        match &opened {
+            Ok(_) | Err(CallError::Status(404) | CallError::Errcode(_)) => break,
+            Err(_) => tokio::time::sleep(sh.tb.wall(pause(attempt + 1, sh.tb.scale))).await,
+        }
+    }
     match opened {
         Ok(o) if !o.channel_id.is_empty() => {
             let deliver = move |events| tx.send((None, events)).is_ok();
-            vec![tokio::spawn(follow_queue(sh.clone(), PULL, o.channel_id, String::new(), deliver))]
+            let id = o.channel_id.clone();
+            (
+                vec![tokio::spawn(follow_queue(sh.clone(), PULL, o.channel_id, String::new(), deliver))],
+                Some(id),
+            )
         }
-        _ => userids
-            .into_iter()
-            .enumerate()
-            .map(|(i, u)| {
-                let tx = tx.clone();
-                let deliver = move |events| tx.send((Some(i as u32), events)).is_ok();
-                tokio::spawn(follow_queue(sh.clone(), PULL, String::new(), u, deliver))
-            })
-            .collect(),
+        _ => (
+            userids
+                .into_iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    let tx = tx.clone();
+                    let deliver = move |events| tx.send((Some(i as u32), events)).is_ok();
+                    tokio::spawn(follow_queue(sh.clone(), PULL, String::new(), u, deliver))
+                })
+                .collect(),
+            None,
+        ),
     }
 }
 

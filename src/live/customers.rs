@@ -16,13 +16,15 @@ use tokio::sync::mpsc;
 
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event, Opened};
-use super::{ATTEMPTS, LiveOptions, Shared, pause};
+use super::{ATTEMPTS, LiveOptions, SEEN, Shared, TAKEN, pause};
 use crate::observe::{Obs, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
 use crate::workload::{CustomerMemory, EntryBehaviour, unit};
 
 /// How the customer side ended.
 pub(crate) struct Outcome {
+    /// The customer channel, to close once the agents have stopped.
+    pub(crate) channel: String,
     pub(crate) sessions: u64,
     pub(crate) peak_in_flight: u64,
     pub(crate) interrupted: bool,
@@ -217,13 +219,31 @@ pub(crate) async fn drive(
     bar.finish_and_clear();
     // what is still waiting at the end never got an agent
     let end = sh.tb.now_us();
-    for c in d.custs.values() {
+    // a message of a session still open may be on its way to the agent;
+    // one sent longer than a call's timeout ago is not
+    let in_transit = end.saturating_sub((opts.timeout.as_secs_f64() * 1e6 * sh.tb.scale) as u64);
+    for (key, c) in &d.custs {
         if c.assigned.is_none() && (c.queued || c.sent > 0) {
             let _ = sh.obs.send(Obs::Unfinished { t: end, s: c.info });
         }
+        settle(sh, *key, c, in_transit);
     }
     puller.abort();
-    Outcome { sessions: d.sessions, peak_in_flight: d.peak, interrupted }
+    Outcome { channel: d.channel.clone(), sessions: d.sessions, peak_in_flight: d.peak, interrupted }
+}
+
+/// The session `key` (`c`) is over for the driver: drop its ledger entry,
+/// and if an agent held it, count as lost its messages sent before
+/// `before` (scenario µs) that the target took and no agent saw.
+fn settle(sh: &Shared, key: u64, c: &Cust, before: u64) {
+    let Some(flags) = sh.ledger().remove(&key) else { return };
+    if c.assigned.is_none() {
+        return;
+    }
+    let lost =
+        flags.iter().zip(&c.sent_at).filter(|(f, t)| **f & (TAKEN | SEEN) == TAKEN && **t < before).count()
+            as u64;
+    sh.counts().lost += lost;
 }
 
 /// The handle of customer `id` of an account's memory, unique on the channel.
@@ -440,18 +460,11 @@ impl Driver<'_> {
             }
             match due {
                 Sent::Message(idx) if ok => {
-                    let in_window = self.sh.in_window(now);
-                    let mut counts = self.sh.counts();
-                    counts.sent += 1;
-                    counts.window_sent += u64::from(in_window);
                     if let Some(c) = self.custs.get_mut(&key) {
                         c.accepted += 1;
                         c.retry.retain(|r| r.0 != idx);
-                        // a message of a session an agent holds must reach it
-                        if c.assigned.is_some() {
-                            counts.expected += 1;
-                        }
                     }
+                    self.taken(key, idx, now);
                 }
                 Sent::Message(idx) => self.send_failed(key, idx, action, now, r.is_some()),
                 // no answer: the leave may not have arrived; an answer
@@ -509,9 +522,26 @@ impl Driver<'_> {
         }
     }
 
+    /// Message `idx` of session `key` is known to have reached the target
+    /// (its answer said so, or an agent answered it): counted as sent once.
+    fn taken(&mut self, key: u64, idx: u32, now: u64) {
+        let total = self.custs.get(&key).map_or(0, |c| c.total);
+        let Some(before) = self.sh.mark(key, idx, total, TAKEN) else { return };
+        if before & TAKEN == 0 {
+            let in_window = self.sh.in_window(now);
+            let mut counts = self.sh.counts();
+            counts.sent += 1;
+            counts.window_sent += u64::from(in_window);
+        }
+    }
+
+    /// The session is over for the driver: settle its messages. In a
+    /// session an agent held, a message the target took that no agent saw
+    /// is lost.
     fn forget(&mut self, key: u64) {
         if let Some(c) = self.custs.remove(&key) {
             self.by_handle.remove(&c.handle);
+            settle(self.sh, key, &c, u64::MAX);
         }
     }
 
@@ -544,8 +574,6 @@ impl Driver<'_> {
             Some("assigned") if c.assigned.is_none() => {
                 let agent = agent.unwrap_or(u32::MAX);
                 c.assigned = Some(agent);
-                // the messages accepted so far must all reach the agent
-                self.sh.counts().expected += u64::from(c.accepted);
                 let kept = c.last_agent.is_some() && c.last_agent == Some(agent);
                 let _ = self.sh.obs.send(Obs::Assigned { t: now, s: info, agent, kept, from_pool: c.queued });
                 self.memory[info.account as usize].touch(c.customer, agent, now);
@@ -602,7 +630,10 @@ impl Driver<'_> {
         let info = c.info;
         let sent_us = c.sent_at.get(idx as usize).copied().unwrap_or(info.arrived_us);
         let _ = self.sh.obs.send(Obs::Reply { t: now, s: info, agent, index: idx, sent_us });
-        if idx + 1 < c.total && idx + 1 == c.sent {
+        let next = idx + 1 < c.total && idx + 1 == c.sent;
+        // an answered message reached the target, whatever became of its ack
+        self.taken(key, idx, now);
+        if next {
             let e = info.entry as usize;
             let rt = &mut self.entries[e];
             let think = rt.think.sample(&mut rt.rng);

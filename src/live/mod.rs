@@ -99,6 +99,9 @@ pub(crate) async fn follow_queue(
     mut deliver: impl FnMut(Vec<wire::Event>) -> bool,
 ) {
     let mut cursor = String::new();
+    // a page whose answer was lost is read again from the same cursor:
+    // items already handed over are dropped by their seq
+    let mut last_seq = 0;
     while !sh.stop.load(Ordering::SeqCst) {
         let body = wire::Pull {
             channel_id: &channel_id,
@@ -111,10 +114,12 @@ pub(crate) async fn follow_queue(
         let r: Result<wire::Pulled, CallError> =
             sh.http.call(endpoint.0, endpoint.1, &body, Instant::now(), wait).await;
         match r {
-            Ok(p) => {
+            Ok(mut p) => {
                 if let Some(c) = p.next_cursor {
                     cursor = c;
                 }
+                p.event_list.retain(|e| e.seq == 0 || e.seq > last_seq);
+                last_seq = p.event_list.iter().map(|e| e.seq).max().unwrap_or(0).max(last_seq);
                 if !p.event_list.is_empty() && !deliver(p.event_list) {
                     return;
                 }
@@ -162,8 +167,8 @@ pub struct LiveCounts {
     window_sent: u64,
     window_replies: u64,
     sent: u64,
-    expected: u64,
     delivered: u64,
+    lost: u64,
     duplicated: u64,
     reordered: u64,
     late: u64,
@@ -179,13 +184,45 @@ pub(crate) struct Shared {
     pub(crate) obs: mpsc::UnboundedSender<Obs>,
     pub(crate) counts: std::sync::Mutex<LiveCounts>,
     pub(crate) stop: AtomicBool,
+    /// Per session (by key), per message: what is known of it, for the
+    /// end-to-end accounting. The customer side marks what the target
+    /// took and settles a session when it is over; the agents mark what
+    /// they saw.
+    pub(crate) ledger: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     pub(crate) open_kfid: Vec<String>,
     pub(crate) agent_index: BTreeMap<String, u32>,
     /// The measured window `[warmup, duration]` in scenario µs.
     pub(crate) window: (u64, u64),
 }
 
+/// Ledger flags of a message: the target took it (its answer said so, or
+/// an agent answered it).
+pub(crate) const TAKEN: u8 = 1;
+/// Ledger flags of a message: an agent saw it.
+pub(crate) const SEEN: u8 = 2;
+/// Messages per session the ledger tracks: ids naming more are not the
+/// driver's (a target echoing garbage must not make it allocate).
+pub(crate) const MAX_MESSAGES: u32 = 1 << 16;
+
 impl Shared {
+    pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<u8>>> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Mark message `idx` of session `key` (of `total`) with `flag`; the
+    /// flags it had before, or `None` if `idx` is out of range.
+    pub(crate) fn mark(&self, key: u64, idx: u32, total: u32, flag: u8) -> Option<u8> {
+        if idx >= total || total > MAX_MESSAGES {
+            return None;
+        }
+        let mut ledger = self.ledger();
+        let s = ledger.entry(key).or_insert_with(|| vec![0; total as usize]);
+        let slot = s.get_mut(idx as usize)?;
+        let before = *slot;
+        *slot |= flag;
+        Some(before)
+    }
+
     /// Whether scenario time `t` is in the measured window.
     pub(crate) fn in_window(&self, t: u64) -> bool {
         (self.window.0..=self.window.1).contains(&t)
@@ -238,17 +275,26 @@ async fn run_async(
         obs: obs_tx,
         counts: Default::default(),
         stop: AtomicBool::new(false),
+        ledger: Default::default(),
         open_kfid,
         agent_index,
         window: (sc.warmup_us, sc.duration_us),
     });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let collector = tokio::spawn(collect(Metrics::new(sc), obs_rx, shared.tb, done_rx));
-    let agent_task = agents::spawn(sc, &shared);
+    let agent_task = agents::spawn(sc, &shared).await;
     let outcome = customers::drive(sc, &shared, opts, interrupt.clone()).await;
     shared.stop.store(true, Ordering::SeqCst);
-    let _ = tokio::time::timeout(opts.timeout + Duration::from_secs(1), agent_task).await;
+    // its last batches may wait for a slot, then for their answers
+    let _ = tokio::time::timeout(2 * opts.timeout + Duration::from_secs(1), agent_task).await;
     let end_us = shared.tb.now_us();
+    // a long-running target keeps no customers or queue of a run that is
+    // over (their open sessions end there, reason `left`)
+    if !outcome.channel.is_empty() {
+        let body = json!({ "channel_id": outcome.channel });
+        let path = "/sim/customer/close_channel";
+        let _ = shared.http.post("close_channel", path, &body, Instant::now(), Duration::ZERO).await;
+    }
     let wall_s = shared.tb.start.elapsed().as_secs_f64();
     // Replies still sleeping may hold the shared state: what they do now is
     // past the end of the run and is not counted.
@@ -274,7 +320,7 @@ async fn run_async(
     s.http = Some(endpoints);
     s.messages.sent = Some(counts.sent);
     s.messages.delivered = Some(counts.delivered);
-    s.messages.lost = Some(counts.expected.saturating_sub(counts.delivered));
+    s.messages.lost = Some(counts.lost);
     s.messages.duplicated = Some(counts.duplicated);
     s.messages.reordered = Some(counts.reordered);
     s.late_actions = Some(counts.late);

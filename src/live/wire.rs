@@ -14,6 +14,8 @@ use super::http::Answer;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct Event {
+    /// The item's place in its queue.
+    pub seq: u64,
     /// On a servicer channel: the servicer the item is for.
     pub to: Option<String>,
     /// `message` or `session`.

@@ -252,8 +252,9 @@ impl State {
         }
         let cust = self.customer_for(ch, handle, now_us)?;
         let conv = self.conv_for(acct, cust, now_us);
-        // the same id from another customer is another message
-        let resend_key = client_msgid.map(|id| format!("{handle}\n{id}"));
+        // the same id from another customer, or to another account, is
+        // another message
+        let resend_key = client_msgid.map(|id| format!("{handle}\n{open_kfid}\n{id}"));
         if let Some(msgid) = resend_key.as_deref().and_then(|k| at!(self.channels, ch).recent.get(k)) {
             // a resend (its first answer was lost): answered as then, not run again
             let msgid = msgid.to_string();

@@ -256,8 +256,8 @@ pub(super) struct Channel {
     /// Servicers whose queues this channel carries.
     pub(super) servicers: Vec<u32>,
     /// Customer messages' `client_msgid` → msgid: a resend is not a new
-    /// message.
-    pub(super) recent: RecentIds<Box<str>>,
+    /// message. Sized for a minute at 15 000 messages/s on one channel.
+    pub(super) recent: RecentIds<Box<str>, 1_000_000>,
 }
 
 /// What a `send_msg_on_event` code was issued for.
@@ -312,18 +312,16 @@ pub(super) struct Conv {
     pub(super) coded_assign: bool,
 }
 
-/// Client-chosen ids seen recently, bounded by age and count, each with
-/// what it was answered (a message's msgid), so that a resend is answered
-/// the same without running twice.
+/// Client-chosen ids seen recently, bounded by age and by count (`CAP`),
+/// each with what it was answered (a message's msgid), so that a resend is
+/// answered the same without running twice.
 #[derive(Debug, Default)]
-pub(super) struct RecentIds<V = ()> {
+pub(super) struct RecentIds<V = (), const CAP: usize = 100_000> {
     set: HashMap<Box<str>, V>,
     order: VecDeque<(u64, Box<str>)>,
 }
 
-impl<V> RecentIds<V> {
-    const CAP: usize = 100_000;
-
+impl<V, const CAP: usize> RecentIds<V, CAP> {
     /// What `id` was answered, if it was seen.
     pub(super) fn get(&self, id: &str) -> Option<&V> {
         self.set.get(id)
@@ -334,7 +332,7 @@ impl<V> RecentIds<V> {
         if self.set.contains_key(id) {
             return false;
         }
-        if self.order.len() >= Self::CAP
+        if self.order.len() >= CAP
             && let Some((_, old)) = self.order.pop_front()
         {
             self.set.remove(&old);
