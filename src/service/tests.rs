@@ -479,3 +479,43 @@ fn resent_messages_and_replies_are_answered_again_not_run_again() {
     assert_ne!(other.msgid, None);
     assert_eq!(w.st.figures().counters.customer_messages, 4);
 }
+
+#[test]
+fn servicers_move_between_channels_and_leave_them_when_removed() {
+    let mut w = world(&["a1", "a2"], 1, Rule::default());
+    let first = w.st.open_channel(None).unwrap();
+    let first = w.st.channel_of(&first).unwrap();
+    let second = w.st.open_channel(None).unwrap();
+    let second_id = second.clone();
+    let second = w.st.channel_of(&second).unwrap();
+    w.st.bind_servicers(first, &["a1".into(), "a2".into()]).unwrap();
+    // a later binding moves a1: its items go to the second channel only
+    w.st.bind_servicers(second, &["a1".into()]).unwrap();
+    w.say("c1", "m1", T0);
+    let on = |st: &mut State, ch: u32| -> Vec<(Option<String>, String)> {
+        let p = st.pull_channel(ch, "", 1000).unwrap();
+        p.items
+            .into_iter()
+            .filter_map(|(_, (to, item))| match item {
+                Item::Msg(m) => {
+                    Some((to.map(|n| n.as_str().to_owned()), m.client_msgid.as_deref()?.to_owned()))
+                }
+                Item::Session(_) => None,
+            })
+            .collect()
+    };
+    assert_eq!(on(&mut w.st, second), [(Some("a1".to_owned()), "m1".to_owned())]);
+    assert!(on(&mut w.st, first).is_empty());
+    // a removed servicer leaves its channel; its place may be reused
+    let kf = w.kf.clone();
+    w.st.servicer_del(&kf, &["a2".into()], T0).unwrap();
+    w.st.servicer_add(&kf, &["a3".into()], Some(1), T0).unwrap();
+    w.say("c2", "m2", T0);
+    let a3_own = w.servicer_sees("a3").0;
+    assert_eq!(a3_own, ["m2"], "a3 was never bound: its own queue");
+    assert!(on(&mut w.st, first).is_empty());
+    // closing the channel gives a1 its own queue back
+    w.st.close_channel(&second_id, T0).unwrap();
+    w.say("c1", "m4", T0 + S);
+    assert_eq!(w.servicer_sees("a1").0, ["m4"]);
+}
