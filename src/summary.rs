@@ -210,7 +210,8 @@ pub struct MessageCounts {
     pub replies: u64,
     /// Customer messages by `msgtype`.
     pub by_type: BTreeMap<String, u64>,
-    /// Live engine: customer messages the target accepted. This accounting
+    /// Live engine: customer messages the target took — its answer said so,
+    /// or an agent answered them — each counted once. This accounting
     /// (`sent` … `reordered`) covers the whole run, warm-up included: a
     /// message lost during warm-up is still lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,7 +219,9 @@ pub struct MessageCounts {
     /// Live engine: of those, seen by a servicer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered: Option<u64>,
-    /// Live engine: of sessions given to a servicer, messages no servicer saw.
+    /// Live engine: of sessions given to a servicer, messages the target
+    /// took that no servicer saw by the end of the session (or, for a
+    /// session still open at the end of the run, within a call's timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
     /// Live engine: deliveries of a message already seen, and replies
