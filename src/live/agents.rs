@@ -59,6 +59,34 @@ struct Due {
     tries: u32,
 }
 
+/// A due action in the timer heap, ordered by `(t, seq)` only: `seq`
+/// keeps actions due at the same time in the order they were scheduled.
+struct Timed {
+    t: u64,
+    seq: u64,
+    due: Due,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, o: &Self) -> bool {
+        (self.t, self.seq) == (o.t, o.seq)
+    }
+}
+
+impl Eq for Timed {}
+
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Timed {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.t, self.seq).cmp(&(o.t, o.seq))
+    }
+}
+
 /// Events of the queues: from a servicer channel (`None`: each event
 /// names its servicer in `to`), or from one agent's own queue.
 type Events = (Option<u32>, Vec<Event>);
@@ -71,8 +99,7 @@ struct Agents {
     agents: Vec<Agent>,
     by_userid: HashMap<String, u32>,
     /// `(due scenario µs, order)` → the action.
-    heap: BinaryHeap<Reverse<(u64, u64)>>,
-    due: HashMap<u64, Due>,
+    heap: BinaryHeap<Reverse<Timed>>,
     seq: u64,
 }
 
@@ -104,8 +131,7 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
             });
         }
     }
-    let a =
-        Agents { sh: sh.clone(), agents, by_userid, heap: BinaryHeap::new(), due: HashMap::new(), seq: 0 };
+    let a = Agents { sh: sh.clone(), agents, by_userid, heap: BinaryHeap::new(), seq: 0 };
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Events>();
     let userids: Vec<String> = a.agents.iter().map(|a| a.userid.clone()).collect();
     let followed = follow_queues(sh, userids, ev_tx).await;
@@ -120,7 +146,7 @@ impl Agents {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let mut last_flush = Instant::now();
         while !sh.stop.load(Ordering::SeqCst) {
-            let next = self.heap.peek().map(|Reverse((t, _))| sh.tb.instant(*t).max(last_flush + GATHER));
+            let next = self.heap.peek().map(|Reverse(d)| sh.tb.instant(d.t).max(last_flush + GATHER));
             // wake at least every 100 ms to notice the end of the run
             let idle = Instant::now() + Duration::from_millis(100);
             let wake = next.map_or(idle, |t| t.min(idle));
@@ -185,12 +211,7 @@ impl Agents {
     fn on_message(&mut self, agent: u32, ev: Event, now: u64) {
         let Some(id) = ev.client_msgid else { return };
         let Some((key, idx, total, sent_us)) = parse_id(&id) else { return };
-        let Some(before) = self.sh.mark(key, idx, total, SEEN) else { return };
-        let later_seen = self
-            .sh
-            .ledger()
-            .get(&key)
-            .is_some_and(|s| s.iter().skip(idx as usize + 1).any(|f| f & SEEN != 0));
+        let Some((before, later_seen)) = self.sh.mark(key, idx, total, SEEN) else { return };
         {
             let mut c = self.sh.counts();
             if before & SEEN != 0 {
@@ -232,8 +253,7 @@ impl Agents {
 
     fn push(&mut self, t: u64, due: Due) {
         self.seq += 1;
-        self.heap.push(Reverse((t, self.seq)));
-        self.due.insert(self.seq, due);
+        self.heap.push(Reverse(Timed { t, seq: self.seq, due }));
     }
 
     /// Send every due action, in batches.
@@ -242,12 +262,8 @@ impl Agents {
         loop {
             let mut dues = Vec::new();
             let mut first = None;
-            while dues.len() < BATCH
-                && let Some(&Reverse((t, seq))) = self.heap.peek()
-                && t <= now
-            {
-                self.heap.pop();
-                let Some(mut d) = self.due.remove(&seq) else { continue };
+            while dues.len() < BATCH && self.heap.peek().is_some_and(|Reverse(d)| d.t <= now) {
+                let Some(Reverse(Timed { t, due: mut d, .. })) = self.heap.pop() else { break };
                 first.get_or_insert(t);
                 if let ServicerAction::Reply { client_msgid, .. } = &mut d.action
                     && d.tries == 0

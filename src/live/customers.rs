@@ -526,7 +526,7 @@ impl Driver<'_> {
     /// (its answer said so, or an agent answered it): counted as sent once.
     fn taken(&mut self, key: u64, idx: u32, now: u64) {
         let total = self.custs.get(&key).map_or(0, |c| c.total);
-        let Some(before) = self.sh.mark(key, idx, total, TAKEN) else { return };
+        let Some((before, _)) = self.sh.mark(key, idx, total, TAKEN) else { return };
         if before & TAKEN == 0 {
             let in_window = self.sh.in_window(now);
             let mut counts = self.sh.counts();

@@ -209,18 +209,19 @@ impl Shared {
         self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Mark message `idx` of session `key` (of `total`) with `flag`; the
-    /// flags it had before, or `None` if `idx` is out of range.
-    pub(crate) fn mark(&self, key: u64, idx: u32, total: u32, flag: u8) -> Option<u8> {
+    /// Mark message `idx` of session `key` (of `total`) with `flag`: the
+    /// flags it had before and whether a later message of the session was
+    /// seen already, or `None` if `idx` is out of range.
+    pub(crate) fn mark(&self, key: u64, idx: u32, total: u32, flag: u8) -> Option<(u8, bool)> {
         if idx >= total || total > MAX_MESSAGES {
             return None;
         }
         let mut ledger = self.ledger();
         let s = ledger.entry(key).or_insert_with(|| vec![0; total as usize]);
-        let slot = s.get_mut(idx as usize)?;
-        let before = *slot;
-        *slot |= flag;
-        Some(before)
+        let before = *s.get(idx as usize)?;
+        s[idx as usize] |= flag;
+        let later_seen = s[idx as usize + 1..].iter().any(|f| f & SEEN != 0);
+        Some((before, later_seen))
     }
 
     /// Whether scenario time `t` is in the measured window.

@@ -56,13 +56,17 @@ struct OpenChannel {
     queue_cap: Option<i64>,
 }
 
+/// A channel's `queue_cap`, checked.
+fn queue_cap(cap: Option<i64>) -> Result<Option<usize>, ApiError> {
+    match cap {
+        Some(c) if c < 1 => Err(ApiError::param("queue_cap must be at least 1")),
+        Some(c) => Ok(Some(usize::try_from(c).unwrap_or(usize::MAX))),
+        None => Ok(None),
+    }
+}
+
 fn open_channel(st: &mut State, r: OpenChannel, _now: u64) -> Result<serde_json::Value, ApiError> {
-    let cap = match r.queue_cap {
-        Some(c) if c < 1 => return Err(ApiError::param("queue_cap must be at least 1")),
-        Some(c) => Some(usize::try_from(c).unwrap_or(usize::MAX)),
-        None => None,
-    };
-    Ok(serde_json::json!({ "channel_id": st.open_channel(cap)? }))
+    Ok(serde_json::json!({ "channel_id": st.open_channel(queue_cap(r.queue_cap)?)? }))
 }
 
 #[derive(Deserialize)]
@@ -77,7 +81,7 @@ struct OpenServicerChannel {
 fn open_servicer_channel(
     st: &mut State,
     r: OpenServicerChannel,
-    now: u64,
+    _now: u64,
 ) -> Result<serde_json::Value, ApiError> {
     if r.servicer_userids.is_empty() {
         return Err(ApiError::missing("servicer_userids"));
@@ -86,11 +90,10 @@ fn open_servicer_channel(
     for u in &r.servicer_userids {
         st.servicer_index(u)?;
     }
-    let v = open_channel(st, OpenChannel { queue_cap: r.queue_cap }, now)?;
-    let id = v["channel_id"].as_str().unwrap_or_default();
-    let ch = st.channel_of(id)?;
+    let id = st.open_channel(queue_cap(r.queue_cap)?)?;
+    let ch = st.channel_of(&id)?;
     st.bind_servicers(ch, &r.servicer_userids)?;
-    Ok(v)
+    Ok(serde_json::json!({ "channel_id": id }))
 }
 
 #[derive(Deserialize)]
