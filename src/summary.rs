@@ -118,6 +118,30 @@ pub struct LiveInfo {
     /// measured window.
     #[serde(default)]
     pub replies_per_s: Option<f64>,
+    /// Sessions an agent held that had not ended when the run stopped
+    /// (of those counted in `sessions`): `sessions.answered` is the
+    /// sessions that ended (`latency_ms.session.count`) plus these.
+    #[serde(default)]
+    pub open_at_end: u64,
+    /// Actions the driver gave up on: sent again with the same id for
+    /// `resend_for` (30 s of wall time) and never answered. A customer who
+    /// gives up on a message still waits for the session to end; one who
+    /// gives up on the first message of a session counts as `rejected`.
+    #[serde(default)]
+    pub gave_up: GaveUp,
+}
+
+/// Actions the live driver gave up on, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GaveUp {
+    /// Customer messages.
+    pub messages: u64,
+    /// Customers leaving the waiting pool.
+    pub leaves: u64,
+    /// Agents' replies.
+    pub replies: u64,
+    /// Agents ending sessions.
+    pub ends: u64,
 }
 
 /// The scenario a summary is about.

@@ -74,6 +74,16 @@ rate = "2/min"
     assert!(http["customer_batch"].latency.count > 0 && http["servicer_batch"].latency.count > 0);
     assert!(s.by_entry["payment"].sessions.offered > 0);
     assert!(m.histograms.contains_key("http.customer_batch"));
+    let info = s.live.as_ref().unwrap();
+    assert_eq!((info.open_at_end, &info.gave_up), (0, &Default::default()));
+    // a gate may name any live-only figure: each is in a live summary
+    let leaves = kfsim::gate::leaf_paths(&serde_json::to_value(s).unwrap());
+    for pattern in kfsim::gate::LIVE_ONLY {
+        assert!(
+            leaves.iter().any(|p| kfsim::gate::matches_pattern(p, pattern)),
+            "`{pattern}` is in no live summary"
+        );
+    }
 }
 
 #[test]

@@ -4,9 +4,13 @@
 //! forwarding, so the service never sees those actions), and loses the
 //! answer of every Kth (forwarded and run by the service, but the answer
 //! comes after the driver's timeout); of the servicer batches it loses the
-//! answer of every Jth. The summary must count exactly what was injected,
-//! resends must not count anything twice, and the run must go on with its
-//! session accounting intact. Traffic goes only to loopback.
+//! answer of every Jth. No action is in more than two failed batches (a
+//! batch with one that was is spared), so every action gets through
+//! within the driver's resend budget. The summary must count exactly what
+//! was injected, resends must not count anything twice, and the run must
+//! go on with its session accounting intact. Another proxy cuts the
+//! target off halfway (an outage): what the driver gave up on must be
+//! counted exactly. Traffic goes only to loopback.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,6 +40,10 @@ const EVERY_STALL: u64 = 11;
 const EVERY_LOST: u64 = 13;
 /// Every `EVERY_LOST_SERVICER`th servicer batch is run, its answer lost.
 const EVERY_LOST_SERVICER: u64 = 9;
+/// A batch holding an action already in this many failed batches is
+/// spared: the faults are then exact counts, not a chance of the driver
+/// giving up on an action (tested on its own, with an outage).
+const FAILS_PER_ACTION: u32 = 2;
 /// The driver's per-call timeout: long enough that an ordinary call on a
 /// loaded machine does not time out (the counts below are exact).
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -115,6 +123,20 @@ struct Counts {
     /// Customer messages on their way to agents, and those taken out.
     to_agents: AtomicU64,
     dropped_ids: Ids,
+    /// The outage has begun.
+    cut_off: AtomicBool,
+    /// Batches that were due a fault but held an action that had failed
+    /// `FAILS_PER_ACTION` times, and each action's failed batches.
+    spared: AtomicU64,
+    fails: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// In the outage: customer and servicer batches refused, and the
+    /// distinct actions in them.
+    outage_batches: AtomicU64,
+    outage_servicer_batches: AtomicU64,
+    outage_messages: Ids,
+    outage_leaves: Ids,
+    outage_replies: Ids,
+    outage_ends: Ids,
 }
 
 type Ids = std::sync::Mutex<std::collections::HashSet<String>>;
@@ -135,7 +157,8 @@ impl Counts {
         format!(
             "batches {} (503: {}, stalled: {}, answer lost: {}), servicer batches {} (answer lost: {}), \
              forward failures {}, enters {}, messages sent {} ({} distinct, {} first), failed: first {} \
-             later {} leaves {}, accepted {}, acked {}, refused {}",
+             later {} leaves {}, accepted {}, acked {}, refused {}, spared {}, outage: batches {} + {} \
+             servicer, messages {} leaves {} replies {} ends {}",
             g(&self.batches),
             g(&self.injected_503),
             g(&self.stalled),
@@ -153,19 +176,47 @@ impl Counts {
             ids(&self.accepted_ids).len(),
             ids(&self.acked_ids).len(),
             g(&self.refused_actions),
+            g(&self.spared),
+            g(&self.outage_batches),
+            g(&self.outage_servicer_batches),
+            ids(&self.outage_messages).len(),
+            ids(&self.outage_leaves).len(),
+            ids(&self.outage_replies).len(),
+            ids(&self.outage_ends).len(),
         )
     }
 }
 
-struct Proxy {
-    upstream: SocketAddr,
-    client: Client<HttpConnector, Full<Bytes>>,
-    counts: Counts,
+/// What the proxy does.
+#[derive(Debug, Clone, Copy)]
+struct Faults {
+    /// 503s, stalls and lost answers of batches, as in the module's doc.
+    periodic: bool,
     /// `false`: the target predates servicer channels (404).
     servicer_channels: bool,
     /// When > 0, every this-many-th customer message in a servicer pull's
     /// answer is taken out: the service took it, no agent will see it.
     drop_every: u64,
+    /// When > 0, once this many customer batches have been seen, every
+    /// customer batch (`outage.0`) and servicer batch (`outage.1`) is
+    /// answered 503 (not forwarded).
+    outage_after: u64,
+    outage: (bool, bool),
+}
+
+const PERIODIC: Faults = Faults {
+    periodic: true,
+    servicer_channels: true,
+    drop_every: 0,
+    outage_after: 0,
+    outage: (false, false),
+};
+
+struct Proxy {
+    upstream: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    counts: Counts,
+    faults: Faults,
 }
 
 fn actions_of(body: &[u8]) -> Vec<Value> {
@@ -178,6 +229,18 @@ fn actions_of(body: &[u8]) -> Vec<Value> {
 fn is_first_message(a: &Value) -> bool {
     // the driver's ids are m{key}-{index}-{total}-{sent_us}
     a["client_msgid"].as_str().and_then(|id| id.split('-').nth(1)) == Some("0")
+}
+
+/// What makes a batched action the same action when it is sent again
+/// (an enter is never sent again).
+fn action_key(a: &Value) -> Option<String> {
+    let s = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+    match a["type"].as_str()? {
+        "message" | "reply" => Some(s("client_msgid")),
+        "leave" => Some(format!("leave {}", s("customer"))),
+        "end" => Some(format!("end {} {}", s("external_userid"), s("open_kfid"))),
+        _ => None,
+    }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
@@ -197,13 +260,45 @@ impl Proxy {
                 return true;
             }
             let n = c.to_agents.fetch_add(1, Ordering::SeqCst) + 1;
-            if n % self.drop_every != 0 {
+            if n % self.faults.drop_every != 0 {
                 return true;
             }
             ids(&c.dropped_ids).insert(i["client_msgid"].as_str().unwrap_or_default().to_owned());
             false
         });
         Bytes::from(v.to_string())
+    }
+
+    /// Whether a batch due a fault is failed: not if one of its actions
+    /// has failed `FAILS_PER_ACTION` times already. Counts the failure.
+    fn fail(&self, actions: &[Value]) -> bool {
+        let mut fails = self.counts.fails.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<String> = actions.iter().filter_map(action_key).collect();
+        if keys.iter().any(|k| fails.get(k).copied().unwrap_or(0) >= FAILS_PER_ACTION) {
+            self.counts.spared.fetch_add(1, Ordering::SeqCst);
+            return false;
+        }
+        for k in keys {
+            *fails.entry(k).or_default() += 1;
+        }
+        true
+    }
+
+    /// The target is cut off: note the batch's distinct actions.
+    fn outage(&self, actions: &[Value], servicer: bool) {
+        let c = &self.counts;
+        let batches = if servicer { &c.outage_servicer_batches } else { &c.outage_batches };
+        batches.fetch_add(1, Ordering::SeqCst);
+        for a in actions {
+            let set = match a["type"].as_str() {
+                Some("message") => &c.outage_messages,
+                Some("leave") => &c.outage_leaves,
+                Some("reply") => &c.outage_replies,
+                Some("end") => &c.outage_ends,
+                _ => continue,
+            };
+            ids(set).insert(action_key(a).unwrap_or_default());
+        }
     }
 
     fn count_failed(&self, actions: &[Value]) {
@@ -226,15 +321,22 @@ impl Proxy {
             return Ok(plain(StatusCode::BAD_REQUEST, "unreadable body"));
         };
         let c = &self.counts;
-        if !self.servicer_channels && parts.uri.path() == "/sim/servicer/open_channel" {
+        let f = self.faults;
+        if !f.servicer_channels && parts.uri.path() == "/sim/servicer/open_channel" {
             return Ok(plain(StatusCode::NOT_FOUND, "no such path"));
         }
         let batch = parts.method == Method::POST && parts.uri.path() == "/sim/customer/batch";
-        let actions = if batch { actions_of(&body) } else { Vec::new() };
+        let servicer_batch = parts.method == Method::POST && parts.uri.path() == "/sim/servicer/batch";
+        let actions = if batch || servicer_batch { actions_of(&body) } else { Vec::new() };
+        let cut_off = c.cut_off.load(Ordering::SeqCst);
+        if servicer_batch && cut_off && f.outage.1 {
+            self.outage(&actions, true);
+            return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "outage"));
+        }
         let mut lose_answer = false;
-        if parts.method == Method::POST && parts.uri.path() == "/sim/servicer/batch" {
+        if servicer_batch {
             let n = c.servicer_batches.fetch_add(1, Ordering::SeqCst) + 1;
-            lose_answer = n % EVERY_LOST_SERVICER == 0;
+            lose_answer = f.periodic && n % EVERY_LOST_SERVICER == 0 && self.fail(&actions);
             c.servicer_lost.fetch_add(u64::from(lose_answer), Ordering::SeqCst);
         }
         if batch {
@@ -253,21 +355,36 @@ impl Proxy {
                     _ => 0,
                 };
             }
-            if n % EVERY_503 == 0 {
-                self.count_failed(&actions);
-                c.injected_503.fetch_add(1, Ordering::SeqCst);
-                return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "injected 503"));
+            if cut_off && f.outage.0 {
+                self.outage(&actions, false);
+                return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "outage"));
             }
-            if n % EVERY_STALL == 0 {
-                self.count_failed(&actions);
-                c.stalled.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(STALL).await;
-                return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "stalled"));
+            if n == f.outage_after {
+                // this one goes through; what follows does not
+                c.cut_off.store(true, Ordering::SeqCst);
             }
-            if n % EVERY_LOST == 0 {
+            let fault = [EVERY_503, EVERY_STALL, EVERY_LOST]
+                .into_iter()
+                .find(|every| f.periodic && n % every == 0)
+                .filter(|_| self.fail(&actions));
+            if fault.is_some() {
                 self.count_failed(&actions);
-                c.lost_answers.fetch_add(1, Ordering::SeqCst);
-                lose_answer = true;
+            }
+            match fault {
+                Some(EVERY_503) => {
+                    c.injected_503.fetch_add(1, Ordering::SeqCst);
+                    return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "injected 503"));
+                }
+                Some(EVERY_STALL) => {
+                    c.stalled.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(STALL).await;
+                    return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "stalled"));
+                }
+                Some(_) => {
+                    c.lost_answers.fetch_add(1, Ordering::SeqCst);
+                    lose_answer = true;
+                }
+                None => {}
             }
         }
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -315,7 +432,7 @@ impl Proxy {
         if lose_answer {
             tokio::time::sleep(STALL).await;
         }
-        let rbody = if self.drop_every > 0 && parts.uri.path() == "/sim/servicer/pull" {
+        let rbody = if self.faults.drop_every > 0 && parts.uri.path() == "/sim/servicer/pull" {
             self.drop_messages(rbody)
         } else {
             rbody
@@ -360,7 +477,7 @@ struct Target {
 }
 
 impl Target {
-    fn start(sc: &Scenario, servicer_channels: bool, drop_every: u64) -> Target {
+    fn start(sc: &Scenario, faults: Faults) -> Target {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (stop, stop_rx) = watch::channel(false);
         let (proxy, addr) = rt.block_on(async {
@@ -374,7 +491,7 @@ impl Target {
             }));
             let client = Client::builder(TokioExecutor::new()).build_http();
             let counts = Counts::default();
-            let proxy = Arc::new(Proxy { upstream, client, counts, servicer_channels, drop_every });
+            let proxy = Arc::new(Proxy { upstream, client, counts, faults });
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
             let addr = listener.local_addr().unwrap();
             tokio::spawn(run_proxy(listener, proxy.clone(), stop_rx));
@@ -392,15 +509,20 @@ impl Target {
 
 /// Run the scenario through the faulty proxy: the summary and the proxy's
 /// counts.
-fn run_with_faults(servicer_channels: bool, drop_every: u64) -> (kfsim::summary::Summary, Arc<Proxy>) {
+fn run_with_faults(faults: Faults) -> (kfsim::summary::Summary, Arc<Proxy>) {
+    run_with(faults, LiveOptions { drain: DRAIN, ..Default::default() })
+}
+
+/// Run through the proxy with `opts` (its target, time scale and timeout
+/// set here).
+fn run_with(faults: Faults, opts: LiveOptions) -> (kfsim::summary::Summary, Arc<Proxy>) {
     let sc = Scenario::parse(SCENARIO, "live-faults.toml").unwrap();
-    let target = Target::start(&sc, servicer_channels, drop_every);
+    let target = Target::start(&sc, faults);
     let opts = LiveOptions {
         target: Some(format!("http://{}", target.addr)),
         time_scale: SCALE,
         timeout: TIMEOUT,
-        drain: DRAIN,
-        ..Default::default()
+        ..opts
     };
     let result = kfsim::live::run(&sc, &opts, Arc::new(AtomicBool::new(false)));
     let proxy = target.proxy.clone();
@@ -412,7 +534,7 @@ fn run_with_faults(servicer_channels: bool, drop_every: u64) -> (kfsim::summary:
 #[test]
 fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (s, proxy) = run_with_faults(true, 0);
+    let (s, proxy) = run_with_faults(PERIODIC);
     let p = &proxy.counts;
     let brief = p.brief();
     let get = Counts::get;
@@ -432,7 +554,8 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
     assert_eq!(get(&p.forward_failures), 0, "the proxy forwarded everything else");
     let (n503, stalls, lost) = (get(&p.injected_503), get(&p.stalled), get(&p.lost_answers));
     assert!(get(&p.batches) >= 50, "about 110 batches expected: {brief}");
-    assert_eq!(n503, get(&p.batches) / EVERY_503);
+    let spared = get(&p.spared);
+    assert!(spared <= (get(&p.batches) + get(&p.servicer_batches)) / 5, "few batches are spared: {brief}");
     assert!(n503 > 0 && stalls > 0 && lost > 0, "{brief}");
     let servicer_lost = get(&p.servicer_lost);
     assert!(servicer_lost > 0, "{brief}");
@@ -503,6 +626,12 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
     assert_eq!(msgs.duplicated, Some(0), "resends were not taken twice, nor replies received twice");
     assert_eq!(msgs.reordered, Some(0));
     assert_eq!(msgs.replies, msgs.delivered.unwrap(), "every delivered message was answered");
+    // nothing failed more often than the driver resends: nothing given up
+    // on, every session an agent took ended
+    let live = s.live.as_ref().unwrap();
+    assert_eq!(live.gave_up, Default::default(), "{brief}");
+    assert_eq!(live.open_at_end, 0);
+    assert_eq!(s.latency_ms.session.count, c.answered, "every answered session ended");
 }
 
 /// A failed *later* message of a session an agent holds is sent again
@@ -514,11 +643,13 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
 #[test]
 fn a_session_whose_later_message_failed_still_ends() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (s, proxy) = run_with_faults(false, 0);
+    let (s, proxy) = run_with_faults(Faults { servicer_channels: false, ..PERIODIC });
     let p = &proxy.counts;
     let brief = p.brief();
     assert!(Counts::get(&p.failed_later) > 0, "the test needs failed later messages: {brief}");
     assert_eq!(s.latency_ms.session.count, s.sessions.answered, "every answered session ended");
+    let live = s.live.as_ref().unwrap();
+    assert_eq!((live.open_at_end, &live.gave_up), (0, &Default::default()), "{brief}");
     // Not checked by wall time (that the drain did not run to its deadline):
     // on a loaded machine that is flaky, and the count above already shows
     // that no session was left open.
@@ -538,7 +669,7 @@ fn a_session_whose_later_message_failed_still_ends() {
 #[test]
 fn messages_the_target_loses_are_counted_lost() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (s, proxy) = run_with_faults(true, 10);
+    let (s, proxy) = run_with_faults(Faults { drop_every: 10, ..PERIODIC });
     let p = &proxy.counts;
     let dropped = ids(&p.dropped_ids).len() as u64;
     let m = &s.messages;
@@ -546,4 +677,72 @@ fn messages_the_target_loses_are_counted_lost() {
     assert_eq!(m.lost, Some(dropped), "{m:?}");
     assert_eq!(m.delivered, Some(ids(&p.accepted_ids).len() as u64 - dropped), "{m:?}");
     assert_eq!(m.duplicated, Some(0));
+}
+
+/// Halfway through, the target stops taking customer batches
+/// (`customers`) or servicer batches (503 to each). Each action caught in
+/// it is sent again for `resend_for`, then given up on, and counted once by
+/// kind; a session whose first message was given up on counts as rejected;
+/// one an agent held stays open, waiting, to the end of the run. The
+/// summary and the proxy's counts, checked against each other.
+fn outage(customers: bool) -> (kfsim::summary::Summary, Arc<Proxy>) {
+    let faults = Faults { periodic: false, outage_after: 50, outage: (customers, !customers), ..PERIODIC };
+    // given up on within ~2 s of wall time; the drain outlasts that
+    let opts = LiveOptions {
+        resend_for: Duration::from_secs(2),
+        drain: Duration::from_secs(8),
+        ..Default::default()
+    };
+    let (s, proxy) = run_with(faults, opts);
+    let p = &proxy.counts;
+    let brief = p.brief();
+    let live = s.live.as_ref().unwrap();
+    let c = &s.sessions;
+    eprintln!("proxy: {brief}\nsessions: {c:?}\nlive: {live:?}");
+    let g = &live.gave_up;
+    assert!(live.open_at_end > 0, "the outage caught sessions mid-way: {live:?} {brief}");
+    assert_eq!(g.messages, ids(&p.outage_messages).len() as u64, "{brief}");
+    assert_eq!(g.leaves, ids(&p.outage_leaves).len() as u64, "{brief}");
+    assert_eq!(g.replies, ids(&p.outage_replies).len() as u64, "{brief}");
+    assert_eq!(g.ends, ids(&p.outage_ends).len() as u64, "{brief}");
+    let http = s.http.as_ref().unwrap();
+    let refused = |name: &str| http[name].errors_by_kind.get("http_503").copied().unwrap_or(0);
+    assert_eq!(refused("customer_batch"), Counts::get(&p.outage_batches));
+    assert_eq!(refused("servicer_batch"), Counts::get(&p.outage_servicer_batches));
+
+    // sessions: those that never got a first message through were
+    // rejected; those an agent took ended or are open at the end
+    let accepted = ids(&p.accepted_ids).clone();
+    let never_taken = ids(&p.first_ids).iter().filter(|id| !accepted.contains(*id)).count() as u64;
+    assert_eq!(c.rejected, never_taken, "{c:?}");
+    assert_eq!(c.offered, c.answered + c.abandoned + c.rejected + c.unfinished, "{c:?}");
+    assert_eq!(s.latency_ms.session.count + live.open_at_end, c.answered, "{c:?} {live:?}");
+    let m = &s.messages;
+    assert_eq!(m.sent, Some(accepted.len() as u64), "{m:?}");
+    assert_eq!((m.lost, m.duplicated), (Some(0), Some(0)), "{m:?}");
+    (s, proxy)
+}
+
+/// Customers cut off: first messages given up on (rejected sessions), and
+/// later ones (the customer waits; the session stays open).
+#[test]
+fn a_customer_outage_is_counted_in_what_the_driver_gave_up_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, proxy) = outage(true);
+    let p = &proxy.counts;
+    let g = &s.live.as_ref().unwrap().gave_up;
+    let first = ids(&p.outage_messages).iter().filter(|id| id.split('-').nth(1) == Some("0")).count() as u64;
+    assert!(first > 0 && g.messages > first, "first and later messages given up on: {g:?} {}", p.brief());
+    assert_eq!(s.sessions.rejected, first);
+    assert_eq!((g.replies, g.ends), (0, 0));
+}
+
+/// Agents cut off: replies and ends given up on; their customers wait.
+#[test]
+fn a_servicer_outage_is_counted_in_what_the_driver_gave_up_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, proxy) = outage(false);
+    let g = &s.live.as_ref().unwrap().gave_up;
+    assert!(g.replies > 0 && g.ends > 0, "replies and ends given up on: {g:?} {}", proxy.counts.brief());
+    assert_eq!((g.messages, s.sessions.rejected), (0, 0));
 }

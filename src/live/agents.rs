@@ -13,7 +13,7 @@
 //! of its session, is counted.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, Opened, ServicerAction};
-use super::{ATTEMPTS, SEEN, Shared, follow_queue, pause};
+use super::{SEEN, Shared, Tries, follow_queue, pause};
 use crate::observe::Obs;
 use crate::scenario::Scenario;
 use crate::workload::{Stream, TimeSampler, stream};
@@ -40,6 +40,8 @@ const IN_FLIGHT: usize = 8;
 /// Due actions wait at most this long (wall) to leave with others: one
 /// request per reply would need thousands of requests a second.
 const GATHER: Duration = Duration::from_millis(2);
+/// Tries to open a servicer channel before following each agent's queue.
+const OPEN_ATTEMPTS: u32 = 5;
 
 struct Agent {
     userid: String,
@@ -47,16 +49,30 @@ struct Agent {
     wrap_up: TimeSampler,
     slowdown: f64,
     rng: Stream,
-    /// Sessions held, as this agent has seen them.
-    load: u32,
+    /// Sessions held, as this agent has seen them (`external_userid`,
+    /// `open_kfid`): a set, so that a session ending two ways at once (a
+    /// resent end, and the target ending it) is let go of once.
+    held: HashSet<(String, String)>,
+}
+
+impl Agent {
+    fn load(&self) -> u32 {
+        self.held.len() as u32
+    }
 }
 
 /// A servicer action waiting for its time, the agent whose end it is, and
-/// how often it was sent without an answer.
+/// its failed sends.
 struct Due {
     action: ServicerAction,
+    /// When it is due first (scenario µs).
+    at: u64,
     end_of: Option<u32>,
-    tries: u32,
+    tries: Tries,
+    /// After the last reply of a session, its end. It is scheduled once
+    /// the reply is through (or given up on), so that a reply sent again
+    /// never comes after the end of its session.
+    then: Option<Box<Due>>,
 }
 
 /// A due action in the timer heap, ordered by `(t, seq)` only: `seq`
@@ -127,7 +143,7 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
                 reply: TimeSampler::new(&g.reply_delay),
                 wrap_up: TimeSampler::new(&g.wrap_up),
                 slowdown: g.slowdown,
-                load: 0,
+                held: HashSet::new(),
             });
         }
     }
@@ -188,18 +204,14 @@ impl Agents {
         let agent = agent.or_else(|| ev.to.as_deref().and_then(|u| self.by_userid.get(u).copied()));
         let Some(agent) = agent else { return };
         let now = self.sh.tb.now_us();
+        let session =
+            || (ev.external_userid.clone().unwrap_or_default(), ev.open_kfid.clone().unwrap_or_default());
         match (ev.kind.as_str(), ev.change.as_deref()) {
-            ("session", Some("assigned")) => {
-                let a = &mut self.agents[agent as usize];
-                a.load += 1;
-                let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent, load: a.load });
-            }
+            ("session", Some("assigned")) => self.hold(agent, session(), true, now),
             ("session", Some("transferred" | "ended")) if ev.reason.as_deref() != Some("servicer") => {
                 // taken away by someone else; our own ends count when the
                 // target confirms them
-                let a = &mut self.agents[agent as usize];
-                a.load = a.load.saturating_sub(1);
-                let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent, load: a.load });
+                self.hold(agent, session(), false, now);
             }
             ("message", _) if ev.sender.as_deref() == Some("customer") => self.on_message(agent, ev, now),
             _ => {}
@@ -224,7 +236,7 @@ impl Agents {
             c.to_agent.record((now.saturating_sub(sent_us) as f64 / self.sh.tb.scale) as u64);
         }
         let a = &mut self.agents[agent as usize];
-        let j = a.load.max(1);
+        let j = a.load().max(1);
         let work = a.reply.sample(&mut a.rng) as f64 * (1.0 + a.slowdown * f64::from(j - 1));
         let wrap = if idx + 1 == total { Some(a.wrap_up.sample(&mut a.rng)) } else { None };
         let (kfid, external) = (ev.open_kfid.unwrap_or_default(), ev.external_userid.unwrap_or_default());
@@ -237,17 +249,24 @@ impl Agents {
             client_msgid: format!("r{key}-{idx}"),
             in_reply_to: id,
         };
-        let end = wrap.map(|w| {
-            let end = ServicerAction::End {
+        let then = wrap.map(|w| {
+            let action = ServicerAction::End {
                 servicer_userid: a.userid.clone(),
                 open_kfid: kfid,
                 external_userid: external,
             };
-            (reply_at.saturating_add(w), end)
+            let at = reply_at.saturating_add(w);
+            Box::new(Due { action, at, end_of: Some(agent), tries: Tries::default(), then: None })
         });
-        self.push(reply_at, Due { action: reply, end_of: None, tries: 0 });
-        if let Some((t, action)) = end {
-            self.push(t, Due { action, end_of: Some(agent), tries: 0 });
+        self.push(reply_at, Due { action: reply, at: reply_at, end_of: None, tries: Tries::default(), then });
+    }
+
+    /// Agent `agent` takes on session `s` (`true`) or lets go of it.
+    fn hold(&mut self, agent: u32, s: (String, String), held: bool, now: u64) {
+        let a = &mut self.agents[agent as usize];
+        let changed = if held { a.held.insert(s) } else { a.held.remove(&s) };
+        if changed {
+            let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent, load: a.load() });
         }
     }
 
@@ -266,7 +285,7 @@ impl Agents {
                 let Some(Reverse(Timed { t, due: mut d, .. })) = self.heap.pop() else { break };
                 first.get_or_insert(t);
                 if let ServicerAction::Reply { client_msgid, .. } = &mut d.action
-                    && d.tries == 0
+                    && d.tries.failed() == 0
                 {
                     // the customer side measures delivery from this wall
                     // time; a resend keeps the id, so the target knows it
@@ -293,32 +312,52 @@ impl Agents {
         }
     }
 
-    /// Lower the load of confirmed ends; send again what got no answer (it
-    /// may not have arrived; the target answers a resent reply as the
-    /// first time, and a resent end that had run with 95013).
+    /// Let go of the sessions of confirmed ends; send again what got no
+    /// answer (it may not have arrived; the target answers a resent reply
+    /// as the first time, and a resent end that had run with 95013) for
+    /// `resend_for`, then give up on it. A reply's end is scheduled once
+    /// the reply is settled either way.
     fn on_results(&mut self, dues: Vec<Due>, results: Option<Vec<ActionResult>>) {
         let now = self.sh.tb.now_us();
         let results = results.unwrap_or_default();
         for (i, mut d) in dues.into_iter().enumerate() {
             let Some(r) = results.get(i) else {
-                d.tries += 1;
-                if d.tries < ATTEMPTS {
-                    self.push(now.saturating_add(pause(d.tries + 1, self.sh.tb.scale)), d);
+                match self.sh.resend_at(&mut d.tries, now) {
+                    Some(t) => self.push(t, d),
+                    None => {
+                        let mut c = self.sh.counts();
+                        match d.end_of {
+                            Some(_) => c.gave_up.ends += 1,
+                            None => c.gave_up.replies += 1,
+                        }
+                        drop(c);
+                        self.then(d, now);
+                    }
                 }
                 continue;
             };
-            // a resent reply that had run is answered as then; one answered
-            // 95013 never ran, and is an error
-            let done = r.errcode == 0 || (d.tries > 0 && d.end_of.is_some() && r.errcode == SESSION_ENDED);
-            match d.end_of {
-                Some(agent) if done => {
-                    let a = &mut self.agents[agent as usize];
-                    a.load = a.load.saturating_sub(1);
-                    let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent, load: a.load });
-                }
-                _ if done => {}
-                _ => self.sh.http.stats.action_error("servicer_batch", format!("errcode_{}", r.errcode)),
+            // a resent end that had run is answered 95013; a first one so
+            // answered never ran, and is an error
+            let done =
+                r.errcode == 0 || (d.tries.failed() > 0 && d.end_of.is_some() && r.errcode == SESSION_ENDED);
+            if !done {
+                self.sh.http.stats.action_error("servicer_batch", format!("errcode_{}", r.errcode));
             }
+            if let (Some(agent), true, ServicerAction::End { external_userid, open_kfid, .. }) =
+                (d.end_of, done, &d.action)
+            {
+                self.hold(agent, (external_userid.clone(), open_kfid.clone()), false, now);
+            }
+            self.then(d, now);
+        }
+    }
+
+    /// Schedule what follows a settled action: the end of the session
+    /// after its last reply, at the end of the wrap-up (or now, if the
+    /// reply took longer to get through).
+    fn then(&mut self, d: Due, now: u64) {
+        if let Some(end) = d.then {
+            self.push(end.at.max(now), *end);
         }
     }
 }
@@ -338,7 +377,7 @@ async fn follow_queues(
 ) -> Followed {
     let body = json!({"servicer_userids": userids, "queue_cap": 1_000_000});
     let mut opened = Err(CallError::Timeout);
-    for attempt in 1..=ATTEMPTS {
+    for attempt in 1..=OPEN_ATTEMPTS {
         opened = sh
             .http
             .call::<Opened>(

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event, Opened};
-use super::{ATTEMPTS, LiveOptions, SEEN, Shared, TAKEN, pause};
+use super::{LiveOptions, SEEN, Shared, TAKEN, Tries};
 use crate::observe::{Obs, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
 use crate::workload::{CustomerMemory, EntryBehaviour, unit};
@@ -28,6 +28,9 @@ pub(crate) struct Outcome {
     pub(crate) sessions: u64,
     pub(crate) peak_in_flight: u64,
     pub(crate) interrupted: bool,
+    /// Sessions counted in the summary that an agent held and that had not
+    /// ended when the run stopped.
+    pub(crate) open_at_end: u64,
 }
 
 /// An action is late when it leaves this long after its scheduled time.
@@ -73,12 +76,10 @@ struct Cust {
     last_agent: Option<u32>,
     /// Messages the target accepted.
     accepted: u32,
-    /// A message to send again, and how often it was sent.
-    /// Messages to send again: index, the message, and how often it was
-    /// sent (a message answered later is one of the next to be sent).
-    retry: Vec<(u32, CustomerAction, u32)>,
-    /// Leaves sent without an answer.
-    leave_tries: u32,
+    /// Messages to send again: index, the message, and its failed sends.
+    retry: Vec<(u32, CustomerAction, Tries)>,
+    /// Failed sends of the customer's leave.
+    leave_tries: Tries,
 }
 
 struct Driver<'a> {
@@ -222,14 +223,22 @@ pub(crate) async fn drive(
     // a message of a session still open may be on its way to the agent;
     // one sent longer than a call's timeout ago is not
     let in_transit = end.saturating_sub((opts.timeout.as_secs_f64() * 1e6 * sh.tb.scale) as u64);
+    let mut open_at_end = 0;
     for (key, c) in &d.custs {
         if c.assigned.is_none() && (c.queued || c.sent > 0) {
             let _ = sh.obs.send(Obs::Unfinished { t: end, s: c.info });
         }
+        open_at_end += u64::from(c.assigned.is_some() && c.info.arrived_us >= sc.warmup_us);
         settle(sh, *key, c, in_transit);
     }
     puller.abort();
-    Outcome { channel: d.channel.clone(), sessions: d.sessions, peak_in_flight: d.peak, interrupted }
+    Outcome {
+        channel: d.channel.clone(),
+        sessions: d.sessions,
+        peak_in_flight: d.peak,
+        interrupted,
+        open_at_end,
+    }
 }
 
 /// The session `key` (`c`) is over for the driver: drop its ledger entry,
@@ -390,7 +399,7 @@ impl Driver<'_> {
                 last_agent,
                 accepted: 0,
                 retry: Vec::new(),
-                leave_tries: 0,
+                leave_tries: Tries::default(),
             },
         );
         self.by_handle.insert(handle, key);
@@ -480,9 +489,11 @@ impl Driver<'_> {
     /// first message of a session the target refused: the session was
     /// refused. Otherwise the customer sends it again with the same
     /// `client_msgid` — the target answers a resend as the first time, so
-    /// nothing is counted twice — a few times, then gives up on the session.
+    /// nothing is counted twice — for `resend_for`, then gives up on it:
+    /// on the session too if it was its first message; else the customer
+    /// waits, as one whose message an agent never answers does, for the
+    /// session to end (the target may have taken the message after all).
     fn send_failed(&mut self, key: u64, idx: u32, action: Option<CustomerAction>, now: u64, answered: bool) {
-        let scale = self.sh.tb.scale;
         let Some(c) = self.custs.get_mut(&key) else { return };
         let first = c.assigned.is_none() && !c.queued && c.accepted == 0;
         if first && answered {
@@ -490,22 +501,24 @@ impl Driver<'_> {
             self.forget(key);
             return;
         }
-        let attempts = c.retry.iter().find(|r| r.0 == idx).map_or(1, |r| r.2) + 1;
+        let mut tries = c.retry.iter().find(|r| r.0 == idx).map_or_else(Tries::default, |r| r.2);
         c.retry.retain(|r| r.0 != idx);
         if c.replied.get(idx as usize) == Some(&true) {
             // answered by an agent: it arrived, whatever became of its ack
             return;
         }
-        match action {
-            Some(a) if attempts <= ATTEMPTS => {
-                c.retry.push((idx, a, attempts));
-                self.push(now.saturating_add(pause(attempts, scale)), Due::Resend(key, idx));
+        let Some(a) = action else { return };
+        match self.sh.resend_at(&mut tries, now) {
+            Some(t) => {
+                c.retry.push((idx, a, tries));
+                self.push(t, Due::Resend(key, idx));
             }
-            _ => {
+            None => {
+                self.sh.counts().gave_up.messages += 1;
                 if first {
                     let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
+                    self.forget(key);
                 }
-                self.forget(key);
             }
         }
     }
@@ -513,12 +526,10 @@ impl Driver<'_> {
     /// A leave without an answer is sent again (if the customer is still
     /// waiting then): a lost leave would undercount abandonment.
     fn leave_failed(&mut self, key: u64, now: u64) {
-        let scale = self.sh.tb.scale;
         let Some(c) = self.custs.get_mut(&key) else { return };
-        c.leave_tries += 1;
-        if c.leave_tries < ATTEMPTS {
-            let t = now.saturating_add(pause(c.leave_tries + 1, scale));
-            self.push(t, Due::Leave(key));
+        match self.sh.resend_at(&mut c.leave_tries, now) {
+            Some(t) => self.push(t, Due::Leave(key)),
+            None => self.sh.counts().gave_up.leaves += 1,
         }
     }
 

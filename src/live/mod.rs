@@ -31,7 +31,7 @@ use crate::metrics::{Hist, Measured, Metrics};
 use crate::observe::{Obs, Observer};
 use crate::scenario::Scenario;
 use crate::sim::RunStats;
-use crate::summary::{Delivery, LiveInfo};
+use crate::summary::{Delivery, GaveUp, LiveInfo};
 use http::{CallError, Http};
 
 /// How to run live.
@@ -52,6 +52,13 @@ pub struct LiveOptions {
     pub timeout: Duration,
     /// Draw a progress bar on the terminal.
     pub progress: bool,
+    /// An action without an answer (a timeout, a dropped connection, a
+    /// 5xx) is sent again, with the same id, for at most this long (wall)
+    /// after its first failure; then the driver gives up on it and counts
+    /// it in `live.gave_up`. Keep it under the target's resend window (the
+    /// reference service: 60 s) less the call timeout, or a resend the
+    /// target no longer recognises may be taken twice.
+    pub resend_for: Duration,
 }
 
 impl Default for LiveOptions {
@@ -64,6 +71,7 @@ impl Default for LiveOptions {
             drain: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
             progress: false,
+            resend_for: Duration::from_secs(30),
         }
     }
 }
@@ -78,14 +86,36 @@ pub struct Unreachable {
     pub reason: String,
 }
 
-/// Sends of one action before the driver gives up on it (with a pause
-/// doubling from 100 ms of wall time between them).
-pub(crate) const ATTEMPTS: u32 = 5;
-
 /// The pause before the `attempt`-th send (2, 3, …) of an action, in
-/// scenario µs: 100 ms of wall time, doubling.
+/// scenario µs: 100 ms of wall time, doubling up to 1.6 s (a target back
+/// from an outage hears again from each waiting action within that).
 pub(crate) fn pause(attempt: u32, scale: f64) -> u64 {
-    (0.1 * f64::from(1u32 << (attempt.clamp(2, 16) - 2)) * 1e6 * scale) as u64
+    (0.1 * f64::from(1u32 << (attempt.clamp(2, 6) - 2)) * 1e6 * scale) as u64
+}
+
+/// The failed sends of one action: how many, and since when (scenario µs
+/// of the first failure).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tries {
+    failed: u32,
+    since: u64,
+}
+
+impl Tries {
+    pub(crate) fn failed(&self) -> u32 {
+        self.failed
+    }
+
+    /// A send failed at `now`: when to send again (all in scenario µs), or
+    /// `None` once that would be more than `budget` after the first failure.
+    fn next_send(&mut self, now: u64, scale: f64, budget: u64) -> Option<u64> {
+        if self.failed == 0 {
+            self.since = now;
+        }
+        self.failed += 1;
+        let next = now.saturating_add(pause(self.failed + 1, scale));
+        (next.saturating_sub(self.since) <= budget).then_some(next)
+    }
 }
 
 /// Long-poll one queue (`endpoint`: its name in the statistics and its
@@ -175,6 +205,7 @@ pub struct LiveCounts {
     lag: Hist,
     to_agent: Hist,
     to_customer: Hist,
+    gave_up: GaveUp,
 }
 
 /// Everything the tasks share.
@@ -193,6 +224,8 @@ pub(crate) struct Shared {
     pub(crate) agent_index: BTreeMap<String, u32>,
     /// The measured window `[warmup, duration]` in scenario µs.
     pub(crate) window: (u64, u64),
+    /// [`LiveOptions::resend_for`] in scenario µs.
+    pub(crate) resend_us: u64,
 }
 
 /// Ledger flags of a message: the target took it (its answer said so, or
@@ -227,6 +260,12 @@ impl Shared {
     /// Whether scenario time `t` is in the measured window.
     pub(crate) fn in_window(&self, t: u64) -> bool {
         (self.window.0..=self.window.1).contains(&t)
+    }
+
+    /// A send of an action failed at `now` (scenario µs): when to send it
+    /// again, or `None` to give up on it.
+    pub(crate) fn resend_at(&self, tries: &mut Tries, now: u64) -> Option<u64> {
+        tries.next_send(now, self.tb.scale, self.resend_us)
     }
 
     pub(crate) fn counts(&self) -> std::sync::MutexGuard<'_, LiveCounts> {
@@ -280,6 +319,7 @@ async fn run_async(
         open_kfid,
         agent_index,
         window: (sc.warmup_us, sc.duration_us),
+        resend_us: (opts.resend_for.as_secs_f64() * 1e6 * opts.time_scale) as u64,
     });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let collector = tokio::spawn(collect(Metrics::new(sc), obs_rx, shared.tb, done_rx));
@@ -337,6 +377,8 @@ async fn run_async(
         wall_s,
         messages_per_s: rate(counts.window_sent),
         replies_per_s: rate(counts.window_replies),
+        open_at_end: outcome.open_at_end,
+        gave_up: counts.gave_up,
     });
     Ok(m)
 }
@@ -480,5 +522,29 @@ fn obs_time(o: &Obs) -> u64 {
         | Obs::Unfinished { t, .. }
         | Obs::AgentLoad { t, .. }
         | Obs::AgentOnline { t, .. } => t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tries;
+
+    /// Resends of an action failing at once: pauses of 0.1, 0.2, 0.4, 0.8,
+    /// then 1.6 s, while the resend is within the budget (5 s here) of the
+    /// first failure.
+    #[test]
+    fn resends_double_their_pause_and_stop_at_the_budget() {
+        let scale = 60.0;
+        let s = |wall: f64| (wall * 1e6 * scale) as u64;
+        let mut tries = Tries::default();
+        let mut now = s(10.0);
+        let mut pauses = Vec::new();
+        while let Some(next) = tries.next_send(now, scale, s(5.0)) {
+            pauses.push(next - now);
+            now = next;
+        }
+        let want: Vec<u64> = [0.1, 0.2, 0.4, 0.8, 1.6, 1.6].map(s).to_vec();
+        assert_eq!(pauses, want, "resends at 0.1 … 3.1 and 4.7 s; one at 6.3 s is past the budget");
+        assert_eq!(pauses.len() as u32 + 1, tries.failed());
     }
 }

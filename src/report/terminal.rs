@@ -133,6 +133,12 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             human_ms(d.to_customer.p99)
         )?;
     }
+    let g = &info.gave_up;
+    writeln!(
+        w,
+        "sessions   {} held by an agent at the end · gave up after resending: {} messages · {} leaves · {} replies · {} ends",
+        info.open_at_end, g.messages, g.leaves, g.replies, g.ends
+    )?;
     if let Some(late) = s.late_actions {
         let p99 = s.lag_ms.as_ref().and_then(|l| l.p99);
         writeln!(w, "driver     {late} actions late (> 10 ms) · lag p99 {}", human_ms(p99))?;
