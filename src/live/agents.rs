@@ -281,7 +281,8 @@ impl Agents {
         loop {
             let mut dues = Vec::new();
             let mut first = None;
-            while dues.len() < BATCH && self.heap.peek().is_some_and(|Reverse(d)| d.t <= now) {
+            // room for a reply and its end
+            while dues.len() + 1 < BATCH && self.heap.peek().is_some_and(|Reverse(d)| d.t <= now) {
                 let Some(Reverse(Timed { t, due: mut d, .. })) = self.heap.pop() else { break };
                 first.get_or_insert(t);
                 if let ServicerAction::Reply { client_msgid, .. } = &mut d.action
@@ -291,7 +292,11 @@ impl Agents {
                     // time; a resend keeps the id, so the target knows it
                     client_msgid.push_str(&format!("-{}", self.sh.tb.wall_us()));
                 }
+                // an end due already (no wrap-up left) goes right after its
+                // reply: the target runs a batch in order
+                let end = d.then.take_if(|e| e.at <= now);
                 dues.push(d);
+                dues.extend(end.map(|e| *e));
             }
             if dues.is_empty() {
                 return;

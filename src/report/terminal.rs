@@ -136,8 +136,8 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     let g = &info.gave_up;
     writeln!(
         w,
-        "sessions   {} held by an agent at the end · gave up after resending: {} messages · {} leaves · {} replies · {} ends",
-        info.open_at_end, g.messages, g.leaves, g.replies, g.ends
+        "resends    gave up on {} messages · {} leaves · {} replies · {} ends · {} sessions held at the end",
+        g.messages, g.leaves, g.replies, g.ends, info.open_at_end
     )?;
     if let Some(late) = s.late_actions {
         let p99 = s.lag_ms.as_ref().and_then(|l| l.p99);
