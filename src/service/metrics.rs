@@ -230,4 +230,48 @@ mod tests {
         assert!(text.contains("kfsim_http_errors_total{route=\"/x\"} 1"));
         assert_eq!(m.totals(), (2, 1));
     }
+
+    /// A `Write` into a buffer the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Each minute's line counts that minute only (time paused: the
+    /// minutes pass at once).
+    #[tokio::test(start_paused = true)]
+    async fn the_minute_line_counts_the_last_minute() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let sub = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _guard = tracing::subscriber::set_default(sub);
+        let svc = Service::new(
+            State::new(Config::default()),
+            std::sync::Arc::new(crate::service::ManualClock::new(0)),
+            crate::service::Options::default(),
+        );
+        let task = tokio::spawn(log_every_minute(svc.clone()));
+        // let it take the first snapshot, then three requests, one failed
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for failed in [false, true, false] {
+            svc.inner.http.record("/x", Duration::from_millis(1), failed);
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        svc.inner.http.record("/x", Duration::from_millis(1), false);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        task.abort();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("last minute")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("requests=3 errors=1"), "{}", lines[0]);
+        assert!(lines[1].contains("requests=1 errors=0"), "{}", lines[1]);
+    }
 }
