@@ -37,6 +37,9 @@ pub(crate) struct Outcome {
 const LATE: Duration = Duration::from_millis(10);
 /// Actions per batch request.
 const BATCH: usize = 1000;
+/// The answer to a leave from a session an agent holds (and to other
+/// invalid parameters).
+const INVALID: i64 = 40058;
 
 /// A sent batch: what each action was for, and the target's answers.
 type BatchResult = (Vec<Meta>, Option<Vec<ActionResult>>);
@@ -80,6 +83,9 @@ struct Cust {
     retry: Vec<(u32, CustomerAction, Tries)>,
     /// Failed sends of the customer's leave.
     leave_tries: Tries,
+    /// The target refused the leave (40058) before the driver saw an agent
+    /// take the session: an error unless it did.
+    leave_refused: bool,
 }
 
 struct Driver<'a> {
@@ -243,8 +249,13 @@ pub(crate) async fn drive(
 
 /// The session `key` (`c`) is over for the driver: drop its ledger entry,
 /// and if an agent held it, count as lost its messages sent before
-/// `before` (scenario µs) that the target took and no agent saw.
+/// `before` (scenario µs) that the target took and no agent saw. A leave
+/// refused for a session no agent took is the target's error.
 fn settle(sh: &Shared, key: u64, c: &Cust, before: u64) {
+    if c.leave_refused && c.assigned.is_none() {
+        // no agent took it after all: the refusal was the target's error
+        sh.http.stats.action_error("customer_batch", format!("errcode_{INVALID}"));
+    }
     let Some(flags) = sh.ledger().remove(&key) else { return };
     if c.assigned.is_none() {
         return;
@@ -400,6 +411,7 @@ impl Driver<'_> {
                 accepted: 0,
                 retry: Vec::new(),
                 leave_tries: Tries::default(),
+                leave_refused: false,
             },
         );
         self.by_handle.insert(handle, key);
@@ -464,6 +476,15 @@ impl Driver<'_> {
         for (i, (key, due, action)) in meta.into_iter().enumerate() {
             let r = results.as_ref().and_then(|r| r.get(i));
             let ok = r.is_some_and(|r| r.errcode == 0);
+            // a customer whose patience ran out as an agent took the
+            // session: the target rightly refuses the leave
+            if matches!(due, Sent::Leave)
+                && r.is_some_and(|r| r.errcode == INVALID)
+                && let Some(c) = self.custs.get_mut(&key)
+            {
+                c.leave_refused = c.assigned.is_none();
+                continue;
+            }
             if let Some(r) = r.filter(|_| !ok) {
                 self.sh.http.stats.action_error("customer_batch", format!("errcode_{}", r.errcode));
             }
