@@ -553,10 +553,11 @@ impl State {
         if let Some(ch) = u.channel {
             let to = Some(u.userid.clone());
             let channel = at!(self.channels, ch);
-            if channel.feed.push(now_us, (to, item)).is_some() {
-                self.counters.queue_overflows += 1;
-            }
+            let dropped = channel.feed.push(now_us, (to, item));
             self.touch_channel(ch);
+            if let Some(dropped) = dropped {
+                self.overflowed(dropped, now_us);
+            }
             return;
         }
         if u.feed.push(now_us, item).is_some() {
@@ -565,28 +566,35 @@ impl State {
         self.touch_user(user);
     }
 
-    /// Into the customer's channel queue. A message pushed out of a full
-    /// queue never reached the customer: `msg_send_fail` is logged for it.
+    /// Into the customer's channel queue.
     pub(super) fn send_customer(&mut self, conv: u32, item: Item, now_us: u64) {
         let c = at!(self.convs, conv);
-        let (acct, ch) = (c.account, at!(self.customers, c.customer).channel);
+        let ch = at!(self.customers, c.customer).channel;
         let Some(channel) = self.channels.get_mut(ch) else { return };
         let dropped = channel.feed.push(now_us, (None, item));
         self.touch_channel(ch);
-        if let Some((None, dropped)) = dropped {
-            self.counters.queue_overflows += 1;
-            if let Item::Msg(m) = dropped {
-                let event = Event::MsgSendFail {
-                    open_kfid: m.open_kfid.clone(),
-                    external_userid: m.external_userid.clone(),
-                    fail_msgid: m.msgid.to_string(),
-                    fail_type: 0,
-                };
-                if self.accounts.get(acct).is_some() {
-                    self.push_event(acct, event, now_us);
-                }
-            }
+        if let Some(dropped) = dropped {
+            self.overflowed(dropped, now_us);
         }
+    }
+
+    /// An item pushed out of a full channel queue, whoever it was for (a
+    /// channel may carry customers and servicers). A message for a
+    /// customer never reached them: `msg_send_fail` is logged for it.
+    fn overflowed(&mut self, (to, item): (Option<Name>, Item), now_us: u64) {
+        self.counters.queue_overflows += 1;
+        let Item::Msg(m) = item else { return };
+        if to.is_some() {
+            return;
+        }
+        let Ok(acct) = self.account_of(&m.open_kfid.0) else { return };
+        let event = Event::MsgSendFail {
+            open_kfid: m.open_kfid.clone(),
+            external_userid: m.external_userid.clone(),
+            fail_msgid: m.msgid.to_string(),
+            fail_type: 0,
+        };
+        self.push_event(acct, event, now_us);
     }
 
     pub(super) fn push_log(&mut self, acct: u32, entry: SyncEntry, now_us: u64) {

@@ -2,7 +2,7 @@
 //! status, transfers, ends, authorization, send limits, codes, sweeping.
 
 use super::errors::code;
-use super::model::{Change, Content, Item};
+use super::model::{Change, Content, Event, Item, SyncEntry};
 use super::state::{Config, DAY_US, HOUR_US, Rule, State};
 use crate::scenario::PolicyKind;
 
@@ -518,4 +518,31 @@ fn servicers_move_between_channels_and_leave_them_when_removed() {
     w.st.close_channel(&second_id, T0).unwrap();
     w.say("c1", "m4", T0 + S);
     assert_eq!(w.servicer_sees("a1").0, ["m4"]);
+}
+
+#[test]
+fn a_full_channel_of_customers_and_servicers_counts_every_drop_and_each_lost_reply() {
+    let mut st = State::new(Config::default());
+    let kf = st.account_add("a", "", None, T0).unwrap();
+    st.servicer_add(&kf, &["a1".into()], Some(10), T0).unwrap();
+    let id = st.open_channel(Some(2)).unwrap();
+    let ch = st.channel_of(&id).unwrap();
+    st.bind_servicers(ch, &["a1".into()]).unwrap();
+    let ext = st.customer_message(ch, "c", &kf, Some("m1"), text("m1"), T0).unwrap().external_userid;
+    // the notes and m1 have filled the queue of 2
+    let before = st.figures().counters.queue_overflows;
+    for r in ["r1", "r2", "r3"] {
+        st.servicer_reply("a1", &kf, &ext, text(r), Some("m1"), Some(r), T0).unwrap();
+    }
+    // r1 goes for r3; r2 and r3 go for messages to the servicer
+    for m in ["m2", "m3"] {
+        st.customer_message(ch, "c", &kf, Some(m), text(m), T0).unwrap();
+    }
+    assert_eq!(st.figures().counters.queue_overflows - before, 5);
+    let log = st.sync_msg(&kf, "", 1000).unwrap().msg_list;
+    let failed = log
+        .iter()
+        .filter(|e| matches!(e, SyncEntry::Event(r) if matches!(r.event, Event::MsgSendFail { .. })))
+        .count();
+    assert_eq!(failed, 3, "each reply pushed out before the customer read it: {log:?}");
 }
