@@ -123,10 +123,13 @@ pub struct LiveInfo {
     /// sessions that ended (`latency_ms.session.count`) plus these.
     #[serde(default)]
     pub open_at_end: u64,
-    /// Actions the driver gave up on: sent again with the same id for
-    /// `resend_for` (30 s of wall time) and never answered. A customer who
-    /// gives up on a message still waits for the session to end; one who
-    /// gives up on the first message of a session counts as `rejected`.
+    /// Actions the driver gave up on: sent without an answer (a timeout,
+    /// a dropped connection, a 5xx), sent again — messages and replies with
+    /// the same id — until 30 s of wall time after the first send, and
+    /// never answered. (An answered refusal is not resent: it is an error
+    /// in `http`.) A customer who gives up on a message still waits for
+    /// the session to end; one who gives up on the first message of a
+    /// session counts as `rejected`.
     #[serde(default)]
     pub gave_up: GaveUp,
 }

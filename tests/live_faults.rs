@@ -203,6 +203,9 @@ struct Faults {
     /// answered 503 (not forwarded).
     outage_after: u64,
     outage: (bool, bool),
+    /// When > 0, the outage ends once this many customer batches have
+    /// been seen (only for an outage of servicer batches).
+    outage_until: u64,
 }
 
 const PERIODIC: Faults = Faults {
@@ -211,6 +214,7 @@ const PERIODIC: Faults = Faults {
     drop_every: 0,
     outage_after: 0,
     outage: (false, false),
+    outage_until: 0,
 };
 
 struct Proxy {
@@ -363,6 +367,9 @@ impl Proxy {
             if n == f.outage_after {
                 // this one goes through; what follows does not
                 c.cut_off.store(true, Ordering::SeqCst);
+            }
+            if n == f.outage_until {
+                c.cut_off.store(false, Ordering::SeqCst);
             }
             let fault = [EVERY_503, EVERY_STALL, EVERY_LOST]
                 .into_iter()
@@ -787,4 +794,33 @@ patience = { dist = "exponential", mean = "10s" }
     assert_eq!(batch.errors, 0, "{batch:?}");
     assert!(c.abandoned > 0 && c.answered > 0, "{c:?}");
     assert_eq!(c.offered, c.answered + c.abandoned + c.rejected + c.unfinished, "{c:?}");
+}
+
+/// Agents cut off for a second or so, then back: what was caught is sent
+/// again and gets through. A session's end never overtakes its last reply
+/// (an end that left with its reply waits for it again), so every reply
+/// lands, every session ends, and nothing is given up on.
+#[test]
+fn after_a_short_servicer_outage_every_reply_lands_before_its_end() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let faults =
+        Faults { periodic: false, outage_after: 40, outage: (false, true), outage_until: 60, ..PERIODIC };
+    let (s, proxy) =
+        run_with(SCENARIO, faults, LiveOptions { drain: DRAIN, time_scale: SCALE, ..Default::default() });
+    let p = &proxy.counts;
+    let brief = p.brief();
+    let live = s.live.as_ref().unwrap();
+    eprintln!("proxy: {brief}\nsessions: {:?}\nlive: {live:?}", s.sessions);
+    assert!(ids(&p.outage_replies).len() >= 5 && !ids(&p.outage_ends).is_empty(), "{brief}");
+    let servicer = &s.http.as_ref().unwrap()["servicer_batch"];
+    assert_eq!(
+        servicer.errors_by_kind,
+        [("http_503".to_string(), Counts::get(&p.outage_servicer_batches))].into(),
+        "no reply refused for coming after its session's end: {servicer:?}"
+    );
+    assert_eq!((live.open_at_end, &live.gave_up), (0, &Default::default()));
+    assert_eq!(s.latency_ms.session.count, s.sessions.answered, "every answered session ended");
+    let m = &s.messages;
+    assert_eq!(m.replies, m.delivered.unwrap(), "every delivered message was answered: {m:?}");
+    assert_eq!((m.lost, m.duplicated), (Some(0), Some(0)), "{m:?}");
 }

@@ -13,7 +13,7 @@
 //! of its session, is counted.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -49,10 +49,17 @@ struct Agent {
     wrap_up: TimeSampler,
     slowdown: f64,
     rng: Stream,
-    /// Sessions held, as this agent has seen them (`external_userid`,
-    /// `open_kfid`): a set, so that a session ending two ways at once (a
-    /// resent end, and the target ending it) is let go of once.
-    held: HashSet<(String, String)>,
+    /// Sessions held, as this agent has seen them (by [`session_key`]),
+    /// each with the number of its assignment: a session ending two ways
+    /// at once (a confirmed end, the target's note) is let go of once, and
+    /// an action for a session that is over is not sent into a later one
+    /// of the same customer.
+    held: HashMap<String, u64>,
+}
+
+/// The key of a session: the customer and the account.
+fn session_key(external_userid: &str, open_kfid: &str) -> String {
+    format!("{external_userid}\n{open_kfid}")
 }
 
 impl Agent {
@@ -69,10 +76,15 @@ struct Due {
     at: u64,
     end_of: Option<u32>,
     tries: Tries,
+    /// The agent, the session's key and the number of its assignment
+    /// (when the agent had seen it).
+    session: (u32, String, Option<u64>),
     /// After the last reply of a session, its end. It is scheduled once
     /// the reply is through (or given up on), so that a reply sent again
     /// never comes after the end of its session.
     then: Option<Box<Due>>,
+    /// This end left in its reply's batch.
+    rode: bool,
 }
 
 /// A due action in the timer heap, ordered by `(t, seq)` only: `seq`
@@ -107,8 +119,9 @@ impl Ord for Timed {
 /// names its servicer in `to`), or from one agent's own queue.
 type Events = (Option<u32>, Vec<Event>);
 
-/// The actions of a sent batch, and the target's answers.
-type Sent = (Vec<Due>, Option<Vec<ActionResult>>);
+/// The actions of a sent batch, the target's answers, and when it went out
+/// (scenario µs).
+type Sent = (Vec<Due>, Option<Vec<ActionResult>>, u64);
 
 struct Agents {
     sh: Arc<Shared>,
@@ -117,6 +130,8 @@ struct Agents {
     /// `(due scenario µs, order)` → the action.
     heap: BinaryHeap<Reverse<Timed>>,
     seq: u64,
+    /// Assignments seen, to number them.
+    assignments: u64,
 }
 
 /// Start following the agents' queues, then their task (and the shift
@@ -143,11 +158,11 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
                 reply: TimeSampler::new(&g.reply_delay),
                 wrap_up: TimeSampler::new(&g.wrap_up),
                 slowdown: g.slowdown,
-                held: HashSet::new(),
+                held: HashMap::new(),
             });
         }
     }
-    let a = Agents { sh: sh.clone(), agents, by_userid, heap: BinaryHeap::new(), seq: 0 };
+    let a = Agents { sh: sh.clone(), agents, by_userid, heap: BinaryHeap::new(), seq: 0, assignments: 0 };
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Events>();
     let userids: Vec<String> = a.agents.iter().map(|a| a.userid.clone()).collect();
     let followed = follow_queues(sh, userids, ev_tx).await;
@@ -172,11 +187,11 @@ impl Agents {
                         self.on_event(agent, ev);
                     }
                 }
-                Some((dues, results)) = res_rx.recv() => self.on_results(dues, results),
+                Some((dues, results, sent)) = res_rx.recv() => self.on_results(dues, results, sent),
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if next.is_some() {
                         last_flush = Instant::now();
-                        self.flush(&res_tx, &in_flight).await;
+                        self.flush(&res_tx, &in_flight);
                     }
                 }
             }
@@ -204,15 +219,17 @@ impl Agents {
         let agent = agent.or_else(|| ev.to.as_deref().and_then(|u| self.by_userid.get(u).copied()));
         let Some(agent) = agent else { return };
         let now = self.sh.tb.now_us();
-        let session =
-            || (ev.external_userid.clone().unwrap_or_default(), ev.open_kfid.clone().unwrap_or_default());
+        let session = || {
+            session_key(
+                ev.external_userid.as_deref().unwrap_or_default(),
+                ev.open_kfid.as_deref().unwrap_or_default(),
+            )
+        };
         match (ev.kind.as_str(), ev.change.as_deref()) {
             ("session", Some("assigned")) => self.hold(agent, session(), true, now),
-            ("session", Some("transferred" | "ended")) if ev.reason.as_deref() != Some("servicer") => {
-                // taken away by someone else; our own ends count when the
-                // target confirms them
-                self.hold(agent, session(), false, now);
-            }
+            // taken away, or ended (by anyone, this agent too: the note may
+            // come before the answer to the end, or instead of it)
+            ("session", Some("transferred" | "ended")) => self.hold(agent, session(), false, now),
             ("message", _) if ev.sender.as_deref() == Some("customer") => self.on_message(agent, ev, now),
             _ => {}
         }
@@ -237,6 +254,11 @@ impl Agents {
         }
         let a = &mut self.agents[agent as usize];
         let j = a.load().max(1);
+        let key = session_key(
+            ev.external_userid.as_deref().unwrap_or_default(),
+            ev.open_kfid.as_deref().unwrap_or_default(),
+        );
+        let nth = a.held.get(&key).copied();
         let work = a.reply.sample(&mut a.rng) as f64 * (1.0 + a.slowdown * f64::from(j - 1));
         let wrap = if idx + 1 == total { Some(a.wrap_up.sample(&mut a.rng)) } else { None };
         let (kfid, external) = (ev.open_kfid.unwrap_or_default(), ev.external_userid.unwrap_or_default());
@@ -256,18 +278,62 @@ impl Agents {
                 external_userid: external,
             };
             let at = reply_at.saturating_add(w);
-            Box::new(Due { action, at, end_of: Some(agent), tries: Tries::default(), then: None })
+            let session = (agent, key.clone(), nth);
+            Box::new(Due {
+                action,
+                at,
+                end_of: Some(agent),
+                tries: Tries::default(),
+                session,
+                then: None,
+                rode: false,
+            })
         });
-        self.push(reply_at, Due { action: reply, at: reply_at, end_of: None, tries: Tries::default(), then });
+        let session = (agent, key, nth);
+        let tries = Tries::default();
+        self.push(
+            reply_at,
+            Due { action: reply, at: reply_at, end_of: None, tries, session, then, rode: false },
+        );
     }
 
     /// Agent `agent` takes on session `s` (`true`) or lets go of it.
-    fn hold(&mut self, agent: u32, s: (String, String), held: bool, now: u64) {
+    fn hold(&mut self, agent: u32, s: String, held: bool, now: u64) {
         let a = &mut self.agents[agent as usize];
-        let changed = if held { a.held.insert(s) } else { a.held.remove(&s) };
+        let changed = if held {
+            self.assignments += 1;
+            match a.held.entry(s) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(self.assignments);
+                    true
+                }
+                std::collections::hash_map::Entry::Occupied(_) => false,
+            }
+        } else {
+            a.held.remove(&s).is_some()
+        };
         if changed {
             let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent, load: a.load() });
         }
+    }
+
+    /// Whether the session `d` is for is over (the agent saw it end, or a
+    /// later one of the same customer begin).
+    fn stale(&self, d: &Due) -> bool {
+        let (agent, key, nth) = &d.session;
+        nth.is_some() && self.agents[*agent as usize].held.get(key) != nth.as_ref()
+    }
+
+    /// Count `d` as given up on, and schedule what follows it.
+    fn give_up(&mut self, d: Due, now: u64) {
+        {
+            let mut c = self.sh.counts();
+            match d.end_of {
+                Some(_) => c.gave_up.ends += 1,
+                None => c.gave_up.replies += 1,
+            }
+        }
+        self.then(d, now);
     }
 
     fn push(&mut self, t: u64, due: Due) {
@@ -275,15 +341,27 @@ impl Agents {
         self.heap.push(Reverse(Timed { t, seq: self.seq, due }));
     }
 
-    /// Send every due action, in batches.
-    async fn flush(&mut self, res_tx: &mpsc::UnboundedSender<Sent>, in_flight: &Arc<tokio::sync::Semaphore>) {
+    /// Send every due action, in batches, as far as a call slot is free
+    /// (the loop does not wait for one: it goes on reading the queues).
+    fn flush(&mut self, res_tx: &mpsc::UnboundedSender<Sent>, in_flight: &Arc<tokio::sync::Semaphore>) {
         let now = self.sh.tb.now_us();
         loop {
+            if self.heap.peek().is_none_or(|Reverse(d)| d.t > now) {
+                return;
+            }
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else { return };
             let mut dues = Vec::new();
             let mut first = None;
             // room for a reply and its end
             while dues.len() + 1 < BATCH && self.heap.peek().is_some_and(|Reverse(d)| d.t <= now) {
                 let Some(Reverse(Timed { t, due: mut d, .. })) = self.heap.pop() else { break };
+                if self.stale(&d) {
+                    continue;
+                }
+                if !self.sh.may_resend(&d.tries, now) {
+                    self.give_up(d, now);
+                    continue;
+                }
                 first.get_or_insert(t);
                 if let ServicerAction::Reply { client_msgid, .. } = &mut d.action
                     && d.tries.failed() == 0
@@ -296,12 +374,14 @@ impl Agents {
                 // reply: the target runs a batch in order
                 let end = d.then.take_if(|e| e.at <= now);
                 dues.push(d);
-                dues.extend(end.map(|e| *e));
+                dues.extend(end.map(|mut e| {
+                    e.rode = true;
+                    *e
+                }));
             }
             if dues.is_empty() {
-                return;
+                continue;
             }
-            let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
             let (sh, res_tx) = (self.sh.clone(), res_tx.clone());
             let intended = sh.tb.instant(first.unwrap_or(now));
             tokio::spawn(async move {
@@ -312,7 +392,7 @@ impl Agents {
                     .call("servicer_batch", "/sim/servicer/batch", &body, intended, Duration::ZERO)
                     .await;
                 drop(permit);
-                let _ = res_tx.send((dues, r.ok().map(|a| a.results)));
+                let _ = res_tx.send((dues, r.ok().map(|a| a.results), now));
             });
         }
     }
@@ -321,23 +401,22 @@ impl Agents {
     /// answer (it may not have arrived; the target answers a resent reply
     /// as the first time, and a resent end that had run with 95013) for
     /// `resend_for`, then give up on it. A reply's end is scheduled once
-    /// the reply is settled either way.
-    fn on_results(&mut self, dues: Vec<Due>, results: Option<Vec<ActionResult>>) {
+    /// the reply is settled either way; an end that left with its reply
+    /// and got no answer either waits for the reply again.
+    fn on_results(&mut self, dues: Vec<Due>, results: Option<Vec<ActionResult>>, sent: u64) {
         let now = self.sh.tb.now_us();
         let results = results.unwrap_or_default();
-        for (i, mut d) in dues.into_iter().enumerate() {
+        let mut dues = dues.into_iter().enumerate().peekable();
+        while let Some((i, mut d)) = dues.next() {
             let Some(r) = results.get(i) else {
-                match self.sh.resend_at(&mut d.tries, now) {
+                if dues.peek().is_some_and(|(j, e)| e.rode && results.get(*j).is_none()) {
+                    let (_, mut end) = dues.next().expect("peeked");
+                    end.rode = false;
+                    d.then = Some(Box::new(end));
+                }
+                match self.sh.resend_at(&mut d.tries, sent, now) {
                     Some(t) => self.push(t, d),
-                    None => {
-                        let mut c = self.sh.counts();
-                        match d.end_of {
-                            Some(_) => c.gave_up.ends += 1,
-                            None => c.gave_up.replies += 1,
-                        }
-                        drop(c);
-                        self.then(d, now);
-                    }
+                    None => self.give_up(d, now),
                 }
                 continue;
             };
@@ -348,10 +427,8 @@ impl Agents {
             if !done {
                 self.sh.http.stats.action_error("servicer_batch", format!("errcode_{}", r.errcode));
             }
-            if let (Some(agent), true, ServicerAction::End { external_userid, open_kfid, .. }) =
-                (d.end_of, done, &d.action)
-            {
-                self.hold(agent, (external_userid.clone(), open_kfid.clone()), false, now);
+            if let (Some(agent), true) = (d.end_of, done) {
+                self.hold(agent, d.session.1.clone(), false, now);
             }
             self.then(d, now);
         }

@@ -41,8 +41,9 @@ const BATCH: usize = 1000;
 /// invalid parameters).
 const INVALID: i64 = 40058;
 
-/// A sent batch: what each action was for, and the target's answers.
-type BatchResult = (Vec<Meta>, Option<Vec<ActionResult>>);
+/// A sent batch: what each action was for, the target's answers, and when
+/// it went out (scenario µs).
+type BatchResult = (Vec<Meta>, Option<Vec<ActionResult>>, u64);
 
 /// What an action in a batch was for; a message keeps itself for a resend.
 type Meta = (u64, Sent, Option<CustomerAction>);
@@ -86,6 +87,8 @@ struct Cust {
     /// The target refused the leave (40058) before the driver saw an agent
     /// take the session: an error unless it did.
     leave_refused: bool,
+    /// Leaves sent and not answered yet.
+    leaves_in_flight: u32,
 }
 
 struct Driver<'a> {
@@ -106,6 +109,9 @@ struct Driver<'a> {
     peak: u64,
     /// Batches sent whose answers have not been handled yet.
     batches_in_flight: usize,
+    /// Sessions an agent took that are over while a leave of theirs was
+    /// on its way: its refusal (40058) is explained.
+    held_and_gone: std::collections::HashSet<u64>,
     arrivals_left: usize,
 }
 
@@ -154,6 +160,7 @@ pub(crate) async fn drive(
         sessions: 0,
         peak: 0,
         batches_in_flight: 0,
+        held_and_gone: Default::default(),
     };
     for e in 0..d.entries.len() {
         d.schedule_arrival(e);
@@ -211,7 +218,7 @@ pub(crate) async fn drive(
                 }
             }
             Some(events) = ev_rx.recv() => d.on_events(events),
-            Some((actions, results)) = res_rx.recv() => d.on_results(actions, results),
+            Some((actions, results, sent)) = res_rx.recv() => d.on_results(actions, results, sent),
         }
     }
     // the answers of batches still in flight: what they say was accepted
@@ -219,7 +226,7 @@ pub(crate) async fn drive(
     let answers_by = Instant::now() + opts.timeout + Duration::from_millis(100);
     while d.batches_in_flight > 0 {
         match tokio::time::timeout_at(answers_by.into(), res_rx.recv()).await {
-            Ok(Some((actions, results))) => d.on_results(actions, results),
+            Ok(Some((actions, results, sent))) => d.on_results(actions, results, sent),
             _ => break,
         }
     }
@@ -302,9 +309,13 @@ impl Driver<'_> {
                 Due::Send(key) => self.send(key, t, &mut actions, &mut meta),
                 Due::Resend(key, idx) => {
                     let again = self.custs.get(&key).and_then(|c| c.retry.iter().find(|r| r.0 == idx));
-                    if let Some((_, a, _)) = again.cloned() {
-                        meta.push((key, Sent::Message(idx), Some(a.clone())));
-                        actions.push(a);
+                    match again.cloned() {
+                        Some((_, a, tries)) if self.sh.may_resend(&tries, now) => {
+                            meta.push((key, Sent::Message(idx), Some(a.clone())));
+                            actions.push(a);
+                        }
+                        Some(_) => self.give_up_message(key, idx, now),
+                        None => {}
                     }
                 }
                 Due::Leave(key) => self.leave(key, t, &mut actions, &mut meta),
@@ -342,11 +353,12 @@ impl Driver<'_> {
         let channel = self.channel.clone();
         let res_tx = res_tx.clone();
         let intended = self.sh.tb.instant(intended.unwrap_or(0));
+        let sent = self.sh.tb.now_us();
         tokio::spawn(async move {
             let body = Batch { channel_id: &channel, actions: &actions };
             let r: Result<BatchAnswer, CallError> =
                 sh.http.call("customer_batch", "/sim/customer/batch", &body, intended, Duration::ZERO).await;
-            let _ = res_tx.send((meta, r.ok().map(|a| a.results)));
+            let _ = res_tx.send((meta, r.ok().map(|a| a.results), sent));
         });
     }
 
@@ -412,6 +424,7 @@ impl Driver<'_> {
                 retry: Vec::new(),
                 leave_tries: Tries::default(),
                 leave_refused: false,
+                leaves_in_flight: 0,
             },
         );
         self.by_handle.insert(handle, key);
@@ -459,10 +472,16 @@ impl Driver<'_> {
     }
 
     fn leave(&mut self, key: u64, _t: u64, actions: &mut Vec<CustomerAction>, meta: &mut Vec<Meta>) {
-        let Some(c) = self.custs.get(&key) else { return };
+        let now = self.sh.tb.now_us();
+        let Some(c) = self.custs.get_mut(&key) else { return };
         if c.assigned.is_some() {
             return;
         }
+        if !self.sh.may_resend(&c.leave_tries, now) {
+            self.sh.counts().gave_up.leaves += 1;
+            return;
+        }
+        c.leaves_in_flight += 1;
         actions.push(CustomerAction::Leave {
             customer: c.handle.clone(),
             open_kfid: self.sh.open_kfid[c.info.account as usize].clone(),
@@ -470,20 +489,31 @@ impl Driver<'_> {
         meta.push((key, Sent::Leave, None));
     }
 
-    fn on_results(&mut self, meta: Vec<Meta>, results: Option<Vec<ActionResult>>) {
+    fn on_results(&mut self, meta: Vec<Meta>, results: Option<Vec<ActionResult>>, sent: u64) {
         self.batches_in_flight -= 1;
         let now = self.sh.tb.now_us();
         for (i, (key, due, action)) in meta.into_iter().enumerate() {
             let r = results.as_ref().and_then(|r| r.get(i));
             let ok = r.is_some_and(|r| r.errcode == 0);
-            // a customer whose patience ran out as an agent took the
-            // session: the target rightly refuses the leave
-            if matches!(due, Sent::Leave)
-                && r.is_some_and(|r| r.errcode == INVALID)
-                && let Some(c) = self.custs.get_mut(&key)
-            {
-                c.leave_refused = c.assigned.is_none();
-                continue;
+            if matches!(due, Sent::Leave) {
+                let gone_held = match self.custs.get_mut(&key) {
+                    Some(c) => {
+                        c.leaves_in_flight = c.leaves_in_flight.saturating_sub(1);
+                        false
+                    }
+                    None => self.held_and_gone.remove(&key),
+                };
+                // a customer whose patience ran out as an agent took the
+                // session: the target rightly refuses the leave
+                if r.is_some_and(|r| r.errcode == INVALID) {
+                    if gone_held {
+                        continue;
+                    }
+                    if let Some(c) = self.custs.get_mut(&key) {
+                        c.leave_refused = c.assigned.is_none();
+                        continue;
+                    }
+                }
             }
             if let Some(r) = r.filter(|_| !ok) {
                 self.sh.http.stats.action_error("customer_batch", format!("errcode_{}", r.errcode));
@@ -496,30 +526,46 @@ impl Driver<'_> {
                     }
                     self.taken(key, idx, now);
                 }
-                Sent::Message(idx) => self.send_failed(key, idx, action, now, r.is_some()),
+                Sent::Message(idx) => self.send_failed(key, idx, action, sent, now, r.is_some()),
                 // no answer: the leave may not have arrived; an answer
                 // (even an error) is the target's word
-                Sent::Leave if r.is_none() => self.leave_failed(key, now),
+                Sent::Leave if r.is_none() => self.leave_failed(key, sent, now),
                 _ => {}
             }
         }
     }
 
-    /// A message the target did not take, or whose answer was lost (a
-    /// timeout, a dropped connection, a 5xx: it may have been taken). The
-    /// first message of a session the target refused: the session was
-    /// refused. Otherwise the customer sends it again with the same
+    /// Whether message `idx` is the session's first, not yet known to have
+    /// reached the target.
+    fn first_unknown(c: &Cust) -> bool {
+        c.assigned.is_none() && !c.queued && c.accepted == 0
+    }
+
+    /// A message (sent at `sent`) the target refused, or whose answer was
+    /// lost (a timeout, a dropped connection, a 5xx: it may have been
+    /// taken). A refusal is the target's word: of the first message, the
+    /// session was refused; of a later one, the customer waits, as one
+    /// whose message an agent never answers does, for the session to end.
+    /// Without an answer the customer sends it again with the same
     /// `client_msgid` — the target answers a resend as the first time, so
-    /// nothing is counted twice — for `resend_for`, then gives up on it:
-    /// on the session too if it was its first message; else the customer
-    /// waits, as one whose message an agent never answers does, for the
-    /// session to end (the target may have taken the message after all).
-    fn send_failed(&mut self, key: u64, idx: u32, action: Option<CustomerAction>, now: u64, answered: bool) {
+    /// nothing is counted twice — for `resend_for`, then gives up on it.
+    fn send_failed(
+        &mut self,
+        key: u64,
+        idx: u32,
+        action: Option<CustomerAction>,
+        sent: u64,
+        now: u64,
+        answered: bool,
+    ) {
         let Some(c) = self.custs.get_mut(&key) else { return };
-        let first = c.assigned.is_none() && !c.queued && c.accepted == 0;
-        if first && answered {
-            let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
-            self.forget(key);
+        let first = Self::first_unknown(c);
+        if answered {
+            c.retry.retain(|r| r.0 != idx);
+            if first {
+                let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
+                self.forget(key);
+            }
             return;
         }
         let mut tries = c.retry.iter().find(|r| r.0 == idx).map_or_else(Tries::default, |r| r.2);
@@ -529,26 +575,34 @@ impl Driver<'_> {
             return;
         }
         let Some(a) = action else { return };
-        match self.sh.resend_at(&mut tries, now) {
+        match self.sh.resend_at(&mut tries, sent, now) {
             Some(t) => {
                 c.retry.push((idx, a, tries));
                 self.push(t, Due::Resend(key, idx));
             }
-            None => {
-                self.sh.counts().gave_up.messages += 1;
-                if first {
-                    let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
-                    self.forget(key);
-                }
-            }
+            None => self.give_up_message(key, idx, now),
         }
     }
 
-    /// A leave without an answer is sent again (if the customer is still
-    /// waiting then): a lost leave would undercount abandonment.
-    fn leave_failed(&mut self, key: u64, now: u64) {
+    /// The customer gives up on message `idx`: on the session too if it
+    /// was its first; else they wait for the session to end (the target
+    /// may have taken the message after all).
+    fn give_up_message(&mut self, key: u64, idx: u32, now: u64) {
         let Some(c) = self.custs.get_mut(&key) else { return };
-        match self.sh.resend_at(&mut c.leave_tries, now) {
+        c.retry.retain(|r| r.0 != idx);
+        self.sh.counts().gave_up.messages += 1;
+        if Self::first_unknown(c) {
+            let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
+            self.forget(key);
+        }
+    }
+
+    /// A leave (sent at `sent`) without an answer is sent again (if the
+    /// customer is still waiting then): a lost leave would undercount
+    /// abandonment.
+    fn leave_failed(&mut self, key: u64, sent: u64, now: u64) {
+        let Some(c) = self.custs.get_mut(&key) else { return };
+        match self.sh.resend_at(&mut c.leave_tries, sent, now) {
             Some(t) => self.push(t, Due::Leave(key)),
             None => self.sh.counts().gave_up.leaves += 1,
         }
@@ -572,6 +626,9 @@ impl Driver<'_> {
     /// is lost.
     fn forget(&mut self, key: u64) {
         if let Some(c) = self.custs.remove(&key) {
+            if c.assigned.is_some() && c.leaves_in_flight > 0 {
+                self.held_and_gone.insert(key);
+            }
             self.by_handle.remove(&c.handle);
             settle(self.sh, key, &c, u64::MAX);
         }

@@ -53,11 +53,11 @@ pub struct LiveOptions {
     /// Draw a progress bar on the terminal.
     pub progress: bool,
     /// An action without an answer (a timeout, a dropped connection, a
-    /// 5xx) is sent again, with the same id, for at most this long (wall)
-    /// after its first failure; then the driver gives up on it and counts
-    /// it in `live.gave_up`. Keep it under the target's resend window (the
-    /// reference service: 60 s) less the call timeout, or a resend the
-    /// target no longer recognises may be taken twice.
+    /// 5xx) is sent again (a message or a reply with the same id) until
+    /// this long (wall) after its first send; then the driver gives up on
+    /// it and counts it in `live.gave_up`. With `timeout`, it must stay
+    /// under the target's resend window (the reference service's: 60 s),
+    /// or a resend the target no longer recognises may be taken twice.
     pub resend_for: Duration,
 }
 
@@ -86,6 +86,10 @@ pub struct Unreachable {
     pub reason: String,
 }
 
+/// How long the target recognises a resent message or reply by its id
+/// (`docs/protocol.md`).
+const RESEND_WINDOW: Duration = Duration::from_secs(60);
+
 /// The pause before the `attempt`-th send (2, 3, …) of an action, in
 /// scenario µs: 100 ms of wall time, doubling up to 1.6 s (a target back
 /// from an outage hears again from each waiting action within that).
@@ -93,12 +97,12 @@ pub(crate) fn pause(attempt: u32, scale: f64) -> u64 {
     (0.1 * f64::from(1u32 << (attempt.clamp(2, 6) - 2)) * 1e6 * scale) as u64
 }
 
-/// The failed sends of one action: how many, and since when (scenario µs
-/// of the first failure).
+/// The failed sends of one action: how many, and when the first went out
+/// (scenario µs).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Tries {
     failed: u32,
-    since: u64,
+    first_sent: u64,
 }
 
 impl Tries {
@@ -106,15 +110,22 @@ impl Tries {
         self.failed
     }
 
-    /// A send failed at `now`: when to send again (all in scenario µs), or
-    /// `None` once that would be more than `budget` after the first failure.
-    fn next_send(&mut self, now: u64, scale: f64, budget: u64) -> Option<u64> {
+    /// A send that went out at `sent` failed, as seen at `now`: when to
+    /// send again (all in scenario µs), or `None` once that would be more
+    /// than `budget` after the first send.
+    fn next_send(&mut self, sent: u64, now: u64, scale: f64, budget: u64) -> Option<u64> {
         if self.failed == 0 {
-            self.since = now;
+            self.first_sent = sent;
         }
         self.failed += 1;
         let next = now.saturating_add(pause(self.failed + 1, scale));
-        (next.saturating_sub(self.since) <= budget).then_some(next)
+        self.within(next, budget).then_some(next)
+    }
+
+    /// Whether a resend at `t` is within `budget` of the first send (a
+    /// resend may leave later than planned: a busy driver).
+    fn within(&self, t: u64, budget: u64) -> bool {
+        t.saturating_sub(self.first_sent) <= budget
     }
 }
 
@@ -262,10 +273,15 @@ impl Shared {
         (self.window.0..=self.window.1).contains(&t)
     }
 
-    /// A send of an action failed at `now` (scenario µs): when to send it
-    /// again, or `None` to give up on it.
-    pub(crate) fn resend_at(&self, tries: &mut Tries, now: u64) -> Option<u64> {
-        tries.next_send(now, self.tb.scale, self.resend_us)
+    /// A send of an action that went out at `sent` failed, as seen at
+    /// `now` (scenario µs): when to send it again, or `None` to give up.
+    pub(crate) fn resend_at(&self, tries: &mut Tries, sent: u64, now: u64) -> Option<u64> {
+        tries.next_send(sent, now, self.tb.scale, self.resend_us)
+    }
+
+    /// Whether an action failed before may still be sent again now.
+    pub(crate) fn may_resend(&self, tries: &Tries, now: u64) -> bool {
+        tries.failed == 0 || tries.within(now, self.resend_us)
     }
 
     pub(crate) fn counts(&self) -> std::sync::MutexGuard<'_, LiveCounts> {
@@ -287,6 +303,12 @@ async fn run_async(
     interrupt: Arc<AtomicBool>,
 ) -> anyhow::Result<Measured> {
     anyhow::ensure!(opts.time_scale > 0.0 && opts.time_scale.is_finite(), "--time-scale must be positive");
+    anyhow::ensure!(
+        opts.resend_for + opts.timeout < RESEND_WINDOW,
+        "resending for {:?} with a {:?} timeout outlasts the target's resend window ({RESEND_WINDOW:?})",
+        opts.resend_for,
+        opts.timeout
+    );
     let (base, embedded) = match &opts.target {
         Some(url) => (url.clone(), None),
         None => {
@@ -539,7 +561,7 @@ mod tests {
         let mut tries = Tries::default();
         let mut now = s(10.0);
         let mut pauses = Vec::new();
-        while let Some(next) = tries.next_send(now, scale, s(5.0)) {
+        while let Some(next) = tries.next_send(now, now, scale, s(5.0)) {
             pauses.push(next - now);
             now = next;
         }
