@@ -1,7 +1,8 @@
 //! The live engine against a faulty target: the reference service behind a
 //! small fault-injecting proxy. Of the customer batches it answers HTTP 503
-//! to every Nth and stalls every Mth past the driver's timeout (both without
-//! forwarding, so the service never sees those actions), and loses the
+//! to every Nth, stalls every Mth past the driver's timeout and closes the
+//! connection of every Lth without an answer (all without forwarding, so
+//! the service never sees those actions), and loses the
 //! answer of every Kth (forwarded and run by the service, but the answer
 //! comes after the driver's timeout); of the servicer batches it loses the
 //! answer of every Jth. No action is in more than two failed batches (a
@@ -12,7 +13,6 @@
 //! target off halfway (an outage): what the driver gave up on must be
 //! counted exactly. Traffic goes only to loopback.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +35,9 @@ use tokio::sync::watch;
 const EVERY_503: u64 = 7;
 /// Every `EVERY_STALL`th (not already a 503) gets no answer in time.
 const EVERY_STALL: u64 = 11;
+/// Every `EVERY_DROP`th (none of the above) has its connection closed
+/// without an answer.
+const EVERY_DROP: u64 = 17;
 /// Every `EVERY_LOST`th (neither of the above) is run, but its answer is
 /// lost.
 const EVERY_LOST: u64 = 13;
@@ -92,6 +95,8 @@ struct Counts {
     injected_503: AtomicU64,
     /// Of those, held past the driver's timeout without forwarding.
     stalled: AtomicU64,
+    /// Of those, whose connection was closed without an answer.
+    dropped: AtomicU64,
     /// Of those, run by the service with the answer held past the timeout.
     lost_answers: AtomicU64,
     /// POST /sim/servicer/batch requests, and those whose answer was lost.
@@ -156,13 +161,14 @@ impl Counts {
     fn brief(&self) -> String {
         let g = Counts::get;
         format!(
-            "batches {} (503: {}, stalled: {}, answer lost: {}), servicer batches {} (answer lost: {}), \
+            "batches {} (503: {}, stalled: {}, dropped: {}, answer lost: {}), servicer batches {} (answer lost: {}), \
              forward failures {}, enters {}, messages sent {} ({} distinct, {} first), failed: first {} \
              later {} leaves {}, accepted {}, acked {}, refused {}, spared {}, outage: batches {} + {} \
              servicer, messages {} leaves {} replies {} ends {}",
             g(&self.batches),
             g(&self.injected_503),
             g(&self.stalled),
+            g(&self.dropped),
             g(&self.lost_answers),
             g(&self.servicer_batches),
             g(&self.servicer_lost),
@@ -318,7 +324,12 @@ impl Proxy {
         }
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    /// The answer to a request, or an error: hyper then closes the
+    /// connection without one.
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
         let (parts, body) = req.into_parts();
         // read the whole request first, so that the connection stays usable
         // whatever the answer
@@ -371,7 +382,7 @@ impl Proxy {
             if n == f.outage_until {
                 c.cut_off.store(false, Ordering::SeqCst);
             }
-            let fault = [EVERY_503, EVERY_STALL, EVERY_LOST]
+            let fault = [EVERY_503, EVERY_STALL, EVERY_DROP, EVERY_LOST]
                 .into_iter()
                 .find(|every| f.periodic && n % every == 0)
                 .filter(|_| self.fail(&actions));
@@ -387,6 +398,10 @@ impl Proxy {
                     c.stalled.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(STALL).await;
                     return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "stalled"));
+                }
+                Some(EVERY_DROP) => {
+                    c.dropped.fetch_add(1, Ordering::SeqCst);
+                    return Err(std::io::Error::other("injected: connection closed"));
                 }
                 Some(_) => {
                     c.lost_answers.fetch_add(1, Ordering::SeqCst);
@@ -539,7 +554,7 @@ fn run_with(scenario: &str, faults: Faults, opts: LiveOptions) -> (kfsim::summar
 }
 
 #[test]
-fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
+fn injected_5xx_stalls_and_closed_connections_are_counted_exactly() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (s, proxy) = run_with_faults(PERIODIC);
     let p = &proxy.counts;
@@ -560,10 +575,11 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
     // the faults happened, as designed
     assert_eq!(get(&p.forward_failures), 0, "the proxy forwarded everything else");
     let (n503, stalls, lost) = (get(&p.injected_503), get(&p.stalled), get(&p.lost_answers));
+    let drops = get(&p.dropped);
     assert!(get(&p.batches) >= 50, "about 110 batches expected: {brief}");
     let spared = get(&p.spared);
     assert!(spared <= (get(&p.batches) + get(&p.servicer_batches)) / 5, "few batches are spared: {brief}");
-    assert!(n503 > 0 && stalls > 0 && lost > 0, "{brief}");
+    assert!(n503 > 0 && stalls > 0 && drops > 0 && lost > 0, "{brief}");
     let servicer_lost = get(&p.servicer_lost);
     assert!(servicer_lost > 0, "{brief}");
 
@@ -571,11 +587,16 @@ fn injected_5xx_and_stalls_are_counted_exactly_and_the_run_goes_on() {
     assert_eq!(batch.latency.count, get(&p.batches), "every batch call is counted once");
     assert_eq!(batch.errors_by_kind.get("http_503").copied(), Some(n503), "{batch:?}");
     assert_eq!(batch.errors_by_kind.get("timeout").copied(), Some(stalls + lost), "{batch:?}");
+    assert_eq!(batch.errors_by_kind.get("connect").copied(), Some(drops), "a closed connection: {batch:?}");
     let action_errors: u64 =
         batch.errors_by_kind.iter().filter(|(k, _)| k.starts_with("errcode_")).map(|(_, v)| v).sum();
     assert_eq!(action_errors, get(&p.refused_actions), "actions the service refused: {batch:?}");
     assert_eq!(action_errors, 0, "the service itself refused nothing: {batch:?}");
-    assert_eq!(batch.errors, n503 + stalls + lost + action_errors, "no other kind of error: {batch:?}");
+    assert_eq!(
+        batch.errors,
+        n503 + stalls + drops + lost + action_errors,
+        "no other kind of error: {batch:?}"
+    );
     let servicer = &http["servicer_batch"];
     assert_eq!(servicer.latency.count, get(&p.servicer_batches));
     assert_eq!(
