@@ -122,8 +122,19 @@ fn live_agrees_with_the_simulator() {
 
 #[test]
 fn ctrl_c_stops_a_live_run_and_writes_the_report() {
+    stop_a_live_run_with("INT");
+}
+
+#[test]
+fn sigterm_stops_a_live_run_and_writes_the_report() {
+    stop_a_live_run_with("TERM");
+}
+
+/// Send `signal` to a live run past its warm-up: it stops arrivals, drains
+/// briefly, writes the report of what ran and exits 130.
+fn stop_a_live_run_with(signal: &str) {
     let _one = serial();
-    let out = std::env::temp_dir().join(format!("kfsim-live-int-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("kfsim-live-{signal}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
         .args(["run", "scenarios/live-check.toml", "--engine", "live", "--time-scale", "120", "-q", "--out"])
@@ -134,7 +145,8 @@ fn ctrl_c_stops_a_live_run_and_writes_the_report() {
         .unwrap();
     // past the 5 min warm-up (2.5 s at ×120), well before the hour ends (30 s)
     std::thread::sleep(Duration::from_secs(6));
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let sig = format!("-{signal}");
+    assert!(Command::new("kill").args([sig.as_str(), &child.id().to_string()]).status().unwrap().success());
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
     let s: serde_json::Value =
@@ -143,6 +155,7 @@ fn ctrl_c_stops_a_live_run_and_writes_the_report() {
     assert_eq!(s["engine"], "live");
     assert!(s["sessions"]["offered"].as_u64().unwrap() > 0);
     assert!(s["run"]["end_s"].as_f64().unwrap() < 3600.0);
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
