@@ -212,6 +212,9 @@ struct Faults {
     /// When > 0, the outage ends once this many customer batches have
     /// been seen (only for an outage of servicer batches).
     outage_until: u64,
+    /// Answer every leave 40058 without forwarding it (a target that
+    /// wrongly refuses to let waiting customers go).
+    refuse_leaves: bool,
 }
 
 const PERIODIC: Faults = Faults {
@@ -221,6 +224,7 @@ const PERIODIC: Faults = Faults {
     outage_after: 0,
     outage: (false, false),
     outage_until: 0,
+    refuse_leaves: false,
 };
 
 struct Proxy {
@@ -414,10 +418,19 @@ impl Proxy {
         let mut fwd =
             Request::builder().method(parts.method.clone()).uri(format!("http://{}{path}", self.upstream));
         for (k, v) in &parts.headers {
-            if k != hyper::header::HOST {
+            // the body may be rewritten: its length is set anew
+            if k != hyper::header::HOST && k != hyper::header::CONTENT_LENGTH {
                 fwd = fwd.header(k, v);
             }
         }
+        let refused = |a: &Value| batch && f.refuse_leaves && a["type"] == "leave";
+        let body = if actions.iter().any(refused) {
+            let mut v: Value = serde_json::from_slice(&body).expect("a batch is JSON");
+            v["actions"] = actions.iter().filter(|a| !refused(a)).cloned().collect();
+            Bytes::from(v.to_string())
+        } else {
+            body
+        };
         let fwd = fwd.body(Full::new(body)).expect("a valid request");
         let answer = match self.client.request(fwd).await {
             Ok(resp) => {
@@ -426,10 +439,23 @@ impl Proxy {
             }
             Err(_) => None,
         };
-        let Some((rparts, rbody)) = answer else {
+        let Some((rparts, mut rbody)) = answer else {
             c.forward_failures.fetch_add(1, Ordering::SeqCst);
             return Ok(plain(StatusCode::BAD_GATEWAY, "forwarding failed"));
         };
+        if actions.iter().any(refused) {
+            // the refused leaves' results, in their places
+            let mut v: Value = serde_json::from_slice(&rbody).unwrap_or_else(|_| serde_json::json!({}));
+            let mut forwarded = v["results"].as_array().cloned().unwrap_or_default().into_iter();
+            let refusal = serde_json::json!({"errcode": 40058, "errmsg": "injected: cannot leave"});
+            let results: Vec<Value> = actions
+                .iter()
+                .map(|a| if refused(a) { refusal.clone() } else { forwarded.next().unwrap_or_default() })
+                .collect();
+            v["errcode"] = 0.into();
+            v["results"] = results.into();
+            rbody = Bytes::from(v.to_string());
+        }
         if batch {
             let results = serde_json::from_slice::<Value>(&rbody)
                 .ok()
@@ -844,4 +870,42 @@ fn after_a_short_servicer_outage_every_reply_lands_before_its_end() {
     let m = &s.messages;
     assert_eq!(m.replies, m.delivered.unwrap(), "every delivered message was answered: {m:?}");
     assert_eq!((m.lost, m.duplicated), (Some(0), Some(0)), "{m:?}");
+}
+
+/// A target that wrongly refuses to let waiting customers go (every leave
+/// answered 40058, the session left in the pool): each refusal is an
+/// error. The one agent is busy with the first customer for an hour: one
+/// more session is assigned then, long after its leave was refused (that
+/// assignment does not explain the refusal); the rest never are.
+#[test]
+fn a_leave_refused_for_a_session_no_agent_takes_is_an_error() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = r#"
+name = "refused-leaves"
+seed = 3
+duration = "10m"
+[[account]]
+name = "kf"
+[[agents]]
+group = "a"
+count = 1
+reply_delay = "1h"
+[[entry]]
+scene = "web"
+rate = "6/min"
+patience = "1m"
+"#;
+    let faults = Faults { periodic: false, refuse_leaves: true, ..PERIODIC };
+    // 10 minutes of arrivals in 1.25 s; the agent is free again after
+    // 7.5 s, within the drain
+    let opts = LiveOptions { drain: Duration::from_secs(10), time_scale: 480.0, ..Default::default() };
+    let (s, proxy) = run_with(scenario, faults, opts);
+    let p = &proxy.counts;
+    let refused = Counts::get(&p.refused_leaves);
+    let c = &s.sessions;
+    eprintln!("{c:?}, leaves refused {refused}: {}", p.brief());
+    assert!(refused >= 20, "about 50 leaves expected: {}", p.brief());
+    let batch = &s.http.as_ref().unwrap()["customer_batch"];
+    assert_eq!(batch.errors_by_kind, [("errcode_40058".to_string(), refused)].into(), "{batch:?}");
+    assert_eq!((c.answered, c.abandoned), (2, 0), "the first customer, and one an hour later: {c:?}");
 }

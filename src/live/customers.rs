@@ -84,9 +84,10 @@ struct Cust {
     retry: Vec<(u32, CustomerAction, Tries)>,
     /// Failed sends of the customer's leave.
     leave_tries: Tries,
-    /// The target refused the leave (40058) before the driver saw an agent
-    /// take the session: an error unless it did.
-    leave_refused: bool,
+    /// When (scenario µs) the target refused the leave (40058) before the
+    /// driver saw an agent take the session: an error unless the
+    /// assignment follows within a call's timeout (it was on its way).
+    leave_refused: Option<u64>,
     /// Leaves sent and not answered yet.
     leaves_in_flight: u32,
 }
@@ -259,7 +260,7 @@ pub(crate) async fn drive(
 /// `before` (scenario µs) that the target took and no agent saw. A leave
 /// refused for a session no agent took is the target's error.
 fn settle(sh: &Shared, key: u64, c: &Cust, before: u64) {
-    if c.leave_refused && c.assigned.is_none() {
+    if c.leave_refused.is_some() && c.assigned.is_none() {
         // no agent took it after all: the refusal was the target's error
         sh.http.stats.action_error("customer_batch", format!("errcode_{INVALID}"));
     }
@@ -423,7 +424,7 @@ impl Driver<'_> {
                 accepted: 0,
                 retry: Vec::new(),
                 leave_tries: Tries::default(),
-                leave_refused: false,
+                leave_refused: None,
                 leaves_in_flight: 0,
             },
         );
@@ -510,7 +511,7 @@ impl Driver<'_> {
                         continue;
                     }
                     if let Some(c) = self.custs.get_mut(&key) {
-                        c.leave_refused = c.assigned.is_none();
+                        c.leave_refused = c.assigned.is_none().then_some(now);
                         continue;
                     }
                 }
@@ -663,6 +664,12 @@ impl Driver<'_> {
             Some("assigned") if c.assigned.is_none() => {
                 let agent = agent.unwrap_or(u32::MAX);
                 c.assigned = Some(agent);
+                let window = self.sh.tb.scale * self.sh.http.timeout().as_secs_f64() * 1e6;
+                if c.leave_refused.take().is_some_and(|t| now.saturating_sub(t) as f64 > window) {
+                    // an assignment that came long after the refusal did
+                    // not explain it
+                    self.sh.http.stats.action_error("customer_batch", format!("errcode_{INVALID}"));
+                }
                 let kept = c.last_agent.is_some() && c.last_agent == Some(agent);
                 let _ = self.sh.obs.send(Obs::Assigned { t: now, s: info, agent, kept, from_pool: c.queued });
                 self.memory[info.account as usize].touch(c.customer, agent, now);
