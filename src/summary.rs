@@ -127,7 +127,8 @@ pub struct LiveInfo {
     /// a dropped connection, a 5xx), sent again — messages and replies with
     /// the same id — until 30 s of wall time after the first send, and
     /// never answered. (An answered refusal is not resent: it is an error
-    /// in `http`.) A customer who gives up on a message still waits for
+    /// in `http`; actions still being resent when the run stops are not
+    /// counted here.) A customer who gives up on a message still waits for
     /// the session to end; one who gives up on the first message of a
     /// session counts as `rejected`.
     #[serde(default)]

@@ -57,6 +57,16 @@ struct Agent {
     held: HashMap<String, u64>,
 }
 
+/// The session an action is for: the agent, the session's key, and the
+/// number of its assignment — or, if the agent had not seen that yet, the
+/// number of the last assignment then (a later one is another session).
+struct SessionRef {
+    agent: u32,
+    key: String,
+    nth: Option<u64>,
+    upto: u64,
+}
+
 /// The key of a session: the customer and the account.
 fn session_key(external_userid: &str, open_kfid: &str) -> String {
     format!("{external_userid}\n{open_kfid}")
@@ -76,9 +86,8 @@ struct Due {
     at: u64,
     end_of: Option<u32>,
     tries: Tries,
-    /// The agent, the session's key and the number of its assignment
-    /// (when the agent had seen it).
-    session: (u32, String, Option<u64>),
+    /// The session it is for.
+    session: SessionRef,
     /// After the last reply of a session, its end. It is scheduled once
     /// the reply is through (or given up on), so that a reply sent again
     /// never comes after the end of its session.
@@ -205,6 +214,11 @@ impl Agents {
         let _ =
             tokio::time::timeout(sh.http.timeout() + Duration::from_millis(100), in_flight.acquire_many(all))
                 .await;
+        // their refusals are counted (what they would send again is not:
+        // the run is over)
+        while let Ok((dues, results, sent)) = res_rx.try_recv() {
+            self.on_results(dues, results, sent);
+        }
         // a long-running target keeps no queue for a run that is over
         if let Some(id) = channel {
             let body = json!({ "channel_id": id });
@@ -258,7 +272,7 @@ impl Agents {
             ev.external_userid.as_deref().unwrap_or_default(),
             ev.open_kfid.as_deref().unwrap_or_default(),
         );
-        let nth = a.held.get(&key).copied();
+        let (nth, upto) = (a.held.get(&key).copied(), self.assignments);
         let work = a.reply.sample(&mut a.rng) as f64 * (1.0 + a.slowdown * f64::from(j - 1));
         let wrap = if idx + 1 == total { Some(a.wrap_up.sample(&mut a.rng)) } else { None };
         let (kfid, external) = (ev.open_kfid.unwrap_or_default(), ev.external_userid.unwrap_or_default());
@@ -278,7 +292,7 @@ impl Agents {
                 external_userid: external,
             };
             let at = reply_at.saturating_add(w);
-            let session = (agent, key.clone(), nth);
+            let session = SessionRef { agent, key: key.clone(), nth, upto };
             Box::new(Due {
                 action,
                 at,
@@ -289,7 +303,7 @@ impl Agents {
                 rode: false,
             })
         });
-        let session = (agent, key, nth);
+        let session = SessionRef { agent, key, nth, upto };
         let tries = Tries::default();
         self.push(
             reply_at,
@@ -320,8 +334,12 @@ impl Agents {
     /// Whether the session `d` is for is over (the agent saw it end, or a
     /// later one of the same customer begin).
     fn stale(&self, d: &Due) -> bool {
-        let (agent, key, nth) = &d.session;
-        nth.is_some() && self.agents[*agent as usize].held.get(key) != nth.as_ref()
+        let s = &d.session;
+        let now = self.agents[s.agent as usize].held.get(&s.key);
+        match s.nth {
+            Some(n) => now != Some(&n),
+            None => now.is_some_and(|&m| m > s.upto),
+        }
     }
 
     /// Count `d` as given up on, and schedule what follows it.
@@ -408,12 +426,16 @@ impl Agents {
         let results = results.unwrap_or_default();
         let mut dues = dues.into_iter().enumerate().peekable();
         while let Some((i, mut d)) = dues.next() {
+            let rider = |e: &Due| e.rode && d.then.is_none() && e.session.key == d.session.key;
             let Some(r) = results.get(i) else {
-                if dues.peek().is_some_and(|(j, e)| e.rode && results.get(*j).is_none()) {
+                if dues.peek().is_some_and(|(j, e)| rider(e) && results.get(*j).is_none()) {
                     let (_, mut end) = dues.next().expect("peeked");
                     end.rode = false;
+                    // it was sent, and may have run: its resend counts so
+                    let _ = self.sh.resend_at(&mut end.tries, sent, now);
                     d.then = Some(Box::new(end));
                 }
+                d.rode = false;
                 match self.sh.resend_at(&mut d.tries, sent, now) {
                     Some(t) => self.push(t, d),
                     None => self.give_up(d, now),
@@ -427,8 +449,9 @@ impl Agents {
             if !done {
                 self.sh.http.stats.action_error("servicer_batch", format!("errcode_{}", r.errcode));
             }
-            if let (Some(agent), true) = (d.end_of, done) {
-                self.hold(agent, d.session.1.clone(), false, now);
+            // the end of this session, not of a later one of the customer
+            if let (Some(agent), true, false) = (d.end_of, done, self.stale(&d)) {
+                self.hold(agent, d.session.key.clone(), false, now);
             }
             self.then(d, now);
         }

@@ -602,7 +602,7 @@ impl Driver<'_> {
     /// customer is still waiting then): a lost leave would undercount
     /// abandonment.
     fn leave_failed(&mut self, key: u64, sent: u64, now: u64) {
-        let Some(c) = self.custs.get_mut(&key) else { return };
+        let Some(c) = self.custs.get_mut(&key).filter(|c| c.assigned.is_none()) else { return };
         match self.sh.resend_at(&mut c.leave_tries, sent, now) {
             Some(t) => self.push(t, Due::Leave(key)),
             None => self.sh.counts().gave_up.leaves += 1,
