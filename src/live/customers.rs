@@ -536,8 +536,8 @@ impl Driver<'_> {
         }
     }
 
-    /// Whether message `idx` is the session's first, not yet known to have
-    /// reached the target.
+    /// Whether nothing of the session is known to have reached the target
+    /// (a failed message is then its first).
     fn first_unknown(c: &Cust) -> bool {
         c.assigned.is_none() && !c.queued && c.accepted == 0
     }
