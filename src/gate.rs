@@ -11,7 +11,9 @@
 //! shares. A bare number is in the metric's own unit (ms under `latency_ms`).
 //!
 //! Paths are checked against the summary shape of the scenario itself, so a
-//! typo is an error before anything runs, with the closest valid path.
+//! typo is an error before anything runs, with the closest valid path:
+//! [`bind`] turns a scenario's gates as written into [`Gate`]s, knowing the
+//! summary's metric paths from [`metric_paths`] without running anything.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -19,7 +21,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::metrics::Metrics;
+use crate::observe::RunStats;
 use crate::scenario::units::parse_duration;
+use crate::scenario::{Scenario, ScenarioError};
+pub use crate::summary::{GateResult, Verdict};
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +141,34 @@ pub struct Gate {
     pub path: String,
     /// The condition.
     pub condition: Condition,
+}
+
+/// Every metric path of the summary a run of `scenario` writes (the live
+/// engine's own paths are [`LIVE_ONLY`]), known without running anything:
+/// the leaves of the summary of a run that did nothing.
+pub fn metric_paths(scenario: &Scenario) -> BTreeSet<String> {
+    let blank = Metrics::new(scenario).finish(scenario, &RunStats::default());
+    leaf_paths(&serde_json::to_value(&blank).expect("a summary is JSON"))
+}
+
+/// Resolve each of the scenario's gates against the summary it produces and
+/// parse its condition in that metric's unit; a bad one is an error at its
+/// line and column in the scenario file.
+pub fn bind(scenario: &Scenario) -> Result<Vec<Gate>, ScenarioError> {
+    if scenario.gates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let valid = metric_paths(scenario);
+    scenario
+        .gates
+        .iter()
+        .map(|spec| {
+            let path = resolve(&spec.metric, &valid).map_err(|m| spec.metric_error(m))?;
+            let condition =
+                Condition::parse(&spec.condition, unit_of(&path)).map_err(|m| spec.condition_error(m))?;
+            Ok(Gate { metric: spec.metric.clone(), path, condition })
+        })
+        .collect()
 }
 
 /// Paths that only the live engine measures. A gate on one of them is valid
@@ -254,35 +288,6 @@ pub fn lookup(summary: &Value, path: &str) -> Option<f64> {
     cur.as_f64()
 }
 
-/// A gate's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// The condition holds.
-    Pass,
-    /// The condition does not hold, or there was nothing to measure.
-    Fail,
-    /// The engine does not measure this metric (a live-only metric in sim).
-    Skipped,
-}
-
-/// The outcome of one gate, as written in `summary.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GateResult {
-    /// The metric as written.
-    pub metric: String,
-    /// Its canonical path.
-    pub path: String,
-    /// The condition as written.
-    pub condition: String,
-    /// The threshold in the metric's unit.
-    pub threshold: f64,
-    /// The measured value (`null` when nothing was measured).
-    pub actual: Option<f64>,
-    /// The verdict.
-    pub verdict: Verdict,
-}
-
 impl fmt::Display for GateResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mark = match self.verdict {
@@ -302,7 +307,7 @@ impl fmt::Display for GateResult {
 /// `v` as a person reads it in the unit of its metric.
 pub fn format_value(v: f64, unit: MetricUnit) -> String {
     match unit {
-        MetricUnit::Ms => crate::report::human_ms(Some(v)),
+        MetricUnit::Ms => crate::scenario::units::human_ms(Some(v)),
         MetricUnit::S => format!("{v:.1}s"),
         MetricUnit::Plain if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
         MetricUnit::Plain => format!("{v:.4}"),

@@ -2,25 +2,38 @@
 //! systems of the WeChat Customer Service (微信客服) kind.
 //!
 //! # Layout
-//! The flow of a run is the order of the modules:
-//! - [`scenario`] parses and validates a scenario file into a checked model;
-//! - [`workload`] turns it into seeded samplers: arrivals, customer and agent
-//!   behaviour;
-//! - [`reception`] is the routing core (policies, caps, the waiting pool):
-//!   pure, no I/O, no clock — time is an argument;
-//! - [`sim`] is the discrete-event engine in virtual time;
-//! - both engines emit one stream of [`observe::Obs`] events that
-//!   [`metrics`] folds into histograms and counters;
-//! - [`summary`] is the typed report model written as `summary.json`, and
-//!   [`report`] renders it for people;
-//! - [`theory`] has the queueing formulas (Erlang B, C, A) the simulator is
-//!   checked against.
+//! The modules stack one way: each uses only those in the layers below it
+//! (`tests/layering.rs` checks this on every build of the tests).
 //!
-//! The binary (`src/main.rs` and [`cli`]) only parses arguments, reads the
-//! clock and the file system, and maps errors to exit codes.
+//! 1. [`scenario`] parses and validates a scenario file into a checked model
+//!    (with spans for errors); [`observe`] is the stream of observations every
+//!    engine emits, with the engine kind, progress and run statistics.
+//! 2. [`workload`] turns a scenario into seeded samplers; [`reception`] is the
+//!    routing core (policies, caps, the waiting pool): pure, no I/O, no clock —
+//!    time is an argument; [`theory`] has the queueing formulas (Erlang B, C,
+//!    A) the simulator is checked against.
+//! 3. [`summary`] is the typed report model written as `summary.json`;
+//!    [`series`] records the time series.
+//! 4. [`metrics`] folds observations into histograms, counters and the
+//!    summary.
+//! 5. The engines: [`sim`] in virtual time; [`live`] in wall-clock time over
+//!    HTTP against a URL; [`service`], the reference KF service.
+//! 6. What is made of runs: [`gate`] (thresholds bound to the summary's
+//!    metric paths), [`compare`], [`sweep`], [`plan`] and [`report`] (every
+//!    rendering; `report::folder` writes the run folder).
+//! 7. [`cli`], the command line: it alone assembles a run, starts the
+//!    embedded service, reads the environment and signals, and maps
+//!    outcomes to exit codes.
+//!
+//! Time enters the core as an argument. The wall clock is read only at the
+//! edges — the command line, the live engine (whose business is real time),
+//! and the service's `SystemClock` — and clippy's `disallowed_methods`
+//! (configured in `clippy.toml`) refuses it anywhere else.
+
+#![warn(missing_docs)]
+#![warn(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cli;
-pub mod cli_plan;
 pub mod compare;
 pub mod gate;
 pub mod live;

@@ -10,13 +10,12 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::observe::{Obs, Observer, SessionInfo};
+use crate::observe::{Engine, Obs, Observer, RunStats, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
 use crate::series::{SeriesData, SeriesRecorder};
-use crate::sim::RunStats;
 use crate::summary::{
-    AgentSummary, EntrySummary, Fairness, Latencies, LatencyStats, MessageCounts, RunInfo, SCHEMA,
-    ScenarioInfo, SessionCounts, SessionsBucket, Sticky, Summary, ratio,
+    AgentSummary, Delivery, EntrySummary, Fairness, HttpEndpoint, Latencies, LatencyStats, LiveInfo,
+    MessageCounts, RunInfo, SCHEMA, ScenarioInfo, SessionCounts, SessionsBucket, Sticky, Summary, ratio,
 };
 
 /// Largest latency a histogram tracks exactly [µs] (about 115 days); larger
@@ -143,13 +142,15 @@ pub struct Metrics {
     entries: Vec<EntryStats>,
     agents: Vec<AgentStats>,
     sticky: Sticky,
-    by_type: [u64; 9],
+    by_type: [u64; MSG_TYPES.len()],
     replies: u64,
     series: SeriesRecorder,
 }
 
-/// Everything a run measured: the summary, the time series and the latency
-/// histograms (keyed `queue_wait`, …, and `by_entry.NAME.queue_wait`).
+/// Everything a run measured, as its report folder keeps it: the summary
+/// (`summary.json`), the time series (`series.json`) and the HDR histograms
+/// behind the latency figures [µs] (`histograms.json`, keyed `queue_wait`,
+/// …, `by_entry.NAME.queue_wait`, and for a live run `http.ENDPOINT`).
 #[derive(Debug, Clone)]
 pub struct Measured {
     /// The summary.
@@ -158,6 +159,38 @@ pub struct Measured {
     pub series: SeriesData,
     /// The HDR histograms behind the latency figures [µs].
     pub histograms: BTreeMap<String, Histogram<u64>>,
+}
+
+/// What only the live engine measures: the figures it hands to
+/// [`Metrics::finish_all`] beside the observation stream, which that turns
+/// into the live parts of the summary.
+#[derive(Debug, Clone)]
+pub struct LiveFigures {
+    /// Per endpoint of the target: calls, errors and latency [ms].
+    pub http: BTreeMap<String, HttpEndpoint>,
+    /// The histograms behind `http` [µs], keyed `http.ENDPOINT`.
+    pub http_histograms: BTreeMap<String, Histogram<u64>>,
+    /// Customer messages the target accepted (whole run).
+    pub sent: u64,
+    /// Of those, seen by a servicer.
+    pub delivered: u64,
+    /// Messages of sessions given to a servicer that no servicer saw.
+    pub lost: u64,
+    /// Seen by a servicer more than once.
+    pub duplicated: u64,
+    /// Seen by a servicer after a later message of the same session.
+    pub reordered: u64,
+    /// Actions sent more than 10 ms (wall) after their schedule.
+    pub late_actions: u64,
+    /// How late actions were sent [wall µs].
+    pub lag: Hist,
+    /// Customer message → seen by the servicer, and reply → seen by the
+    /// customer [wall µs].
+    pub to_agent: Hist,
+    /// Reply → seen by the customer [wall µs].
+    pub to_customer: Hist,
+    /// The target, the scale, the load carried and what was given up.
+    pub info: LiveInfo,
 }
 
 impl Metrics {
@@ -176,7 +209,7 @@ impl Metrics {
             entries: vec![EntryStats::default(); scenario.entries.len()],
             agents: vec![AgentStats::default(); scenario.agent_count()],
             sticky: Sticky::default(),
-            by_type: [0; 9],
+            by_type: [0; MSG_TYPES.len()],
             replies: 0,
             series: SeriesRecorder::new(scenario),
         }
@@ -208,13 +241,20 @@ impl Metrics {
         a.since = t;
     }
 
-    /// Close the run at `stats.end_us` and build the summary.
-    pub fn finish(self, scenario: &Scenario, engine: &str, stats: &RunStats) -> Summary {
-        self.finish_all(scenario, engine, stats).summary
+    /// Close a simulated run at `stats.end_us` and build the summary.
+    pub fn finish(self, scenario: &Scenario, stats: &RunStats) -> Summary {
+        self.finish_all(scenario, stats, None).summary
     }
 
-    /// Close the run at `stats.end_us`: summary, series and histograms.
-    pub fn finish_all(mut self, scenario: &Scenario, engine: &str, stats: &RunStats) -> Measured {
+    /// Close the run at `stats.end_us`: summary, series and histograms. A
+    /// live run hands over what only it measures (`live`), a simulated one
+    /// `None`.
+    pub fn finish_all(
+        mut self,
+        scenario: &Scenario,
+        stats: &RunStats,
+        live: Option<LiveFigures>,
+    ) -> Measured {
         let mut histograms = BTreeMap::new();
         for (name, h) in [
             ("queue_wait", &self.queue_wait),
@@ -230,11 +270,29 @@ impl Metrics {
             histograms.insert(format!("by_entry.{}.first_response", e.name), m.first_response.h.clone());
         }
         let series = std::mem::replace(&mut self.series, SeriesRecorder::new(scenario)).finish(stats.end_us);
-        let summary = self.summary(scenario, engine, stats);
+        let engine = if live.is_some() { Engine::Live } else { Engine::Sim };
+        let mut summary = self.summary(scenario, engine, stats);
+        if let Some(live) = live {
+            histograms.extend(live.http_histograms);
+            let s = &mut summary;
+            s.http = Some(live.http);
+            s.messages.sent = Some(live.sent);
+            s.messages.delivered = Some(live.delivered);
+            s.messages.lost = Some(live.lost);
+            s.messages.duplicated = Some(live.duplicated);
+            s.messages.reordered = Some(live.reordered);
+            s.late_actions = Some(live.late_actions);
+            s.lag_ms = Some(live.lag.stats_ms());
+            s.delivery_ms = Some(Delivery {
+                to_agent: live.to_agent.stats_ms(),
+                to_customer: live.to_customer.stats_ms(),
+            });
+            s.live = Some(live.info);
+        }
         Measured { summary, series, histograms }
     }
 
-    fn summary(mut self, scenario: &Scenario, engine: &str, stats: &RunStats) -> Summary {
+    fn summary(mut self, scenario: &Scenario, engine: Engine, stats: &RunStats) -> Summary {
         for i in 0..self.agents.len() {
             self.advance_agent(i, stats.end_us);
         }
@@ -245,7 +303,7 @@ impl Metrics {
         Summary {
             schema: SCHEMA.into(),
             kfsim_version: env!("KFSIM_VERSION").into(),
-            engine: engine.into(),
+            engine,
             scenario: ScenarioInfo {
                 name: scenario.name.clone(),
                 duration_s: scenario.duration_us as f64 / 1e6,
@@ -323,11 +381,10 @@ impl Metrics {
     fn agent_summaries(&self, sc: &Scenario) -> Vec<AgentSummary> {
         let mut out = Vec::with_capacity(self.agents.len());
         for g in &sc.groups {
-            let width = g.count.to_string().len().max(2);
             for n in 1..=g.count {
                 let a = &self.agents[out.len()];
                 out.push(AgentSummary {
-                    id: format!("{}-{:0width$}", g.group, n),
+                    id: g.agent_id(n),
                     account: sc.accounts[g.account].name.clone(),
                     group: g.group.clone(),
                     max_concurrent: g.max_concurrent,

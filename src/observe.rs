@@ -1,9 +1,81 @@
 //! The one stream of observations that every engine emits and `metrics`
-//! folds.
+//! folds, and what an engine says about its run as a whole: which engine
+//! ([`Engine`]), where it is ([`Progress`]) and how it ended ([`RunStats`]).
 //!
 //! An observation carries everything its consumer needs about the session
 //! ([`SessionInfo`]), so that the metrics keep no per-session state and their
 //! memory does not grow with the number of sessions simulated.
+//!
+//! This module sits at the bottom of the crate with `scenario`: it imports
+//! nothing of kfsim, so every engine and every consumer can share it.
+
+use serde::{Deserialize, Serialize};
+
+/// Which engine ran a scenario (`"sim"` or `"live"` in `summary.json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Discrete-event simulation in virtual time.
+    #[default]
+    Sim,
+    /// Real time over HTTP against a running service.
+    Live,
+}
+
+impl Engine {
+    /// The name written in summaries and shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sim => "sim",
+            Engine::Live => "live",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Engine {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// How a run ended and how much it did, as every engine reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Scenario time when the run stopped [µs] (at least the duration,
+    /// unless it was interrupted).
+    pub end_us: u64,
+    /// Events processed (including stale ones dropped); the simulator's
+    /// measure of work, 0 for an engine that has no event queue.
+    pub events: u64,
+    /// Sessions that arrived, warm-up included.
+    pub sessions: u64,
+    /// Most sessions in flight at once.
+    pub peak_in_flight: u64,
+    /// The run was asked to stop before the end.
+    pub interrupted: bool,
+}
+
+/// Where a run is, for a progress display. An engine calls its progress
+/// callback with one now and then; the callback answers whether to go on.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Progress {
+    /// Scenario time [µs].
+    pub now_us: u64,
+    /// Sessions that arrived so far.
+    pub sessions: u64,
+    /// Sessions in flight.
+    pub in_flight: u64,
+    /// Live engine: failed calls to the target so far.
+    pub errors: Option<u64>,
+    /// Live engine: the 95th percentile of the customers' batch calls [ms].
+    pub call_p95_ms: Option<f64>,
+}
 
 /// What every observation knows about its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +193,25 @@ pub enum Obs {
         /// Receiving new sessions from now on.
         online: bool,
     },
+}
+
+impl Obs {
+    /// When it happened [µs of scenario time] (for `Entered`, the arrival).
+    pub fn t(&self) -> u64 {
+        match *self {
+            Obs::Entered { s, .. } => s.arrived_us,
+            Obs::Queued { t, .. }
+            | Obs::Rejected { t, .. }
+            | Obs::Assigned { t, .. }
+            | Obs::Abandoned { t, .. }
+            | Obs::Message { t, .. }
+            | Obs::Reply { t, .. }
+            | Obs::Ended { t, .. }
+            | Obs::Unfinished { t, .. }
+            | Obs::AgentLoad { t, .. }
+            | Obs::AgentOnline { t, .. } => t,
+        }
+    }
 }
 
 /// A consumer of observations. Engines are generic over it, so the call

@@ -37,8 +37,7 @@ impl Target {
             format!("--target {text}: expected METRIC OP VALUE, like \"service_level>=0.8\"")
         })?;
         let (metric, cond) = text.split_at(at);
-        let blank = crate::metrics::Metrics::new(scenario).finish(scenario, "sim", &Default::default());
-        let valid = gate::leaf_paths(&serde_json::to_value(&blank).expect("JSON"));
+        let valid = gate::metric_paths(scenario);
         let path = gate::resolve(metric.trim(), &valid).map_err(|e| format!("--target {text}: {e}"))?;
         let condition =
             Condition::parse(cond, gate::unit_of(&path)).map_err(|e| format!("--target {text}: {e}"))?;

@@ -16,39 +16,30 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::observe::{Obs, Observer, SessionInfo};
+use crate::metrics::{Measured, Metrics};
+use crate::observe::{Obs, Observer, Progress, RunStats, SessionInfo};
 use crate::reception::{Assignment, Routed, Router, policy_for};
 use crate::scenario::Scenario;
+use crate::summary::Summary;
 use crate::workload::{CustomerMemory, EntryBehaviour, Stream, TimeSampler, stream, unit};
-
-/// How a run ended and how much it did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RunStats {
-    /// Virtual time when the run stopped [µs] (at least the duration).
-    pub end_us: u64,
-    /// Events processed (including stale ones dropped).
-    pub events: u64,
-    /// Sessions that arrived, warm-up included.
-    pub sessions: u64,
-    /// Most sessions in flight at once.
-    pub peak_in_flight: u64,
-    /// The progress callback asked to stop before the end.
-    pub interrupted: bool,
-}
-
-/// Where a run is, for progress display.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    /// Virtual time [µs].
-    pub now_us: u64,
-    /// Sessions that arrived so far.
-    pub sessions: u64,
-    /// Sessions in flight.
-    pub in_flight: u64,
-}
 
 /// Events between two progress callbacks.
 pub const PROGRESS_EVERY: u64 = 1 << 18;
+
+/// Simulate `scenario` to the end and summarise it.
+pub fn simulate(scenario: &Scenario) -> Summary {
+    let mut metrics = Metrics::new(scenario);
+    let stats = run(scenario, &mut metrics);
+    metrics.finish(scenario, &stats)
+}
+
+/// Simulate `scenario` with a progress callback (see [`run_with_progress`]):
+/// the summary, the time series and the histograms of what ran.
+pub fn simulate_measured(scenario: &Scenario, progress: &mut dyn FnMut(&Progress) -> bool) -> Measured {
+    let mut metrics = Metrics::new(scenario);
+    let stats = run_with_progress(scenario, &mut metrics, progress);
+    metrics.finish_all(scenario, &stats, None)
+}
 
 /// Run `scenario` to the end, sending every observation to `obs`.
 pub fn run<O: Observer>(scenario: &Scenario, obs: &mut O) -> RunStats {
@@ -62,7 +53,7 @@ pub fn run_with_progress<O: Observer>(
     obs: &mut O,
     progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> RunStats {
-    let mut engine = Engine::new(scenario, obs);
+    let mut engine = Simulation::new(scenario, obs);
     engine.run(progress)
 }
 
@@ -160,7 +151,7 @@ struct AccountRt {
     prefer_within_us: u64,
 }
 
-struct Engine<'a, O: Observer> {
+struct Simulation<'a, O: Observer> {
     obs: &'a mut O,
     now: u64,
     seq: u64,
@@ -180,7 +171,7 @@ struct Engine<'a, O: Observer> {
     events: u64,
 }
 
-impl<'a, O: Observer> Engine<'a, O> {
+impl<'a, O: Observer> Simulation<'a, O> {
     fn new(sc: &Scenario, obs: &'a mut O) -> Self {
         let mut accounts: Vec<AccountRt> = sc
             .accounts
@@ -229,7 +220,7 @@ impl<'a, O: Observer> Engine<'a, O> {
             })
             .collect();
         let entries = sc.entries.iter().map(|e| EntryBehaviour::new(e, sc.seed, sc.duration_us)).collect();
-        let mut engine = Engine {
+        let mut engine = Simulation {
             obs,
             now: 0,
             seq: 0,
@@ -289,7 +280,12 @@ impl<'a, O: Observer> Engine<'a, O> {
             self.now = ev.t;
             self.events += 1;
             if self.events % PROGRESS_EVERY == 0 {
-                let p = Progress { now_us: self.now, sessions: self.arrived, in_flight: self.in_flight };
+                let p = Progress {
+                    now_us: self.now,
+                    sessions: self.arrived,
+                    in_flight: self.in_flight,
+                    ..Progress::default()
+                };
                 if !progress(&p) {
                     interrupted = true;
                     break;
@@ -592,7 +588,7 @@ mod tests {
         let sc = Scenario::parse(text, "t.toml").unwrap();
         let mut seen = Vec::new();
         let mut obs = |o: Obs| seen.push(o);
-        let mut engine = Engine::new(&sc, &mut obs);
+        let mut engine = Simulation::new(&sc, &mut obs);
         engine.heap.retain(|e| e.kind != Kind::Arrival);
         for &t in at_us {
             engine.schedule(t, Kind::Arrival, 0, 0);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::gate::GateResult;
+pub use crate::observe::Engine;
 
 /// The schema name and version written into every summary.
 pub const SCHEMA: &str = "kfsim/summary@1";
@@ -22,8 +22,8 @@ pub struct Summary {
     pub schema: String,
     /// The kfsim version that wrote it.
     pub kfsim_version: String,
-    /// `"sim"` or `"live"`.
-    pub engine: String,
+    /// Which engine ran it (`"sim"` or `"live"`).
+    pub engine: Engine,
     /// Which scenario, and its main settings.
     pub scenario: ScenarioInfo,
     /// The seed of every random draw.
@@ -352,4 +352,33 @@ fn one() -> u32 {
 /// `a / b`, or `None` when `b` is 0.
 pub fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
+}
+
+/// A gate's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The condition holds.
+    Pass,
+    /// The condition does not hold, or there was nothing to measure.
+    Fail,
+    /// The engine does not measure this metric (a live-only metric in sim).
+    Skipped,
+}
+
+/// The outcome of one gate, as written in `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    /// The metric as written.
+    pub metric: String,
+    /// Its canonical path.
+    pub path: String,
+    /// The condition as written.
+    pub condition: String,
+    /// The threshold in the metric's unit.
+    pub threshold: f64,
+    /// The measured value (`null` when nothing was measured).
+    pub actual: Option<f64>,
+    /// The verdict.
+    pub verdict: Verdict,
 }

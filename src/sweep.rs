@@ -193,7 +193,7 @@ pub fn run(scenarios: &[Scenario], replications: u32, parallel: bool) -> Vec<Vec
     let one = |&(p, r): &(usize, u32)| {
         let mut sc = scenarios[p].clone();
         sc.seed = replication_seed(sc.seed, r);
-        crate::cli::simulate(&sc)
+        crate::sim::simulate(&sc)
     };
     let flat: Vec<Summary> =
         if parallel { jobs.par_iter().map(one).collect() } else { jobs.iter().map(one).collect() };

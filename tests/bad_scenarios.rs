@@ -62,8 +62,10 @@ fn parse_expect(text: &str) -> Result<Expect, String> {
 
 /// Check the library's answer for one file; `Err` describes what is wrong.
 fn check_library(path: &Path, expect: &Expect) -> Result<(), String> {
-    let loaded = catch_unwind(AssertUnwindSafe(|| Scenario::load(path, &[])))
-        .map_err(|_| "Scenario::load panicked".to_owned())?;
+    let loaded = catch_unwind(AssertUnwindSafe(|| {
+        Scenario::load(path, &[]).and_then(|s| kfsim::gate::bind(&s).map(|_| s))
+    }))
+    .map_err(|_| "Scenario::load panicked".to_owned())?;
     let err = match loaded {
         Ok(_) => return Err("was accepted, but it is malformed".into()),
         Err(err) => err.to_string(),

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use kfsim::live::LiveOptions;
 use kfsim::scenario::Scenario;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 /// Live runs measure wall-clock behaviour: one at a time, so that they do
 /// not compete for the two cores and skew each other's timing.
@@ -19,8 +17,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn live(sc: &Scenario, scale: f64) -> kfsim::metrics::Measured {
-    let opts = LiveOptions { time_scale: scale, ..Default::default() };
-    kfsim::live::run(sc, &opts, Arc::new(AtomicBool::new(false))).expect("the live run works")
+    let opts = LiveOptions { time_scale: scale, target_label: "embedded".into(), ..Default::default() };
+    kfsim::cli::run::run_live_with(sc, opts, true, &mut |_| true).expect("the live run works")
 }
 
 #[test]
@@ -100,7 +98,7 @@ fn live_agrees_with_the_simulator() {
         .map(|seed| {
             let mut v = sc.clone();
             v.seed = seed;
-            kfsim::cli::simulate(&v)
+            kfsim::sim::simulate(&v)
         })
         .collect();
     let spread = |f: &dyn Fn(&kfsim::summary::Summary) -> f64| {

@@ -571,8 +571,9 @@ fn run_with_faults(faults: Faults) -> (kfsim::summary::Summary, Arc<Proxy>) {
 fn run_with(scenario: &str, faults: Faults, opts: LiveOptions) -> (kfsim::summary::Summary, Arc<Proxy>) {
     let sc = Scenario::parse(scenario, "live-faults.toml").unwrap();
     let target = Target::start(&sc, faults);
-    let opts = LiveOptions { target: Some(format!("http://{}", target.addr)), timeout: TIMEOUT, ..opts };
-    let result = kfsim::live::run(&sc, &opts, Arc::new(AtomicBool::new(false)));
+    let url = format!("http://{}", target.addr);
+    let opts = LiveOptions { target: url.clone(), target_label: url, timeout: TIMEOUT, ..opts };
+    let result = kfsim::cli::run::run_live_with(&sc, opts, false, &mut |_| true);
     let proxy = target.proxy.clone();
     target.shutdown();
     let m = result.expect("the live run completes despite the faults");

@@ -141,7 +141,7 @@ fn same_seed_same_summary_byte_for_byte() {
     let run = |seed: u64| {
         let mut sc = Scenario::parse(&text, "quickstart.toml").unwrap();
         sc.seed = seed;
-        serde_json::to_string_pretty(&kfsim::cli::simulate(&sc)).unwrap()
+        serde_json::to_string_pretty(&kfsim::sim::simulate(&sc)).unwrap()
     };
     let a = run(7);
     assert_eq!(a, run(7));
@@ -152,10 +152,10 @@ fn same_seed_same_summary_byte_for_byte() {
 fn adding_an_entry_point_leaves_the_others_arrivals_unchanged() {
     let text = std::fs::read_to_string("scenarios/quickstart.toml").unwrap();
     let mut sc = Scenario::parse(&text, "q.toml").unwrap();
-    let before = kfsim::cli::simulate(&sc).by_entry["search"].sessions.offered;
+    let before = kfsim::sim::simulate(&sc).by_entry["search"].sessions.offered;
     let mut extra = sc.entries[0].clone();
     extra.name = "extra".into();
     sc.entries.push(extra);
-    let after = kfsim::cli::simulate(&sc).by_entry["search"].sessions.offered;
+    let after = kfsim::sim::simulate(&sc).by_entry["search"].sessions.offered;
     assert_eq!(before, after);
 }

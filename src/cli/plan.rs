@@ -3,14 +3,58 @@
 //! lives in `sweep` and `plan`.
 
 use std::io::Write;
+use std::path::PathBuf;
 
-use anyhow::Context;
-
-use crate::cli::{ArgError, Exit, PlanArgs, SweepArgs, default_out_dir};
+use super::{ArgError, Exit, ScenarioArgs, default_out_dir};
 use crate::plan::{Evaluated, Problem, Recommendation, Target};
-use crate::report::human_ms;
+use crate::scenario::units::human_ms;
 use crate::scenario::{Scenario, units::parse_duration};
 use crate::sweep::{self, Point, SweepResult, Vary};
+
+/// Arguments of `kfsim sweep`.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    /// The scenario.
+    pub scenario: ScenarioArgs,
+    /// A parameter and its values: `agents.GROUP.count=20..60:2`,
+    /// `entry.NAME.rate=60/min,120/min`, `account.NAME.policy=round_robin,idle_first`.
+    #[arg(long = "vary", value_name = "PATH=VALUES", required = true)]
+    pub vary: Vec<String>,
+    /// Independent replications per point.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub replications: u32,
+    /// Where to write sweep.json, sweep.csv, charts and sweep.html [default: reports/NAME-sweep-TIMESTAMP].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run on one core (the figures are the same).
+    #[arg(long)]
+    pub serial: bool,
+}
+
+/// Arguments of `kfsim plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    /// The scenario.
+    pub scenario: ScenarioArgs,
+    /// A target every recommendation must meet: `service_level>=0.8`, `abandon_rate<=0.05`,
+    /// `first_response.p95<60s`.
+    #[arg(long = "target", value_name = "METRIC OP VALUE", required = true)]
+    pub targets: Vec<String>,
+    /// The parameter to size, usually `agents.GROUP.count`.
+    #[arg(long, value_name = "PATH")]
+    pub vary: String,
+    /// Independent replications per evaluated value.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub replications: u32,
+    /// Recommend per interval of the arrival profile (the intraday staffing table).
+    #[arg(long, value_name = "DURATION")]
+    pub per_interval: Option<String>,
+    /// Run on one core (the figures are the same).
+    #[arg(long)]
+    pub serial: bool,
+}
 
 fn read(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).map_err(|source| {
@@ -23,6 +67,7 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
     let file = args.scenario.scenario.display().to_string();
     let text = read(&args.scenario.scenario)?;
     let base = Scenario::parse_with(&text, &file, &args.scenario.sets)?;
+    crate::gate::bind(&base)?;
     let vary = args.vary.iter().map(|v| Vary::parse(v).map_err(ArgError)).collect::<Result<Vec<_>, _>>()?;
     let grid = sweep::grid(&vary);
     let scenarios = grid
@@ -48,28 +93,10 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
         points,
     };
     let out = args.out.clone().unwrap_or_else(|| default_out_dir(&format!("{}-sweep", base.name)));
-    write_sweep(&out, &result)?;
+    crate::report::folder::write_sweep(&out, &result)?;
     print_sweep(&mut std::io::stdout().lock(), &result)?;
     println!("report     {}", out.join("sweep.html").display());
     Ok(Exit::Success)
-}
-
-fn write_sweep(out: &std::path::Path, r: &SweepResult) -> anyhow::Result<()> {
-    let charts = crate::report::sweep::charts(r).map_err(anyhow::Error::msg)?;
-    let chart_dir = out.join("charts");
-    std::fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
-    let write = |path: std::path::PathBuf, bytes: &[u8]| {
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
-    };
-    let mut json = serde_json::to_vec_pretty(r)?;
-    json.push(b'\n');
-    write(out.join("sweep.json"), &json)?;
-    write(out.join("sweep.csv"), crate::report::sweep::csv(r).as_bytes())?;
-    for c in &charts {
-        write(chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
-        write(chart_dir.join(format!("{}.png", c.name)), &c.png)?;
-    }
-    write(out.join("sweep.html"), crate::report::sweep::html(r, &charts).as_bytes())
 }
 
 fn est(e: Option<sweep::Estimate>, f: impl Fn(f64) -> String) -> String {
@@ -114,6 +141,7 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     let file = args.scenario.scenario.display().to_string();
     let text = read(&args.scenario.scenario)?;
     let base = Scenario::parse_with(&text, &file, &args.scenario.sets)?;
+    crate::gate::bind(&base)?;
     let targets = args
         .targets
         .iter()

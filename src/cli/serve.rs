@@ -1,5 +1,6 @@
 //! `kfsim serve`: arguments, and the glue that builds the runtime, binds
-//! the address, starts the service and stops it on Ctrl-C or SIGTERM.
+//! the address, starts the service and stops it on Ctrl-C or SIGTERM; and
+//! the embedded service a live run drives when it is given no target.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,9 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::{Clock, Config, Options, Service, State, SystemClock, serve};
-use crate::cli::Exit;
+use super::Exit;
 use crate::scenario::Scenario;
+use crate::service::{Clock, Config, Options, Service, State, SystemClock, serve};
 
 /// Arguments of `kfsim serve`.
 #[derive(Debug, clap::Args)]
@@ -140,4 +141,31 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// The embedded reference service of a live run, and how to stop it.
+pub(super) struct Embedded {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Embedded {
+    /// Stop serving and wait for it, at most `within`.
+    pub(super) async fn stop(self, within: std::time::Duration) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(within, self.task).await;
+    }
+}
+
+/// Start the reference service with the accounts and servicers of `sc` on
+/// a free loopback port: its base URL, and the handle that stops it.
+pub(super) async fn start_embedded(sc: &Scenario) -> anyhow::Result<(String, Embedded)> {
+    let svc = Service::from_scenario(sc, Config::default(), Arc::new(SystemClock), Options::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, svc, async move {
+        let _ = stopped.await;
+    }));
+    Ok((format!("http://{addr}"), Embedded { stop, task }))
 }

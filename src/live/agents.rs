@@ -151,9 +151,8 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
     let mut agents = Vec::new();
     let mut by_userid = HashMap::new();
     for g in &sc.groups {
-        let width = g.count.to_string().len().max(2);
         for n in 1..=g.count {
-            let userid = format!("{}-{:0width$}", g.group, n);
+            let userid = g.agent_id(n);
             let index = agents.len() as u32;
             if g.online.is_empty() {
                 let _ = sh.obs.send(Obs::AgentOnline { t: 0, agent: index, online: true });

@@ -8,7 +8,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -17,9 +16,12 @@ use tokio::sync::mpsc;
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event, Opened};
 use super::{LiveOptions, SEEN, Shared, TAKEN, Tries};
-use crate::observe::{Obs, SessionInfo};
+use crate::observe::{Obs, Progress, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
 use crate::workload::{CustomerMemory, EntryBehaviour, unit};
+
+/// How often the progress callback is asked whether to go on (wall time).
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 
 /// How the customer side ended.
 pub(crate) struct Outcome {
@@ -120,7 +122,7 @@ pub(crate) async fn drive(
     sc: &Scenario,
     sh: &Arc<Shared>,
     opts: &LiveOptions,
-    interrupt: Arc<AtomicBool>,
+    progress: &mut super::ProgressFn<'_>,
 ) -> Outcome {
     let opened: Result<Opened, CallError> = sh
         .http
@@ -179,37 +181,28 @@ pub(crate) async fn drive(
     let mut drain_deadline: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let total_s = sc.duration_us / 1_000_000;
-    let bar =
-        if opts.progress { indicatif::ProgressBar::new(total_s) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed:>4} [{bar:30}] {pos}/{len} s of scenario time · {msg}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    let mut shown = Instant::now();
+    let mut asked = Instant::now() - PROGRESS_EVERY;
+    let mut go_on = true;
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if interrupt.load(Ordering::SeqCst) && !interrupted {
+                if asked.elapsed() >= PROGRESS_EVERY {
+                    asked = Instant::now();
+                    go_on &= progress(&Progress {
+                        now_us: sh.tb.now_us(),
+                        sessions: d.sessions,
+                        in_flight: d.custs.len() as u64,
+                        errors: Some(sh.http.stats.errors()),
+                        call_p95_ms: sh.http.stats.p95_ms("customer_batch"),
+                    });
+                }
+                if !go_on && !interrupted {
                     interrupted = true;
                     d.heap.retain(|Reverse((_, _, due))| !matches!(due, Due::Arrive(_)));
                     d.arrivals_left = 0;
                     drain_deadline = Some(Instant::now() + opts.drain.min(Duration::from_secs(5)));
                 }
                 d.dispatch(&res_tx);
-                if shown.elapsed() >= Duration::from_millis(250) {
-                    shown = Instant::now();
-                    bar.set_position((sh.tb.now_us() / 1_000_000).min(total_s));
-                    let p95 = sh.http.stats.p95_ms("customer_batch").map_or("—".into(), |v| format!("{v:.1} ms"));
-                    bar.set_message(format!(
-                        "{} in flight · {} errors · batch p95 {p95}",
-                        d.custs.len(),
-                        sh.http.stats.errors()
-                    ));
-                }
                 if d.arrivals_left == 0 && drain_deadline.is_none() {
                     drain_deadline = Some(Instant::now() + opts.drain);
                 }
@@ -231,7 +224,6 @@ pub(crate) async fn drive(
             _ => break,
         }
     }
-    bar.finish_and_clear();
     // what is still waiting at the end never got an agent
     let end = sh.tb.now_us();
     // a message of a session still open may be on its way to the agent;

@@ -13,6 +13,11 @@
 //! the summary has the same schema (`engine = "live"`), plus `http`,
 //! `delivery_ms`, message accounting and `late_actions`.
 
+// The live engine runs in wall-clock time: it reads the clock to pace the
+// schedule and to time calls, and turns that into scenario time through
+// one `Timebase`. The core it feeds (metrics) still takes time as input.
+#![allow(clippy::disallowed_methods)]
+
 mod agents;
 mod customers;
 pub mod http;
@@ -27,18 +32,20 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::metrics::{Hist, Measured, Metrics};
-use crate::observe::{Obs, Observer};
+use crate::metrics::{Hist, LiveFigures, Measured, Metrics};
+use crate::observe::{Obs, Observer, Progress, RunStats};
 use crate::scenario::Scenario;
-use crate::sim::RunStats;
-use crate::summary::{Delivery, GaveUp, LiveInfo};
+use crate::summary::{GaveUp, LiveInfo};
 use http::{CallError, Http};
 
 /// How to run live.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
-    /// `None`: start the reference service in-process on a loopback port.
-    pub target: Option<String>,
+    /// The service to drive: `http://HOST:PORT`.
+    pub target: String,
+    /// How the summary names the target (`"embedded"` for the service the
+    /// command line started, else its URL).
+    pub target_label: String,
     /// Scenario time per wall time (60: an hour in a minute).
     pub time_scale: f64,
     /// `gettoken` credentials.
@@ -50,8 +57,6 @@ pub struct LiveOptions {
     pub drain: Duration,
     /// Per-call timeout (long-polls get their wait on top).
     pub timeout: Duration,
-    /// Draw a progress bar on the terminal.
-    pub progress: bool,
     /// An action without an answer (a timeout, a dropped connection, a
     /// 5xx) is sent again (a message or a reply with the same id) until
     /// this long (wall) after its first send; then the driver gives up on
@@ -64,15 +69,35 @@ pub struct LiveOptions {
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
-            target: None,
+            target: String::new(),
+            target_label: String::new(),
             time_scale: 1.0,
             corpid: "kfsim".into(),
             corpsecret: "kfsim-secret".into(),
             drain: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
-            progress: false,
             resend_for: Duration::from_secs(30),
         }
+    }
+}
+
+impl LiveOptions {
+    /// Whether these options can run: a target URL, a time scale above 0,
+    /// and resends that stay within the target's resend window.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+            return Err("the time scale must be a number above 0".into());
+        }
+        if !self.target.starts_with("http://") {
+            return Err(format!("target {}: expected http://HOST:PORT", self.target));
+        }
+        if self.resend_for + self.timeout >= RESEND_WINDOW {
+            return Err(format!(
+                "resending for {:?} with a {:?} timeout outlasts the target's resend window ({RESEND_WINDOW:?})",
+                self.resend_for, self.timeout
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -289,47 +314,22 @@ impl Shared {
     }
 }
 
-/// Run `sc` live. `interrupt` is checked often: when it turns true,
-/// arrivals stop, sessions drain for a few seconds, and what was measured
-/// is reported with `run.interrupted`.
-pub fn run(sc: &Scenario, opts: &LiveOptions, interrupt: Arc<AtomicBool>) -> anyhow::Result<Measured> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
-    rt.block_on(run_async(sc, opts, interrupt))
-}
+/// The progress callback of a live run: called every few tens of
+/// milliseconds with where the run is; answering `false` stops the arrivals,
+/// lets the sessions drain for a few seconds and ends the run with
+/// `run.interrupted`.
+pub type ProgressFn<'a> = dyn FnMut(&Progress) -> bool + Send + 'a;
 
-async fn run_async(
+/// Run `sc` live against the target in `opts` and measure it: the summary
+/// (`engine = "live"`), its series and histograms.
+pub async fn run(
     sc: &Scenario,
     opts: &LiveOptions,
-    interrupt: Arc<AtomicBool>,
+    progress: &mut ProgressFn<'_>,
 ) -> anyhow::Result<Measured> {
-    anyhow::ensure!(opts.time_scale > 0.0 && opts.time_scale.is_finite(), "--time-scale must be positive");
-    anyhow::ensure!(
-        opts.resend_for + opts.timeout < RESEND_WINDOW,
-        "resending for {:?} with a {:?} timeout outlasts the target's resend window ({RESEND_WINDOW:?})",
-        opts.resend_for,
-        opts.timeout
-    );
-    let (base, embedded) = match &opts.target {
-        Some(url) => (url.clone(), None),
-        None => {
-            let svc = crate::service::Service::from_scenario(
-                sc,
-                crate::service::Config::default(),
-                Arc::new(crate::service::SystemClock),
-                crate::service::Options::default(),
-            );
-            let listener =
-                tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
-            let addr = listener.local_addr()?;
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let handle = tokio::spawn(crate::service::serve(listener, svc, async move {
-                let _ = rx.await;
-            }));
-            (format!("http://{addr}"), Some((tx, handle)))
-        }
-    };
-    let http = Http::new(&base, opts.timeout);
-    let (open_kfid, agent_index) = connect(&http, sc, opts, &base).await?;
+    opts.check().map_err(anyhow::Error::msg)?;
+    let http = Http::new(&opts.target, opts.timeout);
+    let (open_kfid, agent_index) = connect(&http, sc, opts).await?;
     let (obs_tx, obs_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         http,
@@ -346,7 +346,7 @@ async fn run_async(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let collector = tokio::spawn(collect(Metrics::new(sc), obs_rx, shared.tb, done_rx));
     let agent_task = agents::spawn(sc, &shared).await;
-    let outcome = customers::drive(sc, &shared, opts, interrupt.clone()).await;
+    let outcome = customers::drive(sc, &shared, opts, progress).await;
     shared.stop.store(true, Ordering::SeqCst);
     // its last batches may wait for a slot, then for their answers
     let _ = tokio::time::timeout(2 * opts.timeout + Duration::from_secs(1), agent_task).await;
@@ -364,45 +364,41 @@ async fn run_async(
     let http = shared.http.clone();
     let _ = done_tx.send(());
     let metrics = collector.await.context("the metrics task failed")?;
-    if let Some((tx, handle)) = embedded {
-        let _ = tx.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
-    }
     let stats = RunStats {
         end_us: end_us.max(if outcome.interrupted { 0 } else { sc.duration_us }),
         events: 0,
         sessions: outcome.sessions,
         peak_in_flight: outcome.peak_in_flight,
-        interrupted: outcome.interrupted || interrupt.load(Ordering::SeqCst),
+        interrupted: outcome.interrupted,
     };
-    let mut m = metrics.finish_all(sc, "live", &stats);
     let counts = std::mem::take(&mut *shared.counts());
-    let (endpoints, hists) = http.stats.finish();
-    m.histograms.extend(hists);
-    let s = &mut m.summary;
-    s.http = Some(endpoints);
-    s.messages.sent = Some(counts.sent);
-    s.messages.delivered = Some(counts.delivered);
-    s.messages.lost = Some(counts.lost);
-    s.messages.duplicated = Some(counts.duplicated);
-    s.messages.reordered = Some(counts.reordered);
-    s.late_actions = Some(counts.late);
-    s.lag_ms = Some(counts.lag.stats_ms());
-    // delivery is measured in wall time; report it as such (not scaled)
-    s.delivery_ms =
-        Some(Delivery { to_agent: counts.to_agent.stats_ms(), to_customer: counts.to_customer.stats_ms() });
+    let (endpoints, http_histograms) = http.stats.finish();
     let window_s = shared.tb.wall(end_us.min(sc.duration_us).saturating_sub(sc.warmup_us)).as_secs_f64();
     let rate = |n: u64| (window_s > 0.0).then(|| n as f64 / window_s);
-    s.live = Some(LiveInfo {
-        target: if opts.target.is_some() { base } else { "embedded".into() },
-        time_scale: opts.time_scale,
-        wall_s,
-        messages_per_s: rate(counts.window_sent),
-        replies_per_s: rate(counts.window_replies),
-        open_at_end: outcome.open_at_end,
-        gave_up: counts.gave_up,
-    });
-    Ok(m)
+    let figures = LiveFigures {
+        http: endpoints,
+        http_histograms,
+        sent: counts.sent,
+        delivered: counts.delivered,
+        lost: counts.lost,
+        duplicated: counts.duplicated,
+        reordered: counts.reordered,
+        late_actions: counts.late,
+        lag: counts.lag,
+        // delivery is measured in wall time and reported as such (not scaled)
+        to_agent: counts.to_agent,
+        to_customer: counts.to_customer,
+        info: LiveInfo {
+            target: opts.target_label.clone(),
+            time_scale: opts.time_scale,
+            wall_s,
+            messages_per_s: rate(counts.window_sent),
+            replies_per_s: rate(counts.window_replies),
+            open_at_end: outcome.open_at_end,
+            gave_up: counts.gave_up,
+        },
+    };
+    Ok(metrics.finish_all(sc, &stats, Some(figures)))
 }
 
 /// `gettoken` (retried for a few seconds: a target may still be starting),
@@ -411,8 +407,8 @@ async fn connect(
     http: &Http,
     sc: &Scenario,
     opts: &LiveOptions,
-    base: &str,
 ) -> anyhow::Result<(Vec<String>, BTreeMap<String, u32>)> {
+    let base = opts.target.as_str();
     let path = format!("/cgi-bin/gettoken?corpid={}&corpsecret={}", opts.corpid, opts.corpsecret);
     let mut last = String::new();
     let mut token = None;
@@ -460,15 +456,7 @@ async fn connect(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut agent_index = BTreeMap::new();
-    let mut i = 0u32;
-    for g in &sc.groups {
-        let width = g.count.to_string().len().max(2);
-        for n in 1..=g.count {
-            agent_index.insert(format!("{}-{:0width$}", g.group, n), i);
-            i += 1;
-        }
-    }
+    let agent_index = sc.agent_ids().zip(0u32..).collect();
     Ok((open_kfid, agent_index))
 }
 
@@ -483,7 +471,7 @@ async fn collect(
     struct ByTime(Obs);
     impl ByTime {
         fn t(&self) -> u64 {
-            obs_time(&self.0)
+            self.0.t()
         }
     }
     impl PartialEq for ByTime {
@@ -529,22 +517,6 @@ async fn collect(
         metrics.observe(o.0);
     }
     metrics
-}
-
-fn obs_time(o: &Obs) -> u64 {
-    match *o {
-        Obs::Entered { s, .. } => s.arrived_us,
-        Obs::Queued { t, .. }
-        | Obs::Rejected { t, .. }
-        | Obs::Assigned { t, .. }
-        | Obs::Abandoned { t, .. }
-        | Obs::Message { t, .. }
-        | Obs::Reply { t, .. }
-        | Obs::Ended { t, .. }
-        | Obs::Unfinished { t, .. }
-        | Obs::AgentLoad { t, .. }
-        | Obs::AgentOnline { t, .. } => t,
-    }
 }
 
 #[cfg(test)]

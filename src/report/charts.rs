@@ -8,7 +8,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::RunData;
+use crate::metrics::Measured;
 use crate::series::SeriesData;
 use crate::summary::Summary;
 
@@ -121,7 +121,7 @@ enum Kind<'a> {
 
 struct RunChart<'a> {
     kind: Kind<'a>,
-    run: &'a RunData,
+    run: &'a Measured,
 }
 
 impl Drawable for RunChart<'_> {
@@ -146,7 +146,7 @@ impl Drawable for RunChart<'_> {
 }
 
 impl<'a> Kind<'a> {
-    fn render(self, run: &'a RunData, name: String, title: String) -> DrawResult<Chart> {
+    fn render(self, run: &'a Measured, name: String, title: String) -> DrawResult<Chart> {
         render(&RunChart { kind: self, run }, name, title)
     }
 }
@@ -196,7 +196,7 @@ pub fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
 }
 
 /// Every chart of a run.
-pub fn render_all(run: &RunData) -> DrawResult<Vec<Chart>> {
+pub fn render_all(run: &Measured) -> DrawResult<Vec<Chart>> {
     let name = &run.summary.scenario.name;
     let mut charts = Vec::new();
     let latencies: Vec<&str> = ["queue_wait", "first_response", "reply"]
@@ -247,7 +247,7 @@ fn percentile_label(x: f64) -> String {
 
 fn spectrum<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    run: &RunData,
+    run: &Measured,
     keys: &[&str],
     name: &str,
 ) -> DrawResult<()> {

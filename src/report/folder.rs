@@ -1,5 +1,6 @@
 //! The run folder: writing every artefact of a run, and reading one back so
-//! that `kfsim report DIR` can render again without running again.
+//! that `kfsim report DIR` can render again without running again; and the
+//! folder of a sweep.
 //!
 //! Layout: `summary.json`, `series.json`, `histograms.json` (HDR V2-deflate,
 //! base64, per latency), `charts/*.svg` and `*.png`, `report.html`, and with
@@ -11,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::RunData;
 use crate::compare::Comparison;
+use crate::metrics::Measured;
+use crate::sweep::SweepResult;
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
@@ -25,7 +27,7 @@ fn json_pretty<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Write the machine-readable files: summary, series and histograms.
-pub fn write_data(dir: &Path, run: &RunData) -> anyhow::Result<()> {
+pub fn write_data(dir: &Path, run: &Measured) -> anyhow::Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_file(&dir.join("summary.json"), &json_pretty(&run.summary))?;
     write_file(&dir.join("series.json"), &json_pretty(&run.series))?;
@@ -37,7 +39,7 @@ pub fn write_data(dir: &Path, run: &RunData) -> anyhow::Result<()> {
 /// Write the charts (`charts/*.svg`) and `report.html`, and keep the
 /// baseline comparison (`comparison.json`) so the page can be rendered
 /// again from the folder.
-pub fn write_report(dir: &Path, run: &RunData, comparison: Option<&Comparison>) -> anyhow::Result<()> {
+pub fn write_report(dir: &Path, run: &Measured, comparison: Option<&Comparison>) -> anyhow::Result<()> {
     let charts = super::charts::render_all(run).map_err(anyhow::Error::msg)?;
     let chart_dir = dir.join("charts");
     fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
@@ -65,7 +67,7 @@ pub fn read_comparison(dir: &Path) -> anyhow::Result<Option<Comparison>> {
 }
 
 /// Write every histogram as `hgrm/NAME.hgrm`; returns the folder.
-pub fn write_hgrm(dir: &Path, run: &RunData) -> anyhow::Result<PathBuf> {
+pub fn write_hgrm(dir: &Path, run: &Measured) -> anyhow::Result<PathBuf> {
     let out = dir.join("hgrm");
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     for (name, h) in &run.histograms {
@@ -77,7 +79,7 @@ pub fn write_hgrm(dir: &Path, run: &RunData) -> anyhow::Result<PathBuf> {
 }
 
 /// Read a run folder written by [`write_data`].
-pub fn read(dir: &Path) -> anyhow::Result<RunData> {
+pub fn read(dir: &Path) -> anyhow::Result<Measured> {
     let read_json = |name: &str| -> anyhow::Result<serde_json::Value> {
         let path = dir.join(name);
         let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -97,7 +99,7 @@ pub fn read(dir: &Path) -> anyhow::Result<RunData> {
             super::hgrm::from_base64(&text).map_err(|e| anyhow::anyhow!("histograms.json, {name}: {e}"))?;
         histograms.insert(name, h);
     }
-    Ok(RunData { summary, series, histograms })
+    Ok(Measured { summary, series, histograms })
 }
 
 /// The summary JSON of a run folder or of a summary file.
@@ -113,4 +115,24 @@ pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
         crate::summary::SCHEMA
     );
     Ok(value)
+}
+
+/// Write a sweep's folder: `sweep.json`, `sweep.csv`, its charts and
+/// `sweep.html`.
+pub fn write_sweep(out: &Path, r: &SweepResult) -> anyhow::Result<()> {
+    let charts = super::sweep::charts(r).map_err(anyhow::Error::msg)?;
+    let chart_dir = out.join("charts");
+    std::fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
+    let write = |path: PathBuf, bytes: &[u8]| {
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    let mut json = serde_json::to_vec_pretty(r)?;
+    json.push(b'\n');
+    write(out.join("sweep.json"), &json)?;
+    write(out.join("sweep.csv"), super::sweep::csv(r).as_bytes())?;
+    for c in &charts {
+        write(chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
+        write(chart_dir.join(format!("{}.png", c.name)), &c.png)?;
+    }
+    write(out.join("sweep.html"), super::sweep::html(r, &charts).as_bytes())
 }

@@ -5,9 +5,10 @@
 use std::fmt::Write as _;
 
 use super::charts::Chart;
-use super::{RunData, human_ms};
 use crate::compare::{Comparison, Status};
 use crate::gate::{self, Verdict};
+use crate::metrics::Measured;
+use crate::scenario::units::human_ms;
 use crate::summary::LatencyStats;
 
 fn esc(s: &str) -> String {
@@ -39,7 +40,7 @@ figure { margin: 16px 0; } figure svg { max-width: 100%; height: auto; } figcapt
 
 /// Render the page for `run`, with its `charts` and, if one was made, the
 /// baseline `comparison`.
-pub fn render(run: &RunData, charts: &[Chart], comparison: Option<&Comparison>) -> String {
+pub fn render(run: &Measured, charts: &[Chart], comparison: Option<&Comparison>) -> String {
     let s = &run.summary;
     let mut h = String::new();
     let _ = write!(
@@ -50,7 +51,7 @@ pub fn render(run: &RunData, charts: &[Chart], comparison: Option<&Comparison>) 
          <h1>{name}</h1>\n<p class=\"meta\">engine <b>{engine}</b> · seed {seed} · {dur} of arrivals · \
          warm-up {warm} · service level T = {t} · kfsim {ver}{interrupted}</p>\n",
         name = esc(&s.scenario.name),
-        engine = esc(&s.engine),
+        engine = esc(s.engine.as_str()),
         seed = s.seed,
         dur = human_ms(Some(s.scenario.duration_s * 1e3)),
         warm = human_ms(Some(s.scenario.warmup_s * 1e3)),
@@ -86,7 +87,7 @@ fn strip_xml_decl(svg: &str) -> &str {
     }
 }
 
-fn verdicts(h: &mut String, run: &RunData, comparison: Option<&Comparison>) {
+fn verdicts(h: &mut String, run: &Measured, comparison: Option<&Comparison>) {
     let gates = &run.summary.gates;
     let failed = gates.iter().filter(|g| g.verdict == Verdict::Fail).count();
     let regressed = comparison.map_or(0, |c| c.rows.iter().filter(|r| r.status.fails()).count());
@@ -125,7 +126,7 @@ fn verdicts(h: &mut String, run: &RunData, comparison: Option<&Comparison>) {
     }
 }
 
-fn key_numbers(h: &mut String, run: &RunData) {
+fn key_numbers(h: &mut String, run: &Measured) {
     let s = &run.summary;
     let cards = [
         ("offered", s.sessions.offered.to_string()),
@@ -175,7 +176,7 @@ fn latency_row(h: &mut String, name: &str, st: &LatencyStats) {
     );
 }
 
-fn entries(h: &mut String, run: &RunData) {
+fn entries(h: &mut String, run: &Measured) {
     h.push_str("<h2>By entry point</h2>\n<table><tr><th>entry</th><th>scene</th><th>account</th><th>offered</th><th>answered</th><th>abandoned</th><th>rejected</th><th>service level</th><th>queue wait p95</th><th>first response p95</th></tr>\n");
     for (name, e) in &run.summary.by_entry {
         let _ = writeln!(
@@ -196,7 +197,7 @@ fn entries(h: &mut String, run: &RunData) {
     h.push_str("</table>\n");
 }
 
-fn agents(h: &mut String, run: &RunData) {
+fn agents(h: &mut String, run: &Measured) {
     let s = &run.summary;
     h.push_str("<h2>Agents</h2>\n<table><tr><th>account</th><th>agents</th><th>Jain</th><th>Gini</th><th>CV</th><th>max/min</th><th>Jain (busy time)</th></tr>\n");
     for (account, f) in &s.fairness {

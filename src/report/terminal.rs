@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::human_ms;
+use crate::scenario::units::human_ms;
 use crate::summary::{LatencyStats, Summary};
 
 fn pct(v: Option<f64>) -> String {

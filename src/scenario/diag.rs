@@ -44,6 +44,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// The same place with another message.
+    pub fn with_message(&self, message: String) -> Diagnostic {
+        Diagnostic { message, ..self.clone() }
+    }
+
     /// Locate `span` (byte offsets into `text`) and keep the line it starts
     /// on. Without a span the error is about the whole file: it is reported
     /// at 1:1 with no snippet.

@@ -26,7 +26,6 @@ pub use schema::{MSG_TYPES, Mix, PolicyKind, Scene};
 
 use schema::{RawAgents, RawEntry, RawGates, RawPoint, RawScenario, RawShift};
 
-use crate::gate::{self, Condition, Gate};
 use units::format_duration;
 
 /// Default run length when a file gives no `duration`.
@@ -73,10 +72,35 @@ pub struct Scenario {
     pub target_url: Option<String>,
     /// Live engine: `[target] corpid` and `corpsecret` for `gettoken`.
     pub target_credentials: Option<(String, String)>,
-    /// Thresholds checked after a run (`[gates]`). Not part of what is
-    /// simulated, so not part of the scenario's fingerprint.
+    /// Thresholds checked after a run (`[gates]`), as written: the metric
+    /// paths are resolved by `gate::bind`, which knows the summary's shape.
+    /// Not part of what is simulated, so not part of the fingerprint.
     #[serde(skip)]
-    pub gates: Vec<Gate>,
+    pub gates: Vec<GateSpec>,
+}
+
+/// One gate as written in `[gates]`, with where it was written, so that a
+/// layer that knows the metrics can report a bad one at its line and column.
+#[derive(Debug, Clone)]
+pub struct GateSpec {
+    /// The metric path as written.
+    pub metric: String,
+    /// The condition as written.
+    pub condition: String,
+    metric_at: Diagnostic,
+    condition_at: Diagnostic,
+}
+
+impl GateSpec {
+    /// An error about the metric, pointing at it.
+    pub fn metric_error(&self, message: String) -> ScenarioError {
+        ScenarioError::Invalid(Box::new(self.metric_at.with_message(message)))
+    }
+
+    /// An error about the condition, pointing at it.
+    pub fn condition_error(&self, message: String) -> ScenarioError {
+        ScenarioError::Invalid(Box::new(self.condition_at.with_message(message)))
+    }
 }
 
 /// A customer-service account and its reception rules.
@@ -113,6 +137,16 @@ pub struct AgentGroup {
     pub wrap_up: TimeDist,
     /// `[from, to)` shifts [µs]; empty means online for the whole run.
     pub online: Vec<(u64, u64)>,
+}
+
+impl AgentGroup {
+    /// The servicer id of agent `n` (1-based) of this group, as every
+    /// engine, report and the reference service name it: `GROUP-NN`,
+    /// numbered to the width of the group's size (at least two digits).
+    pub fn agent_id(&self, n: u32) -> String {
+        let width = self.count.to_string().len().max(2);
+        format!("{}-{:0width$}", self.group, n)
+    }
 }
 
 /// An entry point and the customers who come through it.
@@ -184,6 +218,11 @@ impl Scenario {
         format!("{h:016x}")
     }
 
+    /// Every agent's id, in the order of their global index.
+    pub fn agent_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.groups.iter().flat_map(|g| (1..=g.count).map(move |n| g.agent_id(n)))
+    }
+
     /// Total agents over all groups.
     pub fn agent_count(&self) -> usize {
         self.groups.iter().map(|g| g.count as usize).sum()
@@ -204,26 +243,19 @@ fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     };
     let raw_gates = raw.gates.take().unwrap_or_default();
     let mut scenario = build(raw, &err)?;
-    scenario.gates = gates(&scenario, raw_gates, &err)?;
+    scenario.gates = gate_specs(raw_gates, file, text);
     Ok(scenario)
 }
 
-/// Resolve each gate's metric against the summary this scenario produces
-/// and parse its condition in that metric's unit.
-fn gates(scenario: &Scenario, raw: RawGates, err: &ErrFn<'_>) -> Result<Vec<Gate>, ScenarioError> {
-    if raw.0.is_empty() {
-        return Ok(Vec::new());
-    }
-    let blank =
-        crate::metrics::Metrics::new(scenario).finish(scenario, "sim", &crate::sim::RunStats::default());
-    let valid = gate::leaf_paths(&serde_json::to_value(&blank).expect("a summary is JSON"));
+fn gate_specs(raw: RawGates, file: &str, text: &str) -> Vec<GateSpec> {
+    let at = |span: Range<usize>| Diagnostic::new(file, text, Some(span), String::new());
     raw.0
         .into_iter()
-        .map(|(metric, condition)| {
-            let path = gate::resolve(metric.get_ref(), &valid).map_err(|m| err(Some(metric.span()), m))?;
-            let parsed = Condition::parse(condition.get_ref(), gate::unit_of(&path))
-                .map_err(|m| err(Some(condition.span()), m))?;
-            Ok(Gate { metric: metric.into_inner(), path, condition: parsed })
+        .map(|(metric, condition)| GateSpec {
+            metric_at: at(metric.span()),
+            condition_at: at(condition.span()),
+            metric: metric.into_inner(),
+            condition: condition.into_inner(),
         })
         .collect()
 }

@@ -124,6 +124,26 @@ impl fmt::Display for Rate {
     }
 }
 
+/// A duration in ms as a person reads it: `850ms`, `25.9s`, `4m12s`.
+pub fn human_ms(v: Option<f64>) -> String {
+    let Some(ms) = v else { return "—".into() };
+    if ms == 0.0 {
+        "0s".into()
+    } else if ms < 1.0 {
+        format!("{:.0}µs", ms * 1e3)
+    } else if ms < 1_000.0 {
+        format!("{ms:.0}ms")
+    } else if ms < 60_000.0 {
+        format!("{:.1}s", ms / 1e3)
+    } else if ms < 3_600_000.0 {
+        let s = (ms / 1e3).round() as u64;
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        let m = (ms / 60e3).round() as u64;
+        format!("{}h{:02}m", m / 60, m % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +178,15 @@ mod tests {
         for bad in ["120", "120/week", "-1/s", "0/s", "x/s", "inf/s", "NaN/s"] {
             assert!(Rate::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_ms(Some(0.5)), "500µs");
+        assert_eq!(human_ms(Some(850.0)), "850ms");
+        assert_eq!(human_ms(Some(25_900.0)), "25.9s");
+        assert_eq!(human_ms(Some(252_000.0)), "4m12s");
+        assert_eq!(human_ms(Some(9_000_000.0)), "2h30m");
+        assert_eq!(human_ms(None), "—");
     }
 }

@@ -1,5 +1,6 @@
-//! The simulation ports: HTTP stand-ins for the WeChat app (customers) and
-//! the WeCom client (servicers), so that kfsim can play both sides.
+//! The driver ports: HTTP stand-ins for the WeChat app (customers, over
+//! channels) and the WeCom client (servicers), so that kfsim can play both
+//! sides. (The routes keep their `/sim/` prefix: it is the wire protocol.)
 //!
 //! Customers are driven in bulk: a driver opens a channel, sends many
 //! customer actions per request (`batch`), and pulls everything meant for

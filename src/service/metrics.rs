@@ -68,6 +68,8 @@ impl HttpMetrics {
 }
 
 /// Middleware: time every request and note its errcode.
+// A request's own duration is wall time by definition.
+#[allow(clippy::disallowed_methods)]
 pub(super) async fn track(AxState(svc): AxState<Service>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let started = Instant::now();

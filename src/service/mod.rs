@@ -4,13 +4,13 @@
 //!
 //! Two surfaces (documented in `docs/protocol.md` and `docs/openapi.yaml`):
 //! the enterprise API, compatible with WeCom's `cgi-bin/kf` ([`api`]), and
-//! the simulation ports that play the WeChat app (customers, batched over
-//! channels) and the WeCom client (servicers) ([`sim_ports`]).
+//! the ports that play the WeChat app (customers, batched over channels)
+//! and the WeCom client (servicers) ([`channels`]).
 //!
 //! Layout: [`state`], [`admin`], [`session`], [`agent`] and [`enterprise`] are the
 //! pure state machine (time is an argument, no I/O); [`http`] is the
-//! plumbing; [`api`] and [`sim_ports`] are the handlers; [`metrics`]
-//! renders `/metrics`; [`cli`] is `kfsim serve`. Wall-clock time enters
+//! plumbing; [`api`] and [`channels`] are the handlers; [`metrics`]
+//! renders `/metrics`. The command line's `serve` starts it. Wall-clock time enters
 //! only through a [`Clock`], read by the handlers at the edge. The state is
 //! one mutex; no lock is held across an await, and long-polls wait on a
 //! per-queue `Notify`.
@@ -18,7 +18,7 @@
 pub mod admin;
 pub mod agent;
 pub mod api;
-pub mod cli;
+pub mod channels;
 pub mod enterprise;
 pub mod errors;
 pub mod feed;
@@ -26,7 +26,6 @@ mod http;
 pub mod metrics;
 pub mod model;
 pub mod session;
-pub mod sim_ports;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -39,7 +38,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-pub use cli::{ServeArgs, cmd_serve};
 pub use state::{Config, State};
 
 use crate::scenario::Scenario;
@@ -58,6 +56,9 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    // The one place the service reads the wall clock: the handlers take
+    // time from their `Clock`, so tests can move it by hand.
+    #[allow(clippy::disallowed_methods)]
     fn now_us(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
     }
@@ -168,7 +169,7 @@ impl Service {
 /// WeCom-style JSON errors for unknown paths and methods.
 pub fn app(svc: Service) -> axum::Router {
     api::routes()
-        .merge(sim_ports::routes())
+        .merge(channels::routes())
         .merge(metrics::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::wrong_method)

@@ -525,9 +525,8 @@ impl State {
             }
         }
         for g in &sc.groups {
-            let width = g.count.to_string().len().max(2);
             for n in 1..=g.count {
-                let userid = format!("{}-{:0width$}", g.group, n);
+                let userid = g.agent_id(n);
                 st.add_member(ids[g.account], &userid, g.max_concurrent, now_us);
             }
         }

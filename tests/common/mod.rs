@@ -11,7 +11,7 @@ pub fn replicate(text: &str, sets: &[&str], seeds: std::ops::Range<u64>) -> Vec<
             let mut all: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
             all.push(format!("seed={seed}"));
             let sc = Scenario::parse_with(text, "test.toml", &all).expect("valid scenario");
-            kfsim::cli::simulate(&sc)
+            kfsim::sim::simulate(&sc)
         })
         .collect()
 }

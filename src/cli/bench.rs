@@ -1,0 +1,93 @@
+//! `kfsim bench`: the simulator's speed and memory, each scenario measured
+//! in a process of its own.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::Exit;
+use crate::scenario::Scenario;
+
+/// Arguments of `kfsim bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Scenarios to measure [default: scenarios/bench-mmc.toml and scenarios/bench-chat.toml].
+    pub scenarios: Vec<PathBuf>,
+    /// Sessions per measurement (the duration is set to reach about this many).
+    #[arg(long, default_value_t = 5_000_000)]
+    pub sessions: u64,
+    /// Measure in this process and print one JSON line (used by `bench` itself,
+    /// so that each scenario's peak memory is its own).
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
+    if args.child {
+        let path = args.scenarios.first().context("--child needs one scenario")?;
+        let sc = bench_scenario(path, args.sessions)?;
+        let started = Instant::now();
+        let summary = crate::sim::simulate(&sc);
+        let wall = started.elapsed().as_secs_f64();
+        let line = serde_json::json!({
+            "scenario": sc.name,
+            "sessions": summary.run.sessions_total,
+            "wall_s": wall,
+            "sessions_per_s": summary.run.sessions_total as f64 / wall,
+            "peak_rss_mb": peak_rss_mb(),
+        });
+        println!("{line}");
+        return Ok(Exit::Success);
+    }
+    let scenarios = if args.scenarios.is_empty() {
+        vec![PathBuf::from("scenarios/bench-mmc.toml"), PathBuf::from("scenarios/bench-chat.toml")]
+    } else {
+        args.scenarios.clone()
+    };
+    let exe = std::env::current_exe().context("locating the kfsim binary")?;
+    println!("{:<16}{:>14}{:>10}{:>18}{:>14}", "scenario", "sessions", "wall", "sessions/s", "peak RSS");
+    for path in &scenarios {
+        // Validate here so a bad file is exit 2, not a child's failure.
+        bench_scenario(path, args.sessions)?;
+        let output = std::process::Command::new(&exe)
+            .args(["bench", "--child", "--sessions", &args.sessions.to_string()])
+            .arg(path)
+            .output()
+            .context("starting the benchmark process")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "benchmark of {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        println!(
+            "{:<16}{:>14}{:>9.2}s{:>18.0}{:>11.1} MB",
+            v["scenario"].as_str().unwrap_or("?"),
+            v["sessions"],
+            v["wall_s"].as_f64().unwrap_or(0.0),
+            v["sessions_per_s"].as_f64().unwrap_or(0.0),
+            v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    Ok(Exit::Success)
+}
+
+/// The scenario at `path` with its duration set so that about `sessions`
+/// sessions arrive, and no warm-up.
+fn bench_scenario(path: &Path, sessions: u64) -> anyhow::Result<Scenario> {
+    let mut sc = Scenario::load(path, &[])?;
+    let rate: f64 = sc.entries.iter().map(|e| e.rate_per_s).sum();
+    sc.duration_us = ((sessions as f64 / rate) * 1e6).ceil() as u64;
+    sc.warmup_us = 0;
+    Ok(sc)
+}
+
+/// Peak resident memory of this process [MB], from /proc (Linux only).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

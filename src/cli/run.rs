@@ -1,0 +1,323 @@
+//! `kfsim run`, `validate`, `compare` and `report`: a run assembled from
+//! the scenario, an engine and the report, then its verdicts.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+use super::{ArgError, Exit, ScenarioArgs, default_out_dir, load, progress_bar};
+use crate::compare::{self, Comparison};
+use crate::gate::{self, GateResult, Verdict};
+use crate::live::LiveOptions;
+use crate::metrics::Measured;
+use crate::observe::Engine;
+use crate::report::folder;
+use crate::scenario::Scenario;
+use crate::scenario::units::human_ms;
+
+/// Arguments of `kfsim compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The baseline: a summary.json or a run folder.
+    pub baseline: PathBuf,
+    /// The run to judge: a summary.json or a run folder.
+    pub current: PathBuf,
+    /// How far a metric may get worse: `first_response.p95=10%`, `asa=5s`,
+    /// `*=5%` for every key metric [default: exact for the same sim scenario
+    /// and seed, else 10%].
+    #[arg(long = "tolerance", value_name = "METRIC=VALUE")]
+    pub tolerances: Vec<String>,
+    /// Also write the comparison as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// Arguments of `kfsim report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A run folder (with summary.json, series.json and histograms.json).
+    pub dir: PathBuf,
+}
+
+/// Extra outputs of `kfsim run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Export {
+    /// Each latency histogram in HdrHistogram's percentile text format (`hgrm/*.hgrm`).
+    Hgrm,
+}
+
+/// Arguments of `kfsim run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    /// The scenario.
+    pub scenario: ScenarioArgs,
+    /// Where to write the report [default: reports/NAME-TIMESTAMP].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seed of every random draw (overrides the scenario's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The engine.
+    #[arg(long, value_enum, default_value = "sim")]
+    pub engine: Engine,
+    /// Live engine: run this many times faster than the scenario's clock [default: the scenario's time_scale, else 1].
+    #[arg(long, value_name = "N")]
+    pub time_scale: Option<f64>,
+    /// Live engine: the service to drive (http://HOST:PORT) [default: the scenario's [target] url, else an embedded service].
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Do not check the scenario's [gates].
+    #[arg(long)]
+    pub no_gates: bool,
+    /// Compare with this earlier run (summary.json or run folder); exit 1 on a regression.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Tolerance for the baseline comparison (see `kfsim compare`).
+    #[arg(long = "tolerance", value_name = "METRIC=VALUE", requires = "baseline")]
+    pub tolerances: Vec<String>,
+    /// Write the gates (and the baseline comparison) as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Extra files to write into the run folder.
+    #[arg(long, value_enum)]
+    pub export: Vec<Export>,
+}
+
+pub(super) fn cmd_validate(args: &ScenarioArgs) -> anyhow::Result<Exit> {
+    let (sc, _gates) = load(args)?;
+    println!(
+        "{}: ok — {} account(s), {} agent(s) in {} group(s), {} entry point(s)",
+        args.scenario.display(),
+        sc.accounts.len(),
+        sc.agent_count(),
+        sc.groups.len(),
+        sc.entries.len()
+    );
+    Ok(Exit::Success)
+}
+
+pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
+    let (mut sc, gates) = load(&args.scenario)?;
+    if let Some(seed) = args.seed {
+        sc.seed = seed;
+    }
+    // A bad baseline is an argument error: find out before running.
+    let baseline = args.baseline.as_deref().map(crate::report::folder::read_summary_value).transpose()?;
+    let out = match &args.out {
+        Some(dir) => dir.clone(),
+        None => default_out_dir(&sc.name),
+    };
+    let mut run = match args.engine {
+        Engine::Sim => simulate_interactive(&sc, args.quiet),
+        Engine::Live => run_live(&sc, args)?,
+    };
+    let json = serde_json::to_value(&run.summary)?;
+    if !args.no_gates {
+        run.summary.gates = gate::evaluate(&gates, &json);
+    }
+    let comparison = match &baseline {
+        Some(base) => Some(compare_values(base, &json, &args.tolerances)?),
+        None => None,
+    };
+    folder::write_data(&out, &run)?;
+    folder::write_report(&out, &run, comparison.as_ref())?;
+    if args.export.contains(&Export::Hgrm) {
+        folder::write_hgrm(&out, &run)?;
+    }
+    if let Some(path) = &args.junit {
+        write_junit(path, &run.summary.scenario.name, &run.summary.gates, comparison.as_ref())?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if !args.quiet {
+        crate::report::terminal(&run.summary, &mut stdout)?;
+        writeln!(stdout, "report     {}", out.join("report.html").display())?;
+    }
+    let regressed = comparison.as_ref().is_some_and(Comparison::failed);
+    if let Some(c) = &comparison {
+        print_comparison(&mut stdout, c, args.quiet)?;
+    }
+    // Failed gates come last, where a CI log is read.
+    let failed = print_gates(&mut stdout, &run.summary.gates, args.quiet)?;
+    Ok(if run.summary.run.interrupted {
+        Exit::Interrupted
+    } else if failed || regressed {
+        Exit::GatesFailed
+    } else {
+        Exit::Success
+    })
+}
+
+fn compare_values(
+    base: &serde_json::Value,
+    cur: &serde_json::Value,
+    args: &[String],
+) -> anyhow::Result<Comparison> {
+    let valid: std::collections::BTreeSet<String> =
+        gate::leaf_paths(base).union(&gate::leaf_paths(cur)).cloned().collect();
+    let tolerances = args
+        .iter()
+        .map(|a| compare::parse_tolerance_arg(a, &valid).map_err(|m| ArgError(m).into()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(compare::compare(base, cur, &tolerances))
+}
+
+fn write_junit(
+    path: &Path,
+    name: &str,
+    gates: &[GateResult],
+    comparison: Option<&Comparison>,
+) -> anyhow::Result<()> {
+    let mut xml = Vec::new();
+    crate::report::junit::write(name, gates, comparison, &mut xml)?;
+    std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Print the gates, failed ones last; returns whether any failed.
+fn print_gates(w: &mut dyn Write, gates: &[GateResult], quiet: bool) -> anyhow::Result<bool> {
+    let failed: Vec<&GateResult> = gates.iter().filter(|g| g.verdict == Verdict::Fail).collect();
+    if !quiet {
+        for g in gates.iter().filter(|g| g.verdict != Verdict::Fail) {
+            writeln!(w, "gate       {g}")?;
+        }
+    }
+    for g in &failed {
+        writeln!(w, "gate       {g}")?;
+    }
+    if !failed.is_empty() {
+        writeln!(w, "FAILED     {} of {} gates failed", failed.len(), gates.len())?;
+    }
+    Ok(!failed.is_empty())
+}
+
+fn print_comparison(w: &mut dyn Write, c: &Comparison, quiet: bool) -> anyhow::Result<()> {
+    let mode = if c.exact { "exact (same sim scenario and seed)" } else { "with tolerances" };
+    let failing: Vec<&compare::Row> = c.rows.iter().filter(|r| r.status.fails()).collect();
+    if !quiet {
+        writeln!(w, "baseline   {} metrics compared, {mode}", c.rows.len())?;
+        for r in c.rows.iter().filter(|r| !r.status.fails() && r.status != compare::Status::Ok) {
+            writeln!(w, "  {}", comparison_line(r))?;
+        }
+    }
+    for r in &failing {
+        writeln!(w, "  {}", comparison_line(r))?;
+    }
+    if !failing.is_empty() {
+        writeln!(w, "REGRESSED  {} metric(s) against the baseline", failing.len())?;
+    }
+    Ok(())
+}
+
+fn comparison_line(r: &compare::Row) -> String {
+    let unit = gate::unit_of(&r.metric);
+    let v = |x: Option<f64>| x.map_or("—".to_owned(), |x| gate::format_value(x, unit));
+    let status = format!("{:?}", r.status).to_lowercase();
+    format!("{status:<9} {}  {} → {}  (tolerance {})", r.metric, v(r.baseline), v(r.current), r.tolerance)
+}
+
+pub(super) fn cmd_compare(args: &CompareArgs) -> anyhow::Result<Exit> {
+    let base = folder::read_summary_value(&args.baseline).map_err(|e| ArgError(format!("{e:#}")))?;
+    let cur = folder::read_summary_value(&args.current).map_err(|e| ArgError(format!("{e:#}")))?;
+    let c = compare_values(&base, &cur, &args.tolerances)?;
+    let mut stdout = std::io::stdout().lock();
+    print_comparison(&mut stdout, &c, false)?;
+    if let Some(path) = &args.junit {
+        let name = cur.pointer("/scenario/name").and_then(|v| v.as_str()).unwrap_or("kfsim");
+        write_junit(path, name, &[], Some(&c))?;
+    }
+    if !c.failed() {
+        writeln!(stdout, "ok         no regression")?;
+    }
+    Ok(if c.failed() { Exit::GatesFailed } else { Exit::Success })
+}
+
+pub(super) fn cmd_report(args: &ReportArgs) -> anyhow::Result<Exit> {
+    let run = folder::read(&args.dir).map_err(|e| ArgError(format!("{e:#}")))?;
+    let comparison = folder::read_comparison(&args.dir)?;
+    folder::write_report(&args.dir, &run, comparison.as_ref())?;
+    println!("report     {}", args.dir.join("report.html").display());
+    Ok(Exit::Success)
+}
+
+/// A live run: the embedded reference service on a loopback port unless a
+/// target is given, then the live engine against it with a progress bar.
+fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
+    let target = args.target.clone().or_else(|| sc.target_url.clone());
+    let mut opts = LiveOptions {
+        time_scale: args.time_scale.unwrap_or(sc.time_scale),
+        target_label: target.clone().unwrap_or_else(|| "embedded".into()),
+        // checked with the rest below; the embedded service's URL is known later
+        target: target.clone().unwrap_or_else(|| "http://127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    if let Some((id, secret)) = &sc.target_credentials {
+        opts.corpid = id.clone();
+        opts.corpsecret = secret.clone();
+    }
+    opts.check().map_err(|m| {
+        let m = m.replace("the time scale", "--time-scale").replace("target ", "--target ");
+        ArgError(m)
+    })?;
+    if !args.quiet {
+        eprintln!(
+            "live: {} of scenario time at ×{} takes about {:.0} s against {}",
+            human_ms(Some(sc.duration_us as f64 / 1e3)),
+            opts.time_scale,
+            sc.duration_us as f64 / 1e6 / opts.time_scale,
+            target.as_deref().unwrap_or("the embedded service")
+        );
+    }
+    let (bar, mut progress) = progress_bar(sc, args.quiet);
+    let embedded = target.is_none();
+    let measured = run_live_with(sc, opts, embedded, &mut progress);
+    bar.finish_and_clear();
+    let measured = measured?;
+    if measured.summary.run.interrupted {
+        eprintln!("interrupted: writing the report of what ran");
+    }
+    Ok(measured)
+}
+
+/// Assemble a live run: a runtime, the embedded reference service when
+/// `embedded` (its URL replaces `opts.target`), the live engine with
+/// `progress`, then the service stopped.
+pub fn run_live_with(
+    sc: &Scenario,
+    mut opts: LiveOptions,
+    embedded: bool,
+    progress: &mut crate::live::ProgressFn<'_>,
+) -> anyhow::Result<Measured> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    rt.block_on(async {
+        let service = if embedded {
+            let (url, service) = super::serve::start_embedded(sc).await?;
+            opts.target = url;
+            Some(service)
+        } else {
+            None
+        };
+        let measured = crate::live::run(sc, &opts, progress).await;
+        if let Some(service) = service {
+            service.stop(Duration::from_secs(5)).await;
+        }
+        measured
+    })
+}
+
+/// Run the simulator with a progress bar on a terminal, stopping cleanly on
+/// the first Ctrl-C or SIGTERM (a second one ends the process at once).
+fn simulate_interactive(sc: &Scenario, quiet: bool) -> Measured {
+    let (bar, mut progress) = progress_bar(sc, quiet);
+    let measured = crate::sim::simulate_measured(sc, &mut progress);
+    bar.finish_and_clear();
+    if measured.summary.run.interrupted {
+        eprintln!("interrupted: writing the report of what ran");
+    }
+    measured
+}
