@@ -401,7 +401,8 @@ async fn bad_input_gets_wecom_errors_never_a_500() {
         }
     }
     let cases = [
-        ("/cgi-bin/kf/sync_msg", json!({}), 40058),
+        // (without open_kfid it reads every account: issue 10; a bad cursor is still refused)
+        ("/cgi-bin/kf/sync_msg", json!({"cursor": "bogus"}), 40058),
         ("/cgi-bin/kf/sync_msg", json!({"open_kfid": "wkunknown"}), 95004),
         ("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "limit": 1001}), 40058),
         ("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "cursor": "bogus"}), 40058),

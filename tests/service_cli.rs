@@ -96,3 +96,32 @@ fn serve_refuses_bad_limits_with_exit_2() {
         assert!(err.contains(args[0]), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn callback_settings_are_checked_before_serving() {
+    let base = [
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--callback-url",
+        "http://127.0.0.1:9/cb",
+        "--callback-token",
+        "tok",
+    ];
+    let short = kfsim().args(base).args(["--callback-aes-key", "tooshort"]).output().unwrap();
+    assert_eq!(short.status.code(), Some(2), "{}", String::from_utf8_lossy(&short.stderr));
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(err.contains("EncodingAESKey must be 43 characters"), "{err}");
+    // a URL nobody answers: checked for --callback-wait, then exit 3
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/cb", listener.local_addr().unwrap());
+    drop(listener);
+    let out = kfsim()
+        .args(["serve", "--addr", "127.0.0.1:0", "--callback-url", &dead, "--callback-token", "tok"])
+        .args(["--callback-aes-key", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "--callback-wait", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did not verify within") && err.contains(&dead), "{err}");
+}

@@ -8,8 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::Exit;
+use std::time::Duration;
+
+use super::{ArgError, Exit};
 use crate::scenario::Scenario;
+use crate::service::crypto::CallbackCrypto;
+use crate::service::push::{CallbackFaults, CallbackSettings, VerifyError};
 use crate::service::{Clock, Config, Options, Service, State, SystemClock, serve};
 
 /// Arguments of `kfsim serve`.
@@ -59,6 +63,84 @@ pub struct ServeArgs {
     /// servicer; more are refused with 45009.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub pending_cap: u32,
+    /// Hand every account of `--scenario` to the API (通过API管理): new
+    /// sessions stay in state 0 for the middleware.
+    #[arg(long, requires = "scenario")]
+    pub api_managed: bool,
+    #[command(flatten)]
+    /// Where `kf_msg_or_event` callbacks go.
+    pub callback: CallbackArgs,
+}
+
+/// The callback a middleware receives (WeCom's 接收消息 settings).
+#[derive(Debug, clap::Args)]
+pub struct CallbackArgs {
+    /// Send a `kf_msg_or_event` callback to this URL for every customer
+    /// message and event, as WeCom does; the URL is checked first.
+    #[arg(long, value_name = "URL", requires_all = ["callback_token", "callback_aes_key"])]
+    pub callback_url: Option<String>,
+    /// The callback's Token.
+    #[arg(long, value_name = "TOKEN", requires = "callback_url")]
+    pub callback_token: Option<String>,
+    /// The callback's EncodingAESKey (43 characters).
+    #[arg(long, value_name = "KEY", requires = "callback_url")]
+    pub callback_aes_key: Option<String>,
+    /// How long the middleware has to answer a callback (WeCom: 5 s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration_us)]
+    pub callback_timeout: u64,
+    /// Attempts after one that failed (WeCom: 3).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub callback_retries: u32,
+    /// Callbacks of one account out at once; more are coalesced into one.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub callback_max_in_flight: u32,
+    /// Keep checking the callback URL this long before giving up (exit 3):
+    /// the middleware may still be starting.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_us)]
+    pub callback_wait: u64,
+}
+
+impl CallbackArgs {
+    /// The settings, checked (an EncodingAESKey of the wrong length is an
+    /// argument error).
+    pub fn settings(&self, corpid: &str) -> Result<Option<CallbackSettings>, ArgError> {
+        let Some(url) = &self.callback_url else { return Ok(None) };
+        if !url.starts_with("http://") {
+            return Err(ArgError(format!("--callback-url {url}: expected http://HOST:PORT/PATH")));
+        }
+        let token = self.callback_token.as_deref().unwrap_or_default();
+        let key = self.callback_aes_key.as_deref().unwrap_or_default();
+        let crypto =
+            CallbackCrypto::new(token, key, corpid).map_err(|e| ArgError(format!("callback: {e}")))?;
+        Ok(Some(CallbackSettings {
+            url: url.clone(),
+            crypto,
+            corpid: corpid.to_owned(),
+            timeout: Duration::from_micros(self.callback_timeout),
+            retries: self.callback_retries,
+            max_in_flight: self.callback_max_in_flight,
+            faults: CallbackFaults::default(),
+        }))
+    }
+}
+
+/// Check the callback URL until it verifies or `wait` has passed.
+pub(super) async fn verify_callback(s: &CallbackSettings, wait: Duration, seed: u64) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let now_s = SystemClock.now_us() / 1_000_000;
+        match crate::service::push::verify_url(s, seed, now_s).await {
+            Ok(()) => return Ok(()),
+            // a wrong answer will not get right by waiting
+            Err(e @ VerifyError::WrongAnswer { .. }) => return Err(e.into()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("the callback URL did not verify within {wait:?}"))
+                );
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 fn duration_us(text: &str) -> Result<u64, String> {
@@ -70,10 +152,16 @@ fn duration_us(text: &str) -> Result<u64, String> {
 
 /// Run `kfsim serve` until Ctrl-C or SIGTERM (then exit 0).
 pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
-    let scenario = match &args.scenario {
+    let mut scenario = match &args.scenario {
         Some(path) => Some(Scenario::load(path, &args.sets)?),
         None => None,
     };
+    if args.api_managed {
+        for a in scenario.iter_mut().flat_map(|sc| sc.accounts.iter_mut()) {
+            a.api_managed = true;
+        }
+    }
+    let callbacks = args.callback.settings(&args.corpid)?;
     // A second subscriber (tests calling this twice) is not an error.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = tracing_subscriber::fmt().with_target(false).with_ansi(ansi).try_init();
@@ -93,7 +181,8 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         seed: clock.now_us() ^ u64::from(std::process::id()).rotate_left(40),
         ..Config::default()
     };
-    let options = Options { auto_reply: args.auto_reply };
+    let seed = cfg.seed;
+    let options = Options { auto_reply: args.auto_reply, callbacks: callbacks.clone() };
     let svc = match &scenario {
         Some(sc) => Service::from_scenario(sc, cfg, clock, options),
         None => Service::new(State::new(cfg), clock, options),
@@ -104,6 +193,10 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("binding {}", args.addr))?;
+        if let Some(s) = &callbacks {
+            verify_callback(s, Duration::from_micros(args.callback.callback_wait), seed).await?;
+            tracing::info!(url = %s.url, "kfsim serve: the callback URL verified");
+        }
         let figures = svc.with_state(|st, _| st.figures());
         tracing::info!(
             addr = %listener.local_addr()?,

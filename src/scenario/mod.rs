@@ -116,6 +116,13 @@ pub struct Account {
     pub prefer_last_within_us: u64,
     /// Waiting-pool size; `None` is unbounded, `Some(0)` turns waiting off.
     pub queue_limit: Option<u32>,
+    /// Sessions are handed to a middleware through WeCom's API (state 0)
+    /// instead of being routed at once. Only a live run against a
+    /// middleware plays that part; the simulator routes such sessions as
+    /// if the middleware put each in the pool at once. (Left out of the
+    /// fingerprint when false, so older scenarios keep theirs.)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub api_managed: bool,
 }
 
 /// A group of identical agents.
@@ -339,6 +346,7 @@ fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
             prefer_last_agent: a.prefer_last_agent.unwrap_or(false),
             prefer_last_within_us: a.prefer_last_within.map_or(DEFAULT_PREFER_WITHIN_US, |d| d.0),
             queue_limit: a.queue_limit,
+            api_managed: a.api_managed.unwrap_or(false),
         });
     }
     let resolve =

@@ -78,6 +78,7 @@ pub(super) struct RawAccount {
     pub prefer_last_agent: Option<bool>,
     pub prefer_last_within: Option<Dur>,
     pub queue_limit: Option<u32>,
+    pub api_managed: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]

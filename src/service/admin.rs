@@ -44,6 +44,7 @@ impl State {
             log: Feed::new(self.cfg.sync_log_cap),
             sent_ids: RecentIds::default(),
             by_state: [0; 4],
+            owed: Default::default(),
         });
         self.account_ix.insert(open_kfid.into(), i);
         i

@@ -279,9 +279,10 @@ struct SyncOut {
     msg_list: Vec<SyncEntry>,
 }
 
-fn sync_msg(st: &mut State, r: SyncMsg, _now: u64) -> Result<SyncOut, ApiError> {
+fn sync_msg(st: &mut State, r: SyncMsg, now: u64) -> Result<SyncOut, ApiError> {
     super::errors::limit("cursor", &r.cursor, 64)?;
     super::errors::limit("token", &r.token, 128)?;
+    st.check_sync_token(&r.token, now)?;
     if !(0..=1).contains(&r.voice_format) {
         return Err(ApiError::param("voice_format must be 0 (amr) or 1 (silk)"));
     }

@@ -32,6 +32,10 @@ fn allowed(from: u8, to: u8) -> bool {
     matches!((from, to), (0, 1) | (0, 2) | (0, 3) | (1, 2) | (1, 3) | (2, 3) | (3, 3) | (0..=3, 4))
 }
 
+/// How cursors of `sync_msg` without `open_kfid` begin, so that one is
+/// never taken for an account's.
+const CORP_CURSOR: &str = "all";
+
 /// How long a resent `client_msgid` is recognised (a driver resends
 /// within seconds; remembering longer would cost memory at high rates).
 const RESEND_WINDOW_US: u64 = 60_000_000;
@@ -133,16 +137,29 @@ impl State {
 
     /// `sync_msg`: up to `limit` entries of the account's log from
     /// `cursor` (the empty cursor is the oldest kept, within 3 days).
+    /// Without `open_kfid` (the older documented form, and the only one
+    /// wechatpy 2.0 has), the entries of every account, in the order they
+    /// were logged, with cursors of their own (`all…`).
     pub fn sync_msg(&self, open_kfid: &str, cursor: &str, limit: usize) -> Result<SyncPage, ApiError> {
-        let acct = self.account_of(open_kfid)?;
-        let log = &self.accounts.get(acct).expect("account").log;
-        let seq = super::feed::parse_cursor(cursor)
+        let (log, prefix) = if open_kfid.is_empty() {
+            (&self.corp_log, CORP_CURSOR)
+        } else {
+            (&self.accounts.get(self.account_of(open_kfid)?).expect("account").log, "")
+        };
+        // "" is the start in both forms; otherwise the form must match
+        let own = match cursor {
+            "" => Some(""),
+            c if prefix.is_empty() => (!c.starts_with(CORP_CURSOR)).then_some(c),
+            c => c.strip_prefix(prefix).filter(|rest| !rest.is_empty()),
+        };
+        let seq = own
+            .and_then(super::feed::parse_cursor)
             .filter(|&s| log.valid(s))
             .ok_or_else(|| invalid_cursor(cursor))?;
         let r = log.read(seq, limit);
         Ok(SyncPage {
             msg_list: r.items.into_iter().map(|(_, e)| e).collect(),
-            next_cursor: format_cursor(r.next),
+            next_cursor: format!("{prefix}{}", format_cursor(r.next)),
             has_more: r.has_more,
         })
     }
@@ -363,6 +380,7 @@ impl State {
     /// sessions per call, resuming where the last call stopped.
     pub fn sweep(&mut self, now_us: u64, budget: usize) {
         let horizon = now_us.saturating_sub(self.cfg.retention_us);
+        self.corp_log.expire(horizon);
         let accounts: Vec<u32> = self.accounts.iter().map(|(i, _)| i).collect();
         for a in accounts {
             let acct = at!(self.accounts, a);

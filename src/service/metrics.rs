@@ -90,7 +90,10 @@ async fn healthz() -> Response {
 
 async fn prometheus(AxState(svc): AxState<Service>) -> Response {
     let figures = svc.with_state(|st, _| st.figures());
-    let text = render(&figures, &svc.inner.http.snapshot());
+    let mut text = render(&figures, &svc.inner.http.snapshot());
+    if let Some(stats) = svc.callback_stats() {
+        let _ = render_callbacks(&mut text, &stats);
+    }
     let mut resp = text.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp
@@ -153,6 +156,11 @@ fn render_counters(o: &mut String, f: &Figures) -> std::fmt::Result {
         ("sessions_ended", "Sessions ended.", c.ended),
         ("sessions_idle_ended", "Sessions ended for being idle.", c.idle_ended),
         ("queue_overflows", "Items pushed out of a full simulation-port queue.", c.queue_overflows),
+        (
+            "callbacks_coalesced",
+            "Log entries announced together with others by one callback.",
+            c.callbacks_coalesced,
+        ),
     ] {
         writeln!(
             o,
@@ -160,6 +168,34 @@ fn render_counters(o: &mut String, f: &Figures) -> std::fmt::Result {
         )?;
     }
     Ok(())
+}
+
+fn render_callbacks(o: &mut String, s: &super::push::CallbackStats) -> std::fmt::Result {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    for (name, help, v) in [
+        ("callbacks", "kf_msg_or_event callbacks taken for delivery.", get(&s.callbacks)),
+        ("callback_attempts", "Callback POSTs sent (first tries, retries, duplicates).", get(&s.attempts)),
+        ("callback_retries", "Callback POSTs sent again after one failed.", get(&s.retries)),
+        ("callbacks_delivered", "Callbacks answered with a 2xx status.", get(&s.delivered)),
+        ("callbacks_failed", "Callbacks given up on after every retry failed.", get(&s.failed)),
+        ("callbacks_dropped", "Injected fault: callbacks never sent.", get(&s.dropped)),
+        ("callbacks_duplicated", "Injected fault: callbacks sent twice.", get(&s.duplicated)),
+        ("callbacks_delayed", "Injected fault: callbacks held back before sending.", get(&s.delayed)),
+    ] {
+        writeln!(
+            o,
+            "# HELP kfsim_{name}_total {help}\n# TYPE kfsim_{name}_total counter\nkfsim_{name}_total {v}"
+        )?;
+    }
+    let (n, p50, p99) = s.latency_ms();
+    writeln!(o, "# HELP kfsim_callback_answer_ms Time to a callback's 2xx answer [ms].")?;
+    writeln!(o, "# TYPE kfsim_callback_answer_ms summary")?;
+    for (q, v) in [("0.5", p50), ("0.99", p99)] {
+        if let Some(v) = v {
+            writeln!(o, "kfsim_callback_answer_ms{{quantile=\"{q}\"}} {v}")?;
+        }
+    }
+    writeln!(o, "kfsim_callback_answer_ms_count {n}")
 }
 
 fn render_http(o: &mut String, routes: &[(String, RouteStats)]) -> std::fmt::Result {

@@ -18,13 +18,16 @@
 pub mod admin;
 pub mod agent;
 pub mod api;
+pub mod callbacks;
 pub mod channels;
+pub mod crypto;
 pub mod enterprise;
 pub mod errors;
 pub mod feed;
 mod http;
 pub mod metrics;
 pub mod model;
+pub mod push;
 pub mod session;
 pub mod state;
 #[cfg(test)]
@@ -87,11 +90,22 @@ impl Clock for ManualClock {
 }
 
 /// Options of a service instance beyond its state.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Servicers answer every customer message at once and end the
     /// session (benchmarks only).
     pub auto_reply: bool,
+    /// Send `kf_msg_or_event` callbacks there (WeCom's callback to a
+    /// middleware).
+    pub callbacks: Option<push::CallbackSettings>,
+}
+
+/// The callbacks of a service that sends them.
+struct Callbacks {
+    settings: Arc<push::CallbackSettings>,
+    stats: Arc<push::CallbackStats>,
+    /// Woken when an account owes a callback.
+    owed: Notify,
 }
 
 /// A running service's shared handle: the state, the clock, the HTTP
@@ -108,12 +122,14 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// Woken when servicer queues get items, in auto-reply mode.
     agents: Option<Notify>,
+    callbacks: Option<Callbacks>,
     max_body: usize,
 }
 
 impl Service {
     /// A service over `state`, reading time from `clock`.
-    pub fn new(state: State, clock: Arc<dyn Clock>, options: Options) -> Service {
+    pub fn new(mut state: State, clock: Arc<dyn Clock>, options: Options) -> Service {
+        state.cfg.callbacks = options.callbacks.is_some();
         Service {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
@@ -121,9 +137,23 @@ impl Service {
                 http: metrics::HttpMetrics::default(),
                 shutdown: watch::channel(false).0,
                 agents: options.auto_reply.then(Notify::new),
+                callbacks: options.callbacks.map(|s| Callbacks {
+                    settings: Arc::new(s),
+                    stats: Arc::default(),
+                    owed: Notify::new(),
+                }),
                 max_body: MAX_BODY,
             }),
         }
+    }
+
+    /// What became of the callbacks so far (`None` without callbacks).
+    pub fn callback_stats(&self) -> Option<Arc<push::CallbackStats>> {
+        self.inner.callbacks.as_ref().map(|c| c.stats.clone())
+    }
+
+    fn callback_notify(&self) -> Option<&Notify> {
+        self.inner.callbacks.as_ref().map(|c| &c.owed)
     }
 
     /// A service with the accounts, contact ways and servicers of a
@@ -148,6 +178,11 @@ impl Service {
             let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
             let r = f(&mut st, self.inner.clock.now_us());
             let any_user = st.take_wakes(&mut wakes);
+            if st.owes_callbacks()
+                && let Some(n) = self.callback_notify()
+            {
+                n.notify_one();
+            }
             (r, any_user)
         };
         for n in wakes {
@@ -186,11 +221,15 @@ pub async fn serve(
     svc: Service,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let tasks = [
+    let mut tasks = vec![
         tokio::spawn(sweeper(svc.clone())),
         tokio::spawn(metrics::log_every_minute(svc.clone())),
         tokio::spawn(auto_replier(svc.clone())),
     ];
+    if let Some(c) = &svc.inner.callbacks {
+        let seed = svc.with_state(|st, _| st.cfg.seed);
+        tasks.push(tokio::spawn(push::deliver(svc.clone(), c.settings.clone(), c.stats.clone(), seed)));
+    }
     let stopping = svc.clone();
     let result = axum::serve(listener, app(svc))
         .with_graceful_shutdown(async move {

@@ -261,7 +261,8 @@ impl State {
             return Ok(self.ack(conv, Some(msgid)));
         }
         let c = at!(self.convs, conv);
-        if c.state == 2 && c.pending.len() >= self.cfg.pending_cap {
+        let waits = c.state == 2 || (c.state < 2 && at!(self.accounts, c.account).rule.api_managed);
+        if waits && c.pending.len() >= self.cfg.pending_cap {
             return Err(ApiError::new(
                 code::LIMIT,
                 format!("{} messages already wait for a servicer in this session", self.cfg.pending_cap),
@@ -296,7 +297,10 @@ impl State {
             }
             2 => at!(self.convs, conv).pending.push(msg),
             3 => self.send_servicer(conv, Item::Msg(msg), now_us),
-            _ => {} // 0 and 1: the enterprise API reads it with sync_msg
+            // 0 and 1: the enterprise API reads it with sync_msg; for an
+            // API-managed account it also waits for a servicer
+            _ if waits => at!(self.convs, conv).pending.push(msg),
+            _ => {}
         }
         Ok(self.ack(conv, Some(msgid)))
     }
@@ -364,7 +368,10 @@ impl State {
     fn start_session(&mut self, conv: u32) {
         let c = at!(self.convs, conv);
         c.session_no += 1;
-        c.codes.clear();
+        // A welcome code outlives the session it came with: a customer who
+        // taps the link and types at once is still welcomed (its 20 s and
+        // single use bound it).
+        c.codes.retain(|k| k.kind == CodeKind::Welcome);
         c.coded_queue = false;
         c.coded_assign = false;
         self.counters.sessions_started += 1;
@@ -374,6 +381,11 @@ impl State {
     /// Route a session in state 0 by the account's rules.
     fn route(&mut self, conv: u32, now_us: u64) {
         let acct = at!(self.convs, conv).account;
+        if at!(self.accounts, acct).rule.api_managed {
+            // The middleware decides (send_msg, trans); the messages wait
+            // with the session for a servicer it may hand it to.
+            return;
+        }
         if at!(self.accounts, acct).members() == 0 {
             // No reception staff: the session stays with the API (state 0),
             // which answers it with send_msg; nobody reads `pending`.
@@ -598,7 +610,9 @@ impl State {
     }
 
     pub(super) fn push_log(&mut self, acct: u32, entry: SyncEntry, now_us: u64) {
+        self.corp_log.push(now_us, entry.clone());
         at!(self.accounts, acct).log.push(now_us, entry);
+        self.owe_callback(acct);
     }
 
     pub(super) fn push_event(&mut self, acct: u32, event: Event, now_us: u64) {

@@ -60,6 +60,9 @@ pub struct Config {
     pub default_max_concurrent: u32,
     /// Seed of ids, tokens and codes.
     pub seed: u64,
+    /// Keep track of the `kf_msg_or_event` callbacks each account owes
+    /// (a callback URL is configured).
+    pub callbacks: bool,
 }
 
 /// The largest queue a channel may ask for.
@@ -80,6 +83,7 @@ impl Default for Config {
             pending_cap: 1000,
             default_max_concurrent: 1,
             seed: 1,
+            callbacks: false,
         }
     }
 }
@@ -103,6 +107,12 @@ pub struct Rule {
     /// 接待上限 of servicers added without one.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+    /// Managed through the API (通过API管理): a new session stays in state
+    /// 0 for the middleware, which answers it with `send_msg` or hands it
+    /// on with `service_state/trans`; the reception rules above apply once
+    /// it is put in the pool.
+    #[serde(default)]
+    pub api_managed: bool,
 }
 
 fn default_policy() -> PolicyKind {
@@ -121,6 +131,7 @@ impl Default for Rule {
             prefer_last_within_s: default_prefer_within(),
             queue_limit: None,
             max_concurrent: None,
+            api_managed: false,
         }
     }
 }
@@ -202,6 +213,8 @@ pub(super) struct Account {
     pub(super) sent_ids: RecentIds,
     /// Sessions in states 0, 1, 2, 3.
     pub(super) by_state: [u64; 4],
+    /// Callbacks owed and out.
+    pub(super) owed: super::callbacks::Owed,
 }
 
 impl Account {
@@ -384,6 +397,9 @@ pub struct Counters {
     pub idle_ended: u64,
     /// Queue items pushed out of a full simulation-port queue.
     pub queue_overflows: u64,
+    /// Log entries announced by a callback that also announced others
+    /// (more were owed than could be out at once).
+    pub callbacks_coalesced: u64,
 }
 
 /// The service state. See the module docs.
@@ -407,6 +423,13 @@ pub struct State {
     pub(super) wake_users: Vec<u32>,
     pub(super) wake_channels: Vec<u32>,
     pub(super) sweep_at: u32,
+    /// Every account's log entries in one feed, for `sync_msg` without
+    /// `open_kfid` (the entries are shared with the accounts' logs).
+    pub(super) corp_log: Feed<SyncEntry>,
+    /// Accounts that owe callbacks.
+    pub(super) owing: Vec<u32>,
+    /// Serial number of the last callback Token.
+    pub(super) token_serial: u64,
 }
 
 /// One line of `account/list`.
@@ -472,6 +495,7 @@ pub struct Figures {
 impl State {
     /// An empty state: no accounts, no servicers.
     pub fn new(cfg: Config) -> State {
+        let corp_log = Feed::new(cfg.sync_log_cap);
         State {
             rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed),
             cfg,
@@ -491,6 +515,9 @@ impl State {
             wake_users: Vec::new(),
             wake_channels: Vec::new(),
             sweep_at: 0,
+            corp_log,
+            owing: Vec::new(),
+            token_serial: 0,
         }
     }
 
@@ -509,6 +536,7 @@ impl State {
                 prefer_last_within_s: a.prefer_last_within_us / 1_000_000,
                 queue_limit: a.queue_limit,
                 max_concurrent: None,
+                api_managed: a.api_managed,
             };
             ids.push(st.insert_account(a.name.clone(), String::new(), rule, now_us));
         }

@@ -1,0 +1,221 @@
+//! Which accounts owe a `kf_msg_or_event` callback, and the `Token` each
+//! callback carries for `sync_msg`. Pure state: time is an argument; the
+//! delivery itself (HTTP, crypto, retries) is [`super::push`].
+//!
+//! Every entry an account's log gets (a customer message, an event, a
+//! servicer's message) owes one callback. Up to `max_in_flight` callbacks
+//! of an account are out at once; what is owed beyond that is announced by
+//! one callback when a place frees (coalesced): a callback says only "read
+//! your log", so the last one covers everything logged before it, and a
+//! middleware that syncs until `has_more` is 0 on each callback misses
+//! nothing.
+//!
+//! Tokens are stateless: the issue time, a serial number and a keyed hash
+//! of both, so that checking one costs no memory whatever the callback
+//! rate. A token is valid for 10 minutes (WeCom's rule for `sync_msg`).
+
+use super::errors::{ApiError, code};
+use super::state::{State, mix};
+
+/// How long a callback's Token is accepted by `sync_msg` [µs].
+pub const SYNC_TOKEN_TTL_US: u64 = 600_000_000;
+
+/// A callback to deliver now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackDue {
+    /// The account (`OpenKfId`).
+    pub open_kfid: String,
+    /// The `Token` that `sync_msg` accepts for 10 minutes.
+    pub token: String,
+    /// Log entries this callback announces (more than 1 when coalesced).
+    pub covers: u64,
+}
+
+/// An account's callback debt.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Owed {
+    /// Entries logged and not yet announced.
+    pending: u64,
+    /// Callbacks out, not yet answered or given up.
+    in_flight: u32,
+    /// In [`State::owing`].
+    listed: bool,
+}
+
+impl State {
+    /// An entry was logged for account `acct`: it owes a callback.
+    pub(super) fn owe_callback(&mut self, acct: u32) {
+        if !self.cfg.callbacks {
+            return;
+        }
+        let Some(a) = self.accounts.get_mut(acct) else { return };
+        a.owed.pending += 1;
+        if !a.owed.listed {
+            a.owed.listed = true;
+            self.owing.push(acct);
+        }
+    }
+
+    /// Whether some account owes a callback that may go out.
+    pub fn owes_callbacks(&self) -> bool {
+        !self.owing.is_empty()
+    }
+
+    /// The callbacks that may go out now, at most `max_in_flight` per
+    /// account at once; each is out until [`State::callback_done`].
+    pub fn take_callbacks(&mut self, now_us: u64, max_in_flight: u32, out: &mut Vec<CallbackDue>) {
+        let mut waiting = Vec::new();
+        for acct in std::mem::take(&mut self.owing) {
+            let Some(a) = self.accounts.get_mut(acct) else { continue };
+            let room = u64::from(max_in_flight.saturating_sub(a.owed.in_flight));
+            if room == 0 {
+                waiting.push(acct);
+                continue;
+            }
+            let n = a.owed.pending.min(room);
+            let last_covers = a.owed.pending - (n - 1);
+            a.owed.in_flight += n as u32;
+            a.owed.pending = 0;
+            a.owed.listed = false;
+            let open_kfid = a.open_kfid.as_str().to_owned();
+            self.counters.callbacks_coalesced += last_covers - 1;
+            for i in 0..n {
+                let token = self.sync_token(now_us);
+                let covers = if i + 1 == n { last_covers } else { 1 };
+                out.push(CallbackDue { open_kfid: open_kfid.clone(), token, covers });
+            }
+        }
+        for acct in &waiting {
+            if let Some(a) = self.accounts.get_mut(*acct) {
+                a.owed.listed = true;
+            }
+        }
+        self.owing.extend(waiting);
+    }
+
+    /// A callback of `open_kfid` was answered or given up on: its place is
+    /// free (an account deleted meanwhile is ignored).
+    pub fn callback_done(&mut self, open_kfid: &str) {
+        let Some(&acct) = self.account_ix.get(open_kfid) else { return };
+        let a = self.accounts.get_mut(acct).expect("indexed account");
+        a.owed.in_flight = a.owed.in_flight.saturating_sub(1);
+        if a.owed.pending > 0 && !a.owed.listed {
+            a.owed.listed = true;
+            self.owing.push(acct);
+        }
+    }
+
+    /// A new `Token` issued at `now_us`.
+    fn sync_token(&mut self, now_us: u64) -> String {
+        let issued_s = now_us / 1_000_000;
+        self.token_serial += 1;
+        let serial = self.token_serial & 0xffff_ffff_ffff;
+        format!("ENC{issued_s:010x}{serial:012x}{:016x}", self.token_mac(issued_s, serial))
+    }
+
+    fn token_mac(&self, issued_s: u64, serial: u64) -> u64 {
+        mix(mix(self.cfg.seed ^ 0x6b66_7369_6d74_6b6e) ^ issued_s.rotate_left(48) ^ serial)
+    }
+
+    /// `sync_msg`'s `token`: empty (allowed, as WeCom allows it with a
+    /// stricter rate limit), or a callback's Token issued by this service
+    /// less than 10 minutes ago; else 95007.
+    pub fn check_sync_token(&self, token: &str, now_us: u64) -> Result<(), ApiError> {
+        if token.is_empty() {
+            return Ok(());
+        }
+        let invalid = |why: &str| ApiError::new(code::INVALID_CODE, format!("invalid msg token: {why}"));
+        let hex =
+            token.strip_prefix("ENC").filter(|h| h.len() == 38).ok_or_else(|| invalid("not issued here"))?;
+        let field = |r: std::ops::Range<usize>| u64::from_str_radix(&hex[r], 16).ok();
+        let (Some(issued_s), Some(serial), Some(mac)) = (field(0..10), field(10..22), field(22..38)) else {
+            return Err(invalid("not issued here"));
+        };
+        if mac != self.token_mac(issued_s, serial) {
+            return Err(invalid("not issued here"));
+        }
+        if now_us.saturating_sub(issued_s * 1_000_000) >= SYNC_TOKEN_TTL_US {
+            return Err(invalid("expired (a callback's Token is valid for 10 minutes)"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::model::Content;
+    use crate::service::state::Config;
+
+    const T0: u64 = 1_700_000_000_000_000;
+
+    /// A state with callbacks on, one account and a channel; `n` messages.
+    fn logged(n: usize) -> (State, String, u32) {
+        let mut st = State::new(Config { callbacks: true, ..Config::default() });
+        let kf = st.account_add("presale", "", None, T0).unwrap();
+        let id = st.open_channel(None).unwrap();
+        let ch = st.channel_of(&id).unwrap();
+        for i in 0..n {
+            st.customer_message(ch, &format!("c{i}"), &kf, None, Content::text("hi"), T0).unwrap();
+        }
+        (st, kf, ch)
+    }
+
+    #[test]
+    fn one_callback_per_entry_until_the_limit_then_one_for_the_rest() {
+        let (mut st, kf, _) = logged(10);
+        let mut due = Vec::new();
+        st.take_callbacks(T0, 3, &mut due);
+        assert_eq!(due.iter().map(|d| d.covers).collect::<Vec<_>>(), [1, 1, 8]);
+        assert!(due.iter().all(|d| d.open_kfid == kf));
+        assert!(!st.owes_callbacks());
+        // more logged while all 3 are out: owed, but none may go
+        let id = st.open_channel(None).unwrap();
+        let ch = st.channel_of(&id).unwrap();
+        for i in 0..4 {
+            st.customer_message(ch, &format!("d{i}"), &kf, None, Content::text("hi"), T0).unwrap();
+        }
+        due.clear();
+        st.take_callbacks(T0, 3, &mut due);
+        assert!(due.is_empty() && st.owes_callbacks());
+        st.callback_done(&kf);
+        st.take_callbacks(T0, 3, &mut due);
+        assert_eq!(
+            due.iter().map(|d| d.covers).collect::<Vec<_>>(),
+            [4],
+            "one place, one callback for all 4"
+        );
+        assert_eq!(st.counters.callbacks_coalesced, 7 + 3);
+    }
+
+    #[test]
+    fn without_a_callback_url_nothing_is_owed() {
+        let mut st = State::new(Config::default());
+        let kf = st.account_add("presale", "", None, T0).unwrap();
+        let id = st.open_channel(None).unwrap();
+        let ch = st.channel_of(&id).unwrap();
+        st.customer_message(ch, "c", &kf, None, Content::text("hi"), T0).unwrap();
+        assert!(!st.owes_callbacks());
+    }
+
+    #[test]
+    fn tokens_are_accepted_for_ten_minutes_and_cannot_be_forged() {
+        let (mut st, _, _) = logged(1);
+        let mut due = Vec::new();
+        st.take_callbacks(T0, 3, &mut due);
+        let token = &due[0].token;
+        assert!(token.len() <= 128);
+        assert_eq!(st.check_sync_token(token, T0), Ok(()));
+        assert_eq!(st.check_sync_token("", T0), Ok(()), "no token: allowed");
+        assert_eq!(st.check_sync_token(token, T0 + SYNC_TOKEN_TTL_US - 1_000_000), Ok(()));
+        let late = st.check_sync_token(token, T0 + SYNC_TOKEN_TTL_US).unwrap_err();
+        assert_eq!(late.code, code::INVALID_CODE);
+        let mut forged = token.clone();
+        let last = if token.ends_with('0') { "1" } else { "0" };
+        forged.replace_range(forged.len() - 1.., last);
+        assert_eq!(st.check_sync_token(&forged, T0).unwrap_err().code, code::INVALID_CODE);
+        // another service (another seed) did not issue it
+        let other = State::new(Config { seed: 2, callbacks: true, ..Config::default() });
+        assert_eq!(other.check_sync_token(token, T0).unwrap_err().code, code::INVALID_CODE);
+    }
+}

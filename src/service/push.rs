@@ -1,0 +1,361 @@
+//! Delivering `kf_msg_or_event` callbacks as WeCom does, and checking a
+//! callback URL the way WeCom checks it when it is configured.
+//!
+//! A callback is a POST to the configured URL with `msg_signature`,
+//! `timestamp` and `nonce` in the query and the encrypted event in the body
+//! (see [`super::crypto`]). An answer with a 2xx status within the deadline
+//! is a delivery; anything else (a timeout, a refused connection, another
+//! status) is an attempt that failed, and the callback is sent again at once,
+//! up to `retries` times. WeCom's general callback rule is 5 s and three
+//! retries; the reference marks it unverified for `kf_msg_or_event`, so
+//! both are settings with those defaults.
+//!
+//! Which callbacks are owed, and their Tokens, is decided by the state
+//! ([`super::callbacks`]); this module only carries them out and counts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use rand::RngExt;
+
+use super::Service;
+use super::callbacks::CallbackDue;
+use super::crypto::CallbackCrypto;
+use crate::metrics::Hist;
+use crate::scenario::TimeDist;
+use crate::workload::{TimeSampler, stream, unit};
+
+/// The largest answer read from a callback URL; the rest is not awaited.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Where and how callbacks go.
+#[derive(Debug, Clone)]
+pub struct CallbackSettings {
+    /// The URL the middleware receives callbacks on.
+    pub url: String,
+    /// Its Token and EncodingAESKey, with the corpid as receive id.
+    pub crypto: CallbackCrypto,
+    /// The corpid, written as `ToUserName`.
+    pub corpid: String,
+    /// How long an attempt waits for the answer (WeCom: 5 s).
+    pub timeout: Duration,
+    /// Attempts after the first that failed (WeCom: 3).
+    pub retries: u32,
+    /// Callbacks of one account out at once; more owed are coalesced.
+    pub max_in_flight: u32,
+    /// Faults to inject into deliveries.
+    pub faults: CallbackFaults,
+}
+
+/// Faults the platform injects into its callbacks, for resilience tests of
+/// a middleware. Each injected fault is counted.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackFaults {
+    /// Extra time before a callback is sent.
+    pub delay: Option<TimeDist>,
+    /// Share of callbacks never sent (the platform lost them).
+    pub drop_rate: f64,
+    /// Share of callbacks delivered twice.
+    pub duplicate_rate: f64,
+}
+
+/// What became of the callbacks, for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct CallbackStats {
+    /// Callbacks taken for delivery.
+    pub callbacks: AtomicU64,
+    /// POSTs sent (first attempts, retries and duplicates).
+    pub attempts: AtomicU64,
+    /// Attempts after a failed one.
+    pub retries: AtomicU64,
+    /// Callbacks answered with a 2xx status.
+    pub delivered: AtomicU64,
+    /// Callbacks given up on after every retry failed.
+    pub failed: AtomicU64,
+    /// Injected: callbacks not sent at all.
+    pub dropped: AtomicU64,
+    /// Injected: callbacks sent a second time.
+    pub duplicated: AtomicU64,
+    /// Injected: callbacks held back before sending.
+    pub delayed: AtomicU64,
+    /// Time to a 2xx answer [µs] of each delivered attempt.
+    latency: std::sync::Mutex<Hist>,
+}
+
+impl CallbackStats {
+    /// `(count, p50, p99)` of answer latency [ms].
+    pub fn latency_ms(&self) -> (u64, Option<f64>, Option<f64>) {
+        let h = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let s = h.stats_ms();
+        (h.count(), s.p50, s.p99)
+    }
+
+    fn count(&self, c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One callback with everything drawn for it beforehand (so that the
+/// service's seeded stream decides it, not the order tasks run in).
+struct Prepared {
+    due: CallbackDue,
+    delay: Option<Duration>,
+    dropped: bool,
+    duplicate: bool,
+    random: [u8; 16],
+    nonce: u32,
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Take the callbacks the state owes, whenever it owes some, and deliver
+/// each in a task of its own. Runs until the service stops.
+pub(super) async fn deliver(
+    svc: Service,
+    settings: Arc<CallbackSettings>,
+    stats: Arc<CallbackStats>,
+    seed: u64,
+) {
+    let client = client();
+    let mut rng = stream(seed, "callbacks");
+    let delay = settings.faults.delay.as_ref().map(TimeSampler::new);
+    let mut due = Vec::new();
+    loop {
+        if let Some(n) = svc.callback_notify() {
+            // the timeout is a safety net; logging an entry wakes it at once
+            let _ = tokio::time::timeout(Duration::from_millis(100), n.notified()).await;
+        }
+        svc.with_state(|st, now| st.take_callbacks(now, settings.max_in_flight, &mut due));
+        for d in due.drain(..) {
+            let f = &settings.faults;
+            let p = Prepared {
+                due: d,
+                delay: delay.as_ref().map(|s| Duration::from_micros(s.sample(&mut rng))),
+                dropped: f.drop_rate > 0.0 && unit(&mut rng) < f.drop_rate,
+                duplicate: f.duplicate_rate > 0.0 && unit(&mut rng) < f.duplicate_rate,
+                random: rng.random(),
+                nonce: rng.random(),
+            };
+            tokio::spawn(deliver_one(svc.clone(), client.clone(), settings.clone(), stats.clone(), p));
+        }
+    }
+}
+
+async fn deliver_one(
+    svc: Service,
+    client: HttpClient,
+    settings: Arc<CallbackSettings>,
+    stats: Arc<CallbackStats>,
+    p: Prepared,
+) {
+    stats.count(&stats.callbacks);
+    if let Some(d) = p.delay {
+        stats.count(&stats.delayed);
+        tokio::time::sleep(d).await;
+    }
+    if p.dropped {
+        stats.count(&stats.dropped);
+    } else {
+        let timestamp = (svc.now_us() / 1_000_000).to_string();
+        let (query, body) = encrypt(&settings, &p, &timestamp);
+        let mut delivered = false;
+        for attempt in 0..=settings.retries {
+            if attempt > 0 {
+                stats.count(&stats.retries);
+            }
+            if post(&client, &settings, &query, &body, &stats).await {
+                delivered = true;
+                break;
+            }
+        }
+        stats.count(if delivered { &stats.delivered } else { &stats.failed });
+        if p.duplicate {
+            stats.count(&stats.duplicated);
+            post(&client, &settings, &query, &body, &stats).await;
+        }
+    }
+    svc.with_state(|st, _| st.callback_done(&p.due.open_kfid));
+}
+
+/// The query string and body of one callback.
+fn encrypt(settings: &CallbackSettings, p: &Prepared, timestamp: &str) -> (String, Bytes) {
+    let xml = format!(
+        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><CreateTime>{timestamp}</CreateTime>\
+         <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>\
+         <Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{kf}]]></OpenKfId></xml>",
+        corp = settings.corpid,
+        token = p.due.token,
+        kf = p.due.open_kfid,
+    );
+    let encrypted = settings.crypto.encrypt(xml.as_bytes(), p.random);
+    let nonce = p.nonce.to_string();
+    let signature = settings.crypto.signature(timestamp, &nonce, &encrypted);
+    let body = format!(
+        "<xml><ToUserName><![CDATA[{}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt>\
+         <AgentID><![CDATA[]]></AgentID></xml>",
+        settings.corpid
+    );
+    (format!("msg_signature={signature}&timestamp={timestamp}&nonce={nonce}"), Bytes::from(body))
+}
+
+/// One POST; whether it was answered with a 2xx status in time.
+#[allow(clippy::disallowed_methods)] // an answer's latency is wall time
+async fn post(
+    client: &HttpClient,
+    s: &CallbackSettings,
+    query: &str,
+    body: &Bytes,
+    stats: &CallbackStats,
+) -> bool {
+    stats.count(&stats.attempts);
+    let sep = if s.url.contains('?') { '&' } else { '?' };
+    let Ok(req) = hyper::Request::post(format!("{}{sep}{query}", s.url))
+        .header(hyper::header::CONTENT_TYPE, "text/xml")
+        .body(Full::new(body.clone()))
+    else {
+        return false;
+    };
+    let started = std::time::Instant::now();
+    let answered = tokio::time::timeout(s.timeout, async {
+        let resp = client.request(req).await.ok()?;
+        let ok = resp.status().is_success();
+        // the answer is read (bounded) so the connection can be reused
+        Limited::new(resp.into_body(), MAX_ANSWER).collect().await.ok()?;
+        Some(ok)
+    })
+    .await;
+    let ok = matches!(answered, Ok(Some(true)));
+    if ok {
+        let us = started.elapsed().as_micros() as u64;
+        stats.latency.lock().unwrap_or_else(|e| e.into_inner()).record(us);
+    }
+    ok
+}
+
+/// Why a callback URL did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Nothing answered at the URL.
+    #[error("no answer from {url}: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// It answered with another status than 200.
+    #[error("{url} answered the URL check with HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// Its status.
+        status: u16,
+    },
+    /// It answered something else than the decrypted `echostr`.
+    #[error(
+        "{url} answered the URL check with {answer:?}, not the decrypted echostr {expected:?}: check its Token, EncodingAESKey and corpid"
+    )]
+    WrongAnswer {
+        /// The URL.
+        url: String,
+        /// What it answered (cut to 100 characters).
+        answer: String,
+        /// What it should have answered.
+        expected: String,
+    },
+}
+
+/// Check the callback URL as WeCom does when it is saved: a GET with an
+/// encrypted, signed `echostr`, answered by its plaintext. `seed` and
+/// `now_s` make the check's random text and timestamp.
+pub async fn verify_url(s: &CallbackSettings, seed: u64, now_s: u64) -> Result<(), VerifyError> {
+    let mut rng = stream(seed, "verify_url");
+    let expected = rng.random::<u64>().to_string();
+    let echostr = s.crypto.encrypt(expected.as_bytes(), rng.random());
+    let (timestamp, nonce) = (now_s.to_string(), rng.random::<u32>().to_string());
+    let signature = s.crypto.signature(&timestamp, &nonce, &echostr);
+    let sep = if s.url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{sep}msg_signature={signature}&timestamp={timestamp}&nonce={nonce}&echostr={}",
+        s.url,
+        utf8_percent_encode(&echostr, NON_ALPHANUMERIC)
+    );
+    let unreachable = |reason: String| VerifyError::Unreachable { url: s.url.clone(), reason };
+    let req =
+        hyper::Request::get(url).body(Full::new(Bytes::new())).map_err(|e| unreachable(e.to_string()))?;
+    let answer = tokio::time::timeout(s.timeout, async {
+        let resp = client().request(req).await.map_err(|e| unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        Ok::<_, VerifyError>((status, body))
+    })
+    .await
+    .map_err(|_| unreachable(format!("no answer within {:?}", s.timeout)))??;
+    if answer.0 != 200 {
+        return Err(VerifyError::Status { url: s.url.clone(), status: answer.0 });
+    }
+    let text = String::from_utf8_lossy(&answer.1);
+    if text.trim() != expected {
+        let answer: String = text.chars().take(100).collect();
+        return Err(VerifyError::WrongAnswer { url: s.url.clone(), answer, expected });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CallbackSettings {
+        CallbackSettings {
+            url: "http://127.0.0.1:9/cb".into(),
+            crypto: CallbackCrypto::new("tok", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "wwcorp")
+                .unwrap(),
+            corpid: "wwcorp".into(),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            max_in_flight: 8,
+            faults: CallbackFaults::default(),
+        }
+    }
+
+    #[test]
+    fn a_callback_is_signed_and_decrypts_to_the_event() {
+        let s = settings();
+        let due = CallbackDue { open_kfid: "wkA".into(), token: "ENCxyz".into(), covers: 1 };
+        let p = Prepared { due, delay: None, dropped: false, duplicate: false, random: [3; 16], nonce: 42 };
+        let (query, body) = encrypt(&s, &p, "1700000000");
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        let encrypted = body.split("<Encrypt><![CDATA[").nth(1).unwrap().split("]]>").next().unwrap();
+        let signature = query.strip_prefix("msg_signature=").unwrap().split('&').next().unwrap();
+        assert!(s.crypto.verify(signature, "1700000000", "42", encrypted), "{query}");
+        assert!(query.ends_with("&timestamp=1700000000&nonce=42"));
+        let (xml, receive_id) = s.crypto.decrypt(encrypted).unwrap();
+        let xml = String::from_utf8(xml).unwrap();
+        assert_eq!(receive_id, "wwcorp");
+        for part in [
+            "<Event><![CDATA[kf_msg_or_event]]></Event>",
+            "<Token><![CDATA[ENCxyz]]></Token>",
+            "<OpenKfId><![CDATA[wkA]]></OpenKfId>",
+            "<ToUserName><![CDATA[wwcorp]]></ToUserName>",
+            "<CreateTime>1700000000</CreateTime>",
+        ] {
+            assert!(xml.contains(part), "{part} in {xml}");
+        }
+    }
+}

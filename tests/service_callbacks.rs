@@ -1,0 +1,365 @@
+//! kfsim as WeCom for a middleware: URL verification, signed and encrypted
+//! `kf_msg_or_event` callbacks, their Tokens in `sync_msg`, retries and
+//! coalescing, API-managed accounts and the welcome-code flow. The
+//! middleware here is written as users write theirs: it reacts to callbacks
+//! only, syncing with the callback's Token until `has_more` is 0 and
+//! keeping its cursor. Traffic goes only to loopback.
+
+mod service_util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State as AxState};
+use axum::http::StatusCode;
+use kfsim::service::crypto::CallbackCrypto;
+use kfsim::service::push::{CallbackFaults, CallbackSettings, VerifyError, verify_url};
+use kfsim::service::{Config, Options, State, SystemClock};
+use serde_json::{Value, json};
+use service_util::{Client, Server, account, batch, channel, say};
+
+const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+const TOKEN: &str = "QDG6eK";
+
+/// What the test middleware saw and did.
+#[derive(Default)]
+struct Seen {
+    /// Every entry read (messages and events), by msgid.
+    msgids: BTreeSet<String>,
+    /// Every entry read, counting repeats.
+    reads: u64,
+    /// Callbacks whose signature and decryption held, by OpenKfId.
+    callbacks: BTreeMap<String, u64>,
+    /// Cursor per account.
+    cursors: BTreeMap<String, String>,
+}
+
+struct Middleware {
+    crypto: CallbackCrypto,
+    /// kfsim's address and the access token, known once kfsim is up.
+    kfsim: std::sync::OnceLock<(std::net::SocketAddr, String)>,
+    seen: tokio::sync::Mutex<Seen>,
+    /// Answer 503 to this many callback POSTs first.
+    fail_first: AtomicU64,
+    posts: AtomicU64,
+    bad_signatures: AtomicU64,
+}
+
+fn query(raw: Option<String>) -> BTreeMap<String, String> {
+    let raw = raw.unwrap_or_default();
+    raw.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            (k.to_owned(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+        })
+        .collect()
+}
+
+fn xml_field(xml: &str, name: &str) -> Option<String> {
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    doc.descendants().find(|n| n.has_tag_name(name)).and_then(|n| n.text()).map(str::to_owned)
+}
+
+async fn verify(AxState(mw): AxState<Arc<Middleware>>, RawQuery(q): RawQuery) -> (StatusCode, String) {
+    let q = query(q);
+    let (sig, ts, nonce, echo) = (&q["msg_signature"], &q["timestamp"], &q["nonce"], &q["echostr"]);
+    if !mw.crypto.verify(sig, ts, nonce, echo) {
+        return (StatusCode::FORBIDDEN, "bad signature".into());
+    }
+    match mw.crypto.decrypt(echo) {
+        Ok((plain, _)) => (StatusCode::OK, String::from_utf8_lossy(&plain).into_owned()),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn callback(
+    AxState(mw): AxState<Arc<Middleware>>,
+    RawQuery(q): RawQuery,
+    body: String,
+) -> (StatusCode, &'static str) {
+    mw.posts.fetch_add(1, Ordering::SeqCst);
+    if mw.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "busy");
+    }
+    let q = query(q);
+    let encrypted = xml_field(&body, "Encrypt").expect("an Encrypt element");
+    if !mw.crypto.verify(&q["msg_signature"], &q["timestamp"], &q["nonce"], &encrypted) {
+        mw.bad_signatures.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::FORBIDDEN, "bad signature");
+    }
+    let (plain, receive_id) = mw.crypto.decrypt(&encrypted).expect("decrypts");
+    assert_eq!(receive_id, "kfsim");
+    let xml = String::from_utf8(plain).unwrap();
+    assert_eq!(xml_field(&xml, "Event").as_deref(), Some("kf_msg_or_event"));
+    let token = xml_field(&xml, "Token").expect("Token");
+    let kf = xml_field(&xml, "OpenKfId").expect("OpenKfId");
+    // one sync at a time per middleware: cursors are read and written whole
+    let mut seen = mw.seen.lock().await;
+    *seen.callbacks.entry(kf.clone()).or_default() += 1;
+    let (addr, access_token) = mw.kfsim.get().expect("kfsim is up").clone();
+    let mut c = Client::connect(addr).await;
+    c.token = Some(access_token);
+    loop {
+        let cursor = seen.cursors.get(&kf).cloned().unwrap_or_default();
+        let page =
+            c.ok("/cgi-bin/kf/sync_msg", json!({"cursor": cursor, "token": token, "open_kfid": kf})).await;
+        for m in page["msg_list"].as_array().unwrap() {
+            seen.reads += 1;
+            seen.msgids.insert(m["msgid"].as_str().unwrap().to_owned());
+        }
+        seen.cursors.insert(kf.clone(), page["next_cursor"].as_str().unwrap().to_owned());
+        if page["has_more"] == 0 {
+            break;
+        }
+    }
+    (StatusCode::OK, "success")
+}
+
+/// The middleware on a loopback port; its callback URL.
+async fn start_middleware(mw: Arc<Middleware>) -> String {
+    let app =
+        axum::Router::new().route("/kf/callback", axum::routing::get(verify).post(callback)).with_state(mw);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/kf/callback")
+}
+
+fn settings(url: &str, max_in_flight: u32) -> CallbackSettings {
+    CallbackSettings {
+        url: url.into(),
+        crypto: CallbackCrypto::new(TOKEN, KEY, "kfsim").unwrap(),
+        corpid: "kfsim".into(),
+        timeout: Duration::from_secs(5),
+        retries: 3,
+        max_in_flight,
+        faults: CallbackFaults::default(),
+    }
+}
+
+fn middleware(fail_first: u64) -> Arc<Middleware> {
+    Arc::new(Middleware {
+        crypto: CallbackCrypto::new(TOKEN, KEY, "kfsim").unwrap(),
+        kfsim: Default::default(),
+        seen: Default::default(),
+        fail_first: AtomicU64::new(fail_first),
+        posts: AtomicU64::new(0),
+        bad_signatures: AtomicU64::new(0),
+    })
+}
+
+/// The middleware started first (its URL is checked as WeCom checks it),
+/// then kfsim with callbacks to it, and a logged-in client.
+async fn world(mw: Arc<Middleware>, max_in_flight: u32, state: State) -> (Server, Client) {
+    let url = start_middleware(mw.clone()).await;
+    let s = settings(&url, max_in_flight);
+    verify_url(&s, 1, 1_700_000_000).await.expect("the middleware's URL verifies");
+    let server =
+        Server::start(state, Arc::new(SystemClock), Options { callbacks: Some(s), ..Options::default() })
+            .await;
+    let mut c = server.client().await;
+    let token = c.login().await;
+    mw.kfsim.set((server.addr, token)).unwrap();
+    (server, c)
+}
+
+/// Wait until the service has no callback out or owed (bounded).
+async fn settled(server: &Server) {
+    let stats = server.svc.callback_stats().unwrap();
+    for _ in 0..500 {
+        let done = stats.delivered.load(Ordering::SeqCst)
+            + stats.failed.load(Ordering::SeqCst)
+            + stats.dropped.load(Ordering::SeqCst);
+        if done == stats.callbacks.load(Ordering::SeqCst)
+            && !server.svc.with_state(|st, _| st.owes_callbacks())
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if !server.svc.with_state(|st, _| st.owes_callbacks())
+                && stats.callbacks.load(Ordering::SeqCst) == done
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("callbacks did not settle");
+}
+
+/// Every entry the service logged for `kf` (messages and events).
+async fn logged(c: &mut Client, kf: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page = c.ok("/cgi-bin/kf/sync_msg", json!({"cursor": cursor, "open_kfid": kf})).await;
+        for m in page["msg_list"].as_array().unwrap() {
+            out.insert(m["msgid"].as_str().unwrap().to_owned());
+        }
+        cursor = page["next_cursor"].as_str().unwrap().to_owned();
+        if page["has_more"] == 0 {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_middleware_that_only_reacts_to_callbacks_sees_every_message_and_event() {
+    // its first 7 callbacks are answered 503 (retried), and only 2
+    // callbacks per account may be out at once (the rest coalesce)
+    let mw = middleware(7);
+    let (server, mut c) = world(mw.clone(), 2, State::new(Config::default())).await;
+    let a = account(&mut c, "presale", &["s1"], 5, json!({})).await;
+    let b = account(&mut c, "aftersale", &[], 5, json!({})).await;
+    c.ok("/cgi-bin/kf/add_contact_way", json!({"open_kfid": a, "scene": "web"})).await;
+    let ch = channel(&mut c).await;
+    for round in 0..20 {
+        let mut actions = Vec::new();
+        for i in 0..15 {
+            let kf = if i % 3 == 0 { &b } else { &a };
+            let who = format!("cust-{round}-{i}");
+            if i % 5 == 0 {
+                actions.push(json!({"type": "enter", "customer": who, "open_kfid": a, "scene": "web"}));
+            }
+            actions.push(say(&who, kf, &format!("m{round}-{i}"), "hello"));
+        }
+        batch(&mut c, &ch, actions).await;
+    }
+    settled(&server).await;
+    let stats = server.svc.callback_stats().unwrap();
+    let want: BTreeSet<String> = logged(&mut c, &a).await.union(&logged(&mut c, &b).await).cloned().collect();
+    let seen = mw.seen.lock().await;
+    assert!(
+        want.len() >= 360,
+        "300 customer messages and 60 enter_session events were logged: {}",
+        want.len()
+    );
+    assert_eq!(seen.msgids, want, "the middleware saw exactly what was logged, through callbacks alone");
+    assert_eq!(mw.bad_signatures.load(Ordering::SeqCst), 0);
+    let get = |x: &AtomicU64| x.load(Ordering::SeqCst);
+    assert_eq!(get(&stats.retries), 7, "each 503 was followed by a retry");
+    assert_eq!(get(&stats.failed), 0);
+    assert_eq!(get(&stats.delivered), get(&stats.callbacks));
+    assert_eq!(get(&stats.attempts), get(&stats.callbacks) + 7);
+    assert_eq!(get(&mw.posts), get(&stats.attempts), "every POST was counted where it was received");
+    let coalesced = server.svc.with_state(|st, _| st.figures().counters.callbacks_coalesced);
+    assert_eq!(
+        get(&stats.callbacks) + coalesced,
+        want.len() as u64,
+        "one callback per logged entry, or the entry was announced with others"
+    );
+    assert!(coalesced > 0, "with 2 out at once, bursts of 15 coalesce");
+    drop(seen);
+    server.stop().await.unwrap();
+}
+
+fn code(v: &Value) -> i64 {
+    v["errcode"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_managed_account_leaves_new_sessions_to_the_middleware() {
+    let mw = middleware(0);
+    let (server, mut c) = world(mw.clone(), 64, State::new(Config::default())).await;
+    let kf = account(&mut c, "presale", &["s1"], 5, json!({"api_managed": true})).await;
+    c.ok("/cgi-bin/kf/add_contact_way", json!({"open_kfid": kf, "scene": "web"})).await;
+    let ch = channel(&mut c).await;
+    // taps the link and types at once: one sync returns both
+    let enter = json!({"type": "enter", "customer": "alice", "open_kfid": kf, "scene": "web"});
+    let r = batch(
+        &mut c,
+        &ch,
+        vec![enter, say("alice", &kf, "a-1", "hello"), say("alice", &kf, "a-2", "anyone?")],
+    )
+    .await;
+    assert_eq!(r[1]["service_state"], 0, "an API-managed account routes nothing: {r:?}");
+    let ext = r[1]["external_userid"].as_str().unwrap().to_owned();
+    let sync = c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf})).await;
+    let welcome = sync["msg_list"][0]["event"]["welcome_code"].as_str().expect("a welcome code").to_owned();
+    let hi = json!({"code": welcome, "msgtype": "text", "text": {"content": "welcome!"}});
+    c.ok("/cgi-bin/kf/send_msg_on_event", hi).await;
+
+    // the middleware answers as a bot (0 → 1), then hands over to the pool
+    let bot = json!({"touser": ext, "open_kfid": kf, "msgtype": "text", "text": {"content": "I am a bot"}});
+    c.ok("/cgi-bin/kf/send_msg", bot).await;
+    let st = c.ok("/cgi-bin/kf/service_state/get", json!({"open_kfid": kf, "external_userid": ext})).await;
+    assert_eq!(st["service_state"], 1);
+    let to_pool = json!({"open_kfid": kf, "external_userid": ext, "service_state": 2});
+    c.ok("/cgi-bin/kf/service_state/trans", to_pool).await;
+    let st = c.ok("/cgi-bin/kf/service_state/get", json!({"open_kfid": kf, "external_userid": ext})).await;
+    assert_eq!((st["service_state"].as_i64(), st["servicer_userid"].as_str()), (Some(3), Some("s1")));
+    // the servicer gets the session with the customer's messages
+    let pulled = c.ok("/sim/servicer/pull", json!({"servicer_userid": "s1"})).await;
+    let ids: Vec<&str> =
+        pulled["event_list"].as_array().unwrap().iter().filter_map(|e| e["client_msgid"].as_str()).collect();
+    assert_eq!(ids, ["a-1", "a-2"], "{pulled}");
+    settled(&server).await;
+    let seen = mw.seen.lock().await;
+    assert!(seen.callbacks.get(&kf).copied().unwrap_or(0) >= 1, "the middleware was called back");
+    // (what the API sends is not in sync_msg, as in WeCom)
+    assert_eq!(seen.msgids.len(), 3, "enter_session and two messages: {:?}", seen.msgids);
+    drop(seen);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_msg_without_open_kfid_reads_every_account() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let a = account(&mut c, "a", &[], 1, json!({})).await;
+    let b = account(&mut c, "b", &[], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    batch(&mut c, &ch, vec![say("x", &a, "1", "one"), say("y", &b, "2", "two"), say("x", &a, "3", "three")])
+        .await;
+    // wechatpy 2.0's kf.sync_msg(token, cursor, limit) sends no open_kfid
+    let page = c.ok("/cgi-bin/kf/sync_msg", json!({"token": "", "cursor": "", "limit": 2})).await;
+    let texts = |p: &Value| -> Vec<String> {
+        p["msg_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"]["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!((texts(&page), page["has_more"].as_i64()), (vec!["one".into(), "two".into()], Some(1)));
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    assert!(cursor.starts_with("all"), "{cursor}");
+    let rest = c.ok("/cgi-bin/kf/sync_msg", json!({"cursor": cursor})).await;
+    assert_eq!(texts(&rest), ["three"]);
+    // cursors of the two forms are not interchangeable
+    let own = c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": a})).await;
+    let own_cursor = own["next_cursor"].as_str().unwrap();
+    assert_ne!(code(&c.post("/cgi-bin/kf/sync_msg", json!({"cursor": own_cursor})).await), 0);
+    assert_ne!(code(&c.post("/cgi-bin/kf/sync_msg", json!({"open_kfid": a, "cursor": cursor})).await), 0);
+    // a token that no callback carried
+    let forged = c.post("/cgi-bin/kf/sync_msg", json!({"open_kfid": a, "token": "ENC0000000001"})).await;
+    assert_eq!(code(&forged), 95007, "{forged}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_that_does_not_verify_says_why() {
+    // a middleware with another key answers something else
+    let other = Arc::new(Middleware {
+        crypto: CallbackCrypto::new(TOKEN, "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "kfsim").unwrap(),
+        ..Arc::try_unwrap(middleware(0)).ok().unwrap()
+    });
+    let url = start_middleware(other).await;
+    let err = verify_url(&settings(&url, 4), 1, 1_700_000_000).await.unwrap_err();
+    assert!(matches!(err, VerifyError::Status { status: 500, .. }), "{err}");
+    // nothing listens there
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/kf/callback", listener.local_addr().unwrap());
+    drop(listener);
+    let err = verify_url(&settings(&dead, 4), 1, 1_700_000_000).await.unwrap_err();
+    assert!(matches!(err, VerifyError::Unreachable { .. }), "{err}");
+    // a URL that answers 200 with the wrong text
+    let app = axum::Router::new().route("/cb", axum::routing::get(|| async { "hello" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let err = verify_url(&settings(&format!("http://{addr}/cb"), 4), 1, 1_700_000_000).await.unwrap_err();
+    assert!(matches!(err, VerifyError::WrongAnswer { .. }), "{err}");
+    assert!(err.to_string().contains("Token, EncodingAESKey and corpid"), "{err}");
+}
