@@ -1,0 +1,233 @@
+//! Real WeCom SDKs against `kfsim serve`, unchanged but for the base URL:
+//! wechatpy 2.0 (the most used Python WeChat SDK) as a callback-driven
+//! middleware, and its `WeChatCrypto` as an independent implementation of
+//! the callback crypto. The SDK is installed by the test into a throwaway
+//! virtual environment under Cargo's target directory (PyPI is one of the
+//! registries CI reaches). Traffic goes only to loopback.
+
+mod service_util;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kfsim::service::crypto::CallbackCrypto;
+use serde_json::{Value, json};
+use service_util::{Client, batch, channel, say};
+
+const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+const TOKEN: &str = "kfsimToken";
+const WECHATPY: &str = "wechatpy==2.0.0a26";
+
+/// The venv's python, with wechatpy installed (once per target directory).
+fn python() -> PathBuf {
+    static ONCE: Mutex<()> = Mutex::new(());
+    let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-venv");
+    let py = venv.join("bin").join("python");
+    let ready = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import wechatpy, cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if py.exists() && ready(&py) {
+        return py;
+    }
+    let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).output().expect("python3 runs");
+    assert!(made.status.success(), "python3 -m venv: {}", String::from_utf8_lossy(&made.stderr));
+    let pip = Command::new(&py)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", WECHATPY, "cryptography"])
+        .output()
+        .expect("pip runs");
+    assert!(pip.status.success(), "pip install {WECHATPY}: {}", String::from_utf8_lossy(&pip.stderr));
+    assert!(ready(&py), "wechatpy imports after installing");
+    py
+}
+
+/// A free loopback port (bound and released: another process may take it
+/// in between, which these tests accept as unlikely).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when dropped, with its stdout lines.
+struct Proc {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn start(cmd: &mut Command) -> Proc {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// Wait (bounded) for a line containing `what`.
+    fn wait_for(&self, what: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("no `{what}`: {e}"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(([127, 0, 0, 1], port).into()).await;
+        c.get(path).await.1
+    })
+}
+
+#[test]
+fn wechatpys_crypto_and_kfsims_agree_both_ways() {
+    let py = python();
+    let ours = CallbackCrypto::new(TOKEN, KEY, "kfsim").unwrap();
+    // wechatpy encrypts and signs; kfsim verifies and decrypts
+    let script = format!(
+        "from wechatpy.work.crypto import WeChatCrypto\n\
+         c = WeChatCrypto('{TOKEN}', '{KEY}', 'kfsim')\n\
+         print(c.encrypt_message('<xml><Content>你好 kfsim</Content></xml>', '4242', '1700000000'))"
+    );
+    let out = Command::new(&py).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        let doc = roxmltree::Document::parse(xml.trim()).unwrap();
+        doc.descendants().find(|n| n.has_tag_name(name)).and_then(|n| n.text()).unwrap().to_owned()
+    };
+    let (encrypted, signature) = (field("Encrypt"), field("MsgSignature"));
+    assert!(ours.verify(&signature, "1700000000", "4242", &encrypted), "{xml}");
+    let (plain, receive_id) = ours.decrypt(&encrypted).unwrap();
+    assert_eq!(
+        (String::from_utf8(plain).unwrap().as_str(), receive_id.as_str()),
+        ("<xml><Content>你好 kfsim</Content></xml>", "kfsim")
+    );
+    // kfsim encrypts and signs; wechatpy verifies and decrypts
+    let echostr = ours.encrypt("1616140317555161061".as_bytes(), [9; 16]);
+    let signature = ours.signature("1409659589", "263014780", &echostr);
+    let script = format!(
+        "from wechatpy.work.crypto import WeChatCrypto\n\
+         c = WeChatCrypto('{TOKEN}', '{KEY}', 'kfsim')\n\
+         print(c.check_signature('{signature}', '1409659589', '263014780', '{echostr}'))"
+    );
+    let out = Command::new(&py).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "1616140317555161061");
+}
+
+#[test]
+fn a_wechatpy_middleware_runs_against_kfsim_unchanged() {
+    let py = python();
+    let (kfsim_port, mw_port) = (free_port(), free_port());
+    let middleware = Proc::start(
+        Command::new(&py)
+            .arg("examples/middleware/wechatpy_middleware.py")
+            .args(["--port", &mw_port.to_string()])
+            .env("KFSIM_API", format!("http://127.0.0.1:{kfsim_port}/cgi-bin/"))
+            .env("KF_TOKEN", TOKEN)
+            .env("KF_AES_KEY", KEY),
+    );
+    middleware.wait_for("listening");
+    let kfsim = Proc::start(Command::new(env!("CARGO_BIN_EXE_kfsim")).args([
+        "serve",
+        "--addr",
+        &format!("127.0.0.1:{kfsim_port}"),
+        "--scenario",
+        "scenarios/quickstart.toml",
+        "--set",
+        "agents.day-shift.count=3",
+        "--api-managed",
+        "--callback-url",
+        &format!("http://127.0.0.1:{mw_port}/kf/callback"),
+        "--callback-token",
+        TOKEN,
+        "--callback-aes-key",
+        KEY,
+    ]));
+    kfsim.wait_for("listening");
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(([127, 0, 0, 1], kfsim_port).into()).await;
+        c.login().await;
+        let list = c.ok("/cgi-bin/kf/account/list", json!({})).await;
+        let kf = list["account_list"][0]["open_kfid"].as_str().unwrap().to_owned();
+        let ch = channel(&mut c).await;
+        let n = 6;
+        let mut actions = Vec::new();
+        for i in 0..n {
+            let who = format!("cust{i}");
+            actions.push(json!({"type": "enter", "customer": who, "open_kfid": kf, "scene": ""}));
+            actions.push(say(&who, &kf, &format!("{i}-1"), "hi, is anyone there?"));
+        }
+        let r = batch(&mut c, &ch, actions).await;
+        let externals: Vec<String> =
+            (0..n).map(|i| r[2 * i + 1]["external_userid"].as_str().unwrap().to_owned()).collect();
+        // the middleware welcomes, answers as a bot, and hands over to the
+        // pool, where the account's rules give each a servicer
+        for ext in &externals {
+            let mut state = 0;
+            for _ in 0..300 {
+                let st = c
+                    .ok("/cgi-bin/kf/service_state/get", json!({"open_kfid": kf, "external_userid": ext}))
+                    .await;
+                state = st["service_state"].as_i64().unwrap();
+                if state == 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(state, 3, "{ext} reached a servicer");
+        }
+        let got = c.ok("/sim/customer/pull", json!({"channel_id": ch, "limit": 1000})).await;
+        let api_messages = got["event_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "message" && e["sender"] == "api")
+            .count();
+        let stats = Client::connect(([127, 0, 0, 1], mw_port).into()).await.get("/stats").await.1;
+        assert_eq!(api_messages, 2 * n, "a welcome and a bot answer each: {got}\nmiddleware: {stats}");
+    });
+    let stats = get_json(mw_port, "/stats");
+    assert_eq!(
+        (&stats["welcomed"], &stats["bot_replies"], &stats["handed_off"], &stats["errors"]),
+        (&json!(6), &json!(6), &json!(6), &json!({})),
+        "{stats}"
+    );
+    assert!(stats["callbacks"].as_u64().unwrap() >= 1, "{stats}");
+    let metrics = {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut c = Client::connect(([127, 0, 0, 1], kfsim_port).into()).await;
+            let (_, body) = c.raw("GET", "/metrics", Vec::new()).await;
+            String::from_utf8(body).unwrap()
+        })
+    };
+    assert!(metrics.contains("kfsim_callbacks_failed_total 0"), "{metrics}");
+    drop(kfsim);
+    drop(middleware);
+}
