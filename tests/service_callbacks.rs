@@ -363,3 +363,34 @@ async fn a_url_that_does_not_verify_says_why() {
     assert!(matches!(err, VerifyError::WrongAnswer { .. }), "{err}");
     assert!(err.to_string().contains("Token, EncodingAESKey and corpid"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_count_the_day_and_upgrade_config_is_empty() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let kf = account(&mut c, "presale", &["s1", "s2"], 5, json!({})).await;
+    let ch = channel(&mut c).await;
+    batch(&mut c, &ch, vec![say("x", &kf, "1", "a"), say("y", &kf, "2", "b"), say("x", &kf, "3", "c")]).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let q = json!({"open_kfid": kf, "start_time": now - 86_400, "end_time": now});
+    let corp = c.ok("/cgi-bin/kf/get_corp_statistic", q.clone()).await;
+    let list = corp["statistic_list"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "yesterday and today: {corp}");
+    let today = &list[1]["statistic"];
+    assert_eq!((&today["session_cnt"], &today["customer_msg_cnt"]), (&json!(2), &json!(3)), "{corp}");
+    assert_eq!(list[0]["statistic"]["session_cnt"], 0);
+    assert_eq!((list[1]["stat_time"].as_u64().unwrap() + 8 * 3600) % 86_400, 0, "a CST midnight");
+    let all = c.ok("/cgi-bin/kf/get_servicer_statistic", q.clone()).await;
+    assert_eq!(all["statistic_list"][1]["statistic"]["session_cnt"], 2, "{all}");
+    assert_eq!(all["statistic_list"][1]["statistic"]["customer_msg_cnt"], 3, "{all}");
+    let one = json!({"open_kfid": kf, "servicer_userid": "s1", "start_time": now, "end_time": now});
+    let s1 = c.ok("/cgi-bin/kf/get_servicer_statistic", one).await;
+    assert_eq!(s1["statistic_list"][0]["statistic"]["session_cnt"], 1, "round robin gave s1 one: {s1}");
+    let long = json!({"open_kfid": kf, "start_time": now - 40 * 86_400, "end_time": now});
+    assert_eq!(code(&c.post("/cgi-bin/kf/get_corp_statistic", long).await), 40058);
+    let (status, cfg) = c.get("/cgi-bin/kf/customer/get_upgrade_service_config").await;
+    assert_eq!((status, code(&cfg)), (200, 0), "{cfg}");
+    assert_eq!(cfg["member_range"]["userid_list"], json!([]));
+    server.stop().await.unwrap();
+}

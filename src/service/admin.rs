@@ -45,6 +45,7 @@ impl State {
             sent_ids: RecentIds::default(),
             by_state: [0; 4],
             owed: Default::default(),
+            days: Default::default(),
         });
         self.account_ix.insert(open_kfid.into(), i);
         i

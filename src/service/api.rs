@@ -41,6 +41,9 @@ pub fn routes() -> axum::Router<Service> {
         .route("/cgi-bin/kf/send_msg", post_op!(send_msg))
         .route("/cgi-bin/kf/send_msg_on_event", post_op!(send_msg_on_event))
         .route("/cgi-bin/kf/customer/batchget", post_op!(customer_batchget))
+        .route("/cgi-bin/kf/customer/get_upgrade_service_config", get(upgrade_service_config))
+        .route("/cgi-bin/kf/get_corp_statistic", post_op!(corp_statistic))
+        .route("/cgi-bin/kf/get_servicer_statistic", post_op!(servicer_statistic))
 }
 
 /// Nothing but errcode and errmsg.
@@ -350,9 +353,69 @@ fn customer_batchget(st: &mut State, r: BatchGet, _now: u64) -> Result<serde_jso
     Ok(serde_json::json!({ "customer_list": found, "invalid_external_userid": invalid }))
 }
 
-/// Unknown paths: HTTP 404 with a WeCom-style body.
+/// 升级服务 configuration: kfsim has none to offer (empty ranges).
+async fn upgrade_service_config(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let token = query_param(req.uri().query(), "access_token");
+    respond(svc.with_state(|st, now| {
+        st.check_token(&token, now)?;
+        Ok(serde_json::json!({
+            "member_range": {"userid_list": [], "department_id_list": []},
+            "groupchat_range": {"chat_id_list": []},
+        }))
+    }))
+}
+
+#[derive(Deserialize)]
+struct StatisticQuery {
+    #[serde(default)]
+    open_kfid: String,
+    #[serde(default)]
+    servicer_userid: String,
+    start_time: Option<u64>,
+    end_time: Option<u64>,
+}
+
+impl StatisticQuery {
+    fn span(&self) -> Result<(u64, u64), ApiError> {
+        Ok((
+            self.start_time.ok_or_else(|| ApiError::missing("start_time"))?,
+            self.end_time.ok_or_else(|| ApiError::missing("end_time"))?,
+        ))
+    }
+}
+
+fn statistic_list<T: Serialize>(days: Vec<(u64, T)>) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = days
+        .into_iter()
+        .map(|(stat_time, statistic)| serde_json::json!({"stat_time": stat_time, "statistic": statistic}))
+        .collect();
+    serde_json::json!({ "statistic_list": list })
+}
+
+fn corp_statistic(st: &mut State, r: StatisticQuery, _now: u64) -> Result<serde_json::Value, ApiError> {
+    let (from, to) = r.span()?;
+    Ok(statistic_list(st.corp_statistic(&r.open_kfid, from, to)?))
+}
+
+fn servicer_statistic(st: &mut State, r: StatisticQuery, _now: u64) -> Result<serde_json::Value, ApiError> {
+    let (from, to) = r.span()?;
+    Ok(statistic_list(st.servicer_statistic(&r.open_kfid, &r.servicer_userid, from, to)?))
+}
+
+/// Unknown paths. Under `/cgi-bin/` (a WeCom API kfsim does not implement)
+/// HTTP 200 with an errcode that names it, as SDKs check the status before
+/// the errcode; elsewhere HTTP 404, both with a WeCom-style body.
 pub(super) async fn not_found(req: Request) -> Response {
-    error(ApiError::param(format!("invalid url: no API at {}", req.uri().path())).with_status(404))
+    let path = req.uri().path();
+    if path.starts_with("/cgi-bin/") {
+        return error(ApiError::new(
+            super::errors::code::FORBIDDEN,
+            format!(
+                "kfsim does not implement the WeCom API {path}: it serves cgi-bin/gettoken, cgi-bin/kf/* and cgi-bin/media/* (docs/protocol.md)"
+            ),
+        ));
+    }
+    error(ApiError::param(format!("invalid url: no API at {path}")).with_status(404))
 }
 
 /// Known paths with the wrong method: HTTP 405 with a WeCom-style body.

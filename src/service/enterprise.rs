@@ -206,7 +206,9 @@ impl State {
         c.api_sent += 1;
         c.last_us = now_us;
         if c.state == 0 {
+            let acct = c.account;
             self.set_state(conv, 1);
+            at!(self.accounts, acct).days.tally(super::stats::Tally::BotAnswered, now_us);
         }
         self.api_message(conv, msgid.clone(), content, now_us);
         Ok(msgid)
@@ -385,6 +387,7 @@ impl State {
         for a in accounts {
             let acct = at!(self.accounts, a);
             acct.log.expire(horizon);
+            acct.days.expire(now_us);
             acct.sent_ids.expire(horizon);
         }
         let users: Vec<u32> = self.users.iter().map(|(i, _)| i).collect();

@@ -30,6 +30,7 @@ pub mod model;
 pub mod push;
 pub mod session;
 pub mod state;
+pub mod stats;
 #[cfg(test)]
 mod tests;
 

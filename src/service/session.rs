@@ -17,6 +17,7 @@ use super::errors::{ApiError, code, ident, limit};
 use super::feed::{Feed, format_cursor, parse_cursor};
 use super::model::{Change, Content, Event, EventRec, Item, Msg, Name, Origin, SessionNote, SyncEntry};
 use super::state::{Channel, Code, CodeKind, Conv, Customer, HOUR_US, MAX_CHANNEL_QUEUE, State, at};
+use super::stats::Tally;
 use crate::reception::{Assignment, Routed};
 
 /// What a customer action answers.
@@ -285,13 +286,14 @@ impl State {
         });
         self.push_log(acct, SyncEntry::Msg(msg.clone()), now_us);
         self.counters.customer_messages += 1;
+        at!(self.accounts, acct).days.tally(Tally::CustomerMessage, now_us);
         let msgid = msg.msgid.to_string();
         if let Some(k) = resend_key {
             at!(self.channels, ch).recent.insert(&k, msgid.as_str().into(), now_us);
         }
         match at!(self.convs, conv).state {
             4 => {
-                self.start_session(conv);
+                self.start_session(conv, now_us);
                 at!(self.convs, conv).pending.push(msg);
                 self.route(conv, now_us);
             }
@@ -365,7 +367,7 @@ impl State {
         }
     }
 
-    fn start_session(&mut self, conv: u32) {
+    fn start_session(&mut self, conv: u32, now_us: u64) {
         let c = at!(self.convs, conv);
         c.session_no += 1;
         // A welcome code outlives the session it came with: a customer who
@@ -374,7 +376,9 @@ impl State {
         c.codes.retain(|k| k.kind == CodeKind::Welcome);
         c.coded_queue = false;
         c.coded_assign = false;
+        let acct = c.account;
         self.counters.sessions_started += 1;
+        at!(self.accounts, acct).days.tally(Tally::SessionStarted, now_us);
         self.set_state(conv, 0);
     }
 
@@ -439,8 +443,12 @@ impl State {
         c.ticket = None;
         c.last_us = now_us;
         let pending = std::mem::take(&mut c.pending);
+        let acct = c.account;
         self.set_state(conv, 3);
         self.counters.assigned += 1;
+        if let Some(user) = at!(self.accounts, acct).agents[slot as usize] {
+            at!(self.accounts, acct).days.tally(Tally::Assigned(user), now_us);
+        }
         let note = self.note(conv, change, old, None, now_us);
         self.send_servicer(conv, Item::Session(note.clone()), now_us);
         self.send_customer(conv, Item::Session(note), now_us);
@@ -553,9 +561,15 @@ impl State {
     pub(super) fn send_servicer(&mut self, conv: u32, item: Item, now_us: u64) {
         let c = at!(self.convs, conv);
         let Some(slot) = c.agent else { return };
-        let Some(user) = at!(self.accounts, c.account).agents[slot as usize] else { return };
-        if matches!(item, Item::Msg(_)) {
-            self.counters.messages_routed += 1;
+        let acct = c.account;
+        let Some(user) = at!(self.accounts, acct).agents[slot as usize] else { return };
+        match &item {
+            Item::Msg(m) if m.origin == Origin::Customer => {
+                self.counters.messages_routed += 1;
+                at!(self.accounts, acct).days.tally(Tally::Handed(user), now_us);
+            }
+            Item::Msg(_) => self.counters.messages_routed += 1,
+            _ => {}
         }
         self.send_user(user, item, now_us);
     }

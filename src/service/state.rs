@@ -215,6 +215,8 @@ pub(super) struct Account {
     pub(super) by_state: [u64; 4],
     /// Callbacks owed and out.
     pub(super) owed: super::callbacks::Owed,
+    /// Daily statistics.
+    pub(super) days: super::stats::Days,
 }
 
 impl Account {
