@@ -394,3 +394,72 @@ async fn statistics_count_the_day_and_upgrade_config_is_empty() {
     assert_eq!(cfg["member_range"]["userid_list"], json!([]));
     server.stop().await.unwrap();
 }
+
+/// A multipart body with one part named `name` holding `bytes`.
+fn multipart(name: &str, filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "kfsimBoundary7MA4YWxk";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_upload_and_download_with_wecoms_limits() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let image: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let (ct, body) = multipart("media", "photo.png", &image);
+    let (status, _, up) = c.request("POST", "/cgi-bin/media/upload?type=image", &ct, body).await;
+    let up: Value = serde_json::from_slice(&up).unwrap();
+    assert_eq!((status, code(&up), up["type"].as_str()), (200, 0, Some("image")), "{up}");
+    let id = up["media_id"].as_str().unwrap().to_owned();
+    let (status, _, got) =
+        c.request("GET", &format!("/cgi-bin/media/get?media_id={id}"), "", Vec::new()).await;
+    assert_eq!((status, got.len()), (200, image.len()));
+    assert_eq!(got, image, "the same bytes come back");
+
+    let fail = |status: u16, errcode: i64, v: &[u8]| {
+        let v: Value =
+            serde_json::from_slice(v).unwrap_or_else(|_| panic!("JSON: {}", String::from_utf8_lossy(v)));
+        assert_eq!(code(&v), errcode, "{v}");
+        status
+    };
+    // a voice over its 2 MB
+    let (ct, body) = multipart("media", "v.amr", &vec![0; (2 << 20) + 10]);
+    let (s, _, v) = c.request("POST", "/cgi-bin/media/upload?type=voice", &ct, body).await;
+    assert_eq!(fail(s, 40006, &v), 200);
+    // no part named media, and a body that is not multipart at all
+    let (ct, body) = multipart("other", "x", b"hello world");
+    let (s, _, v) = c.request("POST", "/cgi-bin/media/upload?type=file", &ct, body).await;
+    assert_eq!(fail(s, 44001, &v), 200);
+    let (s, _, v) =
+        c.request("POST", "/cgi-bin/media/upload?type=file", "application/json", b"{}".to_vec()).await;
+    assert_eq!(fail(s, 44001, &v), 200);
+    // larger than any type may be: refused as it streams in
+    let (ct, body) = multipart("media", "big.bin", &vec![0; 21 << 20]);
+    let (s, _, v) = c.request("POST", "/cgi-bin/media/upload?type=file", &ct, body).await;
+    assert_eq!(fail(s, 40006, &v), 413);
+    // a bad type, a bad token (checked before the body is read), an unknown id
+    let (ct, body) = multipart("media", "x", b"hello world");
+    let (s, _, v) = c.request("POST", "/cgi-bin/media/upload?type=gif", &ct, body.clone()).await;
+    assert_eq!(fail(s, 40004, &v), 200);
+    let bad = "/cgi-bin/media/upload?type=file&access_token=nope";
+    let (s, _, v) = c.request("POST", bad, &ct, body).await;
+    assert_eq!(fail(s, 40014, &v), 200);
+    let (s, _, v) = c.request("GET", "/cgi-bin/media/get?media_id=3nope", "", Vec::new()).await;
+    assert_eq!(fail(s, 40007, &v), 200);
+    // what a customer sent can be downloaded, and the service is still up
+    let kf = account(&mut c, "presale", &[], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let pic = json!({"type": "message", "customer": "x", "open_kfid": kf, "msgtype": "image", "image": {"media_id": "CUSTPIC1"}});
+    batch(&mut c, &ch, vec![pic]).await;
+    let (status, ct, png) = c.request("GET", "/cgi-bin/media/get?media_id=CUSTPIC1", "", Vec::new()).await;
+    assert_eq!((status, ct.as_str(), &png[1..4]), (200, "image/png", &b"PNG"[..]));
+    server.stop().await.unwrap();
+}

@@ -44,6 +44,8 @@ pub fn routes() -> axum::Router<Service> {
         .route("/cgi-bin/kf/customer/get_upgrade_service_config", get(upgrade_service_config))
         .route("/cgi-bin/kf/get_corp_statistic", post_op!(corp_statistic))
         .route("/cgi-bin/kf/get_servicer_statistic", post_op!(servicer_statistic))
+        .route("/cgi-bin/media/upload", post(super::media::upload))
+        .route("/cgi-bin/media/get", get(super::media::get))
 }
 
 /// Nothing but errcode and errmsg.

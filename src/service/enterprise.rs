@@ -383,6 +383,7 @@ impl State {
     pub fn sweep(&mut self, now_us: u64, budget: usize) {
         let horizon = now_us.saturating_sub(self.cfg.retention_us);
         self.corp_log.expire(horizon);
+        self.media.expire(now_us);
         let accounts: Vec<u32> = self.accounts.iter().map(|(i, _)| i).collect();
         for a in accounts {
             let acct = at!(self.accounts, a);

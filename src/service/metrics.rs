@@ -136,6 +136,7 @@ fn render_sessions(o: &mut String, f: &Figures) -> std::fmt::Result {
         ("kfsim_channels", "Open customer channels.", f.channels),
         ("kfsim_customers", "Customers remembered.", f.customers),
         ("kfsim_conversations", "Customer-account sessions remembered (open or ended).", f.convs),
+        ("kfsim_media_bytes", "Bytes of temporary media held.", f.media_bytes),
     ] {
         writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}")?;
     }

@@ -25,6 +25,7 @@ pub mod enterprise;
 pub mod errors;
 pub mod feed;
 mod http;
+pub mod media;
 pub mod metrics;
 pub mod model;
 pub mod push;

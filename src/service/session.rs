@@ -272,6 +272,9 @@ impl State {
         c.last_customer_us = Some(now_us);
         c.api_sent = 0;
         c.last_us = now_us;
+        if let Content::Image(m) | Content::Voice(m) | Content::Video(m) | Content::File(m) = &content {
+            self.customer_medium(content.msgtype(), &m.media_id, now_us);
+        }
         let msg = Arc::new(Msg {
             msgid: self.new_id().into(),
             open_kfid: at!(self.accounts, acct).open_kfid.clone(),

@@ -63,6 +63,8 @@ pub struct Config {
     /// Keep track of the `kf_msg_or_event` callbacks each account owes
     /// (a callback URL is configured).
     pub callbacks: bool,
+    /// Bytes of temporary media kept at most (the oldest go first).
+    pub media_cap_bytes: usize,
 }
 
 /// The largest queue a channel may ask for.
@@ -84,6 +86,7 @@ impl Default for Config {
             default_max_concurrent: 1,
             seed: 1,
             callbacks: false,
+            media_cap_bytes: 256 << 20,
         }
     }
 }
@@ -432,6 +435,8 @@ pub struct State {
     pub(super) owing: Vec<u32>,
     /// Serial number of the last callback Token.
     pub(super) token_serial: u64,
+    /// Temporary media.
+    pub(super) media: super::media::MediaStore,
 }
 
 /// One line of `account/list`.
@@ -492,12 +497,15 @@ pub struct Figures {
     pub customers: usize,
     /// Sessions (open and remembered).
     pub convs: usize,
+    /// Bytes of temporary media held.
+    pub media_bytes: usize,
 }
 
 impl State {
     /// An empty state: no accounts, no servicers.
     pub fn new(cfg: Config) -> State {
         let corp_log = Feed::new(cfg.sync_log_cap);
+        let media = super::media::MediaStore::new(cfg.media_cap_bytes);
         State {
             rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed),
             cfg,
@@ -520,6 +528,7 @@ impl State {
             corp_log,
             owing: Vec::new(),
             token_serial: 0,
+            media,
         }
     }
 
@@ -686,6 +695,7 @@ impl State {
             channels: self.channels.len(),
             customers: self.customers.len(),
             convs: self.convs.len(),
+            media_bytes: self.media.bytes(),
         }
     }
 

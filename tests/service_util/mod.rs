@@ -83,18 +83,32 @@ impl Client {
 
     /// Any request; the status and the raw body.
     pub async fn raw(&mut self, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.request(method, path, "application/json", body).await;
+        (status, body)
+    }
+
+    /// Any request with a content type; the status, the answer's content
+    /// type and its body.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, String, Vec<u8>) {
         self.tx.ready().await.expect("connection ready");
         let req = hyper::Request::builder()
             .method(method)
             .uri(self.path(path))
             .header("host", &self.host)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
             .unwrap();
         let resp = self.tx.send_request(req).await.expect("response");
         let status = resp.status().as_u16();
+        let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, bytes.to_vec())
+        (status, ct, bytes.to_vec())
     }
 
     /// POST JSON; the status and the JSON answer.

@@ -1,0 +1,332 @@
+//! Temporary media (临时素材): `cgi-bin/media/upload` and
+//! `cgi-bin/media/get`, as integrations use them to send images, voice,
+//! video and files and to download what customers sent.
+//!
+//! Uploads are kept for 3 days (WeCom's lifetime of a temporary media id)
+//! and in at most `media_cap_bytes` in all; past that the oldest go first,
+//! so a load test that uploads without end holds memory flat. A customer
+//! message with a media id makes that id downloadable too, as a small
+//! placeholder file of its type (kfsim's customers send no real files).
+//!
+//! The store is pure state (time is an argument); the handlers below read
+//! the multipart body with their own cap (the 1 MiB cap stays for JSON).
+
+use std::collections::{HashMap, VecDeque};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State as AxState};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::Service;
+use super::errors::ApiError;
+use super::http::{error, ok, query_param};
+use super::state::State;
+
+/// The largest upload of any type [bytes] (a file: 20 MB).
+pub const MAX_MEDIA: usize = 20 << 20;
+/// How long an upload can be fetched [µs] (WeCom: 3 days).
+const LIFETIME_US: u64 = 3 * 86_400_000_000;
+/// The smallest upload WeCom takes [bytes].
+const MIN_MEDIA: usize = 5;
+
+/// errcodes of the media API.
+mod code {
+    pub const INVALID_TYPE: i32 = 40004;
+    pub const INVALID_SIZE: i32 = 40006;
+    pub const INVALID_MEDIA_ID: i32 = 40007;
+    pub const EMPTY: i32 = 44001;
+}
+
+/// The four types and their size limits [bytes] (WeCom's 临时素材 rules).
+fn limit_of(kind: &str) -> Option<usize> {
+    match kind {
+        "image" | "video" => Some(10 << 20),
+        "voice" => Some(2 << 20),
+        "file" => Some(MAX_MEDIA),
+        _ => None,
+    }
+}
+
+/// One stored medium.
+#[derive(Debug, Clone)]
+pub struct Medium {
+    /// `image`, `voice`, `video` or `file`.
+    pub kind: &'static str,
+    /// The uploaded file's name.
+    pub filename: String,
+    /// Its content type as uploaded.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Bytes,
+    created_us: u64,
+}
+
+/// Stored media, bounded by age and bytes.
+#[derive(Debug)]
+pub(super) struct MediaStore {
+    items: HashMap<Box<str>, Medium>,
+    order: VecDeque<(Box<str>, u64)>,
+    bytes: usize,
+    cap_bytes: usize,
+}
+
+impl MediaStore {
+    pub(super) fn new(cap_bytes: usize) -> MediaStore {
+        MediaStore { items: HashMap::new(), order: VecDeque::new(), bytes: 0, cap_bytes }
+    }
+
+    fn insert(&mut self, id: &str, m: Medium) {
+        self.bytes += m.bytes.len();
+        self.order.push_back((id.into(), m.created_us));
+        if let Some(old) = self.items.insert(id.into(), m) {
+            self.bytes -= old.bytes.len();
+        }
+        while self.bytes > self.cap_bytes && self.evict_oldest() {}
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        let Some((id, created)) = self.order.pop_front() else { return false };
+        // a re-registered id has a newer entry further on
+        if self.items.get(&id).is_some_and(|m| m.created_us == created)
+            && let Some(m) = self.items.remove(&id)
+        {
+            self.bytes -= m.bytes.len();
+        }
+        true
+    }
+
+    /// Drop what is older than 3 days.
+    pub(super) fn expire(&mut self, now_us: u64) {
+        while self.order.front().is_some_and(|(_, t)| now_us.saturating_sub(*t) >= LIFETIME_US) {
+            self.evict_oldest();
+        }
+    }
+
+    /// Bytes held.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// What a customer's placeholder medium holds, by type.
+fn placeholder(kind: &'static str) -> (&'static str, &'static str, Bytes) {
+    // a valid 1×1 PNG, so that image code paths decode something real
+    const PNG: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0,
+        0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89, 0, 0, 0, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c,
+        0x63, 0, 1, 0, 0, 5, 0, 1, 0x0d, 0x0a, 0x2d, 0xb4, 0, 0, 0, 0, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42,
+        0x60, 0x82,
+    ];
+    match kind {
+        "image" => ("customer.png", "image/png", Bytes::from_static(PNG)),
+        "voice" => ("customer.amr", "audio/amr", Bytes::from_static(b"#!AMR\n")),
+        "video" => ("customer.mp4", "video/mp4", Bytes::from_static(b"\0\0\0\x18ftypmp42")),
+        _ => ("customer.txt", "text/plain", Bytes::from_static(b"kfsim customer file\n")),
+    }
+}
+
+impl State {
+    /// Store an upload; its media_id.
+    pub fn media_upload(
+        &mut self,
+        kind: &str,
+        filename: &str,
+        content_type: &str,
+        bytes: Bytes,
+        now_us: u64,
+    ) -> Result<String, ApiError> {
+        let max = limit_of(kind)
+            .ok_or_else(|| ApiError::new(code::INVALID_TYPE, "type must be image, voice, video or file"))?;
+        let kind: &'static str = match kind {
+            "image" => "image",
+            "voice" => "voice",
+            "video" => "video",
+            _ => "file",
+        };
+        if bytes.len() < MIN_MEDIA || bytes.len() > max {
+            return Err(ApiError::new(
+                code::INVALID_SIZE,
+                format!(
+                    "a {kind} must be {MIN_MEDIA} bytes to {} MB; this one is {} bytes",
+                    max >> 20,
+                    bytes.len()
+                ),
+            ));
+        }
+        let id = format!("3{}", self.new_id());
+        let m = Medium {
+            kind,
+            filename: filename.into(),
+            content_type: content_type.into(),
+            bytes,
+            created_us: now_us,
+        };
+        self.media.insert(&id, m);
+        Ok(id)
+    }
+
+    /// A medium by id (40007 when unknown or expired).
+    pub fn media_get(&self, media_id: &str, now_us: u64) -> Result<Medium, ApiError> {
+        self.media
+            .items
+            .get(media_id)
+            .filter(|m| now_us.saturating_sub(m.created_us) < LIFETIME_US)
+            .cloned()
+            .ok_or_else(|| ApiError::new(code::INVALID_MEDIA_ID, format!("invalid media_id `{media_id}`")))
+    }
+
+    /// A customer sent a medium with this id: make it downloadable.
+    pub(super) fn customer_medium(&mut self, kind: &'static str, media_id: &str, now_us: u64) {
+        if media_id.is_empty() || self.media.items.contains_key(media_id) {
+            return;
+        }
+        let (filename, content_type, bytes) = placeholder(kind);
+        let m = Medium {
+            kind,
+            filename: filename.into(),
+            content_type: content_type.into(),
+            bytes,
+            created_us: now_us,
+        };
+        self.media.insert(media_id, m);
+    }
+}
+
+/// `POST cgi-bin/media/upload?access_token=&type=`: a multipart body whose
+/// part `media` is the file.
+pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let q = parts.uri.query();
+    let (token, kind) = (query_param(q, "access_token"), query_param(q, "type"));
+    // who may upload is checked before the body is read
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+        return error(e);
+    }
+    if limit_of(&kind).is_none() {
+        return error(ApiError::new(code::INVALID_TYPE, "type must be image, voice, video or file"));
+    }
+    let boundary = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok());
+    let Some(boundary) = boundary else {
+        return error(ApiError::new(code::EMPTY, "expected a multipart/form-data body with a `media` part"));
+    };
+    let too_large = || {
+        ApiError::new(code::INVALID_SIZE, format!("upload larger than {} MB", MAX_MEDIA >> 20))
+            .with_status(413)
+    };
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().whole_stream((MAX_MEDIA + (64 << 10)) as u64));
+    let mut form = multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return error(ApiError::new(
+                    code::EMPTY,
+                    "the multipart body has no `media` part with a file",
+                ));
+            }
+            Err(multer::Error::StreamSizeExceeded { .. }) => return error(too_large()),
+            Err(e) => return error(ApiError::param(format!("malformed multipart body: {e}"))),
+        };
+        if field.name() != Some("media") {
+            continue;
+        }
+        let filename = field.file_name().unwrap_or("media").to_owned();
+        let content_type =
+            field.content_type().map_or("application/octet-stream".to_owned(), |m| m.to_string());
+        let bytes = match field.bytes().await {
+            Ok(b) => b,
+            Err(multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. }) => {
+                return error(too_large());
+            }
+            Err(e) => return error(ApiError::param(format!("malformed multipart body: {e}"))),
+        };
+        if bytes.is_empty() {
+            return error(ApiError::new(code::EMPTY, "the `media` part is empty"));
+        }
+        return match svc.with_state(|st, now| {
+            st.media_upload(&kind, &filename, &content_type, bytes, now).map(|id| (id, now))
+        }) {
+            Ok((media_id, now)) => ok(serde_json::json!({
+                "type": kind,
+                "media_id": media_id,
+                "created_at": (now / 1_000_000).to_string(),
+            })),
+            Err(e) => error(e),
+        };
+    }
+}
+
+/// `GET cgi-bin/media/get?access_token=&media_id=`: the file, or a JSON
+/// error.
+pub(super) async fn get(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let q = req.uri().query();
+    let (token, media_id) = (query_param(q, "access_token"), query_param(q, "media_id"));
+    let found = svc.with_state(|st, now| {
+        st.check_token(&token, now)?;
+        st.media_get(&media_id, now)
+    });
+    let m = match found {
+        Ok(m) => m,
+        Err(e) => return error(e),
+    };
+    let mut resp = Body::from(m.bytes).into_response();
+    let h = resp.headers_mut();
+    let ct = HeaderValue::from_str(&m.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_TYPE, ct);
+    let safe: String = m.filename.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::state::Config;
+
+    const T0: u64 = 1_700_000_000_000_000;
+
+    #[test]
+    fn uploads_follow_wecoms_size_rules_and_expire_after_three_days() {
+        let mut st = State::new(Config::default());
+        let img = st.media_upload("image", "a.png", "image/png", Bytes::from(vec![1; 100]), T0).unwrap();
+        assert_eq!(st.media_get(&img, T0 + LIFETIME_US - 1).unwrap().bytes.len(), 100);
+        assert_eq!(st.media_get(&img, T0 + LIFETIME_US).unwrap_err().code, code::INVALID_MEDIA_ID);
+        let e = st
+            .media_upload("voice", "v.amr", "audio/amr", Bytes::from(vec![0; (2 << 20) + 1]), T0)
+            .unwrap_err();
+        assert_eq!(e.code, code::INVALID_SIZE);
+        assert_eq!(
+            st.media_upload("file", "f", "x", Bytes::from_static(b"tiny"), T0).unwrap_err().code,
+            code::INVALID_SIZE
+        );
+        assert_eq!(
+            st.media_upload("gif", "f", "x", Bytes::from(vec![0; 10]), T0).unwrap_err().code,
+            code::INVALID_TYPE
+        );
+        assert!(st.media_upload("file", "f", "x", Bytes::from(vec![0; MAX_MEDIA]), T0).is_ok());
+        st.media.expire(T0 + LIFETIME_US);
+        assert_eq!(st.media.bytes(), 0);
+    }
+
+    #[test]
+    fn the_store_keeps_to_its_byte_cap_oldest_first() {
+        let mut st = State::new(Config { media_cap_bytes: 1000, ..Config::default() });
+        let ids: Vec<String> = (0..5)
+            .map(|i| st.media_upload("file", "f", "x", Bytes::from(vec![0; 300]), T0 + i).unwrap())
+            .collect();
+        assert_eq!(st.media.bytes(), 900);
+        assert!(st.media_get(&ids[0], T0 + 10).is_err() && st.media_get(&ids[1], T0 + 10).is_err());
+        assert!(st.media_get(&ids[4], T0 + 10).is_ok());
+        st.customer_medium("image", "MID", T0);
+        assert_eq!(st.media_get("MID", T0).unwrap().content_type, "image/png");
+    }
+}
