@@ -463,3 +463,95 @@ async fn media_upload_and_download_with_wecoms_limits() {
     assert_eq!((status, ct.as_str(), &png[1..4]), (200, "image/png", &b"PNG"[..]));
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_api_faults_are_counted_exactly() {
+    use kfsim::scenario::TimeDist;
+    use kfsim::service::faults::ApiFaults;
+    let faults = ApiFaults { latency: Some(TimeDist::Constant { us: 200 }), error_rate: 0.2, busy_rate: 0.1 };
+    let clock = Arc::new(kfsim::service::ManualClock::new(1_700_000_000_000_000));
+    let cfg = Config { token_invalid_after_us: Some(60_000_000), ..Config::default() };
+    let options = Options { api_faults: faults, ..Options::default() };
+    let server = Server::start(State::new(cfg), clock.clone(), options).await;
+    let mut c = server.client().await;
+    // every errcode the client saw, over every /cgi-bin/ call it made
+    let mut seen = BTreeMap::<i64, u64>::new();
+    let mut calls = 0;
+    // gettoken itself may be refused by a fault: retried, as SDKs do
+    while c.token.is_none() {
+        let (_, v) = c.get("/cgi-bin/gettoken?corpid=kfsim&corpsecret=kfsim-secret").await;
+        calls += 1;
+        *seen.entry(code(&v)).or_default() += 1;
+        c.token = v["access_token"].as_str().map(str::to_owned);
+    }
+    for _ in 0..400 {
+        calls += 1;
+        *seen.entry(code(&c.post("/cgi-bin/kf/account/list", json!({})).await)).or_default() += 1;
+    }
+    // the driver ports are spared
+    for _ in 0..50 {
+        let id = channel(&mut c).await;
+        c.ok("/sim/customer/close_channel", json!({"channel_id": id})).await;
+    }
+    // a token invalidated early: 42001 though expires_in promised 7200 s
+    clock.advance(61_000_000);
+    loop {
+        calls += 1;
+        let v = c.post("/cgi-bin/kf/account/list", json!({})).await;
+        *seen.entry(code(&v)).or_default() += 1;
+        if code(&v) == 42001 {
+            assert!(v["errmsg"].as_str().unwrap().contains("invalidated early"), "{v}");
+            break;
+        }
+    }
+    let f = server.svc.fault_stats().unwrap();
+    let get = |x: &AtomicU64| x.load(Ordering::SeqCst);
+    let n = |c: i64| seen.get(&c).copied().unwrap_or(0);
+    assert_eq!(
+        (get(&f.delayed), get(&f.system_busy), get(&f.rate_limited)),
+        (calls, n(-1), n(45009)),
+        "{seen:?}"
+    );
+    assert!((50..=120).contains(&n(-1)) && (20..=70).contains(&n(45009)), "about 20 % and 10 %: {seen:?}");
+    let early = server.svc.with_state(|st, _| st.figures().counters.tokens_refused_early);
+    assert_eq!(early, n(42001));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_callback_faults_are_counted_where_they_land() {
+    let mw = middleware(0);
+    let url = start_middleware(mw.clone()).await;
+    let faults = CallbackFaults {
+        delay: Some(kfsim::scenario::TimeDist::Constant { us: 1_000 }),
+        drop_rate: 0.3,
+        duplicate_rate: 0.3,
+    };
+    let s = CallbackSettings { faults, ..settings(&url, 1000) };
+    let options = Options { callbacks: Some(s), ..Options::default() };
+    let server = Server::start(State::new(Config::default()), Arc::new(SystemClock), options).await;
+    let mut c = server.client().await;
+    let token = c.login().await;
+    mw.kfsim.set((server.addr, token)).unwrap();
+    let kf = account(&mut c, "presale", &[], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    for i in 0..200 {
+        batch(&mut c, &ch, vec![say(&format!("c{i}"), &kf, "1", "hi")]).await;
+    }
+    settled(&server).await;
+    let st = server.svc.callback_stats().unwrap();
+    let get = |x: &AtomicU64| x.load(Ordering::SeqCst);
+    let (callbacks, dropped, duplicated) = (get(&st.callbacks), get(&st.dropped), get(&st.duplicated));
+    assert_eq!(get(&st.delayed), callbacks, "every callback was held back");
+    assert_eq!(get(&st.delivered) + dropped, callbacks);
+    assert!((30..=100).contains(&dropped), "about 30 % of ~200 dropped: {dropped} of {callbacks}");
+    assert!(duplicated > 20, "{duplicated}");
+    // what was sent is what arrived: each delivered callback, and each duplicate of one
+    assert_eq!(get(&mw.posts), get(&st.attempts));
+    assert_eq!(
+        get(&st.attempts),
+        callbacks - dropped + duplicated,
+        "no retries: the middleware answers at once"
+    );
+    server.stop().await.unwrap();
+}

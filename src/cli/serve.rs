@@ -11,8 +11,9 @@ use anyhow::Context;
 use std::time::Duration;
 
 use super::{ArgError, Exit};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, TimeDist};
 use crate::service::crypto::CallbackCrypto;
+use crate::service::faults::ApiFaults;
 use crate::service::push::{CallbackFaults, CallbackSettings, VerifyError};
 use crate::service::{Clock, Config, Options, Service, State, SystemClock, serve};
 
@@ -70,6 +71,62 @@ pub struct ServeArgs {
     #[command(flatten)]
     /// Where `kf_msg_or_event` callbacks go.
     pub callback: CallbackArgs,
+    #[command(flatten)]
+    /// Faults to inject.
+    pub faults: FaultArgs,
+}
+
+/// Faults the platform injects, for resilience tests of a middleware; each
+/// is counted in `/metrics`.
+#[derive(Debug, clap::Args)]
+pub struct FaultArgs {
+    /// Add latency to API calls: exponential with this mean.
+    #[arg(long, value_name = "DURATION", value_parser = duration_us)]
+    pub fault_api_latency: Option<u64>,
+    /// Share of API calls answered -1 (系统繁忙).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
+    pub fault_api_error_rate: f64,
+    /// Share of API calls answered 45009 (frequency limit).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
+    pub fault_api_busy_rate: f64,
+    /// Access tokens stop working this long after they are issued, while
+    /// expires_in still says --token-ttl (42001 on the next call).
+    #[arg(long, value_name = "DURATION", value_parser = duration_us)]
+    pub fault_token_lifetime: Option<u64>,
+    /// Hold each callback back: exponential with this mean.
+    #[arg(long, value_name = "DURATION", value_parser = duration_us)]
+    pub fault_callback_delay: Option<u64>,
+    /// Share of callbacks never sent.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
+    pub fault_callback_drop_rate: f64,
+    /// Share of callbacks delivered twice.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
+    pub fault_callback_duplicate_rate: f64,
+}
+
+impl FaultArgs {
+    fn api(&self) -> ApiFaults {
+        ApiFaults {
+            latency: self.fault_api_latency.map(|mean_us| TimeDist::Exponential { mean_us: mean_us as f64 }),
+            error_rate: self.fault_api_error_rate,
+            busy_rate: self.fault_api_busy_rate,
+        }
+    }
+
+    fn callbacks(&self) -> CallbackFaults {
+        CallbackFaults {
+            delay: self.fault_callback_delay.map(|mean_us| TimeDist::Exponential { mean_us: mean_us as f64 }),
+            drop_rate: self.fault_callback_drop_rate,
+            duplicate_rate: self.fault_callback_duplicate_rate,
+        }
+    }
+}
+
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err("expected a share from 0 to 1, like 0.05".into()),
+    }
 }
 
 /// The callback a middleware receives (WeCom's 接收消息 settings).
@@ -161,7 +218,16 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
             a.api_managed = true;
         }
     }
-    let callbacks = args.callback.settings(&args.corpid)?;
+    let callbacks = args
+        .callback
+        .settings(&args.corpid)?
+        .map(|s| CallbackSettings { faults: args.faults.callbacks(), ..s });
+    if args.faults.api().error_rate + args.faults.api().busy_rate > 1.0 {
+        return Err(ArgError(
+            "--fault-api-error-rate and --fault-api-busy-rate add up to more than 1".into(),
+        )
+        .into());
+    }
     // A second subscriber (tests calling this twice) is not an error.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = tracing_subscriber::fmt().with_target(false).with_ansi(ansi).try_init();
@@ -170,6 +236,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         corpid: args.corpid.clone(),
         corpsecret: args.corpsecret.clone(),
         token_ttl_us: args.token_ttl,
+        token_invalid_after_us: args.faults.fault_token_lifetime,
         retention_us: args.retention,
         idle_end_us: args.idle_end,
         sync_log_cap: args.sync_log_cap as usize,
@@ -182,7 +249,8 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         ..Config::default()
     };
     let seed = cfg.seed;
-    let options = Options { auto_reply: args.auto_reply, callbacks: callbacks.clone() };
+    let options =
+        Options { auto_reply: args.auto_reply, callbacks: callbacks.clone(), api_faults: args.faults.api() };
     let svc = match &scenario {
         Some(sc) => Service::from_scenario(sc, cfg, clock, options),
         None => Service::new(State::new(cfg), clock, options),

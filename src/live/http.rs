@@ -17,6 +17,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::metrics::Hist;
+/// Marks the driver's calls, which a target's injected faults spare (the
+/// header of `service::faults`; the driver plays customers and servicers).
+const DRIVER_HEADER: &str = "x-kfsim-driver";
 use crate::summary::HttpEndpoint;
 
 /// Why a call failed; counted per endpoint by [`CallError::kind`].
@@ -167,7 +170,10 @@ impl Http {
 
     /// GET `path`, recorded under `endpoint`.
     pub async fn get(&self, endpoint: &'static str, path: &str) -> Result<Value, CallError> {
-        let req = hyper::Request::get(self.url(path)).body(Full::new(Bytes::new())).expect("a valid request");
+        let req = hyper::Request::get(self.url(path))
+            .header(DRIVER_HEADER, "1")
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
         self.send(endpoint, req, Instant::now(), self.timeout).await
     }
 
@@ -196,6 +202,7 @@ impl Http {
         let bytes = serde_json::to_vec(body).expect("request bodies serialize");
         let req = hyper::Request::post(self.url(path))
             .header("content-type", "application/json")
+            .header(DRIVER_HEADER, "1")
             .body(Full::new(Bytes::from(bytes)))
             .expect("a valid request");
         self.send(endpoint, req, intended, self.timeout + extra).await

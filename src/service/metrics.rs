@@ -94,6 +94,19 @@ async fn prometheus(AxState(svc): AxState<Service>) -> Response {
     if let Some(stats) = svc.callback_stats() {
         let _ = render_callbacks(&mut text, &stats);
     }
+    if let Some(f) = svc.fault_stats() {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        for (name, help, v) in [
+            ("fault_api_delayed", "Injected fault: API calls held back.", get(&f.delayed)),
+            ("fault_api_system_busy", "Injected fault: API calls answered -1.", get(&f.system_busy)),
+            ("fault_api_rate_limited", "Injected fault: API calls answered 45009.", get(&f.rate_limited)),
+        ] {
+            let _ = writeln!(
+                text,
+                "# HELP kfsim_{name}_total {help}\n# TYPE kfsim_{name}_total counter\nkfsim_{name}_total {v}"
+            );
+        }
+    }
     let mut resp = text.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp
@@ -161,6 +174,11 @@ fn render_counters(o: &mut String, f: &Figures) -> std::fmt::Result {
             "callbacks_coalesced",
             "Log entries announced together with others by one callback.",
             c.callbacks_coalesced,
+        ),
+        (
+            "fault_tokens_refused_early",
+            "Injected fault: calls refused (42001) with a token invalidated early.",
+            c.tokens_refused_early,
         ),
     ] {
         writeln!(

@@ -23,6 +23,7 @@ pub mod channels;
 pub mod crypto;
 pub mod enterprise;
 pub mod errors;
+pub mod faults;
 pub mod feed;
 mod http;
 pub mod media;
@@ -100,6 +101,8 @@ pub struct Options {
     /// Send `kf_msg_or_event` callbacks there (WeCom's callback to a
     /// middleware).
     pub callbacks: Option<push::CallbackSettings>,
+    /// Faults to inject into API calls.
+    pub api_faults: faults::ApiFaults,
 }
 
 /// The callbacks of a service that sends them.
@@ -125,6 +128,7 @@ struct Inner {
     /// Woken when servicer queues get items, in auto-reply mode.
     agents: Option<Notify>,
     callbacks: Option<Callbacks>,
+    faults: Option<faults::Injector>,
     max_body: usize,
 }
 
@@ -132,6 +136,7 @@ impl Service {
     /// A service over `state`, reading time from `clock`.
     pub fn new(mut state: State, clock: Arc<dyn Clock>, options: Options) -> Service {
         state.cfg.callbacks = options.callbacks.is_some();
+        let seed = state.cfg.seed;
         Service {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
@@ -144,9 +149,15 @@ impl Service {
                     stats: Arc::default(),
                     owed: Notify::new(),
                 }),
+                faults: options.api_faults.any().then(|| faults::Injector::new(options.api_faults, seed)),
                 max_body: MAX_BODY,
             }),
         }
+    }
+
+    /// The faults injected so far (`None` without faults).
+    pub fn fault_stats(&self) -> Option<&faults::FaultStats> {
+        self.inner.faults.as_ref().map(|f| &f.stats)
     }
 
     /// What became of the callbacks so far (`None` without callbacks).
@@ -211,6 +222,7 @@ pub fn app(svc: Service) -> axum::Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::wrong_method)
         .with_state(svc.clone())
+        .layer(axum::middleware::from_fn_with_state(svc.clone(), faults::inject))
         .layer(axum::middleware::from_fn_with_state(svc, metrics::track))
 }
 

@@ -38,6 +38,9 @@ pub struct Config {
     pub corpsecret: String,
     /// Lifetime of an access_token [µs] (WeCom: 7200 s).
     pub token_ttl_us: u64,
+    /// Fault: tokens stop working this long after they were issued, while
+    /// `expires_in` still says `token_ttl_us` (40014/42001 on the next call).
+    pub token_invalid_after_us: Option<u64>,
     /// Messages, events and queue items older than this are dropped, and
     /// customers idle this long are forgotten (WeCom's sync window: 3 days).
     pub retention_us: u64,
@@ -76,6 +79,7 @@ impl Default for Config {
             corpid: "kfsim".into(),
             corpsecret: "kfsim-secret".into(),
             token_ttl_us: 7200 * 1_000_000,
+            token_invalid_after_us: None,
             retention_us: 3 * DAY_US,
             idle_end_us: 48 * HOUR_US,
             sync_log_cap: 100_000,
@@ -373,7 +377,9 @@ impl<V, const CAP: usize> RecentIds<V, CAP> {
 /// from 40014).
 #[derive(Debug, Default)]
 struct Tokens {
-    current: Option<(String, u64)>,
+    /// The token, when it really stops working, and when `expires_in`
+    /// said it would (later, when tokens are invalidated early).
+    current: Option<(String, u64, u64)>,
     old: VecDeque<String>,
 }
 
@@ -405,6 +411,8 @@ pub struct Counters {
     /// Log entries announced by a callback that also announced others
     /// (more were owed than could be out at once).
     pub callbacks_coalesced: u64,
+    /// Fault: calls refused because their token was invalidated early.
+    pub tokens_refused_early: u64,
 }
 
 /// The service state. See the module docs.
@@ -437,6 +445,9 @@ pub struct State {
     pub(super) token_serial: u64,
     /// Temporary media.
     pub(super) media: super::media::MediaStore,
+    /// Calls refused because their token was invalidated early (a fault);
+    /// counted where tokens are checked, which takes `&self`.
+    counters_early_expiry: std::cell::Cell<u64>,
 }
 
 /// One line of `account/list`.
@@ -529,6 +540,7 @@ impl State {
             owing: Vec::new(),
             token_serial: 0,
             media,
+            counters_early_expiry: Default::default(),
         }
     }
 
@@ -606,19 +618,20 @@ impl State {
         if secret != self.cfg.corpsecret {
             return Err(ApiError::new(code::INVALID_SECRET, "invalid credential: corpsecret"));
         }
-        if let Some((token, exp)) = &self.tokens.current
+        if let Some((token, exp, said)) = &self.tokens.current
             && now_us < *exp
         {
-            return Ok((token.clone(), (exp - now_us) / 1_000_000));
+            return Ok((token.clone(), (said - now_us) / 1_000_000));
         }
         let token = format!("{:016x}{:016x}", self.random(), self.random());
-        if let Some((old, _)) = self.tokens.current.take() {
+        if let Some((old, _, _)) = self.tokens.current.take() {
             self.tokens.old.push_back(old);
             if self.tokens.old.len() > 16 {
                 self.tokens.old.pop_front();
             }
         }
-        self.tokens.current = Some((token.clone(), now_us + self.cfg.token_ttl_us));
+        let lives = self.cfg.token_invalid_after_us.unwrap_or(u64::MAX).min(self.cfg.token_ttl_us);
+        self.tokens.current = Some((token.clone(), now_us + lives, now_us + self.cfg.token_ttl_us));
         Ok((token, self.cfg.token_ttl_us / 1_000_000))
     }
 
@@ -628,8 +641,15 @@ impl State {
             return Err(ApiError::new(code::MISSING_TOKEN, "access_token missing"));
         }
         match &self.tokens.current {
-            Some((t, exp)) if t == token && now_us < *exp => Ok(()),
-            Some((t, _)) if t == token => Err(ApiError::new(code::EXPIRED_TOKEN, "access_token expired")),
+            Some((t, exp, _)) if t == token && now_us < *exp => Ok(()),
+            Some((t, _, said)) if t == token && now_us < *said => {
+                self.counters_early_expiry.set(self.counters_early_expiry.get() + 1);
+                Err(ApiError::new(
+                    code::EXPIRED_TOKEN,
+                    "access_token expired (invalidated early: an injected fault)",
+                ))
+            }
+            Some((t, _, _)) if t == token => Err(ApiError::new(code::EXPIRED_TOKEN, "access_token expired")),
             _ if self.tokens.old.iter().any(|t| t == token) => {
                 Err(ApiError::new(code::EXPIRED_TOKEN, "access_token expired"))
             }
@@ -680,7 +700,7 @@ impl State {
     /// Totals and per-account figures.
     pub fn figures(&self) -> Figures {
         Figures {
-            counters: self.counters,
+            counters: Counters { tokens_refused_early: self.counters_early_expiry.get(), ..self.counters },
             accounts: self
                 .accounts
                 .iter()
