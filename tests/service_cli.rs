@@ -125,3 +125,27 @@ fn callback_settings_are_checked_before_serving() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("did not verify within") && err.contains(&dead), "{err}");
 }
+
+#[test]
+fn serve_takes_the_callback_from_the_scenarios_wecom_table() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/from-the-file", listener.local_addr().unwrap());
+    drop(listener);
+    let text = std::fs::read_to_string("scenarios/quickstart.toml").unwrap()
+        + &format!(
+            "\n[wecom.callback]\nurl = \"{dead}\"\ntoken = \"tok\"\n\
+             encoding_aes_key = \"jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C\"\n\
+             [wecom.faults]\napi_error_rate = 0.5\n"
+        );
+    let path = std::env::temp_dir().join(format!("kfsim-wecom-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let out = kfsim()
+        .args(["serve", "--addr", "127.0.0.1:0", "--callback-wait", "1s", "--scenario"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&dead), "the URL of [wecom.callback] was checked: {err}");
+}

@@ -11,7 +11,7 @@ use anyhow::Context;
 use std::time::Duration;
 
 use super::{ArgError, Exit};
-use crate::scenario::{Scenario, TimeDist};
+use crate::scenario::{Callback, Faults, Scenario, TimeDist};
 use crate::service::crypto::CallbackCrypto;
 use crate::service::faults::ApiFaults;
 use crate::service::push::{CallbackFaults, CallbackSettings, VerifyError};
@@ -105,20 +105,31 @@ pub struct FaultArgs {
 }
 
 impl FaultArgs {
-    fn api(&self) -> ApiFaults {
-        ApiFaults {
-            latency: self.fault_api_latency.map(|mean_us| TimeDist::Exponential { mean_us: mean_us as f64 }),
-            error_rate: self.fault_api_error_rate,
-            busy_rate: self.fault_api_busy_rate,
+    /// The scenario's `[wecom.faults]` with what the flags set on top.
+    fn over(&self, f: &Faults) -> Faults {
+        let exp = |mean_us: u64| TimeDist::Exponential { mean_us: mean_us as f64 };
+        let or = |flag: f64, file: f64| if flag > 0.0 { flag } else { file };
+        Faults {
+            api_latency: self.fault_api_latency.map(exp).or(f.api_latency),
+            api_error_rate: or(self.fault_api_error_rate, f.api_error_rate),
+            api_busy_rate: or(self.fault_api_busy_rate, f.api_busy_rate),
+            token_lifetime_us: self.fault_token_lifetime.or(f.token_lifetime_us),
+            callback_delay: self.fault_callback_delay.map(exp).or(f.callback_delay),
+            callback_drop_rate: or(self.fault_callback_drop_rate, f.callback_drop_rate),
+            callback_duplicate_rate: or(self.fault_callback_duplicate_rate, f.callback_duplicate_rate),
         }
     }
+}
 
-    fn callbacks(&self) -> CallbackFaults {
-        CallbackFaults {
-            delay: self.fault_callback_delay.map(|mean_us| TimeDist::Exponential { mean_us: mean_us as f64 }),
-            drop_rate: self.fault_callback_drop_rate,
-            duplicate_rate: self.fault_callback_duplicate_rate,
-        }
+fn api_faults(f: &Faults) -> ApiFaults {
+    ApiFaults { latency: f.api_latency, error_rate: f.api_error_rate, busy_rate: f.api_busy_rate }
+}
+
+fn callback_faults(f: &Faults) -> CallbackFaults {
+    CallbackFaults {
+        delay: f.callback_delay,
+        drop_rate: f.callback_drop_rate,
+        duplicate_rate: f.callback_duplicate_rate,
     }
 }
 
@@ -158,10 +169,17 @@ pub struct CallbackArgs {
 }
 
 impl CallbackArgs {
-    /// The settings, checked (an EncodingAESKey of the wrong length is an
-    /// argument error).
-    pub fn settings(&self, corpid: &str) -> Result<Option<CallbackSettings>, ArgError> {
-        let Some(url) = &self.callback_url else { return Ok(None) };
+    /// The settings from the flags, else from the scenario's
+    /// `[wecom.callback]`, checked (an EncodingAESKey of the wrong length is
+    /// an argument error).
+    pub fn settings(
+        &self,
+        corpid: &str,
+        file: Option<&Callback>,
+    ) -> Result<Option<CallbackSettings>, ArgError> {
+        let Some(url) = &self.callback_url else {
+            return file.map(|c| from_file(c, corpid)).transpose();
+        };
         if !url.starts_with("http://") {
             return Err(ArgError(format!("--callback-url {url}: expected http://HOST:PORT/PATH")));
         }
@@ -179,6 +197,20 @@ impl CallbackArgs {
             faults: CallbackFaults::default(),
         }))
     }
+}
+
+fn from_file(c: &Callback, corpid: &str) -> Result<CallbackSettings, ArgError> {
+    let crypto = CallbackCrypto::new(&c.token, &c.encoding_aes_key, corpid)
+        .map_err(|e| ArgError(format!("[wecom.callback]: {e}")))?;
+    Ok(CallbackSettings {
+        url: c.url.clone(),
+        crypto,
+        corpid: corpid.to_owned(),
+        timeout: Duration::from_micros(c.timeout_us),
+        retries: c.retries,
+        max_in_flight: c.max_in_flight,
+        faults: CallbackFaults::default(),
+    })
 }
 
 /// Check the callback URL until it verifies or `wait` has passed.
@@ -218,15 +250,14 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
             a.api_managed = true;
         }
     }
+    let wecom = scenario.as_ref().map(|sc| sc.wecom.clone()).unwrap_or_default();
+    let faults = args.faults.over(&wecom.faults);
     let callbacks = args
         .callback
-        .settings(&args.corpid)?
-        .map(|s| CallbackSettings { faults: args.faults.callbacks(), ..s });
-    if args.faults.api().error_rate + args.faults.api().busy_rate > 1.0 {
-        return Err(ArgError(
-            "--fault-api-error-rate and --fault-api-busy-rate add up to more than 1".into(),
-        )
-        .into());
+        .settings(&args.corpid, wecom.callback.as_ref())?
+        .map(|s| CallbackSettings { faults: callback_faults(&faults), ..s });
+    if faults.api_error_rate + faults.api_busy_rate > 1.0 {
+        return Err(ArgError("the -1 and 45009 fault shares add up to more than 1".into()).into());
     }
     // A second subscriber (tests calling this twice) is not an error.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -236,7 +267,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         corpid: args.corpid.clone(),
         corpsecret: args.corpsecret.clone(),
         token_ttl_us: args.token_ttl,
-        token_invalid_after_us: args.faults.fault_token_lifetime,
+        token_invalid_after_us: faults.token_lifetime_us,
         retention_us: args.retention,
         idle_end_us: args.idle_end,
         sync_log_cap: args.sync_log_cap as usize,
@@ -249,8 +280,11 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         ..Config::default()
     };
     let seed = cfg.seed;
-    let options =
-        Options { auto_reply: args.auto_reply, callbacks: callbacks.clone(), api_faults: args.faults.api() };
+    let options = Options {
+        auto_reply: args.auto_reply,
+        callbacks: callbacks.clone(),
+        api_faults: api_faults(&faults),
+    };
     let svc = match &scenario {
         Some(sc) => Service::from_scenario(sc, cfg, clock, options),
         None => Service::new(State::new(cfg), clock, options),

@@ -24,7 +24,7 @@ pub use diag::{Diagnostic, ScenarioError};
 pub use dist::{CountDist, TimeDist};
 pub use schema::{MSG_TYPES, Mix, PolicyKind, Scene};
 
-use schema::{RawAgents, RawEntry, RawGates, RawPoint, RawScenario, RawShift};
+use schema::{RawAgents, RawEntry, RawGates, RawPoint, RawScenario, RawShift, RawWeCom};
 
 use units::format_duration;
 
@@ -72,11 +72,60 @@ pub struct Scenario {
     pub target_url: Option<String>,
     /// Live engine: `[target] corpid` and `corpsecret` for `gettoken`.
     pub target_credentials: Option<(String, String)>,
+    /// `[wecom]`: kfsim playing WeCom for a middleware (its callback and the
+    /// faults it injects). Not simulated, so not in the fingerprint.
+    #[serde(skip)]
+    pub wecom: WeCom,
     /// Thresholds checked after a run (`[gates]`), as written: the metric
     /// paths are resolved by `gate::bind`, which knows the summary's shape.
     /// Not part of what is simulated, so not part of the fingerprint.
     #[serde(skip)]
     pub gates: Vec<GateSpec>,
+}
+
+/// `[wecom]`: the callback a middleware receives and the faults injected.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WeCom {
+    /// `[wecom.callback]`.
+    pub callback: Option<Callback>,
+    /// `[wecom.faults]`.
+    pub faults: Faults,
+}
+
+/// Where `kf_msg_or_event` callbacks go, and how they are retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callback {
+    /// `http://…` of the middleware's callback handler.
+    pub url: String,
+    /// The callback's Token.
+    pub token: String,
+    /// The callback's EncodingAESKey (43 characters).
+    pub encoding_aes_key: String,
+    /// How long the middleware has to answer [µs] (default 5 s).
+    pub timeout_us: u64,
+    /// Attempts after one that failed (default 3).
+    pub retries: u32,
+    /// Callbacks of one account out at once (default 64).
+    pub max_in_flight: u32,
+}
+
+/// Faults the platform injects (all off by default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Latency added to API calls.
+    pub api_latency: Option<TimeDist>,
+    /// Share of API calls answered -1.
+    pub api_error_rate: f64,
+    /// Share of API calls answered 45009.
+    pub api_busy_rate: f64,
+    /// Tokens stop working this long after they are issued [µs].
+    pub token_lifetime_us: Option<u64>,
+    /// Extra time before each callback.
+    pub callback_delay: Option<TimeDist>,
+    /// Share of callbacks never sent.
+    pub callback_drop_rate: f64,
+    /// Share of callbacks sent twice.
+    pub callback_duplicate_rate: f64,
 }
 
 /// One gate as written in `[gates]`, with where it was written, so that a
@@ -269,7 +318,90 @@ fn gate_specs(raw: RawGates, file: &str, text: &str) -> Vec<GateSpec> {
 
 type ErrFn<'a> = dyn Fn(Option<Range<usize>>, String) -> ScenarioError + 'a;
 
-fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
+/// `[wecom]`, checked value by value (the key's base64 is checked again,
+/// whole, when the service starts).
+fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError> {
+    let Some(raw) = raw else { return Ok(WeCom::default()) };
+    let callback = match raw.callback {
+        None => None,
+        Some(c) => {
+            if !c.url.get_ref().starts_with("http://") {
+                return Err(err(
+                    Some(c.url.span()),
+                    "`url` must start with http:// (the middleware's callback URL)".into(),
+                ));
+            }
+            let t = c.token.get_ref();
+            if t.is_empty() || t.len() > 32 || !t.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(err(Some(c.token.span()), "`token` must be 1 to 32 letters or digits".into()));
+            }
+            let k = c.encoding_aes_key.get_ref();
+            if k.len() != 43 || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/') {
+                return Err(err(
+                    Some(c.encoding_aes_key.span()),
+                    format!(
+                        "`encoding_aes_key` must be 43 characters of base64 (letters, digits, + and /); got {}",
+                        k.chars().count()
+                    ),
+                ));
+            }
+            let timeout_us = match &c.timeout {
+                Some(t) if t.get_ref().0 == 0 => {
+                    return Err(err(Some(t.span()), "`timeout` must be longer than 0s".into()));
+                }
+                Some(t) => t.get_ref().0,
+                None => 5_000_000,
+            };
+            let retries = match &c.retries {
+                Some(r) if *r.get_ref() > 10 => {
+                    return Err(err(Some(r.span()), "`retries` must be at most 10".into()));
+                }
+                Some(r) => *r.get_ref(),
+                None => 3,
+            };
+            let max_in_flight = match &c.max_in_flight {
+                Some(m) if !(1..=10_000).contains(m.get_ref()) => {
+                    return Err(err(Some(m.span()), "`max_in_flight` must be between 1 and 10000".into()));
+                }
+                Some(m) => *m.get_ref(),
+                None => 64,
+            };
+            Some(Callback {
+                url: c.url.into_inner(),
+                token: c.token.into_inner(),
+                encoding_aes_key: c.encoding_aes_key.into_inner(),
+                timeout_us,
+                retries,
+                max_in_flight,
+            })
+        }
+    };
+    let f = raw.faults.unwrap_or_default();
+    let share = |p: Option<schema::Probability>| p.map_or(0.0, |p| p.0);
+    let faults = Faults {
+        api_latency: f.api_latency,
+        api_error_rate: share(f.api_error_rate),
+        api_busy_rate: share(f.api_busy_rate),
+        token_lifetime_us: match &f.token_lifetime {
+            Some(t) if t.get_ref().0 == 0 => {
+                return Err(err(Some(t.span()), "`token_lifetime` must be longer than 0s".into()));
+            }
+            t => t.as_ref().map(|t| t.get_ref().0),
+        },
+        callback_delay: f.callback_delay,
+        callback_drop_rate: share(f.callback_drop_rate),
+        callback_duplicate_rate: share(f.callback_duplicate_rate),
+    };
+    if faults.api_error_rate + faults.api_busy_rate > 1.0 {
+        return Err(err(
+            None,
+            "[wecom.faults] `api_error_rate` and `api_busy_rate` add up to more than 1".into(),
+        ));
+    }
+    Ok(WeCom { callback, faults })
+}
+
+fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
     let duration_us = raw.duration.as_ref().map_or(DEFAULT_DURATION_US, |d| d.get_ref().0);
     if duration_us == 0 {
         let span = raw.duration.as_ref().map(Spanned::span);
@@ -323,6 +455,7 @@ fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
             (t.url.as_ref().map(|u| u.get_ref().clone()), creds)
         }
     };
+    let wecom = wecom(raw.wecom.take(), err)?;
     let series_interval_us = match &raw.series_interval {
         None => DEFAULT_SERIES_INTERVAL_US,
         Some(d) if d.get_ref().0 == 0 => {
@@ -396,6 +529,7 @@ fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
         time_scale,
         target_url,
         target_credentials,
+        wecom,
         gates: Vec::new(),
     })
 }

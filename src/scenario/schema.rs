@@ -35,6 +35,40 @@ pub(super) struct RawScenario {
     pub gates: Option<RawGates>,
     pub time_scale: Option<Spanned<f64>>,
     pub target: Option<RawTarget>,
+    pub wecom: Option<RawWeCom>,
+}
+
+/// `[wecom]`: kfsim playing WeCom for a middleware.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeCom {
+    pub callback: Option<RawCallback>,
+    pub faults: Option<RawFaults>,
+}
+
+/// `[wecom.callback]`: where the middleware receives `kf_msg_or_event`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCallback {
+    pub url: Spanned<String>,
+    pub token: Spanned<String>,
+    pub encoding_aes_key: Spanned<String>,
+    pub timeout: Option<Spanned<Dur>>,
+    pub retries: Option<Spanned<u32>>,
+    pub max_in_flight: Option<Spanned<u32>>,
+}
+
+/// `[wecom.faults]`: what the platform injects.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFaults {
+    pub api_latency: Option<TimeDist>,
+    pub api_error_rate: Option<Probability>,
+    pub api_busy_rate: Option<Probability>,
+    pub token_lifetime: Option<Spanned<Dur>>,
+    pub callback_delay: Option<TimeDist>,
+    pub callback_drop_rate: Option<Probability>,
+    pub callback_duplicate_rate: Option<Probability>,
 }
 
 /// `[target]`: where the live engine sends its traffic.
