@@ -48,35 +48,37 @@ impl State {
         if !self.cfg.callbacks {
             return;
         }
+        let max = self.cfg.callback_max_in_flight;
         let Some(a) = self.accounts.get_mut(acct) else { return };
         a.owed.pending += 1;
-        if !a.owed.listed {
+        // an account with every place taken is listed again when one frees
+        if !a.owed.listed && a.owed.in_flight < max {
             a.owed.listed = true;
             self.owing.push(acct);
         }
     }
 
-    /// Whether some account owes a callback that may go out.
+    /// Whether some account owes a callback that may go out now.
     pub fn owes_callbacks(&self) -> bool {
         !self.owing.is_empty()
     }
 
-    /// The callbacks that may go out now, at most `max_in_flight` per
-    /// account at once; each is out until [`State::callback_done`].
-    pub fn take_callbacks(&mut self, now_us: u64, max_in_flight: u32, out: &mut Vec<CallbackDue>) {
-        let mut waiting = Vec::new();
+    /// The callbacks that may go out now, at most
+    /// `Config::callback_max_in_flight` per account at once; each is out
+    /// until [`State::callback_done`].
+    pub fn take_callbacks(&mut self, now_us: u64, out: &mut Vec<CallbackDue>) {
+        let max_in_flight = self.cfg.callback_max_in_flight;
         for acct in std::mem::take(&mut self.owing) {
             let Some(a) = self.accounts.get_mut(acct) else { continue };
+            a.owed.listed = false;
             let room = u64::from(max_in_flight.saturating_sub(a.owed.in_flight));
-            if room == 0 {
-                waiting.push(acct);
+            if room == 0 || a.owed.pending == 0 {
                 continue;
             }
             let n = a.owed.pending.min(room);
             let last_covers = a.owed.pending - (n - 1);
             a.owed.in_flight += n as u32;
             a.owed.pending = 0;
-            a.owed.listed = false;
             let open_kfid = a.open_kfid.as_str().to_owned();
             self.counters.callbacks_coalesced += last_covers - 1;
             for i in 0..n {
@@ -85,12 +87,6 @@ impl State {
                 out.push(CallbackDue { open_kfid: open_kfid.clone(), token, covers });
             }
         }
-        for acct in &waiting {
-            if let Some(a) = self.accounts.get_mut(*acct) {
-                a.owed.listed = true;
-            }
-        }
-        self.owing.extend(waiting);
     }
 
     /// A callback of `open_kfid` was answered or given up on: its place is
@@ -151,7 +147,7 @@ mod tests {
 
     /// A state with callbacks on, one account and a channel; `n` messages.
     fn logged(n: usize) -> (State, String, u32) {
-        let mut st = State::new(Config { callbacks: true, ..Config::default() });
+        let mut st = State::new(Config { callbacks: true, callback_max_in_flight: 3, ..Config::default() });
         let kf = st.account_add("presale", "", None, T0).unwrap();
         let id = st.open_channel(None).unwrap();
         let ch = st.channel_of(&id).unwrap();
@@ -165,7 +161,7 @@ mod tests {
     fn one_callback_per_entry_until_the_limit_then_one_for_the_rest() {
         let (mut st, kf, _) = logged(10);
         let mut due = Vec::new();
-        st.take_callbacks(T0, 3, &mut due);
+        st.take_callbacks(T0, &mut due);
         assert_eq!(due.iter().map(|d| d.covers).collect::<Vec<_>>(), [1, 1, 8]);
         assert!(due.iter().all(|d| d.open_kfid == kf));
         assert!(!st.owes_callbacks());
@@ -176,10 +172,11 @@ mod tests {
             st.customer_message(ch, &format!("d{i}"), &kf, None, Content::text("hi"), T0).unwrap();
         }
         due.clear();
-        st.take_callbacks(T0, 3, &mut due);
-        assert!(due.is_empty() && st.owes_callbacks());
+        st.take_callbacks(T0, &mut due);
+        assert!(due.is_empty() && !st.owes_callbacks(), "owed, but nothing may go: no wake-up");
         st.callback_done(&kf);
-        st.take_callbacks(T0, 3, &mut due);
+        assert!(st.owes_callbacks());
+        st.take_callbacks(T0, &mut due);
         assert_eq!(
             due.iter().map(|d| d.covers).collect::<Vec<_>>(),
             [4],
@@ -202,7 +199,7 @@ mod tests {
     fn tokens_are_accepted_for_ten_minutes_and_cannot_be_forged() {
         let (mut st, _, _) = logged(1);
         let mut due = Vec::new();
-        st.take_callbacks(T0, 3, &mut due);
+        st.take_callbacks(T0, &mut due);
         let token = &due[0].token;
         assert!(token.len() <= 128);
         assert_eq!(st.check_sync_token(token, T0), Ok(()));

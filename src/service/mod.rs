@@ -136,6 +136,9 @@ impl Service {
     /// A service over `state`, reading time from `clock`.
     pub fn new(mut state: State, clock: Arc<dyn Clock>, options: Options) -> Service {
         state.cfg.callbacks = options.callbacks.is_some();
+        if let Some(c) = &options.callbacks {
+            state.cfg.callback_max_in_flight = c.max_in_flight.max(1);
+        }
         let seed = state.cfg.seed;
         Service {
             inner: Arc::new(Inner {

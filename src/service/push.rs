@@ -136,7 +136,7 @@ pub(super) async fn deliver(
             // the timeout is a safety net; logging an entry wakes it at once
             let _ = tokio::time::timeout(Duration::from_millis(100), n.notified()).await;
         }
-        svc.with_state(|st, now| st.take_callbacks(now, settings.max_in_flight, &mut due));
+        svc.with_state(|st, now| st.take_callbacks(now, &mut due));
         for d in due.drain(..) {
             let f = &settings.faults;
             let p = Prepared {
@@ -149,6 +149,8 @@ pub(super) async fn deliver(
             };
             tokio::spawn(deliver_one(svc.clone(), client.clone(), settings.clone(), stats.clone(), p));
         }
+        // the deliveries just spawned run before the next round
+        tokio::task::yield_now().await;
     }
 }
 

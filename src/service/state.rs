@@ -66,6 +66,8 @@ pub struct Config {
     /// Keep track of the `kf_msg_or_event` callbacks each account owes
     /// (a callback URL is configured).
     pub callbacks: bool,
+    /// Callbacks of one account out at once; more owed are coalesced.
+    pub callback_max_in_flight: u32,
     /// Bytes of temporary media kept at most (the oldest go first).
     pub media_cap_bytes: usize,
 }
@@ -90,6 +92,7 @@ impl Default for Config {
             default_max_concurrent: 1,
             seed: 1,
             callbacks: false,
+            callback_max_in_flight: 64,
             media_cap_bytes: 256 << 20,
         }
     }
