@@ -11,7 +11,8 @@
 //! 2. [`workload`] turns a scenario into seeded samplers; [`reception`] is the
 //!    routing core (policies, caps, the waiting pool): pure, no I/O, no clock —
 //!    time is an argument; [`theory`] has the queueing formulas (Erlang B, C,
-//!    A) the simulator is checked against.
+//!    A) the simulator is checked against; [`stats`] the quantiles and
+//!    bounded confidence intervals of planning and comparison.
 //! 3. [`summary`] is the typed report model written as `summary.json`;
 //!    [`series`] records the time series.
 //! 4. [`metrics`] folds observations into histograms, counters and the
@@ -46,6 +47,7 @@ pub mod scenario;
 pub mod series;
 pub mod service;
 pub mod sim;
+pub mod stats;
 pub mod summary;
 pub mod sweep;
 pub mod theory;

@@ -14,6 +14,7 @@ const RANKS: &[(&str, u32)] = &[
     ("workload", 1),
     ("reception", 1),
     ("theory", 1),
+    ("stats", 1),
     ("series", 2),
     ("summary", 2),
     ("metrics", 3),

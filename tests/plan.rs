@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use kfsim::plan::{Problem, Target};
+use kfsim::plan::{Outcome, Problem, Target};
 use kfsim::scenario::Scenario;
 use kfsim::sweep::{self, Estimate, Vary};
 
@@ -55,14 +55,21 @@ fn staffing_for_80_percent_in_20s_matches_erlang_c() {
         path: "agents.kf.count".into(),
         targets: vec![target],
         replications: 5,
+        max_replications: 40,
         parallel: true,
     };
-    let rec = problem.solve(1).unwrap();
+    let Outcome::Recommended(rec) = problem.solve(1).unwrap() else { panic!("46 agents meet the target") };
     // Erlang C: SL(20 s) is 0.775 with 45 agents and 0.839 with 46
     assert_eq!(rec.erlang, Some(46));
     assert_eq!(rec.at.value, 46, "{rec:#?}");
-    assert!(rec.at.meets && !rec.below.as_ref().unwrap().meets);
-    assert_eq!(rec.below.as_ref().unwrap().value, 45);
+    let below = rec.below.as_ref().unwrap();
+    assert!(rec.at.meets && !below.meets);
+    assert_eq!(below.value, 45);
+    // decided at 95 %: the recommendation's interval is above the target,
+    // the value below it is clearly under
+    let sl = rec.at.metrics["service_level"].unwrap();
+    assert!(sl.lo > 0.8 && sl.hi < 1.0, "{sl:?}");
+    assert!(rec.at.checks[0].sure >= 0.975 && below.checks[0].sure <= 0.025, "{rec:#?}");
 }
 
 #[test]

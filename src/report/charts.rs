@@ -1,6 +1,11 @@
 //! Charts of a run, drawn with plotters as SVG strings. Text is SVG text
 //! (rendered by the viewer), so drawing needs no font on the machine.
 //!
+//! Every data point of an SVG chart carries its value as an SVG `<title>`
+//! (a transparent circle over the point), which a browser shows on hover:
+//! no script, and the page stays one file. Each chart also records the
+//! ranges of its axes ([`Axes`]), so tests can hold them against the data.
+//!
 //! Colours are fixed per metric and per position of an entry point or
 //! account in name order, so the same thing has the same colour in every
 //! chart of a report.
@@ -23,6 +28,70 @@ pub struct Chart {
     pub svg: String,
     /// The same chart as a PNG image (text drawn with the bundled DejaVu Sans).
     pub png: Vec<u8>,
+    /// The axes of each panel, as drawn.
+    pub axes: Vec<Axes>,
+}
+
+/// The ranges of one panel's axes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axes {
+    /// The panel (its caption, or the chart's name for one-panel charts).
+    pub panel: String,
+    /// x from, to (in the axis's display unit).
+    pub x: (f64, f64),
+    /// y from, to (in the axis's display unit).
+    pub y: (f64, f64),
+    /// The y axis is logarithmic.
+    pub y_log: bool,
+    /// Multiply a data value by this to get the axis's display unit (1e-3
+    /// for ms shown in s); 1 when the axis shows the data's own unit.
+    pub y_scale: f64,
+}
+
+/// What the SVG pass of a drawing records: axes and hover labels.
+#[derive(Default)]
+struct Record {
+    axes: Vec<Axes>,
+    hovers: Vec<(i32, i32, String)>,
+}
+
+thread_local! {
+    static RECORD: std::cell::RefCell<Option<Record>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Note the axes of a panel being drawn (recorded during the SVG pass).
+pub fn note_axes(panel: &str, x: (f64, f64), y: (f64, f64), y_log: bool, y_scale: f64) {
+    RECORD.with(|r| {
+        if let Some(r) = r.borrow_mut().as_mut() {
+            r.axes.push(Axes { panel: panel.to_owned(), x, y, y_log, y_scale });
+        }
+    });
+}
+
+/// Give the point at `at` (chart coordinates) a hover label.
+pub fn hover<DB: DrawingBackend, CT: plotters::coord::CoordTranslate>(
+    chart: &ChartContext<'_, DB, CT>,
+    at: CT::From,
+    text: String,
+) {
+    RECORD.with(|r| {
+        if let Some(r) = r.borrow_mut().as_mut() {
+            let (x, y) = chart.as_coord_spec().translate(&at);
+            r.hovers.push((x, y, text));
+        }
+    });
+}
+
+/// The hover layer: a transparent circle with a `<title>` per point, last
+/// in the document so it lies over everything drawn.
+fn hover_layer(hovers: &[(i32, i32, String)]) -> String {
+    let mut g = String::from(r#"<g class="hover" fill="transparent" pointer-events="all">"#);
+    for (x, y, text) in hovers {
+        let t = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        g.push_str(&format!(r#"<circle cx="{x}" cy="{y}" r="6"><title>{t}</title></circle>"#));
+    }
+    g.push_str("</g>\n");
+    g
 }
 
 /// Default chart width [px].
@@ -94,11 +163,17 @@ pub fn render<D: Drawable>(d: &D, name: String, title: String) -> DrawResult<Cha
     register_fonts()?;
     let size = d.size();
     let mut svg = String::new();
-    {
+    RECORD.with(|r| *r.borrow_mut() = Some(Record::default()));
+    let drawn = (|| {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         d.draw(&root)?;
-        root.present().map_err(err)?;
+        root.present().map_err(err)
+    })();
+    let record = RECORD.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    drawn?;
+    if let Some(end) = svg.rfind("</svg>") {
+        svg.insert_str(end, &hover_layer(&record.hovers));
     }
     let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
@@ -107,7 +182,7 @@ pub fn render<D: Drawable>(d: &D, name: String, title: String) -> DrawResult<Cha
         d.draw(&root)?;
         root.present().map_err(err)?;
     }
-    Ok(Chart { name, title, svg, png: encode_png(&rgb, size)? })
+    Ok(Chart { name, title, svg, png: encode_png(&rgb, size)?, axes: record.axes })
 }
 
 /// What a chart draws; one `draw` serves every backend.

@@ -136,3 +136,27 @@ pub fn write_sweep(out: &Path, r: &SweepResult) -> anyhow::Result<()> {
     }
     write(out.join("sweep.html"), super::sweep::html(r, &charts).as_bytes())
 }
+
+/// Write a plan's folder: `plan.json`, its charts and `plan.html`.
+pub fn write_plan(out: &Path, plan: &crate::plan::PlanReport) -> anyhow::Result<()> {
+    let charts = super::plan::charts(plan).map_err(anyhow::Error::msg)?;
+    write_pages(out, "plan", &json_pretty(plan), &charts, super::plan::html(plan, &charts).as_bytes())
+}
+
+/// `NAME.json`, `charts/*.svg` and `.png`, and `NAME.html` in `out`.
+fn write_pages(
+    out: &Path,
+    name: &str,
+    json: &[u8],
+    charts: &[super::charts::Chart],
+    html: &[u8],
+) -> anyhow::Result<()> {
+    let chart_dir = out.join("charts");
+    fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
+    write_file(&out.join(format!("{name}.json")), json)?;
+    for c in charts {
+        write_file(&chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
+        write_file(&chart_dir.join(format!("{}.png", c.name)), &c.png)?;
+    }
+    write_file(&out.join(format!("{name}.html")), html)
+}

@@ -9,6 +9,7 @@ pub mod folder;
 pub mod hgrm;
 pub mod html;
 pub mod junit;
+pub mod plan;
 pub mod sweep;
 mod terminal;
 
