@@ -5,6 +5,7 @@
 //! part that touches the file system.
 
 pub mod charts;
+pub mod compare;
 pub mod folder;
 pub mod hgrm;
 pub mod html;
