@@ -305,26 +305,13 @@ impl fmt::Display for GateResult {
 }
 
 /// `v` in the unit its threshold was written in: a share as a percentage
-/// when the condition says `%`, a time in `s` or `m` when it does, so that
-/// `< 1%` is read against `3.37%`, not `0.0337`.
+/// when the condition says `%`, so that `< 1%` is read against `3.37%`,
+/// not `0.0337`. Times are always shown as times (`2m56s`).
 pub fn format_like(condition: &str, v: f64, unit: MetricUnit) -> String {
     let written = condition.trim().trim_start_matches(['<', '>', '=', '!']).trim();
     match unit {
         MetricUnit::Plain if written.ends_with('%') => format!("{}%", trim_number(v * 100.0, 2)),
-        MetricUnit::Ms | MetricUnit::S => {
-            let ms = if unit == MetricUnit::S { v * 1e3 } else { v };
-            let value_unit = ["ms", "s", "m", "h"].into_iter().rev().find(|u| {
-                written.ends_with(u) && written[..written.len() - u.len()].trim().parse::<f64>().is_ok()
-            });
-            match value_unit {
-                Some("ms") => format!("{}ms", trim_number(ms, 1)),
-                Some("s") => format!("{}s", trim_number(ms / 1e3, 1)),
-                Some("m") => format!("{}m", trim_number(ms / 6e4, 2)),
-                Some("h") => format!("{}h", trim_number(ms / 3.6e6, 2)),
-                _ => format_value(v, unit),
-            }
-        }
-        MetricUnit::Plain => format_value(v, unit),
+        _ => format_value(v, unit),
     }
 }
 
@@ -464,7 +451,7 @@ mod tests {
         let verdicts: Vec<Verdict> = evaluate(&gates, &sample()).iter().map(|r| r.verdict).collect();
         assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail, Verdict::Fail, Verdict::Skipped, Verdict::Pass]);
         let shown = evaluate(&gates[..1], &sample())[0].to_string();
-        assert_eq!(shown, "ok   first_response.p95 < 60s  (actual 42s)");
+        assert_eq!(shown, "ok   first_response.p95 < 60s  (actual 42.0s)");
         let shown = evaluate(&gates[1..2], &sample())[0].to_string();
         assert_eq!(shown, "FAIL service_level >= 90%  (actual 85%)", "a share in the threshold's unit");
     }
@@ -473,9 +460,7 @@ mod tests {
     fn actual_values_in_the_thresholds_unit() {
         assert_eq!(format_like("< 1%", 0.0337, MetricUnit::Plain), "3.37%");
         assert_eq!(format_like(">= 0.8", 0.8397, MetricUnit::Plain), "0.8397");
-        assert_eq!(format_like("< 5m", 176_000.0, MetricUnit::Ms), "2.93m");
-        assert_eq!(format_like("< 250ms", 12.34, MetricUnit::Ms), "12.3ms");
-        assert_eq!(format_like("< 250", 12.34, MetricUnit::Ms), "12.3ms");
-        assert_eq!(format_like("<= 1h", 5400.0, MetricUnit::S), "1.5h");
+        assert_eq!(format_like("< 5m", 176_000.0, MetricUnit::Ms), "2m56s");
+        assert_eq!(format_like("< 25%", 0.25, MetricUnit::Plain), "25%");
     }
 }

@@ -171,7 +171,7 @@ fn per_interval_staffing_follows_the_profile() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = stdout.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 2, "{stdout}");
     let staff = |r: &Vec<&str>| r[2].parse::<u32>().unwrap();
     // 5/min then 20/min at 4 min each: 20 and 80 Erlangs

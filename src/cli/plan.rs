@@ -135,7 +135,7 @@ fn print_sweep(w: &mut dyn Write, r: &SweepResult) -> anyhow::Result<()> {
             .map_or(String::new(), |v| format!(" · theory {}", pct(v)));
         writeln!(
             w,
-            "{}: SL {}{theory} · ASA {} · abandon {} · occupancy {}",
+            "{}: SL {}{theory} · ASA {} · abandon rate {} · occupancy {}",
             params.join(" "),
             est(m("service_level"), pct),
             est(m("asa_ms"), |v| human_ms(Some(v))),

@@ -277,6 +277,9 @@ pub fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
         .map_err(err)
 }
 
+/// Right margin of a chart with its legend outside [px].
+const LEGEND_W: u32 = 250;
+
 /// Every chart of a run.
 pub fn render_all(run: &Measured) -> DrawResult<Vec<Chart>> {
     let name = &run.summary.scenario.name;
@@ -326,13 +329,11 @@ pub fn render_all(run: &Measured) -> DrawResult<Vec<Chart>> {
     Ok(charts)
 }
 
-/// The name of a latency in every output: `queue_wait` → "queue wait",
-/// `abandon_wait` → "wait before abandoning".
+/// The name of a latency in every output: its key in `summary.json` with
+/// spaces (`abandon_wait` → "abandon wait"), so the terminal, the page, the
+/// charts and the JSON name it alike.
 pub fn latency_name(key: &str) -> String {
-    match key {
-        "abandon_wait" => "wait before abandoning".into(),
-        k => k.replace('_', " "),
-    }
+    key.replace('_', " ")
 }
 
 /// What a latency histogram counts.
@@ -1046,6 +1047,7 @@ fn panel<DB: DrawingBackend>(
     y_range: Option<(f64, f64)>,
     targets: &[(f64, String)],
     fmt: &dyn Fn(f64) -> String,
+    shading_legend: bool,
 ) -> DrawResult<()> {
     let data_max = lines
         .iter()
@@ -1053,11 +1055,12 @@ fn panel<DB: DrawingBackend>(
         .chain(targets.iter().map(|t| &t.0))
         .copied()
         .fold(0.0, f64::max);
-    let (y0, y1) = y_range.unwrap_or((0.0, (data_max * 1.25).max(1e-9)));
+    let (y0, y1) = y_range.unwrap_or((0.0, (data_max * 1.08).max(1e-9)));
+    let mut keys: Vec<(String, RGBColor, Key)> = Vec::new();
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 16))
         .margin(8)
-        .margin_right(20)
+        .margin_right(LEGEND_W)
         .x_label_area_size(32)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..t.x_max, y0..y1)
@@ -1067,34 +1070,44 @@ fn panel<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc(format!("scenario time [{}]", t.unit))
         .y_desc(y_desc)
+        .x_label_formatter(&|x| trim_zero(*x))
+        .y_label_formatter(&|y| trim_zero(*y))
         .draw()
         .map_err(err)?;
     if t.warmup > 0.0 {
         let w = t.warmup.min(t.x_max);
-        chart
+        let drawn = chart
             .draw_series(std::iter::once(Rectangle::new([(0.0, y0), (w, y1)], BLACK.mix(0.07).filled())))
-            .map_err(err)?
-            .label("warm-up (not counted)")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BLACK.mix(0.15).filled()));
+            .map_err(err)?;
+        let _ = drawn;
+        if shading_legend {
+            keys.push(("warm-up (not counted)".into(), RGBColor(215, 215, 215), Key::Box));
+        }
     }
     if t.arrivals_end < t.x_max - 1e-9 {
         let blue = RGBColor(31, 119, 180);
-        chart
+        let drawn = chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(t.arrivals_end, y0), (t.x_max, y1)],
                 blue.mix(0.08).filled(),
             )))
-            .map_err(err)?
-            .label("drain (after the last arrival)")
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], blue.mix(0.2).filled()));
+            .map_err(err)?;
+        let _ = drawn;
+        if shading_legend {
+            keys.push(("drain (after the last arrival)".into(), RGBColor(200, 220, 236), Key::Box));
+        }
     }
-    for (value, text) in targets {
-        let red = RGBColor(214, 39, 40);
+    for (i, (value, text)) in targets.iter().enumerate() {
+        let colour = if i == 0 { RGBColor(214, 39, 40) } else { RGBColor(120, 20, 20) };
         chart
-            .draw_series(DashedLineSeries::new([(0.0, *value), (t.x_max, *value)], 6, 4, red.stroke_width(2)))
-            .map_err(err)?
-            .label(text.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
+            .draw_series(DashedLineSeries::new(
+                [(0.0, *value), (t.x_max, *value)],
+                6,
+                4,
+                colour.stroke_width(2),
+            ))
+            .map_err(err)?;
+        keys.push((text.clone(), colour, Key::Dashed));
     }
     for (label, values, colour, dashed) in lines {
         let colour = *colour;
@@ -1115,10 +1128,9 @@ fn panel<DB: DrawingBackend>(
             } else {
                 chart.draw_series(LineSeries::new(r, style)).map_err(err)?
             };
+            let _ = drawn;
             if first {
-                drawn
-                    .label(label.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+                keys.push((label.clone(), colour, if *dashed { Key::Dashed } else { Key::Line }));
                 first = false;
             }
         }
@@ -1137,33 +1149,137 @@ fn panel<DB: DrawingBackend>(
             }
         }
     }
-    legend(&mut chart, SeriesLabelPosition::UpperRight)
+    side_legend(area, &keys)
+}
+
+/// How a legend entry is drawn.
+#[derive(Clone, Copy)]
+enum Key {
+    Line,
+    Dashed,
+    Box,
+}
+
+/// A legend in the right margin of `area` (kept free by `LEGEND_W`), where
+/// it covers no data.
+fn side_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    keys: &[(String, RGBColor, Key)],
+) -> DrawResult<()> {
+    let (w, _) = area.dim_in_pixel();
+    let x = w as i32 - LEGEND_W as i32 + 14;
+    for (i, (label, colour, key)) in keys.iter().enumerate() {
+        let y = 40 + i as i32 * 20;
+        match key {
+            Key::Line => area.draw(&PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))),
+            Key::Dashed => {
+                area.draw(&PathElement::new(vec![(x, y), (x + 7, y)], colour.stroke_width(2)))
+                    .map_err(err)?;
+                area.draw(&PathElement::new(vec![(x + 12, y), (x + 20, y)], colour.stroke_width(2)))
+            }
+            Key::Box => area.draw(&Rectangle::new([(x + 4, y - 6), (x + 16, y + 6)], colour.filled())),
+        }
+        .map_err(err)?;
+        area.draw(&Text::new(label.clone(), (x + 26, y - 7), (FONT, 13))).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// `1.0` → `1`, `2.5` → `2.5`.
+fn trim_zero(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// The series as drawn: intervals merged `k` at a time so that a day shows
+/// about 64 points (a minute's service level is noise), rates from the
+/// merged counts, levels as means, the p95 as the highest of the merged.
+struct Binned {
+    interval_s: f64,
+    arrivals: Vec<(String, Vec<f64>)>,
+    service_level: Vec<Option<f64>>,
+    abandon_rate: Vec<Option<f64>>,
+    queue_len: Vec<(String, Vec<f64>)>,
+    slots_online: Vec<(String, Vec<f64>)>,
+    slots_busy: Vec<(String, Vec<f64>)>,
+    held_offline: Vec<(String, Vec<f64>)>,
+    agents_online: Vec<(String, Vec<f64>)>,
+    p95_ms: Vec<Option<f64>>,
+}
+
+/// How many recorded intervals make one drawn point: the smallest number
+/// giving a planner's interval (1, 5, 10, 15, 30 min, 1, 2, 4, 12 h, 1 d)
+/// and at most 72 points.
+pub fn bin_factor(d: &SeriesData) -> usize {
+    let n = d.answered.len().max(d.offered.len()).max(1);
+    let iv = d.interval_s.max(1e-9);
+    for nice in [60.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0] {
+        let k = (nice / iv).round().max(1.0) as usize;
+        if n.div_ceil(k) <= 72 {
+            return k;
+        }
+    }
+    n.div_ceil(72).max(1)
+}
+
+fn bin(d: &SeriesData) -> Binned {
+    let k = bin_factor(d);
+    let sum = |v: &[u64]| v.chunks(k).map(|c| c.iter().sum::<u64>() as f64).collect::<Vec<_>>();
+    let mean = |v: &[f64]| v.chunks(k).map(|c| c.iter().sum::<f64>() / c.len() as f64).collect::<Vec<_>>();
+    let ratio = |a: &[u64], b: &[u64]| {
+        sum(a).iter().zip(sum(b)).map(|(x, y)| (y > 0.0).then(|| x / y)).collect::<Vec<_>>()
+    };
+    let per_min = 60.0 / (d.interval_s * k as f64);
+    let levels = |m: &std::collections::BTreeMap<String, Vec<f64>>| {
+        m.iter().map(|(k2, v)| (k2.clone(), mean(v))).collect::<Vec<_>>()
+    };
+    Binned {
+        interval_s: d.interval_s * k as f64,
+        arrivals: d
+            .arrivals
+            .iter()
+            .map(|(n, v)| (n.clone(), sum(v).iter().map(|c| c * per_min).collect()))
+            .collect(),
+        service_level: if d.offered.is_empty() {
+            d.service_level.clone()
+        } else {
+            ratio(&d.within_t, &d.offered)
+        },
+        abandon_rate: if d.offered.is_empty() {
+            d.abandon_rate.clone()
+        } else {
+            ratio(&d.abandoned_by_arrival, &d.offered)
+        },
+        queue_len: levels(&d.queue_len),
+        slots_online: levels(&d.slots_online),
+        slots_busy: levels(&d.slots_busy),
+        held_offline: levels(&d.held_offline),
+        agents_online: levels(&d.agents_online),
+        p95_ms: d.queue_wait_p95_ms.chunks(k).map(|c| c.iter().flatten().copied().reduce(f64::max)).collect(),
+    }
 }
 
 fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Measured) -> DrawResult<()> {
     let (d, s) = (&run.series, &run.summary);
     let name = &s.scenario.name;
-    let t = TimeAxis::new(d, s);
+    let b = bin(d);
+    let mut t = TimeAxis::new(d, s);
+    t.interval_s = b.interval_s;
+    let every = crate::scenario::units::format_duration((b.interval_s * 1e6) as u64);
     let areas = root.split_evenly((5, 1));
-    let per_min = 60.0 / d.interval_s;
     let some = |v: &[f64]| v.iter().map(|x| Some(*x)).collect::<Vec<_>>();
-    let arrivals: Vec<Line> = d
-        .arrivals
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| {
-            (k.clone(), v.iter().map(|c| Some(*c as f64 * per_min)).collect(), palette(i), false)
-        })
-        .collect();
+    let arrivals: Vec<Line> =
+        b.arrivals.iter().enumerate().map(|(i, (k, v))| (k.clone(), some(v), palette(i), false)).collect();
     panel(
         &areas[0],
         &t,
-        &format!("Arrivals per entry point — {name}"),
+        &format!("Arrivals per entry point (per {every}) — {name}"),
         "arrivals / min",
         &arrivals,
         None,
         &[],
         &|v| format!("{v:.1}/min"),
+        true,
     )?;
     // service level and abandonment of the sessions that arrived in each interval
     let pct = |v: &[Option<f64>]| v.iter().map(|x| x.map(|x| x * 100.0)).collect::<Vec<_>>();
@@ -1171,96 +1287,98 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Measured) 
     if let Some((v, text)) = gate_target(s, "service_level") {
         targets.push((v * 100.0, text));
     }
-    if let Some((v, text)) = gate_target(s, "abandon_rate") {
+    let abandons = s.sessions.abandoned > 0 || b.abandon_rate.iter().flatten().any(|v| *v > 0.0);
+    if let Some((v, text)) = gate_target(s, "abandon_rate").filter(|_| abandons) {
         targets.push((v * 100.0, text));
     }
     let mut lines: Vec<Line> = vec![(
         format!(
-            "service level (answered within {})",
+            "service level (within {})",
             crate::scenario::units::format_duration((s.scenario.service_level_s * 1e6) as u64)
         ),
-        pct(&d.service_level),
+        pct(&b.service_level),
         metric_colour("queue_wait"),
         false,
     )];
-    if d.abandon_rate.iter().flatten().any(|v| *v > 0.0) || s.sessions.abandoned > 0 {
-        lines.push(("abandoned".into(), pct(&d.abandon_rate), metric_colour("abandon_wait"), false));
+    if abandons {
+        lines.push(("abandoned".into(), pct(&b.abandon_rate), metric_colour("abandon_wait"), false));
     }
     panel(
         &areas[1],
         &t,
-        "Service level and abandonment of the sessions arriving in each interval",
+        &format!("Service level and abandonment of the sessions arriving in each {every}"),
         "share of arrivals [%]",
         &lines,
-        Some((0.0, 119.0)),
+        Some((0.0, 105.0)),
         &targets,
         &|v| format!("{v:.1}%"),
+        false,
     )?;
     let queue: Vec<Line> =
-        d.queue_len.iter().enumerate().map(|(i, (k, v))| (k.clone(), some(v), palette(i), false)).collect();
+        b.queue_len.iter().enumerate().map(|(i, (k, v))| (k.clone(), some(v), palette(i), false)).collect();
     panel(
         &areas[2],
         &t,
-        "Waiting pool (mean length per interval)",
+        &format!("Waiting pool (mean length per {every})"),
         "sessions waiting",
         &queue,
         None,
         &[],
         &|v| format!("{v:.1} waiting"),
+        false,
     )?;
     let mut slots: Vec<Line> = Vec::new();
-    for (i, (k, v)) in d.slots_online.iter().enumerate() {
-        slots.push((format!("{k} slots online"), some(v), palette(i), false));
-        if let Some(b) = d.slots_busy.get(k) {
-            slots.push((
-                format!("{k} slots in use"),
-                some(b),
-                palette(i).mix(0.55).to_rgba().rgb_colour(),
-                false,
-            ));
+    for (i, (k, v)) in b.slots_online.iter().enumerate() {
+        slots.push((format!("{k}: slots online"), some(v), palette(i), false));
+        if let Some((_, busy)) = b.slots_busy.iter().find(|(n, _)| n == k) {
+            slots.push((format!("{k}: slots in use"), some(busy), palette(i + 1), false));
         }
-        if let Some(h) = d.held_offline.get(k).filter(|h| h.iter().any(|x| *x > 0.0)) {
-            slots.push((
-                format!("{k} sessions finished after going off line"),
-                some(h),
-                palette(i).mix(0.55).to_rgba().rgb_colour(),
-                true,
-            ));
+        if let Some((_, h)) = b.held_offline.iter().find(|(n, h)| n == k && h.iter().any(|x| *x > 0.0)) {
+            slots.push((format!("{k}: held after going off line"), some(h), palette(i + 1), true));
         }
     }
     if slots.is_empty() {
         // a series.json written before slots were recorded
-        for (i, (k, v)) in d.agents_online.iter().enumerate() {
+        for (i, (k, v)) in b.agents_online.iter().enumerate() {
             slots.push((format!("{k} online"), some(v), palette(i), false));
         }
     }
     panel(
         &areas[3],
         &t,
-        "Slots (agents × 接待上限) online and in use (mean per interval)",
+        &format!("Slots (agents × max_concurrent) online and in use (mean per {every})"),
         "slots",
         &slots,
         None,
         &[],
         &|v| format!("{v:.1}"),
+        false,
     )?;
-    let (div, unit) = time_unit(
-        d.queue_wait_p95_ms.iter().flatten().copied().fold(s.scenario.service_level_s * 1e3, f64::max),
-    );
-    let p95: Vec<Option<f64>> = d.queue_wait_p95_ms.iter().map(|v| v.map(|v| v / div)).collect();
+    let (div, unit) =
+        time_unit(b.p95_ms.iter().flatten().copied().fold(s.scenario.service_level_s * 1e3, f64::max));
+    let p95: Vec<Option<f64>> = b.p95_ms.iter().map(|v| v.map(|v| v / div)).collect();
     let tline = [(
         s.scenario.service_level_s * 1e3 / div,
         format!("T = {}", crate::scenario::units::format_duration((s.scenario.service_level_s * 1e6) as u64)),
     )];
+    let p95_title = if bin_factor(d) > 1 {
+        format!(
+            "p95 queue wait: highest of the {} intervals in each {every}",
+            crate::scenario::units::format_duration((d.interval_s * 1e6) as u64)
+        )
+    } else {
+        "p95 queue wait of sessions assigned in each interval".to_owned()
+    };
     panel(
         &areas[4],
         &t,
-        "p95 queue wait of sessions assigned in each interval",
+        &p95_title,
         &format!("p95 queue wait [{unit}]"),
         &[("queue wait p95".into(), p95, metric_colour("queue_wait"), false)],
         None,
         &tline,
         &|v| format!("{v:.1} {unit}"),
+        false,
     )
 }
 

@@ -283,7 +283,7 @@ pub fn html(r: &SweepResult, charts: &[Chart]) -> String {
         let _ = write!(h, "<th>{}</th>", esc(v));
     }
     h.push_str(
-        "<th>service level</th><th>ASA</th><th>abandon</th><th>occupancy</th><th>theory SL</th></tr>\n",
+        "<th>service level</th><th>ASA</th><th>abandon rate</th><th>occupancy</th><th>theory SL</th></tr>\n",
     );
     let ci = |e: Option<crate::sweep::Estimate>, scale: f64| {
         e.map_or("—".into(), |e| {
