@@ -754,6 +754,108 @@ mod tests {
     }
 
     #[test]
+    fn a_metric_gone_from_the_current_run_fails() {
+        let base = summary(0.80, 1000.0, 7);
+        let mut cur = summary(0.80, 1000.0, 8);
+        cur["latency_ms"]["first_response"]["p95"] = Value::Null;
+        let c = compare(&base, &cur, &[]);
+        assert_eq!(status(&c, "latency_ms.first_response.p95"), Status::Missing);
+        assert!(c.failed());
+        let new = compare(&cur, &base, &[]);
+        assert_eq!(status(&new, "latency_ms.first_response.p95"), Status::New);
+        assert!(!new.failed(), "a metric that appears is not a failure");
+    }
+
+    #[test]
+    fn unlike_runs_are_named() {
+        let base = summary(0.80, 1000.0, 7);
+        let mut other = summary(0.80, 1000.0, 7);
+        other["scenario"]["fingerprint"] = json!("def");
+        let c = compare(&base, &other, &[]);
+        assert!(!c.exact && c.notes.iter().any(|n| n.contains("changed between the runs")), "{c:?}");
+        let mut named = summary(0.80, 1000.0, 7);
+        named["scenario"]["name"] = json!("x");
+        let mut named2 = named.clone();
+        named2["scenario"]["name"] = json!("y");
+        let c = compare(&named, &named2, &[]);
+        assert!(c.notes.iter().any(|n| n.starts_with("different scenarios: x against y")), "{c:?}");
+        let seeds = compare(&base, &summary(0.80, 1000.0, 8), &[]);
+        assert!(seeds.notes.iter().any(|n| n.contains("seed noise cannot be estimated")), "{seeds:?}");
+    }
+
+    /// A day of 96 intervals with service level `sl` ± seeded noise.
+    fn series(sl: f64, seed: u64) -> SeriesData {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut noise = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1000) as f64 / 1000.0 - 0.5
+        };
+        let offered = vec![100u64; 96];
+        let within: Vec<u64> =
+            offered.iter().map(|o| ((sl + 0.1 * noise()) * *o as f64).round() as u64).collect();
+        SeriesData {
+            interval_s: 900.0,
+            offered: offered.clone(),
+            immediate: within.clone(),
+            within_t: within,
+            abandoned_by_arrival: vec![0; 96],
+            answered_by_arrival: offered,
+            queue_wait_sum_ms: vec![1000.0; 96],
+            ..SeriesData::default()
+        }
+    }
+
+    fn day(sl: f64, seed: u64) -> Value {
+        json!({
+            "engine": "sim", "seed": seed, "service_level": sl,
+            "scenario": { "name": "day", "fingerprint": "abc", "warmup_s": 0.0, "duration_s": 86400.0 },
+        })
+    }
+
+    #[test]
+    fn other_seeds_are_judged_against_seed_noise() {
+        let (b, c, w) = (series(0.8, 1), series(0.8, 2), series(0.7, 3));
+        let (sb, sc, sw) = (day(0.8, 1), day(0.79, 2), day(0.7, 3));
+        let same = compare_runs(
+            Side { summary: &sb, series: Some(&b), histograms: None },
+            Side { summary: &sc, series: Some(&c), histograms: None },
+            &[],
+        );
+        assert_eq!(same.mode, Mode::Noise);
+        assert_eq!(status(&same, "service_level"), Status::Ok, "{same:?}");
+        let worse = compare_runs(
+            Side { summary: &sb, series: Some(&b), histograms: None },
+            Side { summary: &sw, series: Some(&w), histograms: None },
+            &[],
+        );
+        assert_eq!(status(&worse, "service_level"), Status::Regressed, "{worse:?}");
+        // a flat 1 % tolerance would have failed the same seed noise
+        let flat = compare(&sb, &sc, &[("*".into(), Tolerance::Relative(0.01))]);
+        assert_eq!(status(&flat, "service_level"), Status::Regressed);
+    }
+
+    #[test]
+    fn rows_read_like_the_terminal() {
+        let r = Row {
+            metric: "service_level".into(),
+            baseline: Some(0.8397),
+            current: Some(0.7678),
+            tolerance: "tolerance 10%".into(),
+            status: Status::Regressed,
+        };
+        assert_eq!(r.describe(), "service_level 83.97% → 76.78% (−8.6 %; tolerance 10%)");
+        let r = Row {
+            metric: "latency_ms.queue_wait.p95".into(),
+            baseline: Some(35_300.0),
+            current: Some(51_000.0),
+            ..r
+        };
+        assert_eq!(r.describe(), "queue_wait.p95 35.3s → 51.0s (+44.5 %; tolerance 10%)");
+    }
+
+    #[test]
     fn a_zero_baseline_needs_more_than_noise_to_regress() {
         let base =
             json!({ "engine": "live", "latency_ms": { "queue_wait": { "p50": 0.0 } }, "abandon_rate": 0.0 });

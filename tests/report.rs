@@ -109,12 +109,49 @@ fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
     assert_eq!(o.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("exact (same sim scenario and seed)"), "{stdout}");
 
+    // other seeds of the same scenario: judged against seed noise, with a note
+    let quick = |name: &str, seed: &str| {
+        let out = dir.join(name);
+        let o = kfsim(&[
+            "run",
+            "scenarios/quickstart.toml",
+            "-q",
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        out
+    };
+    let (s7, s8) = (quick("s7", "7"), quick("s8", "8"));
+    let page = dir.join("page");
+    let o = kfsim(&["compare", s7.to_str().unwrap(), s8.to_str().unwrap(), "--out", page.to_str().unwrap()]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "seed noise is not a regression: {stdout}");
+    assert!(stdout.contains("warning    different seeds (7 and 8) of the same scenario"), "{stdout}");
+    assert!(stdout.contains("beyond seed noise"), "{stdout}");
+    let html = std::fs::read_to_string(page.join("compare.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("<th>change</th>"), "the compare page");
+    // summaries without their folders: only the flat tolerance is left, which
+    // seed noise alone fails (what the rule above replaces), and it says so
+    std::fs::copy(s8.join("summary.json"), dir.join("alone.json")).unwrap();
+    let o = kfsim(&[
+        "compare",
+        s7.join("summary.json").to_str().unwrap(),
+        dir.join("alone.json").to_str().unwrap(),
+    ]);
+    assert!(text(&o).0.contains("seed noise cannot be estimated"), "{:?}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+
     // fewer agents: a different scenario, so key metrics with tolerance
     let worse = run("worse", &["--set", "agents.presale.count=8"]);
     let o = kfsim(&["compare", a.to_str().unwrap(), worse.to_str().unwrap()]);
     let (stdout, _) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("regressed service_level"), "{stdout}");
+    assert!(stdout.contains("warning    the scenario gated changed between the runs"), "{stdout}");
+    assert!(stdout.contains("%; tolerance 10%)"), "a % change and the rule: {stdout}");
     // relative tolerances cannot excuse a move away from 0: that takes an absolute one
     let o = kfsim(&[
         "compare",

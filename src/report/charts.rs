@@ -409,6 +409,7 @@ fn percentile_panel<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("percentile")
         .y_desc(format!("latency [{unit}]"))
+        .y_label_formatter(&|y| trim_zero(*y))
         .x_labels(x_max as usize + 1)
         .x_label_formatter(&|x| percentile_label(*x))
         .draw()
@@ -537,6 +538,7 @@ fn histogram<DB: DrawingBackend>(
         .x_desc(format!("{} [{unit}] (last bar: beyond p99.9)", latency_name(key)))
         .y_desc(format!("{} (log scale)", counted(key)))
         .y_label_formatter(&count_label)
+        .x_label_formatter(&|x| trim_zero(*x))
         .draw()
         .map_err(err)?;
     chart
