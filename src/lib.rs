@@ -20,9 +20,10 @@
 //! 5. The engines: [`sim`] in virtual time; [`live`] in wall-clock time over
 //!    HTTP against a URL; [`service`], the reference KF service.
 //! 6. What is made of runs: [`gate`] (thresholds bound to the summary's
-//!    metric paths), [`compare`], [`sweep`], [`plan`] and [`report`] (every
-//!    rendering; `report::folder` writes the run folder).
-//! 7. [`cli`], the command line: it alone assembles a run, starts the
+//!    metric paths), [`compare`], [`sweep`] and [`plan`].
+//! 7. [`report`]: every rendering, of runs, sweeps, plans and comparisons
+//!    (`report::folder` writes the folders).
+//! 8. [`cli`], the command line: it alone assembles a run, starts the
 //!    embedded service, reads the environment and signals, and maps
 //!    outcomes to exit codes.
 //!

@@ -170,7 +170,7 @@ pub struct Unreachable {
 #[serde(rename_all = "lowercase", tag = "outcome")]
 pub enum Outcome {
     /// The smallest value meeting every target.
-    Recommended(Recommendation),
+    Recommended(Box<Recommendation>),
     /// A target cannot be met by this parameter.
     Unreachable(Unreachable),
 }
@@ -304,13 +304,13 @@ impl Problem<'_> {
         let erlang = self.erlang_answer(hi)?;
         let cache = cache.into_inner();
         let curve: Vec<Evaluated> = cache.values().cloned().collect();
-        Ok(Outcome::Recommended(Recommendation {
+        Ok(Outcome::Recommended(Box::new(Recommendation {
             path: self.path.clone(),
             at: cache[&hi].clone(),
             below: if hi > 1 { cache.get(&(hi - 1)).cloned() } else { None },
             erlang,
             curve,
-        }))
+        })))
     }
 
     /// A missed target whose metric stopped moving between `from` and

@@ -25,8 +25,9 @@ const RANKS: &[(&str, u32)] = &[
     ("compare", 6),
     ("sweep", 6),
     ("plan", 7),
-    ("report", 7),
-    ("cli", 8),
+    // report renders plans (plan.json, the staffing charts), so it sits above plan
+    ("report", 8),
+    ("cli", 9),
 ];
 
 fn rank(module: &str) -> Option<u32> {

@@ -440,9 +440,14 @@ fn percentile_panel<DB: DrawingBackend>(
         } else {
             chart.draw_series(LineSeries::new(points.clone(), style)).map_err(err)?
         };
-        drawn
-            .label(c.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+        let dashed = c.dashed;
+        drawn.label(c.label.as_str()).legend(move |(x, y)| {
+            // a dashed curve has a dashed key: two strokes with a gap
+            let end = if dashed { x + 7 } else { x + 18 };
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (end - x, 0)], style)
+                + PathElement::new(if dashed { vec![(11, 0), (18, 0)] } else { vec![] }, style)
+        });
         for x in (0..=(x_max as usize * 2)).map(|i| i as f64 / 2.0) {
             let q = 1.0 - 10f64.powf(-x);
             let v = c.h.value_at_quantile(q) as f64 / 1e3;
@@ -876,6 +881,9 @@ fn gate_target(s: &Summary, path: &str) -> Option<(f64, String)> {
         .map(|g| (g.threshold, format!("gate {} {}", g.metric, g.condition)))
 }
 
+/// One statistic of a latency distribution.
+type Stat = fn(&crate::summary::LatencyStats) -> Option<f64>;
+
 fn by_entry<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Measured) -> DrawResult<()> {
     let s = &run.summary;
     let areas = root.split_evenly((2, 1));
@@ -938,7 +946,7 @@ fn by_entry<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Measured) -
         legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     }
     // queue-wait percentiles per entry: p50, p90, p95, p99 side by side
-    let stats: [(&str, fn(&crate::summary::LatencyStats) -> Option<f64>); 4] =
+    let stats: [(&str, Stat); 4] =
         [("p50", |l| l.p50), ("p90", |l| l.p90), ("p95", |l| l.p95), ("p99", |l| l.p99)];
     let max_ms =
         s.by_entry.values().filter_map(|e| e.queue_wait.p99).fold(s.scenario.service_level_s * 1e3, f64::max);
@@ -1040,6 +1048,8 @@ type Line = (String, Vec<Option<f64>>, RGBColor, bool);
 
 /// Line plot of series against interval times, with the warm-up and the
 /// drain after the last arrival shaded, and optional horizontal targets.
+// Each argument is a different part of the panel; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     t: &TimeAxis,

@@ -61,7 +61,7 @@ struct MetricChart<'a> {
 impl MetricChart<'_> {
     fn fmt(&self, v: f64) -> String {
         match self.ceiling {
-            Some(c) if c == 100.0 => format!("{v:.2}%"),
+            Some(100.0) => format!("{v:.2}%"),
             Some(_) => format!("{v:.4}"),
             None => format!("{v:.2}"),
         }
