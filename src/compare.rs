@@ -408,8 +408,10 @@ pub fn compare_runs(base: Side<'_>, cur: Side<'_>, tolerances: &[(String, Tolera
         let judged = noise.as_ref().and_then(|n| n.judge(&metric, b, c, better, unit));
         let (status, rule) = match judged {
             Some((noise_status, rule)) => {
-                // an explicit tolerance still says how large a change must be to matter
-                let status = match (noise_status, explicit) {
+                // a tolerance given (for the metric, or `*`) still says how
+                // large a change must be to matter
+                let practical = explicit.or(tolerances.iter().find(|(p, _)| p == "*").map(|(_, t)| *t));
+                let status = match (noise_status, practical) {
                     (Status::Regressed | Status::Improved, Some(tol)) => {
                         match judge(b, c, tol, better, unit) {
                             Status::Ok => Status::Ok,
@@ -418,7 +420,7 @@ pub fn compare_runs(base: Side<'_>, cur: Side<'_>, tolerances: &[(String, Tolera
                     }
                     _ => noise_status,
                 };
-                let rule = match explicit {
+                let rule = match practical {
                     Some(t) => format!("{rule} and tolerance {}", t.describe(unit)),
                     None => rule,
                 };

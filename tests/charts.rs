@@ -191,6 +191,21 @@ fn sweep_charts_zoom_fairness_and_show_minutes() {
         points,
     };
     let all = kfsim::report::sweep::charts(&r).unwrap();
+    // every chart holds every interval and theory value it draws
+    for c in &all {
+        let metric = c.name.strip_prefix("sweep-").unwrap().replace('-', ".");
+        let a = &c.axes[0];
+        for p in &r.points {
+            let e = p.metrics[&metric].unwrap();
+            let th = p.theory.as_ref().and_then(|t| t.metric(&metric));
+            for v in [e.lo, e.mean, e.hi].into_iter().chain(th) {
+                let y = v * a.y_scale;
+                assert!(a.y.0 <= y + 1e-9 && y <= a.y.1 + 1e-9, "{}: {y} outside {:?}", c.name, a.y);
+            }
+        }
+        let xs: Vec<f64> = r.points.iter().map(|p| p.params[0].1.parse().unwrap()).collect();
+        assert!(a.x.0 < xs[0] && a.x.1 > *xs.last().unwrap(), "{}: x {:?}", c.name, a.x);
+    }
     let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
     assert!(!names.contains(&"sweep-abandon_rate"), "nothing can abandon: no abandonment chart ({names:?})");
     let vals = |m: &str| -> Vec<f64> {

@@ -70,6 +70,9 @@ fn gates_decide_the_exit_code_and_are_written_to_the_summary() {
     assert!(last[0].starts_with("FAILED     1 of 2 gates failed"), "{stdout}");
     assert!(last[1].contains("FAIL service_level >= 99.99%"), "failed gates come last: {stdout}");
     assert_eq!(json(&out.join("summary.json"))["gates"][0]["verdict"], "fail");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("FAILED — 1 of 2 gate(s) failed.</div>"), "no baseline, none named in the banner");
+    assert!(!html.contains("baseline"), "a page without a baseline does not mention one");
 
     let o = kfsim(&["run", failing.to_str().unwrap(), "--no-gates", "-q", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0));
@@ -197,6 +200,15 @@ fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
     let tests: usize = baseline.attribute("tests").unwrap().parse().unwrap();
     assert_eq!(tests, baseline.children().filter(|c| c.has_tag_name("testcase")).count());
     assert!(out.join("comparison.json").exists());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let (baseline, key) =
+        (html.find("<h2>Against the baseline").unwrap(), html.find("<h2>Key numbers").unwrap());
+    assert!(baseline < key, "the baseline section sits near the top, before the key numbers");
+    assert!(html.contains("<th>change</th>") && html.contains(" %</td>"), "with a % change column");
+    assert!(
+        html.contains("FAILED — 0 of 0 gate(s) failed")
+            || html.contains("regression(s) against the baseline")
+    );
 }
 
 #[test]
@@ -335,6 +347,14 @@ fn charts_html_and_exports_of_a_run_folder() {
         assert_eq!(html.matches(outside).count(), allowed, "report.html must not contain {outside}");
     }
     assert!(html.contains("PASSED"));
+    assert!(
+        html.contains("<h2>Returning customers</h2>") && html.contains("kept their agent"),
+        "sticky figures"
+    );
+    assert!(html.contains("customer messages by type") && html.contains("<td>image</td>"), "the message mix");
+    let window = "8h of arrivals, the first 30m warm-up (not counted)";
+    assert!(html.contains(window), "the page says the arrival window as the terminal does");
+    assert!(html.contains("abandon wait") && !html.contains("abandoned after"), "one name per metric");
 
     // hgrm text and histograms.json agree with the summary
     let hgrm = std::fs::read_to_string(out.join("hgrm").join("queue_wait.hgrm")).unwrap();
@@ -373,6 +393,33 @@ fn terminal_summary_snapshot() {
     let path = Path::new("tests/snapshots/quickstart-terminal.txt");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(path, &got).unwrap();
+    }
+    // the tables' headers end where their right-aligned columns end
+    let columns: [(&str, &str, &[&str]); 2] = [
+        ("latency ", "  queue wait ", &["count", "mean", "p50", "p90", "p95", "p99", "max"]),
+        ("by entry ", "  channels ", &["offered", "SL", "queue wait p95", "first response p95"]),
+    ];
+    for (header, row, titles) in columns {
+        let h = got.lines().find(|l| l.starts_with(header)).unwrap();
+        let r = got.lines().find(|l| l.starts_with(row)).unwrap();
+        let mut from = 0;
+        let title_ends: Vec<usize> = titles
+            .iter()
+            .map(|t| {
+                let at = from + h[from..].find(t).unwrap() + t.len();
+                from = at;
+                h[..at].chars().count()
+            })
+            .collect();
+        let mut value_ends = Vec::new();
+        let cs: Vec<char> = r.chars().collect();
+        for i in 1..=cs.len() {
+            if cs[i - 1] != ' ' && (i == cs.len() || cs[i] == ' ') {
+                value_ends.push(i);
+            }
+        }
+        let value_ends = value_ends[value_ends.len() - titles.len()..].to_vec();
+        assert_eq!(title_ends, value_ends, "misaligned:\n{h}\n{r}");
     }
     let want = std::fs::read_to_string(path).expect("snapshot exists (run with UPDATE_SNAPSHOTS=1 once)");
     assert_eq!(got, want, "terminal summary changed; if on purpose, rerun with UPDATE_SNAPSHOTS=1");

@@ -183,6 +183,7 @@ impl Drawable for Intraday<'_> {
             .configure_mesh()
             .x_desc("scenario time [h]")
             .y_desc(format!("{} (recommended)", self.plan.path))
+            .y_label_formatter(&|y| if y.fract() == 0.0 { format!("{y:.0}") } else { String::new() })
             .draw()
             .map_err(err)?;
         chart.configure_secondary_axes().y_desc("arrivals / min").draw().map_err(err)?;
