@@ -1,25 +1,39 @@
 //! Baselines: compare a run's summary with an earlier one and call out
 //! regressions.
 //!
-//! Two modes:
+//! Three modes, chosen from the two runs (see `docs/ci.md`):
 //! - **exact**, when both runs are simulations of the same scenario (same
 //!   fingerprint) with the same seed and no tolerance was given: the sim is
 //!   deterministic, so every number must be equal, and any difference is a
 //!   change to explain.
+//! - **noise**, when both are runs of the same scenario with different
+//!   seeds: a difference counts only when it is larger than what another
+//!   seed gives. Service level, abandonment, waiting and ASA are judged by a
+//!   paired batch-means test over the runs' `series.json` (the same time of
+//!   day against each other); latency percentiles by distribution-free
+//!   intervals of the quantile from `histograms.json`, with the sample size
+//!   deflated by the runs' autocorrelation; the sticky rate by a
+//!   two-proportion test. Other key metrics keep the tolerance.
 //! - **tolerance** otherwise: the key metrics (service level, waits,
 //!   latency percentiles, abandonment, fairness, and the live engine's HTTP
 //!   and delivery figures) are compared in their "worse" direction against a
 //!   relative (`10%`) or absolute (`5s`) tolerance; default 10 %.
 //!   A change must also exceed a floor (1 ms for times, 0.001 for other
 //!   numbers) to count, so that a p50 of 0 ms turning into 0.4 ms is noise.
+//!
+//! Runs that are not alike — other scenarios, a changed scenario, other
+//! engines — are still compared, with a note saying so. A metric the
+//! baseline had and the current run has not (absent, or `null`) fails.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::gate::{MetricUnit, leaf_paths, lookup, resolve, unit_of};
 use crate::scenario::units::parse_duration;
+use crate::series::SeriesData;
 
 /// Which way is better for a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,32 +142,118 @@ pub struct Row {
     pub baseline: Option<f64>,
     /// Current value.
     pub current: Option<f64>,
-    /// The tolerance applied, as written (`exact` in exact mode).
+    /// The rule applied: the tolerance as written, `exact`, or the test of
+    /// noise mode.
     pub tolerance: String,
     /// The verdict.
     pub status: Status,
+}
+
+impl Row {
+    /// The change relative to the baseline (0.1 for +10 %), when both are
+    /// numbers and the baseline is not 0.
+    pub fn change(&self) -> Option<f64> {
+        match (self.baseline, self.current) {
+            (Some(b), Some(c)) if b != 0.0 => Some((c - b) / b.abs()),
+            _ => None,
+        }
+    }
+
+    /// The row as the terminal, the page and JUnit say it:
+    /// `service_level 83.97% → 80.12% (−4.6 %; tolerance 10%)`.
+    pub fn describe(&self) -> String {
+        let unit = unit_of(&self.metric);
+        let v = |x: Option<f64>| x.map_or("—".to_owned(), |x| format_metric(&self.metric, x, unit));
+        let change = match (self.change(), self.baseline, self.current) {
+            (Some(c), _, _) => format!("{}; ", percent_change(c)),
+            (None, Some(_), Some(_)) => String::new(),
+            (None, Some(_), None) => "gone from the current run; ".into(),
+            (None, None, Some(_)) => "new in the current run; ".into(),
+            (None, None, None) => String::new(),
+        };
+        format!(
+            "{} {} → {} ({change}{})",
+            display_name(&self.metric),
+            v(self.baseline),
+            v(self.current),
+            self.tolerance
+        )
+    }
+}
+
+/// A metric path as the reports name it: latencies without `latency_ms.`.
+pub fn display_name(path: &str) -> &str {
+    path.strip_prefix("latency_ms.").unwrap_or(path)
+}
+
+/// A relative change as people write it: `+12.3 %`, `−4.6 %`.
+pub fn percent_change(c: f64) -> String {
+    let p = c * 100.0;
+    if p.abs() < 0.05 {
+        "±0 %".into()
+    } else if p > 0.0 {
+        format!("+{p:.1} %")
+    } else {
+        format!("−{:.1} %", -p)
+    }
+}
+
+/// A metric's value the way the terminal shows it: shares as percentages,
+/// times in their unit, counts as integers.
+pub fn format_metric(path: &str, v: f64, unit: MetricUnit) -> String {
+    if unit == MetricUnit::Plain && crate::stats::Scale::of(path) == crate::stats::Scale::Share {
+        format!("{:.2}%", v * 100.0)
+    } else {
+        crate::gate::format_value(v, unit)
+    }
 }
 
 /// A compared metric's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Equal, or within tolerance.
+    /// Equal, within tolerance, or within seed noise.
     Ok,
-    /// Better beyond the tolerance.
+    /// Better beyond the tolerance (or the noise).
     Improved,
-    /// Worse beyond the tolerance: a failure.
+    /// Worse beyond the tolerance (or the noise): a failure.
     Regressed,
     /// Different in exact mode: a failure.
     Changed,
-    /// Present in only one of the two.
+    /// The baseline has a value, the current run none: a failure.
     Missing,
+    /// Only the current run has it.
+    New,
 }
 
 impl Status {
     /// Whether this row fails the comparison.
     pub fn fails(self) -> bool {
-        matches!(self, Status::Regressed | Status::Changed)
+        matches!(self, Status::Regressed | Status::Changed | Status::Missing)
+    }
+}
+
+/// How two runs were compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Same sim scenario and seed: every number must be equal.
+    Exact,
+    /// Same scenario, other seeds: differences beyond seed noise.
+    Noise,
+    /// Key metrics against tolerances.
+    #[default]
+    Tolerance,
+}
+
+impl Mode {
+    /// How the terminal and the page name the mode.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Mode::Exact => "exact (same sim scenario and seed)",
+            Mode::Noise => "beyond seed noise (same scenario, other seeds; docs/ci.md)",
+            Mode::Tolerance => "with tolerances",
+        }
     }
 }
 
@@ -162,14 +262,40 @@ impl Status {
 pub struct Comparison {
     /// Exact mode (deterministic sim runs of the same scenario and seed).
     pub exact: bool,
+    /// The mode.
+    #[serde(default)]
+    pub mode: Mode,
+    /// What makes the runs unlike, and what that means for the verdicts.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// One row per compared metric.
     pub rows: Vec<Row>,
 }
 
 impl Comparison {
-    /// Whether any row is a regression or an exact-mode change.
+    /// Whether any row is a regression, an exact-mode change or a metric
+    /// gone missing.
     pub fn failed(&self) -> bool {
         self.rows.iter().any(|r| r.status.fails())
+    }
+}
+
+/// One side of a comparison: the summary and, when a run folder was given,
+/// its series and histograms (for noise mode).
+#[derive(Debug, Clone, Copy)]
+pub struct Side<'a> {
+    /// The summary as JSON.
+    pub summary: &'a Value,
+    /// `series.json`.
+    pub series: Option<&'a SeriesData>,
+    /// `histograms.json`, decoded.
+    pub histograms: Option<&'a BTreeMap<String, Histogram<u64>>>,
+}
+
+impl<'a> Side<'a> {
+    /// A summary alone.
+    pub fn summary(summary: &'a Value) -> Side<'a> {
+        Side { summary, series: None, histograms: None }
     }
 }
 
@@ -189,19 +315,59 @@ pub fn parse_tolerance_arg(arg: &str, valid: &BTreeSet<String>) -> Result<(Strin
     Ok((path, t))
 }
 
+fn field(v: &Value, p: &str) -> Option<Value> {
+    v.pointer(p).cloned()
+}
+
+fn same_scenario(base: &Value, cur: &Value) -> bool {
+    field(base, "/scenario/fingerprint").is_some()
+        && field(base, "/scenario/fingerprint") == field(cur, "/scenario/fingerprint")
+}
+
 fn is_exact_pair(base: &Value, cur: &Value) -> bool {
-    let field = |v: &Value, p: &str| v.pointer(p).cloned();
     field(base, "/engine") == Some(Value::from("sim"))
         && field(cur, "/engine") == Some(Value::from("sim"))
         && field(base, "/seed") == field(cur, "/seed")
-        && field(base, "/scenario/fingerprint").is_some()
-        && field(base, "/scenario/fingerprint") == field(cur, "/scenario/fingerprint")
+        && same_scenario(base, cur)
+}
+
+/// What makes two runs unlike.
+fn notes(base: &Value, cur: &Value) -> Vec<String> {
+    let s =
+        |v: &Value, p: &str| field(v, p).map_or("?".into(), |x| x.to_string().trim_matches('"').to_owned());
+    let mut out = Vec::new();
+    if s(base, "/scenario/name") != s(cur, "/scenario/name") {
+        out.push(format!(
+            "different scenarios: {} against {}; differences may come from the scenario, not the system",
+            s(base, "/scenario/name"),
+            s(cur, "/scenario/name")
+        ));
+    } else if !same_scenario(base, cur) {
+        out.push(format!(
+            "the scenario {} changed between the runs (fingerprints {} and {}): differences may come from the scenario, not the system",
+            s(base, "/scenario/name"),
+            s(base, "/scenario/fingerprint"),
+            s(cur, "/scenario/fingerprint")
+        ));
+    }
+    if s(base, "/engine") != s(cur, "/engine") {
+        out.push(format!("different engines: {} against {}", s(base, "/engine"), s(cur, "/engine")));
+    }
+    out
 }
 
 /// Compare `current` with `baseline` (both summaries as JSON). Explicit
 /// `tolerances` (path, tolerance; path `*` is the default) switch to
 /// tolerance mode.
 pub fn compare(baseline: &Value, current: &Value, tolerances: &[(String, Tolerance)]) -> Comparison {
+    compare_runs(Side::summary(baseline), Side::summary(current), tolerances)
+}
+
+/// Compare two runs, with their series and histograms where they are
+/// known (see the module's documentation for the modes).
+pub fn compare_runs(base: Side<'_>, cur: Side<'_>, tolerances: &[(String, Tolerance)]) -> Comparison {
+    let (baseline, current) = (base.summary, cur.summary);
+    let mut notes = notes(baseline, current);
     if tolerances.is_empty() && is_exact_pair(baseline, current) {
         let paths: BTreeSet<String> = leaf_paths(baseline).union(&leaf_paths(current)).cloned().collect();
         let rows = paths
@@ -213,33 +379,84 @@ pub fn compare(baseline: &Value, current: &Value, tolerances: &[(String, Toleran
                 Row { metric, baseline: b, current: c, tolerance: "exact".into(), status }
             })
             .collect();
-        return Comparison { exact: true, rows };
+        return Comparison { exact: true, mode: Mode::Exact, notes, rows };
     }
+    let seeds_differ = field(baseline, "/seed") != field(current, "/seed");
+    let noise = if same_scenario(baseline, current) && seeds_differ {
+        let n = Noise::of(base, cur);
+        if n.is_none() {
+            notes.push(format!(
+                "different seeds ({} and {}) of the same scenario, but without series.json and histograms.json \
+                 beside the summaries seed noise cannot be estimated: compared with tolerances, which seed \
+                 noise alone can exceed (compare run folders instead)",
+                field(baseline, "/seed").unwrap_or_default(),
+                field(current, "/seed").unwrap_or_default()
+            ));
+        }
+        n
+    } else {
+        None
+    };
     let default = tolerances.iter().find(|(p, _)| p == "*").map_or(DEFAULT_TOLERANCE, |(_, t)| *t);
     let all: BTreeSet<String> = leaf_paths(baseline).union(&leaf_paths(current)).cloned().collect();
     let mut rows = Vec::new();
     for metric in all {
         let explicit = tolerances.iter().find(|(p, _)| *p == metric).map(|(_, t)| *t);
         let Some(better) = better_of(&metric).or(explicit.map(|_| Better::Lower)) else { continue };
-        let tol = explicit.unwrap_or(default);
+        let unit = unit_of(&metric);
         let (b, c) = (lookup(baseline, &metric), lookup(current, &metric));
-        let status = judge(b, c, tol, better, unit_of(&metric));
-        rows.push(Row {
-            metric: metric.clone(),
-            baseline: b,
-            current: c,
-            tolerance: tol.describe(unit_of(&metric)),
-            status,
-        });
+        let judged = noise.as_ref().and_then(|n| n.judge(&metric, b, c, better, unit));
+        let (status, rule) = match judged {
+            Some((noise_status, rule)) => {
+                // a tolerance given (for the metric, or `*`) still says how
+                // large a change must be to matter
+                let practical = explicit.or(tolerances.iter().find(|(p, _)| p == "*").map(|(_, t)| *t));
+                let status = match (noise_status, practical) {
+                    (Status::Regressed | Status::Improved, Some(tol)) => {
+                        match judge(b, c, tol, better, unit) {
+                            Status::Ok => Status::Ok,
+                            _ => noise_status,
+                        }
+                    }
+                    _ => noise_status,
+                };
+                let rule = match practical {
+                    Some(t) => format!("{rule} and tolerance {}", t.describe(unit)),
+                    None => rule,
+                };
+                (status, rule)
+            }
+            None => {
+                let tol = explicit.unwrap_or(default);
+                (judge(b, c, tol, better, unit), format!("tolerance {}", tol.describe(unit)))
+            }
+        };
+        rows.push(Row { metric: metric.clone(), baseline: b, current: c, tolerance: rule, status });
     }
-    Comparison { exact: false, rows }
+    let mode = if noise.is_some() { Mode::Noise } else { Mode::Tolerance };
+    if let Some(n) = &noise {
+        notes.push(format!(
+            "different seeds ({} and {}) of the same scenario: a difference counts only beyond seed noise \
+             ({} batches of {} paired by time of day; percentiles with the sample deflated {:.1}×)",
+            field(baseline, "/seed").unwrap_or_default(),
+            field(current, "/seed").unwrap_or_default(),
+            n.batches,
+            crate::scenario::units::format_duration((n.batch_s * 1e6) as u64),
+            n.deff
+        ));
+    }
+    Comparison { exact: false, mode, notes, rows }
 }
 
 fn judge(b: Option<f64>, c: Option<f64>, tol: Tolerance, better: Better, unit: MetricUnit) -> Status {
     let (Some(b), Some(c)) = (b, c) else {
-        return if b.is_none() && c.is_none() { Status::Ok } else { Status::Missing };
+        return match (b, c) {
+            (Some(_), None) => Status::Missing,
+            (None, Some(_)) => Status::New,
+            _ => Status::Ok,
+        };
     };
-    let floor = if unit == MetricUnit::Ms { 1.0 } else { 1e-3 };
+    let floor = floor(unit);
     let worse_by = match better {
         Better::Lower => c - b,
         Better::Higher => b - c,
@@ -252,6 +469,223 @@ fn judge(b: Option<f64>, c: Option<f64>, tol: Tolerance, better: Better, unit: M
     } else {
         Status::Ok
     }
+}
+
+fn floor(unit: MetricUnit) -> f64 {
+    if unit == MetricUnit::Ms { 1.0 } else { 1e-3 }
+}
+
+/// One-sided level of every noise test: a difference this unlikely under
+/// seed noise alone counts.
+const NOISE_LEVEL: f64 = 0.999;
+
+/// What noise mode knows about two runs of the same scenario.
+struct Noise<'a> {
+    base: Side<'a>,
+    cur: Side<'a>,
+    /// Paired batches: the measured intervals of both runs, split alike.
+    ranges: Vec<std::ops::Range<usize>>,
+    batches: usize,
+    batch_s: f64,
+    /// Design effect: how much more the service level varies between
+    /// batches than independent sessions would make it (≥ 1).
+    deff: f64,
+}
+
+impl<'a> Noise<'a> {
+    fn of(base: Side<'a>, cur: Side<'a>) -> Option<Noise<'a>> {
+        let (bs, cs) = (base.series?, cur.series?);
+        if bs.offered.is_empty() || cs.offered.is_empty() || bs.interval_s != cs.interval_s {
+            return None;
+        }
+        let get = |p: &str| lookup(base.summary, p);
+        let (warmup, duration) = (get("scenario.warmup_s")?, get("scenario.duration_s")?);
+        let iv = bs.interval_s;
+        let first = (warmup / iv).ceil() as usize;
+        let last = ((duration / iv).floor() as usize).min(bs.offered.len()).min(cs.offered.len());
+        let m = last.saturating_sub(first);
+        if m < 4 {
+            return None;
+        }
+        let k = m.min(20);
+        let ranges: Vec<_> = (0..k).map(|j| first + j * m / k..first + (j + 1) * m / k).collect();
+        let mut noise = Noise { base, cur, batch_s: iv * (m / k) as f64, batches: k, ranges, deff: 1.0 };
+        noise.deff = noise.design_effect();
+        Some(noise)
+    }
+
+    /// numerator and denominator per interval of a rate metric.
+    fn parts(s: &SeriesData, metric: &str) -> Option<(Vec<f64>, Vec<f64>)> {
+        let f = |v: &[u64]| v.iter().map(|x| *x as f64).collect::<Vec<_>>();
+        let offered = f(&s.offered);
+        match metric {
+            "service_level" => Some((f(&s.within_t), offered)),
+            "abandon_rate" => Some((f(&s.abandoned_by_arrival), offered)),
+            "wait_probability" => {
+                let waited = s.offered.iter().zip(&s.immediate).map(|(o, i)| o.saturating_sub(*i) as f64);
+                Some((waited.collect(), offered))
+            }
+            "asa_ms" => Some((s.queue_wait_sum_ms.clone(), f(&s.answered_by_arrival))),
+            _ => None,
+        }
+    }
+
+    fn batch_values(&self, s: &SeriesData, metric: &str) -> Option<Vec<Option<f64>>> {
+        let (num, den) = Self::parts(s, metric)?;
+        Some(
+            self.ranges
+                .iter()
+                .map(|r| {
+                    let n: f64 = num.get(r.clone())?.iter().sum();
+                    let d: f64 = den.get(r.clone())?.iter().sum();
+                    (d > 0.0).then(|| n / d)
+                })
+                .collect(),
+        )
+    }
+
+    /// How much more the service level of paired batches differs than if
+    /// every session were independent: var(d) over the binomial variance
+    /// of the differences (pairing takes out the time of day's own swing).
+    fn design_effect(&self) -> f64 {
+        let (Some(bs), Some(cs)) = (self.base.series, self.cur.series) else { return 1.0 };
+        let (Some(b), Some(c)) =
+            (self.batch_values(bs, "service_level"), self.batch_values(cs, "service_level"))
+        else {
+            return 1.0;
+        };
+        let size =
+            |s: &SeriesData, r: &std::ops::Range<usize>| s.offered[r.clone()].iter().sum::<u64>() as f64;
+        let mut d = Vec::new();
+        let mut binomial = Vec::new();
+        for (j, r) in self.ranges.iter().enumerate() {
+            if let (Some(x), Some(y)) = (b[j], c[j]) {
+                d.push(y - x);
+                binomial.push(x * (1.0 - x) / size(bs, r) + y * (1.0 - y) / size(cs, r));
+            }
+        }
+        if d.len() < 4 {
+            return 1.0;
+        }
+        let k = d.len() as f64;
+        let mean = d.iter().sum::<f64>() / k;
+        let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0);
+        let expected = binomial.iter().sum::<f64>() / k;
+        if expected > 0.0 { (var / expected).clamp(1.0, 1e4) } else { 1.0 }
+    }
+
+    /// The verdict and the rule, for a metric noise mode can judge.
+    fn judge(
+        &self,
+        metric: &str,
+        b: Option<f64>,
+        c: Option<f64>,
+        better: Better,
+        unit: MetricUnit,
+    ) -> Option<(Status, String)> {
+        let (Some(bv), Some(cv)) = (b, c) else { return None };
+        let worse_by = match better {
+            Better::Lower => cv - bv,
+            Better::Higher => bv - cv,
+        };
+        if let (Some(bb), Some(cb)) =
+            (self.batch_values(self.base.series?, metric), self.batch_values(self.cur.series?, metric))
+        {
+            let d: Vec<f64> =
+                bb.iter().zip(&cb).filter_map(|(x, y)| Some(y.as_ref()? - x.as_ref()?)).collect();
+            if d.len() >= 4 {
+                let k = d.len() as f64;
+                let mean = d.iter().sum::<f64>() / k;
+                let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0)).sqrt();
+                let t_crit = crate::stats::t_quantile(NOISE_LEVEL, d.len() as u32 - 1);
+                let bound = t_crit * sd / k.sqrt();
+                let status = if worse_by.abs() <= floor(unit) || worse_by.abs() <= bound {
+                    Status::Ok
+                } else if worse_by > 0.0 {
+                    Status::Regressed
+                } else {
+                    Status::Improved
+                };
+                let rule = format!(
+                    "seed noise ±{} (paired batch means, {:.1} %)",
+                    format_metric(metric, bound, unit),
+                    NOISE_LEVEL * 100.0
+                );
+                return Some((status, rule));
+            }
+        }
+        if let Some((name, q)) = percentile_of(metric) {
+            let (hb, hc) = (self.base.histograms?.get(name)?, self.cur.histograms?.get(name)?);
+            if hb.is_empty() || hc.is_empty() {
+                return None;
+            }
+            // one-sided 99 % for each run: both sides together about 99.99 %
+            let z = crate::stats::normal_quantile(0.99);
+            let at = |h: &Histogram<u64>, dq: f64| {
+                let n_eff = h.len() as f64 / self.deff;
+                let half = z * (q * (1.0 - q) / n_eff).sqrt();
+                let qq = (q + dq * half).clamp(0.0, 1.0);
+                h.value_at_quantile(qq).min(h.max()) as f64 / 1e3
+            };
+            let (b_lo, b_hi, c_lo, c_hi) = (at(hb, -1.0), at(hb, 1.0), at(hc, -1.0), at(hc, 1.0));
+            let (worse, better_) = match better {
+                Better::Lower => (c_lo > b_hi, c_hi < b_lo),
+                Better::Higher => (c_hi < b_lo, c_lo > b_hi),
+            };
+            let status = if worse_by.abs() <= floor(unit) {
+                Status::Ok
+            } else if worse {
+                Status::Regressed
+            } else if better_ {
+                Status::Improved
+            } else {
+                Status::Ok
+            };
+            let f = |v: f64| crate::gate::format_value(v, unit);
+            let rule = format!(
+                "seed noise: baseline {}–{}, current {}–{} (99 % quantile intervals)",
+                f(b_lo),
+                f(b_hi),
+                f(c_lo),
+                f(c_hi)
+            );
+            return Some((status, rule));
+        }
+        if metric == "sticky.rate" {
+            let n = |v: &Value| lookup(v, "sticky.eligible").filter(|n| *n > 0.0);
+            let (n1, n2) = (n(self.base.summary)?, n(self.cur.summary)?);
+            let pooled = (bv * n1 + cv * n2) / (n1 + n2);
+            let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2) * self.deff).sqrt();
+            let bound = crate::stats::normal_quantile(NOISE_LEVEL) * se;
+            let status = if worse_by.abs() <= bound.max(floor(unit)) {
+                Status::Ok
+            } else if worse_by > 0.0 {
+                Status::Regressed
+            } else {
+                Status::Improved
+            };
+            return Some((
+                status,
+                format!("seed noise ±{:.2}% (two proportions, {:.1} %)", bound * 100.0, NOISE_LEVEL * 100.0),
+            ));
+        }
+        None
+    }
+}
+
+/// `latency_ms.first_response.p95` → (`first_response`, 0.95).
+fn percentile_of(metric: &str) -> Option<(&str, f64)> {
+    let rest = metric.strip_prefix("latency_ms.")?;
+    let (name, stat) = rest.split_once('.')?;
+    let q = match stat {
+        "p50" => 0.5,
+        "p90" => 0.9,
+        "p95" => 0.95,
+        "p99" => 0.99,
+        "p999" => 0.999,
+        _ => return None,
+    };
+    Some((name, q))
 }
 
 #[cfg(test)]
@@ -319,6 +753,108 @@ mod tests {
         assert_eq!(status(&c, "service_level"), Status::Regressed);
         assert!(parse_tolerance_arg("first_respons.p95=1%", &valid).unwrap_err().contains("closest"));
         assert!(parse_tolerance_arg("service_level=5s", &valid).is_err());
+    }
+
+    #[test]
+    fn a_metric_gone_from_the_current_run_fails() {
+        let base = summary(0.80, 1000.0, 7);
+        let mut cur = summary(0.80, 1000.0, 8);
+        cur["latency_ms"]["first_response"]["p95"] = Value::Null;
+        let c = compare(&base, &cur, &[]);
+        assert_eq!(status(&c, "latency_ms.first_response.p95"), Status::Missing);
+        assert!(c.failed());
+        let new = compare(&cur, &base, &[]);
+        assert_eq!(status(&new, "latency_ms.first_response.p95"), Status::New);
+        assert!(!new.failed(), "a metric that appears is not a failure");
+    }
+
+    #[test]
+    fn unlike_runs_are_named() {
+        let base = summary(0.80, 1000.0, 7);
+        let mut other = summary(0.80, 1000.0, 7);
+        other["scenario"]["fingerprint"] = json!("def");
+        let c = compare(&base, &other, &[]);
+        assert!(!c.exact && c.notes.iter().any(|n| n.contains("changed between the runs")), "{c:?}");
+        let mut named = summary(0.80, 1000.0, 7);
+        named["scenario"]["name"] = json!("x");
+        let mut named2 = named.clone();
+        named2["scenario"]["name"] = json!("y");
+        let c = compare(&named, &named2, &[]);
+        assert!(c.notes.iter().any(|n| n.starts_with("different scenarios: x against y")), "{c:?}");
+        let seeds = compare(&base, &summary(0.80, 1000.0, 8), &[]);
+        assert!(seeds.notes.iter().any(|n| n.contains("seed noise cannot be estimated")), "{seeds:?}");
+    }
+
+    /// A day of 96 intervals with service level `sl` ± seeded noise.
+    fn series(sl: f64, seed: u64) -> SeriesData {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut noise = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1000) as f64 / 1000.0 - 0.5
+        };
+        let offered = vec![100u64; 96];
+        let within: Vec<u64> =
+            offered.iter().map(|o| ((sl + 0.1 * noise()) * *o as f64).round() as u64).collect();
+        SeriesData {
+            interval_s: 900.0,
+            offered: offered.clone(),
+            immediate: within.clone(),
+            within_t: within,
+            abandoned_by_arrival: vec![0; 96],
+            answered_by_arrival: offered,
+            queue_wait_sum_ms: vec![1000.0; 96],
+            ..SeriesData::default()
+        }
+    }
+
+    fn day(sl: f64, seed: u64) -> Value {
+        json!({
+            "engine": "sim", "seed": seed, "service_level": sl,
+            "scenario": { "name": "day", "fingerprint": "abc", "warmup_s": 0.0, "duration_s": 86400.0 },
+        })
+    }
+
+    #[test]
+    fn other_seeds_are_judged_against_seed_noise() {
+        let (b, c, w) = (series(0.8, 1), series(0.8, 2), series(0.7, 3));
+        let (sb, sc, sw) = (day(0.8, 1), day(0.79, 2), day(0.7, 3));
+        let same = compare_runs(
+            Side { summary: &sb, series: Some(&b), histograms: None },
+            Side { summary: &sc, series: Some(&c), histograms: None },
+            &[],
+        );
+        assert_eq!(same.mode, Mode::Noise);
+        assert_eq!(status(&same, "service_level"), Status::Ok, "{same:?}");
+        let worse = compare_runs(
+            Side { summary: &sb, series: Some(&b), histograms: None },
+            Side { summary: &sw, series: Some(&w), histograms: None },
+            &[],
+        );
+        assert_eq!(status(&worse, "service_level"), Status::Regressed, "{worse:?}");
+        // a flat 1 % tolerance would have failed the same seed noise
+        let flat = compare(&sb, &sc, &[("*".into(), Tolerance::Relative(0.01))]);
+        assert_eq!(status(&flat, "service_level"), Status::Regressed);
+    }
+
+    #[test]
+    fn rows_read_like_the_terminal() {
+        let r = Row {
+            metric: "service_level".into(),
+            baseline: Some(0.8397),
+            current: Some(0.7678),
+            tolerance: "tolerance 10%".into(),
+            status: Status::Regressed,
+        };
+        assert_eq!(r.describe(), "service_level 83.97% → 76.78% (−8.6 %; tolerance 10%)");
+        let r = Row {
+            metric: "latency_ms.queue_wait.p95".into(),
+            baseline: Some(35_300.0),
+            current: Some(51_000.0),
+            ..r
+        };
+        assert_eq!(r.describe(), "queue_wait.p95 35.3s → 51.0s (+44.5 %; tolerance 10%)");
     }
 
     #[test]

@@ -298,10 +298,27 @@ impl fmt::Display for GateResult {
         let actual = match (self.verdict, self.actual) {
             (Verdict::Skipped, _) => "not measured by this engine".to_owned(),
             (_, None) => "no data".to_owned(),
-            (_, Some(v)) => format_value(v, unit_of(&self.path)),
+            (_, Some(v)) => format_like(&self.condition, v, unit_of(&self.path)),
         };
         write!(f, "{mark} {} {}  (actual {actual})", self.metric, self.condition)
     }
+}
+
+/// `v` in the unit its threshold was written in: a share as a percentage
+/// when the condition says `%`, so that `< 1%` is read against `3.37%`,
+/// not `0.0337`. Times are always shown as times (`2m56s`).
+pub fn format_like(condition: &str, v: f64, unit: MetricUnit) -> String {
+    let written = condition.trim().trim_start_matches(['<', '>', '=', '!']).trim();
+    match unit {
+        MetricUnit::Plain if written.ends_with('%') => format!("{}%", trim_number(v * 100.0, 2)),
+        _ => format_value(v, unit),
+    }
+}
+
+/// `v` with at most `digits` decimals, without trailing zeros.
+fn trim_number(v: f64, digits: usize) -> String {
+    let s = format!("{v:.digits$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
 }
 
 /// `v` as a person reads it in the unit of its metric.
@@ -435,5 +452,15 @@ mod tests {
         assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail, Verdict::Fail, Verdict::Skipped, Verdict::Pass]);
         let shown = evaluate(&gates[..1], &sample())[0].to_string();
         assert_eq!(shown, "ok   first_response.p95 < 60s  (actual 42.0s)");
+        let shown = evaluate(&gates[1..2], &sample())[0].to_string();
+        assert_eq!(shown, "FAIL service_level >= 90%  (actual 85%)", "a share in the threshold's unit");
+    }
+
+    #[test]
+    fn actual_values_in_the_thresholds_unit() {
+        assert_eq!(format_like("< 1%", 0.0337, MetricUnit::Plain), "3.37%");
+        assert_eq!(format_like(">= 0.8", 0.8397, MetricUnit::Plain), "0.8397");
+        assert_eq!(format_like("< 5m", 176_000.0, MetricUnit::Ms), "2m56s");
+        assert_eq!(format_like("< 25%", 0.25, MetricUnit::Plain), "25%");
     }
 }

@@ -11,7 +11,8 @@
 //! 2. [`workload`] turns a scenario into seeded samplers; [`reception`] is the
 //!    routing core (policies, caps, the waiting pool): pure, no I/O, no clock —
 //!    time is an argument; [`theory`] has the queueing formulas (Erlang B, C,
-//!    A) the simulator is checked against.
+//!    A) the simulator is checked against; [`stats`] the quantiles and
+//!    bounded confidence intervals of planning and comparison.
 //! 3. [`summary`] is the typed report model written as `summary.json`;
 //!    [`series`] records the time series.
 //! 4. [`metrics`] folds observations into histograms, counters and the
@@ -19,9 +20,10 @@
 //! 5. The engines: [`sim`] in virtual time; [`live`] in wall-clock time over
 //!    HTTP against a URL; [`service`], the reference KF service.
 //! 6. What is made of runs: [`gate`] (thresholds bound to the summary's
-//!    metric paths), [`compare`], [`sweep`], [`plan`] and [`report`] (every
-//!    rendering; `report::folder` writes the run folder).
-//! 7. [`cli`], the command line: it alone assembles a run, starts the
+//!    metric paths), [`compare`], [`sweep`] and [`plan`].
+//! 7. [`report`]: every rendering, of runs, sweeps, plans and comparisons
+//!    (`report::folder` writes the folders).
+//! 8. [`cli`], the command line: it alone assembles a run, starts the
 //!    embedded service, reads the environment and signals, and maps
 //!    outcomes to exit codes.
 //!
@@ -46,6 +48,7 @@ pub mod scenario;
 pub mod series;
 pub mod service;
 pub mod sim;
+pub mod stats;
 pub mod summary;
 pub mod sweep;
 pub mod theory;

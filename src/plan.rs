@@ -3,18 +3,30 @@
 //! over the simulator with replications, and compared with Erlang where
 //! the scenario is a plain Erlang case.
 //!
-//! A target holds at a point when the mean over replications meets it; the
-//! 95 % confidence interval is reported beside it so a planner sees how
-//! close to the line the recommendation is. Bisection assumes the targets
-//! get easier as the parameter grows (more agents: shorter waits), which
-//! holds in expectation; common random numbers across points keep the
-//! estimates from crossing back and forth.
+//! A target is decided at a value when the 95 % confidence interval of its
+//! metric (over replications, on the metric's scale: see
+//! [`crate::stats`]) lies on one side of the threshold: the replications
+//! make us at least 97.5 % sure either way. Until then replications are
+//! added (doubling, up to `max_replications`); a value still undecided then
+//! is reported as *unclear*, with how sure the replications make us, and
+//! is not recommended. Bisection assumes the targets get easier as the
+//! parameter grows (more agents: shorter waits), which holds in
+//! expectation; common random numbers across values keep the estimates
+//! from crossing back and forth.
+//!
+//! A target staffing cannot reach — a first-response p95 under a minute
+//! when agents take minutes to reply — is found while the search doubles
+//! the parameter: when agents are no longer the bottleneck (fewer than 1 %
+//! of customers wait, or occupancy is under 50 %) and doubling them closed
+//! less than a tenth of the gap to the target, the metric has levelled off
+//! and the search stops with [`Outcome::Unreachable`].
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::gate::{self, Condition};
+use crate::gate::{self, Condition, Op};
 use crate::scenario::Scenario;
 use crate::sweep::{self, Estimate};
 use crate::theory::Prediction;
@@ -47,6 +59,59 @@ impl Target {
     fn met_by(&self, value: Option<f64>) -> bool {
         value.is_some_and(|v| self.condition.op.holds(v, self.condition.threshold))
     }
+
+    /// Whether larger values are the good side (`>=`, `>`).
+    pub fn wants_more(&self) -> bool {
+        matches!(self.condition.op, Op::Ge | Op::Gt)
+    }
+
+    /// How sure the replications make us that the target holds.
+    pub fn sure(&self, e: Option<Estimate>) -> f64 {
+        let Some(e) = e else { return 0.0 };
+        match self.condition.op {
+            Op::Ge | Op::Gt => e.sure(&self.path, self.condition.threshold, true),
+            Op::Le | Op::Lt => e.sure(&self.path, self.condition.threshold, false),
+            Op::Eq | Op::Ne => f64::from(u8::from(self.met_by(Some(e.mean)))),
+        }
+    }
+}
+
+/// What the replications say about a target at one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Met, with the 95 % interval on the good side.
+    Meets,
+    /// Missed, with the 95 % interval on the bad side.
+    Misses,
+    /// The interval straddles the threshold.
+    Unclear,
+}
+
+/// How sure a decision must be: the two-sided 95 % interval on one side.
+pub const DECIDED: f64 = 0.975;
+
+fn decide(sure: f64) -> Decision {
+    if sure >= DECIDED {
+        Decision::Meets
+    } else if sure <= 1.0 - DECIDED {
+        Decision::Misses
+    } else {
+        Decision::Unclear
+    }
+}
+
+/// One target at one value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// The target as written.
+    pub target: String,
+    /// Its metric.
+    pub path: String,
+    /// The decision.
+    pub decision: Decision,
+    /// How sure the replications make us that the target holds (0–1).
+    pub sure: f64,
 }
 
 /// The figures at one value of the parameter.
@@ -54,8 +119,14 @@ impl Target {
 pub struct Evaluated {
     /// The parameter's value.
     pub value: u32,
-    /// Every target met (on the mean).
+    /// Every target clearly met.
     pub meets: bool,
+    /// Every target met (`meets`), one clearly missed, or undecided.
+    pub decision: Decision,
+    /// Each target.
+    pub checks: Vec<Check>,
+    /// Replications run at this value.
+    pub replications: u32,
     /// The targets' metrics (and the sweep's key metrics).
     pub metrics: BTreeMap<String, Option<Estimate>>,
     /// Erlang's prediction at this value, where it applies.
@@ -73,6 +144,35 @@ pub struct Recommendation {
     pub below: Option<Evaluated>,
     /// The smallest value at which Erlang meets every target it can judge.
     pub erlang: Option<u32>,
+    /// Every value evaluated, in order: the staffing curve.
+    pub curve: Vec<Evaluated>,
+}
+
+/// A target no value of the parameter meets: its metric levels off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unreachable {
+    /// The varied path.
+    pub path: String,
+    /// The target that cannot be met.
+    pub target: String,
+    /// Its metric.
+    pub metric: String,
+    /// Where the metric levels off (its mean at the largest value tried).
+    pub levels_off_at: f64,
+    /// The values tried and the metric's estimate at each.
+    pub tried: Vec<(u32, Option<Estimate>)>,
+    /// Why the search stopped.
+    pub reason: String,
+}
+
+/// The answer of a search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "outcome")]
+pub enum Outcome {
+    /// The smallest value meeting every target.
+    Recommended(Box<Recommendation>),
+    /// A target cannot be met by this parameter.
+    Unreachable(Unreachable),
 }
 
 /// Where the search may look.
@@ -90,8 +190,10 @@ pub struct Problem<'a> {
     pub path: String,
     /// The targets.
     pub targets: Vec<Target>,
-    /// Replications per evaluated value.
+    /// Replications per evaluated value to begin with.
     pub replications: u32,
+    /// Most replications per value while a decision is unclear.
+    pub max_replications: u32,
     /// Use every core.
     pub parallel: bool,
 }
@@ -101,34 +203,86 @@ impl Problem<'_> {
         Ok(sweep::variant(self.text, self.file, &self.sets, &[(self.path.clone(), value.to_string())])?)
     }
 
-    fn evaluate(&self, value: u32) -> anyhow::Result<Evaluated> {
+    /// Evaluate the targets at `value`, adding replications (doubling) while
+    /// a decision is unclear, up to `max_replications`.
+    pub fn evaluate(&self, value: u32) -> anyhow::Result<Evaluated> {
         let sc = self.scenario_at(value)?;
-        let runs = sweep::run(std::slice::from_ref(&sc), self.replications, self.parallel).remove(0);
-        let values: Vec<serde_json::Value> =
-            runs.iter().map(|s| serde_json::to_value(s).expect("JSON")).collect();
-        let mut metrics = sweep::estimate(&runs);
-        for t in &self.targets {
-            let per_run: Vec<Option<f64>> = values.iter().map(|v| gate::lookup(v, &t.path)).collect();
-            metrics.insert(t.path.clone(), Estimate::of(&per_run));
+        let mut runs = Vec::new();
+        let mut reps = self.replications.max(1);
+        let mut done = 0;
+        loop {
+            let more = sweep::run_replications(std::slice::from_ref(&sc), done..reps, self.parallel);
+            runs.extend(more.into_iter().flatten());
+            done = reps;
+            let e = self.judge(value, &runs, &sc);
+            if e.decision != Decision::Unclear || done >= self.max_replications {
+                return Ok(e);
+            }
+            reps = (reps * 2).min(self.max_replications.max(done + 1));
         }
-        let meets =
-            self.targets.iter().all(|t| t.met_by(metrics.get(&t.path).copied().flatten().map(|e| e.mean)));
-        Ok(Evaluated { value, meets, metrics, theory: crate::theory::predict(&sc) })
     }
 
-    /// The smallest value of the parameter meeting every target.
-    pub fn solve(&self, start: u32) -> anyhow::Result<Recommendation> {
-        let mut cache: BTreeMap<u32, Evaluated> = BTreeMap::new();
-        let mut eval = |v: u32| -> anyhow::Result<bool> {
-            if let std::collections::btree_map::Entry::Vacant(slot) = cache.entry(v) {
-                slot.insert(self.evaluate(v)?);
+    fn judge(&self, value: u32, runs: &[crate::summary::Summary], sc: &Scenario) -> Evaluated {
+        let values: Vec<serde_json::Value> =
+            runs.iter().map(|s| serde_json::to_value(s).expect("JSON")).collect();
+        let mut metrics = sweep::estimate(runs);
+        for t in &self.targets {
+            let per_run: Vec<Option<f64>> = values.iter().map(|v| gate::lookup(v, &t.path)).collect();
+            metrics.insert(t.path.clone(), Estimate::of(&t.path, &per_run));
+        }
+        let checks: Vec<Check> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let sure = t.sure(metrics.get(&t.path).copied().flatten());
+                Check { target: t.text.clone(), path: t.path.clone(), decision: decide(sure), sure }
+            })
+            .collect();
+        let decision = if checks.iter().all(|c| c.decision == Decision::Meets) {
+            Decision::Meets
+        } else if checks.iter().any(|c| c.decision == Decision::Misses) {
+            Decision::Misses
+        } else {
+            Decision::Unclear
+        };
+        Evaluated {
+            value,
+            meets: decision == Decision::Meets,
+            decision,
+            checks,
+            replications: runs.len() as u32,
+            metrics,
+            theory: crate::theory::predict(sc),
+        }
+    }
+
+    /// The smallest value of the parameter meeting every target, or the
+    /// target that cannot be met.
+    pub fn solve(&self, start: u32) -> anyhow::Result<Outcome> {
+        let cache: RefCell<BTreeMap<u32, Evaluated>> = RefCell::new(BTreeMap::new());
+        let eval = |v: u32| -> anyhow::Result<bool> {
+            if !cache.borrow().contains_key(&v) {
+                let e = self.evaluate(v)?;
+                cache.borrow_mut().insert(v, e);
             }
-            Ok(cache[&v].meets)
+            Ok(cache.borrow()[&v].meets)
         };
         // Bracket: a failing `lo` (or 0) and a passing `hi`.
         let mut hi = start.max(1);
+        let mut prev: Option<u32> = None;
         while !eval(hi)? {
-            anyhow::ensure!(hi < MAX_VALUE, "no value of {} up to {MAX_VALUE} meets the targets", self.path);
+            if let Some(p) = prev {
+                let stalled = self.levelled_off(&cache.borrow(), p, hi);
+                if let Some(u) = stalled {
+                    return Ok(Outcome::Unreachable(u));
+                }
+            }
+            if hi >= MAX_VALUE {
+                let c = cache.borrow();
+                let u = self.unreachable(&c, hi, format!("no value up to {MAX_VALUE} meets it"));
+                return Ok(Outcome::Unreachable(u));
+            }
+            prev = Some(hi);
             hi = (hi * 2).min(MAX_VALUE);
         }
         let mut lo = 0;
@@ -147,13 +301,79 @@ impl Problem<'_> {
         if hi > 1 {
             eval(hi - 1)?;
         }
-        let below = if hi > 1 { cache.remove(&(hi - 1)) } else { None };
-        Ok(Recommendation {
+        let erlang = self.erlang_answer(hi)?;
+        let cache = cache.into_inner();
+        let curve: Vec<Evaluated> = cache.values().cloned().collect();
+        Ok(Outcome::Recommended(Box::new(Recommendation {
             path: self.path.clone(),
-            at: cache.remove(&hi).expect("evaluated"),
-            below,
-            erlang: self.erlang_answer(hi)?,
-        })
+            at: cache[&hi].clone(),
+            below: if hi > 1 { cache.get(&(hi - 1)).cloned() } else { None },
+            erlang,
+            curve,
+        })))
+    }
+
+    /// A missed target whose metric stopped moving between `from` and
+    /// `to` (= 2·`from`) while agents are no longer the bottleneck.
+    fn levelled_off(&self, cache: &BTreeMap<u32, Evaluated>, from: u32, to: u32) -> Option<Unreachable> {
+        let (a, b) = (&cache[&from], &cache[&to]);
+        let mean = |e: &Evaluated, k: &str| e.metrics.get(k).copied().flatten().map(|x| x.mean);
+        let idle = mean(b, "wait_probability").is_some_and(|w| w < 0.01)
+            || mean(b, "occupancy").is_some_and(|o| o < 0.5);
+        if !idle {
+            return None;
+        }
+        for (t, check) in self.targets.iter().zip(&b.checks) {
+            if check.decision != Decision::Misses {
+                continue;
+            }
+            let (Some(x), Some(y)) = (mean(a, &t.path), mean(b, &t.path)) else { continue };
+            let gain = if t.wants_more() { y - x } else { x - y };
+            let gap = (t.condition.threshold - y).abs();
+            if gain <= 0.1 * gap {
+                let reason = format!(
+                    "doubling {} from {from} to {to} moved it by {:.1} % of the gap while {}",
+                    self.path,
+                    100.0 * gain.max(0.0) / gap.max(f64::MIN_POSITIVE),
+                    if mean(b, "wait_probability").is_some_and(|w| w < 0.01) {
+                        "fewer than 1 % of customers waited"
+                    } else {
+                        "agents were busy less than half the time"
+                    }
+                );
+                return Some(self.unreachable_target(cache, t, y, reason));
+            }
+        }
+        None
+    }
+
+    fn unreachable(&self, cache: &BTreeMap<u32, Evaluated>, at: u32, reason: String) -> Unreachable {
+        let e = &cache[&at];
+        let t = self
+            .targets
+            .iter()
+            .zip(&e.checks)
+            .find(|(_, c)| c.decision != Decision::Meets)
+            .map_or(&self.targets[0], |(t, _)| t);
+        let y = e.metrics.get(&t.path).copied().flatten().map_or(f64::NAN, |x| x.mean);
+        self.unreachable_target(cache, t, y, reason)
+    }
+
+    fn unreachable_target(
+        &self,
+        cache: &BTreeMap<u32, Evaluated>,
+        t: &Target,
+        levels_off_at: f64,
+        reason: String,
+    ) -> Unreachable {
+        Unreachable {
+            path: self.path.clone(),
+            target: t.text.clone(),
+            metric: t.path.clone(),
+            levels_off_at,
+            tried: cache.iter().map(|(v, e)| (*v, e.metrics.get(&t.path).copied().flatten())).collect(),
+            reason,
+        }
     }
 
     /// The smallest value at which Erlang's prediction meets every target
@@ -177,6 +397,111 @@ impl Problem<'_> {
         }
         Ok(None)
     }
+}
+
+/// The knee of the staffing curve for `target`: the first value after the
+/// steepest stretch of the curve at which the improvement per added unit
+/// falls below a quarter of that steepest one — where adding staff starts
+/// to pay off much less. `None` with fewer than three values.
+pub fn knee(curve: &[Evaluated], target: &Target) -> Option<u32> {
+    let pts: Vec<(u32, f64)> = curve
+        .iter()
+        .filter_map(|e| e.metrics.get(&target.path).copied().flatten().map(|m| (e.value, m.mean)))
+        .collect();
+    let slopes: Vec<(u32, f64)> = pts
+        .windows(2)
+        .map(|w| {
+            let gain = if target.wants_more() { w[1].1 - w[0].1 } else { w[0].1 - w[1].1 };
+            (w[0].0, gain / f64::from(w[1].0 - w[0].0))
+        })
+        .collect();
+    if slopes.len() < 2 {
+        return None;
+    }
+    let (i_max, g_max) =
+        slopes.iter().enumerate().max_by(|a, b| a.1.1.total_cmp(&b.1.1)).map(|(i, s)| (i, s.1))?;
+    if g_max <= 0.0 {
+        return None;
+    }
+    slopes[i_max..].iter().find(|(_, g)| *g < g_max / 4.0).map(|(v, _)| *v)
+}
+
+/// A target as a plan file records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetInfo {
+    /// As written.
+    pub text: String,
+    /// Canonical metric path.
+    pub path: String,
+    /// The threshold in the metric's unit.
+    pub threshold: f64,
+    /// Larger values are better.
+    pub wants_more: bool,
+}
+
+impl From<&Target> for TargetInfo {
+    fn from(t: &Target) -> TargetInfo {
+        TargetInfo {
+            text: t.text.clone(),
+            path: t.path.clone(),
+            threshold: t.condition.threshold,
+            wants_more: t.wants_more(),
+        }
+    }
+}
+
+/// One interval of the intraday staffing table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalRow {
+    /// Start of the interval [s of scenario time].
+    pub start_s: f64,
+    /// End [s].
+    pub end_s: f64,
+    /// Mean arrivals per minute over the interval, all entry points.
+    pub arrivals_per_min: f64,
+    /// What the search found (absent without arrivals).
+    pub outcome: Option<Outcome>,
+}
+
+impl IntervalRow {
+    /// The recommended value, if one was found.
+    pub fn recommended(&self) -> Option<u32> {
+        match &self.outcome {
+            Some(Outcome::Recommended(r)) => Some(r.at.value),
+            _ => None,
+        }
+    }
+
+    /// Erlang's answer, if it has one.
+    pub fn erlang(&self) -> Option<u32> {
+        match &self.outcome {
+            Some(Outcome::Recommended(r)) => r.erlang,
+            _ => None,
+        }
+    }
+}
+
+/// Everything `kfsim plan --out` writes to `plan.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanReport {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its seed.
+    pub seed: u64,
+    /// The varied path.
+    pub path: String,
+    /// The targets.
+    pub targets: Vec<TargetInfo>,
+    /// Replications to begin with, and at most, per value.
+    pub replications: (u32, u32),
+    /// A target is decided when the replications make us this sure.
+    pub decided_at: f64,
+    /// The whole-run answer (absent with `--per-interval`).
+    pub outcome: Option<Outcome>,
+    /// The knee of the staffing curve of the first target.
+    pub knee: Option<u32>,
+    /// The intraday staffing table (with `--per-interval`).
+    pub per_interval: Vec<IntervalRow>,
 }
 
 /// Mean of a piecewise-linear profile over `[from, to)` (1 when flat).

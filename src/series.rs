@@ -1,6 +1,14 @@
 //! Time series of a run, for the "over time" charts: arrivals per entry
-//! point, waiting-pool length per account, agents online and busy, and the
-//! p95 queue wait per interval.
+//! point, waiting-pool length per account, agents online and busy, slots
+//! online and in use, service level and abandonment of the sessions that
+//! arrived in each interval, and the p95 queue wait per interval.
+//!
+//! Service level, abandonment, waiting and ASA are counted by the interval
+//! a session *arrived* in (the convention of workforce planning: the
+//! interval's customers and how they were served), so a session that
+//! arrives at 10:59 and waits into 11:00 counts for 10:45–11:00. The
+//! per-interval counts are kept so that `kfsim compare` can estimate seed
+//! noise from them (batch means).
 //!
 //! The whole run is covered, warm-up included (charts mark it). Levels
 //! (pool length, agents online) are time averages over each interval, not
@@ -41,6 +49,45 @@ pub struct SeriesData {
     pub abandoned: Vec<u64>,
     /// p95 queue wait of the sessions assigned in the interval [ms].
     pub queue_wait_p95_ms: Vec<Option<f64>>,
+    /// Threshold T of the service level [s].
+    #[serde(default)]
+    pub service_level_s: f64,
+    /// Sessions that arrived in the interval (all entry points).
+    #[serde(default)]
+    pub offered: Vec<u64>,
+    /// Of those, answered with a queue wait ≤ T.
+    #[serde(default)]
+    pub within_t: Vec<u64>,
+    /// Of those, assigned at once, without going to the waiting pool.
+    #[serde(default)]
+    pub immediate: Vec<u64>,
+    /// Of those, answered at all.
+    #[serde(default)]
+    pub answered_by_arrival: Vec<u64>,
+    /// Of those, abandoned.
+    #[serde(default)]
+    pub abandoned_by_arrival: Vec<u64>,
+    /// Sum of the queue waits of those answered [ms] (ASA = this / answered).
+    #[serde(default)]
+    pub queue_wait_sum_ms: Vec<f64>,
+    /// within_t / offered per interval (`null` without arrivals).
+    #[serde(default)]
+    pub service_level: Vec<Option<f64>>,
+    /// abandoned / offered per interval (`null` without arrivals).
+    #[serde(default)]
+    pub abandon_rate: Vec<Option<f64>>,
+    /// Mean number of slots (an online agent's `max_concurrent` places)
+    /// online per interval, per account.
+    #[serde(default)]
+    pub slots_online: BTreeMap<String, Vec<f64>>,
+    /// Mean number of those slots holding a session, per account: never more
+    /// than `slots_online`.
+    #[serde(default)]
+    pub slots_busy: BTreeMap<String, Vec<f64>>,
+    /// Mean number of sessions still held by agents after they went off
+    /// line (finishing their last sessions after a shift), per account.
+    #[serde(default)]
+    pub held_offline: BTreeMap<String, Vec<f64>>,
 }
 
 /// A level that changes at instants, integrated per interval.
@@ -103,6 +150,9 @@ pub struct SeriesRecorder {
     entry_names: Vec<String>,
     account_names: Vec<String>,
     agent_account: Vec<u16>,
+    agent_cap: Vec<u32>,
+    agent_load: Vec<u32>,
+    sl_us: u64,
     agent_busy: Vec<bool>,
     agent_online: Vec<bool>,
     arrivals: Vec<Vec<u64>>,
@@ -112,6 +162,13 @@ pub struct SeriesRecorder {
     online_now: Vec<u32>,
     busy: Vec<Level>,
     busy_now: Vec<u32>,
+    slots_online: Vec<Level>,
+    slots_online_now: Vec<u64>,
+    slots_busy: Vec<Level>,
+    slots_busy_now: Vec<u64>,
+    held_offline: Vec<Level>,
+    held_offline_now: Vec<u64>,
+    by_arrival: ByArrival,
     answered: Vec<u64>,
     abandoned: Vec<u64>,
     p95: Vec<Option<f64>>,
@@ -136,6 +193,28 @@ fn bump(v: &mut Vec<u64>, i: usize) {
     v[i] += 1;
 }
 
+/// Counts by the interval a session arrived in.
+#[derive(Debug, Clone, Default)]
+struct ByArrival {
+    offered: Vec<u64>,
+    within_t: Vec<u64>,
+    immediate: Vec<u64>,
+    answered: Vec<u64>,
+    abandoned: Vec<u64>,
+    wait_sum_ms: Vec<f64>,
+}
+
+fn add(v: &mut Vec<f64>, i: usize, x: f64) {
+    if v.len() <= i {
+        v.resize(i + 1, 0.0);
+    }
+    v[i] += x;
+}
+
+fn shares(num: &[u64], den: &[u64]) -> Vec<Option<f64>> {
+    den.iter().zip(num).map(|(d, n)| (*d > 0).then(|| *n as f64 / *d as f64)).collect()
+}
+
 impl SeriesRecorder {
     /// An empty recorder for a run of `scenario`.
     pub fn new(scenario: &Scenario) -> SeriesRecorder {
@@ -145,12 +224,20 @@ impl SeriesRecorder {
             .iter()
             .flat_map(|g| std::iter::repeat_n(g.account as u16, g.count as usize))
             .collect();
+        let agent_cap: Vec<u32> = scenario
+            .groups
+            .iter()
+            .flat_map(|g| std::iter::repeat_n(g.max_concurrent, g.count as usize))
+            .collect();
         SeriesRecorder {
             interval: interval_for(scenario),
             warmup: scenario.warmup_us,
             entry_names: scenario.entries.iter().map(|e| e.name.clone()).collect(),
             account_names: scenario.accounts.iter().map(|a| a.name.clone()).collect(),
             agent_busy: vec![false; agent_account.len()],
+            agent_load: vec![0; agent_account.len()],
+            agent_cap,
+            sl_us: scenario.service_level_us,
             agent_online: vec![false; agent_account.len()],
             agent_account,
             arrivals: vec![Vec::new(); scenario.entries.len()],
@@ -160,6 +247,13 @@ impl SeriesRecorder {
             online_now: vec![0; accounts],
             busy: vec![Level::default(); accounts],
             busy_now: vec![0; accounts],
+            slots_online: vec![Level::default(); accounts],
+            slots_online_now: vec![0; accounts],
+            slots_busy: vec![Level::default(); accounts],
+            slots_busy_now: vec![0; accounts],
+            held_offline: vec![Level::default(); accounts],
+            held_offline_now: vec![0; accounts],
+            by_arrival: ByArrival::default(),
             answered: Vec::new(),
             abandoned: Vec::new(),
             p95: Vec::new(),
@@ -200,6 +294,38 @@ impl SeriesRecorder {
         self.queue[account].set(t, *q as f64, self.interval);
     }
 
+    /// The interval a session that arrived at `arrived_us` counts in.
+    fn arrival_idx(&self, arrived_us: u64) -> usize {
+        (arrived_us / self.interval) as usize
+    }
+
+    /// Move an agent's held sessions between "in an online slot" and "held
+    /// after going off line" as its load or status changes.
+    fn slots_change(&mut self, t: u64, agent: usize, load: u32, online: bool) {
+        let acc = self.agent_account[agent] as usize;
+        let (old_load, was_online) = (u64::from(self.agent_load[agent]), self.agent_online[agent]);
+        let (new_load, cap) = (u64::from(load), u64::from(self.agent_cap[agent]));
+        let iv = self.interval;
+        if was_online != online {
+            let s = &mut self.slots_online_now[acc];
+            *s = if online { *s + cap } else { s.saturating_sub(cap) };
+            self.slots_online[acc].set(t, *s as f64, iv);
+        }
+        let (busy_old, off_old) = if was_online { (old_load, 0) } else { (0, old_load) };
+        let (busy_new, off_new) = if online { (new_load, 0) } else { (0, new_load) };
+        if busy_old != busy_new {
+            let b = &mut self.slots_busy_now[acc];
+            *b = (*b + busy_new).saturating_sub(busy_old);
+            self.slots_busy[acc].set(t, *b as f64, iv);
+        }
+        if off_old != off_new {
+            let h = &mut self.held_offline_now[acc];
+            *h = (*h + off_new).saturating_sub(off_old);
+            self.held_offline[acc].set(t, *h as f64, iv);
+        }
+        self.agent_load[agent] = load;
+    }
+
     /// Close every series at `end_us`.
     pub fn finish(mut self, end_us: u64) -> SeriesData {
         let end = end_us.max(1);
@@ -215,6 +341,11 @@ impl SeriesRecorder {
         let by_account = |levels: Vec<Level>| -> BTreeMap<String, Vec<f64>> {
             self.account_names.iter().cloned().zip(levels.into_iter().map(|l| l.means(end, iv))).collect()
         };
+        let b = std::mem::take(&mut self.by_arrival);
+        let (offered, within_t, immediate) = (pad(b.offered), pad(b.within_t), pad(b.immediate));
+        let (answered_by_arrival, abandoned_by_arrival) = (pad(b.answered), pad(b.abandoned));
+        let mut queue_wait_sum_ms = b.wait_sum_ms;
+        queue_wait_sum_ms.resize(n, 0.0);
         SeriesData {
             interval_s: iv as f64 / 1e6,
             warmup_s: self.warmup as f64 / 1e6,
@@ -225,6 +356,18 @@ impl SeriesRecorder {
             answered: pad(std::mem::take(&mut self.answered)),
             abandoned: pad(std::mem::take(&mut self.abandoned)),
             queue_wait_p95_ms: p95,
+            service_level_s: self.sl_us as f64 / 1e6,
+            service_level: shares(&within_t, &offered),
+            abandon_rate: shares(&abandoned_by_arrival, &offered),
+            offered,
+            within_t,
+            immediate,
+            answered_by_arrival,
+            abandoned_by_arrival,
+            queue_wait_sum_ms,
+            slots_online: by_account(std::mem::take(&mut self.slots_online)),
+            slots_busy: by_account(std::mem::take(&mut self.slots_busy)),
+            held_offline: by_account(std::mem::take(&mut self.held_offline)),
         }
     }
 }
@@ -236,6 +379,7 @@ impl Observer for SeriesRecorder {
             Obs::Entered { s, .. } => {
                 let i = self.idx(s.arrived_us);
                 bump(&mut self.arrivals[s.entry as usize], i);
+                bump(&mut self.by_arrival.offered, i);
             }
             Obs::Queued { t, s } => self.queue_change(t, s.account as usize, true),
             Obs::Assigned { t, s, from_pool, .. } => {
@@ -244,15 +388,30 @@ impl Observer for SeriesRecorder {
                 }
                 let i = self.idx(t);
                 self.roll_to(i);
-                self.current.saturating_record(t.saturating_sub(s.arrived_us));
+                let wait = t.saturating_sub(s.arrived_us);
+                self.current.saturating_record(wait);
                 bump(&mut self.answered, i);
+                let a = self.arrival_idx(s.arrived_us);
+                let b = &mut self.by_arrival;
+                bump(&mut b.answered, a);
+                add(&mut b.wait_sum_ms, a, wait as f64 / 1e3);
+                if wait <= self.sl_us {
+                    bump(&mut b.within_t, a);
+                }
+                if !from_pool {
+                    bump(&mut b.immediate, a);
+                }
             }
             Obs::Abandoned { t, s } => {
                 self.queue_change(t, s.account as usize, false);
                 let i = self.idx(t);
                 bump(&mut self.abandoned, i);
+                let a = self.arrival_idx(s.arrived_us);
+                bump(&mut self.by_arrival.abandoned, a);
             }
             Obs::AgentLoad { t, agent, load } => {
+                let online = self.agent_online[agent as usize];
+                self.slots_change(t, agent as usize, load, online);
                 let busy = load > 0;
                 if busy != self.agent_busy[agent as usize] {
                     self.agent_busy[agent as usize] = busy;
@@ -264,6 +423,8 @@ impl Observer for SeriesRecorder {
             }
             Obs::AgentOnline { t, agent, online } => {
                 if online != self.agent_online[agent as usize] {
+                    let load = self.agent_load[agent as usize];
+                    self.slots_change(t, agent as usize, load, online);
                     self.agent_online[agent as usize] = online;
                     let acc = self.agent_account[agent as usize] as usize;
                     let o = &mut self.online_now[acc];

@@ -74,47 +74,43 @@ pub fn replication_seed(seed: u64, r: u32) -> u64 {
 }
 
 /// A mean over replications and its 95 % confidence interval.
+///
+/// The interval respects the metric's bounds ([`crate::stats::interval`]):
+/// for shares (service level, abandonment, occupancy, Jain's index) it is
+/// Student's t on the logit scale, for times on the log scale, so it never
+/// reaches past 100 % or below 0 and is longer on the open side.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// Mean over replications.
     pub mean: f64,
-    /// Lower end of the 95 % confidence interval (Student's t).
+    /// Lower end of the 95 % confidence interval.
     pub lo: f64,
     /// Upper end.
     pub hi: f64,
     /// Replications that had a value.
     pub n: u32,
+    /// Standard error of the mean (0 for one replication).
+    #[serde(default)]
+    pub se: f64,
 }
 
-/// Student's t quantile for a two-sided 95 % interval.
-fn t95(df: u32) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-        2.045, 2.042,
-    ];
-    if df == 0 { f64::INFINITY } else { T.get(df as usize - 1).copied().unwrap_or(1.96) }
-}
+/// The confidence of every interval of sweeps and plans.
+pub const CONFIDENCE: f64 = 0.95;
 
 impl Estimate {
-    /// The estimate from per-replication values (`None`s are skipped).
-    pub fn of(values: &[Option<f64>]) -> Option<Estimate> {
+    /// The estimate of metric `path` from per-replication values (`None`s
+    /// are skipped), on the metric's scale.
+    pub fn of(path: &str, values: &[Option<f64>]) -> Option<Estimate> {
         let v: Vec<f64> = values.iter().flatten().copied().collect();
-        let n = v.len();
-        if n == 0 {
-            return None;
-        }
-        let mean = v.iter().sum::<f64>() / n as f64;
-        let half = if n < 2 {
-            0.0
-        } else {
-            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
-            t95(n as u32 - 1) * (var / n as f64).sqrt()
-        };
-        // Every metric here is ≥ 0: an interval reaching below 0 says only
-        // that the values are near 0.
-        let floor = if v.iter().all(|x| *x >= 0.0) { 0.0 } else { f64::NEG_INFINITY };
-        Some(Estimate { mean, lo: (mean - half).max(floor), hi: mean + half, n: n as u32 })
+        let i = crate::stats::interval(&v, crate::stats::Scale::of(path), CONFIDENCE)?;
+        Some(Estimate { mean: i.mean, lo: i.lo, hi: i.hi, n: i.n, se: i.se })
+    }
+
+    /// How sure the replications make us that the metric `path`'s true mean
+    /// is above (`above`) or below `x`.
+    pub fn sure(&self, path: &str, x: f64, above: bool) -> f64 {
+        let i = crate::stats::Interval { mean: self.mean, lo: self.lo, hi: self.hi, se: self.se, n: self.n };
+        i.sure(x, above, crate::stats::Scale::of(path))
     }
 }
 
@@ -188,8 +184,20 @@ pub fn variant(
 /// Run every (point, replication) on the simulator; `parallel` uses every
 /// core through rayon. The result does not depend on `parallel`.
 pub fn run(scenarios: &[Scenario], replications: u32, parallel: bool) -> Vec<Vec<Summary>> {
+    run_replications(scenarios, 0..replications, parallel)
+}
+
+/// Run replications `reps` of every point (the seeds of
+/// [`replication_seed`]): a plan adds replications to a point by running
+/// the next range, and gets the figures it would have had with all of them
+/// at once.
+pub fn run_replications(
+    scenarios: &[Scenario],
+    reps: std::ops::Range<u32>,
+    parallel: bool,
+) -> Vec<Vec<Summary>> {
     let jobs: Vec<(usize, u32)> =
-        (0..scenarios.len()).flat_map(|p| (0..replications).map(move |r| (p, r))).collect();
+        (0..scenarios.len()).flat_map(|p| reps.clone().map(move |r| (p, r))).collect();
     let one = |&(p, r): &(usize, u32)| {
         let mut sc = scenarios[p].clone();
         sc.seed = replication_seed(sc.seed, r);
@@ -216,7 +224,7 @@ pub fn estimate(runs: &[Summary]) -> std::collections::BTreeMap<String, Option<E
         .into_iter()
         .map(|m| {
             let per_run: Vec<Option<f64>> = values.iter().map(|v| crate::gate::lookup(v, &m)).collect();
-            (m.clone(), Estimate::of(&per_run))
+            (m.clone(), Estimate::of(&m, &per_run))
         })
         .collect()
 }
@@ -249,13 +257,18 @@ mod tests {
 
     #[test]
     fn confidence_intervals() {
-        let e = Estimate::of(&[Some(1.0), Some(2.0), Some(3.0), None]).unwrap();
+        let e = Estimate::of("x", &[Some(1.0), Some(2.0), Some(3.0), None]).unwrap();
         assert_eq!((e.mean, e.n), (2.0, 3));
-        // sd 1, n 3: half-width t(2) / sqrt(3)
-        assert!((e.hi - e.mean - 4.303 / 3f64.sqrt()).abs() < 1e-9);
-        assert_eq!(Estimate::of(&[None]), None);
-        let one = Estimate::of(&[Some(5.0)]).unwrap();
+        // a plain metric: sd 1, n 3, half-width t(2) / sqrt(3)
+        assert!((e.hi - e.mean - 4.303 / 3f64.sqrt()).abs() < 1e-3);
+        assert_eq!(Estimate::of("x", &[None]), None);
+        let one = Estimate::of("x", &[Some(5.0)]).unwrap();
         assert_eq!((one.lo, one.hi), (5.0, 5.0));
+        // a service level near 100 %: the interval stays below it
+        let sl = Estimate::of("service_level", &[0.999, 0.985, 0.997, 0.978, 0.996].map(Some)).unwrap();
+        assert!(sl.hi < 1.0 && sl.lo < sl.mean, "{sl:?}");
+        let wait = Estimate::of("asa_ms", &[10.0, 0.0, 0.0, 0.0, 1.0].map(Some)).unwrap();
+        assert!(wait.lo > 0.0, "{wait:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ const RANKS: &[(&str, u32)] = &[
     ("workload", 1),
     ("reception", 1),
     ("theory", 1),
+    ("stats", 1),
     ("series", 2),
     ("summary", 2),
     ("metrics", 3),
@@ -24,8 +25,9 @@ const RANKS: &[(&str, u32)] = &[
     ("compare", 6),
     ("sweep", 6),
     ("plan", 7),
-    ("report", 7),
-    ("cli", 8),
+    // report renders plans (plan.json, the staffing charts), so it sits above plan
+    ("report", 8),
+    ("cli", 9),
 ];
 
 fn rank(module: &str) -> Option<u32> {

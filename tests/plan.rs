@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use kfsim::plan::{Problem, Target};
+use kfsim::plan::{Outcome, Problem, Target};
 use kfsim::scenario::Scenario;
 use kfsim::sweep::{self, Estimate, Vary};
 
@@ -55,14 +55,21 @@ fn staffing_for_80_percent_in_20s_matches_erlang_c() {
         path: "agents.kf.count".into(),
         targets: vec![target],
         replications: 5,
+        max_replications: 40,
         parallel: true,
     };
-    let rec = problem.solve(1).unwrap();
+    let Outcome::Recommended(rec) = problem.solve(1).unwrap() else { panic!("46 agents meet the target") };
     // Erlang C: SL(20 s) is 0.775 with 45 agents and 0.839 with 46
     assert_eq!(rec.erlang, Some(46));
     assert_eq!(rec.at.value, 46, "{rec:#?}");
-    assert!(rec.at.meets && !rec.below.as_ref().unwrap().meets);
-    assert_eq!(rec.below.as_ref().unwrap().value, 45);
+    let below = rec.below.as_ref().unwrap();
+    assert!(rec.at.meets && !below.meets);
+    assert_eq!(below.value, 45);
+    // decided at 95 %: the recommendation's interval is above the target,
+    // the value below it is clearly under
+    let sl = rec.at.metrics["service_level"].unwrap();
+    assert!(sl.lo > 0.8 && sl.hi < 1.0, "{sl:?}");
+    assert!(rec.at.checks[0].sure >= 0.975 && below.checks[0].sure <= 0.025, "{rec:#?}");
 }
 
 #[test]
@@ -114,6 +121,11 @@ fn sweep_and_plan_commands() {
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5);
     assert!(csv.starts_with("agents.kf.count,account.kf.policy,service_level.mean,"));
+    for p in result["points"].as_array().unwrap() {
+        let sl = &p["metrics"]["service_level"];
+        let (lo, hi) = (sl["lo"].as_f64().unwrap(), sl["hi"].as_f64().unwrap());
+        assert!(0.0 <= lo && lo <= hi && hi <= 1.0, "a service level interval stays in [0, 1]: {sl}");
+    }
     let svg = std::fs::read_to_string(out.join("charts/sweep-service_level.svg")).unwrap();
     assert!(svg.contains("theory: erlang c") && svg.contains("account.kf.policy=idle_first"));
     assert!(std::fs::read_to_string(out.join("sweep.html")).unwrap().contains("<svg"));
@@ -156,16 +168,27 @@ fn per_interval_staffing_follows_the_profile() {
         "rate = \"10/min\"\nprofile = [{ at = \"0h\", factor = 0.5 }, { at = \"2h\", factor = 0.5 }, { at = \"2h\", factor = 2.0 }]",
     );
     std::fs::write(&path, text).unwrap();
+    let out = dir.join("out");
     let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
         .args(["plan", path.to_str().unwrap(), "--set", "duration=4h", "--set", "warmup=0s"])
         .args(["--target", "service_level>=0.8", "--vary", "agents.kf.count", "--per-interval", "2h"])
-        .args(["--replications", "3"])
+        .args(["--replications", "3", "--out"])
+        .arg(&out)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(2)
+        .filter(|l| !l.starts_with("report"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(out.join("charts/plan-per-interval.svg").exists(), "the intraday staffing as a chart");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["per_interval"].as_array().unwrap().len(), 2);
     let staff = |r: &Vec<&str>| r[2].parse::<u32>().unwrap();
     // 5/min then 20/min at 4 min each: 20 and 80 Erlangs
     assert!((21..=30).contains(&staff(&rows[0])), "{stdout}");
@@ -174,4 +197,54 @@ fn per_interval_staffing_follows_the_profile() {
         let erlang: u32 = r[3].parse().expect("an Erlang C answer per interval");
         assert!(erlang.abs_diff(staff(r)) <= 1, "simulation and Erlang C disagree: {stdout}");
     }
+}
+
+#[test]
+fn an_impossible_target_stops_at_its_plateau() {
+    // replies take minutes: no number of agents gets the p95 first response under a minute
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["plan", "scenarios/quickstart.toml", "--target", "first_response.p95<60s"])
+        .args(["--vary", "agents.day-shift.count"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "an unreachable target is a failed plan, not a crash: {stdout}");
+    assert!(stdout.contains("UNREACHABLE  first_response.p95<60s"), "{stdout}");
+    assert!(stdout.contains("levels off at about 2m"), "{stdout}");
+    let tried = stdout.lines().find(|l| l.trim_start().starts_with("tried")).unwrap();
+    let largest: u32 = tried.split(" · ").last().unwrap().split(':').next().unwrap().trim().parse().unwrap();
+    assert!(largest <= 1024, "the search stops early, not at 100 000 agents: {tried}");
+    assert!(started.elapsed().as_secs() < 60);
+}
+
+#[test]
+fn plan_out_writes_the_staffing_curve_and_the_decision() {
+    let out = std::env::temp_dir().join(format!("kfsim-plan-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["plan", "scenarios/erlang-c.toml", "--set", "duration=1d", "--target", "service_level>=0.8"])
+        .args(["--vary", "agents.kf.count", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("% sure it holds"), "how sure each decision is: {stdout}");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["outcome"]["outcome"], "recommended");
+    let at = &plan["outcome"]["at"];
+    assert_eq!(at["decision"], "meets");
+    assert!(at["checks"][0]["sure"].as_f64().unwrap() >= 0.975, "{at}");
+    assert!(at["metrics"]["service_level"]["lo"].as_f64().unwrap() >= 0.8, "decided at 95 %: {at}");
+    let curve = plan["outcome"]["curve"].as_array().unwrap();
+    assert!(curve.len() >= 10, "a curve around the answer: {}", curve.len());
+    assert!(
+        out.join("charts/plan-service_level.svg").exists()
+            && out.join("charts/plan-service_level.png").exists()
+    );
+    assert!(
+        std::fs::read_to_string(out.join("plan.html")).unwrap().contains("Recommended: agents.kf.count =")
+    );
 }

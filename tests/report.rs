@@ -70,6 +70,9 @@ fn gates_decide_the_exit_code_and_are_written_to_the_summary() {
     assert!(last[0].starts_with("FAILED     1 of 2 gates failed"), "{stdout}");
     assert!(last[1].contains("FAIL service_level >= 99.99%"), "failed gates come last: {stdout}");
     assert_eq!(json(&out.join("summary.json"))["gates"][0]["verdict"], "fail");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("FAILED — 1 of 2 gate(s) failed.</div>"), "no baseline, none named in the banner");
+    assert!(!html.contains("baseline"), "a page without a baseline does not mention one");
 
     let o = kfsim(&["run", failing.to_str().unwrap(), "--no-gates", "-q", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0));
@@ -109,12 +112,49 @@ fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
     assert_eq!(o.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("exact (same sim scenario and seed)"), "{stdout}");
 
+    // other seeds of the same scenario: judged against seed noise, with a note
+    let quick = |name: &str, seed: &str| {
+        let out = dir.join(name);
+        let o = kfsim(&[
+            "run",
+            "scenarios/quickstart.toml",
+            "-q",
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        out
+    };
+    let (s7, s8) = (quick("s7", "7"), quick("s8", "8"));
+    let page = dir.join("page");
+    let o = kfsim(&["compare", s7.to_str().unwrap(), s8.to_str().unwrap(), "--out", page.to_str().unwrap()]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "seed noise is not a regression: {stdout}");
+    assert!(stdout.contains("warning    different seeds (7 and 8) of the same scenario"), "{stdout}");
+    assert!(stdout.contains("beyond seed noise"), "{stdout}");
+    let html = std::fs::read_to_string(page.join("compare.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("<th>change</th>"), "the compare page");
+    // summaries without their folders: only the flat tolerance is left, which
+    // seed noise alone fails (what the rule above replaces), and it says so
+    std::fs::copy(s8.join("summary.json"), dir.join("alone.json")).unwrap();
+    let o = kfsim(&[
+        "compare",
+        s7.join("summary.json").to_str().unwrap(),
+        dir.join("alone.json").to_str().unwrap(),
+    ]);
+    assert!(text(&o).0.contains("seed noise cannot be estimated"), "{:?}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+
     // fewer agents: a different scenario, so key metrics with tolerance
     let worse = run("worse", &["--set", "agents.presale.count=8"]);
     let o = kfsim(&["compare", a.to_str().unwrap(), worse.to_str().unwrap()]);
     let (stdout, _) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("regressed service_level"), "{stdout}");
+    assert!(stdout.contains("warning    the scenario gated changed between the runs"), "{stdout}");
+    assert!(stdout.contains("%; tolerance 10%)"), "a % change and the rule: {stdout}");
     // relative tolerances cannot excuse a move away from 0: that takes an absolute one
     let o = kfsim(&[
         "compare",
@@ -150,8 +190,9 @@ fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     let doc = roxmltree::Document::parse(&xml).expect("JUnit output is XML");
     let suites: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testsuite")).collect();
-    assert_eq!(suites.len(), 2, "gates and baseline");
-    let baseline = suites[1];
+    assert_eq!(suites.len(), 1, "no gates in the scenario: the baseline alone, no empty gates suite");
+    let baseline = suites[0];
+    assert_eq!(baseline.attribute("name"), Some("gated baseline"));
     let failures: usize = baseline.attribute("failures").unwrap().parse().unwrap();
     let failed_cases =
         baseline.children().filter(|c| c.children().any(|f| f.has_tag_name("failure"))).count();
@@ -159,6 +200,15 @@ fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
     let tests: usize = baseline.attribute("tests").unwrap().parse().unwrap();
     assert_eq!(tests, baseline.children().filter(|c| c.has_tag_name("testcase")).count());
     assert!(out.join("comparison.json").exists());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let (baseline, key) =
+        (html.find("<h2>Against the baseline").unwrap(), html.find("<h2>Key numbers").unwrap());
+    assert!(baseline < key, "the baseline section sits near the top, before the key numbers");
+    assert!(html.contains("<th>change</th>") && html.contains(" %</td>"), "with a % change column");
+    assert!(
+        html.contains("FAILED — 0 of 0 gate(s) failed")
+            || html.contains("regression(s) against the baseline")
+    );
 }
 
 #[test]
@@ -183,12 +233,48 @@ fn junit_has_one_case_per_gate() {
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
     let names: Vec<&str> = cases.iter().map(|c| c.attribute("name").unwrap()).collect();
-    assert_eq!(names, ["service_level >= 0.1", "asa < 1ms", "messages.lost == 0"]);
-    let kind =
-        |c: &roxmltree::Node| c.children().find(|n| n.is_element()).map(|n| n.tag_name().name().to_owned());
-    assert_eq!(kind(&cases[0]), None);
-    assert_eq!(kind(&cases[1]).as_deref(), Some("failure"));
-    assert_eq!(kind(&cases[2]).as_deref(), Some("skipped"));
+    // the metric alone: a test's history survives a changed threshold
+    assert_eq!(names, ["service_level", "asa", "messages.lost"]);
+    fn child<'a, 'i>(c: &roxmltree::Node<'a, 'i>) -> Option<roxmltree::Node<'a, 'i>> {
+        c.children().find(|n| n.is_element())
+    }
+    assert!(child(&cases[0]).is_none());
+    let failure = child(&cases[1]).unwrap();
+    assert_eq!(failure.tag_name().name(), "failure");
+    let message = failure.attribute("message").unwrap();
+    assert!(message.starts_with("asa < 1ms failed: actual ") && message.ends_with('s'), "{message}");
+    assert!(failure.text().unwrap().contains("condition: < 1ms"), "a failure has a body: {xml}");
+    let skipped = child(&cases[2]).unwrap();
+    assert_eq!(skipped.tag_name().name(), "skipped");
+    assert_eq!(skipped.attribute("message"), Some("messages.lost is not measured by the sim engine"));
+    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+    assert!(suite.attribute("time").unwrap().parse::<f64>().unwrap() > 0.0);
+    let stamp = suite.attribute("timestamp").unwrap();
+    assert!(stamp.len() == 19 && stamp.as_bytes()[10] == b'T', "ISO 8601: {stamp}");
+    let prop = |name: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name("property") && n.attribute("name") == Some(name))
+            .and_then(|n| n.attribute("value"))
+            .map(str::to_owned)
+    };
+    assert_eq!(prop("seed").as_deref(), Some("3"));
+    assert_eq!(prop("engine").as_deref(), Some("sim"));
+    assert_eq!(prop("scenario.fingerprint").map(|f| f.len()), Some(16));
+
+    // a run that cannot be made still leaves a result: an error, not silence
+    let bad = scenario_with_gates(&dir, "\"servce_level\" = \">= 0.1\"");
+    let o = kfsim(&["run", bad.to_str().unwrap(), "-q", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let error = doc.descendants().find(|n| n.has_tag_name("error")).expect("an error case");
+    assert!(error.attribute("message").unwrap().contains("unknown metric `servce_level`"), "{xml}");
+
+    // --no-gates does not refuse the run for a gate it is told to skip
+    let o =
+        kfsim(&["run", bad.to_str().unwrap(), "-q", "--no-gates", "--out", dir.join("ng").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).1.contains("warning: ") && text(&o).1.contains("servce_level"), "{:?}", text(&o));
 }
 
 #[test]
@@ -213,7 +299,24 @@ fn charts_html_and_exports_of_a_run_folder() {
         ("histogram-queue_wait", &["queue wait"]),
         ("fairness-agents", &["presale: Jain", "mean of the account"]),
         ("fairness-histogram", &["presale: Jain", "sessions per agent"]),
-        ("over-time", &["channels", "search", "payment", "presale online", "warm-up", "p95 queue wait"]),
+        (
+            "over-time",
+            &[
+                "channels",
+                "search",
+                "payment",
+                "presale: slots online",
+                "presale: slots in use",
+                "warm-up",
+                "drain (after the last arrival)",
+                "service level (within 20s)",
+                "gate service_level >= 0.75",
+                "p95 queue wait",
+            ],
+        ),
+        ("by-entry", &["channels", "payment", "search", "gate service_level >= 0.75", "p95"]),
+        ("fairness-lorenz", &["perfectly even", "presale: Gini"]),
+        ("occupancy-agents", &["occupancy [%]", "all agents"]),
     ];
     for (name, labels) in expect {
         let svg = std::fs::read_to_string(out.join("charts").join(format!("{name}.svg"))).unwrap();
@@ -244,6 +347,14 @@ fn charts_html_and_exports_of_a_run_folder() {
         assert_eq!(html.matches(outside).count(), allowed, "report.html must not contain {outside}");
     }
     assert!(html.contains("PASSED"));
+    assert!(
+        html.contains("<h2>Returning customers</h2>") && html.contains("kept their agent"),
+        "sticky figures"
+    );
+    assert!(html.contains("customer messages by type") && html.contains("<td>image</td>"), "the message mix");
+    let window = "8h of arrivals, the first 30m warm-up (not counted)";
+    assert!(html.contains(window), "the page says the arrival window as the terminal does");
+    assert!(html.contains("abandon wait") && !html.contains("abandoned after"), "one name per metric");
 
     // hgrm text and histograms.json agree with the summary
     let hgrm = std::fs::read_to_string(out.join("hgrm").join("queue_wait.hgrm")).unwrap();
@@ -282,6 +393,33 @@ fn terminal_summary_snapshot() {
     let path = Path::new("tests/snapshots/quickstart-terminal.txt");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(path, &got).unwrap();
+    }
+    // the tables' headers end where their right-aligned columns end
+    let columns: [(&str, &str, &[&str]); 2] = [
+        ("latency ", "  queue wait ", &["count", "mean", "p50", "p90", "p95", "p99", "max"]),
+        ("by entry ", "  channels ", &["offered", "SL", "queue wait p95", "first response p95"]),
+    ];
+    for (header, row, titles) in columns {
+        let h = got.lines().find(|l| l.starts_with(header)).unwrap();
+        let r = got.lines().find(|l| l.starts_with(row)).unwrap();
+        let mut from = 0;
+        let title_ends: Vec<usize> = titles
+            .iter()
+            .map(|t| {
+                let at = from + h[from..].find(t).unwrap() + t.len();
+                from = at;
+                h[..at].chars().count()
+            })
+            .collect();
+        let mut value_ends = Vec::new();
+        let cs: Vec<char> = r.chars().collect();
+        for i in 1..=cs.len() {
+            if cs[i - 1] != ' ' && (i == cs.len() || cs[i] == ' ') {
+                value_ends.push(i);
+            }
+        }
+        let value_ends = value_ends[value_ends.len() - titles.len()..].to_vec();
+        assert_eq!(title_ends, value_ends, "misaligned:\n{h}\n{r}");
     }
     let want = std::fs::read_to_string(path).expect("snapshot exists (run with UPDATE_SNAPSHOTS=1 once)");
     assert_eq!(got, want, "terminal summary changed; if on purpose, rerun with UPDATE_SNAPSHOTS=1");

@@ -205,6 +205,23 @@ pub(crate) fn default_out_dir(name: &str) -> PathBuf {
 
 /// `YYYYMMDD-HHMMSS` in UTC, from seconds since the epoch.
 pub fn utc_stamp(secs: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (ISO 8601, UTC, as JUnit's `timestamp` wants it).
+pub fn iso_stamp(secs: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}")
+}
+
+/// Seconds since the epoch now.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Year, month, day, hour, minute, second in UTC.
+fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // civil-from-days (Howard Hinnant's algorithm)
@@ -217,7 +234,7 @@ pub fn utc_stamp(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -229,5 +246,6 @@ mod tests {
         assert_eq!(utc_stamp(0), "19700101-000000");
         assert_eq!(utc_stamp(1_795_636_800), "20261125-200000");
         assert_eq!(utc_stamp(951_782_400), "20000229-000000");
+        assert_eq!(iso_stamp(1_795_636_800), "2026-11-25T20:00:00");
     }
 }

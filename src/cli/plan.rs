@@ -6,7 +6,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{ArgError, Exit, ScenarioArgs, default_out_dir};
-use crate::plan::{Evaluated, Problem, Recommendation, Target};
+use crate::plan::{
+    Check, Decision, Evaluated, IntervalRow, Outcome, PlanReport, Problem, Recommendation, Target,
+    TargetInfo, Unreachable,
+};
 use crate::scenario::units::human_ms;
 use crate::scenario::{Scenario, units::parse_duration};
 use crate::sweep::{self, Point, SweepResult, Vary};
@@ -45,12 +48,19 @@ pub struct PlanArgs {
     /// The parameter to size, usually `agents.GROUP.count`.
     #[arg(long, value_name = "PATH")]
     pub vary: String,
-    /// Independent replications per evaluated value.
+    /// Independent replications per evaluated value to begin with.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub replications: u32,
+    /// Most replications per value: while the 95% interval of a target straddles its
+    /// threshold, replications are doubled up to this many.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_replications: u32,
     /// Recommend per interval of the arrival profile (the intraday staffing table).
     #[arg(long, value_name = "DURATION")]
     pub per_interval: Option<String>,
+    /// Also write plan.json, the staffing chart and plan.html into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Run on one core (the figures are the same).
     #[arg(long)]
     pub serial: bool,
@@ -125,7 +135,7 @@ fn print_sweep(w: &mut dyn Write, r: &SweepResult) -> anyhow::Result<()> {
             .map_or(String::new(), |v| format!(" · theory {}", pct(v)));
         writeln!(
             w,
-            "{}: SL {}{theory} · ASA {} · abandon {} · occupancy {}",
+            "{}: SL {}{theory} · ASA {} · abandon rate {} · occupancy {}",
             params.join(" "),
             est(m("service_level"), pct),
             est(m("asa_ms"), |v| human_ms(Some(v))),
@@ -156,13 +166,56 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
         path: args.vary.clone(),
         targets: targets.clone(),
         replications: args.replications,
+        max_replications: args.max_replications.max(args.replications),
         parallel: !args.serial,
     };
+    let mut report = PlanReport {
+        scenario: base.name.clone(),
+        seed: base.seed,
+        path: args.vary.clone(),
+        targets: targets.iter().map(TargetInfo::from).collect(),
+        replications: (args.replications, args.max_replications.max(args.replications)),
+        decided_at: crate::plan::DECIDED,
+        outcome: None,
+        knee: None,
+        per_interval: Vec::new(),
+    };
     let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "targets      {} · decided when the 95% interval is on one side ({}–{} replications per value)",
+        targets.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(", "),
+        report.replications.0,
+        report.replications.1
+    )?;
+    let mut reachable = true;
     match &args.per_interval {
         None => {
-            let rec = problem(args.scenario.sets.clone()).solve(1)?;
-            print_recommendation(&mut stdout, &rec, &targets)?;
+            let p = problem(args.scenario.sets.clone());
+            let mut outcome = p.solve(1)?;
+            if let (Outcome::Recommended(rec), Some(_)) = (&mut outcome, &args.out) {
+                // a curve around the answer, one step at a time, for the chart and its knee
+                let n = rec.at.value;
+                let step = (n / 20).max(1);
+                let have: Vec<u32> = rec.curve.iter().map(|e| e.value).collect();
+                for v in
+                    (1..=8).rev().map(|k| n.saturating_sub(k * step)).chain((1..=8).map(|k| n + k * step))
+                {
+                    if v >= 1 && !have.contains(&v) && !rec.curve.iter().any(|e| e.value == v) {
+                        rec.curve.push(p.evaluate(v)?);
+                    }
+                }
+                rec.curve.sort_by_key(|e| e.value);
+                report.knee = crate::plan::knee(&rec.curve, &targets[0]);
+            }
+            match &outcome {
+                Outcome::Recommended(rec) => print_recommendation(&mut stdout, rec, &targets, report.knee)?,
+                Outcome::Unreachable(u) => {
+                    print_unreachable(&mut stdout, u)?;
+                    reachable = false;
+                }
+            }
+            report.outcome = Some(outcome);
         }
         Some(iv) => {
             let step = parse_duration(iv).map_err(ArgError)?;
@@ -170,44 +223,93 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
                 return Err(ArgError("--per-interval must be longer than 0s".into()).into());
             }
             let user_sets = args.scenario.sets.clone();
-            per_interval(&mut stdout, &base, step, &targets, |sets| {
+            report.per_interval = per_interval(&mut stdout, &base, step, &targets, |sets| {
                 problem([user_sets.clone(), sets].concat())
             })?;
+            reachable =
+                report.per_interval.iter().all(|r| !matches!(r.outcome, Some(Outcome::Unreachable(_))));
         }
     }
-    Ok(Exit::Success)
+    if let Some(out) = &args.out {
+        crate::report::folder::write_plan(out, &report)?;
+        writeln!(stdout, "report       {}", out.join("plan.html").display())?;
+    }
+    Ok(if reachable { Exit::Success } else { Exit::GatesFailed })
+}
+
+fn sure(c: &Check) -> String {
+    let p = c.sure * 100.0;
+    let shown = if p > 99.9 {
+        ">99.9".to_owned()
+    } else if p < 0.1 {
+        "<0.1".to_owned()
+    } else {
+        format!("{p:.1}")
+    };
+    format!("{shown}% sure it holds")
 }
 
 fn show_targets(e: &Evaluated, targets: &[Target]) -> String {
     targets
         .iter()
-        .map(|t| {
+        .zip(&e.checks)
+        .map(|(t, c)| {
             let v = e.metrics.get(&t.path).copied().flatten();
             let unit = crate::gate::unit_of(&t.path);
-            let ok = v.is_some_and(|v| t.condition.op.holds(v.mean, t.condition.threshold));
+            let f = |x: f64| crate::gate::format_like(&t.condition.text, x, unit);
+            let verdict = match c.decision {
+                Decision::Meets => "meets",
+                Decision::Misses => "misses",
+                Decision::Unclear => "UNCLEAR",
+            };
             format!(
-                "{} {} (95% CI {}) {}",
-                t.path,
-                v.map_or("—".into(), |v| crate::gate::format_value(v.mean, unit)),
-                v.map_or("—".into(), |v| format!(
-                    "{} – {}",
-                    crate::gate::format_value(v.lo, unit),
-                    crate::gate::format_value(v.hi, unit)
-                )),
-                if ok { "meets" } else { "misses" },
+                "{} {} [{}, {}] {verdict} ({})",
+                display_name(&t.path),
+                v.map_or("—".into(), |v| f(v.mean)),
+                v.map_or("—".into(), |v| f(v.lo)),
+                v.map_or("—".into(), |v| f(v.hi)),
+                sure(c)
             )
         })
         .collect::<Vec<_>>()
         .join(" · ")
 }
 
-fn print_recommendation(w: &mut dyn Write, r: &Recommendation, targets: &[Target]) -> anyhow::Result<()> {
-    let wanted: Vec<&str> = targets.iter().map(|t| t.text.as_str()).collect();
-    writeln!(w, "targets      {}", wanted.join(", "))?;
+/// A metric path as the reports name it: latencies without `latency_ms.`.
+fn display_name(path: &str) -> &str {
+    path.strip_prefix("latency_ms.").unwrap_or(path)
+}
+
+fn print_recommendation(
+    w: &mut dyn Write,
+    r: &Recommendation,
+    targets: &[Target],
+    knee: Option<u32>,
+) -> anyhow::Result<()> {
     writeln!(w, "recommended  {} = {}", r.path, r.at.value)?;
-    writeln!(w, "  at {:<8} {}", r.at.value, show_targets(&r.at, targets))?;
+    writeln!(
+        w,
+        "  at {:<8} {} · {} replications",
+        r.at.value,
+        show_targets(&r.at, targets),
+        r.at.replications
+    )?;
     if let Some(b) = &r.below {
-        writeln!(w, "  at {:<8} {}", b.value, show_targets(b, targets))?;
+        writeln!(w, "  at {:<8} {} · {} replications", b.value, show_targets(b, targets), b.replications)?;
+        if b.decision == Decision::Unclear {
+            writeln!(
+                w,
+                "  {} is not recommended: the replications cannot tell whether it meets every target",
+                b.value
+            )?;
+        }
+    }
+    if let Some(k) = knee {
+        writeln!(
+            w,
+            "knee         {} = {k}: beyond it each step improves {} much less",
+            r.path, targets[0].path
+        )?;
     }
     match (&r.at.theory, r.erlang) {
         (Some(t), Some(n)) => {
@@ -221,6 +323,24 @@ fn print_recommendation(w: &mut dyn Write, r: &Recommendation, targets: &[Target
     Ok(())
 }
 
+fn print_unreachable(w: &mut dyn Write, u: &Unreachable) -> anyhow::Result<()> {
+    let unit = crate::gate::unit_of(&u.metric);
+    let f = |x: f64| crate::gate::format_value(x, unit);
+    let tried: Vec<String> =
+        u.tried.iter().map(|(v, e)| format!("{v}: {}", e.map_or("—".into(), |e| f(e.mean)))).collect();
+    writeln!(
+        w,
+        "UNREACHABLE  {}: no value of {} meets it; {} levels off at about {}",
+        u.target,
+        u.path,
+        display_name(&u.metric),
+        f(u.levels_off_at)
+    )?;
+    writeln!(w, "  tried      {}", tried.join(" · "))?;
+    writeln!(w, "  why        {}", u.reason)?;
+    Ok(())
+}
+
 /// The intraday staffing table: each interval of the profile sized as if
 /// its mean rate held steadily (the stationary approximation planners use).
 fn per_interval<'a>(
@@ -229,7 +349,7 @@ fn per_interval<'a>(
     step: u64,
     targets: &[Target],
     problem: impl Fn(Vec<String>) -> Problem<'a>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<IntervalRow>> {
     // Each interval runs long enough to be steady: 8 intervals or 4 h.
     let run_us = (8 * step).max(4 * 3_600_000_000);
     writeln!(
@@ -237,6 +357,7 @@ fn per_interval<'a>(
         "{:<12}{:>14}{:>14}{:>10}   targets at the recommendation",
         "interval", "arrivals/min", "recommended", "erlang"
     )?;
+    let mut rows = Vec::new();
     let mut start = 0;
     while start < base.duration_us {
         let end = (start + step).min(base.duration_us);
@@ -251,20 +372,39 @@ fn per_interval<'a>(
         sets.push(format!("duration={}us", run_us));
         sets.push(format!("warmup={}us", run_us / 8));
         let label = crate::scenario::units::format_duration(start);
+        let mut row = IntervalRow {
+            start_s: start as f64 / 1e6,
+            end_s: end as f64 / 1e6,
+            arrivals_per_min: total * 60.0,
+            outcome: None,
+        };
         if total * 60.0 < 1e-6 {
             writeln!(w, "{label:<12}{:>14.2}{:>14}{:>10}   no arrivals", 0.0, 0, "—")?;
         } else {
-            let rec = problem(sets).solve(1)?;
-            writeln!(
-                w,
-                "{label:<12}{:>14.2}{:>14}{:>10}   {}",
-                total * 60.0,
-                rec.at.value,
-                rec.erlang.map_or("—".into(), |n| n.to_string()),
-                show_targets(&rec.at, targets)
-            )?;
+            let outcome = problem(sets).solve(1)?;
+            match &outcome {
+                Outcome::Recommended(rec) => writeln!(
+                    w,
+                    "{label:<12}{:>14.2}{:>14}{:>10}   {}",
+                    total * 60.0,
+                    rec.at.value,
+                    rec.erlang.map_or("—".into(), |n| n.to_string()),
+                    show_targets(&rec.at, targets)
+                )?,
+                Outcome::Unreachable(u) => writeln!(
+                    w,
+                    "{label:<12}{:>14.2}{:>14}{:>10}   {} cannot be met: levels off at {}",
+                    total * 60.0,
+                    "—",
+                    "—",
+                    u.target,
+                    crate::gate::format_value(u.levels_off_at, crate::gate::unit_of(&u.metric))
+                )?,
+            }
+            row.outcome = Some(outcome);
         }
+        rows.push(row);
         start = end;
     }
-    Ok(())
+    Ok(rows)
 }

@@ -15,6 +15,7 @@ use crate::live::LiveOptions;
 use crate::metrics::Measured;
 use crate::observe::Engine;
 use crate::report::folder;
+use crate::report::junit;
 use crate::scenario::Scenario;
 use crate::scenario::units::human_ms;
 
@@ -33,6 +34,9 @@ pub struct CompareArgs {
     /// Also write the comparison as JUnit XML.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Also write compare.html (percentile curves of both runs overlaid, % changes) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Arguments of `kfsim report`.
@@ -73,7 +77,7 @@ pub struct RunArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Do not check the scenario's [gates].
+    /// Do not check the scenario's [gates] (a gate that would not bind is a warning, not an error).
     #[arg(long)]
     pub no_gates: bool,
     /// Compare with this earlier run (summary.json or run folder); exit 1 on a regression.
@@ -104,12 +108,49 @@ pub(super) fn cmd_validate(args: &ScenarioArgs) -> anyhow::Result<Exit> {
 }
 
 pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
-    let (mut sc, gates) = load(&args.scenario)?;
+    let started = std::time::Instant::now();
+    let stamp = super::iso_stamp(super::now_secs());
+    let result = run_and_report(args, &stamp, started);
+    if let (Err(e), Some(path)) = (&result, &args.junit) {
+        // CI shows an error instead of no result
+        let meta = junit::Meta {
+            scenario: args
+                .scenario
+                .scenario
+                .file_stem()
+                .map_or("kfsim".into(), |s| s.to_string_lossy().into_owned()),
+            timestamp: Some(stamp),
+            time_s: started.elapsed().as_secs_f64(),
+            engine: Some(args.engine.as_str().to_owned()),
+            properties: vec![("scenario.file".into(), args.scenario.scenario.display().to_string())],
+        };
+        let mut xml = Vec::new();
+        junit::write_error(&meta, &format!("{e:#}"), &mut xml)?;
+        std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
+    }
+    result
+}
+
+fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> anyhow::Result<Exit> {
+    let mut sc = Scenario::load(&args.scenario.scenario, &args.scenario.sets)?;
+    let gates = if args.no_gates {
+        // gates that are not checked cannot make the run invalid: say what is wrong and go on
+        if let Err(e) = gate::bind(&sc) {
+            eprintln!("warning: {e} (not checked: --no-gates)");
+        }
+        Vec::new()
+    } else {
+        gate::bind(&sc)?
+    };
     if let Some(seed) = args.seed {
         sc.seed = seed;
     }
     // A bad baseline is an argument error: find out before running.
-    let baseline = args.baseline.as_deref().map(crate::report::folder::read_summary_value).transpose()?;
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|p| folder::read_run_files(p).map_err(|e| ArgError(format!("--baseline: {e:#}"))))
+        .transpose()?;
     let out = match &args.out {
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
@@ -123,7 +164,14 @@ pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
         run.summary.gates = gate::evaluate(&gates, &json);
     }
     let comparison = match &baseline {
-        Some(base) => Some(compare_values(base, &json, &args.tolerances)?),
+        Some(base) => {
+            let current = compare::Side {
+                summary: &json,
+                series: Some(&run.series),
+                histograms: Some(&run.histograms),
+            };
+            Some(compare_sides(base.side(), current, &args.tolerances)?)
+        }
         None => None,
     };
     folder::write_data(&out, &run)?;
@@ -132,7 +180,15 @@ pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
         folder::write_hgrm(&out, &run)?;
     }
     if let Some(path) = &args.junit {
-        write_junit(path, &run.summary.scenario.name, &run.summary.gates, comparison.as_ref())?;
+        let s = &run.summary;
+        let meta = junit::Meta {
+            scenario: s.scenario.name.clone(),
+            timestamp: Some(stamp.to_owned()),
+            time_s: started.elapsed().as_secs_f64(),
+            engine: Some(s.engine.as_str().to_owned()),
+            properties: run_properties(s),
+        };
+        write_junit(path, &meta, Some(&s.gates), comparison.as_ref())?;
     }
     let mut stdout = std::io::stdout().lock();
     if !args.quiet {
@@ -154,28 +210,40 @@ pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
     })
 }
 
-fn compare_values(
-    base: &serde_json::Value,
-    cur: &serde_json::Value,
+/// The JUnit properties of a run: what makes it reproducible.
+fn run_properties(s: &crate::summary::Summary) -> Vec<(String, String)> {
+    vec![
+        ("scenario".into(), s.scenario.name.clone()),
+        ("seed".into(), s.seed.to_string()),
+        ("engine".into(), s.engine.as_str().to_owned()),
+        ("scenario.fingerprint".into(), s.scenario.fingerprint.clone()),
+        ("kfsim.version".into(), s.kfsim_version.clone()),
+        ("interrupted".into(), s.run.interrupted.to_string()),
+    ]
+}
+
+fn compare_sides(
+    base: compare::Side<'_>,
+    cur: compare::Side<'_>,
     args: &[String],
 ) -> anyhow::Result<Comparison> {
     let valid: std::collections::BTreeSet<String> =
-        gate::leaf_paths(base).union(&gate::leaf_paths(cur)).cloned().collect();
+        gate::leaf_paths(base.summary).union(&gate::leaf_paths(cur.summary)).cloned().collect();
     let tolerances = args
         .iter()
         .map(|a| compare::parse_tolerance_arg(a, &valid).map_err(|m| ArgError(m).into()))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(compare::compare(base, cur, &tolerances))
+    Ok(compare::compare_runs(base, cur, &tolerances))
 }
 
 fn write_junit(
     path: &Path,
-    name: &str,
-    gates: &[GateResult],
+    meta: &junit::Meta,
+    gates: Option<&[GateResult]>,
     comparison: Option<&Comparison>,
 ) -> anyhow::Result<()> {
     let mut xml = Vec::new();
-    crate::report::junit::write(name, gates, comparison, &mut xml)?;
+    junit::write(meta, gates, comparison, &mut xml)?;
     std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -197,11 +265,14 @@ fn print_gates(w: &mut dyn Write, gates: &[GateResult], quiet: bool) -> anyhow::
 }
 
 fn print_comparison(w: &mut dyn Write, c: &Comparison, quiet: bool) -> anyhow::Result<()> {
-    let mode = if c.exact { "exact (same sim scenario and seed)" } else { "with tolerances" };
     let failing: Vec<&compare::Row> = c.rows.iter().filter(|r| r.status.fails()).collect();
+    // unlike runs are said even with --quiet: they change what a verdict means
+    for n in &c.notes {
+        writeln!(w, "warning    {n}")?;
+    }
     if !quiet {
-        writeln!(w, "baseline   {} metrics compared, {mode}", c.rows.len())?;
-        for r in c.rows.iter().filter(|r| !r.status.fails() && r.status != compare::Status::Ok) {
+        writeln!(w, "baseline   {} metrics compared, {}", c.rows.len(), c.mode.describe())?;
+        for r in c.rows.iter().filter(|r| !r.status.fails() && !matches!(r.status, compare::Status::Ok)) {
             writeln!(w, "  {}", comparison_line(r))?;
         }
     }
@@ -215,21 +286,44 @@ fn print_comparison(w: &mut dyn Write, c: &Comparison, quiet: bool) -> anyhow::R
 }
 
 fn comparison_line(r: &compare::Row) -> String {
-    let unit = gate::unit_of(&r.metric);
-    let v = |x: Option<f64>| x.map_or("—".to_owned(), |x| gate::format_value(x, unit));
     let status = format!("{:?}", r.status).to_lowercase();
-    format!("{status:<9} {}  {} → {}  (tolerance {})", r.metric, v(r.baseline), v(r.current), r.tolerance)
+    format!("{status:<9} {}", r.describe())
 }
 
 pub(super) fn cmd_compare(args: &CompareArgs) -> anyhow::Result<Exit> {
-    let base = folder::read_summary_value(&args.baseline).map_err(|e| ArgError(format!("{e:#}")))?;
-    let cur = folder::read_summary_value(&args.current).map_err(|e| ArgError(format!("{e:#}")))?;
-    let c = compare_values(&base, &cur, &args.tolerances)?;
+    let started = std::time::Instant::now();
+    let stamp = super::iso_stamp(super::now_secs());
+    let base = folder::read_run_files(&args.baseline).map_err(|e| ArgError(format!("{e:#}")))?;
+    let cur = folder::read_run_files(&args.current).map_err(|e| ArgError(format!("{e:#}")))?;
+    let c = compare_sides(base.side(), cur.side(), &args.tolerances)?;
     let mut stdout = std::io::stdout().lock();
     print_comparison(&mut stdout, &c, false)?;
     if let Some(path) = &args.junit {
-        let name = cur.pointer("/scenario/name").and_then(|v| v.as_str()).unwrap_or("kfsim");
-        write_junit(path, name, &[], Some(&c))?;
+        let name = cur.summary.pointer("/scenario/name").and_then(|v| v.as_str()).unwrap_or("kfsim");
+        let prop = |side: &str, v: &serde_json::Value, p: &str| {
+            (
+                format!("{side}.{}", p.trim_start_matches('/').replace('/', ".")),
+                v.pointer(p).map_or("?".into(), |x| x.to_string().trim_matches('"').to_owned()),
+            )
+        };
+        let mut properties = Vec::new();
+        for (side, v) in [("baseline", &base.summary), ("current", &cur.summary)] {
+            for p in ["/scenario/name", "/seed", "/engine", "/scenario/fingerprint"] {
+                properties.push(prop(side, v, p));
+            }
+        }
+        let meta = junit::Meta {
+            scenario: name.to_owned(),
+            timestamp: Some(stamp),
+            time_s: started.elapsed().as_secs_f64(),
+            engine: None,
+            properties,
+        };
+        write_junit(path, &meta, None, Some(&c))?;
+    }
+    if let Some(out) = &args.out {
+        folder::write_comparison_page(out, &base, &cur, &c)?;
+        writeln!(stdout, "report     {}", out.join("compare.html").display())?;
     }
     if !c.failed() {
         writeln!(stdout, "ok         no regression")?;

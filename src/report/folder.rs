@@ -117,6 +117,49 @@ pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
     Ok(value)
 }
 
+/// What a baseline or compared run brings: its summary JSON and, when
+/// they lie beside it (a run folder, or a summary.json in one), its series
+/// and histograms, which `compare` uses to tell change from seed noise.
+pub struct RunFiles {
+    /// The summary.
+    pub summary: serde_json::Value,
+    /// `series.json`, if readable.
+    pub series: Option<crate::series::SeriesData>,
+    /// `histograms.json`, decoded, if readable.
+    pub histograms: Option<BTreeMap<String, hdrhistogram::Histogram<u64>>>,
+}
+
+impl RunFiles {
+    /// The side of a comparison these files make.
+    pub fn side(&self) -> crate::compare::Side<'_> {
+        crate::compare::Side {
+            summary: &self.summary,
+            series: self.series.as_ref(),
+            histograms: self.histograms.as_ref(),
+        }
+    }
+}
+
+/// Read a run folder or a summary file, with what lies beside it.
+pub fn read_run_files(path: &Path) -> anyhow::Result<RunFiles> {
+    let summary = read_summary_value(path)?;
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
+    let series = fs::read_to_string(dir.join("series.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let histograms = fs::read_to_string(dir.join("histograms.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(&t).ok())
+        .and_then(|m| {
+            m.into_iter()
+                .map(|(k, v)| super::hgrm::from_base64(&v).ok().map(|h| (k, h)))
+                .collect::<Option<BTreeMap<_, _>>>()
+        });
+    Ok(RunFiles { summary, series, histograms })
+}
+
 /// Write a sweep's folder: `sweep.json`, `sweep.csv`, its charts and
 /// `sweep.html`.
 pub fn write_sweep(out: &Path, r: &SweepResult) -> anyhow::Result<()> {
@@ -135,4 +178,54 @@ pub fn write_sweep(out: &Path, r: &SweepResult) -> anyhow::Result<()> {
         write(chart_dir.join(format!("{}.png", c.name)), &c.png)?;
     }
     write(out.join("sweep.html"), super::sweep::html(r, &charts).as_bytes())
+}
+
+/// Write a plan's folder: `plan.json`, its charts and `plan.html`.
+pub fn write_plan(out: &Path, plan: &crate::plan::PlanReport) -> anyhow::Result<()> {
+    let charts = super::plan::charts(plan).map_err(anyhow::Error::msg)?;
+    write_pages(out, "plan", &json_pretty(plan), &charts, super::plan::html(plan, &charts).as_bytes())
+}
+
+/// `NAME.json`, `charts/*.svg` and `.png`, and `NAME.html` in `out`.
+fn write_pages(
+    out: &Path,
+    name: &str,
+    json: &[u8],
+    charts: &[super::charts::Chart],
+    html: &[u8],
+) -> anyhow::Result<()> {
+    let chart_dir = out.join("charts");
+    fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
+    write_file(&out.join(format!("{name}.json")), json)?;
+    for c in charts {
+        write_file(&chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
+        write_file(&chart_dir.join(format!("{}.png", c.name)), &c.png)?;
+    }
+    write_file(&out.join(format!("{name}.html")), html)
+}
+
+/// Write `compare.html` and its charts into `out`.
+pub fn write_comparison_page(
+    out: &Path,
+    base: &RunFiles,
+    cur: &RunFiles,
+    c: &Comparison,
+) -> anyhow::Result<()> {
+    let label = |r: &RunFiles| {
+        let f =
+            |p: &str| r.summary.pointer(p).map_or("?".into(), |v| v.to_string().trim_matches('"').to_owned());
+        format!("{} · {} · seed {}", f("/scenario/name"), f("/engine"), f("/seed"))
+    };
+    let (bl, cl) = (label(base), label(cur));
+    let t_ms =
+        cur.summary.pointer("/scenario/service_level_s").and_then(serde_json::Value::as_f64).map(|s| s * 1e3);
+    let charts = super::compare::charts(base.histograms.as_ref(), cur.histograms.as_ref(), &bl, &cl, t_ms)
+        .map_err(anyhow::Error::msg)?;
+    write_pages(
+        out,
+        "compare",
+        &json_pretty(c),
+        &charts,
+        super::compare::html(c, &bl, &cl, &charts).as_bytes(),
+    )
 }

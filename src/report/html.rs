@@ -1,11 +1,13 @@
 //! `report.html`: one self-contained page (inline CSS and SVG, no scripts,
-//! no external requests) with the verdicts first, then the key numbers,
-//! every chart and the per-entry and per-agent tables.
+//! no external requests) with the verdicts first, the baseline comparison
+//! (with % changes) next, then the key numbers, the charts, the per-entry
+//! table with its chart, the agents with theirs, returning customers and
+//! the message mix. Hovering a chart's point shows its value (SVG titles).
 
 use std::fmt::Write as _;
 
 use super::charts::Chart;
-use crate::compare::{Comparison, Status};
+use crate::compare::Comparison;
 use crate::gate::{self, Verdict};
 use crate::metrics::Measured;
 use crate::scenario::units::human_ms;
@@ -23,7 +25,8 @@ fn num(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.3}"))
 }
 
-const CSS: &str = r#"
+/// The page style, shared by every kfsim page.
+pub const CSS: &str = r#"
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 960px; padding: 24px; color: #222; }
 h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 .meta { color: #555; margin-top: 0; }
@@ -48,21 +51,22 @@ pub fn render(run: &Measured, charts: &[Chart], comparison: Option<&Comparison>)
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>kfsim — {name}</title><style>{CSS}</style></head><body>\n\
-         <h1>{name}</h1>\n<p class=\"meta\">engine <b>{engine}</b> · seed {seed} · {dur} of arrivals · \
-         warm-up {warm} · service level T = {t} · kfsim {ver}{interrupted}</p>\n",
+         <h1>{name}</h1>\n<p class=\"meta\">engine <b>{engine}</b> · seed {seed} · {window} · \
+         service level T = {t} · kfsim {ver}{interrupted}</p>\n",
         name = esc(&s.scenario.name),
         engine = esc(s.engine.as_str()),
         seed = s.seed,
-        dur = human_ms(Some(s.scenario.duration_s * 1e3)),
-        warm = human_ms(Some(s.scenario.warmup_s * 1e3)),
-        t = human_ms(Some(s.scenario.service_level_s * 1e3)),
+        window = esc(&super::arrival_window(s)),
+        t = super::setting(s.scenario.service_level_s),
         ver = esc(&s.kfsim_version),
         interrupted = if s.run.interrupted { " · <b>interrupted: partial results</b>" } else { "" },
     );
     verdicts(&mut h, run, comparison);
+    if let Some(c) = comparison {
+        comparison_table(&mut h, c);
+    }
     key_numbers(&mut h, run);
-    h.push_str("<h2>Charts</h2>\n");
-    for c in charts {
+    let figure = |h: &mut String, c: &Chart| {
         let _ = writeln!(
             h,
             "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>",
@@ -70,14 +74,57 @@ pub fn render(run: &Measured, charts: &[Chart], comparison: Option<&Comparison>)
             strip_xml_decl(&c.svg),
             esc(&c.title)
         );
+    };
+    let (by_entry, rest): (Vec<&Chart>, Vec<&Chart>) = charts.iter().partition(|c| c.name == "by-entry");
+    let (agent_charts, rest): (Vec<&Chart>, Vec<&Chart>) =
+        rest.into_iter().partition(|c| c.name.starts_with("fairness-") || c.name.starts_with("occupancy-"));
+    h.push_str("<h2>Charts</h2>\n");
+    for c in rest {
+        figure(&mut h, c);
     }
     entries(&mut h, run);
-    agents(&mut h, run);
-    if let Some(c) = comparison {
-        comparison_table(&mut h, c);
+    for c in by_entry {
+        figure(&mut h, c);
     }
+    agents(&mut h, run);
+    for c in agent_charts {
+        figure(&mut h, c);
+    }
+    customers(&mut h, run);
     h.push_str("</body></html>\n");
     h
+}
+
+/// Returning customers and the message mix.
+fn customers(h: &mut String, run: &Measured) {
+    let s = &run.summary;
+    let st = &s.sticky;
+    let _ = writeln!(
+        h,
+        "<h2>Returning customers</h2>\n<table><tr><th>returning</th><th>eligible (last agent within prefer_last_within)</th>\
+         <th>kept their agent</th><th>sticky rate</th></tr>\n<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
+        st.returning,
+        st.eligible,
+        st.kept,
+        pct(st.rate)
+    );
+    let total: u64 = s.messages.by_type.values().sum();
+    h.push_str("<h2>Messages</h2>\n<table><tr><th>customer messages by type</th><th>messages</th><th>share</th></tr>\n");
+    let mut mix: Vec<(&String, &u64)> = s.messages.by_type.iter().collect();
+    mix.sort_by(|a, b| b.1.cmp(a.1));
+    for (k, v) in mix {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{v}</td><td>{}</td></tr>",
+            esc(k),
+            pct(crate::summary::ratio(*v as f64, total as f64))
+        );
+    }
+    let _ = writeln!(
+        h,
+        "<tr><td>all customer messages</td><td>{}</td><td></td></tr><tr><td>agent replies</td><td>{}</td><td></td></tr></table>",
+        s.messages.customer, s.messages.replies
+    );
 }
 
 fn strip_xml_decl(svg: &str) -> &str {
@@ -101,9 +148,15 @@ fn verdicts(h: &mut String, run: &Measured, comparison: Option<&Comparison>) {
             if comparison.is_some() { ", no regression against the baseline" } else { "" }
         );
     } else {
+        let baseline = if comparison.is_some() {
+            format!(", {regressed} regression(s) against the baseline")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             h,
-            "<div class=\"verdict fail\">FAILED — {failed} gate(s) failed, {regressed} regression(s) against the baseline.</div>"
+            "<div class=\"verdict fail\">FAILED — {failed} of {} gate(s) failed{baseline}.</div>",
+            gates.len()
         );
     }
     if !gates.is_empty() {
@@ -114,7 +167,8 @@ fn verdicts(h: &mut String, run: &Measured, comparison: Option<&Comparison>) {
                 Verdict::Fail => "fail",
                 Verdict::Skipped => "skip",
             };
-            let actual = g.actual.map_or("—".into(), |v| gate::format_value(v, gate::unit_of(&g.path)));
+            let actual =
+                g.actual.map_or("—".into(), |v| gate::format_like(&g.condition, v, gate::unit_of(&g.path)));
             let _ = writeln!(
                 h,
                 "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{actual}</td><td>{class}</td></tr>",
@@ -153,7 +207,7 @@ fn key_numbers(h: &mut String, run: &Measured) {
         ("first response", &l.first_response),
         ("reply", &l.reply),
         ("session", &l.session),
-        ("abandoned after", &l.abandon_wait),
+        ("abandon wait", &l.abandon_wait),
     ] {
         latency_row(h, name, st);
     }
@@ -232,22 +286,9 @@ fn agents(h: &mut String, run: &Measured) {
 }
 
 fn comparison_table(h: &mut String, c: &Comparison) {
-    let _ = writeln!(
-        h,
-        "<h2>Against the baseline ({})</h2>\n<table><tr><th>metric</th><th>baseline</th><th>current</th><th>tolerance</th><th>verdict</th></tr>",
-        if c.exact { "exact: same scenario and seed" } else { "with tolerances" }
-    );
-    for r in c.rows.iter().filter(|r| !c.exact || r.status != Status::Ok) {
-        let class = if r.status.fails() { "fail" } else { "pass" };
-        let _ = writeln!(
-            h,
-            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td></tr>",
-            esc(&r.metric),
-            r.baseline.map_or("—".into(), |v| gate::format_value(v, gate::unit_of(&r.metric))),
-            r.current.map_or("—".into(), |v| gate::format_value(v, gate::unit_of(&r.metric))),
-            esc(&r.tolerance),
-            r.status
-        );
+    let _ = writeln!(h, "<h2>Against the baseline — {}</h2>", esc(c.mode.describe()));
+    for n in &c.notes {
+        let _ = writeln!(h, "<div class=\"verdict skip\">{}</div>", esc(n));
     }
-    h.push_str("</table>\n");
+    h.push_str(&super::compare::table(c));
 }

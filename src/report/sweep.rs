@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::charts::{Chart, DrawResult, Drawable, FONT, err, legend, palette, render};
+use super::charts::{Chart, DrawResult, Drawable, FONT, err, hover, legend, note_axes, palette, render};
 use crate::sweep::{METRICS, SweepResult};
 
 /// `sweep.csv`: one row per point; per metric its mean, 95 % CI and the
@@ -52,9 +52,21 @@ struct MetricChart<'a> {
     label: &'static str,
     /// Multiplies values for display (1e-3: ms → s).
     scale: f64,
+    /// Zoom the y axis to the data instead of starting at 0.
+    zoom: bool,
+    /// The largest possible value, in display units (100 for a percentage).
+    ceiling: Option<f64>,
 }
 
 impl MetricChart<'_> {
+    fn fmt(&self, v: f64) -> String {
+        match self.ceiling {
+            Some(100.0) => format!("{v:.2}%"),
+            Some(_) => format!("{v:.4}"),
+            None => format!("{v:.2}"),
+        }
+    }
+
     /// x for a value of the first parameter: the number itself, or its position.
     fn xs(&self) -> (Vec<f64>, bool) {
         let firsts: Vec<&str> = self.r.points.iter().map(|p| p.params[0].1.as_str()).collect();
@@ -99,21 +111,37 @@ impl Drawable for MetricChart<'_> {
         let pad = ((x1 - x0) * 0.03).max(0.5);
         let get = |i: usize| self.r.points[i].metrics.get(&self.metric).copied().flatten();
         let theory = |i: usize| self.r.points[i].theory.as_ref().and_then(|t| t.metric(&self.metric));
-        let y_max = (0..self.r.points.len())
-            .flat_map(|i| [get(i).map(|e| e.hi), theory(i)])
-            .flatten()
-            .fold(0.0_f64, f64::max)
-            * self.scale;
-        let y_max = if y_max > 0.0 { y_max * 1.08 } else { 1.0 };
+        let values = || {
+            (0..self.r.points.len())
+                .flat_map(move |i| [get(i).map(|e| e.lo), get(i).map(|e| e.hi), theory(i)])
+                .flatten()
+                .map(|v| v * self.scale)
+        };
+        let data_max = values().fold(0.0_f64, f64::max);
+        let data_min = values().fold(f64::INFINITY, f64::min);
+        let (y_min, y_max) = if self.zoom && data_min.is_finite() {
+            // an index of 0.996–0.999 on 0–1 is a flat line: zoom to the data
+            let span = (data_max - data_min).max(data_max.abs() * 1e-3).max(1e-6);
+            (
+                (data_min - span * 0.15).max(0.0),
+                (data_max + span * 0.6).min(self.ceiling.unwrap_or(f64::INFINITY)).max(data_max),
+            )
+        } else {
+            // headroom for the legend above the curves
+            (0.0, if data_max > 0.0 { data_max * 1.3 } else { 1.0 })
+        };
+        let y_max = self.ceiling.map_or(y_max, |c| if self.zoom { y_max } else { y_max.min(c * 1.3) });
         let firsts: Vec<String> = self.r.points.iter().map(|p| p.params[0].1.clone()).collect();
+        let caption = format!("{} vs {} — {}", self.label, self.r.vary[0], self.r.scenario);
         let mut chart = ChartBuilder::on(root)
-            .caption(format!("{} vs {} — {}", self.label, self.r.vary[0], self.r.scenario), (FONT, 18))
+            .caption(&caption, (FONT, 18))
             .margin(12)
             .margin_right(24)
             .x_label_area_size(40)
             .y_label_area_size(64)
-            .build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..y_max)
+            .build_cartesian_2d((x0 - pad)..(x1 + pad), y_min..y_max)
             .map_err(err)?;
+        note_axes(&caption, (x0 - pad, x1 + pad), (y_min, y_max), false, self.scale);
         let fmt_x = |x: &f64| {
             if numeric {
                 format!("{x}")
@@ -162,6 +190,16 @@ impl Drawable for MetricChart<'_> {
                 .map_err(err)?
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+            for (&i, p) in idx.iter().zip(&pts) {
+                let f = |v: f64| self.fmt(v);
+                let params: Vec<String> =
+                    self.r.points[i].params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                hover(
+                    &chart,
+                    (p.0, p.1),
+                    format!("{}: {} [{}, {}]", params.join(" "), f(p.1), f(p.2), f(p.3)),
+                );
+            }
             let th: Vec<(f64, f64)> =
                 idx.iter().filter_map(|&i| theory(i).map(|t| (xs[i], t * self.scale))).collect();
             if !th.is_empty() {
@@ -188,23 +226,32 @@ impl Drawable for MetricChart<'_> {
 /// Every chart of a sweep.
 pub fn charts(r: &SweepResult) -> DrawResult<Vec<Chart>> {
     let mut out = Vec::new();
-    let mut specs: Vec<(String, &'static str, f64)> = vec![
-        ("service_level".into(), "service level", 1.0),
-        ("asa_ms".into(), "ASA [s]", 1e-3),
-        ("abandon_rate".into(), "abandon rate", 1.0),
-        ("occupancy".into(), "occupancy", 1.0),
-        ("latency_ms.first_response.p95".into(), "first response p95 [s]", 1e-3),
+    // (metric, label, scale, zoom, ceiling)
+    let mut specs: Vec<(String, &'static str, f64, bool, Option<f64>)> = vec![
+        ("service_level".into(), "service level [%]", 100.0, false, Some(100.0)),
+        ("asa_ms".into(), "ASA [s]", 1e-3, false, None),
+        ("abandon_rate".into(), "abandonment [%]", 100.0, false, Some(100.0)),
+        ("occupancy".into(), "occupancy [%]", 100.0, false, Some(100.0)),
+        ("latency_ms.first_response.p95".into(), "first response p95 [min]", 1.0 / 60_000.0, false, None),
     ];
     if let Some(p) = r.points.first() {
         specs.extend(
             p.metrics
                 .keys()
                 .filter(|k| k.starts_with("fairness."))
-                .map(|k| (k.clone(), "Jain's fairness index", 1.0)),
+                .map(|k| (k.clone(), "Jain's fairness index", 1.0, true, Some(1.0))),
         );
     }
-    for (metric, label, scale) in specs {
-        let chart = MetricChart { r, metric: metric.clone(), label, scale };
+    for (metric, label, scale, zoom, ceiling) in specs {
+        // nothing can abandon (no patience): an empty chart says nothing
+        let nonzero = r.points.iter().any(|p| {
+            p.metrics.get(&metric).copied().flatten().is_some_and(|e| e.hi > 0.0)
+                || p.theory.as_ref().and_then(|t| t.metric(&metric)).is_some_and(|v| v > 0.0)
+        });
+        if !nonzero {
+            continue;
+        }
+        let chart = MetricChart { r, metric: metric.clone(), label, scale, zoom, ceiling };
         let name = format!("sweep-{}", metric.replace('.', "-"));
         out.push(render(&chart, name, format!("{label} vs {}", r.vary[0]))?);
     }
@@ -236,7 +283,7 @@ pub fn html(r: &SweepResult, charts: &[Chart]) -> String {
         let _ = write!(h, "<th>{}</th>", esc(v));
     }
     h.push_str(
-        "<th>service level</th><th>ASA</th><th>abandon</th><th>occupancy</th><th>theory SL</th></tr>\n",
+        "<th>service level</th><th>ASA</th><th>abandon rate</th><th>occupancy</th><th>theory SL</th></tr>\n",
     );
     let ci = |e: Option<crate::sweep::Estimate>, scale: f64| {
         e.map_or("—".into(), |e| {

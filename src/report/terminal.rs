@@ -9,6 +9,14 @@ fn pct(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{:.2}%", v * 100.0))
 }
 
+/// Columns of the latency table: name, then count and six times.
+const LATENCY_HEADER: [&str; 8] = ["latency", "count", "mean", "p50", "p90", "p95", "p99", "max"];
+
+fn latency_header(w: &mut dyn Write) -> io::Result<()> {
+    let h = LATENCY_HEADER;
+    writeln!(w, "{:<17}{:>10}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}", h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
+}
+
 fn latency_row(w: &mut dyn Write, name: &str, s: &LatencyStats) -> io::Result<()> {
     writeln!(
         w,
@@ -27,12 +35,11 @@ fn latency_row(w: &mut dyn Write, name: &str, s: &LatencyStats) -> io::Result<()
 pub fn terminal(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
-        "{} · engine {} · seed {} · {} of arrivals after {} warm-up{}",
+        "{} · engine {} · seed {} · {}{}",
         s.scenario.name,
         s.engine,
         s.seed,
-        human_ms(Some(s.scenario.duration_s * 1e3 - s.scenario.warmup_s * 1e3)),
-        human_ms(Some(s.scenario.warmup_s * 1e3)),
+        super::arrival_window(s),
         if s.run.interrupted { " · INTERRUPTED: partial results" } else { "" }
     )?;
     let c = &s.sessions;
@@ -44,21 +51,21 @@ pub fn terminal(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
         "service    SL({}) {} · waited {} · abandoned {} · ASA {} · occupancy {}",
-        human_ms(Some(s.scenario.service_level_s * 1e3)),
+        super::setting(s.scenario.service_level_s),
         pct(s.service_level),
         pct(s.wait_probability),
         pct(s.abandon_rate),
         human_ms(s.asa_ms),
         pct(s.occupancy)
     )?;
-    writeln!(w, "latency          count     mean      p50      p90      p95      p99      max")?;
+    latency_header(w)?;
     let l = &s.latency_ms;
     latency_row(w, "queue wait", &l.queue_wait)?;
     latency_row(w, "first response", &l.first_response)?;
     latency_row(w, "reply", &l.reply)?;
     latency_row(w, "session", &l.session)?;
     if l.abandon_wait.count > 0 {
-        latency_row(w, "abandon after", &l.abandon_wait)?;
+        latency_row(w, "abandon wait", &l.abandon_wait)?;
     }
     for (account, f) in &s.fairness {
         let num = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.3}"));
@@ -83,11 +90,15 @@ pub fn terminal(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     if s.by_entry.len() > 1 {
-        writeln!(w, "by entry         offered    SL     queue p95   first resp p95")?;
+        writeln!(
+            w,
+            "{:<17}{:>8}{:>9}{:>16}{:>21}",
+            "by entry", "offered", "SL", "queue wait p95", "first response p95"
+        )?;
         for (name, e) in &s.by_entry {
             writeln!(
                 w,
-                "  {name:<15}{:>8}{:>8}{:>12}{:>15}",
+                "  {name:<15}{:>8}{:>9}{:>16}{:>21}",
                 e.sessions.offered,
                 pct(e.service_level),
                 human_ms(e.queue_wait.p95),
@@ -144,7 +155,7 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         writeln!(w, "driver     {late} actions late (> 10 ms) · lag p99 {}", human_ms(p99))?;
     }
     let Some(http) = &s.http else { return Ok(()) };
-    writeln!(w, "http             count   errors      p50      p99      max")?;
+    writeln!(w, "{:<17}{:>8}{:>9}{:>9}{:>9}{:>9}", "http", "count", "errors", "p50", "p99", "max")?;
     for (name, e) in http {
         writeln!(
             w,

@@ -1,0 +1,348 @@
+//! The little statistics the planning and comparison tools need: normal and
+//! Student-t quantiles, and confidence intervals that stay inside what is
+//! possible — on the logit scale for shares (service level, abandonment,
+//! occupancy, Jain's index), on the log scale for times, so that an
+//! interval of a service level of 99 % cannot reach past 100 % and one of a
+//! wait cannot go below 0.
+//!
+//! Pure functions, no state: used by `sweep`, `plan` and `compare`.
+
+use serde::{Deserialize, Serialize};
+
+/// The standard normal quantile: `x` with P(Z ≤ x) = `p` (Acklam's
+/// rational approximation, relative error below 1.2e-9).
+pub fn normal_quantile(p: f64) -> f64 {
+    assert!(p > 0.0 && p < 1.0, "a quantile needs 0 < p < 1, not {p}");
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] =
+        [7.784_695_709_041_462e-3, 3.224_671_290_700_398e-1, 2.445_134_137_142_996, 3.754_408_661_907_416];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// The standard normal distribution function (Abramowitz–Stegun 26.2.17,
+/// absolute error below 7.5e-8).
+pub fn normal_cdf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.231_641_9 * x.abs());
+    let poly = t
+        * (0.319_381_530
+            + t * (-0.356_563_782 + t * (1.781_477_937 + t * (-1.821_255_978 + t * 1.330_274_429))));
+    let upper = (-x * x / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt() * poly;
+    if x >= 0.0 { 1.0 - upper } else { upper }
+}
+
+/// Student's t quantile with `df` degrees of freedom: exact for 1 and 2,
+/// Cornish–Fisher to the fourth term above (within 0.2 % of the tables
+/// from 3 degrees of freedom on for p ≤ 0.999).
+pub fn t_quantile(p: f64, df: u32) -> f64 {
+    assert!(df > 0, "Student's t needs at least one degree of freedom");
+    let n = f64::from(df);
+    match df {
+        1 => (std::f64::consts::PI * (p - 0.5)).tan(),
+        2 => (2.0 * p - 1.0) / (2.0 * p * (1.0 - p)).sqrt(),
+        _ => {
+            let z = normal_quantile(p);
+            let z3 = z.powi(3);
+            let z5 = z.powi(5);
+            let z7 = z.powi(7);
+            let z9 = z.powi(9);
+            z + (z3 + z) / (4.0 * n)
+                + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * n * n)
+                + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * n.powi(3))
+                + (79.0 * z9 + 776.0 * z7 + 1482.0 * z5 - 1920.0 * z3 - 945.0 * z) / (92_160.0 * n.powi(4))
+        }
+    }
+}
+
+/// P(T ≤ `x`) for Student's t with `df` degrees of freedom, by inverting
+/// [`t_quantile`] (bisection on p; enough for a "how sure" figure).
+pub fn t_cdf(x: f64, df: u32) -> f64 {
+    if x == 0.0 {
+        return 0.5;
+    }
+    let (mut lo, mut hi) = (1e-12, 1.0 - 1e-12);
+    if x >= t_quantile(hi, df) {
+        return hi;
+    }
+    if x <= t_quantile(lo, df) {
+        return lo;
+    }
+    for _ in 0..80 {
+        let mid = (lo + hi) / 2.0;
+        if t_quantile(mid, df) < x { lo = mid } else { hi = mid }
+    }
+    (lo + hi) / 2.0
+}
+
+/// How a metric's values are bounded, which decides the scale of its
+/// confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    /// A share in [0, 1]: the interval is built on the logit scale.
+    Share,
+    /// A non-negative amount (a time, a count): the interval is built on
+    /// the log scale.
+    Positive,
+    /// Anything else: the plain Student-t interval.
+    Linear,
+}
+
+impl Scale {
+    /// The scale of a summary metric, from its path.
+    pub fn of(path: &str) -> Scale {
+        let last = path.rsplit('.').next().unwrap_or(path);
+        let shares = [
+            "service_level",
+            "wait_probability",
+            "abandon_rate",
+            "occupancy",
+            "jain",
+            "jain_busy",
+            "gini",
+            "rate",
+            "error_rate",
+        ];
+        if shares.contains(&last) {
+            Scale::Share
+        } else if path.contains("_ms") || path.starts_with("http.") || path.starts_with("by_entry.") {
+            Scale::Positive
+        } else {
+            Scale::Linear
+        }
+    }
+}
+
+/// A mean over independent replications with a confidence interval on the
+/// metric's [`Scale`]: the interval respects the metric's bounds and is
+/// skewed where the values are (a service level near 100 % has a longer
+/// lower tail).
+///
+/// The interval is Student's t on the transformed mean with the delta
+/// method: for shares `logit(m) ± t·SE/(m(1−m))`, for positive amounts
+/// `ln(m) ± t·SE/m`, transformed back. All replications equal (SE 0) give
+/// the point itself.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// The mean.
+    pub mean: f64,
+    /// Lower end.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+    /// Standard error of the mean.
+    pub se: f64,
+    /// Number of values.
+    pub n: u32,
+}
+
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+fn expit(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The interval at two-sided `confidence` (0.95) of `values` on `scale`;
+/// `None` without values.
+pub fn interval(values: &[f64], scale: Scale, confidence: f64) -> Option<Interval> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let se = if n < 2 {
+        0.0
+    } else {
+        let var = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+        (var / n as f64).sqrt()
+    };
+    let (lo, hi) = if se == 0.0 || n < 2 {
+        (mean, mean)
+    } else {
+        let t = t_quantile(0.5 + confidence / 2.0, n as u32 - 1);
+        bounds(mean, se, t, scale)
+    };
+    Some(Interval { mean, lo, hi, se, n: n as u32 })
+}
+
+/// The ends of `mean ± t·se` on `scale`.
+fn bounds(mean: f64, se: f64, t: f64, scale: Scale) -> (f64, f64) {
+    match scale {
+        Scale::Share if mean > 0.0 && mean < 1.0 => {
+            let (c, s) = (logit(mean), se / (mean * (1.0 - mean)));
+            (expit(c - t * s), expit(c + t * s))
+        }
+        // every replication at a bound: the mean is that bound, and the
+        // interval reaches inwards only as far as the spread says
+        Scale::Share => ((mean - t * se).clamp(0.0, 1.0), (mean + t * se).clamp(0.0, 1.0)),
+        Scale::Positive if mean > 0.0 => {
+            let s = se / mean;
+            (mean * (-t * s).exp(), mean * (t * s).exp())
+        }
+        Scale::Positive => (0.0, (t * se).max(0.0)),
+        Scale::Linear => (mean - t * se, mean + t * se),
+    }
+}
+
+impl Interval {
+    /// The statistic of "the mean is above `x`" on this interval's scale
+    /// (a t value with n − 1 degrees of freedom); `None` when it cannot be
+    /// formed (one value, or no spread).
+    fn t_above(&self, x: f64, scale: Scale) -> Option<f64> {
+        if self.n < 2 || self.se == 0.0 {
+            return None;
+        }
+        let (m, se) = (self.mean, self.se);
+        match scale {
+            Scale::Share if m > 0.0 && m < 1.0 && x > 0.0 && x < 1.0 => {
+                Some((logit(m) - logit(x)) / (se / (m * (1.0 - m))))
+            }
+            Scale::Positive if m > 0.0 && x > 0.0 => Some((m.ln() - x.ln()) / (se / m)),
+            _ => Some((m - x) / se),
+        }
+    }
+
+    /// How sure the replications make us that the true mean is above `x`
+    /// (`above`) or below it: the one-sided confidence level at which the
+    /// interval's edge reaches `x`. With no spread, 1 or 0.
+    pub fn sure(&self, x: f64, above: bool, scale: Scale) -> f64 {
+        match self.t_above(x, scale) {
+            Some(t) => {
+                let p = t_cdf(t, self.n - 1);
+                if above { p } else { 1.0 - p }
+            }
+            None => {
+                let holds = if above { self.mean > x } else { self.mean < x };
+                if holds { 1.0 } else { 0.0 }
+            }
+        }
+    }
+}
+
+/// The Wilson score interval of `x` successes in `n` trials at two-sided
+/// `confidence`: inside [0, 1] by construction.
+pub fn wilson(x: f64, n: f64, confidence: f64) -> Option<(f64, f64)> {
+    if n <= 0.0 {
+        return None;
+    }
+    let z = normal_quantile(0.5 + confidence / 2.0);
+    let p = x / n;
+    let den = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / den;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / den;
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_match_the_tables() {
+        assert!((normal_quantile(0.975) - 1.959_964).abs() < 1e-6);
+        assert!((normal_quantile(0.001) + 3.090_232).abs() < 1e-6);
+        assert!((normal_cdf(1.959_964) - 0.975).abs() < 1e-6);
+        // two-sided 95 % and one-sided 99.9 % t values from the tables
+        for (df, t975, t999) in [
+            (1, 12.706, 318.31),
+            (2, 4.303, 22.327),
+            (3, 3.182, 10.215),
+            (4, 2.776, 7.173),
+            (9, 2.262, 4.297),
+        ] {
+            assert!((t_quantile(0.975, df) - t975).abs() / t975 < 2e-3, "df {df}: {}", t_quantile(0.975, df));
+            // Cornish–Fisher is coarse in the far tail at 3–4 df
+            let tol = if df <= 4 { 0.06 } else { 5e-3 };
+            assert!((t_quantile(0.999, df) - t999).abs() / t999 < tol, "df {df}: {}", t_quantile(0.999, df));
+        }
+        assert!((t_quantile(0.975, 29) - 2.045).abs() < 2e-3);
+        assert!((t_cdf(2.776, 4) - 0.975).abs() < 1e-3);
+        assert!((t_cdf(-2.776, 4) - 0.025).abs() < 1e-3);
+    }
+
+    #[test]
+    fn share_intervals_stay_inside_0_and_1() {
+        // the case of the issue: 99.1 % with a spread that a symmetric
+        // interval would take to 100.4 %
+        let v = [0.999, 0.985, 0.997, 0.978, 0.996];
+        let i = interval(&v, Scale::Share, 0.95).unwrap();
+        assert!(i.hi < 1.0 && i.lo > 0.9 && i.lo < i.mean && i.mean < i.hi, "{i:?}");
+        assert!(i.hi - i.mean < i.mean - i.lo, "skewed towards the open side: {i:?}");
+        let all_one = interval(&[1.0, 1.0, 1.0], Scale::Share, 0.95).unwrap();
+        assert_eq!((all_one.lo, all_one.hi), (1.0, 1.0));
+        let at_bound = interval(&[1.0, 0.0], Scale::Share, 0.95).unwrap();
+        assert!(at_bound.lo >= 0.0 && at_bound.hi <= 1.0);
+    }
+
+    #[test]
+    fn time_intervals_stay_positive() {
+        let i = interval(&[10.0, 0.0, 0.0, 0.0, 1.0], Scale::Positive, 0.95).unwrap();
+        assert!(i.lo > 0.0 && i.hi > i.mean, "{i:?}");
+        let linear = interval(&[10.0, 0.0, 0.0, 0.0, 1.0], Scale::Linear, 0.95).unwrap();
+        assert!(linear.lo < 0.0, "the plain interval would go below 0: {linear:?}");
+    }
+
+    #[test]
+    fn how_sure() {
+        let i = interval(&[0.80, 0.82, 0.84, 0.81, 0.83], Scale::Share, 0.95).unwrap();
+        assert!(i.sure(0.8, true, Scale::Share) > 0.95);
+        assert!(i.sure(0.82, true, Scale::Share) > 0.4 && i.sure(0.82, true, Scale::Share) < 0.6);
+        assert!(i.sure(0.9, false, Scale::Share) > 0.99);
+        let fixed = interval(&[0.5, 0.5], Scale::Share, 0.95).unwrap();
+        assert_eq!(fixed.sure(0.4, true, Scale::Share), 1.0);
+    }
+
+    #[test]
+    fn wilson_interval() {
+        let (lo, hi) = wilson(99.0, 100.0, 0.95).unwrap();
+        assert!(lo > 0.94 && hi < 1.0, "{lo} {hi}");
+        let (lo, hi) = wilson(0.0, 10.0, 0.95).unwrap();
+        assert_eq!(lo, 0.0);
+        assert!(hi > 0.2 && hi < 0.35);
+        assert_eq!(wilson(0.0, 0.0, 0.95), None);
+    }
+
+    #[test]
+    fn scales_of_metrics() {
+        assert_eq!(Scale::of("service_level"), Scale::Share);
+        assert_eq!(Scale::of("fairness.kf.jain"), Scale::Share);
+        assert_eq!(Scale::of("latency_ms.first_response.p95"), Scale::Positive);
+        assert_eq!(Scale::of("asa_ms"), Scale::Positive);
+    }
+}
