@@ -231,3 +231,129 @@ fn a_wechatpy_middleware_runs_against_kfsim_unchanged() {
     drop(kfsim);
     drop(middleware);
 }
+
+/// node-easywechat 3.6 installed into a throwaway folder (once per target
+/// directory); the folder to run node in. node-socialite is pinned to 1.4:
+/// node-easywechat 3.6 asks for ^1.4.1, and 1.5 removed a module it loads.
+fn easywechat() -> PathBuf {
+    static ONCE: Mutex<()> = Mutex::new(());
+    let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-node");
+    if dir.join("node_modules/node-socialite/dist/Core/ProviderInterface.js").exists() {
+        return dir;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("package.json"), r#"{"name": "kfsim-sdk-test", "private": true}"#).unwrap();
+    let npm = Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "node-easywechat@3.6", "node-socialite@~1.4.1"])
+        .current_dir(&dir)
+        .output()
+        .expect("npm runs");
+    assert!(npm.status.success(), "npm install node-easywechat: {}", String::from_utf8_lossy(&npm.stderr));
+    dir
+}
+
+#[test]
+fn node_easywechat_calls_kfsim_unchanged() {
+    let dir = easywechat();
+    let port = free_port();
+    let kfsim = Proc::start(Command::new(env!("CARGO_BIN_EXE_kfsim")).args([
+        "serve",
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+        "--scenario",
+        "scenarios/quickstart.toml",
+        "--set",
+        "agents.day-shift.count=2",
+        "--api-managed",
+    ]));
+    kfsim.wait_for("listening");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let kf = rt.block_on(async {
+        let mut c = Client::connect(([127, 0, 0, 1], port).into()).await;
+        c.login().await;
+        let list = c.ok("/cgi-bin/kf/account/list", json!({})).await;
+        let kf = list["account_list"][0]["open_kfid"].as_str().unwrap().to_owned();
+        let ch = channel(&mut c).await;
+        let enter = json!({"type": "enter", "customer": "alice", "open_kfid": kf, "scene": ""});
+        batch(&mut c, &ch, vec![enter, say("alice", &kf, "a-1", "hello")]).await;
+        kf
+    });
+    let ours = CallbackCrypto::new(TOKEN, KEY, "kfsim").unwrap();
+    let echostr = ours.encrypt(b"4823904823", [5; 16]);
+    let signature = ours.signature("1700000000", "77", &echostr);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/easywechat.js");
+    let out = Command::new("node")
+        .arg(&script)
+        .args([
+            &format!("http://127.0.0.1:{port}"),
+            &kf,
+            TOKEN,
+            KEY,
+            &echostr,
+            &signature,
+            "1700000000",
+            "77",
+        ])
+        .env("NODE_PATH", dir.join("node_modules"))
+        .current_dir(&dir)
+        .output()
+        .expect("node runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    for call in [
+        "account_list",
+        "contact_way",
+        "servicer_list",
+        "sync_msg",
+        "welcome",
+        "send_msg",
+        "state_bot",
+        "trans",
+        "state_human",
+        "batchget",
+        "corp_statistic",
+        "upgrade_config",
+    ] {
+        assert_eq!(v[call]["errcode"], 0, "{call}: {}", v[call]);
+    }
+    assert_eq!(v["servicer_list"]["servicer_list"].as_array().unwrap().len(), 2);
+    assert_eq!(v["state_bot"]["service_state"], 1, "a bot answer moves 0 → 1");
+    assert_eq!(v["state_human"]["service_state"], 3, "the pool gave it a servicer");
+    assert_eq!(v["corp_statistic"]["statistic_list"][0]["statistic"]["customer_msg_cnt"], 1);
+    assert_eq!(v["echostr"], "4823904823", "node-easywechat decrypts kfsim's URL check");
+    drop(kfsim);
+}
+
+#[test]
+fn wechatpy_uploads_and_downloads_media() {
+    let py = python();
+    let port = free_port();
+    let kfsim = Proc::start(Command::new(env!("CARGO_BIN_EXE_kfsim")).args([
+        "serve",
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+    ]));
+    kfsim.wait_for("listening");
+    let script = format!(
+        "import io, sys\n\
+         sys.argv = ['x']\n\
+         import importlib.util\n\
+         spec = importlib.util.spec_from_file_location('mw', 'examples/middleware/wechatpy_middleware.py')\n\
+         import os\n\
+         os.environ['KFSIM_API'] = 'http://127.0.0.1:{port}/cgi-bin/'\n\
+         mw = importlib.util.module_from_spec(spec); spec.loader.exec_module(mw)\n\
+         c = mw.new_client()\n\
+         data = bytes(range(256)) * 20\n\
+         up = c.media.upload('image', ('photo.png', io.BytesIO(data)))\n\
+         import requests\n\
+         # wechatpy writes media/get's URL out in full: fetched as the proxy's\n\
+         got = requests.get(mw.API + 'media/get', params={{'access_token': c.access_token, 'media_id': up['media_id']}}).content\n\
+         print(up['type'], len(got), got == data)\n"
+    );
+    let out = Command::new(&py).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "image 5120 True");
+    drop(kfsim);
+}
