@@ -88,9 +88,7 @@ impl LiveOptions {
         if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
             return Err("the time scale must be a number above 0".into());
         }
-        if !self.target.starts_with("http://") {
-            return Err(format!("target {}: expected http://HOST:PORT", self.target));
-        }
+        crate::scenario::units::check_target_url(&self.target)?;
         if self.resend_for + self.timeout >= RESEND_WINDOW {
             return Err(format!(
                 "resending for {:?} with a {:?} timeout outlasts the target's resend window ({RESEND_WINDOW:?})",

@@ -178,7 +178,7 @@ impl Scenario {
     /// Read, override (`--set key=value`) and validate a scenario file.
     pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ScenarioError::Io { path: path.display().to_string(), source })?;
+            .map_err(|source| ScenarioError::Io { path: path.display().to_string(), error: source })?;
         Scenario::parse_with(&text, &path.display().to_string(), sets)
     }
 
@@ -305,12 +305,9 @@ fn build(raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {
         None => (None, None),
         Some(t) => {
             if let Some(u) = &t.url
-                && !u.get_ref().starts_with("http://")
+                && let Err(m) = units::check_target_url(u.get_ref())
             {
-                return Err(err(
-                    Some(u.span()),
-                    "`url` must start with http:// (like \"http://127.0.0.1:8080\")".into(),
-                ));
+                return Err(err(Some(u.span()), format!("`url`: {m}")));
             }
             let creds = t.corpid.clone().zip(t.corpsecret.clone());
             (t.url.as_ref().map(|u| u.get_ref().clone()), creds)
