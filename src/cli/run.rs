@@ -293,6 +293,8 @@ pub fn run_live_with(
     embedded: bool,
     progress: &mut crate::live::ProgressFn<'_>,
 ) -> anyhow::Result<Measured> {
+    // the driver's connections, and the embedded service's, are files
+    super::serve::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     rt.block_on(async {
         let service = if embedded {

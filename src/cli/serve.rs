@@ -98,6 +98,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         Some(sc) => Service::from_scenario(sc, cfg, clock, options),
         None => Service::new(State::new(cfg), clock, options),
     };
+    let fd_limit = raise_fd_limit();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async {
@@ -110,12 +111,23 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
             accounts = figures.accounts.len(),
             servicers = figures.accounts.iter().map(|a| a.servicers).sum::<usize>(),
             auto_reply = args.auto_reply,
+            fd_limit,
             "kfsim serve: listening"
         );
         serve(listener, svc, shutdown_signal()).await.context("serving")?;
         tracing::info!("kfsim serve: stopped");
         Ok(Exit::Success)
     })
+}
+
+/// Raise the soft limit of open files to the hard one: every connection
+/// is a file, and a default soft limit as low as 256 would let a few
+/// hundred idle clients lock out all others. The limit now in force.
+pub(super) fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

@@ -174,13 +174,14 @@ async fn run_batch<T: Serialize>(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
+    // a caller without a valid token gets nothing buffered for it
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+        return error(e);
+    }
     let batch = match read_body(body, &parts.headers, svc.inner.max_body).await {
         Ok(bytes) => parse_json::<Batch>(&bytes),
         Err(e) => return error(e),
     };
-    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
-        return error(e);
-    }
     let batch = match batch {
         Ok(b) if b.actions.len() > MAX_BATCH => {
             return error(ApiError::param(format!("at most {MAX_BATCH} actions per batch")));
@@ -238,10 +239,9 @@ fn pulled(p: &Pulled) -> Response {
 async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, ApiError> {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
-    let bytes = read_body(body, &parts.headers, svc.inner.max_body).await?;
-    let r = parse_json::<PullReq>(&bytes);
     svc.with_state(|st, now| st.check_token(&token, now))?;
-    r
+    let bytes = read_body(body, &parts.headers, svc.inner.max_body).await?;
+    parse_json::<PullReq>(&bytes)
 }
 
 async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {

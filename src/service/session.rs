@@ -402,7 +402,7 @@ impl State {
         let prefer = match last {
             Some((slot, user, t))
                 if a.rule.prefer_last_agent
-                    && now_us.saturating_sub(t) <= a.rule.prefer_last_within_s * 1_000_000
+                    && now_us.saturating_sub(t) <= a.rule.prefer_last_within_s.saturating_mul(1_000_000)
                     && a.agents.get(slot as usize) == Some(&Some(user)) =>
             {
                 Some(slot as usize)
