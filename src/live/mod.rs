@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::metrics::{Hist, LiveFigures, Measured, Metrics};
@@ -109,9 +109,15 @@ pub struct Unreachable {
     pub reason: String,
 }
 
+/// How long a live run tries to get its first token from the target
+/// before it gives up (exit 3): a target that refuses connections, or
+/// accepts them and never answers, ends the run within this (plus one
+/// call's timeout for `account/list`, if `gettoken` answered).
+pub const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+
 /// How long the target recognises a resent message or reply by its id
 /// (`docs/protocol.md`).
-const RESEND_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const RESEND_WINDOW: Duration = Duration::from_secs(60);
 
 /// The pause before the `attempt`-th send (2, 3, …) of an action, in
 /// scenario µs: 100 ms of wall time, doubling up to 1.6 s (a target back
@@ -267,6 +273,10 @@ pub(crate) struct Shared {
 pub(crate) const TAKEN: u8 = 1;
 /// Ledger flags of a message: an agent saw it.
 pub(crate) const SEEN: u8 = 2;
+/// Ledger flags of a message: the customer gave up sending it (no answer
+/// within the resend budget). Unless an agent saw it after all, it counts
+/// as lost: a gate on loss must see what an outage cost.
+pub(crate) const GAVE_UP: u8 = 4;
 /// Messages per session the ledger tracks: ids naming more are not the
 /// driver's (a target echoing garbage must not make it allocate).
 pub(crate) const MAX_MESSAGES: u32 = 1 << 16;
@@ -399,36 +409,41 @@ pub async fn run(
     Ok(metrics.finish_all(sc, &stats, Some(figures)))
 }
 
-/// `gettoken` (retried for a few seconds: a target may still be starting),
-/// then the accounts' open_kfids and the servicers' userids.
+/// `gettoken` (retried for [`CONNECT_WITHIN`]: a target may still be
+/// starting), then the accounts' open_kfids and the servicers' userids.
 async fn connect(
     http: &Http,
     sc: &Scenario,
     opts: &LiveOptions,
 ) -> anyhow::Result<(Vec<String>, BTreeMap<String, u32>)> {
     let base = opts.target.as_str();
-    let path = format!("/cgi-bin/gettoken?corpid={}&corpsecret={}", opts.corpid, opts.corpsecret);
-    let mut last = String::new();
-    let mut token = None;
-    for _ in 0..50 {
-        match http.get("gettoken", &path).await {
-            Ok(v) => {
-                token = v.get("access_token").and_then(Value::as_str).map(str::to_owned);
-                break;
-            }
-            Err(CallError::Errcode(c)) => {
+    let path = format!(
+        "/cgi-bin/gettoken?corpid={}&corpsecret={}",
+        http::percent_encode(&opts.corpid),
+        http::percent_encode(&opts.corpsecret)
+    );
+    // a target may still be starting: ask again for a while, but not for
+    // longer than CONNECT_WITHIN in all, whatever each call's timeout
+    let deadline = tokio::time::Instant::now() + CONNECT_WITHIN;
+    loop {
+        let last = match tokio::time::timeout_at(deadline, http.login(&path)).await {
+            Ok(Ok(())) => break,
+            Ok(Err(CallError::Errcode(c))) => {
                 return Err(Unreachable {
                     target: base.into(),
                     reason: format!("gettoken answered errcode {c}"),
                 }
                 .into());
             }
-            Err(e) => last = format!("{e:?}"),
+            Ok(Err(e)) => format!("{e:?}"),
+            Err(_) => "no answer".into(),
+        };
+        if tokio::time::Instant::now() + Duration::from_millis(100) >= deadline {
+            let reason = format!("{last} (gettoken tried for {} s)", CONNECT_WITHIN.as_secs());
+            return Err(Unreachable { target: base.into(), reason }.into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let token = token.ok_or_else(|| Unreachable { target: base.into(), reason: last })?;
-    http.set_token(&token);
     let list = http
         .post(
             "account_list",
