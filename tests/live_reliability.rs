@@ -186,3 +186,115 @@ fn a_target_that_never_answers_exits_3() {
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("never reachable") && stderr.contains("10 s"), "{stderr}");
 }
+
+/// A proxy to `upstream` that never answers customer batches (a target
+/// that takes requests and sits on them), on the caller's runtime.
+async fn sitting_proxy(upstream: SocketAddr) -> SocketAddr {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let client = client.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        if parts.uri.path() == "/sim/customer/batch" {
+                            std::future::pending::<()>().await;
+                        }
+                        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                        let fwd = hyper::Request::builder()
+                            .method(parts.method)
+                            .uri(format!("http://{upstream}{path}"))
+                            .body(Full::new(body))
+                            .unwrap();
+                        let resp = client.request(fwd).await.map_err(std::io::Error::other)?;
+                        let (parts, body) = resp.into_parts();
+                        let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+                        Ok::<_, std::io::Error>(hyper::Response::from_parts(parts, Full::new(body)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Issue 17, item 4: a target that sits on the driver's batches made it
+/// queue without bound (3.4 GB in 17 s at a high rate, then an abort with
+/// no report). It keeps at most a few hundred requests in flight, sheds
+/// arrivals that fall 5 s behind, counts them, and ends with a report.
+#[test]
+fn a_target_sitting_on_batches_makes_the_driver_shed_not_grow() {
+    let _one = serial();
+    let text = r#"
+name = "shed"
+seed = 2
+duration = "10s"
+[[account]]
+name = "kf"
+[[agents]]
+group = "a"
+count = 2
+reply_delay = "1s"
+[[entry]]
+scene = "web"
+rate = "300/s"
+"#;
+    let sc = Scenario::parse(text, "shed.toml").unwrap();
+    let target = Target::start(&sc, Config::default());
+    let proxy = target.rt.block_on(sitting_proxy(target.addr));
+    let url = format!("http://{proxy}");
+    let opts = LiveOptions {
+        target: url.clone(),
+        target_label: url,
+        time_scale: 1.0,
+        drain: Duration::from_secs(1),
+        timeout: Duration::from_secs(20),
+        resend_for: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let result = kfsim::cli::run::run_live_with(&sc, opts, false, &mut |_| true);
+    target.shutdown();
+    let s = result.expect("a report, whatever the target does").summary;
+    let live = s.live.as_ref().unwrap();
+    let batch = &s.http.as_ref().unwrap()["customer_batch"];
+    eprintln!("sessions: {:?}\nlive: {live:?}\nbatch: {batch:?}", s.sessions);
+    assert!(live.shed > 0, "arrivals were shed: {live:?}");
+    // 256 requests in flight at most; the run waits a timeout for them
+    assert!(batch.latency.count <= 256 + 64, "{batch:?}");
+    // every scheduled arrival is either offered or shed
+    let mut b = kfsim::workload::EntryBehaviour::new(&sc.entries[0], sc.seed, sc.duration_us);
+    let mut scheduled = 0;
+    while b.arrivals.next(&mut b.arrival_rng).is_some() {
+        scheduled += 1;
+    }
+    assert_eq!(s.sessions.offered + live.shed, scheduled, "{:?} {live:?}", s.sessions);
+}
+
+/// Issue 17, item 4: rates the live engine cannot drive are refused
+/// before anything runs (1e12/s passed validate and took 3.4 GB in 17 s).
+#[test]
+fn rates_the_engine_cannot_drive_are_refused() {
+    for (rate, want) in [("1e12/s", "above the most kfsim runs"), ("1e5/s", "the live engine drives at most")]
+    {
+        let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+            .args(["run", "scenarios/quickstart.toml", "--engine", "live", "-q", "--set"])
+            .arg(format!("entry.channels.rate={rate}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{rate}: {stderr}");
+        assert!(stderr.contains(want), "{rate}: {stderr}");
+    }
+}

@@ -252,8 +252,9 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
     let mut opts = LiveOptions {
         time_scale: args.time_scale.unwrap_or(sc.time_scale),
         target_label: target.clone().unwrap_or_else(|| "embedded".into()),
-        // checked with the rest below; the embedded service's URL is known later
-        target: target.clone().unwrap_or_else(|| "http://127.0.0.1:0".into()),
+        // checked with the rest below; for the embedded service, a valid
+        // stand-in (its port is known later)
+        target: target.clone().unwrap_or_else(|| "http://127.0.0.1:1".into()),
         ..Default::default()
     };
     if let Some((id, secret)) = &sc.target_credentials {
@@ -264,6 +265,7 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
         let m = m.replace("the time scale", "--time-scale").replace("target ", "--target ");
         ArgError(m)
     })?;
+    crate::live::check_load(sc, opts.time_scale).map_err(ArgError)?;
     if !args.quiet {
         eprintln!(
             "live: {} of scenario time at ×{} takes about {:.0} s against {}",

@@ -39,6 +39,17 @@ pub(crate) struct Outcome {
 const LATE: Duration = Duration::from_millis(10);
 /// Actions per batch request.
 const BATCH: usize = 1000;
+/// Batch requests in flight at most: past it, due actions wait for
+/// answers (a slow target), and arrivals falling [`SHED_AFTER`] behind are
+/// shed, so the driver's memory stays bounded whatever the target does.
+const MAX_BATCHES_IN_FLIGHT: usize = 256;
+/// Sessions in flight at most; arrivals beyond it are shed.
+const MAX_IN_FLIGHT: usize = 2_000_000;
+/// An arrival this far (wall time) behind its schedule is shed.
+const SHED_AFTER: Duration = Duration::from_secs(5);
+/// Due actions handled per tick at most, so that a driver far behind
+/// still stops when asked.
+const MAX_PER_TICK: usize = 50_000;
 /// The answer to a leave from a session an agent holds (and to other
 /// invalid parameters).
 const INVALID: i64 = 40058;
@@ -306,13 +317,26 @@ impl Driver<'_> {
         let mut actions: Vec<CustomerAction> = Vec::new();
         let mut meta: Vec<Meta> = Vec::new();
         let mut first_intended: Option<u64> = None;
+        let shed_before = now.saturating_sub((SHED_AFTER.as_secs_f64() * 1e6 * self.sh.tb.scale) as u64);
+        let mut handled = 0;
         while let Some(Reverse((t, _, due))) = self.heap.peek().copied() {
-            if t > now {
+            if t > now || handled >= MAX_PER_TICK {
+                break;
+            }
+            let arrival = matches!(due, Due::Arrive(_));
+            let behind = t < shed_before || self.custs.len() >= MAX_IN_FLIGHT;
+            if self.batches_in_flight >= MAX_BATCHES_IN_FLIGHT && !(arrival && behind) {
+                // the target is slow to answer: wait for it
                 break;
             }
             self.heap.pop();
+            handled += 1;
             let before = actions.len();
             match due {
+                Due::Arrive(e) if behind => {
+                    self.schedule_arrival(e);
+                    self.sh.counts().shed += 1;
+                }
                 Due::Arrive(e) => self.arrive(e, t, &mut actions, &mut meta),
                 Due::Send(key) => self.send(key, t, &mut actions, &mut meta),
                 Due::Resend(key, idx) => {

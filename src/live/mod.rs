@@ -99,6 +99,33 @@ impl LiveOptions {
     }
 }
 
+/// The most arrivals per second of wall time the live engine is asked to
+/// drive (at the peak of the profiles, times the time scale). The driver
+/// keeps up with about a thousand on one core (`benches/live`); far beyond
+/// it would only shed load.
+pub const MAX_WALL_ARRIVALS_PER_S: f64 = 20_000.0;
+
+/// Whether the live engine can drive `sc` at `time_scale`: its peak
+/// arrival rate in wall time is at most [`MAX_WALL_ARRIVALS_PER_S`].
+pub fn check_load(sc: &Scenario, time_scale: f64) -> Result<(), String> {
+    let peak: f64 = sc
+        .entries
+        .iter()
+        .map(|e| {
+            e.rate_per_s
+                * e.profile.iter().map(|p| p.1).fold(if e.profile.is_empty() { 1.0 } else { 0.0 }, f64::max)
+        })
+        .sum();
+    let wall = peak * time_scale;
+    if wall > MAX_WALL_ARRIVALS_PER_S {
+        return Err(format!(
+            "the scenario asks for {wall:.0} arrivals per second of wall time at its peak (time scale {time_scale}); \
+             the live engine drives at most {MAX_WALL_ARRIVALS_PER_S:.0}: lower the rates or the time scale"
+        ));
+    }
+    Ok(())
+}
+
 /// Why a live run could not run at all (exit 3).
 #[derive(Debug, thiserror::Error)]
 #[error("the target {target} was never reachable: {reason}")]
@@ -242,6 +269,7 @@ pub struct LiveCounts {
     duplicated: u64,
     reordered: u64,
     late: u64,
+    shed: u64,
     lag: Hist,
     to_agent: Hist,
     to_customer: Hist,
@@ -336,6 +364,7 @@ pub async fn run(
     progress: &mut ProgressFn<'_>,
 ) -> anyhow::Result<Measured> {
     opts.check().map_err(anyhow::Error::msg)?;
+    check_load(sc, opts.time_scale).map_err(anyhow::Error::msg)?;
     let http = Http::new(&opts.target, opts.timeout);
     let (open_kfid, agent_index) = connect(&http, sc, opts).await?;
     let (obs_tx, obs_rx) = mpsc::unbounded_channel();
@@ -404,6 +433,7 @@ pub async fn run(
             replies_per_s: rate(counts.window_replies),
             open_at_end: outcome.open_at_end,
             gave_up: counts.gave_up,
+            shed: counts.shed,
         },
     };
     Ok(metrics.finish_all(sc, &stats, Some(figures)))

@@ -7,6 +7,10 @@
 
 use std::fmt;
 
+/// The highest arrival rate of an entry [1/s]: far above any reception
+/// system, low enough that the simulator's time stays in integer µs.
+pub const MAX_RATE_PER_S: f64 = 1e6;
+
 /// Microseconds in one second.
 pub const US_PER_S: f64 = 1e6;
 
@@ -113,6 +117,9 @@ impl Rate {
         };
         if !number.is_finite() || number <= 0.0 {
             return Err(format!("rate \"{text}\" must be positive and finite"));
+        }
+        if number / per > MAX_RATE_PER_S {
+            return Err(format!("rate \"{text}\" is above the most kfsim runs, 1000000/s"));
         }
         Ok(Rate { per_s: number / per })
     }
