@@ -141,6 +141,11 @@ pub struct LiveInfo {
     /// figure; a run with any is overloaded on the driver's side.
     #[serde(default)]
     pub shed: u64,
+    /// Sessions the scenario's servicers already held on the target when
+    /// the run began (left by an earlier run, or by others): their slots
+    /// were not free, and the figures are skewed until those end.
+    #[serde(default)]
+    pub busy_at_start: u64,
 }
 
 /// Actions the live driver gave up on, by kind.

@@ -298,3 +298,53 @@ fn rates_the_engine_cannot_drive_are_refused() {
         assert!(stderr.contains(want), "{rate}: {stderr}");
     }
 }
+
+/// Issue 17, item 2: a run that found the servicers' slots taken by an
+/// earlier (killed) run reported a quiet service as an overloaded one,
+/// without a word. It counts the sessions held when it began.
+#[test]
+fn a_run_that_finds_servicers_busy_says_so() {
+    let _one = serial();
+    let sc = Scenario::parse(CHAT, "tokens.toml").unwrap();
+    let target = Target::start(&sc, Config::default());
+    let url = format!("http://{}", target.addr);
+    // a driver that went away: a channel, a session an agent holds
+    target.rt.block_on(async {
+        let http = Http::new(&url, Duration::from_secs(5));
+        http.login("/cgi-bin/gettoken?corpid=kfsim&corpsecret=kfsim-secret").await.unwrap();
+        let list = http
+            .post("list", "/cgi-bin/kf/account/list", &serde_json::json!({}), Instant::now(), Duration::ZERO)
+            .await
+            .unwrap();
+        let kf = list["account_list"][0]["open_kfid"].as_str().unwrap().to_owned();
+        let ch = http
+            .post(
+                "open",
+                "/sim/customer/open_channel",
+                &serde_json::json!({}),
+                Instant::now(),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        let actions = serde_json::json!({"channel_id": ch["channel_id"], "actions": [
+            {"type": "message", "customer": "ghost", "open_kfid": kf, "client_msgid": "g1",
+             "msgtype": "text", "text": {"content": "still here"}}]});
+        let r = http
+            .post("batch", "/sim/customer/batch", &actions, Instant::now(), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(r["results"][0]["service_state"], 3, "{r}");
+    });
+    let opts = LiveOptions {
+        target: url.clone(),
+        target_label: url,
+        time_scale: 600.0,
+        drain: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let result = kfsim::cli::run::run_live_with(&sc, opts, false, &mut |_| true);
+    target.shutdown();
+    let live = result.unwrap().summary.live.unwrap();
+    assert_eq!(live.busy_at_start, 1, "{live:?}");
+}

@@ -175,3 +175,62 @@ async fn a_huge_prefer_last_window_keeps_the_last_agent() {
     assert_eq!(again[0]["servicer_userid"], Value::from(agent.as_str()), "{again:?}");
     server.stop().await.unwrap();
 }
+
+const T0: u64 = 1_700_000_000_000_000;
+
+/// Issue 17, item 2: a killed driver's channel kept its customers'
+/// sessions, and so its servicers' slots, for ever (the next run was
+/// answered nothing). A channel nobody pulls from or sends on for its
+/// lease (60 s) is closed: its sessions end, the slots free up. One in use
+/// stays.
+#[tokio::test]
+async fn a_channel_nobody_uses_expires_and_frees_its_sessions() {
+    let clock = Arc::new(kfsim::service::ManualClock::new(T0));
+    let server = Server::start(State::new(Config::default()), clock.clone(), Options::default()).await;
+    let mut c = server.client().await;
+    c.login().await;
+    let kf = account(&mut c, "kf", &["s1", "s2"], 1, json!({})).await;
+    let dead = channel(&mut c).await;
+    let alive = channel(&mut c).await;
+    let r = batch(&mut c, &dead, vec![say("a", &kf, "1", "x")]).await;
+    assert_eq!(r[0]["service_state"], 3, "{r:?}");
+    let r = batch(&mut c, &alive, vec![say("b", &kf, "2", "y")]).await;
+    assert_eq!(r[0]["service_state"], 3, "{r:?}");
+    let held = |v: &Value| {
+        v["servicer_list"].as_array().unwrap().iter().map(|s| s["sessions"].as_u64().unwrap()).sum::<u64>()
+    };
+    clock.advance(50_000_000);
+    c.ok("/sim/customer/pull", json!({"channel_id": alive, "cursor": ""})).await;
+    clock.advance(11_000_000);
+    server.svc.with_state(|st, now| st.sweep(now, 1000));
+    let (_, list) = c.get(&format!("/cgi-bin/kf/servicer/list?open_kfid={kf}")).await;
+    assert_eq!(held(&list), 1, "only the live channel's session is held: {list}");
+    let gone = c.post("/sim/customer/pull", json!({"channel_id": dead, "cursor": ""})).await;
+    assert_eq!(gone["errcode"], 40058, "{gone}");
+    c.ok("/sim/customer/pull", json!({"channel_id": alive, "cursor": ""})).await;
+    let (_, bytes) = c.raw("GET", "/metrics", Vec::new()).await;
+    assert!(String::from_utf8_lossy(&bytes).contains("kfsim_channels_expired_total 1"));
+    server.stop().await.unwrap();
+}
+
+/// Issue 17, item 10: two accounts with one name made duplicate series
+/// in `/metrics`. Each account's series carry its open_kfid.
+#[tokio::test]
+async fn accounts_sharing_a_name_have_their_own_series() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let one = account(&mut c, "kf", &[], 1, json!({})).await;
+    let two = account(&mut c, "kf", &[], 1, json!({})).await;
+    assert_ne!(one, two);
+    let (_, bytes) = c.raw("GET", "/metrics", Vec::new()).await;
+    let text = String::from_utf8(bytes).unwrap();
+    let series: Vec<&str> =
+        text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+    let unique: std::collections::HashSet<&&str> = series.iter().collect();
+    assert_eq!(unique.len(), series.len(), "duplicate series in\n{text}");
+    for kf in [&one, &two] {
+        assert!(text.contains(&format!("kfsim_servicers{{open_kfid=\"{kf}\",account=\"kf\"}} 0")), "{text}");
+    }
+    server.stop().await.unwrap();
+}

@@ -280,6 +280,12 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
     let measured = run_live_with(sc, opts, embedded, &mut progress);
     bar.finish_and_clear();
     let measured = measured?;
+    if let Some(busy) = measured.summary.live.as_ref().map(|l| l.busy_at_start).filter(|&n| n > 0) {
+        eprintln!(
+            "warning: the target's servicers already held {busy} session(s) when the run began \
+             (a run killed before this one?): the figures are skewed until those end"
+        );
+    }
     if measured.summary.run.interrupted {
         eprintln!("interrupted: writing the report of what ran");
     }

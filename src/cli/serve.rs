@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Open channels at most.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_channels: u32,
+    /// Close a channel nobody pulled from or sent a batch on for this long
+    /// (its customers' sessions end): what a killed driver leaves behind.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_us)]
+    pub channel_lease: u64,
     /// Items kept per servicer queue, and per channel queue unless the
     /// channel asks for another size.
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -88,6 +92,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         servicer_queue_cap: args.queue_cap as usize,
         channel_queue_cap: args.queue_cap as usize,
         max_channels: args.max_channels as usize,
+        channel_lease_us: args.channel_lease,
         pending_cap: args.pending_cap as usize,
         // Tokens and channel ids must differ between runs.
         seed: clock.now_us() ^ u64::from(std::process::id()).rotate_left(40),

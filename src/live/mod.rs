@@ -367,6 +367,7 @@ pub async fn run(
     check_load(sc, opts.time_scale).map_err(anyhow::Error::msg)?;
     let http = Http::new(&opts.target, opts.timeout);
     let (open_kfid, agent_index) = connect(&http, sc, opts).await?;
+    let busy_at_start = busy_servicers(&http, &open_kfid, &agent_index).await;
     let (obs_tx, obs_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         http,
@@ -434,6 +435,7 @@ pub async fn run(
             open_at_end: outcome.open_at_end,
             gave_up: counts.gave_up,
             shed: counts.shed,
+            busy_at_start,
         },
     };
     Ok(metrics.finish_all(sc, &stats, Some(figures)))
@@ -501,6 +503,23 @@ async fn connect(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let agent_index = sc.agent_ids().zip(0u32..).collect();
     Ok((open_kfid, agent_index))
+}
+
+/// Sessions the scenario's servicers hold already (`servicer/list`): a run
+/// that finds them busy must say so, or it reports an idle service as a
+/// slow one. A target without the call counts as none.
+async fn busy_servicers(http: &Http, open_kfid: &[String], agents: &BTreeMap<String, u32>) -> u64 {
+    let mut busy = 0;
+    for kfid in open_kfid {
+        let path = format!("/cgi-bin/kf/servicer/list?open_kfid={}", http::percent_encode(kfid));
+        let Ok(list) = http.get("servicer_list", &path).await else { continue };
+        for s in list["servicer_list"].as_array().into_iter().flatten() {
+            if s["userid"].as_str().is_some_and(|u| agents.contains_key(u)) {
+                busy += s["sessions"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    busy
 }
 
 /// The observer task: holds observations back a little so that the ones
