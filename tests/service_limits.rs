@@ -234,3 +234,41 @@ async fn accounts_sharing_a_name_have_their_own_series() {
     }
     server.stop().await.unwrap();
 }
+
+/// Issue 17, item 5: with the default soft limit of open files (256 on
+/// some systems), a few hundred idle sockets locked every other client
+/// out. `kfsim serve` raises its soft limit to the hard one.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_raises_its_open_files_limit() {
+    let hard = std::process::Command::new("sh").args(["-c", "ulimit -Hn"]).output().unwrap();
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_owned();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -Sn 256 && exec \"{}\" serve --addr 127.0.0.1:0", env!("CARGO_BIN_EXE_kfsim")))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let limits = format!("/proc/{}/limits", child.id());
+    let mut soft = String::new();
+    let comm = format!("/proc/{}/comm", child.id());
+    for _ in 0..100 {
+        // the shell's own limits first, kfsim's after the exec
+        if !std::fs::read_to_string(&comm).unwrap_or_default().starts_with("kfsim") {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let text = std::fs::read_to_string(&limits).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("Max open files")) {
+            soft = line.split_whitespace().nth(3).unwrap_or_default().to_owned();
+            if soft != "256" {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(soft, if hard == "unlimited" { "unlimited".to_owned() } else { hard }, "the soft limit");
+}
