@@ -348,3 +348,57 @@ fn a_run_that_finds_servicers_busy_says_so() {
     let live = result.unwrap().summary.live.unwrap();
     assert_eq!(live.busy_at_start, 1, "{live:?}");
 }
+
+/// Issue 17, item 1: after a restart the target knows the driver's token
+/// no more (40014). The call that meets it renews the token once and is
+/// sent again; calls made with the new token do not renew it again.
+#[test]
+fn a_token_the_target_no_longer_knows_is_renewed_and_the_call_sent_again() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issued = Arc::new(AtomicU64::new(0));
+        let counter = issued.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let issued = counter.clone();
+                tokio::spawn(async move {
+                    let svc =
+                        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                            let issued = issued.clone();
+                            async move {
+                                let query = req.uri().query().unwrap_or_default().to_owned();
+                                let body = if req.uri().path() == "/cgi-bin/gettoken" {
+                                    let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+                                    format!(r#"{{"errcode":0,"access_token":"t{n}","expires_in":7200}}"#)
+                                } else if query.contains("access_token=t1") {
+                                    // the first token is from before the restart
+                                    r#"{"errcode":40014,"errmsg":"invalid access_token"}"#.to_owned()
+                                } else {
+                                    r#"{"errcode":0,"errmsg":"ok"}"#.to_owned()
+                                };
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                    http_body_util::Full::new(hyper::body::Bytes::from(body)),
+                                ))
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        let http = Http::new(&format!("http://{addr}"), Duration::from_secs(5));
+        http.login("/cgi-bin/gettoken?corpid=a&corpsecret=b").await.unwrap();
+        let body = serde_json::json!({});
+        for _ in 0..3 {
+            let r = http.post("x", "/x", &body, Instant::now(), Duration::ZERO).await;
+            assert!(r.is_ok(), "{r:?}");
+        }
+        assert_eq!(issued.load(Ordering::SeqCst), 2, "one renewal for all three calls");
+        let (stats, _) = http.stats.finish();
+        assert_eq!(stats["x"].errors_by_kind, [("errcode_40014".to_string(), 1)].into(), "{:?}", stats["x"]);
+    });
+}
