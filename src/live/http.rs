@@ -308,11 +308,14 @@ impl Http {
         intended: Instant,
         timeout: Duration,
     ) -> Result<T, CallError> {
+        // at most one renewal before the call (it is due) and one after a
+        // refusal of the token, whatever the target answers
         let mut renewed = false;
+        let mut checked = false;
         loop {
             let (mut url, mut generation, due) = self.url(path);
-            if due && !renewed {
-                renewed = true;
+            if due && !checked {
+                checked = true;
                 let _ = self.renew(generation).await;
                 (url, generation, _) = self.url(path);
             }
