@@ -184,6 +184,8 @@ pub const LIVE_ONLY: &[&str] = &[
     "live.messages_per_s",
     "live.replies_per_s",
     "live.open_at_end",
+    "live.shed",
+    "live.busy_at_start",
     "live.gave_up.*",
     "http.*.count",
     "http.*.errors",

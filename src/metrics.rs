@@ -22,55 +22,64 @@ use crate::summary::{
 /// values are clamped into the top bucket (the exact `max` is kept apart).
 const HIST_MAX_US: u64 = 10_000_000_000_000;
 
-/// An HDR histogram of microseconds with an exact sum and maximum.
-#[derive(Debug, Clone)]
+/// An HDR histogram of microseconds with an exact sum and maximum. The
+/// histogram (about half a megabyte) is allocated at the first sample:
+/// a scenario with thousands of entries keeps two per entry, most of them
+/// empty in a gate check or a short run.
+#[derive(Debug, Clone, Default)]
 pub struct Hist {
-    h: Histogram<u64>,
+    h: Option<Box<Histogram<u64>>>,
     sum: u128,
     max: u64,
 }
 
-impl Default for Hist {
-    fn default() -> Self {
-        Hist {
-            h: Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds"),
-            sum: 0,
-            max: 0,
-        }
-    }
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds")
+}
+
+/// The histogram of no samples, shared.
+fn empty_histogram() -> &'static Histogram<u64> {
+    static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(new_histogram)
 }
 
 impl Hist {
     /// Add one sample [µs].
     #[inline]
     pub fn record(&mut self, us: u64) {
-        self.h.saturating_record(us);
+        self.h.get_or_insert_with(|| Box::new(new_histogram())).saturating_record(us);
         self.sum += u128::from(us);
         self.max = self.max.max(us);
     }
 
     /// Samples so far.
     pub fn count(&self) -> u64 {
-        self.h.len()
+        self.h.as_ref().map_or(0, |h| h.len())
     }
 
     /// The underlying histogram.
     pub fn histogram(&self) -> &Histogram<u64> {
-        &self.h
+        match self.h.as_deref() {
+            Some(h) => h,
+            None => empty_histogram(),
+        }
     }
 
     /// Mean [µs], if any sample.
     pub fn mean_us(&self) -> Option<f64> {
-        ratio(self.sum as f64, self.h.len() as f64)
+        ratio(self.sum as f64, self.count() as f64)
     }
 
     /// Summary statistics in milliseconds.
     pub fn stats_ms(&self) -> LatencyStats {
-        let n = self.h.len();
+        let Some(h) = self.h.as_deref() else {
+            return LatencyStats::default();
+        };
+        let n = h.len();
         if n == 0 {
             return LatencyStats::default();
         }
-        let q = |q: f64| Some(self.h.value_at_quantile(q).min(self.max) as f64 / 1e3);
+        let q = |q: f64| Some(h.value_at_quantile(q).min(self.max) as f64 / 1e3);
         LatencyStats {
             count: n,
             mean: self.mean_us().map(|m| m / 1e3),
@@ -263,11 +272,16 @@ impl Metrics {
             ("reply", &self.reply),
             ("session", &self.session),
         ] {
-            histograms.insert(name.to_string(), h.h.clone());
+            histograms.insert(name.to_string(), h.histogram().clone());
         }
+        // an entry's empty histograms are left out: thousands of entries
+        // would otherwise cost a megabyte each here
         for (e, m) in scenario.entries.iter().zip(&self.entries) {
-            histograms.insert(format!("by_entry.{}.queue_wait", e.name), m.queue_wait.h.clone());
-            histograms.insert(format!("by_entry.{}.first_response", e.name), m.first_response.h.clone());
+            for (name, h) in [("queue_wait", &m.queue_wait), ("first_response", &m.first_response)] {
+                if let Some(h) = h.h.as_deref() {
+                    histograms.insert(format!("by_entry.{}.{name}", e.name), h.clone());
+                }
+            }
         }
         let series = std::mem::replace(&mut self.series, SeriesRecorder::new(scenario)).finish(stats.end_us);
         let engine = if live.is_some() { Engine::Live } else { Engine::Sim };

@@ -128,11 +128,24 @@ pub struct LiveInfo {
     /// the same id — until 30 s of wall time after the first send, and
     /// never answered. (An answered refusal is not resent: it is an error
     /// in `http`; actions still being resent when the run stops are not
-    /// counted here.) A customer who gives up on a message still waits for
-    /// the session to end; one who gives up on the first message of a
-    /// session counts as `rejected`.
+    /// counted here.) A message given up on counts in `messages.lost`
+    /// unless an agent saw it after all. A customer who gives up on a
+    /// message still waits for the session to end; one who gives up on the
+    /// first message of a session listens for it for a minute (the target
+    /// may have taken it) and then counts as `rejected`.
     #[serde(default)]
     pub gave_up: GaveUp,
+    /// Arrivals the driver did not send because it could not keep up:
+    /// more than 5 s of wall time behind their schedule, or beyond the
+    /// sessions and requests it keeps in flight. They are in no other
+    /// figure; a run with any is overloaded on the driver's side.
+    #[serde(default)]
+    pub shed: u64,
+    /// Sessions the scenario's servicers already held on the target when
+    /// the run began (left by an earlier run, or by others): their slots
+    /// were not free, and the figures are skewed until those end.
+    #[serde(default)]
+    pub busy_at_start: u64,
 }
 
 /// Actions the live driver gave up on, by kind.

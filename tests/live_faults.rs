@@ -215,6 +215,9 @@ struct Faults {
     /// Answer every leave 40058 without forwarding it (a target that
     /// wrongly refuses to let waiting customers go).
     refuse_leaves: bool,
+    /// During the outage, customer batches are run by the service but
+    /// their answers are lost (a stall, not a cut).
+    stall: bool,
 }
 
 const PERIODIC: Faults = Faults {
@@ -225,6 +228,7 @@ const PERIODIC: Faults = Faults {
     outage: (false, false),
     outage_until: 0,
     refuse_leaves: false,
+    stall: false,
 };
 
 struct Proxy {
@@ -375,9 +379,13 @@ impl Proxy {
                     _ => 0,
                 };
             }
-            if cut_off && f.outage.0 {
+            if cut_off && f.outage.0 && !f.stall {
                 self.outage(&actions, false);
                 return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "outage"));
+            }
+            if cut_off && f.stall {
+                c.lost_answers.fetch_add(1, Ordering::SeqCst);
+                lose_answer = true;
             }
             if n == f.outage_after {
                 // this one goes through; what follows does not
@@ -775,8 +783,49 @@ fn outage(customers: bool) -> (kfsim::summary::Summary, Arc<Proxy>) {
     assert_eq!(s.latency_ms.session.count + live.open_at_end, c.answered, "{c:?} {live:?}");
     let m = &s.messages;
     assert_eq!(m.sent, Some(accepted.len() as u64), "{m:?}");
-    assert_eq!((m.lost, m.duplicated), (Some(0), Some(0)), "{m:?}");
+    // what was given up on never reached an agent: a gate on loss sees it
+    assert_eq!((m.lost, m.duplicated), (Some(g.messages), Some(0)), "{m:?}");
     (s, proxy)
+}
+
+/// Issue 17, item 13: customer batches stall longer than the resend
+/// budget — the service runs them, their answers never come. The driver
+/// gave up on their first messages and counted those sessions rejected
+/// although the service took them. The driver now stops resending what it
+/// hears was taken (its session routed, an agent saw it), listens for a
+/// session whose first message it gave up on, and counts as sent what
+/// agents saw: `sent` is what the service accepted, no session is
+/// rejected, nothing is lost.
+#[test]
+fn after_a_stall_sent_and_rejected_agree_with_the_target() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let faults = Faults {
+        periodic: false,
+        outage_after: 30,
+        outage_until: 60,
+        outage: (true, false),
+        stall: true,
+        ..PERIODIC
+    };
+    let opts = LiveOptions {
+        resend_for: Duration::from_secs(2),
+        drain: DRAIN,
+        time_scale: SCALE,
+        ..Default::default()
+    };
+    let (s, proxy) = run_with(SCENARIO, faults, opts);
+    let p = &proxy.counts;
+    let brief = p.brief();
+    let live = s.live.as_ref().unwrap();
+    let c = &s.sessions;
+    let m = &s.messages;
+    eprintln!("proxy: {brief}\nsessions: {c:?}\nmessages: {m:?}\nlive: {live:?}");
+    assert!(Counts::get(&p.lost_answers) >= 5, "batches stalled: {brief}");
+    assert_eq!(Counts::get(&p.refused_actions), 0, "{brief}");
+    assert_eq!(c.rejected, 0, "the service rejected no session: {c:?}");
+    assert_eq!(m.sent, Some(ids(&p.accepted_ids).len() as u64), "{m:?} {brief}");
+    assert_eq!((m.lost, m.duplicated), (Some(0), Some(0)), "{m:?}");
+    assert_eq!(c.offered, c.answered + c.abandoned + c.rejected + c.unfinished, "{c:?}");
 }
 
 /// Customers cut off: first messages given up on (rejected sessions), and

@@ -512,9 +512,9 @@ async fn metrics_report_sessions_queues_messages_and_latency() {
     let text = String::from_utf8(bytes).unwrap();
     assert_eq!(status, 200);
     for line in [
-        "kfsim_sessions{account=\"presale\",state=\"3\"} 1",
-        "kfsim_sessions{account=\"presale\",state=\"2\"} 1",
-        "kfsim_queue_length{account=\"presale\"} 1",
+        &*format!("kfsim_sessions{{open_kfid=\"{kf}\",account=\"presale\",state=\"3\"}} 1"),
+        &*format!("kfsim_sessions{{open_kfid=\"{kf}\",account=\"presale\",state=\"2\"}} 1"),
+        &*format!("kfsim_queue_length{{open_kfid=\"{kf}\",account=\"presale\"}} 1"),
         "kfsim_customer_messages_total 3",
         "kfsim_messages_routed_total 1",
         "kfsim_http_errors_total{route=\"/cgi-bin/kf/sync_msg\"} 1",

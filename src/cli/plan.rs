@@ -67,9 +67,7 @@ pub struct PlanArgs {
 }
 
 fn read(path: &std::path::Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).map_err(|source| {
-        crate::scenario::ScenarioError::Io { path: path.display().to_string(), source }.into()
-    })
+    Ok(crate::scenario::read_file(path)?)
 }
 
 /// `kfsim sweep`.

@@ -346,8 +346,9 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
     let mut opts = LiveOptions {
         time_scale: args.time_scale.unwrap_or(sc.time_scale),
         target_label: target.clone().unwrap_or_else(|| "embedded".into()),
-        // checked with the rest below; the embedded service's URL is known later
-        target: target.clone().unwrap_or_else(|| "http://127.0.0.1:0".into()),
+        // checked with the rest below; for the embedded service, a valid
+        // stand-in (its port is known later)
+        target: target.clone().unwrap_or_else(|| "http://127.0.0.1:1".into()),
         ..Default::default()
     };
     if let Some((id, secret)) = &sc.target_credentials {
@@ -358,6 +359,7 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
         let m = m.replace("the time scale", "--time-scale").replace("target ", "--target ");
         ArgError(m)
     })?;
+    crate::live::check_load(sc, opts.time_scale).map_err(ArgError)?;
     if !args.quiet {
         eprintln!(
             "live: {} of scenario time at ×{} takes about {:.0} s against {}",
@@ -372,6 +374,12 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
     let measured = run_live_with(sc, opts, embedded, &mut progress);
     bar.finish_and_clear();
     let measured = measured?;
+    if let Some(busy) = measured.summary.live.as_ref().map(|l| l.busy_at_start).filter(|&n| n > 0) {
+        eprintln!(
+            "warning: the target's servicers already held {busy} session(s) when the run began \
+             (a run killed before this one?): the figures are skewed until those end"
+        );
+    }
     if measured.summary.run.interrupted {
         eprintln!("interrupted: writing the report of what ran");
     }
@@ -387,6 +395,8 @@ pub fn run_live_with(
     embedded: bool,
     progress: &mut crate::live::ProgressFn<'_>,
 ) -> anyhow::Result<Measured> {
+    // the driver's connections, and the embedded service's, are files
+    super::serve::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     rt.block_on(async {
         let service = if embedded {

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Open channels at most.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_channels: u32,
+    /// Close a channel nobody pulled from or sent a batch on for this long
+    /// (its customers' sessions end): what a killed driver leaves behind.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_us)]
+    pub channel_lease: u64,
     /// Items kept per servicer queue, and per channel queue unless the
     /// channel asks for another size.
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -274,6 +278,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         servicer_queue_cap: args.queue_cap as usize,
         channel_queue_cap: args.queue_cap as usize,
         max_channels: args.max_channels as usize,
+        channel_lease_us: args.channel_lease,
         pending_cap: args.pending_cap as usize,
         // Tokens and channel ids must differ between runs.
         seed: clock.now_us() ^ u64::from(std::process::id()).rotate_left(40),
@@ -289,6 +294,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         Some(sc) => Service::from_scenario(sc, cfg, clock, options),
         None => Service::new(State::new(cfg), clock, options),
     };
+    let fd_limit = raise_fd_limit();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async {
@@ -305,12 +311,23 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
             accounts = figures.accounts.len(),
             servicers = figures.accounts.iter().map(|a| a.servicers).sum::<usize>(),
             auto_reply = args.auto_reply,
+            fd_limit,
             "kfsim serve: listening"
         );
         serve(listener, svc, shutdown_signal()).await.context("serving")?;
         tracing::info!("kfsim serve: stopped");
         Ok(Exit::Success)
     })
+}
+
+/// Raise the soft limit of open files to the hard one: every connection
+/// is a file, and a default soft limit as low as 256 would let a few
+/// hundred idle clients lock out all others. The limit now in force.
+pub(super) fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

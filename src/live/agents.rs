@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, Opened, ServicerAction};
-use super::{SEEN, Shared, Tries, follow_queue, pause};
+use super::{SEEN, Shared, TAKEN, Tries, follow_queue, pause};
 use crate::observe::Obs;
 use crate::scenario::Scenario;
 use crate::workload::{Stream, TimeSampler, stream};
@@ -253,9 +253,16 @@ impl Agents {
     fn on_message(&mut self, agent: u32, ev: Event, now: u64) {
         let Some(id) = ev.client_msgid else { return };
         let Some((key, idx, total, sent_us)) = parse_id(&id) else { return };
-        let Some((before, later_seen)) = self.sh.mark(key, idx, total, SEEN) else { return };
+        let Some((before, later_seen)) = self.sh.mark(key, idx, total, SEEN | TAKEN) else { return };
         {
+            let in_window = self.sh.in_window(now);
             let mut c = self.sh.counts();
+            if before & TAKEN == 0 {
+                // the target took it, whatever became of the answer to
+                // the customer's send: sent agrees with what it accepted
+                c.sent += 1;
+                c.window_sent += u64::from(in_window);
+            }
             if before & SEEN != 0 {
                 // seen already: counted, and not answered again
                 c.duplicated += 1;

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event, Opened};
-use super::{LiveOptions, SEEN, Shared, TAKEN, Tries};
+use super::{GAVE_UP, LiveOptions, RESEND_WINDOW, SEEN, Shared, TAKEN, Tries};
 use crate::observe::{Obs, Progress, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
 use crate::workload::{CustomerMemory, EntryBehaviour, unit};
@@ -39,6 +39,17 @@ pub(crate) struct Outcome {
 const LATE: Duration = Duration::from_millis(10);
 /// Actions per batch request.
 const BATCH: usize = 1000;
+/// Batch requests in flight at most: past it, due actions wait for
+/// answers (a slow target), and arrivals falling [`SHED_AFTER`] behind are
+/// shed, so the driver's memory stays bounded whatever the target does.
+const MAX_BATCHES_IN_FLIGHT: usize = 256;
+/// Sessions in flight at most; arrivals beyond it are shed.
+const MAX_IN_FLIGHT: usize = 2_000_000;
+/// An arrival this far (wall time) behind its schedule is shed.
+const SHED_AFTER: Duration = Duration::from_secs(5);
+/// Due actions handled per tick at most, so that a driver far behind
+/// still stops when asked.
+const MAX_PER_TICK: usize = 50_000;
 /// The answer to a leave from a session an agent holds (and to other
 /// invalid parameters).
 const INVALID: i64 = 40058;
@@ -66,6 +77,9 @@ enum Due {
     /// Send message `.1` of session `.0` again.
     Resend(u64, u32),
     Leave(u64),
+    /// The session's first message was given up on this long ago: if the
+    /// target has still said nothing of it, it never took it.
+    Forget(u64),
 }
 
 struct Cust {
@@ -92,6 +106,11 @@ struct Cust {
     leave_refused: Option<u64>,
     /// Leaves sent and not answered yet.
     leaves_in_flight: u32,
+    /// The first message was given up on without an answer: the target
+    /// may have taken it (a stall, not an outage), so the customer still
+    /// listens for the session, for a resend window, before counting it
+    /// rejected.
+    first_given_up: bool,
 }
 
 struct Driver<'a> {
@@ -231,7 +250,10 @@ pub(crate) async fn drive(
     let in_transit = end.saturating_sub((opts.timeout.as_secs_f64() * 1e6 * sh.tb.scale) as u64);
     let mut open_at_end = 0;
     for (key, c) in &d.custs {
-        if c.assigned.is_none() && (c.queued || c.sent > 0) {
+        if c.first_given_up && Driver::first_unknown(c) {
+            // the target never said it took the session
+            let _ = sh.obs.send(Obs::Rejected { t: end, s: c.info });
+        } else if c.assigned.is_none() && (c.queued || c.sent > 0) {
             let _ = sh.obs.send(Obs::Unfinished { t: end, s: c.info });
         }
         open_at_end += u64::from(c.assigned.is_some() && c.info.arrived_us >= sc.warmup_us);
@@ -248,21 +270,25 @@ pub(crate) async fn drive(
 }
 
 /// The session `key` (`c`) is over for the driver: drop its ledger entry,
-/// and if an agent held it, count as lost its messages sent before
-/// `before` (scenario µs) that the target took and no agent saw. A leave
-/// refused for a session no agent took is the target's error.
+/// and count as lost the messages no agent saw that the customer gave up
+/// sending, and, if an agent held the session, those sent before `before`
+/// (scenario µs) that the target took. A leave refused for a session no
+/// agent took is the target's error.
 fn settle(sh: &Shared, key: u64, c: &Cust, before: u64) {
     if c.leave_refused.is_some() && c.assigned.is_none() {
         // no agent took it after all: the refusal was the target's error
         sh.http.stats.action_error("customer_batch", format!("errcode_{INVALID}"));
     }
     let Some(flags) = sh.ledger().remove(&key) else { return };
-    if c.assigned.is_none() {
-        return;
-    }
-    let lost =
-        flags.iter().zip(&c.sent_at).filter(|(f, t)| **f & (TAKEN | SEEN) == TAKEN && **t < before).count()
-            as u64;
+    let held = c.assigned.is_some();
+    let lost = flags
+        .iter()
+        .zip(&c.sent_at)
+        .filter(|(f, t)| {
+            let unseen = **f & SEEN == 0;
+            unseen && (**f & GAVE_UP != 0 || (held && **f & TAKEN != 0 && **t < before))
+        })
+        .count() as u64;
     sh.counts().lost += lost;
 }
 
@@ -291,13 +317,26 @@ impl Driver<'_> {
         let mut actions: Vec<CustomerAction> = Vec::new();
         let mut meta: Vec<Meta> = Vec::new();
         let mut first_intended: Option<u64> = None;
+        let shed_before = now.saturating_sub((SHED_AFTER.as_secs_f64() * 1e6 * self.sh.tb.scale) as u64);
+        let mut handled = 0;
         while let Some(Reverse((t, _, due))) = self.heap.peek().copied() {
-            if t > now {
+            if t > now || handled >= MAX_PER_TICK {
+                break;
+            }
+            let arrival = matches!(due, Due::Arrive(_));
+            let behind = t < shed_before || self.custs.len() >= MAX_IN_FLIGHT;
+            if self.batches_in_flight >= MAX_BATCHES_IN_FLIGHT && !(arrival && behind) {
+                // the target is slow to answer: wait for it
                 break;
             }
             self.heap.pop();
+            handled += 1;
             let before = actions.len();
             match due {
+                Due::Arrive(e) if behind => {
+                    self.schedule_arrival(e);
+                    self.sh.counts().shed += 1;
+                }
                 Due::Arrive(e) => self.arrive(e, t, &mut actions, &mut meta),
                 Due::Send(key) => self.send(key, t, &mut actions, &mut meta),
                 Due::Resend(key, idx) => {
@@ -312,6 +351,13 @@ impl Driver<'_> {
                     }
                 }
                 Due::Leave(key) => self.leave(key, t, &mut actions, &mut meta),
+                Due::Forget(key) => {
+                    if self.custs.get(&key).is_some_and(|c| c.first_given_up && Self::first_unknown(c)) {
+                        let info = self.custs[&key].info;
+                        let _ = self.sh.obs.send(Obs::Rejected { t: now, s: info });
+                        self.forget(key);
+                    }
+                }
             }
             if actions.len() > before {
                 first_intended.get_or_insert(t);
@@ -418,6 +464,7 @@ impl Driver<'_> {
                 leave_tries: Tries::default(),
                 leave_refused: None,
                 leaves_in_flight: 0,
+                first_given_up: false,
             },
         );
         self.by_handle.insert(handle, key);
@@ -563,8 +610,11 @@ impl Driver<'_> {
         }
         let mut tries = c.retry.iter().find(|r| r.0 == idx).map_or_else(Tries::default, |r| r.2);
         c.retry.retain(|r| r.0 != idx);
-        if c.replied.get(idx as usize) == Some(&true) {
-            // answered by an agent: it arrived, whatever became of its ack
+        let taken =
+            self.sh.ledger().get(&key).and_then(|f| f.get(idx as usize)).is_some_and(|f| f & TAKEN != 0);
+        if taken || c.replied.get(idx as usize) == Some(&true) {
+            // an agent saw or answered it, or its session was routed: it
+            // arrived, whatever became of its ack
             return;
         }
         let Some(a) = action else { return };
@@ -577,16 +627,22 @@ impl Driver<'_> {
         }
     }
 
-    /// The customer gives up on message `idx`: on the session too if it
-    /// was its first; else they wait for the session to end (the target
-    /// may have taken the message after all).
+    /// The customer gives up on message `idx` (it counts as lost unless an
+    /// agent sees it after all). The target may have taken it: of a later
+    /// message, the customer waits for the session to end; of the first,
+    /// they listen for the session for a resend window, then count it
+    /// rejected (at the latest at the end of the run).
     fn give_up_message(&mut self, key: u64, idx: u32, now: u64) {
         let Some(c) = self.custs.get_mut(&key) else { return };
         c.retry.retain(|r| r.0 != idx);
         self.sh.counts().gave_up.messages += 1;
-        if Self::first_unknown(c) {
-            let _ = self.sh.obs.send(Obs::Rejected { t: now, s: c.info });
-            self.forget(key);
+        let total = c.total;
+        let first = Self::first_unknown(c);
+        c.first_given_up |= first;
+        self.sh.mark(key, idx, total, GAVE_UP);
+        if first {
+            let window = (RESEND_WINDOW.as_secs_f64() * 1e6 * self.sh.tb.scale) as u64;
+            self.push(now.saturating_add(window), Due::Forget(key));
         }
     }
 
@@ -652,6 +708,8 @@ impl Driver<'_> {
             Some("queued") if c.assigned.is_none() => {
                 c.queued = true;
                 let _ = self.sh.obs.send(Obs::Queued { t: now, s: info });
+                // the session exists: its first message was taken
+                self.taken(key, 0, now);
             }
             Some("assigned") if c.assigned.is_none() => {
                 let agent = agent.unwrap_or(u32::MAX);
@@ -665,6 +723,7 @@ impl Driver<'_> {
                 let kept = c.last_agent.is_some() && c.last_agent == Some(agent);
                 let _ = self.sh.obs.send(Obs::Assigned { t: now, s: info, agent, kept, from_pool: c.queued });
                 self.memory[info.account as usize].touch(c.customer, agent, now);
+                self.taken(key, 0, now);
             }
             Some("rejected") => {
                 let _ = self.sh.obs.send(Obs::Rejected { t: now, s: info });

@@ -35,6 +35,10 @@ pub enum CallError {
     Errcode(i64),
     /// The body was not JSON.
     Decode,
+    /// No request could be built (a URL that is not a URI).
+    Request(String),
+    /// The answer was longer than [`MAX_ANSWER`].
+    TooLarge,
 }
 
 impl CallError {
@@ -46,6 +50,8 @@ impl CallError {
             CallError::Status(s) => format!("http_{s}"),
             CallError::Errcode(c) => format!("errcode_{c}"),
             CallError::Decode => "decode".into(),
+            CallError::Request(_) => "request".into(),
+            CallError::TooLarge => "too_large".into(),
         }
     }
 }
@@ -121,12 +127,53 @@ impl Answer for Value {
     }
 }
 
+/// `s` percent-encoded for a query parameter: everything but unreserved
+/// characters (RFC 3986), so that a `+` or `&` in a secret arrives as sent.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The largest answer the driver reads [bytes]: a full page of a pull
+/// (1000 events) or of a batch's results is well under 1 MiB. A target
+/// answering more gets the call failed (`too_large`) instead of the
+/// driver's memory.
+pub const MAX_ANSWER: usize = 16 << 20;
+
+/// WeCom's errcodes for a token that is not (or no longer) valid.
+const TOKEN_INVALID: i64 = 40014;
+const TOKEN_EXPIRED: i64 = 42001;
+
+/// The access_token and what is known of its life.
+#[derive(Debug, Default)]
+struct Token {
+    value: String,
+    /// Bumped on every renewal, so that calls failing with the same old
+    /// token renew it once, not once each.
+    generation: u64,
+    /// Renew before a call made from then on (wall time).
+    renew_at: Option<Instant>,
+}
+
 /// A JSON-over-HTTP client for one target.
 #[derive(Clone)]
 pub struct Http {
     client: Client<HttpConnector, Full<Bytes>>,
     base: String,
-    token: Arc<Mutex<String>>,
+    token: Arc<Mutex<Token>>,
+    /// `gettoken`'s path with its query, once credentials are known: the
+    /// token is then renewed before it expires and when the target says
+    /// it is invalid or expired (40014, 42001), as WeCom's SDKs do.
+    gettoken: Arc<Mutex<Option<String>>>,
+    /// One renewal at a time.
+    renewing: Arc<tokio::sync::Mutex<()>>,
     /// Statistics of every call.
     pub stats: HttpStats,
     timeout: Duration,
@@ -142,7 +189,9 @@ impl Http {
         Http {
             client,
             base: base.trim_end_matches('/').to_owned(),
-            token: Arc::new(Mutex::new(String::new())),
+            token: Default::default(),
+            gettoken: Default::default(),
+            renewing: Default::default(),
             stats: HttpStats::default(),
             timeout,
         }
@@ -153,28 +202,74 @@ impl Http {
         self.timeout
     }
 
-    /// Use `token` as the `access_token` of every call.
+    /// Use `token` as the `access_token` of every call (never renewed).
     pub fn set_token(&self, token: &str) {
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = token.to_owned();
+        let mut t = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        t.value = token.to_owned();
+        t.generation += 1;
     }
 
-    fn url(&self, path: &str) -> String {
-        let token = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    /// Get a token from `gettoken_path` (`/cgi-bin/gettoken?corpid=…`) and
+    /// renew it from there whenever needed. The error is the first call's.
+    pub async fn login(&self, gettoken_path: &str) -> Result<(), CallError> {
+        *self.gettoken.lock().unwrap_or_else(|e| e.into_inner()) = Some(gettoken_path.to_owned());
+        let generation = self.token.lock().unwrap_or_else(|e| e.into_inner()).generation;
+        self.renew(generation).await
+    }
+
+    /// Renew the token, unless another call has renewed it since
+    /// `generation`. A failed renewal keeps the old token (the call goes on
+    /// and fails as it must; the next one tries again).
+    async fn renew(&self, generation: u64) -> Result<(), CallError> {
+        let Some(path) = self.gettoken.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return Ok(());
+        };
+        let _one = self.renewing.lock().await;
+        if self.token.lock().unwrap_or_else(|e| e.into_inner()).generation != generation {
+            return Ok(());
+        }
+        let req = hyper::Request::get(format!("{}{path}", self.base)).body(Full::new(Bytes::new()));
+        let v: Value = self.send_once("gettoken", req, Instant::now(), self.timeout).await?;
+        let Some(token) = v.get("access_token").and_then(Value::as_str) else {
+            return Err(CallError::Decode);
+        };
+        let life = v.get("expires_in").and_then(Value::as_u64).map(Duration::from_secs);
+        let mut t = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        let same = t.value == token;
+        t.value = token.to_owned();
+        t.generation += 1;
+        t.renew_at = life.map(|l| {
+            if same {
+                // WeCom (and the reference service) hand out the same
+                // token until it expires: ask again when it has, at most
+                // once a second; a call that meets it expired renews it
+                Instant::now() + l.max(Duration::from_secs(1))
+            } else {
+                // a new token is renewed at 80 % of its life (at most 5
+                // minutes before its end), before calls start failing
+                Instant::now() + l - (l / 5).min(Duration::from_secs(300))
+            }
+        });
+        Ok(())
+    }
+
+    /// The URL of `path` with the current token, and the token's
+    /// generation; whether it is due for renewal.
+    fn url(&self, path: &str) -> (String, u64, bool) {
+        let t = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        let due = t.renew_at.is_some_and(|at| Instant::now() >= at);
         let sep = if path.contains('?') { '&' } else { '?' };
-        if token.is_empty() {
+        let url = if t.value.is_empty() {
             format!("{}{path}", self.base)
         } else {
-            format!("{}{path}{sep}access_token={token}", self.base)
-        }
+            format!("{}{path}{sep}access_token={}", self.base, percent_encode(&t.value))
+        };
+        (url, t.generation, due)
     }
 
     /// GET `path`, recorded under `endpoint`.
     pub async fn get(&self, endpoint: &'static str, path: &str) -> Result<Value, CallError> {
-        let req = hyper::Request::get(self.url(path))
-            .header(DRIVER_HEADER, "1")
-            .body(Full::new(Bytes::new()))
-            .expect("a valid request");
-        self.send(endpoint, req, Instant::now(), self.timeout).await
+        self.send(endpoint, hyper::Method::GET, path, Bytes::new(), Instant::now(), self.timeout).await
     }
 
     /// POST `body` to `path`, recorded under `endpoint` with latency from
@@ -199,27 +294,75 @@ impl Http {
         intended: Instant,
         extra: Duration,
     ) -> Result<T, CallError> {
-        let bytes = serde_json::to_vec(body).expect("request bodies serialize");
-        let req = hyper::Request::post(self.url(path))
-            .header("content-type", "application/json")
-            .header(DRIVER_HEADER, "1")
-            .body(Full::new(Bytes::from(bytes)))
-            .expect("a valid request");
-        self.send(endpoint, req, intended, self.timeout + extra).await
+        let bytes = serde_json::to_vec(body).map_err(|e| CallError::Request(e.to_string()))?;
+        let timeout = self.timeout + extra;
+        self.send(endpoint, hyper::Method::POST, path, Bytes::from(bytes), intended, timeout).await
     }
 
+    /// A call with the current token: renewed first if it is due, and
+    /// once more, with the call sent again, if the target says it is
+    /// invalid or expired (it restarted, or its clock runs ahead).
     async fn send<T: DeserializeOwned + Answer>(
         &self,
         endpoint: &'static str,
-        req: hyper::Request<Full<Bytes>>,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
         intended: Instant,
         timeout: Duration,
     ) -> Result<T, CallError> {
+        // at most one renewal before the call (it is due) and one after a
+        // refusal of the token, whatever the target answers
+        let mut renewed = false;
+        let mut checked = false;
+        loop {
+            let (mut url, mut generation, due) = self.url(path);
+            if due && !checked {
+                checked = true;
+                let _ = self.renew(generation).await;
+                (url, generation, _) = self.url(path);
+            }
+            let mut req = hyper::Request::builder().method(method.clone()).uri(url).header(DRIVER_HEADER, "1");
+            if method == hyper::Method::POST {
+                req = req.header("content-type", "application/json");
+            }
+            let req = req.body(Full::new(body.clone()));
+            let result = self.send_once(endpoint, req, intended, timeout).await;
+            match result {
+                Err(CallError::Errcode(TOKEN_INVALID | TOKEN_EXPIRED)) if !renewed => {
+                    renewed = true;
+                    if self.renew(generation).await.is_err() {
+                        return result;
+                    }
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    async fn send_once<T: DeserializeOwned + Answer>(
+        &self,
+        endpoint: &'static str,
+        req: Result<hyper::Request<Full<Bytes>>, hyper::http::Error>,
+        intended: Instant,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
+        // a URL that is no URI (a target or token from outside) is an
+        // error of this call, not a panic of the driver
+        let req = req.map_err(|e| CallError::Request(e.to_string()));
         let result = tokio::time::timeout(timeout, async {
+            let req = req?;
             let resp = self.client.request(req).await.map_err(|e| CallError::Connect(e.to_string()))?;
             let status = resp.status().as_u16();
             let body =
-                resp.into_body().collect().await.map_err(|e| CallError::Connect(e.to_string()))?.to_bytes();
+                http_body_util::Limited::new(resp.into_body(), MAX_ANSWER).collect().await.map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        CallError::TooLarge
+                    } else {
+                        CallError::Connect(e.to_string())
+                    }
+                })?;
+            let body = body.to_bytes();
             if status != 200 {
                 return Err(CallError::Status(status));
             }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::metrics::{Hist, LiveFigures, Measured, Metrics};
@@ -88,9 +88,7 @@ impl LiveOptions {
         if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
             return Err("the time scale must be a number above 0".into());
         }
-        if !self.target.starts_with("http://") {
-            return Err(format!("target {}: expected http://HOST:PORT", self.target));
-        }
+        crate::scenario::units::check_target_url(&self.target)?;
         if self.resend_for + self.timeout >= RESEND_WINDOW {
             return Err(format!(
                 "resending for {:?} with a {:?} timeout outlasts the target's resend window ({RESEND_WINDOW:?})",
@@ -99,6 +97,33 @@ impl LiveOptions {
         }
         Ok(())
     }
+}
+
+/// The most arrivals per second of wall time the live engine is asked to
+/// drive (at the peak of the profiles, times the time scale). The driver
+/// keeps up with about a thousand on one core (`benches/live`); far beyond
+/// it would only shed load.
+pub const MAX_WALL_ARRIVALS_PER_S: f64 = 20_000.0;
+
+/// Whether the live engine can drive `sc` at `time_scale`: its peak
+/// arrival rate in wall time is at most [`MAX_WALL_ARRIVALS_PER_S`].
+pub fn check_load(sc: &Scenario, time_scale: f64) -> Result<(), String> {
+    let peak: f64 = sc
+        .entries
+        .iter()
+        .map(|e| {
+            e.rate_per_s
+                * e.profile.iter().map(|p| p.1).fold(if e.profile.is_empty() { 1.0 } else { 0.0 }, f64::max)
+        })
+        .sum();
+    let wall = peak * time_scale;
+    if wall > MAX_WALL_ARRIVALS_PER_S {
+        return Err(format!(
+            "the scenario asks for {wall:.0} arrivals per second of wall time at its peak (time scale {time_scale}); \
+             the live engine drives at most {MAX_WALL_ARRIVALS_PER_S:.0}: lower the rates or the time scale"
+        ));
+    }
+    Ok(())
 }
 
 /// Why a live run could not run at all (exit 3).
@@ -111,9 +136,15 @@ pub struct Unreachable {
     pub reason: String,
 }
 
+/// How long a live run tries to get its first token from the target
+/// before it gives up (exit 3): a target that refuses connections, or
+/// accepts them and never answers, ends the run within this (plus one
+/// call's timeout for `account/list`, if `gettoken` answered).
+pub const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+
 /// How long the target recognises a resent message or reply by its id
 /// (`docs/protocol.md`).
-const RESEND_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const RESEND_WINDOW: Duration = Duration::from_secs(60);
 
 /// The pause before the `attempt`-th send (2, 3, …) of an action, in
 /// scenario µs: 100 ms of wall time, doubling up to 1.6 s (a target back
@@ -238,6 +269,7 @@ pub struct LiveCounts {
     duplicated: u64,
     reordered: u64,
     late: u64,
+    shed: u64,
     lag: Hist,
     to_agent: Hist,
     to_customer: Hist,
@@ -269,6 +301,10 @@ pub(crate) struct Shared {
 pub(crate) const TAKEN: u8 = 1;
 /// Ledger flags of a message: an agent saw it.
 pub(crate) const SEEN: u8 = 2;
+/// Ledger flags of a message: the customer gave up sending it (no answer
+/// within the resend budget). Unless an agent saw it after all, it counts
+/// as lost: a gate on loss must see what an outage cost.
+pub(crate) const GAVE_UP: u8 = 4;
 /// Messages per session the ledger tracks: ids naming more are not the
 /// driver's (a target echoing garbage must not make it allocate).
 pub(crate) const MAX_MESSAGES: u32 = 1 << 16;
@@ -328,8 +364,10 @@ pub async fn run(
     progress: &mut ProgressFn<'_>,
 ) -> anyhow::Result<Measured> {
     opts.check().map_err(anyhow::Error::msg)?;
+    check_load(sc, opts.time_scale).map_err(anyhow::Error::msg)?;
     let http = Http::new(&opts.target, opts.timeout);
     let (open_kfid, agent_index) = connect(&http, sc, opts).await?;
+    let busy_at_start = busy_servicers(&http, &open_kfid, &agent_index).await;
     let (obs_tx, obs_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         http,
@@ -396,41 +434,48 @@ pub async fn run(
             replies_per_s: rate(counts.window_replies),
             open_at_end: outcome.open_at_end,
             gave_up: counts.gave_up,
+            shed: counts.shed,
+            busy_at_start,
         },
     };
     Ok(metrics.finish_all(sc, &stats, Some(figures)))
 }
 
-/// `gettoken` (retried for a few seconds: a target may still be starting),
-/// then the accounts' open_kfids and the servicers' userids.
+/// `gettoken` (retried for [`CONNECT_WITHIN`]: a target may still be
+/// starting), then the accounts' open_kfids and the servicers' userids.
 async fn connect(
     http: &Http,
     sc: &Scenario,
     opts: &LiveOptions,
 ) -> anyhow::Result<(Vec<String>, BTreeMap<String, u32>)> {
     let base = opts.target.as_str();
-    let path = format!("/cgi-bin/gettoken?corpid={}&corpsecret={}", opts.corpid, opts.corpsecret);
-    let mut last = String::new();
-    let mut token = None;
-    for _ in 0..50 {
-        match http.get("gettoken", &path).await {
-            Ok(v) => {
-                token = v.get("access_token").and_then(Value::as_str).map(str::to_owned);
-                break;
-            }
-            Err(CallError::Errcode(c)) => {
+    let path = format!(
+        "/cgi-bin/gettoken?corpid={}&corpsecret={}",
+        http::percent_encode(&opts.corpid),
+        http::percent_encode(&opts.corpsecret)
+    );
+    // a target may still be starting: ask again for a while, but not for
+    // longer than CONNECT_WITHIN in all, whatever each call's timeout
+    let deadline = tokio::time::Instant::now() + CONNECT_WITHIN;
+    loop {
+        let last = match tokio::time::timeout_at(deadline, http.login(&path)).await {
+            Ok(Ok(())) => break,
+            Ok(Err(CallError::Errcode(c))) => {
                 return Err(Unreachable {
                     target: base.into(),
                     reason: format!("gettoken answered errcode {c}"),
                 }
                 .into());
             }
-            Err(e) => last = format!("{e:?}"),
+            Ok(Err(e)) => format!("{e:?}"),
+            Err(_) => "no answer".into(),
+        };
+        if tokio::time::Instant::now() + Duration::from_millis(100) >= deadline {
+            let reason = format!("{last} (gettoken tried for {} s)", CONNECT_WITHIN.as_secs());
+            return Err(Unreachable { target: base.into(), reason }.into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let token = token.ok_or_else(|| Unreachable { target: base.into(), reason: last })?;
-    http.set_token(&token);
     let list = http
         .post(
             "account_list",
@@ -458,6 +503,23 @@ async fn connect(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let agent_index = sc.agent_ids().zip(0u32..).collect();
     Ok((open_kfid, agent_index))
+}
+
+/// Sessions the scenario's servicers hold already (`servicer/list`): a run
+/// that finds them busy must say so, or it reports an idle service as a
+/// slow one. A target without the call counts as none.
+async fn busy_servicers(http: &Http, open_kfid: &[String], agents: &BTreeMap<String, u32>) -> u64 {
+    let mut busy = 0;
+    for kfid in open_kfid {
+        let path = format!("/cgi-bin/kf/servicer/list?open_kfid={}", http::percent_encode(kfid));
+        let Ok(list) = http.get("servicer_list", &path).await else { continue };
+        for s in list["servicer_list"].as_array().into_iter().flatten() {
+            if s["userid"].as_str().is_some_and(|u| agents.contains_key(u)) {
+                busy += s["sessions"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    busy
 }
 
 /// The observer task: holds observations back a little so that the ones

@@ -8,12 +8,14 @@ use std::ops::Range;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    // The OS error is part of the message, not a `source`: shown as both,
+    // `{:#}` printed it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The path as given.
         path: String,
         /// What the OS said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file (or the file after overrides) is not a valid scenario.
     #[error("{0}")]

@@ -237,7 +237,11 @@ impl Table {
             Kind::Gamma => {
                 self.only(&["mean", "cv"], "gamma")?;
                 let mean_us = positive(dur(&self.mean, "mean")?, "`mean`")?;
-                let cv = positive(num(&self.cv, "cv")?, "`cv`")?;
+                let cv = num(&self.cv, "cv")?;
+                // beyond these the gamma's shape 1/cv² under- or overflows
+                if !(1e-3..=1e3).contains(&cv) {
+                    return Err("`cv` must be between 0.001 and 1000".into());
+                }
                 TimeDist::Gamma { mean_us, cv }
             }
             Kind::Geometric => {

@@ -39,6 +39,21 @@ pub const DEFAULT_SERIES_INTERVAL_US: u64 = 60_000_000;
 /// Default number of past customers kept per account for `returning` draws.
 pub const DEFAULT_CUSTOMER_MEMORY: u64 = 1_000_000;
 
+/// The largest scenario file read [bytes]: a scenario with a thousand
+/// entries and week-long profiles is well under it, and a parser given far
+/// more (a file of junk) would use memory many times its size.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// At most this many `[[account]]` tables (WeCom's own limit).
+pub const MAX_ACCOUNTS: usize = 5000;
+/// At most this many `[[agents]]` groups.
+pub const MAX_GROUPS: usize = 1000;
+/// At most this many agents over all groups.
+pub const MAX_AGENTS: u64 = 1_000_000;
+/// At most this many `[[entry]]` tables.
+pub const MAX_ENTRIES: usize = 1000;
+/// At most this many points in one profile, or shifts in one group.
+pub const MAX_POINTS: usize = 10_000;
+
 /// A validated scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
@@ -233,8 +248,7 @@ pub struct Entry {
 impl Scenario {
     /// Read, override (`--set key=value`) and validate a scenario file.
     pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ScenarioError::Io { path: path.display().to_string(), source })?;
+        let text = read_file(path)?;
         Scenario::parse_with(&text, &path.display().to_string(), sets)
     }
 
@@ -283,6 +297,23 @@ impl Scenario {
     pub fn agent_count(&self) -> usize {
         self.groups.iter().map(|g| g.count as usize).sum()
     }
+}
+
+/// Read a scenario file of at most [`MAX_FILE_BYTES`].
+pub fn read_file(path: &Path) -> Result<String, ScenarioError> {
+    use std::io::Read;
+    let io = |error| ScenarioError::Io { path: path.display().to_string(), error };
+    let mut text = String::new();
+    // a pipe or a device has no size to check first: read one byte more
+    // than allowed and see
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(io)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        let message = format!("larger than {} MiB: not a scenario", MAX_FILE_BYTES >> 20);
+        return Err(io(std::io::Error::other(message)));
+    }
+    Ok(text)
 }
 
 fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
@@ -422,6 +453,23 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
     if raw.entry.is_empty() {
         return Err(err(None, "expected at least one [[entry]] table (an entry point)".into()));
     }
+    if let Some(a) = raw.account.get(MAX_ACCOUNTS) {
+        return Err(err(Some(a.name.span()), format!("at most {MAX_ACCOUNTS} [[account]] tables")));
+    }
+    if let Some(g) = raw.agents.get(MAX_GROUPS) {
+        return Err(err(Some(g.span()), format!("at most {MAX_GROUPS} [[agents]] groups")));
+    }
+    if let Some(e) = raw.entry.get(MAX_ENTRIES) {
+        return Err(err(Some(e.span()), format!("at most {MAX_ENTRIES} [[entry]] tables")));
+    }
+    let mut agents = 0u64;
+    for g in &raw.agents {
+        agents += u64::from(*g.get_ref().count.get_ref());
+        if agents > MAX_AGENTS {
+            let message = format!("at most {MAX_AGENTS} agents over all [[agents]] groups");
+            return Err(err(Some(g.get_ref().count.span()), message));
+        }
+    }
     let customer_memory = match &raw.customer_memory {
         None => DEFAULT_CUSTOMER_MEMORY,
         Some(m) if *m.get_ref() == 0 || *m.get_ref() > 100_000_000 => {
@@ -444,12 +492,9 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
         None => (None, None),
         Some(t) => {
             if let Some(u) = &t.url
-                && !u.get_ref().starts_with("http://")
+                && let Err(m) = units::check_target_url(u.get_ref())
             {
-                return Err(err(
-                    Some(u.span()),
-                    "`url` must start with http:// (like \"http://127.0.0.1:8080\")".into(),
-                ));
+                return Err(err(Some(u.span()), format!("`url`: {m}")));
             }
             let creds = t.corpid.clone().zip(t.corpsecret.clone());
             (t.url.as_ref().map(|u| u.get_ref().clone()), creds)
@@ -619,6 +664,9 @@ fn build_entry(
 /// Shifts must start before they end and come in order without overlap;
 /// errors point at the shift at fault.
 fn shifts(raw: Vec<Spanned<RawShift>>, err: &ErrFn<'_>) -> Result<Vec<(u64, u64)>, ScenarioError> {
+    if let Some(s) = raw.get(MAX_POINTS) {
+        return Err(err(Some(s.span()), format!("at most {MAX_POINTS} shifts per group")));
+    }
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(raw.len());
     for shift in raw {
         let (from, to) = (shift.get_ref().from.0, shift.get_ref().to.0);
@@ -649,6 +697,9 @@ fn shifts(raw: Vec<Spanned<RawShift>>, err: &ErrFn<'_>) -> Result<Vec<(u64, u64)
 fn profile(raw: Spanned<Vec<Spanned<RawPoint>>>, err: &ErrFn<'_>) -> Result<Vec<(u64, f64)>, ScenarioError> {
     let span = raw.span();
     let points = raw.into_inner();
+    if let Some(p) = points.get(MAX_POINTS) {
+        return Err(err(Some(p.span()), format!("at most {MAX_POINTS} profile points")));
+    }
     if points.is_empty() {
         return Err(err(Some(span), "a profile needs at least one { at, factor } point".into()));
     }

@@ -7,6 +7,10 @@
 
 use std::fmt;
 
+/// The highest arrival rate of an entry [1/s]: far above any reception
+/// system, low enough that the simulator's time stays in integer µs.
+pub const MAX_RATE_PER_S: f64 = 1e6;
+
 /// Microseconds in one second.
 pub const US_PER_S: f64 = 1e6;
 
@@ -114,6 +118,9 @@ impl Rate {
         if !number.is_finite() || number <= 0.0 {
             return Err(format!("rate \"{text}\" must be positive and finite"));
         }
+        if number / per > MAX_RATE_PER_S {
+            return Err(format!("rate \"{text}\" is above the most kfsim runs, 1000000/s"));
+        }
         Ok(Rate { per_s: number / per })
     }
 }
@@ -142,6 +149,57 @@ pub fn human_ms(v: Option<f64>) -> String {
         let m = (ms / 60e3).round() as u64;
         format!("{}h{:02}m", m / 60, m % 60)
     }
+}
+
+/// Check a live target URL: `http://HOST[:PORT]` (an optional trailing
+/// `/`), HOST a name, an IPv4 address or a bracketed IPv6 address, PORT
+/// 1–65535. The driver builds every request from it, so anything it could
+/// not turn into a request is refused here, with a message for the user.
+pub fn check_target_url(url: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("invalid target \"{url}\": {why}; expected http://HOST:PORT"));
+    let Some(rest) = url.strip_prefix("http://") else {
+        return bad("it must start with http://");
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return bad("no host");
+    }
+    if authority.contains(['/', '?', '#', '@']) {
+        return bad("no path, query, fragment or user may follow the host");
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return bad("an IPv6 address needs its closing `]`");
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad("not an IPv6 address between the brackets");
+        }
+        match after {
+            "" => (addr, None),
+            p => match p.strip_prefix(':') {
+                Some(p) => (addr, Some(p)),
+                None => return bad("only `:PORT` may follow `]`"),
+            },
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return bad("no host");
+    }
+    if !authority.starts_with('[') && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return bad("a host name has only letters, digits, `-`, `.` and `_`");
+    }
+    if let Some(p) = port
+        && !(p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0))
+    {
+        return bad("the port must be a number from 1 to 65535");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -177,6 +235,31 @@ mod tests {
         assert_eq!(Rate::parse("7200/h").unwrap().per_s, 2.0);
         for bad in ["120", "120/week", "-1/s", "0/s", "x/s", "inf/s", "NaN/s"] {
             assert!(Rate::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn target_urls() {
+        for good in
+            ["http://127.0.0.1:8080", "http://localhost:1/", "http://[::1]:65535", "http://kf.example"]
+        {
+            assert_eq!(check_target_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://",
+            "http://a b",
+            "http://[::1",
+            "http://[zz]:80",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:",
+            "http://h:80/path",
+            "http://u@h:80",
+            "https://h:80",
+            "http://:80",
+        ] {
+            let e = check_target_url(bad).unwrap_err();
+            assert!(e.contains("expected http://HOST:PORT"), "{bad}: {e}");
         }
     }
 

@@ -174,13 +174,14 @@ async fn run_batch<T: Serialize>(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
+    // a caller without a valid token gets nothing buffered for it
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+        return error(e);
+    }
     let batch = match read_body(body, &parts.headers, svc.inner.max_body).await {
         Ok(bytes) => parse_json::<Batch>(&bytes),
         Err(e) => return error(e),
     };
-    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
-        return error(e);
-    }
     let batch = match batch {
         Ok(b) if b.actions.len() > MAX_BATCH => {
             return error(ApiError::param(format!("at most {MAX_BATCH} actions per batch")));
@@ -199,7 +200,7 @@ async fn run_batch<T: Serialize>(
 
 async fn customer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
     run_batch(svc, req, |st, channel, a, now| {
-        let ch = st.channel_of(channel)?;
+        let ch = st.use_channel(channel, now)?;
         customer_act(st, ch, a, now)
     })
     .await
@@ -238,15 +239,14 @@ fn pulled(p: &Pulled) -> Response {
 async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, ApiError> {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
-    let bytes = read_body(body, &parts.headers, svc.inner.max_body).await?;
-    let r = parse_json::<PullReq>(&bytes);
     svc.with_state(|st, now| st.check_token(&token, now))?;
-    r
+    let bytes = read_body(body, &parts.headers, svc.inner.max_body).await?;
+    parse_json::<PullReq>(&bytes)
 }
 
 async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
-    pull(svc, req, |st, r, limit| {
-        let ch = st.channel_of(&r.channel_id)?;
+    pull(svc, req, |st, r, limit, now| {
+        let ch = st.use_channel(&r.channel_id, now)?;
         Ok((st.pull_channel(ch, &r.cursor, limit)?, st.channel_notify(ch).expect("open channel")))
     })
     .await
@@ -254,9 +254,9 @@ async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response
 
 /// A servicer's own queue, or with `channel_id` a servicer channel.
 async fn servicer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
-    pull(svc, req, |st, r, limit| {
+    pull(svc, req, |st, r, limit, now| {
         if !r.channel_id.is_empty() {
-            let ch = st.channel_of(&r.channel_id)?;
+            let ch = st.use_channel(&r.channel_id, now)?;
             return Ok((
                 st.pull_channel(ch, &r.cursor, limit)?,
                 st.channel_notify(ch).expect("open channel"),
@@ -272,7 +272,12 @@ async fn servicer_pull(AxState(svc): AxState<Service>, req: Request) -> Response
 async fn pull(
     svc: Service,
     req: Request,
-    read: impl Fn(&mut State, &PullReq, usize) -> Result<(Pulled, std::sync::Arc<tokio::sync::Notify>), ApiError>,
+    read: impl Fn(
+        &mut State,
+        &PullReq,
+        usize,
+        u64,
+    ) -> Result<(Pulled, std::sync::Arc<tokio::sync::Notify>), ApiError>,
 ) -> Response {
     let r = match pull_request(&svc, req).await {
         Ok(r) => r,
@@ -282,8 +287,8 @@ async fn pull(
         Ok(x) => x,
         Err(e) => return error(e),
     };
-    let result = long_poll(&svc, wait, |st, _now| {
-        let (p, notify) = read(st, &r, limit)?;
+    let result = long_poll(&svc, wait, |st, now| {
+        let (p, notify) = read(st, &r, limit, now)?;
         let ready = !p.items.is_empty() || p.missed > 0;
         Ok((p, ready, notify))
     })

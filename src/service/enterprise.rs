@@ -397,6 +397,7 @@ impl State {
             user.feed.expire(horizon);
             user.recent.expire(now_us.saturating_sub(RESEND_WINDOW_US));
         }
+        self.expire_channels(now_us);
         let channels: Vec<u32> = self.channels.iter().map(|(i, _)| i).collect();
         for c in channels {
             let channel = at!(self.channels, c);

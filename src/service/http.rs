@@ -105,7 +105,22 @@ pub(super) async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Re
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, max).await.map_err(|_| too_large())
+    let read = tokio::time::timeout(super::BODY_READ_TIMEOUT, axum::body::to_bytes(body, max));
+    let Result::Ok(read) = read.await else {
+        return Err(ApiError::param("request body not received in time").with_status(408));
+    };
+    read.map_err(|e| {
+        // only the cap is a 413; a body that breaks off or is badly framed
+        // (chunked encoding) is the client's malformed request
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            cause = c.source();
+        }
+        ApiError::param(format!("unreadable request body: {e}")).with_status(400)
+    })
 }
 
 /// Parse a JSON body: syntax errors and wrong types are 47001 ("Warning:
@@ -144,6 +159,10 @@ where
 {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
+    // a caller without a valid token gets nothing buffered for it
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+        return error(e);
+    }
     let parsed = match read_body(body, &parts.headers, svc.inner.max_body).await {
         Result::Ok(bytes) => parse_json::<Req>(&bytes),
         Err(e) => return error(e),

@@ -130,20 +130,25 @@ fn render_sessions(o: &mut String, f: &Figures) -> std::fmt::Result {
         "# HELP kfsim_sessions Open sessions by account and service_state (0 new, 1 bot, 2 pool, 3 servicer)."
     )?;
     writeln!(o, "# TYPE kfsim_sessions gauge")?;
+    // labelled by open_kfid, which is unique; names need not be (two
+    // account/add with one name made duplicate series)
+    let labels = |a: &crate::service::state::AccountFigures| {
+        format!("open_kfid=\"{}\",account=\"{}\"", esc(&a.open_kfid), esc(&a.name))
+    };
     for a in &f.accounts {
         for (state, n) in a.by_state.iter().enumerate() {
-            writeln!(o, "kfsim_sessions{{account=\"{}\",state=\"{state}\"}} {n}", esc(&a.name))?;
+            writeln!(o, "kfsim_sessions{{{},state=\"{state}\"}} {n}", labels(a))?;
         }
     }
     writeln!(o, "# HELP kfsim_queue_length Sessions in the waiting pool (待接入池) by account.")?;
     writeln!(o, "# TYPE kfsim_queue_length gauge")?;
     for a in &f.accounts {
-        writeln!(o, "kfsim_queue_length{{account=\"{}\"}} {}", esc(&a.name), a.waiting)?;
+        writeln!(o, "kfsim_queue_length{{{}}} {}", labels(a), a.waiting)?;
     }
     writeln!(o, "# HELP kfsim_servicers Servicers (接待人员) by account.")?;
     writeln!(o, "# TYPE kfsim_servicers gauge")?;
     for a in &f.accounts {
-        writeln!(o, "kfsim_servicers{{account=\"{}\"}} {}", esc(&a.name), a.servicers)?;
+        writeln!(o, "kfsim_servicers{{{}}} {}", labels(a), a.servicers)?;
     }
     for (name, help, v) in [
         ("kfsim_channels", "Open customer channels.", f.channels),
@@ -180,6 +185,7 @@ fn render_counters(o: &mut String, f: &Figures) -> std::fmt::Result {
             "Injected fault: calls refused (42001) with a token invalidated early.",
             c.tokens_refused_early,
         ),
+        ("channels_expired", "Channels closed because their lease ran out.", c.channels_expired),
     ] {
         writeln!(
             o,
@@ -274,13 +280,14 @@ mod tests {
     #[test]
     fn renders_every_family_with_escaped_labels() {
         let mut st = State::new(Config::default());
-        st.account_add("a\"b", "", None, 0).unwrap();
+        let kf = st.account_add("a\"b", "", None, 0).unwrap();
         let m = HttpMetrics::default();
         m.record("/x", Duration::from_micros(700), false);
         m.record("/x", Duration::from_secs(100), true);
         let text = render(&st.figures(), &m.snapshot());
-        assert!(text.contains("kfsim_sessions{account=\"a\\\"b\",state=\"2\"} 0"), "{text}");
-        assert!(text.contains("kfsim_queue_length{account=\"a\\\"b\"} 0"));
+        let labels = format!("open_kfid=\"{kf}\",account=\"a\\\"b\"");
+        assert!(text.contains(&format!("kfsim_sessions{{{labels},state=\"2\"}} 0")), "{text}");
+        assert!(text.contains(&format!("kfsim_queue_length{{{labels}}} 0")));
         assert!(text.contains("kfsim_messages_routed_total 0"));
         assert!(text.contains("kfsim_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.001\"} 1"));
         assert!(text.contains("kfsim_http_request_duration_seconds_bucket{route=\"/x\",le=\"+Inf\"} 2"));

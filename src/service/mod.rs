@@ -229,14 +229,51 @@ pub fn app(svc: Service) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(svc, metrics::track))
 }
 
+/// How long a connection may take to send a request's head — counted from
+/// its opening, or from the previous answer on a kept-alive connection —
+/// before it is closed: a client that trickles its headers (slowloris), or
+/// holds a connection it does not use, cannot hold a socket for long.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request's body may take to arrive once its head has (HTTP
+/// 408 after that).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the shutdown signal, requests in flight have this long to finish
+/// (long-polls answer at once); connections still open then are dropped.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The timeouts of [`serve_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read: Duration,
+    /// See [`SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits { header_read: HEADER_READ_TIMEOUT, shutdown_grace: SHUTDOWN_GRACE }
+    }
+}
+
 /// Serve `svc` on `listener` until `shutdown` completes, then finish the
-/// requests in flight (long-polls answer at once) and return. Runs the
-/// sweeper, the per-minute log line and, if asked for, the auto-reply
-/// servicers alongside.
+/// requests in flight (long-polls answer at once) for at most
+/// [`SHUTDOWN_GRACE`] and return. Runs the sweeper, the per-minute log line
+/// and, if asked for, the auto-reply servicers alongside.
 pub async fn serve(
     listener: TcpListener,
     svc: Service,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, svc, shutdown, ServeLimits::default()).await
+}
+
+/// [`serve`] with other timeouts.
+pub async fn serve_with(
+    listener: TcpListener,
+    svc: Service,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
 ) -> std::io::Result<()> {
     let mut tasks = vec![
         tokio::spawn(sweeper(svc.clone())),
@@ -247,17 +284,54 @@ pub async fn serve(
         let seed = svc.with_state(|st, _| st.cfg.seed);
         tasks.push(tokio::spawn(push::deliver(svc.clone(), c.settings.clone(), c.stats.clone(), seed)));
     }
-    let stopping = svc.clone();
-    let result = axum::serve(listener, app(svc))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.begin_shutdown();
-        })
-        .await;
+    let app = hyper_util::service::TowerToHyperService::new(app(svc.clone()));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => r,
+            () = &mut shutdown => break,
+            // reap finished connections as they go
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let stream = match stream {
+            Ok((stream, _)) => stream,
+            // out of file descriptors or the like: wait, others finish
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), app.clone());
+        let mut stop = stop_rx.clone();
+        conns.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    svc.begin_shutdown();
+    let _ = stop_tx.send(true);
+    // a client holding a half-sent request must not keep the process up
+    let drained =
+        tokio::time::timeout(limits.shutdown_grace, async { while conns.join_next().await.is_some() {} })
+            .await;
+    if drained.is_err() {
+        conns.abort_all();
+    }
     for t in tasks {
         t.abort();
     }
-    result
+    Ok(())
 }
 
 async fn sweeper(svc: Service) {

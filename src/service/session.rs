@@ -77,6 +77,8 @@ impl State {
             customers: Default::default(),
             servicers: Vec::new(),
             recent: Default::default(),
+            id: id.clone().into(),
+            last_us: None,
         });
         self.channel_ix.insert(id.clone().into(), c);
         Ok(id)
@@ -88,6 +90,34 @@ impl State {
             return Err(ApiError::missing("channel_id"));
         }
         self.channel_ix.get(id).copied().ok_or_else(|| ApiError::param(format!("unknown channel_id `{id}`")))
+    }
+
+    /// The channel of an id, as [`State::channel_of`], used at `now_us`:
+    /// its lease starts again.
+    pub fn use_channel(&mut self, id: &str, now_us: u64) -> Result<u32, ApiError> {
+        let ch = self.channel_of(id)?;
+        at!(self.channels, ch).last_us = Some(now_us);
+        Ok(ch)
+    }
+
+    /// Close the channels unused for longer than their lease (see
+    /// [`Config::channel_lease_us`](super::Config)).
+    pub(super) fn expire_channels(&mut self, now_us: u64) {
+        let lease = self.cfg.channel_lease_us;
+        let mut expired = Vec::new();
+        let channels: Vec<u32> = self.channels.iter().map(|(i, _)| i).collect();
+        for ch in channels {
+            let c = at!(self.channels, ch);
+            match c.last_us {
+                None => c.last_us = Some(now_us),
+                Some(t) if now_us.saturating_sub(t) > lease => expired.push(c.id.clone()),
+                Some(_) => {}
+            }
+        }
+        for id in expired {
+            let _ = self.close_channel(&id, now_us);
+            self.counters.channels_expired += 1;
+        }
     }
 
     /// The wake-up of a channel's queue.
@@ -421,7 +451,7 @@ impl State {
         let prefer = match last {
             Some((slot, user, t))
                 if a.rule.prefer_last_agent
-                    && now_us.saturating_sub(t) <= a.rule.prefer_last_within_s * 1_000_000
+                    && now_us.saturating_sub(t) <= a.rule.prefer_last_within_s.saturating_mul(1_000_000)
                     && a.agents.get(slot as usize) == Some(&Some(user)) =>
             {
                 Some(slot as usize)

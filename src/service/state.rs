@@ -55,6 +55,10 @@ pub struct Config {
     pub channel_queue_cap: usize,
     /// Open customer channels at most.
     pub max_channels: usize,
+    /// A channel nobody pulled from or sent a batch on for this long is
+    /// closed, as by `close_channel`: a driver that was killed does not
+    /// keep its customers' sessions (and so servicers' slots) for ever.
+    pub channel_lease_us: u64,
     /// Customer messages a waiting session (state 2) holds for its future
     /// servicer; more are refused with 45009.
     pub pending_cap: usize,
@@ -88,6 +92,7 @@ impl Default for Config {
             servicer_queue_cap: 100_000,
             channel_queue_cap: 100_000,
             max_channels: 1024,
+            channel_lease_us: 60 * 1_000_000,
             pending_cap: 1000,
             default_max_concurrent: 1,
             seed: 1,
@@ -283,6 +288,11 @@ pub(super) struct Channel {
     /// Customer messages' `client_msgid` → msgid: a resend is not a new
     /// message. Sized for a minute at 15 000 messages/s on one channel.
     pub(super) recent: RecentIds<Box<str>, 1_000_000>,
+    /// The channel's id.
+    pub(super) id: Box<str>,
+    /// When it was last used (a pull or a batch); `None` until then, when
+    /// its lease starts at the next sweep.
+    pub(super) last_us: Option<u64>,
 }
 
 /// What a `send_msg_on_event` code was issued for.
@@ -416,6 +426,8 @@ pub struct Counters {
     pub callbacks_coalesced: u64,
     /// Fault: calls refused because their token was invalidated early.
     pub tokens_refused_early: u64,
+    /// Channels closed because their lease ran out.
+    pub channels_expired: u64,
 }
 
 /// The service state. See the module docs.

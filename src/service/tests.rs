@@ -302,6 +302,9 @@ fn prefer_last_agent_brings_a_returning_customer_back() {
 #[test]
 fn idle_sessions_end_and_old_entries_go() {
     let mut w = world(&["a1"], 1, Rule::default());
+    // the customers' channel is driven through the state, never pulled:
+    // its lease must not end the sessions first
+    w.st.cfg.channel_lease_us = u64::MAX;
     let kf = w.kf.clone();
     let c = w.say("c1", "x", T0).external_userid;
     let c2 = w.say("c2", "y", T0).external_userid;

@@ -1,0 +1,274 @@
+//! The reference service against hostile or unlucky clients (issue 17):
+//! slow and idle connections, unauthenticated bodies, bad framing, a
+//! shutdown while a request is half sent, and overflowing parameters.
+//! Traffic goes only to loopback; every wait is bounded by a guard that
+//! only keeps a regression from hanging the suite.
+
+mod service_util;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kfsim::service::{Config, Options, ServeLimits, Service, State, SystemClock, serve_with};
+use serde_json::{Value, json};
+use service_util::{Server, account, batch, channel, say};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Far longer than anything below should take.
+const GUARD: Duration = Duration::from_secs(20);
+
+/// Read until the peer closes (or `GUARD`): what was read, and whether it
+/// closed.
+async fn read_to_close(s: &mut TcpStream) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(GUARD, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (out, closed)
+}
+
+/// Read one HTTP answer's head and the start of its body (or `GUARD`).
+async fn read_answer(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(GUARD, async {
+        while !String::from_utf8_lossy(&out).contains("errcode") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Issue 17, item 5: a connection that trickles its headers, or sends
+/// nothing at all, was held forever. It is closed after the header-read
+/// timeout (1 s here).
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    let svc = Service::new(State::new(Config::default()), Arc::new(SystemClock), Options::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ServeLimits { header_read: Duration::from_secs(1), ..Default::default() };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with(
+        listener,
+        svc,
+        async move {
+            let _ = rx.await;
+        },
+        limits,
+    ));
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /cgi-bin/kf/account/list HTTP/1.1\r\nHo").await.unwrap();
+    let (_, idle_closed) = read_to_close(&mut idle).await;
+    let (_, slow_closed) = read_to_close(&mut slow).await;
+    assert!(idle_closed, "an idle connection is closed");
+    assert!(slow_closed, "a connection with a half-sent head is closed");
+    // the service still answers others
+    let mut c = service_util::Client::connect(addr).await;
+    assert_eq!(c.get("/healthz").await.0, 200);
+    let _ = tx.send(());
+    tokio::time::timeout(GUARD, server).await.expect("stopped").unwrap().unwrap();
+}
+
+/// Issue 17, item 6: a client holding a half-sent request kept `serve`
+/// from returning after the shutdown signal. It returns once the grace
+/// period is over.
+#[tokio::test]
+async fn shutdown_is_bounded_whatever_the_clients_do() {
+    let svc = Service::new(State::new(Config::default()), Arc::new(SystemClock), Options::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits =
+        ServeLimits { header_read: Duration::from_secs(600), shutdown_grace: Duration::from_secs(1) };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with(
+        listener,
+        svc,
+        async move {
+            let _ = rx.await;
+        },
+        limits,
+    ));
+    let mut c = service_util::Client::connect(addr).await;
+    let token = c.login().await;
+    // a head, then half of the body it announces
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /cgi-bin/kf/account/add?access_token={token} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{{\"na"
+    );
+    half.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = tx.send(());
+    let stopped = tokio::time::timeout(GUARD, server).await;
+    assert!(stopped.is_ok(), "serve returned although a request was half sent");
+}
+
+/// Issue 17, item 5: the token was checked after the body was read, so
+/// anyone could make the service buffer 1 MiB per request. An
+/// unauthenticated request is answered from its head alone.
+#[tokio::test]
+async fn the_token_is_checked_before_the_body_is_read() {
+    let server = Server::empty().await;
+    for path in ["/cgi-bin/kf/account/add", "/sim/customer/batch", "/sim/customer/pull"] {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST {path}?access_token=forged HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n{{"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        // the rest of the body never comes
+        let answer = read_answer(&mut s).await;
+        assert!(answer.contains("40014"), "{path}: answered without the body: {answer:?}");
+    }
+    server.stop().await.unwrap();
+}
+
+/// Issue 17, item 14: a malformed chunked body was answered 413 ("larger
+/// than 1 MiB"). It is a bad request: 400.
+#[tokio::test]
+async fn a_malformed_chunked_body_is_a_bad_request() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    let token = c.login().await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let req = format!(
+        "POST /cgi-bin/kf/account/add?access_token={token} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(!answer.contains("1 MiB"), "{answer:?}");
+    server.stop().await.unwrap();
+}
+
+/// Issue 17, item 12: `prefer_last_within_s` was multiplied into µs
+/// without a check; a huge window overflowed and routed a returning
+/// customer as if it had no last agent. A huge window means "always".
+#[tokio::test]
+async fn a_huge_prefer_last_window_keeps_the_last_agent() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let rule = json!({"policy": "round_robin", "prefer_last_agent": true, "prefer_last_within_s": 18446744073710u64});
+    let kf = account(&mut c, "kf", &["s1", "s2"], 1, rule).await;
+    let ch = channel(&mut c).await;
+    let first = batch(&mut c, &ch, vec![say("c", &kf, "m1", "hello")]).await;
+    let agent = first[0]["servicer_userid"].as_str().unwrap().to_owned();
+    let ext = first[0]["external_userid"].as_str().unwrap().to_owned();
+    let end = json!({"servicer_userid": agent, "open_kfid": kf, "external_userid": ext});
+    c.ok("/sim/servicer/end", end).await;
+    // round robin alone would pick the other servicer
+    let again = batch(&mut c, &ch, vec![say("c", &kf, "m2", "again")]).await;
+    assert_eq!(again[0]["servicer_userid"], Value::from(agent.as_str()), "{again:?}");
+    server.stop().await.unwrap();
+}
+
+const T0: u64 = 1_700_000_000_000_000;
+
+/// Issue 17, item 2: a killed driver's channel kept its customers'
+/// sessions, and so its servicers' slots, for ever (the next run was
+/// answered nothing). A channel nobody pulls from or sends on for its
+/// lease (60 s) is closed: its sessions end, the slots free up. One in use
+/// stays.
+#[tokio::test]
+async fn a_channel_nobody_uses_expires_and_frees_its_sessions() {
+    let clock = Arc::new(kfsim::service::ManualClock::new(T0));
+    let server = Server::start(State::new(Config::default()), clock.clone(), Options::default()).await;
+    let mut c = server.client().await;
+    c.login().await;
+    let kf = account(&mut c, "kf", &["s1", "s2"], 1, json!({})).await;
+    let dead = channel(&mut c).await;
+    let alive = channel(&mut c).await;
+    let r = batch(&mut c, &dead, vec![say("a", &kf, "1", "x")]).await;
+    assert_eq!(r[0]["service_state"], 3, "{r:?}");
+    let r = batch(&mut c, &alive, vec![say("b", &kf, "2", "y")]).await;
+    assert_eq!(r[0]["service_state"], 3, "{r:?}");
+    let held = |v: &Value| {
+        v["servicer_list"].as_array().unwrap().iter().map(|s| s["sessions"].as_u64().unwrap()).sum::<u64>()
+    };
+    clock.advance(50_000_000);
+    c.ok("/sim/customer/pull", json!({"channel_id": alive, "cursor": ""})).await;
+    clock.advance(11_000_000);
+    server.svc.with_state(|st, now| st.sweep(now, 1000));
+    let (_, list) = c.get(&format!("/cgi-bin/kf/servicer/list?open_kfid={kf}")).await;
+    assert_eq!(held(&list), 1, "only the live channel's session is held: {list}");
+    let gone = c.post("/sim/customer/pull", json!({"channel_id": dead, "cursor": ""})).await;
+    assert_eq!(gone["errcode"], 40058, "{gone}");
+    c.ok("/sim/customer/pull", json!({"channel_id": alive, "cursor": ""})).await;
+    let (_, bytes) = c.raw("GET", "/metrics", Vec::new()).await;
+    assert!(String::from_utf8_lossy(&bytes).contains("kfsim_channels_expired_total 1"));
+    server.stop().await.unwrap();
+}
+
+/// Issue 17, item 10: two accounts with one name made duplicate series
+/// in `/metrics`. Each account's series carry its open_kfid.
+#[tokio::test]
+async fn accounts_sharing_a_name_have_their_own_series() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let one = account(&mut c, "kf", &[], 1, json!({})).await;
+    let two = account(&mut c, "kf", &[], 1, json!({})).await;
+    assert_ne!(one, two);
+    let (_, bytes) = c.raw("GET", "/metrics", Vec::new()).await;
+    let text = String::from_utf8(bytes).unwrap();
+    let series: Vec<&str> =
+        text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+    let unique: std::collections::HashSet<&&str> = series.iter().collect();
+    assert_eq!(unique.len(), series.len(), "duplicate series in\n{text}");
+    for kf in [&one, &two] {
+        assert!(text.contains(&format!("kfsim_servicers{{open_kfid=\"{kf}\",account=\"kf\"}} 0")), "{text}");
+    }
+    server.stop().await.unwrap();
+}
+
+/// Issue 17, item 5: with the default soft limit of open files (256 on
+/// some systems), a few hundred idle sockets locked every other client
+/// out. `kfsim serve` raises its soft limit to the hard one.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_raises_its_open_files_limit() {
+    let hard = std::process::Command::new("sh").args(["-c", "ulimit -Hn"]).output().unwrap();
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_owned();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -Sn 256 && exec \"{}\" serve --addr 127.0.0.1:0", env!("CARGO_BIN_EXE_kfsim")))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let limits = format!("/proc/{}/limits", child.id());
+    let mut soft = String::new();
+    let comm = format!("/proc/{}/comm", child.id());
+    for _ in 0..100 {
+        // the shell's own limits first, kfsim's after the exec
+        if !std::fs::read_to_string(&comm).unwrap_or_default().starts_with("kfsim") {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let text = std::fs::read_to_string(&limits).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("Max open files")) {
+            soft = line.split_whitespace().nth(3).unwrap_or_default().to_owned();
+            if soft != "256" {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(soft, if hard == "unlimited" { "unlimited".to_owned() } else { hard }, "the soft limit");
+}
