@@ -245,7 +245,14 @@ fn easywechat() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("package.json"), r#"{"name": "kfsim-sdk-test", "private": true}"#).unwrap();
     let npm = Command::new("npm")
-        .args(["install", "--silent", "--no-audit", "--no-fund", "node-easywechat@3.6", "node-socialite@~1.4.1"])
+        .args([
+            "install",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "node-easywechat@3.6",
+            "node-socialite@~1.4.1",
+        ])
         .current_dir(&dir)
         .output()
         .expect("npm runs");
@@ -283,6 +290,8 @@ fn node_easywechat_calls_kfsim_unchanged() {
     let echostr = ours.encrypt(b"4823904823", [5; 16]);
     let signature = ours.signature("1700000000", "77", &echostr);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/easywechat.js");
+    let work = std::env::temp_dir().join(format!("kfsim-easywechat-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
     let out = Command::new("node")
         .arg(&script)
         .args([
@@ -296,9 +305,12 @@ fn node_easywechat_calls_kfsim_unchanged() {
             "77",
         ])
         .env("NODE_PATH", dir.join("node_modules"))
-        .current_dir(&dir)
+        // node-easywechat caches the access token in a file in the working
+        // folder: a token of an earlier kfsim is not this one's (40014)
+        .current_dir(&work)
         .output()
         .expect("node runs");
+    let _ = std::fs::remove_dir_all(&work);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));

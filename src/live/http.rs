@@ -322,7 +322,8 @@ impl Http {
                 let _ = self.renew(generation).await;
                 (url, generation, _) = self.url(path);
             }
-            let mut req = hyper::Request::builder().method(method.clone()).uri(url).header(DRIVER_HEADER, "1");
+            let mut req =
+                hyper::Request::builder().method(method.clone()).uri(url).header(DRIVER_HEADER, "1");
             if method == hyper::Method::POST {
                 req = req.header("content-type", "application/json");
             }
