@@ -53,7 +53,7 @@ pub fn charts(
 
 /// The page.
 pub fn html(c: &Comparison, base_label: &str, cur_label: &str, charts: &[Chart]) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = super::html::esc;
     let mut h = String::new();
     let failed = c.rows.iter().filter(|r| r.status.fails()).count();
     let _ = write!(
@@ -94,7 +94,7 @@ pub fn html(c: &Comparison, base_label: &str, cur_label: &str, charts: &[Chart])
 /// The compared metrics with their % change, failures first; in exact
 /// mode only what differs.
 pub fn table(c: &Comparison) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = super::html::esc;
     let mut h = String::from(
         "<table><tr><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>rule</th><th>verdict</th></tr>\n",
     );

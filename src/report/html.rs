@@ -13,7 +13,8 @@ use crate::metrics::Measured;
 use crate::scenario::units::human_ms;
 use crate::summary::LatencyStats;
 
-fn esc(s: &str) -> String {
+/// `s` safe inside HTML text and attribute values.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -249,7 +249,7 @@ pub fn charts(plan: &PlanReport) -> DrawResult<Vec<Chart>> {
 
 /// `plan.html`: the answer, the charts, and the values tried.
 pub fn html(plan: &PlanReport, charts: &[Chart]) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = super::html::esc;
     let mut h = String::new();
     let _ = write!(
         h,

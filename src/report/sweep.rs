@@ -260,7 +260,7 @@ pub fn charts(r: &SweepResult) -> DrawResult<Vec<Chart>> {
 
 /// `sweep.html`: the charts and the table of points.
 pub fn html(r: &SweepResult, charts: &[Chart]) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = super::html::esc;
     let mut h = String::new();
     let _ = write!(
         h,

@@ -62,6 +62,12 @@ pub struct Medium {
     created_us: u64,
 }
 
+impl Medium {
+    fn new(kind: &'static str, filename: &str, content_type: &str, bytes: Bytes, created_us: u64) -> Medium {
+        Medium { kind, filename: filename.into(), content_type: content_type.into(), bytes, created_us }
+    }
+}
+
 /// Stored media, bounded by age and bytes.
 #[derive(Debug)]
 pub(super) struct MediaStore {
@@ -155,14 +161,7 @@ impl State {
             ));
         }
         let id = format!("3{}", self.new_id());
-        let m = Medium {
-            kind,
-            filename: filename.into(),
-            content_type: content_type.into(),
-            bytes,
-            created_us: now_us,
-        };
-        self.media.insert(&id, m);
+        self.media.insert(&id, Medium::new(kind, filename, content_type, bytes, now_us));
         Ok(id)
     }
 
@@ -182,14 +181,7 @@ impl State {
             return;
         }
         let (filename, content_type, bytes) = placeholder(kind);
-        let m = Medium {
-            kind,
-            filename: filename.into(),
-            content_type: content_type.into(),
-            bytes,
-            created_us: now_us,
-        };
-        self.media.insert(media_id, m);
+        self.media.insert(media_id, Medium::new(kind, filename, content_type, bytes, now_us));
     }
 }
 
