@@ -280,6 +280,10 @@ rate = "300/s"
         scheduled += 1;
     }
     assert_eq!(s.sessions.offered + live.shed, scheduled, "{:?} {live:?}", s.sessions);
+    let mut text = Vec::new();
+    kfsim::report::terminal(&s, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains(&format!("OVERLOAD   {} arrivals shed", live.shed)), "{text}");
 }
 
 /// Issue 17, item 4: rates the live engine cannot drive are refused
@@ -345,8 +349,15 @@ fn a_run_that_finds_servicers_busy_says_so() {
     };
     let result = kfsim::cli::run::run_live_with(&sc, opts, false, &mut |_| true);
     target.shutdown();
-    let live = result.unwrap().summary.live.unwrap();
+    let summary = result.unwrap().summary;
+    let live = summary.live.clone().unwrap();
     assert_eq!(live.busy_at_start, 1, "{live:?}");
+    // and the terminal report says so where the figures are read
+    let mut text = Vec::new();
+    kfsim::report::terminal(&summary, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("WARNING    1 sessions were already held"), "{text}");
+    assert!(!text.contains("OVERLOAD"), "nothing was shed: {text}");
 }
 
 /// Issue 17, item 1: after a restart the target knows the driver's token

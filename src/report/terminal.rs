@@ -154,6 +154,21 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         let p99 = s.lag_ms.as_ref().and_then(|l| l.p99);
         writeln!(w, "driver     {late} actions late (> 10 ms) · lag p99 {}", human_ms(p99))?;
     }
+    // both skew every figure above: said where the figures are read
+    if info.shed > 0 {
+        writeln!(
+            w,
+            "OVERLOAD   {} arrivals shed by the driver (it could not keep up): see live.shed",
+            info.shed
+        )?;
+    }
+    if info.busy_at_start > 0 {
+        writeln!(
+            w,
+            "WARNING    {} sessions were already held by the scenario's servicers when the run began",
+            info.busy_at_start
+        )?;
+    }
     let Some(http) = &s.http else { return Ok(()) };
     writeln!(w, "{:<17}{:>8}{:>9}{:>9}{:>9}{:>9}", "http", "count", "errors", "p50", "p99", "max")?;
     for (name, e) in http {
