@@ -209,6 +209,8 @@ const PATHS: &[&str] = &[
     "/cgi-bin/kf/send_msg",
     "/cgi-bin/kf/send_msg_on_event",
     "/cgi-bin/kf/customer/batchget",
+    "/cgi-bin/kf/get_corp_statistic",
+    "/cgi-bin/kf/get_servicer_statistic",
     "/sim/customer/batch",
     "/sim/customer/pull",
     "/sim/servicer/set_status",
