@@ -153,6 +153,7 @@ pub struct Metrics {
     sticky: Sticky,
     by_type: [u64; MSG_TYPES.len()],
     replies: u64,
+    bot_replies: u64,
     series: SeriesRecorder,
 }
 
@@ -220,6 +221,7 @@ impl Metrics {
             sticky: Sticky::default(),
             by_type: [0; MSG_TYPES.len()],
             replies: 0,
+            bot_replies: 0,
             series: SeriesRecorder::new(scenario),
         }
     }
@@ -285,6 +287,7 @@ impl Metrics {
         }
         let series = std::mem::replace(&mut self.series, SeriesRecorder::new(scenario)).finish(stats.end_us);
         let engine = if live.is_some() { Engine::Live } else { Engine::Sim };
+        let bot_replies = self.bot_replies;
         let mut summary = self.summary(scenario, engine, stats);
         if let Some(live) = live {
             histograms.extend(live.http_histograms);
@@ -295,6 +298,7 @@ impl Metrics {
             s.messages.lost = Some(live.lost);
             s.messages.duplicated = Some(live.duplicated);
             s.messages.reordered = Some(live.reordered);
+            s.messages.bot = Some(bot_replies);
             s.late_actions = Some(live.late_actions);
             s.lag_ms = Some(live.lag.stats_ms());
             s.delivery_ms = Some(Delivery {
@@ -389,6 +393,7 @@ impl Metrics {
             late_actions: None,
             lag_ms: None,
             live: None,
+            middleware: None,
         }
     }
 
@@ -489,6 +494,20 @@ pub fn cv(x: &[f64]) -> Option<f64> {
 impl Observer for Metrics {
     #[inline]
     fn observe(&mut self, obs: Obs) {
+        self.fold(obs);
+    }
+}
+
+impl Metrics {
+    /// The first answer of session `s`, whoever gave it, at `t`.
+    fn first_response(&mut self, t: u64, s: &SessionInfo) {
+        let first = t.saturating_sub(s.arrived_us);
+        self.first_response.record(first);
+        self.entries[s.entry as usize].first_response.record(first);
+    }
+
+    #[inline]
+    fn fold(&mut self, obs: Obs) {
         self.series.observe(obs);
         match obs {
             Obs::Entered { s, returning, sticky_eligible, msgtype } => {
@@ -539,17 +558,24 @@ impl Observer for Metrics {
                     self.by_type[msgtype as usize] += 1;
                 }
             }
-            Obs::Reply { t, s, agent, index, sent_us } => {
+            Obs::Reply { t, s, agent, sent_us, first, .. } => {
                 if !self.counted(&s) {
                     return;
                 }
                 self.replies += 1;
                 self.reply.record(t.saturating_sub(sent_us));
                 self.agents[agent as usize].messages += 1;
-                if index == 0 {
-                    let first = t.saturating_sub(s.arrived_us);
-                    self.first_response.record(first);
-                    self.entries[s.entry as usize].first_response.record(first);
+                if first {
+                    self.first_response(t, &s);
+                }
+            }
+            Obs::BotReply { t, s, first } => {
+                if !self.counted(&s) {
+                    return;
+                }
+                self.bot_replies += 1;
+                if first {
+                    self.first_response(t, &s);
                 }
             }
             Obs::Ended { t, s, .. } => {

@@ -158,6 +158,18 @@ pub enum Obs {
         index: u32,
         /// When the message being answered was sent.
         sent_us: u64,
+        /// The first answer the customer got in this session (a bot may
+        /// have answered before).
+        first: bool,
+    },
+    /// A bot (智能助手: a middleware's `send_msg`) answered the customer.
+    BotReply {
+        /// When.
+        t: u64,
+        /// The session.
+        s: SessionInfo,
+        /// The first answer the customer got in this session.
+        first: bool,
     },
     /// The agent ended the session (state 4).
     Ended {
@@ -206,6 +218,7 @@ impl Obs {
             | Obs::Abandoned { t, .. }
             | Obs::Message { t, .. }
             | Obs::Reply { t, .. }
+            | Obs::BotReply { t, .. }
             | Obs::Ended { t, .. }
             | Obs::Unfinished { t, .. }
             | Obs::AgentLoad { t, .. }

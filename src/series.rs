@@ -435,6 +435,7 @@ impl Observer for SeriesRecorder {
             Obs::Rejected { .. }
             | Obs::Message { .. }
             | Obs::Reply { .. }
+            | Obs::BotReply { .. }
             | Obs::Ended { .. }
             | Obs::Unfinished { .. } => {}
         }

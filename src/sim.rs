@@ -464,7 +464,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
         s.gen_ = s.gen_.wrapping_add(1);
         let gen_ = s.gen_;
         let last = s.msg_idx + 1 >= s.msgs_total;
-        self.obs.observe(Obs::Reply { t: now, s: info, agent, index, sent_us: sent });
+        self.obs.observe(Obs::Reply { t: now, s: info, agent, index, sent_us: sent, first: index == 0 });
         if !last {
             let e = &mut self.entries[info.entry as usize];
             let think = e.think.sample(&mut e.rng);

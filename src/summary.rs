@@ -74,6 +74,84 @@ pub struct Summary {
     /// Live engine: the target and the time scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveInfo>,
+    /// Live engine against a middleware (`run --middleware`): what the
+    /// middleware did, as kfsim playing WeCom saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub middleware: Option<MiddlewareSummary>,
+}
+
+/// What a KF middleware did during a run, as WeCom (kfsim) saw it. Its
+/// latencies are wall time [ms], as the middleware lived them, whatever the
+/// time scale; its counts cover the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MiddlewareSummary {
+    /// The callback URL.
+    pub url: String,
+    /// The `kf_msg_or_event` callbacks sent to it.
+    pub callbacks: CallbackSummary,
+    /// Log entries `sync_msg` returned to it for the first time.
+    pub synced: u64,
+    /// A log entry available → first returned by `sync_msg` [ms].
+    pub sync_lag_ms: LatencyStats,
+    /// Customer messages in sessions the middleware held (states 0 and 1).
+    pub customer_messages: u64,
+    /// The oldest customer message it had not acted on → its `send_msg`
+    /// (or `send_msg_on_event`) to that customer [ms].
+    pub bot_reply_ms: LatencyStats,
+    /// Session start → the middleware's first hand-off out of states 0/1
+    /// (`service_state/trans` to 2 or 3) [ms]: what it adds before the
+    /// reception rules see the session.
+    pub routed_ms: LatencyStats,
+    /// Session start → state 3 (a servicer holds it) [ms].
+    pub handoff_ms: LatencyStats,
+    /// Its API calls per endpoint (`gettoken`, `kf/sync_msg`, …).
+    pub api: BTreeMap<String, ApiEndpoint>,
+    /// `gettoken` calls: more than a few in a run means it does not cache
+    /// its access_token.
+    pub gettoken: u64,
+    /// Customer messages it never acted on: no reply and no hand-off
+    /// before their session ended.
+    pub unacted: u64,
+    /// Customer messages still owed when the run ended (its customers'
+    /// channel closed): not counted in `unacted`, the run cut them short.
+    pub owed_at_end: u64,
+    /// Messages it sent to sessions that had already ended.
+    pub replies_after_end: u64,
+    /// Messages it sent twice: the same content to the same session with
+    /// no customer message in between.
+    pub sent_twice: u64,
+    /// The time scale's effect: its median added latency (`routed_ms`
+    /// p50) × the time scale, as a share of the service-level threshold.
+    /// Above 0.1 the scale distorts what customers see (a warning).
+    pub scale_effect: Option<f64>,
+}
+
+/// The callbacks a middleware received.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallbackSummary {
+    /// Callbacks taken for delivery.
+    pub sent: u64,
+    /// Answered with a 2xx status.
+    pub delivered: u64,
+    /// Given up on after every retry failed.
+    pub failed: u64,
+    /// Attempts after a failed one.
+    pub retried: u64,
+    /// Time to a 2xx answer [ms].
+    pub latency_ms: LatencyStats,
+}
+
+/// One endpoint of WeCom's API as a middleware called it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiEndpoint {
+    /// Calls.
+    pub count: u64,
+    /// Calls answered with a non-zero errcode (or an HTTP error).
+    pub errors: u64,
+    /// Errors by errcode (`"95018"`, `"40014"`, `"http_404"`, …).
+    pub errcodes: BTreeMap<String, u64>,
+    /// Time to answer, as served [ms].
+    pub latency_ms: LatencyStats,
 }
 
 /// One endpoint of a live target: calls, errors, and latency [ms] from each
@@ -272,6 +350,9 @@ pub struct MessageCounts {
     /// Live engine: messages seen after a later message of the same session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reordered: Option<u64>,
+    /// Live engine: bot answers (a middleware's messages) the customers got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<u64>,
 }
 
 /// One agent over the measured window `[warmup, duration]`.

@@ -20,6 +20,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("bench-sweep", &[]),
     ("erlang-c", &[]),
     ("live-check", &[]),
+    ("middleware", &[]),
     ("quickstart", &[]),
 ];
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::ValueEnum;
 
+pub use super::serve::WeComSetup;
 use super::{ArgError, Exit, ScenarioArgs, default_out_dir, load, progress_bar};
 use crate::compare::{self, Comparison};
 use crate::gate::{self, GateResult, Verdict};
@@ -92,6 +93,30 @@ pub struct RunArgs {
     /// Extra files to write into the run folder.
     #[arg(long, value_enum)]
     pub export: Vec<Export>,
+    #[command(flatten)]
+    /// Against a middleware.
+    pub middleware: MiddlewareArgs,
+}
+
+/// `kfsim run --middleware`: kfsim plays WeCom for a KF middleware.
+#[derive(Debug, clap::Args)]
+pub struct MiddlewareArgs {
+    /// Live engine: load-test the KF middleware whose callback URL this is. kfsim plays WeCom
+    /// (its API at --listen, callbacks to URL), the customers and the servicers.
+    #[arg(long, value_name = "URL", conflicts_with = "target")]
+    pub middleware: Option<String>,
+    /// Where kfsim's WeCom listens: the middleware's base URL is http://ADDR/cgi-bin/
+    /// [default: the scenario's [wecom] listen, else 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR", requires = "middleware")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// How long to keep checking the callback URL before giving up (exit 3): the middleware may
+    /// still be starting.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = wait_us, requires = "middleware")]
+    pub callback_wait: u64,
+}
+
+fn wait_us(text: &str) -> Result<u64, String> {
+    crate::scenario::units::parse_duration(text)
 }
 
 pub(super) fn cmd_validate(args: &ScenarioArgs) -> anyhow::Result<Exit> {
@@ -155,6 +180,11 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
     };
+    if args.middleware.middleware.is_some() && args.engine != Engine::Live {
+        return Err(
+            ArgError("--middleware drives a middleware in real time: add --engine live".into()).into()
+        );
+    }
     let mut run = match args.engine {
         Engine::Sim => simulate_interactive(&sc, args.quiet),
         Engine::Live => run_live(&sc, args)?,
@@ -342,7 +372,18 @@ pub(super) fn cmd_report(args: &ReportArgs) -> anyhow::Result<Exit> {
 /// A live run: the embedded reference service on a loopback port unless a
 /// target is given, then the live engine against it with a progress bar.
 fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
-    let target = args.target.clone().or_else(|| sc.target_url.clone());
+    let wecom = match &args.middleware.middleware {
+        Some(url) => {
+            let mut setup = WeComSetup::from_scenario(sc, url, args.middleware.listen)?;
+            setup.verify_within = Duration::from_micros(args.middleware.callback_wait);
+            Some(setup)
+        }
+        None => None,
+    };
+    let target = match &wecom {
+        Some(_) => None,
+        None => args.target.clone().or_else(|| sc.target_url.clone()),
+    };
     let mut opts = LiveOptions {
         time_scale: args.time_scale.unwrap_or(sc.time_scale),
         target_label: target.clone().unwrap_or_else(|| "embedded".into()),
@@ -355,6 +396,11 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
         opts.corpid = id.clone();
         opts.corpsecret = secret.clone();
     }
+    if let Some(w) = &wecom {
+        opts.target_label = format!("middleware {}", w.callbacks.url);
+        opts.corpid = w.corpid.clone();
+        opts.corpsecret = w.corpsecret.clone();
+    }
     opts.check().map_err(|m| {
         let m = m.replace("the time scale", "--time-scale").replace("target ", "--target ");
         ArgError(m)
@@ -366,14 +412,27 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
             human_ms(Some(sc.duration_us as f64 / 1e3)),
             opts.time_scale,
             sc.duration_us as f64 / 1e6 / opts.time_scale,
-            target.as_deref().unwrap_or("the embedded service")
+            match &wecom {
+                Some(w) => format!("the middleware at {} (kfsim's WeCom on {})", w.callbacks.url, w.listen),
+                None => target.clone().unwrap_or_else(|| "the embedded service".into()),
+            }
         );
     }
+    if let Some(w) = &wecom
+        && !args.quiet
+    {
+        eprintln!("live: waiting (at most {:?}) for the callback URL to verify", w.verify_within);
+    }
     let (bar, mut progress) = progress_bar(sc, args.quiet);
-    let embedded = target.is_none();
-    let measured = run_live_with(sc, opts, embedded, &mut progress);
+    let measured = match &wecom {
+        Some(w) => run_live_middleware(sc, opts, w, &mut progress),
+        None => run_live_with(sc, opts, target.is_none(), &mut progress),
+    };
     bar.finish_and_clear();
     let measured = measured?;
+    if let Some(m) = &measured.summary.middleware {
+        warn_middleware(m, sc, measured.summary.live.as_ref().map_or(1.0, |l| l.time_scale));
+    }
     if let Some(busy) = measured.summary.live.as_ref().map(|l| l.busy_at_start).filter(|&n| n > 0) {
         eprintln!(
             "warning: the target's servicers already held {busy} session(s) when the run began \
@@ -413,6 +472,57 @@ pub fn run_live_with(
         measured
     })
 }
+
+/// Assemble a run against a middleware: a runtime, kfsim's WeCom for it
+/// (started, then the callback URL verified), the live engine with
+/// `progress` against that WeCom, what the middleware did added to the
+/// summary, then WeCom stopped.
+pub fn run_live_middleware(
+    sc: &Scenario,
+    mut opts: LiveOptions,
+    setup: &WeComSetup,
+    progress: &mut crate::live::ProgressFn<'_>,
+) -> anyhow::Result<Measured> {
+    super::serve::raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    rt.block_on(async {
+        let (url, embedded, service) = super::serve::start_wecom(sc, setup).await?;
+        opts.target = url;
+        let measured = crate::live::run(sc, &opts, progress).await;
+        let figures = service.middleware_summary(opts.time_scale, sc.service_level_us);
+        embedded.stop(Duration::from_secs(5)).await;
+        let mut measured = measured?;
+        measured.summary.middleware = Some(figures);
+        Ok(measured)
+    })
+}
+
+/// Say what makes a middleware run's figures doubtful: a time scale that
+/// multiplies the middleware's latency into a share of the service level,
+/// callbacks that failed.
+fn warn_middleware(m: &crate::summary::MiddlewareSummary, sc: &Scenario, scale: f64) {
+    if let Some(effect) = m.scale_effect.filter(|&e| e > SCALE_EFFECT_WARN) {
+        eprintln!(
+            "warning: at ×{scale} the middleware's median added latency ({}) becomes {} of scenario time, \
+             {:.0}% of the service-level threshold ({}): customers wait for the scale, not the middleware; \
+             lower --time-scale",
+            human_ms(m.routed_ms.p50),
+            human_ms(m.routed_ms.p50.map(|ms| ms * scale)),
+            effect * 100.0,
+            human_ms(Some(sc.service_level_us as f64 / 1e3)),
+        );
+    }
+    if m.callbacks.failed > 0 {
+        eprintln!(
+            "warning: {} of {} callbacks to the middleware failed after every retry",
+            m.callbacks.failed, m.callbacks.sent
+        );
+    }
+}
+
+/// Above this share of the service-level threshold, the time scale's
+/// effect on a middleware's latency is warned about.
+pub const SCALE_EFFECT_WARN: f64 = 0.1;
 
 /// Run the simulator with a progress bar on a terminal, stopping cleanly on
 /// the first Ctrl-C or SIGTERM (a second one ends the process at once).

@@ -20,9 +20,9 @@ use crate::service::{Clock, Config, Options, Service, State, SystemClock, serve}
 /// Arguments of `kfsim serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: SocketAddr,
+    /// Address to listen on [default: the scenario's [wecom] listen, else 127.0.0.1:8080].
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
     /// Create the accounts, contact ways (one per entry) and servicers (one
     /// per agent) of this scenario.
     #[arg(long, value_name = "FILE")]
@@ -30,12 +30,13 @@ pub struct ServeArgs {
     /// Override a scenario key, as in `kfsim run --set`.
     #[arg(long = "set", value_name = "KEY=VALUE", requires = "scenario")]
     pub sets: Vec<String>,
-    /// The corpid `gettoken` accepts.
-    #[arg(long, default_value = "kfsim")]
-    pub corpid: String,
-    /// The corpsecret `gettoken` accepts.
-    #[arg(long, default_value = "kfsim-secret")]
-    pub corpsecret: String,
+    /// The corpid `gettoken` accepts [default: the scenario's [wecom] corpid, else kfsim].
+    #[arg(long)]
+    pub corpid: Option<String>,
+    /// The corpsecret `gettoken` accepts [default: the scenario's [wecom] corpsecret, else
+    /// kfsim-secret].
+    #[arg(long)]
+    pub corpsecret: Option<String>,
     /// For benchmarks only: every servicer answers each customer message at
     /// once and ends the session.
     #[arg(long)]
@@ -182,7 +183,13 @@ impl CallbackArgs {
         file: Option<&Callback>,
     ) -> Result<Option<CallbackSettings>, ArgError> {
         let Some(url) = &self.callback_url else {
-            return file.map(|c| from_file(c, corpid)).transpose();
+            return match file {
+                Some(Callback { url: None, .. }) => Err(ArgError(
+                    "[wecom.callback] has no `url`: give it there or with --callback-url".into(),
+                )),
+                Some(c) => callback_from_file(c, c.url.as_deref().unwrap_or_default(), corpid).map(Some),
+                None => Ok(None),
+            };
         };
         if !url.starts_with("http://") {
             return Err(ArgError(format!("--callback-url {url}: expected http://HOST:PORT/PATH")));
@@ -203,11 +210,16 @@ impl CallbackArgs {
     }
 }
 
-fn from_file(c: &Callback, corpid: &str) -> Result<CallbackSettings, ArgError> {
+/// The callback settings of a scenario's `[wecom.callback]`, sent to `url`.
+pub(super) fn callback_from_file(
+    c: &Callback,
+    url: &str,
+    corpid: &str,
+) -> Result<CallbackSettings, ArgError> {
     let crypto = CallbackCrypto::new(&c.token, &c.encoding_aes_key, corpid)
         .map_err(|e| ArgError(format!("[wecom.callback]: {e}")))?;
     Ok(CallbackSettings {
-        url: c.url.clone(),
+        url: url.to_owned(),
         crypto,
         corpid: corpid.to_owned(),
         timeout: Duration::from_micros(c.timeout_us),
@@ -255,10 +267,14 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         }
     }
     let wecom = scenario.as_ref().map(|sc| sc.wecom.clone()).unwrap_or_default();
+    let corpid = args.corpid.clone().or(wecom.corpid.clone()).unwrap_or_else(|| "kfsim".into());
+    let corpsecret =
+        args.corpsecret.clone().or(wecom.corpsecret.clone()).unwrap_or_else(|| "kfsim-secret".into());
+    let addr = args.addr.or(wecom.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let faults = args.faults.over(&wecom.faults);
     let callbacks = args
         .callback
-        .settings(&args.corpid, wecom.callback.as_ref())?
+        .settings(&corpid, wecom.callback.as_ref())?
         .map(|s| CallbackSettings { faults: callback_faults(&faults), ..s });
     if faults.api_error_rate + faults.api_busy_rate > 1.0 {
         return Err(ArgError("the -1 and 45009 fault shares add up to more than 1".into()).into());
@@ -268,8 +284,8 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
     let _ = tracing_subscriber::fmt().with_target(false).with_ansi(ansi).try_init();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let cfg = Config {
-        corpid: args.corpid.clone(),
-        corpsecret: args.corpsecret.clone(),
+        corpid,
+        corpsecret,
         token_ttl_us: args.token_ttl,
         token_invalid_after_us: faults.token_lifetime_us,
         retention_us: args.retention,
@@ -298,9 +314,8 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.addr)
-            .await
-            .with_context(|| format!("binding {}", args.addr))?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         if let Some(s) = &callbacks {
             verify_callback(s, Duration::from_micros(args.callback.callback_wait), seed).await?;
             tracing::info!(url = %s.url, "kfsim serve: the callback URL verified");
@@ -380,4 +395,108 @@ pub(super) async fn start_embedded(sc: &Scenario) -> anyhow::Result<(String, Emb
         let _ = stopped.await;
     }));
     Ok((format!("http://{addr}"), Embedded { stop, task }))
+}
+
+/// kfsim as WeCom for a middleware under test: where it listens, the
+/// credentials it accepts, and the callbacks it sends.
+#[derive(Debug, Clone)]
+pub struct WeComSetup {
+    /// The address the middleware calls instead of qyapi.weixin.qq.com.
+    pub listen: SocketAddr,
+    /// The corpid `gettoken` accepts.
+    pub corpid: String,
+    /// The corpsecret `gettoken` accepts.
+    pub corpsecret: String,
+    /// Where and how `kf_msg_or_event` callbacks go.
+    pub callbacks: CallbackSettings,
+    /// How long the callback URL may take to verify (the middleware may
+    /// still be starting).
+    pub verify_within: Duration,
+    /// Faults injected into the middleware's API calls (`[wecom.faults]`).
+    pub faults: Faults,
+}
+
+impl WeComSetup {
+    /// The setup from a scenario's `[wecom]` with `url` as the callback URL
+    /// and `listen` instead of `[wecom] listen` when given.
+    pub fn from_scenario(
+        sc: &Scenario,
+        url: &str,
+        listen: Option<SocketAddr>,
+    ) -> Result<WeComSetup, ArgError> {
+        if !url.starts_with("http://") {
+            return Err(ArgError(format!(
+                "--middleware {url}: expected the callback URL, http://HOST:PORT/PATH"
+            )));
+        }
+        let w = &sc.wecom;
+        let corpid = w.corpid.clone().unwrap_or_else(|| "kfsim".into());
+        let file = w.callback.as_ref().ok_or_else(|| {
+            ArgError(
+                "a run against a middleware needs the callback's Token and EncodingAESKey: \
+                 [wecom.callback] token = \"…\" and encoding_aes_key = \"…\" in the scenario"
+                    .into(),
+            )
+        })?;
+        let callbacks = CallbackSettings {
+            faults: callback_faults(&w.faults),
+            ..callback_from_file(file, url, &corpid)?
+        };
+        Ok(WeComSetup {
+            listen: listen.or(w.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            corpsecret: w.corpsecret.clone().unwrap_or_else(|| "kfsim-secret".into()),
+            corpid,
+            callbacks,
+            verify_within: Duration::from_secs(30),
+            faults: w.faults.clone(),
+        })
+    }
+}
+
+/// Start WeCom for a middleware: the reference service with every account
+/// of `sc` API-managed, on `setup.listen`, sending callbacks; then wait
+/// until the callback URL verifies. Its URL for the driver, the running
+/// service, and its handle.
+pub(super) async fn start_wecom(
+    sc: &Scenario,
+    setup: &WeComSetup,
+) -> anyhow::Result<(String, Embedded, Service)> {
+    let mut sc = sc.clone();
+    for a in &mut sc.accounts {
+        a.api_managed = true;
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let cfg = Config {
+        corpid: setup.corpid.clone(),
+        corpsecret: setup.corpsecret.clone(),
+        token_invalid_after_us: setup.faults.token_lifetime_us,
+        // tokens and callback nonces must differ between runs
+        seed: clock.now_us() ^ u64::from(std::process::id()).rotate_left(40),
+        ..Config::default()
+    };
+    let seed = cfg.seed;
+    let options = Options {
+        auto_reply: false,
+        callbacks: Some(setup.callbacks.clone()),
+        api_faults: api_faults(&setup.faults),
+    };
+    let svc = Service::from_scenario(&sc, cfg, clock, options);
+    let listener = tokio::net::TcpListener::bind(setup.listen).await.with_context(|| {
+        format!("binding {} (where kfsim's WeCom listens: [wecom] listen or --listen)", setup.listen)
+    })?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, svc.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let embedded = Embedded { stop, task };
+    if let Err(e) = verify_callback(&setup.callbacks, setup.verify_within, seed).await {
+        embedded.stop(Duration::from_secs(1)).await;
+        return Err(
+            e.context(format!("the middleware's callback URL {} never verified", setup.callbacks.url))
+        );
+    }
+    // the driver calls on loopback whatever address the middleware uses
+    let host = if addr.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
+    Ok((format!("http://{}", SocketAddr::new(host, addr.port())), embedded, svc))
 }

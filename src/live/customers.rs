@@ -96,6 +96,8 @@ struct Cust {
     last_agent: Option<u32>,
     /// Messages the target accepted.
     accepted: u32,
+    /// The customer got an answer (a bot's or a servicer's).
+    answered: bool,
     /// Messages to send again: index, the message, and its failed sends.
     retry: Vec<(u32, CustomerAction, Tries)>,
     /// Failed sends of the customer's leave.
@@ -460,6 +462,7 @@ impl Driver<'_> {
                 customer,
                 last_agent,
                 accepted: 0,
+                answered: false,
                 retry: Vec::new(),
                 leave_tries: Tries::default(),
                 leave_refused: None,
@@ -746,8 +749,18 @@ impl Driver<'_> {
     }
 
     fn on_reply(&mut self, key: u64, ev: &Event, now: u64) {
-        if ev.sender.as_deref() != Some("servicer") {
-            return;
+        match ev.sender.as_deref() {
+            Some("servicer") => {}
+            // a middleware's send_msg: the bot answered (the customer's
+            // pace still follows the servicers, as in the simulator)
+            Some("api") => {
+                if let Some(c) = self.custs.get_mut(&key) {
+                    let first = !std::mem::replace(&mut c.answered, true);
+                    let _ = self.sh.obs.send(Obs::BotReply { t: now, s: c.info, first });
+                }
+                return;
+            }
+            _ => return,
         }
         let agent = self.agent_of(ev).unwrap_or(u32::MAX);
         let Some(idx) =
@@ -776,7 +789,8 @@ impl Driver<'_> {
         }
         let info = c.info;
         let sent_us = c.sent_at.get(idx as usize).copied().unwrap_or(info.arrived_us);
-        let _ = self.sh.obs.send(Obs::Reply { t: now, s: info, agent, index: idx, sent_us });
+        let first = idx == 0 && !std::mem::replace(&mut c.answered, true);
+        let _ = self.sh.obs.send(Obs::Reply { t: now, s: info, agent, index: idx, sent_us, first });
         let next = idx + 1 < c.total && idx + 1 == c.sent;
         // an answered message reached the target, whatever became of its ack
         self.taken(key, idx, now);

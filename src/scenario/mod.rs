@@ -101,6 +101,13 @@ pub struct Scenario {
 /// `[wecom]`: the callback a middleware receives and the faults injected.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WeCom {
+    /// Where kfsim's WeCom listens in a run against a middleware (the base
+    /// URL the middleware calls instead of `https://qyapi.weixin.qq.com`).
+    pub listen: Option<std::net::SocketAddr>,
+    /// The corpid `gettoken` accepts (default `kfsim`).
+    pub corpid: Option<String>,
+    /// The corpsecret `gettoken` accepts (default `kfsim-secret`).
+    pub corpsecret: Option<String>,
     /// `[wecom.callback]`.
     pub callback: Option<Callback>,
     /// `[wecom.faults]`.
@@ -110,8 +117,9 @@ pub struct WeCom {
 /// Where `kf_msg_or_event` callbacks go, and how they are retried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Callback {
-    /// `http://…` of the middleware's callback handler.
-    pub url: String,
+    /// `http://…` of the middleware's callback handler (`run --middleware`
+    /// and `serve --callback-url` may give it instead).
+    pub url: Option<String>,
     /// The callback's Token.
     pub token: String,
     /// The callback's EncodingAESKey (43 characters).
@@ -356,9 +364,9 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
     let callback = match raw.callback {
         None => None,
         Some(c) => {
-            if !c.url.get_ref().starts_with("http://") {
+            if let Some(url) = c.url.as_ref().filter(|u| !u.get_ref().starts_with("http://")) {
                 return Err(err(
-                    Some(c.url.span()),
+                    Some(url.span()),
                     "`url` must start with http:// (the middleware's callback URL)".into(),
                 ));
             }
@@ -398,7 +406,7 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
                 None => 64,
             };
             Some(Callback {
-                url: c.url.into_inner(),
+                url: c.url.map(Spanned::into_inner),
                 token: c.token.into_inner(),
                 encoding_aes_key: c.encoding_aes_key.into_inner(),
                 timeout_us,
@@ -429,7 +437,24 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
             "[wecom.faults] `api_error_rate` and `api_busy_rate` add up to more than 1".into(),
         ));
     }
-    Ok(WeCom { callback, faults })
+    let listen = match raw.listen {
+        None => None,
+        Some(l) => Some(l.get_ref().parse::<std::net::SocketAddr>().map_err(|_| {
+            err(
+                Some(l.span()),
+                format!("`listen` must be an address like 127.0.0.1:8080; got {:?}", l.get_ref()),
+            )
+        })?),
+    };
+    let credential = |v: Option<Spanned<String>>, key: &str| match v {
+        Some(v) if v.get_ref().is_empty() || v.get_ref().len() > 64 => {
+            Err(err(Some(v.span()), format!("`{key}` must be 1 to 64 characters")))
+        }
+        v => Ok(v.map(Spanned::into_inner)),
+    };
+    let corpid = credential(raw.corpid, "corpid")?;
+    let corpsecret = credential(raw.corpsecret, "corpsecret")?;
+    Ok(WeCom { listen, corpid, corpsecret, callback, faults })
 }
 
 fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioError> {

@@ -42,6 +42,9 @@ pub(super) struct RawScenario {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWeCom {
+    pub listen: Option<Spanned<String>>,
+    pub corpid: Option<Spanned<String>>,
+    pub corpsecret: Option<Spanned<String>>,
     pub callback: Option<RawCallback>,
     pub faults: Option<RawFaults>,
 }
@@ -50,7 +53,7 @@ pub(super) struct RawWeCom {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCallback {
-    pub url: Spanned<String>,
+    pub url: Option<Spanned<String>>,
     pub token: Spanned<String>,
     pub encoding_aes_key: Spanned<String>,
     pub timeout: Option<Spanned<Dur>>,

@@ -42,6 +42,7 @@ impl State {
             agents: Vec::new(),
             scenes: Vec::new(),
             log: Feed::new(self.cfg.sync_log_cap),
+            synced_upto: 0,
             sent_ids: RecentIds::default(),
             by_state: [0; 4],
             owed: Default::default(),

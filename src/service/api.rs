@@ -295,7 +295,7 @@ fn sync_msg(st: &mut State, r: SyncMsg, now: u64) -> Result<SyncOut, ApiError> {
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::param("limit must be between 1 and 1000"));
     }
-    let page = st.sync_msg(&r.open_kfid, &r.cursor, limit as usize)?;
+    let page = st.sync_msg(&r.open_kfid, &r.cursor, limit as usize, now)?;
     Ok(SyncOut { next_cursor: page.next_cursor, has_more: u8::from(page.has_more), msg_list: page.msg_list })
 }
 

@@ -76,6 +76,21 @@ impl State {
             return Err(bad());
         }
         let conv = conv.ok_or_else(bad)?;
+        let r = self.trans(conv, to, servicer_userid, now_us);
+        let c = at!(self.convs, conv);
+        if r.is_ok() && from < 2 && to >= 2 && at!(self.accounts, c.account).rule.api_managed {
+            self.audit.moved(&mut c.audit, to, now_us);
+        }
+        r
+    }
+
+    fn trans(
+        &mut self,
+        conv: u32,
+        to: u8,
+        servicer_userid: Option<&str>,
+        now_us: u64,
+    ) -> Result<Option<String>, ApiError> {
         match to {
             1 => {
                 self.set_state(conv, 1);
@@ -140,11 +155,19 @@ impl State {
     /// Without `open_kfid` (the older documented form, and the only one
     /// wechatpy 2.0 has), the entries of every account, in the order they
     /// were logged, with cursors of their own (`all…`).
-    pub fn sync_msg(&self, open_kfid: &str, cursor: &str, limit: usize) -> Result<SyncPage, ApiError> {
-        let (log, prefix) = if open_kfid.is_empty() {
-            (&self.corp_log, CORP_CURSOR)
+    pub fn sync_msg(
+        &mut self,
+        open_kfid: &str,
+        cursor: &str,
+        limit: usize,
+        now_us: u64,
+    ) -> Result<SyncPage, ApiError> {
+        let (log, prefix, upto) = if open_kfid.is_empty() {
+            (&self.corp_log, CORP_CURSOR, &mut self.corp_synced_upto)
         } else {
-            (&self.accounts.get(self.account_of(open_kfid)?).expect("account").log, "")
+            let acct = self.account_of(open_kfid)?;
+            let a = self.accounts.get_mut(acct).expect("account");
+            (&a.log, "", &mut a.synced_upto)
         };
         // "" is the start in both forms; otherwise the form must match
         let own = match cursor {
@@ -157,6 +180,13 @@ impl State {
             .filter(|&s| log.valid(s))
             .ok_or_else(|| invalid_cursor(cursor))?;
         let r = log.read(seq, limit);
+        // the middleware's sync lag: each entry the first time it is returned
+        for &(s, _) in r.items.iter().filter(|(s, _)| *s >= *upto) {
+            if let Some(written) = log.created(s) {
+                self.audit.synced(written, now_us);
+            }
+        }
+        *upto = (*upto).max(r.next);
         Ok(SyncPage {
             msg_list: r.items.into_iter().map(|(_, e)| e).collect(),
             next_cursor: format!("{prefix}{}", format_cursor(r.next)),
@@ -179,6 +209,9 @@ impl State {
         let conv =
             conv.ok_or_else(|| ApiError::new(code::SESSION_STATE, "send msg session status invalid"))?;
         let c = at!(self.convs, conv);
+        if c.state == 4 && c.session_no > 0 {
+            self.audit.after_end();
+        }
         if c.state > 1 {
             return Err(ApiError::new(
                 code::SESSION_STATE,
@@ -230,6 +263,10 @@ impl State {
             content,
         };
         self.counters.api_messages += 1;
+        let c = at!(self.convs, conv);
+        if at!(self.accounts, c.account).rule.api_managed {
+            self.audit.sent(&mut c.audit, &msg.content, now_us);
+        }
         self.send_customer(conv, Item::Msg(Arc::new(msg)), now_us);
     }
 
@@ -261,6 +298,9 @@ impl State {
             CodeKind::End => Some(4),
         };
         if need.is_some_and(|s| s != c.state || k.session_no != c.session_no) {
+            if c.state == 4 && k.kind != CodeKind::End {
+                self.audit.after_end();
+            }
             return Err(ApiError::new(
                 code::SESSION_STATE,
                 "the session is no longer in the state this code is for",

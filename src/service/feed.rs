@@ -98,6 +98,12 @@ impl<T: Clone> Feed<T> {
         }
     }
 
+    /// When item `seq` was pushed, if it is still held.
+    pub fn created(&self, seq: u64) -> Option<u64> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.items.get(i).map(|(t, _)| *t)
+    }
+
     /// A cursor is valid if it does not point past the end.
     pub fn valid(&self, cursor: u64) -> bool {
         cursor <= self.end()

@@ -3,7 +3,7 @@
 //! latency per route) and the log line of throughput and errors written
 //! every minute.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,8 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::Service;
+use super::faults::DRIVER_HEADER;
 use super::http::ErrCode;
 use super::state::Figures;
+use crate::metrics::Hist;
+use crate::summary::ApiEndpoint;
 
 /// Upper bounds of the latency buckets [s].
 const BUCKETS: [f64; 14] =
@@ -67,15 +70,72 @@ impl HttpMetrics {
     }
 }
 
-/// Middleware: time every request and note its errcode.
+/// One enterprise-API endpoint as the middleware called it.
+#[derive(Debug, Default)]
+struct ApiStats {
+    count: u64,
+    errors: u64,
+    errcodes: BTreeMap<String, u64>,
+    latency: Hist,
+}
+
+/// The enterprise API calls of everyone but kfsim's own driver (which marks
+/// its calls): in a run against a middleware, the middleware's calls.
+#[derive(Debug, Default)]
+pub struct ApiCalls(Mutex<BTreeMap<String, ApiStats>>);
+
+impl ApiCalls {
+    fn record(&self, endpoint: &str, latency: Duration, errcode: Option<String>) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let e = match all.get_mut(endpoint) {
+            Some(e) => e,
+            None => all.entry(endpoint.to_owned()).or_default(),
+        };
+        e.count += 1;
+        e.latency.record(latency.as_micros() as u64);
+        if let Some(code) = errcode {
+            e.errors += 1;
+            *e.errcodes.entry(code).or_default() += 1;
+        }
+    }
+
+    /// The calls so far, per endpoint (`gettoken`, `kf/sync_msg`, …).
+    pub fn summary(&self) -> BTreeMap<String, ApiEndpoint> {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .map(|(k, e)| {
+                let s = ApiEndpoint {
+                    count: e.count,
+                    errors: e.errors,
+                    errcodes: e.errcodes.clone(),
+                    latency_ms: e.latency.stats_ms(),
+                };
+                (k.clone(), s)
+            })
+            .collect()
+    }
+}
+
+/// Middleware: time every request and note its errcode; an enterprise-API
+/// call not from kfsim's driver is also counted as the middleware's.
 // A request's own duration is wall time by definition.
 #[allow(clippy::disallowed_methods)]
 pub(super) async fn track(AxState(svc): AxState<Service>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let api = req.uri().path().starts_with("/cgi-bin/") && !req.headers().contains_key(DRIVER_HEADER);
     let started = Instant::now();
     let resp = next.run(req).await;
-    let failed = resp.extensions().get::<ErrCode>().is_some_and(|c| c.0 != 0) || !resp.status().is_success();
-    svc.inner.http.record(&route, started.elapsed(), failed);
+    let elapsed = started.elapsed();
+    let errcode = resp.extensions().get::<ErrCode>().map(|c| c.0).filter(|&c| c != 0);
+    let failed = errcode.is_some() || !resp.status().is_success();
+    svc.inner.http.record(&route, elapsed, failed);
+    if api {
+        let code = match errcode {
+            Some(c) => Some(c.to_string()),
+            None => (!resp.status().is_success()).then(|| format!("http_{}", resp.status().as_u16())),
+        };
+        svc.inner.api_calls.record(route.strip_prefix("/cgi-bin/").unwrap_or(&route), elapsed, code);
+    }
     resp
 }
 

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod agent;
 pub mod api;
+pub mod audit;
 pub mod callbacks;
 pub mod channels;
 pub mod crypto;
@@ -124,6 +125,8 @@ struct Inner {
     state: Mutex<State>,
     clock: Arc<dyn Clock>,
     http: metrics::HttpMetrics,
+    /// Enterprise-API calls not from kfsim's driver.
+    api_calls: metrics::ApiCalls,
     shutdown: watch::Sender<bool>,
     /// Woken when servicer queues get items, in auto-reply mode.
     agents: Option<Notify>,
@@ -145,6 +148,7 @@ impl Service {
                 state: Mutex::new(state),
                 clock,
                 http: metrics::HttpMetrics::default(),
+                api_calls: metrics::ApiCalls::default(),
                 shutdown: watch::channel(false).0,
                 agents: options.auto_reply.then(Notify::new),
                 callbacks: options.callbacks.map(|s| Callbacks {
@@ -166,6 +170,49 @@ impl Service {
     /// What became of the callbacks so far (`None` without callbacks).
     pub fn callback_stats(&self) -> Option<Arc<push::CallbackStats>> {
         self.inner.callbacks.as_ref().map(|c| c.stats.clone())
+    }
+
+    /// What a middleware did so far, as this service saw it: the callbacks
+    /// it was sent, its API calls and what the state watched in the
+    /// sessions of API-managed accounts. `time_scale` and the service-level
+    /// threshold `sl_us` (scenario µs) weigh its added latency.
+    pub fn middleware_summary(&self, time_scale: f64, sl_us: u64) -> crate::summary::MiddlewareSummary {
+        use crate::summary::{CallbackSummary, MiddlewareSummary};
+        let w = self.with_state(|st, _| st.audit().clone());
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (url, callbacks) = match &self.inner.callbacks {
+            Some(c) => (
+                c.settings.url.clone(),
+                CallbackSummary {
+                    sent: get(&c.stats.callbacks),
+                    delivered: get(&c.stats.delivered),
+                    failed: get(&c.stats.failed),
+                    retried: get(&c.stats.retries),
+                    latency_ms: c.stats.latency_stats(),
+                },
+            ),
+            None => (String::new(), CallbackSummary::default()),
+        };
+        let api = self.inner.api_calls.summary();
+        let routed = w.routed.stats_ms();
+        let scale_effect = routed.p50.filter(|_| sl_us > 0).map(|ms| ms * time_scale / (sl_us as f64 / 1e3));
+        MiddlewareSummary {
+            url,
+            callbacks,
+            synced: w.synced,
+            sync_lag_ms: w.sync_lag.stats_ms(),
+            customer_messages: w.customer_messages,
+            bot_reply_ms: w.bot_reply.stats_ms(),
+            routed_ms: routed,
+            handoff_ms: w.handoff.stats_ms(),
+            gettoken: api.get("gettoken").map_or(0, |e| e.count),
+            api,
+            unacted: w.unacted,
+            owed_at_end: w.owed_at_close,
+            replies_after_end: w.replies_after_end,
+            sent_twice: w.sent_twice,
+            scale_effect,
+        }
     }
 
     fn callback_notify(&self) -> Option<&Notify> {

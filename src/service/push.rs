@@ -97,6 +97,11 @@ impl CallbackStats {
         (h.count(), s.p50, s.p99)
     }
 
+    /// Answer latency of delivered attempts [ms].
+    pub fn latency_stats(&self) -> crate::summary::LatencyStats {
+        self.latency.lock().unwrap_or_else(|e| e.into_inner()).stats_ms()
+    }
+
     fn count(&self, c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }

@@ -159,6 +159,7 @@ impl State {
         for cust in customers {
             for &acct in &accounts {
                 if let Some(&conv) = self.conv_ix.get(&(acct, cust)) {
+                    self.audit.closed(&mut at!(self.convs, conv).audit);
                     self.end(conv, "left", now_us);
                     self.forget_conv(conv);
                 }
@@ -219,6 +220,7 @@ impl State {
             codes: Vec::new(),
             coded_queue: false,
             coded_assign: false,
+            audit: Default::default(),
         });
         self.conv_ix.insert((acct, cust), c);
         at!(self.customers, cust).convs += 1;
@@ -337,6 +339,10 @@ impl State {
             _ if waits => at!(self.convs, conv).pending.push(msg),
             _ => {}
         }
+        let c = at!(self.convs, conv);
+        if at!(self.accounts, c.account).rule.api_managed {
+            self.audit.customer_message(&mut c.audit, c.state < 2, now_us);
+        }
         Ok(self.ack(conv, Some(msgid)))
     }
 
@@ -409,6 +415,7 @@ impl State {
         c.codes.retain(|k| k.kind == CodeKind::Welcome);
         c.coded_queue = false;
         c.coded_assign = false;
+        self.audit.started(&mut c.audit, now_us);
         let acct = c.account;
         self.counters.sessions_started += 1;
         at!(self.accounts, acct).days.tally(Tally::SessionStarted, now_us);
@@ -477,6 +484,9 @@ impl State {
         c.last_us = now_us;
         let pending = std::mem::take(&mut c.pending);
         let acct = c.account;
+        if at!(self.accounts, acct).rule.api_managed {
+            self.audit.assigned(&mut c.audit, now_us);
+        }
         self.set_state(conv, 3);
         self.counters.assigned += 1;
         if let Some(user) = at!(self.accounts, acct).agents[slot as usize] {
@@ -528,6 +538,7 @@ impl State {
         let ticket = c.ticket.take();
         c.pending.clear();
         c.last_us = now_us;
+        self.audit.ended(&mut c.audit);
         self.set_state(conv, 4);
         let change = if reason == "rejected" {
             Change::Rejected

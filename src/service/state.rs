@@ -224,6 +224,8 @@ pub(super) struct Account {
     /// Scenes of its contact ways.
     pub(super) scenes: Vec<String>,
     pub(super) log: Feed<SyncEntry>,
+    /// `log` entries before this one were returned by `sync_msg` already.
+    pub(super) synced_upto: u64,
     /// Client-chosen `send_msg` msgids, unique within the account.
     pub(super) sent_ids: RecentIds,
     /// Sessions in states 0, 1, 2, 3.
@@ -345,6 +347,8 @@ pub(super) struct Conv {
     /// Codes for "first time in state 2 / 3" were given this session.
     pub(super) coded_queue: bool,
     pub(super) coded_assign: bool,
+    /// What the middleware owes it (API-managed accounts).
+    pub(super) audit: super::audit::ConvAudit,
 }
 
 /// Client-chosen ids seen recently, bounded by age and by count (`CAP`),
@@ -460,6 +464,10 @@ pub struct State {
     pub(super) token_serial: u64,
     /// Temporary media.
     pub(super) media: super::media::MediaStore,
+    /// `corp_log` entries before this one were returned by `sync_msg` already.
+    pub(super) corp_synced_upto: u64,
+    /// What the middleware did (API-managed accounts).
+    pub(super) audit: super::audit::Audit,
     /// Calls refused because their token was invalidated early (a fault);
     /// counted where tokens are checked, which takes `&self`.
     counters_early_expiry: std::cell::Cell<u64>,
@@ -552,6 +560,8 @@ impl State {
             wake_channels: Vec::new(),
             sweep_at: 0,
             corp_log,
+            corp_synced_upto: 0,
+            audit: Default::default(),
             owing: Vec::new(),
             token_serial: 0,
             media,
@@ -597,6 +607,11 @@ impl State {
             }
         }
         st
+    }
+
+    /// What the middleware did so far (sessions of API-managed accounts).
+    pub fn audit(&self) -> &super::audit::Audit {
+        &self.audit
     }
 
     /// The configuration.

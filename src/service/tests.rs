@@ -101,7 +101,7 @@ fn the_pool_holds_messages_until_a_slot_frees() {
     let (_, cust_notes) = w.customer_sees();
     assert_eq!(cust_notes, [Change::Assigned, Change::Queued, Change::Ended, Change::Assigned]);
     // the pool exit was logged for the enterprise as session_status_change 1
-    let page = w.st.sync_msg(&kf, "", 1000).unwrap();
+    let page = w.st.sync_msg(&kf, "", 1000, 0).unwrap();
     let json = serde_json::to_string(&page.msg_list).unwrap();
     assert!(json.contains(r#""change_type":1"#) && json.contains(r#""change_type":3"#), "{json}");
 }
@@ -126,7 +126,7 @@ fn a_stopped_servicer_gets_no_new_sessions_and_coming_back_serves_the_pool() {
     assert_eq!(w.servicer_sees("a1").0, ["y"]);
     let list = w.st.servicer_list(&w.kf.clone()).unwrap();
     assert_eq!((list[0].status, list[0].sessions), (0, 1));
-    let page = w.st.sync_msg(&w.kf.clone(), "", 1000).unwrap();
+    let page = w.st.sync_msg(&w.kf.clone(), "", 1000, 0).unwrap();
     let json = serde_json::to_string(&page.msg_list).unwrap();
     assert!(json.contains(r#""event_type":"servicer_status_change""#) && json.contains(r#""stop_type":1"#));
     assert!(w.st.servicer_set_status("a1", 2, 0, T0).is_err());
@@ -253,7 +253,7 @@ fn welcome_codes_are_single_use_and_expire_after_20s() {
     assert!(err.msg.contains("add_contact_way"), "{err}");
     w.st.customer_enter(w.ch, "c1", &kf, "live", "p=1", T0).unwrap();
     w.st.customer_enter(w.ch, "c2", &kf, "live", "", T0).unwrap();
-    let page = w.st.sync_msg(&kf, "", 1000).unwrap();
+    let page = w.st.sync_msg(&kf, "", 1000, 0).unwrap();
     let v: serde_json::Value = serde_json::to_value(&page.msg_list).unwrap();
     let codes: Vec<String> = v
         .as_array()
@@ -275,7 +275,7 @@ fn welcome_codes_are_single_use_and_expire_after_20s() {
     assert_eq!(w.st.send_msg_on_event("1.zz", None, text("hi"), T0).unwrap_err().code, code::INVALID_CODE);
     // a welcome within 48 h means no new code
     w.st.customer_enter(w.ch, "c2", &kf, "live", "", T0 + HOUR_US).unwrap();
-    let page = w.st.sync_msg(&kf, &page.next_cursor, 1000).unwrap();
+    let page = w.st.sync_msg(&kf, &page.next_cursor, 1000, 0).unwrap();
     let v: serde_json::Value = serde_json::to_value(&page.msg_list).unwrap();
     assert!(v[0]["event"].get("welcome_code").is_none(), "{v}");
 }
@@ -316,7 +316,7 @@ fn idle_sessions_end_and_old_entries_go() {
     w.st.sweep(T0 + 96 * HOUR_US, 1000);
     assert_eq!(w.st.figures().counters.idle_ended, 2);
     w.st.sweep(T0 + 3 * DAY_US + 96 * HOUR_US + S, 1000);
-    assert!(w.st.sync_msg(&kf, "", 1000).unwrap().msg_list.is_empty(), "older than 3 days");
+    assert!(w.st.sync_msg(&kf, "", 1000, 0).unwrap().msg_list.is_empty(), "older than 3 days");
     assert_eq!(w.st.figures().customers, 0, "idle customers are forgotten");
     assert_eq!(w.st.service_state_get(&kf, &c).unwrap_err().code, code::INVALID_PARAM);
 }
@@ -388,7 +388,7 @@ fn removing_a_servicer_or_an_account_moves_or_ends_sessions() {
     assert_eq!(w.state_of(&c1).0, 2, "a2 is full: back to the pool");
     assert!(w.st.servicer_index("a1").is_err(), "a servicer of no account is gone");
     w.st.account_del(&kf, T0).unwrap();
-    assert_eq!(w.st.sync_msg(&kf, "", 10).unwrap_err().code, code::OPEN_KFID_NOT_FOUND);
+    assert_eq!(w.st.sync_msg(&kf, "", 10, 0).unwrap_err().code, code::OPEN_KFID_NOT_FOUND);
     assert_eq!(w.st.figures().convs, 0);
     let notes = w.customer_sees().1;
     assert!(
@@ -542,7 +542,7 @@ fn a_full_channel_of_customers_and_servicers_counts_every_drop_and_each_lost_rep
         st.customer_message(ch, "c", &kf, Some(m), text(m), T0).unwrap();
     }
     assert_eq!(st.figures().counters.queue_overflows - before, 5);
-    let log = st.sync_msg(&kf, "", 1000).unwrap().msg_list;
+    let log = st.sync_msg(&kf, "", 1000, 0).unwrap().msg_list;
     let failed = log
         .iter()
         .filter(|e| matches!(e, SyncEntry::Event(r) if matches!(r.event, Event::MsgSendFail { .. })))
