@@ -84,6 +84,7 @@ pub struct Summary {
 /// latencies are wall time [ms], as the middleware lived them, whatever the
 /// time scale; its counts cover the whole run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MiddlewareSummary {
     /// The callback URL.
     pub url: String,
@@ -128,6 +129,7 @@ pub struct MiddlewareSummary {
 
 /// The callbacks a middleware received.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CallbackSummary {
     /// Callbacks taken for delivery.
     pub sent: u64,
@@ -143,6 +145,7 @@ pub struct CallbackSummary {
 
 /// One endpoint of WeCom's API as a middleware called it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ApiEndpoint {
     /// Calls.
     pub count: u64,

@@ -5,93 +5,21 @@
 //! virtual environment under Cargo's target directory (PyPI is one of the
 //! registries CI reaches). Traffic goes only to loopback.
 
+mod sdk_util;
 mod service_util;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use kfsim::service::crypto::CallbackCrypto;
+use sdk_util::{Proc, free_port, python};
 use serde_json::{Value, json};
 use service_util::{Client, batch, channel, say};
 
 const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 const TOKEN: &str = "kfsimToken";
-const WECHATPY: &str = "wechatpy==2.0.0a26";
-
-/// The venv's python, with wechatpy installed (once per target directory).
-fn python() -> PathBuf {
-    static ONCE: Mutex<()> = Mutex::new(());
-    let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-venv");
-    let py = venv.join("bin").join("python");
-    let ready = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import wechatpy, cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if py.exists() && ready(&py) {
-        return py;
-    }
-    let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).output().expect("python3 runs");
-    assert!(made.status.success(), "python3 -m venv: {}", String::from_utf8_lossy(&made.stderr));
-    let pip = Command::new(&py)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", WECHATPY, "cryptography"])
-        .output()
-        .expect("pip runs");
-    assert!(pip.status.success(), "pip install {WECHATPY}: {}", String::from_utf8_lossy(&pip.stderr));
-    assert!(ready(&py), "wechatpy imports after installing");
-    py
-}
-
-/// A free loopback port (bound and released: another process may take it
-/// in between, which these tests accept as unlikely).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A child process killed when dropped, with its stdout lines.
-struct Proc {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn start(cmd: &mut Command) -> Proc {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("starts");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        Proc { child, lines }
-    }
-
-    /// Wait (bounded) for a line containing `what`.
-    fn wait_for(&self, what: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|e| panic!("no `{what}`: {e}"));
-            if line.contains(what) {
-                return line;
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn get_json(port: u16, path: &str) -> Value {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

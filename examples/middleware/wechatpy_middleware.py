@@ -46,6 +46,7 @@ AES_KEY = os.environ.get("KF_AES_KEY", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2
 crypto = WeChatCrypto(TOKEN, AES_KEY, CORPID)
 stats = {"callbacks": 0, "synced": 0, "welcomed": 0, "bot_replies": 0, "handed_off": 0, "errors": {}}
 lock = threading.Lock()  # one sync at a time: the cursor is read and written whole
+stats_lock = threading.Lock()  # the counts are exact: a test reconciles them with kfsim's
 cursor = ""
 mistake = None
 
@@ -74,9 +75,15 @@ def client():
     return new_client() if mistake == "no-token-cache" else shared_client
 
 
+def count(key):
+    with stats_lock:
+        stats[key] += 1
+
+
 def count_error(e):
     key = str(e.errcode)
-    stats["errors"][key] = stats["errors"].get(key, 0) + 1
+    with stats_lock:
+        stats["errors"][key] = stats["errors"].get(key, 0) + 1
 
 
 def handle(m):
@@ -85,7 +92,7 @@ def handle(m):
         ev = m["event"]
         if ev.get("event_type") == "enter_session" and ev.get("welcome_code"):
             client().kf.send_msg_on_event(ev["welcome_code"], "text", {"text": {"content": "Welcome! How can we help?"}})
-            stats["welcomed"] += 1
+            count("welcomed")
         return
     if m.get("origin") != 3:
         return
@@ -98,9 +105,9 @@ def handle(m):
     replies = 6 if mistake == "ignore-quota" else 1
     for _ in range(replies):
         client().kf_message.send_text(ext, kf, "Hello, I am the bot. A colleague will take over.")
-        stats["bot_replies"] += 1
+        count("bot_replies")
     client().kf.trans_service_state(kf, ext, 2)
-    stats["handed_off"] += 1
+    count("handed_off")
     if mistake == "reply-late":
         client().kf_message.send_text(ext, kf, "one more thing (bot)")
 
@@ -111,7 +118,7 @@ def on_callback(token):
         while True:
             page = client().kf.sync_msg(token, cursor)
             for m in page.get("msg_list", []):
-                stats["synced"] += 1
+                count("synced")
                 try:
                     handle(m)
                 except WeChatClientException as e:
@@ -135,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlparse(self.path)
         if url.path == "/stats":
-            with lock:
+            with stats_lock:
                 return self.answer(200, json.dumps(stats))
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         try:
@@ -153,7 +160,7 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:
             return self.answer(403, str(e))
         msg = parse_message(xml)
-        stats["callbacks"] += 1
+        count("callbacks")
         if mistake == "slow-callback":
             time.sleep(6)
         try:

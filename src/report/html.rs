@@ -67,6 +67,9 @@ pub fn render(run: &Measured, charts: &[Chart], comparison: Option<&Comparison>)
         comparison_table(&mut h, c);
     }
     key_numbers(&mut h, run);
+    if let Some(m) = &s.middleware {
+        middleware(&mut h, m, s.live.as_ref().map_or(1.0, |l| l.time_scale));
+    }
     let figure = |h: &mut String, c: &Chart| {
         let _ = writeln!(
             h,
@@ -211,6 +214,73 @@ fn key_numbers(h: &mut String, run: &Measured) {
         ("abandon wait", &l.abandon_wait),
     ] {
         latency_row(h, name, st);
+    }
+    h.push_str("</table>\n");
+}
+
+/// What the middleware did: callbacks, its latencies (wall time), what it
+/// left undone or did twice, and its API calls with their errcodes.
+fn middleware(h: &mut String, m: &crate::summary::MiddlewareSummary, scale: f64) {
+    let c = &m.callbacks;
+    let _ = writeln!(
+        h,
+        "<h2 id=\"middleware\">The middleware</h2>\n<p class=\"meta\">callback URL {} · its latencies are wall time, \
+         as it lived them</p>\n<div class=\"cards\">",
+        esc(&m.url)
+    );
+    for (k, v) in [
+        ("callbacks delivered", format!("{} of {}", c.delivered, c.sent)),
+        ("callbacks failed", c.failed.to_string()),
+        ("unacted messages", m.unacted.to_string()),
+        ("replies after the end", m.replies_after_end.to_string()),
+        ("sent twice", m.sent_twice.to_string()),
+        ("gettoken calls", m.gettoken.to_string()),
+    ] {
+        let _ = write!(
+            h,
+            "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{k}</div></div>",
+            esc(&v)
+        );
+    }
+    h.push_str("</div>\n<table><tr><th>it took</th><th>count</th><th>mean</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
+    for (name, st) in [
+        ("callback answer", &c.latency_ms),
+        ("sync lag (entry → first returned by sync_msg)", &m.sync_lag_ms),
+        ("bot reply (customer message → send_msg)", &m.bot_reply_ms),
+        ("routed (session start → trans to 2 or 3)", &m.routed_ms),
+        ("hand-off (session start → state 3)", &m.handoff_ms),
+    ] {
+        latency_row(h, name, st);
+    }
+    h.push_str("</table>\n");
+    let _ = writeln!(
+        h,
+        "<p>{} customer messages in sessions it held · {} retried callbacks · {} messages still owed when the run ended</p>",
+        m.customer_messages, c.retried, m.owed_at_end
+    );
+    if let Some(e) = m.scale_effect {
+        let warn =
+            if e > 0.1 { " — <b>the time scale distorts what customers see: lower it</b>" } else { "" };
+        let _ = writeln!(
+            h,
+            "<p>Time scale ×{scale}: its median added latency is {:.1}% of the service-level threshold in scenario time{warn}</p>",
+            e * 100.0
+        );
+    }
+    h.push_str("<table><tr><th>its API calls</th><th>count</th><th>errors</th><th>errcodes</th><th>p50</th><th>p99</th><th>max</th></tr>\n");
+    for (name, e) in &m.api {
+        let codes: Vec<String> = e.errcodes.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            e.count,
+            e.errors,
+            esc(&codes.join(", ")),
+            human_ms(e.latency_ms.p50),
+            human_ms(e.latency_ms.p99),
+            human_ms(e.latency_ms.max)
+        );
     }
     h.push_str("</table>\n");
 }

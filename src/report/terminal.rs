@@ -106,7 +106,72 @@ pub fn terminal(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             )?;
         }
     }
-    live(s, w)
+    live(s, w)?;
+    middleware(s, w)
+}
+
+/// What a middleware did (`run --middleware`): its callbacks, how fast it
+/// read, answered and handed over, its API calls and its mistakes.
+fn middleware(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
+    let Some(m) = &s.middleware else { return Ok(()) };
+    let c = &m.callbacks;
+    writeln!(
+        w,
+        "middleware {} · callbacks {} sent · {} delivered · {} failed · {} retried · answer p50 {} p99 {} (wall)",
+        m.url,
+        c.sent,
+        c.delivered,
+        c.failed,
+        c.retried,
+        human_ms(c.latency_ms.p50),
+        human_ms(c.latency_ms.p99)
+    )?;
+    writeln!(w, "{:<17}{:>8}{:>9}{:>9}{:>9}  (wall)", "  it took", "count", "p50", "p99", "max")?;
+    for (name, l) in [
+        ("sync lag", &m.sync_lag_ms),
+        ("bot reply", &m.bot_reply_ms),
+        ("routed", &m.routed_ms),
+        ("hand-off", &m.handoff_ms),
+    ] {
+        writeln!(
+            w,
+            "  {name:<15}{:>8}{:>9}{:>9}{:>9}",
+            l.count,
+            human_ms(l.p50),
+            human_ms(l.p99),
+            human_ms(l.max)
+        )?;
+    }
+    writeln!(
+        w,
+        "  acted      {} customer messages · {} unacted · {} owed at the end · {} replies after the end · {} sent twice · gettoken {}",
+        m.customer_messages, m.unacted, m.owed_at_end, m.replies_after_end, m.sent_twice, m.gettoken
+    )?;
+    writeln!(w, "{:<17}{:>8}{:>9}{:>9}{:>9}", "  its API calls", "count", "errors", "p50", "p99")?;
+    for (name, e) in &m.api {
+        writeln!(
+            w,
+            "  {name:<23}{:>8}{:>9}{:>9}{:>9}",
+            e.count,
+            e.errors,
+            human_ms(e.latency_ms.p50),
+            human_ms(e.latency_ms.p99)
+        )?;
+        if !e.errcodes.is_empty() {
+            let codes: Vec<String> = e.errcodes.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            writeln!(w, "    errcodes: {}", codes.join(" · "))?;
+        }
+    }
+    if let Some(effect) = m.scale_effect {
+        let warn = if effect > 0.1 { "  ← the time scale distorts what customers see" } else { "" };
+        writeln!(
+            w,
+            "  scale      its median added latency × {} = {:.1}% of the service-level threshold{warn}",
+            s.live.as_ref().map_or(1.0, |l| l.time_scale),
+            effect * 100.0
+        )?;
+    }
+    Ok(())
 }
 
 /// What only the live engine measures: the target's load, end-to-end

@@ -1,0 +1,310 @@
+//! `kfsim run --engine live --middleware URL` against real middlewares, as
+//! two processes, the way CI runs it: the wechatpy example (and its
+//! variants with the mistakes load tests exist to catch), a middleware
+//! that is down, and one that answers garbage.
+//!
+//! Every figure of the summary's `middleware` section is reconciled with
+//! what the middleware itself counted.
+
+mod sdk_util;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use kfsim::service::crypto::CallbackCrypto;
+use sdk_util::{Proc, free_port, python};
+use serde_json::Value;
+
+const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+const TOKEN: &str = "kfsimToken";
+
+/// The wechatpy example middleware (with `mistake`, a variant), calling
+/// kfsim's WeCom on `api_port`.
+fn wechatpy_middleware(api_port: u16, mistake: Option<&str>) -> (Proc, u16) {
+    let port = free_port();
+    let mut cmd = Command::new(python());
+    cmd.arg("examples/middleware/wechatpy_middleware.py")
+        .args(["--port", &port.to_string()])
+        .env("KFSIM_API", format!("http://127.0.0.1:{api_port}/cgi-bin/"));
+    if let Some(m) = mistake {
+        cmd.args(["--mistake", m]);
+    }
+    let p = Proc::start(&mut cmd);
+    p.wait_for("listening");
+    (p, port)
+}
+
+/// `kfsim run scenarios/middleware.toml --engine live --middleware URL`
+/// with kfsim's WeCom on `api_port`; its output and the run folder.
+fn run_kfsim(api_port: u16, callback: &str, name: &str, extra: &[&str]) -> (Output, PathBuf) {
+    let out = std::env::temp_dir().join(format!("kfsim-mw-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let output = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["run", "scenarios/middleware.toml", "--engine", "live", "--quiet", "--no-gates"])
+        .args(["--middleware", callback, "--listen", &format!("127.0.0.1:{api_port}")])
+        // 6 minutes of scenario time at ×20: 18 s of wall time
+        .args(["--set", "duration=6m", "--set", "warmup=1m"])
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("kfsim runs");
+    (output, out)
+}
+
+fn summary(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json written");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// GET a JSON document (the middleware's /stats) over plain HTTP/1.0.
+fn get_json(port: u16, path: &str) -> Value {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+}
+
+/// Successful calls of one endpoint, as kfsim counted them.
+fn ok_calls(mw: &Value, endpoint: &str) -> u64 {
+    let e = &mw["api"][endpoint];
+    e["count"].as_u64().unwrap_or(0) - e["errors"].as_u64().unwrap_or(0)
+}
+
+/// Errcodes over every endpoint, as kfsim counted them.
+fn errcodes(mw: &Value) -> serde_json::Map<String, Value> {
+    let mut all = serde_json::Map::new();
+    for e in mw["api"].as_object().unwrap().values() {
+        for (code, n) in e["errcodes"].as_object().unwrap() {
+            let sum = all.get(code).and_then(Value::as_u64).unwrap_or(0) + n.as_u64().unwrap();
+            all.insert(code.clone(), sum.into());
+        }
+    }
+    all
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The plain middleware: every figure of the summary's middleware section
+/// agrees exactly with what the middleware counted, and the customers'
+/// side shows the bot's answers as first responses.
+#[test]
+fn the_summary_agrees_exactly_with_what_the_middleware_counted() {
+    let api = free_port();
+    let (mw_proc, port) = wechatpy_middleware(api, None);
+    let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), "plain", &[]);
+    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(&o));
+    let stats = get_json(port, "/stats");
+    drop(mw_proc);
+    let s = summary(&dir);
+    let mw = &s["middleware"];
+    let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("a count: {v}"));
+    let at_mw = |k: &str| n(&stats[k]);
+    eprintln!("middleware: {stats}\nkfsim: {mw:#}");
+    assert!(at_mw("handed_off") > 50, "enough sessions to mean something: {stats}");
+    assert_eq!(n(&mw["callbacks"]["delivered"]), at_mw("callbacks"), "callbacks it received");
+    assert_eq!(n(&mw["callbacks"]["sent"]), at_mw("callbacks"), "none failed");
+    assert_eq!(n(&mw["callbacks"]["failed"]), 0);
+    assert_eq!(n(&mw["synced"]), at_mw("synced"), "log entries sync_msg gave it");
+    assert_eq!(n(&mw["sync_lag_ms"]["count"]), at_mw("synced"));
+    assert_eq!(ok_calls(mw, "kf/send_msg_on_event"), at_mw("welcomed"));
+    assert_eq!(ok_calls(mw, "kf/send_msg"), at_mw("bot_replies"));
+    assert_eq!(ok_calls(mw, "kf/service_state/trans"), at_mw("handed_off"));
+    assert_eq!(n(&mw["routed_ms"]["count"]), at_mw("handed_off"), "one hand-off per session");
+    assert_eq!(Value::Object(errcodes(mw)), stats["errors"], "errcodes it got");
+    // it answers (welcome or bot) each session's message before it hands
+    // the session over: one bot-reply sample per session it handled
+    assert_eq!(n(&mw["bot_reply_ms"]["count"]), at_mw("handed_off"));
+    assert_eq!(n(&mw["unacted"]), 0, "it acts on every message it is given");
+    assert_eq!(n(&mw["sent_twice"]), 0);
+    assert_eq!(n(&mw["replies_after_end"]), 0);
+    assert!(n(&mw["gettoken"]) <= 3, "it caches its token: {}", mw["gettoken"]);
+    // what the customers saw: the welcome or the bot came first
+    let first = n(&s["latency_ms"]["first_response"]["count"]);
+    let answered = n(&s["sessions"]["answered"]);
+    assert!(first >= answered, "every answered session had a first response: {first} < {answered}");
+    // (the customers' figures cover sessions after the warm-up, the
+    // middleware's the whole run)
+    let bot = n(&s["messages"]["bot"]);
+    let sent_to_customers = at_mw("welcomed") + at_mw("bot_replies");
+    assert!(bot > 0 && bot <= sent_to_customers, "bot {bot} of {sent_to_customers}");
+    // its added latency is tiny against a 30 s service level at ×20
+    let effect = mw["scale_effect"].as_f64().unwrap();
+    assert!(effect < 0.1, "scale effect {effect}");
+    assert!(!stderr(&o).contains("warning: at ×"), "{}", stderr(&o));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("id=\"middleware\"") && html.contains("kf/sync_msg"), "the report shows it");
+}
+
+/// Each mistake shows in the report as it should.
+#[test]
+fn a_middleware_without_a_token_cache_shows_in_gettoken() {
+    let api = free_port();
+    let (mw_proc, port) = wechatpy_middleware(api, Some("no-token-cache"));
+    let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), "no-cache", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    drop(mw_proc);
+    let mw = &summary(&dir)["middleware"];
+    let calls: u64 = mw["api"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "gettoken")
+        .map(|(_, e)| e["count"].as_u64().unwrap())
+        .sum();
+    let gettoken = mw["gettoken"].as_u64().unwrap();
+    assert!(calls > 100, "{mw:#}");
+    assert!(gettoken >= calls, "a token fetched for every call: {gettoken} for {calls}");
+}
+
+#[test]
+fn a_slow_callback_handler_is_retried_and_its_delay_reported() {
+    let api = free_port();
+    let (mw_proc, port) = wechatpy_middleware(api, Some("slow-callback"));
+    let (o, dir) = run_kfsim(
+        api,
+        &format!("http://127.0.0.1:{port}/kf/callback"),
+        "slow",
+        &["--set", "duration=3m", "--set", "warmup=30s"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats = get_json(port, "/stats");
+    drop(mw_proc);
+    let mw = &summary(&dir)["middleware"];
+    let c = &mw["callbacks"];
+    assert!(c["retried"].as_u64().unwrap() > 0, "past the 5 s deadline, WeCom retries: {c}");
+    assert!(
+        stats["callbacks"].as_u64().unwrap() > c["delivered"].as_u64().unwrap(),
+        "it handled callbacks kfsim had given up waiting for: {stats} vs {c}"
+    );
+    let routed_p50 = mw["routed_ms"]["p50"].as_f64().unwrap();
+    // a message waits for the end of a 6 s handler that began before it
+    assert!(routed_p50 >= 1_000.0, "sessions wait for its slow handler: {routed_p50} ms");
+    assert!(mw["scale_effect"].as_f64().unwrap() > 0.1);
+    assert!(stderr(&o).contains("warning: at ×20"), "the scale's effect is warned: {}", stderr(&o));
+}
+
+#[test]
+fn ignoring_the_quota_shows_95001_and_messages_sent_twice() {
+    let api = free_port();
+    let (mw_proc, port) = wechatpy_middleware(api, Some("ignore-quota"));
+    let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), "quota", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats = get_json(port, "/stats");
+    drop(mw_proc);
+    let mw = &summary(&dir)["middleware"];
+    let refused = mw["api"]["kf/send_msg"]["errcodes"]["95001"].as_u64().unwrap();
+    assert!(refused > 20, "{mw:#}");
+    assert_eq!(stats["errors"]["95001"], refused, "what it was refused");
+    // five identical answers to one message, the sixth refused
+    assert_eq!(mw["sent_twice"].as_u64().unwrap(), 4 * refused);
+    assert_eq!(ok_calls(mw, "kf/send_msg"), stats["bot_replies"].as_u64().unwrap());
+}
+
+#[test]
+fn replying_after_the_hand_off_shows_95018() {
+    let api = free_port();
+    let (mw_proc, port) = wechatpy_middleware(api, Some("reply-late"));
+    let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), "late", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats = get_json(port, "/stats");
+    drop(mw_proc);
+    let mw = &summary(&dir)["middleware"];
+    let wrong_state = mw["api"]["kf/send_msg"]["errcodes"]["95018"].as_u64().unwrap();
+    assert!(wrong_state >= stats["handed_off"].as_u64().unwrap(), "one at least per hand-off: {mw:#}");
+    assert_eq!(stats["errors"]["95018"], wrong_state);
+}
+
+/// A middleware that never answers the URL check: exit 3, soon, saying so.
+#[test]
+fn a_middleware_that_is_down_exits_3() {
+    let api = free_port();
+    let down = free_port();
+    let started = Instant::now();
+    let (o, _) =
+        run_kfsim(api, &format!("http://127.0.0.1:{down}/kf/callback"), "down", &["--callback-wait", "2s"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(started.elapsed() < Duration::from_secs(20), "gave up in {:?}", started.elapsed());
+    assert!(stderr(&o).contains("never verified"), "{}", stderr(&o));
+}
+
+/// A middleware that passes the URL check and then answers every callback
+/// with garbage: the run goes on, counts the failures and what was never
+/// acted on, and the customers' side shows sessions nobody handed over.
+#[test]
+fn a_middleware_answering_garbage_is_measured_not_fatal() {
+    let api = free_port();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || garbage_middleware(listener));
+    let (o, dir) = run_kfsim(
+        api,
+        &format!("http://127.0.0.1:{port}/kf/callback"),
+        "garbage",
+        &["--set", "wecom.callback.timeout=1s", "--set", "wecom.callback.retries=1"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&dir);
+    let mw = &s["middleware"];
+    let c = &mw["callbacks"];
+    assert_eq!(c["delivered"], 0, "{c}");
+    assert!(c["failed"].as_u64().unwrap() > 0 && c["retried"].as_u64().unwrap() > 0, "{c}");
+    assert!(mw["unacted"].as_u64().unwrap() > 0, "nobody acted on the messages: {mw:#}");
+    assert_eq!(mw["synced"], 0);
+    assert_eq!(s["sessions"]["answered"], 0, "no session reached a servicer");
+    assert!(s["sessions"]["abandoned"].as_u64().unwrap() > 0);
+    assert!(stderr(&o).contains("callbacks to the middleware failed"), "{}", stderr(&o));
+}
+
+/// Answers the URL check as WeCom expects, then every callback with bytes
+/// that are not HTTP.
+fn garbage_middleware(listener: TcpListener) {
+    let crypto = CallbackCrypto::new(TOKEN, KEY, "kfsim").unwrap();
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if let Some(query) = head.strip_prefix("GET ").and_then(|r| r.split_whitespace().next()) {
+            let echostr = query
+                .split_once('?')
+                .map_or("", |(_, q)| q)
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("echostr="))
+                .map(percent_decode)
+                .unwrap_or_default();
+            let plain = crypto.decrypt(&echostr).map(|(p, _)| p).unwrap_or_default();
+            let _ =
+                write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", plain.len());
+            let _ = s.write_all(&plain);
+        } else {
+            let _ = s.write_all(b"\x00\x01 not http at all \xff\r\n\r\n");
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
