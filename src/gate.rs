@@ -360,7 +360,16 @@ pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
     gates
         .iter()
         .map(|g| {
-            let actual = lookup(summary, &g.path);
+            let mut actual = lookup(summary, &g.path);
+            // an endpoint the middleware never called, or an errcode it
+            // never got, is a count of 0, not a metric that was not measured
+            if actual.is_none()
+                && summary.get("middleware").is_some_and(Value::is_object)
+                && (matches_pattern(&g.path, "middleware.api.*.errcodes.*")
+                    || ["count", "errors"].iter().any(|c| matches_pattern(&g.path, &format!("middleware.api.*.{c}"))))
+            {
+                actual = Some(0.0);
+            }
             let verdict = match actual {
                 None if is_live_only(&g.path) && summary.pointer(&pointer(&g.path)).is_none() => {
                     Verdict::Skipped
@@ -381,8 +390,9 @@ pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
         .collect()
 }
 
+/// The JSON pointer of a dotted path (an endpoint's name holds `/`).
 fn pointer(path: &str) -> String {
-    path.split('.').map(|s| format!("/{s}")).collect()
+    path.split('.').map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1"))).collect()
 }
 
 #[cfg(test)]
@@ -436,6 +446,35 @@ mod tests {
             "agents": [ { "id": "day-01", "occupancy": 0.7 }, { "id": "day-02", "occupancy": 0.9 } ],
             "engine": "sim"
         })
+    }
+
+    /// Middleware gates: valid in any scenario, skipped without a
+    /// middleware, an errcode never seen is 0, a latency is in ms, and an
+    /// endpoint's `/` is no path separator.
+    #[test]
+    fn middleware_gates() {
+        let valid = leaf_paths(&sample());
+        let bind = |m: &str, c: &str| {
+            let path = resolve(m, &valid).unwrap();
+            Gate { metric: m.into(), condition: Condition::parse(c, unit_of(&path)).unwrap(), path }
+        };
+        let gates = [
+            bind("middleware.api.kf/send_msg.errcodes.95001", "<= 0"),
+            bind("middleware.api.kf/send_msg.errcodes.95018", "<= 0"),
+            bind("middleware.routed_ms.p95", "< 2s"),
+            bind("middleware.unacted", "== 0"),
+        ];
+        assert!(resolve("middleware.unactd", &valid).is_err(), "typos are still caught");
+        assert_eq!(gates[2].condition.threshold, 2000.0);
+        let verdicts = |v: &Value| evaluate(&gates, v).iter().map(|r| r.verdict).collect::<Vec<_>>();
+        assert_eq!(verdicts(&sample()), [Verdict::Skipped; 4], "a run without a middleware");
+        let run = json!({ "middleware": {
+            "api": { "kf/send_msg": { "count": 9, "errors": 2, "errcodes": { "95018": 2 } } },
+            "routed_ms": { "p95": 2500.0 },
+            "unacted": 0
+        }});
+        assert_eq!(verdicts(&run), [Verdict::Pass, Verdict::Fail, Verdict::Fail, Verdict::Pass]);
+        assert_eq!(evaluate(&gates, &run)[0].actual, Some(0.0));
     }
 
     #[test]
