@@ -186,6 +186,8 @@ pub const LIVE_ONLY: &[&str] = &[
     "live.open_at_end",
     "live.shed",
     "live.busy_at_start",
+    "live.overhead_ms",
+    "live.distortion",
     "live.gave_up.*",
     "http.*.count",
     "http.*.errors",
@@ -366,7 +368,9 @@ pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
             if actual.is_none()
                 && summary.get("middleware").is_some_and(Value::is_object)
                 && (matches_pattern(&g.path, "middleware.api.*.errcodes.*")
-                    || ["count", "errors"].iter().any(|c| matches_pattern(&g.path, &format!("middleware.api.*.{c}"))))
+                    || ["count", "errors"]
+                        .iter()
+                        .any(|c| matches_pattern(&g.path, &format!("middleware.api.*.{c}"))))
             {
                 actual = Some(0.0);
             }

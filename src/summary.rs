@@ -227,6 +227,26 @@ pub struct LiveInfo {
     /// were not free, and the figures are skewed until those end.
     #[serde(default)]
     pub busy_at_start: u64,
+    /// What the run's own timing added to every scenario-time latency, in
+    /// wall time [ms]: the median wait of the sessions the target assigned
+    /// at once (intended send → the customer told of the assignment), which
+    /// in the model is 0. `null` when no session was assigned at once.
+    #[serde(default)]
+    pub overhead_ms: Option<f64>,
+    /// That overhead × the time scale, as a share of the service-level
+    /// threshold: how much the compression distorts waits measured against
+    /// it. Above 0.1 the run warns, naming the largest time scale that would
+    /// keep it under.
+    #[serde(default)]
+    pub distortion: Option<f64>,
+}
+
+impl LiveInfo {
+    /// The largest time scale that keeps the distortion at `share` of the
+    /// service-level threshold, if the distortion was measured.
+    pub fn max_time_scale(&self, share: f64) -> Option<f64> {
+        self.distortion.filter(|&d| d > 0.0).map(|d| self.time_scale * share / d)
+    }
 }
 
 /// Actions the live driver gave up on, by kind.

@@ -175,3 +175,75 @@ fn an_unreachable_target_exits_3() {
     assert_eq!(o.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("never reachable"), "{stderr}");
 }
+
+/// The README's first command: the quickstart at its shipped scale passes
+/// its own gates, lands within the simulator's spread over seeds, and says
+/// how much its own timing distorted it (well under 10 %).
+#[test]
+fn the_quickstart_agrees_with_the_simulator_at_its_shipped_scale() {
+    let _one = serial();
+    let text = std::fs::read_to_string("scenarios/quickstart.toml").unwrap();
+    let sc = Scenario::parse(&text, "quickstart.toml").unwrap();
+    let run = live(&sc, sc.time_scale);
+    let gates = kfsim::gate::bind(&sc).unwrap();
+    let json = serde_json::to_value(&run.summary).unwrap();
+    for g in kfsim::gate::evaluate(&gates, &json) {
+        assert_eq!(g.verdict, kfsim::summary::Verdict::Pass, "{g}");
+    }
+    let info = run.summary.live.as_ref().unwrap();
+    let distortion = info.distortion.expect("measured");
+    eprintln!("overhead {:?} ms wall, distortion {distortion:.3}", info.overhead_ms);
+    assert!(distortion < 0.1, "the run's timing distorts waits by {distortion:.3} of T");
+    let sl: Vec<f64> = (1..=10)
+        .map(|seed| {
+            let mut v = sc.clone();
+            v.seed = seed;
+            kfsim::sim::simulate(&v).service_level.unwrap()
+        })
+        .collect();
+    let (mean, sd) = {
+        let m = sl.iter().sum::<f64>() / sl.len() as f64;
+        (m, (sl.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (sl.len() as f64 - 1.0)).sqrt())
+    };
+    let live_sl = run.summary.service_level.unwrap();
+    eprintln!("service level: live {live_sl:.3}, sim {mean:.3} ± {sd:.3} over 10 seeds");
+    // one more replication of the same model: within 3 standard deviations
+    // of single simulated runs (the old 4.5 ms dispatch tick put it 4 below)
+    assert!((live_sl - mean).abs() <= 3.0 * sd, "live {live_sl:.3} vs sim {mean:.3} ± {sd:.3}");
+}
+
+/// A time scale that turns the run's own milliseconds into a large share
+/// of the service-level threshold is warned about, with the largest scale
+/// that keeps it under 10 %.
+#[test]
+fn a_time_scale_that_distorts_is_warned_with_the_scale_to_use() {
+    let _one = serial();
+    let out = std::env::temp_dir().join(format!("kfsim-distortion-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["run", "scenarios/live-check.toml", "--engine", "live", "-q", "--time-scale", "1000"])
+        .args(["--set", "duration=15m", "--set", "warmup=1m", "--set", "service_level=1s", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let (overhead_ms, d) =
+        (s["live"]["overhead_ms"].as_f64().unwrap(), s["live"]["distortion"].as_f64().unwrap());
+    // 1 000 × the overhead, against a 1 s threshold
+    assert!(
+        (d - overhead_ms).abs() < 1e-9 * d.max(1.0) + 1e-6,
+        "distortion {d} = overhead {overhead_ms} ms × 1000 / 1 s"
+    );
+    assert!(d > 0.1, "{d}");
+    let suggested: f64 = stderr
+        .split("run at ×")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a suggested scale: {stderr}"));
+    let expected = (1000.0 * 0.1 / d).floor();
+    assert_eq!(suggested, expected.max(1.0), "{stderr}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -430,6 +430,19 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
     };
     bar.finish_and_clear();
     let measured = measured?;
+    if let Some(live) = &measured.summary.live
+        && let Some(d) = live.distortion.filter(|&d| d > crate::report::DISTORTION_WARN)
+    {
+        eprintln!(
+            "warning: at ×{} the run's own overhead ({} of wall time per step) becomes {:.0}% of the \
+             service-level threshold in scenario time: waits measure the compression, not the target; \
+             run at ×{:.0} or less",
+            live.time_scale,
+            human_ms(live.overhead_ms),
+            d * 100.0,
+            live.max_time_scale(crate::report::DISTORTION_WARN).unwrap_or(1.0).floor().max(1.0)
+        );
+    }
     if let Some(m) = &measured.summary.middleware {
         warn_middleware(m, sc, measured.summary.live.as_ref().map_or(1.0, |l| l.time_scale));
     }

@@ -39,7 +39,7 @@ const BATCH: usize = 1000;
 const IN_FLIGHT: usize = 8;
 /// Due actions wait at most this long (wall) to leave with others: one
 /// request per reply would need thousands of requests a second.
-const GATHER: Duration = Duration::from_millis(2);
+const GATHER: Duration = Duration::from_millis(1);
 /// Tries to open a servicer channel before following each agent's queue.
 const OPEN_ATTEMPTS: u32 = 5;
 
@@ -184,11 +184,14 @@ impl Agents {
         let (pullers, channel) = followed;
         let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let mut last_flush = Instant::now();
+        // replies leave at their instant, not on tokio's millisecond tick
+        let timer = super::timer::PreciseTimer::new();
         while !sh.stop.load(Ordering::SeqCst) {
             let next = self.heap.peek().map(|Reverse(d)| sh.tb.instant(d.t).max(last_flush + GATHER));
             // wake at least every 100 ms to notice the end of the run
             let idle = Instant::now() + Duration::from_millis(100);
             let wake = next.map_or(idle, |t| t.min(idle));
+            timer.set(wake);
             tokio::select! {
                 Some((agent, events)) = ev_rx.recv() => {
                     for ev in events {
@@ -196,7 +199,7 @@ impl Agents {
                     }
                 }
                 Some((dues, results, sent)) = res_rx.recv() => self.on_results(dues, results, sent),
-                _ = tokio::time::sleep_until(wake.into()) => {
+                () = timer.fired() => {
                     if next.is_some() {
                         last_flush = Instant::now();
                         self.flush(&res_tx, &in_flight);

@@ -200,13 +200,13 @@ pub(crate) async fn drive(
     ));
     let mut interrupted = false;
     let mut drain_deadline: Option<Instant> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut asked = Instant::now() - PROGRESS_EVERY;
     let mut go_on = true;
+    let timer = super::timer::PreciseTimer::new();
+    timer.set(Instant::now());
     loop {
         tokio::select! {
-            _ = tick.tick() => {
+            () = timer.fired() => {
                 if asked.elapsed() >= PROGRESS_EVERY {
                     asked = Instant::now();
                     go_on &= progress(&Progress {
@@ -231,6 +231,7 @@ pub(crate) async fn drive(
                 if drained || drain_deadline.is_some_and(|t| Instant::now() >= t) {
                     break;
                 }
+                timer.set(d.next_wake(asked + PROGRESS_EVERY));
             }
             Some(events) = ev_rx.recv() => d.on_events(events),
             Some((actions, results, sent)) = res_rx.recv() => d.on_results(actions, results, sent),
@@ -314,6 +315,23 @@ impl Driver<'_> {
     }
 
     /// Send every action that is due, in batches.
+    /// When to dispatch next: at the next due action (each leaves at its
+    /// own instant, not on a tick: at ×480 a millisecond of lateness is
+    /// half a second of scenario time), or at `progress`, whichever comes
+    /// first. Actions already due that could not leave (the target is slow
+    /// to answer) are tried again in a millisecond.
+    fn next_wake(&self, progress: Instant) -> Instant {
+        let now = Instant::now();
+        let due = match self.heap.peek() {
+            Some(Reverse((t, _, _))) => match self.sh.tb.instant(*t) {
+                t if t <= now => now + Duration::from_millis(1),
+                t => t,
+            },
+            None => progress,
+        };
+        due.min(progress)
+    }
+
     fn dispatch(&mut self, res_tx: &mpsc::UnboundedSender<BatchResult>) {
         let now = self.sh.tb.now_us();
         let mut actions: Vec<CustomerAction> = Vec::new();
@@ -724,6 +742,9 @@ impl Driver<'_> {
                     self.sh.http.stats.action_error("customer_batch", format!("errcode_{INVALID}"));
                 }
                 let kept = c.last_agent.is_some() && c.last_agent == Some(agent);
+                if !c.queued && self.sh.in_window(info.arrived_us) {
+                    self.sh.counts().immediate.record(now.saturating_sub(info.arrived_us));
+                }
                 let _ = self.sh.obs.send(Obs::Assigned { t: now, s: info, agent, kept, from_pool: c.queued });
                 self.memory[info.account as usize].touch(c.customer, agent, now);
                 self.taken(key, 0, now);

@@ -21,6 +21,7 @@
 mod agents;
 mod customers;
 pub mod http;
+mod timer;
 mod wire;
 
 use std::collections::{BTreeMap, BinaryHeap};
@@ -270,6 +271,9 @@ pub struct LiveCounts {
     reordered: u64,
     late: u64,
     shed: u64,
+    /// Waits of the sessions assigned at once [scenario µs]: the run's own
+    /// overhead.
+    immediate: Hist,
     lag: Hist,
     to_agent: Hist,
     to_customer: Hist,
@@ -436,6 +440,13 @@ pub async fn run(
             gave_up: counts.gave_up,
             shed: counts.shed,
             busy_at_start,
+            overhead_ms: counts.immediate.stats_ms().p50.map(|ms| ms / opts.time_scale),
+            distortion: counts
+                .immediate
+                .stats_ms()
+                .p50
+                .filter(|_| sc.service_level_us > 0)
+                .map(|ms| ms / (sc.service_level_us as f64 / 1e3)),
         },
     };
     Ok(metrics.finish_all(sc, &stats, Some(figures)))

@@ -67,6 +67,25 @@ pub fn render(run: &Measured, charts: &[Chart], comparison: Option<&Comparison>)
         comparison_table(&mut h, c);
     }
     key_numbers(&mut h, run);
+    if let Some(live) = &s.live {
+        let distortion = match (live.overhead_ms, live.distortion) {
+            (Some(ms), Some(d)) => format!(
+                " · the run's own overhead {} of wall time per step × {} = <b>{:.1}%</b> of T{}",
+                esc(&human_ms(Some(ms))),
+                live.time_scale,
+                d * 100.0,
+                if d > super::DISTORTION_WARN { " — too much: lower the time scale" } else { "" }
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            h,
+            "<p class=\"meta\" id=\"live\">live against {} at ×{} · {:.1} s of wall time{distortion}</p>",
+            esc(&live.target),
+            live.time_scale,
+            live.wall_s
+        );
+    }
     if let Some(m) = &s.middleware {
         middleware(&mut h, m, s.live.as_ref().map_or(1.0, |l| l.time_scale));
     }

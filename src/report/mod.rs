@@ -14,7 +14,7 @@ pub mod plan;
 pub mod sweep;
 mod terminal;
 
-pub use terminal::terminal;
+pub use terminal::{DISTORTION_WARN, terminal};
 
 use crate::scenario::units::format_duration;
 use crate::summary::Summary;

@@ -174,6 +174,10 @@ fn middleware(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+/// Above this share of the service-level threshold, a live run's timing
+/// overhead × its time scale is said to distort its figures.
+pub const DISTORTION_WARN: f64 = 0.1;
+
 /// What only the live engine measures: the target's load, end-to-end
 /// accounting, the driver's own lag, and the HTTP calls.
 fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
@@ -218,6 +222,16 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     if let Some(late) = s.late_actions {
         let p99 = s.lag_ms.as_ref().and_then(|l| l.p99);
         writeln!(w, "driver     {late} actions late (> 10 ms) · lag p99 {}", human_ms(p99))?;
+    }
+    if let (Some(ms), Some(d)) = (info.overhead_ms, info.distortion) {
+        let flag = if d > DISTORTION_WARN { "  ← too much: lower the time scale" } else { "" };
+        writeln!(
+            w,
+            "distortion {} of wall time per step × {} = {:.1}% of the service-level threshold{flag}",
+            human_ms(Some(ms)),
+            info.time_scale,
+            d * 100.0
+        )?;
     }
     // both skew every figure above: said where the figures are read
     if info.shed > 0 {
