@@ -247,3 +247,20 @@ fn a_time_scale_that_distorts_is_warned_with_the_scale_to_use() {
     assert_eq!(suggested, expected.max(1.0), "{stderr}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `account/list` answers at most 100 accounts a page: a scenario with
+/// more finds them all.
+#[test]
+fn a_target_with_more_than_100_accounts_is_read_page_by_page() {
+    let _one = serial();
+    let mut text = String::from("name = \"many\"\nduration = \"2m\"\ntime_scale = 60\n");
+    for i in 0..150 {
+        text += &format!(
+            "[[account]]\nname = \"a{i}\"\n[[agents]]\naccount = \"a{i}\"\ngroup = \"g{i}\"\ncount = 1\nreply_delay = \"5s\"\n"
+        );
+    }
+    text += "[[entry]]\nscene = \"web\"\naccount = \"a149\"\nrate = \"20/min\"\n";
+    let sc = Scenario::parse(&text, "many.toml").unwrap();
+    let s = live(&sc, 60.0).summary;
+    assert!(s.sessions.answered > 10, "sessions of the 150th account were served: {:?}", s.sessions);
+}

@@ -487,22 +487,30 @@ async fn connect(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let list = http
-        .post(
-            "account_list",
-            "/cgi-bin/kf/account/list",
-            &json!({"offset": 0, "limit": 100}),
-            Instant::now(),
-            Duration::ZERO,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("kf/account/list failed: {e:?}"))?;
-    let accounts: BTreeMap<String, String> = list["account_list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| Some((a["name"].as_str()?.to_owned(), a["open_kfid"].as_str()?.to_owned())))
-        .collect();
+    // WeCom pages account/list by at most 100: read until a short page (a
+    // scenario has at most 5000 accounts; a target listing more is read
+    // that far)
+    let mut accounts: BTreeMap<String, String> = BTreeMap::new();
+    for offset in (0..).step_by(100).take(crate::scenario::MAX_ACCOUNTS / 100 + 1) {
+        let list = http
+            .post(
+                "account_list",
+                "/cgi-bin/kf/account/list",
+                &json!({"offset": offset, "limit": 100}),
+                Instant::now(),
+                Duration::ZERO,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("kf/account/list failed: {e:?}"))?;
+        let page = list["account_list"].as_array().map_or(&[][..], Vec::as_slice);
+        accounts.extend(
+            page.iter()
+                .filter_map(|a| Some((a["name"].as_str()?.to_owned(), a["open_kfid"].as_str()?.to_owned()))),
+        );
+        if page.len() < 100 || sc.accounts.iter().all(|a| accounts.contains_key(&a.name)) {
+            break;
+        }
+    }
     let open_kfid = sc
         .accounts
         .iter()
