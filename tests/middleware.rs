@@ -21,6 +21,14 @@ use serde_json::Value;
 const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 const TOKEN: &str = "kfsimToken";
 
+/// The runs here measure wall-clock behaviour on two cores: the one
+/// compared with the simulator runs alone; the others may share.
+static QUIET: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    QUIET.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The wechatpy example middleware (with `mistake`, a variant), calling
 /// kfsim's WeCom on `api_port`.
 fn wechatpy_middleware(api_port: u16, mistake: Option<&str>) -> (Proc, u16) {
@@ -97,6 +105,7 @@ fn stderr(o: &Output) -> String {
 /// side shows the bot's answers as first responses.
 #[test]
 fn the_summary_agrees_exactly_with_what_the_middleware_counted() {
+    let _shared = shared();
     let api = free_port();
     let (mw_proc, port) = wechatpy_middleware(api, None);
     let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), "plain", &[]);
@@ -146,6 +155,7 @@ fn the_summary_agrees_exactly_with_what_the_middleware_counted() {
 /// Each mistake shows in the report as it should.
 #[test]
 fn a_middleware_without_a_token_cache_shows_in_gettoken() {
+    let _shared = shared();
     let api = free_port();
     let (mw_proc, port) = wechatpy_middleware(api, Some("no-token-cache"));
     let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), "no-cache", &[]);
@@ -166,6 +176,7 @@ fn a_middleware_without_a_token_cache_shows_in_gettoken() {
 
 #[test]
 fn a_slow_callback_handler_is_retried_and_its_delay_reported() {
+    let _shared = shared();
     let api = free_port();
     let (mw_proc, port) = wechatpy_middleware(api, Some("slow-callback"));
     let (o, dir) = run_kfsim(
@@ -193,6 +204,7 @@ fn a_slow_callback_handler_is_retried_and_its_delay_reported() {
 
 #[test]
 fn ignoring_the_quota_shows_95001_and_messages_sent_twice() {
+    let _shared = shared();
     let api = free_port();
     let (mw_proc, port) = wechatpy_middleware(api, Some("ignore-quota"));
     let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), "quota", &[]);
@@ -210,6 +222,7 @@ fn ignoring_the_quota_shows_95001_and_messages_sent_twice() {
 
 #[test]
 fn replying_after_the_hand_off_shows_95018() {
+    let _shared = shared();
     let api = free_port();
     let (mw_proc, port) = wechatpy_middleware(api, Some("reply-late"));
     let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), "late", &[]);
@@ -225,6 +238,7 @@ fn replying_after_the_hand_off_shows_95018() {
 /// A middleware that never answers the URL check: exit 3, soon, saying so.
 #[test]
 fn a_middleware_that_is_down_exits_3() {
+    let _shared = shared();
     let api = free_port();
     let down = free_port();
     let started = Instant::now();
@@ -240,6 +254,7 @@ fn a_middleware_that_is_down_exits_3() {
 /// acted on, and the customers' side shows sessions nobody handed over.
 #[test]
 fn a_middleware_answering_garbage_is_measured_not_fatal() {
+    let _shared = shared();
     let api = free_port();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -307,4 +322,85 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `examples/trivial_middleware` (built by `cargo test`; built here when a
+/// narrower command did not).
+fn trivial_middleware() -> PathBuf {
+    let kfsim = Path::new(env!("CARGO_BIN_EXE_kfsim"));
+    let exe = kfsim.parent().unwrap().join("examples").join("trivial_middleware");
+    if !exe.exists() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--example", "trivial_middleware"]);
+        if kfsim.parent().unwrap().ends_with("release") {
+            cmd.arg("--release");
+        }
+        let built = cmd.status().expect("cargo runs");
+        assert!(built.success() && exe.exists(), "building examples/trivial_middleware.rs");
+    }
+    exe
+}
+
+/// A middleware that moves every session to the pool at once adds only its
+/// own latency: the run agrees with the simulator's runs of the same
+/// scenario within the live-vs-sim tolerance of tests/live.rs.
+#[test]
+fn a_middleware_that_pools_at_once_agrees_with_the_simulator() {
+    let _quiet = QUIET.write().unwrap_or_else(|e| e.into_inner());
+    let text = std::fs::read_to_string("scenarios/live-check.toml").unwrap();
+    let mut sc = kfsim::scenario::Scenario::parse(&text, "live-check.toml").unwrap();
+    sc.wecom.callback = Some(kfsim::scenario::Callback {
+        url: None,
+        token: TOKEN.into(),
+        encoding_aes_key: KEY.into(),
+        timeout_us: 5_000_000,
+        retries: 3,
+        max_in_flight: 64,
+    });
+    let api = free_port();
+    let mw = Proc::start(
+        Command::new(trivial_middleware())
+            .args(["--port", "0", "--mode", "pool", "--api"])
+            .arg(format!("http://127.0.0.1:{api}")),
+    );
+    let port: u16 = mw.wait_for("listening on").rsplit(' ').next().unwrap().trim().parse().unwrap();
+    let url = format!("http://127.0.0.1:{port}/kf/callback");
+    let listen = Some(([127, 0, 0, 1], api).into());
+    let setup = kfsim::cli::run::WeComSetup::from_scenario(&sc, &url, listen).unwrap();
+    let opts = kfsim::live::LiveOptions { time_scale: sc.time_scale, ..Default::default() };
+    let run = kfsim::cli::run::run_live_middleware(&sc, opts, &setup, &mut |_| true).expect("the run works");
+    drop(mw);
+    let live = run.summary;
+    let m = live.middleware.as_ref().unwrap();
+    assert_eq!(m.unacted, 0, "it hands over every session");
+    assert!(m.routed_ms.count > 1000, "{:?}", m.routed_ms);
+    let sims: Vec<kfsim::summary::Summary> = (1..=20)
+        .map(|seed| {
+            let mut v = sc.clone();
+            v.seed = seed;
+            kfsim::sim::simulate(&v)
+        })
+        .collect();
+    let spread = |f: &dyn Fn(&kfsim::summary::Summary) -> f64| {
+        let x: Vec<f64> = sims.iter().map(f).collect();
+        let mean = x.iter().sum::<f64>() / x.len() as f64;
+        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0)).sqrt();
+        (mean, sd)
+    };
+    let wait_p = |s: &kfsim::summary::Summary| s.wait_probability.unwrap();
+    let asa_s = |s: &kfsim::summary::Summary| s.asa_ms.unwrap() / 1e3;
+    let (pm, psd) = spread(&wait_p);
+    let (am, asd) = spread(&asa_s);
+    eprintln!(
+        "P(W>0): live {:.3}, sim {pm:.3} ± {psd:.3}; ASA: live {:.2} s, sim {am:.2} ± {asd:.2} s; routed p50 {:?} ms",
+        wait_p(&live),
+        asa_s(&live),
+        m.routed_ms.p50
+    );
+    // the same tolerance as tests/live.rs, plus the middleware's own
+    // routing time in scenario time
+    let added_s = m.routed_ms.p50.unwrap() / 1e3 * sc.time_scale;
+    assert!((wait_p(&live) - pm).abs() <= 4.0 * psd + 0.03, "wait probability disagrees");
+    assert!((asa_s(&live) - am).abs() <= 4.0 * asd + 1.0 + added_s, "mean queue wait disagrees");
+    assert_eq!(live.messages.lost, Some(0));
 }

@@ -6,8 +6,27 @@
 //! feed is bounded twice: by count (`cap`, the oldest item goes) and by age
 //! ([`Feed::expire`]). A reader whose cursor points before the oldest item
 //! kept is told how many it missed, so losses are counted, never silent.
+//! A third bound is bytes ([`MAX_FEED_BYTES`], by each item's
+//! [`Weigh::weight`]): item limits alone would let a queue of large messages
+//! (a `msgmenu` is up to 30 KB) hold gigabytes.
 
 use std::collections::VecDeque;
+
+/// The most bytes one feed holds (by [`Weigh::weight`]); past it the
+/// oldest items go, as past its item cap.
+pub const MAX_FEED_BYTES: usize = 64 << 20;
+
+/// About how many bytes of memory an item holds.
+pub trait Weigh {
+    /// The estimate [bytes]: the same every time it is asked.
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for u32 {
+    fn weight(&self) -> usize {
+        4
+    }
+}
 
 /// A bounded, cursor-addressed queue of `T`.
 #[derive(Debug)]
@@ -17,6 +36,9 @@ pub struct Feed<T> {
     /// Sequence number of `items[0]`.
     base: u64,
     cap: usize,
+    /// The weight of `items`, and its bound.
+    bytes: usize,
+    max_bytes: usize,
 }
 
 /// What a read returns.
@@ -33,10 +55,29 @@ pub struct Read<T> {
     pub missed: u64,
 }
 
-impl<T: Clone> Feed<T> {
-    /// An empty feed holding at most `cap` items (at least 1).
+impl<T: Clone + Weigh> Feed<T> {
+    /// An empty feed holding at most `cap` items (at least 1) and
+    /// [`MAX_FEED_BYTES`].
     pub fn new(cap: usize) -> Feed<T> {
-        Feed { items: VecDeque::new(), base: 0, cap: cap.max(1) }
+        Feed::with_budget(cap, MAX_FEED_BYTES)
+    }
+
+    /// An empty feed holding at most `cap` items and `max_bytes` (the
+    /// newest item is always kept, whatever it weighs).
+    pub fn with_budget(cap: usize, max_bytes: usize) -> Feed<T> {
+        Feed { items: VecDeque::new(), base: 0, cap: cap.max(1), bytes: 0, max_bytes }
+    }
+
+    /// The weight of what it holds [bytes].
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        let (_, x) = self.items.pop_front()?;
+        self.base += 1;
+        self.bytes -= x.weight();
+        Some(x)
     }
 
     /// The sequence number the next pushed item gets.
@@ -54,14 +95,18 @@ impl<T: Clone> Feed<T> {
         self.items.is_empty()
     }
 
-    /// Append an item; when the feed is full the oldest goes, and is
-    /// returned.
-    pub fn push(&mut self, now_us: u64, item: T) -> Option<T> {
-        let mut dropped = None;
-        if self.items.len() >= self.cap {
-            dropped = self.items.pop_front().map(|(_, x)| x);
-            self.base += 1;
+    /// Append an item; when the feed is full (items or bytes) the oldest
+    /// go, and are returned.
+    pub fn push(&mut self, now_us: u64, item: T) -> Vec<T> {
+        let w = item.weight();
+        let mut dropped = Vec::new();
+        while !self.items.is_empty()
+            && (self.items.len() >= self.cap || self.bytes + w > self.max_bytes)
+            && let Some(x) = self.pop_front()
+        {
+            dropped.push(x);
         }
+        self.bytes += w;
         self.items.push_back((now_us, item));
         dropped
     }
@@ -85,16 +130,13 @@ impl<T: Clone> Feed<T> {
 
     /// Drop everything before `cursor`: the reader has it (consuming feeds).
     pub fn ack(&mut self, cursor: u64) {
-        while self.base < cursor && self.items.pop_front().is_some() {
-            self.base += 1;
-        }
+        while self.base < cursor && self.pop_front().is_some() {}
     }
 
     /// Drop items created before `before_us`.
     pub fn expire(&mut self, before_us: u64) {
         while self.items.front().is_some_and(|(t, _)| *t < before_us) {
-            self.items.pop_front();
-            self.base += 1;
+            self.pop_front();
         }
     }
 
@@ -155,8 +197,8 @@ mod tests {
     #[test]
     fn overflow_and_expiry_are_reported_as_missed() {
         let mut f = Feed::new(3);
-        let dropped: Vec<Option<u32>> = (0..5).map(|i| f.push(i * 10, i as u32)).collect();
-        assert_eq!(dropped, [None, None, None, Some(0), Some(1)]);
+        let dropped: Vec<Vec<u32>> = (0..5).map(|i| f.push(i * 10, i as u32)).collect();
+        assert_eq!(dropped, [vec![], vec![], vec![], vec![0], vec![1]]);
         let r = f.read(0, 10);
         assert_eq!(r.missed, 2, "two items were pushed out before the reader came");
         assert_eq!(seqs(&r), [(2, 2), (3, 3), (4, 4)]);
@@ -175,6 +217,33 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert_eq!(seqs(&f.read(0, 10)), [(2, 2), (3, 3)]);
         assert!(f.valid(4) && !f.valid(5));
+    }
+
+    /// Issue 17, item 9: a feed is bounded in bytes too; what goes is
+    /// counted as missed, and the weight follows acks and expiry.
+    #[test]
+    fn a_byte_budget_pushes_the_oldest_out() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Big(usize);
+        impl Weigh for Big {
+            fn weight(&self) -> usize {
+                self.0
+            }
+        }
+        let mut f = Feed::with_budget(100, 1000);
+        let dropped: Vec<usize> = (0..4).map(|i| f.push(i, Big(300)).len()).collect();
+        assert_eq!(dropped, [0, 0, 0, 1], "the fourth 300-byte item pushed the first out");
+        assert_eq!((f.len(), f.bytes()), (3, 900));
+        assert_eq!(f.read(0, 10).missed, 1);
+        assert_eq!(f.push(10, Big(900)).len(), 3, "room for a big one: all three go");
+        assert_eq!(f.bytes(), 900);
+        assert_eq!(f.push(11, Big(5000)), [Big(900)], "the newest is kept whatever it weighs");
+        assert_eq!((f.len(), f.bytes()), (1, 5000));
+        f.ack(f.end());
+        assert_eq!((f.len(), f.bytes()), (0, 0));
+        f.push(20, Big(10));
+        f.expire(21);
+        assert_eq!(f.bytes(), 0);
     }
 
     #[test]

@@ -621,6 +621,65 @@ fn write_note<M: SerializeMap>(map: &mut M, n: &SessionNote) -> Result<(), M::Er
     map.serialize_entry("send_time", &n.send_time)
 }
 
+/// What a stored message costs beyond its content: its ids, names and
+/// bookkeeping [bytes].
+const MSG_OVERHEAD: usize = 256;
+
+impl Content {
+    /// About how many bytes it holds (for the byte budget of queues).
+    pub fn weight(&self) -> usize {
+        match self {
+            Content::Text(t) => t.content.len() + t.menu_id.as_ref().map_or(0, String::len),
+            Content::Image(m) | Content::Voice(m) | Content::Video(m) | Content::File(m) => m.media_id.len(),
+            Content::Location(l) => l.name.len() + l.address.len() + 16,
+            Content::Link(l) => {
+                l.title.len() + l.desc.len() + l.url.len() + l.pic_url.len() + l.thumb_media_id.len()
+            }
+            Content::BusinessCard(b) => b.userid.len(),
+            Content::Miniprogram(m) => {
+                m.title.len() + m.appid.len() + m.pagepath.len() + m.thumb_media_id.len()
+            }
+            // validated items of at most a few KB: their text form is near
+            // enough, and menus are rare
+            Content::Msgmenu(m) => {
+                m.head_content.len()
+                    + m.tail_content.len()
+                    + m.list.iter().map(|v| v.to_string().len()).sum::<usize>()
+            }
+        }
+    }
+}
+
+impl super::feed::Weigh for Msg {
+    fn weight(&self) -> usize {
+        MSG_OVERHEAD + self.content.weight()
+    }
+}
+
+impl super::feed::Weigh for Item {
+    fn weight(&self) -> usize {
+        match self {
+            Item::Msg(m) => m.weight(),
+            Item::Session(_) => MSG_OVERHEAD,
+        }
+    }
+}
+
+impl super::feed::Weigh for SyncEntry {
+    fn weight(&self) -> usize {
+        match self {
+            SyncEntry::Msg(m) => m.weight(),
+            SyncEntry::Event(_) => MSG_OVERHEAD,
+        }
+    }
+}
+
+impl super::feed::Weigh for (Option<Name>, Item) {
+    fn weight(&self) -> usize {
+        self.1.weight()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

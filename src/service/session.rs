@@ -625,14 +625,13 @@ impl State {
             let channel = at!(self.channels, ch);
             let dropped = channel.feed.push(now_us, (to, item));
             self.touch_channel(ch);
-            if let Some(dropped) = dropped {
-                self.overflowed(dropped, now_us);
+            for d in dropped {
+                self.overflowed(d, now_us);
             }
             return;
         }
-        if u.feed.push(now_us, item).is_some() {
-            self.counters.queue_overflows += 1;
-        }
+        let dropped = u.feed.push(now_us, item).len();
+        self.counters.queue_overflows += dropped as u64;
         self.touch_user(user);
     }
 
@@ -643,8 +642,8 @@ impl State {
         let Some(channel) = self.channels.get_mut(ch) else { return };
         let dropped = channel.feed.push(now_us, (None, item));
         self.touch_channel(ch);
-        if let Some(dropped) = dropped {
-            self.overflowed(dropped, now_us);
+        for d in dropped {
+            self.overflowed(d, now_us);
         }
     }
 
@@ -727,7 +726,7 @@ impl State {
 }
 
 /// Acknowledge up to `cursor`, then read from it.
-pub(super) fn pull<T: Clone>(
+pub(super) fn pull<T: Clone + super::feed::Weigh>(
     feed: &mut Feed<T>,
     cursor: &str,
     limit: usize,
