@@ -134,7 +134,8 @@ fn the_summary_agrees_exactly_with_what_the_middleware_counted() {
     assert_eq!(n(&mw["unacted"]), 0, "it acts on every message it is given");
     assert_eq!(n(&mw["sent_twice"]), 0);
     assert_eq!(n(&mw["replies_after_end"]), 0);
-    assert!(n(&mw["gettoken"]) <= 3, "it caches its token: {}", mw["gettoken"]);
+    // (its threads may race for the first token; kfsim's own driver is not counted)
+    assert!(n(&mw["gettoken"]) <= 2, "it caches its token: {}", mw["gettoken"]);
     // what the customers saw: the welcome or the bot came first
     let first = n(&s["latency_ms"]["first_response"]["count"]);
     let answered = n(&s["sessions"]["answered"]);

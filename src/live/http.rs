@@ -228,7 +228,11 @@ impl Http {
         if self.token.lock().unwrap_or_else(|e| e.into_inner()).generation != generation {
             return Ok(());
         }
-        let req = hyper::Request::get(format!("{}{path}", self.base)).body(Full::new(Bytes::new()));
+        // marked like every driver call: a middleware's gettoken count must
+        // not include the driver's
+        let req = hyper::Request::get(format!("{}{path}", self.base))
+            .header(DRIVER_HEADER, "1")
+            .body(Full::new(Bytes::new()));
         let v: Value = self.send_once("gettoken", req, Instant::now(), self.timeout).await?;
         let Some(token) = v.get("access_token").and_then(Value::as_str) else {
             return Err(CallError::Decode);
