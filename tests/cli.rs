@@ -32,8 +32,8 @@ fn run_writes_a_summary_and_prints_one() {
     assert!(stdout.contains("quickstart · engine sim · seed 5"), "{stdout}");
     assert!(stdout.contains("report.html"));
     let s = read_summary(&out);
-    assert_eq!((s.schema.as_str(), s.engine.as_str(), s.seed), (SCHEMA, "sim", 7));
-    assert_eq!(s.agents.len(), 22);
+    assert_eq!((s.schema.as_str(), s.engine.as_str(), s.seed), (SCHEMA, "sim", 5));
+    assert_eq!(s.agents.len(), 24);
     assert_eq!(s.by_entry.len(), 3);
     assert!(s.sessions.offered > 1000);
 }

@@ -149,6 +149,17 @@ fn the_summary_agrees_exactly_with_what_the_middleware_counted() {
     let effect = mw["scale_effect"].as_f64().unwrap();
     assert!(effect < 0.1, "scale effect {effect}");
     assert!(!stderr(&o).contains("warning: at ×"), "{}", stderr(&o));
+    // a gate may name any of the middleware's figures: each is in its summary
+    // (an errcode only once one was caused: see the quota test)
+    let leaves = kfsim::gate::leaf_paths(&s);
+    for pattern in
+        kfsim::gate::LIVE_ONLY.iter().filter(|p| p.starts_with("middleware.") && !p.contains("errcodes"))
+    {
+        assert!(
+            leaves.iter().any(|p| kfsim::gate::matches_pattern(p, pattern)),
+            "`{pattern}` is in no summary"
+        );
+    }
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("id=\"middleware\"") && html.contains("kf/sync_msg"), "the report shows it");
 }
@@ -214,6 +225,8 @@ fn ignoring_the_quota_shows_95001_and_messages_sent_twice() {
     drop(mw_proc);
     let mw = &summary(&dir)["middleware"];
     let refused = mw["api"]["kf/send_msg"]["errcodes"]["95001"].as_u64().unwrap();
+    let leaves = kfsim::gate::leaf_paths(mw);
+    assert!(leaves.contains("api.kf/send_msg.errcodes.95001"), "a gate can name it: {leaves:?}");
     assert!(refused > 20, "{mw:#}");
     assert_eq!(stats["errors"]["95001"], refused, "what it was refused");
     // five identical answers to one message, the sixth refused
