@@ -187,7 +187,10 @@ impl Agents {
         // replies leave at their instant, not on tokio's millisecond tick
         let timer = super::timer::PreciseTimer::new();
         while !sh.stop.load(Ordering::SeqCst) {
-            let next = self.heap.peek().map(|Reverse(d)| sh.tb.instant(d.t).max(last_flush + GATHER));
+            let next = self
+                .heap
+                .peek()
+                .map(|Reverse(d)| (sh.tb.instant(d.t) + sh.gather).max(last_flush + GATHER.max(sh.gather)));
             // wake at least every 100 ms to notice the end of the run
             let idle = Instant::now() + Duration::from_millis(100);
             let wake = next.map_or(idle, |t| t.min(idle));

@@ -315,17 +315,17 @@ impl Driver<'_> {
     }
 
     /// Send every action that is due, in batches.
-    /// When to dispatch next: at the next due action (each leaves at its
-    /// own instant, not on a tick: at ×480 a millisecond of lateness is
-    /// half a second of scenario time), or at `progress`, whichever comes
-    /// first. Actions already due that could not leave (the target is slow
-    /// to answer) are tried again in a millisecond.
+    /// When to dispatch next: at the next due action plus the gathering
+    /// allowance (not on a tick: at ×480 a millisecond of lateness is half a
+    /// second of scenario time), or at `progress`, whichever comes first.
+    /// Actions already due that could not leave (the target is slow to
+    /// answer) are tried again in a millisecond.
     fn next_wake(&self, progress: Instant) -> Instant {
         let now = Instant::now();
         let due = match self.heap.peek() {
             Some(Reverse((t, _, _))) => match self.sh.tb.instant(*t) {
                 t if t <= now => now + Duration::from_millis(1),
-                t => t,
+                t => t + self.sh.gather,
             },
             None => progress,
         };
