@@ -2,6 +2,8 @@
 //! message accounting, agreement with the simulator, interruption and an
 //! unreachable target. Traffic goes only to loopback.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -95,23 +97,10 @@ fn live_agrees_with_the_simulator() {
     // within the simulator's own run-to-run spread (4 standard deviations
     // of single runs), plus what the driver's timing adds (a few ms of wall
     // time per step, ×120).
-    let sims: Vec<kfsim::summary::Summary> = (1..=20)
-        .map(|seed| {
-            let mut v = sc.clone();
-            v.seed = seed;
-            kfsim::sim::simulate(&v)
-        })
-        .collect();
-    let spread = |f: &dyn Fn(&kfsim::summary::Summary) -> f64| {
-        let x: Vec<f64> = sims.iter().map(f).collect();
-        let mean = x.iter().sum::<f64>() / x.len() as f64;
-        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0)).sqrt();
-        (mean, sd)
-    };
     let wait_p = |s: &kfsim::summary::Summary| s.wait_probability.unwrap();
     let asa_s = |s: &kfsim::summary::Summary| s.asa_ms.unwrap() / 1e3;
-    let (pm, psd) = spread(&wait_p);
-    let (am, asd) = spread(&asa_s);
+    let (pm, psd) = common::sim_spread(&sc, 1..=20, wait_p);
+    let (am, asd) = common::sim_spread(&sc, 1..=20, asa_s);
     eprintln!("P(W>0): live {:.3}, sim {pm:.3} ± {psd:.3}", wait_p(&live));
     eprintln!("ASA: live {:.2} s, sim {am:.2} ± {asd:.2} s", asa_s(&live));
     assert!((wait_p(&live) - pm).abs() <= 4.0 * psd + 0.03, "wait probability disagrees");
@@ -195,17 +184,7 @@ fn the_quickstart_agrees_with_the_simulator_at_its_shipped_scale() {
     let distortion = info.distortion.expect("measured");
     eprintln!("overhead {:?} ms wall, distortion {distortion:.3}", info.overhead_ms);
     assert!(distortion < 0.1, "the run's timing distorts waits by {distortion:.3} of T");
-    let sl: Vec<f64> = (1..=10)
-        .map(|seed| {
-            let mut v = sc.clone();
-            v.seed = seed;
-            kfsim::sim::simulate(&v).service_level.unwrap()
-        })
-        .collect();
-    let (mean, sd) = {
-        let m = sl.iter().sum::<f64>() / sl.len() as f64;
-        (m, (sl.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (sl.len() as f64 - 1.0)).sqrt())
-    };
+    let (mean, sd) = common::sim_spread(&sc, 1..=10, |s| s.service_level.unwrap());
     let live_sl = run.summary.service_level.unwrap();
     eprintln!("service level: live {live_sl:.3}, sim {mean:.3} ± {sd:.3} over 10 seeds");
     // one more replication of the same model: within 3 standard deviations

@@ -6,6 +6,7 @@
 //! Every figure of the summary's `middleware` section is reconciled with
 //! what the middleware itself counted.
 
+mod common;
 mod sdk_util;
 
 use std::io::{Read, Write};
@@ -388,23 +389,10 @@ fn a_middleware_that_pools_at_once_agrees_with_the_simulator() {
     let m = live.middleware.as_ref().unwrap();
     assert_eq!(m.unacted, 0, "it hands over every session");
     assert!(m.routed_ms.count > 1000, "{:?}", m.routed_ms);
-    let sims: Vec<kfsim::summary::Summary> = (1..=20)
-        .map(|seed| {
-            let mut v = sc.clone();
-            v.seed = seed;
-            kfsim::sim::simulate(&v)
-        })
-        .collect();
-    let spread = |f: &dyn Fn(&kfsim::summary::Summary) -> f64| {
-        let x: Vec<f64> = sims.iter().map(f).collect();
-        let mean = x.iter().sum::<f64>() / x.len() as f64;
-        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0)).sqrt();
-        (mean, sd)
-    };
     let wait_p = |s: &kfsim::summary::Summary| s.wait_probability.unwrap();
     let asa_s = |s: &kfsim::summary::Summary| s.asa_ms.unwrap() / 1e3;
-    let (pm, psd) = spread(&wait_p);
-    let (am, asd) = spread(&asa_s);
+    let (pm, psd) = common::sim_spread(&sc, 1..=20, wait_p);
+    let (am, asd) = common::sim_spread(&sc, 1..=20, asa_s);
     eprintln!(
         "P(W>0): live {:.3}, sim {pm:.3} ± {psd:.3}; ASA: live {:.2} s, sim {am:.2} ± {asd:.2} s; routed p50 {:?} ms",
         wait_p(&live),

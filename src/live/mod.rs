@@ -430,6 +430,8 @@ pub async fn run(
     let (endpoints, http_histograms) = http.stats.finish();
     let window_s = shared.tb.wall(end_us.min(sc.duration_us).saturating_sub(sc.warmup_us)).as_secs_f64();
     let rate = |n: u64| (window_s > 0.0).then(|| n as f64 / window_s);
+    // in scenario ms: the run's own overhead × the scale
+    let immediate_p50 = counts.immediate.stats_ms().p50;
     let figures = LiveFigures {
         http: endpoints,
         http_histograms,
@@ -453,11 +455,8 @@ pub async fn run(
             gave_up: counts.gave_up,
             shed: counts.shed,
             busy_at_start,
-            overhead_ms: counts.immediate.stats_ms().p50.map(|ms| ms / opts.time_scale),
-            distortion: counts
-                .immediate
-                .stats_ms()
-                .p50
+            overhead_ms: immediate_p50.map(|ms| ms / opts.time_scale),
+            distortion: immediate_p50
                 .filter(|_| sc.service_level_us > 0)
                 .map(|ms| ms / (sc.service_level_us as f64 / 1e3)),
         },

@@ -45,3 +45,23 @@ pub fn assert_matches(
          per-seed values {values:?}"
     );
 }
+
+/// Mean and standard deviation of single simulated runs of `sc` over
+/// `seeds` for one metric: the spread a live run of the same model must
+/// fall within.
+pub fn sim_spread(
+    sc: &Scenario,
+    seeds: std::ops::RangeInclusive<u64>,
+    metric: impl Fn(&Summary) -> f64,
+) -> (f64, f64) {
+    let x: Vec<f64> = seeds
+        .map(|seed| {
+            let mut v = sc.clone();
+            v.seed = seed;
+            metric(&kfsim::sim::simulate(&v))
+        })
+        .collect();
+    let mean = x.iter().sum::<f64>() / x.len() as f64;
+    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0)).sqrt();
+    (mean, sd)
+}
