@@ -14,8 +14,9 @@ use crate::observe::{Engine, Obs, Observer, RunStats, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
 use crate::series::{SeriesData, SeriesRecorder};
 use crate::summary::{
-    AgentSummary, Delivery, EntrySummary, Fairness, HttpEndpoint, Latencies, LatencyStats, LiveInfo,
-    MessageCounts, RunInfo, SCHEMA, ScenarioInfo, SessionCounts, SessionsBucket, Sticky, Summary, ratio,
+    AccountSummary, AgentSummary, BotSummary, Delivery, EntrySummary, Fairness, FlowEdge, GroupSummary,
+    HttpEndpoint, Latencies, LatencyStats, LiveInfo, MessageCounts, RunInfo, SCHEMA, ScenarioInfo,
+    SessionCounts, SessionsBucket, Sticky, Summary, ratio,
 };
 
 /// Largest latency a histogram tracks exactly [µs] (about 115 days); larger
@@ -96,6 +97,8 @@ impl Hist {
 #[derive(Debug, Clone, Default)]
 struct Counts {
     offered: u64,
+    /// Of `offered`, reached people (all of them without a bot).
+    people: u64,
     answered: u64,
     abandoned: u64,
     rejected: u64,
@@ -106,9 +109,10 @@ struct Counts {
 }
 
 impl Counts {
-    fn sessions(&self) -> SessionCounts {
+    fn sessions(&self, bots: bool) -> SessionCounts {
         SessionCounts {
             offered: self.offered,
+            to_people: bots.then_some(self.people),
             answered: self.answered,
             abandoned: self.abandoned,
             rejected: self.rejected,
@@ -117,11 +121,52 @@ impl Counts {
     }
 }
 
+impl Counts {
+    /// Waited / people, answered within T / people, abandoned / people.
+    fn rates(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let people = self.people as f64;
+        (
+            ratio(people - self.immediate as f64, people),
+            ratio(self.within_sl as f64, people),
+            ratio(self.abandoned as f64, people),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct EntryStats {
     counts: Counts,
     queue_wait: Hist,
     first_response: Hist,
+    /// Sessions by the account they went to, when `route` sends some
+    /// elsewhere than the entry's account.
+    routed: Vec<(u16, u64)>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AccountStats {
+    /// Every handle offered to the account's people.
+    counts: Counts,
+    queue_wait: Hist,
+    transferred_in: u64,
+    bot_resolved: u64,
+    bot_handed_over: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct GroupStats {
+    /// Handles taken, by the account they came from (in the order of
+    /// `AgentGroup::accounts`).
+    from_account: Vec<u64>,
+    transferred: u64,
+    ended: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct BotStats {
+    sessions: u64,
+    first_response: Hist,
+    time_in_bot: Hist,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -150,6 +195,15 @@ pub struct Metrics {
     session: Hist,
     entries: Vec<EntryStats>,
     agents: Vec<AgentStats>,
+    accounts: Vec<AccountStats>,
+    groups: Vec<GroupStats>,
+    /// Global agent index → group index.
+    agent_group: Vec<u16>,
+    /// Per account: it has a bot.
+    has_bot: Vec<bool>,
+    /// Per group: the accounts it serves, in order of priority.
+    group_accounts: Vec<Vec<u16>>,
+    bot: BotStats,
     sticky: Sticky,
     by_type: [u64; MSG_TYPES.len()],
     replies: u64,
@@ -218,6 +272,25 @@ impl Metrics {
             session: Hist::default(),
             entries: vec![EntryStats::default(); scenario.entries.len()],
             agents: vec![AgentStats::default(); scenario.agent_count()],
+            accounts: vec![AccountStats::default(); scenario.accounts.len()],
+            groups: scenario
+                .groups
+                .iter()
+                .map(|g| GroupStats { from_account: vec![0; 1 + g.also.len()], ..Default::default() })
+                .collect(),
+            agent_group: scenario
+                .groups
+                .iter()
+                .enumerate()
+                .flat_map(|(i, g)| std::iter::repeat_n(i as u16, g.count as usize))
+                .collect(),
+            has_bot: scenario.accounts.iter().map(|a| a.bot.is_some()).collect(),
+            group_accounts: scenario
+                .groups
+                .iter()
+                .map(|g| g.accounts().map(|a| a as u16).collect())
+                .collect(),
+            bot: BotStats::default(),
             sticky: Sticky::default(),
             by_type: [0; MSG_TYPES.len()],
             replies: 0,
@@ -314,8 +387,10 @@ impl Metrics {
         for i in 0..self.agents.len() {
             self.advance_agent(i, stats.end_us);
         }
-        let offered = self.counts.offered as f64;
+        let bots = self.has_bot.iter().any(|&b| b);
+        let (wait_probability, service_level, abandon_rate) = self.counts.rates();
         let agents = self.agent_summaries(scenario);
+        let by_group = self.group_summaries(scenario, &agents);
         let slot_online: f64 = agents_cap_online(scenario, &self.agents);
         let slot_used: f64 = self.agents.iter().map(|a| a.slot_us as f64).sum();
         Summary {
@@ -336,10 +411,10 @@ impl Metrics {
                 peak_in_flight: stats.peak_in_flight,
                 interrupted: stats.interrupted,
             },
-            sessions: self.counts.sessions(),
-            wait_probability: ratio(offered - self.counts.immediate as f64, offered),
-            abandon_rate: ratio(self.counts.abandoned as f64, offered),
-            service_level: ratio(self.counts.within_sl as f64, offered),
+            sessions: self.counts.sessions(bots),
+            wait_probability,
+            abandon_rate,
+            service_level,
             asa_ms: self.queue_wait.mean_us().map(|m| m / 1e3),
             occupancy: ratio(slot_used, slot_online),
             latency_ms: Latencies {
@@ -379,8 +454,8 @@ impl Metrics {
                     let s = EntrySummary {
                         scene: e.scene.as_str().into(),
                         account: scenario.accounts[e.account].name.clone(),
-                        sessions: m.counts.sessions(),
-                        service_level: ratio(m.counts.within_sl as f64, m.counts.offered as f64),
+                        sessions: m.counts.sessions(bots),
+                        service_level: m.counts.rates().1,
                         queue_wait: m.queue_wait.stats_ms(),
                         first_response: m.first_response.stats_ms(),
                     };
@@ -394,7 +469,116 @@ impl Metrics {
             lag_ms: None,
             live: None,
             middleware: None,
+            bot: bots.then(|| self.bot_summary()),
+            by_account: self.account_summaries(scenario),
+            by_group,
+            transfers: scenario
+                .groups
+                .iter()
+                .zip(&self.groups)
+                .filter_map(|(g, m)| {
+                    let t = g.transfer.as_ref()?;
+                    Some((format!("{}->{}", g.group, scenario.accounts[t.to].name), m.transferred))
+                })
+                .collect(),
+            flow: self.flow(scenario),
         }
+    }
+
+    fn bot_summary(&self) -> BotSummary {
+        let resolved: u64 = self.accounts.iter().map(|a| a.bot_resolved).sum();
+        let handed_over: u64 = self.accounts.iter().map(|a| a.bot_handed_over).sum();
+        BotSummary {
+            sessions: self.bot.sessions,
+            resolved,
+            handed_over,
+            deflection: ratio(resolved as f64, (resolved + handed_over) as f64),
+            replies: self.bot_replies,
+            first_response: self.bot.first_response.stats_ms(),
+            time_in_bot: self.bot.time_in_bot.stats_ms(),
+        }
+    }
+
+    fn account_summaries(&self, sc: &Scenario) -> BTreeMap<String, AccountSummary> {
+        sc.accounts
+            .iter()
+            .zip(&self.accounts)
+            .map(|(a, m)| {
+                let (wait_probability, service_level, abandon_rate) = m.counts.rates();
+                let s = AccountSummary {
+                    handles: m.counts.sessions(false),
+                    transferred_in: m.transferred_in,
+                    wait_probability,
+                    service_level,
+                    abandon_rate,
+                    asa_ms: m.queue_wait.mean_us().map(|w| w / 1e3),
+                    queue_wait: m.queue_wait.stats_ms(),
+                };
+                (a.name.clone(), s)
+            })
+            .collect()
+    }
+
+    fn group_summaries(&self, sc: &Scenario, agents: &[AgentSummary]) -> BTreeMap<String, GroupSummary> {
+        let mut first = 0;
+        let mut out = BTreeMap::new();
+        for (g, m) in sc.groups.iter().zip(&self.groups) {
+            let range = first..first + g.count as usize;
+            first = range.end;
+            let slot: f64 = self.agents[range.clone()].iter().map(|a| a.slot_us as f64).sum();
+            let online: f64 =
+                agents[range].iter().map(|a| a.online_s * 1e6 * f64::from(a.max_concurrent)).sum();
+            let s = GroupSummary {
+                agents: u64::from(g.count),
+                handles: m.from_account.iter().sum(),
+                transferred: m.transferred,
+                ended: m.ended,
+                occupancy: ratio(slot, online),
+            };
+            out.insert(g.group.clone(), s);
+        }
+        out
+    }
+
+    /// The flow of counted sessions, edge by edge, zero edges left out.
+    fn flow(&self, sc: &Scenario) -> Vec<FlowEdge> {
+        let mut out = Vec::new();
+        let mut edge = |from: String, to: String, sessions: u64| {
+            if sessions > 0 {
+                out.push(FlowEdge { from, to, sessions });
+            }
+        };
+        let people = |a: usize| format!("account:{}", sc.accounts[a].name);
+        for (e, m) in sc.entries.iter().zip(&self.entries) {
+            for &(a, n) in &m.routed {
+                let a = a as usize;
+                let to = if self.has_bot[a] { format!("bot:{}", sc.accounts[a].name) } else { people(a) };
+                edge(format!("entry:{}", e.name), to, n);
+            }
+        }
+        for (i, (a, m)) in sc.accounts.iter().zip(&self.accounts).enumerate() {
+            if self.has_bot[i] {
+                edge(format!("bot:{}", a.name), "resolved".into(), m.bot_resolved);
+                edge(format!("bot:{}", a.name), people(i), m.bot_handed_over);
+            }
+        }
+        for (i, m) in self.accounts.iter().enumerate() {
+            for (gi, (g, gm)) in sc.groups.iter().zip(&self.groups).enumerate() {
+                if let Some(k) = self.group_accounts[gi].iter().position(|&a| a as usize == i) {
+                    edge(people(i), format!("group:{}", g.group), gm.from_account[k]);
+                }
+            }
+            edge(people(i), "abandoned".into(), m.counts.abandoned);
+            edge(people(i), "rejected".into(), m.counts.rejected);
+            edge(people(i), "unfinished".into(), m.counts.unfinished);
+        }
+        for (g, m) in sc.groups.iter().zip(&self.groups) {
+            if let Some(t) = &g.transfer {
+                edge(format!("group:{}", g.group), people(t.to), m.transferred);
+            }
+            edge(format!("group:{}", g.group), "ended".into(), m.ended);
+        }
+        out
     }
 
     fn agent_summaries(&self, sc: &Scenario) -> Vec<AgentSummary> {
@@ -427,7 +611,7 @@ impl Metrics {
             for _ in 0..g.count {
                 let a = &self.agents[i];
                 i += 1;
-                if g.account != account || a.online_us == 0 {
+                if !g.serves(account) || a.online_us == 0 {
                     continue;
                 }
                 per_hour.push(a.sessions as f64 / (a.online_us as f64 / 3.6e9));
@@ -499,6 +683,16 @@ impl Observer for Metrics {
 }
 
 impl Metrics {
+    /// Session `s` reached people for its first handle (at arrival, or
+    /// when a bot handed it over).
+    fn reached_people(&mut self, s: &SessionInfo) {
+        self.counts.people += 1;
+        self.entries[s.entry as usize].counts.people += 1;
+        let acc = &mut self.accounts[s.account as usize].counts;
+        acc.offered += 1;
+        acc.people += 1;
+    }
+
     /// The first answer of session `s`, whoever gave it, at `t`.
     fn first_response(&mut self, t: u64, s: &SessionInfo) {
         let first = t.saturating_sub(s.arrived_us);
@@ -515,42 +709,81 @@ impl Metrics {
                     return;
                 }
                 self.counts.offered += 1;
-                self.entries[s.entry as usize].counts.offered += 1;
+                let e = &mut self.entries[s.entry as usize];
+                e.counts.offered += 1;
+                match e.routed.iter_mut().find(|(a, _)| *a == s.account) {
+                    Some((_, n)) => *n += 1,
+                    None => e.routed.push((s.account, 1)),
+                }
+                if self.has_bot[s.account as usize] {
+                    self.bot.sessions += 1;
+                } else {
+                    self.reached_people(&s);
+                }
                 self.by_type[msgtype as usize] += 1;
                 self.sticky.returning += u64::from(returning);
                 self.sticky.eligible += u64::from(sticky_eligible);
             }
             Obs::Queued { .. } => {}
+            Obs::Handoff { t, s } => {
+                if self.counted(&s) {
+                    self.accounts[s.account as usize].bot_handed_over += 1;
+                    self.bot.time_in_bot.record(t.saturating_sub(s.arrived_us));
+                    self.reached_people(&s);
+                }
+            }
+            Obs::BotEnded { t, s } => {
+                if self.counted(&s) {
+                    self.accounts[s.account as usize].bot_resolved += 1;
+                    self.bot.time_in_bot.record(t.saturating_sub(s.arrived_us));
+                }
+            }
             Obs::Rejected { s, .. } => {
                 if self.counted(&s) {
-                    self.counts.rejected += 1;
-                    self.entries[s.entry as usize].counts.rejected += 1;
+                    self.accounts[s.account as usize].counts.rejected += 1;
+                    if s.handle == 0 {
+                        self.counts.rejected += 1;
+                        self.entries[s.entry as usize].counts.rejected += 1;
+                    }
                 }
             }
             Obs::Assigned { t, s, agent, kept, from_pool } => {
                 if !self.counted(&s) {
                     return;
                 }
-                let wait = t.saturating_sub(s.arrived_us);
+                let wait = t.saturating_sub(s.human_us);
                 let within = u64::from(wait <= self.sl_us);
                 // "waited" means it went to the pool: in the live engine an
                 // immediate assignment still takes the time of a request
                 let immediate = u64::from(!from_pool);
-                for c in [&mut self.counts, &mut self.entries[s.entry as usize].counts] {
-                    c.answered += 1;
-                    c.within_sl += within;
-                    c.immediate += immediate;
+                let acc = &mut self.accounts[s.account as usize];
+                acc.counts.answered += 1;
+                acc.counts.within_sl += within;
+                acc.counts.immediate += immediate;
+                acc.queue_wait.record(wait);
+                if s.handle == 0 {
+                    for c in [&mut self.counts, &mut self.entries[s.entry as usize].counts] {
+                        c.answered += 1;
+                        c.within_sl += within;
+                        c.immediate += immediate;
+                    }
+                    self.queue_wait.record(wait);
+                    self.entries[s.entry as usize].queue_wait.record(wait);
+                    self.sticky.kept += u64::from(kept);
                 }
-                self.queue_wait.record(wait);
-                self.entries[s.entry as usize].queue_wait.record(wait);
+                let g = self.agent_group[agent as usize] as usize;
+                let k = self.group_accounts[g].iter().position(|&a| a == s.account).unwrap_or(0);
+                self.groups[g].from_account[k] += 1;
                 self.agents[agent as usize].sessions += 1;
-                self.sticky.kept += u64::from(kept);
             }
             Obs::Abandoned { t, s } => {
                 if self.counted(&s) {
-                    self.counts.abandoned += 1;
-                    self.entries[s.entry as usize].counts.abandoned += 1;
-                    self.abandon_wait.record(t.saturating_sub(s.arrived_us));
+                    self.accounts[s.account as usize].counts.abandoned += 1;
+                    if s.handle == 0 {
+                        self.counts.abandoned += 1;
+                        self.entries[s.entry as usize].counts.abandoned += 1;
+                        self.abandon_wait.record(t.saturating_sub(s.human_us));
+                    }
                 }
             }
             Obs::Message { s, msgtype, .. } => {
@@ -576,17 +809,33 @@ impl Metrics {
                 self.bot_replies += 1;
                 if first {
                     self.first_response(t, &s);
+                    if self.has_bot[s.account as usize] {
+                        self.bot.first_response.record(t.saturating_sub(s.arrived_us));
+                    }
                 }
             }
-            Obs::Ended { t, s, .. } => {
+            Obs::Transferred { s, agent, to, .. } => {
+                if self.counted(&s) {
+                    self.groups[self.agent_group[agent as usize] as usize].transferred += 1;
+                    let acc = &mut self.accounts[to as usize];
+                    acc.counts.offered += 1;
+                    acc.counts.people += 1;
+                    acc.transferred_in += 1;
+                }
+            }
+            Obs::Ended { t, s, agent } => {
                 if self.counted(&s) {
                     self.session.record(t.saturating_sub(s.arrived_us));
+                    self.groups[self.agent_group[agent as usize] as usize].ended += 1;
                 }
             }
             Obs::Unfinished { s, .. } => {
                 if self.counted(&s) {
-                    self.counts.unfinished += 1;
-                    self.entries[s.entry as usize].counts.unfinished += 1;
+                    self.accounts[s.account as usize].counts.unfinished += 1;
+                    if s.handle == 0 {
+                        self.counts.unfinished += 1;
+                        self.entries[s.entry as usize].counts.unfinished += 1;
+                    }
                 }
             }
             Obs::AgentLoad { t, agent, load } => {

@@ -82,10 +82,23 @@ pub struct Progress {
 pub struct SessionInfo {
     /// When the customer's first message arrived [µs].
     pub arrived_us: u64,
+    /// When the session reached people for its current handle [µs]: the
+    /// arrival, a bot's hand-over, or a transfer. Waits are measured from it.
+    pub human_us: u64,
     /// Index of the entry point in the scenario.
     pub entry: u16,
-    /// Index of the account in the scenario.
+    /// Index of the account whose pool or agents the session is with.
     pub account: u16,
+    /// 0 for the customer's first handle by people; one more after each
+    /// transfer (转接).
+    pub handle: u8,
+}
+
+impl SessionInfo {
+    /// A session that arrived at `arrived_us` and goes to people at once.
+    pub fn new(arrived_us: u64, entry: u16, account: u16) -> SessionInfo {
+        SessionInfo { arrived_us, human_us: arrived_us, entry, account, handle: 0 }
+    }
 }
 
 /// Something that happened at time `t` [µs].
@@ -171,6 +184,34 @@ pub enum Obs {
         /// The first answer the customer got in this session.
         first: bool,
     },
+    /// The bot handed the session to people (state 1 → 2); `s.human_us`
+    /// is now. What follows is routed like an arrival.
+    Handoff {
+        /// When.
+        t: u64,
+        /// The session.
+        s: SessionInfo,
+    },
+    /// The bot resolved the session: it ends in state 1 (→ 4).
+    BotEnded {
+        /// When.
+        t: u64,
+        /// The session.
+        s: SessionInfo,
+    },
+    /// 转接: `agent` passed the session to account `to`. `s` is the handle
+    /// that ends here; the next one (account `to`, `handle + 1`) is routed
+    /// like an arrival.
+    Transferred {
+        /// When.
+        t: u64,
+        /// The session, as it was with `agent`.
+        s: SessionInfo,
+        /// Global index of the agent.
+        agent: u32,
+        /// Index of the account that takes it.
+        to: u16,
+    },
     /// The agent ended the session (state 4).
     Ended {
         /// When.
@@ -219,6 +260,9 @@ impl Obs {
             | Obs::Message { t, .. }
             | Obs::Reply { t, .. }
             | Obs::BotReply { t, .. }
+            | Obs::Handoff { t, .. }
+            | Obs::BotEnded { t, .. }
+            | Obs::Transferred { t, .. }
             | Obs::Ended { t, .. }
             | Obs::Unfinished { t, .. }
             | Obs::AgentLoad { t, .. }

@@ -237,6 +237,25 @@ impl<T> Router<T> {
     /// A session of `agent` ended: free its slot and, if someone waits, give
     /// them the free capacity.
     pub fn release(&mut self, agent: usize, now_us: u64) -> Option<Assignment<T>> {
+        self.vacate(agent);
+        self.serve_pool(now_us)
+    }
+
+    /// An agent this account shares with others (a servicer of several
+    /// accounts) took a session elsewhere: one slot less here, whether or
+    /// not it had room by this account's count.
+    pub fn occupy(&mut self, agent: usize) {
+        let a = &mut self.agents[agent];
+        if a.online && a.load < a.cap {
+            self.free -= 1;
+        }
+        a.load += 1;
+    }
+
+    /// One of `agent`'s sessions ended, here or in another account that
+    /// shares it, without serving the pool yet: whoever shares the agent
+    /// decides which pool is served first ([`Router::serve`]).
+    pub fn vacate(&mut self, agent: usize) {
         let a = &mut self.agents[agent];
         debug_assert!(a.load > 0, "release of an agent with no session");
         a.load -= 1;
@@ -245,6 +264,10 @@ impl<T> Router<T> {
         if a.online && a.load < a.cap {
             self.free += 1;
         }
+    }
+
+    /// Give the head of the pool to an agent with room, if both exist.
+    pub fn serve(&mut self, now_us: u64) -> Option<Assignment<T>> {
         self.serve_pool(now_us)
     }
 
@@ -343,10 +366,8 @@ impl<T> Router<T> {
 
     fn assign(&mut self, agent: usize) {
         self.assignments += 1;
-        let a = &mut self.agents[agent];
-        a.load += 1;
-        a.last_assigned = self.assignments;
-        self.free -= 1;
+        self.agents[agent].last_assigned = self.assignments;
+        self.occupy(agent);
     }
 }
 
@@ -499,6 +520,30 @@ mod tests {
         // the free-slot count stayed right: nothing has room now
         assert!(matches!(r.arrive(9, None, 0), Routed::Queued(_)));
         assert_eq!(r.release(1, 1).map(|x| (x.item, x.agent)), Some((9, 1)));
+    }
+
+    #[test]
+    fn an_agent_shared_with_another_account_is_counted_in_both() {
+        let mut a = router(PolicyKind::RoundRobin, &[2], None);
+        let mut b = router(PolicyKind::RoundRobin, &[2], None);
+        agent_of(a.arrive(0, None, 0));
+        b.occupy(0);
+        agent_of(b.arrive(1, None, 0));
+        a.occupy(0);
+        // full in both: each account queues
+        assert!(matches!(a.arrive(2, None, 0), Routed::Queued(_)));
+        assert!(matches!(b.arrive(3, None, 0), Routed::Queued(_)));
+        // a slot frees: vacated in both, then the caller serves b first
+        a.vacate(0);
+        b.vacate(0);
+        assert_eq!(b.serve(1).map(|x| (x.item, x.agent)), Some((3, 0)));
+        a.occupy(0);
+        assert_eq!(a.serve(1), None, "the slot went to b");
+        assert_eq!(a.waiting(), 1);
+        // occupying an agent past its cap (a lowered cap elsewhere) is allowed
+        a.occupy(0);
+        a.vacate(0);
+        assert_eq!(a.serve(2), None);
     }
 
     #[test]

@@ -382,13 +382,26 @@ impl Observer for SeriesRecorder {
                 bump(&mut self.by_arrival.offered, i);
             }
             Obs::Queued { t, s } => self.queue_change(t, s.account as usize, true),
+            // a session the bot resolved never reached people: by arrival,
+            // the human figures are over the others
+            Obs::BotEnded { s, .. } => {
+                let a = self.arrival_idx(s.arrived_us);
+                if let Some(n) = self.by_arrival.offered.get_mut(a) {
+                    *n -= 1;
+                }
+            }
             Obs::Assigned { t, s, from_pool, .. } => {
                 if from_pool {
                     self.queue_change(t, s.account as usize, false);
                 }
+                // the series are of customers' sessions: a transferred
+                // handle changes the queue, not the answered count
+                if s.handle > 0 {
+                    return;
+                }
                 let i = self.idx(t);
                 self.roll_to(i);
-                let wait = t.saturating_sub(s.arrived_us);
+                let wait = t.saturating_sub(s.human_us);
                 self.current.saturating_record(wait);
                 bump(&mut self.answered, i);
                 let a = self.arrival_idx(s.arrived_us);
@@ -404,6 +417,9 @@ impl Observer for SeriesRecorder {
             }
             Obs::Abandoned { t, s } => {
                 self.queue_change(t, s.account as usize, false);
+                if s.handle > 0 {
+                    return;
+                }
                 let i = self.idx(t);
                 bump(&mut self.abandoned, i);
                 let a = self.arrival_idx(s.arrived_us);
@@ -436,6 +452,8 @@ impl Observer for SeriesRecorder {
             | Obs::Message { .. }
             | Obs::Reply { .. }
             | Obs::BotReply { .. }
+            | Obs::Handoff { .. }
+            | Obs::Transferred { .. }
             | Obs::Ended { .. }
             | Obs::Unfinished { .. } => {}
         }

@@ -19,9 +19,14 @@ use std::collections::BinaryHeap;
 use crate::metrics::{Measured, Metrics};
 use crate::observe::{Obs, Observer, Progress, RunStats, SessionInfo};
 use crate::reception::{Assignment, Routed, Router, policy_for};
+use crate::scenario::RouteRule;
 use crate::scenario::Scenario;
 use crate::summary::Summary;
-use crate::workload::{CustomerMemory, EntryBehaviour, Stream, TimeSampler, stream, unit};
+use crate::workload::{CountSampler, CustomerMemory, EntryBehaviour, Stream, TimeSampler, stream, unit};
+
+/// Transfers one session may go through; a handle after that many keeps
+/// the session (so no cycle of transfers can run forever).
+pub const MAX_TRANSFERS: u8 = 16;
 
 /// Events between two progress callbacks.
 pub const PROGRESS_EVERY: u64 = 1 << 18;
@@ -64,6 +69,8 @@ enum Kind {
     Reply,
     NextMessage,
     WrapDone,
+    BotReply,
+    BotMessage,
     ShiftOn,
     ShiftOff,
 }
@@ -104,6 +111,9 @@ enum Phase {
     Replying,
     /// The customer is writing the next message, or the agent is wrapping up.
     Idle,
+    /// With the bot (state 1): its answer or the customer's next message
+    /// is pending.
+    Bot,
     /// The slot holds no session.
     Free,
 }
@@ -111,6 +121,8 @@ enum Phase {
 #[derive(Debug, Clone)]
 struct Session {
     info: SessionInfo,
+    /// The entry's own account, whose memory knows the customer.
+    home: u16,
     customer: u64,
     ticket: u64,
     msg_sent_us: u64,
@@ -123,12 +135,23 @@ struct Session {
     gen_: u32,
     msgs_total: u32,
     msg_idx: u32,
+    /// Bot answers still to come before the bot resolves or hands over.
+    bot_turns: u32,
     phase: Phase,
+    /// The customer got an answer (from the bot or a person).
+    answered: bool,
+    /// The bot will resolve the session rather than hand it over.
+    bot_resolves: bool,
+    /// This handle ends in a transfer once the agent answers.
+    transferring: bool,
 }
 
 struct AgentRt {
     account: u16,
     local: u32,
+    /// Further (account, local index) memberships of a shared servicer,
+    /// in order of priority after `account`.
+    also: Vec<(u16, u32)>,
     group: u16,
     /// Sessions held (needed only to rescale replies when slowdown > 0).
     sessions: Vec<u32>,
@@ -140,6 +163,41 @@ struct GroupRt {
     wrap_up: TimeSampler,
     slowdown: f64,
     rng: Stream,
+    transfer: Option<TransferRt>,
+}
+
+struct TransferRt {
+    to: u16,
+    share: f64,
+    after: TimeSampler,
+    rng: Stream,
+}
+
+struct BotRt {
+    reply: TimeSampler,
+    resolve: f64,
+    turns: CountSampler,
+    rng: Stream,
+}
+
+struct RouteRt {
+    rules: Vec<RouteRule>,
+    rng: Stream,
+}
+
+impl RouteRt {
+    /// The account of the first rule that takes this arrival, else `home`.
+    fn pick(&mut self, returning: bool, home: usize) -> usize {
+        for r in &self.rules {
+            if r.returning.is_some_and(|want| want != returning) {
+                continue;
+            }
+            if r.share >= 1.0 || unit(&mut self.rng) < r.share {
+                return r.account;
+            }
+        }
+        home
+    }
 }
 
 struct AccountRt {
@@ -149,6 +207,7 @@ struct AccountRt {
     memory: Option<CustomerMemory>,
     prefer_last: bool,
     prefer_within_us: u64,
+    bot: Option<BotRt>,
 }
 
 struct Simulation<'a, O: Observer> {
@@ -161,6 +220,8 @@ struct Simulation<'a, O: Observer> {
     agents: Vec<AgentRt>,
     groups: Vec<GroupRt>,
     entries: Vec<EntryBehaviour>,
+    /// Per entry: its `route` rules, if any.
+    routes: Vec<Option<RouteRt>>,
     accounts: Vec<AccountRt>,
     scratch: Vec<Assignment<u32>>,
     duration_us: u64,
@@ -178,15 +239,25 @@ impl<'a, O: Observer> Simulation<'a, O> {
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                // Customers are remembered only where it matters.
-                let needed =
-                    a.prefer_last_agent || sc.entries.iter().any(|e| e.account == i && e.returning > 0.0);
+                // Customers are remembered only where it matters: by their
+                // entry's account, wherever a rule routes them.
+                let homed = || sc.entries.iter().filter(|e| e.account == i);
+                let needed = a.prefer_last_agent
+                    || homed().any(|e| e.returning > 0.0)
+                    || homed().any(|e| e.route.iter().any(|r| sc.accounts[r.account].prefer_last_agent))
+                    || sc.groups.iter().any(|g| g.transfer.is_some());
                 AccountRt {
                     router: Router::new(policy_for(a.policy), &[], a.queue_limit),
                     agents: Vec::new(),
                     memory: needed.then(|| CustomerMemory::new(sc.customer_memory)),
                     prefer_last: a.prefer_last_agent,
                     prefer_within_us: a.prefer_last_within_us,
+                    bot: a.bot.as_ref().map(|b| BotRt {
+                        reply: TimeSampler::new(&b.reply_delay),
+                        resolve: b.resolve,
+                        turns: CountSampler::new(&b.turns),
+                        rng: stream(sc.seed, &format!("bot/{}", a.name)),
+                    }),
                 }
             })
             .collect();
@@ -194,16 +265,22 @@ impl<'a, O: Observer> Simulation<'a, O> {
         let mut caps: Vec<Vec<u32>> = vec![Vec::new(); sc.accounts.len()];
         for (gi, g) in sc.groups.iter().enumerate() {
             for _ in 0..g.count {
-                let acc = &mut accounts[g.account];
+                let global = agents.len() as u32;
+                let mut member = |a: usize| {
+                    accounts[a].agents.push(global);
+                    caps[a].push(g.max_concurrent);
+                    (a as u16, accounts[a].agents.len() as u32 - 1)
+                };
+                let (account, local) = member(g.account);
+                let also = g.also.iter().map(|&a| member(a)).collect();
                 agents.push(AgentRt {
-                    account: g.account as u16,
-                    local: acc.agents.len() as u32,
+                    account,
+                    local,
+                    also,
                     group: gi as u16,
                     sessions: Vec::new(),
                     load: 0,
                 });
-                acc.agents.push(agents.len() as u32 - 1);
-                caps[g.account].push(g.max_concurrent);
             }
         }
         for (acc, (caps, a)) in accounts.iter_mut().zip(caps.iter().zip(&sc.accounts)) {
@@ -217,9 +294,25 @@ impl<'a, O: Observer> Simulation<'a, O> {
                 wrap_up: TimeSampler::new(&g.wrap_up),
                 slowdown: g.slowdown,
                 rng: stream(sc.seed, &format!("replies/{}", g.group)),
+                transfer: g.transfer.as_ref().map(|t| TransferRt {
+                    to: t.to as u16,
+                    share: t.share,
+                    after: TimeSampler::new(&t.after),
+                    rng: stream(sc.seed, &format!("transfers/{}", g.group)),
+                }),
             })
             .collect();
         let entries = sc.entries.iter().map(|e| EntryBehaviour::new(e, sc.seed, sc.duration_us)).collect();
+        let routes = sc
+            .entries
+            .iter()
+            .map(|e| {
+                (!e.route.is_empty()).then(|| RouteRt {
+                    rules: e.route.clone(),
+                    rng: stream(sc.seed, &format!("route/{}", e.name)),
+                })
+            })
+            .collect();
         let mut engine = Simulation {
             obs,
             now: 0,
@@ -230,6 +323,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             agents,
             groups,
             entries,
+            routes,
             accounts,
             scratch: Vec::new(),
             duration_us: sc.duration_us,
@@ -300,6 +394,8 @@ impl<'a, O: Observer> Simulation<'a, O> {
                 Kind::Reply => self.reply(ev.id),
                 Kind::NextMessage => self.next_message(ev.id),
                 Kind::WrapDone => self.end(ev.id),
+                Kind::BotReply => self.bot_reply(ev.id),
+                Kind::BotMessage => self.bot_message(ev.id),
             }
         }
         // A finished run covers the whole scenario even if the last event
@@ -350,9 +446,8 @@ impl<'a, O: Observer> Simulation<'a, O> {
         self.schedule_arrival(entry);
         let now = self.now;
         let e = &mut self.entries[entry];
-        let account = e.account;
-        let acc = &mut self.accounts[account];
-        let mut prefer = None;
+        let home = e.account;
+        let acc = &mut self.accounts[home];
         let mut returning = false;
         let mut last_agent = NO_AGENT;
         let customer = match &mut acc.memory {
@@ -368,9 +463,6 @@ impl<'a, O: Observer> Simulation<'a, O> {
                         returning = true;
                         if last.agent != NO_AGENT && now.saturating_sub(last.at_us) <= acc.prefer_within_us {
                             last_agent = last.agent;
-                            if acc.prefer_last {
-                                prefer = Some(self.agents[last.agent as usize].local as usize);
-                            }
                         }
                         id
                     }
@@ -380,11 +472,16 @@ impl<'a, O: Observer> Simulation<'a, O> {
         };
         let msgs_total = e.messages.sample(&mut e.rng);
         let msgtype = e.mix.sample(&mut e.rng);
-        let info = SessionInfo { arrived_us: now, entry: entry as u16, account: account as u16 };
+        let account = match &mut self.routes[entry] {
+            None => home,
+            Some(r) => r.pick(returning, home),
+        };
+        let info = SessionInfo::new(now, entry as u16, account as u16);
         let sticky_eligible = last_agent != NO_AGENT;
         self.obs.observe(Obs::Entered { s: info, returning, sticky_eligible, msgtype });
         let sid = self.alloc(Session {
             info,
+            home: home as u16,
             customer,
             ticket: 0,
             msg_sent_us: now,
@@ -395,8 +492,56 @@ impl<'a, O: Observer> Simulation<'a, O> {
             gen_: 0,
             msgs_total,
             msg_idx: 0,
+            bot_turns: 0,
             phase: Phase::Waiting,
+            answered: false,
+            bot_resolves: false,
+            transferring: false,
         });
+        let Some(bot) = &mut self.accounts[account].bot else {
+            self.route(sid);
+            return;
+        };
+        let turns = bot.turns.sample(&mut bot.rng).max(1);
+        let resolves = bot.resolve > 0.0 && unit(&mut bot.rng) < bot.resolve;
+        let delay = bot.reply.sample(&mut bot.rng);
+        let s = &mut self.sessions[sid as usize];
+        s.phase = Phase::Bot;
+        s.bot_turns = turns;
+        s.bot_resolves = resolves;
+        let gen_ = s.gen_;
+        self.schedule(now.saturating_add(delay), Kind::BotReply, sid, gen_);
+    }
+
+    /// The agent's index within `account`, if it serves that account.
+    fn local_in(&self, agent: u32, account: usize) -> Option<usize> {
+        let a = &self.agents[agent as usize];
+        if a.account as usize == account {
+            return Some(a.local as usize);
+        }
+        a.also.iter().find(|&&(acc, _)| acc as usize == account).map(|&(_, l)| l as usize)
+    }
+
+    /// The agent's `k`-th (account, local index), in order of priority.
+    #[inline]
+    fn membership(&self, agent: u32, k: usize) -> (usize, usize) {
+        let a = &self.agents[agent as usize];
+        let (acc, local) = if k == 0 { (a.account, a.local) } else { a.also[k - 1] };
+        (acc as usize, local as usize)
+    }
+
+    /// Hand session `sid` to people in its account: an agent now, the pool,
+    /// or a refusal. For an arrival, a bot's hand-over and a transfer alike.
+    fn route(&mut self, sid: u32) {
+        let now = self.now;
+        let s = &self.sessions[sid as usize];
+        let info = s.info;
+        let account = info.account as usize;
+        let prefer = if self.accounts[account].prefer_last && s.last_agent != NO_AGENT {
+            self.local_in(s.last_agent, account)
+        } else {
+            None
+        };
         match self.accounts[account].router.arrive(sid, prefer, now) {
             Routed::Assigned { agent, .. } => {
                 let global = self.accounts[account].agents[agent];
@@ -406,8 +551,9 @@ impl<'a, O: Observer> Simulation<'a, O> {
                 self.obs.observe(Obs::Queued { t: now, s: info });
                 let s = &mut self.sessions[sid as usize];
                 s.ticket = ticket.0;
+                s.phase = Phase::Waiting;
                 let gen_ = s.gen_;
-                let e = &mut self.entries[entry];
+                let e = &mut self.entries[info.entry as usize];
                 if let Some(p) = &e.patience {
                     let t = now.saturating_add(p.sample(&mut e.rng));
                     self.schedule(t, Kind::Abandon, sid, gen_);
@@ -420,6 +566,50 @@ impl<'a, O: Observer> Simulation<'a, O> {
         }
     }
 
+    /// The bot answered the customer's latest message.
+    fn bot_reply(&mut self, sid: u32) {
+        let now = self.now;
+        let s = &mut self.sessions[sid as usize];
+        let first = !s.answered;
+        s.answered = true;
+        s.bot_turns -= 1;
+        let info = s.info;
+        self.obs.observe(Obs::BotReply { t: now, s: info, first });
+        let s = &mut self.sessions[sid as usize];
+        if s.bot_turns > 0 {
+            s.gen_ = s.gen_.wrapping_add(1);
+            let gen_ = s.gen_;
+            let e = &mut self.entries[info.entry as usize];
+            let think = e.think.sample(&mut e.rng);
+            self.schedule(now.saturating_add(think), Kind::BotMessage, sid, gen_);
+        } else if s.bot_resolves {
+            self.obs.observe(Obs::BotEnded { t: now, s: info });
+            self.release_slot(sid);
+        } else {
+            // the customer's request for a person is what the agent answers first
+            s.info.human_us = now;
+            s.msg_sent_us = now;
+            let info = s.info;
+            self.obs.observe(Obs::Handoff { t: now, s: info });
+            self.route(sid);
+        }
+    }
+
+    /// The customer wrote to the bot again.
+    fn bot_message(&mut self, sid: u32) {
+        let now = self.now;
+        let s = &mut self.sessions[sid as usize];
+        s.gen_ = s.gen_.wrapping_add(1);
+        let (info, gen_) = (s.info, s.gen_);
+        let e = &mut self.entries[info.entry as usize];
+        let msgtype = e.mix.sample(&mut e.rng);
+        self.obs.observe(Obs::Message { t: now, s: info, msgtype });
+        let bot =
+            self.accounts[info.account as usize].bot.as_mut().expect("a bot session's account has a bot");
+        let delay = bot.reply.sample(&mut bot.rng);
+        self.schedule(now.saturating_add(delay), Kind::BotReply, sid, gen_);
+    }
+
     /// Give session `sid` to agent `agent` (the router already counted it).
     fn start(&mut self, sid: u32, agent: u32, from_pool: bool) {
         let now = self.now;
@@ -430,10 +620,27 @@ impl<'a, O: Observer> Simulation<'a, O> {
         let kept = agent == s.last_agent;
         s.gen_ = s.gen_.wrapping_add(1);
         let info = s.info;
-        let customer = s.customer;
+        let (customer, home) = (s.customer, s.home as usize);
         self.obs.observe(Obs::Assigned { t: now, s: info, agent, kept, from_pool });
-        if let Some(mem) = &mut self.accounts[info.account as usize].memory {
+        if let Some(mem) = &mut self.accounts[home].memory {
             mem.touch(customer, agent, now);
+        }
+        // a servicer shared by accounts has one load: the others count it too
+        let shared = self.agents[agent as usize].also.len();
+        if shared > 0 {
+            for k in 0..=shared {
+                let (acc, local) = self.membership(agent, k);
+                if acc != info.account as usize {
+                    self.accounts[acc].router.occupy(local);
+                }
+            }
+        }
+        let g = &mut self.groups[self.agents[agent as usize].group as usize];
+        if let Some(t) = &mut g.transfer
+            && info.handle < MAX_TRANSFERS
+            && unit(&mut t.rng) < t.share
+        {
+            self.sessions[sid as usize].transferring = true;
         }
         self.load_changed(agent, 1, Some(sid));
         self.begin_reply(sid);
@@ -444,7 +651,10 @@ impl<'a, O: Observer> Simulation<'a, O> {
         let s = &self.sessions[sid as usize];
         let a = &self.agents[s.agent as usize];
         let g = &mut self.groups[a.group as usize];
-        let work = g.reply.sample(&mut g.rng);
+        let work = match &mut g.transfer {
+            Some(t) if s.transferring => t.after.sample(&mut t.rng),
+            _ => g.reply.sample(&mut g.rng),
+        };
         let factor = 1.0 + g.slowdown * (a.load.max(1) - 1) as f64;
         let s = &mut self.sessions[sid as usize];
         s.phase = Phase::Replying;
@@ -463,8 +673,15 @@ impl<'a, O: Observer> Simulation<'a, O> {
         s.phase = Phase::Idle;
         s.gen_ = s.gen_.wrapping_add(1);
         let gen_ = s.gen_;
+        let first = !s.answered;
+        s.answered = true;
         let last = s.msg_idx + 1 >= s.msgs_total;
-        self.obs.observe(Obs::Reply { t: now, s: info, agent, index, sent_us: sent, first: index == 0 });
+        let transferring = s.transferring;
+        self.obs.observe(Obs::Reply { t: now, s: info, agent, index, sent_us: sent, first });
+        if transferring {
+            self.transfer(sid);
+            return;
+        }
         if !last {
             let e = &mut self.entries[info.entry as usize];
             let think = e.think.sample(&mut e.rng);
@@ -478,6 +695,31 @@ impl<'a, O: Observer> Simulation<'a, O> {
             let wrap = g.wrap_up.sample(&mut g.rng);
             self.schedule(now.saturating_add(wrap), Kind::WrapDone, sid, gen_);
         }
+    }
+
+    /// 转接: the agent answered and passes the session to another account,
+    /// where the customer's conversation starts again with people.
+    fn transfer(&mut self, sid: u32) {
+        let now = self.now;
+        let s = &self.sessions[sid as usize];
+        let (info, agent, customer, home) = (s.info, s.agent, s.customer, s.home as usize);
+        let group = self.agents[agent as usize].group as usize;
+        let to = self.groups[group].transfer.as_ref().expect("a transferring group has a transfer").to;
+        self.obs.observe(Obs::Transferred { t: now, s: info, agent, to });
+        if let Some(mem) = &mut self.accounts[home].memory {
+            mem.touch(customer, agent, now);
+        }
+        self.free_agent(agent, sid);
+        let e = &mut self.entries[info.entry as usize];
+        let more = e.messages.sample(&mut e.rng);
+        let s = &mut self.sessions[sid as usize];
+        s.transferring = false;
+        s.agent = NO_AGENT;
+        s.info = SessionInfo { account: to, handle: info.handle + 1, human_us: now, ..info };
+        s.msg_idx += 1;
+        s.msgs_total = s.msg_idx + more;
+        s.msg_sent_us = now;
+        self.route(sid);
     }
 
     fn next_message(&mut self, sid: u32) {
@@ -495,19 +737,42 @@ impl<'a, O: Observer> Simulation<'a, O> {
     fn end(&mut self, sid: u32) {
         let now = self.now;
         let s = &self.sessions[sid as usize];
-        let (info, agent, customer) = (s.info, s.agent, s.customer);
+        let (info, agent, customer, home) = (s.info, s.agent, s.customer, s.home as usize);
         self.obs.observe(Obs::Ended { t: now, s: info, agent });
-        let acc = &mut self.accounts[info.account as usize];
-        if let Some(mem) = &mut acc.memory {
+        if let Some(mem) = &mut self.accounts[home].memory {
             mem.touch(customer, agent, now);
         }
         self.release_slot(sid);
+        self.free_agent(agent, sid);
+    }
+
+    /// One of the agent's sessions left it: free the slot in every account
+    /// the agent serves, then serve their pools in order of priority.
+    fn free_agent(&mut self, agent: u32, sid: u32) {
+        let now = self.now;
         self.load_changed(agent, -1, Some(sid));
-        let local = self.agents[agent as usize].local as usize;
-        let acc = &mut self.accounts[info.account as usize];
-        if let Some(next) = acc.router.release(local, now) {
-            let global = acc.agents[next.agent];
-            self.start(next.item, global, true);
+        let shared = self.agents[agent as usize].also.len();
+        if shared == 0 {
+            let (acc, local) = self.membership(agent, 0);
+            let acc = &mut self.accounts[acc];
+            if let Some(next) = acc.router.release(local, now) {
+                let global = acc.agents[next.agent];
+                self.start(next.item, global, true);
+            }
+            return;
+        }
+        for k in 0..=shared {
+            let (acc, local) = self.membership(agent, k);
+            self.accounts[acc].router.vacate(local);
+        }
+        for k in 0..=shared {
+            let (acc, _) = self.membership(agent, k);
+            let acc_rt = &mut self.accounts[acc];
+            if let Some(next) = acc_rt.router.serve(now) {
+                let global = acc_rt.agents[next.agent];
+                self.start(next.item, global, true);
+                break;
+            }
         }
     }
 
@@ -523,15 +788,16 @@ impl<'a, O: Observer> Simulation<'a, O> {
     fn shift(&mut self, agent: u32, online: bool) {
         let now = self.now;
         self.obs.observe(Obs::AgentOnline { t: now, agent, online });
-        let a = &self.agents[agent as usize];
-        let acc = &mut self.accounts[a.account as usize];
-        let mut out = std::mem::take(&mut self.scratch);
-        acc.router.set_online(a.local as usize, online, now, &mut out);
-        for next in out.drain(..) {
-            let global = self.accounts[self.agents[agent as usize].account as usize].agents[next.agent];
-            self.start(next.item, global, true);
+        for k in 0..=self.agents[agent as usize].also.len() {
+            let (acc, local) = self.membership(agent, k);
+            let mut out = std::mem::take(&mut self.scratch);
+            self.accounts[acc].router.set_online(local, online, now, &mut out);
+            for next in out.drain(..) {
+                let global = self.accounts[acc].agents[next.agent];
+                self.start(next.item, global, true);
+            }
+            self.scratch = out;
         }
-        self.scratch = out;
     }
 
     /// Account for a change of `delta` in the agent's load. With slowdown,

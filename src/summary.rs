@@ -78,6 +78,23 @@ pub struct Summary {
     /// middleware did, as kfsim playing WeCom saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub middleware: Option<MiddlewareSummary>,
+    /// The bot tier (智能助手), when an account has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<BotSummary>,
+    /// Per account: every handle its people got (first handles and
+    /// transfers in).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_account: BTreeMap<String, AccountSummary>,
+    /// Per agent group: handles taken, transferred and ended.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_group: BTreeMap<String, GroupSummary>,
+    /// 转接 per path, keyed `GROUP->ACCOUNT`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transfers: BTreeMap<String, u64>,
+    /// Where sessions went, edge by edge: entry → bot → account (its people)
+    /// → group → transfer or end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flow: Vec<FlowEdge>,
 }
 
 /// What a KF middleware did during a run, as WeCom (kfsim) saw it. Its
@@ -291,11 +308,17 @@ pub struct RunInfo {
     pub interrupted: bool,
 }
 
-/// Session outcomes. `offered` = answered + abandoned + rejected + unfinished.
+/// Session outcomes. `offered` = answered + abandoned + rejected +
+/// unfinished, plus, with a bot, the sessions the bot resolved or still held
+/// at the end (`to_people` counts the others).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionCounts {
     /// Sessions that arrived after warm-up.
     pub offered: u64,
+    /// With a bot tier: of `offered`, the sessions that reached people
+    /// (the denominator of the human figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_people: Option<u64>,
     /// Given to an agent.
     pub answered: u64,
     /// Left the waiting pool before an agent took them.
@@ -498,4 +521,69 @@ pub struct GateResult {
     pub actual: Option<f64>,
     /// The verdict.
     pub verdict: Verdict,
+}
+
+/// The bot tier (智能助手) over all accounts that have one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BotSummary {
+    /// Counted sessions that went to a bot.
+    pub sessions: u64,
+    /// Of those, resolved by the bot (ended in state 1).
+    pub resolved: u64,
+    /// Of those, handed to people (state 1 → 2).
+    pub handed_over: u64,
+    /// resolved / (resolved + handed_over).
+    pub deflection: Option<f64>,
+    /// Answers the bot sent.
+    pub replies: u64,
+    /// Arrival → the bot's first answer [ms].
+    pub first_response: LatencyStats,
+    /// Arrival → resolved or handed over: the time in state 1 [ms].
+    pub time_in_bot: LatencyStats,
+}
+
+/// One account's people: every handle offered to them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountSummary {
+    /// Handles offered (first handles and transfers in) and their outcomes.
+    pub handles: SessionCounts,
+    /// Of `handles.offered`, transferred in from another group.
+    pub transferred_in: u64,
+    /// Share of handles not assigned at once.
+    pub wait_probability: Option<f64>,
+    /// answered within T / offered.
+    pub service_level: Option<f64>,
+    /// abandoned / offered.
+    pub abandon_rate: Option<f64>,
+    /// Mean queue wait of answered handles [ms].
+    pub asa_ms: Option<f64>,
+    /// Queue wait of answered handles, from reaching people [ms].
+    pub queue_wait: LatencyStats,
+}
+
+/// One agent group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    /// Agents in the group.
+    pub agents: u64,
+    /// Handles the group's agents took.
+    pub handles: u64,
+    /// Of those, passed on by 转接.
+    pub transferred: u64,
+    /// Of those, ended by the group's agents.
+    pub ended: u64,
+    /// Slot-time used / slot-time online over the group.
+    pub occupancy: Option<f64>,
+}
+
+/// One edge of the flow of sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowEdge {
+    /// `entry:NAME`, `bot:ACCOUNT`, `account:ACCOUNT` or `group:GROUP`.
+    pub from: String,
+    /// A node as in `from`, or an outcome: `resolved`, `ended`, `abandoned`,
+    /// `rejected`, `unfinished`.
+    pub to: String,
+    /// Counted sessions (or handles) along the edge.
+    pub sessions: u64,
 }

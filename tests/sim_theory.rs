@@ -147,3 +147,131 @@ fn multi_message_sessions_hold_the_slot_for_the_whole_conversation() {
         assert_eq!(s.messages.replies, s.messages.customer);
     }
 }
+
+/// A bot (智能助手) with exponential handling in front of the people of
+/// MMN: it resolves a share p of the sessions and hands the rest over. The
+/// bot has no capacity limit (M/M/∞), so what leaves it for people is
+/// Poisson with rate λ·(1−p) and the human tier is Erlang C with that rate.
+const BOT: &str = r#"
+name = "bot"
+duration = "14d"
+warmup = "12h"
+service_level = "20s"
+[[account]]
+name = "kf"
+[account.bot]
+reply_delay = { dist = "exponential", mean = "1m" }
+resolve = 0.4
+[[agents]]
+count = 27
+reply_delay = { dist = "exponential", mean = "4m" }
+[[entry]]
+scene = "web"
+rate = "10/min"
+"#;
+
+#[test]
+fn a_bot_that_deflects_p_leaves_erlang_c_with_the_rest() {
+    let p = 0.4;
+    let runs = replicate(BOT, &[], 1..11);
+    let lambda = LAMBDA * (1.0 - p);
+    let theory = erlang_c(27, lambda, MU).unwrap();
+    let sl = erlang_c_service_level(27, lambda, MU, 20.0 / 60.0).unwrap();
+    // ~200 000 sessions per replication, ~120 000 of them reach people
+    assert!(runs[0].sessions.offered > 190_000);
+    let bot = |s: &kfsim::summary::Summary| s.bot.clone().expect("a bot section");
+    assert_matches("deflection", &runs, |s| bot(s).deflection.unwrap(), p, 0.002);
+    assert_matches("P(W>0) of people", &runs, |s| s.wait_probability.unwrap(), theory.wait_probability, 0.01);
+    assert_matches("ASA [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, theory.asa * 60.0, 1.0);
+    assert_matches("SL(20s) of people", &runs, |s| s.service_level.unwrap(), sl, 0.01);
+    assert_matches("occupancy", &runs, |s| s.occupancy.unwrap(), lambda / MU / 27.0, 0.003);
+    assert_matches("bot first response [s]", &runs, |s| bot(s).first_response.mean.unwrap() / 1e3, 60.0, 0.2);
+    for s in &runs {
+        let b = bot(s);
+        // nothing waits forever, so every session ends with the bot or with people
+        assert_eq!(b.sessions, s.sessions.offered);
+        assert_eq!(b.resolved + b.handed_over, b.sessions);
+        assert_eq!(s.sessions.to_people, Some(b.handed_over));
+        assert_eq!(s.sessions.answered, b.handed_over);
+        assert_eq!(b.replies, s.sessions.offered, "one bot turn each");
+    }
+}
+
+/// Two accounts whose people are M/M/c, and presale transfers a share q of
+/// its handles to after-sales (转接) once it has answered: an open Jackson
+/// network. After-sales sees Poisson arrivals at λ_B = λ_B0 + q·λ_A and
+/// each group is Erlang C at its own rate.
+const JACKSON: &str = r#"
+name = "jackson"
+duration = "14d"
+warmup = "12h"
+service_level = "20s"
+[[account]]
+name = "presale"
+[[account]]
+name = "aftersales"
+[[agents]]
+account = "presale"
+group = "pre"
+count = 44
+reply_delay = { dist = "exponential", mean = "4m" }
+transfer = { to = "aftersales", share = 0.3 }
+[[agents]]
+account = "aftersales"
+group = "after"
+count = 24
+reply_delay = { dist = "exponential", mean = "5m" }
+[[entry]]
+scene = "web"
+account = "presale"
+rate = "10/min"
+[[entry]]
+scene = "app"
+account = "aftersales"
+rate = "1/min"
+"#;
+
+#[test]
+fn transfers_between_two_groups_are_a_jackson_network() {
+    let q = 0.3;
+    let runs = replicate(JACKSON, &[], 1..11);
+    let (lambda_a, mu_a) = (LAMBDA, MU);
+    let (lambda_b, mu_b) = (1.0 + q * LAMBDA, 0.2);
+    let a = erlang_c(44, lambda_a, mu_a).unwrap();
+    let b = erlang_c(24, lambda_b, mu_b).unwrap();
+    let acc = |s: &kfsim::summary::Summary, name: &str| s.by_account[name].clone();
+    assert_matches(
+        "presale P(W>0)",
+        &runs,
+        |s| acc(s, "presale").wait_probability.unwrap(),
+        a.wait_probability,
+        0.005,
+    );
+    assert_matches("presale ASA [s]", &runs, |s| acc(s, "presale").asa_ms.unwrap() / 1e3, a.asa * 60.0, 1.0);
+    assert_matches(
+        "aftersales P(W>0)",
+        &runs,
+        |s| acc(s, "aftersales").wait_probability.unwrap(),
+        b.wait_probability,
+        0.01,
+    );
+    assert_matches(
+        "aftersales ASA [s]",
+        &runs,
+        |s| acc(s, "aftersales").asa_ms.unwrap() / 1e3,
+        b.asa * 60.0,
+        2.0,
+    );
+    let share = |s: &kfsim::summary::Summary| {
+        s.transfers["pre->aftersales"] as f64 / s.by_group["pre"].handles as f64
+    };
+    assert_matches("transfer share", &runs, share, q, 0.002);
+    for s in &runs {
+        let (pre, after) = (acc(s, "presale"), acc(s, "aftersales"));
+        let moved = s.transfers["pre->aftersales"];
+        // one customer session, two handles: transfers add handles, not sessions
+        assert_eq!(after.transferred_in, moved);
+        assert_eq!(s.sessions.offered, pre.handles.offered + after.handles.offered - moved);
+        assert_eq!(s.by_group["pre"].handles, s.by_group["pre"].transferred + s.by_group["pre"].ended);
+    }
+}

@@ -452,7 +452,7 @@ impl Driver<'_> {
         let total = rt.messages.sample(&mut rt.rng);
         let msgtype = rt.mix.sample(&mut rt.rng);
         let patience = rt.patience.as_ref().map(|p| p.sample(&mut rt.rng));
-        let info = SessionInfo { arrived_us: t, entry: e as u16, account: account as u16 };
+        let info = SessionInfo::new(t, e as u16, account as u16);
         let _ = self.sh.obs.send(Obs::Entered {
             s: info,
             returning,

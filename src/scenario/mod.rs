@@ -24,7 +24,7 @@ pub use diag::{Diagnostic, ScenarioError};
 pub use dist::{CountDist, TimeDist};
 pub use schema::{MSG_TYPES, Mix, PolicyKind, Scene};
 
-use schema::{RawAgents, RawEntry, RawGates, RawPoint, RawScenario, RawShift, RawWeCom};
+use schema::{RawAgents, RawBot, RawEntry, RawGates, RawPoint, RawScenario, RawShift, RawWeCom};
 
 use units::format_duration;
 
@@ -195,13 +195,64 @@ pub struct Account {
     /// fingerprint when false, so older scenarios keep theirs.)
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub api_managed: bool,
+    /// The bot tier (智能助手) that answers new sessions first; `None`
+    /// sends them to people at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bot: Option<Bot>,
+}
+
+/// An account's bot (智能助手): it answers each new session's messages,
+/// resolves a share of the sessions (they end in state 1) and hands the
+/// rest to people (state 1 → 2). It has no capacity limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bot {
+    /// Time to answer one customer message.
+    pub reply_delay: TimeDist,
+    /// Share of sessions the bot resolves.
+    pub resolve: f64,
+    /// Customer messages the bot answers before it resolves the session
+    /// or hands it over (≥ 1).
+    pub turns: CountDist,
+}
+
+/// 转接: a share of an agent group's sessions is passed to an account's pool.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transfer {
+    /// Index into [`Scenario::accounts`] of the account that takes them.
+    pub to: usize,
+    /// Share of the group's handles that end in a transfer.
+    pub share: f64,
+    /// The agent's handle before it transfers: the time to answer the
+    /// message in hand, after which the session goes to `to`.
+    pub after: TimeDist,
+}
+
+/// A rule of an entry's `route`: the first rule that matches an arrival
+/// chooses its account; none matching leaves it with the entry's account.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteRule {
+    /// Index into [`Scenario::accounts`].
+    pub account: usize,
+    /// Matches only returning customers (`Some(true)`), only new ones
+    /// (`Some(false)`), or both.
+    pub returning: Option<bool>,
+    /// Of the arrivals the rule's condition matches, the share it takes.
+    pub share: f64,
 }
 
 /// A group of identical agents.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentGroup {
-    /// Index into [`Scenario::accounts`].
+    /// Index into [`Scenario::accounts`]: the account served first.
     pub account: usize,
+    /// Further accounts served by the same agents (shared servicers), in
+    /// order of priority after `account`: a freed slot takes from the
+    /// first account's pool that has someone waiting.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<usize>,
+    /// 转接: the share of handles passed to another account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
     /// Unique group name.
     pub group: String,
     /// Number of agents.
@@ -219,6 +270,16 @@ pub struct AgentGroup {
 }
 
 impl AgentGroup {
+    /// Every account the group serves, in order of priority.
+    pub fn accounts(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.account).chain(self.also.iter().copied())
+    }
+
+    /// Whether the group serves account `a`.
+    pub fn serves(&self, a: usize) -> bool {
+        self.account == a || self.also.contains(&a)
+    }
+
     /// The servicer id of agent `n` (1-based) of this group, as every
     /// engine, report and the reference service name it: `GROUP-NN`,
     /// numbered to the width of the group's size (at least two digits).
@@ -251,6 +312,9 @@ pub struct Entry {
     pub patience: Option<TimeDist>,
     /// Shares of message types, indexed like [`MSG_TYPES`].
     pub mix: [f64; 9],
+    /// Skills routing: rules that send some arrivals to another account.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<RouteRule>,
 }
 
 impl Scenario {
@@ -536,6 +600,7 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
     let mut accounts = Vec::new();
     let mut account_ix = HashMap::new();
     for a in raw.account {
+        let bot = a.bot.map(|b| build_bot(b, err)).transpose()?;
         let name = a.name.get_ref().clone();
         if name.is_empty() {
             return Err(err(Some(a.name.span()), "an account name must not be empty".into()));
@@ -550,6 +615,7 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
             prefer_last_within_us: a.prefer_last_within.map_or(DEFAULT_PREFER_WITHIN_US, |d| d.0),
             queue_limit: a.queue_limit,
             api_managed: a.api_managed.unwrap_or(false),
+            bot,
         });
     }
     let resolve =
@@ -616,7 +682,47 @@ fn build_group(
 ) -> Result<AgentGroup, ScenarioError> {
     let header = g.span();
     let g = g.into_inner();
-    let account = resolve(&g.account, "agents", header.clone())?;
+    let (account, also) = match (&g.account, &g.accounts) {
+        (Some(_), Some(list)) => {
+            return Err(err(
+                Some(list.span()),
+                "give either `account` or `accounts` (shared servicers), not both".into(),
+            ));
+        }
+        (_, Some(list)) => {
+            let mut served: Vec<usize> = Vec::new();
+            for name in list.get_ref() {
+                let a = resolve(&Some(name.clone()), "agents", header.clone())?;
+                if served.contains(&a) {
+                    return Err(err(
+                        Some(name.span()),
+                        format!("account \"{}\" is listed twice", name.get_ref()),
+                    ));
+                }
+                served.push(a);
+            }
+            let Some((&first, rest)) = served.split_first() else {
+                return Err(err(Some(list.span()), "`accounts` needs at least one account".into()));
+            };
+            (first, rest.to_vec())
+        }
+        (account, None) => (resolve(account, "agents", header.clone())?, Vec::new()),
+    };
+    let transfer = match g.transfer {
+        None => None,
+        Some(t) => {
+            let span = t.span();
+            let t = t.into_inner();
+            let to = resolve(&Some(t.to.clone()), "agents", span.clone())?;
+            if t.share.0 >= 1.0 && (to == account || also.contains(&to)) {
+                return Err(err(
+                    Some(span),
+                    "a group cannot transfer every session to an account it serves itself (share 1 would pass sessions round forever)".into(),
+                ));
+            }
+            Some(Transfer { to, share: t.share.0, after: t.after.unwrap_or(g.reply_delay) })
+        }
+    };
     let (group, span) = match &g.group {
         Some(n) => (n.get_ref().clone(), n.span()),
         None => (accounts[account].name.clone(), header),
@@ -642,6 +748,8 @@ fn build_group(
     }
     Ok(AgentGroup {
         account,
+        also,
+        transfer,
         group,
         count,
         max_concurrent,
@@ -660,7 +768,21 @@ fn build_entry(
 ) -> Result<Entry, ScenarioError> {
     let header = e.span();
     let e = e.into_inner();
-    let account = resolve(&e.account, "entry", header)?;
+    let account = resolve(&e.account, "entry", header.clone())?;
+    let mut route = Vec::new();
+    if let Some(rules) = e.route {
+        if let Some(r) = rules.get_ref().get(MAX_POINTS) {
+            return Err(err(Some(r.span()), format!("at most {MAX_POINTS} route rules")));
+        }
+        for r in rules.into_inner() {
+            let r = r.into_inner();
+            route.push(RouteRule {
+                account: resolve(&Some(r.account), "entry", header.clone())?,
+                returning: r.returning,
+                share: r.share.map_or(1.0, |p| p.0),
+            });
+        }
+    }
     let scene = *e.scene.get_ref();
     let (name, span) = match &e.name {
         Some(n) => (n.get_ref().clone(), n.span()),
@@ -683,7 +805,18 @@ fn build_entry(
         think: e.think.unwrap_or(TimeDist::Constant { us: 0 }),
         patience: e.patience,
         mix: e.mix.unwrap_or_default().0,
+        route,
     })
+}
+
+fn build_bot(b: Spanned<RawBot>, err: &ErrFn<'_>) -> Result<Bot, ScenarioError> {
+    let span = b.span();
+    let b = b.into_inner();
+    let turns = b.turns.unwrap_or(CountDist::Constant { value: 1 });
+    if turns.mean() > 1000.0 {
+        return Err(err(Some(span), "the bot's `turns` must average at most 1000".into()));
+    }
+    Ok(Bot { reply_delay: b.reply_delay, resolve: b.resolve.map_or(0.0, |p| p.0), turns })
 }
 
 /// Shifts must start before they end and come in order without overlap;

@@ -116,12 +116,42 @@ pub(super) struct RawAccount {
     pub prefer_last_within: Option<Dur>,
     pub queue_limit: Option<u32>,
     pub api_managed: Option<bool>,
+    pub bot: Option<Spanned<RawBot>>,
+}
+
+/// `[account.bot]`: the account's bot tier (智能助手).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBot {
+    pub reply_delay: TimeDist,
+    pub resolve: Option<Probability>,
+    pub turns: Option<CountDist>,
+}
+
+/// `transfer = { to, share, after }` of an `[[agents]]` group (转接).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTransfer {
+    pub to: Spanned<String>,
+    pub share: Probability,
+    pub after: Option<TimeDist>,
+}
+
+/// One rule of an entry's `route`: the first that matches chooses the account.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub account: Spanned<String>,
+    pub returning: Option<bool>,
+    pub share: Option<Probability>,
 }
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAgents {
     pub account: Option<Spanned<String>>,
+    pub accounts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub transfer: Option<Spanned<RawTransfer>>,
     pub group: Option<Spanned<String>>,
     pub count: Spanned<u32>,
     pub max_concurrent: Option<Spanned<u32>>,
@@ -144,6 +174,7 @@ pub(super) struct RawEntry {
     pub think: Option<TimeDist>,
     pub patience: Option<TimeDist>,
     pub mix: Option<Mix>,
+    pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
 }
 
 /// How an account chooses among its agents with a free slot.
