@@ -78,7 +78,8 @@ pub fn unit_of(path: &str) -> MetricUnit {
         MetricUnit::Ms
     } else if last.ends_with("_s") {
         MetricUnit::S
-    } else if matches!(segments.first(), Some(&("http" | "by_entry"))) && latency_stat {
+    } else if matches!(segments.first(), Some(&("http" | "by_entry" | "bot" | "by_account"))) && latency_stat
+    {
         MetricUnit::Ms
     } else {
         MetricUnit::Plain
@@ -497,6 +498,9 @@ mod tests {
         assert_eq!(unit_of("latency_ms.first_response.count"), MetricUnit::Plain);
         assert_eq!(unit_of("agents.day-01.busy_s"), MetricUnit::S);
         assert_eq!(unit_of("http.send_msg.p99"), MetricUnit::Ms);
+        assert_eq!(unit_of("bot.first_response.p95"), MetricUnit::Ms);
+        assert_eq!(unit_of("by_account.kf.queue_wait.p50"), MetricUnit::Ms);
+        assert_eq!(unit_of("bot.deflection"), MetricUnit::Plain);
         assert_eq!(unit_of("service_level"), MetricUnit::Plain);
     }
 

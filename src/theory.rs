@@ -136,11 +136,13 @@ impl Prediction {
 /// exponential reply time, the same for every agent, no wrap-up, no shifts,
 /// no slowdown (so k slots are k servers); patience none or exponential, the
 /// same on every entry; waiting pool unbounded (Erlang C or A) or off
-/// (`queue_limit = 0`, Erlang B). `None` otherwise, or when Erlang C is
-/// unstable.
+/// (`queue_limit = 0`, Erlang B). A bot in front resolving a share p, with
+/// any reply time and turns, is a delay without a queue (M/G/∞), whose
+/// output is Poisson: people see λ·(1−p). `None` otherwise (transfers
+/// included), or when Erlang C is unstable.
 pub fn predict(sc: &crate::scenario::Scenario) -> Option<Prediction> {
     use crate::scenario::{CountDist, TimeDist};
-    if sc.accounts.len() != 1 {
+    if sc.accounts.len() != 1 || sc.groups.iter().any(|g| g.transfer.is_some()) {
         return None;
     }
     let mut mean_us = None;
@@ -173,6 +175,9 @@ pub fn predict(sc: &crate::scenario::Scenario) -> Option<Prediction> {
         }
         patience = p;
         lambda += e.rate_per_s;
+    }
+    if let Some(bot) = &sc.accounts[0].bot {
+        lambda *= 1.0 - bot.resolve;
     }
     let mu = 1e6 / mean_us?; // per second
     let t = sc.service_level_us as f64 / 1e6;
@@ -276,6 +281,12 @@ rate = "10/min"
         assert_eq!(a.unwrap().model, "erlang_a");
         let b = predict(&sets(&["account.a.queue_limit=0", "agents.a.count=40"])).unwrap();
         assert!((b.abandon_rate - erlang_b(40, 40.0)).abs() < 1e-12);
+        // a bot resolving 40 % leaves people 6/min, whatever its timing
+        let bot = "account.a.bot={ reply_delay = \"30s\", resolve = 0.4, turns = 2 }";
+        let p = predict(&sets(&[bot, "agents.a.count=27"])).unwrap();
+        let c = erlang_c(27, 6.0 / 60.0, 1.0 / 240.0).unwrap();
+        assert!((p.asa_ms - c.asa * 1e3).abs() < 1e-6 && p.wait_probability == c.wait_probability);
+        assert_eq!(predict(&sets(&["agents.a.transfer={ to = \"a\", share = 0.5 }"])), None);
     }
 
     #[test]

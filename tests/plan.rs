@@ -248,3 +248,56 @@ fn plan_out_writes_the_staffing_curve_and_the_decision() {
         std::fs::read_to_string(out.join("plan.html")).unwrap().contains("Recommended: agents.kf.count =")
     );
 }
+
+/// The erlang-c scenario with a bot in front that resolves `resolve`.
+const BOT: &str = "account.kf.bot={ reply_delay = { dist = \"exponential\", mean = \"1m\" }, resolve = 0.4 }";
+
+#[test]
+fn sweeping_the_bots_share_follows_erlang_c_of_what_is_left() {
+    let sets = vec![
+        "duration=5d".to_string(),
+        "warmup=6h".to_string(),
+        BOT.to_string(),
+        "agents.kf.count=28".into(),
+    ];
+    let vary = [Vary::parse("account.kf.bot.resolve=0.35,0.45").unwrap()];
+    let grid = sweep::grid(&vary);
+    let scenarios: Vec<Scenario> =
+        grid.iter().map(|p| sweep::variant(ERLANG_C, "erlang-c.toml", &sets, p).unwrap()).collect();
+    let runs = sweep::run(&scenarios, 8, true);
+    let mut asa = Vec::new();
+    for (sc, runs) in scenarios.iter().zip(&runs) {
+        let theory = kfsim::theory::predict(sc).expect("Erlang C behind a bot");
+        let est = sweep::estimate(runs);
+        for metric in ["service_level", "wait_probability", "occupancy"] {
+            let e: Estimate = est[metric].unwrap();
+            let t = theory.metric(metric).unwrap();
+            let half = (e.hi - e.lo) / 2.0;
+            eprintln!("{metric}: sim {:.4} ± {half:.4}, theory {t:.4}", e.mean);
+            assert!(half < 0.2 * t.abs().max(0.05), "{metric}: the interval is too wide to test anything");
+            assert!((e.mean - t).abs() <= 1.5 * half, "{metric}: sim {e:?} vs theory {t}");
+        }
+        asa.push(est["asa_ms"].unwrap().mean);
+    }
+    assert!(asa[1] < asa[0], "a bot resolving more leaves shorter waits: {asa:?}");
+}
+
+#[test]
+fn a_bot_lowers_the_staffing_plan_to_erlang_c_of_what_is_left() {
+    let base = Scenario::parse_with(ERLANG_C, "erlang-c.toml", &[BOT.to_string()]).unwrap();
+    let target = Target::parse("service_level>=0.8", &base).unwrap();
+    let problem = Problem {
+        text: ERLANG_C,
+        file: "erlang-c.toml",
+        sets: vec!["duration=3d".into(), "warmup=6h".into(), BOT.into()],
+        path: "agents.kf.count".into(),
+        targets: vec![target],
+        replications: 5,
+        max_replications: 40,
+        parallel: true,
+    };
+    let Outcome::Recommended(rec) = problem.solve(1).unwrap() else { panic!("a staffing meets the target") };
+    let erlang = rec.erlang.expect("theory applies behind a bot");
+    assert!(erlang < 46, "46 agents without the bot; {erlang} with it");
+    assert_eq!(rec.at.value, erlang, "{rec:#?}");
+}

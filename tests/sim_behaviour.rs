@@ -159,3 +159,137 @@ fn adding_an_entry_point_leaves_the_others_arrivals_unchanged() {
     let after = kfsim::sim::simulate(&sc).by_entry["search"].sessions.offered;
     assert_eq!(before, after);
 }
+
+const TIERS: &str = r#"
+name = "tiers"
+duration = "2d"
+warmup = "1h"
+[[account]]
+name = "kf"
+[account.bot]
+reply_delay = "2s"
+resolve = 1.0
+turns = 3
+[[agents]]
+count = 15
+reply_delay = { dist = "exponential", mean = "4m" }
+[[entry]]
+scene = "web"
+rate = "1/min"
+think = "10s"
+messages = 2
+"#;
+
+#[test]
+fn a_bot_holds_a_session_for_its_turns_and_thinks_between_them() {
+    // 3 bot answers of 2 s with 10 s of thinking between: 26 s in state 1
+    let s = &replicate(TIERS, &[], 1..2)[0];
+    let bot = s.bot.clone().unwrap();
+    assert_eq!(bot.resolved, s.sessions.offered);
+    assert_eq!(bot.replies, 3 * bot.sessions);
+    assert_eq!((bot.time_in_bot.p50, bot.time_in_bot.max), (Some(26.0 * 1e3), Some(26.0 * 1e3)));
+    assert_eq!(bot.first_response.max, Some(2e3));
+    assert_eq!((s.sessions.to_people, s.sessions.answered), (Some(0), 0));
+    assert_eq!(s.messages.customer, 3 * s.sessions.offered);
+    // nobody reached people: the human figures are undefined, not 0 or 1
+    assert_eq!((s.service_level, s.wait_probability), (None, None));
+}
+
+#[test]
+fn a_handed_over_session_brings_its_request_to_people() {
+    // the request that made the bot hand over is the first message people
+    // answer: 2 bot turns, then 2 messages with people = 3 customer messages
+    let s = &replicate(TIERS, &["account.kf.bot.resolve=0", "account.kf.bot.turns=2"], 1..2)[0];
+    let bot = s.bot.clone().unwrap();
+    assert_eq!((bot.resolved, bot.handed_over), (0, s.sessions.offered));
+    assert_eq!(s.messages.customer, 3 * s.sessions.offered);
+    assert_eq!(s.messages.replies, 2 * s.sessions.answered);
+    // waits count from the hand-over, not the arrival: at about 8 Erlangs on
+    // 15 agents most are assigned at once, 14 s after they arrived
+    assert!(s.latency_ms.queue_wait.p50 == Some(0.0), "{:?}", s.latency_ms.queue_wait);
+    assert_eq!(s.latency_ms.first_response.max, Some(2e3), "the bot answers first");
+}
+
+const SHARED: &str = r#"
+name = "shared"
+duration = "3d"
+[[account]]
+name = "vip"
+[[account]]
+name = "normal"
+[[agents]]
+group = "both"
+accounts = ["vip", "normal"]
+count = 6
+max_concurrent = 2
+reply_delay = { dist = "exponential", mean = "4m" }
+[[entry]]
+name = "vip"
+scene = "app"
+account = "vip"
+rate = "1/min"
+[[entry]]
+name = "normal"
+scene = "web"
+account = "normal"
+rate = "2.5/min"
+patience = { dist = "exponential", mean = "10m" }
+"#;
+
+#[test]
+fn a_shared_servicer_serves_the_pool_of_its_first_account_first() {
+    use kfsim::observe::Obs;
+    let sc = Scenario::parse(SHARED, "shared.toml").unwrap();
+    // waiting per account, followed from the observations
+    let mut waiting = [0i64; 2];
+    let mut load = [0u32; 6];
+    let (mut from_normal, mut normal_while_vip_waits) = (0u64, 0u64);
+    let mut check = |o: Obs| match o {
+        Obs::Queued { s, .. } => waiting[s.account as usize] += 1,
+        Obs::Abandoned { s, .. } => waiting[s.account as usize] -= 1,
+        Obs::Assigned { s, from_pool: true, .. } => {
+            waiting[s.account as usize] -= 1;
+            if s.account == 1 {
+                from_normal += 1;
+                normal_while_vip_waits += u64::from(waiting[0] > 0);
+            }
+        }
+        Obs::AgentLoad { agent, load: l, .. } => {
+            load[agent as usize] = l;
+            assert!(l <= 2, "agent {agent} over its cap of 2 across both accounts");
+        }
+        _ => {}
+    };
+    kfsim::sim::run(&sc, &mut check);
+    assert!(from_normal > 1000, "the normal pool was served from {from_normal} times");
+    assert_eq!(normal_while_vip_waits, 0, "a freed slot went to normal while vip waited");
+    let s = kfsim::sim::simulate(&sc);
+    let (vip, normal) = (&s.by_account["vip"], &s.by_account["normal"]);
+    eprintln!("vip ASA {:?}, normal ASA {:?}", vip.asa_ms, normal.asa_ms);
+    assert!(vip.asa_ms.unwrap() * 5.0 < normal.asa_ms.unwrap());
+    // one group, counted in both accounts' fairness
+    assert_eq!(s.fairness["vip"].agents, 6);
+    assert_eq!(s.fairness["normal"].agents, 6);
+}
+
+#[test]
+fn route_rules_send_returning_customers_and_a_share_elsewhere() {
+    let text = SHARED.replace(
+        "rate = \"2.5/min\"",
+        "rate = \"2.5/min\"\nreturning = 0.3\nroute = [{ account = \"vip\", returning = true }]",
+    );
+    let s = &replicate(&text, &[], 1..2)[0];
+    let to_vip = |s: &kfsim::summary::Summary| {
+        s.flow.iter().find(|e| e.from == "entry:normal" && e.to == "account:vip").map_or(0, |e| e.sessions)
+    };
+    assert_eq!(to_vip(s), s.sticky.returning, "every returning customer of `normal` went to vip");
+    assert!(s.sticky.returning > 2000);
+
+    let text = SHARED
+        .replace("rate = \"2.5/min\"", "rate = \"2.5/min\"\nroute = [{ account = \"vip\", share = 0.25 }]");
+    let s = &replicate(&text, &[], 1..2)[0];
+    let n = s.by_entry["normal"].sessions.offered as f64;
+    let share = to_vip(s) as f64 / n;
+    let se = (0.25 * 0.75 / n).sqrt();
+    assert!((share - 0.25).abs() < 4.0 * se, "routed share {share}, expected 0.25 ± {}", 4.0 * se);
+}
