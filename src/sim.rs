@@ -19,10 +19,11 @@ use std::collections::BinaryHeap;
 use crate::metrics::{Measured, Metrics};
 use crate::observe::{Obs, Observer, Progress, RunStats, SessionInfo};
 use crate::reception::{Assignment, Routed, Router, policy_for};
-use crate::scenario::RouteRule;
 use crate::scenario::Scenario;
 use crate::summary::Summary;
-use crate::workload::{CountSampler, CustomerMemory, EntryBehaviour, Stream, TimeSampler, stream, unit};
+use crate::workload::{
+    CountSampler, CustomerMemory, EntryBehaviour, RoutePicker, Stream, TimeSampler, stream, unit,
+};
 
 /// Transfers one session may go through; a handle after that many keeps
 /// the session (so no cycle of transfers can run forever).
@@ -180,26 +181,6 @@ struct BotRt {
     rng: Stream,
 }
 
-struct RouteRt {
-    rules: Vec<RouteRule>,
-    rng: Stream,
-}
-
-impl RouteRt {
-    /// The account of the first rule that takes this arrival, else `home`.
-    fn pick(&mut self, returning: bool, home: usize) -> usize {
-        for r in &self.rules {
-            if r.returning.is_some_and(|want| want != returning) {
-                continue;
-            }
-            if r.share >= 1.0 || unit(&mut self.rng) < r.share {
-                return r.account;
-            }
-        }
-        home
-    }
-}
-
 struct AccountRt {
     router: Router<u32>,
     /// Local index → global agent index.
@@ -221,7 +202,7 @@ struct Simulation<'a, O: Observer> {
     groups: Vec<GroupRt>,
     entries: Vec<EntryBehaviour>,
     /// Per entry: its `route` rules, if any.
-    routes: Vec<Option<RouteRt>>,
+    routes: Vec<Option<RoutePicker>>,
     accounts: Vec<AccountRt>,
     scratch: Vec<Assignment<u32>>,
     duration_us: u64,
@@ -303,16 +284,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             })
             .collect();
         let entries = sc.entries.iter().map(|e| EntryBehaviour::new(e, sc.seed, sc.duration_us)).collect();
-        let routes = sc
-            .entries
-            .iter()
-            .map(|e| {
-                (!e.route.is_empty()).then(|| RouteRt {
-                    rules: e.route.clone(),
-                    rng: stream(sc.seed, &format!("route/{}", e.name)),
-                })
-            })
-            .collect();
+        let routes = sc.entries.iter().map(|e| RoutePicker::new(e, sc.seed)).collect();
         let mut engine = Simulation {
             obs,
             now: 0,

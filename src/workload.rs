@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Exp1, Gamma, LogNormal, StandardUniform};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::scenario::{CountDist, Entry, TimeDist};
+use crate::scenario::{CountDist, Entry, RouteRule, TimeDist};
 
 /// The generator used for every stream: fast, small, and with a documented,
 /// stable output for a given seed.
@@ -258,6 +258,40 @@ impl EntryBehaviour {
             mix: MixSampler::new(&entry.mix),
             returning: entry.returning,
         }
+    }
+}
+
+/// An entry's `route` rules (skills routing) with their stream
+/// (`route/<entry>`), shared by both engines so that they send the same
+/// arrivals to the same accounts.
+#[derive(Debug, Clone)]
+pub struct RoutePicker {
+    rules: Vec<RouteRule>,
+    rng: Stream,
+}
+
+impl RoutePicker {
+    /// The picker of `entry` for a run seeded `seed`; `None` when the
+    /// entry has no rules (every arrival stays in its account).
+    pub fn new(entry: &Entry, seed: u64) -> Option<RoutePicker> {
+        (!entry.route.is_empty()).then(|| RoutePicker {
+            rules: entry.route.clone(),
+            rng: stream(seed, &format!("route/{}", entry.name)),
+        })
+    }
+
+    /// The account of the first rule that takes this arrival, else `home`.
+    /// A rule with a share below 1 draws once when it is reached.
+    pub fn pick(&mut self, returning: bool, home: usize) -> usize {
+        for r in &self.rules {
+            if r.returning.is_some_and(|want| want != returning) {
+                continue;
+            }
+            if r.share >= 1.0 || unit(&mut self.rng) < r.share {
+                return r.account;
+            }
+        }
+        home
     }
 }
 

@@ -187,6 +187,13 @@ impl State {
         if at!(self.users, user).memberships.iter().any(|&(a, _)| a == acct) {
             return false;
         }
+        // a servicer of several accounts has one load: it joins holding
+        // what it holds elsewhere
+        let held = at!(self.users, user)
+            .memberships
+            .first()
+            .and_then(|&(a, s)| Some(self.accounts.get(a)?.router.agents()[s as usize].load))
+            .unwrap_or(0);
         let a = at!(self.accounts, acct);
         // Reuse a place left by a removed servicer once its sessions are
         // gone, so the router does not grow with churn.
@@ -198,6 +205,9 @@ impl State {
             }
         };
         a.agents[slot] = Some(user);
+        for _ in 0..held {
+            a.router.occupy(slot);
+        }
         let mut out = Vec::new();
         a.router.set_cap(slot, cap, now_us, &mut out);
         at!(self.users, user).memberships.push((acct, slot as u32));

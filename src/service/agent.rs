@@ -204,6 +204,81 @@ impl State {
         Ok(at!(self.convs, conv).state)
     }
 
+    /// 转接 to another account (a simulation-port action; WeCom has no
+    /// transfer between accounts): the session leaves the servicer and its
+    /// account (state 4 there, the note says `to_open_kfid`), and the
+    /// customer's conversation goes on as a new session of account `to`,
+    /// routed by its rules (prefer-last-agent included) while the slot is
+    /// still held, so it never lands back on the same slot. 45009 if
+    /// `to`'s pool is full and 95016 if the customer already has a session
+    /// there (the session stays with the servicer either way). Logs
+    /// `session_status_change` 2 in the account left. Returns the state in
+    /// `to` (2 or 3).
+    pub fn servicer_transfer_account(
+        &mut self,
+        userid: &str,
+        open_kfid: &str,
+        external_userid: &str,
+        to_open_kfid: &str,
+        now_us: u64,
+    ) -> Result<u8, ApiError> {
+        let user = self.user_of(userid)?;
+        let conv = self.own_session(user, open_kfid, external_userid)?;
+        let to = self.account_of(to_open_kfid)?;
+        let c = at!(self.convs, conv);
+        let (acct, cust, from) = (c.account, c.customer, c.agent.expect("a held session"));
+        if to == acct {
+            return Err(ApiError::param(
+                "to_open_kfid is the session's own account: transfer to a servicer or to the pool",
+            ));
+        }
+        let next = self.conv_for(to, cust, now_us);
+        if at!(self.convs, next).state != 4 {
+            return Err(ApiError::new(
+                code::BAD_TRANSITION,
+                "不允许这种状态转换: the customer already has a session with the account transferred to",
+            ));
+        }
+        let routed = self.arrive(next, now_us);
+        if routed == Routed::Rejected {
+            return Err(ApiError::new(code::LIMIT, "the waiting pool (待接入池) of to_open_kfid is full"));
+        }
+        self.open_session(next, now_us);
+        at!(self.convs, next).last_us = now_us;
+        // the account left: the session is over there
+        let old = self.servicer_name(conv);
+        let c = at!(self.convs, conv);
+        c.agent = None;
+        c.pending.clear();
+        c.last_us = now_us;
+        c.last_agent = Some((from, user, now_us));
+        self.audit.ended(&mut c.audit);
+        self.set_state(conv, 4);
+        let mut note = (*self.note(conv, Change::Transferred, old.clone(), None, now_us)).clone();
+        note.to_open_kfid = Some(at!(self.accounts, to).open_kfid.clone());
+        let note = Arc::new(note);
+        self.send_customer(conv, Item::Session(note.clone()), now_us);
+        self.send_user(user, Item::Session(note), now_us);
+        let event = Event::SessionStatusChange {
+            open_kfid: at!(self.accounts, acct).open_kfid.clone(),
+            external_userid: self.external_of(conv),
+            change_type: 2,
+            old_servicer_userid: old.clone(),
+            new_servicer_userid: None,
+            msg_code: None,
+        };
+        self.push_event(acct, event, now_us);
+        // the account taking it
+        match routed {
+            Routed::Assigned { agent, .. } => {
+                self.assigned(next, agent as u32, Change::Assigned, old, now_us)
+            }
+            _ => self.note_customer(next, Change::Queued, None, None, now_us),
+        }
+        self.release_slot(acct, from, now_us);
+        Ok(at!(self.convs, next).state)
+    }
+
     /// The router place of servicer `userid` in the session's account.
     pub(super) fn member_slot(&self, conv: u32, userid: &str) -> Result<u32, ApiError> {
         let acct = self.convs.get(conv).expect("conv").account;

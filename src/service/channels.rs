@@ -328,6 +328,8 @@ struct ServicerAction {
     #[serde(default)]
     external_userid: String,
     to_servicer_userid: Option<String>,
+    /// A transfer to another account (kfsim's; WeCom has none).
+    to_open_kfid: Option<String>,
     in_reply_to: Option<String>,
     client_msgid: Option<String>,
     #[serde(flatten)]
@@ -360,7 +362,15 @@ fn servicer_act(st: &mut State, a: ServicerAction, kind: &str, now: u64) -> Resu
             Ok(ServicerAck { msgid: Some(msgid), service_state: None })
         }
         "transfer" => {
-            let state = st.servicer_transfer(u, k, e, a.to_servicer_userid.as_deref(), now)?;
+            let state = match a.to_open_kfid.as_deref().filter(|t| !t.is_empty()) {
+                Some(_) if a.to_servicer_userid.as_deref().is_some_and(|t| !t.is_empty()) => {
+                    return Err(ApiError::param(
+                        "a transfer names to_servicer_userid (in the account) or to_open_kfid (another account), not both",
+                    ));
+                }
+                Some(to) => st.servicer_transfer_account(u, k, e, to, now)?,
+                None => st.servicer_transfer(u, k, e, a.to_servicer_userid.as_deref(), now)?,
+            };
             Ok(ServicerAck { msgid: None, service_state: Some(state) })
         }
         "end" => st.servicer_end(u, k, e, now).map(|()| ServicerAck { msgid: None, service_state: Some(4) }),

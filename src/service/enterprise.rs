@@ -396,7 +396,18 @@ impl State {
 
     fn drop_membership(&mut self, u: u32, acct: u32) {
         let user = at!(self.users, u);
+        let slot = user.memberships.iter().find(|&&(a, _)| a == acct).map(|&(_, s)| s as usize);
         user.memberships.retain(|&(a, _)| a != acct);
+        // the place keeps no load of the servicer's other accounts (it is
+        // offline by now), so that another servicer may take it
+        if let Some(slot) = slot
+            && let Some(a) = self.accounts.get_mut(acct)
+        {
+            while a.router.agents()[slot].load > 0 {
+                a.router.vacate(slot);
+            }
+        }
+        let user = at!(self.users, u);
         if user.memberships.is_empty() {
             let name = user.userid.clone();
             if let Some(ch) = user.channel.and_then(|c| self.channels.get_mut(c)) {

@@ -554,6 +554,9 @@ pub struct SessionNote {
     pub servicer_userid: Option<Name>,
     /// The servicer who held it before (transfer, end).
     pub old_servicer_userid: Option<Name>,
+    /// Transferred to another account (a simulation-port transfer): the
+    /// customer's conversation goes on there.
+    pub to_open_kfid: Option<Name>,
     /// Why it ended: `servicer`, `api`, `idle`, `left`, `rejected`,
     /// `account_deleted`, `servicer_removed`.
     pub reason: Option<&'static str>,
@@ -614,6 +617,9 @@ fn write_note<M: SerializeMap>(map: &mut M, n: &SessionNote) -> Result<(), M::Er
     }
     if let Some(s) = &n.old_servicer_userid {
         map.serialize_entry("old_servicer_userid", s)?;
+    }
+    if let Some(k) = &n.to_open_kfid {
+        map.serialize_entry("to_open_kfid", k)?;
     }
     if let Some(r) = n.reason {
         map.serialize_entry("reason", r)?;

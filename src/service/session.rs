@@ -200,7 +200,7 @@ impl State {
         Ok(c)
     }
 
-    fn conv_for(&mut self, acct: u32, cust: u32, now_us: u64) -> u32 {
+    pub(super) fn conv_for(&mut self, acct: u32, cust: u32, now_us: u64) -> u32 {
         if let Some(&c) = self.conv_ix.get(&(acct, cust)) {
             return c;
         }
@@ -407,6 +407,13 @@ impl State {
     }
 
     fn start_session(&mut self, conv: u32, now_us: u64) {
+        self.open_session(conv, now_us);
+        self.set_state(conv, 0);
+    }
+
+    /// The bookkeeping of a new session (numbered, its codes and counts),
+    /// whatever state it starts in.
+    pub(super) fn open_session(&mut self, conv: u32, now_us: u64) {
         let c = at!(self.convs, conv);
         c.session_no += 1;
         // A welcome code outlives the session it came with: a customer who
@@ -419,7 +426,6 @@ impl State {
         let acct = c.account;
         self.counters.sessions_started += 1;
         at!(self.accounts, acct).days.tally(Tally::SessionStarted, now_us);
-        self.set_state(conv, 0);
     }
 
     /// Route a session in state 0 by the account's rules.
@@ -491,6 +497,7 @@ impl State {
         self.counters.assigned += 1;
         if let Some(user) = at!(self.accounts, acct).agents[slot as usize] {
             at!(self.accounts, acct).days.tally(Tally::Assigned(user), now_us);
+            self.occupy_elsewhere(user, acct);
         }
         let note = self.note(conv, change, old, None, now_us);
         self.send_servicer(conv, Item::Session(note.clone()), now_us);
@@ -518,10 +525,39 @@ impl State {
         }
     }
 
-    /// Free a router place and serve the pool into it.
+    /// A servicer of several accounts has one load (docs/protocol.md,
+    /// "Shared servicers"): a session it took in `acct` fills its place in
+    /// its other accounts' routers too.
+    fn occupy_elsewhere(&mut self, user: u32, acct: u32) {
+        let Some(u) = self.users.get(user).filter(|u| u.memberships.len() > 1) else { return };
+        for (a, slot) in u.memberships.clone() {
+            if a != acct {
+                at!(self.accounts, a).router.occupy(slot as usize);
+            }
+        }
+    }
+
+    /// Free a router place and serve the pool into it. The place of a
+    /// servicer of several accounts is freed in all of them, and the slot
+    /// serves the first of their pools (in the order the servicer joined
+    /// them) that has someone waiting.
     pub(super) fn release_slot(&mut self, acct: u32, slot: u32, now_us: u64) {
-        let exit = at!(self.accounts, acct).router.release(slot as usize, now_us);
-        self.deliver_pool_exits(acct, exit.into_iter().collect(), now_us);
+        let user = at!(self.accounts, acct).agents[slot as usize];
+        let shared = user.and_then(|u| self.users.get(u)).filter(|u| u.memberships.len() > 1);
+        let Some(memberships) = shared.map(|u| u.memberships.clone()) else {
+            let exit = at!(self.accounts, acct).router.release(slot as usize, now_us);
+            self.deliver_pool_exits(acct, exit.into_iter().collect(), now_us);
+            return;
+        };
+        for &(a, s) in &memberships {
+            at!(self.accounts, a).router.vacate(s as usize);
+        }
+        for (a, _) in memberships {
+            if let Some(exit) = at!(self.accounts, a).router.serve(now_us) {
+                self.deliver_pool_exits(a, vec![exit], now_us);
+                break;
+            }
+        }
     }
 
     /// End a session (→ 4) whatever its state; a held slot is freed and a
@@ -579,6 +615,7 @@ impl State {
             service_state: c.state,
             servicer_userid: self.servicer_name(conv),
             old_servicer_userid: old,
+            to_open_kfid: None,
             reason,
             send_time: secs(now_us),
         })

@@ -569,11 +569,13 @@ impl State {
         }
     }
 
-    /// A state with the scenario's accounts (rules from `[[account]]`), one
-    /// contact way per entry (scene = the entry's name, characters outside
-    /// `[0-9a-zA-Z_-]` turned into `_`), and one servicer per agent named
-    /// like the simulator's reports (`GROUP-01`…), 接待中, with the group's
-    /// `max_concurrent` as 接待上限.
+    /// A state with the scenario's accounts (rules from `[[account]]`;
+    /// an account with a bot is API-managed), one contact way per entry
+    /// (scene = the entry's name, characters outside `[0-9a-zA-Z_-]`
+    /// turned into `_`), and one servicer per agent named like the
+    /// simulator's reports (`GROUP-01`…), 接待中, with the group's
+    /// `max_concurrent` as 接待上限, a member of each account its group
+    /// serves (`accounts = [...]`: in that order).
     pub fn from_scenario(sc: &Scenario, cfg: Config, now_us: u64) -> State {
         let mut st = State::new(cfg);
         let mut ids = Vec::new();
@@ -584,7 +586,9 @@ impl State {
                 prefer_last_within_s: a.prefer_last_within_us / 1_000_000,
                 queue_limit: a.queue_limit,
                 max_concurrent: None,
-                api_managed: a.api_managed,
+                // a bot tier is played through the API by whoever drives
+                // the service (the live driver, or a middleware)
+                api_managed: a.api_managed || a.bot.is_some(),
             };
             ids.push(st.insert_account(a.name.clone(), String::new(), rule, now_us));
         }
@@ -603,7 +607,11 @@ impl State {
         for g in &sc.groups {
             for n in 1..=g.count {
                 let userid = g.agent_id(n);
-                st.add_member(ids[g.account], &userid, g.max_concurrent, now_us);
+                // in order of priority: a shared servicer's freed slot
+                // serves its accounts' pools in the order it joined them
+                for acct in g.accounts() {
+                    st.add_member(ids[acct], &userid, g.max_concurrent, now_us);
+                }
             }
         }
         st

@@ -549,3 +549,224 @@ fn a_full_channel_of_customers_and_servicers_counts_every_drop_and_each_lost_rep
         .count();
     assert_eq!(failed, 3, "each reply pushed out before the customer read it: {log:?}");
 }
+
+/// A scenario's state with two accounts: `vip` (first) and `presale`,
+/// served by `count` shared servicers of cap `cap`, and `after-sales`
+/// with its own servicer; plus an open channel.
+fn shared_world(count: u32, cap: u32, presale: &str) -> (State, [String; 3], u32) {
+    let text = format!(
+        r#"
+name = "t"
+[[account]]
+name = "vip"
+[[account]]
+name = "presale"
+{presale}
+[[account]]
+name = "after-sales"
+[[agents]]
+group = "s"
+accounts = ["vip", "presale"]
+count = {count}
+max_concurrent = {cap}
+reply_delay = "10s"
+[[agents]]
+group = "b"
+account = "after-sales"
+count = 1
+reply_delay = "10s"
+[[entry]]
+scene = "web"
+account = "presale"
+rate = "1/s"
+"#
+    );
+    let sc = crate::scenario::Scenario::parse(&text, "t.toml").unwrap();
+    let mut st = State::from_scenario(&sc, Config::default(), T0);
+    let kf = |name: &str| st.account_list(0, 100).into_iter().find(|a| a.name == name).unwrap().open_kfid;
+    let kfs = [kf("vip"), kf("presale"), kf("after-sales")];
+    let ch = st.open_channel(None).unwrap();
+    let ch = st.channel_of(&ch).unwrap();
+    (st, kfs, ch)
+}
+
+/// Sessions each servicer holds over all its accounts, by userid.
+fn held_by(st: &State) -> std::collections::BTreeMap<String, u32> {
+    let mut out = std::collections::BTreeMap::new();
+    for (conv, c) in st.convs.iter() {
+        if c.state == 3 {
+            *out.entry(st.servicer_name(conv).unwrap().as_str().to_owned()).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_shared_servicer_has_one_load_and_serves_its_first_account_first() {
+    let (mut st, [vip, presale, _], ch) = shared_world(1, 1, "");
+    let msg = |st: &mut State, who: &str, kf: &str, t: u64| {
+        st.customer_message(ch, who, kf, Some(who), text(who), t).unwrap()
+    };
+    let p1 = msg(&mut st, "p1", &presale, T0);
+    assert_eq!(p1.service_state, 3);
+    // s-01 is at its cap in presale: vip may not take it either
+    assert_eq!(msg(&mut st, "v1", &vip, T0).service_state, 2);
+    assert_eq!(msg(&mut st, "p2", &presale, T0).service_state, 2);
+    for kf in [&vip, &presale] {
+        let l = st.servicer_list(kf).unwrap();
+        assert_eq!((l[0].userid.as_str(), l[0].sessions), ("s-01", 1), "one load seen from both accounts");
+    }
+    // the freed slot goes to vip, the first account, though p2 waited as long
+    st.servicer_end("s-01", &presale, &p1.external_userid, T0 + S).unwrap();
+    let (v1, p2) = (msg(&mut st, "v1", &vip, T0 + S), msg(&mut st, "p2", &presale, T0 + S));
+    assert_eq!((v1.service_state, p2.service_state), (3, 2));
+    assert_eq!(held_by(&st)["s-01"], 1);
+    // a status change applies to both accounts
+    st.servicer_set_status("s-01", 1, 0, T0 + S).unwrap();
+    st.servicer_end("s-01", &vip, &v1.external_userid, T0 + 2 * S).unwrap();
+    assert_eq!(msg(&mut st, "p2", &presale, T0 + 2 * S).service_state, 2, "stopped: nobody is served");
+    st.servicer_set_status("s-01", 0, 0, T0 + 3 * S).unwrap();
+    assert_eq!(msg(&mut st, "p2", &presale, T0 + 3 * S).service_state, 3);
+}
+
+#[test]
+fn shared_servicers_never_hold_more_than_their_cap_over_their_accounts() {
+    let (mut st, [vip, presale, _], ch) = shared_world(3, 2, "policy = \"idle_first\"");
+    let mut open: Vec<(String, String)> = Vec::new();
+    let mut t = T0;
+    // arrivals in both accounts, and every third step the oldest held
+    // session ends: the pools fill, drain and refill
+    for i in 0..200 {
+        t += S;
+        let kf = if i % 3 == 0 { &vip } else { &presale };
+        let who = format!("c{i}");
+        let ack = st.customer_message(ch, &who, kf, Some(&who), text(&who), t).unwrap();
+        open.push((kf.clone(), ack.external_userid));
+        if i % 3 == 2 {
+            let held = open.iter().position(|(kf, ext)| st.service_state_get(kf, ext).unwrap().0 == 3);
+            if let Some(p) = held {
+                let (kf, ext) = open.remove(p);
+                let (_, who) = st.service_state_get(&kf, &ext).unwrap();
+                st.servicer_end(&who.unwrap(), &kf, &ext, t).unwrap();
+            }
+        }
+        let held = held_by(&st);
+        assert!(held.values().all(|&n| n <= 2), "step {i}: {held:?}");
+        for kf in [&vip, &presale] {
+            for s in st.servicer_list(kf).unwrap() {
+                assert_eq!(s.sessions, held.get(&s.userid).copied().unwrap_or(0), "step {i}: {}", s.userid);
+            }
+        }
+        // nobody waits while a servicer of the account has room
+        let full = held.len() == 3 && held.values().all(|&n| n == 2);
+        let waiting: usize = st.figures().accounts.iter().map(|a| a.waiting).sum();
+        assert!(waiting == 0 || full, "step {i}: {waiting} wait beside room: {held:?}");
+    }
+}
+
+#[test]
+fn a_transfer_to_another_account_moves_the_conversation_there() {
+    let (mut st, [vip, presale, after], ch) = shared_world(1, 1, "");
+    let c1 = st.customer_message(ch, "c1", &presale, Some("m0"), text("m0"), T0).unwrap().external_userid;
+    // c2 waits in presale for s-01
+    let c2 = st.customer_message(ch, "c2", &presale, Some("n0"), text("n0"), T0).unwrap().external_userid;
+    assert_eq!(
+        st.servicer_transfer_account("s-01", &presale, &c1, &presale, T0).unwrap_err().code,
+        code::INVALID_PARAM
+    );
+    assert_eq!(st.servicer_transfer_account("s-01", &presale, &c1, &after, T0 + S).unwrap(), 3);
+    assert_eq!(st.service_state_get(&presale, &c1).unwrap(), (4, None));
+    assert_eq!(st.service_state_get(&after, &c1).unwrap(), (3, Some("b-01".into())));
+    // the customer sees the session leave presale for after-sales, then its
+    // assignment there; the freed slot took c2
+    let p = st.pull_channel(ch, "", 100).unwrap();
+    let notes: Vec<_> = p
+        .items
+        .iter()
+        .filter_map(|(_, (_, i))| match i {
+            Item::Session(n) => {
+                Some((n.customer.as_str().to_owned(), n.change, n.service_state, n.to_open_kfid.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let after_name = super::model::Name::new(&after);
+    assert_eq!(
+        notes,
+        [
+            ("c1".into(), Change::Assigned, 3, None),
+            ("c2".into(), Change::Queued, 2, None),
+            ("c1".into(), Change::Transferred, 4, Some(after_name)),
+            ("c1".into(), Change::Assigned, 3, None),
+            ("c2".into(), Change::Assigned, 3, None),
+        ]
+    );
+    // the next message goes to the new servicer; the old one no longer holds it
+    st.customer_message(ch, "c1", &after, Some("m1"), text("m1"), T0 + 2 * S).unwrap();
+    let b = st.servicer_index("b-01").unwrap();
+    let (msgs, changes) = split(st.pull_servicer(b, "", 100).unwrap().items);
+    assert_eq!((msgs, changes), (vec!["m1".to_string()], vec![Change::Assigned]));
+    let e = st.servicer_reply("s-01", &presale, &c1, text("late"), None, None, T0 + 2 * S).unwrap_err();
+    assert_eq!(e.code, code::SESSION_ENDED);
+    // after-sales is busy with c1, and a customer with a session there
+    // cannot be transferred to it again
+    assert_eq!(st.servicer_transfer_account("s-01", &presale, &c2, &after, T0 + 3 * S).unwrap(), 2);
+    st.customer_message(ch, "c1", &vip, Some("v"), text("v"), T0 + 3 * S).unwrap();
+    let e = st.servicer_transfer_account("s-01", &vip, &c1, &after, T0 + 3 * S).unwrap_err();
+    assert_eq!(e.code, code::BAD_TRANSITION);
+    assert_eq!(st.service_state_get(&vip, &c1).unwrap().0, 3, "a refused transfer leaves the session");
+}
+
+#[test]
+fn a_transfer_to_an_account_whose_pool_is_full_is_refused() {
+    let (mut st, [_, presale, after], ch) = shared_world(1, 1, "");
+    let rule = Rule { queue_limit: Some(0), ..Rule::default() };
+    st.account_update(&after, None, None, Some(rule), T0).unwrap();
+    let say = |st: &mut State, who: &str, kf: &str| {
+        st.customer_message(ch, who, kf, Some(who), text(who), T0).unwrap()
+    };
+    say(&mut st, "b", &after);
+    let c = say(&mut st, "c", &presale).external_userid;
+    let e = st.servicer_transfer_account("s-01", &presale, &c, &after, T0).unwrap_err();
+    assert_eq!(e.code, code::LIMIT);
+    assert_eq!(st.service_state_get(&presale, &c).unwrap(), (3, Some("s-01".into())));
+    assert_eq!(st.service_state_get(&after, &c).unwrap().0, 4);
+}
+
+#[test]
+fn a_bot_account_from_a_scenario_is_api_managed_and_its_sessions_go_0_1_then_2_3_or_4() {
+    let text_sc = r#"
+name = "t"
+[[account]]
+name = "presale"
+bot = { reply_delay = "2s", resolve = 0.5 }
+[[agents]]
+count = 1
+reply_delay = "10s"
+[[entry]]
+scene = "web"
+rate = "1/s"
+"#;
+    let sc = crate::scenario::Scenario::parse(text_sc, "t.toml").unwrap();
+    let mut st = State::from_scenario(&sc, Config::default(), T0);
+    let kf = st.account_list(0, 100)[0].open_kfid.clone();
+    assert!(st.account_list(0, 100)[0].reception_rule.api_managed);
+    let id = st.open_channel(None).unwrap();
+    let ch = st.channel_of(&id).unwrap();
+    let mut states = |who: &str, last: u8| {
+        let mut seen = Vec::new();
+        let ext = st.customer_message(ch, who, &kf, Some(who), text(who), T0).unwrap().external_userid;
+        seen.push(st.service_state_get(&kf, &ext).unwrap().0);
+        st.send_msg(&ext, &kf, None, text("bot"), T0).unwrap();
+        seen.push(st.service_state_get(&kf, &ext).unwrap().0);
+        st.service_state_trans(&kf, &ext, last, None, T0).unwrap();
+        seen.push(st.service_state_get(&kf, &ext).unwrap().0);
+        if last == 2 {
+            st.servicer_end("presale-01", &kf, &ext, T0 + S).unwrap();
+            seen.push(st.service_state_get(&kf, &ext).unwrap().0);
+        }
+        seen
+    };
+    assert_eq!(states("c1", 2), [0, 1, 3, 4], "handed over: the servicer takes it");
+    assert_eq!(states("c2", 4), [0, 1, 4], "resolved by the bot");
+}
