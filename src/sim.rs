@@ -25,9 +25,7 @@ use crate::workload::{
     CountSampler, CustomerMemory, EntryBehaviour, RoutePicker, Stream, TimeSampler, stream, unit,
 };
 
-/// Transfers one session may go through; a handle after that many keeps
-/// the session (so no cycle of transfers can run forever).
-pub const MAX_TRANSFERS: u8 = 16;
+pub use crate::scenario::MAX_TRANSFERS;
 
 /// Events between two progress callbacks.
 pub const PROGRESS_EVERY: u64 = 1 << 18;

@@ -275,8 +275,12 @@ pub struct GaveUp {
     pub leaves: u64,
     /// Agents' replies.
     pub replies: u64,
-    /// Agents ending sessions.
+    /// Agents ending sessions (or transferring them to another account).
     pub ends: u64,
+    /// The bot's answers and hand-overs (accounts with a bot, played by
+    /// the driver through the enterprise API).
+    #[serde(default)]
+    pub bot: u64,
 }
 
 /// The scenario a summary is about.

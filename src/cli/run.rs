@@ -398,6 +398,8 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
     }
     if let Some(w) = &wecom {
         opts.target_label = format!("middleware {}", w.callbacks.url);
+        // the middleware is the bot
+        opts.play_bots = false;
         opts.corpid = w.corpid.clone();
         opts.corpsecret = w.corpsecret.clone();
     }

@@ -11,6 +11,13 @@
 //! Deliveries are checked here: the message id carries the session's key
 //! and the message's index, so a message seen twice, or after a later one
 //! of its session, is counted.
+//!
+//! A session a bot handed over brings the customer's messages to the bot
+//! with it: the servicer sees them (they are delivered, not lost) and
+//! answers only the last, the one handed over. A group with `transfer`
+//! decides, on the first message of each handle, with `transfers/<group>`
+//! (as the simulator does), whether to answer it after `after` and then
+//! pass the session to another account instead of going on.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -26,8 +33,8 @@ use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, Opened, ServicerAction};
 use super::{SEEN, Shared, TAKEN, Tries, follow_queue, pause};
 use crate::observe::Obs;
-use crate::scenario::Scenario;
-use crate::workload::{Stream, TimeSampler, stream};
+use crate::scenario::{MAX_TRANSFERS, Scenario};
+use crate::workload::{Stream, TimeSampler, stream, unit};
 
 /// The errcode of an action on a session that has ended.
 const SESSION_ENDED: i64 = 95013;
@@ -45,6 +52,7 @@ const OPEN_ATTEMPTS: u32 = 5;
 
 struct Agent {
     userid: String,
+    group: usize,
     reply: TimeSampler,
     wrap_up: TimeSampler,
     slowdown: f64,
@@ -132,9 +140,19 @@ type Events = (Option<u32>, Vec<Event>);
 /// (scenario µs).
 type Sent = (Vec<Due>, Option<Vec<ActionResult>>, u64);
 
+/// A group's 转接 to another account.
+struct GroupTransfer {
+    to_open_kfid: String,
+    share: f64,
+    after: TimeSampler,
+    rng: Stream,
+}
+
 struct Agents {
     sh: Arc<Shared>,
     agents: Vec<Agent>,
+    /// Per group: its transfer, if any.
+    transfers: Vec<Option<GroupTransfer>>,
     by_userid: HashMap<String, u32>,
     /// `(due scenario µs, order)` → the action.
     heap: BinaryHeap<Reverse<Timed>>,
@@ -150,7 +168,20 @@ struct Agents {
 pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
     let mut agents = Vec::new();
     let mut by_userid = HashMap::new();
-    for g in &sc.groups {
+    let transfers = sc
+        .groups
+        .iter()
+        .map(|g| {
+            let t = g.transfer.as_ref()?;
+            Some(GroupTransfer {
+                to_open_kfid: sh.open_kfid[t.to].clone(),
+                share: t.share,
+                after: TimeSampler::new(&t.after),
+                rng: stream(sc.seed, &format!("transfers/{}", g.group)),
+            })
+        })
+        .collect();
+    for (gi, g) in sc.groups.iter().enumerate() {
         for n in 1..=g.count {
             let userid = g.agent_id(n);
             let index = agents.len() as u32;
@@ -163,6 +194,7 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
             agents.push(Agent {
                 rng: stream(sc.seed, &format!("replies/{userid}")),
                 userid,
+                group: gi,
                 reply: TimeSampler::new(&g.reply_delay),
                 wrap_up: TimeSampler::new(&g.wrap_up),
                 slowdown: g.slowdown,
@@ -170,7 +202,15 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
             });
         }
     }
-    let a = Agents { sh: sh.clone(), agents, by_userid, heap: BinaryHeap::new(), seq: 0, assignments: 0 };
+    let a = Agents {
+        sh: sh.clone(),
+        agents,
+        transfers,
+        by_userid,
+        heap: BinaryHeap::new(),
+        seq: 0,
+        assignments: 0,
+    };
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Events>();
     let userids: Vec<String> = a.agents.iter().map(|a| a.userid.clone()).collect();
     let followed = follow_queues(sh, userids, ev_tx).await;
@@ -258,7 +298,8 @@ impl Agents {
     /// session's last message).
     fn on_message(&mut self, agent: u32, ev: Event, now: u64) {
         let Some(id) = ev.client_msgid else { return };
-        let Some((key, idx, total, sent_us)) = parse_id(&id) else { return };
+        let Some(m) = parse_id(&id) else { return };
+        let MsgId { key, idx, total, sent_us, .. } = m;
         let Some((before, later_seen)) = self.sh.mark(key, idx, total, SEEN | TAKEN) else { return };
         {
             let in_window = self.sh.in_window(now);
@@ -276,7 +317,15 @@ impl Agents {
             }
             c.delivered += 1;
             c.reordered += u64::from(later_seen);
-            c.to_agent.record((now.saturating_sub(sent_us) as f64 / self.sh.tb.scale) as u64);
+            // time with the bot is no delivery time
+            if !m.to_bot {
+                c.to_agent.record((now.saturating_sub(sent_us) as f64 / self.sh.tb.scale) as u64);
+            }
+        }
+        if idx < m.first {
+            // the customer's earlier messages to the bot, handed over with
+            // the session: seen, not answered
+            return;
         }
         let a = &mut self.agents[agent as usize];
         let j = a.load().max(1);
@@ -285,23 +334,52 @@ impl Agents {
             ev.open_kfid.as_deref().unwrap_or_default(),
         );
         let (nth, upto) = (a.held.get(&key).copied(), self.assignments);
-        let work = a.reply.sample(&mut a.rng) as f64 * (1.0 + a.slowdown * f64::from(j - 1));
-        let wrap = if idx + 1 == total { Some(a.wrap_up.sample(&mut a.rng)) } else { None };
+        // the handle's first message decides its transfer, as the
+        // simulator decides it when the handle starts
+        let mut transfer = self.transfers[a.group].as_mut();
+        if !transfer
+            .as_mut()
+            .is_some_and(|t| idx == m.first && m.handle < MAX_TRANSFERS && unit(&mut t.rng) < t.share)
+        {
+            transfer = None;
+        }
+        let work = match &mut transfer {
+            Some(t) => t.after.sample(&mut t.rng),
+            None => a.reply.sample(&mut a.rng),
+        };
+        let to_open_kfid = transfer.map(|t| t.to_open_kfid.clone());
+        let work = work as f64 * (1.0 + a.slowdown * f64::from(j - 1));
+        let wrap = if idx + 1 == total && to_open_kfid.is_none() {
+            Some(a.wrap_up.sample(&mut a.rng))
+        } else {
+            None
+        };
         let (kfid, external) = (ev.open_kfid.unwrap_or_default(), ev.external_userid.unwrap_or_default());
         let reply_at = now.saturating_add(work as u64);
+        // `x…`: the customer learns from the reply that a transfer follows
+        let mark = if to_open_kfid.is_some() { 'x' } else { 'r' };
         let reply = ServicerAction::Reply {
             servicer_userid: a.userid.clone(),
             open_kfid: kfid.clone(),
             external_userid: external.clone(),
             content: Content::of("text", &format!("reply to {id}")),
-            client_msgid: format!("r{key}-{idx}"),
+            client_msgid: format!("{mark}{key}-{idx}"),
             in_reply_to: id,
         };
-        let then = wrap.map(|w| {
-            let action = ServicerAction::End {
-                servicer_userid: a.userid.clone(),
-                open_kfid: kfid,
-                external_userid: external,
+        let then = to_open_kfid.map(|to| (to, 0)).or(wrap.map(|w| (String::new(), w))).map(|(to, w)| {
+            let action = if to.is_empty() {
+                ServicerAction::End {
+                    servicer_userid: a.userid.clone(),
+                    open_kfid: kfid,
+                    external_userid: external,
+                }
+            } else {
+                ServicerAction::Transfer {
+                    servicer_userid: a.userid.clone(),
+                    open_kfid: kfid,
+                    external_userid: external,
+                    to_open_kfid: to,
+                }
             };
             let at = reply_at.saturating_add(w);
             let session = SessionRef { agent, key: key.clone(), nth, upto };
@@ -460,6 +538,25 @@ impl Agents {
                 r.errcode == 0 || (d.tries.failed() > 0 && d.end_of.is_some() && r.errcode == SESSION_ENDED);
             if !done {
                 self.sh.http.stats.action_error("servicer_batch", format!("errcode_{}", r.errcode));
+                if let ServicerAction::Transfer { servicer_userid, open_kfid, external_userid, .. } =
+                    &d.action
+                {
+                    // the other account cannot take it (its pool is full):
+                    // the servicer ends the session instead
+                    let end = ServicerAction::End {
+                        servicer_userid: servicer_userid.clone(),
+                        open_kfid: open_kfid.clone(),
+                        external_userid: external_userid.clone(),
+                    };
+                    let s = &d.session;
+                    let session = SessionRef { agent: s.agent, key: s.key.clone(), nth: s.nth, upto: s.upto };
+                    let tries = Tries::default();
+                    let end_of = d.end_of;
+                    self.push(
+                        now,
+                        Due { action: end, at: now, end_of, tries, session, then: None, rode: false },
+                    );
+                }
             }
             // the end of this session, not of a later one of the customer
             if let (Some(agent), true, false) = (d.end_of, done, self.stale(&d)) {
@@ -534,15 +631,40 @@ async fn follow_queues(
     }
 }
 
-/// `m{key}-{idx}-{total}-{sent_us}` → (key, idx, total, sent scenario µs).
-fn parse_id(id: &str) -> Option<(u64, u32, u32, u64)> {
-    let mut parts = id.strip_prefix('m')?.split('-');
-    Some((
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-    ))
+/// What a customer message's id says.
+#[derive(Debug, PartialEq, Eq)]
+struct MsgId {
+    /// It was sent to the bot.
+    to_bot: bool,
+    /// The session.
+    key: u64,
+    /// Its index in the session.
+    idx: u32,
+    /// The session's messages, as planned when it was sent.
+    total: u32,
+    /// When it was sent [scenario µs].
+    sent_us: u64,
+    /// The first message people answer in its handle.
+    first: u32,
+    /// Its handle (0, then one more after each transfer).
+    handle: u8,
+}
+
+/// `{m|b}{key}-{idx}-{total}-{sent_us}-{first}-{handle}` (`b`: sent to
+/// the bot).
+fn parse_id(id: &str) -> Option<MsgId> {
+    let to_bot = id.starts_with('b');
+    let mut parts = id.strip_prefix(if to_bot { 'b' } else { 'm' })?.split('-');
+    let mut next = || parts.next();
+    Some(MsgId {
+        to_bot,
+        key: next()?.parse().ok()?,
+        idx: next()?.parse().ok()?,
+        total: next()?.parse().ok()?,
+        sent_us: next()?.parse().ok()?,
+        first: next()?.parse().ok()?,
+        handle: next()?.parse().ok()?,
+    })
 }
 
 /// Set the agent's status at each shift boundary.
@@ -581,8 +703,13 @@ async fn run_shifts(userid: String, agent: u32, shifts: Vec<(u64, u64)>, sh: Arc
 mod tests {
     #[test]
     fn message_ids_round_trip() {
-        assert_eq!(super::parse_id("m12-3-5-987654"), Some((12, 3, 5, 987_654)));
-        assert_eq!(super::parse_id("r12-3-5"), None);
-        assert_eq!(super::parse_id("m12-x-5-1"), None);
+        use super::{MsgId, parse_id};
+        let m = MsgId { to_bot: false, key: 12, idx: 3, total: 5, sent_us: 987_654, first: 0, handle: 0 };
+        assert_eq!(parse_id("m12-3-5-987654-0-0"), Some(m));
+        let b = MsgId { to_bot: true, key: 7, idx: 1, total: 4, sent_us: 9, first: 2, handle: 1 };
+        assert_eq!(parse_id("b7-1-4-9-2-1"), Some(b));
+        assert_eq!(parse_id("r12-3-5"), None);
+        assert_eq!(parse_id("m12-x-5-1-0-0"), None);
+        assert_eq!(parse_id("m12-3-5-1"), None, "a field missing");
     }
 }

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::bot::{self, Bots, Then};
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event, Opened};
 use super::{GAVE_UP, LiveOptions, RESEND_WINDOW, SEEN, Shared, TAKEN, Tries};
 use crate::observe::{Obs, Progress, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
-use crate::workload::{CustomerMemory, EntryBehaviour, unit};
+use crate::workload::{CustomerMemory, EntryBehaviour, RoutePicker, unit};
 
 /// How often the progress callback is asked whether to go on (wall time).
 const PROGRESS_EVERY: Duration = Duration::from_millis(50);
@@ -76,7 +77,8 @@ enum Due {
     Send(u64),
     /// Send message `.1` of session `.0` again.
     Resend(u64, u32),
-    Leave(u64),
+    /// Leave the pool of handle `.1` (patience ran out).
+    Leave(u64, u8),
     /// The session's first message was given up on this long ago: if the
     /// target has still said nothing of it, it never took it.
     Forget(u64),
@@ -84,10 +86,24 @@ enum Due {
 
 struct Cust {
     info: SessionInfo,
-    /// The customer's id in its account's memory.
+    /// The entry's own account, whose memory knows the customer (a route
+    /// rule or a transfer may take the session elsewhere).
+    home: usize,
+    /// The customer's id in its home account's memory.
     customer: u64,
     handle: String,
+    /// The customer's id on the enterprise side, once the target said it.
+    external_userid: String,
+    /// Messages of the session so far planned: the bot's turns and the
+    /// messages people answer, of every handle until now.
     total: u32,
+    /// The first message people answer in this handle: the one the bot
+    /// hands over, or the request a transfer carries to the next account.
+    first: u32,
+    /// With the bot (state 0/1): its plan and how far it got.
+    bot: Option<BotTurns>,
+    /// How long the customer waits in a pool before leaving.
+    patience: Option<u64>,
     sent: u32,
     sent_at: Vec<u64>,
     replied: Vec<bool>,
@@ -115,6 +131,20 @@ struct Cust {
     first_given_up: bool,
 }
 
+/// A session with the bot.
+struct BotTurns {
+    plan: bot::Plan,
+    /// The delay of the bot's answer to the latest message.
+    delay: u64,
+    /// Messages the bot was told of.
+    told: u32,
+    /// Answers the customer got.
+    answers: u32,
+    /// When the customer got the bot's last answer: the hand-over, or the
+    /// end of a resolved session.
+    done_at: Option<u64>,
+}
+
 struct Driver<'a> {
     sc: &'a Scenario,
     sh: &'a Arc<Shared>,
@@ -127,6 +157,9 @@ struct Driver<'a> {
     by_handle: HashMap<String, u64>,
     /// Per account: the customers seen, and whom they were served by.
     memory: Vec<CustomerMemory>,
+    /// Per entry: its route rules.
+    routes: Vec<Option<RoutePicker>>,
+    bots: Bots,
     next_key: u64,
     channel: String,
     sessions: u64,
@@ -179,6 +212,8 @@ pub(crate) async fn drive(
         custs: HashMap::new(),
         by_handle: HashMap::new(),
         memory: (0..sc.accounts.len()).map(|_| CustomerMemory::new(sc.customer_memory)).collect(),
+        routes: sc.entries.iter().map(|e| RoutePicker::new(e, sc.seed)).collect(),
+        bots: Bots::new(sc, sh.play_bots, &channel),
         next_key: 0,
         channel: channel.clone(),
         sessions: 0,
@@ -191,6 +226,7 @@ pub(crate) async fn drive(
     }
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Vec<Event>>();
     let (res_tx, mut res_rx) = mpsc::unbounded_channel::<BatchResult>();
+    let (bot_tx, mut bot_rx) = mpsc::unbounded_channel::<bot::Done>();
     let puller = tokio::spawn(super::follow_queue(
         sh.clone(),
         ("customer_pull", "/sim/customer/pull"),
@@ -224,6 +260,8 @@ pub(crate) async fn drive(
                     drain_deadline = Some(Instant::now() + opts.drain.min(Duration::from_secs(5)));
                 }
                 d.dispatch(&res_tx);
+                let now = sh.tb.now_us();
+                d.bots.dispatch(now, sh, &bot_tx);
                 if d.arrivals_left == 0 && drain_deadline.is_none() {
                     drain_deadline = Some(Instant::now() + opts.drain);
                 }
@@ -233,8 +271,18 @@ pub(crate) async fn drive(
                 }
                 timer.set(d.next_wake(asked + PROGRESS_EVERY));
             }
-            Some(events) = ev_rx.recv() => d.on_events(events),
+            Some(events) = ev_rx.recv() => {
+                d.on_events(events);
+                // a next message may be due before the timer's deadline (a
+                // transfer's request is due at once)
+                timer.set(d.next_wake(asked + PROGRESS_EVERY));
+            }
             Some((actions, results, sent)) = res_rx.recv() => d.on_results(actions, results, sent),
+            Some(done) = bot_rx.recv() => {
+                d.bots.on_done(sh, done, sh.tb.now_us());
+                // what follows an answer (the hand-over) is due now
+                timer.set(d.next_wake(asked + PROGRESS_EVERY));
+            }
         }
     }
     // the answers of batches still in flight: what they say was accepted
@@ -256,7 +304,7 @@ pub(crate) async fn drive(
         if c.first_given_up && Driver::first_unknown(c) {
             // the target never said it took the session
             let _ = sh.obs.send(Obs::Rejected { t: end, s: c.info });
-        } else if c.assigned.is_none() && (c.queued || c.sent > 0) {
+        } else if c.assigned.is_none() && c.bot.is_none() && (c.queued || c.sent > 0) {
             let _ = sh.obs.send(Obs::Unfinished { t: end, s: c.info });
         }
         open_at_end += u64::from(c.assigned.is_some() && c.info.arrived_us >= sc.warmup_us);
@@ -329,7 +377,8 @@ impl Driver<'_> {
             },
             None => progress,
         };
-        due.min(progress)
+        let bot = bot::wake(&self.bots, self.sh).map_or(progress, |t| t.max(now));
+        due.min(progress).min(bot)
     }
 
     fn dispatch(&mut self, res_tx: &mpsc::UnboundedSender<BatchResult>) {
@@ -370,7 +419,7 @@ impl Driver<'_> {
                         None => {}
                     }
                 }
-                Due::Leave(key) => self.leave(key, t, &mut actions, &mut meta),
+                Due::Leave(key, handle) => self.leave(key, handle, &mut actions, &mut meta),
                 Due::Forget(key) => {
                     if self.custs.get(&key).is_some_and(|c| c.first_given_up && Self::first_unknown(c)) {
                         let info = self.custs[&key].info;
@@ -424,9 +473,9 @@ impl Driver<'_> {
     fn arrive(&mut self, e: usize, t: u64, actions: &mut Vec<CustomerAction>, meta: &mut Vec<Meta>) {
         self.schedule_arrival(e);
         let entry = &self.sc.entries[e];
-        let account = entry.account;
+        let home = entry.account;
         let rt = &mut self.entries[e];
-        let mem = &mut self.memory[account];
+        let mem = &mut self.memory[home];
         // drawn as the simulator draws them, so both engines see the same
         // returning customers
         let back = if rt.returning > 0.0 && unit(&mut rt.rng) < rt.returning {
@@ -436,22 +485,31 @@ impl Driver<'_> {
         };
         // one session per customer at a time: a customer still in a
         // session comes back as a new one
-        let back = back.filter(|(id, _)| !self.by_handle.contains_key(&handle_of(account, *id)));
+        let back = back.filter(|(id, _)| !self.by_handle.contains_key(&handle_of(home, *id)));
         let (customer, last_agent, returning) = match back {
             Some((id, last)) => {
-                let within = self.sc.accounts[account].prefer_last_within_us;
+                let within = self.sc.accounts[home].prefer_last_within_us;
                 let eligible =
                     (last.agent != u32::MAX && t.saturating_sub(last.at_us) <= within).then_some(last.agent);
                 (id, eligible, true)
             }
             None => (mem.new_customer(), None, false),
         };
-        let handle = handle_of(account, customer);
+        let handle = handle_of(home, customer);
         let key = self.next_key;
         self.next_key += 1;
-        let total = rt.messages.sample(&mut rt.rng);
+        let messages = rt.messages.sample(&mut rt.rng);
         let msgtype = rt.mix.sample(&mut rt.rng);
         let patience = rt.patience.as_ref().map(|p| p.sample(&mut rt.rng));
+        let account = self.routes[e].as_mut().map_or(home, |r| r.pick(returning, home));
+        // the bot answers its turns; the message it hands over is the
+        // first of the `messages` people answer
+        let plan = self.bots.plan(account);
+        let (total, first) = match plan {
+            Some(p) if p.resolves => (p.turns, p.turns),
+            Some(p) => (p.turns + messages - 1, p.turns - 1),
+            None => (messages, 0),
+        };
         let info = SessionInfo::new(t, e as u16, account as u16);
         let _ = self.sh.obs.send(Obs::Entered {
             s: info,
@@ -470,8 +528,19 @@ impl Driver<'_> {
             key,
             Cust {
                 info,
+                home,
                 handle: handle.clone(),
+                external_userid: String::new(),
                 total,
+                first,
+                bot: plan.map(|plan| BotTurns {
+                    plan,
+                    delay: plan.delay,
+                    told: 0,
+                    answers: 0,
+                    done_at: None,
+                }),
+                patience,
                 sent: 0,
                 sent_at: Vec::new(),
                 replied: vec![false; total as usize],
@@ -492,8 +561,9 @@ impl Driver<'_> {
         self.sessions += 1;
         self.peak = self.peak.max(self.custs.len() as u64);
         self.message(key, t, msgtype, actions, meta);
-        if let Some(p) = patience {
-            self.push(t.saturating_add(p), Due::Leave(key));
+        // waits from the hand-over, with a bot
+        if let Some(p) = patience.filter(|_| plan.is_none()) {
+            self.push(t.saturating_add(p), Due::Leave(key, 0));
         }
     }
 
@@ -509,8 +579,11 @@ impl Driver<'_> {
         let idx = c.sent;
         c.sent += 1;
         c.sent_at.push(t);
-        // the agent learns the session's length and the send time from the id
-        let id = format!("m{key}-{idx}-{}-{t}", c.total);
+        // the agent learns from the id whether the message went to the bot
+        // (`b`), the session's length, the send time, the first message
+        // people answer in this handle, and the handle
+        let to = if c.bot.is_some() { 'b' } else { 'm' };
+        let id = format!("{to}{key}-{idx}-{}-{t}-{}-{}", c.total, c.first, c.info.handle);
         let a = CustomerAction::Message {
             customer: c.handle.clone(),
             open_kfid: self.sh.open_kfid[c.info.account as usize].clone(),
@@ -519,23 +592,33 @@ impl Driver<'_> {
         };
         meta.push((key, Sent::Message(idx), Some(a.clone())));
         actions.push(a);
-        if idx > 0 {
+        // the request a transfer carries over is no new message (as in the
+        // simulator, the next account answers it first)
+        if idx > 0 && !(c.info.handle > 0 && idx == c.first) {
             let _ = self.sh.obs.send(Obs::Message { t, s: c.info, msgtype });
         }
     }
 
     fn send(&mut self, key: u64, t: u64, actions: &mut Vec<CustomerAction>, meta: &mut Vec<Meta>) {
-        let Some(c) = self.custs.get(&key) else { return };
+        let Some(c) = self.custs.get_mut(&key) else { return };
         let e = c.info.entry as usize;
+        if c.info.handle > 0 && c.sent == c.first {
+            // a transfer's request: drawn nothing for, as in the simulator
+            self.message(key, t, 0, actions, meta);
+            return;
+        }
         let rt = &mut self.entries[e];
         let msgtype = rt.mix.sample(&mut rt.rng);
+        if let Some(b) = &mut c.bot {
+            b.delay = self.bots.delay(c.info.account as usize);
+        }
         self.message(key, t, msgtype, actions, meta);
     }
 
-    fn leave(&mut self, key: u64, _t: u64, actions: &mut Vec<CustomerAction>, meta: &mut Vec<Meta>) {
+    fn leave(&mut self, key: u64, handle: u8, actions: &mut Vec<CustomerAction>, meta: &mut Vec<Meta>) {
         let now = self.sh.tb.now_us();
         let Some(c) = self.custs.get_mut(&key) else { return };
-        if c.assigned.is_some() {
+        if c.assigned.is_some() || c.bot.is_some() || c.info.handle != handle {
             return;
         }
         if !self.sh.may_resend(&c.leave_tries, now) {
@@ -579,6 +662,12 @@ impl Driver<'_> {
             if let Some(r) = r.filter(|_| !ok) {
                 self.sh.http.stats.action_error("customer_batch", format!("errcode_{}", r.errcode));
             }
+            if let Some(c) = self.custs.get_mut(&key)
+                && let Some(r) = r.filter(|r| ok && !r.external_userid.is_empty())
+                && c.external_userid.is_empty()
+            {
+                c.external_userid.clone_from(&r.external_userid);
+            }
             match due {
                 Sent::Message(idx) if ok => {
                     if let Some(c) = self.custs.get_mut(&key) {
@@ -586,6 +675,7 @@ impl Driver<'_> {
                         c.retry.retain(|r| r.0 != idx);
                     }
                     self.taken(key, idx, now);
+                    self.tell_bot(key, idx, now);
                 }
                 Sent::Message(idx) => self.send_failed(key, idx, action, sent, now, r.is_some()),
                 // no answer: the leave may not have arrived; an answer
@@ -672,8 +762,9 @@ impl Driver<'_> {
     /// abandonment.
     fn leave_failed(&mut self, key: u64, sent: u64, now: u64) {
         let Some(c) = self.custs.get_mut(&key).filter(|c| c.assigned.is_none()) else { return };
+        let handle = c.info.handle;
         match self.sh.resend_at(&mut c.leave_tries, sent, now) {
-            Some(t) => self.push(t, Due::Leave(key)),
+            Some(t) => self.push(t, Due::Leave(key, handle)),
             None => self.sh.counts().gave_up.leaves += 1,
         }
     }
@@ -724,8 +815,26 @@ impl Driver<'_> {
     fn on_session(&mut self, key: u64, ev: &Event, now: u64) {
         let agent = self.agent_of(ev);
         let Some(c) = self.custs.get_mut(&key) else { return };
+        let change = ev.change.as_deref();
+        if matches!(change, Some("queued" | "assigned"))
+            && c.assigned.is_none()
+            && let Some(b) = c.bot.take_if(|b| !b.plan.resolves)
+        {
+            // the bot handed the session over with its last answer: waits,
+            // patience and people's first reply count from then
+            let h = b.done_at.unwrap_or(now);
+            c.info.human_us = h;
+            if let Some(at) = c.sent_at.get_mut(c.first as usize) {
+                *at = h;
+            }
+            let _ = self.sh.obs.send(Obs::Handoff { t: h, s: c.info });
+            if let Some(p) = c.patience {
+                self.push(h.saturating_add(p), Due::Leave(key, 0));
+            }
+        }
+        let Some(c) = self.custs.get_mut(&key) else { return };
         let info = c.info;
-        match ev.change.as_deref() {
+        match change {
             Some("queued") if c.assigned.is_none() => {
                 c.queued = true;
                 let _ = self.sh.obs.send(Obs::Queued { t: now, s: info });
@@ -742,11 +851,13 @@ impl Driver<'_> {
                     self.sh.http.stats.action_error("customer_batch", format!("errcode_{INVALID}"));
                 }
                 let kept = c.last_agent.is_some() && c.last_agent == Some(agent);
-                if !c.queued && self.sh.in_window(info.arrived_us) {
-                    self.sh.counts().immediate.record(now.saturating_sub(info.arrived_us));
+                // the run's own overhead: a first handle assigned at once
+                // (a transfer's assignment comes in the same pull as it)
+                if !c.queued && info.handle == 0 && self.sh.in_window(info.arrived_us) {
+                    self.sh.counts().immediate.record(now.saturating_sub(info.human_us));
                 }
                 let _ = self.sh.obs.send(Obs::Assigned { t: now, s: info, agent, kept, from_pool: c.queued });
-                self.memory[info.account as usize].touch(c.customer, agent, now);
+                self.memory[c.home].touch(c.customer, agent, now);
                 self.taken(key, 0, now);
             }
             Some("rejected") => {
@@ -754,30 +865,107 @@ impl Driver<'_> {
                 self.forget(key);
             }
             Some("ended") => {
-                match c.assigned {
-                    None => {
+                match (&c.bot, c.assigned) {
+                    (Some(b), _) if b.plan.resolves => {
+                        if ev.reason.as_deref() == Some("api") {
+                            let t = b.done_at.unwrap_or(now);
+                            let _ = self.sh.obs.send(Obs::BotEnded { t, s: info });
+                        }
+                    }
+                    // the bot ends a session it could not hand over (the
+                    // pool was full): people refused it, as in the simulator
+                    (Some(b), _) => {
+                        let h = b.done_at.unwrap_or(now);
+                        let s = SessionInfo { human_us: h, ..info };
+                        let _ = self.sh.obs.send(Obs::Handoff { t: h, s });
+                        let _ = self.sh.obs.send(Obs::Rejected { t: now, s });
+                    }
+                    (None, None) => {
                         let _ = self.sh.obs.send(Obs::Abandoned { t: now, s: info });
                     }
-                    Some(agent) => {
+                    (None, Some(agent)) => {
                         let _ = self.sh.obs.send(Obs::Ended { t: now, s: info, agent });
-                        self.memory[info.account as usize].touch(c.customer, agent, now);
+                        self.memory[c.home].touch(c.customer, agent, now);
                     }
                 }
                 self.forget(key);
             }
+            Some("transferred") if ev.to_open_kfid.is_some() => self.transferred(key, ev, now),
             _ => {}
         }
+    }
+
+    /// 转接 to another account: the handle ends with its servicer, and the
+    /// customer's conversation goes on in account `to` as the next handle,
+    /// with a new number of messages (drawn as the simulator draws it) and
+    /// a new patience; the customer carries the request over at once.
+    fn transferred(&mut self, key: u64, ev: &Event, now: u64) {
+        let Some(to) = ev.to_open_kfid.as_deref().and_then(|k| self.sh.open_kfid.iter().position(|x| x == k))
+        else {
+            return;
+        };
+        let Some(c) = self.custs.get_mut(&key) else { return };
+        let Some(agent) = c.assigned else { return };
+        let _ = self.sh.obs.send(Obs::Transferred { t: now, s: c.info, agent, to: to as u16 });
+        self.memory[c.home].touch(c.customer, agent, now);
+        let rt = &mut self.entries[c.info.entry as usize];
+        let more = rt.messages.sample(&mut rt.rng);
+        let patience = rt.patience.as_ref().map(|p| p.sample(&mut rt.rng));
+        c.info = SessionInfo { account: to as u16, handle: c.info.handle + 1, human_us: now, ..c.info };
+        c.first = c.sent;
+        c.total = c.sent + more;
+        c.replied.resize(c.total as usize, false);
+        c.assigned = None;
+        c.queued = false;
+        c.patience = patience;
+        c.leave_tries = Tries::default();
+        c.leave_refused = None;
+        let handle = c.info.handle;
+        self.push(now, Due::Send(key));
+        if let Some(p) = patience {
+            self.push(now.saturating_add(p), Due::Leave(key, handle));
+        }
+    }
+
+    /// Message `idx` of session `key` reached the target: if the bot
+    /// answers it, the bot is told once, to answer its delay after the
+    /// customer sent it, and what to do after its last answer.
+    fn tell_bot(&mut self, key: u64, idx: u32, now: u64) {
+        let Some(c) = self.custs.get_mut(&key) else { return };
+        let Some(b) = &mut c.bot else { return };
+        if idx != b.told || idx >= b.plan.turns {
+            return;
+        }
+        b.told += 1;
+        let then = if idx + 1 < b.plan.turns {
+            Then::Wait
+        } else if b.plan.resolves {
+            Then::Resolve
+        } else {
+            Then::HandOver
+        };
+        let at = c.sent_at[idx as usize].saturating_add(b.delay).max(now);
+        self.bots.answer(key, idx, c.info.account as usize, c.external_userid.clone(), at, then);
     }
 
     fn on_reply(&mut self, key: u64, ev: &Event, now: u64) {
         match ev.sender.as_deref() {
             Some("servicer") => {}
-            // a middleware's send_msg: the bot answered (the customer's
-            // pace still follows the servicers, as in the simulator)
+            // send_msg: the bot answered. The driver's bot: the customer
+            // writes its next turn after thinking. A middleware's: the
+            // customer's pace still follows the servicers.
             Some("api") => {
-                if let Some(c) = self.custs.get_mut(&key) {
-                    let first = !std::mem::replace(&mut c.answered, true);
-                    let _ = self.sh.obs.send(Obs::BotReply { t: now, s: c.info, first });
+                let Some(c) = self.custs.get_mut(&key) else { return };
+                let first = !std::mem::replace(&mut c.answered, true);
+                let _ = self.sh.obs.send(Obs::BotReply { t: now, s: c.info, first });
+                let Some(b) = &mut c.bot else { return };
+                b.answers += 1;
+                if b.answers < b.plan.turns && b.answers == c.sent {
+                    let rt = &mut self.entries[c.info.entry as usize];
+                    let think = rt.think.sample(&mut rt.rng);
+                    self.push(now.saturating_add(think), Due::Send(key));
+                } else if b.answers >= b.plan.turns {
+                    b.done_at.get_or_insert(now);
                 }
                 return;
             }
@@ -810,9 +998,12 @@ impl Driver<'_> {
         }
         let info = c.info;
         let sent_us = c.sent_at.get(idx as usize).copied().unwrap_or(info.arrived_us);
-        let first = idx == 0 && !std::mem::replace(&mut c.answered, true);
+        let first = !std::mem::replace(&mut c.answered, true);
         let _ = self.sh.obs.send(Obs::Reply { t: now, s: info, agent, index: idx, sent_us, first });
-        let next = idx + 1 < c.total && idx + 1 == c.sent;
+        // the servicer said a transfer follows (`x…`): the customer writes
+        // next to the account it goes to
+        let transfer = ev.client_msgid.as_deref().is_some_and(|id| id.starts_with('x'));
+        let next = !transfer && idx + 1 < c.total && idx + 1 == c.sent;
         // an answered message reached the target, whatever became of its ack
         self.taken(key, idx, now);
         if next {

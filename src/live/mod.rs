@@ -19,6 +19,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod agents;
+mod bot;
 mod customers;
 pub mod http;
 mod timer;
@@ -65,6 +66,10 @@ pub struct LiveOptions {
     /// under the target's resend window (the reference service's: 60 s),
     /// or a resend the target no longer recognises may be taken twice.
     pub resend_for: Duration,
+    /// Play the bot tier of accounts with `[account.bot]` through the
+    /// enterprise API (`send_msg`, `service_state/trans`), as a middleware
+    /// would; off when a middleware under test is the bot.
+    pub play_bots: bool,
 }
 
 impl Default for LiveOptions {
@@ -78,6 +83,7 @@ impl Default for LiveOptions {
             drain: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
             resend_for: Duration::from_secs(30),
+            play_bots: true,
         }
     }
 }
@@ -293,6 +299,8 @@ pub(crate) struct Shared {
     /// they saw.
     pub(crate) ledger: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     pub(crate) open_kfid: Vec<String>,
+    /// Play the bot tier ([`LiveOptions::play_bots`]).
+    pub(crate) play_bots: bool,
     pub(crate) agent_index: BTreeMap<String, u32>,
     /// The measured window `[warmup, duration]` in scenario µs.
     pub(crate) window: (u64, u64),
@@ -339,6 +347,10 @@ impl Shared {
         }
         let mut ledger = self.ledger();
         let s = ledger.entry(key).or_insert_with(|| vec![0; total as usize]);
+        // a transfer gives the session more messages than it began with
+        if s.len() < total as usize {
+            s.resize(total as usize, 0);
+        }
         let before = *s.get(idx as usize)?;
         s[idx as usize] |= flag;
         let later_seen = s[idx as usize + 1..].iter().any(|f| f & SEEN != 0);
@@ -393,6 +405,7 @@ pub async fn run(
         stop: AtomicBool::new(false),
         ledger: Default::default(),
         open_kfid,
+        play_bots: opts.play_bots,
         agent_index,
         window: (sc.warmup_us, sc.duration_us),
         resend_us: (opts.resend_for.as_secs_f64() * 1e6 * opts.time_scale) as u64,
@@ -540,17 +553,19 @@ async fn connect(
 /// that finds them busy must say so, or it reports an idle service as a
 /// slow one. A target without the call counts as none.
 async fn busy_servicers(http: &Http, open_kfid: &[String], agents: &BTreeMap<String, u32>) -> u64 {
-    let mut busy = 0;
+    // a servicer of several accounts is listed in each with its one load
+    let mut busy: BTreeMap<&str, u64> = BTreeMap::new();
     for kfid in open_kfid {
         let path = format!("/cgi-bin/kf/servicer/list?open_kfid={}", http::percent_encode(kfid));
         let Ok(list) = http.get("servicer_list", &path).await else { continue };
         for s in list["servicer_list"].as_array().into_iter().flatten() {
-            if s["userid"].as_str().is_some_and(|u| agents.contains_key(u)) {
-                busy += s["sessions"].as_u64().unwrap_or(0);
+            if let Some((u, _)) = s["userid"].as_str().and_then(|u| agents.get_key_value(u)) {
+                let n = busy.entry(u.as_str()).or_default();
+                *n = (*n).max(s["sessions"].as_u64().unwrap_or(0));
             }
         }
     }
-    busy
+    busy.values().sum()
 }
 
 /// The observer task: holds observations back a little so that the ones

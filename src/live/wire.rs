@@ -31,6 +31,8 @@ pub(crate) struct Event {
     pub external_userid: Option<String>,
     pub client_msgid: Option<String>,
     pub in_reply_to: Option<String>,
+    /// A session transferred to another account (`transferred`).
+    pub to_open_kfid: Option<String>,
 }
 
 /// The answer of a pull.
@@ -63,10 +65,13 @@ impl Answer for BatchAnswer {
 }
 
 /// One action's result.
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub(crate) struct ActionResult {
     pub errcode: i64,
+    /// The customer's id on the enterprise side (customer actions): the
+    /// bot answers it through the enterprise API.
+    pub external_userid: String,
 }
 
 /// The answer of `open_channel`.
@@ -218,6 +223,13 @@ pub(crate) enum ServicerAction {
         servicer_userid: String,
         open_kfid: String,
         external_userid: String,
+    },
+    /// To another account (a simulation-port transfer).
+    Transfer {
+        servicer_userid: String,
+        open_kfid: String,
+        external_userid: String,
+        to_open_kfid: String,
     },
 }
 

@@ -240,6 +240,11 @@ pub struct RouteRule {
     pub share: f64,
 }
 
+/// Transfers one session may go through; a handle after that many keeps
+/// the session (so no cycle of transfers can run forever). Both engines
+/// hold to it.
+pub const MAX_TRANSFERS: u8 = 16;
+
 /// A group of identical agents.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentGroup {

@@ -571,8 +571,9 @@ impl State {
 
     /// A state with the scenario's accounts (rules from `[[account]]`;
     /// an account with a bot is API-managed), one contact way per entry
-    /// (scene = the entry's name, characters outside `[0-9a-zA-Z_-]`
-    /// turned into `_`), and one servicer per agent named like the
+    /// in its account and each account its route rules name (scene = the
+    /// entry's name, characters outside `[0-9a-zA-Z_-]` turned into `_`),
+    /// and one servicer per agent named like the
     /// simulator's reports (`GROUP-01`…), 接待中, with the group's
     /// `max_concurrent` as 接待上限, a member of each account its group
     /// serves (`accounts = [...]`: in that order).
@@ -599,9 +600,13 @@ impl State {
                 .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
                 .take(32)
                 .collect();
-            let acct = at!(st.accounts, ids[e.account]);
-            if !acct.scenes.contains(&scene) {
-                acct.scenes.push(scene);
+            // a customer a route rule sends elsewhere enters that account
+            // through the same entry
+            for a in std::iter::once(e.account).chain(e.route.iter().map(|r| r.account)) {
+                let acct = at!(st.accounts, ids[a]);
+                if !acct.scenes.contains(&scene) {
+                    acct.scenes.push(scene.clone());
+                }
             }
         }
         for g in &sc.groups {
