@@ -22,6 +22,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("live-check", &[]),
     ("middleware", &[]),
     ("quickstart", &[]),
+    ("tiers", &[]),
 ];
 
 fn run(name: &str, sets: &[&str]) -> Value {

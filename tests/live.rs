@@ -244,3 +244,223 @@ fn a_target_with_more_than_100_accounts_is_read_page_by_page() {
     let s = live(&sc, 60.0).summary;
     assert!(s.sessions.answered > 10, "sessions of the 150th account were served: {:?}", s.sessions);
 }
+
+/// The sim's summary of the same scenario and seed.
+fn sim(sc: &Scenario) -> kfsim::summary::Summary {
+    kfsim::sim::simulate(sc)
+}
+
+fn http_errors(s: &kfsim::summary::Summary) -> u64 {
+    s.http.as_ref().unwrap().values().map(|e| e.errors).sum()
+}
+
+/// A bot in front of people, played by the driver through `send_msg` and
+/// `service_state/trans`: every session the bot took is resolved or handed
+/// over; with constant turns and delays the only draw of `bot/<account>`
+/// is each session's resolution, taken in arrival order in both engines,
+/// so the live run resolves exactly the sessions the simulator resolves.
+#[test]
+fn a_bot_answers_its_turns_then_resolves_or_hands_over() {
+    let _one = serial();
+    let text = r#"
+name = "bot"
+seed = 4
+duration = "30m"
+time_scale = 120
+[[account]]
+name = "kf"
+bot = { reply_delay = "3s", resolve = 0.4, turns = 2 }
+[[agents]]
+count = 8
+max_concurrent = 2
+reply_delay = { dist = "exponential", mean = "30s" }
+[[entry]]
+scene = "web"
+rate = "6/min"
+messages = 2
+think = "10s"
+"#;
+    let sc = Scenario::parse(text, "bot.toml").unwrap();
+    let s = live(&sc, sc.time_scale).summary;
+    let want = sim(&sc);
+    let (b, wb) = (s.bot.as_ref().unwrap(), want.bot.as_ref().unwrap());
+    eprintln!("live {b:?}\nsim {wb:?}\n{:?}", s.messages);
+    assert!(b.sessions > 100, "{b:?}");
+    assert_eq!((b.sessions, b.resolved, b.handed_over), (wb.sessions, wb.resolved, wb.handed_over));
+    assert_eq!(b.replies, 2 * b.sessions, "two bot turns each");
+    assert_eq!(s.messages.bot, Some(b.replies));
+    assert_eq!(b.first_response.count, b.sessions);
+    // the bot answers each turn after 3 s, and the customer thinks 10 s
+    // between: about 16 s in state 1 (plus the run's own milliseconds)
+    let in_bot = b.time_in_bot.mean.unwrap() / 1e3;
+    assert!((16.0..17.5).contains(&in_bot), "time in the bot {in_bot} s");
+    let c = &s.sessions;
+    assert_eq!(c.to_people, Some(b.handed_over));
+    assert_eq!((c.answered, c.abandoned, c.rejected, c.unfinished), (b.handed_over, 0, 0, 0));
+    // people answer the message handed over and one more; the first message
+    // to the bot reaches them with the session, seen and not answered
+    let m = &s.messages;
+    assert_eq!(m.replies, 2 * c.answered);
+    assert_eq!(m.customer, 3 * b.handed_over + 2 * b.resolved);
+    assert_eq!(m.sent, Some(m.customer));
+    assert_eq!(m.delivered, Some(m.replies + b.handed_over));
+    assert_eq!((m.lost, m.duplicated, m.reordered), (Some(0), Some(0), Some(0)));
+    assert_eq!(http_errors(&s), 0, "{:?}", s.http);
+    let http = s.http.as_ref().unwrap();
+    assert_eq!(http["send_msg"].latency.count, b.replies);
+    assert_eq!(http["service_state_trans"].latency.count, b.sessions);
+    assert_eq!(s.latency_ms.session.count, c.answered);
+}
+
+/// Every handle of the presale group passes its session to after-sales
+/// once it answered the first message: one customer session, two handles,
+/// each answered once; the customer's request to after-sales is a message
+/// the target took (sent) but no new customer message.
+#[test]
+fn a_transferred_session_is_one_customer_session_with_two_handles() {
+    let _one = serial();
+    let text = r#"
+name = "transfer"
+seed = 6
+duration = "30m"
+time_scale = 120
+[[account]]
+name = "presale"
+[[account]]
+name = "after-sales"
+prefer_last_agent = true
+[[agents]]
+group = "presale"
+account = "presale"
+count = 4
+reply_delay = { dist = "exponential", mean = "20s" }
+transfer = { to = "after-sales", share = 1.0, after = "10s" }
+[[agents]]
+group = "after-sales"
+account = "after-sales"
+count = 4
+reply_delay = { dist = "exponential", mean = "20s" }
+[[entry]]
+scene = "web"
+account = "presale"
+rate = "6/min"
+messages = 1
+"#;
+    let sc = Scenario::parse(text, "transfer.toml").unwrap();
+    let s = live(&sc, sc.time_scale).summary;
+    let c = &s.sessions;
+    eprintln!("{c:?} {:?} {:?} {:?}", s.by_account, s.by_group, s.messages);
+    assert!(c.offered > 100, "{c:?}");
+    assert_eq!((c.answered, c.abandoned, c.rejected, c.unfinished), (c.offered, 0, 0, 0));
+    let (pre, after) = (&s.by_account["presale"], &s.by_account["after-sales"]);
+    assert_eq!(pre.handles.offered, c.offered);
+    assert_eq!(s.transfers["presale->after-sales"], c.offered);
+    assert_eq!((after.transferred_in, after.handles.answered), (c.offered, c.offered));
+    let (gp, ga) = (&s.by_group["presale"], &s.by_group["after-sales"]);
+    assert_eq!((gp.handles, gp.transferred, gp.ended), (c.offered, c.offered, 0));
+    assert_eq!((ga.handles, ga.ended), (c.offered, c.offered));
+    assert_eq!(s.latency_ms.session.count, c.offered, "each session ended once, in after-sales");
+    let m = &s.messages;
+    assert_eq!(m.replies, 2 * c.offered);
+    assert_eq!(m.customer, c.offered);
+    assert_eq!(m.sent, Some(m.customer + c.offered), "the request each transfer carries over");
+    assert_eq!(m.delivered, Some(m.replies));
+    assert_eq!((m.lost, m.duplicated, m.reordered), (Some(0), Some(0), Some(0)));
+    assert_eq!(http_errors(&s), 0, "{:?}", s.http);
+    // the presale agent works `after` (10 s), not its reply delay, on the
+    // message it transfers: the first response
+    let first = s.latency_ms.first_response.mean.unwrap() / 1e3;
+    assert!((10.0..12.0).contains(&first), "first response {first} s");
+}
+
+/// Route rules send arrivals to the rule's account by `route/<entry>`, the
+/// same stream as the simulator: with a share-only rule the picks depend on
+/// nothing else, so the live run routes exactly the simulator's arrivals.
+#[test]
+fn routed_arrivals_land_in_the_rules_account() {
+    let _one = serial();
+    let text = r#"
+name = "route"
+seed = 8
+duration = "30m"
+time_scale = 120
+[[account]]
+name = "presale"
+[[account]]
+name = "vip"
+[[agents]]
+group = "presale"
+account = "presale"
+count = 6
+reply_delay = { dist = "exponential", mean = "20s" }
+[[agents]]
+group = "vip"
+account = "vip"
+count = 3
+reply_delay = { dist = "exponential", mean = "20s" }
+[[entry]]
+scene = "web"
+account = "presale"
+rate = "8/min"
+route = [{ account = "vip", share = 0.3 }]
+"#;
+    let sc = Scenario::parse(text, "route.toml").unwrap();
+    let s = live(&sc, sc.time_scale).summary;
+    let want = sim(&sc);
+    let offered = |s: &kfsim::summary::Summary, a: &str| s.by_account[a].handles.offered;
+    eprintln!(
+        "vip {} presale {} (sim {} {})",
+        offered(&s, "vip"),
+        offered(&s, "presale"),
+        offered(&want, "vip"),
+        offered(&want, "presale")
+    );
+    assert!(offered(&s, "vip") > 30);
+    assert_eq!(offered(&s, "vip"), offered(&want, "vip"));
+    assert_eq!(offered(&s, "presale"), offered(&want, "presale"));
+    assert_eq!(s.by_group["vip"].handles, s.by_account["vip"].handles.answered, "vip's people took them");
+    assert_eq!(http_errors(&s), 0, "{:?}", s.http);
+}
+
+/// scenarios/tiers.toml (a bot, a transfer, shared servicers and a route
+/// rule) run live at its shipped scale is one more replication of the
+/// simulator's model: each figure within 4 standard deviations of single
+/// simulated runs over 10 seeds, plus a small allowance for the run's own
+/// milliseconds (0.03 on shares).
+#[test]
+fn the_tiers_agree_with_the_simulator() {
+    let _one = serial();
+    let text = std::fs::read_to_string("scenarios/tiers.toml").unwrap();
+    let sc = Scenario::parse(&text, "tiers.toml").unwrap();
+    let run = live(&sc, sc.time_scale);
+    let s = &run.summary;
+    let gates = kfsim::gate::bind(&sc).unwrap();
+    for g in kfsim::gate::evaluate(&gates, &serde_json::to_value(s).unwrap()) {
+        assert_eq!(g.verdict, kfsim::summary::Verdict::Pass, "{g}");
+    }
+    type Figure = (&'static str, fn(&kfsim::summary::Summary) -> f64);
+    let figures: [Figure; 6] = [
+        ("deflection", |s| s.bot.as_ref().unwrap().deflection.unwrap()),
+        ("presale wait probability", |s| s.by_account["presale"].wait_probability.unwrap()),
+        ("presale service level", |s| s.by_account["presale"].service_level.unwrap()),
+        ("after-sales wait probability", |s| s.by_account["after-sales"].wait_probability.unwrap()),
+        ("after-sales service level", |s| s.by_account["after-sales"].service_level.unwrap()),
+        ("transfer share", |s| {
+            s.by_group["presale"].transferred as f64 / s.by_group["presale"].handles as f64
+        }),
+    ];
+    let mut off = Vec::new();
+    for (name, f) in figures {
+        let (mean, sd) = common::sim_spread(&sc, 1..=10, f);
+        let got = f(s);
+        eprintln!("{name}: live {got:.3}, sim {mean:.3} ± {sd:.3}");
+        if (got - mean).abs() > 4.0 * sd + 0.03 {
+            off.push(format!("{name}: live {got:.3}, sim {mean:.3} ± {sd:.3}"));
+        }
+    }
+    assert!(off.is_empty(), "{off:?}");
+    let m = &s.messages;
+    assert_eq!((m.lost, m.duplicated), (Some(0), Some(0)));
+    assert_eq!(http_errors(s), 0, "{:?}", s.http);
+    assert!(s.by_group["floaters"].handles > 0 && !s.transfers.is_empty());
+}
