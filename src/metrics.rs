@@ -203,6 +203,13 @@ pub struct Metrics {
     has_bot: Vec<bool>,
     /// Per group: the accounts it serves, in order of priority.
     group_accounts: Vec<Vec<u16>>,
+    /// Per-entry histograms are recorded (with one entry they are the
+    /// top-level ones, copied at the end: histogram records are a fifth of
+    /// the simulator's time).
+    entry_hists: bool,
+    /// Per-account queue waits are recorded (with one account and no
+    /// transfers they are the top-level ones).
+    account_hists: bool,
     bot: BotStats,
     sticky: Sticky,
     by_type: [u64; MSG_TYPES.len()],
@@ -290,6 +297,8 @@ impl Metrics {
                 .iter()
                 .map(|g| g.accounts().map(|a| a as u16).collect())
                 .collect(),
+            entry_hists: scenario.entries.len() > 1,
+            account_hists: scenario.accounts.len() > 1 || scenario.groups.iter().any(|g| g.transfer.is_some()),
             bot: BotStats::default(),
             sticky: Sticky::default(),
             by_type: [0; MSG_TYPES.len()],
@@ -339,6 +348,17 @@ impl Metrics {
         stats: &RunStats,
         live: Option<LiveFigures>,
     ) -> Measured {
+        if !self.entry_hists
+            && let Some(e) = self.entries.first_mut()
+        {
+            e.queue_wait = self.queue_wait.clone();
+            e.first_response = self.first_response.clone();
+        }
+        if !self.account_hists
+            && let Some(a) = self.accounts.first_mut()
+        {
+            a.queue_wait = self.queue_wait.clone();
+        }
         let mut histograms = BTreeMap::new();
         for (name, h) in [
             ("queue_wait", &self.queue_wait),
@@ -697,7 +717,9 @@ impl Metrics {
     fn first_response(&mut self, t: u64, s: &SessionInfo) {
         let first = t.saturating_sub(s.arrived_us);
         self.first_response.record(first);
-        self.entries[s.entry as usize].first_response.record(first);
+        if self.entry_hists {
+            self.entries[s.entry as usize].first_response.record(first);
+        }
     }
 
     #[inline]
@@ -760,7 +782,9 @@ impl Metrics {
                 acc.counts.answered += 1;
                 acc.counts.within_sl += within;
                 acc.counts.immediate += immediate;
-                acc.queue_wait.record(wait);
+                if self.account_hists {
+                    acc.queue_wait.record(wait);
+                }
                 if s.handle == 0 {
                     for c in [&mut self.counts, &mut self.entries[s.entry as usize].counts] {
                         c.answered += 1;
@@ -768,7 +792,9 @@ impl Metrics {
                         c.immediate += immediate;
                     }
                     self.queue_wait.record(wait);
-                    self.entries[s.entry as usize].queue_wait.record(wait);
+                    if self.entry_hists {
+                        self.entries[s.entry as usize].queue_wait.record(wait);
+                    }
                     self.sticky.kept += u64::from(kept);
                 }
                 let g = self.agent_group[agent as usize] as usize;
