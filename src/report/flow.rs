@@ -97,7 +97,8 @@ const STACK: f64 = 300.0;
 /// Top of the node area: caption, column headings, the first labels [px].
 const TOP: f64 = 78.0;
 const LEFT: f64 = 16.0;
-const RIGHT: f64 = 16.0;
+/// The outcomes' labels stand right of their nodes, where no band runs.
+const RIGHT: f64 = 170.0;
 /// Room under each transfer lane for its label [px].
 const LANE_GAP: f64 = 24.0;
 
@@ -504,7 +505,7 @@ impl Drawable for Flow {
             let x = LEFT + (f64::from(W) - LEFT - RIGHT - NODE_W) * c as f64 / last.max(1) as f64;
             let (h, x) = match c {
                 0 => (HPos::Left, x),
-                c if c == last => (HPos::Right, x + NODE_W),
+                c if c == last => (HPos::Left, x),
                 _ => (HPos::Center, x + NODE_W / 2.0),
             };
             let style = TextStyle::from((FONT, 14).into_font()).color(&grey).pos(Pos::new(h, VPos::Top));
@@ -558,12 +559,12 @@ impl Drawable for Flow {
             };
         for node in &self.nodes {
             let text = format!("{}  {}", node.label, node.value);
-            let (x, h) = if node.col == last && last > 0 {
-                (node.x + NODE_W, HPos::Right)
+            let (at, pos) = if node.col == last && last > 0 {
+                ((node.x + NODE_W + 5.0, node.y + node.h / 2.0), Pos::new(HPos::Left, VPos::Center))
             } else {
-                (node.x, HPos::Left)
+                ((node.x, node.y - 3.0), Pos::new(HPos::Left, VPos::Bottom))
             };
-            label(text, (x, node.y - 3.0), Pos::new(h, VPos::Bottom), 13, RGBColor(20, 20, 20), true)?;
+            label(text, at, pos, 13, RGBColor(20, 20, 20), true)?;
         }
         let ink = RGBColor(50, 50, 50);
         for e in &self.edges {
