@@ -149,6 +149,7 @@ struct AccountStats {
     counts: Counts,
     queue_wait: Hist,
     transferred_in: u64,
+    bot_sessions: u64,
     bot_resolved: u64,
     bot_handed_over: u64,
 }
@@ -298,7 +299,8 @@ impl Metrics {
                 .map(|g| g.accounts().map(|a| a as u16).collect())
                 .collect(),
             entry_hists: scenario.entries.len() > 1,
-            account_hists: scenario.accounts.len() > 1 || scenario.groups.iter().any(|g| g.transfer.is_some()),
+            account_hists: scenario.accounts.len() > 1
+                || scenario.groups.iter().any(|g| g.transfer.is_some()),
             bot: BotStats::default(),
             sticky: Sticky::default(),
             by_type: [0; MSG_TYPES.len()],
@@ -549,6 +551,7 @@ impl Metrics {
             let online: f64 =
                 agents[range].iter().map(|a| a.online_s * 1e6 * f64::from(a.max_concurrent)).sum();
             let s = GroupSummary {
+                accounts: g.accounts().map(|a| sc.accounts[a].name.clone()).collect(),
                 agents: u64::from(g.count),
                 handles: m.from_account.iter().sum(),
                 transferred: m.transferred,
@@ -580,6 +583,8 @@ impl Metrics {
             if self.has_bot[i] {
                 edge(format!("bot:{}", a.name), "resolved".into(), m.bot_resolved);
                 edge(format!("bot:{}", a.name), people(i), m.bot_handed_over);
+                let open = m.bot_sessions.saturating_sub(m.bot_resolved + m.bot_handed_over);
+                edge(format!("bot:{}", a.name), "open".into(), open);
             }
         }
         for (i, m) in self.accounts.iter().enumerate() {
@@ -597,6 +602,12 @@ impl Metrics {
                 edge(format!("group:{}", g.group), people(t.to), m.transferred);
             }
             edge(format!("group:{}", g.group), "ended".into(), m.ended);
+            let handles: u64 = m.from_account.iter().sum();
+            edge(
+                format!("group:{}", g.group),
+                "open".into(),
+                handles.saturating_sub(m.transferred + m.ended),
+            );
         }
         out
     }
@@ -739,6 +750,7 @@ impl Metrics {
                 }
                 if self.has_bot[s.account as usize] {
                     self.bot.sessions += 1;
+                    self.accounts[s.account as usize].bot_sessions += 1;
                 } else {
                     self.reached_people(&s);
                 }

@@ -78,12 +78,13 @@ fn parse(id: &str) -> (Stage, &str) {
 }
 
 /// Outcomes top to bottom: the bot's first, as its band starts highest.
-const OUTCOMES: [(&str, &str); 5] = [
+const OUTCOMES: [(&str, &str); 6] = [
     ("resolved", "resolved by the bot"),
     ("ended", "ended by an agent"),
     ("abandoned", "abandoned"),
     ("rejected", "rejected (pool full)"),
     ("unfinished", "unfinished"),
+    ("open", "still open at the end"),
 ];
 
 /// Names longer than this are cut (the hover title keeps them whole).

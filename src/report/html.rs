@@ -456,16 +456,21 @@ fn paths(h: &mut String, run: &Measured, flow: Option<&Chart>) {
     }
     if !s.by_group.is_empty() {
         h.push_str(
-            "<h3 id=\"by-group\">By agent group</h3>\n<table><tr><th>group</th><th>account</th><th>agents</th>\
+            "<h3 id=\"by-group\">By agent group</h3>\n<table><tr><th>group</th><th>accounts</th><th>agents</th>\
              <th>handles</th><th>transferred</th><th>ended</th><th>occupancy</th></tr>\n",
         );
         for (name, g) in &s.by_group {
-            let account = s.agents.iter().find(|a| &a.group == name).map_or("", |a| a.account.as_str());
+            // a summary from before groups listed their accounts: the agents say
+            let account = if g.accounts.is_empty() {
+                s.agents.iter().find(|a| &a.group == name).map_or(String::new(), |a| a.account.clone())
+            } else {
+                g.accounts.join(", ")
+            };
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(name),
-                esc(account),
+                esc(&account),
                 g.agents,
                 g.handles,
                 g.transferred,
