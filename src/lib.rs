@@ -51,5 +51,6 @@ pub mod sim;
 pub mod stats;
 pub mod summary;
 pub mod sweep;
+pub mod tally;
 pub mod theory;
 pub mod workload;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
 use crate::observe::{Engine, Obs, Observer, RunStats, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
@@ -41,6 +42,22 @@ fn new_histogram() -> Histogram<u64> {
 fn empty_histogram() -> &'static Histogram<u64> {
     static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
     EMPTY.get_or_init(new_histogram)
+}
+
+// A histogram with its exact sum and maximum, tagged as `crate::tally`
+// merges it.
+impl Serialize for Hist {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::tally::hist_value(self.h.as_deref(), self.sum, self.max).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hist {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Hist, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let (h, sum, max) = crate::tally::hist_parts(&v).map_err(serde::de::Error::custom)?;
+        Ok(Hist { h: h.map(Box::new), sum, max })
+    }
 }
 
 impl Hist {
@@ -93,7 +110,7 @@ impl Hist {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Counts {
     offered: u64,
     answered: u64,
@@ -117,14 +134,14 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct EntryStats {
     counts: Counts,
     queue_wait: Hist,
     first_response: Hist,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AgentStats {
     sessions: u64,
     messages: u64,
@@ -136,8 +153,10 @@ struct AgentStats {
     online: bool,
 }
 
-/// The observer that builds a [`Summary`].
-#[derive(Debug, Clone)]
+/// The observer that builds a [`Summary`]. Its state serialises ([`Metrics::state`]) and
+/// the states of shards of a run merge (`crate::tally`) into the state the
+/// whole run would have had, whose summary [`Metrics::finish_all`] computes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Metrics {
     warmup_us: u64,
     duration_us: u64,
@@ -250,6 +269,34 @@ impl Metrics {
             a.slot_us += u128::from(span) * u128::from(a.load);
         }
         a.since = t;
+    }
+
+    /// Keep what a state that merges needs: each interval's queue-wait
+    /// histogram.
+    pub fn keep_interval_histograms(&mut self) {
+        self.series.keep_interval_histograms();
+    }
+
+    /// The state at `end_us`, settled so that it only adds up: every
+    /// agent's time integrated to `end_us`, then its instantaneous status
+    /// (load, online) put back as a new run has it; the series likewise.
+    /// Merged with others by [`crate::tally::merge`] relative to the state
+    /// of `Metrics::new`, then [`Metrics::from_state`] and
+    /// [`Metrics::finish_all`].
+    pub fn state(&self, end_us: u64) -> serde_json::Value {
+        let mut m = self.clone();
+        for i in 0..m.agents.len() {
+            m.advance_agent(i, end_us);
+            let a = &mut m.agents[i];
+            (a.since, a.load, a.online) = (0, 0, false);
+        }
+        m.series.settle(end_us);
+        serde_json::to_value(&m).expect("metrics are JSON")
+    }
+
+    /// The metrics of a (merged) state.
+    pub fn from_state(state: serde_json::Value) -> Result<Metrics, String> {
+        serde_json::from_value(state).map_err(|e| format!("not a kfsim metrics state: {e}"))
     }
 
     /// Close a simulated run at `stats.end_us` and build the summary.

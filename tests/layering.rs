@@ -15,6 +15,7 @@ const RANKS: &[(&str, u32)] = &[
     ("reception", 1),
     ("theory", 1),
     ("stats", 1),
+    ("tally", 1),
     ("series", 2),
     ("summary", 2),
     ("metrics", 3),
