@@ -39,6 +39,7 @@ pub mod cli;
 pub mod compare;
 pub mod gate;
 pub mod live;
+pub mod merge;
 pub mod metrics;
 pub mod observe;
 pub mod plan;

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
 /// The key that marks a serialised histogram: `{"hdr": BASE64, "sum":
@@ -203,6 +204,80 @@ fn merge_hists(path: &str, parts: &[&Value]) -> Result<Value, MergeError> {
 /// A map of histograms keyed by name, tagged, for a state file.
 pub fn hist_map_value(hists: &BTreeMap<String, Histogram<u64>>) -> Value {
     Value::Object(hists.iter().map(|(k, h)| (k.clone(), hist_value(Some(h), 0, h.max()))).collect())
+}
+
+/// One of `count` processes sharing a run, a sweep or a plan (`--shard
+/// I/N`); `0/1` is the whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// Which one, from 0.
+    pub index: u32,
+    /// How many.
+    pub count: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Shard {
+        Shard::WHOLE
+    }
+}
+
+impl Shard {
+    /// The whole run, unsharded.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Parse `I/N` (0 ≤ I < N).
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {text}: expected I/N with 0 ≤ I < N, like 0/4");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        Shard::new(index, count).ok_or_else(bad)
+    }
+
+    /// Shard `index` of `count`, if `index < count` (and `count` at most
+    /// [`MAX_SHARDS`]).
+    pub fn new(index: u32, count: u32) -> Option<Shard> {
+        (index < count && count <= MAX_SHARDS).then_some(Shard { index, count })
+    }
+
+    /// Whether item `k` of a sequence dealt round-robin is this shard's.
+    pub fn owns(&self, k: u64) -> bool {
+        k % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// Whether this is a part of something larger.
+    pub fn is_part(&self) -> bool {
+        self.count > 1
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Most shards of one run.
+pub const MAX_SHARDS: u32 = 10_000;
+
+/// Everything a run leaves for a merge: how it ended and its settled
+/// state (the metrics', and a live run's own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    /// Scenario time when it stopped [µs].
+    pub end_us: u64,
+    /// Sessions that arrived, warm-up included.
+    pub sessions: u64,
+    /// Most sessions in flight at once.
+    pub peak_in_flight: u64,
+    /// Stopped early.
+    pub interrupted: bool,
+    /// Wall time of a live run [s].
+    pub wall_s: Option<f64>,
+    /// The metrics' settled state (`Metrics::state`).
+    pub metrics: Value,
+    /// A live run's own state (`live::state::LiveState`).
+    pub live: Option<Value>,
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ const RANKS: &[(&str, u32)] = &[
     ("compare", 6),
     ("sweep", 6),
     ("plan", 7),
+    ("merge", 7),
     // report renders plans (plan.json, the staffing charts), so it sits above plan
     ("report", 8),
     ("cli", 9),
