@@ -492,6 +492,7 @@ fn run_live(
         )
         .into());
     }
+    opts.shards_dir = args.barrier.clone();
     opts.start_at = match (args.start_at, &args.barrier) {
         (Some(s), _) if s.is_finite() && s >= 0.0 => {
             Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(s))

@@ -72,6 +72,11 @@ pub struct LiveOptions {
     /// When the scenario's clock starts (wall time): shards started apart
     /// run one schedule. `None`: once connected.
     pub start_at: Option<std::time::SystemTime>,
+    /// A folder the shards share (their start barrier's): each says there
+    /// when its customers are done, and the agents, who serve every
+    /// shard's customers, stop once all have. Without it they serve until
+    /// the end of the drain.
+    pub shards_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LiveOptions {
@@ -87,6 +92,7 @@ impl Default for LiveOptions {
             resend_for: Duration::from_secs(30),
             shard: crate::tally::Shard::WHOLE,
             start_at: None,
+            shards_dir: None,
         }
     }
 }
@@ -413,17 +419,16 @@ pub async fn run_with_state(
     let own: BTreeMap<String, u32> =
         agent_index.iter().filter(|(_, i)| opts.shard.owns(u64::from(**i))).map(|(k, v)| (k.clone(), *v)).collect();
     let busy_at_start = busy_servicers(&http, &open_kfid, &own).await;
-    if let Some(at) = opts.start_at {
-        // shards started apart begin the schedule together; one that comes
-        // late starts at once (its schedule lags by as much)
-        if let Ok(wait) = at.duration_since(std::time::SystemTime::now()) {
-            tokio::time::sleep(wait).await;
-        }
-    }
+    // Shards started apart begin the schedule together (one that comes
+    // late starts at once, its schedule lagging by as much). Their agents
+    // follow their queues before: a session given to an agent whose shard
+    // had not started would wait in a queue nobody reads.
+    let start = Instant::now()
+        + opts.start_at.and_then(|at| at.duration_since(std::time::SystemTime::now()).ok()).unwrap_or_default();
     let (obs_tx, obs_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         http,
-        tb: Timebase { start: Instant::now(), scale: opts.time_scale },
+        tb: Timebase { start, scale: opts.time_scale },
         obs: obs_tx,
         counts: Default::default(),
         stop: AtomicBool::new(false),
@@ -440,7 +445,15 @@ pub async fn run_with_state(
     metrics.keep_interval_histograms();
     let collector = tokio::spawn(collect(metrics, obs_rx, shared.tb, done_rx));
     let agent_task = agents::spawn(sc, &shared).await;
+    tokio::time::sleep_until(start.into()).await;
     let outcome = customers::drive(sc, &shared, opts, progress).await;
+    if opts.shard.is_part() && !outcome.interrupted {
+        // this shard's agents serve the other shards' customers too: they
+        // stop when every shard's customers are done, at the latest at the
+        // end of the drain every shard allows itself
+        let deadline = shared.tb.instant(sc.duration_us) + opts.drain;
+        others_done(opts, deadline).await;
+    }
     shared.stop.store(true, Ordering::SeqCst);
     // its last batches may wait for a slot, then for their answers
     let _ = tokio::time::timeout(2 * opts.timeout + Duration::from_secs(1), agent_task).await;
@@ -483,6 +496,21 @@ pub async fn run_with_state(
     };
     let figures = live.figures(sc, stats.end_us, wall_s);
     Ok((metrics.finish_all(sc, &stats, Some(figures)), run_state))
+}
+
+/// Say in `opts.shards_dir` that this shard's customers are done, and
+/// wait until every shard has said so, or until `deadline`.
+async fn others_done(opts: &LiveOptions, deadline: Instant) {
+    let n = opts.shard.count;
+    let Some(dir) = &opts.shards_dir else {
+        tokio::time::sleep_until(deadline.into()).await;
+        return;
+    };
+    let name = |i: u32| dir.join(format!("done-{i}-of-{n}"));
+    let _ = std::fs::write(name(opts.shard.index), b"");
+    while Instant::now() < deadline && !(0..n).all(|i| name(i).exists()) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `gettoken` (retried for [`CONNECT_WITHIN`]: a target may still be
