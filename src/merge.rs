@@ -294,7 +294,11 @@ pub fn read_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFile>, Refused> {
         return refuse(format!(
             "shard{} {} missing: {} of {n} given ({})",
             if missing.len() > 1 { "s" } else { "" },
-            if missing.len() > 1 { format!("{} are", missing.join(", ")) } else { format!("{} is", missing[0]) },
+            if missing.len() > 1 {
+                format!("{} are", missing.join(", "))
+            } else {
+                format!("{} is", missing[0])
+            },
             files.len(),
             files.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
         ));
@@ -393,7 +397,8 @@ pub fn sweep_values(shards: &[ShardFile], points: usize) -> Result<Vec<Vec<RepVa
                     f.shard, rep.replication, rep.point
                 ));
             }
-            if let Some((other, _)) = got.insert((rep.point, rep.replication), (f.shard, rep.values.clone())) {
+            if let Some((other, _)) = got.insert((rep.point, rep.replication), (f.shard, rep.values.clone()))
+            {
                 return refuse(format!(
                     "replication {} of point {} is in shards {other} and {}",
                     rep.replication, rep.point, f.shard

@@ -224,8 +224,12 @@ pub fn values_of(s: &Summary, extra: &[String]) -> RepValues {
 pub trait Replicate: Sync {
     /// The values (see [`values_of`], with `extra`) of replications `reps`
     /// of `sc`, in order.
-    fn replicate(&self, sc: &Scenario, reps: std::ops::Range<u32>, extra: &[String])
-    -> anyhow::Result<Vec<RepValues>>;
+    fn replicate(
+        &self,
+        sc: &Scenario,
+        reps: std::ops::Range<u32>,
+        extra: &[String],
+    ) -> anyhow::Result<Vec<RepValues>>;
 }
 
 /// Replications run in this process.

@@ -44,7 +44,10 @@ pub fn decode_hist(text: &str) -> Result<Histogram<u64>, String> {
 /// A histogram with its exact sum and maximum, as a tagged JSON object.
 pub fn hist_value(h: Option<&Histogram<u64>>, sum: u128, max: u64) -> Value {
     let mut m = Map::new();
-    m.insert(HIST_TAG.into(), Value::String(h.filter(|h| !h.is_empty()).map(encode_hist).unwrap_or_default()));
+    m.insert(
+        HIST_TAG.into(),
+        Value::String(h.filter(|h| !h.is_empty()).map(encode_hist).unwrap_or_default()),
+    );
     m.insert("sum".into(), Value::String(sum.to_string()));
     m.insert("max".into(), Value::from(max));
     Value::Object(m)
@@ -96,7 +99,9 @@ fn merge_at(path: &str, fresh: Option<&Value>, parts: &[&Value]) -> Result<Value
         Value::Object(_) => {
             let mut keys: Vec<&String> = Vec::new();
             for p in parts {
-                let Value::Object(o) = p else { return Err(err(path, "an object in one shard, not in another")) };
+                let Value::Object(o) = p else {
+                    return Err(err(path, "an object in one shard, not in another"));
+                };
                 keys.extend(o.keys());
             }
             keys.sort();

@@ -24,12 +24,22 @@ fn tmp(name: &str) -> PathBuf {
 
 /// Exit 0, or 1 when only the scenario's gates failed: the folder is written.
 fn ran(out: Output, what: &str) {
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{what}: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{what}: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn ok(out: Output, what: &str) -> String {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{what}: {:?}\n{text}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     text
 }
 
@@ -139,7 +149,8 @@ fn a_plan_in_three_shards_merges_into_the_unsharded_plan() {
     ];
     for (k, args) in cases.iter().enumerate() {
         let d = tmp(&format!("plan-{k}"));
-        let whole = ok(kfsim().args(*args).arg("--out").arg(d.join("whole")).output().unwrap(), "the whole plan");
+        let whole =
+            ok(kfsim().args(*args).arg("--out").arg(d.join("whole")).output().unwrap(), "the whole plan");
         let parts = shards(&d, 3, args);
         let merged = ok(merge(&parts, &d.join("merged")), "merge");
         assert_eq!(
@@ -148,7 +159,8 @@ fn a_plan_in_three_shards_merges_into_the_unsharded_plan() {
             "case {k}: plan.json number for number"
         );
         // the same lines on the terminal, but the report's path
-        let lines = |t: &str| t.lines().filter(|l| !l.starts_with("report")).map(str::to_owned).collect::<Vec<_>>();
+        let lines =
+            |t: &str| t.lines().filter(|l| !l.starts_with("report")).map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(lines(&merged), lines(&whole), "case {k}");
         // the shards shared the work: each ran a part of the replications
         let ran: Vec<usize> = parts
@@ -249,7 +261,8 @@ fn shards_take_their_index_from_the_job() {
 
 /// The live scenario: live-check shortened (20 min at ×120: 10 s of wall
 /// time, 600 arrivals expected).
-const LIVE: &[&str] = &["scenarios/live-check.toml", "--set", "duration=20m", "--set", "warmup=2m", "--quiet"];
+const LIVE: &[&str] =
+    &["scenarios/live-check.toml", "--set", "duration=20m", "--set", "warmup=2m", "--quiet"];
 
 fn live_run(url: &str, out: &Path, extra: &[&str]) -> Command {
     let mut c = kfsim();
@@ -276,11 +289,15 @@ fn live_shards_carry_the_schedule_of_one_process() {
     let children: Vec<_> = (0..3)
         .map(|i| {
             let barrier = barrier.to_str().unwrap();
-            live_run(&url, &d.join(format!("shard-{i}")), &["--shard", &format!("{i}/3"), "--barrier", barrier])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            live_run(
+                &url,
+                &d.join(format!("shard-{i}")),
+                &["--shard", &format!("{i}/3"), "--barrier", barrier],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
         })
         .collect();
     for (i, c) in children.into_iter().enumerate() {
@@ -298,7 +315,9 @@ fn live_shards_carry_the_schedule_of_one_process() {
     // the shards' agents served until every shard was done: the merged run
     // may end later, with more empty intervals at the end
     let series = |dir: &str| {
-        let mut s: Vec<u64> = serde_json::from_value(json(&d.join(dir).join("series.json"))["arrivals"]["web"].clone()).unwrap();
+        let mut s: Vec<u64> =
+            serde_json::from_value(json(&d.join(dir).join("series.json"))["arrivals"]["web"].clone())
+                .unwrap();
         while s.last() == Some(&0) {
             s.pop();
         }

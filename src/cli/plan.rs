@@ -6,13 +6,13 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{ArgError, Exit, ScenarioArgs, default_out_dir};
+use crate::merge::{Kind, PlanPart, PlanSpec, ShardFile, Source, SweepPart, SweepRep};
 use crate::plan::{
     Check, Decision, Evaluated, IntervalRow, Outcome, PlanReport, Problem, Recommendation, Target,
     TargetInfo, Unreachable,
 };
 use crate::scenario::units::human_ms;
 use crate::scenario::{Scenario, units::parse_duration};
-use crate::merge::{Kind, PlanPart, PlanSpec, ShardFile, Source, SweepPart, SweepRep};
 use crate::sweep::{self, Replicate, SweepResult, Vary};
 
 /// Arguments of `kfsim sweep`.
@@ -109,7 +109,11 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
         let results = jobs
             .iter()
             .zip(&runs)
-            .map(|(&(point, replication), s)| SweepRep { point, replication, values: sweep::values_of(s, &[]) })
+            .map(|(&(point, replication), s)| SweepRep {
+                point,
+                replication,
+                values: sweep::values_of(s, &[]),
+            })
             .collect();
         let mut f = ShardFile::new(Kind::Sweep, shard, Source::new(&base, &file, &text, &args.scenario.sets));
         f.sweep = Some(SweepPart { vary: args.vary.clone(), replications: r, results });
@@ -220,7 +224,9 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     };
     let exchange_dir = match &args.exchange {
         Some(d) => d.clone(),
-        None => out.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| ".".into(), |p| p.to_path_buf()),
+        None => {
+            out.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| ".".into(), |p| p.to_path_buf())
+        }
     };
     let wait = std::time::Duration::from_micros(args.shard_wait);
     let runner = super::shard::Exchange::new(&exchange_dir, shard, !args.serial, wait)?;

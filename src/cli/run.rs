@@ -184,7 +184,10 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         .into());
     }
     if shard.is_part() && args.middleware.middleware.is_some() {
-        return Err(ArgError("--shard does not split a run against a middleware (one kfsim plays its WeCom)".into()).into());
+        return Err(ArgError(
+            "--shard does not split a run against a middleware (one kfsim plays its WeCom)".into(),
+        )
+        .into());
     }
     let gates = if args.no_gates {
         // gates that are not checked cannot make the run invalid: say what is wrong and go on
@@ -285,13 +288,13 @@ pub(super) fn write_run(
         }
         None => None,
     };
-    folder::write_data(&out, &run)?;
+    folder::write_data(out, &run)?;
     if let Some(f) = shard_file {
         f.write(out)?;
     }
-    folder::write_report(&out, &run, comparison.as_ref())?;
+    folder::write_report(out, &run, comparison.as_ref())?;
     if o.export.contains(&Export::Hgrm) {
-        folder::write_hgrm(&out, &run)?;
+        folder::write_hgrm(out, &run)?;
     }
     if let Some(path) = o.junit {
         let s = &run.summary;
@@ -494,9 +497,7 @@ fn run_live(
     }
     opts.shards_dir = args.barrier.clone();
     opts.start_at = match (args.start_at, &args.barrier) {
-        (Some(s), _) if s.is_finite() && s >= 0.0 => {
-            Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(s))
-        }
+        (Some(s), _) if s.is_finite() && s >= 0.0 => Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(s)),
         (Some(s), _) => return Err(ArgError(format!("--start-at {s}: seconds since the epoch")).into()),
         (None, Some(dir)) => {
             if !args.quiet {

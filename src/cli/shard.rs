@@ -120,9 +120,9 @@ impl Exchange {
     /// An exchange in `dir` (made if missing), for `shard`.
     pub fn new(dir: &Path, shard: Shard, parallel: bool, wait: Duration) -> anyhow::Result<Exchange> {
         // results of another kfsim version may differ: they meet apart
-        let tag = env!("KFSIM_VERSION").bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let tag = env!("KFSIM_VERSION")
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         let dir = dir.join(format!("exchange-{tag:016x}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Exchange { dir, shard, parallel, wait, seen: Default::default() })
@@ -161,8 +161,9 @@ impl Replicate for Exchange {
             let key = rep_key(sc, r);
             let values: RepValues = loop {
                 if let Ok(text) = std::fs::read(self.path(&key)) {
-                    break serde_json::from_slice(&text)
-                        .with_context(|| format!("{} is not a replication's values", self.path(&key).display()))?;
+                    break serde_json::from_slice(&text).with_context(|| {
+                        format!("{} is not a replication's values", self.path(&key).display())
+                    })?;
                 }
                 if Instant::now() >= deadline {
                     let owner = (u64::from(r) + offset) % u64::from(self.shard.count);

@@ -114,19 +114,19 @@ impl HttpStats {
 pub fn summarise(
     endpoints: &BTreeMap<String, Endpoint>,
 ) -> (BTreeMap<String, HttpEndpoint>, BTreeMap<String, hdrhistogram::Histogram<u64>>) {
-        let mut out = BTreeMap::new();
-        let mut hists = BTreeMap::new();
-        for (name, e) in endpoints.iter() {
-            let errors: u64 = e.errors.values().sum();
-            let latency = e.latency.stats_ms();
-            let error_rate = crate::summary::ratio(errors as f64, latency.count as f64);
-            out.insert(
-                name.to_string(),
-                HttpEndpoint { errors, error_rate, errors_by_kind: e.errors.clone(), latency },
-            );
-            hists.insert(format!("http.{name}"), e.latency.histogram().clone());
-        }
-        (out, hists)
+    let mut out = BTreeMap::new();
+    let mut hists = BTreeMap::new();
+    for (name, e) in endpoints.iter() {
+        let errors: u64 = e.errors.values().sum();
+        let latency = e.latency.stats_ms();
+        let error_rate = crate::summary::ratio(errors as f64, latency.count as f64);
+        out.insert(
+            name.to_string(),
+            HttpEndpoint { errors, error_rate, errors_by_kind: e.errors.clone(), latency },
+        );
+        hists.insert(format!("http.{name}"), e.latency.histogram().clone());
+    }
+    (out, hists)
 }
 
 /// An answer's WeCom `errcode` (0 or absent: success). Typed answers give

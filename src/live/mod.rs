@@ -416,15 +416,21 @@ pub async fn run_with_state(
     check_load(sc, opts.time_scale).map_err(anyhow::Error::msg)?;
     let http = Http::new(&opts.target, opts.timeout);
     let (open_kfid, agent_index) = connect(&http, sc, opts).await?;
-    let own: BTreeMap<String, u32> =
-        agent_index.iter().filter(|(_, i)| opts.shard.owns(u64::from(**i))).map(|(k, v)| (k.clone(), *v)).collect();
+    let own: BTreeMap<String, u32> = agent_index
+        .iter()
+        .filter(|(_, i)| opts.shard.owns(u64::from(**i)))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
     let busy_at_start = busy_servicers(&http, &open_kfid, &own).await;
     // Shards started apart begin the schedule together (one that comes
     // late starts at once, its schedule lagging by as much). Their agents
     // follow their queues before: a session given to an agent whose shard
     // had not started would wait in a queue nobody reads.
     let start = Instant::now()
-        + opts.start_at.and_then(|at| at.duration_since(std::time::SystemTime::now()).ok()).unwrap_or_default();
+        + opts
+            .start_at
+            .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+            .unwrap_or_default();
     let (obs_tx, obs_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         http,
