@@ -36,15 +36,20 @@ fn manifests_validate_against_the_kubernetes_schemas() {
     let py = python();
     let validate = py.parent().unwrap().join("kubernetes-validate");
     for version in ["1.28.0", "1.37.0"] {
-        let out =
-            Command::new(&validate).args(["--strict", "--kubernetes-version", version]).args(manifests()).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&validate)
+            .args(["--strict", "--kubernetes-version", version])
+            .args(manifests())
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "Kubernetes {version}:\n{text}");
         assert_eq!(text.matches(" passed ").count(), manifests().len(), "{text}");
     }
     // the check fails on a broken manifest: a Job whose completions is text
     let bad = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad-job.yaml");
-    let job = std::fs::read_to_string(manifests().iter().find(|p| p.ends_with("live-job.yaml")).unwrap()).unwrap();
+    let job =
+        std::fs::read_to_string(manifests().iter().find(|p| p.ends_with("live-job.yaml")).unwrap()).unwrap();
     std::fs::write(&bad, job.replace("completions: 4", "completions: four")).unwrap();
     let out = Command::new(&validate).arg("--strict").arg(&bad).output().unwrap();
     assert!(!out.status.success(), "a Job with completions: four is refused");
