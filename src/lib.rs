@@ -12,7 +12,8 @@
 //!    routing core (policies, caps, the waiting pool): pure, no I/O, no clock —
 //!    time is an argument; [`theory`] has the queueing formulas (Erlang B, C,
 //!    A) the simulator is checked against; [`stats`] the quantiles and
-//!    bounded confidence intervals of planning and comparison.
+//!    bounded confidence intervals of planning and comparison; [`tally`]
+//!    the structural merge of measured state that adds up (shards).
 //! 3. [`summary`] is the typed report model written as `summary.json`;
 //!    [`series`] records the time series.
 //! 4. [`metrics`] folds observations into histograms, counters and the
@@ -20,7 +21,8 @@
 //! 5. The engines: [`sim`] in virtual time; [`live`] in wall-clock time over
 //!    HTTP against a URL; [`service`], the reference KF service.
 //! 6. What is made of runs: [`gate`] (thresholds bound to the summary's
-//!    metric paths), [`compare`], [`sweep`] and [`plan`].
+//!    metric paths), [`compare`], [`sweep`] and [`plan`]; [`merge`], the
+//!    shard files and the merge of a run's, sweep's or plan's shards.
 //! 7. [`report`]: every rendering, of runs, sweeps, plans and comparisons
 //!    (`report::folder` writes the folders).
 //! 8. [`cli`], the command line: it alone assembles a run, starts the
@@ -39,6 +41,7 @@ pub mod cli;
 pub mod compare;
 pub mod gate;
 pub mod live;
+pub mod merge;
 pub mod metrics;
 pub mod observe;
 pub mod plan;
@@ -51,5 +54,6 @@ pub mod sim;
 pub mod stats;
 pub mod summary;
 pub mod sweep;
+pub mod tally;
 pub mod theory;
 pub mod workload;

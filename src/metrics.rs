@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
 use crate::observe::{Engine, Obs, Observer, RunStats, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
@@ -42,6 +43,22 @@ fn new_histogram() -> Histogram<u64> {
 fn empty_histogram() -> &'static Histogram<u64> {
     static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
     EMPTY.get_or_init(new_histogram)
+}
+
+// A histogram with its exact sum and maximum, tagged as `crate::tally`
+// merges it.
+impl Serialize for Hist {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::tally::hist_value(self.h.as_deref(), self.sum, self.max).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hist {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Hist, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let (h, sum, max) = crate::tally::hist_parts(&v).map_err(serde::de::Error::custom)?;
+        Ok(Hist { h: h.map(Box::new), sum, max })
+    }
 }
 
 impl Hist {
@@ -94,7 +111,7 @@ impl Hist {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Counts {
     offered: u64,
     /// Of `offered`, reached people (all of them without a bot).
@@ -133,27 +150,28 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct EntryStats {
     counts: Counts,
     queue_wait: Hist,
     first_response: Hist,
-    /// Sessions by the account they went to, when `route` sends some
-    /// elsewhere than the entry's account.
-    routed: Vec<(u16, u64)>,
+    /// Sessions by the account they went to (a map, not a list in arrival
+    /// order, so that shards' states merge key by key).
+    routed: BTreeMap<u16, u64>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AccountStats {
     /// Every handle offered to the account's people.
     counts: Counts,
     queue_wait: Hist,
     transferred_in: u64,
+    bot_sessions: u64,
     bot_resolved: u64,
     bot_handed_over: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct GroupStats {
     /// Handles taken, by the account they came from (in the order of
     /// `AgentGroup::accounts`).
@@ -162,14 +180,14 @@ struct GroupStats {
     ended: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct BotStats {
     sessions: u64,
     first_response: Hist,
     time_in_bot: Hist,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AgentStats {
     sessions: u64,
     messages: u64,
@@ -181,8 +199,10 @@ struct AgentStats {
     online: bool,
 }
 
-/// The observer that builds a [`Summary`].
-#[derive(Debug, Clone)]
+/// The observer that builds a [`Summary`]. Its state serialises ([`Metrics::state`]) and
+/// the states of shards of a run merge (`crate::tally`) into the state the
+/// whole run would have had, whose summary [`Metrics::finish_all`] computes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Metrics {
     warmup_us: u64,
     duration_us: u64,
@@ -203,6 +223,13 @@ pub struct Metrics {
     has_bot: Vec<bool>,
     /// Per group: the accounts it serves, in order of priority.
     group_accounts: Vec<Vec<u16>>,
+    /// Per-entry histograms are recorded (with one entry they are the
+    /// top-level ones, copied at the end: histogram records are a fifth of
+    /// the simulator's time).
+    entry_hists: bool,
+    /// Per-account queue waits are recorded (with one account and no
+    /// transfers they are the top-level ones).
+    account_hists: bool,
     bot: BotStats,
     sticky: Sticky,
     by_type: [u64; MSG_TYPES.len()],
@@ -290,6 +317,9 @@ impl Metrics {
                 .iter()
                 .map(|g| g.accounts().map(|a| a as u16).collect())
                 .collect(),
+            entry_hists: scenario.entries.len() > 1,
+            account_hists: scenario.accounts.len() > 1
+                || scenario.groups.iter().any(|g| g.transfer.is_some()),
             bot: BotStats::default(),
             sticky: Sticky::default(),
             by_type: [0; MSG_TYPES.len()],
@@ -325,6 +355,34 @@ impl Metrics {
         a.since = t;
     }
 
+    /// Keep what a state that merges needs: each interval's queue-wait
+    /// histogram.
+    pub fn keep_interval_histograms(&mut self) {
+        self.series.keep_interval_histograms();
+    }
+
+    /// The state at `end_us`, settled so that it only adds up: every
+    /// agent's time integrated to `end_us`, then its instantaneous status
+    /// (load, online) put back as a new run has it; the series likewise.
+    /// Merged with others by [`crate::tally::merge`] relative to the state
+    /// of `Metrics::new`, then [`Metrics::from_state`] and
+    /// [`Metrics::finish_all`].
+    pub fn state(&self, end_us: u64) -> serde_json::Value {
+        let mut m = self.clone();
+        for i in 0..m.agents.len() {
+            m.advance_agent(i, end_us);
+            let a = &mut m.agents[i];
+            (a.since, a.load, a.online) = (0, 0, false);
+        }
+        m.series.settle(end_us);
+        serde_json::to_value(&m).expect("metrics are JSON")
+    }
+
+    /// The metrics of a (merged) state.
+    pub fn from_state(state: serde_json::Value) -> Result<Metrics, String> {
+        serde_json::from_value(state).map_err(|e| format!("not a kfsim metrics state: {e}"))
+    }
+
     /// Close a simulated run at `stats.end_us` and build the summary.
     pub fn finish(self, scenario: &Scenario, stats: &RunStats) -> Summary {
         self.finish_all(scenario, stats, None).summary
@@ -339,6 +397,17 @@ impl Metrics {
         stats: &RunStats,
         live: Option<LiveFigures>,
     ) -> Measured {
+        if !self.entry_hists
+            && let Some(e) = self.entries.first_mut()
+        {
+            e.queue_wait = self.queue_wait.clone();
+            e.first_response = self.first_response.clone();
+        }
+        if !self.account_hists
+            && let Some(a) = self.accounts.first_mut()
+        {
+            a.queue_wait = self.queue_wait.clone();
+        }
         let mut histograms = BTreeMap::new();
         for (name, h) in [
             ("queue_wait", &self.queue_wait),
@@ -529,6 +598,7 @@ impl Metrics {
             let online: f64 =
                 agents[range].iter().map(|a| a.online_s * 1e6 * f64::from(a.max_concurrent)).sum();
             let s = GroupSummary {
+                accounts: g.accounts().map(|a| sc.accounts[a].name.clone()).collect(),
                 agents: u64::from(g.count),
                 handles: m.from_account.iter().sum(),
                 transferred: m.transferred,
@@ -550,7 +620,7 @@ impl Metrics {
         };
         let people = |a: usize| format!("account:{}", sc.accounts[a].name);
         for (e, m) in sc.entries.iter().zip(&self.entries) {
-            for &(a, n) in &m.routed {
+            for (&a, &n) in &m.routed {
                 let a = a as usize;
                 let to = if self.has_bot[a] { format!("bot:{}", sc.accounts[a].name) } else { people(a) };
                 edge(format!("entry:{}", e.name), to, n);
@@ -560,6 +630,8 @@ impl Metrics {
             if self.has_bot[i] {
                 edge(format!("bot:{}", a.name), "resolved".into(), m.bot_resolved);
                 edge(format!("bot:{}", a.name), people(i), m.bot_handed_over);
+                let open = m.bot_sessions.saturating_sub(m.bot_resolved + m.bot_handed_over);
+                edge(format!("bot:{}", a.name), "open".into(), open);
             }
         }
         for (i, m) in self.accounts.iter().enumerate() {
@@ -577,6 +649,12 @@ impl Metrics {
                 edge(format!("group:{}", g.group), people(t.to), m.transferred);
             }
             edge(format!("group:{}", g.group), "ended".into(), m.ended);
+            let handles: u64 = m.from_account.iter().sum();
+            edge(
+                format!("group:{}", g.group),
+                "open".into(),
+                handles.saturating_sub(m.transferred + m.ended),
+            );
         }
         out
     }
@@ -697,7 +775,9 @@ impl Metrics {
     fn first_response(&mut self, t: u64, s: &SessionInfo) {
         let first = t.saturating_sub(s.arrived_us);
         self.first_response.record(first);
-        self.entries[s.entry as usize].first_response.record(first);
+        if self.entry_hists {
+            self.entries[s.entry as usize].first_response.record(first);
+        }
     }
 
     #[inline]
@@ -711,12 +791,10 @@ impl Metrics {
                 self.counts.offered += 1;
                 let e = &mut self.entries[s.entry as usize];
                 e.counts.offered += 1;
-                match e.routed.iter_mut().find(|(a, _)| *a == s.account) {
-                    Some((_, n)) => *n += 1,
-                    None => e.routed.push((s.account, 1)),
-                }
+                *e.routed.entry(s.account).or_default() += 1;
                 if self.has_bot[s.account as usize] {
                     self.bot.sessions += 1;
+                    self.accounts[s.account as usize].bot_sessions += 1;
                 } else {
                     self.reached_people(&s);
                 }
@@ -760,7 +838,9 @@ impl Metrics {
                 acc.counts.answered += 1;
                 acc.counts.within_sl += within;
                 acc.counts.immediate += immediate;
-                acc.queue_wait.record(wait);
+                if self.account_hists {
+                    acc.queue_wait.record(wait);
+                }
                 if s.handle == 0 {
                     for c in [&mut self.counts, &mut self.entries[s.entry as usize].counts] {
                         c.answered += 1;
@@ -768,7 +848,9 @@ impl Metrics {
                         c.immediate += immediate;
                     }
                     self.queue_wait.record(wait);
-                    self.entries[s.entry as usize].queue_wait.record(wait);
+                    if self.entry_hists {
+                        self.entries[s.entry as usize].queue_wait.record(wait);
+                    }
                     self.sticky.kept += u64::from(kept);
                 }
                 let g = self.agent_group[agent as usize] as usize;

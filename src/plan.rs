@@ -206,13 +206,20 @@ impl Problem<'_> {
     /// Evaluate the targets at `value`, adding replications (doubling) while
     /// a decision is unclear, up to `max_replications`.
     pub fn evaluate(&self, value: u32) -> anyhow::Result<Evaluated> {
+        self.evaluate_with(value, &sweep::Local { parallel: self.parallel })
+    }
+
+    /// [`Problem::evaluate`] with the replications from `runner`. The
+    /// search's course depends only on the replications' values, so every
+    /// shard of a plan, and the merge of their files, follows the same one.
+    pub fn evaluate_with(&self, value: u32, runner: &dyn sweep::Replicate) -> anyhow::Result<Evaluated> {
         let sc = self.scenario_at(value)?;
+        let extra: Vec<String> = self.targets.iter().map(|t| t.path.clone()).collect();
         let mut runs = Vec::new();
         let mut reps = self.replications.max(1);
         let mut done = 0;
         loop {
-            let more = sweep::run_replications(std::slice::from_ref(&sc), done..reps, self.parallel);
-            runs.extend(more.into_iter().flatten());
+            runs.extend(runner.replicate(&sc, done..reps, &extra)?);
             done = reps;
             let e = self.judge(value, &runs, &sc);
             if e.decision != Decision::Unclear || done >= self.max_replications {
@@ -222,12 +229,10 @@ impl Problem<'_> {
         }
     }
 
-    fn judge(&self, value: u32, runs: &[crate::summary::Summary], sc: &Scenario) -> Evaluated {
-        let values: Vec<serde_json::Value> =
-            runs.iter().map(|s| serde_json::to_value(s).expect("JSON")).collect();
-        let mut metrics = sweep::estimate(runs);
+    fn judge(&self, value: u32, runs: &[sweep::RepValues], sc: &Scenario) -> Evaluated {
+        let mut metrics = sweep::estimate_values(runs);
         for t in &self.targets {
-            let per_run: Vec<Option<f64>> = values.iter().map(|v| gate::lookup(v, &t.path)).collect();
+            let per_run: Vec<Option<f64>> = runs.iter().map(|v| v.get(&t.path).copied().flatten()).collect();
             metrics.insert(t.path.clone(), Estimate::of(&t.path, &per_run));
         }
         let checks: Vec<Check> = self
@@ -259,10 +264,15 @@ impl Problem<'_> {
     /// The smallest value of the parameter meeting every target, or the
     /// target that cannot be met.
     pub fn solve(&self, start: u32) -> anyhow::Result<Outcome> {
+        self.solve_with(start, &sweep::Local { parallel: self.parallel })
+    }
+
+    /// [`Problem::solve`] with the replications from `runner`.
+    pub fn solve_with(&self, start: u32, runner: &dyn sweep::Replicate) -> anyhow::Result<Outcome> {
         let cache: RefCell<BTreeMap<u32, Evaluated>> = RefCell::new(BTreeMap::new());
         let eval = |v: u32| -> anyhow::Result<bool> {
             if !cache.borrow().contains_key(&v) {
-                let e = self.evaluate(v)?;
+                let e = self.evaluate_with(v, runner)?;
                 cache.borrow_mut().insert(v, e);
             }
             Ok(cache.borrow()[&v].meets)

@@ -91,7 +91,7 @@ pub struct SeriesData {
 }
 
 /// A level that changes at instants, integrated per interval.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Level {
     value: f64,
     since: u64,
@@ -142,8 +142,10 @@ impl Level {
     }
 }
 
-/// The observer that records [`SeriesData`].
-#[derive(Debug, Clone)]
+/// The observer that records [`SeriesData`]. It serialises (settled: see
+/// [`SeriesRecorder::settle`]) so that shards of a run can be merged
+/// (`crate::tally`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeriesRecorder {
     interval: u64,
     warmup: u64,
@@ -172,12 +174,32 @@ pub struct SeriesRecorder {
     answered: Vec<u64>,
     abandoned: Vec<u64>,
     p95: Vec<Option<f64>>,
+    #[serde(skip, default = "interval_histogram")]
     current: Histogram<u64>,
     current_interval: usize,
+    /// Keep each interval's queue-wait histogram (in `interval_hists`), so
+    /// that the p95 per interval of merged shards is that of their merged
+    /// samples, not a mean of percentiles.
+    #[serde(default)]
+    keep_intervals: bool,
+    /// Interval → its queue-wait histogram, tagged as `crate::tally` merges it.
+    #[serde(default)]
+    interval_hists: BTreeMap<usize, serde_json::Value>,
     /// Cursor over intervals: observations come in time order, so the
     /// interval of `t` is found without a division.
     cursor_i: usize,
     cursor_end: u64,
+}
+
+/// The histogram of one interval's queue waits: two significant digits up
+/// to ~2.8 h, enough for a chart, small to reset.
+fn interval_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 10_000_000_000, 2).expect("static histogram bounds")
+}
+
+/// The p95 of one interval's queue waits [ms].
+fn p95_ms(h: &Histogram<u64>) -> Option<f64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(0.95) as f64 / 1e3)
 }
 
 /// The interval used for `scenario` [µs].
@@ -194,7 +216,7 @@ fn bump(v: &mut Vec<u64>, i: usize) {
 }
 
 /// Counts by the interval a session arrived in.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct ByArrival {
     offered: Vec<u64>,
     within_t: Vec<u64>,
@@ -257,9 +279,10 @@ impl SeriesRecorder {
             answered: Vec::new(),
             abandoned: Vec::new(),
             p95: Vec::new(),
-            // two significant digits up to ~2.8 h: enough for a chart, small to reset
-            current: Histogram::new_with_bounds(1, 10_000_000_000, 2).expect("static histogram bounds"),
+            current: interval_histogram(),
             current_interval: 0,
+            keep_intervals: false,
+            interval_hists: BTreeMap::new(),
             cursor_i: 0,
             cursor_end: interval_for(scenario),
         }
@@ -279,7 +302,11 @@ impl SeriesRecorder {
         if i <= self.current_interval {
             return;
         }
-        let p = (!self.current.is_empty()).then(|| self.current.value_at_quantile(0.95) as f64 / 1e3);
+        let p = p95_ms(&self.current);
+        if self.keep_intervals && !self.current.is_empty() {
+            let v = crate::tally::hist_value(Some(&self.current), 0, self.current.max());
+            self.interval_hists.insert(self.current_interval, v);
+        }
         if self.p95.len() <= self.current_interval {
             self.p95.resize(self.current_interval + 1, None);
         }
@@ -326,12 +353,66 @@ impl SeriesRecorder {
         self.agent_load[agent] = load;
     }
 
+    /// Keep each interval's queue-wait histogram, for a state that merges.
+    pub fn keep_interval_histograms(&mut self) {
+        self.keep_intervals = true;
+    }
+
+    /// Integrate every level up to `end_us`, close the interval being
+    /// filled, and put the instantaneous state (levels, agents' status, the
+    /// interval cursor) back as a new recorder has it: what is left only
+    /// adds up, so settled recorders of shards merge by
+    /// [`crate::tally::merge`]. Finishing a settled recorder at `end_us`
+    /// gives what finishing it unsettled would have.
+    pub fn settle(&mut self, end_us: u64) {
+        let iv = self.interval;
+        let levels = [
+            &mut self.queue,
+            &mut self.online,
+            &mut self.busy,
+            &mut self.slots_online,
+            &mut self.slots_busy,
+            &mut self.held_offline,
+        ];
+        for l in levels.into_iter().flatten() {
+            l.advance(end_us, iv);
+            l.value = 0.0;
+            l.since = 0;
+            l.since_i = 0;
+        }
+        self.roll_to(usize::MAX);
+        if self.keep_intervals {
+            // derived from the kept histograms when finished
+            self.p95.clear();
+        }
+        self.current_interval = 0;
+        self.cursor_i = 0;
+        self.cursor_end = iv;
+        self.queue_now.iter_mut().for_each(|x| *x = 0);
+        self.online_now.iter_mut().for_each(|x| *x = 0);
+        self.busy_now.iter_mut().for_each(|x| *x = 0);
+        self.slots_online_now.iter_mut().for_each(|x| *x = 0);
+        self.slots_busy_now.iter_mut().for_each(|x| *x = 0);
+        self.held_offline_now.iter_mut().for_each(|x| *x = 0);
+        self.agent_busy.iter_mut().for_each(|x| *x = false);
+        self.agent_online.iter_mut().for_each(|x| *x = false);
+        self.agent_load.iter_mut().for_each(|x| *x = 0);
+    }
+
     /// Close every series at `end_us`.
     pub fn finish(mut self, end_us: u64) -> SeriesData {
         let end = end_us.max(1);
         let n = end.div_ceil(self.interval) as usize;
         self.roll_to(usize::MAX);
         let mut p95 = std::mem::take(&mut self.p95);
+        if self.keep_intervals {
+            p95 = vec![None; n];
+            for (&i, v) in &self.interval_hists {
+                if let (Some(slot), Ok((Some(h), _, _))) = (p95.get_mut(i), crate::tally::hist_parts(v)) {
+                    *slot = p95_ms(&h);
+                }
+            }
+        }
         p95.resize(n, None);
         let iv = self.interval;
         let pad = |mut v: Vec<u64>| {

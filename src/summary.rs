@@ -568,6 +568,9 @@ pub struct AccountSummary {
 /// One agent group.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupSummary {
+    /// The accounts it serves, in order of priority.
+    #[serde(default)]
+    pub accounts: Vec<String>,
     /// Agents in the group.
     pub agents: u64,
     /// Handles the group's agents took.
@@ -586,7 +589,8 @@ pub struct FlowEdge {
     /// `entry:NAME`, `bot:ACCOUNT`, `account:ACCOUNT` or `group:GROUP`.
     pub from: String,
     /// A node as in `from`, or an outcome: `resolved`, `ended`, `abandoned`,
-    /// `rejected`, `unfinished`.
+    /// `rejected`, `unfinished`, or `open` (still with the bot or an agent
+    /// when the run stopped).
     pub to: String,
     /// Counted sessions (or handles) along the edge.
     pub sessions: u64,

@@ -187,6 +187,98 @@ pub fn run(scenarios: &[Scenario], replications: u32, parallel: bool) -> Vec<Vec
     run_replications(scenarios, 0..replications, parallel)
 }
 
+/// Run the given (point, replication) jobs, in their order: a shard of a
+/// sweep runs its own, with the seeds the whole sweep gives them.
+pub fn run_jobs(scenarios: &[Scenario], jobs: &[(usize, u32)], parallel: bool) -> Vec<Summary> {
+    let one = |&(p, r): &(usize, u32)| {
+        let mut sc = scenarios[p].clone();
+        sc.seed = replication_seed(sc.seed, r);
+        crate::sim::simulate(&sc)
+    };
+    if parallel { jobs.par_iter().map(one).collect() } else { jobs.iter().map(one).collect() }
+}
+
+/// What sweeps and plans read of one replication: the value of each metric
+/// they estimate, by path (`None`: nothing measured).
+pub type RepValues = std::collections::BTreeMap<String, Option<f64>>;
+
+/// The values of `s` at [`METRICS`], `fairness.ACCOUNT.jain` and `extra`.
+pub fn values_of(s: &Summary, extra: &[String]) -> RepValues {
+    let v = serde_json::to_value(s).expect("JSON");
+    METRICS
+        .iter()
+        .map(|m| m.to_string())
+        .chain(s.fairness.keys().map(|a| format!("fairness.{a}.jain")))
+        .chain(extra.iter().cloned())
+        .map(|m| {
+            let x = crate::gate::lookup(&v, &m);
+            (m, x)
+        })
+        .collect()
+}
+
+/// Where the replications of a sweep or a plan come from: run here, or
+/// shared out among shards (a shard runs its share and reads the others'),
+/// or read back from shards' files by `kfsim merge`. Every source gives
+/// the values the simulator gives with the seeds of [`replication_seed`].
+pub trait Replicate: Sync {
+    /// The values (see [`values_of`], with `extra`) of replications `reps`
+    /// of `sc`, in order.
+    fn replicate(
+        &self,
+        sc: &Scenario,
+        reps: std::ops::Range<u32>,
+        extra: &[String],
+    ) -> anyhow::Result<Vec<RepValues>>;
+}
+
+/// Replications run in this process.
+pub struct Local {
+    /// Use every core.
+    pub parallel: bool,
+}
+
+impl Replicate for Local {
+    fn replicate(
+        &self,
+        sc: &Scenario,
+        reps: std::ops::Range<u32>,
+        extra: &[String],
+    ) -> anyhow::Result<Vec<RepValues>> {
+        let runs = run_replications(std::slice::from_ref(sc), reps, self.parallel);
+        Ok(runs.into_iter().flatten().map(|s| values_of(&s, extra)).collect())
+    }
+}
+
+/// The whole sweep from each point's replication values (in replication
+/// order): what `kfsim sweep` and the merge of its shards both build.
+pub fn assemble(
+    base: &Scenario,
+    vary: &[Vary],
+    grid: Vec<Vec<(String, String)>>,
+    scenarios: &[Scenario],
+    values: &[Vec<RepValues>],
+    replications: u32,
+) -> SweepResult {
+    let points = grid
+        .into_iter()
+        .zip(scenarios)
+        .zip(values)
+        .map(|((params, sc), runs)| Point {
+            params,
+            metrics: estimate_values(runs),
+            theory: crate::theory::predict(sc),
+        })
+        .collect();
+    SweepResult {
+        scenario: base.name.clone(),
+        seed: base.seed,
+        replications,
+        vary: vary.iter().map(|v| v.path.clone()).collect(),
+        points,
+    }
+}
+
 /// Run replications `reps` of every point (the seeds of
 /// [`replication_seed`]): a plan adds replications to a point by running
 /// the next range, and gets the figures it would have had with all of them
@@ -198,13 +290,7 @@ pub fn run_replications(
 ) -> Vec<Vec<Summary>> {
     let jobs: Vec<(usize, u32)> =
         (0..scenarios.len()).flat_map(|p| reps.clone().map(move |r| (p, r))).collect();
-    let one = |&(p, r): &(usize, u32)| {
-        let mut sc = scenarios[p].clone();
-        sc.seed = replication_seed(sc.seed, r);
-        crate::sim::simulate(&sc)
-    };
-    let flat: Vec<Summary> =
-        if parallel { jobs.par_iter().map(one).collect() } else { jobs.iter().map(one).collect() };
+    let flat = run_jobs(scenarios, &jobs, parallel);
     let mut out: Vec<Vec<Summary>> = (0..scenarios.len()).map(|_| Vec::new()).collect();
     for ((p, _), s) in jobs.iter().zip(flat) {
         out[*p].push(s);
@@ -214,17 +300,19 @@ pub fn run_replications(
 
 /// Summaries of one point's replications → its estimates.
 pub fn estimate(runs: &[Summary]) -> std::collections::BTreeMap<String, Option<Estimate>> {
-    let values: Vec<serde_json::Value> =
-        runs.iter().map(|s| serde_json::to_value(s).expect("JSON")).collect();
-    let mut metrics: Vec<String> = METRICS.iter().map(|m| m.to_string()).collect();
-    if let Some(first) = runs.first() {
-        metrics.extend(first.fairness.keys().map(|a| format!("fairness.{a}.jain")));
-    }
-    metrics
-        .into_iter()
+    let values: Vec<RepValues> = runs.iter().map(|s| values_of(s, &[])).collect();
+    estimate_values(&values)
+}
+
+/// One point's replication values → the estimate of every metric the
+/// first replication has.
+pub fn estimate_values(runs: &[RepValues]) -> std::collections::BTreeMap<String, Option<Estimate>> {
+    let Some(first) = runs.first() else { return Default::default() };
+    first
+        .keys()
         .map(|m| {
-            let per_run: Vec<Option<f64>> = values.iter().map(|v| crate::gate::lookup(v, &m)).collect();
-            (m.clone(), Estimate::of(&m, &per_run))
+            let per_run: Vec<Option<f64>> = runs.iter().map(|v| v.get(m).copied().flatten()).collect();
+            (m.clone(), Estimate::of(m, &per_run))
         })
         .collect()
 }

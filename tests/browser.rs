@@ -114,6 +114,9 @@ fn report_html_renders_in_chromium_without_console_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let run = dir.join("run");
     kfsim(&["run", "scenarios/quickstart.toml", "-q", "--out"], &run);
+    // a bot and a transfer: the flow of sessions and its tables
+    let reception = dir.join("reception");
+    kfsim(&["run", "tests/data/reception.toml", "-q", "--out"], &reception);
     let other = dir.join("other");
     kfsim(&["run", "scenarios/quickstart.toml", "-q", "--seed", "8", "--out"], &other);
     let compare = dir.join("compare");
@@ -153,6 +156,7 @@ fn report_html_renders_in_chromium_without_console_errors() {
 
     let pages = [
         (run.join("report.html"), 10),
+        (reception.join("report.html"), 11),
         (compare.join("compare.html"), 3),
         (sweep.join("sweep.html"), 4),
         (plan.join("plan.html"), 1),

@@ -18,6 +18,14 @@ fn quickstart() -> Measured {
     run
 }
 
+/// tests/data/reception.toml simulated: a bot in front of presale, which
+/// transfers a share of its sessions to after-sales.
+fn reception() -> Measured {
+    let text = std::fs::read_to_string("tests/data/reception.toml").unwrap();
+    let sc = Scenario::parse(&text, "reception.toml").unwrap();
+    kfsim::sim::simulate_measured(&sc, &mut |_| true)
+}
+
 fn axes<'a>(c: &'a Chart, panel: &str) -> &'a Axes {
     c.axes
         .iter()
@@ -302,4 +310,52 @@ fn compare_chart_holds_both_runs() {
     assert!(
         texts.iter().any(|t| t == "queue wait — seed 7") && texts.iter().any(|t| t == "queue wait — seed 8")
     );
+}
+
+#[test]
+fn the_flow_chart_of_a_run_with_a_bot_and_transfers() {
+    let run = reception();
+    let s = &run.summary;
+    let all = charts::render_all(&run).unwrap();
+    for c in &all {
+        assert!(!c.axes.is_empty() && c.svg.contains("<title>"), "{}: axes and hover values", c.name);
+    }
+    let flow = chart(&all, "flow");
+    // the entry points carry every counted session, and no column more
+    // here (the pools count 1514 handles of 1862 sessions)
+    assert_eq!(flow.axes[0].y, (0.0, s.sessions.offered as f64));
+    assert_eq!(flow.axes[0].x, (0.0, 4.0), "five columns: entry, bot, pool, group, outcome");
+    // each node is as big as the figure the tables show for it
+    let doc = roxmltree::Document::parse(&flow.svg).unwrap();
+    let node = |id: &str| -> u64 {
+        doc.descendants()
+            .find(|n| n.attribute("data-node") == Some(id))
+            .unwrap_or_else(|| panic!("no node {id}"))
+            .attribute("data-sessions")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for (name, e) in &s.by_entry {
+        assert_eq!(node(&format!("entry:{name}")), e.sessions.offered, "entry {name}");
+    }
+    for (name, a) in &s.by_account {
+        assert_eq!(node(&format!("account:{name}")), a.handles.offered, "pool of {name}");
+    }
+    for (name, g) in &s.by_group {
+        assert_eq!(node(&format!("group:{name}")), g.handles, "group {name}");
+    }
+    let bot = s.bot.as_ref().unwrap();
+    assert_eq!(node("bot:presale"), bot.sessions);
+    assert_eq!(node("resolved"), bot.resolved);
+    let ended: u64 = s.by_group.values().map(|g| g.ended).sum();
+    assert_eq!(node("ended"), ended);
+    // every label is text the viewer draws (no font needed to make the SVG)
+    let texts = svg_texts(&flow.svg);
+    for heading in ["entry point", "bot", "account's pool", "agent group", "outcome"] {
+        assert!(texts.iter().any(|t| t == heading), "{heading:?}: {texts:?}");
+    }
+    assert!(texts.contains(&format!("resolved by the bot  {}", bot.resolved)), "{texts:?}");
+    let png = png::Decoder::new(std::io::Cursor::new(&flow.png)).read_info().unwrap();
+    assert_eq!(png.info().width, 900);
 }

@@ -15,6 +15,7 @@ const RANKS: &[(&str, u32)] = &[
     ("reception", 1),
     ("theory", 1),
     ("stats", 1),
+    ("tally", 1),
     ("series", 2),
     ("summary", 2),
     ("metrics", 3),
@@ -25,6 +26,7 @@ const RANKS: &[(&str, u32)] = &[
     ("compare", 6),
     ("sweep", 6),
     ("plan", 7),
+    ("merge", 7),
     // report renders plans (plan.json, the staffing charts), so it sits above plan
     ("report", 8),
     ("cli", 9),

@@ -395,32 +395,404 @@ fn terminal_summary_snapshot() {
         std::fs::write(path, &got).unwrap();
     }
     // the tables' headers end where their right-aligned columns end
-    let columns: [(&str, &str, &[&str]); 2] = [
-        ("latency ", "  queue wait ", &["count", "mean", "p50", "p90", "p95", "p99", "max"]),
-        ("by entry ", "  channels ", &["offered", "SL", "queue wait p95", "first response p95"]),
-    ];
-    for (header, row, titles) in columns {
-        let h = got.lines().find(|l| l.starts_with(header)).unwrap();
-        let r = got.lines().find(|l| l.starts_with(row)).unwrap();
-        let mut from = 0;
-        let title_ends: Vec<usize> = titles
-            .iter()
-            .map(|t| {
-                let at = from + h[from..].find(t).unwrap() + t.len();
-                from = at;
-                h[..at].chars().count()
-            })
-            .collect();
-        let mut value_ends = Vec::new();
-        let cs: Vec<char> = r.chars().collect();
-        for i in 1..=cs.len() {
-            if cs[i - 1] != ' ' && (i == cs.len() || cs[i] == ' ') {
-                value_ends.push(i);
-            }
-        }
-        let value_ends = value_ends[value_ends.len() - titles.len()..].to_vec();
-        assert_eq!(title_ends, value_ends, "misaligned:\n{h}\n{r}");
-    }
+    assert_aligned(&got, "latency ", "  queue wait ", &["count", "mean", "p50", "p90", "p95", "p99", "max"]);
+    assert_aligned(
+        &got,
+        "by entry ",
+        "  channels ",
+        &["offered", "SL", "queue wait p95", "first response p95"],
+    );
     let want = std::fs::read_to_string(path).expect("snapshot exists (run with UPDATE_SNAPSHOTS=1 once)");
     assert_eq!(got, want, "terminal summary changed; if on purpose, rerun with UPDATE_SNAPSHOTS=1");
+}
+
+/// In the terminal summary `text`, the table whose header starts with
+/// `header` has its column titles end where the values of its row starting
+/// with `row` end (right-aligned columns).
+fn assert_aligned(text: &str, header: &str, row: &str, titles: &[&str]) {
+    let h = text.lines().find(|l| l.starts_with(header)).unwrap_or_else(|| panic!("no {header:?}: {text}"));
+    let r = text.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no {row:?}: {text}"));
+    let mut from = 0;
+    let title_ends: Vec<usize> = titles
+        .iter()
+        .map(|t| {
+            let at = from + h[from..].find(t).unwrap() + t.len();
+            from = at;
+            h[..at].chars().count()
+        })
+        .collect();
+    let mut value_ends = Vec::new();
+    let cs: Vec<char> = r.chars().collect();
+    for i in 1..=cs.len() {
+        if cs[i - 1] != ' ' && (i == cs.len() || cs[i] == ' ') {
+            value_ends.push(i);
+        }
+    }
+    let value_ends = value_ends[value_ends.len() - titles.len()..].to_vec();
+    assert_eq!(title_ends, value_ends, "misaligned:\n{h}\n{r}");
+}
+
+/// A bot in front of presale, which transfers a share of its sessions to
+/// after-sales; after-sales has an entry point of its own.
+const RECEPTION: &str = "tests/data/reception.toml";
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{:.2}%", v * 100.0))
+}
+
+/// The rows of the terminal table whose header starts with `header`, as
+/// words.
+fn terminal_table(text: &str, header: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .skip_while(|l| !l.starts_with(header))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+/// The edges of a flow chart as drawn: (from, to, sessions, band width).
+fn drawn_edges(svg: &str) -> Vec<(String, String, u64, f64)> {
+    let doc = roxmltree::Document::parse(svg).expect("flow.svg is XML");
+    let mut edges: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("flow-edge"))
+        .map(|n| {
+            (
+                n.attribute("data-from").unwrap().to_owned(),
+                n.attribute("data-to").unwrap().to_owned(),
+                n.attribute("data-sessions").unwrap().parse().unwrap(),
+                n.attribute("stroke-width").unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    edges.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    edges
+}
+
+#[test]
+fn the_bot_accounts_groups_and_transfers_in_the_terminal_and_the_page() {
+    let dir = scratch("reception");
+    let out = dir.join("run");
+    let o = kfsim(&["run", RECEPTION, "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let (stdout, _) = text(&o);
+    let s: kfsim::summary::Summary =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let b = s.bot.as_ref().expect("the scenario has a bot");
+    let people = s.sessions.to_people.expect("with a bot, the sessions that reached people");
+    let moved = s.transfers["pre->aftersales"];
+    // every figure below would pass on zeros: the run must have some of each
+    assert!(b.resolved > 100 && b.handed_over > 100 && moved > 50, "{b:?} {moved}");
+    assert!(people < s.sessions.offered);
+
+    // the terminal: the bot, the people's figures said to be over fewer sessions
+    let line = |prefix: &str| {
+        stdout.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?}: {stdout}"))
+    };
+    let c = &s.sessions;
+    assert_eq!(
+        line("sessions "),
+        format!(
+            "sessions   offered {} · resolved by the bot {} · to people {people} · answered {} · abandoned {} · \
+             rejected {} · unfinished {}",
+            c.offered, b.resolved, c.answered, c.abandoned, c.rejected, c.unfinished
+        )
+    );
+    assert_eq!(
+        line("bot "),
+        format!(
+            "bot        {} sessions · resolved {} · handed over {} · deflection {}",
+            b.sessions,
+            b.resolved,
+            b.handed_over,
+            pct(b.deflection)
+        )
+    );
+    let ms = |v| kfsim::scenario::units::human_ms(v);
+    assert_eq!(
+        line("           first response"),
+        format!(
+            "           first response p50 {} p95 {} · time in bot p50 {} p95 {}",
+            ms(b.first_response.p50),
+            ms(b.first_response.p95),
+            ms(b.time_in_bot.p50),
+            ms(b.time_in_bot.p95)
+        )
+    );
+    assert!(
+        line("service ").starts_with(&format!(
+            "service    over the {people} to people: SL(20s) {} ",
+            pct(s.service_level)
+        )),
+        "{stdout}"
+    );
+    let accounts = terminal_table(&stdout, "by account ");
+    assert_eq!(accounts.len(), 2, "{stdout}");
+    for row in &accounts {
+        let a = &s.by_account[&row[0]];
+        let want = [
+            a.handles.offered.to_string(),
+            a.transferred_in.to_string(),
+            pct(a.wait_probability),
+            pct(a.service_level),
+            pct(a.abandon_rate),
+            ms(a.asa_ms),
+        ];
+        assert_eq!(row[1..], want, "{stdout}");
+    }
+    assert_eq!(s.by_account["aftersales"].transferred_in, moved);
+    let groups = terminal_table(&stdout, "by group ");
+    assert_eq!(groups.len(), 2, "{stdout}");
+    for row in &groups {
+        let g = &s.by_group[&row[0]];
+        let want = [
+            g.agents.to_string(),
+            g.handles.to_string(),
+            g.transferred.to_string(),
+            g.ended.to_string(),
+            pct(g.occupancy),
+        ];
+        assert_eq!(row[1..], want, "{stdout}");
+    }
+    let share = pct(Some(moved as f64 / s.by_group["pre"].handles as f64));
+    assert_eq!(line("transfer "), format!("transfer   pre → aftersales: {moved} handles ({share} of pre's)"));
+    assert_aligned(
+        &stdout,
+        "by account ",
+        "  aftersales ",
+        &["handles", "transferred in", "waited", "SL", "abandoned", "ASA"],
+    );
+    assert_aligned(
+        &stdout,
+        "by group ",
+        "  after ",
+        &["agents", "handles", "transferred", "ended", "occupancy"],
+    );
+
+    // the page: a flow section between the key numbers and the charts
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("report.html lacks {needle:?}"));
+    assert!(at("<h2>Key numbers") < at("<h2 id=\"flow-of-sessions\">Flow of sessions</h2>"));
+    assert!(at("<h2 id=\"flow-of-sessions\">") < at("<figure id=\"flow\">"));
+    assert!(at("<figure id=\"flow\">") < at("<h2>Charts</h2>"));
+    at(&format!("are over the {people} that reached people"));
+    at(&format!("<div class=\"v\">{}</div><div class=\"k\">bot deflection</div>", pct(b.deflection)));
+    let held = b.sessions - b.resolved - b.handed_over;
+    at(&format!(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{held}</td><td>{}</td><td>{}</td></tr>",
+        b.sessions,
+        b.resolved,
+        b.handed_over,
+        pct(b.deflection),
+        b.replies
+    ));
+    at(&format!("<tr><td>bot first response</td><td>{}</td>", b.first_response.count));
+    for (name, a) in &s.by_account {
+        at(&format!(
+            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            a.handles.offered,
+            a.transferred_in,
+            a.handles.answered,
+            pct(a.wait_probability),
+            pct(a.service_level),
+            pct(a.abandon_rate),
+            ms(a.asa_ms),
+            ms(a.queue_wait.p95)
+        ));
+    }
+    for (name, account) in [("pre", "presale"), ("after", "aftersales")] {
+        let g = &s.by_group[name];
+        at(&format!(
+            "<tr><td>{name}</td><td>{account}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            g.agents,
+            g.handles,
+            g.transferred,
+            g.ended,
+            pct(g.occupancy)
+        ));
+    }
+    at(&format!("<tr><td>pre</td><td>aftersales</td><td>{moved}</td><td>{share}</td></tr>"));
+
+    // the flow chart draws every edge of the summary's flow with its count
+    let svg = std::fs::read_to_string(out.join("charts/flow.svg")).unwrap();
+    let drawn = drawn_edges(&svg);
+    let mut want: Vec<(String, String, u64)> = s
+        .flow
+        .iter()
+        .filter(|e| e.sessions > 0)
+        .map(|e| (e.from.clone(), e.to.clone(), e.sessions))
+        .collect();
+    want.sort();
+    let got: Vec<(String, String, u64)> =
+        drawn.iter().map(|(f, t, n, _)| (f.clone(), t.clone(), *n)).collect();
+    assert_eq!(got, want);
+    assert!(
+        want.contains(&("group:pre".into(), "account:aftersales".into(), moved)),
+        "the transfer is drawn"
+    );
+    assert!(want.iter().any(|e| e.0 == "bot:presale" && e.1 == "resolved" && e.2 == b.resolved));
+    // bands as wide as their counts: one scale for all (bands under 1 px are drawn at 1)
+    let widest = drawn.iter().max_by_key(|e| e.2).unwrap();
+    let k = widest.3 / widest.2 as f64;
+    for (f, t, n, w) in &drawn {
+        assert!(
+            (w - (*n as f64 * k).max(1.0)).abs() < 0.01,
+            "{f} → {t}: {n} sessions drawn {w} px wide, k = {k}"
+        );
+    }
+    let texts: Vec<String> = roxmltree::Document::parse(&svg)
+        .unwrap()
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_owned())
+        .collect();
+    for (f, t, n, _) in &drawn {
+        let label = if t == "account:aftersales" && f.starts_with("group:") {
+            format!("{n} transferred")
+        } else {
+            n.to_string()
+        };
+        assert!(texts.contains(&label), "{f} → {t} is not labelled {label:?}: {texts:?}");
+    }
+    // columns left to right; the transfer runs back from the group to the pool
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let x = |id: &str| -> f64 {
+        doc.descendants()
+            .find(|n| n.attribute("data-node") == Some(id))
+            .unwrap_or_else(|| panic!("no node {id}"))
+            .attribute("x")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let columns = ["entry:channels", "bot:presale", "account:presale", "group:pre", "ended"];
+    for pair in columns.windows(2) {
+        assert!(x(pair[0]) < x(pair[1]), "{} is left of {}", pair[0], pair[1]);
+    }
+    assert_eq!(x("account:aftersales"), x("account:presale"));
+    assert!(x("group:pre") > x("account:aftersales"));
+    // the page inlines the same chart, and the PNG is drawn too
+    assert_eq!(html.matches("class=\"flow-edge\"").count(), drawn.len());
+    let png = std::fs::read(out.join("charts/flow.png")).unwrap();
+    let reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+    assert_eq!(reader.info().width, 900);
+}
+
+#[test]
+fn a_run_without_a_bot_accounts_or_transfers_has_no_such_sections() {
+    let dir = scratch("no-paths");
+    let sc = scenario_with_gates(&dir, "");
+    let out = dir.join("run");
+    let o = kfsim(&["run", sc.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let (stdout, _) = text(&o);
+    let s = json(&out.join("summary.json"));
+    assert!(
+        s["flow"].as_array().is_some_and(|f| !f.is_empty()),
+        "the summary has a flow, the report leaves it out"
+    );
+    for prefix in ["bot ", "by account", "by group", "transfer "] {
+        assert!(!stdout.lines().any(|l| l.starts_with(prefix)), "{prefix:?} in {stdout}");
+    }
+    assert!(stdout.contains("\nservice    SL(") && !stdout.contains("to people"), "{stdout}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for absent in [
+        "Flow of sessions",
+        "id=\"flow",
+        "id=\"bot\"",
+        "By account",
+        "By agent group",
+        "Transfers",
+        "to people",
+    ] {
+        assert!(!html.contains(absent), "report.html has {absent:?}");
+    }
+    assert!(!out.join("charts/flow.svg").exists());
+}
+
+#[test]
+fn a_summary_from_before_the_bot_and_transfers_renders_again() {
+    let dir = scratch("old-summary");
+    let out = dir.join("run");
+    let o = kfsim(&["run", RECEPTION, "-q", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let mut s = json(&out.join("summary.json"));
+    let o = s.as_object_mut().unwrap();
+    for key in ["bot", "by_account", "by_group", "transfers", "flow"] {
+        assert!(o.remove(key).is_some(), "{key} is in a new summary");
+    }
+    o["sessions"].as_object_mut().unwrap().remove("to_people");
+    for e in o["by_entry"].as_object_mut().unwrap().values_mut() {
+        e["sessions"].as_object_mut().unwrap().remove("to_people");
+    }
+    std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&s).unwrap()).unwrap();
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    std::fs::remove_dir_all(out.join("charts")).unwrap();
+    let o = kfsim(&["report", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Key numbers") && html.contains("<h2>Charts</h2>"));
+    assert!(
+        !html.contains("Flow of sessions") && !html.contains("to people"),
+        "nothing to draw the flow from"
+    );
+    assert!(!out.join("charts/flow.svg").exists());
+}
+
+#[test]
+fn names_from_the_scenario_are_escaped_in_the_flow() {
+    let dir = scratch("escape");
+    let sc = dir.join("hostile.toml");
+    std::fs::write(
+        &sc,
+        r#"name = "hostile"
+duration = "2h"
+[[account]]
+name = '<script>alert("kf")</script>'
+[account.bot]
+reply_delay = "10s"
+resolve = 0.3
+[[account]]
+name = "b&b"
+[[agents]]
+account = '<script>alert("kf")</script>'
+group = 'x"><img src=x onerror=alert(1)>'
+count = 6
+reply_delay = { dist = "exponential", mean = "2m" }
+transfer = { to = "b&b", share = 0.3 }
+[[agents]]
+account = "b&b"
+group = "after"
+count = 4
+reply_delay = { dist = "exponential", mean = "2m" }
+[[entry]]
+name = "<b>entry</b>"
+scene = "web"
+account = '<script>alert("kf")</script>'
+rate = "3/min"
+"#,
+    )
+    .unwrap();
+    let out = dir.join("run");
+    let o = kfsim(&["run", sc.to_str().unwrap(), "-q", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Flow of sessions"));
+    for raw in ["<script", "<img", "<b>entry"] {
+        assert!(!html.contains(raw), "report.html lets {raw:?} through");
+    }
+    assert!(
+        html.contains("<td>&lt;script&gt;alert(&quot;kf&quot;)&lt;/script&gt;</td>"),
+        "the account's row"
+    );
+    assert!(html.contains("<td>x&quot;&gt;&lt;img src=x onerror=alert(1)&gt;</td>"), "the group's row");
+    assert!(html.contains("<td>b&amp;b</td>"));
+    // the chart is well-formed XML that gives the names back as written
+    let svg = std::fs::read_to_string(out.join("charts/flow.svg")).unwrap();
+    let edges = drawn_edges(&svg);
+    let has = |from: &str, to: &str| edges.iter().any(|e| e.0 == from && e.1 == to && e.2 > 0);
+    assert!(has("entry:<b>entry</b>", "bot:<script>alert(\"kf\")</script>"), "{edges:?}");
+    assert!(has("group:x\"><img src=x onerror=alert(1)>", "account:b&b"), "{edges:?}");
 }

@@ -293,3 +293,27 @@ fn route_rules_send_returning_customers_and_a_share_elsewhere() {
     let se = (0.25 * 0.75 / n).sqrt();
     assert!((share - 0.25).abs() < 4.0 * se, "routed share {share}, expected 0.25 ± {}", 4.0 * se);
 }
+
+#[test]
+fn the_flow_of_sessions_is_conserved_at_every_node() {
+    // a bot, a transfer, two accounts, cut off without a drain so that
+    // sessions are still with the bot, waiting and held when the run stops
+    let text = std::fs::read_to_string("tests/data/reception.toml").unwrap();
+    let s = &replicate(&text, &["drain=0s"], 1..2)[0];
+    let mut balance = std::collections::BTreeMap::<String, i64>::new();
+    for e in &s.flow {
+        *balance.entry(e.from.clone()).or_default() -= e.sessions as i64;
+        *balance.entry(e.to.clone()).or_default() += e.sessions as i64;
+    }
+    for (node, b) in &balance {
+        if node.starts_with("entry:") {
+            let name = node.trim_start_matches("entry:");
+            assert_eq!(-b, s.by_entry[name].sessions.offered as i64, "{node}: out of the entry");
+        } else if node.contains(':') {
+            assert_eq!(*b, 0, "{node}: what comes in goes out ({:?})", s.flow);
+        }
+    }
+    assert!(balance.get("open").copied().unwrap_or(0) > 0, "the cut left sessions open: {:?}", s.flow);
+    let g = &s.by_group;
+    assert!(g.values().all(|g| !g.accounts.is_empty()));
+}

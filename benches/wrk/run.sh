@@ -9,6 +9,10 @@
 #    and ten per request, while `--auto-reply` servicers answer each message
 #    and end its session (so every message starts, routes and ends a session);
 # 2. kf/send_msg to customers of an account without servicers (state 0/1).
+# The anchor: wrk against a trivial keep-alive server (examples/driver_ceiling.rs
+# --serve, a fixed 27-byte JSON answer) on the same core in the same run, so
+# that each figure is also given as a share of what wrk gets from a server
+# that does nothing (`RESULT ratio …`): absolute figures drift between days.
 # Prints one RESULT line per measurement and the service's own counters.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,12 +29,17 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2
 command -v taskset >/dev/null || { echo "taskset is missing (util-linux)" >&2; exit 2; }
 
 cargo build --release --quiet
-taskset -c 0 target/release/kfsim serve --addr "$ADDR" --scenario "$HERE/serve.toml" --auto-reply \
+cargo build --release --quiet --example driver_ceiling
+BIN=${CARGO_TARGET_DIR:-target}/release
+taskset -c 0 "$BIN/examples/driver_ceiling" --serve "127.0.0.1:$((PORT + 1))" >"$WORK/trivial.log" 2>&1 &
+TRIVIAL=$!
+taskset -c 0 "$BIN/kfsim" serve --addr "$ADDR" --scenario "$HERE/serve.toml" --auto-reply \
   >"$WORK/serve.log" 2>&1 &
 SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill -TERM $SERVER $TRIVIAL 2>/dev/null; wait $SERVER $TRIVIAL 2>/dev/null; rm -rf "$WORK"' EXIT
 
 wait_until_up "$URL/healthz" "$WORK/serve.log"
+wait_until_up "http://127.0.0.1:$((PORT + 1))/" "$WORK/trivial.log"
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 post() { curl -sf -H 'Content-Type: application/json' -d "$2" "$URL$1?access_token=$TOKEN"; }
@@ -43,9 +52,22 @@ BOT=$(echo "$ACCOUNTS" | json "[a['open_kfid'] for a in d['account_list'] if a['
 export CHANNEL=$(post /sim/customer/open_channel '{"queue_cap": 10000}' | json "d['channel_id']")
 
 measure() { taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | grep '^RESULT'; }
+# wrk's own summary of a plain GET: requests/s and p99 [ms].
+anchor() {
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$((PORT + 1))/" | awk '
+    /^Requests\/sec:/ {rps = $2}
+    $1 == "99%" {v = $2; ms = v + 0; if (v ~ /us$/) ms /= 1000; else if (v ~ /[^m]s$/) ms *= 1000; p99 = ms}
+    END {printf "RESULT path=trivial req_per_s=%.0f p99_ms=%.2f\n", rps, p99}'
+}
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 
+echo "# anchor: wrk against a trivial server on the same core"
+TRIVIAL_LINE=$(anchor)
+echo "$TRIVIAL_LINE"
+TRIVIAL_RPS=$(field req_per_s <<<"$TRIVIAL_LINE")
 echo "# customer messages, 1 per request (agents: 200 × 10 slots, auto-reply)"
-KF=$HUMAN BATCH=1 measure -s "$HERE/customer_message.lua" "$URL"
+ONE=$(KF=$HUMAN BATCH=1 measure -s "$HERE/customer_message.lua" "$URL")
+echo "$ONE"
 echo "# customer messages, 10 per request"
 KF=$HUMAN BATCH=10 measure -s "$HERE/customer_message.lua" "$URL"
 
@@ -66,7 +88,10 @@ for b in range(200):
     ids += [x["external_userid"] for x in r["results"] if x["errcode"] == 0]
 open(out, "w").write("\n".join(ids) + "\n")
 PY
-KF=$BOT IDS=$WORK/ids.txt measure -s "$HERE/send_msg.lua" "$URL"
+SEND=$(KF=$BOT IDS=$WORK/ids.txt measure -s "$HERE/send_msg.lua" "$URL")
+echo "$SEND"
+awk -v t="$TRIVIAL_RPS" -v m="$(field msgs_per_s <<<"$ONE")" -v s="$(field req_per_s <<<"$SEND")" \
+  'BEGIN {printf "RESULT ratio customer_message=%.3f send_msg=%.3f (of the trivial server'"'"'s requests/s)\n", m / t, s / t}'
 
 echo "# service counters"
 curl -sf "$URL/metrics" | grep -E '^kfsim_(customer_messages|messages_routed|servicer_messages|api_messages|sessions_started|sessions_ended|sessions_rejected|queue_overflows)_total|^kfsim_queue_length'

@@ -6,16 +6,20 @@
 //! signals and starts services; nothing below imports it.
 //!
 //! One file per family of commands: [`run`] (`run`, `validate`, `compare`,
-//! `report`), [`plan`] (`sweep`, `plan`), [`serve`] and [`bench`].
+//! `report`), [`plan`] (`sweep`, `plan`), [`merge`], [`serve`] and
+//! [`bench`]; [`shard`] has what shards share (`--shard`, the live start
+//! barrier, the plan's exchange).
 
 // The command line is the edge: it reads the clock (report folder names,
 // benchmark timing), the environment and signals, and prints.
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bench;
+pub mod merge;
 pub mod plan;
 pub mod run;
 pub mod serve;
+pub mod shard;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use bench::BenchArgs;
+pub use merge::MergeArgs;
 pub use plan::{PlanArgs, SweepArgs};
 pub use run::{CompareArgs, Export, ReportArgs, RunArgs};
 pub use serve::ServeArgs;
@@ -79,6 +84,8 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Find the smallest staffing that meets service targets.
     Plan(PlanArgs),
+    /// Merge the shard folders of a live run, a sweep or a plan (`--shard I/N`) into one result.
+    Merge(MergeArgs),
 }
 
 /// A scenario and overrides of its keys.
@@ -117,14 +124,16 @@ pub fn run(cli: Cli) -> Exit {
         Command::Serve(args) => serve::cmd_serve(&args),
         Command::Sweep(args) => plan::cmd_sweep(&args),
         Command::Plan(args) => plan::cmd_plan(&args),
+        Command::Merge(args) => merge::cmd_merge(&args),
     };
     match result {
         Ok(code) => code,
         // `kfsim … | head` closing the pipe early is not a failure.
         Err(err) if err.chain().any(is_broken_pipe) => Exit::Success,
         Err(err) => {
-            let invalid =
-                err.downcast_ref::<ScenarioError>().is_some() || err.downcast_ref::<ArgError>().is_some();
+            let invalid = err.downcast_ref::<ScenarioError>().is_some()
+                || err.downcast_ref::<ArgError>().is_some()
+                || err.downcast_ref::<crate::merge::Refused>().is_some();
             eprintln!("error: {err:#}");
             if invalid { Exit::Invalid } else { Exit::RunFailed }
         }

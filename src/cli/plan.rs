@@ -6,13 +6,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{ArgError, Exit, ScenarioArgs, default_out_dir};
+use crate::merge::{Kind, PlanPart, PlanSpec, ShardFile, Source, SweepPart, SweepRep};
 use crate::plan::{
     Check, Decision, Evaluated, IntervalRow, Outcome, PlanReport, Problem, Recommendation, Target,
     TargetInfo, Unreachable,
 };
 use crate::scenario::units::human_ms;
 use crate::scenario::{Scenario, units::parse_duration};
-use crate::sweep::{self, Point, SweepResult, Vary};
+use crate::sweep::{self, Replicate, SweepResult, Vary};
 
 /// Arguments of `kfsim sweep`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +34,9 @@ pub struct SweepArgs {
     /// Run on one core (the figures are the same).
     #[arg(long)]
     pub serial: bool,
+    #[command(flatten)]
+    /// This process's share of the (point × replication) runs.
+    pub shard: super::shard::ShardArgs,
 }
 
 /// Arguments of `kfsim plan`.
@@ -64,6 +68,16 @@ pub struct PlanArgs {
     /// Run on one core (the figures are the same).
     #[arg(long)]
     pub serial: bool,
+    #[command(flatten)]
+    /// This process's share of the replications of every value the search evaluates.
+    pub shard: super::shard::ShardArgs,
+    /// Shards of a plan: the folder they share to exchange replications [default: the parent of
+    /// --out].
+    #[arg(long, value_name = "DIR")]
+    pub exchange: Option<PathBuf>,
+    /// Shards of a plan: how long to wait for another shard's replications before giving up (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub shard_wait: u64,
 }
 
 fn read(path: &std::path::Path) -> anyhow::Result<String> {
@@ -82,29 +96,65 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
         .iter()
         .map(|params| sweep::variant(&text, &file, &args.scenario.sets, params))
         .collect::<Result<Vec<_>, _>>()?;
-    let runs = sweep::run(&scenarios, args.replications, !args.serial);
-    let points: Vec<Point> = grid
-        .into_iter()
-        .zip(&scenarios)
-        .zip(&runs)
-        .map(|((params, sc), runs)| Point {
-            params,
-            metrics: sweep::estimate(runs),
-            theory: crate::theory::predict(sc),
-        })
-        .collect();
-    let result = SweepResult {
-        scenario: base.name.clone(),
-        seed: base.seed,
-        replications: args.replications,
-        vary: vary.iter().map(|v| v.path.clone()).collect(),
-        points,
-    };
     let out = args.out.clone().unwrap_or_else(|| default_out_dir(&format!("{}-sweep", base.name)));
-    crate::report::folder::write_sweep(&out, &result)?;
-    print_sweep(&mut std::io::stdout().lock(), &result)?;
+    let shard = args.shard.resolve()?;
+    let r = args.replications;
+    if shard.is_part() {
+        // (point, replication) dealt round-robin, with the seeds of the whole sweep
+        let jobs: Vec<(usize, u32)> = (0..scenarios.len())
+            .flat_map(|p| (0..r).map(move |i| (p, i)))
+            .filter(|&(p, i)| shard.owns(p as u64 * u64::from(r) + u64::from(i)))
+            .collect();
+        let runs = sweep::run_jobs(&scenarios, &jobs, !args.serial);
+        let results = jobs
+            .iter()
+            .zip(&runs)
+            .map(|(&(point, replication), s)| SweepRep {
+                point,
+                replication,
+                values: sweep::values_of(s, &[]),
+            })
+            .collect();
+        let mut f = ShardFile::new(Kind::Sweep, shard, Source::new(&base, &file, &text, &args.scenario.sets));
+        f.sweep = Some(SweepPart { vary: args.vary.clone(), replications: r, results });
+        f.write(&out)?;
+        println!(
+            "sweep shard {shard}: {} of {} runs in {} (kfsim merge the {} shard folders)",
+            jobs.len(),
+            scenarios.len() as u64 * u64::from(r),
+            out.join(crate::merge::FILE).display(),
+            shard.count
+        );
+        return Ok(Exit::Success);
+    }
+    let runs = sweep::run(&scenarios, r, !args.serial);
+    let values: Vec<Vec<sweep::RepValues>> =
+        runs.iter().map(|p| p.iter().map(|s| sweep::values_of(s, &[])).collect()).collect();
+    let result = sweep::assemble(&base, &vary, grid, &scenarios, &values, r);
+    write_sweep(&out, &result)
+}
+
+fn write_sweep(out: &std::path::Path, result: &SweepResult) -> anyhow::Result<Exit> {
+    crate::report::folder::write_sweep(out, result)?;
+    print_sweep(&mut std::io::stdout().lock(), result)?;
     println!("report     {}", out.join("sweep.html").display());
     Ok(Exit::Success)
+}
+
+/// `kfsim merge` of a sweep's shards: the sweep the shards' runs make.
+pub(super) fn merge_sweep(shards: &[ShardFile], out: &std::path::Path) -> anyhow::Result<Exit> {
+    let f = &shards[0];
+    let part = f.sweep.as_ref().ok_or_else(|| crate::merge::Refused("not a sweep".into()))?;
+    let base = f.source.scenario()?;
+    let vary = part.vary.iter().map(|v| Vary::parse(v).map_err(ArgError)).collect::<Result<Vec<_>, _>>()?;
+    let grid = sweep::grid(&vary);
+    let scenarios = grid
+        .iter()
+        .map(|params| sweep::variant(&f.source.text, &f.source.file, &f.source.sets, params))
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = crate::merge::sweep_values(shards, grid.len())?;
+    let result = sweep::assemble(&base, &vary, grid, &scenarios, &values, part.replications);
+    write_sweep(out, &result)
 }
 
 fn est(e: Option<sweep::Estimate>, f: impl Fn(f64) -> String) -> String {
@@ -148,31 +198,100 @@ fn print_sweep(w: &mut dyn Write, r: &SweepResult) -> anyhow::Result<()> {
 pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     let file = args.scenario.scenario.display().to_string();
     let text = read(&args.scenario.scenario)?;
-    let base = Scenario::parse_with(&text, &file, &args.scenario.sets)?;
+    let spec = PlanSpec {
+        targets: args.targets.clone(),
+        vary: args.vary.clone(),
+        replications: args.replications,
+        max_replications: args.max_replications.max(args.replications),
+        per_interval: args.per_interval.clone(),
+        curve: args.out.is_some(),
+    };
+    let shard = args.shard.resolve()?;
+    if !shard.is_part() {
+        let runner = sweep::Local { parallel: !args.serial };
+        let (_, report, reachable) = plan_with(&text, &file, &args.scenario.sets, &spec, &runner)?;
+        if let Some(out) = &args.out {
+            crate::report::folder::write_plan(out, &report)?;
+            println!("report       {}", out.join("plan.html").display());
+        }
+        return Ok(if reachable { Exit::Success } else { Exit::GatesFailed });
+    }
+    let Some(out) = &args.out else {
+        return Err(ArgError(format!(
+            "a plan shard ({shard}) needs --out DIR: its shard.json, for kfsim merge"
+        ))
+        .into());
+    };
+    let exchange_dir = match &args.exchange {
+        Some(d) => d.clone(),
+        None => {
+            out.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| ".".into(), |p| p.to_path_buf())
+        }
+    };
+    let wait = std::time::Duration::from_micros(args.shard_wait);
+    let runner = super::shard::Exchange::new(&exchange_dir, shard, !args.serial, wait)?;
+    let (base, _report, _) = plan_with(&text, &file, &args.scenario.sets, &spec, &runner)?;
+    let mut f = ShardFile::new(Kind::Plan, shard, Source::new(&base, &file, &text, &args.scenario.sets));
+    let values = std::mem::take(&mut *runner.seen.lock().unwrap_or_else(|e| e.into_inner()));
+    f.plan = Some(PlanPart { spec, values });
+    f.write(out)?;
+    println!(
+        "plan shard {shard}: {} (kfsim merge the {} shard folders for plan.json and plan.html)",
+        out.join(crate::merge::FILE).display(),
+        shard.count
+    );
+    Ok(Exit::Success)
+}
+
+/// `kfsim merge` of a plan's shards: the search again, over the
+/// replications the shards ran (nothing is simulated), so the same answer.
+pub(super) fn merge_plan(shards: &[ShardFile], out: &std::path::Path) -> anyhow::Result<Exit> {
+    let f = &shards[0];
+    let part = f.plan.as_ref().ok_or_else(|| crate::merge::Refused("not a plan".into()))?;
+    f.source.scenario()?;
+    let runner = crate::merge::Cached::of(shards)?;
+    let spec = PlanSpec { curve: true, ..part.spec.clone() };
+    let (_, report, reachable) = plan_with(&f.source.text, &f.source.file, &f.source.sets, &spec, &runner)?;
+    crate::report::folder::write_plan(out, &report)?;
+    println!("report       {}", out.join("plan.html").display());
+    Ok(if reachable { Exit::Success } else { Exit::GatesFailed })
+}
+
+/// The plan `spec` asks of the scenario `text` (with `sets`), its
+/// replications from `runner`, printed as it goes: the scenario, the
+/// report, and whether every target can be met.
+fn plan_with(
+    text: &str,
+    file: &str,
+    sets: &[String],
+    spec: &PlanSpec,
+    runner: &dyn Replicate,
+) -> anyhow::Result<(Scenario, PlanReport, bool)> {
+    let base = Scenario::parse_with(text, file, sets)?;
     crate::gate::bind(&base)?;
-    let targets = args
+    let targets = spec
         .targets
         .iter()
         .map(|t| Target::parse(t, &base).map_err(ArgError))
         .collect::<Result<Vec<_>, _>>()?;
     // the path must be one --set accepts: try it once
-    sweep::variant(&text, &file, &args.scenario.sets, &[(args.vary.clone(), "1".into())])?;
+    sweep::variant(text, file, sets, &[(spec.vary.clone(), "1".into())])?;
     let problem = |sets: Vec<String>| Problem {
-        text: &text,
-        file: &file,
+        text,
+        file,
         sets,
-        path: args.vary.clone(),
+        path: spec.vary.clone(),
         targets: targets.clone(),
-        replications: args.replications,
-        max_replications: args.max_replications.max(args.replications),
-        parallel: !args.serial,
+        replications: spec.replications,
+        max_replications: spec.max_replications.max(spec.replications),
+        parallel: false,
     };
     let mut report = PlanReport {
         scenario: base.name.clone(),
         seed: base.seed,
-        path: args.vary.clone(),
+        path: spec.vary.clone(),
         targets: targets.iter().map(TargetInfo::from).collect(),
-        replications: (args.replications, args.max_replications.max(args.replications)),
+        replications: (spec.replications, spec.max_replications.max(spec.replications)),
         decided_at: crate::plan::DECIDED,
         outcome: None,
         knee: None,
@@ -187,11 +306,11 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
         report.replications.1
     )?;
     let mut reachable = true;
-    match &args.per_interval {
+    match &spec.per_interval {
         None => {
-            let p = problem(args.scenario.sets.clone());
-            let mut outcome = p.solve(1)?;
-            if let (Outcome::Recommended(rec), Some(_)) = (&mut outcome, &args.out) {
+            let p = problem(sets.to_vec());
+            let mut outcome = p.solve_with(1, runner)?;
+            if let (Outcome::Recommended(rec), true) = (&mut outcome, spec.curve) {
                 // a curve around the answer, one step at a time, for the chart and its knee
                 let n = rec.at.value;
                 let step = (n / 20).max(1);
@@ -200,7 +319,7 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
                     (1..=8).rev().map(|k| n.saturating_sub(k * step)).chain((1..=8).map(|k| n + k * step))
                 {
                     if v >= 1 && !have.contains(&v) && !rec.curve.iter().any(|e| e.value == v) {
-                        rec.curve.push(p.evaluate(v)?);
+                        rec.curve.push(p.evaluate_with(v, runner)?);
                     }
                 }
                 rec.curve.sort_by_key(|e| e.value);
@@ -220,19 +339,15 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
             if step == 0 {
                 return Err(ArgError("--per-interval must be longer than 0s".into()).into());
             }
-            let user_sets = args.scenario.sets.clone();
-            report.per_interval = per_interval(&mut stdout, &base, step, &targets, |sets| {
+            let user_sets = sets.to_vec();
+            report.per_interval = per_interval(&mut stdout, &base, step, &targets, runner, |sets| {
                 problem([user_sets.clone(), sets].concat())
             })?;
             reachable =
                 report.per_interval.iter().all(|r| !matches!(r.outcome, Some(Outcome::Unreachable(_))));
         }
     }
-    if let Some(out) = &args.out {
-        crate::report::folder::write_plan(out, &report)?;
-        writeln!(stdout, "report       {}", out.join("plan.html").display())?;
-    }
-    Ok(if reachable { Exit::Success } else { Exit::GatesFailed })
+    Ok((base, report, reachable))
 }
 
 fn sure(c: &Check) -> String {
@@ -346,6 +461,7 @@ fn per_interval<'a>(
     base: &Scenario,
     step: u64,
     targets: &[Target],
+    runner: &dyn Replicate,
     problem: impl Fn(Vec<String>) -> Problem<'a>,
 ) -> anyhow::Result<Vec<IntervalRow>> {
     // Each interval runs long enough to be steady: 8 intervals or 4 h.
@@ -379,7 +495,7 @@ fn per_interval<'a>(
         if total * 60.0 < 1e-6 {
             writeln!(w, "{label:<12}{:>14.2}{:>14}{:>10}   no arrivals", 0.0, 0, "—")?;
         } else {
-            let outcome = problem(sets).solve(1)?;
+            let outcome = problem(sets).solve_with(1, runner)?;
             match &outcome {
                 Outcome::Recommended(rec) => writeln!(
                     w,

@@ -96,6 +96,20 @@ pub struct RunArgs {
     #[command(flatten)]
     /// Against a middleware.
     pub middleware: MiddlewareArgs,
+    #[command(flatten)]
+    /// Live engine: this process's share of the run.
+    pub shard: super::shard::ShardArgs,
+    /// Live shards: start the scenario's clock at this wall time (seconds since the epoch), so
+    /// shards started apart run one schedule.
+    #[arg(long, value_name = "UNIX_SECONDS", conflicts_with = "barrier")]
+    pub start_at: Option<f64>,
+    /// Live shards: wait until every shard has written its ready file into DIR (a folder they
+    /// share, fresh for each run), then start together.
+    #[arg(long, value_name = "DIR")]
+    pub barrier: Option<PathBuf>,
+    /// How long to wait at the barrier for the other shards before giving up (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = wait_us)]
+    pub barrier_wait: u64,
 }
 
 /// `kfsim run --middleware`: kfsim plays WeCom for a KF middleware.
@@ -157,7 +171,24 @@ pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
 }
 
 fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> anyhow::Result<Exit> {
-    let mut sc = Scenario::load(&args.scenario.scenario, &args.scenario.sets)?;
+    let text = crate::scenario::read_file(&args.scenario.scenario)?;
+    let file = args.scenario.scenario.display().to_string();
+    let mut sc = Scenario::parse_with(&text, &file, &args.scenario.sets)?;
+    let shard = args.shard.resolve()?;
+    if shard.is_part() && args.engine != Engine::Live {
+        return Err(ArgError(
+            "--shard splits a live run's load; the simulator does not split one run's queue (N small \
+             systems are not one large one): shard a sweep or a plan instead"
+                .into(),
+        )
+        .into());
+    }
+    if shard.is_part() && args.middleware.middleware.is_some() {
+        return Err(ArgError(
+            "--shard does not split a run against a middleware (one kfsim plays its WeCom)".into(),
+        )
+        .into());
+    }
     let gates = if args.no_gates {
         // gates that are not checked cannot make the run invalid: say what is wrong and go on
         if let Err(e) = gate::bind(&sc) {
@@ -185,31 +216,87 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
             ArgError("--middleware drives a middleware in real time: add --engine live".into()).into()
         );
     }
-    let mut run = match args.engine {
-        Engine::Sim => simulate_interactive(&sc, args.quiet),
-        Engine::Live => run_live(&sc, args)?,
+    let (run, state) = match args.engine {
+        Engine::Sim => {
+            let (run, state) = simulate_interactive(&sc, args.quiet);
+            (run, Some(state))
+        }
+        Engine::Live => run_live(&sc, args, shard)?,
     };
+    let shard_file = state.map(|state| {
+        // every run can be merged: as the one shard of itself, or with the
+        // other shards of a sharded live run
+        let mut f = crate::merge::ShardFile::new(
+            crate::merge::Kind::Run,
+            shard,
+            crate::merge::Source::new(&sc, &file, &text, &args.scenario.sets),
+        );
+        f.engine = Some(args.engine);
+        f.run = Some(state);
+        f
+    });
+    let o = Outputs {
+        out: &out,
+        quiet: args.quiet,
+        no_gates: args.no_gates,
+        baseline: baseline.as_ref(),
+        tolerances: &args.tolerances,
+        junit: args.junit.as_deref(),
+        export: &args.export,
+        stamp,
+        started,
+    };
+    write_run(&o, &gates, run, shard_file.as_ref())
+}
+
+/// Where and how a run's results go: its folder, gates, baseline, JUnit
+/// and terminal summary (`run`, and `merge` of a run's shards).
+pub(super) struct Outputs<'a> {
+    pub out: &'a Path,
+    pub quiet: bool,
+    pub no_gates: bool,
+    pub baseline: Option<&'a folder::RunFiles>,
+    pub tolerances: &'a [String],
+    pub junit: Option<&'a Path>,
+    pub export: &'a [Export],
+    pub stamp: &'a str,
+    pub started: std::time::Instant,
+}
+
+/// Judge `run` by `gates` and the baseline, write its folder (with
+/// `shard_file`, what a merge needs), JUnit and the terminal summary; the
+/// exit code.
+pub(super) fn write_run(
+    o: &Outputs<'_>,
+    gates: &[crate::gate::Gate],
+    mut run: Measured,
+    shard_file: Option<&crate::merge::ShardFile>,
+) -> anyhow::Result<Exit> {
+    let (out, started, stamp) = (o.out, o.started, o.stamp);
     let json = serde_json::to_value(&run.summary)?;
-    if !args.no_gates {
-        run.summary.gates = gate::evaluate(&gates, &json);
+    if !o.no_gates {
+        run.summary.gates = gate::evaluate(gates, &json);
     }
-    let comparison = match &baseline {
+    let comparison = match o.baseline {
         Some(base) => {
             let current = compare::Side {
                 summary: &json,
                 series: Some(&run.series),
                 histograms: Some(&run.histograms),
             };
-            Some(compare_sides(base.side(), current, &args.tolerances)?)
+            Some(compare_sides(base.side(), current, o.tolerances)?)
         }
         None => None,
     };
-    folder::write_data(&out, &run)?;
-    folder::write_report(&out, &run, comparison.as_ref())?;
-    if args.export.contains(&Export::Hgrm) {
-        folder::write_hgrm(&out, &run)?;
+    folder::write_data(out, &run)?;
+    if let Some(f) = shard_file {
+        f.write(out)?;
     }
-    if let Some(path) = &args.junit {
+    folder::write_report(out, &run, comparison.as_ref())?;
+    if o.export.contains(&Export::Hgrm) {
+        folder::write_hgrm(out, &run)?;
+    }
+    if let Some(path) = o.junit {
         let s = &run.summary;
         let meta = junit::Meta {
             scenario: s.scenario.name.clone(),
@@ -221,16 +308,16 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         write_junit(path, &meta, Some(&s.gates), comparison.as_ref())?;
     }
     let mut stdout = std::io::stdout().lock();
-    if !args.quiet {
+    if !o.quiet {
         crate::report::terminal(&run.summary, &mut stdout)?;
         writeln!(stdout, "report     {}", out.join("report.html").display())?;
     }
     let regressed = comparison.as_ref().is_some_and(Comparison::failed);
     if let Some(c) = &comparison {
-        print_comparison(&mut stdout, c, args.quiet)?;
+        print_comparison(&mut stdout, c, o.quiet)?;
     }
     // Failed gates come last, where a CI log is read.
-    let failed = print_gates(&mut stdout, &run.summary.gates, args.quiet)?;
+    let failed = print_gates(&mut stdout, &run.summary.gates, o.quiet)?;
     Ok(if run.summary.run.interrupted {
         Exit::Interrupted
     } else if failed || regressed {
@@ -371,7 +458,11 @@ pub(super) fn cmd_report(args: &ReportArgs) -> anyhow::Result<Exit> {
 
 /// A live run: the embedded reference service on a loopback port unless a
 /// target is given, then the live engine against it with a progress bar.
-fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
+fn run_live(
+    sc: &Scenario,
+    args: &RunArgs,
+    shard: crate::tally::Shard,
+) -> anyhow::Result<(Measured, Option<crate::tally::RunState>)> {
     let wecom = match &args.middleware.middleware {
         Some(url) => {
             let mut setup = WeComSetup::from_scenario(sc, url, args.middleware.listen)?;
@@ -396,6 +487,26 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
         opts.corpid = id.clone();
         opts.corpsecret = secret.clone();
     }
+    opts.shard = shard;
+    if shard.is_part() && target.is_none() {
+        return Err(ArgError(
+            "--shard needs one --target all shards drive (an embedded service per shard would be N small services)"
+                .into(),
+        )
+        .into());
+    }
+    opts.shards_dir = args.barrier.clone();
+    opts.start_at = match (args.start_at, &args.barrier) {
+        (Some(s), _) if s.is_finite() && s >= 0.0 => Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(s)),
+        (Some(s), _) => return Err(ArgError(format!("--start-at {s}: seconds since the epoch")).into()),
+        (None, Some(dir)) => {
+            if !args.quiet {
+                eprintln!("live: shard {shard} waiting at the barrier {} for the others", dir.display());
+            }
+            Some(super::shard::barrier(dir, shard, Duration::from_micros(args.barrier_wait))?)
+        }
+        (None, None) => None,
+    };
     if let Some(w) = &wecom {
         opts.target_label = format!("middleware {}", w.callbacks.url);
         // the middleware is the bot
@@ -427,11 +538,12 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
     }
     let (bar, mut progress) = progress_bar(sc, args.quiet);
     let measured = match &wecom {
-        Some(w) => run_live_middleware(sc, opts, w, &mut progress),
-        None => run_live_with(sc, opts, target.is_none(), &mut progress),
+        // a middleware's section is kfsim's WeCom's, outside the merged state
+        Some(w) => run_live_middleware(sc, opts, w, &mut progress).map(|m| (m, None)),
+        None => run_live_state(sc, opts, target.is_none(), &mut progress).map(|(m, s)| (m, Some(s))),
     };
     bar.finish_and_clear();
-    let measured = measured?;
+    let (measured, state) = measured?;
     if let Some(live) = &measured.summary.live
         && let Some(d) = live.distortion.filter(|&d| d > crate::report::DISTORTION_WARN)
     {
@@ -457,7 +569,7 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
     if measured.summary.run.interrupted {
         eprintln!("interrupted: writing the report of what ran");
     }
-    Ok(measured)
+    Ok((measured, state))
 }
 
 /// Assemble a live run: a runtime, the embedded reference service when
@@ -465,10 +577,20 @@ fn run_live(sc: &Scenario, args: &RunArgs) -> anyhow::Result<Measured> {
 /// `progress`, then the service stopped.
 pub fn run_live_with(
     sc: &Scenario,
-    mut opts: LiveOptions,
+    opts: LiveOptions,
     embedded: bool,
     progress: &mut crate::live::ProgressFn<'_>,
 ) -> anyhow::Result<Measured> {
+    Ok(run_live_state(sc, opts, embedded, progress)?.0)
+}
+
+/// [`run_live_with`], and the run's state for a merge.
+pub fn run_live_state(
+    sc: &Scenario,
+    mut opts: LiveOptions,
+    embedded: bool,
+    progress: &mut crate::live::ProgressFn<'_>,
+) -> anyhow::Result<(Measured, crate::tally::RunState)> {
     // the driver's connections, and the embedded service's, are files
     super::serve::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
@@ -480,7 +602,7 @@ pub fn run_live_with(
         } else {
             None
         };
-        let measured = crate::live::run(sc, &opts, progress).await;
+        let measured = crate::live::run_with_state(sc, &opts, progress).await;
         if let Some(service) = service {
             service.stop(Duration::from_secs(5)).await;
         }
@@ -541,12 +663,24 @@ pub const SCALE_EFFECT_WARN: f64 = 0.1;
 
 /// Run the simulator with a progress bar on a terminal, stopping cleanly on
 /// the first Ctrl-C or SIGTERM (a second one ends the process at once).
-fn simulate_interactive(sc: &Scenario, quiet: bool) -> Measured {
+fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::RunState) {
     let (bar, mut progress) = progress_bar(sc, quiet);
-    let measured = crate::sim::simulate_measured(sc, &mut progress);
+    let mut metrics = crate::metrics::Metrics::new(sc);
+    metrics.keep_interval_histograms();
+    let stats = crate::sim::run_with_progress(sc, &mut metrics, &mut progress);
+    let state = crate::tally::RunState {
+        end_us: stats.end_us,
+        sessions: stats.sessions,
+        peak_in_flight: stats.peak_in_flight,
+        interrupted: stats.interrupted,
+        wall_s: None,
+        metrics: metrics.state(stats.end_us),
+        live: None,
+    };
+    let measured = metrics.finish_all(sc, &stats, None);
     bar.finish_and_clear();
     if measured.summary.run.interrupted {
         eprintln!("interrupted: writing the report of what ran");
     }
-    measured
+    (measured, state)
 }

@@ -159,6 +159,10 @@ struct Agents {
     seq: u64,
     /// Assignments seen, to number them.
     assignments: u64,
+    /// Sessions of another shard's customers this shard's agents hold
+    /// (session → ledger key): their ledger entries are dropped here when
+    /// the session ends, as the customer's own shard never sees them.
+    foreign: HashMap<String, u64>,
 }
 
 /// Start following the agents' queues, then their task (and the shift
@@ -181,14 +185,19 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
             })
         })
         .collect();
+    let mut own = Vec::new();
     for (gi, g) in sc.groups.iter().enumerate() {
         for n in 1..=g.count {
             let userid = g.agent_id(n);
             let index = agents.len() as u32;
-            if g.online.is_empty() {
-                let _ = sh.obs.send(Obs::AgentOnline { t: 0, agent: index, online: true });
-            } else {
-                tokio::spawn(run_shifts(userid.clone(), index, g.online.clone(), sh.clone()));
+            // every agent is known (by its global index), this shard's are played
+            if sh.shard.owns(u64::from(index)) {
+                own.push((index, userid.clone()));
+                if g.online.is_empty() {
+                    let _ = sh.obs.send(Obs::AgentOnline { t: 0, agent: index, online: true });
+                } else {
+                    tokio::spawn(run_shifts(userid.clone(), index, g.online.clone(), sh.clone()));
+                }
             }
             by_userid.insert(userid.clone(), index);
             agents.push(Agent {
@@ -210,10 +219,10 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
         heap: BinaryHeap::new(),
         seq: 0,
         assignments: 0,
+        foreign: HashMap::new(),
     };
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Events>();
-    let userids: Vec<String> = a.agents.iter().map(|a| a.userid.clone()).collect();
-    let followed = follow_queues(sh, userids, ev_tx).await;
+    let followed = follow_queues(sh, own, ev_tx).await;
     tokio::spawn(a.run(ev_rx, followed))
 }
 
@@ -301,10 +310,19 @@ impl Agents {
         let Some(m) = parse_id(&id) else { return };
         let MsgId { key, idx, total, sent_us, .. } = m;
         let Some((before, later_seen)) = self.sh.mark(key, idx, total, SEEN | TAKEN) else { return };
+        let own = self.sh.owns_key(key);
+        if !own {
+            let s = session_key(
+                ev.external_userid.as_deref().unwrap_or_default(),
+                ev.open_kfid.as_deref().unwrap_or_default(),
+            );
+            self.foreign.insert(s, key);
+        }
         {
             let in_window = self.sh.in_window(now);
             let mut c = self.sh.counts();
-            if before & TAKEN == 0 {
+            // another shard's customer counts what the target took of theirs
+            if before & TAKEN == 0 && own {
                 // the target took it, whatever became of the answer to
                 // the customer's send: sent agrees with what it accepted
                 c.sent += 1;
@@ -414,6 +432,9 @@ impl Agents {
                 std::collections::hash_map::Entry::Occupied(_) => false,
             }
         } else {
+            if let Some(key) = self.foreign.remove(&s) {
+                self.sh.ledger().remove(&key);
+            }
             a.held.remove(&s).is_some()
         };
         if changed {
@@ -586,9 +607,10 @@ type Followed = (Vec<JoinHandle<()>>, Option<String>);
 /// gets the per-agent long-polls.
 async fn follow_queues(
     sh: &Arc<Shared>,
-    userids: Vec<String>,
+    agents: Vec<(u32, String)>,
     tx: mpsc::UnboundedSender<Events>,
 ) -> Followed {
+    let userids: Vec<&String> = agents.iter().map(|(_, u)| u).collect();
     let body = json!({"servicer_userids": userids, "queue_cap": 1_000_000});
     let mut opened = Err(CallError::Timeout);
     for attempt in 1..=OPEN_ATTEMPTS {
@@ -617,12 +639,11 @@ async fn follow_queues(
             )
         }
         _ => (
-            userids
+            agents
                 .into_iter()
-                .enumerate()
                 .map(|(i, u)| {
                     let tx = tx.clone();
-                    let deliver = move |events| tx.send((Some(i as u32), events)).is_ok();
+                    let deliver = move |events| tx.send((Some(i), events)).is_ok();
                     tokio::spawn(follow_queue(sh.clone(), PULL, String::new(), u, deliver))
                 })
                 .collect(),

@@ -170,6 +170,8 @@ struct Driver<'a> {
     /// on its way: its refusal (40058) is explained.
     held_and_gone: std::collections::HashSet<u64>,
     arrivals_left: usize,
+    /// Per entry, arrivals drawn so far (this shard's and the others').
+    drawn: Vec<u64>,
 }
 
 pub(crate) async fn drive(
@@ -189,8 +191,17 @@ pub(crate) async fn drive(
         )
         .await;
     let channel = opened.map(|o| o.channel_id).unwrap_or_default();
-    let entries: Vec<EntryBehaviour> =
+    let mut entries: Vec<EntryBehaviour> =
         sc.entries.iter().map(|e| EntryBehaviour::new(e, sc.seed, sc.duration_us)).collect();
+    if sh.shard.is_part() {
+        // every shard draws the whole arrival stream (and keeps its share),
+        // but its customers' own draws from a stream of its own: the same
+        // stream in every shard would give the k-th customer of each the
+        // same messages and patience
+        for (rt, e) in entries.iter_mut().zip(&sc.entries) {
+            rt.rng = crate::workload::stream(sc.seed, &format!("customers/{}/shard {}", e.name, sh.shard));
+        }
+    }
     let scenes = sc
         .entries
         .iter()
@@ -220,6 +231,7 @@ pub(crate) async fn drive(
         peak: 0,
         batches_in_flight: 0,
         held_and_gone: Default::default(),
+        drawn: vec![0; sc.entries.len()],
     };
     for e in 0..d.entries.len() {
         d.schedule_arrival(e);
@@ -343,9 +355,14 @@ fn settle(sh: &Shared, key: u64, c: &Cust, before: u64) {
     sh.counts().lost += lost;
 }
 
-/// The handle of customer `id` of an account's memory, unique on the channel.
-fn handle_of(account: usize, id: u64) -> String {
-    format!("c{account}-{id}")
+fn c_total(custs: &HashMap<u64, Cust>, key: u64) -> u32 {
+    custs.get(&key).map_or(0, |c| c.total)
+}
+
+/// The handle of customer `id` of an account's memory, unique on the
+/// channel — and among shards, which remember customers apart.
+fn handle_of(account: usize, id: u64, shard: crate::tally::Shard) -> String {
+    if shard.is_part() { format!("c{account}-{id}-s{}", shard.index) } else { format!("c{account}-{id}") }
 }
 
 impl Driver<'_> {
@@ -354,11 +371,25 @@ impl Driver<'_> {
         self.heap.push(Reverse((t, self.seq, due)));
     }
 
+    /// The entry's next arrival of this shard: the whole stream is drawn,
+    /// so that the shards together send exactly the arrivals of one run.
     fn schedule_arrival(&mut self, e: usize) {
         let rt = &mut self.entries[e];
-        match rt.arrivals.next(&mut rt.arrival_rng) {
-            Some(t) => self.push(t, Due::Arrive(e)),
-            None => self.arrivals_left -= 1,
+        loop {
+            match rt.arrivals.next(&mut rt.arrival_rng) {
+                Some(t) => {
+                    let k = self.drawn[e];
+                    self.drawn[e] += 1;
+                    if self.sh.shard.owns(k) {
+                        self.push(t, Due::Arrive(e));
+                        return;
+                    }
+                }
+                None => {
+                    self.arrivals_left -= 1;
+                    return;
+                }
+            }
         }
     }
 
@@ -485,7 +516,8 @@ impl Driver<'_> {
         };
         // one session per customer at a time: a customer still in a
         // session comes back as a new one
-        let back = back.filter(|(id, _)| !self.by_handle.contains_key(&handle_of(home, *id)));
+        let shard = self.sh.shard;
+        let back = back.filter(|(id, _)| !self.by_handle.contains_key(&handle_of(home, *id, shard)));
         let (customer, last_agent, returning) = match back {
             Some((id, last)) => {
                 let within = self.sc.accounts[home].prefer_last_within_us;
@@ -495,8 +527,10 @@ impl Driver<'_> {
             }
             None => (mem.new_customer(), None, false),
         };
-        let handle = handle_of(home, customer);
-        let key = self.next_key;
+        let handle = handle_of(home, customer, shard);
+        // key mod N is the shard: an agent of another shard seeing the
+        // message knows it is not one of its own customers'
+        let key = self.next_key * u64::from(shard.count) + u64::from(shard.index);
         self.next_key += 1;
         let messages = rt.messages.sample(&mut rt.rng);
         let msgtype = rt.mix.sample(&mut rt.rng);
@@ -1006,6 +1040,11 @@ impl Driver<'_> {
         let next = !transfer && idx + 1 < c.total && idx + 1 == c.sent;
         // an answered message reached the target, whatever became of its ack
         self.taken(key, idx, now);
+        if self.sh.shard.is_part() {
+            // and an agent saw it: perhaps an agent of another shard, who
+            // marks what it sees in its own ledger
+            self.sh.mark(key, idx, c_total(&self.custs, key), SEEN);
+        }
         if next {
             let e = info.entry as usize;
             let rt = &mut self.entries[e];

@@ -56,8 +56,10 @@ impl CallError {
     }
 }
 
-#[derive(Default)]
-struct Endpoint {
+/// One endpoint's calls: latency from each call's intended time [µs], and
+/// errors by kind.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Endpoint {
     latency: Hist,
     errors: BTreeMap<String, u64>,
 }
@@ -95,23 +97,36 @@ impl HttpStats {
         map.get(endpoint).and_then(|e| e.latency.stats_ms().p95)
     }
 
+    /// What was measured per endpoint, as state that merges.
+    pub fn state(&self) -> BTreeMap<String, Endpoint> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, e)| (k.to_string(), e.clone())).collect()
+    }
+
     /// The summary section, and the histograms (µs) keyed `http.ENDPOINT`.
     pub fn finish(&self) -> (BTreeMap<String, HttpEndpoint>, BTreeMap<String, hdrhistogram::Histogram<u64>>) {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = BTreeMap::new();
-        let mut hists = BTreeMap::new();
-        for (name, e) in map.iter() {
-            let errors: u64 = e.errors.values().sum();
-            let latency = e.latency.stats_ms();
-            let error_rate = crate::summary::ratio(errors as f64, latency.count as f64);
-            out.insert(
-                name.to_string(),
-                HttpEndpoint { errors, error_rate, errors_by_kind: e.errors.clone(), latency },
-            );
-            hists.insert(format!("http.{name}"), e.latency.histogram().clone());
-        }
-        (out, hists)
+        summarise(&self.state())
     }
+}
+
+/// The summary's `http` section of `endpoints`, and the histograms (µs)
+/// keyed `http.ENDPOINT`.
+pub fn summarise(
+    endpoints: &BTreeMap<String, Endpoint>,
+) -> (BTreeMap<String, HttpEndpoint>, BTreeMap<String, hdrhistogram::Histogram<u64>>) {
+    let mut out = BTreeMap::new();
+    let mut hists = BTreeMap::new();
+    for (name, e) in endpoints.iter() {
+        let errors: u64 = e.errors.values().sum();
+        let latency = e.latency.stats_ms();
+        let error_rate = crate::summary::ratio(errors as f64, latency.count as f64);
+        out.insert(
+            name.to_string(),
+            HttpEndpoint { errors, error_rate, errors_by_kind: e.errors.clone(), latency },
+        );
+        hists.insert(format!("http.{name}"), e.latency.histogram().clone());
+    }
+    (out, hists)
 }
 
 /// An answer's WeCom `errcode` (0 or absent: success). Typed answers give

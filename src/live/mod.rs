@@ -22,6 +22,7 @@ mod agents;
 mod bot;
 mod customers;
 pub mod http;
+pub mod state;
 mod timer;
 mod wire;
 
@@ -34,10 +35,10 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::metrics::{Hist, LiveFigures, Measured, Metrics};
+use crate::metrics::{Hist, Measured, Metrics};
 use crate::observe::{Obs, Observer, Progress, RunStats};
 use crate::scenario::Scenario;
-use crate::summary::{GaveUp, LiveInfo};
+use crate::summary::GaveUp;
 use http::{CallError, Http};
 
 /// How to run live.
@@ -70,6 +71,17 @@ pub struct LiveOptions {
     /// enterprise API (`send_msg`, `service_state/trans`), as a middleware
     /// would; off when a middleware under test is the bot.
     pub play_bots: bool,
+    /// This process's share of the run (`--shard I/N`): every Nth arrival
+    /// of each entry, from the I-th, and every Nth agent.
+    pub shard: crate::tally::Shard,
+    /// When the scenario's clock starts (wall time): shards started apart
+    /// run one schedule. `None`: once connected.
+    pub start_at: Option<std::time::SystemTime>,
+    /// A folder the shards share (their start barrier's): each says there
+    /// when its customers are done, and the agents, who serve every
+    /// shard's customers, stop once all have. Without it they serve until
+    /// the end of the drain.
+    pub shards_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LiveOptions {
@@ -84,6 +96,9 @@ impl Default for LiveOptions {
             timeout: Duration::from_secs(10),
             resend_for: Duration::from_secs(30),
             play_bots: true,
+            shard: crate::tally::Shard::WHOLE,
+            start_at: None,
+            shards_dir: None,
         }
     }
 }
@@ -264,7 +279,7 @@ impl Timebase {
 }
 
 /// Figures only the live engine has, gathered by the tasks.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct LiveCounts {
     /// Customer messages accepted, and replies received, in the measured
     /// window (scenario time from the warm-up to the end of arrivals).
@@ -309,6 +324,8 @@ pub(crate) struct Shared {
     /// How long (wall) a due action may wait for others to leave in the
     /// same request: see [`gather_for`].
     pub(crate) gather: Duration,
+    /// This process's share of the run.
+    pub(crate) shard: crate::tally::Shard,
 }
 
 /// How long a due action may wait to leave with others: 0.5 % of the
@@ -357,6 +374,12 @@ impl Shared {
         Some((before, later_seen))
     }
 
+    /// Whether the session of ledger key `key` is this shard's (its
+    /// customer's): keys are dealt so that key mod N is the shard.
+    pub(crate) fn owns_key(&self, key: u64) -> bool {
+        self.shard.owns(key)
+    }
+
     /// Whether scenario time `t` is in the measured window.
     pub(crate) fn in_window(&self, t: u64) -> bool {
         (self.window.0..=self.window.1).contains(&t)
@@ -391,15 +414,39 @@ pub async fn run(
     opts: &LiveOptions,
     progress: &mut ProgressFn<'_>,
 ) -> anyhow::Result<Measured> {
+    Ok(run_with_state(sc, opts, progress).await?.0)
+}
+
+/// [`run`], and the run's settled state, which merges with the states of
+/// the other shards of the run (`crate::tally`).
+pub async fn run_with_state(
+    sc: &Scenario,
+    opts: &LiveOptions,
+    progress: &mut ProgressFn<'_>,
+) -> anyhow::Result<(Measured, crate::tally::RunState)> {
     opts.check().map_err(anyhow::Error::msg)?;
     check_load(sc, opts.time_scale).map_err(anyhow::Error::msg)?;
     let http = Http::new(&opts.target, opts.timeout);
     let (open_kfid, agent_index) = connect(&http, sc, opts).await?;
-    let busy_at_start = busy_servicers(&http, &open_kfid, &agent_index).await;
+    let own: BTreeMap<String, u32> = agent_index
+        .iter()
+        .filter(|(_, i)| opts.shard.owns(u64::from(**i)))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let busy_at_start = busy_servicers(&http, &open_kfid, &own).await;
+    // Shards started apart begin the schedule together (one that comes
+    // late starts at once, its schedule lagging by as much). Their agents
+    // follow their queues before: a session given to an agent whose shard
+    // had not started would wait in a queue nobody reads.
+    let start = Instant::now()
+        + opts
+            .start_at
+            .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+            .unwrap_or_default();
     let (obs_tx, obs_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         http,
-        tb: Timebase { start: Instant::now(), scale: opts.time_scale },
+        tb: Timebase { start, scale: opts.time_scale },
         obs: obs_tx,
         counts: Default::default(),
         stop: AtomicBool::new(false),
@@ -410,11 +457,22 @@ pub async fn run(
         window: (sc.warmup_us, sc.duration_us),
         resend_us: (opts.resend_for.as_secs_f64() * 1e6 * opts.time_scale) as u64,
         gather: gather_for(sc, opts.time_scale),
+        shard: opts.shard,
     });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let collector = tokio::spawn(collect(Metrics::new(sc), obs_rx, shared.tb, done_rx));
+    let mut metrics = Metrics::new(sc);
+    metrics.keep_interval_histograms();
+    let collector = tokio::spawn(collect(metrics, obs_rx, shared.tb, done_rx));
     let agent_task = agents::spawn(sc, &shared).await;
+    tokio::time::sleep_until(start.into()).await;
     let outcome = customers::drive(sc, &shared, opts, progress).await;
+    if opts.shard.is_part() && !outcome.interrupted {
+        // this shard's agents serve the other shards' customers too: they
+        // stop when every shard's customers are done, at the latest at the
+        // end of the drain every shard allows itself
+        let deadline = shared.tb.instant(sc.duration_us) + opts.drain;
+        others_done(opts, deadline).await;
+    }
     shared.stop.store(true, Ordering::SeqCst);
     // its last batches may wait for a slot, then for their answers
     let _ = tokio::time::timeout(2 * opts.timeout + Duration::from_secs(1), agent_task).await;
@@ -439,42 +497,39 @@ pub async fn run(
         peak_in_flight: outcome.peak_in_flight,
         interrupted: outcome.interrupted,
     };
-    let counts = std::mem::take(&mut *shared.counts());
-    let (endpoints, http_histograms) = http.stats.finish();
-    let window_s = shared.tb.wall(end_us.min(sc.duration_us).saturating_sub(sc.warmup_us)).as_secs_f64();
-    let rate = |n: u64| (window_s > 0.0).then(|| n as f64 / window_s);
-    // in scenario ms: the run's own overhead × the scale
-    let immediate_p50 = counts.immediate.stats_ms().p50;
-    let figures = LiveFigures {
-        http: endpoints,
-        http_histograms,
-        sent: counts.sent,
-        delivered: counts.delivered,
-        lost: counts.lost,
-        duplicated: counts.duplicated,
-        reordered: counts.reordered,
-        late_actions: counts.late,
-        lag: counts.lag,
-        // delivery is measured in wall time and reported as such (not scaled)
-        to_agent: counts.to_agent,
-        to_customer: counts.to_customer,
-        info: LiveInfo {
-            target: opts.target_label.clone(),
-            time_scale: opts.time_scale,
-            wall_s,
-            messages_per_s: rate(counts.window_sent),
-            replies_per_s: rate(counts.window_replies),
-            open_at_end: outcome.open_at_end,
-            gave_up: counts.gave_up,
-            shed: counts.shed,
-            busy_at_start,
-            overhead_ms: immediate_p50.map(|ms| ms / opts.time_scale),
-            distortion: immediate_p50
-                .filter(|_| sc.service_level_us > 0)
-                .map(|ms| ms / (sc.service_level_us as f64 / 1e3)),
-        },
+    let live = state::LiveState {
+        counts: std::mem::take(&mut *shared.counts()),
+        http: http.stats.state(),
+        open_at_end: outcome.open_at_end,
+        busy_at_start,
+        ..state::LiveState::fresh(&opts.target_label, opts.time_scale)
     };
-    Ok(metrics.finish_all(sc, &stats, Some(figures)))
+    let run_state = crate::tally::RunState {
+        end_us: stats.end_us,
+        sessions: stats.sessions,
+        peak_in_flight: stats.peak_in_flight,
+        interrupted: stats.interrupted,
+        wall_s: Some(wall_s),
+        metrics: metrics.state(stats.end_us),
+        live: Some(serde_json::to_value(&live).context("the live state")?),
+    };
+    let figures = live.figures(sc, stats.end_us, wall_s);
+    Ok((metrics.finish_all(sc, &stats, Some(figures)), run_state))
+}
+
+/// Say in `opts.shards_dir` that this shard's customers are done, and
+/// wait until every shard has said so, or until `deadline`.
+async fn others_done(opts: &LiveOptions, deadline: Instant) {
+    let n = opts.shard.count;
+    let Some(dir) = &opts.shards_dir else {
+        tokio::time::sleep_until(deadline.into()).await;
+        return;
+    };
+    let name = |i: u32| dir.join(format!("done-{i}-of-{n}"));
+    let _ = std::fs::write(name(opts.shard.index), b"");
+    while Instant::now() < deadline && !(0..n).all(|i| name(i).exists()) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `gettoken` (retried for [`CONNECT_WITHIN`]: a target may still be

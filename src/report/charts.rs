@@ -316,6 +316,9 @@ pub fn render_all(run: &Measured) -> DrawResult<Vec<Chart>> {
         let title = format!("Service level and queue wait by entry point — {name}");
         charts.push(Kind::ByEntry.render(run, "by-entry".into(), title)?);
     }
+    if let Some(flow) = super::flow::chart(&run.summary)? {
+        charts.push(flow);
+    }
     if run.summary.agents.iter().any(|a| a.online_s > 0.0) {
         let title = format!("Sessions per agent — {name}");
         charts.push(Kind::FairnessBars.render(run, "fairness-agents".into(), title)?);

@@ -1,8 +1,11 @@
 //! `report.html`: one self-contained page (inline CSS and SVG, no scripts,
 //! no external requests) with the verdicts first, the baseline comparison
-//! (with % changes) next, then the key numbers, the charts, the per-entry
-//! table with its chart, the agents with theirs, returning customers and
-//! the message mix. Hovering a chart's point shows its value (SVG titles).
+//! (with % changes) next, then the key numbers, the flow of sessions (when
+//! they had more than one way to go: a bot, several accounts or groups,
+//! transfers) with the bot, per-account, per-group and transfer tables, the
+//! charts, the per-entry table with its chart, the agents with theirs,
+//! returning customers and the message mix. Hovering a chart's point shows
+//! its value (SVG titles).
 
 use std::fmt::Write as _;
 
@@ -89,16 +92,9 @@ pub fn render(run: &Measured, charts: &[Chart], comparison: Option<&Comparison>)
     if let Some(m) = &s.middleware {
         middleware(&mut h, m, s.live.as_ref().map_or(1.0, |l| l.time_scale));
     }
-    let figure = |h: &mut String, c: &Chart| {
-        let _ = writeln!(
-            h,
-            "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>",
-            esc(&c.name),
-            strip_xml_decl(&c.svg),
-            esc(&c.title)
-        );
-    };
-    let (by_entry, rest): (Vec<&Chart>, Vec<&Chart>) = charts.iter().partition(|c| c.name == "by-entry");
+    let (flow, rest): (Vec<&Chart>, Vec<&Chart>) = charts.iter().partition(|c| c.name == "flow");
+    paths(&mut h, run, flow.first().copied());
+    let (by_entry, rest): (Vec<&Chart>, Vec<&Chart>) = rest.into_iter().partition(|c| c.name == "by-entry");
     let (agent_charts, rest): (Vec<&Chart>, Vec<&Chart>) =
         rest.into_iter().partition(|c| c.name.starts_with("fairness-") || c.name.starts_with("occupancy-"));
     h.push_str("<h2>Charts</h2>\n");
@@ -147,6 +143,16 @@ fn customers(h: &mut String, run: &Measured) {
         h,
         "<tr><td>all customer messages</td><td>{}</td><td></td></tr><tr><td>agent replies</td><td>{}</td><td></td></tr></table>",
         s.messages.customer, s.messages.replies
+    );
+}
+
+fn figure(h: &mut String, c: &Chart) {
+    let _ = writeln!(
+        h,
+        "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>",
+        esc(&c.name),
+        strip_xml_decl(&c.svg),
+        esc(&c.title)
     );
 }
 
@@ -205,7 +211,7 @@ fn verdicts(h: &mut String, run: &Measured, comparison: Option<&Comparison>) {
 
 fn key_numbers(h: &mut String, run: &Measured) {
     let s = &run.summary;
-    let cards = [
+    let mut cards = vec![
         ("offered", s.sessions.offered.to_string()),
         ("answered", s.sessions.answered.to_string()),
         ("service level", pct(s.service_level)),
@@ -215,7 +221,22 @@ fn key_numbers(h: &mut String, run: &Measured) {
         ("occupancy", pct(s.occupancy)),
         ("first response p95", human_ms(s.latency_ms.first_response.p95)),
     ];
-    h.push_str("<h2>Key numbers</h2>\n<div class=\"cards\">");
+    if let (Some(b), Some(people)) = (&s.bot, s.sessions.to_people) {
+        cards.insert(1, ("bot deflection", pct(b.deflection)));
+        cards.insert(2, ("to people", people.to_string()));
+    }
+    h.push_str("<h2>Key numbers</h2>\n");
+    // with a bot the people's figures are over fewer sessions than offered:
+    // said before the first of them is read
+    if let (Some(b), Some(people)) = (&s.bot, s.sessions.to_people) {
+        let _ = writeln!(
+            h,
+            "<p class=\"meta\" id=\"to-people\">The bot resolved {} of {} sessions; answered, service level, \
+             waits, abandonment and ASA are over the {people} that reached people (<code>sessions.to_people</code>).</p>",
+            b.resolved, s.sessions.offered
+        );
+    }
+    h.push_str("<div class=\"cards\">");
     for (k, v) in cards {
         let _ = write!(
             h,
@@ -373,6 +394,111 @@ fn agents(h: &mut String, run: &Measured) {
         );
     }
     h.push_str("</table>\n");
+}
+
+/// The flow of sessions and what it is made of: the bot tier, each
+/// account's pool and each group, and the transfer paths. Only what the
+/// run has: a page without a bot, several accounts or groups, or transfers
+/// has no such section.
+fn paths(h: &mut String, run: &Measured, flow: Option<&Chart>) {
+    let s = &run.summary;
+    if !super::flow::has_paths(s) {
+        return;
+    }
+    h.push_str(
+        "<h2 id=\"flow-of-sessions\">Flow of sessions</h2>\n<p class=\"meta\">Counted sessions from entry point to \
+         outcome, each band as wide as its count. A transfer runs back to the pool of the account it goes to: \
+         one customer session, handled twice, so the pools and groups count handles.</p>\n",
+    );
+    if let Some(c) = flow {
+        figure(h, c);
+    }
+    if let Some(b) = &s.bot {
+        let held = b.sessions.saturating_sub(b.resolved + b.handed_over);
+        let _ = writeln!(
+            h,
+            "<h3 id=\"bot\">The bot</h3>\n<table><tr><th>sessions</th><th>resolved by the bot</th>\
+             <th>handed over to people</th><th>still with the bot at the end</th><th>deflection</th><th>bot replies</th></tr>\n\
+             <tr><td>{}</td><td>{}</td><td>{}</td><td>{held}</td><td>{}</td><td>{}</td></tr></table>",
+            b.sessions,
+            b.resolved,
+            b.handed_over,
+            pct(b.deflection),
+            b.replies
+        );
+        h.push_str("<table><tr><th>the bot's latency</th><th>count</th><th>mean</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
+        latency_row(h, "bot first response", &b.first_response);
+        latency_row(h, "time in bot", &b.time_in_bot);
+        h.push_str("</table>\n");
+    }
+    if !s.by_account.is_empty() {
+        h.push_str(
+            "<h3 id=\"by-account\">By account (its people)</h3>\n<table><tr><th>account</th><th>handles</th>\
+             <th>transferred in</th><th>answered</th><th>waited</th><th>service level</th><th>abandoned</th>\
+             <th>ASA</th><th>queue wait p95</th></tr>\n",
+        );
+        for (name, a) in &s.by_account {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(name),
+                a.handles.offered,
+                a.transferred_in,
+                a.handles.answered,
+                pct(a.wait_probability),
+                pct(a.service_level),
+                pct(a.abandon_rate),
+                human_ms(a.asa_ms),
+                human_ms(a.queue_wait.p95)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    if !s.by_group.is_empty() {
+        h.push_str(
+            "<h3 id=\"by-group\">By agent group</h3>\n<table><tr><th>group</th><th>accounts</th><th>agents</th>\
+             <th>handles</th><th>transferred</th><th>ended</th><th>occupancy</th></tr>\n",
+        );
+        for (name, g) in &s.by_group {
+            // a summary from before groups listed their accounts: the agents say
+            let account = if g.accounts.is_empty() {
+                s.agents.iter().find(|a| &a.group == name).map_or(String::new(), |a| a.account.clone())
+            } else {
+                g.accounts.join(", ")
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(name),
+                esc(&account),
+                g.agents,
+                g.handles,
+                g.transferred,
+                g.ended,
+                pct(g.occupancy)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    if !s.transfers.is_empty() {
+        h.push_str(
+            "<h3 id=\"transfers\">Transfers</h3>\n<table><tr><th>from group</th><th>to account</th>\
+             <th>handles transferred</th><th>share of the group's handles</th></tr>\n",
+        );
+        for (path, n) in &s.transfers {
+            let (group, account) = path.split_once("->").unwrap_or((path, ""));
+            let share =
+                s.by_group.get(group).and_then(|g| crate::summary::ratio(*n as f64, g.handles as f64));
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{n}</td><td>{}</td></tr>",
+                esc(group),
+                esc(account),
+                pct(share)
+            );
+        }
+        h.push_str("</table>\n");
+    }
 }
 
 fn comparison_table(h: &mut String, c: &Comparison) {

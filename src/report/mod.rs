@@ -6,6 +6,7 @@
 
 pub mod charts;
 pub mod compare;
+pub mod flow;
 pub mod folder;
 pub mod hgrm;
 pub mod html;

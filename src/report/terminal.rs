@@ -43,14 +43,24 @@ pub fn terminal(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         if s.run.interrupted { " · INTERRUPTED: partial results" } else { "" }
     )?;
     let c = &s.sessions;
+    // with a bot, the human figures are over the sessions that reached
+    // people, not over all offered: the lines say so where they are read
+    let (to_people, over) = match (&s.bot, c.to_people) {
+        (Some(b), Some(p)) => (
+            format!(" · resolved by the bot {} · to people {p}", b.resolved),
+            format!("over the {p} to people: "),
+        ),
+        _ => (String::new(), String::new()),
+    };
     writeln!(
         w,
-        "sessions   offered {} · answered {} · abandoned {} · rejected {} · unfinished {}",
+        "sessions   offered {}{to_people} · answered {} · abandoned {} · rejected {} · unfinished {}",
         c.offered, c.answered, c.abandoned, c.rejected, c.unfinished
     )?;
+    bot(s, w)?;
     writeln!(
         w,
-        "service    SL({}) {} · waited {} · abandoned {} · ASA {} · occupancy {}",
+        "service    {over}SL({}) {} · waited {} · abandoned {} · ASA {} · occupancy {}",
         super::setting(s.scenario.service_level_s),
         pct(s.service_level),
         pct(s.wait_probability),
@@ -106,8 +116,86 @@ pub fn terminal(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             )?;
         }
     }
+    paths(s, w)?;
     live(s, w)?;
     middleware(s, w)
+}
+
+/// The bot tier (智能助手): how many sessions it took, resolved and handed
+/// over, and how fast it answered.
+fn bot(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
+    let Some(b) = &s.bot else { return Ok(()) };
+    // sessions the bot still held when the run stopped: offered, yet neither
+    // resolved nor handed over
+    let held = b.sessions.saturating_sub(b.resolved + b.handed_over);
+    writeln!(
+        w,
+        "bot        {} sessions · resolved {} · handed over {} · deflection {}{}",
+        b.sessions,
+        b.resolved,
+        b.handed_over,
+        pct(b.deflection),
+        if held > 0 { format!(" · {held} still with the bot at the end") } else { String::new() },
+    )?;
+    writeln!(
+        w,
+        "           first response p50 {} p95 {} · time in bot p50 {} p95 {}",
+        human_ms(b.first_response.p50),
+        human_ms(b.first_response.p95),
+        human_ms(b.time_in_bot.p50),
+        human_ms(b.time_in_bot.p95)
+    )
+}
+
+/// Per account and per group, and the transfer paths, when sessions had
+/// more than one way to go. Without several accounts or transfers the
+/// account table repeats the lines above, and the group table without
+/// several groups or transfers repeats the agents'.
+fn paths(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
+    let transfers = !s.transfers.is_empty();
+    if s.by_account.len() > 1 || transfers {
+        writeln!(
+            w,
+            "{:<17}{:>8}{:>16}{:>9}{:>9}{:>11}{:>9}",
+            "by account", "handles", "transferred in", "waited", "SL", "abandoned", "ASA"
+        )?;
+        for (name, a) in &s.by_account {
+            writeln!(
+                w,
+                "  {name:<15}{:>8}{:>16}{:>9}{:>9}{:>11}{:>9}",
+                a.handles.offered,
+                a.transferred_in,
+                pct(a.wait_probability),
+                pct(a.service_level),
+                pct(a.abandon_rate),
+                human_ms(a.asa_ms)
+            )?;
+        }
+    }
+    if s.by_group.len() > 1 || transfers {
+        writeln!(
+            w,
+            "{:<17}{:>8}{:>9}{:>13}{:>9}{:>11}",
+            "by group", "agents", "handles", "transferred", "ended", "occupancy"
+        )?;
+        for (name, g) in &s.by_group {
+            writeln!(
+                w,
+                "  {name:<15}{:>8}{:>9}{:>13}{:>9}{:>11}",
+                g.agents,
+                g.handles,
+                g.transferred,
+                g.ended,
+                pct(g.occupancy)
+            )?;
+        }
+    }
+    for (path, n) in &s.transfers {
+        let (group, account) = path.split_once("->").unwrap_or((path, "?"));
+        let share = s.by_group.get(group).and_then(|g| crate::summary::ratio(*n as f64, g.handles as f64));
+        writeln!(w, "transfer   {group} → {account}: {n} handles ({} of {group}'s)", pct(share))?;
+    }
+    Ok(())
 }
 
 /// What a middleware did (`run --middleware`): its callbacks, how fast it

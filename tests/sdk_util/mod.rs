@@ -13,27 +13,29 @@ pub const WECHATPY: &str = "wechatpy==2.0.0a26";
 
 /// The venv's python, with wechatpy installed (once per target directory).
 pub fn python() -> PathBuf {
+    venv("sdk-venv", &[WECHATPY, "cryptography"], "import wechatpy, cryptography")
+}
+
+/// The python of a throwaway venv `name` under the target directory, with
+/// `packages` pip-installed (once: while `check` runs, it is kept).
+pub fn venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
     static ONCE: Mutex<()> = Mutex::new(());
     let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-venv");
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let py = venv.join("bin").join("python");
-    let ready = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import wechatpy, cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let ready = |py: &Path| Command::new(py).args(["-c", check]).output().is_ok_and(|o| o.status.success());
     if py.exists() && ready(&py) {
         return py;
     }
     let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).output().expect("python3 runs");
     assert!(made.status.success(), "python3 -m venv: {}", String::from_utf8_lossy(&made.stderr));
     let pip = Command::new(&py)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", WECHATPY, "cryptography"])
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(packages)
         .output()
         .expect("pip runs");
-    assert!(pip.status.success(), "pip install {WECHATPY}: {}", String::from_utf8_lossy(&pip.stderr));
-    assert!(ready(&py), "wechatpy imports after installing");
+    assert!(pip.status.success(), "pip install {packages:?}: {}", String::from_utf8_lossy(&pip.stderr));
+    assert!(ready(&py), "`{check}` runs after installing {packages:?}");
     py
 }
 

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Every performance figure of the README, measured again: each benchmark
+# script is run ROUNDS times in turn (sim with its SimPy anchor, the driver
+# with its wrk anchor, the service under wrk with its trivial-server anchor,
+# the live engine, callbacks, the middleware benchmark), and every RESULT
+# figure is reported as the median and range over the rounds, with the
+# commit, the date and how noisy the machine was while it ran.
+#
+#   bash benches/all.sh                           # 5 rounds of everything (about an hour)
+#   ROUNDS=3 BENCHES="sim wrk" bash benches/all.sh
+#
+# Writes benches/results/DATE-COMMIT.md (the tables the README pastes) and
+# the raw RESULT lines beside it. A figure measured while the machine was not
+# quiet is marked: load average above 0.5 when a round started (something
+# else ran), CPU steal above 2 % (a noisy neighbour on the host), or an
+# anchor whose own spread over the rounds exceeds 15 %.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-5}
+BENCHES=${BENCHES:-sim driver wrk live callbacks middleware}
+COMMIT=$(git describe --always --dirty)
+DATE=$(date -u +%Y-%m-%d)
+OUT=benches/results/$DATE-$COMMIT
+mkdir -p benches/results
+RAW=$OUT.raw
+: >"$RAW"
+
+# steal and total jiffies of all CPUs so far
+cpu_jiffies() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t}' /proc/stat; }
+
+cargo build --release --quiet
+for round in $(seq 1 "$ROUNDS"); do
+  for bench in $BENCHES; do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    read -r steal0 total0 < <(cpu_jiffies)
+    echo "# round $round/$ROUNDS: $bench (load $load)" >&2
+    if ! out=$(ROUNDS=1 bash "benches/$bench/run.sh" 2>&1); then
+      echo "$out" | tail -20 >&2
+      echo "benches/$bench/run.sh failed in round $round" >&2
+      exit 1
+    fi
+    read -r steal1 total1 < <(cpu_jiffies)
+    steal=$(awk -v a="$steal0" -v b="$steal1" -v s="$total0" -v e="$total1" 'BEGIN {printf "%.2f", 100 * (b - a) / (e - s)}')
+    grep '^RESULT' <<<"$out" | sed "s/^RESULT /$bench $round /" >>"$RAW"
+    echo "$bench $round noise load=$load steal_pct=$steal" >>"$RAW"
+  done
+done
+
+python3 - "$RAW" "$COMMIT" "$DATE" "$ROUNDS" <<'PY' | tee "$OUT.md"
+import re, statistics, sys
+from collections import OrderedDict, defaultdict
+
+raw, commit, date, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+# tokens that name what was measured rather than measure it
+LABELS = {"path", "batch", "scenario", "mode", "life", "name"}
+ANCHORS = {("sim", "simpy", "customers_per_s"), ("wrk", "path=trivial", "req_per_s")}
+values = OrderedDict()
+noise = defaultdict(list)
+for line in open(raw):
+    bench, rnd, *tokens = line.split()
+    if tokens and tokens[0] == "noise":
+        kv = dict(t.split("=", 1) for t in tokens[1:])
+        noise[bench].append((float(kv["load"]), float(kv["steal_pct"])))
+        continue
+    label = []
+    figures = []
+    for t in tokens:
+        k, eq, v = t.partition("=")
+        v = v.rstrip("%,)")
+        if eq and k not in LABELS and k != "round" and re.fullmatch(r"-?[0-9.]+(e-?[0-9]+)?", v):
+            figures.append((k, float(v)))
+        elif eq and k == "round":
+            continue
+        elif not eq and not label and t.isidentifier():
+            label.append(t)
+        elif eq and k in LABELS:
+            label.append(t)
+    for k, v in figures:
+        values.setdefault((bench, " ".join(label), k), []).append(v)
+
+def fmt(x):
+    if abs(x) >= 1000:
+        return f"{x:,.0f}".replace(",", " ")
+    return f"{x:.3g}"
+
+print(f"Measured by `bash benches/all.sh` at commit {commit} on {date}, {rounds} rounds; "
+      "median (min–max) over the rounds.\n")
+print("| benchmark | what | figure | median (range) | n |")
+print("|---|---|---|---|---|")
+spread = {}
+for (bench, label, key), xs in values.items():
+    med = statistics.median(xs)
+    print(f"| {bench} | {label} | {key} | {fmt(med)} ({fmt(min(xs))}–{fmt(max(xs))}) | {len(xs)} |")
+    if (bench, label, key) in ANCHORS and min(xs) > 0:
+        spread[(bench, label, key)] = max(xs) / min(xs) - 1
+print()
+print("| benchmark | load at start (max) | CPU steal % (max) | anchor spread | to be trusted |")
+print("|---|---|---|---|---|")
+for bench, rows in noise.items():
+    load = max(r[0] for r in rows)
+    steal = max(r[1] for r in rows)
+    anchor = [v for (b, _, _), v in spread.items() if b == bench]
+    reasons = []
+    if load > 0.5:
+        reasons.append("machine not idle")
+    if steal > 2.0:
+        reasons.append("CPU steal")
+    if anchor and anchor[0] > 0.15:
+        reasons.append("anchor unsteady")
+    a = f"{anchor[0]:.0%}" if anchor else "—"
+    print(f"| {bench} | {load:.2f} | {steal:.2f} | {a} | {'yes' if not reasons else 'NO: ' + ', '.join(reasons)} |")
+PY
+echo "written: $OUT.md ($RAW)" >&2

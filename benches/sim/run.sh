@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The simulator's speed, side by side with SimPy on the same M/M/44 model in
+# the same run: kfsim (bench-mmc, then bench-chat) and SimPy take turns on
+# one core each round, so a slow minute slows both and the ratio holds.
+#
+#   bash benches/sim/run.sh                 # 1 round, 5 million sessions
+#   ROUNDS=3 SESSIONS=10000000 bash benches/sim/run.sh
+#
+# SimPy is installed into a throwaway venv under the cargo target folder.
+# Prints RESULT lines: sessions/s per scenario, SimPy's customers/s, and
+# `RESULT sim ratio_simpy=` (bench-mmc ÷ SimPy) for each round.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ROUNDS=${ROUNDS:-1}
+SESSIONS=${SESSIONS:-5000000}
+CUSTOMERS=${CUSTOMERS:-500000}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+VENV=$TARGET_DIR/bench-venv
+command -v taskset >/dev/null || { echo "taskset is missing (util-linux)" >&2; exit 2; }
+
+cargo build --release --quiet
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import simpy' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet simpy
+fi
+echo "# SimPy $("$VENV/bin/python" -c 'import simpy; print(simpy.__version__)'), $("$VENV/bin/python" --version)"
+
+rate() { awk -v s="$2" '$1 == s {print $4}' <<<"$1"; }
+for round in $(seq 1 "$ROUNDS"); do
+  out=$(taskset -c 1 "$TARGET_DIR/release/kfsim" bench scenarios/bench-mmc.toml scenarios/bench-chat.toml --sessions "$SESSIONS")
+  mmc=$(rate "$out" bench-mmc)
+  chat=$(rate "$out" bench-chat)
+  echo "RESULT sim scenario=bench-mmc sessions_per_s=$mmc"
+  echo "RESULT sim scenario=bench-chat sessions_per_s=$chat"
+  simpy=$(taskset -c 1 "$VENV/bin/python" benches/sim/simpy_mmc.py --customers "$CUSTOMERS")
+  echo "$simpy"
+  per_s=$(sed -n 's/.*customers_per_s=\([0-9]*\).*/\1/p' <<<"$simpy")
+  awk -v a="$mmc" -v b="$per_s" -v r="$round" 'BEGIN {printf "RESULT sim round=%d ratio_simpy=%.1f\n", r, a / b}'
+done

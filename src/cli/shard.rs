@@ -1,0 +1,185 @@
+//! The command line's side of shards: `--shard I/N` (or `--shards N` with
+//! the index from `JOB_COMPLETION_INDEX`, as a Kubernetes Indexed Job sets
+//! it), the start barrier of live shards, and the exchange through which
+//! the shards of a plan share their replications.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use super::ArgError;
+use crate::merge::rep_key;
+use crate::scenario::Scenario;
+use crate::sweep::{self, RepValues, Replicate};
+use crate::tally::Shard;
+
+/// The variable a Kubernetes Indexed Job sets to the pod's index.
+pub const INDEX_VAR: &str = "JOB_COMPLETION_INDEX";
+
+/// `--shard` and `--shards`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShardArgs {
+    /// Run shard I of N (0 ≤ I < N): its share of the work; `kfsim merge` combines the N folders.
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
+    /// Run one of N shards, the index taken from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    pub shards: Option<u32>,
+}
+
+impl ShardArgs {
+    /// This process's shard: `--shard`, else `--shards` with the index from
+    /// the environment, else the whole.
+    pub fn resolve(&self) -> Result<Shard, ArgError> {
+        if let Some(s) = self.shard {
+            return Ok(s);
+        }
+        let Some(n) = self.shards else { return Ok(Shard::WHOLE) };
+        let var = std::env::var(INDEX_VAR).map_err(|_| {
+            ArgError(format!(
+                "--shards {n} takes this shard's index from {INDEX_VAR}, which is not set: give --shard I/{n}"
+            ))
+        })?;
+        let i: u32 = var
+            .trim()
+            .parse()
+            .map_err(|_| ArgError(format!("{INDEX_VAR}={var} is not a shard index (0, 1, …)")))?;
+        Shard::new(i, n).ok_or_else(|| {
+            ArgError(format!("{INDEX_VAR}={i} is not a shard of --shards {n} (0 ≤ index < {n} ≤ 10000)"))
+        })
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Write `bytes` to `path` so that a reader never sees half of it.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// How long after the last shard is ready the live shards start: time for
+/// every shard to see the last one's file.
+const BARRIER_LEAD: Duration = Duration::from_secs(3);
+
+/// The start barrier of live shards: write `DIR/ready-I-of-N` (this
+/// shard's ready time), wait until all N are there, and start
+/// [`BARRIER_LEAD`] after the latest — the same instant for every shard,
+/// as close as the machines' clocks agree. Gives up after `wait`.
+pub fn barrier(dir: &Path, shard: Shard, wait: Duration) -> anyhow::Result<SystemTime> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = |i: u32| dir.join(format!("ready-{i}-of-{}", shard.count));
+    write_atomic(&name(shard.index), unix_ms(SystemTime::now()).to_string().as_bytes())?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let ready: Vec<Option<u64>> = (0..shard.count)
+            .map(|i| std::fs::read_to_string(name(i)).ok().and_then(|t| t.trim().parse().ok()))
+            .collect();
+        if ready.iter().all(Option::is_some) {
+            let last = ready.into_iter().flatten().max().unwrap_or(0);
+            return Ok(UNIX_EPOCH + Duration::from_millis(last) + BARRIER_LEAD);
+        }
+        if Instant::now() >= deadline {
+            let missing: Vec<String> = ready
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.is_none())
+                .map(|(i, _)| format!("{i}/{}", shard.count))
+                .collect();
+            anyhow::bail!(
+                "waited {} s at the barrier {} for shard(s) {}: are they running, with the same --barrier?",
+                wait.as_secs(),
+                dir.display(),
+                missing.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The replications of a sharded plan: each shard runs its share of every
+/// point the search evaluates and writes them into a folder all shards
+/// share, then reads the others'. Every shard follows the same search (its
+/// course depends only on the replications' values), so they meet at the
+/// same points; what each read is kept for its `shard.json`.
+pub struct Exchange {
+    dir: PathBuf,
+    shard: Shard,
+    parallel: bool,
+    wait: Duration,
+    /// Every replication read, by [`rep_key`].
+    pub seen: Mutex<std::collections::BTreeMap<String, RepValues>>,
+}
+
+impl Exchange {
+    /// An exchange in `dir` (made if missing), for `shard`.
+    pub fn new(dir: &Path, shard: Shard, parallel: bool, wait: Duration) -> anyhow::Result<Exchange> {
+        // results of another kfsim version may differ: they meet apart
+        let tag = env!("KFSIM_VERSION")
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let dir = dir.join(format!("exchange-{tag:016x}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Exchange { dir, shard, parallel, wait, seen: Default::default() })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+}
+
+impl Replicate for Exchange {
+    fn replicate(
+        &self,
+        sc: &Scenario,
+        reps: std::ops::Range<u32>,
+        extra: &[String],
+    ) -> anyhow::Result<Vec<RepValues>> {
+        // deal each point's replications from a point-dependent shard, so
+        // that the first replications of every point do not all fall to
+        // the first shards
+        let offset = u64::from_str_radix(&sc.fingerprint(), 16).unwrap_or(0) % u64::from(self.shard.count);
+        let mine: Vec<(usize, u32)> = reps
+            .clone()
+            .filter(|&r| self.shard.owns(u64::from(r) + offset))
+            .filter(|&r| !self.path(&rep_key(sc, r)).exists())
+            .map(|r| (0, r))
+            .collect();
+        let runs = sweep::run_jobs(std::slice::from_ref(sc), &mine, self.parallel);
+        for ((_, r), s) in mine.iter().zip(&runs) {
+            let values = sweep::values_of(s, extra);
+            write_atomic(&self.path(&rep_key(sc, *r)), &serde_json::to_vec(&values)?)?;
+        }
+        let deadline = Instant::now() + self.wait;
+        let mut out = Vec::new();
+        for r in reps {
+            let key = rep_key(sc, r);
+            let values: RepValues = loop {
+                if let Ok(text) = std::fs::read(self.path(&key)) {
+                    break serde_json::from_slice(&text).with_context(|| {
+                        format!("{} is not a replication's values", self.path(&key).display())
+                    })?;
+                }
+                if Instant::now() >= deadline {
+                    let owner = (u64::from(r) + offset) % u64::from(self.shard.count);
+                    anyhow::bail!(
+                        "waited {} s for replication {r} of {} from shard {owner}/{} in {}: is it running, with the same --exchange?",
+                        self.wait.as_secs(),
+                        sc.name,
+                        self.shard.count,
+                        self.dir.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key, values.clone());
+            out.push(values);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,463 @@
+//! Shards and their merge: what a process running part of a live run, a
+//! sweep or a plan (`--shard I/N`) leaves in its folder (`shard.json`), and
+//! `kfsim merge`'s reading, checking and combining of those files.
+//!
+//! A run's shard keeps its settled measured state (`crate::tally`): the
+//! merge adds the states up and computes the summary, series and
+//! histograms of the whole by the code every run finishes with. A sweep's
+//! shard keeps the values of its (point, replication) jobs, a plan's those
+//! of every replication its search read; the merge builds the sweep or
+//! reruns the search from them, so both equal an unsharded run number for
+//! number.
+//!
+//! Each file names its scenario (text, overrides, seed and fingerprint),
+//! the kfsim version and its shard: folders of different scenarios,
+//! versions or shard counts, a shard missing or given twice, are refused
+//! ([`Refused`]) before anything is merged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::live::state::LiveState;
+use crate::metrics::{Measured, Metrics};
+use crate::observe::{Engine, RunStats};
+use crate::scenario::Scenario;
+use crate::sweep::RepValues;
+use crate::tally::{RunState, Shard};
+
+/// The schema of `shard.json`.
+pub const SCHEMA: &str = "kfsim/shard@1";
+/// The file a shard leaves in its folder.
+pub const FILE: &str = "shard.json";
+
+/// Shard folders that cannot be merged, and why (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T, Refused> {
+    Err(Refused(msg.into()))
+}
+
+/// What was sharded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `kfsim run`.
+    Run,
+    /// `kfsim sweep`.
+    Sweep,
+    /// `kfsim plan`.
+    Plan,
+}
+
+/// The scenario a shard ran, as given: enough to build it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// Its name.
+    pub name: String,
+    /// Its fingerprint (`Scenario::fingerprint`, seed excluded).
+    pub fingerprint: String,
+    /// The file it was read from (for messages).
+    pub file: String,
+    /// The file's text.
+    pub text: String,
+    /// The `--set` overrides.
+    pub sets: Vec<String>,
+    /// The seed it ran with.
+    pub seed: u64,
+}
+
+impl Source {
+    /// The source of `sc`, read from `file` as `text` with `sets`.
+    pub fn new(sc: &Scenario, file: &str, text: &str, sets: &[String]) -> Source {
+        Source {
+            name: sc.name.clone(),
+            fingerprint: sc.fingerprint(),
+            file: file.to_owned(),
+            text: text.to_owned(),
+            sets: sets.to_vec(),
+            seed: sc.seed,
+        }
+    }
+
+    /// The scenario again; refused if it no longer has its fingerprint.
+    pub fn scenario(&self) -> Result<Scenario, Refused> {
+        let mut sc = Scenario::parse_with(&self.text, &self.file, &self.sets)
+            .map_err(|e| Refused(format!("the shards' scenario does not parse: {e}")))?;
+        sc.seed = self.seed;
+        if sc.fingerprint() != self.fingerprint {
+            return refuse(format!(
+                "the shards' scenario {} has fingerprint {}, not the recorded {} (a file edited by hand?)",
+                self.file,
+                sc.fingerprint(),
+                self.fingerprint
+            ));
+        }
+        Ok(sc)
+    }
+}
+
+/// One (point, replication) of a sweep shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRep {
+    /// The grid point (index in the grid).
+    pub point: usize,
+    /// The replication.
+    pub replication: u32,
+    /// Its values.
+    pub values: RepValues,
+}
+
+/// A sweep shard's part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPart {
+    /// The `--vary` arguments, as given.
+    pub vary: Vec<String>,
+    /// Replications per point.
+    pub replications: u32,
+    /// Its jobs' values.
+    pub results: Vec<SweepRep>,
+}
+
+/// What a plan was asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanSpec {
+    /// The `--target` arguments.
+    pub targets: Vec<String>,
+    /// The path varied.
+    pub vary: String,
+    /// Replications per value to begin with.
+    pub replications: u32,
+    /// At most.
+    pub max_replications: u32,
+    /// `--per-interval`.
+    pub per_interval: Option<String>,
+    /// Whether the staffing curve around the answer was evaluated (`--out`).
+    pub curve: bool,
+}
+
+/// A plan shard's part: the question, and every replication its search
+/// read, keyed by [`rep_key`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanPart {
+    /// The question.
+    pub spec: PlanSpec,
+    /// The replications.
+    pub values: BTreeMap<String, RepValues>,
+}
+
+/// The key of replication `r` of scenario `sc` in a plan's exchange.
+pub fn rep_key(sc: &Scenario, r: u32) -> String {
+    format!("{}-{:016x}-r{r}", sc.fingerprint(), sc.seed)
+}
+
+/// `shard.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardFile {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// What was sharded.
+    pub kind: Kind,
+    /// Which shard.
+    pub shard: Shard,
+    /// The kfsim that wrote it.
+    pub kfsim_version: String,
+    /// The scenario.
+    pub source: Source,
+    /// A run's engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    /// A run's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunState>,
+    /// A sweep's part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepPart>,
+    /// A plan's part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanPart>,
+}
+
+impl ShardFile {
+    /// A shard file of `kind` for `shard` of `source`'s scenario.
+    pub fn new(kind: Kind, shard: Shard, source: Source) -> ShardFile {
+        ShardFile {
+            schema: SCHEMA.into(),
+            kind,
+            shard,
+            kfsim_version: env!("KFSIM_VERSION").into(),
+            source,
+            engine: None,
+            run: None,
+            sweep: None,
+            plan: None,
+        }
+    }
+
+    /// Write it into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(FILE);
+        let mut text = serde_json::to_vec(self).context("a shard file")?;
+        text.push(b'\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Read `DIR/shard.json` (or a `shard.json` named directly).
+    pub fn read(path: &Path) -> Result<ShardFile, Refused> {
+        let file = if path.is_dir() { path.join(FILE) } else { path.to_path_buf() };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return refuse(format!(
+                    "{} has no {FILE}: not a shard folder (run, sweep and plan write one; a sweep or plan only with --shard)",
+                    path.display()
+                ));
+            }
+            Err(e) => return refuse(format!("reading {}: {e}", file.display())),
+        };
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Refused(format!("{} is not valid JSON: {e}", file.display())))?;
+        if value.get("schema").and_then(|s| s.as_str()) != Some(SCHEMA) {
+            return refuse(format!("{} is not a kfsim shard file (schema {SCHEMA})", file.display()));
+        }
+        serde_json::from_value(value)
+            .map_err(|e| Refused(format!("{} is not a kfsim shard file: {e}", file.display())))
+    }
+}
+
+/// Read the shard folders `dirs` and check that they are the shards of
+/// one thing: same kind, scenario (fingerprint, seed), kfsim version and
+/// shard count, each shard once, none missing. Returned in shard order.
+pub fn read_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFile>, Refused> {
+    if dirs.is_empty() {
+        return refuse("no shard folders given");
+    }
+    let files: Vec<(String, ShardFile)> = dirs
+        .iter()
+        .map(|d| Ok((d.display().to_string(), ShardFile::read(d)?)))
+        .collect::<Result<_, Refused>>()?;
+    let (first_dir, first) = &files[0];
+    for (dir, f) in &files[1..] {
+        let differ = |what: &str, a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
+            Refused(format!("{first_dir} and {dir} are not shards of one run: {what} {a} and {b}"))
+        };
+        let kind = |k: Kind| format!("{k:?}").to_lowercase();
+        if f.kind != first.kind {
+            return Err(differ("kfsim commands", &kind(first.kind), &kind(f.kind)));
+        }
+        if f.source.name != first.source.name {
+            return Err(differ("scenarios", &first.source.name, &f.source.name));
+        }
+        if f.source.fingerprint != first.source.fingerprint {
+            return Err(differ("scenario fingerprints", &first.source.fingerprint, &f.source.fingerprint));
+        }
+        if f.source.seed != first.source.seed {
+            return Err(differ("seeds", &first.source.seed, &f.source.seed));
+        }
+        if f.kfsim_version != first.kfsim_version {
+            return Err(differ("kfsim versions", &first.kfsim_version, &f.kfsim_version));
+        }
+        if f.shard.count != first.shard.count {
+            return Err(differ("shard counts", &first.shard.count, &f.shard.count));
+        }
+        let engine = |e: Option<Engine>| e.map_or("-".to_owned(), |e| e.to_string());
+        if f.engine != first.engine {
+            return Err(differ("engines", &engine(first.engine), &engine(f.engine)));
+        }
+        if f.sweep.as_ref().map(|s| (&s.vary, s.replications))
+            != first.sweep.as_ref().map(|s| (&s.vary, s.replications))
+        {
+            return Err(Refused(format!(
+                "{first_dir} and {dir} are not shards of one sweep: different --vary or --replications"
+            )));
+        }
+        if f.plan.as_ref().map(|p| &p.spec) != first.plan.as_ref().map(|p| &p.spec) {
+            return Err(Refused(format!(
+                "{first_dir} and {dir} are not shards of one plan: different targets, --vary, replications or --per-interval"
+            )));
+        }
+    }
+    let n = first.shard.count;
+    let mut seen: BTreeMap<u32, &str> = BTreeMap::new();
+    for (dir, f) in &files {
+        if let Some(other) = seen.insert(f.shard.index, dir) {
+            return refuse(format!("shard {} is given twice: {other} and {dir}", f.shard));
+        }
+    }
+    let missing: Vec<String> = (0..n).filter(|i| !seen.contains_key(i)).map(|i| format!("{i}/{n}")).collect();
+    if !missing.is_empty() {
+        return refuse(format!(
+            "shard{} {} missing: {} of {n} given ({})",
+            if missing.len() > 1 { "s" } else { "" },
+            if missing.len() > 1 {
+                format!("{} are", missing.join(", "))
+            } else {
+                format!("{} is", missing[0])
+            },
+            files.len(),
+            files.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut out: Vec<ShardFile> = files.into_iter().map(|(_, f)| f).collect();
+    out.sort_by_key(|f| f.shard.index);
+    Ok(out)
+}
+
+/// A merged run.
+pub struct MergedRun {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// What the whole measured.
+    pub measured: Measured,
+    /// Shards that were interrupted.
+    pub interrupted: Vec<Shard>,
+}
+
+/// Merge the shards of a run (checked by [`read_shards`]).
+pub fn merge_run(shards: &[ShardFile]) -> Result<MergedRun, Refused> {
+    let first = shards.first().ok_or_else(|| Refused("no shards".into()))?;
+    if first.kind != Kind::Run {
+        return refuse("not the shards of a run");
+    }
+    let sc = first.source.scenario()?;
+    let states: Vec<&RunState> = shards
+        .iter()
+        .map(|f| f.run.as_ref().ok_or_else(|| Refused(format!("shard {} holds no run state", f.shard))))
+        .collect::<Result<_, _>>()?;
+    let mut fresh = Metrics::new(&sc);
+    fresh.keep_interval_histograms();
+    let fresh = serde_json::to_value(&fresh).expect("metrics are JSON");
+    let parts: Vec<&serde_json::Value> = states.iter().map(|s| &s.metrics).collect();
+    let merged = crate::tally::merge(&fresh, &parts)
+        .map_err(|e| Refused(format!("the shards' metrics do not merge: {e}")))?;
+    let metrics = Metrics::from_state(merged).map_err(Refused)?;
+    let stats = RunStats {
+        end_us: states.iter().map(|s| s.end_us).max().unwrap_or(0),
+        events: 0,
+        sessions: states.iter().map(|s| s.sessions).sum(),
+        // each shard's peak came at its own moment: their sum bounds the
+        // whole's from above
+        peak_in_flight: states.iter().map(|s| s.peak_in_flight).sum(),
+        interrupted: states.iter().any(|s| s.interrupted),
+    };
+    let live = match first.engine {
+        Some(Engine::Live) => {
+            let lives: Vec<&serde_json::Value> = states
+                .iter()
+                .map(|s| s.live.as_ref().ok_or_else(|| Refused("a live shard without its live state".into())))
+                .collect::<Result<_, _>>()?;
+            let read = |v: &serde_json::Value| -> Result<LiveState, Refused> {
+                serde_json::from_value(v.clone())
+                    .map_err(|e| Refused(format!("a live state that does not read: {e}")))
+            };
+            let start = read(lives[0])?;
+            for (f, v) in shards.iter().zip(&lives) {
+                let l = read(v)?;
+                if l.time_scale != start.time_scale || l.target != start.target {
+                    return refuse(format!(
+                        "shard {} ran at ×{} against {}, shard {} at ×{} against {}: not one run",
+                        first.shard, start.time_scale, start.target, f.shard, l.time_scale, l.target
+                    ));
+                }
+            }
+            let fresh = serde_json::to_value(LiveState::fresh(&start.target, start.time_scale))
+                .expect("the live state is JSON");
+            let merged = crate::tally::merge(&fresh, &lives)
+                .map_err(|e| Refused(format!("the shards' live figures do not merge: {e}")))?;
+            let live: LiveState = serde_json::from_value(merged)
+                .map_err(|e| Refused(format!("a merged live state that does not read: {e}")))?;
+            let wall_s = states.iter().filter_map(|s| s.wall_s).fold(0.0, f64::max);
+            Some(live.figures(&sc, stats.end_us, wall_s))
+        }
+        _ => None,
+    };
+    let measured = metrics.finish_all(&sc, &stats, live);
+    let interrupted =
+        shards.iter().zip(&states).filter(|(_, s)| s.interrupted).map(|(f, _)| f.shard).collect();
+    Ok(MergedRun { scenario: sc, measured, interrupted })
+}
+
+/// The values of every (point, replication) of a sweep's shards, by point
+/// in replication order; refused if one is missing or given twice.
+pub fn sweep_values(shards: &[ShardFile], points: usize) -> Result<Vec<Vec<RepValues>>, Refused> {
+    let part = shards.first().and_then(|f| f.sweep.as_ref()).ok_or_else(|| Refused("not a sweep".into()))?;
+    let r = part.replications;
+    let mut got: BTreeMap<(usize, u32), (Shard, RepValues)> = BTreeMap::new();
+    for f in shards {
+        let Some(p) = &f.sweep else { return refuse(format!("shard {} holds no sweep results", f.shard)) };
+        for rep in &p.results {
+            if rep.point >= points || rep.replication >= r {
+                return refuse(format!(
+                    "shard {} holds replication {} of point {}, outside the sweep's {points} points × {r} replications",
+                    f.shard, rep.replication, rep.point
+                ));
+            }
+            if let Some((other, _)) = got.insert((rep.point, rep.replication), (f.shard, rep.values.clone()))
+            {
+                return refuse(format!(
+                    "replication {} of point {} is in shards {other} and {}",
+                    rep.replication, rep.point, f.shard
+                ));
+            }
+        }
+    }
+    (0..points)
+        .map(|p| {
+            (0..r)
+                .map(|i| match got.remove(&(p, i)) {
+                    Some((_, v)) => Ok(v),
+                    None => refuse(format!(
+                        "replication {i} of point {p} is in no shard (was a shard interrupted, or given the wrong --replications?)"
+                    )),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Replications read back from the files of a plan's shards: the search
+/// run again over them takes the course the shards took.
+pub struct Cached {
+    values: BTreeMap<String, RepValues>,
+}
+
+impl Cached {
+    /// The union of the shards' replications.
+    pub fn of(shards: &[ShardFile]) -> Result<Cached, Refused> {
+        let mut values = BTreeMap::new();
+        for f in shards {
+            let Some(p) = &f.plan else { return refuse(format!("shard {} holds no plan", f.shard)) };
+            values.extend(p.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Ok(Cached { values })
+    }
+}
+
+impl crate::sweep::Replicate for Cached {
+    fn replicate(
+        &self,
+        sc: &Scenario,
+        reps: std::ops::Range<u32>,
+        extra: &[String],
+    ) -> anyhow::Result<Vec<RepValues>> {
+        reps.map(|r| {
+            let v = self.values.get(&rep_key(sc, r)).ok_or_else(|| {
+                Refused(format!(
+                    "no shard holds replication {r} of {} at this step of the search (an interrupted shard?)",
+                    sc.name
+                ))
+            })?;
+            let missing: BTreeSet<&String> = extra.iter().filter(|p| !v.contains_key(*p)).collect();
+            if !missing.is_empty() {
+                return Err(Refused(format!("the shards' replications lack {missing:?}")).into());
+            }
+            Ok(v.clone())
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,345 @@
+//! Shards and `kfsim merge` as processes: a sweep and a plan sharded over
+//! three processes merge into the unsharded output byte for byte; a live
+//! run sharded over three processes against one `kfsim serve` carries the
+//! schedule of one process; merge refuses what is not the shards of one
+//! thing (exit 2); merging a run's own folder gives its own figures.
+
+mod sdk_util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn kfsim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kfsim"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shard").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Exit 0, or 1 when only the scenario's gates failed: the folder is written.
+fn ran(out: Output, what: &str) {
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{what}: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ok(out: Output, what: &str) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&read(path)).unwrap()
+}
+
+/// Run `args` once per shard, all at once (as the pods of an Indexed Job),
+/// with `--shard I/N --out DIR/shard-I`; the shard folders.
+fn shards(dir: &Path, n: u32, args: &[&str]) -> Vec<PathBuf> {
+    let outs: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("shard-{i}"))).collect();
+    let children: Vec<_> = outs
+        .iter()
+        .enumerate()
+        .map(|(i, out)| {
+            kfsim()
+                .args(args)
+                .args(["--shard", &format!("{i}/{n}"), "--out"])
+                .arg(out)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        ok(c.wait_with_output().unwrap(), &format!("shard {i}/{n}"));
+    }
+    outs
+}
+
+fn merge(dirs: &[PathBuf], out: &Path) -> Output {
+    kfsim().arg("merge").args(dirs).arg("--out").arg(out).output().unwrap()
+}
+
+const SWEEP: &[&str] = &[
+    "sweep",
+    "scenarios/erlang-c.toml",
+    "--set",
+    "duration=4h",
+    "--vary",
+    "agents.kf.count=43..47:2",
+    "--vary",
+    "account.kf.policy=round_robin,idle_first",
+    "--replications",
+    "4",
+];
+
+#[test]
+fn a_sweep_in_three_shards_merges_into_the_unsharded_sweep() {
+    let d = tmp("sweep");
+    ok(kfsim().args(SWEEP).arg("--out").arg(d.join("whole")).output().unwrap(), "the whole sweep");
+    let parts = shards(&d, 3, SWEEP);
+    // every shard ran some of the 6 points × 4 replications, none all
+    for p in &parts {
+        let n = json(&p.join("shard.json"))["sweep"]["results"].as_array().unwrap().len();
+        assert_eq!(n, 8, "{}: 24 runs dealt to 3 shards", p.display());
+    }
+    ok(merge(&parts, &d.join("merged")), "merge");
+    for f in ["sweep.json", "sweep.csv"] {
+        assert_eq!(read(&d.join("merged").join(f)), read(&d.join("whole").join(f)), "{f}: number for number");
+    }
+    // in any order
+    let mut rev = parts.clone();
+    rev.reverse();
+    ok(merge(&rev, &d.join("merged-rev")), "merge in reverse");
+    assert_eq!(read(&d.join("merged-rev/sweep.json")), read(&d.join("whole/sweep.json")));
+}
+
+/// A whole-run plan (the search doubles replications where a value is
+/// unclear: erlang-c at 45 agents needs 40) and an intraday table.
+#[test]
+fn a_plan_in_three_shards_merges_into_the_unsharded_plan() {
+    let cases: [&[&str]; 2] = [
+        &[
+            "plan",
+            "scenarios/erlang-c.toml",
+            "--set",
+            "duration=6h",
+            "--target",
+            "service_level>=0.8",
+            "--vary",
+            "agents.kf.count",
+            "--max-replications",
+            "20",
+        ],
+        &[
+            "plan",
+            "scenarios/erlang-c.toml",
+            "--set",
+            "duration=4h",
+            "--target",
+            "service_level>=0.8",
+            "--vary",
+            "agents.kf.count",
+            "--per-interval",
+            "2h",
+            "--replications",
+            "3",
+            "--max-replications",
+            "6",
+        ],
+    ];
+    for (k, args) in cases.iter().enumerate() {
+        let d = tmp(&format!("plan-{k}"));
+        let whole =
+            ok(kfsim().args(*args).arg("--out").arg(d.join("whole")).output().unwrap(), "the whole plan");
+        let parts = shards(&d, 3, args);
+        let merged = ok(merge(&parts, &d.join("merged")), "merge");
+        assert_eq!(
+            read(&d.join("merged/plan.json")),
+            read(&d.join("whole/plan.json")),
+            "case {k}: plan.json number for number"
+        );
+        // the same lines on the terminal, but the report's path
+        let lines =
+            |t: &str| t.lines().filter(|l| !l.starts_with("report")).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(lines(&merged), lines(&whole), "case {k}");
+        // the shards shared the work: each ran a part of the replications
+        let ran: Vec<usize> = parts
+            .iter()
+            .map(|p| json(&p.join("shard.json"))["plan"]["values"].as_object().unwrap().len())
+            .collect();
+        assert!(ran.iter().all(|&n| n > 0), "{ran:?}");
+    }
+}
+
+fn sim_run(out: &Path, sets: &[&str]) {
+    let mut c = kfsim();
+    c.args(["run", "scenarios/quickstart.toml", "--quiet", "--out"]).arg(out);
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    // gates may fail (exit 1): the folder is written either way
+    let o = c.output().unwrap();
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{o:?}");
+}
+
+/// Every numeric field of a run's summary (and its series and
+/// histograms) is reproduced by merging the run's own folder: a field
+/// computed outside the merged state would differ here.
+#[test]
+fn merging_a_runs_own_folder_gives_its_figures_field_for_field() {
+    let d = tmp("one");
+    sim_run(&d.join("run"), &[]);
+    let o = merge(&[d.join("run")], &d.join("merged"));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{o:?}");
+    for f in ["summary.json", "series.json", "histograms.json"] {
+        assert_eq!(json(&d.join("merged").join(f)), json(&d.join("run").join(f)), "{f}");
+    }
+}
+
+fn refused(dirs: &[PathBuf], out: &Path, says: &str) {
+    let o = merge(dirs, out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(says), "`{says}` in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn merge_refuses_what_is_not_every_shard_of_one_thing() {
+    let d = tmp("refuse");
+    let a = shards(&d.join("a"), 3, SWEEP);
+    let out = d.join("out");
+    refused(&a[..2], &out, "shard 2/3 is missing");
+    refused(&[a[0].clone(), a[1].clone(), a[1].clone()], &out, "shard 1/3 is given twice");
+    // another seed: another sweep
+    let seeded = [SWEEP, &["--set", "seed=99"]].concat();
+    let b = shards(&d.join("b"), 3, &seeded);
+    refused(&[a[0].clone(), b[1].clone(), a[2].clone()], &out, "seeds");
+    // another scenario
+    let other = [SWEEP, &["--set", "entry.web.rate=9/min"]].concat();
+    let c = shards(&d.join("c"), 3, &other);
+    refused(&[a[0].clone(), c[1].clone(), a[2].clone()], &out, "scenario fingerprints");
+    // another shard count
+    let e = shards(&d.join("e"), 2, SWEEP);
+    refused(&[a[0].clone(), e[1].clone(), a[2].clone()], &out, "shard counts");
+    // another version of kfsim
+    let v = d.join("v");
+    std::fs::create_dir_all(&v).unwrap();
+    let mut f = json(&a[1].join("shard.json"));
+    f["kfsim_version"] = "0.0.1 (elsewhere)".into();
+    std::fs::write(v.join("shard.json"), f.to_string()).unwrap();
+    refused(&[a[0].clone(), v.clone(), a[2].clone()], &out, "kfsim versions");
+    // a sweep and a run
+    sim_run(&d.join("run"), &["duration=1h"]);
+    refused(&[a[0].clone(), d.join("run")], &out, "kfsim commands");
+    // not a shard folder at all
+    refused(&[d.join("nowhere")], &out, "has no shard.json");
+    assert!(!out.exists(), "nothing written when refused");
+}
+
+/// `--shards N` takes the index from JOB_COMPLETION_INDEX, as in an Indexed Job.
+#[test]
+fn shards_take_their_index_from_the_job() {
+    let d = tmp("job");
+    let run = |env: Option<&str>| {
+        let mut c = kfsim();
+        c.args(SWEEP).args(["--shards", "3", "--out"]).arg(d.join("s"));
+        match env {
+            Some(i) => c.env("JOB_COMPLETION_INDEX", i),
+            None => c.env_remove("JOB_COMPLETION_INDEX"),
+        };
+        c.output().unwrap()
+    };
+    ok(run(Some("2")), "index 2");
+    assert_eq!(json(&d.join("s/shard.json"))["shard"], serde_json::json!({"index": 2, "count": 3}));
+    for bad in [None, Some("3"), Some("x")] {
+        let o = run(bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("JOB_COMPLETION_INDEX"));
+    }
+}
+
+/// The live scenario: live-check shortened (20 min at ×120: 10 s of wall
+/// time, 600 arrivals expected).
+const LIVE: &[&str] =
+    &["scenarios/live-check.toml", "--set", "duration=20m", "--set", "warmup=2m", "--quiet"];
+
+fn live_run(url: &str, out: &Path, extra: &[&str]) -> Command {
+    let mut c = kfsim();
+    c.arg("run").args(LIVE).args(["--engine", "live", "--target", url]).args(extra).arg("--out").arg(out);
+    c
+}
+
+/// Three live shards against one service carry the load of one process:
+/// the same arrivals at the same scenario times (each shard keeps every
+/// third arrival of the one seeded stream, so the merged arrival series
+/// equals the single run's exactly — no tolerance is needed, and the
+/// offered count is within 4 Poisson standard deviations of the rate ×
+/// the window as a check on both), with nothing lost.
+#[test]
+fn live_shards_carry_the_schedule_of_one_process() {
+    let d = tmp("live");
+    let port = sdk_util::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let serve = sdk_util::Proc::start(kfsim().args(["serve", "--addr", &addr, "--scenario", LIVE[0]]));
+    serve.wait_for("listening");
+    let url = format!("http://{addr}");
+    ran(live_run(&url, &d.join("one"), &[]).output().unwrap(), "one process");
+    let barrier = d.join("barrier");
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let barrier = barrier.to_str().unwrap();
+            live_run(
+                &url,
+                &d.join(format!("shard-{i}")),
+                &["--shard", &format!("{i}/3"), "--barrier", barrier],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        ran(c.wait_with_output().unwrap(), &format!("live shard {i}/3"));
+    }
+    let parts: Vec<PathBuf> = (0..3).map(|i| d.join(format!("shard-{i}"))).collect();
+    let o = merge(&parts, &d.join("merged"));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{o:?}");
+    let one = json(&d.join("one/summary.json"));
+    let merged = json(&d.join("merged/summary.json"));
+    let offered = |s: &Value| s["sessions"]["offered"].as_u64().unwrap();
+    assert_eq!(offered(&merged), offered(&one), "the same offered load");
+    let expected = 30.0 * 18.0; // 30/min over the 18 measured minutes
+    assert!((offered(&one) as f64 - expected).abs() < 4.0 * expected.sqrt(), "{}", offered(&one));
+    // the shards' agents served until every shard was done: the merged run
+    // may end later, with more empty intervals at the end
+    let series = |dir: &str| {
+        let mut s: Vec<u64> =
+            serde_json::from_value(json(&d.join(dir).join("series.json"))["arrivals"]["web"].clone())
+                .unwrap();
+        while s.last() == Some(&0) {
+            s.pop();
+        }
+        s
+    };
+    assert_eq!(series("merged"), series("one"), "the same arrivals per interval");
+    // each shard sent about a third
+    for p in &parts {
+        let n = offered(&json(&p.join("summary.json"))) as f64;
+        assert!((n - expected / 3.0).abs() < 4.0 * (expected / 3.0).sqrt(), "{}: {n}", p.display());
+    }
+    for s in [&one, &merged] {
+        assert_eq!(s["messages"]["lost"], 0, "nothing lost");
+        assert_eq!(s["messages"]["sent"], s["messages"]["delivered"]);
+        assert_eq!(s["live"]["shed"], 0);
+        assert_eq!(s["live"]["gave_up"]["messages"], 0);
+        assert_eq!(s["sessions"]["answered"], s["sessions"]["offered"], "every session answered");
+    }
+    // every agent ran in one shard: the union is the whole staff
+    assert_eq!(merged["fairness"]["kf"]["agents"], 34);
+    // a live run's own folder merges into its own figures
+    let o = merge(&[d.join("one")], &d.join("one-merged"));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{o:?}");
+    assert_eq!(json(&d.join("one-merged/summary.json")), one);
+}
