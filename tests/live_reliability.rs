@@ -47,23 +47,24 @@ struct Target {
     rt: tokio::runtime::Runtime,
     addr: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
+    svc: Service,
 }
 
 impl Target {
     fn start(sc: &Scenario, cfg: Config) -> Target {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let svc = Service::from_scenario(sc, cfg, Arc::new(SystemClock), Options::default());
         let addr = rt.block_on(async {
-            let svc = Service::from_scenario(sc, cfg, Arc::new(SystemClock), Options::default());
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            tokio::spawn(serve(listener, svc, async move {
+            tokio::spawn(serve(listener, svc.clone(), async move {
                 let _ = stopped.await;
             }));
             addr
         });
         assert!(addr.ip().is_loopback());
-        Target { rt, addr, stop }
+        Target { rt, addr, stop, svc }
     }
 
     fn shutdown(self) {
@@ -412,4 +413,38 @@ fn a_token_the_target_no_longer_knows_is_renewed_and_the_call_sent_again() {
         let (stats, _) = http.stats.finish();
         assert_eq!(stats["x"].errors_by_kind, [("errcode_40014".to_string(), 1)].into(), "{:?}", stats["x"]);
     });
+}
+
+/// Issue 17: `--fault-token-lifetime` (tokens invalidated early, an
+/// injected fault for the middleware under test) refused kfsim's own
+/// driver's token as well, though docs/protocol.md spares the driver from
+/// injected faults: every call met 42001 once a second and renewed. With a
+/// token life of one second over a 10 s run, the driver now keeps its one
+/// token, and the service counts no early refusal.
+#[test]
+fn tokens_invalidated_early_spare_the_driver() {
+    let _one = serial();
+    let sc = Scenario::parse(CHAT, "tokens.toml").unwrap();
+    let cfg = Config { token_invalid_after_us: Some(1_000_000), ..Config::default() };
+    let target = Target::start(&sc, cfg);
+    let url = format!("http://{}", target.addr);
+    let opts = LiveOptions {
+        target: url.clone(),
+        target_label: url,
+        time_scale: 120.0,
+        drain: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let result = kfsim::cli::run::run_live_with(&sc, opts, false, &mut |_| true);
+    let early = target.svc.with_state(|st, _| st.figures().counters.tokens_refused_early);
+    target.shutdown();
+    let s = result.unwrap().summary;
+    let http = s.http.as_ref().unwrap();
+    assert!(s.live.as_ref().unwrap().wall_s > 9.0, "the run outlived nine token lives");
+    assert_eq!(early, 0, "no call of the driver's was refused by the fault");
+    assert_eq!(http["gettoken"].latency.count, 1, "one token for the whole run: {:?}", http["gettoken"]);
+    for (name, e) in http {
+        assert_eq!(e.errors, 0, "{name}: {e:?}");
+    }
+    assert_eq!((s.messages.lost, s.messages.duplicated), (Some(0), Some(0)));
 }

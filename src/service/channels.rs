@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Service;
 use super::errors::{ApiError, code};
+use super::faults::Caller;
 use super::http::{call, error, from_value, long_poll, ok, parse_json, poll_args, query_param, read_body};
 use super::model::{ContentIn, Numbered, Sender};
 use super::session::{CustomerAck, Pulled};
@@ -174,8 +175,9 @@ async fn run_batch<T: Serialize>(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
+    let caller = Caller::of(&parts.headers);
     // a caller without a valid token gets nothing buffered for it
-    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
         return error(e);
     }
     let batch = match read_body(body, &parts.headers, svc.inner.max_body).await {
@@ -239,7 +241,8 @@ fn pulled(p: &Pulled) -> Response {
 async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, ApiError> {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
-    svc.with_state(|st, now| st.check_token(&token, now))?;
+    let caller = Caller::of(&parts.headers);
+    svc.with_state(|st, now| st.check_token(&token, caller, now))?;
     let bytes = read_body(body, &parts.headers, svc.inner.max_body).await?;
     parse_json::<PullReq>(&bytes)
 }

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Service;
 use super::errors::ApiError;
+use super::faults::Caller;
 use super::http::{error, ok, query_param};
 use super::state::State;
 
@@ -191,8 +192,9 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
     let (parts, body) = req.into_parts();
     let q = parts.uri.query();
     let (token, kind) = (query_param(q, "access_token"), query_param(q, "type"));
+    let caller = Caller::of(&parts.headers);
     // who may upload is checked before the body is read
-    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
         return error(e);
     }
     if limit_of(&kind).is_none() {
@@ -259,8 +261,9 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
 pub(super) async fn get(AxState(svc): AxState<Service>, req: Request) -> Response {
     let q = req.uri().query();
     let (token, media_id) = (query_param(q, "access_token"), query_param(q, "media_id"));
+    let caller = Caller::of(req.headers());
     let found = svc.with_state(|st, now| {
-        st.check_token(&token, now)?;
+        st.check_token(&token, caller, now)?;
         st.media_get(&media_id, now)
     });
     let m = match found {
