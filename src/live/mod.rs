@@ -613,6 +613,27 @@ async fn collect(
 }
 
 #[cfg(test)]
+impl Shared {
+    /// A run's shared state with accounts `wk0…` and no target behind
+    /// them, for tests that feed the tasks by hand.
+    pub(crate) fn for_test(sc: &Scenario, obs: mpsc::UnboundedSender<Obs>) -> Arc<Shared> {
+        Arc::new(Shared {
+            http: Http::new("http://127.0.0.1:9", Duration::from_secs(1)),
+            tb: Timebase { start: Instant::now(), scale: 60.0 },
+            obs,
+            counts: Default::default(),
+            stop: AtomicBool::new(false),
+            ledger: Default::default(),
+            open_kfid: (0..sc.accounts.len()).map(|i| format!("wk{i}")).collect(),
+            agent_index: sc.agent_ids().zip(0u32..).collect(),
+            window: (sc.warmup_us, sc.duration_us),
+            resend_us: 30_000_000 * 60,
+            gather: Duration::from_millis(1),
+        })
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::Tries;
 
