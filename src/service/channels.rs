@@ -167,10 +167,15 @@ fn customer_act(st: &mut State, ch: u32, a: &serde_json::Value, now: u64) -> Res
 }
 
 /// Run up to [`MAX_BATCH`] actions in order, a chunk per lock, with one
-/// result per action.
+/// result per action. With `on_channel`, a batch naming a channel the
+/// service does not know (never opened, closed, expired, or opened before
+/// a restart) is refused whole, before anything in it runs: the driver
+/// sends it again on a channel it opens anew, instead of taking each
+/// action's refusal for the target's word on that action.
 async fn run_batch<T: Serialize>(
     svc: Service,
     req: Request,
+    on_channel: bool,
     act: impl Fn(&mut State, &str, &serde_json::Value, u64) -> Result<T, ApiError>,
 ) -> Response {
     let (parts, body) = req.into_parts();
@@ -191,6 +196,9 @@ async fn run_batch<T: Serialize>(
         Ok(b) => b,
         Err(e) => return error(e),
     };
+    if on_channel && let Err(e) = svc.with_state(|st, _| st.channel_of(&batch.channel_id)) {
+        return error(e);
+    }
     let mut results = Vec::with_capacity(batch.actions.len());
     for chunk in batch.actions.chunks(CHUNK) {
         svc.with_state(|st, now| {
@@ -201,7 +209,7 @@ async fn run_batch<T: Serialize>(
 }
 
 async fn customer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
-    run_batch(svc, req, |st, channel, a, now| {
+    run_batch(svc, req, true, |st, channel, a, now| {
         let ch = st.use_channel(channel, now)?;
         customer_act(st, ch, a, now)
     })
@@ -376,7 +384,7 @@ fn servicer_act(st: &mut State, a: ServicerAction, kind: &str, now: u64) -> Resu
 }
 
 async fn servicer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
-    run_batch(svc, req, |st, _channel, a, now| {
+    run_batch(svc, req, false, |st, _channel, a, now| {
         let a: ServicerAction = from_value(a)?;
         let kind = a.kind.clone();
         servicer_act(st, a, &kind, now)
