@@ -73,7 +73,9 @@ pub struct Config {
     pub callbacks: bool,
     /// Callbacks of one account out at once; more owed are coalesced.
     pub callback_max_in_flight: u32,
-    /// Bytes of temporary media kept at most (the oldest go first).
+    /// Bytes of temporary media kept at most, each upload weighed with
+    /// its id, names and entries (the oldest go first). Customers' media
+    /// ids are kept apart: at most `sync_log_cap` of them.
     pub media_cap_bytes: usize,
 }
 
@@ -543,7 +545,7 @@ impl State {
     /// An empty state: no accounts, no servicers.
     pub fn new(cfg: Config) -> State {
         let corp_log = Feed::new(cfg.sync_log_cap);
-        let media = super::media::MediaStore::new(cfg.media_cap_bytes);
+        let media = super::media::MediaStore::new(cfg.media_cap_bytes, cfg.sync_log_cap);
         State {
             rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed),
             cfg,
