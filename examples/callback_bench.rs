@@ -75,7 +75,7 @@ async fn receiver(count: Arc<AtomicU64>) -> String {
 /// Start the service on its own thread and one core; its address.
 fn start_service(callback: Option<CallbackSettings>) -> (std::net::SocketAddr, Service) {
     let mut st = State::new(Config { sync_log_cap: 1_000_000, pending_cap: 1_000_000, ..Config::default() });
-    st.get_token("kfsim", "kfsim-secret", 0).ok();
+    st.get_token("kfsim", "kfsim-secret", kfsim::service::faults::Caller::Client, 0).ok();
     let rule = kfsim::service::state::Rule { api_managed: true, ..Default::default() };
     st.account_add("bench", "", Some(rule), 0).unwrap();
     let svc = Service::new(st, Arc::new(SystemClock), Options { callbacks: callback, ..Options::default() });

@@ -190,6 +190,7 @@ pub const LIVE_ONLY: &[&str] = &[
     "live.overhead_ms",
     "live.distortion",
     "live.gave_up.*",
+    "live.reconnects.*",
     "http.*.count",
     "http.*.errors",
     "http.*.error_rate",

@@ -256,6 +256,10 @@ pub struct LiveInfo {
     /// keep it under.
     #[serde(default)]
     pub distortion: Option<f64>,
+    /// The target forgot the run's channels (it restarted, or let a
+    /// channel's lease run out) and the driver opened new ones.
+    #[serde(default)]
+    pub reconnects: Reconnects,
 }
 
 impl LiveInfo {
@@ -281,6 +285,30 @@ pub struct GaveUp {
     /// the driver through the enterprise API).
     #[serde(default)]
     pub bot: u64,
+}
+
+/// Times the live target forgot the run's channels, and what it forgot
+/// with them. The sessions counted here are those of the measured window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reconnects {
+    /// Times the driver found a channel of its own unknown to the target
+    /// and opened new ones (the accounts' open_kfids read again).
+    pub count: u64,
+    /// Sessions an agent held then: the target no longer had them. They
+    /// are in `sessions.answered`, which is the sessions that ended plus
+    /// `live.open_at_end` plus these.
+    pub held: u64,
+    /// Sessions the target had taken and no agent held yet: counted in
+    /// `sessions.unfinished`. (Sessions of which the target had confirmed
+    /// nothing are sent again on the new channel.)
+    pub waiting: u64,
+    /// Messages of those sessions no agent saw (the target had taken them,
+    /// or they were still being sent; not those given up on, which are in
+    /// `gave_up`): counted in `messages.lost` too.
+    pub messages_lost: u64,
+    /// Of `messages.sent`, those the target took after the last reconnect
+    /// (all of them without one): what a restarted target counts.
+    pub sent_since: u64,
 }
 
 /// The scenario a summary is about.

@@ -560,6 +560,13 @@ fn run_live(
     if let Some(m) = &measured.summary.middleware {
         warn_middleware(m, sc, measured.summary.live.as_ref().map_or(1.0, |l| l.time_scale));
     }
+    if let Some(r) = measured.summary.live.as_ref().map(|l| &l.reconnects).filter(|r| r.count > 0) {
+        eprintln!(
+            "warning: the target forgot the run's channels {} time(s) (it restarted?): the driver opened new ones; \
+             the sessions it had ({} held, {} waiting) and {} of their messages were lost with them (live.reconnects)",
+            r.count, r.held, r.waiting, r.messages_lost
+        );
+    }
     if let Some(busy) = measured.summary.live.as_ref().map(|l| l.busy_at_start).filter(|&n| n > 0) {
         eprintln!(
             "warning: the target's servicers already held {busy} session(s) when the run began \

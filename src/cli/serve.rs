@@ -329,8 +329,20 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
             fd_limit,
             "kfsim serve: listening"
         );
-        serve(listener, svc, shutdown_signal()).await.context("serving")?;
-        tracing::info!("kfsim serve: stopped");
+        serve(listener, svc.clone(), shutdown_signal()).await.context("serving")?;
+        // the totals of this service's life, as `/metrics` last said them: a
+        // load test that restarts the service reconciles each life with them
+        let c = svc.with_state(|st, _| st.figures().counters);
+        tracing::info!(
+            customer_messages = c.customer_messages,
+            routed = c.messages_routed,
+            servicer_messages = c.servicer_messages,
+            sessions_started = c.sessions_started,
+            rejected = c.rejected,
+            ended = c.ended,
+            channels_expired = c.channels_expired,
+            "kfsim serve: stopped"
+        );
         Ok(Exit::Success)
     })
 }

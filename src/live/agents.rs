@@ -30,8 +30,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::http::CallError;
-use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, Opened, ServicerAction};
-use super::{SEEN, Shared, TAKEN, Tries, follow_queue, pause};
+use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, ServicerAction};
+use super::{Queue, SEEN, Shared, TAKEN, Tries, follow_queue};
 use crate::observe::Obs;
 use crate::scenario::{MAX_TRANSFERS, Scenario};
 use crate::workload::{Stream, TimeSampler, stream, unit};
@@ -47,8 +47,6 @@ const IN_FLIGHT: usize = 8;
 /// Due actions wait at most this long (wall) to leave with others: one
 /// request per reply would need thousands of requests a second.
 const GATHER: Duration = Duration::from_millis(1);
-/// Tries to open a servicer channel before following each agent's queue.
-const OPEN_ATTEMPTS: u32 = 5;
 
 struct Agent {
     userid: String,
@@ -132,17 +130,20 @@ impl Ord for Timed {
     }
 }
 
-/// Events of the queues: from a servicer channel (`None`: each event
-/// names its servicer in `to`), or from one agent's own queue.
-type Events = (Option<u32>, Vec<Event>);
+/// Events of the queues, with the epoch of the channel they came from:
+/// from a servicer channel (`None`: each event names its servicer in
+/// `to`), or from one agent's own queue.
+type Events = (u64, Option<u32>, Vec<Event>);
 
-/// The actions of a sent batch, the target's answers, and when it went out
-/// (scenario µs).
-type Sent = (Vec<Due>, Option<Vec<ActionResult>>, u64);
+/// The actions of a sent batch, the target's answers, when it went out
+/// (scenario µs), and the epoch it went out in.
+type Sent = (Vec<Due>, Option<Vec<ActionResult>>, u64, u64);
 
 /// A group's 转接 to another account.
 struct GroupTransfer {
-    to_open_kfid: String,
+    /// The account (by index): its open_kfid is the run's link's, read
+    /// when the transfer is sent (a restarted target has new ones).
+    to: usize,
     share: f64,
     after: TimeSampler,
     rng: Stream,
@@ -163,13 +164,15 @@ struct Agents {
     /// (session → ledger key): their ledger entries are dropped here when
     /// the session ends, as the customer's own shard never sees them.
     foreign: HashMap<String, u64>,
+    /// The run's epoch as the agents follow it: the sessions they hold are
+    /// the target's of this epoch.
+    epoch: u64,
 }
 
-/// Start following the agents' queues, then their task (and the shift
-/// tasks of agents with shifts). The queues are followed before this
-/// returns, so that the first customers' messages are not routed to
-/// queues nobody reads.
-pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
+/// Start following the agents' queues — the servicer channel if the run
+/// has one, else each agent's own — then their task (and the shift tasks
+/// of agents with shifts).
+pub(crate) fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
     let mut agents = Vec::new();
     let mut by_userid = HashMap::new();
     let transfers = sc
@@ -178,7 +181,7 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
         .map(|g| {
             let t = g.transfer.as_ref()?;
             Some(GroupTransfer {
-                to_open_kfid: sh.open_kfid[t.to].clone(),
+                to: t.to,
                 share: t.share,
                 after: TimeSampler::new(&t.after),
                 rng: stream(sc.seed, &format!("transfers/{}", g.group)),
@@ -211,6 +214,7 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
             });
         }
     }
+    let epoch = sh.epoch();
     let a = Agents {
         sh: sh.clone(),
         agents,
@@ -220,17 +224,28 @@ pub(crate) async fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
         seq: 0,
         assignments: 0,
         foreign: HashMap::new(),
+        epoch,
     };
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Events>();
-    let followed = follow_queues(sh, own, ev_tx).await;
-    tokio::spawn(a.run(ev_rx, followed))
+    let pullers = if sh.link().servicers.is_some() {
+        let deliver = move |epoch, events| ev_tx.send((epoch, None, events)).is_ok();
+        vec![tokio::spawn(follow_queue(sh.clone(), PULL, Queue::Servicers, deliver))]
+    } else {
+        own.into_iter()
+            .map(|(i, userid)| {
+                let tx = ev_tx.clone();
+                let deliver = move |epoch, events| tx.send((epoch, Some(i), events)).is_ok();
+                tokio::spawn(follow_queue(sh.clone(), PULL, Queue::Own(userid), deliver))
+            })
+            .collect()
+    };
+    tokio::spawn(a.run(ev_rx, pullers))
 }
 
 impl Agents {
-    async fn run(mut self, mut ev_rx: mpsc::UnboundedReceiver<Events>, followed: Followed) {
+    async fn run(mut self, mut ev_rx: mpsc::UnboundedReceiver<Events>, pullers: Vec<JoinHandle<()>>) {
         let sh = self.sh.clone();
         let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Sent>();
-        let (pullers, channel) = followed;
         let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let mut last_flush = Instant::now();
         // replies leave at their instant, not on tokio's millisecond tick
@@ -245,13 +260,22 @@ impl Agents {
             let wake = next.map_or(idle, |t| t.min(idle));
             timer.set(wake);
             tokio::select! {
-                Some((agent, events)) = ev_rx.recv() => {
-                    for ev in events {
-                        self.on_event(agent, ev);
+                Some((epoch, agent, events)) = ev_rx.recv() => {
+                    self.follow_link();
+                    // a page from a channel of an earlier epoch is about
+                    // sessions the target forgot
+                    if epoch == self.epoch {
+                        for ev in events {
+                            self.on_event(agent, ev, epoch);
+                        }
                     }
                 }
-                Some((dues, results, sent)) = res_rx.recv() => self.on_results(dues, results, sent),
+                Some((dues, results, sent, epoch)) = res_rx.recv() => {
+                    self.follow_link();
+                    self.on_results(dues, results, sent, epoch);
+                }
                 () = timer.fired() => {
+                    self.follow_link();
                     if next.is_some() {
                         last_flush = Instant::now();
                         self.flush(&res_tx, &in_flight);
@@ -270,10 +294,11 @@ impl Agents {
                 .await;
         // their refusals are counted (what they would send again is not:
         // the run is over)
-        while let Ok((dues, results, sent)) = res_rx.try_recv() {
-            self.on_results(dues, results, sent);
+        while let Ok((dues, results, sent, epoch)) = res_rx.try_recv() {
+            self.on_results(dues, results, sent, epoch);
         }
         // a long-running target keeps no queue for a run that is over
+        let channel = sh.link().servicers.clone();
         if let Some(id) = channel {
             let body = json!({ "channel_id": id });
             let _ = sh
@@ -283,7 +308,34 @@ impl Agents {
         }
     }
 
-    fn on_event(&mut self, agent: Option<u32>, ev: Event) {
+    /// The run moved to a new epoch (the target forgot its channels, and so
+    /// every session of the run): the agents let go of what they held and
+    /// of what they were to send for it. Those sessions are counted on the
+    /// customers' side (`live.reconnects`).
+    fn follow_link(&mut self) {
+        let epoch = self.sh.epoch();
+        if epoch == self.epoch {
+            return;
+        }
+        self.epoch = epoch;
+        self.heap.clear();
+        // another shard's customers' sessions are as gone as our own: their
+        // shard counts them, this one keeps no ledger for them
+        let mut ledger = self.sh.ledger();
+        for (_, key) in self.foreign.drain() {
+            ledger.remove(&key);
+        }
+        drop(ledger);
+        let now = self.sh.tb.now_us();
+        for (i, a) in self.agents.iter_mut().enumerate() {
+            if !a.held.is_empty() {
+                a.held.clear();
+                let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent: i as u32, load: 0 });
+            }
+        }
+    }
+
+    fn on_event(&mut self, agent: Option<u32>, ev: Event, epoch: u64) {
         let agent = agent.or_else(|| ev.to.as_deref().and_then(|u| self.by_userid.get(u).copied()));
         let Some(agent) = agent else { return };
         let now = self.sh.tb.now_us();
@@ -298,14 +350,16 @@ impl Agents {
             // taken away, or ended (by anyone, this agent too: the note may
             // come before the answer to the end, or instead of it)
             ("session", Some("transferred" | "ended")) => self.hold(agent, session(), false, now),
-            ("message", _) if ev.sender.as_deref() == Some("customer") => self.on_message(agent, ev, now),
+            ("message", _) if ev.sender.as_deref() == Some("customer") => {
+                self.on_message(agent, ev, now, epoch)
+            }
             _ => {}
         }
     }
 
     /// Count the delivery, then schedule the reply (and the end after the
     /// session's last message).
-    fn on_message(&mut self, agent: u32, ev: Event, now: u64) {
+    fn on_message(&mut self, agent: u32, ev: Event, now: u64, epoch: u64) {
         let Some(id) = ev.client_msgid else { return };
         let Some(m) = parse_id(&id) else { return };
         let MsgId { key, idx, total, sent_us, .. } = m;
@@ -325,8 +379,7 @@ impl Agents {
             if before & TAKEN == 0 && own {
                 // the target took it, whatever became of the answer to
                 // the customer's send: sent agrees with what it accepted
-                c.sent += 1;
-                c.window_sent += u64::from(in_window);
+                self.sh.count_sent(&mut c, epoch, in_window);
             }
             if before & SEEN != 0 {
                 // seen already: counted, and not answered again
@@ -365,7 +418,7 @@ impl Agents {
             Some(t) => t.after.sample(&mut t.rng),
             None => a.reply.sample(&mut a.rng),
         };
-        let to_open_kfid = transfer.map(|t| t.to_open_kfid.clone());
+        let to_open_kfid = transfer.map(|t| self.sh.link().open_kfid[t.to].clone());
         let work = work as f64 * (1.0 + a.slowdown * f64::from(j - 1));
         let wrap = if idx + 1 == total && to_open_kfid.is_none() {
             Some(a.wrap_up.sample(&mut a.rng))
@@ -511,7 +564,7 @@ impl Agents {
             if dues.is_empty() {
                 continue;
             }
-            let (sh, res_tx) = (self.sh.clone(), res_tx.clone());
+            let (sh, res_tx, epoch) = (self.sh.clone(), res_tx.clone(), self.epoch);
             let intended = sh.tb.instant(first.unwrap_or(now));
             tokio::spawn(async move {
                 let actions: Vec<&ServicerAction> = dues.iter().map(|d| &d.action).collect();
@@ -521,7 +574,7 @@ impl Agents {
                     .call("servicer_batch", "/sim/servicer/batch", &body, intended, Duration::ZERO)
                     .await;
                 drop(permit);
-                let _ = res_tx.send((dues, r.ok().map(|a| a.results), now));
+                let _ = res_tx.send((dues, r.ok().map(|a| a.results), now, epoch));
             });
         }
     }
@@ -532,9 +585,17 @@ impl Agents {
     /// `resend_for`, then give up on it. A reply's end is scheduled once
     /// the reply is settled either way; an end that left with its reply
     /// and got no answer either waits for the reply again.
-    fn on_results(&mut self, dues: Vec<Due>, results: Option<Vec<ActionResult>>, sent: u64) {
+    fn on_results(&mut self, dues: Vec<Due>, results: Option<Vec<ActionResult>>, sent: u64, epoch: u64) {
         let now = self.sh.tb.now_us();
         let results = results.unwrap_or_default();
+        if epoch != self.epoch {
+            // sent for sessions the target has forgotten since: nothing
+            // follows them, but what it refused is still its answer
+            for r in results.iter().filter(|r| r.errcode != 0) {
+                self.sh.http.stats.action_error("servicer_batch", format!("errcode_{}", r.errcode));
+            }
+            return;
+        }
         let mut dues = dues.into_iter().enumerate().peekable();
         while let Some((i, mut d)) = dues.next() {
             let rider = |e: &Due| e.rode && d.then.is_none() && e.session.key == d.session.key;
@@ -594,61 +655,6 @@ impl Agents {
         if let Some(end) = d.then {
             self.push(end.at.max(now), *end);
         }
-    }
-}
-
-/// The tasks following the queues, and the servicer channel if there is one.
-type Followed = (Vec<JoinHandle<()>>, Option<String>);
-
-/// Start following the agents' queues: one servicer channel if the target
-/// has them, else one long-poll per agent. A failed open is tried again
-/// (it may have bound the servicers all the same; a new open moves them);
-/// a target that does not know the path (404) or refuses it (an errcode)
-/// gets the per-agent long-polls.
-async fn follow_queues(
-    sh: &Arc<Shared>,
-    agents: Vec<(u32, String)>,
-    tx: mpsc::UnboundedSender<Events>,
-) -> Followed {
-    let userids: Vec<&String> = agents.iter().map(|(_, u)| u).collect();
-    let body = json!({"servicer_userids": userids, "queue_cap": 1_000_000});
-    let mut opened = Err(CallError::Timeout);
-    for attempt in 1..=OPEN_ATTEMPTS {
-        opened = sh
-            .http
-            .call::<Opened>(
-                "open_channel",
-                "/sim/servicer/open_channel",
-                &body,
-                Instant::now(),
-                Duration::ZERO,
-            )
-            .await;
-        match &opened {
-            Ok(_) | Err(CallError::Status(404) | CallError::Errcode(_)) => break,
-            Err(_) => tokio::time::sleep(sh.tb.wall(pause(attempt + 1, sh.tb.scale))).await,
-        }
-    }
-    match opened {
-        Ok(o) if !o.channel_id.is_empty() => {
-            let deliver = move |events| tx.send((None, events)).is_ok();
-            let id = o.channel_id.clone();
-            (
-                vec![tokio::spawn(follow_queue(sh.clone(), PULL, o.channel_id, String::new(), deliver))],
-                Some(id),
-            )
-        }
-        _ => (
-            agents
-                .into_iter()
-                .map(|(i, u)| {
-                    let tx = tx.clone();
-                    let deliver = move |events| tx.send((Some(i), events)).is_ok();
-                    tokio::spawn(follow_queue(sh.clone(), PULL, String::new(), u, deliver))
-                })
-                .collect(),
-            None,
-        ),
     }
 }
 

@@ -67,6 +67,9 @@ pub(crate) struct Job {
     /// The answer is through: this is the `trans` after it.
     trans: bool,
     tries: Tries,
+    /// The run's epoch it belongs to: a target that forgot the run's
+    /// channels forgot its session too.
+    epoch: u64,
 }
 
 /// A job in the heap, ordered by `(t, seq)`.
@@ -105,6 +108,8 @@ pub(crate) struct Bots {
     /// Makes the bot's msgids unique on a target that outlives this run
     /// (they must be new within an account).
     run: String,
+    /// The run's epoch the bots answer in ([`Bots::relink`]).
+    epoch: u64,
 }
 
 impl Bots {
@@ -126,7 +131,7 @@ impl Bots {
             })
             .collect();
         let run = run.chars().rev().take(8).collect::<String>().chars().rev().collect();
-        Bots { accounts, heap: BinaryHeap::new(), seq: 0, run }
+        Bots { accounts, heap: BinaryHeap::new(), seq: 0, run, epoch: 0 }
     }
 
     /// The plan of a new session of `account`, if the account has a bot.
@@ -154,13 +159,22 @@ impl Bots {
         at: u64,
         then: Then,
     ) {
-        let job = Job { key, idx, account, external_userid, then, trans: false, tries: Tries::default() };
+        let tries = Tries::default();
+        let job = Job { key, idx, account, external_userid, then, trans: false, tries, epoch: self.epoch };
         self.push(at, job);
     }
 
     fn push(&mut self, t: u64, job: Job) {
         self.seq += 1;
         self.heap.push(Reverse(Timed(t, self.seq, job)));
+    }
+
+    /// The run moved to `epoch` (the target forgot its channels and every
+    /// session with them): nothing planned for the old sessions is sent,
+    /// and what comes back for them is dropped.
+    pub(crate) fn relink(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.heap.clear();
     }
 
     /// When the next call is due (scenario µs).
@@ -177,7 +191,7 @@ impl Bots {
                 self.gave_up(sh, job, now);
                 continue;
             }
-            let kfid = sh.open_kfid[job.account].clone();
+            let kfid = sh.link().open_kfid[job.account].clone();
             let (endpoint, path, body) = if job.trans {
                 let to = if job.then == Then::Resolve { 4 } else { 2 };
                 let body =
@@ -216,6 +230,9 @@ impl Bots {
     /// the resend budget; an answered one, refused or not, is through, and
     /// what follows it is due now: the bot holds to its plan.
     pub(crate) fn on_done(&mut self, sh: &Shared, (mut job, answer, sent): Done, now: u64) {
+        if job.epoch != self.epoch {
+            return;
+        }
         if answer.is_none() {
             match sh.resend_at(&mut job.tries, sent, now) {
                 Some(t) => self.push(t, job),

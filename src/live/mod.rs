@@ -28,7 +28,7 @@ mod wire;
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use crate::metrics::{Hist, Measured, Metrics};
 use crate::observe::{Obs, Observer, Progress, RunStats};
 use crate::scenario::Scenario;
-use crate::summary::GaveUp;
+use crate::summary::{GaveUp, Reconnects};
 use http::{CallError, Http};
 
 /// How to run live.
@@ -207,24 +207,61 @@ impl Tries {
     }
 }
 
+/// A queue the run follows.
+#[derive(Debug, Clone)]
+pub(crate) enum Queue {
+    /// The customers' channel.
+    Customers,
+    /// The servicer channel that carries every agent's queue.
+    Servicers,
+    /// One servicer's own queue (a target without servicer channels).
+    Own(String),
+}
+
+/// The errcode of a pull or batch naming a channel the target does not
+/// know (`docs/protocol.md`); also a cursor it does not take.
+const INVALID_PARAM: i64 = 40058;
+
 /// Long-poll one queue (`endpoint`: its name in the statistics and its
-/// path) — a channel, or one servicer's own — and hand each non-empty page
-/// of events to `deliver` until the run stops or `deliver` says no more.
+/// path) and hand each non-empty page of events, with the epoch of the
+/// channel it came from, to `deliver` until the run stops or `deliver`
+/// says no more. A channel the target no longer knows (it restarted, or
+/// let the lease run out) is replaced through [`relink`]; the queue is
+/// then followed from its start.
 pub(crate) async fn follow_queue(
     sh: Arc<Shared>,
     endpoint: (&'static str, &'static str),
-    channel_id: String,
-    servicer_userid: String,
-    mut deliver: impl FnMut(Vec<wire::Event>) -> bool,
+    queue: Queue,
+    mut deliver: impl FnMut(u64, Vec<wire::Event>) -> bool,
 ) {
+    let mut followed = None;
     let mut cursor = String::new();
     // a page whose answer was lost is read again from the same cursor:
     // items already handed over are dropped by their seq
     let mut last_seq = 0;
     while !sh.stop.load(Ordering::SeqCst) {
+        let (epoch, channel_id) = {
+            let link = sh.link();
+            let id = match &queue {
+                Queue::Customers => link.customers.clone(),
+                Queue::Servicers => link.servicers.clone().unwrap_or_default(),
+                Queue::Own(_) => String::new(),
+            };
+            (link.epoch, id)
+        };
+        if followed != Some(epoch) {
+            // a new channel (or a restarted target's queue): seqs start again
+            followed = Some(epoch);
+            cursor.clear();
+            last_seq = 0;
+        }
+        let servicer_userid = match &queue {
+            Queue::Own(u) => u.as_str(),
+            _ => "",
+        };
         let body = wire::Pull {
             channel_id: &channel_id,
-            servicer_userid: &servicer_userid,
+            servicer_userid,
             cursor: &cursor,
             limit: 1000,
             timeout_ms: 500,
@@ -239,14 +276,115 @@ pub(crate) async fn follow_queue(
                 }
                 p.event_list.retain(|e| e.seq == 0 || e.seq > last_seq);
                 last_seq = p.event_list.iter().map(|e| e.seq).max().unwrap_or(0).max(last_seq);
-                if !p.event_list.is_empty() && !deliver(p.event_list) {
+                if !p.event_list.is_empty() && !deliver(epoch, p.event_list) {
                     return;
+                }
+            }
+            // a cursor the target no longer takes: read from the start of
+            // the queue (what was handed over already is dropped by seq)
+            Err(CallError::Errcode(INVALID_PARAM)) if !cursor.is_empty() => cursor.clear(),
+            // refused from the start too: the channel is gone
+            Err(CallError::Errcode(INVALID_PARAM)) if !matches!(queue, Queue::Own(_)) => {
+                if !relink(&sh, epoch).await {
+                    tokio::time::sleep(RELINK_PAUSE).await;
                 }
             }
             // a target that fails is not asked again at once
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
+}
+
+/// How long a follower waits after it could not open new channels (the
+/// target may still be starting) before it tries again.
+const RELINK_PAUSE: Duration = Duration::from_millis(500);
+
+/// Tries to open the servicer channel at the start of a run before the
+/// agents follow each queue of their own.
+const OPEN_ATTEMPTS: u32 = 5;
+
+/// Open a channel that carries every agent's queue: its id, `Ok(None)` if
+/// the target has no servicer channels (404) or refuses one (an errcode),
+/// `Err` if it could not be reached in `attempts` tries. A failed open is
+/// tried again: it may have bound the servicers all the same, and a new
+/// open moves them.
+async fn open_servicer_channel(sh: &Shared, attempts: u32) -> Result<Option<String>, CallError> {
+    let body = json!({"servicer_userids": sh.servicers, "queue_cap": 1_000_000});
+    let mut opened = Err(CallError::Timeout);
+    for attempt in 1..=attempts {
+        opened = sh
+            .http
+            .call::<wire::Opened>(
+                "open_channel",
+                "/sim/servicer/open_channel",
+                &body,
+                Instant::now(),
+                Duration::ZERO,
+            )
+            .await;
+        match &opened {
+            Ok(_) | Err(CallError::Status(404) | CallError::Errcode(_)) => break,
+            Err(_) if attempt < attempts => {
+                tokio::time::sleep(sh.tb.wall(pause(attempt + 1, sh.tb.scale))).await
+            }
+            Err(_) => {}
+        }
+    }
+    match opened {
+        Ok(o) if !o.channel_id.is_empty() => Ok(Some(o.channel_id)),
+        Ok(_) | Err(CallError::Status(404) | CallError::Errcode(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Open the customers' channel.
+async fn open_customer_channel(http: &Http) -> Result<String, CallError> {
+    let body = json!({"queue_cap": 1_000_000});
+    let path = "/sim/customer/open_channel";
+    let o: wire::Opened = http.call("open_channel", path, &body, Instant::now(), Duration::ZERO).await?;
+    Ok(o.channel_id)
+}
+
+/// Open the run's channels: the agents' first, so that the first
+/// customers' messages are not routed to queues nobody reads. A run whose
+/// channels could not be opened goes on: the first pull opens them.
+async fn open_channels(sh: &Shared) {
+    // a target without servicer channels (or unreachable for now): the
+    // agents follow their own queues
+    let servicers = open_servicer_channel(sh, OPEN_ATTEMPTS).await.ok().flatten();
+    let customers = open_customer_channel(&sh.http).await.unwrap_or_default();
+    let mut link = sh.link();
+    link.servicers = servicers;
+    link.customers = customers;
+}
+
+/// The target does not know a channel of the run's epoch `seen`: it
+/// restarted, or a channel's lease ran out. Open new ones — the
+/// servicers' first, as at the start — with the accounts' open_kfids read
+/// again (a restarted target has new ones), and move the run to a new
+/// epoch: every session of the old one is gone (the customer side counts
+/// them), and what was sent before belongs to a target that forgot it.
+/// Whoever finds the loss first does this; the others find the epoch moved
+/// on. `false` if the target could not be reached (try again later).
+pub(crate) async fn relink(sh: &Shared, seen: u64) -> bool {
+    let _one = sh.relinking.lock().await;
+    if sh.epoch() != seen {
+        return true;
+    }
+    let had = sh.link().clone();
+    // read first: a target without the accounts gets no channels opened
+    let Ok(open_kfid) = list_accounts(&sh.http, &sh.accounts).await else { return false };
+    let servicers = match had.servicers {
+        Some(_) => match open_servicer_channel(sh, 1).await {
+            Ok(Some(id)) => Some(id),
+            _ => return false,
+        },
+        None => None,
+    };
+    let Ok(customers) = open_customer_channel(&sh.http).await else { return false };
+    // a channel that never opened was not lost
+    sh.publish(Link { epoch: seen + 1, customers, servicers, open_kfid }, !had.customers.is_empty());
+    true
 }
 
 /// Scenario time ↔ wall time.
@@ -299,6 +437,8 @@ pub struct LiveCounts {
     to_agent: Hist,
     to_customer: Hist,
     gave_up: GaveUp,
+    /// The target forgot the run's channels: how often, and what with them.
+    pub(crate) reconnects: Reconnects,
 }
 
 /// Everything the tasks share.
@@ -308,12 +448,21 @@ pub(crate) struct Shared {
     pub(crate) obs: mpsc::UnboundedSender<Obs>,
     pub(crate) counts: std::sync::Mutex<LiveCounts>,
     pub(crate) stop: AtomicBool,
+    /// The target's channels and accounts as the run knows them.
+    link: std::sync::Mutex<Link>,
+    /// `link.epoch`, read without the lock.
+    epoch: AtomicU64,
+    /// One [`relink`] at a time.
+    relinking: tokio::sync::Mutex<()>,
+    /// The scenario's account names and servicer userids (by agent index),
+    /// to open channels again.
+    accounts: Vec<String>,
+    servicers: Vec<String>,
     /// Per session (by key), per message: what is known of it, for the
     /// end-to-end accounting. The customer side marks what the target
     /// took and settles a session when it is over; the agents mark what
     /// they saw.
     pub(crate) ledger: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
-    pub(crate) open_kfid: Vec<String>,
     /// Play the bot tier ([`LiveOptions::play_bots`]).
     pub(crate) play_bots: bool,
     pub(crate) agent_index: BTreeMap<String, u32>,
@@ -326,6 +475,21 @@ pub(crate) struct Shared {
     pub(crate) gather: Duration,
     /// This process's share of the run.
     pub(crate) shard: crate::tally::Shard,
+}
+
+/// The target's channels of the run, and its accounts' open_kfids (by
+/// the scenario's account index), as of one epoch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Link {
+    /// Bumped each time the run found a channel of its own unknown to the
+    /// target and opened new ones ([`relink`]).
+    pub(crate) epoch: u64,
+    /// The customers' channel.
+    pub(crate) customers: String,
+    /// The channel carrying the agents' queues; `None`: each agent follows
+    /// its own queue.
+    pub(crate) servicers: Option<String>,
+    pub(crate) open_kfid: Vec<String>,
 }
 
 /// How long a due action may wait to leave with others: 0.5 % of the
@@ -351,6 +515,37 @@ pub(crate) const GAVE_UP: u8 = 4;
 pub(crate) const MAX_MESSAGES: u32 = 1 << 16;
 
 impl Shared {
+    pub(crate) fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The run's current epoch (see [`Link::epoch`]).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Move the run to `link` (a new epoch), counting a reconnect if
+    /// `lost`: under the counts' lock, which orders the new epoch against
+    /// every message counted as taken (what is counted in it from then on
+    /// is the new target's).
+    fn publish(&self, link: Link, lost: bool) {
+        let mut counts = self.counts();
+        let epoch = link.epoch;
+        *self.link() = link;
+        self.epoch.store(epoch, Ordering::SeqCst);
+        counts.reconnects.count += u64::from(lost);
+        counts.reconnects.sent_since = 0;
+    }
+
+    /// A message was first known to be taken, by what came in `epoch`:
+    /// counted as sent (and in the measured window's rate if `in_window`).
+    /// Called with the counts held.
+    pub(crate) fn count_sent(&self, counts: &mut LiveCounts, epoch: u64, in_window: bool) {
+        counts.sent += 1;
+        counts.window_sent += u64::from(in_window);
+        counts.reconnects.sent_since += u64::from(epoch == self.epoch());
+    }
+
     pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<u8>>> {
         self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -434,6 +629,9 @@ pub async fn run_with_state(
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     let busy_at_start = busy_servicers(&http, &open_kfid, &own).await;
+    // a shard's servicer channel carries its own agents' queues only
+    let servicers: Vec<String> =
+        sc.agent_ids().zip(0u64..).filter(|(_, i)| opts.shard.owns(*i)).map(|(u, _)| u).collect();
     // Shards started apart begin the schedule together (one that comes
     // late starts at once, its schedule lagging by as much). Their agents
     // follow their queues before: a session given to an agent whose shard
@@ -450,8 +648,12 @@ pub async fn run_with_state(
         obs: obs_tx,
         counts: Default::default(),
         stop: AtomicBool::new(false),
+        link: std::sync::Mutex::new(Link { open_kfid, ..Link::default() }),
+        epoch: AtomicU64::new(0),
+        relinking: Default::default(),
+        accounts: sc.accounts.iter().map(|a| a.name.clone()).collect(),
+        servicers,
         ledger: Default::default(),
-        open_kfid,
         play_bots: opts.play_bots,
         agent_index,
         window: (sc.warmup_us, sc.duration_us),
@@ -463,7 +665,8 @@ pub async fn run_with_state(
     let mut metrics = Metrics::new(sc);
     metrics.keep_interval_histograms();
     let collector = tokio::spawn(collect(metrics, obs_rx, shared.tb, done_rx));
-    let agent_task = agents::spawn(sc, &shared).await;
+    open_channels(&shared).await;
+    let agent_task = agents::spawn(sc, &shared);
     tokio::time::sleep_until(start.into()).await;
     let outcome = customers::drive(sc, &shared, opts, progress).await;
     if opts.shard.is_part() && !outcome.interrupted {
@@ -479,8 +682,9 @@ pub async fn run_with_state(
     let end_us = shared.tb.now_us();
     // a long-running target keeps no customers or queue of a run that is
     // over (their open sessions end there, reason `left`)
-    if !outcome.channel.is_empty() {
-        let body = json!({ "channel_id": outcome.channel });
+    let channel = shared.link().customers.clone();
+    if !channel.is_empty() {
+        let body = json!({ "channel_id": channel });
         let path = "/sim/customer/close_channel";
         let _ = shared.http.post("close_channel", path, &body, Instant::now(), Duration::ZERO).await;
     }
@@ -567,6 +771,14 @@ async fn connect(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let names: Vec<String> = sc.accounts.iter().map(|a| a.name.clone()).collect();
+    let open_kfid = list_accounts(http, &names).await?;
+    let agent_index = sc.agent_ids().zip(0u32..).collect();
+    Ok((open_kfid, agent_index))
+}
+
+/// The open_kfid of each account named in `names` (`account/list`).
+async fn list_accounts(http: &Http, names: &[String]) -> anyhow::Result<Vec<String>> {
     // WeCom pages account/list by at most 100: read until a short page (a
     // scenario has at most 5000 accounts; a target listing more is read
     // that far)
@@ -587,21 +799,18 @@ async fn connect(
             page.iter()
                 .filter_map(|a| Some((a["name"].as_str()?.to_owned(), a["open_kfid"].as_str()?.to_owned()))),
         );
-        if page.len() < 100 || sc.accounts.iter().all(|a| accounts.contains_key(&a.name)) {
+        if page.len() < 100 || names.iter().all(|n| accounts.contains_key(n)) {
             break;
         }
     }
-    let open_kfid = sc
-        .accounts
+    names
         .iter()
-        .map(|a| {
-            accounts.get(&a.name).cloned().ok_or_else(|| {
-                anyhow::anyhow!("the target has no customer-service account named \"{}\" (create it, or serve --scenario)", a.name)
+        .map(|name| {
+            accounts.get(name).cloned().ok_or_else(|| {
+                anyhow::anyhow!("the target has no customer-service account named \"{name}\" (create it, or serve --scenario)")
             })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let agent_index = sc.agent_ids().zip(0u32..).collect();
-    Ok((open_kfid, agent_index))
+        .collect()
 }
 
 /// Sessions the scenario's servicers hold already (`servicer/list`): a run
@@ -680,6 +889,47 @@ async fn collect(
         metrics.observe(o.0);
     }
     metrics
+}
+
+#[cfg(test)]
+impl Shared {
+    /// A run's shared state with channels `ch0…` to accounts `wk0…` and no
+    /// target behind them, for tests that feed the tasks by hand.
+    pub(crate) fn for_test(sc: &Scenario, obs: mpsc::UnboundedSender<Obs>) -> Arc<Shared> {
+        let servicers: Vec<String> = sc.agent_ids().collect();
+        let open_kfid = (0..sc.accounts.len()).map(|i| format!("wk{i}")).collect();
+        Arc::new(Shared {
+            http: Http::new("http://127.0.0.1:9", Duration::from_secs(1)),
+            tb: Timebase { start: Instant::now(), scale: 60.0 },
+            obs,
+            counts: Default::default(),
+            stop: AtomicBool::new(false),
+            link: std::sync::Mutex::new(Link {
+                epoch: 0,
+                customers: "ch0".into(),
+                servicers: Some("sv0".into()),
+                open_kfid,
+            }),
+            epoch: AtomicU64::new(0),
+            relinking: Default::default(),
+            accounts: sc.accounts.iter().map(|a| a.name.clone()).collect(),
+            agent_index: servicers.iter().cloned().zip(0u32..).collect(),
+            servicers,
+            ledger: Default::default(),
+            window: (sc.warmup_us, sc.duration_us),
+            resend_us: 30_000_000 * 60,
+            gather: Duration::from_millis(1),
+            play_bots: true,
+            shard: crate::tally::Shard::WHOLE,
+        })
+    }
+
+    /// As [`relink`] does once it has opened new channels.
+    pub(crate) fn relinked_for_test(&self, customers: &str, open_kfid: Vec<String>) {
+        let epoch = self.epoch() + 1;
+        let link = Link { epoch, customers: customers.into(), servicers: None, open_kfid };
+        self.publish(link, true);
+    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ impl LiveState {
                 distortion: immediate_p50
                     .filter(|_| sc.service_level_us > 0)
                     .map(|ms| ms / (sc.service_level_us as f64 / 1e3)),
+                reconnects: counts.reconnects,
             },
         }
     }

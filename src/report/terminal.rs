@@ -329,6 +329,14 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             info.shed
         )?;
     }
+    let r = &info.reconnects;
+    if r.count > 0 {
+        writeln!(
+            w,
+            "RESTART    the target forgot the run's channels {} time(s): reopened; lost with them {} held and {} waiting sessions, {} messages",
+            r.count, r.held, r.waiting, r.messages_lost
+        )?;
+    }
     if info.busy_at_start > 0 {
         writeln!(
             w,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Service;
 use super::errors::{ApiError, required};
+use super::faults::Caller;
 use super::http::{call, error, query_param, respond};
 use super::model::{ContentIn, Sender, SyncEntry};
 use super::state::{AccountInfo, Rule, ServicerInfo, State};
@@ -55,8 +56,9 @@ struct Empty {}
 async fn gettoken(AxState(svc): AxState<Service>, req: Request) -> Response {
     let q = req.uri().query();
     let (corpid, secret) = (query_param(q, "corpid"), query_param(q, "corpsecret"));
+    let caller = Caller::of(req.headers());
     respond(svc.with_state(|st, now| {
-        let (access_token, expires_in) = st.get_token(&corpid, &secret, now)?;
+        let (access_token, expires_in) = st.get_token(&corpid, &secret, caller, now)?;
         Ok(serde_json::json!({ "access_token": access_token, "expires_in": expires_in }))
     }))
 }
@@ -129,8 +131,9 @@ fn account_list(st: &mut State, r: AccountList, _now: u64) -> Result<AccountList
 /// Older SDKs call `account/list` with GET and no body.
 async fn account_list_get(AxState(svc): AxState<Service>, req: Request) -> Response {
     let token = query_param(req.uri().query(), "access_token");
+    let caller = Caller::of(req.headers());
     respond(svc.with_state(|st, now| {
-        st.check_token(&token, now)?;
+        st.check_token(&token, caller, now)?;
         account_list(st, AccountList { offset: None, limit: None }, now)
     }))
 }
@@ -221,8 +224,9 @@ struct ServicerListOut {
 async fn servicer_list(AxState(svc): AxState<Service>, req: Request) -> Response {
     let q = req.uri().query();
     let (token, open_kfid) = (query_param(q, "access_token"), query_param(q, "open_kfid"));
+    let caller = Caller::of(req.headers());
     respond(svc.with_state(|st, now| {
-        st.check_token(&token, now)?;
+        st.check_token(&token, caller, now)?;
         Ok(ServicerListOut { servicer_list: st.servicer_list(&open_kfid)? })
     }))
 }
@@ -358,8 +362,9 @@ fn customer_batchget(st: &mut State, r: BatchGet, _now: u64) -> Result<serde_jso
 /// 升级服务 configuration: kfsim has none to offer (empty ranges).
 async fn upgrade_service_config(AxState(svc): AxState<Service>, req: Request) -> Response {
     let token = query_param(req.uri().query(), "access_token");
+    let caller = Caller::of(req.headers());
     respond(svc.with_state(|st, now| {
-        st.check_token(&token, now)?;
+        st.check_token(&token, caller, now)?;
         Ok(serde_json::json!({
             "member_range": {"userid_list": [], "department_id_list": []},
             "groupchat_range": {"chat_id_list": []},

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Service;
 use super::errors::{ApiError, code};
+use super::faults::Caller;
 use super::http::{call, error, from_value, long_poll, ok, parse_json, poll_args, query_param, read_body};
 use super::model::{ContentIn, Numbered, Sender};
 use super::session::{CustomerAck, Pulled};
@@ -166,16 +167,22 @@ fn customer_act(st: &mut State, ch: u32, a: &serde_json::Value, now: u64) -> Res
 }
 
 /// Run up to [`MAX_BATCH`] actions in order, a chunk per lock, with one
-/// result per action.
+/// result per action. With `on_channel`, a batch naming a channel the
+/// service does not know (never opened, closed, expired, or opened before
+/// a restart) is refused whole, before anything in it runs: the driver
+/// sends it again on a channel it opens anew, instead of taking each
+/// action's refusal for the target's word on that action.
 async fn run_batch<T: Serialize>(
     svc: Service,
     req: Request,
+    on_channel: bool,
     act: impl Fn(&mut State, &str, &serde_json::Value, u64) -> Result<T, ApiError>,
 ) -> Response {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
+    let caller = Caller::of(&parts.headers);
     // a caller without a valid token gets nothing buffered for it
-    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
         return error(e);
     }
     let batch = match read_body(body, &parts.headers, svc.inner.max_body).await {
@@ -189,6 +196,9 @@ async fn run_batch<T: Serialize>(
         Ok(b) => b,
         Err(e) => return error(e),
     };
+    if on_channel && let Err(e) = svc.with_state(|st, _| st.channel_of(&batch.channel_id)) {
+        return error(e);
+    }
     let mut results = Vec::with_capacity(batch.actions.len());
     for chunk in batch.actions.chunks(CHUNK) {
         svc.with_state(|st, now| {
@@ -199,7 +209,7 @@ async fn run_batch<T: Serialize>(
 }
 
 async fn customer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
-    run_batch(svc, req, |st, channel, a, now| {
+    run_batch(svc, req, true, |st, channel, a, now| {
         let ch = st.use_channel(channel, now)?;
         customer_act(st, ch, a, now)
     })
@@ -239,7 +249,8 @@ fn pulled(p: &Pulled) -> Response {
 async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, ApiError> {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
-    svc.with_state(|st, now| st.check_token(&token, now))?;
+    let caller = Caller::of(&parts.headers);
+    svc.with_state(|st, now| st.check_token(&token, caller, now))?;
     let bytes = read_body(body, &parts.headers, svc.inner.max_body).await?;
     parse_json::<PullReq>(&bytes)
 }
@@ -383,7 +394,7 @@ fn servicer_act(st: &mut State, a: ServicerAction, kind: &str, now: u64) -> Resu
 }
 
 async fn servicer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
-    run_batch(svc, req, |st, _channel, a, now| {
+    run_batch(svc, req, false, |st, _channel, a, now| {
         let a: ServicerAction = from_value(a)?;
         let kind = a.kind.clone();
         servicer_act(st, a, &kind, now)

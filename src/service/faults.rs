@@ -26,6 +26,24 @@ use crate::workload::{Stream, TimeSampler, stream, unit};
 /// The header that marks kfsim's own driver's calls.
 pub const DRIVER_HEADER: &str = "x-kfsim-driver";
 
+/// Who makes a call: kfsim's own live driver, which injected faults spare
+/// (it plays the customers and servicers, not the middleware under test),
+/// or any other client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A call marked with [`DRIVER_HEADER`].
+    Driver,
+    /// Everyone else (a middleware, an SDK, a test).
+    Client,
+}
+
+impl Caller {
+    /// The caller of a request with these headers.
+    pub fn of(headers: &axum::http::HeaderMap) -> Caller {
+        if headers.contains_key(DRIVER_HEADER) { Caller::Driver } else { Caller::Client }
+    }
+}
+
 /// What to inject into API calls.
 #[derive(Debug, Clone, Default)]
 pub struct ApiFaults {
@@ -92,7 +110,7 @@ impl Injector {
 /// Middleware: inject the configured faults into `/cgi-bin/` calls.
 pub(super) async fn inject(AxState(svc): AxState<Service>, req: Request, next: Next) -> Response {
     let Some(inj) = svc.inner.faults.as_ref() else { return next.run(req).await };
-    if !req.uri().path().starts_with("/cgi-bin/") || req.headers().contains_key(DRIVER_HEADER) {
+    if !req.uri().path().starts_with("/cgi-bin/") || Caller::of(req.headers()) == Caller::Driver {
         return next.run(req).await;
     }
     let (delay, errcode) = inj.draw();

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use super::Service;
 use super::errors::{ApiError, code};
+use super::faults::Caller;
 use super::state::State;
 
 /// The errcode of an answer, for the metrics middleware.
@@ -159,8 +160,9 @@ where
 {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
+    let caller = Caller::of(&parts.headers);
     // a caller without a valid token gets nothing buffered for it
-    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
         return error(e);
     }
     let parsed = match read_body(body, &parts.headers, svc.inner.max_body).await {
@@ -168,7 +170,7 @@ where
         Err(e) => return error(e),
     };
     respond(svc.with_state(|st, now| {
-        st.check_token(&token, now)?;
+        st.check_token(&token, caller, now)?;
         op(st, parsed?, now)
     }))
 }

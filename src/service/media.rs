@@ -3,10 +3,13 @@
 //! video and files and to download what customers sent.
 //!
 //! Uploads are kept for 3 days (WeCom's lifetime of a temporary media id)
-//! and in at most `media_cap_bytes` in all; past that the oldest go first,
-//! so a load test that uploads without end holds memory flat. A customer
-//! message with a media id makes that id downloadable too, as a small
-//! placeholder file of its type (kfsim's customers send no real files).
+//! and in at most `media_cap_bytes` in all, each weighed with what it costs
+//! besides its bytes; past that the oldest go first, so a load test that
+//! uploads without end holds memory flat. A customer message with a media
+//! id makes that id downloadable too, as a small placeholder file of its
+//! type (kfsim's customers send no real files); those ids are kept for 3
+//! days and at most `sync_log_cap` of them, compactly: a load test's
+//! customers send thousands a second.
 //!
 //! The store is pure state (time is an argument); the handlers below read
 //! the multipart body with their own cap (the 1 MiB cap stays for JSON).
@@ -20,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Service;
 use super::errors::ApiError;
+use super::faults::Caller;
 use super::http::{error, ok, query_param};
 use super::state::State;
 
@@ -29,6 +33,12 @@ pub const MAX_MEDIA: usize = 20 << 20;
 const LIFETIME_US: u64 = 3 * 86_400_000_000;
 /// The smallest upload WeCom takes [bytes].
 const MIN_MEDIA: usize = 5;
+/// What a stored upload costs besides its bytes and its strings: its
+/// entries in the map and in the order [bytes, about].
+const ENTRY_OVERHEAD: usize = 160;
+/// What a customer's media id costs in the store [bytes, about]: its hash
+/// and kind in the map, and in the order.
+const PLACEHOLDER_WEIGHT: usize = 48;
 
 /// errcodes of the media API.
 mod code {
@@ -66,27 +76,60 @@ impl Medium {
     fn new(kind: &'static str, filename: &str, content_type: &str, bytes: Bytes, created_us: u64) -> Medium {
         Medium { kind, filename: filename.into(), content_type: content_type.into(), bytes, created_us }
     }
+
+    /// About how much memory it holds under `id`: its bytes, the id (in
+    /// the map and in the order), its names, the entries.
+    fn weight(&self, id: &str) -> usize {
+        self.bytes.len() + 2 * id.len() + self.filename.len() + self.content_type.len() + ENTRY_OVERHEAD
+    }
 }
 
-/// Stored media, bounded by age and bytes.
+/// The kinds of media, by their index in a placeholder.
+const KINDS: [&str; 4] = ["image", "voice", "video", "file"];
+
+/// Stored media, bounded by age and weight; customers' media ids, bounded
+/// by age and count.
 #[derive(Debug)]
 pub(super) struct MediaStore {
     items: HashMap<Box<str>, Medium>,
     order: VecDeque<(Box<str>, u64)>,
     bytes: usize,
     cap_bytes: usize,
+    /// Customers' media ids by a 64-bit hash of the id (a hash collides
+    /// with another id about once in 10¹⁴ lookups of a full store), with
+    /// the kind's index in [`KINDS`] and when it was sent.
+    placeholders: HashMap<u64, (u8, u64)>,
+    placeholder_order: VecDeque<(u64, u64)>,
+    placeholder_cap: usize,
+}
+
+/// The hash a customer's media id is kept by.
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // fixed keys: the same id hashes the same for the life of the process
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 impl MediaStore {
-    pub(super) fn new(cap_bytes: usize) -> MediaStore {
-        MediaStore { items: HashMap::new(), order: VecDeque::new(), bytes: 0, cap_bytes }
+    pub(super) fn new(cap_bytes: usize, placeholder_cap: usize) -> MediaStore {
+        MediaStore {
+            items: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            cap_bytes,
+            placeholders: HashMap::new(),
+            placeholder_order: VecDeque::new(),
+            placeholder_cap: placeholder_cap.max(1),
+        }
     }
 
     fn insert(&mut self, id: &str, m: Medium) {
-        self.bytes += m.bytes.len();
+        self.bytes += m.weight(id);
         self.order.push_back((id.into(), m.created_us));
         if let Some(old) = self.items.insert(id.into(), m) {
-            self.bytes -= old.bytes.len();
+            self.bytes -= old.weight(id);
         }
         while self.bytes > self.cap_bytes && self.evict_oldest() {}
     }
@@ -97,9 +140,32 @@ impl MediaStore {
         if self.items.get(&id).is_some_and(|m| m.created_us == created)
             && let Some(m) = self.items.remove(&id)
         {
-            self.bytes -= m.bytes.len();
+            self.bytes -= m.weight(&id);
         }
         true
+    }
+
+    /// A customer sent a medium of `kind` with this id.
+    fn insert_placeholder(&mut self, kind: &'static str, id: &str, now_us: u64) {
+        let h = id_hash(id);
+        let k = KINDS.iter().position(|&x| x == kind).unwrap_or(3) as u8;
+        self.placeholders.insert(h, (k, now_us));
+        self.placeholder_order.push_back((h, now_us));
+        while self.placeholder_order.len() > self.placeholder_cap && self.evict_oldest_placeholder() {}
+    }
+
+    fn evict_oldest_placeholder(&mut self) -> bool {
+        let Some((h, sent)) = self.placeholder_order.pop_front() else { return false };
+        // an id sent again has a newer entry further on
+        if self.placeholders.get(&h).is_some_and(|&(_, t)| t == sent) {
+            self.placeholders.remove(&h);
+        }
+        true
+    }
+
+    /// The placeholder of a customer's media id, if one was sent.
+    fn placeholder_of(&self, id: &str) -> Option<(&'static str, u64)> {
+        self.placeholders.get(&id_hash(id)).map(|&(k, sent)| (KINDS[k as usize], sent))
     }
 
     /// Drop what is older than 3 days.
@@ -107,11 +173,14 @@ impl MediaStore {
         while self.order.front().is_some_and(|(_, t)| now_us.saturating_sub(*t) >= LIFETIME_US) {
             self.evict_oldest();
         }
+        while self.placeholder_order.front().is_some_and(|(_, t)| now_us.saturating_sub(*t) >= LIFETIME_US) {
+            self.evict_oldest_placeholder();
+        }
     }
 
-    /// Bytes held.
+    /// About how much memory it holds [bytes].
     pub(super) fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.placeholder_order.len() * PLACEHOLDER_WEIGHT
     }
 }
 
@@ -165,13 +234,17 @@ impl State {
         Ok(id)
     }
 
-    /// A medium by id (40007 when unknown or expired).
+    /// A medium by id (40007 when unknown or expired): an upload, or the
+    /// placeholder of a customer's.
     pub fn media_get(&self, media_id: &str, now_us: u64) -> Result<Medium, ApiError> {
-        self.media
-            .items
-            .get(media_id)
-            .filter(|m| now_us.saturating_sub(m.created_us) < LIFETIME_US)
-            .cloned()
+        let live = |t: u64| now_us.saturating_sub(t) < LIFETIME_US;
+        let upload = self.media.items.get(media_id).filter(|m| live(m.created_us)).cloned();
+        upload
+            .or_else(|| {
+                let (kind, sent) = self.media.placeholder_of(media_id).filter(|&(_, t)| live(t))?;
+                let (filename, content_type, bytes) = placeholder(kind);
+                Some(Medium::new(kind, filename, content_type, bytes, sent))
+            })
             .ok_or_else(|| ApiError::new(code::INVALID_MEDIA_ID, format!("invalid media_id `{media_id}`")))
     }
 
@@ -180,8 +253,7 @@ impl State {
         if media_id.is_empty() || self.media.items.contains_key(media_id) {
             return;
         }
-        let (filename, content_type, bytes) = placeholder(kind);
-        self.media.insert(media_id, Medium::new(kind, filename, content_type, bytes, now_us));
+        self.media.insert_placeholder(kind, media_id, now_us);
     }
 }
 
@@ -191,8 +263,9 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
     let (parts, body) = req.into_parts();
     let q = parts.uri.query();
     let (token, kind) = (query_param(q, "access_token"), query_param(q, "type"));
+    let caller = Caller::of(&parts.headers);
     // who may upload is checked before the body is read
-    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, now)) {
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
         return error(e);
     }
     if limit_of(&kind).is_none() {
@@ -259,8 +332,9 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
 pub(super) async fn get(AxState(svc): AxState<Service>, req: Request) -> Response {
     let q = req.uri().query();
     let (token, media_id) = (query_param(q, "access_token"), query_param(q, "media_id"));
+    let caller = Caller::of(req.headers());
     let found = svc.with_state(|st, now| {
-        st.check_token(&token, now)?;
+        st.check_token(&token, caller, now)?;
         st.media_get(&media_id, now)
     });
     let m = match found {
@@ -315,10 +389,37 @@ mod tests {
         let ids: Vec<String> = (0..5)
             .map(|i| st.media_upload("file", "f", "x", Bytes::from(vec![0; 300]), T0 + i).unwrap())
             .collect();
-        assert_eq!(st.media.bytes(), 900);
+        // each weighs its bytes, its id twice, its names and its entries
+        let weight = 300 + 2 * ids[0].len() + 2 + ENTRY_OVERHEAD;
+        assert_eq!(st.media.bytes(), 2 * weight);
+        assert!(st.media_get(&ids[2], T0 + 10).is_err());
         assert!(st.media_get(&ids[0], T0 + 10).is_err() && st.media_get(&ids[1], T0 + 10).is_err());
         assert!(st.media_get(&ids[4], T0 + 10).is_ok());
         st.customer_medium("image", "MID", T0);
         assert_eq!(st.media_get("MID", T0).unwrap().content_type, "image/png");
+    }
+
+    /// Each customer message with a media id made a placeholder upload of
+    /// it, weighed by its few bytes of content only: the store's 256 MiB
+    /// held millions of them, and a soak's service grew by a megabyte a
+    /// minute. Customers' media ids are kept compactly now, for 3 days and
+    /// at most the configured count, oldest first.
+    #[test]
+    fn customers_media_ids_are_bounded_by_count_and_age() {
+        let mut st = State::new(Config { sync_log_cap: 3, ..Config::default() });
+        for (i, kind) in ["image", "voice", "video", "file"].into_iter().enumerate() {
+            st.customer_medium(kind, &format!("m{i}"), T0 + i as u64);
+        }
+        assert_eq!(st.media_get("m0", T0 + 10).unwrap_err().code, code::INVALID_MEDIA_ID, "pushed out");
+        assert_eq!(st.media_get("m1", T0 + 10).unwrap().content_type, "audio/amr");
+        assert_eq!(st.media_get("m3", T0 + 10).unwrap().kind, "file");
+        assert_eq!(st.media.bytes(), 3 * PLACEHOLDER_WEIGHT);
+        // sent again: kept from the later send
+        st.customer_medium("voice", "m1", T0 + 100);
+        st.media.expire(T0 + 3 + LIFETIME_US);
+        assert!(st.media_get("m1", T0 + 3 + LIFETIME_US).is_ok());
+        assert!(st.media_get("m2", T0 + 3 + LIFETIME_US).is_err());
+        st.media.expire(T0 + 100 + LIFETIME_US);
+        assert_eq!(st.media.bytes(), 0);
     }
 }

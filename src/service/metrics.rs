@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::Service;
-use super::faults::DRIVER_HEADER;
+use super::faults::Caller;
 use super::http::ErrCode;
 use super::state::Figures;
 use crate::metrics::Hist;
@@ -122,7 +122,7 @@ impl ApiCalls {
 #[allow(clippy::disallowed_methods)]
 pub(super) async fn track(AxState(svc): AxState<Service>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let api = req.uri().path().starts_with("/cgi-bin/") && !req.headers().contains_key(DRIVER_HEADER);
+    let api = req.uri().path().starts_with("/cgi-bin/") && Caller::of(req.headers()) == Caller::Client;
     let started = Instant::now();
     let resp = next.run(req).await;
     let elapsed = started.elapsed();

@@ -2,6 +2,7 @@
 //! status, transfers, ends, authorization, send limits, codes, sweeping.
 
 use super::errors::code;
+use super::faults::Caller;
 use super::model::{Change, Content, Event, Item, SyncEntry};
 use super::state::{Config, DAY_US, HOUR_US, Rule, State};
 use crate::scenario::PolicyKind;
@@ -17,7 +18,7 @@ struct World {
 
 fn world(servicers: &[&str], cap: u32, rule: Rule) -> World {
     let mut st = State::new(Config::default());
-    st.get_token("kfsim", "kfsim-secret", T0).unwrap();
+    st.get_token("kfsim", "kfsim-secret", Caller::Client, T0).unwrap();
     let kf = st.account_add("presale", "", Some(rule), T0).unwrap();
     if !servicers.is_empty() {
         let ids: Vec<String> = servicers.iter().map(|s| s.to_string()).collect();
@@ -359,22 +360,53 @@ fn pulls_acknowledge_and_report_what_was_missed() {
     assert_eq!(st.pull_servicer(u, "garbage", 1).unwrap_err().code, code::INVALID_PARAM);
 }
 
+/// Issue 17: a token invalidated early (`--fault-token-lifetime`, an
+/// injected fault) was refused to kfsim's own driver too, though the
+/// driver is spared from injected faults. It keeps working for the driver
+/// until the end `expires_in` promised — also once another client's
+/// `gettoken` has replaced it — while every other client meets the fault.
+#[test]
+fn tokens_invalidated_early_still_work_for_the_driver() {
+    let cfg = Config { token_invalid_after_us: Some(60 * S), ..Config::default() };
+    let mut st = State::new(cfg);
+    let (t1, ttl) = st.get_token("kfsim", "kfsim-secret", Caller::Driver, T0).unwrap();
+    assert_eq!(ttl, 7200);
+    assert!(st.check_token(&t1, Caller::Client, T0 + 59 * S).is_ok());
+    let early = st.check_token(&t1, Caller::Client, T0 + 61 * S).unwrap_err();
+    assert_eq!(early.code, code::EXPIRED_TOKEN);
+    assert!(early.msg.contains("invalidated early"), "{early}");
+    assert!(st.check_token(&t1, Caller::Driver, T0 + 61 * S).is_ok());
+    // the driver asking again is handed the same token and its promised life
+    let again = st.get_token("kfsim", "kfsim-secret", Caller::Driver, T0 + 100 * S).unwrap();
+    assert_eq!(again, (t1.clone(), 7100));
+    // a client asking gets a new one; the driver's old one still works
+    let (t2, _) = st.get_token("kfsim", "kfsim-secret", Caller::Client, T0 + 120 * S).unwrap();
+    assert_ne!(t1, t2);
+    assert_eq!(st.check_token(&t1, Caller::Client, T0 + 121 * S).unwrap_err().code, code::EXPIRED_TOKEN);
+    assert!(st.check_token(&t1, Caller::Driver, T0 + 7199 * S).is_ok());
+    assert_eq!(st.check_token(&t1, Caller::Driver, T0 + 7200 * S).unwrap_err().code, code::EXPIRED_TOKEN);
+    assert_eq!(st.figures().counters.tokens_refused_early, 1, "the client's first refusal was the fault");
+}
+
 #[test]
 fn tokens_expire_and_are_reused_while_valid() {
     let mut st = State::new(Config::default());
-    assert_eq!(st.get_token("x", "kfsim-secret", T0).unwrap_err().code, code::INVALID_CORPID);
-    assert_eq!(st.get_token("kfsim", "bad", T0).unwrap_err().code, code::INVALID_SECRET);
-    assert_eq!(st.get_token("", "", T0).unwrap_err().code, code::MISSING_CORPID);
-    let (t1, ttl) = st.get_token("kfsim", "kfsim-secret", T0).unwrap();
+    assert_eq!(st.get_token("x", "kfsim-secret", Caller::Client, T0).unwrap_err().code, code::INVALID_CORPID);
+    assert_eq!(st.get_token("kfsim", "bad", Caller::Client, T0).unwrap_err().code, code::INVALID_SECRET);
+    assert_eq!(st.get_token("", "", Caller::Client, T0).unwrap_err().code, code::MISSING_CORPID);
+    let (t1, ttl) = st.get_token("kfsim", "kfsim-secret", Caller::Client, T0).unwrap();
     assert_eq!(ttl, 7200);
-    assert_eq!(st.get_token("kfsim", "kfsim-secret", T0 + 100 * S).unwrap(), (t1.clone(), 7100));
-    assert!(st.check_token(&t1, T0 + 7199 * S).is_ok());
-    assert_eq!(st.check_token(&t1, T0 + 7200 * S).unwrap_err().code, code::EXPIRED_TOKEN);
-    let (t2, _) = st.get_token("kfsim", "kfsim-secret", T0 + 7200 * S).unwrap();
+    assert_eq!(
+        st.get_token("kfsim", "kfsim-secret", Caller::Client, T0 + 100 * S).unwrap(),
+        (t1.clone(), 7100)
+    );
+    assert!(st.check_token(&t1, Caller::Client, T0 + 7199 * S).is_ok());
+    assert_eq!(st.check_token(&t1, Caller::Client, T0 + 7200 * S).unwrap_err().code, code::EXPIRED_TOKEN);
+    let (t2, _) = st.get_token("kfsim", "kfsim-secret", Caller::Client, T0 + 7200 * S).unwrap();
     assert_ne!(t1, t2);
-    assert_eq!(st.check_token(&t1, T0 + 7201 * S).unwrap_err().code, code::EXPIRED_TOKEN);
-    assert_eq!(st.check_token("nope", T0).unwrap_err().code, code::INVALID_TOKEN);
-    assert_eq!(st.check_token("", T0).unwrap_err().code, code::MISSING_TOKEN);
+    assert_eq!(st.check_token(&t1, Caller::Client, T0 + 7201 * S).unwrap_err().code, code::EXPIRED_TOKEN);
+    assert_eq!(st.check_token("nope", Caller::Client, T0).unwrap_err().code, code::INVALID_TOKEN);
+    assert_eq!(st.check_token("", Caller::Client, T0).unwrap_err().code, code::MISSING_TOKEN);
 }
 
 #[test]
