@@ -33,7 +33,8 @@ fn run_writes_a_summary_and_prints_one() {
     assert!(stdout.contains("report.html"));
     let s = read_summary(&out);
     assert_eq!((s.schema.as_str(), s.engine.as_str(), s.seed), (SCHEMA, "sim", 5));
-    assert_eq!(s.agents.len(), 24);
+    // 16 presale agents and 4 of after-sales
+    assert_eq!(s.agents.len(), 20);
     assert_eq!(s.by_entry.len(), 3);
     assert!(s.sessions.offered > 1000);
 }
@@ -60,7 +61,9 @@ fn seed_and_set_override_the_file() {
     let s = read_summary(&out);
     assert_eq!(s.seed, 11);
     assert_eq!(s.scenario.duration_s, 7200.0);
-    assert_eq!(s.agents.len(), 5);
+    // the day shift set to 5, after-sales' 4 as they were
+    assert_eq!(s.agents.len(), 9);
+    assert_eq!(s.agents.iter().filter(|a| a.id.starts_with("day-shift")).count(), 5);
 }
 
 #[test]

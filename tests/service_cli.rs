@@ -45,7 +45,8 @@ async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
     assert!(line.contains("listening"), "{line}");
     let addr: SocketAddr =
         line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
-    assert!(line.contains("accounts=1") && line.contains("servicers=4"), "{line}");
+    // presale's 4 (set) and after-sales' 4
+    assert!(line.contains("accounts=2") && line.contains("servicers=8"), "{line}");
 
     let mut c = Client::connect(addr).await;
     c.login().await;

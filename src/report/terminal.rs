@@ -345,11 +345,23 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     let Some(http) = &s.http else { return Ok(()) };
-    writeln!(w, "{:<17}{:>8}{:>9}{:>9}{:>9}{:>9}", "http", "count", "errors", "p50", "p99", "max")?;
+    // endpoint names run longer than other tables' (service_state_trans)
+    let width = http.keys().map(|k| k.chars().count()).max().unwrap_or(0).max(15);
+    writeln!(
+        w,
+        "{:<w2$}{:>8}{:>9}{:>9}{:>9}{:>9}",
+        "http",
+        "count",
+        "errors",
+        "p50",
+        "p99",
+        "max",
+        w2 = width + 2
+    )?;
     for (name, e) in http {
         writeln!(
             w,
-            "  {name:<15}{:>8}{:>9}{:>9}{:>9}{:>9}",
+            "  {name:<width$}{:>8}{:>9}{:>9}{:>9}{:>9}",
             e.latency.count,
             e.errors,
             human_ms(e.latency.p50),
