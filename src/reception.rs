@@ -38,14 +38,77 @@ impl AgentState {
     }
 }
 
+/// The agents with room, as a bit set kept by the router: a busy account
+/// (most agents at their cap) is searched a word of 64 agents at a time
+/// instead of agent by agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Room {
+    words: Vec<u64>,
+}
+
+impl Room {
+    /// Whether agent `i` has room.
+    #[inline]
+    pub fn contains(&self, i: usize) -> bool {
+        self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Room for agents `0..n` (none of them with room).
+    fn grow_to(&mut self, n: usize) {
+        self.words.resize(n.div_ceil(64), 0);
+    }
+
+    /// Mark agent `i` (below the length grown to) as having room or not.
+    #[inline]
+    fn set(&mut self, i: usize, on: bool) {
+        let bit = 1 << (i % 64);
+        if on {
+            self.words[i / 64] |= bit;
+        } else {
+            self.words[i / 64] &= !bit;
+        }
+    }
+
+    /// The agents with room, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(k, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let i = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    k * 64 + i
+                })
+            })
+        })
+    }
+
+    /// The first agent with room at or after `start`, else the first
+    /// before it (a cyclic order).
+    pub fn next_from(&self, start: usize) -> Option<usize> {
+        let (k0, b0) = (start / 64, start % 64);
+        if let Some(&w) = self.words.get(k0) {
+            let w = w & (u64::MAX << b0);
+            if w != 0 {
+                return Some(k0 * 64 + w.trailing_zeros() as usize);
+            }
+        }
+        let first = |(k, &w): (usize, &u64)| (w != 0).then(|| k * 64 + w.trailing_zeros() as usize);
+        self.words.iter().enumerate().skip(k0 + 1).find_map(first).or_else(|| {
+            // wrapped: anything before `start`
+            self.words.iter().enumerate().take(k0 + 1).find_map(first).filter(|&i| i < start)
+        })
+    }
+}
+
 /// Chooses the agent for a session among those with room.
 ///
-/// Contract: return `Some(i)` only for an `i` with `agents[i].has_room()`,
-/// and `None` only when no agent has room. The router calls `pick` only when
-/// at least one agent has room.
+/// Contract: `room` holds exactly the agents `i` with `agents[i].has_room()`;
+/// return `Some(i)` only for such an `i`, and `None` only when no agent has
+/// room. The router calls `pick` only when at least one agent has room.
 pub trait Policy: Debug + Send {
     /// Choose an agent for the next session.
-    fn pick(&mut self, agents: &[AgentState], now_us: u64) -> Option<usize>;
+    fn pick(&mut self, agents: &[AgentState], room: &Room, now_us: u64) -> Option<usize>;
 }
 
 /// 轮流接待: agents in a fixed cyclic order; the session goes to the next
@@ -56,10 +119,9 @@ pub struct RoundRobin {
 }
 
 impl Policy for RoundRobin {
-    fn pick(&mut self, agents: &[AgentState], _now_us: u64) -> Option<usize> {
-        let n = agents.len();
+    fn pick(&mut self, agents: &[AgentState], room: &Room, _now_us: u64) -> Option<usize> {
         let start = self.last.map_or(0, |l| l + 1);
-        let chosen = (0..n).map(|k| (start + k) % n).find(|&i| agents[i].has_room())?;
+        let chosen = room.next_from(if start >= agents.len() { 0 } else { start })?;
         self.last = Some(chosen);
         Some(chosen)
     }
@@ -71,13 +133,8 @@ impl Policy for RoundRobin {
 pub struct IdleFirst;
 
 impl Policy for IdleFirst {
-    fn pick(&mut self, agents: &[AgentState], _now_us: u64) -> Option<usize> {
-        agents
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.has_room())
-            .min_by_key(|(_, a)| (a.load, a.last_assigned))
-            .map(|(i, _)| i)
+    fn pick(&mut self, agents: &[AgentState], room: &Room, _now_us: u64) -> Option<usize> {
+        room.iter().min_by_key(|&i| (agents[i].load, agents[i].last_assigned))
     }
 }
 
@@ -87,10 +144,10 @@ impl Policy for IdleFirst {
 pub struct FillFirst;
 
 impl Policy for FillFirst {
-    fn pick(&mut self, agents: &[AgentState], _now_us: u64) -> Option<usize> {
+    fn pick(&mut self, agents: &[AgentState], room: &Room, _now_us: u64) -> Option<usize> {
         let mut best: Option<usize> = None;
-        for (i, a) in agents.iter().enumerate() {
-            if a.has_room() && best.is_none_or(|b| a.load > agents[b].load) {
+        for i in room.iter() {
+            if best.is_none_or(|b| agents[i].load > agents[b].load) {
                 best = Some(i);
             }
         }
@@ -187,6 +244,9 @@ pub struct Router<T> {
     queue_limit: Option<u32>,
     /// Free slots over online agents: lets a full account skip the policy.
     free: u64,
+    /// The agents with room (see [`Room`]): kept with every change of an
+    /// agent's load, cap or status.
+    room: Room,
     assignments: u64,
 }
 
@@ -202,7 +262,21 @@ impl<T> Router<T> {
             pool: Pool { slots: VecDeque::new(), head: 0, len: 0 },
             queue_limit,
             free: 0,
+            room: {
+                let mut room = Room::default();
+                room.grow_to(caps.len());
+                room
+            },
             assignments: 0,
+        }
+    }
+
+    /// Agent `agent`'s room changed, perhaps.
+    #[inline]
+    fn refresh(&mut self, agent: usize) {
+        let has = self.agents[agent].has_room();
+        if has != self.room.contains(agent) {
+            self.room.set(agent, has);
         }
     }
 
@@ -250,6 +324,7 @@ impl<T> Router<T> {
             self.free -= 1;
         }
         a.load += 1;
+        self.refresh(agent);
     }
 
     /// One of `agent`'s sessions ended, here or in another account that
@@ -264,6 +339,7 @@ impl<T> Router<T> {
         if a.online && a.load < a.cap {
             self.free += 1;
         }
+        self.refresh(agent);
     }
 
     /// Give the head of the pool to an agent with room, if both exist.
@@ -286,6 +362,7 @@ impl<T> Router<T> {
     /// see it from the next decision on.
     pub fn add_agent(&mut self, cap: u32) -> usize {
         self.agents.push(AgentState { cap, load: 0, online: false, last_assigned: 0 });
+        self.room.grow_to(self.agents.len());
         self.agents.len() - 1
     }
 
@@ -296,7 +373,9 @@ impl<T> Router<T> {
         let old_room = u64::from(a.cap.saturating_sub(a.load));
         a.cap = cap;
         let new_room = u64::from(a.cap.saturating_sub(a.load));
-        if a.online {
+        let online = a.online;
+        self.refresh(agent);
+        if online {
             self.free = self.free - old_room + new_room;
             while let Some(assignment) = self.serve_pool(now_us) {
                 out.push(assignment);
@@ -325,6 +404,7 @@ impl<T> Router<T> {
         }
         a.online = online;
         let room = u64::from(a.cap.saturating_sub(a.load));
+        self.refresh(agent);
         if online {
             self.free += room;
             while let Some(assignment) = self.serve_pool(now_us) {
@@ -359,7 +439,11 @@ impl<T> Router<T> {
         {
             return Some((p, true));
         }
-        let agent = self.policy.pick(&self.agents, now_us)?;
+        debug_assert!(
+            self.agents.iter().enumerate().all(|(i, a)| a.has_room() == self.room.contains(i)),
+            "the room set disagrees with the agents"
+        );
+        let agent = self.policy.pick(&self.agents, &self.room, now_us)?;
         debug_assert!(self.agents[agent].has_room(), "policy picked an agent without room");
         Some((agent, prefer == Some(agent)))
     }
@@ -374,6 +458,90 @@ impl<T> Router<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_finds_the_next_agent_cyclically_across_words() {
+        let mut room = Room::default();
+        assert_eq!(room.next_from(0), None);
+        room.grow_to(131);
+        for i in [3, 64, 130] {
+            room.set(i, true);
+        }
+        assert_eq!(room.iter().collect::<Vec<_>>(), vec![3, 64, 130]);
+        assert_eq!(room.next_from(0), Some(3));
+        assert_eq!(room.next_from(3), Some(3));
+        assert_eq!(room.next_from(4), Some(64));
+        assert_eq!(room.next_from(65), Some(130));
+        assert_eq!(room.next_from(131), Some(3), "wraps to the start");
+        assert_eq!(room.next_from(500), Some(3), "past the last word");
+        room.set(3, false);
+        assert_eq!(room.next_from(131), Some(64), "wraps into a later word");
+        assert!(!room.contains(3) && room.contains(64) && !room.contains(1000));
+        room.set(64, false);
+        room.set(130, false);
+        assert_eq!(room.next_from(7), None);
+        assert_eq!(room.iter().count(), 0);
+    }
+
+    /// The room set and the policies over it choose as a scan of every
+    /// agent would, through a long random run of a large account (agents
+    /// coming and going, caps changing, sessions ending).
+    #[test]
+    fn policies_over_the_room_set_choose_as_a_scan_would() {
+        use rand::{Rng, SeedableRng};
+        for kind in [PolicyKind::RoundRobin, PolicyKind::IdleFirst, PolicyKind::FillFirst] {
+            let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
+            let mut below = |n: usize| (rng.next_u64() % n as u64) as usize;
+            let caps: Vec<u32> = (0..150).map(|i| 1 + i % 3).collect();
+            // no pool: an arrival is assigned by the policy or refused
+            let mut r: Router<u64> = Router::new(policy_for(kind), &caps, Some(0));
+            let mut out = Vec::new();
+            for a in 0..caps.len() {
+                r.set_online(a, true, 0, &mut out);
+            }
+            let (mut last, mut held) = (None::<usize>, Vec::new());
+            let mut assigned = 0;
+            for t in 0..30_000u64 {
+                match below(10) {
+                    0 => r.set_online(below(caps.len()), below(10) < 7, t, &mut out),
+                    1 => r.set_cap(below(caps.len()), below(4) as u32, t, &mut out),
+                    2..=5 if !held.is_empty() => {
+                        let a = held.swap_remove(below(held.len()));
+                        r.vacate(a);
+                    }
+                    _ => {
+                        let agents = r.agents().to_vec();
+                        let n = agents.len();
+                        let with_room = (0..n).filter(|&i| agents[i].has_room());
+                        let want = match kind {
+                            PolicyKind::RoundRobin => {
+                                let start = last.map_or(0, |l| l + 1);
+                                (0..n).map(|k| (start + k) % n).find(|&i| agents[i].has_room())
+                            }
+                            PolicyKind::IdleFirst => {
+                                with_room.min_by_key(|&i| (agents[i].load, agents[i].last_assigned))
+                            }
+                            PolicyKind::FillFirst => with_room.fold(None, |b: Option<usize>, i| {
+                                if b.is_none_or(|b| agents[i].load > agents[b].load) { Some(i) } else { b }
+                            }),
+                        };
+                        let got = match r.arrive(t, None, t) {
+                            Routed::Assigned { agent, .. } => Some(agent),
+                            _ => None,
+                        };
+                        assert_eq!(got, want, "{kind:?} at step {t}");
+                        if let Some(a) = got {
+                            held.push(a);
+                            last = Some(a);
+                            assigned += 1;
+                        }
+                    }
+                }
+                assert!(out.is_empty(), "nothing waits, so nothing is served");
+            }
+            assert!(assigned > 5_000, "{kind:?}: {assigned}");
+        }
+    }
 
     fn router(kind: PolicyKind, caps: &[u32], limit: Option<u32>) -> Router<u32> {
         let mut r = Router::new(policy_for(kind), caps, limit);
