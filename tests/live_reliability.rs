@@ -532,23 +532,9 @@ fn total(m: &std::collections::HashMap<String, f64>, name: &str) -> u64 {
 #[test]
 fn a_run_goes_on_after_the_service_is_killed_and_restarted() {
     let _one = serial();
-    let scenario = r#"
-name = "restart"
-seed = 4
-duration = "20m"
-[[account]]
-name = "kf"
-[[agents]]
-group = "a"
-count = 10
-max_concurrent = 3
-reply_delay = { dist = "exponential", mean = "20s" }
-[[entry]]
-scene = "web"
-rate = "12/min"
-messages = 3
-think = "10s"
-"#;
+    // the chat of the token tests at twice the rate
+    let scenario = CHAT.replace("name = \"tokens\"", "name = \"restart\"").replace("6/min", "12/min");
+    assert!(scenario.contains("restart") && scenario.contains("12/min"));
     let path = std::env::temp_dir().join(format!("kfsim-restart-{}.toml", std::process::id()));
     std::fs::write(&path, scenario).unwrap();
     let out = std::env::temp_dir().join(format!("kfsim-restart-{}", std::process::id()));

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, ServicerAction};
-use super::{Queue, SEEN, Shared, TAKEN, Tries, follow_queue};
+use super::{Queue, SEEN, Shared, TAKEN, Timed, Tries, follow_queue};
 use crate::observe::Obs;
 use crate::scenario::{MAX_TRANSFERS, Scenario};
 use crate::workload::{Stream, TimeSampler, stream, unit};
@@ -102,34 +102,6 @@ struct Due {
     rode: bool,
 }
 
-/// A due action in the timer heap, ordered by `(t, seq)` only: `seq`
-/// keeps actions due at the same time in the order they were scheduled.
-struct Timed {
-    t: u64,
-    seq: u64,
-    due: Due,
-}
-
-impl PartialEq for Timed {
-    fn eq(&self, o: &Self) -> bool {
-        (self.t, self.seq) == (o.t, o.seq)
-    }
-}
-
-impl Eq for Timed {}
-
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-impl Ord for Timed {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.t, self.seq).cmp(&(o.t, o.seq))
-    }
-}
-
 /// Events of the queues, with the epoch of the channel they came from:
 /// from a servicer channel (`None`: each event names its servicer in
 /// `to`), or from one agent's own queue.
@@ -156,7 +128,7 @@ struct Agents {
     transfers: Vec<Option<GroupTransfer>>,
     by_userid: HashMap<String, u32>,
     /// `(due scenario µs, order)` → the action.
-    heap: BinaryHeap<Reverse<Timed>>,
+    heap: BinaryHeap<Reverse<Timed<Due>>>,
     seq: u64,
     /// Assignments seen, to number them.
     assignments: u64,
@@ -520,7 +492,7 @@ impl Agents {
 
     fn push(&mut self, t: u64, due: Due) {
         self.seq += 1;
-        self.heap.push(Reverse(Timed { t, seq: self.seq, due }));
+        self.heap.push(Reverse(Timed { t, seq: self.seq, item: due }));
     }
 
     /// Send every due action, in batches, as far as a call slot is free
@@ -536,7 +508,7 @@ impl Agents {
             let mut first = None;
             // room for a reply and its end
             while dues.len() + 1 < BATCH && self.heap.peek().is_some_and(|Reverse(d)| d.t <= now) {
-                let Some(Reverse(Timed { t, due: mut d, .. })) = self.heap.pop() else { break };
+                let Some(Reverse(Timed { t, item: mut d, .. })) = self.heap.pop() else { break };
                 if self.stale(&d) {
                     continue;
                 }

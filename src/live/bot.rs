@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::http::CallError;
-use super::{Shared, Tries};
+use super::{Shared, Timed, Tries};
 use crate::scenario::Scenario;
 use crate::workload::{CountSampler, Stream, TimeSampler, stream, unit};
 
@@ -72,26 +72,6 @@ pub(crate) struct Job {
     epoch: u64,
 }
 
-/// A job in the heap, ordered by `(t, seq)`.
-struct Timed(u64, u64, Job);
-
-impl PartialEq for Timed {
-    fn eq(&self, o: &Self) -> bool {
-        (self.0, self.1) == (o.0, o.1)
-    }
-}
-impl Eq for Timed {}
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Timed {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.0, self.1).cmp(&(o.0, o.1))
-    }
-}
-
 /// `service_state/trans` → 2 with the account's pool full.
 const POOL_FULL: i64 = 45009;
 
@@ -103,7 +83,7 @@ pub(crate) type Done = (Job, Option<i64>, u64);
 /// The bots of a run's accounts.
 pub(crate) struct Bots {
     accounts: Vec<Option<AccountBot>>,
-    heap: BinaryHeap<Reverse<Timed>>,
+    heap: BinaryHeap<Reverse<Timed<Job>>>,
     seq: u64,
     /// Makes the bot's msgids unique on a target that outlives this run
     /// (they must be new within an account).
@@ -166,7 +146,7 @@ impl Bots {
 
     fn push(&mut self, t: u64, job: Job) {
         self.seq += 1;
-        self.heap.push(Reverse(Timed(t, self.seq, job)));
+        self.heap.push(Reverse(Timed { t, seq: self.seq, item: job }));
     }
 
     /// The run moved to `epoch` (the target forgot its channels and every
@@ -179,14 +159,14 @@ impl Bots {
 
     /// When the next call is due (scenario µs).
     pub(crate) fn next_due(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse(t)| t.0)
+        self.heap.peek().map(|Reverse(t)| t.t)
     }
 
     /// Send every call due at `now`, each from its own task (WeCom's API
     /// has no batches); their outcomes come back on `done`.
     pub(crate) fn dispatch(&mut self, now: u64, sh: &Arc<Shared>, done: &mpsc::UnboundedSender<Done>) {
-        while self.heap.peek().is_some_and(|Reverse(t)| t.0 <= now) {
-            let Some(Reverse(Timed(t, _, job))) = self.heap.pop() else { break };
+        while self.heap.peek().is_some_and(|Reverse(t)| t.t <= now) {
+            let Some(Reverse(Timed { t, item: job, .. })) = self.heap.pop() else { break };
             if !sh.may_resend(&job.tries, now) {
                 self.gave_up(sh, job, now);
                 continue;

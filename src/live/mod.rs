@@ -207,6 +207,34 @@ impl Tries {
     }
 }
 
+/// An item of a timer heap, ordered by `(t, seq)` only: `seq` keeps items
+/// due at the same time in the order they were scheduled.
+pub(crate) struct Timed<T> {
+    pub(crate) t: u64,
+    pub(crate) seq: u64,
+    pub(crate) item: T,
+}
+
+impl<T> PartialEq for Timed<T> {
+    fn eq(&self, o: &Self) -> bool {
+        (self.t, self.seq) == (o.t, o.seq)
+    }
+}
+
+impl<T> Eq for Timed<T> {}
+
+impl<T> PartialOrd for Timed<T> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl<T> Ord for Timed<T> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.t, self.seq).cmp(&(o.t, o.seq))
+    }
+}
+
 /// A queue the run follows.
 #[derive(Debug, Clone)]
 pub(crate) enum Queue {
