@@ -775,9 +775,12 @@ impl<'a> Driver<'a> {
         for (i, (key, due, action)) in meta.into_iter().enumerate() {
             let r = results.as_ref().and_then(|r| r.get(i));
             let ok = r.is_some_and(|r| r.errcode == 0);
+            // the customer's id is the answering target's: one of an
+            // earlier epoch named it on a target that forgot it
             if let Some(c) = self.custs.get_mut(&key)
                 && let Some(r) = r.filter(|r| ok && !r.external_userid.is_empty())
                 && c.external_userid.is_empty()
+                && epoch == self.epoch
             {
                 c.external_userid.clone_from(&r.external_userid);
             }
