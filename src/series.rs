@@ -91,37 +91,66 @@ pub struct SeriesData {
 }
 
 /// A level that changes at instants, integrated per interval.
+///
+/// Most changes fall in the interval of the one before: those only add to
+/// `open` (the area of `since`'s interval so far), and the vector of closed
+/// intervals is touched when a change crosses a boundary.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Level {
     value: f64,
     since: u64,
     /// The interval `since` falls in (kept to avoid a division per change).
     since_i: usize,
-    /// ∫ level dt per interval [µs].
+    /// ∫ level dt per interval [µs], `open` not yet added.
     area: Vec<f64>,
+    /// ∫ level dt over interval `since_i` up to `since`, not yet in `area`.
+    #[serde(skip)]
+    open: f64,
+    /// End of interval `since_i` [µs]; 0 until first computed.
+    #[serde(skip)]
+    open_end: u64,
 }
 
 impl Level {
+    #[inline]
     fn set(&mut self, t: u64, value: f64, interval: u64) {
         self.advance(t, interval);
         self.value = value;
     }
 
+    #[inline]
     fn advance(&mut self, t: u64, interval: u64) {
         if t <= self.since {
             return;
         }
+        if t <= self.open_end {
+            self.open += self.value * (t - self.since) as f64;
+            self.since = t;
+            return;
+        }
+        self.cross(t, interval);
+    }
+
+    /// Advance to `t`, past the end of the open interval (or with none open).
+    #[cold]
+    fn cross(&mut self, t: u64, interval: u64) {
         let (mut from, mut i) = (self.since, self.since_i);
+        let mut acc = std::mem::take(&mut self.open);
         loop {
             let boundary = (i as u64 + 1) * interval;
-            if self.area.len() <= i {
-                self.area.resize(i + 1, 0.0);
-            }
             if t <= boundary {
-                self.area[i] += self.value * (t - from) as f64;
+                self.open = acc + self.value * (t - from) as f64;
+                self.open_end = boundary;
                 break;
             }
-            self.area[i] += self.value * (boundary - from) as f64;
+            acc += self.value * (boundary - from) as f64;
+            if acc != 0.0 {
+                if self.area.len() <= i {
+                    self.area.resize(i + 1, 0.0);
+                }
+                self.area[i] += acc;
+            }
+            acc = 0.0;
             from = boundary;
             i += 1;
         }
@@ -129,8 +158,21 @@ impl Level {
         self.since_i = i;
     }
 
+    /// Move the open interval's area into `area`.
+    fn close(&mut self) {
+        let open = std::mem::take(&mut self.open);
+        if open != 0.0 {
+            if self.area.len() <= self.since_i {
+                self.area.resize(self.since_i + 1, 0.0);
+            }
+            self.area[self.since_i] += open;
+        }
+        self.open_end = 0;
+    }
+
     fn means(mut self, end: u64, interval: u64) -> Vec<f64> {
         self.advance(end, interval);
+        self.close();
         let n = end.div_ceil(interval) as usize;
         self.area.resize(n, 0.0);
         (0..n)
@@ -311,7 +353,11 @@ impl SeriesRecorder {
             self.p95.resize(self.current_interval + 1, None);
         }
         self.p95[self.current_interval] = p;
-        self.current.reset();
+        // a reset clears every bucket: most of a short run's cost when paid
+        // for each of its empty intervals
+        if !self.current.is_empty() {
+            self.current.reset();
+        }
         self.current_interval = i;
     }
 
@@ -376,6 +422,7 @@ impl SeriesRecorder {
         ];
         for l in levels.into_iter().flatten() {
             l.advance(end_us, iv);
+            l.close();
             l.value = 0.0;
             l.since = 0;
             l.since_i = 0;
@@ -552,6 +599,33 @@ mod tests {
         l.set(5, 4.0, 10); // [0,5) at 2, [5,15) at 4
         l.set(15, 0.0, 10);
         assert_eq!(l.means(20, 10), [3.0, 2.0]);
+    }
+
+    #[test]
+    fn levels_spanning_many_intervals_match_a_brute_force_integral() {
+        // changes within an interval, across one boundary, across several,
+        // and exactly on boundaries
+        let changes = [(3, 1.0), (4, 5.0), (9, 2.0), (10, 0.0), (47, 3.0), (50, 7.0), (58, 1.0)];
+        let mut l = Level::default();
+        for &(t, v) in &changes {
+            l.set(t, v, 10);
+        }
+        let end = 65;
+        let mut want = vec![0.0; 7];
+        for (k, &(t, v)) in changes.iter().enumerate() {
+            let until = changes.get(k + 1).map_or(end, |c| c.0);
+            for us in t..until {
+                want[(us / 10) as usize] += v;
+            }
+        }
+        for (i, w) in want.iter_mut().enumerate() {
+            *w /= (end.min((i as u64 + 1) * 10) - i as u64 * 10) as f64;
+        }
+        let got = l.means(end, 10);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-12, "{got:?} != {want:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The discrete-event engine: the session model in virtual time.
 //!
-//! Time is integer microseconds. Events sit in a binary heap keyed by
+//! Time is integer microseconds. Events sit in a 4-ary heap (half the
+//! levels of a binary one: popping is the engine's largest cost) keyed by
 //! `(time, sequence)`, so events at the same instant run in the order they
 //! were scheduled, and a run is a pure function of the scenario and its seed.
 //!
@@ -14,7 +15,8 @@
 //! [`Observer`] as it happens.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+
+use dary_heap::QuaternaryHeap;
 
 use crate::metrics::{Measured, Metrics};
 use crate::observe::{Obs, Observer, Progress, RunStats, SessionInfo};
@@ -62,6 +64,7 @@ pub fn run_with_progress<O: Observer>(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Kind {
     Arrival,
     Abandon,
@@ -74,18 +77,40 @@ enum Kind {
     ShiftOff,
 }
 
+const KINDS: [Kind; 9] = [
+    Kind::Arrival,
+    Kind::Abandon,
+    Kind::Reply,
+    Kind::NextMessage,
+    Kind::WrapDone,
+    Kind::BotReply,
+    Kind::BotMessage,
+    Kind::ShiftOn,
+    Kind::ShiftOff,
+];
+
+/// A pending event, 24 bytes: the kind rides in the low bits of the
+/// sequence number (which alone orders events of one instant), so the heap
+/// moves a third less memory than with a separate field.
 #[derive(Debug, Clone, Copy)]
 struct Event {
     t: u64,
-    seq: u64,
+    /// `seq << 4 | kind`.
+    seq_kind: u64,
     id: u32,
     gen_: u32,
-    kind: Kind,
+}
+
+impl Event {
+    #[inline]
+    fn kind(&self) -> Kind {
+        KINDS[(self.seq_kind & 0xf) as usize]
+    }
 }
 
 impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
-        self.t == other.t && self.seq == other.seq
+        self.t == other.t && self.seq_kind == other.seq_kind
     }
 }
 impl Eq for Event {}
@@ -95,9 +120,9 @@ impl PartialOrd for Event {
     }
 }
 impl Ord for Event {
-    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest.
+    /// Reversed, so that the heap (a max-heap) pops the earliest.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.t.cmp(&self.t).then(other.seq.cmp(&self.seq))
+        other.t.cmp(&self.t).then(other.seq_kind.cmp(&self.seq_kind))
     }
 }
 
@@ -193,7 +218,7 @@ struct Simulation<'a, O: Observer> {
     obs: &'a mut O,
     now: u64,
     seq: u64,
-    heap: BinaryHeap<Event>,
+    heap: QuaternaryHeap<Event>,
     sessions: Vec<Session>,
     free: Vec<u32>,
     agents: Vec<AgentRt>,
@@ -287,7 +312,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             obs,
             now: 0,
             seq: 0,
-            heap: BinaryHeap::new(),
+            heap: QuaternaryHeap::new(),
             sessions: Vec::new(),
             free: Vec::new(),
             agents,
@@ -325,7 +350,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
     #[inline]
     fn schedule(&mut self, t: u64, kind: Kind, id: u32, gen_: u32) {
         self.seq += 1;
-        self.heap.push(Event { t, seq: self.seq, id, gen_, kind });
+        self.heap.push(Event { t, seq_kind: self.seq << 4 | kind as u64, id, gen_ });
     }
 
     fn schedule_arrival(&mut self, entry: usize) {
@@ -355,7 +380,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
                     break;
                 }
             }
-            match ev.kind {
+            match ev.kind() {
                 Kind::Arrival => self.arrival(ev.id as usize),
                 Kind::ShiftOn => self.shift(ev.id, true),
                 Kind::ShiftOff => self.shift(ev.id, false),
@@ -825,7 +850,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut obs = |o: Obs| seen.push(o);
         let mut engine = Simulation::new(&sc, &mut obs);
-        engine.heap.retain(|e| e.kind != Kind::Arrival);
+        engine.heap.retain(|e| e.kind() != Kind::Arrival);
         for &t in at_us {
             engine.schedule(t, Kind::Arrival, 0, 0);
         }
