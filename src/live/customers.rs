@@ -89,16 +89,15 @@ struct Cust {
     /// The customer's id in its home account's memory.
     customer: u64,
     handle: String,
-    /// The customer's id on the enterprise side, once the target said it.
-    external_userid: String,
     /// Messages of the session so far planned: the bot's turns and the
     /// messages people answer, of every handle until now.
     total: u32,
     /// The first message people answer in this handle: the one the bot
     /// hands over, or the request a transfer carries to the next account.
     first: u32,
-    /// With the bot (state 0/1): its plan and how far it got.
-    bot: Option<BotTurns>,
+    /// With the bot (state 0/1): its plan and how far it got. Boxed: most
+    /// sessions in flight are with people, and a driver holds 100 000s.
+    bot: Option<Box<BotTurns>>,
     /// How long the customer waits in a pool before leaving.
     patience: Option<u64>,
     sent: u32,
@@ -169,6 +168,9 @@ struct BotTurns {
     /// When the customer got the bot's last answer: the hand-over, or the
     /// end of a resolved session.
     done_at: Option<u64>,
+    /// The customer's id on the enterprise side, once the target said it:
+    /// the driver's bot answers with it.
+    external_userid: String,
 }
 
 struct Driver<'a> {
@@ -227,7 +229,16 @@ pub(crate) async fn drive(
     let mut asked = Instant::now() - PROGRESS_EVERY;
     let mut go_on = true;
     let timer = super::timer::PreciseTimer::new();
-    timer.set(Instant::now());
+    let mut deadline = Instant::now();
+    timer.set(deadline);
+    // what an event or a bot's answer schedules may be due before the
+    // deadline (a transfer's request is due at once): only then is it moved
+    let sooner = |deadline: &mut Instant, wake: Instant| {
+        if wake < *deadline {
+            *deadline = wake;
+            timer.set(wake);
+        }
+    };
     loop {
         tokio::select! {
             () = timer.fired() => {
@@ -258,14 +269,13 @@ pub(crate) async fn drive(
                 if drained || drain_deadline.is_some_and(|t| Instant::now() >= t) {
                     break;
                 }
-                timer.set(d.next_wake(asked + PROGRESS_EVERY));
+                deadline = d.next_wake(asked + PROGRESS_EVERY);
+                timer.set(deadline);
             }
             Some((epoch, events)) = ev_rx.recv() => {
                 d.follow_link();
                 d.on_events(epoch, events);
-                // a next message may be due before the timer's deadline (a
-                // transfer's request is due at once)
-                timer.set(d.next_wake(asked + PROGRESS_EVERY));
+                sooner(&mut deadline, d.next_wake(asked + PROGRESS_EVERY));
             }
             Some((actions, results, sent, epoch)) = res_rx.recv() => {
                 d.follow_link();
@@ -274,8 +284,7 @@ pub(crate) async fn drive(
             Some(done) = bot_rx.recv() => {
                 d.follow_link();
                 d.bots.on_done(sh, done, sh.tb.now_us());
-                // what follows an answer (the hand-over) is due now
-                timer.set(d.next_wake(asked + PROGRESS_EVERY));
+                sooner(&mut deadline, d.next_wake(asked + PROGRESS_EVERY));
             }
         }
     }
@@ -483,14 +492,16 @@ impl<'a> Driver<'a> {
     /// When to dispatch next: at the next due action plus the gathering
     /// allowance (not on a tick: at ×480 a millisecond of lateness is half a
     /// second of scenario time), or at `progress`, whichever comes first.
-    /// Actions already due that could not leave (the target is slow to
-    /// answer) are tried again in a millisecond.
+    /// Actions whose gathering allowance is over but that could not leave
+    /// (the target is slow to answer) are tried again in a millisecond; an
+    /// action due but still gathering keeps its allowance (cutting it short
+    /// whenever an event came made a third more, smaller batches).
     fn next_wake(&self, progress: Instant) -> Instant {
         let now = Instant::now();
         let due = match self.heap.peek() {
-            Some(Reverse((t, _, _))) => match self.sh.tb.instant(*t) {
-                t if t <= now => now + Duration::from_millis(1),
-                t => t + self.sh.gather,
+            Some(Reverse((t, _, _))) => match self.sh.tb.instant(*t) + self.sh.gather {
+                w if w <= now => now + Duration::from_millis(1),
+                w => w,
             },
             None => progress,
         };
@@ -664,15 +675,17 @@ impl<'a> Driver<'a> {
                 info,
                 home,
                 handle: handle.clone(),
-                external_userid: String::new(),
                 total,
                 first,
-                bot: plan.map(|plan| BotTurns {
-                    plan,
-                    delay: plan.delay,
-                    told: 0,
-                    answers: 0,
-                    done_at: None,
+                bot: plan.map(|plan| {
+                    Box::new(BotTurns {
+                        plan,
+                        delay: plan.delay,
+                        told: 0,
+                        answers: 0,
+                        done_at: None,
+                        external_userid: String::new(),
+                    })
                 }),
                 patience,
                 sent: 0,
@@ -777,12 +790,12 @@ impl<'a> Driver<'a> {
             let ok = r.is_some_and(|r| r.errcode == 0);
             // the customer's id is the answering target's: one of an
             // earlier epoch named it on a target that forgot it
-            if let Some(c) = self.custs.get_mut(&key)
+            if let Some(b) = self.custs.get_mut(&key).and_then(|c| c.bot.as_mut())
                 && let Some(r) = r.filter(|r| ok && !r.external_userid.is_empty())
-                && c.external_userid.is_empty()
+                && b.external_userid.is_empty()
                 && epoch == self.epoch
             {
-                c.external_userid.clone_from(&r.external_userid);
+                b.external_userid.clone_from(&r.external_userid);
             }
             if let Sent::Message(idx) = due {
                 if let Some(r) = r.filter(|_| !ok) {
@@ -1151,7 +1164,8 @@ impl<'a> Driver<'a> {
             Then::HandOver
         };
         let at = c.sent_at[idx as usize].saturating_add(b.delay).max(now);
-        self.bots.answer(key, idx, c.info.account as usize, c.external_userid.clone(), at, then);
+        let external_userid = b.external_userid.clone();
+        self.bots.answer(key, idx, c.info.account as usize, external_userid, at, then);
     }
 
     fn on_reply(&mut self, key: u64, ev: &Event, now: u64) {

@@ -37,11 +37,16 @@ impl PreciseTimer {
         PreciseTimer { state, fired }
     }
 
-    /// Wake at `at` (replacing an earlier deadline).
+    /// Wake at `at` (replacing the deadline set before).
     pub(crate) fn set(&self, at: Instant) {
         let (m, cv) = &*self.state;
-        m.lock().unwrap_or_else(|e| e.into_inner()).at = Some(at);
-        cv.notify_one();
+        let old = m.lock().unwrap_or_else(|e| e.into_inner()).at.replace(at);
+        // A later deadline needs no wake-up: the thread, woken at the old
+        // one, finds the new one and waits on. The agents' loop sets one on
+        // every turn; a wake-up each was a context switch each.
+        if old.is_none_or(|old| at < old) {
+            cv.notify_one();
+        }
     }
 
     /// The deadline has passed (or passes now: a deadline that fired while
@@ -97,5 +102,11 @@ mod tests {
         t.set(Instant::now() + Duration::from_secs(3600));
         t.set(Instant::now() + Duration::from_millis(2));
         tokio::time::timeout(Duration::from_secs(5), t.fired()).await.expect("the replacing deadline fired");
+        // and an earlier one a later one, without firing at the earlier
+        let later = Instant::now() + Duration::from_millis(30);
+        t.set(Instant::now() + Duration::from_millis(10));
+        t.set(later);
+        tokio::time::timeout(Duration::from_secs(5), t.fired()).await.expect("the later deadline fired");
+        assert!(Instant::now() >= later, "fired at the replaced deadline");
     }
 }
