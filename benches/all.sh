@@ -11,9 +11,11 @@
 #
 # Writes benches/results/DATE-COMMIT.md (the tables the README pastes) and
 # the raw RESULT lines beside it. A figure measured while the machine was not
-# quiet is marked: load average above 0.5 when a round started (something
-# else ran), CPU steal above 2 % (a noisy neighbour on the host), or an
-# anchor whose own spread over the rounds exceeds 15 %.
+# quiet is marked: the CPUs more than 10 % busy in the 3 s before a
+# benchmark started (something else ran; the load average is printed too,
+# but it lags a minute behind and the previous benchmark always raises it),
+# CPU steal above 2 % (a noisy neighbour on the host), or an anchor whose
+# own spread over the rounds exceeds 15 %.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,24 +28,33 @@ mkdir -p benches/results
 RAW=$OUT.raw
 : >"$RAW"
 
-# steal and total jiffies of all CPUs so far
-cpu_jiffies() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t}' /proc/stat; }
+# steal, busy (neither idle nor iowait) and total jiffies of all CPUs so far
+cpu_jiffies() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t - $5 - $6, t}' /proc/stat; }
+# percent of the CPUs busy over the next 3 s, with nothing of ours running
+busy_pct() {
+  local b0 b1 t0 t1 _
+  read -r _ b0 t0 < <(cpu_jiffies)
+  sleep 3
+  read -r _ b1 t1 < <(cpu_jiffies)
+  awk -v a="$b0" -v b="$b1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.1f", 100 * (b - a) / (e - s)}'
+}
 
 cargo build --release --quiet
 for round in $(seq 1 "$ROUNDS"); do
   for bench in $BENCHES; do
+    busy=$(busy_pct)
     load=$(cut -d' ' -f1 /proc/loadavg)
-    read -r steal0 total0 < <(cpu_jiffies)
-    echo "# round $round/$ROUNDS: $bench (load $load)" >&2
+    read -r steal0 _ total0 < <(cpu_jiffies)
+    echo "# round $round/$ROUNDS: $bench (busy $busy %, load $load)" >&2
     if ! out=$(ROUNDS=1 bash "benches/$bench/run.sh" 2>&1); then
       echo "$out" | tail -20 >&2
       echo "benches/$bench/run.sh failed in round $round" >&2
       exit 1
     fi
-    read -r steal1 total1 < <(cpu_jiffies)
+    read -r steal1 _ total1 < <(cpu_jiffies)
     steal=$(awk -v a="$steal0" -v b="$steal1" -v s="$total0" -v e="$total1" 'BEGIN {printf "%.2f", 100 * (b - a) / (e - s)}')
     grep '^RESULT' <<<"$out" | sed "s/^RESULT /$bench $round /" >>"$RAW"
-    echo "$bench $round noise load=$load steal_pct=$steal" >>"$RAW"
+    echo "$bench $round noise busy_pct=$busy load=$load steal_pct=$steal" >>"$RAW"
   done
 done
 
@@ -61,7 +72,7 @@ for line in open(raw):
     bench, rnd, *tokens = line.split()
     if tokens and tokens[0] == "noise":
         kv = dict(t.split("=", 1) for t in tokens[1:])
-        noise[bench].append((float(kv["load"]), float(kv["steal_pct"])))
+        noise[bench].append((float(kv["busy_pct"]), float(kv["load"]), float(kv["steal_pct"])))
         continue
     label = []
     figures = []
@@ -95,20 +106,21 @@ for (bench, label, key), xs in values.items():
     if (bench, label, key) in ANCHORS and min(xs) > 0:
         spread[(bench, label, key)] = max(xs) / min(xs) - 1
 print()
-print("| benchmark | load at start (max) | CPU steal % (max) | anchor spread | to be trusted |")
-print("|---|---|---|---|---|")
+print("| benchmark | CPUs busy before, % (max) | load at start (max) | CPU steal % (max) | anchor spread | to be trusted |")
+print("|---|---|---|---|---|---|")
 for bench, rows in noise.items():
-    load = max(r[0] for r in rows)
-    steal = max(r[1] for r in rows)
+    busy = max(r[0] for r in rows)
+    load = max(r[1] for r in rows)
+    steal = max(r[2] for r in rows)
     anchor = [v for (b, _, _), v in spread.items() if b == bench]
     reasons = []
-    if load > 0.5:
+    if busy > 10.0:
         reasons.append("machine not idle")
     if steal > 2.0:
         reasons.append("CPU steal")
     if anchor and anchor[0] > 0.15:
         reasons.append("anchor unsteady")
     a = f"{anchor[0]:.0%}" if anchor else "—"
-    print(f"| {bench} | {load:.2f} | {steal:.2f} | {a} | {'yes' if not reasons else 'NO: ' + ', '.join(reasons)} |")
+    print(f"| {bench} | {busy:.1f} | {load:.2f} | {steal:.2f} | {a} | {'yes' if not reasons else 'NO: ' + ', '.join(reasons)} |")
 PY
 echo "written: $OUT.md ($RAW)" >&2

@@ -7,6 +7,7 @@
 #
 #   bash benches/live/run.sh                # about 4 minutes
 #   SCENARIO=scenarios/x.toml bash benches/live/run.sh
+#   DRIVER=/tmp/kfsim-old bash benches/live/run.sh   # another build's driver
 #
 # Prints RESULT lines: the load carried (messages and replies per second
 # of the measured window, sessions in flight), end-to-end accounting, the
@@ -22,6 +23,7 @@ WORK=$(mktemp -d)
 [ -x /usr/bin/time ] || { echo "/usr/bin/time is missing: apt-get install -y time" >&2; exit 2; }
 
 cargo build --release --quiet
+DRIVER=${DRIVER:-target/release/kfsim}
 /usr/bin/time -v -o "$WORK/service.time" target/release/kfsim serve --addr "$ADDR" --scenario "$SCENARIO" \
   >"$WORK/serve.log" 2>&1 &
 SERVER=$!
@@ -31,7 +33,7 @@ stop_service() { pkill -TERM -P "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>
 trap 'stop_service; rm -rf "$WORK"' EXIT
 wait_until_up "http://$ADDR/healthz" "$WORK/serve.log"
 
-/usr/bin/time -v -o "$WORK/driver.time" target/release/kfsim run "$SCENARIO" --engine live \
+/usr/bin/time -v -o "$WORK/driver.time" "$DRIVER" run "$SCENARIO" --engine live \
   --target "http://$ADDR" -q --no-gates --out "$WORK/report" || true
 stop_service
 
@@ -55,6 +57,8 @@ print(f"RESULT latency to_agent_p99_ms={d['to_agent']['p99']} to_customer_p99_ms
 print(f"RESULT give_up {live['gave_up']} open_at_end={live['open_at_end']}")
 errors = {k: v["errors_by_kind"] for k, v in s["http"].items() if v["errors"]}
 print(f"RESULT http calls={sum(v['count'] for v in s['http'].values())} errors={errors or 0}")
+# what the calls were: a change in the driver's CPU usually shows here first
+print("RESULT http_by_endpoint " + " ".join(f"{k.replace('/', '_')}={v['count']}" for k, v in sorted(s["http"].items())))
 for name in ("driver", "service"):
     rss, cpu = timev(name)
     print(f"RESULT {name} peak_rss_mb={rss:.0f} cpu_s={cpu:.1f}")
