@@ -119,6 +119,9 @@ mcpu, mrss = timev("mw")
 accounted = "yes" if not problems else "NO"
 print(f"{rate:8d} {achieved:10.0f} {accounted:<10} {p99 / 1000:7.2f}s {kcpu:11.1f} {krss:8.0f}MB "
       f"{mcpu:8.1f} {mrss:8.0f}MB {mw['callbacks']:9d}")
+print(f"RESULT middleware rate={rate} carried_msgs_per_s={achieved:.0f} accounted={int(not problems)} "
+      f"first_response_p99_s={p99 / 1000:.2f} kfsim_cpu_s={kcpu:.1f} kfsim_rss_mb={krss:.0f} "
+      f"mw_cpu_s={mcpu:.1f} mw_rss_mb={mrss:.0f}")
 for p in problems:
     print(f"         {p}")
 if achieved < 0.95 * rate:

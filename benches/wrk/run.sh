@@ -36,7 +36,7 @@ TRIVIAL=$!
 taskset -c 0 "$BIN/kfsim" serve --addr "$ADDR" --scenario "$HERE/serve.toml" --auto-reply \
   >"$WORK/serve.log" 2>&1 &
 SERVER=$!
-trap 'kill -TERM $SERVER $TRIVIAL 2>/dev/null; wait $SERVER $TRIVIAL 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill -TERM $SERVER $TRIVIAL 2>/dev/null || true; wait $SERVER $TRIVIAL 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 wait_until_up "$URL/healthz" "$WORK/serve.log"
 wait_until_up "http://127.0.0.1:$((PORT + 1))/" "$WORK/trivial.log"
