@@ -7,11 +7,11 @@
 #   bash benches/driver/run.sh                       # 64 connections, 10 s each
 #   CONNECTIONS=128 DURATION=20 bash benches/driver/run.sh
 #
-# Prints each figure, then `RESULT ratio=<driver/wrk>` from the means of the
-# two runs of each; the target is a ratio of at least 0.6. The trivial
+# Prints each figure, then `RESULT driver ratio=<driver/wrk>` from the means of the
+# two runs of each; the target is a ratio of at least 0.8 (issue 18). The trivial
 # server can saturate its core before wrk does, so each client's CPU share
 # of its core is measured too (`/usr/bin/time`), and its ceiling is
-# estimated as requests/s ÷ CPU share: `RESULT ceiling_ratio=` compares the
+# estimated as requests/s ÷ CPU share: `RESULT driver ceiling_ratio=` compares the
 # two clients' requests per second of their own CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,7 +20,7 @@ source benches/common.sh
 PORT=${PORT:-18090}
 DURATION=${DURATION:-10}     # seconds, a plain number (the driver reads it too)
 CONNECTIONS=${CONNECTIONS:-64}
-TARGET=${TARGET:-0.6}
+TARGET=${TARGET:-0.8}
 ADDR=127.0.0.1:$PORT
 URL=http://$ADDR/
 # Honour CARGO_TARGET_DIR if the caller set one, as cargo does.
@@ -98,14 +98,14 @@ wrk, driver, busy, wrk_cpu, driver_cpu = nums[0:2], nums[2:4], nums[4:6], nums[6
 w, d = sum(wrk) / 2, sum(driver) / 2
 ratio = d / w
 print(f"mean   wrk={w:.0f} requests/s driver={d:.0f} requests/s")
-print(f"RESULT ratio={ratio:.3f} ({'meets' if ratio >= target else 'BELOW'} the target of {target})")
+print(f"RESULT driver ratio={ratio:.3f} ({'meets' if ratio >= target else 'BELOW'} the target of {target})")
 # requests per second of the client's own CPU: its ceiling on a core to itself
 wc = sum(r / c for r, c in zip(wrk, wrk_cpu)) / 2
 dc = sum(r / c for r, c in zip(driver, driver_cpu)) / 2
 ceiling = dc / wc
 print(f"ceiling wrk={wc:.0f} driver={dc:.0f} requests per CPU-second "
       f"(CPU share: wrk {sum(wrk_cpu) / 2:.2f}, driver {sum(driver_cpu) / 2:.2f})")
-print(f"RESULT ceiling_ratio={ceiling:.3f} ({'meets' if ceiling >= target else 'BELOW'} the target of {target})")
+print(f"RESULT driver ceiling_ratio={ceiling:.3f} ({'meets' if ceiling >= target else 'BELOW'} the target of {target})")
 if max(busy) >= 90 and min(wrk_cpu) < 0.9:
     print(f"note: the server used {max(busy):.0f}% of its core under wrk, wrk only {min(wrk_cpu):.0%} of "
           "its own: wrk was held back by the server, so the plain ratio flatters the driver; "
