@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every performance figure of the README, measured again: each benchmark
-# script is run ROUNDS times in turn (sim with its SimPy anchor, the driver
+# script is run ROUNDS times in turn (sim with its SimPy anchor, the sweep, the driver
 # with its wrk anchor, the service under wrk with its trivial-server anchor,
 # the live engine, callbacks, the middleware benchmark), and every RESULT
 # figure is reported as the median and range over the rounds, with the
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-5}
-BENCHES=${BENCHES:-sim driver wrk live callbacks middleware}
+BENCHES=${BENCHES:-sim sweep driver wrk live callbacks middleware}
 COMMIT=$(git describe --always --dirty)
 DATE=$(date -u +%Y-%m-%d)
 OUT=benches/results/$DATE-$COMMIT
