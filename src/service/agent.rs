@@ -136,7 +136,7 @@ impl State {
         limit("client_msgid", client_msgid.unwrap_or(""), 64)?;
         let msgid = self.reply_in(conv, user, content, in_reply_to, client_msgid, now_us);
         if let Some(k) = resend_key {
-            at!(self.users, user).recent.insert(&k, msgid.as_str().into(), now_us);
+            at!(self.users, user).recent.insert(k, msgid.as_str().into(), now_us);
         }
         Ok(msgid)
     }

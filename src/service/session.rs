@@ -324,7 +324,7 @@ impl State {
         at!(self.accounts, acct).days.tally(Tally::CustomerMessage, now_us);
         let msgid = msg.msgid.to_string();
         if let Some(k) = resend_key {
-            at!(self.channels, ch).recent.insert(&k, msgid.as_str().into(), now_us);
+            at!(self.channels, ch).recent.insert(k, msgid.as_str().into(), now_us);
         }
         match at!(self.convs, conv).state {
             4 => {

@@ -11,8 +11,10 @@
 //! [`State::take_wakes`] for the caller to fire after it drops the lock.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
@@ -357,39 +359,170 @@ pub(super) struct Conv {
 /// Client-chosen ids seen recently, bounded by age and by count (`CAP`),
 /// each with what it was answered (a message's msgid), so that a resend is
 /// answered the same without running twice.
+///
+/// A channel's ledger grows to a million ids, and nothing in it may take
+/// long to grow: each doubling of a hash table of the ids, rehashed as
+/// strings, and of one deque of them stopped all requests for tens of
+/// milliseconds. So the ids sit in arrival order in fixed-size chunks
+/// (never moved), and the hash table holds only each one's hash and serial
+/// (16 bytes; a doubling hashes nothing). The oldest ids leave the table
+/// one by one; their chunk is freed when all of its ids have left.
 #[derive(Debug, Default)]
-pub(super) struct RecentIds<V = (), const CAP: usize = 100_000> {
-    set: HashMap<Box<str>, V>,
-    order: VecDeque<(u64, Box<str>)>,
+pub(super) struct RecentIds<V = (), const CAP: usize = 100_000, S = std::hash::RandomState> {
+    /// `(hash, serial)` of each id held.
+    table: HashTable<(u64, u64)>,
+    chunks: VecDeque<Vec<Seen<V>>>,
+    /// The serial of `chunks[0][0]`.
+    base: u64,
+    /// Ids of `chunks[0]` that have left.
+    gone: usize,
+    len: usize,
+    hasher: S,
 }
 
-impl<V, const CAP: usize> RecentIds<V, CAP> {
+const CHUNK: usize = 4096;
+
+#[derive(Debug)]
+struct Seen<V> {
+    when_us: u64,
+    hash: u64,
+    id: Box<str>,
+    value: V,
+}
+
+impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
+    fn at(&self, serial: u64) -> &Seen<V> {
+        let i = (serial - self.base) as usize;
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn find(&self, id: &str) -> Option<&Seen<V>> {
+        let hash = self.hasher.hash_one(id);
+        let &(_, serial) = self.table.find(hash, |&(h, s)| h == hash && *self.at(s).id == *id)?;
+        Some(self.at(serial))
+    }
+
+    fn oldest(&self) -> Option<&Seen<V>> {
+        self.chunks.front()?.get(self.gone)
+    }
+
     /// What `id` was answered, if it was seen.
     pub(super) fn get(&self, id: &str) -> Option<&V> {
-        self.set.get(id)
+        self.find(id).map(|e| &e.value)
     }
 
     /// Record `id`; `false` if it was seen already.
-    pub(super) fn insert(&mut self, id: &str, value: V, now_us: u64) -> bool {
-        if self.set.contains_key(id) {
+    pub(super) fn insert(&mut self, id: impl AsRef<str> + Into<Box<str>>, value: V, now_us: u64) -> bool {
+        if self.find(id.as_ref()).is_some() {
             return false;
         }
-        if self.order.len() >= CAP
-            && let Some((_, old)) = self.order.pop_front()
-        {
-            self.set.remove(&old);
+        if self.len >= CAP {
+            self.pop_oldest();
         }
-        self.set.insert(id.into(), value);
-        self.order.push_back((now_us, id.into()));
+        let hash = self.hasher.hash_one(id.as_ref());
+        let held = self.gone + self.len;
+        let serial = self.base + held as u64;
+        if held % CHUNK == 0 {
+            self.chunks.push_back(Vec::with_capacity(CHUNK));
+        }
+        let last = self.chunks.back_mut().expect("a chunk with room");
+        last.push(Seen { when_us: now_us, hash, id: id.into(), value });
+        self.table.insert_unique(hash, (hash, serial), |&(h, _)| h);
+        self.len += 1;
         true
     }
 
     pub(super) fn expire(&mut self, before_us: u64) {
-        while self.order.front().is_some_and(|(t, _)| *t < before_us) {
-            if let Some((_, id)) = self.order.pop_front() {
-                self.set.remove(&id);
-            }
+        while self.oldest().is_some_and(|e| e.when_us < before_us) {
+            self.pop_oldest();
         }
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some(hash) = self.oldest().map(|e| e.hash) else { return };
+        let serial = self.base + self.gone as u64;
+        if let Ok(slot) = self.table.find_entry(hash, |&(_, s)| s == serial) {
+            slot.remove();
+        }
+        self.gone += 1;
+        self.len -= 1;
+        if self.gone == CHUNK || self.len == 0 {
+            let freed = self.chunks.pop_front().map_or(0, |c| c.len());
+            self.base += freed as u64;
+            self.gone = 0;
+        }
+    }
+
+    /// Ids held.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        debug_assert_eq!(self.table.len(), self.len);
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::RecentIds;
+    use std::hash::{BuildHasherDefault, Hasher};
+
+    /// Every id hashes alike: the ledger must still tell them apart, and
+    /// drop the right one when the oldest goes.
+    #[derive(Default)]
+    struct Same;
+    impl Hasher for Same {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    fn check<S: std::hash::BuildHasher + Default>() {
+        let mut r: RecentIds<u32, 3, S> = RecentIds::default();
+        assert!(r.insert("a", 1, 10) && r.insert("b", 2, 20) && r.insert("c", 3, 30));
+        assert!(!r.insert("b", 9, 31), "seen already");
+        assert_eq!((r.get("a"), r.get("b"), r.get("c")), (Some(&1), Some(&2), Some(&3)));
+        assert!(r.insert("d", 4, 40), "past the cap the oldest goes");
+        assert_eq!((r.get("a"), r.get("b"), r.get("d"), r.len()), (None, Some(&2), Some(&4), 3));
+        assert!(r.insert("a", 5, 50), "a dropped id is new again");
+        r.expire(35);
+        assert_eq!((r.get("b"), r.get("c"), r.get("d"), r.get("a")), (None, None, Some(&4), Some(&5)));
+        r.expire(u64::MAX);
+        assert_eq!((r.len(), r.get("a")), (0, None));
+    }
+
+    #[test]
+    fn bounded_by_count_and_age() {
+        check::<std::hash::RandomState>();
+    }
+
+    #[test]
+    fn ids_of_one_hash_are_told_apart() {
+        check::<BuildHasherDefault<Same>>();
+    }
+
+    /// Growing through many doublings keeps every id findable.
+    #[test]
+    fn grows_without_losing_ids() {
+        let mut r: RecentIds<usize, 100_000> = RecentIds::default();
+        for i in 0..50_000 {
+            assert!(r.insert(format!("id-{i}"), i, i as u64));
+        }
+        assert!((0..50_000).all(|i| r.get(&format!("id-{i}")) == Some(&i)));
+        assert_eq!(r.get("id-50000"), None);
+        // ids leave across chunk boundaries, by age, then by count
+        r.expire(20_000);
+        assert_eq!(r.len(), 30_000);
+        assert!((0..50_000).all(|i| r.get(&format!("id-{i}")).is_some() == (i >= 20_000)));
+        let mut r: RecentIds<usize, 5_000> = RecentIds::default();
+        for i in 0..12_345 {
+            assert!(r.insert(format!("id-{i}"), i, 0));
+        }
+        assert_eq!(r.len(), 5_000);
+        assert!((0..12_345).all(|i| r.get(&format!("id-{i}")).is_some() == (i >= 7_345)));
+        r.expire(1);
+        assert_eq!((r.len(), r.get("id-12344")), (0, None));
+        assert!(r.insert("id-12344", 1, 2) && r.get("id-12344") == Some(&1), "usable again when empty");
     }
 }
 
