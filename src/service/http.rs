@@ -127,7 +127,7 @@ pub(super) async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Re
 /// Parse a JSON body: syntax errors and wrong types are 47001 ("Warning:
 /// wrong json format."), a missing required field 40058. An empty body is
 /// `{}`.
-pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
     serde_json::from_slice(bytes).map_err(json_error)
 }
@@ -142,9 +142,9 @@ pub(super) fn json_error(e: serde_json::Error) -> ApiError {
     ApiError::bad_json(text)
 }
 
-/// Parse a JSON value (a batch action) like [`parse_json`].
-pub(super) fn from_value<T: DeserializeOwned>(v: &serde_json::Value) -> Result<T, ApiError> {
-    T::deserialize(v).map_err(json_error)
+/// Parse a batch action like [`parse_json`].
+pub(super) fn from_raw<T: DeserializeOwned>(v: &serde_json::value::RawValue) -> Result<T, ApiError> {
+    serde_json::from_str(v.get()).map_err(json_error)
 }
 
 /// Run a POST endpoint: read and parse the body, check the access_token,
