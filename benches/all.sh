@@ -2,7 +2,8 @@
 # Every performance figure of the README, measured again: each benchmark
 # script is run ROUNDS times in turn (sim with its SimPy anchor, the sweep, the driver
 # with its wrk anchor, the service under wrk with its trivial-server anchor,
-# the live engine, callbacks, the middleware benchmark), and every RESULT
+# the live engine, callbacks, the middleware benchmark, the service's memory
+# per held session), and every RESULT
 # figure is reported as the median and range over the rounds, with the
 # commit, the date and how noisy the machine was while it ran.
 #
@@ -20,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-5}
-BENCHES=${BENCHES:-sim sweep driver wrk live callbacks middleware}
+BENCHES=${BENCHES:-sim sweep driver wrk live callbacks middleware held}
 COMMIT=$(git describe --always --dirty)
 DATE=$(date -u +%Y-%m-%d)
 OUT=benches/results/$DATE-$COMMIT
@@ -64,7 +65,7 @@ from collections import OrderedDict, defaultdict
 
 raw, commit, date, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 # tokens that name what was measured rather than measure it
-LABELS = {"path", "batch", "scenario", "mode", "life", "name", "in_flight", "rate"}
+LABELS = {"path", "batch", "scenario", "mode", "life", "name", "in_flight", "rate", "state"}
 ANCHORS = {("sim", "simpy", "customers_per_s"), ("wrk", "path=trivial", "req_per_s")}
 values = OrderedDict()
 noise = defaultdict(list)
