@@ -7,6 +7,7 @@
 #
 #   bash benches/live/run.sh                # about 4 minutes
 #   SCENARIO=scenarios/x.toml bash benches/live/run.sh
+#   SCENARIO=benches/live/20k.toml bash benches/live/run.sh   # issue 18: 20 000 msgs/s, 500 000 in flight
 #   DRIVER=/tmp/kfsim-old bash benches/live/run.sh   # another build's driver
 #
 # Prints RESULT lines: the load carried (messages and replies per second
