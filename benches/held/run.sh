@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source benches/common.sh
 
-PORT=${PORT:-18090}
+PORT=${PORT:-18092}
 SESSIONS=${SESSIONS:-200000}
 (( SESSIONS >= 1000 && SESSIONS % 1000 == 0 )) || { echo "SESSIONS must be a multiple of 1000" >&2; exit 2; }
 URL=http://127.0.0.1:$PORT

@@ -376,7 +376,6 @@ pub(super) struct RecentIds<V = (), const CAP: usize = 100_000, S = std::hash::R
     base: u64,
     /// Ids of `chunks[0]` that have left.
     gone: usize,
-    len: usize,
     hasher: S,
 }
 
@@ -396,8 +395,7 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
         &self.chunks[i / CHUNK][i % CHUNK]
     }
 
-    fn find(&self, id: &str) -> Option<&Seen<V>> {
-        let hash = self.hasher.hash_one(id);
+    fn find(&self, hash: u64, id: &str) -> Option<&Seen<V>> {
         let &(_, serial) = self.table.find(hash, |&(h, s)| h == hash && *self.at(s).id == *id)?;
         Some(self.at(serial))
     }
@@ -408,19 +406,19 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
 
     /// What `id` was answered, if it was seen.
     pub(super) fn get(&self, id: &str) -> Option<&V> {
-        self.find(id).map(|e| &e.value)
+        self.find(self.hasher.hash_one(id), id).map(|e| &e.value)
     }
 
     /// Record `id`; `false` if it was seen already.
     pub(super) fn insert(&mut self, id: impl AsRef<str> + Into<Box<str>>, value: V, now_us: u64) -> bool {
-        if self.find(id.as_ref()).is_some() {
+        let hash = self.hasher.hash_one(id.as_ref());
+        if self.find(hash, id.as_ref()).is_some() {
             return false;
         }
-        if self.len >= CAP {
+        if self.table.len() >= CAP {
             self.pop_oldest();
         }
-        let hash = self.hasher.hash_one(id.as_ref());
-        let held = self.gone + self.len;
+        let held = self.gone + self.table.len();
         let serial = self.base + held as u64;
         if held % CHUNK == 0 {
             self.chunks.push_back(Vec::with_capacity(CHUNK));
@@ -428,7 +426,6 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
         let last = self.chunks.back_mut().expect("a chunk with room");
         last.push(Seen { when_us: now_us, hash, id: id.into(), value });
         self.table.insert_unique(hash, (hash, serial), |&(h, _)| h);
-        self.len += 1;
         true
     }
 
@@ -445,8 +442,7 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
             slot.remove();
         }
         self.gone += 1;
-        self.len -= 1;
-        if self.gone == CHUNK || self.len == 0 {
+        if self.gone == CHUNK || self.table.is_empty() {
             let freed = self.chunks.pop_front().map_or(0, |c| c.len());
             self.base += freed as u64;
             self.gone = 0;
@@ -456,8 +452,7 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
     /// Ids held.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        debug_assert_eq!(self.table.len(), self.len);
-        self.len
+        self.table.len()
     }
 }
 
