@@ -7,7 +7,9 @@
 //!
 //! 1. [`scenario`] parses and validates a scenario file into a checked model
 //!    (with spans for errors); [`observe`] is the stream of observations every
-//!    engine emits, with the engine kind, progress and run statistics.
+//!    engine emits, with the engine kind, progress and run statistics;
+//!    [`hdr`] counts samples in hdrhistogram's layout at a few instructions
+//!    each.
 //! 2. [`workload`] turns a scenario into seeded samplers; [`reception`] is the
 //!    routing core (policies, caps, the waiting pool): pure, no I/O, no clock —
 //!    time is an argument; [`theory`] has the queueing formulas (Erlang B, C,
@@ -40,6 +42,7 @@
 pub mod cli;
 pub mod compare;
 pub mod gate;
+pub mod hdr;
 pub mod live;
 pub mod merge;
 pub mod metrics;

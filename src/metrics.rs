@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::hdr;
 use crate::observe::{Engine, Obs, Observer, RunStats, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
 use crate::series::{SeriesData, SeriesRecorder};
@@ -25,12 +26,13 @@ use crate::summary::{
 const HIST_MAX_US: u64 = 10_000_000_000_000;
 
 /// An HDR histogram of microseconds with an exact sum and maximum. The
-/// histogram (about half a megabyte) is allocated at the first sample:
-/// a scenario with thousands of entries keeps two per entry, most of them
-/// empty in a gate check or a short run.
+/// counts (about 280 kB) are allocated at the first sample: a scenario with
+/// thousands of entries keeps two per entry, most of them empty in a gate
+/// check or a short run.
 #[derive(Debug, Clone, Default)]
 pub struct Hist {
-    h: Option<Box<Histogram<u64>>>,
+    /// Counted in `new_histogram()`'s layout (3 significant digits).
+    counts: Option<Box<hdr::Counts<11>>>,
     sum: u128,
     max: u64,
 }
@@ -39,7 +41,7 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds")
 }
 
-/// The histogram of no samples, shared.
+/// The histogram of no samples, shared: the template of every `Hist`.
 fn empty_histogram() -> &'static Histogram<u64> {
     static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
     EMPTY.get_or_init(new_histogram)
@@ -49,7 +51,8 @@ fn empty_histogram() -> &'static Histogram<u64> {
 // merges it.
 impl Serialize for Hist {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::tally::hist_value(self.h.as_deref(), self.sum, self.max).serialize(s)
+        let h = self.counts.as_ref().map(|c| c.to_histogram(empty_histogram()));
+        crate::tally::hist_value(h.as_ref(), self.sum, self.max).serialize(s)
     }
 }
 
@@ -57,7 +60,12 @@ impl<'de> Deserialize<'de> for Hist {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Hist, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
         let (h, sum, max) = crate::tally::hist_parts(&v).map_err(serde::de::Error::custom)?;
-        Ok(Hist { h: h.map(Box::new), sum, max })
+        let counts = h.map(|h| {
+            let mut c = hdr::Counts::new(empty_histogram());
+            c.add_histogram(&h);
+            Box::new(c)
+        });
+        Ok(Hist { counts, sum, max })
     }
 }
 
@@ -65,21 +73,21 @@ impl Hist {
     /// Add one sample [µs].
     #[inline]
     pub fn record(&mut self, us: u64) {
-        self.h.get_or_insert_with(|| Box::new(new_histogram())).saturating_record(us);
+        self.counts.get_or_insert_with(|| Box::new(hdr::Counts::new(empty_histogram()))).record(us);
         self.sum += u128::from(us);
         self.max = self.max.max(us);
     }
 
     /// Samples so far.
     pub fn count(&self) -> u64 {
-        self.h.as_ref().map_or(0, |h| h.len())
+        self.counts.as_ref().map_or(0, |c| c.len())
     }
 
-    /// The underlying histogram.
-    pub fn histogram(&self) -> &Histogram<u64> {
-        match self.h.as_deref() {
-            Some(h) => h,
-            None => empty_histogram(),
+    /// The samples as an hdrhistogram (built here, so not for every sample).
+    pub fn histogram(&self) -> Histogram<u64> {
+        match &self.counts {
+            Some(c) => c.to_histogram(empty_histogram()),
+            None => empty_histogram().clone(),
         }
     }
 
@@ -90,13 +98,11 @@ impl Hist {
 
     /// Summary statistics in milliseconds.
     pub fn stats_ms(&self) -> LatencyStats {
-        let Some(h) = self.h.as_deref() else {
-            return LatencyStats::default();
-        };
-        let n = h.len();
-        if n == 0 {
+        if self.count() == 0 {
             return LatencyStats::default();
         }
+        let h = self.histogram();
+        let n = h.len();
         let q = |q: f64| Some(h.value_at_quantile(q).min(self.max) as f64 / 1e3);
         LatencyStats {
             count: n,
@@ -416,14 +422,14 @@ impl Metrics {
             ("reply", &self.reply),
             ("session", &self.session),
         ] {
-            histograms.insert(name.to_string(), h.histogram().clone());
+            histograms.insert(name.to_string(), h.histogram());
         }
         // an entry's empty histograms are left out: thousands of entries
         // would otherwise cost a megabyte each here
         for (e, m) in scenario.entries.iter().zip(&self.entries) {
             for (name, h) in [("queue_wait", &m.queue_wait), ("first_response", &m.first_response)] {
-                if let Some(h) = h.h.as_deref() {
-                    histograms.insert(format!("by_entry.{}.{name}", e.name), h.clone());
+                if h.count() > 0 {
+                    histograms.insert(format!("by_entry.{}.{name}", e.name), h.histogram());
                 }
             }
         }
@@ -952,6 +958,19 @@ mod tests {
         assert!((gini(&x).unwrap() - brute).abs() < 1e-12);
         assert_eq!(jain(&[]), None);
         assert_eq!(jain(&[0.0, 0.0]), None);
+    }
+
+    #[test]
+    fn hist_round_trips_through_its_serialised_form() {
+        let mut h = Hist::default();
+        for us in [0, 7, 1_000, 65_536, 1_234_567, u64::MAX] {
+            h.record(us);
+        }
+        let back: Hist = serde_json::from_value(serde_json::to_value(&h).unwrap()).unwrap();
+        assert_eq!(back.histogram(), h.histogram());
+        assert_eq!((back.count(), back.sum, back.max), (6, h.sum, u64::MAX));
+        let none: Hist = serde_json::from_value(serde_json::to_value(Hist::default()).unwrap()).unwrap();
+        assert_eq!((none.count(), none.counts.is_none()), (0, true));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::hdr::Counts;
 use crate::observe::{Obs, Observer};
 use crate::scenario::Scenario;
 
@@ -216,8 +217,9 @@ pub struct SeriesRecorder {
     answered: Vec<u64>,
     abandoned: Vec<u64>,
     p95: Vec<Option<f64>>,
-    #[serde(skip, default = "interval_histogram")]
-    current: Histogram<u64>,
+    /// The queue waits of interval `current_interval`.
+    #[serde(skip, default = "interval_counts")]
+    current: Counts<8>,
     current_interval: usize,
     /// Keep each interval's queue-wait histogram (in `interval_hists`), so
     /// that the p95 per interval of merged shards is that of their merged
@@ -235,8 +237,13 @@ pub struct SeriesRecorder {
 
 /// The histogram of one interval's queue waits: two significant digits up
 /// to ~2.8 h, enough for a chart, small to reset.
-fn interval_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 10_000_000_000, 2).expect("static histogram bounds")
+fn interval_histogram() -> &'static Histogram<u64> {
+    static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Histogram::new_with_bounds(1, 10_000_000_000, 2).expect("static histogram bounds"))
+}
+
+fn interval_counts() -> Counts<8> {
+    Counts::new(interval_histogram())
 }
 
 /// The p95 of one interval's queue waits [ms].
@@ -321,7 +328,7 @@ impl SeriesRecorder {
             answered: Vec::new(),
             abandoned: Vec::new(),
             p95: Vec::new(),
-            current: interval_histogram(),
+            current: interval_counts(),
             current_interval: 0,
             keep_intervals: false,
             interval_hists: BTreeMap::new(),
@@ -344,20 +351,23 @@ impl SeriesRecorder {
         if i <= self.current_interval {
             return;
         }
-        let p = p95_ms(&self.current);
-        if self.keep_intervals && !self.current.is_empty() {
-            let v = crate::tally::hist_value(Some(&self.current), 0, self.current.max());
-            self.interval_hists.insert(self.current_interval, v);
+        // the quantile and clearing pass over the buckets: most of a short
+        // run's cost if paid for each of its empty intervals too
+        let mut p = None;
+        if !self.current.is_empty() {
+            let template = interval_histogram();
+            p = Some(self.current.value_at_quantile(0.95, template) as f64 / 1e3);
+            if self.keep_intervals {
+                let h = self.current.to_histogram(template);
+                let v = crate::tally::hist_value(Some(&h), 0, h.max());
+                self.interval_hists.insert(self.current_interval, v);
+            }
+            self.current.clear();
         }
         if self.p95.len() <= self.current_interval {
             self.p95.resize(self.current_interval + 1, None);
         }
         self.p95[self.current_interval] = p;
-        // a reset clears every bucket: most of a short run's cost when paid
-        // for each of its empty intervals
-        if !self.current.is_empty() {
-            self.current.reset();
-        }
         self.current_interval = i;
     }
 
@@ -369,6 +379,10 @@ impl SeriesRecorder {
 
     /// The interval a session that arrived at `arrived_us` counts in.
     fn arrival_idx(&self, arrived_us: u64) -> usize {
+        // most sessions arrived in the cursor's interval: no division
+        if arrived_us < self.cursor_end && arrived_us.saturating_add(self.interval) >= self.cursor_end {
+            return self.cursor_i;
+        }
         (arrived_us / self.interval) as usize
     }
 
@@ -530,7 +544,7 @@ impl Observer for SeriesRecorder {
                 let i = self.idx(t);
                 self.roll_to(i);
                 let wait = t.saturating_sub(s.human_us);
-                self.current.saturating_record(wait);
+                self.current.record(wait);
                 bump(&mut self.answered, i);
                 let a = self.arrival_idx(s.arrived_us);
                 let b = &mut self.by_arrival;

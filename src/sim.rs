@@ -24,7 +24,7 @@ use crate::reception::{Assignment, Routed, Router, policy_for};
 use crate::scenario::Scenario;
 use crate::summary::Summary;
 use crate::workload::{
-    CountSampler, CustomerMemory, EntryBehaviour, RoutePicker, Stream, TimeSampler, stream, unit,
+    CountSampler, CustomerMemory, EntryBehaviour, RoutePicker, Stream, TimeSampler, ceil_u64, stream, unit,
 };
 
 pub use crate::scenario::MAX_TRANSFERS;
@@ -657,7 +657,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
         s.since_us = self.now;
         s.gen_ = s.gen_.wrapping_add(1);
         let gen_ = s.gen_;
-        let delay = if factor == 1.0 { work } else { (work as f64 * factor).ceil() as u64 };
+        let delay = if factor == 1.0 { work } else { ceil_u64(work as f64 * factor) };
         self.schedule(self.now.saturating_add(delay), Kind::Reply, sid, gen_);
     }
 
@@ -833,7 +833,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             s.since_us = now;
             s.gen_ = s.gen_.wrapping_add(1);
             let gen_ = s.gen_;
-            let t = now.saturating_add((s.work_left * new_f).ceil() as u64);
+            let t = now.saturating_add(ceil_u64(s.work_left * new_f));
             self.schedule(t, Kind::Reply, h, gen_);
         }
         self.agents[agent as usize].sessions = held;

@@ -11,6 +11,7 @@ use std::path::Path;
 const RANKS: &[(&str, u32)] = &[
     ("scenario", 0),
     ("observe", 0),
+    ("hdr", 0),
     ("workload", 1),
     ("reception", 1),
     ("theory", 1),

@@ -124,7 +124,7 @@ pub fn summarise(
             name.to_string(),
             HttpEndpoint { errors, error_rate, errors_by_kind: e.errors.clone(), latency },
         );
-        hists.insert(format!("http.{name}"), e.latency.histogram().clone());
+        hists.insert(format!("http.{name}"), e.latency.histogram());
     }
     (out, hists)
 }
