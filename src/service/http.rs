@@ -2,6 +2,7 @@
 //! WeCom's errcodes, the access_token check, WeCom-shaped answers, and
 //! long-polls that wake on new data.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,16 +63,20 @@ fn json_response(status: StatusCode, bytes: Vec<u8>, errcode: i32) -> Response {
     resp
 }
 
-/// A query parameter, percent-decoded; `""` when absent.
-pub(super) fn query_param(query: Option<&str>, name: &str) -> String {
-    let Some(q) = query else { return String::new() };
+/// A query parameter, percent-decoded; `""` when absent. Borrowed when
+/// there is nothing to decode: an access_token always, on every call.
+pub(super) fn query_param<'q>(query: Option<&'q str>, name: &str) -> Cow<'q, str> {
+    let Some(q) = query else { return Cow::Borrowed("") };
     for pair in q.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == name {
-            return percent_decode(v);
+            if v.bytes().any(|b| b == b'%' || b == b'+') {
+                return Cow::Owned(percent_decode(v));
+            }
+            return Cow::Borrowed(v);
         }
     }
-    String::new()
+    Cow::Borrowed("")
 }
 
 fn percent_decode(s: &str) -> String {

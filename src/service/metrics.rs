@@ -121,20 +121,21 @@ impl ApiCalls {
 // A request's own duration is wall time by definition.
 #[allow(clippy::disallowed_methods)]
 pub(super) async fn track(AxState(svc): AxState<Service>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
     let api = req.uri().path().starts_with("/cgi-bin/") && Caller::of(req.headers()) == Caller::Client;
     let started = Instant::now();
     let resp = next.run(req).await;
     let elapsed = started.elapsed();
     let errcode = resp.extensions().get::<ErrCode>().map(|c| c.0).filter(|&c| c != 0);
     let failed = errcode.is_some() || !resp.status().is_success();
-    svc.inner.http.record(&route, elapsed, failed);
+    svc.inner.http.record(route, elapsed, failed);
     if api {
         let code = match errcode {
             Some(c) => Some(c.to_string()),
             None => (!resp.status().is_success()).then(|| format!("http_{}", resp.status().as_u16())),
         };
-        svc.inner.api_calls.record(route.strip_prefix("/cgi-bin/").unwrap_or(&route), elapsed, code);
+        svc.inner.api_calls.record(route.strip_prefix("/cgi-bin/").unwrap_or(route), elapsed, code);
     }
     resp
 }

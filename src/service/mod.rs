@@ -266,14 +266,19 @@ impl Service {
 /// The HTTP application: both surfaces, `/healthz`, `/metrics`, and
 /// WeCom-style JSON errors for unknown paths and methods.
 pub fn app(svc: Service) -> axum::Router {
-    api::routes()
+    let app = api::routes()
         .merge(channels::routes())
         .merge(metrics::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::wrong_method)
-        .with_state(svc.clone())
-        .layer(axum::middleware::from_fn_with_state(svc.clone(), faults::inject))
-        .layer(axum::middleware::from_fn_with_state(svc, metrics::track))
+        .with_state(svc.clone());
+    // a middleware layer costs every request a boxed future (~2 000
+    // instructions, 4 % of a send_msg): the faults' only where configured
+    let app = match svc.inner.faults {
+        Some(_) => app.layer(axum::middleware::from_fn_with_state(svc.clone(), faults::inject)),
+        None => app,
+    };
+    app.layer(axum::middleware::from_fn_with_state(svc, metrics::track))
 }
 
 /// How long a connection may take to send a request's head — counted from
