@@ -170,6 +170,8 @@ const TOKEN_EXPIRED: i64 = 42001;
 #[derive(Debug, Default)]
 struct Token {
     value: String,
+    /// `value` percent-encoded for a query, once per token, not per call.
+    encoded: String,
     /// Bumped on every renewal, so that calls failing with the same old
     /// token renew it once, not once each.
     generation: u64,
@@ -221,6 +223,7 @@ impl Http {
     pub fn set_token(&self, token: &str) {
         let mut t = self.token.lock().unwrap_or_else(|e| e.into_inner());
         t.value = token.to_owned();
+        t.encoded = percent_encode(token);
         t.generation += 1;
     }
 
@@ -256,6 +259,7 @@ impl Http {
         let mut t = self.token.lock().unwrap_or_else(|e| e.into_inner());
         let same = t.value == token;
         t.value = token.to_owned();
+        t.encoded = percent_encode(token);
         t.generation += 1;
         t.renew_at = life.map(|l| {
             if same {
@@ -281,7 +285,7 @@ impl Http {
         let url = if t.value.is_empty() {
             format!("{}{path}", self.base)
         } else {
-            format!("{}{path}{sep}access_token={}", self.base, percent_encode(&t.value))
+            format!("{}{path}{sep}access_token={}", self.base, t.encoded)
         };
         (url, t.generation, due)
     }
