@@ -3,8 +3,8 @@
 //!
 //! hdrhistogram's `record` checks the range, keeps a minimum, a maximum and
 //! a total, and goes through a `Result`: about 60 instructions a sample,
-//! which made recording a tenth of the simulator's time (five or six
-//! samples a session). [`Counts`] keeps the same counts array, indexed the
+//! a tenth of the simulator's instructions (five or six samples a
+//! session). [`Counts`] keeps the same counts array, indexed the
 //! way hdrhistogram indexes it (a handful of instructions), and builds the
 //! `Histogram` when one is asked for: quantiles, serialisation and merging
 //! stay hdrhistogram's. The tests hold the two equal over the whole range.
