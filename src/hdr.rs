@@ -126,8 +126,7 @@ impl<const SUB_MAG: u32> Counts<SUB_MAG> {
 
     /// The samples as a histogram of `template`'s layout.
     pub fn to_histogram(&self, template: &Histogram<u64>) -> Histogram<u64> {
-        let mut h = template.clone();
-        h.reset();
+        let mut h = Histogram::new_from(template);
         for (i, &n) in self.counts.iter().enumerate() {
             if n > 0 {
                 h.saturating_record_n(Self::value(i), n);
