@@ -1,5 +1,5 @@
-//! The driver's HTTP client: one pooled keep-alive hyper client for every
-//! call, a timeout on each, and per-endpoint statistics measured from the
+//! The driver's HTTP client: keep-alive connections from one pool
+//! ([`super::pool`]) for every call, a timeout on each, and per-endpoint statistics measured from the
 //! *intended* time of the call (so a slow target cannot hide behind a
 //! driver that waited for it: no coordinated omission).
 
@@ -9,18 +9,18 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::pool::{self, Pool};
 use crate::metrics::Hist;
+use crate::summary::HttpEndpoint;
+
 /// Marks the driver's calls, which a target's injected faults spare (the
 /// header of `service::faults`; the driver plays customers and servicers).
-const DRIVER_HEADER: &str = "x-kfsim-driver";
-use crate::summary::HttpEndpoint;
+const DRIVER_HEADER: HeaderName = HeaderName::from_static("x-kfsim-driver");
 
 /// Why a call failed; counted per endpoint by [`CallError::kind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,8 +182,7 @@ struct Token {
 /// A JSON-over-HTTP client for one target.
 #[derive(Clone)]
 pub struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
+    pool: Pool,
     token: Arc<Mutex<Token>>,
     /// `gettoken`'s path with its query, once credentials are known: the
     /// token is then renewed before it expires and when the target says
@@ -199,13 +198,8 @@ pub struct Http {
 impl Http {
     /// A client for `base` (`http://host:port`).
     pub fn new(base: &str, timeout: Duration) -> Http {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
         Http {
-            client,
-            base: base.trim_end_matches('/').to_owned(),
+            pool: Pool::new(base),
             token: Default::default(),
             gettoken: Default::default(),
             renewing: Default::default(),
@@ -248,9 +242,7 @@ impl Http {
         }
         // marked like every driver call: a middleware's gettoken count must
         // not include the driver's
-        let req = hyper::Request::get(format!("{}{path}", self.base))
-            .header(DRIVER_HEADER, "1")
-            .body(Full::new(Bytes::new()));
+        let req = request(&hyper::Method::GET, self.pool.path(&path), Bytes::new());
         let v: Value = self.send_once("gettoken", req, Instant::now(), self.timeout).await?;
         let Some(token) = v.get("access_token").and_then(Value::as_str) else {
             return Err(CallError::Decode);
@@ -276,17 +268,17 @@ impl Http {
         Ok(())
     }
 
-    /// The URL of `path` with the current token, and the token's
+    /// The request path of `path` with the current token, and the token's
     /// generation; whether it is due for renewal.
     fn url(&self, path: &str) -> (String, u64, bool) {
+        let mut url = self.pool.path(path);
         let t = self.token.lock().unwrap_or_else(|e| e.into_inner());
         let due = t.renew_at.is_some_and(|at| Instant::now() >= at);
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let url = if t.value.is_empty() {
-            format!("{}{path}", self.base)
-        } else {
-            format!("{}{path}{sep}access_token={}", self.base, t.encoded)
-        };
+        if !t.value.is_empty() {
+            url.push(if path.contains('?') { '&' } else { '?' });
+            url.push_str("access_token=");
+            url.push_str(&t.encoded);
+        }
         (url, t.generation, due)
     }
 
@@ -345,12 +337,7 @@ impl Http {
                 let _ = self.renew(generation).await;
                 (url, generation, _) = self.url(path);
             }
-            let mut req =
-                hyper::Request::builder().method(method.clone()).uri(url).header(DRIVER_HEADER, "1");
-            if method == hyper::Method::POST {
-                req = req.header("content-type", "application/json");
-            }
-            let req = req.body(Full::new(body.clone()));
+            let req = request(&method, url, body.clone());
             let result = self.send_once(endpoint, req, intended, timeout).await;
             match result {
                 Err(CallError::Errcode(TOKEN_INVALID | TOKEN_EXPIRED)) if !renewed => {
@@ -367,16 +354,16 @@ impl Http {
     async fn send_once<T: DeserializeOwned + Answer>(
         &self,
         endpoint: &'static str,
-        req: Result<hyper::Request<Full<Bytes>>, hyper::http::Error>,
+        req: Result<hyper::Request<Full<Bytes>>, CallError>,
         intended: Instant,
         timeout: Duration,
     ) -> Result<T, CallError> {
-        // a URL that is no URI (a target or token from outside) is an
-        // error of this call, not a panic of the driver
-        let req = req.map_err(|e| CallError::Request(e.to_string()));
         let result = tokio::time::timeout(timeout, async {
             let req = req?;
-            let resp = self.client.request(req).await.map_err(|e| CallError::Connect(e.to_string()))?;
+            let (resp, lease) = self.pool.send(req).await.map_err(|e| match e {
+                pool::Error::Url(e) => CallError::Request(e),
+                pool::Error::Connect(e) => CallError::Connect(e),
+            })?;
             let status = resp.status().as_u16();
             let body =
                 http_body_util::Limited::new(resp.into_body(), MAX_ANSWER).collect().await.map_err(|e| {
@@ -386,6 +373,8 @@ impl Http {
                         CallError::Connect(e.to_string())
                     }
                 })?;
+            // read to its end: the connection may carry the next call
+            lease.release();
             let body = body.to_bytes();
             if status != 200 {
                 return Err(CallError::Status(status));
@@ -402,4 +391,25 @@ impl Http {
         self.stats.record(endpoint, us, result.as_ref().err());
         result
     }
+}
+
+/// A driver's request for `url` (a path and query). Built part by part,
+/// not with `Request::builder`, which moves its whole state at each step.
+/// A URL that is no URI (a target or token from outside) is an error of
+/// the call, not a panic of the driver.
+fn request(
+    method: &hyper::Method,
+    url: String,
+    body: Bytes,
+) -> Result<hyper::Request<Full<Bytes>>, CallError> {
+    let uri = hyper::Uri::try_from(url).map_err(|e| CallError::Request(e.to_string()))?;
+    let mut req = hyper::Request::new(Full::new(body));
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    headers.insert(DRIVER_HEADER, HeaderValue::from_static("1"));
+    if method == hyper::Method::POST {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    Ok(req)
 }

@@ -22,6 +22,7 @@ mod agents;
 mod bot;
 mod customers;
 pub mod http;
+mod pool;
 pub mod state;
 mod timer;
 mod wire;
