@@ -10,6 +10,12 @@
 //! abandon; a load change moves a reply) bumps the session's generation, and
 //! stale events are dropped when popped: cheaper than deleting from a heap.
 //!
+//! The event being handled stays at the top of the heap until its handler
+//! schedules: the first event it schedules takes its place and sifts down
+//! once, instead of a pop (down to the bottom and back up) and a push. Most
+//! handlers schedule exactly one event. The set of pending events, and so
+//! the order they run in, is the same either way.
+//!
 //! Memory is proportional to sessions in flight and agents: sessions live in
 //! a slab whose slots are reused, and every result leaves through the
 //! [`Observer`] as it happens.
@@ -108,21 +114,46 @@ impl Event {
     }
 }
 
+impl Event {
+    /// `(t, seq)` as one number: compared without a branch per field.
+    #[inline(always)]
+    fn key(&self) -> u128 {
+        (self.t as u128) << 64 | self.seq_kind as u128
+    }
+}
+
 impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
-        self.t == other.t && self.seq_kind == other.seq_kind
+        self.key() == other.key()
     }
 }
 impl Eq for Event {}
+// Reversed, so that the heap (a max-heap) pops the earliest. The heap
+// compares with `<=` and `<`: each is one wide comparison, not an Ordering.
 impl PartialOrd for Event {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
+    #[inline(always)]
+    fn lt(&self, other: &Self) -> bool {
+        other.key() < self.key()
+    }
+    #[inline(always)]
+    fn le(&self, other: &Self) -> bool {
+        other.key() <= self.key()
+    }
+    #[inline(always)]
+    fn gt(&self, other: &Self) -> bool {
+        other.key() > self.key()
+    }
+    #[inline(always)]
+    fn ge(&self, other: &Self) -> bool {
+        other.key() >= self.key()
+    }
 }
 impl Ord for Event {
-    /// Reversed, so that the heap (a max-heap) pops the earliest.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.t.cmp(&self.t).then(other.seq_kind.cmp(&self.seq_kind))
+        other.key().cmp(&self.key())
     }
 }
 
@@ -219,6 +250,8 @@ struct Simulation<'a, O: Observer> {
     now: u64,
     seq: u64,
     heap: QuaternaryHeap<Event>,
+    /// The heap's top is the event being handled, not yet removed.
+    top_handled: bool,
     sessions: Vec<Session>,
     free: Vec<u32>,
     agents: Vec<AgentRt>,
@@ -313,6 +346,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             now: 0,
             seq: 0,
             heap: QuaternaryHeap::new(),
+            top_handled: false,
             sessions: Vec::new(),
             free: Vec::new(),
             agents,
@@ -350,7 +384,16 @@ impl<'a, O: Observer> Simulation<'a, O> {
     #[inline]
     fn schedule(&mut self, t: u64, kind: Kind, id: u32, gen_: u32) {
         self.seq += 1;
-        self.heap.push(Event { t, seq_kind: self.seq << 4 | kind as u64, id, gen_ });
+        let ev = Event { t, seq_kind: self.seq << 4 | kind as u64, id, gen_ };
+        if self.top_handled {
+            self.top_handled = false;
+            // the PeekMut sifts the new event down when dropped
+            if let Some(mut top) = self.heap.peek_mut() {
+                *top = ev;
+            }
+        } else {
+            self.heap.push(ev);
+        }
     }
 
     fn schedule_arrival(&mut self, entry: usize) {
@@ -362,7 +405,13 @@ impl<'a, O: Observer> Simulation<'a, O> {
 
     fn run(&mut self, progress: &mut dyn FnMut(&Progress) -> bool) -> RunStats {
         let mut interrupted = false;
-        while let Some(ev) = self.heap.pop() {
+        loop {
+            if self.top_handled {
+                self.top_handled = false;
+                self.heap.pop();
+            }
+            let Some(&ev) = self.heap.peek() else { break };
+            self.top_handled = true;
             if ev.t > self.stop_at {
                 break;
             }
