@@ -112,9 +112,7 @@ impl Event {
     fn kind(&self) -> Kind {
         KINDS[(self.seq_kind & 0xf) as usize]
     }
-}
 
-impl Event {
     /// `(t, seq)` as one number: compared without a branch per field.
     #[inline(always)]
     fn key(&self) -> u128 {

@@ -1,7 +1,8 @@
 //! The driver's HTTP client: keep-alive connections from one pool
-//! ([`super::pool`]) for every call, a timeout on each, and per-endpoint statistics measured from the
-//! *intended* time of the call (so a slow target cannot hide behind a
-//! driver that waited for it: no coordinated omission).
+//! ([`super::pool`]) for every call, a timeout on each, and per-endpoint
+//! statistics measured from the *intended* time of the call (so a slow
+//! target cannot hide behind a driver that waited for it: no coordinated
+//! omission).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -95,12 +95,13 @@ impl Pool {
     /// A pool for `base` (`http://host:port`, optionally with a path
     /// prefix). A base that is no such URL is reported by every request.
     pub fn new(base: &str) -> Pool {
-        let parsed = parse_base(base);
-        let prefix = parsed.as_ref().map_or(String::new(), |(_, _, p)| p.clone());
-        let inner = parsed.map(|(addr, host, _)| {
-            Arc::new(Inner { addr, host, idle: Mutex::new(Vec::with_capacity(MAX_IDLE)) })
-        });
-        Pool { inner, prefix }
+        match parse_base(base) {
+            Ok((addr, host, prefix)) => {
+                let idle = Mutex::new(Vec::with_capacity(MAX_IDLE));
+                Pool { inner: Ok(Arc::new(Inner { addr, host, idle })), prefix }
+            }
+            Err(e) => Pool { inner: Err(e), prefix: String::new() },
+        }
     }
 
     /// The path to request for `path` (`/cgi-bin/…?…`) at this target.
