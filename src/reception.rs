@@ -106,9 +106,17 @@ impl Room {
 /// Contract: `room` holds exactly the agents `i` with `agents[i].has_room()`;
 /// return `Some(i)` only for such an `i`, and `None` only when no agent has
 /// room. The router calls `pick` only when at least one agent has room.
+/// Before a policy's first `pick` the router calls [`Policy::changed`] for
+/// every agent, and after that whenever an agent's state changes, so a
+/// policy may keep its own index of the agents instead of scanning them.
 pub trait Policy: Debug + Send {
     /// Choose an agent for the next session.
     fn pick(&mut self, agents: &[AgentState], room: &Room, now_us: u64) -> Option<usize>;
+
+    /// Agent `agent` is now in `state` (its load, cap, status or last
+    /// assignment may have changed). The default keeps no index.
+    #[inline]
+    fn changed(&mut self, _agent: usize, _state: &AgentState) {}
 }
 
 /// 轮流接待: agents in a fixed cyclic order; the session goes to the next
@@ -128,13 +136,48 @@ impl Policy for RoundRobin {
 }
 
 /// 空闲接待: the agent with the fewest current sessions; among equals, the
-/// one whose last assignment is oldest.
+/// one whose last assignment is oldest (then the first in order).
+///
+/// Each agent's key — (load, last assignment, index) packed in one `u128`,
+/// `u128::MAX` without room — sits in a dense array kept by
+/// [`Policy::changed`], so a pick is a branch-free minimum over it rather
+/// than a walk of the room set reading two fields an agent (a twentieth of
+/// the reference service's cost of a customer message at 200 agents). An
+/// ordered set was tried: its upkeep at every change of load cost more than
+/// the scan it saved.
 #[derive(Debug, Default)]
-pub struct IdleFirst;
+pub struct IdleFirst {
+    keys: Vec<u128>,
+}
+
+impl IdleFirst {
+    fn key(agent: usize, state: &AgentState) -> u128 {
+        if !state.has_room() {
+            return u128::MAX;
+        }
+        (u128::from(state.load) << 96) | (u128::from(state.last_assigned) << 32) | agent as u128
+    }
+}
 
 impl Policy for IdleFirst {
     fn pick(&mut self, agents: &[AgentState], room: &Room, _now_us: u64) -> Option<usize> {
-        room.iter().min_by_key(|&i| (agents[i].load, agents[i].last_assigned))
+        // keys are distinct (they end with the index): the least is the pick
+        let least = self.keys.iter().copied().fold(u128::MAX, u128::min);
+        let picked = (least != u128::MAX).then_some((least & u128::from(u32::MAX)) as usize);
+        debug_assert_eq!(
+            picked,
+            room.iter().min_by_key(|&i| (agents[i].load, agents[i].last_assigned)),
+            "the idle-first keys disagree with a scan"
+        );
+        picked
+    }
+
+    #[inline]
+    fn changed(&mut self, agent: usize, state: &AgentState) {
+        if self.keys.len() <= agent {
+            self.keys.resize(agent + 1, u128::MAX);
+        }
+        self.keys[agent] = Self::key(agent, state);
     }
 }
 
@@ -159,7 +202,7 @@ impl Policy for FillFirst {
 pub fn policy_for(kind: PolicyKind) -> Box<dyn Policy> {
     match kind {
         PolicyKind::RoundRobin => Box::<RoundRobin>::default(),
-        PolicyKind::IdleFirst => Box::new(IdleFirst),
+        PolicyKind::IdleFirst => Box::<IdleFirst>::default(),
         PolicyKind::FillFirst => Box::new(FillFirst),
     }
 }
@@ -253,7 +296,7 @@ pub struct Router<T> {
 impl<T> Router<T> {
     /// A router for agents with these caps, all offline to begin with.
     pub fn new(policy: Box<dyn Policy>, caps: &[u32], queue_limit: Option<u32>) -> Router<T> {
-        Router {
+        let mut router = Router {
             agents: caps
                 .iter()
                 .map(|&cap| AgentState { cap, load: 0, online: false, last_assigned: 0 })
@@ -268,16 +311,28 @@ impl<T> Router<T> {
                 room
             },
             assignments: 0,
+        };
+        router.show_agents();
+        router
+    }
+
+    /// Tell the policy every agent's state (see [`Policy`]'s contract).
+    fn show_agents(&mut self) {
+        for (i, a) in self.agents.iter().enumerate() {
+            self.policy.changed(i, a);
         }
     }
 
-    /// Agent `agent`'s room changed, perhaps.
+    /// Agent `agent`'s state changed: its room, perhaps, and the policy's
+    /// view of it.
     #[inline]
     fn refresh(&mut self, agent: usize) {
-        let has = self.agents[agent].has_room();
+        let a = &self.agents[agent];
+        let has = a.has_room();
         if has != self.room.contains(agent) {
             self.room.set(agent, has);
         }
+        self.policy.changed(agent, a);
     }
 
     /// The agents' current state.
@@ -350,6 +405,7 @@ impl<T> Router<T> {
     /// Replace the policy (a rule change); agents, loads and the pool stay.
     pub fn set_policy(&mut self, policy: Box<dyn Policy>) {
         self.policy = policy;
+        self.show_agents();
     }
 
     /// Change the pool's size limit. Sessions already waiting stay even if
@@ -502,6 +558,11 @@ mod tests {
             let (mut last, mut held) = (None::<usize>, Vec::new());
             let mut assigned = 0;
             for t in 0..30_000u64 {
+                // a policy set mid-run (a rule change) sees the agents as they are
+                if below(500) == 0 {
+                    r.set_policy(policy_for(kind));
+                    last = None;
+                }
                 match below(10) {
                     0 => r.set_online(below(caps.len()), below(10) < 7, t, &mut out),
                     1 => r.set_cap(below(caps.len()), below(4) as u32, t, &mut out),
