@@ -125,7 +125,7 @@ impl State {
         let user = self.user_of(userid)?;
         let client_msgid = client_msgid.filter(|id| !id.is_empty());
         // the same id to another customer (or account) is another reply
-        let resend_key = client_msgid.map(|id| format!("{external_userid}\n{open_kfid}\n{id}"));
+        let resend_key = client_msgid.map(|id| [external_userid, "\n", open_kfid, "\n", id].concat());
         if let Some(msgid) = resend_key.as_deref().and_then(|k| at!(self.users, user).recent.get(k)) {
             // a resend (its first answer was lost): answered as then, not
             // sent again — even if the session has ended since
@@ -395,7 +395,7 @@ impl State {
                 if c.state != 3 || holder != Some(u) {
                     continue;
                 }
-                let text = format!("auto-reply to {}", m.client_msgid.as_deref().unwrap_or(&m.msgid));
+                let text = ["auto-reply to ", m.client_msgid.as_deref().unwrap_or(&m.msgid)].concat();
                 self.reply_in(conv, u, Content::text(text), m.client_msgid.as_deref(), None, now_us);
                 self.end_by_servicer(conv, u, now_us);
             }

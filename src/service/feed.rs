@@ -154,7 +154,10 @@ impl<T: Clone + Weigh> Feed<T> {
 
 /// Write a cursor: lowercase hex with a `c` in front (opaque to clients).
 pub fn format_cursor(seq: u64) -> String {
-    format!("c{seq:x}")
+    let mut cursor = String::with_capacity(17);
+    cursor.push('c');
+    super::state::push_hex(&mut cursor, seq, 1);
+    cursor
 }
 
 /// Read a cursor written by [`format_cursor`]; the empty string is the

@@ -16,7 +16,9 @@ use serde::Serialize;
 use super::errors::{ApiError, code, ident, limit};
 use super::feed::{Feed, format_cursor, parse_cursor};
 use super::model::{Change, Content, Event, EventRec, Item, Msg, Name, Origin, SessionNote, SyncEntry};
-use super::state::{Channel, Code, CodeKind, Conv, Customer, HOUR_US, MAX_CHANNEL_QUEUE, State, at};
+use super::state::{
+    Channel, Code, CodeKind, Conv, Customer, HOUR_US, MAX_CHANNEL_QUEUE, State, at, push_hex,
+};
 use super::stats::Tally;
 use crate::reception::{Assignment, Routed};
 
@@ -69,7 +71,8 @@ impl State {
                 format!("at most {} channels may be open; close one first", self.cfg.max_channels),
             ));
         }
-        let id = format!("ch{:016x}", self.random());
+        let mut id = String::from("ch");
+        push_hex(&mut id, self.random(), 16);
         let c = self.channels.insert(Channel {
             feed: Feed::new(cap),
             notify: Default::default(),
@@ -186,7 +189,7 @@ impl State {
             return Ok(c);
         }
         ident("customer", handle, 64)?;
-        let external_userid = format!("wm{}", self.new_id());
+        let external_userid = self.new_id_after("wm");
         let c = self.customers.insert(Customer {
             external_userid: Name::new(&external_userid),
             handle: Name::new(handle),
@@ -287,7 +290,7 @@ impl State {
         let conv = self.conv_for(acct, cust, now_us);
         // the same id from another customer, or to another account, is
         // another message
-        let resend_key = client_msgid.map(|id| format!("{handle}\n{open_kfid}\n{id}"));
+        let resend_key = client_msgid.map(|id| [handle, "\n", open_kfid, "\n", id].concat());
         if let Some(msgid) = resend_key.as_deref().and_then(|k| at!(self.channels, ch).recent.get(k)) {
             // a resend (its first answer was lost): answered as then, not run again
             let msgid = msgid.to_string();
@@ -725,7 +728,11 @@ impl State {
         let c = at!(self.convs, conv);
         c.codes.retain(|x| x.kind != kind);
         c.codes.push(Code { nonce, kind, session_no: c.session_no, expires_us: now_us + ttl });
-        format!("{conv:x}.{nonce:016x}")
+        let mut code = String::with_capacity(25);
+        push_hex(&mut code, conv.into(), 1);
+        code.push('.');
+        push_hex(&mut code, nonce, 16);
+        code
     }
 
     /// The code for the first time a session enters state 2 or 3, else
