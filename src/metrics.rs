@@ -73,9 +73,22 @@ impl Hist {
     /// Add one sample [µs].
     #[inline]
     pub fn record(&mut self, us: u64) {
-        self.counts.get_or_insert_with(|| Box::new(hdr::Counts::new(empty_histogram()))).record(us);
+        match &mut self.counts {
+            Some(c) => c.record(us),
+            None => self.first_count(us),
+        }
         self.sum += u128::from(us);
         self.max = self.max.max(us);
+    }
+
+    /// The first sample: the counts are made here, out of line, so that
+    /// `record` stays small enough to inline (four a session).
+    #[cold]
+    #[inline(never)]
+    fn first_count(&mut self, us: u64) {
+        let mut c = Box::new(hdr::Counts::new(empty_histogram()));
+        c.record(us);
+        self.counts = Some(c);
     }
 
     /// Samples so far.

@@ -125,7 +125,8 @@ impl Level {
             return;
         }
         if t <= self.open_end {
-            self.open += self.value * (t - self.since) as f64;
+            // a span of time fits an i64, whose conversion is one instruction
+            self.open += self.value * (t - self.since) as i64 as f64;
             self.since = t;
             return;
         }
@@ -568,8 +569,20 @@ impl Observer for SeriesRecorder {
                 bump(&mut self.by_arrival.abandoned, a);
             }
             Obs::AgentLoad { t, agent, load } => {
-                let online = self.agent_online[agent as usize];
-                self.slots_change(t, agent as usize, load, online);
+                let i = agent as usize;
+                if self.agent_online[i] {
+                    // two a session: an online agent's load moves only its
+                    // account's busy slots
+                    let old = std::mem::replace(&mut self.agent_load[i], load);
+                    if old != load {
+                        let acc = self.agent_account[i] as usize;
+                        let b = &mut self.slots_busy_now[acc];
+                        *b = (*b + u64::from(load)).saturating_sub(u64::from(old));
+                        self.slots_busy[acc].set(t, *b as f64, self.interval);
+                    }
+                } else {
+                    self.slots_change(t, i, load, false);
+                }
                 let busy = load > 0;
                 if busy != self.agent_busy[agent as usize] {
                     self.agent_busy[agent as usize] = busy;
@@ -639,6 +652,64 @@ mod tests {
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-12, "{got:?} != {want:?}");
+        }
+    }
+
+    /// Slots online, busy and held after going off line, per interval, as
+    /// sums of the agents' states second by second, through a random run
+    /// of loads changing (above a cap too) and agents coming and going.
+    #[test]
+    fn slot_levels_match_a_brute_force_sum_over_the_agents() {
+        let toml = "name = \"slots\"\nduration = \"100s\"\nseries_interval = \"10s\"\n\
+            [[account]]\nname = \"a\"\n[[account]]\nname = \"b\"\n\
+            [[agents]]\naccount = \"a\"\ncount = 3\nmax_concurrent = 2\nreply_delay = \"1s\"\n\
+            [[agents]]\naccount = \"b\"\ncount = 2\nmax_concurrent = 3\nreply_delay = \"1s\"\n\
+            [[entry]]\naccount = \"a\"\nscene = \"web\"\nrate = \"1/s\"\n\
+            [[entry]]\naccount = \"b\"\nscene = \"app\"\nrate = \"1/s\"\n";
+        let sc = Scenario::parse(toml, "slots.toml").expect("test scenario");
+        let (account, cap) = ([0usize, 0, 0, 1, 1], [2u64, 2, 2, 3, 3]);
+        let mut rec = SeriesRecorder::new(&sc);
+        let (mut load, mut online) = ([0u64; 5], [false; 5]);
+        // each second: [online slots, busy slots, held off line] per account
+        let mut want = vec![[[0.0f64; 3]; 2]; 100];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for sec in 0..100u64 {
+            // changes at the second's start; the last state holds through it
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let (agent, t) = ((x % 5) as usize, sec * 1_000_000);
+                if (x >> 8) % 4 == 0 {
+                    online[agent] = !online[agent];
+                    rec.observe(Obs::AgentOnline { t, agent: agent as u32, online: online[agent] });
+                } else {
+                    load[agent] = (x >> 16) % (cap[agent] + 2);
+                    rec.observe(Obs::AgentLoad { t, agent: agent as u32, load: load[agent] as u32 });
+                }
+            }
+            for a in 0..5 {
+                let w = &mut want[sec as usize][account[a]];
+                if online[a] {
+                    w[0] += cap[a] as f64;
+                    w[1] += load[a] as f64;
+                } else {
+                    w[2] += load[a] as f64;
+                }
+            }
+        }
+        let data = rec.finish(100_000_000);
+        for (acc, name) in ["a", "b"].into_iter().enumerate() {
+            for (k, series) in
+                [&data.slots_online, &data.slots_busy, &data.held_offline].into_iter().enumerate()
+            {
+                let got = &series[name];
+                assert_eq!(got.len(), 10);
+                for (i, g) in got.iter().enumerate() {
+                    let w: f64 = (i * 10..i * 10 + 10).map(|s| want[s][acc][k]).sum::<f64>() / 10.0;
+                    assert!((g - w).abs() < 1e-9, "account {name}, level {k}, interval {i}: {g} != {w}");
+                }
+            }
         }
     }
 
