@@ -773,7 +773,7 @@ pub fn cv(x: &[f64]) -> Option<f64> {
 }
 
 impl Observer for Metrics {
-    #[inline]
+    #[inline(always)]
     fn observe(&mut self, obs: Obs) {
         self.fold(obs);
     }
@@ -799,7 +799,7 @@ impl Metrics {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn fold(&mut self, obs: Obs) {
         self.series.observe(obs);
         match obs {

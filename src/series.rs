@@ -516,7 +516,7 @@ impl SeriesRecorder {
 }
 
 impl Observer for SeriesRecorder {
-    #[inline]
+    #[inline(always)]
     fn observe(&mut self, obs: Obs) {
         match obs {
             Obs::Entered { s, .. } => {
