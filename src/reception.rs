@@ -160,7 +160,8 @@ impl IdleFirst {
             return u64::MAX;
         }
         let order = state.last_assigned.min((1 << Self::ORDER_BITS) - 1);
-        // a load that does not fit sorts last among agents with room
+        // below a cap (at most 10 000 in scenarios and the service's API):
+        // 16 bits hold it; the clamp only keeps a key below u64::MAX
         (u64::from(state.load).min(0xfffe) << Self::ORDER_BITS) | order
     }
 }
