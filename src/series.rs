@@ -387,31 +387,46 @@ impl SeriesRecorder {
         (arrived_us / self.interval) as usize
     }
 
-    /// Move an agent's held sessions between "in an online slot" and "held
-    /// after going off line" as its load or status changes.
-    fn slots_change(&mut self, t: u64, agent: usize, load: u32, online: bool) {
+    /// An agent's load changed, its status not (two a session): its
+    /// sessions move within the busy slots if it is online, else within
+    /// those held after going off line.
+    #[inline(always)]
+    fn load_change(&mut self, t: u64, agent: usize, load: u32) {
+        let old = std::mem::replace(&mut self.agent_load[agent], load);
+        if old == load {
+            return;
+        }
         let acc = self.agent_account[agent] as usize;
-        let (old_load, was_online) = (u64::from(self.agent_load[agent]), self.agent_online[agent]);
-        let (new_load, cap) = (u64::from(load), u64::from(self.agent_cap[agent]));
+        let (now, level) = if self.agent_online[agent] {
+            (&mut self.slots_busy_now[acc], &mut self.slots_busy[acc])
+        } else {
+            (&mut self.held_offline_now[acc], &mut self.held_offline[acc])
+        };
+        *now = (*now + u64::from(load)).saturating_sub(u64::from(old));
+        level.set(t, *now as f64, self.interval);
+    }
+
+    /// An agent came on or went off line, its load unchanged: its slots join
+    /// or leave the online ones, and its sessions move between the busy
+    /// slots and those held after going off line.
+    fn status_change(&mut self, t: u64, agent: usize, online: bool) {
+        let acc = self.agent_account[agent] as usize;
+        let (load, cap) = (u64::from(self.agent_load[agent]), u64::from(self.agent_cap[agent]));
         let iv = self.interval;
-        if was_online != online {
-            let s = &mut self.slots_online_now[acc];
-            *s = if online { *s + cap } else { s.saturating_sub(cap) };
-            self.slots_online[acc].set(t, *s as f64, iv);
+        let s = &mut self.slots_online_now[acc];
+        *s = if online { *s + cap } else { s.saturating_sub(cap) };
+        self.slots_online[acc].set(t, *s as f64, iv);
+        if load == 0 {
+            return;
         }
-        let (busy_old, off_old) = if was_online { (old_load, 0) } else { (0, old_load) };
-        let (busy_new, off_new) = if online { (new_load, 0) } else { (0, new_load) };
-        if busy_old != busy_new {
-            let b = &mut self.slots_busy_now[acc];
-            *b = (*b + busy_new).saturating_sub(busy_old);
-            self.slots_busy[acc].set(t, *b as f64, iv);
+        let (b, h) = (&mut self.slots_busy_now[acc], &mut self.held_offline_now[acc]);
+        if online {
+            (*b, *h) = (*b + load, h.saturating_sub(load));
+        } else {
+            (*b, *h) = (b.saturating_sub(load), *h + load);
         }
-        if off_old != off_new {
-            let h = &mut self.held_offline_now[acc];
-            *h = (*h + off_new).saturating_sub(off_old);
-            self.held_offline[acc].set(t, *h as f64, iv);
-        }
-        self.agent_load[agent] = load;
+        self.slots_busy[acc].set(t, *b as f64, iv);
+        self.held_offline[acc].set(t, *h as f64, iv);
     }
 
     /// Keep each interval's queue-wait histogram, for a state that merges.
@@ -569,20 +584,7 @@ impl Observer for SeriesRecorder {
                 bump(&mut self.by_arrival.abandoned, a);
             }
             Obs::AgentLoad { t, agent, load } => {
-                let i = agent as usize;
-                if self.agent_online[i] {
-                    // two a session: an online agent's load moves only its
-                    // account's busy slots
-                    let old = std::mem::replace(&mut self.agent_load[i], load);
-                    if old != load {
-                        let acc = self.agent_account[i] as usize;
-                        let b = &mut self.slots_busy_now[acc];
-                        *b = (*b + u64::from(load)).saturating_sub(u64::from(old));
-                        self.slots_busy[acc].set(t, *b as f64, self.interval);
-                    }
-                } else {
-                    self.slots_change(t, i, load, false);
-                }
+                self.load_change(t, agent as usize, load);
                 let busy = load > 0;
                 if busy != self.agent_busy[agent as usize] {
                     self.agent_busy[agent as usize] = busy;
@@ -594,8 +596,7 @@ impl Observer for SeriesRecorder {
             }
             Obs::AgentOnline { t, agent, online } => {
                 if online != self.agent_online[agent as usize] {
-                    let load = self.agent_load[agent as usize];
-                    self.slots_change(t, agent as usize, load, online);
+                    self.status_change(t, agent as usize, online);
                     self.agent_online[agent as usize] = online;
                     let acc = self.agent_account[agent as usize] as usize;
                     let o = &mut self.online_now[acc];
