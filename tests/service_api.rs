@@ -255,6 +255,51 @@ async fn a_session_end_to_end_over_both_surfaces() {
     server.stop().await.unwrap();
 }
 
+/// A customer batch's `channel_end` is the `seq` its channel's next event
+/// gets: the events the batch caused, and those before, are below it;
+/// later ones are not. So a driver whose `leave` was refused (40058)
+/// because an agent had just taken the session can tell that the
+/// assignment it pulls later was already queued: its seq is below the end.
+#[tokio::test]
+async fn a_customer_batch_says_where_its_channel_ends() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let run = |actions: Vec<Value>| json!({"channel_id": ch, "actions": actions});
+    let end_of = |v: &Value| v["channel_end"].as_u64().unwrap_or_else(|| panic!("no channel_end in {v}"));
+    // alice is assigned to s1 (its one slot), bob waits
+    let a = c.ok("/sim/customer/batch", run(vec![say("alice", &kf, "a-1", "hi")])).await;
+    let alice = a["results"][0]["external_userid"].as_str().unwrap().to_owned();
+    let b = c.ok("/sim/customer/batch", run(vec![say("bob", &kf, "b-1", "hi")])).await;
+    assert_eq!(b["results"][0]["service_state"], 2, "{b}");
+    let empty = c.ok("/sim/customer/batch", run(vec![])).await;
+    assert_eq!(end_of(&empty), end_of(&b), "a batch of nothing queues nothing");
+    // alice's session ends: bob is assigned, and his leave is refused
+    let end = json!({"open_kfid": kf, "external_userid": alice, "service_state": 4});
+    c.ok("/cgi-bin/kf/service_state/trans", end).await;
+    let leave = json!({"type": "leave", "customer": "bob", "open_kfid": kf});
+    let refused = c.ok("/sim/customer/batch", run(vec![leave])).await;
+    assert_eq!(refused["results"][0]["errcode"], 40058, "{refused}");
+    let later = c.ok("/sim/customer/batch", run(vec![say("carol", &kf, "c-1", "hi")])).await;
+
+    let pulled = c.ok("/sim/customer/pull", json!({"channel_id": ch})).await;
+    let seq_of = |who: &str, change: &str| {
+        let ev = pulled["event_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["customer"] == who && e["change"] == change);
+        ev.unwrap_or_else(|| panic!("no {change} of {who} in {pulled}"))["seq"].as_u64().unwrap()
+    };
+    let (a_assigned, b_queued) = (seq_of("alice", "assigned"), seq_of("bob", "queued"));
+    let (b_assigned, c_queued) = (seq_of("bob", "assigned"), seq_of("carol", "queued"));
+    assert!(a_assigned < end_of(&a) && end_of(&a) <= b_queued, "{a} {pulled}");
+    assert!(b_queued < end_of(&b), "{b} {pulled}");
+    assert!(b_assigned < end_of(&refused), "the assignment that refused the leave came before: {pulled}");
+    assert!(end_of(&refused) <= c_queued && c_queued < end_of(&later), "{later} {pulled}");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn send_msg_states_and_limits() {
     let (server, mut c) = logged_in().await;

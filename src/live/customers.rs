@@ -54,7 +54,32 @@ const INVALID: i64 = 40058;
 
 /// A sent batch: what each action was for, the target's answers, when it
 /// went out (scenario µs), and the epoch it went out in.
-type BatchResult = (Vec<Meta>, Option<Vec<ActionResult>>, u64, u64);
+/// A batch's actions, its answer (the results and the channel's end, see
+/// [`Refusal`]), when it was sent and on which epoch's channel.
+type BatchResult = (Vec<Meta>, Option<(Vec<ActionResult>, Option<u64>)>, u64, u64);
+
+/// The target refused a customer's leave (40058) before the driver saw an
+/// agent take the session. Right if the assignment was already queued for
+/// the customer then: its event's `seq` is below the channel's end the
+/// batch's answer gave (same epoch); a target that gives no end is given a
+/// call's timeout after the refusal instead.
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    at: u64,
+    /// `(epoch, channel_end)`.
+    end: Option<(u64, u64)>,
+}
+
+impl Refusal {
+    /// The assignment (event `seq` of `epoch`'s channel, pulled at `now`)
+    /// explains the refusal.
+    fn explained_by(&self, seq: u64, epoch: u64, now: u64, window_us: f64) -> bool {
+        match self.end {
+            Some((e, end)) if e == epoch => seq < end,
+            _ => now.saturating_sub(self.at) as f64 <= window_us,
+        }
+    }
+}
 
 /// What an action in a batch was for; a message keeps itself for a resend.
 type Meta = (u64, Sent, Option<CustomerAction>);
@@ -114,10 +139,9 @@ struct Cust {
     retry: Vec<(u32, CustomerAction, Tries)>,
     /// Failed sends of the customer's leave.
     leave_tries: Tries,
-    /// When (scenario µs) the target refused the leave (40058) before the
-    /// driver saw an agent take the session: an error unless the
-    /// assignment follows within a call's timeout (it was on its way).
-    leave_refused: Option<u64>,
+    /// The target refused the leave (40058) before the driver saw an agent
+    /// take the session: an error unless the assignment was on its way.
+    leave_refused: Option<Refusal>,
     /// Leaves sent and not answered yet.
     leaves_in_flight: u32,
     /// The first message was given up on without an answer: the target
@@ -608,7 +632,7 @@ impl<'a> Driver<'a> {
             let body = Batch { channel_id: &channel, actions: &actions };
             let r: Result<BatchAnswer, CallError> =
                 sh.http.call("customer_batch", "/sim/customer/batch", &body, intended, Duration::ZERO).await;
-            let _ = res_tx.send((meta, r.ok().map(|a| a.results), sent, epoch));
+            let _ = res_tx.send((meta, r.ok().map(|a| (a.results, a.channel_end)), sent, epoch));
         });
     }
 
@@ -782,9 +806,19 @@ impl<'a> Driver<'a> {
         meta.push((key, Sent::Leave, None));
     }
 
-    fn on_results(&mut self, meta: Vec<Meta>, results: Option<Vec<ActionResult>>, sent: u64, epoch: u64) {
+    fn on_results(
+        &mut self,
+        meta: Vec<Meta>,
+        answer: Option<(Vec<ActionResult>, Option<u64>)>,
+        sent: u64,
+        epoch: u64,
+    ) {
         self.batches_in_flight -= 1;
         let now = self.sh.tb.now_us();
+        let (results, channel_end) = match answer {
+            Some((r, end)) => (Some(r), end),
+            None => (None, None),
+        };
         for (i, (key, due, action)) in meta.into_iter().enumerate() {
             let r = results.as_ref().and_then(|r| r.get(i));
             let ok = r.is_some_and(|r| r.errcode == 0);
@@ -824,7 +858,8 @@ impl<'a> Driver<'a> {
                         continue;
                     }
                     if let Some(c) = self.custs.get_mut(&key) {
-                        c.leave_refused = c.assigned.is_none().then_some(now);
+                        let end = channel_end.map(|e| (epoch, e));
+                        c.leave_refused = c.assigned.is_none().then_some(Refusal { at: now, end });
                         continue;
                     }
                 }
@@ -1064,9 +1099,9 @@ impl<'a> Driver<'a> {
                 let agent = agent.unwrap_or(u32::MAX);
                 c.assigned = Some(agent);
                 let window = self.sh.tb.scale * self.sh.http.timeout().as_secs_f64() * 1e6;
-                if c.leave_refused.take().is_some_and(|t| now.saturating_sub(t) as f64 > window) {
-                    // an assignment that came long after the refusal did
-                    // not explain it
+                if c.leave_refused.take().is_some_and(|r| !r.explained_by(ev.seq, self.epoch, now, window)) {
+                    // an assignment queued after the refusal did not
+                    // explain it
                     self.sh.http.stats.action_error("customer_batch", format!("errcode_{INVALID}"));
                 }
                 let kept = c.last_agent.is_some() && c.last_agent == Some(agent);
@@ -1244,6 +1279,20 @@ impl<'a> Driver<'a> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_refused_leave_is_explained_by_an_assignment_queued_before_it() {
+        let r = Refusal { at: 1_000, end: Some((3, 50)) };
+        // by the channel's position, however late the pull
+        assert!(r.explained_by(49, 3, 1_000_000_000, 10.0));
+        assert!(!r.explained_by(50, 3, 1_000, 10.0), "queued after the refusal");
+        // another epoch's channel numbers its events afresh: by time then
+        assert!(r.explained_by(70, 4, 1_010, 10.0));
+        assert!(!r.explained_by(10, 4, 1_011, 10.0));
+        let no_end = Refusal { at: 1_000, end: None };
+        assert!(no_end.explained_by(u64::MAX, 3, 1_010, 10.0));
+        assert!(!no_end.explained_by(0, 3, 1_011, 10.0));
+    }
+
     /// Sessions of two messages, no patience: they end only as a test says.
     const SCENARIO: &str = r#"
 name = "unit"
@@ -1304,8 +1353,8 @@ messages = 2
         assert_eq!(sh.counts().sent, 1, "the note says the target took b's message");
         d.on_events(0, vec![note(&a, "ended"), note(&b, "ended")]);
         assert!(d.custs.is_empty(), "both sessions are over for the customers");
-        d.on_results(a_batch, Some(vec![OK, OK]), 0, 0);
-        d.on_results(b_batch, Some(vec![OK, OK]), 0, 0);
+        d.on_results(a_batch, Some((vec![OK, OK], None)), 0, 0);
+        d.on_results(b_batch, Some((vec![OK, OK], None)), 0, 0);
         assert_eq!(sh.counts().sent, 2, "a's message counted, b's not twice");
         assert!(d.closing.is_empty() && sh.ledger().is_empty(), "both settled once answered");
         assert_eq!(sh.counts().lost, 0, "nobody held them: nothing lost");
@@ -1325,8 +1374,8 @@ messages = 2
         let (held, h, held_batch) = arrive(&mut d);
         let (_, w, waiting_batch) = arrive(&mut d);
         let (unknown, _, unknown_batch) = arrive(&mut d);
-        d.on_results(held_batch, Some(vec![OK, OK]), 0, 0);
-        d.on_results(waiting_batch, Some(vec![OK, OK]), 0, 0);
+        d.on_results(held_batch, Some((vec![OK, OK], None)), 0, 0);
+        d.on_results(waiting_batch, Some((vec![OK, OK], None)), 0, 0);
         d.on_events(0, vec![note(&h, "assigned"), note(&w, "queued")]);
         // an agent saw the held session's message, none the waiting one's
         sh.mark(held, 0, 2, SEEN);
@@ -1351,7 +1400,7 @@ messages = 2
         assert_eq!(open_kfid, "wk-new");
         // the new target takes it: sent, and since the reconnect
         d.batches_in_flight += 1;
-        d.on_results(vec![(unknown, Sent::Message(0), None)], Some(vec![OK]), 0, 1);
+        d.on_results(vec![(unknown, Sent::Message(0), None)], Some((vec![OK], None)), 0, 1);
         let c = sh.counts();
         assert_eq!((c.sent, c.reconnects.sent_since), (3, 1));
     }

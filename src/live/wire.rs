@@ -56,6 +56,9 @@ impl Answer for Pulled {
 pub(crate) struct BatchAnswer {
     pub errcode: i64,
     pub results: Vec<ActionResult>,
+    /// Customer batches, where the target says: the `seq` its channel's
+    /// next event gets, as of the answer.
+    pub channel_end: Option<u64>,
 }
 
 impl Answer for BatchAnswer {

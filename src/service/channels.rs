@@ -203,19 +203,32 @@ async fn run_batch<T: Serialize>(
         return error(e);
     }
     let mut results = Vec::with_capacity(batch.actions.len());
-    for chunk in batch.actions.chunks(CHUNK) {
+    let mut channel_end = None;
+    let chunks = batch.actions.len().div_ceil(CHUNK);
+    for (i, chunk) in batch.actions.chunks(CHUNK).enumerate() {
         svc.with_state(|st, now| {
             results.extend(chunk.iter().map(|a| action_result(act(st, &batch.channel_id, a, now))));
+            if on_channel && i + 1 == chunks {
+                channel_end = st.channel_end(&batch.channel_id);
+            }
         });
+    }
+    if on_channel && chunks == 0 {
+        channel_end = svc.with_state(|st, _| st.channel_end(&batch.channel_id));
     }
     // written straight from the results: through a `json!` value each
     // result's keys and strings were copied once more
-    ok(Results { results })
+    ok(Results { results, channel_end })
 }
 
 #[derive(Serialize)]
 struct Results<T> {
     results: Vec<ActionResult<T>>,
+    /// Customer batches: the `seq` the channel's next event gets, read
+    /// after the last action ran. Every event that came before an answer
+    /// (an assignment that made a `leave` fail with 40058) has a lower one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel_end: Option<u64>,
 }
 
 async fn customer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {

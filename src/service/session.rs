@@ -95,6 +95,12 @@ impl State {
         self.channel_ix.get(id).copied().ok_or_else(|| ApiError::param(format!("unknown channel_id `{id}`")))
     }
 
+    /// The `seq` the channel's next event gets; `None` for an unknown id.
+    pub fn channel_end(&self, id: &str) -> Option<u64> {
+        let ch = self.channel_ix.get(id)?;
+        Some(self.channels.get(*ch)?.feed.end())
+    }
+
     /// The channel of an id, as [`State::channel_of`], used at `now_us`:
     /// its lease starts again.
     pub fn use_channel(&mut self, id: &str, now_us: u64) -> Result<u32, ApiError> {
