@@ -49,6 +49,21 @@ pub fn routes() -> axum::Router<Service> {
         .route("/cgi-bin/media/get", get(super::media::get))
 }
 
+/// The hot endpoints of the front (`front.rs`), which calls them without
+/// the router: the same handlers as their routes'.
+pub(super) async fn send_msg_direct(svc: Service, req: Request) -> Response {
+    call(svc, req, send_msg).await
+}
+pub(super) async fn sync_msg_direct(svc: Service, req: Request) -> Response {
+    call(svc, req, sync_msg).await
+}
+pub(super) async fn state_get_direct(svc: Service, req: Request) -> Response {
+    call(svc, req, state_get).await
+}
+pub(super) async fn state_trans_direct(svc: Service, req: Request) -> Response {
+    call(svc, req, state_trans).await
+}
+
 /// Nothing but errcode and errmsg.
 #[derive(Serialize)]
 struct Empty {}

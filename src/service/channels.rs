@@ -231,7 +231,7 @@ struct Results<T> {
     channel_end: Option<u64>,
 }
 
-async fn customer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
+pub(super) async fn customer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
     run_batch(svc, req, true, |st, channel, a, now| {
         let ch = st.use_channel(channel, now)?;
         customer_act(st, ch, a, now)
@@ -278,7 +278,7 @@ async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, ApiError> 
     parse_json::<PullReq>(&bytes)
 }
 
-async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
+pub(super) async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
     pull(svc, req, |st, r, limit, now| {
         let ch = st.use_channel(&r.channel_id, now)?;
         Ok((st.pull_channel(ch, &r.cursor, limit)?, st.channel_notify(ch).expect("open channel")))
@@ -287,7 +287,7 @@ async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response
 }
 
 /// A servicer's own queue, or with `channel_id` a servicer channel.
-async fn servicer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
+pub(super) async fn servicer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
     pull(svc, req, |st, r, limit, now| {
         if !r.channel_id.is_empty() {
             let ch = st.use_channel(&r.channel_id, now)?;
@@ -416,7 +416,7 @@ fn servicer_act(st: &mut State, a: ServicerAction, kind: &str, now: u64) -> Resu
     }
 }
 
-async fn servicer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
+pub(super) async fn servicer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
     run_batch(svc, req, false, |st, _channel, a, now| {
         let a: ServicerAction = from_raw(a)?;
         let kind = a.kind.clone();

@@ -126,7 +126,13 @@ pub(super) async fn track(AxState(svc): AxState<Service>, req: Request, next: Ne
     let api = req.uri().path().starts_with("/cgi-bin/") && Caller::of(req.headers()) == Caller::Client;
     let started = Instant::now();
     let resp = next.run(req).await;
-    let elapsed = started.elapsed();
+    note(&svc, route, api, started.elapsed(), &resp);
+    resp
+}
+
+/// Record a request to `route` that took `elapsed` and was answered
+/// `resp`; `api`: an enterprise-API call of someone but kfsim's driver.
+pub(super) fn note(svc: &Service, route: &str, api: bool, elapsed: Duration, resp: &Response) {
     let errcode = resp.extensions().get::<ErrCode>().map(|c| c.0).filter(|&c| c != 0);
     let failed = errcode.is_some() || !resp.status().is_success();
     svc.inner.http.record(route, elapsed, failed);
@@ -137,7 +143,6 @@ pub(super) async fn track(AxState(svc): AxState<Service>, req: Request, next: Ne
         };
         svc.inner.api_calls.record(route.strip_prefix("/cgi-bin/").unwrap_or(route), elapsed, code);
     }
-    resp
 }
 
 /// `/healthz` and `/metrics`.

@@ -26,6 +26,7 @@ pub mod enterprise;
 pub mod errors;
 pub mod faults;
 pub mod feed;
+mod front;
 mod http;
 pub mod media;
 pub mod metrics;
@@ -336,7 +337,7 @@ pub async fn serve_with(
         let seed = svc.with_state(|st, _| st.cfg.seed);
         tasks.push(tokio::spawn(push::deliver(svc.clone(), c.settings.clone(), c.stats.clone(), seed)));
     }
-    let app = hyper_util::service::TowerToHyperService::new(app(svc.clone()));
+    let app = front::Front::new(svc.clone());
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read);
     let (stop_tx, stop_rx) = watch::channel(false);
