@@ -12,7 +12,8 @@
 #   ROUNDS=3 BENCHES="sim wrk" bash benches/all.sh
 #
 # Writes benches/results/DATE-COMMIT.md (the tables the README pastes) and
-# the raw RESULT lines beside it. A figure measured while the machine was not
+# the raw RESULT lines beside it (DATE-COMMIT-2, -3... for a later run of the
+# same commit the same day). A figure measured while the machine was not
 # quiet is marked: the CPUs more than 10 % busy in the 3 s before a
 # benchmark started (something else ran; the load average is printed too,
 # but it lags a minute behind and the previous benchmark always raises it),
@@ -26,6 +27,12 @@ BENCHES=${BENCHES:-sim sweep driver wrk live live20k callbacks middleware held}
 COMMIT=$(git describe --always --dirty)
 DATE=$(date -u +%Y-%m-%d)
 OUT=benches/results/$DATE-$COMMIT
+# a second run of the same commit on the same day must not overwrite the first
+n=1
+while [ -e "$OUT.md" ] || [ -e "$OUT.raw" ]; do
+  n=$((n + 1))
+  OUT=benches/results/$DATE-$COMMIT-$n
+done
 mkdir -p benches/results
 RAW=$OUT.raw
 : >"$RAW"
