@@ -177,6 +177,7 @@ impl State {
                     feed: Feed::new(self.cfg.servicer_queue_cap),
                     notify: Arc::new(Notify::new()),
                     dirty: false,
+                    auto_due: false,
                     recent: RecentIds::default(),
                     channel: None,
                 });

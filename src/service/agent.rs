@@ -154,7 +154,7 @@ impl State {
         c.last_us = now_us;
         let (acct, cust) = (c.account, c.customer);
         let msg = Arc::new(Msg {
-            msgid: self.new_id().into(),
+            msgid: self.new_name(),
             open_kfid: at!(self.accounts, acct).open_kfid.clone(),
             external_userid: at!(self.customers, cust).external_userid.clone(),
             customer: at!(self.customers, cust).handle.clone(),
@@ -167,7 +167,7 @@ impl State {
         });
         self.counters.servicer_messages += 1;
         self.push_log(acct, SyncEntry::Msg(msg.clone()), now_us);
-        let msgid = msg.msgid.to_string();
+        let msgid = msg.msgid.as_str().to_string();
         self.send_customer(conv, Item::Msg(msg), now_us);
         msgid
     }
@@ -372,16 +372,29 @@ impl State {
     /// drains its queue, answers each customer message with a text that
     /// echoes its `client_msgid`, and ends the session after answering.
     /// Works through at most `budget` queue items so the caller's lock is
-    /// short; returns whether items are left.
+    /// short; returns whether items are left. Only the servicers whose
+    /// queues got items are looked at ([`State::auto_due`]): a scan of
+    /// every servicer was a twentieth of a customer message's cost with 200.
     pub fn auto_reply(&mut self, budget: usize, now_us: u64) -> bool {
-        let users: Vec<u32> = self.users.iter().filter(|(_, u)| !u.feed.is_empty()).map(|(i, _)| i).collect();
         let mut left = budget;
-        for u in users {
-            let feed = &mut at!(self.users, u).feed;
+        let mut due = std::mem::take(&mut self.auto_due);
+        let mut done = 0;
+        while left > 0 && done < due.len() {
+            let u = due[done];
+            let Some(user) = self.users.get_mut(u).filter(|user| user.auto_due) else {
+                done += 1;
+                continue;
+            };
+            let feed = &mut user.feed;
             let start = feed.end() - feed.len() as u64;
             let read = feed.read(start, left);
             feed.ack(read.next);
             left -= read.items.len();
+            // the budget may end within this queue: it is first next time
+            if feed.is_empty() || read.items.is_empty() {
+                user.auto_due = false;
+                done += 1;
+            }
             for (_, item) in read.items {
                 let Item::Msg(m) = item else { continue };
                 let Some(conv) = self.customer_ix.get(m.external_userid.as_str()).and_then(|&c| {
@@ -395,14 +408,15 @@ impl State {
                 if c.state != 3 || holder != Some(u) {
                     continue;
                 }
-                let text = ["auto-reply to ", m.client_msgid.as_deref().unwrap_or(&m.msgid)].concat();
+                let text = ["auto-reply to ", m.client_msgid.as_deref().unwrap_or(m.msgid.as_str())].concat();
                 self.reply_in(conv, u, Content::text(text), m.client_msgid.as_deref(), None, now_us);
                 self.end_by_servicer(conv, u, now_us);
             }
-            if left == 0 {
-                return true;
-            }
         }
-        false
+        // queues that got items while these were answered go after them
+        due.drain(..done);
+        due.append(&mut self.auto_due);
+        self.auto_due = due;
+        !self.auto_due.is_empty()
     }
 }

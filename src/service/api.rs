@@ -14,7 +14,7 @@ use super::Service;
 use super::errors::{ApiError, required};
 use super::faults::Caller;
 use super::http::{call, error, query_param, respond};
-use super::model::{ContentIn, Sender, SyncEntry};
+use super::model::{Name, Sender, SyncEntry, with_content};
 use super::state::{AccountInfo, Rule, ServicerInfo, State};
 
 /// Register a POST endpoint running `op`.
@@ -318,40 +318,40 @@ fn sync_msg(st: &mut State, r: SyncMsg, now: u64) -> Result<SyncOut, ApiError> {
     Ok(SyncOut { next_cursor: page.next_cursor, has_more: u8::from(page.has_more), msg_list: page.msg_list })
 }
 
-#[derive(Deserialize)]
-struct SendMsg {
-    #[serde(default)]
-    touser: String,
-    #[serde(default)]
-    open_kfid: String,
-    msgid: Option<String>,
-    #[serde(flatten)]
-    content: ContentIn,
+with_content! {
+    #[derive(Deserialize)]
+    struct SendMsg {
+        #[serde(default)]
+        touser: String,
+        #[serde(default)]
+        open_kfid: String,
+        msgid: Option<String>,
+    }
 }
 
 #[derive(Serialize)]
 struct MsgidOut {
-    msgid: String,
+    msgid: Name,
 }
 
-fn send_msg(st: &mut State, r: SendMsg, now: u64) -> Result<MsgidOut, ApiError> {
+fn send_msg(st: &mut State, mut r: SendMsg, now: u64) -> Result<MsgidOut, ApiError> {
     required("touser", &r.touser, 64)?;
-    let content = r.content.into_content(Sender::Enterprise)?;
+    let content = r.content().into_content(Sender::Enterprise)?;
     Ok(MsgidOut { msgid: st.send_msg(&r.touser, &r.open_kfid, r.msgid.as_deref(), content, now)? })
 }
 
-#[derive(Deserialize)]
-struct SendOnEvent {
-    #[serde(default)]
-    code: String,
-    msgid: Option<String>,
-    #[serde(flatten)]
-    content: ContentIn,
+with_content! {
+    #[derive(Deserialize)]
+    struct SendOnEvent {
+        #[serde(default)]
+        code: String,
+        msgid: Option<String>,
+    }
 }
 
-fn send_msg_on_event(st: &mut State, r: SendOnEvent, now: u64) -> Result<MsgidOut, ApiError> {
+fn send_msg_on_event(st: &mut State, mut r: SendOnEvent, now: u64) -> Result<MsgidOut, ApiError> {
     required("code", &r.code, 128)?;
-    let content = r.content.into_content(Sender::OnEvent)?;
+    let content = r.content().into_content(Sender::OnEvent)?;
     Ok(MsgidOut { msgid: st.send_msg_on_event(&r.code, r.msgid.as_deref(), content, now)? })
 }
 

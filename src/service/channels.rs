@@ -19,7 +19,7 @@ use super::Service;
 use super::errors::{ApiError, code};
 use super::faults::Caller;
 use super::http::{call, error, from_raw, long_poll, ok, parse_json, poll_args, query_param, read_body};
-use super::model::{ContentIn, Numbered, Sender};
+use super::model::{Numbered, Sender, with_content};
 use super::session::{CustomerAck, Pulled};
 use super::state::State;
 
@@ -109,24 +109,24 @@ fn close_channel(st: &mut State, r: ByChannel, now: u64) -> Result<Empty, ApiErr
     st.close_channel(&r.channel_id, now).map(|()| Empty {})
 }
 
-/// One customer action of a batch.
-#[derive(Deserialize)]
-struct CustomerAction {
-    /// `enter`, `message` or `leave`.
-    #[serde(rename = "type", default)]
-    kind: String,
-    /// The driver's handle of the customer, unique within the channel.
-    #[serde(default)]
-    customer: String,
-    #[serde(default)]
-    open_kfid: String,
-    #[serde(default)]
-    scene: String,
-    #[serde(default)]
-    scene_param: String,
-    client_msgid: Option<String>,
-    #[serde(flatten)]
-    content: ContentIn,
+with_content! {
+    /// One customer action of a batch.
+    #[derive(Deserialize)]
+    struct CustomerAction {
+        /// `enter`, `message` or `leave`.
+        #[serde(rename = "type", default)]
+        kind: String,
+        /// The driver's handle of the customer, unique within the channel.
+        #[serde(default)]
+        customer: String,
+        #[serde(default)]
+        open_kfid: String,
+        #[serde(default)]
+        scene: String,
+        #[serde(default)]
+        scene_param: String,
+        client_msgid: Option<String>,
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,11 +156,11 @@ fn action_result<T>(r: Result<T, ApiError>) -> ActionResult<T> {
 }
 
 fn customer_act(st: &mut State, ch: u32, a: &RawValue, now: u64) -> Result<CustomerAck, ApiError> {
-    let a: CustomerAction = from_raw(a)?;
+    let mut a: CustomerAction = from_raw(a)?;
     match a.kind.as_str() {
         "enter" => st.customer_enter(ch, &a.customer, &a.open_kfid, &a.scene, &a.scene_param, now),
         "message" => {
-            let content = a.content.into_content(Sender::Customer)?;
+            let content = a.content().into_content(Sender::Customer)?;
             st.customer_message(ch, &a.customer, &a.open_kfid, a.client_msgid.as_deref(), content, now)
         }
         "leave" => st.customer_leave(ch, &a.customer, &a.open_kfid, now),
@@ -349,25 +349,25 @@ fn set_status(st: &mut State, r: SetStatus, now: u64) -> Result<Empty, ApiError>
     st.servicer_set_status(&r.servicer_userid, status, stop_type, now).map(|()| Empty {})
 }
 
-/// A servicer action: `reply` (with content), `transfer` (to
-/// `to_servicer_userid`, or to the pool when absent) or `end`.
-#[derive(Deserialize)]
-struct ServicerAction {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    servicer_userid: String,
-    #[serde(default)]
-    open_kfid: String,
-    #[serde(default)]
-    external_userid: String,
-    to_servicer_userid: Option<String>,
-    /// A transfer to another account (kfsim's; WeCom has none).
-    to_open_kfid: Option<String>,
-    in_reply_to: Option<String>,
-    client_msgid: Option<String>,
-    #[serde(flatten)]
-    content: ContentIn,
+with_content! {
+    /// A servicer action: `reply` (with content), `transfer` (to
+    /// `to_servicer_userid`, or to the pool when absent) or `end`.
+    #[derive(Deserialize)]
+    struct ServicerAction {
+        #[serde(rename = "type", default)]
+        kind: String,
+        #[serde(default)]
+        servicer_userid: String,
+        #[serde(default)]
+        open_kfid: String,
+        #[serde(default)]
+        external_userid: String,
+        to_servicer_userid: Option<String>,
+        /// A transfer to another account (kfsim's; WeCom has none).
+        to_open_kfid: Option<String>,
+        in_reply_to: Option<String>,
+        client_msgid: Option<String>,
+    }
 }
 
 /// A servicer action's answer.
@@ -379,11 +379,17 @@ struct ServicerAck {
     service_state: Option<u8>,
 }
 
-fn servicer_act(st: &mut State, a: ServicerAction, kind: &str, now: u64) -> Result<ServicerAck, ApiError> {
+fn servicer_act(
+    st: &mut State,
+    mut a: ServicerAction,
+    kind: &str,
+    now: u64,
+) -> Result<ServicerAck, ApiError> {
+    let content = a.content();
     let (u, k, e) = (a.servicer_userid.as_str(), a.open_kfid.as_str(), a.external_userid.as_str());
     match kind {
         "reply" => {
-            let content = a.content.into_content(Sender::Enterprise)?;
+            let content = content.into_content(Sender::Enterprise)?;
             let msgid = st.servicer_reply(
                 u,
                 k,

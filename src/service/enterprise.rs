@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::errors::{ApiError, code, ident};
 use super::feed::format_cursor;
-use super::model::{Change, Content, Item, Msg, Origin, SyncEntry};
+use super::model::{Change, Content, Item, Msg, Name, Origin, SyncEntry};
 use super::session::{invalid_cursor, secs};
 use super::state::{CodeKind, HOUR_US, Rule, State, at};
 use crate::reception::{Routed, policy_for};
@@ -204,7 +204,7 @@ impl State {
         msgid: Option<&str>,
         content: Content,
         now_us: u64,
-    ) -> Result<String, ApiError> {
+    ) -> Result<Name, ApiError> {
         let (acct, conv) = self.conv_of(open_kfid, touser)?;
         let conv =
             conv.ok_or_else(|| ApiError::new(code::SESSION_STATE, "send msg session status invalid"))?;
@@ -231,9 +231,9 @@ impl State {
                 if !at!(self.accounts, acct).sent_ids.insert(m, (), now_us) {
                     return Err(ApiError::param(format!("msgid `{m}` is already used in this account")));
                 }
-                m.to_owned()
+                Name::new(m)
             }
-            None => self.new_id(),
+            None => self.new_name(),
         };
         let c = at!(self.convs, conv);
         c.api_sent += 1;
@@ -247,11 +247,11 @@ impl State {
         Ok(msgid)
     }
 
-    fn api_message(&mut self, conv: u32, msgid: String, content: Content, now_us: u64) {
+    fn api_message(&mut self, conv: u32, msgid: Name, content: Content, now_us: u64) {
         let c = at!(self.convs, conv);
         let (acct, cust) = (c.account, c.customer);
         let msg = Msg {
-            msgid: msgid.into(),
+            msgid,
             open_kfid: at!(self.accounts, acct).open_kfid.clone(),
             external_userid: at!(self.customers, cust).external_userid.clone(),
             customer: at!(self.customers, cust).handle.clone(),
@@ -281,7 +281,7 @@ impl State {
         msgid: Option<&str>,
         content: Content,
         now_us: u64,
-    ) -> Result<String, ApiError> {
+    ) -> Result<Name, ApiError> {
         let invalid = || ApiError::new(code::INVALID_CODE, format!("invalid code `{code_text}`"));
         let (conv, nonce) = parse_code(code_text).ok_or_else(invalid)?;
         let c = self.convs.get_mut(conv).ok_or_else(invalid)?;
@@ -317,8 +317,8 @@ impl State {
             c.last_welcome_us = Some(now_us);
         }
         let msgid = match msgid.filter(|m| !m.is_empty()) {
-            Some(m) => m.to_owned(),
-            None => self.new_id(),
+            Some(m) => Name::new(m),
+            None => self.new_name(),
         };
         self.api_message(conv, msgid.clone(), content, now_us);
         Ok(msgid)

@@ -140,6 +140,7 @@ impl Service {
     /// A service over `state`, reading time from `clock`.
     pub fn new(mut state: State, clock: Arc<dyn Clock>, options: Options) -> Service {
         state.cfg.callbacks = options.callbacks.is_some();
+        state.cfg.auto_reply = options.auto_reply;
         if let Some(c) = &options.callbacks {
             state.cfg.callback_max_in_flight = c.max_in_flight.max(1);
         }
@@ -235,7 +236,9 @@ impl Service {
     /// Run `f` on the state at the current time, then wake the long-polls
     /// of every queue it filled (after the lock is released).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut State, u64) -> R) -> R {
-        let mut wakes = Vec::new();
+        // the thread's list, lent out: a fresh one was an allocation in
+        // most calls (taken, so a nested call finds an empty one)
+        let mut wakes = WAKES.with_borrow_mut(std::mem::take);
         let (r, any_user) = {
             // A panic while holding the lock would be a bug; the state is
             // still the best there is, so later requests go on with it.
@@ -249,9 +252,10 @@ impl Service {
             }
             (r, any_user)
         };
-        for n in wakes {
+        for n in wakes.drain(..) {
             n.notify_waiters();
         }
+        WAKES.with_borrow_mut(|w| *w = wakes);
         if any_user && let Some(agents) = &self.inner.agents {
             agents.notify_one();
         }
@@ -393,6 +397,11 @@ async fn sweeper(svc: Service) {
         tick.tick().await;
         svc.with_state(|st, now| st.sweep(now, 20_000));
     }
+}
+
+thread_local! {
+    /// [`Service::with_state`]'s list of queues to wake.
+    static WAKES: std::cell::RefCell<Vec<Arc<Notify>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 async fn auto_replier(svc: Service) {

@@ -30,6 +30,19 @@ impl Name {
     }
 }
 
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name::new(s)
+    }
+}
+
 impl Serialize for Name {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
@@ -207,23 +220,60 @@ pub enum Sender {
     OnEvent,
 }
 
-/// The content fields of a request: `msgtype` and the object of that name.
-#[derive(Debug, Default, Deserialize)]
-pub struct ContentIn {
-    /// The message type.
-    #[serde(default)]
-    pub msgtype: String,
-    text: Option<Text>,
-    image: Option<Media>,
-    voice: Option<Media>,
-    video: Option<Media>,
-    file: Option<Media>,
-    location: Option<Location>,
-    link: Option<Link>,
-    business_card: Option<BusinessCard>,
-    miniprogram: Option<Miniprogram>,
-    msgmenu: Option<Msgmenu>,
+/// Declares a request whose own fields are followed by the content fields
+/// of a message (`msgtype` and the object of that name), with `content()`
+/// to move them out as a [`ContentIn`]. The request is read in one pass:
+/// with a `#[serde(flatten)] ContentIn` field, serde first copied every key
+/// and value of the request into a buffer and then read both parts from it
+/// (callgrind: about 2 500 instructions of a customer message's 58 500).
+macro_rules! with_content {
+    (@decl $(#[$m:meta])* $vis:vis struct $name:ident { $($head:tt)* }) => {
+        $(#[$m])*
+        $vis struct $name {
+            $($head)*
+            #[serde(default)]
+            pub(in crate::service) msgtype: String,
+            pub(in crate::service) text: Option<$crate::service::model::Text>,
+            pub(in crate::service) image: Option<$crate::service::model::Media>,
+            pub(in crate::service) voice: Option<$crate::service::model::Media>,
+            pub(in crate::service) video: Option<$crate::service::model::Media>,
+            pub(in crate::service) file: Option<$crate::service::model::Media>,
+            pub(in crate::service) location: Option<$crate::service::model::Location>,
+            pub(in crate::service) link: Option<$crate::service::model::Link>,
+            pub(in crate::service) business_card: Option<$crate::service::model::BusinessCard>,
+            pub(in crate::service) miniprogram: Option<$crate::service::model::Miniprogram>,
+            pub(in crate::service) msgmenu: Option<$crate::service::model::Msgmenu>,
+        }
+    };
+    ($(#[$m:meta])* struct $name:ident { $($head:tt)* }) => {
+        $crate::service::model::with_content!(@decl $(#[$m])* struct $name { $($head)* });
+        impl $name {
+            /// The content fields, moved out (the request keeps empty ones).
+            fn content(&mut self) -> $crate::service::model::ContentIn {
+                $crate::service::model::ContentIn {
+                    msgtype: std::mem::take(&mut self.msgtype),
+                    text: self.text.take(),
+                    image: self.image.take(),
+                    voice: self.voice.take(),
+                    video: self.video.take(),
+                    file: self.file.take(),
+                    location: self.location.take(),
+                    link: self.link.take(),
+                    business_card: self.business_card.take(),
+                    miniprogram: self.miniprogram.take(),
+                    msgmenu: self.msgmenu.take(),
+                }
+            }
+        }
+    };
 }
+pub(super) use with_content;
+
+with_content!(@decl
+    /// The content fields of a request: `msgtype` and the object of that name.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct ContentIn {}
+);
 
 impl ContentIn {
     /// Check and convert: the msgtype is allowed for `sender`, its object is
@@ -384,7 +434,7 @@ impl Origin {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Msg {
     /// Server-assigned (or, for `send_msg`, client-chosen) id.
-    pub msgid: Box<str>,
+    pub msgid: Name,
     /// The account.
     pub open_kfid: Name,
     /// The customer.

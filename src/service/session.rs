@@ -26,15 +26,15 @@ use crate::reception::{Assignment, Routed};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CustomerAck {
     /// The customer's id on the enterprise side.
-    pub external_userid: String,
+    pub external_userid: Name,
     /// The session's state after the action.
     pub service_state: u8,
     /// The message's id (message actions).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub msgid: Option<String>,
+    pub msgid: Option<Name>,
     /// The servicer holding the session (state 3).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub servicer_userid: Option<String>,
+    pub servicer_userid: Option<Name>,
 }
 
 /// What a pull from a simulation-port queue returns.
@@ -299,7 +299,7 @@ impl State {
         let resend_key = client_msgid.map(|id| [handle, "\n", open_kfid, "\n", id].concat());
         if let Some(msgid) = resend_key.as_deref().and_then(|k| at!(self.channels, ch).recent.get(k)) {
             // a resend (its first answer was lost): answered as then, not run again
-            let msgid = msgid.to_string();
+            let msgid = msgid.clone();
             return Ok(self.ack(conv, Some(msgid)));
         }
         let c = at!(self.convs, conv);
@@ -317,7 +317,7 @@ impl State {
             self.customer_medium(content.msgtype(), &m.media_id, now_us);
         }
         let msg = Arc::new(Msg {
-            msgid: self.new_id().into(),
+            msgid: self.new_name(),
             open_kfid: at!(self.accounts, acct).open_kfid.clone(),
             external_userid: at!(self.customers, cust).external_userid.clone(),
             customer: at!(self.customers, cust).handle.clone(),
@@ -331,9 +331,9 @@ impl State {
         self.push_log(acct, SyncEntry::Msg(msg.clone()), now_us);
         self.counters.customer_messages += 1;
         at!(self.accounts, acct).days.tally(Tally::CustomerMessage, now_us);
-        let msgid = msg.msgid.to_string();
+        let msgid = msg.msgid.clone();
         if let Some(k) = resend_key {
-            at!(self.channels, ch).recent.insert(k, msgid.as_str().into(), now_us);
+            at!(self.channels, ch).recent.insert(k, msgid.clone(), now_us);
         }
         match at!(self.convs, conv).state {
             4 => {
@@ -376,19 +376,13 @@ impl State {
         Ok(self.ack(conv, None))
     }
 
-    fn ack(&self, conv: u32, msgid: Option<String>) -> CustomerAck {
+    fn ack(&self, conv: u32, msgid: Option<Name>) -> CustomerAck {
         let c = self.convs.get(conv).expect("conv");
         CustomerAck {
-            external_userid: self
-                .customers
-                .get(c.customer)
-                .expect("customer")
-                .external_userid
-                .as_str()
-                .into(),
+            external_userid: self.customers.get(c.customer).expect("customer").external_userid.clone(),
             service_state: c.state,
             msgid,
-            servicer_userid: self.servicer_name(conv).map(|n| n.as_str().into()),
+            servicer_userid: self.servicer_name(conv),
         }
     }
 
@@ -677,6 +671,10 @@ impl State {
             return;
         }
         let dropped = u.feed.push(now_us, item).len();
+        if self.cfg.auto_reply && !u.auto_due {
+            u.auto_due = true;
+            self.auto_due.push(user);
+        }
         self.counters.queue_overflows += dropped as u64;
         self.touch_user(user);
     }
@@ -706,7 +704,7 @@ impl State {
         let event = Event::MsgSendFail {
             open_kfid: m.open_kfid.clone(),
             external_userid: m.external_userid.clone(),
-            fail_msgid: m.msgid.to_string(),
+            fail_msgid: m.msgid.as_str().to_string(),
             fail_type: 0,
         };
         self.push_event(acct, event, now_us);

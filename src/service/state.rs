@@ -81,6 +81,9 @@ pub struct Config {
     pub callbacks: bool,
     /// Callbacks of one account out at once; more owed are coalesced.
     pub callback_max_in_flight: u32,
+    /// Servicers' queues are answered by [`State::auto_reply`]: keep the
+    /// list of the servicers it has to look at.
+    pub auto_reply: bool,
     /// Bytes of temporary media kept at most, each upload weighed with
     /// its id, names and entries (the oldest go first). Customers' media
     /// ids are kept apart: at most `sync_log_cap` of them.
@@ -109,6 +112,7 @@ impl Default for Config {
             seed: 1,
             callbacks: false,
             callback_max_in_flight: 64,
+            auto_reply: false,
             media_cap_bytes: 256 << 20,
         }
     }
@@ -266,6 +270,8 @@ pub(super) struct User {
     pub(super) feed: Feed<Item>,
     pub(super) notify: Arc<Notify>,
     pub(super) dirty: bool,
+    /// In [`State::auto_due`].
+    pub(super) auto_due: bool,
     /// Replies' `client_msgid` → msgid: a resend is not a new reply.
     pub(super) recent: RecentIds<Box<str>>,
     /// The channel that carries this servicer's items instead of its own
@@ -300,7 +306,7 @@ pub(super) struct Channel {
     pub(super) servicers: Vec<u32>,
     /// Customer messages' `client_msgid` → msgid: a resend is not a new
     /// message. Sized for a minute at 15 000 messages/s on one channel.
-    pub(super) recent: RecentIds<Box<str>, 1_000_000>,
+    pub(super) recent: RecentIds<Name, 1_000_000>,
     /// The channel's id.
     pub(super) id: Box<str>,
     /// When it was last used (a pull or a batch); `None` until then, when
@@ -373,7 +379,7 @@ pub(super) struct Conv {
 /// (never moved), and the hash table holds only each one's hash and serial
 /// (16 bytes; a doubling hashes nothing). The oldest ids leave the table
 /// one by one; their chunk is freed when all of its ids have left.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct RecentIds<V = (), const CAP: usize = 100_000, S = foldhash::fast::RandomState> {
     /// `(hash, serial)` of each id held.
     table: HashTable<(u64, u64)>,
@@ -383,6 +389,13 @@ pub(super) struct RecentIds<V = (), const CAP: usize = 100_000, S = foldhash::fa
     /// Ids of `chunks[0]` that have left.
     gone: usize,
     hasher: S,
+}
+
+// not derived: that would ask for `V: Default`
+impl<V, const CAP: usize, S: Default> Default for RecentIds<V, CAP, S> {
+    fn default() -> Self {
+        RecentIds { table: HashTable::new(), chunks: VecDeque::new(), base: 0, gone: 0, hasher: S::default() }
+    }
 }
 
 const CHUNK: usize = 4096;
@@ -593,6 +606,10 @@ pub struct State {
     pub(super) conv_ix: HashMap<(u32, u32), u32>,
     pub(super) counters: Counters,
     pub(super) wake_users: Vec<u32>,
+    /// Auto-reply mode: the servicers whose queues got items since
+    /// [`State::auto_reply`] last emptied them (each once; an index may
+    /// outlive its servicer, whose flag then no longer says so).
+    pub(super) auto_due: Vec<u32>,
     pub(super) wake_channels: Vec<u32>,
     pub(super) sweep_at: u32,
     /// Every account's log entries in one feed, for `sync_msg` without
@@ -697,6 +714,7 @@ impl State {
             conv_ix: HashMap::default(),
             counters: Counters::default(),
             wake_users: Vec::new(),
+            auto_due: Vec::new(),
             wake_channels: Vec::new(),
             sweep_at: 0,
             corp_log,
@@ -780,11 +798,20 @@ impl State {
 
     /// `prefix` followed by [`State::new_id`]'s next id, in one allocation.
     pub(super) fn new_id_after(&mut self, prefix: &str) -> String {
-        self.next_id += 1;
         let mut id = String::with_capacity(prefix.len() + 16);
         id.push_str(prefix);
-        push_hex(&mut id, mix(self.next_id ^ self.cfg.seed.rotate_left(32)), 16);
+        id.push_str(std::str::from_utf8(&self.next_hex()).expect("hex digits are ASCII"));
         id
+    }
+
+    /// [`State::new_id`] as a shared [`Name`], in one allocation.
+    pub(super) fn new_name(&mut self) -> Name {
+        Name::new(std::str::from_utf8(&self.next_hex()).expect("hex digits are ASCII"))
+    }
+
+    fn next_hex(&mut self) -> [u8; 16] {
+        self.next_id += 1;
+        hex16(mix(self.next_id ^ self.cfg.seed.rotate_left(32)))
     }
 
     /// An unpredictable 64-bit value (tokens, codes, channel ids).
@@ -884,13 +911,14 @@ impl State {
     /// whether any servicer queue was among them.
     pub fn take_wakes(&mut self, out: &mut Vec<Arc<Notify>>) -> bool {
         let any_user = !self.wake_users.is_empty();
-        for u in std::mem::take(&mut self.wake_users) {
+        // drained, not taken: the lists keep their room for the next call
+        for u in self.wake_users.drain(..) {
             if let Some(user) = self.users.get_mut(u) {
                 user.dirty = false;
                 out.push(user.notify.clone());
             }
         }
-        for c in std::mem::take(&mut self.wake_channels) {
+        for c in self.wake_channels.drain(..) {
             if let Some(ch) = self.channels.get_mut(c) {
                 ch.dirty = false;
                 out.push(ch.notify.clone());
@@ -932,13 +960,25 @@ impl State {
 /// customer message, and `format!` spent ~700 instructions on each (8 %
 /// of the message's cost in callgrind).
 pub(super) fn push_hex(s: &mut String, v: u64, min_digits: u32) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - v.leading_zeros()).div_ceil(4).max(min_digits).max(1);
-    s.reserve(digits as usize);
-    for i in (0..digits).rev() {
-        let d = if i < 16 { (v >> (4 * i)) & 15 } else { 0 };
-        s.push(char::from(DIGITS[d as usize]));
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(min_digits).max(1) as usize;
+    for _ in 16..digits {
+        s.push('0');
     }
+    // written into bytes and pushed at once: a char at a time checked
+    // room and encoding 16 times an id
+    let buf = hex16(v);
+    let shown = &buf[16 - digits.min(16)..];
+    s.push_str(std::str::from_utf8(shown).expect("hex digits are ASCII"));
+}
+
+/// `v` in 16 lowercase hex digits.
+fn hex16(v: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (4 * (15 - i))) & 15) as usize];
+    }
+    buf
 }
 
 /// SplitMix64's finalizer: a bijection on u64, so distinct inputs give

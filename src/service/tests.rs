@@ -435,17 +435,25 @@ fn rule_changes_apply_to_later_routing() {
     let kf = w.kf.clone();
     let fill = Rule { policy: PolicyKind::FillFirst, ..Rule::default() };
     w.st.account_update(&kf, None, None, Some(fill), T0).unwrap();
-    let got: Vec<_> = (0..3).map(|i| w.say(&format!("c{i}"), "m", T0).servicer_userid.unwrap()).collect();
+    let got: Vec<_> =
+        (0..3).map(|i| w.say(&format!("c{i}"), "m", T0).servicer_userid.unwrap().to_string()).collect();
     assert_eq!(got, ["a1", "a1", "a1"]);
 }
 
 #[test]
 fn auto_reply_answers_each_message_once_and_ends_the_session() {
     let mut w = world(&["a1", "a2"], 2, Rule::default());
+    w.st.cfg.auto_reply = true;
+    // four assigned, two waiting: those reach a servicer's queue only
+    // when an answered session ends, while the queues are being answered
     for i in 0..6 {
         w.say(&format!("c{i}"), &format!("m{i}"), T0);
     }
-    while w.st.auto_reply(3, T0 + S) {}
+    let mut calls = 0;
+    while w.st.auto_reply(3, T0 + S) {
+        calls += 1;
+        assert!(calls < 10, "auto-reply does not come to an end");
+    }
     let (msgs, _) = w.customer_sees();
     let mut msgs = msgs;
     msgs.sort();
@@ -673,7 +681,7 @@ fn shared_servicers_never_hold_more_than_their_cap_over_their_accounts() {
         let kf = if i % 3 == 0 { &vip } else { &presale };
         let who = format!("c{i}");
         let ack = st.customer_message(ch, &who, kf, Some(&who), text(&who), t).unwrap();
-        open.push((kf.clone(), ack.external_userid));
+        open.push((kf.clone(), ack.external_userid.to_string()));
         if i % 3 == 2 {
             let held = open.iter().position(|(kf, ext)| st.service_state_get(kf, ext).unwrap().0 == 3);
             if let Some(p) = held {
