@@ -9,6 +9,8 @@
 //! queue and act one request (or one batch) at a time. All routes need
 //! `?access_token=`.
 
+use std::borrow::Cow;
+
 use axum::extract::{Request, State as AxState};
 use axum::response::Response;
 use axum::routing::post;
@@ -144,15 +146,15 @@ struct Batch<A> {
 #[derive(Serialize)]
 struct ActionResult<T> {
     errcode: i32,
-    errmsg: String,
+    errmsg: Cow<'static, str>,
     #[serde(flatten)]
     ack: Option<T>,
 }
 
 fn action_result<T>(r: Result<T, ApiError>) -> ActionResult<T> {
     match r {
-        Ok(ack) => ActionResult { errcode: 0, errmsg: "ok".into(), ack: Some(ack) },
-        Err(e) => ActionResult { errcode: e.code, errmsg: e.msg.into_owned(), ack: None },
+        Ok(ack) => ActionResult { errcode: 0, errmsg: Cow::Borrowed("ok"), ack: Some(ack) },
+        Err(e) => ActionResult { errcode: e.code, errmsg: e.msg, ack: None },
     }
 }
 
