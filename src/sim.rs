@@ -259,6 +259,8 @@ struct Simulation<'a, O: Observer> {
     routes: Vec<Option<RoutePicker>>,
     accounts: Vec<AccountRt>,
     scratch: Vec<Assignment<u32>>,
+    /// Some group slows down with load (replies in progress are rescaled).
+    slowdown: bool,
     duration_us: u64,
     stop_at: u64,
     arrived: u64,
@@ -353,6 +355,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             routes,
             accounts,
             scratch: Vec::new(),
+            slowdown: sc.groups.iter().any(|g| g.slowdown != 0.0),
             duration_us: sc.duration_us,
             stop_at: sc.drain_us.map_or(u64::MAX, |d| sc.duration_us.saturating_add(d)),
             arrived: 0,
@@ -845,13 +848,23 @@ impl<'a, O: Observer> Simulation<'a, O> {
     /// Account for a change of `delta` in the agent's load. With slowdown,
     /// every reply in progress on the agent is rescaled: work done so far is
     /// credited at the old rate, the rest is rescheduled at the new rate.
+    #[inline]
     fn load_changed(&mut self, agent: u32, delta: i32, sid: Option<u32>) {
-        let now = self.now;
         let a = &mut self.agents[agent as usize];
         let old = a.load;
         a.load = old.checked_add_signed(delta).expect("agent load below zero");
+        self.obs.observe(Obs::AgentLoad { t: self.now, agent, load: a.load });
+        if self.slowdown {
+            self.rescale(agent, delta, sid, old);
+        }
+    }
+
+    /// [`Simulation::load_changed`] with slowdown in the scenario.
+    #[inline(never)]
+    fn rescale(&mut self, agent: u32, delta: i32, sid: Option<u32>, old: u32) {
+        let now = self.now;
+        let a = &mut self.agents[agent as usize];
         let new = a.load;
-        self.obs.observe(Obs::AgentLoad { t: now, agent, load: new });
         let slowdown = self.groups[a.group as usize].slowdown;
         if slowdown == 0.0 {
             return;

@@ -79,11 +79,22 @@ impl TimeSampler {
                 let e: f64 = Exp1.sample(rng);
                 e * mean
             }
+            _ => self.sample_other(rng),
+        };
+        round_u64(us.min(MAX_DRAW_US))
+    }
+
+    /// The distributions of many instructions, kept out of line so that the
+    /// common ones inline where they are drawn.
+    #[inline(never)]
+    fn sample_other(&self, rng: &mut Stream) -> f64 {
+        match self {
+            TimeSampler::Constant(us) => *us as f64,
+            TimeSampler::Exponential(mean) => Distribution::<f64>::sample(&Exp1, rng) * mean,
             TimeSampler::Uniform(min, width) => min + width * unit(rng),
             TimeSampler::Lognormal(d) => d.sample(rng) * 1e6,
             TimeSampler::Gamma(d) => d.sample(rng),
-        };
-        round_u64(us.min(MAX_DRAW_US))
+        }
     }
 
     /// True when every draw is 0.
@@ -96,18 +107,29 @@ impl TimeSampler {
 /// baseline x86-64 target makes (it has no SSE4.1 rounding instruction):
 /// libm's `round` and `ceil` were ~3 % of bench-chat's instructions. Exact: for `0 ≤ x < 2⁵³` the fraction
 /// `x − ⌊x⌋` is computed without error, and larger values are whole.
+/// Within `[0, 2⁵³)` the conversions go through `i64`, one instruction
+/// each way where `u64`'s take a dozen (x86-64 has no unsigned ones).
 #[inline]
 pub fn round_u64(x: f64) -> u64 {
-    let whole = x as u64;
-    if x - whole as f64 >= 0.5 { whole.saturating_add(1) } else { whole }
+    if (0.0..EXACT).contains(&x) {
+        let whole = x as i64;
+        return (whole + i64::from(x - whole as f64 >= 0.5)) as u64;
+    }
+    x.round() as u64
 }
 
 /// `x.ceil() as u64`, exactly, without libm's `ceil` (see [`round_u64`]).
 #[inline]
 pub fn ceil_u64(x: f64) -> u64 {
-    let whole = x as u64;
-    if (whole as f64) < x { whole.saturating_add(1) } else { whole }
+    if (0.0..EXACT).contains(&x) {
+        let whole = x as i64;
+        return (whole + i64::from((whole as f64) < x)) as u64;
+    }
+    x.ceil() as u64
 }
+
+/// 2⁵³: below it every `f64` converts to `i64` and back without loss.
+const EXACT: f64 = 9_007_199_254_740_992.0;
 
 /// Draws counts (≥ 1) from a [`CountDist`].
 #[derive(Debug, Clone, Copy)]
@@ -183,7 +205,8 @@ pub struct Arrivals {
     peak: f64,
     cursor: usize,
     t_us: f64,
-    end_us: u64,
+    /// The end [µs] as a float, converted once (a u64 takes a dozen instructions).
+    end_us: f64,
 }
 
 impl Arrivals {
@@ -197,20 +220,29 @@ impl Arrivals {
             peak,
             cursor: 0,
             t_us: 0.0,
-            end_us,
+            end_us: end_us as f64,
         }
     }
 
     /// The next arrival time [µs], or `None` once past the end.
+    #[inline]
     pub fn next(&mut self, rng: &mut Stream) -> Option<u64> {
+        if !self.profile.is_empty() {
+            return self.next_thinned(rng);
+        }
+        let e: f64 = Exp1.sample(rng);
+        self.t_us += e * self.mean_gap_us;
+        (self.t_us < self.end_us).then_some(self.t_us as u64)
+    }
+
+    /// [`Arrivals::next`] under a rate profile.
+    #[inline(never)]
+    fn next_thinned(&mut self, rng: &mut Stream) -> Option<u64> {
         loop {
             let e: f64 = Exp1.sample(rng);
             self.t_us += e * self.mean_gap_us;
-            if self.t_us >= self.end_us as f64 {
+            if self.t_us >= self.end_us {
                 return None;
-            }
-            if self.profile.is_empty() {
-                return Some(self.t_us as u64);
             }
             let f = self.factor(self.t_us);
             if f >= self.peak || unit(rng) * self.peak < f {
