@@ -91,14 +91,17 @@ pub struct SeriesData {
     pub held_offline: BTreeMap<String, Vec<f64>>,
 }
 
-/// A level that changes at instants, integrated per interval.
+/// A count that changes at instants (sessions waiting, agents online, …),
+/// integrated per interval.
 ///
 /// Most changes fall in the interval of the one before: those only add to
 /// `open` (the area of `since`'s interval so far), and the vector of closed
 /// intervals is touched when a change crosses a boundary.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Level {
-    value: f64,
+    /// The count since `since`: never below 0 (a change that would take it
+    /// lower leaves 0, as the counters of a settled state would).
+    count: i64,
     since: u64,
     /// The interval `since` falls in (kept to avoid a division per change).
     since_i: usize,
@@ -113,10 +116,18 @@ struct Level {
 }
 
 impl Level {
+    /// The count changes by `delta` at `t`.
     #[inline]
-    fn set(&mut self, t: u64, value: f64, interval: u64) {
+    fn add(&mut self, t: u64, delta: i64, interval: u64) {
         self.advance(t, interval);
-        self.value = value;
+        self.count = (self.count + delta).max(0);
+    }
+
+    /// The count is `count` from `t` on.
+    #[cfg(test)]
+    fn set(&mut self, t: u64, count: i64, interval: u64) {
+        self.advance(t, interval);
+        self.count = count;
     }
 
     #[inline]
@@ -126,7 +137,7 @@ impl Level {
         }
         if t <= self.open_end {
             // a span of time fits an i64, whose conversion is one instruction
-            self.open += self.value * (t - self.since) as i64 as f64;
+            self.open += self.count as f64 * (t - self.since) as i64 as f64;
             self.since = t;
             return;
         }
@@ -141,11 +152,11 @@ impl Level {
         loop {
             let boundary = (i as u64 + 1) * interval;
             if t <= boundary {
-                self.open = acc + self.value * (t - from) as f64;
+                self.open = acc + self.count as f64 * (t - from) as f64;
                 self.open_end = boundary;
                 break;
             }
-            acc += self.value * (boundary - from) as f64;
+            acc += self.count as f64 * (boundary - from) as f64;
             if acc != 0.0 {
                 if self.area.len() <= i {
                     self.area.resize(i + 1, 0.0);
@@ -186,6 +197,46 @@ impl Level {
     }
 }
 
+/// An agent as the series see it. One record, not a vector per field: an
+/// agent's change is the series' most frequent observation (two a session).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AgentSeries {
+    account: u16,
+    online: bool,
+    load: u32,
+    cap: u32,
+}
+
+/// The levels of one account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AccountLevels {
+    /// Sessions in the waiting pool.
+    queue: Level,
+    /// Agents online.
+    online: Level,
+    /// Agents holding at least one session.
+    busy: Level,
+    /// Online agents' slots.
+    slots_online: Level,
+    /// Sessions held by online agents.
+    slots_busy: Level,
+    /// Sessions held by agents gone off line.
+    held_offline: Level,
+}
+
+impl AccountLevels {
+    fn each(&mut self) -> [&mut Level; 6] {
+        [
+            &mut self.queue,
+            &mut self.online,
+            &mut self.busy,
+            &mut self.slots_online,
+            &mut self.slots_busy,
+            &mut self.held_offline,
+        ]
+    }
+}
+
 /// The observer that records [`SeriesData`]. It serialises (settled: see
 /// [`SeriesRecorder::settle`]) so that shards of a run can be merged
 /// (`crate::tally`).
@@ -195,25 +246,12 @@ pub struct SeriesRecorder {
     warmup: u64,
     entry_names: Vec<String>,
     account_names: Vec<String>,
-    agent_account: Vec<u16>,
-    agent_cap: Vec<u32>,
-    agent_load: Vec<u32>,
+    /// Per agent (global index): what its changes move.
+    agents: Vec<AgentSeries>,
     sl_us: u64,
-    agent_busy: Vec<bool>,
-    agent_online: Vec<bool>,
     arrivals: Vec<Vec<u64>>,
-    queue: Vec<Level>,
-    queue_now: Vec<u64>,
-    online: Vec<Level>,
-    online_now: Vec<u32>,
-    busy: Vec<Level>,
-    busy_now: Vec<u32>,
-    slots_online: Vec<Level>,
-    slots_online_now: Vec<u64>,
-    slots_busy: Vec<Level>,
-    slots_busy_now: Vec<u64>,
-    held_offline: Vec<Level>,
-    held_offline_now: Vec<u64>,
+    /// Per account: its levels.
+    levels: Vec<AccountLevels>,
     by_arrival: ByArrival,
     answered: Vec<u64>,
     abandoned: Vec<u64>,
@@ -290,41 +328,24 @@ fn shares(num: &[u64], den: &[u64]) -> Vec<Option<f64>> {
 impl SeriesRecorder {
     /// An empty recorder for a run of `scenario`.
     pub fn new(scenario: &Scenario) -> SeriesRecorder {
-        let accounts = scenario.accounts.len();
-        let agent_account: Vec<u16> = scenario
+        let agents = scenario
             .groups
             .iter()
-            .flat_map(|g| std::iter::repeat_n(g.account as u16, g.count as usize))
-            .collect();
-        let agent_cap: Vec<u32> = scenario
-            .groups
-            .iter()
-            .flat_map(|g| std::iter::repeat_n(g.max_concurrent, g.count as usize))
+            .flat_map(|g| {
+                let a =
+                    AgentSeries { account: g.account as u16, online: false, load: 0, cap: g.max_concurrent };
+                std::iter::repeat_n(a, g.count as usize)
+            })
             .collect();
         SeriesRecorder {
             interval: interval_for(scenario),
             warmup: scenario.warmup_us,
             entry_names: scenario.entries.iter().map(|e| e.name.clone()).collect(),
             account_names: scenario.accounts.iter().map(|a| a.name.clone()).collect(),
-            agent_busy: vec![false; agent_account.len()],
-            agent_load: vec![0; agent_account.len()],
-            agent_cap,
+            agents,
             sl_us: scenario.service_level_us,
-            agent_online: vec![false; agent_account.len()],
-            agent_account,
             arrivals: vec![Vec::new(); scenario.entries.len()],
-            queue: vec![Level::default(); accounts],
-            queue_now: vec![0; accounts],
-            online: vec![Level::default(); accounts],
-            online_now: vec![0; accounts],
-            busy: vec![Level::default(); accounts],
-            busy_now: vec![0; accounts],
-            slots_online: vec![Level::default(); accounts],
-            slots_online_now: vec![0; accounts],
-            slots_busy: vec![Level::default(); accounts],
-            slots_busy_now: vec![0; accounts],
-            held_offline: vec![Level::default(); accounts],
-            held_offline_now: vec![0; accounts],
+            levels: vec![AccountLevels::default(); scenario.accounts.len()],
             by_arrival: ByArrival::default(),
             answered: Vec::new(),
             abandoned: Vec::new(),
@@ -348,10 +369,16 @@ impl SeriesRecorder {
     }
 
     /// Close the interval being filled if `i` is past it.
+    #[inline(always)]
     fn roll_to(&mut self, i: usize) {
-        if i <= self.current_interval {
-            return;
+        if i > self.current_interval {
+            self.roll(i);
         }
+    }
+
+    /// [`SeriesRecorder::roll_to`] past the interval being filled.
+    #[inline(never)]
+    fn roll(&mut self, i: usize) {
         // the quantile and clearing pass over the buckets: most of a short
         // run's cost if paid for each of its empty intervals too
         let mut p = None;
@@ -373,9 +400,7 @@ impl SeriesRecorder {
     }
 
     fn queue_change(&mut self, t: u64, account: usize, up: bool) {
-        let q = &mut self.queue_now[account];
-        *q = if up { *q + 1 } else { q.saturating_sub(1) };
-        self.queue[account].set(t, *q as f64, self.interval);
+        self.levels[account].queue.add(t, if up { 1 } else { -1 }, self.interval);
     }
 
     /// The interval a session that arrived at `arrived_us` counts in.
@@ -389,44 +414,40 @@ impl SeriesRecorder {
 
     /// An agent's load changed, its status not (two a session): its
     /// sessions move within the busy slots if it is online, else within
-    /// those held after going off line.
+    /// those held after going off line, and it may become busy or idle.
     #[inline(always)]
     fn load_change(&mut self, t: u64, agent: usize, load: u32) {
-        let old = std::mem::replace(&mut self.agent_load[agent], load);
+        let a = &mut self.agents[agent];
+        let old = std::mem::replace(&mut a.load, load);
         if old == load {
             return;
         }
-        let acc = self.agent_account[agent] as usize;
-        let (now, level) = if self.agent_online[agent] {
-            (&mut self.slots_busy_now[acc], &mut self.slots_busy[acc])
-        } else {
-            (&mut self.held_offline_now[acc], &mut self.held_offline[acc])
-        };
-        *now = (*now + u64::from(load)).saturating_sub(u64::from(old));
-        level.set(t, *now as f64, self.interval);
+        let (iv, l) = (self.interval, &mut self.levels[a.account as usize]);
+        let delta = i64::from(load) - i64::from(old);
+        if a.online { &mut l.slots_busy } else { &mut l.held_offline }.add(t, delta, iv);
+        if (old > 0) != (load > 0) {
+            l.busy.add(t, if load > 0 { 1 } else { -1 }, iv);
+        }
     }
 
     /// An agent came on or went off line, its load unchanged: its slots join
     /// or leave the online ones, and its sessions move between the busy
     /// slots and those held after going off line.
     fn status_change(&mut self, t: u64, agent: usize, online: bool) {
-        let acc = self.agent_account[agent] as usize;
-        let (load, cap) = (u64::from(self.agent_load[agent]), u64::from(self.agent_cap[agent]));
-        let iv = self.interval;
-        let s = &mut self.slots_online_now[acc];
-        *s = if online { *s + cap } else { s.saturating_sub(cap) };
-        self.slots_online[acc].set(t, *s as f64, iv);
-        if load == 0 {
+        let a = &mut self.agents[agent];
+        if a.online == online {
             return;
         }
-        let (b, h) = (&mut self.slots_busy_now[acc], &mut self.held_offline_now[acc]);
-        if online {
-            (*b, *h) = (*b + load, h.saturating_sub(load));
-        } else {
-            (*b, *h) = (b.saturating_sub(load), *h + load);
+        a.online = online;
+        let (iv, l) = (self.interval, &mut self.levels[a.account as usize]);
+        let sign = if online { 1 } else { -1 };
+        l.online.add(t, sign, iv);
+        l.slots_online.add(t, sign * i64::from(a.cap), iv);
+        if a.load > 0 {
+            let load = sign * i64::from(a.load);
+            l.slots_busy.add(t, load, iv);
+            l.held_offline.add(t, -load, iv);
         }
-        self.slots_busy[acc].set(t, *b as f64, iv);
-        self.held_offline[acc].set(t, *h as f64, iv);
     }
 
     /// Keep each interval's queue-wait histogram, for a state that merges.
@@ -442,18 +463,10 @@ impl SeriesRecorder {
     /// gives what finishing it unsettled would have.
     pub fn settle(&mut self, end_us: u64) {
         let iv = self.interval;
-        let levels = [
-            &mut self.queue,
-            &mut self.online,
-            &mut self.busy,
-            &mut self.slots_online,
-            &mut self.slots_busy,
-            &mut self.held_offline,
-        ];
-        for l in levels.into_iter().flatten() {
+        for l in self.levels.iter_mut().flat_map(AccountLevels::each) {
             l.advance(end_us, iv);
             l.close();
-            l.value = 0.0;
+            l.count = 0;
             l.since = 0;
             l.since_i = 0;
         }
@@ -465,15 +478,9 @@ impl SeriesRecorder {
         self.current_interval = 0;
         self.cursor_i = 0;
         self.cursor_end = iv;
-        self.queue_now.iter_mut().for_each(|x| *x = 0);
-        self.online_now.iter_mut().for_each(|x| *x = 0);
-        self.busy_now.iter_mut().for_each(|x| *x = 0);
-        self.slots_online_now.iter_mut().for_each(|x| *x = 0);
-        self.slots_busy_now.iter_mut().for_each(|x| *x = 0);
-        self.held_offline_now.iter_mut().for_each(|x| *x = 0);
-        self.agent_busy.iter_mut().for_each(|x| *x = false);
-        self.agent_online.iter_mut().for_each(|x| *x = false);
-        self.agent_load.iter_mut().for_each(|x| *x = 0);
+        for a in &mut self.agents {
+            (a.load, a.online) = (0, false);
+        }
     }
 
     /// Close every series at `end_us`.
@@ -496,8 +503,14 @@ impl SeriesRecorder {
             v.resize(n, 0);
             v
         };
-        let by_account = |levels: Vec<Level>| -> BTreeMap<String, Vec<f64>> {
-            self.account_names.iter().cloned().zip(levels.into_iter().map(|l| l.means(end, iv))).collect()
+        let mut levels = std::mem::take(&mut self.levels);
+        let names = &self.account_names;
+        let mut by_account = |level: fn(&mut AccountLevels) -> &mut Level| -> BTreeMap<String, Vec<f64>> {
+            names
+                .iter()
+                .cloned()
+                .zip(levels.iter_mut().map(|a| std::mem::take(level(a)).means(end, iv)))
+                .collect()
         };
         let b = std::mem::take(&mut self.by_arrival);
         let (offered, within_t, immediate) = (pad(b.offered), pad(b.within_t), pad(b.immediate));
@@ -508,9 +521,9 @@ impl SeriesRecorder {
             interval_s: iv as f64 / 1e6,
             warmup_s: self.warmup as f64 / 1e6,
             arrivals: self.entry_names.iter().cloned().zip(self.arrivals.iter().cloned().map(pad)).collect(),
-            queue_len: by_account(std::mem::take(&mut self.queue)),
-            agents_online: by_account(std::mem::take(&mut self.online)),
-            agents_busy: by_account(std::mem::take(&mut self.busy)),
+            queue_len: by_account(|a| &mut a.queue),
+            agents_online: by_account(|a| &mut a.online),
+            agents_busy: by_account(|a| &mut a.busy),
             answered: pad(std::mem::take(&mut self.answered)),
             abandoned: pad(std::mem::take(&mut self.abandoned)),
             queue_wait_p95_ms: p95,
@@ -523,9 +536,9 @@ impl SeriesRecorder {
             answered_by_arrival,
             abandoned_by_arrival,
             queue_wait_sum_ms,
-            slots_online: by_account(std::mem::take(&mut self.slots_online)),
-            slots_busy: by_account(std::mem::take(&mut self.slots_busy)),
-            held_offline: by_account(std::mem::take(&mut self.held_offline)),
+            slots_online: by_account(|a| &mut a.slots_online),
+            slots_busy: by_account(|a| &mut a.slots_busy),
+            held_offline: by_account(|a| &mut a.held_offline),
         }
     }
 }
@@ -583,27 +596,8 @@ impl Observer for SeriesRecorder {
                 let a = self.arrival_idx(s.arrived_us);
                 bump(&mut self.by_arrival.abandoned, a);
             }
-            Obs::AgentLoad { t, agent, load } => {
-                self.load_change(t, agent as usize, load);
-                let busy = load > 0;
-                if busy != self.agent_busy[agent as usize] {
-                    self.agent_busy[agent as usize] = busy;
-                    let acc = self.agent_account[agent as usize] as usize;
-                    let b = &mut self.busy_now[acc];
-                    *b = if busy { *b + 1 } else { *b - 1 };
-                    self.busy[acc].set(t, f64::from(*b), self.interval);
-                }
-            }
-            Obs::AgentOnline { t, agent, online } => {
-                if online != self.agent_online[agent as usize] {
-                    self.status_change(t, agent as usize, online);
-                    self.agent_online[agent as usize] = online;
-                    let acc = self.agent_account[agent as usize] as usize;
-                    let o = &mut self.online_now[acc];
-                    *o = if online { *o + 1 } else { *o - 1 };
-                    self.online[acc].set(t, f64::from(*o), self.interval);
-                }
-            }
+            Obs::AgentLoad { t, agent, load } => self.load_change(t, agent as usize, load),
+            Obs::AgentOnline { t, agent, online } => self.status_change(t, agent as usize, online),
             Obs::Rejected { .. }
             | Obs::Message { .. }
             | Obs::Reply { .. }
@@ -623,9 +617,9 @@ mod tests {
     #[test]
     fn levels_are_time_averaged_per_interval() {
         let mut l = Level::default();
-        l.set(0, 2.0, 10);
-        l.set(5, 4.0, 10); // [0,5) at 2, [5,15) at 4
-        l.set(15, 0.0, 10);
+        l.set(0, 2, 10);
+        l.set(5, 4, 10); // [0,5) at 2, [5,15) at 4
+        l.set(15, 0, 10);
         assert_eq!(l.means(20, 10), [3.0, 2.0]);
     }
 
@@ -633,7 +627,7 @@ mod tests {
     fn levels_spanning_many_intervals_match_a_brute_force_integral() {
         // changes within an interval, across one boundary, across several,
         // and exactly on boundaries
-        let changes = [(3, 1.0), (4, 5.0), (9, 2.0), (10, 0.0), (47, 3.0), (50, 7.0), (58, 1.0)];
+        let changes = [(3, 1), (4, 5), (9, 2), (10, 0), (47, 3), (50, 7), (58, 1)];
         let mut l = Level::default();
         for &(t, v) in &changes {
             l.set(t, v, 10);
@@ -643,7 +637,7 @@ mod tests {
         for (k, &(t, v)) in changes.iter().enumerate() {
             let until = changes.get(k + 1).map_or(end, |c| c.0);
             for us in t..until {
-                want[(us / 10) as usize] += v;
+                want[(us / 10) as usize] += v as f64;
             }
         }
         for (i, w) in want.iter_mut().enumerate() {
@@ -717,7 +711,7 @@ mod tests {
     #[test]
     fn a_partial_last_interval_is_averaged_over_its_own_length() {
         let mut l = Level::default();
-        l.set(0, 1.0, 10);
+        l.set(0, 1, 10);
         assert_eq!(l.means(15, 10), [1.0, 1.0]);
     }
 }
