@@ -252,9 +252,8 @@ pub struct SeriesRecorder {
     arrivals: Vec<Vec<u64>>,
     /// Per account: its levels.
     levels: Vec<AccountLevels>,
-    by_arrival: ByArrival,
-    answered: Vec<u64>,
-    abandoned: Vec<u64>,
+    /// Per interval.
+    rows: Vec<Row>,
     p95: Vec<Option<f64>>,
     /// The queue waits of interval `current_interval`.
     #[serde(skip, default = "interval_counts")]
@@ -303,22 +302,19 @@ fn bump(v: &mut Vec<u64>, i: usize) {
     v[i] += 1;
 }
 
-/// Counts by the interval a session arrived in.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct ByArrival {
-    offered: Vec<u64>,
-    within_t: Vec<u64>,
-    immediate: Vec<u64>,
-    answered: Vec<u64>,
-    abandoned: Vec<u64>,
-    wait_sum_ms: Vec<f64>,
-}
-
-fn add(v: &mut Vec<f64>, i: usize, x: f64) {
-    if v.len() <= i {
-        v.resize(i + 1, 0.0);
-    }
-    v[i] += x;
+/// One interval's counts: of the sessions that arrived in it (the by-arrival
+/// figures), and of what happened in it (`answered`, `abandoned`). One row,
+/// not a vector per count: an assignment updates five of them.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Row {
+    offered: u64,
+    within_t: u64,
+    immediate: u64,
+    answered_by_arrival: u64,
+    abandoned_by_arrival: u64,
+    wait_sum_ms: f64,
+    answered: u64,
+    abandoned: u64,
 }
 
 fn shares(num: &[u64], den: &[u64]) -> Vec<Option<f64>> {
@@ -346,9 +342,7 @@ impl SeriesRecorder {
             sl_us: scenario.service_level_us,
             arrivals: vec![Vec::new(); scenario.entries.len()],
             levels: vec![AccountLevels::default(); scenario.accounts.len()],
-            by_arrival: ByArrival::default(),
-            answered: Vec::new(),
-            abandoned: Vec::new(),
+            rows: Vec::new(),
             p95: Vec::new(),
             current: interval_counts(),
             current_interval: 0,
@@ -366,6 +360,20 @@ impl SeriesRecorder {
             self.cursor_end = (self.cursor_i as u64 + 1) * self.interval;
         }
         self.cursor_i
+    }
+
+    /// Interval `i`'s row.
+    #[inline(always)]
+    fn row(&mut self, i: usize) -> &mut Row {
+        if self.rows.len() <= i {
+            self.grow(i);
+        }
+        &mut self.rows[i]
+    }
+
+    #[cold]
+    fn grow(&mut self, i: usize) {
+        self.rows.resize(i + 1, Row::default());
     }
 
     /// Close the interval being filled if `i` is past it.
@@ -512,10 +520,13 @@ impl SeriesRecorder {
                 .zip(levels.iter_mut().map(|a| std::mem::take(level(a)).means(end, iv)))
                 .collect()
         };
-        let b = std::mem::take(&mut self.by_arrival);
-        let (offered, within_t, immediate) = (pad(b.offered), pad(b.within_t), pad(b.immediate));
-        let (answered_by_arrival, abandoned_by_arrival) = (pad(b.answered), pad(b.abandoned));
-        let mut queue_wait_sum_ms = b.wait_sum_ms;
+        let rows = std::mem::take(&mut self.rows);
+        let column = |f: fn(&Row) -> u64| pad(rows.iter().map(f).collect());
+        let (offered, within_t, immediate) =
+            (column(|r| r.offered), column(|r| r.within_t), column(|r| r.immediate));
+        let answered_by_arrival = column(|r| r.answered_by_arrival);
+        let abandoned_by_arrival = column(|r| r.abandoned_by_arrival);
+        let mut queue_wait_sum_ms: Vec<f64> = rows.iter().map(|r| r.wait_sum_ms).collect();
         queue_wait_sum_ms.resize(n, 0.0);
         SeriesData {
             interval_s: iv as f64 / 1e6,
@@ -524,8 +535,8 @@ impl SeriesRecorder {
             queue_len: by_account(|a| &mut a.queue),
             agents_online: by_account(|a| &mut a.online),
             agents_busy: by_account(|a| &mut a.busy),
-            answered: pad(std::mem::take(&mut self.answered)),
-            abandoned: pad(std::mem::take(&mut self.abandoned)),
+            answered: column(|r| r.answered),
+            abandoned: column(|r| r.abandoned),
             queue_wait_p95_ms: p95,
             service_level_s: self.sl_us as f64 / 1e6,
             service_level: shares(&within_t, &offered),
@@ -550,15 +561,15 @@ impl Observer for SeriesRecorder {
             Obs::Entered { s, .. } => {
                 let i = self.idx(s.arrived_us);
                 bump(&mut self.arrivals[s.entry as usize], i);
-                bump(&mut self.by_arrival.offered, i);
+                self.row(i).offered += 1;
             }
             Obs::Queued { t, s } => self.queue_change(t, s.account as usize, true),
             // a session the bot resolved never reached people: by arrival,
             // the human figures are over the others
             Obs::BotEnded { s, .. } => {
                 let a = self.arrival_idx(s.arrived_us);
-                if let Some(n) = self.by_arrival.offered.get_mut(a) {
-                    *n -= 1;
+                if let Some(r) = self.rows.get_mut(a) {
+                    r.offered -= 1;
                 }
             }
             Obs::Assigned { t, s, from_pool, .. } => {
@@ -574,17 +585,15 @@ impl Observer for SeriesRecorder {
                 self.roll_to(i);
                 let wait = t.saturating_sub(s.human_us);
                 self.current.record(wait);
-                bump(&mut self.answered, i);
+                self.row(i).answered += 1;
                 let a = self.arrival_idx(s.arrived_us);
-                let b = &mut self.by_arrival;
-                bump(&mut b.answered, a);
-                add(&mut b.wait_sum_ms, a, wait as f64 / 1e3);
-                if wait <= self.sl_us {
-                    bump(&mut b.within_t, a);
-                }
-                if !from_pool {
-                    bump(&mut b.immediate, a);
-                }
+                let within = u64::from(wait <= self.sl_us);
+                let r = self.row(a);
+                r.answered_by_arrival += 1;
+                // through i64: one instruction (a wait is far below 2⁶³ µs)
+                r.wait_sum_ms += wait as i64 as f64 / 1e3;
+                r.within_t += within;
+                r.immediate += u64::from(!from_pool);
             }
             Obs::Abandoned { t, s } => {
                 self.queue_change(t, s.account as usize, false);
@@ -592,9 +601,9 @@ impl Observer for SeriesRecorder {
                     return;
                 }
                 let i = self.idx(t);
-                bump(&mut self.abandoned, i);
+                self.row(i).abandoned += 1;
                 let a = self.arrival_idx(s.arrived_us);
-                bump(&mut self.by_arrival.abandoned, a);
+                self.row(a).abandoned_by_arrival += 1;
             }
             Obs::AgentLoad { t, agent, load } => self.load_change(t, agent as usize, load),
             Obs::AgentOnline { t, agent, online } => self.status_change(t, agent as usize, online),
