@@ -343,3 +343,52 @@ fn live_shards_carry_the_schedule_of_one_process() {
     assert!(matches!(o.status.code(), Some(0 | 1)), "{o:?}");
     assert_eq!(json(&d.join("one-merged/summary.json")), one);
 }
+
+/// `kfsim merge` of a run's shards takes `kfsim run`'s report options and
+/// writes what they ask for; a sweep's shards refuse the ones of a run.
+#[test]
+fn merge_writes_the_report_options_of_run() {
+    let d = tmp("options");
+    sim_run(&d.join("run"), &["duration=1h"]);
+    let merged = d.join("merged");
+    let junit = d.join("gates.xml");
+    let out = kfsim()
+        .args(["merge"])
+        .arg(d.join("run"))
+        .arg("--out")
+        .arg(&merged)
+        .args(["--quiet", "--no-gates", "--export", "hgrm", "--baseline"])
+        .arg(d.join("run"))
+        .args(["--tolerance", "*=5%", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    // the merge of a run's own folder is that run: no regression, no gate
+    let stdout = ok(out, "merge with run's options");
+    assert!(stdout.is_empty(), "--quiet: {stdout}");
+    assert!(read(&junit).contains("<testsuite"), "JUnit written");
+    let hgrm = std::fs::read_dir(merged.join("hgrm")).unwrap().count();
+    assert!(hgrm > 0, "--export hgrm wrote the histograms");
+    // a tolerance needs a baseline, as for `kfsim run`
+    let out = kfsim()
+        .arg("merge")
+        .arg(d.join("run"))
+        .arg("--out")
+        .arg(d.join("m2"))
+        .args(["--tolerance", "*=5%"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // a sweep's shards: the options of a run are refused
+    let parts = shards(&d.join("sweep"), 2, SWEEP);
+    let out = kfsim()
+        .arg("merge")
+        .args(&parts)
+        .arg("--out")
+        .arg(d.join("m3"))
+        .arg("--junit")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}

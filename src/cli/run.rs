@@ -54,6 +54,30 @@ pub enum Export {
     Hgrm,
 }
 
+/// What a run's report checks and writes: the options of `kfsim run` and of
+/// `kfsim merge` of a run's shards, which write the same report.
+#[derive(Debug, clap::Args)]
+pub struct ResultArgs {
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Do not check the scenario's [gates] (a gate that would not bind is a warning, not an error).
+    #[arg(long)]
+    pub no_gates: bool,
+    /// Compare with this earlier run (summary.json or run folder); exit 1 on a regression.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Tolerance for the baseline comparison (see `kfsim compare`).
+    #[arg(long = "tolerance", value_name = "METRIC=VALUE", requires = "baseline")]
+    pub tolerances: Vec<String>,
+    /// Write the gates (and the baseline comparison) as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Extra files to write into the run folder.
+    #[arg(long, value_enum)]
+    pub export: Vec<Export>,
+}
+
 /// Arguments of `kfsim run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -75,24 +99,9 @@ pub struct RunArgs {
     /// Live engine: the service to drive (http://HOST:PORT) [default: the scenario's [target] url, else an embedded service].
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
-    /// Print nothing but errors.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Do not check the scenario's [gates] (a gate that would not bind is a warning, not an error).
-    #[arg(long)]
-    pub no_gates: bool,
-    /// Compare with this earlier run (summary.json or run folder); exit 1 on a regression.
-    #[arg(long, value_name = "FILE")]
-    pub baseline: Option<PathBuf>,
-    /// Tolerance for the baseline comparison (see `kfsim compare`).
-    #[arg(long = "tolerance", value_name = "METRIC=VALUE", requires = "baseline")]
-    pub tolerances: Vec<String>,
-    /// Write the gates (and the baseline comparison) as JUnit XML.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Extra files to write into the run folder.
-    #[arg(long, value_enum)]
-    pub export: Vec<Export>,
+    #[command(flatten)]
+    /// What the report checks and writes.
+    pub result: ResultArgs,
     #[command(flatten)]
     /// Against a middleware.
     pub middleware: MiddlewareArgs,
@@ -150,7 +159,7 @@ pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
     let started = std::time::Instant::now();
     let stamp = super::iso_stamp(super::now_secs());
     let result = run_and_report(args, &stamp, started);
-    if let (Err(e), Some(path)) = (&result, &args.junit) {
+    if let (Err(e), Some(path)) = (&result, &args.result.junit) {
         // CI shows an error instead of no result
         let meta = junit::Meta {
             scenario: args
@@ -189,7 +198,7 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         )
         .into());
     }
-    let gates = if args.no_gates {
+    let gates = if args.result.no_gates {
         // gates that are not checked cannot make the run invalid: say what is wrong and go on
         if let Err(e) = gate::bind(&sc) {
             eprintln!("warning: {e} (not checked: --no-gates)");
@@ -203,6 +212,7 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
     }
     // A bad baseline is an argument error: find out before running.
     let baseline = args
+        .result
         .baseline
         .as_deref()
         .map(|p| folder::read_run_files(p).map_err(|e| ArgError(format!("--baseline: {e:#}"))))
@@ -218,7 +228,7 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
     }
     let (run, state) = match args.engine {
         Engine::Sim => {
-            let (run, state) = simulate_interactive(&sc, args.quiet);
+            let (run, state) = simulate_interactive(&sc, args.result.quiet);
             (run, Some(state))
         }
         Engine::Live => run_live(&sc, args, shard)?,
@@ -235,17 +245,7 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         f.run = Some(state);
         f
     });
-    let o = Outputs {
-        out: &out,
-        quiet: args.quiet,
-        no_gates: args.no_gates,
-        baseline: baseline.as_ref(),
-        tolerances: &args.tolerances,
-        junit: args.junit.as_deref(),
-        export: &args.export,
-        stamp,
-        started,
-    };
+    let o = Outputs { out: &out, result: &args.result, baseline: baseline.as_ref(), stamp, started };
     write_run(&o, &gates, run, shard_file.as_ref())
 }
 
@@ -253,12 +253,9 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
 /// and terminal summary (`run`, and `merge` of a run's shards).
 pub(super) struct Outputs<'a> {
     pub out: &'a Path,
-    pub quiet: bool,
-    pub no_gates: bool,
+    pub result: &'a ResultArgs,
+    /// `result.baseline`, read.
     pub baseline: Option<&'a folder::RunFiles>,
-    pub tolerances: &'a [String],
-    pub junit: Option<&'a Path>,
-    pub export: &'a [Export],
     pub stamp: &'a str,
     pub started: std::time::Instant,
 }
@@ -274,7 +271,7 @@ pub(super) fn write_run(
 ) -> anyhow::Result<Exit> {
     let (out, started, stamp) = (o.out, o.started, o.stamp);
     let json = serde_json::to_value(&run.summary)?;
-    if !o.no_gates {
+    if !o.result.no_gates {
         run.summary.gates = gate::evaluate(gates, &json);
     }
     let comparison = match o.baseline {
@@ -284,7 +281,7 @@ pub(super) fn write_run(
                 series: Some(&run.series),
                 histograms: Some(&run.histograms),
             };
-            Some(compare_sides(base.side(), current, o.tolerances)?)
+            Some(compare_sides(base.side(), current, &o.result.tolerances)?)
         }
         None => None,
     };
@@ -293,10 +290,10 @@ pub(super) fn write_run(
         f.write(out)?;
     }
     folder::write_report(out, &run, comparison.as_ref())?;
-    if o.export.contains(&Export::Hgrm) {
+    if o.result.export.contains(&Export::Hgrm) {
         folder::write_hgrm(out, &run)?;
     }
-    if let Some(path) = o.junit {
+    if let Some(path) = &o.result.junit {
         let s = &run.summary;
         let meta = junit::Meta {
             scenario: s.scenario.name.clone(),
@@ -308,16 +305,16 @@ pub(super) fn write_run(
         write_junit(path, &meta, Some(&s.gates), comparison.as_ref())?;
     }
     let mut stdout = std::io::stdout().lock();
-    if !o.quiet {
+    if !o.result.quiet {
         crate::report::terminal(&run.summary, &mut stdout)?;
         writeln!(stdout, "report     {}", out.join("report.html").display())?;
     }
     let regressed = comparison.as_ref().is_some_and(Comparison::failed);
     if let Some(c) = &comparison {
-        print_comparison(&mut stdout, c, o.quiet)?;
+        print_comparison(&mut stdout, c, o.result.quiet)?;
     }
     // Failed gates come last, where a CI log is read.
-    let failed = print_gates(&mut stdout, &run.summary.gates, o.quiet)?;
+    let failed = print_gates(&mut stdout, &run.summary.gates, o.result.quiet)?;
     Ok(if run.summary.run.interrupted {
         Exit::Interrupted
     } else if failed || regressed {
@@ -500,7 +497,7 @@ fn run_live(
         (Some(s), _) if s.is_finite() && s >= 0.0 => Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(s)),
         (Some(s), _) => return Err(ArgError(format!("--start-at {s}: seconds since the epoch")).into()),
         (None, Some(dir)) => {
-            if !args.quiet {
+            if !args.result.quiet {
                 eprintln!("live: shard {shard} waiting at the barrier {} for the others", dir.display());
             }
             Some(super::shard::barrier(dir, shard, Duration::from_micros(args.barrier_wait))?)
@@ -519,7 +516,7 @@ fn run_live(
         ArgError(m)
     })?;
     crate::live::check_load(sc, opts.time_scale).map_err(ArgError)?;
-    if !args.quiet {
+    if !args.result.quiet {
         eprintln!(
             "live: {} of scenario time at ×{} takes about {:.0} s against {}",
             human_ms(Some(sc.duration_us as f64 / 1e3)),
@@ -532,11 +529,11 @@ fn run_live(
         );
     }
     if let Some(w) = &wecom
-        && !args.quiet
+        && !args.result.quiet
     {
         eprintln!("live: waiting (at most {:?}) for the callback URL to verify", w.verify_within);
     }
-    let (bar, mut progress) = progress_bar(sc, args.quiet);
+    let (bar, mut progress) = progress_bar(sc, args.result.quiet);
     let measured = match &wecom {
         // a middleware's section is kfsim's WeCom's, outside the merged state
         Some(w) => run_live_middleware(sc, opts, w, &mut progress).map(|m| (m, None)),
