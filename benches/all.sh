@@ -4,9 +4,10 @@
 # the driver with its wrk anchor, the service under wrk with its
 # trivial-server anchor, the live engine at 6 000 and at 20 000 messages/s,
 # callbacks, the middleware benchmark, the service's memory per held
-# session), and every RESULT figure is reported as the median and range over
-# the rounds, with the commit, the date and how noisy the machine was while
-# it ran.
+# session, `kfsim merge` of 100 shards), and every RESULT figure is reported
+# as the median and range over the rounds, with the commit, the date and how
+# noisy the machine was while it ran. The 30-minute soak (benches/soak) is
+# its own script: one run is the measurement.
 #
 #   bash benches/all.sh                           # 5 rounds of everything (about an hour and a half)
 #   ROUNDS=3 BENCHES="sim wrk" bash benches/all.sh
@@ -23,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-5}
-BENCHES=${BENCHES:-sim sweep driver wrk live live20k callbacks middleware held}
+BENCHES=${BENCHES:-sim sweep driver wrk live live20k callbacks middleware held merge}
 COMMIT=$(git describe --always --dirty)
 DATE=$(date -u +%Y-%m-%d)
 OUT=benches/results/$DATE-$COMMIT
