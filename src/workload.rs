@@ -79,22 +79,11 @@ impl TimeSampler {
                 let e: f64 = Exp1.sample(rng);
                 e * mean
             }
-            _ => self.sample_other(rng),
+            TimeSampler::Uniform(min, width) => min + width * unit(rng),
+            TimeSampler::Lognormal(d) => lognormal_us(d, rng),
+            TimeSampler::Gamma(d) => gamma_us(d, rng),
         };
         round_u64(us.min(MAX_DRAW_US))
-    }
-
-    /// The distributions of many instructions, kept out of line so that the
-    /// common ones inline where they are drawn.
-    #[inline(never)]
-    fn sample_other(&self, rng: &mut Stream) -> f64 {
-        match self {
-            TimeSampler::Constant(us) => *us as f64,
-            TimeSampler::Exponential(mean) => Distribution::<f64>::sample(&Exp1, rng) * mean,
-            TimeSampler::Uniform(min, width) => min + width * unit(rng),
-            TimeSampler::Lognormal(d) => d.sample(rng) * 1e6,
-            TimeSampler::Gamma(d) => d.sample(rng),
-        }
     }
 
     /// True when every draw is 0.
@@ -103,12 +92,24 @@ impl TimeSampler {
     }
 }
 
+// The distributions of many instructions are drawn out of line, so that
+// `TimeSampler::sample` stays small enough to inline where it is called.
+#[inline(never)]
+fn lognormal_us(d: &LogNormal<f64>, rng: &mut Stream) -> f64 {
+    d.sample(rng) * 1e6
+}
+
+#[inline(never)]
+fn gamma_us(d: &Gamma<f64>, rng: &mut Stream) -> f64 {
+    d.sample(rng)
+}
+
 /// `x.round() as u64`, without the call to libm's `round` that the
 /// baseline x86-64 target makes (it has no SSE4.1 rounding instruction):
-/// libm's `round` and `ceil` were ~3 % of bench-chat's instructions. Exact: for `0 ≤ x < 2⁵³` the fraction
-/// `x − ⌊x⌋` is computed without error, and larger values are whole.
-/// Within `[0, 2⁵³)` the conversions go through `i64`, one instruction
-/// each way where `u64`'s take a dozen (x86-64 has no unsigned ones).
+/// libm's `round` and `ceil` were ~3 % of bench-chat's instructions.
+/// Within `[0, 2⁵³)`, where `x − ⌊x⌋` is computed without error, the
+/// conversions go through `i64`: one instruction each way where `u64`'s
+/// take a dozen (x86-64 has no unsigned ones). Larger values are whole.
 #[inline]
 pub fn round_u64(x: f64) -> u64 {
     if (0.0..EXACT).contains(&x) {
