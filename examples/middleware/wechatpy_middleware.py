@@ -44,7 +44,15 @@ TOKEN = os.environ.get("KF_TOKEN", "kfsimToken")
 AES_KEY = os.environ.get("KF_AES_KEY", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C")
 
 crypto = WeChatCrypto(TOKEN, AES_KEY, CORPID)
-stats = {"callbacks": 0, "synced": 0, "welcomed": 0, "bot_replies": 0, "handed_off": 0, "errors": {}}
+stats = {
+    "callbacks": 0,
+    "synced": 0,
+    "welcomed": 0,
+    "bot_replies": 0,
+    "handed_off": 0,
+    "answers_dropped": 0,
+    "errors": {},
+}
 lock = threading.Lock()  # one sync at a time: the cursor is read and written whole
 stats_lock = threading.Lock()  # the counts are exact: a test reconciles them with kfsim's
 cursor = ""
@@ -136,8 +144,13 @@ class Handler(BaseHTTPRequestHandler):
         body = text.encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # WeCom stopped waiting (5 s) and closed the connection: it will
+            # retry the callback; the answer has nowhere to go
+            count("answers_dropped")
 
     def do_GET(self):
         url = urlparse(self.path)
