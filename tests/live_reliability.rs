@@ -3,6 +3,8 @@
 //! that never answer or answer without end. Traffic goes only to loopback;
 //! every loop is bounded.
 
+mod sdk_util;
+
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use kfsim::scenario::Scenario;
 use kfsim::service::{Config, Options, Service, SystemClock, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+use sdk_util::{free_port, metrics, total};
 
 /// Live runs measure wall-clock behaviour: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -449,11 +453,6 @@ fn tokens_invalidated_early_spare_the_driver() {
     assert_eq!((s.messages.lost, s.messages.duplicated), (Some(0), Some(0)));
 }
 
-/// A free loopback port (bound, then let go).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `kfsim serve` as a process of its own on `port`.
 struct Serve(std::process::Child);
 
@@ -496,28 +495,6 @@ impl Drop for Serve {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The service's `/metrics`, as `name{labels}` → value.
-fn metrics(port: u16) -> std::collections::HashMap<String, f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
-}
-
-/// A counter or gauge summed over its label sets.
-fn total(m: &std::collections::HashMap<String, f64>, name: &str) -> u64 {
-    m.iter().filter(|(k, _)| k.split('{').next() == Some(name)).map(|(_, v)| *v as u64).sum()
 }
 
 /// Issue 17: the reference service killed (SIGKILL) in the middle of a

@@ -344,6 +344,86 @@ fn live_shards_carry_the_schedule_of_one_process() {
     assert_eq!(json(&d.join("one-merged/summary.json")), one);
 }
 
+/// The service killed (SIGKILL) in the middle of a live run in two shards
+/// and started again on the same port: each shard notices once, opens new
+/// channels and goes on, and the merged run reconciles as one process's
+/// does — the sessions the killed service had are counted lost with it,
+/// and the shards sent the new service exactly what it counted.
+#[test]
+fn a_restart_of_the_service_during_a_sharded_live_run_is_noticed_by_every_shard() {
+    let d = tmp("restart");
+    let port = sdk_util::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let serve = || {
+        let p = sdk_util::Proc::start(kfsim().args(["serve", "--addr", &addr, "--scenario", LIVE[0]]));
+        p.wait_for("listening");
+        p
+    };
+    let first = serve();
+    let url = format!("http://{addr}");
+    let barrier = d.join("barrier");
+    // no warm-up: the service's counts cover the whole run, as the driver's must
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            let shard = format!("{i}/2");
+            let args = ["--shard", &shard, "--barrier", barrier.to_str().unwrap(), "--set", "warmup=0s"];
+            live_run(&url, &d.join(format!("shard-{i}")), &args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // killed once sessions have been served and several are held
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let m = sdk_util::metrics(port);
+        let held: f64 = m.iter().filter(|(k, _)| k.contains("state=\"3\"")).map(|(_, v)| v).sum();
+        if sdk_util::total(&m, "kfsim_sessions_ended_total") >= 10 && held >= 3.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < guard, "the run never got going: {m:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(first);
+    let _second = serve();
+    let mut stderrs = Vec::new();
+    for (i, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(0), "shard {i}/2: {stderr}");
+        assert!(stderr.contains("forgot the run's channels 1 time"), "shard {i}/2 says so: {stderr}");
+        stderrs.push(stderr);
+    }
+    let after = sdk_util::metrics(port);
+    let parts: Vec<PathBuf> = (0..2).map(|i| d.join(format!("shard-{i}"))).collect();
+    let o = merge(&parts, &d.join("merged"));
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let s = json(&d.join("merged/summary.json"));
+    let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("a count: {v}"));
+    let (c, m, live) = (&s["sessions"], &s["messages"], &s["live"]);
+    let r = &live["reconnects"];
+    eprintln!("{}\nsessions {c}\nmessages {m}\nreconnects {r}", stderrs.join("\n"));
+    for p in &parts {
+        assert_eq!(json(&p.join("summary.json"))["live"]["reconnects"]["count"], 1, "{}", p.display());
+    }
+    assert_eq!(n(&r["count"]), 2, "once per shard: {r}");
+    assert!(n(&r["held"]) + n(&r["waiting"]) >= 1, "sessions were in flight at the kill: {r}");
+    // what the shards sent since their reconnect is what the new service took
+    assert_eq!(n(&r["sent_since"]), sdk_util::total(&after, "kfsim_customer_messages_total"), "{r}");
+    assert!(sdk_util::total(&after, "kfsim_sessions_started_total") >= 10, "sessions after the restart");
+    assert_eq!(sdk_util::total(&after, "kfsim_channels"), 0, "both shards closed the channels they opened");
+    // every session offered is accounted for once, as in one process
+    let sum = |keys: &[&str]| keys.iter().map(|k| n(&c[*k])).sum::<u64>();
+    assert_eq!(n(&c["offered"]), sum(&["answered", "abandoned", "rejected", "unfinished"]), "{c}");
+    let ended = n(&s["latency_ms"]["session"]["count"]);
+    assert_eq!(n(&c["answered"]), ended + n(&live["open_at_end"]) + n(&r["held"]), "{c} {r}");
+    assert_eq!(n(&c["unfinished"]), n(&r["waiting"]), "only the sessions the restart lost: {c} {r}");
+    assert_eq!(m["lost"], r["messages_lost"], "{m} {r}");
+    assert_eq!(n(&live["gave_up"]["messages"]), 0, "a short outage: nothing given up on");
+    assert_eq!(n(&m["delivered"]) + n(&r["messages_lost"]), n(&m["customer"]), "each seen or lost: {m} {r}");
+}
+
 /// `kfsim merge` of a run's shards takes `kfsim run`'s report options and
 /// writes what they ask for; a sweep's shards refuse the ones of a run.
 #[test]

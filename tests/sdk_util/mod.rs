@@ -1,5 +1,6 @@
 //! What the tests that run real SDKs and middlewares share: a venv with
-//! wechatpy, free ports, child processes killed when dropped.
+//! wechatpy, free ports, child processes killed when dropped, a service's
+//! `/metrics`.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -83,4 +84,26 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The service's `/metrics`, as `name{labels}` → value.
+pub fn metrics(port: u16) -> std::collections::HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A counter or gauge summed over its label sets.
+pub fn total(m: &std::collections::HashMap<String, f64>, name: &str) -> u64 {
+    m.iter().filter(|(k, _)| k.split('{').next() == Some(name)).map(|(_, v)| *v as u64).sum()
 }
