@@ -16,6 +16,10 @@
 //! handlers schedule exactly one event. The set of pending events, and so
 //! the order they run in, is the same either way.
 //!
+//! A run ends when no event is left, when `drain` runs out after the
+//! duration, or once the arrivals are over and no session is open: what
+//! is left then (superseded timers, shift changes) changes no figure.
+//!
 //! Memory is proportional to sessions in flight and agents: sessions live in
 //! a slab whose slots are reused, and every result leaves through the
 //! [`Observer`] as it happens.
@@ -414,6 +418,13 @@ impl<'a, O: Observer> Simulation<'a, O> {
             let Some(&ev) = self.heap.peek() else { break };
             self.top_handled = true;
             if ev.t > self.stop_at {
+                break;
+            }
+            // After the arrivals, with no session open, nothing left can
+            // change a figure: a superseded timer (an abandonment the
+            // assignment cancelled) or a shift change would only move the
+            // run's end, and with it the series, as far as the timer reached.
+            if ev.t >= self.duration_us && self.in_flight == 0 {
                 break;
             }
             self.now = ev.t;
@@ -981,6 +992,39 @@ rate = "1/d"
         let ended: Vec<u64> =
             seen.iter().filter_map(|o| if let Obs::Ended { t, .. } = o { Some(*t) } else { None }).collect();
         assert_eq!(ended, [27_000_000, 54_000_000]);
+    }
+
+    /// The run's end with natural arrivals replaced by `at_us`.
+    fn end_with_arrivals(text: &str, at_us: &[u64]) -> u64 {
+        let sc = Scenario::parse(text, "t.toml").unwrap();
+        let mut obs = |_: Obs| {};
+        let mut engine = Simulation::new(&sc, &mut obs);
+        engine.heap.retain(|e| e.kind() != Kind::Arrival);
+        for &t in at_us {
+            engine.schedule(t, Kind::Arrival, 0, 0);
+        }
+        engine.run(&mut |_| true).end_us
+    }
+
+    #[test]
+    fn a_run_ends_with_its_last_session_not_with_timers_that_no_longer_matter() {
+        // cap 1, 10 s replies: the second customer waits 9 s, so its 100 h
+        // patience timer is set and then superseded; both are done at 20 s
+        let text = ONE_AGENT
+            .replace("max_concurrent = 2", "max_concurrent = 1")
+            .replace("slowdown = 1.0", "")
+            .replace("rate = \"1/d\"", "rate = \"1/d\"\npatience = \"100h\"");
+        assert_eq!(end_with_arrivals(&text, &[0, 1_000_000]), 60_000_000, "the duration, 1 min");
+        let late = text.replace("duration = \"1m\"", "duration = \"5s\"");
+        assert_eq!(end_with_arrivals(&late, &[0, 1_000_000]), 20_000_000, "the last session's end");
+        // a shift that ends long after the last session does not hold the run either
+        let shift = late.replace("count = 1", "count = 1\nonline = [{ from = \"0s\", to = \"100h\" }]");
+        assert!(shift.contains("online"));
+        assert_eq!(end_with_arrivals(&shift, &[0, 1_000_000]), 20_000_000);
+        // while a session is open, the shift's end still matters: it waits
+        // in the pool for an agent who comes on line at 1 h
+        let waits = late.replace("count = 1", "count = 1\nonline = [{ from = \"1h\", to = \"2h\" }]");
+        assert_eq!(end_with_arrivals(&waits, &[0]), 3_600_000_000 + 10_000_000);
     }
 
     #[test]
