@@ -15,7 +15,10 @@
 //! samples, so a short spike between two sample points is not lost. The
 //! interval is the scenario's `series_interval`, widened so that a run has
 //! at most [`MAX_POINTS`] intervals: memory grows with the run's length in
-//! intervals, never with its sessions.
+//! intervals, never with its sessions. The drain after the duration is
+//! recorded too, up to [`MAX_INTERVALS`] in all: a session that outlives
+//! that (a reply delay of years) is cut from the series, not from the
+//! summary.
 
 use std::collections::BTreeMap;
 
@@ -26,8 +29,11 @@ use crate::hdr::Counts;
 use crate::observe::{Obs, Observer};
 use crate::scenario::Scenario;
 
-/// Most intervals a run records.
+/// Most intervals the scenario's duration is recorded in.
 pub const MAX_POINTS: u64 = 2_000;
+
+/// Most intervals recorded, the drain included: the series end there.
+pub const MAX_INTERVALS: u64 = 2 * MAX_POINTS;
 
 /// The recorded series, as written to `series.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -147,6 +153,8 @@ impl Level {
     /// Advance to `t`, past the end of the open interval (or with none open).
     #[cold]
     fn cross(&mut self, t: u64, interval: u64) {
+        // the series end with their last interval
+        let t = t.min(MAX_INTERVALS * interval);
         let (mut from, mut i) = (self.since, self.since_i);
         let mut acc = std::mem::take(&mut self.open);
         loop {
@@ -267,6 +275,9 @@ pub struct SeriesRecorder {
     /// Interval → its queue-wait histogram, tagged as `crate::tally` merges it.
     #[serde(default)]
     interval_hists: BTreeMap<usize, serde_json::Value>,
+    /// The row of an observation past the last interval, not kept.
+    #[serde(skip)]
+    past_end: Row,
     /// Cursor over intervals: observations come in time order, so the
     /// interval of `t` is found without a division.
     cursor_i: usize,
@@ -297,6 +308,9 @@ pub fn interval_for(scenario: &Scenario) -> u64 {
 
 fn bump(v: &mut Vec<u64>, i: usize) {
     if v.len() <= i {
+        if i as u64 >= MAX_INTERVALS {
+            return;
+        }
         v.resize(i + 1, 0);
     }
     v[i] += 1;
@@ -343,6 +357,7 @@ impl SeriesRecorder {
             arrivals: vec![Vec::new(); scenario.entries.len()],
             levels: vec![AccountLevels::default(); scenario.accounts.len()],
             rows: Vec::new(),
+            past_end: Row::default(),
             p95: Vec::new(),
             current: interval_counts(),
             current_interval: 0,
@@ -362,18 +377,23 @@ impl SeriesRecorder {
         self.cursor_i
     }
 
-    /// Interval `i`'s row.
+    /// Interval `i`'s row (past the last one, a row that is not kept).
     #[inline(always)]
     fn row(&mut self, i: usize) -> &mut Row {
         if self.rows.len() <= i {
-            self.grow(i);
+            return self.grow(i);
         }
         &mut self.rows[i]
     }
 
     #[cold]
-    fn grow(&mut self, i: usize) {
+    fn grow(&mut self, i: usize) -> &mut Row {
+        if i as u64 >= MAX_INTERVALS {
+            self.past_end = Row::default();
+            return &mut self.past_end;
+        }
         self.rows.resize(i + 1, Row::default());
+        &mut self.rows[i]
     }
 
     /// Close the interval being filled if `i` is past it.
@@ -393,17 +413,19 @@ impl SeriesRecorder {
         if !self.current.is_empty() {
             let template = interval_histogram();
             p = Some(self.current.value_at_quantile(0.95, template) as f64 / 1e3);
-            if self.keep_intervals {
+            if self.keep_intervals && (self.current_interval as u64) < MAX_INTERVALS {
                 let h = self.current.to_histogram(template);
                 let v = crate::tally::hist_value(Some(&h), 0, h.max());
                 self.interval_hists.insert(self.current_interval, v);
             }
             self.current.clear();
         }
-        if self.p95.len() <= self.current_interval {
-            self.p95.resize(self.current_interval + 1, None);
+        if (self.current_interval as u64) < MAX_INTERVALS {
+            if self.p95.len() <= self.current_interval {
+                self.p95.resize(self.current_interval + 1, None);
+            }
+            self.p95[self.current_interval] = p;
         }
-        self.p95[self.current_interval] = p;
         self.current_interval = i;
     }
 
@@ -493,7 +515,7 @@ impl SeriesRecorder {
 
     /// Close every series at `end_us`.
     pub fn finish(mut self, end_us: u64) -> SeriesData {
-        let end = end_us.max(1);
+        let end = end_us.max(1).min(MAX_INTERVALS * self.interval);
         let n = end.div_ceil(self.interval) as usize;
         self.roll_to(usize::MAX);
         let mut p95 = std::mem::take(&mut self.p95);
@@ -622,6 +644,7 @@ impl Observer for SeriesRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::SessionInfo;
 
     #[test]
     fn levels_are_time_averaged_per_interval() {
@@ -715,6 +738,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_drain_longer_than_the_series_is_cut_at_their_last_interval() {
+        // a 10 s day in 1 s intervals: the series hold 4000 of them
+        let toml = "name = \"cut\"\nduration = \"10s\"\nseries_interval = \"1s\"\n\
+            [[account]]\nname = \"a\"\n[[agents]]\ncount = 1\nreply_delay = \"1s\"\n\
+            [[entry]]\nscene = \"web\"\nrate = \"1/s\"";
+        let sc = Scenario::parse(toml, "cut.toml").expect("test scenario");
+        let mut rec = SeriesRecorder::new(&sc);
+        let s = SessionInfo::new(0, 0, 0);
+        let late = SessionInfo::new(5_000_000, 0, 0);
+        let entered =
+            |s| Obs::Entered { s, returning: false, sticky_eligible: false, msgtype: Default::default() };
+        rec.observe(Obs::AgentOnline { t: 0, agent: 0, online: true });
+        rec.observe(entered(s));
+        rec.observe(Obs::AgentLoad { t: 0, agent: 0, load: 1 });
+        rec.observe(entered(late));
+        rec.observe(Obs::Queued { t: 5_000_000, s: late });
+        // the first session ends, and the waiting one is answered, a year on
+        let year = 365 * 86_400_000_000;
+        rec.observe(Obs::AgentLoad { t: year, agent: 0, load: 0 });
+        rec.observe(Obs::Assigned { t: year, s: late, agent: 0, kept: false, from_pool: true });
+        rec.observe(Obs::AgentLoad { t: year, agent: 0, load: 1 });
+        let data = rec.finish(year + 1);
+        let n = MAX_INTERVALS as usize;
+        assert_eq!((data.answered.len(), data.queue_len["a"].len(), data.queue_wait_p95_ms.len()), (n, n, n));
+        assert_eq!(data.offered[..2], [1, 0]);
+        assert_eq!(data.offered[5], 1);
+        // up to the cut, the levels are what they were: busy throughout,
+        // one waiting from 5 s on; the answer after the cut is not in its
+        // interval, but its customer's interval counts it answered, as the
+        // summary does
+        assert!(data.agents_busy["a"].iter().all(|&b| b == 1.0));
+        assert_eq!(data.queue_len["a"][4..6], [0.0, 1.0]);
+        assert_eq!(data.queue_len["a"][n - 1], 1.0);
+        assert_eq!(data.answered.iter().sum::<u64>(), 0);
+        assert_eq!(data.answered_by_arrival[5], 1);
+        assert!(data.queue_wait_p95_ms.iter().all(Option::is_none));
     }
 
     #[test]
