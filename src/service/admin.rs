@@ -9,7 +9,9 @@ use tokio::sync::Notify;
 use super::errors::{ApiError, code, ident, limit, required};
 use super::feed::Feed;
 use super::model::Name;
-use super::state::{Account, AccountInfo, RecentIds, Rule, ServicerInfo, State, User, at};
+use super::state::{
+    Account, AccountInfo, HashSet, MAX_SCENES, RecentIds, Rule, ServicerInfo, State, User, at,
+};
 use crate::reception::{Router, policy_for};
 
 /// A valid scene: `[0-9a-zA-Z_-]{0,32}`.
@@ -40,7 +42,7 @@ impl State {
             rule,
             router,
             agents: Vec::new(),
-            scenes: Vec::new(),
+            scenes: HashSet::default(),
             log: Feed::new(self.cfg.sync_log_cap),
             synced_upto: 0,
             sent_ids: RecentIds::default(),
@@ -140,8 +142,12 @@ impl State {
         let i = self.account_of(open_kfid)?;
         check_scene(scene)?;
         let a = at!(self.accounts, i);
-        if !a.scenes.iter().any(|s| s == scene) {
-            a.scenes.push(scene.into());
+        if !a.scenes.contains(scene) {
+            if a.scenes.len() >= MAX_SCENES {
+                let text = format!("an account keeps at most {MAX_SCENES} contact-way scenes");
+                return Err(ApiError::new(code::LIMIT, text));
+            }
+            a.scenes.insert(scene.into());
         }
         let id = &a.open_kfid.as_str()[2..];
         Ok(if scene.is_empty() {

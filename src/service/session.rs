@@ -252,7 +252,7 @@ impl State {
     ) -> Result<CustomerAck, ApiError> {
         let acct = self.account_of(open_kfid)?;
         limit("scene_param", scene_param, 128)?;
-        if !scene.is_empty() && !at!(self.accounts, acct).scenes.iter().any(|s| s == scene) {
+        if !scene.is_empty() && !at!(self.accounts, acct).scenes.contains(scene) {
             return Err(ApiError::param(format!(
                 "no contact way with scene `{scene}` for this open_kfid: call kf/add_contact_way first"
             )));

@@ -32,6 +32,11 @@ use crate::scenario::{PolicyKind, Scenario};
 /// customer message's cost, and foldhash's per-process random seed still
 /// keeps a client from choosing keys that collide.
 pub(super) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(super) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// Contact-way scenes an account keeps: `add_contact_way` has no delete,
+/// so without a bound a client could grow them without end.
+pub const MAX_SCENES: usize = 10_000;
 
 /// One day [µs].
 pub const DAY_US: u64 = 86_400_000_000;
@@ -236,8 +241,9 @@ pub(super) struct Account {
     pub(super) router: Router<u32>,
     /// By router index: the servicer in that place, if any.
     pub(super) agents: Vec<Option<u32>>,
-    /// Scenes of its contact ways.
-    pub(super) scenes: Vec<String>,
+    /// Scenes of its contact ways (at most [`MAX_SCENES`]): looked up at
+    /// every customer's `enter`.
+    pub(super) scenes: HashSet<String>,
     pub(super) log: Feed<SyncEntry>,
     /// `log` entries before this one were returned by `sync_msg` already.
     pub(super) synced_upto: u64,
@@ -762,9 +768,7 @@ impl State {
             // through the same entry
             for a in std::iter::once(e.account).chain(e.route.iter().map(|r| r.account)) {
                 let acct = at!(st.accounts, ids[a]);
-                if !acct.scenes.contains(&scene) {
-                    acct.scenes.push(scene.clone());
-                }
+                acct.scenes.insert(scene.clone());
             }
         }
         for g in &sc.groups {

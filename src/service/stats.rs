@@ -27,11 +27,14 @@ const CST_OFFSET_S: u64 = 8 * 3600;
 pub(super) const KEEP_DAYS: u64 = 180;
 /// At most 31 days per query.
 const MAX_SPAN_DAYS: u64 = 31;
+/// The latest time a query may name: 9999-12-31 23:59:59 UTC.
+const MAX_TIME_S: u64 = 253_402_300_799;
 
 /// The start of the CST day holding `now_us` [s since the epoch].
 pub(super) fn day_of(now_us: u64) -> u64 {
     let s = now_us / 1_000_000 + CST_OFFSET_S;
-    s - s % DAY_S - CST_OFFSET_S
+    // a clock in the epoch's first 16 hours (a test's) has its day at 0
+    (s - s % DAY_S).saturating_sub(CST_OFFSET_S)
 }
 
 /// One account's figures for one day.
@@ -145,6 +148,14 @@ impl Days {
 /// The days of a query, checked: `start_time` to `end_time` (closed), each
 /// floored to its day, at most 31 days.
 fn days(start_time: u64, end_time: u64) -> Result<Vec<u64>, ApiError> {
+    // arithmetic in µs on any u64 would wrap: times outside these say nothing
+    for (field, t) in [("start_time", start_time), ("end_time", end_time)] {
+        if !(DAY_S..=MAX_TIME_S).contains(&t) {
+            return Err(ApiError::param(format!(
+                "{field} must be a Unix time in seconds between {DAY_S} and {MAX_TIME_S}, not {t}"
+            )));
+        }
+    }
     let (from, to) = (day_of(start_time * 1_000_000), day_of(end_time * 1_000_000));
     if from > to {
         return Err(ApiError::param("start_time must not be after end_time"));
@@ -222,6 +233,14 @@ mod tests {
             [midnight, midnight + DAY_S, midnight + 2 * DAY_S]
         );
         assert!(days(midnight + DAY_S, midnight).is_err());
+        // times whose µs would wrap, or before the epoch's first day, are refused
+        for (from, to) in [(0, DAY_S), (1000, 2000), (18_446_744_073_709, 18_446_744_073_709), (0, u64::MAX)]
+        {
+            let e = days(from, to).unwrap_err();
+            assert!(e.to_string().contains("Unix time in seconds"), "{from}..{to}: {e}");
+        }
+        assert_eq!(day_of(0), 0);
+        assert_eq!(days(MAX_TIME_S, MAX_TIME_S).unwrap().len(), 1);
         assert_eq!(days(midnight, midnight + 30 * DAY_S).unwrap().len(), 31);
         assert!(days(midnight, midnight + 31 * DAY_S).is_err());
     }

@@ -4,7 +4,7 @@
 use super::errors::code;
 use super::faults::Caller;
 use super::model::{Change, Content, Event, Item, SyncEntry};
-use super::state::{Config, DAY_US, HOUR_US, Rule, State};
+use super::state::{Config, DAY_US, HOUR_US, MAX_SCENES, Rule, State};
 use crate::scenario::PolicyKind;
 
 const T0: u64 = 1_700_000_000_000_000;
@@ -243,6 +243,22 @@ fn a_stopped_servicer_cannot_be_named_in_trans() {
     assert_eq!(e.code, code::NOT_SERVICER);
     w.st.servicer_set_status("a1", 0, 0, T0).unwrap();
     assert_eq!(w.state_of(&c), (3, Some("a1".into())));
+}
+
+#[test]
+fn an_account_keeps_a_bounded_number_of_contact_way_scenes() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    let kf = w.kf.clone();
+    for i in 0..MAX_SCENES {
+        w.st.add_contact_way(&kf, &format!("s{i}")).unwrap();
+    }
+    // one already kept is added again at no cost; a new one is refused
+    w.st.add_contact_way(&kf, "s7").unwrap();
+    let e = w.st.add_contact_way(&kf, "one_more").unwrap_err();
+    assert_eq!(e.code, code::LIMIT, "{e}");
+    w.st.customer_enter(w.ch, "c1", &kf, &format!("s{}", MAX_SCENES - 1), "", T0).unwrap();
+    let e = w.st.customer_enter(w.ch, "c2", &kf, "one_more", "", T0).unwrap_err();
+    assert!(e.msg.contains("add_contact_way"), "{e}");
 }
 
 #[test]
