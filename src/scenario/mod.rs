@@ -804,7 +804,7 @@ fn build_entry(
         scene,
         account,
         rate_per_s: e.rate.0.per_s,
-        profile: e.profile.map_or(Ok(Vec::new()), |p| profile(p, err))?,
+        profile: e.profile.map_or(Ok(Vec::new()), |p| profile(p, e.rate.0.per_s, err))?,
         returning: e.returning.map_or(0.0, |p| p.0),
         messages: e.messages.unwrap_or(CountDist::Constant { value: 1 }),
         think: e.think.unwrap_or(TimeDist::Constant { us: 0 }),
@@ -856,8 +856,13 @@ fn shifts(raw: Vec<Spanned<RawShift>>, err: &ErrFn<'_>) -> Result<Vec<(u64, u64)
     Ok(out)
 }
 
-/// Profile points must be in order of `at` and not all zero.
-fn profile(raw: Spanned<Vec<Spanned<RawPoint>>>, err: &ErrFn<'_>) -> Result<Vec<(u64, f64)>, ScenarioError> {
+/// Profile points must be in order of `at`, not all zero, and keep the
+/// entry's rate within [`units::MAX_RATE_PER_S`].
+fn profile(
+    raw: Spanned<Vec<Spanned<RawPoint>>>,
+    rate_per_s: f64,
+    err: &ErrFn<'_>,
+) -> Result<Vec<(u64, f64)>, ScenarioError> {
     let span = raw.span();
     let points = raw.into_inner();
     if let Some(p) = points.get(MAX_POINTS) {
@@ -871,6 +876,13 @@ fn profile(raw: Spanned<Vec<Spanned<RawPoint>>>, err: &ErrFn<'_>) -> Result<Vec<
         let (at, factor) = (p.get_ref().at.0, p.get_ref().factor.0);
         if out.last().is_some_and(|&(prev, _)| at < prev) {
             return Err(err(Some(p.span()), "profile points must be in order of `at`".into()));
+        }
+        if rate_per_s * factor > units::MAX_RATE_PER_S {
+            let text = format!(
+                "this factor takes the rate to {:.3e}/s, above the most kfsim runs, 1000000/s",
+                rate_per_s * factor
+            );
+            return Err(err(Some(p.span()), text));
         }
         out.push((at, factor));
     }
