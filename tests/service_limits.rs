@@ -84,6 +84,55 @@ async fn slow_and_idle_connections_are_closed() {
     tokio::time::timeout(GUARD, server).await.expect("stopped").unwrap().unwrap();
 }
 
+/// A client that pipelines requests and never reads the answers filled
+/// its socket's buffers, and the connection then waited on a write for
+/// ever, holding its socket: enough of them ran the service out of file
+/// descriptors (found by probing with hostile clients). Writes that make
+/// no progress for the limit (1 s here) close the connection; a client
+/// that reads keeps it.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_closed() {
+    let svc = Service::new(State::new(Config::default()), Arc::new(SystemClock), Options::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ServeLimits { write_stall: Duration::from_secs(1), ..Default::default() };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with(
+        listener,
+        svc,
+        async move {
+            let _ = rx.await;
+        },
+        limits,
+    ));
+    // megabytes of answers asked for, none read: far past the socket buffers
+    let mut greedy = TcpStream::connect(addr).await.unwrap();
+    let requests = b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n".repeat(5000);
+    let (mut rd, mut wr) = greedy.split();
+    let sent = tokio::time::timeout(GUARD, wr.write_all(&requests)).await;
+    assert!(sent.is_ok(), "the requests were taken (or refused): {sent:?}");
+    let started = std::time::Instant::now();
+    // the server gives up on its writes: reading now finds the connection
+    // reset or closed after what was buffered
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(GUARD, async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was closed ({:?} after the requests)", started.elapsed());
+    // the service still answers others
+    let mut c = service_util::Client::connect(addr).await;
+    assert_eq!(c.get("/healthz").await.0, 200);
+    let _ = tx.send(());
+    tokio::time::timeout(GUARD, server).await.expect("stopped").unwrap().unwrap();
+}
+
 /// Issue 17, item 6: a client holding a half-sent request kept `serve`
 /// from returning after the shutdown signal. It returns once the grace
 /// period is over.
@@ -92,8 +141,11 @@ async fn shutdown_is_bounded_whatever_the_clients_do() {
     let svc = Service::new(State::new(Config::default()), Arc::new(SystemClock), Options::default());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let limits =
-        ServeLimits { header_read: Duration::from_secs(600), shutdown_grace: Duration::from_secs(1) };
+    let limits = ServeLimits {
+        header_read: Duration::from_secs(600),
+        shutdown_grace: Duration::from_secs(1),
+        ..Default::default()
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve_with(
         listener,

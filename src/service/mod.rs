@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod model;
 pub mod push;
 pub mod session;
+mod stall;
 pub mod state;
 pub mod stats;
 #[cfg(test)]
@@ -294,6 +295,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request's body may take to arrive once its head has (HTTP
 /// 408 after that).
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long writing an answer may go without progress (a client that
+/// sends requests and does not read the answers) before the connection is
+/// closed (the `stall` module).
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the shutdown signal, requests in flight have this long to finish
 /// (long-polls answer at once); connections still open then are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -305,11 +310,17 @@ pub struct ServeLimits {
     pub header_read: Duration,
     /// See [`SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// See [`WRITE_STALL_TIMEOUT`].
+    pub write_stall: Duration,
 }
 
 impl Default for ServeLimits {
     fn default() -> Self {
-        ServeLimits { header_read: HEADER_READ_TIMEOUT, shutdown_grace: SHUTDOWN_GRACE }
+        ServeLimits {
+            header_read: HEADER_READ_TIMEOUT,
+            shutdown_grace: SHUTDOWN_GRACE,
+            write_stall: WRITE_STALL_TIMEOUT,
+        }
     }
 }
 
@@ -363,6 +374,7 @@ pub async fn serve_with(
             }
         };
         let _ = stream.set_nodelay(true);
+        let stream = stall::WriteStall::new(stream, limits.write_stall);
         let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), app.clone());
         let mut stop = stop_rx.clone();
         conns.spawn(async move {
