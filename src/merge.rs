@@ -343,6 +343,7 @@ pub fn merge_run(shards: &[ShardFile]) -> Result<MergedRun, Refused> {
         // each shard's peak came at its own moment: their sum bounds the
         // whole's from above
         peak_in_flight: states.iter().map(|s| s.peak_in_flight).sum(),
+        shed: states.iter().map(|s| s.shed).sum(),
         interrupted: states.iter().any(|s| s.interrupted),
     };
     let live = match first.engine {

@@ -521,6 +521,7 @@ impl Metrics {
                 end_s: stats.end_us as f64 / 1e6,
                 sessions_total: stats.sessions,
                 peak_in_flight: stats.peak_in_flight,
+                shed: stats.shed,
                 interrupted: stats.interrupted,
             },
             sessions: self.counts.sessions(bots),

@@ -57,6 +57,9 @@ pub struct RunStats {
     pub sessions: u64,
     /// Most sessions in flight at once.
     pub peak_in_flight: u64,
+    /// Arrivals the simulator refused because its bound on sessions in
+    /// flight was reached (observed as rejected).
+    pub shed: u64,
     /// The run was asked to stop before the end.
     pub interrupted: bool,
 }

@@ -39,6 +39,13 @@ use crate::workload::{
 
 pub use crate::scenario::MAX_TRANSFERS;
 
+/// Most sessions in flight at once: past it an arrival is refused
+/// (observed as rejected, counted in [`RunStats::shed`]). Only a load far
+/// beyond the agents with neither a pool limit nor patience gets there,
+/// where the pool would otherwise grow with the run until memory ran out
+/// (about 400 bytes a waiting session).
+pub const MAX_IN_FLIGHT: u64 = 1_000_000;
+
 /// Events between two progress callbacks.
 pub const PROGRESS_EVERY: u64 = 1 << 18;
 
@@ -270,6 +277,9 @@ struct Simulation<'a, O: Observer> {
     arrived: u64,
     in_flight: u64,
     peak_in_flight: u64,
+    /// [`MAX_IN_FLIGHT`] (lower in tests).
+    max_in_flight: u64,
+    shed: u64,
     events: u64,
 }
 
@@ -365,6 +375,8 @@ impl<'a, O: Observer> Simulation<'a, O> {
             arrived: 0,
             in_flight: 0,
             peak_in_flight: 0,
+            max_in_flight: MAX_IN_FLIGHT,
+            shed: 0,
             events: 0,
         };
         let mut agent = 0u32;
@@ -467,6 +479,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             events: self.events,
             sessions: self.arrived,
             peak_in_flight: self.peak_in_flight,
+            shed: self.shed,
             interrupted,
         }
     }
@@ -535,6 +548,11 @@ impl<'a, O: Observer> Simulation<'a, O> {
         let info = SessionInfo::new(now, entry as u16, account as u16);
         let sticky_eligible = last_agent != NO_AGENT;
         self.obs.observe(Obs::Entered { s: info, returning, sticky_eligible, msgtype });
+        if self.in_flight >= self.max_in_flight {
+            self.shed += 1;
+            self.obs.observe(Obs::Rejected { t: now, s: info });
+            return;
+        }
         let sid = self.alloc(Session {
             info,
             home: home as u16,
@@ -1025,6 +1043,29 @@ rate = "1/d"
         // in the pool for an agent who comes on line at 1 h
         let waits = late.replace("count = 1", "count = 1\nonline = [{ from = \"1h\", to = \"2h\" }]");
         assert_eq!(end_with_arrivals(&waits, &[0]), 3_600_000_000 + 10_000_000);
+    }
+
+    #[test]
+    fn past_the_bound_on_sessions_in_flight_arrivals_are_refused() {
+        // cap 2, 10 s replies, at most 3 in flight: of five customers a
+        // second apart, two are served, one waits and two are refused
+        let sc = Scenario::parse(&ONE_AGENT.replace("slowdown = 1.0", ""), "t.toml").unwrap();
+        let mut seen = Vec::new();
+        let mut obs = |o: Obs| seen.push(o);
+        let mut engine = Simulation::new(&sc, &mut obs);
+        engine.max_in_flight = 3;
+        engine.heap.retain(|e| e.kind() != Kind::Arrival);
+        for t in 0..5 {
+            engine.schedule(t * 1_000_000, Kind::Arrival, 0, 0);
+        }
+        let stats = engine.run(&mut |_| true);
+        let rejected: Vec<u64> = seen
+            .iter()
+            .filter_map(|o| if let Obs::Rejected { t, .. } = o { Some(*t) } else { None })
+            .collect();
+        assert_eq!(rejected, [3_000_000, 4_000_000]);
+        assert_eq!((stats.shed, stats.peak_in_flight, stats.sessions), (2, 3, 5));
+        assert_eq!(replies(&seen).len(), 3, "the three taken are answered");
     }
 
     #[test]

@@ -336,8 +336,18 @@ pub struct RunInfo {
     pub sessions_total: u64,
     /// Most sessions in flight at once.
     pub peak_in_flight: u64,
+    /// Arrivals the simulator refused, counted in `sessions.rejected`,
+    /// because `sim::MAX_IN_FLIGHT` sessions were in flight (agents far
+    /// short of the load, with no `queue_limit` or `patience`); absent
+    /// when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shed: u64,
     /// Stopped early (Ctrl-C); the figures cover what ran.
     pub interrupted: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Session outcomes. `offered` = answered + abandoned + rejected +

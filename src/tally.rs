@@ -275,6 +275,9 @@ pub struct RunState {
     pub sessions: u64,
     /// Most sessions in flight at once.
     pub peak_in_flight: u64,
+    /// Arrivals refused at the bound on sessions in flight.
+    #[serde(default)]
+    pub shed: u64,
     /// Stopped early.
     pub interrupted: bool,
     /// Wall time of a live run [s].

@@ -676,6 +676,7 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::
         end_us: stats.end_us,
         sessions: stats.sessions,
         peak_in_flight: stats.peak_in_flight,
+        shed: stats.shed,
         interrupted: stats.interrupted,
         wall_s: None,
         metrics: metrics.state(stats.end_us),
@@ -685,6 +686,14 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::
     bar.finish_and_clear();
     if measured.summary.run.interrupted {
         eprintln!("interrupted: writing the report of what ran");
+    }
+    if stats.shed > 0 {
+        eprintln!(
+            "warning: {} arrivals were refused (counted rejected, run.shed): {} sessions were in flight, \
+             far beyond what the agents serve; set the account's queue_limit or the entries' patience",
+            stats.shed,
+            crate::sim::MAX_IN_FLIGHT
+        );
     }
     (measured, state)
 }

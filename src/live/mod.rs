@@ -728,6 +728,7 @@ pub async fn run_with_state(
         events: 0,
         sessions: outcome.sessions,
         peak_in_flight: outcome.peak_in_flight,
+        shed: 0,
         interrupted: outcome.interrupted,
     };
     let live = state::LiveState {
@@ -741,6 +742,7 @@ pub async fn run_with_state(
         end_us: stats.end_us,
         sessions: stats.sessions,
         peak_in_flight: stats.peak_in_flight,
+        shed: stats.shed,
         interrupted: stats.interrupted,
         wall_s: Some(wall_s),
         metrics: metrics.state(stats.end_us),
