@@ -52,24 +52,28 @@ async fn read_answer(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `serve_with` a fresh service on a loopback port under `limits`: its
+/// address, the shutdown trigger and the server task.
+async fn start(
+    limits: ServeLimits,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let svc = Service::new(State::new(Config::default()), Arc::new(SystemClock), Options::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = rx.await;
+    };
+    (addr, tx, tokio::spawn(serve_with(listener, svc, shutdown, limits)))
+}
+
 /// Issue 17, item 5: a connection that trickles its headers, or sends
 /// nothing at all, was held forever. It is closed after the header-read
 /// timeout (1 s here).
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed() {
-    let svc = Service::new(State::new(Config::default()), Arc::new(SystemClock), Options::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limits = ServeLimits { header_read: Duration::from_secs(1), ..Default::default() };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with(
-        listener,
-        svc,
-        async move {
-            let _ = rx.await;
-        },
-        limits,
-    ));
+    let (addr, tx, server) =
+        start(ServeLimits { header_read: Duration::from_secs(1), ..Default::default() }).await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
     let mut slow = TcpStream::connect(addr).await.unwrap();
     slow.write_all(b"POST /cgi-bin/kf/account/list HTTP/1.1\r\nHo").await.unwrap();
@@ -92,19 +96,8 @@ async fn slow_and_idle_connections_are_closed() {
 /// that reads keeps it.
 #[tokio::test]
 async fn a_client_that_never_reads_its_answers_is_closed() {
-    let svc = Service::new(State::new(Config::default()), Arc::new(SystemClock), Options::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limits = ServeLimits { write_stall: Duration::from_secs(1), ..Default::default() };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with(
-        listener,
-        svc,
-        async move {
-            let _ = rx.await;
-        },
-        limits,
-    ));
+    let (addr, tx, server) =
+        start(ServeLimits { write_stall: Duration::from_secs(1), ..Default::default() }).await;
     // megabytes of answers asked for, none read: far past the socket buffers
     let mut greedy = TcpStream::connect(addr).await.unwrap();
     let requests = b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n".repeat(5000);
@@ -138,23 +131,12 @@ async fn a_client_that_never_reads_its_answers_is_closed() {
 /// period is over.
 #[tokio::test]
 async fn shutdown_is_bounded_whatever_the_clients_do() {
-    let svc = Service::new(State::new(Config::default()), Arc::new(SystemClock), Options::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limits = ServeLimits {
+    let (addr, tx, server) = start(ServeLimits {
         header_read: Duration::from_secs(600),
         shutdown_grace: Duration::from_secs(1),
         ..Default::default()
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with(
-        listener,
-        svc,
-        async move {
-            let _ = rx.await;
-        },
-        limits,
-    ));
+    })
+    .await;
     let mut c = service_util::Client::connect(addr).await;
     let token = c.login().await;
     // a head, then half of the body it announces
