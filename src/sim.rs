@@ -935,16 +935,23 @@ mod tests {
 
     /// Run with natural arrivals removed and these arrival times instead.
     fn run_arrivals(text: &str, at_us: &[u64]) -> Vec<Obs> {
+        run_bounded(text, at_us, MAX_IN_FLIGHT).0
+    }
+
+    /// [`run_arrivals`] with at most `max_in_flight` sessions in flight;
+    /// the observations and how the run ended.
+    fn run_bounded(text: &str, at_us: &[u64], max_in_flight: u64) -> (Vec<Obs>, RunStats) {
         let sc = Scenario::parse(text, "t.toml").unwrap();
         let mut seen = Vec::new();
         let mut obs = |o: Obs| seen.push(o);
         let mut engine = Simulation::new(&sc, &mut obs);
+        engine.max_in_flight = max_in_flight;
         engine.heap.retain(|e| e.kind() != Kind::Arrival);
         for &t in at_us {
             engine.schedule(t, Kind::Arrival, 0, 0);
         }
-        engine.run(&mut |_| true);
-        seen
+        let stats = engine.run(&mut |_| true);
+        (seen, stats)
     }
 
     const ONE_AGENT: &str = r#"
@@ -1014,14 +1021,7 @@ rate = "1/d"
 
     /// The run's end with natural arrivals replaced by `at_us`.
     fn end_with_arrivals(text: &str, at_us: &[u64]) -> u64 {
-        let sc = Scenario::parse(text, "t.toml").unwrap();
-        let mut obs = |_: Obs| {};
-        let mut engine = Simulation::new(&sc, &mut obs);
-        engine.heap.retain(|e| e.kind() != Kind::Arrival);
-        for &t in at_us {
-            engine.schedule(t, Kind::Arrival, 0, 0);
-        }
-        engine.run(&mut |_| true).end_us
+        run_bounded(text, at_us, MAX_IN_FLIGHT).1.end_us
     }
 
     #[test]
@@ -1049,16 +1049,8 @@ rate = "1/d"
     fn past_the_bound_on_sessions_in_flight_arrivals_are_refused() {
         // cap 2, 10 s replies, at most 3 in flight: of five customers a
         // second apart, two are served, one waits and two are refused
-        let sc = Scenario::parse(&ONE_AGENT.replace("slowdown = 1.0", ""), "t.toml").unwrap();
-        let mut seen = Vec::new();
-        let mut obs = |o: Obs| seen.push(o);
-        let mut engine = Simulation::new(&sc, &mut obs);
-        engine.max_in_flight = 3;
-        engine.heap.retain(|e| e.kind() != Kind::Arrival);
-        for t in 0..5 {
-            engine.schedule(t * 1_000_000, Kind::Arrival, 0, 0);
-        }
-        let stats = engine.run(&mut |_| true);
+        let at: Vec<u64> = (0..5).map(|t| t * 1_000_000).collect();
+        let (seen, stats) = run_bounded(&ONE_AGENT.replace("slowdown = 1.0", ""), &at, 3);
         let rejected: Vec<u64> = seen
             .iter()
             .filter_map(|o| if let Obs::Rejected { t, .. } = o { Some(*t) } else { None })
