@@ -154,7 +154,7 @@ impl Level {
     #[cold]
     fn cross(&mut self, t: u64, interval: u64) {
         // the series end with their last interval
-        let t = t.min(MAX_INTERVALS * interval);
+        let t = t.min(MAX_INTERVALS.saturating_mul(interval));
         let (mut from, mut i) = (self.since, self.since_i);
         let mut acc = std::mem::take(&mut self.open);
         loop {
@@ -515,7 +515,7 @@ impl SeriesRecorder {
 
     /// Close every series at `end_us`.
     pub fn finish(mut self, end_us: u64) -> SeriesData {
-        let end = end_us.max(1).min(MAX_INTERVALS * self.interval);
+        let end = end_us.max(1).min(MAX_INTERVALS.saturating_mul(self.interval));
         let n = end.div_ceil(self.interval) as usize;
         self.roll_to(usize::MAX);
         let mut p95 = std::mem::take(&mut self.p95);
