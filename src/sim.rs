@@ -273,7 +273,12 @@ struct Simulation<'a, O: Observer> {
     /// Some group slows down with load (replies in progress are rescaled).
     slowdown: bool,
     duration_us: u64,
+    /// The run stops at the first event after this: the end of `drain`
+    /// while a session is open, the duration (or now, if later) while none
+    /// is (see [`Simulation::release_slot`]).
     stop_at: u64,
+    /// The end of `drain`, if any.
+    drain_end: u64,
     arrived: u64,
     in_flight: u64,
     peak_in_flight: u64,
@@ -371,7 +376,9 @@ impl<'a, O: Observer> Simulation<'a, O> {
             scratch: Vec::new(),
             slowdown: sc.groups.iter().any(|g| g.slowdown != 0.0),
             duration_us: sc.duration_us,
-            stop_at: sc.drain_us.map_or(u64::MAX, |d| sc.duration_us.saturating_add(d)),
+            // no session is open yet
+            stop_at: sc.duration_us,
+            drain_end: sc.drain_us.map_or(u64::MAX, |d| sc.duration_us.saturating_add(d)),
             arrived: 0,
             in_flight: 0,
             peak_in_flight: 0,
@@ -432,13 +439,6 @@ impl<'a, O: Observer> Simulation<'a, O> {
             if ev.t > self.stop_at {
                 break;
             }
-            // After the arrivals, with no session open, nothing left can
-            // change a figure: a superseded timer (an abandonment the
-            // assignment cancelled) or a shift change would only move the
-            // run's end, and with it the series, as far as the timer reached.
-            if ev.t >= self.duration_us && self.in_flight == 0 {
-                break;
-            }
             self.now = ev.t;
             self.events += 1;
             if self.events % PROGRESS_EVERY == 0 {
@@ -485,6 +485,9 @@ impl<'a, O: Observer> Simulation<'a, O> {
     }
 
     fn alloc(&mut self, s: Session) -> u32 {
+        if self.in_flight == 0 {
+            self.stop_at = self.drain_end;
+        }
         self.in_flight += 1;
         self.peak_in_flight = self.peak_in_flight.max(self.in_flight);
         match self.free.pop() {
@@ -504,6 +507,13 @@ impl<'a, O: Observer> Simulation<'a, O> {
 
     fn release_slot(&mut self, sid: u32) {
         self.in_flight -= 1;
+        if self.in_flight == 0 {
+            // After the arrivals, with no session open, nothing left can
+            // change a figure: a superseded timer (an abandonment the
+            // assignment cancelled) or a shift change would only move the
+            // run's end, and with it the series, as far as it reached.
+            self.stop_at = self.stop_at.min(self.now.max(self.duration_us));
+        }
         let s = &mut self.sessions[sid as usize];
         s.gen_ = s.gen_.wrapping_add(1);
         s.phase = Phase::Free;
