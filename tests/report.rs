@@ -111,6 +111,35 @@ fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
     let (stdout, _) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("exact (same sim scenario and seed)"), "{stdout}");
+    // a corrupt summary is refused (exit 2, where), not read as metrics gone (exit 1)
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    for (field, value, expected) in [
+        (
+            "sessions",
+            serde_json::json!("many"),
+            "at `sessions`: invalid type: string \"many\", expected an object",
+        ),
+        ("seed", serde_json::json!(-1), "at `seed`: invalid value: integer `-1`, expected a whole number"),
+        ("run", serde_json::Value::Null, "at `run`: invalid type: null, expected an object"),
+    ] {
+        let mut bad = good.clone();
+        bad[field] = value;
+        let file = dir.join(format!("corrupt-{field}.json"));
+        std::fs::write(&file, bad.to_string()).unwrap();
+        for args in [
+            vec!["compare", file.to_str().unwrap(), b.to_str().unwrap()],
+            vec!["compare", b.to_str().unwrap(), file.to_str().unwrap()],
+        ] {
+            let o = kfsim(&args);
+            let (_, stderr) = text(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{} is not a kfsim summary: {expected}", file.display())),
+                "{stderr}"
+            );
+        }
+    }
 
     // other seeds of the same scenario: judged against seed noise, with a note
     let quick = |name: &str, seed: &str| {
