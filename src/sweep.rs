@@ -151,8 +151,28 @@ pub struct SweepResult {
     pub points: Vec<Point>,
 }
 
-/// The variants of a grid: one list of overrides per point.
-pub fn grid(vary: &[Vary]) -> Vec<Vec<(String, String)>> {
+/// Most points of a sweep's grid (the product of its `--vary` lists): each
+/// is a whole run per replication, and the grid is held in memory.
+pub const MAX_POINTS: usize = 100_000;
+
+/// The variants of a grid: one list of overrides per point. Refused past
+/// [`MAX_POINTS`] and when a path is varied twice.
+pub fn grid(vary: &[Vary]) -> Result<Vec<Vec<(String, String)>>, String> {
+    let mut n: usize = 1;
+    for (i, v) in vary.iter().enumerate() {
+        if let Some(first) = vary[..i].iter().find(|w| w.path == v.path) {
+            return Err(format!(
+                "--vary {}: the parameter is varied twice (also {}={}); give it one list of values",
+                v.path,
+                first.path,
+                first.values.join(",")
+            ));
+        }
+        n = n.saturating_mul(v.values.len());
+    }
+    if n > MAX_POINTS {
+        return Err(format!("--vary: {n} points in the grid; a sweep runs at most {MAX_POINTS}"));
+    }
     let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
     for v in vary {
         points = points
@@ -166,7 +186,28 @@ pub fn grid(vary: &[Vary]) -> Vec<Vec<(String, String)>> {
             })
             .collect();
     }
-    points
+    Ok(points)
+}
+
+/// Refuse a grid two of whose points are the same scenario (a value given
+/// twice, or two spellings of one value: `60/min,1/s`): they would be run
+/// and reported as two points.
+pub fn distinct(grid: &[Vec<(String, String)>], scenarios: &[Scenario]) -> Result<(), String> {
+    let mut seen = std::collections::HashMap::with_capacity(scenarios.len());
+    for (i, sc) in scenarios.iter().enumerate() {
+        // the fingerprint leaves the seed out; a point may vary it
+        if let Some(j) = seen.insert((sc.fingerprint(), sc.seed), i) {
+            let show = |p: &[(String, String)]| {
+                p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            };
+            return Err(format!(
+                "--vary: points `{}` and `{}` are the same scenario; give each value once",
+                show(&grid[j]),
+                show(&grid[i])
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The scenario of one point: the file text with `base_sets` then `params`.
@@ -337,7 +378,7 @@ mod tests {
 
     #[test]
     fn grid_is_the_cartesian_product_first_slowest() {
-        let g = grid(&[Vary::parse("a=1,2").unwrap(), Vary::parse("b=x,y,z").unwrap()]);
+        let g = grid(&[Vary::parse("a=1,2").unwrap(), Vary::parse("b=x,y,z").unwrap()]).unwrap();
         assert_eq!(g.len(), 6);
         assert_eq!(g[0], [("a".into(), "1".into()), ("b".into(), "x".into())]);
         assert_eq!(g[3], [("a".into(), "2".into()), ("b".into(), "x".into())]);

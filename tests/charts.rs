@@ -183,7 +183,7 @@ fn histograms_count_whole_sessions_and_name_what_they_count() {
 fn sweep_charts_zoom_fairness_and_show_minutes() {
     let text = std::fs::read_to_string("scenarios/erlang-c.toml").unwrap();
     let vary = [kfsim::sweep::Vary::parse("agents.kf.count=44..50:2").unwrap()];
-    let grid = kfsim::sweep::grid(&vary);
+    let grid = kfsim::sweep::grid(&vary).unwrap();
     let sets = vec!["duration=6h".to_string()];
     let scenarios: Vec<Scenario> =
         grid.iter().map(|p| kfsim::sweep::variant(&text, "e.toml", &sets, p).unwrap()).collect();

@@ -18,7 +18,7 @@ fn sweep_of_an_erlang_c_scenario_follows_the_theory_curve() {
     // 8 replications of 5 days (~70 000 sessions) per point.
     let sets = vec!["duration=5d".to_string(), "warmup=6h".to_string()];
     let vary = [Vary::parse("agents.kf.count=44..48:2").unwrap()];
-    let grid = sweep::grid(&vary);
+    let grid = sweep::grid(&vary).unwrap();
     let scenarios: Vec<Scenario> =
         grid.iter().map(|p| sweep::variant(ERLANG_C, "erlang-c.toml", &sets, p).unwrap()).collect();
     let runs = sweep::run(&scenarios, 8, true);
@@ -86,7 +86,7 @@ fn replications_differ_and_repeat() {
 
 #[test]
 fn parallel_and_serial_give_the_same_numbers() {
-    let grid = sweep::grid(&[Vary::parse("agents.kf.count=43..46").unwrap()]);
+    let grid = sweep::grid(&[Vary::parse("agents.kf.count=43..46").unwrap()]).unwrap();
     let scenarios: Vec<Scenario> = grid
         .iter()
         .map(|p| sweep::variant(ERLANG_C, "e.toml", &["duration=6h".to_string()], p).unwrap())
@@ -262,7 +262,7 @@ fn sweeping_the_bots_share_follows_erlang_c_of_what_is_left() {
         "agents.kf.count=28".into(),
     ];
     let vary = [Vary::parse("account.kf.bot.resolve=0.35,0.45").unwrap()];
-    let grid = sweep::grid(&vary);
+    let grid = sweep::grid(&vary).unwrap();
     let scenarios: Vec<Scenario> =
         grid.iter().map(|p| sweep::variant(ERLANG_C, "erlang-c.toml", &sets, p).unwrap()).collect();
     let runs = sweep::run(&scenarios, 8, true);
@@ -301,4 +301,46 @@ fn a_bot_lowers_the_staffing_plan_to_erlang_c_of_what_is_left() {
     let erlang = rec.erlang.expect("theory applies behind a bot");
     assert!(erlang < 46, "46 agents without the bot; {erlang} with it");
     assert_eq!(rec.at.value, erlang, "{rec:#?}");
+}
+
+#[test]
+fn grids_and_intervals_that_cannot_be_meant_are_refused() {
+    let sweep = |vary: &[&'static str]| {
+        let mut args = vec!["sweep", "scenarios/erlang-c.toml"];
+        for v in vary {
+            args.extend(["--vary", v]);
+        }
+        args
+    };
+    let plan = |every: &'static str| {
+        let target = ["--target", "service_level>=0.8", "--vary", "agents.kf.count"];
+        [&["plan", "scenarios/erlang-c.toml"][..], &target, &["--per-interval", every]].concat()
+    };
+    let cases = [
+        (
+            sweep(&["agents.kf.count=44,45", "agents.kf.count=46"]),
+            "--vary agents.kf.count: the parameter is varied twice (also agents.kf.count=44,45)",
+        ),
+        (
+            sweep(&["agents.kf.count=44,45,44"]),
+            "points `agents.kf.count=44` and `agents.kf.count=44` are the same scenario",
+        ),
+        // two spellings of one rate are one scenario too
+        (
+            sweep(&["entry.web.rate=60/min,1/s"]),
+            "points `entry.web.rate=60/min` and `entry.web.rate=1/s` are the same scenario",
+        ),
+        (
+            sweep(&["agents.kf.count=1..1000", "seed=1..1000"]),
+            "--vary: 1000000 points in the grid; a sweep runs at most 100000",
+        ),
+        (plan("1us"), "--per-interval 1us cuts the scenario (1d) into 86400000000 intervals; at most 2016"),
+        (plan("1000d"), "--per-interval 1000d is longer than the scenario (1d)"),
+    ];
+    for (args, want) in cases {
+        let o = Command::new(env!("CARGO_BIN_EXE_kfsim")).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr:?} should say {want:?}");
+    }
 }

@@ -91,11 +91,12 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
     let base = Scenario::parse_with(&text, &file, &args.scenario.sets)?;
     crate::gate::bind(&base)?;
     let vary = args.vary.iter().map(|v| Vary::parse(v).map_err(ArgError)).collect::<Result<Vec<_>, _>>()?;
-    let grid = sweep::grid(&vary);
+    let grid = sweep::grid(&vary).map_err(ArgError)?;
     let scenarios = grid
         .iter()
         .map(|params| sweep::variant(&text, &file, &args.scenario.sets, params))
         .collect::<Result<Vec<_>, _>>()?;
+    sweep::distinct(&grid, &scenarios).map_err(ArgError)?;
     let out = args.out.clone().unwrap_or_else(|| default_out_dir(&format!("{}-sweep", base.name)));
     let shard = args.shard.resolve()?;
     let r = args.replications;
@@ -147,7 +148,7 @@ pub(super) fn merge_sweep(shards: &[ShardFile], out: &std::path::Path) -> anyhow
     let part = f.sweep.as_ref().ok_or_else(|| crate::merge::Refused("not a sweep".into()))?;
     let base = f.source.scenario()?;
     let vary = part.vary.iter().map(|v| Vary::parse(v).map_err(ArgError)).collect::<Result<Vec<_>, _>>()?;
-    let grid = sweep::grid(&vary);
+    let grid = sweep::grid(&vary).map_err(ArgError)?;
     let scenarios = grid
         .iter()
         .map(|params| sweep::variant(&f.source.text, &f.source.file, &f.source.sets, params))
@@ -339,6 +340,21 @@ fn plan_with(
             if step == 0 {
                 return Err(ArgError("--per-interval must be longer than 0s".into()).into());
             }
+            let day = crate::scenario::units::format_duration(base.duration_us);
+            if step > base.duration_us {
+                return Err(ArgError(format!(
+                    "--per-interval {iv} is longer than the scenario ({day}); leave it out for one recommendation over the whole run"
+                ))
+                .into());
+            }
+            // each interval is a search of its own, of several runs
+            let n = base.duration_us.div_ceil(step);
+            if n > MAX_PLAN_INTERVALS {
+                return Err(ArgError(format!(
+                    "--per-interval {iv} cuts the scenario ({day}) into {n} intervals; at most {MAX_PLAN_INTERVALS}"
+                ))
+                .into());
+            }
             let user_sets = sets.to_vec();
             report.per_interval = per_interval(&mut stdout, &base, step, &targets, runner, |sets| {
                 problem([user_sets.clone(), sets].concat())
@@ -456,6 +472,9 @@ fn print_unreachable(w: &mut dyn Write, u: &Unreachable) -> anyhow::Result<()> {
 
 /// The intraday staffing table: each interval of the profile sized as if
 /// its mean rate held steadily (the stationary approximation planners use).
+/// Most intervals of `plan --per-interval`: a week in 5-minute intervals.
+const MAX_PLAN_INTERVALS: u64 = 2016;
+
 fn per_interval<'a>(
     w: &mut dyn Write,
     base: &Scenario,
