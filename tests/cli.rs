@@ -68,7 +68,7 @@ fn seed_and_set_override_the_file() {
 
 #[test]
 fn invalid_input_exits_2_with_a_message() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["run", "scenarios/quickstart.toml", "--set", "agents.night.count=3"],
             "no [[agents]] named \"night\"",
@@ -77,6 +77,16 @@ fn invalid_input_exits_2_with_a_message() {
         (&["run", "scenarios/quickstart.toml", "--set", "seed"], "expected KEY=VALUE"),
         (&["run", "does/not/exist.toml"], "does/not/exist.toml"),
         (&["run"], "SCENARIO"),
+        // live-only flags are not ignored by the simulator
+        (
+            &["run", "scenarios/quickstart.toml", "--time-scale", "0"],
+            "--time-scale is for the live engine; the simulator runs in virtual time",
+        ),
+        (
+            &["run", "scenarios/quickstart.toml", "--target", "http://127.0.0.1:1"],
+            "--target is for the live engine",
+        ),
+        (&["run", "scenarios/quickstart.toml", "--start-at", "0"], "--start-at is for the live engine"),
     ];
     for (args, want) in cases {
         let o = kfsim(args);

@@ -198,6 +198,26 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         )
         .into());
     }
+    if args.middleware.middleware.is_some() && args.engine != Engine::Live {
+        return Err(
+            ArgError("--middleware drives a middleware in real time: add --engine live".into()).into()
+        );
+    }
+    if args.engine != Engine::Live {
+        // a flag the run would ignore is a mistake in the command, not a wish
+        let live_only = [
+            ("--time-scale", args.time_scale.is_some()),
+            ("--target", args.target.is_some()),
+            ("--start-at", args.start_at.is_some()),
+            ("--barrier", args.barrier.is_some()),
+        ];
+        if let Some((flag, _)) = live_only.iter().find(|(_, given)| *given) {
+            return Err(ArgError(format!(
+                "{flag} is for the live engine; the simulator runs in virtual time: add --engine live"
+            ))
+            .into());
+        }
+    }
     let gates = if args.result.no_gates {
         // gates that are not checked cannot make the run invalid: say what is wrong and go on
         if let Err(e) = gate::bind(&sc) {
@@ -221,11 +241,6 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
     };
-    if args.middleware.middleware.is_some() && args.engine != Engine::Live {
-        return Err(
-            ArgError("--middleware drives a middleware in real time: add --engine live".into()).into()
-        );
-    }
     let (run, state) = match args.engine {
         Engine::Sim => {
             let (run, state) = simulate_interactive(&sc, args.result.quiet);
