@@ -199,8 +199,7 @@ fn progress_bar(sc: &Scenario, quiet: bool) -> (ProgressBar, impl FnMut(&Progres
 
 /// `reports/NAME-YYYYMMDD-HHMMSS`, made unique.
 pub(crate) fn default_out_dir(name: &str) -> PathBuf {
-    let safe: String =
-        name.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let safe = folder_name(name);
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let base = format!("{safe}-{}", utc_stamp(secs));
     let mut dir = Path::new("reports").join(&base);
@@ -210,6 +209,24 @@ pub(crate) fn default_out_dir(name: &str) -> PathBuf {
         n += 1;
     }
     dir
+}
+
+/// Most bytes of a scenario's name in a folder's name: file systems take
+/// 255 bytes, and the stamp and a suffix come after it.
+const NAME_BYTES: usize = 96;
+
+/// The scenario's name as a folder name: no separators or dots, and short
+/// enough for any file system (a name is free text, 一个中文名 too).
+fn folder_name(name: &str) -> String {
+    let mut safe = String::new();
+    for c in name.chars() {
+        let c = if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '-' };
+        if safe.len() + c.len_utf8() > NAME_BYTES {
+            break;
+        }
+        safe.push(c);
+    }
+    safe
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC, from seconds since the epoch.
@@ -256,5 +273,20 @@ mod tests {
         assert_eq!(utc_stamp(1_795_636_800), "20261125-200000");
         assert_eq!(utc_stamp(951_782_400), "20000229-000000");
         assert_eq!(iso_stamp(1_795_636_800), "2026-11-25T20:00:00");
+    }
+
+    #[test]
+    fn any_scenario_name_makes_a_folder_name() {
+        assert_eq!(folder_name("peak day/v2.1"), "peak-day-v2-1");
+        assert_eq!(folder_name("../etc"), "---etc");
+        assert_eq!(folder_name(&"x".repeat(300)), "x".repeat(NAME_BYTES));
+        // cut at a character, never inside one
+        assert_eq!(
+            folder_name(&"双十一".repeat(100)),
+            "双十一".repeat(100).chars().take(32).collect::<String>()
+        );
+        let dir = std::env::temp_dir().join(format!("{}-20261203-120000-2", folder_name(&"名".repeat(200))));
+        std::fs::create_dir(&dir).expect("the longest name is a valid folder name");
+        std::fs::remove_dir(&dir).unwrap();
     }
 }
