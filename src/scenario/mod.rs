@@ -380,17 +380,30 @@ impl Scenario {
 pub fn read_file(path: &Path) -> Result<String, ScenarioError> {
     use std::io::Read;
     let io = |error| ScenarioError::Io { path: path.display().to_string(), error };
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     // a pipe or a device has no size to check first: read one byte more
     // than allowed and see
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
-        .map_err(io)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
+    std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)).map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         let message = format!("larger than {} MiB: not a scenario", MAX_FILE_BYTES >> 20);
         return Err(io(std::io::Error::other(message)));
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|e| not_utf8(&path.display().to_string(), e))
+}
+
+/// Where a file stops being UTF-8, shown like any other error.
+fn not_utf8(file: &str, e: std::string::FromUtf8Error) -> ScenarioError {
+    let at = e.utf8_error().valid_up_to();
+    let bad = e.as_bytes()[at];
+    // what comes before is text; the rest is shown with U+FFFD for what is not
+    let text = String::from_utf8_lossy(e.as_bytes());
+    let message = format!("byte 0x{bad:02X} is not UTF-8: a scenario is UTF-8 text (save the file as UTF-8)");
+    ScenarioError::Invalid(Box::new(Diagnostic::new(
+        file,
+        &text,
+        Some(at..at + '\u{fffd}'.len_utf8()),
+        message,
+    )))
 }
 
 fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
