@@ -354,7 +354,14 @@ pub async fn serve_with(
     }
     let app = front::Front::new(svc.clone());
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read);
+    // A client may shut down its write half once its request is sent (`nc
+    // -N`, some load tools): without `half_close`, hyper took an end of
+    // input that came before the answer for a client gone, and dropped the
+    // answer. An end of input before a whole head still closes at once, and
+    // the header-read timeout still bounds a head that never ends. The
+    // cost: a client that vanishes mid-request is noticed when its answer
+    // is written (a long-poll waits at most 60 s).
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read).half_close(true);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
