@@ -516,6 +516,72 @@ async fn bad_input_gets_wecom_errors_never_a_500() {
     server.stop().await.unwrap();
 }
 
+/// serde's messages for a value of the wrong type named the Rust type
+/// being read (`expected struct SyncMsg`, `expected u32`). Every endpoint
+/// says what it expected in JSON's words, with serde's line and column,
+/// under 47001.
+#[tokio::test]
+async fn a_wrong_type_is_worded_in_json_terms() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let cases: [(&str, &[u8], &str); 12] = [
+        ("/cgi-bin/kf/sync_msg", b"5", "expected a JSON object at line 1 column 1"),
+        ("/cgi-bin/kf/account/add", br#"{"name": 5}"#, "invalid type: the number 5, expected a string"),
+        ("/cgi-bin/kf/account/list", br#"{"limit": "10"}"#, "expected an integer"),
+        ("/cgi-bin/kf/sync_msg", br#"{"open_kfid": ["x"]}"#, "invalid type: a JSON array, expected a string"),
+        (
+            "/cgi-bin/kf/send_msg",
+            br#"{"touser": "wm1", "msgtype": "text", "text": "x"}"#,
+            "expected a JSON object",
+        ),
+        (
+            "/cgi-bin/kf/send_msg",
+            br#"{"msgtype": "location", "location": {"latitude": "x"}}"#,
+            "expected a number",
+        ),
+        (
+            "/cgi-bin/kf/servicer/add",
+            br#"{"max_concurrent": -1}"#,
+            "expected an integer from 0 to 4294967295",
+        ),
+        ("/cgi-bin/kf/servicer/add", br#"{"userid_list": "s1"}"#, "expected a JSON array"),
+        ("/cgi-bin/kf/account/add", br#"{"reception_rule": {"api_managed": 1}}"#, "expected true or false"),
+        ("/sim/customer/open_channel", br#"{"queue_cap": true}"#, "invalid type: true, expected an integer"),
+        (
+            "/sim/customer/pull",
+            br#"{"timeout_ms": 1.5}"#,
+            "invalid type: the number 1.5, expected an integer",
+        ),
+        (
+            "/sim/servicer/set_status",
+            br#"{"status": {}}"#,
+            "invalid type: a JSON object, expected an integer",
+        ),
+    ];
+    // words of Rust, not of JSON
+    let rust = ["struct", "enum", "u32", "i64", "u64", "f64", "String", "Vec", "Option", "sequence", "map"];
+    for (path, body, want) in cases {
+        let (_, bytes) = c.raw("POST", path, body.to_vec()).await;
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let msg = v["errmsg"].as_str().unwrap();
+        assert_eq!(code(&v), 47001, "{path}: {v}");
+        assert!(msg.starts_with("Warning: wrong json format."), "{path}: {msg}");
+        assert!(msg.contains(want), "{path}: {msg:?} lacks {want:?}");
+        assert!(msg.contains(" at line 1 column "), "{path}: {msg}");
+        for word in rust {
+            assert!(!msg.contains(word), "{path}: {msg:?} says {word:?}");
+        }
+    }
+    // a batch action's own error too
+    let bad = json!({"type": "message", "customer": "c1", "open_kfid": kf, "msgtype": "text", "text": {"content": 5}});
+    let v = c.ok("/sim/customer/batch", json!({"channel_id": ch, "actions": [bad]})).await;
+    let r = &v["results"][0];
+    assert_eq!(code(r), 47001, "{v}");
+    assert!(r["errmsg"].as_str().unwrap().contains("invalid type: the number 5, expected a string"), "{v}");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn oversized_bodies_unknown_paths_and_wrong_methods() {
     let (server, mut c) = logged_in().await;

@@ -144,14 +144,94 @@ pub(super) fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Resu
     .map_err(json_error)
 }
 
-/// The WeCom error for a serde_json error.
+/// The WeCom error for a serde_json error. serde words what it expected
+/// after the Rust type it was reading into (`struct SyncMsg`, `u32`): that
+/// tells a client nothing it can act on and shows the service's insides,
+/// so a wrong type is said in JSON's words, at serde's line and column.
 pub(super) fn json_error(e: serde_json::Error) -> ApiError {
     let text = e.to_string();
-    if e.is_data() && text.starts_with("missing field") {
+    if !e.is_data() {
+        // syntax: serde's words are JSON's already
+        return ApiError::bad_json(text);
+    }
+    if text.starts_with("missing field") {
         let field = text.split('`').nth(1).unwrap_or("?");
         return ApiError::missing(field);
     }
-    ApiError::bad_json(text)
+    let at =
+        if e.line() == 0 { String::new() } else { format!(" at line {} column {}", e.line(), e.column()) };
+    let what = text.strip_suffix(at.as_str()).unwrap_or(&text);
+    ApiError::bad_json(format!("{}{at}", in_json_terms(what)))
+}
+
+/// serde's message for a value of the wrong type, in JSON's words.
+fn in_json_terms(what: &str) -> Cow<'_, str> {
+    for kind in ["invalid type: ", "invalid value: "] {
+        // the expectation is serde's own and never holds ", expected "
+        if let Some((got, expected)) = what.strip_prefix(kind).and_then(|r| r.rsplit_once(", expected ")) {
+            return format!("{kind}{}, expected {}", json_value(got), json_expected(expected)).into();
+        }
+    }
+    if let Some((len, expected)) =
+        what.strip_prefix("invalid length ").and_then(|r| r.split_once(", expected "))
+    {
+        return format!("invalid length {len}, expected {}", json_expected(expected)).into();
+    }
+    for kind in ["unknown field `", "unknown variant `"] {
+        // the client's own word, which may be a megabyte long
+        if let Some((word, rest)) = what.strip_prefix(kind).and_then(|r| r.split_once('`'))
+            && word.len() > 64
+        {
+            let cut = (0..=64).rev().find(|&i| word.is_char_boundary(i)).unwrap_or(0);
+            return format!("{kind}{}…`{rest}", &word[..cut]).into();
+        }
+    }
+    Cow::Borrowed(what)
+}
+
+/// What serde found (`serde::de::Unexpected` as written), as JSON: a
+/// string is not repeated, it may be a megabyte long.
+fn json_value(got: &str) -> Cow<'_, str> {
+    if let Some(n) = got.strip_prefix("integer `").or_else(|| got.strip_prefix("floating point `")) {
+        return format!("the number {}", n.trim_end_matches('`')).into();
+    }
+    Cow::Borrowed(match got {
+        "boolean `true`" => "true",
+        "boolean `false`" => "false",
+        "unit value" | "Option value" => "null",
+        "sequence" => "a JSON array",
+        "map" => "a JSON object",
+        g if g.starts_with("string ") => "a string",
+        _ => "a value of another type",
+    })
+}
+
+/// What serde expected (a `Visitor`'s `expecting`, mostly a Rust type),
+/// as JSON.
+fn json_expected(expected: &str) -> Cow<'static, str> {
+    fn ints(min: i128, max: u128) -> Cow<'static, str> {
+        format!("an integer from {min} to {max}").into()
+    }
+    Cow::Borrowed(match expected {
+        "u8" => return ints(0, u8::MAX.into()),
+        "u16" => return ints(0, u16::MAX.into()),
+        "u32" => return ints(0, u32::MAX.into()),
+        "u64" | "usize" => return ints(0, u64::MAX.into()),
+        "i8" => return ints(i8::MIN.into(), i8::MAX as u128),
+        "i16" => return ints(i16::MIN.into(), i16::MAX as u128),
+        "i32" => return ints(i32::MIN.into(), i32::MAX as u128),
+        "i64" | "isize" => return ints(i64::MIN.into(), i64::MAX as u128),
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a string" | "a borrowed string" | "a character" => "a string",
+        "unit" => "null",
+        "any valid JSON value" => "any JSON value",
+        e if e.starts_with("struct ") || e == "a map" => "a JSON object",
+        e if e == "a sequence" || e.starts_with("a tuple") || e.starts_with("tuple") => "a JSON array",
+        e if e.starts_with("enum ") => "one of the documented values",
+        // never a name from the code
+        _ => "a value of another type",
+    })
 }
 
 /// Parse a batch action like [`parse_json`].
@@ -263,5 +343,75 @@ mod tests {
         assert_eq!(e.code, code::INVALID_PARAM);
         assert!(e.msg.contains("open_kfid"), "{e}");
         assert!(parse_json::<R>(b"  ").is_err(), "an empty body is {{}}");
+    }
+
+    /// serde words its expectations after the Rust type being read; a
+    /// client reads JSON's words, with the position serde gave.
+    #[test]
+    fn wrong_types_are_worded_in_json_terms() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Inner {
+            content: String,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        #[serde(deny_unknown_fields)]
+        struct R {
+            cap: Option<u32>,
+            limit: Option<i64>,
+            on: Option<bool>,
+            at: Option<f64>,
+            list: Option<Vec<String>>,
+            text: Option<Inner>,
+            name: Option<String>,
+        }
+        let msg = |body: &str| {
+            let e = parse_json::<R>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code, code::BAD_JSON, "{body}: {e}");
+            e.msg.strip_prefix("Warning: wrong json format. ").unwrap_or_else(|| panic!("{e}")).to_owned()
+        };
+        for (body, want) in [
+            ("7", "invalid type: the number 7, expected a JSON object at line 1 column 1"),
+            (
+                r#"{"cap": -1}"#,
+                "invalid value: the number -1, expected an integer from 0 to 4294967295 at line 1 column 10",
+            ),
+            (
+                r#"{"limit": "9"}"#,
+                "invalid type: a string, expected an integer from -9223372036854775808 to 9223372036854775807 at line 1 column 13",
+            ),
+            (
+                r#"{"limit": 1.5}"#,
+                "invalid type: the number 1.5, expected an integer from -9223372036854775808 to 9223372036854775807 at line 1 column 13",
+            ),
+            (r#"{"on": 1}"#, "invalid type: the number 1, expected true or false at line 1 column 8"),
+            (r#"{"at": null}"#, ""),
+            (r#"{"at": "x"}"#, "invalid type: a string, expected a number at line 1 column 10"),
+            (r#"{"list": {}}"#, "invalid type: a JSON object, expected a JSON array at line 1 column 9"),
+            (r#"{"text": 5}"#, "invalid type: the number 5, expected a JSON object at line 1 column 10"),
+            (r#"{"text": {"content": true}}"#, "invalid type: true, expected a string at line 1 column 25"),
+            (
+                r#"{"name": null, "text": "x"}"#,
+                "invalid type: a string, expected a JSON object at line 1 column 26",
+            ),
+        ] {
+            if want.is_empty() {
+                assert!(parse_json::<R>(body.as_bytes()).is_ok(), "null is an absent option");
+                continue;
+            }
+            assert_eq!(msg(body), want, "{body}");
+        }
+        // a string in the message is not echoed, however long
+        let long = format!(r#"{{"cap": "{}"}}"#, "x".repeat(10_000));
+        assert!(msg(&long).len() < 120, "{}", msg(&long));
+        // nor a field name past 64 bytes
+        let unknown = msg(&format!(r#"{{"{}": 1}}"#, "y".repeat(10_000)));
+        assert!(
+            unknown.starts_with(&format!("unknown field `{}…`, expected one of `cap`", "y".repeat(64))),
+            "{unknown}"
+        );
+        // syntax errors had no Rust in them and keep serde's words
+        assert_eq!(msg("{"), "EOF while parsing an object at line 1 column 1");
     }
 }
