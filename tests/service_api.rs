@@ -582,6 +582,60 @@ async fn a_wrong_type_is_worded_in_json_terms() {
     server.stop().await.unwrap();
 }
 
+/// serde reads a struct from an array by position, so `["name", "media"]`
+/// made an account. WeCom answers 47001 to a body that is not an object;
+/// so does every endpoint, and a batch refuses an action that is not an
+/// object, alone. An empty body is still `{}`.
+#[tokio::test]
+async fn a_body_or_an_action_that_is_not_an_object_is_refused() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let pull = format!(r#"["{ch}", "", "", 10, 0]"#);
+    let cases: [(&str, &[u8]); 8] = [
+        ("/cgi-bin/kf/account/add", br#"["positional", "m"]"#),
+        ("/cgi-bin/kf/account/list", b"[0, 10]"),
+        ("/cgi-bin/kf/account/list", b"  \n [0, 10]"),
+        ("/cgi-bin/kf/sync_msg", br#"["", "", 10, 0, ""]"#),
+        ("/sim/customer/pull", pull.as_bytes()),
+        ("/sim/customer/close_channel", b"[]"),
+        ("/sim/customer/batch", b"[]"),
+        ("/cgi-bin/kf/account/list", b"\"x\""),
+    ];
+    for (path, body) in cases {
+        let (status, bytes) = c.raw("POST", path, body.to_vec()).await;
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!((status, code(&v)), (200, 47001), "{path} {:?}: {v}", String::from_utf8_lossy(body));
+        assert!(v["errmsg"].as_str().unwrap().contains("expected a JSON object"), "{path}: {v}");
+    }
+    let (_, list) = c.get("/cgi-bin/kf/account/list").await;
+    assert_eq!(list["account_list"].as_array().unwrap().len(), 1, "no account was made: {list}");
+    // the channel was not closed by `[]`
+    c.ok("/sim/customer/pull", json!({"channel_id": ch})).await;
+    for empty in [&b""[..], b" \r\n\t"] {
+        let (_, bytes) = c.raw("POST", "/cgi-bin/kf/account/list", empty.to_vec()).await;
+        assert_eq!(code(&serde_json::from_slice(&bytes).unwrap()), 0, "an empty body is {{}}");
+    }
+    // an action by position, alone and among well-formed ones
+    let mut positional = json!(["message", "c9", kf, "", "", "p1", "text", {"content": "by position"}]);
+    positional.as_array_mut().unwrap().extend(std::iter::repeat_n(Value::Null, 9));
+    for actions in [json!([positional.clone()]), json!([say("c1", &kf, "1", "ok"), positional, 5])] {
+        let v = c.ok("/sim/customer/batch", json!({"channel_id": ch, "actions": actions})).await;
+        let results = v["results"].as_array().unwrap();
+        let refused: Vec<&Value> = results.iter().filter(|r| code(r) != 0).collect();
+        assert_eq!(refused.len(), actions.as_array().unwrap().len().min(2), "{v}");
+        for r in refused {
+            assert_eq!(code(r), 47001, "{v}");
+            assert!(r["errmsg"].as_str().unwrap().contains("expected a JSON object"), "{v}");
+        }
+    }
+    let mut by_position = json!(["end", "s1", kf, "wmnobody"]);
+    by_position.as_array_mut().unwrap().extend(std::iter::repeat_n(Value::Null, 15));
+    let v = c.ok("/sim/servicer/batch", json!({"actions": [by_position]})).await;
+    assert_eq!(code(&v["results"][0]), 47001, "{v}");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn oversized_bodies_unknown_paths_and_wrong_methods() {
     let (server, mut c) = logged_in().await;

@@ -21,7 +21,9 @@ use serde_json::value::RawValue;
 use super::Service;
 use super::errors::{ApiError, code};
 use super::faults::Caller;
-use super::http::{call, error, from_raw, long_poll, ok, parse_json, poll_args, query_param, read_body};
+use super::http::{
+    Object, call, error, from_raw, long_poll, ok, parse_json, poll_args, query_param, read_body,
+};
 use super::model::{Numbered, Sender, with_content};
 use super::session::{CustomerAck, Pulled};
 use super::state::State;
@@ -180,7 +182,7 @@ fn customer_act(st: &mut State, ch: u32, mut a: CustomerAction, now: u64) -> Res
 ///
 /// The body is read in one pass into `A`s; only if that fails is it read
 /// again with each action kept raw and read apart, so that a malformed
-/// action is refused alone. Raw first and then each action cost a second
+/// action, or one that is not an object, is refused alone. Raw first and then each action cost a second
 /// scan of every action, 3 000 instructions of a one-message batch.
 async fn run_batch<A: DeserializeOwned, T: Serialize>(
     svc: Service,
@@ -199,8 +201,9 @@ async fn run_batch<A: DeserializeOwned, T: Serialize>(
         Ok(bytes) => bytes,
         Err(e) => return error(e),
     };
-    let (channel_id, actions): (String, Vec<Result<A, ApiError>>) = match parse_json::<Batch<A>>(&bytes) {
-        Ok(b) => (b.channel_id, b.actions.into_iter().map(Ok).collect()),
+    let parsed = parse_json::<Batch<Object<A>>>(&bytes);
+    let (channel_id, actions): (String, Vec<Result<A, ApiError>>) = match parsed {
+        Ok(b) => (b.channel_id, b.actions.into_iter().map(|Object(a)| Ok(a)).collect()),
         Err(_) => match parse_json::<Batch<&RawValue>>(&bytes) {
             Ok(b) => (b.channel_id, b.actions.into_iter().map(from_raw).collect()),
             Err(e) => return error(e),

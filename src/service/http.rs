@@ -129,19 +129,57 @@ pub(super) async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Re
     })
 }
 
-/// Parse a JSON body: syntax errors and wrong types are 47001 ("Warning:
-/// wrong json format."), a missing required field 40058. An empty body is
-/// `{}`.
+/// Parse a JSON body: syntax errors, wrong types and a body that is not an
+/// object are 47001 ("Warning: wrong json format."), a missing required
+/// field 40058. An empty body is `{}`.
 pub(super) fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
-    // checked as UTF-8 once, then read as text: from bytes, serde_json
-    // checks each string it copies (a twentieth of a customer message);
-    // a body that is not UTF-8 gets serde_json's own error from bytes
-    match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(bytes),
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_str("{}").map_err(json_error);
     }
-    .map_err(json_error)
+    object_only(bytes, || {
+        // checked as UTF-8 once, then read as text: from bytes, serde_json
+        // checks each string it copies (a twentieth of a customer message);
+        // a body that is not UTF-8 gets serde_json's own error from bytes
+        match std::str::from_utf8(bytes) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(bytes),
+        }
+        .map_err(json_error)
+    })
+}
+
+/// `read` the JSON value in `bytes` if it is an object. serde reads a
+/// struct from an array as well, by position (WeCom answers 47001): the
+/// first byte tells, without a second parse on the hot path. Anything else
+/// serde refuses itself (no JSON, or no struct); should `T` take it, it is
+/// refused all the same.
+fn object_only<T>(bytes: &[u8], read: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    let Some(start) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else { return read() };
+    match bytes[start] {
+        b'{' => read(),
+        b'[' => Err(not_an_object(bytes, start)),
+        _ => read().and_then(|_| Err(not_an_object(bytes, start))),
+    }
+}
+
+/// 47001 for the JSON value at `bytes[start]`, which is not an object, at
+/// the place serde gives a value of the wrong type (line, and the bytes
+/// before it on that line).
+fn not_an_object(bytes: &[u8], start: usize) -> ApiError {
+    let found = match bytes[start] {
+        b'[' => "a JSON array",
+        b'"' => "a string",
+        b't' => "true",
+        b'f' => "false",
+        b'n' => "null",
+        _ => "a number",
+    };
+    let before = &bytes[..start];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let column = start - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    ApiError::bad_json(format!(
+        "invalid type: {found}, expected a JSON object at line {line} column {column}"
+    ))
 }
 
 /// The WeCom error for a serde_json error. serde words what it expected
@@ -236,7 +274,46 @@ fn json_expected(expected: &str) -> Cow<'static, str> {
 
 /// Parse a batch action like [`parse_json`].
 pub(super) fn from_raw<T: DeserializeOwned>(v: &serde_json::value::RawValue) -> Result<T, ApiError> {
-    serde_json::from_str(v.get()).map_err(json_error)
+    let text = v.get();
+    object_only(text.as_bytes(), || serde_json::from_str(text).map_err(json_error))
+}
+
+/// A `T` read from a JSON object only, for the items of a list (the batch
+/// actions read in one pass): serde reads a struct from an array too, by
+/// position. `T` is a derived struct, which asks for a struct.
+pub(super) struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(AsMap(d)).map(Object)
+    }
+}
+
+/// A deserializer that reads a struct as a map: serde_json reads a map
+/// from an object only. As fast as the struct read: it is the same one,
+/// less its array branch.
+struct AsMap<D>(D);
+
+impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for AsMap<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_any(v)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(v)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
 }
 
 /// Run a POST endpoint: read and parse the body, check the access_token,
@@ -413,5 +490,38 @@ mod tests {
         );
         // syntax errors had no Rust in them and keep serde's words
         assert_eq!(msg("{"), "EOF while parsing an object at line 1 column 1");
+    }
+
+    /// serde reads a struct from an array by position; a body or an action
+    /// must be an object, as WeCom requires.
+    #[test]
+    fn only_an_object_is_a_request() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct R {
+            #[serde(default)]
+            open_kfid: String,
+        }
+        for body in ["[]", r#"["wk1"]"#, " \n\t[\"wk1\"]", "[1", "5", "\"x\"", "null", "true"] {
+            let e = parse_json::<R>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code, code::BAD_JSON, "{body}: {e}");
+            if body != "[1" {
+                assert!(e.msg.contains("expected a JSON object at line "), "{body}: {e}");
+            }
+            let raw = serde_json::value::RawValue::from_string(body.trim().to_owned());
+            if let Ok(raw) = raw {
+                assert_eq!(from_raw::<R>(&raw).unwrap_err().code, code::BAD_JSON, "{body}");
+            }
+        }
+        let e = parse_json::<R>(b"\n  [\"wk1\"]").unwrap_err();
+        // serde's place for a value of the wrong type: the bytes before it on its line
+        assert!(
+            e.msg.ends_with("invalid type: a JSON array, expected a JSON object at line 2 column 2"),
+            "{e}"
+        );
+        assert_eq!(parse_json::<R>(br#" {"open_kfid": "wk1"}"#).unwrap().open_kfid, "wk1");
+        assert_eq!(parse_json::<R>(b" \r\n").unwrap().open_kfid, "", "an empty body is {{}}");
+        let raw = serde_json::value::RawValue::from_string(r#"{"open_kfid": "wk2"}"#.to_owned()).unwrap();
+        assert_eq!(from_raw::<R>(&raw).unwrap().open_kfid, "wk2");
     }
 }
