@@ -334,6 +334,35 @@ async fn a_channel_nobody_uses_expires_and_frees_its_sessions() {
     server.stop().await.unwrap();
 }
 
+/// Found by probing with hostile clients: a pull refused a cursor by
+/// writing it back in the errmsg, however long (up to the 1 MiB body), and
+/// took cursors the service never gives (`c+1`). Both pulls refuse such a
+/// cursor with 40058, as `sync_msg` does, in a few words of their own.
+#[tokio::test]
+async fn pulls_refuse_cursors_they_never_gave_without_echoing_them() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let kf = account(&mut c, "kf", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    batch(&mut c, &ch, vec![say("a", &kf, "1", "x")]).await;
+    let long = format!("c{}", "f".repeat(500_000));
+    for cursor in ["c+1", "c01", long.as_str()] {
+        for (path, queue) in [
+            ("/sim/customer/pull", json!({"channel_id": ch})),
+            ("/sim/servicer/pull", json!({"servicer_userid": "s1"})),
+        ] {
+            let mut body = queue;
+            body["cursor"] = json!(cursor);
+            let v = c.post(path, body).await;
+            let msg = v["errmsg"].as_str().unwrap();
+            assert_eq!(v["errcode"], 40058, "{path} {cursor:.20}: {msg:.200}");
+            assert!(msg.contains("cursor") && msg.len() < 120 && !msg.contains(cursor), "{path}: {msg:.200}");
+        }
+    }
+    server.stop().await.unwrap();
+}
+
 /// Issue 17, item 10: two accounts with one name made duplicate series
 /// in `/metrics`. Each account's series carry its open_kfid.
 #[tokio::test]

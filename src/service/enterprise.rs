@@ -175,10 +175,8 @@ impl State {
             c if prefix.is_empty() => (!c.starts_with(CORP_CURSOR)).then_some(c),
             c => c.strip_prefix(prefix).filter(|rest| !rest.is_empty()),
         };
-        let seq = own
-            .and_then(super::feed::parse_cursor)
-            .filter(|&s| log.valid(s))
-            .ok_or_else(|| invalid_cursor(cursor))?;
+        let seq =
+            own.and_then(super::feed::parse_cursor).filter(|&s| log.valid(s)).ok_or_else(invalid_cursor)?;
         let r = log.read(seq, limit);
         // the middleware's sync lag: each entry the first time it is returned
         for &(s, _) in r.items.iter().filter(|(s, _)| *s >= *upto) {

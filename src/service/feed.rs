@@ -161,13 +161,17 @@ pub fn format_cursor(seq: u64) -> String {
 }
 
 /// Read a cursor written by [`format_cursor`]; the empty string is the
-/// start. `None` for anything else.
+/// start. `None` for anything else: `from_str_radix` alone also reads
+/// `c+1`, `c01` and `cA`, cursors this service never gives.
 pub fn parse_cursor(text: &str) -> Option<u64> {
     if text.is_empty() {
         return Some(0);
     }
     let hex = text.strip_prefix('c')?;
-    if hex.is_empty() || hex.len() > 16 {
+    let written = (1..=16).contains(&hex.len())
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && (hex == "0" || !hex.starts_with('0'));
+    if !written {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -255,7 +259,7 @@ mod tests {
             assert_eq!(parse_cursor(&format_cursor(seq)), Some(seq));
         }
         assert_eq!(parse_cursor(""), Some(0));
-        for bad in ["c", "12", "cxyz", "c-1", "c11111111111111111"] {
+        for bad in ["c", "12", "cxyz", "c-1", "c11111111111111111", "c+1", "c01", "c00", "cA", " c1", "c1 "] {
             assert_eq!(parse_cursor(bad), None, "{bad}");
         }
     }

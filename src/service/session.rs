@@ -780,15 +780,15 @@ pub(super) fn pull<T: Clone + super::feed::Weigh>(
     limit: usize,
     item: impl Fn(T) -> (Option<Name>, Item),
 ) -> Result<Pulled, ApiError> {
-    let seq = parse_cursor(cursor).filter(|&s| feed.valid(s)).ok_or_else(|| invalid_cursor(cursor))?;
+    let seq = parse_cursor(cursor).filter(|&s| feed.valid(s)).ok_or_else(invalid_cursor)?;
     feed.ack(seq);
     let r = feed.read(seq, limit);
     let items = r.items.into_iter().map(|(seq, x)| (seq, item(x))).collect();
     Ok(Pulled { items, next_cursor: format_cursor(r.next), has_more: r.has_more, missed: r.missed })
 }
 
-pub(super) fn invalid_cursor(cursor: &str) -> ApiError {
-    ApiError::param(format!(
-        "invalid cursor `{cursor}`: use the empty string or a next_cursor this service gave"
-    ))
+/// 40058 for a cursor this service did not give. The cursor is not
+/// repeated: it may be as long as a body.
+pub(super) fn invalid_cursor() -> ApiError {
+    ApiError::param("invalid cursor: use the empty string or a next_cursor this service gave")
 }

@@ -376,6 +376,37 @@ fn pulls_acknowledge_and_report_what_was_missed() {
     assert_eq!(st.pull_servicer(u, "garbage", 1).unwrap_err().code, code::INVALID_PARAM);
 }
 
+/// A pull took cursors this service never writes (`c+1`, `c01`, `cA`:
+/// `from_str_radix` reads them) and put a refused cursor, however long,
+/// into its errmsg. Only the cursors it writes are taken, by the customer
+/// and the servicer pulls and `sync_msg` alike, and the refusal says what
+/// to send instead, not what was sent.
+#[test]
+fn pulls_take_only_the_cursors_this_service_writes_and_never_echo_one() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    for i in 0..3 {
+        w.say("c", &i.to_string(), T0);
+    }
+    let u = w.st.servicer_index("a1").unwrap();
+    let kf = w.kf.clone();
+    let (ch, long) = (w.ch, format!("c1{}", "0".repeat(100_000)));
+    for bad in ["c+1", "c01", "c00", "cA", "c 1", "allc1", "c10000000000000000", long.as_str()] {
+        for e in [
+            w.st.pull_channel(ch, bad, 10).unwrap_err(),
+            w.st.pull_servicer(u, bad, 10).unwrap_err(),
+            w.st.sync_msg(&kf, bad, 10, T0).unwrap_err(),
+        ] {
+            assert_eq!(e.code, code::INVALID_PARAM, "{bad:.20}: {:.200}", e.msg);
+            assert!(e.msg.len() < 120 && !e.msg.contains(bad), "{bad:.20}: {:.200}", e.msg);
+        }
+    }
+    // what it writes is taken
+    for seq in ["", "c0", "c1", "c3"] {
+        w.st.pull_servicer(u, seq, 10).unwrap();
+        w.st.sync_msg(&kf, seq, 10, T0).unwrap();
+    }
+}
+
 /// Issue 17: a token invalidated early (`--fault-token-lifetime`, an
 /// injected fault) was refused to kfsim's own driver too, though the
 /// driver is spared from injected faults. It keeps working for the driver
