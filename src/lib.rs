@@ -43,6 +43,7 @@ pub mod cli;
 pub mod compare;
 pub mod gate;
 pub mod hdr;
+pub mod json_words;
 pub mod live;
 pub mod merge;
 pub mod metrics;

@@ -12,6 +12,7 @@ const RANKS: &[(&str, u32)] = &[
     ("scenario", 0),
     ("observe", 0),
     ("hdr", 0),
+    ("json_words", 0),
     ("workload", 1),
     ("reception", 1),
     ("theory", 1),

@@ -118,10 +118,14 @@ fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
         (
             "sessions",
             serde_json::json!("many"),
-            "at `sessions`: invalid type: string \"many\", expected an object",
+            "at `sessions`: invalid type: a string, expected a JSON object",
         ),
-        ("seed", serde_json::json!(-1), "at `seed`: invalid value: integer `-1`, expected a whole number"),
-        ("run", serde_json::Value::Null, "at `run`: invalid type: null, expected an object"),
+        (
+            "seed",
+            serde_json::json!(-1),
+            "at `seed`: invalid value: the number -1, expected an integer from 0 to 18446744073709551615",
+        ),
+        ("run", serde_json::Value::Null, "at `run`: invalid type: null, expected a JSON object"),
     ] {
         let mut bad = good.clone();
         bad[field] = value;

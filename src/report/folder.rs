@@ -120,44 +120,13 @@ pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
     if let Err(e) = serde_path_to_error::deserialize::<_, crate::summary::Summary>(&value) {
         let at = e.path().to_string();
         let at = if at == "." { String::new() } else { format!("at `{at}`: ") };
-        anyhow::bail!("{} is not a kfsim summary: {at}{}", file.display(), plain_serde(e.inner()));
+        anyhow::bail!(
+            "{} is not a kfsim summary: {at}{}",
+            file.display(),
+            crate::json_words::in_json_terms(&e.inner().to_string())
+        );
     }
     Ok(value)
-}
-
-/// A serde error in JSON's words: serde names Rust types
-/// (`expected struct SessionCounts`, `expected u64`).
-fn plain_serde(e: &serde_json::Error) -> String {
-    const WORDS: [(&str, &str); 10] = [
-        ("struct ", "an object"),
-        ("a map", "an object"),
-        ("a sequence", "an array"),
-        ("u64", "a whole number"),
-        ("u32", "a whole number"),
-        ("u16", "a whole number"),
-        ("usize", "a whole number"),
-        ("i64", "a whole number"),
-        ("f64", "a number"),
-        ("f32", "a number"),
-    ];
-    let text = e.to_string();
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    while let Some(i) = rest.find("expected ") {
-        let (head, tail) = rest.split_at(i + "expected ".len());
-        out.push_str(head);
-        rest = tail;
-        if let Some((rust, json)) = WORDS.iter().find(|(rust, _)| rest.starts_with(rust)) {
-            out.push_str(json);
-            rest = &rest[rust.len()..];
-            if rust.ends_with(' ') {
-                // the struct's name
-                rest = rest.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_');
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// What a baseline or compared run brings: its summary JSON and, when
