@@ -144,6 +144,7 @@ fn wait_us(text: &str) -> Result<u64, String> {
 
 pub(super) fn cmd_validate(args: &ScenarioArgs) -> anyhow::Result<Exit> {
     let (sc, _gates) = load(args)?;
+    warn_scenario(&sc);
     println!(
         "{}: ok — {} account(s), {} agent(s) in {} group(s), {} entry point(s)",
         args.scenario.display(),
@@ -183,6 +184,7 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
     let text = crate::scenario::read_file(&args.scenario.scenario)?;
     let file = args.scenario.scenario.display().to_string();
     let mut sc = Scenario::parse_with(&text, &file, &args.scenario.sets)?;
+    warn_scenario(&sc);
     let shard = args.shard.resolve()?;
     if shard.is_part() && args.engine != Engine::Live {
         return Err(ArgError(
@@ -656,6 +658,12 @@ pub fn run_live_middleware(
 /// Say what makes a middleware run's figures doubtful: a time scale that
 /// multiplies the middleware's latency into a share of the service level,
 /// callbacks that failed.
+fn warn_scenario(sc: &Scenario) {
+    for w in sc.warnings() {
+        eprintln!("warning: {w}");
+    }
+}
+
 fn warn_middleware(m: &crate::summary::MiddlewareSummary, sc: &Scenario, scale: f64) {
     if let Some(effect) = m.scale_effect.filter(|&e| e > SCALE_EFFECT_WARN) {
         eprintln!(

@@ -374,6 +374,53 @@ impl Scenario {
     pub fn agent_count(&self) -> usize {
         self.groups.iter().map(|g| g.count as usize).sum()
     }
+
+    /// What a valid scenario most likely did not mean: an account that gets
+    /// sessions for people while no agents serve it (each would wait to the
+    /// end of the run). Said, not refused: "what if nobody staffs it" is a
+    /// question too.
+    pub fn warnings(&self) -> Vec<String> {
+        // who sends sessions to each account's people, first sender kept
+        let mut sender: Vec<Option<String>> = vec![None; self.accounts.len()];
+        let mut send = |account: usize, who: String| {
+            sender[account].get_or_insert(who);
+        };
+        for e in &self.entries {
+            let mut home = true;
+            for r in &e.route {
+                if r.share > 0.0 {
+                    send(r.account, format!("entry `{}`", e.name));
+                }
+                if r.returning.is_none() && r.share >= 1.0 {
+                    // every arrival is taken by now
+                    home = false;
+                    break;
+                }
+            }
+            if home {
+                send(e.account, format!("entry `{}`", e.name));
+            }
+        }
+        for g in &self.groups {
+            if let Some(t) = g.transfer.as_ref().filter(|t| t.share > 0.0) {
+                send(t.to, format!("transfers from group `{}`", g.group));
+            }
+        }
+        let served: Vec<bool> =
+            (0..self.accounts.len()).map(|a| self.groups.iter().any(|g| g.serves(a))).collect();
+        self.accounts
+            .iter()
+            .enumerate()
+            .filter(|(a, acc)| !served[*a] && !acc.bot.as_ref().is_some_and(|b| b.resolve >= 1.0))
+            .filter_map(|(a, acc)| {
+                let who = sender[a].as_ref()?;
+                Some(format!(
+                    "account `{}` gets sessions ({who}) but no [[agents]] serve it: none of them will be answered by people",
+                    acc.name
+                ))
+            })
+            .collect()
+    }
 }
 
 /// Read a scenario file of at most [`MAX_FILE_BYTES`].
@@ -774,7 +821,18 @@ fn build_group(
         reply_delay: g.reply_delay,
         slowdown: g.slowdown.map_or(0.0, |s| s.0),
         wrap_up: g.wrap_up.unwrap_or(TimeDist::Constant { us: 0 }),
-        online: shifts(g.online.unwrap_or_default(), err)?,
+        online: match g.online {
+            None => Vec::new(),
+            Some(list) if list.get_ref().is_empty() => {
+                // read as written, the group is never online; the run would
+                // have had it online all day
+                return Err(err(
+                    Some(list.span()),
+                    "`online = []` lists no shift: leave `online` out for agents online the whole run".into(),
+                ));
+            }
+            Some(list) => shifts(list.into_inner(), err)?,
+        },
     })
 }
 
@@ -959,5 +1017,48 @@ rate = "1/min"
         let e = Scenario::parse(&text, "t.toml").unwrap_err().to_string();
         assert!(e.starts_with("t.toml:10:8: "), "{e}");
         assert!(e.contains("must be positive"), "{e}");
+    }
+
+    #[test]
+    fn an_account_sent_sessions_with_nobody_to_serve_them_is_warned_of() {
+        let with = |extra: &str| {
+            let text = format!(
+                "name = \"t\"\n[[account]]\nname = \"a\"\n[[account]]\nname = \"b\"\n\
+                 [[agents]]\naccount = \"a\"\ncount = 2\nreply_delay = \"1m\"\n{extra}"
+            );
+            Scenario::parse(&text, "t.toml").unwrap().warnings()
+        };
+        let entry = |to: &str, route: &str| {
+            format!("[[entry]]\nscene = \"web\"\naccount = \"{to}\"\nrate = \"1/min\"\n{route}")
+        };
+        assert_eq!(with(&entry("a", "")), Vec::<String>::new(), "served");
+        assert_eq!(
+            with(&entry("b", "")),
+            [
+                "account `b` gets sessions (entry `web`) but no [[agents]] serve it: none of them will be answered by people"
+            ]
+        );
+        // a rule taking every arrival: the entry's own account gets none
+        assert!(with(&entry("b", "route = [{ account = \"a\" }]")).is_empty());
+        // taking only some of them leaves the rest to it
+        assert_eq!(with(&entry("b", "route = [{ account = \"a\", share = 0.5 }]")).len(), 1);
+        assert_eq!(with(&entry("b", "route = [{ account = \"a\", returning = true }]")).len(), 1);
+        // a bot that resolves every session needs nobody behind it
+        let bot = |resolve: &str| format!("[account.bot]\nreply_delay = \"3s\"\nresolve = {resolve}\n");
+        let b_with_bot = |resolve: &str| {
+            let text = format!(
+                "name = \"t\"\n[[account]]\nname = \"a\"\n[[account]]\nname = \"b\"\n{}\
+                 [[agents]]\naccount = \"a\"\ncount = 2\nreply_delay = \"1m\"\n{}",
+                bot(resolve),
+                entry("b", "")
+            );
+            Scenario::parse(&text, "t.toml").unwrap().warnings().len()
+        };
+        assert_eq!(b_with_bot("1.0"), 0);
+        assert_eq!(b_with_bot("0.9"), 1);
+        // transfers are senders too
+        let w = with(&format!("transfer = {{ to = \"b\", share = 0.2 }}\n{}", entry("a", "")));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("(transfers from group `a`)"), "{w:?}");
     }
 }

@@ -158,7 +158,7 @@ pub(super) struct RawAgents {
     pub reply_delay: TimeDist,
     pub slowdown: Option<NonNegative>,
     pub wrap_up: Option<TimeDist>,
-    pub online: Option<Vec<Spanned<RawShift>>>,
+    pub online: Option<Spanned<Vec<Spanned<RawShift>>>>,
 }
 
 #[derive(Deserialize, Debug)]
