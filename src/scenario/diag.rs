@@ -46,6 +46,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// The line of the file the error is on (empty for the whole file).
+    pub fn source_line(&self) -> &str {
+        &self.source_line
+    }
+
     /// The same place with another message.
     pub fn with_message(&self, message: String) -> Diagnostic {
         Diagnostic { message, ..self.clone() }
@@ -163,7 +168,14 @@ pub fn improve_message(message: &str, line: &str) -> String {
              one `[[{name}]]` per {name}"
         );
     }
-    m
+    // serde names the Rust type it reads into: `expected struct RawBot`
+    while let Some(i) = m.find("expected struct ") {
+        let name = &m[i + "expected struct ".len()..];
+        let end =
+            i + "expected struct ".len() + name.find(|c: char| !c.is_alphanumeric()).unwrap_or(name.len());
+        m.replace_range(i..end, "expected a table");
+    }
+    m.replace("expected a map", "expected a table").replace("expected a sequence", "expected an array")
 }
 
 fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
@@ -205,6 +217,14 @@ mod tests {
         );
         let m = improve_message("invalid type: map, expected a sequence", "[account]");
         assert!(m.starts_with("`[account]` must be written `[[account]]`"), "{m}");
+        assert_eq!(
+            improve_message("invalid type: integer `3`, expected struct RawBot", "bot = 3"),
+            "invalid type: integer `3`, expected a table"
+        );
+        assert_eq!(
+            improve_message("invalid type: string \"x\", expected a sequence", "online = \"x\""),
+            "invalid type: string \"x\", expected an array"
+        );
         assert_eq!(Diagnostic::new("f", "x", None, "m".into()).to_string(), "f:1:1: m");
     }
 }

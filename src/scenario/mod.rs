@@ -343,7 +343,18 @@ impl Scenario {
             return Ok(scenario);
         }
         let rewritten = overrides::apply(text, sets)?;
-        parse_text(&rewritten, &format!("{file} (with --set {})", sets.join(" --set ")))
+        let Err(ScenarioError::Invalid(whole)) = parse_text(&rewritten, file) else {
+            return parse_text(&rewritten, file);
+        };
+        // The file alone is valid, so an override made it invalid: name the
+        // first that does. Its line and column would be those of the
+        // rewritten document, which is not the file the user has.
+        for k in 1..=sets.len() {
+            if let Err(ScenarioError::Invalid(d)) = parse_text(&overrides::apply(text, &sets[..k])?, file) {
+                return Err(overridden(&sets[k - 1], &d));
+            }
+        }
+        Err(overridden(&sets.join(" --set "), &whole))
     }
 
     /// The index of the account called `name`.
@@ -421,6 +432,18 @@ impl Scenario {
             })
             .collect()
     }
+}
+
+/// The error of a scenario an override made invalid, with the TOML line
+/// it concerns as overridden.
+fn overridden(arg: &str, d: &Diagnostic) -> ScenarioError {
+    let line = d.source_line().trim();
+    let message = if line.is_empty() {
+        d.message.clone()
+    } else {
+        format!("{} (at `{line}`, with the override)", d.message)
+    };
+    ScenarioError::Override { arg: arg.to_owned(), message }
 }
 
 /// Read a scenario file of at most [`MAX_FILE_BYTES`].
@@ -1060,5 +1083,33 @@ rate = "1/min"
         let w = with(&format!("transfer = {{ to = \"b\", share = 0.2 }}\n{}", entry("a", "")));
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("(transfers from group `a`)"), "{w:?}");
+    }
+
+    /// An override's error was reported at a line and column of the
+    /// rewritten document (past the file's end, or another line), under the
+    /// file's name. It names the override that broke the file instead.
+    #[test]
+    fn an_override_that_breaks_the_scenario_is_named() {
+        let err = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            Scenario::parse_with(MINIMAL, "t.toml", &sets).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(&["seed=3", "agents.a.online=[]", "duration=2h"]),
+            "--set agents.a.online=[]: `online = []` lists no shift: leave `online` out for agents online \
+             the whole run (at `online = []`, with the override)"
+        );
+        assert_eq!(
+            err(&["warmup=2h", "seed=4"]),
+            "--set warmup=2h: `warmup` must be shorter than `duration` (at `warmup = \"2h\"`, with the override)"
+        );
+        assert_eq!(
+            err(&["account.a.bot=3"]),
+            "--set account.a.bot=3: invalid type: integer `3`, expected a table (at `bot = 3`, with the override)"
+        );
+        // the file's own mistakes are still at their own lines
+        let bad = MINIMAL.replace("rate = \"1/min\"", "rate = \"-1/min\"");
+        let e = Scenario::parse_with(&bad, "t.toml", &["seed=3".into()]).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:10:8: "), "{e}");
     }
 }
