@@ -361,3 +361,42 @@ fn the_flow_chart_of_a_run_with_a_bot_and_transfers() {
     let png = png::Decoder::new(std::io::Cursor::new(&flow.png)).read_info().unwrap();
     assert_eq!(png.info().width, 900);
 }
+
+/// A million agents drew a bar, a dot and a hover point each (a 280 MB
+/// SVG) and a table row each in report.html (770 MB). Past
+/// `charts::MAX_MARKS` agents, runs of agents are drawn as one, and the
+/// page lists the first `MAX_AGENT_ROWS`: the shape stays, the size is
+/// bounded.
+#[test]
+fn per_agent_charts_and_the_page_stay_small_for_many_agents() {
+    let mut run = quickstart();
+    let seed = run.summary.agents.clone();
+    let n = 30_000;
+    run.summary.agents = (0..n)
+        .map(|i| {
+            let mut a = seed[i % seed.len()].clone();
+            a.id = format!("{}-{i:05}", a.group);
+            a.sessions = (i % 97) as u64;
+            a
+        })
+        .collect();
+    let all = charts::render_all(&run).unwrap();
+    for name in ["fairness-agents", "occupancy-agents", "fairness-lorenz"] {
+        let c = chart(&all, name);
+        let hovers = c.svg.matches("<title>").count();
+        assert!(
+            hovers <= charts::MAX_MARKS + 2 * run.summary.fairness.len(),
+            "{name}: {hovers} hover points"
+        );
+        assert!(c.svg.len() < 2_000_000, "{name}: {} bytes", c.svg.len());
+    }
+    // one bar per run of agents, each as high as its run's mean: the
+    // tallest bar is the mean of the busiest run, not above the busiest agent
+    let bars = chart(&all, "fairness-agents");
+    let y = axes(bars, "Sessions per agent");
+    assert!(y.y.1 >= 96.0, "the busiest agents' run is on the axis: {y:?}");
+    let page = kfsim::report::html::render(&run, &all, None);
+    let rows = page.matches("<tr><td>").count();
+    assert!(rows < kfsim::report::html::MAX_AGENT_ROWS + 100, "{rows} rows");
+    assert!(page.contains(&format!("The first 1000 of {n} agents")), "the page says what it left out");
+}

@@ -601,6 +601,55 @@ fn agent_bars(s: &Summary) -> Vec<(usize, &crate::summary::AgentSummary, f64)> {
     bars
 }
 
+/// Most bars (and points) a per-agent chart draws: past it, runs of
+/// consecutive agents of one account are drawn as one. A million agents
+/// made a 280 MB SVG nobody could open.
+pub const MAX_MARKS: usize = 1000;
+
+/// The runs of `bars` drawn as one bar each: single agents while they fit
+/// in [`MAX_MARKS`], else runs of up to k agents of one account. The bars
+/// are sorted within an account, so a run's mean keeps the chart's shape.
+fn runs<T>(bars: &[(usize, T, f64)]) -> Vec<std::ops::Range<usize>> {
+    let k = bars.len().div_ceil(MAX_MARKS).max(1);
+    let mut out = Vec::with_capacity(bars.len().min(2 * MAX_MARKS));
+    let mut i = 0;
+    while i < bars.len() {
+        let mut j = i + 1;
+        while j < bars.len() && j - i < k && bars[j].0 == bars[i].0 {
+            j += 1;
+        }
+        out.push(i..j);
+        i = j;
+    }
+    out
+}
+
+/// The mean of `f` over a run, and its least and greatest.
+fn run_stats(r: &std::ops::Range<usize>, f: impl Fn(usize) -> f64) -> (f64, f64, f64) {
+    let (mut sum, mut lo, mut hi) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
+    for i in r.clone() {
+        let v = f(i);
+        sum += v;
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    (sum / r.len() as f64, lo, hi)
+}
+
+/// The middle of a run on the x axis.
+fn mid(r: &std::ops::Range<usize>) -> f64 {
+    (r.start + r.end) as f64 / 2.0
+}
+
+/// The agents of a run, for its hover text.
+fn run_name(ids: &[String], r: &std::ops::Range<usize>) -> String {
+    if r.len() == 1 {
+        ids[r.start].clone()
+    } else {
+        format!("{}…{} ({} agents)", ids[r.start], ids[r.end - 1], r.len())
+    }
+}
+
 /// Agent ids under bars: all of them when they fit, else every k-th.
 fn id_label<'a>(ids: &'a [String], x: f64) -> String {
     let n = ids.len();
@@ -618,6 +667,8 @@ fn fairness_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary)
     let bars = agent_bars(s);
     let n = bars.len().max(1);
     let ids: Vec<String> = bars.iter().map(|b| b.1.id.clone()).collect();
+    let runs = runs(&bars);
+    let sessions = |r: &std::ops::Range<usize>| run_stats(r, |i| bars[i].1.sessions as f64);
     let data_max = bars.iter().map(|b| (b.1.sessions as f64).max(b.2)).fold(1.0, f64::max);
     // headroom above the bars for the legend, so that it covers no data
     let y_max = data_max * 1.35;
@@ -654,9 +705,9 @@ fn fairness_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary)
             f.gini.map_or("—".into(), |v| format!("{v:.3}"))
         );
         chart
-            .draw_series(bars.iter().enumerate().filter(|(_, b)| b.0 == ai).map(|(i, b)| {
+            .draw_series(runs.iter().filter(|r| bars[r.start].0 == ai).map(|r| {
                 Rectangle::new(
-                    [(i as f64 + 0.1, 0.0), (i as f64 + 0.9, b.1.sessions as f64)],
+                    [(r.start as f64 + 0.1, 0.0), (r.end as f64 - 0.1, sessions(r).0)],
                     colour.filled(),
                 )
             }))
@@ -674,16 +725,16 @@ fn fairness_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary)
                 .map_err(err)?;
         }
     }
-    for (i, b) in bars.iter().enumerate() {
-        hover(
-            &chart,
-            (i as f64 + 0.5, b.1.sessions as f64),
-            format!("{}: {} sessions (cap-limited ideal {:.0})", b.1.id, b.1.sessions, b.2),
-        );
+    for r in &runs {
+        let (mean, lo, hi) = sessions(r);
+        let many = if r.len() == 1 { format!("{mean}") } else { format!("{lo}–{hi}, mean {mean:.1}") };
+        let ideal = run_stats(r, |i| bars[i].2).0;
+        let text = format!("{}: {many} sessions (cap-limited ideal {ideal:.0})", run_name(&ids, r));
+        hover(&chart, (mid(r), mean), text);
     }
     chart
         .draw_series(
-            bars.iter().enumerate().map(|(i, b)| Circle::new((i as f64 + 0.5, b.2), 3, BLACK.filled())),
+            runs.iter().map(|r| Circle::new((mid(r), run_stats(r, |i| bars[i].2).0), 3, BLACK.filled())),
         )
         .map_err(err)?
         .label("cap-limited ideal (share of slot-time online)")
@@ -801,11 +852,16 @@ fn lorenz<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary) -> Dra
             continue;
         }
         let n = rates.len() as f64;
+        // the bound is on the chart: all accounts' curves together
+        let every = s.agents.len().div_ceil(MAX_MARKS).max(1);
         let mut pts = vec![(0.0, 0.0)];
         let mut acc = 0.0;
         for (i, r) in rates.iter().enumerate() {
             acc += r;
-            pts.push(((i + 1) as f64 / n * 100.0, acc / total * 100.0));
+            // every k-th point of a convex curve, and its end
+            if (i + 1) % every == 0 || i + 1 == rates.len() {
+                pts.push(((i + 1) as f64 / n * 100.0, acc / total * 100.0));
+            }
         }
         let colour = palette(ai);
         chart
@@ -829,6 +885,7 @@ fn occupancy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary) -> 
     let n = bars.len().max(1);
     let ids: Vec<String> = bars.iter().map(|b| b.1.id.clone()).collect();
     let occ: Vec<f64> = bars.iter().map(|b| b.1.occupancy.unwrap_or(0.0) * 100.0).collect();
+    let runs = runs(&bars);
     let caption = format!("Occupancy per agent (slot-time used / slot-time online) — {}", s.scenario.name);
     let mut chart = ChartBuilder::on(root)
         .caption(&caption, (FONT, 18))
@@ -851,15 +908,21 @@ fn occupancy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary) -> 
     for (ai, account) in s.fairness.keys().enumerate() {
         let colour = palette(ai);
         chart
-            .draw_series(bars.iter().enumerate().filter(|(_, b)| b.0 == ai).map(|(i, _)| {
-                Rectangle::new([(i as f64 + 0.1, 0.0), (i as f64 + 0.9, occ[i])], colour.filled())
+            .draw_series(runs.iter().filter(|r| bars[r.start].0 == ai).map(|r| {
+                Rectangle::new(
+                    [(r.start as f64 + 0.1, 0.0), (r.end as f64 - 0.1, run_stats(r, |i| occ[i]).0)],
+                    colour.filled(),
+                )
             }))
             .map_err(err)?
             .label(account.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
-    for (i, b) in bars.iter().enumerate() {
-        hover(&chart, (i as f64 + 0.5, occ[i]), format!("{}: occupancy {:.1}%", b.1.id, occ[i]));
+    for r in &runs {
+        let (mean, lo, hi) = run_stats(r, |i| occ[i]);
+        let many =
+            if r.len() == 1 { format!("{mean:.1}%") } else { format!("{lo:.1}–{hi:.1}%, mean {mean:.1}%") };
+        hover(&chart, (mid(r), mean), format!("{}: occupancy {many}", run_name(&ids, r)));
     }
     if let Some(all) = s.occupancy {
         chart

@@ -362,6 +362,9 @@ fn entries(h: &mut String, run: &Measured) {
     h.push_str("</table>\n");
 }
 
+/// Most rows of the page's agent table: a page a browser opens.
+pub const MAX_AGENT_ROWS: usize = 1000;
+
 fn agents(h: &mut String, run: &Measured) {
     let s = &run.summary;
     h.push_str("<h2>Agents</h2>\n<table><tr><th>account</th><th>agents</th><th>Jain</th><th>Gini</th><th>CV</th><th>max/min</th><th>Jain (busy time)</th></tr>\n");
@@ -378,8 +381,17 @@ fn agents(h: &mut String, run: &Measured) {
             num(f.jain_busy)
         );
     }
-    h.push_str("</table>\n<table><tr><th>agent</th><th>account</th><th>group</th><th>sessions</th><th>replies</th><th>busy</th><th>online</th><th>occupancy</th></tr>\n");
-    for a in &s.agents {
+    h.push_str("</table>\n");
+    if s.agents.len() > MAX_AGENT_ROWS {
+        let _ = writeln!(
+            h,
+            "<p class=\"meta\">The first {MAX_AGENT_ROWS} of {} agents; every one is in summary.json \
+             (<code>agents</code>), and the charts above draw them all.</p>",
+            s.agents.len()
+        );
+    }
+    h.push_str("<table><tr><th>agent</th><th>account</th><th>group</th><th>sessions</th><th>replies</th><th>busy</th><th>online</th><th>occupancy</th></tr>\n");
+    for a in s.agents.iter().take(MAX_AGENT_ROWS) {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
