@@ -470,11 +470,11 @@ fn print_unreachable(w: &mut dyn Write, u: &Unreachable) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The intraday staffing table: each interval of the profile sized as if
-/// its mean rate held steadily (the stationary approximation planners use).
 /// Most intervals of `plan --per-interval`: a week in 5-minute intervals.
 const MAX_PLAN_INTERVALS: u64 = 2016;
 
+/// The intraday staffing table: each interval of the profile sized as if
+/// its mean rate held steadily (the stationary approximation planners use).
 fn per_interval<'a>(
     w: &mut dyn Write,
     base: &Scenario,

@@ -655,15 +655,16 @@ pub fn run_live_middleware(
     })
 }
 
-/// Say what makes a middleware run's figures doubtful: a time scale that
-/// multiplies the middleware's latency into a share of the service level,
-/// callbacks that failed.
+/// Say what a valid scenario most likely did not mean.
 fn warn_scenario(sc: &Scenario) {
     for w in sc.warnings() {
         eprintln!("warning: {w}");
     }
 }
 
+/// Say what makes a middleware run's figures doubtful: a time scale that
+/// multiplies the middleware's latency into a share of the service level,
+/// callbacks that failed.
 fn warn_middleware(m: &crate::summary::MiddlewareSummary, sc: &Scenario, scale: f64) {
     if let Some(effect) = m.scale_effect.filter(|&e| e > SCALE_EFFECT_WARN) {
         eprintln!(

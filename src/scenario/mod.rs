@@ -343,8 +343,9 @@ impl Scenario {
             return Ok(scenario);
         }
         let rewritten = overrides::apply(text, sets)?;
-        let Err(ScenarioError::Invalid(whole)) = parse_text(&rewritten, file) else {
-            return parse_text(&rewritten, file);
+        let whole = match parse_text(&rewritten, file) {
+            Err(ScenarioError::Invalid(whole)) => whole,
+            other => return other,
         };
         // The file alone is valid, so an override made it invalid: name the
         // first that does. Its line and column would be those of the
