@@ -206,7 +206,7 @@ impl Problem<'_> {
     /// Evaluate the targets at `value`, adding replications (doubling) while
     /// a decision is unclear, up to `max_replications`.
     pub fn evaluate(&self, value: u32) -> anyhow::Result<Evaluated> {
-        self.evaluate_with(value, &sweep::Local { parallel: self.parallel })
+        self.evaluate_with(value, &sweep::Local { parallel: self.parallel, go_on: &|| true })
     }
 
     /// [`Problem::evaluate`] with the replications from `runner`. The
@@ -264,7 +264,7 @@ impl Problem<'_> {
     /// The smallest value of the parameter meeting every target, or the
     /// target that cannot be met.
     pub fn solve(&self, start: u32) -> anyhow::Result<Outcome> {
-        self.solve_with(start, &sweep::Local { parallel: self.parallel })
+        self.solve_with(start, &sweep::Local { parallel: self.parallel, go_on: &|| true })
     }
 
     /// [`Problem::solve`] with the replications from `runner`.

@@ -149,6 +149,19 @@ pub struct SweepResult {
     pub vary: Vec<String>,
     /// The grid, first `--vary` slowest.
     pub points: Vec<Point>,
+    /// Set when the sweep was stopped (Ctrl-C) before every run finished:
+    /// the estimates are over the replications that did (each says its `n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Partial>,
+}
+
+/// How much of an interrupted sweep ran.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    /// Runs (point × replication) that finished.
+    pub runs: u64,
+    /// Runs the sweep asked for.
+    pub of: u64,
 }
 
 /// Most points of a sweep's grid (the product of its `--vary` lists): each
@@ -231,10 +244,32 @@ pub fn run(scenarios: &[Scenario], replications: u32, parallel: bool) -> Vec<Vec
 /// Run the given (point, replication) jobs, in their order: a shard of a
 /// sweep runs its own, with the seeds the whole sweep gives them.
 pub fn run_jobs(scenarios: &[Scenario], jobs: &[(usize, u32)], parallel: bool) -> Vec<Summary> {
+    run_jobs_until(scenarios, jobs, parallel, &|| true)
+        .into_iter()
+        .map(|s| s.expect("a run that is never told to stop finishes"))
+        .collect()
+}
+
+/// [`run_jobs`], asking `go_on` as each job starts and as it runs (every
+/// [`crate::sim::PROGRESS_EVERY`] events): once it says no, the jobs not yet
+/// started are skipped and those running stop. A job that did not finish
+/// is `None`: a replication cut short is not one of the scenario (its
+/// figures cover part of the day, so they would bias the estimates).
+pub fn run_jobs_until(
+    scenarios: &[Scenario],
+    jobs: &[(usize, u32)],
+    parallel: bool,
+    go_on: &(dyn Fn() -> bool + Sync),
+) -> Vec<Option<Summary>> {
     let one = |&(p, r): &(usize, u32)| {
+        if !go_on() {
+            return None;
+        }
         let mut sc = scenarios[p].clone();
         sc.seed = replication_seed(sc.seed, r);
-        crate::sim::simulate(&sc)
+        let mut metrics = crate::metrics::Metrics::new(&sc);
+        let stats = crate::sim::run_with_progress(&sc, &mut metrics, &mut |_| go_on());
+        (!stats.interrupted).then(|| metrics.finish(&sc, &stats))
     };
     if parallel { jobs.par_iter().map(one).collect() } else { jobs.iter().map(one).collect() }
 }
@@ -273,21 +308,32 @@ pub trait Replicate: Sync {
     ) -> anyhow::Result<Vec<RepValues>>;
 }
 
-/// Replications run in this process.
-pub struct Local {
+/// Replications run in this process until `go_on` says no; then
+/// [`Replicate::replicate`] fails with [`Interrupted`].
+pub struct Local<'a> {
     /// Use every core.
     pub parallel: bool,
+    /// Asked as each replication starts and as it runs.
+    pub go_on: &'a (dyn Fn() -> bool + Sync),
 }
 
-impl Replicate for Local {
+/// Replications were stopped before they finished (Ctrl-C).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted before the replications finished")]
+pub struct Interrupted;
+
+impl Replicate for Local<'_> {
     fn replicate(
         &self,
         sc: &Scenario,
         reps: std::ops::Range<u32>,
         extra: &[String],
     ) -> anyhow::Result<Vec<RepValues>> {
-        let runs = run_replications(std::slice::from_ref(sc), reps, self.parallel);
-        Ok(runs.into_iter().flatten().map(|s| values_of(&s, extra)).collect())
+        let jobs: Vec<(usize, u32)> = reps.map(|r| (0, r)).collect();
+        run_jobs_until(std::slice::from_ref(sc), &jobs, self.parallel, self.go_on)
+            .into_iter()
+            .map(|s| s.map(|s| values_of(&s, extra)).ok_or_else(|| Interrupted.into()))
+            .collect()
     }
 }
 
@@ -317,6 +363,7 @@ pub fn assemble(
         replications,
         vary: vary.iter().map(|v| v.path.clone()).collect(),
         points,
+        interrupted: None,
     }
 }
 

@@ -204,6 +204,7 @@ fn sweep_charts_zoom_fairness_and_show_minutes() {
         replications: 3,
         vary: vec!["agents.kf.count".into()],
         points,
+        interrupted: None,
     };
     let all = kfsim::report::sweep::charts(&r).unwrap();
     // every chart holds every interval and theory value it draws

@@ -116,6 +116,89 @@ fn an_unwritable_report_folder_exits_3() {
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// `kfsim ARGS`, sent SIGINT after `wait`: its exit code and stdout.
+fn interrupted(args: &[&str], wait: Duration) -> (Option<i32>, String, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(wait);
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+// Two points, one serial replication each: 87 600 sessions (done at once),
+// then 52 million (far longer than the test waits).
+const QUICK_THEN_LONG: [&str; 8] = [
+    "sweep",
+    "scenarios/bench-mmc.toml",
+    "--set",
+    "duration=3650d",
+    "--vary",
+    "entry.web.rate=1/h,10/min",
+    "--serial",
+    "--out",
+];
+
+#[test]
+fn ctrl_c_stops_a_sweep_and_writes_the_points_that_finished() {
+    let out = scratch("sweep-interrupt");
+    let mut args = QUICK_THEN_LONG.to_vec();
+    args.extend([out.to_str().unwrap(), "--replications", "1"]);
+    let (code, stdout, stderr) = interrupted(&args, Duration::from_millis(2000));
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stdout.contains("INTERRUPTED: 1 of 2 runs finished"), "{stdout}");
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(s["interrupted"], serde_json::json!({"runs": 1, "of": 2}));
+    // the finished point has its figures; the one cut short has none (a
+    // part of a day is not a replication of the scenario)
+    assert_eq!(s["points"][0]["metrics"]["service_level"]["n"], 1);
+    assert_eq!(s["points"][1]["metrics"], serde_json::json!({}));
+    assert!(std::fs::read_to_string(out.join("sweep.html")).unwrap().contains("interrupted: 1 of 2 runs"));
+}
+
+#[test]
+fn ctrl_c_stops_a_sweep_shard_and_writes_the_runs_that_finished() {
+    let out = scratch("sweep-shard-interrupt");
+    let mut args = QUICK_THEN_LONG.to_vec();
+    args.push(out.to_str().unwrap());
+    // shard 0 of 2 owns replication 0 of each point
+    args.extend(["--replications", "2", "--shard", "0/2"]);
+    let (code, _, stderr) = interrupted(&args, Duration::from_millis(2000));
+    assert_eq!(code, Some(130), "{stderr}");
+    let f: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("shard.json")).unwrap()).unwrap();
+    let results = f["sweep"]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!((results[0]["point"].as_u64(), results[0]["replication"].as_u64()), (Some(0), Some(0)));
+}
+
+#[test]
+fn ctrl_c_stops_a_plan_with_exit_130_and_says_nothing_was_decided() {
+    let out = scratch("plan-interrupt");
+    let args = [
+        "plan",
+        "scenarios/bench-mmc.toml",
+        "--set",
+        "duration=3650d",
+        "--target",
+        "service_level>=0.8",
+        "--vary",
+        "agents.kf.count",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = interrupted(&args, Duration::from_millis(1500));
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: the search had not finished"), "{stderr}");
+    assert!(!out.join("plan.json").exists());
+}
+
 #[test]
 fn ctrl_c_stops_the_run_and_still_writes_the_report() {
     let out = scratch("interrupt");

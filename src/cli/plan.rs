@@ -106,40 +106,58 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
             .flat_map(|p| (0..r).map(move |i| (p, i)))
             .filter(|&(p, i)| shard.owns(p as u64 * u64::from(r) + u64::from(i)))
             .collect();
-        let runs = sweep::run_jobs(&scenarios, &jobs, !args.serial);
-        let results = jobs
+        let runs = sweep::run_jobs_until(&scenarios, &jobs, !args.serial, &go_on());
+        let results: Vec<SweepRep> = jobs
             .iter()
             .zip(&runs)
-            .map(|(&(point, replication), s)| SweepRep {
-                point,
-                replication,
-                values: sweep::values_of(s, &[]),
+            .filter_map(|(&(point, replication), s)| {
+                Some(SweepRep { point, replication, values: sweep::values_of(s.as_ref()?, &[]) })
             })
             .collect();
+        let done = results.len();
+        if done < jobs.len() {
+            eprintln!("interrupted: writing the {done} of this shard's {} runs that finished", jobs.len());
+        }
         let mut f = ShardFile::new(Kind::Sweep, shard, Source::new(&base, &file, &text, &args.scenario.sets));
         f.sweep = Some(SweepPart { vary: args.vary.clone(), replications: r, results });
         f.write(&out)?;
         println!(
-            "sweep shard {shard}: {} of {} runs in {} (kfsim merge the {} shard folders)",
-            jobs.len(),
+            "sweep shard {shard}: {done} of {} runs in {} (kfsim merge the {} shard folders)",
             scenarios.len() as u64 * u64::from(r),
             out.join(crate::merge::FILE).display(),
             shard.count
         );
-        return Ok(Exit::Success);
+        return Ok(if done < jobs.len() { Exit::Interrupted } else { Exit::Success });
     }
-    let runs = sweep::run(&scenarios, r, !args.serial);
-    let values: Vec<Vec<sweep::RepValues>> =
-        runs.iter().map(|p| p.iter().map(|s| sweep::values_of(s, &[])).collect()).collect();
-    let result = sweep::assemble(&base, &vary, grid, &scenarios, &values, r);
+    let jobs: Vec<(usize, u32)> = (0..scenarios.len()).flat_map(|p| (0..r).map(move |i| (p, i))).collect();
+    let runs = sweep::run_jobs_until(&scenarios, &jobs, !args.serial, &go_on());
+    let mut values: Vec<Vec<sweep::RepValues>> = vec![Vec::new(); scenarios.len()];
+    for (&(p, _), s) in jobs.iter().zip(&runs) {
+        if let Some(s) = s {
+            values[p].push(sweep::values_of(s, &[]));
+        }
+    }
+    let mut result = sweep::assemble(&base, &vary, grid, &scenarios, &values, r);
+    let done = runs.iter().flatten().count();
+    if done < jobs.len() {
+        eprintln!("interrupted: writing the sweep of the {done} of {} runs that finished", jobs.len());
+        result.interrupted = Some(sweep::Partial { runs: done as u64, of: jobs.len() as u64 });
+    }
     write_sweep(&out, &result)
+}
+
+/// Whether to go on: not after Ctrl-C or SIGTERM (a second one ends the
+/// process at once).
+fn go_on() -> impl Fn() -> bool + Sync {
+    let stop = super::stop_flag();
+    move || !stop.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 fn write_sweep(out: &std::path::Path, result: &SweepResult) -> anyhow::Result<Exit> {
     crate::report::folder::write_sweep(out, result)?;
     print_sweep(&mut std::io::stdout().lock(), result)?;
     println!("report     {}", out.join("sweep.html").display());
-    Ok(Exit::Success)
+    Ok(if result.interrupted.is_some() { Exit::Interrupted } else { Exit::Success })
 }
 
 /// `kfsim merge` of a sweep's shards: the sweep the shards' runs make.
@@ -167,9 +185,12 @@ fn pct(v: f64) -> String {
 }
 
 fn print_sweep(w: &mut dyn Write, r: &SweepResult) -> anyhow::Result<()> {
+    let partial = r.interrupted.map_or(String::new(), |p| {
+        format!(" · INTERRUPTED: {} of {} runs finished, each point's figures are over its own", p.runs, p.of)
+    });
     writeln!(
         w,
-        "{} · {} points × {} replications · mean [95% CI]",
+        "{} · {} points × {} replications · mean [95% CI]{partial}",
         r.scenario,
         r.points.len(),
         r.replications
@@ -209,8 +230,17 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     };
     let shard = args.shard.resolve()?;
     if !shard.is_part() {
-        let runner = sweep::Local { parallel: !args.serial };
-        let (_, report, reachable) = plan_with(&text, &file, &args.scenario.sets, &spec, &runner)?;
+        let go_on = go_on();
+        let runner = sweep::Local { parallel: !args.serial, go_on: &go_on };
+        let (_, report, reachable) = match plan_with(&text, &file, &args.scenario.sets, &spec, &runner) {
+            Err(e) if e.is::<sweep::Interrupted>() => {
+                // a search cut short has no answer: a value it had not
+                // decided may be the one it would have recommended
+                eprintln!("interrupted: the search had not finished; nothing is recommended or written");
+                return Ok(Exit::Interrupted);
+            }
+            r => r?,
+        };
         if let Some(out) = &args.out {
             crate::report::folder::write_plan(out, &report)?;
             println!("report       {}", out.join("plan.html").display());

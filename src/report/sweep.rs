@@ -268,11 +268,15 @@ pub fn html(r: &SweepResult, charts: &[Chart]) -> String {
          <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:0 auto;padding:24px}}\
          table{{border-collapse:collapse;font-size:13px}}td,th{{border-bottom:1px solid #eee;padding:3px 8px;text-align:right}}\
          figure svg{{max-width:100%;height:auto}}</style></head><body>\n<h1>Sweep — {n}</h1>\n\
-         <p>seed {seed} · {reps} replications per point · means with 95% confidence intervals · varied: {vary}</p>\n",
+         <p>seed {seed} · {reps} replications per point · means with 95% confidence intervals · varied: {vary}{partial}</p>\n",
         n = esc(&r.scenario),
         seed = r.seed,
         reps = r.replications,
-        vary = esc(&r.vary.join(", "))
+        vary = esc(&r.vary.join(", ")),
+        partial = r.interrupted.map_or(String::new(), |p| format!(
+            " · <b>interrupted: {} of {} runs finished</b> (each point's figures are over its own)",
+            p.runs, p.of
+        ))
     );
     for c in charts {
         let svg = c.svg.find("<svg").map_or(c.svg.as_str(), |i| &c.svg[i..]);
