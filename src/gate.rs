@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::observe::RunStats;
 use crate::scenario::units::parse_duration;
 use crate::scenario::{Scenario, ScenarioError};
+use crate::summary::Summary;
 pub use crate::summary::{GateResult, Verdict};
 
 /// A comparison operator.
@@ -359,6 +360,38 @@ pub fn format_value(v: f64, unit: MetricUnit) -> String {
     }
 }
 
+/// The summary as JSON for [`evaluate`]ing `gates`: whole but for its
+/// agents, of which only those the gates name are kept, keyed by the
+/// segment that names them (`agents.ID.…`, or an index). Every gate finds
+/// what it would in the whole summary, whose agents (a million of them, as
+/// JSON, take gigabytes) are not made JSON at all.
+pub fn gate_view(summary: &mut Summary, gates: &[Gate]) -> serde_json::Result<Value> {
+    let agents = std::mem::take(&mut summary.agents);
+    let view = serde_json::to_value(&*summary);
+    summary.agents = agents;
+    let mut view = view?;
+    let mut named = serde_json::Map::new();
+    for seg in gates.iter().filter_map(|g| g.path.strip_prefix("agents.")) {
+        let seg = seg.split('.').next().unwrap_or(seg);
+        if named.contains_key(seg) {
+            continue;
+        }
+        // as `lookup` picks an element of a list: by id, else by index
+        let agents = &summary.agents;
+        let agent = agents
+            .iter()
+            .find(|a| a.id == seg)
+            .or_else(|| seg.parse::<usize>().ok().and_then(|i| agents.get(i)));
+        if let Some(a) = agent {
+            named.insert(seg.to_owned(), serde_json::to_value(a)?);
+        }
+    }
+    if let Some(v) = view.get_mut("agents") {
+        *v = Value::Object(named);
+    }
+    Ok(view)
+}
+
 /// Check every gate against a summary (as JSON) from `engine`.
 pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
     gates
@@ -526,6 +559,51 @@ mod tests {
         assert_eq!(shown, "ok   first_response.p95 < 60s  (actual 42.0s)");
         let shown = evaluate(&gates[1..2], &sample())[0].to_string();
         assert_eq!(shown, "FAIL service_level >= 90%  (actual 85%)", "a share in the threshold's unit");
+    }
+
+    /// Gates judged on the view of a summary (its agents left out but
+    /// those named) get every verdict and value they get on the whole.
+    #[test]
+    fn the_gate_view_judges_as_the_whole_summary() {
+        let text = r#"
+name = "t"
+seed = 4
+duration = "2h"
+[[account]]
+name = "a"
+[[agents]]
+group = "day"
+count = 12
+reply_delay = { dist = "exponential", mean = "3m" }
+[[entry]]
+scene = "web"
+rate = "6/min"
+"#;
+        let sc = Scenario::parse(text, "t.toml").unwrap();
+        let mut summary = crate::sim::simulate(&sc);
+        let whole = serde_json::to_value(&summary).unwrap();
+        let ids: Vec<String> = summary.agents.iter().map(|a| a.id.clone()).collect();
+        let gate = |path: &str, c: &str| Gate {
+            metric: path.into(),
+            path: path.into(),
+            condition: Condition::parse(c, unit_of(path)).unwrap(),
+        };
+        let gates = [
+            gate("service_level", ">= 0.5"),
+            gate(&format!("agents.{}.occupancy", ids[3]), "<= 0.5"),
+            gate(&format!("agents.{}.occupancy", ids[3]), "> 0.5"),
+            gate(&format!("agents.{}.sessions", ids[11]), ">= 1"),
+            gate("agents.2.busy_s", "> 0"),
+            gate("agents.nobody.occupancy", "< 1"),
+            gate("agents.40.sessions", "< 1"),
+            gate(&format!("agents.{}", ids[0]), "< 1"),
+            gate("messages.lost", "== 0"),
+        ];
+        let view = gate_view(&mut summary, &gates).unwrap();
+        assert_eq!(evaluate(&gates, &view), evaluate(&gates, &whole));
+        assert_eq!(view["agents"].as_object().map(|m| m.len()), Some(4), "only the agents named: {view}");
+        assert!(evaluate(&gates, &view)[3].actual.is_some_and(|n| n >= 1.0), "agents were measured");
+        assert_eq!(serde_json::to_value(&summary).unwrap(), whole, "the summary keeps its agents");
     }
 
     #[test]

@@ -155,9 +155,10 @@ pub fn rep_key(sc: &Scenario, r: u32) -> String {
     format!("{}-{:016x}-r{r}", sc.fingerprint(), sc.seed)
 }
 
-/// `shard.json`.
+/// `shard.json`. A run's metrics state is JSON once read (`M`), and the
+/// run's own settled state while the run writes it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShardFile {
+pub struct ShardFile<M = serde_json::Value> {
     /// Always [`SCHEMA`].
     pub schema: String,
     /// What was sharded.
@@ -173,7 +174,7 @@ pub struct ShardFile {
     pub engine: Option<Engine>,
     /// A run's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<RunState>,
+    pub run: Option<RunState<M>>,
     /// A sweep's part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepPart>,
@@ -182,9 +183,9 @@ pub struct ShardFile {
     pub plan: Option<PlanPart>,
 }
 
-impl ShardFile {
+impl<M: Serialize> ShardFile<M> {
     /// A shard file of `kind` for `shard` of `source`'s scenario.
-    pub fn new(kind: Kind, shard: Shard, source: Source) -> ShardFile {
+    pub fn new(kind: Kind, shard: Shard, source: Source) -> ShardFile<M> {
         ShardFile {
             schema: SCHEMA.into(),
             kind,
@@ -198,15 +199,24 @@ impl ShardFile {
         }
     }
 
-    /// Write it into `dir`.
+    /// Write it into `dir`, streamed: a run's state of a million agents
+    /// is a hundred megabytes of text.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        use std::io::Write;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(FILE);
-        let mut text = serde_json::to_vec(self).context("a shard file")?;
-        text.push(b'\n');
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+        let write = || -> anyhow::Result<()> {
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            serde_json::to_writer(&mut w, self).context("a shard file")?;
+            w.write_all(b"\n")?;
+            w.flush()?;
+            Ok(())
+        };
+        write().with_context(|| format!("writing {}", path.display()))
     }
+}
 
+impl ShardFile {
     /// Read `DIR/shard.json` (or a `shard.json` named directly).
     pub fn read(path: &Path) -> Result<ShardFile, Refused> {
         let file = if path.is_dir() { path.join(FILE) } else { path.to_path_buf() };

@@ -21,6 +21,9 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
+mod tree;
+pub use tree::AsTree;
+
 /// The key that marks a serialised histogram: `{"hdr": BASE64, "sum":
 /// "DECIMAL", "max": N}` (`hdr` empty for no samples; `sum` a string as it
 /// may pass 2⁶⁴).
@@ -266,9 +269,11 @@ impl std::fmt::Display for Shard {
 pub const MAX_SHARDS: u32 = 10_000;
 
 /// Everything a run leaves for a merge: how it ended and its settled
-/// state (the metrics', and a live run's own).
+/// state (the metrics', and a live run's own). The metrics' state is JSON
+/// as a merge reads it (`M`), or a form that writes the same JSON without
+/// being held as a tree (`metrics::Settled`, a run's own).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunState {
+pub struct RunState<M = Value> {
     /// Scenario time when it stopped [µs].
     pub end_us: u64,
     /// Sessions that arrived, warm-up included.
@@ -283,7 +288,7 @@ pub struct RunState {
     /// Wall time of a live run [s].
     pub wall_s: Option<f64>,
     /// The metrics' settled state (`Metrics::state`).
-    pub metrics: Value,
+    pub metrics: M,
     /// A live run's own state (`live::state::LiveState`).
     pub live: Option<Value>,
 }

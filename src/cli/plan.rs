@@ -118,7 +118,8 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
         if done < jobs.len() {
             eprintln!("interrupted: writing the {done} of this shard's {} runs that finished", jobs.len());
         }
-        let mut f = ShardFile::new(Kind::Sweep, shard, Source::new(&base, &file, &text, &args.scenario.sets));
+        let mut f: ShardFile =
+            ShardFile::new(Kind::Sweep, shard, Source::new(&base, &file, &text, &args.scenario.sets));
         f.sweep = Some(SweepPart { vary: args.vary.clone(), replications: r, results });
         f.write(&out)?;
         println!(
@@ -262,7 +263,8 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     let wait = std::time::Duration::from_micros(args.shard_wait);
     let runner = super::shard::Exchange::new(&exchange_dir, shard, !args.serial, wait)?;
     let (base, _report, _) = plan_with(&text, &file, &args.scenario.sets, &spec, &runner)?;
-    let mut f = ShardFile::new(Kind::Plan, shard, Source::new(&base, &file, &text, &args.scenario.sets));
+    let mut f: ShardFile =
+        ShardFile::new(Kind::Plan, shard, Source::new(&base, &file, &text, &args.scenario.sets));
     let values = std::mem::take(&mut *runner.seen.lock().unwrap_or_else(|e| e.into_inner()));
     f.plan = Some(PlanPart { spec, values });
     f.write(out)?;

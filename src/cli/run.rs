@@ -13,7 +13,7 @@ use super::{ArgError, Exit, ScenarioArgs, default_out_dir, load, progress_bar};
 use crate::compare::{self, Comparison};
 use crate::gate::{self, GateResult, Verdict};
 use crate::live::LiveOptions;
-use crate::metrics::Measured;
+use crate::metrics::{Measured, Settled};
 use crate::observe::Engine;
 use crate::report::folder;
 use crate::report::junit;
@@ -284,15 +284,16 @@ pub(super) fn write_run(
     o: &Outputs<'_>,
     gates: &[crate::gate::Gate],
     mut run: Measured,
-    shard_file: Option<&crate::merge::ShardFile>,
+    shard_file: Option<&crate::merge::ShardFile<Settled>>,
 ) -> anyhow::Result<Exit> {
     let (out, started, stamp) = (o.out, o.started, o.stamp);
-    let json = serde_json::to_value(&run.summary)?;
-    if !o.result.no_gates {
-        run.summary.gates = gate::evaluate(gates, &json);
-    }
+    // compared before the gates are judged: the summary as the baseline
+    // comparison sees it has no verdicts yet
     let comparison = match o.baseline {
         Some(base) => {
+            // a comparison reaches every agent (exact mode compares each
+            // number): the whole summary as JSON, for as long as it takes
+            let json = serde_json::to_value(&run.summary)?;
             let current = compare::Side {
                 summary: &json,
                 series: Some(&run.series),
@@ -302,6 +303,10 @@ pub(super) fn write_run(
         }
         None => None,
     };
+    if !o.result.no_gates {
+        let view = gate::gate_view(&mut run.summary, gates)?;
+        run.summary.gates = gate::evaluate(gates, &view);
+    }
     folder::write_data(out, &run)?;
     if let Some(f) = shard_file {
         f.write(out)?;
@@ -476,7 +481,7 @@ fn run_live(
     sc: &Scenario,
     args: &RunArgs,
     shard: crate::tally::Shard,
-) -> anyhow::Result<(Measured, Option<crate::tally::RunState>)> {
+) -> anyhow::Result<(Measured, Option<crate::tally::RunState<Settled>>)> {
     let wecom = match &args.middleware.middleware {
         Some(url) => {
             let mut setup = WeComSetup::from_scenario(sc, url, args.middleware.listen)?;
@@ -611,7 +616,7 @@ pub fn run_live_state(
     mut opts: LiveOptions,
     embedded: bool,
     progress: &mut crate::live::ProgressFn<'_>,
-) -> anyhow::Result<(Measured, crate::tally::RunState)> {
+) -> anyhow::Result<(Measured, crate::tally::RunState<Settled>)> {
     // the driver's connections, and the embedded service's, are files
     super::serve::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
@@ -691,7 +696,7 @@ pub const SCALE_EFFECT_WARN: f64 = 0.1;
 
 /// Run the simulator with a progress bar on a terminal, stopping cleanly on
 /// the first Ctrl-C or SIGTERM (a second one ends the process at once).
-fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::RunState) {
+fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::RunState<Settled>) {
     let (bar, mut progress) = progress_bar(sc, quiet);
     let mut metrics = crate::metrics::Metrics::new(sc);
     metrics.keep_interval_histograms();
@@ -703,7 +708,7 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::
         shed: stats.shed,
         interrupted: stats.interrupted,
         wall_s: None,
-        metrics: metrics.state(stats.end_us),
+        metrics: metrics.settled(stats.end_us),
         live: None,
     };
     let measured = metrics.finish_all(sc, &stats, None);

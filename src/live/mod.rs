@@ -36,7 +36,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::metrics::{Hist, Measured, Metrics};
+use crate::metrics::{Hist, Measured, Metrics, Settled};
 use crate::observe::{Obs, Observer, Progress, RunStats};
 use crate::scenario::Scenario;
 use crate::summary::{GaveUp, Reconnects};
@@ -647,7 +647,7 @@ pub async fn run_with_state(
     sc: &Scenario,
     opts: &LiveOptions,
     progress: &mut ProgressFn<'_>,
-) -> anyhow::Result<(Measured, crate::tally::RunState)> {
+) -> anyhow::Result<(Measured, crate::tally::RunState<Settled>)> {
     opts.check().map_err(anyhow::Error::msg)?;
     check_load(sc, opts.time_scale).map_err(anyhow::Error::msg)?;
     let http = Http::new(&opts.target, opts.timeout);
@@ -745,7 +745,7 @@ pub async fn run_with_state(
         shed: stats.shed,
         interrupted: stats.interrupted,
         wall_s: Some(wall_s),
-        metrics: metrics.state(stats.end_us),
+        metrics: metrics.settled(stats.end_us),
         live: Some(serde_json::to_value(&live).context("the live state")?),
     };
     let figures = live.figures(sc, stats.end_us, wall_s);

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -20,20 +21,28 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-fn json_pretty<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let mut text = serde_json::to_vec_pretty(value).expect("report types are JSON");
-    text.push(b'\n');
-    text
+/// Write `value` as pretty JSON and a newline, straight to the file: a
+/// summary of a million agents is hundreds of megabytes of text, which a
+/// buffer would hold beside the summary itself.
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let write = || -> anyhow::Result<()> {
+        let mut w = std::io::BufWriter::new(fs::File::create(path)?);
+        serde_json::to_writer_pretty(&mut w, value)?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+        Ok(())
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }
 
 /// Write the machine-readable files: summary, series and histograms.
 pub fn write_data(dir: &Path, run: &Measured) -> anyhow::Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_file(&dir.join("summary.json"), &json_pretty(&run.summary))?;
-    write_file(&dir.join("series.json"), &json_pretty(&run.series))?;
+    write_json(&dir.join("summary.json"), &run.summary)?;
+    write_json(&dir.join("series.json"), &run.series)?;
     let encoded: BTreeMap<&String, String> =
         run.histograms.iter().map(|(k, h)| (k, super::hgrm::to_base64(h))).collect();
-    write_file(&dir.join("histograms.json"), &json_pretty(&encoded))
+    write_json(&dir.join("histograms.json"), &encoded)
 }
 
 /// Write the charts (`charts/*.svg`) and `report.html`, and keep the
@@ -48,7 +57,7 @@ pub fn write_report(dir: &Path, run: &Measured, comparison: Option<&Comparison>)
         write_file(&chart_dir.join(format!("{}.png", c.name)), &c.png)?;
     }
     if let Some(c) = comparison {
-        write_file(&dir.join("comparison.json"), &json_pretty(c))?;
+        write_json(&dir.join("comparison.json"), c)?;
     }
     write_file(&dir.join("report.html"), super::html::render(run, &charts, comparison).as_bytes())
 }
@@ -195,20 +204,20 @@ pub fn write_sweep(out: &Path, r: &SweepResult) -> anyhow::Result<()> {
 /// Write a plan's folder: `plan.json`, its charts and `plan.html`.
 pub fn write_plan(out: &Path, plan: &crate::plan::PlanReport) -> anyhow::Result<()> {
     let charts = super::plan::charts(plan).map_err(anyhow::Error::msg)?;
-    write_pages(out, "plan", &json_pretty(plan), &charts, super::plan::html(plan, &charts).as_bytes())
+    write_pages(out, "plan", plan, &charts, super::plan::html(plan, &charts).as_bytes())
 }
 
 /// `NAME.json`, `charts/*.svg` and `.png`, and `NAME.html` in `out`.
-fn write_pages(
+fn write_pages<T: serde::Serialize>(
     out: &Path,
     name: &str,
-    json: &[u8],
+    json: &T,
     charts: &[super::charts::Chart],
     html: &[u8],
 ) -> anyhow::Result<()> {
     let chart_dir = out.join("charts");
     fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
-    write_file(&out.join(format!("{name}.json")), json)?;
+    write_json(&out.join(format!("{name}.json")), json)?;
     for c in charts {
         write_file(&chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
         write_file(&chart_dir.join(format!("{}.png", c.name)), &c.png)?;
@@ -233,11 +242,48 @@ pub fn write_comparison_page(
         cur.summary.pointer("/scenario/service_level_s").and_then(serde_json::Value::as_f64).map(|s| s * 1e3);
     let charts = super::compare::charts(base.histograms.as_ref(), cur.histograms.as_ref(), &bl, &cl, t_ms)
         .map_err(anyhow::Error::msg)?;
-    write_pages(
-        out,
-        "compare",
-        &json_pretty(c),
-        &charts,
-        super::compare::html(c, &bl, &cl, &charts).as_bytes(),
-    )
+    write_pages(out, "compare", c, &charts, super::compare::html(c, &bl, &cl, &charts).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files are streamed to disk; their bytes are still those of the
+    /// JSON built in memory (pretty, with a final newline), which readers
+    /// and diffs of earlier folders rely on.
+    #[test]
+    fn streamed_files_are_the_pretty_json_they_were() {
+        let text = r#"
+name = "t"
+seed = 2
+duration = "1h"
+[[account]]
+name = "a"
+[[agents]]
+count = 3
+reply_delay = { dist = "exponential", mean = "20s" }
+[[entry]]
+scene = "web"
+rate = "1/min"
+"#;
+        let sc = crate::scenario::Scenario::parse(text, "t.toml").unwrap();
+        let run = crate::sim::simulate_measured(&sc, &mut |_| true);
+        let dir = std::env::temp_dir().join(format!("kfsim-folder-{}", std::process::id()));
+        write_data(&dir, &run).unwrap();
+        let encoded: BTreeMap<&String, String> =
+            run.histograms.iter().map(|(k, h)| (k, super::super::hgrm::to_base64(h))).collect();
+        for (file, want) in [
+            ("summary.json", pretty(&run.summary)),
+            ("series.json", pretty(&run.series)),
+            ("histograms.json", pretty(&encoded)),
+        ] {
+            assert_eq!(fs::read_to_string(dir.join(file)).unwrap(), want, "{file}");
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn pretty<T: serde::Serialize>(value: &T) -> String {
+        serde_json::to_string_pretty(value).unwrap() + "\n"
+    }
 }
