@@ -114,9 +114,10 @@ pub fn read(dir: &Path) -> anyhow::Result<Measured> {
 /// The summary JSON of a run folder or of a summary file.
 pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
     let file = if path.is_dir() { path.join("summary.json") } else { path.to_path_buf() };
-    let text = fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
+    let mut value: serde_json::Value = {
+        let text = fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?
+    };
     anyhow::ensure!(
         value.get("schema").and_then(|s| s.as_str()) == Some(crate::summary::SCHEMA),
         "{} is not a kfsim summary (schema {})",
@@ -126,16 +127,57 @@ pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
     // A field of the wrong type would otherwise read as absent, and a
     // comparison would report it as gone (a regression, exit 1) instead of
     // refusing the file.
-    if let Err(e) = serde_path_to_error::deserialize::<_, crate::summary::Summary>(&value) {
-        let at = e.path().to_string();
+    if let Some((at, message)) = summary_error(&mut value) {
         let at = if at == "." { String::new() } else { format!("at `{at}`: ") };
         anyhow::bail!(
             "{} is not a kfsim summary: {at}{}",
             file.display(),
-            crate::json_words::in_json_terms(&e.inner().to_string())
+            crate::json_words::in_json_terms(&message)
         );
     }
     Ok(value)
+}
+
+/// Where and why `value` does not read as a summary: the first error
+/// reading it as a `Summary` meets. Its agents are checked one at a time
+/// beside the rest, not read all at once: a million typed agents beside
+/// the JSON that holds them doubled what a comparison holds.
+fn summary_error(value: &mut serde_json::Value) -> Option<(String, String)> {
+    use crate::summary::{AgentSummary, Summary};
+    let whole = |v: &serde_json::Value| {
+        serde_path_to_error::deserialize::<_, Summary>(v)
+            .err()
+            .map(|e| (e.path().to_string(), e.inner().to_string()))
+    };
+    let agents = match value.get_mut("agents") {
+        Some(serde_json::Value::Array(agents)) => std::mem::take(agents),
+        _ => return whole(value),
+    };
+    let rest = whole(value);
+    value["agents"] = serde_json::Value::Array(agents);
+    // a summary reads its keys in their order, sorted as a JSON map's are:
+    // a mistake under a key before `agents` is met first, one elsewhere or
+    // a missing field (at `.`, found at the end) after the agents'
+    let first_key = |at: &str| at.split(['.', '[']).next().unwrap_or("").to_owned();
+    if let Some((at, message)) = &rest
+        && at != "."
+        && first_key(at).as_str() < "agents"
+    {
+        return Some((at.clone(), message.clone()));
+    }
+    let agents = value["agents"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let in_agents = agents.iter().enumerate().find_map(|(i, a)| {
+        serde_path_to_error::deserialize::<_, AgentSummary>(a).err().map(|e| {
+            let inner = e.path().to_string();
+            let at = match inner.as_str() {
+                "." => format!("agents[{i}]"),
+                _ if inner.starts_with('[') => format!("agents[{i}]{inner}"),
+                _ => format!("agents[{i}].{inner}"),
+            };
+            (at, e.inner().to_string())
+        })
+    });
+    in_agents.or(rest)
 }
 
 /// What a baseline or compared run brings: its summary JSON and, when
@@ -281,6 +323,53 @@ rate = "1/min"
             assert_eq!(fs::read_to_string(dir.join(file)).unwrap(), want, "{file}");
         }
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Agents checked apart from the rest of a summary give the error (its
+    /// place and words) that reading the whole as a `Summary` gives.
+    #[test]
+    fn a_summary_is_refused_where_reading_it_whole_fails() {
+        let text = "name = \"t\"\nduration = \"1h\"\n[[account]]\nname = \"a\"\n[[agents]]\ncount = 4\n\
+                    reply_delay = { dist = \"exponential\", mean = \"20s\" }\n[[entry]]\nscene = \"web\"\nrate = \"1/min\"\n";
+        let sc = crate::scenario::Scenario::parse(text, "t.toml").unwrap();
+        let good = serde_json::to_value(crate::sim::simulate(&sc)).unwrap();
+        let whole = |v: &serde_json::Value| {
+            serde_path_to_error::deserialize::<_, crate::summary::Summary>(v)
+                .err()
+                .map(|e| (e.path().to_string(), e.inner().to_string()))
+        };
+        let edits: [&dyn Fn(&mut serde_json::Value); 9] = [
+            &|_| {},
+            &|v| v["agents"][2]["busy_s"] = "x".into(),
+            &|v| {
+                v["agents"][1]["sessions"] = (-1).into();
+                v["abandon_rate"] = "x".into();
+            },
+            &|v| {
+                v["agents"][3]["occupancy"] = "x".into();
+                v["fairness"] = 1.into();
+            },
+            &|v| {
+                v.as_object_mut().unwrap().remove("seed");
+                v["agents"][0].as_object_mut().unwrap().remove("messages");
+            },
+            &|v| {
+                v.as_object_mut().unwrap().remove("seed");
+            },
+            &|v| v["agents"] = 3.into(),
+            &|v| v["agents"][1] = serde_json::json!([1, 2]),
+            &|v| v["sticky"]["rate"] = "x".into(),
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut v = good.clone();
+            edit(&mut v);
+            let want = whole(&v);
+            assert_eq!((i, summary_error(&mut v.clone())), (i, want.clone()));
+            assert_eq!(i == 0, want.is_none());
+            let mut after = v.clone();
+            summary_error(&mut after);
+            assert_eq!(after, v, "the summary is given back whole");
+        }
     }
 
     fn pretty<T: serde::Serialize>(value: &T) -> String {
