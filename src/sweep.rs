@@ -230,9 +230,8 @@ pub fn variant(
     base_sets: &[String],
     params: &[(String, String)],
 ) -> Result<Scenario, ScenarioError> {
-    let mut sets = base_sets.to_vec();
-    sets.extend(params.iter().map(|(p, v)| format!("{p}={v}")));
-    Scenario::parse_with(text, file, &sets)
+    let varied: Vec<String> = params.iter().map(|(p, v)| format!("{p}={v}")).collect();
+    Scenario::parse_varied(text, file, base_sets, &varied)
 }
 
 /// Run every (point, replication) on the simulator; `parallel` uses every

@@ -219,3 +219,32 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
     assert!(s.run.interrupted);
     assert!(s.sessions.offered > 0 && s.run.end_s < 3650.0 * 86400.0, "{:?}", s.run);
 }
+
+/// A bad value of a sweep's `--vary` is reported as that `--vary` value,
+/// not as the `--set` the sweep turns it into.
+#[test]
+fn a_bad_vary_value_is_named_as_given() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--vary", "agents.kf.count=44,0"], "--vary agents.kf.count=0: "),
+        (
+            &["--vary", "agents.nobody.count=1..2"],
+            "--vary agents.nobody.count=1: no [[agents]] named \"nobody\"",
+        ),
+        (
+            &["--set", "seed=4", "--vary", "agents.kf.count=44", "--vary", "entry.web.rate=-1/min"],
+            "--vary entry.web.rate=-1/min: ",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["sweep", "scenarios/erlang-c.toml", "--replications", "1"];
+        all.extend(args);
+        let o = kfsim(&all);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr:?} should name {want:?}");
+        assert!(!stderr.contains("--set") && !stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // a --set that breaks the scenario is still a --set
+    let o = kfsim(&["sweep", "scenarios/erlang-c.toml", "--set", "agents.kf.count=0", "--vary", "seed=1,2"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--set agents.kf.count=0: "));
+}

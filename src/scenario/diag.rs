@@ -20,10 +20,13 @@ pub enum ScenarioError {
     /// The file (or the file after overrides) is not a valid scenario.
     #[error("{0}")]
     Invalid(Box<Diagnostic>),
-    /// A `--set key=value` override does not name a key of the scenario.
-    #[error("--set {arg}: {message}")]
+    /// A `--set key=value` override (or a value of a sweep's or plan's
+    /// `--vary`) does not name a key of the scenario, or makes it invalid.
+    #[error("{flag} {arg}: {message}")]
     Override {
-        /// The override as given.
+        /// The option that gave it: `--set` or `--vary`.
+        flag: &'static str,
+        /// The override as given (for `--vary`, `PATH=VALUE` of the one value).
         arg: String,
         /// What is wrong with it.
         message: String,

@@ -336,13 +336,30 @@ impl Scenario {
 
     /// Validate scenario text after applying `key=value` overrides.
     pub fn parse_with(text: &str, file: &str, sets: &[String]) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_varied(text, file, sets, &[])
+    }
+
+    /// [`Scenario::parse_with`], then `varied`: the `PATH=VALUE` of a
+    /// sweep's or plan's point. An error in one of those is one of the
+    /// `--vary` values the user gave, and names it so, not as a `--set`.
+    pub fn parse_varied(
+        text: &str,
+        file: &str,
+        sets: &[String],
+        varied: &[String],
+    ) -> Result<Scenario, ScenarioError> {
         // The file is checked as written first, so its own mistakes are
         // reported at their own lines; overrides are applied afterwards.
         let scenario = parse_text(text, file)?;
-        if sets.is_empty() {
+        let given: Vec<overrides::Given<'_>> = sets
+            .iter()
+            .map(|s| ("--set", s.as_str()))
+            .chain(varied.iter().map(|v| ("--vary", v.as_str())))
+            .collect();
+        if given.is_empty() {
             return Ok(scenario);
         }
-        let rewritten = overrides::apply(text, sets)?;
+        let rewritten = overrides::apply(text, &given)?;
         let whole = match parse_text(&rewritten, file) {
             Err(ScenarioError::Invalid(whole)) => whole,
             other => return other,
@@ -350,12 +367,15 @@ impl Scenario {
         // The file alone is valid, so an override made it invalid: name the
         // first that does. Its line and column would be those of the
         // rewritten document, which is not the file the user has.
-        for k in 1..=sets.len() {
-            if let Err(ScenarioError::Invalid(d)) = parse_text(&overrides::apply(text, &sets[..k])?, file) {
-                return Err(overridden(&sets[k - 1], &d));
+        for k in 1..=given.len() {
+            if let Err(ScenarioError::Invalid(d)) = parse_text(&overrides::apply(text, &given[..k])?, file) {
+                let (flag, arg) = given[k - 1];
+                return Err(overridden(flag, arg, &d));
             }
         }
-        Err(overridden(&sets.join(" --set "), &whole))
+        let (flag, first) = given[0];
+        let all = given[1..].iter().fold(first.to_owned(), |all, (f, a)| format!("{all} {f} {a}"));
+        Err(overridden(flag, &all, &whole))
     }
 
     /// The index of the account called `name`.
@@ -437,14 +457,14 @@ impl Scenario {
 
 /// The error of a scenario an override made invalid, with the TOML line
 /// it concerns as overridden.
-fn overridden(arg: &str, d: &Diagnostic) -> ScenarioError {
+fn overridden(flag: &'static str, arg: &str, d: &Diagnostic) -> ScenarioError {
     let line = d.source_line().trim();
     let message = if line.is_empty() {
         d.message.clone()
     } else {
         format!("{} (at `{line}`, with the override)", d.message)
     };
-    ScenarioError::Override { arg: arg.to_owned(), message }
+    ScenarioError::Override { flag, arg: arg.to_owned(), message }
 }
 
 /// Read a scenario file of at most [`MAX_FILE_BYTES`].

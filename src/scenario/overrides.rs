@@ -12,16 +12,24 @@ use toml::{Table, Value};
 
 use super::ScenarioError;
 
+/// An override as given: the option that gave it (`--set`, `--vary`),
+/// which its errors name, and `KEY=VALUE`.
+pub(super) type Given<'a> = (&'static str, &'a str);
+
 /// Apply every override to the document and return it as TOML text.
-pub(super) fn apply(text: &str, sets: &[String]) -> Result<String, ScenarioError> {
-    let mut doc: Table = toml::from_str(text)
-        .map_err(|e| ScenarioError::Override { arg: sets.join(" "), message: e.message().to_owned() })?;
-    for arg in sets {
-        let fail = |message: String| ScenarioError::Override { arg: arg.clone(), message };
+pub(super) fn apply(text: &str, sets: &[Given<'_>]) -> Result<String, ScenarioError> {
+    let all = |message: String| ScenarioError::Override {
+        flag: sets.first().map_or("--set", |(flag, _)| flag),
+        arg: sets.iter().map(|(_, arg)| *arg).collect::<Vec<_>>().join(" "),
+        message,
+    };
+    let mut doc: Table = toml::from_str(text).map_err(|e| all(e.message().to_owned()))?;
+    for &(flag, arg) in sets {
+        let fail = |message: String| ScenarioError::Override { flag, arg: arg.to_owned(), message };
         let (path, raw) = arg.split_once('=').ok_or_else(|| fail("expected KEY=VALUE".into()))?;
         set(&mut doc, path.trim(), parse_value(raw.trim())).map_err(fail)?;
     }
-    toml::to_string(&doc).map_err(|e| ScenarioError::Override { arg: sets.join(" "), message: e.to_string() })
+    toml::to_string(&doc).map_err(|e| all(e.to_string()))
 }
 
 fn parse_value(raw: &str) -> Value {
