@@ -281,15 +281,17 @@ pub struct Metrics {
     series: SeriesRecorder,
 }
 
-/// A run's settled metrics state ([`Metrics::settled`]), typed: it
-/// serialises as [`Metrics::state`]'s JSON tree does, byte for byte
-/// (`crate::tally::AsTree`), and the merge reads it as that tree.
+/// A run's settled metrics state ([`Metrics::settled`]), typed until it
+/// is written to `shard.json` (as a JSON tree, the state of a million
+/// agents took 1.4 GB). Written straight from the types, its keys come in
+/// the order the types declare them, not sorted as a tree's: the merge
+/// reads it as a tree, which does not see the order.
 #[derive(Debug, Clone)]
 pub struct Settled(Metrics);
 
 impl Serialize for Settled {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::tally::AsTree(&self.0).serialize(s)
+        self.0.serialize(s)
     }
 }
 
@@ -1021,11 +1023,11 @@ mod tests {
         assert_eq!(jain(&[0.0, 0.0]), None);
     }
 
-    /// A run's settled state, kept typed per agent, writes the bytes its
-    /// whole JSON tree wrote (the tree's keys sorted, every field there):
-    /// `shard.json` and the merge of shards read the same thing.
+    /// A run's settled state, kept typed per agent, reads back as the JSON
+    /// tree the state was made as before (every field there): the merge of
+    /// shards reads the same thing from `shard.json`.
     #[test]
-    fn the_settled_state_writes_its_json_tree() {
+    fn the_settled_state_reads_back_as_its_json_tree() {
         let text = r#"
 name = "t"
 seed = 6
@@ -1076,12 +1078,10 @@ rate = "1/min"
             tree.series.settle(end);
             let tree = serde_json::to_value(&tree).unwrap();
             assert!(tree["agents"].as_array().is_some_and(|a| a.len() == 11));
-            let settled = m.settled(end);
-            assert_eq!(serde_json::to_string(&settled).unwrap(), tree.to_string());
-            assert_eq!(
-                serde_json::to_string_pretty(&settled).unwrap(),
-                serde_json::to_string_pretty(&tree).unwrap()
-            );
+            // what a merge reads back from shard.json
+            let settled: serde_json::Value =
+                serde_json::from_str(&serde_json::to_string(&m.settled(end)).unwrap()).unwrap();
+            assert_eq!(settled, tree);
             assert_eq!(m.state(end), tree);
         }
     }

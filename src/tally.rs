@@ -21,9 +21,6 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-mod tree;
-pub use tree::AsTree;
-
 /// The key that marks a serialised histogram: `{"hdr": BASE64, "sum":
 /// "DECIMAL", "max": N}` (`hdr` empty for no samples; `sum` a string as it
 /// may pass 2⁶⁴).
