@@ -636,6 +636,78 @@ async fn a_body_or_an_action_that_is_not_an_object_is_refused() {
     server.stop().await.unwrap();
 }
 
+/// serde read a struct inside a body from an array as well, by position:
+/// `"text": ["hi"]` was sent as `{"content": "hi"}`, `"reception_rule":
+/// ["fill_first"]` made an account. Every struct a client sends, at any
+/// depth, is 47001 unless it is an object, on both surfaces; a batch
+/// refuses such an action alone.
+#[tokio::test]
+async fn a_message_object_or_rule_that_is_not_an_object_is_refused() {
+    let (server, mut c) = logged_in().await;
+    let bot = account(&mut c, "bot", &[], 1, json!({})).await;
+    let human = account(&mut c, "human", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let r = batch(&mut c, &ch, vec![say("bob", &bot, "b1", "q"), say("ann", &human, "a1", "q")]).await;
+    let (bob, ann) = (r[0]["external_userid"].as_str().unwrap(), r[1]["external_userid"].as_str().unwrap());
+    let refused = |v: &Value| {
+        assert_eq!(code(v), 47001, "{v}");
+        let msg = v["errmsg"].as_str().unwrap();
+        assert!(msg.contains("invalid type: a JSON array, expected a JSON object at line 1 column"), "{v}");
+    };
+    let send = |kf: &str, to: &str, msgtype: &str, object: Value| json!({"touser": to, "open_kfid": kf, "msgtype": msgtype, msgtype: object});
+    for (msgtype, object) in [
+        ("text", json!(["hi"])),
+        ("image", json!(["MID"])),
+        ("link", json!(["title", "desc", "https://example.com"])),
+        ("location", json!(["name", "address", 10.0, 20.0])),
+        ("miniprogram", json!(["title", "appid", "pages/a"])),
+        ("msgmenu", json!(["head", [], "tail"])),
+    ] {
+        refused(&c.post("/cgi-bin/kf/send_msg", send(&bot, bob, msgtype, object)).await);
+    }
+    let reply = |object: Value| json!({"servicer_userid": "s1", "open_kfid": human, "external_userid": ann, "msgtype": "text", "text": object});
+    refused(&c.post("/sim/servicer/reply", reply(json!(["hi"]))).await);
+    let mut in_batch = reply(json!(["hi"]));
+    in_batch["type"] = json!("reply");
+    let v = c.ok("/sim/servicer/batch", json!({"actions": [in_batch]})).await;
+    refused(&v["results"][0]);
+    // a customer's message: refused alone, the rest of the batch runs
+    let mut by_position = say("bob", &bot, "b2", "");
+    by_position["text"] = json!(["by position"]);
+    let v = c
+        .ok(
+            "/sim/customer/batch",
+            json!({"channel_id": ch, "actions": [by_position, say("bob", &bot, "b3", "ok")]}),
+        )
+        .await;
+    refused(&v["results"][0]);
+    assert_eq!(code(&v["results"][1]), 0, "{v}");
+    for (path, body) in [
+        ("/cgi-bin/kf/account/add", json!({"name": "r", "media_id": "m", "reception_rule": ["fill_first"]})),
+        ("/cgi-bin/kf/account/update", json!({"open_kfid": bot, "reception_rule": ["fill_first", true]})),
+    ] {
+        refused(&c.post(path, body).await);
+    }
+    let (_, list) = c.get("/cgi-bin/kf/account/list").await;
+    let accounts = list["account_list"].as_array().unwrap();
+    assert_eq!(accounts.len(), 2, "no account was made: {list}");
+    assert!(accounts.iter().all(|a| a["reception_rule"]["policy"] == "round_robin"), "{list}");
+    // nothing reached the customers: the objects sent as objects did
+    let ok = c.ok("/cgi-bin/kf/send_msg", send(&bot, bob, "text", json!({"content": "hi"}))).await;
+    c.ok("/sim/servicer/reply", reply(json!({"content": "hi"}))).await;
+    let pulled = c.ok("/sim/customer/pull", json!({"channel_id": ch})).await;
+    let texts: Vec<&str> = pulled["event_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "message")
+        .map(|e| e["text"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["hi", "hi"], "{pulled}");
+    assert!(ok["msgid"].is_string());
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn oversized_bodies_unknown_paths_and_wrong_methods() {
     let (server, mut c) = logged_in().await;

@@ -21,9 +21,7 @@ use serde_json::value::RawValue;
 use super::Service;
 use super::errors::{ApiError, code};
 use super::faults::Caller;
-use super::http::{
-    Object, call, error, from_raw, long_poll, ok, parse_json, poll_args, query_param, read_body,
-};
+use super::http::{call, error, from_raw, long_poll, ok, parse_json, poll_args, query_param, read_body};
 use super::model::{Numbered, Sender, with_content};
 use super::session::{CustomerAck, Pulled};
 use super::state::State;
@@ -201,9 +199,8 @@ async fn run_batch<A: DeserializeOwned, T: Serialize>(
         Ok(bytes) => bytes,
         Err(e) => return error(e),
     };
-    let parsed = parse_json::<Batch<Object<A>>>(&bytes);
-    let (channel_id, actions): (String, Vec<Result<A, ApiError>>) = match parsed {
-        Ok(b) => (b.channel_id, b.actions.into_iter().map(|Object(a)| Ok(a)).collect()),
+    let (channel_id, actions): (String, Vec<Result<A, ApiError>>) = match parse_json::<Batch<A>>(&bytes) {
+        Ok(b) => (b.channel_id, b.actions.into_iter().map(Ok).collect()),
         Err(_) => match parse_json::<Batch<&RawValue>>(&bytes) {
             Ok(b) => (b.channel_id, b.actions.into_iter().map(from_raw).collect()),
             Err(e) => return error(e),

@@ -11,7 +11,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{self as de, DeserializeOwned, DeserializeSeed, Deserializer, Visitor};
 use tokio::sync::Notify;
 
 use super::Service;
@@ -129,57 +129,20 @@ pub(super) async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Re
     })
 }
 
-/// Parse a JSON body: syntax errors, wrong types and a body that is not an
-/// object are 47001 ("Warning: wrong json format."), a missing required
-/// field 40058. An empty body is `{}`.
+/// Parse a JSON body: syntax errors, wrong types and a body or any struct
+/// in it that is not an object are 47001 ("Warning: wrong json format."),
+/// a missing required field 40058. An empty body is `{}`.
 pub(super) fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return serde_json::from_str("{}").map_err(json_error);
+        return read_strictly(serde_json::Deserializer::from_str("{}"));
     }
-    object_only(bytes, || {
-        // checked as UTF-8 once, then read as text: from bytes, serde_json
-        // checks each string it copies (a twentieth of a customer message);
-        // a body that is not UTF-8 gets serde_json's own error from bytes
-        match std::str::from_utf8(bytes) {
-            Ok(text) => serde_json::from_str(text),
-            Err(_) => serde_json::from_slice(bytes),
-        }
-        .map_err(json_error)
-    })
-}
-
-/// `read` the JSON value in `bytes` if it is an object. serde reads a
-/// struct from an array as well, by position (WeCom answers 47001): the
-/// first byte tells, without a second parse on the hot path. Anything else
-/// serde refuses itself (no JSON, or no struct); should `T` take it, it is
-/// refused all the same.
-fn object_only<T>(bytes: &[u8], read: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
-    let Some(start) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else { return read() };
-    match bytes[start] {
-        b'{' => read(),
-        b'[' => Err(not_an_object(bytes, start)),
-        _ => read().and_then(|_| Err(not_an_object(bytes, start))),
+    // checked as UTF-8 once, then read as text: from bytes, serde_json
+    // checks each string it copies (a twentieth of a customer message);
+    // a body that is not UTF-8 gets serde_json's own error from bytes
+    match std::str::from_utf8(bytes) {
+        Ok(text) => read_strictly(serde_json::Deserializer::from_str(text)),
+        Err(_) => read_strictly(serde_json::Deserializer::from_slice(bytes)),
     }
-}
-
-/// 47001 for the JSON value at `bytes[start]`, which is not an object, at
-/// the place serde gives a value of the wrong type (line, and the bytes
-/// before it on that line).
-fn not_an_object(bytes: &[u8], start: usize) -> ApiError {
-    let found = match bytes[start] {
-        b'[' => "a JSON array",
-        b'"' => "a string",
-        b't' => "true",
-        b'f' => "false",
-        b'n' => "null",
-        _ => "a number",
-    };
-    let before = &bytes[..start];
-    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-    let column = start - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    ApiError::bad_json(format!(
-        "invalid type: {found}, expected a JSON object at line {line} column {column}"
-    ))
 }
 
 /// The WeCom error for a serde_json error. serde words what it expected
@@ -204,45 +167,238 @@ pub(super) fn json_error(e: serde_json::Error) -> ApiError {
 
 /// Parse a batch action like [`parse_json`].
 pub(super) fn from_raw<T: DeserializeOwned>(v: &serde_json::value::RawValue) -> Result<T, ApiError> {
-    let text = v.get();
-    object_only(text.as_bytes(), || serde_json::from_str(text).map_err(json_error))
+    read_strictly(serde_json::Deserializer::from_str(v.get()))
 }
 
-/// A `T` read from a JSON object only, for the items of a list (the batch
-/// actions read in one pass): serde reads a struct from an array too, by
-/// position. `T` is a derived struct, which asks for a struct.
-pub(super) struct Object<T>(pub T);
-
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        T::deserialize(AsMap(d)).map(Object)
-    }
+/// Read a whole `T` from `de`, each struct in it from a JSON object only
+/// (see [`AsMap`]), as `serde_json::from_str` reads it otherwise.
+fn read_strictly<'de, R: serde_json::de::Read<'de>, T: serde::Deserialize<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> Result<T, ApiError> {
+    let value = T::deserialize(AsMap(&mut de)).map_err(json_error)?;
+    de.end().map_err(json_error)?;
+    Ok(value)
 }
 
-/// A deserializer that reads a struct as a map: serde_json reads a map
-/// from an object only. As fast as the struct read: it is the same one,
-/// less its array branch.
-struct AsMap<D>(D);
+/// A deserializer, visitor, seed or access that asks serde_json for every
+/// struct below it as a map, which serde_json reads from an object only:
+/// asked for a struct, it takes an array too and fills the fields by
+/// position (`"text": ["hi"]` was `{"content": "hi"}`), where WeCom
+/// answers 47001. Wrapping each level on the way down reaches every struct
+/// a request holds (message objects, `reception_rule`, batch actions)
+/// whatever its type, with no field to mark. It costs no allocation and no
+/// second pass: a map is the struct read, less its array branch, and every
+/// other call goes to the same method of the wrapped deserializer, which
+/// keeps its errors and its borrowing (a `&RawValue` is still a slice).
+struct AsMap<T>(T);
 
-impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for AsMap<D> {
+/// `fn $name(self, visitor)` of a `Deserializer`, forwarded with the
+/// visitor wrapped.
+macro_rules! forward_deserialize {
+    ($($name:ident)*) => {$(
+        fn $name<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
+            self.0.$name(AsMap(v))
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for AsMap<D> {
     type Error = D::Error;
 
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
-        self.0.deserialize_any(v)
+    forward_deserialize! {
+        deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
+        deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
+        deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
+        deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
+        deserialize_option deserialize_unit deserialize_seq deserialize_map
+        deserialize_identifier deserialize_ignored_any
     }
 
-    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+    fn deserialize_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
         _fields: &'static [&'static str],
         v: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_map(v)
+        self.0.deserialize_map(AsMap(v))
     }
 
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_unit_struct(name, AsMap(v))
+    }
+
+    // serde_json's `RawValue` comes through here, by a name it knows
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_newtype_struct(name, AsMap(v))
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, v: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_tuple(len, AsMap(v))
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_tuple_struct(name, len, AsMap(v))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_enum(name, variants, AsMap(v))
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+/// `fn $name(self, v: $t)` of a `Visitor`, forwarded.
+macro_rules! forward_visit {
+    ($($name:ident: $t:ty,)*) => {$(
+        fn $name<E: de::Error>(self, v: $t) -> Result<V::Value, E> {
+            self.0.$name(v)
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for AsMap<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        self.0.expecting(f)
+    }
+
+    forward_visit! {
+        visit_bool: bool, visit_i8: i8, visit_i16: i16, visit_i32: i32, visit_i64: i64,
+        visit_i128: i128, visit_u8: u8, visit_u16: u16, visit_u32: u32, visit_u64: u64,
+        visit_u128: u128, visit_f32: f32, visit_f64: f64, visit_char: char, visit_str: &str,
+        visit_borrowed_str: &'de str, visit_string: String, visit_bytes: &[u8],
+        visit_borrowed_bytes: &'de [u8], visit_byte_buf: Vec<u8>,
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_none()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.0.visit_some(AsMap(d))
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.0.visit_newtype_struct(AsMap(d))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.0.visit_seq(AsMap(seq))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.0.visit_map(AsMap(map))
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.0.visit_enum(AsMap(data))
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for AsMap<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.0.deserialize(AsMap(d))
+    }
+}
+
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for AsMap<A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, A::Error> {
+        self.0.next_element_seed(AsMap(seed))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for AsMap<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        self.0.next_key_seed(AsMap(seed))
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        self.0.next_value_seed(AsMap(seed))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for AsMap<A> {
+    type Error = A::Error;
+    type Variant = AsMap<A::Variant>;
+
+    fn variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<(T::Value, Self::Variant), A::Error> {
+        self.0.variant_seed(AsMap(seed)).map(|(value, variant)| (value, AsMap(variant)))
+    }
+}
+
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for AsMap<A> {
+    type Error = A::Error;
+
+    fn unit_variant(self) -> Result<(), A::Error> {
+        self.0.unit_variant()
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
+        self.0.newtype_variant_seed(AsMap(seed))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, v: V) -> Result<V::Value, A::Error> {
+        self.0.tuple_variant(len, AsMap(v))
+    }
+
+    // `struct_variant` would read the struct, from an array as well: its
+    // content is asked for as a map instead
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, A::Error> {
+        self.0.newtype_variant_seed(MapOf(v))
+    }
+}
+
+/// A seed that reads a map with the visitor it holds.
+struct MapOf<V>(V);
+
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for MapOf<V> {
+    type Value = V::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        d.deserialize_map(AsMap(self.0))
     }
 }
 
@@ -453,5 +609,78 @@ mod tests {
         assert_eq!(parse_json::<R>(b" \r\n").unwrap().open_kfid, "", "an empty body is {{}}");
         let raw = serde_json::value::RawValue::from_string(r#"{"open_kfid": "wk2"}"#.to_owned()).unwrap();
         assert_eq!(from_raw::<R>(&raw).unwrap().open_kfid, "wk2");
+    }
+
+    /// serde read a struct inside a request from an array as well, by
+    /// position: `"text": ["hi"]` was `{"content": "hi"}`. Every struct, at
+    /// any depth and behind an `Option`, a `Vec` or an enum, is read from an
+    /// object only; what is not a struct reads as before.
+    #[test]
+    fn a_struct_at_any_depth_is_read_from_an_object_only() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Text {
+            content: String,
+        }
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(rename_all = "snake_case")]
+        enum Kind {
+            Plain,
+            Boxed(Text),
+            Shaped { text: Text },
+        }
+        #[derive(serde::Deserialize, Debug)]
+        struct R<'a> {
+            text: Option<Text>,
+            #[serde(default)]
+            list: Vec<Text>,
+            kind: Option<Kind>,
+            deep: Option<Vec<Option<Text>>>,
+            any: Option<serde_json::Value>,
+            #[serde(borrow)]
+            raw: Option<&'a serde_json::value::RawValue>,
+        }
+        for (body, column) in [
+            (r#"{"text": ["hi"]}"#, 9),
+            (r#"{"list": [{"content": "a"}, ["b"]]}"#, 28),
+            (r#"{"kind": {"boxed": ["x"]}}"#, 19),
+            (r#"{"kind": {"shaped": [["x"]]}}"#, 20),
+            (r#"{"kind": {"shaped": {"text": ["x"]}}}"#, 29),
+            (r#"{"deep": [null, ["x"]]}"#, 16),
+        ] {
+            let e = parse_json::<R>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code, code::BAD_JSON, "{body}: {e}");
+            let want =
+                format!("invalid type: a JSON array, expected a JSON object at line 1 column {column}");
+            assert!(e.msg.ends_with(&want), "{body}: {e}");
+            let raw = serde_json::value::RawValue::from_string(body.to_owned()).unwrap();
+            assert_eq!(from_raw::<Kinded>(&raw).unwrap_err().code, code::BAD_JSON, "{body}");
+        }
+        let r = parse_json::<R>(
+            br#"{"text": null, "list": [{"content": "a"}], "kind": {"shaped": {"text": {"content": "b"}}},
+                 "deep": [null, {"content": "c"}], "any": [1, ["x"], {"y": []}], "raw": ["kept", 1]}"#,
+        )
+        .unwrap();
+        assert_eq!((r.text, r.list), (None, vec![Text { content: "a".into() }]));
+        assert_eq!(r.kind, Some(Kind::Shaped { text: Text { content: "b".into() } }));
+        assert_eq!(r.deep, Some(vec![None, Some(Text { content: "c".into() })]));
+        assert_eq!(r.any, Some(serde_json::json!([1, ["x"], {"y": []}])), "a JSON value takes anything");
+        assert_eq!(r.raw.map(|v| v.get()), Some(r#"["kept", 1]"#), "a raw value is the text as sent");
+        for (kind, want) in [
+            ("\"plain\"", Kind::Plain),
+            (r#"{"boxed": {"content": "d"}}"#, Kind::Boxed(Text { content: "d".into() })),
+        ] {
+            let body = format!(r#"{{"kind": {kind}}}"#);
+            assert_eq!(parse_json::<R>(body.as_bytes()).unwrap().kind, Some(want));
+        }
+
+        /// A batch action's shape: the same strictness through `from_raw`.
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Kinded {
+            text: Option<Text>,
+            list: Option<Vec<Text>>,
+            kind: Option<Kind>,
+            deep: Option<Vec<Option<Text>>>,
+        }
     }
 }
