@@ -363,6 +363,61 @@ async fn pulls_refuse_cursors_they_never_gave_without_echoing_them() {
     server.stop().await.unwrap();
 }
 
+/// A cursor the service never gave was taken when it was well formed and
+/// inside the queue: `c2` after pages that gave `c0` then `c3`. WeCom's
+/// SDKs send back only the `next_cursor` they got; a cursor made up, or
+/// given by another queue, is 40058 `invalid cursor` on `sync_msg` and on
+/// both pulls, and the cursors given keep working.
+#[tokio::test]
+async fn a_cursor_never_given_is_refused_inside_the_queue_too() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let kf = account(&mut c, "kf", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    // the channel gets a note per customer, the servicer a's session
+    let says = ["a", "a", "b", "c"].iter().enumerate().map(|(i, who)| say(who, &kf, &i.to_string(), "x"));
+    let says = says.collect();
+    batch(&mut c, &ch, says).await;
+    let queues = [
+        ("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf})),
+        ("/cgi-bin/kf/sync_msg", json!({})),
+        ("/sim/servicer/pull", json!({"servicer_userid": "s1"})),
+        ("/sim/customer/pull", json!({"channel_id": ch})),
+    ];
+    let mut given = Vec::new();
+    for (path, queue) in &queues {
+        let mut body = queue.clone();
+        body["limit"] = json!(1);
+        let first = c.ok(path, body.clone()).await["next_cursor"].as_str().unwrap().to_owned();
+        body["cursor"] = json!(first);
+        body["limit"] = json!(2);
+        let next = c.ok(path, body.clone()).await["next_cursor"].as_str().unwrap().to_owned();
+        // the pages gave the cursors of items 1 and 3; item 2's was never given
+        let prefix = if next.starts_with("all") { "allc" } else { "c" };
+        assert!(next.starts_with(&format!("{prefix}3")), "{path}: {next}");
+        for bad in [next.replacen("c3", "c2", 1), format!("{prefix}2")] {
+            body["cursor"] = json!(bad);
+            let v = c.post(path, body.clone()).await;
+            assert_eq!(v["errcode"], 40058, "{path} {bad}: {v}");
+            assert!(v["errmsg"].as_str().unwrap().starts_with("invalid cursor"), "{path} {bad}: {v}");
+        }
+        body["cursor"] = json!(next);
+        c.ok(path, body).await;
+        given.push(next);
+    }
+    // each queue's cursor on the other queues
+    for (i, (path, queue)) in queues.iter().enumerate() {
+        for (j, cursor) in given.iter().enumerate().filter(|&(j, _)| j != i) {
+            let mut body = queue.clone();
+            body["cursor"] = json!(cursor);
+            let v = c.post(path, body).await;
+            assert_eq!(v["errcode"], 40058, "{path} with the cursor of {}: {v}", queues[j].0);
+        }
+    }
+    server.stop().await.unwrap();
+}
+
 /// Issue 17, item 10: two accounts with one name made duplicate series
 /// in `/metrics`. Each account's series carry its open_kfid.
 #[tokio::test]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::errors::{ApiError, code, ident, limit, required};
-use super::feed::Feed;
 use super::model::Name;
 use super::state::{
     Account, AccountInfo, HashSet, MAX_SCENES, RecentIds, Rule, ServicerInfo, State, User, at,
@@ -35,6 +34,7 @@ impl State {
         let _ = now_us;
         let open_kfid = format!("wk{}", self.new_id());
         let router = Router::new(policy_for(rule.policy), &[], rule.queue_limit);
+        let log = self.new_feed(self.cfg.sync_log_cap);
         let i = self.accounts.insert(Account {
             open_kfid: Name::new(&open_kfid),
             name,
@@ -43,7 +43,7 @@ impl State {
             router,
             agents: Vec::new(),
             scenes: HashSet::default(),
-            log: Feed::new(self.cfg.sync_log_cap),
+            log,
             synced_upto: 0,
             sent_ids: RecentIds::default(),
             by_state: [0; 4],
@@ -175,12 +175,13 @@ impl State {
         let user = match self.user_ix.get(userid) {
             Some(&u) => u,
             None => {
+                let feed = self.new_feed(self.cfg.servicer_queue_cap);
                 let u = self.users.insert(User {
                     userid: Name::new(userid),
                     status: 0,
                     stop_type: 0,
                     memberships: Vec::new(),
-                    feed: Feed::new(self.cfg.servicer_queue_cap),
+                    feed,
                     notify: Arc::new(Notify::new()),
                     dirty: false,
                     auto_due: false,

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use super::errors::{ApiError, code, ident};
-use super::feed::format_cursor;
 use super::model::{Change, Content, Item, Msg, Name, Origin, SyncEntry};
 use super::session::{invalid_cursor, secs};
 use super::state::{CodeKind, HOUR_US, Rule, State, at};
@@ -175,8 +174,7 @@ impl State {
             c if prefix.is_empty() => (!c.starts_with(CORP_CURSOR)).then_some(c),
             c => c.strip_prefix(prefix).filter(|rest| !rest.is_empty()),
         };
-        let seq =
-            own.and_then(super::feed::parse_cursor).filter(|&s| log.valid(s)).ok_or_else(invalid_cursor)?;
+        let seq = own.and_then(|c| log.seq_of(c)).ok_or_else(invalid_cursor)?;
         let r = log.read(seq, limit);
         // the middleware's sync lag: each entry the first time it is returned
         for &(s, _) in r.items.iter().filter(|(s, _)| *s >= *upto) {
@@ -187,7 +185,7 @@ impl State {
         *upto = (*upto).max(r.next);
         Ok(SyncPage {
             msg_list: r.items.into_iter().map(|(_, e)| e).collect(),
-            next_cursor: format!("{prefix}{}", format_cursor(r.next)),
+            next_cursor: format!("{prefix}{}", log.cursor(r.next)),
             has_more: r.has_more,
         })
     }

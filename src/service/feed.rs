@@ -2,7 +2,8 @@
 //! and the per-reader queues of the simulation ports.
 //!
 //! Every item gets the next sequence number; a cursor is the sequence
-//! number of the next item to read, written as a short opaque string. A
+//! number of the next item to read, written as a short opaque string that
+//! only its feed could have written (see [`Feed::cursor`]). A
 //! feed is bounded twice: by count (`cap`, the oldest item goes) and by age
 //! ([`Feed::expire`]). A reader whose cursor points before the oldest item
 //! kept is told how many it missed, so losses are counted, never silent.
@@ -11,6 +12,8 @@
 //! (a `msgmenu` is up to 30 KB) hold gigabytes.
 
 use std::collections::VecDeque;
+
+use sha1::{Digest, Sha1};
 
 /// The most bytes one feed holds (by [`Weigh::weight`]); past it the
 /// oldest items go, as past its item cap.
@@ -39,6 +42,8 @@ pub struct Feed<T> {
     /// The weight of `items`, and its bound.
     bytes: usize,
     max_bytes: usize,
+    /// The secret its cursors are checked with.
+    key: u128,
 }
 
 /// What a read returns.
@@ -57,15 +62,16 @@ pub struct Read<T> {
 
 impl<T: Clone + Weigh> Feed<T> {
     /// An empty feed holding at most `cap` items (at least 1) and
-    /// [`MAX_FEED_BYTES`].
-    pub fn new(cap: usize) -> Feed<T> {
-        Feed::with_budget(cap, MAX_FEED_BYTES)
+    /// [`MAX_FEED_BYTES`], its cursors checked with `key` (a random
+    /// secret: no other feed's, and no client can guess it).
+    pub fn new(cap: usize, key: u128) -> Feed<T> {
+        Feed::with_budget(cap, MAX_FEED_BYTES, key)
     }
 
     /// An empty feed holding at most `cap` items and `max_bytes` (the
     /// newest item is always kept, whatever it weighs).
-    pub fn with_budget(cap: usize, max_bytes: usize) -> Feed<T> {
-        Feed { items: VecDeque::new(), base: 0, cap: cap.max(1), bytes: 0, max_bytes }
+    pub fn with_budget(cap: usize, max_bytes: usize, key: u128) -> Feed<T> {
+        Feed { items: VecDeque::new(), base: 0, cap: cap.max(1), bytes: 0, max_bytes, key }
     }
 
     /// The weight of what it holds [bytes].
@@ -146,35 +152,54 @@ impl<T: Clone + Weigh> Feed<T> {
         self.items.get(i).map(|(t, _)| *t)
     }
 
-    /// A cursor is valid if it does not point past the end.
-    pub fn valid(&self, cursor: u64) -> bool {
-        cursor <= self.end()
+    /// The cursor a reader is handed for `seq`: `c`, `seq` in hex, `_`
+    /// and a check of `seq` under this feed's key, in 16 hex digits. A
+    /// reader only ever sends back a cursor it was given (the SDKs keep
+    /// `next_cursor`), and the check tells such a cursor from one made up
+    /// (`c2` where `c1` then `c3` were given), from another queue's or
+    /// another run's, at no cost in memory however many cursors are
+    /// handed out.
+    pub fn cursor(&self, seq: u64) -> String {
+        let mut cursor = String::with_capacity(34);
+        cursor.push('c');
+        super::state::push_hex(&mut cursor, seq, 1);
+        cursor.push('_');
+        super::state::push_hex(&mut cursor, self.check(seq), 16);
+        cursor
     }
-}
 
-/// Write a cursor: lowercase hex with a `c` in front (opaque to clients).
-pub fn format_cursor(seq: u64) -> String {
-    let mut cursor = String::with_capacity(17);
-    cursor.push('c');
-    super::state::push_hex(&mut cursor, seq, 1);
-    cursor
-}
+    /// The sequence number of a cursor [`Feed::cursor`] wrote for this
+    /// feed; the empty string is the start. `None` for anything else,
+    /// including a cursor spelt otherwise (`from_str_radix` alone reads
+    /// `c+1`, `c01` and `cA`).
+    pub fn seq_of(&self, cursor: &str) -> Option<u64> {
+        if cursor.is_empty() {
+            return Some(0);
+        }
+        let (hex, check) = cursor.strip_prefix('c')?.split_once('_')?;
+        let written = (1..=16).contains(&hex.len())
+            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && (hex == "0" || !hex.starts_with('0'));
+        if !written || check.len() != 16 {
+            return None;
+        }
+        let seq = u64::from_str_radix(hex, 16).ok()?;
+        // the check as written, byte for byte: no other spelling of it;
+        // a cursor given is never past the end, a bound that still holds
+        // should a key ever be met again (a restart with the same seed)
+        (check.as_bytes() == super::state::hex16(self.check(seq)) && seq <= self.end()).then_some(seq)
+    }
 
-/// Read a cursor written by [`format_cursor`]; the empty string is the
-/// start. `None` for anything else: `from_str_radix` alone also reads
-/// `c+1`, `c01` and `cA`, cursors this service never gives.
-pub fn parse_cursor(text: &str) -> Option<u64> {
-    if text.is_empty() {
-        return Some(0);
+    /// `seq` checked under the key: the first 8 bytes of SHA-1(key, seq),
+    /// which nobody without the key can compute (SHA-1 signs callbacks
+    /// already; one block, a fraction of a microsecond a pull).
+    fn check(&self, seq: u64) -> u64 {
+        let digest =
+            Sha1::new().chain_update(self.key.to_le_bytes()).chain_update(seq.to_le_bytes()).finalize();
+        let mut first = [0; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_le_bytes(first)
     }
-    let hex = text.strip_prefix('c')?;
-    let written = (1..=16).contains(&hex.len())
-        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        && (hex == "0" || !hex.starts_with('0'));
-    if !written {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
 }
 
 #[cfg(test)]
@@ -187,7 +212,7 @@ mod tests {
 
     #[test]
     fn reads_in_pages_with_has_more() {
-        let mut f = Feed::new(10);
+        let mut f = Feed::new(10, 1);
         for i in 0..5 {
             f.push(i, i as u32);
         }
@@ -203,7 +228,7 @@ mod tests {
 
     #[test]
     fn overflow_and_expiry_are_reported_as_missed() {
-        let mut f = Feed::new(3);
+        let mut f = Feed::new(3, 1);
         let dropped: Vec<Vec<u32>> = (0..5).map(|i| f.push(i * 10, i as u32)).collect();
         assert_eq!(dropped, [vec![], vec![], vec![], vec![0], vec![1]]);
         let r = f.read(0, 10);
@@ -216,14 +241,15 @@ mod tests {
 
     #[test]
     fn ack_consumes_and_cursors_past_the_end_are_invalid() {
-        let mut f = Feed::new(10);
+        let mut f = Feed::new(10, 1);
         for i in 0..4 {
             f.push(0, i as u32);
         }
         f.ack(2);
         assert_eq!(f.len(), 2);
         assert_eq!(seqs(&f.read(0, 10)), [(2, 2), (3, 3)]);
-        assert!(f.valid(4) && !f.valid(5));
+        assert_eq!(f.seq_of(&f.cursor(4)), Some(4));
+        assert_eq!(f.seq_of(&f.cursor(5)), None, "past the end");
     }
 
     /// Issue 17, item 9: a feed is bounded in bytes too; what goes is
@@ -237,7 +263,7 @@ mod tests {
                 self.0
             }
         }
-        let mut f = Feed::with_budget(100, 1000);
+        let mut f = Feed::with_budget(100, 1000, 1);
         let dropped: Vec<usize> = (0..4).map(|i| f.push(i, Big(300)).len()).collect();
         assert_eq!(dropped, [0, 0, 0, 1], "the fourth 300-byte item pushed the first out");
         assert_eq!((f.len(), f.bytes()), (3, 900));
@@ -253,14 +279,43 @@ mod tests {
         assert_eq!(f.bytes(), 0);
     }
 
+    /// A cursor was any `c` and hex up to the end: `c2` was taken when
+    /// the pages had given `c0` and `c3`. A feed takes only what it wrote
+    /// itself, in the spelling it wrote it.
     #[test]
-    fn cursor_text_round_trips_and_rejects_junk() {
-        for seq in [0, 1, 255, u64::MAX] {
-            assert_eq!(parse_cursor(&format_cursor(seq)), Some(seq));
+    fn a_feed_takes_only_the_cursors_it_wrote() {
+        let mut f = Feed::new(10, 0x5eed);
+        let mut other = Feed::new(10, 0x5eee);
+        for i in 0..5 {
+            f.push(0, i as u32);
+            other.push(0, i as u32);
         }
-        assert_eq!(parse_cursor(""), Some(0));
-        for bad in ["c", "12", "cxyz", "c-1", "c11111111111111111", "c+1", "c01", "c00", "cA", " c1", "c1 "] {
-            assert_eq!(parse_cursor(bad), None, "{bad}");
+        for seq in [0, 1, 3, 5] {
+            assert_eq!(f.seq_of(&f.cursor(seq)), Some(seq));
         }
+        assert_eq!(f.seq_of(""), Some(0));
+        assert_eq!(f.cursor(u64::MAX).len(), 34);
+        let c3 = f.cursor(3);
+        let check = c3.strip_prefix("c3_").unwrap();
+        assert_ne!(check.to_uppercase(), check, "the key gives a check with letters in it");
+        let forged = [
+            "c2".to_owned(),
+            "c3".to_owned(),
+            format!("c2_{check}"),
+            format!("c4_{check}"),
+            format!("c03_{check}"),
+            format!("c3_{}", check.to_uppercase()),
+            format!("c3_{}", &check[1..]),
+            format!("c3_0{check}"),
+            format!("{c3} "),
+            format!("c+3_{check}"),
+            other.cursor(3),
+        ];
+        for bad in forged.iter().map(String::as_str).chain(["c", "_", "c_", "12", "cxyz_0", "c-1", "c3_"]) {
+            assert_eq!(f.seq_of(bad), None, "{bad}");
+        }
+        assert_eq!(f.seq_of(&f.cursor(6)), None, "past the end: never given");
+        f.push(0, 5);
+        assert_eq!(f.seq_of(&f.cursor(6)), Some(6));
     }
 }

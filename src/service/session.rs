@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::errors::{ApiError, code, ident, limit};
-use super::feed::{Feed, format_cursor, parse_cursor};
+use super::feed::Feed;
 use super::model::{Change, Content, Event, EventRec, Item, Msg, Name, Origin, SessionNote, SyncEntry};
 use super::state::{
     Channel, Code, CodeKind, Conv, Customer, HOUR_US, MAX_CHANNEL_QUEUE, State, at, push_hex,
@@ -73,8 +73,9 @@ impl State {
         }
         let mut id = String::from("ch");
         push_hex(&mut id, self.random(), 16);
+        let feed = self.new_feed(cap);
         let c = self.channels.insert(Channel {
-            feed: Feed::new(cap),
+            feed,
             notify: Default::default(),
             dirty: false,
             customers: Default::default(),
@@ -780,11 +781,11 @@ pub(super) fn pull<T: Clone + super::feed::Weigh>(
     limit: usize,
     item: impl Fn(T) -> (Option<Name>, Item),
 ) -> Result<Pulled, ApiError> {
-    let seq = parse_cursor(cursor).filter(|&s| feed.valid(s)).ok_or_else(invalid_cursor)?;
+    let seq = feed.seq_of(cursor).ok_or_else(invalid_cursor)?;
     feed.ack(seq);
     let r = feed.read(seq, limit);
     let items = r.items.into_iter().map(|(seq, x)| (seq, item(x))).collect();
-    Ok(Pulled { items, next_cursor: format_cursor(r.next), has_more: r.has_more, missed: r.missed })
+    Ok(Pulled { items, next_cursor: feed.cursor(r.next), has_more: r.has_more, missed: r.missed })
 }
 
 /// 40058 for a cursor this service did not give. The cursor is not

@@ -598,6 +598,9 @@ pub struct Counters {
 pub struct State {
     pub(super) cfg: Config,
     pub(super) rng: Xoshiro256PlusPlus,
+    /// The keys of the feeds' cursors, a stream of their own: the ids,
+    /// tokens and codes `rng` draws stay what they were for a seed.
+    cursor_keys: Xoshiro256PlusPlus,
     pub(super) next_id: u64,
     tokens: Tokens,
     pub(super) accounts: Slab<Account>,
@@ -701,10 +704,12 @@ pub struct Figures {
 impl State {
     /// An empty state: no accounts, no servicers.
     pub fn new(cfg: Config) -> State {
-        let corp_log = Feed::new(cfg.sync_log_cap);
+        let mut cursor_keys = crate::workload::stream(cfg.seed, "service cursor keys");
+        let corp_log = Feed::new(cfg.sync_log_cap, draw_u128(&mut cursor_keys));
         let media = super::media::MediaStore::new(cfg.media_cap_bytes, cfg.sync_log_cap);
         State {
             rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed),
+            cursor_keys,
             cfg,
             next_id: 0,
             tokens: Tokens::default(),
@@ -821,6 +826,12 @@ impl State {
     /// An unpredictable 64-bit value (tokens, codes, channel ids).
     pub(super) fn random(&mut self) -> u64 {
         self.rng.next_u64()
+    }
+
+    /// A new empty feed of at most `cap` items, with a key of its own for
+    /// its cursors.
+    pub(super) fn new_feed<T: Clone + super::feed::Weigh>(&mut self, cap: usize) -> Feed<T> {
+        Feed::new(cap, draw_u128(&mut self.cursor_keys))
     }
 
     // ---- access tokens -------------------------------------------------
@@ -976,13 +987,18 @@ pub(super) fn push_hex(s: &mut String, v: u64, min_digits: u32) {
 }
 
 /// `v` in 16 lowercase hex digits.
-fn hex16(v: u64) -> [u8; 16] {
+pub(super) fn hex16(v: u64) -> [u8; 16] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 16];
     for (i, b) in buf.iter_mut().enumerate() {
         *b = DIGITS[((v >> (4 * (15 - i))) & 15) as usize];
     }
     buf
+}
+
+/// 128 random bits.
+fn draw_u128(rng: &mut Xoshiro256PlusPlus) -> u128 {
+    u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())
 }
 
 /// SplitMix64's finalizer: a bijection on u64, so distinct inputs give

@@ -401,9 +401,65 @@ fn pulls_take_only_the_cursors_this_service_writes_and_never_echo_one() {
         }
     }
     // what it writes is taken
-    for seq in ["", "c0", "c1", "c3"] {
-        w.st.pull_servicer(u, seq, 10).unwrap();
-        w.st.sync_msg(&kf, seq, 10, T0).unwrap();
+    let (mut pulled, mut synced) = (String::new(), String::new());
+    for limit in [1, 2, 10] {
+        pulled = w.st.pull_servicer(u, &pulled, limit).unwrap().next_cursor;
+        synced = w.st.sync_msg(&kf, &synced, limit, T0).unwrap().next_cursor;
+    }
+}
+
+/// A well-formed cursor inside the queue that the service never gave was
+/// taken: after pages that gave `c0` then `c3`, `c2` read from the third
+/// item (and a pull acknowledged the two before it). The SDKs only ever
+/// send back the `next_cursor` they got; any other cursor is refused as
+/// an invalid one is, by both pulls and `sync_msg` in each form, and so
+/// is a cursor another queue gave. Those given keep working, again and
+/// again.
+#[test]
+fn a_cursor_never_given_is_refused_even_inside_the_queue() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    for i in 0..4 {
+        w.say("c", &i.to_string(), T0);
+    }
+    let u = w.st.servicer_index("a1").unwrap();
+    let kf = w.kf.clone();
+    let check_of = |cursor: &str| cursor.rsplit_once('_').unwrap().1.to_owned();
+    let forge = |cursor: &str, seq: &str| {
+        let prefix = if cursor.starts_with("all") { "allc" } else { "c" };
+        vec![format!("{prefix}{seq}_{}", check_of(cursor)), format!("{prefix}{seq}")]
+    };
+    let refused = |r: Result<(), super::errors::ApiError>, what: &str| {
+        let e = r.err().unwrap_or_else(|| panic!("{what} was taken"));
+        assert_eq!(e.code, code::INVALID_PARAM, "{what}: {e}");
+        assert!(e.msg.starts_with("invalid cursor"), "{what}: {e}");
+    };
+
+    // a servicer's queue: the assignment and four messages
+    let c3 = w.st.pull_servicer(u, "", 3).unwrap().next_cursor;
+    assert!(c3.starts_with("c3_"), "{c3}");
+    for bad in forge(&c3, "2").into_iter().chain(forge(&c3, "4")) {
+        refused(w.st.pull_servicer(u, &bad, 10).map(drop), &bad);
+    }
+    for _ in 0..2 {
+        let again = w.st.pull_servicer(u, &c3, 10).unwrap();
+        assert_eq!((again.items.len(), again.missed), (2, 0), "the cursor given, sent again");
+    }
+    // the channel's cursors are not the servicer queue's, nor the reverse
+    let ch_cursor = w.st.pull_channel(w.ch, "", 1).unwrap().next_cursor;
+    refused(w.st.pull_servicer(u, &ch_cursor, 10).map(drop), "the channel's cursor");
+    refused(w.st.pull_channel(w.ch, &c3, 10).map(drop), "the servicer's cursor");
+
+    // sync_msg, by account and across accounts
+    for open_kfid in [kf.as_str(), ""] {
+        let first = w.st.sync_msg(open_kfid, "", 1, T0).unwrap().next_cursor;
+        let third = w.st.sync_msg(open_kfid, &first, 2, T0).unwrap().next_cursor;
+        for bad in forge(&third, "2").into_iter().chain(forge(&first, "0")) {
+            refused(w.st.sync_msg(open_kfid, &bad, 10, T0).map(drop), &bad);
+        }
+        for given in [&first, &third, &first] {
+            w.st.sync_msg(open_kfid, given, 10, T0).unwrap();
+        }
+        refused(w.st.sync_msg(open_kfid, &c3, 10, T0).map(drop), "a pull's cursor");
     }
 }
 
