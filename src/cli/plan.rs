@@ -100,13 +100,13 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
     let out = args.out.clone().unwrap_or_else(|| default_out_dir(&format!("{}-sweep", base.name)));
     let shard = args.shard.resolve()?;
     let r = args.replications;
+    let all: Vec<(usize, u32)> = (0..scenarios.len()).flat_map(|p| (0..r).map(move |i| (p, i))).collect();
+    let go_on = go_on();
     if shard.is_part() {
         // (point, replication) dealt round-robin, with the seeds of the whole sweep
-        let jobs: Vec<(usize, u32)> = (0..scenarios.len())
-            .flat_map(|p| (0..r).map(move |i| (p, i)))
-            .filter(|&(p, i)| shard.owns(p as u64 * u64::from(r) + u64::from(i)))
-            .collect();
-        let runs = sweep::run_jobs_until(&scenarios, &jobs, !args.serial, &go_on());
+        let jobs: Vec<(usize, u32)> =
+            all.into_iter().filter(|&(p, i)| shard.owns(p as u64 * u64::from(r) + u64::from(i))).collect();
+        let runs = sweep::run_jobs_until(&scenarios, &jobs, !args.serial, &go_on);
         let results: Vec<SweepRep> = jobs
             .iter()
             .zip(&runs)
@@ -130,8 +130,8 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
         );
         return Ok(if done < jobs.len() { Exit::Interrupted } else { Exit::Success });
     }
-    let jobs: Vec<(usize, u32)> = (0..scenarios.len()).flat_map(|p| (0..r).map(move |i| (p, i))).collect();
-    let runs = sweep::run_jobs_until(&scenarios, &jobs, !args.serial, &go_on());
+    let jobs = all;
+    let runs = sweep::run_jobs_until(&scenarios, &jobs, !args.serial, &go_on);
     let mut values: Vec<Vec<sweep::RepValues>> = vec![Vec::new(); scenarios.len()];
     for (&(p, _), s) in jobs.iter().zip(&runs) {
         if let Some(s) = s {
