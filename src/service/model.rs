@@ -339,14 +339,26 @@ const MENU_ITEMS: &[(&str, &[MenuField])] = &[
 /// One msgmenu item checked against WeCom's item types and limits, and
 /// rebuilt from its known fields only: a store keeps no junk a client
 /// attached (500 calls with 1 MB items took 480 MB).
+///
+/// A value of the wrong JSON type is 47001, as it is everywhere else in a
+/// body (serde's reading); a value of the right type that WeCom refuses
+/// (an unknown item type, a field too long) is 40058.
 fn menu_item(i: usize, v: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
     let at = format!("msgmenu.list[{i}]");
-    let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+    let wrong = |field: &str, want: &str| ApiError::bad_json(format!("`{field}` must be {want}"));
+    let Some(item) = v.as_object() else { return Err(wrong(&at, "a JSON object")) };
+    let kind = match item.get("type") {
+        None => return Err(ApiError::missing(&format!("{at}.type"))),
+        Some(serde_json::Value::String(k)) => k.as_str(),
+        Some(_) => return Err(wrong(&format!("{at}.type"), "a string")),
+    };
     let Some((_, fields)) = MENU_ITEMS.iter().find(|(k, _)| *k == kind) else {
         return Err(ApiError::param(format!("{at}.type must be click, view, miniprogram or text")));
     };
-    let Some(body) = v.get(kind).and_then(|b| b.as_object()) else {
-        return Err(ApiError::missing(&format!("{at}.{kind}")));
+    let body = match item.get(kind) {
+        None => return Err(ApiError::missing(&format!("{at}.{kind}"))),
+        Some(serde_json::Value::Object(b)) => b,
+        Some(_) => return Err(wrong(&format!("{at}.{kind}"), "a JSON object")),
     };
     let mut out = serde_json::Map::new();
     for &(name, max, needed) in *fields {
@@ -362,11 +374,15 @@ fn menu_item(i: usize, v: &serde_json::Value) -> Result<serde_json::Value, ApiEr
                 }
                 out.insert(name.into(), text.as_str().into());
             }
+            Some(_) if max > 0 => return Err(wrong(&field, "a string")),
             // no_newline: 0 or 1
-            Some(n) if max == 0 && matches!(n.as_u64(), Some(0 | 1)) => {
+            Some(n) if n.as_u64().is_some_and(|n| n <= 1) => {
                 out.insert(name.into(), n.clone());
             }
-            Some(_) => return Err(ApiError::param(format!("{field} has the wrong type"))),
+            Some(serde_json::Value::Number(_)) => {
+                return Err(ApiError::param(format!("{field} must be 0 or 1")));
+            }
+            Some(_) => return Err(wrong(&field, "a number")),
         }
     }
     Ok(serde_json::json!({ "type": kind, kind: out }))
@@ -813,10 +829,21 @@ mod tests {
             (r#"{"type":"poll","poll":{}}"#.into(), "list[0].type"),
             (r#"{"type":"view","view":{"content":"c"}}"#.into(), "list[0].view.url"),
             (r#"{"type":"text","text":{"content":"c","no_newline":7}}"#.into(), "no_newline"),
-            (r#""click""#.into(), "list[0].type"),
+            (r#"{"click":{"id":"1","content":"c"}}"#.into(), "list[0].type"),
         ] {
             let e = parse(&menu(&items)).into_content(Sender::OnEvent).unwrap_err();
             assert!(e.code == code::INVALID_PARAM && e.msg.contains(want), "{want}: {e}");
+        }
+        // a value of the wrong JSON type is 47001, as anywhere else in a body
+        for (items, want) in [
+            (r#""click""#, "list[0]`"),
+            (r#"{"type":1,"click":{}}"#, "list[0].type"),
+            (r#"{"type":"click","click":["1","c"]}"#, "list[0].click`"),
+            (r#"{"type":"click","click":{"id":1,"content":"c"}}"#, "list[0].click.id"),
+            (r#"{"type":"text","text":{"content":"c","no_newline":"1"}}"#, "no_newline"),
+        ] {
+            let e = parse(&menu(items)).into_content(Sender::OnEvent).unwrap_err();
+            assert!(e.code == code::BAD_JSON && e.msg.contains(want), "{want}: {e}");
         }
     }
 
