@@ -38,6 +38,9 @@ pub struct Feed<T> {
     items: VecDeque<(u64, T)>,
     /// Sequence number of `items[0]`.
     base: u64,
+    /// Everything before it was acknowledged, not lost: a reader that
+    /// sends back an older cursor it was given did not miss those.
+    acked: u64,
     cap: usize,
     /// The weight of `items`, and its bound.
     bytes: usize,
@@ -71,7 +74,7 @@ impl<T: Clone + Weigh> Feed<T> {
     /// An empty feed holding at most `cap` items and `max_bytes` (the
     /// newest item is always kept, whatever it weighs).
     pub fn with_budget(cap: usize, max_bytes: usize, key: u128) -> Feed<T> {
-        Feed { items: VecDeque::new(), base: 0, cap: cap.max(1), bytes: 0, max_bytes, key }
+        Feed { items: VecDeque::new(), base: 0, acked: 0, cap: cap.max(1), bytes: 0, max_bytes, key }
     }
 
     /// The weight of what it holds [bytes].
@@ -131,12 +134,14 @@ impl<T: Clone + Weigh> Feed<T> {
             .map(|(i, (_, item))| (start + i as u64, item.clone()))
             .collect();
         let next = start + items.len() as u64;
-        Read { items, next, has_more: next < self.end(), missed: self.base.saturating_sub(cursor) }
+        let missed = self.base.saturating_sub(cursor.max(self.acked));
+        Read { items, next, has_more: next < self.end(), missed }
     }
 
     /// Drop everything before `cursor`: the reader has it (consuming feeds).
     pub fn ack(&mut self, cursor: u64) {
         while self.base < cursor && self.pop_front().is_some() {}
+        self.acked = self.acked.max(self.base.min(cursor));
     }
 
     /// Drop items created before `before_us`.
@@ -250,6 +255,29 @@ mod tests {
         assert_eq!(seqs(&f.read(0, 10)), [(2, 2), (3, 3)]);
         assert_eq!(f.seq_of(&f.cursor(4)), Some(4));
         assert_eq!(f.seq_of(&f.cursor(5)), None, "past the end");
+    }
+
+    /// A reader that acknowledged up to 3 and then sends back an older
+    /// cursor (or the empty one) was told it had missed what it had read.
+    #[test]
+    fn acknowledged_items_are_not_missed_by_an_older_cursor() {
+        let mut f = Feed::new(3, 1);
+        for i in 0..3 {
+            f.push(i, i as u32);
+        }
+        f.ack(3);
+        assert_eq!(f.read(0, 10).missed, 0, "all three were read");
+        assert_eq!(f.read(1, 10).missed, 0);
+        for i in 3..7 {
+            f.push(i, i as u32);
+        }
+        // 3 was pushed out by the cap before anyone read it
+        assert_eq!(seqs(&f.read(0, 10)), [(4, 4), (5, 5), (6, 6)]);
+        assert_eq!(f.read(0, 10).missed, 1);
+        assert_eq!(f.read(2, 10).missed, 1);
+        assert_eq!(f.read(4, 10).missed, 0);
+        f.expire(6);
+        assert_eq!(f.read(1, 10).missed, 3, "3, 4 and 5 went unread");
     }
 
     /// Issue 17, item 9: a feed is bounded in bytes too; what goes is
