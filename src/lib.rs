@@ -9,7 +9,7 @@
 //!    (with spans for errors); [`observe`] is the stream of observations every
 //!    engine emits, with the engine kind, progress and run statistics;
 //!    [`hdr`] counts samples in hdrhistogram's layout at a few instructions
-//!    each.
+//!    each; [`files`] writes a file whole (a temporary renamed into place).
 //! 2. [`workload`] turns a scenario into seeded samplers; [`reception`] is the
 //!    routing core (policies, caps, the waiting pool): pure, no I/O, no clock —
 //!    time is an argument; [`theory`] has the queueing formulas (Erlang B, C,
@@ -41,6 +41,7 @@
 
 pub mod cli;
 pub mod compare;
+pub mod files;
 pub mod gate;
 pub mod hdr;
 pub mod json_words;

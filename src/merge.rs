@@ -202,17 +202,11 @@ impl<M: Serialize> ShardFile<M> {
     /// Write it into `dir`, streamed: a run's state of a million agents
     /// is a hundred megabytes of text.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        use std::io::Write;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join(FILE);
-        let write = || -> anyhow::Result<()> {
-            let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
-            serde_json::to_writer(&mut w, self).context("a shard file")?;
-            w.write_all(b"\n")?;
-            w.flush()?;
-            Ok(())
-        };
-        write().with_context(|| format!("writing {}", path.display()))
+        crate::files::write_whole(&dir.join(FILE), |w| {
+            serde_json::to_writer(&mut *w, self)?;
+            w.write_all(b"\n")
+        })
     }
 }
 

@@ -116,6 +116,36 @@ fn an_unwritable_report_folder_exits_3() {
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// A run into the folder of an earlier one that fails before its report
+/// is whole must not leave the earlier run's summary.json beside its own
+/// series.json: a comparison would read the two as one run. The summary
+/// is removed first and written last, so the folder has none.
+#[test]
+fn a_run_that_fails_while_writing_leaves_no_summary_to_misread() {
+    let out = scratch("half-written");
+    let dir = out.to_str().unwrap();
+    let o = kfsim(&["run", "scenarios/quickstart.toml", "-q", "--out", dir]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let earlier = std::fs::read(out.join("series.json")).unwrap();
+    // report.html a folder: the second run fails after its series
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    std::fs::create_dir(out.join("report.html")).unwrap();
+    let o = kfsim(&["run", "scenarios/quickstart.toml", "-q", "--seed", "9", "--out", dir]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("report.html"));
+    assert_ne!(std::fs::read(out.join("series.json")).unwrap(), earlier, "the second run's series");
+    assert!(!out.join("summary.json").exists(), "no summary: the folder is not a whole run");
+    let o = kfsim(&["compare", dir, dir]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no summary.json"));
+    // nothing half-written is left under a temporary name either
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+}
+
 /// `kfsim ARGS`, sent SIGINT after `wait`: its exit code and stdout.
 fn interrupted(args: &[&str], wait: Duration) -> (Option<i32>, String, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_kfsim"))

@@ -13,6 +13,7 @@ const RANKS: &[(&str, u32)] = &[
     ("observe", 0),
     ("hdr", 0),
     ("json_words", 0),
+    ("files", 0),
     ("workload", 1),
     ("reception", 1),
     ("theory", 1),

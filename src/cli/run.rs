@@ -307,6 +307,7 @@ pub(super) fn write_run(
         let view = gate::gate_view(&mut run.summary, gates)?;
         run.summary.gates = gate::evaluate(gates, &view);
     }
+    folder::begin(out)?;
     folder::write_data(out, &run)?;
     if let Some(f) = shard_file {
         f.write(out)?;
@@ -315,6 +316,7 @@ pub(super) fn write_run(
     if o.result.export.contains(&Export::Hgrm) {
         folder::write_hgrm(out, &run)?;
     }
+    folder::write_summary(out, &run.summary)?;
     if let Some(path) = &o.result.junit {
         let s = &run.summary;
         let meta = junit::Meta {

@@ -58,9 +58,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 
 /// Write `bytes` to `path` so that a reader never sees half of it.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    crate::files::write_whole(path, |w| w.write_all(bytes))
 }
 
 /// How long after the last shard is ready the live shards start: time for

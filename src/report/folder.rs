@@ -8,41 +8,50 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use crate::compare::Comparison;
+use crate::files::{remove_stale, write_whole};
 use crate::metrics::Measured;
 use crate::sweep::SweepResult;
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    write_whole(path, |w| w.write_all(bytes))
 }
 
 /// Write `value` as pretty JSON and a newline, straight to the file: a
 /// summary of a million agents is hundreds of megabytes of text, which a
 /// buffer would hold beside the summary itself.
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let write = || -> anyhow::Result<()> {
-        let mut w = std::io::BufWriter::new(fs::File::create(path)?);
-        serde_json::to_writer_pretty(&mut w, value)?;
-        w.write_all(b"\n")?;
-        w.flush()?;
-        Ok(())
-    };
-    write().with_context(|| format!("writing {}", path.display()))
+    write_whole(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, value)?;
+        w.write_all(b"\n")
+    })
 }
 
-/// Write the machine-readable files: summary, series and histograms.
-pub fn write_data(dir: &Path, run: &Measured) -> anyhow::Result<()> {
+/// Make `dir` ready for a run's files: created, and without the
+/// `summary.json` of an earlier run. The summary is written last
+/// ([`write_summary`]), so a folder that has one is whole: a run killed
+/// while writing leaves none, rather than an earlier run's summary beside
+/// this run's series, which a comparison would read as one run.
+pub fn begin(dir: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_json(&dir.join("summary.json"), &run.summary)?;
+    remove_stale(&dir.join("summary.json"))
+}
+
+/// Write the series and histograms of a run into `dir` (after [`begin`]).
+pub fn write_data(dir: &Path, run: &Measured) -> anyhow::Result<()> {
     write_json(&dir.join("series.json"), &run.series)?;
     let encoded: BTreeMap<&String, String> =
         run.histograms.iter().map(|(k, h)| (k, super::hgrm::to_base64(h))).collect();
     write_json(&dir.join("histograms.json"), &encoded)
+}
+
+/// Write `summary.json`, last of a run's files (see [`begin`]).
+pub fn write_summary(dir: &Path, summary: &crate::summary::Summary) -> anyhow::Result<()> {
+    write_json(&dir.join("summary.json"), summary)
 }
 
 /// Write the charts (`charts/*.svg`) and `report.html`, and keep the
@@ -87,8 +96,25 @@ pub fn write_hgrm(dir: &Path, run: &Measured) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// Read a run folder written by [`write_data`].
+/// The `summary.json` of a run folder, or `path` itself if it is not a
+/// folder; a folder without one is named as such: its summary is written
+/// last (see [`begin`]), so it may be a run that did not finish writing.
+fn summary_file(path: &Path) -> anyhow::Result<std::path::PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let file = path.join("summary.json");
+    anyhow::ensure!(
+        file.exists(),
+        "{} has no summary.json: not a run folder, or its run stopped before the report was whole",
+        path.display()
+    );
+    Ok(file)
+}
+
+/// Read a run folder written by [`write_data`] and [`write_summary`].
 pub fn read(dir: &Path) -> anyhow::Result<Measured> {
+    summary_file(dir)?;
     let read_json = |name: &str| -> anyhow::Result<serde_json::Value> {
         let path = dir.join(name);
         let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -113,7 +139,7 @@ pub fn read(dir: &Path) -> anyhow::Result<Measured> {
 
 /// The summary JSON of a run folder or of a summary file.
 pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
-    let file = if path.is_dir() { path.join("summary.json") } else { path.to_path_buf() };
+    let file = summary_file(path)?;
     let mut value: serde_json::Value = {
         let text = fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?
@@ -229,18 +255,16 @@ pub fn write_sweep(out: &Path, r: &SweepResult) -> anyhow::Result<()> {
     let charts = super::sweep::charts(r).map_err(anyhow::Error::msg)?;
     let chart_dir = out.join("charts");
     std::fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
-    let write = |path: PathBuf, bytes: &[u8]| {
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
-    };
-    let mut json = serde_json::to_vec_pretty(r)?;
-    json.push(b'\n');
-    write(out.join("sweep.json"), &json)?;
-    write(out.join("sweep.csv"), super::sweep::csv(r).as_bytes())?;
+    let json = out.join("sweep.json");
+    remove_stale(&json)?;
+    write_file(&out.join("sweep.csv"), super::sweep::csv(r).as_bytes())?;
     for c in &charts {
-        write(chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
-        write(chart_dir.join(format!("{}.png", c.name)), &c.png)?;
+        write_file(&chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
+        write_file(&chart_dir.join(format!("{}.png", c.name)), &c.png)?;
     }
-    write(out.join("sweep.html"), super::sweep::html(r, &charts).as_bytes())
+    write_file(&out.join("sweep.html"), super::sweep::html(r, &charts).as_bytes())?;
+    // last, as a run's summary.json (see [`begin`])
+    write_json(&json, r)
 }
 
 /// Write a plan's folder: `plan.json`, its charts and `plan.html`.
@@ -259,12 +283,14 @@ fn write_pages<T: serde::Serialize>(
 ) -> anyhow::Result<()> {
     let chart_dir = out.join("charts");
     fs::create_dir_all(&chart_dir).with_context(|| format!("creating {}", chart_dir.display()))?;
-    write_json(&out.join(format!("{name}.json")), json)?;
+    let json_path = out.join(format!("{name}.json"));
+    remove_stale(&json_path)?;
     for c in charts {
         write_file(&chart_dir.join(format!("{}.svg", c.name)), c.svg.as_bytes())?;
         write_file(&chart_dir.join(format!("{}.png", c.name)), &c.png)?;
     }
-    write_file(&out.join(format!("{name}.html")), html)
+    write_file(&out.join(format!("{name}.html")), html)?;
+    write_json(&json_path, json)
 }
 
 /// Write `compare.html` and its charts into `out`.
@@ -312,7 +338,9 @@ rate = "1/min"
         let sc = crate::scenario::Scenario::parse(text, "t.toml").unwrap();
         let run = crate::sim::simulate_measured(&sc, &mut |_| true);
         let dir = std::env::temp_dir().join(format!("kfsim-folder-{}", std::process::id()));
+        begin(&dir).unwrap();
         write_data(&dir, &run).unwrap();
+        write_summary(&dir, &run.summary).unwrap();
         let encoded: BTreeMap<&String, String> =
             run.histograms.iter().map(|(k, h)| (k, super::super::hgrm::to_base64(h))).collect();
         for (file, want) in [
