@@ -121,7 +121,7 @@ struct GroupTransfer {
     rng: Stream,
 }
 
-struct Agents {
+pub(crate) struct Agents {
     sh: Arc<Shared>,
     agents: Vec<Agent>,
     /// Per group: its transfer, if any.
@@ -145,59 +145,18 @@ struct Agents {
 /// has one, else each agent's own — then their task (and the shift tasks
 /// of agents with shifts).
 pub(crate) fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
-    let mut agents = Vec::new();
-    let mut by_userid = HashMap::new();
-    let transfers = sc
-        .groups
-        .iter()
-        .map(|g| {
-            let t = g.transfer.as_ref()?;
-            Some(GroupTransfer {
-                to: t.to,
-                share: t.share,
-                after: TimeSampler::new(&t.after),
-                rng: stream(sc.seed, &format!("transfers/{}", g.group)),
-            })
-        })
-        .collect();
+    let a = Agents::new(sc, sh);
+    // every agent is known (by its global index), this shard's are played
     let mut own = Vec::new();
-    for (gi, g) in sc.groups.iter().enumerate() {
-        for n in 1..=g.count {
-            let userid = g.agent_id(n);
-            let index = agents.len() as u32;
-            // every agent is known (by its global index), this shard's are played
-            if sh.shard.owns(u64::from(index)) {
-                own.push((index, userid.clone()));
-                if g.online.is_empty() {
-                    let _ = sh.obs.send(Obs::AgentOnline { t: 0, agent: index, online: true });
-                } else {
-                    tokio::spawn(run_shifts(userid.clone(), index, g.online.clone(), sh.clone()));
-                }
-            }
-            by_userid.insert(userid.clone(), index);
-            agents.push(Agent {
-                rng: stream(sc.seed, &format!("replies/{userid}")),
-                userid,
-                group: gi,
-                reply: TimeSampler::new(&g.reply_delay),
-                wrap_up: TimeSampler::new(&g.wrap_up),
-                slowdown: g.slowdown,
-                held: HashMap::new(),
-            });
+    for (index, agent) in (0u32..).zip(&a.agents).filter(|(i, _)| sh.shard.owns(u64::from(*i))) {
+        own.push((index, agent.userid.clone()));
+        let online = &sc.groups[agent.group].online;
+        if online.is_empty() {
+            let _ = sh.obs.send(Obs::AgentOnline { t: 0, agent: index, online: true });
+        } else {
+            tokio::spawn(run_shifts(agent.userid.clone(), index, online.clone(), sh.clone()));
         }
     }
-    let epoch = sh.epoch();
-    let a = Agents {
-        sh: sh.clone(),
-        agents,
-        transfers,
-        by_userid,
-        heap: BinaryHeap::new(),
-        seq: 0,
-        assignments: 0,
-        foreign: HashMap::new(),
-        epoch,
-    };
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Events>();
     let pullers = if sh.link().servicers.is_some() {
         let deliver = move |epoch, events| ev_tx.send((epoch, None, events)).is_ok();
@@ -215,6 +174,51 @@ pub(crate) fn spawn(sc: &Scenario, sh: &Arc<Shared>) -> JoinHandle<()> {
 }
 
 impl Agents {
+    /// Every agent of the scenario, following no queue yet.
+    pub(crate) fn new(sc: &Scenario, sh: &Arc<Shared>) -> Agents {
+        let transfers = sc
+            .groups
+            .iter()
+            .map(|g| {
+                let t = g.transfer.as_ref()?;
+                Some(GroupTransfer {
+                    to: t.to,
+                    share: t.share,
+                    after: TimeSampler::new(&t.after),
+                    rng: stream(sc.seed, &format!("transfers/{}", g.group)),
+                })
+            })
+            .collect();
+        let mut agents = Vec::new();
+        let mut by_userid = HashMap::new();
+        for (gi, g) in sc.groups.iter().enumerate() {
+            for n in 1..=g.count {
+                let userid = g.agent_id(n);
+                by_userid.insert(userid.clone(), agents.len() as u32);
+                agents.push(Agent {
+                    rng: stream(sc.seed, &format!("replies/{userid}")),
+                    userid,
+                    group: gi,
+                    reply: TimeSampler::new(&g.reply_delay),
+                    wrap_up: TimeSampler::new(&g.wrap_up),
+                    slowdown: g.slowdown,
+                    held: HashMap::new(),
+                });
+            }
+        }
+        Agents {
+            sh: sh.clone(),
+            agents,
+            transfers,
+            by_userid,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            assignments: 0,
+            foreign: HashMap::new(),
+            epoch: sh.epoch(),
+        }
+    }
+
     async fn run(mut self, mut ev_rx: mpsc::UnboundedReceiver<Events>, pullers: Vec<JoinHandle<()>>) {
         let sh = self.sh.clone();
         let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Sent>();
@@ -307,7 +311,7 @@ impl Agents {
         }
     }
 
-    fn on_event(&mut self, agent: Option<u32>, ev: Event, epoch: u64) {
+    pub(crate) fn on_event(&mut self, agent: Option<u32>, ev: Event, epoch: u64) {
         let agent = agent.or_else(|| ev.to.as_deref().and_then(|u| self.by_userid.get(u).copied()));
         let Some(agent) = agent else { return };
         let now = self.sh.tb.now_us();
