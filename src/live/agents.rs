@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, Event, ServicerAction};
-use super::{Queue, SEEN, Shared, TAKEN, Timed, Tries, follow_queue};
+use super::{LOST, Queue, SEEN, Shared, TAKEN, Timed, Tries, follow_queue};
 use crate::observe::Obs;
 use crate::scenario::{MAX_TRANSFERS, Scenario};
 use crate::workload::{Stream, TimeSampler, stream, unit};
@@ -360,6 +360,11 @@ impl Agents {
             if before & SEEN != 0 {
                 // seen already: counted, and not answered again
                 c.duplicated += 1;
+                return;
+            }
+            if before & LOST != 0 {
+                // its session was over for the customer without it: lost,
+                // and nobody is waiting for an answer
                 return;
             }
             c.delivered += 1;

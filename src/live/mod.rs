@@ -490,7 +490,9 @@ pub(crate) struct Shared {
     /// Per session (by key), per message: what is known of it, for the
     /// end-to-end accounting. The customer side marks what the target
     /// took and settles a session when it is over; the agents mark what
-    /// they saw.
+    /// they saw. A settled session an agent may still see a message of
+    /// keeps its flags (see [`LOST`]): an entry made anew would count that
+    /// message a second time.
     pub(crate) ledger: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     /// Play the bot tier ([`LiveOptions::play_bots`]).
     pub(crate) play_bots: bool,
@@ -539,6 +541,11 @@ pub(crate) const SEEN: u8 = 2;
 /// within the resend budget). Unless an agent saw it after all, it counts
 /// as lost: a gate on loss must see what an outage cost.
 pub(crate) const GAVE_UP: u8 = 4;
+/// Ledger flags of a message: no agent had seen it when its session was
+/// over for the customer, and it was counted lost then. An agent that
+/// sees it later (a page pulled before a restart, handled after the
+/// customers noticed it) does not count it delivered as well.
+pub(crate) const LOST: u8 = 8;
 /// Messages per session the ledger tracks: ids naming more are not the
 /// driver's (a target echoing garbage must not make it allocate).
 pub(crate) const MAX_MESSAGES: u32 = 1 << 16;
