@@ -423,7 +423,8 @@ pub struct MessageCounts {
     /// message lost during warm-up is still lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent: Option<u64>,
-    /// Live engine: of those, seen by a servicer.
+    /// Live engine: of those, seen by a servicer (in a sharded run, known
+    /// to the customer's shard from the reply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered: Option<u64>,
     /// Live engine: of sessions given to a servicer, messages the target

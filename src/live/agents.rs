@@ -367,7 +367,10 @@ impl Agents {
                 // and nobody is waiting for an answer
                 return;
             }
-            c.delivered += 1;
+            // another shard's customer counts it delivered when the reply
+            // reaches them: only their shard can tell whether it is lost
+            // instead (a restart may take the reply with it)
+            c.delivered += u64::from(own);
             c.reordered += u64::from(later_seen);
             // time with the bot is no delivery time
             if !m.to_bot {

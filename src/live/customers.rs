@@ -388,10 +388,6 @@ fn settle(sh: &Shared, key: u64, c: &Cust, over: Over) {
     }
 }
 
-fn c_total(custs: &HashMap<u64, Cust>, key: u64) -> u32 {
-    custs.get(&key).map_or(0, |c| c.total)
-}
-
 /// The handle of customer `id` of an account's memory, unique on the
 /// channel — and among shards, which remember customers apart.
 fn handle_of(account: usize, id: u64, shard: crate::tally::Shard) -> String {
@@ -1269,12 +1265,28 @@ impl<'a> Driver<'a> {
         // next to the account it goes to
         let transfer = ev.client_msgid.as_deref().is_some_and(|id| id.starts_with('x'));
         let next = !transfer && idx + 1 < c.total && idx + 1 == c.sent;
+        // the messages to a bot came to the servicer with the one it
+        // handed over
+        let from = if info.handle == 0 && idx == c.first { 0 } else { idx };
+        let total = c.total;
         // an answered message reached the target, whatever became of its ack
         self.taken(key, idx, now, self.epoch);
         if self.sh.shard.is_part() {
             // and an agent saw it: perhaps an agent of another shard, who
-            // marks what it sees in its own ledger
-            self.sh.mark(key, idx, c_total(&self.custs, key), SEEN);
+            // marks what it sees in its own ledger and leaves the count to
+            // this one
+            let mut seen = 0;
+            for i in from..=idx {
+                let taken = || {
+                    self.sh.ledger().get(&key).and_then(|f| f.get(i as usize)).is_some_and(|f| f & TAKEN != 0)
+                };
+                if (i == idx || taken())
+                    && self.sh.mark(key, i, total, SEEN).is_some_and(|(before, _)| before & SEEN == 0)
+                {
+                    seen += 1;
+                }
+            }
+            self.sh.counts().delivered += seen;
         }
         if next {
             let e = info.entry as usize;
@@ -1370,15 +1382,15 @@ messages = 2
         assert_eq!(sh.counts().lost, 0, "nobody held them: nothing lost");
     }
 
-    /// Message `m` (of a batch) as the target hands it to servicer a-01.
-    fn to_agent(handle: &str, m: &Meta) -> Event {
+    /// Message `m` (of a batch) as the target hands it to `servicer`.
+    fn to_agent(handle: &str, m: &Meta, servicer: &str) -> Event {
         let Some(CustomerAction::Message { client_msgid, open_kfid, .. }) = &m.2 else {
             panic!("not a message")
         };
         Event {
             kind: "message".into(),
             sender: Some("customer".into()),
-            to: Some("a-01".into()),
+            to: Some(servicer.into()),
             external_userid: Some(handle.into()),
             open_kfid: Some(open_kfid.clone()),
             client_msgid: Some(client_msgid.clone()),
@@ -1386,14 +1398,14 @@ messages = 2
         }
     }
 
-    /// a-01's reply to message `m`, as its customer gets it.
-    fn reply(handle: &str, m: &Meta) -> Event {
+    /// `servicer`'s reply to message `m`, as its customer gets it.
+    fn reply(handle: &str, m: &Meta, servicer: &str) -> Event {
         let Some(CustomerAction::Message { client_msgid, .. }) = &m.2 else { panic!("not a message") };
         Event {
             kind: "message".into(),
             sender: Some("servicer".into()),
             customer: Some(handle.into()),
-            servicer_userid: Some("a-01".into()),
+            servicer_userid: Some(servicer.into()),
             in_reply_to: Some(client_msgid.clone()),
             client_msgid: Some(format!("r{}-0", &client_msgid[1..])),
             ..Event::default()
@@ -1418,8 +1430,8 @@ messages = 2
         let (key, h, first) = arrive(&mut d);
         d.on_results(first.clone(), Some((vec![OK, OK], None)), 0, 0);
         d.on_events(0, vec![note(&h, "assigned")]);
-        agents.on_event(None, to_agent(&h, &first[1]), 0);
-        d.on_events(0, vec![reply(&h, &first[1])]);
+        agents.on_event(None, to_agent(&h, &first[1], "a-01"), 0);
+        d.on_events(0, vec![reply(&h, &first[1], "a-01")]);
         // the second message reaches the target and the agent's queue; the
         // target restarts before its answer is in
         let (mut actions, mut second) = (Vec::new(), Vec::new());
@@ -1435,11 +1447,104 @@ messages = 2
             (c.sent, c.delivered, c.lost, c.reconnects.messages_lost)
         };
         assert_eq!(counted(&sh), (2, 1, 1, 1), "the first seen, the second lost with the session");
-        agents.on_event(None, to_agent(&h, &second[0]), 0);
+        agents.on_event(None, to_agent(&h, &second[0], "a-01"), 0);
         let (sent, delivered, lost, _) = counted(&sh);
         assert_eq!(delivered + lost, 2, "each message delivered or lost, once");
         assert_eq!(sent, 2, "and sent once");
         assert_eq!(counted(&sh), (2, 1, 1, 1));
+    }
+
+    /// Shard 0's customer is served by an agent of shard 1 (another
+    /// process). Only the customer's shard can tell whether a message is
+    /// delivered — from the reply — or lost: the target may restart with
+    /// the reply, and then shard 0 counts the message lost with the
+    /// session. Shard 1 counted it delivered all the same, so the merged
+    /// run had it both ways.
+    #[test]
+    fn a_message_another_shards_agent_sees_is_delivered_or_lost_once_over_the_shards() {
+        let sc = Scenario::parse(SCENARIO, "unit.toml").unwrap();
+        let (obs, _observed) = mpsc::unbounded_channel();
+        let shard = |index| crate::tally::Shard { index, count: 2 };
+        let sh = Shared::for_shard_test(&sc, obs.clone(), shard(0));
+        let other = Shared::for_shard_test(&sc, obs, shard(1));
+        let mut d = Driver::new(&sc, &sh);
+        // a-02, the second agent, is shard 1's
+        let mut agents = super::super::agents::Agents::new(&sc, &other);
+        let (key, h, first) = arrive(&mut d);
+        d.on_results(first.clone(), Some((vec![OK, OK], None)), 0, 0);
+        d.on_events(0, vec![note(&h, "assigned")]);
+        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0);
+        d.on_events(0, vec![reply(&h, &first[1], "a-02")]);
+        // the agent sees the second message; the target restarts before the
+        // reply reaches the customer
+        let (mut actions, mut second) = (Vec::new(), Vec::new());
+        d.send(key, 0, &mut actions, &mut second);
+        d.batches_in_flight += 1;
+        d.on_results(second.clone(), Some((vec![OK], None)), 0, 0);
+        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0);
+        sh.relinked_for_test("ch1", vec!["wk-new".into()]);
+        d.follow_link();
+        let counted = |sh: &Shared| {
+            let c = sh.counts();
+            (c.sent, c.delivered, c.lost)
+        };
+        let (mine, theirs) = (counted(&sh), counted(&other));
+        assert_eq!(
+            mine.1 + theirs.1 + mine.2,
+            2,
+            "each message delivered or lost, once: {mine:?} {theirs:?}"
+        );
+        assert_eq!(mine, (2, 1, 1), "the first answered, the second lost with the session");
+        assert_eq!(theirs, (0, 0, 0), "another shard's customer's messages");
+    }
+
+    /// Sessions with the bot: two turns, then handed over for one message.
+    const BOT: &str = r#"
+name = "unit"
+duration = "1h"
+[[account]]
+name = "kf"
+[account.bot]
+reply_delay = "5s"
+resolve = 0
+turns = 2
+[[agents]]
+group = "a"
+count = 2
+reply_delay = "1m"
+[[entry]]
+scene = "web"
+rate = "1/min"
+messages = 1
+"#;
+
+    /// The customer's message to the bot comes to the servicer with the one
+    /// the bot hands over, and only that one is answered: the customer's
+    /// shard learns from the answer that the servicer saw both.
+    #[test]
+    fn messages_to_the_bot_seen_by_another_shards_agent_are_delivered_in_the_customers_shard() {
+        let sc = Scenario::parse(BOT, "unit.toml").unwrap();
+        let (obs, _observed) = mpsc::unbounded_channel();
+        let shard = |index| crate::tally::Shard { index, count: 2 };
+        let sh = Shared::for_shard_test(&sc, obs.clone(), shard(0));
+        let other = Shared::for_shard_test(&sc, obs, shard(1));
+        let mut d = Driver::new(&sc, &sh);
+        let mut agents = super::super::agents::Agents::new(&sc, &other);
+        let (key, h, first) = arrive(&mut d);
+        d.on_results(first.clone(), Some((vec![OK, OK], None)), 0, 0);
+        let (mut actions, mut second) = (Vec::new(), Vec::new());
+        d.send(key, 0, &mut actions, &mut second);
+        d.batches_in_flight += 1;
+        d.on_results(second.clone(), Some((vec![OK], None)), 0, 0);
+        // handed over: the servicer gets both, answers the second
+        d.on_events(0, vec![note(&h, "assigned")]);
+        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0);
+        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0);
+        d.on_events(0, vec![reply(&h, &second[0], "a-02"), note(&h, "ended")]);
+        assert!(d.custs.is_empty(), "settled");
+        let c = sh.counts();
+        assert_eq!((c.sent, c.delivered, c.lost), (2, 2, 0), "both seen, in the customer's shard");
+        assert_eq!(other.counts().delivered, 0);
     }
 
     /// The target forgot the run's channels (it restarted). The sessions it

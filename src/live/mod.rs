@@ -934,6 +934,15 @@ impl Shared {
     /// A run's shared state with channels `ch0…` to accounts `wk0…` and no
     /// target behind them, for tests that feed the tasks by hand.
     pub(crate) fn for_test(sc: &Scenario, obs: mpsc::UnboundedSender<Obs>) -> Arc<Shared> {
+        Shared::for_shard_test(sc, obs, crate::tally::Shard::WHOLE)
+    }
+
+    /// [`Shared::for_test`] of one shard of a run.
+    pub(crate) fn for_shard_test(
+        sc: &Scenario,
+        obs: mpsc::UnboundedSender<Obs>,
+        shard: crate::tally::Shard,
+    ) -> Arc<Shared> {
         let servicers: Vec<String> = sc.agent_ids().collect();
         let open_kfid = (0..sc.accounts.len()).map(|i| format!("wk{i}")).collect();
         Arc::new(Shared {
@@ -958,7 +967,7 @@ impl Shared {
             resend_us: 30_000_000 * 60,
             gather: Duration::from_millis(1),
             play_bots: true,
-            shard: crate::tally::Shard::WHOLE,
+            shard,
         })
     }
 
