@@ -19,10 +19,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
 use crate::live::state::LiveState;
-use crate::metrics::{Measured, Metrics};
+use crate::metrics::{Measured, Metrics, Settled, StateMerge};
 use crate::observe::{Engine, RunStats};
 use crate::scenario::Scenario;
 use crate::sweep::RepValues;
@@ -155,10 +156,12 @@ pub fn rep_key(sc: &Scenario, r: u32) -> String {
     format!("{}-{:016x}-r{r}", sc.fingerprint(), sc.seed)
 }
 
-/// `shard.json`. A run's metrics state is JSON once read (`M`), and the
-/// run's own settled state while the run writes it.
+/// `shard.json`. A run's metrics state (`M`) is the run's own settled
+/// state while the run writes it, and left unread ([`IgnoredAny`]) by
+/// [`read_shards`]: [`merge_run`] reads it as [`Metrics`], a shard at a
+/// time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShardFile<M = serde_json::Value> {
+pub struct ShardFile<M = Settled> {
     /// Always [`SCHEMA`].
     pub schema: String,
     /// What was sharded.
@@ -210,43 +213,165 @@ impl<M: Serialize> ShardFile<M> {
     }
 }
 
-impl ShardFile {
-    /// Read `DIR/shard.json` (or a `shard.json` named directly).
-    pub fn read(path: &Path) -> Result<ShardFile, Refused> {
-        let file = if path.is_dir() { path.join(FILE) } else { path.to_path_buf() };
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return refuse(format!(
-                    "{} has no {FILE}: not a shard folder (run, sweep and plan write one; a sweep or plan only with --shard)",
-                    path.display()
-                ));
+/// A shard folder's file as [`read_shards`] read it.
+#[derive(Debug)]
+pub struct ReadShard {
+    /// The file.
+    pub path: PathBuf,
+    /// What it holds but a run's metrics state, which [`merge_run`] reads
+    /// from `path` when it adds the shards up.
+    pub file: ShardFile<IgnoredAny>,
+}
+
+/// `DIR/shard.json`, or a `shard.json` named directly.
+fn shard_path(path: &Path) -> PathBuf {
+    if path.is_dir() { path.join(FILE) } else { path.to_path_buf() }
+}
+
+/// Read `file` (of the folder or file `path`) as a `T`, streamed: a run's
+/// shard file of a million agents is 160 MB of text. What does not read is
+/// refused as it was when the file was read as a JSON tree: not JSON, not
+/// a shard file (by its `schema`), or a shard file that does not read
+/// (now with where).
+fn read_json<T: DeserializeOwned>(path: &Path, file: &Path) -> Result<T, Refused> {
+    let open = || match std::fs::File::open(file) {
+        Ok(f) => Ok(std::io::BufReader::new(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => refuse(format!(
+            "{} has no {FILE}: not a shard folder (run, sweep and plan write one; a sweep or plan only with --shard)",
+            path.display()
+        )),
+        Err(e) => refuse(format!("reading {}: {e}", file.display())),
+    };
+    let e = match serde_json::from_reader(open()?) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let not_json = |e: serde_json::Error| {
+        if e.is_io() {
+            Refused(format!("reading {}: {e}", file.display()))
+        } else {
+            Refused(format!("{} is not valid JSON: {e}", file.display()))
+        }
+    };
+    if !e.is_data() {
+        return Err(not_json(e));
+    }
+    // a field that does not read may come before text that is not JSON,
+    // or lie in a file of another schema: those are said first
+    match serde_json::from_reader::<_, Schema>(open()?) {
+        Err(probe) => Err(not_json(probe)),
+        Ok(Schema(Some(s))) if s == SCHEMA => {
+            refuse(format!("{} is not a kfsim shard file: {e}", file.display()))
+        }
+        Ok(_) => refuse(format!("{} is not a kfsim shard file (schema {SCHEMA})", file.display())),
+    }
+}
+
+/// The `schema` of a JSON document, if it is an object with a string
+/// there; the rest is skipped, not kept.
+struct Schema(Option<String>);
+
+impl<'de> Deserialize<'de> for Schema {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Schema, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Schema;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON")
             }
-            Err(e) => return refuse(format!("reading {}: {e}", file.display())),
-        };
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Refused(format!("{} is not valid JSON: {e}", file.display())))?;
-        if value.get("schema").and_then(|s| s.as_str()) != Some(SCHEMA) {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Schema, A::Error> {
+                let mut schema = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "schema" {
+                        // the last one, as a JSON tree keeps it
+                        schema = match map.next_value::<serde_json::Value>()? {
+                            serde_json::Value::String(s) => Some(s),
+                            _ => None,
+                        };
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Schema(schema))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Schema, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Schema(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Schema, E> {
+                Ok(Schema(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Schema, E> {
+                Ok(Schema(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Schema, E> {
+                Ok(Schema(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Schema, E> {
+                Ok(Schema(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Schema, E> {
+                Ok(Schema(None))
+            }
+            fn visit_unit<E>(self) -> Result<Schema, E> {
+                Ok(Schema(None))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+impl ReadShard {
+    /// Read `DIR/shard.json` (or a `shard.json` named directly), a run's
+    /// metrics state skipped.
+    pub fn read(path: &Path) -> Result<ReadShard, Refused> {
+        let file = shard_path(path);
+        let f: ShardFile<IgnoredAny> = read_json(path, &file)?;
+        if f.schema != SCHEMA {
             return refuse(format!("{} is not a kfsim shard file (schema {SCHEMA})", file.display()));
         }
-        serde_json::from_value(value)
-            .map_err(|e| Refused(format!("{} is not a kfsim shard file: {e}", file.display())))
+        Ok(ReadShard { path: file, file: f })
+    }
+
+    /// The run's metrics state in the file, read now.
+    fn metrics(&self) -> Result<Metrics, Refused> {
+        #[derive(Deserialize)]
+        struct StateOf {
+            shard: Shard,
+            run: Option<MetricsOf>,
+        }
+        #[derive(Deserialize)]
+        struct MetricsOf {
+            metrics: Metrics,
+        }
+        let state: StateOf = read_json(&self.path, &self.path)?;
+        match state.run {
+            // the file was replaced since it was checked
+            _ if state.shard != self.file.shard => {
+                refuse(format!("{} changed while the shards were merged", self.path.display()))
+            }
+            Some(run) => Ok(run.metrics),
+            None => refuse(format!("shard {} holds no run state", self.file.shard)),
+        }
     }
 }
 
 /// Read the shard folders `dirs` and check that they are the shards of
 /// one thing: same kind, scenario (fingerprint, seed), kfsim version and
 /// shard count, each shard once, none missing. Returned in shard order.
-pub fn read_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFile>, Refused> {
+/// A run's metrics state is left in the files until [`merge_run`]: shards
+/// of another kfsim version keep it in another form, and are refused for
+/// their version.
+pub fn read_shards(dirs: &[PathBuf]) -> Result<Vec<ReadShard>, Refused> {
     if dirs.is_empty() {
         return refuse("no shard folders given");
     }
-    let files: Vec<(String, ShardFile)> = dirs
+    let files: Vec<(String, ReadShard)> = dirs
         .iter()
-        .map(|d| Ok((d.display().to_string(), ShardFile::read(d)?)))
+        .map(|d| Ok((d.display().to_string(), ReadShard::read(d)?)))
         .collect::<Result<_, Refused>>()?;
-    let (first_dir, first) = &files[0];
-    for (dir, f) in &files[1..] {
+    let (first_dir, ReadShard { file: first, .. }) = &files[0];
+    for (dir, ReadShard { file: f, .. }) in &files[1..] {
         let differ = |what: &str, a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
             Refused(format!("{first_dir} and {dir} are not shards of one run: {what} {a} and {b}"))
         };
@@ -288,7 +413,7 @@ pub fn read_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFile>, Refused> {
     }
     let n = first.shard.count;
     let mut seen: BTreeMap<u32, &str> = BTreeMap::new();
-    for (dir, f) in &files {
+    for (dir, ReadShard { file: f, .. }) in &files {
         if let Some(other) = seen.insert(f.shard.index, dir) {
             return refuse(format!("shard {} is given twice: {other} and {dir}", f.shard));
         }
@@ -307,8 +432,8 @@ pub fn read_shards(dirs: &[PathBuf]) -> Result<Vec<ShardFile>, Refused> {
             files.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
         ));
     }
-    let mut out: Vec<ShardFile> = files.into_iter().map(|(_, f)| f).collect();
-    out.sort_by_key(|f| f.shard.index);
+    let mut out: Vec<ReadShard> = files.into_iter().map(|(_, f)| f).collect();
+    out.sort_by_key(|r| r.file.shard.index);
     Ok(out)
 }
 
@@ -322,24 +447,32 @@ pub struct MergedRun {
     pub interrupted: Vec<Shard>,
 }
 
-/// Merge the shards of a run (checked by [`read_shards`]).
-pub fn merge_run(shards: &[ShardFile]) -> Result<MergedRun, Refused> {
-    let first = shards.first().ok_or_else(|| Refused("no shards".into()))?;
+/// Merge the shards of a run (checked by [`read_shards`]), reading each
+/// one's metrics state in turn.
+pub fn merge_run(shards: &[ReadShard]) -> Result<MergedRun, Refused> {
+    let first = &shards.first().ok_or_else(|| Refused("no shards".into()))?.file;
     if first.kind != Kind::Run {
         return refuse("not the shards of a run");
     }
     let sc = first.source.scenario()?;
-    let states: Vec<&RunState> = shards
+    let states: Vec<&RunState<IgnoredAny>> = shards
         .iter()
-        .map(|f| f.run.as_ref().ok_or_else(|| Refused(format!("shard {} holds no run state", f.shard))))
+        .map(|r| {
+            r.file.run.as_ref().ok_or_else(|| Refused(format!("shard {} holds no run state", r.file.shard)))
+        })
         .collect::<Result<_, _>>()?;
     let mut fresh = Metrics::new(&sc);
     fresh.keep_interval_histograms();
-    let fresh = serde_json::to_value(&fresh).expect("metrics are JSON");
-    let parts: Vec<&serde_json::Value> = states.iter().map(|s| &s.metrics).collect();
-    let merged = crate::tally::merge(&fresh, &parts)
-        .map_err(|e| Refused(format!("the shards' metrics do not merge: {e}")))?;
-    let metrics = Metrics::from_state(merged).map_err(Refused)?;
+    let mut sum = StateMerge::new(fresh);
+    for r in shards {
+        sum.add(r.metrics()?).map_err(|e| {
+            Refused(format!(
+                "the shards' metrics do not merge: {} does not fit the others: {e}",
+                r.path.display()
+            ))
+        })?;
+    }
+    let metrics = sum.finish().map_err(Refused)?;
     let stats = RunStats {
         end_us: states.iter().map(|s| s.end_us).max().unwrap_or(0),
         events: 0,
@@ -361,8 +494,8 @@ pub fn merge_run(shards: &[ShardFile]) -> Result<MergedRun, Refused> {
                     .map_err(|e| Refused(format!("a live state that does not read: {e}")))
             };
             let start = read(lives[0])?;
-            for (f, v) in shards.iter().zip(&lives) {
-                let l = read(v)?;
+            for (r, v) in shards.iter().zip(&lives) {
+                let (f, l) = (&r.file, read(v)?);
                 if l.time_scale != start.time_scale || l.target != start.target {
                     return refuse(format!(
                         "shard {} ran at ×{} against {}, shard {} at ×{} against {}: not one run",
@@ -383,17 +516,18 @@ pub fn merge_run(shards: &[ShardFile]) -> Result<MergedRun, Refused> {
     };
     let measured = metrics.finish_all(&sc, &stats, live);
     let interrupted =
-        shards.iter().zip(&states).filter(|(_, s)| s.interrupted).map(|(f, _)| f.shard).collect();
+        shards.iter().zip(&states).filter(|(_, s)| s.interrupted).map(|(r, _)| r.file.shard).collect();
     Ok(MergedRun { scenario: sc, measured, interrupted })
 }
 
 /// The values of every (point, replication) of a sweep's shards, by point
 /// in replication order; refused if one is missing or given twice.
-pub fn sweep_values(shards: &[ShardFile], points: usize) -> Result<Vec<Vec<RepValues>>, Refused> {
-    let part = shards.first().and_then(|f| f.sweep.as_ref()).ok_or_else(|| Refused("not a sweep".into()))?;
+pub fn sweep_values(shards: &[ReadShard], points: usize) -> Result<Vec<Vec<RepValues>>, Refused> {
+    let part =
+        shards.first().and_then(|r| r.file.sweep.as_ref()).ok_or_else(|| Refused("not a sweep".into()))?;
     let r = part.replications;
     let mut got: BTreeMap<(usize, u32), (Shard, RepValues)> = BTreeMap::new();
-    for f in shards {
+    for ReadShard { file: f, .. } in shards {
         let Some(p) = &f.sweep else { return refuse(format!("shard {} holds no sweep results", f.shard)) };
         for rep in &p.results {
             if rep.point >= points || rep.replication >= r {
@@ -433,9 +567,9 @@ pub struct Cached {
 
 impl Cached {
     /// The union of the shards' replications.
-    pub fn of(shards: &[ShardFile]) -> Result<Cached, Refused> {
+    pub fn of(shards: &[ReadShard]) -> Result<Cached, Refused> {
         let mut values = BTreeMap::new();
-        for f in shards {
+        for ReadShard { file: f, .. } in shards {
             let Some(p) = &f.plan else { return refuse(format!("shard {} holds no plan", f.shard)) };
             values.extend(p.values.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
@@ -464,5 +598,126 @@ impl crate::sweep::Replicate for Cached {
             Ok(v.clone())
         })
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kfsim-merge-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// How shard files were read before: whole, as a JSON tree.
+    fn read_as_tree(path: &Path) -> Result<(), String> {
+        let file = shard_path(path);
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", file.display()))?;
+        if value.get("schema").and_then(|s| s.as_str()) != Some(SCHEMA) {
+            return Err(format!("{} is not a kfsim shard file (schema {SCHEMA})", file.display()));
+        }
+        serde_json::from_value::<ShardFile<serde_json::Value>>(value)
+            .map(drop)
+            .map_err(|e| format!("{} is not a kfsim shard file: {e}", file.display()))
+    }
+
+    /// A malformed file is refused as it was when read as a tree: not
+    /// JSON, not a shard file, or a shard file that does not read (then
+    /// with where, which the tree could not say).
+    #[test]
+    fn malformed_files_are_refused_as_they_were() {
+        let cases = [
+            ("empty", ""),
+            ("not-json", "{\"schema\": \"kfsim/shard@1\", "),
+            ("a-list", "[\"kfsim/shard@1\"]"),
+            ("a-number", "3"),
+            ("another-schema", r#"{"schema": "kfsim/summary@1", "kind": "run"}"#),
+            ("schema-not-text", r#"{"schema": 1, "kind": "nope"}"#),
+            ("no-schema", r#"{"kind": "run"}"#),
+            // a field that does not read before a text that is not JSON
+            ("late-syntax", r#"{"schema": "kfsim/shard@1", "kind": "nope", "x": [1,}"#),
+            ("schema-twice", r#"{"schema": "kfsim/shard@1", "schema": "x", "kind": "run"}"#),
+            ("not-a-shard", r#"{"schema": "kfsim/shard@1", "kind": "nope"}"#),
+            ("missing", r#"{"schema": "kfsim/shard@1", "kind": "run"}"#),
+        ];
+        for (name, text) in cases {
+            let d = dir(name);
+            std::fs::write(d.join(FILE), text).unwrap();
+            let old = read_as_tree(&d).unwrap_err();
+            let new = ReadShard::read(&d).unwrap_err().0;
+            let file = d.join(FILE).display().to_string();
+            assert!(new.starts_with(&file), "{name}: the file is named: {new}");
+            match old.split_once(": ") {
+                // serde's words: the typed reading says where, the tree did not
+                Some((head, _)) if head.ends_with("is not a kfsim shard file") => {
+                    assert!(new.starts_with(&format!("{head}: ")), "{name}: {new} (was {old})");
+                    assert!(new.contains(" at line 1 column "), "{name}: {new}");
+                }
+                _ => assert_eq!(new, old, "{name}"),
+            }
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+        let d = dir("none");
+        let e = ReadShard::read(&d.join("nothing-here")).unwrap_err().0;
+        assert!(e.ends_with("nothing-here has no shard.json: not a shard folder (run, sweep and plan write one; a sweep or plan only with --shard)"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    fn source() -> Source {
+        let text = String::new();
+        Source {
+            name: "t".into(),
+            fingerprint: "f".into(),
+            file: "t.toml".into(),
+            text,
+            sets: Vec::new(),
+            seed: 1,
+        }
+    }
+
+    /// The shards' headers are checked before any run state is read: the
+    /// state of another kfsim version, in a form this one does not read,
+    /// is refused for its version.
+    #[test]
+    fn another_versions_state_is_refused_for_its_version() {
+        let write = |name: &str, index: u32, version: &str, metrics: serde_json::Value| {
+            let d = dir(name);
+            let mut f: ShardFile<serde_json::Value> =
+                ShardFile::new(Kind::Run, Shard::new(index, 2).unwrap(), source());
+            f.kfsim_version = version.to_owned();
+            f.engine = Some(Engine::Sim);
+            f.run = Some(RunState {
+                end_us: 1,
+                sessions: 2,
+                peak_in_flight: 1,
+                shed: 0,
+                interrupted: false,
+                wall_s: None,
+                metrics,
+                live: None,
+            });
+            f.write(&d).unwrap();
+            d
+        };
+        let a = write("v-a", 0, "1.0", serde_json::json!({"agents": "another form"}));
+        let b = write("v-b", 1, "2.0", serde_json::json!([1, 2, 3]));
+        let e = read_shards(&[a.clone(), b.clone()]).unwrap_err().0;
+        assert!(e.contains("are not shards of one run: kfsim versions 1.0 and 2.0"), "{e}");
+        // of one version, the headers are read and checked; the states
+        // are read when merged
+        let c = write("v-c", 1, "1.0", serde_json::json!([1, 2, 3]));
+        let shards = read_shards(&[c.clone(), a.clone()]).unwrap();
+        assert_eq!(shards.iter().map(|r| r.file.shard.index).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(shards[1].path, c.join(FILE));
+        let e = shards[0].metrics().unwrap_err().0;
+        assert!(e.starts_with(&format!("{} is not a kfsim shard file: ", a.join(FILE).display())), "{e}");
+        for d in [a, b, c] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
     }
 }

@@ -242,6 +242,21 @@ struct AgentStats {
     online: bool,
 }
 
+impl crate::tally::Adds for AgentStats {
+    fn add(&mut self, fresh: &AgentStats, part: &AgentStats) -> Result<(), String> {
+        // every field named: one added later must say how it adds up
+        let AgentStats { sessions, messages, busy_us, slot_us, online_us, since, load, online } = part;
+        self.sessions.add(&fresh.sessions, sessions)?;
+        self.messages.add(&fresh.messages, messages)?;
+        self.busy_us.add(&fresh.busy_us, busy_us)?;
+        self.slot_us.add(&fresh.slot_us, slot_us)?;
+        self.online_us.add(&fresh.online_us, online_us)?;
+        self.since.add(&fresh.since, since)?;
+        self.load.add(&fresh.load, load)?;
+        self.online.add(&fresh.online, online)
+    }
+}
+
 /// The observer that builds a [`Summary`]. Its state serialises ([`Metrics::state`]) and
 /// the states of shards of a run merge (`crate::tally`) into the state the
 /// whole run would have had, whose summary [`Metrics::finish_all`] computes.
@@ -284,14 +299,90 @@ pub struct Metrics {
 /// A run's settled metrics state ([`Metrics::settled`]), typed until it
 /// is written to `shard.json` (as a JSON tree, the state of a million
 /// agents took 1.4 GB). Written straight from the types, its keys come in
-/// the order the types declare them, not sorted as a tree's: the merge
-/// reads it as a tree, which does not see the order.
+/// the order the types declare them, not sorted as a tree's; the merge
+/// reads it back as [`Metrics`] ([`StateMerge`]).
 #[derive(Debug, Clone)]
 pub struct Settled(Metrics);
 
 impl Serialize for Settled {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)
+    }
+}
+
+/// The settled states of a run's shards (read back typed as [`Metrics`])
+/// added up by [`crate::tally::merge`]'s rules, relative to the state a
+/// run starts with: the records kept per agent typed, element by element
+/// ([`crate::tally::Adds`]), everything else as JSON trees by `merge`
+/// itself, so that a figure added to the metrics later merges with no code
+/// here. Holds two sets of records per agent (the fresh ones and the
+/// sum) and one shard's at a time: as trees, a million agents' took
+/// gigabytes a shard.
+pub struct StateMerge {
+    fresh: serde_json::Value,
+    parts: Vec<serde_json::Value>,
+    fresh_agents: PerAgent,
+    sum: PerAgent,
+}
+
+/// What a state keeps per agent.
+#[derive(Clone)]
+struct PerAgent {
+    stats: Vec<AgentStats>,
+    group: Vec<u16>,
+    series: Vec<crate::series::AgentSeries>,
+}
+
+impl PerAgent {
+    fn take(m: &mut Metrics) -> PerAgent {
+        PerAgent {
+            stats: std::mem::take(&mut m.agents),
+            group: std::mem::take(&mut m.agent_group),
+            series: m.series.take_agents(),
+        }
+    }
+
+    fn put(self, m: &mut Metrics) {
+        m.agents = self.stats;
+        m.agent_group = self.group;
+        m.series.set_agents(self.series);
+    }
+}
+
+impl StateMerge {
+    /// A merge relative to `fresh` (`Metrics::new`, as the shards began).
+    pub fn new(mut fresh: Metrics) -> StateMerge {
+        let fresh_agents = PerAgent::take(&mut fresh);
+        StateMerge {
+            fresh: serde_json::to_value(&fresh).expect("metrics are JSON"),
+            parts: Vec::new(),
+            sum: fresh_agents.clone(),
+            fresh_agents,
+        }
+    }
+
+    /// Add one shard's settled state.
+    pub fn add(&mut self, mut part: Metrics) -> Result<(), crate::tally::MergeError> {
+        use crate::tally::add_list;
+        let agents = PerAgent::take(&mut part);
+        let (sum, fresh) = (&mut self.sum, &self.fresh_agents);
+        add_list("/agents", &mut sum.stats, &fresh.stats, &agents.stats)?;
+        add_list("/agent_group", &mut sum.group, &fresh.group, &agents.group)?;
+        add_list("/series/agents", &mut sum.series, &fresh.series, &agents.series)?;
+        let part = serde_json::to_value(&part)
+            .map_err(|e| crate::tally::MergeError { path: "/".into(), what: e.to_string() })?;
+        self.parts.push(part);
+        Ok(())
+    }
+
+    /// The metrics of the shards added.
+    pub fn finish(self) -> Result<Metrics, String> {
+        let parts: Vec<&serde_json::Value> = self.parts.iter().collect();
+        let merged = crate::tally::merge(&self.fresh, &parts)
+            .map_err(|e| format!("the shards' metrics do not merge: {e}"))?;
+        let mut m = Metrics::from_state(merged)?;
+        self.sum.put(&mut m);
+        Ok(m)
     }
 }
 

@@ -208,11 +208,22 @@ impl Level {
 /// An agent as the series see it. One record, not a vector per field: an
 /// agent's change is the series' most frequent observation (two a session).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct AgentSeries {
+pub(crate) struct AgentSeries {
     account: u16,
     online: bool,
     load: u32,
     cap: u32,
+}
+
+impl crate::tally::Adds for AgentSeries {
+    fn add(&mut self, fresh: &AgentSeries, part: &AgentSeries) -> Result<(), String> {
+        // every field named: one added later must say how it adds up
+        let AgentSeries { account, online, load, cap } = part;
+        self.account.add(&fresh.account, account)?;
+        self.online.add(&fresh.online, online)?;
+        self.load.add(&fresh.load, load)?;
+        self.cap.add(&fresh.cap, cap)
+    }
 }
 
 /// The levels of one account.
@@ -511,6 +522,17 @@ impl SeriesRecorder {
         for a in &mut self.agents {
             (a.load, a.online) = (0, false);
         }
+    }
+
+    /// Its records per agent, taken out: a merge adds them up typed
+    /// (`metrics::StateMerge`).
+    pub(crate) fn take_agents(&mut self) -> Vec<AgentSeries> {
+        std::mem::take(&mut self.agents)
+    }
+
+    /// Put back records per agent taken out by [`SeriesRecorder::take_agents`].
+    pub(crate) fn set_agents(&mut self, agents: Vec<AgentSeries>) {
+        self.agents = agents;
     }
 
     /// Close every series at `end_us`.

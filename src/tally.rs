@@ -206,6 +206,72 @@ fn merge_hists(path: &str, parts: &[&Value]) -> Result<Value, MergeError> {
     Ok(hist_value(hist.as_ref(), sum, max))
 }
 
+/// A record kept per agent, added up typed by [`merge`]'s rules: a
+/// million agents as JSON trees took gigabytes to merge (`metrics::StateMerge`).
+pub trait Adds {
+    /// Add `part` (one shard's) into `self` (the sum so far, begun as
+    /// `fresh`) as [`merge`] adds numbers and flags relative to `fresh`;
+    /// what is wrong otherwise.
+    fn add(&mut self, fresh: &Self, part: &Self) -> Result<(), String>;
+}
+
+/// `acc + (part − fresh)` without overflow in between: the rule of
+/// `merge_numbers`, one shard at a time.
+fn add_int<N: Copy + Into<i128> + TryFrom<i128>>(acc: &mut N, fresh: N, part: N) -> Result<(), String> {
+    let total = (*acc).into() + part.into() - fresh.into();
+    *acc = N::try_from(total).map_err(|_| format!("{total} overflows"))?;
+    Ok(())
+}
+
+impl Adds for u16 {
+    fn add(&mut self, fresh: &u16, part: &u16) -> Result<(), String> {
+        add_int(self, *fresh, *part)
+    }
+}
+
+impl Adds for u32 {
+    fn add(&mut self, fresh: &u32, part: &u32) -> Result<(), String> {
+        add_int(self, *fresh, *part)
+    }
+}
+
+impl Adds for u64 {
+    fn add(&mut self, fresh: &u64, part: &u64) -> Result<(), String> {
+        add_int(self, *fresh, *part)
+    }
+}
+
+impl Adds for u128 {
+    fn add(&mut self, fresh: &u128, part: &u128) -> Result<(), String> {
+        *self = self.checked_add(*part).and_then(|s| s.checked_sub(*fresh)).ok_or("a sum that overflows")?;
+        Ok(())
+    }
+}
+
+impl Adds for bool {
+    /// Set if any shard set it (relative to `fresh`), as `merge` does.
+    fn add(&mut self, fresh: &bool, part: &bool) -> Result<(), String> {
+        if part != fresh {
+            *self = *part;
+        }
+        Ok(())
+    }
+}
+
+/// Add a shard's list of records (`part`) into `acc`, element by element,
+/// relative to `fresh`: all three as long as the scenario has agents (a
+/// shorter list is refused, where a merge of trees made a list as long as
+/// the longest and left the summary to index past it).
+pub fn add_list<T: Adds>(path: &str, acc: &mut [T], fresh: &[T], part: &[T]) -> Result<(), MergeError> {
+    if part.len() != fresh.len() || acc.len() != fresh.len() {
+        return Err(err(path, format!("{} in one shard, {} in the scenario", part.len(), fresh.len())));
+    }
+    for (i, ((a, f), p)) in acc.iter_mut().zip(fresh).zip(part).enumerate() {
+        a.add(f, p).map_err(|e| err(&format!("{path}/{i}"), e))?;
+    }
+    Ok(())
+}
+
 /// A map of histograms keyed by name, tagged, for a state file.
 pub fn hist_map_value(hists: &BTreeMap<String, Histogram<u64>>) -> Value {
     Value::Object(hists.iter().map(|(k, h)| (k.clone(), hist_value(Some(h), 0, h.max()))).collect())
@@ -266,11 +332,11 @@ impl std::fmt::Display for Shard {
 pub const MAX_SHARDS: u32 = 10_000;
 
 /// Everything a run leaves for a merge: how it ended and its settled
-/// state (the metrics', and a live run's own). The metrics' state is JSON
-/// as a merge reads it (`M`), or a form that writes the same JSON without
-/// being held as a tree (`metrics::Settled`, a run's own).
+/// state (the metrics', and a live run's own). The metrics' state (`M`) is
+/// the run's own as it writes it (`metrics::Settled`), and skipped, then
+/// read typed, by the merge (`crate::merge::merge_run`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunState<M = Value> {
+pub struct RunState<M> {
     /// Scenario time when it stopped [µs].
     pub end_us: u64,
     /// Sessions that arrived, warm-up included.
@@ -305,6 +371,57 @@ mod tests {
         let c = json!({"n": 1, "t": 20, "x": 0.0, "name": "b", "on": false, "v": []});
         let e = merge(&fresh, &[&a, &c]).unwrap_err();
         assert_eq!(e.path, "/name");
+    }
+
+    /// A record per agent added up typed, as `merge` adds up its tree.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Rec {
+        n: u64,
+        t: u16,
+        w: u128,
+        on: bool,
+    }
+
+    impl Adds for Rec {
+        fn add(&mut self, fresh: &Rec, part: &Rec) -> Result<(), String> {
+            let Rec { n, t, w, on } = part;
+            self.n.add(&fresh.n, n)?;
+            self.t.add(&fresh.t, t)?;
+            self.w.add(&fresh.w, w)?;
+            self.on.add(&fresh.on, on)
+        }
+    }
+
+    #[test]
+    fn records_add_up_as_their_trees_merge() {
+        let rec = |n, t, w, on| Rec { n, t, w, on };
+        let fresh = vec![rec(0, 20, 0, false), rec(0, 3, 0, true), rec(5, 0, 1, false)];
+        let parts = [
+            vec![rec(4, 20, 7, true), rec(1, 3, 0, true), rec(5, 0, 1, false)],
+            // a setting one shard changed, a flag one shard cleared
+            vec![rec(2, 21, 1 << 40, false), rec(0, 3, 9, false), rec(9, 0, 3, true)],
+            vec![rec(0, 20, 0, false), rec(0, 2, 0, true), rec(5, 0, 1, false)],
+        ];
+        let mut sum = fresh.clone();
+        for p in &parts {
+            add_list("/agents", &mut sum, &fresh, p).unwrap();
+        }
+        let tree = |v: &Vec<Rec>| serde_json::to_value(v).unwrap();
+        let trees: Vec<Value> = parts.iter().map(tree).collect();
+        let merged = merge(&tree(&fresh), &trees.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(tree(&sum), merged);
+        assert_eq!((sum[1].w, sum[0].w), (9, 7 + (1 << 40)));
+        let mut wide = u128::from(u64::MAX);
+        wide.add(&0, &(1 << 100)).unwrap();
+        assert_eq!(wide, u128::from(u64::MAX) + (1 << 100), "exact past 2⁶⁴");
+        assert!(wide.add(&0, &u128::MAX).is_err());
+        assert_eq!((sum[1].on, sum[0].t, sum[1].t), (false, 21, 2));
+        // a shorter list, or a sum out of range, is said where
+        let e = add_list("/agents", &mut sum.clone(), &fresh, &parts[0][..2]).unwrap_err();
+        assert_eq!((e.path.as_str(), e.what.as_str()), ("/agents", "2 in one shard, 3 in the scenario"));
+        let big = vec![rec(0, u16::MAX, 0, false), rec(0, 3, 0, true), rec(5, 0, 1, false)];
+        let e = add_list("/agents", &mut sum, &fresh, &big).unwrap_err();
+        assert_eq!((e.path.as_str(), e.what.as_str()), ("/agents/0", "65536 overflows"));
     }
 
     #[test]

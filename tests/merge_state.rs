@@ -193,3 +193,73 @@ fn hand_made_shards_sum() {
     assert_eq!(m.agents.iter().map(|a| a.sessions).collect::<Vec<_>>()[..2], [3, 2]);
     assert_eq!(m.fairness["kf"].agents, 2);
 }
+
+/// The typed merge (`StateMerge`, what `kfsim merge` runs on the states it
+/// reads from `shard.json`) gives the metrics the merge of JSON trees
+/// gives, field for field, and so the same figures.
+#[test]
+fn the_typed_merge_equals_the_merge_of_trees() {
+    let cases =
+        [("quickstart.toml", vec![]), ("middleware.toml", vec![]), ("../tests/data/reception.toml", vec![])];
+    for (file, sets) in cases {
+        let sc = load(file, &sets);
+        for n in [1, 3] {
+            let (_, states, stats) = split_run(&sc, n);
+            let mut fresh = Metrics::new(&sc);
+            fresh.keep_interval_histograms();
+            let mut sum = kfsim::metrics::StateMerge::new(fresh);
+            for s in &states {
+                // as a merge reads it from the file
+                let typed: Metrics = serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap();
+                sum.add(typed).unwrap();
+            }
+            let typed = sum.finish().unwrap();
+            let mut fresh = Metrics::new(&sc);
+            fresh.keep_interval_histograms();
+            let fresh = serde_json::to_value(&fresh).unwrap();
+            let refs: Vec<&Value> = states.iter().collect();
+            let trees = Metrics::from_state(kfsim::tally::merge(&fresh, &refs).unwrap()).unwrap();
+            let what = format!("{file}, {n} shards");
+            assert_eq!(
+                serde_json::to_value(&typed).unwrap(),
+                serde_json::to_value(&trees).unwrap(),
+                "{what}"
+            );
+            assert_same(&trees.finish_all(&sc, &stats, None), &typed.finish_all(&sc, &stats, None), &what);
+        }
+    }
+}
+
+/// A shard whose state has another number of agents than the scenario is
+/// refused by name, where a merge of trees let the summary index past its
+/// list; agents' settings that differ merge as the trees did.
+#[test]
+fn the_typed_merge_refuses_a_state_of_other_agents() {
+    let sc = load("erlang-c.toml", &["duration=2h"]);
+    let (_, states, _) = split_run(&sc, 2);
+    let fresh = || {
+        let mut m = Metrics::new(&sc);
+        m.keep_interval_histograms();
+        m
+    };
+    let mut shorter = states[1].clone();
+    shorter["agents"].as_array_mut().unwrap().pop();
+    let mut sum = kfsim::metrics::StateMerge::new(fresh());
+    sum.add(serde_json::from_value(states[0].clone()).unwrap()).unwrap();
+    let e = sum.add(serde_json::from_value(shorter).unwrap()).unwrap_err();
+    assert_eq!(e.path, "/agents");
+    assert!(e.what.contains("in the scenario"), "{e}");
+    // a flag and a setting per agent changed by hand: as the trees merge them
+    let mut odd = states[1].clone();
+    odd["agents"][2]["online"] = true.into();
+    odd["series"]["agents"][3]["cap"] = 7.into();
+    odd["agent_group"][0] = 3.into();
+    let parts = [states[0].clone(), odd];
+    let mut sum = kfsim::metrics::StateMerge::new(fresh());
+    for p in &parts {
+        sum.add(serde_json::from_value(p.clone()).unwrap()).unwrap();
+    }
+    let refs: Vec<&Value> = parts.iter().collect();
+    let trees = kfsim::tally::merge(&serde_json::to_value(fresh()).unwrap(), &refs).unwrap();
+    assert_eq!(serde_json::to_value(sum.finish().unwrap()).unwrap(), trees);
+}

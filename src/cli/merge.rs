@@ -31,7 +31,7 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
     let started = std::time::Instant::now();
     let stamp = super::iso_stamp(super::now_secs());
     let shards = merge::read_shards(&args.dirs)?;
-    let kind = shards[0].kind;
+    let kind = shards[0].file.kind;
     if kind != Kind::Run
         && (args.result.baseline.is_some() || args.result.junit.is_some() || !args.result.export.is_empty())
     {

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{ArgError, Exit, ScenarioArgs, default_out_dir};
-use crate::merge::{Kind, PlanPart, PlanSpec, ShardFile, Source, SweepPart, SweepRep};
+use crate::merge::{Kind, PlanPart, PlanSpec, ReadShard, ShardFile, Source, SweepPart, SweepRep};
 use crate::plan::{
     Check, Decision, Evaluated, IntervalRow, Outcome, PlanReport, Problem, Recommendation, Target,
     TargetInfo, Unreachable,
@@ -162,8 +162,8 @@ fn write_sweep(out: &std::path::Path, result: &SweepResult) -> anyhow::Result<Ex
 }
 
 /// `kfsim merge` of a sweep's shards: the sweep the shards' runs make.
-pub(super) fn merge_sweep(shards: &[ShardFile], out: &std::path::Path) -> anyhow::Result<Exit> {
-    let f = &shards[0];
+pub(super) fn merge_sweep(shards: &[ReadShard], out: &std::path::Path) -> anyhow::Result<Exit> {
+    let f = &shards[0].file;
     let part = f.sweep.as_ref().ok_or_else(|| crate::merge::Refused("not a sweep".into()))?;
     let base = f.source.scenario()?;
     let vary = part.vary.iter().map(|v| Vary::parse(v).map_err(ArgError)).collect::<Result<Vec<_>, _>>()?;
@@ -278,8 +278,8 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
 
 /// `kfsim merge` of a plan's shards: the search again, over the
 /// replications the shards ran (nothing is simulated), so the same answer.
-pub(super) fn merge_plan(shards: &[ShardFile], out: &std::path::Path) -> anyhow::Result<Exit> {
-    let f = &shards[0];
+pub(super) fn merge_plan(shards: &[ReadShard], out: &std::path::Path) -> anyhow::Result<Exit> {
+    let f = &shards[0].file;
     let part = f.plan.as_ref().ok_or_else(|| crate::merge::Refused("not a plan".into()))?;
     f.source.scenario()?;
     let runner = crate::merge::Cached::of(shards)?;
