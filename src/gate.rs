@@ -145,12 +145,74 @@ pub struct Gate {
     pub condition: Condition,
 }
 
+/// Metric paths that [`resolve`] finds a name among: listed in a set, or
+/// known without listing each (a million agents' paths, as strings in a
+/// set, took gigabytes).
+pub trait PathSet {
+    /// Whether `path` is one.
+    fn contains(&self, path: &str) -> bool;
+    /// Call `f` with each, in any order (a path may come more than once).
+    fn each(&self, f: &mut dyn FnMut(&str));
+}
+
+impl PathSet for BTreeSet<String> {
+    fn contains(&self, path: &str) -> bool {
+        BTreeSet::contains(self, path)
+    }
+
+    fn each(&self, f: &mut dyn FnMut(&str)) {
+        self.iter().for_each(|p| f(p));
+    }
+}
+
+/// The metric paths of a scenario's summary ([`metric_paths`]): its leaves
+/// but its agents' listed, and its agents' (`agents.ID.FIELD`) known from
+/// their ids and the fields every agent has.
+pub struct ScenarioPaths {
+    others: BTreeSet<String>,
+    agent_ids: Vec<String>,
+    agent_fields: Vec<String>,
+}
+
+impl PathSet for ScenarioPaths {
+    fn contains(&self, path: &str) -> bool {
+        let is_agents = |rest: &str| {
+            // an id may hold a `.`: the field is matched from the end
+            self.agent_fields.iter().any(|f| {
+                rest.strip_suffix(f.as_str())
+                    .and_then(|r| r.strip_suffix('.'))
+                    .is_some_and(|id| self.agent_ids.iter().any(|a| a == id))
+            })
+        };
+        self.others.contains(path) || path.strip_prefix("agents.").is_some_and(is_agents)
+    }
+
+    fn each(&self, f: &mut dyn FnMut(&str)) {
+        self.others.iter().for_each(|p| f(p));
+        let mut path = String::new();
+        for id in &self.agent_ids {
+            for field in &self.agent_fields {
+                path.clear();
+                path.extend(["agents.", id.as_str(), ".", field.as_str()]);
+                f(&path);
+            }
+        }
+    }
+}
+
 /// Every metric path of the summary a run of `scenario` writes (the live
 /// engine's own paths are [`LIVE_ONLY`]), known without running anything:
 /// the leaves of the summary of a run that did nothing.
-pub fn metric_paths(scenario: &Scenario) -> BTreeSet<String> {
-    let blank = Metrics::new(scenario).finish(scenario, &RunStats::default());
-    leaf_paths(&serde_json::to_value(&blank).expect("a summary is JSON"))
+pub fn metric_paths(scenario: &Scenario) -> ScenarioPaths {
+    let mut blank = Metrics::new(scenario).finish(scenario, &RunStats::default());
+    let agents = std::mem::take(&mut blank.agents);
+    let others = leaf_paths(&serde_json::to_value(&blank).expect("a summary is JSON"));
+    // `AgentSummary` leaves no field out: every agent has the first's
+    let agent_fields = agents
+        .first()
+        .map(|a| leaf_paths(&serde_json::to_value(a).expect("an agent is JSON")).into_iter().collect())
+        .unwrap_or_default();
+    ScenarioPaths { others, agent_ids: agents.into_iter().map(|a| a.id).collect(), agent_fields }
 }
 
 /// Resolve each of the scenario's gates against the summary it produces and
@@ -277,28 +339,71 @@ fn walk(v: &Value, prefix: String, out: &mut BTreeSet<String>) {
 const LATENCIES: [&str; 5] = ["queue_wait", "abandon_wait", "first_response", "reply", "session"];
 
 /// The canonical path for `metric`, given the valid leaf paths.
-pub fn resolve(metric: &str, valid: &BTreeSet<String>) -> Result<String, String> {
+pub fn resolve(metric: &str, valid: &(impl PathSet + ?Sized)) -> Result<String, String> {
     let first = metric.split('.').next().unwrap_or("");
     let candidates = [
         metric.to_owned(),
         if LATENCIES.contains(&first) { format!("latency_ms.{metric}") } else { String::new() },
         if metric == "asa" { "asa_ms".to_owned() } else { String::new() },
     ];
-    if let Some(path) = candidates.iter().find(|c| !c.is_empty() && valid.contains(*c)) {
+    if let Some(path) = candidates.iter().find(|c| !c.is_empty() && valid.contains(c)) {
         return Ok(path.clone());
     }
     if is_live_only(metric) {
         return Ok(metric.to_owned());
     }
-    // Suggest in the form people write: latencies without `latency_ms.`.
-    let closest = valid
-        .iter()
-        .map(|p| p.strip_prefix("latency_ms.").unwrap_or(p))
-        .map(|p| (strsim::damerau_levenshtein(metric, p), p))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, p)| p.to_owned())
-        .unwrap_or_default();
-    Err(format!("unknown metric `{metric}`: the closest is `{closest}`"))
+    Err(format!("unknown metric `{metric}`: the closest is `{}`", closest(metric, valid)))
+}
+
+/// The path nearest `metric` (by edit distance), in the form people write:
+/// latencies without `latency_ms.`. Of paths as near, the first in sorted
+/// order, as when every path was listed in a sorted set.
+fn closest(metric: &str, valid: &(impl PathSet + ?Sized)) -> String {
+    let short = |p: &str| p.strip_prefix("latency_ms.").unwrap_or(p).to_owned();
+    let chars = metric.chars().count();
+    let counts = char_counts(metric);
+    let mut best: Option<(usize, String)> = None;
+    valid.each(&mut |p| {
+        let s = p.strip_prefix("latency_ms.").unwrap_or(p);
+        if let Some((d, b)) = &best {
+            // bounds of the distance, cheap beside it, pass over most of a
+            // million agents' paths
+            let passed = |least: usize| least > *d || (least == *d && p >= b.as_str());
+            if passed(chars.abs_diff(s.chars().count())) || counts.is_some_and(|c| passed(count_bound(&c, s)))
+            {
+                return;
+            }
+        }
+        let d = strsim::damerau_levenshtein(metric, s);
+        if best.as_ref().is_none_or(|(bd, b)| d < *bd || (d == *bd && p < b.as_str())) {
+            best = Some((d, p.to_owned()));
+        }
+    });
+    best.map(|(_, p)| short(&p)).unwrap_or_default()
+}
+
+/// How often each ASCII character comes in `text`; `None` past ASCII.
+fn char_counts(text: &str) -> Option<[i32; 128]> {
+    let mut counts = [0; 128];
+    for b in text.bytes() {
+        *counts.get_mut(usize::from(b))? += 1;
+    }
+    Some(counts)
+}
+
+/// At most the edit distance between the text of `counts` and `text`: an
+/// edit moves at most two characters' counts by one (a transposition
+/// none), so it is at least half the counts' difference.
+fn count_bound(counts: &[i32; 128], text: &str) -> usize {
+    let mut diff = *counts;
+    for b in text.bytes() {
+        match diff.get_mut(usize::from(b)) {
+            Some(n) => *n -= 1,
+            // past ASCII: no bound
+            None => return 0,
+        }
+    }
+    diff.iter().map(|n| n.unsigned_abs() as usize).sum::<usize>().div_ceil(2)
 }
 
 /// The number at a canonical path: `Ok(None)` when it is null or absent.
@@ -604,6 +709,95 @@ rate = "6/min"
         assert_eq!(view["agents"].as_object().map(|m| m.len()), Some(4), "only the agents named: {view}");
         assert!(evaluate(&gates, &view)[3].actual.is_some_and(|n| n >= 1.0), "agents were measured");
         assert_eq!(serde_json::to_value(&summary).unwrap(), whole, "the summary keeps its agents");
+    }
+
+    /// How `resolve` named the closest path when it listed them all.
+    fn closest_in_a_list(metric: &str, valid: &BTreeSet<String>) -> String {
+        valid
+            .iter()
+            .map(|p| p.strip_prefix("latency_ms.").unwrap_or(p))
+            .map(|p| (strsim::damerau_levenshtein(metric, p), p))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, p)| p.to_owned())
+            .unwrap_or_default()
+    }
+
+    /// A scenario's paths, its agents' known from their ids, are the leaves
+    /// of its blank summary: the same names are found, and the same closest
+    /// named.
+    #[test]
+    fn scenario_paths_are_the_blank_summarys_leaves() {
+        let text = r#"
+name = "t"
+seed = 4
+duration = "2h"
+[[account]]
+name = "a"
+[[account]]
+name = "b"
+[[agents]]
+account = "a"
+group = "day"
+count = 12
+reply_delay = { dist = "exponential", mean = "3m" }
+[[agents]]
+account = "b"
+group = "night"
+count = 3
+reply_delay = { dist = "exponential", mean = "3m" }
+[[entry]]
+scene = "web"
+account = "a"
+rate = "6/min"
+"#;
+        let sc = Scenario::parse(text, "t.toml").unwrap();
+        let blank = Metrics::new(&sc).finish(&sc, &RunStats::default());
+        let old = leaf_paths(&serde_json::to_value(&blank).unwrap());
+        let new = metric_paths(&sc);
+        let mut each = BTreeSet::new();
+        new.each(&mut |p| {
+            assert!(each.insert(p.to_owned()), "{p} once");
+        });
+        assert_eq!(each, old);
+        assert!(old.contains("agents.night-02.occupancy") && old.contains("agents.day-12.sessions"));
+        let mut names: Vec<String> = old.iter().cloned().collect();
+        names.extend(
+            [
+                "agents.night-04.occupancy",
+                "agents.day-1.sessions",
+                "agents.night-02",
+                "agents.night-02.id",
+                "agents.night-02.account",
+                "agents.night-02.occupancy.x",
+                "agents..occupancy",
+                "agents.occupancy",
+                "agents",
+                "agent.day-03.busy_s",
+                "first_respons.p95",
+                "queue_wait.p95",
+                "fairness.a.jian",
+                "by_account.b.queue_wait.p99",
+                "servce_level",
+                "",
+            ]
+            .map(String::from),
+        );
+        for n in &names {
+            assert_eq!(new.contains(n), old.contains(n), "{n}");
+            assert_eq!(resolve(n, &new), resolve(n, &old), "{n}");
+            assert_eq!(closest(n, &new), closest_in_a_list(n, &old), "{n}");
+            assert_eq!(closest(n, &old), closest_in_a_list(n, &old), "{n}");
+        }
+        // the bound never passes over a nearer path
+        for (a, b) in [("abc", "cab"), ("jain", "jian"), ("a-7.x", "a-0007.y"), ("p95", "p9é"), ("", "xy")] {
+            let d = strsim::damerau_levenshtein(a, b);
+            assert!(char_counts(a).is_none_or(|c| count_bound(&c, b) <= d), "{a} {b}");
+        }
+        assert_eq!(count_bound(&char_counts("abcd").unwrap(), "wxyz"), 4);
+        // of paths as near, the first in order
+        let tied: BTreeSet<String> = ["b.x", "a.x", "latency_ms.c.x"].map(String::from).into();
+        assert_eq!(closest("q.x", &tied), closest_in_a_list("q.x", &tied));
+        assert_eq!(closest("q.x", &BTreeSet::new()), "");
     }
 
     #[test]
