@@ -31,7 +31,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::gate::{MetricUnit, leaf_paths, lookup, resolve, unit_of};
+use crate::gate::{Finder, MetricUnit, PathSet, lookup, resolve, unit_of, visit_leaves, visit_union};
 use crate::scenario::units::parse_duration;
 use crate::series::SeriesData;
 
@@ -299,8 +299,39 @@ impl<'a> Side<'a> {
     }
 }
 
+/// The leaf paths of summaries ([`crate::gate::leaf_paths`] of each),
+/// walked when asked for, not listed.
+pub struct SummaryPaths<'a>(pub &'a [&'a Value]);
+
+impl PathSet for SummaryPaths<'_> {
+    fn contains(&self, path: &str) -> bool {
+        let mut found = false;
+        let mut on_the_way =
+            |p: &str| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
+        for v in self.0 {
+            visit_leaves(v, &mut on_the_way, &mut |p| found |= p == path);
+        }
+        found
+    }
+
+    fn each(&self, f: &mut dyn FnMut(&str)) {
+        // the agents last: the nearest name is mostly found before them,
+        // and then `resolve`'s bounds pass over most of theirs
+        let agents = |p: &str| p.strip_prefix("agents").is_some_and(|r| r.is_empty() || r.starts_with('.'));
+        for v in self.0 {
+            visit_leaves(v, &mut |p| !agents(p), f);
+        }
+        for v in self.0 {
+            visit_leaves(v, &mut |p| agents(p), f);
+        }
+    }
+}
+
 /// `--tolerance METRIC=VALUE` (METRIC `*` sets the default).
-pub fn parse_tolerance_arg(arg: &str, valid: &BTreeSet<String>) -> Result<(String, Tolerance), String> {
+pub fn parse_tolerance_arg(
+    arg: &str,
+    valid: &(impl PathSet + ?Sized),
+) -> Result<(String, Tolerance), String> {
     let (metric, value) =
         arg.split_once('=').ok_or_else(|| format!("--tolerance {arg}: expected METRIC=VALUE"))?;
     let metric = metric.trim();
@@ -369,16 +400,24 @@ pub fn compare_runs(base: Side<'_>, cur: Side<'_>, tolerances: &[(String, Tolera
     let (baseline, current) = (base.summary, cur.summary);
     let mut notes = notes(baseline, current);
     if tolerances.is_empty() && is_exact_pair(baseline, current) {
-        let paths: BTreeSet<String> = leaf_paths(baseline).union(&leaf_paths(current)).cloned().collect();
-        let rows = paths
-            .into_iter()
-            .filter(|p| !p.starts_with("gates."))
-            .map(|metric| {
-                let (b, c) = (lookup(baseline, &metric), lookup(current, &metric));
-                let status = if b == c { Status::Ok } else { Status::Changed };
-                Row { metric, baseline: b, current: c, tolerance: "exact".into(), status }
-            })
-            .collect();
+        // a row per leaf of either run, made once: as sets of paths of
+        // both runs, a million agents took gigabytes beside the rows
+        let mut rows = Vec::new();
+        visit_union(baseline, current, &mut |metric| {
+            if !metric.starts_with("gates.") {
+                let (metric, tolerance) = (metric.to_owned(), "exact".into());
+                rows.push(Row { metric, baseline: None, current: None, tolerance, status: Status::Ok });
+            }
+        });
+        rows.sort_unstable_by(|a, b| a.metric.cmp(&b.metric));
+        rows.dedup_by(|a, b| a.metric == b.metric);
+        let (mut in_base, mut in_cur) = (Finder::new(baseline), Finder::new(current));
+        for r in &mut rows {
+            (r.baseline, r.current) = (in_base.get(&r.metric), in_cur.get(&r.metric));
+            if r.baseline != r.current {
+                r.status = Status::Changed;
+            }
+        }
         return Comparison { exact: true, mode: Mode::Exact, notes, rows };
     }
     let seeds_differ = field(baseline, "/seed") != field(current, "/seed");
@@ -398,13 +437,14 @@ pub fn compare_runs(base: Side<'_>, cur: Side<'_>, tolerances: &[(String, Tolera
         None
     };
     let default = tolerances.iter().find(|(p, _)| p == "*").map_or(DEFAULT_TOLERANCE, |(_, t)| *t);
-    let all: BTreeSet<String> = leaf_paths(baseline).union(&leaf_paths(current)).cloned().collect();
+    let all = judged_paths(baseline, current, tolerances);
+    let (mut in_base, mut in_cur) = (Finder::new(baseline), Finder::new(current));
     let mut rows = Vec::new();
     for metric in all {
         let explicit = tolerances.iter().find(|(p, _)| *p == metric).map(|(_, t)| *t);
         let Some(better) = better_of(&metric).or(explicit.map(|_| Better::Lower)) else { continue };
         let unit = unit_of(&metric);
-        let (b, c) = (lookup(baseline, &metric), lookup(current, &metric));
+        let (b, c) = (in_base.get(&metric), in_cur.get(&metric));
         let judged = noise.as_ref().and_then(|n| n.judge(&metric, b, c, better, unit));
         let (status, rule) = match judged {
             Some((noise_status, rule)) => {
@@ -446,6 +486,30 @@ pub fn compare_runs(base: Side<'_>, cur: Side<'_>, tolerances: &[(String, Tolera
         ));
     }
     Comparison { exact: false, mode, notes, rows }
+}
+
+/// The leaf paths of either run that tolerance and noise modes judge: the
+/// key metrics and those given a tolerance. Subtrees that hold none (a
+/// million agents) are not walked.
+fn judged_paths(baseline: &Value, current: &Value, tolerances: &[(String, Tolerance)]) -> BTreeSet<String> {
+    let mut all = BTreeSet::new();
+    let mut may_hold = |path: &str| {
+        let segments = path.split('.').count();
+        KEY_METRICS.iter().any(|(pattern, _)| {
+            segments <= pattern.split('.').count()
+                && path.split('.').zip(pattern.split('.')).all(|(s, p)| p == "*" || s == p)
+        }) || tolerances
+            .iter()
+            .any(|(t, _)| t.strip_prefix(path).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
+    };
+    for side in [baseline, current] {
+        visit_leaves(side, &mut may_hold, &mut |metric| {
+            if better_of(metric).is_some() || tolerances.iter().any(|(t, _)| t == metric) {
+                all.insert(metric.to_owned());
+            }
+        });
+    }
+    all
 }
 
 fn judge(b: Option<f64>, c: Option<f64>, tol: Tolerance, better: Better, unit: MetricUnit) -> Status {
@@ -691,7 +755,84 @@ fn percentile_of(metric: &str) -> Option<(&str, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gate::leaf_paths;
+    use crate::gate::tests::unlike_pair;
     use serde_json::json;
+
+    fn union(a: &Value, b: &Value) -> BTreeSet<String> {
+        leaf_paths(a).union(&leaf_paths(b)).cloned().collect()
+    }
+
+    /// Exact mode's rows, as they were made from the union of both runs'
+    /// listed paths, each looked up by scanning.
+    fn exact_rows_from_lists(a: &Value, b: &Value) -> Vec<Row> {
+        let rows = union(a, b).into_iter().filter(|p| !p.starts_with("gates."));
+        rows.map(|metric| {
+            let (x, y) = (lookup(a, &metric), lookup(b, &metric));
+            let status = if x == y { Status::Ok } else { Status::Changed };
+            Row { metric, baseline: x, current: y, tolerance: "exact".into(), status }
+        })
+        .collect()
+    }
+
+    #[test]
+    fn exact_rows_are_those_of_the_listed_paths() {
+        let (a, b) = unlike_pair();
+        for (x, y) in [(&a, &b), (&b, &a), (&a, &a)] {
+            let c = compare(x, y, &[]);
+            assert_eq!(c.mode, Mode::Exact);
+            assert_eq!(c.rows, exact_rows_from_lists(x, y));
+        }
+        let c = compare(&a, &b, &[]);
+        assert_eq!(status(&c, "agents.a-2.sessions"), Status::Changed);
+        assert_eq!(status(&c, "agents.a-1.sessions"), Status::Ok, "the first a-1, as lookup finds it");
+    }
+
+    #[test]
+    fn judged_paths_are_the_listed_paths_judged() {
+        let (a, b) = unlike_pair();
+        let tol = |p: &str| (p.to_owned(), Tolerance::Relative(0.1));
+        let cases = [
+            vec![],
+            vec![tol("*")],
+            vec![tol("agents.a-1.sessions"), tol("agents.x.y.sessions"), tol("k.x"), tol("mixed.1.x")],
+            vec![tol("agents.4.sessions"), tol("flow.0.0"), tol("agents"), tol("nowhere.x")],
+        ];
+        for tolerances in &cases {
+            for (x, y) in [(&a, &b), (&b, &a)] {
+                let listed: BTreeSet<String> = union(x, y)
+                    .into_iter()
+                    .filter(|m| better_of(m).is_some() || tolerances.iter().any(|(p, _)| p == m))
+                    .collect();
+                assert_eq!(judged_paths(x, y, tolerances), listed, "{tolerances:?}");
+            }
+        }
+        let c = compare(&a, &b, &cases[2]);
+        assert_eq!(status(&c, "latency_ms.queue_wait.p99"), Status::Missing);
+        assert_eq!(status(&c, "live.gave_up.messages"), Status::Missing);
+    }
+
+    #[test]
+    fn tolerances_resolve_against_the_walked_paths_as_the_listed() {
+        let (a, b) = unlike_pair();
+        let listed = union(&a, &b);
+        let summaries = [&a, &b];
+        let walked = SummaryPaths(&summaries);
+        let mut each = BTreeSet::new();
+        walked.each(&mut |p| {
+            each.insert(p.to_owned());
+        });
+        assert_eq!(each, listed);
+        let mut names: Vec<String> = listed.iter().cloned().collect();
+        names.extend(
+            ["agents.a-3.sessions", "agents.x", "k", "queue_wait.p95", "sticky.rat", ""].map(String::from),
+        );
+        for n in &names {
+            assert_eq!(walked.contains(n), listed.contains(n), "{n}");
+            let arg = format!("{n}=5%");
+            assert_eq!(parse_tolerance_arg(&arg, &walked), parse_tolerance_arg(&arg, &listed), "{arg}");
+        }
+    }
 
     fn summary(sl: f64, p95: f64, seed: u64) -> Value {
         json!({

@@ -15,7 +15,7 @@
 //! [`bind`] turns a scenario's gates as written into [`Gate`]s, knowing the
 //! summary's metric paths from [`metric_paths`] without running anything.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -311,28 +311,113 @@ pub fn is_live_only(path: &str) -> bool {
 /// elements are named by their `id` where they have one, else by index.
 pub fn leaf_paths(summary: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    walk(summary, String::new(), &mut out);
+    visit_leaves(summary, &mut |_| true, &mut |p| {
+        out.insert(p.to_owned());
+    });
     out
 }
 
-fn walk(v: &Value, prefix: String, out: &mut BTreeSet<String>) {
-    let join = |k: &str| if prefix.is_empty() { k.to_owned() } else { format!("{prefix}.{k}") };
+/// Call `leaf` with the path of each leaf of `v` as [`leaf_paths`] names
+/// it, in one buffer: none is kept unless `leaf` keeps it. A subtree (or
+/// leaf) is skipped unless `enter` says its path, or one under it, may be
+/// wanted.
+pub fn visit_leaves(v: &Value, enter: &mut dyn FnMut(&str) -> bool, leaf: &mut dyn FnMut(&str)) {
+    visit_at(v, &mut String::new(), enter, leaf);
+}
+
+fn visit_at(v: &Value, path: &mut String, enter: &mut dyn FnMut(&str) -> bool, leaf: &mut dyn FnMut(&str)) {
     match v {
-        Value::Number(_) | Value::Null => {
-            out.insert(prefix);
-        }
-        Value::Object(map) => {
-            for (k, v) in map {
-                walk(v, join(k), out);
+        Value::Number(_) | Value::Null => leaf(path),
+        _ => each_child(v, &mut |name, child| {
+            let len = push_segment(path, name);
+            if enter(path) {
+                visit_at(child, path, enter, leaf);
             }
-        }
+            path.truncate(len);
+        }),
+    }
+}
+
+/// Call `f` with each child of `v` and the segment that names it: an
+/// object's by key, an array's by `id` where it has one, else by index.
+fn each_child<'a>(v: &'a Value, f: &mut dyn FnMut(&str, &'a Value)) {
+    match v {
+        Value::Object(map) => map.iter().for_each(|(k, c)| f(k, c)),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                let key = item.get("id").and_then(Value::as_str).map_or_else(|| i.to_string(), str::to_owned);
-                walk(item, join(&key), out);
+                match element_id(item) {
+                    Some(id) => f(id, item),
+                    None => f(&i.to_string(), item),
+                }
             }
         }
-        Value::Bool(_) | Value::String(_) => {}
+        _ => {}
+    }
+}
+
+fn element_id(item: &Value) -> Option<&str> {
+    item.get("id").and_then(Value::as_str)
+}
+
+/// Append `.name` (or `name` at the top) to `path`; its length before.
+fn push_segment(path: &mut String, name: &str) -> usize {
+    let len = path.len();
+    if len > 0 {
+        path.push('.');
+    }
+    path.push_str(name);
+    len
+}
+
+/// Call `leaf` with every leaf path of `a` or of `b` ([`leaf_paths`] of
+/// both), walking the two side by side so that a path both have comes
+/// once: twice only where one tree names two children alike (two elements
+/// of one id, a key with a `.`), which a sort and `dedup` drop.
+pub fn visit_union(a: &Value, b: &Value, leaf: &mut dyn FnMut(&str)) {
+    union_at(Some(a), Some(b), &mut String::new(), leaf);
+}
+
+fn union_at(a: Option<&Value>, b: Option<&Value>, path: &mut String, leaf: &mut dyn FnMut(&str)) {
+    let is_leaf = |v: Option<&Value>| matches!(v, Some(Value::Number(_) | Value::Null));
+    if is_leaf(a) || is_leaf(b) {
+        leaf(path);
+    }
+    let mut down = |name: &str, a: Option<&Value>, b: Option<&Value>| {
+        let len = push_segment(path, name);
+        union_at(a, b, path, leaf);
+        path.truncate(len);
+    };
+    match (a, b) {
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            x.iter().for_each(|(k, v)| down(k, Some(v), y.get(k)));
+            y.iter().filter(|(k, _)| !x.contains_key(*k)).for_each(|(k, v)| down(k, None, Some(v)));
+        }
+        (Some(Value::Array(x)), Some(Value::Array(y))) => {
+            let name = |i: usize, item: &Value| element_id(item).map_or_else(|| i.to_string(), str::to_owned);
+            // the first element of each name in `b`, met by `a`'s of that name
+            let mut of_b: HashMap<String, usize> = HashMap::with_capacity(y.len());
+            for (j, item) in y.iter().enumerate() {
+                of_b.entry(name(j, item)).or_insert(j);
+            }
+            let mut met = vec![false; y.len()];
+            for (i, item) in x.iter().enumerate() {
+                let n = name(i, item);
+                let j = of_b.get(&n).copied();
+                if let Some(j) = j {
+                    met[j] = true;
+                }
+                down(&n, Some(item), j.map(|j| &y[j]));
+            }
+            for (j, item) in y.iter().enumerate().filter(|(j, _)| !met[*j]) {
+                down(&name(j, item), None, Some(item));
+            }
+        }
+        // of other kinds, or on one side only: each side's children alone
+        _ => {
+            for side in [a, b].into_iter().flatten() {
+                each_child(side, &mut |name, child| down(name, Some(child), None));
+            }
+        }
     }
 }
 
@@ -380,6 +465,49 @@ fn closest(metric: &str, valid: &(impl PathSet + ?Sized)) -> String {
         }
     });
     best.map(|(_, p)| short(&p)).unwrap_or_default()
+}
+
+/// [`lookup`] of many paths in one summary: an element of a list is found
+/// by its id in a map made once per list, where `lookup` scans the list (a
+/// comparison of a million agents, looking up each, took hours).
+pub struct Finder<'a> {
+    root: &'a Value,
+    /// Per list (by address): each id's first element, as `lookup` finds it.
+    ids: HashMap<usize, HashMap<&'a str, usize>>,
+}
+
+impl<'a> Finder<'a> {
+    /// A finder in `summary`.
+    pub fn new(summary: &'a Value) -> Finder<'a> {
+        Finder { root: summary, ids: HashMap::new() }
+    }
+
+    /// [`lookup`]`(summary, path)`.
+    pub fn get(&mut self, path: &str) -> Option<f64> {
+        let mut cur = self.root;
+        for seg in path.split('.') {
+            cur = match cur {
+                Value::Object(map) => map.get(seg)?,
+                Value::Array(items) => {
+                    let ids = self.ids.entry(std::ptr::from_ref(items) as usize).or_insert_with(|| {
+                        let mut ids = HashMap::with_capacity(items.len());
+                        for (i, item) in items.iter().enumerate() {
+                            if let Some(id) = element_id(item) {
+                                ids.entry(id).or_insert(i);
+                            }
+                        }
+                        ids
+                    });
+                    match ids.get(seg) {
+                        Some(&i) => &items[i],
+                        None => seg.parse::<usize>().ok().and_then(|i| items.get(i))?,
+                    }
+                }
+                _ => return None,
+            };
+        }
+        cur.as_f64()
+    }
 }
 
 /// How often each ASCII character comes in `text`; `None` past ASCII.
@@ -540,7 +668,7 @@ fn pointer(path: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -709,6 +837,99 @@ rate = "6/min"
         assert_eq!(view["agents"].as_object().map(|m| m.len()), Some(4), "only the agents named: {view}");
         assert!(evaluate(&gates, &view)[3].actual.is_some_and(|n| n >= 1.0), "agents were measured");
         assert_eq!(serde_json::to_value(&summary).unwrap(), whole, "the summary keeps its agents");
+    }
+
+    /// Two summaries that differ every way a comparison meets: a renamed
+    /// agent, a field gone or null, a number that became an object or a
+    /// list, two elements of one id, an id that is an index, unnamed
+    /// elements, keys and ids holding a `.`.
+    pub(crate) fn unlike_pair() -> (Value, Value) {
+        let a = json!({
+            "engine": "sim", "seed": 1, "scenario": { "name": "x", "fingerprint": "f" },
+            "service_level": 0.8, "asa_ms": null,
+            "latency_ms": { "queue_wait": { "p95": 10.0, "p99": 20.0, "count": 3 }, "reply": { "p95": 1.0 } },
+            "agents": [
+                { "id": "a-1", "sessions": 3, "occupancy": 0.5 },
+                { "id": "a-2", "sessions": 1, "occupancy": null },
+                { "id": "a-1", "sessions": 9 },
+                { "id": "3", "sessions": 4 },
+                { "sessions": 5 },
+                { "id": "x.y", "sessions": 6 },
+                { "id": 7, "sessions": 8 }
+            ],
+            "fairness": { "kf": { "jain": 0.9, "agents": 2 }, "k.f": { "jain": 0.1 } },
+            "flow": [[1, 2], [3]],
+            "mixed": { "0": 1, "1": { "x": 2 } },
+            "http": { "kf/send": { "p99": 3.0, "error_rate": 0.0 } },
+            "gates": [{ "metric": "service_level", "actual": 0.8 }],
+            "k.x": 1, "k": { "x": 2 }, "live": { "gave_up": { "messages": 0 } }
+        });
+        let b = json!({
+            "engine": "sim", "seed": 1, "scenario": { "name": "x", "fingerprint": "f" },
+            "service_level": "0.8", "asa_ms": 12.5,
+            "latency_ms": { "queue_wait": { "p95": 11.0, "count": 3 }, "reply": 5 },
+            "agents": [
+                { "id": "a-1", "sessions": 3, "occupancy": 0.5 },
+                { "id": "a-9", "sessions": 1, "occupancy": 0.2 },
+                { "id": "4", "sessions": 4 },
+                { "sessions": 2 },
+                { "id": "x.y", "sessions": [6] }
+            ],
+            "fairness": { "kf": { "agents": 2 }, "k.f": { "jain": 0.2 } },
+            "flow": { "0": [1] },
+            "mixed": [7, { "x": 3 }, { "id": "1", "x": 4 }],
+            "http": { "kf/send": { "p99": 4.0 } },
+            "gates": [],
+            "k.x": { "y": 1 }, "sticky": { "rate": 0.5 }, "live": { "gave_up": 3 }
+        });
+        (a, b)
+    }
+
+    #[test]
+    fn the_union_walk_finds_the_leaves_of_both() {
+        let (a, b) = unlike_pair();
+        let old: BTreeSet<String> = leaf_paths(&a).union(&leaf_paths(&b)).cloned().collect();
+        let mut new = Vec::new();
+        visit_union(&a, &b, &mut |p| new.push(p.to_owned()));
+        new.sort();
+        new.dedup();
+        assert_eq!(new, old.iter().cloned().collect::<Vec<_>>());
+        for (x, y) in [(&b, &a), (&a, &a), (&a, &json!({})), (&json!(3), &b)] {
+            let old: BTreeSet<String> = leaf_paths(x).union(&leaf_paths(y)).cloned().collect();
+            let mut new = BTreeSet::new();
+            visit_union(x, y, &mut |p| {
+                new.insert(p.to_owned());
+            });
+            assert_eq!(new, old);
+        }
+        // a pruned walk sees what it enters
+        let mut under = BTreeSet::new();
+        visit_leaves(&a, &mut |p| p == "latency_ms" || p.starts_with("latency_ms.queue_wait"), &mut |p| {
+            under.insert(p.to_owned());
+        });
+        let want: BTreeSet<String> =
+            leaf_paths(&a).into_iter().filter(|p| p.starts_with("latency_ms.queue_wait.")).collect();
+        assert_eq!(under, want);
+    }
+
+    #[test]
+    fn the_finder_finds_what_lookup_finds() {
+        let (a, b) = unlike_pair();
+        let mut paths: BTreeSet<String> = leaf_paths(&a).union(&leaf_paths(&b)).cloned().collect();
+        // by index where the element has an id, past the end, through a number
+        paths.extend(
+            ["agents.0.sessions", "agents.1.occupancy", "agents.9.sessions", "agents.3", "k.x.y"]
+                .map(String::from),
+        );
+        paths.extend(
+            ["service_level.x", "mixed.2.x", "mixed.1.x", "flow.0.0", "", "agents"].map(String::from),
+        );
+        for v in [&a, &b] {
+            let mut finder = Finder::new(v);
+            for p in &paths {
+                assert_eq!(finder.get(p), lookup(v, p), "{p}");
+            }
+        }
     }
 
     /// How `resolve` named the closest path when it listed them all.

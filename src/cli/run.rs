@@ -365,8 +365,8 @@ fn compare_sides(
     cur: compare::Side<'_>,
     args: &[String],
 ) -> anyhow::Result<Comparison> {
-    let valid: std::collections::BTreeSet<String> =
-        gate::leaf_paths(base.summary).union(&gate::leaf_paths(cur.summary)).cloned().collect();
+    let summaries = [base.summary, cur.summary];
+    let valid = compare::SummaryPaths(&summaries);
     let tolerances = args
         .iter()
         .map(|a| compare::parse_tolerance_arg(a, &valid).map_err(|m| ArgError(m).into()))
