@@ -469,7 +469,8 @@ fn closest(metric: &str, valid: &(impl PathSet + ?Sized)) -> String {
 
 /// [`lookup`] of many paths in one summary: an element of a list is found
 /// by its id in a map made once per list, where `lookup` scans the list (a
-/// comparison of a million agents, looking up each, took hours).
+/// comparison looking up each of 20 000 agents so took minutes, of a
+/// million days).
 pub struct Finder<'a> {
     root: &'a Value,
     /// Per list (by address): each id's first element, as `lookup` finds it.
