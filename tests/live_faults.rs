@@ -11,7 +11,8 @@
 //! was injected, resends must not count anything twice, and the run must
 //! go on with its session accounting intact. Another proxy cuts the
 //! target off halfway (an outage): what the driver gave up on must be
-//! counted exactly. Traffic goes only to loopback.
+//! counted exactly. Others take messages out of the agents' pulls, or hand
+//! them over twice. Traffic goes only to loopback.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +58,12 @@ const STALL: Duration = Duration::from_secs(4);
 /// more than one that is not (timeouts, pauses before resends).
 const DRAIN: Duration = Duration::from_secs(15);
 const SCALE: f64 = 120.0;
+/// A copy held back is handed over this much later (3 min of scenario
+/// time: most sessions, a minute long, are over by then) …
+const REDELIVER_AFTER: Duration = Duration::from_millis(1500);
+/// … if it was held back this soon after the first pull: the arrivals
+/// end 5 s of wall time in, and the copies must come while they go on.
+const HOLD_BACK_UNTIL: Duration = Duration::from_secs(3);
 
 /// Live runs measure wall-clock behaviour: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -129,6 +136,14 @@ struct Counts {
     /// Customer messages on their way to agents, and those taken out.
     to_agents: AtomicU64,
     dropped_ids: Ids,
+    /// Customer messages handed to agents a second time: in the same
+    /// answer, and in a later one (held back `REDELIVER_AFTER`).
+    duplicated_now: AtomicU64,
+    duplicated_late: AtomicU64,
+    /// Messages held back to be handed over again, with when they were.
+    held_back: std::sync::Mutex<Vec<(std::time::Instant, Value)>>,
+    /// When the first servicer pull was answered.
+    first_pull: std::sync::OnceLock<std::time::Instant>,
     /// The outage has begun.
     cut_off: AtomicBool,
     /// Batches that were due a fault but held an action that had failed
@@ -204,6 +219,11 @@ struct Faults {
     /// When > 0, every this-many-th customer message in a servicer pull's
     /// answer is taken out: the service took it, no agent will see it.
     drop_every: u64,
+    /// When > 0, every this-many-th customer message in a servicer pull's
+    /// answer is handed over twice (a target that delivers again): every
+    /// other one at once, in the same answer; the others in a later answer,
+    /// `REDELIVER_AFTER` later, when most of their sessions are over.
+    duplicate_every: u64,
     /// When > 0, once this many customer batches have been seen, every
     /// customer batch (`outage.0`) and servicer batch (`outage.1`) is
     /// answered 503 (not forwarded).
@@ -224,6 +244,7 @@ const PERIODIC: Faults = Faults {
     periodic: true,
     servicer_channels: true,
     drop_every: 0,
+    duplicate_every: 0,
     outage_after: 0,
     outage: (false, false),
     outage_until: 0,
@@ -285,6 +306,47 @@ impl Proxy {
             ids(&c.dropped_ids).insert(i["client_msgid"].as_str().unwrap_or_default().to_owned());
             false
         });
+        Bytes::from(v.to_string())
+    }
+
+    /// Hand every `duplicate_every`th customer message of a pull's answer
+    /// over again (see [`Faults::duplicate_every`]). A copy has no `seq`:
+    /// the driver drops items whose seq it has seen (a page read twice),
+    /// which a target delivering again would not reuse.
+    fn duplicate_messages(&self, body: Bytes) -> Bytes {
+        let Ok(mut v) = serde_json::from_slice::<Value>(&body) else { return body };
+        let Some(items) = v["event_list"].as_array_mut() else { return body };
+        let c = &self.counts;
+        let now = std::time::Instant::now();
+        let start = *c.first_pull.get_or_init(|| now);
+        let mut out = Vec::with_capacity(items.len());
+        for i in items.drain(..) {
+            let message = i["kind"] == "message" && i["sender"] == "customer";
+            let n = if message { c.to_agents.fetch_add(1, Ordering::SeqCst) + 1 } else { 1 };
+            let copy = message && n % self.faults.duplicate_every == 0;
+            let mut again = i.clone();
+            again["seq"] = 0.into();
+            out.push(i);
+            if !copy {
+                continue;
+            }
+            if (n / self.faults.duplicate_every) % 2 == 1 {
+                c.duplicated_now.fetch_add(1, Ordering::SeqCst);
+                out.push(again);
+            } else if now < start + HOLD_BACK_UNTIL {
+                // late enough in the run, a copy held back might come
+                // after the driver stopped reading: then none is
+                c.held_back.lock().unwrap_or_else(|e| e.into_inner()).push((now, again));
+            }
+        }
+        let mut held = c.held_back.lock().unwrap_or_else(|e| e.into_inner());
+        let due = held.iter().take_while(|(at, _)| now >= *at + REDELIVER_AFTER).count();
+        for (_, again) in held.drain(..due) {
+            c.duplicated_late.fetch_add(1, Ordering::SeqCst);
+            out.push(again);
+        }
+        drop(held);
+        v["event_list"] = out.into();
         Bytes::from(v.to_string())
     }
 
@@ -493,8 +555,11 @@ impl Proxy {
         if lose_answer {
             tokio::time::sleep(STALL).await;
         }
-        let rbody = if self.faults.drop_every > 0 && parts.uri.path() == "/sim/servicer/pull" {
+        let pull = parts.uri.path() == "/sim/servicer/pull";
+        let rbody = if self.faults.drop_every > 0 && pull {
             self.drop_messages(rbody)
+        } else if self.faults.duplicate_every > 0 && pull {
+            self.duplicate_messages(rbody)
         } else {
             rbody
         };
@@ -740,6 +805,24 @@ fn messages_the_target_loses_are_counted_lost() {
     assert_eq!(m.lost, Some(dropped), "{m:?}");
     assert_eq!(m.delivered, Some(ids(&p.accepted_ids).len() as u64 - dropped), "{m:?}");
     assert_eq!(m.duplicated, Some(0));
+}
+
+/// A target that hands messages to agents a second time: each copy is
+/// counted duplicated, once, and neither sent nor delivered again, whether
+/// it comes with the first or after its session is over for the customer.
+#[test]
+fn messages_the_target_delivers_twice_are_counted_duplicated() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, proxy) = run_with_faults(Faults { periodic: false, duplicate_every: 5, ..PERIODIC });
+    let p = &proxy.counts;
+    let (now, late) = (Counts::get(&p.duplicated_now), Counts::get(&p.duplicated_late));
+    assert!(now >= 3 && late >= 3, "about 10 of each expected: {now} and {late}");
+    assert_eq!(p.held_back.lock().unwrap().len(), 0, "every copy held back was handed over");
+    let m = &s.messages;
+    let accepted = ids(&p.accepted_ids).len() as u64;
+    assert_eq!(m.duplicated, Some(now + late), "{m:?}");
+    assert_eq!((m.sent, m.delivered, m.lost), (Some(accepted), Some(accepted), Some(0)), "{m:?}");
+    assert_eq!(s.live.as_ref().unwrap().open_at_end, 0);
 }
 
 /// Halfway through, the target stops taking customer batches

@@ -358,11 +358,12 @@ fn settle(sh: &Shared, key: u64, c: &Cust, over: Over) {
     let mut ledger = sh.ledger();
     let Some(mut flags) = ledger.remove(&key) else { return };
     let held = c.assigned.is_some();
-    let (mut gave_up, mut unseen, mut may_be_seen) = (0, 0, false);
+    let (mut gave_up, mut unseen, mut may_be_seen, mut all_seen) = (0, 0, false, true);
     for (f, t) in flags.iter_mut().zip(&c.sent_at) {
         if *f & SEEN != 0 {
             continue;
         }
+        all_seen = false;
         if *f & GAVE_UP != 0 {
             gave_up += 1;
             *f |= LOST;
@@ -379,6 +380,8 @@ fn settle(sh: &Shared, key: u64, c: &Cust, over: Over) {
     }
     if may_be_seen {
         ledger.insert(key, flags);
+    } else if all_seen {
+        sh.settle_clean(key);
     }
     drop(ledger);
     let mut counts = sh.counts();

@@ -494,6 +494,12 @@ pub(crate) struct Shared {
     /// keeps its flags (see [`LOST`]): an entry made anew would count that
     /// message a second time.
     pub(crate) ledger: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
+    /// This shard's sessions settled with every message seen, a bit each
+    /// (by key ÷ shard count: keys are dealt in order, so 600 kB for five
+    /// million sessions), their ledger entries dropped: a message of one
+    /// that an agent sees again is a duplicate, not a message sent and
+    /// delivered anew. Locked after `ledger`.
+    pub(crate) clean: std::sync::Mutex<Vec<u64>>,
     /// Play the bot tier ([`LiveOptions::play_bots`]).
     pub(crate) play_bots: bool,
     pub(crate) agent_index: BTreeMap<String, u32>,
@@ -588,13 +594,21 @@ impl Shared {
 
     /// Mark message `idx` of session `key` (of `total`) with `flag`: the
     /// flags it had before and whether a later message of the session was
-    /// seen already, or `None` if `idx` is out of range.
+    /// seen already, or `None` if `idx` is out of range. A message of a
+    /// session settled with every message seen reads as taken and seen,
+    /// and no entry is made for it again.
     pub(crate) fn mark(&self, key: u64, idx: u32, total: u32, flag: u8) -> Option<(u8, bool)> {
         if idx >= total || total > MAX_MESSAGES {
             return None;
         }
         let mut ledger = self.ledger();
-        let s = ledger.entry(key).or_insert_with(|| vec![0; total as usize]);
+        let s = match ledger.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(_) if self.settled_clean(key) => {
+                return Some((SEEN | TAKEN, false));
+            }
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(vec![0; total as usize]),
+        };
         // a transfer gives the session more messages than it began with
         if s.len() < total as usize {
             s.resize(total as usize, 0);
@@ -603,6 +617,28 @@ impl Shared {
         s[idx as usize] |= flag;
         let later_seen = s[idx as usize + 1..].iter().any(|f| f & SEEN != 0);
         Some((before, later_seen))
+    }
+
+    /// Note that this shard's session `key` was settled with every
+    /// message seen (called with the ledger held, its entry dropped).
+    pub(crate) fn settle_clean(&self, key: u64) {
+        let i = (key / u64::from(self.shard.count)) as usize;
+        let mut clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        if clean.len() <= i / 64 {
+            clean.resize(i / 64 + 1, 0);
+        }
+        clean[i / 64] |= 1 << (i % 64);
+    }
+
+    /// Whether `key` is a session of this shard [`Shared::settle_clean`]
+    /// noted (any key may come from the target: none allocates).
+    fn settled_clean(&self, key: u64) -> bool {
+        if !self.owns_key(key) {
+            return false;
+        }
+        let i = key / u64::from(self.shard.count);
+        let clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        usize::try_from(i / 64).ok().and_then(|w| clean.get(w)).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// Whether the session of ledger key `key` is this shard's (its
@@ -690,6 +726,7 @@ pub async fn run_with_state(
         accounts: sc.accounts.iter().map(|a| a.name.clone()).collect(),
         servicers,
         ledger: Default::default(),
+        clean: Default::default(),
         play_bots: opts.play_bots,
         agent_index,
         window: (sc.warmup_us, sc.duration_us),
@@ -963,6 +1000,7 @@ impl Shared {
             agent_index: servicers.iter().cloned().zip(0u32..).collect(),
             servicers,
             ledger: Default::default(),
+            clean: Default::default(),
             window: (sc.warmup_us, sc.duration_us),
             resend_us: 30_000_000 * 60,
             gather: Duration::from_millis(1),
