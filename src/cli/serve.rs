@@ -305,6 +305,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         auto_reply: args.auto_reply,
         callbacks: callbacks.clone(),
         api_faults: api_faults(&faults),
+        body_read: None,
     };
     let svc = match &scenario {
         Some(sc) => Service::from_scenario(sc, cfg, clock, options),
@@ -491,6 +492,7 @@ pub(super) async fn start_wecom(
         auto_reply: false,
         callbacks: Some(setup.callbacks.clone()),
         api_faults: api_faults(&setup.faults),
+        body_read: None,
     };
     let svc = Service::from_scenario(&sc, cfg, clock, options);
     let listener = tokio::net::TcpListener::bind(setup.listen).await.with_context(|| {

@@ -21,7 +21,10 @@ use serde_json::value::RawValue;
 use super::Service;
 use super::errors::{ApiError, code};
 use super::faults::Caller;
-use super::http::{call, error, from_raw, long_poll, ok, parse_json, poll_args, query_param, read_body};
+use super::http::{
+    call, closing, error, from_raw, long_poll, ok, parse_json, poll_args, query_param, read_body,
+    refuse_unread,
+};
 use super::model::{Numbered, Sender, with_content};
 use super::session::{CustomerAck, Pulled};
 use super::state::State;
@@ -193,11 +196,11 @@ async fn run_batch<A: DeserializeOwned, T: Serialize>(
     let caller = Caller::of(&parts.headers);
     // a caller without a valid token gets nothing buffered for it
     if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
-        return error(e);
+        return refuse_unread(e, &body);
     }
-    let bytes = match read_body(body, &parts.headers, svc.inner.max_body).await {
+    let bytes = match read_body(body, &parts.headers, svc.inner.max_body, svc.inner.body_read).await {
         Ok(bytes) => bytes,
-        Err(e) => return error(e),
+        Err(e) => return closing(error(e)),
     };
     let (channel_id, actions): (String, Vec<Result<A, ApiError>>) = match parse_json::<Batch<A>>(&bytes) {
         Ok(b) => (b.channel_id, b.actions.into_iter().map(Ok).collect()),
@@ -279,14 +282,18 @@ fn pulled(p: &Pulled) -> Response {
     })
 }
 
-/// Parse a pull request and check the token.
-async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, ApiError> {
+/// Parse a pull request and check the token; the answer if either fails.
+async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, Response> {
     let (parts, body) = req.into_parts();
     let token = query_param(parts.uri.query(), "access_token");
     let caller = Caller::of(&parts.headers);
-    svc.with_state(|st, now| st.check_token(&token, caller, now))?;
-    let bytes = read_body(body, &parts.headers, svc.inner.max_body).await?;
-    parse_json::<PullReq>(&bytes)
+    if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
+        return Err(refuse_unread(e, &body));
+    }
+    let bytes = read_body(body, &parts.headers, svc.inner.max_body, svc.inner.body_read)
+        .await
+        .map_err(|e| closing(error(e)))?;
+    parse_json::<PullReq>(&bytes).map_err(error)
 }
 
 pub(super) async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
@@ -326,7 +333,7 @@ async fn pull(
 ) -> Response {
     let r = match pull_request(&svc, req).await {
         Ok(r) => r,
-        Err(e) => return error(e),
+        Err(answer) => return answer,
     };
     let (limit, wait) = match poll_args(r.limit, r.timeout_ms) {
         Ok(x) => x,

@@ -14,13 +14,16 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxState};
 use axum::http::Method;
 use axum::response::Response;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper_util::service::TowerToHyperService;
 
 use super::faults::Caller;
@@ -127,7 +130,18 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Front {
     fn call(&self, req: hyper::Request<Incoming>) -> Answer {
         let hot = if self.direct { Hot::of(req.method(), req.uri().path()) } else { None };
         let Some(hot) = hot else {
-            return Box::pin(self.app.call(req));
+            if req.body().is_end_stream() {
+                return Box::pin(self.app.call(req));
+            }
+            // the router's handlers answer many requests without their
+            // body (unknown paths, GETs, refused tokens, injected faults):
+            // each such answer says that the connection closes
+            let ended = Arc::new(AtomicBool::new(false));
+            let answer = self.app.call(req.map(|inner| Tracked { inner, ended: ended.clone() }));
+            return Box::pin(async move {
+                let resp = answer.await?;
+                Ok(if ended.load(Ordering::Relaxed) { resp } else { super::http::closing(resp) })
+            });
         };
         let svc = self.svc.clone();
         Box::pin(async move {
@@ -137,6 +151,36 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Front {
             metrics::note(&svc, hot.path(), api, started.elapsed(), &resp);
             Ok(resp)
         })
+    }
+}
+
+/// A request body that notes when it has been read to its end.
+struct Tracked {
+    inner: Incoming,
+    ended: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -286,44 +286,56 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().whole_stream((MAX_MEDIA + (64 << 10)) as u64));
     let mut form = multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
-    loop {
-        let field = match form.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                return error(ApiError::new(
-                    code::EMPTY,
-                    "the multipart body has no `media` part with a file",
-                ));
+    // the body has the time any other has; the parts after `media` are
+    // read too (and dropped), so that the connection can carry the next
+    // request
+    let read = async {
+        let mut media = None;
+        loop {
+            let field = match form.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(multer::Error::StreamSizeExceeded { .. }) => return Err(too_large()),
+                Err(e) if media.is_none() => {
+                    return Err(ApiError::param(format!("malformed multipart body: {e}")));
+                }
+                // the file is here; a broken tail leaves the rest unread
+                Err(_) => break,
+            };
+            if media.is_some() || field.name() != Some("media") {
+                continue;
             }
-            Err(multer::Error::StreamSizeExceeded { .. }) => return error(too_large()),
-            Err(e) => return error(ApiError::param(format!("malformed multipart body: {e}"))),
-        };
-        if field.name() != Some("media") {
-            continue;
+            let filename = field.file_name().unwrap_or("media").to_owned();
+            let content_type =
+                field.content_type().map_or("application/octet-stream".to_owned(), |m| m.to_string());
+            let bytes = match field.bytes().await {
+                Ok(b) => b,
+                Err(multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. }) => {
+                    return Err(too_large());
+                }
+                Err(e) => return Err(ApiError::param(format!("malformed multipart body: {e}"))),
+            };
+            media = Some((filename, content_type, bytes));
         }
-        let filename = field.file_name().unwrap_or("media").to_owned();
-        let content_type =
-            field.content_type().map_or("application/octet-stream".to_owned(), |m| m.to_string());
-        let bytes = match field.bytes().await {
-            Ok(b) => b,
-            Err(multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. }) => {
-                return error(too_large());
-            }
-            Err(e) => return error(ApiError::param(format!("malformed multipart body: {e}"))),
-        };
-        if bytes.is_empty() {
-            return error(ApiError::new(code::EMPTY, "the `media` part is empty"));
-        }
-        return match svc.with_state(|st, now| {
-            st.media_upload(&kind, &filename, &content_type, bytes, now).map(|id| (id, now))
-        }) {
-            Ok((media_id, now)) => ok(serde_json::json!({
-                "type": kind,
-                "media_id": media_id,
-                "created_at": (now / 1_000_000).to_string(),
-            })),
-            Err(e) => error(e),
-        };
+        media.ok_or_else(|| ApiError::new(code::EMPTY, "the multipart body has no `media` part with a file"))
+    };
+    let (filename, content_type, bytes) = match tokio::time::timeout(svc.inner.body_read, read).await {
+        Ok(Ok(media)) => media,
+        Ok(Err(e)) => return error(e),
+        Err(_) => return error(ApiError::param("request body not received in time").with_status(408)),
+    };
+    if bytes.is_empty() {
+        return error(ApiError::new(code::EMPTY, "the `media` part is empty"));
+    }
+    match svc.with_state(|st, now| {
+        st.media_upload(&kind, &filename, &content_type, bytes, now).map(|id| (id, now))
+    }) {
+        Ok((media_id, now)) => ok(serde_json::json!({
+            "type": kind,
+            "media_id": media_id,
+            "created_at": (now / 1_000_000).to_string(),
+        })),
+        Err(e) => error(e),
     }
 }
 

@@ -106,6 +106,9 @@ pub struct Options {
     pub callbacks: Option<push::CallbackSettings>,
     /// Faults to inject into API calls.
     pub api_faults: faults::ApiFaults,
+    /// How long a request's body may take ([`BODY_READ_TIMEOUT`] when
+    /// `None`).
+    pub body_read: Option<Duration>,
 }
 
 /// The callbacks of a service that sends them.
@@ -135,6 +138,7 @@ struct Inner {
     callbacks: Option<Callbacks>,
     faults: Option<faults::Injector>,
     max_body: usize,
+    body_read: Duration,
 }
 
 impl Service {
@@ -161,6 +165,7 @@ impl Service {
                 }),
                 faults: options.api_faults.any().then(|| faults::Injector::new(options.api_faults, seed)),
                 max_body: MAX_BODY,
+                body_read: options.body_read.unwrap_or(BODY_READ_TIMEOUT),
             }),
         }
     }
