@@ -67,10 +67,25 @@ pub struct ApiError {
     pub status: u16,
 }
 
+/// The longest `errmsg` [bytes]; a longer one is cut, with `…`.
+pub const MAX_ERRMSG: usize = 512;
+
 impl ApiError {
     /// An error answered with HTTP 200, as WeCom does.
     pub fn new(code: i32, msg: impl Into<Cow<'static, str>>) -> ApiError {
-        ApiError { code, msg: msg.into(), status: 200 }
+        let mut msg = msg.into();
+        // many messages name the value that was wrong: one of a megabyte
+        // came back whole, in each of a batch's thousand results too
+        if msg.len() > MAX_ERRMSG {
+            let mut end = MAX_ERRMSG;
+            while !msg.is_char_boundary(end) {
+                end -= 1;
+            }
+            let m = msg.to_mut();
+            m.truncate(end);
+            m.push('…');
+        }
+        ApiError { code, msg, status: 200 }
     }
 
     /// The same error with another HTTP status.
@@ -154,5 +169,18 @@ mod tests {
         assert!(ident("scene", "a b", 32).is_err());
         assert_eq!(ident("scene", "web_1-a", 32), Ok("web_1-a"));
         assert!(ApiError::bad_json("x").msg.starts_with("Warning: wrong json format."));
+    }
+
+    /// A value named in an errmsg came back whole, however long.
+    #[test]
+    fn an_errmsg_is_cut_to_its_bound_at_a_character() {
+        let e = ApiError::no_account(&"w".repeat(900_000));
+        assert_eq!(e.msg.len(), MAX_ERRMSG + '…'.len_utf8());
+        assert!(e.msg.starts_with("open_kfid not exist: www") && e.msg.ends_with("w…"), "{e}");
+        // a cut inside a character keeps the whole characters before it
+        let e = ApiError::param(format!("x{}", "接".repeat(400)));
+        assert!(e.msg.len() <= MAX_ERRMSG + '…'.len_utf8() && e.msg.ends_with("接…"), "{e}");
+        let short = "open_kfid not exist: wk1";
+        assert_eq!(ApiError::no_account("wk1").msg, short);
     }
 }
