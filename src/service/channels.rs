@@ -196,7 +196,7 @@ async fn run_batch<A: DeserializeOwned, T: Serialize>(
     let caller = Caller::of(&parts.headers);
     // a caller without a valid token gets nothing buffered for it
     if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
-        return refuse_unread(e, &body);
+        return refuse_unread(e, body, &parts.headers).await;
     }
     let bytes = match read_body(body, &parts.headers, svc.inner.max_body, svc.inner.body_read).await {
         Ok(bytes) => bytes,
@@ -288,7 +288,7 @@ async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, Response> 
     let token = query_param(parts.uri.query(), "access_token");
     let caller = Caller::of(&parts.headers);
     if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
-        return Err(refuse_unread(e, &body));
+        return Err(refuse_unread(e, body, &parts.headers).await);
     }
     let bytes = read_body(body, &parts.headers, svc.inner.max_body, svc.inner.body_read)
         .await

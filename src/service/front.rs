@@ -14,8 +14,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -135,12 +134,17 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Front {
             }
             // the router's handlers answer many requests without their
             // body (unknown paths, GETs, refused tokens, injected faults):
-            // each such answer says that the connection closes
-            let ended = Arc::new(AtomicBool::new(false));
-            let answer = self.app.call(req.map(|inner| Tracked { inner, ended: ended.clone() }));
+            // what a handler left unread comes back here to be settled
+            let expect_continue = super::http::expects_continue(req.headers());
+            let left = Arc::new(Mutex::new(None));
+            let answer = self.app.call(req.map(|inner| Tracked { inner: Some(inner), left: left.clone() }));
             return Box::pin(async move {
                 let resp = answer.await?;
-                Ok(if ended.load(Ordering::Relaxed) { resp } else { super::http::closing(resp) })
+                let unread = left.lock().unwrap_or_else(|e| e.into_inner()).take();
+                Ok(match unread {
+                    Some(body) => super::http::settle(resp, Body::new(body), expect_continue).await,
+                    None => resp,
+                })
             });
         };
         let svc = self.svc.clone();
@@ -154,10 +158,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Front {
     }
 }
 
-/// A request body that notes when it has been read to its end.
+/// A request body that, dropped before its end, hands what is left of it
+/// back to the front.
 struct Tracked {
-    inner: Incoming,
-    ended: Arc<AtomicBool>,
+    inner: Option<Incoming>,
+    left: Arc<Mutex<Option<Incoming>>>,
 }
 
 impl hyper::body::Body for Tracked {
@@ -168,19 +173,26 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.ended.store(true, Ordering::Relaxed);
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or(SizeHint::with_exact(0), Incoming::size_hint)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take().filter(|b| !b.is_end_stream()) {
+            *self.left.lock().unwrap_or_else(|e| e.into_inner()) = Some(inner);
+        }
     }
 }
 

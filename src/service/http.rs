@@ -10,6 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
 use serde::Serialize;
 use serde::de::{self as de, DeserializeOwned, DeserializeSeed, Deserializer, Visitor};
@@ -60,10 +61,47 @@ pub(super) fn closing(mut resp: Response) -> Response {
     resp
 }
 
-/// The error answer of a request whose `body` was not read: closing unless
-/// it had none.
-pub(super) fn refuse_unread(e: ApiError, body: &Body) -> Response {
-    if body.is_end_stream() { error(e) } else { closing(error(e)) }
+/// The most of an unread body [bytes] read and dropped so that its
+/// connection can be kept, and how long that may take.
+const DRAIN_MAX: usize = 64 << 10;
+const DRAIN_WAIT: Duration = Duration::from_millis(20);
+
+/// `resp`, the answer to a request whose `body` its handler did not read:
+/// a body that is small and already on its way (a client that sent its
+/// request in one write) is read and dropped — never kept — so that the
+/// connection can carry the next request; any other closes the connection,
+/// saying so (see [`closing`]). `expect_continue`: the client waits for a
+/// `100 Continue` before it sends the body, which is not asked for.
+pub(super) async fn settle(resp: Response, mut body: Body, expect_continue: bool) -> Response {
+    if body.is_end_stream() {
+        return resp;
+    }
+    if expect_continue || body.size_hint().lower() > DRAIN_MAX as u64 {
+        return closing(resp);
+    }
+    let drained = tokio::time::timeout(DRAIN_WAIT, async {
+        let mut left = DRAIN_MAX;
+        while let Some(frame) = body.frame().await {
+            let Result::Ok(frame) = frame else { return false };
+            let n = frame.data_ref().map_or(0, Bytes::len);
+            if n > left {
+                return false;
+            }
+            left -= n;
+        }
+        true
+    });
+    if drained.await.unwrap_or(false) { resp } else { closing(resp) }
+}
+
+/// Whether a request asks for `100 Continue` before it sends its body.
+pub(super) fn expects_continue(headers: &HeaderMap) -> bool {
+    headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// The error answer of a request whose body was not read (see [`settle`]).
+pub(super) async fn refuse_unread(e: ApiError, body: Body, headers: &HeaderMap) -> Response {
+    settle(error(e), body, expects_continue(headers)).await
 }
 
 /// The answer of an operation.
@@ -442,7 +480,7 @@ where
     let caller = Caller::of(&parts.headers);
     // a caller without a valid token gets nothing buffered for it
     if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
-        return refuse_unread(e, &body);
+        return refuse_unread(e, body, &parts.headers).await;
     }
     let parsed = match read_body(body, &parts.headers, svc.inner.max_body, svc.inner.body_read).await {
         Result::Ok(bytes) => parse_json::<Req>(&bytes),
