@@ -44,18 +44,36 @@ impl Vary {
     }
 }
 
+/// Most values of one `--vary` range.
+pub const MAX_RANGE_VALUES: usize = 10_000;
+
 fn range_values(range: &str, step: &str) -> Result<Vec<String>, String> {
     let (a, b) = range.split_once("..").ok_or("expected A..B")?;
     let all_int = [a, b, step].iter().all(|s| s.trim().parse::<i64>().is_ok());
-    let num = |s: &str| s.trim().parse::<f64>().map_err(|_| format!("\"{s}\" is not a number"));
+    // `f64::from_str` takes "inf" and "NaN": neither bounds a range
+    let num = |s: &str| match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("\"{s}\" is not a finite number")),
+    };
     let (a, b, step) = (num(a)?, num(b)?, num(step)?);
     if step <= 0.0 || b < a {
         return Err("a range needs A ≤ B and a positive STEP".into());
     }
-    let n = ((b - a) / step + 1e-9).floor() as usize + 1;
-    if n > 10_000 {
-        return Err(format!("{n} values are too many for one sweep"));
+    // counted in floats first: a tiny STEP or a huge span (1e308 apart)
+    // makes the count infinite, which no integer holds
+    let steps = ((b - a) / step + 1e-9).floor();
+    // never NaN: the bounds are finite and the step positive
+    if steps >= MAX_RANGE_VALUES as f64 {
+        return Err(format!(
+            "{} values are too many for one sweep (at most {MAX_RANGE_VALUES})",
+            match steps + 1.0 {
+                n if n < 1e15 => format!("{n}"),
+                n if n.is_finite() => format!("about {n:.0e}"),
+                _ => "infinitely many".into(),
+            }
+        ));
     }
+    let n = steps as usize + 1;
     Ok((0..n)
         .map(|i| {
             let v = a + i as f64 * step;
@@ -417,7 +435,8 @@ mod tests {
         let p = Vary::parse("account.a.policy=round_robin, idle_first").unwrap();
         assert_eq!(p.values, ["round_robin", "idle_first"]);
         assert_eq!(Vary::parse("entry.web.rate=2/s,3/s").unwrap().values, ["2/s", "3/s"]);
-        for bad in ["x", "x=", "x=5..1:1", "x=1..5:0", "x=a..b:1"] {
+        assert_eq!(Vary::parse("x=1..10000").unwrap().values.len(), 10_000);
+        for bad in ["x", "x=", "x=5..1:1", "x=1..5:0", "x=a..b:1", "x=1..10001"] {
             assert!(Vary::parse(bad).is_err(), "{bad}");
         }
     }

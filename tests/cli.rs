@@ -278,3 +278,25 @@ fn a_bad_vary_value_is_named_as_given() {
     let o = kfsim(&["sweep", "scenarios/erlang-c.toml", "--set", "agents.kf.count=0", "--vary", "seed=1,2"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--set agents.kf.count=0: "));
 }
+
+/// A range of `--vary` whose count of values is no integer (a tiny step, an
+/// infinite or NaN bound) overflowed counting them: a panic in a debug build
+/// and "no values" in a release one, or a point `NaN`.
+#[test]
+fn a_vary_range_beyond_counting_is_refused() {
+    let cases = [
+        ("agents.kf.count=0..1:1e-300", "about 1e300 values are too many for one sweep (at most 10000)"),
+        ("agents.kf.count=-1e308..1e308:1", "infinitely many values are too many"),
+        ("agents.kf.count=1..1e20", "about 1e20 values are too many"),
+        ("agents.kf.count=1..10001", "10001 values are too many"),
+        ("agents.kf.count=1..inf:1", "\"inf\" is not a finite number"),
+        ("agents.kf.count=NaN..3:1", "\"NaN\" is not a finite number"),
+        ("agents.kf.count=1..3:nan", "\"nan\" is not a finite number"),
+    ];
+    for (vary, want) in cases {
+        let o = kfsim(&["sweep", "scenarios/erlang-c.toml", "--replications", "1", "--vary", vary]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{vary}: {stderr}");
+        assert!(stderr.contains(&format!("--vary {vary}: {want}")), "{vary}: {stderr:?} should say {want:?}");
+    }
+}
