@@ -756,8 +756,13 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
     }
     let mut entries = Vec::new();
     let mut entry_names = HashMap::new();
+    let mut work = Work::default();
     for e in raw.entry {
-        entries.push(build_entry(e, &resolve, &mut entry_names, err)?);
+        let rate_at = e.get_ref().rate.span();
+        let messages_at = e.get_ref().messages.as_ref().map(Spanned::span);
+        let entry = build_entry(e, &resolve, &mut entry_names, err)?;
+        work.add(&entry, duration_us, rate_at, messages_at, err)?;
+        entries.push(entry);
     }
     Ok(Scenario {
         name: raw.name,
@@ -918,10 +923,10 @@ fn build_entry(
         name,
         scene,
         account,
-        rate_per_s: e.rate.0.per_s,
-        profile: e.profile.map_or(Ok(Vec::new()), |p| profile(p, e.rate.0.per_s, err))?,
+        rate_per_s: e.rate.get_ref().0.per_s,
+        profile: e.profile.map_or(Ok(Vec::new()), |p| profile(p, e.rate.get_ref().0.per_s, err))?,
         returning: e.returning.map_or(0.0, |p| p.0),
-        messages: e.messages.unwrap_or(CountDist::Constant { value: 1 }),
+        messages: e.messages.map_or(CountDist::Constant { value: 1 }, Spanned::into_inner),
         think: e.think.unwrap_or(TimeDist::Constant { us: 0 }),
         patience: e.patience,
         mix: e.mix.unwrap_or_default().0,
@@ -969,6 +974,89 @@ fn shifts(raw: Vec<Spanned<RawShift>>, err: &ErrFn<'_>) -> Result<Vec<(u64, u64)
         out.push((from, to));
     }
     Ok(out)
+}
+
+/// At most this many arrivals drawn in one run over all entries, each
+/// entry's at the peak of its profile (arrivals under a profile are drawn
+/// at the peak rate and thinned): about half an hour of simulation on one
+/// core, far past any day, month or year of a reception system.
+pub const MAX_ARRIVALS: f64 = 1e9;
+/// At most this many customer messages expected in one run over all
+/// entries (arrivals at the profile's mean times the mean of `messages`):
+/// the simulator handles some five million a second, so about half an
+/// hour too.
+pub const MAX_MESSAGES: f64 = 1e10;
+
+/// What a run's entries add up to, checked against [`MAX_ARRIVALS`] and
+/// [`MAX_MESSAGES`] entry by entry: each bound alone lets through a run
+/// that would not end in a lifetime (a rate of 1/min for the longest
+/// duration, 3000 years, or a million messages a session for a day).
+#[derive(Default)]
+struct Work {
+    arrivals: f64,
+    messages: f64,
+}
+
+impl Work {
+    fn add(
+        &mut self,
+        e: &Entry,
+        duration_us: u64,
+        rate_at: Range<usize>,
+        messages_at: Option<Range<usize>>,
+        err: &ErrFn<'_>,
+    ) -> Result<(), ScenarioError> {
+        let seconds = duration_us as f64 / 1e6;
+        let peak = if e.profile.is_empty() { 1.0 } else { e.profile.iter().map(|p| p.1).fold(0.0, f64::max) };
+        self.arrivals += e.rate_per_s * peak * seconds;
+        let expected = e.rate_per_s * mean_factor(&e.profile, duration_us) * seconds;
+        self.messages += expected * e.messages.mean();
+        let over = format_duration(duration_us);
+        if self.arrivals > MAX_ARRIVALS {
+            let message = format!(
+                "the run's entries draw {:.3e} arrivals over its duration ({over}){}, \
+                 above the most kfsim simulates in one run, {MAX_ARRIVALS:.0e} (about half an hour): \
+                 shorten `duration` or lower `rate`",
+                self.arrivals,
+                if e.profile.is_empty() { "" } else { " at the profiles' peaks" },
+            );
+            return Err(err(Some(rate_at), message));
+        }
+        if self.messages > MAX_MESSAGES {
+            let message = format!(
+                "the run's entries bring {:.3e} customer messages over its duration ({over}), \
+                 above the most kfsim simulates in one run, {MAX_MESSAGES:.0e} (about half an hour): \
+                 shorten `duration`, lower `rate` or `messages`",
+                self.messages,
+            );
+            return Err(err(Some(messages_at.unwrap_or(rate_at)), message));
+        }
+        Ok(())
+    }
+}
+
+/// The mean of a piecewise-linear profile over `[0, end_us)` (1 without
+/// one): the first factor holds before the first point, the last after
+/// the last.
+fn mean_factor(profile: &[(u64, f64)], end_us: u64) -> f64 {
+    let (Some(&(t_first, f_first)), Some(&(t_last, f_last))) = (profile.first(), profile.last()) else {
+        return 1.0;
+    };
+    if end_us == 0 {
+        return f_first;
+    }
+    let end = end_us as f64;
+    let mut area = f_first * (t_first as f64).min(end) + f_last * (end - t_last as f64).max(0.0);
+    for w in profile.windows(2) {
+        let ((t0, f0), (t1, f1)) = ((w[0].0 as f64, w[0].1), (w[1].0 as f64, w[1].1));
+        if t1 <= t0 || t0 >= end {
+            continue;
+        }
+        let t_end = t1.min(end);
+        let f_end = f0 + (f1 - f0) * (t_end - t0) / (t1 - t0);
+        area += (f0 + f_end) / 2.0 * (t_end - t0);
+    }
+    area / end
 }
 
 /// Profile points must be in order of `at`, not all zero, and keep the
@@ -1104,6 +1192,20 @@ rate = "1/min"
         let w = with(&format!("transfer = {{ to = \"b\", share = 0.2 }}\n{}", entry("a", "")));
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("(transfers from group `a`)"), "{w:?}");
+    }
+
+    #[test]
+    fn a_profile_s_mean_is_its_area_over_the_run() {
+        assert_eq!(mean_factor(&[], 100), 1.0);
+        assert_eq!(mean_factor(&[(0, 2.0)], 100), 2.0);
+        // a ramp from 0 to 4 over the run
+        assert_eq!(mean_factor(&[(0, 0.0), (100, 4.0)], 100), 2.0);
+        // the first factor before the first point, the last after the last
+        assert_eq!(mean_factor(&[(50, 1.0), (50, 3.0)], 100), 2.0);
+        // a ramp cut by the end of the run: 0 to 2 over the first half
+        assert_eq!(mean_factor(&[(0, 0.0), (200, 4.0)], 100), 1.0);
+        // points past the end count for nothing
+        assert_eq!(mean_factor(&[(0, 1.0), (100, 1.0), (150, 1e6)], 100), 1.0);
     }
 
     /// An override's error was reported at a line and column of the
