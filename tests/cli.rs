@@ -300,3 +300,29 @@ fn a_vary_range_beyond_counting_is_refused() {
         assert!(stderr.contains(&format!("--vary {vary}: {want}")), "{vary}: {stderr:?} should say {want:?}");
     }
 }
+
+/// A value nested a million deep is refused on its line of two megabytes,
+/// which the error showed whole: `kfsim validate F 2>&1 | head` closed the
+/// pipe in the middle of it and the write panicked (exit 101).
+#[test]
+fn an_error_on_a_huge_line_is_short_and_survives_a_closed_stderr() {
+    use std::io::Read;
+    let dir = scratch("huge-line");
+    let file = dir.join("deep.toml");
+    std::fs::write(&file, format!("name = {}{}\n", "[".repeat(1_000_000), "]".repeat(1_000_000))).unwrap();
+    let o = kfsim(&["validate", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with(&format!("error: {}:1:", file.display())), "{stderr}");
+    assert!(stderr.len() < 2000, "{} bytes of error", stderr.len());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["validate", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 6];
+    child.stderr.take().unwrap().read_exact(&mut first).unwrap();
+    // the pipe is closed here, before the rest of the message is read
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "{status:?}");
+}

@@ -21,6 +21,7 @@ pub mod run;
 pub mod serve;
 pub mod shard;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -134,7 +135,8 @@ pub fn run(cli: Cli) -> Exit {
             let invalid = err.downcast_ref::<ScenarioError>().is_some()
                 || err.downcast_ref::<ArgError>().is_some()
                 || err.downcast_ref::<crate::merge::Refused>().is_some();
-            eprintln!("error: {err:#}");
+            // stderr closed early (`2>&1 | head`) is no reason to panic
+            let _ = writeln!(std::io::stderr().lock(), "error: {err:#}");
             if invalid { Exit::Invalid } else { Exit::RunFailed }
         }
     }

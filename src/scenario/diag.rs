@@ -96,22 +96,36 @@ impl fmt::Display for Diagnostic {
         if !self.source_line.trim().is_empty() {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len());
-            let lead: String = self
-                .source_line
+            // a line of megabytes (a value nested a million deep) is shown
+            // as the part around the column, not whole
+            let chars: Vec<char> = self.source_line.chars().collect();
+            let (from, to) = if chars.len() <= SNIPPET_CHARS {
+                (0, chars.len())
+            } else {
+                let from =
+                    (self.column - 1).saturating_sub(SNIPPET_CHARS / 2).min(chars.len() - SNIPPET_CHARS);
+                (from, from + SNIPPET_CHARS)
+            };
+            let before = if from > 0 { "…" } else { "" };
+            let after = if to < chars.len() { "…" } else { "" };
+            let shown: String = chars[from..to].iter().collect();
+            let lead: String = before
                 .chars()
-                .take(self.column - 1)
+                .chain(chars[from..(self.column - 1).min(to)].iter().copied())
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(
                 f,
-                "\n{pad} |\n{num} | {}\n{pad} | {lead}{}",
-                self.source_line,
+                "\n{pad} |\n{num} | {before}{shown}{after}\n{pad} | {lead}{}",
                 "^".repeat(self.caret_len.min(80))
             )?;
         }
         Ok(())
     }
 }
+
+/// Most characters of the file's line shown under an error.
+const SNIPPET_CHARS: usize = 120;
 
 /// `did you mean "x"?` when a close candidate exists, else the list.
 pub fn suggest(word: &str, candidates: &[&str], what: &str) -> String {
@@ -200,6 +214,22 @@ mod tests {
         let d = Diagnostic::new("f.toml", text, Some(13..16), "bad rate".into());
         assert_eq!((d.line, d.column), (2, 8));
         assert_eq!(d.to_string(), "f.toml:2:8: bad rate\n  |\n2 | rate = \"x\"\n  |        ^^^");
+    }
+
+    #[test]
+    fn a_long_line_is_shown_around_the_column() {
+        let text = format!("name = {}x{}\n", "[".repeat(500_000), "]".repeat(500_000));
+        let at = 7 + 500_000;
+        let d = Diagnostic::new("f.toml", &text, Some(at..at + 1), "bad".into());
+        let shown = d.to_string();
+        assert!(shown.len() < 1000, "{} bytes", shown.len());
+        let lines: Vec<&str> = shown.lines().collect();
+        let x = lines[2].chars().position(|c| c == 'x').unwrap();
+        assert_eq!(lines[3].chars().position(|c| c == '^'), Some(x), "{shown}");
+        assert!(lines[2].contains("…[[[") && lines[2].ends_with("]]]…"), "{shown}");
+        // the start of a long line: no ellipsis before it
+        let d = Diagnostic::new("f.toml", &text, Some(0..4), "bad".into());
+        assert!(d.to_string().contains("\n1 | name = [[[") && d.to_string().ends_with("\n  | ^^^^"));
     }
 
     #[test]
