@@ -326,3 +326,23 @@ fn an_error_on_a_huge_line_is_short_and_survives_a_closed_stderr() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2), "{status:?}");
 }
+
+/// A live run's `--time-scale` far below 1 and a `--start-at` past any
+/// clock panicked converting them to a wall time (exit 101).
+#[test]
+fn live_times_beyond_a_clock_are_refused() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--time-scale", "1e-308"], "--time-scale must be a number from 0.000001 to 1000000"),
+        (&["--time-scale", "2e6"], "--time-scale must be a number from 0.000001 to 1000000"),
+        (&["--start-at", "1e300"], "--start-at 1e300: seconds since the epoch, from 0 to 253402300799"),
+        (&["--start-at=-1"], "--start-at -1: seconds since the epoch"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["run", "scenarios/quickstart.toml", "--engine", "live", "--quiet"];
+        all.extend(args);
+        let o = kfsim(&all);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr:?} should say {want:?}");
+    }
+}

@@ -121,6 +121,9 @@ pub struct RunArgs {
     pub barrier_wait: u64,
 }
 
+/// The latest `--start-at`: 9999-12-31T23:59:59Z.
+const LAST_START_AT: f64 = 253_402_300_799.0;
+
 /// `kfsim run --middleware`: kfsim plays WeCom for a KF middleware.
 #[derive(Debug, clap::Args)]
 pub struct MiddlewareArgs {
@@ -518,8 +521,18 @@ fn run_live(
     }
     opts.shards_dir = args.barrier.clone();
     opts.start_at = match (args.start_at, &args.barrier) {
-        (Some(s), _) if s.is_finite() && s >= 0.0 => Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(s)),
-        (Some(s), _) => return Err(ArgError(format!("--start-at {s}: seconds since the epoch")).into()),
+        // past the year 9999 no clock converts it (a panic, not an error)
+        (Some(s), _) if (0.0..=LAST_START_AT).contains(&s) => {
+            Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(s))
+        }
+        (Some(s), _) => {
+            // as given, not as the 300 digits of 1e300
+            let given = if s.abs() < 1e15 { format!("{s}") } else { format!("{s:e}") };
+            return Err(ArgError(format!(
+                "--start-at {given}: seconds since the epoch, from 0 to {LAST_START_AT} (the end of the year 9999)"
+            ))
+            .into());
+        }
         (None, Some(dir)) => {
             if !args.result.quiet {
                 eprintln!("live: shard {shard} waiting at the barrier {} for the others", dir.display());

@@ -105,11 +105,13 @@ impl Default for LiveOptions {
 }
 
 impl LiveOptions {
-    /// Whether these options can run: a target URL, a time scale above 0,
+    /// Whether these options can run: a target URL, a time scale within
+    /// the scenario's bounds,
     /// and resends that stay within the target's resend window.
     pub fn check(&self) -> Result<(), String> {
-        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
-            return Err("the time scale must be a number above 0".into());
+        use crate::scenario::{MAX_TIME_SCALE, MIN_TIME_SCALE};
+        if !(MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&self.time_scale) {
+            return Err("the time scale must be a number from 0.000001 to 1000000".into());
         }
         crate::scenario::units::check_target_url(&self.target)?;
         if self.resend_for + self.timeout >= RESEND_WINDOW {
