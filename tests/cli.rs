@@ -346,3 +346,43 @@ fn live_times_beyond_a_clock_are_refused() {
         assert!(stderr.contains(want), "{args:?}: {stderr:?} should say {want:?}");
     }
 }
+
+/// A sweep whose values all read as numbers but not finite ones (an entry
+/// named "NaN", or "inf") drew its charts on an axis over them: plotters
+/// looked for ticks for ever and the sweep never ended.
+#[test]
+fn a_sweep_over_values_that_are_no_finite_numbers_ends() {
+    // TOML reads `inf` and `1e308` as numbers, no names; Rust reads these too
+    for vary in ["entry.web.name=NaN", "entry.web.name=Infinity,-Infinity", "entry.web.name=.9e308,-.9e308"] {
+        let out = scratch("sweep-nan");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+            .args([
+                "sweep",
+                "scenarios/erlang-c.toml",
+                "--replications",
+                "1",
+                "--serial",
+                "--set",
+                "duration=2h",
+            ])
+            .args(["--vary", vary, "--out"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("{vary}: the sweep did not end within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(0), "{vary}");
+        assert!(out.join("sweep.html").exists(), "{vary}");
+    }
+}

@@ -70,7 +70,15 @@ impl MetricChart<'_> {
     /// x for a value of the first parameter: the number itself, or its position.
     fn xs(&self) -> (Vec<f64>, bool) {
         let firsts: Vec<&str> = self.r.points.iter().map(|p| p.params[0].1.as_str()).collect();
-        let numeric = firsts.iter().all(|v| v.parse::<f64>().is_ok());
+        // "NaN", "inf" and values 1e308 apart parse, but an axis over them
+        // has no ticks: plotters looped for ever looking for them
+        let parsed: Vec<Option<f64>> =
+            firsts.iter().map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite())).collect();
+        let (lo, hi) = parsed
+            .iter()
+            .flatten()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let numeric = parsed.iter().all(Option::is_some) && (hi - lo).is_finite();
         let mut distinct: Vec<&str> = Vec::new();
         for f in &firsts {
             if !distinct.contains(f) {
@@ -79,9 +87,10 @@ impl MetricChart<'_> {
         }
         let xs = firsts
             .iter()
-            .map(|v| {
+            .zip(&parsed)
+            .map(|(v, x)| {
                 if numeric {
-                    v.parse().unwrap_or(0.0)
+                    x.unwrap_or(0.0)
                 } else {
                     distinct.iter().position(|d| d == v).unwrap_or(0) as f64
                 }
