@@ -383,7 +383,9 @@ impl SeriesRecorder {
     fn idx(&mut self, t: u64) -> usize {
         if t >= self.cursor_end {
             self.cursor_i = (t / self.interval) as usize;
-            self.cursor_end = (self.cursor_i as u64 + 1) * self.interval;
+            // the clock saturates at u64::MAX (years of wrap-up in a
+            // queue), and so does the end of its interval
+            self.cursor_end = (self.cursor_i as u64 + 1).saturating_mul(self.interval);
         }
         self.cursor_i
     }

@@ -386,3 +386,25 @@ fn a_sweep_over_values_that_are_no_finite_numbers_ends() {
         assert!(out.join("sweep.html").exists(), "{vary}");
     }
 }
+
+/// Agents whose wrap-up lasts a million days, in a day of arrivals, push
+/// the simulator's clock to its end (u64::MAX µs, where it saturates): the
+/// time series then overflowed computing the end of that interval, a panic
+/// in a debug build.
+#[test]
+fn a_clock_run_to_its_end_does_not_panic() {
+    let out = scratch("clock-end");
+    let o = kfsim(&[
+        "run",
+        "scenarios/erlang-c.toml",
+        "--quiet",
+        "--no-gates",
+        "--set",
+        "agents.kf.wrap_up=1000000d",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
