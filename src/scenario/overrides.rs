@@ -35,6 +35,8 @@ pub(super) fn apply(text: &str, sets: &[Given<'_>]) -> Result<String, ScenarioEr
 fn parse_value(raw: &str) -> Value {
     toml::from_str::<Table>(&format!("v = {raw}"))
         .ok()
+        // `20\nseed=5` reads as two keys: the second was dropped unseen
+        .filter(|t| t.len() == 1)
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| Value::String(raw.to_owned()))
 }
@@ -107,6 +109,8 @@ mod tests {
         assert_eq!(parse_value("2h"), Value::String("2h".into()));
         assert_eq!(parse_value("\"2h\""), Value::String("2h".into()));
         assert!(parse_value("{ dist = \"exponential\", mean = \"2m\" }").is_table());
+        // a value that is more than one TOML value is taken as it is given
+        assert_eq!(parse_value("44\nseed=5"), Value::String("44\nseed=5".into()));
     }
 
     #[test]
