@@ -324,12 +324,13 @@ impl Proxy {
             let message = i["kind"] == "message" && i["sender"] == "customer";
             let n = if message { c.to_agents.fetch_add(1, Ordering::SeqCst) + 1 } else { 1 };
             let copy = message && n % self.faults.duplicate_every == 0;
+            if !copy {
+                out.push(i);
+                continue;
+            }
             let mut again = i.clone();
             again["seq"] = 0.into();
             out.push(i);
-            if !copy {
-                continue;
-            }
             if (n / self.faults.duplicate_every) % 2 == 1 {
                 c.duplicated_now.fetch_add(1, Ordering::SeqCst);
                 out.push(again);
