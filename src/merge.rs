@@ -482,6 +482,7 @@ pub fn merge_run(shards: &[ReadShard]) -> Result<MergedRun, Refused> {
         peak_in_flight: states.iter().map(|s| s.peak_in_flight).sum(),
         shed: states.iter().map(|s| s.shed).sum(),
         interrupted: states.iter().any(|s| s.interrupted),
+        horizon: states.iter().any(|s| s.horizon),
     };
     let live = match first.engine {
         Some(Engine::Live) => {
@@ -697,6 +698,7 @@ mod tests {
                 peak_in_flight: 1,
                 shed: 0,
                 interrupted: false,
+                horizon: false,
                 wall_s: None,
                 metrics,
                 live: None,

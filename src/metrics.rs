@@ -635,6 +635,7 @@ impl Metrics {
                 peak_in_flight: stats.peak_in_flight,
                 shed: stats.shed,
                 interrupted: stats.interrupted,
+                horizon: stats.horizon,
             },
             sessions: self.counts.sessions(bots),
             wait_probability,

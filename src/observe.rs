@@ -62,6 +62,9 @@ pub struct RunStats {
     pub shed: u64,
     /// The run was asked to stop before the end.
     pub interrupted: bool,
+    /// The simulator's clock reached its horizon (`sim::HORIZON_US`) with
+    /// sessions still open: the run stopped there, as at a drain's end.
+    pub horizon: bool,
 }
 
 /// Where a run is, for a progress display. An engine calls its progress

@@ -46,6 +46,15 @@ pub use crate::scenario::MAX_TRANSFERS;
 /// (about 400 bytes a waiting session).
 pub const MAX_IN_FLIGHT: u64 = 1_000_000;
 
+/// The simulator's clock horizon [µs], about 146 000 years: the run stops
+/// at the first event past it, as at the end of a `drain`, and says so
+/// ([`RunStats::horizon`]). A duration in a scenario is at most 1e17 µs and
+/// a sampled one at most 1e15, so `now + draw` stays below `u64::MAX` and
+/// no event time saturates: sessions that would outlive the horizon (a
+/// million messages a year apart) leave faithful figures of what ran by
+/// then, instead of events piled at the clock's end.
+pub const HORIZON_US: u64 = 1 << 62;
+
 /// Events between two progress callbacks.
 pub const PROGRESS_EVERY: u64 = 1 << 18;
 
@@ -277,7 +286,7 @@ struct Simulation<'a, O: Observer> {
     /// while a session is open, the duration (or now, if later) while none
     /// is (see [`Simulation::release_slot`]).
     stop_at: u64,
-    /// The end of `drain`, if any.
+    /// The end of `drain`, or the [`HORIZON_US`].
     drain_end: u64,
     arrived: u64,
     in_flight: u64,
@@ -378,7 +387,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             duration_us: sc.duration_us,
             // no session is open yet
             stop_at: sc.duration_us,
-            drain_end: sc.drain_us.map_or(u64::MAX, |d| sc.duration_us.saturating_add(d)),
+            drain_end: sc.drain_us.map_or(HORIZON_US, |d| sc.duration_us.saturating_add(d).min(HORIZON_US)),
             arrived: 0,
             in_flight: 0,
             peak_in_flight: 0,
@@ -429,6 +438,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
 
     fn run(&mut self, progress: &mut dyn FnMut(&Progress) -> bool) -> RunStats {
         let mut interrupted = false;
+        let mut horizon = false;
         loop {
             if self.top_handled {
                 self.top_handled = false;
@@ -437,6 +447,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             let Some(&ev) = self.heap.peek() else { break };
             self.top_handled = true;
             if ev.t > self.stop_at {
+                horizon = ev.t > HORIZON_US;
                 break;
             }
             self.now = ev.t;
@@ -481,6 +492,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
             peak_in_flight: self.peak_in_flight,
             shed: self.shed,
             interrupted,
+            horizon,
         }
     }
 
@@ -1068,6 +1080,28 @@ rate = "1/d"
         assert_eq!(rejected, [3_000_000, 4_000_000]);
         assert_eq!((stats.shed, stats.peak_in_flight, stats.sessions), (2, 3, 5));
         assert_eq!(replies(&seen).len(), 3, "the three taken are answered");
+    }
+
+    #[test]
+    fn sessions_that_outlive_the_clock_stop_at_its_horizon() {
+        // a thousand replies of a million days each would end at 8.6e19 µs,
+        // past u64::MAX: each reply takes its whole time until the horizon,
+        // where the run stops with the session open
+        let text = ONE_AGENT
+            .replace("slowdown = 1.0", "")
+            .replace("reply_delay = \"10s\"", "reply_delay = \"1000000d\"")
+            .replace("rate = \"1/d\"", "rate = \"1/d\"\nmessages = 1000");
+        let (seen, stats) = run_bounded(&text, &[0], MAX_IN_FLIGHT);
+        let reply_us = 1_000_000 * 86_400_000_000;
+        let replies = replies(&seen);
+        assert_eq!(replies.len() as u64, HORIZON_US / reply_us, "every reply due by the horizon, no more");
+        assert!(replies.iter().all(|&(sent, t)| t - sent == reply_us), "a reply at the clock's end");
+        assert!(stats.horizon && !stats.interrupted);
+        assert!(stats.end_us <= HORIZON_US);
+        assert!(!seen.iter().any(|o| matches!(o, Obs::Ended { .. })));
+        // a run that ends in time says nothing of the horizon
+        let (_, stats) = run_bounded(&text.replace("messages = 1000", "messages = 3"), &[0], MAX_IN_FLIGHT);
+        assert!(!stats.horizon);
     }
 
     #[test]

@@ -344,6 +344,11 @@ pub struct RunInfo {
     pub shed: u64,
     /// Stopped early (Ctrl-C); the figures cover what ran.
     pub interrupted: bool,
+    /// The simulator's clock reached its horizon (`sim::HORIZON_US`, about
+    /// 146 000 years) with sessions open: it stopped there, as at the end
+    /// of a `drain`; absent when it did not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub horizon: bool,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -348,6 +348,9 @@ pub struct RunState<M> {
     pub shed: u64,
     /// Stopped early.
     pub interrupted: bool,
+    /// The simulator stopped at its clock's horizon.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub horizon: bool,
     /// Wall time of a live run [s].
     pub wall_s: Option<f64>,
     /// The metrics' settled state (`Metrics::state`).

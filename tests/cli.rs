@@ -408,3 +408,51 @@ fn a_clock_run_to_its_end_does_not_panic() {
     assert_eq!(o.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Sessions that would outlive the simulator's clock (a thousand replies of
+/// a million days each) stop at its horizon, and the run says so. Before,
+/// their events piled up at the clock's end: replies of no duration, a run
+/// ending at u64::MAX µs, and no word of it.
+#[test]
+fn a_run_past_the_clock_horizon_stops_there_and_says_so() {
+    let out = scratch("horizon");
+    let file = out.join("long.toml");
+    let text = r#"
+name = "long"
+duration = "10s"
+[[account]]
+name = "kf"
+[[agents]]
+count = 10
+reply_delay = "1000000d"
+[[entry]]
+scene = "web"
+rate = "1/s"
+messages = 1000
+"#;
+    std::fs::write(&file, text).unwrap();
+    let report = out.join("report");
+    let o = kfsim(&["run", file.to_str().unwrap(), "--quiet", "--out", report.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("clock horizon"), "{stderr}");
+    let s = read_summary(&report);
+    assert!(s.run.horizon, "{:?}", s.run);
+    assert!(s.run.end_s <= kfsim::sim::HORIZON_US as f64 / 1e6, "{:?}", s.run);
+    // every reply took its million days (the mean is exact)
+    let mean = s.latency_ms.reply.mean.unwrap();
+    assert!((mean - 8.64e13).abs() < 1.0, "{:?}", s.latency_ms.reply);
+    // a run that ends in time leaves the field out
+    std::fs::write(&file, text.replace("messages = 1000", "messages = 3")).unwrap();
+    let o = kfsim(&["run", file.to_str().unwrap(), "--quiet", "--out", report.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!std::fs::read_to_string(report.join("summary.json")).unwrap().contains("horizon"));
+}
+
+#[test]
+fn bench_refuses_sessions_it_could_not_run() {
+    for sessions in ["0", "1000000001"] {
+        let o = kfsim(&["bench", "--sessions", sessions]);
+        assert_eq!(o.status.code(), Some(2), "{sessions}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}

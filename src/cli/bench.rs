@@ -14,8 +14,9 @@ use crate::scenario::Scenario;
 pub struct BenchArgs {
     /// Scenarios to measure [default: scenarios/bench-mmc.toml and scenarios/bench-chat.toml].
     pub scenarios: Vec<PathBuf>,
-    /// Sessions per measurement (the duration is set to reach about this many).
-    #[arg(long, default_value_t = 5_000_000)]
+    /// Sessions per measurement (the duration is set to reach about this
+    /// many), at most a billion: the bound on arrivals in one run.
+    #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub sessions: u64,
     /// Measure in this process and print one JSON line (used by `bench` itself,
     /// so that each scenario's peak memory is its own).
@@ -79,7 +80,15 @@ pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
 fn bench_scenario(path: &Path, sessions: u64) -> anyhow::Result<Scenario> {
     let mut sc = Scenario::load(path, &[])?;
     let rate: f64 = sc.entries.iter().map(|e| e.rate_per_s).sum();
-    sc.duration_us = ((sessions as f64 / rate) * 1e6).ceil() as u64;
+    let duration_us = (sessions as f64 / rate) * 1e6;
+    // the longest duration a scenario file may give
+    anyhow::ensure!(
+        duration_us <= 1e17,
+        "{}: {sessions} sessions at its rate ({rate}/s) would take {:.1e} years: ask for fewer",
+        path.display(),
+        duration_us / 3.156e13
+    );
+    sc.duration_us = duration_us.ceil() as u64;
     sc.warmup_us = 0;
     Ok(sc)
 }

@@ -722,6 +722,7 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::
         peak_in_flight: stats.peak_in_flight,
         shed: stats.shed,
         interrupted: stats.interrupted,
+        horizon: stats.horizon,
         wall_s: None,
         metrics: metrics.settled(stats.end_us),
         live: None,
@@ -730,6 +731,13 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::
     bar.finish_and_clear();
     if measured.summary.run.interrupted {
         eprintln!("interrupted: writing the report of what ran");
+    }
+    if stats.horizon {
+        eprintln!(
+            "warning: the run stopped at the simulator's clock horizon ({:.0} years of scenario time) with sessions \
+             still open (run.horizon): they are counted as a drain's end leaves them",
+            crate::sim::HORIZON_US as f64 / 3.156e13
+        );
     }
     if stats.shed > 0 {
         eprintln!(

@@ -776,6 +776,7 @@ pub async fn run_with_state(
         peak_in_flight: outcome.peak_in_flight,
         shed: 0,
         interrupted: outcome.interrupted,
+        horizon: false,
     };
     let live = state::LiveState {
         counts: std::mem::take(&mut *shared.counts()),
@@ -790,6 +791,7 @@ pub async fn run_with_state(
         peak_in_flight: stats.peak_in_flight,
         shed: stats.shed,
         interrupted: stats.interrupted,
+        horizon: false,
         wall_s: Some(wall_s),
         metrics: metrics.settled(stats.end_us),
         live: Some(serde_json::to_value(&live).context("the live state")?),
