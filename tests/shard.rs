@@ -472,3 +472,54 @@ fn merge_writes_the_report_options_of_run() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A shard waiting for a far `--start-at` answers SIGTERM at once (it
+/// answered only when its run began, minutes later), and a shard whose
+/// start comes after the service's channel lease begins on the channels
+/// it opened (its customer channel ran out of its lease while it waited,
+/// and the run began by reconnecting).
+#[test]
+fn a_shard_waiting_for_its_start_stops_when_told_and_keeps_its_channels() {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    let d = tmp("start-at");
+    let addr = format!("127.0.0.1:{}", sdk_util::free_port());
+    let serve = sdk_util::Proc::start(kfsim().args([
+        "serve",
+        "--addr",
+        &addr,
+        "--scenario",
+        LIVE[0],
+        "--channel-lease",
+        "3s",
+    ]));
+    serve.wait_for("listening");
+    let url = format!("http://{addr}");
+    let in_s = |s: u64| (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + s).to_string();
+
+    let far = in_s(600);
+    let mut child = live_run(&url, &d.join("far"), &["--start-at", &far])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let asked = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    while child.try_wait().unwrap().is_none() && asked.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(10), "SIGTERM answered after {:?}", asked.elapsed());
+    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = json(&d.join("far/summary.json"));
+    assert_eq!(s["run"]["interrupted"], true);
+    assert_eq!(s["sessions"]["offered"], 0);
+
+    // twice the lease away
+    let soon = in_s(7);
+    ran(live_run(&url, &d.join("late"), &["--start-at", &soon]).output().unwrap(), "a late start");
+    let s = json(&d.join("late/summary.json"));
+    assert_eq!(s["live"]["reconnects"]["count"], 0, "{}", s["live"]["reconnects"]);
+    assert_eq!(s["messages"]["lost"], 0);
+    assert!(s["sessions"]["answered"].as_u64().unwrap() > 0);
+}

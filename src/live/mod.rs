@@ -379,14 +379,36 @@ async fn open_customer_channel(http: &Http) -> Result<String, CallError> {
 /// Open the run's channels: the agents' first, so that the first
 /// customers' messages are not routed to queues nobody reads. A run whose
 /// channels could not be opened goes on: the first pull opens them.
-async fn open_channels(sh: &Shared) {
+async fn open_servicers(sh: &Shared) {
     // a target without servicer channels (or unreachable for now): the
     // agents follow their own queues
     let servicers = open_servicer_channel(sh, OPEN_ATTEMPTS).await.ok().flatten();
+    sh.link().servicers = servicers;
+}
+
+/// The customers' channel, opened at the start: nothing comes on it before
+/// (the agents' pulls keep theirs open while a shard waits for `--start-at`;
+/// a customer channel opened then ran out of its lease, 60 s on the
+/// reference service, and the run began by reconnecting).
+async fn open_customers(sh: &Shared) {
     let customers = open_customer_channel(&sh.http).await.unwrap_or_default();
-    let mut link = sh.link();
-    link.servicers = servicers;
-    link.customers = customers;
+    sh.link().customers = customers;
+}
+
+/// Wait until `start`, asking `progress` as the run does whether to go on:
+/// `false` if told to stop first (a signal while a shard waits for a far
+/// `--start-at` used to be answered only once the run began).
+async fn wait_for_start(start: Instant, progress: &mut ProgressFn<'_>) -> bool {
+    loop {
+        let now = Instant::now();
+        if now >= start {
+            return true;
+        }
+        if !progress(&Progress::default()) {
+            return false;
+        }
+        tokio::time::sleep_until(start.min(now + Duration::from_millis(50)).into()).await;
+    }
 }
 
 /// The target does not know a channel of the run's epoch `seen`: it
@@ -740,10 +762,14 @@ pub async fn run_with_state(
     let mut metrics = Metrics::new(sc);
     metrics.keep_interval_histograms();
     let collector = tokio::spawn(collect(metrics, obs_rx, shared.tb, done_rx));
-    open_channels(&shared).await;
+    open_servicers(&shared).await;
     let agent_task = agents::spawn(sc, &shared);
-    tokio::time::sleep_until(start.into()).await;
-    let outcome = customers::drive(sc, &shared, opts, progress).await;
+    let outcome = if wait_for_start(start, progress).await {
+        open_customers(&shared).await;
+        customers::drive(sc, &shared, opts, progress).await
+    } else {
+        customers::Outcome { sessions: 0, peak_in_flight: 0, interrupted: true, open_at_end: 0 }
+    };
     if opts.shard.is_part() && !outcome.interrupted {
         // this shard's agents serve the other shards' customers too: they
         // stop when every shard's customers are done, at the latest at the
