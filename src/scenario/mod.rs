@@ -769,7 +769,7 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
     }
     Ok(Scenario {
         name: raw.name,
-        seed: raw.seed.unwrap_or(1),
+        seed: raw.seed.map_or(1, |s| s.0),
         duration_us,
         warmup_us,
         service_level_us: raw.service_level.map_or(DEFAULT_SERVICE_LEVEL_US, |d| d.0),
@@ -1144,6 +1144,21 @@ rate = "1/min"
         assert_eq!(s.groups[0].count, 7);
         assert_eq!(s.entries[0].rate_per_s, 3.0);
         assert_eq!(s.accounts[0].policy, PolicyKind::IdleFirst);
+    }
+
+    #[test]
+    fn seeds_past_toml_integers_are_given_as_strings() {
+        // `--set seed=18446744073709551615` was refused: TOML's integers
+        // stop at 2^63 - 1, while `--seed` and the summary's seed do not
+        let top = ["seed=18446744073709551615".to_string()];
+        assert_eq!(Scenario::parse_with(MINIMAL, "t.toml", &top).unwrap().seed, u64::MAX);
+        let text = format!("seed = \"9223372036854775808\"\n{MINIMAL}");
+        assert_eq!(Scenario::parse(&text, "t.toml").unwrap().seed, 1 << 63);
+        for bad in ["-1", "\"-1\"", "\"12x\"", "\"\"", "\"18446744073709551616\"", "1.5"] {
+            let text = format!("seed = {bad}\n{MINIMAL}");
+            let e = Scenario::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(e.contains("t.toml:1:") && e.contains("a whole number from 0 to"), "{bad}: {e}");
+        }
     }
 
     #[test]

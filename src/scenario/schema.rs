@@ -19,7 +19,7 @@ use super::units::{Rate, parse_duration};
 #[serde(deny_unknown_fields)]
 pub(super) struct RawScenario {
     pub name: String,
-    pub seed: Option<u64>,
+    pub seed: Option<Seed>,
     pub duration: Option<Spanned<Dur>>,
     pub warmup: Option<Spanned<Dur>>,
     pub service_level: Option<Dur>,
@@ -252,6 +252,43 @@ impl<'de> Deserialize<'de> for Dur {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
                 parse_duration(v).map(Dur).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A seed: a TOML integer, or a string of digits for the seeds above
+/// 2⁶³ − 1, which TOML's integers do not reach but `--seed` and a
+/// summary's `seed` do.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Seed(pub u64);
+
+impl<'de> Deserialize<'de> for Seed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Seed;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "a whole number from 0 to {} (above 2^63 - 1, as a string: \"{}\")",
+                    u64::MAX,
+                    u64::MAX
+                )
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seed, E> {
+                u64::try_from(v).map(Seed).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seed, E> {
+                Ok(Seed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seed, E> {
+                let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+                match v.parse() {
+                    Ok(n) if digits => Ok(Seed(n)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
             }
         }
         d.deserialize_any(V)
