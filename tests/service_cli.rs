@@ -88,9 +88,13 @@ fn serve_refuses_a_bad_scenario_with_exit_2() {
 
 #[test]
 fn serve_refuses_bad_limits_with_exit_2() {
-    for args in
-        [["--retention", "3"], ["--idle-end", "0s"], ["--max-channels", "0"], ["--queue-cap", "2000000"]]
-    {
+    for args in [
+        ["--retention", "3"],
+        ["--idle-end", "0s"],
+        ["--max-channels", "0"],
+        ["--max-customers", "0"],
+        ["--queue-cap", "2000000"],
+    ] {
         let out = kfsim().args(["serve", "--addr", "127.0.0.1:0"]).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);

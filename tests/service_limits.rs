@@ -334,6 +334,50 @@ async fn a_channel_nobody_uses_expires_and_frees_its_sessions() {
     server.stop().await.unwrap();
 }
 
+/// A client naming ever new customers grew the service without bound
+/// (about 1 KB each) until the retention forgot them. Past
+/// `max_customers` the action that would remember a new one is refused
+/// alone with 45009, the rest of its batch runs (a known customer still
+/// writes), `/metrics` counts it, and once the retention forgets idle
+/// customers a new one is taken again.
+#[tokio::test]
+async fn new_customers_beyond_the_cap_are_refused_item_by_item() {
+    let clock = Arc::new(kfsim::service::ManualClock::new(T0));
+    let cfg = Config {
+        max_customers: 3,
+        idle_end_us: 10_000_000,
+        retention_us: 20_000_000,
+        channel_lease_us: u64::MAX,
+        ..Config::default()
+    };
+    let server = Server::start(State::new(cfg), clock.clone(), Options::default()).await;
+    let mut c = server.client().await;
+    c.login().await;
+    let kf = account(&mut c, "kf", &["s1"], 10, json!({})).await;
+    let ch = channel(&mut c).await;
+    let actions: Vec<Value> = ["a", "b", "c", "d", "a"]
+        .iter()
+        .enumerate()
+        .map(|(i, who)| say(who, &kf, &i.to_string(), "x"))
+        .collect();
+    let v = c.ok("/sim/customer/batch", json!({"channel_id": ch, "actions": actions})).await;
+    let codes: Vec<i64> =
+        v["results"].as_array().unwrap().iter().map(|r| r["errcode"].as_i64().unwrap()).collect();
+    assert_eq!(codes, [0, 0, 0, 45009, 0], "{v}");
+    let (_, bytes) = c.raw("GET", "/metrics", Vec::new()).await;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    assert!(text.contains("kfsim_customers_refused_total 1"), "{text}");
+    assert!(text.contains("kfsim_customers 3"), "{text}");
+    // the sessions end idle, then the retention forgets them and their customers
+    clock.advance(11_000_000);
+    server.svc.with_state(|st, now| st.sweep(now, 1000));
+    clock.advance(30_000_000);
+    server.svc.with_state(|st, now| st.sweep(now, 1000));
+    let r = batch(&mut c, &ch, vec![say("d", &kf, "5", "late")]).await;
+    assert_eq!(r[0]["service_state"], 3, "{r:?}");
+    server.stop().await.unwrap();
+}
+
 /// Found by probing with hostile clients: a pull refused a cursor by
 /// writing it back in the errmsg, however long (up to the 1 MiB body), and
 /// took cursors the service never gives (`c+1`). Both pulls refuse such a

@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// Open channels at most.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_channels: u32,
+    /// Customers remembered at most (about 1 KB each, with their
+    /// sessions); a new one beyond them is refused with 45009 until the
+    /// retention forgets idle ones.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_customers: u32,
     /// Close a channel nobody pulled from or sent a batch on for this long
     /// (its customers' sessions end): what a killed driver leaves behind.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_us)]
@@ -294,6 +299,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         servicer_queue_cap: args.queue_cap as usize,
         channel_queue_cap: args.queue_cap as usize,
         max_channels: args.max_channels as usize,
+        max_customers: args.max_customers as usize,
         channel_lease_us: args.channel_lease,
         pending_cap: args.pending_cap as usize,
         // Tokens and channel ids must differ between runs.
@@ -342,6 +348,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
             rejected = c.rejected,
             ended = c.ended,
             channels_expired = c.channels_expired,
+            customers_refused = c.customers_refused,
             "kfsim serve: stopped"
         );
         Ok(Exit::Success)

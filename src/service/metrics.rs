@@ -252,6 +252,11 @@ fn render_counters(o: &mut String, f: &Figures) -> std::fmt::Result {
             c.tokens_refused_early,
         ),
         ("channels_expired", "Channels closed because their lease ran out.", c.channels_expired),
+        (
+            "customers_refused",
+            "New customers refused (45009) because --max-customers were remembered.",
+            c.customers_refused,
+        ),
     ] {
         writeln!(
             o,
@@ -334,6 +339,16 @@ pub(super) async fn log_every_minute(svc: Service) {
             rejected = c.rejected - c0.rejected,
             "last minute"
         );
+        // a warning of its own, once a minute: a refusal per request would
+        // flood the log just when a runaway client is sending thousands
+        let refused = c.customers_refused - c0.customers_refused;
+        if refused > 0 {
+            tracing::warn!(
+                customers_refused = refused,
+                customers = svc.with_state(|st, _| st.figures().customers),
+                "last minute: new customers refused, --max-customers are remembered"
+            );
+        }
         last = now;
     }
 }

@@ -196,6 +196,17 @@ impl State {
             return Ok(c);
         }
         ident("customer", handle, 64)?;
+        if self.customers.len() >= self.cfg.max_customers {
+            self.counters.customers_refused += 1;
+            return Err(ApiError::new(
+                code::LIMIT,
+                format!(
+                    "at most {} customers are remembered (kfsim serve --max-customers); known ones still \
+                     may write, new ones once the retention forgets idle ones",
+                    self.cfg.max_customers
+                ),
+            ));
+        }
         let external_userid = self.new_id_after("wm");
         let c = self.customers.insert(Customer {
             external_userid: Name::new(&external_userid),

@@ -69,6 +69,10 @@ pub struct Config {
     pub channel_queue_cap: usize,
     /// Open customer channels at most.
     pub max_channels: usize,
+    /// Customers remembered at most: a client naming ever new customers
+    /// would otherwise grow the process by about 1 KB each until the
+    /// retention forgets them. A new one beyond it is refused with 45009.
+    pub max_customers: usize,
     /// A channel nobody pulled from or sent a batch on for this long is
     /// closed, as by `close_channel`: a driver that was killed does not
     /// keep its customers' sessions (and so servicers' slots) for ever.
@@ -111,6 +115,9 @@ impl Default for Config {
             servicer_queue_cap: 100_000,
             channel_queue_cap: 100_000,
             max_channels: 1024,
+            // about 2 GB; the largest benchmark (benches/live/20k.toml)
+            // names about 1.1 million customers in its 4.5 minutes
+            max_customers: 2_000_000,
             channel_lease_us: 60 * 1_000_000,
             pending_cap: 1000,
             default_max_concurrent: 1,
@@ -591,6 +598,8 @@ pub struct Counters {
     pub tokens_refused_early: u64,
     /// Channels closed because their lease ran out.
     pub channels_expired: u64,
+    /// New customers refused because `max_customers` were remembered.
+    pub customers_refused: u64,
 }
 
 /// The service state. See the module docs.

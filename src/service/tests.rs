@@ -913,3 +913,38 @@ rate = "1/s"
     assert_eq!(states("c1", 2), [0, 1, 3, 4], "handed over: the servicer takes it");
     assert_eq!(states("c2", 4), [0, 1, 4], "resolved by the bot");
 }
+
+/// A client naming ever new customers grew the process without bound
+/// until the retention forgot them. Past `max_customers` a new customer is
+/// refused with 45009 on every path that would remember one (message,
+/// enter, leave), counted; known ones still write; once the retention
+/// forgets idle ones, new ones are taken again.
+#[test]
+fn new_customers_beyond_the_cap_are_refused_until_the_retention_forgets_some() {
+    let mut w = world(&["a1"], 10, Rule::default());
+    w.st.cfg.max_customers = 3;
+    w.st.cfg.idle_end_us = 10 * S;
+    w.st.cfg.retention_us = 20 * S;
+    // driven through the state, never pulled: the lease must not forget
+    // the customers first
+    w.st.cfg.channel_lease_us = u64::MAX;
+    let kf = w.kf.clone();
+    for c in ["c1", "c2", "c3"] {
+        w.say(c, c, T0);
+    }
+    let refused = w.st.customer_message(w.ch, "c4", &kf, Some("c4"), text("c4"), T0).unwrap_err();
+    assert_eq!(refused.code, code::LIMIT, "{refused}");
+    let e = w.st.customer_enter(w.ch, "c5", &kf, "", "", T0).unwrap_err();
+    assert_eq!(e.code, code::LIMIT, "{e}");
+    let e = w.st.customer_leave(w.ch, "c6", &kf, T0).unwrap_err();
+    assert_eq!(e.code, code::LIMIT, "{e}");
+    assert_eq!(w.st.figures().customers, 3, "nothing of the refused ones is kept");
+    assert_eq!(w.st.figures().counters.customers_refused, 3);
+    assert_eq!(w.say("c2", "again", T0 + S).service_state, 3, "a known customer still writes");
+    // idle sessions end, then the retention forgets them and their customers
+    w.st.sweep(T0 + 11 * S, 1000);
+    w.st.sweep(T0 + 40 * S, 1000);
+    assert_eq!(w.st.figures().customers, 0);
+    assert_eq!(w.say("c4", "late", T0 + 41 * S).service_state, 3, "room again for a new one");
+    assert_eq!(w.st.figures().counters.customers_refused, 3);
+}
