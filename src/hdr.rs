@@ -9,7 +9,17 @@
 //! `Histogram` when one is asked for: quantiles, serialisation and merging
 //! stay hdrhistogram's. The tests hold the two equal over the whole range.
 
+use std::io::Read;
+
 use hdrhistogram::Histogram;
+
+/// The cookies of hdrhistogram's V2 serialisation, plain and deflated
+/// (`hdrhistogram::serialization`: the base cookie with the word-size bits).
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+const V2_DEFLATE_COOKIE: u32 = 0x1c84_9304 | 0x10;
+/// A V2 header: cookie, payload length, normalising offset, significant
+/// digits, lowest and highest trackable values, integer-to-double ratio.
+const V2_HEADER: usize = 40;
 
 /// Samples of microseconds counted as hdrhistogram counts them for a
 /// histogram with lowest discernible value 1 whose sub-bucket count is
@@ -108,6 +118,67 @@ impl<const SUB_MAG: u32> Counts<SUB_MAG> {
         }
     }
 
+    /// Add the samples of a serialised histogram (V2, plain or deflated, as
+    /// `tally::encode_hist` writes them) of `template`'s layout, straight
+    /// from its run-length counts. hdrhistogram's deserializer builds a
+    /// histogram first: an array of every bucket, zeroed (page faults and
+    /// all), then walked bucket by bucket by [`Counts::add_histogram`]; at
+    /// ten histograms a shard that was most of merging small shards.
+    /// A count at an index past these counts goes to the top bucket, as
+    /// [`Counts::add_histogram`] puts it. On an error nothing is added.
+    pub fn add_serialized(&mut self, bytes: &[u8], template: &Histogram<u64>) -> Result<(), String> {
+        let inflated;
+        let v2 = match be_u32(bytes, 0) {
+            Some(V2_COOKIE) => bytes,
+            Some(V2_DEFLATE_COOKIE) => {
+                let len = be_u32(bytes, 4).ok_or("a truncated histogram")? as usize;
+                let body = bytes.get(8..8 + len).ok_or("a truncated histogram")?;
+                let mut out = Vec::new();
+                flate2::read::ZlibDecoder::new(body)
+                    .read_to_end(&mut out)
+                    .map_err(|e| format!("a histogram that does not inflate: {e}"))?;
+                inflated = out;
+                &inflated
+            }
+            _ => return Err("not an HdrHistogram V2".into()),
+        };
+        let field = |at| be_u32(v2, at).ok_or("a truncated histogram");
+        let (cookie, len, offset, digits) = (field(0)?, field(4)? as usize, field(8)?, field(12)?);
+        let low = v2.get(16..24).map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+        let ratio = v2.get(32..40).map(|b| f64::from_be_bytes(b.try_into().expect("8 bytes")));
+        if cookie != V2_COOKIE || offset != 0 || ratio != Some(1.0) {
+            return Err("not a plain HdrHistogram V2".into());
+        }
+        if u32::from(template.sigfig()) != digits || low != Some(template.low()) {
+            return Err(format!(
+                "a histogram of {digits} significant digits from {low:?}, not of this layout"
+            ));
+        }
+        let mut payload = v2.get(V2_HEADER..V2_HEADER + len).ok_or("a truncated histogram")?;
+        // read whole before anything is added
+        let mut runs: Vec<(usize, u64)> = Vec::new();
+        let mut i = 0usize;
+        while !payload.is_empty() {
+            let (raw, used) = varint(payload).ok_or("a truncated count")?;
+            payload = &payload[used..];
+            let n = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+            if n < 0 {
+                i = i.saturating_add(n.unsigned_abs() as usize);
+            } else {
+                if n > 0 {
+                    runs.push((if i < self.counts.len() { i } else { self.top }, n as u64));
+                }
+                i = i.saturating_add(1);
+            }
+        }
+        for (i, n) in runs {
+            self.counts[i] = self.counts[i].saturating_add(n);
+            self.hi = self.hi.max(i);
+            self.n = self.n.saturating_add(n);
+        }
+        Ok(())
+    }
+
     /// What `to_histogram(template).value_at_quantile(q)` gives, without
     /// building the histogram.
     pub fn value_at_quantile(&self, q: f64, template: &Histogram<u64>) -> u64 {
@@ -134,6 +205,24 @@ impl<const SUB_MAG: u32> Counts<SUB_MAG> {
         }
         h
     }
+}
+
+fn be_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// hdrhistogram's LEB128 of at most 9 bytes (the ninth whole) and the
+/// bytes it took; `None` if `b` ends inside it.
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for k in 0..8 {
+        let byte = *b.get(k)?;
+        v |= u64::from(byte & 0x7f) << (7 * k);
+        if byte & 0x80 == 0 {
+            return Some((v, k + 1));
+        }
+    }
+    Some((v | u64::from(*b.get(8)?) << 56, 9))
 }
 
 #[cfg(test)]
@@ -184,6 +273,30 @@ mod tests {
         let mut again = Counts::<M>::new(&template);
         again.add_histogram(&theirs);
         assert!(again == ours, "counts rebuilt from the histogram differ");
+        // straight from the serialised forms, as hdrhistogram reads them
+        use hdrhistogram::serialization::{Serializer, V2DeflateSerializer, V2Serializer};
+        let mut plain = Vec::new();
+        V2Serializer::new().serialize(&theirs, &mut plain).unwrap();
+        let mut deflated = Vec::new();
+        V2DeflateSerializer::new().serialize(&theirs, &mut deflated).unwrap();
+        for bytes in [&plain, &deflated] {
+            let mut read = Counts::<M>::new(&template);
+            read.add_serialized(bytes, &template).unwrap();
+            assert!(read == ours, "counts read from the serialised histogram differ");
+            // twice: the samples add up
+            read.add_serialized(bytes, &template).unwrap();
+            assert_eq!(read.len(), 2 * ours.len());
+            // cut anywhere, or of another layout: refused, nothing added
+            for cut in [0, 3, 8, 39, 41, bytes.len() / 2, bytes.len() - 1] {
+                let mut none = Counts::<M>::new(&template);
+                assert!(none.add_serialized(&bytes[..cut], &template).is_err(), "cut at {cut}");
+                assert!(none.is_empty());
+            }
+        }
+        let other = Histogram::<u64>::new_with_bounds(2, template.high(), template.sigfig()).unwrap();
+        let mut bytes = Vec::new();
+        V2Serializer::new().serialize(&other, &mut bytes).unwrap();
+        assert!(Counts::<M>::new(&template).add_serialized(&bytes, &template).is_err());
         again.clear();
         assert!(again.is_empty() && again.to_histogram(&template).is_empty());
         assert!(again == Counts::<M>::new(&template), "clear leaves counts behind");

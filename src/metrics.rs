@@ -59,12 +59,20 @@ impl Serialize for Hist {
 impl<'de> Deserialize<'de> for Hist {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Hist, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
-        let (h, sum, max) = crate::tally::hist_parts(&v).map_err(serde::de::Error::custom)?;
-        let counts = h.map(|h| {
-            let mut c = hdr::Counts::new(empty_histogram());
-            c.add_histogram(&h);
-            Box::new(c)
-        });
+        let (bytes, sum, max) = crate::tally::hist_bytes(&v).map_err(serde::de::Error::custom)?;
+        let counts = match bytes {
+            None => None,
+            Some(bytes) => {
+                let mut c = hdr::Counts::new(empty_histogram());
+                // another layout (a histogram written by other code) goes
+                // through hdrhistogram, as before
+                if c.add_serialized(&bytes, empty_histogram()).is_err() {
+                    let (h, _, _) = crate::tally::hist_parts(&v).map_err(serde::de::Error::custom)?;
+                    c.add_histogram(&h.expect("a histogram with its bytes"));
+                }
+                Some(Box::new(c))
+            }
+        };
         Ok(Hist { counts, sum, max })
     }
 }

@@ -58,13 +58,36 @@ pub fn hist_value(h: Option<&Histogram<u64>>, sum: u128, max: u64) -> Value {
 pub fn hist_parts(v: &Value) -> Result<(Option<Histogram<u64>>, u128, u64), String> {
     let text = v.get(HIST_TAG).and_then(Value::as_str).ok_or("a histogram without its \"hdr\"")?;
     let h = if text.is_empty() { None } else { Some(decode_hist(text)?) };
+    let (sum, max) = hist_totals(v)?;
+    Ok((h, sum, max))
+}
+
+/// [`hist_parts`] with the histogram left serialised (its bytes, `None`
+/// without samples), for a reader that counts them itself
+/// (`hdr::Counts::add_serialized`).
+pub fn hist_bytes(v: &Value) -> Result<(Option<Vec<u8>>, u128, u64), String> {
+    let text = v.get(HIST_TAG).and_then(Value::as_str).ok_or("a histogram without its \"hdr\"")?;
+    let bytes = if text.is_empty() {
+        None
+    } else {
+        Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| format!("not base64: {e}"))?,
+        )
+    };
+    let (sum, max) = hist_totals(v)?;
+    Ok((bytes, sum, max))
+}
+
+fn hist_totals(v: &Value) -> Result<(u128, u64), String> {
     let sum = match v.get("sum") {
         Some(Value::String(s)) => s.parse::<u128>().map_err(|_| format!("a histogram sum \"{s}\""))?,
         Some(Value::Number(n)) => u128::from(n.as_u64().ok_or("a histogram sum that is not a count")?),
         _ => 0,
     };
     let max = v.get("max").and_then(Value::as_u64).unwrap_or(0);
-    Ok((h, sum, max))
+    Ok((sum, max))
 }
 
 /// Why two states could not be merged: the JSON path and what differs.
