@@ -447,7 +447,10 @@ impl<'a, O: Observer> Simulation<'a, O> {
             let Some(&ev) = self.heap.peek() else { break };
             self.top_handled = true;
             if ev.t > self.stop_at {
-                horizon = ev.t > HORIZON_US;
+                // a session is open and the clock, not a drain, stops it
+                // (a stale timer past the horizon after the last session
+                // ended stops nothing)
+                horizon = self.stop_at == HORIZON_US;
                 break;
             }
             self.now = ev.t;

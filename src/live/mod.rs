@@ -376,9 +376,10 @@ async fn open_customer_channel(http: &Http) -> Result<String, CallError> {
     Ok(o.channel_id)
 }
 
-/// Open the run's channels: the agents' first, so that the first
-/// customers' messages are not routed to queues nobody reads. A run whose
-/// channels could not be opened goes on: the first pull opens them.
+/// Open the agents' channel, before the customers' ([`open_customers`]),
+/// so that the first customers' messages are not routed to queues nobody
+/// reads. A run whose channels could not be opened goes on: the first pull
+/// opens them.
 async fn open_servicers(sh: &Shared) {
     // a target without servicer channels (or unreachable for now): the
     // agents follow their own queues
