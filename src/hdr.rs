@@ -195,6 +195,53 @@ impl<const SUB_MAG: u32> Counts<SUB_MAG> {
         0
     }
 
+    /// The samples serialised as hdrhistogram's `V2DeflateSerializer`
+    /// serialises `self.to_histogram(template)`, byte for byte, without
+    /// building that histogram (an array of every bucket, zeroed, filled,
+    /// then walked again to encode): the counts up to the highest one, runs
+    /// of zeros as one negative number, zigzag LEB128, deflated by zlib at
+    /// the default level. `None` without samples.
+    pub fn to_v2_deflate(&self, template: &Histogram<u64>) -> Option<Vec<u8>> {
+        if self.n == 0 {
+            return None;
+        }
+        let mut v2 = Vec::with_capacity(V2_HEADER + 64);
+        v2.extend_from_slice(&V2_COOKIE.to_be_bytes());
+        v2.extend_from_slice(&0u32.to_be_bytes()); // the payload's length, below
+        v2.extend_from_slice(&0u32.to_be_bytes());
+        v2.extend_from_slice(&u32::from(template.sigfig()).to_be_bytes());
+        v2.extend_from_slice(&template.low().to_be_bytes());
+        v2.extend_from_slice(&template.high().to_be_bytes());
+        v2.extend_from_slice(&1f64.to_be_bytes());
+        let counts = &self.counts[..=self.hi];
+        let mut i = 0;
+        while i < counts.len() {
+            let mut zeros = 0;
+            while i + zeros < counts.len() && counts[i + zeros] == 0 {
+                zeros += 1;
+            }
+            let n = if zeros > 1 {
+                i += zeros;
+                -(zeros as i64)
+            } else {
+                i += 1;
+                i64::try_from(counts[i - 1]).unwrap_or(i64::MAX)
+            };
+            put_varint(&mut v2, ((n << 1) ^ (n >> 63)) as u64);
+        }
+        let payload = (v2.len() - V2_HEADER) as u32;
+        v2[4..8].copy_from_slice(&payload.to_be_bytes());
+        let mut out = Vec::with_capacity(8 + v2.len() / 2);
+        out.extend_from_slice(&V2_DEFLATE_COOKIE.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        let mut z = flate2::write::ZlibEncoder::new(out, flate2::Compression::default());
+        std::io::Write::write_all(&mut z, &v2).expect("compressing into memory cannot fail");
+        let mut out = z.finish().expect("compressing into memory cannot fail");
+        let len = (out.len() - 8) as u32;
+        out[4..8].copy_from_slice(&len.to_be_bytes());
+        Some(out)
+    }
+
     /// The samples as a histogram of `template`'s layout.
     pub fn to_histogram(&self, template: &Histogram<u64>) -> Histogram<u64> {
         let mut h = Histogram::new_from(template);
@@ -209,6 +256,19 @@ impl<const SUB_MAG: u32> Counts<SUB_MAG> {
 
 fn be_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// [`varint`]'s inverse, as hdrhistogram writes it.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    for _ in 0..8 {
+        if v < 0x80 {
+            out.push(v as u8);
+            return;
+        }
+        out.push(0x80 | (v & 0x7f) as u8);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// hdrhistogram's LEB128 of at most 9 bytes (the ninth whole) and the
@@ -279,6 +339,12 @@ mod tests {
         V2Serializer::new().serialize(&theirs, &mut plain).unwrap();
         let mut deflated = Vec::new();
         V2DeflateSerializer::new().serialize(&theirs, &mut deflated).unwrap();
+        assert_eq!(
+            ours.to_v2_deflate(&template).unwrap(),
+            deflated,
+            "serialised otherwise than hdrhistogram"
+        );
+        assert_eq!(Counts::<M>::new(&template).to_v2_deflate(&template), None);
         for bytes in [&plain, &deflated] {
             let mut read = Counts::<M>::new(&template);
             read.add_serialized(bytes, &template).unwrap();

@@ -51,8 +51,8 @@ fn empty_histogram() -> &'static Histogram<u64> {
 // merges it.
 impl Serialize for Hist {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let h = self.counts.as_ref().map(|c| c.to_histogram(empty_histogram()));
-        crate::tally::hist_value(h.as_ref(), self.sum, self.max).serialize(s)
+        let bytes = self.counts.as_ref().and_then(|c| c.to_v2_deflate(empty_histogram()));
+        crate::tally::hist_value_serialized(bytes, self.sum, self.max).serialize(s)
     }
 }
 

@@ -43,11 +43,18 @@ pub fn decode_hist(text: &str) -> Result<Histogram<u64>, String> {
 
 /// A histogram with its exact sum and maximum, as a tagged JSON object.
 pub fn hist_value(h: Option<&Histogram<u64>>, sum: u128, max: u64) -> Value {
+    hist_value_of(h.filter(|h| !h.is_empty()).map(encode_hist), sum, max)
+}
+
+/// [`hist_value`] of a histogram serialised already (`None` without
+/// samples): see `hdr::Counts::to_v2_deflate`.
+pub fn hist_value_serialized(bytes: Option<Vec<u8>>, sum: u128, max: u64) -> Value {
+    hist_value_of(bytes.map(|b| base64::engine::general_purpose::STANDARD.encode(b)), sum, max)
+}
+
+fn hist_value_of(text: Option<String>, sum: u128, max: u64) -> Value {
     let mut m = Map::new();
-    m.insert(
-        HIST_TAG.into(),
-        Value::String(h.filter(|h| !h.is_empty()).map(encode_hist).unwrap_or_default()),
-    );
+    m.insert(HIST_TAG.into(), Value::String(text.unwrap_or_default()));
     m.insert("sum".into(), Value::String(sum.to_string()));
     m.insert("max".into(), Value::from(max));
     Value::Object(m)
