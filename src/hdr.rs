@@ -133,10 +133,17 @@ impl<const SUB_MAG: u32> Counts<SUB_MAG> {
             Some(V2_DEFLATE_COOKIE) => {
                 let len = be_u32(bytes, 4).ok_or("a truncated histogram")? as usize;
                 let body = bytes.get(8..8 + len).ok_or("a truncated histogram")?;
+                // a count takes at most 9 bytes: anything longer is not a
+                // histogram of this layout (nor worth inflating further)
+                let most = V2_HEADER + 9 * self.counts.len();
                 let mut out = Vec::new();
                 flate2::read::ZlibDecoder::new(body)
+                    .take(most as u64 + 1)
                     .read_to_end(&mut out)
                     .map_err(|e| format!("a histogram that does not inflate: {e}"))?;
+                if out.len() > most {
+                    return Err("a histogram longer than its layout allows".into());
+                }
                 inflated = out;
                 &inflated
             }
@@ -359,6 +366,17 @@ mod tests {
                 assert!(none.is_empty());
             }
         }
+        // a deflated body that inflates past what the layout can hold
+        let mut bomb = Vec::new();
+        bomb.extend_from_slice(&V2_DEFLATE_COOKIE.to_be_bytes());
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, &vec![0u8; V2_HEADER + 9 * template.distinct_values() + 10])
+            .unwrap();
+        let body = z.finish().unwrap();
+        bomb.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        bomb.extend_from_slice(&body);
+        let err = Counts::<M>::new(&template).add_serialized(&bomb, &template).unwrap_err();
+        assert!(err.contains("longer than its layout"), "{err}");
         let other = Histogram::<u64>::new_with_bounds(2, template.high(), template.sigfig()).unwrap();
         let mut bytes = Vec::new();
         V2Serializer::new().serialize(&other, &mut bytes).unwrap();
