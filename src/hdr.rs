@@ -122,8 +122,8 @@ impl<const SUB_MAG: u32> Counts<SUB_MAG> {
     /// `tally::encode_hist` writes them) of `template`'s layout, straight
     /// from its run-length counts. hdrhistogram's deserializer builds a
     /// histogram first: an array of every bucket, zeroed (page faults and
-    /// all), then walked bucket by bucket by [`Counts::add_histogram`]; at
-    /// ten histograms a shard that was most of merging small shards.
+    /// all), then walked bucket by bucket by [`Counts::add_histogram`]:
+    /// a quarter of the time of merging small shards.
     /// A count at an index past these counts goes to the top bucket, as
     /// [`Counts::add_histogram`] puts it. On an error nothing is added.
     pub fn add_serialized(&mut self, bytes: &[u8], template: &Histogram<u64>) -> Result<(), String> {

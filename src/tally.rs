@@ -35,9 +35,7 @@ pub fn encode_hist(h: &Histogram<u64>) -> String {
 
 /// Decode what [`encode_hist`] wrote (or any V2 / V2-deflate histogram).
 pub fn decode_hist(text: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|e| format!("not base64: {e}"))?;
+    let bytes = hist_text_bytes(text)?;
     Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| format!("not an HdrHistogram: {e:?}"))
 }
 
@@ -74,17 +72,14 @@ pub fn hist_parts(v: &Value) -> Result<(Option<Histogram<u64>>, u128, u64), Stri
 /// (`hdr::Counts::add_serialized`).
 pub fn hist_bytes(v: &Value) -> Result<(Option<Vec<u8>>, u128, u64), String> {
     let text = v.get(HIST_TAG).and_then(Value::as_str).ok_or("a histogram without its \"hdr\"")?;
-    let bytes = if text.is_empty() {
-        None
-    } else {
-        Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(text.trim())
-                .map_err(|e| format!("not base64: {e}"))?,
-        )
-    };
+    let bytes = if text.is_empty() { None } else { Some(hist_text_bytes(text)?) };
     let (sum, max) = hist_totals(v)?;
     Ok((bytes, sum, max))
+}
+
+/// The bytes of a serialised histogram's base64 text.
+fn hist_text_bytes(text: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|e| format!("not base64: {e}"))
 }
 
 fn hist_totals(v: &Value) -> Result<(u128, u64), String> {
