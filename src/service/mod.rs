@@ -28,6 +28,7 @@ pub mod faults;
 pub mod feed;
 mod front;
 mod http;
+mod idle;
 pub mod media;
 pub mod metrics;
 pub mod model;
@@ -39,6 +40,7 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -369,35 +371,76 @@ pub async fn serve_with(
     builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read).half_close(true);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
+    // what the loop knows of each open connection, by its task
+    let mut watches: HashMap<tokio::task::Id, Arc<idle::Watch>> = HashMap::new();
+    let epochs = idle::Epochs::default();
+    let mut ticker = tokio::time::interval(idle::EPOCH);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drained_logged: Option<tokio::time::Instant> = None;
+    let mut drained = 0u64;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             r = listener.accept() => r,
             () = &mut shutdown => break,
             // reap finished connections as they go
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            Some(done) = conns.join_next_with_id(), if !conns.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                watches.remove(&id);
+                continue;
+            }
+            _ = ticker.tick() => {
+                epochs.tick();
+                continue;
+            }
         };
         let stream = match stream {
             Ok((stream, _)) => stream,
-            // out of file descriptors or the like: wait, others finish
+            // Out of file descriptors (or the like): the connections idle
+            // longest make room; with none idle, wait for others to finish.
             Err(_) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let asked = idle::drain_idle(watches.values(), epochs.now());
+                if asked == 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                } else {
+                    drained += asked as u64;
+                    if drained_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        drained_logged = Some(tokio::time::Instant::now());
+                        tracing::warn!(
+                            "out of file descriptors: closed {drained} idle connection(s) to accept new ones \
+                             ({} open; raise `ulimit -n` for more)",
+                            watches.len()
+                        );
+                    }
+                    // let them close before the next `accept`
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let stream = stall::WriteStall::new(stream, limits.write_stall);
-        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), app.clone());
+        let watch = idle::Watch::new(epochs.clone());
+        let stream = idle::Stamped::new(stall::WriteStall::new(stream, limits.write_stall), watch.clone());
+        let conn = builder.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            idle::Counted::new(app.clone(), watch.clone()),
+        );
         let mut stop = stop_rx.clone();
-        conns.spawn(async move {
+        let drain = watch.clone();
+        let task = conns.spawn(async move {
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,
                 _ = stop.wait_for(|s| *s) => {}
+                () = drain.drain.notified() => {}
             }
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         });
+        watches.insert(task.id(), watch);
     }
     drop(listener);
     svc.begin_shutdown();
