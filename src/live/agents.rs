@@ -341,7 +341,8 @@ impl Agents {
         let MsgId { key, idx, total, sent_us, .. } = m;
         let Some((before, later_seen)) = self.sh.mark(key, idx, total, SEEN | TAKEN) else { return };
         let own = self.sh.owns_key(key);
-        if !own {
+        // (a copy of a message seen already adds nothing to know)
+        if !own && before & SEEN == 0 {
             let s = session_key(
                 ev.external_userid.as_deref().unwrap_or_default(),
                 ev.open_kfid.as_deref().unwrap_or_default(),
@@ -470,7 +471,14 @@ impl Agents {
             }
         } else {
             if let Some(key) = self.foreign.remove(&s) {
-                self.sh.ledger().remove(&key);
+                // Another shard's session, over: its shard counts it. If
+                // this shard's agents saw all of it, a copy the target
+                // hands over later is a duplicate, as for a session of
+                // this shard's own.
+                let mut ledger = self.sh.ledger();
+                if ledger.remove(&key).is_some_and(|flags| flags.iter().all(|f| f & SEEN != 0)) {
+                    self.sh.settle_clean(key);
+                }
             }
             a.held.remove(&s).is_some()
         };

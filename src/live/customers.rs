@@ -1501,6 +1501,59 @@ messages = 2
         assert_eq!(theirs, (0, 0, 0), "another shard's customer's messages");
     }
 
+    /// A target that hands a message to another shard's agent again after
+    /// the session is over: that shard had dropped its ledger entry at the
+    /// end, made one anew for the copy, and counted it nowhere — not
+    /// duplicated (the customer's shard never hears of it), and answered
+    /// as if new. A session another shard's agents saw all of is now
+    /// remembered as settled, as the customer's shard remembers its own.
+    #[test]
+    fn a_copy_another_shards_agent_gets_after_the_session_is_a_duplicate() {
+        let sc = Scenario::parse(SCENARIO, "unit.toml").unwrap();
+        let (obs, _observed) = mpsc::unbounded_channel();
+        let shard = |index| crate::tally::Shard { index, count: 2 };
+        let sh = Shared::for_shard_test(&sc, obs.clone(), shard(0));
+        let other = Shared::for_shard_test(&sc, obs, shard(1));
+        let mut d = Driver::new(&sc, &sh);
+        // a-02, the second agent, is shard 1's
+        let mut agents = super::super::agents::Agents::new(&sc, &other);
+        let (key, h, first) = arrive(&mut d);
+        d.on_results(first.clone(), Some((vec![OK, OK], None)), 0, 0);
+        d.on_events(0, vec![note(&h, "assigned")]);
+        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0);
+        d.on_events(0, vec![reply(&h, &first[1], "a-02")]);
+        let (mut actions, mut second) = (Vec::new(), Vec::new());
+        d.send(key, 0, &mut actions, &mut second);
+        d.batches_in_flight += 1;
+        d.on_results(second.clone(), Some((vec![OK], None)), 0, 0);
+        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0);
+        d.on_events(0, vec![reply(&h, &second[0], "a-02")]);
+        // the session ends, as its agent hears
+        let Some(CustomerAction::Message { open_kfid, .. }) = &first[1].2 else { panic!("not a message") };
+        let ended = Event {
+            kind: "session".into(),
+            change: Some("ended".into()),
+            to: Some("a-02".into()),
+            external_userid: Some(h.clone()),
+            open_kfid: Some(open_kfid.clone()),
+            ..Event::default()
+        };
+        agents.on_event(None, ended, 0);
+        assert!(other.ledger().is_empty(), "shard 1 keeps no entry for the session");
+        let counted = |sh: &Shared| {
+            let c = sh.counts();
+            (c.sent, c.delivered, c.lost, c.duplicated)
+        };
+        let before = (counted(&sh), counted(&other));
+        assert_eq!(before, ((2, 2, 0, 0), (0, 0, 0, 0)), "both messages delivered, in the customer's shard");
+        // the target hands both messages to a-02 again
+        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0);
+        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0);
+        assert_eq!(counted(&sh), (2, 2, 0, 0), "the customer's shard is unchanged");
+        assert_eq!(counted(&other), (0, 0, 0, 2), "both copies counted duplicated where they were seen");
+        assert!(other.ledger().is_empty(), "and no entry made anew");
+    }
+
     /// Sessions with the bot: two turns, then handed over for one message.
     const BOT: &str = r#"
 name = "unit"

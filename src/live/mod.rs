@@ -519,12 +519,15 @@ pub(crate) struct Shared {
     /// keeps its flags (see [`LOST`]): an entry made anew would count that
     /// message a second time.
     pub(crate) ledger: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
-    /// This shard's sessions settled with every message seen, a bit each
-    /// (by key ÷ shard count: keys are dealt in order, so 600 kB for five
-    /// million sessions), their ledger entries dropped: a message of one
-    /// that an agent sees again is a duplicate, not a message sent and
-    /// delivered anew. Locked after `ledger`.
-    pub(crate) clean: std::sync::Mutex<Vec<u64>>,
+    /// Sessions settled with every message seen, a bit each, their ledger
+    /// entries dropped: a message of one that an agent sees again is a
+    /// duplicate, not a message sent and delivered anew. One set per shard
+    /// (by key mod shard count), a session's bit at key ÷ shard count (keys
+    /// are dealt in order: 600 kB for five million sessions): this shard's
+    /// own sessions, settled by its customers, and other shards' sessions
+    /// this shard's agents saw every message of, settled when their end
+    /// was noted. Locked after `ledger`.
+    pub(crate) clean: std::sync::Mutex<Vec<Vec<u64>>>,
     /// Play the bot tier ([`LiveOptions::play_bots`]).
     pub(crate) play_bots: bool,
     pub(crate) agent_index: BTreeMap<String, u32>,
@@ -644,26 +647,37 @@ impl Shared {
         Some((before, later_seen))
     }
 
-    /// Note that this shard's session `key` was settled with every
-    /// message seen (called with the ledger held, its entry dropped).
+    /// Note that session `key` was settled with every message seen (called
+    /// with the ledger held, its entry dropped). Another shard's keys come
+    /// from the target: one past twice this shard's own sessions (and a
+    /// margin) is not noted, so that no key makes the set grow without
+    /// bound; the shards' customers are dealt alike.
     pub(crate) fn settle_clean(&self, key: u64) {
-        let i = (key / u64::from(self.shard.count)) as usize;
+        let count = u64::from(self.shard.count);
+        let (set, i) = ((key % count) as usize, key / count);
+        let Ok(word) = usize::try_from(i / 64) else { return };
         let mut clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
-        if clean.len() <= i / 64 {
-            clean.resize(i / 64 + 1, 0);
+        if clean.len() < self.shard.count as usize {
+            clean.resize(self.shard.count as usize, Vec::new());
         }
-        clean[i / 64] |= 1 << (i % 64);
+        if !self.owns_key(key) && word >= 2 * clean[self.shard.index as usize].len() + 64 {
+            return;
+        }
+        let bits = &mut clean[set];
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
+        bits[word] |= 1 << (i % 64);
     }
 
-    /// Whether `key` is a session of this shard [`Shared::settle_clean`]
-    /// noted (any key may come from the target: none allocates).
+    /// Whether [`Shared::settle_clean`] noted `key` (any key may come from
+    /// the target: none allocates).
     fn settled_clean(&self, key: u64) -> bool {
-        if !self.owns_key(key) {
-            return false;
-        }
-        let i = key / u64::from(self.shard.count);
+        let count = u64::from(self.shard.count);
+        let (set, i) = ((key % count) as usize, key / count);
         let clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
-        usize::try_from(i / 64).ok().and_then(|w| clean.get(w)).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        let word = usize::try_from(i / 64).ok().and_then(|w| clean.get(set)?.get(w).copied());
+        word.is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// Whether the session of ledger key `key` is this shard's (its
