@@ -15,11 +15,11 @@ use hdrhistogram::Histogram;
 
 /// The cookies of hdrhistogram's V2 serialisation, plain and deflated
 /// (`hdrhistogram::serialization`: the base cookie with the word-size bits).
-const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
-const V2_DEFLATE_COOKIE: u32 = 0x1c84_9304 | 0x10;
+pub(crate) const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+pub(crate) const V2_DEFLATE_COOKIE: u32 = 0x1c84_9304 | 0x10;
 /// A V2 header: cookie, payload length, normalising offset, significant
 /// digits, lowest and highest trackable values, integer-to-double ratio.
-const V2_HEADER: usize = 40;
+pub(crate) const V2_HEADER: usize = 40;
 
 /// Samples of microseconds counted as hdrhistogram counts them for a
 /// histogram with lowest discernible value 1 whose sub-bucket count is
@@ -261,7 +261,7 @@ impl<const SUB_MAG: u32> Counts<SUB_MAG> {
     }
 }
 
-fn be_u32(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn be_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
@@ -280,7 +280,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 
 /// hdrhistogram's LEB128 of at most 9 bytes (the ninth whole) and the
 /// bytes it took; `None` if `b` ends inside it.
-fn varint(b: &[u8]) -> Option<(u64, usize)> {
+pub(crate) fn varint(b: &[u8]) -> Option<(u64, usize)> {
     let mut v = 0u64;
     for k in 0..8 {
         let byte = *b.get(k)?;

@@ -13,13 +13,17 @@
 //! merged by the same rules with no code here; the summary is then
 //! recomputed from the merged state by the code every run uses.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Read as _;
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
+
+use crate::hdr::{V2_COOKIE, V2_DEFLATE_COOKIE, V2_HEADER, be_u32};
 
 /// The key that marks a serialised histogram: `{"hdr": BASE64, "sum":
 /// "DECIMAL", "max": N}` (`hdr` empty for no samples; `sum` a string as it
@@ -33,10 +37,135 @@ pub fn encode_hist(h: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Decode what [`encode_hist`] wrote (or any V2 / V2-deflate histogram).
+/// Decode what [`encode_hist`] wrote (or any V2 / V2-deflate histogram
+/// whose counts array is at most [`MOST_COUNTS`] long).
 pub fn decode_hist(text: &str) -> Result<Histogram<u64>, String> {
     let bytes = hist_text_bytes(text)?;
-    Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| format!("not an HdrHistogram: {e:?}"))
+    let v2 = checked_v2(&bytes)?;
+    Deserializer::new().deserialize(&mut &v2[..]).map_err(|e| format!("not an HdrHistogram: {e:?}"))
+}
+
+/// The longest counts array a histogram read from a file may have.
+/// hdrhistogram allocates the array its header asks for (up to 48 × 2¹⁷
+/// counts, 50 MB, at 5 significant digits) and a buffer of the length it
+/// states (up to 4 GB) before reading a count, so a small crafted file
+/// could take gigabytes. kfsim's widest layout (1 µs to 10¹³ µs at 3
+/// digits) has 35,840 counts; 2²⁰ (8 MB) leaves a margin of 29 and admits
+/// any layout of up to 4 digits over the whole u64 range, as other tools
+/// may write.
+pub const MOST_COUNTS: usize = 1 << 20;
+
+/// hdrhistogram's LEB128 takes at most 9 bytes a count (a run of zeros
+/// takes one number), so a payload longer than this for its layout is
+/// not one hdrhistogram wrote.
+fn most_v2_bytes(counts: usize) -> usize {
+    V2_HEADER + 9 * counts
+}
+
+/// The plain V2 bytes of a V2 or V2-deflate histogram, checked so that
+/// hdrhistogram's deserializer allocates no more than [`MOST_COUNTS`]
+/// implies and cannot panic.
+fn checked_v2(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
+    match be_u32(bytes, 0) {
+        Some(V2_COOKIE) => {
+            let len = checked_payload(bytes)?;
+            Ok(Cow::Borrowed(&bytes[..V2_HEADER + len]))
+        }
+        Some(V2_DEFLATE_COOKIE) => {
+            let stated = be_u32(bytes, 4).ok_or("a truncated histogram")? as usize;
+            let rest = &bytes[8.min(bytes.len())..];
+            let body = rest.get(..stated).ok_or_else(|| {
+                format!("a deflated histogram stating {stated} bytes, {} present", rest.len())
+            })?;
+            let mut z = flate2::read::ZlibDecoder::new(body);
+            let mut v2 = Vec::with_capacity(V2_HEADER);
+            let inflate = |e: std::io::Error| format!("a histogram that does not inflate: {e}");
+            // the header first: it says how far inflating may go
+            (&mut z).take(V2_HEADER as u64).read_to_end(&mut v2).map_err(inflate)?;
+            if be_u32(&v2, 0) != Some(V2_COOKIE) && v2.len() >= 4 {
+                return Err("a deflated histogram that is not an HdrHistogram V2".into());
+            }
+            let most = most_v2_bytes(layout_counts(&v2)?);
+            z.take((most - V2_HEADER) as u64 + 1).read_to_end(&mut v2).map_err(inflate)?;
+            if v2.len() > most {
+                return Err(format!(
+                    "a deflated histogram inflating past the {most} bytes its layout can take"
+                ));
+            }
+            let len = checked_payload(&v2)?;
+            v2.truncate(V2_HEADER + len);
+            Ok(Cow::Owned(v2))
+        }
+        Some(cookie) => Err(format!("not an HdrHistogram V2 (cookie {cookie:#010x})")),
+        None => Err("a truncated histogram".into()),
+    }
+}
+
+/// The payload length of plain V2 `v2`, checked against the bytes present
+/// and the layout, and its counts checked for the one hdrhistogram cannot
+/// take without overflowing.
+fn checked_payload(v2: &[u8]) -> Result<usize, String> {
+    let counts = layout_counts(v2)?;
+    let len = be_u32(v2, 4).ok_or("a truncated histogram")? as usize;
+    let present = v2.len() - V2_HEADER;
+    if len > present {
+        return Err(format!("a histogram stating {len} bytes of counts, {present} present"));
+    }
+    if V2_HEADER + len > most_v2_bytes(counts) {
+        return Err(format!("a histogram of {len} bytes of counts, more than its {counts} counts can take"));
+    }
+    let mut payload = &v2[V2_HEADER..V2_HEADER + len];
+    while let Some((raw, used)) = crate::hdr::varint(payload) {
+        // zigzag of u64::MAX is i64::MIN, a run of zeros hdrhistogram
+        // negates (a panic where overflow is checked)
+        if raw == u64::MAX {
+            return Err("a histogram with a count out of range".into());
+        }
+        payload = &payload[used..];
+    }
+    Ok(len)
+}
+
+/// The length of the counts array hdrhistogram allocates for the layout in
+/// V2 header `v2` (or more, never less), if it is a layout and that
+/// length is at most [`MOST_COUNTS`].
+fn layout_counts(v2: &[u8]) -> Result<usize, String> {
+    let header = v2.get(..V2_HEADER).ok_or_else(|| {
+        format!("a truncated histogram: {} of the {V2_HEADER} bytes of its header", v2.len())
+    })?;
+    let word = |at: usize| u64::from_be_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    let digits = be_u32(header, 12).expect("in the header");
+    let (low, high) = (word(16), word(24));
+    if digits > 5 || low == 0 || low > u64::MAX / 2 || high < 2 * low {
+        return Err(format!("not a histogram layout: {digits} significant digits from {low} to {high}"));
+    }
+    // as `Histogram::new_with_bounds`, in integers: its unit magnitude (a
+    // float's log₂, rounded up for some `low`) is at least this one, and
+    // a greater one only means fewer buckets
+    let unit = 63 - low.leading_zeros();
+    let sub_mag = (2 * 10u32.pow(digits)).next_power_of_two().trailing_zeros();
+    if unit + sub_mag > 63 {
+        return Err(format!("not a histogram layout: {digits} significant digits from {low}"));
+    }
+    // `buckets_to_cover(high)`
+    let mut untrackable = 1u64 << (unit + sub_mag);
+    let mut buckets = 1usize;
+    while untrackable <= high {
+        if untrackable > u64::MAX / 2 {
+            buckets += 1;
+            break;
+        }
+        untrackable <<= 1;
+        buckets += 1;
+    }
+    let counts = (buckets + 1) << (sub_mag - 1);
+    if counts > MOST_COUNTS {
+        return Err(format!(
+            "a histogram of {counts} counts ({digits} significant digits from {low} to {high}), \
+             past the {MOST_COUNTS} read"
+        ));
+    }
+    Ok(counts)
 }
 
 /// A histogram with its exact sum and maximum, as a tagged JSON object.
@@ -450,6 +579,183 @@ mod tests {
         let big = vec![rec(0, u16::MAX, 0, false), rec(0, 3, 0, true), rec(5, 0, 1, false)];
         let e = add_list("/agents", &mut sum, &fresh, &big).unwrap_err();
         assert_eq!((e.path.as_str(), e.what.as_str()), ("/agents/0", "65536 overflows"));
+    }
+
+    /// A V2 header: `payload` bytes of counts stated, of the layout
+    /// `digits`, `low`, `high`.
+    fn v2_header(payload: u32, digits: u32, low: u64, high: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&V2_COOKIE.to_be_bytes());
+        b.extend_from_slice(&payload.to_be_bytes());
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&digits.to_be_bytes());
+        b.extend_from_slice(&low.to_be_bytes());
+        b.extend_from_slice(&high.to_be_bytes());
+        b.extend_from_slice(&1f64.to_be_bytes());
+        b
+    }
+
+    fn deflated(v2_parts: &[&[u8]], repeat_last: usize) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut out = V2_DEFLATE_COOKIE.to_be_bytes().to_vec();
+        out.extend_from_slice(&0u32.to_be_bytes());
+        let mut z = flate2::write::ZlibEncoder::new(out, flate2::Compression::default());
+        for (i, part) in v2_parts.iter().enumerate() {
+            let times = if i + 1 == v2_parts.len() { repeat_last } else { 1 };
+            for _ in 0..times {
+                z.write_all(part).unwrap();
+            }
+        }
+        let mut out = z.finish().unwrap();
+        let len = (out.len() - 8) as u32;
+        out[4..8].copy_from_slice(&len.to_be_bytes());
+        out
+    }
+
+    fn decode_bytes(bytes: &[u8]) -> Result<Histogram<u64>, String> {
+        decode_hist(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    fn kfsim_widest() -> Histogram<u64> {
+        Histogram::new_with_bounds(1, 10_000_000_000_000, 3).unwrap()
+    }
+
+    #[test]
+    fn a_stated_payload_longer_than_the_bytes_is_refused_unread() {
+        // 4 GB stated, 10 bytes there: hdrhistogram would zero 4 GB first
+        let mut b = v2_header(u32::MAX, 3, 1, 10_000_000_000_000);
+        b.extend_from_slice(&[2; 10]);
+        let e = decode_bytes(&b).unwrap_err();
+        assert!(e.contains("4294967295 bytes of counts") && e.contains("10 present"), "{e}");
+    }
+
+    #[test]
+    fn a_deflated_histogram_is_inflated_no_further_than_its_layout_allows() {
+        // 100 MB of zero counts (each a count of 0), some 100 kB deflated
+        let header = v2_header(100_000_000, 3, 1, 10_000_000_000_000);
+        let bytes = deflated(&[&header, &[0u8; 1_000_000]], 100);
+        assert!(bytes.len() < 1_000_000, "{}", bytes.len());
+        let e = decode_bytes(&bytes).unwrap_err();
+        let most = V2_HEADER + 9 * kfsim_widest().distinct_values();
+        assert!(e.contains(&format!("past the {most} bytes")), "{e}");
+    }
+
+    #[test]
+    fn a_layout_of_too_many_counts_is_refused_before_it_is_allocated() {
+        // 47 × 2¹⁷ counts, 50 MB of them
+        let wide = Histogram::<u64>::new_with_bounds(1, u64::MAX / 2, 5).unwrap().distinct_values();
+        assert!(wide > MOST_COUNTS, "{wide}");
+        let plain = v2_header(0, 5, 1, u64::MAX / 2);
+        let e = decode_bytes(&plain).unwrap_err();
+        assert!(e.contains(&format!("{wide} counts")) && e.contains("past the"), "{e}");
+        let e = decode_bytes(&deflated(&[&plain], 1)).unwrap_err();
+        assert!(e.contains(&format!("{wide} counts")), "{e}");
+        // layouts hdrhistogram cannot build at all, said as such
+        for (digits, low, high) in [(6, 1, 1000), (3, 0, 1000), (3, 10, 19), (3, u64::MAX / 2 + 1, u64::MAX)]
+        {
+            let e = decode_bytes(&v2_header(0, digits, low, high)).unwrap_err();
+            assert!(e.contains("layout"), "{digits} {low} {high}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_counts_array_bound_is_what_hdrhistogram_allocates_or_more() {
+        for digits in 0..=5u8 {
+            for low in [1, 2, 3, 1000, 1 << 20, (1 << 40) - 1, 1 << 50] {
+                for high in [2 * low, 10_000_000_000_000, u64::MAX / 2, u64::MAX] {
+                    let Ok(h) = Histogram::<u64>::new_with_bounds(low, high, digits) else { continue };
+                    match layout_counts(&v2_header(0, u32::from(digits), low, high)) {
+                        Ok(n) => assert!(n >= h.distinct_values(), "{digits} {low} {high}"),
+                        Err(e) => assert!(e.contains("past the"), "{digits} {low} {high}: {e}"),
+                    }
+                }
+            }
+        }
+        let widest = v2_header(0, 3, 1, 10_000_000_000_000);
+        assert_eq!(layout_counts(&widest), Ok(kfsim_widest().distinct_values()));
+    }
+
+    #[test]
+    fn truncated_histograms_are_said_to_be() {
+        let mut h = kfsim_widest();
+        h.record(1234).unwrap();
+        let mut v2 = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new().serialize(&h, &mut v2).unwrap();
+        for cut in [0, 3, 4, 12, 39, 40, v2.len() - 1] {
+            let e = decode_bytes(&v2[..cut]).unwrap_err();
+            assert!(e.contains("truncated") || e.contains("present"), "{cut}: {e}");
+        }
+        let deflate = base64::engine::general_purpose::STANDARD.decode(encode_hist(&h)).unwrap();
+        for cut in [4, 7, 8, 20, deflate.len() - 1] {
+            let e = decode_bytes(&deflate[..cut]).unwrap_err();
+            assert!(e.contains("truncated") || e.contains("present"), "{cut}: {e}");
+        }
+        // a stream complete in fewer bytes than stated is still short of them
+        let mut long = deflate.clone();
+        let stated = (deflate.len() - 8 + 100) as u32;
+        long[4..8].copy_from_slice(&stated.to_be_bytes());
+        let e = decode_bytes(&long).unwrap_err();
+        assert!(e.contains(&format!("{stated} bytes")), "{e}");
+        // inside a deflated histogram: a header cut short
+        let e = decode_bytes(&deflated(&[&v2[..30]], 1)).unwrap_err();
+        assert!(e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn a_count_out_of_range_is_an_error_not_a_panic() {
+        // zigzag of u64::MAX is i64::MIN, which hdrhistogram negates
+        let mut b = v2_header(9, 3, 1, 1_000_000);
+        b.extend_from_slice(&[0xff; 9]);
+        let e = decode_bytes(&b).unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn garbled_histograms_are_errors_not_panics() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
+        let mut h = kfsim_widest();
+        for v in [1, 999, 123_456, 10_000_000_000_000] {
+            h.record(v).unwrap();
+        }
+        let mut real = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new().serialize(&h, &mut real).unwrap();
+        for _ in 0..20_000 {
+            // layouts near the edges, counts of random bytes
+            let low = 1u64 << rng.random_range(0..64u32) >> rng.random_range(0..2u32);
+            let high = low.saturating_mul(rng.random_range(1..5u64)) | rng.random_range(0..2u64) << 63;
+            let payload: Vec<u8> = (0..rng.random_range(0..40)).map(|_| rng.random::<u8>()).collect();
+            let mut b = v2_header(payload.len() as u32, rng.random_range(0..7u32), low, high);
+            b.extend_from_slice(&payload);
+            let _ = decode_bytes(&b);
+            let _ = decode_bytes(&deflated(&[&b], 1));
+            // a real histogram with a byte changed
+            let mut g = real.clone();
+            let at = rng.random_range(0..g.len());
+            g[at] = rng.random::<u8>();
+            let _ = decode_bytes(&g);
+        }
+    }
+
+    #[test]
+    fn histograms_still_round_trip() {
+        let mut h = kfsim_widest();
+        for v in (1..=200_000u64).map(|i| i * i) {
+            h.record_n(v, v % 7 + 1).unwrap();
+        }
+        h.record(10_000_000_000_000).unwrap();
+        assert_eq!(decode_hist(&encode_hist(&h)).unwrap(), h);
+        assert_eq!(crate::report::hgrm::from_base64(&encode_hist(&h)).unwrap(), h);
+        let mut v2 = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new().serialize(&h, &mut v2).unwrap();
+        assert_eq!(decode_bytes(&v2).unwrap(), h);
+        // the widest layout let through, full
+        let mut fine = Histogram::<u64>::new_with_bounds(1, (1 << 24) - 1, 5).unwrap();
+        assert_eq!(fine.distinct_values(), MOST_COUNTS);
+        for v in 1..(1u64 << 24) {
+            fine.record(v).unwrap();
+        }
+        assert_eq!(decode_hist(&encode_hist(&fine)).unwrap(), fine);
     }
 
     #[test]

@@ -6,9 +6,7 @@
 
 use std::io::{self, Write};
 
-use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
 /// Write `h` (recorded in µs) as a percentile distribution in milliseconds.
 pub fn percentile_distribution(h: &Histogram<u64>, w: &mut dyn Write) -> io::Result<()> {
@@ -35,17 +33,13 @@ pub fn percentile_distribution(h: &Histogram<u64>, w: &mut dyn Write) -> io::Res
 
 /// `h` in the compressed V2 format, base64-encoded.
 pub fn to_base64(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new().serialize(h, &mut bytes).expect("serializing into memory cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    crate::tally::encode_hist(h)
 }
 
-/// Decode what [`to_base64`] wrote (or any V2 / V2-deflate histogram).
+/// Decode what [`to_base64`] wrote (or any V2 / V2-deflate histogram of a
+/// bounded layout: see `tally::decode_hist`).
 pub fn from_base64(text: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|e| format!("not base64: {e}"))?;
-    Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| format!("not an HdrHistogram: {e:?}"))
+    crate::tally::decode_hist(text)
 }
 
 #[cfg(test)]
