@@ -829,3 +829,46 @@ rate = "3/min"
     assert!(has("entry:<b>entry</b>", "bot:<script>alert(\"kf\")</script>"), "{edges:?}");
     assert!(has("group:x\"><img src=x onerror=alert(1)>", "account:b&b"), "{edges:?}");
 }
+
+/// `series.json` and `histograms.json` beside a compared summary tell a
+/// change from seed noise. One there that did not read (cut short, hand
+/// edited, a histogram that does not decode) was dropped without a word,
+/// and the comparison changed its mode silently. It now says which file
+/// and why, and compares without it.
+#[test]
+fn compare_names_files_beside_a_summary_that_do_not_read() {
+    let dir = scratch("unread");
+    let sc = scenario_with_gates(&dir, "");
+    let run = |name: &str, seed: &str| {
+        let out = dir.join(name);
+        let o = kfsim(&["run", sc.to_str().unwrap(), "-q", "--seed", seed, "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        out
+    };
+    let (a, b) = (run("a", "7"), run("b", "8"));
+    let compare = || {
+        let o = kfsim(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+        assert!(matches!(o.status.code(), Some(0 | 1)), "compared, not refused: {:?}", text(&o));
+        text(&o).1
+    };
+    assert!(!compare().contains("warning"), "both folders whole: {}", compare());
+    // one histogram that is not one
+    let hists = b.join("histograms.json");
+    let mut h: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&hists).unwrap()).unwrap();
+    let name = h.keys().next().unwrap().clone();
+    h.insert(name.clone(), serde_json::json!("AAAA"));
+    std::fs::write(&hists, serde_json::to_string(&h).unwrap()).unwrap();
+    let stderr = compare();
+    assert!(
+        stderr.contains("histograms.json does not read") && stderr.contains(&format!("\"{name}\"")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("compared without it"), "{stderr}");
+    // a series cut short
+    let series = a.join("series.json");
+    let whole = std::fs::read_to_string(&series).unwrap();
+    std::fs::write(&series, &whole[..whole.len() / 2]).unwrap();
+    let stderr = compare();
+    assert!(stderr.contains("series.json does not read"), "{stderr}");
+}

@@ -48,6 +48,7 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
         .as_deref()
         .map(|p| folder::read_run_files(p).map_err(|e| ArgError(format!("--baseline: {e:#}"))))
         .transpose()?;
+    baseline.iter().for_each(super::run::warn_unread);
     let merged = merge::merge_run(&shards)?;
     let gates = if args.result.no_gates {
         // as `kfsim run --no-gates`: say what is wrong and go on

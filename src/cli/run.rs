@@ -242,6 +242,7 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         .as_deref()
         .map(|p| folder::read_run_files(p).map_err(|e| ArgError(format!("--baseline: {e:#}"))))
         .transpose()?;
+    baseline.iter().for_each(warn_unread);
     let out = match &args.out {
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
@@ -431,11 +432,22 @@ fn comparison_line(r: &compare::Row) -> String {
     format!("{status:<9} {}", r.describe())
 }
 
+/// Say which files beside a compared summary did not read: the
+/// comparison goes on without them, and may then not tell a change from
+/// seed noise.
+pub(super) fn warn_unread(files: &folder::RunFiles) {
+    for why in &files.unread {
+        eprintln!("warning: {why}; compared without it");
+    }
+}
+
 pub(super) fn cmd_compare(args: &CompareArgs) -> anyhow::Result<Exit> {
     let started = std::time::Instant::now();
     let stamp = super::iso_stamp(super::now_secs());
     let base = folder::read_run_files(&args.baseline).map_err(|e| ArgError(format!("{e:#}")))?;
     let cur = folder::read_run_files(&args.current).map_err(|e| ArgError(format!("{e:#}")))?;
+    warn_unread(&base);
+    warn_unread(&cur);
     let c = compare_sides(base.side(), cur.side(), &args.tolerances)?;
     let mut stdout = std::io::stdout().lock();
     print_comparison(&mut stdout, &c, false)?;

@@ -216,6 +216,9 @@ pub struct RunFiles {
     pub series: Option<crate::series::SeriesData>,
     /// `histograms.json`, decoded, if readable.
     pub histograms: Option<BTreeMap<String, hdrhistogram::Histogram<u64>>>,
+    /// Files beside the summary that are there and do not read, each with
+    /// why: the comparison goes on without them, and says so.
+    pub unread: Vec<String>,
 }
 
 impl RunFiles {
@@ -237,16 +240,38 @@ pub fn read_run_files(path: &Path) -> anyhow::Result<RunFiles> {
     } else {
         path.parent().unwrap_or(Path::new(".")).to_path_buf()
     };
-    let series = fs::read_to_string(dir.join("series.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
-    let histograms = fs::read_to_string(dir.join("histograms.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(&t).ok())
-        .and_then(|m| {
-            m.into_iter()
-                .map(|(k, v)| super::hgrm::from_base64(&v).ok().map(|h| (k, h)))
-                .collect::<Option<BTreeMap<_, _>>>()
-        });
-    Ok(RunFiles { summary, series, histograms })
+    let mut unread = Vec::new();
+    let series = companion(&dir.join("series.json"), &mut unread, |t| {
+        serde_json::from_str::<crate::series::SeriesData>(t).map_err(|e| e.to_string())
+    });
+    let histograms = companion(&dir.join("histograms.json"), &mut unread, |t| {
+        let texts: BTreeMap<String, String> = serde_json::from_str(t).map_err(|e| e.to_string())?;
+        texts
+            .into_iter()
+            .map(|(k, v)| {
+                super::hgrm::from_base64(&v).map(|h| (k.clone(), h)).map_err(|e| format!("\"{k}\": {e}"))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()
+    });
+    Ok(RunFiles { summary, series, histograms, unread })
+}
+
+/// A file beside a summary, read by `parse`: `None` if it is not there, or
+/// if it does not read (why, in `unread`).
+fn companion<T>(
+    path: &Path,
+    unread: &mut Vec<String>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            unread.push(format!("reading {}: {e}", path.display()));
+            return None;
+        }
+    };
+    parse(&text).map_err(|e| unread.push(format!("{} does not read: {e}", path.display()))).ok()
 }
 
 /// Write a sweep's folder: `sweep.json`, `sweep.csv`, its charts and
