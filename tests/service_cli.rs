@@ -16,6 +16,23 @@ fn kfsim() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kfsim"))
 }
 
+/// The first log line of a `kfsim serve` child (which says where it
+/// listens), the address, and the lines that follow.
+fn listening(child: &mut std::process::Child) -> (String, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).expect("a log line on start");
+    assert!(line.contains("listening"), "{line}");
+    let addr: SocketAddr =
+        line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+    (line, addr, rx)
+}
+
 #[tokio::test]
 async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
     let mut child = kfsim()
@@ -34,17 +51,7 @@ async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start kfsim serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(20)).expect("a log line on start");
-    assert!(line.contains("listening"), "{line}");
-    let addr: SocketAddr =
-        line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+    let (line, addr, _log) = listening(&mut child);
     // presale's 4 (set) and after-sales' 4
     assert!(line.contains("accounts=2") && line.contains("servicers=8"), "{line}");
 
@@ -172,16 +179,7 @@ async fn idle_connections_make_room_when_descriptors_run_out() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start kfsim serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(20)).expect("a log line on start");
-    let addr: SocketAddr =
-        line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+    let (_, addr, rx) = listening(&mut child);
     // half again as many idle connections as the service has descriptors:
     // those it cannot accept wait in the listen backlog
     let mut idle = Vec::new();
