@@ -33,6 +33,13 @@ pub const IDLE_EPOCHS: u64 = 4;
 /// Most connections shut down per failed `accept` (nginx drains 32).
 pub const DRAIN_AT_ONCE: usize = 32;
 
+/// Whether `accept` failed for want of a file descriptor: the process's
+/// (EMFILE) or the system's (ENFILE), 24 and 23 on Linux, the BSDs and
+/// macOS alike. std names neither as an `ErrorKind`.
+pub fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
 /// The coarse clock, shared by the accept loop and every connection.
 #[derive(Debug, Default, Clone)]
 pub struct Epochs(Arc<AtomicU64>);
@@ -213,6 +220,15 @@ impl<F> Drop for InProgress<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_want_of_descriptors_drains() {
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(24)));
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(23)));
+        // ECONNABORTED, a client gone before its connection was accepted
+        assert!(!out_of_descriptors(&io::Error::from_raw_os_error(103)));
+        assert!(!out_of_descriptors(&io::Error::from(io::ErrorKind::ConnectionAborted)));
+    }
 
     #[test]
     fn the_longest_idle_are_drained_and_busy_ones_never() {

@@ -42,6 +42,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::ErrorKind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -399,9 +400,20 @@ pub async fn serve_with(
         };
         let stream = match stream {
             Ok((stream, _)) => stream,
-            // Out of file descriptors (or the like): the connections idle
-            // longest make room; with none idle, wait for others to finish.
-            Err(_) => {
+            // A client that reset its connection before it was accepted:
+            // nothing to wait for.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            // Out of file descriptors: the connections idle longest make
+            // room; with none idle, wait for others to finish. (Only then:
+            // idle keep-alive connections are a client's to keep.)
+            Err(e) if idle::out_of_descriptors(&e) => {
                 let asked = idle::drain_idle(watches.values(), epochs.now());
                 if asked == 0 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -418,6 +430,11 @@ pub async fn serve_with(
                     // let them close before the next `accept`
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
+                continue;
+            }
+            // out of memory for sockets or the like: wait, others finish
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
