@@ -422,7 +422,7 @@ pub async fn serve_with(
                     if drained_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                         drained_logged = Some(tokio::time::Instant::now());
                         tracing::warn!(
-                            "out of file descriptors: closed {drained} idle connection(s) to accept new ones \
+                            "out of file descriptors: {drained} idle connection(s) closed so far to accept new ones \
                              ({} open; raise `ulimit -n` for more)",
                             watches.len()
                         );
