@@ -392,14 +392,25 @@ pub(super) struct Conv {
 /// (never moved), and the hash table holds only each one's hash and serial
 /// (16 bytes; a doubling hashes nothing). The oldest ids leave the table
 /// one by one; their chunk is freed when all of its ids have left.
+///
+/// A ledger written slowly fills its one chunk for a long time: a
+/// servicer's, a few replies a second against a minute's window, held
+/// every reply it had seen until 4096 had come (the 30-minute soak's
+/// service grew by about 30 MB of them). So while there is one chunk, the
+/// ids still held move down once half of it has left: a ledger holds at
+/// most about twice the ids it keeps, or one full chunk and the next (a
+/// ledger fast enough to fill chunks has them leave as fast). The move
+/// is paid by the ids that left, one each at most.
 #[derive(Debug)]
 pub(super) struct RecentIds<V = (), const CAP: usize = 100_000, S = foldhash::fast::RandomState> {
     /// `(hash, serial)` of each id held.
     table: HashTable<(u64, u64)>,
+    /// Every chunk but the first holds `CHUNK` ids, the last one up to
+    /// that; the first holds up to `CHUNK` (fewer once its ids moved down).
     chunks: VecDeque<Vec<Seen<V>>>,
     /// The serial of `chunks[0][0]`.
     base: u64,
-    /// Ids of `chunks[0]` that have left.
+    /// Ids at the start of `chunks[0]` that have left.
     gone: usize,
     hasher: S,
 }
@@ -412,6 +423,9 @@ impl<V, const CAP: usize, S: Default> Default for RecentIds<V, CAP, S> {
 }
 
 const CHUNK: usize = 4096;
+/// Ids that must have left a lone chunk before the rest move down (fewer
+/// would move a few ids often for a few bytes).
+const MOVE_AFTER: usize = 32;
 
 #[derive(Debug)]
 struct Seen<V> {
@@ -424,7 +438,12 @@ struct Seen<V> {
 impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
     fn at(&self, serial: u64) -> &Seen<V> {
         let i = (serial - self.base) as usize;
-        &self.chunks[i / CHUNK][i % CHUNK]
+        let first = self.chunks[0].len();
+        if i < first {
+            return &self.chunks[0][i];
+        }
+        let j = i - first;
+        &self.chunks[1 + j / CHUNK][j % CHUNK]
     }
 
     fn find(&self, hash: u64, id: &str) -> Option<&Seen<V>> {
@@ -452,8 +471,9 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
         }
         let held = self.gone + self.table.len();
         let serial = self.base + held as u64;
-        if held % CHUNK == 0 {
-            self.chunks.push_back(Vec::with_capacity(CHUNK));
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
+            // grown as it fills: a slow ledger's chunk stays small
+            self.chunks.push_back(Vec::new());
         }
         let last = self.chunks.back_mut().expect("a chunk with room");
         last.push(Seen { when_us: now_us, hash, id: id.into(), value });
@@ -474,11 +494,26 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
             slot.remove();
         }
         self.gone += 1;
-        if self.gone == CHUNK || self.table.is_empty() {
-            let freed = self.chunks.pop_front().map_or(0, |c| c.len());
-            self.base += freed as u64;
+        let lone = self.chunks.len() == 1;
+        let first = &mut self.chunks[0];
+        if self.gone == first.len() {
+            self.chunks.pop_front();
+            self.base += self.gone as u64;
+            self.gone = 0;
+        } else if lone && self.gone >= MOVE_AFTER && 2 * self.gone >= first.len() {
+            first.drain(..self.gone);
+            if first.capacity() > 4 * first.len() {
+                first.shrink_to(2 * first.len());
+            }
+            self.base += self.gone as u64;
             self.gone = 0;
         }
+    }
+
+    /// Ids in the chunks: those held and those left but not freed.
+    #[cfg(test)]
+    fn stored(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
     }
 
     /// Ids held.
@@ -550,6 +585,75 @@ mod recent_tests {
         r.expire(1);
         assert_eq!((r.len(), r.get("id-12344")), (0, None));
         assert!(r.insert("id-12344", 1, 2) && r.get("id-12344") == Some(&1), "usable again when empty");
+    }
+
+    /// A servicer's ledger: a reply a second against a window of 100 s.
+    /// It kept every id it had seen until 4096 had come; it now holds
+    /// about twice the ids it keeps.
+    #[test]
+    fn a_slow_ledger_holds_about_what_it_keeps() {
+        let mut r: RecentIds<u32> = RecentIds::default();
+        let mut most = 0;
+        for i in 0..20_000u32 {
+            let now = u64::from(i) * 1_000_000;
+            assert!(r.insert(format!("id-{i}"), i, now));
+            r.expire(now.saturating_sub(100_000_000));
+            assert!(r.len() <= 101);
+            most = most.max(r.stored());
+        }
+        assert!(most <= 2 * 101 + super::MOVE_AFTER, "{most} ids stored for 101 kept");
+        assert!((0..20_000).all(|i| r.get(&format!("id-{i}")).is_some() == (i >= 19_899)));
+    }
+
+    /// Against a model (the ids in order, a set of those held): bursts
+    /// that fill several chunks, slow stretches with one chunk whose ids
+    /// move down, ids sent again, the cap and the age both taking ids.
+    #[test]
+    fn agrees_with_a_plain_queue() {
+        use std::collections::{HashMap, VecDeque};
+        const CAP: usize = 9_000;
+        let mut r: RecentIds<u64, CAP> = RecentIds::default();
+        let mut order: VecDeque<(u64, u64)> = VecDeque::new();
+        let mut held: HashMap<u64, u64> = HashMap::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut draw = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut now, mut next) = (0u64, 0u64);
+        for step in 0..150_000u64 {
+            // a burst of about a thousand ids an instant, every fifth of the way
+            let burst = (step / 10_000) % 5 == 0;
+            now += if burst { draw(2) } else { 1 + draw(40) };
+            let id = if next > 0 && draw(8) == 0 { next - 1 - draw(next.min(12_000)) } else { next };
+            let fresh = !held.contains_key(&id);
+            assert_eq!(r.insert(format!("x{id}"), step, now), fresh, "id {id} at step {step}");
+            if fresh {
+                if held.len() >= CAP {
+                    let (old, _) = order.pop_front().expect("held");
+                    held.remove(&old);
+                }
+                order.push_back((id, now));
+                held.insert(id, step);
+                next = next.max(id + 1);
+            }
+            if draw(16) == 0 {
+                let before = now.saturating_sub(draw(3_000));
+                r.expire(before);
+                while order.front().is_some_and(|&(_, t)| t < before) {
+                    let (old, _) = order.pop_front().expect("held");
+                    held.remove(&old);
+                }
+            }
+            assert_eq!(r.len(), held.len(), "at step {step}");
+            for _ in 0..2 {
+                let probe = draw(next + 1);
+                assert_eq!(r.get(&format!("x{probe}")), held.get(&probe), "id {probe} at step {step}");
+            }
+        }
+        assert!(r.stored() <= 2 * r.len() + super::CHUNK, "{} stored for {} held", r.stored(), r.len());
     }
 }
 
