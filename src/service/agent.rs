@@ -125,8 +125,9 @@ impl State {
         let user = self.user_of(userid)?;
         let client_msgid = client_msgid.filter(|id| !id.is_empty());
         // the same id to another customer (or account) is another reply
-        let resend_key = client_msgid.map(|id| [external_userid, "\n", open_kfid, "\n", id].concat());
-        if let Some(msgid) = resend_key.as_deref().and_then(|k| at!(self.users, user).recent.get(k)) {
+        let resend_key =
+            client_msgid.map(|id| at!(self.users, user).recent.key(&[external_userid, open_kfid, id]));
+        if let Some(msgid) = resend_key.and_then(|k| at!(self.users, user).recent.get(k)) {
             // a resend (its first answer was lost): answered as then, not
             // sent again — even if the session has ended since
             return Ok(msgid.to_string());

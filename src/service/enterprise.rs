@@ -224,7 +224,8 @@ impl State {
         let msgid = match msgid.filter(|m| !m.is_empty()) {
             Some(m) => {
                 ident("msgid", m, 32)?;
-                if !at!(self.accounts, acct).sent_ids.insert(m, (), now_us) {
+                let sent = &mut at!(self.accounts, acct).sent_ids;
+                if !sent.insert(sent.key(&[m]), (), now_us) {
                     return Err(ApiError::param(format!("msgid `{m}` is already used in this account")));
                 }
                 Name::new(m)

@@ -34,10 +34,16 @@ struct Ok<'a, T> {
     body: T,
 }
 
+/// Room first made for an answer: most fit.
+const ANSWER_BYTES: usize = 512;
+
 /// A JSON answer with HTTP 200 and errcode 0.
 pub(super) fn ok<T: Serialize>(body: T) -> Response {
-    match serde_json::to_vec(&Ok { errcode: 0, errmsg: "ok", body }) {
-        Result::Ok(bytes) => json_response(StatusCode::OK, bytes, 0),
+    // serde_json starts at 128 bytes, and a customer message's answer is
+    // about 200: growing it was 3 % of that path's time (perf)
+    let mut bytes = Vec::with_capacity(ANSWER_BYTES);
+    match serde_json::to_writer(&mut bytes, &Ok { errcode: 0, errmsg: "ok", body }) {
+        Result::Ok(()) => json_response(StatusCode::OK, bytes, 0),
         Err(e) => error(ApiError::new(code::SYSTEM_BUSY, format!("system busy: {e}"))),
     }
 }

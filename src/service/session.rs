@@ -308,8 +308,8 @@ impl State {
         let conv = self.conv_for(acct, cust, now_us);
         // the same id from another customer, or to another account, is
         // another message
-        let resend_key = client_msgid.map(|id| [handle, "\n", open_kfid, "\n", id].concat());
-        if let Some(msgid) = resend_key.as_deref().and_then(|k| at!(self.channels, ch).recent.get(k)) {
+        let resend_key = client_msgid.map(|id| at!(self.channels, ch).recent.key(&[handle, open_kfid, id]));
+        if let Some(msgid) = resend_key.and_then(|k| at!(self.channels, ch).recent.get(k)) {
             // a resend (its first answer was lost): answered as then, not run again
             let msgid = msgid.clone();
             return Ok(self.ack(conv, Some(msgid)));

@@ -393,6 +393,11 @@ pub(super) struct Conv {
 /// (16 bytes; a doubling hashes nothing). The oldest ids leave the table
 /// one by one; their chunk is freed when all of its ids have left.
 ///
+/// An id is kept as a [`Key`], not as its text: a resend key is the
+/// customer, the account and the client's id (some 50 to 90 bytes), and a
+/// full channel ledger held a million of them, each its own allocation,
+/// made and freed on every message.
+///
 /// A ledger written slowly fills its one chunk for a long time: a
 /// servicer's, a few replies a second against a minute's window, held
 /// every reply it had seen until 4096 had come (heaptrack: 14 of 22 MB
@@ -413,12 +418,31 @@ pub(super) struct RecentIds<V = (), const CAP: usize = 100_000, S = foldhash::fa
     /// Ids at the start of `chunks[0]` that have left.
     gone: usize,
     hasher: S,
+    /// Seeded apart from `hasher`: the second half of a [`Key`].
+    check: foldhash::fast::RandomState,
+}
+
+/// An id as a ledger knows it: two independently seeded 64-bit hashes of
+/// its parts. Two ids are taken for one only when both agree (about one
+/// chance in 2^128 for two ids; the seeds are the process's own, so a
+/// client cannot aim at one). Valid only with the ledger that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Key {
+    hash: u64,
+    check: u64,
 }
 
 // not derived: that would ask for `V: Default`
 impl<V, const CAP: usize, S: Default> Default for RecentIds<V, CAP, S> {
     fn default() -> Self {
-        RecentIds { table: HashTable::new(), chunks: VecDeque::new(), base: 0, gone: 0, hasher: S::default() }
+        RecentIds {
+            table: HashTable::new(),
+            chunks: VecDeque::new(),
+            base: 0,
+            gone: 0,
+            hasher: S::default(),
+            check: foldhash::fast::RandomState::default(),
+        }
     }
 }
 
@@ -430,12 +454,17 @@ const MOVE_AFTER: usize = 32;
 #[derive(Debug)]
 struct Seen<V> {
     when_us: u64,
-    hash: u64,
-    id: Box<str>,
+    key: Key,
     value: V,
 }
 
 impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
+    /// The key of the id made of `parts` (`["a", "b"]` is another id than
+    /// `["a\nb"]` or `["ab", ""]`: each part is hashed with its length).
+    pub(super) fn key(&self, parts: &[&str]) -> Key {
+        Key { hash: self.hasher.hash_one(parts), check: self.check.hash_one(parts) }
+    }
+
     fn at(&self, serial: u64) -> &Seen<V> {
         let i = (serial - self.base) as usize;
         let first = self.chunks[0].len();
@@ -446,8 +475,8 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
         &self.chunks[1 + j / CHUNK][j % CHUNK]
     }
 
-    fn find(&self, hash: u64, id: &str) -> Option<&Seen<V>> {
-        let &(_, serial) = self.table.find(hash, |&(h, s)| h == hash && *self.at(s).id == *id)?;
+    fn find(&self, key: Key) -> Option<&Seen<V>> {
+        let &(_, serial) = self.table.find(key.hash, |&(h, s)| h == key.hash && self.at(s).key == key)?;
         Some(self.at(serial))
     }
 
@@ -455,15 +484,14 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
         self.chunks.front()?.get(self.gone)
     }
 
-    /// What `id` was answered, if it was seen.
-    pub(super) fn get(&self, id: &str) -> Option<&V> {
-        self.find(self.hasher.hash_one(id), id).map(|e| &e.value)
+    /// What the id of `key` was answered, if it was seen.
+    pub(super) fn get(&self, key: Key) -> Option<&V> {
+        self.find(key).map(|e| &e.value)
     }
 
-    /// Record `id`; `false` if it was seen already.
-    pub(super) fn insert(&mut self, id: impl AsRef<str> + Into<Box<str>>, value: V, now_us: u64) -> bool {
-        let hash = self.hasher.hash_one(id.as_ref());
-        if self.find(hash, id.as_ref()).is_some() {
+    /// Record the id of `key`; `false` if it was seen already.
+    pub(super) fn insert(&mut self, key: Key, value: V, now_us: u64) -> bool {
+        if self.find(key).is_some() {
             return false;
         }
         if self.table.len() >= CAP {
@@ -476,8 +504,8 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
             self.chunks.push_back(Vec::new());
         }
         let last = self.chunks.back_mut().expect("a chunk with room");
-        last.push(Seen { when_us: now_us, hash, id: id.into(), value });
-        self.table.insert_unique(hash, (hash, serial), |&(h, _)| h);
+        last.push(Seen { when_us: now_us, key, value });
+        self.table.insert_unique(key.hash, (key.hash, serial), |&(h, _)| h);
         true
     }
 
@@ -488,7 +516,7 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
     }
 
     fn pop_oldest(&mut self) {
-        let Some(hash) = self.oldest().map(|e| e.hash) else { return };
+        let Some(hash) = self.oldest().map(|e| e.key.hash) else { return };
         let serial = self.base + self.gone as u64;
         if let Ok(slot) = self.table.find_entry(hash, |&(_, s)| s == serial) {
             slot.remove();
@@ -526,10 +554,24 @@ impl<V, const CAP: usize, S: BuildHasher> RecentIds<V, CAP, S> {
 #[cfg(test)]
 mod recent_tests {
     use super::RecentIds;
-    use std::hash::{BuildHasherDefault, Hasher};
+    use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
-    /// Every id hashes alike: the ledger must still tell them apart, and
-    /// drop the right one when the oldest goes.
+    /// A ledger of one-part ids.
+    trait ById<V> {
+        fn ins(&mut self, id: impl AsRef<str>, value: V, now_us: u64) -> bool;
+        fn see(&self, id: &str) -> Option<&V>;
+    }
+    impl<V, const CAP: usize, S: BuildHasher> ById<V> for RecentIds<V, CAP, S> {
+        fn ins(&mut self, id: impl AsRef<str>, value: V, now_us: u64) -> bool {
+            self.insert(self.key(&[id.as_ref()]), value, now_us)
+        }
+        fn see(&self, id: &str) -> Option<&V> {
+            self.get(self.key(&[id]))
+        }
+    }
+
+    /// Every id hashes alike in the table: the ledger must still tell
+    /// them apart, and drop the right one when the oldest goes.
     #[derive(Default)]
     struct Same;
     impl Hasher for Same {
@@ -541,16 +583,16 @@ mod recent_tests {
 
     fn check<S: std::hash::BuildHasher + Default>() {
         let mut r: RecentIds<u32, 3, S> = RecentIds::default();
-        assert!(r.insert("a", 1, 10) && r.insert("b", 2, 20) && r.insert("c", 3, 30));
-        assert!(!r.insert("b", 9, 31), "seen already");
-        assert_eq!((r.get("a"), r.get("b"), r.get("c")), (Some(&1), Some(&2), Some(&3)));
-        assert!(r.insert("d", 4, 40), "past the cap the oldest goes");
-        assert_eq!((r.get("a"), r.get("b"), r.get("d"), r.len()), (None, Some(&2), Some(&4), 3));
-        assert!(r.insert("a", 5, 50), "a dropped id is new again");
+        assert!(r.ins("a", 1, 10) && r.ins("b", 2, 20) && r.ins("c", 3, 30));
+        assert!(!r.ins("b", 9, 31), "seen already");
+        assert_eq!((r.see("a"), r.see("b"), r.see("c")), (Some(&1), Some(&2), Some(&3)));
+        assert!(r.ins("d", 4, 40), "past the cap the oldest goes");
+        assert_eq!((r.see("a"), r.see("b"), r.see("d"), r.len()), (None, Some(&2), Some(&4), 3));
+        assert!(r.ins("a", 5, 50), "a dropped id is new again");
         r.expire(35);
-        assert_eq!((r.get("b"), r.get("c"), r.get("d"), r.get("a")), (None, None, Some(&4), Some(&5)));
+        assert_eq!((r.see("b"), r.see("c"), r.see("d"), r.see("a")), (None, None, Some(&4), Some(&5)));
         r.expire(u64::MAX);
-        assert_eq!((r.len(), r.get("a")), (0, None));
+        assert_eq!((r.len(), r.see("a")), (0, None));
     }
 
     #[test]
@@ -568,23 +610,23 @@ mod recent_tests {
     fn grows_without_losing_ids() {
         let mut r: RecentIds<usize, 100_000> = RecentIds::default();
         for i in 0..50_000 {
-            assert!(r.insert(format!("id-{i}"), i, i as u64));
+            assert!(r.ins(format!("id-{i}"), i, i as u64));
         }
-        assert!((0..50_000).all(|i| r.get(&format!("id-{i}")) == Some(&i)));
-        assert_eq!(r.get("id-50000"), None);
+        assert!((0..50_000).all(|i| r.see(&format!("id-{i}")) == Some(&i)));
+        assert_eq!(r.see("id-50000"), None);
         // ids leave across chunk boundaries, by age, then by count
         r.expire(20_000);
         assert_eq!(r.len(), 30_000);
-        assert!((0..50_000).all(|i| r.get(&format!("id-{i}")).is_some() == (i >= 20_000)));
+        assert!((0..50_000).all(|i| r.see(&format!("id-{i}")).is_some() == (i >= 20_000)));
         let mut r: RecentIds<usize, 5_000> = RecentIds::default();
         for i in 0..12_345 {
-            assert!(r.insert(format!("id-{i}"), i, 0));
+            assert!(r.ins(format!("id-{i}"), i, 0));
         }
         assert_eq!(r.len(), 5_000);
-        assert!((0..12_345).all(|i| r.get(&format!("id-{i}")).is_some() == (i >= 7_345)));
+        assert!((0..12_345).all(|i| r.see(&format!("id-{i}")).is_some() == (i >= 7_345)));
         r.expire(1);
-        assert_eq!((r.len(), r.get("id-12344")), (0, None));
-        assert!(r.insert("id-12344", 1, 2) && r.get("id-12344") == Some(&1), "usable again when empty");
+        assert_eq!((r.len(), r.see("id-12344")), (0, None));
+        assert!(r.ins("id-12344", 1, 2) && r.see("id-12344") == Some(&1), "usable again when empty");
     }
 
     /// A servicer's ledger: a reply a second against a window of 100 s.
@@ -596,13 +638,13 @@ mod recent_tests {
         let mut most = 0;
         for i in 0..20_000u32 {
             let now = u64::from(i) * 1_000_000;
-            assert!(r.insert(format!("id-{i}"), i, now));
+            assert!(r.ins(format!("id-{i}"), i, now));
             r.expire(now.saturating_sub(100_000_000));
             assert!(r.len() <= 101);
             most = most.max(r.stored());
         }
         assert!(most <= 2 * 101 + super::MOVE_AFTER, "{most} ids stored for 101 kept");
-        assert!((0..20_000).all(|i| r.get(&format!("id-{i}")).is_some() == (i >= 19_899)));
+        assert!((0..20_000).all(|i| r.see(&format!("id-{i}")).is_some() == (i >= 19_899)));
     }
 
     /// Against a model (the ids in order, a set of those held): bursts
@@ -629,7 +671,7 @@ mod recent_tests {
             now += if burst { draw(2) } else { 1 + draw(40) };
             let id = if next > 0 && draw(8) == 0 { next - 1 - draw(next.min(12_000)) } else { next };
             let fresh = !held.contains_key(&id);
-            assert_eq!(r.insert(format!("x{id}"), step, now), fresh, "id {id} at step {step}");
+            assert_eq!(r.ins(format!("x{id}"), step, now), fresh, "id {id} at step {step}");
             if fresh {
                 if held.len() >= CAP {
                     let (old, _) = order.pop_front().expect("held");
@@ -650,10 +692,23 @@ mod recent_tests {
             assert_eq!(r.len(), held.len(), "at step {step}");
             for _ in 0..2 {
                 let probe = draw(next + 1);
-                assert_eq!(r.get(&format!("x{probe}")), held.get(&probe), "id {probe} at step {step}");
+                assert_eq!(r.see(&format!("x{probe}")), held.get(&probe), "id {probe} at step {step}");
             }
         }
         assert!(r.stored() <= 2 * r.len() + super::CHUNK, "{} stored for {} held", r.stored(), r.len());
+    }
+
+    /// A key's parts are not run together: ids that concatenate alike
+    /// are other ids.
+    #[test]
+    fn parts_are_kept_apart() {
+        let mut r: RecentIds<u32> = RecentIds::default();
+        assert!(r.insert(r.key(&["a", "b", "c"]), 1, 0));
+        for other in [&["a\nb", "c"][..], &["ab", "c"], &["a", "bc"], &["a", "b", "c", ""], &["abc"]] {
+            assert!(r.insert(r.key(other), 2, 0), "{other:?} taken for [a, b, c]");
+        }
+        assert_eq!((r.get(r.key(&["a", "b", "c"])), r.len()), (Some(&1), 6));
+        assert!(!r.insert(r.key(&["a", "b", "c"]), 3, 0), "the same parts are the same id");
     }
 }
 
