@@ -2,7 +2,11 @@
 //! produced it. Outside a git checkout the package version alone is used.
 
 fn main() {
+    // `describe --dirty` refreshes the index and writes it back when its
+    // stat data changed, and the index is watched below: the next build
+    // then ran this script and relinked everything again
     let describe = std::process::Command::new("git")
+        .env("GIT_OPTIONAL_LOCKS", "0")
         .args(["describe", "--always", "--dirty", "--tags"])
         .output()
         .ok()
