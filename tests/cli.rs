@@ -450,6 +450,31 @@ messages = 1000
 }
 
 #[test]
+fn bench_of_the_engine_alone_runs_the_same_sessions() {
+    // the scenario's sessions column, per scenario
+    let sessions = |extra: &[&str]| -> Vec<(String, u64)> {
+        let mut args =
+            vec!["bench", "--sessions", "30000", "scenarios/bench-mmc.toml", "scenarios/bench-chat.toml"];
+        args.extend_from_slice(extra);
+        let o = kfsim(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8(o.stdout).unwrap();
+        out.lines()
+            .filter(|l| l.starts_with("bench-"))
+            .map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next().unwrap().to_owned(), w.next().unwrap().parse().unwrap())
+            })
+            .collect()
+    };
+    let measured = sessions(&[]);
+    assert_eq!(measured.len(), 2, "{measured:?}");
+    // the same seed and scenario: the same arrivals, with or without metrics
+    assert_eq!(sessions(&["--engine-only"]), measured);
+    assert!(measured.iter().all(|(_, n)| (25_000..35_000).contains(n)), "{measured:?}");
+}
+
+#[test]
 fn bench_refuses_sessions_it_could_not_run() {
     for sessions in ["0", "1000000001"] {
         let o = kfsim(&["bench", "--sessions", sessions]);

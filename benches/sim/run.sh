@@ -7,7 +7,8 @@
 #   ROUNDS=3 SESSIONS=10000000 bash benches/sim/run.sh
 #
 # SimPy is installed into a throwaway venv under the cargo target folder.
-# Prints RESULT lines: sessions/s per scenario, SimPy's customers/s, and
+# Prints RESULT lines: sessions/s per scenario (with the metrics, and of
+# the engine alone: `kfsim bench --engine-only`), SimPy's customers/s, and
 # `RESULT sim ratio_simpy=` (bench-mmc ÷ SimPy) for each round.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,6 +34,10 @@ for round in $(seq 1 "$ROUNDS"); do
   chat=$(rate "$out" bench-chat)
   echo "RESULT sim scenario=bench-mmc sessions_per_s=$mmc"
   echo "RESULT sim scenario=bench-chat sessions_per_s=$chat"
+  # the engine alone (no metrics): what the metrics cost is the difference
+  out=$(taskset -c 1 "$TARGET_DIR/release/kfsim" bench --engine-only scenarios/bench-mmc.toml scenarios/bench-chat.toml --sessions "$SESSIONS")
+  echo "RESULT sim scenario=bench-mmc engine_only_sessions_per_s=$(rate "$out" bench-mmc)"
+  echo "RESULT sim scenario=bench-chat engine_only_sessions_per_s=$(rate "$out" bench-chat)"
   simpy=$(taskset -c 1 "$VENV/bin/python" benches/sim/simpy_mmc.py --customers "$CUSTOMERS")
   echo "$simpy"
   per_s=$(sed -n 's/.*customers_per_s=\([0-9]*\).*/\1/p' <<<"$simpy")

@@ -18,6 +18,11 @@ pub struct BenchArgs {
     /// many), at most a billion: the bound on arrivals in one run.
     #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub sessions: u64,
+    /// Measure the engine alone: every observation is counted, none folded
+    /// into metrics, time series or histograms (what the metrics cost is
+    /// the difference from a run without it).
+    #[arg(long)]
+    pub engine_only: bool,
     /// Measure in this process and print one JSON line (used by `bench` itself,
     /// so that each scenario's peak memory is its own).
     #[arg(long, hide = true)]
@@ -29,13 +34,21 @@ pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
         let path = args.scenarios.first().context("--child needs one scenario")?;
         let sc = bench_scenario(path, args.sessions)?;
         let started = Instant::now();
-        let summary = crate::sim::simulate(&sc);
+        let sessions = if args.engine_only {
+            let mut observations = 0u64;
+            let stats = crate::sim::run(&sc, &mut |_: crate::observe::Obs| observations += 1);
+            // read after the clock stops: it keeps the count from being optimised away
+            std::hint::black_box(observations);
+            stats.sessions
+        } else {
+            crate::sim::simulate(&sc).run.sessions_total
+        };
         let wall = started.elapsed().as_secs_f64();
         let line = serde_json::json!({
             "scenario": sc.name,
-            "sessions": summary.run.sessions_total,
+            "sessions": sessions,
             "wall_s": wall,
-            "sessions_per_s": summary.run.sessions_total as f64 / wall,
+            "sessions_per_s": sessions as f64 / wall,
             "peak_rss_mb": peak_rss_mb(),
         });
         println!("{line}");
@@ -47,12 +60,16 @@ pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
         args.scenarios.clone()
     };
     let exe = std::env::current_exe().context("locating the kfsim binary")?;
+    if args.engine_only {
+        println!("# the engine alone: observations counted, not measured");
+    }
     println!("{:<16}{:>14}{:>10}{:>18}{:>14}", "scenario", "sessions", "wall", "sessions/s", "peak RSS");
     for path in &scenarios {
         // Validate here so a bad file is exit 2, not a child's failure.
         bench_scenario(path, args.sessions)?;
         let output = std::process::Command::new(&exe)
             .args(["bench", "--child", "--sessions", &args.sessions.to_string()])
+            .args(args.engine_only.then_some("--engine-only"))
             .arg(path)
             .output()
             .context("starting the benchmark process")?;
