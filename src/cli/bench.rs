@@ -37,7 +37,7 @@ pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
         let sessions = if args.engine_only {
             let mut observations = 0u64;
             let stats = crate::sim::run(&sc, &mut |_: crate::observe::Obs| observations += 1);
-            // read after the clock stops: it keeps the count from being optimised away
+            // so that the observations are made, not optimised away with an unused count
             std::hint::black_box(observations);
             stats.sessions
         } else {
