@@ -106,16 +106,17 @@ echo "$TEN"
 sustained "$TEN" 10
 
 # Each customer may be sent 5 messages after theirs (WeCom's limit, 95001
-# after): 300 000 customers allow 1.5 million sends, more than a 15 s round
-# has made on this machine (1.1 million, when 200 000 customers let a
-# tenth of a round's answers be 95001s, cheaper than a send).
-# They are spread over ten channels (a million items, 64 MB each: 30 000
-# customers, 150 000 sends and about 40 MB), so every send is queued for
-# its customer. Until the fortieth README block
-# one channel of 1 000 overflowed at each send, which also logged a
-# msg_send_fail event and dropped a queued message (about a tenth of the
-# service's time under this load). `overflowed` counts what still does.
-echo "# send_msg: preparing 300000 customers of the bot account"
+# after): 400 000 customers allow 2 million sends, more than a 15 s round
+# has made on this machine (1.3 million, when 300 000 customers left little
+# room; with 200 000, a tenth of a round's answers were 95001s, cheaper
+# than a send: `over_limit_95001` counts them).
+# They are spread over ten channels (a million items and 64 MB each; 40 000
+# customers, 200 000 sends of about 270 bytes each), so every send is
+# queued for its customer. Until the fortieth README block one channel of
+# 1 000 overflowed at each send, which also logged a msg_send_fail event
+# and dropped a queued message (about a tenth of the service's time under
+# this load). `overflowed` counts what still does.
+echo "# send_msg: preparing 400000 customers of the bot account"
 python3 - "$URL" "$TOKEN" "$BOT" "$WORK/ids.txt" <<'PY'
 import json, sys, urllib.request
 url, token, kf, out = sys.argv[1:]
@@ -125,7 +126,7 @@ def post(path, body):
     return json.load(urllib.request.urlopen(req))
 chs = [post("/sim/customer/open_channel", {"queue_cap": 1000000})["channel_id"] for _ in range(10)]
 ids = []
-for b in range(300):
+for b in range(400):
     actions = [{"type": "message", "customer": f"b{b * 1000 + i}", "open_kfid": kf, "msgtype": "text",
                 "text": {"content": "question"}} for i in range(1000)]
     r = post("/sim/customer/batch", {"channel_id": chs[b % 10], "actions": actions})
