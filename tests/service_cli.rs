@@ -83,6 +83,86 @@ async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
     assert_eq!(code, Some(0));
 }
 
+/// `--threads 1` runs the service on one thread (no pool): the auto-reply
+/// servicers still answer and end every session while requests keep
+/// coming on the same thread, and SIGTERM still stops it.
+#[tokio::test]
+async fn serve_on_one_thread_answers_every_customer() {
+    let mut child = kfsim()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--scenario",
+            "scenarios/quickstart.toml",
+            "--auto-reply",
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kfsim serve");
+    let (line, addr, _log) = listening(&mut child);
+    assert!(line.contains("threads=1"), "{line}");
+
+    let mut c = Client::connect(addr).await;
+    c.login().await;
+    let list = c.ok("/cgi-bin/kf/account/list", json!({})).await;
+    // after-sales: no bot, 4 servicers of 3 slots, a pool of 100
+    assert_eq!(list["account_list"][1]["name"], "after-sales");
+    let kf = list["account_list"][1]["open_kfid"].as_str().unwrap().to_owned();
+    let ch = service_util::channel(&mut c).await;
+    // more customers than slots: most wait in the pool for the auto-replies
+    // to free one
+    const CUSTOMERS: usize = 100;
+    for chunk in (0..CUSTOMERS).collect::<Vec<_>>().chunks(50) {
+        let actions =
+            chunk.iter().map(|i| service_util::say(&format!("c{i}"), &kf, &format!("m{i}"), "hi")).collect();
+        service_util::batch(&mut c, &ch, actions).await;
+    }
+    let (mut answered, mut ended) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    let mut cursor = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ended.len() < CUSTOMERS {
+        assert!(
+            Instant::now() < deadline,
+            "after 30 s, {} answered and {} ended of {CUSTOMERS}",
+            answered.len(),
+            ended.len()
+        );
+        let got =
+            c.ok("/sim/customer/pull", json!({"channel_id": ch, "cursor": cursor, "timeout_ms": 200})).await;
+        cursor = got["next_cursor"].as_str().unwrap().to_owned();
+        for e in got["event_list"].as_array().unwrap() {
+            let who = e["customer"].as_str().unwrap().to_owned();
+            match (e["kind"].as_str(), e["sender"].as_str(), e["change"].as_str()) {
+                (Some("message"), Some("servicer"), _) => {
+                    assert!(answered.insert(who), "answered twice: {e}")
+                }
+                (Some("session"), _, Some("ended")) => {
+                    assert!(answered.contains(&who), "ended before its answer: {e}");
+                    assert!(ended.insert(who), "ended twice: {e}");
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(answered.len(), CUSTOMERS);
+    drop(c);
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let started = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+}
+
 #[test]
 fn serve_refuses_a_bad_scenario_with_exit_2() {
     let out = kfsim()

@@ -36,7 +36,9 @@ cargo build --release --quiet --example driver_ceiling
 BIN=${CARGO_TARGET_DIR:-target}/release
 taskset -c 0 "$BIN/examples/driver_ceiling" --serve "127.0.0.1:$((PORT + 1))" >"$WORK/trivial.log" 2>&1 &
 TRIVIAL=$!
-taskset -c 0 "$BIN/kfsim" serve --addr "$ADDR" --scenario "$HERE/serve.toml" --auto-reply \
+# one core, one thread (what it picks by itself when pinned; said here so
+# the figure does not depend on that default)
+taskset -c 0 "$BIN/kfsim" serve --addr "$ADDR" --scenario "$HERE/serve.toml" --auto-reply --threads 1 \
   >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill -TERM $SERVER $TRIVIAL 2>/dev/null || true; wait $SERVER $TRIVIAL 2>/dev/null || true; rm -rf "$WORK"' EXIT
