@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::errors::{ApiError, code, limit};
 use super::model::{Change, Content, Event, Item, Msg, Origin, SyncEntry};
 use super::session::{Pulled, pull, secs};
-use super::state::{CodeKind, State, at};
+use super::state::{CodeKind, State, at, customer_key};
 use crate::reception::Routed;
 
 impl State {
@@ -80,9 +80,8 @@ impl State {
         if external_userid.is_empty() {
             return Err(ApiError::missing("external_userid"));
         }
-        let cust = self
-            .customer_ix
-            .get(external_userid)
+        let cust = customer_key(external_userid)
+            .and_then(|k| self.customer_ix.get(&k))
             .ok_or_else(|| ApiError::param(format!("invalid external_userid `{external_userid}`")))?;
         Ok((acct, self.conv_ix.get(&(acct, *cust)).copied()))
     }
@@ -398,10 +397,12 @@ impl State {
             }
             for (_, item) in read.items {
                 let Item::Msg(m) = item else { continue };
-                let Some(conv) = self.customer_ix.get(m.external_userid.as_str()).and_then(|&c| {
-                    let acct = self.account_ix.get(m.open_kfid.as_str())?;
-                    self.conv_ix.get(&(*acct, c)).copied()
-                }) else {
+                let Some(conv) =
+                    customer_key(&m.external_userid).and_then(|k| self.customer_ix.get(&k)).and_then(|&c| {
+                        let acct = self.account_ix.get(m.open_kfid.as_str())?;
+                        self.conv_ix.get(&(*acct, c)).copied()
+                    })
+                else {
                     continue;
                 };
                 let c = at!(self.convs, conv);

@@ -17,7 +17,7 @@ use super::errors::{ApiError, code, ident, limit};
 use super::feed::Feed;
 use super::model::{Change, Content, Event, EventRec, Item, Msg, Name, Origin, SessionNote, SyncEntry};
 use super::state::{
-    Channel, Code, CodeKind, Conv, Customer, HOUR_US, MAX_CHANNEL_QUEUE, State, at, push_hex,
+    Channel, Code, CodeKind, Conv, Customer, HOUR_US, MAX_CHANNEL_QUEUE, State, at, customer_key, push_hex,
 };
 use super::stats::Tally;
 use crate::reception::{Assignment, Routed};
@@ -216,7 +216,7 @@ impl State {
             last_us: now_us,
             enter: None,
         });
-        self.customer_ix.insert(external_userid.into(), c);
+        self.customer_ix.insert(customer_key(&external_userid).expect("an id of new_id_after"), c);
         at!(self.channels, ch).customers.insert(handle.into(), c);
         Ok(c)
     }
@@ -777,7 +777,9 @@ impl State {
 
     pub(super) fn forget_customer(&mut self, cust: u32) {
         if let Some(c) = self.customers.remove(cust) {
-            self.customer_ix.remove(c.external_userid.as_str());
+            if let Some(k) = customer_key(&c.external_userid) {
+                self.customer_ix.remove(&k);
+            }
             if let Some(ch) = self.channels.get_mut(c.channel) {
                 ch.customers.remove(c.handle.as_str());
             }
