@@ -33,24 +33,34 @@ fn listening(child: &mut std::process::Child) -> (String, SocketAddr, std::sync:
     (line, addr, rx)
 }
 
-#[tokio::test]
-async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
-    let mut child = kfsim()
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--scenario",
-            "scenarios/quickstart.toml",
-            "--set",
-            "agents.day-shift.count=4",
-            "--max-channels",
-            "1",
-        ])
+/// `kfsim serve` on a free loopback port with quickstart's accounts and `args`.
+fn serve_quickstart(args: &[&str]) -> std::process::Child {
+    kfsim()
+        .args(["serve", "--addr", "127.0.0.1:0", "--scenario", "scenarios/quickstart.toml"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start kfsim serve");
+        .expect("start kfsim serve")
+}
+
+/// SIGTERM, then the exit code, within 10 s.
+fn terminate(child: &mut std::process::Child) -> Option<i32> {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
+    let mut child = serve_quickstart(&["--set", "agents.day-shift.count=4", "--max-channels", "1"]);
     let (line, addr, _log) = listening(&mut child);
     // presale's 4 (set) and after-sales' 4
     assert!(line.contains("accounts=2") && line.contains("servicers=8"), "{line}");
@@ -69,18 +79,7 @@ async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
     let second = c.post("/sim/customer/open_channel", json!({})).await;
     assert_eq!(second["errcode"], 45009, "--max-channels 1: {second}");
     drop(c);
-
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(code, Some(0));
+    assert_eq!(terminate(&mut child), Some(0));
 }
 
 /// `--threads 1` runs the service on one thread (no pool): the auto-reply
@@ -88,21 +87,7 @@ async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
 /// coming on the same thread, and SIGTERM still stops it.
 #[tokio::test]
 async fn serve_on_one_thread_answers_every_customer() {
-    let mut child = kfsim()
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--scenario",
-            "scenarios/quickstart.toml",
-            "--auto-reply",
-            "--threads",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kfsim serve");
+    let mut child = serve_quickstart(&["--auto-reply", "--threads", "1"]);
     let (line, addr, _log) = listening(&mut child);
     assert!(line.contains("threads=1"), "{line}");
 
@@ -150,17 +135,7 @@ async fn serve_on_one_thread_answers_every_customer() {
     }
     assert_eq!(answered.len(), CUSTOMERS);
     drop(c);
-
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let started = Instant::now();
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(code, Some(0));
+    assert_eq!(terminate(&mut child), Some(0));
 }
 
 #[test]
