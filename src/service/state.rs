@@ -1157,7 +1157,6 @@ pub(super) fn push_hex(s: &mut String, v: u64, min_digits: u32) {
     s.push_str(std::str::from_utf8(shown).expect("hex digits are ASCII"));
 }
 
-/// `v` in 16 lowercase hex digits.
 /// The 64 bits of an external_userid this service gave out (`wm` and
 /// [`hex16`] digits); `None` for any other text, which names no customer.
 pub(super) fn customer_key(external_userid: &str) -> Option<u64> {
@@ -1175,6 +1174,7 @@ pub(super) fn customer_key(external_userid: &str) -> Option<u64> {
     })
 }
 
+/// `v` in 16 lowercase hex digits.
 pub(super) fn hex16(v: u64) -> [u8; 16] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 16];
