@@ -106,6 +106,39 @@ async fn accounts_add_list_update_delete() {
     server.stop().await.unwrap();
 }
 
+/// A customer's first session is cached on the customer (c3e5089's
+/// profile: the (account, customer) index cost two cache misses a
+/// message). Deleting an account forgets its sessions; the freed session
+/// and account slots are taken again by the next ones, and neither may be
+/// mistaken for the customer's old session.
+#[tokio::test]
+async fn a_customer_keeps_its_sessions_apart_when_accounts_and_sessions_are_reused() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let kf1 = account(&mut c, "one", &["s1"], 10, json!({})).await;
+    let kf2 = account(&mut c, "two", &["s2"], 10, json!({})).await;
+    let ch = channel(&mut c).await;
+    let r = batch(&mut c, &ch, vec![say("a", &kf1, "1", "x"), say("a", &kf2, "2", "x")]).await;
+    let a = r[0]["external_userid"].clone();
+    assert_eq!((&r[0]["servicer_userid"], &r[1]["servicer_userid"]), (&json!("s1"), &json!("s2")), "{r:?}");
+    c.ok("/cgi-bin/kf/account/del", json!({"open_kfid": kf1})).await;
+    let b = batch(&mut c, &ch, vec![say("b", &kf2, "3", "x")]).await;
+    let kf3 = account(&mut c, "three", &["s3"], 10, json!({})).await;
+    let r = batch(
+        &mut c,
+        &ch,
+        vec![say("a", &kf3, "4", "x"), say("a", &kf2, "5", "x"), say("b", &kf2, "6", "x")],
+    )
+    .await;
+    let who: Vec<(&Value, &Value)> =
+        r.iter().map(|x| (&x["external_userid"], &x["servicer_userid"])).collect();
+    let b = &b[0]["external_userid"];
+    assert_ne!(&a, b);
+    assert_eq!(who, [(&a, &json!("s3")), (&a, &json!("s2")), (b, &json!("s2"))], "{r:?}");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn contact_ways_and_servicers() {
     let (server, mut c) = logged_in().await;

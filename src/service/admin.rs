@@ -298,7 +298,7 @@ impl State {
                         "gender": 0,
                         "unionid": "",
                     });
-                    if with_context && let Some((scene, param)) = &c.enter {
+                    if with_context && let Some((scene, param)) = c.enter.as_deref() {
                         v["enter_session_context"] =
                             serde_json::json!({"scene": scene, "scene_param": param});
                     }

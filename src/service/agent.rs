@@ -83,7 +83,7 @@ impl State {
         let cust = customer_key(external_userid)
             .and_then(|k| self.customer_ix.get(&k))
             .ok_or_else(|| ApiError::param(format!("invalid external_userid `{external_userid}`")))?;
-        Ok((acct, self.conv_ix.get(&(acct, *cust)).copied()))
+        Ok((acct, self.conv_index(acct, *cust)))
     }
 
     /// The session, if `user` holds it now.
@@ -400,7 +400,7 @@ impl State {
                 let Some(conv) =
                     customer_key(&m.external_userid).and_then(|k| self.customer_ix.get(&k)).and_then(|&c| {
                         let acct = self.account_ix.get(m.open_kfid.as_str())?;
-                        self.conv_ix.get(&(*acct, c)).copied()
+                        self.conv_index(*acct, c)
                     })
                 else {
                     continue;

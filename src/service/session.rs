@@ -11,13 +11,15 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::Serialize;
 
 use super::errors::{ApiError, code, ident, limit};
 use super::feed::Feed;
 use super::model::{Change, Content, Event, EventRec, Item, Msg, Name, Origin, SessionNote, SyncEntry};
 use super::state::{
-    Channel, Code, CodeKind, Conv, Customer, HOUR_US, MAX_CHANNEL_QUEUE, State, at, customer_key, push_hex,
+    Channel, Code, CodeKind, Conv, Customer, HOUR_US, MAX_CHANNEL_QUEUE, NO_CONV, State, at, customer_key,
+    push_hex,
 };
 use super::stats::Tally;
 use crate::reception::{Assignment, Routed};
@@ -168,7 +170,7 @@ impl State {
         let accounts: Vec<u32> = self.accounts.iter().map(|(i, _)| i).collect();
         for cust in customers {
             for &acct in &accounts {
-                if let Some(&conv) = self.conv_ix.get(&(acct, cust)) {
+                if let Some(conv) = self.conv_index(acct, cust) {
                     self.audit.closed(&mut at!(self.convs, conv).audit);
                     self.end(conv, "left", now_us);
                     self.forget_conv(conv);
@@ -213,16 +215,28 @@ impl State {
             handle: Name::new(handle),
             channel: ch,
             convs: 0,
+            conv: NO_CONV,
             last_us: now_us,
             enter: None,
         });
         self.customer_ix.insert(customer_key(&external_userid).expect("an id of new_id_after"), c);
-        at!(self.channels, ch).customers.insert(handle.into(), c);
+        at!(self.channels, ch).customers.insert(CompactString::new(handle), c);
         Ok(c)
     }
 
+    /// The session of customer `cust` with account `acct`, if remembered.
+    pub(super) fn conv_index(&self, acct: u32, cust: u32) -> Option<u32> {
+        if let Some(c) = self.customers.get(cust)
+            && c.conv.0 == acct
+        {
+            debug_assert_eq!(self.conv_ix.get(&(acct, cust)), Some(&c.conv.1));
+            return Some(c.conv.1);
+        }
+        self.conv_ix.get(&(acct, cust)).copied()
+    }
+
     pub(super) fn conv_for(&mut self, acct: u32, cust: u32, now_us: u64) -> u32 {
-        if let Some(&c) = self.conv_ix.get(&(acct, cust)) {
+        if let Some(c) = self.conv_index(acct, cust) {
             return c;
         }
         let c = self.convs.insert(Conv {
@@ -244,7 +258,11 @@ impl State {
             audit: Default::default(),
         });
         self.conv_ix.insert((acct, cust), c);
-        at!(self.customers, cust).convs += 1;
+        let customer = at!(self.customers, cust);
+        customer.convs += 1;
+        if customer.conv == NO_CONV {
+            customer.conv = (acct, c);
+        }
         c
     }
 
@@ -271,7 +289,7 @@ impl State {
         }
         let cust = self.customer_for(ch, handle, now_us)?;
         let conv = self.conv_for(acct, cust, now_us);
-        at!(self.customers, cust).enter = Some((scene.into(), scene_param.into()));
+        at!(self.customers, cust).enter = Some(Box::new((scene.into(), scene_param.into())));
         let c = at!(self.convs, conv);
         let recent = |t: Option<u64>| t.is_some_and(|t| now_us.saturating_sub(t) < 48 * HOUR_US);
         let welcome = !recent(c.last_welcome_us) && !recent(c.last_customer_us);
@@ -712,7 +730,7 @@ impl State {
         if to.is_some() {
             return;
         }
-        let Ok(acct) = self.account_of(&m.open_kfid.0) else { return };
+        let Ok(acct) = self.account_of(m.open_kfid.as_str()) else { return };
         let event = Event::MsgSendFail {
             open_kfid: m.open_kfid.clone(),
             external_userid: m.external_userid.clone(),
@@ -771,6 +789,9 @@ impl State {
             self.conv_ix.remove(&(c.account, c.customer));
             if let Some(cust) = self.customers.get_mut(c.customer) {
                 cust.convs -= 1;
+                if cust.conv == (c.account, conv) {
+                    cust.conv = NO_CONV;
+                }
             }
         }
     }
