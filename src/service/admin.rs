@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::errors::{ApiError, code, ident, limit, required};
 use super::model::Name;
 use super::state::{
-    Account, AccountInfo, HashSet, MAX_SCENES, RecentIds, Rule, ServicerInfo, State, User, at, customer_key,
+    Account, AccountInfo, HashSet, MAX_SCENES, RecentIds, Rule, ServicerInfo, State, User, at,
 };
 use crate::reception::{Router, policy_for};
 
@@ -288,8 +288,7 @@ impl State {
         let mut found = Vec::new();
         let mut invalid = Vec::new();
         for id in ids {
-            match customer_key(id).and_then(|k| self.customer_ix.get(&k)).and_then(|&c| self.customers.get(c))
-            {
+            match self.customer_of(id).and_then(|c| self.customers.get(c)) {
                 Some(c) => {
                     let mut v = serde_json::json!({
                         "external_userid": c.external_userid,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::errors::{ApiError, code, limit};
 use super::model::{Change, Content, Event, Item, Msg, Origin, SyncEntry};
 use super::session::{Pulled, pull, secs};
-use super::state::{CodeKind, State, at, customer_key};
+use super::state::{CodeKind, State, at};
 use crate::reception::Routed;
 
 impl State {
@@ -80,10 +80,10 @@ impl State {
         if external_userid.is_empty() {
             return Err(ApiError::missing("external_userid"));
         }
-        let cust = customer_key(external_userid)
-            .and_then(|k| self.customer_ix.get(&k))
+        let cust = self
+            .customer_of(external_userid)
             .ok_or_else(|| ApiError::param(format!("invalid external_userid `{external_userid}`")))?;
-        Ok((acct, self.conv_index(acct, *cust)))
+        Ok((acct, self.conv_index(acct, cust)))
     }
 
     /// The session, if `user` holds it now.
@@ -397,12 +397,10 @@ impl State {
             }
             for (_, item) in read.items {
                 let Item::Msg(m) = item else { continue };
-                let Some(conv) =
-                    customer_key(&m.external_userid).and_then(|k| self.customer_ix.get(&k)).and_then(|&c| {
-                        let acct = self.account_ix.get(m.open_kfid.as_str())?;
-                        self.conv_index(*acct, c)
-                    })
-                else {
+                let Some(conv) = self.customer_of(&m.external_userid).and_then(|c| {
+                    let acct = self.account_ix.get(m.open_kfid.as_str())?;
+                    self.conv_index(*acct, c)
+                }) else {
                     continue;
                 };
                 let c = at!(self.convs, conv);

@@ -209,9 +209,9 @@ impl State {
                 ),
             ));
         }
-        let external_userid = self.new_id_after("wm");
+        let (key, external_userid) = self.new_customer_id();
         let c = self.customers.insert(Customer {
-            external_userid: Name::new(&external_userid),
+            external_userid,
             handle: Name::new(handle),
             channel: ch,
             convs: 0,
@@ -219,7 +219,7 @@ impl State {
             last_us: now_us,
             enter: None,
         });
-        self.customer_ix.insert(customer_key(&external_userid).expect("an id of new_id_after"), c);
+        self.customer_ix.insert(key, c);
         at!(self.channels, ch).customers.insert(CompactString::new(handle), c);
         Ok(c)
     }

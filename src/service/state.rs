@@ -984,25 +984,35 @@ impl State {
     /// A fresh server-side id (16 hex digits; unique: the counter goes
     /// through a bijective mix).
     pub(super) fn new_id(&mut self) -> String {
-        self.new_id_after("")
+        std::str::from_utf8(&self.next_hex()).expect("hex digits are ASCII").to_owned()
     }
 
-    /// `prefix` followed by [`State::new_id`]'s next id, in one allocation.
-    pub(super) fn new_id_after(&mut self, prefix: &str) -> String {
-        let mut id = String::with_capacity(prefix.len() + 16);
-        id.push_str(prefix);
-        id.push_str(std::str::from_utf8(&self.next_hex()).expect("hex digits are ASCII"));
-        id
-    }
-
-    /// [`State::new_id`] as a shared [`Name`], in one allocation.
+    /// [`State::new_id`] as a [`Name`] (inline: no allocation).
     pub(super) fn new_name(&mut self) -> Name {
         Name::new(std::str::from_utf8(&self.next_hex()).expect("hex digits are ASCII"))
     }
 
+    /// A new customer's key and external_userid (`wm` and the key's
+    /// [`hex16`] digits, so that [`customer_key`] reads the key back),
+    /// drawn from the same sequence as [`State::new_id`].
+    pub(super) fn new_customer_id(&mut self) -> (u64, Name) {
+        let key = self.next_key();
+        (key, customer_id(key))
+    }
+
+    /// The customer an external_userid names, if this service gave it out
+    /// and still remembers the customer.
+    pub(super) fn customer_of(&self, external_userid: &str) -> Option<u32> {
+        customer_key(external_userid).and_then(|k| self.customer_ix.get(&k)).copied()
+    }
+
     fn next_hex(&mut self) -> [u8; 16] {
+        hex16(self.next_key())
+    }
+
+    fn next_key(&mut self) -> u64 {
         self.next_id += 1;
-        hex16(mix(self.next_id ^ self.cfg.seed.rotate_left(32)))
+        mix(self.next_id ^ self.cfg.seed.rotate_left(32))
     }
 
     /// An unpredictable 64-bit value (tokens, codes, channel ids).
@@ -1185,6 +1195,15 @@ pub(super) fn customer_key(external_userid: &str) -> Option<u64> {
     })
 }
 
+/// The external_userid written from a customer key: `wm` and its
+/// [`hex16`] digits.
+pub(super) fn customer_id(key: u64) -> Name {
+    let mut id = [0u8; 18];
+    id[..2].copy_from_slice(b"wm");
+    id[2..].copy_from_slice(&hex16(key));
+    Name::new(std::str::from_utf8(&id).expect("hex digits are ASCII"))
+}
+
 /// `v` in 16 lowercase hex digits.
 pub(super) fn hex16(v: u64) -> [u8; 16] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -1211,13 +1230,13 @@ pub(super) fn mix(mut z: u64) -> u64 {
 
 #[cfg(test)]
 mod hex_tests {
-    use super::{customer_key, hex16, mix, push_hex};
+    use super::{customer_id, customer_key, mix, push_hex};
 
     #[test]
     fn a_customer_key_is_the_number_its_id_was_written_from() {
         for n in [0, 1, 2, 1 << 40, u64::MAX] {
             let v = mix(n);
-            let id = format!("wm{}", std::str::from_utf8(&hex16(v)).unwrap());
+            let id = customer_id(v).as_str().to_owned();
             assert_eq!(customer_key(&id), Some(v), "{id}");
             // any other spelling names no customer: case, length, prefix
             assert_eq!(customer_key(&id.to_uppercase()), None);
