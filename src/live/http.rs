@@ -8,20 +8,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::pool::{self, Pool};
+use super::pool::{self, Method, Pool};
 use crate::metrics::Hist;
 use crate::summary::HttpEndpoint;
 
 /// Marks the driver's calls, which a target's injected faults spare (the
 /// header of `service::faults`; the driver plays customers and servicers).
-const DRIVER_HEADER: HeaderName = HeaderName::from_static("x-kfsim-driver");
+const DRIVER_HEADER: (&str, &str) = ("x-kfsim-driver", "1");
 
 /// Why a call failed; counted per endpoint by [`CallError::kind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,8 +240,9 @@ impl Http {
         }
         // marked like every driver call: a middleware's gettoken count must
         // not include the driver's
-        let req = request(&hyper::Method::GET, self.pool.path(&path), Bytes::new());
-        let v: Value = self.send_once("gettoken", req, Instant::now(), self.timeout).await?;
+        let url = self.pool.path(&path);
+        let v: Value =
+            self.send_once("gettoken", Method::Get, &url, b"", Instant::now(), self.timeout).await?;
         let Some(token) = v.get("access_token").and_then(Value::as_str) else {
             return Err(CallError::Decode);
         };
@@ -285,7 +283,7 @@ impl Http {
 
     /// GET `path`, recorded under `endpoint`.
     pub async fn get(&self, endpoint: &'static str, path: &str) -> Result<Value, CallError> {
-        self.send(endpoint, hyper::Method::GET, path, Bytes::new(), Instant::now(), self.timeout).await
+        self.send(endpoint, Method::Get, path, &[], Instant::now(), self.timeout).await
     }
 
     /// POST `body` to `path`, recorded under `endpoint` with latency from
@@ -312,7 +310,7 @@ impl Http {
     ) -> Result<T, CallError> {
         let bytes = serde_json::to_vec(body).map_err(|e| CallError::Request(e.to_string()))?;
         let timeout = self.timeout + extra;
-        self.send(endpoint, hyper::Method::POST, path, Bytes::from(bytes), intended, timeout).await
+        self.send(endpoint, Method::Post, path, &bytes, intended, timeout).await
     }
 
     /// A call with the current token: renewed first if it is due, and
@@ -321,9 +319,9 @@ impl Http {
     async fn send<T: DeserializeOwned + Answer>(
         &self,
         endpoint: &'static str,
-        method: hyper::Method,
+        method: Method,
         path: &str,
-        body: Bytes,
+        body: &[u8],
         intended: Instant,
         timeout: Duration,
     ) -> Result<T, CallError> {
@@ -338,8 +336,7 @@ impl Http {
                 let _ = self.renew(generation).await;
                 (url, generation, _) = self.url(path);
             }
-            let req = request(&method, url, body.clone());
-            let result = self.send_once(endpoint, req, intended, timeout).await;
+            let result = self.send_once(endpoint, method, &url, body, intended, timeout).await;
             match result {
                 Err(CallError::Errcode(TOKEN_INVALID | TOKEN_EXPIRED)) if !renewed => {
                     renewed = true;
@@ -355,32 +352,29 @@ impl Http {
     async fn send_once<T: DeserializeOwned + Answer>(
         &self,
         endpoint: &'static str,
-        req: Result<hyper::Request<Full<Bytes>>, CallError>,
+        method: Method,
+        url: &str,
+        body: &[u8],
         intended: Instant,
         timeout: Duration,
     ) -> Result<T, CallError> {
+        let headers: &[(&str, &str)] = match method {
+            Method::Post => &[DRIVER_HEADER, ("content-type", "application/json")],
+            Method::Get => &[DRIVER_HEADER],
+        };
+        let req = pool::Request { method, target: url, headers, body };
         let result = tokio::time::timeout(timeout, async {
-            let req = req?;
-            let (resp, lease) = self.pool.send(req).await.map_err(|e| match e {
-                pool::Error::Url(e) => CallError::Request(e),
+            let answer = self.pool.send(&req, MAX_ANSWER, |status, body| {
+                if status != 200 {
+                    return Err(CallError::Status(status));
+                }
+                serde_json::from_slice::<T>(body).map_err(|_| CallError::Decode)
+            });
+            let v = answer.await.map_err(|e| match e {
+                pool::Error::Url(e) | pool::Error::Request(e) => CallError::Request(e),
                 pool::Error::Connect(e) => CallError::Connect(e),
-            })?;
-            let status = resp.status().as_u16();
-            let body =
-                http_body_util::Limited::new(resp.into_body(), MAX_ANSWER).collect().await.map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        CallError::TooLarge
-                    } else {
-                        CallError::Connect(e.to_string())
-                    }
-                })?;
-            // read to its end: the connection may carry the next call
-            lease.release();
-            let body = body.to_bytes();
-            if status != 200 {
-                return Err(CallError::Status(status));
-            }
-            let v: T = serde_json::from_slice(&body).map_err(|_| CallError::Decode)?;
+                pool::Error::TooLarge => CallError::TooLarge,
+            })??;
             match v.errcode() {
                 0 => Ok(v),
                 code => Err(CallError::Errcode(code)),
@@ -392,25 +386,4 @@ impl Http {
         self.stats.record(endpoint, us, result.as_ref().err());
         result
     }
-}
-
-/// A driver's request for `url` (a path and query). Built part by part,
-/// not with `Request::builder`, which moves its whole state at each step.
-/// A URL that is no URI (a target or token from outside) is an error of
-/// the call, not a panic of the driver.
-fn request(
-    method: &hyper::Method,
-    url: String,
-    body: Bytes,
-) -> Result<hyper::Request<Full<Bytes>>, CallError> {
-    let uri = hyper::Uri::try_from(url).map_err(|e| CallError::Request(e.to_string()))?;
-    let mut req = hyper::Request::new(Full::new(body));
-    *req.method_mut() = method.clone();
-    *req.uri_mut() = uri;
-    let headers = req.headers_mut();
-    headers.insert(DRIVER_HEADER, HeaderValue::from_static("1"));
-    if method == hyper::Method::POST {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    Ok(req)
 }
