@@ -75,7 +75,7 @@ from collections import OrderedDict, defaultdict
 raw, commit, date, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 # tokens that name what was measured rather than measure it
 LABELS = {"path", "batch", "scenario", "mode", "life", "name", "in_flight", "rate", "state"}
-ANCHORS = {("sim", "simpy", "customers_per_s"), ("wrk", "path=trivial", "req_per_s")}
+ANCHORS = {("sim", "simpy", "customers_per_s"), ("wrk", "path=trivial", "req_per_s"), ("driver", "wrk", "requests/s")}
 values = OrderedDict()
 noise = defaultdict(list)
 for line in open(raw):

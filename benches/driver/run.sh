@@ -98,6 +98,8 @@ wrk, driver, busy, wrk_cpu, driver_cpu = nums[0:2], nums[2:4], nums[4:6], nums[6
 w, d = sum(wrk) / 2, sum(driver) / 2
 ratio = d / w
 print(f"mean   wrk={w:.0f} requests/s driver={d:.0f} requests/s")
+# the anchor: its spread over rounds tells benches/all.sh how steady the hour was
+print(f"RESULT wrk requests/s={w:.0f}")
 print(f"RESULT driver ratio={ratio:.3f} ({'meets' if ratio >= target else 'BELOW'} the target of {target})")
 # requests per second of the client's own CPU: its ceiling on a core to itself
 wc = sum(r / c for r, c in zip(wrk, wrk_cpu)) / 2
