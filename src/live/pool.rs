@@ -484,24 +484,11 @@ fn write_request(out: &mut Vec<u8>, host: &str, req: &Request<'_>) {
     // a GET without a body says nothing of one (RFC 9110 §8.6)
     if req.method == Method::Post || !req.body.is_empty() {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa_u64(req.body.len() as u64, &mut [0; 20]));
+        out.extend_from_slice(itoa::Buffer::new().format(req.body.len()).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(req.body);
-}
-
-/// `n` in decimal, written into `buf`.
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// An idle connection that is still open, if there is one.
@@ -833,9 +820,6 @@ mod tests {
         assert_eq!(decimal(b"18446744073709551615"), Some(u64::MAX));
         for bad in [&b""[..], b"18446744073709551616", b"-1", b"1 2", b"0x10", b"+5"] {
             assert_eq!(decimal(bad), None, "{bad:?}");
-        }
-        for n in [0u64, 7, 10, 1234, u64::MAX] {
-            assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
         }
     }
 }
