@@ -84,7 +84,14 @@ from collections import OrderedDict, defaultdict
 raw, commit, date, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 # tokens that name what was measured rather than measure it
 LABELS = {"path", "batch", "scenario", "mode", "life", "name", "in_flight", "rate", "state"}
-ANCHORS = {("sim", "simpy", "customers_per_s"), ("wrk", "path=trivial", "req_per_s"), ("driver", "wrk", "requests/s")}
+# each anchor, and what it measures: the driver's and the service's wrk
+# runs are the same (wrk, one thread, 64 connections, on core 1 against the
+# trivial server on core 0), so each is set against the best of both
+ANCHORS = {
+    ("sim", "simpy", "customers_per_s"): "SimPy on M/M/44",
+    ("wrk", "path=trivial", "req_per_s"): "wrk on the trivial server",
+    ("driver", "wrk", "requests/s"): "wrk on the trivial server",
+}
 # a median below this share of its best in benches/results: a slow machine
 SLOW = 0.8
 
@@ -126,8 +133,9 @@ for other in glob.glob(os.path.join(os.path.dirname(raw), "*.raw")):
     if os.path.samefile(other, raw):
         continue
     v, n = parse(other)
-    for key in ANCHORS & v.keys():
-        best_anchor[key] = max(best_anchor.get(key, 0.0), statistics.median(v[key]))
+    for key in ANCHORS.keys() & v.keys():
+        kind = ANCHORS[key]
+        best_anchor[kind] = max(best_anchor.get(kind, 0.0), statistics.median(v[key]))
     calibs = [r[3] for rows in n.values() for r in rows if r[3] is not None]
     if calibs:
         best_calib = max(best_calib, statistics.median(calibs))
@@ -148,7 +156,7 @@ for (bench, label, key), xs in values.items():
     med = statistics.median(xs)
     print(f"| {bench} | {label} | {key} | {fmt(med)} ({fmt(min(xs))}–{fmt(max(xs))}) | {len(xs)} |")
     if (bench, label, key) in ANCHORS and min(xs) > 0:
-        best = best_anchor.get((bench, label, key))
+        best = best_anchor.get(ANCHORS[(bench, label, key)])
         spread[(bench, label, key)] = (max(xs) / min(xs) - 1, med / best if best else None)
 print()
 print("Machine speed: the calibration's median (benches/calibrate.py, one core) and each anchor's, "
