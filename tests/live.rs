@@ -146,6 +146,42 @@ fn stop_a_live_run_with(signal: &str) {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// Pinned to one CPU, `kfsim run` runs the driver and the embedded service
+/// on one thread (tokio's current-thread scheduler, as `kfsim serve` does):
+/// it says so, and nothing waits on another thread that is not there — the
+/// run ends on time with every message accounted for.
+#[test]
+fn a_live_run_pinned_to_one_cpu_runs_on_one_thread() {
+    let _one = serial();
+    let out = std::env::temp_dir().join(format!("kfsim-live-one-cpu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_kfsim")])
+        .args(["run", "scenarios/live-check.toml", "--engine", "live", "--time-scale", "120"])
+        .args(["--set", "duration=20m", "--no-gates", "--out"])
+        .arg(&out)
+        .output()
+        .expect("taskset (util-linux) runs kfsim");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "exit {:?}: {stderr}", o.status.code());
+    assert!(stderr.contains("on one thread"), "{stderr}");
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("a count: {v}"));
+    let c = &s["sessions"];
+    assert!(n(&c["offered"]) > 200, "15 minutes after the warm-up at 30/min: {c}");
+    assert_eq!(
+        n(&c["offered"]),
+        n(&c["answered"]) + n(&c["abandoned"]) + n(&c["rejected"]) + n(&c["unfinished"]),
+        "{c}"
+    );
+    let m = &s["messages"];
+    assert_eq!((n(&m["lost"]), n(&m["duplicated"]), n(&m["reordered"])), (0, 0, 0), "{m}");
+    assert!(n(&m["delivered"]) > 0 && n(&m["delivered"]) <= n(&m["sent"]), "{m}");
+    assert_eq!(s["run"]["interrupted"], false);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn an_unreachable_target_exits_3() {
     // port 1 on loopback: nothing listens there

@@ -567,13 +567,17 @@ fn run_live(
     crate::live::check_load(sc, opts.time_scale).map_err(ArgError)?;
     if !args.result.quiet {
         eprintln!(
-            "live: {} of scenario time at ×{} takes about {:.0} s against {}",
+            "live: {} of scenario time at ×{} takes about {:.0} s against {}, on {}",
             human_ms(Some(sc.duration_us as f64 / 1e3)),
             opts.time_scale,
             sc.duration_us as f64 / 1e6 / opts.time_scale,
             match &wecom {
                 Some(w) => format!("the middleware at {} (kfsim's WeCom on {})", w.callbacks.url, w.listen),
                 None => target.clone().unwrap_or_else(|| "the embedded service".into()),
+            },
+            match super::serve::cpus() {
+                1 => "one thread".to_string(),
+                n => format!("{n} threads"),
             }
         );
     }
@@ -646,7 +650,7 @@ pub fn run_live_state(
 ) -> anyhow::Result<(Measured, crate::tally::RunState<Settled>)> {
     // the driver's connections, and the embedded service's, are files
     super::serve::raise_fd_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    let rt = super::serve::runtime(super::serve::cpus())?;
     rt.block_on(async {
         let service = if embedded {
             let (url, service) = super::serve::start_embedded(sc).await?;
@@ -674,7 +678,7 @@ pub fn run_live_middleware(
     progress: &mut crate::live::ProgressFn<'_>,
 ) -> anyhow::Result<Measured> {
     super::serve::raise_fd_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    let rt = super::serve::runtime(super::serve::cpus())?;
     rt.block_on(async {
         let (url, embedded, service) = super::serve::start_wecom(sc, setup).await?;
         opts.target = url;
