@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The simulator's speed, side by side with SimPy on the same M/M/44 model in
 # the same run: kfsim (bench-mmc, then bench-chat) and SimPy take turns on
-# one core each round, so a slow minute slows both and the ratio holds.
+# one core each round, so a slow minute slows both — though not equally:
+# in a slow hour SimPy slows more than the simulator and the ratio rises
+# (benches/all.sh judges the hour by SimPy's rate against its best).
 #
 #   bash benches/sim/run.sh                 # 1 round, 5 million sessions
 #   ROUNDS=3 SESSIONS=10000000 bash benches/sim/run.sh
