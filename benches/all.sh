@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every performance figure of the README, measured again: each benchmark
-# script is run ROUNDS times in turn (sim with its SimPy anchor, the sweep,
+# script is run ROUNDS times in turn (sim with its SimPy anchor, the same
+# in instructions (siminstr: a slow hour does not move it), the sweep,
 # the driver with its wrk anchor, the service under wrk with its
 # trivial-server anchor, the live engine at 6 000 and at 20 000 messages/s,
 # callbacks, the middleware benchmark, the service's memory per held
@@ -9,7 +10,7 @@
 # noisy the machine was while it ran. The 30-minute soak (benches/soak) is
 # its own script: one run is the measurement.
 #
-#   bash benches/all.sh                           # 5 rounds of everything (about an hour and a half)
+#   bash benches/all.sh                           # 5 rounds of everything (about an hour and three quarters)
 #   ROUNDS=3 BENCHES="sim wrk" bash benches/all.sh
 #
 # Writes benches/results/DATE-COMMIT.md (the tables the README pastes) and
@@ -32,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-5}
-BENCHES=${BENCHES:-sim sweep driver wrk live live20k callbacks middleware held merge}
+BENCHES=${BENCHES:-sim siminstr sweep driver wrk live live20k callbacks middleware held merge}
 COMMIT=$(git describe --always --dirty)
 DATE=$(date -u +%Y-%m-%d)
 OUT=benches/results/$DATE-$COMMIT
