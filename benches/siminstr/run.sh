@@ -62,5 +62,5 @@ b=$(instructions "$VENV/bin/python" benches/sim/simpy_mmc.py --customers $((2 * 
 simpy=$(awk -v a="$a" -v b="$b" -v n="$CUSTOMERS" 'BEGIN {printf "%.0f", (b - a) / n}')
 echo "RESULT siminstr scenario=bench-mmc instructions_per_session=$kfsim"
 echo "RESULT siminstr scenario=bench-mmc engine_only_instructions_per_session=$engine"
-echo "RESULT siminstr simpy instructions_per_customer=$simpy"
+echo "RESULT siminstr name=simpy instructions_per_customer=$simpy"
 awk -v s="$simpy" -v k="$kfsim" 'BEGIN {printf "RESULT siminstr ratio_simpy=%.1f (SimPy'"'"'s instructions per customer ÷ the simulator'"'"'s per session)\n", s / k}'
