@@ -14,20 +14,17 @@
 # `RESULT sim ratio_simpy=` (bench-mmc ÷ SimPy) for each round.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benches/common.sh
 
 ROUNDS=${ROUNDS:-1}
 SESSIONS=${SESSIONS:-5000000}
 CUSTOMERS=${CUSTOMERS:-500000}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-VENV=$TARGET_DIR/bench-venv
 command -v taskset >/dev/null || { echo "taskset is missing (util-linux)" >&2; exit 2; }
 
 cargo build --release --quiet
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import simpy' 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet simpy
-fi
-echo "# SimPy $("$VENV/bin/python" -c 'import simpy; print(simpy.__version__)'), $("$VENV/bin/python" --version)"
+PY=$(simpy_python)
+echo "# SimPy $("$PY" -c 'import simpy; print(simpy.__version__)'), $("$PY" --version)"
 
 rate() { awk -v s="$2" '$1 == s {print $4}' <<<"$1"; }
 for round in $(seq 1 "$ROUNDS"); do
@@ -40,7 +37,7 @@ for round in $(seq 1 "$ROUNDS"); do
   out=$(taskset -c 1 "$TARGET_DIR/release/kfsim" bench --engine-only scenarios/bench-mmc.toml scenarios/bench-chat.toml --sessions "$SESSIONS")
   echo "RESULT sim scenario=bench-mmc engine_only_sessions_per_s=$(rate "$out" bench-mmc)"
   echo "RESULT sim scenario=bench-chat engine_only_sessions_per_s=$(rate "$out" bench-chat)"
-  simpy=$(taskset -c 1 "$VENV/bin/python" benches/sim/simpy_mmc.py --customers "$CUSTOMERS")
+  simpy=$(taskset -c 1 "$PY" benches/sim/simpy_mmc.py --customers "$CUSTOMERS")
   echo "$simpy"
   per_s=$(sed -n 's/.*customers_per_s=\([0-9]*\).*/\1/p' <<<"$simpy")
   awk -v a="$mmc" -v b="$per_s" -v r="$round" 'BEGIN {printf "RESULT sim round=%d ratio_simpy=%.1f\n", r, a / b}'

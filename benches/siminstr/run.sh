@@ -19,18 +19,15 @@
 # customer, and `ratio_simpy=` (SimPy's ÷ the simulator's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benches/common.sh
 
 SESSIONS=${SESSIONS:-400000}
 CUSTOMERS=${CUSTOMERS:-10000}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-VENV=$TARGET_DIR/bench-venv
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install -y valgrind" >&2; exit 2; }
 
 cargo build --release --quiet
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import simpy' 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet simpy
-fi
+PY=$(simpy_python)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -57,8 +54,8 @@ per_session() {
 
 kfsim=$(per_session)
 engine=$(per_session --engine-only)
-a=$(instructions "$VENV/bin/python" benches/sim/simpy_mmc.py --customers "$CUSTOMERS")
-b=$(instructions "$VENV/bin/python" benches/sim/simpy_mmc.py --customers $((2 * CUSTOMERS)))
+a=$(instructions "$PY" benches/sim/simpy_mmc.py --customers "$CUSTOMERS")
+b=$(instructions "$PY" benches/sim/simpy_mmc.py --customers $((2 * CUSTOMERS)))
 simpy=$(awk -v a="$a" -v b="$b" -v n="$CUSTOMERS" 'BEGIN {printf "%.0f", (b - a) / n}')
 echo "RESULT siminstr scenario=bench-mmc instructions_per_session=$kfsim"
 echo "RESULT siminstr scenario=bench-mmc engine_only_instructions_per_session=$engine"
