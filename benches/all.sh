@@ -102,6 +102,8 @@ def parse(path):
     values = OrderedDict()
     noise = defaultdict(list)
     for line in open(path):
+        if len(line.split()) < 2:
+            continue
         bench, rnd, *tokens = line.split()
         if tokens and tokens[0] == "noise":
             kv = dict(t.split("=", 1) for t in tokens[1:])
@@ -133,7 +135,12 @@ best_calib = 0.0
 for other in glob.glob(os.path.join(os.path.dirname(raw), "*.raw")):
     if os.path.samefile(other, raw):
         continue
-    v, n = parse(other)
+    try:
+        v, n = parse(other)
+    except (ValueError, KeyError, OSError) as e:
+        # a stray or hand-made file must not cost the run its summary
+        print(f"(not read for the best medians: {other}: {e!r})", file=sys.stderr)
+        continue
     for key in ANCHORS.keys() & v.keys():
         kind = ANCHORS[key]
         best_anchor[kind] = max(best_anchor.get(kind, 0.0), statistics.median(v[key]))
