@@ -651,3 +651,99 @@ async fn a_media_upload_has_the_time_any_body_has_and_keeps_its_connection() {
     }
     server.stop().await.unwrap();
 }
+
+/// Each body's limit (1 MiB) did not bound the service's memory: clients
+/// that each sent most of a body and waited held a megabyte apiece, 4 GB
+/// for 4000 of them. Bodies being received share one budget (2 MiB here):
+/// past it a request is refused at once, unread (HTTP 503, errcode -1,
+/// the connection closed), and once the holders go, requests pass again.
+#[tokio::test]
+async fn bodies_held_at_once_share_one_budget() {
+    let options = Options { body_budget: Some(2 << 20), ..Options::default() };
+    let server =
+        service_util::Server::start(State::new(Config::default()), Arc::new(SystemClock), options).await;
+    let mut c = server.client().await;
+    let token = c.login().await;
+    let post = |len: usize| {
+        format!(
+            "POST /cgi-bin/kf/sync_msg?access_token={token} HTTP/1.1\r\nhost: x\r\ncontent-length: {len}\r\n\r\n"
+        )
+    };
+    // two bodies of 1 MiB declared, a little of each sent
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(format!("{}{}", post(1 << 20), "x".repeat(1000)).as_bytes()).await.unwrap();
+        holders.push(s);
+    }
+    // a new connection with a small body: its answer and the stream
+    let small = || {
+        let (addr, req) = (server.addr, format!("{}{{}}", post(2)));
+        async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(req.as_bytes()).await.unwrap();
+            (read_answer(&mut s).await.to_lowercase(), s)
+        }
+    };
+    // the holders' heads are read in their own tasks: wait until they are in
+    let refused = tokio::time::timeout(GUARD, async {
+        loop {
+            let (answer, mut s) = small().await;
+            if answer.starts_with("http/1.1 503") {
+                return (answer, read_to_close(&mut s).await.1);
+            }
+            assert!(answer.contains("\"errcode\":0"), "{answer:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a request past the budget is refused");
+    assert!(
+        refused.0.contains("\"errcode\":-1") && refused.0.contains("connection: close"),
+        "{:?}",
+        refused.0
+    );
+    assert!(refused.1, "the refused connection is closed");
+    drop(holders);
+    tokio::time::timeout(GUARD, async {
+        while !small().await.0.contains("\"errcode\":0") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the budget comes back when the holders go");
+    server.stop().await.unwrap();
+}
+
+/// A connection's read buffer holds a request head: at hyper's default,
+/// about 400 KB a connection, thousands of clients each sending most of a
+/// head held gigabytes. The buffer now stops at 64 KiB and one read past
+/// it: a head of 60 KiB is served, one of 160 KiB refused (HTTP 431).
+#[tokio::test]
+async fn a_request_head_is_bounded_by_a_64_kib_buffer() {
+    let (addr, stop, task) = start(ServeLimits::default()).await;
+    let head = |filler: usize| {
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\n\r\n", "a".repeat(filler))
+    };
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head(60 << 10).as_bytes()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(GUARD, s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // the server may close before all of it is written
+    let _ = s.write_all(head(160 << 10).as_bytes()).await;
+    let (answer, closed) = read_to_close(&mut s).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(closed);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

@@ -317,6 +317,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         callbacks: callbacks.clone(),
         api_faults: api_faults(&faults),
         body_read: None,
+        body_budget: None,
     };
     let svc = match &scenario {
         Some(sc) => Service::from_scenario(sc, cfg, clock, options),
@@ -525,6 +526,7 @@ pub(super) async fn start_wecom(
         callbacks: Some(setup.callbacks.clone()),
         api_faults: api_faults(&setup.faults),
         body_read: None,
+        body_budget: None,
     };
     let svc = Service::from_scenario(&sc, cfg, clock, options);
     let listener = tokio::net::TcpListener::bind(setup.listen).await.with_context(|| {

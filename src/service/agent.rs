@@ -301,7 +301,11 @@ impl State {
         let old_user = at!(self.accounts, acct).agents[from as usize];
         match to {
             Some(slot) if slot == from => {
-                return Err(ApiError::param("the session is already with that servicer"));
+                // not a transition (3 → 3 is to another servicer)
+                return Err(ApiError::new(
+                    code::BAD_TRANSITION,
+                    "不允许这种状态转换: the session is already with that servicer",
+                ));
             }
             Some(slot) => {
                 if !at!(self.accounts, acct).router.assign_to(slot as usize) {

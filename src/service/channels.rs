@@ -198,7 +198,7 @@ async fn run_batch<A: DeserializeOwned, T: Serialize>(
     if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
         return refuse_unread(e, body, &parts.headers).await;
     }
-    let bytes = match read_body(body, &parts.headers, svc.inner.max_body, svc.inner.body_read).await {
+    let bytes = match read_body(&svc, body, &parts.headers).await {
         Ok(bytes) => bytes,
         Err(e) => return closing(error(e)),
     };
@@ -290,9 +290,7 @@ async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, Response> 
     if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
         return Err(refuse_unread(e, body, &parts.headers).await);
     }
-    let bytes = read_body(body, &parts.headers, svc.inner.max_body, svc.inner.body_read)
-        .await
-        .map_err(|e| closing(error(e)))?;
+    let bytes = read_body(svc, body, &parts.headers).await.map_err(|e| closing(error(e)))?;
     parse_json::<PullReq>(&bytes).map_err(error)
 }
 

@@ -14,7 +14,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
 use serde::Serialize;
 use serde::de::{self as de, DeserializeOwned, DeserializeSeed, Deserializer, Visitor};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::Service;
 use super::errors::{ApiError, code};
@@ -165,25 +165,72 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Read the body within `within`, refusing more than `max` bytes with HTTP 413.
-pub(super) async fn read_body(
-    body: Body,
+/// A request's body, read, with its share of the service's
+/// [`BODY_BUDGET`](super::BODY_BUDGET): the share is given back when the
+/// body is dropped.
+pub(super) struct HeldBody {
+    bytes: Bytes,
+    _share: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for HeldBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A share of the service's budget of body bytes for a request whose body
+/// may hold up to `max` bytes: its `Content-Length`, or `max` when it
+/// gives none (chunked). Refused at once when the budget is spent: waiting
+/// for it would let clients that hold their bodies stall every other
+/// request behind them.
+pub(super) fn reserve_body(
+    svc: &Service,
     headers: &HeaderMap,
     max: usize,
-    within: Duration,
-) -> Result<Bytes, ApiError> {
+) -> Result<OwnedSemaphorePermit, ApiError> {
+    let bodies = &svc.inner.bodies;
+    let need = declared_length(headers).map_or(max as u64, |n| n.min(max as u64));
+    // a budget below one body (tests) is taken whole
+    let need = need.min(u64::from(u32::MAX)).min(bodies_capacity(svc)) as u32;
+    bodies.clone().try_acquire_many_owned(need).map_err(|_| {
+        ApiError::new(
+            code::SYSTEM_BUSY,
+            format!(
+                "system busy: the request bodies being received hold the service's budget of {} MiB; try again",
+                bodies_capacity(svc) >> 20
+            ),
+        )
+        .with_status(503)
+    })
+}
+
+fn bodies_capacity(svc: &Service) -> u64 {
+    svc.inner.body_budget as u64
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
+/// Read the body within the service's time for one, refusing more than its
+/// `max_body` bytes with HTTP 413 and, past the budget of body bytes held
+/// at once, with HTTP 503 before reading.
+pub(super) async fn read_body(svc: &Service, body: Body, headers: &HeaderMap) -> Result<HeldBody, ApiError> {
+    let (max, within) = (svc.inner.max_body, svc.inner.body_read);
     let too_large = || {
         ApiError::param(format!("request body larger than {max} bytes (the limit is 1 MiB)")).with_status(413)
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    if declared_length(headers).is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
+    let share = reserve_body(svc, headers, max)?;
     let read = tokio::time::timeout(within, axum::body::to_bytes(body, max));
     let Result::Ok(read) = read.await else {
         return Err(ApiError::param("request body not received in time").with_status(408));
     };
-    read.map_err(|e| {
+    let bytes = read.map_err(|e| {
         // only the cap is a 413; a body that breaks off or is badly framed
         // (chunked encoding) is the client's malformed request
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
@@ -194,7 +241,8 @@ pub(super) async fn read_body(
             cause = c.source();
         }
         ApiError::param(format!("unreadable request body: {e}")).with_status(400)
-    })
+    })?;
+    Ok(HeldBody { bytes, _share: share })
 }
 
 /// Parse a JSON body: syntax errors, wrong types and a body or any struct
@@ -488,7 +536,7 @@ where
     if let Err(e) = svc.with_state(|st, now| st.check_token(&token, caller, now)) {
         return refuse_unread(e, body, &parts.headers).await;
     }
-    let parsed = match read_body(body, &parts.headers, svc.inner.max_body, svc.inner.body_read).await {
+    let parsed = match read_body(&svc, body, &parts.headers).await {
         Result::Ok(bytes) => parse_json::<Req>(&bytes),
         // what is left of the body, if anything, is not read
         Err(e) => return closing(error(e)),

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use super::Service;
 use super::errors::ApiError;
 use super::faults::Caller;
-use super::http::{error, ok, query_param};
+use super::http::{closing, error, ok, query_param, reserve_body};
 use super::state::State;
 
 /// The largest upload of any type [bytes] (a file: 20 MB).
@@ -283,8 +283,14 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
         ApiError::new(code::INVALID_SIZE, format!("upload larger than {} MB", MAX_MEDIA >> 20))
             .with_status(413)
     };
-    let constraints = multer::Constraints::new()
-        .size_limit(multer::SizeLimit::new().whole_stream((MAX_MEDIA + (64 << 10)) as u64));
+    let whole = MAX_MEDIA + (64 << 10);
+    // held until the upload is stored (the store has its own cap)
+    let _share = match reserve_body(&svc, &parts.headers, whole) {
+        Ok(share) => share,
+        Err(e) => return closing(error(e)),
+    };
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole as u64));
     let mut form = multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
     // the body has the time any other has; the parts after `media` are
     // read too (and dropped), so that the connection can carry the next

@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 pub use state::{Config, State};
 
@@ -56,6 +56,17 @@ use crate::scenario::Scenario;
 
 /// The largest request body accepted [bytes].
 pub const MAX_BODY: usize = 1 << 20;
+
+/// The largest request head (request line and headers) read [bytes]:
+/// hyper's read buffer per connection; a longer head is HTTP 431.
+pub const MAX_HEAD: usize = 64 << 10;
+
+/// The most bytes of request bodies (JSON and media uploads) held at once
+/// across all connections. Each request's limit alone did not bound the
+/// service's memory: 4000 clients each sending 1 MiB of a body and then
+/// waiting held 4 GB (found by probing). A request that would go past it
+/// is refused at once (HTTP 503, errcode -1), its body unread.
+pub const BODY_BUDGET: usize = 512 << 20;
 
 /// Where wall-clock time comes from.
 pub trait Clock: Send + Sync + 'static {
@@ -112,6 +123,8 @@ pub struct Options {
     /// How long a request's body may take ([`BODY_READ_TIMEOUT`] when
     /// `None`).
     pub body_read: Option<Duration>,
+    /// Bytes of request bodies held at once ([`BODY_BUDGET`] when `None`).
+    pub body_budget: Option<usize>,
 }
 
 /// The callbacks of a service that sends them.
@@ -142,6 +155,9 @@ struct Inner {
     faults: Option<faults::Injector>,
     max_body: usize,
     body_read: Duration,
+    /// Permits are bytes of `body_budget` (see [`http::reserve_body`]).
+    bodies: Arc<Semaphore>,
+    body_budget: usize,
 }
 
 impl Service {
@@ -153,6 +169,7 @@ impl Service {
             state.cfg.callback_max_in_flight = c.max_in_flight.max(1);
         }
         let seed = state.cfg.seed;
+        let body_budget = options.body_budget.unwrap_or(BODY_BUDGET).min(Semaphore::MAX_PERMITS);
         Service {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
@@ -169,6 +186,8 @@ impl Service {
                 faults: options.api_faults.any().then(|| faults::Injector::new(options.api_faults, seed)),
                 max_body: MAX_BODY,
                 body_read: options.body_read.unwrap_or(BODY_READ_TIMEOUT),
+                bodies: Arc::new(Semaphore::new(body_budget)),
+                body_budget,
             }),
         }
     }
@@ -370,6 +389,11 @@ pub async fn serve_with(
     // cost: a client that vanishes mid-request is noticed when its answer
     // is written (a long-poll waits at most 60 s).
     builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read).half_close(true);
+    // A connection's read buffer holds a request head: at hyper's default
+    // (about 400 KB) 4000 clients each sending most of a head and waiting
+    // held 1.2 GB (found by probing), 8 GB at 20 000 descriptors. KF
+    // requests have heads of a few hundred bytes.
+    builder.max_buf_size(MAX_HEAD);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     // what the loop knows of each open connection, by its task
@@ -378,6 +402,7 @@ pub async fn serve_with(
     let mut ticker = tokio::time::interval(idle::EPOCH);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drained_logged: Option<tokio::time::Instant> = None;
+    let mut busy_logged: Option<tokio::time::Instant> = None;
     let mut drained = 0u64;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -416,6 +441,18 @@ pub async fn serve_with(
             Err(e) if idle::out_of_descriptors(&e) => {
                 let asked = idle::drain_idle(watches.values(), epochs.now());
                 if asked == 0 {
+                    // every connection is busy (requests being received,
+                    // long-polls): new clients wait, and the operator must
+                    // be told why
+                    if busy_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        busy_logged = Some(tokio::time::Instant::now());
+                        tracing::warn!(
+                            "out of file descriptors and no idle connection to close: {} open, all busy \
+                             (requests being received or long-polls); new connections wait \
+                             (raise `ulimit -n` for more)",
+                            watches.len()
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 } else {
                     drained += asked as u64;

@@ -219,7 +219,8 @@ fn trans_follows_the_allowed_transitions() {
     let code2 = w.st.service_state_trans(&kf, &c, 2, None, T0).unwrap();
     assert!(code2.is_some(), "first time in 3 gives a code");
     assert_eq!(w.state_of(&c), (3, Some("a1".into())), "the pool assigned it at once");
-    assert_eq!(err(w.st.service_state_trans(&kf, &c, 3, Some("a1"), T0)), code::INVALID_PARAM);
+    // 3 → 3 is to another servicer: to the same one it is no transition
+    assert_eq!(err(w.st.service_state_trans(&kf, &c, 3, Some("a1"), T0)), code::BAD_TRANSITION);
     assert_eq!(err(w.st.service_state_trans(&kf, &c, 1, None, T0)), code::BAD_TRANSITION);
     let end = w.st.service_state_trans(&kf, &c, 4, None, T0).unwrap().expect("end code");
     assert_eq!(err(w.st.service_state_trans(&kf, &c, 4, None, T0)), code::BAD_TRANSITION);
