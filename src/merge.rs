@@ -213,6 +213,15 @@ impl<M: Serialize> ShardFile<M> {
     }
 }
 
+/// Remove an earlier run's shard file from `dir`, before a run, a sweep
+/// shard or a plan shard begins to write there: killed before it wrote
+/// its own, it left the earlier one, which a merge then took as its
+/// result (found by probing: a reused folder merged the seed of the run
+/// before, exit 0).
+pub fn clear_stale(dir: &Path) -> anyhow::Result<()> {
+    crate::files::remove_stale(&dir.join(FILE))
+}
+
 /// A shard folder's file as [`read_shards`] read it.
 #[derive(Debug)]
 pub struct ReadShard {
@@ -391,6 +400,14 @@ pub fn read_shards(dirs: &[PathBuf]) -> Result<Vec<ReadShard>, Refused> {
         if f.kfsim_version != first.kfsim_version {
             return Err(differ("kfsim versions", &first.kfsim_version, &f.kfsim_version));
         }
+        // the fingerprint is checked against the text once, for the
+        // first shard: another's text must then be the same (an edited
+        // one merged, found by probing)
+        if f.source.text != first.source.text || f.source.sets != first.source.sets {
+            return Err(Refused(format!(
+                "{first_dir} and {dir} are not shards of one run: their scenario texts or --set overrides differ"
+            )));
+        }
         if f.shard.count != first.shard.count {
             return Err(differ("shard counts", &first.shard.count, &f.shard.count));
         }
@@ -418,16 +435,19 @@ pub fn read_shards(dirs: &[PathBuf]) -> Result<Vec<ReadShard>, Refused> {
             return refuse(format!("shard {} is given twice: {other} and {dir}", f.shard));
         }
     }
-    let missing: Vec<String> = (0..n).filter(|i| !seen.contains_key(i)).map(|i| format!("{i}/{n}")).collect();
-    if !missing.is_empty() {
+    // named up to a few: a count of thousands would fill the screen
+    const NAMED: usize = 10;
+    let absent = n as usize - seen.len();
+    let mut missing: Vec<String> =
+        (0..n).filter(|i| !seen.contains_key(i)).take(NAMED).map(|i| format!("{i}/{n}")).collect();
+    if absent > NAMED {
+        missing.push(format!("and {} more", absent - NAMED));
+    }
+    if absent > 0 {
         return refuse(format!(
             "shard{} {} missing: {} of {n} given ({})",
-            if missing.len() > 1 { "s" } else { "" },
-            if missing.len() > 1 {
-                format!("{} are", missing.join(", "))
-            } else {
-                format!("{} is", missing[0])
-            },
+            if absent > 1 { "s" } else { "" },
+            if absent > 1 { format!("{} are", missing.join(", ")) } else { format!("{} is", missing[0]) },
             files.len(),
             files.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
         ));

@@ -327,6 +327,9 @@ impl Serialize for Settled {
 /// sum) and one shard's at a time: as trees, a million agents' took
 /// gigabytes a shard.
 pub struct StateMerge {
+    /// The fresh state's settings and per-agent groups, which every shard's
+    /// must equal ([`Metrics::setup_differs`]).
+    setup: Metrics,
     fresh: serde_json::Value,
     parts: Vec<serde_json::Value>,
     fresh_agents: PerAgent,
@@ -357,11 +360,33 @@ impl PerAgent {
     }
 }
 
+impl Metrics {
+    /// Which setting a run starts with (not a measurement) differs in
+    /// `part`: the merge adds numbers relative to a fresh state, and a
+    /// setting that differs would be added as if it were a count.
+    fn setup_differs(&self, part: &Metrics) -> Option<&'static str> {
+        [
+            ("warm-up", self.warmup_us != part.warmup_us),
+            ("duration", self.duration_us != part.duration_us),
+            ("service-level threshold", self.sl_us != part.sl_us),
+            ("agents' groups", self.agent_group != part.agent_group),
+            ("accounts with a bot", self.has_bot != part.has_bot),
+            ("groups' accounts", self.group_accounts != part.group_accounts),
+            ("histograms kept per entry", self.entry_hists != part.entry_hists),
+            ("histograms kept per account", self.account_hists != part.account_hists),
+        ]
+        .into_iter()
+        .find_map(|(what, differs)| differs.then_some(what))
+        .or_else(|| self.series.setup_differs(&part.series))
+    }
+}
+
 impl StateMerge {
     /// A merge relative to `fresh` (`Metrics::new`, as the shards began).
     pub fn new(mut fresh: Metrics) -> StateMerge {
         let fresh_agents = PerAgent::take(&mut fresh);
         StateMerge {
+            setup: Metrics { agent_group: fresh_agents.group.clone(), ..fresh.clone() },
             fresh: serde_json::to_value(&fresh).expect("metrics are JSON"),
             parts: Vec::new(),
             sum: fresh_agents.clone(),
@@ -372,6 +397,12 @@ impl StateMerge {
     /// Add one shard's settled state.
     pub fn add(&mut self, mut part: Metrics) -> Result<(), crate::tally::MergeError> {
         use crate::tally::add_list;
+        if let Some(what) = self.setup.setup_differs(&part) {
+            return Err(crate::tally::MergeError {
+                path: "/".into(),
+                what: format!("its {what} is not the scenario's (a shard file edited, or of another build)"),
+            });
+        }
         let agents = PerAgent::take(&mut part);
         let (sum, fresh) = (&mut self.sum, &self.fresh_agents);
         add_list("/agents", &mut sum.stats, &fresh.stats, &agents.stats)?;

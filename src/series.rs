@@ -97,6 +97,60 @@ pub struct SeriesData {
     pub held_offline: BTreeMap<String, Vec<f64>>,
 }
 
+impl SeriesData {
+    /// Read `series.json`'s text, checked: a file edited by hand to an
+    /// interval of 0 (or 5e-324 s) made `kfsim report` loop for ever, and
+    /// per-arrival rows of unequal lengths made `compare` drop the file
+    /// without a word.
+    pub fn from_json(text: &str) -> Result<SeriesData, String> {
+        let s: SeriesData = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        s.check()?;
+        Ok(s)
+    }
+
+    /// What is wrong with the series, if anything: an interval that is not
+    /// a number of seconds from 1 µs to 10⁹ s, more intervals than a run
+    /// records, or rows of the same sessions of unequal lengths.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1e-6..=1e9).contains(&self.interval_s) {
+            return Err(format!("interval_s {}: expected seconds from 0.000001 to 1e9", self.interval_s));
+        }
+        let most = MAX_INTERVALS as usize;
+        let by_arrival = [
+            ("offered", self.offered.len()),
+            ("within_t", self.within_t.len()),
+            ("immediate", self.immediate.len()),
+            ("answered_by_arrival", self.answered_by_arrival.len()),
+            ("abandoned_by_arrival", self.abandoned_by_arrival.len()),
+            ("queue_wait_sum_ms", self.queue_wait_sum_ms.len()),
+        ];
+        let maps = [
+            &self.queue_len,
+            &self.agents_online,
+            &self.agents_busy,
+            &self.slots_online,
+            &self.slots_busy,
+            &self.held_offline,
+        ];
+        let longest = by_arrival
+            .iter()
+            .map(|(_, n)| *n)
+            .chain([self.answered.len(), self.abandoned.len(), self.queue_wait_p95_ms.len()])
+            .chain(self.arrivals.values().map(Vec::len))
+            .chain(maps.iter().flat_map(|m| m.values().map(Vec::len)))
+            .max()
+            .unwrap_or(0);
+        if longest > most {
+            return Err(format!("{longest} intervals: a run records at most {most}"));
+        }
+        let n = self.offered.len();
+        if let Some((name, len)) = by_arrival.iter().find(|(_, len)| *len != n && *len != 0) {
+            return Err(format!("{name} has {len} intervals, offered {n}: rows of the same sessions"));
+        }
+        Ok(())
+    }
+}
+
 /// A count that changes at instants (sessions waiting, agents online, …),
 /// integrated per interval.
 ///
@@ -524,6 +578,23 @@ impl SeriesRecorder {
         for a in &mut self.agents {
             (a.load, a.online) = (0, false);
         }
+    }
+
+    /// Which of the settings a run starts with (interval, warm-up, the
+    /// service-level threshold, the entries' and accounts' names) differs
+    /// in `other`. A merge adds numbers relative to a fresh state, so a
+    /// shard file whose interval was edited to 0 merged into one that
+    /// divided by zero.
+    pub(crate) fn setup_differs(&self, other: &SeriesRecorder) -> Option<&'static str> {
+        [
+            ("series interval", self.interval != other.interval),
+            ("series warm-up", self.warmup != other.warmup),
+            ("series service-level threshold", self.sl_us != other.sl_us),
+            ("series entry names", self.entry_names != other.entry_names),
+            ("series account names", self.account_names != other.account_names),
+        ]
+        .into_iter()
+        .find_map(|(what, differs)| differs.then_some(what))
     }
 
     /// Its records per agent, taken out: a merge adds them up typed

@@ -434,11 +434,30 @@ pub fn hist_map_value(hists: &BTreeMap<String, Histogram<u64>>) -> Value {
 /// One of `count` processes sharing a run, a sweep or a plan (`--shard
 /// I/N`); `0/1` is the whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawShard")]
 pub struct Shard {
     /// Which one, from 0.
     pub index: u32,
     /// How many.
     pub count: u32,
+}
+
+/// A [`Shard`] as a file gives it, checked as `--shard` is: a hand-edited
+/// count of 10⁸ made a merge list every missing shard (10 GB), one of 0
+/// merged three shards of nothing.
+#[derive(Deserialize)]
+struct RawShard {
+    index: u32,
+    count: u32,
+}
+
+impl TryFrom<RawShard> for Shard {
+    type Error = String;
+    fn try_from(r: RawShard) -> Result<Shard, String> {
+        Shard::new(r.index, r.count).ok_or_else(|| {
+            format!("shard {}/{}: expected I/N with 0 ≤ I < N ≤ {MAX_SHARDS}", r.index, r.count)
+        })
+    }
 }
 
 impl Default for Shard {

@@ -253,8 +253,7 @@ fn the_typed_merge_refuses_a_state_of_other_agents() {
     let mut odd = states[1].clone();
     odd["agents"][2]["online"] = true.into();
     odd["series"]["agents"][3]["cap"] = 7.into();
-    odd["agent_group"][0] = 3.into();
-    let parts = [states[0].clone(), odd];
+    let parts = [states[0].clone(), odd.clone()];
     let mut sum = kfsim::metrics::StateMerge::new(fresh());
     for p in &parts {
         sum.add(serde_json::from_value(p.clone()).unwrap()).unwrap();
@@ -262,4 +261,17 @@ fn the_typed_merge_refuses_a_state_of_other_agents() {
     let refs: Vec<&Value> = parts.iter().collect();
     let trees = kfsim::tally::merge(&serde_json::to_value(fresh()).unwrap(), &refs).unwrap();
     assert_eq!(serde_json::to_value(sum.finish().unwrap()).unwrap(), trees);
+    // a setting of the run's (an agent's group, the series' interval) that
+    // differs is refused: added up as a count, an interval of 0 divided
+    // by zero when the merged series were closed
+    for (edit, to, says) in
+        [("/agent_group/0", 3, "agents' groups"), ("/series/interval", 0, "series interval")]
+    {
+        let mut odd = states[1].clone();
+        *odd.pointer_mut(edit).unwrap() = to.into();
+        let mut sum = kfsim::metrics::StateMerge::new(fresh());
+        sum.add(serde_json::from_value(states[0].clone()).unwrap()).unwrap();
+        let e = sum.add(serde_json::from_value(odd).unwrap()).unwrap_err();
+        assert!(e.what.contains(says), "{edit}: {e}");
+    }
 }

@@ -91,6 +91,47 @@ fn an_unknown_gate_metric_is_an_invalid_scenario() {
     let path = scenario_with_gates(&dir, "\"service_level\" = \">= 20s\"");
     let (_, stderr) = text(&kfsim(&["validate", path.to_str().unwrap()]));
     assert!(stderr.contains("gated.toml:14:19: invalid condition"), "{stderr}");
+    // a name far from every metric gets no hint (a long mistyped agent id
+    // against a million agents took minutes to find the "closest")
+    let far = format!("\"agents.{}.occupancy\" = \"< 1\"", "x".repeat(40));
+    let path = scenario_with_gates(&dir, &far);
+    let o = kfsim(&["validate", path.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr.contains("no metric has a name near it"), "{stderr}");
+}
+
+/// Files of a run folder edited by hand are refused or named, never
+/// looped over (found by probing: an interval of 0 in series.json made
+/// `kfsim report` run for ever, and `compare` dropped a series.json whose
+/// rows disagreed without saying so).
+#[test]
+fn an_edited_series_file_is_refused_by_report_and_named_by_compare() {
+    let dir = scratch("edited-series");
+    let sc = scenario_with_gates(&dir, "");
+    let run = |name: &str, seed: &str| {
+        let out = dir.join(name);
+        let o = kfsim(&["run", sc.to_str().unwrap(), "-q", "--seed", seed, "--out", out.to_str().unwrap()]);
+        assert!(matches!(o.status.code(), Some(0 | 1)), "{o:?}");
+        out
+    };
+    let (a, b) = (run("a", "1"), run("b", "2"));
+    let series = b.join("series.json");
+    let mut v = json(&series);
+    v["interval_s"] = 0.0.into();
+    std::fs::write(&series, v.to_string()).unwrap();
+    let o = kfsim(&["report", b.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("series.json is not a kfsim series file: interval_s 0"), "{stderr}");
+    let o = kfsim(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert!(stderr.contains("series.json does not read: interval_s 0"), "{stderr}");
+    v["interval_s"] = 60.0.into();
+    v["offered"] = serde_json::json!([1, 2, 3]);
+    std::fs::write(&series, v.to_string()).unwrap();
+    let (_, stderr) = text(&kfsim(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]));
+    assert!(stderr.contains("within_t has"), "{stderr}");
 }
 
 #[test]

@@ -523,3 +523,45 @@ fn a_shard_waiting_for_its_start_stops_when_told_and_keeps_its_channels() {
     assert_eq!(s["messages"]["lost"], 0);
     assert!(s["sessions"]["answered"].as_u64().unwrap() > 0);
 }
+
+/// Shard files edited by hand, or a merge pointed at its own input, are
+/// refused with exit 2 and a reason, never merged (all found by probing):
+/// a count of 10⁸ shards made the merge list every missing one (10 GB), a
+/// count of 0 merged; a series interval of 0 panicked (exit 101); the
+/// scenario text of a shard but the first was not checked; `--out` one of
+/// the shard folders overwrote it with the whole.
+#[test]
+fn merge_refuses_edited_shard_files_and_its_own_inputs() {
+    let d = tmp("edited");
+    let a = shards(&d.join("a"), 3, SWEEP);
+    let out = d.join("out");
+    let edited = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let dir = d.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut f = json(&a[1].join("shard.json"));
+        edit(&mut f);
+        std::fs::write(dir.join("shard.json"), f.to_string()).unwrap();
+        vec![a[0].clone(), dir, a[2].clone()]
+    };
+    let started = std::time::Instant::now();
+    refused(&edited("huge", &|f| f["shard"]["count"] = 100_000_000.into()), &out, "0 ≤ I < N ≤ 10000");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+    refused(&edited("zero", &|f| f["shard"]["count"] = 0.into()), &out, "expected I/N");
+    let text = |f: &mut Value| {
+        let t = f["source"]["text"].as_str().unwrap().replace("rate = ", "rate = \"31/min\" # ");
+        f["source"]["text"] = t.into();
+    };
+    refused(&edited("text", &text), &out, "scenario texts or --set overrides differ");
+    refused(&a, &a[0], "is one of the shard folders");
+    // a run's own folder, its series interval edited
+    sim_run(&d.join("run"), &["duration=1h"]);
+    let shard = d.join("run").join("shard.json");
+    let f = read(&shard);
+    assert!(f.contains("\"interval\":"), "the series interval is in the state");
+    let at = f.find("\"interval\":").unwrap() + "\"interval\":".len();
+    let digits = f[at..].find(|c: char| !c.is_ascii_digit()).unwrap();
+    let edited = format!("{}0{}", &f[..at], &f[at + digits..]);
+    std::fs::write(&shard, edited).unwrap();
+    refused(&[d.join("run")], &out, "series interval is not the scenario's");
+    assert!(!out.exists(), "nothing written when refused");
+}

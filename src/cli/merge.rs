@@ -30,6 +30,23 @@ pub struct MergeArgs {
 pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
     let started = std::time::Instant::now();
     let stamp = super::iso_stamp(super::now_secs());
+    // writing the whole over one of its parts would leave that folder
+    // the whole's report beside the part's shard.json (found by probing)
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let folder = |d: &PathBuf| {
+        if d.is_file() { d.parent().map(|p| p.to_path_buf()).unwrap_or_default() } else { d.clone() }
+    };
+    if let Some(d) = args.dirs.iter().find(|d| same(&folder(d), &args.out)) {
+        return Err(ArgError(format!(
+            "--out {} is one of the shard folders ({}): merge into another folder",
+            args.out.display(),
+            d.display()
+        ))
+        .into());
+    }
     let shards = merge::read_shards(&args.dirs)?;
     let kind = shards[0].file.kind;
     if kind != Kind::Run

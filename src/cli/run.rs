@@ -312,6 +312,7 @@ pub(super) fn write_run(
         run.summary.gates = gate::evaluate(gates, &view);
     }
     folder::begin(out)?;
+    crate::merge::clear_stale(out)?;
     folder::write_data(out, &run)?;
     if let Some(f) = shard_file {
         f.write(out)?;

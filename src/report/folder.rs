@@ -122,8 +122,11 @@ pub fn read(dir: &Path) -> anyhow::Result<Measured> {
     };
     let summary = serde_json::from_value(read_json("summary.json")?)
         .with_context(|| format!("{} is not a kfsim summary", dir.join("summary.json").display()))?;
-    let series = serde_json::from_value(read_json("series.json")?)
-        .with_context(|| format!("{} is not a kfsim series file", dir.join("series.json").display()))?;
+    let series_path = dir.join("series.json");
+    let text =
+        fs::read_to_string(&series_path).with_context(|| format!("reading {}", series_path.display()))?;
+    let series = crate::series::SeriesData::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a kfsim series file: {e}", series_path.display()))?;
     let encoded: BTreeMap<String, String> = serde_json::from_value(read_json("histograms.json")?)
         .with_context(|| {
             format!("{} is not a kfsim histogram file", dir.join("histograms.json").display())
@@ -241,9 +244,7 @@ pub fn read_run_files(path: &Path) -> anyhow::Result<RunFiles> {
         path.parent().unwrap_or(Path::new(".")).to_path_buf()
     };
     let mut unread = Vec::new();
-    let series = companion(&dir.join("series.json"), &mut unread, |t| {
-        serde_json::from_str::<crate::series::SeriesData>(t).map_err(|e| e.to_string())
-    });
+    let series = companion(&dir.join("series.json"), &mut unread, crate::series::SeriesData::from_json);
     let histograms = companion(&dir.join("histograms.json"), &mut unread, |t| {
         let texts: BTreeMap<String, String> = serde_json::from_str(t).map_err(|e| e.to_string())?;
         texts
