@@ -437,34 +437,64 @@ pub fn resolve(metric: &str, valid: &(impl PathSet + ?Sized)) -> Result<String, 
     if is_live_only(metric) {
         return Ok(metric.to_owned());
     }
-    Err(format!("unknown metric `{metric}`: the closest is `{}`", closest(metric, valid)))
+    match closest(metric, valid) {
+        near if !near.is_empty() => Err(format!("unknown metric `{metric}`: the closest is `{near}`")),
+        _ => Err(format!("unknown metric `{metric}`: no metric has a name near it (docs/ci.md lists them)")),
+    }
+}
+
+/// The farthest a path named as the closest may be from a name of `chars`
+/// characters: farther, it is no hint of what was meant.
+fn nearest_worth_naming(chars: usize) -> usize {
+    (chars / 3).max(3)
 }
 
 /// The path nearest `metric` (by edit distance), in the form people write:
-/// latencies without `latency_ms.`. Of paths as near, the first in sorted
-/// order, as when every path was listed in a sorted set.
+/// latencies without `latency_ms.`, if one is near enough to be a hint
+/// ([`nearest_worth_naming`]), else `""`. Of paths as near, the first in
+/// sorted order, as when every path was listed in a sorted set.
 fn closest(metric: &str, valid: &(impl PathSet + ?Sized)) -> String {
     let short = |p: &str| p.strip_prefix("latency_ms.").unwrap_or(p).to_owned();
     let chars = metric.chars().count();
     let counts = char_counts(metric);
-    let mut best: Option<(usize, String)> = None;
+    // Begun just past the farthest worth naming: the bounds then pass over
+    // every path too far to name before its distance is computed (a long
+    // mistyped agent id, far from each of a million, took a minute).
+    let mut best: (usize, String) = (nearest_worth_naming(chars) + 1, String::new());
     valid.each(&mut |p| {
         let s = p.strip_prefix("latency_ms.").unwrap_or(p);
-        if let Some((d, b)) = &best {
-            // bounds of the distance, cheap beside it, pass over most of a
-            // million agents' paths
-            let passed = |least: usize| least > *d || (least == *d && p >= b.as_str());
-            if passed(chars.abs_diff(s.chars().count())) || counts.is_some_and(|c| passed(count_bound(&c, s)))
-            {
-                return;
-            }
+        let (d, b) = &best;
+        // bounds of the distance, cheap beside it, pass over most of a
+        // million agents' paths
+        let passed = |least: usize| least > *d || (least == *d && (b.is_empty() || p >= b.as_str()));
+        if passed(chars.abs_diff(s.chars().count())) || counts.is_some_and(|c| passed(count_bound(&c, s))) {
+            return;
         }
-        let d = strsim::damerau_levenshtein(metric, s);
-        if best.as_ref().is_none_or(|(bd, b)| d < *bd || (d == *bd && p < b.as_str())) {
-            best = Some((d, p.to_owned()));
+        let d = distance(metric, s);
+        if d < best.0 || (d == best.0 && !best.1.is_empty() && p < best.1.as_str()) {
+            best = (d, p.to_owned());
         }
     });
-    best.map(|(_, p)| short(&p)).unwrap_or_default()
+    short(&best.1)
+}
+
+/// The edit distance of `a` and `b` (optimal string alignment: insertions,
+/// deletions, substitutions and swaps of neighbours), their common start
+/// and end set aside first (they change no distance). An agent's mistyped
+/// path shares `agents.` and `.occupancy` with a million others: with
+/// the whole paths' tables and unrestricted Damerau–Levenshtein (a hash
+/// map per cell) a 40-character id took a minute (found by probing).
+fn distance(a: &str, b: &str) -> usize {
+    let head = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).map(|(x, _)| x.len_utf8()).sum::<usize>();
+    let (a, b) = (&a[head..], &b[head..]);
+    let tail = a
+        .chars()
+        .rev()
+        .zip(b.chars().rev())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x.len_utf8())
+        .sum::<usize>();
+    strsim::osa_distance(&a[..a.len() - tail], &b[..b.len() - tail])
 }
 
 /// [`lookup`] of many paths in one summary: an element of a list is found
@@ -938,8 +968,9 @@ rate = "6/min"
         valid
             .iter()
             .map(|p| p.strip_prefix("latency_ms.").unwrap_or(p))
-            .map(|p| (strsim::damerau_levenshtein(metric, p), p))
+            .map(|p| (strsim::osa_distance(metric, p), p))
             .min_by_key(|(d, _)| *d)
+            .filter(|(d, _)| *d <= nearest_worth_naming(metric.chars().count()))
             .map(|(_, p)| p.to_owned())
             .unwrap_or_default()
     }
@@ -1012,7 +1043,7 @@ rate = "6/min"
         }
         // the bound never passes over a nearer path
         for (a, b) in [("abc", "cab"), ("jain", "jian"), ("a-7.x", "a-0007.y"), ("p95", "p9é"), ("", "xy")] {
-            let d = strsim::damerau_levenshtein(a, b);
+            let d = strsim::osa_distance(a, b);
             assert!(char_counts(a).is_none_or(|c| count_bound(&c, b) <= d), "{a} {b}");
         }
         assert_eq!(count_bound(&char_counts("abcd").unwrap(), "wxyz"), 4);

@@ -51,6 +51,13 @@ impl Target {
         let (metric, cond) = text.split_at(at);
         let valid = gate::metric_paths(scenario);
         let path = gate::resolve(metric.trim(), &valid).map_err(|e| format!("--target {text}: {e}"))?;
+        // what the scenario says, not what a run measured: no staffing
+        // changes it (found by probing: `seed>=0` was "met")
+        if path == "seed" || path.starts_with("scenario.") {
+            return Err(format!(
+                "--target {text}: `{path}` is the scenario's setting, not a measured outcome"
+            ));
+        }
         let condition =
             Condition::parse(cond, gate::unit_of(&path)).map_err(|e| format!("--target {text}: {e}"))?;
         Ok(Target { text: text.to_owned(), path, condition })

@@ -327,6 +327,28 @@ fn an_error_on_a_huge_line_is_short_and_survives_a_closed_stderr() {
     assert_eq!(status.code(), Some(2), "{status:?}");
 }
 
+/// A value of megabytes named in an error, in the file or in an override,
+/// came back whole (three times for an override): errors are cut around
+/// `…` (found by probing: a 3 MB message).
+#[test]
+fn an_error_naming_a_huge_value_is_short() {
+    let dir = scratch("huge-value");
+    let file = dir.join("huge.toml");
+    let text = std::fs::read_to_string("scenarios/erlang-c.toml").unwrap();
+    let huge = format!("{}h", "9".repeat(1_000_000));
+    std::fs::write(&file, text.replace("duration = \"", &format!("duration = \"{huge}\"\n# \""))).unwrap();
+    let set = format!("seed={}", "9".repeat(100_000));
+    for args in
+        [vec!["validate", file.to_str().unwrap()], vec!["validate", "scenarios/erlang-c.toml", "--set", &set]]
+    {
+        let o = kfsim(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.len() < 2000, "{} bytes of error", stderr.len());
+        assert!(stderr.contains(" … "), "{stderr}");
+    }
+}
+
 /// A live run's `--time-scale` far below 1 and a `--start-at` past any
 /// clock panicked converting them to a wall time (exit 101).
 #[test]
@@ -353,7 +375,8 @@ fn live_times_beyond_a_clock_are_refused() {
 #[test]
 fn a_sweep_over_values_that_are_no_finite_numbers_ends() {
     // TOML reads `inf` and `1e308` as numbers, no names; Rust reads these too
-    for vary in ["entry.web.name=NaN", "entry.web.name=Infinity,-Infinity", "entry.web.name=.9e308,-.9e308"] {
+    // (a name holds no `.`: it is a segment of metric paths)
+    for vary in ["entry.web.name=NaN", "entry.web.name=Infinity,-Infinity", "entry.web.name=9e308,-9e308"] {
         let out = scratch("sweep-nan");
         let mut child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
             .args([

@@ -344,3 +344,29 @@ fn grids_and_intervals_that_cannot_be_meant_are_refused() {
         assert!(stderr.contains(want), "{args:?}: {stderr:?} should say {want:?}");
     }
 }
+
+/// A plan decides by a 95 % interval over staffing: one replication gives
+/// no interval, and a seed or a scenario setting is neither staffing nor
+/// an outcome (found by probing: `--replications 1 --max-replications 1`
+/// was ">99.9 % sure", `--vary seed` recommended a seed). Each is refused
+/// (exit 2) before anything runs.
+#[test]
+fn a_plan_refuses_what_gives_no_staffing_answer() {
+    let kfsim = env!("CARGO_BIN_EXE_kfsim");
+    let plan = |extra: &[&str]| {
+        let o = Command::new(kfsim).args(["plan", "scenarios/erlang-c.toml"]).args(extra).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let sl = |more: &[&'static str]| [&["--target", "service_level>=0.8"][..], more].concat();
+    let cases: [(Vec<&str>, &str); 4] = [
+        (sl(&["--vary", "agents.kf.count", "--replications", "1"]), "not in 2..=1000"),
+        (sl(&["--vary", "agents.kf.count", "--max-replications", "1"]), "not in 2..=10000"),
+        (sl(&["--vary", "seed"]), "a plan varies staffing"),
+        (vec!["--target", "seed>=0", "--vary", "agents.kf.count"], "not a measured outcome"),
+    ];
+    for (extra, says) in &cases {
+        let (code, stderr) = plan(extra);
+        assert_eq!(code, Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
+}

@@ -137,6 +137,9 @@ pub fn run(cli: Cli) -> Exit {
                 || err.downcast_ref::<crate::merge::Refused>().is_some();
             // stderr closed early (`2>&1 | head`) is no reason to panic
             let _ = writeln!(std::io::stderr().lock(), "error: {err:#}");
+            if err.downcast_ref::<crate::live::InterruptedConnecting>().is_some() {
+                return Exit::Interrupted;
+            }
             if invalid { Exit::Invalid } else { Exit::RunFailed }
         }
     }

@@ -52,12 +52,13 @@ pub struct PlanArgs {
     /// The parameter to size, usually `agents.GROUP.count`.
     #[arg(long, value_name = "PATH")]
     pub vary: String,
-    /// Independent replications per evaluated value to begin with.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Independent replications per evaluated value to begin with (at least 2: one gives
+    /// no interval, and a plan decides by its interval).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub replications: u32,
     /// Most replications per value: while the 95% interval of a target straddles its
     /// threshold, replications are doubled up to this many.
-    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(2..=10000))]
     pub max_replications: u32,
     /// Recommend per interval of the arrival profile (the intraday staffing table).
     #[arg(long, value_name = "DURATION")]
@@ -103,6 +104,7 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
     let all: Vec<(usize, u32)> = (0..scenarios.len()).flat_map(|p| (0..r).map(move |i| (p, i))).collect();
     let go_on = go_on();
     if shard.is_part() {
+        crate::merge::clear_stale(&out)?;
         // (point, replication) dealt round-robin, with the seeds of the whole sweep
         let jobs: Vec<(usize, u32)> =
             all.into_iter().filter(|&(p, i)| shard.owns(p as u64 * u64::from(r) + u64::from(i))).collect();
@@ -261,6 +263,7 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
         }
     };
     let wait = std::time::Duration::from_micros(args.shard_wait);
+    crate::merge::clear_stale(out)?;
     let runner = super::shard::Exchange::new(&exchange_dir, shard, !args.serial, wait)?;
     let (base, _report, _) = plan_with(&text, &file, &args.scenario.sets, &spec, &runner)?;
     let mut f: ShardFile =
@@ -307,6 +310,16 @@ fn plan_with(
         .iter()
         .map(|t| Target::parse(t, &base).map_err(ArgError))
         .collect::<Result<Vec<_>, _>>()?;
+    // staffing: a group's agents or their cap (found by probing: `--vary
+    // seed` "recommended seed = 4092")
+    let parts: Vec<&str> = spec.vary.split('.').collect();
+    if !(parts.len() == 3 && parts[0] == "agents" && matches!(parts[2], "count" | "max_concurrent")) {
+        return Err(ArgError(format!(
+            "--vary {}: a plan varies staffing, agents.GROUP.count or agents.GROUP.max_concurrent",
+            spec.vary
+        ))
+        .into());
+    }
     // the path must be one --set accepts: try it once
     sweep::variant(text, file, sets, &[(spec.vary.clone(), "1".into())])?;
     let problem = |sets: Vec<String>| Problem {

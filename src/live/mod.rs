@@ -161,6 +161,15 @@ pub struct Unreachable {
     pub reason: String,
 }
 
+/// A live run stopped (Ctrl-C, SIGTERM) while it was still trying to
+/// reach the target: nothing ran, nothing is reported (exit 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted while reaching the target {target}: nothing ran, no report is written")]
+pub struct InterruptedConnecting {
+    /// The target.
+    pub target: String,
+}
+
 /// How long a live run tries to get its first token from the target
 /// before it gives up (exit 3): a target that refuses connections, or
 /// accepts them and never answers, ends the run within this (plus one
@@ -733,7 +742,7 @@ pub async fn run_with_state(
     opts.check().map_err(anyhow::Error::msg)?;
     check_load(sc, opts.time_scale).map_err(anyhow::Error::msg)?;
     let http = Http::new(&opts.target, opts.timeout);
-    let (open_kfid, agent_index) = connect(&http, sc, opts).await?;
+    let (open_kfid, agent_index) = connect(&http, sc, opts, progress).await?;
     let own: BTreeMap<String, u32> = agent_index
         .iter()
         .filter(|(_, i)| opts.shard.owns(u64::from(**i)))
@@ -862,6 +871,7 @@ async fn connect(
     http: &Http,
     sc: &Scenario,
     opts: &LiveOptions,
+    progress: &mut ProgressFn<'_>,
 ) -> anyhow::Result<(Vec<String>, BTreeMap<String, u32>)> {
     let base = opts.target.as_str();
     let path = format!(
@@ -888,6 +898,10 @@ async fn connect(
         if tokio::time::Instant::now() + Duration::from_millis(100) >= deadline {
             let reason = format!("{last} (gettoken tried for {} s)", CONNECT_WITHIN.as_secs());
             return Err(Unreachable { target: base.into(), reason }.into());
+        }
+        // a Ctrl-C here was kept waiting for the rest of the ten seconds
+        if !progress(&Progress::default()) {
+            return Err(InterruptedConnecting { target: base.into() }.into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -22,7 +22,7 @@ pub enum ScenarioError {
     Invalid(Box<Diagnostic>),
     /// A `--set key=value` override (or a value of a sweep's or plan's
     /// `--vary`) does not name a key of the scenario, or makes it invalid.
-    #[error("{flag} {arg}: {message}")]
+    #[error("{flag} {}: {}", shorten(arg), shorten(message))]
     Override {
         /// The option that gave it: `--set` or `--vary`.
         flag: &'static str,
@@ -92,7 +92,7 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, shorten(&self.message))?;
         if !self.source_line.trim().is_empty() {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len());
@@ -126,6 +126,22 @@ impl fmt::Display for Diagnostic {
 
 /// Most characters of the file's line shown under an error.
 const SNIPPET_CHARS: usize = 120;
+
+/// Most characters of a message or an override shown: a message names the
+/// value that was wrong, and a value of megabytes came back whole, three
+/// times for an override (found by probing: a 3 MB error).
+const MESSAGE_CHARS: usize = 400;
+
+/// `text`, or its start and end around `…` when longer than [`MESSAGE_CHARS`].
+pub(crate) fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().count() <= MESSAGE_CHARS {
+        return text.into();
+    }
+    let head: String = text.chars().take(MESSAGE_CHARS / 2).collect();
+    let tail: Vec<char> = text.chars().rev().take(MESSAGE_CHARS / 4).collect();
+    let tail: String = tail.into_iter().rev().collect();
+    format!("{head} … {tail}").into()
+}
 
 /// `did you mean "x"?` when a close candidate exists, else the list.
 pub fn suggest(word: &str, candidates: &[&str], what: &str) -> String {

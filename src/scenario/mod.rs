@@ -461,6 +461,18 @@ impl Scenario {
     }
 }
 
+/// Why `name` cannot be `what`'s name: names are segments of metric paths
+/// (`fairness.NAME.jain`) and `--set` paths (`account.NAME.policy`), where
+/// `.` separates (found by probing: a gate on account `a.b` validated, then
+/// found no data and failed the run).
+fn dotted(what: &str, name: &str) -> Option<String> {
+    name.contains('.').then(|| {
+        format!(
+            "{what} name must not contain `.` (\"{name}\"): it is a segment of metric and --set paths, which `.` separates; use `-` or `_`"
+        )
+    })
+}
+
 /// The error of a scenario an override made invalid, with the TOML line
 /// it concerns as overridden.
 fn overridden(flag: &'static str, arg: &str, d: &Diagnostic) -> ScenarioError {
@@ -717,6 +729,9 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
         if name.is_empty() {
             return Err(err(Some(a.name.span()), "an account name must not be empty".into()));
         }
+        if let Some(m) = dotted("an account", &name) {
+            return Err(err(Some(a.name.span()), m));
+        }
         if account_ix.insert(name.clone(), accounts.len()).is_some() {
             return Err(err(Some(a.name.span()), format!("account \"{name}\" is defined twice")));
         }
@@ -847,6 +862,9 @@ fn build_group(
     if group.is_empty() {
         return Err(err(Some(span), "a group name must not be empty".into()));
     }
+    if let Some(m) = dotted("a group", &group) {
+        return Err(err(Some(span), m));
+    }
     if names.insert(group.clone(), ()).is_some() {
         return Err(err(
             Some(span),
@@ -916,6 +934,9 @@ fn build_entry(
         Some(n) => (n.get_ref().clone(), n.span()),
         None => (scene.as_str().to_owned(), e.scene.span()),
     };
+    if let Some(m) = dotted("an entry", &name) {
+        return Err(err(Some(span), m));
+    }
     if names.insert(name.clone(), ()).is_some() {
         return Err(err(
             Some(span),
