@@ -161,6 +161,25 @@ fn interrupted(args: &[&str], wait: Duration) -> (Option<i32>, String, String) {
     (o.status.code(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
 }
 
+/// A live run still retrying to reach its target (for ten seconds) did not
+/// act on Ctrl-C: it now stops at once, exit 130, and writes nothing, as
+/// nothing ran.
+#[test]
+fn ctrl_c_while_a_live_run_reaches_its_target_stops_it() {
+    let out = scratch("live-unreached");
+    // a port nothing listens on: every try is refused at once
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let target = format!("http://127.0.0.1:{port}");
+    let args = ["run", "scenarios/quickstart.toml", "--engine", "live", "--target", &target, "-q", "--out"];
+    let started = std::time::Instant::now();
+    let (code, _, stderr) =
+        interrupted(&[&args[..], &[out.to_str().unwrap()]].concat(), Duration::from_millis(1500));
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted while reaching the target"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(!out.join("summary.json").exists());
+}
+
 // Two points, one serial replication each: 87 600 sessions (done at once),
 // then 52 million (far longer than the test waits).
 const QUICK_THEN_LONG: [&str; 8] = [
