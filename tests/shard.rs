@@ -565,3 +565,29 @@ fn merge_refuses_edited_shard_files_and_its_own_inputs() {
     refused(&[d.join("run")], &out, "series interval is not the scenario's");
     assert!(!out.exists(), "nothing written when refused");
 }
+
+/// A run killed before it wrote its files left the shard file of the run
+/// before it in a reused folder, and merge took that for this run's (exit
+/// 0): a run removes it as it starts.
+#[test]
+fn a_run_killed_in_a_reused_folder_leaves_no_earlier_shard_file() {
+    let d = tmp("reused");
+    let out = d.join("run");
+    sim_run(&out, &["duration=1h"]);
+    assert!(out.join("shard.json").exists());
+    let mut child = kfsim()
+        .args(["run", "scenarios/bench-mmc.toml", "--set", "duration=36500d", "--quiet", "--out"])
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let gone = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        !out.join("shard.json").exists()
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(gone, "the earlier shard.json is still there");
+    assert!(!out.join("shard.json").exists());
+    let o = merge(std::slice::from_ref(&out), &d.join("merged"));
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}

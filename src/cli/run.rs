@@ -247,6 +247,10 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
     };
+    // before the run, not when its files are written: a live shard killed
+    // mid-run left the shard file of the run before, which a merge took
+    // for this one's
+    crate::merge::clear_stale(&out)?;
     let (run, state) = match args.engine {
         Engine::Sim => {
             let (run, state) = simulate_interactive(&sc, args.result.quiet);
@@ -312,7 +316,6 @@ pub(super) fn write_run(
         run.summary.gates = gate::evaluate(gates, &view);
     }
     folder::begin(out)?;
-    crate::merge::clear_stale(out)?;
     folder::write_data(out, &run)?;
     if let Some(f) = shard_file {
         f.write(out)?;
