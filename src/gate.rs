@@ -466,12 +466,13 @@ fn closest(metric: &str, valid: &(impl PathSet + ?Sized)) -> String {
         let (d, b) = &best;
         // bounds of the distance, cheap beside it, pass over most of a
         // million agents' paths
-        let passed = |least: usize| least > *d || (least == *d && (b.is_empty() || p >= b.as_str()));
+        // (every path sorts at or after the empty one of the start)
+        let passed = |least: usize| least > *d || (least == *d && p >= b.as_str());
         if passed(chars.abs_diff(s.chars().count())) || counts.is_some_and(|c| passed(count_bound(&c, s))) {
             return;
         }
         let d = distance(metric, s);
-        if d < best.0 || (d == best.0 && !best.1.is_empty() && p < best.1.as_str()) {
+        if d < best.0 || (d == best.0 && p < best.1.as_str()) {
             best = (d, p.to_owned());
         }
     });
