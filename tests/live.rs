@@ -118,13 +118,39 @@ fn sigterm_stops_a_live_run_and_writes_the_report() {
     stop_a_live_run_with("TERM");
 }
 
+/// A closed terminal or ssh session (SIGHUP) stops a run as Ctrl-C does:
+/// run from a process that put SIGHUP back to its default, as a login
+/// shell has it (this test's own may inherit it ignored).
+#[test]
+fn sighup_stops_a_live_run_and_writes_the_report() {
+    stop_a_live_run_with("HUP");
+}
+
+/// Under `nohup` SIGHUP stays ignored (a handler would undo what nohup
+/// asked): the run goes on, and SIGTERM still stops it with its report.
+#[test]
+fn under_nohup_sighup_leaves_a_live_run_running() {
+    stop_a_live_run_with("nohup");
+}
+
 /// Send `signal` to a live run past its warm-up: it stops arrivals, drains
-/// briefly, writes the report of what ran and exits 130.
+/// briefly, writes the report of what ran and exits 130. `nohup`: SIGHUP
+/// first, which the run outlives, then SIGTERM.
 fn stop_a_live_run_with(signal: &str) {
     let _one = serial();
     let out = std::env::temp_dir().join(format!("kfsim-live-{signal}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+    let mut cmd = match signal {
+        "nohup" => Command::new("nohup"),
+        // Perl is part of every Debian system (perl-base is essential)
+        _ => {
+            let mut c = Command::new("perl");
+            c.args(["-e", "$SIG{HUP} = 'DEFAULT'; exec @ARGV or die \"exec: $!\""]);
+            c
+        }
+    };
+    let mut child = cmd
+        .arg(env!("CARGO_BIN_EXE_kfsim"))
         .args(["run", "scenarios/live-check.toml", "--engine", "live", "--time-scale", "120", "-q", "--out"])
         .arg(&out)
         .stdout(Stdio::null())
@@ -133,8 +159,19 @@ fn stop_a_live_run_with(signal: &str) {
         .unwrap();
     // past the 5 min warm-up (2.5 s at ×120), well before the hour ends (30 s)
     std::thread::sleep(Duration::from_secs(6));
-    let sig = format!("-{signal}");
-    assert!(Command::new("kill").args([sig.as_str(), &child.id().to_string()]).status().unwrap().success());
+    let pid = child.id().to_string();
+    let kill = |sig: &str| {
+        let sig = format!("-{sig}");
+        assert!(Command::new("kill").args([sig.as_str(), &pid]).status().unwrap().success());
+    };
+    if signal == "nohup" {
+        kill("HUP");
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(child.try_wait().unwrap().is_none(), "SIGHUP under nohup ended the run");
+        kill("TERM");
+    } else {
+        kill(signal);
+    }
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
     let s: serde_json::Value =

@@ -82,6 +82,32 @@ async fn serve_starts_from_a_scenario_and_stops_on_sigterm() {
     assert_eq!(terminate(&mut child), Some(0));
 }
 
+/// A closed terminal (SIGHUP) stops `kfsim serve` as SIGTERM does, exit 0,
+/// when SIGHUP has its default disposition (put back by Perl, part of every
+/// Debian system: this test's own process may have inherited it ignored).
+#[test]
+fn serve_stops_on_sighup() {
+    let mut child = Command::new("perl")
+        .args(["-e", "$SIG{HUP} = 'DEFAULT'; exec @ARGV or die \"exec: $!\""])
+        .arg(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--scenario", "scenarios/quickstart.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = listening(&mut child);
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
 /// `--threads 1` runs the service on one thread (no pool): the auto-reply
 /// servicers still answer and end every session while requests keep
 /// coming on the same thread, and SIGTERM still stops it.

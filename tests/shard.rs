@@ -113,6 +113,77 @@ fn a_sweep_in_three_shards_merges_into_the_unsharded_sweep() {
     assert_eq!(read(&d.join("merged-rev/sweep.json")), read(&d.join("whole/sweep.json")));
 }
 
+/// A plan shard stopped by SIGTERM while it waits for the others' replications
+/// exits 130 at once, writes no shard.json (its search has no answer), and
+/// leaves the replications it finished in the exchange, where the shard
+/// started again takes them up instead of running them again.
+#[test]
+fn a_plan_shard_stopped_by_sigterm_keeps_its_replications_for_a_restart() {
+    use std::time::{Duration, Instant};
+    let d = tmp("plan-term");
+    let args = |out: &str| {
+        let mut c = kfsim();
+        c.args(["plan", "scenarios/erlang-c.toml", "--set", "duration=2h", "--target", "service_level>=0.8"])
+            .args([
+                "--vary",
+                "agents.kf.count",
+                "--replications",
+                "2",
+                "--shard",
+                "0/2",
+                "--shard-wait",
+                "10m",
+            ])
+            .arg("--exchange")
+            .arg(&d)
+            .arg("--out")
+            .arg(d.join(out));
+        c
+    };
+    let exchanged = || -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("exchange-"))
+            .flat_map(|e| std::fs::read_dir(e.path()).unwrap().flatten().map(|f| f.path()))
+            .collect();
+        files.sort();
+        files
+    };
+    let mut child = args("first").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // its own share of the first point is quick; then it waits for shard 1
+    let started = Instant::now();
+    while exchanged().is_empty() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mine = exchanged();
+    assert!(!mine.is_empty(), "no replication in the exchange after 60 s");
+    let asked = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    while child.try_wait().unwrap().is_none() && asked.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(asked.elapsed() < Duration::from_secs(10), "SIGTERM answered after {:?}", asked.elapsed());
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted") && stderr.contains("exchange-"), "{stderr}");
+    assert!(!d.join("first/shard.json").exists(), "a plan cut short wrote a shard.json");
+    let modified = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let kept: Vec<_> = mine.iter().map(|p| (p.clone(), modified(p))).collect();
+    // started again: it waits for shard 1 at once, with nothing to run
+    let again = args("second").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(Command::new("kill").args(["-TERM", &again.id().to_string()]).status().unwrap().success());
+    let o = again.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    for (p, when) in &kept {
+        assert_eq!(modified(p), *when, "{} was run and written again", p.display());
+    }
+}
+
 /// A whole-run plan (the search doubles replications where a value is
 /// unclear: erlang-c at 45 agents needs 40) and an intraday table.
 #[test]

@@ -47,7 +47,20 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
         ))
         .into());
     }
+    // Ctrl-C, SIGTERM or SIGHUP while reading: stop before writing
+    // anything; once writing, finish it (each file is written whole)
+    let stop = super::stop_flag();
+    let stopped = || {
+        let now = stop.load(std::sync::atomic::Ordering::Relaxed);
+        if now {
+            eprintln!("interrupted: nothing written");
+        }
+        now
+    };
     let shards = merge::read_shards(&args.dirs)?;
+    if stopped() {
+        return Ok(Exit::Interrupted);
+    }
     let kind = shards[0].file.kind;
     if kind != Kind::Run
         && (args.result.baseline.is_some() || args.result.junit.is_some() || !args.result.export.is_empty())
@@ -76,6 +89,9 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
     } else {
         gate::bind(&merged.scenario)?
     };
+    if stopped() {
+        return Ok(Exit::Interrupted);
+    }
     let mut stderr = std::io::stderr().lock();
     if !args.result.quiet {
         writeln!(stderr, "merge: {} shard(s) of {}", shards.len(), merged.scenario.name)?;

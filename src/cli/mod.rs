@@ -162,16 +162,39 @@ fn load(args: &ScenarioArgs) -> anyhow::Result<(Scenario, Vec<Gate>)> {
 #[error("{0}")]
 pub struct ArgError(pub String);
 
-fn stop_flag() -> Arc<AtomicBool> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+/// Set by Ctrl-C, SIGTERM or SIGHUP (a closed terminal or ssh session):
+/// the command stops and writes what it has; a second signal ends the
+/// process at once. SIGHUP is left alone when it is ignored (`nohup`),
+/// which a handler would undo.
+pub(crate) fn stop_flag() -> Arc<AtomicBool> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [SIGINT, SIGTERM] {
+    let hup = (!hangup_ignored()).then_some(SIGHUP);
+    for sig in [SIGINT, SIGTERM].into_iter().chain(hup) {
         // Registration fails only for forbidden signals, which these are not;
         // without it the default handler still ends the process.
         let _ = signal_hook::flag::register_conditional_shutdown(sig, Exit::Interrupted as i32, stop.clone());
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
     stop
+}
+
+/// Whether SIGHUP is ignored by this process (`nohup`, or a parent that
+/// ignored it), from the kernel's `SigIgn` mask: the one way to ask
+/// without `sigaction` (and so `unsafe`). Elsewhere than Linux, said to be
+/// ignored, so that the default disposition stays.
+pub(crate) fn hangup_ignored() -> bool {
+    std::fs::read_to_string("/proc/self/status").map_or(true, |status| sighup_in_mask(&status))
+}
+
+/// Whether the `SigIgn:` line of a `/proc/PID/status` text has SIGHUP (1,
+/// the mask's lowest bit); a text without one counts as ignored.
+fn sighup_in_mask(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_none_or(|mask| mask & 1 == 1)
 }
 
 /// A progress bar over the scenario's clock on the terminal (hidden when
@@ -271,6 +294,19 @@ fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sighup_is_read_from_the_ignored_mask() {
+        let status =
+            |mask: &str| format!("Name:\tkfsim\nSigBlk:\t0000000000000000\nSigIgn:\t{mask}\nSigCgt:\t0\n");
+        assert!(!sighup_in_mask(&status("0000000000000000")));
+        assert!(!sighup_in_mask(&status("0000000000001000")));
+        assert!(sighup_in_mask(&status("0000000000000001")));
+        assert!(sighup_in_mask(&status("0000000000001003")));
+        // no line, or one that is not hex: leave the default alone
+        assert!(sighup_in_mask("Name:\tkfsim\n"));
+        assert!(sighup_in_mask(&status("zz")));
+    }
 
     #[test]
     fn utc_stamps() {

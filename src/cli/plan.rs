@@ -151,7 +151,7 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
 
 /// Whether to go on: not after Ctrl-C or SIGTERM (a second one ends the
 /// process at once).
-fn go_on() -> impl Fn() -> bool + Sync {
+fn go_on() -> impl Fn() -> bool + Sync + Send + 'static {
     let stop = super::stop_flag();
     move || !stop.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -264,8 +264,17 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     };
     let wait = std::time::Duration::from_micros(args.shard_wait);
     crate::merge::clear_stale(out)?;
-    let runner = super::shard::Exchange::new(&exchange_dir, shard, !args.serial, wait)?;
-    let (base, _report, _) = plan_with(&text, &file, &args.scenario.sets, &spec, &runner)?;
+    let runner = super::shard::Exchange::new(&exchange_dir, shard, !args.serial, wait, Box::new(go_on()))?;
+    let (base, _report, _) = match plan_with(&text, &file, &args.scenario.sets, &spec, &runner) {
+        Err(e) if e.is::<sweep::Interrupted>() => {
+            eprintln!(
+                "interrupted: no shard.json written; the replications that finished are in {} (a shard started again takes them up)",
+                runner.dir().display()
+            );
+            return Ok(Exit::Interrupted);
+        }
+        r => r?,
+    };
     let mut f: ShardFile =
         ShardFile::new(Kind::Plan, shard, Source::new(&base, &file, &text, &args.scenario.sets));
     let values = std::mem::take(&mut *runner.seen.lock().unwrap_or_else(|e| e.into_inner()));

@@ -391,7 +391,7 @@ pub(super) fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Ctrl-C or SIGTERM.
+/// Ctrl-C, SIGTERM or SIGHUP.
 async fn shutdown_signal() {
     let ctrl_c = async {
         // If the handler cannot be installed, only SIGTERM stops us.
@@ -410,9 +410,21 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
+    // a closed terminal stops the service as Ctrl-C does, unless `nohup`
+    let hup = async {
+        #[cfg(unix)]
+        if !super::hangup_ignored()
+            && let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+        _ = hup => {}
     }
 }
 

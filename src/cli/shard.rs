@@ -110,20 +110,36 @@ pub struct Exchange {
     shard: Shard,
     parallel: bool,
     wait: Duration,
+    /// Whether to go on: not after Ctrl-C, SIGTERM or SIGHUP.
+    go_on: Box<dyn Fn() -> bool + Sync + Send>,
     /// Every replication read, by [`rep_key`].
     pub seen: Mutex<std::collections::BTreeMap<String, RepValues>>,
 }
 
 impl Exchange {
-    /// An exchange in `dir` (made if missing), for `shard`.
-    pub fn new(dir: &Path, shard: Shard, parallel: bool, wait: Duration) -> anyhow::Result<Exchange> {
+    /// An exchange in `dir` (made if missing), for `shard`. Its
+    /// replications stop when `go_on` says no: those that finished are in
+    /// the exchange (a shard started again takes them up), and
+    /// [`Replicate::replicate`] fails with [`sweep::Interrupted`].
+    pub fn new(
+        dir: &Path,
+        shard: Shard,
+        parallel: bool,
+        wait: Duration,
+        go_on: Box<dyn Fn() -> bool + Sync + Send>,
+    ) -> anyhow::Result<Exchange> {
         // results of another kfsim version may differ: they meet apart
         let tag = env!("KFSIM_VERSION")
             .bytes()
             .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         let dir = dir.join(format!("exchange-{tag:016x}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Exchange { dir, shard, parallel, wait, seen: Default::default() })
+        Ok(Exchange { dir, shard, parallel, wait, go_on, seen: Default::default() })
+    }
+
+    /// The folder of this kfsim version's replications.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -148,10 +164,15 @@ impl Replicate for Exchange {
             .filter(|&r| !self.path(&rep_key(sc, r)).exists())
             .map(|r| (0, r))
             .collect();
-        let runs = sweep::run_jobs(std::slice::from_ref(sc), &mine, self.parallel);
+        let runs = sweep::run_jobs_until(std::slice::from_ref(sc), &mine, self.parallel, &*self.go_on);
         for ((_, r), s) in mine.iter().zip(&runs) {
-            let values = sweep::values_of(s, extra);
-            write_atomic(&self.path(&rep_key(sc, *r)), &serde_json::to_vec(&values)?)?;
+            if let Some(s) = s {
+                let values = sweep::values_of(s, extra);
+                write_atomic(&self.path(&rep_key(sc, *r)), &serde_json::to_vec(&values)?)?;
+            }
+        }
+        if runs.iter().any(Option::is_none) {
+            return Err(sweep::Interrupted.into());
         }
         let deadline = Instant::now() + self.wait;
         let mut out = Vec::new();
@@ -162,6 +183,9 @@ impl Replicate for Exchange {
                     break serde_json::from_slice(&text).with_context(|| {
                         format!("{} is not a replication's values", self.path(&key).display())
                     })?;
+                }
+                if !(self.go_on)() {
+                    return Err(sweep::Interrupted.into());
                 }
                 if Instant::now() >= deadline {
                     let owner = (u64::from(r) + offset) % u64::from(self.shard.count);
