@@ -35,7 +35,12 @@ impl Vary {
         } else if spec.contains("..") && !spec.contains(',') {
             range_values(spec, "1").map_err(|e| format!("--vary {arg}: {e}"))?
         } else {
-            spec.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect()
+            let values: Vec<String> = spec.split(',').map(|v| v.trim().to_owned()).collect();
+            // "1,,2" was a sweep of 1 and 2: a lost value is more likely a slip
+            if values.len() > 1 && values.iter().any(String::is_empty) {
+                return Err(format!("--vary {arg}: an empty value (two commas in a row, or one at an end)"));
+            }
+            values.into_iter().filter(|v| !v.is_empty()).collect()
         };
         if values.is_empty() {
             return Err(format!("--vary {arg}: no values"));
@@ -122,6 +127,13 @@ impl Estimate {
         let v: Vec<f64> = values.iter().flatten().copied().collect();
         let i = crate::stats::interval(&v, crate::stats::Scale::of(path), CONFIDENCE)?;
         Some(Estimate { mean: i.mean, lo: i.lo, hi: i.hi, n: i.n, se: i.se })
+    }
+
+    /// The interval's ends, if the replications give one: a single
+    /// replication has no spread to make it from (its `lo` and `hi` are
+    /// its value), and showing `[x, x]` would claim a certainty it lacks.
+    pub fn ends(&self) -> Option<(f64, f64)> {
+        (self.n >= 2).then_some((self.lo, self.hi))
     }
 
     /// How sure the replications make us that the metric `path`'s true mean
@@ -436,7 +448,7 @@ mod tests {
         assert_eq!(p.values, ["round_robin", "idle_first"]);
         assert_eq!(Vary::parse("entry.web.rate=2/s,3/s").unwrap().values, ["2/s", "3/s"]);
         assert_eq!(Vary::parse("x=1..10000").unwrap().values.len(), 10_000);
-        for bad in ["x", "x=", "x=5..1:1", "x=1..5:0", "x=a..b:1", "x=1..10001"] {
+        for bad in ["x", "x=", "x=5..1:1", "x=1..5:0", "x=a..b:1", "x=1..10001", "x=1,,2", "x=1,2,", "x=,1"] {
             assert!(Vary::parse(bad).is_err(), "{bad}");
         }
     }

@@ -207,6 +207,12 @@ fn ctrl_c_stops_a_sweep_and_writes_the_points_that_finished() {
     // the finished point has its figures; the one cut short has none (a
     // part of a day is not a replication of the scenario)
     assert_eq!(s["points"][0]["metrics"]["service_level"]["n"], 1);
+    // one replication has no interval: not "[x, x]"
+    let line = stdout.lines().find(|l| l.starts_with("entry.web.rate=1/h:")).unwrap_or_default();
+    assert!(line.contains("(n = 1)") && !line.contains(" ["), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let row = csv.lines().nth(1).unwrap();
+    assert!(row.contains(",,"), "no lo95/hi95 from one replication: {row}");
     assert_eq!(s["points"][1]["metrics"], serde_json::json!({}));
     assert!(std::fs::read_to_string(out.join("sweep.html")).unwrap().contains("interrupted: 1 of 2 runs"));
 }
@@ -273,8 +279,10 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
 /// not as the `--set` the sweep turns it into.
 #[test]
 fn a_bad_vary_value_is_named_as_given() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (&["--vary", "agents.kf.count=44,0"], "--vary agents.kf.count=0: "),
+        // was a sweep of 44 and 46, the slip unseen
+        (&["--vary", "agents.kf.count=44,,46"], "--vary agents.kf.count=44,,46: an empty value"),
         (
             &["--vary", "agents.nobody.count=1..2"],
             "--vary agents.nobody.count=1: no [[agents]] named \"nobody\"",

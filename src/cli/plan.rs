@@ -180,7 +180,11 @@ pub(super) fn merge_sweep(shards: &[ReadShard], out: &std::path::Path) -> anyhow
 }
 
 fn est(e: Option<sweep::Estimate>, f: impl Fn(f64) -> String) -> String {
-    e.map_or("—".into(), |e| format!("{} [{}, {}]", f(e.mean), f(e.lo), f(e.hi)))
+    e.map_or("—".into(), |e| match e.ends() {
+        Some((lo, hi)) => format!("{} [{}, {}]", f(e.mean), f(lo), f(hi)),
+        // one replication: no interval to give
+        None => format!("{} (n = 1)", f(e.mean)),
+    })
 }
 
 fn pct(v: f64) -> String {

@@ -26,7 +26,8 @@ pub fn csv(r: &SweepResult) -> String {
             let e = p.metrics.get(m).copied().flatten();
             let theory = p.theory.as_ref().and_then(|t| t.metric(m));
             let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
-            row.extend([f(e.map(|e| e.mean)), f(e.map(|e| e.lo)), f(e.map(|e| e.hi)), f(theory)]);
+            let ends = e.and_then(|e| e.ends());
+            row.extend([f(e.map(|e| e.mean)), f(ends.map(|e| e.0)), f(ends.map(|e| e.1)), f(theory)]);
         }
         let _ = writeln!(out, "{}", row.join(","));
     }
@@ -299,8 +300,9 @@ pub fn html(r: &SweepResult, charts: &[Chart]) -> String {
         "<th>service level</th><th>ASA</th><th>abandon rate</th><th>occupancy</th><th>theory SL</th></tr>\n",
     );
     let ci = |e: Option<crate::sweep::Estimate>, scale: f64| {
-        e.map_or("—".into(), |e| {
-            format!("{:.3} [{:.3}, {:.3}]", e.mean * scale, e.lo * scale, e.hi * scale)
+        e.map_or("—".into(), |e| match e.ends() {
+            Some((lo, hi)) => format!("{:.3} [{:.3}, {:.3}]", e.mean * scale, lo * scale, hi * scale),
+            None => format!("{:.3} (n = 1)", e.mean * scale),
         })
     };
     for p in &r.points {

@@ -34,6 +34,9 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     let bytes = s.as_bytes();
     let mut i = 0;
     let mut total = 0.0_f64;
+    // units of a combination from the largest down, each once: "1h1h" or
+    // "30m2h" is more likely a slip than a wish for 2 h or 2 h 30 m
+    let mut last_factor = f64::INFINITY;
     while i < bytes.len() {
         while i < bytes.len() && bytes[i] == b' ' {
             i += 1;
@@ -62,6 +65,12 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             "us" | "µs" => 1.0,
             _ => return Err(expected()),
         };
+        if factor >= last_factor {
+            return Err(format!(
+                "invalid duration \"{text}\": in a combination each unit comes once, from the largest down, like \"1h30m\""
+            ));
+        }
+        last_factor = factor;
         total += number * factor;
     }
     if !total.is_finite() || total > 1e17 {
@@ -216,7 +225,10 @@ mod tests {
         assert_eq!(parse_duration("3d"), Ok(259_200_000_000));
         assert_eq!(parse_duration("0s"), Ok(0));
         assert_eq!(parse_duration("1min"), Ok(60_000_000));
-        for bad in ["", "20", "5 minutes please", "h", "1x", "-3s", "1..2s", "s20"] {
+        assert_eq!(parse_duration("1 h 2 mins 3s"), Ok(3_723_000_000));
+        for bad in
+            ["", "20", "5 minutes please", "h", "1x", "-3s", "1..2s", "s20", "1h1h", "30m2h", "1m 1min"]
+        {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
     }
