@@ -235,6 +235,30 @@ pub fn bind(scenario: &Scenario) -> Result<Vec<Gate>, ScenarioError> {
         .collect()
 }
 
+/// [`bind`] the gates of `scenario`, which is the text `text` of `file`
+/// with the overrides `sets`: a gate an override added or broke is
+/// reported as that `--set`, not at a line of the rewritten text that the
+/// file does not have.
+pub fn bind_given(
+    scenario: &Scenario,
+    text: &str,
+    file: &str,
+    sets: &[String],
+) -> Result<Vec<Gate>, ScenarioError> {
+    let err = match bind(scenario) {
+        Err(e) if !sets.is_empty() => e,
+        r => return r,
+    };
+    // the file's own gates first, at their own lines
+    bind(&Scenario::parse(text, file)?)?;
+    for k in 1..=sets.len() {
+        if let Err(ScenarioError::Invalid(d)) = bind(&Scenario::parse_with(text, file, &sets[..k])?) {
+            return Err(crate::scenario::overridden("--set", &sets[k - 1], &d));
+        }
+    }
+    Err(err)
+}
+
 /// Paths that only the live engine measures. A gate on one of them is valid
 /// in every scenario, and is skipped by an engine that does not measure it.
 /// `*` stands for one segment.

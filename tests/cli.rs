@@ -275,6 +275,31 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
     assert!(s.sessions.offered > 0 && s.run.end_s < 3650.0 * 86400.0, "{:?}", s.run);
 }
 
+/// A gate added or broken by `--set` is reported as that `--set`: it was
+/// reported at line 22 of a 21-line file (the rewritten text's).
+#[test]
+fn a_gate_broken_by_an_override_is_named_as_that_override() {
+    let cases = [
+        ("gates.servce_level=\">= 0.8\"", "unknown metric `servce_level`: the closest is `service_level`"),
+        ("gates.service_level=\"bogus\"", "invalid condition \"bogus\""),
+    ];
+    for command in ["validate", "run", "sweep", "plan"] {
+        for (set, want) in cases {
+            let mut args = vec![command, "scenarios/erlang-c.toml", "--set", "seed=2", "--set", set];
+            match command {
+                "plan" => args.extend(["--target", "service_level>=0.8", "--vary", "agents.kf.count"]),
+                "sweep" => args.extend(["--vary", "agents.kf.count=44,45"]),
+                _ => {}
+            }
+            let o = kfsim(&args);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{command} {set}: {stderr}");
+            assert!(stderr.contains(&format!("--set {set}: {want}")), "{command} {set}: {stderr}");
+            assert!(!stderr.contains("erlang-c.toml:"), "{command} {set}: {stderr}");
+        }
+    }
+}
+
 /// A bad value of a sweep's `--vary` is reported as that `--vary` value,
 /// not as the `--set` the sweep turns it into.
 #[test]

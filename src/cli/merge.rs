@@ -80,14 +80,16 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
         .transpose()?;
     baseline.iter().for_each(super::run::warn_unread);
     let merged = merge::merge_run(&shards)?;
+    let src = &shards[0].file.source;
+    let bind = || gate::bind_given(&merged.scenario, &src.text, &src.file, &src.sets);
     let gates = if args.result.no_gates {
         // as `kfsim run --no-gates`: say what is wrong and go on
-        if let Err(e) = gate::bind(&merged.scenario) {
+        if let Err(e) = bind() {
             eprintln!("warning: {e} (not checked: --no-gates)");
         }
         Vec::new()
     } else {
-        gate::bind(&merged.scenario)?
+        bind()?
     };
     if stopped() {
         return Ok(Exit::Interrupted);

@@ -152,8 +152,10 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 /// Read, override and validate a scenario file, and bind its gates to the
 /// summary's metrics: every mistake in it is found before anything runs.
 fn load(args: &ScenarioArgs) -> anyhow::Result<(Scenario, Vec<Gate>)> {
-    let sc = Scenario::load(&args.scenario, &args.sets)?;
-    let gates = gate::bind(&sc)?;
+    let text = crate::scenario::read_file(&args.scenario)?;
+    let file = args.scenario.display().to_string();
+    let sc = Scenario::parse_with(&text, &file, &args.sets)?;
+    let gates = gate::bind_given(&sc, &text, &file, &args.sets)?;
     Ok((sc, gates))
 }
 

@@ -90,7 +90,7 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
     let file = args.scenario.scenario.display().to_string();
     let text = read(&args.scenario.scenario)?;
     let base = Scenario::parse_with(&text, &file, &args.scenario.sets)?;
-    crate::gate::bind(&base)?;
+    crate::gate::bind_given(&base, &text, &file, &args.scenario.sets)?;
     let vary = args.vary.iter().map(|v| Vary::parse(v).map_err(ArgError)).collect::<Result<Vec<_>, _>>()?;
     let grid = sweep::grid(&vary).map_err(ArgError)?;
     let scenarios = grid
@@ -317,7 +317,7 @@ fn plan_with(
     runner: &dyn Replicate,
 ) -> anyhow::Result<(Scenario, PlanReport, bool)> {
     let base = Scenario::parse_with(text, file, sets)?;
-    crate::gate::bind(&base)?;
+    crate::gate::bind_given(&base, text, file, sets)?;
     let targets = spec
         .targets
         .iter()

@@ -225,12 +225,12 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
     }
     let gates = if args.result.no_gates {
         // gates that are not checked cannot make the run invalid: say what is wrong and go on
-        if let Err(e) = gate::bind(&sc) {
+        if let Err(e) = gate::bind_given(&sc, &text, &file, &args.scenario.sets) {
             eprintln!("warning: {e} (not checked: --no-gates)");
         }
         Vec::new()
     } else {
-        gate::bind(&sc)?
+        gate::bind_given(&sc, &text, &file, &args.scenario.sets)?
     };
     if let Some(seed) = args.seed {
         sc.seed = seed;

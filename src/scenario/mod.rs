@@ -475,7 +475,7 @@ fn dotted(what: &str, name: &str) -> Option<String> {
 
 /// The error of a scenario an override made invalid, with the TOML line
 /// it concerns as overridden.
-fn overridden(flag: &'static str, arg: &str, d: &Diagnostic) -> ScenarioError {
+pub(crate) fn overridden(flag: &'static str, arg: &str, d: &Diagnostic) -> ScenarioError {
     let line = d.source_line().trim();
     let message = if line.is_empty() {
         d.message.clone()
