@@ -166,6 +166,24 @@ impl Counts {
 }
 
 impl Counts {
+    /// Which count is more than the sessions it is a part of, if any: a
+    /// shard file edited to `within_sl: 1e9` merged into a service level
+    /// of 5.6e7 %. Of the sessions offered, some reached people; of those,
+    /// some were answered (within T, or at once) and some abandoned.
+    fn impossible(&self) -> Option<&'static str> {
+        [
+            ("reached people > offered", self.people > self.offered),
+            (
+                "answered + abandoned > reached people",
+                self.answered.saturating_add(self.abandoned) > self.people,
+            ),
+            ("within the service level > answered", self.within_sl > self.answered),
+            ("answered at once > answered", self.immediate > self.answered),
+        ]
+        .into_iter()
+        .find_map(|(what, wrong)| wrong.then_some(what))
+    }
+
     /// Waited / people, answered within T / people, abandoned / people.
     fn rates(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
         let people = self.people as f64;
@@ -402,6 +420,16 @@ impl StateMerge {
                 path: "/".into(),
                 what: format!("its {what} is not the scenario's (a shard file edited, or of another build)"),
             });
+        }
+        let counts = std::iter::once(("/counts".to_owned(), &part.counts))
+            .chain(part.entries.iter().enumerate().map(|(i, e)| (format!("/entries/{i}/counts"), &e.counts)));
+        for (path, c) in counts {
+            if let Some(what) = c.impossible() {
+                return Err(crate::tally::MergeError {
+                    path,
+                    what: format!("{what}: not the counts of a run (a shard file edited?)"),
+                });
+            }
         }
         let agents = PerAgent::take(&mut part);
         let (sum, fresh) = (&mut self.sum, &self.fresh_agents);

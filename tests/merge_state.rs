@@ -134,6 +134,15 @@ fn merged_shards_reproduce_the_whole_run_figure_for_figure() {
             let whole = whole.finish_all(&sc, &stats, None);
             assert!(whole.summary.sessions.offered > 100, "{file}: a run with sessions");
             assert_same(&whole, &merged(&sc, &states, &stats), &format!("{file}, {n} shards"));
+            // every shard's counts are those of a run: the typed merge's
+            // checks refuse none of them
+            let mut fresh = Metrics::new(&sc);
+            fresh.keep_interval_histograms();
+            let mut sum = kfsim::metrics::StateMerge::new(fresh);
+            for st in &states {
+                sum.add(serde_json::from_value(st.clone()).unwrap())
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
+            }
             if n > 1 {
                 // the comparison sees a shard left out
                 let short = merged(&sc, &states[1..], &stats);
@@ -273,5 +282,17 @@ fn the_typed_merge_refuses_a_state_of_other_agents() {
         sum.add(serde_json::from_value(states[0].clone()).unwrap()).unwrap();
         let e = sum.add(serde_json::from_value(odd).unwrap()).unwrap_err();
         assert!(e.what.contains(says), "{edit}: {e}");
+    }
+    // counts that no run makes: more within the service level than answered
+    // (a service level of 5.6e7 %), more answered than offered
+    for (edit, says) in [
+        ("/counts/within_sl", "within the service level > answered"),
+        ("/entries/0/counts/answered", "answered + abandoned > reached people"),
+    ] {
+        let mut odd = states[1].clone();
+        *odd.pointer_mut(edit).unwrap() = 1_000_000_000_u64.into();
+        let mut sum = kfsim::metrics::StateMerge::new(fresh());
+        let e = sum.add(serde_json::from_value(odd).unwrap()).unwrap_err();
+        assert!(e.what.contains(says) && edit.starts_with(&e.path), "{edit}: {e}");
     }
 }
