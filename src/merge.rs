@@ -87,8 +87,11 @@ impl Source {
 
     /// The scenario again; refused if it no longer has its fingerprint.
     pub fn scenario(&self) -> Result<Scenario, Refused> {
-        let mut sc = Scenario::parse_with(&self.text, &self.file, &self.sets)
-            .map_err(|e| Refused(format!("the shards' scenario does not parse: {e}")))?;
+        let mut sc = Scenario::parse_with(&self.text, &self.file, &self.sets).map_err(|e| {
+            Refused(format!(
+                "the scenario text kept in the shards' shard.json (not the file on disk) does not parse: {e}"
+            ))
+        })?;
         sc.seed = self.seed;
         if sc.fingerprint() != self.fingerprint {
             return refuse(format!(

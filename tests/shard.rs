@@ -634,6 +634,17 @@ fn merge_refuses_edited_shard_files_and_its_own_inputs() {
     let edited = format!("{}0{}", &f[..at], &f[at + digits..]);
     std::fs::write(&shard, edited).unwrap();
     refused(&[d.join("run")], &out, "series interval is not the scenario's");
+    // the text a shard kept, broken: named as that text, not the file on disk
+    sim_run(&d.join("run2"), &["duration=1h"]);
+    let shard = d.join("run2").join("shard.json");
+    let mut f = json(&shard);
+    f["source"]["text"] = f["source"]["text"].as_str().unwrap().replacen("seed = ", "seed = [", 1).into();
+    std::fs::write(&shard, f.to_string()).unwrap();
+    refused(
+        &[d.join("run2")],
+        &out,
+        "text kept in the shards' shard.json (not the file on disk) does not parse",
+    );
     assert!(!out.exists(), "nothing written when refused");
 }
 
