@@ -515,11 +515,38 @@ fn not_utf8(file: &str, e: std::string::FromUtf8Error) -> ScenarioError {
     )))
 }
 
+/// The span of the key (before `=`, or a table header) with the most
+/// dotted parts in `text`, and that number of parts.
+fn deepest_dotted_key(text: &str) -> Option<(Range<usize>, usize)> {
+    let mut best: Option<(Range<usize>, usize)> = None;
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let key_end = line.find('=').unwrap_or(line.len());
+        let key = if line.trim_start().starts_with('#') { "" } else { &line[..key_end] };
+        let parts = key.matches('.').count() + 1;
+        if parts > best.as_ref().map_or(1, |b| b.1) {
+            let lead = key.len() - key.trim_start().len();
+            best = Some((start + lead..start + key.trim_end().len(), parts));
+        }
+        start += line.len();
+    }
+    best
+}
+
 fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     let mut raw: RawScenario = toml::from_str(text).map_err(|e| {
         // serde points a missing top-level key at the whole document: that
         // is an error about the file, with no line to show.
         let span = e.span().filter(|s| !(s.start == 0 && e.message().starts_with("missing field")));
+        // the reader's depth limit on dotted keys comes with no place: the
+        // key of most parts is the one (found by probing: "1:1: recursion limit")
+        if span.is_none()
+            && e.message().contains("recursion limit")
+            && let Some((at, parts)) = deepest_dotted_key(text)
+        {
+            let message = format!("a key of {parts} dotted parts: nested deeper than the TOML reader allows");
+            return ScenarioError::Invalid(Box::new(Diagnostic::new(file, text, Some(at), message)));
+        }
         let line = span.as_ref().map_or("", |s| diag::line_at(text, s.start));
         let message = diag::improve_message(e.message(), line);
         ScenarioError::Invalid(Box::new(Diagnostic::new(file, text, span, message)))
@@ -1134,6 +1161,15 @@ reply_delay = "1m"
 scene = "web"
 rate = "1/min"
 "#;
+
+    #[test]
+    fn a_key_nested_past_the_readers_limit_is_pointed_at() {
+        let deep = vec!["a"; 200].join(".");
+        let text = format!("{MINIMAL}\n{deep} = 1\n");
+        let Err(ScenarioError::Invalid(d)) = Scenario::parse(&text, "t.toml") else { panic!("accepted") };
+        let shown = d.to_string();
+        assert!(shown.contains("t.toml:12:1: a key of 200 dotted parts"), "{shown}");
+    }
 
     #[test]
     fn defaults_are_documented_ones() {
