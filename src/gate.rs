@@ -249,10 +249,22 @@ pub fn bind_given(
         Err(e) if !sets.is_empty() => e,
         r => return r,
     };
+    let ScenarioError::Invalid(whole) = &err else { return Err(err) };
     // the file's own gates first, at their own lines
     bind(&Scenario::parse(text, file)?)?;
+    let binds = |sets: &[String]| Scenario::parse_with(text, file, sets).is_ok_and(|sc| bind(&sc).is_ok());
+    // the one --set without which the gates bind (a set may need another
+    // to parse: duration=30m alone breaks the file's warm-up of an hour)
+    for k in 0..sets.len() {
+        let others: Vec<String> = [&sets[..k], &sets[k + 1..]].concat();
+        if binds(&others) {
+            return Err(crate::scenario::overridden("--set", &sets[k], whole));
+        }
+    }
     for k in 1..=sets.len() {
-        if let Err(ScenarioError::Invalid(d)) = bind(&Scenario::parse_with(text, file, &sets[..k])?) {
+        if let Ok(sc) = Scenario::parse_with(text, file, &sets[..k])
+            && let Err(ScenarioError::Invalid(d)) = bind(&sc)
+        {
             return Err(crate::scenario::overridden("--set", &sets[k - 1], &d));
         }
     }

@@ -168,15 +168,13 @@ impl Counts {
 impl Counts {
     /// Which count is more than the sessions it is a part of, if any: a
     /// shard file edited to `within_sl: 1e9` merged into a service level
-    /// of 5.6e7 %. Of the sessions offered, some reached people; of those,
-    /// some were answered (within T, or at once) and some abandoned.
+    /// of 5.6e7 %. Only what holds by construction is checked (each is
+    /// counted in the same step as `answered`): against a target that
+    /// breaks the protocol, a live run can count an answer for a session
+    /// that never reached people (a bot's, assigned anyway), and its
+    /// shards must still merge.
     fn impossible(&self) -> Option<&'static str> {
         [
-            ("reached people > offered", self.people > self.offered),
-            (
-                "answered + abandoned > reached people",
-                self.answered.saturating_add(self.abandoned) > self.people,
-            ),
             ("within the service level > answered", self.within_sl > self.answered),
             ("answered at once > answered", self.immediate > self.answered),
         ]

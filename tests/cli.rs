@@ -211,8 +211,17 @@ fn ctrl_c_stops_a_sweep_and_writes_the_points_that_finished() {
     let line = stdout.lines().find(|l| l.starts_with("entry.web.rate=1/h:")).unwrap_or_default();
     assert!(line.contains("(n = 1)") && !line.contains(" ["), "{stdout}");
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
-    let row = csv.lines().nth(1).unwrap();
-    assert!(row.contains(",,"), "no lo95/hi95 from one replication: {row}");
+    let (header, row) = (csv.lines().next().unwrap(), csv.lines().nth(1).unwrap());
+    let cell = |name: &str| {
+        let i = header.split(',').position(|h| h == name).unwrap_or_else(|| panic!("{name} in {header}"));
+        row.split(',').nth(i).unwrap().to_owned()
+    };
+    assert!(!cell("service_level.mean").is_empty(), "{row}");
+    assert_eq!(
+        (cell("service_level.lo95"), cell("service_level.hi95")),
+        (String::new(), String::new()),
+        "{row}"
+    );
     assert_eq!(s["points"][1]["metrics"], serde_json::json!({}));
     assert!(std::fs::read_to_string(out.join("sweep.html")).unwrap().contains("interrupted: 1 of 2 runs"));
 }
@@ -275,6 +284,43 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
     assert!(s.sessions.offered > 0 && s.run.end_s < 3650.0 * 86400.0, "{:?}", s.run);
 }
 
+/// A run in a terminal that hangs up (its ssh session closed) gets SIGHUP
+/// and then EIO for every line it prints: it still writes its report and
+/// exits 130 (it panicked on its "interrupted" line, exit 101, nothing
+/// written). Python's `pty` plays the terminal: closing its master side is
+/// the hang-up.
+#[test]
+fn a_run_whose_terminal_hangs_up_writes_its_report() {
+    let out = scratch("hangup");
+    let script = r#"
+import os, pty, signal, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    os.execv(sys.argv[1], sys.argv[1:])
+end = time.time() + 2
+while time.time() < end:
+    try:
+        os.read(fd, 65536)
+    except OSError:
+        break
+os.close(fd)
+_, status = os.waitpid(pid, 0)
+print("exit", os.WEXITSTATUS(status) if os.WIFEXITED(status) else "signal %d" % os.WTERMSIG(status))
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_kfsim"), "run", "scenarios/erlang-c.toml"])
+        .args(["--set", "duration=3650d", "--out"])
+        .arg(&out)
+        .output()
+        .expect("python3 runs");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(said.trim(), "exit 130", "{said}{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_summary(&out);
+    assert!(s.run.interrupted && s.sessions.offered > 0, "{:?}", s.run);
+    assert!(out.join("report.html").exists());
+}
+
 /// A gate added or broken by `--set` is reported as that `--set`: it was
 /// reported at line 22 of a 21-line file (the rewritten text's).
 #[test]
@@ -297,6 +343,23 @@ fn a_gate_broken_by_an_override_is_named_as_that_override() {
             assert!(stderr.contains(&format!("--set {set}: {want}")), "{command} {set}: {stderr}");
             assert!(!stderr.contains("erlang-c.toml:"), "{command} {set}: {stderr}");
         }
+    }
+    // an override that needs a later one to be valid is not the one to
+    // blame (the file's warm-up is an hour: duration=30m alone breaks it)
+    for (set, want) in [cases[0], ("seed=-1", "invalid value: integer `-1`")] {
+        let o = kfsim(&[
+            "validate",
+            "scenarios/erlang-c.toml",
+            "--set",
+            "duration=30m",
+            "--set",
+            "warmup=10m",
+            "--set",
+            set,
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{set}: {stderr}");
+        assert!(stderr.contains(&format!("--set {set}: {want}")), "{set}: {stderr}");
     }
 }
 

@@ -51,7 +51,7 @@ pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
             "sessions_per_s": sessions as f64 / wall,
             "peak_rss_mb": peak_rss_mb(),
         });
-        println!("{line}");
+        outln!("{line}");
         return Ok(Exit::Success);
     }
     let scenarios = if args.scenarios.is_empty() {
@@ -61,9 +61,9 @@ pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
     };
     let exe = std::env::current_exe().context("locating the kfsim binary")?;
     if args.engine_only {
-        println!("# the engine alone: observations counted, not measured");
+        outln!("# the engine alone: observations counted, not measured");
     }
-    println!("{:<16}{:>14}{:>10}{:>18}{:>14}", "scenario", "sessions", "wall", "sessions/s", "peak RSS");
+    outln!("{:<16}{:>14}{:>10}{:>18}{:>14}", "scenario", "sessions", "wall", "sessions/s", "peak RSS");
     for path in &scenarios {
         // Validate here so a bad file is exit 2, not a child's failure.
         bench_scenario(path, args.sessions)?;
@@ -80,7 +80,7 @@ pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
             String::from_utf8_lossy(&output.stderr)
         );
         let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-        println!(
+        outln!(
             "{:<16}{:>14}{:>9.2}s{:>18.0}{:>11.1} MB",
             v["scenario"].as_str().unwrap_or("?"),
             v["sessions"],

@@ -53,7 +53,7 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
     let stopped = || {
         let now = stop.load(std::sync::atomic::Ordering::Relaxed);
         if now {
-            eprintln!("interrupted: nothing written");
+            errln!("interrupted: nothing written");
         }
         now
     };
@@ -85,7 +85,7 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
     let gates = if args.result.no_gates {
         // as `kfsim run --no-gates`: say what is wrong and go on
         if let Err(e) = bind() {
-            eprintln!("warning: {e} (not checked: --no-gates)");
+            errln!("warning: {e} (not checked: --no-gates)");
         }
         Vec::new()
     } else {

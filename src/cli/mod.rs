@@ -14,6 +14,25 @@
 // benchmark timing), the environment and signals, and prints.
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
+/// `println!` that does not panic when standard output is gone: a
+/// terminal that hung up (SIGHUP) answers every write with EIO, and a
+/// panic there lost the report an interrupted run was about to write.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that does not panic when standard error is gone (see
+/// `outln!`).
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 pub mod bench;
 pub mod merge;
 pub mod plan;
@@ -130,7 +149,15 @@ pub fn run(cli: Cli) -> Exit {
     match result {
         Ok(code) => code,
         // `kfsim … | head` closing the pipe early is not a failure.
-        Err(err) if err.chain().any(is_broken_pipe) => Exit::Success,
+        Err(err) if err.chain().any(is_broken_pipe) => {
+            if signalled() {
+                Exit::Interrupted
+            } else {
+                Exit::Success
+            }
+        }
+        // the closing lines to a terminal that hung up: the files are written
+        Err(err) if signalled() && err.chain().any(is_terminal_gone) => Exit::Interrupted,
         Err(err) => {
             let invalid = err.downcast_ref::<ScenarioError>().is_some()
                 || err.downcast_ref::<ArgError>().is_some()
@@ -143,6 +170,12 @@ pub fn run(cli: Cli) -> Exit {
             if invalid { Exit::Invalid } else { Exit::RunFailed }
         }
     }
+}
+
+/// EIO, what a terminal that hung up answers a write with.
+fn is_terminal_gone(e: &(dyn std::error::Error + 'static)) -> bool {
+    const EIO: i32 = 5;
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.raw_os_error() == Some(EIO))
 }
 
 fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -172,13 +205,26 @@ pub(crate) fn stop_flag() -> Arc<AtomicBool> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     let hup = (!hangup_ignored()).then_some(SIGHUP);
+    let signalled = SIGNALLED.get_or_init(|| Arc::new(AtomicBool::new(false)));
     for sig in [SIGINT, SIGTERM].into_iter().chain(hup) {
+        let _ = signal_hook::flag::register(sig, signalled.clone());
         // Registration fails only for forbidden signals, which these are not;
         // without it the default handler still ends the process.
         let _ = signal_hook::flag::register_conditional_shutdown(sig, Exit::Interrupted as i32, stop.clone());
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
     stop
+}
+
+/// Raised by the first stop signal of the process, whichever command's flag
+/// it also raised: see [`signalled`].
+static SIGNALLED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+/// Whether a stop signal came: then a terminal that fails to take the
+/// closing lines (hung up: EIO) or a reader gone is part of being stopped,
+/// not a failed run.
+fn signalled() -> bool {
+    SIGNALLED.get().is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Whether SIGHUP is ignored by this process (`nohup`, or a parent that

@@ -118,13 +118,13 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
             .collect();
         let done = results.len();
         if done < jobs.len() {
-            eprintln!("interrupted: writing the {done} of this shard's {} runs that finished", jobs.len());
+            errln!("interrupted: writing the {done} of this shard's {} runs that finished", jobs.len());
         }
         let mut f: ShardFile =
             ShardFile::new(Kind::Sweep, shard, Source::new(&base, &file, &text, &args.scenario.sets));
         f.sweep = Some(SweepPart { vary: args.vary.clone(), replications: r, results });
         f.write(&out)?;
-        println!(
+        outln!(
             "sweep shard {shard}: {done} of {} runs in {} (kfsim merge the {} shard folders)",
             scenarios.len() as u64 * u64::from(r),
             out.join(crate::merge::FILE).display(),
@@ -143,7 +143,7 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
     let mut result = sweep::assemble(&base, &vary, grid, &scenarios, &values, r);
     let done = runs.iter().flatten().count();
     if done < jobs.len() {
-        eprintln!("interrupted: writing the sweep of the {done} of {} runs that finished", jobs.len());
+        errln!("interrupted: writing the sweep of the {done} of {} runs that finished", jobs.len());
         result.interrupted = Some(sweep::Partial { runs: done as u64, of: jobs.len() as u64 });
     }
     write_sweep(&out, &result)
@@ -159,7 +159,7 @@ fn go_on() -> impl Fn() -> bool + Sync + Send + 'static {
 fn write_sweep(out: &std::path::Path, result: &SweepResult) -> anyhow::Result<Exit> {
     crate::report::folder::write_sweep(out, result)?;
     print_sweep(&mut std::io::stdout().lock(), result)?;
-    println!("report     {}", out.join("sweep.html").display());
+    outln!("report     {}", out.join("sweep.html").display());
     Ok(if result.interrupted.is_some() { Exit::Interrupted } else { Exit::Success })
 }
 
@@ -243,14 +243,14 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
             Err(e) if e.is::<sweep::Interrupted>() => {
                 // a search cut short has no answer: a value it had not
                 // decided may be the one it would have recommended
-                eprintln!("interrupted: the search had not finished; nothing is recommended or written");
+                errln!("interrupted: the search had not finished; nothing is recommended or written");
                 return Ok(Exit::Interrupted);
             }
             r => r?,
         };
         if let Some(out) = &args.out {
             crate::report::folder::write_plan(out, &report)?;
-            println!("report       {}", out.join("plan.html").display());
+            outln!("report       {}", out.join("plan.html").display());
         }
         return Ok(if reachable { Exit::Success } else { Exit::GatesFailed });
     }
@@ -271,7 +271,7 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     let runner = super::shard::Exchange::new(&exchange_dir, shard, !args.serial, wait, Box::new(go_on()))?;
     let (base, _report, _) = match plan_with(&text, &file, &args.scenario.sets, &spec, &runner) {
         Err(e) if e.is::<sweep::Interrupted>() => {
-            eprintln!(
+            errln!(
                 "interrupted: no shard.json written; the replications that finished are in {} (a shard started again takes them up)",
                 runner.dir().display()
             );
@@ -284,7 +284,7 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     let values = std::mem::take(&mut *runner.seen.lock().unwrap_or_else(|e| e.into_inner()));
     f.plan = Some(PlanPart { spec, values });
     f.write(out)?;
-    println!(
+    outln!(
         "plan shard {shard}: {} (kfsim merge the {} shard folders for plan.json and plan.html)",
         out.join(crate::merge::FILE).display(),
         shard.count
@@ -302,7 +302,7 @@ pub(super) fn merge_plan(shards: &[ReadShard], out: &std::path::Path) -> anyhow:
     let spec = PlanSpec { curve: true, ..part.spec.clone() };
     let (_, report, reachable) = plan_with(&f.source.text, &f.source.file, &f.source.sets, &spec, &runner)?;
     crate::report::folder::write_plan(out, &report)?;
-    println!("report       {}", out.join("plan.html").display());
+    outln!("report       {}", out.join("plan.html").display());
     Ok(if reachable { Exit::Success } else { Exit::GatesFailed })
 }
 

@@ -148,7 +148,7 @@ fn wait_us(text: &str) -> Result<u64, String> {
 pub(super) fn cmd_validate(args: &ScenarioArgs) -> anyhow::Result<Exit> {
     let (sc, _gates) = load(args)?;
     warn_scenario(&sc);
-    println!(
+    outln!(
         "{}: ok — {} account(s), {} agent(s) in {} group(s), {} entry point(s)",
         args.scenario.display(),
         sc.accounts.len(),
@@ -226,7 +226,7 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
     let gates = if args.result.no_gates {
         // gates that are not checked cannot make the run invalid: say what is wrong and go on
         if let Err(e) = gate::bind_given(&sc, &text, &file, &args.scenario.sets) {
-            eprintln!("warning: {e} (not checked: --no-gates)");
+            errln!("warning: {e} (not checked: --no-gates)");
         }
         Vec::new()
     } else {
@@ -441,7 +441,7 @@ fn comparison_line(r: &compare::Row) -> String {
 /// seed noise.
 pub(super) fn warn_unread(files: &folder::RunFiles) {
     for why in &files.unread {
-        eprintln!("warning: {why}; compared without it");
+        errln!("warning: {why}; compared without it");
     }
 }
 
@@ -492,7 +492,7 @@ pub(super) fn cmd_report(args: &ReportArgs) -> anyhow::Result<Exit> {
     let run = folder::read(&args.dir).map_err(|e| ArgError(format!("{e:#}")))?;
     let comparison = folder::read_comparison(&args.dir)?;
     folder::write_report(&args.dir, &run, comparison.as_ref())?;
-    println!("report     {}", args.dir.join("report.html").display());
+    outln!("report     {}", args.dir.join("report.html").display());
     Ok(Exit::Success)
 }
 
@@ -551,7 +551,7 @@ fn run_live(
         }
         (None, Some(dir)) => {
             if !args.result.quiet {
-                eprintln!("live: shard {shard} waiting at the barrier {} for the others", dir.display());
+                errln!("live: shard {shard} waiting at the barrier {} for the others", dir.display());
             }
             Some(super::shard::barrier(dir, shard, Duration::from_micros(args.barrier_wait))?)
         }
@@ -570,7 +570,7 @@ fn run_live(
     })?;
     crate::live::check_load(sc, opts.time_scale).map_err(ArgError)?;
     if !args.result.quiet {
-        eprintln!(
+        errln!(
             "live: {} of scenario time at ×{} takes about {:.0} s against {}, on {}",
             human_ms(Some(sc.duration_us as f64 / 1e3)),
             opts.time_scale,
@@ -588,7 +588,7 @@ fn run_live(
     if let Some(w) = &wecom
         && !args.result.quiet
     {
-        eprintln!("live: waiting (at most {:?}) for the callback URL to verify", w.verify_within);
+        errln!("live: waiting (at most {:?}) for the callback URL to verify", w.verify_within);
     }
     let (bar, mut progress) = progress_bar(sc, args.result.quiet);
     let measured = match &wecom {
@@ -601,7 +601,7 @@ fn run_live(
     if let Some(live) = &measured.summary.live
         && let Some(d) = live.distortion.filter(|&d| d > crate::report::DISTORTION_WARN)
     {
-        eprintln!(
+        errln!(
             "warning: at ×{} the run's own overhead ({} of wall time per step) becomes {:.0}% of the \
              service-level threshold in scenario time: waits measure the compression, not the target; \
              run at ×{:.0} or less",
@@ -615,20 +615,23 @@ fn run_live(
         warn_middleware(m, sc, measured.summary.live.as_ref().map_or(1.0, |l| l.time_scale));
     }
     if let Some(r) = measured.summary.live.as_ref().map(|l| &l.reconnects).filter(|r| r.count > 0) {
-        eprintln!(
+        errln!(
             "warning: the target forgot the run's channels {} time(s) (it restarted?): the driver opened new ones; \
              the sessions it had ({} held, {} waiting) and {} of their messages were lost with them (live.reconnects)",
-            r.count, r.held, r.waiting, r.messages_lost
+            r.count,
+            r.held,
+            r.waiting,
+            r.messages_lost
         );
     }
     if let Some(busy) = measured.summary.live.as_ref().map(|l| l.busy_at_start).filter(|&n| n > 0) {
-        eprintln!(
+        errln!(
             "warning: the target's servicers already held {busy} session(s) when the run began \
              (a run killed before this one?): the figures are skewed until those end"
         );
     }
     if measured.summary.run.interrupted {
-        eprintln!("interrupted: writing the report of what ran");
+        errln!("interrupted: writing the report of what ran");
     }
     Ok((measured, state))
 }
@@ -698,7 +701,7 @@ pub fn run_live_middleware(
 /// Say what a valid scenario most likely did not mean.
 fn warn_scenario(sc: &Scenario) {
     for w in sc.warnings() {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
 }
 
@@ -707,7 +710,7 @@ fn warn_scenario(sc: &Scenario) {
 /// callbacks that failed.
 fn warn_middleware(m: &crate::summary::MiddlewareSummary, sc: &Scenario, scale: f64) {
     if let Some(effect) = m.scale_effect.filter(|&e| e > SCALE_EFFECT_WARN) {
-        eprintln!(
+        errln!(
             "warning: at ×{scale} the middleware's median added latency ({}) becomes {} of scenario time, \
              {:.0}% of the service-level threshold ({}): customers wait for the scale, not the middleware; \
              lower --time-scale",
@@ -718,9 +721,10 @@ fn warn_middleware(m: &crate::summary::MiddlewareSummary, sc: &Scenario, scale: 
         );
     }
     if m.callbacks.failed > 0 {
-        eprintln!(
+        errln!(
             "warning: {} of {} callbacks to the middleware failed after every retry",
-            m.callbacks.failed, m.callbacks.sent
+            m.callbacks.failed,
+            m.callbacks.sent
         );
     }
 }
@@ -750,17 +754,17 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::
     let measured = metrics.finish_all(sc, &stats, None);
     bar.finish_and_clear();
     if measured.summary.run.interrupted {
-        eprintln!("interrupted: writing the report of what ran");
+        errln!("interrupted: writing the report of what ran");
     }
     if stats.horizon {
-        eprintln!(
+        errln!(
             "warning: the run stopped at the simulator's clock horizon ({:.0} years of scenario time) with sessions \
              still open (run.horizon): they are counted as a drain's end leaves them",
             crate::sim::HORIZON_US as f64 / 3.156e13
         );
     }
     if stats.shed > 0 {
-        eprintln!(
+        errln!(
             "warning: {} arrivals were refused (counted rejected, run.shed): {} sessions were in flight, \
              far beyond what the agents serve; set the account's queue_limit or the entries' patience",
             stats.shed,

@@ -333,6 +333,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
             verify_callback(s, Duration::from_micros(args.callback.callback_wait), seed).await?;
             tracing::info!(url = %s.url, "kfsim serve: the callback URL verified");
         }
+        let stop = shutdown_signal();
         let figures = svc.with_state(|st, _| st.figures());
         tracing::info!(
             addr = %listener.local_addr()?,
@@ -343,7 +344,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
             threads,
             "kfsim serve: listening"
         );
-        serve(listener, svc.clone(), shutdown_signal()).await.context("serving")?;
+        serve(listener, svc.clone(), stop).await.context("serving")?;
         // the totals of this service's life, as `/metrics` last said them: a
         // load test that restarts the service reconciles each life with them
         let c = svc.with_state(|st, _| st.figures().counters);
@@ -391,40 +392,40 @@ pub(super) fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Ctrl-C, SIGTERM or SIGHUP.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        // If the handler cannot be installed, only SIGTERM stops us.
+/// Ctrl-C, SIGTERM or SIGHUP (unless ignored: `nohup`). The handlers are
+/// installed when this is called, not when the future is first polled, so
+/// that a signal sent as soon as "listening" is logged is not missed (it
+/// ended the process by the default action).
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    // a handler that cannot be installed leaves that signal's default action
+    let int = signal(SignalKind::interrupt()).ok();
+    let term = signal(SignalKind::terminate()).ok();
+    let hup = if super::hangup_ignored() { None } else { signal(SignalKind::hangup()).ok() };
+    async fn recv(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    async move {
+        tokio::select! {
+            _ = recv(int) => {}
+            _ = recv(term) => {}
+            _ = recv(hup) => {}
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    // a closed terminal stops the service as Ctrl-C does, unless `nohup`
-    let hup = async {
-        #[cfg(unix)]
-        if !super::hangup_ignored()
-            && let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            s.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-        _ = hup => {}
     }
 }
 

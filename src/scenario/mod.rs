@@ -370,9 +370,18 @@ impl Scenario {
             Err(ScenarioError::Invalid(whole)) => whole,
             other => return other,
         };
-        // The file alone is valid, so an override made it invalid: name the
-        // first that does. Its line and column would be those of the
-        // rewritten document, which is not the file the user has.
+        // The file alone is valid, so an override made it invalid: name it.
+        // Its line and column would be those of the rewritten document,
+        // which is not the file the user has. The one without which the
+        // rest is valid first: an override may need a later one
+        // (`duration=30m` alone breaks the file's warm-up of an hour).
+        for k in 0..given.len() {
+            let others: Vec<overrides::Given<'_>> = [&given[..k], &given[k + 1..]].concat();
+            if overrides::apply(text, &others).is_ok_and(|t| parse_text(&t, file).is_ok()) {
+                let (flag, arg) = given[k];
+                return Err(overridden(flag, arg, &whole));
+            }
+        }
         for k in 1..=given.len() {
             if let Err(ScenarioError::Invalid(d)) = parse_text(&overrides::apply(text, &given[..k])?, file) {
                 let (flag, arg) = given[k - 1];
