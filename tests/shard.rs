@@ -113,6 +113,20 @@ fn a_sweep_in_three_shards_merges_into_the_unsharded_sweep() {
     assert_eq!(read(&d.join("merged-rev/sweep.json")), read(&d.join("whole/sweep.json")));
 }
 
+/// SIGTERM to `child`, which must exit within 10 s (killed at 30 s): its output.
+fn terminate_within_10_s(mut child: std::process::Child) -> Output {
+    use std::time::{Duration, Instant};
+    let asked = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    while child.try_wait().unwrap().is_none() && asked.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(10), "SIGTERM answered after {:?}", asked.elapsed());
+    o
+}
+
 /// A plan shard stopped by SIGTERM while it waits for the others' replications
 /// exits 130 at once, writes no shard.json (its search has no answer), and
 /// leaves the replications it finished in the exchange, where the shard
@@ -150,7 +164,7 @@ fn a_plan_shard_stopped_by_sigterm_keeps_its_replications_for_a_restart() {
         files.sort();
         files
     };
-    let mut child = args("first").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = args("first").stderr(std::process::Stdio::piped()).spawn().unwrap();
     // its own share of the first point is quick; then it waits for shard 1
     let started = Instant::now();
     while exchanged().is_empty() && started.elapsed() < Duration::from_secs(60) {
@@ -159,15 +173,8 @@ fn a_plan_shard_stopped_by_sigterm_keeps_its_replications_for_a_restart() {
     std::thread::sleep(Duration::from_millis(300));
     let mine = exchanged();
     assert!(!mine.is_empty(), "no replication in the exchange after 60 s");
-    let asked = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    while child.try_wait().unwrap().is_none() && asked.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let o = child.wait_with_output().unwrap();
+    let o = terminate_within_10_s(child);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(asked.elapsed() < Duration::from_secs(10), "SIGTERM answered after {:?}", asked.elapsed());
     assert_eq!(o.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted") && stderr.contains("exchange-"), "{stderr}");
     assert!(!d.join("first/shard.json").exists(), "a plan cut short wrote a shard.json");
@@ -551,7 +558,7 @@ fn merge_writes_the_report_options_of_run() {
 /// and the run began by reconnecting).
 #[test]
 fn a_shard_waiting_for_its_start_stops_when_told_and_keeps_its_channels() {
-    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
     let d = tmp("start-at");
     let addr = format!("127.0.0.1:{}", sdk_util::free_port());
     let serve = sdk_util::Proc::start(kfsim().args([
@@ -568,19 +575,12 @@ fn a_shard_waiting_for_its_start_stops_when_told_and_keeps_its_channels() {
     let in_s = |s: u64| (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + s).to_string();
 
     let far = in_s(600);
-    let mut child = live_run(&url, &d.join("far"), &["--start-at", &far])
+    let child = live_run(&url, &d.join("far"), &["--start-at", &far])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let asked = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    while child.try_wait().unwrap().is_none() && asked.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let o = child.wait_with_output().unwrap();
-    assert!(asked.elapsed() < Duration::from_secs(10), "SIGTERM answered after {:?}", asked.elapsed());
+    let o = terminate_within_10_s(child);
     assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
     let s = json(&d.join("far/summary.json"));
     assert_eq!(s["run"]["interrupted"], true);
