@@ -252,23 +252,13 @@ pub fn bind_given(
     let ScenarioError::Invalid(whole) = &err else { return Err(err) };
     // the file's own gates first, at their own lines
     bind(&Scenario::parse(text, file)?)?;
-    let binds = |sets: &[String]| Scenario::parse_with(text, file, sets).is_ok_and(|sc| bind(&sc).is_ok());
-    // the one --set without which the gates bind (a set may need another
-    // to parse: duration=30m alone breaks the file's warm-up of an hour)
-    for k in 0..sets.len() {
-        let others: Vec<String> = [&sets[..k], &sets[k + 1..]].concat();
-        if binds(&others) {
-            return Err(crate::scenario::overridden("--set", &sets[k], whole));
-        }
-    }
-    for k in 1..=sets.len() {
-        if let Ok(sc) = Scenario::parse_with(text, file, &sets[..k])
-            && let Err(ScenarioError::Invalid(d)) = bind(&sc)
-        {
-            return Err(crate::scenario::overridden("--set", &sets[k - 1], &d));
-        }
-    }
-    Err(err)
+    let given: Vec<(&'static str, &str)> = sets.iter().map(|s| ("--set", s.as_str())).collect();
+    let check = |g: &[(&'static str, &str)]| {
+        let sets: Vec<String> = g.iter().map(|(_, set)| (*set).to_owned()).collect();
+        bind(&Scenario::parse_with(text, file, &sets)?).map(|_| ())
+    };
+    let blamed = crate::scenario::blame(&given, whole, check);
+    Err(blamed.unwrap_or(err))
 }
 
 /// Paths that only the live engine measures. A gate on one of them is valid

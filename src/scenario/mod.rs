@@ -371,22 +371,9 @@ impl Scenario {
             other => return other,
         };
         // The file alone is valid, so an override made it invalid: name it.
-        // Its line and column would be those of the rewritten document,
-        // which is not the file the user has. The one without which the
-        // rest is valid first: an override may need a later one
-        // (`duration=30m` alone breaks the file's warm-up of an hour).
-        for k in 0..given.len() {
-            let others: Vec<overrides::Given<'_>> = [&given[..k], &given[k + 1..]].concat();
-            if overrides::apply(text, &others).is_ok_and(|t| parse_text(&t, file).is_ok()) {
-                let (flag, arg) = given[k];
-                return Err(overridden(flag, arg, &whole));
-            }
-        }
-        for k in 1..=given.len() {
-            if let Err(ScenarioError::Invalid(d)) = parse_text(&overrides::apply(text, &given[..k])?, file) {
-                let (flag, arg) = given[k - 1];
-                return Err(overridden(flag, arg, &d));
-            }
+        let check = |g: &[overrides::Given<'_>]| parse_text(&overrides::apply(text, g)?, file).map(|_| ());
+        if let Some(blamed) = blame(&given, &whole, check) {
+            return Err(blamed);
         }
         let (flag, first) = given[0];
         let all = given[1..].iter().fold(first.to_owned(), |all, (f, a)| format!("{all} {f} {a}"));
@@ -482,9 +469,35 @@ fn dotted(what: &str, name: &str) -> Option<String> {
     })
 }
 
+/// Which of the overrides `given` made a scenario invalid whose file alone
+/// is valid (`whole` is the error with all of them), as the error to
+/// report: the one without which `check` passes (an override may need a
+/// later one: `duration=30m` alone breaks a file's warm-up of an hour),
+/// else the first whose prefix fails `check`. Its line and column would be
+/// those of the rewritten document, which is not the file the user has.
+pub(crate) fn blame(
+    given: &[(&'static str, &str)],
+    whole: &Diagnostic,
+    check: impl Fn(&[(&'static str, &str)]) -> Result<(), ScenarioError>,
+) -> Option<ScenarioError> {
+    for k in 0..given.len() {
+        if check(&[&given[..k], &given[k + 1..]].concat()).is_ok() {
+            let (flag, arg) = given[k];
+            return Some(overridden(flag, arg, whole));
+        }
+    }
+    (1..=given.len()).find_map(|k| match check(&given[..k]) {
+        Err(ScenarioError::Invalid(d)) => {
+            let (flag, arg) = given[k - 1];
+            Some(overridden(flag, arg, &d))
+        }
+        _ => None,
+    })
+}
+
 /// The error of a scenario an override made invalid, with the TOML line
 /// it concerns as overridden.
-pub(crate) fn overridden(flag: &'static str, arg: &str, d: &Diagnostic) -> ScenarioError {
+fn overridden(flag: &'static str, arg: &str, d: &Diagnostic) -> ScenarioError {
     let line = d.source_line().trim();
     let message = if line.is_empty() {
         d.message.clone()
