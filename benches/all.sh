@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every performance figure of the README, measured again: each benchmark
+# Every performance figure of the README and docs/performance.md, measured again: each benchmark
 # script is run ROUNDS times in turn (sim with its SimPy anchor, the same
 # in instructions (siminstr: a slow hour does not move it), the sweep,
 # the driver with its wrk anchor, the service under wrk with its
@@ -13,7 +13,7 @@
 #   bash benches/all.sh                           # 5 rounds of everything (about an hour and three quarters)
 #   ROUNDS=3 BENCHES="sim wrk" bash benches/all.sh
 #
-# Writes benches/results/DATE-COMMIT.md (the tables the README pastes) and
+# Writes benches/results/DATE-COMMIT.md (the tables docs/performance.md pastes) and
 # the raw RESULT lines beside it (DATE-COMMIT-2, -3... for a later run of the
 # same commit the same day). A figure measured while the machine was not
 # quiet is marked: the CPUs more than 10 % busy in the 3 s before a

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The simulator's and SimPy's work per M/M/44 session counted in machine
 # instructions (valgrind's cachegrind) instead of timed. A slow hour on this
-# machine slows SimPy more than the simulator (benches/all.sh's fifty-fifth
-# README block: SimPy at 22 % of its best, the ratio to it at 99.5 where
+# machine slows SimPy more than the simulator (the fifty-fifth
+# block of docs/performance.md: SimPy at 22 % of its best, the ratio to it at 99.5 where
 # quiet hours had about 60); instructions do not move with the hour, so this
 # ratio of work is the one figure of the simulator's speed that two hours
 # can compare. It is a proxy, not issue 18's target (a ratio of wall times):

@@ -114,7 +114,7 @@ sustained "$TEN" 10
 # than a send: `over_limit_95001` counts them).
 # They are spread over ten channels (a million items and 64 MB each; 40 000
 # customers, 200 000 sends of about 270 bytes each), so every send is
-# queued for its customer. Until the fortieth README block one channel of
+# queued for its customer. Until the fortieth block of docs/performance.md one channel of
 # 1 000 overflowed at each send, which also logged a msg_send_fail event
 # and dropped a queued message (about a tenth of the service's time under
 # this load). `overflowed` counts what still does.
