@@ -113,6 +113,20 @@ impl Condition {
     }
 }
 
+/// [`Condition::parse`] for the metric at `path`, in its unit; a share's
+/// threshold must be one (found by probing: `service_level>=80`, meant as
+/// 80 %, was accepted and could never be met).
+pub fn condition_for(path: &str, text: &str) -> Result<Condition, String> {
+    let c = Condition::parse(text, unit_of(path))?;
+    if crate::stats::Scale::of(path) == crate::stats::Scale::Share && !(0.0..=1.0).contains(&c.threshold) {
+        return Err(format!(
+            "invalid condition \"{text}\": {path} is a share from 0 to 1: write 0.8 or 80%, not {}",
+            c.threshold
+        ));
+    }
+    Ok(c)
+}
+
 fn threshold(value: &str, unit: MetricUnit) -> Result<f64, String> {
     if let Ok(n) = value.parse::<f64>() {
         return if n.is_finite() { Ok(n) } else { Err("the value must be finite".into()) };
@@ -228,8 +242,7 @@ pub fn bind(scenario: &Scenario) -> Result<Vec<Gate>, ScenarioError> {
         .iter()
         .map(|spec| {
             let path = resolve(&spec.metric, &valid).map_err(|m| spec.metric_error(m))?;
-            let condition =
-                Condition::parse(&spec.condition, unit_of(&path)).map_err(|m| spec.condition_error(m))?;
+            let condition = condition_for(&path, &spec.condition).map_err(|m| spec.condition_error(m))?;
             Ok(Gate { metric: spec.metric.clone(), path, condition })
         })
         .collect()
@@ -750,6 +763,21 @@ pub(crate) mod tests {
         for bad in ["60s", "=< 3", "< ", "< fast", "< inf", "~ 3"] {
             assert!(Condition::parse(bad, MetricUnit::Ms).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_shares_threshold_is_a_share() {
+        assert_eq!(condition_for("service_level", ">= 80%").unwrap().threshold, 0.8);
+        assert_eq!(condition_for("by_account.kf.abandon_rate", "<= 0").unwrap().threshold, 0.0);
+        assert_eq!(condition_for("fairness.kf.jain", ">= 1").unwrap().threshold, 1.0);
+        for (path, bad) in [("service_level", ">= 80"), ("abandon_rate", "< -0.1"), ("occupancy", "<= 150%")]
+        {
+            let e = condition_for(path, bad).unwrap_err();
+            assert!(e.contains("a share from 0 to 1"), "{path} {bad}: {e}");
+        }
+        // not shares: counts and times keep any value
+        assert_eq!(condition_for("sessions.offered", ">= 80").unwrap().threshold, 80.0);
+        assert_eq!(condition_for("asa_ms", "<= 30").unwrap().threshold, 30.0);
     }
 
     #[test]

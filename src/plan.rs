@@ -9,17 +9,21 @@
 //! make us at least 97.5 % sure either way. Until then replications are
 //! added (doubling, up to `max_replications`); a value still undecided then
 //! is reported as *unclear*, with how sure the replications make us, and
-//! is not recommended. Bisection assumes the targets get easier as the
-//! parameter grows (more agents: shorter waits), which holds in
-//! expectation; common random numbers across values keep the estimates
-//! from crossing back and forth.
+//! is not recommended. With no spread over the replications the condition
+//! itself decides (`>=` and `<=` inclusive). Bisection assumes the targets
+//! get easier as the parameter grows (more agents: shorter waits), which
+//! holds in expectation; common random numbers across values keep the
+//! estimates from crossing back and forth. A floor on occupancy gets harder
+//! instead: it is left out of the search and checked at its answer, where
+//! it holds or no larger value can make it hold.
 //!
 //! A target staffing cannot reach — a first-response p95 under a minute
 //! when agents take minutes to reply — is found while the search doubles
-//! the parameter: when agents are no longer the bottleneck (fewer than 1 %
-//! of customers wait, or occupancy is under 50 %) and doubling them closed
-//! less than a tenth of the gap to the target, the metric has levelled off
-//! and the search stops with [`Outcome::Unreachable`].
+//! the parameter: when the varied group is no longer the bottleneck (fewer
+//! than 1 % of its account's customers wait, or its occupancy is under
+//! 50 %) and doubling it closed less than a tenth of the gap to the target,
+//! or no replication at either value measured the metric at all, the
+//! search stops with [`Outcome::Unreachable`].
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -58,8 +62,7 @@ impl Target {
                 "--target {text}: `{path}` is the scenario's setting, not a measured outcome"
             ));
         }
-        let condition =
-            Condition::parse(cond, gate::unit_of(&path)).map_err(|e| format!("--target {text}: {e}"))?;
+        let condition = gate::condition_for(&path, cond).map_err(|e| format!("--target {text}: {e}"))?;
         Ok(Target { text: text.to_owned(), path, condition })
     }
 
@@ -72,9 +75,24 @@ impl Target {
         matches!(self.condition.op, Op::Ge | Op::Gt)
     }
 
+    /// Whether more staff makes the target harder, not easier: a floor on
+    /// occupancy (`occupancy>=0.8`, a group's or an agent's alike). The
+    /// search is over the other targets; this one is checked at their
+    /// answer, where it holds or no larger staffing can make it hold.
+    pub fn harder_with_staff(&self) -> bool {
+        self.wants_more() && (self.path == "occupancy" || self.path.ends_with(".occupancy"))
+    }
+
     /// How sure the replications make us that the target holds.
     pub fn sure(&self, e: Option<Estimate>) -> f64 {
         let Some(e) = e else { return 0.0 };
+        // Every replication gave the same value: the condition itself
+        // decides, `>=` and `<=` inclusive (a service level of exactly 1 at
+        // every replication meets `service_level>=1`; judged as a strict
+        // `>` it made the target unreachable).
+        if e.se == 0.0 {
+            return f64::from(u8::from(self.met_by(Some(e.mean))));
+        }
         match self.condition.op {
             Op::Ge | Op::Gt => e.sure(&self.path, self.condition.threshold, true),
             Op::Le | Op::Lt => e.sure(&self.path, self.condition.threshold, false),
@@ -164,12 +182,34 @@ pub struct Unreachable {
     pub target: String,
     /// Its metric.
     pub metric: String,
-    /// Where the metric levels off (its mean at the largest value tried).
+    /// Where the metric levels off (its mean at the largest value tried;
+    /// `null` when no replication measured it). For a target more staff
+    /// makes harder, its mean where the other targets are first met.
     pub levels_off_at: f64,
+    /// The target gets harder with more staff (a floor on occupancy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub harder_with_staff: bool,
     /// The values tried and the metric's estimate at each.
     pub tried: Vec<(u32, Option<Estimate>)>,
     /// Why the search stopped.
     pub reason: String,
+}
+
+impl Unreachable {
+    /// Where the metric ends up, its value written by `format`: "levels off
+    /// at about X", or that no replication measured it.
+    pub fn ends(&self, format: impl Fn(f64) -> String) -> String {
+        if self.harder_with_staff {
+            format!(
+                "is about {} where the other targets are first met, and falls with more",
+                format(self.levels_off_at)
+            )
+        } else if self.levels_off_at.is_finite() {
+            format!("levels off at about {}", format(self.levels_off_at))
+        } else {
+            "has no value in any replication".into()
+        }
+    }
 }
 
 /// The answer of a search.
@@ -221,7 +261,12 @@ impl Problem<'_> {
     /// shard of a plan, and the merge of their files, follows the same one.
     pub fn evaluate_with(&self, value: u32, runner: &dyn sweep::Replicate) -> anyhow::Result<Evaluated> {
         let sc = self.scenario_at(value)?;
-        let extra: Vec<String> = self.targets.iter().map(|t| t.path.clone()).collect();
+        let extra: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| t.path.clone())
+            .chain(self.bottleneck(&sc).into_iter().flatten())
+            .collect();
         let mut runs = Vec::new();
         let mut reps = self.replications.max(1);
         let mut done = 0;
@@ -229,10 +274,33 @@ impl Problem<'_> {
             runs.extend(runner.replicate(&sc, done..reps, &extra)?);
             done = reps;
             let e = self.judge(value, &runs, &sc);
-            if e.decision != Decision::Unclear || done >= self.max_replications {
+            if self.settled(&e) || done >= self.max_replications {
                 return Ok(e);
             }
             reps = (reps * 2).min(self.max_replications.max(done + 1));
+        }
+    }
+
+    /// Whether more replications could change what the search does at
+    /// `e`: not once a target more staff makes easier is missed; once they
+    /// are all met, not until the others are decided too (they are checked
+    /// at the answer). A target more staff makes harder missing does not
+    /// settle a value: the search is not over it.
+    fn settled(&self, e: &Evaluated) -> bool {
+        let of = |harder: bool| {
+            let mut d = self.targets.iter().zip(&e.checks).filter(|(t, _)| t.harder_with_staff() == harder);
+            if d.clone().any(|(_, c)| c.decision == Decision::Misses) {
+                Decision::Misses
+            } else if d.all(|(_, c)| c.decision == Decision::Meets) {
+                Decision::Meets
+            } else {
+                Decision::Unclear
+            }
+        };
+        match of(false) {
+            Decision::Misses => true,
+            Decision::Meets => of(true) != Decision::Unclear,
+            Decision::Unclear => false,
         }
     }
 
@@ -268,6 +336,20 @@ impl Problem<'_> {
         }
     }
 
+    /// The figures that tell whether the varied group is still the
+    /// bottleneck: its occupancy and its account's wait probability. The
+    /// whole scenario's would say "idle" when another account's agents are
+    /// (found by probing: a small account's service level was declared
+    /// unreachable at 2 agents because a large one sat at 4 % occupancy).
+    fn bottleneck(&self, sc: &Scenario) -> Option<[String; 2]> {
+        let name = self.path.split('.').nth(1)?;
+        let g = sc.groups.iter().find(|g| g.group == name)?;
+        Some([
+            format!("by_group.{name}.occupancy"),
+            format!("by_account.{}.wait_probability", sc.accounts[g.account].name),
+        ])
+    }
+
     /// The smallest value of the parameter meeting every target, or the
     /// target that cannot be met.
     pub fn solve(&self, start: u32) -> anyhow::Result<Outcome> {
@@ -277,12 +359,15 @@ impl Problem<'_> {
     /// [`Problem::solve`] with the replications from `runner`.
     pub fn solve_with(&self, start: u32, runner: &dyn sweep::Replicate) -> anyhow::Result<Outcome> {
         let cache: RefCell<BTreeMap<u32, Evaluated>> = RefCell::new(BTreeMap::new());
+        // the search is over the targets more staff makes easier
         let eval = |v: u32| -> anyhow::Result<bool> {
             if !cache.borrow().contains_key(&v) {
                 let e = self.evaluate_with(v, runner)?;
                 cache.borrow_mut().insert(v, e);
             }
-            Ok(cache.borrow()[&v].meets)
+            let c = cache.borrow();
+            let mut easier = self.targets.iter().zip(&c[&v].checks).filter(|(t, _)| !t.harder_with_staff());
+            Ok(easier.all(|(_, c)| c.decision == Decision::Meets))
         };
         // Bracket: a failing `lo` (or 0) and a passing `hi`.
         let mut hi = start.max(1);
@@ -318,8 +403,22 @@ impl Problem<'_> {
         if hi > 1 {
             eval(hi - 1)?;
         }
-        let erlang = self.erlang_answer(hi)?;
         let cache = cache.into_inner();
+        let harder = self
+            .targets
+            .iter()
+            .zip(&cache[&hi].checks)
+            .find(|(t, c)| t.harder_with_staff() && c.decision != Decision::Meets);
+        if let Some((t, c)) = harder {
+            let y = cache[&hi].metrics.get(&t.path).copied().flatten().map_or(f64::NAN, |x| x.mean);
+            let reason = format!(
+                "it is {} at {hi}, the smallest {} meeting the other targets, and more staff only lowers it",
+                if c.decision == Decision::Misses { "missed" } else { "not clearly met" },
+                self.path
+            );
+            return Ok(Outcome::Unreachable(self.unreachable_target(&cache, t, y, reason)));
+        }
+        let erlang = self.erlang_answer(hi)?;
         let curve: Vec<Evaluated> = cache.values().cloned().collect();
         Ok(Outcome::Recommended(Box::new(Recommendation {
             path: self.path.clone(),
@@ -335,28 +434,45 @@ impl Problem<'_> {
     fn levelled_off(&self, cache: &BTreeMap<u32, Evaluated>, from: u32, to: u32) -> Option<Unreachable> {
         let (a, b) = (&cache[&from], &cache[&to]);
         let mean = |e: &Evaluated, k: &str| e.metrics.get(k).copied().flatten().map(|x| x.mean);
-        let idle = mean(b, "wait_probability").is_some_and(|w| w < 0.01)
-            || mean(b, "occupancy").is_some_and(|o| o < 0.5);
+        let [occupancy, wait] = self
+            .scenario_at(to)
+            .ok()
+            .and_then(|sc| self.bottleneck(&sc))
+            .unwrap_or_else(|| ["occupancy".into(), "wait_probability".into()]);
+        let few_wait = mean(b, &wait).or_else(|| mean(b, "wait_probability")).is_some_and(|w| w < 0.01);
+        let idle = few_wait || mean(b, &occupancy).or_else(|| mean(b, "occupancy")).is_some_and(|o| o < 0.5);
         if !idle {
             return None;
         }
+        let why = if few_wait {
+            "fewer than 1 % of customers waited"
+        } else {
+            "agents were busy less than half the time"
+        };
         for (t, check) in self.targets.iter().zip(&b.checks) {
-            if check.decision != Decision::Misses {
+            if check.decision != Decision::Misses || t.harder_with_staff() {
                 continue;
             }
-            let (Some(x), Some(y)) = (mean(a, &t.path), mean(b, &t.path)) else { continue };
+            let (Some(x), Some(y)) = (mean(a, &t.path), mean(b, &t.path)) else {
+                if mean(a, &t.path).is_none() && mean(b, &t.path).is_none() {
+                    // nothing to level off: no replication had a value
+                    // (an abandonment figure with no patience); searching
+                    // on would try every value up to MAX_VALUE
+                    let reason = format!(
+                        "no replication measured {} at {from} or {to} while {why}: nothing staffing changes produces it",
+                        t.path
+                    );
+                    return Some(self.unreachable_target(cache, t, f64::NAN, reason));
+                }
+                continue;
+            };
             let gain = if t.wants_more() { y - x } else { x - y };
             let gap = (t.condition.threshold - y).abs();
             if gain <= 0.1 * gap {
                 let reason = format!(
-                    "doubling {} from {from} to {to} moved it by {:.1} % of the gap while {}",
+                    "doubling {} from {from} to {to} moved it by {:.1} % of the gap while {why}",
                     self.path,
                     100.0 * gain.max(0.0) / gap.max(f64::MIN_POSITIVE),
-                    if mean(b, "wait_probability").is_some_and(|w| w < 0.01) {
-                        "fewer than 1 % of customers waited"
-                    } else {
-                        "agents were busy less than half the time"
-                    }
                 );
                 return Some(self.unreachable_target(cache, t, y, reason));
             }
@@ -370,7 +486,7 @@ impl Problem<'_> {
             .targets
             .iter()
             .zip(&e.checks)
-            .find(|(_, c)| c.decision != Decision::Meets)
+            .find(|(t, c)| c.decision != Decision::Meets && !t.harder_with_staff())
             .map_or(&self.targets[0], |(t, _)| t);
         let y = e.metrics.get(&t.path).copied().flatten().map_or(f64::NAN, |x| x.mean);
         self.unreachable_target(cache, t, y, reason)
@@ -388,6 +504,7 @@ impl Problem<'_> {
             target: t.text.clone(),
             metric: t.path.clone(),
             levels_off_at,
+            harder_with_staff: t.harder_with_staff(),
             tried: cache.iter().map(|(v, e)| (*v, e.metrics.get(&t.path).copied().flatten())).collect(),
             reason,
         }
@@ -521,31 +638,16 @@ pub struct PlanReport {
     pub per_interval: Vec<IntervalRow>,
 }
 
-/// Mean of a piecewise-linear profile over `[from, to)` (1 when flat).
+/// Mean of a piecewise-linear profile over `[from, to)` (1 when flat),
+/// exact: a trapezoid grid put a step at an interval's edge partly into
+/// the interval before (found by probing: 5.01/min where the profile says
+/// 5.00).
 pub fn mean_factor(profile: &[(u64, f64)], from: u64, to: u64) -> f64 {
     if profile.is_empty() || to <= from {
         return 1.0;
     }
-    let at = |t: f64| -> f64 {
-        let i = profile.iter().rposition(|p| (p.0 as f64) <= t);
-        match i {
-            None => profile[0].1,
-            Some(i) => match profile.get(i + 1) {
-                None => profile[i].1,
-                Some(&(t1, f1)) => {
-                    let (t0, f0) = profile[i];
-                    if t1 == t0 { f1 } else { f0 + (f1 - f0) * (t - t0 as f64) / (t1 - t0) as f64 }
-                }
-            },
-        }
-    };
-    // trapezoids on a fine grid: exact enough for a staffing table
-    let steps = 200;
-    let h = (to - from) as f64 / steps as f64;
-    (0..steps)
-        .map(|k| (at(from as f64 + k as f64 * h) + at(from as f64 + (k as f64 + 1.0) * h)) / 2.0)
-        .sum::<f64>()
-        / steps as f64
+    let area = |t| crate::scenario::profile_area(profile, t);
+    (area(to) - area(from)) / (to - from) as f64
 }
 
 #[cfg(test)]
@@ -559,6 +661,14 @@ mod tests {
         assert!((mean_factor(&p, 100, 200) - 3.0).abs() < 1e-9);
         assert_eq!(mean_factor(&[], 0, 10), 1.0);
         let step = [(0, 1.0), (50, 1.0), (50, 4.0)];
-        assert!((mean_factor(&step, 0, 100) - 2.5).abs() < 0.02);
+        assert!((mean_factor(&step, 0, 100) - 2.5).abs() < 1e-12);
+        // a step at an interval's edge belongs to the interval after it
+        assert_eq!(mean_factor(&step, 0, 50), 1.0);
+        assert_eq!(mean_factor(&step, 50, 100), 4.0);
+        // before the first point the first factor holds, after the last the last
+        let late = [(100, 2.0), (200, 4.0)];
+        assert_eq!(mean_factor(&late, 0, 100), 2.0);
+        assert!((mean_factor(&late, 50, 150) - 2.25).abs() < 1e-12);
+        assert_eq!(mean_factor(&late, 300, 400), 4.0);
     }
 }

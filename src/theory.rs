@@ -26,11 +26,14 @@ pub struct Erlang {
     pub asa: f64,
 }
 
-/// Erlang C (M/M/n, infinite patience). `None` if unstable (a ≥ n).
+/// Erlang C (M/M/n, infinite patience). `None` if unstable: a ≥ n, or
+/// within rounding of it (200/h at 3 min is a = 10 in exact arithmetic and
+/// 9.999999999999998 in floating point, where the formulas gave an ASA of
+/// 1.4e20 ms instead of "no steady state").
 pub fn erlang_c(n: u32, lambda: f64, mu: f64) -> Option<Erlang> {
     let a = lambda / mu;
     let nf = f64::from(n);
-    if a >= nf {
+    if a >= nf * (1.0 - 1e-9) {
         return None;
     }
     let b = erlang_b(n, a);
@@ -294,5 +297,10 @@ rate = "10/min"
         // n = 1: B = a / (1 + a)
         assert!((erlang_b(1, 3.0) - 0.75).abs() < 1e-12);
         assert!(erlang_c(2, 3.0, 1.0).is_none(), "unstable");
+        // ρ = 1 in exact arithmetic, just under it in floating point
+        let (lambda, mu) = (200.0 / 3600.0, 1.0 / 180.0);
+        assert!(lambda / mu < 10.0, "the case this test is for: a rounds below n");
+        assert!(erlang_c(10, lambda, mu).is_none(), "critically loaded");
+        assert!(erlang_c_service_level(10, lambda, mu, 20.0).is_none());
     }
 }

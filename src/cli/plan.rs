@@ -108,12 +108,12 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
         // (point, replication) dealt round-robin, with the seeds of the whole sweep
         let jobs: Vec<(usize, u32)> =
             all.into_iter().filter(|&(p, i)| shard.owns(p as u64 * u64::from(r) + u64::from(i))).collect();
-        let runs = sweep::run_jobs_until(&scenarios, &jobs, !args.serial, &go_on);
+        let runs = sweep::run_values_until(&scenarios, &jobs, !args.serial, &go_on, &[]);
         let results: Vec<SweepRep> = jobs
             .iter()
-            .zip(&runs)
-            .filter_map(|(&(point, replication), s)| {
-                Some(SweepRep { point, replication, values: sweep::values_of(s.as_ref()?, &[]) })
+            .zip(runs)
+            .filter_map(|(&(point, replication), values)| {
+                Some(SweepRep { point, replication, values: values? })
             })
             .collect();
         let done = results.len();
@@ -133,15 +133,13 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
         return Ok(if done < jobs.len() { Exit::Interrupted } else { Exit::Success });
     }
     let jobs = all;
-    let runs = sweep::run_jobs_until(&scenarios, &jobs, !args.serial, &go_on);
+    let runs = sweep::run_values_until(&scenarios, &jobs, !args.serial, &go_on, &[]);
+    let done = runs.iter().flatten().count();
     let mut values: Vec<Vec<sweep::RepValues>> = vec![Vec::new(); scenarios.len()];
-    for (&(p, _), s) in jobs.iter().zip(&runs) {
-        if let Some(s) = s {
-            values[p].push(sweep::values_of(s, &[]));
-        }
+    for (&(p, _), v) in jobs.iter().zip(runs) {
+        values[p].extend(v);
     }
     let mut result = sweep::assemble(&base, &vary, grid, &scenarios, &values, r);
-    let done = runs.iter().flatten().count();
     if done < jobs.len() {
         errln!("interrupted: writing the sweep of the {done} of {} runs that finished", jobs.len());
         result.interrupted = Some(sweep::Partial { runs: done as u64, of: jobs.len() as u64 });
@@ -517,11 +515,11 @@ fn print_unreachable(w: &mut dyn Write, u: &Unreachable) -> anyhow::Result<()> {
         u.tried.iter().map(|(v, e)| format!("{v}: {}", e.map_or("—".into(), |e| f(e.mean)))).collect();
     writeln!(
         w,
-        "UNREACHABLE  {}: no value of {} meets it; {} levels off at about {}",
+        "UNREACHABLE  {}: no value of {} meets it; {} {}",
         u.target,
         u.path,
         display_name(&u.metric),
-        f(u.levels_off_at)
+        u.ends(f)
     )?;
     writeln!(w, "  tried      {}", tried.join(" · "))?;
     writeln!(w, "  why        {}", u.reason)?;
@@ -584,12 +582,12 @@ fn per_interval<'a>(
                 )?,
                 Outcome::Unreachable(u) => writeln!(
                     w,
-                    "{label:<12}{:>14.2}{:>14}{:>10}   {} cannot be met: levels off at {}",
+                    "{label:<12}{:>14.2}{:>14}{:>10}   {} cannot be met: {}",
                     total * 60.0,
                     "—",
                     "—",
                     u.target,
-                    crate::gate::format_value(u.levels_off_at, crate::gate::unit_of(&u.metric))
+                    u.ends(|x| crate::gate::format_value(x, crate::gate::unit_of(&u.metric)))
                 )?,
             }
             row.outcome = Some(outcome);

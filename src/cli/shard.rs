@@ -164,11 +164,11 @@ impl Replicate for Exchange {
             .filter(|&r| !self.path(&rep_key(sc, r)).exists())
             .map(|r| (0, r))
             .collect();
-        let runs = sweep::run_jobs_until(std::slice::from_ref(sc), &mine, self.parallel, &*self.go_on);
-        for ((_, r), s) in mine.iter().zip(&runs) {
-            if let Some(s) = s {
-                let values = sweep::values_of(s, extra);
-                write_atomic(&self.path(&rep_key(sc, *r)), &serde_json::to_vec(&values)?)?;
+        let runs =
+            sweep::run_values_until(std::slice::from_ref(sc), &mine, self.parallel, &*self.go_on, extra);
+        for ((_, r), values) in mine.iter().zip(&runs) {
+            if let Some(values) = values {
+                write_atomic(&self.path(&rep_key(sc, *r)), &serde_json::to_vec(values)?)?;
             }
         }
         if runs.iter().any(Option::is_none) {

@@ -279,10 +279,10 @@ pub fn html(plan: &PlanReport, charts: &[Chart]) -> String {
         Some(Outcome::Unreachable(u)) => {
             let _ = writeln!(
                 h,
-                "<div class=\"verdict fail\">{} cannot be met by {}: it levels off at about {} ({})</div>",
+                "<div class=\"verdict fail\">{} cannot be met by {}: {} ({})</div>",
                 esc(&u.target),
                 esc(&u.path),
-                esc(&gate::format_value(u.levels_off_at, gate::unit_of(&u.metric))),
+                esc(&u.ends(|x| gate::format_value(x, gate::unit_of(&u.metric)))),
                 esc(&u.reason)
             );
         }

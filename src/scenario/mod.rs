@@ -1112,12 +1112,20 @@ impl Work {
 /// one): the first factor holds before the first point, the last after
 /// the last.
 fn mean_factor(profile: &[(u64, f64)], end_us: u64) -> f64 {
-    let (Some(&(t_first, f_first)), Some(&(t_last, f_last))) = (profile.first(), profile.last()) else {
-        return 1.0;
-    };
-    if end_us == 0 {
-        return f_first;
+    match profile.first() {
+        None => 1.0,
+        Some(&(_, f_first)) if end_us == 0 => f_first,
+        Some(_) => profile_area(profile, end_us) / end_us as f64,
     }
+}
+
+/// The integral of a piecewise-linear profile over `[0, end_us)` [µs], the
+/// first factor holding before the first point and the last after the last
+/// (`end_us` without a profile): exact, steps included.
+pub fn profile_area(profile: &[(u64, f64)], end_us: u64) -> f64 {
+    let (Some(&(t_first, f_first)), Some(&(t_last, f_last))) = (profile.first(), profile.last()) else {
+        return end_us as f64;
+    };
     let end = end_us as f64;
     let mut area = f_first * (t_first as f64).min(end) + f_last * (end - t_last as f64).max(0.0);
     for w in profile.windows(2) {
@@ -1129,7 +1137,7 @@ fn mean_factor(profile: &[(u64, f64)], end_us: u64) -> f64 {
         let f_end = f0 + (f1 - f0) * (t_end - t0) / (t1 - t0);
         area += (f0 + f_end) / 2.0 * (t_end - t0);
     }
-    area / end
+    area
 }
 
 /// Profile points must be in order of `at`, not all zero, and keep the
