@@ -118,7 +118,12 @@ impl Condition {
 /// 80 %, was accepted and could never be met).
 pub fn condition_for(path: &str, text: &str) -> Result<Condition, String> {
     let c = Condition::parse(text, unit_of(path))?;
-    if crate::stats::Scale::of(path) == crate::stats::Scale::Share && !(0.0..=1.0).contains(&c.threshold) {
+    // the shares that cannot pass 1 (occupancy can: an agent gone off line
+    // keeps its sessions; so can an error rate: a batch's failed actions
+    // count each)
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let bounded = ["service_level", "wait_probability", "abandon_rate", "jain", "jain_busy", "gini"];
+    if bounded.contains(&last) && !(0.0..=1.0).contains(&c.threshold) {
         return Err(format!(
             "invalid condition \"{text}\": {path} is a share from 0 to 1: write 0.8 or 80%, not {}",
             c.threshold
@@ -770,11 +775,14 @@ pub(crate) mod tests {
         assert_eq!(condition_for("service_level", ">= 80%").unwrap().threshold, 0.8);
         assert_eq!(condition_for("by_account.kf.abandon_rate", "<= 0").unwrap().threshold, 0.0);
         assert_eq!(condition_for("fairness.kf.jain", ">= 1").unwrap().threshold, 1.0);
-        for (path, bad) in [("service_level", ">= 80"), ("abandon_rate", "< -0.1"), ("occupancy", "<= 150%")]
+        for (path, bad) in
+            [("service_level", ">= 80"), ("abandon_rate", "< -0.1"), ("fairness.kf.gini", "<= 150%")]
         {
             let e = condition_for(path, bad).unwrap_err();
             assert!(e.contains("a share from 0 to 1"), "{path} {bad}: {e}");
         }
+        // occupancy passes 1 when agents gone off line keep their sessions
+        assert_eq!(condition_for("by_group.early.occupancy", "<= 250%").unwrap().threshold, 2.5);
         // not shares: counts and times keep any value
         assert_eq!(condition_for("sessions.offered", ">= 80").unwrap().threshold, 80.0);
         assert_eq!(condition_for("asa_ms", "<= 30").unwrap().threshold, 30.0);

@@ -481,3 +481,57 @@ fn a_target_nothing_measures_stops_early() {
     let largest: u32 = tried.split(" · ").last().unwrap().split(':').next().unwrap().trim().parse().unwrap();
     assert!(largest <= 256, "{tried}");
 }
+
+/// A group serving several accounts is still the bottleneck while any of
+/// them has customers waiting (found by review: with the quiet account
+/// first in `accounts`, its idleness ended the search at 16 agents).
+#[test]
+fn a_shared_group_is_judged_by_every_account_it_serves() {
+    let text = |accounts: &str| {
+        format!(
+            r#"
+name = "shared"
+seed = 1
+duration = "24h"
+service_level = "20s"
+[[account]]
+name = "quiet"
+[[account]]
+name = "busy"
+[[agents]]
+accounts = {accounts}
+group = "g"
+count = 50
+reply_delay = {{ dist = "exponential", mean = "4m" }}
+[[entry]]
+scene = "web"
+account = "busy"
+rate = "10/min"
+patience = {{ dist = "exponential", mean = "2m" }}
+profile = [{{ at = "0h", factor = 1.0 }}, {{ at = "20h", factor = 1.0 }}, {{ at = "20h", factor = 0.0 }}]
+[[entry]]
+scene = "app"
+account = "quiet"
+rate = "1/min"
+profile = [{{ at = "0h", factor = 0.0 }}, {{ at = "21h", factor = 0.0 }}, {{ at = "21h", factor = 1.0 }}]
+"#
+        )
+    };
+    let mut answers = Vec::new();
+    for (k, accounts) in [r#"["quiet", "busy"]"#, r#"["busy", "quiet"]"#].into_iter().enumerate() {
+        let file = std::env::temp_dir().join(format!("kfsim-plan-shared-{}-{k}.toml", std::process::id()));
+        std::fs::write(&file, text(accounts)).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+            .arg("plan")
+            .arg(&file)
+            .args(["--target", "by_account.busy.service_level>=0.8", "--vary", "agents.g.count"])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&file);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{accounts}: {out}");
+        answers.push(recommended(&out).unwrap_or_else(|| panic!("{out}")));
+    }
+    assert_eq!(answers[0], answers[1], "the order of `accounts` changes no answer");
+    assert!((35..=50).contains(&answers[0]), "{answers:?}");
+}

@@ -673,3 +673,47 @@ fn a_run_killed_in_a_reused_folder_leaves_no_earlier_shard_file() {
     let o = merge(std::slice::from_ref(&out), &d.join("merged"));
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Two plans whose shards share an exchange (`--out` folders with one
+/// parent) record different figures of the same replications (their
+/// targets, the varied group's load): the second read the first's files,
+/// lacked its own figures, and its merge was refused (found by review).
+#[test]
+fn two_plans_sharing_an_exchange_each_merge() {
+    let d = tmp("two-plans");
+    let plan = |target: &str| -> Vec<String> {
+        ["plan", "scenarios/erlang-c.toml", "--set", "duration=6h", "--target", target]
+            .into_iter()
+            .chain(["--vary", "agents.kf.count", "--max-replications", "10"])
+            .map(str::to_owned)
+            .collect()
+    };
+    for (name, target) in [("a", "service_level>=0.8"), ("b", "latency_ms.queue_wait.p90<60s")] {
+        let args = plan(target);
+        let outs: Vec<PathBuf> = (0..2).map(|i| d.join(format!("{name}-{i}"))).collect();
+        let children: Vec<_> = outs
+            .iter()
+            .enumerate()
+            .map(|(i, out)| {
+                kfsim()
+                    .args(&args)
+                    .args(["--shard", &format!("{i}/2"), "--out"])
+                    .arg(out)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (i, c) in children.into_iter().enumerate() {
+            ok(c.wait_with_output().unwrap(), &format!("plan {name}, shard {i}/2"));
+        }
+        ok(merge(&outs, &d.join(format!("{name}-merged"))), &format!("merge of plan {name}"));
+        ok(kfsim().args(&args).arg("--out").arg(d.join(format!("{name}-whole"))).output().unwrap(), "whole");
+        assert_eq!(
+            read(&d.join(format!("{name}-merged/plan.json"))),
+            read(&d.join(format!("{name}-whole/plan.json"))),
+            "plan {name}"
+        );
+    }
+}

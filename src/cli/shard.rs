@@ -147,6 +147,20 @@ impl Exchange {
     }
 }
 
+/// A replication's file in the exchange: its key and the figures recorded
+/// of it. Two plans sharing an exchange (the default is `--out`'s parent)
+/// record different figures of the same replication (their targets, the
+/// varied group's load): one plan reading the other's file lacked its own
+/// and its merge was refused (found by review).
+fn exchange_key(sc: &Scenario, r: u32, extra: &[String]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in extra.iter().flat_map(|p| p.bytes().chain([0])) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{}-{h:016x}", rep_key(sc, r))
+}
+
 impl Replicate for Exchange {
     fn replicate(
         &self,
@@ -161,14 +175,14 @@ impl Replicate for Exchange {
         let mine: Vec<(usize, u32)> = reps
             .clone()
             .filter(|&r| self.shard.owns(u64::from(r) + offset))
-            .filter(|&r| !self.path(&rep_key(sc, r)).exists())
+            .filter(|&r| !self.path(&exchange_key(sc, r, extra)).exists())
             .map(|r| (0, r))
             .collect();
         let runs =
             sweep::run_values_until(std::slice::from_ref(sc), &mine, self.parallel, &*self.go_on, extra);
         for ((_, r), values) in mine.iter().zip(&runs) {
             if let Some(values) = values {
-                write_atomic(&self.path(&rep_key(sc, *r)), &serde_json::to_vec(values)?)?;
+                write_atomic(&self.path(&exchange_key(sc, *r, extra)), &serde_json::to_vec(values)?)?;
             }
         }
         if runs.iter().any(Option::is_none) {
@@ -177,12 +191,11 @@ impl Replicate for Exchange {
         let deadline = Instant::now() + self.wait;
         let mut out = Vec::new();
         for r in reps {
-            let key = rep_key(sc, r);
+            let file = self.path(&exchange_key(sc, r, extra));
             let values: RepValues = loop {
-                if let Ok(text) = std::fs::read(self.path(&key)) {
-                    break serde_json::from_slice(&text).with_context(|| {
-                        format!("{} is not a replication's values", self.path(&key).display())
-                    })?;
+                if let Ok(text) = std::fs::read(&file) {
+                    break serde_json::from_slice(&text)
+                        .with_context(|| format!("{} is not a replication's values", file.display()))?;
                 }
                 if !(self.go_on)() {
                     return Err(sweep::Interrupted.into());
@@ -199,7 +212,7 @@ impl Replicate for Exchange {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             };
-            self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key, values.clone());
+            self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(rep_key(sc, r), values.clone());
             out.push(values);
         }
         Ok(out)
