@@ -381,6 +381,16 @@ fn plan_erlang_c(args: &[&str]) -> (Option<i32>, String) {
     (o.status.code(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
 }
 
+/// `kfsim plan` of scenario `text` (written to a file named after `name`)
+/// with `args`: exit code and standard output.
+fn plan_text(name: &str, text: &str, args: &[&str]) -> (Option<i32>, String) {
+    let file = std::env::temp_dir().join(format!("kfsim-plan-{name}-{}.toml", std::process::id()));
+    std::fs::write(&file, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kfsim")).arg("plan").arg(&file).args(args).output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 fn recommended(stdout: &str) -> Option<u32> {
     let line = stdout.lines().find(|l| l.starts_with("recommended"))?;
     line.rsplit('=').next()?.trim().parse().ok()
@@ -435,17 +445,9 @@ scene = "app"
 account = "small"
 rate = "10/min"
 "#;
-    let file = std::env::temp_dir().join(format!("kfsim-plan-two-accounts-{}.toml", std::process::id()));
-    std::fs::write(&file, text).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
-        .arg("plan")
-        .arg(&file)
-        .args(["--target", "by_account.small.service_level>=0.8", "--vary", "agents.smallg.count"])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{out}");
+    let args = ["--target", "by_account.small.service_level>=0.8", "--vary", "agents.smallg.count"];
+    let (code, out) = plan_text("two-accounts", text, &args);
+    assert_eq!(code, Some(0), "{out}");
     // the small account alone is the M/M/N of scenarios/erlang-c.toml: Erlang C says 46
     let n = recommended(&out).unwrap_or_else(|| panic!("{out}"));
     assert!(n.abs_diff(46) <= 1, "{out}");
@@ -519,17 +521,9 @@ profile = [{{ at = "0h", factor = 0.0 }}, {{ at = "21h", factor = 0.0 }}, {{ at 
     };
     let mut answers = Vec::new();
     for (k, accounts) in [r#"["quiet", "busy"]"#, r#"["busy", "quiet"]"#].into_iter().enumerate() {
-        let file = std::env::temp_dir().join(format!("kfsim-plan-shared-{}-{k}.toml", std::process::id()));
-        std::fs::write(&file, text(accounts)).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
-            .arg("plan")
-            .arg(&file)
-            .args(["--target", "by_account.busy.service_level>=0.8", "--vary", "agents.g.count"])
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_file(&file);
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        assert_eq!(o.status.code(), Some(0), "{accounts}: {out}");
+        let args = ["--target", "by_account.busy.service_level>=0.8", "--vary", "agents.g.count"];
+        let (code, out) = plan_text(&format!("shared-{k}"), &text(accounts), &args);
+        assert_eq!(code, Some(0), "{accounts}: {out}");
         answers.push(recommended(&out).unwrap_or_else(|| panic!("{out}")));
     }
     assert_eq!(answers[0], answers[1], "the order of `accounts` changes no answer");

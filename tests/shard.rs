@@ -55,6 +55,14 @@ fn json(path: &Path) -> Value {
 /// with `--shard I/N --out DIR/shard-I`; the shard folders.
 fn shards(dir: &Path, n: u32, args: &[&str]) -> Vec<PathBuf> {
     let outs: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("shard-{i}"))).collect();
+    shards_into(&outs, args);
+    outs
+}
+
+/// Run `args` as `outs.len()` shards at once, shard i writing to `outs[i]`
+/// (their exchange, for a plan, is the folders' parent).
+fn shards_into(outs: &[PathBuf], args: &[&str]) {
+    let n = outs.len();
     let children: Vec<_> = outs
         .iter()
         .enumerate()
@@ -72,7 +80,6 @@ fn shards(dir: &Path, n: u32, args: &[&str]) -> Vec<PathBuf> {
     for (i, c) in children.into_iter().enumerate() {
         ok(c.wait_with_output().unwrap(), &format!("shard {i}/{n}"));
     }
-    outs
 }
 
 fn merge(dirs: &[PathBuf], out: &Path) -> Output {
@@ -691,23 +698,7 @@ fn two_plans_sharing_an_exchange_each_merge() {
     for (name, target) in [("a", "service_level>=0.8"), ("b", "latency_ms.queue_wait.p90<60s")] {
         let args = plan(target);
         let outs: Vec<PathBuf> = (0..2).map(|i| d.join(format!("{name}-{i}"))).collect();
-        let children: Vec<_> = outs
-            .iter()
-            .enumerate()
-            .map(|(i, out)| {
-                kfsim()
-                    .args(&args)
-                    .args(["--shard", &format!("{i}/2"), "--out"])
-                    .arg(out)
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for (i, c) in children.into_iter().enumerate() {
-            ok(c.wait_with_output().unwrap(), &format!("plan {name}, shard {i}/2"));
-        }
+        shards_into(&outs, &args.iter().map(String::as_str).collect::<Vec<_>>());
         ok(merge(&outs, &d.join(format!("{name}-merged"))), &format!("merge of plan {name}"));
         ok(kfsim().args(&args).arg("--out").arg(d.join(format!("{name}-whole"))).output().unwrap(), "whole");
         assert_eq!(
