@@ -20,10 +20,11 @@
 //! A target staffing cannot reach — a first-response p95 under a minute
 //! when agents take minutes to reply — is found while the search doubles
 //! the parameter: when the varied group is no longer the bottleneck (fewer
-//! than 1 % of its account's customers wait, or its occupancy is under
-//! 50 %) and doubling it closed less than a tenth of the gap to the target,
-//! or no replication at either value measured the metric at all, the
-//! search stops with [`Outcome::Unreachable`].
+//! than 1 % of the customers of any account it serves wait, or its
+//! occupancy is under 50 % with fewer than 10 % waiting) and doubling it
+//! closed less than a tenth of the gap to the target, or no replication at
+//! either value measured the metric at all, the search stops with
+//! [`Outcome::Unreachable`].
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
