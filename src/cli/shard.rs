@@ -153,11 +153,7 @@ impl Exchange {
 /// varied group's load): one plan reading the other's file lacked its own
 /// and its merge was refused (found by review).
 fn exchange_key(sc: &Scenario, r: u32, extra: &[String]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in extra.iter().flat_map(|p| p.bytes().chain([0])) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::scenario::fnv1a(extra.iter().flat_map(|p| p.bytes().chain([0])));
     format!("{}-{h:016x}", rep_key(sc, r))
 }
 

@@ -391,12 +391,7 @@ impl Scenario {
     pub fn fingerprint(&self) -> String {
         let mut model = serde_json::to_value(self).expect("a scenario is JSON");
         model["seed"] = serde_json::Value::Null;
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in model.to_string().bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        format!("{:016x}", fnv1a(model.to_string().bytes()))
     }
 
     /// Every agent's id, in the order of their global index.
@@ -1106,6 +1101,12 @@ impl Work {
         }
         Ok(())
     }
+}
+
+/// FNV-1a over `bytes`: a hash that stays the same across builds and
+/// versions, for names of files other processes read.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The mean of a piecewise-linear profile over `[0, end_us)` (1 without
