@@ -130,8 +130,19 @@ fn the_summary_agrees_exactly_with_what_the_middleware_counted() {
     assert_eq!(n(&mw["routed_ms"]["count"]), at_mw("handed_off"), "one hand-off per session");
     assert_eq!(Value::Object(errcodes(mw)), stats["errors"], "errcodes it got");
     // it answers each session's message once before it hands the session
-    // over: one bot-reply sample per session it answered
-    assert_eq!(n(&mw["bot_reply_ms"]["count"]), at_mw("bot_replies"));
+    // over: one bot-reply sample per session it answered. A session that
+    // leaves 0/1 between the middleware's service_state/get and its
+    // send_msg has that send_msg refused with 95018; its message still has
+    // a sample when the welcome (send_msg_on_event), sent after it, had
+    // answered it first
+    let bot_samples = n(&mw["bot_reply_ms"]["count"]);
+    let too_late = stats["errors"].get("95018").map_or(0, n);
+    assert!(
+        (at_mw("bot_replies")..=at_mw("bot_replies") + too_late).contains(&bot_samples),
+        "{bot_samples} bot-reply samples for {} replies and {too_late} refused: {stats}",
+        at_mw("bot_replies")
+    );
+    assert!(too_late * 20 < at_mw("bot_replies"), "a rare race, not the rule: {stats}");
     // a customer whose patience runs out between the middleware's
     // service_state/get and its trans has ended the session: that trans
     // is refused with 95016 (4 → 2), as WeCom would; every other answered
