@@ -210,7 +210,13 @@ fn bounds(mean: f64, se: f64, t: f64, scale: Scale) -> (f64, f64) {
         }
         // every replication at a bound: the mean is that bound, and the
         // interval reaches inwards only as far as the spread says
-        Scale::Share => ((mean - t * se).clamp(0.0, 1.0), (mean + t * se).clamp(0.0, 1.0)),
+        Scale::Share if mean == 0.0 || mean == 1.0 => {
+            ((mean - t * se).clamp(0.0, 1.0), (mean + t * se).clamp(0.0, 1.0))
+        }
+        // a "share" past its bound (occupancy counts the sessions agents
+        // gone off line keep, and passes 1): no bound to respect, and
+        // clamping put the whole interval below its own mean
+        Scale::Share => (mean - t * se, mean + t * se),
         Scale::Positive if mean > 0.0 => {
             let s = se / mean;
             (mean * (-t * s).exp(), mean * (t * s).exp())
@@ -308,6 +314,13 @@ mod tests {
         assert_eq!((all_one.lo, all_one.hi), (1.0, 1.0));
         let at_bound = interval(&[1.0, 0.0], Scale::Share, 0.95).unwrap();
         assert!(at_bound.lo >= 0.0 && at_bound.hi <= 1.0);
+        // an occupancy past 1 (agents gone off line keep their sessions)
+        // has its interval around its mean, not clamped below it
+        let past = interval(&[1.04, 1.08, 1.06], Scale::Share, 0.95).unwrap();
+        assert!(past.lo < 1.06 && past.hi > 1.06 && past.lo > 0.9, "{past:?}");
+        assert!((past.hi - 1.06 - (1.06 - past.lo)).abs() < 1e-9, "{past:?}");
+        let sure = past.sure(1.0, true, Scale::Share);
+        assert!(sure > 0.97, "the mean is above 1: {sure}");
     }
 
     #[test]
