@@ -222,6 +222,12 @@ fn ctrl_c_stops_a_sweep_and_writes_the_points_that_finished() {
         (String::new(), String::new()),
         "{row}"
     );
+    // and the CSV says how many replications each figure rests on: the
+    // point cut short has none
+    assert_eq!(cell("service_level.n"), "1", "{row}");
+    let cut = csv.lines().nth(2).unwrap();
+    let i = header.split(',').position(|h| h == "service_level.n").unwrap();
+    assert_eq!(cut.split(',').nth(i), Some("0"), "{cut}");
     assert_eq!(s["points"][1]["metrics"], serde_json::json!({}));
     assert!(std::fs::read_to_string(out.join("sweep.html")).unwrap().contains("interrupted: 1 of 2 runs"));
 }

@@ -10,14 +10,22 @@ use plotters::prelude::*;
 use super::charts::{Chart, DrawResult, Drawable, FONT, err, hover, legend, note_axes, palette, render};
 use crate::sweep::{METRICS, SweepResult};
 
-/// `sweep.csv`: one row per point; per metric its mean, 95 % CI and the
+/// `sweep.csv`: one row per point; per metric its mean, 95 % CI, the
+/// replications that measured it (fewer than asked where some had no such
+/// sessions, or where an interrupted sweep cut the point short) and the
 /// theory value (empty where theory does not apply).
 pub fn csv(r: &SweepResult) -> String {
     let metrics = metric_names(r);
     let mut out = String::new();
     let mut header: Vec<String> = r.vary.clone();
     for m in &metrics {
-        header.extend([format!("{m}.mean"), format!("{m}.lo95"), format!("{m}.hi95"), format!("{m}.theory")]);
+        header.extend([
+            format!("{m}.mean"),
+            format!("{m}.lo95"),
+            format!("{m}.hi95"),
+            format!("{m}.n"),
+            format!("{m}.theory"),
+        ]);
     }
     let _ = writeln!(out, "{}", header.join(","));
     for p in &r.points {
@@ -27,7 +35,8 @@ pub fn csv(r: &SweepResult) -> String {
             let theory = p.theory.as_ref().and_then(|t| t.metric(m));
             let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
             let ends = e.and_then(|e| e.ends());
-            row.extend([f(e.map(|e| e.mean)), f(ends.map(|e| e.0)), f(ends.map(|e| e.1)), f(theory)]);
+            let n = e.map_or(0, |e| e.n).to_string();
+            row.extend([f(e.map(|e| e.mean)), f(ends.map(|e| e.0)), f(ends.map(|e| e.1)), n, f(theory)]);
         }
         let _ = writeln!(out, "{}", row.join(","));
     }
