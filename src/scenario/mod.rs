@@ -494,7 +494,9 @@ pub(crate) fn blame(
 /// it concerns as overridden.
 fn overridden(flag: &'static str, arg: &str, d: &Diagnostic) -> ScenarioError {
     let line = d.source_line().trim();
-    let message = if line.is_empty() {
+    // a table header of the rewritten document (`[entry.patience]`) names
+    // no entry, where the override itself does
+    let message = if line.is_empty() || line.starts_with('[') {
         d.message.clone()
     } else {
         format!("{} (at `{line}`, with the override)", d.message)
@@ -1335,6 +1337,12 @@ rate = "1/min"
         assert_eq!(
             err(&["account.a.bot=3"]),
             "--set account.a.bot=3: invalid type: integer `3`, expected a table (at `bot = 3`, with the override)"
+        );
+        // inside an entry's table: the override names the entry, the
+        // rewritten document's `[entry.patience]` did not
+        assert_eq!(
+            err(&["entry.web.patience={ dist = \"exponential\", mean = \"0s\" }"]),
+            "--set entry.web.patience={ dist = \"exponential\", mean = \"0s\" }: `mean` must be positive"
         );
         // the file's own mistakes are still at their own lines
         let bad = MINIMAL.replace("rate = \"1/min\"", "rate = \"-1/min\"");
