@@ -56,8 +56,9 @@ pub struct PlanArgs {
     /// no interval, and a plan decides by its interval).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub replications: u32,
-    /// Most replications per value: while the 95% interval of a target straddles its
-    /// threshold, replications are doubled up to this many.
+    /// Most replications per value: while a target is undecided, replications are doubled up
+    /// to this many. Each doubling is another look, so each look must be surer for every
+    /// decision to stay 97.5% sure.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(2..=10000))]
     pub max_replications: u32,
     /// Recommend per interval of the arrival profile (the intraday staffing table).
@@ -343,13 +344,15 @@ fn plan_with(
         max_replications: spec.max_replications.max(spec.replications),
         parallel: false,
     };
+    let looks = crate::plan::looks(spec.replications, spec.max_replications.max(spec.replications));
     let mut report = PlanReport {
         scenario: base.name.clone(),
         seed: base.seed,
         path: spec.vary.clone(),
         targets: targets.iter().map(TargetInfo::from).collect(),
         replications: (spec.replications, spec.max_replications.max(spec.replications)),
-        decided_at: crate::plan::DECIDED,
+        decided_at: crate::plan::decided_at(looks.len()),
+        looks,
         outcome: None,
         knee: None,
         per_interval: Vec::new(),
@@ -357,10 +360,9 @@ fn plan_with(
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "targets      {} · decided when the 95% interval is on one side ({}–{} replications per value)",
+        "targets      {} · {}",
         targets.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(", "),
-        report.replications.0,
-        report.replications.1
+        report.rule()
     )?;
     let mut reachable = true;
     match &spec.per_interval {

@@ -256,7 +256,8 @@ pub fn html(plan: &PlanReport, charts: &[Chart]) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>kfsim plan — {n}</title>\
          <style>{css}</style></head><body>\n<h1>Plan — {n}</h1>\n\
          <p class=\"meta\">seed {seed} · varied: {path} · targets: {targets} · {r0}–{r1} replications per value; a target is \
-         decided when its 95% interval lies on one side of the threshold</p>\n",
+         {rule}</p>\n",
+        rule = esc(&plan.rule()),
         css = super::html::CSS,
         n = esc(&plan.scenario),
         seed = plan.seed,
