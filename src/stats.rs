@@ -3,7 +3,8 @@
 //! possible — on the logit scale for shares (service level, abandonment,
 //! occupancy, Jain's index), on the log scale for times, so that an
 //! interval of a service level of 99 % cannot reach past 100 % and one of a
-//! wait cannot go below 0.
+//! wait cannot go below 0. (An occupancy can pass 1, when agents gone off
+//! line keep their sessions: its interval is then the plain one.)
 //!
 //! Pure functions, no state: used by `sweep`, `plan` and `compare`.
 

@@ -101,7 +101,8 @@ pub fn replication_seed(seed: u64, r: u32) -> u64 {
 /// The interval respects the metric's bounds ([`crate::stats::interval`]):
 /// for shares (service level, abandonment, occupancy, Jain's index) it is
 /// Student's t on the logit scale, for times on the log scale, so it never
-/// reaches past 100 % or below 0 and is longer on the open side.
+/// reaches past 100 % or below 0 and is longer on the open side (but for
+/// an occupancy past 1, whose interval is the plain one).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// Mean over replications.

@@ -136,7 +136,7 @@ fn the_summary_agrees_exactly_with_what_the_middleware_counted() {
     // a sample when the welcome (send_msg_on_event), sent after it, had
     // answered it first
     let bot_samples = n(&mw["bot_reply_ms"]["count"]);
-    let too_late = stats["errors"].get("95018").map_or(0, n);
+    let too_late = mw["api"]["kf/send_msg"]["errcodes"].get("95018").map_or(0, n);
     assert!(
         (at_mw("bot_replies")..=at_mw("bot_replies") + too_late).contains(&bot_samples),
         "{bot_samples} bot-reply samples for {} replies and {too_late} refused: {stats}",

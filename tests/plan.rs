@@ -65,7 +65,7 @@ fn staffing_for_80_percent_in_20s_matches_erlang_c() {
     let below = rec.below.as_ref().unwrap();
     assert!(rec.at.meets && !below.meets);
     assert_eq!(below.value, 45);
-    // decided at 95 %: the recommendation's interval is above the target,
+    // decided: the recommendation's 95 % interval is above the target,
     // the value below it is clearly under
     let sl = rec.at.metrics["service_level"].unwrap();
     assert!(sl.lo > 0.8 && sl.hi < 1.0, "{sl:?}");
@@ -238,7 +238,10 @@ fn plan_out_writes_the_staffing_curve_and_the_decision() {
     let at = &plan["outcome"]["at"];
     assert_eq!(at["decision"], "meets");
     assert!(at["checks"][0]["sure"].as_f64().unwrap() >= 0.975, "{at}");
-    assert!(at["metrics"]["service_level"]["lo"].as_f64().unwrap() >= 0.8, "decided at 95 %: {at}");
+    assert!(
+        at["metrics"]["service_level"]["lo"].as_f64().unwrap() >= 0.8,
+        "decided, so its 95 % interval is above: {at}"
+    );
     let curve = plan["outcome"]["curve"].as_array().unwrap();
     assert!(curve.len() >= 10, "a curve around the answer: {}", curve.len());
     assert!(

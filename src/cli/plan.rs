@@ -449,12 +449,17 @@ fn show_targets(e: &Evaluated, targets: &[Target]) -> String {
                 Decision::Misses => "misses",
                 Decision::Unclear => "UNCLEAR",
             };
+            // one replication's value has no interval: `[x, x]` claimed a
+            // certainty it lacks (as sweeps say, `(n = 1)`)
+            let spread = match v.map(|v| (v.ends(), v.n)) {
+                None => "[—, —]".to_owned(),
+                Some((Some((lo, hi)), _)) => format!("[{}, {}]", f(lo), f(hi)),
+                Some((None, n)) => format!("(n = {n})"),
+            };
             format!(
-                "{} {} [{}, {}] {verdict} ({})",
+                "{} {} {spread} {verdict} ({})",
                 display_name(&t.path),
                 v.map_or("—".into(), |v| f(v.mean)),
-                v.map_or("—".into(), |v| f(v.lo)),
-                v.map_or("—".into(), |v| f(v.hi)),
                 sure(c)
             )
         })

@@ -313,7 +313,10 @@ pub fn html(plan: &PlanReport, charts: &[Chart]) -> String {
                 let _ = write!(
                     h,
                     "<td>{}</td><td>{:.1}%</td>",
-                    m.map_or("—".into(), |m| format!("{} [{}, {}]", f(m.mean), f(m.lo), f(m.hi))),
+                    m.map_or("—".into(), |m| match m.ends() {
+                        Some((lo, hi)) => format!("{} [{}, {}]", f(m.mean), f(lo), f(hi)),
+                        None => format!("{} (n = {})", f(m.mean), m.n),
+                    }),
                     c.sure * 100.0
                 );
             }
