@@ -253,6 +253,21 @@ fn a_plan_in_three_shards_merges_into_the_unsharded_plan() {
             .map(|p| json(&p.join("shard.json"))["plan"]["values"].as_object().unwrap().len())
             .collect();
         assert!(ran.iter().all(|&n| n > 0), "{ran:?}");
+        // shards of another kfsim are refused for their version (the merge
+        // decides again under its own rules)
+        let other: Vec<PathBuf> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let dir = d.join(format!("other-{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let mut f = json(&p.join("shard.json"));
+                f["kfsim_version"] = "0.0.1-other".into();
+                std::fs::write(dir.join("shard.json"), f.to_string()).unwrap();
+                dir
+            })
+            .collect();
+        refused(&other, &d.join("other-merged"), "written by kfsim 0.0.1-other");
     }
 }
 

@@ -162,10 +162,27 @@ fn write_sweep(out: &std::path::Path, result: &SweepResult) -> anyhow::Result<Ex
     Ok(if result.interrupted.is_some() { Exit::Interrupted } else { Exit::Success })
 }
 
+/// A sweep's or a plan's merge computes its intervals and decisions (a
+/// plan's whole search) again from the shards' values, under this
+/// binary's rules: shards of another version were refused only for a
+/// replication they "lacked" when its rules differed (found by review).
+fn same_version<M>(f: &crate::merge::ShardFile<M>) -> Result<(), crate::merge::Refused> {
+    let this = env!("KFSIM_VERSION");
+    if f.kfsim_version == this {
+        return Ok(());
+    }
+    Err(crate::merge::Refused(format!(
+        "the shards were written by kfsim {}, this is kfsim {this}: a sweep's or a plan's merge decides \
+         again under its own rules; merge them with the kfsim that ran them",
+        f.kfsim_version
+    )))
+}
+
 /// `kfsim merge` of a sweep's shards: the sweep the shards' runs make.
 pub(super) fn merge_sweep(shards: &[ReadShard], out: &std::path::Path) -> anyhow::Result<Exit> {
     let f = &shards[0].file;
     let part = f.sweep.as_ref().ok_or_else(|| crate::merge::Refused("not a sweep".into()))?;
+    same_version(f)?;
     let base = f.source.scenario()?;
     let vary = part.vary.iter().map(|v| Vary::parse(v).map_err(ArgError)).collect::<Result<Vec<_>, _>>()?;
     let grid = sweep::grid(&vary).map_err(ArgError)?;
@@ -296,6 +313,7 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
 pub(super) fn merge_plan(shards: &[ReadShard], out: &std::path::Path) -> anyhow::Result<Exit> {
     let f = &shards[0].file;
     let part = f.plan.as_ref().ok_or_else(|| crate::merge::Refused("not a plan".into()))?;
+    same_version(f)?;
     f.source.scenario()?;
     let runner = crate::merge::Cached::of(shards)?;
     let spec = PlanSpec { curve: true, ..part.spec.clone() };
