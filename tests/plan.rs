@@ -532,3 +532,16 @@ profile = [{{ at = "0h", factor = 0.0 }}, {{ at = "21h", factor = 0.0 }}, {{ at 
     assert_eq!(answers[0], answers[1], "the order of `accounts` changes no answer");
     assert!((35..=50).contains(&answers[0]), "{answers:?}");
 }
+
+/// A figure only one replication measured (an entry a customer comes
+/// through once in a while) has no interval: it was shown as `[1, 1]`.
+#[test]
+fn a_figure_one_replication_measured_shows_no_interval() {
+    let text = std::fs::read_to_string("scenarios/erlang-c.toml")
+        .unwrap()
+        .replace("[[entry]]", "[[entry]]\nscene = \"app\"\nrate = \"0.008/h\"\n\n[[entry]]");
+    let args = ["--set", "duration=4h", "--set", "seed=23", "--target", "by_entry.app.service_level>=0.8"];
+    let (_, out) = plan_text("one-rep", &text, &[&args[..], &["--vary", "agents.kf.count"]].concat());
+    assert!(out.contains("by_entry.app.service_level 1 (n = 1)"), "{out}");
+    assert!(!out.contains("[1, 1]") && !out.contains("[0, 0]"), "{out}");
+}
