@@ -808,21 +808,28 @@ mod tests {
         }
     }
 
+    /// A plan of scenarios/erlang-c.toml with `sets`, sizing `kf`'s agents
+    /// for `targets` with `replications` up to `max` per value.
+    fn erlang_c(sets: &[&str], targets: &[&str], replications: u32, max: u32) -> Problem<'static> {
+        let text = include_str!("../scenarios/erlang-c.toml");
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let sc = Scenario::parse_with(text, "erlang-c.toml", &sets).unwrap();
+        Problem {
+            text,
+            file: "erlang-c.toml",
+            sets,
+            path: "agents.kf.count".into(),
+            targets: targets.iter().map(|t| Target::parse(t, &sc).unwrap()).collect(),
+            replications,
+            max_replications: max,
+            parallel: false,
+        }
+    }
+
     /// How often `law`'s replications decide `service_level>=0.8` each way
     /// over `trials` values, with the CLI's default looks.
     fn decisions(law: impl Distribution<f64> + Sync, trials: u32) -> BTreeMap<&'static str, u32> {
-        let text = include_str!("../scenarios/erlang-c.toml");
-        let sc = Scenario::parse(text, "erlang-c.toml").unwrap();
-        let p = Problem {
-            text,
-            file: "erlang-c.toml",
-            sets: Vec::new(),
-            path: "agents.kf.count".into(),
-            targets: vec![Target::parse("service_level>=0.8", &sc).unwrap()],
-            replications: 5,
-            max_replications: 40,
-            parallel: false,
-        };
+        let p = erlang_c(&[], &["service_level>=0.8"], 5, 40);
         let runner = Drawn { law, rng: Mutex::new(rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7)) };
         let mut n = BTreeMap::new();
         for _ in 0..trials {
@@ -856,26 +863,11 @@ mod tests {
 
     #[test]
     fn a_target_on_one_agent_follows_its_id_past_a_hundred() {
-        let text = include_str!("../scenarios/erlang-c.toml");
-        let sets = vec!["duration=2h".to_owned(), "warmup=10m".to_owned()];
-        let sc = Scenario::parse_with(text, "erlang-c.toml", &sets).unwrap();
-        let first = sc.agent_ids().next().unwrap();
-        assert_eq!(first, "kf-01");
-        let p = Problem {
-            text,
-            file: "erlang-c.toml",
-            sets,
-            path: "agents.kf.count".into(),
-            // two targets on one figure (the second rename wrote "no value"
-            // over the first's)
-            targets: vec![
-                Target::parse(&format!("agents.{first}.sessions>=1"), &sc).unwrap(),
-                Target::parse(&format!("agents.{first}.sessions<=100000"), &sc).unwrap(),
-            ],
-            replications: 2,
-            max_replications: 2,
-            parallel: false,
-        };
+        // two targets on one figure (the second rename wrote "no value"
+        // over the first's)
+        let targets = ["agents.kf-01.sessions>=1", "agents.kf-01.sessions<=100000"];
+        let p = erlang_c(&["duration=2h", "warmup=10m"], &targets, 2, 2);
+        assert_eq!(p.scenario_at(44).unwrap().agent_ids().next().unwrap(), "kf-01");
         let at = p.scenario_at(120).unwrap();
         assert_eq!(agent_path_at("agents.kf-01.sessions", &at), "agents.kf-001.sessions");
         assert_eq!(agent_path_at("agents.kf-121.sessions", &at), "agents.kf-121.sessions");
@@ -894,22 +886,8 @@ mod tests {
     /// it holds (about 44 sessions in 4 h at 10/min over 50 agents).
     #[test]
     fn a_target_on_an_agent_sizes_the_group_to_have_it() {
-        let text = include_str!("../scenarios/erlang-c.toml");
-        let sets = vec!["duration=4h".to_owned(), "warmup=10m".to_owned(), "agents.kf.count=60".to_owned()];
-        let sc = Scenario::parse_with(text, "erlang-c.toml", &sets).unwrap();
-        let p = Problem {
-            text,
-            file: "erlang-c.toml",
-            sets,
-            path: "agents.kf.count".into(),
-            targets: vec![
-                Target::parse("service_level>=0.8", &sc).unwrap(),
-                Target::parse("agents.kf-50.sessions>=30", &sc).unwrap(),
-            ],
-            replications: 5,
-            max_replications: 40,
-            parallel: true,
-        };
+        let sets = ["duration=4h", "warmup=10m", "agents.kf.count=60"];
+        let p = erlang_c(&sets, &["service_level>=0.8", "agents.kf-50.sessions>=30"], 5, 40);
         assert!(p.targets[1].harder_with_staff());
         assert_eq!(p.least_value(), 50);
         let Outcome::Recommended(r) = p.solve(1).unwrap() else { panic!("unreachable") };
