@@ -500,12 +500,10 @@ impl Problem<'_> {
     /// agents, where kf-50 has no figures, and called unreachable: found by
     /// review).
     fn least_value(&self) -> u32 {
-        let group = self.path.strip_prefix("agents.").and_then(|p| p.strip_suffix(".count"));
-        let numbered = |t: &Target| {
-            let (id, _) = t.path.strip_prefix("agents.")?.rsplit_once('.')?;
-            id.strip_prefix(group?)?.strip_prefix('-')?.parse::<u32>().ok()
+        let Some(group) = self.path.strip_prefix("agents.").and_then(|p| p.strip_suffix(".count")) else {
+            return 1;
         };
-        self.targets.iter().filter_map(numbered).fold(1, u32::max)
+        self.targets.iter().filter_map(|t| agent_number(&t.path, group)).map(|(n, _)| n).fold(1, u32::max)
     }
 
     /// A missed target whose metric stopped moving between `from` and
@@ -755,14 +753,20 @@ impl PlanReport {
 /// hundred (found by review). Other paths, and ids `sc` does not have,
 /// are unchanged.
 fn agent_path_at(path: &str, sc: &Scenario) -> String {
-    let renumbered = || {
-        let (id, field) = path.strip_prefix("agents.")?.rsplit_once('.')?;
-        sc.groups.iter().find_map(|g| {
-            let n: u32 = id.strip_prefix(g.group.as_str())?.strip_prefix('-')?.parse().ok()?;
+    sc.groups
+        .iter()
+        .find_map(|g| {
+            let (n, field) = agent_number(path, &g.group)?;
             (1..=g.count).contains(&n).then(|| format!("agents.{}.{field}", g.agent_id(n)))
         })
-    };
-    renumbered().unwrap_or_else(|| path.to_owned())
+        .unwrap_or_else(|| path.to_owned())
+}
+
+/// The number and field of `path` when it is a figure of one of `group`'s
+/// agents (`agents.GROUP-NN.FIELD`, at any width of NN).
+fn agent_number<'p>(path: &'p str, group: &str) -> Option<(u32, &'p str)> {
+    let (id, field) = path.strip_prefix("agents.")?.rsplit_once('.')?;
+    Some((id.strip_prefix(group)?.strip_prefix('-')?.parse().ok()?, field))
 }
 
 /// Mean of a piecewise-linear profile over `[from, to)` (1 when flat),
