@@ -61,6 +61,33 @@ struct Agent {
     /// an action for a session that is over is not sent into a later one
     /// of the same customer.
     held: HashMap<String, u64>,
+    /// With `slowdown`, the replies in progress (by their work's number):
+    /// each goes at the pace the agent's load sets now, so a change of
+    /// load moves every one of them, as in the simulator.
+    working: HashMap<u64, Work>,
+}
+
+/// A reply in progress under `slowdown`, kept out of the heap so that a
+/// change of load can move it; the heap holds a marker of its due time.
+struct Work {
+    /// Work left at pace 1 [scenario µs], as of `since`.
+    left: f64,
+    since: u64,
+    /// The pace since then: 1 + slowdown·(j − 1).
+    factor: f64,
+    /// Bumped each time it is moved: an older marker is stale.
+    version: u32,
+    due: Due,
+}
+
+/// What the agents' heap holds: an action, or the due time of a reply in
+/// progress (agent, work, version) that a change of load may move.
+// Boxing the action would allocate once per action to shrink the markers,
+// which only `slowdown` makes and are the fewer.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Do(Due),
+    Work(u32, u64, u32),
 }
 
 /// The session an action is for: the agent, the session's key, and the
@@ -81,6 +108,11 @@ fn session_key(external_userid: &str, open_kfid: &str) -> String {
 impl Agent {
     fn load(&self) -> u32 {
         self.held.len() as u32
+    }
+
+    /// The pace of work holding `load` sessions.
+    fn factor(&self, load: u32) -> f64 {
+        1.0 + self.slowdown * f64::from(load.max(1) - 1)
     }
 }
 
@@ -128,7 +160,7 @@ pub(crate) struct Agents {
     transfers: Vec<Option<GroupTransfer>>,
     by_userid: HashMap<String, u32>,
     /// `(due scenario µs, order)` → the action.
-    heap: BinaryHeap<Reverse<Timed<Due>>>,
+    heap: BinaryHeap<Reverse<Timed<Item>>>,
     seq: u64,
     /// Assignments seen, to number them.
     assignments: u64,
@@ -203,6 +235,7 @@ impl Agents {
                     wrap_up: TimeSampler::new(&g.wrap_up),
                     slowdown: g.slowdown,
                     held: HashMap::new(),
+                    working: HashMap::new(),
                 });
             }
         }
@@ -241,8 +274,9 @@ impl Agents {
                     // a page from a channel of an earlier epoch is about
                     // sessions the target forgot
                     if epoch == self.epoch {
+                        let now = sh.tb.now_us();
                         for ev in events {
-                            self.on_event(agent, ev, epoch);
+                            self.on_event(agent, ev, epoch, now);
                         }
                     }
                 }
@@ -304,6 +338,7 @@ impl Agents {
         drop(ledger);
         let now = self.sh.tb.now_us();
         for (i, a) in self.agents.iter_mut().enumerate() {
+            a.working.clear();
             if !a.held.is_empty() {
                 a.held.clear();
                 let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent: i as u32, load: 0 });
@@ -311,10 +346,10 @@ impl Agents {
         }
     }
 
-    pub(crate) fn on_event(&mut self, agent: Option<u32>, ev: Event, epoch: u64) {
+    /// Event `ev` of the queues reached the agents at `now` (scenario µs).
+    pub(crate) fn on_event(&mut self, agent: Option<u32>, ev: Event, epoch: u64, now: u64) {
         let agent = agent.or_else(|| ev.to.as_deref().and_then(|u| self.by_userid.get(u).copied()));
         let Some(agent) = agent else { return };
-        let now = self.sh.tb.now_us();
         let session = || {
             session_key(
                 ev.external_userid.as_deref().unwrap_or_default(),
@@ -404,14 +439,20 @@ impl Agents {
             None => a.reply.sample(&mut a.rng),
         };
         let to_open_kfid = transfer.map(|t| self.sh.link().open_kfid[t.to].clone());
-        let work = work as f64 * (1.0 + a.slowdown * f64::from(j - 1));
+        let factor = a.factor(j);
         let wrap = if idx + 1 == total && to_open_kfid.is_none() {
             Some(a.wrap_up.sample(&mut a.rng))
         } else {
             None
         };
         let (kfid, external) = (ev.open_kfid.unwrap_or_default(), ev.external_userid.unwrap_or_default());
-        let reply_at = now.saturating_add(work as u64);
+        // A later message of the handle came to an agent who held the
+        // session when the customer sent it: in the model the agent had it
+        // then, plus its transit at wall length. The handle's first message
+        // came with the assignment, whose instant only the target knows;
+        // another shard's send time is on another clock.
+        let had = if idx > m.first && nth.is_some() && own { self.sh.tb.had_at(sent_us, now) } else { now };
+        let reply_at = had.saturating_add((work as f64 * factor) as u64).max(now);
         // `x…`: the customer learns from the reply that a transfer follows
         let mark = if to_open_kfid.is_some() { 'x' } else { 'r' };
         let reply = ServicerAction::Reply {
@@ -451,15 +492,48 @@ impl Agents {
         });
         let session = SessionRef { agent, key, nth, upto };
         let tries = Tries::default();
-        self.push(
-            reply_at,
-            Due { action: reply, at: reply_at, end_of: None, tries, session, then, rode: false },
-        );
+        let due = Due { action: reply, at: reply_at, end_of: None, tries, session, then, rode: false };
+        let a = &mut self.agents[agent as usize];
+        if a.slowdown == 0.0 {
+            self.push(reply_at, due);
+            return;
+        }
+        self.seq += 1;
+        let id = self.seq;
+        a.working.insert(id, Work { left: work as f64, since: had, factor, version: 0, due });
+        self.mark(reply_at, agent, id, 0);
+    }
+
+    /// Agent `agent`'s load went from `old` to its load now: its replies
+    /// in progress go on at the new pace.
+    fn rescale(&mut self, agent: u32, old: u32, now: u64) {
+        let a = &mut self.agents[agent as usize];
+        if a.slowdown == 0.0 || a.factor(old) == a.factor(a.load()) {
+            return;
+        }
+        let factor = a.factor(a.load());
+        let mut moved = Vec::with_capacity(a.working.len());
+        for (&id, w) in &mut a.working {
+            w.left = (w.left - now.saturating_sub(w.since) as f64 / w.factor).max(0.0);
+            w.since = now;
+            w.factor = factor;
+            w.version += 1;
+            moved.push((w.since.saturating_add((w.left * factor) as u64), id, w.version));
+        }
+        for (t, id, version) in moved {
+            self.mark(t, agent, id, version);
+        }
+    }
+
+    fn mark(&mut self, t: u64, agent: u32, id: u64, version: u32) {
+        self.seq += 1;
+        self.heap.push(Reverse(Timed { t, seq: self.seq, item: Item::Work(agent, id, version) }));
     }
 
     /// Agent `agent` takes on session `s` (`true`) or lets go of it.
     fn hold(&mut self, agent: u32, s: String, held: bool, now: u64) {
         let a = &mut self.agents[agent as usize];
+        let old = a.load();
         let changed = if held {
             self.assignments += 1;
             match a.held.entry(s) {
@@ -484,6 +558,7 @@ impl Agents {
         };
         if changed {
             let _ = self.sh.obs.send(Obs::AgentLoad { t: now, agent, load: a.load() });
+            self.rescale(agent, old, now);
         }
     }
 
@@ -512,7 +587,7 @@ impl Agents {
 
     fn push(&mut self, t: u64, due: Due) {
         self.seq += 1;
-        self.heap.push(Reverse(Timed { t, seq: self.seq, item: due }));
+        self.heap.push(Reverse(Timed { t, seq: self.seq, item: Item::Do(due) }));
     }
 
     /// Send every due action, in batches, as far as a call slot is free
@@ -528,7 +603,24 @@ impl Agents {
             let mut first = None;
             // room for a reply and its end
             while dues.len() + 1 < BATCH && self.heap.peek().is_some_and(|Reverse(d)| d.t <= now) {
-                let Some(Reverse(Timed { t, item: mut d, .. })) = self.heap.pop() else { break };
+                let Some(Reverse(Timed { t, item, .. })) = self.heap.pop() else { break };
+                let mut d = match item {
+                    Item::Do(d) => d,
+                    Item::Work(agent, id, version) => {
+                        let working = &mut self.agents[agent as usize].working;
+                        if working.get(&id).is_none_or(|w| w.version != version) {
+                            // moved since, or the run relinked
+                            continue;
+                        }
+                        let Some(Work { mut due, .. }) = working.remove(&id) else { continue };
+                        // its end keeps its wrap-up after the reply's new time
+                        if let Some(end) = &mut due.then {
+                            end.at = end.at.saturating_sub(due.at).saturating_add(t);
+                        }
+                        due.at = t;
+                        due
+                    }
+                };
                 if self.stale(&d) {
                     continue;
                 }
@@ -720,6 +812,116 @@ async fn run_shifts(userid: String, agent: u32, shifts: Vec<(u64, u64)>, sh: Arc
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::live::Shared;
+
+    const S: u64 = 1_000_000;
+
+    /// One agent of three slots, 10 s a reply at pace 1, half as fast
+    /// again for each further session; the run at ×60.
+    fn one_agent() -> (Agents, Arc<Shared>) {
+        let text = r#"
+name = "unit"
+duration = "1h"
+[[account]]
+name = "kf"
+[[agents]]
+group = "a"
+count = 1
+max_concurrent = 3
+reply_delay = "10s"
+slowdown = 0.5
+[[entry]]
+scene = "web"
+rate = "1/min"
+"#;
+        let sc = Scenario::parse(text, "unit.toml").unwrap();
+        let (obs, _) = mpsc::unbounded_channel();
+        let sh = Shared::for_test(&sc, obs);
+        (Agents::new(&sc, &sh), sh)
+    }
+
+    fn session(customer: &str, change: &str) -> Event {
+        Event {
+            kind: "session".into(),
+            change: Some(change.into()),
+            external_userid: Some(customer.into()),
+            open_kfid: Some("wk0".into()),
+            ..Event::default()
+        }
+    }
+
+    /// Message `idx` of a two-message session `key`, sent at `sent`.
+    fn message(customer: &str, key: u64, idx: u32, sent: u64) -> Event {
+        Event {
+            kind: "message".into(),
+            sender: Some("customer".into()),
+            external_userid: Some(customer.into()),
+            open_kfid: Some("wk0".into()),
+            client_msgid: Some(format!("m{key}-{idx}-2-{sent}-0-0")),
+            ..Event::default()
+        }
+    }
+
+    /// When the reply pending for the agent is due: the newest marker of
+    /// its work.
+    fn reply_due(a: &Agents) -> Vec<u64> {
+        let working = &a.agents[0].working;
+        let mut due: Vec<u64> = a
+            .heap
+            .iter()
+            .filter_map(|Reverse(t)| match t.item {
+                Item::Work(_, id, v) if working.get(&id).is_some_and(|w| w.version == v) => Some(t.t),
+                _ => None,
+            })
+            .collect();
+        due.sort_unstable();
+        due
+    }
+
+    /// Under `slowdown` a reply in progress goes at the pace of the load
+    /// the agent holds now, as in the simulator: a second session from 4 s
+    /// on slows the 10 s of work left to 1.5× (6 s left → 9 s: due at
+    /// 13 s), its end at 7 s speeds it up again (4 s of work left at 7 s:
+    /// due at 11 s). Frozen at the pace of the moment the message came,
+    /// it was due at 10 s whatever happened.
+    #[test]
+    fn a_reply_in_progress_follows_the_agents_load() {
+        let (mut a, _sh) = one_agent();
+        a.on_event(Some(0), session("c1", "assigned"), 0, 0);
+        a.on_event(Some(0), message("c1", 1, 0, 0), 0, 0);
+        assert_eq!(reply_due(&a), [10 * S]);
+        a.on_event(Some(0), session("c2", "assigned"), 0, 4 * S);
+        assert_eq!(reply_due(&a), [13 * S]);
+        a.on_event(Some(0), session("c2", "ended"), 0, 7 * S);
+        assert_eq!(reply_due(&a), [11 * S]);
+        // the stale markers stay in the heap, to be skipped
+        assert_eq!(a.heap.len(), 3);
+    }
+
+    /// A later message of a session the agent holds counts from when the
+    /// customer sent it, its transit at wall length: sent at 20 s, seen 6 s
+    /// (of scenario time, 0.1 s of wall time at ×60) later, the reply is
+    /// due 10 s after 20.1 s. The first message came with the assignment,
+    /// whose instant the driver cannot know: from when it is seen.
+    #[test]
+    fn a_held_sessions_message_counts_from_its_send_not_from_its_pull() {
+        let (mut a, _sh) = one_agent();
+        a.on_event(Some(0), session("c1", "assigned"), 0, 0);
+        a.on_event(Some(0), message("c1", 1, 0, 0), 0, 3 * S);
+        assert_eq!(reply_due(&a), [13 * S], "the first message, from when it was seen");
+        a.heap.clear();
+        a.agents[0].working.clear();
+        a.on_event(Some(0), message("c1", 1, 1, 20 * S), 0, 26 * S);
+        assert_eq!(reply_due(&a), [30 * S + S / 10]);
+        // seen after its reply would have been due: at once
+        a.heap.clear();
+        a.agents[0].working.clear();
+        a.sh.ledger().clear();
+        a.on_event(Some(0), message("c1", 1, 1, 20 * S), 0, 1000 * S);
+        assert_eq!(reply_due(&a), [1000 * S]);
+    }
+
     #[test]
     fn message_ids_round_trip() {
         use super::{MsgId, parse_id};

@@ -1295,7 +1295,17 @@ impl<'a> Driver<'a> {
             let e = info.entry as usize;
             let rt = &mut self.entries[e];
             let think = rt.think.sample(&mut rt.rng);
-            self.push(now.saturating_add(think), Due::Send(key));
+            // the customer thinks from when the agent sent the reply, its
+            // transit at wall length (an agent of another shard stamps it
+            // on another clock)
+            let tb = self.sh.tb;
+            let had = match sent_wall {
+                Some(w) if !self.sh.shard.is_part() || self.sh.shard.owns(u64::from(agent)) => {
+                    tb.had_at((w as f64 * tb.scale) as u64, now)
+                }
+                _ => now,
+            };
+            self.push(had.saturating_add(think).max(now), Due::Send(key));
         }
     }
 }
@@ -1433,7 +1443,7 @@ messages = 2
         let (key, h, first) = arrive(&mut d);
         d.on_results(first.clone(), Some((vec![OK, OK], None)), 0, 0);
         d.on_events(0, vec![note(&h, "assigned")]);
-        agents.on_event(None, to_agent(&h, &first[1], "a-01"), 0);
+        agents.on_event(None, to_agent(&h, &first[1], "a-01"), 0, sh.tb.now_us());
         d.on_events(0, vec![reply(&h, &first[1], "a-01")]);
         // the second message reaches the target and the agent's queue; the
         // target restarts before its answer is in
@@ -1450,7 +1460,7 @@ messages = 2
             (c.sent, c.delivered, c.lost, c.reconnects.messages_lost)
         };
         assert_eq!(counted(&sh), (2, 1, 1, 1), "the first seen, the second lost with the session");
-        agents.on_event(None, to_agent(&h, &second[0], "a-01"), 0);
+        agents.on_event(None, to_agent(&h, &second[0], "a-01"), 0, sh.tb.now_us());
         let (sent, delivered, lost, _) = counted(&sh);
         assert_eq!(delivered + lost, 2, "each message delivered or lost, once");
         assert_eq!(sent, 2, "and sent once");
@@ -1476,7 +1486,7 @@ messages = 2
         let (key, h, first) = arrive(&mut d);
         d.on_results(first.clone(), Some((vec![OK, OK], None)), 0, 0);
         d.on_events(0, vec![note(&h, "assigned")]);
-        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0);
+        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0, sh.tb.now_us());
         d.on_events(0, vec![reply(&h, &first[1], "a-02")]);
         // the agent sees the second message; the target restarts before the
         // reply reaches the customer
@@ -1484,7 +1494,7 @@ messages = 2
         d.send(key, 0, &mut actions, &mut second);
         d.batches_in_flight += 1;
         d.on_results(second.clone(), Some((vec![OK], None)), 0, 0);
-        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0);
+        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0, sh.tb.now_us());
         sh.relinked_for_test("ch1", vec!["wk-new".into()]);
         d.follow_link();
         let counted = |sh: &Shared| {
@@ -1520,13 +1530,13 @@ messages = 2
         let (key, h, first) = arrive(&mut d);
         d.on_results(first.clone(), Some((vec![OK, OK], None)), 0, 0);
         d.on_events(0, vec![note(&h, "assigned")]);
-        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0);
+        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0, sh.tb.now_us());
         d.on_events(0, vec![reply(&h, &first[1], "a-02")]);
         let (mut actions, mut second) = (Vec::new(), Vec::new());
         d.send(key, 0, &mut actions, &mut second);
         d.batches_in_flight += 1;
         d.on_results(second.clone(), Some((vec![OK], None)), 0, 0);
-        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0);
+        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0, sh.tb.now_us());
         d.on_events(0, vec![reply(&h, &second[0], "a-02")]);
         // the session ends, as its agent hears
         let Some(CustomerAction::Message { open_kfid, .. }) = &first[1].2 else { panic!("not a message") };
@@ -1538,7 +1548,7 @@ messages = 2
             open_kfid: Some(open_kfid.clone()),
             ..Event::default()
         };
-        agents.on_event(None, ended, 0);
+        agents.on_event(None, ended, 0, sh.tb.now_us());
         assert!(other.ledger().is_empty(), "shard 1 keeps no entry for the session");
         let counted = |sh: &Shared| {
             let c = sh.counts();
@@ -1547,8 +1557,8 @@ messages = 2
         let before = (counted(&sh), counted(&other));
         assert_eq!(before, ((2, 2, 0, 0), (0, 0, 0, 0)), "both messages delivered, in the customer's shard");
         // the target hands both messages to a-02 again
-        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0);
-        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0);
+        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0, sh.tb.now_us());
+        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0, sh.tb.now_us());
         assert_eq!(counted(&sh), (2, 2, 0, 0), "the customer's shard is unchanged");
         assert_eq!(counted(&other), (0, 0, 0, 2), "both copies counted duplicated where they were seen");
         assert!(other.ledger().is_empty(), "and no entry made anew");
@@ -1594,8 +1604,8 @@ messages = 1
         d.on_results(second.clone(), Some((vec![OK], None)), 0, 0);
         // handed over: the servicer gets both, answers the second
         d.on_events(0, vec![note(&h, "assigned")]);
-        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0);
-        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0);
+        agents.on_event(None, to_agent(&h, &first[1], "a-02"), 0, sh.tb.now_us());
+        agents.on_event(None, to_agent(&h, &second[0], "a-02"), 0, sh.tb.now_us());
         d.on_events(0, vec![reply(&h, &second[0], "a-02"), note(&h, "ended")]);
         assert!(d.custs.is_empty(), "settled");
         let c = sh.counts();

@@ -473,6 +473,20 @@ impl Timebase {
         self.start.elapsed().as_micros() as u64
     }
 
+    /// The scenario instant a person in the model had something that was
+    /// sent at `sent` and reached the driver at `now` (scenario µs): its
+    /// transit counted at its wall length, not stretched by the scale.
+    /// At ×480 each millisecond between the sender's request and the
+    /// receiver's pull would otherwise add half a second of scenario time
+    /// to every reply and every turn, lengthening sessions (and so the
+    /// occupancy and waits) by what a real-time run never sees.
+    pub fn had_at(&self, sent: u64, now: u64) -> u64 {
+        if self.scale <= 1.0 || sent >= now {
+            return now;
+        }
+        sent + ((now - sent) as f64 / self.scale) as u64
+    }
+
     /// A scenario duration [µs] as wall time.
     pub fn wall(&self, us: u64) -> Duration {
         Duration::from_secs_f64(us as f64 / 1e6 / self.scale)
