@@ -532,7 +532,11 @@ impl<'a, O: Observer> Simulation<'a, O> {
         let s = &mut self.sessions[sid as usize];
         s.gen_ = s.gen_.wrapping_add(1);
         s.phase = Phase::Free;
+        let (home, customer) = (s.home as usize, s.customer);
         self.free.push(sid);
+        if let Some(mem) = &mut self.accounts[home].memory {
+            mem.close(customer);
+        }
     }
 
     fn arrival(&mut self, entry: usize) {
@@ -552,7 +556,10 @@ impl<'a, O: Observer> Simulation<'a, O> {
                 } else {
                     None
                 };
-                match back {
+                // one session per customer at a time (as the live engine
+                // and WeCom): a customer still in a session comes back as
+                // a new one
+                match back.filter(|(_, last)| last.open == 0) {
                     Some((id, last)) => {
                         returning = true;
                         if last.agent != NO_AGENT && now.saturating_sub(last.at_us) <= acc.prefer_within_us {
@@ -597,6 +604,9 @@ impl<'a, O: Observer> Simulation<'a, O> {
             bot_resolves: false,
             transferring: false,
         });
+        if let Some(mem) = &mut self.accounts[home].memory {
+            mem.open(customer);
+        }
         let Some(bot) = &mut self.accounts[account].bot else {
             self.route(sid);
             return;
@@ -1010,6 +1020,28 @@ rate = "1/d"
         // B did 5 s of work by then and finishes the other 5 s alone at 20 s.
         let seen = run_arrivals(ONE_AGENT, &[0, 5_000_000]);
         assert_eq!(replies(&seen), [(0, 15_000_000), (5_000_000, 20_000_000)]);
+    }
+
+    /// A customer has one session with an account at a time: drawn as
+    /// returning while still in one, they come as a new customer, as in the
+    /// live engine (the simulator gave them a second session at once). One
+    /// customer remembered, every arrival returning: the one at 5 s finds
+    /// customer 0 in session; at 30 s customer 1's session (5–15 s) is over.
+    #[test]
+    fn a_customer_still_in_a_session_does_not_return_in_another() {
+        let text = ONE_AGENT
+            .replace("slowdown = 1.0", "")
+            .replace("duration = \"1m\"", "duration = \"1m\"\ncustomer_memory = 1")
+            .replace("rate = \"1/d\"", "rate = \"1/d\"\nreturning = 1.0");
+        let seen = run_arrivals(&text, &[0, 5_000_000, 30_000_000]);
+        let returning: Vec<bool> = seen
+            .iter()
+            .filter_map(|o| match o {
+                Obs::Entered { returning, .. } => Some(*returning),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(returning, [false, false, true]);
     }
 
     #[test]

@@ -363,6 +363,10 @@ pub struct LastContact {
     pub agent: u32,
     /// When that agent last served them [µs].
     pub at_us: u64,
+    /// Their sessions open now: a customer has one session with an
+    /// account at a time (as on WeCom), so one still in a session does not
+    /// come back as a returning customer.
+    pub open: u32,
 }
 
 impl CustomerMemory {
@@ -375,7 +379,7 @@ impl CustomerMemory {
     pub fn new_customer(&mut self) -> u64 {
         let id = self.seen;
         self.seen += 1;
-        let blank = LastContact { agent: u32::MAX, at_us: 0 };
+        let blank = LastContact { agent: u32::MAX, at_us: 0, open: 0 };
         if (self.ring.len() as u64) < self.capacity {
             self.ring.push(blank);
         } else {
@@ -397,9 +401,28 @@ impl CustomerMemory {
 
     /// Record that `agent` served customer `id` at `at_us`.
     pub fn touch(&mut self, id: u64, agent: u32, at_us: u64) {
-        if id + self.capacity >= self.seen {
-            self.ring[(id % self.capacity) as usize] = LastContact { agent, at_us };
+        if let Some(c) = self.remembered(id) {
+            (c.agent, c.at_us) = (agent, at_us);
         }
+    }
+
+    /// Customer `id` opened a session.
+    pub fn open(&mut self, id: u64) {
+        if let Some(c) = self.remembered(id) {
+            c.open += 1;
+        }
+    }
+
+    /// A session of customer `id` is over (after all its transfers).
+    pub fn close(&mut self, id: u64) {
+        if let Some(c) = self.remembered(id) {
+            c.open = c.open.saturating_sub(1);
+        }
+    }
+
+    /// Customer `id`'s entry, unless a later customer has taken its place.
+    fn remembered(&mut self, id: u64) -> Option<&mut LastContact> {
+        (id + self.capacity >= self.seen).then(|| &mut self.ring[(id % self.capacity) as usize])
     }
 }
 
