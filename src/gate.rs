@@ -481,6 +481,17 @@ pub fn resolve(metric: &str, valid: &(impl PathSet + ?Sized)) -> Result<String, 
     if is_live_only(metric) {
         return Ok(metric.to_owned());
     }
+    // a figure of a part the scenario lacks: say so, rather than that no
+    // metric is named like it (a bot's gate kept after the bot was removed)
+    let parts =
+        [("bot", "an account has a bot (`[account.bot]`)"), ("transfers", "a group has a `transfer`")];
+    if let Some((part, when)) = parts.iter().find(|(p, _)| first == *p) {
+        let mut has = false;
+        valid.each(&mut |p| has |= p.split('.').next() == Some(part));
+        if !has {
+            return Err(format!("`{metric}` is measured only when {when}, and this scenario has none"));
+        }
+    }
     match closest(metric, valid) {
         near if !near.is_empty() => Err(format!("unknown metric `{metric}`: the closest is `{near}`")),
         _ => Err(format!("unknown metric `{metric}`: no metric has a name near it (docs/ci.md lists them)")),
@@ -786,6 +797,22 @@ pub(crate) mod tests {
         // not shares: counts and times keep any value
         assert_eq!(condition_for("sessions.offered", ">= 80").unwrap().threshold, 80.0);
         assert_eq!(condition_for("asa_ms", "<= 30").unwrap().threshold, 30.0);
+    }
+
+    /// A gate on a part the scenario lacks says which part, whether or not
+    /// another metric's name is near; with the part, a typo gets the
+    /// closest name as for any metric.
+    #[test]
+    fn a_metric_of_a_part_the_scenario_lacks_names_the_part() {
+        let without: BTreeSet<String> = ["service_level", "sessions.offered"].map(String::from).into();
+        let e = resolve("bot.deflection", &without).unwrap_err();
+        assert!(e.contains("only when an account has a bot"), "{e}");
+        let e = resolve("transfers.day->after", &without).unwrap_err();
+        assert!(e.contains("only when a group has a `transfer`"), "{e}");
+        let with: BTreeSet<String> = ["bot.deflection", "transfers.a->b"].map(String::from).into();
+        assert_eq!(resolve("bot.deflection", &with).unwrap(), "bot.deflection");
+        assert!(resolve("bot.deflektion", &with).unwrap_err().contains("the closest is `bot.deflection`"));
+        assert!(resolve("transfers.a->c", &with).unwrap_err().contains("the closest is `transfers.a->b`"));
     }
 
     #[test]
