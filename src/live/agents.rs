@@ -513,6 +513,7 @@ impl Agents {
         }
         let factor = a.factor(a.load());
         let mut moved = Vec::with_capacity(a.working.len());
+        // (in the order the work began, not the map's)
         for (&id, w) in &mut a.working {
             w.left = (w.left - now.saturating_sub(w.since) as f64 / w.factor).max(0.0);
             w.since = now;
@@ -520,6 +521,7 @@ impl Agents {
             w.version += 1;
             moved.push((w.since.saturating_add((w.left * factor) as u64), id, w.version));
         }
+        moved.sort_unstable_by_key(|&(_, id, _)| id);
         for (t, id, version) in moved {
             self.mark(t, agent, id, version);
         }
@@ -632,9 +634,11 @@ impl Agents {
                 if let ServicerAction::Reply { client_msgid, .. } = &mut d.action
                     && d.tries.failed() == 0
                 {
-                    // the customer side measures delivery from this wall
-                    // time; a resend keeps the id, so the target knows it
-                    client_msgid.push_str(&format!("-{}", self.sh.tb.wall_us()));
+                    // the customer thinks from the due time (scenario µs),
+                    // as the agent does from a message's, and measures
+                    // delivery from the wall time; a resend keeps the id, so
+                    // the target knows it
+                    client_msgid.push_str(&format!("-{}-{}", d.at, self.sh.tb.wall_us()));
                 }
                 // an end due already (no wrap-up left) goes right after its
                 // reply: the target runs a batch in order
@@ -900,9 +904,12 @@ rate = "1/min"
     }
 
     /// A later message of a session the agent holds counts from when the
-    /// customer sent it, its transit at wall length: sent at 20 s, seen 6 s
-    /// (of scenario time, 0.1 s of wall time at ×60) later, the reply is
-    /// due 10 s after 20.1 s. The first message came with the assignment,
+    /// customer sent it, its transit at wall length: sent at 20 s, seen
+    /// 0.12 s of scenario time (2 ms of wall time at ×60) later, the reply
+    /// is due 10 s after 20.002 s. A transit past 5 ms of wall time is a
+    /// stall of the target's: seen 6 s (100 ms) later, only 5 ms of it is
+    /// taken back (59 × 5 ms), so the agent still takes most of its time
+    /// after the message came. The first message came with the assignment,
     /// whose instant the driver cannot know: from when it is seen.
     #[test]
     fn a_held_sessions_message_counts_from_its_send_not_from_its_pull() {
@@ -910,16 +917,15 @@ rate = "1/min"
         a.on_event(Some(0), session("c1", "assigned"), 0, 0);
         a.on_event(Some(0), message("c1", 1, 0, 0), 0, 3 * S);
         assert_eq!(reply_due(&a), [13 * S], "the first message, from when it was seen");
-        a.heap.clear();
-        a.agents[0].working.clear();
-        a.on_event(Some(0), message("c1", 1, 1, 20 * S), 0, 26 * S);
-        assert_eq!(reply_due(&a), [30 * S + S / 10]);
-        // seen after its reply would have been due: at once
-        a.heap.clear();
-        a.agents[0].working.clear();
-        a.sh.ledger().clear();
-        a.on_event(Some(0), message("c1", 1, 1, 20 * S), 0, 1000 * S);
-        assert_eq!(reply_due(&a), [1000 * S]);
+        let again = |a: &mut Agents, seen: u64| {
+            a.heap.clear();
+            a.agents[0].working.clear();
+            a.sh.ledger().clear();
+            a.on_event(Some(0), message("c1", 1, 1, 20 * S), 0, seen);
+            reply_due(a)
+        };
+        assert_eq!(again(&mut a, 20 * S + 120_000), [30 * S + 2_000]);
+        assert_eq!(again(&mut a, 26 * S), [36 * S - 59 * 5_000]);
     }
 
     #[test]

@@ -1241,11 +1241,11 @@ impl<'a> Driver<'a> {
         else {
             return;
         };
-        let sent_wall = ev
-            .client_msgid
-            .as_deref()
-            .and_then(|id| id.rsplit('-').next())
-            .and_then(|t| t.parse::<u64>().ok());
+        // `{r|x}{key}-{idx}-{due µs}-{wall µs}`
+        let mut stamps =
+            ev.client_msgid.as_deref().unwrap_or_default().rsplit('-').map(|t| t.parse::<u64>().ok());
+        let sent_wall = stamps.next().flatten();
+        let due = stamps.next().flatten();
         let Some(c) = self.custs.get_mut(&key) else { return };
         let Some(replied) = c.replied.get_mut(idx as usize) else { return };
         if std::mem::replace(replied, true) {
@@ -1295,14 +1295,12 @@ impl<'a> Driver<'a> {
             let e = info.entry as usize;
             let rt = &mut self.entries[e];
             let think = rt.think.sample(&mut rt.rng);
-            // the customer thinks from when the agent sent the reply, its
+            // the customer thinks from when the agent's reply was due, its
             // transit at wall length (an agent of another shard stamps it
             // on another clock)
-            let tb = self.sh.tb;
-            let had = match sent_wall {
-                Some(w) if !self.sh.shard.is_part() || self.sh.shard.owns(u64::from(agent)) => {
-                    tb.had_at((w as f64 * tb.scale) as u64, now)
-                }
+            let own = !self.sh.shard.is_part() || (agent != u32::MAX && self.sh.shard.owns(u64::from(agent)));
+            let had = match due {
+                Some(d) if own => self.sh.tb.had_at(d, now),
                 _ => now,
             };
             self.push(had.saturating_add(think).max(now), Due::Send(key));

@@ -450,6 +450,10 @@ pub(crate) async fn relink(sh: &Shared, seen: u64) -> bool {
     true
 }
 
+/// The transit [`Timebase::had_at`] counts at its wall length, at most:
+/// ten times the run's own overhead on loopback (about 0.5 ms a hop).
+pub(crate) const TRANSIT_AT_WALL: Duration = Duration::from_millis(5);
+
 /// Scenario time ↔ wall time.
 #[derive(Debug, Clone, Copy)]
 pub struct Timebase {
@@ -480,11 +484,17 @@ impl Timebase {
     /// receiver's pull would otherwise add half a second of scenario time
     /// to every reply and every turn, lengthening sessions (and so the
     /// occupancy and waits) by what a real-time run never sees.
+    ///
+    /// Only the first [`TRANSIT_AT_WALL`] of wall time count so: a longer
+    /// transit is a stall or a resend of the target's, counted as it comes,
+    /// lest a person be credited with time they did not have the message.
     pub fn had_at(&self, sent: u64, now: u64) -> u64 {
         if self.scale <= 1.0 || sent >= now {
             return now;
         }
-        sent + ((now - sent) as f64 / self.scale) as u64
+        let cap = TRANSIT_AT_WALL.as_secs_f64() * 1e6;
+        let wall = ((now - sent) as f64 / self.scale).min(cap);
+        now - (wall * (self.scale - 1.0)) as u64
     }
 
     /// A scenario duration [µs] as wall time.
@@ -1092,7 +1102,21 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use super::Tries;
+    use super::{Instant, Timebase, Tries};
+
+    /// A transit counts at its wall length, up to 5 ms of it: at ×480, 1 ms
+    /// of wall time (480 ms of scenario time) counts 1 ms; 1 s of it (a
+    /// stall) 1 s − 479 × 5 ms. At real time, or sent "after" now (another
+    /// clock), as it comes.
+    #[test]
+    fn a_transit_counts_at_its_wall_length_up_to_a_stall() {
+        let tb = |scale| Timebase { start: Instant::now(), scale };
+        let ms = 1_000;
+        assert_eq!(tb(480.0).had_at(7 * ms, 7 * ms + 480 * ms), 7 * ms + ms);
+        assert_eq!(tb(480.0).had_at(0, 480_000 * ms), 480_000 * ms - 479 * 5 * ms);
+        assert_eq!(tb(1.0).had_at(0, 30 * ms), 30 * ms);
+        assert_eq!(tb(480.0).had_at(50 * ms, 30 * ms), 30 * ms);
+    }
 
     /// Resends of an action failing at once: pauses of 0.1, 0.2, 0.4, 0.8,
     /// then 1.6 s, while the resend is within the budget (5 s here) of the
