@@ -20,6 +20,7 @@
 //! pass the session to another account instead of going on.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -539,11 +540,11 @@ impl Agents {
         let changed = if held {
             self.assignments += 1;
             match a.held.entry(s) {
-                std::collections::hash_map::Entry::Vacant(v) => {
+                Entry::Vacant(v) => {
                     v.insert(self.assignments);
                     true
                 }
-                std::collections::hash_map::Entry::Occupied(_) => false,
+                Entry::Occupied(_) => false,
             }
         } else {
             if let Some(key) = self.foreign.remove(&s) {
@@ -609,12 +610,11 @@ impl Agents {
                 let mut d = match item {
                     Item::Do(d) => d,
                     Item::Work(agent, id, version) => {
-                        let working = &mut self.agents[agent as usize].working;
-                        if working.get(&id).is_none_or(|w| w.version != version) {
+                        let mut due = match self.agents[agent as usize].working.entry(id) {
+                            Entry::Occupied(w) if w.get().version == version => w.remove().due,
                             // moved since, or the run relinked
-                            continue;
-                        }
-                        let Some(Work { mut due, .. }) = working.remove(&id) else { continue };
+                            _ => continue,
+                        };
                         // its end keeps its wrap-up after the reply's new time
                         if let Some(end) = &mut due.then {
                             end.at = end.at.saturating_sub(due.at).saturating_add(t);
@@ -823,7 +823,7 @@ mod tests {
 
     /// One agent of three slots, 10 s a reply at pace 1, half as fast
     /// again for each further session; the run at ×60.
-    fn one_agent() -> (Agents, Arc<Shared>) {
+    fn one_agent() -> Agents {
         let text = r#"
 name = "unit"
 duration = "1h"
@@ -842,7 +842,7 @@ rate = "1/min"
         let sc = Scenario::parse(text, "unit.toml").unwrap();
         let (obs, _) = mpsc::unbounded_channel();
         let sh = Shared::for_test(&sc, obs);
-        (Agents::new(&sc, &sh), sh)
+        Agents::new(&sc, &sh)
     }
 
     fn session(customer: &str, change: &str) -> Event {
@@ -891,7 +891,7 @@ rate = "1/min"
     /// it was due at 10 s whatever happened.
     #[test]
     fn a_reply_in_progress_follows_the_agents_load() {
-        let (mut a, _sh) = one_agent();
+        let mut a = one_agent();
         a.on_event(Some(0), session("c1", "assigned"), 0, 0);
         a.on_event(Some(0), message("c1", 1, 0, 0), 0, 0);
         assert_eq!(reply_due(&a), [10 * S]);
@@ -913,7 +913,7 @@ rate = "1/min"
     /// whose instant the driver cannot know: from when it is seen.
     #[test]
     fn a_held_sessions_message_counts_from_its_send_not_from_its_pull() {
-        let (mut a, _sh) = one_agent();
+        let mut a = one_agent();
         a.on_event(Some(0), session("c1", "assigned"), 0, 0);
         a.on_event(Some(0), message("c1", 1, 0, 0), 0, 3 * S);
         assert_eq!(reply_due(&a), [13 * S], "the first message, from when it was seen");
