@@ -189,6 +189,10 @@ struct BotTurns {
     told: u32,
     /// Answers the customer got.
     answers: u32,
+    /// When the answer to the latest message the bot was told of is due
+    /// [scenario µs]: what the customer's next turn and the hand-over count
+    /// from, the answer's transit at wall length.
+    due: u64,
     /// When the customer got the bot's last answer: the hand-over, or the
     /// end of a resolved session.
     done_at: Option<u64>,
@@ -716,6 +720,7 @@ impl<'a> Driver<'a> {
                         delay: plan.delay,
                         told: 0,
                         answers: 0,
+                        due: 0,
                         done_at: None,
                         external_userid: String::new(),
                     })
@@ -1208,6 +1213,7 @@ impl<'a> Driver<'a> {
             Then::HandOver
         };
         let at = c.sent_at[idx as usize].saturating_add(b.delay).max(now);
+        b.due = at;
         let external_userid = b.external_userid.clone();
         self.bots.answer(key, idx, c.info.account as usize, external_userid, at, then);
     }
@@ -1224,12 +1230,15 @@ impl<'a> Driver<'a> {
                 let _ = self.sh.obs.send(Obs::BotReply { t: now, s: c.info, first });
                 let Some(b) = &mut c.bot else { return };
                 b.answers += 1;
+                // as a servicer's reply: the bot's answer reached the
+                // customer when it was due, its transit at wall length
+                let had = self.sh.tb.had_at(b.due, now);
                 if b.answers < b.plan.turns && b.answers == c.sent {
                     let rt = &mut self.entries[c.info.entry as usize];
                     let think = rt.think.sample(&mut rt.rng);
-                    self.push(now.saturating_add(think), Due::Send(key));
+                    self.push(had.saturating_add(think).max(now), Due::Send(key));
                 } else if b.answers >= b.plan.turns {
-                    b.done_at.get_or_insert(now);
+                    b.done_at.get_or_insert(had);
                 }
                 return;
             }
@@ -1609,6 +1618,46 @@ messages = 1
         let c = sh.counts();
         assert_eq!((c.sent, c.delivered, c.lost), (2, 2, 0), "both seen, in the customer's shard");
         assert_eq!(other.counts().delivered, 0);
+    }
+
+    /// The driver's bot answered a turn, its answer pulled 1 ms (×60) of
+    /// wall time after it was due: the customer thinks from when it was
+    /// due, that transit at its wall length, not from the pull; so does the
+    /// hand-over after the last turn (waits and patience count from it).
+    #[test]
+    fn a_turn_after_the_bots_answer_counts_from_when_the_answer_was_due() {
+        let sc = Scenario::parse(&BOT.replace("rate = ", "think = \"30s\"\nrate = "), "unit.toml").unwrap();
+        let (obs, mut observed) = mpsc::unbounded_channel();
+        let sh = Shared::for_test(&sc, obs);
+        let mut d = Driver::new(&sc, &sh);
+        let (key, h, first) = arrive(&mut d);
+        d.on_results(first, Some((vec![OK, OK], None)), 0, 0);
+        let due = d.custs[&key].bot.as_ref().unwrap().due;
+        assert_eq!(due, 5_000_000, "the bot answers its delay after the first message");
+        let answer = Event {
+            kind: "message".into(),
+            sender: Some("api".into()),
+            customer: Some(h.clone()),
+            ..Event::default()
+        };
+        d.heap.clear();
+        d.on_reply(key, &answer, due + 60_000);
+        let sends: Vec<u64> = d.heap.iter().filter(|e| e.0.2 == Due::Send(key)).map(|e| e.0.0).collect();
+        assert_eq!(sends, [due + 1_000 + 30_000_000], "1 ms of transit, then 30 s of thought");
+        let (mut actions, mut second) = (Vec::new(), Vec::new());
+        d.send(key, sends[0], &mut actions, &mut second);
+        d.batches_in_flight += 1;
+        d.on_results(second, Some((vec![OK], None)), 0, 0);
+        let due = d.custs[&key].bot.as_ref().unwrap().due;
+        assert_eq!(due, sends[0] + 5_000_000);
+        d.on_reply(key, &answer, due + 120_000);
+        while observed.try_recv().is_ok() {}
+        d.on_session(key, &note(&h, "queued"), due + 240_000);
+        let handoff = std::iter::from_fn(|| observed.try_recv().ok()).find_map(|o| match o {
+            Obs::Handoff { t, s } => Some((t, s.human_us)),
+            _ => None,
+        });
+        assert_eq!(handoff, Some((due + 2_000, due + 2_000)), "handed over as the last answer was due");
     }
 
     /// The target forgot the run's channels (it restarted). The sessions it
