@@ -11,6 +11,11 @@ pub fn erlang_b(n: u32, a: f64) -> f64 {
     let mut b = 1.0;
     for k in 1..=n {
         b = a * b / (f64::from(k) + a * b);
+        // 0 stays 0: far more servers than load need not be walked (a
+        // sweep up to 10 000 agents spent most of its report here)
+        if b == 0.0 {
+            break;
+        }
     }
     b
 }
@@ -290,6 +295,16 @@ rate = "10/min"
         let c = erlang_c(27, 6.0 / 60.0, 1.0 / 240.0).unwrap();
         assert!((p.asa_ms - c.asa * 1e3).abs() < 1e-6 && p.wait_probability == c.wait_probability);
         assert_eq!(predict(&sets(&["agents.a.transfer={ to = \"a\", share = 0.5 }"])), None);
+    }
+
+    /// Stopping once B is 0 changes no bit: every later step keeps it 0.
+    #[test]
+    fn erlang_b_stops_early_with_the_same_value() {
+        let walked = |n: u32, a: f64| (1..=n).fold(1.0, |b, k| a * b / (f64::from(k) + a * b));
+        for (n, a) in [(10_000, 667.0), (5_000, 40.0), (44, 40.0), (3_000, 2_999.5), (100_000, 1.0)] {
+            assert_eq!(erlang_b(n, a).to_bits(), walked(n, a).to_bits(), "n = {n}, a = {a}");
+        }
+        assert_eq!(erlang_b(10_000, 667.0), 0.0, "the case that stops early");
     }
 
     #[test]
