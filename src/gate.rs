@@ -646,6 +646,8 @@ impl fmt::Display for GateResult {
         };
         let actual = match (self.verdict, self.actual) {
             (Verdict::Skipped, _) => "not measured by this engine".to_owned(),
+            // only a ceiling on the waits of abandoned sessions passes so
+            (Verdict::Pass, None) => "none: nobody abandoned".to_owned(),
             (_, None) => "no data".to_owned(),
             (_, Some(v)) => format_like(&self.condition, v, unit_of(&self.path)),
         };
@@ -733,6 +735,11 @@ pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
                 None if is_live_only(&g.path) && summary.pointer(&pointer(&g.path)).is_none() => {
                     Verdict::Skipped
                 }
+                None if holds_without_samples(&g.path, g.condition.op)
+                    && lookup(summary, &sibling(&g.path, "count")) == Some(0.0) =>
+                {
+                    Verdict::Pass
+                }
                 None => Verdict::Fail,
                 Some(v) if g.condition.op.holds(v, g.condition.threshold) => Verdict::Pass,
                 Some(_) => Verdict::Fail,
@@ -747,6 +754,25 @@ pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
             }
         })
         .collect()
+}
+
+/// Whether a ceiling on `path` holds when its histogram has no sample: a
+/// latency of abandoned sessions (`abandon_wait.p95 <= 60s`), when nobody
+/// abandoned, is the best outcome, not a figure that was not measured. (A
+/// plan searching more staff reached such a point and called the target
+/// unreachable.) An empty `queue_wait` or `first_response` still fails: a
+/// run that answered nobody is not a pass.
+pub fn holds_without_samples(path: &str, op: Op) -> bool {
+    let mut rev = path.rsplit('.');
+    matches!(op, Op::Lt | Op::Le) && rev.next().is_some() && rev.next() == Some("abandon_wait")
+}
+
+/// `path` with its last segment replaced by `leaf`.
+fn sibling(path: &str, leaf: &str) -> String {
+    match path.rsplit_once('.') {
+        Some((parent, _)) => format!("{parent}.{leaf}"),
+        None => leaf.to_owned(),
+    }
 }
 
 /// The JSON pointer of a dotted path (an endpoint's name holds `/`).
@@ -868,6 +894,36 @@ pub(crate) mod tests {
         }});
         assert_eq!(verdicts(&run), [Verdict::Pass, Verdict::Fail, Verdict::Fail, Verdict::Pass]);
         assert_eq!(evaluate(&gates, &run)[0].actual, Some(0.0));
+    }
+
+    /// Nobody abandoned: a ceiling on their waits holds, a floor does not,
+    /// and an empty histogram of any other latency still fails.
+    #[test]
+    fn a_ceiling_on_the_waits_of_abandoned_sessions_holds_when_nobody_abandoned() {
+        let empty = json!({ "count": 0, "p95": null, "max": null });
+        let run = json!({ "latency_ms": { "abandon_wait": empty, "queue_wait": empty } });
+        let gate = |path: &str, c: &str| Gate {
+            metric: path.into(),
+            path: path.into(),
+            condition: Condition::parse(c, unit_of(path)).unwrap(),
+        };
+        let gates = [
+            gate("latency_ms.abandon_wait.p95", "<= 10s"),
+            gate("latency_ms.abandon_wait.max", "< 1m"),
+            gate("latency_ms.abandon_wait.p95", ">= 1s"),
+            gate("latency_ms.queue_wait.p95", "<= 10s"),
+        ];
+        let results = evaluate(&gates, &run);
+        let verdicts: Vec<Verdict> = results.iter().map(|r| r.verdict).collect();
+        assert_eq!(verdicts, [Verdict::Pass, Verdict::Pass, Verdict::Fail, Verdict::Fail]);
+        assert_eq!(
+            results[0].to_string(),
+            "ok   latency_ms.abandon_wait.p95 <= 10s  (actual none: nobody abandoned)"
+        );
+        // a histogram with samples but no such figure is not "nobody"
+        let odd = json!({ "latency_ms": { "abandon_wait": { "count": 3, "p95": null } } });
+        assert_eq!(evaluate(&gates[..1], &odd)[0].verdict, Verdict::Fail);
+        assert_eq!(evaluate(&gates[..1], &json!({}))[0].verdict, Verdict::Fail, "not in the summary at all");
     }
 
     #[test]

@@ -97,7 +97,11 @@ impl Target {
 
     /// How sure the replications make us that the target holds.
     pub fn sure(&self, e: Option<Estimate>) -> f64 {
-        let Some(e) = e else { return 0.0 };
+        // as the gate judges it: nobody abandoned in any replication meets
+        // a ceiling on the waits of those who did
+        let Some(e) = e else {
+            return f64::from(u8::from(gate::holds_without_samples(&self.path, self.condition.op)));
+        };
         // Every replication that measured it gave the same value (or only
         // one did): the condition itself decides, `>=` and `<=` inclusive
         // (a service level of exactly 1 at every replication meets

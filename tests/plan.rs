@@ -479,12 +479,35 @@ fn a_target_more_staff_makes_harder_is_checked_at_the_answer() {
 /// with no patience) searched every staffing up to 100 000 agents.
 #[test]
 fn a_target_nothing_measures_stops_early() {
-    let (code, out) = plan_erlang_c(&["--target", "abandon_wait.p95<60s", "--vary", "agents.kf.count"]);
+    // a floor: nobody abandoning never meets it
+    let (code, out) = plan_erlang_c(&["--target", "abandon_wait.p95>1s", "--vary", "agents.kf.count"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("has no value in any replication"), "{out}");
     let tried = out.lines().find(|l| l.trim_start().starts_with("tried")).unwrap();
     let largest: u32 = tried.split(" · ").last().unwrap().split(':').next().unwrap().trim().parse().unwrap();
     assert!(largest <= 256, "{tried}");
+}
+
+/// A ceiling on the waits of those who abandon is met once nobody does,
+/// as the gate judges it: a plan that staffed past the last abandonment
+/// called such a target unreachable ("has no value in any replication").
+#[test]
+fn a_ceiling_on_abandoned_waits_is_met_once_nobody_abandons() {
+    let text = std::fs::read_to_string("scenarios/erlang-c.toml").unwrap().replace(
+        "rate = \"10/min\"",
+        "rate = \"10/min\"\npatience = { dist = \"exponential\", mean = \"1m\" }",
+    );
+    assert!(text.contains("patience"));
+    let args = ["--target", "abandon_wait.p95<=10s", "--vary", "agents.kf.count"];
+    let (code, out) = plan_text("abandoned-waits", &text, &args);
+    assert_eq!(code, Some(0), "{out}");
+    let n = recommended(&out).unwrap_or_else(|| panic!("{out}"));
+    // Erlang A puts about 1 % of arrivals past their patience at 50 agents;
+    // waits of 10 s or less among those who leave take many more
+    assert!((50..=100).contains(&n), "{out}");
+    // without patience nobody ever abandons: met at the least staffing
+    let (code, out) = plan_erlang_c(&["--target", "abandon_wait.p95<60s", "--vary", "agents.kf.count"]);
+    assert_eq!((code, recommended(&out)), (Some(0), Some(1)), "{out}");
 }
 
 /// A group serving several accounts is still the bottleneck while any of

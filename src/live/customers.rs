@@ -1626,14 +1626,17 @@ messages = 1
     /// hand-over after the last turn (waits and patience count from it).
     #[test]
     fn a_turn_after_the_bots_answer_counts_from_when_the_answer_was_due() {
-        let sc = Scenario::parse(&BOT.replace("rate = ", "think = \"30s\"\nrate = "), "unit.toml").unwrap();
+        // an answer 5 min after the message: 5 s of wall time at ×60, so
+        // that a slow machine's own time does not reach it
+        let text = BOT.replace("rate = ", "think = \"30s\"\nrate = ").replace("\"5s\"", "\"5m\"");
+        let sc = Scenario::parse(&text, "unit.toml").unwrap();
         let (obs, mut observed) = mpsc::unbounded_channel();
         let sh = Shared::for_test(&sc, obs);
         let mut d = Driver::new(&sc, &sh);
         let (key, h, first) = arrive(&mut d);
         d.on_results(first, Some((vec![OK, OK], None)), 0, 0);
         let due = d.custs[&key].bot.as_ref().unwrap().due;
-        assert_eq!(due, 5_000_000, "the bot answers its delay after the first message");
+        assert_eq!(due, 300_000_000, "the bot answers its delay after the first message");
         let answer = Event {
             kind: "message".into(),
             sender: Some("api".into()),
@@ -1649,7 +1652,7 @@ messages = 1
         d.batches_in_flight += 1;
         d.on_results(second, Some((vec![OK], None)), 0, 0);
         let due = d.custs[&key].bot.as_ref().unwrap().due;
-        assert_eq!(due, sends[0] + 5_000_000);
+        assert_eq!(due, sends[0] + 300_000_000);
         d.on_reply(key, &answer, due + 120_000);
         while observed.try_recv().is_ok() {}
         d.on_session(key, &note(&h, "queued"), due + 240_000);
