@@ -896,17 +896,21 @@ pub(crate) mod tests {
         assert_eq!(evaluate(&gates, &run)[0].actual, Some(0.0));
     }
 
+    /// A gate on `path` (already canonical) with condition `c`.
+    fn gate(path: &str, c: &str) -> Gate {
+        Gate {
+            metric: path.into(),
+            path: path.into(),
+            condition: Condition::parse(c, unit_of(path)).unwrap(),
+        }
+    }
+
     /// Nobody abandoned: a ceiling on their waits holds, a floor does not,
     /// and an empty histogram of any other latency still fails.
     #[test]
     fn a_ceiling_on_the_waits_of_abandoned_sessions_holds_when_nobody_abandoned() {
         let empty = json!({ "count": 0, "p95": null, "max": null });
         let run = json!({ "latency_ms": { "abandon_wait": empty, "queue_wait": empty } });
-        let gate = |path: &str, c: &str| Gate {
-            metric: path.into(),
-            path: path.into(),
-            condition: Condition::parse(c, unit_of(path)).unwrap(),
-        };
         let gates = [
             gate("latency_ms.abandon_wait.p95", "<= 10s"),
             gate("latency_ms.abandon_wait.max", "< 1m"),
@@ -993,11 +997,6 @@ rate = "6/min"
         let mut summary = crate::sim::simulate(&sc);
         let whole = serde_json::to_value(&summary).unwrap();
         let ids: Vec<String> = summary.agents.iter().map(|a| a.id.clone()).collect();
-        let gate = |path: &str, c: &str| Gate {
-            metric: path.into(),
-            path: path.into(),
-            condition: Condition::parse(c, unit_of(path)).unwrap(),
-        };
         let gates = [
             gate("service_level", ">= 0.5"),
             gate(&format!("agents.{}.occupancy", ids[3]), "<= 0.5"),
