@@ -128,6 +128,21 @@ impl Bots {
         self.accounts[account].as_mut().map_or(0, |b| b.reply.sample(&mut b.rng))
     }
 
+    /// The msgid of the answer to message `idx` of session `key`: new for
+    /// every answer of every run ([`Bots::turn_of`] reads it back).
+    pub(crate) fn msgid(&self, key: u64, idx: u32) -> String {
+        format!("{}-{key:x}-{idx}", self.run)
+    }
+
+    /// The message of session `key` that the answer with `msgid` was to,
+    /// if it is one of these bots' answers ([`Bots::msgid`]).
+    pub(crate) fn turn_of(&self, key: u64, msgid: &str) -> Option<u32> {
+        let rest = msgid.strip_prefix(self.run.as_str())?.strip_prefix('-')?;
+        let (k, idx) = rest.split_once('-')?;
+        (u64::from_str_radix(k, 16).ok()? == key).then_some(())?;
+        idx.parse().ok()
+    }
+
     /// Answer message `idx` of session `key` (customer `external_userid`
     /// of `account`) at scenario time `at`, then do `then`.
     pub(crate) fn answer(
@@ -181,7 +196,7 @@ impl Bots {
                 let body = json!({
                     "touser": job.external_userid,
                     "open_kfid": kfid,
-                    "msgid": format!("{}-{:x}-{}", self.run, job.key, job.idx),
+                    "msgid": self.msgid(job.key, job.idx),
                     "msgtype": "text",
                     "text": {"content": format!("kfsim bot answer {}", job.idx)},
                 });

@@ -1226,6 +1226,13 @@ impl<'a> Driver<'a> {
             // customer's pace still follows the servicers.
             Some("api") => {
                 let Some(c) = self.custs.get_mut(&key) else { return };
+                // the driver's bot answers each turn once: a target that
+                // delivers an answer twice must not advance the turns
+                let turn = || ev.msgid.as_deref().and_then(|id| self.bots.turn_of(key, id));
+                if c.bot.as_ref().is_some_and(|b| turn().is_some_and(|i| i < b.answers)) {
+                    self.sh.counts().duplicated += 1;
+                    return;
+                }
                 let first = !std::mem::replace(&mut c.answered, true);
                 let _ = self.sh.obs.send(Obs::BotReply { t: now, s: c.info, first });
                 let Some(b) = &mut c.bot else { return };
@@ -1661,6 +1668,46 @@ messages = 1
             _ => None,
         });
         assert_eq!(handoff, Some((due + 2_000, due + 2_000)), "handed over as the last answer was due");
+    }
+
+    /// A target delivered the driver's bot's first answer twice: the copy
+    /// is counted duplicated and does not advance the turns (no second
+    /// message is written for it, the bot's session is not handed over
+    /// early). Another target's answer that is not the driver's bot's
+    /// counts as an answer, as before.
+    #[test]
+    fn a_bot_answer_delivered_twice_is_counted_once() {
+        let text = BOT.replace("rate = ", "think = \"30s\"\nrate = ");
+        let sc = Scenario::parse(&text, "unit.toml").unwrap();
+        let (obs, _observed) = mpsc::unbounded_channel();
+        let sh = Shared::for_test(&sc, obs);
+        let mut d = Driver::new(&sc, &sh);
+        let (key, h, first) = arrive(&mut d);
+        d.on_results(first, Some((vec![OK, OK], None)), 0, 0);
+        let turns = d.custs[&key].bot.as_ref().unwrap().plan.turns;
+        assert!(turns >= 2, "the scenario's bot answers more than once");
+        let answer = |msgid: String| Event {
+            kind: "message".into(),
+            sender: Some("api".into()),
+            customer: Some(h.clone()),
+            msgid: Some(msgid),
+            ..Event::default()
+        };
+        let ours = answer(d.bots.msgid(key, 0));
+        assert_eq!(d.bots.turn_of(key, &d.bots.msgid(key, 0)), Some(0));
+        assert_eq!(d.bots.turn_of(key + 1, &d.bots.msgid(key, 0)), None, "another session's answer");
+        d.heap.clear();
+        d.on_reply(key, &ours, 10_000_000);
+        let sends = |d: &Driver| d.heap.iter().filter(|e| e.0.2 == Due::Send(key)).count();
+        assert_eq!(sends(&d), 1, "the customer writes its next turn");
+        d.on_reply(key, &ours, 11_000_000);
+        assert_eq!(sends(&d), 1, "the copy wrote no other message");
+        assert_eq!(d.custs[&key].bot.as_ref().unwrap().answers, 1);
+        assert_eq!(sh.counts().duplicated, 1);
+        // an id this run's bot never gave is an answer
+        d.on_reply(key, &answer("someone-else-0".into()), 12_000_000);
+        assert_eq!(d.custs[&key].bot.as_ref().unwrap().answers, 2);
+        assert_eq!(sh.counts().duplicated, 1);
     }
 
     /// The target forgot the run's channels (it restarted). The sessions it

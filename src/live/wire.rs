@@ -29,6 +29,8 @@ pub(crate) struct Event {
     pub servicer_userid: Option<String>,
     pub open_kfid: Option<String>,
     pub external_userid: Option<String>,
+    /// A message's id: the driver's bot answers carry theirs back.
+    pub msgid: Option<String>,
     pub client_msgid: Option<String>,
     pub in_reply_to: Option<String>,
     /// A session transferred to another account (`transferred`).
