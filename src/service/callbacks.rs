@@ -63,6 +63,16 @@ impl State {
         !self.owing.is_empty()
     }
 
+    /// Whether no callback is owed or out: every callback taken was
+    /// answered or given up on (its retries and injected duplicate
+    /// included), so nothing more reaches the callback URL until an entry
+    /// is logged. Exact, unlike comparing the delivery counters, which
+    /// count a callback only once its task runs.
+    pub fn callbacks_settled(&self) -> bool {
+        self.owing.is_empty()
+            && self.accounts.iter().all(|(_, a)| a.owed.pending == 0 && a.owed.in_flight == 0)
+    }
+
     /// The callbacks that may go out now, at most
     /// `Config::callback_max_in_flight` per account at once; each is out
     /// until [`State::callback_done`].
