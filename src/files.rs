@@ -4,7 +4,7 @@
 //! name beside it and is renamed into place, so a reader finds the old file
 //! or the new one, never the front half of one.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
@@ -41,6 +41,49 @@ pub fn remove_stale(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// The largest file kfsim reads back (a summary of a million agents is
+/// about 220 MB): past it, the file is not one kfsim wrote.
+pub const MAX_READ_BYTES: u64 = 1 << 30;
+
+/// The text of a JSON object file kfsim wrote (a summary, its series, its
+/// histograms, a comparison), read whole but never past
+/// [`MAX_READ_BYTES`]: a path naming a device or an endless pipe
+/// (`/dev/zero`) took all memory. A file that does not begin as an object
+/// is refused at its first bytes.
+pub fn read_json_text(path: &Path) -> anyhow::Result<String> {
+    let reading = || format!("reading {}", path.display());
+    let mut file = std::fs::File::open(path).with_context(reading)?.take(MAX_READ_BYTES + 1);
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // the first bytes alone say whether it can be JSON
+    loop {
+        let n = file.read(&mut chunk).with_context(reading)?;
+        bytes.extend_from_slice(&chunk[..n]);
+        match chunk[..n].iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => break,
+            Some(_) => {
+                anyhow::bail!("{} is not valid JSON: a kfsim file is a JSON object, `{{…}}`", path.display())
+            }
+            None if n == 0 => break, // empty or blank: the parser says so
+            None => {}
+        }
+    }
+    file.read_to_end(&mut bytes).with_context(reading)?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= MAX_READ_BYTES,
+        "{} is larger than {} GiB: not a file kfsim wrote",
+        path.display(),
+        MAX_READ_BYTES >> 30
+    );
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not valid JSON: not UTF-8 at byte {}",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +106,25 @@ mod tests {
         remove_stale(&path).unwrap();
         remove_stale(&path).unwrap();
         assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_read_back_is_refused_early_when_it_cannot_be_json() {
+        // /dev/zero was read until memory ran out
+        let e = read_json_text(Path::new("/dev/zero")).unwrap_err();
+        assert!(format!("{e:#}").contains("is not valid JSON"), "{e:#}");
+        let dir = std::env::temp_dir().join(format!("kfsim-files-json-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("summary.json");
+        std::fs::write(&path, " \n {\"a\": 1}").unwrap();
+        assert_eq!(read_json_text(&path).unwrap(), " \n {\"a\": 1}");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(read_json_text(&path).unwrap(), "");
+        std::fs::write(&path, "[1]").unwrap();
+        assert!(read_json_text(&path).is_err());
+        let missing = read_json_text(&dir.join("none.json")).unwrap_err();
+        assert!(format!("{missing:#}").starts_with("reading "), "{missing:#}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -247,7 +247,8 @@ fn shard_path(path: &Path) -> PathBuf {
 /// (now with where).
 fn read_json<T: DeserializeOwned>(path: &Path, file: &Path) -> Result<T, Refused> {
     let open = || match std::fs::File::open(file) {
-        Ok(f) => Ok(std::io::BufReader::new(f)),
+        // an endless pipe ends at the bound, as not JSON
+        Ok(f) => Ok(std::io::BufReader::new(std::io::Read::take(f, crate::files::MAX_READ_BYTES))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => refuse(format!(
             "{} has no {FILE}: not a shard folder (run, sweep and plan write one; a sweep or plan only with --shard)",
             path.display()

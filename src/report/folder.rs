@@ -77,7 +77,7 @@ pub fn read_comparison(dir: &Path) -> anyhow::Result<Option<Comparison>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = crate::files::read_json_text(&path)?;
     Ok(Some(
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a kfsim comparison", path.display()))?,
@@ -117,14 +117,13 @@ pub fn read(dir: &Path) -> anyhow::Result<Measured> {
     summary_file(dir)?;
     let read_json = |name: &str| -> anyhow::Result<serde_json::Value> {
         let path = dir.join(name);
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = crate::files::read_json_text(&path)?;
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
     };
     let summary = serde_json::from_value(read_json("summary.json")?)
         .with_context(|| format!("{} is not a kfsim summary", dir.join("summary.json").display()))?;
     let series_path = dir.join("series.json");
-    let text =
-        fs::read_to_string(&series_path).with_context(|| format!("reading {}", series_path.display()))?;
+    let text = crate::files::read_json_text(&series_path)?;
     let series = crate::series::SeriesData::from_json(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a kfsim series file: {e}", series_path.display()))?;
     let encoded: BTreeMap<String, String> = serde_json::from_value(read_json("histograms.json")?)
@@ -144,7 +143,7 @@ pub fn read(dir: &Path) -> anyhow::Result<Measured> {
 pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
     let file = summary_file(path)?;
     let mut value: serde_json::Value = {
-        let text = fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let text = crate::files::read_json_text(&file)?;
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?
     };
     anyhow::ensure!(
@@ -264,11 +263,17 @@ fn companion<T>(
     unread: &mut Vec<String>,
     parse: impl FnOnce(&str) -> Result<T, String>,
 ) -> Option<T> {
-    let text = match fs::read_to_string(path) {
+    let text = match crate::files::read_json_text(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e)
+            if e.root_cause()
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+        {
+            return None;
+        }
         Err(e) => {
-            unread.push(format!("reading {}: {e}", path.display()));
+            unread.push(format!("{e:#}"));
             return None;
         }
     };

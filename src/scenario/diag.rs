@@ -181,8 +181,14 @@ pub fn improve_message(message: &str, line: &str) -> String {
         break;
     }
     m = m.replacen("missing field `", "missing key `", 1);
+    // toml's words for a number or an array where a name is expected
+    // (`policy = 3`): the names themselves come with a string
+    if m == "wanted string or table" {
+        m = "expected a name in quotes (a string)".into();
+    }
     for (rust, words) in [
-        ("expected u32", "expected a whole number ≥ 0"),
+        // a TOML integer is an i64: a u32 is refused past its top too
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
         ("expected u64", "expected a whole number ≥ 0"),
         ("expected i64", "expected a whole number"),
         ("expected f64", "expected a number"),
@@ -262,7 +268,15 @@ mod tests {
     fn rust_words_become_scenario_words() {
         assert_eq!(
             improve_message("invalid value: integer `-1`, expected u32", ""),
+            "invalid value: integer `-1`, expected a whole number from 0 to 4294967295"
+        );
+        assert_eq!(
+            improve_message("invalid value: integer `-1`, expected u64", ""),
             "invalid value: integer `-1`, expected a whole number ≥ 0"
+        );
+        assert_eq!(
+            improve_message("wanted string or table", "policy = 3"),
+            "expected a name in quotes (a string)"
         );
         let m = improve_message("invalid type: map, expected a sequence", "[account]");
         assert!(m.starts_with("`[account]` must be written `[[account]]`"), "{m}");

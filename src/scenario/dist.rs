@@ -284,7 +284,9 @@ impl Table {
 
 fn count_value(v: f64) -> Result<CountDist, String> {
     if v.fract() != 0.0 || !(1.0..=1e6).contains(&v) {
-        return Err(format!("a count must be a whole number from 1 to 1000000, not {v}"));
+        // past 2⁵³ the number read is not the one written: not quoted
+        let not = if v.abs() < 9.007_199_254_740_992e15 { format!(", not {v}") } else { String::new() };
+        return Err(format!("a count must be a whole number from 1 to 1000000{not}"));
     }
     Ok(CountDist::Constant { value: v as u32 })
 }
@@ -337,6 +339,16 @@ impl<'de> Deserialize<'de> for CountDist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_out_of_range_is_quoted_only_as_written() {
+        assert_eq!(count_value(0.0).unwrap_err(), "a count must be a whole number from 1 to 1000000, not 0");
+        // i64::MAX read as a float is 9223372036854775808: not what the file says
+        assert_eq!(
+            count_value(i64::MAX as f64).unwrap_err(),
+            "a count must be a whole number from 1 to 1000000"
+        );
+    }
 
     fn time(s: &str) -> Result<TimeDist, String> {
         #[derive(Deserialize)]
