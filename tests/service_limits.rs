@@ -654,9 +654,12 @@ async fn a_media_upload_has_the_time_any_body_has_and_keeps_its_connection() {
 
 /// Each body's limit (1 MiB) did not bound the service's memory: clients
 /// that each sent most of a body and waited held a megabyte apiece, 4 GB
-/// for 4000 of them. Bodies being received share one budget (2 MiB here):
-/// past it a request is refused at once, unread (HTTP 503, errcode -1,
-/// the connection closed), and once the holders go, requests pass again.
+/// for 4000 of them. Bodies being received share one budget (2 MiB here),
+/// taken as their bytes arrive: bodies announced and not sent hold none of
+/// it (when the announced length was taken, 512 idle connections shut
+/// every other body out: found by probing); past it a request is refused
+/// at once (HTTP 503, errcode -1, the connection closed), and once the
+/// holders go, requests pass again.
 #[tokio::test]
 async fn bodies_held_at_once_share_one_budget() {
     let options = Options { body_budget: Some(2 << 20), ..Options::default() };
@@ -669,23 +672,32 @@ async fn bodies_held_at_once_share_one_budget() {
             "POST /cgi-bin/kf/sync_msg?access_token={token} HTTP/1.1\r\nhost: x\r\ncontent-length: {len}\r\n\r\n"
         )
     };
-    // two bodies of 1 MiB declared, a little of each sent
+    // two bodies of 1 MiB announced, a little of each sent
     let mut holders = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(server.addr).await.unwrap();
-        s.write_all(format!("{}{}", post(1 << 20), "x".repeat(1000)).as_bytes()).await.unwrap();
+        s.write_all(format!("{}{}", post(1 << 20), " ".repeat(1000)).as_bytes()).await.unwrap();
         holders.push(s);
     }
-    // a new connection with a small body: its answer and the stream
+    // a new connection with a body of 4 KiB: its answer and the stream
     let small = || {
-        let (addr, req) = (server.addr, format!("{}{{}}", post(2)));
+        let (addr, req) = (server.addr, format!("{}{{}}{}", post(4096), " ".repeat(4094)));
         async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(req.as_bytes()).await.unwrap();
             (read_answer(&mut s).await.to_lowercase(), s)
         }
     };
-    // the holders' heads are read in their own tasks: wait until they are in
+    for _ in 0..10 {
+        let (answer, _) = small().await;
+        assert!(answer.contains("\"errcode\":0"), "bodies announced, not sent, hold no budget: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // the holders send all but 1 KiB of their bodies: 2 MiB − 2 KiB held
+    for s in &mut holders {
+        s.write_all(" ".repeat((1 << 20) - 1000 - 1024).as_bytes()).await.unwrap();
+    }
+    // the holders' bytes are read in their own tasks: wait until they are in
     let refused = tokio::time::timeout(GUARD, async {
         loop {
             let (answer, mut s) = small().await;
@@ -712,6 +724,56 @@ async fn bodies_held_at_once_share_one_budget() {
     })
     .await
     .expect("the budget comes back when the holders go");
+    server.stop().await.unwrap();
+}
+
+/// A media upload took its largest body (20 MiB and 64 KiB) of the budget
+/// before any byte came: 36 idle uploads shut out every other body (found
+/// by probing). It now takes its bytes as they come, like any body: idle
+/// uploads hold nothing, and one whose bytes pass the budget (2 MiB here)
+/// is refused there (HTTP 503, errcode -1, the connection closed).
+#[tokio::test]
+async fn a_media_upload_takes_the_budget_as_its_bytes_come() {
+    let options = Options { body_budget: Some(2 << 20), ..Options::default() };
+    let server =
+        service_util::Server::start(State::new(Config::default()), Arc::new(SystemClock), options).await;
+    let mut c = server.client().await;
+    let token = c.login().await;
+    let part = "--XX\r\ncontent-disposition: form-data; name=\"media\"; filename=\"a.bin\"\r\n\
+                content-type: application/octet-stream\r\n\r\n";
+    let head = |len: usize| {
+        format!(
+            "POST /cgi-bin/media/upload?access_token={token}&type=file HTTP/1.1\r\nhost: x\r\n\
+             content-type: multipart/form-data; boundary=XX\r\ncontent-length: {len}\r\n\r\n"
+        )
+    };
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(format!("{}{part}0123", head(10 << 20)).as_bytes()).await.unwrap();
+        idle.push(s);
+    }
+    let json = format!(
+        "POST /cgi-bin/kf/sync_msg?access_token={token} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(json.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut s).await.to_lowercase();
+        assert!(answer.contains("\"errcode\":0"), "idle uploads hold no budget: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(idle);
+    // 3 MiB of file against a budget of 2 MiB
+    let file = "x".repeat(3 << 20);
+    let body = format!("{part}{file}\r\n--XX--\r\n");
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    // the service may close before all of it is written
+    let _ = s.write_all(format!("{}{body}", head(body.len())).as_bytes()).await;
+    let (answer, closed) = read_to_close(&mut s).await;
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 503") && answer.contains("\"errcode\":-1"), "{answer:?}");
+    assert!(closed && answer.contains("connection: close"), "{answer:?}");
     server.stop().await.unwrap();
 }
 

@@ -170,7 +170,7 @@ fn percent_decode(s: &str) -> String {
 /// body is dropped.
 pub(super) struct HeldBody {
     bytes: Bytes,
-    _share: OwnedSemaphorePermit,
+    _share: BodyShare,
 }
 
 impl std::ops::Deref for HeldBody {
@@ -180,34 +180,116 @@ impl std::ops::Deref for HeldBody {
     }
 }
 
-/// A share of the service's budget of body bytes for a request whose body
-/// may hold up to `max` bytes: its `Content-Length`, or `max` when it
-/// gives none (chunked). Refused at once when the budget is spent: waiting
-/// for it would let clients that hold their bodies stall every other
-/// request behind them.
-pub(super) fn reserve_body(
-    svc: &Service,
-    headers: &HeaderMap,
-    max: usize,
-) -> Result<OwnedSemaphorePermit, ApiError> {
-    let bodies = &svc.inner.bodies;
-    let need = declared_length(headers).map_or(max as u64, |n| n.min(max as u64));
-    // a budget below one body (tests) is taken whole
-    let need = need.min(u64::from(u32::MAX)).min(bodies_capacity(svc)) as u32;
-    bodies.clone().try_acquire_many_owned(need).map_err(|_| {
+/// A request's share of the service's budget of body bytes, taken as the
+/// bytes arrive and given back when it is dropped. Taken for bytes
+/// received, not for the `Content-Length` announced: when a body's whole
+/// declared length was taken before any of it came, 512 connections each
+/// declaring 1 MiB and sending nothing (36 idle media uploads) held the
+/// whole budget, and every other client's body was refused for as long as
+/// they stayed (found by probing). Past the budget the request is refused
+/// at once: waiting for room would let clients that hold their bodies
+/// stall every other request behind them.
+pub(super) struct BodyShare {
+    bodies: Arc<tokio::sync::Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+    capacity: u64,
+}
+
+impl BodyShare {
+    pub(super) fn new(svc: &Service) -> BodyShare {
+        BodyShare { bodies: svc.inner.bodies.clone(), held: None, capacity: svc.inner.body_budget as u64 }
+    }
+
+    /// Take `n` more bytes of the budget, or refuse the request (HTTP 503,
+    /// errcode -1) when they are not there.
+    pub(super) fn take(&mut self, n: usize) -> Result<(), ApiError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let n = u32::try_from(n).map_err(|_| self.busy())?;
+        let permit = self.bodies.clone().try_acquire_many_owned(n).map_err(|_| self.busy())?;
+        match &mut self.held {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        Ok(())
+    }
+
+    pub(super) fn busy(&self) -> ApiError {
         ApiError::new(
             code::SYSTEM_BUSY,
             format!(
                 "system busy: the request bodies being received hold the service's budget of {} MiB; try again",
-                bodies_capacity(svc) >> 20
+                self.capacity >> 20
             ),
         )
         .with_status(503)
-    })
+    }
 }
 
-fn bodies_capacity(svc: &Service) -> u64 {
-    svc.inner.body_budget as u64
+/// A body whose bytes are charged to a [`BodyShare`] as they arrive, for a
+/// body another parser reads (a multipart upload): past the budget it
+/// fails with [`OverBudget`] (see [`over_budget`]).
+pub(super) struct Charged {
+    pub(super) inner: Body,
+    pub(super) share: Arc<std::sync::Mutex<BodyShare>>,
+}
+
+/// The error a [`Charged`] body fails with past the budget.
+#[derive(Debug)]
+pub(super) struct OverBudget;
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the service's budget of request bodies is spent")
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+/// Whether `e` or an error under it is an [`OverBudget`].
+pub(super) fn over_budget(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<OverBudget>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+impl hyper::body::Body for Charged {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len());
+                let charged = self.share.lock().unwrap_or_else(|p| p.into_inner()).take(len);
+                Poll::Ready(Some(match charged {
+                    Ok(()) => Ok(frame),
+                    Err(_) => Err(Box::new(OverBudget)),
+                }))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -215,9 +297,13 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Read the body within the service's time for one, refusing more than its
-/// `max_body` bytes with HTTP 413 and, past the budget of body bytes held
-/// at once, with HTTP 503 before reading.
-pub(super) async fn read_body(svc: &Service, body: Body, headers: &HeaderMap) -> Result<HeldBody, ApiError> {
+/// `max_body` bytes with HTTP 413 and, once the bytes received would pass
+/// the budget of body bytes held at once, with HTTP 503.
+pub(super) async fn read_body(
+    svc: &Service,
+    mut body: Body,
+    headers: &HeaderMap,
+) -> Result<HeldBody, ApiError> {
     let (max, within) = (svc.inner.max_body, svc.inner.body_read);
     let too_large = || {
         ApiError::param(format!("request body larger than {max} bytes (the limit is 1 MiB)")).with_status(413)
@@ -225,24 +311,38 @@ pub(super) async fn read_body(svc: &Service, body: Body, headers: &HeaderMap) ->
     if declared_length(headers).is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let share = reserve_body(svc, headers, max)?;
-    let read = tokio::time::timeout(within, axum::body::to_bytes(body, max));
-    let Result::Ok(read) = read.await else {
+    let mut share = BodyShare::new(svc);
+    let read = async {
+        // most bodies come in one frame, kept as it is: no copy
+        let mut first: Option<Bytes> = None;
+        let mut more: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            // a body that breaks off or is badly framed (chunked encoding)
+            // is the client's malformed request
+            let frame = frame
+                .map_err(|e| ApiError::param(format!("unreadable request body: {e}")).with_status(400))?;
+            let Ok(data) = frame.into_data() else { continue };
+            let len = first.as_ref().map_or(0, |f| f.len()) + more.len();
+            if len + data.len() > max {
+                return Err(too_large());
+            }
+            share.take(data.len())?;
+            match &first {
+                None => first = Some(data),
+                Some(f) => {
+                    if more.is_empty() {
+                        more.extend_from_slice(f);
+                    }
+                    more.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok(if more.is_empty() { first.unwrap_or_default() } else { Bytes::from(more) })
+    };
+    let Result::Ok(bytes) = tokio::time::timeout(within, read).await else {
         return Err(ApiError::param("request body not received in time").with_status(408));
     };
-    let bytes = read.map_err(|e| {
-        // only the cap is a 413; a body that breaks off or is badly framed
-        // (chunked encoding) is the client's malformed request
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(c) = cause {
-            if c.is::<http_body_util::LengthLimitError>() {
-                return too_large();
-            }
-            cause = c.source();
-        }
-        ApiError::param(format!("unreadable request body: {e}")).with_status(400)
-    })?;
-    Ok(HeldBody { bytes, _share: share })
+    Ok(HeldBody { bytes: bytes?, _share: share })
 }
 
 /// Parse a JSON body: syntax errors, wrong types and a body or any struct

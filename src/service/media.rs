@@ -15,6 +15,7 @@
 //! the multipart body with their own cap (the 1 MiB cap stays for JSON).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxState};
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use super::Service;
 use super::errors::ApiError;
 use super::faults::Caller;
-use super::http::{closing, error, ok, query_param, reserve_body};
+use super::http::{BodyShare, Charged, closing, error, ok, over_budget, query_param};
 use super::state::State;
 
 /// The largest upload of any type [bytes] (a file: 20 MB).
@@ -284,11 +285,11 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
             .with_status(413)
     };
     let whole = MAX_MEDIA + (64 << 10);
-    // held until the upload is stored (the store has its own cap)
-    let _share = match reserve_body(&svc, &parts.headers, whole) {
-        Ok(share) => share,
-        Err(e) => return closing(error(e)),
-    };
+    // taken as the bytes come, held until the upload is stored (the store
+    // has its own cap)
+    let share = Arc::new(std::sync::Mutex::new(BodyShare::new(&svc)));
+    let busy = share.lock().unwrap_or_else(|p| p.into_inner()).busy();
+    let body = axum::body::Body::new(Charged { inner: body, share: share.clone() });
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole as u64));
     let mut form = multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
@@ -301,6 +302,7 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
             let field = match form.next_field().await {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
+                Err(e) if over_budget(&e) => return Err(busy.clone()),
                 Err(multer::Error::StreamSizeExceeded { .. }) => return Err(too_large()),
                 Err(e) if media.is_none() => {
                     return Err(ApiError::param(format!("malformed multipart body: {e}")));
@@ -316,6 +318,7 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
                 field.content_type().map_or("application/octet-stream".to_owned(), |m| m.to_string());
             let bytes = match field.bytes().await {
                 Ok(b) => b,
+                Err(e) if over_budget(&e) => return Err(busy.clone()),
                 Err(multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. }) => {
                     return Err(too_large());
                 }
@@ -327,6 +330,8 @@ pub(super) async fn upload(AxState(svc): AxState<Service>, req: Request) -> Resp
     };
     let (filename, content_type, bytes) = match tokio::time::timeout(svc.inner.body_read, read).await {
         Ok(Ok(media)) => media,
+        // the rest of a body refused for the budget is not read
+        Ok(Err(e)) if e == busy => return closing(error(e)),
         Ok(Err(e)) => return error(e),
         Err(_) => return error(ApiError::param("request body not received in time").with_status(408)),
     };

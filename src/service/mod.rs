@@ -155,7 +155,7 @@ struct Inner {
     faults: Option<faults::Injector>,
     max_body: usize,
     body_read: Duration,
-    /// Permits are bytes of `body_budget` (see [`http::reserve_body`]).
+    /// Permits are bytes of `body_budget` (see [`http::BodyShare`]).
     bodies: Arc<Semaphore>,
     body_budget: usize,
 }
