@@ -20,6 +20,14 @@ use super::state::{State, mix};
 /// How long a callback's Token is accepted by `sync_msg` [µs].
 pub const SYNC_TOKEN_TTL_US: u64 = 600_000_000;
 
+/// Callbacks out at once, all accounts together (or one account's
+/// `callback_max_in_flight`, if more): each holds a connection to the
+/// middleware until it is answered or times out. Bounded per account
+/// alone, a middleware that stopped answering drew one connection per
+/// callback of 330 accounts, every file descriptor the service had, and
+/// it stopped answering its API (found by probing).
+pub const MAX_CALLBACKS_OUT: u32 = 1024;
+
 /// A callback to deliver now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackDue {
@@ -60,7 +68,11 @@ impl State {
 
     /// Whether some account owes a callback that may go out now.
     pub fn owes_callbacks(&self) -> bool {
-        !self.owing.is_empty()
+        !self.owing.is_empty() && self.callbacks_out < self.max_callbacks_out()
+    }
+
+    fn max_callbacks_out(&self) -> u32 {
+        MAX_CALLBACKS_OUT.max(self.cfg.callback_max_in_flight)
     }
 
     /// Whether no callback is owed or out: every callback taken was
@@ -78,16 +90,24 @@ impl State {
     /// until [`State::callback_done`].
     pub fn take_callbacks(&mut self, now_us: u64, out: &mut Vec<CallbackDue>) {
         let max_in_flight = self.cfg.callback_max_in_flight;
-        for acct in std::mem::take(&mut self.owing) {
+        let max_out = self.max_callbacks_out();
+        let owing = std::mem::take(&mut self.owing);
+        for (i, &acct) in owing.iter().enumerate() {
+            if self.callbacks_out >= max_out {
+                // still listed, in turn, for when places free
+                self.owing.extend_from_slice(&owing[i..]);
+                break;
+            }
             let Some(a) = self.accounts.get_mut(acct) else { continue };
             a.owed.listed = false;
-            let room = u64::from(max_in_flight.saturating_sub(a.owed.in_flight));
+            let room = max_in_flight.saturating_sub(a.owed.in_flight).min(max_out - self.callbacks_out);
             if room == 0 || a.owed.pending == 0 {
                 continue;
             }
-            let n = a.owed.pending.min(room);
+            let n = a.owed.pending.min(u64::from(room));
             let last_covers = a.owed.pending - (n - 1);
             a.owed.in_flight += n as u32;
+            self.callbacks_out += n as u32;
             a.owed.pending = 0;
             let open_kfid = a.open_kfid.as_str().to_owned();
             self.counters.callbacks_coalesced += last_covers - 1;
@@ -102,6 +122,7 @@ impl State {
     /// A callback of `open_kfid` was answered or given up on: its place is
     /// free (an account deleted meanwhile is ignored).
     pub fn callback_done(&mut self, open_kfid: &str) {
+        self.callbacks_out = self.callbacks_out.saturating_sub(1);
         let Some(&acct) = self.account_ix.get(open_kfid) else { return };
         let a = self.accounts.get_mut(acct).expect("indexed account");
         a.owed.in_flight = a.owed.in_flight.saturating_sub(1);
@@ -193,6 +214,47 @@ mod tests {
             "one place, one callback for all 4"
         );
         assert_eq!(st.counters.callbacks_coalesced, 7 + 3);
+    }
+
+    #[test]
+    fn callbacks_out_at_once_are_bounded_over_all_accounts() {
+        let mut st = State::new(Config { callbacks: true, callback_max_in_flight: 3, ..Config::default() });
+        let id = st.open_channel(None).unwrap();
+        let ch = st.channel_of(&id).unwrap();
+        // 400 accounts of 3 places each: more than the bound in all
+        let kfs: Vec<String> =
+            (0..400).map(|i| st.account_add(&format!("a{i}"), "", None, T0).unwrap()).collect();
+        for (i, kf) in kfs.iter().enumerate() {
+            for j in 0..3 {
+                st.customer_message(ch, &format!("c{i}-{j}"), kf, None, Content::text("hi"), T0).unwrap();
+            }
+        }
+        let mut due = Vec::new();
+        st.take_callbacks(T0, &mut due);
+        assert_eq!(due.len(), MAX_CALLBACKS_OUT as usize);
+        assert!(!st.owes_callbacks(), "owed, but none may go: no wake-up");
+        // a place freed is taken by the accounts still waiting, in turn
+        let answered = due.remove(0);
+        st.callback_done(&answered.open_kfid);
+        assert!(st.owes_callbacks());
+        let mut more = Vec::new();
+        st.take_callbacks(T0, &mut more);
+        assert_eq!(more.len(), 1);
+        let waiting = |kf: &str| kf != answered.open_kfid && due.iter().all(|d| d.open_kfid != kf);
+        assert!(waiting(&more[0].open_kfid), "the place goes to an account not yet called back");
+        due.append(&mut more);
+        // answered as they come, every account is called back and nothing is left owed
+        let mut called: std::collections::HashSet<String> = std::collections::HashSet::new();
+        while !due.is_empty() {
+            for d in due.drain(..) {
+                called.insert(d.open_kfid.clone());
+                st.callback_done(&d.open_kfid);
+            }
+            st.take_callbacks(T0, &mut due);
+            assert!(due.len() <= MAX_CALLBACKS_OUT as usize);
+        }
+        assert_eq!(called.len(), kfs.len());
+        assert!(st.callbacks_settled());
     }
 
     #[test]

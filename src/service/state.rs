@@ -808,6 +808,8 @@ pub struct State {
     pub(super) corp_log: Feed<SyncEntry>,
     /// Accounts that owe callbacks.
     pub(super) owing: Vec<u32>,
+    /// Callbacks out, all accounts together (see [`MAX_CALLBACKS_OUT`](super::callbacks::MAX_CALLBACKS_OUT)).
+    pub(super) callbacks_out: u32,
     /// Serial number of the last callback Token.
     pub(super) token_serial: u64,
     /// Temporary media.
@@ -914,6 +916,7 @@ impl State {
             corp_synced_upto: 0,
             audit: Default::default(),
             owing: Vec::new(),
+            callbacks_out: 0,
             token_serial: 0,
             media,
             counters_early_expiry: Default::default(),
