@@ -791,6 +791,40 @@ async fn oversized_bodies_unknown_paths_and_wrong_methods() {
     server.stop().await.unwrap();
 }
 
+/// A servicer pull of a customer channel read and acknowledged the
+/// customers' replies, lost to their driver; a customer batch on a
+/// servicer channel made customers there (found by probing). Each kind of
+/// call now refuses the other kind's channel, and nothing changes.
+#[tokio::test]
+async fn customer_and_servicer_channels_are_not_taken_for_each_other() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "presale", &["s1"], 1, json!({})).await;
+    let cust = channel(&mut c).await;
+    let serv = c.ok("/sim/servicer/open_channel", json!({"servicer_userids": ["s1"]})).await;
+    let serv = serv["channel_id"].as_str().unwrap().to_owned();
+    batch(&mut c, &cust, vec![say("a", &kf, "1", "hi")]).await;
+    for (path, body) in [
+        ("/sim/servicer/pull", json!({"channel_id": cust, "cursor": ""})),
+        ("/sim/servicer/close_channel", json!({"channel_id": cust})),
+        ("/sim/customer/pull", json!({"channel_id": serv, "cursor": ""})),
+        ("/sim/customer/close_channel", json!({"channel_id": serv})),
+        ("/sim/customer/batch", json!({"channel_id": serv, "actions": [say("b", &kf, "2", "hi")]})),
+    ] {
+        let v = c.post(path, body).await;
+        assert_eq!(code(&v), 40058, "{path}: {v}");
+        assert!(v["errmsg"].as_str().unwrap().contains("channel:"), "{path}: {v}");
+    }
+    // each channel still serves its own kind: the customer's session was
+    // given to s1, who has it on the servicer channel
+    let v = c.ok("/sim/customer/pull", json!({"channel_id": cust, "cursor": ""})).await;
+    assert!(!v["event_list"].as_array().unwrap().is_empty(), "{v}");
+    let v = c.ok("/sim/servicer/pull", json!({"channel_id": serv, "cursor": ""})).await;
+    assert!(v.to_string().contains("hi"), "{v}");
+    c.ok("/sim/servicer/close_channel", json!({"channel_id": serv})).await;
+    c.ok("/sim/customer/close_channel", json!({"channel_id": cust})).await;
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn metrics_report_sessions_queues_messages_and_latency() {
     let (server, mut c) = logged_in().await;

@@ -48,7 +48,7 @@ pub fn routes() -> axum::Router<Service> {
         .route("/sim/customer/batch", post(customer_batch))
         .route("/sim/customer/pull", post(customer_pull))
         .route("/sim/servicer/open_channel", post_op!(open_servicer_channel))
-        .route("/sim/servicer/close_channel", post_op!(close_channel))
+        .route("/sim/servicer/close_channel", post_op!(close_servicer_channel))
         .route("/sim/servicer/set_status", post_op!(set_status))
         .route("/sim/servicer/pull", post(servicer_pull))
         .route("/sim/servicer/reply", post_op!(reply))
@@ -99,7 +99,7 @@ fn open_servicer_channel(
     for u in &r.servicer_userids {
         st.servicer_index(u)?;
     }
-    let id = st.open_channel(queue_cap(r.queue_cap)?)?;
+    let id = st.open_channel_for(queue_cap(r.queue_cap)?, true)?;
     let ch = st.channel_of(&id)?;
     st.bind_servicers(ch, &r.servicer_userids)?;
     Ok(serde_json::json!({ "channel_id": id }))
@@ -112,6 +112,12 @@ struct ByChannel {
 }
 
 fn close_channel(st: &mut State, r: ByChannel, now: u64) -> Result<Empty, ApiError> {
+    st.channel_of_kind(&r.channel_id, false)?;
+    st.close_channel(&r.channel_id, now).map(|()| Empty {})
+}
+
+fn close_servicer_channel(st: &mut State, r: ByChannel, now: u64) -> Result<Empty, ApiError> {
+    st.channel_of_kind(&r.channel_id, true)?;
     st.close_channel(&r.channel_id, now).map(|()| Empty {})
 }
 
@@ -212,7 +218,7 @@ async fn run_batch<A: DeserializeOwned, T: Serialize>(
     if actions.len() > MAX_BATCH {
         return error(ApiError::param(format!("at most {MAX_BATCH} actions per batch")));
     }
-    if on_channel && let Err(e) = svc.with_state(|st, _| st.channel_of(&channel_id)) {
+    if on_channel && let Err(e) = svc.with_state(|st, _| st.channel_of_kind(&channel_id, false)) {
         return error(e);
     }
     let mut results = Vec::with_capacity(actions.len());
@@ -247,7 +253,7 @@ struct Results<T> {
 
 pub(super) async fn customer_batch(AxState(svc): AxState<Service>, req: Request) -> Response {
     run_batch(svc, req, true, |st, channel, a, now| {
-        let ch = st.use_channel(channel, now)?;
+        let ch = st.use_channel_of(channel, false, now)?;
         customer_act(st, ch, a?, now)
     })
     .await
@@ -296,7 +302,7 @@ async fn pull_request(svc: &Service, req: Request) -> Result<PullReq, Response> 
 
 pub(super) async fn customer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
     pull(svc, req, |st, r, limit, now| {
-        let ch = st.use_channel(&r.channel_id, now)?;
+        let ch = st.use_channel_of(&r.channel_id, false, now)?;
         Ok((st.pull_channel(ch, &r.cursor, limit)?, st.channel_notify(ch).expect("open channel")))
     })
     .await
@@ -306,7 +312,7 @@ pub(super) async fn customer_pull(AxState(svc): AxState<Service>, req: Request) 
 pub(super) async fn servicer_pull(AxState(svc): AxState<Service>, req: Request) -> Response {
     pull(svc, req, |st, r, limit, now| {
         if !r.channel_id.is_empty() {
-            let ch = st.use_channel(&r.channel_id, now)?;
+            let ch = st.use_channel_of(&r.channel_id, true, now)?;
             return Ok((
                 st.pull_channel(ch, &r.cursor, limit)?,
                 st.channel_notify(ch).expect("open channel"),

@@ -63,6 +63,17 @@ impl State {
     /// Open a customer channel with a queue of `queue_cap` items (default
     /// from the config, at most [`MAX_CHANNEL_QUEUE`]).
     pub fn open_channel(&mut self, queue_cap: Option<usize>) -> Result<String, ApiError> {
+        self.open_channel_for(queue_cap, false)
+    }
+
+    /// Open a channel for customers or, with `for_servicers`, for
+    /// servicers (see [`State::bind_servicers`]): the calls of one kind
+    /// refuse a channel of the other ([`State::channel_of_kind`]).
+    pub fn open_channel_for(
+        &mut self,
+        queue_cap: Option<usize>,
+        for_servicers: bool,
+    ) -> Result<String, ApiError> {
         let cap = queue_cap.unwrap_or(self.cfg.channel_queue_cap);
         if !(1..=MAX_CHANNEL_QUEUE).contains(&cap) {
             return Err(ApiError::param(format!("queue_cap must be between 1 and {MAX_CHANNEL_QUEUE}")));
@@ -85,6 +96,7 @@ impl State {
             recent: Default::default(),
             id: id.clone().into(),
             last_us: None,
+            for_servicers,
         });
         self.channel_ix.insert(id.clone().into(), c);
         Ok(id)
@@ -98,18 +110,37 @@ impl State {
         self.channel_ix.get(id).copied().ok_or_else(|| ApiError::param(format!("unknown channel_id `{id}`")))
     }
 
+    /// The channel of an id, which must be of the kind asked for: a
+    /// servicer pull that read a customer channel acknowledged the
+    /// customers' replies, lost to their driver, and a customer batch on a
+    /// servicer channel made customers there (found by probing). 40058
+    /// for the other kind.
+    pub fn channel_of_kind(&self, id: &str, for_servicers: bool) -> Result<u32, ApiError> {
+        let ch = self.channel_of(id)?;
+        if self.channels.get(ch).expect("index of a live entry").for_servicers != for_servicers {
+            let (is, takes) = if for_servicers {
+                ("customer", "/sim/servicer/open_channel")
+            } else {
+                ("servicer", "/sim/customer/open_channel")
+            };
+            return Err(ApiError::param(format!(
+                "channel_id `{id}` is a {is} channel: this call takes a channel opened by {takes}"
+            )));
+        }
+        Ok(ch)
+    }
+
+    /// [`State::channel_of_kind`], used at `now_us`: its lease starts again.
+    pub fn use_channel_of(&mut self, id: &str, for_servicers: bool, now_us: u64) -> Result<u32, ApiError> {
+        let ch = self.channel_of_kind(id, for_servicers)?;
+        at!(self.channels, ch).last_us = Some(now_us);
+        Ok(ch)
+    }
+
     /// The `seq` the channel's next event gets; `None` for an unknown id.
     pub fn channel_end(&self, id: &str) -> Option<u64> {
         let ch = self.channel_ix.get(id)?;
         Some(self.channels.get(*ch)?.feed.end())
-    }
-
-    /// The channel of an id, as [`State::channel_of`], used at `now_us`:
-    /// its lease starts again.
-    pub fn use_channel(&mut self, id: &str, now_us: u64) -> Result<u32, ApiError> {
-        let ch = self.channel_of(id)?;
-        at!(self.channels, ch).last_us = Some(now_us);
-        Ok(ch)
     }
 
     /// Close the channels unused for longer than their lease (see

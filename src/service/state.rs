@@ -336,6 +336,8 @@ pub(super) struct Channel {
     /// When it was last used (a pull or a batch); `None` until then, when
     /// its lease starts at the next sweep.
     pub(super) last_us: Option<u64>,
+    /// Opened for servicers (`/sim/servicer/open_channel`), not customers.
+    pub(super) for_servicers: bool,
 }
 
 /// What a `send_msg_on_event` code was issued for.
