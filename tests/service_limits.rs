@@ -612,6 +612,15 @@ async fn an_answer_that_leaves_the_body_unread_says_the_connection_closes() {
     server.stop().await.unwrap();
 }
 
+/// The head of a `media/upload` of a multipart body of `len` bytes
+/// (boundary `XX`).
+fn upload_head(token: &str, len: usize) -> String {
+    format!(
+        "POST /cgi-bin/media/upload?access_token={token}&type=file HTTP/1.1\r\nhost: x\r\n\
+         content-type: multipart/form-data; boundary=XX\r\ncontent-length: {len}\r\n\r\n"
+    )
+}
+
 /// A media upload's body was read with no time limit: a client that sent
 /// part of it and then nothing held its request (and socket) for ever.
 /// It has the time any body has (1 s here), then HTTP 408. And an upload
@@ -626,12 +635,7 @@ async fn a_media_upload_has_the_time_any_body_has_and_keeps_its_connection() {
     let token = c.login().await;
     let part = "--XX\r\ncontent-disposition: form-data; name=\"media\"; filename=\"a.bin\"\r\n\
                 content-type: application/octet-stream\r\n\r\n0123456789";
-    let head = |len: usize| {
-        format!(
-            "POST /cgi-bin/media/upload?access_token={token}&type=file HTTP/1.1\r\nhost: x\r\n\
-             content-type: multipart/form-data; boundary=XX\r\ncontent-length: {len}\r\n\r\n"
-        )
-    };
+    let head = |len: usize| upload_head(&token, len);
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(format!("{}{part}", head(100_000)).as_bytes()).await.unwrap();
     let started = std::time::Instant::now();
@@ -741,12 +745,7 @@ async fn a_media_upload_takes_the_budget_as_its_bytes_come() {
     let token = c.login().await;
     let part = "--XX\r\ncontent-disposition: form-data; name=\"media\"; filename=\"a.bin\"\r\n\
                 content-type: application/octet-stream\r\n\r\n";
-    let head = |len: usize| {
-        format!(
-            "POST /cgi-bin/media/upload?access_token={token}&type=file HTTP/1.1\r\nhost: x\r\n\
-             content-type: multipart/form-data; boundary=XX\r\ncontent-length: {len}\r\n\r\n"
-        )
-    };
+    let head = |len: usize| upload_head(&token, len);
     let mut idle = Vec::new();
     for _ in 0..3 {
         let mut s = TcpStream::connect(server.addr).await.unwrap();
