@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kfsim::service::crypto::CallbackCrypto;
-use sdk_util::{Proc, free_port, python};
+use sdk_util::{Proc, easywechat, free_port, python};
 use serde_json::Value;
 
 const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
@@ -101,6 +101,30 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The same middleware written with node-easywechat 3.6: EasyWeChat's
+/// Server checks and decrypts kfsim's callbacks, its client makes the
+/// calls. Counts what it did at `GET /stats`, as the wechatpy one.
+/// It runs in a folder of its own: node-easywechat caches its access
+/// token in a file in the working folder, and an earlier kfsim's token is
+/// not this one's (40014 on every call).
+fn easywechat_middleware(api_port: u16) -> (Proc, u16) {
+    let port = free_port();
+    let work = std::env::temp_dir().join(format!("kfsim-mw-node-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/middleware/easywechat_middleware.js");
+    let p = Proc::start(
+        Command::new("node")
+            .arg(script)
+            .args(["--port", &port.to_string()])
+            .env("KFSIM_API", format!("http://127.0.0.1:{api_port}/"))
+            .env("NODE_PATH", easywechat().join("node_modules"))
+            .current_dir(&work),
+    );
+    p.wait_for("listening");
+    (p, port)
+}
+
 /// The plain middleware: every figure of the summary's middleware section
 /// agrees exactly with what the middleware counted, and the customers'
 /// side shows the bot's answers as first responses.
@@ -109,7 +133,24 @@ fn the_summary_agrees_exactly_with_what_the_middleware_counted() {
     let _shared = shared();
     let api = free_port();
     let (mw_proc, port) = wechatpy_middleware(api, None);
-    let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), "plain", &[]);
+    agrees_exactly(api, mw_proc, port, "plain");
+}
+
+/// The same of a middleware written with the other SDK family (EasyWeChat,
+/// in its Node.js port): its Server takes kfsim's signed, encrypted
+/// callbacks unchanged.
+#[test]
+fn a_node_easywechat_middleware_agrees_exactly_too() {
+    let _shared = shared();
+    let api = free_port();
+    let (mw_proc, port) = easywechat_middleware(api);
+    agrees_exactly(api, mw_proc, port, "easywechat");
+}
+
+/// Run kfsim against the middleware `mw_proc` (listening on `port`, calling
+/// kfsim's WeCom on `api`) and reconcile the summary with its `/stats`.
+fn agrees_exactly(api: u16, mw_proc: Proc, port: u16, name: &str) {
+    let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), name, &[]);
     assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(&o));
     let stats = get_json(port, "/stats");
     drop(mw_proc);

@@ -8,13 +8,12 @@
 mod sdk_util;
 mod service_util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use kfsim::service::crypto::CallbackCrypto;
-use sdk_util::{Proc, free_port, python};
+use sdk_util::{Proc, easywechat, free_port, python};
 use serde_json::{Value, json};
 use service_util::{Client, batch, channel, say};
 
@@ -158,34 +157,6 @@ fn a_wechatpy_middleware_runs_against_kfsim_unchanged() {
     assert!(metrics.contains("kfsim_callbacks_failed_total 0"), "{metrics}");
     drop(kfsim);
     drop(middleware);
-}
-
-/// node-easywechat 3.6 installed into a throwaway folder (once per target
-/// directory); the folder to run node in. node-socialite is pinned to 1.4:
-/// node-easywechat 3.6 asks for ^1.4.1, and 1.5 removed a module it loads.
-fn easywechat() -> PathBuf {
-    static ONCE: Mutex<()> = Mutex::new(());
-    let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-node");
-    if dir.join("node_modules/node-socialite/dist/Core/ProviderInterface.js").exists() {
-        return dir;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("package.json"), r#"{"name": "kfsim-sdk-test", "private": true}"#).unwrap();
-    let npm = Command::new("npm")
-        .args([
-            "install",
-            "--silent",
-            "--no-audit",
-            "--no-fund",
-            "node-easywechat@3.6",
-            "node-socialite@~1.4.1",
-        ])
-        .current_dir(&dir)
-        .output()
-        .expect("npm runs");
-    assert!(npm.status.success(), "npm install node-easywechat: {}", String::from_utf8_lossy(&npm.stderr));
-    dir
 }
 
 #[test]

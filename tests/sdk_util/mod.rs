@@ -1,5 +1,5 @@
 //! What the tests that run real SDKs and middlewares share: a venv with
-//! wechatpy, free ports, child processes killed when dropped, a service's
+//! wechatpy, a folder with node-easywechat, free ports, child processes killed when dropped, a service's
 //! `/metrics`.
 #![allow(dead_code)]
 
@@ -38,6 +38,34 @@ pub fn venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
     assert!(pip.status.success(), "pip install {packages:?}: {}", String::from_utf8_lossy(&pip.stderr));
     assert!(ready(&py), "`{check}` runs after installing {packages:?}");
     py
+}
+
+/// node-easywechat 3.6 installed into a throwaway folder (once per target
+/// directory); the folder to run node in. node-socialite is pinned to 1.4:
+/// node-easywechat 3.6 asks for ^1.4.1, and 1.5 removed a module it loads.
+pub fn easywechat() -> PathBuf {
+    static ONCE: Mutex<()> = Mutex::new(());
+    let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-node");
+    if dir.join("node_modules/node-socialite/dist/Core/ProviderInterface.js").exists() {
+        return dir;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("package.json"), r#"{"name": "kfsim-sdk-test", "private": true}"#).unwrap();
+    let npm = Command::new("npm")
+        .args([
+            "install",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "node-easywechat@3.6",
+            "node-socialite@~1.4.1",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("npm runs");
+    assert!(npm.status.success(), "npm install node-easywechat: {}", String::from_utf8_lossy(&npm.stderr));
+    dir
 }
 
 /// A free loopback port (bound and released: another process may take it
