@@ -662,7 +662,8 @@ impl Agents {
                     .call("servicer_batch", "/sim/servicer/batch", &body, intended, Duration::ZERO)
                     .await;
                 drop(permit);
-                let _ = res_tx.send((dues, r.ok().map(|a| a.results), now, epoch));
+                let results = r.ok().map(|a| a.results_of(dues.len(), &sh.http.stats, "servicer_batch"));
+                let _ = res_tx.send((dues, results, now, epoch));
             });
         }
     }

@@ -645,7 +645,11 @@ impl<'a> Driver<'a> {
             let body = Batch { channel_id: &channel, actions: &actions };
             let r: Result<BatchAnswer, CallError> =
                 sh.http.call("customer_batch", "/sim/customer/batch", &body, intended, Duration::ZERO).await;
-            let _ = res_tx.send((meta, r.ok().map(|a| (a.results, a.channel_end)), sent, epoch));
+            let answer = r.ok().map(|a| {
+                let end = a.channel_end;
+                (a.results_of(actions.len(), &sh.http.stats, "customer_batch"), end)
+            });
+            let _ = res_tx.send((meta, answer, sent, epoch));
         });
     }
 

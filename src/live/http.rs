@@ -31,7 +31,9 @@ pub enum CallError {
     Status(u16),
     /// A WeCom-style error code in a 200 answer.
     Errcode(i64),
-    /// The body was not JSON.
+    /// The body was not JSON, or not the answer of the protocol (a pull
+    /// without `next_cursor`, a batch without `results`: see
+    /// [`Answer::well_formed`]).
     Decode,
     /// No request could be built (a URL that is not a URI).
     Request(String),
@@ -132,6 +134,13 @@ pub fn summarise(
 pub trait Answer {
     /// The errcode.
     fn errcode(&self) -> i64;
+
+    /// A successful answer has what the protocol's answer has (a pull its
+    /// `next_cursor`, a batch its `results`): one without is counted as
+    /// `decode`, like one that is not JSON.
+    fn well_formed(&self) -> bool {
+        true
+    }
 }
 
 impl Answer for Value {
@@ -376,6 +385,7 @@ impl Http {
                 pool::Error::TooLarge => CallError::TooLarge,
             })??;
             match v.errcode() {
+                0 if !v.well_formed() => Err(CallError::Decode),
                 0 => Ok(v),
                 code => Err(CallError::Errcode(code)),
             }

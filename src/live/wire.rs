@@ -50,6 +50,11 @@ impl Answer for Pulled {
     fn errcode(&self) -> i64 {
         self.errcode
     }
+
+    /// A pull without `next_cursor` cannot be followed.
+    fn well_formed(&self) -> bool {
+        self.next_cursor.is_some()
+    }
 }
 
 /// The answer of a batch: one result per action, in order.
@@ -57,7 +62,8 @@ impl Answer for Pulled {
 #[serde(default)]
 pub(crate) struct BatchAnswer {
     pub errcode: i64,
-    pub results: Vec<ActionResult>,
+    /// `None` when the answer has none: not an answer of the protocol.
+    pub results: Option<Vec<ActionResult>>,
     /// Customer batches, where the target says: the `seq` its channel's
     /// next event gets, as of the answer.
     pub channel_end: Option<u64>,
@@ -66,6 +72,29 @@ pub(crate) struct BatchAnswer {
 impl Answer for BatchAnswer {
     fn errcode(&self) -> i64 {
         self.errcode
+    }
+
+    fn well_formed(&self) -> bool {
+        self.results.is_some()
+    }
+}
+
+impl BatchAnswer {
+    /// The results, counting in `stats` of `endpoint` an answer that does
+    /// not give one per action (`results_mismatch`): its actions without a
+    /// result are sent again, and a target that drops results does not
+    /// look error-free (found by probing).
+    pub fn results_of(
+        self,
+        actions: usize,
+        stats: &super::http::HttpStats,
+        endpoint: &'static str,
+    ) -> Vec<ActionResult> {
+        let results = self.results.unwrap_or_default();
+        if results.len() != actions {
+            stats.action_error(endpoint, "results_mismatch".into());
+        }
+        results
     }
 }
 
@@ -284,6 +313,27 @@ mod tests {
         let b: BatchAnswer =
             serde_json::from_str(r#"{"errcode":0,"results":[{"errcode":0,"msgid":"x"},{"errcode":95013}]}"#)
                 .unwrap();
-        assert_eq!(b.results.iter().map(|r| r.errcode).collect::<Vec<_>>(), [0, 95013]);
+        assert!(b.well_formed());
+        let stats = super::super::http::HttpStats::default();
+        let results = b.results_of(2, &stats, "customer_batch");
+        assert_eq!(results.iter().map(|r| r.errcode).collect::<Vec<_>>(), [0, 95013]);
+        assert_eq!(stats.errors(), 0);
+    }
+
+    /// Answers that decode but are not the protocol's (found by probing: a
+    /// target answering them looked error-free).
+    #[test]
+    fn answers_without_what_the_protocol_gives_are_not_well_formed() {
+        let p: Pulled = serde_json::from_str(r#"{"errcode":0,"errmsg":"ok"}"#).unwrap();
+        assert!(!p.well_formed());
+        let p: Pulled = serde_json::from_str(r#"{"errcode":0,"next_cursor":"c1","event_list":[]}"#).unwrap();
+        assert!(p.well_formed());
+        let b: BatchAnswer = serde_json::from_str(r#"{"errcode":0,"errmsg":"ok"}"#).unwrap();
+        assert!(!b.well_formed());
+        // one result for two actions: counted, and the second gets none
+        let b: BatchAnswer = serde_json::from_str(r#"{"errcode":0,"results":[{"errcode":0}]}"#).unwrap();
+        let stats = super::super::http::HttpStats::default();
+        assert_eq!(b.results_of(2, &stats, "customer_batch").len(), 1);
+        assert_eq!(stats.errors(), 1);
     }
 }
