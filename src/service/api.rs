@@ -429,19 +429,18 @@ fn servicer_statistic(st: &mut State, r: StatisticQuery, _now: u64) -> Result<se
 /// the errcode; elsewhere HTTP 404, both with a WeCom-style body.
 pub(super) async fn not_found(req: Request) -> Response {
     let path = req.uri().path();
-    // a 200 to CONNECT says "tunnel open": the body would be lost (found
-    // by probing); WeCom's APIs are GET and POST
-    let plain = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::POST);
-    if path.starts_with("/cgi-bin/") && plain {
+    if path.starts_with("/cgi-bin/") {
+        // a 200 to CONNECT says "tunnel open": the body would be lost
+        // (found by probing); WeCom's APIs are GET and POST
+        if !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::POST) {
+            return wrong_method(req).await;
+        }
         return error(ApiError::new(
             super::errors::code::FORBIDDEN,
             format!(
                 "kfsim does not implement the WeCom API {path}: it serves cgi-bin/gettoken, cgi-bin/kf/* and cgi-bin/media/* (docs/protocol.md)"
             ),
         ));
-    }
-    if path.starts_with("/cgi-bin/") {
-        return wrong_method(req).await;
     }
     error(ApiError::param(format!("invalid url: no API at {path}")).with_status(404))
 }
