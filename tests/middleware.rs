@@ -105,8 +105,7 @@ fn stderr(o: &Output) -> String {
 /// Server checks and decrypts kfsim's callbacks, its client makes the
 /// calls. Counts what it did at `GET /stats`, as the wechatpy one.
 /// It runs in a folder of its own: node-easywechat caches its access
-/// token in a file in the working folder, and an earlier kfsim's token is
-/// not this one's (40014 on every call).
+/// token in a file in the working folder, which is not the repository's.
 fn easywechat_middleware(api_port: u16) -> (Proc, u16) {
     let port = free_port();
     let work = std::env::temp_dir().join(format!("kfsim-mw-node-{}-{port}", std::process::id()));

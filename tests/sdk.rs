@@ -159,9 +159,8 @@ fn a_wechatpy_middleware_runs_against_kfsim_unchanged() {
     drop(middleware);
 }
 
-#[test]
-fn node_easywechat_calls_kfsim_unchanged() {
-    let dir = easywechat();
+/// `kfsim serve` with one account and a customer's message waiting.
+fn serve_for_node() -> (Proc, u16, String) {
     let port = free_port();
     let kfsim = Proc::start(Command::new(env!("CARGO_BIN_EXE_kfsim")).args([
         "serve",
@@ -174,7 +173,7 @@ fn node_easywechat_calls_kfsim_unchanged() {
         "--api-managed",
     ]));
     kfsim.wait_for("listening");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let kf = rt.block_on(async {
         let mut c = Client::connect(([127, 0, 0, 1], port).into()).await;
         c.login().await;
@@ -185,31 +184,34 @@ fn node_easywechat_calls_kfsim_unchanged() {
         batch(&mut c, &ch, vec![enter, say("alice", &kf, "a-1", "hello")]).await;
         kf
     });
+    (kfsim, port, kf)
+}
+
+/// `gettoken` calls the service at `port` has answered so far.
+fn gettoken_calls(port: u16) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let text = rt.block_on(async {
+        let mut c = Client::connect(([127, 0, 0, 1], port).into()).await;
+        String::from_utf8(c.raw("GET", "/metrics", Vec::new()).await.1).unwrap()
+    });
+    let line = "kfsim_http_request_duration_seconds_count{route=\"/cgi-bin/gettoken\"} ";
+    text.lines().find_map(|l| l.strip_prefix(line)).map_or(0, |n| n.parse().unwrap())
+}
+
+/// tests/sdk/easywechat.js against the service at `port`, run in `work`
+/// (where node-easywechat caches its access token): what each call answered.
+fn node_easywechat(dir: &Path, work: &Path, port: u16, kf: &str) -> Value {
     let ours = CallbackCrypto::new(TOKEN, KEY, "kfsim").unwrap();
     let echostr = ours.encrypt(b"4823904823", [5; 16]);
     let signature = ours.signature("1700000000", "77", &echostr);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/easywechat.js");
-    let work = std::env::temp_dir().join(format!("kfsim-easywechat-{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap();
     let out = Command::new("node")
         .arg(&script)
-        .args([
-            &format!("http://127.0.0.1:{port}"),
-            &kf,
-            TOKEN,
-            KEY,
-            &echostr,
-            &signature,
-            "1700000000",
-            "77",
-        ])
+        .args([&format!("http://127.0.0.1:{port}"), kf, TOKEN, KEY, &echostr, &signature, "1700000000", "77"])
         .env("NODE_PATH", dir.join("node_modules"))
-        // node-easywechat caches the access token in a file in the working
-        // folder: a token of an earlier kfsim is not this one's (40014)
-        .current_dir(&work)
+        .current_dir(work)
         .output()
         .expect("node runs");
-    let _ = std::fs::remove_dir_all(&work);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
@@ -229,12 +231,33 @@ fn node_easywechat_calls_kfsim_unchanged() {
     ] {
         assert_eq!(v[call]["errcode"], 0, "{call}: {}", v[call]);
     }
+    v
+}
+
+#[test]
+fn node_easywechat_calls_kfsim_unchanged() {
+    let dir = easywechat();
+    let work = std::env::temp_dir().join(format!("kfsim-easywechat-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let (kfsim, port, kf) = serve_for_node();
+    let v = node_easywechat(&dir, &work, port, &kf);
     assert_eq!(v["servicer_list"]["servicer_list"].as_array().unwrap().len(), 2);
     assert_eq!(v["state_bot"]["service_state"], 1, "a bot answer moves 0 → 1");
     assert_eq!(v["state_human"]["service_state"], 3, "the pool gave it a servicer");
     assert_eq!(v["corp_statistic"]["statistic_list"][0]["statistic"]["customer_msg_cnt"], 1);
     assert_eq!(v["echostr"], "4823904823", "node-easywechat decrypts kfsim's URL check");
     drop(kfsim);
+
+    // node-easywechat cached its access token in a file in `work`: the next
+    // kfsim (a new process, the same credentials) takes it, as WeCom takes
+    // a token after the caller restarts, instead of refusing every call
+    let (kfsim, port, kf) = serve_for_node();
+    let before = gettoken_calls(port);
+    node_easywechat(&dir, &work, port, &kf);
+    assert_eq!(gettoken_calls(port), before, "node-easywechat used the token it had cached");
+    drop(kfsim);
+    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]

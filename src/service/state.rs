@@ -19,6 +19,7 @@ use hashbrown::HashTable;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
 use tokio::sync::Notify;
 
 use super::errors::{ApiError, code};
@@ -43,6 +44,10 @@ pub const MAX_SCENES: usize = 10_000;
 pub const DAY_US: u64 = 86_400_000_000;
 /// One hour [µs].
 pub const HOUR_US: u64 = 3_600_000_000;
+
+/// How far ahead of this service's clock another kfsim's clock may have
+/// been when it issued a token this one accepts [µs].
+pub const FOREIGN_TOKEN_SKEW_US: u64 = 60_000_000;
 
 /// Limits and credentials of a service instance.
 #[derive(Debug, Clone)]
@@ -1020,7 +1025,7 @@ impl State {
         mix(self.next_id ^ self.cfg.seed.rotate_left(32))
     }
 
-    /// An unpredictable 64-bit value (tokens, codes, channel ids).
+    /// An unpredictable 64-bit value (codes, channel ids).
     pub(super) fn random(&mut self) -> u64 {
         self.rng.next_u64()
     }
@@ -1060,16 +1065,52 @@ impl State {
         {
             return Ok((token.clone(), (said - now_us) / 1_000_000));
         }
-        let token = format!("{:016x}{:016x}", self.random(), self.random());
+        let issued_ms = now_us / 1_000;
+        let token = format!("{issued_ms:012x}{}", self.access_token_mac(issued_ms));
         if let Some((old, _, said)) = self.tokens.current.take() {
             self.tokens.old.push_back((old, said));
             if self.tokens.old.len() > 16 {
                 self.tokens.old.pop_front();
             }
         }
-        let lives = self.cfg.token_invalid_after_us.unwrap_or(u64::MAX).min(self.cfg.token_ttl_us);
-        self.tokens.current = Some((token.clone(), now_us + lives, now_us + self.cfg.token_ttl_us));
+        let (exp, said) = self.token_ends(issued_ms);
+        self.tokens.current = Some((token.clone(), exp, said));
         Ok((token, self.cfg.token_ttl_us / 1_000_000))
+    }
+
+    /// When a token issued at `issued_ms` stops working and when
+    /// `expires_in` said it would [µs].
+    fn token_ends(&self, issued_ms: u64) -> (u64, u64) {
+        let issued_us = issued_ms.saturating_mul(1_000);
+        let lives = self.cfg.token_invalid_after_us.unwrap_or(u64::MAX).min(self.cfg.token_ttl_us);
+        (issued_us.saturating_add(lives), issued_us.saturating_add(self.cfg.token_ttl_us))
+    }
+
+    /// The 20 hex digits that sign a token issued at `issued_ms`: keyed by
+    /// the credentials alone, so that a token outlives the process that
+    /// issued it, as WeCom's outlive a restart of the caller. A middleware
+    /// that cached its token (in a file, in Redis) keeps using it against
+    /// the next kfsim with the same corpid and secret.
+    fn access_token_mac(&self, issued_ms: u64) -> String {
+        let d = Sha1::new()
+            .chain_update(b"kfsim access_token 1\0")
+            .chain_update(self.cfg.corpid.as_bytes())
+            .chain_update([0])
+            .chain_update(self.cfg.corpsecret.as_bytes())
+            .chain_update([0])
+            .chain_update(issued_ms.to_be_bytes())
+            .finalize();
+        d[..10].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The time a token was issued at [ms], if this service's credentials
+    /// signed it (whichever process issued it).
+    fn token_issued_ms(&self, token: &str) -> Option<u64> {
+        if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return None;
+        }
+        let issued_ms = u64::from_str_radix(&token[..12], 16).ok()?;
+        (self.access_token_mac(issued_ms) == token[12..]).then_some(issued_ms)
     }
 
     /// Check the `access_token` of a call. Tokens invalidated early (an
@@ -1094,7 +1135,33 @@ impl State {
             _ if self.tokens.old.iter().any(|(t, _)| t == token) => {
                 Err(ApiError::new(code::EXPIRED_TOKEN, "access_token expired"))
             }
-            _ => Err(ApiError::new(code::INVALID_TOKEN, "invalid access_token")),
+            _ => self.check_foreign_token(token, caller, now_us),
+        }
+    }
+
+    /// A token this process did not issue: an earlier kfsim's with the same
+    /// credentials works for what is left of its life.
+    #[cold]
+    fn check_foreign_token(&self, token: &str, caller: Caller, now_us: u64) -> Result<(), ApiError> {
+        let Some(issued_ms) = self.token_issued_ms(token) else {
+            return Err(ApiError::new(code::INVALID_TOKEN, "invalid access_token"));
+        };
+        // issued by a clock far ahead of this one: not a token this
+        // service could have handed out
+        if issued_ms.saturating_mul(1_000) > now_us.saturating_add(FOREIGN_TOKEN_SKEW_US) {
+            return Err(ApiError::new(code::INVALID_TOKEN, "invalid access_token (issued in the future)"));
+        }
+        let (exp, said) = self.token_ends(issued_ms);
+        if now_us < exp || (caller == Caller::Driver && now_us < said) {
+            Ok(())
+        } else if now_us < said {
+            self.counters_early_expiry.set(self.counters_early_expiry.get() + 1);
+            Err(ApiError::new(
+                code::EXPIRED_TOKEN,
+                "access_token expired (invalidated early: an injected fault)",
+            ))
+        } else {
+            Err(ApiError::new(code::EXPIRED_TOKEN, "access_token expired"))
         }
     }
 

@@ -513,6 +513,44 @@ fn tokens_expire_and_are_reused_while_valid() {
     assert_eq!(st.check_token("", Caller::Client, T0).unwrap_err().code, code::MISSING_TOKEN);
 }
 
+/// A token is signed with the credentials, not kept by the process that
+/// issued it: a middleware that cached its token (in a file, in Redis)
+/// keeps using it against the next kfsim, as against WeCom after it
+/// restarts itself, until the token's 7200 s are up.
+#[test]
+fn a_token_outlives_the_service_that_issued_it() {
+    let mut first = State::new(Config { seed: 1, ..Config::default() });
+    let (t, _) = first.get_token("kfsim", "kfsim-secret", Caller::Client, T0).unwrap();
+    let next = State::new(Config { seed: 2, ..Config::default() });
+    assert!(next.check_token(&t, Caller::Client, T0 + 100 * S).is_ok());
+    assert_eq!(next.check_token(&t, Caller::Client, T0 + 7200 * S).unwrap_err().code, code::EXPIRED_TOKEN);
+    let reset = State::new(Config { corpsecret: "another".into(), ..Config::default() });
+    assert_eq!(reset.check_token(&t, Caller::Client, T0).unwrap_err().code, code::INVALID_TOKEN);
+    // one digit changed, in the time or in the signature
+    for at in [0, 11, 12, 31] {
+        let mut forged = t.clone().into_bytes();
+        forged[at] = if forged[at] == b'0' { b'1' } else { b'0' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(
+            next.check_token(&forged, Caller::Client, T0).unwrap_err().code,
+            code::INVALID_TOKEN,
+            "{forged}"
+        );
+    }
+    // issued by a clock a day ahead of this one
+    let (ahead, _) = State::new(Config::default())
+        .get_token("kfsim", "kfsim-secret", Caller::Client, T0 + 86_400 * S)
+        .unwrap();
+    assert_eq!(next.check_token(&ahead, Caller::Client, T0).unwrap_err().code, code::INVALID_TOKEN);
+    // an injected early expiry applies to another run's tokens too, and
+    // spares the driver as for its own
+    let faulty = State::new(Config { token_invalid_after_us: Some(60 * S), ..Config::default() });
+    let early = faulty.check_token(&t, Caller::Client, T0 + 61 * S).unwrap_err();
+    assert!(early.msg.contains("invalidated early"), "{early}");
+    assert!(faulty.check_token(&t, Caller::Driver, T0 + 61 * S).is_ok());
+    assert_eq!(faulty.figures().counters.tokens_refused_early, 1);
+}
+
 #[test]
 fn removing_a_servicer_or_an_account_moves_or_ends_sessions() {
     let mut w = world(&["a1", "a2"], 1, Rule::default());
