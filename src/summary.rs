@@ -97,6 +97,26 @@ pub struct Summary {
     pub flow: Vec<FlowEdge>,
 }
 
+impl Summary {
+    /// When no session of a live run got through (each was refused or
+    /// left unfinished, none answered or abandoned) and the target failed
+    /// calls: its failing endpoints with their errors, most first
+    /// (`open_channel 66, customer_batch 3`). Such a run measured the
+    /// target's failure, not its reception, which a gate on what was
+    /// answered may not catch.
+    pub fn failed_target(&self) -> Option<String> {
+        let http = self.http.as_ref()?;
+        let s = &self.sessions;
+        if s.offered == 0 || s.answered + s.abandoned > 0 || s.rejected + s.unfinished < s.offered {
+            return None;
+        }
+        let mut failed: Vec<_> = http.iter().filter(|(_, e)| e.errors > 0).collect();
+        failed.sort_by(|a, b| b.1.errors.cmp(&a.1.errors).then(a.0.cmp(b.0)));
+        let list: Vec<_> = failed.iter().map(|(k, e)| format!("{k} {}", e.errors)).collect();
+        (!list.is_empty()).then(|| list.join(", "))
+    }
+}
+
 /// What a KF middleware did during a run, as WeCom (kfsim) saw it. Its
 /// latencies are wall time [ms], as the middleware lived them, whatever the
 /// time scale; its counts cover the whole run.

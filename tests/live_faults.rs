@@ -238,6 +238,9 @@ struct Faults {
     /// During the outage, customer batches are run by the service but
     /// their answers are lost (a stall, not a cut).
     stall: bool,
+    /// Answer every customer `open_channel` errcode -1 without forwarding
+    /// it (a target that cannot take customers).
+    refuse_customer_channel: bool,
 }
 
 const PERIODIC: Faults = Faults {
@@ -250,6 +253,7 @@ const PERIODIC: Faults = Faults {
     outage_until: 0,
     refuse_leaves: false,
     stall: false,
+    refuse_customer_channel: false,
 };
 
 struct Proxy {
@@ -411,6 +415,9 @@ impl Proxy {
         let f = self.faults;
         if !f.servicer_channels && parts.uri.path() == "/sim/servicer/open_channel" {
             return Ok(plain(StatusCode::NOT_FOUND, "no such path"));
+        }
+        if f.refuse_customer_channel && parts.uri.path() == "/sim/customer/open_channel" {
+            return Ok(plain(StatusCode::OK, r#"{"errcode":-1,"errmsg":"system busy"}"#));
         }
         let batch = parts.method == Method::POST && parts.uri.path() == "/sim/customer/batch";
         let servicer_batch = parts.method == Method::POST && parts.uri.path() == "/sim/servicer/batch";
@@ -666,6 +673,7 @@ fn injected_5xx_stalls_and_closed_connections_are_counted_exactly() {
     let http = s.http.as_ref().expect("a live summary has http");
     let batch = &http["customer_batch"];
     eprintln!("proxy: {brief}");
+    assert_eq!(s.failed_target(), None, "errors, but sessions were answered");
     eprintln!("sessions: {c:?}\nmessages: {msgs:?}\ncustomer_batch: {batch:?}");
     eprintln!(
         "ended sessions: {}, wall {:?} s",
@@ -1043,4 +1051,26 @@ patience = "1m"
     let batch = &s.http.as_ref().unwrap()["customer_batch"];
     assert_eq!(batch.errors_by_kind, [("errcode_40058".to_string(), refused)].into(), "{batch:?}");
     assert_eq!((c.answered, c.abandoned), (2, 0), "the first customer, and one an hour later: {c:?}");
+}
+
+/// A target that answers every customer `open_channel` with an errcode
+/// (found by probing: the run ended with exit 0 and said nothing but the
+/// endpoint's error count): no session is answered, and the report says
+/// that the target failed rather than how it received.
+#[test]
+fn a_target_that_refuses_every_customer_channel_is_reported_as_failed() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, _) = run_with_faults(Faults { periodic: false, refuse_customer_channel: true, ..PERIODIC });
+    assert!(s.sessions.offered > 0, "{:?}", s.sessions);
+    let c = &s.sessions;
+    assert_eq!((c.answered, c.abandoned, c.rejected + c.unfinished), (0, 0, c.offered), "{c:?}");
+    let failed = s.failed_target().expect("the target failed");
+    assert!(failed.split(", ").any(|e| e.starts_with("open_channel ")), "{failed}");
+    let mut text = Vec::new();
+    kfsim::report::terminal(&s, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(&format!("WARNING    no session got through and the target failed calls ({failed})")),
+        "{text}"
+    );
 }

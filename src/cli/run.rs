@@ -630,6 +630,13 @@ fn run_live(
              (a run killed before this one?): the figures are skewed until those end"
         );
     }
+    if let Some(failed) = measured.summary.failed_target() {
+        errln!(
+            "warning: none of the {} sessions got through and the target failed calls ({failed}): the run \
+             measured its failure, not its reception (http.*)",
+            measured.summary.sessions.offered
+        );
+    }
     if measured.summary.run.interrupted {
         errln!("interrupted: writing the report of what ran");
     }

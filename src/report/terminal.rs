@@ -344,6 +344,12 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             info.busy_at_start
         )?;
     }
+    if let Some(failed) = s.failed_target() {
+        writeln!(
+            w,
+            "WARNING    no session got through and the target failed calls ({failed}): its failure was measured, not its reception"
+        )?;
+    }
     let Some(http) = &s.http else { return Ok(()) };
     // endpoint names run longer than other tables' (service_state_trans)
     let width = http.keys().map(|k| k.chars().count()).max().unwrap_or(0).max(15);
