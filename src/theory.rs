@@ -1,6 +1,7 @@
 //! Queueing formulas the simulator is checked against, and that capacity
-//! planning compares with: Erlang B, Erlang C (M/M/N) and Erlang A
-//! (M/M/N+M, exponential patience).
+//! planning compares with: Erlang B, Erlang C (M/M/N), Erlang A (M/M/N+M,
+//! exponential patience) and a waiting pool of limited size (M/M/N/N+K,
+//! with or without patience).
 //!
 //! Units are the caller's as long as they agree: rates per minute and times
 //! in minutes, or per second and seconds.
@@ -60,6 +61,47 @@ pub fn erlang_c_service_level(n: u32, lambda: f64, mu: f64, t: f64) -> Option<f6
 /// abandonment ahead) and the customer abandons at rate θ throughout, so
 /// P(served | k) = Πᵢ rᵢ/(rᵢ+θ) and E[W | served, k] = Σᵢ 1/(rᵢ+θ).
 pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Erlang {
+    let q = chain(n, None, lambda, mu, theta, None).expect("an unbounded chain with patience is truncated");
+    Erlang { wait_probability: q.wait_probability, abandon_rate: q.abandon_rate, asa: q.asa }
+}
+
+/// Steady-state figures of a queue whose waiting pool holds at most `k`
+/// (`queue_limit`): M/M/n/n+k, or M/M/n/n+k+M with abandonment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limited {
+    /// P(not assigned on arrival): waited, or found the pool full.
+    pub wait_probability: f64,
+    /// Abandoned, over all arrivals.
+    pub abandon_rate: f64,
+    /// Refused because the pool was full, over all arrivals.
+    pub reject_rate: f64,
+    /// Mean wait of the customers who are served.
+    pub asa: f64,
+    /// Served within `t`, over all arrivals (without abandonment only).
+    pub service_level: Option<f64>,
+}
+
+/// The queue with `n` servers, a pool of `k` places and abandonment rate
+/// `theta` (0: nobody leaves), and its service level at `t`. Stable at
+/// every load: past `n + k` arrivals are refused. `None` when the chain
+/// would need more than ten million states to reach its negligible tail.
+///
+/// A customer who finds `m < k` waiting waits as in [`erlang_a`]; without
+/// abandonment the wait is the sum of `m + 1` exponential stages of rate
+/// `nμ`, so P(W ≤ t | m) is an Erlang (gamma) distribution function.
+pub fn limited_pool(n: u32, k: u32, lambda: f64, mu: f64, theta: f64, t: f64) -> Option<Limited> {
+    chain(n, Some(k), lambda, mu, theta, (theta == 0.0).then_some(t))
+}
+
+/// Most states a chain is walked over: the tail of a pool of a billion
+/// places that is nearly always full would take gigabytes.
+const MAX_STATES: usize = 10_000_000;
+
+/// The birth–death chain on customers in the system (birth λ below the
+/// capacity `n + cap`, death `min(j, n)μ + max(j − n, 0)θ`), walked to the
+/// capacity or, without one, to where its weights are negligible. PASTA:
+/// an arrival sees the stationary distribution.
+fn chain(n: u32, cap: Option<u32>, lambda: f64, mu: f64, theta: f64, sl_t: Option<f64>) -> Option<Limited> {
     let nf = f64::from(n);
     // log-weights avoid overflow of A^j/j! for large n
     let mut logw = Vec::new();
@@ -70,7 +112,7 @@ pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Erlang {
         logw.push(lw);
     }
     let mut k = 0u32;
-    loop {
+    while cap.is_none_or(|c| k < c) {
         k += 1;
         lw += lambda.ln() - (nf * mu + f64::from(k) * theta).ln();
         logw.push(lw);
@@ -78,38 +120,70 @@ pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Erlang {
         if (lw < logw[n as usize] - 50.0 && lambda < nf * mu + f64::from(k) * theta) || k > 10_000_000 {
             break;
         }
+        if cap.is_some() && logw.len() > MAX_STATES {
+            return None;
+        }
     }
+    // a chain cut before its capacity refuses nobody it could measure
+    let full = cap.is_some_and(|c| k == c);
     let max = logw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let w: Vec<f64> = logw.iter().map(|l| (l - max).exp()).collect();
     let total: f64 = w.iter().sum();
     let pi = |j: usize| w[j] / total;
+    let reject_rate = if full { pi(w.len() - 1) } else { 0.0 };
     let mut wait_probability = 0.0;
     let mut mean_queue = 0.0;
     let mut served = 0.0;
     let mut served_wait = 0.0;
+    let mut within = 0.0;
     // An arrival that finds j = n + k in the system has k waiting ahead.
     let (mut p_serve, mut e_wait) = (1.0, 0.0);
+    // P(W ≤ t) for m + 1 stages of rate nμ: 1 − Σ_{i ≤ m} e^{−x} xⁱ/i!, x = nμt
+    let x = sl_t.map_or(0.0, |t| nf * mu * t);
+    let (mut poisson_cdf, mut ln_fact) = (0.0, 0.0);
     for j in (n as usize)..w.len() {
         let ahead = (j - n as usize) as f64;
+        wait_probability += pi(j);
+        mean_queue += ahead * pi(j);
+        if full && j == w.len() - 1 {
+            break; // refused: the pool is full
+        }
         let r = nf * mu + ahead * theta;
         // extend the product/sum by the stage the newcomer starts in
         p_serve *= r / (r + theta);
         e_wait += 1.0 / (r + theta);
-        wait_probability += pi(j);
-        mean_queue += ahead * pi(j);
         served += pi(j) * p_serve;
         served_wait += pi(j) * p_serve * e_wait;
+        if sl_t.is_some() {
+            if ahead > 0.0 {
+                ln_fact += ahead.ln();
+            }
+            // at t = 0 every wait is longer: the sum is 1 from its first term
+            poisson_cdf += if x > 0.0 {
+                (-x + ahead * x.ln() - ln_fact).exp()
+            } else {
+                f64::from(u8::from(ahead == 0.0))
+            };
+            within += pi(j) * (1.0 - poisson_cdf).max(0.0);
+        }
     }
     let p_immediate: f64 = (0..n as usize).map(pi).sum();
     let abandon_rate = theta * mean_queue / lambda;
-    Erlang { wait_probability, abandon_rate, asa: served_wait / (p_immediate + served) }
+    Some(Limited {
+        wait_probability,
+        abandon_rate,
+        reject_rate,
+        asa: served_wait / (p_immediate + served),
+        service_level: sl_t.map(|_| p_immediate + within),
+    })
 }
 
 /// What queueing theory predicts for a scenario that is a plain Erlang
 /// case, in the units of `summary.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Prediction {
-    /// `erlang_b`, `erlang_c` or `erlang_a`.
+    /// `erlang_b`, `erlang_c`, `erlang_a`, or with a limited waiting pool
+    /// `erlang_c_limited` (M/M/n/n+k) and `erlang_a_limited` (with patience).
     pub model: String,
     /// Servers: agents × slots.
     pub servers: u32,
@@ -119,6 +193,10 @@ pub struct Prediction {
     pub asa_ms: f64,
     /// Abandoned (or, for Erlang B, rejected) share.
     pub abandon_rate: f64,
+    /// Refused for a full pool, over all arrivals (absent from files
+    /// written before limited pools had a prediction: 0).
+    #[serde(default)]
+    pub reject_rate: f64,
     /// Answered within T / offered (not computed for Erlang A).
     pub service_level: Option<f64>,
     /// Busy slot share.
@@ -143,11 +221,13 @@ impl Prediction {
 /// account; Poisson arrivals without profile; one message per session;
 /// exponential reply time, the same for every agent, no wrap-up, no shifts,
 /// no slowdown (so k slots are k servers); patience none or exponential, the
-/// same on every entry; waiting pool unbounded (Erlang C or A) or off
-/// (`queue_limit = 0`, Erlang B). A bot in front resolving a share p, with
+/// same on every entry; waiting pool unbounded (Erlang C or A), off
+/// (`queue_limit = 0`, Erlang B) or limited (M/M/n/n+k, with or without
+/// patience). A bot in front resolving a share p, with
 /// any reply time and turns, is a delay without a queue (M/G/∞), whose
 /// output is Poisson: people see λ·(1−p). `None` otherwise (transfers
-/// included), or when Erlang C is unstable.
+/// included), when Erlang C is unstable, or when a huge pool's chain is
+/// too long to walk.
 pub fn predict(sc: &crate::scenario::Scenario) -> Option<Prediction> {
     use crate::scenario::{CountDist, TimeDist};
     if sc.accounts.len() != 1 || sc.groups.iter().any(|g| g.transfer.is_some()) {
@@ -190,30 +270,39 @@ pub fn predict(sc: &crate::scenario::Scenario) -> Option<Prediction> {
     let mu = 1e6 / mean_us?; // per second
     let t = sc.service_level_us as f64 / 1e6;
     let n = f64::from(servers);
-    let (model, wait_probability, asa_s, abandon_rate, service_level) =
+    let (model, wait_probability, asa_s, abandon_rate, reject_rate, service_level) =
         match (sc.accounts[0].queue_limit, patience) {
             (Some(0), _) => {
                 let b = erlang_b(servers, lambda / mu);
-                ("erlang_b", b, 0.0, b, Some(1.0 - b))
+                ("erlang_b", b, 0.0, b, b, Some(1.0 - b))
             }
-            (Some(_), _) => return None,
+            (Some(k), p) => {
+                let theta = p.map_or(0.0, |p| 1e6 / p);
+                let l = limited_pool(servers, k, lambda, mu, theta, t)?;
+                let model = if p.is_some() { "erlang_a_limited" } else { "erlang_c_limited" };
+                (model, l.wait_probability, l.asa, l.abandon_rate, l.reject_rate, l.service_level)
+            }
             (None, None) => {
                 let c = erlang_c(servers, lambda, mu)?;
-                ("erlang_c", c.wait_probability, c.asa, 0.0, erlang_c_service_level(servers, lambda, mu, t))
+                let sl = erlang_c_service_level(servers, lambda, mu, t);
+                ("erlang_c", c.wait_probability, c.asa, 0.0, 0.0, sl)
             }
             (None, Some(p)) => {
                 let a = erlang_a(servers, lambda, mu, 1e6 / p);
-                ("erlang_a", a.wait_probability, a.asa, a.abandon_rate, None)
+                ("erlang_a", a.wait_probability, a.asa, a.abandon_rate, 0.0, None)
             }
         };
+    // Erlang B's `abandon_rate` is its refusals: counted once
+    let lost = if model == "erlang_b" { abandon_rate } else { abandon_rate + reject_rate };
     Some(Prediction {
         model: model.into(),
         servers,
         wait_probability,
         asa_ms: asa_s * 1e3,
         abandon_rate,
+        reject_rate,
         service_level,
-        occupancy: lambda * (1.0 - abandon_rate) / mu / n,
+        occupancy: lambda * (1.0 - lost) / mu / n,
     })
 }
 
@@ -289,12 +378,76 @@ rate = "10/min"
         assert_eq!(a.unwrap().model, "erlang_a");
         let b = predict(&sets(&["account.a.queue_limit=0", "agents.a.count=40"])).unwrap();
         assert!((b.abandon_rate - erlang_b(40, 40.0)).abs() < 1e-12);
+        assert!((b.occupancy - (1.0 - erlang_b(40, 40.0))).abs() < 1e-12, "refusals counted once");
+        let k = predict(&sets(&["account.a.queue_limit=5", "agents.a.count=40"])).unwrap();
+        let l = limited_pool(40, 5, 10.0 / 60.0, 1.0 / 240.0, 0.0, 20.0).unwrap();
+        assert_eq!(
+            (k.model.as_str(), k.reject_rate, k.service_level),
+            ("erlang_c_limited", l.reject_rate, l.service_level)
+        );
+        assert!((k.occupancy - (1.0 - l.reject_rate)).abs() < 1e-12);
+        let patience = "entry.web.patience={ dist = \"exponential\", mean = \"2m\" }";
+        let ka = predict(&sets(&["account.a.queue_limit=5", "agents.a.count=40", patience])).unwrap();
+        assert_eq!((ka.model.as_str(), ka.service_level), ("erlang_a_limited", None));
+        assert!(ka.abandon_rate > 0.0 && ka.reject_rate > 0.0 && ka.reject_rate < k.reject_rate);
         // a bot resolving 40 % leaves people 6/min, whatever its timing
         let bot = "account.a.bot={ reply_delay = \"30s\", resolve = 0.4, turns = 2 }";
         let p = predict(&sets(&[bot, "agents.a.count=27"])).unwrap();
         let c = erlang_c(27, 6.0 / 60.0, 1.0 / 240.0).unwrap();
         assert!((p.asa_ms - c.asa * 1e3).abs() < 1e-6 && p.wait_probability == c.wait_probability);
         assert_eq!(predict(&sets(&["agents.a.transfer={ to = \"a\", share = 0.5 }"])), None);
+    }
+
+    /// M/M/1 with one place in the pool, by hand: λ = μ = 1 puts a third
+    /// of the time in each of 0, 1 and 2 customers; with θ = 1 the weights
+    /// are 1, 1 and ½.
+    #[test]
+    fn a_limited_pool_by_hand() {
+        let l = limited_pool(1, 1, 1.0, 1.0, 0.0, 1.0).unwrap();
+        let third = 1.0 / 3.0;
+        assert!((l.reject_rate - third).abs() < 1e-12, "{l:?}");
+        assert!((l.wait_probability - 2.0 * third).abs() < 1e-12, "{l:?}");
+        assert_eq!(l.abandon_rate, 0.0);
+        // only who found one customer waits: Exp(1), mean 1, over 2/3 served
+        assert!((l.asa - 0.5).abs() < 1e-12, "{l:?}");
+        let sl = third + third * (1.0 - (-1.0f64).exp());
+        assert!((l.service_level.unwrap() - sl).abs() < 1e-12, "{l:?}");
+
+        let a = limited_pool(1, 1, 1.0, 1.0, 1.0, 1.0).unwrap();
+        assert!((a.reject_rate - 0.2).abs() < 1e-12, "{a:?}");
+        assert!((a.wait_probability - 0.6).abs() < 1e-12, "{a:?}");
+        // who found one customer (0.4) is served with probability ½
+        assert!((a.abandon_rate - 0.2).abs() < 1e-12, "{a:?}");
+        assert!((a.asa - 1.0 / 6.0).abs() < 1e-12, "{a:?}");
+        assert_eq!(a.service_level, None, "not computed with patience");
+    }
+
+    /// A pool of 0 is Erlang B; a pool too large to fill is Erlang C or A.
+    #[test]
+    fn a_limited_pool_between_erlang_b_and_c() {
+        let b = limited_pool(40, 0, 10.0, 0.25, 0.0, 1.0 / 3.0).unwrap();
+        let eb = erlang_b(40, 40.0);
+        assert!((b.reject_rate - eb).abs() < 1e-12 && (b.wait_probability - eb).abs() < 1e-12, "{b:?}");
+        assert!((b.service_level.unwrap() - (1.0 - eb)).abs() < 1e-12, "{b:?}");
+
+        let c = erlang_c(44, 10.0, 0.25).unwrap();
+        let sl = erlang_c_service_level(44, 10.0, 0.25, 1.0 / 3.0).unwrap();
+        let l = limited_pool(44, 100_000, 10.0, 0.25, 0.0, 1.0 / 3.0).unwrap();
+        assert!(l.reject_rate < 1e-15, "{l:?}");
+        assert!((l.wait_probability - c.wait_probability).abs() < 1e-9, "{l:?} vs {c:?}");
+        assert!((l.asa - c.asa).abs() < 1e-9, "{l:?} vs {c:?}");
+        assert!((l.service_level.unwrap() - sl).abs() < 1e-9, "{l:?} vs {sl}");
+
+        let a = erlang_a(42, 10.0, 0.25, 0.5);
+        let l = limited_pool(42, 100_000, 10.0, 0.25, 0.5, 1.0 / 3.0).unwrap();
+        assert_eq!((l.wait_probability, l.abandon_rate, l.asa), (a.wait_probability, a.abandon_rate, a.asa));
+
+        // overloaded and still stable: at λ = 2nμ the servers, nearly
+        // always busy, pass at most nμ, so about half is refused
+        let o = limited_pool(10, 20, 2.0, 0.1, 0.0, 1.0).unwrap();
+        assert!(o.reject_rate >= 0.5 && o.reject_rate < 0.501, "{o:?}");
+        // a pool of a billion that always fills is not walked
+        assert_eq!(limited_pool(10, 1_000_000_000, 2.0, 0.1, 0.0, 1.0), None);
     }
 
     /// Stopping once B is 0 changes no bit: every later step keeps it 0.

@@ -11,7 +11,7 @@
 mod common;
 
 use common::{assert_matches, replicate};
-use kfsim::theory::{erlang_a, erlang_b, erlang_c, erlang_c_service_level};
+use kfsim::theory::{erlang_a, erlang_b, erlang_c, erlang_c_service_level, limited_pool};
 
 /// λ = 10/min, exponential handle time with mean 4 min, one message, cap 1.
 const MMN: &str = r#"
@@ -76,6 +76,43 @@ fn erlang_b_when_the_pool_is_off() {
     let blocked = |s: &kfsim::summary::Summary| s.sessions.rejected as f64 / s.sessions.offered as f64;
     assert_matches("blocking", &runs, blocked, b, 0.003);
     assert_matches("P(not immediate)", &runs, |s| s.wait_probability.unwrap(), b, 0.003);
+}
+
+#[test]
+fn a_limited_pool_is_m_m_n_n_plus_k() {
+    // 40 agents at 40 Erlangs: without its limit the pool would grow
+    // without bound; with 8 places a tenth or so is refused
+    let rejected = |s: &kfsim::summary::Summary| s.sessions.rejected as f64 / s.sessions.offered as f64;
+    let runs = replicate(MMN, &["agents.kf.count=40", "account.kf.queue_limit=8"], 1..11);
+    let l = limited_pool(40, 8, LAMBDA, MU, 0.0, 20.0 / 60.0).unwrap();
+    assert!(l.reject_rate > 0.05, "the case this test is for: {l:?}");
+    assert_matches("refused", &runs, rejected, l.reject_rate, 0.002);
+    assert_matches("P(not immediate)", &runs, |s| s.wait_probability.unwrap(), l.wait_probability, 0.003);
+    assert_matches("ASA answered [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, l.asa * 60.0, 0.1);
+    assert_matches("SL(20s)", &runs, |s| s.service_level.unwrap(), l.service_level.unwrap(), 0.003);
+    assert_matches(
+        "occupancy",
+        &runs,
+        |s| s.occupancy.unwrap(),
+        LAMBDA * (1.0 - l.reject_rate) / MU / 40.0,
+        0.002,
+    );
+
+    // with patience (M/M/n/n+k+M): some leave the pool, fewer find it full
+    let patience = "entry.web.patience={ dist = \"exponential\", mean = \"2m\" }";
+    let runs = replicate(MMN, &["agents.kf.count=40", "account.kf.queue_limit=8", patience], 1..11);
+    let a = limited_pool(40, 8, LAMBDA, MU, 0.5, 20.0 / 60.0).unwrap();
+    assert!(a.abandon_rate > 0.03 && a.reject_rate > 0.01, "the case this test is for: {a:?}");
+    assert_matches("refused, with patience", &runs, rejected, a.reject_rate, 0.002);
+    assert_matches("P(Ab)", &runs, |s| s.abandon_rate.unwrap(), a.abandon_rate, 0.002);
+    assert_matches(
+        "P(not immediate), with patience",
+        &runs,
+        |s| s.wait_probability.unwrap(),
+        a.wait_probability,
+        0.003,
+    );
+    assert_matches("ASA answered [s], with patience", &runs, |s| s.asa_ms.unwrap() / 1e3, a.asa * 60.0, 0.1);
 }
 
 /// Chats: cap k without slowdown is exactly M/M/(c·k), whatever the policy.
