@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// servicer; more are refused with 45009.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub pending_cap: u32,
+    /// MiB of customer messages all sessions waiting for a servicer hold
+    /// together (each weighed with its ids, as the `sync_msg` log weighs
+    /// it); more are refused with 45009.
+    #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub pending_memory: u32,
     /// Hand every account of `--scenario` to the API (通过API管理): new
     /// sessions stay in state 0 for the middleware.
     #[arg(long, requires = "scenario")]
@@ -307,6 +312,7 @@ pub fn cmd_serve(args: &ServeArgs) -> anyhow::Result<Exit> {
         max_customers: args.max_customers as usize,
         channel_lease_us: args.channel_lease,
         pending_cap: args.pending_cap as usize,
+        pending_bytes_cap: (args.pending_memory as usize) << 20,
         // Tokens and channel ids must differ between runs.
         seed: clock.now_us() ^ u64::from(std::process::id()).rotate_left(40),
         ..Config::default()

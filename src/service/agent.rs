@@ -247,9 +247,9 @@ impl State {
         at!(self.convs, next).last_us = now_us;
         // the account left: the session is over there
         let old = self.servicer_name(conv);
+        self.unpend(conv);
         let c = at!(self.convs, conv);
         c.agent = None;
-        c.pending.clear();
         c.last_us = now_us;
         c.last_agent = Some((from, user, now_us));
         self.audit.ended(&mut c.audit);

@@ -703,7 +703,7 @@ fn write_note<M: SerializeMap>(map: &mut M, n: &SessionNote) -> Result<(), M::Er
 
 /// What a stored message costs beyond its content: its ids, names and
 /// bookkeeping [bytes].
-const MSG_OVERHEAD: usize = 256;
+pub(super) const MSG_OVERHEAD: usize = 256;
 
 impl Content {
     /// About how many bytes it holds (for the byte budget of queues).

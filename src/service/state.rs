@@ -86,6 +86,11 @@ pub struct Config {
     /// Customer messages a waiting session (state 2) holds for its future
     /// servicer; more are refused with 45009.
     pub pending_cap: usize,
+    /// Bytes of customer messages all waiting sessions hold at most
+    /// (each weighed as the `sync_msg` log weighs it); more are refused
+    /// with 45009. Without it `pending_cap` × `max_customers` messages of
+    /// 2 KB could be held: terabytes.
+    pub pending_bytes_cap: usize,
     /// 接待上限 of servicers added through the API when the account's rule
     /// gives none.
     pub default_max_concurrent: u32,
@@ -126,6 +131,7 @@ impl Default for Config {
             max_customers: 2_000_000,
             channel_lease_us: 60 * 1_000_000,
             pending_cap: 1000,
+            pending_bytes_cap: 512 << 20,
             default_max_concurrent: 1,
             seed: 1,
             callbacks: false,
@@ -379,7 +385,9 @@ pub(super) struct Conv {
     pub(super) agent: Option<u32>,
     /// Place in the pool (state 2).
     pub(super) ticket: Option<Ticket>,
-    /// Customer messages waiting for a servicer (state 2).
+    /// Customer messages waiting for a servicer (state 2); taken and
+    /// dropped through [`State::unpend`], which keeps
+    /// [`State::pending_bytes`].
     pub(super) pending: Vec<Arc<Msg>>,
     /// Counts the sessions; codes are bound to one.
     pub(super) session_no: u32,
@@ -803,6 +811,9 @@ pub struct State {
     pub(super) convs: Slab<Conv>,
     pub(super) conv_ix: HashMap<(u32, u32), u32>,
     pub(super) counters: Counters,
+    /// Weight of every session's `pending` messages (see
+    /// [`Config::pending_bytes_cap`]).
+    pub(super) pending_bytes: usize,
     pub(super) wake_users: Vec<u32>,
     /// Auto-reply mode: the servicers whose queues got items since
     /// [`State::auto_reply`] last emptied them (each once; an index may
@@ -915,6 +926,7 @@ impl State {
             convs: Slab::new(),
             conv_ix: HashMap::default(),
             counters: Counters::default(),
+            pending_bytes: 0,
             wake_users: Vec::new(),
             auto_due: Vec::new(),
             wake_channels: Vec::new(),

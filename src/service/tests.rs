@@ -3,7 +3,7 @@
 
 use super::errors::code;
 use super::faults::Caller;
-use super::model::{Change, Content, Event, Item, SyncEntry};
+use super::model::{Change, Content, Event, Item, MSG_OVERHEAD, SyncEntry};
 use super::state::{Config, DAY_US, HOUR_US, MAX_SCENES, Rule, State};
 use crate::scenario::PolicyKind;
 
@@ -355,6 +355,33 @@ fn channels_are_isolated_and_closing_one_ends_its_sessions() {
     w.st.close_channel(&other, T0).unwrap();
     assert!(w.st.channel_of(&other).is_err());
     assert_eq!(w.st.figures().accounts[0].by_state[3], 1);
+}
+
+/// Closing a channel finds every session of its customers: the one a
+/// customer's record caches, and those of customers who wrote to several
+/// accounts (read off the index), whichever account was first.
+#[test]
+fn closing_a_channel_ends_its_customers_sessions_in_every_account() {
+    let mut w = world(&["a1"], 5, Rule::default());
+    let kf = w.kf.clone();
+    let kf2 = w.st.account_add("aftersale", "", Some(Rule::default()), T0).unwrap();
+    w.st.servicer_add(&kf2, &["b1".into()], Some(5), T0).unwrap();
+    let other = w.st.open_channel(None).unwrap();
+    let och = w.st.channel_of(&other).unwrap();
+    let ch = w.ch;
+    for (who, accounts) in [("one", vec![&kf]), ("both", vec![&kf, &kf2]), ("second", vec![&kf2, &kf])] {
+        for (i, a) in accounts.into_iter().enumerate() {
+            w.st.customer_message(och, who, a, Some(&format!("{who}{i}")), text("m"), T0).unwrap();
+        }
+    }
+    let stays = w.st.customer_message(ch, "stays", &kf2, Some("s"), text("m"), T0).unwrap().external_userid;
+    let held = |w: &World| w.st.figures().accounts.iter().map(|a| a.by_state[3]).collect::<Vec<_>>();
+    assert_eq!(held(&w), [3, 3]);
+    w.st.close_channel(&other, T0 + S).unwrap();
+    assert_eq!(held(&w), [0, 1], "every session of the closed channel's customers ended");
+    assert_eq!(w.st.figures().customers, 1);
+    assert_eq!((w.st.convs.len(), w.st.conv_ix.len()), (1, 1), "and was forgotten");
+    assert_eq!(w.st.service_state_get(&kf2, &stays).unwrap().0, 3);
 }
 
 #[test]
@@ -986,4 +1013,41 @@ fn new_customers_beyond_the_cap_are_refused_until_the_retention_forgets_some() {
     assert_eq!(w.st.figures().customers, 0);
     assert_eq!(w.say("c4", "late", T0 + 41 * S).service_state, 3, "room again for a new one");
     assert_eq!(w.st.figures().counters.customers_refused, 3);
+}
+
+/// Messages waiting with sessions in the pool were bounded by count per
+/// session only: 1000 messages of 2 KB for each of two million customers.
+/// Past `pending_bytes_cap` in all a message that would wait is refused
+/// with 45009; a message to a session a servicer holds still goes; the
+/// budget frees as the waiting messages are handed over or dropped.
+#[test]
+fn messages_waiting_in_the_pool_are_bounded_in_bytes_across_sessions() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    let weight = MSG_OVERHEAD + 1000;
+    w.st.cfg.pending_bytes_cap = 3 * weight;
+    let big = "x".repeat(1000);
+    let kf = w.kf.clone();
+    let ch = w.ch;
+    let say = |w: &mut World, who: &str| w.st.customer_message(ch, who, &kf, None, text(&big), T0);
+    let held = say(&mut w, "held").unwrap().external_userid;
+    assert_eq!(w.st.pending_bytes, 0, "handed to the servicer at once");
+    say(&mut w, "p1").unwrap();
+    say(&mut w, "p2").unwrap();
+    say(&mut w, "p1").unwrap();
+    assert_eq!(w.st.pending_bytes, 3 * weight);
+    let e = say(&mut w, "p2").unwrap_err();
+    assert_eq!(e.code, code::LIMIT, "{e}");
+    let e = say(&mut w, "p3").unwrap_err();
+    assert_eq!(e.code, code::LIMIT, "a new session would wait too: {e}");
+    assert_eq!(w.st.figures().accounts[0].by_state[2], 2, "the refused newcomer left nothing waiting");
+    say(&mut w, "held").unwrap();
+    // the servicer ends its session: p1's two messages go to it
+    w.st.servicer_end("a1", &w.kf.clone(), &held, T0 + S).unwrap();
+    assert_eq!(w.st.pending_bytes, weight);
+    say(&mut w, "p2").unwrap();
+    let p2 = w.st.customer_message(ch, "p2", &w.kf.clone(), None, text("y"), T0).unwrap().external_userid;
+    // the pool's session ends (the customer leaves): its messages are dropped
+    w.st.customer_leave(ch, "p2", &w.kf.clone(), T0 + 2 * S).unwrap();
+    assert_eq!(w.st.service_state_get(&w.kf.clone(), &p2).unwrap().0, 4);
+    assert_eq!(w.st.pending_bytes, 0, "nothing is counted twice or left behind");
 }
