@@ -624,4 +624,16 @@ fn bench_refuses_sessions_it_could_not_run() {
         let o = kfsim(&["bench", "--sessions", sessions]);
         assert_eq!(o.status.code(), Some(2), "{sessions}: {}", String::from_utf8_lossy(&o.stderr));
     }
+    // sessions a scenario's rate could not bring within the longest
+    // duration: an argument out of range too (exit 2, as documented)
+    let dir = scratch("bench-slow");
+    for rate in ["1/d", "5e-324/s"] {
+        let path = dir.join("slow.toml");
+        let text = std::fs::read_to_string("scenarios/bench-mmc.toml").unwrap().replace("10/min", rate);
+        std::fs::write(&path, text).unwrap();
+        let o = kfsim(&["bench", path.to_str().unwrap(), "--sessions", "1000000000"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{rate}: {err}");
+        assert!(err.contains("ask for fewer") && err.len() < 400, "{rate}: {err}");
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::Exit;
+use super::{ArgError, Exit};
 use crate::scenario::Scenario;
 
 /// Arguments of `kfsim bench`.
@@ -98,13 +98,18 @@ fn bench_scenario(path: &Path, sessions: u64) -> anyhow::Result<Scenario> {
     let mut sc = Scenario::load(path, &[])?;
     let rate: f64 = sc.entries.iter().map(|e| e.rate_per_s).sum();
     let duration_us = (sessions as f64 / rate) * 1e6;
-    // the longest duration a scenario file may give
-    anyhow::ensure!(
-        duration_us <= 1e17,
-        "{}: {sessions} sessions at its rate ({rate}/s) would take {:.1e} years: ask for fewer",
-        path.display(),
-        duration_us / 3.156e13
-    );
+    // the longest duration a scenario file may give; an argument that
+    // asks for more is invalid (exit 2), as a scenario that gives more is
+    if duration_us.is_nan() || duration_us > 1e17 {
+        let years = duration_us / 3.156e13;
+        let took = if years.is_finite() { format!("{years:.1e} years") } else { "for ever".into() };
+        return Err(ArgError(format!(
+            "{}: {sessions} sessions at its rate ({rate:.3e}/s) would take {took} of virtual time (at most \
+             1e17 µs): ask for fewer",
+            path.display()
+        ))
+        .into());
+    }
     sc.duration_us = duration_us.ceil() as u64;
     sc.warmup_us = 0;
     Ok(sc)
