@@ -36,9 +36,44 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()>
 /// ([`write_summary`]), so a folder that has one is whole: a run killed
 /// while writing leaves none, rather than an earlier run's summary beside
 /// this run's series, which a comparison would read as one run.
+///
+/// What an earlier run wrote and this one may not write again goes too:
+/// its baseline comparison (`kfsim report` read a stale one back and showed
+/// its FAILED verdict beside the new figures), its shard file, its charts
+/// (of entries or groups this run may not have) and exported histograms,
+/// and the temporaries of a writer that was killed. Other files stay.
 pub fn begin(dir: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    remove_stale(&dir.join("summary.json"))
+    remove_stale(&dir.join("summary.json"))?;
+    remove_stale(&dir.join("comparison.json"))?;
+    remove_stale(&dir.join(crate::merge::FILE))?;
+    let ours = |exts: &'static [&'static str]| {
+        move |name: &str| temporary(name) || exts.iter().any(|e| name.ends_with(e))
+    };
+    remove_matching(dir, ours(&[]))?;
+    remove_matching(&dir.join("charts"), ours(&[".svg", ".png"]))?;
+    remove_matching(&dir.join("hgrm"), ours(&[".hgrm"]))
+}
+
+/// A temporary of [`write_whole`]: `.NAME.PID.tmp`.
+fn temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
+/// Remove the files of `dir` (if it is there) whose names `ours` accepts.
+fn remove_matching(dir: &Path, ours: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        r => r.with_context(|| format!("reading {}", dir.display()))?,
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && entry.file_name().to_str().is_some_and(&ours) {
+            remove_stale(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Write the series and histograms of a run into `dir` (after [`begin`]).
@@ -381,6 +416,42 @@ rate = "1/min"
         ] {
             assert_eq!(fs::read_to_string(dir.join(file)).unwrap(), want, "{file}");
         }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A run into the folder of an earlier one leaves nothing of the
+    /// earlier run that it does not write again, and nothing that is not
+    /// kfsim's goes.
+    #[test]
+    fn a_new_run_clears_what_an_earlier_one_left_and_only_that() {
+        let dir = std::env::temp_dir().join(format!("kfsim-begin-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let stale = [
+            "summary.json",
+            "comparison.json",
+            "shard.json",
+            ".summary.json.123.tmp",
+            "charts/by-entry-gone.svg",
+            "charts/by-entry-gone.png",
+            "charts/.over-time.svg.77.tmp",
+            "hgrm/queue_wait.hgrm",
+        ];
+        let kept =
+            ["notes.txt", "charts/README", "hgrm/mine.txt", "sub/summary.json", "baseline/comparison.json"];
+        for f in stale.iter().chain(&kept) {
+            let p = dir.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, "x").unwrap();
+        }
+        begin(&dir).unwrap();
+        for f in stale {
+            assert!(!dir.join(f).exists(), "{f} left behind");
+        }
+        for f in kept {
+            assert!(dir.join(f).exists(), "{f} removed");
+        }
+        begin(&dir.join("new")).unwrap();
+        assert!(dir.join("new").is_dir(), "a new folder is made");
         let _ = fs::remove_dir_all(&dir);
     }
 
