@@ -370,6 +370,67 @@ fn live_run(url: &str, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// A live shard stopped by SIGTERM (a pod deleted) while it waits at the
+/// barrier exits 130 at once and takes its ready file back: the other
+/// shards would otherwise count on it and start without it.
+#[test]
+fn a_live_shard_stopped_at_the_barrier_takes_its_ready_file_back() {
+    use std::time::{Duration, Instant};
+    let d = tmp("barrier-stop");
+    let barrier = d.join("barrier");
+    let args = ["--shard", "0/2", "--barrier", barrier.to_str().unwrap()];
+    // never reached: the shard stops before it connects
+    let child = live_run("http://127.0.0.1:9", &d.join("out"), &args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = barrier.join("ready-0-of-2");
+    let waited = Instant::now();
+    while !ready.exists() && waited.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ready.exists(), "the shard reached the barrier");
+    let o = terminate_within_10_s(child);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopped at the barrier"), "{stderr}");
+    assert!(!ready.exists(), "the ready file was taken back");
+    assert!(!d.join("out/summary.json").exists(), "nothing ran");
+
+    // Past the barrier, a shard stopped while it waits for the common
+    // start says its customers are done: the others would otherwise serve
+    // them until the end of their drain.
+    let addr = format!("127.0.0.1:{}", sdk_util::free_port());
+    let serve = sdk_util::Proc::start(kfsim().args(["serve", "--addr", &addr, "--scenario", LIVE[0]]));
+    serve.wait_for("listening");
+    let url = format!("http://{addr}");
+    let barrier = d.join("barrier-2");
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            let args = ["--shard", &format!("{i}/2"), "--barrier", barrier.to_str().unwrap()];
+            live_run(&url, &d.join(format!("shard-{i}")), &args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let both = |name: &str| (0..2).all(|i| barrier.join(format!("{name}-{i}-of-2")).exists());
+    let waited = Instant::now();
+    while !both("ready") && waited.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(both("ready"), "both shards reached the barrier");
+    // within the 3 s between the last ready file and the common start
+    std::thread::sleep(Duration::from_millis(500));
+    let mut children = children.into_iter();
+    let o = terminate_within_10_s(children.next().unwrap());
+    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(barrier.join("done-0-of-2").exists(), "an interrupted shard is done too");
+    terminate_within_10_s(children.next().unwrap());
+}
+
 /// Three live shards against one service carry the load of one process:
 /// the same arrivals at the same scenario times (each shard keeps every
 /// third arrival of the one seeded stream, so the merged arrival series

@@ -164,7 +164,9 @@ pub fn run(cli: Cli) -> Exit {
                 || err.downcast_ref::<crate::merge::Refused>().is_some();
             // stderr closed early (`2>&1 | head`) is no reason to panic
             let _ = writeln!(std::io::stderr().lock(), "error: {err:#}");
-            if err.downcast_ref::<crate::live::InterruptedConnecting>().is_some() {
+            if err.downcast_ref::<crate::live::InterruptedConnecting>().is_some()
+                || err.downcast_ref::<Stopped>().is_some()
+            {
                 return Exit::Interrupted;
             }
             if invalid { Exit::Invalid } else { Exit::RunFailed }
@@ -196,6 +198,12 @@ fn load(args: &ScenarioArgs) -> anyhow::Result<(Scenario, Vec<Gate>)> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ArgError(pub String);
+
+/// Stopped by a signal before anything ran, so with nothing to report
+/// (exit 130).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stopped(pub String);
 
 /// Set by Ctrl-C, SIGTERM or SIGHUP (a closed terminal or ssh session):
 /// the command stops and writes what it has; a second signal ends the

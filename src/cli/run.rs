@@ -553,7 +553,8 @@ fn run_live(
             if !args.result.quiet {
                 errln!("live: shard {shard} waiting at the barrier {} for the others", dir.display());
             }
-            Some(super::shard::barrier(dir, shard, Duration::from_micros(args.barrier_wait))?)
+            let stop = super::stop_flag();
+            Some(super::shard::barrier(dir, shard, Duration::from_micros(args.barrier_wait), &stop)?)
         }
         (None, None) => None,
     };

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -68,13 +69,21 @@ const BARRIER_LEAD: Duration = Duration::from_secs(3);
 /// The start barrier of live shards: write `DIR/ready-I-of-N` (this
 /// shard's ready time), wait until all N are there, and start
 /// [`BARRIER_LEAD`] after the latest — the same instant for every shard,
-/// as close as the machines' clocks agree. Gives up after `wait`.
-pub fn barrier(dir: &Path, shard: Shard, wait: Duration) -> anyhow::Result<SystemTime> {
+/// as close as the machines' clocks agree. Gives up after `wait`; stopped
+/// by `stop` (Ctrl-C, SIGTERM: a pod being deleted), it takes its file
+/// back, so that the others do not start counting on it.
+pub fn barrier(dir: &Path, shard: Shard, wait: Duration, stop: &AtomicBool) -> anyhow::Result<SystemTime> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = |i: u32| dir.join(format!("ready-{i}-of-{}", shard.count));
     write_atomic(&name(shard.index), unix_ms(SystemTime::now()).to_string().as_bytes())?;
     let deadline = Instant::now() + wait;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            crate::files::remove_stale(&name(shard.index))?;
+            return Err(
+                super::Stopped(format!("stopped at the barrier {}: nothing ran", dir.display())).into()
+            );
+        }
         let ready: Vec<Option<u64>> = (0..shard.count)
             .map(|i| std::fs::read_to_string(name(i)).ok().and_then(|t| t.trim().parse().ok()))
             .collect();

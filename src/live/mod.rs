@@ -818,12 +818,18 @@ pub async fn run_with_state(
     } else {
         customers::Outcome { sessions: 0, peak_in_flight: 0, interrupted: true, open_at_end: 0 }
     };
-    if opts.shard.is_part() && !outcome.interrupted {
-        // this shard's agents serve the other shards' customers too: they
-        // stop when every shard's customers are done, at the latest at the
-        // end of the drain every shard allows itself
-        let deadline = shared.tb.instant(sc.duration_us) + opts.drain;
-        others_done(opts, deadline).await;
+    if opts.shard.is_part() {
+        // this shard's customers are done (an interrupted shard's too: its
+        // channel closes below, ending their sessions), so the others need
+        // not serve them to the end of their drain
+        say_done(opts);
+        if !outcome.interrupted {
+            // this shard's agents serve the other shards' customers too: they
+            // stop when every shard's customers are done, at the latest at
+            // the end of the drain every shard allows itself
+            let deadline = shared.tb.instant(sc.duration_us) + opts.drain;
+            others_done(opts, deadline).await;
+        }
     }
     shared.stop.store(true, Ordering::SeqCst);
     // its last batches may wait for a slot, then for their answers
@@ -874,16 +880,27 @@ pub async fn run_with_state(
     Ok((metrics.finish_all(sc, &stats, Some(figures)), run_state))
 }
 
-/// Say in `opts.shards_dir` that this shard's customers are done, and
-/// wait until every shard has said so, or until `deadline`.
+/// The file by which shard `i` says in `dir` that its customers are done.
+fn done_file(dir: &std::path::Path, i: u32, n: u32) -> std::path::PathBuf {
+    dir.join(format!("done-{i}-of-{n}"))
+}
+
+/// Say in `opts.shards_dir` that this shard's customers are done.
+fn say_done(opts: &LiveOptions) {
+    if let Some(dir) = &opts.shards_dir {
+        let _ = std::fs::write(done_file(dir, opts.shard.index, opts.shard.count), b"");
+    }
+}
+
+/// Wait until every shard has said its customers are done ([`say_done`]),
+/// or until `deadline`.
 async fn others_done(opts: &LiveOptions, deadline: Instant) {
     let n = opts.shard.count;
     let Some(dir) = &opts.shards_dir else {
         tokio::time::sleep_until(deadline.into()).await;
         return;
     };
-    let name = |i: u32| dir.join(format!("done-{i}-of-{n}"));
-    let _ = std::fs::write(name(opts.shard.index), b"");
+    let name = |i: u32| done_file(dir, i, n);
     while Instant::now() < deadline && !(0..n).all(|i| name(i).exists()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
