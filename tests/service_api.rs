@@ -921,6 +921,45 @@ async fn a_servicer_channel_carries_many_servicers_queues_with_their_names() {
     server.stop().await.unwrap();
 }
 
+/// A long-poll on a queue that goes (its channel closed, its servicer
+/// removed) answers at once with the queue's error, not at its timeout
+/// (found by probing: 15 s and 5 s).
+#[tokio::test]
+async fn long_polls_on_a_queue_that_goes_answer_at_once() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let polls = [
+        ("/sim/customer/pull", json!({"channel_id": ch, "timeout_ms": 20000}), 40058),
+        ("/sim/servicer/pull", json!({"servicer_userid": "s1", "timeout_ms": 20000}), 95014),
+    ];
+    let mut waiting = Vec::new();
+    for (path, body, want) in polls {
+        let mut poller = server.client().await;
+        poller.token = c.token.clone();
+        waiting.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let first = poller.post(path, body.clone()).await;
+            // an empty answer first (a queue's state at the call): poll again
+            let v = if first["errcode"] == 0 { poller.post(path, body).await } else { first };
+            (path, v, want, started.elapsed())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.ok("/sim/customer/close_channel", json!({"channel_id": ch})).await;
+    c.ok("/cgi-bin/kf/servicer/del", json!({"open_kfid": kf, "userid_list": ["s1"]})).await;
+    for w in waiting {
+        let (path, v, want, waited) =
+            tokio::time::timeout(Duration::from_secs(10), w).await.expect("answered").unwrap();
+        assert_eq!(v["errcode"], want, "{path}: {v}");
+        assert!(
+            waited < Duration::from_secs(5),
+            "{path}: woken when its queue went, not at the timeout: {waited:?}"
+        );
+    }
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn long_polls_wake_on_new_data_and_time_out_empty() {
     let (server, mut c) = logged_in().await;

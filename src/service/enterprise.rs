@@ -410,7 +410,9 @@ impl State {
             if let Some(ch) = user.channel.and_then(|c| self.channels.get_mut(c)) {
                 ch.servicers.retain(|&x| x != u);
             }
-            self.users.remove(u);
+            if let Some(gone) = self.users.remove(u) {
+                self.wake_gone.push(gone.notify);
+            }
             self.user_ix.remove(name.as_str());
         }
     }

@@ -229,7 +229,9 @@ impl State {
         for cust in customers {
             self.forget_customer(cust);
         }
-        self.channels.remove(ch);
+        if let Some(gone) = self.channels.remove(ch) {
+            self.wake_gone.push(gone.notify);
+        }
         self.channel_ix.remove(id);
         Ok(())
     }

@@ -820,6 +820,10 @@ pub struct State {
     /// outlive its servicer, whose flag then no longer says so).
     pub(super) auto_due: Vec<u32>,
     pub(super) wake_channels: Vec<u32>,
+    /// The wake-ups of queues that went (a channel closed, a servicer
+    /// removed): their long-polls answer at once (40058, 95014) instead of
+    /// at their timeout.
+    pub(super) wake_gone: Vec<Arc<Notify>>,
     pub(super) sweep_at: u32,
     /// Every account's log entries in one feed, for `sync_msg` without
     /// `open_kfid` (the entries are shared with the accounts' logs).
@@ -930,6 +934,7 @@ impl State {
             wake_users: Vec::new(),
             auto_due: Vec::new(),
             wake_channels: Vec::new(),
+            wake_gone: Vec::new(),
             sweep_at: 0,
             corp_log,
             corp_synced_upto: 0,
@@ -1214,6 +1219,7 @@ impl State {
                 out.push(ch.notify.clone());
             }
         }
+        out.append(&mut self.wake_gone);
         any_user
     }
 
