@@ -457,11 +457,28 @@ impl Scenario {
 /// `.` separates (found by probing: a gate on account `a.b` validated, then
 /// found no data and failed the run).
 fn dotted(what: &str, name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some(format!("{what} name must not be empty"));
+    }
+    if let Some(c) = name.chars().find(|&c| unprintable(c)) {
+        return Some(format!(
+            "{what} name must not contain the control or direction character U+{:04X}: names are printed to \
+             terminals and pages as they are",
+            u32::from(c)
+        ));
+    }
     name.contains('.').then(|| {
         format!(
             "{what} name must not contain `.` (\"{name}\"): it is a segment of metric and --set paths, which `.` separates; use `-` or `_`"
         )
     })
+}
+
+/// A character a name must not carry: a control character (an escape
+/// sequence in a name cleared the terminal that printed it) or one that
+/// reorders the text around it (U+202E shows a name backwards).
+fn unprintable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Which of the overrides `given` made a scenario invalid whose file alone
@@ -759,6 +776,10 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
             (t.url.as_ref().map(|u| u.get_ref().clone()), creds)
         }
     };
+    // it names the report folder and heads every report; dots are fine here
+    if let Some(m) = dotted("the scenario's", &raw.name.get_ref().replace('.', "-")) {
+        return Err(err(Some(raw.name.span()), m));
+    }
     let wecom = wecom(raw.wecom.take(), err)?;
     let series_interval_us = match &raw.series_interval {
         None => DEFAULT_SERIES_INTERVAL_US,
@@ -772,9 +793,6 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
     for a in raw.account {
         let bot = a.bot.map(|b| build_bot(b, err)).transpose()?;
         let name = a.name.get_ref().clone();
-        if name.is_empty() {
-            return Err(err(Some(a.name.span()), "an account name must not be empty".into()));
-        }
         if let Some(m) = dotted("an account", &name) {
             return Err(err(Some(a.name.span()), m));
         }
@@ -829,7 +847,7 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
         entries.push(entry);
     }
     Ok(Scenario {
-        name: raw.name,
+        name: raw.name.into_inner(),
         seed: raw.seed.map_or(1, |s| s.0),
         duration_us,
         warmup_us,
@@ -905,9 +923,6 @@ fn build_group(
         Some(n) => (n.get_ref().clone(), n.span()),
         None => (accounts[account].name.clone(), header),
     };
-    if group.is_empty() {
-        return Err(err(Some(span), "a group name must not be empty".into()));
-    }
     if let Some(m) = dotted("a group", &group) {
         return Err(err(Some(span), m));
     }

@@ -18,7 +18,7 @@ use super::units::{Rate, parse_duration};
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawScenario {
-    pub name: String,
+    pub name: Spanned<String>,
     pub seed: Option<Seed>,
     pub duration: Option<Spanned<Dur>>,
     pub warmup: Option<Spanned<Dur>>,
