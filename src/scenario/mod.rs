@@ -590,16 +590,50 @@ fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     let err = |span: Option<Range<usize>>, message: String| {
         ScenarioError::Invalid(Box::new(Diagnostic::new(file, text, span, message)))
     };
-    let raw_gates = raw.gates.take().unwrap_or_default();
+    let raw_gates = gate_conditions(raw.gates.take().unwrap_or_default(), &err)?;
     let mut scenario = build(raw, &err)?;
     scenario.gates = gate_specs(raw_gates, file, text);
     Ok(scenario)
 }
 
-fn gate_specs(raw: RawGates, file: &str, text: &str) -> Vec<GateSpec> {
-    let at = |span: Range<usize>| Diagnostic::new(file, text, Some(span), String::new());
+/// A gate's metric path and condition, each with its place in the file.
+type GateText = (Spanned<String>, Spanned<String>);
+
+/// Each gate's condition, which must be a string.
+fn gate_conditions(raw: RawGates, err: &ErrFn<'_>) -> Result<Vec<GateText>, ScenarioError> {
     raw.0
         .into_iter()
+        .map(|(key, value)| {
+            let span = value.span();
+            match value.into_inner() {
+                toml::Value::String(s) => Ok((key, Spanned::new(span, s))),
+                // `by_entry.web.service_level = ...` unquoted is a table in
+                // TOML: "invalid type: map, expected a string" said nothing
+                toml::Value::Table(_) => Err(err(
+                    Some(key.span()),
+                    format!(
+                        "`{k}` is read as a table: a metric path with dots is one quoted key, like \
+                         \"{k}.NAME.service_level\" = \">= 0.8\"",
+                        k = key.get_ref()
+                    ),
+                )),
+                other => Err(err(
+                    Some(span),
+                    format!(
+                        "the condition of `{}` must be a string, like \"< 60s\" or \">= 0.8\", not {} {}",
+                        key.get_ref(),
+                        if other.type_str().starts_with(['a', 'i']) { "an" } else { "a" },
+                        other.type_str()
+                    ),
+                )),
+            }
+        })
+        .collect()
+}
+
+fn gate_specs(raw: Vec<GateText>, file: &str, text: &str) -> Vec<GateSpec> {
+    let at = |span: Range<usize>| Diagnostic::new(file, text, Some(span), String::new());
+    raw.into_iter()
         .map(|(metric, condition)| GateSpec {
             metric_at: at(metric.span()),
             condition_at: at(condition.span()),

@@ -85,7 +85,7 @@ pub(super) struct RawTarget {
 
 /// `[gates]`: metric path = condition, in file order.
 #[derive(Debug, Default)]
-pub(super) struct RawGates(pub Vec<(Spanned<String>, Spanned<String>)>);
+pub(super) struct RawGates(pub Vec<(Spanned<String>, Spanned<toml::Value>)>);
 
 impl<'de> Deserialize<'de> for RawGates {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -97,7 +97,9 @@ impl<'de> Deserialize<'de> for RawGates {
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawGates, A::Error> {
                 let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<Spanned<String>, Spanned<String>>()? {
+                // any value: a condition that is not a string is named with
+                // its key's place (see `gate_conditions`)
+                while let Some(entry) = map.next_entry::<Spanned<String>, Spanned<toml::Value>>()? {
                     out.push(entry);
                 }
                 Ok(RawGates(out))
