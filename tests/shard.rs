@@ -370,6 +370,29 @@ fn live_run(url: &str, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// `n` live shards against `url` meeting at `barrier`, each writing
+/// `d/shard-I`, their output captured.
+fn spawn_live_shards(
+    url: &str,
+    d: &Path,
+    n: u32,
+    barrier: &Path,
+    extra: &[&str],
+) -> Vec<std::process::Child> {
+    (0..n)
+        .map(|i| {
+            let shard = format!("{i}/{n}");
+            let mut args = vec!["--shard", shard.as_str(), "--barrier", barrier.to_str().unwrap()];
+            args.extend_from_slice(extra);
+            live_run(url, &d.join(format!("shard-{i}")), &args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// A live shard stopped by SIGTERM (a pod deleted) while it waits at the
 /// barrier exits 130 at once and takes its ready file back: the other
 /// shards would otherwise count on it and start without it.
@@ -406,16 +429,7 @@ fn a_live_shard_stopped_at_the_barrier_takes_its_ready_file_back() {
     serve.wait_for("listening");
     let url = format!("http://{addr}");
     let barrier = d.join("barrier-2");
-    let children: Vec<_> = (0..2)
-        .map(|i| {
-            let args = ["--shard", &format!("{i}/2"), "--barrier", barrier.to_str().unwrap()];
-            live_run(&url, &d.join(format!("shard-{i}")), &args)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children = spawn_live_shards(&url, &d, 2, &barrier, &[]);
     let both = |name: &str| (0..2).all(|i| barrier.join(format!("{name}-{i}-of-2")).exists());
     let waited = Instant::now();
     while !both("ready") && waited.elapsed() < Duration::from_secs(20) {
@@ -447,20 +461,7 @@ fn live_shards_carry_the_schedule_of_one_process() {
     let url = format!("http://{addr}");
     ran(live_run(&url, &d.join("one"), &[]).output().unwrap(), "one process");
     let barrier = d.join("barrier");
-    let children: Vec<_> = (0..3)
-        .map(|i| {
-            let barrier = barrier.to_str().unwrap();
-            live_run(
-                &url,
-                &d.join(format!("shard-{i}")),
-                &["--shard", &format!("{i}/3"), "--barrier", barrier],
-            )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-        })
-        .collect();
+    let children = spawn_live_shards(&url, &d, 3, &barrier, &[]);
     for (i, c) in children.into_iter().enumerate() {
         ran(c.wait_with_output().unwrap(), &format!("live shard {i}/3"));
     }
@@ -524,17 +525,7 @@ fn a_restart_of_the_service_during_a_sharded_live_run_is_noticed_by_every_shard(
     let url = format!("http://{addr}");
     let barrier = d.join("barrier");
     // no warm-up: the service's counts cover the whole run, as the driver's must
-    let children: Vec<_> = (0..2)
-        .map(|i| {
-            let shard = format!("{i}/2");
-            let args = ["--shard", &shard, "--barrier", barrier.to_str().unwrap(), "--set", "warmup=0s"];
-            live_run(&url, &d.join(format!("shard-{i}")), &args)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children = spawn_live_shards(&url, &d, 2, &barrier, &["--set", "warmup=0s"]);
     // killed once sessions have been served and several are held
     let guard = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
