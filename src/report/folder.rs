@@ -47,21 +47,17 @@ pub fn begin(dir: &Path) -> anyhow::Result<()> {
     remove_stale(&dir.join("summary.json"))?;
     remove_stale(&dir.join("comparison.json"))?;
     remove_stale(&dir.join(crate::merge::FILE))?;
-    let ours = |exts: &'static [&'static str]| {
-        move |name: &str| temporary(name) || exts.iter().any(|e| name.ends_with(e))
+    remove_ours(dir, &[])?;
+    remove_ours(&dir.join("charts"), &[".svg", ".png"])?;
+    remove_ours(&dir.join("hgrm"), &[".hgrm"])
+}
+
+/// Remove the files of `dir` (if it is there) named with one of `exts`,
+/// and the temporaries of [`write_whole`] (`.NAME.PID.tmp`).
+fn remove_ours(dir: &Path, exts: &[&str]) -> anyhow::Result<()> {
+    let ours = |name: &str| {
+        (name.starts_with('.') && name.ends_with(".tmp")) || exts.iter().any(|e| name.ends_with(e))
     };
-    remove_matching(dir, ours(&[]))?;
-    remove_matching(&dir.join("charts"), ours(&[".svg", ".png"]))?;
-    remove_matching(&dir.join("hgrm"), ours(&[".hgrm"]))
-}
-
-/// A temporary of [`write_whole`]: `.NAME.PID.tmp`.
-fn temporary(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".tmp")
-}
-
-/// Remove the files of `dir` (if it is there) whose names `ours` accepts.
-fn remove_matching(dir: &Path, ours: impl Fn(&str) -> bool) -> anyhow::Result<()> {
     let entries = match fs::read_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         r => r.with_context(|| format!("reading {}", dir.display()))?,

@@ -452,11 +452,12 @@ impl Scenario {
     }
 }
 
-/// Why `name` cannot be `what`'s name: names are segments of metric paths
-/// (`fairness.NAME.jain`) and `--set` paths (`account.NAME.policy`), where
-/// `.` separates (found by probing: a gate on account `a.b` validated, then
-/// found no data and failed the run).
-fn dotted(what: &str, name: &str) -> Option<String> {
+/// Why `name` cannot be `what`'s name: it is empty, or holds a character
+/// that is not printed as itself; and, for the name of a `segment` of
+/// metric paths (`fairness.NAME.jain`) and `--set` paths
+/// (`account.NAME.policy`), a `.`, which separates them (found by probing:
+/// a gate on account `a.b` validated, then found no data and failed the run).
+fn bad_name(what: &str, name: &str, segment: bool) -> Option<String> {
     if name.is_empty() {
         return Some(format!("{what} name must not be empty"));
     }
@@ -467,7 +468,7 @@ fn dotted(what: &str, name: &str) -> Option<String> {
             u32::from(c)
         ));
     }
-    name.contains('.').then(|| {
+    (segment && name.contains('.')).then(|| {
         format!(
             "{what} name must not contain `.` (\"{name}\"): it is a segment of metric and --set paths, which `.` separates; use `-` or `_`"
         )
@@ -810,8 +811,8 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
             (t.url.as_ref().map(|u| u.get_ref().clone()), creds)
         }
     };
-    // it names the report folder and heads every report; dots are fine here
-    if let Some(m) = dotted("the scenario's", &raw.name.get_ref().replace('.', "-")) {
+    // it names the report folder and heads every report, in no path
+    if let Some(m) = bad_name("the scenario's", raw.name.get_ref(), false) {
         return Err(err(Some(raw.name.span()), m));
     }
     let wecom = wecom(raw.wecom.take(), err)?;
@@ -827,7 +828,7 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
     for a in raw.account {
         let bot = a.bot.map(|b| build_bot(b, err)).transpose()?;
         let name = a.name.get_ref().clone();
-        if let Some(m) = dotted("an account", &name) {
+        if let Some(m) = bad_name("an account", &name, true) {
             return Err(err(Some(a.name.span()), m));
         }
         if account_ix.insert(name.clone(), accounts.len()).is_some() {
@@ -957,7 +958,7 @@ fn build_group(
         Some(n) => (n.get_ref().clone(), n.span()),
         None => (accounts[account].name.clone(), header),
     };
-    if let Some(m) = dotted("a group", &group) {
+    if let Some(m) = bad_name("a group", &group, true) {
         return Err(err(Some(span), m));
     }
     if names.insert(group.clone(), ()).is_some() {
@@ -1029,7 +1030,7 @@ fn build_entry(
         Some(n) => (n.get_ref().clone(), n.span()),
         None => (scene.as_str().to_owned(), e.scene.span()),
     };
-    if let Some(m) = dotted("an entry", &name) {
+    if let Some(m) = bad_name("an entry", &name, true) {
         return Err(err(Some(span), m));
     }
     if names.insert(name.clone(), ()).is_some() {
