@@ -539,6 +539,14 @@ async fn bad_input_gets_wecom_errors_never_a_500() {
         code(&c.post("/sim/customer/batch", json!({"channel_id": ch, "actions": too_many})).await),
         40058
     );
+    // refused at the 1001st action, before the rest is read: the body
+    // after it (here broken JSON) is never reached
+    let body = json!({"channel_id": ch, "actions": too_many}).to_string();
+    let cut = format!("{}, {{\"type\": ", &body[..body.len() - 2]);
+    let (status, answer) = c.raw("POST", "/sim/customer/batch", cut.into_bytes()).await;
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!((status, code(&v)), (200, 40058), "{v}");
+    assert!(v["errmsg"].as_str().unwrap().contains("at most 1000 actions"), "{v}");
     // a channel the service does not know: nothing in the batch runs
     let v = c
         .post("/sim/customer/batch", json!({"channel_id": "nope", "actions": [say("c", &kf, "1", "x")]}))
