@@ -129,6 +129,12 @@ pub fn condition_for(path: &str, text: &str) -> Result<Condition, String> {
             c.threshold
         ));
     }
+    // every figure of a summary is a time, a count, a rate or a share:
+    // against a negative threshold a condition is always or never met
+    // (found by probing: `asa_ms<=-5` was a plan's target, unreachable)
+    if c.threshold < 0.0 {
+        return Err(format!("invalid condition \"{text}\": {path} is never negative"));
+    }
     Ok(c)
 }
 
@@ -820,9 +826,15 @@ pub(crate) mod tests {
         }
         // occupancy passes 1 when agents gone off line keep their sessions
         assert_eq!(condition_for("by_group.early.occupancy", "<= 250%").unwrap().threshold, 2.5);
-        // not shares: counts and times keep any value
+        // not shares: counts and times keep any value at or above 0
         assert_eq!(condition_for("sessions.offered", ">= 80").unwrap().threshold, 80.0);
         assert_eq!(condition_for("asa_ms", "<= 30").unwrap().threshold, 30.0);
+        assert_eq!(condition_for("asa_ms", ">= 0").unwrap().threshold, 0.0);
+        for (path, bad) in [("asa_ms", "<= -5"), ("latency_ms.p99", "> -1"), ("sessions.offered", ">= -0.5")]
+        {
+            let e = condition_for(path, bad).unwrap_err();
+            assert!(e.contains("is never negative"), "{path} {bad}: {e}");
+        }
     }
 
     /// A gate on a part the scenario lacks says which part, whether or not

@@ -361,9 +361,14 @@ fn a_plan_refuses_what_gives_no_staffing_answer() {
         (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
     let sl = |more: &[&'static str]| [&["--target", "service_level>=0.8"][..], more].concat();
-    let cases: [(Vec<&str>, &str); 4] = [
+    let cases: [(Vec<&str>, &str); 6] = [
         (sl(&["--vary", "agents.kf.count", "--replications", "1"]), "not in 2..=1000"),
         (sl(&["--vary", "agents.kf.count", "--max-replications", "1"]), "not in 2..=10000"),
+        (
+            sl(&["--vary", "agents.kf.count", "--replications", "8", "--max-replications", "4"]),
+            "--max-replications 4 is below --replications 8",
+        ),
+        (vec!["--target", "asa_ms<=-5", "--vary", "agents.kf.count"], "asa_ms is never negative"),
         (sl(&["--vary", "seed"]), "a plan varies staffing"),
         (vec!["--target", "seed>=0", "--vary", "agents.kf.count"], "not a measured outcome"),
     ];

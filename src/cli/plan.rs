@@ -58,9 +58,9 @@ pub struct PlanArgs {
     pub replications: u32,
     /// Most replications per value: while a target is undecided, replications are doubled up
     /// to this many. Each doubling is another look, so each look must be surer for every
-    /// decision to stay 97.5% sure.
-    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(2..=10000))]
-    pub max_replications: u32,
+    /// decision to stay 97.5% sure. [default: 40, or --replications if more]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=10000))]
+    pub max_replications: Option<u32>,
     /// Recommend per interval of the arrival profile (the intraday staffing table).
     #[arg(long, value_name = "DURATION")]
     pub per_interval: Option<String>,
@@ -239,15 +239,31 @@ fn print_sweep(w: &mut dyn Write, r: &SweepResult) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--max-replications` when not given (or `--replications`, if more).
+const DEFAULT_MAX_REPLICATIONS: u32 = 40;
+
 /// `kfsim plan`.
 pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
+    let max_replications = match args.max_replications {
+        // asked for fewer than the first look: said, not raised unseen
+        Some(m) if m < args.replications => {
+            return Err(ArgError(format!(
+                "--max-replications {m} is below --replications {}: a plan begins with --replications \
+                 and doubles them up to --max-replications",
+                args.replications
+            ))
+            .into());
+        }
+        Some(m) => m,
+        None => DEFAULT_MAX_REPLICATIONS.max(args.replications),
+    };
     let file = args.scenario.scenario.display().to_string();
     let text = read(&args.scenario.scenario)?;
     let spec = PlanSpec {
         targets: args.targets.clone(),
         vary: args.vary.clone(),
         replications: args.replications,
-        max_replications: args.max_replications.max(args.replications),
+        max_replications,
         per_interval: args.per_interval.clone(),
         curve: args.out.is_some(),
     };
