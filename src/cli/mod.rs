@@ -209,30 +209,36 @@ pub struct Stopped(pub String);
 /// the command stops and writes what it has; a second signal ends the
 /// process at once. SIGHUP is left alone when it is ignored (`nohup`),
 /// which a handler would undo.
+///
+/// One flag for the process, registered at the first call: each phase of
+/// a run (a shard's barrier, then the engine's progress) asks the same
+/// flag, so a signal between two phases is not taken by the first alone
+/// (with a flag each, the run went on and only a second signal ended it).
 pub(crate) fn stop_flag() -> Arc<AtomicBool> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let stop = Arc::new(AtomicBool::new(false));
-    let hup = (!hangup_ignored()).then_some(SIGHUP);
-    let signalled = SIGNALLED.get_or_init(|| Arc::new(AtomicBool::new(false)));
-    for sig in [SIGINT, SIGTERM].into_iter().chain(hup) {
-        let _ = signal_hook::flag::register(sig, signalled.clone());
-        // Registration fails only for forbidden signals, which these are not;
-        // without it the default handler still ends the process.
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, Exit::Interrupted as i32, stop.clone());
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
-    stop
+    STOP.get_or_init(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let stop = Arc::new(AtomicBool::new(false));
+        let hup = (!hangup_ignored()).then_some(SIGHUP);
+        for sig in [SIGINT, SIGTERM].into_iter().chain(hup) {
+            // Registration fails only for forbidden signals, which these are
+            // not; without it the default handler still ends the process.
+            let _ =
+                signal_hook::flag::register_conditional_shutdown(sig, Exit::Interrupted as i32, stop.clone());
+            let _ = signal_hook::flag::register(sig, stop.clone());
+        }
+        stop
+    })
+    .clone()
 }
 
-/// Raised by the first stop signal of the process, whichever command's flag
-/// it also raised: see [`signalled`].
-static SIGNALLED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+/// The flag of [`stop_flag`], once a command asked for it.
+static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
 
 /// Whether a stop signal came: then a terminal that fails to take the
 /// closing lines (hung up: EIO) or a reader gone is part of being stopped,
 /// not a failed run.
 fn signalled() -> bool {
-    SIGNALLED.get().is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    STOP.get().is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Whether SIGHUP is ignored by this process (`nohup`, or a parent that
@@ -350,6 +356,13 @@ fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signal between two phases of a run (the barrier's end and the
+    /// progress bar) must reach the later phase: both hold one flag.
+    #[test]
+    fn every_phase_asks_one_stop_flag() {
+        assert!(Arc::ptr_eq(&stop_flag(), &stop_flag()));
+    }
 
     #[test]
     fn sighup_is_read_from_the_ignored_mask() {
