@@ -165,6 +165,7 @@ fn main() -> Result<()> {
         corpid: "kfsim".into(),
         timeout: Duration::from_secs(5),
         retries: 3,
+        retry_delay: Duration::ZERO,
         max_in_flight: args.in_flight,
         faults: CallbackFaults::default(),
     };

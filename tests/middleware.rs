@@ -428,6 +428,7 @@ fn a_middleware_that_pools_at_once_agrees_with_the_simulator() {
         encoding_aes_key: KEY.into(),
         timeout_us: 5_000_000,
         retries: 3,
+        retry_delay_us: 0,
         max_in_flight: 64,
     });
     let api = free_port();

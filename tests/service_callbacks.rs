@@ -49,6 +49,8 @@ struct Middleware {
     fail_first: AtomicU64,
     failed_once: std::sync::Mutex<BTreeSet<String>>,
     posts: AtomicU64,
+    /// When each POST arrived.
+    post_times: std::sync::Mutex<Vec<std::time::Instant>>,
     bad_signatures: AtomicU64,
 }
 
@@ -85,6 +87,7 @@ async fn callback(
     body: String,
 ) -> (StatusCode, &'static str) {
     mw.posts.fetch_add(1, Ordering::SeqCst);
+    mw.post_times.lock().unwrap().push(std::time::Instant::now());
     let raw = q.clone().unwrap_or_default();
     if !mw.failed_once.lock().unwrap().contains(&raw)
         && mw.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
@@ -143,6 +146,7 @@ fn settings(url: &str, max_in_flight: u32) -> CallbackSettings {
         corpid: "kfsim".into(),
         timeout: Duration::from_secs(5),
         retries: 3,
+        retry_delay: Duration::ZERO,
         max_in_flight,
         faults: CallbackFaults::default(),
     }
@@ -156,6 +160,7 @@ fn middleware(fail_first: u64) -> Arc<Middleware> {
         fail_first: AtomicU64::new(fail_first),
         failed_once: Default::default(),
         posts: AtomicU64::new(0),
+        post_times: Default::default(),
         bad_signatures: AtomicU64::new(0),
     })
 }
@@ -163,8 +168,17 @@ fn middleware(fail_first: u64) -> Arc<Middleware> {
 /// The middleware started first (its URL is checked as WeCom checks it),
 /// then kfsim with callbacks to it, and a logged-in client.
 async fn world(mw: Arc<Middleware>, max_in_flight: u32, state: State) -> (Server, Client) {
+    world_with(mw, state, |url| settings(url, max_in_flight)).await
+}
+
+/// [`world`] with the callback settings made for the middleware's URL.
+async fn world_with(
+    mw: Arc<Middleware>,
+    state: State,
+    settings: impl FnOnce(&str) -> CallbackSettings,
+) -> (Server, Client) {
     let url = start_middleware(mw.clone()).await;
-    let s = settings(&url, max_in_flight);
+    let s = settings(&url);
     verify_url(&s, 1, 1_700_000_000).await.expect("the middleware's URL verifies");
     let server =
         Server::start(state, Arc::new(SystemClock), Options { callbacks: Some(s), ..Options::default() })
@@ -255,6 +269,33 @@ async fn a_middleware_that_only_reacts_to_callbacks_sees_every_message_and_event
     );
     assert!(coalesced > 0, "with 2 out at once, bursts of 15 coalesce");
     drop(seen);
+    server.stop().await.unwrap();
+}
+
+/// A callback refused with 503 is sent again after `retry_delay`, not at
+/// once: a middleware shedding load is not given it back four times over
+/// in the same millisecond.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_callback_is_sent_again_after_the_retry_delay() {
+    let delay = Duration::from_millis(400);
+    let mw = middleware(1);
+    let (server, mut c) = world_with(mw.clone(), State::new(Config::default()), |url| CallbackSettings {
+        retry_delay: delay,
+        ..settings(url, 4)
+    })
+    .await;
+    let a = account(&mut c, "presale", &["s1"], 5, json!({})).await;
+    let ch = channel(&mut c).await;
+    batch(&mut c, &ch, vec![say("cust", &a, "m1", "hello")]).await;
+    settled(&server).await;
+    let stats = server.svc.callback_stats().unwrap();
+    let get = |x: &AtomicU64| x.load(Ordering::SeqCst);
+    assert_eq!((get(&stats.callbacks), get(&stats.retries), get(&stats.delivered)), (1, 1, 1));
+    let times = mw.post_times.lock().unwrap().clone();
+    assert_eq!(times.len(), 2, "the refused attempt and its retry");
+    let gap = times[1] - times[0];
+    assert!(gap >= delay, "the retry came {gap:?} after the refusal, before the {delay:?} asked");
+    drop(c);
     server.stop().await.unwrap();
 }
 

@@ -179,6 +179,9 @@ pub struct CallbackArgs {
     /// Attempts after one that failed (WeCom: 3).
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
     pub callback_retries: u32,
+    /// The wait before each retry of a callback (at most 1h; 0s: at once).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = retry_delay_us)]
+    pub callback_retry_delay: u64,
     /// Callbacks of one account out at once; more are coalesced into one.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub callback_max_in_flight: u32,
@@ -219,6 +222,7 @@ impl CallbackArgs {
             corpid: corpid.to_owned(),
             timeout: Duration::from_micros(self.callback_timeout),
             retries: self.callback_retries,
+            retry_delay: Duration::from_micros(self.callback_retry_delay),
             max_in_flight: self.callback_max_in_flight,
             faults: CallbackFaults::default(),
         }))
@@ -239,6 +243,7 @@ pub(super) fn callback_from_file(
         corpid: corpid.to_owned(),
         timeout: Duration::from_micros(c.timeout_us),
         retries: c.retries,
+        retry_delay: Duration::from_micros(c.retry_delay_us),
         max_in_flight: c.max_in_flight,
         faults: CallbackFaults::default(),
     })
@@ -266,6 +271,14 @@ pub(super) async fn verify_callback(s: &CallbackSettings, wait: Duration, seed: 
 fn duration_us(text: &str) -> Result<u64, String> {
     match crate::scenario::units::parse_duration(text)? {
         0 => Err("must be longer than 0".into()),
+        us => Ok(us),
+    }
+}
+
+/// `--callback-retry-delay`: 0 (at once) to an hour.
+fn retry_delay_us(text: &str) -> Result<u64, String> {
+    match crate::scenario::units::parse_duration(text)? {
+        us if us > crate::scenario::MAX_RETRY_DELAY_US => Err("must be at most 1h".into()),
         us => Ok(us),
     }
 }

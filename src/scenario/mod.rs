@@ -51,6 +51,9 @@ pub const MAX_GROUPS: usize = 1000;
 pub const MAX_AGENTS: u64 = 1_000_000;
 /// At most this many `[[entry]]` tables.
 pub const MAX_ENTRIES: usize = 1000;
+/// The longest wait before a callback's retry: an hour, so that four
+/// attempts end within a working day.
+pub const MAX_RETRY_DELAY_US: u64 = 3_600_000_000;
 /// The slowest time scale of a live run: a million times slower than the
 /// scenario's clock. Slower, the wall time of the longest run (3000 years
 /// of scenario time) outgrew what a clock holds and the driver panicked.
@@ -134,6 +137,8 @@ pub struct Callback {
     pub timeout_us: u64,
     /// Attempts after one that failed (default 3).
     pub retries: u32,
+    /// The wait before each retry [µs] (default 0: at once).
+    pub retry_delay_us: u64,
     /// Callbacks of one account out at once (default 64).
     pub max_in_flight: u32,
 }
@@ -687,6 +692,13 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
                 Some(r) => *r.get_ref(),
                 None => 3,
             };
+            let retry_delay_us = match &c.retry_delay {
+                Some(d) if d.get_ref().0 > MAX_RETRY_DELAY_US => {
+                    return Err(err(Some(d.span()), "`retry_delay` must be at most 1h".into()));
+                }
+                Some(d) => d.get_ref().0,
+                None => 0,
+            };
             let max_in_flight = match &c.max_in_flight {
                 Some(m) if !(1..=10_000).contains(m.get_ref()) => {
                     return Err(err(Some(m.span()), "`max_in_flight` must be between 1 and 10000".into()));
@@ -700,6 +712,7 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
                 encoding_aes_key: c.encoding_aes_key.into_inner(),
                 timeout_us,
                 retries,
+                retry_delay_us,
                 max_in_flight,
             })
         }
@@ -1273,6 +1286,20 @@ rate = "1/min"
         );
         assert!(e.think.is_zero() && e.patience.is_none() && e.profile.is_empty());
         assert_eq!(e.mix[0], 1.0);
+    }
+
+    #[test]
+    fn a_callbacks_retry_delay_is_read_and_defaults_to_at_once() {
+        let callback = |extra: &str| {
+            let text = format!(
+                "{MINIMAL}\n[wecom.callback]\ntoken = \"t\"\n\
+                 encoding_aes_key = \"jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C\"\n{extra}"
+            );
+            Scenario::parse(&text, "t.toml").unwrap().wecom.callback.unwrap()
+        };
+        assert_eq!(callback("").retry_delay_us, 0);
+        assert_eq!(callback("retry_delay = \"250ms\"").retry_delay_us, 250_000);
+        assert_eq!(callback("retry_delay = \"1h\"").retry_delay_us, MAX_RETRY_DELAY_US);
     }
 
     #[test]

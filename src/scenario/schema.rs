@@ -58,6 +58,7 @@ pub(super) struct RawCallback {
     pub encoding_aes_key: Spanned<String>,
     pub timeout: Option<Spanned<Dur>>,
     pub retries: Option<Spanned<u32>>,
+    pub retry_delay: Option<Spanned<Dur>>,
     pub max_in_flight: Option<Spanned<u32>>,
 }
 

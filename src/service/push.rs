@@ -5,10 +5,13 @@
 //! `timestamp` and `nonce` in the query and the encrypted event in the body
 //! (see [`super::crypto`]). An answer with a 2xx status within the deadline
 //! is a delivery; anything else (a timeout, a refused connection, another
-//! status) is an attempt that failed, and the callback is sent again at once,
-//! up to `retries` times. WeCom's general callback rule is 5 s and three
-//! retries; the reference marks it unverified for `kf_msg_or_event`, so
-//! both are settings with those defaults.
+//! status) is an attempt that failed, and the callback is sent again after
+//! `retry_delay` (at once by default), up to `retries` times. WeCom's
+//! general callback rule is 5 s and three retries; the reference marks it
+//! unverified for `kf_msg_or_event`, and says nothing of a wait between
+//! attempts, so all three are settings. The wait is what keeps a
+//! middleware that answers 503 under load from getting its load again at
+//! once, four times over.
 //!
 //! Which callbacks are owed, and their Tokens, is decided by the state
 //! ([`super::callbacks`]); this module only carries them out and counts.
@@ -48,6 +51,8 @@ pub struct CallbackSettings {
     pub timeout: Duration,
     /// Attempts after the first that failed (WeCom: 3).
     pub retries: u32,
+    /// The wait before each retry (zero: at once).
+    pub retry_delay: Duration,
     /// Callbacks of one account out at once; more owed are coalesced.
     pub max_in_flight: u32,
     /// Faults to inject into deliveries.
@@ -179,6 +184,9 @@ async fn deliver_one(
         let mut delivered = false;
         for attempt in 0..=settings.retries {
             if attempt > 0 {
+                if !settings.retry_delay.is_zero() {
+                    tokio::time::sleep(settings.retry_delay).await;
+                }
                 stats.count(&stats.retries);
             }
             if post(&client, &settings, &query, &body, &stats).await {
@@ -336,6 +344,7 @@ mod tests {
             corpid: "wwcorp".into(),
             timeout: Duration::from_secs(5),
             retries: 3,
+            retry_delay: Duration::ZERO,
             max_in_flight: 8,
             faults: CallbackFaults::default(),
         }
