@@ -119,6 +119,14 @@ pub struct BusinessCard {
     pub userid: String,
 }
 
+/// `ca_link` (获客链接): a customer-acquisition link the enterprise sends.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct CaLink {
+    /// The link (≤ 2048 bytes).
+    #[serde(default)]
+    pub link_url: String,
+}
+
 /// `miniprogram`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Miniprogram {
@@ -174,6 +182,8 @@ pub enum Content {
     Miniprogram(Miniprogram),
     /// `msgmenu`.
     Msgmenu(Msgmenu),
+    /// `ca_link`.
+    CaLink(CaLink),
 }
 
 impl Content {
@@ -195,6 +205,7 @@ impl Content {
             Content::BusinessCard(_) => "business_card",
             Content::Miniprogram(_) => "miniprogram",
             Content::Msgmenu(_) => "msgmenu",
+            Content::CaLink(_) => "ca_link",
         }
     }
 
@@ -212,6 +223,7 @@ impl Content {
             Content::BusinessCard(v) => map.serialize_entry(t, v),
             Content::Miniprogram(v) => map.serialize_entry(t, v),
             Content::Msgmenu(v) => map.serialize_entry(t, v),
+            Content::CaLink(v) => map.serialize_entry(t, v),
         }
     }
 }
@@ -222,7 +234,7 @@ pub enum Sender {
     /// A WeChat customer: the nine types of `scenario::MSG_TYPES`.
     Customer,
     /// `send_msg` and servicer replies: text, image, voice, video, file,
-    /// link, miniprogram, msgmenu, location.
+    /// link, miniprogram, msgmenu, location, ca_link.
     Enterprise,
     /// `send_msg_on_event`: text and msgmenu.
     OnEvent,
@@ -251,6 +263,7 @@ macro_rules! with_content {
             pub(in crate::service) business_card: Option<$crate::service::model::BusinessCard>,
             pub(in crate::service) miniprogram: Option<$crate::service::model::Miniprogram>,
             pub(in crate::service) msgmenu: Option<$crate::service::model::Msgmenu>,
+            pub(in crate::service) ca_link: Option<$crate::service::model::CaLink>,
         }
     };
     ($(#[$m:meta])* struct $name:ident { $($head:tt)* }) => {
@@ -270,6 +283,7 @@ macro_rules! with_content {
                     business_card: self.business_card.take(),
                     miniprogram: self.miniprogram.take(),
                     msgmenu: self.msgmenu.take(),
+                    ca_link: self.ca_link.take(),
                 }
             }
         }
@@ -293,9 +307,18 @@ impl ContentIn {
         }
         let allowed: &[&str] = match sender {
             Sender::Customer => &crate::scenario::MSG_TYPES,
-            Sender::Enterprise => {
-                &["text", "image", "voice", "video", "file", "link", "miniprogram", "msgmenu", "location"]
-            }
+            Sender::Enterprise => &[
+                "text",
+                "image",
+                "voice",
+                "video",
+                "file",
+                "link",
+                "miniprogram",
+                "msgmenu",
+                "location",
+                "ca_link",
+            ],
             Sender::OnEvent => &["text", "msgmenu"],
         };
         if !allowed.contains(&t) {
@@ -315,6 +338,7 @@ impl ContentIn {
             "link" => Content::Link(self.link.ok_or_else(missing)?),
             "business_card" => Content::BusinessCard(self.business_card.ok_or_else(missing)?),
             "miniprogram" => Content::Miniprogram(self.miniprogram.ok_or_else(missing)?),
+            "ca_link" => Content::CaLink(self.ca_link.ok_or_else(missing)?),
             _ => {
                 let mut menu = self.msgmenu.ok_or_else(missing)?;
                 if menu.list.len() > 10 {
@@ -430,6 +454,7 @@ fn check_limits(c: &Content) -> Result<(), ApiError> {
             limit("msgmenu.head_content", &m.head_content, 1024)?;
             limit("msgmenu.tail_content", &m.tail_content, 1024)
         }
+        Content::CaLink(l) => required("ca_link.link_url", &l.link_url, 2048).map(drop),
     }
 }
 
@@ -716,6 +741,7 @@ impl Content {
                 l.title.len() + l.desc.len() + l.url.len() + l.pic_url.len() + l.thumb_media_id.len()
             }
             Content::BusinessCard(b) => b.userid.len(),
+            Content::CaLink(l) => l.link_url.len(),
             Content::Miniprogram(m) => {
                 m.title.len() + m.appid.len() + m.pagepath.len() + m.thumb_media_id.len()
             }
@@ -811,6 +837,14 @@ mod tests {
         assert_eq!(parse(img).into_content(Sender::OnEvent).unwrap_err().code, code::INVALID_MSGTYPE);
         let menu = r#"{"msgtype":"msgmenu","msgmenu":{"list":[]}}"#;
         assert!(parse(menu).into_content(Sender::OnEvent).is_ok());
+        // 获客链接: the enterprise's to send, not a customer's
+        let ca = r#"{"msgtype":"ca_link","ca_link":{"link_url":"https://work.weixin.qq.com/ca/cawcde"}}"#;
+        let Content::CaLink(l) = parse(ca).into_content(Sender::Enterprise).unwrap() else { panic!() };
+        assert_eq!(l.link_url, "https://work.weixin.qq.com/ca/cawcde");
+        assert_eq!(parse(ca).into_content(Sender::Customer).unwrap_err().code, code::INVALID_MSGTYPE);
+        let empty = r#"{"msgtype":"ca_link","ca_link":{}}"#;
+        let e = parse(empty).into_content(Sender::Enterprise).unwrap_err();
+        assert!(e.code == code::INVALID_PARAM && e.msg.contains("ca_link.link_url"), "{e}");
     }
 
     /// Issue 17, item 9: msgmenu items were stored as sent, of any type,
