@@ -356,9 +356,19 @@ async fn send_msg_states_and_limits() {
     with_id["msgid"] = json!("my-id_1");
     assert_eq!(c.ok("/cgi-bin/kf/send_msg", with_id.clone()).await["msgid"], "my-id_1");
     assert_eq!(code(&c.post("/cgi-bin/kf/send_msg", with_id).await), 40058, "msgid unique in the account");
+    // given, a msgid must not be empty (WeCom's rule); `null` is left out
+    let mut empty_id = send(&bot, 6);
+    empty_id["msgid"] = json!("");
+    let v = c.post("/cgi-bin/kf/send_msg", empty_id).await;
+    assert!(code(&v) == 40058 && v["errmsg"].as_str().unwrap().contains("`msgid` unexpected empty"), "{v}");
+    let mut null_id = send(&bot, 6);
+    null_id["msgid"] = Value::Null;
+    assert!(c.ok("/cgi-bin/kf/send_msg", null_id).await["msgid"].is_string());
     let mut card = send(&bot, 7);
     card["msgtype"] = json!("business_card");
     assert_eq!(code(&c.post("/cgi-bin/kf/send_msg", card).await), 40008);
+    let ca = json!({"touser": ext, "open_kfid": bot, "msgtype": "ca_link", "ca_link": {"link_url": "https://work.weixin.qq.com/ca/x"}});
+    c.ok("/cgi-bin/kf/send_msg", ca).await;
     let long =
         json!({"touser": ext, "open_kfid": bot, "msgtype": "text", "text": {"content": "x".repeat(2049)}});
     assert_eq!(code(&c.post("/cgi-bin/kf/send_msg", long).await), 40058);

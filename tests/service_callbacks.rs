@@ -373,6 +373,12 @@ async fn sync_msg_without_open_kfid_reads_every_account() {
     assert!(cursor.starts_with("all"), "{cursor}");
     let rest = c.ok("/cgi-bin/kf/sync_msg", json!({"cursor": cursor})).await;
     assert_eq!(texts(&rest), ["three"]);
+    // absent is every account, and so is `null` (as for every optional
+    // field); an empty open_kfid is refused, as WeCom refuses it
+    let null = c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": null, "cursor": null, "token": null})).await;
+    assert_eq!(texts(&null), ["one", "two", "three"]);
+    let empty = c.post("/cgi-bin/kf/sync_msg", json!({"open_kfid": "", "cursor": ""})).await;
+    assert_eq!(code(&empty), 40058, "{empty}");
     // cursors of the two forms are not interchangeable
     let own = c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": a})).await;
     let own_cursor = own["next_cursor"].as_str().unwrap();

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::Service;
-use super::errors::{ApiError, required};
+use super::errors::{ApiError, absent_or_given, required};
 use super::faults::Caller;
 use super::http::{call, error, query_param, respond};
 use super::model::{Name, Sender, SyncEntry, with_content};
@@ -292,8 +292,8 @@ struct SyncMsg {
     limit: Option<i64>,
     #[serde(default)]
     voice_format: i64,
-    #[serde(default)]
-    open_kfid: String,
+    /// Absent: every account's log; given, it must not be empty.
+    open_kfid: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -314,7 +314,8 @@ fn sync_msg(st: &mut State, r: SyncMsg, now: u64) -> Result<SyncOut, ApiError> {
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::param("limit must be between 1 and 1000"));
     }
-    let page = st.sync_msg(&r.open_kfid, &r.cursor, limit as usize, now)?;
+    absent_or_given("open_kfid", r.open_kfid.as_deref())?;
+    let page = st.sync_msg(r.open_kfid.as_deref().unwrap_or(""), &r.cursor, limit as usize, now)?;
     Ok(SyncOut { next_cursor: page.next_cursor, has_more: u8::from(page.has_more), msg_list: page.msg_list })
 }
 
@@ -336,6 +337,7 @@ struct MsgidOut {
 
 fn send_msg(st: &mut State, mut r: SendMsg, now: u64) -> Result<MsgidOut, ApiError> {
     required("touser", &r.touser, 64)?;
+    absent_or_given("msgid", r.msgid.as_deref())?;
     let content = r.content().into_content(Sender::Enterprise)?;
     Ok(MsgidOut { msgid: st.send_msg(&r.touser, &r.open_kfid, r.msgid.as_deref(), content, now)? })
 }
@@ -351,6 +353,7 @@ with_content! {
 
 fn send_msg_on_event(st: &mut State, mut r: SendOnEvent, now: u64) -> Result<MsgidOut, ApiError> {
     required("code", &r.code, 128)?;
+    absent_or_given("msgid", r.msgid.as_deref())?;
     let content = r.content().into_content(Sender::OnEvent)?;
     Ok(MsgidOut { msgid: st.send_msg_on_event(&r.code, r.msgid.as_deref(), content, now)? })
 }

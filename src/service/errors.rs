@@ -137,6 +137,19 @@ pub fn required<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a str, 
     Ok(value)
 }
 
+/// An optional field that is given must not be empty: WeCom refuses
+/// `"open_kfid": ""` in `sync_msg` and `"msgid": ""` in `send_msg` (which
+/// SDKs learned: silenceper/wechat's fixes #563 and #672 quote its
+/// answer), where leaving the field out is fine.
+pub fn absent_or_given(field: &str, value: Option<&str>) -> Result<(), ApiError> {
+    if value == Some("") {
+        return Err(ApiError::param(format!(
+            "invalid Request Parameter: field `{field}` unexpected empty string"
+        )));
+    }
+    Ok(())
+}
+
 /// Check an optional string field's length.
 pub fn limit(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.len() > max {

@@ -425,9 +425,21 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for AsMap<D> {
         deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
         deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
         deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
-        deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
+        deserialize_bytes deserialize_byte_buf
         deserialize_option deserialize_unit deserialize_seq deserialize_map
         deserialize_identifier deserialize_ignored_any
+    }
+
+    // A string field given `null` reads as absent (empty), as `Option`
+    // fields already did: clients that write every optional parameter,
+    // `null` when unset (AstrBot's statistics calls), got 47001 from
+    // some fields and not others (found by probing with them).
+    fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_option(NullIsEmpty(v, false))
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_option(NullIsEmpty(v, true))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -480,6 +492,45 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for AsMap<D> {
 
     fn is_human_readable(&self) -> bool {
         self.0.is_human_readable()
+    }
+}
+
+/// A string's visitor asked through `deserialize_option`: `null` is the
+/// empty string, anything else is read as the string it must be (owned
+/// when `.1`), with the visitor's own errors.
+struct NullIsEmpty<V>(V, bool);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for NullIsEmpty<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_borrowed_str("")
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        if self.1 { d.deserialize_string(AsMap(self.0)) } else { d.deserialize_str(AsMap(self.0)) }
+    }
+
+    // a deserializer whose `deserialize_option` is its `deserialize_any`
+    // (serde_json's raw values) hands the string over at once
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_borrowed_str("")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
+        self.0.visit_str(v)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<V::Value, E> {
+        self.0.visit_borrowed_str(v)
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
+        self.0.visit_string(v)
     }
 }
 
@@ -745,6 +796,8 @@ mod tests {
             list: Option<Vec<String>>,
             text: Option<Inner>,
             name: Option<String>,
+            #[serde(default)]
+            plain: String,
         }
         let msg = |body: &str| {
             let e = parse_json::<R>(body.as_bytes()).unwrap_err();
@@ -767,6 +820,8 @@ mod tests {
             ),
             (r#"{"on": 1}"#, "invalid type: the number 1, expected true or false at line 1 column 8"),
             (r#"{"at": null}"#, ""),
+            (r#"{"plain": null}"#, ""),
+            (r#"{"plain": 5}"#, "invalid type: the number 5, expected a string at line 1 column 11"),
             (r#"{"at": "x"}"#, "invalid type: a string, expected a number at line 1 column 10"),
             (r#"{"list": {}}"#, "invalid type: a JSON object, expected a JSON array at line 1 column 9"),
             (r#"{"text": 5}"#, "invalid type: the number 5, expected a JSON object at line 1 column 10"),
@@ -777,7 +832,8 @@ mod tests {
             ),
         ] {
             if want.is_empty() {
-                assert!(parse_json::<R>(body.as_bytes()).is_ok(), "null is an absent option");
+                let r = parse_json::<R>(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
+                assert_eq!(r.plain, "", "null is absent");
                 continue;
             }
             assert_eq!(msg(body), want, "{body}");
