@@ -237,10 +237,37 @@ fn serve_takes_the_callback_from_the_scenarios_wecom_table() {
         .arg(&path)
         .output()
         .unwrap();
-    let _ = std::fs::remove_file(&path);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&dead), "the URL of [wecom.callback] was checked: {err}");
+    // a file with the Token and key but no url, and the url as a flag, as
+    // the error for a missing url advises (found by probing: the flag
+    // then asked for the Token and key again)
+    let no_url = std::fs::read_to_string(&path).unwrap().replace(&format!("url = \"{dead}\"\n"), "");
+    std::fs::write(&path, no_url).unwrap();
+    let flag = dead.replace("from-the-file", "from-the-flag");
+    let out = kfsim()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--callback-wait",
+            "1s",
+            "--callback-url",
+            &flag,
+            "--scenario",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&flag), "the flag's URL was checked with the file's Token and key: {err}");
+    // neither a file nor a URL: the Token alone is an argument error
+    let out = kfsim().args(["serve", "--addr", "127.0.0.1:0", "--callback-token", "tok"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("need --callback-url"));
 }
 
 /// Clients that hold every file descriptor with idle connections kept a

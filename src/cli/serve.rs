@@ -164,27 +164,31 @@ fn share(text: &str) -> Result<f64, String> {
 #[derive(Debug, clap::Args)]
 pub struct CallbackArgs {
     /// Send a `kf_msg_or_event` callback to this URL for every customer
-    /// message and event, as WeCom does; the URL is checked first.
-    #[arg(long, value_name = "URL", requires_all = ["callback_token", "callback_aes_key"])]
+    /// message and event, as WeCom does; the URL is checked first. Each
+    /// callback setting not given by a flag is the scenario's
+    /// `[wecom.callback]`, else its default.
+    #[arg(long, value_name = "URL")]
     pub callback_url: Option<String>,
-    /// The callback's Token.
-    #[arg(long, value_name = "TOKEN", requires = "callback_url")]
+    /// The callback's Token [default: the scenario's].
+    #[arg(long, value_name = "TOKEN")]
     pub callback_token: Option<String>,
-    /// The callback's EncodingAESKey (43 characters).
-    #[arg(long, value_name = "KEY", requires = "callback_url")]
+    /// The callback's EncodingAESKey, 43 characters [default: the scenario's].
+    #[arg(long, value_name = "KEY")]
     pub callback_aes_key: Option<String>,
-    /// How long the middleware has to answer a callback (WeCom: 5 s).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration_us)]
-    pub callback_timeout: u64,
-    /// Attempts after one that failed (WeCom: 3).
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
-    pub callback_retries: u32,
-    /// The wait before each retry of a callback (at most 1h; 0s: at once).
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = retry_delay_us)]
-    pub callback_retry_delay: u64,
-    /// Callbacks of one account out at once; more are coalesced into one.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub callback_max_in_flight: u32,
+    /// How long the middleware has to answer a callback [default: the scenario's, else 5s as WeCom].
+    #[arg(long, value_name = "DURATION", value_parser = duration_us)]
+    pub callback_timeout: Option<u64>,
+    /// Attempts after one that failed [default: the scenario's, else 3 as WeCom].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub callback_retries: Option<u32>,
+    /// The wait before each retry of a callback, at most 1h [default: the scenario's, else 0s: at
+    /// once].
+    #[arg(long, value_name = "DURATION", value_parser = retry_delay_us)]
+    pub callback_retry_delay: Option<u64>,
+    /// Callbacks of one account out at once; more are coalesced into one [default: the
+    /// scenario's, else 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub callback_max_in_flight: Option<u32>,
     /// Keep checking the callback URL this long before giving up (exit 3):
     /// the middleware may still be starting.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_us)]
@@ -192,38 +196,56 @@ pub struct CallbackArgs {
 }
 
 impl CallbackArgs {
-    /// The settings from the flags, else from the scenario's
-    /// `[wecom.callback]`, checked (an EncodingAESKey of the wrong length is
-    /// an argument error).
+    /// The settings, each from its flag, else from the scenario's
+    /// `[wecom.callback]`, else its default, checked (an EncodingAESKey of
+    /// the wrong length is an argument error). Without a URL from either,
+    /// no callbacks.
     pub fn settings(
         &self,
         corpid: &str,
         file: Option<&Callback>,
     ) -> Result<Option<CallbackSettings>, ArgError> {
-        let Some(url) = &self.callback_url else {
-            return match file {
-                Some(Callback { url: None, .. }) => Err(ArgError(
+        let url = match (&self.callback_url, file) {
+            (Some(url), _) if !url.starts_with("http://") => {
+                return Err(ArgError(format!("--callback-url {url}: expected http://HOST:PORT/PATH")));
+            }
+            (Some(url), _) => url.clone(),
+            (None, Some(Callback { url: Some(url), .. })) => url.clone(),
+            (None, Some(_)) => {
+                return Err(ArgError(
                     "[wecom.callback] has no `url`: give it there or with --callback-url".into(),
-                )),
-                Some(c) => callback_from_file(c, c.url.as_deref().unwrap_or_default(), corpid).map(Some),
-                None => Ok(None),
-            };
+                ));
+            }
+            (None, None) if self.callback_token.is_some() || self.callback_aes_key.is_some() => {
+                return Err(ArgError(
+                    "--callback-token and --callback-aes-key need --callback-url (or [wecom.callback] url)"
+                        .into(),
+                ));
+            }
+            (None, None) => return Ok(None),
         };
-        if !url.starts_with("http://") {
-            return Err(ArgError(format!("--callback-url {url}: expected http://HOST:PORT/PATH")));
-        }
-        let token = self.callback_token.as_deref().unwrap_or_default();
-        let key = self.callback_aes_key.as_deref().unwrap_or_default();
+        let token = self.callback_token.as_deref().or(file.map(|c| c.token.as_str()));
+        let key = self.callback_aes_key.as_deref().or(file.map(|c| c.encoding_aes_key.as_str()));
+        let (Some(token), Some(key)) = (token, key) else {
+            return Err(ArgError(
+                "--callback-url needs the callback's Token and EncodingAESKey: --callback-token and \
+                 --callback-aes-key, or [wecom.callback] token and encoding_aes_key in the --scenario"
+                    .into(),
+            ));
+        };
         let crypto =
             CallbackCrypto::new(token, key, corpid).map_err(|e| ArgError(format!("callback: {e}")))?;
+        let timeout_us = self.callback_timeout.or(file.map(|c| c.timeout_us)).unwrap_or(5_000_000);
         Ok(Some(CallbackSettings {
-            url: url.clone(),
+            url,
             crypto,
             corpid: corpid.to_owned(),
-            timeout: Duration::from_micros(self.callback_timeout),
-            retries: self.callback_retries,
-            retry_delay: Duration::from_micros(self.callback_retry_delay),
-            max_in_flight: self.callback_max_in_flight,
+            timeout: Duration::from_micros(timeout_us),
+            retries: self.callback_retries.or(file.map(|c| c.retries)).unwrap_or(3),
+            retry_delay: Duration::from_micros(
+                self.callback_retry_delay.or(file.map(|c| c.retry_delay_us)).unwrap_or(0),
+            ),
+            max_in_flight: self.callback_max_in_flight.or(file.map(|c| c.max_in_flight)).unwrap_or(64),
             faults: CallbackFaults::default(),
         }))
     }
