@@ -330,6 +330,7 @@ pub const LIVE_ONLY: &[&str] = &[
     "middleware.owed_at_end",
     "middleware.replies_after_end",
     "middleware.sent_twice",
+    "middleware.sync_without_token",
     "middleware.scale_effect",
     "middleware.callbacks.sent",
     "middleware.callbacks.delivered",

@@ -158,6 +158,11 @@ pub struct MiddlewareSummary {
     /// Messages it sent twice: the same content to the same session with
     /// no customer message in between.
     pub sent_twice: u64,
+    /// Its `sync_msg` calls without a callback's Token: WeCom serves those
+    /// under a strict rate limit (its size unstated), which kfsim does not
+    /// apply, so a middleware that pulls so passes here and may be
+    /// throttled in production.
+    pub sync_without_token: u64,
     /// The time scale's effect: its median added latency (`routed_ms`
     /// p50) × the time scale, as a share of the service-level threshold.
     /// Above 0.1 the scale distorts what customers see (a warning).

@@ -193,6 +193,7 @@ fn agrees_exactly(api: u16, mw_proc: Proc, port: u16, name: &str) {
     assert_eq!(n(&mw["unacted"]), 0, "it acts on every message it is given");
     assert_eq!(n(&mw["sent_twice"]), 0);
     assert_eq!(n(&mw["replies_after_end"]), 0);
+    assert_eq!(n(&mw["sync_without_token"]), 0, "it pulls with the callback's Token");
     // (its threads may race for the first token; kfsim's own driver is not counted)
     assert!(n(&mw["gettoken"]) <= 2, "it caches its token: {}", mw["gettoken"]);
     // what the customers saw: the welcome or the bot came first

@@ -385,8 +385,14 @@ async fn sync_msg_without_open_kfid_reads_every_account() {
     assert_ne!(code(&c.post("/cgi-bin/kf/sync_msg", json!({"cursor": own_cursor})).await), 0);
     assert_ne!(code(&c.post("/cgi-bin/kf/sync_msg", json!({"open_kfid": a, "cursor": cursor})).await), 0);
     // a token that no callback carried
+    let without = || server.svc.middleware_summary(1.0, 1).sync_without_token;
+    let before = without();
     let forged = c.post("/cgi-bin/kf/sync_msg", json!({"open_kfid": a, "token": "ENC0000000001"})).await;
     assert_eq!(code(&forged), 95007, "{forged}");
+    // calls without one are counted (WeCom throttles them), those with one not
+    assert_eq!(without(), before);
+    c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": a})).await;
+    assert_eq!(without(), before + 1);
     server.stop().await.unwrap();
 }
 

@@ -235,6 +235,14 @@ fn middleware(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         "  acted      {} customer messages · {} unacted · {} owed at the end · {} replies after the end · {} sent twice · gettoken {}",
         m.customer_messages, m.unacted, m.owed_at_end, m.replies_after_end, m.sent_twice, m.gettoken
     )?;
+    if m.sync_without_token > 0 {
+        let calls = m.api.get("kf/sync_msg").map_or(0, |e| e.count);
+        writeln!(
+            w,
+            "  warning    {} of its {calls} sync_msg calls had no callback Token: WeCom rate-limits those strictly, kfsim does not",
+            m.sync_without_token
+        )?;
+    }
     writeln!(w, "{:<17}{:>8}{:>9}{:>9}{:>9}", "  its API calls", "count", "errors", "p50", "p99")?;
     for (name, e) in &m.api {
         writeln!(

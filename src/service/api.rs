@@ -307,6 +307,9 @@ fn sync_msg(st: &mut State, r: SyncMsg, now: u64) -> Result<SyncOut, ApiError> {
     super::errors::limit("cursor", &r.cursor, 64)?;
     super::errors::limit("token", &r.token, 128)?;
     st.check_sync_token(&r.token, now)?;
+    if r.token.is_empty() {
+        st.note_sync_without_token();
+    }
     if !(0..=1).contains(&r.voice_format) {
         return Err(ApiError::param("voice_format must be 0 (amr) or 1 (silk)"));
     }

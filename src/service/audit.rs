@@ -70,6 +70,8 @@ pub struct Audit {
     pub replies_after_end: u64,
     /// Messages sent twice.
     pub sent_twice: u64,
+    /// `sync_msg` calls without a callback's Token.
+    pub sync_without_token: u64,
 }
 
 impl Audit {

@@ -241,6 +241,7 @@ impl Service {
             owed_at_end: w.owed_at_close,
             replies_after_end: w.replies_after_end,
             sent_twice: w.sent_twice,
+            sync_without_token: w.sync_without_token,
             scale_effect,
         }
     }

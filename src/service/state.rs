@@ -1003,6 +1003,13 @@ impl State {
         &self.audit
     }
 
+    /// A `sync_msg` call came without a callback's Token: WeCom serves
+    /// those under a strict rate limit (of a size it does not state), so a
+    /// middleware that pulls so passes here and is throttled in production.
+    pub fn note_sync_without_token(&mut self) {
+        self.audit.sync_without_token += 1;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.cfg
