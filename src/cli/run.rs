@@ -708,7 +708,7 @@ pub fn run_live_middleware(
 
 /// Say what a valid scenario most likely did not mean.
 fn warn_scenario(sc: &Scenario) {
-    for w in sc.warnings() {
+    for w in sc.warnings().into_iter().chain(crate::theory::unstable(sc)) {
         errln!("warning: {w}");
     }
 }
