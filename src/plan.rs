@@ -95,19 +95,52 @@ impl Target {
         self.wants_more() && (last == "occupancy" || per_agent)
     }
 
-    /// How sure the replications make us that the target holds.
-    pub fn sure(&self, e: Option<Estimate>) -> f64 {
+    /// The summary paths of the sessions a share target is a share of, in
+    /// order of preference (the first a run has): the count that makes
+    /// "every replication at 100 %" mean something. Empty for targets that
+    /// are not a share of sessions.
+    pub fn sessions_paths(&self) -> Vec<String> {
+        let (scope, last) = self.path.rsplit_once('.').unwrap_or(("", &self.path));
+        if !["service_level", "wait_probability", "abandon_rate"].contains(&last) {
+            return Vec::new();
+        }
+        match scope.split_once('.') {
+            None if scope.is_empty() => vec!["sessions.to_people".into(), "sessions.offered".into()],
+            Some(("by_entry", _)) => {
+                vec![format!("{scope}.sessions.to_people"), format!("{scope}.sessions.offered")]
+            }
+            Some(("by_account", _)) => vec![format!("{scope}.handles.offered")],
+            _ => Vec::new(),
+        }
+    }
+
+    /// How sure the replications make us that the target holds; `sessions`:
+    /// how many sessions, over all replications, a share target is over
+    /// (see [`Target::sessions_paths`]).
+    pub fn sure(&self, e: Option<Estimate>, sessions: Option<f64>) -> f64 {
         // as the gate judges it: nobody abandoned in any replication meets
         // a ceiling on the waits of those who did
         let Some(e) = e else {
             return f64::from(u8::from(gate::holds_without_samples(&self.path, self.condition.op)));
         };
         // Every replication that measured it gave the same value (or only
-        // one did): the condition itself decides, `>=` and `<=` inclusive
-        // (a service level of exactly 1 at every replication meets
-        // `service_level>=1`; judged as a strict `>` it made the target
-        // unreachable).
+        // one did): the spread says nothing. A share at 0 or 1 in every
+        // replication is judged by its sessions: were the true share the
+        // threshold, all n of them would land on that side with
+        // probability q^n (found by probing: 5 replications of 48 sessions
+        // all answered in time were ">99.9 % sure" of a 99.9 % service
+        // level that was 99.66 %). Otherwise, and at a threshold of 0 or 1
+        // itself, the condition decides, `>=` and `<=` inclusive (a service
+        // level of exactly 1 at every replication meets `service_level>=1`;
+        // judged as a strict `>` it made the target unreachable).
         if e.se == 0.0 {
+            let t = self.condition.threshold;
+            let edge = e.mean == 0.0 || e.mean == 1.0;
+            let ordered = matches!(self.condition.op, Op::Ge | Op::Gt | Op::Le | Op::Lt);
+            if let Some(n) = sessions.filter(|&n| n >= 1.0 && edge && ordered && t > 0.0 && t < 1.0) {
+                let all_there = (if e.mean == 1.0 { t } else { 1.0 - t }).powf(n);
+                return if self.met_by(Some(e.mean)) { 1.0 - all_there } else { all_there };
+            }
             return f64::from(u8::from(self.met_by(Some(e.mean))));
         }
         match self.condition.op {
@@ -226,6 +259,10 @@ pub struct Unreachable {
     /// The target gets harder with more staff (a floor on occupancy).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub harder_with_staff: bool,
+    /// Where it levels off the metric meets the target, but the
+    /// replications could not show it (too few sessions at a share's edge).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undecided: bool,
     /// The values tried and the metric's estimate at each.
     pub tried: Vec<(u32, Option<Estimate>)>,
     /// Why the search stopped.
@@ -242,6 +279,11 @@ impl Unreachable {
                 format(self.levels_off_at)
             ),
             (true, false) => "has no value at the smallest value meeting the other targets".into(),
+            (false, true) if self.undecided => format!(
+                "seems met at about {}, but the replications cannot show it (too few sessions): \
+                 lengthen the scenario's `duration` or raise --max-replications",
+                format(self.levels_off_at)
+            ),
             (false, true) => format!("levels off at about {}", format(self.levels_off_at)),
             (false, false) => "has no value in any replication at the largest values tried".into(),
         }
@@ -308,6 +350,7 @@ impl Problem<'_> {
             .iter()
             .map(|(at, _)| at.clone())
             .chain(self.bottleneck(&sc).into_iter().flatten())
+            .chain(self.targets.iter().flat_map(Target::sessions_paths))
             .collect();
         let looks = self.looks();
         let mut runs = Vec::new();
@@ -374,7 +417,13 @@ impl Problem<'_> {
             .targets
             .iter()
             .map(|t| {
-                let sure = t.sure(metrics.get(&t.path).copied().flatten());
+                let paths = t.sessions_paths();
+                let sessions = (!paths.is_empty()).then(|| {
+                    let of_run =
+                        |v: &sweep::RepValues| paths.iter().find_map(|p| v.get(p).copied().flatten());
+                    runs.iter().filter_map(of_run).sum::<f64>()
+                });
+                let sure = t.sure(metrics.get(&t.path).copied().flatten(), sessions);
                 Check { target: t.text.clone(), path: t.path.clone(), decision: decide(sure, at), sure }
             })
             .collect();
@@ -602,6 +651,7 @@ impl Problem<'_> {
             metric: t.path.clone(),
             levels_off_at,
             harder_with_staff: t.harder_with_staff(),
+            undecided: levels_off_at.is_finite() && t.met_by(Some(levels_off_at)),
             tried: cache.iter().map(|(v, e)| (*v, e.metrics.get(&t.path).copied().flatten())).collect(),
             reason,
         }
@@ -908,9 +958,32 @@ mod tests {
         let sc = Scenario::parse(include_str!("../scenarios/erlang-c.toml"), "erlang-c.toml").unwrap();
         let t = Target::parse("service_level>=0.8", &sc).unwrap();
         let at = |mean, n| Some(Estimate { mean, lo: mean, hi: mean, n, se: 0.0 });
-        assert_eq!(t.sure(at(0.8, 3)), 1.0);
-        assert_eq!(t.sure(at(0.79, 3)), 0.0);
-        assert_eq!(t.sure(None), 0.0);
+        assert_eq!(t.sure(at(0.8, 3), None), 1.0);
+        assert_eq!(t.sure(at(0.79, 3), None), 0.0);
+        assert_eq!(t.sure(None, None), 0.0);
+    }
+
+    /// Every replication at 100 % (or 0 %) says as much as its sessions:
+    /// 240 sessions answered in time cannot show a 99.9 % service level
+    /// (were it 99.9 %, all 240 would be in time 79 % of the time), 20 000
+    /// can; a threshold of exactly 1 (or 0) is still the condition's.
+    #[test]
+    fn a_share_at_its_edge_in_every_replication_is_judged_by_its_sessions() {
+        let sc = Scenario::parse(include_str!("../scenarios/erlang-c.toml"), "erlang-c.toml").unwrap();
+        let t = |text: &str| Target::parse(text, &sc).unwrap();
+        let at = |mean| Some(Estimate { mean, lo: mean, hi: mean, n: 5, se: 0.0 });
+        let sl = t("service_level>=0.999");
+        assert_eq!(sl.sessions_paths(), ["sessions.to_people", "sessions.offered"]);
+        assert!((sl.sure(at(1.0), Some(240.0)) - (1.0 - 0.999f64.powi(240))).abs() < 1e-12);
+        assert_eq!(decide(sl.sure(at(1.0), Some(240.0)), DECIDED), Decision::Unclear);
+        assert_eq!(decide(sl.sure(at(1.0), Some(20_000.0)), DECIDED), Decision::Meets);
+        assert_eq!(sl.sure(at(0.0), Some(240.0)), 0.001f64.powi(240), "none in time: missed");
+        assert_eq!(t("service_level>=1").sure(at(1.0), Some(10.0)), 1.0);
+        let ab = t("abandon_rate<=0.01");
+        assert!((ab.sure(at(0.0), Some(100.0)) - (1.0 - 0.99f64.powi(100))).abs() < 1e-12);
+        assert_eq!(ab.sure(at(0.0), None), 1.0, "without a count, as before");
+        assert_eq!(t("by_account.kf.service_level>=0.9").sessions_paths(), ["by_account.kf.handles.offered"]);
+        assert!(t("asa_ms<=20000").sessions_paths().is_empty());
     }
 
     #[test]

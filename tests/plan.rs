@@ -419,6 +419,30 @@ fn a_target_met_exactly_at_its_bound_is_met() {
     }
 }
 
+/// Found by probing: a small team (6 chats an hour, 10-minute chats, 48
+/// sessions a replication) asked for a 99.9 % service level in 20 s,
+/// which Erlang C gives at 6 agents (5 give 99.66 %). Every replication
+/// at 5 agents had all its sessions in time often enough that 7 seeds of
+/// 12 recommended 5, ">99.9 % sure" from 240 sessions. Judged by its
+/// sessions, a perfect 100 % of a few hundred cannot show 99.9 %, and no
+/// seed recommends fewer than Erlang C's 6.
+#[test]
+fn a_perfect_share_of_few_sessions_does_not_meet_a_high_target() {
+    let sets = ["duration=10h", "warmup=2h", "entry.web.rate=6/h", "agents.kf.reply_delay.mean=10m"];
+    let sets: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
+    // the seeds that recommended 5
+    for seed in ["1", "2", "6"] {
+        let seed_set = format!("seed={seed}");
+        let mut args = sets.clone();
+        args.extend(["--set", &seed_set]);
+        args.extend(["--target", "service_level>=0.999", "--vary", "agents.kf.count", "--serial"]);
+        let (_, out) = plan_erlang_c(&args);
+        if let Some(n) = recommended(&out) {
+            assert!(n >= 6, "seed {seed}: {n} agents give 99.66 %, below the target: {out}");
+        }
+    }
+}
+
 /// Found by probing: whether agents were still the bottleneck was read off
 /// the whole scenario, so a small account's target was "unreachable" at 2
 /// agents because a large account's 100 agents sat almost idle.
@@ -568,8 +592,10 @@ fn a_figure_one_replication_measured_shows_no_interval() {
     let text = std::fs::read_to_string("scenarios/erlang-c.toml")
         .unwrap()
         .replace("[[entry]]", "[[entry]]\nscene = \"app\"\nrate = \"0.008/h\"\n\n[[entry]]");
-    let args = ["--set", "duration=4h", "--set", "seed=23", "--target", "by_entry.app.service_level>=0.8"];
+    // a threshold of 0 is the condition's to decide (one session cannot
+    // show a share of 0.8: see the test above)
+    let args = ["--set", "duration=4h", "--set", "seed=23", "--target", "by_entry.app.service_level>=0"];
     let (_, out) = plan_text("one-rep", &text, &[&args[..], &["--vary", "agents.kf.count"]].concat());
-    assert!(out.contains("by_entry.app.service_level 1 (n = 1)"), "{out}");
+    assert!(out.contains("by_entry.app.service_level ") && out.contains(" (n = 1)"), "{out}");
     assert!(!out.contains("[1, 1]") && !out.contains("[0, 0]"), "{out}");
 }
