@@ -179,6 +179,11 @@ pub struct Point {
     pub metrics: std::collections::BTreeMap<String, Option<Estimate>>,
     /// Erlang theory for the point, when the scenario is a plain Erlang case.
     pub theory: Option<crate::theory::Prediction>,
+    /// A plain Erlang case with no patience and no bound on the pool whose
+    /// load meets or passes its servers: no steady state, so its figures
+    /// follow the run's length (see [`crate::theory::unstable`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unstable: bool,
 }
 
 /// A whole sweep, as written to `sweep.json`.
@@ -424,6 +429,7 @@ pub fn assemble(
             params,
             metrics: estimate_values(runs),
             theory: crate::theory::predict(sc),
+            unstable: crate::theory::unstable(sc).is_some(),
         })
         .collect();
     SweepResult {

@@ -196,6 +196,7 @@ fn sweep_charts_zoom_fairness_and_show_minutes() {
             params,
             metrics: kfsim::sweep::estimate(r),
             theory: kfsim::theory::predict(sc),
+            unstable: kfsim::theory::unstable(sc).is_some(),
         })
         .collect();
     let r = kfsim::sweep::SweepResult {

@@ -637,3 +637,52 @@ fn bench_refuses_sessions_it_could_not_run() {
         assert!(err.contains("ask for fewer") && err.len() < 400, "{rate}: {err}");
     }
 }
+
+/// Found by probing: at or above its servers' load, with no patience and
+/// no bound on the pool, a plain queue has no steady state (its ASA doubled
+/// with the run's length), and nothing said so. `run` warns and a sweep
+/// marks the point; a point below the load is left alone.
+#[test]
+fn an_overloaded_plain_queue_is_said_to_be_unstable() {
+    let out = scratch("unstable");
+    let dir = out.join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args([
+            "run",
+            "scenarios/erlang-c.toml",
+            "--quiet",
+            "--set",
+            "duration=2h",
+            "--set",
+            "agents.kf.count=40",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("warning: the offered load is 40.00 Erlangs for 40 servers"), "{stderr}");
+    let o = kfsim(&[
+        "sweep",
+        "scenarios/erlang-c.toml",
+        "--set",
+        "duration=2h",
+        "--vary",
+        "agents.kf.count=40,44",
+        "--replications",
+        "2",
+        "--out",
+        out.join("sweep").to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = |n: &str| {
+        stdout.lines().find(|l| l.starts_with(&format!("agents.kf.count={n}:"))).unwrap().to_owned()
+    };
+    assert!(line("40").contains("UNSTABLE"), "{stdout}");
+    assert!(!line("44").contains("UNSTABLE") && line("44").contains("theory"), "{stdout}");
+    let sweep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sweep").join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(sweep["points"][0]["unstable"], true);
+    assert!(sweep["points"][1].get("unstable").is_none());
+}

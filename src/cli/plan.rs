@@ -226,6 +226,12 @@ fn print_sweep(w: &mut dyn Write, r: &SweepResult) -> anyhow::Result<()> {
             .as_ref()
             .and_then(|t| t.service_level)
             .map_or(String::new(), |v| format!(" · theory {}", pct(v)));
+        // found by probing: an overloaded point's figures looked like any other's
+        let theory = if p.unstable {
+            format!("{theory} · UNSTABLE: load ≥ servers, figures grow with the run")
+        } else {
+            theory
+        };
         writeln!(
             w,
             "{}: SL {}{theory} · ASA {} · abandon rate {} · occupancy {}",

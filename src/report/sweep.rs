@@ -346,6 +346,7 @@ mod tests {
             params: params.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect(),
             metrics: Default::default(),
             theory: None,
+            unstable: false,
         }
     }
 

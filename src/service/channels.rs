@@ -10,12 +10,11 @@
 //! `?access_token=`.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 use axum::extract::{Request, State as AxState};
 use axum::response::Response;
 use axum::routing::post;
-use std::marker::PhantomData;
-
 use serde::de::{self, DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
