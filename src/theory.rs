@@ -65,6 +65,17 @@ pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Erlang {
     Erlang { wait_probability: q.wait_probability, abandon_rate: q.abandon_rate, asa: q.asa }
 }
 
+/// Erlang A's service level: served within `t`, over all arrivals. A
+/// customer who finds `k` waiting is served within `t` if it moves through
+/// its `k + 1` stages before abandoning and before `t`; each stage's
+/// length is exponential at its total rate `rᵢ + θ` whichever event ends
+/// it, so P(served, W ≤ t | k) = Πᵢ rᵢ/(rᵢ+θ) · P(Σᵢ Exp(rᵢ+θ) ≤ t). `None`
+/// when that sum's distribution would take too long to compute (see
+/// [`stages_within`]).
+pub fn erlang_a_service_level(n: u32, lambda: f64, mu: f64, theta: f64, t: f64) -> Option<f64> {
+    chain(n, None, lambda, mu, theta, Some(t))?.service_level
+}
+
 /// Steady-state figures of a queue whose waiting pool holds at most `k`
 /// (`queue_limit`): M/M/n/n+k, or M/M/n/n+k+M with abandonment.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,7 +88,8 @@ pub struct Limited {
     pub reject_rate: f64,
     /// Mean wait of the customers who are served.
     pub asa: f64,
-    /// Served within `t`, over all arrivals (without abandonment only).
+    /// Served within `t`, over all arrivals (`None` when too long to
+    /// compute, see [`stages_within`]).
     pub service_level: Option<f64>,
 }
 
@@ -90,7 +102,46 @@ pub struct Limited {
 /// abandonment the wait is the sum of `m + 1` exponential stages of rate
 /// `nμ`, so P(W ≤ t | m) is an Erlang (gamma) distribution function.
 pub fn limited_pool(n: u32, k: u32, lambda: f64, mu: f64, theta: f64, t: f64) -> Option<Limited> {
-    chain(n, Some(k), lambda, mu, theta, (theta == 0.0).then_some(t))
+    chain(n, Some(k), lambda, mu, theta, Some(t))
+}
+
+/// Most steps × stages [`stages_within`] walks (a few hundredths of a
+/// second: a sweep asks it at every point).
+const MAX_UNIFORMIZED: usize = 10_000_000;
+
+/// P(Σ_{i ≤ m} Exp(rates[i]) ≤ t) for every `m`, by uniformization: the
+/// stages as a chain that, at Poisson(Λ) ticks with Λ the largest rate,
+/// leaves stage `i` with probability rᵢ/Λ. Exact but for the Poisson tail
+/// left out (ten standard deviations past Λt); `None` when the steps
+/// times the stages pass [`MAX_UNIFORMIZED`].
+fn stages_within(rates: &[f64], t: f64) -> Option<Vec<f64>> {
+    let big = rates.iter().copied().fold(0.0, f64::max);
+    if rates.is_empty() || t <= 0.0 || big <= 0.0 {
+        return Some(vec![0.0; rates.len()]);
+    }
+    let x = big * t;
+    let steps = (x + 10.0 * x.sqrt() + 20.0).ceil();
+    if steps * rates.len() as f64 > MAX_UNIFORMIZED as f64 {
+        return None;
+    }
+    let leave: Vec<f64> = rates.iter().map(|r| r / big).collect();
+    // done[m]: all of stages m..0 passed within the ticks so far
+    let mut done = vec![0.0; rates.len()];
+    let mut within = vec![0.0; rates.len()];
+    let mut ln_p = -x; // ln P(N = 0 ticks)
+    for tick in 0..steps as usize {
+        let p = ln_p.exp();
+        if p > 0.0 {
+            within.iter_mut().zip(&done).for_each(|(w, d)| *w += p * d);
+        }
+        // from the top, so that done[m - 1] is still the previous tick's
+        for m in (0..rates.len()).rev() {
+            let next = if m == 0 { 1.0 } else { done[m - 1] };
+            done[m] = leave[m] * next + (1.0 - leave[m]) * done[m];
+        }
+        ln_p += x.ln() - ((tick + 1) as f64).ln();
+    }
+    Some(within)
 }
 
 /// Most states a chain is walked over: the tail of a pool of a billion
@@ -138,6 +189,17 @@ fn chain(n: u32, cap: Option<u32>, lambda: f64, mu: f64, theta: f64, sl_t: Optio
     let mut within = 0.0;
     // An arrival that finds j = n + k in the system has k waiting ahead.
     let (mut p_serve, mut e_wait) = (1.0, 0.0);
+    // with abandonment, each stage's length (see [`erlang_a_service_level`])
+    let stage_rates: Vec<f64> = if theta > 0.0 && sl_t.is_some() {
+        (0..w.len().saturating_sub(n as usize)).map(|k| nf * mu + k as f64 * theta + theta).collect()
+    } else {
+        Vec::new()
+    };
+    // Some(None): asked, but too long to compute
+    let staged = match sl_t {
+        Some(t) if theta > 0.0 => Some(stages_within(&stage_rates, t)),
+        _ => None,
+    };
     // P(W ≤ t) for m + 1 stages of rate nμ: 1 − Σ_{i ≤ m} e^{−x} xⁱ/i!, x = nμt
     let x = sl_t.map_or(0.0, |t| nf * mu * t);
     let (mut poisson_cdf, mut ln_fact) = (0.0, 0.0);
@@ -154,7 +216,9 @@ fn chain(n: u32, cap: Option<u32>, lambda: f64, mu: f64, theta: f64, sl_t: Optio
         e_wait += 1.0 / (r + theta);
         served += pi(j) * p_serve;
         served_wait += pi(j) * p_serve * e_wait;
-        if sl_t.is_some() {
+        if let Some(staged) = &staged {
+            within += staged.as_ref().map_or(0.0, |s| pi(j) * p_serve * s[j - n as usize]);
+        } else if sl_t.is_some() {
             if ahead > 0.0 {
                 ln_fact += ahead.ln();
             }
@@ -174,7 +238,7 @@ fn chain(n: u32, cap: Option<u32>, lambda: f64, mu: f64, theta: f64, sl_t: Optio
         abandon_rate,
         reject_rate,
         asa: served_wait / (p_immediate + served),
-        service_level: sl_t.map(|_| p_immediate + within),
+        service_level: sl_t.filter(|_| !matches!(staged, Some(None))).map(|_| p_immediate + within),
     })
 }
 
@@ -198,7 +262,7 @@ pub struct Prediction {
     /// written before limited pools had a prediction: 0).
     #[serde(default)]
     pub reject_rate: f64,
-    /// Answered within T / offered (not computed for Erlang A).
+    /// Answered within T / offered (`None` when too long to compute).
     pub service_level: Option<f64>,
     /// Busy slot share.
     pub occupancy: f64,
@@ -254,8 +318,8 @@ pub fn predict(sc: &crate::scenario::Scenario) -> Option<Prediction> {
                 ("erlang_c", c.wait_probability, c.asa, 0.0, 0.0, sl)
             }
             (None, Some(p)) => {
-                let a = erlang_a(servers, lambda, mu, 1e6 / p);
-                ("erlang_a", a.wait_probability, a.asa, a.abandon_rate, 0.0, None)
+                let a = chain(servers, None, lambda, mu, 1e6 / p, Some(t))?;
+                ("erlang_a", a.wait_probability, a.asa, a.abandon_rate, 0.0, a.service_level)
             }
         };
     let lost = abandon_rate + reject_rate;
@@ -360,6 +424,8 @@ mod tests {
         assert!((a.wait_probability - 0.33563).abs() < 5e-5, "{a:?}");
         assert!((a.abandon_rate - 0.05084).abs() < 5e-5, "{a:?}");
         assert!((a.asa * 60.0 - 5.603).abs() < 5e-3, "{a:?}");
+        let sl = erlang_a_service_level(42, 10.0, 0.25, 0.5, 20.0 / 60.0).unwrap();
+        assert!((sl - 0.84155).abs() < 5e-5, "{sl}");
 
         let chat = erlang_c(12, 1.0, 1.0 / 8.0).unwrap();
         assert!((chat.wait_probability - 0.13984).abs() < 5e-5, "{chat:?}");
@@ -432,7 +498,8 @@ rate = "10/min"
         assert!((k.occupancy - (1.0 - l.reject_rate)).abs() < 1e-12);
         let patience = "entry.web.patience={ dist = \"exponential\", mean = \"2m\" }";
         let ka = predict(&sets(&["account.a.queue_limit=5", "agents.a.count=40", patience])).unwrap();
-        assert_eq!((ka.model.as_str(), ka.service_level), ("erlang_a_limited", None));
+        let l = limited_pool(40, 5, 10.0 / 60.0, 1.0 / 240.0, 1.0 / 120.0, 20.0).unwrap();
+        assert_eq!((ka.model.as_str(), ka.service_level), ("erlang_a_limited", l.service_level));
         assert!(ka.abandon_rate > 0.0 && ka.reject_rate > 0.0 && ka.reject_rate < k.reject_rate);
         // a bot resolving 40 % leaves people 6/min, whatever its timing
         let bot = "account.a.bot={ reply_delay = \"30s\", resolve = 0.4, turns = 2 }";
@@ -463,7 +530,23 @@ rate = "10/min"
         // who found one customer (0.4) is served with probability ½
         assert!((a.abandon_rate - 0.2).abs() < 1e-12, "{a:?}");
         assert!((a.asa - 1.0 / 6.0).abs() < 1e-12, "{a:?}");
-        assert_eq!(a.service_level, None, "not computed with patience");
+        // who found one customer is served with probability ½ after a
+        // stage of rate 2 (a service or its own abandonment): within 1 with
+        // probability 1 − e⁻²
+        let sl = 0.4 + 0.4 * 0.5 * (1.0 - (-2.0f64).exp());
+        assert!((a.service_level.unwrap() - sl).abs() < 1e-9, "{a:?}");
+    }
+
+    /// Uniformization against the closed forms: Exp(1) alone, and Exp(2)
+    /// then Exp(1), whose sum has P(S ≤ t) = 1 − 2e⁻ᵗ + e⁻²ᵗ.
+    #[test]
+    fn stages_within_matches_the_hypoexponential() {
+        let t = 1.3f64;
+        let p = stages_within(&[1.0, 2.0], t).unwrap();
+        assert!((p[0] - (1.0 - (-t).exp())).abs() < 1e-12, "{p:?}");
+        assert!((p[1] - (1.0 - 2.0 * (-t).exp() + (-2.0 * t).exp())).abs() < 1e-12, "{p:?}");
+        assert_eq!(stages_within(&[1.0, 2.0], 0.0).unwrap(), [0.0, 0.0]);
+        assert_eq!(stages_within(&[1e9; 100], 1e9), None, "too long to walk: no figure");
     }
 
     /// A pool of 0 is Erlang B; a pool too large to fill is Erlang C or A.

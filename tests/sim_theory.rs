@@ -11,7 +11,9 @@
 mod common;
 
 use common::{assert_matches, replicate};
-use kfsim::theory::{erlang_a, erlang_b, erlang_c, erlang_c_service_level, limited_pool};
+use kfsim::theory::{
+    erlang_a, erlang_a_service_level, erlang_b, erlang_c, erlang_c_service_level, limited_pool,
+};
 
 /// λ = 10/min, exponential handle time with mean 4 min, one message, cap 1.
 const MMN: &str = r#"
@@ -54,6 +56,9 @@ fn erlang_a_m_m_42_with_patience() {
     let runs = replicate(MMN, &sets, 1..11);
     let theory = erlang_a(42, LAMBDA, MU, 0.5);
     assert_matches("P(W>0)", &runs, |s| s.wait_probability.unwrap(), theory.wait_probability, 0.005);
+    // 0.84155 in shared/reference/queueing.md
+    let sl = erlang_a_service_level(42, LAMBDA, MU, 0.5, 20.0 / 60.0).unwrap();
+    assert_matches("SL(20s)", &runs, |s| s.service_level.unwrap(), sl, 0.005);
     assert_matches("P(Ab)", &runs, |s| s.abandon_rate.unwrap(), theory.abandon_rate, 0.002);
     assert_matches("ASA answered [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, theory.asa * 60.0, 0.2);
     // mean wait over all arrivals is P(Ab)/θ (Little's law on the queue)
@@ -113,6 +118,8 @@ fn a_limited_pool_is_m_m_n_n_plus_k() {
         0.003,
     );
     assert_matches("ASA answered [s], with patience", &runs, |s| s.asa_ms.unwrap() / 1e3, a.asa * 60.0, 0.1);
+    let sl = a.service_level.expect("computed with patience too");
+    assert_matches("SL(20s), with patience", &runs, |s| s.service_level.unwrap(), sl, 0.003);
 }
 
 /// Chats: cap k without slowdown is exactly M/M/(c·k), whatever the policy.
