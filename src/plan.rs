@@ -588,8 +588,12 @@ impl Problem<'_> {
         } else {
             "the group was busy less than half the time and fewer than 10 % of its accounts' customers waited"
         };
+        // a target still undecided where the group idles and doubling it
+        // moved nothing stops the search as a missed one does: more staff
+        // adds no evidence (found by probing: a plan whose replications
+        // could not show 99.9 % walked on to 100 000 agents)
         for (t, check) in self.targets.iter().zip(&b.checks) {
-            if check.decision != Decision::Misses || t.harder_with_staff() {
+            if check.decision == Decision::Meets || t.harder_with_staff() {
                 continue;
             }
             let (Some(x), Some(y)) = (mean(a, &t.path), mean(b, &t.path)) else {

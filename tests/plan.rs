@@ -437,8 +437,11 @@ fn a_perfect_share_of_few_sessions_does_not_meet_a_high_target() {
         args.extend(["--set", &seed_set]);
         args.extend(["--target", "service_level>=0.999", "--vary", "agents.kf.count", "--serial"]);
         let (_, out) = plan_erlang_c(&args);
-        if let Some(n) = recommended(&out) {
-            assert!(n >= 6, "seed {seed}: {n} agents give 99.66 %, below the target: {out}");
+        match recommended(&out) {
+            Some(n) => assert!(n >= 6, "seed {seed}: {n} agents give 99.66 %, below the target: {out}"),
+            // undecided, said so, and the search stopped where the group
+            // idles instead of walking on to 100 000 agents
+            None => assert!(out.contains("cannot show it") && !out.contains("100000:"), "seed {seed}: {out}"),
         }
     }
 }
