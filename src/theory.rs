@@ -189,17 +189,14 @@ fn chain(n: u32, cap: Option<u32>, lambda: f64, mu: f64, theta: f64, sl_t: Optio
     let mut within = 0.0;
     // An arrival that finds j = n + k in the system has k waiting ahead.
     let (mut p_serve, mut e_wait) = (1.0, 0.0);
-    // with abandonment, each stage's length (see [`erlang_a_service_level`])
-    let stage_rates: Vec<f64> = if theta > 0.0 && sl_t.is_some() {
-        (0..w.len().saturating_sub(n as usize)).map(|k| nf * mu + k as f64 * theta + theta).collect()
-    } else {
-        Vec::new()
-    };
+    // with abandonment, P(the stages from k ahead pass within t) for
+    // every k, each stage at rate r + θ (see [`erlang_a_service_level`]);
     // Some(None): asked, but too long to compute
-    let staged = match sl_t {
-        Some(t) if theta > 0.0 => Some(stages_within(&stage_rates, t)),
-        _ => None,
-    };
+    let staged = sl_t.filter(|_| theta > 0.0).map(|t| {
+        let rates: Vec<f64> =
+            (n as usize..w.len()).map(|j| nf * mu + (j - n as usize + 1) as f64 * theta).collect();
+        stages_within(&rates, t)
+    });
     // P(W ≤ t) for m + 1 stages of rate nμ: 1 − Σ_{i ≤ m} e^{−x} xⁱ/i!, x = nμt
     let x = sl_t.map_or(0.0, |t| nf * mu * t);
     let (mut poisson_cdf, mut ln_fact) = (0.0, 0.0);

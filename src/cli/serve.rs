@@ -235,17 +235,18 @@ impl CallbackArgs {
         };
         let crypto =
             CallbackCrypto::new(token, key, corpid).map_err(|e| ArgError(format!("callback: {e}")))?;
-        let timeout_us = self.callback_timeout.or(file.map(|c| c.timeout_us)).unwrap_or(5_000_000);
+        use crate::scenario as d;
+        let timeout_us = self.callback_timeout.or(file.map(|c| c.timeout_us));
+        let retry_delay_us = self.callback_retry_delay.or(file.map(|c| c.retry_delay_us));
+        let max_in_flight = self.callback_max_in_flight.or(file.map(|c| c.max_in_flight));
         Ok(Some(CallbackSettings {
             url,
             crypto,
             corpid: corpid.to_owned(),
-            timeout: Duration::from_micros(timeout_us),
-            retries: self.callback_retries.or(file.map(|c| c.retries)).unwrap_or(3),
-            retry_delay: Duration::from_micros(
-                self.callback_retry_delay.or(file.map(|c| c.retry_delay_us)).unwrap_or(0),
-            ),
-            max_in_flight: self.callback_max_in_flight.or(file.map(|c| c.max_in_flight)).unwrap_or(64),
+            timeout: Duration::from_micros(timeout_us.unwrap_or(d::DEFAULT_CALLBACK_TIMEOUT_US)),
+            retries: self.callback_retries.or(file.map(|c| c.retries)).unwrap_or(d::DEFAULT_CALLBACK_RETRIES),
+            retry_delay: Duration::from_micros(retry_delay_us.unwrap_or(d::DEFAULT_CALLBACK_RETRY_DELAY_US)),
+            max_in_flight: max_in_flight.unwrap_or(d::DEFAULT_CALLBACK_MAX_IN_FLIGHT),
             faults: CallbackFaults::default(),
         }))
     }

@@ -51,6 +51,15 @@ pub const MAX_GROUPS: usize = 1000;
 pub const MAX_AGENTS: u64 = 1_000_000;
 /// At most this many `[[entry]]` tables.
 pub const MAX_ENTRIES: usize = 1000;
+/// `[wecom.callback]`'s defaults (WeCom's general rule: 5 s and three
+/// retries), which `kfsim serve`'s flags fall back on too.
+pub const DEFAULT_CALLBACK_TIMEOUT_US: u64 = 5_000_000;
+/// See [`DEFAULT_CALLBACK_TIMEOUT_US`].
+pub const DEFAULT_CALLBACK_RETRIES: u32 = 3;
+/// See [`DEFAULT_CALLBACK_TIMEOUT_US`]: at once.
+pub const DEFAULT_CALLBACK_RETRY_DELAY_US: u64 = 0;
+/// See [`DEFAULT_CALLBACK_TIMEOUT_US`].
+pub const DEFAULT_CALLBACK_MAX_IN_FLIGHT: u32 = 64;
 /// The longest wait before a callback's retry: an hour, so that four
 /// attempts end within a working day.
 pub const MAX_RETRY_DELAY_US: u64 = 3_600_000_000;
@@ -683,28 +692,28 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
                     return Err(err(Some(t.span()), "`timeout` must be longer than 0s".into()));
                 }
                 Some(t) => t.get_ref().0,
-                None => 5_000_000,
+                None => DEFAULT_CALLBACK_TIMEOUT_US,
             };
             let retries = match &c.retries {
                 Some(r) if *r.get_ref() > 10 => {
                     return Err(err(Some(r.span()), "`retries` must be at most 10".into()));
                 }
                 Some(r) => *r.get_ref(),
-                None => 3,
+                None => DEFAULT_CALLBACK_RETRIES,
             };
             let retry_delay_us = match &c.retry_delay {
                 Some(d) if d.get_ref().0 > MAX_RETRY_DELAY_US => {
                     return Err(err(Some(d.span()), "`retry_delay` must be at most 1h".into()));
                 }
                 Some(d) => d.get_ref().0,
-                None => 0,
+                None => DEFAULT_CALLBACK_RETRY_DELAY_US,
             };
             let max_in_flight = match &c.max_in_flight {
                 Some(m) if !(1..=10_000).contains(m.get_ref()) => {
                     return Err(err(Some(m.span()), "`max_in_flight` must be between 1 and 10000".into()));
                 }
                 Some(m) => *m.get_ref(),
-                None => 64,
+                None => DEFAULT_CALLBACK_MAX_IN_FLIGHT,
             };
             Some(Callback {
                 url: c.url.map(Spanned::into_inner),
