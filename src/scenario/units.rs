@@ -80,21 +80,30 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 }
 
 /// Render microseconds the way a person writes a duration (`"2h30m"`), the
-/// inverse of [`parse_duration`] for whole numbers of each unit.
+/// inverse of [`parse_duration`] (below 2⁵³ µs, where it parses exactly).
 pub fn format_duration(us: u64) -> String {
     if us == 0 {
         return "0s".into();
     }
-    if us % 1_000_000 != 0 {
+    if us < 1_000_000 {
         return if us % 1000 == 0 { format!("{}ms", us / 1000) } else { format!("{us}us") };
     }
-    let mut s = us / 1_000_000;
+    // a second's fraction rides on the seconds ("7d2h4m4.898s"): a length
+    // `kfsim bench` or a plan computed reads as days and hours, not as
+    // 612244898ms
+    let (mut s, frac) = (us / 1_000_000, us % 1_000_000);
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
         if s >= size {
             out.push_str(&format!("{}{unit}", s / size));
             s %= size;
         }
+    }
+    if frac > 0 {
+        let digits = format!("{frac:06}");
+        out.push_str(&format!("{s}.{}s", digits.trim_end_matches('0')));
+    } else if s > 0 {
+        out.push_str(&format!("{s}s"));
     }
     out
 }
@@ -235,9 +244,24 @@ mod tests {
 
     #[test]
     fn duration_round_trip() {
-        for us in [0, 1, 1500, 20_000_000, 9_000_000_000, 259_200_000_000 + 61_000_000] {
+        for us in [
+            0,
+            1,
+            1500,
+            20_000_000,
+            9_000_000_000,
+            259_200_000_000 + 61_000_000,
+            1_000_001,
+            612_244_898_000,
+            86_400_000_000 + 500_000,
+        ] {
             assert_eq!(parse_duration(&format_duration(us)), Ok(us));
         }
+        assert_eq!(format_duration(612_244_898_000), "7d2h4m4.898s");
+        assert_eq!(format_duration(1_500_000), "1.5s");
+        assert_eq!(format_duration(60_000_001), "1m0.000001s");
+        assert_eq!(format_duration(250_000), "250ms");
+        assert_eq!(format_duration(9_000_000_000), "2h30m");
     }
 
     #[test]
