@@ -303,6 +303,9 @@ pub enum Outcome {
 /// Where the search may look.
 pub const MAX_VALUE: u32 = 100_000;
 
+/// The sessions that arrived in a replication.
+const OFFERED: &str = "sessions.offered";
+
 /// Everything a search needs about the scenario.
 pub struct Problem<'a> {
     /// Scenario text.
@@ -351,6 +354,7 @@ impl Problem<'_> {
             .map(|(at, _)| at.clone())
             .chain(self.bottleneck(&sc).into_iter().flatten())
             .chain(self.targets.iter().flat_map(Target::sessions_paths))
+            .chain(std::iter::once(OFFERED.to_owned()))
             .collect();
         let looks = self.looks();
         let mut runs = Vec::new();
@@ -490,6 +494,11 @@ impl Problem<'_> {
         let mut hi = start.max(least);
         let mut prev: Option<u32> = None;
         while !eval(hi)? {
+            if prev.is_none()
+                && let Some(u) = self.nothing_arrives(&cache.borrow(), hi)
+            {
+                return Ok(Outcome::Unreachable(u));
+            }
             if let Some(p) = prev {
                 let stalled = self.levelled_off(&cache.borrow(), p, hi);
                 if let Some(u) = stalled {
@@ -557,6 +566,23 @@ impl Problem<'_> {
             return 1;
         };
         self.targets.iter().filter_map(|t| agent_number(&t.path, group)).map(|(n, _)| n).fold(1, u32::max)
+    }
+
+    /// Every target not met at `at` because no replication had a session
+    /// at all: arrivals do not depend on staffing, so no value would have
+    /// one (it used to double up to [`MAX_VALUE`] before saying so).
+    fn nothing_arrives(&self, cache: &BTreeMap<u32, Evaluated>, at: u32) -> Option<Unreachable> {
+        let e = &cache[&at];
+        let none = e.metrics.get(OFFERED).copied().flatten().is_some_and(|x| x.n > 0 && x.mean == 0.0);
+        if !none {
+            return None;
+        }
+        let reason = format!(
+            "no session arrived in any of its {} replications at {at}, and arrivals do not depend on staffing: \
+             lengthen the scenario's duration or raise its entries' rates",
+            e.replications
+        );
+        Some(self.unreachable(cache, at, reason))
     }
 
     /// A missed target whose metric stopped moving between `from` and
@@ -921,6 +947,22 @@ mod tests {
         assert!(!harder("occupancy<=0.9"));
         assert!(!harder("by_group.kf.handles>=100"));
         assert!(!harder("service_level>=0.8"));
+    }
+
+    /// Arrivals do not depend on staffing: a scenario where none come
+    /// stops at the first value, saying why, rather than doubling to
+    /// MAX_VALUE.
+    #[test]
+    fn a_plan_where_no_one_arrives_stops_at_the_first_value() {
+        let sets = ["duration=1h", "warmup=0s", "entry.web.rate=1/d"];
+        let p = erlang_c(&sets, &["service_level>=0.8"], 3, 6);
+        let Outcome::Unreachable(u) = p.solve(44).unwrap() else { panic!("met with no sessions") };
+        assert_eq!(u.tried.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [44], "{u:?}");
+        assert!(u.reason.contains("no session arrived in any of its 3 replications at 44"), "{}", u.reason);
+        // one arrival a minute: the search goes on as before
+        let p =
+            erlang_c(&["duration=1h", "warmup=0s", "entry.web.rate=1/min"], &["service_level>=0.8"], 3, 6);
+        assert!(matches!(p.solve(1).unwrap(), Outcome::Recommended(_)));
     }
 
     #[test]
