@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::units::parse_duration;
@@ -140,11 +140,99 @@ impl<'de> Deserialize<'de> for Param {
     }
 }
 
+/// The keys of the table form.
+const FIELDS: &[&str] = &["dist", "value", "mean", "min", "max", "median", "p95", "mu", "sigma", "cv"];
+
+/// A key of the table form, refused at its own place when unknown.
+struct Field(&'static str);
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a parameter of a distribution")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
+                FIELDS.iter().find(|f| **f == v).map(|f| Field(f)).ok_or_else(|| E::unknown_field(v, FIELDS))
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// A parameter's value, checked as it is read, so that an error points at
+/// the value itself: in the dotted form (`reply_delay.mean = "4x"`) the
+/// table's own position is its first key's line, not the mistaken one.
+/// What only the whole table can tell (a parameter missing or foreign to
+/// the distribution, `min` above `max`) is checked after, at the table.
+struct Checked {
+    name: &'static str,
+    /// In a time distribution (else a count's).
+    time: bool,
+    /// The `dist` if it came before.
+    kind: Option<Kind>,
+}
+
+impl Checked {
+    fn check(&self, p: &Param) -> Result<(), String> {
+        let name = self.name;
+        // a count's distribution where a duration's goes (or the other way)
+        // is the table's error, said once it is read
+        let foreign = match self.kind {
+            Some(Kind::Geometric) => self.time,
+            Some(Kind::Constant) | None => false,
+            Some(_) => !self.time,
+        };
+        if foreign {
+            return Ok(());
+        }
+        let duration = self.time && !["mu", "sigma", "cv"].contains(&name);
+        match p {
+            Param::Text(t) if duration => {
+                let us = parse_duration(t)?;
+                if us == 0 && ["mean", "median"].contains(&name) {
+                    return Err(format!("`{name}` must be positive"));
+                }
+                Ok(())
+            }
+            Param::Number(n) if duration => {
+                Err(format!("`{name}` must be a duration string like \"{n}s\", not a bare number"))
+            }
+            Param::Text(_) if self.time => Err(format!("`{name}` must be a finite number")),
+            Param::Text(_) => Err(format!("`{name}` must be a number")),
+            Param::Number(n) if !n.is_finite() => Err(format!("`{name}` must be a finite number")),
+            Param::Number(n) if self.time => match name {
+                "sigma" if *n <= 0.0 => Err("`sigma` must be positive".into()),
+                // beyond these the gamma's shape 1/cv² under- or overflows
+                "cv" if !(1e-3..=1e3).contains(n) => Err("`cv` must be between 0.001 and 1000".into()),
+                _ => Ok(()),
+            },
+            Param::Number(n) => match name {
+                "value" => count_value(*n).map(|_| ()),
+                "mean" if !(1.0..=1e6).contains(n) => {
+                    Err("geometric `mean` must be between 1 and 1000000".into())
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = Param;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Param, D::Error> {
+        let p = Param::deserialize(d)?;
+        self.check(&p).map_err(de::Error::custom)?;
+        Ok(p)
+    }
+}
+
 /// The table form, before it is known whether it describes time or counts.
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 struct Table {
-    dist: Kind,
+    dist: Option<Kind>,
     value: Option<Param>,
     mean: Option<Param>,
     min: Option<Param>,
@@ -157,6 +245,34 @@ struct Table {
 }
 
 impl Table {
+    /// Read the table's keys in any order, each value checked where it is
+    /// (see [`Checked`]).
+    fn read<'de, A: MapAccess<'de>>(mut map: A, time: bool) -> Result<Table, A::Error> {
+        let mut t = Table::default();
+        while let Some(Field(name)) = map.next_key()? {
+            let slot = match name {
+                "dist" => {
+                    t.dist = Some(map.next_value()?);
+                    continue;
+                }
+                "value" => &mut t.value,
+                "mean" => &mut t.mean,
+                "min" => &mut t.min,
+                "max" => &mut t.max,
+                "median" => &mut t.median,
+                "p95" => &mut t.p95,
+                "mu" => &mut t.mu,
+                "sigma" => &mut t.sigma,
+                _ => &mut t.cv,
+            };
+            *slot = Some(map.next_value_seed(Checked { name, time, kind: t.dist })?);
+        }
+        if t.dist.is_none() {
+            return Err(de::Error::missing_field("dist"));
+        }
+        Ok(t)
+    }
+
     /// Refuse parameters that the chosen distribution does not use: a
     /// misplaced `p95` on an exponential is a mistake worth reporting.
     fn only(&self, allowed: &[&str], dist: &str) -> Result<(), String> {
@@ -202,7 +318,7 @@ impl Table {
         let positive = |v: f64, what: &str| {
             if v > 0.0 { Ok(v) } else { Err(format!("{what} must be positive")) }
         };
-        let dist = match self.dist {
+        let dist = match self.dist.expect("read() requires dist") {
             Kind::Constant => {
                 self.only(&["value"], "constant")?;
                 TimeDist::Constant { us: dur(&self.value, "value")? as u64 }
@@ -264,7 +380,7 @@ impl Table {
                 Some(_) => Err(format!("`{name}` must be a number")),
             }
         };
-        match self.dist {
+        match self.dist.expect("read() requires dist") {
             Kind::Constant => {
                 self.only(&["value"], "constant")?;
                 count_value(num(&self.value, "value")?)
@@ -305,8 +421,7 @@ impl<'de> Deserialize<'de> for TimeDist {
                 parse_duration(v).map(|us| TimeDist::Constant { us }).map_err(E::custom)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TimeDist, A::Error> {
-                let table = Table::deserialize(MapAccessDeserializer::new(map))?;
-                table.into_time().map_err(de::Error::custom)
+                Table::read(map, true)?.into_time().map_err(de::Error::custom)
             }
         }
         d.deserialize_any(V)
@@ -328,8 +443,7 @@ impl<'de> Deserialize<'de> for CountDist {
                 count_value(v as f64).map_err(E::custom)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CountDist, A::Error> {
-                let table = Table::deserialize(MapAccessDeserializer::new(map))?;
-                table.into_count().map_err(de::Error::custom)
+                Table::read(map, false)?.into_count().map_err(de::Error::custom)
             }
         }
         d.deserialize_any(V)

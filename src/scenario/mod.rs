@@ -1428,7 +1428,8 @@ rate = "1/min"
         // rewritten document's `[entry.patience]` did not
         assert_eq!(
             err(&["entry.web.patience={ dist = \"exponential\", mean = \"0s\" }"]),
-            "--set entry.web.patience={ dist = \"exponential\", mean = \"0s\" }: `mean` must be positive"
+            "--set entry.web.patience={ dist = \"exponential\", mean = \"0s\" }: `mean` must be positive \
+             (at `mean = \"0s\"`, with the override)"
         );
         // the file's own mistakes are still at their own lines
         let bad = MINIMAL.replace("rate = \"1/min\"", "rate = \"-1/min\"");
