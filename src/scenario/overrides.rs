@@ -4,7 +4,9 @@
 //! Paths: a top-level key (`seed`, `duration`), or a table of an array chosen
 //! by name: `account.NAME.KEY`, `agents.GROUP.KEY`, `entry.NAME.KEY` (an entry
 //! is named by its `name`, else its `scene`; a group by its `group`, else its
-//! account). Deeper keys go into inline tables: `entry.web.patience.mean=2m`.
+//! account). Deeper keys go into inline tables: `entry.web.patience.mean=2m`;
+//! a number picks an element of an array the scenario has, from 0:
+//! `entry.web.route.0.share=0.5`, `agents.kf.online.0=["9h", "17h"]`.
 //! The value is read as TOML when it is TOML (`20`, `true`, `{ … }`) and as a
 //! string otherwise (`2h`, `idle_first`).
 
@@ -68,16 +70,66 @@ pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), Strin
         }
         _ => (doc, &parts[..]),
     };
+    let (last, inner) = rest.split_last().expect("a path has a key");
     let mut cur = table;
-    for key in &rest[..rest.len() - 1] {
-        cur = cur
-            .entry(key.to_string())
-            .or_insert_with(|| Value::Table(Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| format!("`{key}` in `{path}` is not a table"))?;
+    let mut i = 0;
+    while i < inner.len() {
+        let key = inner[i];
+        if key.parse::<usize>().is_ok() {
+            return Err(not_an_array(path, &inner[..i], key));
+        }
+        let v = cur.entry(key.to_string()).or_insert_with(|| Value::Table(Table::new()));
+        cur = match v {
+            Value::Table(t) => t,
+            Value::Array(items) if i + 1 == inner.len() => {
+                // the last key numbers the element to replace
+                let at = element(items, path, key, Some(last))?;
+                items[at] = value;
+                return Ok(());
+            }
+            Value::Array(items) => {
+                let at = element(items, path, key, inner.get(i + 1).copied())?;
+                i += 1;
+                let not_table = || format!("element {at} of `{key}` in `{path}` is not a table");
+                items[at].as_table_mut().ok_or_else(not_table)?
+            }
+            _ => return Err(format!("`{key}` in `{path}` is not a table")),
+        };
+        i += 1;
     }
-    cur.insert(rest[rest.len() - 1].to_string(), value);
+    if last.parse::<usize>().is_ok() {
+        return Err(not_an_array(path, inner, last));
+    }
+    cur.insert(last.to_string(), value);
     Ok(())
+}
+
+/// The index of `items` (the array `key`) that `index` names.
+fn element(items: &[Value], path: &str, key: &str, index: Option<&str>) -> Result<usize, String> {
+    let n = items.len();
+    let range = if n == 0 { "it is empty".to_owned() } else { format!("0 to {}", n - 1) };
+    let Some(at) = index.and_then(|x| x.parse::<usize>().ok()) else {
+        return Err(format!(
+            "`{key}` in `{path}` is an array: name an element by its number ({range}), or set the whole array"
+        ));
+    };
+    if at >= n {
+        return Err(format!(
+            "`{key}` in `{path}` has no element {at} ({range}): set the whole array to add one"
+        ));
+    }
+    Ok(at)
+}
+
+/// An element number after `before`, where the scenario has no array of
+/// tables to pick from.
+fn not_an_array(path: &str, before: &[&str], index: &str) -> String {
+    let key = before.last().copied().unwrap_or(path);
+    let whole = path.rsplit_once(&format!(".{index}")).map_or(path, |(head, _)| head);
+    format!(
+        "`{index}` in `{path}` numbers an element, but the scenario writes no `{key}` array of tables there: \
+         set the whole array, like `{whole}=[…]`"
+    )
 }
 
 fn single_account_name(doc: &Table) -> Option<String> {
@@ -121,5 +173,36 @@ mod tests {
         assert!(set(&mut doc, "agents.day", Value::Integer(1)).is_err());
         set(&mut doc, "entry.web.patience.mean", Value::String("2m".into())).unwrap();
         assert_eq!(doc["entry"][0]["patience"]["mean"].as_str(), Some("2m"));
+    }
+
+    #[test]
+    fn a_number_picks_an_element_of_an_array() {
+        let text = "[[entry]]\nscene = \"web\"\nroute = [{ account = \"a\" }, { account = \"b\", share = 0.2 }]\n\
+                    [[agents]]\naccount = \"a\"\nonline = [[\"0h\", \"8h\"]]\n";
+        let mut doc: Table = toml::from_str(text).unwrap();
+        set(&mut doc, "entry.web.route.1.share", Value::Float(0.5)).unwrap();
+        assert_eq!(doc["entry"][0]["route"][1]["share"].as_float(), Some(0.5));
+        assert_eq!(doc["entry"][0]["route"][0].get("share"), None);
+        let err = |doc: &mut Table, path: &str| set(doc, path, Value::Float(0.5)).unwrap_err();
+        let e = err(&mut doc, "entry.web.route.2.share");
+        assert_eq!(
+            e,
+            "`route` in `entry.web.route.2.share` has no element 2 (0 to 1): set the whole array to add one"
+        );
+        let e = err(&mut doc, "entry.web.route.share");
+        assert!(e.contains("is an array: name an element by its number (0 to 1)"), "{e}");
+        // an element that is not a table, and a number where there is no array
+        let e = err(&mut doc, "agents.a.online.0.from");
+        assert_eq!(e, "element 0 of `online` in `agents.a.online.0.from` is not a table");
+        let e = err(&mut doc, "entry.web.think.0.mean");
+        assert!(
+            e.contains("no `think` array of tables there: set the whole array, like `entry.web.think=[…]`"),
+            "{e}"
+        );
+        // a whole element replaced
+        let shift = parse_value("[\"9h\", \"17h\"]");
+        set(&mut doc, "agents.a.online.0", shift.clone()).unwrap();
+        assert_eq!(doc["agents"][0]["online"][0], shift);
+        assert!(err(&mut doc, "agents.a.online.1").contains("has no element 1 (0 to 0)"));
     }
 }
