@@ -43,6 +43,9 @@ pub enum Better {
     Lower,
     /// Higher is better (service level, fairness, stickiness).
     Higher,
+    /// Neither (sessions offered, occupancy): a metric given a tolerance
+    /// that moves beyond it either way has changed, which fails.
+    Either,
 }
 
 /// The metrics compared in tolerance mode (`*` is one segment), and which
@@ -73,6 +76,51 @@ pub const KEY_METRICS: &[(&str, Better)] = &[
 
 fn better_of(path: &str) -> Option<Better> {
     KEY_METRICS.iter().find(|(p, _)| crate::gate::matches_pattern(path, p)).map(|(_, b)| *b)
+}
+
+/// Which way is better for a metric given a tolerance: a key metric's way,
+/// else what the metric is wherever it sits (an entry's or an account's
+/// service level is better higher like the run's; a wait, a loss, an error
+/// lower), else [`Better::Either`]. Every metric given a tolerance used to
+/// be taken as better lower, so an entry's service level falling from 92 %
+/// to 80 % was "improved" (found by probing).
+fn direction_of(path: &str) -> Better {
+    if let Some(b) = better_of(path) {
+        return b;
+    }
+    const HIGHER: &[&str] =
+        &["service_level", "jain", "jain_busy", "kept", "deflection", "answered", "resolved"];
+    const LOWER: &[&str] = &[
+        "wait_probability",
+        "abandon_rate",
+        "abandoned",
+        "rejected",
+        "unfinished",
+        "gini",
+        "cv",
+        "max_min",
+        "error_rate",
+        "errors",
+        "timeouts",
+        "lost",
+        "duplicated",
+    ];
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let timed = path.split('.').any(|s| s.ends_with("_ms"));
+    if HIGHER.contains(&last) || path == "sticky.rate" {
+        Better::Higher
+    } else if LOWER.contains(&last) || timed {
+        Better::Lower
+    } else {
+        Better::Either
+    }
+}
+
+/// The tolerance given for `path` (`*` for the default): the last one
+/// given, as with any repeated option (the first one used to win, silently,
+/// over a CI script's later override: found by probing).
+fn tolerance_for(tolerances: &[(String, Tolerance)], path: &str) -> Option<Tolerance> {
+    tolerances.iter().rev().find(|(p, _)| p == path).map(|(_, t)| *t)
 }
 
 /// How far a metric may move in its worse direction.
@@ -436,13 +484,13 @@ pub fn compare_runs(base: Side<'_>, cur: Side<'_>, tolerances: &[(String, Tolera
     } else {
         None
     };
-    let default = tolerances.iter().find(|(p, _)| p == "*").map_or(DEFAULT_TOLERANCE, |(_, t)| *t);
+    let default = tolerance_for(tolerances, "*").unwrap_or(DEFAULT_TOLERANCE);
     let all = judged_paths(baseline, current, tolerances);
     let (mut in_base, mut in_cur) = (Finder::new(baseline), Finder::new(current));
     let mut rows = Vec::new();
     for metric in all {
-        let explicit = tolerances.iter().find(|(p, _)| *p == metric).map(|(_, t)| *t);
-        let Some(better) = better_of(&metric).or(explicit.map(|_| Better::Lower)) else { continue };
+        let explicit = tolerance_for(tolerances, &metric);
+        let Some(better) = better_of(&metric).or(explicit.map(|_| direction_of(&metric))) else { continue };
         let unit = unit_of(&metric);
         let (b, c) = (in_base.get(&metric), in_cur.get(&metric));
         let judged = noise.as_ref().and_then(|n| n.judge(&metric, b, c, better, unit));
@@ -450,7 +498,7 @@ pub fn compare_runs(base: Side<'_>, cur: Side<'_>, tolerances: &[(String, Tolera
             Some((noise_status, rule)) => {
                 // a tolerance given (for the metric, or `*`) still says how
                 // large a change must be to matter
-                let practical = explicit.or(tolerances.iter().find(|(p, _)| p == "*").map(|(_, t)| *t));
+                let practical = explicit.or(tolerance_for(tolerances, "*"));
                 let status = match (noise_status, practical) {
                     (Status::Regressed | Status::Improved, Some(tol)) => {
                         match judge(b, c, tol, better, unit) {
@@ -521,11 +569,12 @@ fn judge(b: Option<f64>, c: Option<f64>, tol: Tolerance, better: Better, unit: M
         };
     };
     let floor = floor(unit);
+    let allowed = tol.allowed(b).max(floor);
     let worse_by = match better {
         Better::Lower => c - b,
         Better::Higher => b - c,
+        Better::Either => return if (c - b).abs() > allowed { Status::Changed } else { Status::Ok },
     };
-    let allowed = tol.allowed(b).max(floor);
     if worse_by > allowed {
         Status::Regressed
     } else if -worse_by > allowed {
@@ -651,6 +700,8 @@ impl<'a> Noise<'a> {
         let worse_by = match better {
             Better::Lower => cv - bv,
             Better::Higher => bv - cv,
+            // seed noise has no side to judge on: the tolerance decides
+            Better::Either => return None,
         };
         if let (Some(bb), Some(cb)) =
             (self.batch_values(self.base.series?, metric), self.batch_values(self.cur.series?, metric))
@@ -693,8 +744,8 @@ impl<'a> Noise<'a> {
             };
             let (b_lo, b_hi, c_lo, c_hi) = (at(hb, -1.0), at(hb, 1.0), at(hc, -1.0), at(hc, 1.0));
             let (worse, better_) = match better {
-                Better::Lower => (c_lo > b_hi, c_hi < b_lo),
                 Better::Higher => (c_hi < b_lo, c_lo > b_hi),
+                _ => (c_lo > b_hi, c_hi < b_lo),
             };
             let status = if worse_by.abs() <= floor(unit) {
                 Status::Ok
@@ -894,6 +945,56 @@ mod tests {
         assert_eq!(status(&c, "service_level"), Status::Regressed);
         assert!(parse_tolerance_arg("first_respons.p95=1%", &valid).unwrap_err().contains("closest"));
         assert!(parse_tolerance_arg("service_level=5s", &valid).is_err());
+    }
+
+    /// A tolerance on a metric that is not a key one judges it the way it
+    /// is better (found by probing: an entry's service level falling from
+    /// 92 % to 80 % was "improved"); a metric with no better side fails
+    /// when it moves beyond the tolerance either way; a repeated tolerance
+    /// takes the last.
+    #[test]
+    fn a_tolerance_judges_a_metric_the_way_it_is_better() {
+        let with = |sl: f64, answered: f64, offered: f64| {
+            let mut s = summary(0.80, 1000.0, 7);
+            s["by_entry"] = json!({ "web": { "service_level": sl, "asa_ms": 900.0 * (1.0 - sl) } });
+            s["sessions"] =
+                json!({ "answered": answered, "offered": offered, "abandoned": 1000.0 - answered });
+            s
+        };
+        let base = with(0.92, 900.0, 1000.0);
+        let valid = leaf_paths(&base);
+        let tol = |arg: &str| parse_tolerance_arg(arg, &valid).unwrap();
+        let sl = tol("by_entry.web.service_level=1%");
+        let c = compare(&base, &with(0.80, 900.0, 1000.0), std::slice::from_ref(&sl));
+        assert_eq!(status(&c, "by_entry.web.service_level"), Status::Regressed);
+        let c = compare(&base, &with(0.99, 900.0, 1000.0), &[sl]);
+        assert_eq!(status(&c, "by_entry.web.service_level"), Status::Improved);
+        let c = compare(&base, &with(0.92, 950.0, 1000.0), &[tol("by_entry.web.asa_ms=1%")]);
+        assert_eq!(status(&c, "by_entry.web.asa_ms"), Status::Ok);
+        let worse = compare(&base, &with(0.5, 950.0, 1000.0), &[tol("by_entry.web.asa_ms=1%")]);
+        assert_eq!(status(&worse, "by_entry.web.asa_ms"), Status::Regressed);
+        let fewer = compare(&base, &with(0.92, 800.0, 1000.0), &[tol("sessions.answered=5%")]);
+        assert_eq!(status(&fewer, "sessions.answered"), Status::Regressed);
+        let abandoned = compare(&base, &with(0.92, 800.0, 1000.0), &[tol("sessions.abandoned=5%")]);
+        assert_eq!(status(&abandoned, "sessions.abandoned"), Status::Regressed);
+        // sessions offered are neither better more nor fewer
+        let offered = tol("sessions.offered=5%");
+        for o in [800.0, 1200.0] {
+            let c = compare(&base, &with(0.92, 900.0, o), std::slice::from_ref(&offered));
+            assert_eq!(status(&c, "sessions.offered"), Status::Changed, "{o}");
+            assert!(c.failed());
+        }
+        let c = compare(&base, &with(0.92, 900.0, 1020.0), &[offered]);
+        assert_eq!(status(&c, "sessions.offered"), Status::Ok);
+        // the last of two tolerances for one metric counts
+        let (loose, tight) = (tol("service_level=50%"), tol("service_level=1%"));
+        let worse = with(0.92, 900.0, 1000.0);
+        let mut worse_sl = worse.clone();
+        worse_sl["service_level"] = json!(0.70);
+        let c = compare(&base, &worse_sl, &[loose.clone(), tight.clone()]);
+        assert_eq!(status(&c, "service_level"), Status::Regressed);
+        let c = compare(&base, &worse_sl, &[tight, loose]);
+        assert_eq!(status(&c, "service_level"), Status::Ok);
     }
 
     #[test]
