@@ -276,6 +276,8 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
     let child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
         .args(["run", "scenarios/bench-mmc.toml", "--set", "duration=3650d", "--quiet", "--out"])
         .arg(&out)
+        .arg("--junit")
+        .arg(out.join("junit.xml"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -288,6 +290,11 @@ fn ctrl_c_stops_the_run_and_still_writes_the_report() {
     let s = read_summary(&out);
     assert!(s.run.interrupted);
     assert!(s.sessions.offered > 0 && s.run.end_s < 3650.0 * 86400.0, "{:?}", s.run);
+    // CI shows the run in error, not green (its only sign was a property)
+    let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let error = doc.descendants().find(|n| n.has_tag_name("error")).expect("an error case");
+    assert!(error.attribute("message").unwrap().contains("interrupted"), "{xml}");
 }
 
 /// A run in a terminal that hangs up (its ssh session closed) gets SIGHUP

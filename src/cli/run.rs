@@ -162,6 +162,9 @@ pub(super) fn cmd_validate(args: &ScenarioArgs) -> anyhow::Result<Exit> {
 pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
     let started = std::time::Instant::now();
     let stamp = super::iso_stamp(super::now_secs());
+    if let Some(path) = &args.result.junit {
+        junit_folder(path)?;
+    }
     let result = run_and_report(args, &stamp, started);
     if let (Err(e), Some(path)) = (&result, &args.result.junit) {
         // CI shows an error instead of no result
@@ -175,6 +178,7 @@ pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
             time_s: started.elapsed().as_secs_f64(),
             engine: Some(args.engine.as_str().to_owned()),
             properties: vec![("scenario.file".into(), args.scenario.scenario.display().to_string())],
+            interrupted: false,
         };
         let mut xml = Vec::new();
         junit::write_error(&meta, &format!("{e:#}"), &mut xml)?;
@@ -333,6 +337,7 @@ pub(super) fn write_run(
             time_s: started.elapsed().as_secs_f64(),
             engine: Some(s.engine.as_str().to_owned()),
             properties: run_properties(s),
+            interrupted: s.run.interrupted,
         };
         write_junit(path, &meta, Some(&s.gates), comparison.as_ref())?;
     }
@@ -380,6 +385,16 @@ fn compare_sides(
         .map(|a| compare::parse_tolerance_arg(a, &valid).map_err(|m| ArgError(m).into()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(compare::compare_runs(base, cur, &tolerances))
+}
+
+/// Make the folder of the `--junit` file as `--out` makes its own, before
+/// anything runs: a missing one failed only after the run, with exit 3
+/// hiding the gates' verdict (found by probing).
+fn junit_folder(path: &Path) -> anyhow::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display())),
+        None => Ok(()),
+    }
 }
 
 fn write_junit(
@@ -452,6 +467,9 @@ pub(super) fn cmd_compare(args: &CompareArgs) -> anyhow::Result<Exit> {
     let cur = folder::read_run_files(&args.current).map_err(|e| ArgError(format!("{e:#}")))?;
     warn_unread(&base);
     warn_unread(&cur);
+    if let Some(path) = &args.junit {
+        junit_folder(path)?;
+    }
     let c = compare_sides(base.side(), cur.side(), &args.tolerances)?;
     let mut stdout = std::io::stdout().lock();
     print_comparison(&mut stdout, &c, false)?;
@@ -475,6 +493,7 @@ pub(super) fn cmd_compare(args: &CompareArgs) -> anyhow::Result<Exit> {
             time_s: started.elapsed().as_secs_f64(),
             engine: None,
             properties,
+            interrupted: false,
         };
         write_junit(path, &meta, None, Some(&c))?;
     }

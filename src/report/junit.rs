@@ -44,6 +44,10 @@ pub struct Meta {
     pub engine: Option<String>,
     /// Properties of every suite: seed, fingerprint, engine, version…
     pub properties: Vec<(String, String)>,
+    /// The run was stopped before its end (Ctrl-C, a signal): a case in
+    /// error says so, which a property alone did not show on a CI
+    /// dashboard (found by probing: an interrupted run was green).
+    pub interrupted: bool,
 }
 
 enum Outcome {
@@ -141,12 +145,17 @@ pub fn write(
 ) -> io::Result<()> {
     writeln!(w, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(w, r#"<testsuites name="kfsim {}">"#, escape(&meta.scenario))?;
+    if meta.interrupted {
+        let message = "the run was interrupted before its end: its figures cover only what ran".to_owned();
+        let case = Case { name: "run".into(), outcome: Outcome::Error { body: message.clone(), message } };
+        suite(w, meta, &format!("{} run", meta.scenario), &[case], &[])?;
+    }
     match gates {
         Some(gates) if !gates.is_empty() => {
             let cases: Vec<Case> = gates.iter().map(|g| gate_case(g, meta)).collect();
             suite(w, meta, &format!("{} gates", meta.scenario), &cases, &[])?;
         }
-        Some(_) if comparison.is_none() => {
+        Some(_) if comparison.is_none() && !meta.interrupted => {
             let case = Case { name: "run".into(), outcome: Outcome::Pass };
             suite(w, meta, &format!("{} run", meta.scenario), &[case], &[])?;
         }
