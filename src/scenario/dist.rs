@@ -166,26 +166,40 @@ impl<'de> Deserialize<'de> for Field {
 /// the value itself: in the dotted form (`reply_delay.mean = "4x"`) the
 /// table's own position is its first key's line, not the mistaken one.
 /// What only the whole table can tell (a parameter missing or foreign to
-/// the distribution, `min` above `max`) is checked after, at the table.
+/// the distribution, `min` above `max`) is checked after, at the table, and
+/// so is a value read before its `dist` or foreign to it: checked as what
+/// it is not, it got the wrong advice ("`mean` must be a duration string"
+/// where the table's mistake is a count's distribution in a time field).
 struct Checked {
     name: &'static str,
     /// In a time distribution (else a count's).
     time: bool,
-    /// The `dist` if it came before.
-    kind: Option<Kind>,
+    /// The value is one of the `dist` read before it.
+    check: bool,
 }
 
 impl Checked {
+    /// Whether `name` is a parameter of `kind` (in a time distribution if
+    /// `time`), given the parameters of `t` read so far.
+    fn belongs(kind: Kind, time: bool, name: &str, t: &Table) -> bool {
+        let takes: &[&str] = match (kind, time) {
+            (Kind::Constant, _) => &["value"],
+            (Kind::Exponential, true) => &["mean"],
+            (Kind::Uniform, true) => &["min", "max"],
+            // one of the two forms, whichever came first
+            (Kind::Lognormal, true) if t.mu.is_some() || t.sigma.is_some() => &["mu", "sigma"],
+            (Kind::Lognormal, true) if t.median.is_some() || t.p95.is_some() => &["median", "p95"],
+            (Kind::Lognormal, true) => &["median", "p95", "mu", "sigma"],
+            (Kind::Gamma, true) => &["mean", "cv"],
+            (Kind::Geometric, false) => &["mean"],
+            _ => &[],
+        };
+        takes.contains(&name)
+    }
+
     fn check(&self, p: &Param) -> Result<(), String> {
         let name = self.name;
-        // a count's distribution where a duration's goes (or the other way)
-        // is the table's error, said once it is read
-        let foreign = match self.kind {
-            Some(Kind::Geometric) => self.time,
-            Some(Kind::Constant) | None => false,
-            Some(_) => !self.time,
-        };
-        if foreign {
+        if !self.check {
             return Ok(());
         }
         let duration = self.time && !["mu", "sigma", "cv"].contains(&name);
@@ -250,11 +264,12 @@ impl Table {
     fn read<'de, A: MapAccess<'de>>(mut map: A, time: bool) -> Result<Table, A::Error> {
         let mut t = Table::default();
         while let Some(Field(name)) = map.next_key()? {
+            if name == "dist" {
+                t.dist = Some(map.next_value()?);
+                continue;
+            }
+            let check = t.dist.is_some_and(|k| Checked::belongs(k, time, name, &t));
             let slot = match name {
-                "dist" => {
-                    t.dist = Some(map.next_value()?);
-                    continue;
-                }
                 "value" => &mut t.value,
                 "mean" => &mut t.mean,
                 "min" => &mut t.min,
@@ -265,7 +280,7 @@ impl Table {
                 "sigma" => &mut t.sigma,
                 _ => &mut t.cv,
             };
-            *slot = Some(map.next_value_seed(Checked { name, time, kind: t.dist })?);
+            *slot = Some(map.next_value_seed(Checked { name, time, check })?);
         }
         if t.dist.is_none() {
             return Err(de::Error::missing_field("dist"));
@@ -512,6 +527,16 @@ mod tests {
             ("{ dist = \"weibull\", mean = \"3s\" }", "unknown variant"),
             ("40", "a duration like"),
             ("\"5 minutes please\"", "invalid duration"),
+            // a value before its `dist`, or foreign to it, is the table's
+            // mistake, not the value's (found by review: these got the
+            // advice of the distribution they are not)
+            ("{ mean = 3, dist = \"geometric\" }", "for counts"),
+            ("{ dist = \"constant\", mean = \"0s\" }", "`mean` is not a parameter"),
+            ("{ mean = \"0s\", dist = \"uniform\" }", "`mean` is not a parameter"),
+            (
+                "{ dist = \"lognormal\", median = \"1s\", p95 = \"2s\", sigma = 0 }",
+                "`sigma` is not a parameter",
+            ),
         ];
         for (src, want) in cases {
             let err = time(src).expect_err(src);
@@ -526,5 +551,15 @@ mod tests {
         assert!(count("0").unwrap_err().contains("from 1"));
         assert!(count("{ dist = \"geometric\", mean = 0.5 }").unwrap_err().contains("between 1"));
         assert!(count("\"3\"").is_err());
+        assert!(
+            count("{ mean = \"4s\", dist = \"exponential\" }")
+                .unwrap_err()
+                .contains("\"constant\" or \"geometric\"")
+        );
+        assert!(
+            count("{ dist = \"geometric\", value = 2.5 }")
+                .unwrap_err()
+                .contains("`value` is not a parameter")
+        );
     }
 }
