@@ -71,12 +71,14 @@ pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), Strin
         _ => (doc, &parts[..]),
     };
     let (last, inner) = rest.split_last().expect("a path has a key");
+    // the path up to segment `j` of `rest`, as written
+    let before = |j: usize| parts[..parts.len() - rest.len() + j].join(".");
     let mut cur = table;
     let mut i = 0;
     while i < inner.len() {
         let key = inner[i];
-        if key.parse::<usize>().is_ok() {
-            return Err(not_an_array(path, &inner[..i], key));
+        if numeric(key) {
+            return Err(not_an_array(path, &before(i), key));
         }
         let v = cur.entry(key.to_string()).or_insert_with(|| Value::Table(Table::new()));
         cur = match v {
@@ -97,21 +99,33 @@ pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), Strin
         };
         i += 1;
     }
-    if last.parse::<usize>().is_ok() {
-        return Err(not_an_array(path, inner, last));
+    if numeric(last) {
+        return Err(not_an_array(path, &before(inner.len()), last));
     }
     cur.insert(last.to_string(), value);
     Ok(())
 }
 
-/// The index of `items` (the array `key`) that `index` names.
+/// A segment written as a number (signed, or with leading zeros, too):
+/// never a key of a scenario's table.
+fn numeric(segment: &str) -> bool {
+    let digits = segment.strip_prefix(['-', '+']).unwrap_or(segment);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The index of `items` (the array `key`) that `index` names: digits as
+/// an element's number is written, `0`, `1`… (`+0` or `00` are not).
 fn element(items: &[Value], path: &str, key: &str, index: Option<&str>) -> Result<usize, String> {
     let n = items.len();
     let range = if n == 0 { "it is empty".to_owned() } else { format!("0 to {}", n - 1) };
-    let Some(at) = index.and_then(|x| x.parse::<usize>().ok()) else {
-        return Err(format!(
-            "`{key}` in `{path}` is an array: name an element by its number ({range}), or set the whole array"
-        ));
+    let canonical = |x: &&str| x.bytes().all(|b| b.is_ascii_digit()) && (*x == "0" || !x.starts_with('0'));
+    let Some(at) = index.filter(canonical).and_then(|x| x.parse::<usize>().ok()) else {
+        return Err(match index.filter(|x| numeric(x)) {
+            Some(x) => format!("`{x}` in `{path}` is not an element number of `{key}` ({range})"),
+            None => format!(
+                "`{key}` in `{path}` is an array: name an element by its number ({range}), or set the whole array"
+            ),
+        });
     };
     if at >= n {
         return Err(format!(
@@ -121,14 +135,15 @@ fn element(items: &[Value], path: &str, key: &str, index: Option<&str>) -> Resul
     Ok(at)
 }
 
-/// An element number after `before`, where the scenario has no array of
-/// tables to pick from.
-fn not_an_array(path: &str, before: &[&str], index: &str) -> String {
-    let key = before.last().copied().unwrap_or(path);
-    let whole = path.rsplit_once(&format!(".{index}")).map_or(path, |(head, _)| head);
+/// An element number after `before` (the path up to it), where the
+/// scenario has no array of tables to pick from.
+fn not_an_array(path: &str, before: &str, index: &str) -> String {
+    if before.is_empty() {
+        return format!("`{path}` is not a key path: it starts with a number");
+    }
     format!(
-        "`{index}` in `{path}` numbers an element, but the scenario writes no `{key}` array of tables there: \
-         set the whole array, like `{whole}=[…]`"
+        "`{index}` in `{path}` numbers an element, but `{before}` is not an array of tables in the scenario: \
+         set the whole array, like `{before}=[…]`"
     )
 }
 
@@ -195,10 +210,20 @@ mod tests {
         let e = err(&mut doc, "agents.a.online.0.from");
         assert_eq!(e, "element 0 of `online` in `agents.a.online.0.from` is not a table");
         let e = err(&mut doc, "entry.web.think.0.mean");
-        assert!(
-            e.contains("no `think` array of tables there: set the whole array, like `entry.web.think=[…]`"),
-            "{e}"
-        );
+        assert!(e.contains("but `entry.web.think` is not an array of tables in the scenario: set the whole array, like `entry.web.think=[…]`"), "{e}");
+        let e = err(&mut doc, "entry.web.route.0.1");
+        assert!(e.contains("but `entry.web.route.0` is not an array"), "{e}");
+        // an element is numbered as written: 0, 1…
+        for odd in ["+0", "00", "-1", "18446744073709551616"] {
+            let e = err(&mut doc, &format!("entry.web.route.{odd}.share"));
+            assert!(
+                e.contains(&format!(
+                    "`{odd}` in `entry.web.route.{odd}.share` is not an element number of `route` (0 to 1)"
+                )),
+                "{e}"
+            );
+        }
+        assert!(err(&mut doc, "0").contains("starts with a number"));
         // a whole element replaced
         let shift = parse_value("[\"9h\", \"17h\"]");
         set(&mut doc, "agents.a.online.0", shift.clone()).unwrap();
