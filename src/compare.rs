@@ -529,7 +529,7 @@ pub fn compare_runs(base: Side<'_>, cur: Side<'_>, tolerances: &[(String, Tolera
             field(baseline, "/seed").unwrap_or_default(),
             field(current, "/seed").unwrap_or_default(),
             n.batches,
-            crate::scenario::units::format_duration((n.batch_s * 1e6) as u64),
+            crate::scenario::units::format_seconds(n.batch_s),
             n.deff
         ));
     }

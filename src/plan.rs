@@ -578,8 +578,8 @@ impl Problem<'_> {
             return None;
         }
         let reason = format!(
-            "no session arrived in any of its {} replications at {at}, and arrivals do not depend on staffing: \
-             lengthen the scenario's duration or raise its entries' rates",
+            "no session arrived after the warm-up in any of its {} replications at {at}, and arrivals do not \
+             depend on staffing: lengthen the scenario's duration, shorten its warm-up or raise its entries' rates",
             e.replications
         );
         Some(self.unreachable(cache, at, reason))
@@ -958,7 +958,11 @@ mod tests {
         let p = erlang_c(&sets, &["service_level>=0.8"], 3, 6);
         let Outcome::Unreachable(u) = p.solve(44).unwrap() else { panic!("met with no sessions") };
         assert_eq!(u.tried.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [44], "{u:?}");
-        assert!(u.reason.contains("no session arrived in any of its 3 replications at 44"), "{}", u.reason);
+        assert!(
+            u.reason.contains("no session arrived after the warm-up in any of its 3 replications at 44"),
+            "{}",
+            u.reason
+        );
         // one arrival a minute: the search goes on as before
         let p =
             erlang_c(&["duration=1h", "warmup=0s", "entry.web.rate=1/min"], &["service_level>=0.8"], 3, 6);

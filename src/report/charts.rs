@@ -1220,7 +1220,7 @@ fn panel<DB: DrawingBackend>(
                     format!(
                         "{} ({}): {label} {}",
                         t.clock(t.x(i) - t.interval_s / t.div / 2.0),
-                        crate::scenario::units::format_duration((t.interval_s * 1e6) as u64),
+                        crate::report::setting(t.interval_s),
                         fmt(*v)
                     ),
                 );
@@ -1343,7 +1343,7 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Measured) 
     let b = bin(d);
     let mut t = TimeAxis::new(d, s);
     t.interval_s = b.interval_s;
-    let every = crate::scenario::units::format_duration((b.interval_s * 1e6) as u64);
+    let every = crate::report::setting(b.interval_s);
     let areas = root.split_evenly((5, 1));
     let some = |v: &[f64]| v.iter().map(|x| Some(*x)).collect::<Vec<_>>();
     let arrivals: Vec<Line> =
@@ -1370,10 +1370,7 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Measured) 
         targets.push((v * 100.0, text));
     }
     let mut lines: Vec<Line> = vec![(
-        format!(
-            "service level (within {})",
-            crate::scenario::units::format_duration((s.scenario.service_level_s * 1e6) as u64)
-        ),
+        format!("service level (within {})", crate::report::setting(s.scenario.service_level_s)),
         pct(&b.service_level),
         metric_colour("queue_wait"),
         false,
@@ -1437,12 +1434,12 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Measured) 
     let p95: Vec<Option<f64>> = b.p95_ms.iter().map(|v| v.map(|v| v / div)).collect();
     let tline = [(
         s.scenario.service_level_s * 1e3 / div,
-        format!("T = {}", crate::scenario::units::format_duration((s.scenario.service_level_s * 1e6) as u64)),
+        format!("T = {}", crate::report::setting(s.scenario.service_level_s)),
     )];
     let p95_title = if bin_factor(d) > 1 {
         format!(
             "p95 queue wait: highest of the {} intervals in each {every}",
-            crate::scenario::units::format_duration((d.interval_s * 1e6) as u64)
+            crate::report::setting(d.interval_s)
         )
     } else {
         "p95 queue wait of sessions assigned in each interval".to_owned()

@@ -17,14 +17,13 @@ mod terminal;
 
 pub use terminal::{DISTORTION_WARN, terminal};
 
-use crate::scenario::units::format_duration;
 use crate::summary::Summary;
 
 /// A scenario setting given in seconds, as the scenario file writes it
 /// (`30m`, `7h30m`, `20s`): one format for settings everywhere. Measured
 /// times use [`crate::scenario::units::human_ms`].
 pub fn setting(s: f64) -> String {
-    format_duration((s * 1e6).round() as u64)
+    crate::scenario::units::format_seconds(s)
 }
 
 /// The arrival window as every output says it: "8h of arrivals, the first

@@ -330,8 +330,8 @@ pub fn html(plan: &PlanReport, charts: &[Chart]) -> String {
             let _ = writeln!(
                 h,
                 "<tr><td>{} – {}</td><td>{:.2}</td><td>{}</td><td>{}</td></tr>",
-                crate::scenario::units::format_duration((r.start_s * 1e6) as u64),
-                crate::scenario::units::format_duration((r.end_s * 1e6) as u64),
+                crate::report::setting(r.start_s),
+                crate::report::setting(r.end_s),
                 r.arrivals_per_min,
                 r.recommended().map_or("—".into(), |n| n.to_string()),
                 r.erlang().map_or("—".into(), |n| n.to_string())

@@ -108,6 +108,12 @@ pub fn format_duration(us: u64) -> String {
     out
 }
 
+/// [`format_duration`] of a length in seconds, rounded to the µs: a
+/// length truncated to it could read one µs short ("2.013631s").
+pub fn format_seconds(s: f64) -> String {
+    format_duration((s * 1e6).round() as u64)
+}
+
 /// A rate in events per second, parsed from `"120/min"`, `"2/s"` or `"600/h"`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -262,6 +268,8 @@ mod tests {
         assert_eq!(format_duration(60_000_001), "1m0.000001s");
         assert_eq!(format_duration(250_000), "250ms");
         assert_eq!(format_duration(9_000_000_000), "2h30m");
+        // 2.013632 × 1e6 is 2013631.9999…: rounded, not truncated
+        assert_eq!(format_seconds(2.013632), "2.013632s");
     }
 
     #[test]
