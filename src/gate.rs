@@ -122,8 +122,10 @@ pub fn condition_for(path: &str, text: &str) -> Result<Condition, String> {
     // keeps its sessions; so can an error rate: a batch's failed actions
     // count each)
     let last = path.rsplit('.').next().unwrap_or(path);
-    let bounded = ["service_level", "wait_probability", "abandon_rate", "jain", "jain_busy", "gini"];
-    if bounded.contains(&last) && !(0.0..=1.0).contains(&c.threshold) {
+    let bounded =
+        ["service_level", "wait_probability", "abandon_rate", "jain", "jain_busy", "gini", "deflection"];
+    let share = bounded.contains(&last) || path == "sticky.rate";
+    if share && !(0.0..=1.0).contains(&c.threshold) {
         return Err(format!(
             "invalid condition \"{text}\": {path} is a share from 0 to 1: write 0.8 or 80%, not {}",
             c.threshold
@@ -819,9 +821,15 @@ pub(crate) mod tests {
         assert_eq!(condition_for("service_level", ">= 80%").unwrap().threshold, 0.8);
         assert_eq!(condition_for("by_account.kf.abandon_rate", "<= 0").unwrap().threshold, 0.0);
         assert_eq!(condition_for("fairness.kf.jain", ">= 1").unwrap().threshold, 1.0);
-        for (path, bad) in
-            [("service_level", ">= 80"), ("abandon_rate", "< -0.1"), ("fairness.kf.gini", "<= 150%")]
-        {
+        for (path, bad) in [
+            ("service_level", ">= 80"),
+            ("abandon_rate", "< -0.1"),
+            ("fairness.kf.gini", "<= 150%"),
+            // a bot's deflection and the sticky rate are shares too (found by probing)
+            ("bot.deflection", ">= 30"),
+            ("by_account.kf.bot.deflection", "<= 30"),
+            ("sticky.rate", ">= 90"),
+        ] {
             let e = condition_for(path, bad).unwrap_err();
             assert!(e.contains("a share from 0 to 1"), "{path} {bad}: {e}");
         }

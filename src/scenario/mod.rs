@@ -624,14 +624,31 @@ fn gate_conditions(raw: RawGates, err: &ErrFn<'_>) -> Result<Vec<GateText>, Scen
                 toml::Value::String(s) => Ok((key, Spanned::new(span, s))),
                 // `by_entry.web.service_level = ...` unquoted is a table in
                 // TOML: "invalid type: map, expected a string" said nothing
-                toml::Value::Table(_) => Err(err(
-                    Some(key.span()),
-                    format!(
-                        "`{k}` is read as a table: a metric path with dots is one quoted key, like \
-                         \"{k}.NAME.service_level\" = \">= 0.8\"",
-                        k = key.get_ref()
-                    ),
-                )),
+                toml::Value::Table(t) => {
+                    // the path as written, down to its first condition (the
+                    // advice used to name `KEY.NAME.service_level` for any
+                    // key: found by probing)
+                    let (mut path, mut at, mut condition) = (key.get_ref().clone(), &t, None);
+                    while let Some((k, v)) = at.iter().next() {
+                        path = format!("{path}.{k}");
+                        match v {
+                            toml::Value::Table(inner) => at = inner,
+                            leaf => {
+                                condition = Some(leaf.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    Err(err(
+                        Some(key.span()),
+                        format!(
+                            "`{k}` is read as a table: a metric path with dots is one quoted key, like \
+                             \"{path}\" = {c}",
+                            k = key.get_ref(),
+                            c = condition.unwrap_or_else(|| "\">= 0.8\"".into())
+                        ),
+                    ))
+                }
                 other => Err(err(
                     Some(span),
                     format!(
