@@ -440,8 +440,10 @@ fn print_comparison(w: &mut dyn Write, c: &Comparison, quiet: bool) -> anyhow::R
     for r in &failing {
         writeln!(w, "  {}", comparison_line(r))?;
     }
+    // in exact mode a change either way fails, and is called what it is
+    let verdict = if c.exact { "CHANGED   " } else { "REGRESSED " };
     if !failing.is_empty() {
-        writeln!(w, "REGRESSED  {} metric(s) against the baseline", failing.len())?;
+        writeln!(w, "{verdict} {} metric(s) against the baseline", failing.len())?;
     }
     Ok(())
 }
