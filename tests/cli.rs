@@ -693,3 +693,16 @@ fn an_overloaded_plain_queue_is_said_to_be_unstable() {
     assert_eq!(sweep["points"][0]["unstable"], true);
     assert!(sweep["points"][1].get("unstable").is_none());
 }
+
+/// `--out` naming a file is the user's mistake, said before the run (it
+/// was exit 3 "removing FILE/shard.json: Not a directory").
+#[test]
+fn out_naming_a_file_is_refused_before_the_run() {
+    let dir = scratch("out-file");
+    let file = dir.join("report.txt");
+    std::fs::write(&file, "mine").unwrap();
+    let o = kfsim(&["run", "scenarios/erlang-c.toml", "-q", "--out", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a file is there; --out names a folder"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine", "left as it was");
+}

@@ -251,6 +251,11 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
     };
+    if out.exists() && !out.is_dir() {
+        return Err(
+            ArgError(format!("--out {}: a file is there; --out names a folder", out.display())).into()
+        );
+    }
     // before the run, not when its files are written: a live shard killed
     // mid-run left the shard file of the run before, which a merge took
     // for this one's
