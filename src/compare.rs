@@ -106,7 +106,8 @@ fn direction_of(path: &str) -> Better {
         "duplicated",
     ];
     let last = path.rsplit('.').next().unwrap_or(path);
-    let timed = path.split('.').any(|s| s.ends_with("_ms"));
+    // a time's figures, but not how many there were
+    let timed = last != "count" && path.split('.').any(|s| s.ends_with("_ms"));
     if HIGHER.contains(&last) || path == "sticky.rate" {
         Better::Higher
     } else if LOWER.contains(&last) || timed {
@@ -1014,6 +1015,8 @@ mod tests {
         assert_eq!(status(&c, "by_entry.web.service_level"), Status::Regressed);
         let c = compare(&base, &with(0.99, 900.0, 1000.0), &[sl]);
         assert_eq!(status(&c, "by_entry.web.service_level"), Status::Improved);
+        assert_eq!(direction_of("latency_ms.queue_wait.count"), Better::Either);
+        assert_eq!(direction_of("by_entry.web.latency_ms.queue_wait.p90"), Better::Lower);
         let c = compare(&base, &with(0.92, 950.0, 1000.0), &[tol("by_entry.web.asa_ms=1%")]);
         assert_eq!(status(&c, "by_entry.web.asa_ms"), Status::Ok);
         let worse = compare(&base, &with(0.5, 950.0, 1000.0), &[tol("by_entry.web.asa_ms=1%")]);
