@@ -671,8 +671,30 @@ pub fn format_like(condition: &str, v: f64, unit: MetricUnit) -> String {
     let written = condition.trim().trim_start_matches(['<', '>', '=', '!']).trim();
     match unit {
         MetricUnit::Plain if written.ends_with('%') => format!("{}%", trim_number(v * 100.0, 2)),
+        MetricUnit::Ms | MetricUnit::S => {
+            as_written(written, v, unit).unwrap_or_else(|| format_value(v, unit))
+        }
         _ => format_value(v, unit),
     }
+}
+
+/// A time in the unit and to one decimal more than its threshold was
+/// written with (`< 21.79s` against `21.791s`): shown the usual way
+/// (`21.8s`), a failing value read as the threshold itself (found by
+/// probing). `None` for a threshold of whole units or several parts.
+fn as_written(written: &str, v: f64, unit: MetricUnit) -> Option<String> {
+    let split = written.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, suffix) = written.split_at(split);
+    let decimals = number.split_once('.')?.1.len();
+    let per_ms = match suffix.trim() {
+        "ms" => 1.0,
+        "s" => 1e3,
+        "m" | "min" => 60e3,
+        "h" => 3600e3,
+        _ => return None,
+    };
+    let ms = if unit == MetricUnit::S { v * 1e3 } else { v };
+    Some(format!("{:.*}{}", decimals + 1, ms / per_ms, suffix.trim()))
 }
 
 /// `v` with at most `digits` decimals, without trailing zeros.
@@ -1225,5 +1247,11 @@ rate = "6/min"
         assert_eq!(format_like(">= 0.8", 0.8397, MetricUnit::Plain), "0.8397");
         assert_eq!(format_like("< 5m", 176_000.0, MetricUnit::Ms), "2m56s");
         assert_eq!(format_like("< 25%", 0.25, MetricUnit::Plain), "25%");
+        // to a decimal more than the threshold was written with (it read
+        // "< 21.79s (actual 21.8s) FAIL")
+        assert_eq!(format_like("< 21.79s", 21_790.7, MetricUnit::Ms), "21.791s");
+        assert_eq!(format_like("<= 0.5m", 29_500.0, MetricUnit::Ms), "0.49m");
+        assert_eq!(format_like("< 2.5s", 2.46, MetricUnit::S), "2.46s");
+        assert_eq!(format_like("< 1m30s", 95_000.0, MetricUnit::Ms), "1m35s");
     }
 }
