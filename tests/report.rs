@@ -346,6 +346,15 @@ fn junit_has_one_case_per_gate() {
     let error = doc.descendants().find(|n| n.has_tag_name("error")).expect("an error case");
     assert!(error.attribute("message").unwrap().contains("unknown metric `servce_level`"), "{xml}");
 
+    // and so does an argument the command line cannot read (it wrote none)
+    let args = ["run", sc.to_str().unwrap(), "--seed", "abc", "--junit", junit.to_str().unwrap()];
+    let o = kfsim(&args);
+    assert_eq!(o.status.code(), Some(2));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let error = doc.descendants().find(|n| n.has_tag_name("error")).expect("an error case");
+    assert!(error.attribute("message").unwrap().contains("invalid value 'abc' for '--seed"), "{xml}");
+
     // --no-gates does not refuse the run for a gate it is told to skip
     let o =
         kfsim(&["run", bad.to_str().unwrap(), "-q", "--no-gates", "--out", dir.join("ng").to_str().unwrap()]);

@@ -133,6 +133,59 @@ impl ValueEnum for Engine {
     }
 }
 
+/// Parse the command line `args` (the program's name first), or exit as
+/// clap does (code 2 for an error, 0 for `--help`). An error of the
+/// arguments themselves still writes the `--junit` file they name, one
+/// `run` case in error, as a run that cannot be made does: CI shows an
+/// error, not no result (`--seed abc` wrote none: found by probing).
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            if e.use_stderr()
+                && let Some(path) = junit_arg(&args)
+                && let Err(w) = write_arg_error(&path, &e.render().to_string())
+            {
+                let _ = writeln!(std::io::stderr().lock(), "warning: {w:#}");
+            }
+            e.exit()
+        }
+    }
+}
+
+/// The `--junit` file named in `args`, however they failed to parse.
+fn junit_arg(args: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--junit" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--junit=")) {
+            return Some(v.into());
+        }
+    }
+    None
+}
+
+fn write_arg_error(path: &Path, message: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
+    }
+    let meta = crate::report::junit::Meta {
+        scenario: "kfsim".into(),
+        timestamp: Some(iso_stamp(now_secs())),
+        time_s: 0.0,
+        engine: None,
+        properties: Vec::new(),
+        interrupted: false,
+    };
+    let mut xml = Vec::new();
+    crate::report::junit::write_error(&meta, message.trim_end(), &mut xml)?;
+    std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Run a parsed command; the result is the process exit code.
 pub fn run(cli: Cli) -> Exit {
     let result = match cli.command {
@@ -356,6 +409,15 @@ fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_junit_file_is_found_in_arguments_that_do_not_parse() {
+        let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(junit_arg(&args(&["kfsim", "run", "x", "--junit", "a/j.xml"])), Some("a/j.xml".into()));
+        assert_eq!(junit_arg(&args(&["kfsim", "run", "--junit=j.xml", "--seed", "q"])), Some("j.xml".into()));
+        assert_eq!(junit_arg(&args(&["kfsim", "run", "--junit"])), None);
+        assert_eq!(junit_arg(&args(&["--junit", "run"])), None, "the program's name is not an option");
+    }
 
     /// A signal between two phases of a run (the barrier's end and the
     /// progress bar) must reach the later phase: both hold one flag.
