@@ -105,7 +105,7 @@ impl Target {
             return Vec::new();
         }
         match scope.split_once('.') {
-            None if scope.is_empty() => vec!["sessions.to_people".into(), "sessions.offered".into()],
+            None if scope.is_empty() => vec!["sessions.to_people".into(), OFFERED.into()],
             Some(("by_entry", _)) => {
                 vec![format!("{scope}.sessions.to_people"), format!("{scope}.sessions.offered")]
             }

@@ -169,10 +169,7 @@ fn junit_arg(args: &[std::ffi::OsString]) -> Option<PathBuf> {
 }
 
 fn write_arg_error(path: &Path, message: &str) -> anyhow::Result<()> {
-    use anyhow::Context;
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
-    }
+    run::junit_folder(path)?;
     let meta = crate::report::junit::Meta {
         scenario: "kfsim".into(),
         timestamp: Some(iso_stamp(now_secs())),
@@ -181,9 +178,7 @@ fn write_arg_error(path: &Path, message: &str) -> anyhow::Result<()> {
         properties: Vec::new(),
         interrupted: false,
     };
-    let mut xml = Vec::new();
-    crate::report::junit::write_error(&meta, message.trim_end(), &mut xml)?;
-    std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
+    run::write_junit_error(path, &meta, message.trim_end())
 }
 
 /// Run a parsed command; the result is the process exit code.

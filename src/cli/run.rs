@@ -180,11 +180,17 @@ pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
             properties: vec![("scenario.file".into(), args.scenario.scenario.display().to_string())],
             interrupted: false,
         };
-        let mut xml = Vec::new();
-        junit::write_error(&meta, &format!("{e:#}"), &mut xml)?;
-        std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
+        write_junit_error(path, &meta, &format!("{e:#}"))?;
     }
     result
+}
+
+/// The `--junit` file of a run that cannot be made: one `run` case in
+/// error with `message`.
+pub(super) fn write_junit_error(path: &Path, meta: &junit::Meta, message: &str) -> anyhow::Result<()> {
+    let mut xml = Vec::new();
+    junit::write_error(meta, message, &mut xml)?;
+    std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
 }
 
 fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> anyhow::Result<Exit> {
@@ -395,7 +401,7 @@ fn compare_sides(
 /// Make the folder of the `--junit` file as `--out` makes its own, before
 /// anything runs: a missing one failed only after the run, with exit 3
 /// hiding the gates' verdict (found by probing).
-fn junit_folder(path: &Path) -> anyhow::Result<()> {
+pub(super) fn junit_folder(path: &Path) -> anyhow::Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) => std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display())),
         None => Ok(()),

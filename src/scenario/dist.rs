@@ -140,6 +140,16 @@ impl<'de> Deserialize<'de> for Param {
     }
 }
 
+/// The parameters each distribution takes (a lognormal in one of two
+/// forms), for the table's check and the check of each value as it is read.
+const CONSTANT: &[&str] = &["value"];
+const EXPONENTIAL: &[&str] = &["mean"];
+const UNIFORM: &[&str] = &["min", "max"];
+const QUANTILES: &[&str] = &["median", "p95"];
+const MOMENTS: &[&str] = &["mu", "sigma"];
+const GAMMA: &[&str] = &["mean", "cv"];
+const GEOMETRIC: &[&str] = &["mean"];
+
 /// The keys of the table form.
 const FIELDS: &[&str] = &["dist", "value", "mean", "min", "max", "median", "p95", "mu", "sigma", "cv"];
 
@@ -182,19 +192,19 @@ impl Checked {
     /// Whether `name` is a parameter of `kind` (in a time distribution if
     /// `time`), given the parameters of `t` read so far.
     fn belongs(kind: Kind, time: bool, name: &str, t: &Table) -> bool {
-        let takes: &[&str] = match (kind, time) {
-            (Kind::Constant, _) => &["value"],
-            (Kind::Exponential, true) => &["mean"],
-            (Kind::Uniform, true) => &["min", "max"],
+        let takes = |params: &[&str]| params.contains(&name);
+        match (kind, time) {
+            (Kind::Constant, _) => takes(CONSTANT),
+            (Kind::Exponential, true) => takes(EXPONENTIAL),
+            (Kind::Uniform, true) => takes(UNIFORM),
             // one of the two forms, whichever came first
-            (Kind::Lognormal, true) if t.mu.is_some() || t.sigma.is_some() => &["mu", "sigma"],
-            (Kind::Lognormal, true) if t.median.is_some() || t.p95.is_some() => &["median", "p95"],
-            (Kind::Lognormal, true) => &["median", "p95", "mu", "sigma"],
-            (Kind::Gamma, true) => &["mean", "cv"],
-            (Kind::Geometric, false) => &["mean"],
-            _ => &[],
-        };
-        takes.contains(&name)
+            (Kind::Lognormal, true) if t.mu.is_some() || t.sigma.is_some() => takes(MOMENTS),
+            (Kind::Lognormal, true) if t.median.is_some() || t.p95.is_some() => takes(QUANTILES),
+            (Kind::Lognormal, true) => takes(MOMENTS) || takes(QUANTILES),
+            (Kind::Gamma, true) => takes(GAMMA),
+            (Kind::Geometric, false) => takes(GEOMETRIC),
+            _ => false,
+        }
     }
 
     fn check(&self, p: &Param) -> Result<(), String> {
@@ -335,15 +345,15 @@ impl Table {
         };
         let dist = match self.dist.expect("read() requires dist") {
             Kind::Constant => {
-                self.only(&["value"], "constant")?;
+                self.only(CONSTANT, "constant")?;
                 TimeDist::Constant { us: dur(&self.value, "value")? as u64 }
             }
             Kind::Exponential => {
-                self.only(&["mean"], "exponential")?;
+                self.only(EXPONENTIAL, "exponential")?;
                 TimeDist::Exponential { mean_us: positive(dur(&self.mean, "mean")?, "`mean`")? }
             }
             Kind::Uniform => {
-                self.only(&["min", "max"], "uniform")?;
+                self.only(UNIFORM, "uniform")?;
                 let (min_us, max_us) = (dur(&self.min, "min")?, dur(&self.max, "max")?);
                 if min_us > max_us {
                     return Err("`min` must not exceed `max`".into());
@@ -351,7 +361,7 @@ impl Table {
                 TimeDist::Uniform { min_us, max_us }
             }
             Kind::Lognormal if self.median.is_some() || self.p95.is_some() => {
-                self.only(&["median", "p95"], "lognormal")?;
+                self.only(QUANTILES, "lognormal")?;
                 let median = positive(dur(&self.median, "median")?, "`median`")?;
                 let p95 = dur(&self.p95, "p95")?;
                 if p95 <= median {
@@ -360,13 +370,13 @@ impl Table {
                 TimeDist::Lognormal { mu: (median / 1e6).ln(), sigma: (p95 / median).ln() / Z95 }
             }
             Kind::Lognormal => {
-                self.only(&["mu", "sigma"], "lognormal")?;
+                self.only(MOMENTS, "lognormal")?;
                 let mu = num(&self.mu, "mu (or median and p95)")?;
                 let sigma = positive(num(&self.sigma, "sigma")?, "`sigma`")?;
                 TimeDist::Lognormal { mu, sigma }
             }
             Kind::Gamma => {
-                self.only(&["mean", "cv"], "gamma")?;
+                self.only(GAMMA, "gamma")?;
                 let mean_us = positive(dur(&self.mean, "mean")?, "`mean`")?;
                 let cv = num(&self.cv, "cv")?;
                 // beyond these the gamma's shape 1/cv² under- or overflows
@@ -397,11 +407,11 @@ impl Table {
         };
         match self.dist.expect("read() requires dist") {
             Kind::Constant => {
-                self.only(&["value"], "constant")?;
+                self.only(CONSTANT, "constant")?;
                 count_value(num(&self.value, "value")?)
             }
             Kind::Geometric => {
-                self.only(&["mean"], "geometric")?;
+                self.only(GEOMETRIC, "geometric")?;
                 let mean = num(&self.mean, "mean")?;
                 if !(1.0..=1e6).contains(&mean) {
                     return Err("geometric `mean` must be between 1 and 1000000".into());
