@@ -14,8 +14,15 @@
 //! schedule can take), which keeps every decision at least 97.5 % sure
 //! however many looks it took. A value still undecided after the last look
 //! is reported as *unclear*, with how sure the replications make us, and
-//! is not recommended. With no spread over the replications the condition
-//! itself decides (`>=` and `<=` inclusive). Bisection assumes the targets
+//! is not recommended. A share of sessions (service level, wait
+//! probability, abandonment) is judged by its sessions over the
+//! replications rather than by the replications' shares (see
+//! [`Counted`]), its overdispersion bounded from their counts; where the
+//! counts cannot bound it (every session on one side) the nearest smaller
+//! value's stands in, and the search runs again until every value it
+//! holds was judged with the values below it. With no spread over the
+//! replications of another metric the condition itself decides (`>=` and
+//! `<=` inclusive). Bisection assumes the targets
 //! get easier as the parameter grows (more agents: shorter waits), which
 //! holds in expectation; common random numbers across values keep the
 //! estimates from crossing back and forth. A floor on occupancy or on an
@@ -32,13 +39,14 @@
 //! either value measured the metric at all, the search stops with
 //! [`Outcome::Unreachable`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::gate::{self, Condition, Op};
 use crate::scenario::Scenario;
+use crate::stats::Counted;
 use crate::sweep::{self, Estimate};
 use crate::theory::Prediction;
 
@@ -114,33 +122,32 @@ impl Target {
         }
     }
 
-    /// How sure the replications make us that the target holds; `sessions`:
-    /// how many sessions, over all replications, a share target is over
-    /// (see [`Target::sessions_paths`]).
-    pub fn sure(&self, e: Option<Estimate>, sessions: Option<f64>) -> f64 {
+    /// How sure the replications make us that the target holds. `counted`:
+    /// a share target's sessions over the replications (see
+    /// [`Target::sessions_paths`]); `edge_dispersion`: the overdispersion
+    /// to assume where they cannot bound it (see [`Counted::sure`]).
+    pub fn sure(&self, e: Option<Estimate>, counted: Option<&Counted>, edge_dispersion: f64) -> f64 {
         // as the gate judges it: nobody abandoned in any replication meets
         // a ceiling on the waits of those who did
         let Some(e) = e else {
             return f64::from(u8::from(gate::holds_without_samples(&self.path, self.condition.op)));
         };
+        // A share is judged by its sessions, not by its replications'
+        // values alone (see `Counted`); the edge of every replication at
+        // 0 or 1 too (found by probing: 5 replications of 48 sessions all
+        // answered in time were ">99.9 % sure" of a 99.9 % service level
+        // that was 99.66 %).
+        let t = self.condition.threshold;
+        let ordered = matches!(self.condition.op, Op::Ge | Op::Gt | Op::Le | Op::Lt);
+        if let Some(c) = counted.filter(|_| ordered && t > 0.0 && t < 1.0) {
+            return c.sure(t, self.wants_more(), edge_dispersion);
+        }
         // Every replication that measured it gave the same value (or only
-        // one did): the spread says nothing. A share at 0 or 1 in every
-        // replication is judged by its sessions: were the true share the
-        // threshold, all n of them would land on that side with
-        // probability q^n (found by probing: 5 replications of 48 sessions
-        // all answered in time were ">99.9 % sure" of a 99.9 % service
-        // level that was 99.66 %). Otherwise, and at a threshold of 0 or 1
-        // itself, the condition decides, `>=` and `<=` inclusive (a service
-        // level of exactly 1 at every replication meets `service_level>=1`;
-        // judged as a strict `>` it made the target unreachable).
+        // one did): the spread says nothing, and the condition decides,
+        // `>=` and `<=` inclusive (a service level of exactly 1 at every
+        // replication meets `service_level>=1`; judged as a strict `>` it
+        // made the target unreachable).
         if e.se == 0.0 {
-            let t = self.condition.threshold;
-            let edge = e.mean == 0.0 || e.mean == 1.0;
-            let ordered = matches!(self.condition.op, Op::Ge | Op::Gt | Op::Le | Op::Lt);
-            if let Some(n) = sessions.filter(|&n| n >= 1.0 && edge && ordered && t > 0.0 && t < 1.0) {
-                let all_there = (if e.mean == 1.0 { t } else { 1.0 - t }).powf(n);
-                return if self.met_by(Some(e.mean)) { 1.0 - all_there } else { all_there };
-            }
             return f64::from(u8::from(self.met_by(Some(e.mean))));
         }
         match self.condition.op {
@@ -149,6 +156,26 @@ impl Target {
             Op::Eq | Op::Ne => f64::from(u8::from(self.met_by(Some(e.mean)))),
         }
     }
+}
+
+/// A share target's sessions over `runs`, when every replication that
+/// measured the share says how many sessions it is of (replications from
+/// before the counts were recorded do not: the replications' values alone
+/// decide).
+fn counted(t: &Target, runs: &[sweep::RepValues]) -> Option<Counted> {
+    let paths = t.sessions_paths();
+    if paths.is_empty() {
+        return None;
+    }
+    let shares: Vec<f64> = runs.iter().filter_map(|v| v.get(&t.path).copied().flatten()).collect();
+    let counts: Vec<(f64, f64)> = runs
+        .iter()
+        .filter_map(|v| {
+            let share = v.get(&t.path).copied().flatten()?;
+            Some((share, paths.iter().find_map(|p| v.get(p).copied().flatten())?))
+        })
+        .collect();
+    (counts.len() == shares.len()).then(|| Counted::of(&counts)).flatten()
 }
 
 /// What the replications say about a target at one value.
@@ -207,6 +234,11 @@ pub struct Check {
     pub decision: Decision,
     /// How sure the replications make us that the target holds (0–1).
     pub sure: f64,
+    /// A share target's overdispersion, bounded from its replications'
+    /// counts (see [`Counted::dispersion`]): absent at an edge, where the
+    /// nearest smaller value's stood in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispersion: Option<f64>,
 }
 
 /// The figures at one value of the parameter.
@@ -226,6 +258,13 @@ pub struct Evaluated {
     pub metrics: BTreeMap<String, Option<Estimate>>,
     /// Erlang's prediction at this value, where it applies.
     pub theory: Option<Prediction>,
+    /// Every replication run at this value, those past the deciding look
+    /// too: judged again with other edge dispersions, it needs no rerun.
+    #[serde(skip)]
+    runs: Vec<sweep::RepValues>,
+    /// The edge dispersion each target was judged with.
+    #[serde(skip)]
+    edge: Vec<f64>,
 }
 
 /// A staffing recommendation.
@@ -341,6 +380,50 @@ impl Problem<'_> {
     /// search's course depends only on the replications' values, so every
     /// shard of a plan, and the merge of their files, follows the same one.
     pub fn evaluate_with(&self, value: u32, runner: &dyn sweep::Replicate) -> anyhow::Result<Evaluated> {
+        self.evaluate_near(value, runner, &BTreeMap::new())
+    }
+
+    /// [`Problem::evaluate_with`], a share target at its edge taking the
+    /// dispersion of the nearest smaller value of `known` that measured
+    /// one (see [`Problem::edge_dispersions`]), and the replications
+    /// `known` already has at `value` reused.
+    pub fn evaluate_near(
+        &self,
+        value: u32,
+        runner: &dyn sweep::Replicate,
+        known: &BTreeMap<u32, Evaluated>,
+    ) -> anyhow::Result<Evaluated> {
+        let prior = known.get(&value).map(|e| e.runs.clone()).unwrap_or_default();
+        self.evaluate_from(value, runner, prior, self.edge_dispersions(value, known))
+    }
+
+    /// The overdispersion each share target assumes at its edge at
+    /// `value`: what the nearest smaller value of `known` measured (a
+    /// target gets harder with fewer staff, and its late answers come in
+    /// longer episodes: over the simulator's M/M/c replications the
+    /// dispersion fell from 10 to 5 as agents went from 6 to 10), or 1
+    /// when none did. Assumed 1 throughout, 20 replications of 48
+    /// sessions all in time were "sure" of a 99.4 % service level that
+    /// was the truth: "meets" 17 % of the time at the threshold; with the
+    /// smaller value's, 1 %.
+    pub fn edge_dispersions(&self, value: u32, known: &BTreeMap<u32, Evaluated>) -> Vec<f64> {
+        (0..self.targets.len())
+            .map(|i| {
+                let below = known.range(..value).rev();
+                below.filter_map(|(_, e)| e.checks.get(i)?.dispersion).next().unwrap_or(1.0)
+            })
+            .collect()
+    }
+
+    /// Looks at `value` in order, with the replications of `runs` first
+    /// (the same decisions as from none: only the runner's work differs).
+    fn evaluate_from(
+        &self,
+        value: u32,
+        runner: &dyn sweep::Replicate,
+        mut runs: Vec<sweep::RepValues>,
+        edge: Vec<f64>,
+    ) -> anyhow::Result<Evaluated> {
         let sc = self.scenario_at(value)?;
         // a target's path as this value's summary names it
         let mut named: Vec<(String, &str)> =
@@ -357,21 +440,21 @@ impl Problem<'_> {
             .chain(std::iter::once(OFFERED.to_owned()))
             .collect();
         let looks = self.looks();
-        let mut runs = Vec::new();
-        let mut done = 0;
         for (i, &reps) in looks.iter().enumerate() {
-            let mut more = runner.replicate(&sc, done..reps, &extra)?;
-            for v in &mut more {
-                for (at, path) in named.iter().filter(|(at, path)| at != path) {
-                    let x = v.remove(at).flatten();
-                    v.insert((*path).to_owned(), x);
+            let done = runs.len() as u32;
+            if done < reps {
+                let mut more = runner.replicate(&sc, done..reps, &extra)?;
+                for v in &mut more {
+                    for (at, path) in named.iter().filter(|(at, path)| at != path) {
+                        let x = v.remove(at).flatten();
+                        v.insert((*path).to_owned(), x);
+                    }
                 }
+                runs.extend(more);
             }
-            runs.extend(more);
-            done = reps;
-            let e = self.judge(value, &runs, &sc);
+            let e = self.judge(value, &runs[..reps as usize], &sc, &edge);
             if self.settled(&e) || i + 1 == looks.len() {
-                return Ok(e);
+                return Ok(Evaluated { runs, edge, ..e });
             }
         }
         unreachable!("looks() is never empty")
@@ -410,7 +493,7 @@ impl Problem<'_> {
         }
     }
 
-    fn judge(&self, value: u32, runs: &[sweep::RepValues], sc: &Scenario) -> Evaluated {
+    fn judge(&self, value: u32, runs: &[sweep::RepValues], sc: &Scenario, edge: &[f64]) -> Evaluated {
         let mut metrics = sweep::estimate_values(runs);
         for t in &self.targets {
             let per_run: Vec<Option<f64>> = runs.iter().map(|v| v.get(&t.path).copied().flatten()).collect();
@@ -420,15 +503,17 @@ impl Problem<'_> {
         let checks: Vec<Check> = self
             .targets
             .iter()
-            .map(|t| {
-                let paths = t.sessions_paths();
-                let sessions = (!paths.is_empty()).then(|| {
-                    let of_run =
-                        |v: &sweep::RepValues| paths.iter().find_map(|p| v.get(p).copied().flatten());
-                    runs.iter().filter_map(of_run).sum::<f64>()
-                });
-                let sure = t.sure(metrics.get(&t.path).copied().flatten(), sessions);
-                Check { target: t.text.clone(), path: t.path.clone(), decision: decide(sure, at), sure }
+            .zip(edge)
+            .map(|(t, &edge)| {
+                let counted = counted(t, runs);
+                let sure = t.sure(metrics.get(&t.path).copied().flatten(), counted.as_ref(), edge);
+                Check {
+                    target: t.text.clone(),
+                    path: t.path.clone(),
+                    decision: decide(sure, at),
+                    sure,
+                    dispersion: counted.and_then(|c| c.dispersion()),
+                }
             })
             .collect();
         let decision = if checks.iter().all(|c| c.decision == Decision::Meets) {
@@ -446,6 +531,8 @@ impl Problem<'_> {
             replications: runs.len() as u32,
             metrics,
             theory: crate::theory::predict(sc),
+            runs: Vec::new(),
+            edge: Vec::new(),
         }
     }
 
@@ -476,59 +563,47 @@ impl Problem<'_> {
     /// [`Problem::solve`] with the replications from `runner`.
     pub fn solve_with(&self, start: u32, runner: &dyn sweep::Replicate) -> anyhow::Result<Outcome> {
         let cache: RefCell<BTreeMap<u32, Evaluated>> = RefCell::new(BTreeMap::new());
+        let changed = Cell::new(false);
         let least = self.least_value();
-        // the search is over the targets more staff makes easier
+        // the search is over the targets more staff makes easier; a value
+        // is judged again when a value evaluated below it since changed
+        // the dispersion its edges assume
         let eval = |v: u32| -> anyhow::Result<bool> {
             if v < least {
                 return Ok(false);
             }
-            if !cache.borrow().contains_key(&v) {
-                let e = self.evaluate_with(v, runner)?;
+            let stale = {
+                let c = cache.borrow();
+                c.get(&v).is_none_or(|e| e.edge != self.edge_dispersions(v, &c))
+            };
+            if stale {
+                let e = self.evaluate_near(v, runner, &cache.borrow())?;
                 cache.borrow_mut().insert(v, e);
+                changed.set(true);
             }
             let c = cache.borrow();
             let mut easier = self.targets.iter().zip(&c[&v].checks).filter(|(t, _)| !t.harder_with_staff());
             Ok(easier.all(|(_, c)| c.decision == Decision::Meets))
         };
-        // Bracket: a failing `lo` (or 0) and a passing `hi`.
-        let mut hi = start.max(least);
-        let mut prev: Option<u32> = None;
-        while !eval(hi)? {
-            if prev.is_none()
-                && let Some(u) = self.nothing_arrives(&cache.borrow(), hi)
-            {
-                return Ok(Outcome::Unreachable(u));
+        // The search, again until it runs with what it evaluated, and
+        // every value it holds judged with the values below it: each
+        // pass settles the values above those already settled, so it
+        // ends; the bound is a guard.
+        let mut found = self.search(start, least, &eval, &cache)?;
+        for _ in 0..64 {
+            if !changed.replace(false) {
+                break;
             }
-            if let Some(p) = prev {
-                let stalled = self.levelled_off(&cache.borrow(), p, hi);
-                if let Some(u) = stalled {
-                    return Ok(Outcome::Unreachable(u));
-                }
+            let held: Vec<u32> = cache.borrow().keys().copied().collect();
+            for v in held {
+                eval(v)?;
             }
-            if hi >= MAX_VALUE {
-                let c = cache.borrow();
-                let u = self.unreachable(&c, hi, format!("no value up to {MAX_VALUE} meets it"));
-                return Ok(Outcome::Unreachable(u));
-            }
-            prev = Some(hi);
-            hi = (hi * 2).min(MAX_VALUE);
+            found = self.search(start, least, &eval, &cache)?;
         }
-        let mut lo = 0;
-        let mut probe = hi / 2;
-        while probe > 0 && eval(probe)? {
-            hi = probe;
-            probe /= 2;
-        }
-        if probe > 0 {
-            lo = probe;
-        }
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if eval(mid)? { hi = mid } else { lo = mid }
-        }
-        if hi > 1 {
-            eval(hi - 1)?;
-        }
+        let hi = match found {
+            Ok(hi) => hi,
+            Err(u) => return Ok(Outcome::Unreachable(u)),
+        };
         let cache = cache.into_inner();
         let harder = self
             .targets
@@ -553,6 +628,57 @@ impl Problem<'_> {
             erlang,
             curve,
         })))
+    }
+
+    /// One pass of the search with `eval`: the smallest value meeting the
+    /// targets more staff makes easier, or why none does.
+    fn search(
+        &self,
+        start: u32,
+        least: u32,
+        eval: &dyn Fn(u32) -> anyhow::Result<bool>,
+        cache: &RefCell<BTreeMap<u32, Evaluated>>,
+    ) -> anyhow::Result<Result<u32, Unreachable>> {
+        // Bracket: a failing `lo` (or 0) and a passing `hi`.
+        let mut hi = start.max(least);
+        let mut prev: Option<u32> = None;
+        while !eval(hi)? {
+            if prev.is_none()
+                && let Some(u) = self.nothing_arrives(&cache.borrow(), hi)
+            {
+                return Ok(Err(u));
+            }
+            if let Some(p) = prev {
+                let stalled = self.levelled_off(&cache.borrow(), p, hi);
+                if let Some(u) = stalled {
+                    return Ok(Err(u));
+                }
+            }
+            if hi >= MAX_VALUE {
+                let c = cache.borrow();
+                let u = self.unreachable(&c, hi, format!("no value up to {MAX_VALUE} meets it"));
+                return Ok(Err(u));
+            }
+            prev = Some(hi);
+            hi = (hi * 2).min(MAX_VALUE);
+        }
+        let mut lo = 0;
+        let mut probe = hi / 2;
+        while probe > 0 && eval(probe)? {
+            hi = probe;
+            probe /= 2;
+        }
+        if probe > 0 {
+            lo = probe;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if eval(mid)? { hi = mid } else { lo = mid }
+        }
+        if hi > 1 {
+            eval(hi - 1)?;
+        }
+        Ok(Ok(hi))
     }
 
     /// The smallest value worth evaluating: 1, or when the group's size
@@ -1008,30 +1134,35 @@ mod tests {
         let sc = Scenario::parse(include_str!("../scenarios/erlang-c.toml"), "erlang-c.toml").unwrap();
         let t = Target::parse("service_level>=0.8", &sc).unwrap();
         let at = |mean, n| Some(Estimate { mean, lo: mean, hi: mean, n, se: 0.0 });
-        assert_eq!(t.sure(at(0.8, 3), None), 1.0);
-        assert_eq!(t.sure(at(0.79, 3), None), 0.0);
-        assert_eq!(t.sure(None, None), 0.0);
+        assert_eq!(t.sure(at(0.8, 3), None, 1.0), 1.0);
+        assert_eq!(t.sure(at(0.79, 3), None, 1.0), 0.0);
+        assert_eq!(t.sure(None, None, 1.0), 0.0);
     }
 
-    /// Every replication at 100 % (or 0 %) says as much as its sessions:
-    /// 240 sessions answered in time cannot show a 99.9 % service level
-    /// (were it 99.9 %, all 240 would be in time 79 % of the time), 20 000
-    /// can; a threshold of exactly 1 (or 0) is still the condition's.
+    /// Every replication at 100 % (or 0 %) says as much as its sessions
+    /// over the dispersion assumed: 240 sessions answered in time cannot
+    /// show a 99.9 % service level (were it 99.9 %, all 240 would be in
+    /// time 79 % of the time), 20 000 can, unless late answers come ten at
+    /// a time; a threshold of exactly 1 (or 0) is still the condition's.
     #[test]
     fn a_share_at_its_edge_in_every_replication_is_judged_by_its_sessions() {
         let sc = Scenario::parse(include_str!("../scenarios/erlang-c.toml"), "erlang-c.toml").unwrap();
         let t = |text: &str| Target::parse(text, &sc).unwrap();
         let at = |mean| Some(Estimate { mean, lo: mean, hi: mean, n: 5, se: 0.0 });
+        let all = |share: f64, n: f64| Counted::of(&[(share, n / 5.0); 5]).unwrap();
         let sl = t("service_level>=0.999");
         assert_eq!(sl.sessions_paths(), ["sessions.to_people", "sessions.offered"]);
-        assert!((sl.sure(at(1.0), Some(240.0)) - (1.0 - 0.999f64.powi(240))).abs() < 1e-12);
-        assert_eq!(decide(sl.sure(at(1.0), Some(240.0)), DECIDED), Decision::Unclear);
-        assert_eq!(decide(sl.sure(at(1.0), Some(20_000.0)), DECIDED), Decision::Meets);
-        assert_eq!(sl.sure(at(0.0), Some(240.0)), 0.001f64.powi(240), "none in time: missed");
-        assert_eq!(t("service_level>=1").sure(at(1.0), Some(10.0)), 1.0);
+        let sure = |n, phi| sl.sure(at(1.0), Some(&all(1.0, n)), phi);
+        assert!((sure(240.0, 1.0) - (1.0 - 0.999f64.powi(240))).abs() < 1e-12);
+        assert_eq!(decide(sure(240.0, 1.0), DECIDED), Decision::Unclear);
+        assert_eq!(decide(sure(20_000.0, 1.0), DECIDED), Decision::Meets);
+        assert_eq!(decide(sure(20_000.0, 10.0), DECIDED), Decision::Unclear);
+        let none = sl.sure(at(0.0), Some(&all(0.0, 240.0)), 1.0);
+        assert!((none - 0.001f64.powi(240)).abs() < 1e-300, "none in time: missed");
+        assert_eq!(t("service_level>=1").sure(at(1.0), Some(&all(1.0, 10.0)), 1.0), 1.0);
         let ab = t("abandon_rate<=0.01");
-        assert!((ab.sure(at(0.0), Some(100.0)) - (1.0 - 0.99f64.powi(100))).abs() < 1e-12);
-        assert_eq!(ab.sure(at(0.0), None), 1.0, "without a count, as before");
+        assert!((ab.sure(at(0.0), Some(&all(0.0, 100.0)), 1.0) - (1.0 - 0.99f64.powi(100))).abs() < 1e-12);
+        assert_eq!(ab.sure(at(0.0), None, 1.0), 1.0, "without a count, the condition");
         assert_eq!(t("by_account.kf.service_level>=0.9").sessions_paths(), ["by_account.kf.handles.offered"]);
         assert!(t("asa_ms<=20000").sessions_paths().is_empty());
     }
@@ -1067,6 +1198,76 @@ mod tests {
         let above = decisions(Normal::new(0.82, 0.03).unwrap(), 1000);
         assert!(above.get("meets").copied().unwrap_or(0) >= 900, "{above:?}");
         assert!(above.get("misses").copied().unwrap_or(0) <= 10, "{above:?}");
+    }
+
+    /// Replications drawn, with replacement, from the simulator's own.
+    struct Pool {
+        reps: Vec<sweep::RepValues>,
+        rng: Mutex<rand_xoshiro::Xoshiro256PlusPlus>,
+    }
+
+    impl sweep::Replicate for Pool {
+        fn replicate(
+            &self,
+            _: &Scenario,
+            reps: std::ops::Range<u32>,
+            _: &[String],
+        ) -> anyhow::Result<Vec<sweep::RepValues>> {
+            use rand::RngExt;
+            let mut rng = self.rng.lock().unwrap();
+            Ok(reps.map(|_| self.reps[rng.random_range(0..self.reps.len())].clone()).collect())
+        }
+    }
+
+    /// The simulator's replications of `p`'s scenario at `agents`, and
+    /// their pooled service level.
+    fn pool(p: &Problem, agents: u32, count: u32) -> (Pool, f64) {
+        let sc = p.scenario_at(agents).unwrap();
+        let extra = p.targets[0].sessions_paths();
+        let local = sweep::Local { parallel: true, go_on: &|| true };
+        let reps = sweep::Replicate::replicate(&local, &sc, 0..count, &extra).unwrap();
+        let counted = counted(&p.targets[0], &reps).unwrap();
+        let rng = Mutex::new(rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(u64::from(agents)));
+        (Pool { reps, rng }, counted.share())
+    }
+
+    /// Short replications of an M/M/c (48 sessions each) at a service-level
+    /// target set at the true level: "meets" is wrong, and may be said
+    /// 2.5 % of the time. Late answers come in congestion episodes, so most
+    /// replications have none and a few have many; the Student-t interval
+    /// of the replications' shares said "meets" 12 % of the time at 8
+    /// agents (mostly with a few late answers, whose spread looked small),
+    /// and 17 % at 10 (mostly with none at all over 20 replications, judged
+    /// as 960 independent sessions). The bound allows 3 standard errors of
+    /// the trials (1.5 points); the rule measured 0.9 % and 1.1 % (a Python
+    /// port, 1 500 plans each over 8 000 replications).
+    #[test]
+    fn a_share_at_its_true_level_over_short_replications_is_rarely_met() {
+        let sets = ["entry.web.rate=1/min", "duration=58m", "warmup=10m"];
+        let trials = 1000;
+        let most = (1.0 - DECIDED) + 3.0 * (DECIDED * (1.0 - DECIDED) / f64::from(trials)).sqrt();
+        let base = erlang_c(&sets, &["service_level>=0.5"], 5, 40);
+        let pools: BTreeMap<u32, (Pool, f64)> = (7..=10).map(|k| (k, pool(&base, k, 3000))).collect();
+        // how often `k` agents are said to meet the service level of
+        // `of` agents, after `k - 1` was evaluated (as the search does)
+        let meets = |k: u32, of: u32| {
+            let target = format!("service_level>={}", pools[&of].1);
+            let p = erlang_c(&sets, &[&target], 5, 40);
+            let met = (0..trials).filter(|_| {
+                let below = p.evaluate_with(k - 1, &pools[&(k - 1)].0).unwrap();
+                let known = BTreeMap::from([(k - 1, below)]);
+                p.evaluate_near(k, &pools[&k].0, &known).unwrap().decision == Decision::Meets
+            });
+            f64::from(met.count() as u32) / f64::from(trials)
+        };
+        for k in [8, 10] {
+            let wrong = meets(k, k);
+            assert!(wrong <= most, "{k} agents at their own service level: met {wrong}");
+        }
+        // the price is power: 8 agents against 7's level (0.96 against
+        // 0.90) was met 68 % of the time (89 % before)
+        let right = meets(8, 7);
+        assert!(right >= 0.5, "8 agents at 7's service level: met {right}");
     }
 
     #[test]

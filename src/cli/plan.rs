@@ -2,6 +2,7 @@
 //! grid or the search, print, write the files. The planning logic itself
 //! lives in `sweep` and `plan`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -413,15 +414,17 @@ fn plan_with(
                 // a curve around the answer, one step at a time, for the chart and its knee
                 let n = rec.at.value;
                 let step = (n / 20).max(1);
-                let have: Vec<u32> = rec.curve.iter().map(|e| e.value).collect();
-                for v in
-                    (1..=8).rev().map(|k| n.saturating_sub(k * step)).chain((1..=8).map(|k| n + k * step))
-                {
-                    if v >= 1 && !have.contains(&v) && !rec.curve.iter().any(|e| e.value == v) {
-                        rec.curve.push(p.evaluate_with(v, runner)?);
+                let mut known: BTreeMap<u32, Evaluated> = rec.curve.drain(..).map(|e| (e.value, e)).collect();
+                // upwards, so that each value's edges take the dispersion
+                // of the values below it (see Problem::edge_dispersions)
+                for k in -8i64..=8 {
+                    let Ok(v) = u32::try_from(i64::from(n) + k * i64::from(step)) else { continue };
+                    if v >= 1 && !known.contains_key(&v) {
+                        let e = p.evaluate_near(v, runner, &known)?;
+                        known.insert(v, e);
                     }
                 }
-                rec.curve.sort_by_key(|e| e.value);
+                rec.curve = known.into_values().collect();
                 report.knee = crate::plan::knee(&rec.curve, &targets[0]);
             }
             match &outcome {
