@@ -651,7 +651,13 @@ impl Problem<'_> {
             if let Some(p) = prev {
                 let stalled = self.levelled_off(&cache.borrow(), p, hi);
                 if let Some(u) = stalled {
-                    return Ok(Err(u));
+                    match self.between(hi, eval, cache)? {
+                        Some(v) if u.undecided => {
+                            hi = v;
+                            break;
+                        }
+                        _ => return Ok(Err(u)),
+                    }
                 }
             }
             if hi >= MAX_VALUE {
@@ -679,6 +685,37 @@ impl Problem<'_> {
             eval(hi - 1)?;
         }
         Ok(Ok(hi))
+    }
+
+    /// A value below `hi` meeting the targets, looked for between `hi` and
+    /// the largest value below it that missed one, when doubling found
+    /// only values it could not decide: at an edge (every session in
+    /// time) the dispersion of a value far below stands in, where one
+    /// nearer would be smaller, and the values between, with a few late
+    /// answers, measure their own (found by probing: a plan of 48-session
+    /// replications doubled from 4 agents, which missed, to 8 and 16,
+    /// all in time and undecided, and gave up, where 7 met).
+    fn between(
+        &self,
+        hi: u32,
+        eval: &dyn Fn(u32) -> anyhow::Result<bool>,
+        cache: &RefCell<BTreeMap<u32, Evaluated>>,
+    ) -> anyhow::Result<Option<u32>> {
+        let missed = |e: &Evaluated| {
+            let mut easier = self.targets.iter().zip(&e.checks).filter(|(t, _)| !t.harder_with_staff());
+            easier.any(|(_, c)| c.decision == Decision::Misses)
+        };
+        let last_miss = cache.borrow().range(..hi).rev().find(|(_, e)| missed(e)).map(|(v, _)| *v);
+        let (mut lo, mut hi) = (last_miss.unwrap_or(0), hi);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if eval(mid)? {
+                return Ok(Some(mid));
+            }
+            // undecided: nearer the values that measured a dispersion
+            if missed(&cache.borrow()[&mid]) { lo = mid } else { hi = mid }
+        }
+        Ok(None)
     }
 
     /// The smallest value worth evaluating: 1, or when the group's size

@@ -602,3 +602,32 @@ fn a_figure_one_replication_measured_shows_no_interval() {
     assert!(out.contains("by_entry.app.service_level ") && out.contains(" (n = 1)"), "{out}");
     assert!(!out.contains("[1, 1]") && !out.contains("[0, 0]"), "{out}");
 }
+
+/// Found by probing: with replications of 48 sessions, doubling went from
+/// 4 agents (missed) to 8 and 16, where every session of every
+/// replication was answered in time; each borrowed the overdispersion 4
+/// measured, too large to decide, and the plan gave up ("cannot show
+/// it"), where 6 and 7 decide from their own few late answers. The
+/// search now looks between. Erlang C: 6 agents give 0.99948, 7 0.99993.
+#[test]
+fn a_plan_looks_between_values_it_could_not_decide() {
+    let text = r#"
+name = "small-team"
+seed = 3
+duration = "10h"
+warmup = "2h"
+service_level = "20s"
+[[account]]
+name = "kf"
+[[agents]]
+count = 2
+reply_delay = { dist = "exponential", mean = "10m" }
+[[entry]]
+scene = "web"
+rate = "6/h"
+"#;
+    let args = ["--target", "service_level>=0.999", "--vary", "agents.kf.count", "--max-replications", "640"];
+    let (code, out) = plan_text("between", text, &args);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(matches!(recommended(&out), Some(6 | 7)), "{out}");
+}
