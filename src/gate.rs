@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::metrics::Metrics;
 use crate::observe::RunStats;
 use crate::scenario::units::parse_duration;
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{Diagnostic, Scenario, ScenarioError};
 use crate::summary::Summary;
 pub use crate::summary::{GateResult, Verdict};
 
@@ -243,22 +243,59 @@ pub fn metric_paths(scenario: &Scenario) -> ScenarioPaths {
 }
 
 /// Resolve each of the scenario's gates against the summary it produces and
-/// parse its condition in that metric's unit; a bad one is an error at its
-/// line and column in the scenario file.
+/// parse its condition in that metric's unit; every bad one is an error at
+/// its line and column in the scenario file, all of them at once.
 pub fn bind(scenario: &Scenario) -> Result<Vec<Gate>, ScenarioError> {
+    let (gates, problems) = bind_each(scenario);
+    match ScenarioError::of_all(problems.into_iter().map(|p| p.at).collect()) {
+        Some(e) => Err(e),
+        None => Ok(gates),
+    }
+}
+
+/// What is wrong with one gate.
+struct Problem {
+    at: Diagnostic,
+    /// Its metric is not one of the summary's: a run that does not check
+    /// the gates may go on (an override may have removed that entry or
+    /// agent), where a condition that does not parse is wrong in any run.
+    unbound: bool,
+}
+
+/// The gates of `scenario` that bind, and what is wrong with the others,
+/// in file order.
+fn bind_each(scenario: &Scenario) -> (Vec<Gate>, Vec<Problem>) {
+    let (mut gates, mut problems) = (Vec::new(), Vec::new());
     if scenario.gates.is_empty() {
-        return Ok(Vec::new());
+        return (gates, problems);
     }
     let valid = metric_paths(scenario);
-    scenario
-        .gates
-        .iter()
-        .map(|spec| {
-            let path = resolve(&spec.metric, &valid).map_err(|m| spec.metric_error(m))?;
-            let condition = condition_for(&path, &spec.condition).map_err(|m| spec.condition_error(m))?;
-            Ok(Gate { metric: spec.metric.clone(), path, condition })
-        })
-        .collect()
+    for spec in &scenario.gates {
+        if let Some(at) = spec.written_error() {
+            problems.push(Problem { at: at.clone(), unbound: false });
+            continue;
+        }
+        let path = match resolve(&spec.metric, &valid) {
+            Ok(path) => path,
+            Err(m) => {
+                problems.push(Problem { at: spec.metric_error(m), unbound: true });
+                continue;
+            }
+        };
+        match condition_for(&path, &spec.condition) {
+            Ok(condition) => gates.push(Gate { metric: spec.metric.clone(), path, condition }),
+            Err(m) => problems.push(Problem { at: spec.condition_error(m), unbound: false }),
+        }
+    }
+    (gates, problems)
+}
+
+/// The mistakes of [`bind_each`] that are (`unbound`) or are not about a
+/// gate's metric, as one error.
+fn problems_of(scenario: &Scenario, unbound: bool) -> Result<(), ScenarioError> {
+    let (_, problems) = bind_each(scenario);
+    let found = problems.into_iter().filter(|p| p.unbound == unbound).map(|p| p.at).collect();
+    ScenarioError::of_all(found).map_or(Ok(()), Err)
 }
 
 /// [`bind`] the gates of `scenario`, which is the text `text` of `file`
@@ -271,19 +308,47 @@ pub fn bind_given(
     file: &str,
     sets: &[String],
 ) -> Result<Vec<Gate>, ScenarioError> {
-    let err = match bind(scenario) {
+    given(scenario, text, file, sets, bind)
+}
+
+/// The gates of a run that does not check them (`--no-gates`), as
+/// [`bind_given`] finds them: first each whose metric the run does not
+/// have, a warning since it is not checked; then an error if a condition
+/// does not parse (or is not a string), as in `kfsim validate`: that is a
+/// mistake in the file whatever is run, and went unsaid behind a first
+/// unbound gate (found by probing).
+pub fn unchecked_given(
+    scenario: &Scenario,
+    text: &str,
+    file: &str,
+    sets: &[String],
+) -> (Vec<ScenarioError>, Result<(), ScenarioError>) {
+    let check = |unbound: bool| given(scenario, text, file, sets, |s| problems_of(s, unbound));
+    (check(true).err().map(ScenarioError::split).unwrap_or_default(), check(false))
+}
+
+/// `check` the gates of `scenario` (`text` of `file` with `sets`), with a
+/// mistake an override made named as that override.
+fn given<T>(
+    scenario: &Scenario,
+    text: &str,
+    file: &str,
+    sets: &[String],
+    check: impl Fn(&Scenario) -> Result<T, ScenarioError>,
+) -> Result<T, ScenarioError> {
+    let err = match check(scenario) {
         Err(e) if !sets.is_empty() => e,
         r => return r,
     };
-    let ScenarioError::Invalid(whole) = &err else { return Err(err) };
+    let Some(whole) = err.first() else { return Err(err) };
     // the file's own gates first, at their own lines
-    bind(&Scenario::parse(text, file)?)?;
+    check(&Scenario::parse(text, file)?)?;
     let given: Vec<(&'static str, &str)> = sets.iter().map(|s| ("--set", s.as_str())).collect();
-    let check = |g: &[(&'static str, &str)]| {
+    let blame = |g: &[(&'static str, &str)]| {
         let sets: Vec<String> = g.iter().map(|(_, set)| (*set).to_owned()).collect();
-        bind(&Scenario::parse_with(text, file, &sets)?).map(|_| ())
+        check(&Scenario::parse_with(text, file, &sets)?).map(|_| ())
     };
-    let blamed = crate::scenario::blame(&given, whole, check);
+    let blamed = crate::scenario::blame(&given, whole, blame);
     Err(blamed.unwrap_or(err))
 }
 
@@ -866,6 +931,43 @@ pub(crate) mod tests {
             let e = condition_for(path, bad).unwrap_err();
             assert!(e.contains("is never negative"), "{path} {bad}: {e}");
         }
+    }
+
+    /// Every bad gate is reported at once, each at its place, in file
+    /// order: a second one was only found once the first was fixed (found
+    /// by probing). Without checking the gates, a metric the run has not
+    /// is only a warning; a condition that does not parse is not.
+    #[test]
+    fn every_bad_gate_is_reported_at_once() {
+        let text = "name = \"g\"\n[[account]]\nname = \"kf\"\n[[agents]]\ncount = 2\nreply_delay = \"30s\"\n\
+                    [[entry]]\nscene = \"web\"\nrate = \"1/min\"\n[gates]\n\
+                    \"asa_ms\" = \"<= -5\"\n\"queue_wait.p95\" = \"< 1m\"\n\"servce_level\" = \">= 0.8\"\n\
+                    \"service_level\" = \">= 80\"\n\"abandon_rate\" = 5\n";
+        let sc = Scenario::parse(text, "t.toml").expect("gates are judged when bound, not when read");
+        let e = bind(&sc).unwrap_err();
+        let ScenarioError::Several(all) = &e else { panic!("one error for four bad gates: {e}") };
+        let at: Vec<(usize, usize)> = all.iter().map(|d| (d.line, d.column)).collect();
+        assert_eq!(at, [(11, 12), (13, 1), (14, 19), (15, 18)], "{e}");
+        assert!(all[1].message.contains("the closest is `service_level`"), "{e}");
+        assert!(all[2].message.contains("a share from 0 to 1"), "{e}");
+        assert!(all[3].message.contains("must be a string"), "{e}");
+        let shown = e.to_string();
+        assert!(shown.starts_with("t.toml:11:12: "), "{shown}");
+        assert_eq!(shown.matches("\nerror: t.toml:").count(), 3, "{shown}");
+
+        let (unbound, malformed) = unchecked_given(&sc, text, "t.toml", &[]);
+        let unbound: Vec<String> = unbound.iter().map(ToString::to_string).collect();
+        assert!(unbound.len() == 1 && unbound[0].starts_with("t.toml:13:1: unknown metric"), "{unbound:?}");
+        let malformed = malformed.unwrap_err().split();
+        assert_eq!(malformed.len(), 3, "{malformed:?}");
+
+        let fine = text.replace("\"asa_ms\" = \"<= -5\"\n", "").replace("= \">= 80\"", "= \">= 0.8\"");
+        let fine = fine.replace("= 5\n", "= \"< 5%\"\n");
+        let sc = Scenario::parse(&fine, "t.toml").unwrap();
+        let (unbound, malformed) = unchecked_given(&sc, &fine, "t.toml", &[]);
+        assert!(unbound.len() == 1 && malformed.is_ok(), "{unbound:?} {malformed:?}");
+        let fine = fine.replace("\"servce_level\" = \">= 0.8\"\n", "");
+        assert_eq!(bind(&Scenario::parse(&fine, "t.toml").unwrap()).unwrap().len(), 3);
     }
 
     /// A gate on a part the scenario lacks says which part, whether or not

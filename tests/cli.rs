@@ -706,3 +706,46 @@ fn out_naming_a_file_is_refused_before_the_run() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("a file is there; --out names a folder"));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine", "left as it was");
 }
+
+/// Every bad gate of a scenario is reported in one go, each at its line
+/// and column: a second one (a share written as 80) was only found after
+/// the first was fixed. `--no-gates` warns about a gate whose metric the
+/// run has not, but refuses a condition that does not parse, as `validate`
+/// does: before, one behind an unbound gate went unsaid.
+#[test]
+fn every_bad_gate_is_reported_at_once() {
+    let dir = scratch("gates");
+    let file = dir.join("g.toml");
+    let head = "name = \"g\"\nduration = \"1h\"\n[[account]]\nname = \"kf\"\n[[agents]]\ncount = 2\n\
+                reply_delay = \"30s\"\n[[entry]]\nscene = \"web\"\nrate = \"1/min\"\n[gates]\n";
+    let write = |gates: &str| std::fs::write(&file, format!("{head}{gates}")).unwrap();
+    let (f, out) = (file.to_str().unwrap(), dir.join("out"));
+    write("\"nope.x\" = \"< 1\"\n\"service_level\" = \">= 80\"\n\"asa_ms\" = 5\n");
+    for args in [vec!["validate", f], vec!["run", f, "-q", "--out", out.to_str().unwrap()]] {
+        let o = kfsim(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        for (at, what) in [
+            ("12:1", "unknown metric `nope.x`"),
+            ("13:19", "invalid condition \">= 80\": service_level is a share from 0 to 1"),
+            ("14:12", "the condition of `asa_ms` must be a string"),
+        ] {
+            let line = format!("error: {f}:{at}: {what}");
+            assert!(stderr.contains(&line), "{args:?}: want {line:?} in\n{stderr}");
+        }
+    }
+    let o = kfsim(&["run", f, "-q", "--no-gates", "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("warning: {f}:12:1: unknown metric `nope.x`")), "{stderr}");
+    assert!(stderr.contains(&format!("error: {f}:13:19: ")), "{stderr}");
+    assert!(stderr.contains(&format!("error: {f}:14:12: ")), "{stderr}");
+    assert!(!out.join("summary.json").exists(), "refused before the run");
+    // metrics the run has not, and nothing else: warnings, and the run goes on
+    write("\"nope.x\" = \"< 1\"\n\"by_entry.app.service_level\" = \">= 0.8\"\n");
+    let o = kfsim(&["run", f, "-q", "--no-gates", "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("(not checked: --no-gates)").count(), 2, "{stderr}");
+    assert!(out.join("summary.json").exists());
+}

@@ -81,15 +81,17 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
     baseline.iter().for_each(super::run::warn_unread);
     let merged = merge::merge_run(&shards)?;
     let src = &shards[0].file.source;
-    let bind = || gate::bind_given(&merged.scenario, &src.text, &src.file, &src.sets);
+    let (sc, text, file, sets) = (&merged.scenario, &src.text, &src.file, &src.sets);
     let gates = if args.result.no_gates {
-        // as `kfsim run --no-gates`: say what is wrong and go on
-        if let Err(e) = bind() {
+        // as `kfsim run --no-gates`
+        let (unbound, malformed) = gate::unchecked_given(sc, text, file, sets);
+        for e in unbound {
             errln!("warning: {e} (not checked: --no-gates)");
         }
+        malformed?;
         Vec::new()
     } else {
-        bind()?
+        gate::bind_given(sc, text, file, sets)?
     };
     if stopped() {
         return Ok(Exit::Interrupted);

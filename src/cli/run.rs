@@ -61,7 +61,8 @@ pub struct ResultArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Do not check the scenario's [gates] (a gate that would not bind is a warning, not an error).
+    /// Do not check the scenario's [gates] (a gate on a metric the run has not is a warning, not an
+    /// error; a malformed condition is still an error).
     #[arg(long)]
     pub no_gates: bool,
     /// Compare with this earlier run (summary.json or run folder); exit 1 on a regression.
@@ -234,10 +235,13 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         }
     }
     let gates = if args.result.no_gates {
-        // gates that are not checked cannot make the run invalid: say what is wrong and go on
-        if let Err(e) = gate::bind_given(&sc, &text, &file, &args.scenario.sets) {
+        // a gate that is not checked cannot fail for want of its metric:
+        // say so and go on (see `gate::unchecked_given`)
+        let (unbound, malformed) = gate::unchecked_given(&sc, &text, &file, &args.scenario.sets);
+        for e in unbound {
             errln!("warning: {e} (not checked: --no-gates)");
         }
+        malformed?;
         Vec::new()
     } else {
         gate::bind_given(&sc, &text, &file, &args.scenario.sets)?

@@ -20,6 +20,11 @@ pub enum ScenarioError {
     /// The file (or the file after overrides) is not a valid scenario.
     #[error("{0}")]
     Invalid(Box<Diagnostic>),
+    /// More than one mistake, each at its place (every bad gate of
+    /// `[gates]`): a file with two was refused once for each, one run at a
+    /// time (found by probing). Each is shown as an error of its own.
+    #[error("{}", several(.0))]
+    Several(Vec<Diagnostic>),
     /// A `--set key=value` override (or a value of a sweep's or plan's
     /// `--vary`) does not name a key of the scenario, or makes it invalid.
     #[error("{flag} {}: {}", shorten(arg), shorten(message))]
@@ -31,6 +36,43 @@ pub enum ScenarioError {
         /// What is wrong with it.
         message: String,
     },
+}
+
+impl ScenarioError {
+    /// The error of the mistakes `found`, in their order: none, one
+    /// ([`ScenarioError::Invalid`]), or [`ScenarioError::Several`].
+    pub fn of_all(mut found: Vec<Diagnostic>) -> Option<ScenarioError> {
+        match found.len() {
+            0 => None,
+            1 => found.pop().map(|d| ScenarioError::Invalid(Box::new(d))),
+            _ => Some(ScenarioError::Several(found)),
+        }
+    }
+
+    /// Each mistake as an error of its own.
+    pub fn split(self) -> Vec<ScenarioError> {
+        match self {
+            ScenarioError::Several(all) => {
+                all.into_iter().map(|d| ScenarioError::Invalid(Box::new(d))).collect()
+            }
+            one => vec![one],
+        }
+    }
+
+    /// The place of the (first) mistake, if it has one in a file.
+    pub fn first(&self) -> Option<&Diagnostic> {
+        match self {
+            ScenarioError::Invalid(d) => Some(d),
+            ScenarioError::Several(all) => all.first(),
+            _ => None,
+        }
+    }
+}
+
+/// The mistakes one after another, each introduced as the first is by
+/// whoever prints the error (`error: `).
+fn several(all: &[Diagnostic]) -> String {
+    all.iter().map(ToString::to_string).collect::<Vec<_>>().join("\nerror: ")
 }
 
 /// One error at one place in a file.

@@ -181,17 +181,27 @@ pub struct GateSpec {
     pub condition: String,
     metric_at: Diagnostic,
     condition_at: Diagnostic,
+    /// What is wrong with the gate as written, whatever the summary: a
+    /// condition that is not a string, a path read as a table. Kept for
+    /// `gate::bind` to report with the other gates' mistakes, all at once.
+    written: Option<Diagnostic>,
 }
 
 impl GateSpec {
     /// An error about the metric, pointing at it.
-    pub fn metric_error(&self, message: String) -> ScenarioError {
-        ScenarioError::Invalid(Box::new(self.metric_at.with_message(message)))
+    pub fn metric_error(&self, message: String) -> Diagnostic {
+        self.metric_at.with_message(message)
     }
 
     /// An error about the condition, pointing at it.
-    pub fn condition_error(&self, message: String) -> ScenarioError {
-        ScenarioError::Invalid(Box::new(self.condition_at.with_message(message)))
+    pub fn condition_error(&self, message: String) -> Diagnostic {
+        self.condition_at.with_message(message)
+    }
+
+    /// What is wrong with the gate as written, if anything is that the
+    /// summary's metrics need not be known for.
+    pub fn written_error(&self) -> Option<&Diagnostic> {
+        self.written.as_ref()
     }
 }
 
@@ -514,11 +524,11 @@ pub(crate) fn blame(
         }
     }
     (1..=given.len()).find_map(|k| match check(&given[..k]) {
-        Err(ScenarioError::Invalid(d)) => {
+        Err(e) => {
             let (flag, arg) = given[k - 1];
-            Some(overridden(flag, arg, &d))
+            e.first().map(|d| overridden(flag, arg, d))
         }
-        _ => None,
+        Ok(()) => None,
     })
 }
 
@@ -605,74 +615,75 @@ fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     let err = |span: Option<Range<usize>>, message: String| {
         ScenarioError::Invalid(Box::new(Diagnostic::new(file, text, span, message)))
     };
-    let raw_gates = gate_conditions(raw.gates.take().unwrap_or_default(), &err)?;
+    let raw_gates = raw.gates.take().unwrap_or_default();
     let mut scenario = build(raw, &err)?;
     scenario.gates = gate_specs(raw_gates, file, text);
     Ok(scenario)
 }
 
-/// A gate's metric path and condition, each with its place in the file.
-type GateText = (Spanned<String>, Spanned<String>);
-
-/// Each gate's condition, which must be a string.
-fn gate_conditions(raw: RawGates, err: &ErrFn<'_>) -> Result<Vec<GateText>, ScenarioError> {
+/// Each gate as written, with a condition that is not a string (or a path
+/// read as a table) kept as its mistake, not refused here: `gate::bind`
+/// reports it with the mistakes of the other gates, which only it can find.
+fn gate_specs(raw: RawGates, file: &str, text: &str) -> Vec<GateSpec> {
+    let at = |span: Range<usize>| Diagnostic::new(file, text, Some(span), String::new());
     raw.0
         .into_iter()
         .map(|(key, value)| {
-            let span = value.span();
-            match value.into_inner() {
-                toml::Value::String(s) => Ok((key, Spanned::new(span, s))),
-                // `by_entry.web.service_level = ...` unquoted is a table in
-                // TOML: "invalid type: map, expected a string" said nothing
-                toml::Value::Table(t) => {
-                    // the path as written, down to its first condition (the
-                    // advice used to name `KEY.NAME.service_level` for any
-                    // key: found by probing)
-                    let (mut path, mut at, mut condition) = (key.get_ref().clone(), &t, None);
-                    while let Some((k, v)) = at.iter().next() {
-                        path = format!("{path}.{k}");
-                        match v {
-                            toml::Value::Table(inner) => at = inner,
-                            leaf => {
-                                condition = Some(leaf.to_string());
-                                break;
-                            }
-                        }
-                    }
-                    Err(err(
-                        Some(key.span()),
-                        format!(
-                            "`{k}` is read as a table: a metric path with dots is one quoted key, like \
-                             \"{path}\" = {c}",
-                            k = key.get_ref(),
-                            c = condition.unwrap_or_else(|| "\">= 0.8\"".into())
-                        ),
-                    ))
-                }
-                other => Err(err(
-                    Some(span),
-                    format!(
-                        "the condition of `{}` must be a string, like \"< 60s\" or \">= 0.8\", not {} {}",
-                        key.get_ref(),
-                        if other.type_str().starts_with(['a', 'i']) { "an" } else { "a" },
-                        other.type_str()
-                    ),
-                )),
-            }
+            let (metric_at, condition_at) = (at(key.span()), at(value.span()));
+            let (condition, written) = match gate_condition(&key, value) {
+                Ok(condition) => (condition, None),
+                Err((span, message)) => (String::new(), Some(at(span).with_message(message))),
+            };
+            GateSpec { metric: key.into_inner(), condition, metric_at, condition_at, written }
         })
         .collect()
 }
 
-fn gate_specs(raw: Vec<GateText>, file: &str, text: &str) -> Vec<GateSpec> {
-    let at = |span: Range<usize>| Diagnostic::new(file, text, Some(span), String::new());
-    raw.into_iter()
-        .map(|(metric, condition)| GateSpec {
-            metric_at: at(metric.span()),
-            condition_at: at(condition.span()),
-            metric: metric.into_inner(),
-            condition: condition.into_inner(),
-        })
-        .collect()
+/// A gate's condition, which must be a string; else where and why not.
+fn gate_condition(
+    key: &Spanned<String>,
+    value: Spanned<toml::Value>,
+) -> Result<String, (Range<usize>, String)> {
+    let span = value.span();
+    match value.into_inner() {
+        toml::Value::String(s) => Ok(s),
+        // `by_entry.web.service_level = ...` unquoted is a table in
+        // TOML: "invalid type: map, expected a string" said nothing
+        toml::Value::Table(t) => {
+            // the path as written, down to its first condition (the
+            // advice used to name `KEY.NAME.service_level` for any
+            // key: found by probing)
+            let (mut path, mut at, mut condition) = (key.get_ref().clone(), &t, None);
+            while let Some((k, v)) = at.iter().next() {
+                path = format!("{path}.{k}");
+                match v {
+                    toml::Value::Table(inner) => at = inner,
+                    leaf => {
+                        condition = Some(leaf.to_string());
+                        break;
+                    }
+                }
+            }
+            Err((
+                key.span(),
+                format!(
+                    "`{k}` is read as a table: a metric path with dots is one quoted key, like \
+                     \"{path}\" = {c}",
+                    k = key.get_ref(),
+                    c = condition.unwrap_or_else(|| "\">= 0.8\"".into())
+                ),
+            ))
+        }
+        other => Err((
+            span,
+            format!(
+                "the condition of `{}` must be a string, like \"< 60s\" or \">= 0.8\", not {} {}",
+                key.get_ref(),
+                if other.type_str().starts_with(['a', 'i']) { "an" } else { "a" },
+                other.type_str()
+            ),
+        )),
+    }
 }
 
 type ErrFn<'a> = dyn Fn(Option<Range<usize>>, String) -> ScenarioError + 'a;
