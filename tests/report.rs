@@ -923,4 +923,12 @@ fn compare_names_files_beside_a_summary_that_do_not_read() {
     std::fs::write(&series, &whole[..whole.len() / 2]).unwrap();
     let stderr = compare();
     assert!(stderr.contains("series.json does not read"), "{stderr}");
+    // a folder compared with itself, or with its own summary, has one
+    // broken histograms.json, named once (it was named twice)
+    for other in [b.clone(), b.join("summary.json")] {
+        let o = kfsim(&["compare", b.to_str().unwrap(), other.to_str().unwrap()]);
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stderr}");
+        assert_eq!(stderr.matches("histograms.json does not read").count(), 1, "{stderr}");
+    }
 }

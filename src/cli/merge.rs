@@ -78,7 +78,7 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
         .as_deref()
         .map(|p| folder::read_run_files(p).map_err(|e| ArgError(format!("--baseline: {e:#}"))))
         .transpose()?;
-    baseline.iter().for_each(super::run::warn_unread);
+    baseline.iter().for_each(|b| super::run::warn_unread(&[b]));
     let merged = merge::merge_run(&shards)?;
     let src = &shards[0].file.source;
     let (sc, text, file, sets) = (&merged.scenario, &src.text, &src.file, &src.sets);

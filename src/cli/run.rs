@@ -256,7 +256,7 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         .as_deref()
         .map(|p| folder::read_run_files(p).map_err(|e| ArgError(format!("--baseline: {e:#}"))))
         .transpose()?;
-    baseline.iter().for_each(warn_unread);
+    baseline.iter().for_each(|b| warn_unread(&[b]));
     let out = match &args.out {
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
@@ -471,8 +471,8 @@ fn comparison_line(r: &compare::Row) -> String {
 /// Say which files beside a compared summary did not read: the
 /// comparison goes on without them, and may then not tell a change from
 /// seed noise.
-pub(super) fn warn_unread(files: &folder::RunFiles) {
-    for why in &files.unread {
+pub(super) fn warn_unread(sides: &[&folder::RunFiles]) {
+    for why in folder::unread_once(sides) {
         errln!("warning: {why}; compared without it");
     }
 }
@@ -482,8 +482,7 @@ pub(super) fn cmd_compare(args: &CompareArgs) -> anyhow::Result<Exit> {
     let stamp = super::iso_stamp(super::now_secs());
     let base = folder::read_run_files(&args.baseline).map_err(|e| ArgError(format!("{e:#}")))?;
     let cur = folder::read_run_files(&args.current).map_err(|e| ArgError(format!("{e:#}")))?;
-    warn_unread(&base);
-    warn_unread(&cur);
+    warn_unread(&[&base, &cur]);
     if let Some(path) = &args.junit {
         junit_folder(path)?;
     }

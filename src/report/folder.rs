@@ -251,7 +251,7 @@ pub struct RunFiles {
     pub histograms: Option<BTreeMap<String, hdrhistogram::Histogram<u64>>>,
     /// Files beside the summary that are there and do not read, each with
     /// why: the comparison goes on without them, and says so.
-    pub unread: Vec<String>,
+    pub unread: Vec<(PathBuf, String)>,
 }
 
 impl RunFiles {
@@ -287,11 +287,24 @@ pub fn read_run_files(path: &Path) -> anyhow::Result<RunFiles> {
     Ok(RunFiles { summary, series, histograms, unread })
 }
 
+/// Why the files of `sides` that do not read do not, each file once: a
+/// folder compared with itself, or with its own summary.json, has one set
+/// of files, and a broken one was named twice (found by probing).
+pub fn unread_once<'a>(sides: &[&'a RunFiles]) -> Vec<&'a str> {
+    let mut seen = std::collections::BTreeSet::new();
+    sides
+        .iter()
+        .flat_map(|side| &side.unread)
+        .filter(|(path, _)| seen.insert(fs::canonicalize(path).unwrap_or_else(|_| path.clone())))
+        .map(|(_, why)| why.as_str())
+        .collect()
+}
+
 /// A file beside a summary, read by `parse`: `None` if it is not there, or
 /// if it does not read (why, in `unread`).
 fn companion<T>(
     path: &Path,
-    unread: &mut Vec<String>,
+    unread: &mut Vec<(PathBuf, String)>,
     parse: impl FnOnce(&str) -> Result<T, String>,
 ) -> Option<T> {
     let text = match crate::files::read_json_text(path) {
@@ -304,11 +317,12 @@ fn companion<T>(
             return None;
         }
         Err(e) => {
-            unread.push(format!("{e:#}"));
+            unread.push((path.to_path_buf(), format!("{e:#}")));
             return None;
         }
     };
-    parse(&text).map_err(|e| unread.push(format!("{} does not read: {e}", path.display()))).ok()
+    let why = |e| (path.to_path_buf(), format!("{} does not read: {e}", path.display()));
+    parse(&text).map_err(|e| unread.push(why(e))).ok()
 }
 
 /// Write a sweep's folder: `sweep.json`, `sweep.csv`, its charts and
@@ -412,6 +426,27 @@ rate = "1/min"
         ] {
             assert_eq!(fs::read_to_string(dir.join(file)).unwrap(), want, "{file}");
         }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A file that does not read is named once, however it was reached:
+    /// a folder compared with itself named its broken histograms twice.
+    #[test]
+    fn a_file_that_does_not_read_is_named_once() {
+        let dir = std::env::temp_dir().join(format!("kfsim-unread-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (hists, series) = (dir.join("histograms.json"), dir.join("series.json"));
+        fs::write(&hists, "garbage").unwrap();
+        let side = |unread: Vec<(PathBuf, String)>| RunFiles {
+            summary: serde_json::Value::Null,
+            series: None,
+            histograms: None,
+            unread,
+        };
+        let a = side(vec![(hists.clone(), "h".into())]);
+        let b = side(vec![(dir.join(".").join("histograms.json"), "h again".into()), (series, "s".into())]);
+        assert_eq!(unread_once(&[&a, &b]), ["h", "s"]);
+        assert_eq!(unread_once(&[&b]), ["h again", "s"]);
         let _ = fs::remove_dir_all(&dir);
     }
 
