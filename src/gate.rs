@@ -118,14 +118,7 @@ impl Condition {
 /// 80 %, was accepted and could never be met).
 pub fn condition_for(path: &str, text: &str) -> Result<Condition, String> {
     let c = Condition::parse(text, unit_of(path))?;
-    // the shares that cannot pass 1 (occupancy can: an agent gone off line
-    // keeps its sessions; so can an error rate: a batch's failed actions
-    // count each)
-    let last = path.rsplit('.').next().unwrap_or(path);
-    let bounded =
-        ["service_level", "wait_probability", "abandon_rate", "jain", "jain_busy", "gini", "deflection"];
-    let share = bounded.contains(&last) || path == "sticky.rate";
-    if share && !(0.0..=1.0).contains(&c.threshold) {
+    if is_share(path) && !(0.0..=1.0).contains(&c.threshold) {
         return Err(format!(
             "invalid condition \"{text}\": {path} is a share from 0 to 1: write 0.8 or 80%, not {}",
             c.threshold
@@ -138,6 +131,16 @@ pub fn condition_for(path: &str, text: &str) -> Result<Condition, String> {
         return Err(format!("invalid condition \"{text}\": {path} is never negative"));
     }
     Ok(c)
+}
+
+/// Whether the metric at `path` is a share that cannot pass 1 (occupancy
+/// can: an agent gone off line keeps its sessions; so can an error rate: a
+/// batch's failed actions count each).
+pub fn is_share(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let bounded =
+        ["service_level", "wait_probability", "abandon_rate", "jain", "jain_busy", "gini", "deflection"];
+    bounded.contains(&last) || path == "sticky.rate"
 }
 
 fn threshold(value: &str, unit: MetricUnit) -> Result<f64, String> {

@@ -932,3 +932,56 @@ fn compare_names_files_beside_a_summary_that_do_not_read() {
         assert_eq!(stderr.matches("histograms.json does not read").count(), 1, "{stderr}");
     }
 }
+
+/// A summary read back with a figure no run writes is refused, naming the
+/// file and the figure, exit 2: a negative service level and ASA were
+/// compared as they stood, and a p95 of 1e308 was shown as
+/// `307445734561825860h15m` (found by probing).
+#[test]
+fn a_summary_with_figures_no_run_writes_is_refused() {
+    let dir = scratch("figures");
+    let sc = scenario_with_gates(&dir, "");
+    let good = dir.join("good");
+    let o = kfsim(&["run", sc.to_str().unwrap(), "-q", "--out", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let whole = json(&good.join("summary.json"));
+    let bad = dir.join("bad.json");
+    for (path, value, want) in [
+        ("/service_level", serde_json::json!(-0.5), "at `service_level`: -0.5 is below 0"),
+        ("/asa_ms", serde_json::json!(-100000.0), "at `asa_ms`: -100000.0 is below 0"),
+        ("/by_entry/search/service_level", serde_json::json!(80.0), "is not a share"),
+        ("/latency_ms/queue_wait/p95", serde_json::json!(1e308), "at `latency_ms.queue_wait.p95`: 1e+308 ms"),
+    ] {
+        let mut v = whole.clone();
+        *v.pointer_mut(path).unwrap() = value;
+        std::fs::write(&bad, v.to_string()).unwrap();
+        let (b, g) = (bad.to_str().unwrap(), good.to_str().unwrap());
+        for args in [
+            vec!["compare", b, g],
+            vec!["compare", g, b],
+            vec![
+                "run",
+                sc.to_str().unwrap(),
+                "-q",
+                "--out",
+                dir.join("r").to_str().unwrap(),
+                "--baseline",
+                b,
+            ],
+        ] {
+            let o = kfsim(&args);
+            let (stdout, stderr) = text(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(&format!("{b} is not a kfsim summary: ")), "{args:?}: {stderr}");
+            assert!(stderr.contains(want), "{args:?}: want {want:?} in {stderr}");
+            assert!(!stdout.contains("h15m"), "{stdout}");
+        }
+    }
+    assert!(!dir.join("r").exists(), "a bad baseline is refused before the run");
+    // a run folder's own, re-rendered
+    std::fs::copy(&bad, good.join("summary.json")).unwrap();
+    let o = kfsim(&["report", good.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("at `latency_ms.queue_wait.p95`: 1e+308 ms"), "{stderr}");
+}

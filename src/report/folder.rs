@@ -151,7 +151,11 @@ pub fn read(dir: &Path) -> anyhow::Result<Measured> {
         let text = crate::files::read_json_text(&path)?;
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
     };
-    let summary = serde_json::from_value(read_json("summary.json")?)
+    let value = read_json("summary.json")?;
+    if let Some((at, message)) = figure_error(&value) {
+        anyhow::bail!("{} is not a kfsim summary: at `{at}`: {message}", dir.join("summary.json").display());
+    }
+    let summary = serde_json::from_value(value)
         .with_context(|| format!("{} is not a kfsim summary", dir.join("summary.json").display()))?;
     let series_path = dir.join("series.json");
     let text = crate::files::read_json_text(&series_path)?;
@@ -194,7 +198,108 @@ pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
             crate::json_words::in_json_terms(&message)
         );
     }
+    if let Some((at, message)) = figure_error(&value) {
+        anyhow::bail!("{} is not a kfsim summary: at `{at}`: {message}", file.display());
+    }
     Ok(value)
+}
+
+/// The longest time a summary holds [ms]: the simulator's horizon (a live
+/// run's times are wall time, far shorter). Past it, shown as a duration, a
+/// time saturated: a p95 of 1e308 read `307445734561825860h15m`.
+const MAX_TIME_MS: f64 = crate::sim::HORIZON_US as f64 / 1e3;
+
+/// How far a figure may stray past its range by rounding alone: Jain's
+/// index of equal values comes out a few ulps above 1.
+const ROUNDING: f64 = 1e-9;
+
+/// Where a figure of a summary is one no run writes, and why: a share
+/// outside 0 to 1, a figure below 0 (each is a time, a count, a rate or a
+/// share), a time past [`MAX_TIME_MS`]. A negative service level and a
+/// p95 of 1e308 were read as they stood and compared (found by probing).
+/// The path is written as `summary_error` writes it (`agents[3].busy_s`).
+fn figure_error(value: &serde_json::Value) -> Option<(String, String)> {
+    figure_walk(value, &mut Vec::new())
+}
+
+/// A segment of a path into a summary's JSON.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `at` as `summary_error` writes a path (`agents[3].busy_s`), or
+/// `dotted` as a gate names a metric (`agents.3.busy_s`).
+fn seg_path(at: &[Seg<'_>], dotted: bool) -> String {
+    let mut s = String::new();
+    for seg in at {
+        match seg {
+            Seg::Key(k) if s.is_empty() => s.push_str(k),
+            Seg::Key(k) => s.extend([".", k]),
+            Seg::Index(i) if dotted && !s.is_empty() => s.push_str(&format!(".{i}")),
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// [`figure_error`] under `at`.
+fn figure_walk<'a>(v: &'a serde_json::Value, at: &mut Vec<Seg<'a>>) -> Option<(String, String)> {
+    use serde_json::Value;
+    let mut under = |seg, child| {
+        at.push(seg);
+        let found = figure_walk(child, at);
+        at.pop();
+        found
+    };
+    match v {
+        Value::Number(n) => {
+            let x = n.as_f64()?;
+            figure_judged(at, x, n).map(|message| (seg_path(at, false), message))
+        }
+        Value::Object(map) => map.iter().find_map(|(k, c)| under(Seg::Key(k), c)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, c)| under(Seg::Index(i), c)),
+        _ => None,
+    }
+}
+
+/// What is wrong with the figure `x` at `at`, `number` as read, if
+/// anything.
+fn figure_judged(at: &[Seg<'_>], x: f64, number: &serde_json::Number) -> Option<String> {
+    use crate::gate::{MetricUnit, is_share, unit_of};
+    // as JSON writes it (`1e+308`), not as f64 prints it (309 digits)
+    let shown = || serde_json::Value::Number(number.clone()).to_string();
+    if !x.is_finite() {
+        return Some(format!("{} is not a finite number", shown()));
+    }
+    if x < -ROUNDING {
+        return Some(format!("{} is below 0, which no figure of a summary is", shown()));
+    }
+    if x <= 1.0 + ROUNDING {
+        return None;
+    }
+    // a path is made only for a figure it may be wrong for: most are not
+    let last = match at.last() {
+        Some(Seg::Key(k)) => *k,
+        _ => "",
+    };
+    if (is_share(last) || last == "rate") && is_share(&seg_path(at, true)) {
+        return Some(format!("{} is not a share, which is from 0 to 1", shown()));
+    }
+    if x <= MAX_TIME_MS / 1e3 {
+        return None;
+    }
+    let (unit, max) = match unit_of(&seg_path(at, true)) {
+        MetricUnit::Ms if x > MAX_TIME_MS => ("ms", MAX_TIME_MS),
+        MetricUnit::S => ("s", MAX_TIME_MS / 1e3),
+        _ => return None,
+    };
+    Some(format!(
+        "{} {unit} is longer than any run: a time is at most {max:e} {unit} (the simulator's horizon, \
+         some 146 000 years)",
+        shown()
+    ))
 }
 
 /// Where and why `value` does not read as a summary: the first error
@@ -427,6 +532,45 @@ rate = "1/min"
             assert_eq!(fs::read_to_string(dir.join(file)).unwrap(), want, "{file}");
         }
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A figure no run writes is refused, named by its path: a share out
+    /// of 0 to 1, anything below 0, a time past the simulator's horizon.
+    /// Rounding's few ulps, a share that may pass 1 and a large count are
+    /// not.
+    #[test]
+    fn figures_no_run_writes_are_refused() {
+        use serde_json::json;
+        let error = |v: serde_json::Value| figure_error(&v).map(|(at, m)| format!("{at}: {m}"));
+        for (bad, want) in [
+            (json!({"service_level": -0.5}), "service_level: -0.5 is below 0"),
+            (json!({"asa_ms": -100.0}), "asa_ms: -100.0 is below 0"),
+            (json!({"sessions": {"offered": -1}}), "sessions.offered: -1 is below 0"),
+            (
+                json!({"by_entry": {"web": {"service_level": 1.5}}}),
+                "by_entry.web.service_level: 1.5 is not a share",
+            ),
+            (json!({"sticky": {"rate": 2}}), "sticky.rate: 2 is not a share"),
+            (json!({"fairness": {"kf": {"gini": 1.01}}}), "fairness.kf.gini: 1.01 is not a share"),
+            (
+                json!({"latency_ms": {"queue_wait": {"p95": 1e308}}}),
+                "latency_ms.queue_wait.p95: 1e+308 ms is longer",
+            ),
+            (json!({"agents": [{"busy_s": 1.0}, {"busy_s": 1e300}]}), "agents[1].busy_s: 1e+300 s is longer"),
+            (json!({"http": {"open_channel": {"p99": 1e20}}}), "http.open_channel.p99: 1e+20 ms is longer"),
+        ] {
+            let e = error(bad.clone()).unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert!(e.starts_with(want), "{bad}: {e}");
+        }
+        for fine in [
+            json!({"fairness": {"kf": {"jain": 1.0000000000000024, "gini": -1e-17, "cv": 3.5}}}),
+            json!({"occupancy": 1.5, "http": {"x": {"error_rate": 2.0, "count": 1e18}}}),
+            json!({"sessions": {"offered": 4_000_000_000_000_000u64}, "seed": u64::MAX}),
+            json!({"latency_ms": {"session": {"max": 4.6e15}}, "run": {"end_s": 4.6e12}}),
+            json!({"service_level": null, "scenario": {"name": "x"}, "rate": 7}),
+        ] {
+            assert_eq!(error(fine.clone()), None, "{fine}");
+        }
     }
 
     /// A file that does not read is named once, however it was reached:
