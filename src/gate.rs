@@ -77,7 +77,9 @@ pub fn unit_of(path: &str) -> MetricUnit {
     let latency_stat = ["mean", "p50", "p90", "p95", "p99", "p999", "max"].contains(&last);
     if segments.iter().any(|s| s.ends_with("_ms")) && last != "count" {
         MetricUnit::Ms
-    } else if last.ends_with("_s") {
+    } else if last.ends_with("_s") && !last.ends_with("_per_s") {
+        // a rate per second is not a time (`live.messages_per_s` took
+        // "100s" and was shown as "1m40s": found by review)
         MetricUnit::S
     } else if matches!(segments.first(), Some(&("http" | "by_entry" | "bot" | "by_account"))) && latency_stat
     {
@@ -1098,6 +1100,9 @@ pub(crate) mod tests {
         assert_eq!(unit_of("by_account.kf.queue_wait.p50"), MetricUnit::Ms);
         assert_eq!(unit_of("bot.deflection"), MetricUnit::Plain);
         assert_eq!(unit_of("service_level"), MetricUnit::Plain);
+        assert_eq!(unit_of("live.messages_per_s"), MetricUnit::Plain);
+        assert!(condition_for("live.replies_per_s", ">= 100s").is_err());
+        assert_eq!(condition_for("live.replies_per_s", ">= 100").unwrap().threshold, 100.0);
     }
 
     #[test]
