@@ -1190,8 +1190,9 @@ mod tests {
         let sl = t("service_level>=0.999");
         assert_eq!(sl.sessions_paths(), ["sessions.to_people", "sessions.offered"]);
         let sure = |n, phi| sl.sure(at(1.0), Some(&all(1.0, n)), phi);
-        assert!((sure(240.0, 1.0) - (1.0 - 0.999f64.powi(240))).abs() < 1e-12);
+        assert!((sure(2400.0, 1.0) - (1.0 - 0.999f64.powi(2400))).abs() < 1e-12);
         assert_eq!(decide(sure(240.0, 1.0), DECIDED), Decision::Unclear);
+        assert_eq!(decide(sure(48.0, 10.0), DECIDED), Decision::Unclear, "too few to show a miss");
         assert_eq!(decide(sure(20_000.0, 1.0), DECIDED), Decision::Meets);
         assert_eq!(decide(sure(20_000.0, 10.0), DECIDED), Decision::Unclear);
         let none = sl.sure(at(0.0), Some(&all(0.0, 240.0)), 1.0);
@@ -1199,6 +1200,7 @@ mod tests {
         assert_eq!(t("service_level>=1").sure(at(1.0), Some(&all(1.0, 10.0)), 1.0), 1.0);
         let ab = t("abandon_rate<=0.01");
         assert!((ab.sure(at(0.0), Some(&all(0.0, 100.0)), 1.0) - (1.0 - 0.99f64.powi(100))).abs() < 1e-12);
+        assert_eq!(ab.sure(at(0.0), Some(&all(0.0, 50.0)), 1.0), 0.5, "nobody abandoned: never a miss");
         assert_eq!(ab.sure(at(0.0), None, 1.0), 1.0, "without a count, the condition");
         assert_eq!(t("by_account.kf.service_level>=0.9").sessions_paths(), ["by_account.kf.handles.offered"]);
         assert!(t("asa_ms<=20000").sessions_paths().is_empty());
