@@ -1023,6 +1023,97 @@ async fn long_polls_wake_on_new_data_and_time_out_empty() {
     assert_eq!(answer["errcode"], 0);
 }
 
+/// 升级服务 as an SDK calls it: the servicers are the 专员 a customer can
+/// be upgraded to, anything else is 95021, and the upgrade is counted for
+/// the account and for the servicer holding the session.
+#[tokio::test]
+async fn upgrade_service_to_a_servicer_is_recorded_refused_out_of_range_and_counted() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = Server::start(State::new(Config::default()), clock.clone(), Options::default()).await;
+    let mut c = server.client().await;
+    c.login().await;
+    let kf = account(&mut c, "presale", &["s1", "s2"], 5, json!({})).await;
+    let ch = channel(&mut c).await;
+    let r = batch(&mut c, &ch, vec![say("x", &kf, "1", "hello")]).await;
+    let x = r[0]["external_userid"].as_str().unwrap().to_owned();
+    assert_eq!(r[0]["servicer_userid"], "s1", "{r:?}");
+    let (status, cfg) = c.get("/cgi-bin/kf/customer/get_upgrade_service_config").await;
+    assert_eq!((status, code(&cfg)), (200, 0), "{cfg}");
+    assert_eq!(cfg["member_range"], json!({"userid_list": ["s1", "s2"], "department_id_list": []}));
+    assert_eq!(cfg["groupchat_range"], json!({"chat_id_list": []}));
+
+    let upgrade = "/cgi-bin/kf/customer/upgrade_service";
+    let to = |userid: &str| {
+        json!({"open_kfid": kf, "external_userid": x, "type": 1,
+               "member": {"userid": userid, "wording": "你好，我是你的专属服务专员"}})
+    };
+    c.ok(upgrade, to("s2")).await;
+    let with = |changes: Value| {
+        let mut body = to("s2");
+        for (k, v) in changes.as_object().unwrap() {
+            match v {
+                Value::Null => body.as_object_mut().unwrap().remove(k),
+                v => body.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+            };
+        }
+        body
+    };
+    let bad = [
+        (to("nobody"), 95021),
+        (with(json!({"type": 2, "groupchat": {"chat_id": "wrOgQhDgAAMYQiS5ol9G7gK9JVAAAA"}})), 95021),
+        (with(json!({"type": 3})), 40058),
+        (with(json!({"type": null})), 40058),
+        (with(json!({"type": "1"})), 47001),
+        (with(json!({"member": null})), 40058),
+        (with(json!({"type": 2})), 40058),
+        (to(""), 40058),
+        (with(json!({"open_kfid": "wk0000"})), 95004),
+        (with(json!({"open_kfid": "nope"})), 95000),
+        (with(json!({"external_userid": "wm0000000000000000"})), 40058),
+        (with(json!({"external_userid": null})), 40058),
+    ];
+    for (body, want) in bad {
+        let v = c.post(upgrade, body.clone()).await;
+        assert_eq!(code(&v), want, "{body}: {v}");
+    }
+
+    let cancel = "/cgi-bin/kf/customer/cancel_upgrade_service";
+    let by = json!({"open_kfid": kf, "external_userid": x});
+    c.ok(cancel, by.clone()).await;
+    c.ok(cancel, by).await;
+    for (body, want) in [
+        (json!({"open_kfid": kf, "external_userid": "wm0000000000000000"}), 40058),
+        (json!({"open_kfid": "wk0000", "external_userid": x}), 95004),
+        (json!({"open_kfid": kf}), 40058),
+    ] {
+        let v = c.post(cancel, body.clone()).await;
+        assert_eq!(code(&v), want, "{body}: {v}");
+    }
+    // upgraded again after the cancel: one customer, two invitations
+    c.ok(upgrade, to("s1")).await;
+
+    let day = json!({"open_kfid": kf, "start_time": T0 / 1_000_000, "end_time": T0 / 1_000_000});
+    let corp = c.ok("/cgi-bin/kf/get_corp_statistic", day.clone()).await;
+    assert_eq!(corp["statistic_list"][0]["statistic"]["upgrade_service_customer_cnt"], 1, "{corp}");
+    let mut one = day.clone();
+    one["servicer_userid"] = json!("s1");
+    let s1 = c.ok("/cgi-bin/kf/get_servicer_statistic", one).await;
+    let s1 = &s1["statistic_list"][0]["statistic"];
+    let figures = [
+        "upgrade_service_member_invite_cnt",
+        "upgrade_service_customer_cnt",
+        "upgrade_service_member_customer_cnt",
+        "upgrade_service_groupchat_invite_cnt",
+    ];
+    let got: Vec<&Value> = figures.iter().map(|f| &s1[f]).collect();
+    assert_eq!(got, [&json!(2), &json!(1), &json!(2), &json!(0)], "s1 held the session: {s1}");
+    let mut other = day;
+    other["servicer_userid"] = json!("s2");
+    let s2 = c.ok("/cgi-bin/kf/get_servicer_statistic", other).await;
+    assert_eq!(s2["statistic_list"][0]["statistic"]["upgrade_service_member_invite_cnt"], 0, "{s2}");
+    server.stop().await.unwrap();
+}
+
 /// The documents list every route the service has.
 #[test]
 fn protocol_documents_cover_every_route() {
@@ -1045,6 +1136,8 @@ fn protocol_documents_cover_every_route() {
         "/cgi-bin/kf/send_msg_on_event",
         "/cgi-bin/kf/customer/batchget",
         "/cgi-bin/kf/customer/get_upgrade_service_config",
+        "/cgi-bin/kf/customer/upgrade_service",
+        "/cgi-bin/kf/customer/cancel_upgrade_service",
         "/cgi-bin/kf/get_corp_statistic",
         "/cgi-bin/kf/get_servicer_statistic",
         "/cgi-bin/media/upload",

@@ -423,7 +423,7 @@ async fn a_url_that_does_not_verify_says_why() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statistics_count_the_day_and_upgrade_config_is_empty() {
+async fn statistics_count_the_day_and_upgrade_config_lists_the_servicers() {
     let server = Server::empty().await;
     let mut c = server.client().await;
     c.login().await;
@@ -449,7 +449,8 @@ async fn statistics_count_the_day_and_upgrade_config_is_empty() {
     assert_eq!(code(&c.post("/cgi-bin/kf/get_corp_statistic", long).await), 40058);
     let (status, cfg) = c.get("/cgi-bin/kf/customer/get_upgrade_service_config").await;
     assert_eq!((status, code(&cfg)), (200, 0), "{cfg}");
-    assert_eq!(cfg["member_range"]["userid_list"], json!([]));
+    assert_eq!(cfg["member_range"]["userid_list"], json!(["s1", "s2"]));
+    assert_eq!(cfg["groupchat_range"]["chat_id_list"], json!([]));
     server.stop().await.unwrap();
 }
 

@@ -16,6 +16,7 @@ use super::faults::Caller;
 use super::http::{call, error, query_param, respond};
 use super::model::{Name, Sender, SyncEntry, with_content};
 use super::state::{AccountInfo, Rule, ServicerInfo, State};
+use super::upgrade::UpgradeTo;
 
 /// Register a POST endpoint running `op`.
 macro_rules! post_op {
@@ -43,6 +44,8 @@ pub fn routes() -> axum::Router<Service> {
         .route("/cgi-bin/kf/send_msg_on_event", post_op!(send_msg_on_event))
         .route("/cgi-bin/kf/customer/batchget", post_op!(customer_batchget))
         .route("/cgi-bin/kf/customer/get_upgrade_service_config", get(upgrade_service_config))
+        .route("/cgi-bin/kf/customer/upgrade_service", post_op!(upgrade_service))
+        .route("/cgi-bin/kf/customer/cancel_upgrade_service", post_op!(cancel_upgrade_service))
         .route("/cgi-bin/kf/get_corp_statistic", post_op!(corp_statistic))
         .route("/cgi-bin/kf/get_servicer_statistic", post_op!(servicer_statistic))
         .route("/cgi-bin/media/upload", post(super::media::upload))
@@ -380,17 +383,59 @@ fn customer_batchget(st: &mut State, r: BatchGet, _now: u64) -> Result<serde_jso
     Ok(serde_json::json!({ "customer_list": found, "invalid_external_userid": invalid }))
 }
 
-/// 升级服务 configuration: kfsim has none to offer (empty ranges).
+/// 升级服务 configuration: every servicer is a 专员; no departments, no
+/// group chats (`upgrade.rs`).
 async fn upgrade_service_config(AxState(svc): AxState<Service>, req: Request) -> Response {
     let token = query_param(req.uri().query(), "access_token");
     let caller = Caller::of(req.headers());
     respond(svc.with_state(|st, now| {
         st.check_token(&token, caller, now)?;
         Ok(serde_json::json!({
-            "member_range": {"userid_list": [], "department_id_list": []},
+            "member_range": {"userid_list": st.upgrade_member_range(), "department_id_list": []},
             "groupchat_range": {"chat_id_list": []},
         }))
     }))
+}
+
+/// `member` of an upgrade. Its `wording` (推荐语) is not read: WeCom shows
+/// it with the recommendation, and kfsim has no WeChat client to show it in.
+#[derive(Deserialize)]
+struct UpgradeMember {
+    #[serde(default)]
+    userid: String,
+}
+
+#[derive(Deserialize)]
+struct UpgradeGroupchat {
+    #[serde(default)]
+    chat_id: String,
+}
+
+#[derive(Deserialize)]
+struct UpgradeService {
+    #[serde(default)]
+    open_kfid: String,
+    #[serde(default)]
+    external_userid: String,
+    #[serde(rename = "type")]
+    kind: Option<i64>,
+    member: Option<UpgradeMember>,
+    groupchat: Option<UpgradeGroupchat>,
+}
+
+fn upgrade_service(st: &mut State, r: UpgradeService, now: u64) -> Result<Empty, ApiError> {
+    let to = match r.kind.ok_or_else(|| ApiError::missing("type"))? {
+        1 => UpgradeTo::Member(&r.member.as_ref().ok_or_else(|| ApiError::missing("member"))?.userid),
+        2 => {
+            UpgradeTo::Groupchat(&r.groupchat.as_ref().ok_or_else(|| ApiError::missing("groupchat"))?.chat_id)
+        }
+        t => return Err(ApiError::param(format!("type must be 1 (专员) or 2 (客户群), not {t}"))),
+    };
+    st.upgrade_service(&r.open_kfid, &r.external_userid, to, now).map(|()| Empty {})
+}
+
+fn cancel_upgrade_service(st: &mut State, r: StateGet, now: u64) -> Result<Empty, ApiError> {
+    st.cancel_upgrade_service(&r.open_kfid, &r.external_userid, now).map(|()| Empty {})
 }
 
 #[derive(Deserialize)]

@@ -53,6 +53,8 @@ pub mod code {
     pub const BAD_TRANSITION: i32 = 95016;
     /// send msg session status invalid (send_msg outside states 0 and 1).
     pub const SESSION_STATE: i32 = 95018;
+    /// The userid or chat_id is not configured in 升级服务.
+    pub const NOT_IN_UPGRADE_RANGE: i32 = 95021;
 }
 
 /// An error answer: `errcode`, `errmsg`, and the HTTP status it travels

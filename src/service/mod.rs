@@ -7,10 +7,10 @@
 //! the ports that play the WeChat app (customers, batched over channels)
 //! and the WeCom client (servicers) ([`channels`]).
 //!
-//! Layout: [`state`], [`admin`], [`session`], [`agent`] and [`enterprise`] are the
-//! pure state machine (time is an argument, no I/O); [`http`] is the
-//! plumbing; [`api`] and [`channels`] are the handlers; [`metrics`]
-//! renders `/metrics`. The command line's `serve` starts it. Wall-clock time enters
+//! Layout: [`state`], [`admin`], [`session`], [`agent`], [`enterprise`] and
+//! [`upgrade`] are the pure state machine (time is an argument, no I/O);
+//! [`http`] is the plumbing; [`api`] and [`channels`] are the handlers;
+//! [`metrics`] renders `/metrics`. The command line's `serve` starts it. Wall-clock time enters
 //! only through a [`Clock`], read by the handlers at the edge. The state is
 //! one mutex; no lock is held across an await, and long-polls wait on a
 //! per-queue `Notify`.
@@ -39,6 +39,7 @@ pub mod state;
 pub mod stats;
 #[cfg(test)]
 mod tests;
+pub mod upgrade;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -309,6 +309,7 @@ impl State {
             coded_queue: false,
             coded_assign: false,
             audit: Default::default(),
+            upgrade: None,
         });
         self.conv_ix.insert((acct, cust), c);
         let customer = at!(self.customers, cust);

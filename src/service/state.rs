@@ -405,6 +405,8 @@ pub(super) struct Conv {
     pub(super) coded_assign: bool,
     /// What the middleware owes it (API-managed accounts).
     pub(super) audit: super::audit::ConvAudit,
+    /// 升级服务: boxed, as few customers are ever upgraded.
+    pub(super) upgrade: Option<Box<super::upgrade::Upgrade>>,
 }
 
 /// Client-chosen ids seen recently, bounded by age and by count (`CAP`),

@@ -9,9 +9,11 @@
 //! same sessions (a customer has one session at a time, so a customer with
 //! two sessions in a day counts twice); `customer_msg_cnt` counts customer
 //! messages (for a servicer: those handed to them); `ai_session_reply_cnt`
-//! counts sessions the API first answered (0 → 1). Figures kfsim does not
-//! model (satisfaction, upgrade service) are 0. Today's figures are
-//! served as they stand, unlike WeCom, which serves a day after it ends.
+//! counts sessions the API first answered (0 → 1); the 升级服务 figures
+//! count `customer/upgrade_service` calls as `upgrade.rs` reads them.
+//! Figures kfsim does not model (satisfaction, group chats) are 0. Today's
+//! figures are served as they stand, unlike WeCom, which serves a day
+//! after it ends.
 
 use std::collections::BTreeMap;
 
@@ -46,7 +48,7 @@ pub struct CorpDay {
     pub customer_cnt: u64,
     /// Customer messages.
     pub customer_msg_cnt: u64,
-    /// Not modelled: 0.
+    /// Customers upgraded (专员) that day, each once.
     pub upgrade_service_customer_cnt: u64,
     /// Sessions the API answered first (as a bot).
     pub ai_session_reply_cnt: u64,
@@ -81,15 +83,15 @@ pub struct ServicerDay {
     pub middling_rate: f64,
     /// Not modelled: 0.
     pub dissatisfied_rate: f64,
-    /// Not modelled: 0.
+    /// Customers upgraded while the servicer held their session, each once.
     pub upgrade_service_customer_cnt: u64,
-    /// Not modelled: 0.
+    /// Upgrades to a 专员 while the servicer held the session, every one.
     pub upgrade_service_member_invite_cnt: u64,
-    /// Not modelled: 0.
+    /// Distinct (customer, 专员) pairs among those upgrades.
     pub upgrade_service_member_customer_cnt: u64,
-    /// Not modelled: 0.
+    /// Not modelled (kfsim has no group chats): 0.
     pub upgrade_service_groupchat_invite_cnt: u64,
-    /// Not modelled: 0.
+    /// Not modelled (kfsim has no group chats): 0.
     pub upgrade_service_groupchat_customer_cnt: u64,
     /// Not modelled: 0.
     pub msg_rejected_customer_cnt: u64,
@@ -115,6 +117,11 @@ pub(super) enum Tally {
     Assigned(u32),
     /// A customer message was handed to servicer `user`.
     Handed(u32),
+    /// A customer was upgraded for the first time that day.
+    Upgraded,
+    /// Servicer `by` held the session of an upgrade to a 专员; whether
+    /// the customer and the (customer, 专员) pair are new for `by` that day.
+    MemberInvited { by: u32, new_customer: bool, new_pair: bool },
 }
 
 impl Days {
@@ -134,6 +141,13 @@ impl Days {
                 d.customer_cnt += 1;
             }
             Tally::Handed(u) => self.servicers.entry((day, u)).or_default().customer_msg_cnt += 1,
+            Tally::Upgraded => self.corp.entry(day).or_default().upgrade_service_customer_cnt += 1,
+            Tally::MemberInvited { by, new_customer, new_pair } => {
+                let d = self.servicers.entry((day, by)).or_default();
+                d.upgrade_service_member_invite_cnt += 1;
+                d.upgrade_service_customer_cnt += u64::from(new_customer);
+                d.upgrade_service_member_customer_cnt += u64::from(new_pair);
+            }
         }
     }
 
@@ -209,6 +223,10 @@ impl State {
                     sum.session_cnt += s.session_cnt;
                     sum.customer_cnt += s.customer_cnt;
                     sum.customer_msg_cnt += s.customer_msg_cnt;
+                    // over servicers: a customer two of them upgraded counts twice
+                    sum.upgrade_service_customer_cnt += s.upgrade_service_customer_cnt;
+                    sum.upgrade_service_member_invite_cnt += s.upgrade_service_member_invite_cnt;
+                    sum.upgrade_service_member_customer_cnt += s.upgrade_service_member_customer_cnt;
                 }
                 (t, sum)
             })
@@ -254,7 +272,13 @@ mod tests {
         d.tally(Tally::CustomerMessage, t0 + DAY_S * 1_000_000);
         d.tally(Tally::Assigned(3), t0);
         d.tally(Tally::Handed(3), t0);
+        d.tally(Tally::Upgraded, t0);
+        d.tally(Tally::MemberInvited { by: 3, new_customer: true, new_pair: false }, t0);
         let day = day_of(t0);
+        assert_eq!(d.corp[&day].upgrade_service_customer_cnt, 1);
+        let s = d.servicers[&(day, 3)];
+        let upgrades = (s.upgrade_service_member_invite_cnt, s.upgrade_service_customer_cnt);
+        assert_eq!((upgrades, s.upgrade_service_member_customer_cnt), ((1, 1), 0));
         assert_eq!((d.corp[&day].session_cnt, d.corp[&day].customer_msg_cnt), (1, 1));
         assert_eq!(d.corp[&(day + DAY_S)].customer_msg_cnt, 1);
         assert_eq!(d.servicers[&(day, 3)].customer_msg_cnt, 1);

@@ -1051,3 +1051,126 @@ fn messages_waiting_in_the_pool_are_bounded_in_bytes_across_sessions() {
     assert_eq!(w.st.service_state_get(&w.kf.clone(), &p2).unwrap().0, 4);
     assert_eq!(w.st.pending_bytes, 0, "nothing is counted twice or left behind");
 }
+
+/// One day's 升级服务 figures: the account's upgraded customers, and a
+/// servicer's invitations, customers and (customer, 专员) pairs.
+fn upgrade_figures(w: &World, servicer: &str, t: u64) -> (u64, [u64; 3]) {
+    let s = t / S;
+    let corp = w.st.corp_statistic(&w.kf, s, s).unwrap()[0].1;
+    let d = w.st.servicer_statistic(&w.kf, servicer, s, s).unwrap()[0].1;
+    (
+        corp.upgrade_service_customer_cnt,
+        [
+            d.upgrade_service_member_invite_cnt,
+            d.upgrade_service_customer_cnt,
+            d.upgrade_service_member_customer_cnt,
+        ],
+    )
+}
+
+#[test]
+fn upgrade_service_recommends_a_servicer_and_refuses_what_is_not_in_range() {
+    use super::upgrade::UpgradeTo::{Groupchat, Member};
+    let mut w = world(&["a1", "a2"], 1, Rule::default());
+    let kf = w.kf.clone();
+    let c1 = w.say("c1", "m1", T0).external_userid;
+    w.st.upgrade_service(&kf, &c1, Member("a2"), T0).unwrap();
+    assert_eq!(w.st.upgraded_to(&kf, &c1).unwrap().as_deref(), Some("a2"));
+    w.st.upgrade_service(&kf, &c1, Member("a1"), T0).unwrap();
+    assert_eq!(w.st.upgraded_to(&kf, &c1).unwrap().as_deref(), Some("a1"), "the latest replaces it");
+    fn refused(
+        st: &mut State,
+        kf: &str,
+        ext: &str,
+        to: super::upgrade::UpgradeTo<'_>,
+    ) -> super::errors::ApiError {
+        st.upgrade_service(kf, ext, to, T0).unwrap_err()
+    }
+    for (to, want) in [
+        (Member("nobody"), code::NOT_IN_UPGRADE_RANGE),
+        (Groupchat("wrAAAA"), code::NOT_IN_UPGRADE_RANGE),
+        (Member(""), code::INVALID_PARAM),
+        (Groupchat(""), code::INVALID_PARAM),
+    ] {
+        assert_eq!(refused(&mut w.st, &kf, &c1, to).code, want, "{to:?}");
+    }
+    assert_eq!(refused(&mut w.st, "wk0000", &c1, Member("a1")).code, code::OPEN_KFID_NOT_FOUND);
+    assert_eq!(refused(&mut w.st, "kf1", &c1, Member("a1")).code, code::INVALID_OPEN_KFID);
+    let unknown = "wm0000000000000000";
+    assert_eq!(refused(&mut w.st, &kf, unknown, Member("a1")).code, code::INVALID_PARAM);
+    assert_eq!(refused(&mut w.st, &kf, "", Member("a1")).code, code::INVALID_PARAM);
+    // a customer of the corp, but not of this account
+    let other = w.st.account_add("other", "", None, T0).unwrap();
+    let e = refused(&mut w.st, &other, &c1, Member("a1"));
+    assert!(e.code == code::INVALID_PARAM && e.msg.contains("no session"), "{e}");
+    assert_eq!(w.st.cancel_upgrade_service(&other, &c1, T0).unwrap_err().code, code::INVALID_PARAM);
+    // a refusal leaves the recommendation as it was
+    assert_eq!(w.st.upgraded_to(&kf, &c1).unwrap().as_deref(), Some("a1"));
+    w.st.cancel_upgrade_service(&kf, &c1, T0).unwrap();
+    assert_eq!(w.st.upgraded_to(&kf, &c1).unwrap(), None);
+    w.st.cancel_upgrade_service(&kf, &c1, T0).unwrap();
+    assert_eq!(w.st.cancel_upgrade_service(&kf, unknown, T0).unwrap_err().code, code::INVALID_PARAM);
+    assert_eq!(w.st.upgrade_member_range(), ["a1", "a2"]);
+}
+
+#[test]
+fn upgrades_are_counted_per_day_for_the_account_and_the_servicer_holding_the_session() {
+    use super::upgrade::UpgradeTo::Member;
+    let mut w = world(&["a1", "a2"], 1, Rule::default());
+    w.st.cfg.channel_lease_us = u64::MAX;
+    let kf = w.kf.clone();
+    let c1 = w.say("c1", "m1", T0).external_userid;
+    let c2 = w.say("c2", "m2", T0).external_userid;
+    let c3 = w.say("c3", "m3", T0).external_userid;
+    assert_eq!((w.state_of(&c1).1.as_deref(), w.state_of(&c3).0), (Some("a1"), 2));
+    for to in ["a2", "a2", "a1"] {
+        w.st.upgrade_service(&kf, &c1, Member(to), T0 + S).unwrap();
+    }
+    assert_eq!(upgrade_figures(&w, "a1", T0), (1, [3, 1, 2]), "one customer, three invitations, two 专员");
+    // cancelled, then upgraded again the same day: counted once still
+    w.st.cancel_upgrade_service(&kf, &c1, T0 + 2 * S).unwrap();
+    w.st.upgrade_service(&kf, &c1, Member("a2"), T0 + 3 * S).unwrap();
+    assert_eq!(upgrade_figures(&w, "a1", T0), (1, [4, 1, 2]));
+    // a2's customer is a2's; a waiting session has no servicer to count it
+    w.st.upgrade_service(&kf, &c2, Member("a1"), T0 + 3 * S).unwrap();
+    w.st.upgrade_service(&kf, &c3, Member("a1"), T0 + 3 * S).unwrap();
+    assert_eq!(upgrade_figures(&w, "a2", T0), (3, [1, 1, 1]));
+    assert_eq!(upgrade_figures(&w, "a1", T0).1, [4, 1, 2]);
+    let s = T0 / S;
+    let all = w.st.servicer_statistic(&kf, "", s, s).unwrap()[0].1;
+    assert_eq!(all.upgrade_service_member_invite_cnt, 5, "the sum over the servicers");
+    assert_eq!(all.upgrade_service_groupchat_invite_cnt + all.upgrade_service_groupchat_customer_cnt, 0);
+    // the next day counts the customer again
+    let next = T0 + DAY_US;
+    w.say("c1", "m4", next);
+    w.st.upgrade_service(&kf, &c1, Member("a2"), next).unwrap();
+    assert_eq!(upgrade_figures(&w, "a1", next), (1, [1, 1, 1]));
+    assert_eq!(upgrade_figures(&w, "a1", T0), (3, [4, 1, 2]), "yesterday's stay");
+}
+
+/// An upgrade is kept on the session: the retention forgets it with the
+/// session, and one customer's upgrades remember a bounded number of pairs.
+#[test]
+fn upgrades_go_with_their_session_and_count_a_bounded_number_of_pairs() {
+    use super::upgrade::UpgradeTo::Member;
+    let names: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut w = world(&ids, 1, Rule::default());
+    w.st.cfg.channel_lease_us = u64::MAX;
+    let kf = w.kf.clone();
+    let c1 = w.say("c1", "m1", T0).external_userid;
+    for (i, to) in ids.iter().enumerate() {
+        w.st.upgrade_service(&kf, &c1, Member(to), T0 + i as u64 * S).unwrap();
+    }
+    let (corp, [invites, customers, pairs]) = upgrade_figures(&w, "s00", T0);
+    assert_eq!((corp, invites, customers), (1, 20, 1));
+    assert_eq!(pairs, 16, "past the bound no pair is new");
+    w.st.upgrade_service(&kf, &c1, Member("s19"), T0 + 30 * S).unwrap();
+    assert_eq!(upgrade_figures(&w, "s00", T0).1, [21, 1, 16], "nor counted again");
+    w.st.sweep(T0 + 48 * HOUR_US, 1000);
+    assert_eq!(w.state_of(&c1).0, 4);
+    assert_eq!(w.st.upgraded_to(&kf, &c1).unwrap().as_deref(), Some("s19"), "an ended session keeps it");
+    w.st.sweep(T0 + 48 * HOUR_US + 3 * DAY_US + S, 1000);
+    assert_eq!(w.st.figures().convs, 0);
+    assert_eq!(w.st.upgraded_to(&kf, &c1).unwrap_err().code, code::INVALID_PARAM, "forgotten with it");
+}
