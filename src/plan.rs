@@ -620,11 +620,14 @@ impl Problem<'_> {
             return Ok(Outcome::Unreachable(self.unreachable_target(&cache, t, y, reason)));
         }
         let erlang = self.erlang_answer(hi)?;
-        let curve: Vec<Evaluated> = cache.values().cloned().collect();
+        // the search is over: its replications are not needed again
+        let curve: Vec<Evaluated> =
+            cache.into_values().map(|e| Evaluated { runs: Vec::new(), ..e }).collect();
+        let of = |v: u32| curve.iter().find(|e| e.value == v).cloned();
         Ok(Outcome::Recommended(Box::new(Recommendation {
             path: self.path.clone(),
-            at: cache[&hi].clone(),
-            below: if hi > 1 { cache.get(&(hi - 1)).cloned() } else { None },
+            at: of(hi).expect("the answer was evaluated"),
+            below: if hi > 1 { of(hi - 1) } else { None },
             erlang,
             curve,
         })))
