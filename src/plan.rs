@@ -1038,14 +1038,15 @@ mod tests {
     use rand_distr::{Beta, Distribution, Normal};
     use std::sync::Mutex;
 
-    /// Replications drawn from a known distribution of the service level
-    /// stand in for the simulator.
-    struct Drawn<D> {
-        law: D,
-        rng: Mutex<rand_xoshiro::Xoshiro256PlusPlus>,
+    type Rng = rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// Replications drawn by `draw` stand in for the simulator.
+    struct Drawn<F> {
+        draw: F,
+        rng: Mutex<Rng>,
     }
 
-    impl<D: Distribution<f64> + Sync> sweep::Replicate for Drawn<D> {
+    impl<F: Fn(&mut Rng) -> sweep::RepValues + Sync> sweep::Replicate for Drawn<F> {
         fn replicate(
             &self,
             _: &Scenario,
@@ -1053,12 +1054,7 @@ mod tests {
             _: &[String],
         ) -> anyhow::Result<Vec<sweep::RepValues>> {
             let mut rng = self.rng.lock().unwrap();
-            Ok(reps
-                .map(|_| {
-                    let v = self.law.sample(&mut *rng).clamp(1e-4, 1.0 - 1e-4);
-                    [("service_level".to_owned(), Some(v))].into()
-                })
-                .collect())
+            Ok(reps.map(|_| (self.draw)(&mut rng)).collect())
         }
     }
 
@@ -1084,7 +1080,11 @@ mod tests {
     /// over `trials` values, with the CLI's default looks.
     fn decisions(law: impl Distribution<f64> + Sync, trials: u32) -> BTreeMap<&'static str, u32> {
         let p = erlang_c(&[], &["service_level>=0.8"], 5, 40);
-        let runner = Drawn { law, rng: Mutex::new(rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7)) };
+        let draw = move |rng: &mut Rng| {
+            let v = law.sample(rng).clamp(1e-4, 1.0 - 1e-4);
+            [("service_level".to_owned(), Some(v))].into()
+        };
+        let runner = Drawn { draw, rng: Mutex::new(Rng::seed_from_u64(7)) };
         let mut n = BTreeMap::new();
         for _ in 0..trials {
             let d = match p.evaluate_with(44, &runner).unwrap().decision {
@@ -1242,35 +1242,21 @@ mod tests {
         assert!(above.get("misses").copied().unwrap_or(0) <= 10, "{above:?}");
     }
 
-    /// Replications drawn, with replacement, from the simulator's own.
-    struct Pool {
-        reps: Vec<sweep::RepValues>,
-        rng: Mutex<rand_xoshiro::Xoshiro256PlusPlus>,
-    }
-
-    impl sweep::Replicate for Pool {
-        fn replicate(
-            &self,
-            _: &Scenario,
-            reps: std::ops::Range<u32>,
-            _: &[String],
-        ) -> anyhow::Result<Vec<sweep::RepValues>> {
-            use rand::RngExt;
-            let mut rng = self.rng.lock().unwrap();
-            Ok(reps.map(|_| self.reps[rng.random_range(0..self.reps.len())].clone()).collect())
-        }
-    }
-
-    /// The simulator's replications of `p`'s scenario at `agents`, and
-    /// their pooled service level.
-    fn pool(p: &Problem, agents: u32, count: u32) -> (Pool, f64) {
+    /// Replications drawn, with replacement, from the simulator's own at
+    /// `agents` in `p`'s scenario; and their pooled service level.
+    fn pool(
+        p: &Problem,
+        agents: u32,
+        count: u32,
+    ) -> (Drawn<impl Fn(&mut Rng) -> sweep::RepValues + Sync>, f64) {
+        use rand::RngExt;
         let sc = p.scenario_at(agents).unwrap();
         let extra = p.targets[0].sessions_paths();
         let local = sweep::Local { parallel: true, go_on: &|| true };
         let reps = sweep::Replicate::replicate(&local, &sc, 0..count, &extra).unwrap();
-        let counted = counted(&p.targets[0], &reps).unwrap();
-        let rng = Mutex::new(rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(u64::from(agents)));
-        (Pool { reps, rng }, counted.share())
+        let share = counted(&p.targets[0], &reps).unwrap().share();
+        let draw = move |rng: &mut Rng| reps[rng.random_range(0..reps.len())].clone();
+        (Drawn { draw, rng: Mutex::new(Rng::seed_from_u64(u64::from(agents))) }, share)
     }
 
     /// Short replications of an M/M/c (48 sessions each) at a service-level
@@ -1289,7 +1275,7 @@ mod tests {
         let trials = 1000;
         let most = (1.0 - DECIDED) + 3.0 * (DECIDED * (1.0 - DECIDED) / f64::from(trials)).sqrt();
         let base = erlang_c(&sets, &["service_level>=0.5"], 5, 40);
-        let pools: BTreeMap<u32, (Pool, f64)> = (7..=10).map(|k| (k, pool(&base, k, 3000))).collect();
+        let pools: BTreeMap<u32, _> = (7..=10).map(|k| (k, pool(&base, k, 3000))).collect();
         // how often `k` agents are said to meet the service level of
         // `of` agents, after `k - 1` was evaluated (as the search does)
         let meets = |k: u32, of: u32| {
