@@ -302,6 +302,11 @@ pub struct Unreachable {
     /// replications could not show it (too few sessions at a share's edge).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub undecided: bool,
+    /// When `undecided` at a share's edge: the sessions of the largest
+    /// value tried, and about how many it would take to show the target
+    /// met (see [`Counted::sure`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<ToShow>,
     /// The values tried and the metric's estimate at each.
     pub tried: Vec<(u32, Option<Estimate>)>,
     /// Why the search stopped.
@@ -318,15 +323,40 @@ impl Unreachable {
                 format(self.levels_off_at)
             ),
             (true, false) => "has no value at the smallest value meeting the other targets".into(),
-            (false, true) if self.undecided => format!(
-                "seems met at about {}, but the replications cannot show it (too few sessions): \
-                 lengthen the scenario's `duration` or raise --max-replications",
-                format(self.levels_off_at)
-            ),
+            (false, true) if self.undecided => match self.sessions {
+                // how much longer, not just "longer": late answers in bursts
+                // can ask for many times what the target's share suggests
+                Some(ToShow { have, independent, need }) => format!(
+                    "seems met at about {}, but the replications cannot show it: their {have:.0} \
+                     sessions at the largest value tried, every one on the target's side, say as much \
+                     as {independent:.0} independent ones would (late answers come in bursts), and it \
+                     takes about {need:.0}: lengthen the scenario's `duration` or raise \
+                     --max-replications about {:.0}-fold",
+                    format(self.levels_off_at),
+                    (need / have).ceil().max(2.0)
+                ),
+                None => format!(
+                    "seems met at about {}, but the replications cannot show it (too few sessions): \
+                     lengthen the scenario's `duration` or raise --max-replications",
+                    format(self.levels_off_at)
+                ),
+            },
             (false, true) => format!("levels off at about {}", format(self.levels_off_at)),
             (false, false) => "has no value in any replication at the largest values tried".into(),
         }
     }
+}
+
+/// Sessions at a share's edge, and about how many would show the target.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ToShow {
+    /// Sessions over the replications, every one on the target's side.
+    pub have: f64,
+    /// What they weigh as independent sessions (over the overdispersion
+    /// assumed).
+    pub independent: f64,
+    /// About how many it would take for the decision.
+    pub need: f64,
 }
 
 /// The answer of a search.
@@ -841,16 +871,36 @@ impl Problem<'_> {
         levels_off_at: f64,
         reason: String,
     ) -> Unreachable {
+        let undecided = levels_off_at.is_finite() && t.met_by(Some(levels_off_at));
         Unreachable {
             path: self.path.clone(),
             target: t.text.clone(),
             metric: t.path.clone(),
             levels_off_at,
             harder_with_staff: t.harder_with_staff(),
-            undecided: levels_off_at.is_finite() && t.met_by(Some(levels_off_at)),
+            undecided,
+            sessions: undecided.then(|| self.to_show(cache, t)).flatten(),
             tried: cache.iter().map(|(v, e)| (*v, e.metrics.get(&t.path).copied().flatten())).collect(),
             reason,
         }
+    }
+
+    /// At the largest value of `cache`, when target `t` is at its edge
+    /// there: its sessions, and about how many would make a look sure of
+    /// it with the dispersion assumed (all n/φ independent sessions on one
+    /// side happen with probability q^(n/φ) at the threshold).
+    fn to_show(&self, cache: &BTreeMap<u32, Evaluated>, t: &Target) -> Option<ToShow> {
+        let i = self.targets.iter().position(|x| x == t)?;
+        let (_, e) = cache.iter().next_back()?;
+        let c = counted(t, e.runs.get(..e.replications as usize)?)?;
+        let th = t.condition.threshold;
+        if !c.at_edge() || th <= 0.0 || th >= 1.0 {
+            return None;
+        }
+        let phi = e.edge.get(i).copied().unwrap_or(1.0).max(1.0);
+        let q = if c.share() >= 1.0 { th } else { 1.0 - th };
+        let need = phi * (1.0 - self.decided_at()).ln() / q.ln();
+        Some(ToShow { have: c.n, independent: c.n / phi, need: need.ceil() })
     }
 
     /// The smallest value at which Erlang's prediction meets every target

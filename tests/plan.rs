@@ -630,4 +630,16 @@ rate = "6/h"
     let (code, out) = plan_text("between", text, &args);
     assert_eq!(code, Some(0), "{out}");
     assert!(matches!(recommended(&out), Some(6 | 7)), "{out}");
+    // With the default 40 replications it cannot be shown, and the plan
+    // says by how much the replications fall short, not only that they do.
+    let (code, out) = plan_text("between-short", &text.replace("seed = 3", "seed = 1"), &args[..4]);
+    assert_eq!(code, Some(1), "{out}");
+    let number = |after: &str| -> f64 {
+        let at = out.find(after).unwrap_or_else(|| panic!("no {after:?} in {out}")) + after.len();
+        out[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    let (have, need) = (number("cannot show it: their "), number("it takes about "));
+    assert!(need > have && have >= 1000.0, "{have} {need}: {out}");
+    let fold = number("--max-replications about ");
+    assert!(fold >= (need / have).ceil(), "{fold}: {out}");
 }
