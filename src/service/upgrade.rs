@@ -164,8 +164,14 @@ impl State {
         Ok(())
     }
 
-    /// The 专员 a customer is upgraded to now, if any.
-    pub fn upgraded_to(&self, open_kfid: &str, external_userid: &str) -> Result<Option<String>, ApiError> {
+    /// The 专员 a customer is upgraded to now, if any (the API has no call
+    /// that reads it back: tests do).
+    #[cfg(test)]
+    pub(super) fn upgraded_to(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+    ) -> Result<Option<String>, ApiError> {
         let conv = self.upgrade_session(open_kfid, external_userid)?;
         let c = self.convs.get(conv).expect("conv");
         Ok(c.upgrade.as_ref().and_then(|u| u.member.as_ref()).map(|m| m.as_str().to_owned()))
