@@ -122,6 +122,14 @@ impl Target {
         }
     }
 
+    /// Whether a share target's sessions, when counted, decide it rather
+    /// than its replications' values: a threshold strictly inside (0, 1),
+    /// on one side of it.
+    fn judged_by_counts(&self) -> bool {
+        let t = self.condition.threshold;
+        matches!(self.condition.op, Op::Ge | Op::Gt | Op::Le | Op::Lt) && t > 0.0 && t < 1.0
+    }
+
     /// How sure the replications make us that the target holds. `counted`:
     /// a share target's sessions over the replications (see
     /// [`Target::sessions_paths`]); `edge_dispersion`: the overdispersion
@@ -137,10 +145,8 @@ impl Target {
         // 0 or 1 too (found by probing: 5 replications of 48 sessions all
         // answered in time were ">99.9 % sure" of a 99.9 % service level
         // that was 99.66 %).
-        let t = self.condition.threshold;
-        let ordered = matches!(self.condition.op, Op::Ge | Op::Gt | Op::Le | Op::Lt);
-        if let Some(c) = counted.filter(|_| ordered && t > 0.0 && t < 1.0) {
-            return c.sure(t, self.wants_more(), edge_dispersion);
+        if let Some(c) = counted.filter(|_| self.judged_by_counts()) {
+            return c.sure(self.condition.threshold, self.wants_more(), edge_dispersion);
         }
         // Every replication that measured it gave the same value (or only
         // one did): the spread says nothing, and the condition decides,
@@ -536,7 +542,14 @@ impl Problem<'_> {
             .zip(edge)
             .map(|(t, &edge)| {
                 let counted = counted(t, runs);
-                let sure = t.sure(metrics.get(&t.path).copied().flatten(), counted.as_ref(), edge);
+                let estimate = metrics.get(&t.path).copied().flatten();
+                let sure = t.sure(estimate, counted.as_ref(), edge);
+                if let (Some(c), Some(e)) = (counted.filter(|_| t.judged_by_counts()), estimate) {
+                    // shown as decided: the pooled share and the interval
+                    // of the counts, not the replications' own
+                    let (lo, hi) = c.interval(sweep::CONFIDENCE, edge);
+                    metrics.insert(t.path.clone(), Some(Estimate { mean: c.share(), lo, hi, ..e }));
+                }
                 Check {
                     target: t.text.clone(),
                     path: t.path.clone(),
@@ -1346,6 +1359,45 @@ mod tests {
         // 0.90) was met 68 % of the time (89 % before)
         let right = meets(8, 7);
         assert!(right >= 0.5, "8 agents at 7's service level: met {right}");
+    }
+
+    /// A share target is shown as it is decided: its interval lies past
+    /// the threshold whenever the decision is made, and only when the
+    /// counts are 97.5 % sure which side it is on (the replications' own
+    /// interval lay below 0.8 beside "unclear, 3.7 % sure").
+    #[test]
+    fn a_share_targets_interval_agrees_with_its_decision() {
+        let sets = ["entry.web.rate=1/min", "duration=58m", "warmup=10m"];
+        let p = erlang_c(&sets, &["service_level>=0.9"], 5, 40);
+        let pools: BTreeMap<u32, _> = (5..=10).map(|k| (k, pool(&p, k, 300).0)).collect();
+        let (mut decided, mut outside, mut edges) = (0, 0, 0);
+        for k in 6..=10 {
+            for _ in 0..40 {
+                // as the search does: the value below first, whose
+                // dispersion an edge at `k` takes
+                let below = p.evaluate_with(k - 1, &pools[&(k - 1)]).unwrap();
+                let known = BTreeMap::from([(k - 1, below.clone())]);
+                for e in [below, p.evaluate_near(k, &pools[&k], &known).unwrap()] {
+                    let c = &e.checks[0];
+                    let (lo, hi) = e.metrics["service_level"].unwrap().ends().unwrap();
+                    match c.decision {
+                        Decision::Meets => assert!(lo > 0.9, "{k}: met, yet {lo}"),
+                        Decision::Misses => assert!(hi < 0.9, "{k}: missed, yet {hi}"),
+                        Decision::Unclear => {}
+                    }
+                    if lo > 0.9 || hi < 0.9 {
+                        assert!(c.sure > 0.975 || c.sure < 0.025, "{k}: [{lo}, {hi}] beside {}", c.sure);
+                        outside += 1;
+                    }
+                    decided += u32::from(c.decision != Decision::Unclear);
+                    edges += u32::from(hi == 1.0);
+                }
+            }
+        }
+        assert!(
+            decided > 100 && outside >= decided && edges > 0,
+            "{decided} decided, {outside} outside, {edges}"
+        );
     }
 
     #[test]

@@ -395,6 +395,33 @@ impl Counted {
         let up = below(z, self.r.saturating_sub(1).max(1));
         if above { up } else { 1.0 - up }
     }
+
+    /// The thresholds [`Counted::sure`] cannot put on either side at
+    /// two-sided `confidence`: the interval that agrees with the decision
+    /// (the Student-t interval of the replications' shares could lie
+    /// below a target the counts were 3.7 % sure of, beside "unclear";
+    /// found by review). It inverts the same score test, so it is
+    /// Wilson's interval over n/φ sessions; at an edge, the thresholds t
+    /// for which 1 − t^(n/φ) stays short of the confidence.
+    pub fn interval(&self, confidence: f64, edge_dispersion: f64) -> (f64, f64) {
+        let tail = (1.0 - confidence) / 2.0;
+        let p = self.share();
+        if self.at_edge() {
+            let reach = tail.powf(edge_dispersion.max(1.0) / self.n);
+            return if p >= 1.0 { (reach, 1.0) } else { (0.0, 1.0 - reach) };
+        }
+        let q = match self.dispersion() {
+            Some(_) => t_quantile(1.0 - tail, self.r.saturating_sub(1).max(1)),
+            None => normal_quantile(1.0 - tail),
+        };
+        let phi = self.dispersion().unwrap_or(edge_dispersion.max(1.0));
+        // (p − t)² = k·t(1 − t), solved for t
+        let k = q * q * phi / self.n;
+        let centre = 2.0 * p + k;
+        let half = (k * (k + 4.0 * p * (1.0 - p))).sqrt();
+        let den = 2.0 * (1.0 + k);
+        (((centre - half) / den).max(0.0), ((centre + half) / den).min(1.0))
+    }
 }
 
 #[cfg(test)]
@@ -509,6 +536,43 @@ mod tests {
         assert_eq!(late.sure(0.0001, true, 20.0), 0.5);
         assert!(late.sure(0.5, true, 1.0) < 1e-50);
         assert_eq!(Counted::of(&[(0.5, 0.0)]), None);
+    }
+
+    #[test]
+    fn a_counted_interval_agrees_with_how_sure_the_counts_are() {
+        let cases = [
+            Counted::of(&[(0.8, 50.0), (0.9, 50.0), (0.7, 50.0), (0.8, 50.0)]).unwrap(),
+            Counted::of(&[(0.97, 100.0), (0.99, 100.0), (1.0, 120.0), (0.9, 80.0), (0.98, 90.0)]).unwrap(),
+            Counted::of(&[(0.25, 40.0)]).unwrap(),
+            Counted::of(&[(1.0, 48.0); 5]).unwrap(),
+            Counted::of(&[(0.0, 48.0); 5]).unwrap(),
+        ];
+        for c in &cases {
+            for edge in [1.0, 6.0] {
+                let (lo, hi) = c.interval(0.95, edge);
+                assert!(lo <= c.share() && c.share() <= hi && lo >= 0.0 && hi <= 1.0, "{c:?}: {lo} {hi}");
+                for i in 1..1000 {
+                    let t = f64::from(i) / 1000.0;
+                    let sure = c.sure(t, true, edge);
+                    // outside the interval, and only there, the counts are
+                    // 97.5 % sure which side the share is on
+                    if t < lo - 1e-9 {
+                        assert!(sure > 0.975 - 1e-6, "{c:?} {edge}: {t} below {lo} but {sure}");
+                    } else if t > hi + 1e-9 {
+                        assert!(sure < 0.025 + 1e-6, "{c:?} {edge}: {t} above {hi} but {sure}");
+                    } else if t > lo + 1e-9 && t < hi - 1e-9 {
+                        assert!(
+                            (0.025 - 1e-6..=0.975 + 1e-6).contains(&sure),
+                            "{c:?} {edge}: {t} in, {sure}"
+                        );
+                    }
+                }
+            }
+        }
+        // a larger dispersion widens it
+        let c = &cases[1];
+        let (a, b) = (c.interval(0.95, 1.0), Counted { pearson: 4.0 * c.pearson, ..*c }.interval(0.95, 1.0));
+        assert!(b.0 < a.0 && b.1 > a.1, "{a:?} {b:?}");
     }
 
     #[test]
