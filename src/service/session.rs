@@ -595,7 +595,8 @@ impl State {
         self.set_state(conv, 3);
         self.counters.assigned += 1;
         if let Some(user) = at!(self.accounts, acct).agents[slot as usize] {
-            at!(self.accounts, acct).days.tally(Tally::Assigned(user), now_us);
+            let userid = &at!(self.users, user).userid;
+            at!(self.accounts, acct).days.tally(Tally::Assigned(userid), now_us);
             self.occupy_elsewhere(user, acct);
         }
         let note = self.note(conv, change, old, None, now_us);
@@ -746,7 +747,8 @@ impl State {
         match &item {
             Item::Msg(m) if m.origin == Origin::Customer => {
                 self.counters.messages_routed += 1;
-                at!(self.accounts, acct).days.tally(Tally::Handed(user), now_us);
+                let userid = &at!(self.users, user).userid;
+                at!(self.accounts, acct).days.tally(Tally::Handed(userid), now_us);
             }
             Item::Msg(_) => self.counters.messages_routed += 1,
             _ => {}

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::errors::ApiError;
+use super::model::Name;
 use super::state::State;
 
 const DAY_S: u64 = 86_400;
@@ -101,27 +102,29 @@ pub struct ServicerDay {
 #[derive(Debug, Default)]
 pub(super) struct Days {
     corp: BTreeMap<u64, CorpDay>,
-    servicers: BTreeMap<(u64, u32), ServicerDay>,
+    /// By userid, as WeCom answers for them: a user's index is reused once
+    /// it is removed, and credited a new servicer with the old one's day.
+    servicers: BTreeMap<u64, BTreeMap<Name, ServicerDay>>,
 }
 
 /// What happened, for the day's figures.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Tally {
+pub(super) enum Tally<'a> {
     /// A session started (4 → 0).
     SessionStarted,
     /// A customer message.
     CustomerMessage,
     /// The API answered a session first (0 → 1).
     BotAnswered,
-    /// A session was given to servicer `user`.
-    Assigned(u32),
-    /// A customer message was handed to servicer `user`.
-    Handed(u32),
+    /// A session was given to servicer `userid`.
+    Assigned(&'a Name),
+    /// A customer message was handed to servicer `userid`.
+    Handed(&'a Name),
     /// A customer was upgraded for the first time that day.
     Upgraded,
     /// Servicer `by` held the session of an upgrade to a 专员; whether
     /// the customer and the (customer, 专员) pair are new for `by` that day.
-    MemberInvited { by: u32, new_customer: bool, new_pair: bool },
+    MemberInvited { by: &'a Name, new_customer: bool, new_pair: bool },
 }
 
 impl Days {
@@ -136,14 +139,14 @@ impl Days {
             Tally::CustomerMessage => self.corp.entry(day).or_default().customer_msg_cnt += 1,
             Tally::BotAnswered => self.corp.entry(day).or_default().ai_session_reply_cnt += 1,
             Tally::Assigned(u) => {
-                let d = self.servicers.entry((day, u)).or_default();
+                let d = self.servicer(u, now_us);
                 d.session_cnt += 1;
                 d.customer_cnt += 1;
             }
-            Tally::Handed(u) => self.servicers.entry((day, u)).or_default().customer_msg_cnt += 1,
+            Tally::Handed(u) => self.servicer(u, now_us).customer_msg_cnt += 1,
             Tally::Upgraded => self.corp.entry(day).or_default().upgrade_service_customer_cnt += 1,
             Tally::MemberInvited { by, new_customer, new_pair } => {
-                let d = self.servicers.entry((day, by)).or_default();
+                let d = self.servicer(by, now_us);
                 d.upgrade_service_member_invite_cnt += 1;
                 d.upgrade_service_customer_cnt += u64::from(new_customer);
                 d.upgrade_service_member_customer_cnt += u64::from(new_pair);
@@ -151,11 +154,20 @@ impl Days {
         }
     }
 
+    fn servicer(&mut self, userid: &Name, now_us: u64) -> &mut ServicerDay {
+        let day = self.servicers.entry(day_of(now_us)).or_default();
+        // a message is no place to copy a long userid
+        if !day.contains_key(userid) {
+            day.insert(userid.clone(), ServicerDay::default());
+        }
+        day.get_mut(userid).expect("just made")
+    }
+
     /// Forget days older than WeCom keeps.
     pub(super) fn expire(&mut self, now_us: u64) {
         let oldest = day_of(now_us).saturating_sub(KEEP_DAYS * DAY_S);
         self.corp = self.corp.split_off(&oldest);
-        self.servicers = self.servicers.split_off(&(oldest, 0));
+        self.servicers = self.servicers.split_off(&oldest);
     }
 }
 
@@ -206,19 +218,24 @@ impl State {
         end_time: u64,
     ) -> Result<Vec<(u64, ServicerDay)>, ApiError> {
         let acct = self.account_of(open_kfid)?;
+        let d = &self.accounts.get(acct).expect("account").days;
         let user = match servicer_userid {
             "" => None,
-            u => Some(self.user_of(u)?),
+            // one removed since still has its days
+            u if d.servicers.values().any(|s| s.contains_key(&Name::new(u))) => Some(Name::new(u)),
+            u => Some(self.user_of(u).map(|_| Name::new(u))?),
         };
-        let d = &self.accounts.get(acct).expect("account").days;
-        Ok(days(start_time, end_time)?
+        let days = days(start_time, end_time)?;
+        Ok(days
             .into_iter()
             .map(|t| {
                 let mut sum = ServicerDay::default();
                 for (_, s) in d
                     .servicers
-                    .range((t, 0)..=(t, u32::MAX))
-                    .filter(|((_, u), _)| user.is_none_or(|x| x == *u))
+                    .get(&t)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(u, _)| user.as_ref().is_none_or(|x| x == *u))
                 {
                     sum.session_cnt += s.session_cnt;
                     sum.customer_cnt += s.customer_cnt;
@@ -270,18 +287,19 @@ mod tests {
         d.tally(Tally::SessionStarted, t0);
         d.tally(Tally::CustomerMessage, t0);
         d.tally(Tally::CustomerMessage, t0 + DAY_S * 1_000_000);
-        d.tally(Tally::Assigned(3), t0);
-        d.tally(Tally::Handed(3), t0);
+        let u = Name::new("u3");
+        d.tally(Tally::Assigned(&u), t0);
+        d.tally(Tally::Handed(&u), t0);
         d.tally(Tally::Upgraded, t0);
-        d.tally(Tally::MemberInvited { by: 3, new_customer: true, new_pair: false }, t0);
+        d.tally(Tally::MemberInvited { by: &u, new_customer: true, new_pair: false }, t0);
         let day = day_of(t0);
         assert_eq!(d.corp[&day].upgrade_service_customer_cnt, 1);
-        let s = d.servicers[&(day, 3)];
+        let s = d.servicers[&day][&u];
         let upgrades = (s.upgrade_service_member_invite_cnt, s.upgrade_service_customer_cnt);
         assert_eq!((upgrades, s.upgrade_service_member_customer_cnt), ((1, 1), 0));
         assert_eq!((d.corp[&day].session_cnt, d.corp[&day].customer_msg_cnt), (1, 1));
         assert_eq!(d.corp[&(day + DAY_S)].customer_msg_cnt, 1);
-        assert_eq!(d.servicers[&(day, 3)].customer_msg_cnt, 1);
+        assert_eq!(d.servicers[&day][&u].customer_msg_cnt, 1);
         d.expire(t0 + (KEEP_DAYS + 1) * DAY_S * 1_000_000);
         assert!(!d.corp.contains_key(&day) && d.corp.contains_key(&(day + DAY_S)));
         assert!(d.servicers.is_empty());

@@ -1174,3 +1174,32 @@ fn upgrades_go_with_their_session_and_count_a_bounded_number_of_pairs() {
     assert_eq!(w.st.figures().convs, 0);
     assert_eq!(w.st.upgraded_to(&kf, &c1).unwrap_err().code, code::INVALID_PARAM, "forgotten with it");
 }
+
+/// A servicer's day is kept by its userid: one removed still answers for
+/// it, and one added after it, taking its place, starts from nothing (the
+/// index of a removed user is reused, and credited the newcomer with it).
+#[test]
+fn servicer_statistics_follow_the_userid_not_its_place() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    let kf = w.kf.clone();
+    let c1 = w.say("c1", "m1", T0).external_userid;
+    w.say("c1", "m2", T0 + S);
+    assert_eq!(w.state_of(&c1).1.as_deref(), Some("a1"));
+    let index = w.st.servicer_index("a1").unwrap();
+    w.st.servicer_del(&kf, &["a1".to_owned()], T0 + 2 * S).unwrap();
+    w.st.servicer_add(&kf, &["b1".to_owned()], Some(1), T0 + 3 * S).unwrap();
+    assert_eq!(w.st.servicer_index("b1").unwrap(), index, "the place is reused");
+    let s = T0 / S;
+    let day = |st: &State, who: &str| st.servicer_statistic(&kf, who, s, s).map(|d| d[0].1);
+    let a1 = day(&w.st, "a1").unwrap();
+    assert_eq!((a1.session_cnt, a1.customer_msg_cnt), (1, 2), "a1's day stays a1's");
+    // the session went back to the pool with a1 gone, and b1 took it
+    assert_eq!(w.state_of(&c1).1.as_deref(), Some("b1"));
+    let b1 = day(&w.st, "b1").unwrap();
+    assert_eq!((b1.session_cnt, b1.customer_msg_cnt), (1, 0), "b1's day is its own");
+    w.say("c1", "m3", T0 + 4 * S);
+    let (a1, b1) = (day(&w.st, "a1").unwrap(), day(&w.st, "b1").unwrap());
+    assert_eq!((a1.customer_msg_cnt, b1.customer_msg_cnt, b1.session_cnt), (2, 1, 1));
+    assert_eq!(day(&w.st, "").unwrap().customer_msg_cnt, 3, "the sum over both");
+    assert_eq!(day(&w.st, "nobody").unwrap_err().code, code::NOT_SERVICER);
+}

@@ -139,6 +139,7 @@ impl State {
             days.tally(Tally::Upgraded, now_us);
         }
         if let Some(by) = holder {
+            let by = &at!(self.users, by).userid;
             days.tally(Tally::MemberInvited { by, new_customer, new_pair }, now_us);
         }
         Ok(())
