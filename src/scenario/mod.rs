@@ -430,9 +430,29 @@ impl Scenario {
 
     /// What a valid scenario most likely did not mean: an account that gets
     /// sessions for people while no agents serve it (each would wait to the
-    /// end of the run). Said, not refused: "what if nobody staffs it" is a
-    /// question too.
+    /// end of the run), or handle times near the clock's grain. Said, not
+    /// refused: "what if nobody staffs it" is a question too.
     pub fn warnings(&self) -> Vec<String> {
+        let mut out = self.unserved();
+        // Virtual time counts whole microseconds: an arrival and a reply in
+        // the same one are a tie, where continuous time (and queueing
+        // theory) has none. M/M/1 at ρ = 0.8 waited 0.815 of the time at a
+        // 5 µs mean, 0.804 at 20 µs, the truth at 200 µs (found by probing)
+        for g in self.groups.iter().filter(|g| g.reply_delay.mean_us() < GRAIN_WARNED_US) {
+            out.push(format!(
+                "group `{}`'s reply_delay averages {:.0} µs: the simulator's clock counts whole \
+                 microseconds, and with handle times this short, arrivals and replies in the same one \
+                 bias the wait probability by up to a few percent (2 % at 5 µs)",
+                g.group,
+                g.reply_delay.mean_us()
+            ));
+        }
+        out
+    }
+
+    /// The accounts that get sessions for people from an entry or a
+    /// transfer but have no agents, each said once with its first sender.
+    fn unserved(&self) -> Vec<String> {
         // who sends sessions to each account's people, first sender kept
         let mut sender: Vec<Option<String>> = vec![None; self.accounts.len()];
         let mut send = |account: usize, who: String| {
@@ -475,6 +495,10 @@ impl Scenario {
             .collect()
     }
 }
+
+/// Mean handle times [µs] below which [`Scenario::warnings`] says the
+/// clock's grain shows.
+const GRAIN_WARNED_US: f64 = 100.0;
 
 /// Why `name` cannot be `what`'s name: it is empty, or holds a character
 /// that is not printed as itself; and, for the name of a `segment` of
@@ -1414,6 +1438,18 @@ rate = "1/min"
         let w = with(&format!("transfer = {{ to = \"b\", share = 0.2 }}\n{}", entry("a", "")));
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("(transfers from group `a`)"), "{w:?}");
+        // handle times of a few clock grains
+        let grain = |mean: &str| {
+            let text = format!(
+                "name = \"t\"\n[[account]]\nname = \"a\"\n[[agents]]\ncount = 1\n\
+                 reply_delay = {{ dist = \"exponential\", mean = \"{mean}\" }}\n{}",
+                entry("a", "")
+            );
+            Scenario::parse(&text, "t.toml").unwrap().warnings()
+        };
+        assert_eq!(grain("1ms"), Vec::<String>::new());
+        let w = grain("5us");
+        assert!(w.len() == 1 && w[0].contains("averages 5 µs"), "{w:?}");
     }
 
     #[test]
