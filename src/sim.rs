@@ -16,6 +16,13 @@
 //! handlers schedule exactly one event. The set of pending events, and so
 //! the order they run in, is the same either way.
 //!
+//! Arrivals wait apart, in a heap of their own with one event per entry
+//! point that still has arrivals: the next event is the earlier of its top
+//! and the main heap's by the same `(time, sequence)` key, so events run in
+//! the order one heap of both would give. An arrival's handler replaces it
+//! with the entry's next one, in a heap of a few events (one in most
+//! scenarios) instead of one of every session's pending event.
+//!
 //! A run ends when no event is left, when `drain` runs out after the
 //! duration, or once the arrivals are over and no session is open: what
 //! is left then (superseded timers, shift changes) changes no figure.
@@ -270,6 +277,11 @@ struct Simulation<'a, O: Observer> {
     heap: QuaternaryHeap<Event>,
     /// The heap's top is the event being handled, not yet removed.
     top_handled: bool,
+    /// Each entry's next arrival, if it has one (see the module's doc).
+    arrivals: QuaternaryHeap<Event>,
+    /// The key of the top of `arrivals` (`u128::MAX` once they are over),
+    /// compared with the main heap's top at every event.
+    arrival_key: u128,
     sessions: Vec<Session>,
     free: Vec<u32>,
     agents: Vec<AgentRt>,
@@ -375,6 +387,8 @@ impl<'a, O: Observer> Simulation<'a, O> {
             seq: 0,
             heap: QuaternaryHeap::new(),
             top_handled: false,
+            arrivals: QuaternaryHeap::new(),
+            arrival_key: u128::MAX,
             sessions: Vec::new(),
             free: Vec::new(),
             agents,
@@ -409,15 +423,24 @@ impl<'a, O: Observer> Simulation<'a, O> {
             }
         }
         for e in 0..engine.entries.len() {
-            engine.schedule_arrival(e);
+            if let Some(ev) = engine.next_arrival(e) {
+                engine.arrivals.push(ev);
+            }
         }
+        engine.arrivals_moved();
         engine
+    }
+
+    /// An event to schedule, with the next sequence number.
+    #[inline]
+    fn event(&mut self, t: u64, kind: Kind, id: u32, gen_: u32) -> Event {
+        self.seq += 1;
+        Event { t, seq_kind: self.seq << 4 | kind as u64, id, gen_ }
     }
 
     #[inline]
     fn schedule(&mut self, t: u64, kind: Kind, id: u32, gen_: u32) {
-        self.seq += 1;
-        let ev = Event { t, seq_kind: self.seq << 4 | kind as u64, id, gen_ };
+        let ev = self.event(t, kind, id, gen_);
         if self.top_handled {
             self.top_handled = false;
             // the PeekMut sifts the new event down when dropped
@@ -429,11 +452,18 @@ impl<'a, O: Observer> Simulation<'a, O> {
         }
     }
 
-    fn schedule_arrival(&mut self, entry: usize) {
+    /// After every change of `arrivals`: the loop reads the key, not the heap.
+    #[inline]
+    fn arrivals_moved(&mut self) {
+        self.arrival_key = self.arrivals.peek().map_or(u128::MAX, Event::key);
+    }
+
+    /// Entry `entry`'s next arrival, if it has one before the end.
+    #[inline]
+    fn next_arrival(&mut self, entry: usize) -> Option<Event> {
         let e = &mut self.entries[entry];
-        if let Some(t) = e.arrivals.next(&mut e.arrival_rng) {
-            self.schedule(t, Kind::Arrival, entry as u32, 0);
-        }
+        let t = e.arrivals.next(&mut e.arrival_rng)?;
+        Some(self.event(t, Kind::Arrival, entry as u32, 0))
     }
 
     fn run(&mut self, progress: &mut dyn FnMut(&Progress) -> bool) -> RunStats {
@@ -444,8 +474,17 @@ impl<'a, O: Observer> Simulation<'a, O> {
                 self.top_handled = false;
                 self.heap.pop();
             }
-            let Some(&ev) = self.heap.peek() else { break };
-            self.top_handled = true;
+            let ev = match self.heap.peek() {
+                Some(&ev) if ev.key() < self.arrival_key => {
+                    self.top_handled = true;
+                    ev
+                }
+                // an arrival makes way for the next in `arrivals` itself
+                _ => match self.arrivals.peek() {
+                    Some(&a) => a,
+                    None => break,
+                },
+            };
             if ev.t > self.stop_at {
                 // a session is open and the clock, not a drain, stops it
                 // (a stale timer past the horizon after the last session
@@ -539,9 +578,20 @@ impl<'a, O: Observer> Simulation<'a, O> {
         }
     }
 
+    /// The arrival at the top of `arrivals`. The entry's next arrival takes
+    /// its place before anything else is scheduled, so that sequence numbers
+    /// (which order the events of one instant) are taken as one heap of all
+    /// events would take them.
     fn arrival(&mut self, entry: usize) {
         self.arrived += 1;
-        self.schedule_arrival(entry);
+        match self.next_arrival(entry) {
+            // the PeekMut sifts the next arrival down when dropped
+            Some(next) => *self.arrivals.peek_mut().expect("the arrival being handled") = next,
+            None => {
+                self.arrivals.pop();
+            }
+        }
+        self.arrivals_moved();
         let now = self.now;
         let e = &mut self.entries[entry];
         let home = e.account;
@@ -981,10 +1031,12 @@ mod tests {
         let mut obs = |o: Obs| seen.push(o);
         let mut engine = Simulation::new(&sc, &mut obs);
         engine.max_in_flight = max_in_flight;
-        engine.heap.retain(|e| e.kind() != Kind::Arrival);
+        engine.arrivals.clear();
         for &t in at_us {
-            engine.schedule(t, Kind::Arrival, 0, 0);
+            let ev = engine.event(t, Kind::Arrival, 0, 0);
+            engine.arrivals.push(ev);
         }
+        engine.arrivals_moved();
         let stats = engine.run(&mut |_| true);
         (seen, stats)
     }
