@@ -84,9 +84,87 @@ pub fn read_json_text(path: &Path) -> anyhow::Result<String> {
     })
 }
 
+/// `text` parsed as JSON, refusing an object with a key twice: serde_json
+/// keeps the last, so a summary edited or concatenated by hand (two
+/// `service_level`s) was compared by whichever came last, silently (found
+/// by probing). Line and column are the duplicate's.
+pub fn parse_unique_keys(text: &str) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::from_str::<Unique>(text).map(|u| u.0)
+}
+
+/// A JSON value whose objects have each key once (see [`parse_unique_keys`]).
+struct Unique(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(Unique(x)) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(v.into())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut m = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if m.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!("the key `{key}` appears twice")));
+            }
+            let Unique(value) = map.next_value()?;
+            m.insert(key, value);
+        }
+        Ok(m.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_with_a_key_twice_is_refused_where_it_repeats() {
+        let v = parse_unique_keys(r#"{"a": [1, -2, 2.5, "x", null, true], "b": {"c": {}}}"#).unwrap();
+        assert_eq!(v, serde_json::json!({"a": [1, -2, 2.5, "x", null, true], "b": {"c": {}}}));
+        let e = parse_unique_keys("{\n \"a\": 1,\n \"b\": {\"c\": 1,\n \"c\": 2}}").unwrap_err();
+        assert_eq!((e.line(), e.classify()), (4, serde_json::error::Category::Data), "{e}");
+        assert!(e.to_string().contains("the key `c` appears twice"), "{e}");
+        // the same key in two objects is not a repeat
+        assert!(parse_unique_keys(r#"[{"a": 1}, {"a": 2}]"#).is_ok());
+        assert_eq!(parse_unique_keys("{").unwrap_err().classify(), serde_json::error::Category::Eof);
+    }
 
     #[test]
     fn a_failed_write_leaves_the_old_file_and_no_temporary() {

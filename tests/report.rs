@@ -186,6 +186,19 @@ fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
         }
     }
 
+    // a figure given twice (by hand): refused, not the last one taken
+    let once = std::fs::read_to_string(a.join("summary.json")).unwrap();
+    let twice = once.replacen("\"service_level\":", "\"service_level\": 0.01, \"service_level\":", 1);
+    assert_ne!(twice, once);
+    let file = dir.join("twice.json");
+    std::fs::write(&file, twice).unwrap();
+    let o = kfsim(&["compare", b.to_str().unwrap(), file.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    let said =
+        format!("{} is not a kfsim summary: the key `service_level` appears twice at line", file.display());
+    assert!(stderr.contains(&said), "{stderr}");
+
     // other seeds of the same scenario: judged against seed noise, with a note
     let quick = |name: &str, seed: &str| {
         let out = dir.join(name);

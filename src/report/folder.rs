@@ -151,7 +151,10 @@ pub fn read(dir: &Path) -> anyhow::Result<Measured> {
         let text = crate::files::read_json_text(&path)?;
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
     };
-    let value = read_json("summary.json")?;
+    let value = {
+        let path = dir.join("summary.json");
+        summary_json(&path, &crate::files::read_json_text(&path)?)?
+    };
     if let Some((at, message)) = figure_error(&value) {
         anyhow::bail!("{} is not a kfsim summary: at `{at}`: {message}", dir.join("summary.json").display());
     }
@@ -174,13 +177,20 @@ pub fn read(dir: &Path) -> anyhow::Result<Measured> {
     Ok(Measured { summary, series, histograms })
 }
 
+/// The JSON of summary file `file`, its objects' keys each once.
+fn summary_json(file: &Path, text: &str) -> anyhow::Result<serde_json::Value> {
+    crate::files::parse_unique_keys(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            anyhow::anyhow!("{} is not a kfsim summary: {e}", file.display())
+        }
+        _ => anyhow::Error::new(e).context(format!("{} is not valid JSON", file.display())),
+    })
+}
+
 /// The summary JSON of a run folder or of a summary file.
 pub fn read_summary_value(path: &Path) -> anyhow::Result<serde_json::Value> {
     let file = summary_file(path)?;
-    let mut value: serde_json::Value = {
-        let text = crate::files::read_json_text(&file)?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?
-    };
+    let mut value = summary_json(&file, &crate::files::read_json_text(&file)?)?;
     anyhow::ensure!(
         value.get("schema").and_then(|s| s.as_str()) == Some(crate::summary::SCHEMA),
         "{} is not a kfsim summary (schema {})",
