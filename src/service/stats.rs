@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::errors::ApiError;
 use super::model::Name;
-use super::state::State;
+use super::state::{HashMap, State};
 
 const DAY_S: u64 = 86_400;
 /// China Standard Time is UTC+8.
@@ -104,7 +104,7 @@ pub(super) struct Days {
     corp: BTreeMap<u64, CorpDay>,
     /// By userid, as WeCom answers for them: a user's index is reused once
     /// it is removed, and credited a new servicer with the old one's day.
-    servicers: BTreeMap<u64, BTreeMap<Name, ServicerDay>>,
+    servicers: BTreeMap<u64, HashMap<Name, ServicerDay>>,
 }
 
 /// What happened, for the day's figures.
@@ -138,29 +138,29 @@ impl Days {
             }
             Tally::CustomerMessage => self.corp.entry(day).or_default().customer_msg_cnt += 1,
             Tally::BotAnswered => self.corp.entry(day).or_default().ai_session_reply_cnt += 1,
-            Tally::Assigned(u) => {
-                let d = self.servicer(u, now_us);
+            Tally::Assigned(u) => self.servicer(u, now_us, |d| {
                 d.session_cnt += 1;
                 d.customer_cnt += 1;
-            }
-            Tally::Handed(u) => self.servicer(u, now_us).customer_msg_cnt += 1,
+            }),
+            Tally::Handed(u) => self.servicer(u, now_us, |d| d.customer_msg_cnt += 1),
             Tally::Upgraded => self.corp.entry(day).or_default().upgrade_service_customer_cnt += 1,
-            Tally::MemberInvited { by, new_customer, new_pair } => {
-                let d = self.servicer(by, now_us);
+            Tally::MemberInvited { by, new_customer, new_pair } => self.servicer(by, now_us, |d| {
                 d.upgrade_service_member_invite_cnt += 1;
                 d.upgrade_service_customer_cnt += u64::from(new_customer);
                 d.upgrade_service_member_customer_cnt += u64::from(new_pair);
-            }
+            }),
         }
     }
 
-    fn servicer(&mut self, userid: &Name, now_us: u64) -> &mut ServicerDay {
+    /// `tally` on servicer `userid`'s day: one hash lookup a message (a
+    /// search of a sorted map by name, twice, cost 190 ns with 2000
+    /// servicers: found by review), the name copied only on its day's first.
+    fn servicer(&mut self, userid: &Name, now_us: u64, tally: impl FnOnce(&mut ServicerDay)) {
         let day = self.servicers.entry(day_of(now_us)).or_default();
-        // a message is no place to copy a long userid
-        if !day.contains_key(userid) {
-            day.insert(userid.clone(), ServicerDay::default());
+        match day.get_mut(userid) {
+            Some(d) => tally(d),
+            None => tally(day.entry(userid.clone()).or_default()),
         }
-        day.get_mut(userid).expect("just made")
     }
 
     /// Forget days older than WeCom keeps.
@@ -219,11 +219,11 @@ impl State {
     ) -> Result<Vec<(u64, ServicerDay)>, ApiError> {
         let acct = self.account_of(open_kfid)?;
         let d = &self.accounts.get(acct).expect("account").days;
-        let user = match servicer_userid {
-            "" => None,
+        let user = match Name::new(servicer_userid) {
+            u if u.is_empty() => None,
             // one removed since still has its days
-            u if d.servicers.values().any(|s| s.contains_key(&Name::new(u))) => Some(Name::new(u)),
-            u => Some(self.user_of(u).map(|_| Name::new(u))?),
+            u if d.servicers.values().any(|s| s.contains_key(&u)) => Some(u),
+            u => Some(self.user_of(&u).map(|_| u)?),
         };
         let days = days(start_time, end_time)?;
         Ok(days
