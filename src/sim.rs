@@ -1018,7 +1018,9 @@ impl<'a, O: Observer> Simulation<'a, O> {
 mod tests {
     use super::*;
 
-    /// Run with natural arrivals removed and these arrival times instead.
+    /// Run with these arrival times instead of the natural ones (each still
+    /// draws its entry's next natural arrival, as any arrival does: the
+    /// scenarios here make it fall past their end).
     fn run_arrivals(text: &str, at_us: &[u64]) -> Vec<Obs> {
         run_bounded(text, at_us, MAX_IN_FLIGHT).0
     }

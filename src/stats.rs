@@ -400,9 +400,10 @@ impl Counted {
     /// two-sided `confidence`: the interval that agrees with the decision
     /// (the Student-t interval of the replications' shares could lie
     /// below a target the counts were 3.7 % sure of, beside "unclear";
-    /// found by review). It inverts the same score test, so it is
-    /// Wilson's interval over n/φ sessions; at an edge, the thresholds t
-    /// for which 1 − t^(n/φ) stays short of the confidence.
+    /// found by review). It inverts the same score test, so it has
+    /// Wilson's form over n/φ sessions, with Student's t over the
+    /// replications where they bound φ (as `sure` has); at an edge, the
+    /// thresholds t for which 1 − t^(n/φ) stays short of the confidence.
     pub fn interval(&self, confidence: f64, edge_dispersion: f64) -> (f64, f64) {
         let tail = (1.0 - confidence) / 2.0;
         let p = self.share();

@@ -127,7 +127,10 @@ pub struct Estimate {
     pub hi: f64,
     /// Replications that had a value.
     pub n: u32,
-    /// Standard error of the mean (0 for one replication).
+    /// Standard error of the mean (0 for one replication). In a plan, a
+    /// share target's `mean`, `lo` and `hi` are its pooled share and the
+    /// interval of its counts (`stats::Counted::interval`); its `n` and
+    /// `se` stay the replications'.
     #[serde(default)]
     pub se: f64,
 }

@@ -438,7 +438,9 @@ impl Scenario {
         // the same one are a tie, where continuous time (and queueing
         // theory) has none. M/M/1 at ρ = 0.8 waited 0.815 of the time at a
         // 5 µs mean, 0.804 at 20 µs, the truth at 200 µs (found by probing)
-        for g in self.groups.iter().filter(|g| g.reply_delay.mean_us() < GRAIN_WARNED_US) {
+        // (an instant reply, "0s", leaves nobody waiting: no bias to warn of)
+        let near_grain = |m: f64| m > 0.0 && m < GRAIN_WARNED_US;
+        for g in self.groups.iter().filter(|g| near_grain(g.reply_delay.mean_us())) {
             out.push(format!(
                 "group `{}`'s reply_delay averages {:.0} µs: the simulator's clock counts whole \
                  microseconds, and with handle times this short, arrivals and replies in the same one \
@@ -1439,16 +1441,18 @@ rate = "1/min"
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("(transfers from group `a`)"), "{w:?}");
         // handle times of a few clock grains
-        let grain = |mean: &str| {
+        let grain = |reply: &str| {
             let text = format!(
-                "name = \"t\"\n[[account]]\nname = \"a\"\n[[agents]]\ncount = 1\n\
-                 reply_delay = {{ dist = \"exponential\", mean = \"{mean}\" }}\n{}",
+                "name = \"t\"\n[[account]]\nname = \"a\"\n[[agents]]\ncount = 1\nreply_delay = {reply}\n{}",
                 entry("a", "")
             );
             Scenario::parse(&text, "t.toml").unwrap().warnings()
         };
-        assert_eq!(grain("1ms"), Vec::<String>::new());
-        let w = grain("5us");
+        let exponential = |mean: &str| grain(&format!("{{ dist = \"exponential\", mean = \"{mean}\" }}"));
+        assert_eq!(exponential("1ms"), Vec::<String>::new());
+        assert_eq!(grain("\"0s\""), Vec::<String>::new(), "instant replies: nobody waits");
+        assert_eq!(grain("\"5us\"").len(), 1);
+        let w = exponential("5us");
         assert!(w.len() == 1 && w[0].contains("averages 5 µs"), "{w:?}");
     }
 
