@@ -23,7 +23,7 @@ use super::errors::{ApiError, code, limit, required};
 /// per message for a customer's ids among many customers; longer names
 /// (callers' client_msgid, long userids) are copied on clone instead, and
 /// they are rarely cloned.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Name(CompactString);
 
 impl Name {
