@@ -1148,6 +1148,40 @@ fn upgrades_are_counted_per_day_for_the_account_and_the_servicer_holding_the_ses
     assert_eq!(upgrade_figures(&w, "a1", T0), (3, [4, 1, 2]), "yesterday's stay");
 }
 
+/// What an upgrade's day has counted is kept by userid: a servicer (or a
+/// 专员) removed and its index reused by a newcomer the same day leaves the
+/// newcomer's first invitation (or pair) new.
+#[test]
+fn upgrades_count_the_userid_not_its_place() {
+    use super::upgrade::UpgradeTo::Member;
+    let mut w = world(&["a1"], 1, Rule::default());
+    w.st.cfg.channel_lease_us = u64::MAX;
+    let kf = w.kf.clone();
+    // a 专员 of another account, so that removing it moves no session
+    let other = w.st.account_add("other", "", None, T0).unwrap();
+    w.st.servicer_add(&other, &["m1".to_owned()], Some(1), T0).unwrap();
+    let c1 = w.say("c1", "m1", T0).external_userid;
+    assert_eq!(w.state_of(&c1).1.as_deref(), Some("a1"));
+    w.st.upgrade_service(&kf, &c1, Member("m1"), T0 + S).unwrap();
+    assert_eq!(upgrade_figures(&w, "a1", T0), (1, [1, 1, 1]));
+    // m1's place goes to m2: (a1, m2) is a pair not yet counted
+    let m1 = w.st.servicer_index("m1").unwrap();
+    w.st.servicer_del(&other, &["m1".to_owned()], T0 + 2 * S).unwrap();
+    w.st.servicer_add(&other, &["m2".to_owned()], Some(1), T0 + 3 * S).unwrap();
+    assert_eq!(w.st.servicer_index("m2").unwrap(), m1, "the place is reused");
+    w.st.upgrade_service(&kf, &c1, Member("m2"), T0 + 4 * S).unwrap();
+    assert_eq!(upgrade_figures(&w, "a1", T0), (1, [2, 1, 2]));
+    // a1's place goes to b1, who takes the session: b1's first invitation
+    let a1 = w.st.servicer_index("a1").unwrap();
+    w.st.servicer_del(&kf, &["a1".to_owned()], T0 + 5 * S).unwrap();
+    w.st.servicer_add(&kf, &["b1".to_owned()], Some(1), T0 + 6 * S).unwrap();
+    assert_eq!(w.st.servicer_index("b1").unwrap(), a1, "the place is reused");
+    assert_eq!(w.state_of(&c1).1.as_deref(), Some("b1"));
+    w.st.upgrade_service(&kf, &c1, Member("m2"), T0 + 7 * S).unwrap();
+    assert_eq!(upgrade_figures(&w, "b1", T0), (1, [1, 1, 1]), "b1 invited c1 to m2 once");
+    assert_eq!(upgrade_figures(&w, "a1", T0).1, [2, 1, 2], "a1's stay a1's");
+}
+
 /// An upgrade is kept on the session: the retention forgets it with the
 /// session, and one customer's upgrades remember a bounded number of pairs.
 #[test]

@@ -37,9 +37,6 @@ use super::stats::{Tally, day_of};
 /// 专员 in a day is an odd client; its further pairs are not counted as new.
 const MAX_COUNTED: usize = 16;
 
-/// [`Upgrade::counted`]'s servicer when no servicer held the session.
-const NOBODY: u32 = u32::MAX;
-
 /// A session's upgrade and what its day's figures have counted of it.
 #[derive(Debug)]
 pub(super) struct Upgrade {
@@ -47,8 +44,10 @@ pub(super) struct Upgrade {
     pub(super) member: Option<Name>,
     /// The CST day `counted` is for.
     day: u64,
-    /// `(servicer, 专员)` pairs counted on `day`, by user index.
-    counted: Vec<(u32, u32)>,
+    /// `(servicer, 专员)` pairs counted on `day`, by userid (`None`: no
+    /// servicer held the session). Not by user index: servicer/del frees
+    /// an index that servicer/add gives to another userid the same day.
+    counted: Vec<(Option<Name>, Name)>,
 }
 
 /// What a customer is upgraded to.
@@ -115,25 +114,25 @@ impl State {
         let holder =
             slot.filter(|_| state == 3).and_then(|s| *self.accounts.get(acct)?.agents.get(s as usize)?);
         let name = at!(self.users, member).userid.clone();
+        let by = holder.map(|h| at!(self.users, h).userid.clone());
         let day = day_of(now_us);
         let up = at!(self.convs, conv)
             .upgrade
             .get_or_insert_with(|| Box::new(Upgrade { member: None, day, counted: Vec::new() }));
-        up.member = Some(name);
         if up.day != day {
             up.day = day;
             up.counted.clear();
         }
-        let by = holder.unwrap_or(NOBODY);
         let first_today = up.counted.is_empty();
         // past the bound nothing is new: counting without remembering
         // would count the same pair again at the next upgrade
         let room = up.counted.len() < MAX_COUNTED;
-        let new_customer = room && !up.counted.iter().any(|&(s, _)| s == by);
-        let new_pair = room && !up.counted.contains(&(by, member));
+        let new_customer = room && !up.counted.iter().any(|(s, _)| *s == by);
+        let new_pair = room && !up.counted.iter().any(|(s, m)| *s == by && *m == name);
         if new_pair {
-            up.counted.push((by, member));
+            up.counted.push((by, name.clone()));
         }
+        up.member = Some(name);
         let days = &mut at!(self.accounts, acct).days;
         if first_today {
             days.tally(Tally::Upgraded, now_us);
