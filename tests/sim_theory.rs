@@ -1,12 +1,20 @@
 //! The simulator against queueing theory (shared/reference/queueing.md).
 //!
-//! Each check runs independent replications (seeds 1..=R) and requires the
-//! mean over replications to lie within 4 standard errors of the formula,
-//! computed here from `kfsim::theory`. 4 SE of a t-distribution with R−1 = 9
-//! degrees of freedom leaves a false-alarm probability of about 0.3 % per
-//! figure; the seeds are fixed, so the outcome is the same on every run.
+//! Each check runs R = 20 independent replications, on seeds no other check
+//! uses, and requires the mean over replications to lie within 4 standard
+//! errors of the formula, computed here from `kfsim::theory`. 4 SE of a
+//! t-distribution with R−1 = 19 degrees of freedom leaves a false-alarm
+//! probability of about 0.08 % per figure; the seeds are fixed, so the
+//! outcome is the same on every run. (Checks sharing seeds drew the same
+//! arrivals, so one unlucky stretch could fail several at once: found by
+//! probing.)
+//!
 //! Each check also bounds the standard error, so that a loose simulation
-//! cannot pass by being noisy.
+//! cannot pass by being noisy. A bound is about twice the standard error
+//! expected of 20 replications (measured over 40): a sample's standard error
+//! is twice its expectation with probability about 1e-5 at 19 degrees of
+//! freedom. Bounds fitted to one set of seeds (the expected error, or a
+//! tenth above it) failed as soon as the seeds changed.
 
 mod common;
 
@@ -36,14 +44,14 @@ const MU: f64 = 0.25; // per minute
 
 #[test]
 fn erlang_c_m_m_44() {
-    let runs = replicate(MMN, &[], 1..11);
+    let runs = replicate(MMN, &[], 1..21);
     let theory = erlang_c(44, LAMBDA, MU).unwrap();
     let sl = erlang_c_service_level(44, LAMBDA, MU, 20.0 / 60.0).unwrap();
     // ~200 000 sessions per replication
     assert!(runs[0].sessions.offered > 190_000);
-    assert_matches("P(W>0)", &runs, |s| s.wait_probability.unwrap(), theory.wait_probability, 0.005);
-    assert_matches("ASA [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, theory.asa * 60.0, 0.6);
-    assert_matches("SL(20s)", &runs, |s| s.service_level.unwrap(), sl, 0.005);
+    assert_matches("P(W>0)", &runs, |s| s.wait_probability.unwrap(), theory.wait_probability, 0.007);
+    assert_matches("ASA [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, theory.asa * 60.0, 0.9);
+    assert_matches("SL(20s)", &runs, |s| s.service_level.unwrap(), sl, 0.007);
     assert_matches("occupancy", &runs, |s| s.occupancy.unwrap(), LAMBDA / MU / 44.0, 0.002);
     for s in &runs {
         assert_eq!(s.sessions.abandoned + s.sessions.rejected + s.sessions.unfinished, 0);
@@ -53,7 +61,7 @@ fn erlang_c_m_m_44() {
 #[test]
 fn erlang_a_m_m_42_with_patience() {
     let sets = ["agents.kf.count=42", "entry.web.patience={ dist = \"exponential\", mean = \"2m\" }"];
-    let runs = replicate(MMN, &sets, 1..11);
+    let runs = replicate(MMN, &sets, 21..41);
     let theory = erlang_a(42, LAMBDA, MU, 0.5);
     assert_matches("P(W>0)", &runs, |s| s.wait_probability.unwrap(), theory.wait_probability, 0.005);
     // 0.84155 in shared/reference/queueing.md
@@ -76,7 +84,7 @@ fn erlang_a_m_m_42_with_patience() {
 fn erlang_b_when_the_pool_is_off() {
     // queue_limit = 0: no waiting room, blocked arrivals are rejected (M/M/N/N)
     let sets = ["agents.kf.count=40", "account.kf.queue_limit=0"];
-    let runs = replicate(MMN, &sets, 1..11);
+    let runs = replicate(MMN, &sets, 41..61);
     let b = erlang_b(40, LAMBDA / MU);
     let blocked = |s: &kfsim::summary::Summary| s.sessions.rejected as f64 / s.sessions.offered as f64;
     assert_matches("blocking", &runs, blocked, b, 0.003);
@@ -88,12 +96,12 @@ fn a_limited_pool_is_m_m_n_n_plus_k() {
     // 40 agents at 40 Erlangs: without its limit the pool would grow
     // without bound; with 8 places a tenth or so is refused
     let rejected = |s: &kfsim::summary::Summary| s.sessions.rejected as f64 / s.sessions.offered as f64;
-    let runs = replicate(MMN, &["agents.kf.count=40", "account.kf.queue_limit=8"], 1..11);
+    let runs = replicate(MMN, &["agents.kf.count=40", "account.kf.queue_limit=8"], 61..81);
     let l = limited_pool(40, 8, LAMBDA, MU, 0.0, 20.0 / 60.0).unwrap();
     assert!(l.reject_rate > 0.05, "the case this test is for: {l:?}");
     assert_matches("refused", &runs, rejected, l.reject_rate, 0.002);
-    assert_matches("P(not immediate)", &runs, |s| s.wait_probability.unwrap(), l.wait_probability, 0.003);
-    assert_matches("ASA answered [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, l.asa * 60.0, 0.1);
+    assert_matches("P(not immediate)", &runs, |s| s.wait_probability.unwrap(), l.wait_probability, 0.004);
+    assert_matches("ASA answered [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, l.asa * 60.0, 0.15);
     assert_matches("SL(20s)", &runs, |s| s.service_level.unwrap(), l.service_level.unwrap(), 0.003);
     assert_matches(
         "occupancy",
@@ -105,7 +113,7 @@ fn a_limited_pool_is_m_m_n_n_plus_k() {
 
     // with patience (M/M/n/n+k+M): some leave the pool, fewer find it full
     let patience = "entry.web.patience={ dist = \"exponential\", mean = \"2m\" }";
-    let runs = replicate(MMN, &["agents.kf.count=40", "account.kf.queue_limit=8", patience], 1..11);
+    let runs = replicate(MMN, &["agents.kf.count=40", "account.kf.queue_limit=8", patience], 81..101);
     let a = limited_pool(40, 8, LAMBDA, MU, 0.5, 20.0 / 60.0).unwrap();
     assert!(a.abandon_rate > 0.03 && a.reject_rate > 0.01, "the case this test is for: {a:?}");
     assert_matches("refused, with patience", &runs, rejected, a.reject_rate, 0.002);
@@ -146,7 +154,7 @@ fn chat_with_3_slots_is_erlang_c_with_3c_servers() {
     let sl = erlang_c_service_level(12, 1.0, 1.0 / 8.0, 20.0 / 60.0).unwrap();
     for policy in ["round_robin", "idle_first", "fill_first"] {
         let set = format!("account.kf.policy={policy}");
-        let runs = replicate(CHAT, &[&set], 1..11);
+        let runs = replicate(CHAT, &[&set], 101..121);
         assert_matches(
             &format!("{policy} P(W>0)"),
             &runs,
@@ -176,7 +184,7 @@ fn multi_message_sessions_hold_the_slot_for_the_whole_conversation() {
             "reply_delay = { dist = \"exponential\", mean = \"30s\" }\nwrap_up = \"10s\"",
         )
         .replace("rate = \"1/min\"", "rate = \"3/min\"\nmessages = 4\nthink = \"20s\"");
-    let runs = replicate(&text, &["duration=10d"], 1..11);
+    let runs = replicate(&text, &["duration=10d"], 121..141);
     let expected = 3.0 * (190.0 / 60.0) / 12.0;
     assert_matches("occupancy", &runs, |s| s.occupancy.unwrap(), expected, 0.003);
     assert_matches(
@@ -217,7 +225,7 @@ rate = "10/min"
 #[test]
 fn a_bot_that_deflects_p_leaves_erlang_c_with_the_rest() {
     let p = 0.4;
-    let runs = replicate(BOT, &[], 1..11);
+    let runs = replicate(BOT, &[], 141..161);
     let lambda = LAMBDA * (1.0 - p);
     let theory = erlang_c(27, lambda, MU).unwrap();
     let sl = erlang_c_service_level(27, lambda, MU, 20.0 / 60.0).unwrap();
@@ -226,7 +234,7 @@ fn a_bot_that_deflects_p_leaves_erlang_c_with_the_rest() {
     let bot = |s: &kfsim::summary::Summary| s.bot.clone().expect("a bot section");
     assert_matches("deflection", &runs, |s| bot(s).deflection.unwrap(), p, 0.002);
     assert_matches("P(W>0) of people", &runs, |s| s.wait_probability.unwrap(), theory.wait_probability, 0.01);
-    assert_matches("ASA [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, theory.asa * 60.0, 1.0);
+    assert_matches("ASA [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, theory.asa * 60.0, 1.5);
     assert_matches("SL(20s) of people", &runs, |s| s.service_level.unwrap(), sl, 0.01);
     assert_matches("occupancy", &runs, |s| s.occupancy.unwrap(), lambda / MU / 27.0, 0.003);
     assert_matches("bot first response [s]", &runs, |s| bot(s).first_response.mean.unwrap() / 1e3, 60.0, 0.2);
@@ -278,7 +286,7 @@ rate = "1/min"
 #[test]
 fn transfers_between_two_groups_are_a_jackson_network() {
     let q = 0.3;
-    let runs = replicate(JACKSON, &[], 1..11);
+    let runs = replicate(JACKSON, &[], 161..181);
     let (lambda_a, mu_a) = (LAMBDA, MU);
     let (lambda_b, mu_b) = (1.0 + q * LAMBDA, 0.2);
     let a = erlang_c(44, lambda_a, mu_a).unwrap();
@@ -289,9 +297,9 @@ fn transfers_between_two_groups_are_a_jackson_network() {
         &runs,
         |s| acc(s, "presale").wait_probability.unwrap(),
         a.wait_probability,
-        0.005,
+        0.007,
     );
-    assert_matches("presale ASA [s]", &runs, |s| acc(s, "presale").asa_ms.unwrap() / 1e3, a.asa * 60.0, 1.0);
+    assert_matches("presale ASA [s]", &runs, |s| acc(s, "presale").asa_ms.unwrap() / 1e3, a.asa * 60.0, 1.2);
     assert_matches(
         "aftersales P(W>0)",
         &runs,
