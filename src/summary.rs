@@ -258,10 +258,12 @@ pub struct LiveInfo {
     /// may have taken it) and then counts as `rejected`.
     #[serde(default)]
     pub gave_up: GaveUp,
-    /// Arrivals the driver did not send because it could not keep up:
-    /// more than 5 s of wall time behind their schedule, or beyond the
-    /// sessions and requests it keeps in flight. They are in no other
-    /// figure; a run with any is overloaded on the driver's side.
+    /// Arrivals the driver did not send: more than 5 s of wall time behind
+    /// their schedule (the target left the driver's 256 requests in flight
+    /// unanswered, or the driver lacked CPU), or beyond the 2 000 000
+    /// sessions it keeps in flight. Each counts in `sessions.offered` and
+    /// `sessions.rejected`, a session nobody answered, as the simulator
+    /// counts one it refuses past its sessions in flight.
     #[serde(default)]
     pub shed: u64,
     /// Sessions the scenario's servicers already held on the target when
@@ -269,6 +271,13 @@ pub struct LiveInfo {
     /// were not free, and the figures are skewed until those end.
     #[serde(default)]
     pub busy_at_start: u64,
+    /// Events of the target's queues the driver never got: the target
+    /// pushed them out of a full queue before the driver read them (its
+    /// pulls' `missed`). A session whose assignment was missed and whose
+    /// end came counts as abandoned, one whose end was missed as
+    /// unfinished; a reply missed is unanswered.
+    #[serde(default)]
+    pub missed: Missed,
     /// What the run's own timing added to every scenario-time latency, in
     /// wall time [ms]: the median wait of the sessions the target assigned
     /// at once (intended send → the customer told of the assignment), which
@@ -310,6 +319,16 @@ pub struct GaveUp {
     /// the driver through the enterprise API).
     #[serde(default)]
     pub bot: u64,
+}
+
+/// Events the live driver's pulls were told were dropped before it read
+/// them, by queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Missed {
+    /// The customers' channel: sessions' changes, replies.
+    pub customers: u64,
+    /// The servicers' channel (or their own queues): messages, sessions.
+    pub servicers: u64,
 }
 
 /// Times the live target forgot the run's channels, and what it forgot

@@ -636,6 +636,18 @@ fn run_live(
     let (measured, state) = measured?;
     if let Some(live) = &measured.summary.live
         && let Some(d) = live.distortion.filter(|&d| d > crate::report::DISTORTION_WARN)
+        && live.time_scale <= 1.0
+    {
+        // nothing is compressed: the wait is the target's and the round
+        // trip's (telling to run at ×1 a run at ×1 helped nobody)
+        errln!(
+            "warning: sessions the target assigned at once waited {} (median, live.overhead_ms), {:.0}% of the \
+             service-level threshold: every wait carries that much of the target's latency and the round trip",
+            human_ms(live.overhead_ms),
+            d * 100.0
+        );
+    } else if let Some(live) = &measured.summary.live
+        && let Some(d) = live.distortion.filter(|&d| d > crate::report::DISTORTION_WARN)
     {
         errln!(
             "warning: at ×{} the run's own overhead ({} of wall time per step) becomes {:.0}% of the \
@@ -659,6 +671,9 @@ fn run_live(
             r.waiting,
             r.messages_lost
         );
+    }
+    if let Some(live) = &measured.summary.live {
+        warn_driver(live);
     }
     if let Some(busy) = measured.summary.live.as_ref().map(|l| l.busy_at_start).filter(|&n| n > 0) {
         errln!(
@@ -775,6 +790,29 @@ fn warn_middleware(m: &crate::summary::MiddlewareSummary, sc: &Scenario, scale: 
 /// Above this share of the service-level threshold, the time scale's
 /// effect on a middleware's latency is warned about.
 pub const SCALE_EFFECT_WARN: f64 = 0.1;
+
+/// What made a live run's figures less than the target's alone, said
+/// even with `--quiet`: a gate may still pass on them.
+fn warn_driver(live: &crate::summary::LiveInfo) {
+    if live.shed > 0 {
+        errln!(
+            "warning: {} arrivals were more than 5 s behind their schedule and were shed, counted offered and \
+             rejected (live.shed): the target left the driver's requests unanswered, or the driver lacked CPU \
+             (see late_actions)",
+            live.shed
+        );
+    }
+    let m = &live.missed;
+    if m.customers + m.servicers > 0 {
+        errln!(
+            "warning: the target dropped {} events of the customers' queue and {} of the servicers' before the \
+             driver read them (live.missed): the sessions they were about may be counted abandoned or \
+             unfinished and their replies unanswered",
+            m.customers,
+            m.servicers
+        );
+    }
+}
 
 /// Run the simulator with a progress bar on a terminal, stopping cleanly on
 /// the first Ctrl-C or SIGTERM (a second one ends the process at once).

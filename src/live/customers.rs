@@ -567,11 +567,7 @@ impl<'a> Driver<'a> {
             handled += 1;
             let before = actions.len();
             match due {
-                Due::Arrive(e) if behind => {
-                    self.schedule_arrival(e);
-                    self.sh.counts().shed += 1;
-                }
-                Due::Arrive(e) => self.arrive(e, t, &mut actions, &mut meta),
+                Due::Arrive(e) => self.arrive(e, t, behind.then_some(now), &mut actions, &mut meta),
                 Due::Send(key) => self.send(key, t, &mut actions, &mut meta),
                 Due::Resend(key, idx) => {
                     if let Some(a) = self.resend(key, idx, now) {
@@ -653,7 +649,21 @@ impl<'a> Driver<'a> {
         });
     }
 
-    fn arrive(&mut self, e: usize, t: u64, actions: &mut Vec<CustomerAction>, meta: &mut Vec<Meta>) {
+    /// An arrival of entry `e` due at `t`. One `shed` (at that time) is
+    /// drawn and observed as any other, then refused, as the simulator
+    /// refuses one past its sessions in flight: it counts in `offered`, as
+    /// a session nobody answered (it was the worst served, so dropping it
+    /// from every figure flattered a target that stalled: found by
+    /// probing), and the draws of the arrivals after it stay the
+    /// simulator's.
+    fn arrive(
+        &mut self,
+        e: usize,
+        t: u64,
+        shed: Option<u64>,
+        actions: &mut Vec<CustomerAction>,
+        meta: &mut Vec<Meta>,
+    ) {
         self.schedule_arrival(e);
         let entry = &self.sc.entries[e];
         let home = entry.account;
@@ -703,6 +713,11 @@ impl<'a> Driver<'a> {
             sticky_eligible: returning && last_agent.is_some(),
             msgtype,
         });
+        if let Some(now) = shed {
+            let _ = self.sh.obs.send(Obs::Rejected { t: now, s: info });
+            self.sh.counts().shed += 1;
+            return;
+        }
         let kfid = self.open_kfid[account].clone();
         actions.push(CustomerAction::Enter {
             customer: handle.clone(),
@@ -1368,7 +1383,7 @@ messages = 2
     /// what its batch carried (the enter and the first message), in flight.
     fn arrive(d: &mut Driver<'_>) -> (u64, String, Vec<Meta>) {
         let (mut actions, mut meta) = (Vec::new(), Vec::new());
-        d.arrive(0, 0, &mut actions, &mut meta);
+        d.arrive(0, 0, None, &mut actions, &mut meta);
         d.batches_in_flight += 1;
         let key = d.next_key - 1;
         (key, d.custs[&key].handle.clone(), meta)

@@ -311,6 +311,13 @@ pub(crate) async fn follow_queue(
             sh.http.call(endpoint.0, endpoint.1, &body, Instant::now(), wait).await;
         match r {
             Ok(mut p) => {
+                if p.missed > 0 {
+                    let missed = &mut sh.counts().missed;
+                    match queue {
+                        Queue::Customers => missed.customers += p.missed,
+                        _ => missed.servicers += p.missed,
+                    }
+                }
                 if let Some(c) = p.next_cursor {
                     cursor = c;
                 }
@@ -477,6 +484,11 @@ impl Timebase {
         self.start.elapsed().as_micros() as u64
     }
 
+    /// Scenario time `us` as wall time since the start [µs].
+    pub fn wall_us_at(&self, us: u64) -> u64 {
+        (us as f64 / self.scale) as u64
+    }
+
     /// The scenario instant a person in the model had something that was
     /// sent at `sent` and reached the driver at `now` (scenario µs): its
     /// transit counted at its wall length, not stretched by the scale.
@@ -524,6 +536,8 @@ pub struct LiveCounts {
     to_agent: Hist,
     to_customer: Hist,
     gave_up: GaveUp,
+    #[serde(default)]
+    missed: crate::summary::Missed,
     /// The target forgot the run's channels: how often, and what with them.
     pub(crate) reconnects: Reconnects,
 }

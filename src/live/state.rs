@@ -70,6 +70,7 @@ impl LiveState {
                 gave_up: counts.gave_up,
                 shed: counts.shed,
                 busy_at_start: self.busy_at_start,
+                missed: counts.missed,
                 overhead_ms: immediate_p50.map(|ms| ms / self.time_scale),
                 distortion: immediate_p50
                     .filter(|_| sc.service_level_us > 0)

@@ -43,6 +43,8 @@ pub(crate) struct Event {
 pub(crate) struct Pulled {
     pub errcode: i64,
     pub next_cursor: Option<String>,
+    /// Items dropped before this reader got them.
+    pub missed: u64,
     pub event_list: Vec<Event>,
 }
 

@@ -333,8 +333,16 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     if info.shed > 0 {
         writeln!(
             w,
-            "OVERLOAD   {} arrivals shed by the driver (it could not keep up): see live.shed",
+            "OVERLOAD   {} arrivals shed, more than 5 s late (the target not answering, or the driver short of CPU): counted rejected, see live.shed",
             info.shed
+        )?;
+    }
+    let m = &info.missed;
+    if m.customers + m.servicers > 0 {
+        writeln!(
+            w,
+            "MISSED     the target dropped {} customer-side and {} servicer-side events from full queues: sessions may count as abandoned or unfinished, see live.missed",
+            m.customers, m.servicers
         )?;
     }
     let r = &info.reconnects;
