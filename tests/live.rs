@@ -78,6 +78,9 @@ rate = "2/min"
     assert_eq!((info.open_at_end, &info.gave_up), (0, &Default::default()));
     // a gate may name any live-only figure: each is in a live summary (the
     // middleware's in a run against one: tests/middleware.rs)
+    for name in http.keys() {
+        assert!(kfsim::live::http::ENDPOINTS.contains(&name.as_str()), "`{name}` is not in ENDPOINTS");
+    }
     let leaves = kfsim::gate::leaf_paths(&serde_json::to_value(s).unwrap());
     for pattern in kfsim::gate::LIVE_ONLY.iter().filter(|p| !p.starts_with("middleware.")) {
         assert!(
@@ -363,6 +366,11 @@ think = "10s"
     assert_eq!(b.replies, 2 * b.sessions, "two bot turns each");
     assert_eq!(s.messages.bot, Some(b.replies));
     assert_eq!(b.first_response.count, b.sessions);
+    // the bot's calls are endpoints a gate may name
+    for name in s.http.as_ref().unwrap().keys() {
+        assert!(kfsim::live::http::ENDPOINTS.contains(&name.as_str()), "`{name}` is not in ENDPOINTS");
+    }
+    assert!(s.http.as_ref().unwrap().contains_key("send_msg"));
     // the bot answers each turn after 3 s, and the customer thinks 10 s
     // between: about 16 s in state 1 (plus the run's own milliseconds)
     let in_bot = b.time_in_bot.mean.unwrap() / 1e3;
