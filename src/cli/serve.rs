@@ -206,8 +206,8 @@ impl CallbackArgs {
         file: Option<&Callback>,
     ) -> Result<Option<CallbackSettings>, ArgError> {
         let url = match (&self.callback_url, file) {
-            (Some(url), _) if !url.starts_with("http://") => {
-                return Err(ArgError(format!("--callback-url {url}: expected http://HOST:PORT/PATH")));
+            (Some(url), _) if let Err(m) = crate::scenario::units::check_callback_url(url) => {
+                return Err(ArgError(format!("--callback-url: {m}")));
             }
             (Some(url), _) => url.clone(),
             (None, Some(Callback { url: Some(url), .. })) => url.clone(),

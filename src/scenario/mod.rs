@@ -721,11 +721,10 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
     let callback = match raw.callback {
         None => None,
         Some(c) => {
-            if let Some(url) = c.url.as_ref().filter(|u| !u.get_ref().starts_with("http://")) {
-                return Err(err(
-                    Some(url.span()),
-                    "`url` must start with http:// (the middleware's callback URL)".into(),
-                ));
+            if let Some(url) = &c.url
+                && let Err(m) = units::check_callback_url(url.get_ref())
+            {
+                return Err(err(Some(url.span()), format!("`url`: {m}")));
             }
             let t = c.token.get_ref();
             if t.is_empty() || t.len() > 32 || !t.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -954,7 +953,13 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
         let rate_at = e.get_ref().rate.span();
         let messages_at = e.get_ref().messages.as_ref().map(Spanned::span);
         let entry = build_entry(e, &resolve, &mut entry_names, err)?;
-        work.add(&entry, duration_us, rate_at, messages_at, err)?;
+        // a bot answers its turns before people see the session: each is a
+        // message and an answer (found by probing: 1 000 turns a session
+        // passed the bound and ran for days)
+        let reach = std::iter::once(entry.account).chain(entry.route.iter().map(|r| r.account));
+        let bot_turns =
+            reach.filter_map(|a| accounts[a].bot.as_ref()).map(|b| b.turns.mean()).fold(0.0, f64::max);
+        work.add(&entry, duration_us, bot_turns, rate_at, messages_at, err)?;
         entries.push(entry);
     }
     Ok(Scenario {
@@ -1198,6 +1203,7 @@ impl Work {
         &mut self,
         e: &Entry,
         duration_us: u64,
+        bot_turns: f64,
         rate_at: Range<usize>,
         messages_at: Option<Range<usize>>,
         err: &ErrFn<'_>,
@@ -1206,7 +1212,7 @@ impl Work {
         let peak = if e.profile.is_empty() { 1.0 } else { e.profile.iter().map(|p| p.1).fold(0.0, f64::max) };
         self.arrivals += e.rate_per_s * peak * seconds;
         let expected = e.rate_per_s * mean_factor(&e.profile, duration_us) * seconds;
-        self.messages += expected * e.messages.mean();
+        self.messages += expected * (e.messages.mean() + bot_turns);
         let over = format_duration(duration_us);
         if self.arrivals > MAX_ARRIVALS {
             let message = format!(
@@ -1220,10 +1226,12 @@ impl Work {
         }
         if self.messages > MAX_MESSAGES {
             let message = format!(
-                "the run's entries bring {:.3e} customer messages over its duration ({over}), \
+                "the run's entries bring {:.3e} customer messages over its duration ({over}){}, \
                  above the most kfsim simulates in one run, {MAX_MESSAGES:.0e} (about half an hour): \
-                 shorten `duration`, lower `rate` or `messages`",
+                 shorten `duration`, lower `rate` or `messages`{}",
                 self.messages,
+                if bot_turns > 0.0 { ", with the bot's turns" } else { "" },
+                if bot_turns > 0.0 { ", or the bot's `turns`" } else { "" },
             );
             return Err(err(Some(messages_at.unwrap_or(rate_at)), message));
         }
@@ -1490,7 +1498,8 @@ rate = "1/min"
         );
         assert_eq!(
             err(&["account.a.bot=3"]),
-            "--set account.a.bot=3: invalid type: integer `3`, expected a table (at `bot = 3`, with the override)"
+            "--set account.a.bot=3: invalid type: integer `3`, expected a table like `[account.bot]` with \
+             reply_delay, resolve, turns (at `bot = 3`, with the override)"
         );
         // inside an entry's table: the override names the entry, the
         // rewritten document's `[entry.patience]` did not

@@ -122,32 +122,86 @@ pub(super) struct RawAccount {
     pub bot: Option<Spanned<RawBot>>,
 }
 
-/// `[account.bot]`: the account's bot tier (智能助手).
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBot {
-    pub reply_delay: TimeDist,
-    pub resolve: Option<Probability>,
-    pub turns: Option<CountDist>,
+/// A table's fields, read from a table only. serde's derive also reads a
+/// struct from an array, by position, and the TOML reader drops elements
+/// past the fields: `transfer = ["aftersales", 0.25, "30s", "junk"]` and a
+/// profile point `["0h", 1.0, "30m", 10.0]` ran, the extra elements gone
+/// (found by probing). `pair` lets the two-element form through where the
+/// format documents it (a shift `["13h", "18h"]`), at exactly two.
+macro_rules! table {
+    ($(#[$doc:meta])* $name:ident, $what:literal, pair: $pair:tt, { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(super) struct $name {
+            $(pub $field: $ty),*
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Fields {
+                    $($field: $ty),*
+                }
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Fields;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str($what)
+                    }
+                    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
+                        Fields::deserialize(de::value::MapAccessDeserializer::new(map))
+                    }
+                    table!(@pair $pair, Fields, $($field),*);
+                }
+                let Fields { $($field),* } = d.deserialize_any(V)?;
+                Ok($name { $($field),* })
+            }
+        }
+    };
+    (@pair false, $fields:ident, $($field:ident),*) => {};
+    (@pair true, $fields:ident, $a:ident, $b:ident) => {
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<$fields, A::Error> {
+            let $a = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+            let $b = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+            let mut n = 2;
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            if n > 2 {
+                return Err(de::Error::invalid_length(n, &self));
+            }
+            Ok($fields { $a, $b })
+        }
+    };
 }
 
-/// `transfer = { to, share, after }` of an `[[agents]]` group (转接).
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTransfer {
-    pub to: Spanned<String>,
-    pub share: Probability,
-    pub after: Option<TimeDist>,
-}
+table!(
+    /// `[account.bot]`: the account's bot tier (智能助手).
+    RawBot, "a table like `[account.bot]` with reply_delay, resolve, turns", pair: false, {
+        reply_delay: TimeDist,
+        resolve: Option<Probability>,
+        turns: Option<CountDist>,
+    }
+);
 
-/// One rule of an entry's `route`: the first that matches chooses the account.
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRoute {
-    pub account: Spanned<String>,
-    pub returning: Option<bool>,
-    pub share: Option<Probability>,
-}
+table!(
+    /// `transfer = { to, share, after }` of an `[[agents]]` group (转接).
+    RawTransfer, "a table like { to = \"…\", share = 0.2, after = \"30s\" }", pair: false, {
+        to: Spanned<String>,
+        share: Probability,
+        after: Option<TimeDist>,
+    }
+);
+
+table!(
+    /// One rule of an entry's `route`: the first that matches chooses the account.
+    RawRoute, "a table like { account = \"…\", returning = true, share = 0.5 }", pair: false, {
+        account: Spanned<String>,
+        returning: Option<bool>,
+        share: Option<Probability>,
+    }
+);
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -368,19 +422,21 @@ impl<'de> Deserialize<'de> for NonNegative {
     }
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawPoint {
-    pub at: Dur,
-    pub factor: NonNegative,
-}
+table!(
+    /// A point of an entry's `profile`.
+    RawPoint, "a point like { at = \"2h\", factor = 1.5 } or [\"2h\", 1.5]", pair: true, {
+        at: Dur,
+        factor: NonNegative,
+    }
+);
 
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawShift {
-    pub from: Dur,
-    pub to: Dur,
-}
+table!(
+    /// A shift of an `[[agents]]` group's `online`.
+    RawShift, "a shift like { from = \"9h\", to = \"17h\" } or [\"9h\", \"17h\"]", pair: true, {
+        from: Dur,
+        to: Dur,
+    }
+);
 
 /// Customer message types, as WeCom's `msgtype` names them.
 pub const MSG_TYPES: [&str; 9] =

@@ -175,12 +175,37 @@ pub fn human_ms(v: Option<f64>) -> String {
     }
 }
 
+/// A middleware's callback URL: `http://HOST:PORT/PATH`, its host and
+/// port as [`check_target_url`] takes them (a URL with no host or port
+/// 99999 passed, and the service retried it for 30 s before it gave up:
+/// found by probing), its path without spaces or control characters.
+pub fn check_callback_url(url: &str) -> Result<(), String> {
+    let bad =
+        |why: String| Err(format!("invalid callback URL \"{url}\": {why}; expected http://HOST:PORT/PATH"));
+    let Some(rest) = url.strip_prefix("http://") else {
+        return bad("it must start with http://".into());
+    };
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    if let Err(why) = target_problem(&format!("http://{authority}")) {
+        return bad(why.into());
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("no space or control character may be in its path".into());
+    }
+    Ok(())
+}
+
 /// Check a live target URL: `http://HOST[:PORT]` (an optional trailing
 /// `/`), HOST a name, an IPv4 address or a bracketed IPv6 address, PORT
 /// 1–65535. The driver builds every request from it, so anything it could
 /// not turn into a request is refused here, with a message for the user.
 pub fn check_target_url(url: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("invalid target \"{url}\": {why}; expected http://HOST:PORT"));
+    target_problem(url).map_err(|why| format!("invalid target \"{url}\": {why}; expected http://HOST:PORT"))
+}
+
+/// What is wrong with a target URL, if anything ([`check_target_url`]).
+fn target_problem(url: &str) -> Result<(), &'static str> {
+    let bad = |why: &'static str| Err(why);
     let Some(rest) = url.strip_prefix("http://") else {
         return bad("it must start with http://");
     };
