@@ -80,13 +80,33 @@ impl<const SUB_MAG: u32> Counts<SUB_MAG> {
         if i < self.counts.len() { i } else { self.top }
     }
 
-    /// Count one sample.
+    /// Count one sample. True if it went to the highest bucket counted so
+    /// far (or a higher one): only such a sample can be a new maximum, so a
+    /// caller that keeps the exact maximum compares it only then.
     #[inline]
-    pub fn record(&mut self, value: u64) {
-        let i = self.slot(value);
-        self.counts[i] += 1;
-        self.hi = self.hi.max(i);
+    pub fn record(&mut self, value: u64) -> bool {
+        let i = Self::index(value);
+        // one comparison for both the range and the array's bounds
+        let Some(c) = self.counts.get_mut(i) else {
+            return self.record_top();
+        };
+        *c += 1;
         self.n += 1;
+        if i < self.hi {
+            return false;
+        }
+        self.hi = i;
+        true
+    }
+
+    /// A sample beyond the array: counted in the top bucket.
+    #[cold]
+    #[inline(never)]
+    fn record_top(&mut self) -> bool {
+        self.counts[self.top] += 1;
+        self.n += 1;
+        self.hi = self.hi.max(self.top);
+        true
     }
 
     /// Samples counted.

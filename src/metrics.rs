@@ -81,22 +81,27 @@ impl Hist {
     /// Add one sample [µs].
     #[inline]
     pub fn record(&mut self, us: u64) {
-        match &mut self.counts {
+        let highest = match &mut self.counts {
             Some(c) => c.record(us),
             None => self.first_count(us),
-        }
+        };
         self.sum += u128::from(us);
-        self.max = self.max.max(us);
+        // a sample below the highest bucket counted is below the maximum,
+        // which is in that bucket (a state read back keeps both as written)
+        if highest {
+            self.max = self.max.max(us);
+        }
     }
 
     /// The first sample: the counts are made here, out of line, so that
     /// `record` stays small enough to inline (four a session).
     #[cold]
     #[inline(never)]
-    fn first_count(&mut self, us: u64) {
+    fn first_count(&mut self, us: u64) -> bool {
         let mut c = Box::new(hdr::Counts::new(empty_histogram()));
         c.record(us);
         self.counts = Some(c);
+        true
     }
 
     /// Samples so far.
