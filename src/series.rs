@@ -522,8 +522,9 @@ impl SeriesRecorder {
         let (iv, l) = (self.interval, &mut self.levels[a.account as usize]);
         let delta = i64::from(load) - i64::from(old);
         if a.online { &mut l.slots_busy } else { &mut l.held_offline }.add(t, delta, iv);
-        if (old > 0) != (load > 0) {
-            l.busy.add(t, if load > 0 { 1 } else { -1 }, iv);
+        // the loads differ: busy changes if either is 0
+        if old == 0 || load == 0 {
+            l.busy.add(t, if old == 0 { 1 } else { -1 }, iv);
         }
     }
 
