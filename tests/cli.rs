@@ -107,12 +107,16 @@ fn validate_accepts_every_shipped_scenario() {
     }
 }
 
+/// A report folder that cannot be made once the run is over exits 3 (a
+/// file in the way is the argument's mistake, refused first with 2: see
+/// `an_out_that_cannot_be_a_folder_is_refused_first`).
 #[test]
 fn an_unwritable_report_folder_exits_3() {
-    let out = scratch("unwritable");
-    let blocker = out.join("file");
-    std::fs::write(&blocker, "not a folder").unwrap();
-    let o = kfsim(&["run", "scenarios/quickstart.toml", "-q", "--out", blocker.join("x").to_str().unwrap()]);
+    // no folder can be made in /proc, not even by root
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let o = kfsim(&["run", "scenarios/quickstart.toml", "-q", "--out", "/proc/kfsim-test-no-such/x"]);
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -748,4 +752,64 @@ fn every_bad_gate_is_reported_at_once() {
     assert_eq!(o.status.code(), Some(0), "{stderr}");
     assert_eq!(stderr.matches("(not checked: --no-gates)").count(), 2, "{stderr}");
     assert!(out.join("summary.json").exists());
+}
+
+/// A `--junit` file that cannot be written does not hide the scenario's
+/// own mistake (found by probing: exit 3, "writing /dev/full", and not a
+/// word of the bad gate), and a file where its folder should be is an
+/// argument's mistake, said as one.
+#[test]
+fn an_unwritable_junit_file_does_not_hide_the_scenario_error() {
+    let dir = scratch("junit-unwritable");
+    let bad = dir.join("bad.toml");
+    let text = "name = \"bad\"\n[[account]]\nname = \"kf\"\n[[agents]]\ncount = 2\nreply_delay = \"1m\"\n\
+                [[entry]]\nscene = \"web\"\nrate = \"1/min\"\n[gates]\n\"service_level\" = \"=> 0.5\"\n";
+    std::fs::write(&bad, text).unwrap();
+    let out = dir.join("out");
+    let (bad, out) = (bad.to_str().unwrap(), out.to_str().unwrap());
+    if std::path::Path::new("/dev/full").exists() {
+        let o = kfsim(&["run", bad, "--quiet", "--out", out, "--junit", "/dev/full"]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("invalid condition \"=> 0.5\""), "{stderr}");
+        assert!(stderr.contains("warning: writing /dev/full"), "{stderr}");
+    }
+    let file = dir.join("afile");
+    std::fs::write(&file, "").unwrap();
+    let junit = file.join("x.xml");
+    let o = kfsim(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--quiet",
+        "--out",
+        out,
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{} is a file, not a folder", file.display())), "{stderr}");
+}
+
+/// An `--out` that cannot be a folder is refused before anything runs, by
+/// every command alike (found by probing: a plan exited 3 after its whole
+/// search, its results lost).
+#[test]
+fn an_out_that_cannot_be_a_folder_is_refused_first() {
+    let dir = scratch("out-file");
+    let file = dir.join("afile");
+    std::fs::write(&file, "").unwrap();
+    let (f, under) = (file.to_str().unwrap().to_owned(), file.join("sub").to_str().unwrap().to_owned());
+    let sc = "scenarios/erlang-c.toml";
+    for args in [
+        vec!["plan", sc, "--target", "service_level>=0.8", "--vary", "agents.kf.count", "--out", &f],
+        vec!["sweep", sc, "--vary", "agents.kf.count=40..41:1", "--out", &under],
+        vec!["run", sc, "--out", &under],
+    ] {
+        let o = kfsim(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--out") && stderr.contains("afile"), "{args:?}: {stderr}");
+        assert!(o.stdout.is_empty(), "{args:?}: nothing ran");
+    }
 }

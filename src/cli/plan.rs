@@ -101,6 +101,7 @@ pub fn cmd_sweep(args: &SweepArgs) -> anyhow::Result<Exit> {
         .collect::<Result<Vec<_>, _>>()?;
     sweep::distinct(&grid, &scenarios).map_err(ArgError)?;
     let out = args.out.clone().unwrap_or_else(|| default_out_dir(&format!("{}-sweep", base.name)));
+    super::run::out_folder(&out)?;
     let shard = args.shard.resolve()?;
     let r = args.replications;
     let all: Vec<(usize, u32)> = (0..scenarios.len()).flat_map(|p| (0..r).map(move |i| (p, i))).collect();
@@ -251,6 +252,9 @@ const DEFAULT_MAX_REPLICATIONS: u32 = 40;
 
 /// `kfsim plan`.
 pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
+    if let Some(out) = &args.out {
+        super::run::out_folder(out)?;
+    }
     let max_replications = match args.max_replications {
         // asked for fewer than the first look: said, not raised unseen
         Some(m) if m < args.replications => {

@@ -181,7 +181,12 @@ pub(super) fn cmd_run(args: &RunArgs) -> anyhow::Result<Exit> {
             properties: vec![("scenario.file".into(), args.scenario.scenario.display().to_string())],
             interrupted: false,
         };
-        write_junit_error(path, &meta, &format!("{e:#}"))?;
+        // the run's own error is the one to tell: a JUnit file that
+        // cannot be written is said beside it (found by probing: exit 3
+        // and "writing /dev/full" hid a scenario's mistake)
+        if let Err(w) = write_junit_error(path, &meta, &format!("{e:#}")) {
+            errln!("warning: {w:#}");
+        }
     }
     result
 }
@@ -261,11 +266,7 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
         Some(dir) => dir.clone(),
         None => default_out_dir(&sc.name),
     };
-    if out.exists() && !out.is_dir() {
-        return Err(
-            ArgError(format!("--out {}: a file is there; --out names a folder", out.display())).into()
-        );
-    }
+    out_folder(&out)?;
     // before the run, not when its files are written: a live shard killed
     // mid-run left the shard file of the run before, which a merge took
     // for this one's
@@ -402,12 +403,35 @@ fn compare_sides(
     Ok(compare::compare_runs(base, cur, &tolerances))
 }
 
+/// Refuse an `--out` that cannot be a folder (a file there, or where a
+/// folder above it should be) before anything runs: a plan found it only
+/// after its whole search, and exited 3 (found by probing).
+pub(super) fn out_folder(out: &Path) -> Result<(), ArgError> {
+    match out.ancestors().find(|a| a.is_file()) {
+        Some(file) if file == out => {
+            Err(ArgError(format!("--out {}: a file is there; --out names a folder", out.display())))
+        }
+        Some(file) => {
+            Err(ArgError(format!("--out {}: {} is a file, not a folder", out.display(), file.display())))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Make the folder of the `--junit` file as `--out` makes its own, before
 /// anything runs: a missing one failed only after the run, with exit 3
 /// hiding the gates' verdict (found by probing).
 pub(super) fn junit_folder(path: &Path) -> anyhow::Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display())),
+        // a file in the way is the argument's mistake, not a failure to write
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| {
+            let why = match dir.ancestors().find(|a| a.is_file()) {
+                Some(file) => format!("{} is a file, not a folder", file.display()),
+                None => e.to_string(),
+            };
+            ArgError(format!("--junit {}: cannot make its folder {}: {why}", path.display(), dir.display()))
+                .into()
+        }),
         None => Ok(()),
     }
 }
@@ -483,6 +507,9 @@ pub(super) fn cmd_compare(args: &CompareArgs) -> anyhow::Result<Exit> {
     let base = folder::read_run_files(&args.baseline).map_err(|e| ArgError(format!("{e:#}")))?;
     let cur = folder::read_run_files(&args.current).map_err(|e| ArgError(format!("{e:#}")))?;
     warn_unread(&[&base, &cur]);
+    if let Some(out) = &args.out {
+        out_folder(out)?;
+    }
     if let Some(path) = &args.junit {
         junit_folder(path)?;
     }
