@@ -311,11 +311,11 @@ pub(crate) async fn follow_queue(
             sh.http.call(endpoint.0, endpoint.1, &body, Instant::now(), wait).await;
         match r {
             Ok(mut p) => {
-                if p.missed > 0 {
+                if let Some(n) = p.missed.filter(|&n| n > 0) {
                     let missed = &mut sh.counts().missed;
                     match queue {
-                        Queue::Customers => missed.customers += p.missed,
-                        _ => missed.servicers += p.missed,
+                        Queue::Customers => missed.customers += n,
+                        _ => missed.servicers += n,
                     }
                 }
                 if let Some(c) = p.next_cursor {

@@ -43,8 +43,9 @@ pub(crate) struct Event {
 pub(crate) struct Pulled {
     pub errcode: i64,
     pub next_cursor: Option<String>,
-    /// Items dropped before this reader got them.
-    pub missed: u64,
+    /// Items dropped before this reader got them (`null` taken as none:
+    /// the count is not worth failing a pull over).
+    pub missed: Option<u64>,
     pub event_list: Vec<Event>,
 }
 
@@ -330,6 +331,11 @@ mod tests {
         assert!(!p.well_formed());
         let p: Pulled = serde_json::from_str(r#"{"errcode":0,"next_cursor":"c1","event_list":[]}"#).unwrap();
         assert!(p.well_formed());
+        // `missed` is read when given, and a null does not fail the pull
+        let p: Pulled = serde_json::from_str(r#"{"errcode":0,"next_cursor":"c","missed":7}"#).unwrap();
+        assert_eq!(p.missed, Some(7));
+        let p: Pulled = serde_json::from_str(r#"{"errcode":0,"next_cursor":"c","missed":null}"#).unwrap();
+        assert!(p.well_formed() && p.missed.is_none());
         let b: BatchAnswer = serde_json::from_str(r#"{"errcode":0,"errmsg":"ok"}"#).unwrap();
         assert!(!b.well_formed());
         // one result for two actions: counted, and the second gets none
