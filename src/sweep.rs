@@ -27,8 +27,7 @@ pub struct Vary {
 impl Vary {
     /// Parse `PATH=A..B:STEP` (inclusive, numbers) or `PATH=V1,V2,…`.
     pub fn parse(arg: &str) -> Result<Vary, String> {
-        let (path, spec) = arg
-            .split_once('=')
+        let (path, spec) = crate::scenario::split_key_value(arg)
             .ok_or_else(|| format!("--vary {arg}: expected PATH=A..B:STEP or PATH=V1,V2"))?;
         let values = if let Some((range, step)) = spec.split_once(':').filter(|(r, _)| r.contains("..")) {
             range_values(range, step).map_err(|e| format!("--vary {arg}: {e}"))?
@@ -497,6 +496,9 @@ mod tests {
         assert_eq!(p.values, ["round_robin", "idle_first"]);
         assert_eq!(Vary::parse("entry.web.rate=2/s,3/s").unwrap().values, ["2/s", "3/s"]);
         assert_eq!(Vary::parse("x=1..10000").unwrap().values.len(), 10_000);
+        // a name with `=` is quoted, and the path ends after its quotes
+        let q = Vary::parse("agents.\"a=b\".count=1,2").unwrap();
+        assert_eq!((q.path.as_str(), q.values), ("agents.\"a=b\".count", vec!["1".to_owned(), "2".into()]));
         // whole numbers exactly, past 2⁵³ and up to u64::MAX (found by
         // probing: the odd seeds asked for ran as even ones)
         let big = Vary::parse("seed=9007199254740993..9007199254741001:2").unwrap().values;

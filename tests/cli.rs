@@ -67,6 +67,44 @@ fn seed_and_set_override_the_file() {
 }
 
 #[test]
+fn a_gate_and_a_name_with_an_equals_sign_are_set_by_their_paths() {
+    // a gate's metric path has dots: written bare or quoted, it is the gate
+    // the file has (it was read as nested tables and refused)
+    for gate in ["gates.queue_wait.p95=< 1ms", "gates.\"queue_wait.p95\"=< 1ms"] {
+        let o =
+            kfsim(&["run", "scenarios/quickstart.toml", "--quiet", "--set", "duration=1h", "--set", gate]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{gate}: the tightened gate fails the run: {stderr}");
+    }
+    // a name with `=` in it, quoted as a TOML key
+    let dir = scratch("equals-name");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("s.toml");
+    std::fs::write(
+        &file,
+        "name = \"eq\"\nduration = \"1h\"\n[[account]]\nname = \"a=b\"\n[[agents]]\naccount = \"a=b\"\ncount = 2\nreply_delay = \"30s\"\n\
+         [[entry]]\nscene = \"web\"\naccount = \"a=b\"\nrate = \"1/min\"\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = kfsim(&[
+        "run",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "agents.\"a=b\".count=3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_summary(&out).agents.len(), 3);
+    // an unclosed quote is said, not taken for a missing `=`
+    let o = kfsim(&["validate", "scenarios/quickstart.toml", "--set", "gates.\"queue_wait.p95=< 1m"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a quote in KEY is not closed"));
+}
+
+#[test]
 fn invalid_input_exits_2_with_a_message() {
     let cases: [(&[&str], &str); 8] = [
         (

@@ -369,8 +369,10 @@ fn plan_with(
         .collect::<Result<Vec<_>, _>>()?;
     // staffing: a group's agents or their cap (found by probing: `--vary
     // seed` "recommended seed = 4092")
-    let parts: Vec<&str> = spec.vary.split('.').collect();
-    if !(parts.len() == 3 && parts[0] == "agents" && matches!(parts[2], "count" | "max_concurrent")) {
+    let parts: Vec<String> =
+        crate::scenario::segments(&spec.vary).unwrap_or_default().into_iter().map(|s| s.text).collect();
+    if !(parts.len() == 3 && parts[0] == "agents" && matches!(parts[2].as_str(), "count" | "max_concurrent"))
+    {
         return Err(ArgError(format!(
             "--vary {}: a plan varies staffing, agents.GROUP.count or agents.GROUP.max_concurrent",
             spec.vary

@@ -22,6 +22,7 @@ use toml::Spanned;
 
 pub use diag::{Diagnostic, ScenarioError};
 pub use dist::{CountDist, TimeDist};
+pub use overrides::{Segment, segments, split_key_value};
 pub use schema::{MSG_TYPES, Mix, PolicyKind, Scene};
 
 use schema::{RawAgents, RawBot, RawEntry, RawGates, RawPoint, RawScenario, RawShift, RawWeCom};

@@ -9,6 +9,12 @@
 //! `entry.web.route.0.share=0.5`, `agents.kf.online.0=["9h", "17h"]`.
 //! The value is read as TOML when it is TOML (`20`, `true`, `{ … }`) and as a
 //! string otherwise (`2h`, `idle_first`).
+//!
+//! A segment is quoted as in a TOML dotted key when it holds a `.` or an
+//! `=` (`gates."queue_wait.p95"`, `account."a=b".cap`); the KEY ends at the
+//! first `=` outside quotes. Under `gates`, where every key is a metric path
+//! and no value is a table, the rest of an unquoted path is that metric
+//! path: `gates.queue_wait.p95="< 2m"`.
 
 use toml::{Table, Value};
 
@@ -28,10 +34,90 @@ pub(super) fn apply(text: &str, sets: &[Given<'_>]) -> Result<String, ScenarioEr
     let mut doc: Table = toml::from_str(text).map_err(|e| all(e.message().to_owned()))?;
     for &(flag, arg) in sets {
         let fail = |message: String| ScenarioError::Override { flag, arg: arg.to_owned(), message };
-        let (path, raw) = arg.split_once('=').ok_or_else(|| fail("expected KEY=VALUE".into()))?;
+        let (path, raw) = split_key_value(arg).ok_or_else(|| {
+            fail(
+                if arg.contains('=') {
+                    "expected KEY=VALUE: a quote in KEY is not closed"
+                } else {
+                    "expected KEY=VALUE"
+                }
+                .into(),
+            )
+        })?;
         set(&mut doc, path.trim(), parse_value(raw.trim())).map_err(fail)?;
     }
     toml::to_string(&doc).map_err(|e| all(e.to_string()))
+}
+
+/// `KEY=VALUE` split at the first `=` outside the KEY's quotes.
+pub fn split_key_value(arg: &str) -> Option<(&str, &str)> {
+    let mut quote = None;
+    let mut escaped = false;
+    for (i, c) in arg.char_indices() {
+        match (quote, c) {
+            (Some('"'), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '=') => return Some((&arg[..i], &arg[i + 1..])),
+            (None, _) => {}
+        }
+    }
+    None
+}
+
+/// One segment of a key path, unquoted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// The key (or element number) as read.
+    pub text: String,
+    /// Written in quotes: a key, never an element number.
+    pub quoted: bool,
+}
+
+/// The segments of a key path written as a TOML dotted key: bare between
+/// dots, or quoted, `"…"` with TOML's escapes or `'…'` as it is.
+pub fn segments(path: &str) -> Result<Vec<Segment>, String> {
+    let not_a_path = || format!("`{path}` is not a key path");
+    let mut out = Vec::new();
+    let mut rest = path;
+    loop {
+        let (seg, after) = match rest.chars().next() {
+            Some(q @ ('"' | '\'')) => {
+                let close = rest[1..].char_indices().scan(false, |escaped, (i, c)| {
+                    let end = c == q && !*escaped;
+                    *escaped = q == '"' && c == '\\' && !*escaped;
+                    Some((i, end))
+                });
+                let Some(end) = close.filter(|&(_, end)| end).map(|(i, _)| i + 1).next() else {
+                    return Err(format!("`{path}`: a quote is not closed"));
+                };
+                let quoted = &rest[..=end];
+                let text = if q == '"' {
+                    // TOML's own reading of the escapes
+                    let t: Table = toml::from_str(&format!("k = {quoted}")).map_err(|_| not_a_path())?;
+                    t["k"].as_str().ok_or_else(not_a_path)?.to_owned()
+                } else {
+                    quoted[1..quoted.len() - 1].to_owned()
+                };
+                (Segment { text, quoted: true }, &rest[end + 1..])
+            }
+            _ => {
+                let end = rest.find(['.', '"', '\'']).unwrap_or(rest.len());
+                if rest[end..].starts_with(['"', '\'']) || end == 0 {
+                    return Err(not_a_path());
+                }
+                (Segment { text: rest[..end].to_owned(), quoted: false }, &rest[end..])
+            }
+        };
+        out.push(seg);
+        match after.strip_prefix('.') {
+            Some(next) => rest = next,
+            None if after.is_empty() => return Ok(out),
+            None => return Err(not_a_path()),
+        }
+    }
 }
 
 fn parse_value(raw: &str) -> Value {
@@ -45,10 +131,15 @@ fn parse_value(raw: &str) -> Value {
 
 /// Set `path` in `doc`, selecting array elements by name.
 pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), String> {
-    let parts: Vec<&str> = path.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("`{path}` is not a key path"));
+    let mut segs = segments(path)?;
+    if segs.len() > 2 && segs[0] == (Segment { text: "gates".into(), quoted: false }) {
+        let metric = segs[1..].iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(".");
+        segs.truncate(1);
+        segs.push(Segment { text: metric, quoted: true });
     }
+    let parts: Vec<&str> = segs.iter().map(|s| s.text.as_str()).collect();
+    // only a bare segment can number an element
+    let bare_number = |j: usize| !segs[j].quoted && numeric(parts[j]);
     let default_account = single_account_name(doc);
     let (table, rest) = match parts[0] {
         array @ ("account" | "agents" | "entry") => {
@@ -72,12 +163,13 @@ pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), Strin
     };
     let (last, inner) = rest.split_last().expect("a path has a key");
     // the path up to segment `j` of `rest`, as written
-    let before = |j: usize| parts[..parts.len() - rest.len() + j].join(".");
+    let off = parts.len() - rest.len();
+    let before = |j: usize| parts[..off + j].join(".");
     let mut cur = table;
     let mut i = 0;
     while i < inner.len() {
         let key = inner[i];
-        if numeric(key) {
+        if bare_number(off + i) {
             return Err(not_an_array(path, &before(i), key));
         }
         let v = cur.entry(key.to_string()).or_insert_with(|| Value::Table(Table::new()));
@@ -99,7 +191,7 @@ pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), Strin
         };
         i += 1;
     }
-    if numeric(last) {
+    if bare_number(parts.len() - 1) {
         return Err(not_an_array(path, &before(inner.len()), last));
     }
     cur.insert(last.to_string(), value);
@@ -178,6 +270,39 @@ mod tests {
         assert!(parse_value("{ dist = \"exponential\", mean = \"2m\" }").is_table());
         // a value that is more than one TOML value is taken as it is given
         assert_eq!(parse_value("44\nseed=5"), Value::String("44\nseed=5".into()));
+    }
+
+    #[test]
+    fn keys_are_quoted_as_in_toml() {
+        let bare = |t: &str| Segment { text: t.into(), quoted: false };
+        let quoted = |t: &str| Segment { text: t.into(), quoted: true };
+        assert_eq!(segments("gates.\"a.b\"").unwrap(), [bare("gates"), quoted("a.b")]);
+        assert_eq!(segments("account.'x=\\y'.cap").unwrap(), [bare("account"), quoted("x=\\y"), bare("cap")]);
+        assert_eq!(segments(r#"a."q\"d.\u0041""#).unwrap(), [bare("a"), quoted("q\"d.A")]);
+        for bad in ["a..b", "a.", ".a", "a.\"b", "a\"b\"", "a.\"b\"c", ""] {
+            assert!(segments(bad).is_err(), "{bad}");
+        }
+        assert_eq!(split_key_value("gates.\"a=b\"=< 1s"), Some(("gates.\"a=b\"", "< 1s")));
+        assert_eq!(split_key_value("a.'b=\"'=c=d"), Some(("a.'b=\"'", "c=d")));
+        assert_eq!(split_key_value("a.\"b\\\"=\"=1"), Some(("a.\"b\\\"=\"", "1")));
+        assert_eq!(split_key_value("a.\"b=1"), None);
+    }
+
+    #[test]
+    fn a_gate_is_set_by_its_metric_path_quoted_or_not() {
+        let text = "[gates]\n\"queue_wait.p95\" = \"< 1m\"\n";
+        for path in ["gates.queue_wait.p95", "gates.\"queue_wait.p95\"", "gates.'queue_wait.p95'"] {
+            let mut doc: Table = toml::from_str(text).unwrap();
+            set(&mut doc, path, Value::String("< 2m".into())).unwrap();
+            assert_eq!(doc["gates"]["queue_wait.p95"].as_str(), Some("< 2m"), "{path}");
+            assert_eq!(doc["gates"].as_table().unwrap().len(), 1, "{path}");
+        }
+        // a quoted number is a key, not an element
+        let mut doc: Table =
+            toml::from_str("[[entry]]\nscene = \"web\"\nroute = [{ account = \"a\" }]\n").unwrap();
+        assert!(set(&mut doc, "entry.web.\"0\"", Value::Integer(1)).is_ok());
+        assert_eq!(doc["entry"][0]["0"].as_integer(), Some(1));
+        assert!(set(&mut doc, "entry.web.0", Value::Integer(1)).unwrap_err().contains("numbers an element"));
     }
 
     #[test]
