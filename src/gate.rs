@@ -353,8 +353,34 @@ fn given<T>(
         let sets: Vec<String> = g.iter().map(|(_, set)| (*set).to_owned()).collect();
         check(&Scenario::parse_with(text, file, &sets)?).map(|_| ())
     };
-    let blamed = crate::scenario::blame(&given, whole, blame);
-    Err(blamed.unwrap_or(err))
+    let ScenarioError::Several(all) = &err else {
+        return Err(crate::scenario::blame(&given, whole, blame).unwrap_or(err));
+    };
+    // Each bad gate is blamed on its own override: with two overrides
+    // each breaking a gate, the first alone was named (found by probing).
+    // An override is to blame for a mistake if the mistake goes with it;
+    // the lines of a rewritten text differ, the message does not.
+    let each: Vec<ScenarioError> = all
+        .iter()
+        .map(|d| {
+            let still = |g: &[(&'static str, &str)]| match blame(g) {
+                Err(e) if says(&e, &d.message) => Err(e),
+                _ => Ok(()),
+            };
+            crate::scenario::blame(&given, d, still)
+                .unwrap_or_else(|| ScenarioError::Invalid(Box::new(d.clone())))
+        })
+        .collect();
+    Err(ScenarioError::Overrides(each))
+}
+
+/// Whether `e` is, or has among its mistakes, one with `message`.
+fn says(e: &ScenarioError, message: &str) -> bool {
+    match e {
+        ScenarioError::Invalid(d) => d.message == message,
+        ScenarioError::Several(all) => all.iter().any(|d| d.message == message),
+        _ => false,
+    }
 }
 
 /// Paths that only the live engine measures. A gate on one of them is valid
@@ -1006,6 +1032,34 @@ pub(crate) mod tests {
     /// order: a second one was only found once the first was fixed (found
     /// by probing). Without checking the gates, a metric the run has not
     /// is only a warning; a condition that does not parse is not.
+    /// Two overrides each breaking a gate: each is named with its own
+    /// mistake (the first alone was, and the second was found only once
+    /// the first was fixed).
+    #[test]
+    fn each_override_that_breaks_a_gate_is_named() {
+        let text = "name = \"g\"\n[[account]]\nname = \"kf\"\n[[agents]]\ncount = 2\nreply_delay = \"30s\"\n\
+                    [[entry]]\nscene = \"web\"\nrate = \"1/min\"\n[gates]\n\"queue_wait.p95\" = \"< 1m\"\n";
+        let sets: Vec<String> =
+            ["gates.queue_wait.p95=foo", "duration=2h", "gates.abandn_rate=< 5%"].map(String::from).into();
+        let sc = Scenario::parse_with(text, "t.toml", &sets).unwrap();
+        let e = bind_given(&sc, text, "t.toml", &sets).unwrap_err().split();
+        let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].starts_with("--set gates.queue_wait.p95=foo: invalid condition \"foo\""),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].starts_with("--set gates.abandn_rate=< 5%: unknown metric `abandn_rate`"),
+            "{shown:?}"
+        );
+        // one override, one mistake: as before
+        let one = &sets[..1];
+        let sc = Scenario::parse_with(text, "t.toml", one).unwrap();
+        let e = bind_given(&sc, text, "t.toml", one).unwrap_err();
+        assert!(matches!(e, ScenarioError::Override { .. }), "{e}");
+    }
+
     #[test]
     fn every_bad_gate_is_reported_at_once() {
         let text = "name = \"g\"\n[[account]]\nname = \"kf\"\n[[agents]]\ncount = 2\nreply_delay = \"30s\"\n\

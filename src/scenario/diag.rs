@@ -36,6 +36,10 @@ pub enum ScenarioError {
         /// What is wrong with it.
         message: String,
     },
+    /// Mistakes several overrides made (each breaking a gate of its own),
+    /// each shown as an error of its own.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\nerror: "))]
+    Overrides(Vec<ScenarioError>),
 }
 
 impl ScenarioError {
@@ -55,6 +59,7 @@ impl ScenarioError {
             ScenarioError::Several(all) => {
                 all.into_iter().map(|d| ScenarioError::Invalid(Box::new(d))).collect()
             }
+            ScenarioError::Overrides(all) => all,
             one => vec![one],
         }
     }
