@@ -49,20 +49,23 @@ pub(super) fn apply(text: &str, sets: &[Given<'_>]) -> Result<String, ScenarioEr
     toml::to_string(&doc).map_err(|e| all(e.to_string()))
 }
 
-/// `KEY=VALUE` split at the first `=` outside the KEY's quotes.
+/// `KEY=VALUE` split at the first `=` outside the KEY's quotes (a quote
+/// opens one only where a segment starts: `o'brien` is a bare name).
 pub fn split_key_value(arg: &str) -> Option<(&str, &str)> {
     let mut quote = None;
     let mut escaped = false;
+    let mut starts = true;
     for (i, c) in arg.char_indices() {
         match (quote, c) {
             (Some('"'), _) if escaped => escaped = false,
             (Some('"'), '\\') => escaped = true,
             (Some(q), c) if c == q => quote = None,
             (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
+            (None, '"' | '\'') if starts => quote = Some(c),
             (None, '=') => return Some((&arg[..i], &arg[i + 1..])),
             (None, _) => {}
         }
+        starts = quote.is_none() && c == '.';
     }
     None
 }
@@ -77,7 +80,8 @@ pub struct Segment {
 }
 
 /// The segments of a key path written as a TOML dotted key: bare between
-/// dots, or quoted, `"…"` with TOML's escapes or `'…'` as it is.
+/// dots, or quoted, `"…"` with TOML's escapes or `'…'` as it is. A quote
+/// inside a bare segment is part of the name, as it always was.
 pub fn segments(path: &str) -> Result<Vec<Segment>, String> {
     let not_a_path = || format!("`{path}` is not a key path");
     let mut out = Vec::new();
@@ -104,8 +108,8 @@ pub fn segments(path: &str) -> Result<Vec<Segment>, String> {
                 (Segment { text, quoted: true }, &rest[end + 1..])
             }
             _ => {
-                let end = rest.find(['.', '"', '\'']).unwrap_or(rest.len());
-                if rest[end..].starts_with(['"', '\'']) || end == 0 {
+                let end = rest.find('.').unwrap_or(rest.len());
+                if end == 0 {
                     return Err(not_a_path());
                 }
                 (Segment { text: rest[..end].to_owned(), quoted: false }, &rest[end..])
@@ -279,9 +283,13 @@ mod tests {
         assert_eq!(segments("gates.\"a.b\"").unwrap(), [bare("gates"), quoted("a.b")]);
         assert_eq!(segments("account.'x=\\y'.cap").unwrap(), [bare("account"), quoted("x=\\y"), bare("cap")]);
         assert_eq!(segments(r#"a."q\"d.\u0041""#).unwrap(), [bare("a"), quoted("q\"d.A")]);
-        for bad in ["a..b", "a.", ".a", "a.\"b", "a\"b\"", "a.\"b\"c", ""] {
+        for bad in ["a..b", "a.", ".a", "a.\"b", "a.\"b\"c", ""] {
             assert!(segments(bad).is_err(), "{bad}");
         }
+        // a quote inside a bare name is the name's
+        assert_eq!(segments("entry.o'brien.rate").unwrap()[1], bare("o'brien"));
+        assert_eq!(segments("entry.a\"b\".rate").unwrap()[1], bare("a\"b\""));
+        assert_eq!(split_key_value("entry.o'brien=x.rate=2/s"), Some(("entry.o'brien", "x.rate=2/s")));
         assert_eq!(split_key_value("gates.\"a=b\"=< 1s"), Some(("gates.\"a=b\"", "< 1s")));
         assert_eq!(split_key_value("a.'b=\"'=c=d"), Some(("a.'b=\"'", "c=d")));
         assert_eq!(split_key_value("a.\"b\\\"=\"=1"), Some(("a.\"b\\\"=\"", "1")));
