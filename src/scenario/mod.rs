@@ -782,10 +782,11 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
     };
     let f = raw.faults.unwrap_or_default();
     let share = |p: Option<schema::Probability>| p.map_or(0.0, |p| p.0);
+    let spanned = |p: &Option<Spanned<schema::Probability>>| p.as_ref().map_or(0.0, |p| p.get_ref().0);
     let faults = Faults {
         api_latency: f.api_latency,
-        api_error_rate: share(f.api_error_rate),
-        api_busy_rate: share(f.api_busy_rate),
+        api_error_rate: spanned(&f.api_error_rate),
+        api_busy_rate: spanned(&f.api_busy_rate),
         token_lifetime_us: match &f.token_lifetime {
             Some(t) if t.get_ref().0 == 0 => {
                 return Err(err(Some(t.span()), "`token_lifetime` must be longer than 0s".into()));
@@ -797,9 +798,20 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
         callback_duplicate_rate: share(f.callback_duplicate_rate),
     };
     if faults.api_error_rate + faults.api_busy_rate > 1.0 {
+        // both are given (each alone is at most 1): the one written last
+        // is where the sum passes 1 (pointed at 1:1 before, found by probing)
+        let at = [&f.api_error_rate, &f.api_busy_rate]
+            .into_iter()
+            .flatten()
+            .map(Spanned::span)
+            .max_by_key(|s| s.start);
         return Err(err(
-            None,
-            "[wecom.faults] `api_error_rate` and `api_busy_rate` add up to more than 1".into(),
+            at,
+            format!(
+                "[wecom.faults] `api_error_rate` = {} and `api_busy_rate` = {} add up to more than 1: \
+                 a call fails with one or the other, so together they are a share of the calls",
+                faults.api_error_rate, faults.api_busy_rate
+            ),
         ));
     }
     let listen = match raw.listen {

@@ -67,8 +67,8 @@ pub(super) struct RawCallback {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFaults {
     pub api_latency: Option<TimeDist>,
-    pub api_error_rate: Option<Probability>,
-    pub api_busy_rate: Option<Probability>,
+    pub api_error_rate: Option<Spanned<Probability>>,
+    pub api_busy_rate: Option<Spanned<Probability>>,
     pub token_lifetime: Option<Spanned<Dur>>,
     pub callback_delay: Option<TimeDist>,
     pub callback_drop_rate: Option<Probability>,
