@@ -1149,12 +1149,11 @@ fn build_entry(
 }
 
 fn build_bot(b: Spanned<RawBot>, err: &ErrFn<'_>) -> Result<Bot, ScenarioError> {
-    let span = b.span();
     let b = b.into_inner();
-    let turns = b.turns.unwrap_or(CountDist::Constant { value: 1 });
-    if turns.mean() > 1000.0 {
-        return Err(err(Some(span), "the bot's `turns` must average at most 1000".into()));
+    if let Some(t) = b.turns.as_ref().filter(|t| t.get_ref().mean() > 1000.0) {
+        return Err(err(Some(t.span()), "the bot's `turns` must average at most 1000".into()));
     }
+    let turns = b.turns.map_or(CountDist::Constant { value: 1 }, Spanned::into_inner);
     Ok(Bot { reply_delay: b.reply_delay, resolve: b.resolve.map_or(0.0, |p| p.0), turns })
 }
 

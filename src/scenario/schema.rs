@@ -181,7 +181,7 @@ table!(
     RawBot, "a table like `[account.bot]` with reply_delay, resolve, turns", pair: false, {
         reply_delay: TimeDist,
         resolve: Option<Probability>,
-        turns: Option<CountDist>,
+        turns: Option<Spanned<CountDist>>,
     }
 );
 
