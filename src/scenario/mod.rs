@@ -732,14 +732,19 @@ fn wecom(raw: Option<RawWeCom>, err: &ErrFn<'_>) -> Result<WeCom, ScenarioError>
                 return Err(err(Some(c.token.span()), "`token` must be 1 to 32 letters or digits".into()));
             }
             let k = c.encoding_aes_key.get_ref();
-            if k.len() != 43 || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/') {
-                return Err(err(
-                    Some(c.encoding_aes_key.span()),
-                    format!(
-                        "`encoding_aes_key` must be 43 characters of base64 (letters, digits, + and /); got {}",
-                        k.chars().count()
-                    ),
-                ));
+            let problem = match units::non_base64_char(k) {
+                Some((ch, at)) => Some(format!(
+                    "`encoding_aes_key` has {ch:?} at character {at}: it must be 43 characters of base64 \
+                     (letters, digits, + and /)"
+                )),
+                None if k.len() != 43 => Some(format!(
+                    "`encoding_aes_key` must be 43 characters of base64 (letters, digits, + and /); got {}",
+                    k.len()
+                )),
+                None => None,
+            };
+            if let Some(m) = problem {
+                return Err(err(Some(c.encoding_aes_key.span()), m));
             }
             let timeout_us = match &c.timeout {
                 Some(t) if t.get_ref().0 == 0 => {

@@ -175,6 +175,15 @@ pub fn human_ms(v: Option<f64>) -> String {
     }
 }
 
+/// The first character of an EncodingAESKey outside base64's alphabet
+/// (letters, digits, `+` and `/`) and its place, counted in characters
+/// from 1: a key of 43 characters with one wrong was told it "must be 43
+/// characters; got 43" (found by probing).
+pub fn non_base64_char(key: &str) -> Option<(char, usize)> {
+    let base64 = |c: &char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/');
+    key.chars().zip(1..).find(|(c, _)| !base64(c))
+}
+
 /// A middleware's callback URL: `http://HOST:PORT/PATH`, its host and
 /// port as [`check_target_url`] takes them (a URL with no host or port
 /// 99999 passed, and the service retried it for 30 s before it gave up:

@@ -41,6 +41,17 @@ pub enum CryptoError {
         "EncodingAESKey must be 43 characters of base64 (it decodes to the 32-byte AES key); got {0} characters"
     )]
     BadKey(usize),
+    /// The EncodingAESKey has a character base64 has not: which, and
+    /// where (counted in characters from 1).
+    #[error(
+        "EncodingAESKey has {ch:?} at character {at}: it must be 43 characters of base64 (letters, digits, + and /)"
+    )]
+    BadKeyChar {
+        /// The character.
+        ch: char,
+        /// Its place, from 1.
+        at: usize,
+    },
     /// The token is empty or too long (WeCom: 3 to 32 letters and digits).
     #[error("the callback Token must be 1 to 32 letters or digits")]
     BadToken,
@@ -73,6 +84,9 @@ impl CallbackCrypto {
     pub fn new(token: &str, encoding_aes_key: &str, receive_id: &str) -> Result<CallbackCrypto, CryptoError> {
         if token.is_empty() || token.len() > 32 || !token.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(CryptoError::BadToken);
+        }
+        if let Some((ch, at)) = crate::scenario::units::non_base64_char(encoding_aes_key) {
+            return Err(CryptoError::BadKeyChar { ch, at });
         }
         let bad = || CryptoError::BadKey(encoding_aes_key.chars().count());
         if encoding_aes_key.len() != 43 {
@@ -194,8 +208,15 @@ mod tests {
         assert_eq!(CallbackCrypto::new("t", "short", "c").unwrap_err(), CryptoError::BadKey(5));
         let long = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2CC";
         assert_eq!(CallbackCrypto::new("t", long, "c").unwrap_err(), CryptoError::BadKey(44));
+        // the right length with a character base64 has not: which and where
+        // (it said "must be 43 characters; got 43 characters")
         let not_b64 = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2!";
-        assert_eq!(CallbackCrypto::new("t", not_b64, "c").unwrap_err(), CryptoError::BadKey(43));
+        let e = CallbackCrypto::new("t", not_b64, "c").unwrap_err();
+        assert_eq!(e, CryptoError::BadKeyChar { ch: '!', at: 43 });
+        assert!(e.to_string().starts_with("EncodingAESKey has '!' at character 43"), "{e}");
+        let accented = "jWmYé7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+        let e = CallbackCrypto::new("t", accented, "c").unwrap_err();
+        assert_eq!(e, CryptoError::BadKeyChar { ch: 'é', at: 5 });
         assert_eq!(CallbackCrypto::new("", &not_b64[..43], "c").unwrap_err(), CryptoError::BadToken);
         let c = sample();
         assert_eq!(c.decrypt("not base64!").unwrap_err(), CryptoError::BadCiphertext);
