@@ -49,17 +49,28 @@ pub const MAX_READ_BYTES: u64 = 1 << 30;
 /// histograms, a comparison), read whole but never past
 /// [`MAX_READ_BYTES`]: a path naming a device or an endless pipe
 /// (`/dev/zero`) took all memory. A file that does not begin as an object
-/// is refused at its first bytes.
+/// is refused at its first bytes. A byte-order mark before it is dropped.
 pub fn read_json_text(path: &Path) -> anyhow::Result<String> {
     let reading = || format!("reading {}", path.display());
     let mut file = std::fs::File::open(path).with_context(reading)?.take(MAX_READ_BYTES + 1);
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
+    // A byte-order mark, which editors on Windows put first, is not part
+    // of the text: with it a summary was "not valid JSON" (found by probing).
+    const BOM: &[u8] = b"\xef\xbb\xbf";
+    let mut mark = 0;
     // the first bytes alone say whether it can be JSON
     loop {
+        let from = bytes.len();
         let n = file.read(&mut chunk).with_context(reading)?;
         bytes.extend_from_slice(&chunk[..n]);
-        match chunk[..n].iter().find(|b| !b.is_ascii_whitespace()) {
+        if from < BOM.len() {
+            if n > 0 && bytes.len() < BOM.len() && BOM.starts_with(&bytes) {
+                continue; // a mark not read whole yet
+            }
+            mark = if bytes.starts_with(BOM) { BOM.len() } else { 0 };
+        }
+        match bytes[from.max(mark)..].iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'{') => break,
             Some(_) => {
                 anyhow::bail!("{} is not valid JSON: a kfsim file is a JSON object, `{{…}}`", path.display())
@@ -69,6 +80,7 @@ pub fn read_json_text(path: &Path) -> anyhow::Result<String> {
         }
     }
     file.read_to_end(&mut bytes).with_context(reading)?;
+    bytes.drain(..mark);
     anyhow::ensure!(
         bytes.len() as u64 <= MAX_READ_BYTES,
         "{} is larger than {} GiB: not a file kfsim wrote",
@@ -200,6 +212,14 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         assert_eq!(read_json_text(&path).unwrap(), "");
         std::fs::write(&path, "[1]").unwrap();
+        assert!(read_json_text(&path).is_err());
+        // an editor's byte-order mark is not part of the text (it was
+        // "not valid JSON"); one elsewhere is still refused
+        std::fs::write(&path, "\u{feff}{\"a\": 1}").unwrap();
+        assert_eq!(read_json_text(&path).unwrap(), "{\"a\": 1}");
+        std::fs::write(&path, "\u{feff}\n[1]").unwrap();
+        assert!(read_json_text(&path).is_err());
+        std::fs::write(&path, " \u{feff}{}").unwrap();
         assert!(read_json_text(&path).is_err());
         let missing = read_json_text(&dir.join("none.json")).unwrap_err();
         assert!(format!("{missing:#}").starts_with("reading "), "{missing:#}");

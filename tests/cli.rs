@@ -188,6 +188,26 @@ fn a_run_that_fails_while_writing_leaves_no_summary_to_misread() {
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
 }
 
+/// Editors on Windows begin a UTF-8 file with a byte-order mark: a summary
+/// saved by one was "not valid JSON" to `compare` and `report` (found by
+/// probing). It is skipped.
+#[test]
+fn a_summary_with_a_byte_order_mark_is_read() {
+    let out = scratch("bom");
+    let dir = out.join("run");
+    let o = kfsim(&["run", "scenarios/quickstart.toml", "-q", "--out", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = std::fs::read(dir.join("summary.json")).unwrap();
+    let marked = out.join("marked.json");
+    std::fs::write(&marked, [&b"\xef\xbb\xbf"[..], &summary].concat()).unwrap();
+    let o = kfsim(&["compare", dir.join("summary.json").to_str().unwrap(), marked.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // the run folder's own, read back by `report`
+    std::fs::write(dir.join("summary.json"), [&b"\xef\xbb\xbf"[..], &summary].concat()).unwrap();
+    let o = kfsim(&["report", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// `kfsim ARGS`, sent SIGINT after `wait`: its exit code and stdout.
 fn interrupted(args: &[&str], wait: Duration) -> (Option<i32>, String, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
