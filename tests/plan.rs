@@ -361,7 +361,7 @@ fn a_plan_refuses_what_gives_no_staffing_answer() {
         (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
     let sl = |more: &[&'static str]| [&["--target", "service_level>=0.8"][..], more].concat();
-    let cases: [(Vec<&str>, &str); 6] = [
+    let cases: [(Vec<&str>, &str); 8] = [
         (sl(&["--vary", "agents.kf.count", "--replications", "1"]), "not in 2..=1000"),
         (sl(&["--vary", "agents.kf.count", "--max-replications", "1"]), "not in 2..=10000"),
         (
@@ -371,6 +371,16 @@ fn a_plan_refuses_what_gives_no_staffing_answer() {
         (vec!["--target", "asa_ms<=-5", "--vary", "agents.kf.count"], "asa_ms is never negative"),
         (sl(&["--vary", "seed"]), "a plan varies staffing"),
         (vec!["--target", "seed>=0", "--vary", "agents.kf.count"], "not a measured outcome"),
+        // no side of a threshold to search for (found by probing:
+        // `service_level!=0.8` recommended 1 agent, at a service level of 0)
+        (
+            vec!["--target", "service_level!=0.8", "--vary", "agents.kf.count"],
+            "`!=` names no side of the threshold: a plan's targets use >=, >, <= or <",
+        ),
+        (
+            vec!["--target", "abandon_rate == 0", "--vary", "agents.kf.count"],
+            "`==` names no side of the threshold: a plan's targets use >=, >, <= or <",
+        ),
     ];
     for (extra, says) in &cases {
         let (code, stderr) = plan(extra);
