@@ -967,17 +967,13 @@ fn build(mut raw: RawScenario, err: &ErrFn<'_>) -> Result<Scenario, ScenarioErro
     let mut entries = Vec::new();
     let mut entry_names = HashMap::new();
     let mut work = Work::default();
+    let transfers = transfers_expected(&groups, accounts.len());
     for e in raw.entry {
         let rate_at = e.get_ref().rate.span();
         let messages_at = e.get_ref().messages.as_ref().map(Spanned::span);
         let entry = build_entry(e, &resolve, &mut entry_names, err)?;
-        // a bot answers its turns before people see the session: each is a
-        // message and an answer (found by probing: 1 000 turns a session
-        // passed the bound and ran for days)
-        let reach = std::iter::once(entry.account).chain(entry.route.iter().map(|r| r.account));
-        let bot_turns =
-            reach.filter_map(|a| accounts[a].bot.as_ref()).map(|b| b.turns.mean()).fold(0.0, f64::max);
-        work.add(&entry, duration_us, bot_turns, rate_at, messages_at, err)?;
+        let extra = Extra::of(&entry, &accounts, &transfers);
+        work.add(&entry, duration_us, extra, rate_at, messages_at, err)?;
         entries.push(entry);
     }
     Ok(Scenario {
@@ -1205,6 +1201,63 @@ pub const MAX_ARRIVALS: f64 = 1e9;
 /// hour too.
 pub const MAX_MESSAGES: f64 = 1e10;
 
+/// What a session of an entry costs past the messages it arrives with,
+/// in messages: the work bound's share of the bot and of transfers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extra {
+    /// The bot answers its turns before people see the session, each a
+    /// message and an answer (found by probing: 1 000 turns a session
+    /// passed the bound and ran for days): the largest mean `turns` of
+    /// the accounts the entry may reach.
+    bot_turns: f64,
+    /// Transfers a session may expect (see [`transfers_expected`]). A
+    /// transfer ends its handle at the reply in hand and draws the
+    /// session's messages again for the next: each is one more reply
+    /// (and routing) on top of one handle's messages, so at `messages =
+    /// 1` sixteen transfers are 17 times the work counted without them
+    /// (found by probing).
+    transfers: f64,
+}
+
+impl Extra {
+    fn of(e: &Entry, accounts: &[Account], transfers: &[f64]) -> Extra {
+        let reach = || std::iter::once(e.account).chain(e.route.iter().map(|r| r.account));
+        Extra {
+            bot_turns: reach()
+                .filter_map(|a| accounts[a].bot.as_ref())
+                .map(|b| b.turns.mean())
+                .fold(0.0, f64::max),
+            transfers: reach().map(|a| transfers[a]).fold(0.0, f64::max),
+        }
+    }
+
+    fn messages(self) -> f64 {
+        self.bot_turns + self.transfers
+    }
+}
+
+/// For each account, a bound from above on the transfers a session that
+/// comes to it may expect, up to [`MAX_TRANSFERS`]: handle by handle, the largest
+/// share of the groups serving the account times one more than the most
+/// the accounts they pass to may expect. Whichever group takes a session,
+/// its share and its `to` are no more than those largest, so this bounds
+/// the expectation from above; ping-pong at share 1 gives 16.
+fn transfers_expected(groups: &[AgentGroup], accounts: usize) -> Vec<f64> {
+    let mut expected = vec![0.0; accounts];
+    for _ in 0..MAX_TRANSFERS {
+        let mut next = vec![0.0f64; accounts];
+        for g in groups {
+            let Some(t) = &g.transfer else { continue };
+            let onward = t.share * (1.0 + expected[t.to]);
+            for a in std::iter::once(g.account).chain(g.also.iter().copied()) {
+                next[a] = next[a].max(onward);
+            }
+        }
+        expected = next;
+    }
+    expected
+}
+
 /// What a run's entries add up to, checked against [`MAX_ARRIVALS`] and
 /// [`MAX_MESSAGES`] entry by entry: each bound alone lets through a run
 /// that would not end in a lifetime (a rate of 1/min for the longest
@@ -1220,7 +1273,7 @@ impl Work {
         &mut self,
         e: &Entry,
         duration_us: u64,
-        bot_turns: f64,
+        extra: Extra,
         rate_at: Range<usize>,
         messages_at: Option<Range<usize>>,
         err: &ErrFn<'_>,
@@ -1229,7 +1282,7 @@ impl Work {
         let peak = if e.profile.is_empty() { 1.0 } else { e.profile.iter().map(|p| p.1).fold(0.0, f64::max) };
         self.arrivals += e.rate_per_s * peak * seconds;
         let expected = e.rate_per_s * mean_factor(&e.profile, duration_us) * seconds;
-        self.messages += expected * (e.messages.mean() + bot_turns);
+        self.messages += expected * (e.messages.mean() + extra.messages());
         let over = format_duration(duration_us);
         if self.arrivals > MAX_ARRIVALS {
             let message = format!(
@@ -1242,13 +1295,20 @@ impl Work {
             return Err(err(Some(rate_at), message));
         }
         if self.messages > MAX_MESSAGES {
+            let (bot, transfers) = (extra.bot_turns > 0.0, extra.transfers > 0.0);
+            let with = match (bot, transfers) {
+                (true, true) => ", with the bot's turns and the transfers' replies",
+                (true, false) => ", with the bot's turns",
+                (false, true) => ", with the transfers' replies",
+                (false, false) => "",
+            };
             let message = format!(
-                "the run's entries bring {:.3e} customer messages over its duration ({over}){}, \
+                "the run's entries bring {:.3e} customer messages over its duration ({over}){with}, \
                  above the most kfsim simulates in one run, {MAX_MESSAGES:.0e} (about half an hour): \
-                 shorten `duration`, lower `rate` or `messages`{}",
+                 shorten `duration`, lower `rate` or `messages`{}{}",
                 self.messages,
-                if bot_turns > 0.0 { ", with the bot's turns" } else { "" },
-                if bot_turns > 0.0 { ", or the bot's `turns`" } else { "" },
+                if bot { ", or the bot's `turns`" } else { "" },
+                if transfers { ", or the share of the groups' `transfer`" } else { "" },
             );
             return Err(err(Some(messages_at.unwrap_or(rate_at)), message));
         }
@@ -1353,6 +1413,54 @@ rate = "1/min"
         let Err(ScenarioError::Invalid(d)) = Scenario::parse(&text, "t.toml") else { panic!("accepted") };
         let shown = d.to_string();
         assert!(shown.contains("t.toml:12:1: a key of 200 dotted parts"), "{shown}");
+    }
+
+    /// Sessions passed back and forth at share 1 make 16 transfers each,
+    /// as a run of the first case counts them (its replies less its
+    /// customer messages).
+    #[test]
+    fn transfers_expected_follow_the_shares_to_where_they_lead() {
+        let text = |ab: f64, ba: f64, shared: bool| {
+            let accounts = if shared { r#"accounts = ["b", "c"]"# } else { r#"account = "b""# };
+            format!(
+                r#"
+name = "t"
+[[account]]
+name = "a"
+[[account]]
+name = "b"
+[[account]]
+name = "c"
+[[agents]]
+account = "a"
+count = 2
+reply_delay = "1m"
+transfer = {{ to = "b", share = {ab} }}
+[[agents]]
+group = "g"
+{accounts}
+count = 2
+reply_delay = "1m"
+transfer = {{ to = "a", share = {ba} }}
+[[entry]]
+scene = "web"
+account = "a"
+rate = "1/min"
+"#
+            )
+        };
+        let expected = |ab, ba, shared| {
+            let s = Scenario::parse(&text(ab, ba, shared), "t.toml").unwrap();
+            transfers_expected(&s.groups, s.accounts.len())
+        };
+        assert_eq!(expected(1.0, 1.0, false), [16.0, 16.0, 0.0]);
+        // a → b, and no further
+        assert_eq!(expected(0.5, 0.0, false), [0.5, 0.0, 0.0]);
+        // 0.5 + 0.25 + … over sixteen handles
+        let e = expected(0.5, 0.5, false);
+        assert!((e[0] - (1.0 - 0.5f64.powi(16))).abs() < 1e-12, "{e:?}");
+        // a group's transfer applies to every account its agents serve
+        assert_eq!(expected(0.0, 0.25, true), [0.0, 0.25, 0.25]);
     }
 
     #[test]
