@@ -339,6 +339,37 @@ fn grids_and_intervals_that_cannot_be_meant_are_refused() {
         ),
         (plan("1us"), "--per-interval 1us cuts the scenario (1d) into 86400000000 intervals; at most 2016"),
         (plan("1000d"), "--per-interval 1000d is longer than the scenario (1d)"),
+        // Bounded as a run is, by its least work: each interval a search of
+        // at least --replications runs of 8 intervals or 4 h (unbounded,
+        // these ran for hours before the first interval was done)
+        (
+            [&plan("1h")[..], &["--set", "entry.web.rate=1000/s"]].concat(),
+            "--per-interval 1h cuts the scenario (1d) into 24 intervals, each sized by a search that runs at \
+             least 5 replications (--replications) of 8h at one staffing level: at least 3.456e9 arrivals in all",
+        ),
+        (
+            [&plan("5m")[..], &["--set", "entry.web.rate=40/s", "--set", "entry.web.messages=20"]].concat(),
+            "at least 1.659e10 customer messages in all, above the most kfsim simulates in one run, 1e10",
+        ),
+        (
+            [&plan("5m")[..], &["--set", "entry.web.rate=40/s", "--set", "entry.web.messages=20"]].concat(),
+            "lengthen --per-interval (each interval is run for 4h however short it is",
+        ),
+        // the interval's runs as the work of a run counts them: the
+        // transfers a session may expect too (here 16, back and forth)
+        (
+            [
+                &plan("1h")[..],
+                &[
+                    "--set",
+                    "entry.web.rate=250/s",
+                    "--set",
+                    "agents.kf.transfer={ to = \"kf\", share = 0.99 }",
+                ],
+            ]
+            .concat(),
+            "customer messages in all",
+        ),
     ];
     for (args, want) in cases {
         let o = Command::new(env!("CARGO_BIN_EXE_kfsim")).args(&args).output().unwrap();

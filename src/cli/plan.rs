@@ -404,6 +404,8 @@ fn plan_with(
         knee: None,
         per_interval: Vec::new(),
     };
+    // refused before anything is printed or run
+    let cut = spec.per_interval.as_deref().map(|iv| cut(&base, iv, spec.replications)).transpose()?;
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
@@ -412,7 +414,7 @@ fn plan_with(
         report.rule()
     )?;
     let mut reachable = true;
-    match &spec.per_interval {
+    match cut {
         None => {
             let p = problem(sets.to_vec());
             let mut outcome = p.solve_with(1, runner)?;
@@ -442,35 +444,43 @@ fn plan_with(
             }
             report.outcome = Some(outcome);
         }
-        Some(iv) => {
-            let step = parse_duration(iv).map_err(ArgError)?;
-            if step == 0 {
-                return Err(ArgError("--per-interval must be longer than 0s".into()).into());
-            }
-            let day = crate::scenario::units::format_duration(base.duration_us);
-            if step > base.duration_us {
-                return Err(ArgError(format!(
-                    "--per-interval {iv} is longer than the scenario ({day}); leave it out for one recommendation over the whole run"
-                ))
-                .into());
-            }
-            // each interval is a search of its own, of several runs
-            let n = base.duration_us.div_ceil(step);
-            if n > MAX_PLAN_INTERVALS {
-                return Err(ArgError(format!(
-                    "--per-interval {iv} cuts the scenario ({day}) into {n} intervals; at most {MAX_PLAN_INTERVALS}"
-                ))
-                .into());
-            }
+        Some((step, intervals)) => {
             let user_sets = sets.to_vec();
-            report.per_interval = per_interval(&mut stdout, &base, step, &targets, runner, |sets| {
-                problem([user_sets.clone(), sets].concat())
-            })?;
+            report.per_interval =
+                per_interval(&mut stdout, &base, &intervals, step, &targets, runner, |sets| {
+                    problem([user_sets.clone(), sets].concat())
+                })?;
             reachable =
                 report.per_interval.iter().all(|r| !matches!(r.outcome, Some(Outcome::Unreachable(_))));
         }
     }
     Ok((base, report, reachable))
+}
+
+/// `--per-interval DURATION` of `base` checked: its step and intervals.
+fn cut(base: &Scenario, iv: &str, replications: u32) -> Result<(u64, Vec<Interval>), ArgError> {
+    let step = parse_duration(iv).map_err(ArgError)?;
+    if step == 0 {
+        return Err(ArgError("--per-interval must be longer than 0s".into()));
+    }
+    let day = crate::scenario::units::format_duration(base.duration_us);
+    if step > base.duration_us {
+        return Err(ArgError(format!(
+            "--per-interval {iv} is longer than the scenario ({day}); leave it out for one recommendation over the whole run"
+        )));
+    }
+    // each interval is a search of its own, of several runs
+    let n = base.duration_us.div_ceil(step);
+    if n > MAX_PLAN_INTERVALS {
+        return Err(ArgError(format!(
+            "--per-interval {iv} cuts the scenario ({day}) into {n} intervals; at most {MAX_PLAN_INTERVALS}"
+        )));
+    }
+    let intervals = intervals(base, step);
+    plan_work(base, &intervals, step, replications).map_err(|m| {
+        ArgError(format!("--per-interval {iv} cuts the scenario ({day}) into {n} intervals{m}"))
+    })?;
+    Ok((step, intervals))
 }
 
 fn sure(c: &Check) -> String {
@@ -585,32 +595,132 @@ fn print_unreachable(w: &mut dyn Write, u: &Unreachable) -> anyhow::Result<()> {
 /// Most intervals of `plan --per-interval`: a week in 5-minute intervals.
 const MAX_PLAN_INTERVALS: u64 = 2016;
 
+/// Each interval of `plan --per-interval` runs long enough to be steady:
+/// 8 intervals or 4 h, whichever is longer.
+fn interval_run_us(step: u64) -> u64 {
+    (8 * step).max(MIN_INTERVAL_RUN_US)
+}
+
+/// See [`interval_run_us`].
+const MIN_INTERVAL_RUN_US: u64 = 4 * 3_600_000_000;
+
+/// One interval of `plan --per-interval`: where it starts and ends [µs],
+/// and each entry's mean rate over it [/s].
+struct Interval {
+    start: u64,
+    end: u64,
+    rates: Vec<f64>,
+}
+
+impl Interval {
+    /// Arrivals per second over all entries.
+    fn total(&self) -> f64 {
+        self.rates.iter().sum()
+    }
+
+    /// An interval with no arrivals is not searched.
+    fn searched(&self) -> bool {
+        self.total() * 60.0 >= 1e-6
+    }
+}
+
+/// The scenario cut into intervals of `step`.
+fn intervals(base: &Scenario, step: u64) -> Vec<Interval> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < base.duration_us {
+        let end = (start + step).min(base.duration_us);
+        let rates = base
+            .entries
+            .iter()
+            .map(|e| e.rate_per_s * crate::plan::mean_factor(&e.profile, start, end))
+            .collect();
+        out.push(Interval { start, end, rates });
+        start = end;
+    }
+    out
+}
+
+/// The least work of `plan --per-interval`, refused (why, and what to
+/// change) past the bounds of one run (`scenario::MAX_ARRIVALS`,
+/// `MAX_MESSAGES`, about half an hour each). Each interval with arrivals
+/// is a search of its own, and a search evaluates at least one staffing
+/// level at `replications` runs of [`interval_run_us`] (most evaluate ten
+/// or more, and add replications while undecided), so this is a floor:
+/// what it refuses cannot end within the bound. Unbounded, the intervals
+/// were searched one after another with no estimate of the whole, which
+/// grows with their number and their rates (found by probing: an erlang-c
+/// plan at 1-minute intervals, 10 arrivals a minute, took 528 s).
+fn plan_work(base: &Scenario, intervals: &[Interval], step: u64, replications: u32) -> Result<(), String> {
+    use crate::scenario::{MAX_ARRIVALS, MAX_MESSAGES};
+    let run_us = interval_run_us(step);
+    let run_s = run_us as f64 / 1e6;
+    let per_session = base.messages_per_session();
+    let searched: Vec<&Interval> = intervals.iter().filter(|i| i.searched()).collect();
+    let runs = f64::from(replications) * run_s;
+    let arrivals: f64 = searched.iter().map(|i| i.total()).sum::<f64>() * runs;
+    let messages: f64 = searched
+        .iter()
+        .map(|i| i.rates.iter().zip(&per_session).map(|(r, m)| r * m).sum::<f64>())
+        .sum::<f64>()
+        * runs;
+    let what = if arrivals > MAX_ARRIVALS {
+        format!(
+            "{arrivals:.3e} arrivals in all, above the most kfsim simulates in one run, {MAX_ARRIVALS:.0e}"
+        )
+    } else if messages > MAX_MESSAGES {
+        format!(
+            "{messages:.3e} customer messages in all, above the most kfsim simulates in one run, {MAX_MESSAGES:.0e}"
+        )
+    } else {
+        return Ok(());
+    };
+    let run = crate::scenario::units::format_duration(run_us);
+    let longer = if run_us == MIN_INTERVAL_RUN_US {
+        format!(
+            "lengthen --per-interval (each interval is run for {run} however short it is: fewer intervals \
+             are less work, up to intervals of {}), ",
+            crate::scenario::units::format_duration(MIN_INTERVAL_RUN_US / 8)
+        )
+    } else {
+        String::new()
+    };
+    let some = if searched.len() < intervals.len() {
+        format!(" ({} with arrivals)", searched.len())
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "{some}, each sized by a search that runs at least {replications} replications (--replications) of \
+         {run} at one staffing level: at least {what} (about half an hour), and a search tries several \
+         levels: {longer}lower --replications, or shorten the scenario's `duration` or lower its entries' \
+         `rate`"
+    ))
+}
+
 /// The intraday staffing table: each interval of the profile sized as if
 /// its mean rate held steadily (the stationary approximation planners use).
 fn per_interval<'a>(
     w: &mut dyn Write,
     base: &Scenario,
+    intervals: &[Interval],
     step: u64,
     targets: &[Target],
     runner: &dyn Replicate,
     problem: impl Fn(Vec<String>) -> Problem<'a>,
 ) -> anyhow::Result<Vec<IntervalRow>> {
-    // Each interval runs long enough to be steady: 8 intervals or 4 h.
-    let run_us = (8 * step).max(4 * 3_600_000_000);
+    let run_us = interval_run_us(step);
     writeln!(
         w,
         "{:<12}{:>14}{:>14}{:>10}   targets at the recommendation",
         "interval", "arrivals/min", "recommended", "erlang"
     )?;
     let mut rows = Vec::new();
-    let mut start = 0;
-    while start < base.duration_us {
-        let end = (start + step).min(base.duration_us);
+    for i in intervals {
+        let (start, end) = (i.start, i.end);
         let mut sets: Vec<String> = Vec::new();
-        let mut total = 0.0;
-        for e in &base.entries {
-            let rate = e.rate_per_s * crate::plan::mean_factor(&e.profile, start, end);
-            total += rate;
+        let total = i.total();
+        for (e, rate) in base.entries.iter().zip(&i.rates) {
             sets.push(format!("entry.{}.rate={}/s", e.name, rate.max(1e-9)));
             sets.push(format!("entry.{}.profile=[{{ at = \"0s\", factor = 1.0 }}]", e.name));
         }
@@ -623,7 +733,7 @@ fn per_interval<'a>(
             arrivals_per_min: total * 60.0,
             outcome: None,
         };
-        if total * 60.0 < 1e-6 {
+        if !i.searched() {
             writeln!(w, "{label:<12}{:>14.2}{:>14}{:>10}   no arrivals", 0.0, 0, "—")?;
         } else {
             let outcome = problem(sets).solve_with(1, runner)?;
@@ -649,7 +759,43 @@ fn per_interval<'a>(
             row.outcome = Some(outcome);
         }
         rows.push(row);
-        start = end;
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The least work of a plan counts the intervals a search runs in:
+    /// those without arrivals (the night, here) are not searched.
+    #[test]
+    fn a_plans_work_counts_the_intervals_it_searches() {
+        let text = r#"
+name = "t"
+duration = "1d"
+[[account]]
+name = "kf"
+[[agents]]
+count = 2
+reply_delay = "1m"
+[[entry]]
+scene = "web"
+rate = "12/s"
+messages = 2
+profile = [["0h", 0.0], ["12h", 0.0], ["12h", 1.0]]
+"#;
+        let base = Scenario::parse(text, "t.toml").unwrap();
+        let cut = intervals(&base, 3_600_000_000);
+        assert_eq!(cut.len(), 24);
+        assert_eq!(cut.iter().filter(|i| i.searched()).count(), 12);
+        // 12 intervals × 5 replications × 8 h (8 intervals) × 12/s = 2.0736e7 arrivals
+        assert!(plan_work(&base, &cut, 3_600_000_000, 5).is_ok());
+        let base = Scenario::parse_with(text, "t.toml", &["entry.web.rate=1200/s".into()]).unwrap();
+        let e = plan_work(&base, &intervals(&base, 3_600_000_000), 3_600_000_000, 5).unwrap_err();
+        assert!(e.starts_with(" (12 with arrivals), each sized by a search"), "{e}");
+        assert!(e.contains("at least 2.074e9 arrivals in all"), "{e}");
+        // 8 h runs past 30-minute intervals: longer ones are no less work
+        assert!(!e.contains("lengthen --per-interval"), "{e}");
+    }
 }

@@ -354,6 +354,17 @@ pub struct Entry {
 }
 
 impl Scenario {
+    /// The customer messages a session of each entry brings, in entry
+    /// order, as the work bound of a run counts them: the mean of
+    /// `messages`, and the bot's turns and the transfers it may expect.
+    pub fn messages_per_session(&self) -> Vec<f64> {
+        let transfers = transfers_expected(&self.groups, self.accounts.len());
+        self.entries
+            .iter()
+            .map(|e| e.messages.mean() + Extra::of(e, &self.accounts, &transfers).messages())
+            .collect()
+    }
+
     /// Read, override (`--set key=value`) and validate a scenario file.
     pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
         let text = read_file(path)?;
