@@ -360,28 +360,59 @@ fn given<T>(
     };
     // Each bad gate is blamed on its own override: with two overrides
     // each breaking a gate, the first alone was named (found by probing).
-    // An override is to blame for a mistake if the mistake goes with it;
-    // the lines of a rewritten text differ, the message does not.
+    // A gate an override set is that override's (the last one's). A gate
+    // of the file that other overrides broke (`fairness.GROUP.jain` with
+    // the group renamed) is blamed on those, the gates' overrides kept:
+    // known by its key, as a message can change with what else is wrong.
+    let (on_gates, others): (Vec<_>, Vec<_>) = given.iter().partition(|(_, arg)| gate_set(arg).is_some());
     let each: Vec<ScenarioError> = all
         .iter()
         .map(|d| {
-            let still = |g: &[(&'static str, &str)]| match blame(g) {
-                Err(e) if says(&e, &d.message) => Err(e),
+            let key = line_key(d);
+            let set_by = key
+                .as_ref()
+                .and_then(|k| on_gates.iter().rev().find(|(_, a)| gate_set(a).as_ref() == Some(k)));
+            if let Some(&(flag, arg)) = set_by {
+                return crate::scenario::overridden(flag, arg, d);
+            }
+            let still = |g: &[(&'static str, &str)]| match blame(&[&on_gates[..], g].concat()) {
+                Err(e) if mistakes(&e).any(|x| same_gate(x, d, &key)) => Err(e),
                 _ => Ok(()),
             };
-            crate::scenario::blame(&given, d, still)
+            crate::scenario::blame(&others, d, still)
                 .unwrap_or_else(|| ScenarioError::Invalid(Box::new(d.clone())))
         })
         .collect();
     Err(ScenarioError::Overrides(each))
 }
 
-/// Whether `e` is, or has among its mistakes, one with `message`.
-fn says(e: &ScenarioError, message: &str) -> bool {
-    match e {
-        ScenarioError::Invalid(d) => d.message == message,
-        ScenarioError::Several(all) => all.iter().any(|d| d.message == message),
-        _ => false,
+/// The mistakes at places in a file `e` has.
+fn mistakes(e: &ScenarioError) -> impl Iterator<Item = &Diagnostic> {
+    let (one, all): (Option<&Diagnostic>, &[Diagnostic]) = match e {
+        ScenarioError::Invalid(d) => (Some(d), &[]),
+        ScenarioError::Several(all) => (None, all),
+        _ => (None, &[]),
+    };
+    one.into_iter().chain(all)
+}
+
+/// The gate a `--set` sets, if any.
+fn gate_set(arg: &str) -> Option<String> {
+    crate::scenario::split_key_value(arg).and_then(|(path, _)| crate::scenario::gate_metric(path.trim()))
+}
+
+/// The key of the `[gates]` line a mistake is on (`"queue_wait.p95" =
+/// "foo"` in the text the overrides rewrote).
+fn line_key(d: &Diagnostic) -> Option<String> {
+    let t: toml::Table = toml::from_str(d.source_line()).ok()?;
+    if t.len() == 1 { t.keys().next().cloned() } else { None }
+}
+
+/// `x` is a mistake in the gate `d` is in (its key, else its message).
+fn same_gate(x: &Diagnostic, d: &Diagnostic, key: &Option<String>) -> bool {
+    match key {
+        Some(k) => line_key(x).as_ref() == Some(k),
+        None => x.message == d.message,
     }
 }
 
@@ -1087,6 +1118,22 @@ pub(crate) mod tests {
         assert!(
             shown[1].starts_with("--set gates.abandn_rate=< 5%: unknown metric `abandn_rate`"),
             "{shown:?}"
+        );
+        // the same mistake in two gates, each its own override's; past the
+        // hints' bound, a mistake's message changes with the others (found
+        // by review: the first override was named for both, then for a
+        // 51st unknown metric)
+        let sets: Vec<String> = ["gates.queue_wait.p95=foo".into(), "gates.abandon_rate=foo".into()].into();
+        let sc = Scenario::parse_with(text, "t.toml", &sets).unwrap();
+        let e = bind_given(&sc, text, "t.toml", &sets).unwrap_err().split();
+        assert!(e[1].to_string().starts_with("--set gates.abandon_rate=foo: "), "{}", e[1]);
+        let sets: Vec<String> = (0..=MAX_HINTS).map(|i| format!("gates.servce_levl{i}=>= 0.5")).collect();
+        let sc = Scenario::parse_with(text, "t.toml", &sets).unwrap();
+        let e = bind_given(&sc, text, "t.toml", &sets).unwrap_err().split();
+        let last = e.last().unwrap().to_string();
+        assert!(
+            last.starts_with(&format!("--set gates.servce_levl{MAX_HINTS}=>= 0.5: unknown metric")),
+            "{last}"
         );
         // one override, one mistake: as before
         let one = &sets[..1];

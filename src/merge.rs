@@ -248,7 +248,15 @@ fn shard_path(path: &Path) -> PathBuf {
 fn read_json<T: DeserializeOwned>(path: &Path, file: &Path) -> Result<T, Refused> {
     let open = || match std::fs::File::open(file) {
         // an endless pipe ends at the bound, as not JSON
-        Ok(f) => Ok(std::io::BufReader::new(std::io::Read::take(f, crate::files::MAX_READ_BYTES))),
+        Ok(f) => {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(std::io::Read::take(f, crate::files::MAX_READ_BYTES));
+            // as files::read_json_text: an editor's byte-order mark is not JSON
+            if r.fill_buf().is_ok_and(|b| b.starts_with(b"\xef\xbb\xbf")) {
+                r.consume(3);
+            }
+            Ok(r)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => refuse(format!(
             "{} has no {FILE}: not a shard folder (run, sweep and plan write one; a sweep or plan only with --shard)",
             path.display()
@@ -687,6 +695,13 @@ mod tests {
             }
             std::fs::remove_dir_all(&d).unwrap();
         }
+        // a byte-order mark before it is not what is wrong (it was "not
+        // valid JSON")
+        let d = dir("bom");
+        std::fs::write(d.join(FILE), format!("\u{feff}{}", r#"{"schema": "kfsim/summary@1"}"#)).unwrap();
+        let e = ReadShard::read(&d).unwrap_err().0;
+        assert!(e.contains("is not a kfsim shard file (schema"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
         let d = dir("none");
         let e = ReadShard::read(&d.join("nothing-here")).unwrap_err().0;
         assert!(e.ends_with("nothing-here has no shard.json: not a shard folder (run, sweep and plan write one; a sweep or plan only with --shard)"), "{e}");

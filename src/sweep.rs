@@ -220,12 +220,22 @@ pub struct Partial {
 /// is a whole run per replication, and the grid is held in memory.
 pub const MAX_POINTS: usize = 100_000;
 
+/// A path's segments, however they were quoted (a gate's path as one).
+fn canonical(path: &str) -> Option<Vec<String>> {
+    if let Some(metric) = crate::scenario::gate_metric(path) {
+        return Some(vec!["gates".into(), metric]);
+    }
+    crate::scenario::segments(path).ok().map(|s| s.into_iter().map(|s| s.text).collect())
+}
+
 /// The variants of a grid: one list of overrides per point. Refused past
 /// [`MAX_POINTS`] and when a path is varied twice.
 pub fn grid(vary: &[Vary]) -> Result<Vec<Vec<(String, String)>>, String> {
     let mut n: usize = 1;
     for (i, v) in vary.iter().enumerate() {
-        if let Some(first) = vary[..i].iter().find(|w| w.path == v.path) {
+        // `entry.web.rate` and `entry."web".rate` are one parameter
+        let same = |w: &&Vary| canonical(&w.path) == canonical(&v.path);
+        if let Some(first) = vary[..i].iter().find(same) {
             return Err(format!(
                 "--vary {}: the parameter is varied twice (also {}={}); give it one list of values",
                 v.path,
@@ -498,6 +508,11 @@ mod tests {
         assert_eq!(Vary::parse("x=1..10000").unwrap().values.len(), 10_000);
         // a name with `=` is quoted, and the path ends after its quotes
         let q = Vary::parse("agents.\"a=b\".count=1,2").unwrap();
+        let twice =
+            [Vary::parse("entry.web.rate=1/s").unwrap(), Vary::parse("entry.\"web\".rate=2/s").unwrap()];
+        assert!(grid(&twice).unwrap_err().contains("varied twice"));
+        let twice = [Vary::parse("gates.a.p95=< 1s").unwrap(), Vary::parse("gates.'a.p95'=< 2s").unwrap()];
+        assert!(grid(&twice).unwrap_err().contains("varied twice"));
         assert_eq!((q.path.as_str(), q.values), ("agents.\"a=b\".count", vec!["1".to_owned(), "2".into()]));
         // whole numbers exactly, past 2⁵³ and up to u64::MAX (found by
         // probing: the odd seeds asked for ran as even ones)

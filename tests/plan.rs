@@ -163,9 +163,11 @@ fn per_interval_staffing_follows_the_profile() {
     let dir = std::env::temp_dir().join(format!("kfsim-plan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("day.toml");
+    // each interval is set by name: one that must be quoted in a path
+    // (found by review: `'tis` broke every interval)
     let text = ERLANG_C.replace(
         "rate = \"10/min\"",
-        "rate = \"10/min\"\nprofile = [{ at = \"0h\", factor = 0.5 }, { at = \"2h\", factor = 0.5 }, { at = \"2h\", factor = 2.0 }]",
+        "name = \"'tis=web\"\nrate = \"10/min\"\nprofile = [{ at = \"0h\", factor = 0.5 }, { at = \"2h\", factor = 0.5 }, { at = \"2h\", factor = 2.0 }]",
     );
     std::fs::write(&path, text).unwrap();
     let out = dir.join("out");

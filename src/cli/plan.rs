@@ -282,7 +282,7 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     if !shard.is_part() {
         let go_on = go_on();
         let runner = sweep::Local { parallel: !args.serial, go_on: &go_on };
-        let (_, report, reachable) = match plan_with(&text, &file, &args.scenario.sets, &spec, &runner) {
+        let (_, report, reachable) = match plan_with(&text, &file, &args.scenario.sets, &spec, &runner, 1) {
             Err(e) if e.is::<sweep::Interrupted>() => {
                 // a search cut short has no answer: a value it had not
                 // decided may be the one it would have recommended
@@ -312,7 +312,7 @@ pub fn cmd_plan(args: &PlanArgs) -> anyhow::Result<Exit> {
     let wait = std::time::Duration::from_micros(args.shard_wait);
     crate::merge::clear_stale(out)?;
     let runner = super::shard::Exchange::new(&exchange_dir, shard, !args.serial, wait, Box::new(go_on()))?;
-    let (base, _report, _) = match plan_with(&text, &file, &args.scenario.sets, &spec, &runner) {
+    let (base, _report, _) = match plan_with(&text, &file, &args.scenario.sets, &spec, &runner, shard.count) {
         Err(e) if e.is::<sweep::Interrupted>() => {
             errln!(
                 "interrupted: no shard.json written; the replications that finished are in {} (a shard started again takes them up)",
@@ -344,7 +344,9 @@ pub(super) fn merge_plan(shards: &[ReadShard], out: &std::path::Path) -> anyhow:
     f.source.scenario()?;
     let runner = crate::merge::Cached::of(shards)?;
     let spec = PlanSpec { curve: true, ..part.spec.clone() };
-    let (_, report, reachable) = plan_with(&f.source.text, &f.source.file, &f.source.sets, &spec, &runner)?;
+    // judged as the shards judged it: their work is done
+    let (_, report, reachable) =
+        plan_with(&f.source.text, &f.source.file, &f.source.sets, &spec, &runner, f.shard.count)?;
     crate::report::folder::write_plan(out, &report)?;
     outln!("report       {}", out.join("plan.html").display());
     Ok(if reachable { Exit::Success } else { Exit::GatesFailed })
@@ -359,6 +361,7 @@ fn plan_with(
     sets: &[String],
     spec: &PlanSpec,
     runner: &dyn Replicate,
+    shards: u32,
 ) -> anyhow::Result<(Scenario, PlanReport, bool)> {
     let base = Scenario::parse_with(text, file, sets)?;
     crate::gate::bind_given(&base, text, file, sets)?;
@@ -369,8 +372,11 @@ fn plan_with(
         .collect::<Result<Vec<_>, _>>()?;
     // staffing: a group's agents or their cap (found by probing: `--vary
     // seed` "recommended seed = 4092")
-    let parts: Vec<String> =
-        crate::scenario::segments(&spec.vary).unwrap_or_default().into_iter().map(|s| s.text).collect();
+    let parts: Vec<String> = crate::scenario::segments(&spec.vary)
+        .map_err(|e| ArgError(format!("--vary {}: {e}", spec.vary)))?
+        .into_iter()
+        .map(|s| s.text)
+        .collect();
     if !(parts.len() == 3 && parts[0] == "agents" && matches!(parts[2].as_str(), "count" | "max_concurrent"))
     {
         return Err(ArgError(format!(
@@ -405,7 +411,7 @@ fn plan_with(
         per_interval: Vec::new(),
     };
     // refused before anything is printed or run
-    let cut = spec.per_interval.as_deref().map(|iv| cut(&base, iv, spec.replications)).transpose()?;
+    let cut = spec.per_interval.as_deref().map(|iv| cut(&base, iv, spec.replications, shards)).transpose()?;
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
@@ -458,7 +464,7 @@ fn plan_with(
 }
 
 /// `--per-interval DURATION` of `base` checked: its step and intervals.
-fn cut(base: &Scenario, iv: &str, replications: u32) -> Result<(u64, Vec<Interval>), ArgError> {
+fn cut(base: &Scenario, iv: &str, replications: u32, shards: u32) -> Result<(u64, Vec<Interval>), ArgError> {
     let step = parse_duration(iv).map_err(ArgError)?;
     if step == 0 {
         return Err(ArgError("--per-interval must be longer than 0s".into()));
@@ -477,7 +483,7 @@ fn cut(base: &Scenario, iv: &str, replications: u32) -> Result<(u64, Vec<Interva
         )));
     }
     let intervals = intervals(base, step);
-    plan_work(base, &intervals, step, replications).map_err(|m| {
+    plan_work(base, &intervals, step, replications, shards).map_err(|m| {
         ArgError(format!("--per-interval {iv} cuts the scenario ({day}) into {n} intervals{m}"))
     })?;
     Ok((step, intervals))
@@ -651,13 +657,23 @@ fn intervals(base: &Scenario, step: u64) -> Vec<Interval> {
 /// were searched one after another with no estimate of the whole, which
 /// grows with their number and their rates (found by probing: an erlang-c
 /// plan at 1-minute intervals, 10 arrivals a minute, took 528 s).
-fn plan_work(base: &Scenario, intervals: &[Interval], step: u64, replications: u32) -> Result<(), String> {
+/// Shared out by `--shard` over `shards` processes, each does its share.
+fn plan_work(
+    base: &Scenario,
+    intervals: &[Interval],
+    step: u64,
+    replications: u32,
+    shards: u32,
+) -> Result<(), String> {
     use crate::scenario::{MAX_ARRIVALS, MAX_MESSAGES};
     let run_us = interval_run_us(step);
     let run_s = run_us as f64 / 1e6;
     let per_session = base.messages_per_session();
     let searched: Vec<&Interval> = intervals.iter().filter(|i| i.searched()).collect();
-    let runs = f64::from(replications) * run_s;
+    // a shard runs its share of the replications (found by review: a plan
+    // shared out 16 ways was refused for the work of all 16)
+    let runs = f64::from(replications) * run_s / f64::from(shards.max(1));
+    let each = if shards > 1 { format!(" on each of {shards} shards") } else { " in all".to_owned() };
     let arrivals: f64 = searched.iter().map(|i| i.total()).sum::<f64>() * runs;
     let messages: f64 = searched
         .iter()
@@ -666,11 +682,11 @@ fn plan_work(base: &Scenario, intervals: &[Interval], step: u64, replications: u
         * runs;
     let what = if arrivals > MAX_ARRIVALS {
         format!(
-            "{arrivals:.3e} arrivals in all, above the most kfsim simulates in one run, {MAX_ARRIVALS:.0e}"
+            "{arrivals:.3e} arrivals{each}, above the most kfsim simulates in one run, {MAX_ARRIVALS:.0e}"
         )
     } else if messages > MAX_MESSAGES {
         format!(
-            "{messages:.3e} customer messages in all, above the most kfsim simulates in one run, {MAX_MESSAGES:.0e}"
+            "{messages:.3e} customer messages{each}, above the most kfsim simulates in one run, {MAX_MESSAGES:.0e}"
         )
     } else {
         return Ok(());
@@ -693,8 +709,8 @@ fn plan_work(base: &Scenario, intervals: &[Interval], step: u64, replications: u
     Err(format!(
         "{some}, each sized by a search that runs at least {replications} replications (--replications) of \
          {run} at one staffing level: at least {what} (about half an hour), and a search tries several \
-         levels: {longer}lower --replications, or shorten the scenario's `duration` or lower its entries' \
-         `rate`"
+         levels: {longer}lower --replications, share the plan out over processes or machines (--shard I/N), or shorten the \
+         scenario's `duration` or lower its entries' `rate`"
     ))
 }
 
@@ -721,8 +737,9 @@ fn per_interval<'a>(
         let mut sets: Vec<String> = Vec::new();
         let total = i.total();
         for (e, rate) in base.entries.iter().zip(&i.rates) {
-            sets.push(format!("entry.{}.rate={}/s", e.name, rate.max(1e-9)));
-            sets.push(format!("entry.{}.profile=[{{ at = \"0s\", factor = 1.0 }}]", e.name));
+            let name = crate::scenario::key_segment(&e.name);
+            sets.push(format!("entry.{name}.rate={}/s", rate.max(1e-9)));
+            sets.push(format!("entry.{name}.profile=[{{ at = \"0s\", factor = 1.0 }}]"));
         }
         sets.push(format!("duration={}us", run_us));
         sets.push(format!("warmup={}us", run_us / 8));
@@ -790,12 +807,18 @@ profile = [["0h", 0.0], ["12h", 0.0], ["12h", 1.0]]
         assert_eq!(cut.len(), 24);
         assert_eq!(cut.iter().filter(|i| i.searched()).count(), 12);
         // 12 intervals × 5 replications × 8 h (8 intervals) × 12/s = 2.0736e7 arrivals
-        assert!(plan_work(&base, &cut, 3_600_000_000, 5).is_ok());
+        assert!(plan_work(&base, &cut, 3_600_000_000, 5, 1).is_ok());
         let base = Scenario::parse_with(text, "t.toml", &["entry.web.rate=1200/s".into()]).unwrap();
-        let e = plan_work(&base, &intervals(&base, 3_600_000_000), 3_600_000_000, 5).unwrap_err();
+        let cut = intervals(&base, 3_600_000_000);
+        let e = plan_work(&base, &cut, 3_600_000_000, 5, 1).unwrap_err();
         assert!(e.starts_with(" (12 with arrivals), each sized by a search"), "{e}");
         assert!(e.contains("at least 2.074e9 arrivals in all"), "{e}");
         // 8 h runs past 30-minute intervals: longer ones are no less work
         assert!(!e.contains("lengthen --per-interval"), "{e}");
+        // three shards each do a third: within the bound (found by review:
+        // a plan shared out was refused for the work of all its shards)
+        assert!(plan_work(&base, &cut, 3_600_000_000, 5, 3).is_ok());
+        let e = plan_work(&base, &cut, 3_600_000_000, 5, 2).unwrap_err();
+        assert!(e.contains("at least 1.037e9 arrivals on each of 2 shards"), "{e}");
     }
 }

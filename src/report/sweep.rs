@@ -18,7 +18,8 @@ use crate::sweep::{METRICS, SweepResult};
 pub fn csv(r: &SweepResult) -> String {
     let metrics = metric_names(r);
     let mut out = String::new();
-    let mut header: Vec<String> = r.vary.clone();
+    // a varied path may hold quotes (`agents."a b".count`) or commas
+    let mut header: Vec<String> = r.vary.iter().map(|v| csv_field(v)).collect();
     for m in &metrics {
         header.extend([
             format!("{m}.mean"),

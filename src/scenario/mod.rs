@@ -22,7 +22,7 @@ use toml::Spanned;
 
 pub use diag::{Diagnostic, ScenarioError};
 pub use dist::{CountDist, TimeDist};
-pub use overrides::{Segment, segments, split_key_value};
+pub use overrides::{Segment, gate_metric, key_segment, segments, split_key_value};
 pub use schema::{MSG_TYPES, Mix, PolicyKind, Scene};
 
 use schema::{RawAgents, RawBot, RawEntry, RawGates, RawPoint, RawScenario, RawShift, RawWeCom};
@@ -572,7 +572,7 @@ pub(crate) fn blame(
 
 /// The error of a scenario an override made invalid, with the TOML line
 /// it concerns as overridden.
-fn overridden(flag: &'static str, arg: &str, d: &Diagnostic) -> ScenarioError {
+pub(crate) fn overridden(flag: &'static str, arg: &str, d: &Diagnostic) -> ScenarioError {
     let line = d.source_line().trim();
     // a table header of the rewritten document (`[entry.patience]`) names
     // no entry, where the override itself does

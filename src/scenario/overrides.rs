@@ -11,7 +11,7 @@
 //! string otherwise (`2h`, `idle_first`).
 //!
 //! A segment is quoted as in a TOML dotted key when it holds a `.` or an
-//! `=` (`gates."queue_wait.p95"`, `account."a=b".cap`); the KEY ends at the
+//! `=` (`gates."queue_wait.p95"`, `agents."a=b".count`); the KEY ends at the
 //! first `=` outside quotes. Under `gates`, where every key is a metric path
 //! and no value is a table, the rest of an unquoted path is that metric
 //! path: `gates.queue_wait.p95="< 2m"`.
@@ -34,20 +34,15 @@ pub(super) fn apply(text: &str, sets: &[Given<'_>]) -> Result<String, ScenarioEr
     let mut doc: Table = toml::from_str(text).map_err(|e| all(e.message().to_owned()))?;
     for &(flag, arg) in sets {
         let fail = |message: String| ScenarioError::Override { flag, arg: arg.to_owned(), message };
-        let (path, raw) = split_key_value(arg).ok_or_else(|| {
-            fail(
-                if arg.contains('=') {
-                    "expected KEY=VALUE: a quote in KEY is not closed"
-                } else {
-                    "expected KEY=VALUE"
-                }
-                .into(),
-            )
-        })?;
+        let (path, raw) = split_key_value(arg)
+            .ok_or_else(|| fail(if arg.contains('=') { NOT_CLOSED } else { "expected KEY=VALUE" }.into()))?;
         set(&mut doc, path.trim(), parse_value(raw.trim())).map_err(fail)?;
     }
     toml::to_string(&doc).map_err(|e| all(e.to_string()))
 }
+
+const NOT_CLOSED: &str = "expected KEY=VALUE: a quote in KEY is not closed (a name that begins with a quote \
+                          is quoted whole, like entry.\"'tis\".rate)";
 
 /// `KEY=VALUE` split at the first `=` outside the KEY's quotes (a quote
 /// opens one only where a segment starts: `o'brien` is a bare name).
@@ -133,23 +128,67 @@ fn parse_value(raw: &str) -> Value {
         .unwrap_or_else(|| Value::String(raw.to_owned()))
 }
 
+/// A name (or key) as one segment of a path: bare where that reads back
+/// as the same name, else quoted.
+pub fn key_segment(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name.trim() == name
+        && !name.contains(['.', '='])
+        && !name.starts_with(['"', '\''])
+        && !name.chars().any(char::is_control);
+    if bare {
+        return name.to_owned();
+    }
+    let mut out = String::from("\"");
+    for c in name.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Segments written back as a path that reads as them.
+fn shown(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| if numeric(p) { (*p).to_owned() } else { key_segment(p) })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The gate a path sets, if it is under `gates`: there every key is a
+/// metric path and no value a table, so the rest of the path, dots and
+/// all, is the metric path (`gates.queue_wait.p95`).
+pub fn gate_metric(path: &str) -> Option<String> {
+    let segs = segments(path).ok()?;
+    (segs.len() >= 2 && segs[0].text == "gates")
+        .then(|| segs[1..].iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("."))
+}
+
 /// Set `path` in `doc`, selecting array elements by name.
 pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), String> {
     let mut segs = segments(path)?;
-    if segs.len() > 2 && segs[0] == (Segment { text: "gates".into(), quoted: false }) {
-        let metric = segs[1..].iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(".");
+    if let Some(metric) = gate_metric(path) {
         segs.truncate(1);
         segs.push(Segment { text: metric, quoted: true });
     }
     let parts: Vec<&str> = segs.iter().map(|s| s.text.as_str()).collect();
     // only a bare segment can number an element
     let bare_number = |j: usize| !segs[j].quoted && numeric(parts[j]);
+    let index_at = |j: usize| parts.get(j).copied().filter(|_| !segs[j].quoted);
     let default_account = single_account_name(doc);
     let (table, rest) = match parts[0] {
         array @ ("account" | "agents" | "entry") => {
             let name = parts.get(1).ok_or_else(|| format!("`{array}` needs a name: {array}.NAME.KEY"))?;
             if parts.len() < 3 {
-                return Err(format!("expected {array}.{name}.KEY"));
+                return Err(format!("expected {array}.{}.KEY", key_segment(name)));
             }
             let items = doc
                 .get_mut(array)
@@ -168,7 +207,7 @@ pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), Strin
     let (last, inner) = rest.split_last().expect("a path has a key");
     // the path up to segment `j` of `rest`, as written
     let off = parts.len() - rest.len();
-    let before = |j: usize| parts[..off + j].join(".");
+    let before = |j: usize| shown(&parts[..off + j]);
     let mut cur = table;
     let mut i = 0;
     while i < inner.len() {
@@ -181,12 +220,12 @@ pub(super) fn set(doc: &mut Table, path: &str, value: Value) -> Result<(), Strin
             Value::Table(t) => t,
             Value::Array(items) if i + 1 == inner.len() => {
                 // the last key numbers the element to replace
-                let at = element(items, path, key, Some(last))?;
+                let at = element(items, path, key, index_at(parts.len() - 1))?;
                 items[at] = value;
                 return Ok(());
             }
             Value::Array(items) => {
-                let at = element(items, path, key, inner.get(i + 1).copied())?;
+                let at = element(items, path, key, index_at(off + i + 1))?;
                 i += 1;
                 let not_table = || format!("element {at} of `{key}` in `{path}` is not a table");
                 items[at].as_table_mut().ok_or_else(not_table)?
@@ -290,6 +329,14 @@ mod tests {
         assert_eq!(segments("entry.o'brien.rate").unwrap()[1], bare("o'brien"));
         assert_eq!(segments("entry.a\"b\".rate").unwrap()[1], bare("a\"b\""));
         assert_eq!(split_key_value("entry.o'brien=x.rate=2/s"), Some(("entry.o'brien", "x.rate=2/s")));
+        // names written back into a path read as themselves
+        for name in ["web", "o'brien", "'tis", "a=b", "\"q\"", "a\\b", " pad", "tab\there", "é"] {
+            let path = format!("entry.{}.rate", key_segment(name));
+            assert_eq!(segments(&path).unwrap()[1].text, name, "{path}");
+            assert_eq!(split_key_value(&format!("{path}=1")).map(|(k, _)| k), Some(path.as_str()));
+        }
+        assert_eq!(key_segment("web"), "web");
+        assert_eq!(key_segment("a=b"), "\"a=b\"");
         assert_eq!(split_key_value("gates.\"a=b\"=< 1s"), Some(("gates.\"a=b\"", "< 1s")));
         assert_eq!(split_key_value("a.'b=\"'=c=d"), Some(("a.'b=\"'", "c=d")));
         assert_eq!(split_key_value("a.\"b\\\"=\"=1"), Some(("a.\"b\\\"=\"", "1")));
@@ -311,6 +358,17 @@ mod tests {
         assert!(set(&mut doc, "entry.web.\"0\"", Value::Integer(1)).is_ok());
         assert_eq!(doc["entry"][0]["0"].as_integer(), Some(1));
         assert!(set(&mut doc, "entry.web.0", Value::Integer(1)).unwrap_err().contains("numbers an element"));
+        // nor an element of an array (it picked one)
+        let e = set(&mut doc, "entry.web.route.\"0\".account", Value::Integer(1)).unwrap_err();
+        assert!(e.contains("is an array: name an element by its number"), "{e}");
+        // `"gates"` is `gates`
+        let mut doc: Table = toml::from_str(text).unwrap();
+        set(&mut doc, "\"gates\".queue_wait.p95", Value::String("< 3m".into())).unwrap();
+        assert_eq!(doc["gates"]["queue_wait.p95"].as_str(), Some("< 3m"));
+        // advice names a name as it must be written
+        let mut doc: Table = toml::from_str("[[entry]]\nname = \"k=v\"\nscene = \"web\"\n").unwrap();
+        let e = set(&mut doc, "entry.\"k=v\".think.0.mean", Value::Integer(1)).unwrap_err();
+        assert!(e.contains("like `entry.\"k=v\".think=[…]`"), "{e}");
     }
 
     #[test]
