@@ -294,6 +294,19 @@ pub struct LiveInfo {
     /// channel's lease run out) and the driver opened new ones.
     #[serde(default)]
     pub reconnects: Reconnects,
+    /// The share of the run's wall time during which the driver itself was
+    /// behind: a task asking its runtime to wake every 5 ms woke more than
+    /// 10 ms late (counted from every wake-up it asked for, as a stall
+    /// covers them). A driver short of CPU is late in every task and
+    /// measures late replies and deliveries a target did not cause; a slow
+    /// target leaves the driver idle and does not raise it. Above 0.2 the
+    /// run warns. `null` when the schedule never began.
+    #[serde(default)]
+    pub saturated: Option<f64>,
+    /// How late those wake-ups were [wall ms] (`saturated` is the share
+    /// above 10 ms).
+    #[serde(default)]
+    pub driver_lag_ms: LatencyStats,
 }
 
 impl LiveInfo {

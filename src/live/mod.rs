@@ -23,6 +23,7 @@ mod bot;
 mod customers;
 pub mod http;
 mod pool;
+mod probe;
 pub mod state;
 mod timer;
 mod wire;
@@ -540,6 +541,10 @@ pub struct LiveCounts {
     missed: crate::summary::Missed,
     /// The target forgot the run's channels: how often, and what with them.
     pub(crate) reconnects: Reconnects,
+    /// The driver's own lag (a state written before it was measured has
+    /// none).
+    #[serde(default)]
+    probe: probe::Lag,
 }
 
 /// Everything the tasks share.
@@ -826,7 +831,14 @@ pub async fn run_with_state(
     let collector = tokio::spawn(collect(metrics, obs_rx, shared.tb, done_rx));
     open_servicers(&shared).await;
     let agent_task = agents::spawn(sc, &shared);
+    let mut probe = None;
     let outcome = if wait_for_start(start, progress).await {
+        // spawned, as the agents, their pulls and an embedded service are:
+        // it is late when the runtime's workers are (the customers' loop
+        // runs on the thread that drives the run, where the lateness of
+        // its actions is `late_actions`)
+        let sh = shared.clone();
+        probe = Some(tokio::spawn(async move { probe::run(sh.tb, &sh.stop).await }));
         open_customers(&shared).await;
         customers::drive(sc, &shared, opts, progress).await
     } else {
@@ -848,6 +860,11 @@ pub async fn run_with_state(
     shared.stop.store(true, Ordering::SeqCst);
     // its last batches may wait for a slot, then for their answers
     let _ = tokio::time::timeout(2 * opts.timeout + Duration::from_secs(1), agent_task).await;
+    if let Some(probe) = probe
+        && let Ok(lag) = probe.await
+    {
+        shared.counts().probe = lag;
+    }
     let end_us = shared.tb.now_us();
     // a long-running target keeps no customers or queue of a run that is
     // over (their open sessions end there, reason `left`)

@@ -76,6 +76,8 @@ impl LiveState {
                     .filter(|_| sc.service_level_us > 0)
                     .map(|ms| ms / (sc.service_level_us as f64 / 1e3)),
                 reconnects: counts.reconnects,
+                saturated: counts.probe.behind_share(),
+                driver_lag_ms: counts.probe.ticks.stats_ms(),
             },
         }
     }
