@@ -70,6 +70,7 @@ pub const KEY_METRICS: &[(&str, Better)] = &[
     ("messages.duplicated", Better::Lower),
     ("live.gave_up.*", Better::Lower),
     ("live.missed.*", Better::Lower),
+    ("live.saturated", Better::Lower),
     ("http.*.p99", Better::Lower),
     ("http.*.error_rate", Better::Lower),
     ("delivery_ms.*.p99", Better::Lower),

@@ -436,6 +436,8 @@ pub const LIVE_ONLY: &[&str] = &[
     "live.busy_at_start",
     "live.overhead_ms",
     "live.distortion",
+    "live.saturated",
+    "live.driver_lag_ms.count|mean|p50|p90|p95|p99|p999|max",
     "live.gave_up.messages|leaves|replies|ends|bot",
     "live.missed.customers|servicers",
     "live.reconnects.count|held|waiting|messages_lost",

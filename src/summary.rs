@@ -309,7 +309,21 @@ pub struct LiveInfo {
     pub driver_lag_ms: LatencyStats,
 }
 
+/// Above this share of a live run behind ([`LiveInfo::saturated`]), the
+/// driver is said to have been short of CPU: a driver that keeps up is
+/// behind for under 1 % of the run on a loaded machine, and for about a
+/// tenth of it at the edge of what one core drives; a starved one for
+/// nearly half of it and more.
+pub const SATURATED_WARN: f64 = 0.2;
+
 impl LiveInfo {
+    /// The share of the run the driver was behind, if more than
+    /// [`SATURATED_WARN`]: its figures may measure the driver as much as the
+    /// target.
+    pub fn driver_saturated(&self) -> Option<f64> {
+        self.saturated.filter(|&s| s > SATURATED_WARN)
+    }
+
     /// The largest time scale that keeps the distortion at `share` of the
     /// service-level threshold, if the distortion was measured.
     pub fn max_time_scale(&self, share: f64) -> Option<f64> {

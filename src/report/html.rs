@@ -81,9 +81,15 @@ pub fn render(run: &Measured, charts: &[Chart], comparison: Option<&Comparison>)
             ),
             _ => String::new(),
         };
+        let saturated = live.driver_saturated().map_or(String::new(), |share| {
+            format!(
+                " · <b>the driver was behind {:.0}% of the run, short of CPU: the figures may measure it, not the target</b>",
+                share * 100.0
+            )
+        });
         let _ = writeln!(
             h,
-            "<p class=\"meta\" id=\"live\">live against {} at ×{} · {:.1} s of wall time{distortion}</p>",
+            "<p class=\"meta\" id=\"live\">live against {} at ×{} · {:.1} s of wall time{distortion}{saturated}</p>",
             esc(&live.target),
             live.time_scale,
             live.wall_s

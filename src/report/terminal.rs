@@ -319,6 +319,14 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         let p99 = s.lag_ms.as_ref().and_then(|l| l.p99);
         writeln!(w, "driver     {late} actions late (> 10 ms) · lag p99 {}", human_ms(p99))?;
     }
+    if let Some(share) = info.saturated {
+        writeln!(
+            w,
+            "           behind {:.1}% of the run (its wake-ups > 10 ms late) · wake-up lag p99 {}",
+            share * 100.0,
+            human_ms(info.driver_lag_ms.p99)
+        )?;
+    }
     if let (Some(ms), Some(d)) = (info.overhead_ms, info.distortion) {
         let flag = if d > DISTORTION_WARN { "  ← too much: lower the time scale" } else { "" };
         writeln!(
@@ -335,6 +343,13 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             w,
             "OVERLOAD   {} arrivals shed, more than 5 s late (the target not answering, or the driver short of CPU): counted rejected, see live.shed",
             info.shed
+        )?;
+    }
+    if let Some(share) = info.driver_saturated() {
+        writeln!(
+            w,
+            "SATURATED  the driver was behind {:.0}% of the run, short of CPU: the figures may measure the driver, not the target, see live.saturated",
+            share * 100.0
         )?;
     }
     let m = &info.missed;
