@@ -821,11 +821,14 @@ pub const SCALE_EFFECT_WARN: f64 = 0.1;
 /// What made a live run's figures less than the target's alone, said
 /// even with `--quiet`: a gate may still pass on them.
 fn warn_driver(live: &crate::summary::LiveInfo) {
+    if let Some(w) = saturation_warning(live) {
+        errln!("{w}");
+    }
     if live.shed > 0 {
         errln!(
             "warning: {} arrivals were more than 5 s behind their schedule and were shed, counted offered and \
              rejected (live.shed): the target left the driver's requests unanswered, or the driver lacked CPU \
-             (see late_actions)",
+             (see live.saturated)",
             live.shed
         );
     }
@@ -839,6 +842,26 @@ fn warn_driver(live: &crate::summary::LiveInfo) {
             m.servicers
         );
     }
+}
+
+/// The warning of a live run whose driver was behind for much of it
+/// ([`LiveInfo::driver_saturated`](crate::summary::LiveInfo::driver_saturated)),
+/// with what to do about it.
+fn saturation_warning(live: &crate::summary::LiveInfo) -> Option<String> {
+    let share = live.driver_saturated()?;
+    // the embedded service takes its CPU from the driver's
+    let embedded = if live.target == "embedded" {
+        "; the embedded service shares the driver's CPU: run it apart (kfsim serve) and --target it"
+    } else {
+        ""
+    };
+    Some(format!(
+        "warning: the driver was behind for {:.0}% of the run (live.saturated: its own wake-ups more than 10 ms \
+         late): it was short of CPU, and the latencies, deliveries and service level may measure the driver \
+         rather than the target; lower the rate or the time scale, shard the run (--shard I/N, on more cores \
+         or machines), or give the driver more CPU{embedded}",
+        share * 100.0
+    ))
 }
 
 /// Run the simulator with a progress bar on a terminal, stopping cleanly on
@@ -880,4 +903,47 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::
         );
     }
     (measured, state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::saturation_warning;
+    use crate::summary::{LatencyStats, LiveInfo, SATURATED_WARN};
+
+    fn live(target: &str, saturated: Option<f64>) -> LiveInfo {
+        LiveInfo {
+            target: target.into(),
+            time_scale: 120.0,
+            wall_s: 30.0,
+            messages_per_s: None,
+            replies_per_s: None,
+            open_at_end: 0,
+            gave_up: Default::default(),
+            shed: 0,
+            busy_at_start: 0,
+            missed: Default::default(),
+            overhead_ms: None,
+            distortion: None,
+            reconnects: Default::default(),
+            saturated,
+            driver_lag_ms: LatencyStats::default(),
+        }
+    }
+
+    /// A driver behind for more than a fifth of the run is warned about,
+    /// with the ways out; one that kept up, or never ran, is not.
+    #[test]
+    fn a_saturated_driver_is_warned_about_with_what_to_do() {
+        let w = saturation_warning(&live("http://10.0.0.5:8080", Some(0.62))).expect("warned");
+        assert!(w.contains("behind for 62% of the run"), "{w}");
+        for remedy in ["lower the rate or the time scale", "--shard", "more CPU"] {
+            assert!(w.contains(remedy), "{remedy}: {w}");
+        }
+        assert!(!w.contains("embedded"), "{w}");
+        let embedded = saturation_warning(&live("embedded", Some(0.62))).expect("warned");
+        assert!(embedded.contains("run it apart (kfsim serve) and --target it"), "{embedded}");
+        for quiet in [None, Some(0.0), Some(SATURATED_WARN)] {
+            assert_eq!(saturation_warning(&live("embedded", quiet)), None, "{quiet:?}");
+        }
+    }
 }
