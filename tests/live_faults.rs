@@ -12,7 +12,9 @@
 //! go on with its session accounting intact. Another proxy cuts the
 //! target off halfway (an outage): what the driver gave up on must be
 //! counted exactly. Others take messages out of the agents' pulls, or hand
-//! them over twice. Traffic goes only to loopback.
+//! them over twice. One holds every batch before passing it on (a slow
+//! target), which the driver must not take for its own saturation, as it
+//! must when its runtime is starved of CPU. Traffic goes only to loopback.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -254,6 +256,9 @@ struct Faults {
     /// in the pull's `missed`.
     customer_queue_cap: u64,
     slow_customer_pull_ms: u64,
+    /// When > 0, every customer and servicer batch is held this many ms
+    /// before it is passed on (a slow target: what it does comes late).
+    slow_batches_ms: u64,
 }
 
 const PERIODIC: Faults = Faults {
@@ -269,6 +274,7 @@ const PERIODIC: Faults = Faults {
     refuse_customer_channel: false,
     customer_queue_cap: 0,
     slow_customer_pull_ms: 0,
+    slow_batches_ms: 0,
 };
 
 struct Proxy {
@@ -437,6 +443,9 @@ impl Proxy {
         let batch = parts.method == Method::POST && parts.uri.path() == "/sim/customer/batch";
         let servicer_batch = parts.method == Method::POST && parts.uri.path() == "/sim/servicer/batch";
         let actions = if batch || servicer_batch { actions_of(&body) } else { Vec::new() };
+        if batch || servicer_batch {
+            tokio::time::sleep(Duration::from_millis(f.slow_batches_ms)).await;
+        }
         let cut_off = c.cut_off.load(Ordering::SeqCst);
         if servicer_batch && cut_off && f.outage.1 {
             self.outage(&actions, true);
@@ -1145,4 +1154,92 @@ fn a_target_that_refuses_every_customer_channel_is_reported_as_failed() {
         text.contains(&format!("WARNING    no session got through and the target failed calls ({failed})")),
         "{text}"
     );
+}
+
+/// How long the hog holds the starved driver's thread at a time.
+const HOG_SLICE: Duration = Duration::from_millis(40);
+
+/// A driver starved of CPU (found by probing: under `taskset` on a busy
+/// core its agents fell 15–25 s behind, and the summary looked like a
+/// failing target's): its runtime has one thread, as on one CPU, and a
+/// CPU-bound task holds it `HOG_SLICE` at a time, so every wake-up of the
+/// driver waits for the hog. The driver is behind for most of the run —
+/// each wake-up due in the first 30 ms of a slice more than 10 ms late —
+/// its actions leave late, and the summary says it was saturated.
+#[test]
+fn a_driver_starved_of_cpu_says_it_was_saturated() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let sc = Scenario::parse(SCENARIO, "live-faults.toml").unwrap();
+    let target = Target::start(&sc, Faults { periodic: false, ..PERIODIC });
+    let url = format!("http://{}", target.addr);
+    let opts = LiveOptions {
+        target: url.clone(),
+        target_label: url,
+        timeout: TIMEOUT,
+        drain: DRAIN,
+        time_scale: SCALE,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let hog = rt.spawn({
+        let stop = stop.clone();
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                let slice = std::time::Instant::now();
+                while slice.elapsed() < HOG_SLICE {
+                    std::hint::spin_loop();
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let m = rt.block_on(async {
+        let m = kfsim::live::run(&sc, &opts, &mut |_| true).await;
+        stop.store(true, Ordering::SeqCst);
+        m
+    });
+    let _ = rt.block_on(hog);
+    target.shutdown();
+    let s = m.expect("a starved driver still completes its run").summary;
+    let live = s.live.as_ref().unwrap();
+    eprintln!(
+        "saturated {:?} driver_lag_ms {:?} late_actions {:?}",
+        live.saturated, live.driver_lag_ms, s.late_actions
+    );
+    assert!(s.late_actions.unwrap() > 0, "the customers' actions waited for the hog too");
+    let share = live.driver_saturated().unwrap_or_else(|| panic!("saturated {:?}", live.saturated));
+    let mut text = Vec::new();
+    kfsim::report::terminal(&s, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(&format!("SATURATED  the driver was behind {:.0}% of the run", share * 100.0)),
+        "{text}"
+    );
+}
+
+/// A slow target (every batch held `SLOW` before it is passed on) makes
+/// deliveries late as a starved driver does; the driver, waiting for it,
+/// is idle and on time, and does not say it was saturated.
+#[test]
+fn a_slow_target_is_not_taken_for_a_saturated_driver() {
+    const SLOW: u64 = 400;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, proxy) = run_with_faults(Faults { periodic: false, slow_batches_ms: SLOW, ..PERIODIC });
+    assert!(Counts::get(&proxy.counts.batches) > 0 && Counts::get(&proxy.counts.servicer_batches) > 0);
+    let live = s.live.as_ref().unwrap();
+    let d = s.delivery_ms.as_ref().unwrap();
+    eprintln!("saturated {:?} driver_lag_ms {:?} delivery {d:?}", live.saturated, live.driver_lag_ms);
+    // the target's slowness is in the figures: a message reaches an agent,
+    // a reply its customer, a batch later
+    let slow = SLOW as f64;
+    assert!(d.to_agent.p50.unwrap() >= slow && d.to_customer.p50.unwrap() >= slow, "{d:?}");
+    assert!(s.http.as_ref().unwrap()["customer_batch"].latency.p50.unwrap() >= slow);
+    // and not in the driver's
+    let share = live.saturated.expect("the probe ran");
+    assert!(live.driver_saturated().is_none(), "a slow target read as a saturated driver: {share}");
+    let mut text = Vec::new();
+    kfsim::report::terminal(&s, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(!text.contains("SATURATED"), "{text}");
 }
