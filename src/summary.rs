@@ -295,7 +295,7 @@ pub struct LiveInfo {
     #[serde(default)]
     pub reconnects: Reconnects,
     /// The share of the run's wall time during which the driver itself was
-    /// behind: a task asking its runtime to wake every 5 ms woke more than
+    /// behind: a task asking its runtime to wake every 10 ms woke more than
     /// 10 ms late (counted from every wake-up it asked for, as a stall
     /// covers them). A driver short of CPU is late in every task and
     /// measures late replies and deliveries a target did not cause; a slow
