@@ -300,7 +300,8 @@ pub struct LiveInfo {
     /// covers them). A driver short of CPU is late in every task and
     /// measures late replies and deliveries a target did not cause; a slow
     /// target leaves the driver idle and does not raise it. Above 0.2 the
-    /// run warns. `null` when the schedule never began.
+    /// run warns. Merged shards pool their probes: one shard behind all
+    /// the time of four reads 0.25. `null` when the schedule never began.
     #[serde(default)]
     pub saturated: Option<f64>,
     /// How late those wake-ups were [wall ms] (`saturated` is the share
