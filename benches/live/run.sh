@@ -55,7 +55,10 @@ print(f"RESULT delivery sent={m['sent']} delivered={m['delivered']} lost={m['los
 d = s["delivery_ms"]
 print(f"RESULT latency to_agent_p99_ms={d['to_agent']['p99']} to_customer_p99_ms={d['to_customer']['p99']} "
       f"late_actions={s['late_actions']} lag_p99_ms={s['lag_ms']['p99']}")
-print(f"RESULT give_up {live['gave_up']} open_at_end={live['open_at_end']}")
+print(f"RESULT give_up {live['gave_up']} open_at_end={live['open_at_end']} shed={live['shed']} "
+      f"missed_customers={live['missed']['customers']} missed_servicers={live['missed']['servicers']}")
+# the driver's own lag: a driver short of CPU measures itself, not the target
+print(f"RESULT driver_lag saturated={live['saturated']} wakeup_lag_p99_ms={live['driver_lag_ms']['p99']}")
 errors = {k: v["errors_by_kind"] for k, v in s["http"].items() if v["errors"]}
 print(f"RESULT http calls={sum(v['count'] for v in s['http'].values())} errors={errors or 0}")
 # what the calls were: a change in the driver's CPU usually shows here first
