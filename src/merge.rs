@@ -477,6 +477,12 @@ pub struct MergedRun {
     pub measured: Measured,
     /// Shards that were interrupted.
     pub interrupted: Vec<Shard>,
+    /// Live shards whose driver was behind its own schedule for more than
+    /// [`SATURATED_WARN`](crate::summary::SATURATED_WARN) of their run,
+    /// with that share: the merged `live.saturated` pools the shards' wake-ups,
+    /// so one shard of eight behind all along reads 0.125 there, under the
+    /// warning's threshold, while its own figures measure its driver.
+    pub saturated: Vec<(Shard, f64)>,
 }
 
 /// Merge the shards of a run (checked by [`read_shards`]), reading each
@@ -516,6 +522,7 @@ pub fn merge_run(shards: &[ReadShard]) -> Result<MergedRun, Refused> {
         interrupted: states.iter().any(|s| s.interrupted),
         horizon: states.iter().any(|s| s.horizon),
     };
+    let mut saturated = Vec::new();
     let live = match first.engine {
         Some(Engine::Live) => {
             let lives: Vec<&serde_json::Value> = states
@@ -529,6 +536,9 @@ pub fn merge_run(shards: &[ReadShard]) -> Result<MergedRun, Refused> {
             let start = read(lives[0])?;
             for (r, v) in shards.iter().zip(&lives) {
                 let (f, l) = (&r.file, read(v)?);
+                if let Some(share) = l.saturated().filter(|&x| x > crate::summary::SATURATED_WARN) {
+                    saturated.push((f.shard, share));
+                }
                 if l.time_scale != start.time_scale || l.target != start.target {
                     return refuse(format!(
                         "shard {} ran at ×{} against {}, shard {} at ×{} against {}: not one run",
@@ -550,7 +560,7 @@ pub fn merge_run(shards: &[ReadShard]) -> Result<MergedRun, Refused> {
     let measured = metrics.finish_all(&sc, &stats, live);
     let interrupted =
         shards.iter().zip(&states).filter(|(_, s)| s.interrupted).map(|(r, _)| r.file.shard).collect();
-    Ok(MergedRun { scenario: sc, measured, interrupted })
+    Ok(MergedRun { scenario: sc, measured, interrupted, saturated })
 }
 
 /// The values of every (point, replication) of a sweep's shards, by point

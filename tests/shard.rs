@@ -625,6 +625,43 @@ fn merge_writes_the_report_options_of_run() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A live shard whose driver was behind for most of its run is named by
+/// `kfsim merge`, even where the pooled `live.saturated` stays under the
+/// warning's threshold (one shard of eight behind all along reads 0.125):
+/// merge printed none of the driver's warnings. The shard's probe is
+/// replaced by one of 100 ticks, 60 of them 50 ms late.
+#[test]
+fn merge_names_a_shard_whose_driver_was_behind() {
+    let d = tmp("saturated");
+    let run = d.join("calm");
+    let o = kfsim()
+        .args(["run", "scenarios/live-check.toml", "--set", "duration=2m", "--set", "warmup=0s"])
+        .args(["--engine", "live", "--quiet", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    ran(o, "a short live run");
+    let behind = |o: &Output| String::from_utf8_lossy(&o.stderr).contains("driver was behind");
+    let calm = merge(std::slice::from_ref(&run), &d.join("calm-merged"));
+    assert!(matches!(calm.status.code(), Some(0 | 1)), "{calm:?}");
+    assert!(!behind(&calm), "{}", String::from_utf8_lossy(&calm.stderr));
+    let starved = d.join("starved");
+    std::fs::create_dir_all(&starved).unwrap();
+    let mut f = json(&run.join("shard.json"));
+    let mut ticks = kfsim::metrics::Hist::default();
+    for _ in 0..100 {
+        ticks.record(50_000);
+    }
+    f["run"]["live"]["counts"]["probe"] = serde_json::json!({ "ticks": ticks, "behind": 60 });
+    std::fs::write(starved.join("shard.json"), f.to_string()).unwrap();
+    let o = merge(&[starved], &d.join("starved-merged"));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("shard 0/1's driver was behind for 60% of its run"), "{err}");
+    let summary = json(&d.join("starved-merged/summary.json"));
+    assert_eq!(summary["live"]["saturated"], 0.6, "the shard's share, pooled over one shard");
+}
+
 /// A shard waiting for a far `--start-at` answers SIGTERM at once (it
 /// answered only when its run began, minutes later), and a shard whose
 /// start comes after the service's channel lease begins on the channels

@@ -104,6 +104,19 @@ pub fn cmd_merge(args: &MergeArgs) -> anyhow::Result<Exit> {
         // said even with --quiet: the figures cover less than the run
         writeln!(stderr, "warning: shard {s} was interrupted: the merged figures cover what it ran")?;
     }
+    for (s, share) in &merged.saturated {
+        writeln!(
+            stderr,
+            "warning: shard {s}'s driver was behind for {:.0}% of its run (its live.saturated: its own wake-ups \
+             more than 10 ms late): it was short of CPU, and what it measured may measure its driver rather than \
+             the target; give each shard its own cores, or split the run into more shards",
+            share * 100.0
+        )?;
+    }
+    drop(stderr);
+    if let Some(live) = &merged.measured.summary.live {
+        super::run::warn_shed_missed(live);
+    }
     let o =
         Outputs { out: &args.out, result: &args.result, baseline: baseline.as_ref(), stamp: &stamp, started };
     write_run(&o, &gates, merged.measured, None)

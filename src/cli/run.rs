@@ -676,10 +676,17 @@ fn run_live(
     } else if let Some(live) = &measured.summary.live
         && let Some(d) = live.distortion.filter(|&d| d > crate::report::DISTORTION_WARN)
     {
+        // a driver short of CPU adds its own lateness to that overhead:
+        // a lower scale helps, but so would the CPU it lacked
+        let starved = if live.driver_saturated().is_some() {
+            " (part of that overhead is the driver's own lateness: see live.saturated below)"
+        } else {
+            ""
+        };
         errln!(
             "warning: at ×{} the run's own overhead ({} of wall time per step) becomes {:.0}% of the \
              service-level threshold in scenario time: waits measure the compression, not the target; \
-             run at ×{:.0} or less",
+             run at ×{:.0} or less{starved}",
             live.time_scale,
             human_ms(live.overhead_ms),
             d * 100.0,
@@ -824,6 +831,12 @@ fn warn_driver(live: &crate::summary::LiveInfo) {
     if let Some(w) = saturation_warning(live) {
         errln!("{w}");
     }
+    warn_shed_missed(live);
+}
+
+/// [`warn_driver`] but the driver's saturation (which `kfsim merge` says
+/// per shard).
+pub(super) fn warn_shed_missed(live: &crate::summary::LiveInfo) {
     if live.shed > 0 {
         errln!(
             "warning: {} arrivals were more than 5 s behind their schedule and were shed, counted offered and \

@@ -37,6 +37,12 @@ impl LiveState {
         LiveState { target: target.to_owned(), time_scale, ..Default::default() }
     }
 
+    /// The share of the run its driver was behind its own schedule
+    /// (`live.saturated`), if the probe ticked.
+    pub fn saturated(&self) -> Option<f64> {
+        self.counts.probe.behind_share()
+    }
+
     /// The live figures of a run of `sc` that stopped at `end_us` (scenario
     /// time) after `wall_s` seconds of wall time.
     pub fn figures(self, sc: &Scenario, end_us: u64, wall_s: f64) -> LiveFigures {
