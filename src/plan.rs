@@ -77,22 +77,21 @@ impl Target {
                 "--target {text}: `{path}` is the scenario's setting, not a measured outcome"
             ));
         }
-        let condition = gate::condition_for(&path, cond).map_err(|e| format!("--target {text}: {e}"))?;
         // The search wants the least staffing on one side of the threshold.
         // `!=` was met by nearly any value (`service_level!=0.8`
         // recommended 1 agent, at a service level of 0: found by probing),
         // and `==` by none but a bound (`abandon_rate==0`, which is `<=0`).
-        let sign = match condition.op {
-            Op::Ne => Some("!="),
-            Op::Eq => Some("=="),
-            _ => None,
-        };
-        if let Some(sign) = sign {
+        // Said before the condition is parsed: a mistyped `=` was told the
+        // gates' operators, `==` and `!=` among them.
+        let cond = cond.trim_start();
+        if !cond.starts_with(['<', '>']) {
+            let sign = &cond[..cond.find(|c| !matches!(c, '=' | '!')).unwrap_or(cond.len())];
             return Err(format!(
                 "--target {text}: `{sign}` names no side of the threshold: a plan's targets use >=, >, <= or < \
                  (the least staffing at which the metric is at least, or at most, the value)"
             ));
         }
+        let condition = gate::condition_for(&path, cond).map_err(|e| format!("--target {text}: {e}"))?;
         Ok(Target { text: text.to_owned(), path, condition })
     }
 

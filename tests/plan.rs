@@ -394,7 +394,7 @@ fn a_plan_refuses_what_gives_no_staffing_answer() {
         (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
     let sl = |more: &[&'static str]| [&["--target", "service_level>=0.8"][..], more].concat();
-    let cases: [(Vec<&str>, &str); 8] = [
+    let cases: [(Vec<&str>, &str); 9] = [
         (sl(&["--vary", "agents.kf.count", "--replications", "1"]), "not in 2..=1000"),
         (sl(&["--vary", "agents.kf.count", "--max-replications", "1"]), "not in 2..=10000"),
         (
@@ -413,6 +413,11 @@ fn a_plan_refuses_what_gives_no_staffing_answer() {
         (
             vec!["--target", "abandon_rate == 0", "--vary", "agents.kf.count"],
             "`==` names no side of the threshold: a plan's targets use >=, >, <= or <",
+        ),
+        // a mistyped `=` was told the gates' operators, `==` and `!=` among them
+        (
+            vec!["--target", "service_level=0.8", "--vary", "agents.kf.count"],
+            "`=` names no side of the threshold: a plan's targets use >=, >, <= or <",
         ),
     ];
     for (extra, says) in &cases {
