@@ -134,6 +134,30 @@ fn an_edited_series_file_is_refused_by_report_and_named_by_compare() {
     assert!(stderr.contains("within_t has"), "{stderr}");
 }
 
+/// `kfsim report` takes a run's summary.json for its folder, as `compare`
+/// does (it read "a/summary.json/summary.json: Not a directory"), and says
+/// that another file is not a run folder.
+#[test]
+fn report_takes_a_runs_summary_for_its_folder() {
+    let dir = scratch("report-summary");
+    let sc = scenario_with_gates(&dir, "");
+    let run = dir.join("run");
+    let o = kfsim(&["run", sc.to_str().unwrap(), "-q", "--out", run.to_str().unwrap()]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{o:?}");
+    std::fs::remove_file(run.join("report.html")).unwrap();
+    let o = kfsim(&["report", run.join("summary.json").to_str().unwrap()]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains(&run.join("report.html").display().to_string()), "{stdout}");
+    assert!(run.join("report.html").exists(), "the folder's report written again");
+    let other = dir.join("other.json");
+    std::fs::copy(run.join("summary.json"), &other).unwrap();
+    let o = kfsim(&["report", other.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("other.json is a file: kfsim report takes a run folder"), "{stderr}");
+}
+
 #[test]
 fn baselines_exact_for_the_same_sim_and_tolerant_otherwise() {
     let dir = scratch("baseline");

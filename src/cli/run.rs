@@ -551,10 +551,25 @@ pub(super) fn cmd_compare(args: &CompareArgs) -> anyhow::Result<Exit> {
 }
 
 pub(super) fn cmd_report(args: &ReportArgs) -> anyhow::Result<Exit> {
-    let run = folder::read(&args.dir).map_err(|e| ArgError(format!("{e:#}")))?;
-    let comparison = folder::read_comparison(&args.dir)?;
-    folder::write_report(&args.dir, &run, comparison.as_ref())?;
-    outln!("report     {}", args.dir.join("report.html").display());
+    // a run's summary.json stands for its folder, as `compare` takes
+    // either (it was "reading a/summary.json/summary.json: Not a directory")
+    let dir = match args.dir.parent() {
+        Some(parent) if args.dir.is_file() && args.dir.file_name() == Some("summary.json".as_ref()) => {
+            if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            }
+        }
+        _ => args.dir.as_path(),
+    };
+    if dir.is_file() {
+        return Err(ArgError(format!("{} is a file: kfsim report takes a run folder", dir.display())).into());
+    }
+    let run = folder::read(dir).map_err(|e| ArgError(format!("{e:#}")))?;
+    let comparison = folder::read_comparison(dir)?;
+    folder::write_report(dir, &run, comparison.as_ref())?;
+    outln!("report     {}", dir.join("report.html").display());
     Ok(Exit::Success)
 }
 
