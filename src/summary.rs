@@ -501,7 +501,10 @@ pub struct MessageCounts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent: Option<u64>,
     /// Live engine: of those, seen by a servicer (in a sharded run, known
-    /// to the customer's shard from the reply).
+    /// to the customer's shard from the reply). What is neither this nor
+    /// `lost` no servicer was due to see by the end: the messages of
+    /// sessions the bot kept, abandoned or still waiting, those in flight
+    /// when the run ended, and those sent as a session ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered: Option<u64>,
     /// Live engine: of sessions given to a servicer, messages the target

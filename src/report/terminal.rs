@@ -290,9 +290,15 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     )?;
     let m = &s.messages;
     let n = |v: Option<u64>| v.map_or("—".into(), |v| v.to_string());
+    // the rest no servicer was due to see by the end (`MessageCounts::
+    // delivered`): a line whose sums did not meet read as a leak
+    let rest = match (m.sent, m.delivered, m.lost) {
+        (Some(s), Some(d), Some(l)) if s > d + l => format!(" · for no servicer {}", s - d - l),
+        _ => String::new(),
+    };
     writeln!(
         w,
-        "delivery   sent {} · delivered {} · lost {} · duplicated {} · reordered {} (whole run)",
+        "delivery   sent {} · delivered {} · lost {}{rest} · duplicated {} · reordered {} (whole run)",
         n(m.sent),
         n(m.delivered),
         n(m.lost),
