@@ -152,8 +152,13 @@ impl State {
             return Ok(());
         }
         let invalid = |why: &str| ApiError::new(code::INVALID_CODE, format!("invalid msg token: {why}"));
-        let hex =
-            token.strip_prefix("ENC").filter(|h| h.len() == 38).ok_or_else(|| invalid("not issued here"))?;
+        // hex digits only before the fields are cut out by byte ranges: a
+        // character of several bytes across a field's edge panicked the
+        // request (found by probing: `sync_msg` never answered)
+        let hex = token
+            .strip_prefix("ENC")
+            .filter(|h| h.len() == 38 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| invalid("not issued here"))?;
         let field = |r: std::ops::Range<usize>| u64::from_str_radix(&hex[r], 16).ok();
         let (Some(issued_s), Some(serial), Some(mac)) = (field(0..10), field(10..22), field(22..38)) else {
             return Err(invalid("not issued here"));
@@ -286,5 +291,16 @@ mod tests {
         // another service (another seed) did not issue it
         let other = State::new(Config { seed: 2, callbacks: true, ..Config::default() });
         assert_eq!(other.check_sync_token(token, T0).unwrap_err().code, code::INVALID_CODE);
+    }
+
+    /// A token of the right length in bytes with a character of two bytes
+    /// across the edge of its first field (bytes 9..11 after `ENC`) is
+    /// refused: it was a panic, and the request went unanswered.
+    #[test]
+    fn a_token_that_is_not_hex_is_refused_not_a_panic() {
+        let (st, _, _) = logged(1);
+        let across = format!("ENC{}é{}", "a".repeat(9), "b".repeat(27));
+        assert_eq!(across.len(), 3 + 38);
+        assert_eq!(st.check_sync_token(&across, T0).unwrap_err().code, code::INVALID_CODE);
     }
 }
