@@ -380,6 +380,42 @@ async fn send_msg_states_and_limits() {
     server.stop().await.unwrap();
 }
 
+/// A client's msgid is unique in the account whichever API sent it: a
+/// `send_msg_on_event` took one a `send_msg` had used (and the other way
+/// round), and the customer got two messages of one id.
+#[tokio::test]
+async fn a_msgid_is_unique_in_the_account_across_send_msg_and_send_msg_on_event() {
+    let (server, mut c) = logged_in().await;
+    let bot = account(&mut c, "bot", &[], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let r = batch(&mut c, &ch, vec![say("bob", &bot, "b1", "q")]).await;
+    let ext = r[0]["external_userid"].as_str().unwrap().to_owned();
+    let text = json!({"content": "a"});
+    let send =
+        |id: &str| json!({"touser": ext, "open_kfid": bot, "msgid": id, "msgtype": "text", "text": text});
+    c.ok("/cgi-bin/kf/send_msg", send("first")).await;
+    let trans = json!({"open_kfid": bot, "external_userid": ext, "service_state": 4});
+    let end_code =
+        c.ok("/cgi-bin/kf/service_state/trans", trans).await["msg_code"].as_str().unwrap().to_owned();
+    let on_event = |id: &str| json!({"code": end_code, "msgid": id, "msgtype": "text", "text": text});
+    let v = c.post("/cgi-bin/kf/send_msg_on_event", on_event("first")).await;
+    assert!(code(&v) == 40058 && v["errmsg"].as_str().unwrap().contains("already used"), "{v}");
+    // refused, the code is not used up
+    assert_eq!(c.ok("/cgi-bin/kf/send_msg_on_event", on_event("second")).await["msgid"], "second");
+    batch(&mut c, &ch, vec![say("bob", &bot, "b2", "again")]).await;
+    assert_eq!(code(&c.post("/cgi-bin/kf/send_msg", send("second")).await), 40058);
+    let got = c.ok("/sim/customer/pull", json!({"channel_id": ch})).await;
+    let ids: Vec<&str> = got["event_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["sender"] == "api")
+        .map(|e| e["msgid"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["first", "second"]);
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn trans_transitions_and_servicer_availability() {
     let (server, mut c) = logged_in().await;

@@ -223,11 +223,7 @@ impl State {
         }
         let msgid = match msgid.filter(|m| !m.is_empty()) {
             Some(m) => {
-                ident("msgid", m, 32)?;
-                let sent = &mut at!(self.accounts, acct).sent_ids;
-                if !sent.insert(sent.key(&[m]), (), now_us) {
-                    return Err(ApiError::param(format!("msgid `{m}` is already used in this account")));
-                }
+                self.claim_msgid(acct, m, now_us)?;
                 Name::new(m)
             }
             None => self.new_name(),
@@ -242,6 +238,18 @@ impl State {
         }
         self.api_message(conv, msgid.clone(), content, now_us);
         Ok(msgid)
+    }
+
+    /// A client's own `msgid` for a message of account `acct`: checked,
+    /// and refused (40058) when a message of the account already has it,
+    /// whichever of `send_msg` and `send_msg_on_event` sent that one.
+    fn claim_msgid(&mut self, acct: u32, msgid: &str, now_us: u64) -> Result<(), ApiError> {
+        ident("msgid", msgid, 32)?;
+        let sent = &mut at!(self.accounts, acct).sent_ids;
+        if !sent.insert(sent.key(&[msgid]), (), now_us) {
+            return Err(ApiError::param(format!("msgid `{msgid}` is already used in this account")));
+        }
+        Ok(())
     }
 
     fn api_message(&mut self, conv: u32, msgid: Name, content: Content, now_us: u64) {
@@ -306,9 +314,14 @@ impl State {
         if matches!(k.kind, CodeKind::Queue | CodeKind::Assign) && !matches!(content, Content::Text(_)) {
             return Err(ApiError::new(code::INVALID_MSGTYPE, "only text may be sent with this code"));
         }
+        // the account's msgids are one set: a message sent with a code
+        // took a msgid a send_msg had used, and the other way round, so
+        // that the customer got two messages of one id (found by probing)
+        let acct = c.account;
         if let Some(m) = msgid.filter(|m| !m.is_empty()) {
-            ident("msgid", m, 32)?;
+            self.claim_msgid(acct, m, now_us)?;
         }
+        let c = at!(self.convs, conv);
         c.codes.remove(i);
         if k.kind == CodeKind::Welcome {
             c.last_welcome_us = Some(now_us);
