@@ -607,6 +607,42 @@ async fn bad_input_gets_wecom_errors_never_a_500() {
 /// being read (`expected struct SyncMsg`, `expected u32`). Every endpoint
 /// says what it expected in JSON's words, with serde's line and column,
 /// under 47001.
+/// `null` for an optional number, flag or list is absent, as it is for a
+/// string or an `Option` field: `"voice_format": null` was 47001 where
+/// `"cursor": null` was taken. A required list given `null` is missing
+/// (40058), as an empty string is; a value of the wrong type stays 47001.
+#[tokio::test]
+async fn a_null_number_or_list_is_absent_as_a_null_string_is() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "kf", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let ext = batch(&mut c, &ch, vec![say("bob", &kf, "b1", "q")]).await[0]["external_userid"].clone();
+    let sync =
+        c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "cursor": null, "voice_format": null})).await;
+    assert_eq!(sync["msg_list"].as_array().unwrap().len(), 1, "{sync}");
+    let got = c
+        .ok(
+            "/cgi-bin/kf/customer/batchget",
+            json!({"external_userid_list": [ext], "need_enter_session_context": null}),
+        )
+        .await;
+    assert_eq!(got["customer_list"][0]["external_userid"], ext, "{got}");
+    let add = json!({"open_kfid": kf, "userid_list": ["s2"], "department_id_list": null});
+    assert_eq!(c.ok("/cgi-bin/kf/servicer/add", add).await["result_list"][0]["errcode"], 0);
+    c.ok("/sim/servicer/set_status", json!({"servicer_userid": "s2", "status": 1, "stop_type": null})).await;
+    for (path, body, want) in [
+        ("/cgi-bin/kf/customer/batchget", json!({"external_userid_list": null}), 40058),
+        ("/cgi-bin/kf/servicer/add", json!({"open_kfid": kf, "userid_list": null}), 40058),
+        ("/sim/servicer/open_channel", json!({"servicer_userids": null}), 40058),
+        ("/cgi-bin/kf/sync_msg", json!({"open_kfid": kf, "voice_format": "1"}), 47001),
+        ("/cgi-bin/kf/servicer/add", json!({"open_kfid": kf, "userid_list": "s3"}), 47001),
+    ] {
+        let v = c.post(path, body.clone()).await;
+        assert_eq!(code(&v), want, "{path} {body}: {v}");
+    }
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_wrong_type_is_worded_in_json_terms() {
     let (server, mut c) = logged_in().await;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Service;
 use super::errors::{ApiError, absent_or_given, required};
 use super::faults::Caller;
-use super::http::{call, error, query_param, respond};
+use super::http::{call, error, null_is_default, query_param, respond};
 use super::model::{Name, Sender, SyncEntry, with_content};
 use super::state::{AccountInfo, Rule, ServicerInfo, State};
 use super::upgrade::UpgradeTo;
@@ -172,9 +172,9 @@ fn add_contact_way(st: &mut State, r: ContactWay, _now: u64) -> Result<serde_jso
 struct ServicerChange {
     #[serde(default)]
     open_kfid: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     userid_list: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     department_id_list: Vec<i64>,
     max_concurrent: Option<u32>,
 }
@@ -293,7 +293,7 @@ struct SyncMsg {
     #[serde(default)]
     token: String,
     limit: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     voice_format: i64,
     /// Absent: every account's log; given, it must not be empty.
     open_kfid: Option<String>,
@@ -366,9 +366,9 @@ fn send_msg_on_event(st: &mut State, mut r: SendOnEvent, now: u64) -> Result<Msg
 
 #[derive(Deserialize)]
 struct BatchGet {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     external_userid_list: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     need_enter_session_context: i64,
 }
 

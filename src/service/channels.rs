@@ -23,8 +23,8 @@ use super::Service;
 use super::errors::{ApiError, code};
 use super::faults::Caller;
 use super::http::{
-    call, closing, error, from_raw, long_poll, ok, parse_json, poll_args, query_param, read_body,
-    refuse_unread,
+    call, closing, error, from_raw, long_poll, null_is_default, ok, parse_json, poll_args, query_param,
+    read_body, refuse_unread,
 };
 use super::model::{Numbered, Sender, with_content};
 use super::session::{CustomerAck, Pulled};
@@ -86,7 +86,7 @@ fn open_channel(st: &mut State, r: OpenChannel, _now: u64) -> Result<serde_json:
 #[derive(Deserialize)]
 struct OpenServicerChannel {
     queue_cap: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     servicer_userids: Vec<String>,
 }
 
@@ -390,7 +390,7 @@ struct SetStatus {
     #[serde(default)]
     servicer_userid: String,
     status: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     stop_type: i64,
 }
 

@@ -495,6 +495,21 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for AsMap<D> {
     }
 }
 
+/// For `#[serde(default, deserialize_with = "null_is_default")]`: a
+/// number, flag or list given `null` reads as absent, as a string or an
+/// `Option` does (see `deserialize_str` above). Without it `"voice_format":
+/// null`, `"need_enter_session_context": null` or `"department_id_list":
+/// null`, as clients that write every optional parameter send them, were
+/// 47001 where `"cursor": null` was taken (found by probing). Only for a
+/// field whose default is its type's (`0`, `false`, empty).
+pub(super) fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
 /// A string's visitor asked through `deserialize_option`: `null` is the
 /// empty string, anything else is read as the string it must be (owned
 /// when `.1`), with the visitor's own errors.

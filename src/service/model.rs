@@ -152,7 +152,7 @@ pub struct Msgmenu {
     pub head_content: String,
     /// Menu items (`click`, `view`, `miniprogram`, `text`), checked and
     /// kept with their known fields only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::http::null_is_default")]
     pub list: Vec<serde_json::Value>,
     /// ≤ 1024 bytes.
     #[serde(default, skip_serializing_if = "String::is_empty")]
