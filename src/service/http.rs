@@ -149,15 +149,15 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Result::Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
+            // two hex digits only: `from_str_radix` alone read `%+1` as
+            // the byte 1, where a form decoder keeps `%` and reads `+` as a
+            // space
+            b'%' if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+                i += 2;
             }
+            b'%' => out.push(b'%'),
             c => out.push(c),
         }
         i += 1;
@@ -773,6 +773,7 @@ mod tests {
         assert_eq!(query_param(Some("a=1&access_token=x%2By&b"), "access_token"), "x+y");
         assert_eq!(query_param(Some("corpid=a+b"), "corpid"), "a b");
         assert_eq!(query_param(Some("x=%zz%4"), "x"), "%zz%4");
+        assert_eq!(query_param(Some("corpsecret=a%+1b"), "corpsecret"), "a% 1b", "a sign is no hex digit");
         assert_eq!(query_param(None, "x"), "");
     }
 
