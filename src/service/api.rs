@@ -136,7 +136,8 @@ struct AccountListOut {
 
 fn account_list(st: &mut State, r: AccountList, _now: u64) -> Result<AccountListOut, ApiError> {
     let offset = r.offset.unwrap_or(0);
-    let limit = r.limit.unwrap_or(100);
+    // 0 is the default, as in sync_msg (Go SDKs send 0 for a limit not set)
+    let limit = r.limit.filter(|&l| l != 0).unwrap_or(100);
     if offset < 0 {
         return Err(ApiError::param("offset must not be negative"));
     }
@@ -316,7 +317,10 @@ fn sync_msg(st: &mut State, r: SyncMsg, now: u64) -> Result<SyncOut, ApiError> {
     if !(0..=1).contains(&r.voice_format) {
         return Err(ApiError::param("voice_format must be 0 (amr) or 1 (silk)"));
     }
-    let limit = r.limit.unwrap_or(1000);
+    // 0 is the default: silenceper/wechat's SyncMsgOptions sends
+    // `"limit": 0` whenever its user sets none (no omitempty), and works
+    // against WeCom; it was 40058 here
+    let limit = r.limit.filter(|&l| l != 0).unwrap_or(1000);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::param("limit must be between 1 and 1000"));
     }
