@@ -719,6 +719,51 @@ fn bench_of_the_engine_alone_runs_the_same_sessions() {
     assert!(measured.iter().all(|(_, n)| (25_000..35_000).contains(n)), "{measured:?}");
 }
 
+/// Whether process `pid` still runs (a zombie nobody reaps has ended).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
+/// Found by probing: `kfsim bench` killed (a CI job's timeout, a closed
+/// terminal, SIGKILL) left its measuring child running on, orphaned, for
+/// as long as its sessions take. The child now ends with its parent.
+#[test]
+fn a_killed_bench_takes_its_child_with_it() {
+    // a billion sessions: minutes of work for the child
+    let mut parent = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["bench", "--sessions", "1000000000", "scenarios/bench-mmc.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", parent.id());
+    let mut child = String::new();
+    for _ in 0..200 {
+        child = std::fs::read_to_string(&children).unwrap_or_default().trim().to_owned();
+        if !child.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!child.is_empty(), "the benchmark process never started");
+    let killed = Command::new("kill").args(["-KILL", &parent.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    parent.wait().unwrap();
+    // a bound on a hang, not a measure of speed: the child ends within a
+    // moment, or runs for minutes
+    let mut left = 600;
+    while running(&child) && left > 0 {
+        std::thread::sleep(Duration::from_millis(50));
+        left -= 1;
+    }
+    let orphaned = running(&child);
+    if orphaned {
+        let _ = Command::new("kill").args(["-KILL", &child]).status();
+    }
+    assert!(!orphaned, "the benchmark process {child} outlived its parent");
+}
+
 #[test]
 fn bench_refuses_sessions_it_could_not_run() {
     for sessions in ["0", "1000000001"] {

@@ -31,6 +31,7 @@ pub struct BenchArgs {
 
 pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
     if args.child {
+        end_with_parent();
         let path = args.scenarios.first().context("--child needs one scenario")?;
         let sc = bench_scenario(path, args.sessions)?;
         let started = Instant::now();
@@ -67,12 +68,19 @@ pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
     for path in &scenarios {
         // Validate here so a bad file is exit 2, not a child's failure.
         bench_scenario(path, args.sessions)?;
-        let output = std::process::Command::new(&exe)
+        let mut child = std::process::Command::new(&exe)
             .args(["bench", "--child", "--sessions", &args.sessions.to_string()])
             .args(args.engine_only.then_some("--engine-only"))
             .arg(path)
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .context("starting the benchmark process")?;
+        // held open, never written, until the child is done: see `end_with_parent`
+        let lifeline = child.stdin.take();
+        let output = child.wait_with_output().context("waiting for the benchmark process")?;
+        drop(lifeline);
         anyhow::ensure!(
             output.status.success(),
             "benchmark of {} failed: {}",
@@ -90,6 +98,28 @@ pub(super) fn cmd_bench(args: &BenchArgs) -> anyhow::Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// End this benchmark process when the `bench` that started it ends. A
+/// parent killed (SIGTERM from a CI job's timeout, SIGHUP, SIGKILL) left
+/// its child measuring for as long as a billion sessions take, orphaned,
+/// on a machine that had moved on (found by probing). The parent holds
+/// the write end of this process's stdin and never writes: the kernel
+/// closes it however the parent ends, and the read here sees the end.
+fn end_with_parent() {
+    std::thread::spawn(|| {
+        use std::io::Read as _;
+        let mut sink = [0u8; 64];
+        loop {
+            match std::io::stdin().read(&mut sink) {
+                Ok(0) => std::process::exit(Exit::Interrupted as i32),
+                Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+                    std::process::exit(Exit::Interrupted as i32)
+                }
+                _ => {}
+            }
+        }
+    });
 }
 
 /// The scenario at `path` with its duration set so that about `sessions`
