@@ -188,6 +188,51 @@ fn a_run_that_fails_while_writing_leaves_no_summary_to_misread() {
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
 }
 
+/// A folder that cannot take the report (a full disk, found by probing
+/// with a 64 KiB tmpfs) lost every figure the run measured: nothing but
+/// the write's error was printed. The figures are printed, even with
+/// `--quiet` (they are in no file), and the run still exits 3.
+#[test]
+fn a_run_whose_report_cannot_be_written_still_prints_its_figures() {
+    let out = scratch("unwritable-report");
+    // report.html a folder: the run fails after its series
+    std::fs::create_dir(out.join("report.html")).unwrap();
+    let o = kfsim(&["run", "scenarios/quickstart.toml", "-q", "--out", out.to_str().unwrap()]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("report.html") && stderr.contains("printed above"), "{stderr}");
+    assert!(stdout.contains("sessions   offered"), "{stdout}");
+    assert!(stdout.contains("gate       ok   service_level"), "{stdout}");
+    // no line points at a report that is not there
+    assert!(!stdout.contains("report     "), "{stdout}");
+}
+
+/// The same for a sweep: its points were printed only once its folder
+/// was written.
+#[test]
+fn a_sweep_whose_folder_cannot_be_written_still_prints_its_points() {
+    let out = scratch("unwritable-sweep");
+    std::fs::create_dir(out.join("sweep.csv")).unwrap();
+    let o = kfsim(&[
+        "sweep",
+        "scenarios/erlang-c.toml",
+        "--set",
+        "duration=3h",
+        "--vary",
+        "agents.kf.count=44,46",
+        "--replications",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("sweep.csv") && stderr.contains("printed above"), "{stderr}");
+    assert!(stdout.contains("agents.kf.count=44") && stdout.contains("agents.kf.count=46"), "{stdout}");
+    assert!(!stdout.contains("sweep.html"), "{stdout}");
+    assert!(!out.join("sweep.json").exists());
+}
+
 /// Editors on Windows begin a UTF-8 file with a byte-order mark: a summary
 /// saved by one was "not valid JSON" to `compare` and `report` (found by
 /// probing). It is skipped.

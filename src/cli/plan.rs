@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+
 use super::{ArgError, Exit, ScenarioArgs, default_out_dir};
 use crate::merge::{Kind, PlanPart, PlanSpec, ReadShard, ShardFile, Source, SweepPart, SweepRep};
 use crate::plan::{
@@ -158,8 +160,12 @@ fn go_on() -> impl Fn() -> bool + Sync + Send + 'static {
 }
 
 fn write_sweep(out: &std::path::Path, result: &SweepResult) -> anyhow::Result<Exit> {
-    crate::report::folder::write_sweep(out, result)?;
+    // printed whether or not the folder takes it: a sweep's hours of
+    // replications were lost with nothing but "No space left on device"
+    // (found by probing)
+    let written = crate::report::folder::write_sweep(out, result);
     print_sweep(&mut std::io::stdout().lock(), result)?;
+    written.context("the sweep could not be written; its points are printed above, in no file")?;
     outln!("report     {}", out.join("sweep.html").display());
     Ok(if result.interrupted.is_some() { Exit::Interrupted } else { Exit::Success })
 }

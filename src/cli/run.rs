@@ -335,17 +335,26 @@ pub(super) fn write_run(
         let view = gate::gate_view(&mut run.summary, gates)?;
         run.summary.gates = gate::evaluate(gates, &view);
     }
-    folder::begin(out)?;
-    folder::write_data(out, &run)?;
-    if let Some(f) = shard_file {
-        f.write(out)?;
-    }
-    folder::write_report(out, &run, comparison.as_ref())?;
-    if o.result.export.contains(&Export::Hgrm) {
-        folder::write_hgrm(out, &run)?;
-    }
-    folder::write_summary(out, &run.summary)?;
-    if let Some(path) = &o.result.junit {
+    let written = (|| {
+        folder::begin(out)?;
+        folder::write_data(out, &run)?;
+        if let Some(f) = shard_file {
+            f.write(out)?;
+        }
+        folder::write_report(out, &run, comparison.as_ref())?;
+        if o.result.export.contains(&Export::Hgrm) {
+            folder::write_hgrm(out, &run)?;
+        }
+        folder::write_summary(out, &run.summary)
+    })();
+    // A folder that cannot take the report (a full disk) must not take the
+    // measurement with it: an hour's live run printed nothing but "No
+    // space left on device" (found by probing). Its figures are printed,
+    // even with --quiet, as they are in no file, and the error follows.
+    let quiet = o.result.quiet && written.is_ok();
+    if written.is_ok()
+        && let Some(path) = &o.result.junit
+    {
         let s = &run.summary;
         let meta = junit::Meta {
             scenario: s.scenario.name.clone(),
@@ -358,16 +367,19 @@ pub(super) fn write_run(
         write_junit(path, &meta, Some(&s.gates), comparison.as_ref())?;
     }
     let mut stdout = std::io::stdout().lock();
-    if !o.result.quiet {
+    if !quiet {
         crate::report::terminal(&run.summary, &mut stdout)?;
-        writeln!(stdout, "report     {}", out.join("report.html").display())?;
+        if written.is_ok() {
+            writeln!(stdout, "report     {}", out.join("report.html").display())?;
+        }
     }
     let regressed = comparison.as_ref().is_some_and(Comparison::failed);
     if let Some(c) = &comparison {
-        print_comparison(&mut stdout, c, o.result.quiet)?;
+        print_comparison(&mut stdout, c, quiet)?;
     }
     // Failed gates come last, where a CI log is read.
-    let failed = print_gates(&mut stdout, &run.summary.gates, o.result.quiet)?;
+    let failed = print_gates(&mut stdout, &run.summary.gates, quiet)?;
+    written.context("the report could not be written; its figures are printed above, in no file")?;
     Ok(if run.summary.run.interrupted {
         Exit::Interrupted
     } else if failed || regressed {
