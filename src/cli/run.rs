@@ -680,7 +680,27 @@ fn run_live(
     {
         errln!("live: waiting (at most {:?}) for the callback URL to verify", w.verify_within);
     }
-    let (bar, mut progress) = progress_bar(sc, args.result.quiet);
+    let (bar, mut bar_progress) = progress_bar(sc, args.result.quiet);
+    let shown = bar.clone();
+    let mut told = false;
+    let mut progress = move |p: &crate::observe::Progress| {
+        let go_on = bar_progress(p);
+        // Once the run has begun (a run still reaching its target stops at
+        // once, writing nothing), a stop gives the calls in flight their
+        // answers: against a target that stopped answering, their timeouts,
+        // half a minute and more with nothing said, in which a second
+        // Ctrl-C pressed to get on threw the report away (found by probing).
+        if !go_on && !told && p.now_us > 0 {
+            told = true;
+            shown.suspend(|| {
+                errln!(
+                    "interrupted: finishing the calls in flight (up to their timeouts against a target that does \
+                     not answer), then writing the report of what ran; a second Ctrl-C ends at once, without it"
+                )
+            });
+        }
+        go_on
+    };
     let measured = match &wecom {
         // a middleware's section is kfsim's WeCom's, outside the merged state
         Some(w) => run_live_middleware(sc, opts, w, &mut progress).map(|m| (m, None)),
