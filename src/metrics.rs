@@ -241,6 +241,10 @@ struct AccountStats {
     bot_sessions: u64,
     bot_resolved: u64,
     bot_handed_over: u64,
+    /// Sessions of the bot's refused before it handed them over (shed at
+    /// arrival, or never taken by the target).
+    #[serde(default)]
+    bot_rejected: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -788,6 +792,7 @@ impl Metrics {
             sessions: self.bot.sessions,
             resolved,
             handed_over,
+            rejected: self.accounts.iter().map(|a| a.bot_rejected).sum(),
             deflection: ratio(resolved as f64, (resolved + handed_over) as f64),
             replies: self.bot_replies,
             first_response: self.bot.first_response.stats_ms(),
@@ -856,7 +861,8 @@ impl Metrics {
             if self.has_bot[i] {
                 edge(format!("bot:{}", a.name), "resolved".into(), m.bot_resolved);
                 edge(format!("bot:{}", a.name), people(i), m.bot_handed_over);
-                let open = m.bot_sessions.saturating_sub(m.bot_resolved + m.bot_handed_over);
+                edge(format!("bot:{}", a.name), "rejected".into(), m.bot_rejected);
+                let open = m.bot_sessions.saturating_sub(m.bot_resolved + m.bot_handed_over + m.bot_rejected);
                 edge(format!("bot:{}", a.name), "open".into(), open);
             }
         }
@@ -1051,7 +1057,14 @@ impl Metrics {
             }
             Obs::Rejected { s, .. } => {
                 if self.counted(&s) {
-                    self.accounts[s.account as usize].counts.rejected += 1;
+                    // refused while with the bot: never offered to people,
+                    // and no longer the bot's (it was booked to both)
+                    let acc = &mut self.accounts[s.account as usize];
+                    if s.bot {
+                        acc.bot_rejected += 1
+                    } else {
+                        acc.counts.rejected += 1
+                    }
                     if s.handle == 0 {
                         self.counts.rejected += 1;
                         self.entries[s.entry as usize].counts.rejected += 1;

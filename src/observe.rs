@@ -98,12 +98,22 @@ pub struct SessionInfo {
     /// 0 for the customer's first handle by people; one more after each
     /// transfer (转接).
     pub handle: u8,
+    /// With its account's bot (智能助手), not yet handed to people: a
+    /// session refused now (shed at arrival, or never taken by the target)
+    /// is the bot's refusal, not people's, and not one the bot still holds.
+    pub bot: bool,
 }
 
 impl SessionInfo {
     /// A session that arrived at `arrived_us` and goes to people at once.
     pub fn new(arrived_us: u64, entry: u16, account: u16) -> SessionInfo {
-        SessionInfo { arrived_us, human_us: arrived_us, entry, account, handle: 0 }
+        SessionInfo { arrived_us, human_us: arrived_us, entry, account, handle: 0, bot: false }
+    }
+
+    /// A session that arrived at `arrived_us`, with the account's bot if
+    /// `bot`.
+    pub fn arriving(arrived_us: u64, entry: u16, account: u16, bot: bool) -> SessionInfo {
+        SessionInfo { bot, ..SessionInfo::new(arrived_us, entry, account) }
     }
 }
 

@@ -627,7 +627,8 @@ impl<'a, O: Observer> Simulation<'a, O> {
             None => home,
             Some(r) => r.pick(returning, home),
         };
-        let info = SessionInfo::new(now, entry as u16, account as u16);
+        let info =
+            SessionInfo::arriving(now, entry as u16, account as u16, self.accounts[account].bot.is_some());
         let sticky_eligible = last_agent != NO_AGENT;
         self.obs.observe(Obs::Entered { s: info, returning, sticky_eligible, msgtype });
         if self.in_flight >= self.max_in_flight {
@@ -747,6 +748,7 @@ impl<'a, O: Observer> Simulation<'a, O> {
         } else {
             // the customer's request for a person is what the agent answers first
             s.info.human_us = now;
+            s.info.bot = false;
             s.msg_sent_us = now;
             let info = s.info;
             self.obs.observe(Obs::Handoff { t: now, s: info });
@@ -1169,6 +1171,38 @@ rate = "1/d"
         assert_eq!(rejected, [3_000_000, 4_000_000]);
         assert_eq!((stats.shed, stats.peak_in_flight, stats.sessions), (2, 3, 5));
         assert_eq!(replies(&seen).len(), 3, "the three taken are answered");
+    }
+
+    /// Sessions shed at arrival by a bot's account are the bot's refusals:
+    /// they were booked both as rejected by people and as still with the
+    /// bot at the end (found by probing a live run whose target died), so
+    /// the flow out of the bot did not add up to what went in.
+    #[test]
+    fn sessions_shed_while_with_the_bot_are_rejected_once() {
+        let text = ONE_AGENT.replace("slowdown = 1.0", "").replace(
+            "name = \"a\"\n",
+            "name = \"a\"\n[account.bot]\nreply_delay = \"2s\"\nresolve = 0.0\nturns = 1\n",
+        );
+        // at most 3 in flight: of five customers a second apart, the last
+        // two are shed while the first three are with the bot or people
+        let at: Vec<u64> = (0..5).map(|t| t * 1_000_000).collect();
+        let (seen, stats) = run_bounded(&text, &at, 3);
+        assert_eq!(stats.shed, 2);
+        let sc = Scenario::parse(&text, "t.toml").unwrap();
+        let mut metrics = Metrics::new(&sc);
+        for o in seen {
+            metrics.observe(o);
+        }
+        let s = metrics.finish(&sc, &stats);
+        let bot = s.bot.as_ref().unwrap();
+        assert_eq!((bot.sessions, bot.handed_over, bot.rejected), (5, 3, 2), "{bot:?}");
+        assert_eq!(s.sessions.rejected, 2, "still rejected sessions");
+        assert_eq!(s.by_account["a"].handles.rejected, 0, "never offered to people");
+        let edge = |from: &str, to: &str| {
+            s.flow.iter().find(|e| e.from == from && e.to == to).map_or(0, |e| e.sessions)
+        };
+        assert_eq!((edge("bot:a", "rejected"), edge("bot:a", "open")), (2, 0), "{:?}", s.flow);
+        assert_eq!(edge("account:a", "rejected"), 0, "{:?}", s.flow);
     }
 
     #[test]

@@ -655,6 +655,12 @@ pub struct BotSummary {
     pub resolved: u64,
     /// Of those, handed to people (state 1 → 2).
     pub handed_over: u64,
+    /// Of those, refused before the bot handed them over: shed at arrival
+    /// (the simulator's bound on sessions in flight, the live driver's
+    /// `live.shed`) or never taken by the target. Counted in
+    /// `sessions.rejected`, not in `to_people`.
+    #[serde(default)]
+    pub rejected: u64,
     /// resolved / (resolved + handed_over).
     pub deflection: Option<f64>,
     /// Answers the bot sent.

@@ -700,12 +700,13 @@ fn the_bot_accounts_groups_and_transfers_in_the_terminal_and_the_page() {
     assert!(at("<figure id=\"flow\">") < at("<h2>Charts</h2>"));
     at(&format!("are over the {people} that reached people"));
     at(&format!("<div class=\"v\">{}</div><div class=\"k\">bot deflection</div>", pct(b.deflection)));
-    let held = b.sessions - b.resolved - b.handed_over;
+    let held = b.sessions - b.resolved - b.handed_over - b.rejected;
     at(&format!(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{held}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{held}</td><td>{}</td><td>{}</td></tr>",
         b.sessions,
         b.resolved,
         b.handed_over,
+        b.rejected,
         pct(b.deflection),
         b.replies
     ));

@@ -706,7 +706,7 @@ impl<'a> Driver<'a> {
             Some(p) => (p.turns + messages - 1, p.turns - 1),
             None => (messages, 0),
         };
-        let info = SessionInfo::new(t, e as u16, account as u16);
+        let info = SessionInfo::arriving(t, e as u16, account as u16, plan.is_some());
         let _ = self.sh.obs.send(Obs::Entered {
             s: info,
             returning,
@@ -1111,6 +1111,7 @@ impl<'a> Driver<'a> {
             // patience and people's first reply count from then
             let h = b.done_at.unwrap_or(now);
             c.info.human_us = h;
+            c.info.bot = false;
             if let Some(at) = c.sent_at.get_mut(c.first as usize) {
                 *at = h;
             }
@@ -1163,7 +1164,7 @@ impl<'a> Driver<'a> {
                     // pool was full): people refused it, as in the simulator
                     (Some(b), _) => {
                         let h = b.done_at.unwrap_or(now);
-                        let s = SessionInfo { human_us: h, ..info };
+                        let s = SessionInfo { human_us: h, bot: false, ..info };
                         let _ = self.sh.obs.send(Obs::Handoff { t: h, s });
                         let _ = self.sh.obs.send(Obs::Rejected { t: now, s });
                     }

@@ -433,15 +433,17 @@ fn paths(h: &mut String, run: &Measured, flow: Option<&Chart>) {
         figure(h, c);
     }
     if let Some(b) = &s.bot {
-        let held = b.sessions.saturating_sub(b.resolved + b.handed_over);
+        let held = b.sessions.saturating_sub(b.resolved + b.handed_over + b.rejected);
         let _ = writeln!(
             h,
             "<h3 id=\"bot\">The bot</h3>\n<table><tr><th>sessions</th><th>resolved by the bot</th>\
-             <th>handed over to people</th><th>still with the bot at the end</th><th>deflection</th><th>bot replies</th></tr>\n\
-             <tr><td>{}</td><td>{}</td><td>{}</td><td>{held}</td><td>{}</td><td>{}</td></tr></table>",
+             <th>handed over to people</th><th>rejected before the hand-over</th><th>still with the bot at the end</th>\
+             <th>deflection</th><th>bot replies</th></tr>\n\
+             <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{held}</td><td>{}</td><td>{}</td></tr></table>",
             b.sessions,
             b.resolved,
             b.handed_over,
+            b.rejected,
             pct(b.deflection),
             b.replies
         );

@@ -127,14 +127,19 @@ fn bot(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     let Some(b) = &s.bot else { return Ok(()) };
     // sessions the bot still held when the run stopped: offered, yet neither
     // resolved nor handed over
-    let held = b.sessions.saturating_sub(b.resolved + b.handed_over);
+    let held = b.sessions.saturating_sub(b.resolved + b.handed_over + b.rejected);
     writeln!(
         w,
-        "bot        {} sessions · resolved {} · handed over {} · deflection {}{}",
+        "bot        {} sessions · resolved {} · handed over {} · deflection {}{}{}",
         b.sessions,
         b.resolved,
         b.handed_over,
         pct(b.deflection),
+        if b.rejected > 0 {
+            format!(" · rejected {} before the hand-over", b.rejected)
+        } else {
+            String::new()
+        },
         if held > 0 { format!(" · {held} still with the bot at the end") } else { String::new() },
     )?;
     writeln!(
