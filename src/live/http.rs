@@ -23,8 +23,11 @@ const DRIVER_HEADER: (&str, &str) = ("x-kfsim-driver", "1");
 /// Why a call failed; counted per endpoint by [`CallError::kind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
-    /// No connection could be made (refused, reset before a response).
+    /// No connection could be made (refused, or no answer to the connect).
     Connect(String),
+    /// A connection was made and broke: the request could not be written,
+    /// or the answer ended early, or was no HTTP/1.x answer.
+    Broken(String),
     /// No complete answer within the timeout.
     Timeout,
     /// An HTTP status other than 200.
@@ -46,6 +49,7 @@ impl CallError {
     pub fn kind(&self) -> String {
         match self {
             CallError::Connect(_) => "connect".into(),
+            CallError::Broken(_) => "broken".into(),
             CallError::Timeout => "timeout".into(),
             CallError::Status(s) => format!("http_{s}"),
             CallError::Errcode(c) => format!("errcode_{c}"),
@@ -400,6 +404,7 @@ impl Http {
             let v = answer.await.map_err(|e| match e {
                 pool::Error::Url(e) | pool::Error::Request(e) => CallError::Request(e),
                 pool::Error::Connect(e) => CallError::Connect(e),
+                pool::Error::Broken(e) => CallError::Broken(e),
                 pool::Error::TooLarge => CallError::TooLarge,
             })??;
             match v.errcode() {

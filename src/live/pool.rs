@@ -64,9 +64,14 @@ pub enum Error {
     /// The request cannot be written as HTTP/1.1 (a path or header with
     /// spaces or line breaks: a token or target from outside).
     Request(String),
-    /// No connection, it broke before the answer ended, or the answer was
-    /// no HTTP/1.x answer.
+    /// No connection could be made.
     Connect(String),
+    /// A connection was made, but the request could not be written, or
+    /// it closed or broke before the answer ended, or the answer was no
+    /// HTTP/1.x answer: a target that takes connections and breaks them
+    /// (all of this was `Connect`, which sent its reader after a port or a
+    /// network that were fine; found by probing).
+    Broken(String),
     /// The answer's body is longer than the caller's cap.
     TooLarge,
 }
@@ -168,7 +173,7 @@ impl Pool {
                 Ok(()) => break conn,
                 // not a byte of it taken: the target had closed the connection
                 Err((0, _)) if reused => continue,
-                Err((_, e)) => return Err(Error::Connect(format!("write to {}: {e}", inner.addr))),
+                Err((_, e)) => return Err(Error::Broken(format!("write to {}: {e}", inner.addr))),
             }
         };
         let (r, keep) = conn.answer(max, read).await?;
@@ -217,7 +222,7 @@ impl Conn {
         if self.fill_or_end().await? {
             Ok(())
         } else {
-            Err(Error::Connect("the target closed the connection before the answer ended".into()))
+            Err(Error::Broken("the target closed the connection before the answer ended".into()))
         }
     }
 
@@ -231,7 +236,7 @@ impl Conn {
         match self.stream.read_buf(&mut self.buf).await {
             Ok(0) => Ok(false),
             Ok(_) => Ok(true),
-            Err(e) => Err(Error::Connect(format!("read: {e}"))),
+            Err(e) => Err(Error::Broken(format!("read: {e}"))),
         }
     }
 
@@ -253,7 +258,7 @@ impl Conn {
                 break head;
             }
             if head.status == 101 {
-                return Err(Error::Connect("the target switched protocols unasked (101)".into()));
+                return Err(Error::Broken("the target switched protocols unasked (101)".into()));
             }
         };
         let mut keep = head.keep;
@@ -307,10 +312,10 @@ impl Conn {
                         return Ok(head);
                     }
                     Ok(httparse::Status::Partial) if self.unread().len() > MAX_HEAD => {
-                        return Err(Error::Connect(format!("an answer head longer than {MAX_HEAD} bytes")));
+                        return Err(Error::Broken(format!("an answer head longer than {MAX_HEAD} bytes")));
                     }
                     Ok(httparse::Status::Partial) => {}
-                    Err(e) => return Err(Error::Connect(format!("no HTTP/1.x answer: {e}"))),
+                    Err(e) => return Err(Error::Broken(format!("no HTTP/1.x answer: {e}"))),
                 }
             }
             self.fill().await?;
@@ -324,13 +329,13 @@ impl Conn {
             let (line, size) = match httparse::parse_chunk_size(self.unread()) {
                 Ok(httparse::Status::Complete(c)) => c,
                 Ok(httparse::Status::Partial) if self.unread().len() > MAX_HEAD => {
-                    return Err(Error::Connect("a chunk size line without end".into()));
+                    return Err(Error::Broken("a chunk size line without end".into()));
                 }
                 Ok(httparse::Status::Partial) => {
                     self.fill().await?;
                     continue;
                 }
-                Err(_) => return Err(Error::Connect("a malformed chunk size".into())),
+                Err(_) => return Err(Error::Broken("a malformed chunk size".into())),
             };
             if size == 0 {
                 self.pos += line;
@@ -343,7 +348,7 @@ impl Conn {
             }
             let chunk = &self.unread()[line..line + size + 2];
             if &chunk[size..] != b"\r\n" {
-                return Err(Error::Connect("a chunk not followed by CRLF".into()));
+                return Err(Error::Broken("a chunk not followed by CRLF".into()));
             }
             body.extend_from_slice(&chunk[..size]);
             self.pos += line + size + 2;
@@ -366,7 +371,7 @@ impl Conn {
                 None => self.fill().await?,
             }
             if skipped > MAX_HEAD {
-                return Err(Error::Connect(format!("trailers longer than {MAX_HEAD} bytes")));
+                return Err(Error::Broken(format!("trailers longer than {MAX_HEAD} bytes")));
             }
         }
     }
@@ -407,9 +412,9 @@ fn read_head(resp: &httparse::Response<'_, '_>) -> Result<Head, Error> {
         if h.name.eq_ignore_ascii_case("content-length") {
             for v in h.value.split(|&b| b == b',') {
                 let n = decimal(v.trim_ascii())
-                    .ok_or_else(|| Error::Connect("a content-length that is no number".into()))?;
+                    .ok_or_else(|| Error::Broken("a content-length that is no number".into()))?;
                 if length.is_some_and(|l| l != n) {
-                    return Err(Error::Connect("content-lengths that disagree".into()));
+                    return Err(Error::Broken("content-lengths that disagree".into()));
                 }
                 length = Some(n);
             }
@@ -764,7 +769,7 @@ mod tests {
     async fn bad_answers_and_requests_fail_the_call() {
         let (base, _) = target(false).await;
         let pool = Pool::new(&base);
-        assert!(matches!(get(&pool, "/garbage").await, Err(Error::Connect(e)) if e.contains("no HTTP")));
+        assert!(matches!(get(&pool, "/garbage").await, Err(Error::Broken(e)) if e.contains("no HTTP")));
         assert!(matches!(get(&pool, "/huge").await, Err(Error::TooLarge)));
         assert!(matches!(get(&pool, "/huge-chunks").await, Err(Error::TooLarge)));
         for bad in ["/a b", "/a\r\nx-injected: 1", ""] {
