@@ -110,9 +110,12 @@ fn direction_of(path: &str) -> Better {
     let last = path.rsplit('.').next().unwrap_or(path);
     // a time's figures, but not how many there were
     let timed = last != "count" && path.split('.').any(|s| s.ends_with("_ms"));
+    // an endpoint's errors of one kind (`timeout`, `connect`, `broken`,
+    // `http_503`, …) are errors whatever the kind's name
+    let errors = path.split('.').rev().nth(1) == Some("errors_by_kind");
     if HIGHER.contains(&last) || path == "sticky.rate" {
         Better::Higher
-    } else if LOWER.contains(&last) || timed {
+    } else if LOWER.contains(&last) || timed || errors {
         Better::Lower
     } else {
         Better::Either
@@ -1019,6 +1022,11 @@ mod tests {
         assert_eq!(status(&c, "by_entry.web.service_level"), Status::Improved);
         assert_eq!(direction_of("latency_ms.queue_wait.count"), Better::Either);
         assert_eq!(direction_of("by_entry.web.latency_ms.queue_wait.p90"), Better::Lower);
+        // an error of any kind (`timeout` was judged either way, as was `connect`)
+        for kind in ["timeout", "connect", "broken", "http_503", "errcode_45009"] {
+            let path = format!("http.customer_batch.errors_by_kind.{kind}");
+            assert_eq!(direction_of(&path), Better::Lower, "{path}");
+        }
         let c = compare(&base, &with(0.92, 950.0, 1000.0), &[tol("by_entry.web.asa_ms=1%")]);
         assert_eq!(status(&c, "by_entry.web.asa_ms"), Status::Ok);
         let worse = compare(&base, &with(0.5, 950.0, 1000.0), &[tol("by_entry.web.asa_ms=1%")]);
