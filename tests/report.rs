@@ -796,6 +796,31 @@ fn the_bot_accounts_groups_and_transfers_in_the_terminal_and_the_page() {
     }
     assert_eq!(x("account:aftersales"), x("account:presale"));
     assert!(x("group:pre") > x("account:aftersales"));
+    // every band runs clear of the nodes it does not join: one that skips a
+    // column (the bot's resolved sessions, on their way to the outcomes)
+    // passes above or below that column's nodes, not behind them
+    let boxes: Vec<(&str, [f64; 4])> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("flow-node"))
+        .map(|n| {
+            let f = |k: &str| n.attribute(k).unwrap().parse::<f64>().unwrap();
+            (n.attribute("data-node").unwrap(), [f("x"), f("y"), f("width"), f("height")])
+        })
+        .collect();
+    for band in doc.descendants().filter(|n| n.attribute("class") == Some("flow-edge")) {
+        let (from, to) = (band.attribute("data-from").unwrap(), band.attribute("data-to").unwrap());
+        let half = band.attribute("stroke-width").unwrap().parse::<f64>().unwrap() / 2.0;
+        for point in band.attribute("points").unwrap().split_whitespace() {
+            let (x, y) = point.split_once(',').unwrap();
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            for (id, [x0, y0, w, h]) in boxes.iter().filter(|(id, _)| *id != from && *id != to) {
+                assert!(
+                    !(x > *x0 && x < x0 + w && y + half > *y0 && y - half < y0 + h),
+                    "{from} → {to} runs through {id} at ({x}, {y})"
+                );
+            }
+        }
+    }
     // the page inlines the same chart, and the PNG is drawn too
     assert_eq!(html.matches("class=\"flow-edge\"").count(), drawn.len());
     let png = std::fs::read(out.join("charts/flow.png")).unwrap();

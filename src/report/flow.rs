@@ -2,7 +2,12 @@
 //! Sankey-like chart in columns — entry point → bot → the account's pool →
 //! agent group → outcome — with each band as wide as its count and
 //! labelled with it. Transfers (转接) run back from a group to another
-//! account's pool in lanes under the columns.
+//! account's pool in lanes under the columns. A band that skips a column
+//! (the bot's resolved sessions on their way to the outcomes, a pool's
+//! abandoned ones) passes it above or below its nodes, in room of its own:
+//! drawn straight across, it ran behind the nodes it skipped and read as
+//! going through them (the quickstart's 1 818 resolved sessions seemed to
+//! cross the presale pool and the day shift).
 //!
 //! It is drawn with plotters like every other chart, so the same picture
 //! comes out as SVG and as PNG, its text measured with the bundled font.
@@ -128,6 +133,8 @@ struct Edge {
     y1: f64,
     /// A transfer back to an earlier column: the y of its lane.
     lane: Option<f64>,
+    /// Centre of the band in each column it skips, left to right.
+    via: Vec<f64>,
 }
 
 /// The laid-out flow.
@@ -218,7 +225,16 @@ impl Flow {
                 });
             }
             let [from, to] = ends;
-            edges.push(Edge { from, to, sessions: e.sessions, width: 0.0, y0: 0.0, y1: 0.0, lane: None });
+            edges.push(Edge {
+                from,
+                to,
+                sessions: e.sessions,
+                width: 0.0,
+                y0: 0.0,
+                y1: 0.0,
+                lane: None,
+                via: Vec::new(),
+            });
         }
         let mut stages: Vec<Stage> = nodes.iter().map(|n| n.stage).collect();
         stages.sort();
@@ -289,6 +305,25 @@ impl Flow {
                 self.edges.iter().filter(|e| e.from == i).max_by_key(|e| e.sessions).map_or(0.0, |e| at[e.to])
             };
             columns[0].sort_by(|&a, &b| main_target(a).total_cmp(&main_target(b)));
+            place(&columns[0], &mut at);
+        }
+        // Bands skipping a column pass it above its nodes when they run in
+        // the upper half (by the mean of their ends' places), else below;
+        // within either, the band bound highest runs highest.
+        let mut above: Vec<Vec<usize>> = vec![Vec::new(); columns.len()];
+        let mut below: Vec<Vec<usize>> = vec![Vec::new(); columns.len()];
+        for (k, e) in self.edges.iter().enumerate() {
+            let (a, b) = (self.nodes[e.from].col, self.nodes[e.to].col);
+            for c in a.saturating_add(1)..b {
+                if at[e.from] + at[e.to] < 1.0 { above[c].push(k) } else { below[c].push(k) }
+            }
+        }
+        let ends = |k: usize| (at[self.edges[k].to], at[self.edges[k].from]);
+        for passes in above.iter_mut().chain(below.iter_mut()) {
+            passes.sort_by(|&a, &b| {
+                let (a, b) = (ends(a), ends(b));
+                a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
+            });
         }
 
         self.largest_column = columns
@@ -310,20 +345,41 @@ impl Flow {
             let h = (self.nodes[i].value as f64 * scale).max(side(|e| e.from)).max(side(|e| e.to)).max(2.0);
             self.nodes[i].h = h;
         }
-        let stack = |c: &Vec<usize>| -> f64 {
-            c.iter().map(|&i| self.nodes[i].h).sum::<f64>() + GAP * c.len().saturating_sub(1) as f64
+        // a block of passing bands is as wide as its bands, a gap from the nodes
+        let block = |passes: &Vec<usize>| -> f64 {
+            let w: f64 = passes.iter().map(|&k| self.edges[k].width).sum();
+            if passes.is_empty() { 0.0 } else { w + GAP }
         };
-        let stacks: Vec<f64> = columns.iter().map(stack).collect();
+        let stack = |c: usize| -> f64 {
+            let col = &columns[c];
+            col.iter().map(|&i| self.nodes[i].h).sum::<f64>()
+                + GAP * col.len().saturating_sub(1) as f64
+                + block(&above[c])
+                + block(&below[c])
+        };
+        let stacks: Vec<f64> = (0..columns.len()).map(stack).collect();
         let tallest = stacks.iter().copied().fold(0.0, f64::max);
-        let usable = f64::from(W) - LEFT - RIGHT - NODE_W;
-        let last = columns.len().saturating_sub(1).max(1) as f64;
         for (c, col) in columns.iter().enumerate() {
-            let x = LEFT + usable * c as f64 / last;
+            let x = self.column_x(c);
             let mut y = TOP + (tallest - stacks[c]) / 2.0;
+            let mut pass = |k: usize, y: &mut f64| {
+                let e = &mut self.edges[k];
+                e.via.push(*y + e.width / 2.0);
+                *y += e.width;
+            };
+            for &k in &above[c] {
+                pass(k, &mut y);
+            }
+            if !above[c].is_empty() {
+                y += GAP;
+            }
             for &i in col {
                 self.nodes[i].x = x;
                 self.nodes[i].y = y;
                 y += self.nodes[i].h + GAP;
+            }
+            for &k in &below[c] {
+                pass(k, &mut y);
             }
         }
         // transfers run back in lanes under every column, the widest lowest
@@ -357,15 +413,44 @@ impl Flow {
         }
     }
 
-    /// Where edge `k` sits among its node's bands: by the other end's
-    /// height, transfers after every forward band, the lowest lane last.
+    /// Where edge `k` sits among its node's bands: by the height of where
+    /// it goes next (the other end, or the column it passes), transfers
+    /// after every forward band, the lowest lane last.
     fn slot_key(&self, k: usize, leaving: bool) -> f64 {
         let e = &self.edges[k];
         let other = &self.nodes[if leaving { e.to } else { e.from }];
-        match e.lane {
-            Some(lane) => 1e9 + lane,
-            None => other.y + other.h / 2.0,
+        let next = if leaving { e.via.first() } else { e.via.last() };
+        match (e.lane, next) {
+            (Some(lane), _) => 1e9 + lane,
+            (None, Some(&y)) => y,
+            (None, None) => other.y + other.h / 2.0,
         }
+    }
+
+    /// The x of column `c`'s nodes.
+    fn column_x(&self, c: usize) -> f64 {
+        let last = self.stages.len().saturating_sub(1).max(1) as f64;
+        LEFT + (f64::from(W) - LEFT - RIGHT - NODE_W) * c as f64 / last
+    }
+
+    /// A forward band's centre line as cubic pieces: a curve between
+    /// columns, straight across each column it passes.
+    fn pieces(&self, e: &Edge) -> Vec<[(f64, f64); 4]> {
+        let (a, b) = (&self.nodes[e.from], &self.nodes[e.to]);
+        let mut at = (a.x + NODE_W, e.y0);
+        let mut out = Vec::with_capacity(2 * e.via.len() + 1);
+        let mut curve = |at: &mut (f64, f64), to: (f64, f64)| {
+            let xm = (at.0 + to.0) / 2.0;
+            out.push([*at, (xm, at.1), (xm, to.1), to]);
+            *at = to;
+        };
+        for (c, &y) in (a.col + 1..).zip(&e.via) {
+            let x = self.column_x(c);
+            curve(&mut at, (x, y));
+            curve(&mut at, (x + NODE_W, y));
+        }
+        curve(&mut at, (b.x, e.y1));
+        out
     }
 
     /// The centre line of edge `e`, left to right for a forward band, and
@@ -374,10 +459,7 @@ impl Flow {
         let (a, b) = (&self.nodes[e.from], &self.nodes[e.to]);
         let (x0, x1) = (a.x + NODE_W, b.x);
         match e.lane {
-            None => {
-                let xm = (x0 + x1) / 2.0;
-                sample([(x0, e.y0), (xm, e.y0), (xm, e.y1), (x1, e.y1)]).collect()
-            }
+            None => self.pieces(e).into_iter().flat_map(sample).collect(),
             Some(lane) => {
                 let d = 16.0 + e.width / 2.0;
                 let mut pts: Vec<(f64, f64)> =
@@ -391,28 +473,31 @@ impl Flow {
     /// The band of a forward edge as a polygon: its width is vertical, so
     /// every band is exactly as wide as its count wherever it is cut.
     fn ribbon(&self, e: &Edge) -> Vec<(i32, i32)> {
-        let (a, b) = (&self.nodes[e.from], &self.nodes[e.to]);
-        let (x0, x1) = (a.x + NODE_W, b.x);
-        let xm = (x0 + x1) / 2.0;
         let h = e.width / 2.0;
-        let top = sample([(x0, e.y0 - h), (xm, e.y0 - h), (xm, e.y1 - h), (x1, e.y1 - h)]);
-        let bottom: Vec<_> =
-            sample([(x0, e.y0 + h), (xm, e.y0 + h), (xm, e.y1 + h), (x1, e.y1 + h)]).collect();
+        let line: Vec<(f64, f64)> = self.pieces(e).into_iter().flat_map(sample).collect();
+        let top = line.iter().map(|&(x, y)| (x, y - h));
+        let bottom: Vec<_> = line.iter().map(|&(x, y)| (x, y + h)).collect();
         top.chain(bottom.into_iter().rev()).map(px).collect()
     }
 
     /// Where an edge's count goes, in order of preference: along its band
-    /// (the middle first), or under a transfer's lane.
+    /// (the middle first; for a band that skips columns, where it crosses
+    /// them, clear of any node), or under a transfer's lane.
     fn label_spots(&self, e: &Edge) -> Vec<(f64, f64)> {
         match e.lane {
             None => {
-                let (a, b) = (&self.nodes[e.from], &self.nodes[e.to]);
-                let (x0, x1) = (a.x + NODE_W, b.x);
-                let xm = (x0 + x1) / 2.0;
-                [0.5, 0.36, 0.64, 0.24, 0.76, 0.14, 0.86]
-                    .into_iter()
-                    .map(|t| bezier([(x0, e.y0), (xm, e.y0), (xm, e.y1), (x1, e.y1)], t))
-                    .collect()
+                let pieces = self.pieces(e);
+                let mut spots: Vec<(f64, f64)> = Vec::new();
+                // the straight pieces are every other one, from the second
+                let mut across: Vec<&[(f64, f64); 4]> = pieces.iter().skip(1).step_by(2).collect();
+                let mid = across.len() / 2;
+                across.rotate_left(mid);
+                spots.extend(across.iter().map(|p| bezier(**p, 0.5)));
+                for p in &pieces {
+                    spots
+                        .extend([0.5, 0.36, 0.64, 0.24, 0.76, 0.14, 0.86].into_iter().map(|t| bezier(*p, t)));
+                }
+                spots
             }
             Some(lane) => {
                 let (a, b) = (&self.nodes[e.from], &self.nodes[e.to]);
@@ -503,7 +588,7 @@ impl Drawable for Flow {
             .map_err(err)?;
         let grey = RGBColor(90, 90, 90);
         for (c, stage) in self.stages.iter().enumerate() {
-            let x = LEFT + (f64::from(W) - LEFT - RIGHT - NODE_W) * c as f64 / last.max(1) as f64;
+            let x = self.column_x(c);
             let (h, x) = match c {
                 0 => (HPos::Left, x),
                 c if c == last => (HPos::Left, x),
