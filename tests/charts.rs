@@ -363,6 +363,11 @@ fn the_flow_chart_of_a_run_with_a_bot_and_transfers() {
     assert!(texts.contains(&format!("resolved by the bot  {}", bot.resolved)), "{texts:?}");
     let png = png::Decoder::new(std::io::Cursor::new(&flow.png)).read_info().unwrap();
     assert_eq!(png.info().width, 900);
+    // the numbers under the agents' bars count within their groups: the
+    // axis names both groups (it named only the first agent's)
+    let texts = svg_texts(&chart(&all, "fairness-agents").svg);
+    let axis = "agent number (after-N…, pre-N…), most sessions first";
+    assert!(texts.iter().any(|t| t == axis), "{texts:?}");
 }
 
 /// A million agents drew a bar, a dot and a hover point each (a 280 MB

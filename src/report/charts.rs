@@ -681,12 +681,21 @@ fn fairness_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary)
         .build_cartesian_2d(0.0..n as f64, 0.0..y_max)
         .map_err(err)?;
     note_axes(&caption, (0.0, n as f64), (0.0, y_max), false, 1.0);
-    let group = s.agents.first().map(|a| a.group.clone()).unwrap_or_default();
+    // the numbers under the bars are within each agent's group: name the
+    // groups (a run of several groups named only the first one's)
+    let mut groups: Vec<&str> = s.agents.iter().map(|a| a.group.as_str()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let named = match groups.len() {
+        0 => String::new(),
+        1..=3 => format!(" ({})", groups.iter().map(|g| format!("{g}-N…")).collect::<Vec<_>>().join(", ")),
+        _ => " in its group".into(),
+    };
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_desc(if n > 12 {
-            format!("agent number ({group}-N…), most sessions first")
+            format!("agent number{named}, most sessions first")
         } else {
             "agent, most sessions first".into()
         })
