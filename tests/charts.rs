@@ -237,6 +237,8 @@ fn sweep_charts_zoom_fairness_and_show_minutes() {
     let top = vals("service_level").into_iter().fold(0.0, f64::max) * 100.0;
     assert!(top <= 100.0, "no interval past 100 %");
     holds(sl, 0.0, top, 0.6);
+    // its legend sits under the rising curves: no room above 100 % for it
+    assert!(sl.y.1 <= 100.0, "a service level drawn up to {} %", sl.y.1);
     let fr = &chart(&all, "sweep-latency_ms-first_response-p95").axes[0];
     assert_eq!(fr.y_scale, 1.0 / 60_000.0, "first response in minutes");
     let fr_top = vals("latency_ms.first_response.p95").into_iter().fold(0.0, f64::max) / 60_000.0;

@@ -141,6 +141,10 @@ impl Drawable for MetricChart<'_> {
         };
         let data_max = values().fold(0.0_f64, f64::max);
         let data_min = values().fold(f64::INFINITY, f64::min);
+        // rising curves keep the lower right free for the legend, falling
+        // ones the upper right, which needs headroom above the curves
+        let rising = self.metric == "service_level" || self.metric.ends_with(".jain");
+        let headroom = if rising { 1.05 } else { 1.3 };
         let (y_min, y_max) = if self.zoom && data_min.is_finite() {
             // an index of 0.996–0.999 on 0–1 is a flat line: zoom to the data
             let span = (data_max - data_min).max(data_max.abs() * 1e-3).max(1e-6);
@@ -149,10 +153,13 @@ impl Drawable for MetricChart<'_> {
                 (data_max + span * 0.6).min(self.ceiling.unwrap_or(f64::INFINITY)).max(data_max),
             )
         } else {
-            // headroom for the legend above the curves
-            (0.0, if data_max > 0.0 { data_max * 1.3 } else { 1.0 })
+            (0.0, if data_max > 0.0 { data_max * headroom } else { 1.0 })
         };
-        let y_max = self.ceiling.map_or(y_max, |c| if self.zoom { y_max } else { y_max.min(c * 1.3) });
+        // a share above its ceiling (a service level of 120 %) is only
+        // room for the legend, which rising curves do not need
+        let y_max = self.ceiling.map_or(y_max, |c| {
+            if self.zoom || data_max > c { y_max } else { y_max.min(if rising { c } else { c * headroom }) }
+        });
         let firsts: Vec<String> = self.r.points.iter().map(|p| p.params[0].1.clone()).collect();
         let caption = format!("{} vs {} — {}", self.label, self.r.vary[0], self.r.scenario);
         let mut chart = ChartBuilder::on(root)
@@ -236,8 +243,6 @@ impl Drawable for MetricChart<'_> {
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
             }
         }
-        // rising curves keep the upper right free; falling ones the lower
-        let rising = self.metric == "service_level" || self.metric.ends_with(".jain");
         legend(
             &mut chart,
             if rising { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight },
