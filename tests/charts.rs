@@ -179,10 +179,10 @@ fn histograms_count_whole_sessions_and_name_what_they_count() {
     }
 }
 
-#[test]
-fn sweep_charts_zoom_fairness_and_show_minutes() {
+/// A sweep of erlang-c.toml's agents over `range`, 3 replications of 6 h.
+fn erlang_c_sweep(range: &str) -> kfsim::sweep::SweepResult {
     let text = std::fs::read_to_string("scenarios/erlang-c.toml").unwrap();
-    let vary = [kfsim::sweep::Vary::parse("agents.kf.count=44..50:2").unwrap()];
+    let vary = [kfsim::sweep::Vary::parse(&format!("agents.kf.count={range}")).unwrap()];
     let grid = kfsim::sweep::grid(&vary).unwrap();
     let sets = vec!["duration=6h".to_string()];
     let scenarios: Vec<Scenario> =
@@ -199,14 +199,19 @@ fn sweep_charts_zoom_fairness_and_show_minutes() {
             unstable: kfsim::theory::unstable(sc).is_some(),
         })
         .collect();
-    let r = kfsim::sweep::SweepResult {
+    kfsim::sweep::SweepResult {
         scenario: "erlang-c".into(),
         seed: 1,
         replications: 3,
         vary: vec!["agents.kf.count".into()],
         points,
         interrupted: None,
-    };
+    }
+}
+
+#[test]
+fn sweep_charts_zoom_fairness_and_show_minutes() {
+    let r = erlang_c_sweep("44..50:2");
     let all = kfsim::report::sweep::charts(&r).unwrap();
     // every chart holds every interval and theory value it draws
     for c in &all {
@@ -243,6 +248,30 @@ fn sweep_charts_zoom_fairness_and_show_minutes() {
     assert_eq!(fr.y_scale, 1.0 / 60_000.0, "first response in minutes");
     let fr_top = vals("latency_ms.first_response.p95").into_iter().fold(0.0, f64::max) / 60_000.0;
     holds(fr, 0.0, fr_top, 0.6);
+}
+
+/// 40 agents for 40 Erlangs is no queue that settles: its ASA of hours
+/// beside the seconds of 48 agents lay those flat on zero on a linear axis.
+#[test]
+fn a_sweep_time_over_decades_is_drawn_on_a_log_axis() {
+    let r = erlang_c_sweep("40..48:4");
+    let all = kfsim::report::sweep::charts(&r).unwrap();
+    let asa = &chart(&all, "sweep-asa_ms").axes[0];
+    let secs: Vec<f64> = r
+        .points
+        .iter()
+        .filter_map(|p| p.metrics["asa_ms"])
+        .flat_map(|e| [e.lo, e.mean, e.hi])
+        .map(|v| v * asa.y_scale)
+        .collect();
+    let (lo, hi) =
+        secs.iter().filter(|v| **v > 0.0).fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    assert!(hi > 100.0 * lo, "the sweep spans {lo}..{hi} s: not the case under test");
+    assert!(asa.y_log, "{asa:?}");
+    holds(asa, lo, hi, 0.5);
+    assert!(svg_texts(&chart(&all, "sweep-asa_ms").svg).iter().any(|t| t == "ASA [s] (log scale)"));
+    // a share stays on its linear 0–100 % axis whatever its span
+    assert!(!chart(&all, "sweep-service_level").axes[0].y_log);
 }
 
 #[test]

@@ -128,23 +128,39 @@ impl MetricChart<'_> {
 
 impl Drawable for MetricChart<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
-        let (xs, numeric) = self.xs();
+        let (xs, _) = self.xs();
         let (x0, x1) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
         let pad = ((x1 - x0) * 0.03).max(0.5);
-        let get = |i: usize| self.r.points[i].metrics.get(&self.metric).copied().flatten();
-        let theory = |i: usize| self.r.points[i].theory.as_ref().and_then(|t| t.metric(&self.metric));
-        let values = || {
-            (0..self.r.points.len())
-                .flat_map(move |i| [get(i).map(|e| e.lo), get(i).map(|e| e.hi), theory(i)])
-                .flatten()
-                .map(|v| v * self.scale)
-        };
-        let data_max = values().fold(0.0_f64, f64::max);
-        let data_min = values().fold(f64::INFINITY, f64::min);
+        let data_max = self.values().fold(0.0_f64, f64::max);
+        let data_min = self.values().fold(f64::INFINITY, f64::min);
+        let positive_min = self.values().filter(|&v| v > 0.0).fold(f64::INFINITY, f64::min);
         // rising curves keep the lower right free for the legend, falling
         // ones the upper right, which needs headroom above the curves
-        let rising = self.metric == "service_level" || self.metric.ends_with(".jain");
-        let headroom = if rising { 1.05 } else { 1.3 };
+        let headroom = if self.rising() { 1.05 } else { 1.3 };
+        let caption = format!("{} vs {} — {}", self.label, self.r.vary[0], self.r.scenario);
+        let builder = || {
+            let mut b = ChartBuilder::on(root);
+            b.caption(&caption, (FONT, 18))
+                .margin(12)
+                .margin_right(24)
+                .x_label_area_size(40)
+                .y_label_area_size(64);
+            b
+        };
+        let x_range = (x0 - pad)..(x1 + pad);
+        // A time spanning more than two decades (an overloaded point's ASA
+        // of an hour beside the seconds of the others) goes on a log axis:
+        // on a linear one every point but the worst lay flat on zero.
+        if self.ceiling.is_none() && positive_min.is_finite() && data_max > LOG_SPAN * positive_min {
+            let floor = positive_min / 2.0;
+            // a legend in the upper right takes about a third of the height:
+            // on a log axis that is as many decades as half the data's
+            let top = data_max * (data_max / floor).powf(0.5);
+            let mut chart =
+                builder().build_cartesian_2d(x_range.clone(), (floor..top).log_scale()).map_err(err)?;
+            note_axes(&caption, (x_range.start, x_range.end), (floor, top), true, self.scale);
+            return self.plot(&mut chart, &xs, |v| v.max(floor), " (log scale)");
+        }
         let (y_min, y_max) = if self.zoom && data_min.is_finite() {
             // an index of 0.996–0.999 on 0–1 is a flat line: zoom to the data
             let span = (data_max - data_min).max(data_max.abs() * 1e-3).max(1e-6);
@@ -158,19 +174,57 @@ impl Drawable for MetricChart<'_> {
         // a share above its ceiling (a service level of 120 %) is only
         // room for the legend, which rising curves do not need
         let y_max = self.ceiling.map_or(y_max, |c| {
-            if self.zoom || data_max > c { y_max } else { y_max.min(if rising { c } else { c * headroom }) }
+            if self.zoom || data_max > c {
+                y_max
+            } else {
+                y_max.min(if self.rising() { c } else { c * headroom })
+            }
         });
+        let mut chart = builder().build_cartesian_2d(x_range.clone(), y_min..y_max).map_err(err)?;
+        note_axes(&caption, (x_range.start, x_range.end), (y_min, y_max), false, self.scale);
+        self.plot(&mut chart, &xs, |v| v, "")
+    }
+}
+
+/// A time whose largest value is this many times its smallest positive
+/// one is drawn on a log axis.
+const LOG_SPAN: f64 = 100.0;
+
+impl MetricChart<'_> {
+    fn get(&self, i: usize) -> Option<crate::sweep::Estimate> {
+        self.r.points[i].metrics.get(&self.metric).copied().flatten()
+    }
+
+    fn theory(&self, i: usize) -> Option<f64> {
+        self.r.points[i].theory.as_ref().and_then(|t| t.metric(&self.metric))
+    }
+
+    /// Every value the chart draws (interval ends and theory), scaled.
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        (0..self.r.points.len())
+            .flat_map(move |i| [self.get(i).map(|e| e.lo), self.get(i).map(|e| e.hi), self.theory(i)])
+            .flatten()
+            .map(|v| v * self.scale)
+    }
+
+    fn rising(&self) -> bool {
+        self.metric == "service_level" || self.metric.ends_with(".jain")
+    }
+
+    /// The mesh, bands, lines, theory and legend on a built chart; `clamp`
+    /// keeps a value where the y axis can show it (a log axis has no 0).
+    fn plot<'a, DB: DrawingBackend + 'a, Y>(
+        &self,
+        chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+        xs: &[f64],
+        clamp: impl Fn(f64) -> f64,
+        y_note: &str,
+    ) -> DrawResult<()>
+    where
+        Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+    {
+        let (_, numeric) = self.xs();
         let firsts: Vec<String> = self.r.points.iter().map(|p| p.params[0].1.clone()).collect();
-        let caption = format!("{} vs {} — {}", self.label, self.r.vary[0], self.r.scenario);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&caption, (FONT, 18))
-            .margin(12)
-            .margin_right(24)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d((x0 - pad)..(x1 + pad), y_min..y_max)
-            .map_err(err)?;
-        note_axes(&caption, (x0 - pad, x1 + pad), (y_min, y_max), false, self.scale);
         let fmt_x = |x: &f64| {
             if numeric {
                 format!("{x}")
@@ -189,23 +243,28 @@ impl Drawable for MetricChart<'_> {
                 }
             }
         };
-        chart
-            .configure_mesh()
-            .x_desc(self.r.vary[0].as_str())
-            .y_desc(self.label)
-            .x_label_formatter(&fmt_x)
-            .draw()
-            .map_err(err)?;
+        let y_desc = format!("{}{y_note}", self.label);
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.r.vary[0].as_str()).y_desc(y_desc).x_label_formatter(&fmt_x);
+        // a log axis's ticks are powers of ten: "1000", not "1000.0"
+        let fmt_log = |y: &f64| {
+            let s = if *y >= 1.0 { format!("{y:.0}") } else { format!("{y:.3}") };
+            if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
+        };
+        if !y_note.is_empty() {
+            mesh.y_label_formatter(&fmt_log);
+        }
+        mesh.draw().map_err(err)?;
         for (si, (label, idx)) in self.series().iter().enumerate() {
             let colour = palette(si);
             let pts: Vec<(f64, f64, f64, f64)> = idx
                 .iter()
                 .filter_map(|&i| {
-                    get(i).map(|e| (xs[i], e.mean * self.scale, e.lo * self.scale, e.hi * self.scale))
+                    self.get(i).map(|e| (xs[i], e.mean * self.scale, e.lo * self.scale, e.hi * self.scale))
                 })
                 .collect();
-            let mut band: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.3)).collect();
-            band.extend(pts.iter().rev().map(|p| (p.0, p.2)));
+            let mut band: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, clamp(p.3))).collect();
+            band.extend(pts.iter().rev().map(|p| (p.0, clamp(p.2))));
             chart.draw_series(std::iter::once(Polygon::new(band, colour.mix(0.18).filled()))).map_err(err)?;
             let name = if label.is_empty() {
                 "simulation (95% CI band)".to_owned()
@@ -214,7 +273,8 @@ impl Drawable for MetricChart<'_> {
             };
             chart
                 .draw_series(
-                    LineSeries::new(pts.iter().map(|p| (p.0, p.1)), colour.stroke_width(2)).point_size(3),
+                    LineSeries::new(pts.iter().map(|p| (p.0, clamp(p.1))), colour.stroke_width(2))
+                        .point_size(3),
                 )
                 .map_err(err)?
                 .label(name)
@@ -224,13 +284,13 @@ impl Drawable for MetricChart<'_> {
                 let params: Vec<String> =
                     self.r.points[i].params.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 hover(
-                    &chart,
-                    (p.0, p.1),
+                    chart,
+                    (p.0, clamp(p.1)),
                     format!("{}: {} [{}, {}]", params.join(" "), f(p.1), f(p.2), f(p.3)),
                 );
             }
             let th: Vec<(f64, f64)> =
-                idx.iter().filter_map(|&i| theory(i).map(|t| (xs[i], t * self.scale))).collect();
+                idx.iter().filter_map(|&i| self.theory(i).map(|t| (xs[i], clamp(t * self.scale)))).collect();
             if !th.is_empty() {
                 let model = idx
                     .iter()
@@ -244,8 +304,8 @@ impl Drawable for MetricChart<'_> {
             }
         }
         legend(
-            &mut chart,
-            if rising { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight },
+            chart,
+            if self.rising() { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight },
         )
     }
 }
