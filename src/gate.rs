@@ -232,13 +232,19 @@ impl PathSet for ScenarioPaths {
     }
 }
 
+/// The simulator's arrivals refused at its bound on sessions in flight
+/// (`RunInfo::shed`), left out of a summary when 0.
+const RUN_SHED: &str = "run.shed";
+
 /// Every metric path of the summary a run of `scenario` writes (the live
 /// engine's own paths are [`LIVE_ONLY`]), known without running anything:
 /// the leaves of the summary of a run that did nothing.
 pub fn metric_paths(scenario: &Scenario) -> ScenarioPaths {
     let mut blank = Metrics::new(scenario).finish(scenario, &RunStats::default());
     let agents = std::mem::take(&mut blank.agents);
-    let others = leaf_paths(&serde_json::to_value(&blank).expect("a summary is JSON"));
+    let mut others = leaf_paths(&serde_json::to_value(&blank).expect("a summary is JSON"));
+    // absent at 0, as in every blank summary, but a figure to gate on
+    others.insert(RUN_SHED.to_owned());
     // `AgentSummary` leaves no field out: every agent has the first's
     let agent_fields = agents
         .first()
@@ -418,7 +424,8 @@ fn same_gate(x: &Diagnostic, d: &Diagnostic, key: &Option<String>) -> bool {
 
 /// Paths that only the live engine measures. A gate on one of them is valid
 /// in every scenario, and is skipped by an engine that does not measure it.
-/// A segment `a|b` is either name, `#` an integer, `*` any one segment:
+/// A segment `a|b` is either name, `#` an integer (`errcode_#`: that
+/// prefix and an integer), `*` any one segment:
 /// only where the names are open (the APIs a middleware calls), as a
 /// misspelt name matched by `*` made a gate nobody checks (found by
 /// probing: `live.gave_up.mesages` passed validate and every run).
@@ -429,6 +436,9 @@ pub const LIVE_ONLY: &[&str] = &[
     "messages.duplicated",
     "messages.reordered",
     "late_actions",
+    "lag_ms.count|mean|p50|p90|p95|p99|p999|max",
+    "live.time_scale",
+    "live.wall_s",
     "live.messages_per_s",
     "live.replies_per_s",
     "live.open_at_end",
@@ -440,8 +450,9 @@ pub const LIVE_ONLY: &[&str] = &[
     "live.driver_lag_ms.count|mean|p50|p90|p95|p99|p999|max",
     "live.gave_up.messages|leaves|replies|ends|bot",
     "live.missed.customers|servicers",
-    "live.reconnects.count|held|waiting|messages_lost",
+    "live.reconnects.count|held|waiting|messages_lost|sent_since",
     "http.customer_batch|customer_pull|servicer_batch|servicer_pull|open_channel|close_channel|set_status|gettoken|account_list|servicer_list|send_msg|service_state_trans.count|errors|error_rate|mean|p50|p90|p95|p99|p999|max",
+    "http.customer_batch|customer_pull|servicer_batch|servicer_pull|open_channel|close_channel|set_status|gettoken|account_list|servicer_list|send_msg|service_state_trans.errors_by_kind.connect|broken|timeout|decode|request|too_large|results_mismatch|http_#|errcode_#",
     "delivery_ms.to_agent|to_customer.count|mean|p50|p90|p95|p99|p999|max",
     "messages.bot",
     "middleware.synced",
@@ -477,11 +488,13 @@ pub fn matches_pattern(path: &str, pattern: &str) -> bool {
 /// Whether one segment of a path matches one of a pattern
 /// ([`LIVE_ONLY`]'s forms).
 fn segment_matches(seg: &str, pattern: &str) -> bool {
-    match pattern {
-        "*" => true,
-        "#" => seg.strip_prefix('-').unwrap_or(seg).parse::<u64>().is_ok(),
-        _ => pattern.split('|').any(|alt| alt == seg),
-    }
+    pattern.split('|').any(|alt| match alt.strip_suffix('#') {
+        _ if alt == "*" => true,
+        Some(prefix) => {
+            seg.strip_prefix(prefix).is_some_and(|n| n.strip_prefix('-').unwrap_or(n).parse::<u64>().is_ok())
+        }
+        None => alt == seg,
+    })
 }
 
 /// Whether `path` is one only the live engine measures.
@@ -647,7 +660,9 @@ fn resolve_hinted(metric: &str, valid: &(impl PathSet + ?Sized), hint: bool) -> 
     }
     match closest(metric, &WithLiveOnly(valid)) {
         near if !near.is_empty() => Err(format!("unknown metric `{metric}`: the closest is `{near}`")),
-        _ => Err(format!("unknown metric `{metric}`: no metric has a name near it (docs/ci.md lists them)")),
+        _ => Err(format!(
+            "unknown metric `{metric}`: no metric has a name near it (README.md, \"What a run reports\", lists them)"
+        )),
     }
 }
 
@@ -662,13 +677,16 @@ impl<P: PathSet + ?Sized> PathSet for WithLiveOnly<'_, P> {
 
     fn each(&self, f: &mut dyn FnMut(&str)) {
         self.0.each(f);
-        for pattern in LIVE_ONLY.iter().filter(|p| !p.contains(['*', '#'])) {
+        for pattern in LIVE_ONLY {
             let mut paths = vec![String::new()];
             for seg in pattern.split('.') {
+                // an open name (`*`, `#`) is no name to suggest; its
+                // pattern's spelt-out alternatives still are
                 paths = paths
                     .iter()
                     .flat_map(|p| {
                         seg.split('|')
+                            .filter(|alt| !alt.contains(['*', '#']))
                             .map(move |alt| if p.is_empty() { alt.to_owned() } else { format!("{p}.{alt}") })
                     })
                     .collect();
@@ -933,6 +951,16 @@ pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
             {
                 actual = Some(0.0);
             }
+            // likewise an error kind an endpoint never met, and the
+            // simulator's shed arrivals, which the summary leaves out at 0
+            let endpoint = || pointer(g.path.split(".errors_by_kind.").next().unwrap_or(""));
+            if actual.is_none()
+                && ((matches_pattern(&g.path, "http.*.errors_by_kind.*")
+                    && summary.pointer(&endpoint()).is_some_and(Value::is_object))
+                    || (g.path == RUN_SHED && summary.get("run").is_some_and(Value::is_object)))
+            {
+                actual = Some(0.0);
+            }
             let verdict = match actual {
                 None if is_live_only(&g.path) && summary.pointer(&pointer(&g.path)).is_none() => {
                     Verdict::Skipped
@@ -1076,6 +1104,71 @@ pub(crate) mod tests {
                 assert!(e.ends_with(&format!("the closest is `{near}`")), "{e}");
             }
         }
+    }
+
+    /// Every number a summary documents can be gated (docs/ci.md): the
+    /// driver's lag, the live run's time scale, wall time and sessions
+    /// sent since a reconnect, an endpoint's errors by kind and the
+    /// simulator's shed arrivals were refused as unknown metrics (found
+    /// by checking README.md's list of figures against `kfsim validate`).
+    #[test]
+    fn every_documented_figure_can_be_gated() {
+        for path in [
+            "lag_ms.p99",
+            "live.time_scale",
+            "live.wall_s",
+            "live.reconnects.sent_since",
+            "http.customer_batch.errors_by_kind.errcode_40058",
+            "http.customer_batch.errors_by_kind.errcode_-1",
+            "http.servicer_pull.errors_by_kind.http_503",
+            "http.send_msg.errors_by_kind.timeout",
+        ] {
+            assert!(is_live_only(path), "{path}");
+        }
+        for path in ["http.send_msg.errors_by_kind.errcode_", "http.send_msg.errors_by_kind.http_5x"] {
+            assert!(!is_live_only(path), "{path}");
+        }
+        let sc = Scenario::parse("name = \"t\"\n[[account]]\nname = \"kf\"\n[[agents]]\ncount = 1\nreply_delay = \"1m\"\n[[entry]]\nscene = \"web\"\nrate = \"1/min\"\n", "t.toml").unwrap();
+        let valid = metric_paths(&sc);
+        assert_eq!(resolve("run.shed", &valid).unwrap(), "run.shed");
+        let e = resolve("http.customer_batch.errors_by_kind.timout", &valid).unwrap_err();
+        assert!(e.ends_with("the closest is `http.customer_batch.errors_by_kind.timeout`"), "{e}");
+        assert_eq!(unit_of("lag_ms.p99"), MetricUnit::Ms);
+        assert_eq!(unit_of("http.send_msg.errors_by_kind.timeout"), MetricUnit::Plain);
+
+        let gates = [
+            gate("run.shed", "== 0"),
+            gate("http.customer_batch.errors_by_kind.errcode_40058", "== 0"),
+            gate("http.customer_batch.errors_by_kind.timeout", "== 0"),
+            gate("lag_ms.p99", "< 10ms"),
+        ];
+        let verdicts =
+            |v: &Value| evaluate(&gates, v).iter().map(|r| (r.verdict, r.actual)).collect::<Vec<_>>();
+        // a summary leaves out a shed count of 0 and an error kind never met
+        let live = json!({
+            "run": { "end_s": 1.0 },
+            "http": { "customer_batch": { "errors": 2, "errors_by_kind": { "timeout": 2 } } },
+            "lag_ms": { "p99": 3.0 }
+        });
+        assert_eq!(
+            verdicts(&live),
+            [
+                (Verdict::Pass, Some(0.0)),
+                (Verdict::Pass, Some(0.0)),
+                (Verdict::Fail, Some(2.0)),
+                (Verdict::Pass, Some(3.0))
+            ]
+        );
+        let sim = json!({ "run": { "end_s": 1.0, "shed": 4 } });
+        assert_eq!(
+            verdicts(&sim),
+            [
+                (Verdict::Fail, Some(4.0)),
+                (Verdict::Skipped, None),
+                (Verdict::Skipped, None),
+                (Verdict::Skipped, None)
+            ]
+        );
     }
 
     /// Every bad gate is reported at once, each at its place, in file
@@ -1505,7 +1598,9 @@ rate = "6/min"
 "#;
         let sc = Scenario::parse(text, "t.toml").unwrap();
         let blank = Metrics::new(&sc).finish(&sc, &RunStats::default());
-        let old = leaf_paths(&serde_json::to_value(&blank).unwrap());
+        let mut old = leaf_paths(&serde_json::to_value(&blank).unwrap());
+        // the one figure a blank summary leaves out at 0
+        old.insert(RUN_SHED.to_owned());
         let new = metric_paths(&sc);
         let mut each = BTreeSet::new();
         new.each(&mut |p| {
