@@ -58,7 +58,7 @@ pub enum Export {
 /// `kfsim merge` of a run's shards, which write the same report.
 #[derive(Debug, clap::Args)]
 pub struct ResultArgs {
-    /// Print nothing but errors.
+    /// Print only warnings, failed gates, regressions and errors.
     #[arg(long, short)]
     pub quiet: bool,
     /// Do not check the scenario's [gates] (a gate on a metric the run has not is a warning, not an
