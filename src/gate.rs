@@ -769,6 +769,10 @@ impl<'a> Finder<'a> {
 
     /// [`lookup`]`(summary, path)`.
     pub fn get(&mut self, path: &str) -> Option<f64> {
+        self.get_present(path).or_else(|| zero_when_absent(self.root, path))
+    }
+
+    fn get_present(&mut self, path: &str) -> Option<f64> {
         let mut cur = self.root;
         for seg in path.split('.') {
             cur = match cur {
@@ -819,8 +823,20 @@ fn count_bound(counts: &[i32; 128], text: &str) -> usize {
     diff.iter().map(|n| n.unsigned_abs() as usize).sum::<usize>().div_ceil(2)
 }
 
-/// The number at a canonical path: `Ok(None)` when it is null or absent.
+/// The number at a canonical path: `None` when it is null or absent, but
+/// for a figure a summary leaves out at 0 ([`RUN_SHED`]).
 pub fn lookup(summary: &Value, path: &str) -> Option<f64> {
+    lookup_present(summary, path).or_else(|| zero_when_absent(summary, path))
+}
+
+/// 0 for [`RUN_SHED`] in a summary that has its `run`: a summary leaves
+/// it out at 0, and a gate, a plan's target or a comparison reading it as
+/// absent would call it not measured.
+fn zero_when_absent(summary: &Value, path: &str) -> Option<f64> {
+    (path == RUN_SHED && summary.get("run").is_some_and(Value::is_object)).then_some(0.0)
+}
+
+fn lookup_present(summary: &Value, path: &str) -> Option<f64> {
     let mut cur = summary;
     for seg in path.split('.') {
         cur = match cur {
@@ -951,13 +967,11 @@ pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
             {
                 actual = Some(0.0);
             }
-            // likewise an error kind an endpoint never met, and the
-            // simulator's shed arrivals, which the summary leaves out at 0
+            // likewise an error kind an endpoint never met
             let endpoint = || pointer(g.path.split(".errors_by_kind.").next().unwrap_or(""));
             if actual.is_none()
-                && ((matches_pattern(&g.path, "http.*.errors_by_kind.*")
-                    && summary.pointer(&endpoint()).is_some_and(Value::is_object))
-                    || (g.path == RUN_SHED && summary.get("run").is_some_and(Value::is_object)))
+                && matches_pattern(&g.path, "http.*.errors_by_kind.*")
+                && summary.pointer(&endpoint()).is_some_and(Value::is_object)
             {
                 actual = Some(0.0);
             }
@@ -1159,6 +1173,11 @@ pub(crate) mod tests {
                 (Verdict::Pass, Some(3.0))
             ]
         );
+        // a plan's target reads it as its replications' figure
+        let blank = Metrics::new(&sc).finish(&sc, &RunStats::default());
+        let values = crate::sweep::values_of(&blank, &["run.shed".to_owned()]);
+        assert_eq!(values["run.shed"], Some(0.0));
+        assert_eq!(lookup(&json!({}), "run.shed"), None, "not a summary");
         let sim = json!({ "run": { "end_s": 1.0, "shed": 4 } });
         assert_eq!(
             verdicts(&sim),
@@ -1546,7 +1565,8 @@ rate = "6/min"
                 .map(String::from),
         );
         paths.extend(
-            ["service_level.x", "mixed.2.x", "mixed.1.x", "flow.0.0", "", "agents"].map(String::from),
+            ["service_level.x", "mixed.2.x", "mixed.1.x", "flow.0.0", "", "agents", "run.shed"]
+                .map(String::from),
         );
         for v in [&a, &b] {
             let mut finder = Finder::new(v);
