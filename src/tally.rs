@@ -472,7 +472,7 @@ impl Shard {
 
     /// Parse `I/N` (0 ≤ I < N).
     pub fn parse(text: &str) -> Result<Shard, String> {
-        let bad = || format!("--shard {text}: expected I/N with 0 ≤ I < N, like 0/4");
+        let bad = || format!("--shard {text}: expected I/N with 0 ≤ I < N ≤ {MAX_SHARDS}, like 0/4");
         let (i, n) = text.split_once('/').ok_or_else(bad)?;
         let (index, count) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
         Shard::new(index, count).ok_or_else(bad)
@@ -536,6 +536,15 @@ pub struct RunState<M> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A count past the bound is refused naming the bound: `0/10001`
+    /// was told only "0 ≤ I < N", which it meets (found by probing).
+    #[test]
+    fn a_shard_past_the_bound_is_told_the_bound() {
+        assert_eq!(Shard::parse("3/10000").map(|s| s.to_string()), Ok("3/10000".to_owned()));
+        let e = Shard::parse("0/10001").unwrap_err();
+        assert!(e.contains("N ≤ 10000"), "{e}");
+    }
 
     #[test]
     fn counters_add_settings_stay_strings_must_agree() {

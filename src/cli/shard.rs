@@ -22,7 +22,7 @@ pub const INDEX_VAR: &str = "JOB_COMPLETION_INDEX";
 /// `--shard` and `--shards`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ShardArgs {
-    /// Run shard I of N (0 ≤ I < N): its share of the work; `kfsim merge` combines the N folders.
+    /// Run shard I of N (0 ≤ I < N ≤ 10000): its share of the work; `kfsim merge` combines the N folders.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
     pub shard: Option<Shard>,
     /// Run one of N shards, the index taken from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
