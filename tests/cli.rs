@@ -1009,3 +1009,28 @@ fn an_out_that_cannot_be_a_folder_is_refused_first() {
         assert!(o.stdout.is_empty(), "{args:?}: nothing ran");
     }
 }
+
+/// A wait only shards read is refused without them, as `--listen` is
+/// without `--middleware`: `run --barrier-wait` without `--barrier` (in the
+/// simulator too, which refuses `--barrier`), and `plan --shard-wait` or
+/// `--exchange` without `--shard`/`--shards`, were accepted and ignored
+/// (found checking README's list of the live flags the simulator refuses).
+#[test]
+fn waits_for_other_shards_are_refused_without_shards() {
+    let out = scratch("shard-waits");
+    let dir = out.to_str().unwrap();
+    let plan =
+        ["plan", "scenarios/erlang-c.toml", "--target", "service_level>=0.8", "--vary", "agents.kf.count"];
+    let cases: [(Vec<&str>, &str); 3] = [
+        (vec!["run", "scenarios/erlang-c.toml", "--out", dir, "--barrier-wait", "5s"], "--barrier"),
+        ([&plan[..], &["--out", dir, "--shard-wait", "2s"]].concat(), "--shard"),
+        ([&plan[..], &["--out", dir, "--exchange", dir]].concat(), "--shard"),
+    ];
+    for (args, names) in cases {
+        let o = kfsim(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+        assert!(!out.join("summary.json").exists() && !out.join("plan.json").exists(), "{args:?} ran");
+    }
+}

@@ -78,10 +78,12 @@ pub struct PlanArgs {
     pub shard: super::shard::ShardArgs,
     /// Shards of a plan: the folder they share to exchange replications [default: the parent of
     /// --out].
-    #[arg(long, value_name = "DIR")]
+    // a setting an unsharded plan would ignore is refused, as `run`'s
+    // live-only flags are with the simulator
+    #[arg(long, value_name = "DIR", requires = "ShardArgs")]
     pub exchange: Option<PathBuf>,
     /// Shards of a plan: how long to wait for another shard's replications before giving up (exit 3).
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration, requires = "ShardArgs")]
     pub shard_wait: u64,
 }
 

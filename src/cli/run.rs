@@ -118,7 +118,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub barrier: Option<PathBuf>,
     /// How long to wait at the barrier for the other shards before giving up (exit 3).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = wait_us)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = wait_us, requires = "barrier")]
     pub barrier_wait: u64,
 }
 
