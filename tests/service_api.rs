@@ -292,6 +292,29 @@ async fn a_session_end_to_end_over_both_surfaces() {
     server.stop().await.unwrap();
 }
 
+/// A list that names a customer twice got that customer twice. WeCom
+/// documents the list, not what a repeated id does; kfsim answers each
+/// id once, in the order first named, known or not.
+#[tokio::test]
+async fn a_customer_named_twice_in_batchget_is_listed_once() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1"], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    let r = batch(&mut c, &ch, vec![say("alice", &kf, "a-1", "hi"), say("bob", &kf, "b-1", "hi")]).await;
+    let (alice, bob) = (r[0]["external_userid"].as_str().unwrap(), r[1]["external_userid"].as_str().unwrap());
+    let ids = json!([bob, "wmnobody", alice, bob, "wmnobody", "wmother", alice]);
+    let got = c.ok("/cgi-bin/kf/customer/batchget", json!({"external_userid_list": ids})).await;
+    let listed: Vec<&str> = got["customer_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["external_userid"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [bob, alice], "{got}");
+    assert_eq!(got["invalid_external_userid"], json!(["wmnobody", "wmother"]), "{got}");
+    server.stop().await.unwrap();
+}
+
 /// A customer batch's `channel_end` is the `seq` its channel's next event
 /// gets: the events the batch caused, and those before, are below it;
 /// later ones are not. So a driver whose `leave` was refused (40058)

@@ -279,7 +279,9 @@ impl State {
     // ---- customers -----------------------------------------------------
 
     /// `customer/batchget`: profiles of known customers and the ids that
-    /// are not.
+    /// are not, each id once, in the order first named (WeCom does not
+    /// say what a repeated id does; a client joining the answer to its
+    /// list by id should not meet one twice).
     pub fn customer_batchget(
         &self,
         ids: &[String],
@@ -287,7 +289,8 @@ impl State {
     ) -> (Vec<serde_json::Value>, Vec<String>) {
         let mut found = Vec::new();
         let mut invalid = Vec::new();
-        for id in ids {
+        let mut seen = HashSet::default();
+        for id in ids.iter().filter(|id| seen.insert(id.as_str())) {
             match self.customer_of(id).and_then(|c| self.customers.get(c)) {
                 Some(c) => {
                     let mut v = serde_json::json!({
