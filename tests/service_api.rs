@@ -1241,6 +1241,7 @@ fn protocol_documents_cover_every_route() {
         "/cgi-bin/kf/get_servicer_statistic",
         "/cgi-bin/media/upload",
         "/cgi-bin/media/get",
+        "/avatar/{open_kfid}/{media_id}",
         "/sim/customer/open_channel",
         "/sim/customer/close_channel",
         "/sim/customer/batch",

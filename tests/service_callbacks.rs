@@ -467,6 +467,51 @@ fn multipart(name: &str, filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// `account/list` gave avatars as `kfsim://media/…`, which SDK users who
+/// fetch or check avatars as http(s) URLs could not take. An avatar is an
+/// http URL on the service, at the address the client used, serving the
+/// image uploaded for it without a token, or a 1×1 PNG for a media_id kfsim
+/// never saw; a replaced avatar's URL is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_avatars_are_http_urls_the_service_serves() {
+    let server = Server::empty().await;
+    let mut c = server.client().await;
+    c.login().await;
+    let image: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    let (ct, body) = multipart("media", "face.jpg", &image);
+    let (_, _, up) = c.request("POST", "/cgi-bin/media/upload?type=image", &ct, body).await;
+    let uploaded = serde_json::from_slice::<Value>(&up).unwrap()["media_id"].as_str().unwrap().to_owned();
+    let kf = c.ok("/cgi-bin/kf/account/add", json!({"name": "a", "media_id": uploaded})).await;
+    let kf = kf["open_kfid"].as_str().unwrap().to_owned();
+    c.ok("/cgi-bin/kf/account/add", json!({"name": "b", "media_id": "never/uploaded ?#"})).await;
+    let origin = format!("http://{}", server.addr);
+    let avatars = |list: &Value| -> Vec<String> {
+        let accounts = list["account_list"].as_array().unwrap().iter();
+        accounts.map(|a| a["avatar"].as_str().unwrap().to_owned()).collect()
+    };
+    let list = c.ok("/cgi-bin/kf/account/list", json!({})).await;
+    let got = avatars(&list);
+    assert!(got.iter().all(|a| a.starts_with(&format!("{origin}/avatar/wk"))), "{list}");
+    assert_eq!(avatars(&c.get("/cgi-bin/kf/account/list").await.1), got, "GET lists the same");
+    assert!(got[1].ends_with("/never%2Fuploaded%20%3F%23"), "one path segment: {}", got[1]);
+    // fetched as a browser would: no token
+    let mut anyone = server.client().await;
+    let path = |url: &str| url.strip_prefix(&origin).unwrap().to_owned();
+    let (status, _, bytes) = anyone.request("GET", &path(&got[0]), "", Vec::new()).await;
+    assert_eq!((status, bytes), (200, image), "the uploaded image");
+    let (status, ct, png) = anyone.request("GET", &path(&got[1]), "", Vec::new()).await;
+    assert_eq!((status, ct.as_str(), &png[1..4]), (200, "image/png", &b"PNG"[..]));
+    // a new avatar is a new URL; the old one is gone
+    c.ok("/cgi-bin/kf/account/update", json!({"open_kfid": kf, "media_id": "other"})).await;
+    let now = avatars(&c.ok("/cgi-bin/kf/account/list", json!({})).await);
+    assert!(now[0].ends_with("/other") && now[1] == got[1], "{now:?}");
+    let (status, _, _) = anyone.request("GET", &path(&got[0]), "", Vec::new()).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = anyone.request("GET", &format!("/avatar/wk0000/{uploaded}"), "", Vec::new()).await;
+    assert_eq!(status, 404, "the upload is an avatar of its account only");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_upload_and_download_with_wecoms_limits() {
     let server = Server::empty().await;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::Notify;
 
 use super::errors::{ApiError, code, ident, limit, required};
@@ -12,6 +13,10 @@ use super::state::{
     Account, AccountInfo, HashSet, MAX_SCENES, RecentIds, Rule, ServicerInfo, State, User, at,
 };
 use crate::reception::{Router, policy_for};
+
+/// What a media_id keeps of itself in a URL's path segment: RFC 3986's
+/// unreserved characters (a media_id is any string of ≤ 128 bytes).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// A valid scene: `[0-9a-zA-Z_-]{0,32}`.
 fn check_scene(scene: &str) -> Result<(), ApiError> {
@@ -117,8 +122,12 @@ impl State {
         Ok(())
     }
 
-    /// `account/list`: `offset` ≥ 0, `limit` 1–100 (default 100).
-    pub fn account_list(&self, offset: usize, limit: usize) -> Vec<AccountInfo> {
+    /// `account/list`: `offset` ≥ 0, `limit` 1–100 (default 100). An
+    /// account's avatar is a URL on this service, whose address a client
+    /// reaches it by is `origin` (`http://host:port`): SDK users fetch and
+    /// check avatars as http(s) URLs. It names the media_id, so that a new
+    /// avatar is a new URL, as on WeCom's image servers.
+    pub fn account_list(&self, offset: usize, limit: usize, origin: &str) -> Vec<AccountInfo> {
         self.accounts
             .iter()
             .skip(offset)
@@ -129,7 +138,8 @@ impl State {
                 avatar: if a.media_id.is_empty() {
                     String::new()
                 } else {
-                    format!("kfsim://media/{}", a.media_id)
+                    let media_id = utf8_percent_encode(&a.media_id, PATH_SEGMENT);
+                    format!("{origin}/avatar/{}/{media_id}", a.open_kfid.as_str())
                 },
                 manage_privilege: true,
                 reception_rule: a.rule.clone(),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Service;
 use super::errors::{ApiError, absent_or_given, required};
 use super::faults::Caller;
-use super::http::{call, error, null_is_default, query_param, respond};
+use super::http::{call, error, null_is_default, own_origin, query_param, respond};
 use super::model::{Name, Sender, SyncEntry, with_content};
 use super::state::{AccountInfo, Rule, ServicerInfo, State};
 use super::upgrade::UpgradeTo;
@@ -32,7 +32,7 @@ pub fn routes() -> axum::Router<Service> {
         .route("/cgi-bin/kf/account/add", post_op!(account_add))
         .route("/cgi-bin/kf/account/del", post_op!(account_del))
         .route("/cgi-bin/kf/account/update", post_op!(account_update))
-        .route("/cgi-bin/kf/account/list", post_op!(account_list).get(account_list_get))
+        .route("/cgi-bin/kf/account/list", post(account_list_post).get(account_list_get))
         .route("/cgi-bin/kf/add_contact_way", post_op!(add_contact_way))
         .route("/cgi-bin/kf/servicer/add", post_op!(servicer_add))
         .route("/cgi-bin/kf/servicer/del", post_op!(servicer_del))
@@ -50,6 +50,7 @@ pub fn routes() -> axum::Router<Service> {
         .route("/cgi-bin/kf/get_servicer_statistic", post_op!(servicer_statistic))
         .route("/cgi-bin/media/upload", post(super::media::upload))
         .route("/cgi-bin/media/get", get(super::media::get))
+        .route("/avatar/{open_kfid}/{media_id}", get(super::media::avatar))
 }
 
 /// The hot endpoints of the front (`front.rs`), which calls them without
@@ -134,7 +135,7 @@ struct AccountListOut {
     account_list: Vec<AccountInfo>,
 }
 
-fn account_list(st: &mut State, r: AccountList, _now: u64) -> Result<AccountListOut, ApiError> {
+fn account_list(st: &mut State, r: AccountList, origin: &str) -> Result<AccountListOut, ApiError> {
     let offset = r.offset.unwrap_or(0);
     // 0 is the default, as in sync_msg (Go SDKs send 0 for a limit not set)
     let limit = r.limit.filter(|&l| l != 0).unwrap_or(100);
@@ -144,16 +145,24 @@ fn account_list(st: &mut State, r: AccountList, _now: u64) -> Result<AccountList
     if !(1..=100).contains(&limit) {
         return Err(ApiError::param("limit must be between 1 and 100"));
     }
-    Ok(AccountListOut { account_list: st.account_list(offset as usize, limit as usize) })
+    Ok(AccountListOut { account_list: st.account_list(offset as usize, limit as usize, origin) })
+}
+
+/// `account/list`'s avatars are URLs on this service, at the address the
+/// caller reached it by.
+async fn account_list_post(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let origin = own_origin(&req);
+    call(svc, req, move |st, r, _now| account_list(st, r, &origin)).await
 }
 
 /// Older SDKs call `account/list` with GET and no body.
 async fn account_list_get(AxState(svc): AxState<Service>, req: Request) -> Response {
     let token = query_param(req.uri().query(), "access_token");
     let caller = Caller::of(req.headers());
+    let origin = own_origin(&req);
     respond(svc.with_state(|st, now| {
         st.check_token(&token, caller, now)?;
-        account_list(st, AccountList { offset: None, limit: None }, now)
+        account_list(st, AccountList { offset: None, limit: None }, &origin)
     }))
 }
 

@@ -126,6 +126,21 @@ fn json_response(status: StatusCode, bytes: Vec<u8>, errcode: i32) -> Response {
     resp
 }
 
+/// This service's origin (`http://host:port`) as the client of `req`
+/// reached it: its `Host`, which behind a port mapping or a proxy is what
+/// the client can reach and the listening address is not. kfsim serves
+/// plain HTTP (a TLS proxy in front would have to rewrite the scheme). A
+/// `Host` that is no bare host and port (user info, a path) is not
+/// trusted; then `localhost`.
+pub(super) fn own_origin(req: &Request) -> String {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let authority = host
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .or_else(|| req.uri().authority().cloned())
+        .filter(|a| !a.as_str().contains('@'));
+    format!("http://{}", authority.as_ref().map_or("localhost", |a| a.as_str()))
+}
+
 /// A query parameter, percent-decoded; `""` when absent. Borrowed when
 /// there is nothing to decode: an access_token always, on every call.
 pub(super) fn query_param<'q>(query: Option<&'q str>, name: &str) -> Cow<'q, str> {
@@ -689,7 +704,7 @@ impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for MapOf<V> {
 pub(super) async fn call<Req, Resp>(
     svc: Service,
     req: Request,
-    op: fn(&mut State, Req, u64) -> Result<Resp, ApiError>,
+    op: impl FnOnce(&mut State, Req, u64) -> Result<Resp, ApiError>,
 ) -> Response
 where
     Req: DeserializeOwned,

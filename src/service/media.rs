@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State as AxState};
+use axum::extract::{Path, Request, State as AxState};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -249,6 +249,23 @@ impl State {
             .ok_or_else(|| ApiError::new(code::INVALID_MEDIA_ID, format!("invalid media_id `{media_id}`")))
     }
 
+    /// The avatar of account `open_kfid` if `media_id` is its current
+    /// one (a replaced avatar's URL is gone): the upload while it is kept,
+    /// if it is an image, else a 1×1 PNG. kfsim takes any media_id on
+    /// `account/add` and keeps uploads 3 days, where WeCom keeps an avatar
+    /// for good; the PNG keeps every avatar URL an image.
+    pub fn avatar(&self, open_kfid: &str, media_id: &str, now_us: u64) -> Option<Medium> {
+        let acct = self.accounts.get(*self.account_ix.get(open_kfid)?)?;
+        if media_id.is_empty() || acct.media_id != media_id {
+            return None;
+        }
+        let upload = self.media_get(media_id, now_us).ok().filter(|m| m.kind == "image");
+        Some(upload.unwrap_or_else(|| {
+            let (filename, content_type, bytes) = placeholder("image");
+            Medium::new("image", filename, content_type, bytes, now_us)
+        }))
+    }
+
     /// A customer sent a medium with this id: make it downloadable.
     pub(super) fn customer_medium(&mut self, kind: &'static str, media_id: &str, now_us: u64) {
         if media_id.is_empty() || self.media.items.contains_key(media_id) {
@@ -373,6 +390,25 @@ pub(super) async fn get(AxState(svc): AxState<Service>, req: Request) -> Respons
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
+    resp
+}
+
+/// `GET /avatar/{open_kfid}/{media_id}`: an account's avatar, as
+/// `account/list` names it. No access_token, as an image server's URL
+/// needs none. 404 when the account has no such avatar (any more).
+pub(super) async fn avatar(
+    AxState(svc): AxState<Service>,
+    Path((open_kfid, media_id)): Path<(String, String)>,
+) -> Response {
+    let Some(m) = svc.with_state(|st, now| st.avatar(&open_kfid, &media_id, now)) else {
+        return error(
+            ApiError::param(format!("no avatar {media_id} of account {open_kfid}")).with_status(404),
+        );
+    };
+    let mut resp = Body::from(m.bytes).into_response();
+    let ct = HeaderValue::from_str(&m.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, ct);
     resp
 }
 

@@ -854,7 +854,8 @@ pub struct AccountInfo {
     pub open_kfid: String,
     /// Its name.
     pub name: String,
-    /// Avatar URL (kfsim: derived from media_id).
+    /// Avatar URL: `{origin}/avatar/{open_kfid}/{media_id}` on this
+    /// service (kfsim), or empty when the account has no media_id.
     pub avatar: String,
     /// The caller may manage it (always true in kfsim).
     pub manage_privilege: bool,

@@ -653,7 +653,7 @@ rate = "1/s"
 "#;
     let sc = crate::scenario::Scenario::parse(text, "t.toml").unwrap();
     let mut st = State::from_scenario(&sc, Config::default(), T0);
-    let list = st.account_list(0, 100);
+    let list = st.account_list(0, 100, "http://kfsim");
     assert_eq!(list.len(), 1);
     assert_eq!((list[0].name.as_str(), list[0].reception_rule.policy), ("presale", PolicyKind::IdleFirst));
     assert_eq!(list[0].reception_rule.queue_limit, Some(5));
@@ -792,7 +792,9 @@ rate = "1/s"
     );
     let sc = crate::scenario::Scenario::parse(&text, "t.toml").unwrap();
     let mut st = State::from_scenario(&sc, Config::default(), T0);
-    let kf = |name: &str| st.account_list(0, 100).into_iter().find(|a| a.name == name).unwrap().open_kfid;
+    let kf = |name: &str| {
+        st.account_list(0, 100, "http://kfsim").into_iter().find(|a| a.name == name).unwrap().open_kfid
+    };
     let kfs = [kf("vip"), kf("presale"), kf("after-sales")];
     let ch = st.open_channel(None).unwrap();
     let ch = st.channel_of(&ch).unwrap();
@@ -958,8 +960,8 @@ rate = "1/s"
 "#;
     let sc = crate::scenario::Scenario::parse(text_sc, "t.toml").unwrap();
     let mut st = State::from_scenario(&sc, Config::default(), T0);
-    let kf = st.account_list(0, 100)[0].open_kfid.clone();
-    assert!(st.account_list(0, 100)[0].reception_rule.api_managed);
+    let kf = st.account_list(0, 100, "http://kfsim")[0].open_kfid.clone();
+    assert!(st.account_list(0, 100, "http://kfsim")[0].reception_rule.api_managed);
     let id = st.open_channel(None).unwrap();
     let ch = st.channel_of(&id).unwrap();
     let mut states = |who: &str, last: u8| {
