@@ -70,6 +70,8 @@ fn json_expected(expected: &str) -> Cow<'static, str> {
         e if e.starts_with("struct ") || e == "a map" => "a JSON object",
         e if e == "a sequence" || e.starts_with("a tuple") || e.starts_with("tuple") => "a JSON array",
         e if e.starts_with("enum ") => "one of the documented values",
+        // the names a client may write (see `unknown variant`)
+        e if e.starts_with("one of `") => return e.to_owned().into(),
         // never a name from the code
         _ => "a value of another type",
     })

@@ -786,6 +786,42 @@ async fn a_body_or_an_action_that_is_not_an_object_is_refused() {
     server.stop().await.unwrap();
 }
 
+/// `"policy": null` (or 5, or true) in a `reception_rule` was answered
+/// with serde_json's bare "expected value", a syntax error's words for a
+/// body that is valid JSON. A policy that is not one of the names is 47001
+/// naming them, whatever its type, as an unknown name already was.
+#[tokio::test]
+async fn a_policy_that_is_no_policy_name_is_refused_naming_the_policies() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &[], 1, json!({})).await;
+    let names = "expected one of `round_robin`, `idle_first`, `fill_first`";
+    for policy in [
+        json!(null),
+        json!(5),
+        json!(true),
+        json!(["idle_first"]),
+        json!({"idle_first": null}),
+        json!("random"),
+    ] {
+        let rule = json!({"policy": policy});
+        for (path, body) in [
+            ("/cgi-bin/kf/account/add", json!({"name": "b", "reception_rule": rule})),
+            ("/cgi-bin/kf/account/update", json!({"open_kfid": kf, "reception_rule": rule})),
+        ] {
+            let v = c.post(path, body).await;
+            let msg = v["errmsg"].as_str().unwrap();
+            assert_eq!(code(&v), 47001, "{path} {policy}: {v}");
+            assert!(msg.contains(names) && !msg.contains("expected value"), "{path} {policy}: {msg}");
+        }
+    }
+    c.ok("/cgi-bin/kf/account/update", json!({"open_kfid": kf, "reception_rule": {"policy": "fill_first"}}))
+        .await;
+    let list = c.ok("/cgi-bin/kf/account/list", json!({})).await;
+    assert_eq!(list["account_list"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["account_list"][0]["reception_rule"]["policy"], "fill_first", "{list}");
+    server.stop().await.unwrap();
+}
+
 /// serde read a struct inside a body from an array as well, by position:
 /// `"text": ["hi"]` was sent as `{"content": "hi"}`, `"reception_rule":
 /// ["fill_first"]` made an account. Every struct a client sends, at any

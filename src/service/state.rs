@@ -147,7 +147,7 @@ impl Default for Config {
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// `round_robin`, `idle_first` or `fill_first`.
-    #[serde(default = "default_policy")]
+    #[serde(default = "default_policy", deserialize_with = "policy_by_name")]
     pub policy: PolicyKind,
     /// 优先分配给上次接待人员.
     #[serde(default)]
@@ -171,6 +171,26 @@ pub struct Rule {
 
 fn default_policy() -> PolicyKind {
     PolicyKind::RoundRobin
+}
+
+/// A policy, by its name. serde_json reads an enum from a string or an
+/// object only, and answers any other value (`null`, 5) with a bare
+/// "expected value", a syntax error's words for valid JSON; read through a
+/// visitor that expects the names, such a value is refused naming them,
+/// as an unknown name is.
+fn policy_by_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PolicyKind, D::Error> {
+    struct Names;
+    impl serde::de::Visitor<'_> for Names {
+        type Value = PolicyKind;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            // the words of serde's own unknown-variant error
+            f.write_str("one of `round_robin`, `idle_first`, `fill_first`")
+        }
+        fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<PolicyKind, E> {
+            PolicyKind::deserialize(serde::de::IntoDeserializer::into_deserializer(name))
+        }
+    }
+    d.deserialize_any(Names)
 }
 
 fn default_prefer_within() -> u64 {
