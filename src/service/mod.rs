@@ -264,12 +264,13 @@ impl Service {
     }
 
     /// Run `f` on the state at the current time, then wake the long-polls
-    /// of every queue it filled (after the lock is released).
+    /// of every queue it filled and drop the channels it closed (after the
+    /// lock is released).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut State, u64) -> R) -> R {
         // the thread's list, lent out: a fresh one was an allocation in
         // most calls (taken, so a nested call finds an empty one)
         let mut wakes = WAKES.with_borrow_mut(std::mem::take);
-        let (r, any_user) = {
+        let (r, any_user, closed) = {
             // A panic while holding the lock would be a bug; the state is
             // still the best there is, so later requests go on with it.
             let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -280,8 +281,10 @@ impl Service {
             {
                 n.notify_one();
             }
-            (r, any_user)
+            (r, any_user, st.take_closed())
         };
+        // dropped without the lock
+        drop(closed);
         for n in wakes.drain(..) {
             n.notify_waiters();
         }

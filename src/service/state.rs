@@ -846,6 +846,9 @@ pub struct State {
     /// removed): their long-polls answer at once (40058, 95014) instead of
     /// at their timeout.
     pub(super) wake_gone: Vec<Arc<Notify>>,
+    /// Channels closed, for the caller to drop after it releases the
+    /// state ([`State::take_closed`]).
+    pub(super) closed: Vec<Channel>,
     pub(super) sweep_at: u32,
     /// Every account's log entries in one feed, for `sync_msg` without
     /// `open_kfid` (the entries are shared with the accounts' logs).
@@ -958,6 +961,7 @@ impl State {
             auto_due: Vec::new(),
             wake_channels: Vec::new(),
             wake_gone: Vec::new(),
+            closed: Vec::new(),
             sweep_at: 0,
             corp_log,
             corp_synced_upto: 0,
@@ -1251,6 +1255,13 @@ impl State {
         }
         out.append(&mut self.wake_gone);
         any_user
+    }
+
+    /// The channels closed since the last call, to be dropped by a caller
+    /// that has released the state: a channel of a million customers took
+    /// tens of milliseconds to drop, which no other call need wait for.
+    pub(super) fn take_closed(&mut self) -> Vec<Channel> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Totals and per-account figures.

@@ -384,6 +384,44 @@ fn closing_a_channel_ends_its_customers_sessions_in_every_account() {
     assert_eq!(w.st.service_state_get(&kf2, &stays).unwrap().0, 3);
 }
 
+/// Closing a channel told its own queue that each of its sessions ended:
+/// news for no one, which pushed out of a full queue items that were never
+/// lost, counted as queue overflows (a million at a million customers),
+/// and a servicer's reply in it logged as `msg_send_fail`. The channel goes
+/// first; its sessions still end for their servicers, whose freed places
+/// serve the pool, and its customers are forgotten.
+#[test]
+fn closing_a_channel_pushes_nothing_out_of_its_own_queue() {
+    let mut w = world(&["a1"], 2, Rule::default());
+    let kf = w.kf.clone();
+    let small = w.st.open_channel(Some(3)).unwrap();
+    let sch = w.st.channel_of(&small).unwrap();
+    // a1 takes two of small's five customers, the rest wait, then `other`
+    let ext: Vec<super::model::Name> = (0..5)
+        .map(|i| {
+            let (who, m) = (format!("c{i}"), format!("m{i}"));
+            w.st.customer_message(sch, &who, &kf, Some(&m), text(&m), T0).unwrap().external_userid
+        })
+        .collect();
+    let other = w.say("other", "o1", T0).external_userid;
+    w.st.servicer_reply("a1", &kf, &ext[0], text("hi"), Some("m0"), None, T0).unwrap();
+    let overflows = w.st.figures().counters.queue_overflows;
+    w.st.close_channel(&small, T0 + S).unwrap();
+    assert_eq!(w.st.figures().counters.queue_overflows, overflows, "nothing pushed out");
+    let log = w.st.sync_msg(&kf, "", 1000, 0).unwrap().msg_list;
+    let failed = log
+        .iter()
+        .filter(|e| matches!(e, SyncEntry::Event(r) if matches!(r.event, Event::MsgSendFail { .. })))
+        .count();
+    assert_eq!(failed, 0, "the reply was not lost to a full queue: {log:?}");
+    assert!(w.st.channel_of(&small).is_err());
+    assert!(w.st.pull_channel(sch, "", 10).is_err(), "its index names no channel");
+    assert_eq!(w.st.figures().customers, 1, "its customers are forgotten");
+    assert_eq!(w.state_of(&other), (3, Some("a1".into())), "a1's freed places serve the pool");
+    let (_, notes) = w.servicer_sees("a1");
+    assert!(notes.iter().filter(|&&c| c == Change::Ended).count() >= 2, "{notes:?}");
+}
+
 #[test]
 fn pulls_acknowledge_and_report_what_was_missed() {
     let mut st = State::new(Config { servicer_queue_cap: 3, ..Config::default() });
