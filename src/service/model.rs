@@ -568,8 +568,8 @@ pub enum Event {
 /// A system event in an account's log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRec {
-    /// Its id.
-    pub msgid: Box<str>,
+    /// Its id (inline, as a message's: no allocation per event).
+    pub msgid: Name,
     /// Unix time [s].
     pub send_time: u64,
     /// The event.

@@ -820,7 +820,7 @@ impl State {
     }
 
     pub(super) fn push_event(&mut self, acct: u32, event: Event, now_us: u64) {
-        let rec = EventRec { msgid: self.new_id().into(), send_time: secs(now_us), event };
+        let rec = EventRec { msgid: self.new_name(), send_time: secs(now_us), event };
         self.push_log(acct, SyncEntry::Event(Arc::new(rec)), now_us);
     }
 
