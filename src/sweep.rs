@@ -496,6 +496,17 @@ pub fn estimate_values(runs: &[RepValues]) -> std::collections::BTreeMap<String,
 mod tests {
     use super::*;
 
+    /// A summary leaves `run.shed` out at 0: a plan's target on it reads
+    /// 0 in every replication, not a figure no replication measured (it
+    /// answered UNREACHABLE, found by auditing the docs).
+    #[test]
+    fn a_plan_reads_an_absent_shed_count_as_0() {
+        let text = "name = \"t\"\n[[account]]\nname = \"kf\"\n[[agents]]\ncount = 1\nreply_delay = \"1m\"\n[[entry]]\nscene = \"web\"\nrate = \"1/min\"\n";
+        let sc = Scenario::parse(text, "t.toml").unwrap();
+        let blank = crate::metrics::Metrics::new(&sc).finish(&sc, &crate::observe::RunStats::default());
+        assert_eq!(values_of(&blank, &["run.shed".to_owned()])["run.shed"], Some(0.0));
+    }
+
     #[test]
     fn vary_specs() {
         let v = Vary::parse("agents.day.count=20..26:2").unwrap();
