@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::bot::{self, Bots, Then};
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event};
-use super::{GAVE_UP, LOST, LiveOptions, Queue, RESEND_WINDOW, SEEN, Shared, TAKEN, Tries};
+use super::{GAVE_UP, LOST, LiveOptions, MAX_MESSAGES, Queue, RESEND_WINDOW, SEEN, Shared, TAKEN, Tries};
 use crate::observe::{Obs, Progress, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
 use crate::workload::{CustomerMemory, EntryBehaviour, RoutePicker, unit};
@@ -701,11 +701,7 @@ impl<'a> Driver<'a> {
         // the bot answers its turns; the message it hands over is the
         // first of the `messages` people answer
         let plan = self.bots.plan(account);
-        let (total, first) = match plan {
-            Some(p) if p.resolves => (p.turns, p.turns),
-            Some(p) => (p.turns + messages - 1, p.turns - 1),
-            None => (messages, 0),
-        };
+        let (total, first) = session_messages(plan.as_ref().map(|p| (p.turns, p.resolves)), messages);
         let info = SessionInfo::arriving(t, e as u16, account as u16, plan.is_some());
         let _ = self.sh.obs.send(Obs::Entered {
             s: info,
@@ -1201,7 +1197,7 @@ impl<'a> Driver<'a> {
         let patience = rt.patience.as_ref().map(|p| p.sample(&mut rt.rng));
         c.info = SessionInfo { account: to as u16, handle: c.info.handle + 1, human_us: now, ..c.info };
         c.first = c.sent;
-        c.total = c.sent + more;
+        c.total = c.sent.saturating_add(more).min(MAX_MESSAGES);
         c.replied.resize(c.total as usize, false);
         c.assigned = None;
         c.queued = false;
@@ -1344,9 +1340,35 @@ impl<'a> Driver<'a> {
     }
 }
 
+/// A session's messages and how many of them go to the bot: the bot's
+/// `turns` (with the message it hands over answered by people, the first
+/// of `messages`) and no more than the ledger tracks ([`MAX_MESSAGES`]: a
+/// longer session was counted neither sent nor seen past it, and `turns +
+/// messages` could overflow).
+fn session_messages(bot: Option<(u32, bool)>, messages: u32) -> (u32, u32) {
+    let (total, first) = match bot {
+        Some((turns, true)) => (turns, turns),
+        Some((turns, false)) => (turns.saturating_add(messages.saturating_sub(1)), turns - 1),
+        None => (messages, 0),
+    };
+    (total.min(MAX_MESSAGES), first.min(MAX_MESSAGES))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bot's turns come first; a session never has more messages than
+    /// the ledger tracks, whatever `messages` drew (u32::MAX with a bot's
+    /// turns overflowed: a panic in a debug build, a wrap in release).
+    #[test]
+    fn a_sessions_messages_stay_within_the_ledger() {
+        assert_eq!(session_messages(None, 3), (3, 0));
+        assert_eq!(session_messages(Some((2, true)), 3), (2, 2));
+        assert_eq!(session_messages(Some((2, false)), 3), (4, 1));
+        assert_eq!(session_messages(None, MAX_MESSAGES + 1), (MAX_MESSAGES, 0));
+        assert_eq!(session_messages(Some((1000, false)), u32::MAX), (MAX_MESSAGES, 999));
+    }
 
     #[test]
     fn a_refused_leave_is_explained_by_an_assignment_queued_before_it() {
