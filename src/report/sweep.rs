@@ -128,7 +128,7 @@ impl MetricChart<'_> {
 
 impl Drawable for MetricChart<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<()> {
-        let (xs, _) = self.xs();
+        let (xs, numeric) = self.xs();
         let (x0, x1) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
         let pad = ((x1 - x0) * 0.03).max(0.5);
         let data_max = self.values().fold(0.0_f64, f64::max);
@@ -159,7 +159,7 @@ impl Drawable for MetricChart<'_> {
             let mut chart =
                 builder().build_cartesian_2d(x_range.clone(), (floor..top).log_scale()).map_err(err)?;
             note_axes(&caption, (x_range.start, x_range.end), (floor, top), true, self.scale);
-            return self.plot(&mut chart, &xs, |v| v.max(floor), " (log scale)");
+            return self.plot(&mut chart, (&xs, numeric), |v| v.max(floor), " (log scale)");
         }
         let (y_min, y_max) = if self.zoom && data_min.is_finite() {
             // an index of 0.996–0.999 on 0–1 is a flat line: zoom to the data
@@ -182,7 +182,7 @@ impl Drawable for MetricChart<'_> {
         });
         let mut chart = builder().build_cartesian_2d(x_range.clone(), y_min..y_max).map_err(err)?;
         note_axes(&caption, (x_range.start, x_range.end), (y_min, y_max), false, self.scale);
-        self.plot(&mut chart, &xs, |v| v, "")
+        self.plot(&mut chart, (&xs, numeric), |v| v, "")
     }
 }
 
@@ -211,19 +211,19 @@ impl MetricChart<'_> {
         self.metric == "service_level" || self.metric.ends_with(".jain")
     }
 
-    /// The mesh, bands, lines, theory and legend on a built chart; `clamp`
-    /// keeps a value where the y axis can show it (a log axis has no 0).
+    /// The mesh, bands, lines, theory and legend on a built chart, at the
+    /// points' x ([`MetricChart::xs`]); `clamp` keeps a value where the y
+    /// axis can show it (a log axis has no 0).
     fn plot<'a, DB: DrawingBackend + 'a, Y>(
         &self,
         chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
-        xs: &[f64],
+        (xs, numeric): (&[f64], bool),
         clamp: impl Fn(f64) -> f64,
         y_note: &str,
     ) -> DrawResult<()>
     where
         Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
     {
-        let (_, numeric) = self.xs();
         let firsts: Vec<String> = self.r.points.iter().map(|p| p.params[0].1.clone()).collect();
         let fmt_x = |x: &f64| {
             if numeric {
