@@ -111,8 +111,9 @@ fn direction_of(path: &str) -> Better {
     // a time's figures, but not how many there were
     let timed = last != "count" && path.split('.').any(|s| s.ends_with("_ms"));
     // an endpoint's errors of one kind (`timeout`, `connect`, `broken`,
-    // `http_503`, …) are errors whatever the kind's name
-    let errors = path.split('.').rev().nth(1) == Some("errors_by_kind");
+    // `http_503`, …), and the middleware's answers with one errcode, are
+    // errors whatever the kind's name
+    let errors = matches!(path.split('.').rev().nth(1), Some("errors_by_kind" | "errcodes"));
     if HIGHER.contains(&last) || path == "sticky.rate" {
         Better::Higher
     } else if LOWER.contains(&last) || timed || errors {
@@ -1027,6 +1028,7 @@ mod tests {
             let path = format!("http.customer_batch.errors_by_kind.{kind}");
             assert_eq!(direction_of(&path), Better::Lower, "{path}");
         }
+        assert_eq!(direction_of("middleware.api.kf/send_msg.errcodes.95018"), Better::Lower);
         let c = compare(&base, &with(0.92, 950.0, 1000.0), &[tol("by_entry.web.asa_ms=1%")]);
         assert_eq!(status(&c, "by_entry.web.asa_ms"), Status::Ok);
         let worse = compare(&base, &with(0.5, 950.0, 1000.0), &[tol("by_entry.web.asa_ms=1%")]);
@@ -1053,6 +1055,33 @@ mod tests {
         assert_eq!(status(&c, "service_level"), Status::Regressed);
         let c = compare(&base, &worse_sl, &[tight, loose]);
         assert_eq!(status(&c, "service_level"), Status::Ok);
+    }
+
+    /// An error kind or errcode a run never met is left out of its summary:
+    /// a baseline without it had 0, so a run that meets it has more errors,
+    /// not a new metric (which passes).
+    #[test]
+    fn an_error_the_baseline_never_met_counts_from_0() {
+        let mut base = summary(0.80, 1000.0, 7);
+        base["http"] = json!({ "send_msg": { "errors": 0, "errors_by_kind": {} } });
+        base["middleware"] = json!({ "api": { "kf/send_msg": { "count": 9, "errors": 0, "errcodes": {} } } });
+        let mut cur = summary(0.80, 1000.0, 8);
+        cur["http"] = json!({ "send_msg": { "errors": 40, "errors_by_kind": { "timeout": 40 } } });
+        cur["middleware"] =
+            json!({ "api": { "kf/send_msg": { "count": 9, "errors": 3, "errcodes": { "95018": 3 } } } });
+        let valid = leaf_paths(&cur);
+        let tol = |arg: &str| parse_tolerance_arg(arg, &valid).unwrap();
+        for path in ["http.send_msg.errors_by_kind.timeout", "middleware.api.kf/send_msg.errcodes.95018"] {
+            let c = compare(&base, &cur, &[tol(&format!("{path}=10%"))]);
+            let row = c.rows.iter().find(|r| r.metric == path).unwrap();
+            assert_eq!((row.baseline, row.status), (Some(0.0), Status::Regressed), "{path}");
+            assert!(c.failed(), "{path}");
+        }
+        // where the part that would hold it is absent, it was not measured
+        let mut bare = summary(0.80, 1000.0, 7);
+        bare["http"] = json!({});
+        let c = compare(&bare, &cur, &[tol("http.send_msg.errors_by_kind.timeout=10%")]);
+        assert_eq!(status(&c, "http.send_msg.errors_by_kind.timeout"), Status::New);
     }
 
     #[test]

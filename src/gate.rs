@@ -824,16 +824,34 @@ fn count_bound(counts: &[i32; 128], text: &str) -> usize {
 }
 
 /// The number at a canonical path: `None` when it is null or absent, but
-/// for a figure a summary leaves out at 0 ([`RUN_SHED`]).
+/// for a count a summary leaves out at 0 (see [`zero_when_absent`]).
 pub fn lookup(summary: &Value, path: &str) -> Option<f64> {
     lookup_present(summary, path).or_else(|| zero_when_absent(summary, path))
 }
 
-/// 0 for [`RUN_SHED`] in a summary that has its `run`: a summary leaves
-/// it out at 0, and a gate, a plan's target or a comparison reading it as
-/// absent would call it not measured.
+/// 0 for a count a summary leaves out when it is 0, where the part of the
+/// summary that would hold it is there: [`RUN_SHED`] in a `run`, an
+/// endpoint the middleware never called or an errcode it never got in a
+/// `middleware`, an error kind an endpoint never met in that endpoint's
+/// `http` figures. Read as absent, a gate, a plan's target or a comparison
+/// would call it not measured. (Gates alone used to read the last two as
+/// 0, so a comparison showed an errcode new in a run as "not in the
+/// baseline" rather than as a count that rose from 0: found by review.)
 fn zero_when_absent(summary: &Value, path: &str) -> Option<f64> {
-    (path == RUN_SHED && summary.get("run").is_some_and(Value::is_object)).then_some(0.0)
+    let zero = if path == RUN_SHED {
+        summary.get("run").is_some_and(Value::is_object)
+    } else if path.starts_with("middleware.") {
+        summary.get("middleware").is_some_and(Value::is_object)
+            && ["errcodes.*", "count", "errors"]
+                .iter()
+                .any(|c| matches_pattern(path, &format!("middleware.api.*.{c}")))
+    } else if let Some((endpoint, _)) = path.split_once(".errors_by_kind.") {
+        matches_pattern(path, "http.*.errors_by_kind.*")
+            && summary.pointer(&pointer(endpoint)).is_some_and(Value::is_object)
+    } else {
+        false
+    };
+    zero.then_some(0.0)
 }
 
 fn lookup_present(summary: &Value, path: &str) -> Option<f64> {
@@ -955,26 +973,7 @@ pub fn evaluate(gates: &[Gate], summary: &Value) -> Vec<GateResult> {
     gates
         .iter()
         .map(|g| {
-            let mut actual = lookup(summary, &g.path);
-            // an endpoint the middleware never called, or an errcode it
-            // never got, is a count of 0, not a metric that was not measured
-            if actual.is_none()
-                && summary.get("middleware").is_some_and(Value::is_object)
-                && (matches_pattern(&g.path, "middleware.api.*.errcodes.*")
-                    || ["count", "errors"]
-                        .iter()
-                        .any(|c| matches_pattern(&g.path, &format!("middleware.api.*.{c}"))))
-            {
-                actual = Some(0.0);
-            }
-            // likewise an error kind an endpoint never met
-            let endpoint = || pointer(g.path.split(".errors_by_kind.").next().unwrap_or(""));
-            if actual.is_none()
-                && matches_pattern(&g.path, "http.*.errors_by_kind.*")
-                && summary.pointer(&endpoint()).is_some_and(Value::is_object)
-            {
-                actual = Some(0.0);
-            }
+            let actual = lookup(summary, &g.path);
             let verdict = match actual {
                 None if is_live_only(&g.path) && summary.pointer(&pointer(&g.path)).is_none() => {
                     Verdict::Skipped
