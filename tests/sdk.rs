@@ -288,3 +288,240 @@ fn wechatpy_uploads_and_downloads_media() {
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "image 5120 True");
     drop(kfsim);
 }
+
+/// tests/sdk/wechatpy_kf.py against a fresh `kfsim serve`: what each of
+/// wechatpy's customer-service calls answered.
+fn wechatpy_kf_answers() -> (Value, u16) {
+    let py = python();
+    let port = free_port();
+    let kfsim = Proc::start(Command::new(env!("CARGO_BIN_EXE_kfsim")).args([
+        "serve",
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+        "--scenario",
+        "scenarios/quickstart.toml",
+        "--set",
+        "agents.day-shift.count=2",
+        "--api-managed",
+    ]));
+    kfsim.wait_for("listening");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/wechatpy_kf.py");
+    let out = Command::new(&py).arg(&script).arg(format!("http://127.0.0.1:{port}")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(kfsim);
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (v, port)
+}
+
+#[test]
+fn wechatpys_kf_methods_all_work_against_kfsim() {
+    let (v, port) = wechatpy_kf_answers();
+    // 0: wechatpy returned the answer, errcode 0 in it; else the errcode of
+    // the WeChatClientException it raised (never another exception: an
+    // answer it could not read)
+    let expected = [
+        ("get_account_list", 0),
+        ("media_upload_image", 0),
+        ("account_add", 0),
+        ("account_update", 0),
+        ("get_account_list_after_add", 0),
+        ("add_contact_way_new", 0),
+        ("account_del", 0),
+        ("get_servicer_list_deleted", 95004),
+        ("account_list_paged", 0),
+        ("add_contact_way", 0),
+        ("add_contact_way_bad_scene", 40058),
+        ("get_servicer_list", 0),
+        ("add_servicer", 0),
+        ("get_servicer_list_after_add", 0),
+        ("del_servicer", 0),
+        ("del_servicer_again", 0),
+        ("get_servicer_list_bad_kfid", 95004),
+        ("sync_msg_page", 0),
+        ("sync_msg", 0),
+        ("sync_msg_bad_token", 95007),
+        ("sync_msg_bad_limit", 40058),
+        ("sync_msg_at_end", 0),
+        ("sync_msg_by_account", 0),
+        ("sync_msg_other_account", 0),
+        ("sync_msg_bad_voice_format", 40058),
+        ("welcome_text", 0),
+        ("welcome_reused", 95007),
+        ("welcome_msgmenu", 0),
+        ("welcome_image", 40008),
+        ("media_upload_voice", 0),
+        ("media_upload_video", 0),
+        ("media_upload_file", 0),
+        ("send_text", 0),
+        ("send_text_same_msgid", 40058),
+        ("send_image", 0),
+        ("send_voice", 0),
+        ("send_video", 0),
+        ("send_file", 0),
+        ("send_sixth", 95001),
+        ("send_msgmenu", 0),
+        // wechatpy 2.0.0a26 builds these three wrongly: refused, as by WeCom
+        ("send_articles_link", 40008),
+        ("send_location", 40058),
+        ("send_miniprogram", 40058),
+        ("send_link", 0),
+        ("send_location_doc", 0),
+        ("send_miniprogram_doc", 0),
+        ("send_unknown_customer", 40058),
+        ("state_untouched", 0),
+        ("state_after_bot", 0),
+        ("trans_to_pool", 0),
+        ("assign_prompt", 0),
+        ("state_assigned", 0),
+        ("send_with_servicer", 95018),
+        ("trans_to_servicer", 0),
+        ("trans_to_same_servicer", 95016),
+        ("state_transferred", 0),
+        ("trans_back_to_bot", 95016),
+        ("trans_end", 0),
+        ("state_ended", 0),
+        ("end_msgmenu", 0),
+        ("trans_bad_state", 40058),
+        ("trans_to_servicer_missing", 40058),
+        ("state_bad_kfid", 95004),
+        ("state_unknown_customer", 40058),
+        ("batchget_customer", 0),
+        ("batchget_customer_one", 0),
+        ("batchget_customer_none", 40058),
+        ("get_upgrade_service_config", 0),
+        ("upgrade_member", 0),
+        ("cancel_upgrade_service", 0),
+        ("upgrade_groupchat", 95021),
+        ("get_corp_statistic", 0),
+        ("get_servicer_statistic", 0),
+        ("get_corp_statistic_no_span", 40058),
+        ("bad_secret", 40001),
+    ];
+    for (call, code) in expected {
+        let r = &v[call];
+        let raised = if code == 0 { Value::Null } else { json!("WeChatClientException") };
+        assert_eq!((&r["exception"], r["errcode"].as_i64()), (&raised, Some(code)), "{call}: {r}");
+        assert!(r["errmsg"].is_string(), "{call}: {r}");
+    }
+
+    // accounts
+    let list = v["get_account_list"]["account_list"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["presale", "after-sales"]);
+    assert!(
+        list.iter()
+            .all(|a| a["manage_privilege"] == true && a["open_kfid"].as_str().unwrap().starts_with("wk"))
+    );
+    let added = &v["get_account_list_after_add"]["account_list"][2];
+    assert_eq!((&added["open_kfid"], &added["name"]), (&v["account_add"]["open_kfid"], &json!("wechatpy-2")));
+    let avatar = added["avatar"].as_str().unwrap();
+    assert!(avatar.starts_with(&format!("http://127.0.0.1:{port}/avatar/")), "{avatar}");
+    assert_eq!(v["account_list_paged"]["account_list"][0]["name"], "after-sales");
+    let url = v["add_contact_way"]["url"].as_str().unwrap();
+    assert!(url.starts_with("https://work.weixin.qq.com/kf/") && url.contains("enc_scene="), "{url}");
+
+    // servicers: status and stop_type are numbers, 0 接待中
+    let servicers = v["get_servicer_list"]["servicer_list"].as_array().unwrap();
+    assert_eq!(servicers.len(), 2);
+    assert!(servicers.iter().all(|s| s["status"] == 0 && s["stop_type"] == 0), "{servicers:?}");
+    assert_eq!(
+        v["add_servicer"]["result_list"],
+        json!([{"userid": "wechatpy-servicer", "errcode": 0, "errmsg": "success"}])
+    );
+    assert_eq!(v["get_servicer_list_after_add"]["servicer_list"].as_array().unwrap().len(), 3);
+    assert_ne!(v["del_servicer_again"]["result_list"][0]["errcode"], 0);
+
+    // sync_msg: two entries a page, three pages; events keep their ids inside
+    assert_eq!(v["sync_msg_paged"], json!({"pages": 3, "entries": 6}));
+    let sync = &v["sync_msg"];
+    assert_eq!(sync["has_more"], 0);
+    let msgs = sync["msg_list"].as_array().unwrap();
+    assert_eq!(msgs.len(), 6, "{sync}");
+    let ext = &v["external_userid"];
+    for (i, who) in ["alice", "bob", "carol"].iter().enumerate() {
+        let (enter, text) = (&msgs[2 * i], &msgs[2 * i + 1]);
+        assert_eq!((&enter["origin"], &enter["msgtype"]), (&json!(4), &json!("event")), "{enter}");
+        assert!(enter.get("external_userid").is_none(), "an event's ids are inside it: {enter}");
+        let ev = &enter["event"];
+        assert_eq!(
+            (&ev["event_type"], &ev["external_userid"], &ev["scene"], &ev["scene_param"]),
+            (&json!("enter_session"), &ext[who], &json!("web"), &json!(format!("p{i}")))
+        );
+        assert!(ev["welcome_code"].is_string(), "{ev}");
+        assert_eq!((&text["origin"], &text["external_userid"]), (&json!(3), &ext[who]));
+        assert_eq!(text["text"]["content"], format!("hello from {who}"));
+        assert!(text["send_time"].is_u64() && text["msgid"].is_string(), "{text}");
+    }
+    assert_eq!(v["sync_msg_at_end"]["msg_list"], json!([]));
+    assert_eq!(v["sync_msg_at_end"]["next_cursor"], sync["next_cursor"]);
+    assert_eq!(v["sync_msg_by_account"]["msg_list"].as_array().unwrap().len(), 6);
+    assert_eq!(v["sync_msg_other_account"]["msg_list"], json!([]));
+
+    // sending
+    assert_eq!(v["welcome_msgmenu"]["msgid"], "welcome-bob");
+    assert_eq!(v["send_text"]["msgid"], "bot-a-1");
+
+    // session states: numbers, the servicer named only in 3
+    let state = |call: &str| {
+        (v[call]["service_state"].as_i64().unwrap(), v[call]["servicer_userid"].as_str().unwrap())
+    };
+    assert_eq!(state("state_untouched"), (0, ""));
+    assert_eq!(state("state_after_bot"), (1, ""));
+    assert_eq!(state("state_assigned").0, 3);
+    assert_eq!(state("state_transferred"), (3, v["transfer_to"].as_str().unwrap()));
+    assert_eq!(state("state_ended"), (4, ""));
+    for call in ["trans_to_pool", "trans_end"] {
+        assert!(v[call]["msg_code"].is_string(), "{call}: {}", v[call]);
+    }
+
+    // customers
+    let b = &v["batchget_customer"];
+    let nicknames: Vec<&Value> =
+        b["customer_list"].as_array().unwrap().iter().map(|c| &c["nickname"]).collect();
+    assert_eq!(nicknames, [&json!("alice"), &json!("bob")]);
+    assert!(b["customer_list"][0]["gender"].is_i64(), "{b}");
+    assert_eq!(b["invalid_external_userid"], json!(["wm-nobody"]));
+    assert_eq!(v["batchget_customer_one"]["customer_list"][0]["external_userid"], ext["carol"]);
+    let config = &v["get_upgrade_service_config"];
+    assert!(
+        config["member_range"]["userid_list"].as_array().unwrap().contains(&json!("day-shift-01")),
+        "{config}"
+    );
+    assert_eq!(config["groupchat_range"]["chat_id_list"], json!([]));
+
+    // statistics: today's, the three customers' sessions and messages
+    let day = &v["get_corp_statistic"]["statistic_list"][0]["statistic"];
+    assert_eq!(
+        (&day["session_cnt"], &day["customer_cnt"], &day["customer_msg_cnt"]),
+        (&json!(3), &json!(3), &json!(3))
+    );
+    assert_eq!(v["get_servicer_statistic"]["statistic_list"][0]["statistic"]["session_cnt"], 1);
+
+    // what the customers received, in order, from the calls that succeeded
+    let received: Vec<String> = v["customer_received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{} {}", m["customer"].as_str().unwrap(), m["msgtype"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        received,
+        [
+            "alice text",
+            "bob msgmenu",
+            "alice text",
+            "alice image",
+            "alice voice",
+            "alice video",
+            "alice file",
+            "bob msgmenu",
+            "bob link",
+            "bob location",
+            "bob miniprogram",
+            "carol image",
+            "alice text",
+            "alice msgmenu",
+        ]
+    );
+}
