@@ -370,6 +370,8 @@ fn wechatpys_kf_methods_all_work_against_kfsim() {
         ("send_miniprogram_doc", 0),
         ("send_unknown_customer", 40058),
         ("state_untouched", 0),
+        ("send_bad_media", 40007),
+        ("state_after_bad_media", 0),
         ("state_after_bot", 0),
         ("trans_to_pool", 0),
         ("assign_prompt", 0),
@@ -467,6 +469,7 @@ fn wechatpys_kf_methods_all_work_against_kfsim() {
         (v[call]["service_state"].as_i64().unwrap(), v[call]["servicer_userid"].as_str().unwrap())
     };
     assert_eq!(state("state_untouched"), (0, ""));
+    assert_eq!(state("state_after_bad_media"), (0, ""), "a refused send_msg moves nothing");
     assert_eq!(state("state_after_bot"), (1, ""));
     assert_eq!(state("state_assigned").0, 3);
     assert_eq!(state("state_transferred"), (3, v["transfer_to"].as_str().unwrap()));
@@ -519,7 +522,6 @@ fn wechatpys_kf_methods_all_work_against_kfsim() {
             "bob link",
             "bob location",
             "bob miniprogram",
-            "carol image",
             "alice text",
             "alice msgmenu",
         ]

@@ -221,6 +221,7 @@ impl State {
                 "send msg count limit: at most 5 messages within 48 h of the customer's last message",
             ));
         }
+        self.check_media(&content, now_us)?;
         let msgid = match msgid.filter(|m| !m.is_empty()) {
             Some(m) => {
                 self.claim_msgid(acct, m, now_us)?;

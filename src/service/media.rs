@@ -26,6 +26,7 @@ use super::Service;
 use super::errors::ApiError;
 use super::faults::Caller;
 use super::http::{BodyShare, Charged, closing, error, ok, over_budget, query_param};
+use super::model::Content;
 use super::state::State;
 
 /// The largest upload of any type [bytes] (a file: 20 MB).
@@ -249,6 +250,35 @@ impl State {
             .ok_or_else(|| ApiError::new(code::INVALID_MEDIA_ID, format!("invalid media_id `{media_id}`")))
     }
 
+    /// Whether `media/get` would answer `media_id`: an upload, or a
+    /// customer's, not older than 3 days.
+    fn media_known(&self, media_id: &str, now_us: u64) -> bool {
+        let live = |t: u64| now_us.saturating_sub(t) < LIFETIME_US;
+        self.media.items.get(media_id).is_some_and(|m| live(m.created_us))
+            || self.media.placeholder_of(media_id).is_some_and(|(_, t)| live(t))
+    }
+
+    /// 40007 unless every media id a message to a customer names is known
+    /// here. WeCom refuses a `send_msg` naming a media id it does not have
+    /// (never uploaded, expired, or a customer's from more than 3 days
+    /// ago); taking it let a middleware pass here that fails in production.
+    pub(super) fn check_media(&self, content: &Content, now_us: u64) -> Result<(), ApiError> {
+        let id = match content {
+            Content::Image(m) | Content::Voice(m) | Content::Video(m) | Content::File(m) => &m.media_id,
+            Content::Link(l) => &l.thumb_media_id,
+            Content::Miniprogram(m) => &m.thumb_media_id,
+            _ => return Ok(()),
+        };
+        // a link's and a mini program's thumbnails are optional here
+        if id.is_empty() || self.media_known(id, now_us) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            code::INVALID_MEDIA_ID,
+            format!("invalid media_id `{id}`: not uploaded, or expired"),
+        ))
+    }
+
     /// The avatar of account `open_kfid` if `media_id` is its current
     /// one (a replaced avatar's URL is gone): the upload while it is kept,
     /// if it is an image, else a 1×1 PNG. kfsim takes any media_id on
@@ -456,6 +486,26 @@ mod tests {
         assert!(st.media_get(&ids[4], T0 + 10).is_ok());
         st.customer_medium("image", "MID", T0);
         assert_eq!(st.media_get("MID", T0).unwrap().content_type, "image/png");
+    }
+
+    #[test]
+    fn a_message_may_name_only_media_kfsim_has() {
+        use crate::service::model::{Link, Media};
+        let mut st = State::new(Config::default());
+        let img = st.media_upload("image", "a.png", "image/png", Bytes::from(vec![1; 100]), T0).unwrap();
+        st.customer_medium("voice", "CUSTVOICE", T0);
+        let media = |id: &str| Content::Image(Media { media_id: id.into() });
+        assert!(st.check_media(&media(&img), T0).is_ok());
+        assert!(st.check_media(&media("CUSTVOICE"), T0).is_ok(), "a customer's media id may be sent back");
+        assert_eq!(st.check_media(&media("never"), T0).unwrap_err().code, code::INVALID_MEDIA_ID);
+        assert_eq!(st.check_media(&media(&img), T0 + LIFETIME_US).unwrap_err().code, code::INVALID_MEDIA_ID);
+        let link = |thumb: &str| {
+            let (title, desc, url, pic_url) = ("t".into(), String::new(), "https://a".into(), String::new());
+            Content::Link(Link { title, desc, url, pic_url, thumb_media_id: thumb.into() })
+        };
+        assert!(st.check_media(&link(""), T0).is_ok());
+        assert_eq!(st.check_media(&link("never"), T0).unwrap_err().code, code::INVALID_MEDIA_ID);
+        assert!(st.check_media(&Content::text("no media"), T0).is_ok());
     }
 
     /// Each customer message with a media id made a placeholder upload of
