@@ -398,6 +398,8 @@ fn wechatpys_kf_methods_all_work_against_kfsim() {
         ("get_corp_statistic", 0),
         ("get_servicer_statistic", 0),
         ("get_corp_statistic_no_span", 40058),
+        ("get_corp_qualification", 0),
+        ("knowledge_list_group", 48002),
         ("bad_secret", 40001),
     ];
     for (call, code) in expected {
@@ -500,6 +502,9 @@ fn wechatpys_kf_methods_all_work_against_kfsim() {
         (&json!(3), &json!(3), &json!(3))
     );
     assert_eq!(v["get_servicer_statistic"]["statistic_list"][0]["statistic"]["session_cnt"], 1);
+    assert_eq!(v["get_corp_qualification"]["wechat_channels_binding"], true);
+    let unserved = v["knowledge_list_group"]["errmsg"].as_str().unwrap();
+    assert!(unserved.contains("kf/knowledge/list_group") && !unserved.contains("kf/*"), "{unserved}");
 
     // what the customers received, in order, from the calls that succeeded
     let received: Vec<String> = v["customer_received"]

@@ -1275,6 +1275,7 @@ fn protocol_documents_cover_every_route() {
         "/cgi-bin/kf/customer/cancel_upgrade_service",
         "/cgi-bin/kf/get_corp_statistic",
         "/cgi-bin/kf/get_servicer_statistic",
+        "/cgi-bin/kf/get_corp_qualification",
         "/cgi-bin/media/upload",
         "/cgi-bin/media/get",
         "/avatar/{open_kfid}/{media_id}",

@@ -48,6 +48,7 @@ pub fn routes() -> axum::Router<Service> {
         .route("/cgi-bin/kf/customer/cancel_upgrade_service", post_op!(cancel_upgrade_service))
         .route("/cgi-bin/kf/get_corp_statistic", post_op!(corp_statistic))
         .route("/cgi-bin/kf/get_servicer_statistic", post_op!(servicer_statistic))
+        .route("/cgi-bin/kf/get_corp_qualification", get(corp_qualification))
         .route("/cgi-bin/media/upload", post(super::media::upload))
         .route("/cgi-bin/media/get", get(super::media::get))
         .route("/avatar/{open_kfid}/{media_id}", get(super::media::avatar))
@@ -488,6 +489,19 @@ fn servicer_statistic(st: &mut State, r: StatisticQuery, _now: u64) -> Result<se
     Ok(statistic_list(st.servicer_statistic(&r.open_kfid, &r.servicer_userid, from, to)?))
 }
 
+/// 视频号 binding (`get_corp_qualification`). WeCom caps the customers of a
+/// corp without it (100 unverified, 10 000 verified); kfsim caps none and
+/// its customers come from WeChat Channels too, as those of a verified
+/// corp with a bound 视频号.
+async fn corp_qualification(AxState(svc): AxState<Service>, req: Request) -> Response {
+    let token = query_param(req.uri().query(), "access_token");
+    let caller = Caller::of(req.headers());
+    respond(svc.with_state(|st, now| {
+        st.check_token(&token, caller, now)?;
+        Ok(serde_json::json!({ "wechat_channels_binding": true }))
+    }))
+}
+
 /// Unknown paths. Under `/cgi-bin/` (a WeCom API kfsim does not implement)
 /// HTTP 200 with an errcode that names it, as SDKs check the status before
 /// the errcode; elsewhere HTTP 404, both with a WeCom-style body.
@@ -502,7 +516,7 @@ pub(super) async fn not_found(req: Request) -> Response {
         return error(ApiError::new(
             super::errors::code::FORBIDDEN,
             format!(
-                "kfsim does not implement the WeCom API {path}: it serves cgi-bin/gettoken, cgi-bin/kf/* and cgi-bin/media/* (docs/protocol.md)"
+                "kfsim does not implement the WeCom API {path}: docs/protocol.md lists the ones it serves"
             ),
         ));
     }

@@ -2,8 +2,9 @@
 
 wechatpy's `client.kf` (WeChatKF) and `client.kf_message` (WeChatKFMessage)
 are called as a user calls them, configured as for WeCom but for the base
-URL. Calls wechatpy has no method for (account add/update/del, statistics)
-go through its generic `client.post`, as a user of wechatpy writes them.
+URL. Calls wechatpy has no method for (account add/update/del, statistics,
+qualification, knowledge base) go through its generic `client.post` and
+`client.get`, as a user of wechatpy writes them.
 Run by tests/sdk.rs:
 
     python wechatpy_kf.py BASE_URL
@@ -235,6 +236,8 @@ call(
 )
 call("get_corp_statistic_no_span", c.post, "kf/get_corp_statistic", data={"open_kfid": open_kfid})
 call("get_corp_qualification", c.get, "kf/get_corp_qualification")
+# the knowledge base (机器人-知识库) is not modelled: a WeCom-style errcode
+call("knowledge_list_group", c.post, "kf/knowledge/list_group", data={"limit": 100})
 
 # ---- credentials ----
 call("bad_secret", Client("kfsim", "not-the-secret").kf.get_account_list)
