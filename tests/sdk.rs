@@ -315,7 +315,7 @@ fn wechatpy_kf_answers() -> (Value, u16) {
 }
 
 #[test]
-fn wechatpys_kf_methods_all_work_against_kfsim() {
+fn every_kf_method_of_wechatpy_answers_as_wecom_does() {
     let (v, port) = wechatpy_kf_answers();
     // 0: wechatpy returned the answer, errcode 0 in it; else the errcode of
     // the WeChatClientException it raised (never another exception: an
