@@ -226,13 +226,14 @@ call("cancel_upgrade_service", kf.cancel_upgrade_service, open_kfid, b)
 call("upgrade_groupchat", kf.upgrade_service, open_kfid, b, 2, groupchat={"chat_id": "wr-none", "wording": "our group"})
 
 # ---- statistics (no wechatpy method: generic post) ----
+# yesterday and today (China time): a run across midnight counts on both days
 now = int(time.time())
-call("get_corp_statistic", c.post, "kf/get_corp_statistic", data={"open_kfid": open_kfid, "start_time": now, "end_time": now})
+call("get_corp_statistic", c.post, "kf/get_corp_statistic", data={"open_kfid": open_kfid, "start_time": now - 86400, "end_time": now})
 call(
     "get_servicer_statistic",
     c.post,
     "kf/get_servicer_statistic",
-    data={"open_kfid": open_kfid, "servicer_userid": other, "start_time": now, "end_time": now},
+    data={"open_kfid": open_kfid, "servicer_userid": other, "start_time": now - 86400, "end_time": now},
 )
 call("get_corp_statistic_no_span", c.post, "kf/get_corp_statistic", data={"open_kfid": open_kfid})
 call("get_corp_qualification", c.get, "kf/get_corp_qualification")
