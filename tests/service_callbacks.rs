@@ -484,6 +484,8 @@ async fn account_avatars_are_http_urls_the_service_serves() {
     let kf = c.ok("/cgi-bin/kf/account/add", json!({"name": "a", "media_id": uploaded})).await;
     let kf = kf["open_kfid"].as_str().unwrap().to_owned();
     c.ok("/cgi-bin/kf/account/add", json!({"name": "b", "media_id": "never/uploaded ?#"})).await;
+    // as a scenario's accounts are: without one
+    c.ok("/cgi-bin/kf/account/add", json!({"name": "c", "media_id": ""})).await;
     let origin = format!("http://{}", server.addr);
     let avatars = |list: &Value| -> Vec<String> {
         let accounts = list["account_list"].as_array().unwrap().iter();
@@ -501,10 +503,13 @@ async fn account_avatars_are_http_urls_the_service_serves() {
     assert_eq!((status, bytes), (200, image), "the uploaded image");
     let (status, ct, png) = anyone.request("GET", &path(&got[1]), "", Vec::new()).await;
     assert_eq!((status, ct.as_str(), &png[1..4]), (200, "image/png", &b"PNG"[..]));
+    assert!(got[2].ends_with("/default"), "{}", got[2]);
+    let (status, ct, png) = anyone.request("GET", &path(&got[2]), "", Vec::new()).await;
+    assert_eq!((status, ct.as_str(), &png[1..4]), (200, "image/png", &b"PNG"[..]), "an account without one");
     // a new avatar is a new URL; the old one is gone
     c.ok("/cgi-bin/kf/account/update", json!({"open_kfid": kf, "media_id": "other"})).await;
     let now = avatars(&c.ok("/cgi-bin/kf/account/list", json!({})).await);
-    assert!(now[0].ends_with("/other") && now[1] == got[1], "{now:?}");
+    assert!(now[0].ends_with("/other") && now[1] == got[1] && now[2] == got[2], "{now:?}");
     let (status, _, _) = anyone.request("GET", &path(&got[0]), "", Vec::new()).await;
     assert_eq!(status, 404);
     let (status, _, _) = anyone.request("GET", &format!("/avatar/wk0000/{uploaded}"), "", Vec::new()).await;

@@ -135,10 +135,8 @@ impl State {
             .map(|(_, a)| AccountInfo {
                 open_kfid: a.open_kfid.as_str().into(),
                 name: a.name.clone(),
-                avatar: if a.media_id.is_empty() {
-                    String::new()
-                } else {
-                    let media_id = utf8_percent_encode(&a.media_id, PATH_SEGMENT);
+                avatar: {
+                    let media_id = utf8_percent_encode(a.avatar_id(), PATH_SEGMENT);
                     format!("{origin}/avatar/{}/{media_id}", a.open_kfid.as_str())
                 },
                 manage_privilege: true,

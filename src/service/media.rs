@@ -286,7 +286,7 @@ impl State {
     /// for good; the PNG keeps every avatar URL an image.
     pub fn avatar(&self, open_kfid: &str, media_id: &str, now_us: u64) -> Option<Medium> {
         let acct = self.accounts.get(*self.account_ix.get(open_kfid)?)?;
-        if media_id.is_empty() || acct.media_id != media_id {
+        if acct.avatar_id() != media_id {
             return None;
         }
         let upload = self.media_get(media_id, now_us).ok().filter(|m| m.kind == "image");

@@ -296,9 +296,19 @@ pub(super) struct Account {
     pub(super) days: super::stats::Days,
 }
 
+/// The avatar URL's last segment of an account made without a media_id
+/// (a scenario's): WeCom gives every account an avatar, and a middleware
+/// that fetches it would trip on an empty URL (found by review).
+pub(super) const DEFAULT_AVATAR: &str = "default";
+
 impl Account {
     pub(super) fn members(&self) -> usize {
         self.agents.iter().filter(|a| a.is_some()).count()
+    }
+
+    /// The media_id its avatar URL names ([`DEFAULT_AVATAR`] without one).
+    pub(super) fn avatar_id(&self) -> &str {
+        if self.media_id.is_empty() { DEFAULT_AVATAR } else { &self.media_id }
     }
 }
 
