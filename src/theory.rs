@@ -60,9 +60,11 @@ pub fn erlang_c_service_level(n: u32, lambda: f64, mu: f64, t: f64) -> Option<f6
 /// stages `k, k−1, …, 0`; stage `i` ends at rate `nμ + iθ` (a service or an
 /// abandonment ahead) and the customer abandons at rate θ throughout, so
 /// P(served | k) = Πᵢ rᵢ/(rᵢ+θ) and E[W | served, k] = Σᵢ 1/(rᵢ+θ).
-pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Erlang {
-    let q = chain(n, None, lambda, mu, theta, None).expect("an unbounded chain with patience is truncated");
-    Erlang { wait_probability: q.wait_probability, abandon_rate: q.abandon_rate, asa: q.asa }
+/// `None` when the chain needs more than [`MAX_STATES`] states to reach
+/// that tail: a load far past the servers with patience of months.
+pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Option<Erlang> {
+    let q = chain(n, None, lambda, mu, theta, None)?;
+    Some(Erlang { wait_probability: q.wait_probability, abandon_rate: q.abandon_rate, asa: q.asa })
 }
 
 /// Erlang A's service level: served within `t`, over all arrivals. A
@@ -150,8 +152,8 @@ const MAX_STATES: usize = 10_000_000;
 
 /// The birth–death chain on customers in the system (birth λ below the
 /// capacity `n + cap`, death `min(j, n)μ + max(j − n, 0)θ`), walked to the
-/// capacity or, without one, to where its weights are negligible. PASTA:
-/// an arrival sees the stationary distribution.
+/// capacity or, without one, to where its weights are negligible; `None`
+/// past [`MAX_STATES`]. PASTA: an arrival sees the stationary distribution.
 fn chain(n: u32, cap: Option<u32>, lambda: f64, mu: f64, theta: f64, sl_t: Option<f64>) -> Option<Limited> {
     let nf = f64::from(n);
     // log-weights avoid overflow of A^j/j! for large n
@@ -168,10 +170,13 @@ fn chain(n: u32, cap: Option<u32>, lambda: f64, mu: f64, theta: f64, sl_t: Optio
         lw += lambda.ln() - (nf * mu + f64::from(k) * theta).ln();
         logw.push(lw);
         // stop once the weights are negligible and falling geometrically
-        if (lw < logw[n as usize] - 50.0 && lambda < nf * mu + f64::from(k) * theta) || k > 10_000_000 {
+        if lw < logw[n as usize] - 50.0 && lambda < nf * mu + f64::from(k) * theta {
             break;
         }
-        if cap.is_some() && logw.len() > MAX_STATES {
+        // Without a capacity too: a chain cut before its tail is negligible
+        // gives the cut chain's figures, far off when the pool piles up past
+        // the cut (found by probing, see the tests)
+        if logw.len() > MAX_STATES {
             return None;
         }
     }
@@ -288,8 +293,8 @@ impl Prediction {
 /// patience). A bot in front resolving a share p, with
 /// any reply time and turns, is a delay without a queue (M/G/∞), whose
 /// output is Poisson: people see λ·(1−p). `None` otherwise (transfers
-/// included), when Erlang C is unstable, or when a huge pool's chain is
-/// too long to walk.
+/// included), when Erlang C is unstable, or when the chain is too long to
+/// walk (a huge pool, or patience so long that the pool holds millions).
 pub fn predict(sc: &crate::scenario::Scenario) -> Option<Prediction> {
     let Plain { servers, lambda, mu, patience_us: patience } = plain(sc)?;
     let t = sc.service_level_us as f64 / 1e6;
@@ -444,7 +449,7 @@ mod tests {
         let sl = erlang_c_service_level(44, 10.0, 0.25, 20.0 / 60.0).unwrap();
         assert!((sl - 0.69067).abs() < 5e-5, "{sl}");
 
-        let a = erlang_a(42, 10.0, 0.25, 0.5);
+        let a = erlang_a(42, 10.0, 0.25, 0.5).unwrap();
         assert!((a.wait_probability - 0.33563).abs() < 5e-5, "{a:?}");
         assert!((a.abandon_rate - 0.05084).abs() < 5e-5, "{a:?}");
         assert!((a.asa * 60.0 - 5.603).abs() < 5e-3, "{a:?}");
@@ -459,7 +464,7 @@ mod tests {
     #[test]
     fn erlang_a_tends_to_erlang_c_as_patience_grows() {
         let c = erlang_c(44, 10.0, 0.25).unwrap();
-        let a = erlang_a(44, 10.0, 0.25, 1e-7);
+        let a = erlang_a(44, 10.0, 0.25, 1e-7).unwrap();
         assert!((a.wait_probability - c.wait_probability).abs() < 1e-4, "{a:?} vs {c:?}");
         assert!((a.asa - c.asa).abs() / c.asa < 1e-3, "{a:?} vs {c:?}");
     }
@@ -599,7 +604,7 @@ rate = "10/min"
         assert!((l.asa - c.asa).abs() < 1e-9, "{l:?} vs {c:?}");
         assert!((l.service_level.unwrap() - sl).abs() < 1e-9, "{l:?} vs {sl}");
 
-        let a = erlang_a(42, 10.0, 0.25, 0.5);
+        let a = erlang_a(42, 10.0, 0.25, 0.5).unwrap();
         let l = limited_pool(42, 100_000, 10.0, 0.25, 0.5, 1.0 / 3.0).unwrap();
         assert_eq!((l.wait_probability, l.abandon_rate, l.asa), (a.wait_probability, a.abandon_rate, a.asa));
 
@@ -609,6 +614,19 @@ rate = "10/min"
         assert!(o.reject_rate >= 0.5 && o.reject_rate < 0.501, "{o:?}");
         // a pool of a billion that always fills is not walked
         assert_eq!(limited_pool(10, 1_000_000_000, 2.0, 0.1, 0.0, 1.0), None);
+    }
+
+    /// Far past its servers with patience of months, more than ten million
+    /// wait at once: the walk stopped there and gave the cut chain's
+    /// figures (found by probing: one agent at 100/min with a patience of
+    /// 100 days said 69 % abandon, where all but the 0.25/min served do).
+    /// No figure rather than a wrong one; ten days is walked.
+    #[test]
+    fn a_chain_too_long_to_walk_gives_no_figure() {
+        let day = 1440.0; // minutes
+        assert_eq!(erlang_a(1, 100.0, 0.25, 1.0 / (100.0 * day)), None);
+        let a = erlang_a(1, 100.0, 0.25, 1.0 / (10.0 * day)).expect("1.4 million states");
+        assert!((a.abandon_rate - (1.0 - 0.25 / 100.0)).abs() < 1e-9, "{a:?}");
     }
 
     /// Stopping once B is 0 changes no bit: every later step keeps it 0.

@@ -62,7 +62,7 @@ fn erlang_c_m_m_44() {
 fn erlang_a_m_m_42_with_patience() {
     let sets = ["agents.kf.count=42", "entry.web.patience={ dist = \"exponential\", mean = \"2m\" }"];
     let runs = replicate(MMN, &sets, 21..41);
-    let theory = erlang_a(42, LAMBDA, MU, 0.5);
+    let theory = erlang_a(42, LAMBDA, MU, 0.5).unwrap();
     assert_matches("P(W>0)", &runs, |s| s.wait_probability.unwrap(), theory.wait_probability, 0.005);
     // 0.84155 in shared/reference/queueing.md
     let sl = erlang_a_service_level(42, LAMBDA, MU, 0.5, 20.0 / 60.0).unwrap();
