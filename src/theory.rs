@@ -155,6 +155,13 @@ const MAX_STATES: usize = 10_000_000;
 /// capacity or, without one, to where its weights are negligible; `None`
 /// past [`MAX_STATES`]. PASTA: an arrival sees the stationary distribution.
 fn chain(n: u32, cap: Option<u32>, lambda: f64, mu: f64, theta: f64, sl_t: Option<f64>) -> Option<Limited> {
+    // Nobody arrives (a bot resolving every session): the chain stays at 0.
+    // Walked, every weight past it would be ln 0 = −∞, never 50 below π_n's.
+    if lambda <= 0.0 {
+        let (wait_probability, abandon_rate, reject_rate, asa) = (0.0, 0.0, 0.0, 0.0);
+        let service_level = sl_t.map(|_| 1.0);
+        return Some(Limited { wait_probability, abandon_rate, reject_rate, asa, service_level });
+    }
     let nf = f64::from(n);
     // log-weights avoid overflow of A^j/j! for large n
     let mut logw = Vec::new();
@@ -614,6 +621,37 @@ rate = "10/min"
         assert!(o.reject_rate >= 0.5 && o.reject_rate < 0.501, "{o:?}");
         // a pool of a billion that always fills is not walked
         assert_eq!(limited_pool(10, 1_000_000_000, 2.0, 0.1, 0.0, 1.0), None);
+    }
+
+    /// A bot resolving every session leaves people no arrivals: nothing
+    /// waits or abandons, as Erlang C says in its limit. With patience the
+    /// walk's stop (weights 50 below π_n's) never came, every weight past
+    /// state 0 being ln 0 = −∞: it walked ten million states and divided 0
+    /// by 0 (found by probing: sweep.csv said NaN for the abandonment and
+    /// occupancy of a bot resolving everything).
+    #[test]
+    fn no_arrivals_nothing_waits() {
+        let a = erlang_a(2, 0.0, 0.25, 0.5).expect("one state to walk");
+        assert_eq!((a.wait_probability, a.abandon_rate, a.asa), (0.0, 0.0, 0.0), "{a:?}");
+        let l = limited_pool(2, 3, 0.0, 0.25, 0.5, 1.0 / 3.0).unwrap();
+        let sl = erlang_c_service_level(2, 0.0, 0.25, 1.0 / 3.0);
+        assert_eq!((l.abandon_rate, l.reject_rate, l.service_level), (0.0, 0.0, sl), "{l:?}");
+        let text = r#"
+name = "p"
+[[account]]
+name = "a"
+bot = { reply_delay = "10s", resolve = 1.0 }
+[[agents]]
+count = 2
+reply_delay = { dist = "exponential", mean = "4m" }
+[[entry]]
+scene = "web"
+rate = "10/min"
+patience = { dist = "exponential", mean = "2m" }
+"#;
+        let sc = crate::scenario::Scenario::parse(text, "p.toml").unwrap();
+        let p = predict(&sc).unwrap();
+        assert_eq!((p.abandon_rate, p.occupancy, p.service_level), (0.0, 0.0, Some(1.0)), "{p:?}");
     }
 
     /// Far past its servers with patience of months, more than ten million
