@@ -327,3 +327,47 @@ fn transfers_between_two_groups_are_a_jackson_network() {
         assert_eq!(s.by_group["pre"].handles, s.by_group["pre"].transferred + s.by_group["pre"].ended);
     }
 }
+
+/// M/D/1: one agent, a handle time of exactly 1 min, λ = 0.8/min. The
+/// other checks have exponential handle times; here the wait is
+/// Pollaczek–Khinchine's, E[W] = λ·E[S²]/(2(1−ρ)) = ρ·S/(2(1−ρ)), half
+/// M/M/1's, and P(W>0) = ρ for any handle time.
+#[test]
+fn a_constant_handle_time_is_pollaczek_khinchine() {
+    let text = MMN
+        .replace("count = 44", "count = 1")
+        .replace("\"10/min\"", "\"0.8/min\"")
+        .replace("reply_delay = { dist = \"exponential\", mean = \"4m\" }", "reply_delay = \"1m\"");
+    // ~115 000 sessions per replication
+    let runs = replicate(&text, &["duration=100d", "warmup=1d"], 181..201);
+    let (rho, hold) = (0.8, 60.0); // hold: the handle time [s]
+    assert_matches("P(W>0)", &runs, |s| s.wait_probability.unwrap(), rho, 0.0012);
+    assert_matches("ASA [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, rho * hold / (2.0 * (1.0 - rho)), 1.5);
+    assert_matches("occupancy", &runs, |s| s.occupancy.unwrap(), rho, 0.0012);
+}
+
+/// Entry points whose rates add up to MMN's 10/min: Poisson streams
+/// superposed are Poisson, so the whole is Erlang C at their sum, and by
+/// PASTA each stream, the smallest too, sees the same waits.
+#[test]
+fn entry_points_superposed_are_one_poisson_stream() {
+    let text = MMN.replace("rate = \"10/min\"", "rate = \"5/min\"")
+        + "[[entry]]\nscene = \"app\"\nrate = \"3/min\"\n[[entry]]\nscene = \"search\"\nrate = \"120/h\"\n";
+    let runs = replicate(&text, &["duration=7d"], 201..221);
+    let theory = erlang_c(44, LAMBDA, MU).unwrap();
+    let sl = erlang_c_service_level(44, LAMBDA, MU, 20.0 / 60.0).unwrap();
+    assert_matches("P(W>0)", &runs, |s| s.wait_probability.unwrap(), theory.wait_probability, 0.008);
+    assert_matches("ASA [s]", &runs, |s| s.asa_ms.unwrap() / 1e3, theory.asa * 60.0, 1.5);
+    assert_matches("SL(20s)", &runs, |s| s.service_level.unwrap(), sl, 0.008);
+    let search = |s: &kfsim::summary::Summary| s.by_entry["search"].clone();
+    let share = |s: &kfsim::summary::Summary| search(s).sessions.offered as f64 / s.sessions.offered as f64;
+    assert_matches("search's share", &runs, share, 0.2, 0.0005);
+    assert_matches("search SL(20s)", &runs, |s| search(s).service_level.unwrap(), sl, 0.008);
+    assert_matches(
+        "search ASA [s]",
+        &runs,
+        |s| search(s).queue_wait.mean.unwrap() / 1e3,
+        theory.asa * 60.0,
+        1.5,
+    );
+}
