@@ -945,14 +945,25 @@ impl Problem<'_> {
         {
             return Ok(None);
         }
+        if !self.targets.iter().all(|t| Prediction::gives(&t.path)) {
+            return Ok(None);
+        }
+        // A value where theory gives a target's metric no figure (a service
+        // level too long to compute: a pool of millions with patience of
+        // weeks, where few agents are far too few) is not judged; it used
+        // to end the search with no answer (found by probing: erlang-c.toml
+        // with a patience of 20 days had none, where Erlang A says 46). An
+        // answer stands when no value below it, past the last one judged
+        // short, went unjudged: targets get easier with staff.
+        let mut unjudged = false;
         for v in 1..=MAX_VALUE.min(near.saturating_mul(4).max(16)) {
             let Some(p) = crate::theory::predict(&self.scenario_at(v)?) else { continue };
             let judged: Option<Vec<bool>> =
                 self.targets.iter().map(|t| p.metric(&t.path).map(|x| t.met_by(Some(x)))).collect();
             match judged {
-                None => return Ok(None),
-                Some(ok) if ok.iter().all(|b| *b) => return Ok(Some(v)),
-                Some(_) => {}
+                None => unjudged = true,
+                Some(ok) if ok.iter().all(|b| *b) => return Ok((!unjudged).then_some(v)),
+                Some(_) => unjudged = false,
             }
         }
         Ok(None)
@@ -1178,6 +1189,24 @@ mod tests {
             *n.entry(d).or_default() += 1;
         }
         n
+    }
+
+    /// With a patience of 20 days one agent at 40 Erlangs holds some
+    /// 280 000 waiting, too many for the service level's stages: no figure
+    /// there, where 46 agents (Erlang C's answer too) have one.
+    #[test]
+    fn erlang_answers_past_values_it_cannot_judge() {
+        let patience =
+            |mean: &str| format!("entry.web.patience={{ dist = \"exponential\", mean = \"{mean}\" }}");
+        let answer = |mean: &str, targets: &[&str]| {
+            erlang_c(&[&patience(mean)], targets, 2, 2).erlang_answer(46).unwrap()
+        };
+        let one = erlang_c(&[&patience("20d")], &[], 2, 2);
+        let p = crate::theory::predict(&one.scenario_at(1).unwrap()).expect("Erlang A");
+        assert_eq!(p.service_level, None, "the case this test is for");
+        assert_eq!(answer("20d", &["service_level>=0.8"]), Some(46));
+        assert_eq!(answer("1d", &["service_level>=0.8"]), Some(46));
+        assert_eq!(answer("20d", &["service_level>=0.8", "first_response.p95<=1m"]), None, "not theory's");
     }
 
     #[test]

@@ -278,6 +278,12 @@ pub struct Prediction {
 }
 
 impl Prediction {
+    /// Whether theory gives the summary metric `path` at all (a service
+    /// level may still have no figure at one staffing: see [`predict`]).
+    pub fn gives(path: &str) -> bool {
+        matches!(path, "wait_probability" | "asa_ms" | "abandon_rate" | "service_level" | "occupancy")
+    }
+
     /// The predicted value of a summary metric, if theory gives it.
     pub fn metric(&self, path: &str) -> Option<f64> {
         match path {
