@@ -32,6 +32,10 @@ pub struct Erlang {
     pub asa: f64,
 }
 
+/// How far below its servers a load must be to have a steady state here:
+/// within rounding of them it has none (see [`erlang_c`]).
+const STABLE_MARGIN: f64 = 1e-9;
+
 /// Erlang C (M/M/n, infinite patience). `None` if unstable: a ≥ n, or
 /// within rounding of it (200/h at 3 min is a = 10 in exact arithmetic and
 /// 9.999999999999998 in floating point, where the formulas gave an ASA of
@@ -39,7 +43,7 @@ pub struct Erlang {
 pub fn erlang_c(n: u32, lambda: f64, mu: f64) -> Option<Erlang> {
     let a = lambda / mu;
     let nf = f64::from(n);
-    if a >= nf * (1.0 - 1e-9) {
+    if a >= nf * (1.0 - STABLE_MARGIN) {
         return None;
     }
     let b = erlang_b(n, a);
@@ -396,7 +400,9 @@ pub fn unstable(sc: &crate::scenario::Scenario) -> Option<String> {
     }
     // in Erlangs: λ·E[S] with one mean, λ over the servers' mean rate with several
     let load = lambda / capacity * servers as f64;
-    (lambda > 0.0 && lambda >= capacity).then(|| {
+    // as unstable as Erlang C takes it: a load within rounding of the
+    // servers had neither a prediction nor this warning (found by probing)
+    (lambda > 0.0 && lambda >= capacity * (1.0 - STABLE_MARGIN)).then(|| {
         format!(
             "the offered load is {load:.2} Erlangs for {servers} servers (agents × max_concurrent), with no \
              patience and no queue_limit: the waiting pool grows without bound, so the waits, ASA and \
@@ -517,6 +523,9 @@ rate = "10/min"
         let over = unstable(&sets(&["agents.a.count=40"])).expect("A = 40 Erlangs on 40 servers");
         assert!(over.contains("40.00 Erlangs for 40 servers"), "{over}");
         assert_eq!(unstable(&sets(&["agents.a.count=41"])), None);
+        let brink = sets(&["agents.a.count=40", "entry.web.rate=9.99999999999/min"]);
+        assert_eq!(predict(&brink), None, "no steady state within rounding");
+        assert!(unstable(&brink).is_some(), "and said so");
         assert_eq!(unstable(&sets(&["agents.a.count=20", "account.a.queue_limit=5"])), None, "bounded pool");
         let patient = "entry.web.patience={ dist = \"exponential\", mean = \"2m\" }";
         assert_eq!(unstable(&sets(&[patient, "agents.a.count=20"])), None, "Erlang A is stable");
