@@ -229,7 +229,115 @@ const ROUNDING: f64 = 1e-9;
 /// p95 of 1e308 were read as they stood and compared (found by probing).
 /// The path is written as `summary_error` writes it (`agents[3].busy_s`).
 fn figure_error(value: &serde_json::Value) -> Option<(String, String)> {
-    figure_walk(value, &mut Vec::new())
+    figure_walk(value, &mut Vec::new()).or_else(|| {
+        let sim = value.get("engine").and_then(serde_json::Value::as_str) == Some("sim");
+        contradiction_walk(value, &mut Vec::new(), sim)
+    })
+}
+
+/// Where two figures of one object contradict each other, though each is
+/// in its range: a p50 above the p99, a latency of samples without its
+/// p95, more sessions answered than offered. Such a baseline was compared
+/// as it stood and failed (or passed) a CI gate on figures no run wrote
+/// (found by probing). The session counts are checked in a simulator's
+/// summary alone: a live run counts what a target says, and a target that
+/// breaks the protocol can have a session answered and abandoned.
+fn contradiction_walk<'a>(
+    v: &'a serde_json::Value,
+    at: &mut Vec<Seg<'a>>,
+    sim: bool,
+) -> Option<(String, String)> {
+    use serde_json::Value;
+    let mut under = |seg, child| {
+        at.push(seg);
+        let found = contradiction_walk(child, at, sim);
+        at.pop();
+        found
+    };
+    match v {
+        Value::Object(map) => {
+            let here =
+                latency_contradiction(map).or_else(|| sim.then(|| sessions_contradiction(map)).flatten());
+            if let Some(message) = here {
+                return Some((seg_path(at, false), message));
+            }
+            map.iter().find_map(|(k, c)| under(Seg::Key(k), c))
+        }
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, c)| under(Seg::Index(i), c)),
+        _ => None,
+    }
+}
+
+/// The figures of a latency (`summary::LatencyStats`) after its `count`,
+/// in the order a run's figures rise: each percentile is read off one
+/// histogram and held to the exact max, and the mean is at most the max.
+const LATENCY_FIGURES: [&str; 7] = ["mean", "p50", "p90", "p95", "p99", "p999", "max"];
+
+/// What contradicts itself in `map` if it is a latency: a figure missing
+/// beside samples or given without any, a percentile above a higher one
+/// or the max, a mean above the max.
+fn latency_contradiction(map: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let count = map.get("count")?.as_f64()?;
+    if !LATENCY_FIGURES.iter().any(|k| map.contains_key(*k)) {
+        return None;
+    }
+    let figure = |k: &str| map.get(k).and_then(serde_json::Value::as_f64);
+    if count > 0.0 {
+        if let Some(k) = LATENCY_FIGURES.iter().find(|k| figure(k).is_none()) {
+            return Some(format!(
+                "`{k}` is missing beside a count of {count}: a latency with samples has each of {}",
+                LATENCY_FIGURES.join(", ")
+            ));
+        }
+    } else {
+        if let Some(k) = LATENCY_FIGURES.iter().find(|k| figure(k).is_some()) {
+            return Some(format!("`{k}` is given beside a count of 0: a latency without samples has none"));
+        }
+        return None;
+    }
+    let shown = |k: &str| map.get(k).map(ToString::to_string).unwrap_or_default();
+    // a few ulps of the mean's division, as in `ROUNDING`
+    let above = |a: &str, b: &str| {
+        let (x, y) = (figure(a).unwrap_or(0.0), figure(b).unwrap_or(0.0));
+        x - y > ROUNDING * y.abs().max(1.0)
+    };
+    let ranked = &LATENCY_FIGURES[1..];
+    if let Some(w) = ranked.windows(2).find(|w| above(w[0], w[1])) {
+        return Some(format!(
+            "{} {} is above {} {}: a latency's percentiles rise with their rank, up to its max",
+            w[0],
+            shown(w[0]),
+            w[1],
+            shown(w[1])
+        ));
+    }
+    if above("mean", "max") {
+        return Some(format!("mean {} is above max {}", shown("mean"), shown("max")));
+    }
+    None
+}
+
+/// What contradicts itself in `map` if it is a simulator's session counts
+/// (`summary::SessionCounts`): each session offered ends one way at most,
+/// and those that reached people are some of those offered.
+fn sessions_contradiction(map: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    const ENDS: [&str; 4] = ["answered", "abandoned", "rejected", "unfinished"];
+    let offered = map.get("offered")?.as_u64()?;
+    let ends: Vec<u64> = ENDS.iter().map(|k| map.get(*k)?.as_u64()).collect::<Option<_>>()?;
+    let ended = ends.iter().fold(0u128, |sum, &n| sum + u128::from(n));
+    if ended > u128::from(offered) {
+        let terms: Vec<String> = ENDS.iter().zip(&ends).map(|(k, n)| format!("{k} {n}")).collect();
+        return Some(format!(
+            "{} is {ended}, more than offered {offered}: each session offered ends one way at most",
+            terms.join(" + ")
+        ));
+    }
+    match map.get("to_people").and_then(serde_json::Value::as_u64) {
+        Some(people) if people > offered => {
+            Some(format!("to_people {people} is more than offered {offered}: they are some of those offered"))
+        }
+        _ => None,
+    }
 }
 
 /// A segment of a path into a summary's JSON.
@@ -578,6 +686,61 @@ rate = "1/min"
             json!({"sessions": {"offered": 4_000_000_000_000_000u64}, "seed": u64::MAX}),
             json!({"latency_ms": {"session": {"max": 4.6e15}}, "run": {"end_s": 4.6e12}}),
             json!({"service_level": null, "scenario": {"name": "x"}, "rate": 7}),
+        ] {
+            assert_eq!(error(fine.clone()), None, "{fine}");
+        }
+    }
+
+    /// Figures that contradict each other are refused, named by the
+    /// object that holds them; those of real runs are not, nor session
+    /// counts that a live run (counting what its target says) may have.
+    #[test]
+    fn figures_that_contradict_each_other_are_refused() {
+        use serde_json::json;
+        let error = |v: serde_json::Value| figure_error(&v).map(|(at, m)| format!("{at}: {m}"));
+        let latency = |p50: f64, p99: f64| json!({"count": 10, "mean": 5.0, "p50": p50, "p90": 7.0, "p95": 8.0, "p99": p99, "p999": 9.5, "max": 10.0});
+        let sessions = |answered: u64| json!({"offered": 100, "answered": answered, "abandoned": 10, "rejected": 0, "unfinished": 1});
+        for (bad, want) in [
+            (
+                json!({"latency_ms": {"queue_wait": latency(1e6, 9.0)}}),
+                "latency_ms.queue_wait: p50 1000000.0 is above p90 7.0",
+            ),
+            (
+                json!({"by_entry": {"web": {"queue_wait": latency(1.0, 11.0)}}}),
+                "by_entry.web.queue_wait: p99 11.0 is above p999",
+            ),
+            (
+                json!({"latency_ms": {"reply": {"count": 3, "mean": 20.0, "p50": 1.0, "p90": 1.0, "p95": 1.0, "p99": 1.0, "p999": 1.0, "max": 2.0}}}),
+                "latency_ms.reply: mean 20.0 is above max 2.0",
+            ),
+            (
+                json!({"latency_ms": {"reply": {"count": 3, "mean": 1.0}}}),
+                "latency_ms.reply: `p50` is missing beside a count of 3",
+            ),
+            (
+                json!({"latency_ms": {"reply": {"count": 0, "p95": 1.0}}}),
+                "latency_ms.reply: `p95` is given beside a count of 0",
+            ),
+            (
+                json!({"engine": "sim", "sessions": sessions(95)}),
+                "sessions: answered 95 + abandoned 10 + rejected 0 + unfinished 1 is 106, more than offered 100",
+            ),
+            (
+                json!({"engine": "sim", "by_account": {"kf": {"handles": {"offered": 5, "to_people": 6, "answered": 1, "abandoned": 0, "rejected": 0, "unfinished": 0}}}}),
+                "by_account.kf.handles: to_people 6 is more than offered 5",
+            ),
+        ] {
+            let e = error(bad.clone()).unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert!(e.starts_with(want), "{bad}: {e}");
+        }
+        let none = json!({"count": 0, "mean": null, "p50": null, "p90": null, "p95": null, "p99": null, "p999": null, "max": null});
+        for fine in [
+            json!({"latency_ms": {"queue_wait": latency(1.0, 9.0), "abandon_wait": none}}),
+            // the mean's division a few ulps over a max every sample equals
+            json!({"x": {"count": 3, "mean": 10.000000000000002, "p50": 10.0, "p90": 10.0, "p95": 10.0, "p99": 10.0, "p999": 10.0, "max": 10.0}}),
+            json!({"engine": "sim", "sessions": sessions(89)}),
+            json!({"engine": "live", "sessions": sessions(95)}),
+            json!({"http": {"x": {"count": 4, "errors": 1, "latency_ms": latency(1.0, 9.0)}}}),
         ] {
             assert_eq!(error(fine.clone()), None, "{fine}");
         }
