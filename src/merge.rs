@@ -372,7 +372,7 @@ impl ReadShard {
                 refuse(format!("{} changed while the shards were merged", self.path.display()))
             }
             Some(run) => Ok(run.metrics),
-            None => refuse(format!("shard {} holds no run state", self.file.shard)),
+            None => refuse(format!("shard {} holds no run state ({})", self.file.shard, self.path.display())),
         }
     }
 }
@@ -496,7 +496,9 @@ pub fn merge_run(shards: &[ReadShard]) -> Result<MergedRun, Refused> {
     let states: Vec<&RunState<IgnoredAny>> = shards
         .iter()
         .map(|r| {
-            r.file.run.as_ref().ok_or_else(|| Refused(format!("shard {} holds no run state", r.file.shard)))
+            r.file.run.as_ref().ok_or_else(|| {
+                Refused(format!("shard {} holds no run state ({})", r.file.shard, r.path.display()))
+            })
         })
         .collect::<Result<_, _>>()?;
     let mut fresh = Metrics::new(&sc);
@@ -510,7 +512,10 @@ pub fn merge_run(shards: &[ReadShard]) -> Result<MergedRun, Refused> {
             ))
         })?;
     }
-    let metrics = sum.finish().map_err(Refused)?;
+    let metrics = sum.finish().map_err(|(culprit, e)| match culprit.and_then(|i| shards.get(i)) {
+        Some(r) => Refused(format!("{e} (in {})", r.path.display())),
+        None => Refused(e),
+    })?;
     let stats = RunStats {
         end_us: states.iter().map(|s| s.end_us).max().unwrap_or(0),
         events: 0,
@@ -569,22 +574,30 @@ pub fn sweep_values(shards: &[ReadShard], points: usize) -> Result<Vec<Vec<RepVa
     let part =
         shards.first().and_then(|r| r.file.sweep.as_ref()).ok_or_else(|| Refused("not a sweep".into()))?;
     let r = part.replications;
-    let mut got: BTreeMap<(usize, u32), (Shard, RepValues)> = BTreeMap::new();
-    for ReadShard { file: f, .. } in shards {
-        let Some(p) = &f.sweep else { return refuse(format!("shard {} holds no sweep results", f.shard)) };
+    let mut got: BTreeMap<(usize, u32), (&Path, RepValues)> = BTreeMap::new();
+    for ReadShard { file: f, path } in shards {
+        let Some(p) = &f.sweep else {
+            return refuse(format!("shard {} holds no sweep results ({})", f.shard, path.display()));
+        };
         for rep in &p.results {
             if rep.point >= points || rep.replication >= r {
                 return refuse(format!(
-                    "shard {} holds replication {} of point {}, outside the sweep's {points} points × {r} replications",
-                    f.shard, rep.replication, rep.point
+                    "shard {} ({}) holds replication {} of point {}, outside the sweep's {points} points × {r} replications",
+                    f.shard,
+                    path.display(),
+                    rep.replication,
+                    rep.point
                 ));
             }
-            if let Some((other, _)) = got.insert((rep.point, rep.replication), (f.shard, rep.values.clone()))
-            {
-                return refuse(format!(
-                    "replication {} of point {} is in shards {other} and {}",
-                    rep.replication, rep.point, f.shard
-                ));
+            if let Some((other, _)) = got.insert((rep.point, rep.replication), (path, rep.values.clone())) {
+                // the same file twice is a file edited, not two shards
+                // that overlap: "in shards 0/2 and 0/2" said neither
+                let place = if other == path.as_path() {
+                    format!("twice in {}", path.display())
+                } else {
+                    format!("in {} and {}", other.display(), path.display())
+                };
+                return refuse(format!("replication {} of point {} is {place}", rep.replication, rep.point));
             }
         }
     }

@@ -449,14 +449,25 @@ impl StateMerge {
         Ok(())
     }
 
-    /// The metrics of the shards added.
-    pub fn finish(self) -> Result<Metrics, String> {
+    /// The metrics of the shards added; on failure, with the position (in
+    /// the order added) of the first shard whose state fails alone.
+    pub fn finish(self) -> Result<Metrics, (Option<usize>, String)> {
+        let merge = |parts: &[&serde_json::Value]| {
+            let merged = crate::tally::merge(&self.fresh, parts)
+                .map_err(|e| format!("the shards' metrics do not merge: {e}"))?;
+            Metrics::from_state(merged)
+        };
         let parts: Vec<&serde_json::Value> = self.parts.iter().collect();
-        let merged = crate::tally::merge(&self.fresh, &parts)
-            .map_err(|e| format!("the shards' metrics do not merge: {e}"))?;
-        let mut m = Metrics::from_state(merged)?;
-        self.sum.put(&mut m);
-        Ok(m)
+        match merge(&parts) {
+            Ok(mut m) => {
+                self.sum.put(&mut m);
+                Ok(m)
+            }
+            // Found only when it failed, so that a merge that works is not
+            // slowed: an error naming no shard left the user to open every
+            // file (found by probing).
+            Err(e) => Err((parts.iter().position(|p| merge(&[p]).is_err()), e)),
+        }
     }
 }
 

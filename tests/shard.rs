@@ -735,6 +735,12 @@ fn merge_refuses_edited_shard_files_and_its_own_inputs() {
     };
     refused(&edited("text", &text), &out, "scenario texts or --set overrides differ");
     refused(&a, &a[0], "is one of the shard folders");
+    // a sweep shard holding a replication twice: one file, not two shards
+    let twice = edited("twice", &|f: &mut Value| {
+        let results = f["sweep"]["results"].as_array_mut().unwrap();
+        results.push(results[0].clone());
+    });
+    refused(&twice, &out, &format!("twice in {}", twice[1].join("shard.json").display()));
     // a run's own folder, its series interval edited
     sim_run(&d.join("run"), &["duration=1h"]);
     let shard = d.join("run").join("shard.json");
@@ -756,6 +762,14 @@ fn merge_refuses_edited_shard_files_and_its_own_inputs() {
         &out,
         "text kept in the shards' shard.json (not the file on disk) does not parse",
     );
+    // a state that fails only when the shards are merged names its file
+    sim_run(&d.join("run3"), &["duration=1h"]);
+    let shard = d.join("run3").join("shard.json");
+    let mut f = json(&shard);
+    let hists = f["run"]["metrics"]["series"]["interval_hists"].as_object_mut().unwrap();
+    hists.values_mut().next().unwrap()["hdr"] = true.into();
+    std::fs::write(&shard, f.to_string()).unwrap();
+    refused(&[d.join("run3")], &out, &format!("without its \"hdr\" (in {})", shard.display()));
     assert!(!out.exists(), "nothing written when refused");
 }
 
