@@ -230,7 +230,9 @@ pub fn improve_message(message: &str, line: &str) -> String {
     m = m.replacen("missing field `", "missing key `", 1);
     // toml's words for a number or an array where a name is expected
     // (`policy = 3`): the names themselves come with a string
-    if m == "wanted string or table" {
+    // and its words for a table there (`policy = { a = 1, b = 2 }`, `{}`),
+    // which named neither what it got nor what it wanted
+    if m == "wanted string or table" || m.starts_with("wanted exactly 1 element") {
         m = "expected a name in quotes (a string)".into();
     }
     for (rust, words) in [
@@ -321,10 +323,9 @@ mod tests {
             improve_message("invalid value: integer `-1`, expected u64", ""),
             "invalid value: integer `-1`, expected a whole number ≥ 0"
         );
-        assert_eq!(
-            improve_message("wanted string or table", "policy = 3"),
-            "expected a name in quotes (a string)"
-        );
+        for toml in ["wanted string or table", "wanted exactly 1 element, more than 1 element"] {
+            assert_eq!(improve_message(toml, "policy = 3"), "expected a name in quotes (a string)");
+        }
         let m = improve_message("invalid type: map, expected a sequence", "[account]");
         assert!(m.starts_with("`[account]` must be written `[[account]]`"), "{m}");
         assert_eq!(

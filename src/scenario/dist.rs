@@ -392,7 +392,17 @@ impl Table {
             }
         };
         if dist.mean_us() > 1e17 || !dist.mean_us().is_finite() {
-            return Err("the distribution's mean is too large".into());
+            // with the bound and where such a mean comes from: a lognormal
+            // of a p95 far above its median had no visible cause
+            return Err(format!(
+                "the distribution's mean is {:.3e} µs, above the most kfsim keeps, 1e17 µs (about 3 170 years){}",
+                dist.mean_us(),
+                if matches!(dist, TimeDist::Lognormal { .. }) {
+                    ": a lognormal's mean grows steeply with its spread (`p95` over `median`, or `sigma`)"
+                } else {
+                    ""
+                }
+            ));
         }
         Ok(dist)
     }

@@ -74,7 +74,10 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         total += number * factor;
     }
     if !total.is_finite() || total > 1e17 {
-        return Err(format!("duration \"{text}\" is too long"));
+        // the bound alone, as "is too long" left the file's author to guess it
+        return Err(format!(
+            "duration \"{text}\" is too long: a duration is at most 100000000000s (10¹⁷ µs, about 3 170 years)"
+        ));
     }
     Ok(total.round() as u64)
 }
