@@ -445,6 +445,42 @@ fn a_live_shard_stopped_at_the_barrier_takes_its_ready_file_back() {
     terminate_within_10_s(children.next().unwrap());
 }
 
+/// A barrier file that cannot be another shard's ready time is refused at
+/// once, named (exit 3): one written by a clock a year ahead held the
+/// shard until then, silently, and one that is not a time, or a folder in
+/// its place, was waited on until `--barrier-wait` ran out and then taken
+/// for a shard not running.
+#[test]
+fn a_barrier_file_that_is_no_ready_time_is_refused_at_once() {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    let d = tmp("barrier-bad");
+    let year_ahead =
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(365 * 86_400);
+    for (name, content, says) in [
+        ("ahead", Some(year_ahead.as_millis().to_string()), "ahead of this machine's clock"),
+        ("garbage", Some("ready".to_owned()), "is not a shard's ready file"),
+        ("folder", None, "reading"),
+    ] {
+        let barrier = d.join(name);
+        let theirs = barrier.join("ready-1-of-2");
+        match content {
+            Some(c) => {
+                std::fs::create_dir_all(&barrier).unwrap();
+                std::fs::write(&theirs, c).unwrap();
+            }
+            None => std::fs::create_dir_all(&theirs).unwrap(),
+        }
+        let args = ["--shard", "0/2", "--barrier", barrier.to_str().unwrap(), "--barrier-wait", "1m"];
+        let started = Instant::now();
+        // never reached: the shard stops before it connects
+        let o = live_run("http://127.0.0.1:9", &d.join("out"), &args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{name}: {stderr}");
+        assert!(stderr.contains(says) && stderr.contains(&*theirs.to_string_lossy()), "{name}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{name}: {:?}", started.elapsed());
+    }
+}
+
 /// Three live shards against one service carry the load of one process:
 /// the same arrivals at the same scenario times (each shard keeps every
 /// third arrival of the one seeded stream, so the merged arrival series

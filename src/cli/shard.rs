@@ -57,6 +57,56 @@ fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The bytes of `path`, at most `max`, or `None` while it is not there.
+/// The files of the barrier and the exchange are small and written whole
+/// (to a temporary name, then renamed), so one that is there and does not
+/// read is not waited on: a directory was taken for a file not written
+/// yet until the wait ran out, and `/dev/zero` was read until memory ran
+/// out (found by probing).
+fn read_small(path: &Path, max: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    match std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_end(&mut bytes)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+        Ok(_) if bytes.len() as u64 > max => {
+            anyhow::bail!("{} is larger than {max} bytes: not a file kfsim wrote", path.display())
+        }
+        Ok(_) => Ok(Some(bytes)),
+    }
+}
+
+/// How far ahead of this machine's clock another shard's ready time may
+/// be: a shard starts 3 s after the latest, so one whose clock ran ahead
+/// held every shard back by as much, silently (a year ahead, a year;
+/// found by probing). Shards whose clocks disagree this much would not
+/// start together anyway.
+const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(60);
+
+/// The ready time [ms since the epoch] in the barrier file `path`, or
+/// `None` while it is not there.
+fn ready_time(path: &Path) -> anyhow::Result<Option<u64>> {
+    let Some(bytes) = read_small(path, 64)? else { return Ok(None) };
+    let text = String::from_utf8_lossy(&bytes);
+    let ms = text.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{} is not a shard's ready file: it holds {:?}, not a time in ms since the epoch",
+            path.display(),
+            text.trim()
+        )
+    })?;
+    let ahead = Duration::from_millis(ms).saturating_sub(Duration::from_millis(unix_ms(SystemTime::now())));
+    anyhow::ensure!(
+        ahead <= MAX_CLOCK_AHEAD,
+        "{} says its shard was ready {} s ahead of this machine's clock (more than {} s): the shards' clocks \
+         disagree; synchronise them (NTP) and start again",
+        path.display(),
+        ahead.as_secs(),
+        MAX_CLOCK_AHEAD.as_secs()
+    );
+    Ok(Some(ms))
+}
+
 /// Write `bytes` to `path` so that a reader never sees half of it.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     crate::files::write_whole(path, |w| w.write_all(bytes))
@@ -84,9 +134,8 @@ pub fn barrier(dir: &Path, shard: Shard, wait: Duration, stop: &AtomicBool) -> a
                 super::Stopped(format!("stopped at the barrier {}: nothing ran", dir.display())).into()
             );
         }
-        let ready: Vec<Option<u64>> = (0..shard.count)
-            .map(|i| std::fs::read_to_string(name(i)).ok().and_then(|t| t.trim().parse().ok()))
-            .collect();
+        let ready: Vec<Option<u64>> =
+            (0..shard.count).map(|i| ready_time(&name(i))).collect::<Result<_, _>>()?;
         if ready.iter().all(Option::is_some) {
             let last = ready.into_iter().flatten().max().unwrap_or(0);
             return Ok(UNIX_EPOCH + Duration::from_millis(last) + BARRIER_LEAD);
@@ -198,7 +247,8 @@ impl Replicate for Exchange {
         for r in reps {
             let file = self.path(&exchange_key(sc, r, extra));
             let values: RepValues = loop {
-                if let Ok(text) = std::fs::read(&file) {
+                // a dozen figures: a megabyte is far past any
+                if let Some(text) = read_small(&file, 1 << 20)? {
                     break serde_json::from_slice(&text)
                         .with_context(|| format!("{} is not a replication's values", file.display()))?;
                 }
@@ -221,5 +271,25 @@ impl Replicate for Exchange {
             out.push(values);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of the barrier or the exchange is read to its bound and no
+    /// further; one not there is waited for, one that does not read is not.
+    #[test]
+    fn small_files_are_read_to_their_bound() {
+        let dir = std::env::temp_dir().join(format!("kfsim-small-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(read_small(&dir.join("absent"), 64).unwrap().is_none());
+        let err = read_small(Path::new("/dev/zero"), 64).unwrap_err().to_string();
+        assert!(err.contains("larger than 64 bytes"), "{err}");
+        assert!(read_small(&dir, 64).is_err(), "a folder is not a file yet to come");
+        std::fs::write(dir.join("r"), "1234").unwrap();
+        assert_eq!(read_small(&dir.join("r"), 64).unwrap().as_deref(), Some(&b"1234"[..]));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
