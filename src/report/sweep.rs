@@ -152,7 +152,12 @@ impl Drawable for MetricChart<'_> {
         // of an hour beside the seconds of the others) goes on a log axis:
         // on a linear one every point but the worst lay flat on zero.
         if self.ceiling.is_none() && positive_min.is_finite() && data_max > LOG_SPAN * positive_min {
-            let floor = positive_min / 2.0;
+            // at most LOG_DECADES below the largest value, smaller ones
+            // drawn on the floor: a wait of 1e-320 ms (Erlang C's for
+            // hundreds of agents) beside an overloaded point's hours made
+            // the floor 0, whose ticks never ended and took all memory
+            // (found by probing: a sweep of agents 1..800)
+            let floor = (positive_min / 2.0).max(data_max / 10f64.powi(LOG_DECADES));
             // a legend in the upper right takes about a third of the height:
             // on a log axis that is as many decades as half the data's
             let top = data_max * (data_max / floor).powf(0.5);
@@ -189,6 +194,9 @@ impl Drawable for MetricChart<'_> {
 /// A time whose largest value is this many times its smallest positive
 /// one is drawn on a log axis.
 const LOG_SPAN: f64 = 100.0;
+
+/// The most decades a log axis spans below the largest value it draws.
+const LOG_DECADES: i32 = 12;
 
 impl MetricChart<'_> {
     fn get(&self, i: usize) -> Option<crate::sweep::Estimate> {
@@ -455,5 +463,39 @@ mod tests {
         let numbers = SweepResult { points: vec![point(&[(p, "7")]), point(&[(p, "5")])], ..r.clone() };
         let c = MetricChart { r: &numbers, ..c };
         assert_eq!(c.xs(), (vec![7.0, 5.0], true));
+    }
+
+    /// A time of a few ulps above 0 beside hours is drawn on a log axis of
+    /// a bounded span: its floor was half the smallest value, 0 here, and
+    /// the axis's ticks took all memory.
+    #[test]
+    fn a_log_axis_spans_a_bounded_number_of_decades() {
+        let p = "agents.kf.count";
+        let at = |count: &str, wait: f64| Point {
+            metrics: [(
+                "asa_ms".to_owned(),
+                Some(crate::sweep::Estimate { mean: wait, lo: wait, hi: wait, n: 1, se: 0.0 }),
+            )]
+            .into(),
+            ..point(&[(p, count)])
+        };
+        let r = SweepResult {
+            scenario: "t".into(),
+            seed: 1,
+            replications: 1,
+            vary: vec![p.into()],
+            points: vec![at("1", 3.6e6), at("800", 5e-324)],
+            interrupted: None,
+        };
+        let c = MetricChart {
+            r: &r,
+            metric: "asa_ms".into(),
+            label: "ASA",
+            scale: 1.0,
+            zoom: false,
+            ceiling: None,
+        };
+        let chart = render(&c, "asa".into(), "ASA".into()).expect("drawn");
+        assert!(chart.svg.contains("(log scale)"), "on a log axis");
     }
 }
