@@ -45,6 +45,45 @@ pub fn decode_hist(text: &str) -> Result<Histogram<u64>, String> {
     Deserializer::new().deserialize(&mut &v2[..]).map_err(|e| format!("not an HdrHistogram: {e:?}"))
 }
 
+/// The counts all histograms of one file may have together: kfsim's widest
+/// layout (35,840 counts) ten thousand times, more than a run at the
+/// scenario bounds keeps (two per entry, one per account, a few dozen
+/// more), about 2.7 GiB. Each histogram allocates its layout's counts
+/// whatever its payload: 3000 empty ones of a wide layout, 225 KB of
+/// `histograms.json`, took 20 GB (found by probing).
+pub const MOST_FILE_COUNTS: usize = 10_000 * 35_840;
+
+/// Decode the histograms `texts` of one file ([`decode_hist`] each), their
+/// counts together at most [`MOST_FILE_COUNTS`]; an error names the key.
+pub fn decode_hists(
+    texts: impl IntoIterator<Item = (String, String)>,
+) -> Result<std::collections::BTreeMap<String, Histogram<u64>>, String> {
+    decode_hists_within(texts, MOST_FILE_COUNTS)
+}
+
+fn decode_hists_within(
+    texts: impl IntoIterator<Item = (String, String)>,
+    most: usize,
+) -> Result<std::collections::BTreeMap<String, Histogram<u64>>, String> {
+    let mut room = most;
+    let mut out = std::collections::BTreeMap::new();
+    for (key, text) in texts {
+        let named = |e: String| format!("\"{key}\": {e}");
+        let bytes = hist_text_bytes(&text).map_err(named)?;
+        let v2 = checked_v2(&bytes).map_err(named)?;
+        // told by the header, before the counts are allocated
+        let counts = layout_counts(&v2).map_err(named)?;
+        room = room.checked_sub(counts).ok_or_else(|| {
+            named(format!("past the {most} counts the histograms of one file kfsim writes hold together"))
+        })?;
+        let h = Deserializer::new()
+            .deserialize(&mut &v2[..])
+            .map_err(|e| named(format!("not an HdrHistogram: {e:?}")))?;
+        out.insert(key, h);
+    }
+    Ok(out)
+}
+
 /// The longest counts array a histogram read from a file may have.
 /// hdrhistogram allocates the array its header asks for (up to 48 × 2¹⁷
 /// counts, 50 MB, at 5 significant digits) and a buffer of the length it
@@ -646,6 +685,24 @@ mod tests {
 
     fn kfsim_widest() -> Histogram<u64> {
         Histogram::new_with_bounds(1, 10_000_000_000_000, 3).unwrap()
+    }
+
+    /// The histograms of one file are bounded together, by their headers
+    /// before their counts are allocated: each empty histogram of a wide
+    /// layout is 56 bytes of base64 for megabytes of counts.
+    #[test]
+    fn the_histograms_of_a_file_are_bounded_together() {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let empty = b64(&v2_header(0, 3, 1, 10_000_000_000_000));
+        let each = kfsim_widest().distinct_values();
+        let texts = |n: usize| (0..n).map(|i| (format!("h{i}"), empty.clone())).collect::<Vec<_>>();
+        assert_eq!(decode_hists_within(texts(3), 3 * each).unwrap().len(), 3);
+        let e = decode_hists_within(texts(4), 3 * each).unwrap_err();
+        assert!(e.starts_with("\"h3\": past the"), "{e}");
+        // the bound holds far more than kfsim's own: two per entry, one per account
+        assert!(MOST_FILE_COUNTS >= (2 * 1000 + 5000 + 100) * each);
+        let e = decode_hists([("x".to_owned(), "not base64!".to_owned())]).unwrap_err();
+        assert!(e.starts_with("\"x\": "), "{e}");
     }
 
     #[test]

@@ -168,12 +168,8 @@ pub fn read(dir: &Path) -> anyhow::Result<Measured> {
         .with_context(|| {
             format!("{} is not a kfsim histogram file", dir.join("histograms.json").display())
         })?;
-    let mut histograms = BTreeMap::new();
-    for (name, text) in encoded {
-        let h =
-            super::hgrm::from_base64(&text).map_err(|e| anyhow::anyhow!("histograms.json, {name}: {e}"))?;
-        histograms.insert(name, h);
-    }
+    let histograms = crate::tally::decode_hists(encoded)
+        .map_err(|e| anyhow::anyhow!("{}, {e}", dir.join("histograms.json").display()))?;
     Ok(Measured { summary, series, histograms })
 }
 
@@ -500,12 +496,7 @@ pub fn read_run_files(path: &Path) -> anyhow::Result<RunFiles> {
     let series = companion(&dir.join("series.json"), &mut unread, crate::series::SeriesData::from_json);
     let histograms = companion(&dir.join("histograms.json"), &mut unread, |t| {
         let texts: BTreeMap<String, String> = serde_json::from_str(t).map_err(|e| e.to_string())?;
-        texts
-            .into_iter()
-            .map(|(k, v)| {
-                super::hgrm::from_base64(&v).map(|h| (k.clone(), h)).map_err(|e| format!("\"{k}\": {e}"))
-            })
-            .collect::<Result<BTreeMap<_, _>, _>>()
+        crate::tally::decode_hists(texts)
     });
     Ok(RunFiles { summary, series, histograms, unread })
 }
