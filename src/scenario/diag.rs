@@ -228,6 +228,13 @@ pub fn improve_message(message: &str, line: &str) -> String {
         break;
     }
     m = m.replacen("missing field `", "missing key `", 1);
+    // the reader's depth limit, in its words ("cannot recurse further; max
+    // recursion depth met"), said neither what nor how deep
+    if m.starts_with("cannot recurse further") {
+        m = "nested deeper than the TOML reader allows: a scenario's values nest a few levels at most".into();
+    }
+    // the Rust type a TOML integer past i64 was read as
+    m = m.replacen("` as i128,", "`,", 1);
     // toml's words for a number or an array where a name is expected
     // (`policy = 3`): the names themselves come with a string
     // and its words for a table there (`policy = { a = 1, b = 2 }`, `{}`),
@@ -323,6 +330,12 @@ mod tests {
             improve_message("invalid value: integer `-1`, expected u64", ""),
             "invalid value: integer `-1`, expected a whole number ≥ 0"
         );
+        assert_eq!(
+            improve_message("invalid type: integer `18446744073709551616` as i128, expected a string", ""),
+            "invalid type: integer `18446744073709551616`, expected a string"
+        );
+        let deep = improve_message("cannot recurse further; max recursion depth met", "x = [[[[");
+        assert!(deep.starts_with("nested deeper than the TOML reader allows"), "{deep}");
         for toml in ["wanted string or table", "wanted exactly 1 element, more than 1 element"] {
             assert_eq!(improve_message(toml, "policy = 3"), "expected a name in quotes (a string)");
         }

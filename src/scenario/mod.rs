@@ -647,7 +647,13 @@ fn parse_text(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
             return ScenarioError::Invalid(Box::new(Diagnostic::new(file, text, Some(at), message)));
         }
         let line = span.as_ref().map_or("", |s| diag::line_at(text, s.start));
-        let message = diag::improve_message(e.message(), line);
+        let mut message = diag::improve_message(e.message(), line);
+        // toml names neither the key nor that it may be a table's header
+        if message == "duplicate key"
+            && let Some(key) = span.as_ref().and_then(|s| text.get(s.clone()))
+        {
+            message = format!("duplicate key `{key}`: a key, or a [table], is given once in its table");
+        }
         ScenarioError::Invalid(Box::new(Diagnostic::new(file, text, span, message)))
     })?;
     let err = |span: Option<Range<usize>>, message: String| {
