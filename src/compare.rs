@@ -153,7 +153,10 @@ impl Tolerance {
             return if v.is_finite() && v >= 0.0 {
                 Ok(Tolerance::Absolute(v))
             } else {
-                Err(format!("invalid tolerance \"{text}\""))
+                // "invalid tolerance "nan"" alone said not what would do
+                Err(format!(
+                    "invalid tolerance \"{text}\": expected a number from 0 up, a percentage (10%) or a duration (5s)"
+                ))
             };
         }
         let us = parse_duration(t).map_err(|_| {
@@ -997,6 +1000,10 @@ mod tests {
         assert_eq!(status(&c, "service_level"), Status::Regressed);
         assert!(parse_tolerance_arg("first_respons.p95=1%", &valid).unwrap_err().contains("closest"));
         assert!(parse_tolerance_arg("service_level=5s", &valid).is_err());
+        for bad in ["*=nan", "service_level=-5", "first_response.p95=inf"] {
+            let e = parse_tolerance_arg(bad, &valid).unwrap_err();
+            assert!(e.contains("expected a number from 0 up"), "{bad}: {e}");
+        }
     }
 
     /// A tolerance on a metric that is not a key one judges it the way it
