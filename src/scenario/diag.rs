@@ -270,7 +270,16 @@ pub fn improve_message(message: &str, line: &str) -> String {
             i + "expected struct ".len() + name.find(|c: char| !c.is_alphanumeric()).unwrap_or(name.len());
         m.replace_range(i..end, "expected a table");
     }
-    m.replace("expected a map", "expected a table").replace("expected a sequence", "expected an array")
+    // a struct read from an array: "invalid length 1, expected a table with
+    // 9 elements" (`mix = [1]`) counted the struct's fields as elements
+    if m.starts_with("invalid length ") && m.contains("expected a table with ") {
+        m = "invalid type: array, expected a table".into();
+    }
+    // what serde calls them, in TOML's words
+    m.replace("expected a map", "expected a table")
+        .replace("expected a sequence", "expected an array")
+        .replacen("invalid type: sequence,", "invalid type: array,", 1)
+        .replacen("invalid type: map,", "invalid type: table,", 1)
 }
 
 fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
@@ -339,6 +348,14 @@ mod tests {
         for toml in ["wanted string or table", "wanted exactly 1 element, more than 1 element"] {
             assert_eq!(improve_message(toml, "policy = 3"), "expected a name in quotes (a string)");
         }
+        assert_eq!(
+            improve_message("invalid length 1, expected struct Mix with 9 elements", "mix = [1]"),
+            "invalid type: array, expected a table"
+        );
+        assert_eq!(
+            improve_message("invalid type: sequence, expected a string", "name = []"),
+            "invalid type: array, expected a string"
+        );
         let m = improve_message("invalid type: map, expected a sequence", "[account]");
         assert!(m.starts_with("`[account]` must be written `[[account]]`"), "{m}");
         assert_eq!(
