@@ -159,8 +159,9 @@ fn a_wechatpy_middleware_runs_against_kfsim_unchanged() {
     drop(middleware);
 }
 
-/// `kfsim serve` with one account and a customer's message waiting.
-fn serve_for_node() -> (Proc, u16, String) {
+/// `kfsim serve` of the quickstart with two agents, its accounts managed
+/// by the API, listening.
+fn serve_quickstart() -> (Proc, u16) {
     let port = free_port();
     let kfsim = Proc::start(Command::new(env!("CARGO_BIN_EXE_kfsim")).args([
         "serve",
@@ -173,6 +174,12 @@ fn serve_for_node() -> (Proc, u16, String) {
         "--api-managed",
     ]));
     kfsim.wait_for("listening");
+    (kfsim, port)
+}
+
+/// `kfsim serve` with one account and a customer's message waiting.
+fn serve_for_node() -> (Proc, u16, String) {
+    let (kfsim, port) = serve_quickstart();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let kf = rt.block_on(async {
         let mut c = Client::connect(([127, 0, 0, 1], port).into()).await;
@@ -293,18 +300,7 @@ fn wechatpy_uploads_and_downloads_media() {
 /// wechatpy's customer-service calls answered.
 fn wechatpy_kf_answers() -> (Value, u16) {
     let py = python();
-    let port = free_port();
-    let kfsim = Proc::start(Command::new(env!("CARGO_BIN_EXE_kfsim")).args([
-        "serve",
-        "--addr",
-        &format!("127.0.0.1:{port}"),
-        "--scenario",
-        "scenarios/quickstart.toml",
-        "--set",
-        "agents.day-shift.count=2",
-        "--api-managed",
-    ]));
-    kfsim.wait_for("listening");
+    let (kfsim, port) = serve_quickstart();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/wechatpy_kf.py");
     let out = Command::new(&py).arg(&script).arg(format!("http://127.0.0.1:{port}")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
