@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -245,9 +245,13 @@ async fn post(
     let answered = tokio::time::timeout(s.timeout, async {
         let resp = client.request(req).await.ok()?;
         let ok = resp.status().is_success();
-        // the answer is read (bounded) so the connection can be reused
-        Limited::new(resp.into_body(), MAX_ANSWER).collect().await.ok()?;
-        Some(ok)
+        // the answer is read (bounded) so the connection can be reused; one
+        // longer than that was still given in time, and its connection is
+        // dropped rather than read to the end
+        match Limited::new(resp.into_body(), MAX_ANSWER).collect().await {
+            Err(e) if !e.is::<LengthLimitError>() => None,
+            _ => Some(ok),
+        }
     })
     .await;
     let ok = matches!(answered, Ok(Some(true)));
@@ -312,19 +316,24 @@ pub async fn verify_url(s: &CallbackSettings, seed: u64, now_s: u64) -> Result<(
     let answer = tokio::time::timeout(s.timeout, async {
         let resp = client().request(req).await.map_err(|e| unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
-        Ok::<_, VerifyError>((status, body))
+        if status != 200 {
+            // whatever its body, a status is what the check is refused with
+            return Err(VerifyError::Status { url: s.url.clone(), status });
+        }
+        match Limited::new(resp.into_body(), MAX_ANSWER).collect().await {
+            Ok(body) => Ok(body.to_bytes()),
+            // an answer this long is not an echostr, and asking again will not shorten it
+            Err(e) if e.is::<LengthLimitError>() => Err(VerifyError::WrongAnswer {
+                url: s.url.clone(),
+                answer: format!("more than {MAX_ANSWER} bytes"),
+                expected: expected.clone(),
+            }),
+            Err(e) => Err(unreachable(e.to_string())),
+        }
     })
     .await
     .map_err(|_| unreachable(format!("no answer within {:?}", s.timeout)))??;
-    if answer.0 != 200 {
-        return Err(VerifyError::Status { url: s.url.clone(), status: answer.0 });
-    }
-    let text = String::from_utf8_lossy(&answer.1);
+    let text = String::from_utf8_lossy(&answer);
     if text.trim() != expected {
         let answer: String = text.chars().take(100).collect();
         return Err(VerifyError::WrongAnswer { url: s.url.clone(), answer, expected });
@@ -348,6 +357,51 @@ mod tests {
             max_in_flight: 8,
             faults: CallbackFaults::default(),
         }
+    }
+
+    /// A one-connection server that reads a request and writes `answer`.
+    async fn answering(answer: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/cb", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(&answer).await;
+            // held open: a client waiting for the end of the body waits for its timeout
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        url
+    }
+
+    fn ok_with_body(len: usize) -> Vec<u8> {
+        let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").into_bytes();
+        a.resize(a.len() + len, b'x');
+        a
+    }
+
+    #[tokio::test]
+    async fn a_2xx_answer_longer_than_what_is_read_is_a_delivery() {
+        for len in [10, MAX_ANSWER + 1, 4 * MAX_ANSWER] {
+            let s = CallbackSettings { url: answering(ok_with_body(len)).await, ..settings() };
+            let (stats, body, client) = (CallbackStats::default(), Bytes::new(), client());
+            // well within the deadline: the rest of a long answer is not read
+            let answered = post(&client, &s, "a=b", &body, &stats);
+            assert_eq!(tokio::time::timeout(s.timeout / 5, answered).await, Ok(true), "{len} bytes");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_url_check_answered_at_length_is_a_wrong_answer_and_a_status_is_a_status() {
+        let big = CallbackSettings { url: answering(ok_with_body(MAX_ANSWER + 1)).await, ..settings() };
+        let e = verify_url(&big, 1, 1_700_000_000).await.unwrap_err();
+        assert!(matches!(e, VerifyError::WrongAnswer { .. }), "{e}");
+        let mut page = b"HTTP/1.1 404 Not Found\r\n".to_vec();
+        page.extend_from_slice(&ok_with_body(MAX_ANSWER + 1)[17..]);
+        let missing = CallbackSettings { url: answering(page).await, ..settings() };
+        let e = verify_url(&missing, 1, 1_700_000_000).await.unwrap_err();
+        assert!(matches!(e, VerifyError::Status { status: 404, .. }), "{e}");
     }
 
     #[test]
