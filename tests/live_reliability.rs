@@ -192,6 +192,40 @@ fn a_target_that_never_answers_exits_3() {
     assert!(stderr.contains("never reachable") && stderr.contains("10 s"), "{stderr}");
 }
 
+/// Found by probing: a web server that is not a WeCom-style target (the
+/// wrong port) answers 404, and the run said the target "was never
+/// reachable: Status(404)". It says what answered.
+#[test]
+fn a_target_that_answers_404_is_not_called_unreachable() {
+    let _one = serial();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(500) {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\n\r\nnot found");
+                }
+            });
+        }
+    });
+    let o = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["run", "scenarios/live-check.toml", "--engine", "live", "-q", "--target"])
+        .arg(format!("http://{addr}"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("answered, but not as the protocol says: gettoken answered HTTP 404"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("never reachable"), "{stderr}");
+}
+
 /// A proxy to `upstream` that never answers customer batches (a target
 /// that takes requests and sits on them), on the caller's runtime.
 async fn sitting_proxy(upstream: SocketAddr) -> SocketAddr {

@@ -154,12 +154,33 @@ pub fn check_load(sc: &Scenario, time_scale: f64) -> Result<(), String> {
 
 /// Why a live run could not run at all (exit 3).
 #[derive(Debug, thiserror::Error)]
-#[error("the target {target} was never reachable: {reason}")]
+#[error("the target {target} {}: {reason}", what_it_did(*answered))]
 pub struct Unreachable {
     /// The target.
     pub target: String,
     /// The last error.
     pub reason: String,
+    /// Something answered there (an HTTP status, a body that is not the
+    /// protocol's, a refused `gettoken`): another service, or the wrong
+    /// port, rather than a target that is down.
+    pub answered: bool,
+}
+
+fn what_it_did(answered: bool) -> &'static str {
+    if answered { "answered, but not as the protocol says" } else { "was never reachable" }
+}
+
+/// Why `gettoken` failed, in words, and whether something answered at
+/// all: the error's `Debug` (`Decode`, `Status(404)`) said neither.
+fn why_no_token(e: &CallError) -> (String, bool) {
+    match e {
+        CallError::Connect(m) | CallError::Broken(m) | CallError::Request(m) => (m.clone(), false),
+        CallError::Timeout => ("no answer within the call's timeout".into(), false),
+        CallError::Status(s) => (format!("gettoken answered HTTP {s}"), true),
+        CallError::Errcode(c) => (format!("gettoken answered errcode {c}"), true),
+        CallError::Decode => ("gettoken's answer is not the protocol's JSON".into(), true),
+        CallError::TooLarge => ("gettoken's answer is too long to be the protocol's".into(), true),
+    }
 }
 
 /// A live run stopped (Ctrl-C, SIGTERM) while it was still trying to
@@ -957,19 +978,17 @@ async fn connect(
     loop {
         let last = match tokio::time::timeout_at(deadline, http.login(&path)).await {
             Ok(Ok(())) => break,
-            Ok(Err(CallError::Errcode(c))) => {
-                return Err(Unreachable {
-                    target: base.into(),
-                    reason: format!("gettoken answered errcode {c}"),
-                }
-                .into());
+            Ok(Err(e @ CallError::Errcode(_))) => {
+                let (reason, answered) = why_no_token(&e);
+                return Err(Unreachable { target: base.into(), reason, answered }.into());
             }
-            Ok(Err(e)) => format!("{e:?}"),
-            Err(_) => "no answer".into(),
+            Ok(Err(e)) => why_no_token(&e),
+            Err(_) => ("no answer".into(), false),
         };
         if tokio::time::Instant::now() + Duration::from_millis(100) >= deadline {
+            let (last, answered) = last;
             let reason = format!("{last} (gettoken tried for {} s)", CONNECT_WITHIN.as_secs());
-            return Err(Unreachable { target: base.into(), reason }.into());
+            return Err(Unreachable { target: base.into(), reason, answered }.into());
         }
         // a Ctrl-C here was kept waiting for the rest of the ten seconds
         if !progress(&Progress::default()) {
@@ -1150,7 +1169,29 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use super::{Instant, Timebase, Tries};
+    use super::{CallError, Instant, Timebase, Tries, Unreachable, why_no_token};
+
+    /// Something that answers, but not the protocol (another service, the
+    /// wrong port), is not a target that is down; and each reason is in
+    /// words, where it was the error's `Debug` (`Decode`, `Status(404)`).
+    #[test]
+    fn a_target_that_answers_otherwise_is_not_called_unreachable() {
+        let say = |e: CallError| {
+            let (reason, answered) = why_no_token(&e);
+            Unreachable { target: "http://h:1".into(), reason, answered }.to_string()
+        };
+        assert_eq!(
+            say(CallError::Status(404)),
+            "the target http://h:1 answered, but not as the protocol says: gettoken answered HTTP 404"
+        );
+        assert!(say(CallError::Decode).ends_with("says: gettoken's answer is not the protocol's JSON"));
+        assert!(say(CallError::Errcode(40001)).ends_with("says: gettoken answered errcode 40001"));
+        assert_eq!(
+            say(CallError::Connect("connect h:1: refused".into())),
+            "the target http://h:1 was never reachable: connect h:1: refused"
+        );
+        assert!(say(CallError::Timeout).contains("was never reachable: no answer within"));
+    }
 
     /// A transit counts at its wall length, up to 5 ms of it: at ×480, 1 ms
     /// of wall time (480 ms of scenario time) counts 1 ms; 1 s of it (a
