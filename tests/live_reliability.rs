@@ -226,6 +226,53 @@ fn a_target_that_answers_404_is_not_called_unreachable() {
     assert!(!stderr.contains("never reachable"), "{stderr}");
 }
 
+/// Found by probing: a Ctrl-C while the target sat on the first calls
+/// (`gettoken`, or `account/list` after a token) waited out the call's
+/// 10 s timeout and exited 3, "never reachable" or "account/list failed",
+/// not 130. It stops at once, as during the retries.
+#[test]
+fn ctrl_c_while_the_target_sits_on_the_first_calls_exits_130() {
+    let _one = serial();
+    for answer_token in [false, true] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in listener.incoming().take(50) {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        // a request of `account/list` (or any but gettoken) is sat on
+                        if n == 0 || !answer_token || !buf[..n].windows(8).any(|w| w == b"gettoken") {
+                            std::thread::sleep(Duration::from_secs(30));
+                            return;
+                        }
+                        let body = r#"{"errcode":0,"errmsg":"ok","access_token":"t","expires_in":7200}"#;
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        let _ = s.write_all(format!("{head}{body}").as_bytes());
+                    }
+                });
+            }
+        });
+        let child = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+            .args(["run", "scenarios/live-check.toml", "--engine", "live", "-q", "--target"])
+            .arg(format!("http://{addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let started = Instant::now();
+        assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(130), "token answered: {answer_token}: {stderr}");
+        assert!(stderr.contains("interrupted while reaching the target"), "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+}
+
 /// A proxy to `upstream` that never answers customer batches (a target
 /// that takes requests and sits on them), on the caller's runtime.
 async fn sitting_proxy(upstream: SocketAddr) -> SocketAddr {

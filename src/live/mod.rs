@@ -976,7 +976,11 @@ async fn connect(
     // longer than CONNECT_WITHIN in all, whatever each call's timeout
     let deadline = tokio::time::Instant::now() + CONNECT_WITHIN;
     loop {
-        let last = match tokio::time::timeout_at(deadline, http.login(&path)).await {
+        let login = tokio::time::timeout_at(deadline, http.login(&path));
+        let Some(answer) = unless_stopped(login, progress).await else {
+            return Err(InterruptedConnecting { target: base.into() }.into());
+        };
+        let last = match answer {
             Ok(Ok(())) => break,
             Ok(Err(e @ CallError::Errcode(_))) => {
                 let (reason, answered) = why_no_token(&e);
@@ -997,9 +1001,28 @@ async fn connect(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let names: Vec<String> = sc.accounts.iter().map(|a| a.name.clone()).collect();
-    let open_kfid = list_accounts(http, &names).await?;
+    let Some(open_kfid) = unless_stopped(list_accounts(http, &names), progress).await else {
+        return Err(InterruptedConnecting { target: base.into() }.into());
+    };
     let agent_index = sc.agent_ids().zip(0u32..).collect();
-    Ok((open_kfid, agent_index))
+    Ok((open_kfid?, agent_index))
+}
+
+/// `f`'s answer, or `None` once `progress` says stop. Found by probing: a
+/// Ctrl-C during a call the target sat on waited out the call's timeout
+/// (10 s), then exited 3 as if the target were unreachable, not 130.
+async fn unless_stopped<F: std::future::Future>(f: F, progress: &mut ProgressFn<'_>) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    loop {
+        tokio::select! {
+            out = &mut f => return Some(out),
+            () = tokio::time::sleep(Duration::from_millis(50)) => {
+                if !progress(&Progress::default()) {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// The open_kfid of each account named in `names` (`account/list`).
