@@ -229,11 +229,15 @@ fn a_target_that_answers_404_is_not_called_unreachable() {
 /// Found by probing: a Ctrl-C while the target sat on the first calls
 /// (`gettoken`, or `account/list` after a token) waited out the call's
 /// 10 s timeout and exited 3, "never reachable" or "account/list failed",
-/// not 130. It stops at once, as during the retries.
+/// not 130; one while it sat on the servicers' list and channel after
+/// those waited a minute and more. It stops at once, as during the
+/// retries, and writes nothing, as nothing ran.
 #[test]
 fn ctrl_c_while_the_target_sits_on_the_first_calls_exits_130() {
     let _one = serial();
-    for answer_token in [false, true] {
+    // 0: gettoken is sat on; 1: account/list; 2: what follows it (the
+    // servicers' list and channel: a minute and more of timeouts)
+    for answered in 0..3 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -243,12 +247,15 @@ fn ctrl_c_while_the_target_sits_on_the_first_calls_exits_130() {
                     use std::io::{Read, Write};
                     let mut buf = [0u8; 4096];
                     while let Ok(n) = s.read(&mut buf) {
-                        // a request of `account/list` (or any but gettoken) is sat on
-                        if n == 0 || !answer_token || !buf[..n].windows(8).any(|w| w == b"gettoken") {
+                        let has = |what: &[u8]| buf[..n].windows(what.len()).any(|w| w == what);
+                        let body = if answered >= 1 && has(b"gettoken") {
+                            r#"{"errcode":0,"errmsg":"ok","access_token":"t","expires_in":7200}"#
+                        } else if answered >= 2 && has(b"account/list") {
+                            r#"{"errcode":0,"errmsg":"ok","account_list":[{"name":"kf","open_kfid":"wk1"}]}"#
+                        } else {
                             std::thread::sleep(Duration::from_secs(30));
                             return;
-                        }
-                        let body = r#"{"errcode":0,"errmsg":"ok","access_token":"t","expires_in":7200}"#;
+                        };
                         let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
                         let _ = s.write_all(format!("{head}{body}").as_bytes());
                     }
@@ -267,7 +274,7 @@ fn ctrl_c_while_the_target_sits_on_the_first_calls_exits_130() {
         assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
         let o = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(130), "token answered: {answer_token}: {stderr}");
+        assert_eq!(o.status.code(), Some(130), "calls answered: {answered}: {stderr}");
         assert!(stderr.contains("interrupted while reaching the target"), "{stderr}");
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     }

@@ -812,7 +812,11 @@ pub async fn run_with_state(
         .filter(|(_, i)| opts.shard.owns(u64::from(**i)))
         .map(|(k, v)| (k.clone(), *v))
         .collect();
-    let busy_at_start = busy_servicers(&http, &open_kfid, &own).await;
+    // a target that answered so far may sit on these: a Ctrl-C here waited
+    // out their timeouts, a minute and more, for a run where nothing ran
+    let stopped = || InterruptedConnecting { target: opts.target.clone() };
+    let busy_at_start =
+        unless_stopped(busy_servicers(&http, &open_kfid, &own), progress).await.ok_or_else(stopped)?;
     // a shard's servicer channel carries its own agents' queues only
     let servicers: Vec<String> =
         sc.agent_ids().zip(0u64..).filter(|(_, i)| opts.shard.owns(*i)).map(|(u, _)| u).collect();
@@ -850,7 +854,7 @@ pub async fn run_with_state(
     let mut metrics = Metrics::new(sc);
     metrics.keep_interval_histograms();
     let collector = tokio::spawn(collect(metrics, obs_rx, shared.tb, done_rx));
-    open_servicers(&shared).await;
+    unless_stopped(open_servicers(&shared), progress).await.ok_or_else(stopped)?;
     let agent_task = agents::spawn(sc, &shared);
     let mut probe = None;
     let outcome = if wait_for_start(start, progress).await {
