@@ -999,7 +999,8 @@ fn compare_names_files_beside_a_summary_that_do_not_read() {
 /// A summary read back with a figure no run writes is refused, naming the
 /// file and the figure, exit 2: a negative service level and ASA were
 /// compared as they stood, and a p95 of 1e308 was shown as
-/// `307445734561825860h15m` (found by probing).
+/// `307445734561825860h15m` (found by probing); so is one whose queue
+/// waits outnumber the sessions answered.
 #[test]
 fn a_summary_with_figures_no_run_writes_is_refused() {
     let dir = scratch("figures");
@@ -1009,7 +1010,14 @@ fn a_summary_with_figures_no_run_writes_is_refused() {
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     let whole = json(&good.join("summary.json"));
     let bad = dir.join("bad.json");
+    let answered = whole["sessions"]["answered"].as_u64().unwrap();
+    let waits = format!(
+        "at `latency_ms.queue_wait`: count {} is more than `sessions.answered` {answered}",
+        answered + 1
+    );
     for (path, value, want) in [
+        // each in its range, but more waits than sessions answered
+        ("/latency_ms/queue_wait/count", serde_json::json!(answered + 1), waits.as_str()),
         ("/service_level", serde_json::json!(-0.5), "at `service_level`: -0.5 is below 0"),
         ("/asa_ms", serde_json::json!(-100000.0), "at `asa_ms`: -100000.0 is below 0"),
         ("/by_entry/search/service_level", serde_json::json!(80.0), "is not a share"),

@@ -233,17 +233,28 @@ fn figure_error(value: &serde_json::Value) -> Option<(String, String)> {
 
 /// Where two figures of one object contradict each other, though each is
 /// in its range: a p50 above the p99, a latency of samples without its
-/// p95, more sessions answered than offered. Such a baseline was compared
-/// as it stood and failed (or passed) a CI gate on figures no run wrote
-/// (found by probing). The session counts are checked in a simulator's
-/// summary alone: a live run counts what a target says, and a target that
-/// breaks the protocol can have a session answered and abandoned.
+/// p95, more sessions answered than offered, more queue waits than
+/// sessions answered. Such a baseline was compared as it stood and failed
+/// (or passed) a CI gate on figures no run wrote (found by probing). The
+/// session counts are checked in a simulator's summary alone: a live run
+/// counts what a target says, and a target that breaks the protocol can
+/// have a session answered and rejected. The waits beside them are checked
+/// in both ([`waits_contradiction`]).
 fn contradiction_walk<'a>(
     v: &'a serde_json::Value,
     at: &mut Vec<Seg<'a>>,
     sim: bool,
 ) -> Option<(String, String)> {
     use serde_json::Value;
+    if let Value::Object(map) = v {
+        let here = latency_contradiction(map).or_else(|| sim.then(|| sessions_contradiction(map)).flatten());
+        if let Some(message) = here {
+            return Some((seg_path(at, false), message));
+        }
+        if let Some(found) = waits_contradiction(map, at) {
+            return Some(found);
+        }
+    }
     let mut under = |seg, child| {
         at.push(seg);
         let found = contradiction_walk(child, at, sim);
@@ -251,14 +262,7 @@ fn contradiction_walk<'a>(
         found
     };
     match v {
-        Value::Object(map) => {
-            let here =
-                latency_contradiction(map).or_else(|| sim.then(|| sessions_contradiction(map)).flatten());
-            if let Some(message) = here {
-                return Some((seg_path(at, false), message));
-            }
-            map.iter().find_map(|(k, c)| under(Seg::Key(k), c))
-        }
+        Value::Object(map) => map.iter().find_map(|(k, c)| under(Seg::Key(k), c)),
         Value::Array(items) => items.iter().enumerate().find_map(|(i, c)| under(Seg::Index(i), c)),
         _ => None,
     }
@@ -328,12 +332,64 @@ fn sessions_contradiction(map: &serde_json::Map<String, serde_json::Value>) -> O
             terms.join(" + ")
         ));
     }
-    match map.get("to_people").and_then(serde_json::Value::as_u64) {
-        Some(people) if people > offered => {
-            Some(format!("to_people {people} is more than offered {offered}: they are some of those offered"))
-        }
-        _ => None,
+    let people = map.get("to_people").and_then(serde_json::Value::as_u64)?;
+    if people > offered {
+        return Some(format!(
+            "to_people {people} is more than offered {offered}: they are some of those offered"
+        ));
     }
+    // A rejection may come before people (the bot's session shed at
+    // arrival); the other ends come only from people's queue.
+    const PEOPLE_ENDS: [usize; 3] = [0, 1, 3];
+    let with_people = PEOPLE_ENDS.iter().fold(0u128, |sum, &i| sum + u128::from(ends[i]));
+    if with_people > u128::from(people) {
+        let terms: Vec<String> = PEOPLE_ENDS.iter().map(|&i| format!("{} {}", ENDS[i], ends[i])).collect();
+        return Some(format!(
+            "{} is {with_people}, more than to_people {people}: a session is answered, abandoned or \
+             left waiting only once it reached people",
+            terms.join(" + ")
+        ));
+    }
+    None
+}
+
+/// Where the waits beside session counts in `map` (a summary's
+/// `latency_ms` and `sessions`, an entry's `queue_wait` and `sessions`, an
+/// account's `queue_wait` and `handles`) are more than the sessions they
+/// are waits of, and why. A wait is recorded in the step that counts its
+/// session (`metrics::Metrics::fold`), in a live run as in the simulator,
+/// so this holds for both engines, whatever a target says.
+fn waits_contradiction<'a>(
+    map: &'a serde_json::Map<String, serde_json::Value>,
+    at: &mut Vec<Seg<'a>>,
+) -> Option<(String, String)> {
+    use serde_json::Value;
+    let (counts_key, counts) =
+        ["sessions", "handles"].into_iter().find_map(|k| Some((k, map.get(k)?.as_object()?)))?;
+    let (holder, latencies) = match map.get("latency_ms").and_then(Value::as_object) {
+        Some(l) => (Some("latency_ms"), l),
+        None => (None, map),
+    };
+    for (wait, end) in [("queue_wait", "answered"), ("abandon_wait", "abandoned")] {
+        let count = latencies.get(wait).and_then(|w| w.get("count")).and_then(Value::as_u64);
+        let ended = counts.get(end).and_then(Value::as_u64);
+        let (Some(count), Some(ended)) = (count, ended) else { continue };
+        if count > ended {
+            let depth = at.len();
+            at.extend(holder.map(Seg::Key));
+            at.push(Seg::Key(wait));
+            let path = seg_path(at, false);
+            at.truncate(depth);
+            return Some((
+                path,
+                format!(
+                    "count {count} is more than `{counts_key}.{end}` {ended} beside it: a run measures \
+                     one {wait} for each session {end}, and no other"
+                ),
+            ));
+        }
+    }
+    None
 }
 
 /// A segment of a path into a summary's JSON.
@@ -720,6 +776,26 @@ rate = "1/min"
                 json!({"engine": "sim", "by_account": {"kf": {"handles": {"offered": 5, "to_people": 6, "answered": 1, "abandoned": 0, "rejected": 0, "unfinished": 0}}}}),
                 "by_account.kf.handles: to_people 6 is more than offered 5",
             ),
+            (
+                json!({"engine": "sim", "by_entry": {"web": {"sessions": {"offered": 100, "to_people": 60, "answered": 50, "abandoned": 8, "rejected": 30, "unfinished": 3}}}}),
+                "by_entry.web.sessions: answered 50 + abandoned 8 + unfinished 3 is 61, more than to_people 60",
+            ),
+            (
+                json!({"engine": "live", "sessions": sessions(9), "latency_ms": {"queue_wait": latency(1.0, 9.0)}}),
+                "latency_ms.queue_wait: count 10 is more than `sessions.answered` 9 beside it",
+            ),
+            (
+                json!({"engine": "sim", "sessions": sessions(89), "latency_ms": {"abandon_wait": {"count": 11, "mean": 1.0, "p50": 1.0, "p90": 1.0, "p95": 1.0, "p99": 1.0, "p999": 1.0, "max": 1.0}}}),
+                "latency_ms.abandon_wait: count 11 is more than `sessions.abandoned` 10",
+            ),
+            (
+                json!({"by_entry": {"web": {"sessions": sessions(3), "queue_wait": latency(1.0, 9.0)}}}),
+                "by_entry.web.queue_wait: count 10 is more than `sessions.answered` 3 beside it",
+            ),
+            (
+                json!({"by_account": {"kf": {"handles": sessions(7), "queue_wait": latency(1.0, 9.0)}}}),
+                "by_account.kf.queue_wait: count 10 is more than `handles.answered` 7 beside it",
+            ),
         ] {
             let e = error(bad.clone()).unwrap_or_else(|| panic!("{bad} was accepted"));
             assert!(e.starts_with(want), "{bad}: {e}");
@@ -731,6 +807,11 @@ rate = "1/min"
             json!({"x": {"count": 3, "mean": 10.000000000000002, "p50": 10.0, "p90": 10.0, "p95": 10.0, "p99": 10.0, "p999": 10.0, "max": 10.0}}),
             json!({"engine": "sim", "sessions": sessions(89)}),
             json!({"engine": "live", "sessions": sessions(95)}),
+            // as many waits as sessions answered, a live run's as well
+            json!({"engine": "live", "sessions": sessions(10), "latency_ms": {"queue_wait": latency(1.0, 9.0)}}),
+            json!({"by_entry": {"web": {"sessions": sessions(10), "queue_wait": latency(1.0, 9.0)}}}),
+            // rejected before people: a bot's session shed at arrival
+            json!({"engine": "sim", "sessions": {"offered": 100, "to_people": 60, "answered": 50, "abandoned": 7, "rejected": 40, "unfinished": 3}}),
             json!({"http": {"x": {"count": 4, "errors": 1, "latency_ms": latency(1.0, 9.0)}}}),
         ] {
             assert_eq!(error(fine.clone()), None, "{fine}");
