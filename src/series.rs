@@ -110,7 +110,7 @@ impl SeriesData {
 
     /// What is wrong with the series, if anything: an interval that is not
     /// a number of seconds from 1 µs to 10⁹ s, more intervals than a run
-    /// records, or rows of the same sessions of unequal lengths.
+    /// records, or rows of unequal lengths.
     pub fn check(&self) -> Result<(), String> {
         if !(1e-6..=1e9).contains(&self.interval_s) {
             return Err(format!("interval_s {}: expected seconds from 0.000001 to 1e9", self.interval_s));
@@ -146,6 +146,37 @@ impl SeriesData {
         let n = self.offered.len();
         if let Some((name, len)) = by_arrival.iter().find(|(_, len)| *len != n && *len != 0) {
             return Err(format!("{name} has {len} intervals, offered {n}: rows of the same sessions"));
+        }
+        // A run writes every row over the same intervals (`finish`), and a
+        // chart of rows of unequal lengths read one past the shorter's end.
+        // Rows a series had not always had may be absent (empty) instead.
+        let n = self.answered.len();
+        let named = |rows: &'static str, m: &BTreeMap<String, Vec<f64>>| -> Vec<(String, usize)> {
+            m.iter().map(|(k, v)| (format!("{rows}.{k}"), v.len())).collect()
+        };
+        let always = [("abandoned".to_owned(), self.abandoned.len())]
+            .into_iter()
+            .chain([("queue_wait_p95_ms".to_owned(), self.queue_wait_p95_ms.len())])
+            .chain(self.arrivals.iter().map(|(k, v)| (format!("arrivals.{k}"), v.len())))
+            .chain(named("queue_len", &self.queue_len))
+            .chain(named("agents_online", &self.agents_online))
+            .chain(named("agents_busy", &self.agents_busy))
+            .chain(named("slots_online", &self.slots_online))
+            .chain(named("slots_busy", &self.slots_busy))
+            .chain(named("held_offline", &self.held_offline));
+        let if_given = [
+            ("offered", self.offered.len()),
+            ("service_level", self.service_level.len()),
+            ("abandon_rate", self.abandon_rate.len()),
+        ];
+        let unequal = always
+            .map(|(name, len)| (name, len, false))
+            .chain(if_given.iter().map(|&(name, len)| (name.to_owned(), len, true)))
+            .find(|(_, len, may_be_absent)| *len != n && !(*may_be_absent && *len == 0));
+        if let Some((name, len, _)) = unequal {
+            return Err(format!(
+                "{name} has {len} intervals, answered {n}: every row of a series has one figure per interval"
+            ));
         }
         Ok(())
     }
@@ -834,6 +865,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A run writes every row over the same intervals, so a file whose
+    /// rows differ in length was edited (or cut) and is refused, naming
+    /// the row; rows an older file did not have may be absent.
+    #[test]
+    fn rows_of_unequal_lengths_are_refused() {
+        let toml = "name = \"rows\"\nduration = \"10m\"\nseries_interval = \"1m\"\n\
+            [[account]]\nname = \"a\"\n[[agents]]\ncount = 1\nreply_delay = \"1s\"\n\
+            [[entry]]\nscene = \"web\"\nrate = \"1/s\"";
+        let sc = Scenario::parse(toml, "rows.toml").expect("test scenario");
+        let mut rec = SeriesRecorder::new(&sc);
+        rec.observe(Obs::AgentOnline { t: 0, agent: 0, online: true });
+        let good = serde_json::to_value(rec.finish(600_000_000)).unwrap();
+        assert_eq!(SeriesData::from_json(&good.to_string()).map(|_| ()), Ok(()));
+        let shorter = |v: &mut serde_json::Value| {
+            v.as_array_mut().unwrap().pop();
+        };
+        for (row, want) in [
+            ("/abandoned", "abandoned has 9 intervals, answered 10"),
+            ("/queue_wait_p95_ms", "queue_wait_p95_ms has 9 intervals"),
+            ("/arrivals/web", "arrivals.web has 9 intervals"),
+            ("/queue_len/a", "queue_len.a has 9 intervals"),
+            ("/agents_busy/a", "agents_busy.a has 9 intervals"),
+            ("/slots_online/a", "slots_online.a has 9 intervals"),
+            ("/held_offline/a", "held_offline.a has 9 intervals"),
+            ("/service_level", "service_level has 9 intervals"),
+            ("/answered", "abandoned has 10 intervals, answered 9"),
+        ] {
+            let mut bad = good.clone();
+            shorter(bad.pointer_mut(row).unwrap());
+            let e = SeriesData::from_json(&bad.to_string()).expect_err(row);
+            assert!(e.starts_with(want), "{row}: {e}");
+        }
+        // an older file, without the rows by arrival or the levels of slots
+        let mut old = good.clone();
+        let by_arrival = ["offered", "within_t", "immediate", "answered_by_arrival", "abandoned_by_arrival"];
+        let later = ["queue_wait_sum_ms", "service_level", "abandon_rate", "slots_online", "held_offline"];
+        for row in by_arrival.into_iter().chain(later) {
+            old.as_object_mut().unwrap().remove(row);
+        }
+        assert_eq!(SeriesData::from_json(&old.to_string()).map(|_| ()), Ok(()));
     }
 
     #[test]

@@ -132,6 +132,16 @@ fn an_edited_series_file_is_refused_by_report_and_named_by_compare() {
     std::fs::write(&series, v.to_string()).unwrap();
     let (_, stderr) = text(&kfsim(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]));
     assert!(stderr.contains("within_t has"), "{stderr}");
+    // a row of another series cut short: refused, the row named
+    v["offered"] = v["within_t"].clone();
+    v["queue_len"]["presale"].as_array_mut().unwrap().pop();
+    std::fs::write(&series, v.to_string()).unwrap();
+    let o = kfsim(&["report", b.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("series.json is not a kfsim series file: queue_len.presale has"), "{stderr}");
+    let (_, stderr) = text(&kfsim(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]));
+    assert!(stderr.contains("series.json does not read: queue_len.presale has"), "{stderr}");
 }
 
 /// `kfsim report` takes a run's summary.json for its folder, as `compare`
