@@ -98,7 +98,7 @@ impl CountDist {
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", remote = "Self")]
 enum Kind {
     Constant,
     Exponential,
@@ -107,6 +107,8 @@ enum Kind {
     Gamma,
     Geometric,
 }
+
+super::schema::by_name_only!(Kind);
 
 /// A parameter that is a number (counts, σ, cv) or a duration string.
 #[derive(Debug, Clone)]

@@ -15,6 +15,44 @@ use toml::Spanned;
 use super::dist::{CountDist, TimeDist};
 use super::units::{Rate, parse_duration};
 
+/// Read `$ty`, a unit enum whose derive is kept as `#[serde(remote =
+/// "Self")]`, from its name in a string alone. serde's derive also reads a
+/// unit variant from a table of one key, the name (`policy = { round_robin
+/// = {} }`, `scene = { web = {} }`), and such a file ran as if the name
+/// stood there, though the format has no such form (found by fuzzing).
+macro_rules! by_name_only {
+    ($ty:ty) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a name in quotes (a string)")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<$ty, E> {
+                        // the derive's own: its unknown-name error names them all
+                        <$ty>::deserialize(serde::de::IntoDeserializer::into_deserializer(name))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+pub(super) use by_name_only;
+
+/// Write `$ty` as its derive does (see [`by_name_only`]).
+macro_rules! serialize_as_derived {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                <$ty>::serialize(self, s)
+            }
+        }
+    };
+}
+
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawScenario {
@@ -236,7 +274,7 @@ pub(super) struct RawEntry {
 
 /// How an account chooses among its agents with a free slot.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", remote = "Self")]
 pub enum PolicyKind {
     /// 轮流接待: a fixed cyclic order; the next agent after the last one assigned.
     RoundRobin,
@@ -245,6 +283,9 @@ pub enum PolicyKind {
     /// Most current sessions still below the cap: packs agents.
     FillFirst,
 }
+
+by_name_only!(PolicyKind);
+serialize_as_derived!(PolicyKind);
 
 impl PolicyKind {
     /// The name used in scenario files.
@@ -259,7 +300,7 @@ impl PolicyKind {
 
 /// The entry point a customer came from (the `scene` of a contact way).
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", remote = "Self")]
 pub enum Scene {
     /// 视频号 WeChat Channels.
     Channels,
@@ -278,6 +319,9 @@ pub enum Scene {
     /// An offline QR code.
     OfflineQr,
 }
+
+by_name_only!(Scene);
+serialize_as_derived!(Scene);
 
 impl Scene {
     /// The name used in scenario files and reports.
