@@ -449,7 +449,7 @@ fn a_live_shard_stopped_at_the_barrier_takes_its_ready_file_back() {
 /// once, named (exit 3): one written by a clock a year ahead held the
 /// shard until then, silently, and one that is not a time, or a folder in
 /// its place, was waited on until `--barrier-wait` ran out and then taken
-/// for a shard not running.
+/// for a shard not running. The refusing shard takes its own file back.
 #[test]
 fn a_barrier_file_that_is_no_ready_time_is_refused_at_once() {
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -478,7 +478,18 @@ fn a_barrier_file_that_is_no_ready_time_is_refused_at_once() {
         assert_eq!(o.status.code(), Some(3), "{name}: {stderr}");
         assert!(stderr.contains(says) && stderr.contains(&*theirs.to_string_lossy()), "{name}: {stderr}");
         assert!(started.elapsed() < Duration::from_secs(20), "{name}: {:?}", started.elapsed());
+        assert!(!barrier.join("ready-0-of-2").exists(), "{name}: the refusing shard took its file back");
     }
+    // and so does a shard that gave up waiting: a retry, or a shard that
+    // came late, counted on it
+    let barrier = d.join("alone");
+    let args = ["--shard", "0/2", "--barrier", barrier.to_str().unwrap(), "--barrier-wait", "1s"];
+    let o = live_run("http://127.0.0.1:9", &d.join("out"), &args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("waited 1 s at the barrier") && stderr.contains("1/2"), "{stderr}");
+    assert!(barrier.is_dir(), "the shard reached the barrier");
+    assert!(!barrier.join("ready-0-of-2").exists(), "the shard that gave up took its file back");
 }
 
 /// Three live shards against one service carry the load of one process:

@@ -121,15 +121,36 @@ const BARRIER_LEAD: Duration = Duration::from_secs(3);
 /// [`BARRIER_LEAD`] after the latest — the same instant for every shard,
 /// as close as the machines' clocks agree. Gives up after `wait`; stopped
 /// by `stop` (Ctrl-C, SIGTERM: a pod being deleted), it takes its file
-/// back, so that the others do not start counting on it.
+/// back, so that the others do not start counting on it. So it does when
+/// it gives up, or refuses another shard's file: the others, and this
+/// shard run again, would otherwise count on a shard that never started.
 pub fn barrier(dir: &Path, shard: Shard, wait: Duration, stop: &AtomicBool) -> anyhow::Result<SystemTime> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = |i: u32| dir.join(format!("ready-{i}-of-{}", shard.count));
-    write_atomic(&name(shard.index), unix_ms(SystemTime::now()).to_string().as_bytes())?;
+    let ours = name(shard.index);
+    write_atomic(&ours, unix_ms(SystemTime::now()).to_string().as_bytes())?;
+    let met = meet(dir, shard, &name, wait, stop);
+    if let Err(e) = &met
+        && let Err(left) = crate::files::remove_stale(&ours)
+    {
+        // the first error is why; this one says what a retry will find
+        return Err(anyhow::anyhow!("{e:#}; and {left:#}"));
+    }
+    met
+}
+
+/// [`barrier`] after this shard's file is written: the start, when every
+/// shard's file is there.
+fn meet(
+    dir: &Path,
+    shard: Shard,
+    name: &dyn Fn(u32) -> PathBuf,
+    wait: Duration,
+    stop: &AtomicBool,
+) -> anyhow::Result<SystemTime> {
     let deadline = Instant::now() + wait;
     loop {
         if stop.load(Ordering::Relaxed) {
-            crate::files::remove_stale(&name(shard.index))?;
             return Err(
                 super::Stopped(format!("stopped at the barrier {}: nothing ran", dir.display())).into()
             );
