@@ -254,6 +254,9 @@ fn contradiction_walk<'a>(
         if let Some(found) = waits_contradiction(map, at) {
             return Some(found);
         }
+        if let Some(message) = bot_contradiction(map, sim) {
+            return Some((seg_path(at, false), message));
+        }
     }
     let mut under = |seg, child| {
         at.push(seg);
@@ -388,6 +391,34 @@ fn waits_contradiction<'a>(
                 ),
             ));
         }
+    }
+    None
+}
+
+/// What contradicts itself in `map` if it is a bot's figures
+/// (`summary::BotSummary`): more times in the bot than sessions it
+/// resolved or handed over (each is recorded in the step that counts its
+/// session, in either engine), or, in a simulator's summary, more sessions
+/// ended than went to the bot (a live target may end one twice).
+fn bot_contradiction(map: &serde_json::Map<String, serde_json::Value>, sim: bool) -> Option<String> {
+    let count = |k: &str| map.get(k).and_then(serde_json::Value::as_u64);
+    let (resolved, handed_over) = (count("resolved")?, count("handed_over")?);
+    let left = u128::from(resolved) + u128::from(handed_over);
+    let timed = map.get("time_in_bot").and_then(|t| t.get("count")).and_then(serde_json::Value::as_u64);
+    if let Some(timed) = timed
+        && u128::from(timed) > left
+    {
+        return Some(format!(
+            "time_in_bot.count {timed} is more than resolved {resolved} + handed_over {handed_over}: a run \
+             measures one time in the bot for each session that left it"
+        ));
+    }
+    let (sessions, rejected) = (count("sessions")?, count("rejected").unwrap_or(0));
+    if sim && left + u128::from(rejected) > u128::from(sessions) {
+        return Some(format!(
+            "resolved {resolved} + handed_over {handed_over} + rejected {rejected} is more than sessions \
+             {sessions}: each session of the bot's leaves it one way at most"
+        ));
     }
     None
 }
@@ -793,6 +824,14 @@ rate = "1/min"
                 "by_entry.web.queue_wait: count 10 is more than `sessions.answered` 3 beside it",
             ),
             (
+                json!({"engine": "live", "bot": {"sessions": 9, "resolved": 3, "handed_over": 5, "rejected": 0, "time_in_bot": latency(1.0, 9.0)}}),
+                "bot: time_in_bot.count 10 is more than resolved 3 + handed_over 5",
+            ),
+            (
+                json!({"engine": "sim", "bot": {"sessions": 9, "resolved": 3, "handed_over": 5, "rejected": 2}}),
+                "bot: resolved 3 + handed_over 5 + rejected 2 is more than sessions 9",
+            ),
+            (
                 json!({"by_account": {"kf": {"handles": sessions(7), "queue_wait": latency(1.0, 9.0)}}}),
                 "by_account.kf.queue_wait: count 10 is more than `handles.answered` 7 beside it",
             ),
@@ -807,6 +846,7 @@ rate = "1/min"
             json!({"x": {"count": 3, "mean": 10.000000000000002, "p50": 10.0, "p90": 10.0, "p95": 10.0, "p99": 10.0, "p999": 10.0, "max": 10.0}}),
             json!({"engine": "sim", "sessions": sessions(89)}),
             json!({"engine": "live", "sessions": sessions(95)}),
+            json!({"engine": "live", "bot": {"sessions": 9, "resolved": 3, "handed_over": 7, "rejected": 2, "time_in_bot": latency(1.0, 9.0)}}),
             // as many waits as sessions answered, a live run's as well
             json!({"engine": "live", "sessions": sessions(10), "latency_ms": {"queue_wait": latency(1.0, 9.0)}}),
             json!({"by_entry": {"web": {"sessions": sessions(10), "queue_wait": latency(1.0, 9.0)}}}),
