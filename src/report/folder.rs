@@ -226,7 +226,16 @@ const ROUNDING: f64 = 1e-9;
 /// The path is written as `summary_error` writes it (`agents[3].busy_s`).
 fn figure_error(value: &serde_json::Value) -> Option<(String, String)> {
     figure_walk(value, &mut Vec::new()).or_else(|| {
-        let sim = value.get("engine").and_then(serde_json::Value::as_str) == Some("sim");
+        // serde reads an engine from `{"sim": null}` too, which was taken
+        // for a live run's and spared the simulator's checks
+        let engine = value.get("engine");
+        if let Some(e) = engine.filter(|e| !e.is_string()) {
+            return Some((
+                "engine".into(),
+                format!("{e} is not an engine's name: expected \"sim\" or \"live\""),
+            ));
+        }
+        let sim = engine.and_then(serde_json::Value::as_str) == Some("sim");
         contradiction_walk(value, &mut Vec::new(), sim)
     })
 }
@@ -826,6 +835,10 @@ rate = "1/min"
             (
                 json!({"engine": "live", "bot": {"sessions": 9, "resolved": 3, "handed_over": 5, "rejected": 0, "time_in_bot": latency(1.0, 9.0)}}),
                 "bot: time_in_bot.count 10 is more than resolved 3 + handed_over 5",
+            ),
+            (
+                json!({"engine": {"sim": null}, "sessions": sessions(95)}),
+                "engine: {\"sim\":null} is not an engine's name: expected \"sim\" or \"live\"",
             ),
             (
                 json!({"engine": "sim", "bot": {"sessions": 9, "resolved": 3, "handed_over": 5, "rejected": 2}}),
