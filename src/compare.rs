@@ -1091,6 +1091,32 @@ mod tests {
         assert_eq!(status(&c, "http.send_msg.errors_by_kind.timeout"), Status::New);
     }
 
+    /// A summary written before callbacks in flight at the end were
+    /// counted compares with one that counts them: the figure is new, not
+    /// a count that rose from 0 (the older run may have had some), and a
+    /// tolerance on it does not fail.
+    #[test]
+    fn callback_figures_an_older_summary_lacks_are_new() {
+        let callbacks = |extra: Value| {
+            let mut c = json!({ "sent": 10, "delivered": 7, "failed": 1, "retried": 2 });
+            c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let mut s = summary(0.80, 1000.0, 7);
+            s["engine"] = json!("live");
+            s["middleware"] = json!({ "url": "http://mw/cb", "callbacks": c });
+            s
+        };
+        let old = callbacks(json!({}));
+        let cur = callbacks(json!({ "dropped": 0, "in_flight_at_end": 2 }));
+        let valid = leaf_paths(&cur);
+        let tol = |p: &str| parse_tolerance_arg(&format!("middleware.callbacks.{p}=10%"), &valid).unwrap();
+        let c = compare(&old, &cur, &[tol("in_flight_at_end"), tol("dropped")]);
+        for path in ["middleware.callbacks.in_flight_at_end", "middleware.callbacks.dropped"] {
+            assert_eq!(status(&c, path), Status::New, "{path}");
+        }
+        assert!(!c.failed(), "{c:?}");
+        assert!(!compare(&old, &cur, &[]).failed());
+    }
+
     #[test]
     fn a_metric_gone_from_the_current_run_fails() {
         let base = summary(0.80, 1000.0, 7);

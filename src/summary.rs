@@ -179,6 +179,12 @@ pub struct CallbackSummary {
     pub delivered: u64,
     /// Given up on after every retry failed.
     pub failed: u64,
+    /// Injected (`callback_drop_rate`): never sent.
+    pub dropped: u64,
+    /// Still being delivered when the run ended (held back, waiting for an
+    /// answer or between retries): neither delivered nor failed, so that
+    /// `sent` = `delivered` + `failed` + `dropped` + this.
+    pub in_flight_at_end: u64,
     /// Attempts after a failed one.
     pub retried: u64,
     /// Time to a 2xx answer [ms].

@@ -667,5 +667,46 @@ async fn injected_callback_faults_are_counted_where_they_land() {
         callbacks - dropped + duplicated,
         "no retries: the middleware answers at once"
     );
+    let m = server.svc.middleware_summary(1.0, 20_000_000).callbacks;
+    assert_eq!((m.sent, m.dropped, m.in_flight_at_end), (callbacks, dropped, 0), "{m:?}");
+    server.stop().await.unwrap();
+}
+
+/// Callbacks still out when the run ends — a middleware that takes them
+/// and never answers — are counted as such, so that what was sent is what
+/// was delivered, failed, dropped or still in flight. They were counted
+/// nowhere: `sent` 2, `delivered` + `failed` 0, and no figure said why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_out_when_the_run_ends_are_counted_in_flight() {
+    // it accepts connections and reads, and never answers
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/kf/callback", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let s = CallbackSettings { timeout: Duration::from_secs(600), ..settings(&url, 4) };
+    let options = Options { callbacks: Some(s), ..Options::default() };
+    let server = Server::start(State::new(Config::default()), Arc::new(SystemClock), options).await;
+    let mut c = server.client().await;
+    c.login().await;
+    let kf = account(&mut c, "presale", &[], 1, json!({})).await;
+    let ch = channel(&mut c).await;
+    batch(&mut c, &ch, vec![say("c1", &kf, "1", "hi"), say("c2", &kf, "2", "hi")]).await;
+    let stats = server.svc.callback_stats().unwrap();
+    for _ in 0..1000 {
+        if stats.attempts.load(Ordering::SeqCst) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = server.svc.middleware_summary(1.0, 20_000_000).callbacks;
+    // one callback per message, or one for both when they coalesced
+    assert!((1..=2).contains(&m.sent), "{m:?}");
+    assert_eq!((m.delivered, m.failed, m.dropped), (0, 0, 0), "{m:?}");
+    assert_eq!(m.in_flight_at_end, m.sent, "every callback sent is still out: {m:?}");
+    drop(c);
     server.stop().await.unwrap();
 }

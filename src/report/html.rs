@@ -277,6 +277,7 @@ fn middleware(h: &mut String, m: &crate::summary::MiddlewareSummary, scale: f64)
     for (k, v) in [
         ("callbacks delivered", format!("{} of {}", c.delivered, c.sent)),
         ("callbacks failed", c.failed.to_string()),
+        ("callbacks in flight at the end", c.in_flight_at_end.to_string()),
         ("unacted messages", m.unacted.to_string()),
         ("replies after the end", m.replies_after_end.to_string()),
         ("sent twice", m.sent_twice.to_string()),
@@ -302,8 +303,8 @@ fn middleware(h: &mut String, m: &crate::summary::MiddlewareSummary, scale: f64)
     h.push_str("</table>\n");
     let _ = writeln!(
         h,
-        "<p>{} customer messages in sessions it held · {} retried callbacks · {} messages still owed when the run ended</p>",
-        m.customer_messages, c.retried, m.owed_at_end
+        "<p>{} customer messages in sessions it held · {} retried callbacks · {} callbacks dropped (injected) · {} messages still owed when the run ended</p>",
+        m.customer_messages, c.retried, c.dropped, m.owed_at_end
     );
     if let Some(e) = m.scale_effect {
         let warn =

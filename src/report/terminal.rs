@@ -210,11 +210,18 @@ fn middleware(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     let c = &m.callbacks;
     writeln!(
         w,
-        "middleware {} · callbacks {} sent · {} delivered · {} failed · {} retried · answer p50 {} p99 {} (wall)",
+        "middleware {} · callbacks {} sent · {} delivered · {} failed{}{} · {} retried · answer p50 {} p99 {} (wall)",
         m.url,
         c.sent,
         c.delivered,
         c.failed,
+        // shown when not 0, so that the counts before them add up to `sent`
+        if c.dropped > 0 { format!(" · {} dropped (injected)", c.dropped) } else { String::new() },
+        if c.in_flight_at_end > 0 {
+            format!(" · {} in flight at the end", c.in_flight_at_end)
+        } else {
+            String::new()
+        },
         c.retried,
         human_ms(c.latency_ms.p50),
         human_ms(c.latency_ms.p99)

@@ -212,16 +212,24 @@ impl Service {
         let w = self.with_state(|st, _| st.audit().clone());
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (url, callbacks) = match &self.inner.callbacks {
-            Some(c) => (
-                c.settings.url.clone(),
-                CallbackSummary {
-                    sent: get(&c.stats.callbacks),
-                    delivered: get(&c.stats.delivered),
-                    failed: get(&c.stats.failed),
+            Some(c) => {
+                // callbacks may still be out (a middleware that hangs, a
+                // retry's wait): their ends are read before what was sent,
+                // which only grows, so what is neither is never negative
+                let (delivered, failed, dropped) =
+                    (get(&c.stats.delivered), get(&c.stats.failed), get(&c.stats.dropped));
+                let sent = get(&c.stats.callbacks);
+                let summary = CallbackSummary {
+                    sent,
+                    delivered,
+                    failed,
+                    dropped,
+                    in_flight_at_end: sent.saturating_sub(delivered + failed + dropped),
                     retried: get(&c.stats.retries),
                     latency_ms: c.stats.latency_stats(),
-                },
-            ),
+                };
+                (c.settings.url.clone(), summary)
+            }
             None => (String::new(), CallbackSummary::default()),
         };
         let api = self.inner.api_calls.summary();
