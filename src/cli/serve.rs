@@ -272,21 +272,30 @@ pub(super) fn callback_from_file(
     })
 }
 
+/// The pause between two checks of a callback URL.
+const VERIFY_PAUSE: Duration = Duration::from_millis(200);
+
 /// Check the callback URL until it verifies or `wait` has passed.
 pub(super) async fn verify_callback(s: &CallbackSettings, wait: Duration, seed: u64) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let now_s = SystemClock.now_us() / 1_000_000;
-        match crate::service::push::verify_url(s, seed, now_s).await {
+        // each check gets what is left of the wait at most: one check's
+        // own timeout (5 s) against a URL that never answered overran a
+        // wait of 3 s by 2 s (found by probing)
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let check = CallbackSettings { timeout: s.timeout.min(left), ..s.clone() };
+        match crate::service::push::verify_url(&check, seed, now_s).await {
             Ok(()) => return Ok(()),
             // a wrong answer will not get right by waiting
             Err(e @ VerifyError::WrongAnswer { .. }) => return Err(e.into()),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
+            // a check after the pause would have next to no time left
+            Err(e) if tokio::time::Instant::now() + VERIFY_PAUSE >= deadline => {
                 return Err(
                     anyhow::Error::new(e).context(format!("the callback URL did not verify within {wait:?}"))
                 );
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(_) => tokio::time::sleep(VERIFY_PAUSE).await,
         }
     }
 }
@@ -602,4 +611,45 @@ pub(super) async fn start_wecom(
     // the driver calls on loopback whatever address the middleware uses
     let host = if addr.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
     Ok((format!("http://{}", SocketAddr::new(host, addr.port())), embedded, svc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URL that takes connections and never answers is given up on
+    /// when the wait is over, whatever one check's timeout: a check of
+    /// 60 s used to take its 60 s against a wait of 1 s.
+    #[tokio::test]
+    async fn a_check_of_the_callback_url_ends_with_the_wait() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/cb", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let crypto =
+            CallbackCrypto::new("tok", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "kfsim").unwrap();
+        let s = CallbackSettings {
+            url,
+            crypto,
+            corpid: "kfsim".into(),
+            timeout: Duration::from_secs(60),
+            retries: 3,
+            retry_delay: Duration::ZERO,
+            max_in_flight: 8,
+            faults: CallbackFaults::default(),
+        };
+        let wait = Duration::from_secs(1);
+        let started = std::time::Instant::now();
+        // bounded, so that the test fails rather than waits out the check
+        let checked = tokio::time::timeout(Duration::from_secs(30), verify_callback(&s, wait, 1)).await;
+        let took = started.elapsed();
+        let e = checked.expect("the check ended with the wait, not with its own 60 s timeout").unwrap_err();
+        assert!(format!("{e:#}").contains("did not verify within 1s"), "{e:#}");
+        // a slow machine may be late by seconds, not by the check's timeout
+        assert!(took < wait + Duration::from_secs(20), "{took:?}");
+    }
 }
