@@ -81,6 +81,26 @@ pub struct Progress {
     pub errors: Option<u64>,
     /// Live engine: the 95th percentile of the customers' batch calls [ms].
     pub call_p95_ms: Option<f64>,
+    /// Live engine: the arrivals are over and the run waits for the
+    /// sessions still open.
+    pub ending: Option<Ending>,
+}
+
+/// A live run's wait after its last arrival: for the sessions still open
+/// to end (the drain), then for the calls in flight to be answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Ending {
+    /// Sessions still open.
+    pub open: u64,
+    /// How long it has waited so far (wall time).
+    pub waited: std::time::Duration,
+    /// How much longer it waits at most (wall time), the calls in flight
+    /// included.
+    pub at_most: std::time::Duration,
+    /// The target has taken no connection this long (wall time), each
+    /// refused or not answered: the wait is over, as no session can end
+    /// through a target that is down.
+    pub target_down_for: Option<std::time::Duration>,
 }
 
 /// What every observation knows about its session.

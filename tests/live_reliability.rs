@@ -702,3 +702,66 @@ fn a_run_goes_on_after_the_service_is_killed_and_restarted() {
     let (sent, delivered) = (m.sent.unwrap(), m.delivered.unwrap());
     assert!((delivered..=delivered + r.messages_lost).contains(&sent), "{m:?} {r:?}");
 }
+
+/// The reference service killed (SIGKILL) in the middle of a live run and
+/// not started again. The run used to wait out its drain, half a minute
+/// past its duration with nothing said, for sessions that could not end
+/// through a target that was gone (found by probing); it says the target
+/// is down, stops waiting, and writes its report as usual.
+#[test]
+fn a_run_whose_target_died_says_so_and_does_not_wait_out_its_drain() {
+    let _one = serial();
+    let scenario = CHAT.replace("name = \"tokens\"", "name = \"died\"");
+    let path = std::env::temp_dir().join(format!("kfsim-died-{}.toml", std::process::id()));
+    std::fs::write(&path, scenario).unwrap();
+    let out = std::env::temp_dir().join(format!("kfsim-died-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let port = free_port();
+    let target = Serve::start(port, &path);
+    // 20 minutes at ×120: 10 s of wall time, then a drain of up to 30 s
+    let mut run = Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["run"])
+        .arg(&path)
+        .args(["--engine", "live", "--time-scale", "120", "-q", "--no-gates", "--target"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // killed once sessions are held, so that some are open at the end
+    let guard = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = metrics(port);
+        if m.iter().filter(|(k, _)| k.contains("state=\"3\"")).map(|(_, v)| *v as u64).sum::<u64>() >= 1 {
+            break;
+        }
+        assert!(Instant::now() < guard, "the run never got going: {m:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    target.kill();
+    let guard = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > guard {
+            let _ = run.kill();
+            panic!("the run did not end");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    let text = std::fs::read_to_string(out.join("summary.json"));
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(status.code(), Some(0), "the run is reported as any other: {stderr}");
+    assert!(stderr.contains("the target has taken no connection for"), "said, even with -q: {stderr}");
+    let s: kfsim::summary::Summary = serde_json::from_str(&text.expect("the report was written")).unwrap();
+    let wall_s = s.live.as_ref().unwrap().wall_s;
+    // 10 s of schedule, and the drain cut 5 s after the kill at the
+    // latest; waited out, it ends 30 s after the last arrival, past 39 s
+    assert!(wall_s < 32.0, "the drain was waited out: {wall_s} s\n{stderr}");
+}

@@ -683,8 +683,21 @@ fn run_live(
     let (bar, mut bar_progress) = progress_bar(sc, args.result.quiet);
     let shown = bar.clone();
     let mut told = false;
+    let (mut told_wait, mut told_down) = (args.result.quiet, false);
     let mut progress = move |p: &crate::observe::Progress| {
         let go_on = bar_progress(p);
+        // After the last arrival the run waits for the sessions still open
+        // and the calls in flight: against a target that died, half a
+        // minute and more with nothing said (found by probing).
+        if let Some(e) = &p.ending {
+            if e.target_down_for.is_some() && !told_down {
+                told_down = true;
+                shown.suspend(|| errln!("{}", ending_note(e)));
+            } else if e.waited >= ENDING_NOTICE && !told_wait {
+                told_wait = true;
+                shown.suspend(|| errln!("{}", ending_note(e)));
+            }
+        }
         // Once the run has begun (a run still reaching its target stops at
         // once, writing nothing), a stop gives the calls in flight their
         // answers: against a target that stopped answering, their timeouts,
@@ -868,6 +881,31 @@ fn warn_middleware(m: &crate::summary::MiddlewareSummary, sc: &Scenario, scale: 
     }
 }
 
+/// A wait after a live run's last arrival this long is said on the
+/// console, once.
+const ENDING_NOTICE: Duration = Duration::from_secs(2);
+
+/// What a live run waits for after its last arrival, and at most how long;
+/// or why it stops waiting.
+fn ending_note(e: &crate::observe::Ending) -> String {
+    let secs = |d: Duration| d.as_secs_f64().ceil();
+    match e.target_down_for {
+        Some(down) => format!(
+            "warning: the target has taken no connection for {:.0} s (each refused or not answered): it is down, \
+             and the run stops waiting for its {} session(s) still open (counted as a drain's end leaves them), \
+             then writes its report",
+            down.as_secs_f64().floor(),
+            e.open
+        ),
+        None => format!(
+            "live: the arrivals are over; waiting at most {:.0} s more for the {} session(s) still open to end \
+             and the calls in flight to be answered",
+            secs(e.at_most),
+            e.open
+        ),
+    }
+}
+
 /// Above this share of the service-level threshold, the time scale's
 /// effect on a middleware's latency is warned about.
 pub const SCALE_EFFECT_WARN: f64 = 0.1;
@@ -967,7 +1005,7 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::
 
 #[cfg(test)]
 mod tests {
-    use super::saturation_warning;
+    use super::{ending_note, saturation_warning};
     use crate::summary::{LatencyStats, LiveInfo, SATURATED_WARN};
 
     fn live(target: &str, saturated: Option<f64>) -> LiveInfo {
@@ -1005,5 +1043,24 @@ mod tests {
         for quiet in [None, Some(0.0), Some(SATURATED_WARN)] {
             assert_eq!(saturation_warning(&live("embedded", quiet)), None, "{quiet:?}");
         }
+    }
+
+    /// The wait after the last arrival says what it waits for and at most
+    /// how long; a target that is down, that the run stops waiting.
+    #[test]
+    fn the_wait_after_the_last_arrival_is_said() {
+        use crate::observe::Ending;
+        use std::time::Duration;
+        let e = Ending {
+            open: 12,
+            waited: Duration::from_secs(2),
+            at_most: Duration::from_millis(58_200),
+            target_down_for: None,
+        };
+        let note = ending_note(&e);
+        assert!(note.contains("waiting at most 59 s more for the 12 session(s) still open"), "{note}");
+        let down = ending_note(&Ending { target_down_for: Some(Duration::from_millis(5_300)), ..e });
+        assert!(down.starts_with("warning: the target has taken no connection for 5 s"), "{down}");
+        assert!(down.contains("stops waiting for its 12 session(s)"), "{down}");
     }
 }

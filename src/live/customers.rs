@@ -16,12 +16,17 @@ use super::bot::{self, Bots, Then};
 use super::http::CallError;
 use super::wire::{ActionResult, Batch, BatchAnswer, Content, CustomerAction, Event};
 use super::{GAVE_UP, LOST, LiveOptions, MAX_MESSAGES, Queue, RESEND_WINDOW, SEEN, Shared, TAKEN, Tries};
-use crate::observe::{Obs, Progress, SessionInfo};
+use crate::observe::{Ending, Obs, Progress, SessionInfo};
 use crate::scenario::{MSG_TYPES, Scenario};
 use crate::workload::{CustomerMemory, EntryBehaviour, RoutePicker, unit};
 
 /// How often the progress callback is asked whether to go on (wall time).
 const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+
+/// After the last arrival, a target that has taken no connection this
+/// long (each refused, or not answered within the connect timeout) is
+/// taken as down: the run stops waiting for its sessions.
+pub(crate) const TARGET_DOWN_AFTER: Duration = Duration::from_secs(5);
 
 /// How the customer side ended.
 pub(crate) struct Outcome {
@@ -254,6 +259,7 @@ pub(crate) async fn drive(
     ));
     let mut interrupted = false;
     let mut drain_deadline: Option<Instant> = None;
+    let mut drain_started = Instant::now();
     let mut asked = Instant::now() - PROGRESS_EVERY;
     let mut go_on = true;
     let timer = super::timer::PreciseTimer::new();
@@ -273,28 +279,36 @@ pub(crate) async fn drive(
                 d.follow_link();
                 if asked.elapsed() >= PROGRESS_EVERY {
                     asked = Instant::now();
-                    go_on &= progress(&Progress {
-                        now_us: sh.tb.now_us(),
-                        sessions: d.sessions,
-                        in_flight: d.custs.len() as u64,
-                        errors: Some(sh.http.stats.errors()),
-                        call_p95_ms: sh.http.stats.p95_ms("customer_batch"),
-                    });
+                    let drain = drain_deadline.map(|t| (drain_started, t));
+                    go_on &= progress(&d.progress(opts, drain, None));
                 }
                 if !go_on && !interrupted {
                     interrupted = true;
                     d.heap.retain(|Reverse((_, _, due))| !matches!(due, Due::Arrive(_)));
                     d.arrivals_left = 0;
                     drain_deadline = Some(Instant::now() + opts.drain.min(Duration::from_secs(5)));
+                    drain_started = Instant::now();
                 }
                 d.dispatch(&res_tx);
                 let now = sh.tb.now_us();
                 d.bots.dispatch(now, sh, &bot_tx);
                 if d.arrivals_left == 0 && drain_deadline.is_none() {
                     drain_deadline = Some(Instant::now() + opts.drain);
+                    drain_started = Instant::now();
                 }
                 let drained = d.arrivals_left == 0 && d.custs.is_empty();
                 if drained || drain_deadline.is_some_and(|t| Instant::now() >= t) {
+                    break;
+                }
+                // No session can end through a target that is down: the
+                // drain waited its 30 s for nothing, silent, after a run
+                // whose target died (found by probing). One that comes
+                // back within TARGET_DOWN_AFTER is waited for.
+                if drain_deadline.is_some()
+                    && let Some(down) = sh.http.unreachable_for().filter(|&f| f >= TARGET_DOWN_AFTER)
+                {
+                    let drain = drain_deadline.map(|t| (drain_started, t));
+                    progress(&d.progress(opts, drain, Some(down)));
                     break;
                 }
                 deadline = d.next_wake(asked + PROGRESS_EVERY);
@@ -402,6 +416,29 @@ fn handle_of(account: usize, id: u64, shard: crate::tally::Shard) -> String {
 }
 
 impl<'a> Driver<'a> {
+    /// Where the run is, for the progress callback; `drain` is when the
+    /// drain began and when it ends, once the arrivals are over.
+    fn progress(
+        &self,
+        opts: &LiveOptions,
+        drain: Option<(Instant, Instant)>,
+        target_down_for: Option<Duration>,
+    ) -> Progress {
+        Progress {
+            now_us: self.sh.tb.now_us(),
+            sessions: self.sessions,
+            in_flight: self.custs.len() as u64,
+            errors: Some(self.sh.http.stats.errors()),
+            call_p95_ms: self.sh.http.stats.p95_ms("customer_batch"),
+            ending: drain.map(|(started, deadline)| Ending {
+                open: self.custs.len() as u64,
+                waited: started.elapsed(),
+                at_most: deadline.saturating_duration_since(Instant::now()) + super::after_drain(opts),
+                target_down_for,
+            }),
+        }
+    }
+
     fn new(sc: &'a Scenario, sh: &'a Arc<Shared>) -> Driver<'a> {
         let mut entries: Vec<EntryBehaviour> =
             sc.entries.iter().map(|e| EntryBehaviour::new(e, sc.seed, sc.duration_us)).collect();

@@ -222,6 +222,10 @@ pub struct Http {
     /// Statistics of every call.
     pub stats: HttpStats,
     timeout: Duration,
+    /// Since when every call failed to connect, refused or not answered
+    /// within the connect timeout (`None` since a call had another
+    /// outcome): a target that is down.
+    refused_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Http {
@@ -234,7 +238,15 @@ impl Http {
             renewing: Default::default(),
             stats: HttpStats::default(),
             timeout,
+            refused_since: Default::default(),
         }
+    }
+
+    /// How long every call has failed to connect, if the latest did: the
+    /// target is down (not merely slow: a call it sits on, or answers
+    /// with an error, was connected).
+    pub fn unreachable_for(&self) -> Option<Duration> {
+        self.refused_since.lock().unwrap_or_else(|e| e.into_inner()).map(|t| t.elapsed())
     }
 
     /// The per-call timeout.
@@ -417,6 +429,13 @@ impl Http {
         .unwrap_or(Err(CallError::Timeout));
         let us = intended.elapsed().as_micros() as u64;
         self.stats.record(endpoint, us, result.as_ref().err());
+        let refused = matches!(result, Err(CallError::Connect(_)));
+        let mut since = self.refused_since.lock().unwrap_or_else(|e| e.into_inner());
+        match (refused, *since) {
+            (true, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => *since = None,
+            _ => {}
+        }
         result
     }
 }

@@ -884,7 +884,7 @@ pub async fn run_with_state(
     }
     shared.stop.store(true, Ordering::SeqCst);
     // its last batches may wait for a slot, then for their answers
-    let _ = tokio::time::timeout(2 * opts.timeout + Duration::from_secs(1), agent_task).await;
+    let _ = tokio::time::timeout(agents_within(opts), agent_task).await;
     if let Some(probe) = probe
         && let Ok(lag) = probe.await
     {
@@ -934,6 +934,18 @@ pub async fn run_with_state(
     };
     let figures = live.figures(sc, stats.end_us, wall_s);
     Ok((metrics.finish_all(sc, &stats, Some(figures)), run_state))
+}
+
+/// At most how long a run waits past its drain for the calls in flight:
+/// the customers' last batches, the agents' (a slot, then the answer) and
+/// the closing of the customers' channel.
+pub(crate) fn after_drain(opts: &LiveOptions) -> Duration {
+    (opts.timeout + Duration::from_millis(100)) + agents_within(opts) + opts.timeout
+}
+
+/// How long the agents' last batches are waited for once the run stops.
+fn agents_within(opts: &LiveOptions) -> Duration {
+    2 * opts.timeout + Duration::from_secs(1)
 }
 
 /// The file by which shard `i` says in `dir` that its customers are done.
