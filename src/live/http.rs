@@ -5,6 +5,7 @@
 //! omission).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -224,8 +225,12 @@ pub struct Http {
     timeout: Duration,
     /// Since when every call failed to connect, refused or not answered
     /// within the connect timeout (`None` since a call had another
-    /// outcome): a target that is down.
-    refused_since: Arc<Mutex<Option<Instant>>>,
+    /// outcome): a target that is down. Microseconds since `epoch`, plus
+    /// one (0: no such time): an atomic read on every call, written only
+    /// when the outcome changes, where a lock was taken on every call of
+    /// the driver's hot path.
+    refused_since: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl Http {
@@ -239,6 +244,7 @@ impl Http {
             stats: HttpStats::default(),
             timeout,
             refused_since: Default::default(),
+            epoch: Instant::now(),
         }
     }
 
@@ -246,7 +252,10 @@ impl Http {
     /// target is down (not merely slow: a call it sits on, or answers
     /// with an error, was connected).
     pub fn unreachable_for(&self) -> Option<Duration> {
-        self.refused_since.lock().unwrap_or_else(|e| e.into_inner()).map(|t| t.elapsed())
+        match self.refused_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(self.epoch.elapsed().saturating_sub(Duration::from_micros(since - 1))),
+        }
     }
 
     /// The per-call timeout.
@@ -430,10 +439,13 @@ impl Http {
         let us = intended.elapsed().as_micros() as u64;
         self.stats.record(endpoint, us, result.as_ref().err());
         let refused = matches!(result, Err(CallError::Connect(_)));
-        let mut since = self.refused_since.lock().unwrap_or_else(|e| e.into_inner());
-        match (refused, *since) {
-            (true, None) => *since = Some(Instant::now()),
-            (false, Some(_)) => *since = None,
+        match (refused, self.refused_since.load(Ordering::Relaxed)) {
+            (true, 0) => {
+                let now = self.epoch.elapsed().as_micros() as u64 + 1;
+                // the first of concurrent refusals sets the start
+                let _ = self.refused_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            (false, since) if since != 0 => self.refused_since.store(0, Ordering::Relaxed),
             _ => {}
         }
         result
