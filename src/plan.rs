@@ -1191,17 +1191,20 @@ mod tests {
         n
     }
 
-    /// With a patience of 20 days one agent at 40 Erlangs holds some
-    /// 280 000 waiting, too many for the service level's stages: no figure
-    /// there, where 46 agents (Erlang C's answer too) have one.
+    /// With a patience of 20 days one agent at 40 Erlangs would hold some
+    /// 280 000 waiting; in a pool of 270 000 it fills it, too many for the
+    /// service level's stages: no figure there, where 46 agents (Erlang
+    /// C's answer too) have one. (Without the limit Erlang A's closed form
+    /// gives one everywhere.)
     #[test]
     fn erlang_answers_past_values_it_cannot_judge() {
         let patience =
             |mean: &str| format!("entry.web.patience={{ dist = \"exponential\", mean = \"{mean}\" }}");
+        let pool = "account.kf.queue_limit=270000";
         let answer = |mean: &str, targets: &[&str]| {
-            erlang_c(&[&patience(mean)], targets, 2, 2).erlang_answer(46).unwrap()
+            erlang_c(&[&patience(mean), pool], targets, 2, 2).erlang_answer(46).unwrap()
         };
-        let one = erlang_c(&[&patience("20d")], &[], 2, 2);
+        let one = erlang_c(&[&patience("20d"), pool], &[], 2, 2);
         let p = crate::theory::predict(&one.scenario_at(1).unwrap()).expect("Erlang A");
         assert_eq!(p.service_level, None, "the case this test is for");
         assert_eq!(answer("20d", &["service_level>=0.8"]), Some(46));
