@@ -7,8 +7,16 @@
 //! in minutes, or per second and seconds.
 
 /// Erlang B blocking probability for `n` servers and offered load `a`
-/// (Erlangs), by the numerically stable recursion.
+/// (Erlangs), by the numerically stable recursion. An infinite load blocks
+/// everyone (its limit, 1: the recursion gave ∞/∞ = NaN); a load that is
+/// NaN or negative has no blocking probability: NaN.
 pub fn erlang_b(n: u32, a: f64) -> f64 {
+    if a.is_nan() || a < 0.0 {
+        return f64::NAN;
+    }
+    if a == f64::INFINITY {
+        return 1.0;
+    }
     let mut b = 1.0;
     for k in 1..=n {
         b = a * b / (f64::from(k) + a * b);
@@ -39,11 +47,18 @@ const STABLE_MARGIN: f64 = 1e-9;
 /// Erlang C (M/M/n, infinite patience). `None` if unstable: a ≥ n, or
 /// within rounding of it (200/h at 3 min is a = 10 in exact arithmetic and
 /// 9.999999999999998 in floating point, where the formulas gave an ASA of
-/// 1.4e20 ms instead of "no steady state").
+/// 1.4e20 ms instead of "no steady state"); an infinite λ or a μ of 0 are
+/// that too. `None` as well for a rate that is NaN or negative, or a load
+/// λ/μ that is no number (both rates 0 or infinite); an infinite μ is
+/// its limit, nobody waiting.
 pub fn erlang_c(n: u32, lambda: f64, mu: f64) -> Option<Erlang> {
+    if [lambda, mu].iter().any(|x| x.is_nan() || *x < 0.0) {
+        return None;
+    }
     let a = lambda / mu;
     let nf = f64::from(n);
-    if a >= nf * (1.0 - STABLE_MARGIN) {
+    // NaN fails this too: 0/0 and ∞/∞ have no steady state to give
+    if a.is_nan() || a >= nf * (1.0 - STABLE_MARGIN) {
         return None;
     }
     let b = erlang_b(n, a);
@@ -51,9 +66,18 @@ pub fn erlang_c(n: u32, lambda: f64, mu: f64) -> Option<Erlang> {
     Some(Erlang { wait_probability: c, abandon_rate: 0.0, asa: c / (nf * mu - lambda) })
 }
 
-/// Erlang C service level: P(W ≤ t).
+/// Erlang C service level: P(W ≤ t). `None` where [`erlang_c`] is, and
+/// for a `t` that is NaN or negative (no wait is that short); an infinite
+/// `t` is its limit, 1.
 pub fn erlang_c_service_level(n: u32, lambda: f64, mu: f64, t: f64) -> Option<f64> {
+    if t.is_nan() || t < 0.0 {
+        return None;
+    }
     let c = erlang_c(n, lambda, mu)?.wait_probability;
+    // nμ − λ = ∞ (an infinite μ) at t = 0 is ∞·0: nobody waits anyway
+    if c == 0.0 {
+        return Some(1.0);
+    }
     Some(1.0 - c * (-(f64::from(n) * mu - lambda) * t).exp())
 }
 
@@ -66,7 +90,15 @@ pub fn erlang_c_service_level(n: u32, lambda: f64, mu: f64, t: f64) -> Option<f6
 /// P(served | k) = Πᵢ rᵢ/(rᵢ+θ) and E[W | served, k] = Σᵢ 1/(rᵢ+θ).
 /// `None` when the chain needs more than [`MAX_STATES`] states to reach
 /// that tail: a load far past the servers with patience of months.
+///
+/// θ = 0 is Erlang C ([`erlang_c`], `None` when unstable); θ = ∞ (no
+/// patience at all) is its limit, Erlang B: whoever finds every server
+/// busy leaves at once. `None` for no server (nobody is served: the ASA
+/// has no value), for an infinite λ or μ, and for a rate NaN or negative.
 pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Option<Erlang> {
+    if theta == 0.0 {
+        return erlang_c(n, lambda, mu);
+    }
     let q = chain(n, None, lambda, mu, theta, None)?;
     Some(Erlang { wait_probability: q.wait_probability, abandon_rate: q.abandon_rate, asa: q.asa })
 }
@@ -82,8 +114,14 @@ pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Option<Erlang> {
 /// stages walked one by one needed their count times the Poisson steps to
 /// `t`, and gave no figure past ten million of them.
 ///
-/// `None` where [`erlang_a`] is.
+/// θ = 0 and θ = ∞ as in [`erlang_a`]; an infinite `t` is its limit, the
+/// share served. `None` where [`erlang_a`] is, for a `t` NaN or negative,
+/// and where the closed form would take more than [`MAX_STATES`] terms
+/// (see [`served_within`]: only where the chain is too long as well).
 pub fn erlang_a_service_level(n: u32, lambda: f64, mu: f64, theta: f64, t: f64) -> Option<f64> {
+    if theta == 0.0 {
+        return erlang_c_service_level(n, lambda, mu, t);
+    }
     chain(n, None, lambda, mu, theta, Some(t))?.service_level
 }
 
@@ -205,16 +243,19 @@ pub struct Limited {
     pub reject_rate: f64,
     /// Mean wait of the customers who are served.
     pub asa: f64,
-    /// Served within `t`, over all arrivals (`None` when, with patience,
-    /// a pool that fills has stages too long to compute: see
-    /// [`stages_within`]).
+    /// Served within `t`, over all arrivals (`None` for a `t` NaN or
+    /// negative, or, with patience, a pool that fills and whose stages
+    /// are too long to compute: see [`stages_within`]).
     pub service_level: Option<f64>,
 }
 
 /// The queue with `n` servers, a pool of `k` places and abandonment rate
 /// `theta` (0: nobody leaves), and its service level at `t`. Stable at
 /// every load: past `n + k` arrivals are refused. `None` when the chain
-/// would need more than ten million states to reach its negligible tail.
+/// would need more than ten million states to reach its negligible tail,
+/// and for the inputs [`erlang_a`] refuses (θ = ∞ is Erlang B's limit:
+/// who finds every server busy abandons at once, or with `k = 0` is
+/// refused).
 ///
 /// A customer who finds `m < k` waiting waits as in [`erlang_a`]; without
 /// abandonment the wait is the sum of `m + 1` exponential stages of rate
@@ -274,13 +315,38 @@ const MAX_STATES: usize = 10_000_000;
 /// capacity `n + cap`, death `min(j, n)μ + max(j − n, 0)θ`), walked to the
 /// capacity or, without one, to where its weights are negligible; `None`
 /// past [`MAX_STATES`]. PASTA: an arrival sees the stationary distribution.
+/// θ = ∞ is Erlang B's limit; `None` for a rate NaN or negative, λ or μ
+/// infinite, or, with arrivals, no server. No service level for a `t`
+/// NaN or negative.
 fn chain(n: u32, cap: Option<u32>, lambda: f64, mu: f64, theta: f64, sl_t: Option<f64>) -> Option<Limited> {
+    if [lambda, mu, theta].iter().any(|x| x.is_nan() || *x < 0.0) || lambda.is_infinite() || mu.is_infinite()
+    {
+        return None;
+    }
+    let sl_t = sl_t.filter(|t| *t >= 0.0);
     // Nobody arrives (a bot resolving every session): the chain stays at 0.
     // Walked, every weight past it would be ln 0 = −∞, never 50 below π_n's.
-    if lambda <= 0.0 {
+    if lambda == 0.0 {
         let (wait_probability, abandon_rate, reject_rate, asa) = (0.0, 0.0, 0.0, 0.0);
         let service_level = sl_t.map(|_| 1.0);
         return Some(Limited { wait_probability, abandon_rate, reject_rate, asa, service_level });
+    }
+    // with nobody to serve, the ASA of the served is 0/0
+    if n == 0 || mu == 0.0 {
+        return None;
+    }
+    // No patience at all: whoever finds every server busy leaves at once,
+    // as Erlang B refuses them (walked, the first stage's rate was nμ + 0·∞)
+    if theta == f64::INFINITY {
+        let b = erlang_b(n, lambda / mu);
+        let pool = cap != Some(0);
+        return Some(Limited {
+            wait_probability: b,
+            abandon_rate: if pool { b } else { 0.0 },
+            reject_rate: if pool { 0.0 } else { b },
+            asa: 0.0,
+            service_level: sl_t.map(|_| 1.0 - b),
+        });
     }
     let nf = f64::from(n);
     // log-weights avoid overflow of A^j/j! for large n
@@ -870,5 +936,62 @@ patience = { dist = "exponential", mean = "2m" }
         let c = erlang_c_service_level(44, 10.0, 0.25, third).unwrap();
         let a = erlang_a_service_level(44, 10.0, 0.25, 1e-9, third).unwrap();
         assert!((a - c).abs() < 1e-6, "{a} vs {c}");
+    }
+
+    /// Inputs at their limits: an infinite load blocks everyone (Erlang B
+    /// gave NaN, ∞/∞), no patience at all is Erlang B (walked, the first
+    /// stage's rate nμ + 0·∞ made every figure NaN) and infinite patience
+    /// Erlang C; what has no figure (a NaN or negative input, no server, an
+    /// infinite arrival rate) is `None`.
+    #[test]
+    fn inputs_at_their_limits() {
+        let (inf, nan, third) = (f64::INFINITY, f64::NAN, 1.0 / 3.0);
+        assert_eq!((erlang_b(5, inf), erlang_b(0, inf), erlang_b(5, 0.0)), (1.0, 1.0, 0.0));
+        assert!(erlang_b(5, nan).is_nan() && erlang_b(5, -1.0).is_nan());
+        for (lambda, mu) in
+            [(inf, 1.0), (1.0, 0.0), (0.0, 0.0), (inf, inf), (nan, 1.0), (1.0, nan), (-1.0, 1.0)]
+        {
+            assert_eq!(erlang_c(5, lambda, mu), None, "λ = {lambda}, μ = {mu}");
+            assert_eq!(erlang_c_service_level(5, lambda, mu, 1.0), None, "λ = {lambda}, μ = {mu}");
+        }
+        let instant = erlang_c(5, 1.0, inf).expect("nobody waits");
+        assert_eq!((instant.wait_probability, instant.asa), (0.0, 0.0));
+        assert_eq!(erlang_c_service_level(5, 1.0, inf, 0.0), Some(1.0));
+        assert_eq!(erlang_c_service_level(5, 1.0, 1.0, inf), Some(1.0));
+        assert_eq!(erlang_c_service_level(5, 1.0, 1.0, nan), None);
+        assert_eq!(erlang_c_service_level(5, 1.0, 1.0, -1.0), None);
+
+        let b = erlang_b(44, 40.0);
+        let a = erlang_a(44, 10.0, 0.25, inf).expect("Erlang B");
+        assert_eq!((a.wait_probability, a.abandon_rate, a.asa), (b, b, 0.0));
+        assert_eq!(erlang_a_service_level(44, 10.0, 0.25, inf, third), Some(1.0 - b));
+        let l = limited_pool(44, 3, 10.0, 0.25, inf, third).unwrap();
+        assert_eq!((l.abandon_rate, l.reject_rate, l.service_level), (b, 0.0, Some(1.0 - b)));
+        let l = limited_pool(44, 0, 10.0, 0.25, inf, third).unwrap();
+        assert_eq!((l.abandon_rate, l.reject_rate), (0.0, b));
+        assert_eq!(erlang_a(44, 10.0, 0.25, 0.0), erlang_c(44, 10.0, 0.25));
+        let c = erlang_c_service_level(44, 10.0, 0.25, third);
+        assert_eq!(erlang_a_service_level(44, 10.0, 0.25, 0.0, third), c);
+        assert_eq!(erlang_a(40, 10.0, 0.25, 0.0), None, "unstable without abandonment");
+
+        for (n, lambda, mu, theta) in [
+            (0, 10.0, 0.25, 0.5),
+            (44, inf, 0.25, 0.5),
+            (44, 10.0, inf, 0.5),
+            (44, 10.0, 0.0, 0.5),
+            (44, nan, 0.25, 0.5),
+            (44, 10.0, nan, 0.5),
+            (44, 10.0, 0.25, nan),
+            (44, -10.0, 0.25, 0.5),
+            (44, 10.0, 0.25, -0.5),
+        ] {
+            let at = format!("n = {n}, λ = {lambda}, μ = {mu}, θ = {theta}");
+            assert_eq!(erlang_a(n, lambda, mu, theta), None, "{at}");
+            assert_eq!(erlang_a_service_level(n, lambda, mu, theta, third), None, "{at}");
+            assert_eq!(limited_pool(n, 3, lambda, mu, theta, third), None, "{at}");
+        }
+        assert_eq!(erlang_a_service_level(44, 10.0, 0.25, 0.5, nan), None);
+        assert_eq!(erlang_a_service_level(44, 10.0, 0.25, 0.5, -1.0), None);
+        assert_eq!(limited_pool(44, 3, 10.0, 0.25, 0.5, nan).unwrap().service_level, None);
     }
 }
