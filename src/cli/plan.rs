@@ -569,6 +569,14 @@ fn print_recommendation(
             )?;
         }
     }
+    // more than the one below: say that the least may be further down
+    if let Some((from, to)) = r.undecided.filter(|(from, to)| from < to) {
+        writeln!(
+            w,
+            "  {from} to {to}: no replication showed them to miss, nor to meet, every target; the least \
+             value meeting them may be among them"
+        )?;
+    }
     if let Some(k) = knee {
         writeln!(
             w,
