@@ -615,17 +615,7 @@ fn a_run_goes_on_after_the_service_is_killed_and_restarted() {
     let port = free_port();
     let first = Serve::start(port, &path);
     // 20 minutes at ×60: 20 s of wall time
-    let mut run = Command::new(env!("CARGO_BIN_EXE_kfsim"))
-        .args(["run"])
-        .arg(&path)
-        .args(["--engine", "live", "--time-scale", "60", "-q", "--no-gates", "--target"])
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = live_run(&path, port, 60, &out);
     // killed once sessions have been served and several are held
     let guard = Instant::now() + Duration::from_secs(60);
     let before = loop {
@@ -640,19 +630,7 @@ fn a_run_goes_on_after_the_service_is_killed_and_restarted() {
     };
     first.kill();
     let second = Serve::start(port, &path);
-    let guard = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > guard {
-            let _ = run.kill();
-            panic!("the run did not end");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = finished(&mut run);
     let after = metrics(port);
     drop(second);
     assert_eq!(status.code(), Some(0), "{stderr}");
@@ -703,6 +681,41 @@ fn a_run_goes_on_after_the_service_is_killed_and_restarted() {
     assert!((delivered..=delivered + r.messages_lost).contains(&sent), "{m:?} {r:?}");
 }
 
+/// `kfsim run` of the scenario at `path`, live against the service on
+/// `port` at `scale`, its report into `out` and its stderr piped.
+fn live_run(path: &std::path::Path, port: u16, scale: u32, out: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["run"])
+        .arg(path)
+        .args(["--engine", "live", "--time-scale", &scale.to_string(), "-q", "--no-gates", "--target"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `run`'s exit status and stderr once it ends (killed, and the test
+/// failed, after two minutes).
+fn finished(run: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let guard = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > guard {
+            let _ = run.kill();
+            panic!("the run did not end");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
 /// The reference service killed (SIGKILL) in the middle of a live run and
 /// not started again. The run used to wait out its drain, half a minute
 /// past its duration with nothing said, for sessions that could not end
@@ -719,17 +732,7 @@ fn a_run_whose_target_died_says_so_and_does_not_wait_out_its_drain() {
     let port = free_port();
     let target = Serve::start(port, &path);
     // 20 minutes at ×120: 10 s of wall time, then a drain of up to 30 s
-    let mut run = Command::new(env!("CARGO_BIN_EXE_kfsim"))
-        .args(["run"])
-        .arg(&path)
-        .args(["--engine", "live", "--time-scale", "120", "-q", "--no-gates", "--target"])
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = live_run(&path, port, 120, &out);
     // killed once sessions are held, so that some are open at the end
     let guard = Instant::now() + Duration::from_secs(60);
     loop {
@@ -741,19 +744,7 @@ fn a_run_whose_target_died_says_so_and_does_not_wait_out_its_drain() {
         std::thread::sleep(Duration::from_millis(20));
     }
     target.kill();
-    let guard = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > guard {
-            let _ = run.kill();
-            panic!("the run did not end");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = finished(&mut run);
     let text = std::fs::read_to_string(out.join("summary.json"));
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(&path);
