@@ -81,15 +81,19 @@ pub fn erlang_c_service_level(n: u32, lambda: f64, mu: f64, t: f64) -> Option<f6
     Some(1.0 - c * (-(f64::from(n) * mu - lambda) * t).exp())
 }
 
-/// Erlang A (M/M/n+M) with abandonment rate `theta` (mean patience 1/θ),
-/// from the birth–death chain truncated where its tail is negligible.
+/// Erlang A (M/M/n+M) with abandonment rate `theta` (mean patience 1/θ).
 ///
-/// ASA of served customers: a customer who finds `k` waiting ahead passes
-/// stages `k, k−1, …, 0`; stage `i` ends at rate `nμ + iθ` (a service or an
-/// abandonment ahead) and the customer abandons at rate θ throughout, so
-/// P(served | k) = Πᵢ rᵢ/(rᵢ+θ) and E[W | served, k] = Σᵢ 1/(rᵢ+θ).
-/// `None` when the chain needs more than [`MAX_STATES`] states to reach
-/// that tail: a load far past the servers with patience of months.
+/// The chain's figures summed in closed or semi-closed form (see
+/// [`waiting`]): as cheap at a patience of months with the load far past
+/// the servers as at a minute, where the chain walked state by state
+/// needed millions of states and gave no figure past [`MAX_STATES`]. A
+/// customer who finds `k` waiting ahead passes stages `k, k−1, …, 0`;
+/// stage `i` ends at rate `nμ + iθ` (a service or an abandonment ahead)
+/// and the customer abandons at rate θ throughout, so P(served | k) =
+/// Πᵢ rᵢ/(rᵢ+θ) and E[W | served, k] = Σᵢ 1/(rᵢ+θ). `None` where
+/// [`waiting`] is: its series past [`MAX_STATES`] terms, at a λ/θ or
+/// nμ/θ past some 10¹¹ (a patience of millennia at 10 calls a minute)
+/// with the load within 10√(λ/θ) of the servers.
 ///
 /// θ = 0 is Erlang C ([`erlang_c`], `None` when unstable); θ = ∞ (no
 /// patience at all) is its limit, Erlang B: whoever finds every server
@@ -99,8 +103,8 @@ pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Option<Erlang> {
     if theta == 0.0 {
         return erlang_c(n, lambda, mu);
     }
-    let q = chain(n, None, lambda, mu, theta, None)?;
-    Some(Erlang { wait_probability: q.wait_probability, abandon_rate: q.abandon_rate, asa: q.asa })
+    let w = open_pool(n, lambda, mu, theta)?;
+    Some(Erlang { wait_probability: w.wait, abandon_rate: w.abandon, asa: w.asa })
 }
 
 /// Erlang A's service level: served within `t`, over all arrivals.
@@ -117,12 +121,160 @@ pub fn erlang_a(n: u32, lambda: f64, mu: f64, theta: f64) -> Option<Erlang> {
 /// θ = 0 and θ = ∞ as in [`erlang_a`]; an infinite `t` is its limit, the
 /// share served. `None` where [`erlang_a`] is, for a `t` NaN or negative,
 /// and where the closed form would take more than [`MAX_STATES`] terms
-/// (see [`served_within`]: only where the chain is too long as well).
+/// (see [`served_within`]: a patience of millennia, as in [`erlang_a`]).
 pub fn erlang_a_service_level(n: u32, lambda: f64, mu: f64, theta: f64, t: f64) -> Option<f64> {
     if theta == 0.0 {
         return erlang_c_service_level(n, lambda, mu, t);
     }
-    chain(n, None, lambda, mu, theta, Some(t))?.service_level
+    if t.is_nan() || t < 0.0 {
+        return None;
+    }
+    if closed_form(n, lambda, mu, theta).is_none() {
+        return chain(n, None, lambda, mu, theta, Some(t))?.service_level;
+    }
+    let w = open_pool(n, lambda, mu, theta)?;
+    // nobody waits (10 000 agents well staffed): the share within t,
+    // whatever its cost, would count for nothing
+    if w.wait == 0.0 {
+        return Some(1.0);
+    }
+    let s = served_within(n, lambda, mu, theta, t)?;
+    // rounding of 1 − P(wait) + P(served after waiting)·s put 1 past 1
+    Some((1.0 - w.wait + w.served * s).min(1.0))
+}
+
+/// Erlang A's figures over all arrivals, θ > 0 and no pool limit.
+struct Open {
+    wait: f64,
+    abandon: f64,
+    /// Served after waiting: P(wait) − P(abandon), without its
+    /// cancellation far past the servers.
+    served: f64,
+    asa: f64,
+}
+
+/// c = nμ/θ + 1 and x = λ/θ of [`waiting`], for the inputs it is for:
+/// `None` for those it has no use for (no arrivals, no patience at all, a
+/// rate NaN, negative or infinite, no server) and a θ so small that c or
+/// x is infinite. Those are the chain's, as before.
+fn closed_form(n: u32, lambda: f64, mu: f64, theta: f64) -> Option<(f64, f64)> {
+    let plain = [lambda, mu, theta].iter().all(|x| x.is_finite() && *x > 0.0) && n > 0;
+    let (c, x) = (f64::from(n) * mu / theta + 1.0, lambda / theta);
+    (plain && c.is_finite() && x.is_finite()).then_some((c, x))
+}
+
+/// [`waiting`] with Erlang B's E = B(n, λ/μ) for the servers, or the
+/// chain where [`closed_form`] is `None`.
+fn open_pool(n: u32, lambda: f64, mu: f64, theta: f64) -> Option<Open> {
+    let Some((c, x)) = closed_form(n, lambda, mu, theta) else {
+        let q = chain(n, None, lambda, mu, theta, None)?;
+        let (wait, abandon) = (q.wait_probability, q.abandon_rate);
+        return Some(Open { wait, abandon, served: wait - abandon, asa: q.asa });
+    };
+    let w = waiting(c, x)?;
+    let e = erlang_b(n, lambda / mu);
+    // P(wait) = S·E/(1 + (S − 1)E), S the waiting states' weight over π_n
+    let wait = e / (w.inv_s + e * (1.0 - w.inv_s));
+    let served = wait * w.served;
+    Some(Open {
+        wait,
+        abandon: wait * w.abandon,
+        served,
+        // nobody served after waiting (E = 0): nobody waits at all
+        asa: if served > 0.0 { served * w.served_wait / theta / (1.0 - wait + served) } else { 0.0 },
+    })
+}
+
+/// Of the customers of Erlang A who find every server busy: the share
+/// served, the share that abandons, θ times the mean wait of the served,
+/// and 1/S (S as in [`waiting`]).
+struct Waiting {
+    inv_s: f64,
+    served: f64,
+    abandon: f64,
+    served_wait: f64,
+}
+
+/// How far past its servers, in standard deviations of a Poisson(λ/θ),
+/// a load is summed by the closed form of [`waiting`] rather than its
+/// series: there the upper tail Q(c, λ/θ) it leaves out is below e^{−K²/2}
+/// (Chernoff), 2e-22.
+const OVERLOAD_SDS: f64 = 10.0;
+
+/// The waiting states of Erlang A, with c = nμ/θ + 1 and x = λ/θ. Past
+/// π_n the chain's weights are rₖ = xᵏ/(c)ₖ, (c)ₖ the rising factorial,
+/// and with tᵢ = xⁱ/((c+1)⋯(c+i)) (the series of the regularized lower
+/// incomplete gamma function P(c, x) = D(c, x)·Σtᵢ, see [`ln_gamma_p`]):
+///
+/// * S = Σrₖ = 1 + xT/c, T = Σtᵢ;
+/// * served: Σrₖ·(c−1)/(c+k) = (c−1)T/c, over S;
+/// * abandoned: Σrₖ·(k+1)/(c+k) = Σ(i+1)tᵢ/c, over S (the same, 1 − the
+///   served share, without the cancellation of a tiny abandonment);
+/// * θ·the mean wait of the served, Σ 1/(c+j−1) over the k + 1 stages:
+///   1/c + Σtᵢ·Hᵢ/T, Hᵢ = Σ_{j≤i} 1/(c+j).
+///
+/// These are Mandelbaum and Zeltyn's J = ∫₀^∞ exp(x(1 − e^{−θv}) −
+/// nμv)dv (S = nμJ) and its moments: with u = e^{−θv}, a gamma(c, x)
+/// variable U truncated to U < 1, θ·the served's wait E[−ln U | U < 1] =
+/// ln x − ψ(c) − ∂_c ln P(c, x). Summed term by term up to [`MAX_STATES`]
+/// terms (`None` past them) while x is within [`OVERLOAD_SDS`] √x of c;
+/// past that the terms peak near k = x − c, millions of them at a patience
+/// of months, and P(c, x) is 1 to 2e-22: T = P/D from [`ln_gamma_p`] and
+/// θ·the mean wait ln x − ψ(c).
+fn waiting(c: f64, x: f64) -> Option<Waiting> {
+    let a = c - 1.0; // nμ/θ
+    if x - c > OVERLOAD_SDS * x.sqrt() {
+        // 1/T: D/P, underflowing to 0 far past the servers
+        let inv_t = (ln_poisson(c, x) - ln_gamma_p(c, x)?).exp();
+        let whole = c * inv_t + x; // c·S/T
+        return Some(Waiting {
+            inv_s: c * inv_t / whole,
+            served: a / whole,
+            abandon: (c * inv_t + (x - a)) / whole,
+            served_wait: ((x - c) / c).ln_1p() + ln_over_digamma(c),
+        });
+    }
+    let (mut t, mut h) = (1.0, 0.0);
+    let (mut sum_t, mut sum_k, mut sum_h) = (1.0, 1.0, 0.0);
+    let mut i = 0.0;
+    loop {
+        i += 1.0;
+        t *= x / (c + i);
+        h += 1.0 / (c + i);
+        sum_t += t;
+        sum_k += (i + 1.0) * t;
+        sum_h += h * t;
+        // past the peak the rest is below a geometric tail of ratio r
+        let r = x / (c + i + 1.0);
+        if r < 1.0 {
+            let tail = t / (1.0 - r) * f64::EPSILON.recip();
+            if tail * (i + 2.0) <= sum_k && tail * (h + 1.0 / c) <= sum_h + sum_t / c {
+                break;
+            }
+        }
+        if i > MAX_STATES as f64 {
+            return None;
+        }
+    }
+    let s = 1.0 + x * sum_t / c;
+    Some(Waiting {
+        inv_s: 1.0 / s,
+        served: a * sum_t / c / s,
+        abandon: sum_k / c / s,
+        served_wait: 1.0 / c + sum_h / sum_t,
+    })
+}
+
+/// ln c − ψ(c) for c ≥ 1 (ψ the digamma function): its asymptotic series
+/// from 10 up, to 1e-16 there, and ψ(c) = ψ(c + 1) − 1/c below.
+fn ln_over_digamma(c: f64) -> f64 {
+    let (mut z, mut shift) = (c, 0.0);
+    while z < 10.0 {
+        shift += 1.0 / z - (1.0 / z).ln_1p();
+        z += 1.0;
+    }
+    let r = 1.0 / (z * z);
+    shift + 0.5 / z + r * (1.0 / 12.0 - r * (1.0 / 120.0 - r * (1.0 / 252.0 - r / 240.0)))
 }
 
 /// Of the customers of Erlang A who wait and are served, the share served
@@ -823,7 +975,12 @@ rate = "10/min"
 
         let a = erlang_a(42, 10.0, 0.25, 0.5).unwrap();
         let l = limited_pool(42, 100_000, 10.0, 0.25, 0.5, 1.0 / 3.0).unwrap();
-        assert_eq!((l.wait_probability, l.abandon_rate, l.asa), (a.wait_probability, a.abandon_rate, a.asa));
+        // the closed form of erlang_a against the chain walked
+        for (l, a) in
+            [(l.wait_probability, a.wait_probability), (l.abandon_rate, a.abandon_rate), (l.asa, a.asa)]
+        {
+            assert!((l - a).abs() < 1e-12 * a, "{l} vs {a}");
+        }
 
         // overloaded and still stable: at λ = 2nμ the servers, nearly
         // always busy, pass at most nμ, so about half is refused
@@ -868,13 +1025,128 @@ patience = { dist = "exponential", mean = "2m" }
     /// wait at once: the walk stopped there and gave the cut chain's
     /// figures (found by probing: one agent at 100/min with a patience of
     /// 100 days said 69 % abandon, where all but the 0.25/min served do).
-    /// No figure rather than a wrong one; ten days is walked.
+    /// No figure rather than a wrong one from the chain (ten days is
+    /// walked); Erlang A in closed form has one at either (see
+    /// [`erlang_a_against_high_precision_values`] for its other figures).
     #[test]
     fn a_chain_too_long_to_walk_gives_no_figure() {
         let day = 1440.0; // minutes
-        assert_eq!(erlang_a(1, 100.0, 0.25, 1.0 / (100.0 * day)), None);
-        let a = erlang_a(1, 100.0, 0.25, 1.0 / (10.0 * day)).expect("1.4 million states");
-        assert!((a.abandon_rate - (1.0 - 0.25 / 100.0)).abs() < 1e-9, "{a:?}");
+        assert_eq!(chain(1, None, 100.0, 0.25, 1.0 / (100.0 * day), None), None);
+        let q = chain(1, None, 100.0, 0.25, 1.0 / (10.0 * day), None).expect("1.4 million states");
+        assert!((q.abandon_rate - (1.0 - 0.25 / 100.0)).abs() < 1e-9, "{q:?}");
+        for patience in [10.0, 100.0] {
+            let a = erlang_a(1, 100.0, 0.25, 1.0 / (patience * day)).expect("a figure");
+            assert!((a.abandon_rate - (1.0 - 0.25 / 100.0)).abs() < 1e-12, "{a:?}");
+        }
+    }
+
+    /// The closed form against the chain walked state by state, wherever
+    /// the chain is short enough: one agent to a hundred, under and over
+    /// their load, a patience of a second to ten days (up to 1.4 million
+    /// states). To 1e-10 relative, or 1e-15 absolute for a figure near 0:
+    /// the chain's own sums of a million states are off by 1e-12 (one agent
+    /// at 100/min with a patience of ten days, 0.9975 abandoning by mpmath
+    /// and the closed form, 0.99749999999873 by the chain).
+    #[test]
+    fn erlang_a_in_closed_form_agrees_with_the_chain() {
+        for n in [1, 2, 5, 30, 38, 40, 42, 44, 100] {
+            for lambda in [0.1, 1.0, 9.0, 10.0, 11.0, 25.0, 100.0] {
+                for patience in [1.0 / 60.0, 0.5, 2.0, 10.0, 60.0, 1440.0, 14_400.0] {
+                    let (mu, theta) = (0.25, 1.0 / patience);
+                    let Some(q) = chain(n, None, lambda, mu, theta, None) else { continue };
+                    let a = erlang_a(n, lambda, mu, theta).expect("a figure where the chain has one");
+                    for (got, want) in [
+                        (a.wait_probability, q.wait_probability),
+                        (a.abandon_rate, q.abandon_rate),
+                        (a.asa, q.asa),
+                    ] {
+                        let err = (got - want).abs();
+                        assert!(
+                            err <= 1e-10 * want || err <= 1e-15,
+                            "n = {n}, λ = {lambda}, patience {patience}: {a:?} vs {q:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Erlang A's figures against mpmath at 40 digits: the chain summed
+    /// state by state, with each stage's P(served) and mean wait (up to
+    /// 200 000 states), or past that (marked) the offered wait's density
+    /// ∝ exp(λ(1 − e^{−θx})/θ − nμx) integrated by quadrature in
+    /// u = e^{−θx} (where both run with nμ/θ ≥ 1, they agree to 1e-34).
+    /// μ = 0.25/min; patience (in seconds) of 1 s to 100 days, 44 agents at
+    /// the bench load and fewer, 1 to 5 agents, 10 000 agents, two of them
+    /// too long for the chain in Rust. To 1e-11 relative (1.4e-12 at
+    /// worst here).
+    #[test]
+    fn erlang_a_against_high_precision_values() {
+        for (n, lambda, patience, wait, abandon, asa) in [
+            (44, 10.0, 1.0, 0.0737027578431103, 0.062994463424741, 0.000167697467787796),
+            (40, 10.0, 1.0, 0.131732792461764, 0.114108858968408, 0.00029610607991275),
+            (38, 10.0, 1.0, 0.16665354327729, 0.145335103121629, 0.000373942757081649),
+            (30, 10.0, 1.0, 0.331407611047493, 0.297047768705152, 0.000754532155510009),
+            (44, 10.0, 60.0, 0.202021803032232, 0.0404150008441609, 0.0348003141633793),
+            (40, 10.0, 60.0, 0.362820177527994, 0.0837390400889594, 0.07346036371717),
+            (38, 10.0, 60.0, 0.452662066097594, 0.112615635969912, 0.100373216896731),
+            (30, 10.0, 60.0, 0.775671318079508, 0.265785647750885, 0.262670069225103),
+            (44, 10.0, 600.0, 0.33460597177397, 0.0170850323857051, 0.166057032090629),
+            (40, 10.0, 600.0, 0.628576120405859, 0.0488130321243766, 0.481049752484318),
+            (38, 10.0, 600.0, 0.772049790031588, 0.076077577457279, 0.761468503682353),
+            (30, 10.0, 600.0, 0.996488014274565, 0.250247132774522, 2.81433573059881),
+            (44, 10.0, 3600.0, 0.401507467930125, 0.00531281395299822, 0.316534527670795),
+            (40, 10.0, 3600.0, 0.803110216786642, 0.0258755234678422, 1.55300315156299),
+            (38, 10.0, 3600.0, 0.952061928211214, 0.0554841308564615, 3.38474395771519),
+            (30, 10.0, 3600.0, 0.99999999994729, 0.250000000003709, 17.1942823721311),
+            (44, 10.0, 86400.0, 0.430026975909144, 0.000294422783708195, 0.423805204447479),
+            (40, 10.0, 86400.0, 0.951944775435286, 0.00631548306206034, 9.10430224690325),
+            (38, 10.0, 86400.0, 0.999999999779333, 0.0500000000252444, 73.8097130196142),
+            (30, 10.0, 86400.0, 1.0, 0.25, 414.195518692704),
+            (44, 10.0, 864000.0, 0.43153012302862, 2.99238226436796e-5, 0.430886080103195),
+            (40, 10.0, 864000.0, 0.984263801105744, 0.00206807269091108, 29.7926815149562),
+            (38, 10.0, 864000.0, 1.0, 0.05, 738.570807665903),
+            (30, 10.0, 864000.0, 1.0, 0.25, 4142.55517674186),
+            (44, 10.0, 8640000.0, 0.431683146052551, 2.99736260245018e-6, 0.431618511752351),
+            (40, 10.0, 8640000.0, 0.994967249872868, 0.000661410876161443, 95.2564324744904),
+            (38, 10.0, 8640000.0, 1.0, 0.05, 7386.18176023474),
+            (30, 10.0, 8640000.0, 1.0, 0.25, 41426.1517664001), // quadrature
+            (1, 0.1, 30.0, 0.294882253431897, 0.262794366420257, 0.0195868311371735),
+            (1, 1.0, 30.0, 0.862485869193241, 0.78437853270169, 0.181660922770614),
+            (2, 0.3, 30.0, 0.269693908014171, 0.218552838770701, 0.0271580347589182),
+            (5, 1.0, 30.0, 0.254750558144465, 0.167846167642302, 0.0360965206546445),
+            (5, 3.0, 30.0, 0.82247281694249, 0.603772160862657, 0.237498463773022),
+            (1, 0.1, 120.0, 0.314060750667507, 0.214848123331233, 0.1767116826327),
+            (1, 1.0, 120.0, 0.946463595179319, 0.76338410120517, 1.59748282112398),
+            (2, 0.3, 120.0, 0.309596542882368, 0.170186008627433, 0.191790899512695),
+            (5, 1.0, 120.0, 0.32711962447497, 0.127270307636607, 0.186768714898535),
+            (5, 3.0, 120.0, 0.960938188222751, 0.587830546774947, 1.42627315666802),
+            (1, 0.1, 6000.0, 0.390846982699749, 0.0228825432506272, 2.20825545808852),
+            (1, 1.0, 6000.0, 1.0, 0.75, 136.642767313612),
+            (2, 0.3, 6000.0, 0.43465602418279, 0.0185987585663145, 1.81729085015211),
+            (5, 1.0, 6000.0, 0.524620363132101, 0.0165356701856423, 1.63188786307958),
+            (5, 3.0, 6000.0, 1.0, 0.583333333333333, 87.1474070653101),
+            (1, 100.0, 8640000.0, 1.0, 0.9975, 862768.894792809), // quadrature
+            (1, 100.0, 864000.0, 1.0, 0.9975, 86275.0895709475),  // quadrature
+            (44, 10.0, 600000000.0, 0.431699934724344, 4.31699028159147e-8, 0.431699003625782),
+            (10000, 2500.0, 120.0, 0.415773554473262, 0.0046738443982295, 0.00930835425262603),
+            (10000, 2600.0, 120.0, 0.997293634194859, 0.0384676348016296, 0.0782549112161412),
+            (10000, 2500.0, 1800.0, 0.733231088150634, 0.00213416628743122, 0.0640151038857286),
+            (10000, 2400.0, 86400.0, 2.68470556266445e-5, 1.86374499083323e-10, 2.68377415928712e-7),
+            (10000, 3000.0, 8640000.0, 1.0, 0.166666666666667, 26254.3039783295), // quadrature
+            (42, 10.0, 120.0, 0.335633883074427, 0.0508428035619125, 0.0933907971318666),
+        ] {
+            let a = erlang_a(n, lambda, 0.25, 60.0 / patience).expect("a figure");
+            for (got, want) in [(a.wait_probability, wait), (a.abandon_rate, abandon), (a.asa, asa)] {
+                assert!(
+                    (got - want).abs() <= 1e-11 * want,
+                    "n = {n}, λ = {lambda}, patience {patience} s: {a:?} vs {wait}, {abandon}, {asa}"
+                );
+            }
+        }
+        let chain_of = |n, lambda, patience| chain(n, None, lambda, 0.25, 60.0 / patience, None);
+        assert_eq!(chain_of(10_000, 3000.0, 8_640_000.0), None, "72 million waiting");
+        assert_eq!(chain_of(1, 100.0, 8_640_000.0), None, "14 million waiting");
     }
 
     /// Stopping once B is 0 changes no bit: every later step keeps it 0.
