@@ -1174,7 +1174,11 @@ patience = { dist = "exponential", mean = "2m" }
     /// Erlang A's service level where the stages walked one by one gave
     /// none (38 agents at 40 Erlangs with a patience of a day, some 700
     /// waiting, and a threshold of 10 h; 10 000 agents with a patience of
-    /// 30 min and a threshold of 2 min) and elsewhere, against the integral of
+    /// 30 min and a threshold of 2 min), where the chain gave none (a
+    /// patience of 100 days with one agent at 100/min or 10 000 at
+    /// 3000/min) or walked some 360 000 states (30 agents at 10/min), at
+    /// thresholds near the offered wait's peak of weeks to years (within
+    /// 20 s: 1e-21415 or less), and elsewhere, against the integral of
     /// the offered wait's density ∝ exp(λ(1 − e^{−θx})/θ − nμx), weighted
     /// by e^{−θx}, by mpmath's quadrature at 40 digits (not the incomplete
     /// gamma functions used here; at 42 agents also the hypoexponential
@@ -1191,6 +1195,10 @@ patience = { dist = "exponential", mean = "2m" }
             (10_000, 2500.0, 0.25, 1.0 / 30.0, 2.0, 0.997_865_833_712_568_8, 1e-12),
             (10_000, 2600.0, 0.25, 0.5, third, 0.961_532_365_198_370_4, 1e-12),
             (5, 1.0, 0.25, 1e-6, 2.0, 0.663_919_305_378_821, 1e-9),
+            (1, 100.0, 0.25, 1.0 / 144_000.0, 862_770.894_783_549_4, 0.001_253_504_338_286_770_7, 1e-12),
+            (1, 100.0, 0.25, 1.0 / 144_000.0, 1_440_000.0, 0.0025, 1e-12),
+            (10_000, 3000.0, 0.25, 1.0 / 144_000.0, 26_254.304_178_329_457, 0.416_678_347_835_421_07, 1e-12),
+            (30, 10.0, 0.25, 1.0 / 144_000.0, 41_426.218_433_056_45, 0.375_191_941_171_435_47, 1e-12),
         ] {
             let sl = erlang_a_service_level(n, lambda, mu, theta, t).expect("a figure");
             assert!((sl - want).abs() < tol, "n = {n}, λ = {lambda}, θ = {theta}, t = {t}: {sl} vs {want}");
