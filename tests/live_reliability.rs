@@ -608,10 +608,7 @@ fn a_run_goes_on_after_the_service_is_killed_and_restarted() {
     // the chat of the token tests at twice the rate
     let scenario = CHAT.replace("name = \"tokens\"", "name = \"restart\"").replace("6/min", "12/min");
     assert!(scenario.contains("restart") && scenario.contains("12/min"));
-    let path = std::env::temp_dir().join(format!("kfsim-restart-{}.toml", std::process::id()));
-    std::fs::write(&path, scenario).unwrap();
-    let out = std::env::temp_dir().join(format!("kfsim-restart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let (path, out) = scratch_run("restart", &scenario);
     let port = free_port();
     let first = Serve::start(port, &path);
     // 20 minutes at ×60: 20 s of wall time
@@ -620,9 +617,7 @@ fn a_run_goes_on_after_the_service_is_killed_and_restarted() {
     let guard = Instant::now() + Duration::from_secs(60);
     let before = loop {
         let m = metrics(port);
-        if total(&m, "kfsim_sessions_ended_total") >= 10
-            && m.iter().filter(|(k, _)| k.contains("state=\"3\"")).map(|(_, v)| *v as u64).sum::<u64>() >= 3
-        {
+        if total(&m, "kfsim_sessions_ended_total") >= 10 && held(&m) >= 3 {
             break m;
         }
         assert!(Instant::now() < guard, "the run never got going: {m:?}");
@@ -681,6 +676,21 @@ fn a_run_goes_on_after_the_service_is_killed_and_restarted() {
     assert!((delivered..=delivered + r.messages_lost).contains(&sent), "{m:?} {r:?}");
 }
 
+/// The scenario written to a scratch file for test `name`, and the run's
+/// report folder beside it (emptied).
+fn scratch_run(name: &str, scenario: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("kfsim-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, scenario).unwrap();
+    let out = std::env::temp_dir().join(format!("kfsim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    (path, out)
+}
+
+/// Sessions the service's metrics say are held by a person (state 3).
+fn held(m: &std::collections::HashMap<String, f64>) -> u64 {
+    m.iter().filter(|(k, _)| k.contains("state=\"3\"")).map(|(_, v)| *v as u64).sum()
+}
+
 /// `kfsim run` of the scenario at `path`, live against the service on
 /// `port` at `scale`, its report into `out` and its stderr piped.
 fn live_run(path: &std::path::Path, port: u16, scale: u32, out: &std::path::Path) -> std::process::Child {
@@ -725,10 +735,7 @@ fn finished(run: &mut std::process::Child) -> (std::process::ExitStatus, String)
 fn a_run_whose_target_died_says_so_and_does_not_wait_out_its_drain() {
     let _one = serial();
     let scenario = CHAT.replace("name = \"tokens\"", "name = \"died\"");
-    let path = std::env::temp_dir().join(format!("kfsim-died-{}.toml", std::process::id()));
-    std::fs::write(&path, scenario).unwrap();
-    let out = std::env::temp_dir().join(format!("kfsim-died-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let (path, out) = scratch_run("died", &scenario);
     let port = free_port();
     let target = Serve::start(port, &path);
     // 20 minutes at ×120: 10 s of wall time, then a drain of up to 30 s
@@ -737,7 +744,7 @@ fn a_run_whose_target_died_says_so_and_does_not_wait_out_its_drain() {
     let guard = Instant::now() + Duration::from_secs(60);
     loop {
         let m = metrics(port);
-        if m.iter().filter(|(k, _)| k.contains("state=\"3\"")).map(|(_, v)| *v as u64).sum::<u64>() >= 1 {
+        if held(&m) >= 1 {
             break;
         }
         assert!(Instant::now() < guard, "the run never got going: {m:?}");
