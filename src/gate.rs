@@ -469,6 +469,7 @@ pub const LIVE_ONLY: &[&str] = &[
     "middleware.callbacks.failed",
     "middleware.callbacks.dropped",
     "middleware.callbacks.in_flight_at_end",
+    "middleware.callbacks.unannounced_at_end",
     "middleware.callbacks.retried",
     "middleware.callbacks.latency_ms.count|mean|p50|p90|p95|p99|p999|max",
     "middleware.sync_lag_ms.count|mean|p50|p90|p95|p99|p999|max",

@@ -185,6 +185,10 @@ pub struct CallbackSummary {
     /// answer or between retries): neither delivered nor failed, so that
     /// `sent` = `delivered` + `failed` + `dropped` + this.
     pub in_flight_at_end: u64,
+    /// Log entries (customer messages, events) that no callback had
+    /// announced when the run ended: owed while the middleware held every
+    /// place its account has for callbacks out. Not in `sent`.
+    pub unannounced_at_end: u64,
     /// Attempts after a failed one.
     pub retried: u64,
     /// Time to a 2xx answer [ms].

@@ -278,6 +278,7 @@ fn middleware(h: &mut String, m: &crate::summary::MiddlewareSummary, scale: f64)
         ("callbacks delivered", format!("{} of {}", c.delivered, c.sent)),
         ("callbacks failed", c.failed.to_string()),
         ("callbacks in flight at the end", c.in_flight_at_end.to_string()),
+        ("entries no callback announced by the end", c.unannounced_at_end.to_string()),
         ("unacted messages", m.unacted.to_string()),
         ("replies after the end", m.replies_after_end.to_string()),
         ("sent twice", m.sent_twice.to_string()),

@@ -210,7 +210,7 @@ fn middleware(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     let c = &m.callbacks;
     writeln!(
         w,
-        "middleware {} · callbacks {} sent · {} delivered · {} failed{}{} · {} retried · answer p50 {} p99 {} (wall)",
+        "middleware {} · callbacks {} sent · {} delivered · {} failed{}{}{} · {} retried · answer p50 {} p99 {} (wall)",
         m.url,
         c.sent,
         c.delivered,
@@ -219,6 +219,11 @@ fn middleware(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         if c.dropped > 0 { format!(" · {} dropped (injected)", c.dropped) } else { String::new() },
         if c.in_flight_at_end > 0 {
             format!(" · {} in flight at the end", c.in_flight_at_end)
+        } else {
+            String::new()
+        },
+        if c.unannounced_at_end > 0 {
+            format!(" · {} entries not yet announced", c.unannounced_at_end)
         } else {
             String::new()
         },

@@ -85,6 +85,14 @@ impl State {
             && self.accounts.iter().all(|(_, a)| a.owed.pending == 0 && a.owed.in_flight == 0)
     }
 
+    /// Log entries no callback has announced yet: owed while the account's
+    /// places are taken (a middleware that does not answer) or the service
+    /// as a whole has [`MAX_CALLBACKS_OUT`] out. Not in any count of
+    /// callbacks sent, so a run that ends with some says so here.
+    pub fn callbacks_unannounced(&self) -> u64 {
+        self.accounts.iter().map(|(_, a)| a.owed.pending).sum()
+    }
+
     /// The callbacks that may go out now, at most
     /// `Config::callback_max_in_flight` per account at once; each is out
     /// until [`State::callback_done`].

@@ -209,7 +209,7 @@ impl Service {
     /// threshold `sl_us` (scenario µs) weigh its added latency.
     pub fn middleware_summary(&self, time_scale: f64, sl_us: u64) -> crate::summary::MiddlewareSummary {
         use crate::summary::{CallbackSummary, MiddlewareSummary};
-        let w = self.with_state(|st, _| st.audit().clone());
+        let (w, unannounced) = self.with_state(|st, _| (st.audit().clone(), st.callbacks_unannounced()));
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (url, callbacks) = match &self.inner.callbacks {
             Some(c) => {
@@ -225,6 +225,7 @@ impl Service {
                     failed,
                     dropped,
                     in_flight_at_end: sent.saturating_sub(delivered + failed + dropped),
+                    unannounced_at_end: unannounced,
                     retried: get(&c.stats.retries),
                     latency_ms: c.stats.latency_stats(),
                 };
