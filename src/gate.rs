@@ -463,6 +463,7 @@ pub const LIVE_ONLY: &[&str] = &[
     "middleware.replies_after_end",
     "middleware.sent_twice",
     "middleware.sync_without_token",
+    "middleware.resynced",
     "middleware.scale_effect",
     "middleware.callbacks.sent",
     "middleware.callbacks.delivered",

@@ -158,6 +158,11 @@ pub struct MiddlewareSummary {
     /// Messages it sent twice: the same content to the same session with
     /// no customer message in between.
     pub sent_twice: u64,
+    /// Log entries its `sync_msg` calls returned that they had returned
+    /// before: read again from an older cursor or from the start (a
+    /// middleware that keeps no cursor reads its whole log at each
+    /// callback, and handles each message again unless it dedups).
+    pub resynced: u64,
     /// Its `sync_msg` calls without a callback's Token: WeCom serves those
     /// under a strict rate limit (its size unstated), which kfsim does not
     /// apply, so a middleware that pulls so passes here and may be

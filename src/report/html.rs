@@ -284,6 +284,7 @@ fn middleware(h: &mut String, m: &crate::summary::MiddlewareSummary, scale: f64)
         ("sent twice", m.sent_twice.to_string()),
         ("gettoken calls", m.gettoken.to_string()),
         ("sync_msg without a Token", m.sync_without_token.to_string()),
+        ("entries synced again", m.resynced.to_string()),
     ] {
         let _ = write!(
             h,

@@ -260,6 +260,13 @@ fn middleware(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             m.sync_without_token
         )?;
     }
+    if m.resynced > 0 {
+        writeln!(
+            w,
+            "  warning    sync_msg returned {} log entries it had returned before (to {} first returned): a cursor not kept, or read again from an older one",
+            m.resynced, m.synced
+        )?;
+    }
     writeln!(w, "{:<17}{:>8}{:>9}{:>9}{:>9}", "  its API calls", "count", "errors", "p50", "p99")?;
     for (name, e) in &m.api {
         writeln!(

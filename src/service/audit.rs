@@ -51,6 +51,9 @@ pub(super) struct ConvAudit {
 pub struct Audit {
     /// Log entries first returned by `sync_msg`.
     pub synced: u64,
+    /// Log entries `sync_msg` returned again (read from a cursor before
+    /// what it had read, or from the start).
+    pub resynced: u64,
     /// Written → first returned [µs].
     pub sync_lag: Hist,
     /// Customer messages in watched sessions in states 0/1.

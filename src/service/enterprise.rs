@@ -177,8 +177,10 @@ impl State {
         let seq = own.and_then(|c| log.seq_of(c)).ok_or_else(invalid_cursor)?;
         let r = log.read(seq, limit);
         // the middleware's sync lag: each entry the first time it is returned
-        for &(s, _) in r.items.iter().filter(|(s, _)| *s >= *upto) {
-            if let Some(written) = log.created(s) {
+        for &(s, _) in &r.items {
+            if s < *upto {
+                self.audit.resynced += 1;
+            } else if let Some(written) = log.created(s) {
                 self.audit.synced(written, now_us);
             }
         }

@@ -240,6 +240,7 @@ impl Service {
             url,
             callbacks,
             synced: w.synced,
+            resynced: w.resynced,
             sync_lag_ms: w.sync_lag.stats_ms(),
             customer_messages: w.customer_messages,
             bot_reply_ms: w.bot_reply.stats_ms(),

@@ -1277,3 +1277,29 @@ fn servicer_statistics_follow_the_userid_not_its_place() {
     assert_eq!(day(&w.st, "").unwrap().customer_msg_cnt, 3, "the sum over both");
     assert_eq!(day(&w.st, "nobody").unwrap_err().code, code::NOT_SERVICER);
 }
+
+/// Entries `sync_msg` returns a second time are counted apart from those
+/// returned the first time: a middleware that keeps no cursor reads its
+/// whole log at every callback, which counted only as more calls.
+#[test]
+fn entries_synced_again_are_counted() {
+    let mut w = world(&["a1"], 1, Rule::default());
+    for i in 0..3 {
+        w.say("c", &i.to_string(), T0);
+    }
+    let kf = w.kf.clone();
+    let page = w.st.sync_msg(&kf, "", 2, T0).unwrap();
+    let n = page.msg_list.len() as u64;
+    assert!(n >= 2, "{n}");
+    assert_eq!((w.st.audit().synced, w.st.audit().resynced), (n, 0));
+    // from its cursor: only what is new
+    let rest = w.st.sync_msg(&kf, &page.next_cursor, 100, T0).unwrap().msg_list.len() as u64;
+    assert_eq!((w.st.audit().synced, w.st.audit().resynced), (n + rest, 0));
+    // from the start again: every entry a second time
+    let all = w.st.sync_msg(&kf, "", 100, T0).unwrap().msg_list.len() as u64;
+    assert_eq!(all, n + rest);
+    assert_eq!((w.st.audit().synced, w.st.audit().resynced), (all, all));
+    // the corp-wide form has a cursor of its own: its first read is new
+    let corp = w.st.sync_msg("", "", 100, T0).unwrap().msg_list.len() as u64;
+    assert_eq!((w.st.audit().synced, w.st.audit().resynced), (all + corp, all));
+}
