@@ -167,6 +167,8 @@ struct Counts {
     /// their due time in wall time.
     replies: AtomicU64,
     replies_stamped_late: AtomicU64,
+    /// `rejected` notes added to the customers' pulls after an `assigned`.
+    rejected_after_assigned: AtomicU64,
 }
 
 type Ids = std::sync::Mutex<std::collections::HashSet<String>>;
@@ -259,6 +261,10 @@ struct Faults {
     /// When > 0, every customer and servicer batch is held this many ms
     /// before it is passed on (a slow target: what it does comes late).
     slow_batches_ms: u64,
+    /// When > 0, every this-many-th `assigned` note in a customer pull's
+    /// answer is followed by a `rejected` note of the same session (a
+    /// target that breaks the protocol).
+    reject_after_assigned: u64,
 }
 
 const PERIODIC: Faults = Faults {
@@ -275,6 +281,7 @@ const PERIODIC: Faults = Faults {
     customer_queue_cap: 0,
     slow_customer_pull_ms: 0,
     slow_batches_ms: 0,
+    reject_after_assigned: 0,
 };
 
 struct Proxy {
@@ -372,6 +379,30 @@ impl Proxy {
             out.push(again);
         }
         drop(held);
+        v["event_list"] = out.into();
+        Bytes::from(v.to_string())
+    }
+
+    /// Follow every `reject_after_assigned`th `assigned` note of a
+    /// customer pull's answer with a `rejected` note of its session. The
+    /// copy has no `seq`, as in [`Proxy::duplicate_messages`].
+    fn reject_assigned(&self, body: Bytes) -> Bytes {
+        let Ok(mut v) = serde_json::from_slice::<Value>(&body) else { return body };
+        let Some(items) = v["event_list"].as_array_mut() else { return body };
+        let c = &self.counts;
+        let mut out = Vec::with_capacity(items.len());
+        for i in items.drain(..) {
+            let assigned = i["kind"] == "session" && i["change"] == "assigned";
+            let mut rejected = i.clone();
+            out.push(i);
+            let n = if assigned { c.to_agents.fetch_add(1, Ordering::SeqCst) + 1 } else { 1 };
+            if assigned && n % self.faults.reject_after_assigned == 0 {
+                rejected["change"] = "rejected".into();
+                rejected["seq"] = 0.into();
+                c.rejected_after_assigned.fetch_add(1, Ordering::SeqCst);
+                out.push(rejected);
+            }
+        }
         v["event_list"] = out.into();
         Bytes::from(v.to_string())
     }
@@ -606,7 +637,10 @@ impl Proxy {
             tokio::time::sleep(Duration::from_millis(f.slow_customer_pull_ms)).await;
         }
         let pull = parts.uri.path() == "/sim/servicer/pull";
-        let rbody = if self.faults.drop_every > 0 && pull {
+        let customer_pull = parts.uri.path() == "/sim/customer/pull";
+        let rbody = if self.faults.reject_after_assigned > 0 && customer_pull {
+            self.reject_assigned(rbody)
+        } else if self.faults.drop_every > 0 && pull {
             self.drop_messages(rbody)
         } else if self.faults.duplicate_every > 0 && pull {
             self.duplicate_messages(rbody)
@@ -1133,6 +1167,24 @@ fn events_the_target_drops_from_a_full_queue_are_counted_missed() {
     kfsim::report::terminal(&s, &mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
     assert!(text.contains(&format!("MISSED     the target dropped {missed} customer-side")), "{text}");
+}
+
+/// A target that rejects sessions it assigned: the assignment stands
+/// (the first outcome wins) and each rejection is counted as the target's
+/// error, so that no session is both answered and rejected (before, each
+/// was: `rejected` was the number injected, and the outcomes summed to
+/// more than `offered`).
+#[test]
+fn a_session_rejected_after_it_was_assigned_stays_answered() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, proxy) = run_with_faults(Faults { periodic: false, reject_after_assigned: 4, ..PERIODIC });
+    let injected = Counts::get(&proxy.counts.rejected_after_assigned);
+    assert!(injected >= 3, "about 15 expected: {injected}");
+    let c = &s.sessions;
+    assert_eq!(c.rejected, 0, "the service rejects nothing here: {c:?}");
+    assert_eq!(c.offered, c.answered + c.abandoned + c.rejected + c.unfinished, "{c:?}");
+    let pull = &s.http.as_ref().expect("a live summary has http")["customer_pull"];
+    assert_eq!(pull.errors_by_kind.get("rejected_after_assigned"), Some(&injected), "{pull:?}");
 }
 
 /// A target that answers every customer `open_channel` with an errcode

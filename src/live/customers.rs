@@ -56,6 +56,9 @@ const MAX_PER_TICK: usize = 50_000;
 /// The answer to a leave from a session an agent holds (and to other
 /// invalid parameters).
 const INVALID: i64 = 40058;
+/// The error kind, counted against `customer_pull`, of a target that
+/// rejects a session after assigning it (a protocol violation).
+pub(crate) const REJECTED_AFTER_ASSIGNED: &str = "rejected_after_assigned";
 
 /// A sent batch: what each action was for, the target's answers, when it
 /// went out (scenario µs), and the epoch it went out in.
@@ -1180,6 +1183,13 @@ impl<'a> Driver<'a> {
                 let _ = self.sh.obs.send(Obs::Assigned { t: now, s: info, agent, kept, from_pool: c.queued });
                 self.memory[c.home].touch(c.customer, agent, now);
                 self.taken(key, 0, now, self.epoch);
+            }
+            Some("rejected") if c.assigned.is_some() => {
+                // the first outcome wins: counted rejected as well, the
+                // session was two of `offered`'s outcomes, and the summary
+                // broke the sum its readers check. The agent still holds
+                // it: it stays open until it ends or the run does.
+                self.sh.http.stats.action_error("customer_pull", REJECTED_AFTER_ASSIGNED.into());
             }
             Some("rejected") => {
                 let _ = self.sh.obs.send(Obs::Rejected { t: now, s: info });
