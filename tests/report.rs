@@ -1006,6 +1006,74 @@ fn compare_names_files_beside_a_summary_that_do_not_read() {
     }
 }
 
+/// A live run's summary whose counts break what the live engine
+/// guarantees whatever its target does is refused by `compare` and
+/// `report`, naming the file and the figures: sessions ending more ways
+/// than were offered, more errors than calls of an endpoint whose errors
+/// are failed calls, more messages delivered than sent. One that stays
+/// within them is compared.
+#[test]
+fn a_live_summary_whose_counts_contradict_each_other_is_refused() {
+    let dir = scratch("live-counts");
+    let sc = scenario_with_gates(&dir, "");
+    let run = dir.join("run");
+    let o = kfsim(&["run", sc.to_str().unwrap(), "-q", "--out", run.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let mut live = json(&run.join("summary.json"));
+    live["engine"] = "live".into();
+    let latency = serde_json::json!({"count": 4, "mean": 2.0, "p50": 2.0, "p90": 2.0, "p95": 2.0, "p99": 2.0, "p999": 2.0, "max": 2.0});
+    let endpoint = |errors: u64| {
+        let mut e = latency.clone();
+        e["errors"] = errors.into();
+        e["error_rate"] = (errors as f64 / 4.0).into();
+        e["errors_by_kind"] = serde_json::json!({"timeout": errors});
+        e
+    };
+    // a batch's errors count its refused actions: more than its calls
+    live["http"] = serde_json::json!({"gettoken": endpoint(1), "customer_batch": endpoint(9)});
+    live["messages"]["sent"] = 40.into();
+    live["messages"]["delivered"] = 40.into();
+    let good = dir.join("good.json");
+    std::fs::write(&good, live.to_string()).unwrap();
+    let g = good.to_str().unwrap();
+    let o = kfsim(&["compare", g, g]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let s = &live["sessions"];
+    let n = |k: &str| s[k].as_u64().unwrap();
+    let (offered, ended) = (n("offered"), n("answered") + n("abandoned") + n("unfinished"));
+    let sessions = format!(
+        "at `sessions`: answered {} + abandoned {} + rejected {} + unfinished {} is {}, more than offered \
+         {offered}",
+        n("answered"),
+        n("abandoned"),
+        offered + 1 - ended,
+        n("unfinished"),
+        offered + 1
+    );
+    for (path, value, want) in [
+        ("/sessions/rejected", serde_json::json!(offered + 1 - ended), sessions.as_str()),
+        ("/http/gettoken", endpoint(5), "at `http.gettoken`: errors 5 is more than calls (count) 4"),
+        ("/messages/delivered", serde_json::json!(41), "at `messages`: delivered 41 is more than sent 40"),
+    ] {
+        let mut v = live.clone();
+        *v.pointer_mut(path).unwrap() = value;
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, v.to_string()).unwrap();
+        let b = bad.to_str().unwrap();
+        for args in [vec!["compare", b, g], vec!["compare", g, b]] {
+            let o = kfsim(&args);
+            let (_, stderr) = text(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(&format!("{b} is not a kfsim summary: {want}")), "{args:?}: {stderr}");
+        }
+        std::fs::write(run.join("summary.json"), v.to_string()).unwrap();
+        let o = kfsim(&["report", run.to_str().unwrap()]);
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(want), "want {want:?} in {stderr}");
+    }
+}
+
 /// A summary read back with a figure no run writes is refused, naming the
 /// file and the figure, exit 2: a negative service level and ASA were
 /// compared as they stood, and a p95 of 1e308 was shown as

@@ -87,6 +87,12 @@ pub const ENDPOINTS: &[&str] = &[
     "service_state_trans",
 ];
 
+/// The endpoints whose errors count more than failed calls: a batch's
+/// refused actions, a pull's notes that break the protocol
+/// ([`HttpStats::action_error`]). Another endpoint's errors are at most
+/// its calls, which `kfsim compare` and `kfsim report` hold a summary to.
+pub const ERRORS_BEYOND_CALLS: &[&str] = &["customer_batch", "servicer_batch", "customer_pull"];
+
 /// Counts and latencies per endpoint, shared by every task.
 #[derive(Clone, Default)]
 pub struct HttpStats(Arc<Mutex<BTreeMap<&'static str, Endpoint>>>);
@@ -102,8 +108,11 @@ impl HttpStats {
         }
     }
 
-    /// Count an error inside a successful answer (a failed batch action).
+    /// Count an error inside a successful answer (a failed batch action,
+    /// a pulled note that breaks the protocol).
     pub fn action_error(&self, endpoint: &'static str, kind: String) {
+        // a summary of an endpoint left out would be refused as impossible
+        debug_assert!(ERRORS_BEYOND_CALLS.contains(&endpoint), "{endpoint} is not in ERRORS_BEYOND_CALLS");
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry(endpoint).or_default().errors.entry(kind).or_default() += 1;
     }

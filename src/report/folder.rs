@@ -244,11 +244,9 @@ fn figure_error(value: &serde_json::Value) -> Option<(String, String)> {
 /// in its range: a p50 above the p99, a latency of samples without its
 /// p95, more sessions answered than offered, more queue waits than
 /// sessions answered. Such a baseline was compared as it stood and failed
-/// (or passed) a CI gate on figures no run wrote (found by probing). The
-/// session counts are checked in a simulator's summary alone: a live run
-/// counts what a target says, and a target that breaks the protocol can
-/// have a session answered and rejected. The waits beside them are checked
-/// in both ([`waits_contradiction`]).
+/// (or passed) a CI gate on figures no run wrote (found by probing). Only
+/// what an engine guarantees whatever its target does is checked: a live
+/// run counts what a target says ([`sessions_contradiction`]).
 fn contradiction_walk<'a>(
     v: &'a serde_json::Value,
     at: &mut Vec<Seg<'a>>,
@@ -256,7 +254,11 @@ fn contradiction_walk<'a>(
 ) -> Option<(String, String)> {
     use serde_json::Value;
     if let Value::Object(map) = v {
-        let here = latency_contradiction(map).or_else(|| sim.then(|| sessions_contradiction(map)).flatten());
+        let handles = matches!(at.last(), Some(Seg::Key("handles")));
+        let here = latency_contradiction(map)
+            .or_else(|| sessions_contradiction(map, sim, handles))
+            .or_else(|| http_contradiction(map, at))
+            .or_else(|| messages_contradiction(map, at));
         if let Some(message) = here {
             return Some((seg_path(at, false), message));
         }
@@ -329,19 +331,33 @@ fn latency_contradiction(map: &serde_json::Map<String, serde_json::Value>) -> Op
     None
 }
 
-/// What contradicts itself in `map` if it is a simulator's session counts
-/// (`summary::SessionCounts`): each session offered ends one way at most,
-/// and those that reached people are some of those offered.
-fn sessions_contradiction(map: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+/// What contradicts itself in `map` if it is session counts
+/// (`summary::SessionCounts`, an account's `handles` if `handles`): each
+/// session (or handle) offered ends one way at most, and those that
+/// reached people are some of those offered. In a live run
+/// (`metrics::Metrics::fold` counting what `live::customers` observes)
+/// each session is still one of `offered`, ends once (a target's later,
+/// contradicting word is its error) and reaches people once, but a target
+/// may assign a session its bot resolves: counted answered without
+/// reaching people, nor being offered to the account's people.
+fn sessions_contradiction(
+    map: &serde_json::Map<String, serde_json::Value>,
+    sim: bool,
+    handles: bool,
+) -> Option<String> {
     const ENDS: [&str; 4] = ["answered", "abandoned", "rejected", "unfinished"];
     let offered = map.get("offered")?.as_u64()?;
     let ends: Vec<u64> = ENDS.iter().map(|k| map.get(*k)?.as_u64()).collect::<Option<_>>()?;
-    let ended = ends.iter().fold(0u128, |sum, &n| sum + u128::from(n));
+    let sum = |which: &[usize]| {
+        let total = which.iter().fold(0u128, |sum, &i| sum + u128::from(ends[i]));
+        let terms: Vec<String> = which.iter().map(|&i| format!("{} {}", ENDS[i], ends[i])).collect();
+        (total, terms.join(" + "))
+    };
+    let offered_ends: &[usize] = if sim || !handles { &[0, 1, 2, 3] } else { &[1, 2, 3] };
+    let (ended, terms) = sum(offered_ends);
     if ended > u128::from(offered) {
-        let terms: Vec<String> = ENDS.iter().zip(&ends).map(|(k, n)| format!("{k} {n}")).collect();
         return Some(format!(
-            "{} is {ended}, more than offered {offered}: each session offered ends one way at most",
-            terms.join(" + ")
+            "{terms} is {ended}, more than offered {offered}: each session offered ends one way at most"
         ));
     }
     let people = map.get("to_people").and_then(serde_json::Value::as_u64)?;
@@ -352,17 +368,61 @@ fn sessions_contradiction(map: &serde_json::Map<String, serde_json::Value>) -> O
     }
     // A rejection may come before people (the bot's session shed at
     // arrival); the other ends come only from people's queue.
-    const PEOPLE_ENDS: [usize; 3] = [0, 1, 3];
-    let with_people = PEOPLE_ENDS.iter().fold(0u128, |sum, &i| sum + u128::from(ends[i]));
+    let (with_people, terms) = sum(if sim { &[0, 1, 3] } else { &[1, 3] });
     if with_people > u128::from(people) {
-        let terms: Vec<String> = PEOPLE_ENDS.iter().map(|&i| format!("{} {}", ENDS[i], ends[i])).collect();
+        let ends = if sim { "answered, abandoned or left waiting" } else { "abandoned or left waiting" };
         return Some(format!(
-            "{} is {with_people}, more than to_people {people}: a session is answered, abandoned or \
-             left waiting only once it reached people",
-            terms.join(" + ")
+            "{terms} is {with_people}, more than to_people {people}: a session is {ends} only once it \
+             reached people"
         ));
     }
     None
+}
+
+/// What contradicts itself in `map` if it is an endpoint of a live
+/// run's `http` (`summary::HttpEndpoint`, at `at`): errors that are not
+/// the sum of their kinds, or more errors than calls of an endpoint whose
+/// every error is a failed call (`live::http::HttpStats::record`; others
+/// count a batch's refused actions and a pull's notes that break the
+/// protocol, [`crate::live::http::ERRORS_BEYOND_CALLS`]).
+fn http_contradiction(map: &serde_json::Map<String, serde_json::Value>, at: &[Seg<'_>]) -> Option<String> {
+    let [Seg::Key("http"), Seg::Key(endpoint)] = at else { return None };
+    let errors = map.get("errors")?.as_u64()?;
+    if let Some(kinds) = map.get("errors_by_kind").and_then(serde_json::Value::as_object) {
+        let by_kind =
+            kinds.values().filter_map(serde_json::Value::as_u64).fold(0u128, |s, n| s + u128::from(n));
+        if by_kind != u128::from(errors) {
+            return Some(format!("errors {errors} is not the sum of errors_by_kind, {by_kind}"));
+        }
+    }
+    let calls = map.get("count")?.as_u64()?;
+    if errors > calls && !crate::live::http::ERRORS_BEYOND_CALLS.contains(endpoint) {
+        return Some(format!(
+            "errors {errors} is more than calls (count) {calls}: each error of {endpoint} is a call that \
+             failed"
+        ));
+    }
+    None
+}
+
+/// What contradicts itself in `map` if it is a live run's `messages`
+/// (`summary::MessageCounts`): more delivered than sent. A message is
+/// counted delivered when an agent first sees it, and sent when it is
+/// first known taken, at the latest in that same step (`live::agents`).
+fn messages_contradiction(
+    map: &serde_json::Map<String, serde_json::Value>,
+    at: &[Seg<'_>],
+) -> Option<String> {
+    if !matches!(at, [Seg::Key("messages")]) {
+        return None;
+    }
+    let count = |k: &str| map.get(k).and_then(serde_json::Value::as_u64);
+    let (sent, delivered) = (count("sent")?, count("delivered")?);
+    (delivered > sent).then(|| {
+        format!(
+            "delivered {delivered} is more than sent {sent}: a message an agent saw was one the target took"
+        )
+    })
 }
 
 /// Where the waits beside session counts in `map` (a summary's
@@ -779,8 +839,8 @@ rate = "1/min"
     }
 
     /// Figures that contradict each other are refused, named by the
-    /// object that holds them; those of real runs are not, nor session
-    /// counts that a live run (counting what its target says) may have.
+    /// object that holds them; those of real runs are not, nor counts
+    /// that a live run (counting what its target says) may have.
     #[test]
     fn figures_that_contradict_each_other_are_refused() {
         use serde_json::json;
@@ -848,6 +908,30 @@ rate = "1/min"
                 json!({"by_account": {"kf": {"handles": sessions(7), "queue_wait": latency(1.0, 9.0)}}}),
                 "by_account.kf.queue_wait: count 10 is more than `handles.answered` 7 beside it",
             ),
+            (
+                json!({"engine": "live", "sessions": sessions(95)}),
+                "sessions: answered 95 + abandoned 10 + rejected 0 + unfinished 1 is 106, more than offered 100",
+            ),
+            (
+                json!({"engine": "live", "by_entry": {"web": {"sessions": {"offered": 100, "to_people": 10, "answered": 50, "abandoned": 8, "rejected": 30, "unfinished": 3}}}}),
+                "by_entry.web.sessions: abandoned 8 + unfinished 3 is 11, more than to_people 10",
+            ),
+            (
+                json!({"engine": "live", "by_account": {"kf": {"handles": {"offered": 5, "to_people": 5, "answered": 0, "abandoned": 3, "rejected": 2, "unfinished": 1}}}}),
+                "by_account.kf.handles: abandoned 3 + rejected 2 + unfinished 1 is 6, more than offered 5",
+            ),
+            (
+                json!({"engine": "live", "http": {"gettoken": {"count": 2, "errors": 3, "errors_by_kind": {"timeout": 3}}}}),
+                "http.gettoken: errors 3 is more than calls (count) 2",
+            ),
+            (
+                json!({"engine": "live", "http": {"customer_batch": {"count": 2, "errors": 3, "errors_by_kind": {"connect": 1}}}}),
+                "http.customer_batch: errors 3 is not the sum of errors_by_kind, 1",
+            ),
+            (
+                json!({"engine": "live", "messages": {"customer": 9, "sent": 5, "delivered": 6}}),
+                "messages: delivered 6 is more than sent 5",
+            ),
         ] {
             let e = error(bad.clone()).unwrap_or_else(|| panic!("{bad} was accepted"));
             assert!(e.starts_with(want), "{bad}: {e}");
@@ -858,7 +942,15 @@ rate = "1/min"
             // the mean's division a few ulps over a max every sample equals
             json!({"x": {"count": 3, "mean": 10.000000000000002, "p50": 10.0, "p90": 10.0, "p95": 10.0, "p99": 10.0, "p999": 10.0, "max": 10.0}}),
             json!({"engine": "sim", "sessions": sessions(89)}),
-            json!({"engine": "live", "sessions": sessions(95)}),
+            // a live run's answers may include a bot's sessions its target
+            // assigned anyway, which never reached people
+            json!({"engine": "live", "sessions": {"offered": 100, "to_people": 60, "answered": 70, "abandoned": 7, "rejected": 10, "unfinished": 3}}),
+            json!({"engine": "live", "by_account": {"kf": {"handles": {"offered": 5, "to_people": 5, "answered": 6, "abandoned": 0, "rejected": 0, "unfinished": 0}}}}),
+            // a batch's errors count its refused actions, a pull's the notes
+            // that broke the protocol
+            json!({"engine": "live", "http": {"customer_batch": {"count": 2, "errors": 30, "errors_by_kind": {"errcode_95018": 30}}}}),
+            json!({"engine": "live", "http": {"customer_pull": {"count": 1, "errors": 2, "errors_by_kind": {"rejected_after_assigned": 2}}}}),
+            json!({"engine": "live", "messages": {"sent": 5, "delivered": 5, "lost": 9}}),
             json!({"engine": "live", "bot": {"sessions": 9, "resolved": 3, "handed_over": 7, "rejected": 2, "time_in_bot": latency(1.0, 9.0)}}),
             // as many waits as sessions answered, a live run's as well
             json!({"engine": "live", "sessions": sessions(10), "latency_ms": {"queue_wait": latency(1.0, 9.0)}}),
