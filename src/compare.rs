@@ -268,7 +268,7 @@ pub fn format_metric(path: &str, v: f64, unit: MetricUnit) -> String {
 
 /// A compared metric's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", remote = "Self")]
 pub enum Status {
     /// Equal, within tolerance, or within seed noise.
     Ok,
@@ -284,6 +284,9 @@ pub enum Status {
     New,
 }
 
+crate::scenario::by_name_only!(Status);
+crate::scenario::serialize_as_derived!(Status);
+
 impl Status {
     /// Whether this row fails the comparison.
     pub fn fails(self) -> bool {
@@ -293,7 +296,7 @@ impl Status {
 
 /// How two runs were compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", remote = "Self")]
 pub enum Mode {
     /// Same sim scenario and seed: every number must be equal.
     Exact,
@@ -303,6 +306,9 @@ pub enum Mode {
     #[default]
     Tolerance,
 }
+
+crate::scenario::by_name_only!(Mode);
+crate::scenario::serialize_as_derived!(Mode);
 
 impl Mode {
     /// How the terminal and the page name the mode.
@@ -864,6 +870,23 @@ mod tests {
     use crate::gate::leaf_paths;
     use crate::gate::tests::unlike_pair;
     use serde_json::json;
+
+    /// A comparison's mode and each row's status, read back from a run
+    /// folder's `comparison.json` by `kfsim report`, are names: serde's
+    /// derive read `{"regressed": null}` as `"regressed"` too.
+    #[test]
+    fn modes_and_statuses_are_read_from_their_names_alone() {
+        assert_eq!(serde_json::from_str::<Mode>(r#""noise""#).unwrap(), Mode::Noise);
+        assert_eq!(serde_json::from_str::<Status>(r#""missing""#).unwrap(), Status::Missing);
+        for table in [r#"{"exact": null}"#, r#"{"exact": {}}"#] {
+            let read = serde_json::from_str::<Mode>(table);
+            assert!(read.is_err(), "{table} read as {read:?}");
+        }
+        for table in [r#"{"regressed": null}"#, r#"{"ok": {}}"#] {
+            let read = serde_json::from_str::<Status>(table);
+            assert!(read.is_err(), "{table} read as {read:?}");
+        }
+    }
 
     fn union(a: &Value, b: &Value) -> BTreeSet<String> {
         leaf_paths(a).union(&leaf_paths(b)).cloned().collect()

@@ -45,7 +45,7 @@ fn refuse<T>(msg: impl Into<String>) -> Result<T, Refused> {
 
 /// What was sharded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", remote = "Self")]
 pub enum Kind {
     /// `kfsim run`.
     Run,
@@ -54,6 +54,9 @@ pub enum Kind {
     /// `kfsim plan`.
     Plan,
 }
+
+crate::scenario::by_name_only!(Kind);
+crate::scenario::serialize_as_derived!(Kind);
 
 /// The scenario a shard ran, as given: enough to build it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -660,6 +663,17 @@ impl crate::sweep::Replicate for Cached {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shard file's `kind` is a name: serde's derive read `{"run":
+    /// null}` as `"run"` too.
+    #[test]
+    fn a_shards_kind_is_read_from_its_name_alone() {
+        assert_eq!(serde_json::from_str::<Kind>(r#""sweep""#).unwrap(), Kind::Sweep);
+        for table in [r#"{"run": null}"#, r#"{"plan": {}}"#] {
+            let read = serde_json::from_str::<Kind>(table);
+            assert!(read.is_err(), "{table} read as {read:?}");
+        }
+    }
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("kfsim-merge-{}-{name}", std::process::id()));

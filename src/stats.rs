@@ -110,9 +110,10 @@ pub fn t_cdf(x: f64, df: u32) -> f64 {
 }
 
 /// How a metric's values are bounded, which decides the scale of its
-/// confidence interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// confidence interval. Worked out from a metric's path, never read from
+/// a file: it has no serde derive, which would read `{"share": null}` as
+/// `"share"` (see `scenario::by_name_only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
     /// A share in [0, 1]: the interval is built on the logit scale.
     Share,

@@ -634,7 +634,7 @@ pub fn ratio(a: f64, b: f64) -> Option<f64> {
 
 /// A gate's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", remote = "Self")]
 pub enum Verdict {
     /// The condition holds.
     Pass,
@@ -643,6 +643,9 @@ pub enum Verdict {
     /// The engine does not measure this metric (a live-only metric in sim).
     Skipped,
 }
+
+crate::scenario::by_name_only!(Verdict);
+crate::scenario::serialize_as_derived!(Verdict);
 
 /// The outcome of one gate, as written in `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -734,4 +737,21 @@ pub struct FlowEdge {
     pub to: String,
     /// Counted sessions (or handles) along the edge.
     pub sessions: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gate's verdict in `summary.json` is its name: serde's derive read
+    /// `{"pass": null}` as `"pass"` too, and a hand-made baseline with it
+    /// was compared as if it said so.
+    #[test]
+    fn a_verdict_is_read_from_its_name_alone() {
+        assert_eq!(serde_json::from_str::<Verdict>(r#""skipped""#).unwrap(), Verdict::Skipped);
+        for table in [r#"{"pass": null}"#, r#"{"pass": {}}"#, r#"{"fail": []}"#] {
+            let read = serde_json::from_str::<Verdict>(table);
+            assert!(read.is_err(), "{table} read as {read:?}");
+        }
+    }
 }

@@ -24,6 +24,7 @@ pub use diag::{Diagnostic, ScenarioError};
 pub use dist::{CountDist, TimeDist};
 pub use overrides::{Segment, gate_metric, key_segment, segments, split_key_value};
 pub use schema::{MSG_TYPES, Mix, PolicyKind, Scene};
+pub(crate) use schema::{by_name_only, serialize_as_derived};
 
 use schema::{RawAgents, RawBot, RawEntry, RawGates, RawPoint, RawScenario, RawShift, RawWeCom};
 

@@ -18,8 +18,11 @@ use super::units::{Rate, parse_duration};
 /// Read `$ty`, a unit enum whose derive is kept as `#[serde(remote =
 /// "Self")]`, from its name in a string alone. serde's derive also reads a
 /// unit variant from a table of one key, the name (`policy = { round_robin
-/// = {} }`, `scene = { web = {} }`), and such a file ran as if the name
-/// stood there, though the format has no such form (found by fuzzing).
+/// = {} }`, `scene = { web = {} }`, in JSON `{"pass": null}`), and such a
+/// file was read as if the name stood there, though no format of kfsim's
+/// has such a form (found by fuzzing). Used beyond the scenario by the
+/// files kfsim reads back (summaries, comparisons, shard files); it sits
+/// here, in the lowest layer, so that each of them may use it.
 macro_rules! by_name_only {
     ($ty:ty) => {
         impl<'de> serde::Deserialize<'de> for $ty {
@@ -40,7 +43,7 @@ macro_rules! by_name_only {
         }
     };
 }
-pub(super) use by_name_only;
+pub(crate) use by_name_only;
 
 /// Write `$ty` as its derive does (see [`by_name_only`]).
 macro_rules! serialize_as_derived {
@@ -52,6 +55,7 @@ macro_rules! serialize_as_derived {
         }
     };
 }
+pub(crate) use serialize_as_derived;
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
