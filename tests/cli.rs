@@ -1034,3 +1034,27 @@ fn waits_for_other_shards_are_refused_without_shards() {
         assert!(!out.join("summary.json").exists() && !out.join("plan.json").exists(), "{args:?} ran");
     }
 }
+
+/// A scenario's bot is refused against a middleware, which is the bot:
+/// kfsim plays none, and the account's sessions were counted as the bot's
+/// and never as offered to people (a service level above 1 beside other
+/// accounts). The quickstart's presale account has one.
+#[test]
+fn a_scenario_bot_is_refused_against_a_middleware() {
+    let out = scratch("middleware-bot");
+    let args = [
+        "run",
+        "scenarios/quickstart.toml",
+        "--engine",
+        "live",
+        "--middleware",
+        "http://127.0.0.1:9/kf/callback",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = kfsim(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("account `presale` has a `bot`"), "{stderr}");
+    assert!(!out.join("summary.json").exists(), "it ran");
+}

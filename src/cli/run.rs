@@ -224,6 +224,21 @@ fn run_and_report(args: &RunArgs, stamp: &str, started: std::time::Instant) -> a
             ArgError("--middleware drives a middleware in real time: add --engine live".into()).into()
         );
     }
+    // The middleware under test is the bot: kfsim plays none, and a
+    // scenario's bot would have its account's sessions counted as the
+    // bot's, never as offered to people (a service level above 1 where
+    // such accounts mixed with others, none where all had one).
+    if args.middleware.middleware.is_some()
+        && let Some(a) = sc.accounts.iter().find(|a| a.bot.is_some())
+    {
+        return Err(ArgError(format!(
+            "--middleware: account `{}` has a `bot`, but the middleware under test is the bot (kfsim plays \
+             none against it): remove the account's `bot` table, and gates on `bot.*`, from the scenario run \
+             against a middleware",
+            a.name
+        ))
+        .into());
+    }
     if args.engine != Engine::Live {
         // a flag the run would ignore is a mistake in the command, not a wish
         let live_only = [
