@@ -1144,6 +1144,28 @@ mod tests {
         assert!(!compare(&old, &cur, &[]).failed());
     }
 
+    /// A live summary written before the calls cut at the end were
+    /// counted compares with one that counts them: new, not a count that
+    /// rose from 0, and a tolerance on it does not fail.
+    #[test]
+    fn calls_cut_an_older_summary_lacks_are_new() {
+        let live = |extra: Value| {
+            let mut l = json!({ "target": "http://t", "time_scale": 60.0, "wall_s": 12.0, "open_at_end": 3 });
+            l.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let mut s = summary(0.80, 1000.0, 7);
+            s["engine"] = json!("live");
+            s["live"] = l;
+            s
+        };
+        let (old, cur) = (live(json!({})), live(json!({ "calls_cut_at_end": 40 })));
+        let valid = leaf_paths(&cur);
+        let tol = parse_tolerance_arg("live.calls_cut_at_end=10%", &valid).unwrap();
+        let c = compare(&old, &cur, &[tol]);
+        assert_eq!(status(&c, "live.calls_cut_at_end"), Status::New);
+        assert!(!c.failed(), "{c:?}");
+        assert!(!compare(&old, &cur, &[]).failed());
+    }
+
     #[test]
     fn a_metric_gone_from_the_current_run_fails() {
         let base = summary(0.80, 1000.0, 7);

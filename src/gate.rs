@@ -444,6 +444,7 @@ pub const LIVE_ONLY: &[&str] = &[
     "live.open_at_end",
     "live.shed",
     "live.busy_at_start",
+    "live.calls_cut_at_end",
     "live.overhead_ms",
     "live.distortion",
     "live.saturated",

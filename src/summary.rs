@@ -286,6 +286,13 @@ pub struct LiveInfo {
     /// were not free, and the figures are skewed until those end.
     #[serde(default)]
     pub busy_at_start: u64,
+    /// Calls to the target still in flight when the run stopped waiting
+    /// for answers (the drain over, the target down, or a Ctrl-C's grace
+    /// over; the long-polls aside): cut, their answers never read, and
+    /// not counted in `http`. A target that accepts calls and never
+    /// answers them leaves some; one that kept up, none or a few.
+    #[serde(default)]
+    pub calls_cut_at_end: u64,
     /// Events of the target's queues the driver never got: the target
     /// pushed them out of a full queue before the driver read them (its
     /// pulls' `missed`). A session whose assignment was missed and whose

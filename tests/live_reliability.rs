@@ -365,11 +365,13 @@ rate = "300/s"
     target.shutdown();
     let s = result.expect("a report, whatever the target does").summary;
     let live = s.live.as_ref().unwrap();
-    let batch = &s.http.as_ref().unwrap()["customer_batch"];
-    eprintln!("sessions: {:?}\nlive: {live:?}\nbatch: {batch:?}", s.sessions);
+    // none answered within the run: each is cut at the end of the drain
+    let batch = s.http.as_ref().unwrap().get("customer_batch").map_or(0, |b| b.latency.count);
+    eprintln!("sessions: {:?}\nlive: {live:?}\ncustomer batches timed out: {batch}", s.sessions);
     assert!(live.shed > 0, "arrivals were shed: {live:?}");
-    // 256 requests in flight at most; the run waits a timeout for them
-    assert!(batch.latency.count <= 256 + 64, "{batch:?}");
+    // 256 requests in flight at most, timed out or cut at the end
+    assert!(live.calls_cut_at_end > 0, "{live:?}");
+    assert!(batch + live.calls_cut_at_end <= 256 + 64, "{batch} {live:?}");
     // every scheduled arrival is offered, one shed as a session nobody
     // answered
     let mut b = kfsim::workload::EntryBehaviour::new(&sc.entries[0], sc.seed, sc.duration_us);
@@ -762,4 +764,92 @@ fn a_run_whose_target_died_says_so_and_does_not_wait_out_its_drain() {
     // 10 s of schedule, and the drain cut 5 s after the kill at the
     // latest; waited out, it ends 30 s after the last arrival, past 39 s
     assert!(wall_s < 32.0, "the drain was waited out: {wall_s} s\n{stderr}");
+}
+
+/// A raw TCP proxy to `upstream` until `hang` is set; from then on it
+/// reads every connection, new or kept alive, and writes nothing to
+/// either side: a target that accepts calls and never answers them.
+fn hanging_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering::SeqCst;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hung = hang.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().take(2000) {
+            let Ok(client) = client else { continue };
+            let Ok(server) = std::net::TcpStream::connect(upstream) else { continue };
+            let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            for (mut from, mut to) in [(client, s), (server, c)] {
+                let hung = hung.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 << 10];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        if !hung.load(SeqCst) && to.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    // a hung target closes nothing either
+                    if !hung.load(SeqCst) {
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    } else {
+                        std::thread::sleep(Duration::from_secs(120));
+                    }
+                });
+            }
+        }
+    });
+    (addr, hang)
+}
+
+/// A target that stops answering halfway through a run, its connections
+/// open (hung, not dead: nothing is refused, so it is not taken as down).
+/// After the drain the run waited out the calls in flight, its customers'
+/// batches, its agents' and the closing of both channels, each up to its
+/// 10 s timeout: 41 s past the drain. As k6's gracefulStop, the drain now
+/// bounds the wait: the calls still in flight are cut, counted, and the
+/// run reports.
+#[test]
+fn calls_a_hung_target_sits_on_are_cut_when_the_drain_ends() {
+    let _one = serial();
+    let sc = Scenario::parse(CHAT, "hung.toml").unwrap();
+    let target = Target::start(&sc, Config::default());
+    let (proxy, hang) = hanging_proxy(target.addr);
+    let url = format!("http://{proxy}");
+    let opts = LiveOptions {
+        target: url.clone(),
+        target_label: url,
+        time_scale: 120.0,
+        drain: Duration::from_secs(2),
+        ..Default::default()
+    };
+    // hung halfway through the schedule: 10 of its 20 minutes, 5 s of wall
+    // time, with sessions in every state
+    let mut progress = |p: &kfsim::observe::Progress| {
+        if p.now_us >= 600_000_000 {
+            hang.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        true
+    };
+    let started = Instant::now();
+    let result = kfsim::cli::run::run_live_with(&sc, opts, false, &mut progress);
+    let took = started.elapsed();
+    target.shutdown();
+    let measured = result.expect("a report, whatever the target does");
+    let s = &measured.summary;
+    let live = s.live.as_ref().unwrap();
+    eprintln!("took {took:?}\nsessions: {:?}\nlive: {live:?}\nhttp: {:#?}", s.sessions, s.http);
+    // 10 s of schedule and the 2 s drain, then the channels' closing (2 s);
+    // waited out, the calls in flight took it past 50 s
+    assert!(took < Duration::from_secs(30), "the calls in flight were waited out: {took:?}");
+    assert!(live.wall_s < 30.0, "{live:?}");
+    assert!(live.calls_cut_at_end > 0, "the calls in flight were cut and counted: {live:?}");
+    assert!(!s.run.interrupted, "a run whose calls were cut is over, not interrupted");
+    let mut text = Vec::new();
+    kfsim::report::terminal(s, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains(&format!("{} calls were still in flight", live.calls_cut_at_end)), "{text}");
+    let page = kfsim::report::html::render(&measured, &[], None);
+    assert!(page.contains(&format!("{} calls still in flight at the end were cut", live.calls_cut_at_end)));
 }

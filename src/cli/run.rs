@@ -1034,6 +1034,7 @@ mod tests {
             gave_up: Default::default(),
             shed: 0,
             busy_at_start: 0,
+            calls_cut_at_end: 0,
             missed: Default::default(),
             overhead_ms: None,
             distortion: None,

@@ -298,7 +298,7 @@ impl Agents {
             p.abort();
         }
         // batches still in flight are measured to their end (their calls
-        // end within the timeout)
+        // end within the timeout, or when the run cuts them)
         let all = IN_FLIGHT as u32;
         let _ =
             tokio::time::timeout(sh.http.timeout() + Duration::from_millis(100), in_flight.acquire_many(all))
@@ -307,15 +307,6 @@ impl Agents {
         // the run is over)
         while let Ok((dues, results, sent, epoch)) = res_rx.try_recv() {
             self.on_results(dues, results, sent, epoch);
-        }
-        // a long-running target keeps no queue for a run that is over
-        let channel = sh.link().servicers.clone();
-        if let Some(id) = channel {
-            let body = json!({ "channel_id": id });
-            let _ = sh
-                .http
-                .post("close_channel", "/sim/servicer/close_channel", &body, Instant::now(), Duration::ZERO)
-                .await;
         }
     }
 

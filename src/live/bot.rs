@@ -210,7 +210,9 @@ impl Bots {
                     Ok(_) => Some(0),
                     Err(CallError::Errcode(c)) => Some(c),
                     // without an answer it may not have arrived: sent again
-                    Err(CallError::Timeout | CallError::Connect(_) | CallError::Broken(_)) => None,
+                    Err(
+                        CallError::Timeout | CallError::Connect(_) | CallError::Broken(_) | CallError::Cut,
+                    ) => None,
                     Err(CallError::Status(s)) if s >= 500 => None,
                     Err(_) => Some(-1),
                 };

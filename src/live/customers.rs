@@ -36,6 +36,9 @@ pub(crate) struct Outcome {
     /// Sessions counted in the summary that an agent held and that had not
     /// ended when the run stopped.
     pub(crate) open_at_end: u64,
+    /// Until when the calls still in flight may be waited for: the end of
+    /// the drain if every session ended before it, else now.
+    pub(crate) calls_by: Instant,
 }
 
 /// An action is late when it leaves this long after its scheduled time.
@@ -265,6 +268,7 @@ pub(crate) async fn drive(
     let mut drain_started = Instant::now();
     let mut asked = Instant::now() - PROGRESS_EVERY;
     let mut go_on = true;
+    let mut drained;
     let timer = super::timer::PreciseTimer::new();
     let mut deadline = Instant::now();
     timer.set(deadline);
@@ -283,7 +287,7 @@ pub(crate) async fn drive(
                 if asked.elapsed() >= PROGRESS_EVERY {
                     asked = Instant::now();
                     let drain = drain_deadline.map(|t| (drain_started, t));
-                    go_on &= progress(&d.progress(opts, drain, None));
+                    go_on &= progress(&d.progress(drain, None));
                 }
                 if !go_on && !interrupted {
                     interrupted = true;
@@ -299,7 +303,7 @@ pub(crate) async fn drive(
                     drain_deadline = Some(Instant::now() + opts.drain);
                     drain_started = Instant::now();
                 }
-                let drained = d.arrivals_left == 0 && d.custs.is_empty();
+                drained = d.arrivals_left == 0 && d.custs.is_empty();
                 if drained || drain_deadline.is_some_and(|t| Instant::now() >= t) {
                     break;
                 }
@@ -311,7 +315,7 @@ pub(crate) async fn drive(
                     && let Some(down) = sh.http.unreachable_for().filter(|&f| f >= TARGET_DOWN_AFTER)
                 {
                     let drain = drain_deadline.map(|t| (drain_started, t));
-                    progress(&d.progress(opts, drain, Some(down)));
+                    progress(&d.progress(drain, Some(down)));
                     break;
                 }
                 deadline = d.next_wake(asked + PROGRESS_EVERY);
@@ -333,11 +337,17 @@ pub(crate) async fn drive(
             }
         }
     }
-    // the answers of batches still in flight: what they say was accepted
-    // was sent (their calls end within the timeout)
-    let answers_by = Instant::now() + opts.timeout + Duration::from_millis(100);
+    // The answers of batches still in flight say what was sent; they are
+    // waited for within the drain, as k6's gracefulStop bounds what runs
+    // past a scenario: once the drain is over (or the target down), calls
+    // in flight are cut (where they waited out their timeouts, 40 s and
+    // more against a target that accepts and never answers).
+    let calls_by = match drain_deadline {
+        Some(t) if drained => t.min(Instant::now() + opts.timeout + Duration::from_millis(100)),
+        _ => Instant::now(),
+    };
     while d.batches_in_flight > 0 {
-        match tokio::time::timeout_at(answers_by.into(), res_rx.recv()).await {
+        match tokio::time::timeout_at(calls_by.into(), res_rx.recv()).await {
             Ok(Some((actions, results, sent, epoch))) => d.on_results(actions, results, sent, epoch),
             _ => break,
         }
@@ -363,7 +373,7 @@ pub(crate) async fn drive(
         settle(sh, *key, c, *over);
     }
     puller.abort();
-    Outcome { sessions: d.sessions, peak_in_flight: d.peak, interrupted, open_at_end }
+    Outcome { sessions: d.sessions, peak_in_flight: d.peak, interrupted, open_at_end, calls_by }
 }
 
 /// The session `key` (`c`) is over for the driver (`over`): drop its
@@ -421,12 +431,7 @@ fn handle_of(account: usize, id: u64, shard: crate::tally::Shard) -> String {
 impl<'a> Driver<'a> {
     /// Where the run is, for the progress callback; `drain` is when the
     /// drain began and when it ends, once the arrivals are over.
-    fn progress(
-        &self,
-        opts: &LiveOptions,
-        drain: Option<(Instant, Instant)>,
-        target_down_for: Option<Duration>,
-    ) -> Progress {
+    fn progress(&self, drain: Option<(Instant, Instant)>, target_down_for: Option<Duration>) -> Progress {
         Progress {
             now_us: self.sh.tb.now_us(),
             sessions: self.sessions,
@@ -436,7 +441,7 @@ impl<'a> Driver<'a> {
             ending: drain.map(|(started, deadline)| Ending {
                 open: self.custs.len() as u64,
                 waited: started.elapsed(),
-                at_most: deadline.saturating_duration_since(Instant::now()) + super::after_drain(opts),
+                at_most: deadline.saturating_duration_since(Instant::now()) + super::after_drain(),
                 target_down_for,
             }),
         }

@@ -43,6 +43,10 @@ pub enum CallError {
     Request(String),
     /// The answer was longer than [`MAX_ANSWER`].
     TooLarge,
+    /// Still in flight when the run stopped waiting for answers
+    /// ([`Http::cut_in_flight`]): not a failure of the target's, and
+    /// counted apart from the calls (`live.calls_cut_at_end`).
+    Cut,
 }
 
 impl CallError {
@@ -57,6 +61,7 @@ impl CallError {
             CallError::Decode => "decode".into(),
             CallError::Request(_) => "request".into(),
             CallError::TooLarge => "too_large".into(),
+            CallError::Cut => "cut".into(),
         }
     }
 }
@@ -240,6 +245,13 @@ pub struct Http {
     /// the driver's hot path.
     refused_since: Arc<AtomicU64>,
     epoch: Instant,
+    /// Bumped by [`Http::cut_in_flight`]: a call that began before the
+    /// bump ends at once, where it waited for its answer up to its
+    /// timeout (a target that accepts and never answers kept a run that
+    /// was over waiting 40 s and more).
+    cut: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Calls cut so.
+    cut_calls: Arc<AtomicU64>,
 }
 
 impl Http {
@@ -254,7 +266,20 @@ impl Http {
             timeout,
             refused_since: Default::default(),
             epoch: Instant::now(),
+            cut: Arc::new(tokio::sync::watch::Sender::new(0)),
+            cut_calls: Default::default(),
         }
+    }
+
+    /// End every call in flight now with [`CallError::Cut`], without its
+    /// answer; calls made from now on are not cut.
+    pub fn cut_in_flight(&self) {
+        self.cut.send_modify(|g| *g += 1);
+    }
+
+    /// Calls [`Http::cut_in_flight`] ended.
+    pub fn calls_cut(&self) -> u64 {
+        self.cut_calls.load(Ordering::Relaxed)
     }
 
     /// How long every call has failed to connect, if the latest did: the
@@ -285,13 +310,13 @@ impl Http {
     pub async fn login(&self, gettoken_path: &str) -> Result<(), CallError> {
         *self.gettoken.lock().unwrap_or_else(|e| e.into_inner()) = Some(gettoken_path.to_owned());
         let generation = self.token.lock().unwrap_or_else(|e| e.into_inner()).generation;
-        self.renew(generation).await
+        self.renew(generation, *self.cut.borrow()).await
     }
 
     /// Renew the token, unless another call has renewed it since
     /// `generation`. A failed renewal keeps the old token (the call goes on
     /// and fails as it must; the next one tries again).
-    async fn renew(&self, generation: u64) -> Result<(), CallError> {
+    async fn renew(&self, generation: u64, cut: u64) -> Result<(), CallError> {
         let Some(path) = self.gettoken.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
             return Ok(());
         };
@@ -303,7 +328,7 @@ impl Http {
         // not include the driver's
         let url = self.pool.path(&path);
         let v: Value =
-            self.send_once("gettoken", Method::Get, &url, b"", Instant::now(), self.timeout).await?;
+            self.send_once("gettoken", Method::Get, &url, b"", Instant::now(), self.timeout, cut).await?;
         let Some(token) = v.get("access_token").and_then(Value::as_str) else {
             return Err(CallError::Decode);
         };
@@ -390,18 +415,20 @@ impl Http {
         // refusal of the token, whatever the target answers
         let mut renewed = false;
         let mut checked = false;
+        // a cut while the token is renewed cuts the call that follows
+        let cut = *self.cut.borrow();
         loop {
             let (mut url, mut generation, due) = self.url(path);
             if due && !checked {
                 checked = true;
-                let _ = self.renew(generation).await;
+                let _ = self.renew(generation, cut).await;
                 (url, generation, _) = self.url(path);
             }
-            let result = self.send_once(endpoint, method, &url, body, intended, timeout).await;
+            let result = self.send_once(endpoint, method, &url, body, intended, timeout, cut).await;
             match result {
                 Err(CallError::Errcode(TOKEN_INVALID | TOKEN_EXPIRED)) if !renewed => {
                     renewed = true;
-                    if self.renew(generation).await.is_err() {
+                    if self.renew(generation, cut).await.is_err() {
                         return result;
                     }
                 }
@@ -410,6 +437,9 @@ impl Http {
         }
     }
 
+    /// One call, cut if [`Http::cut_in_flight`] is called after the cut
+    /// generation was `cut`.
+    #[allow(clippy::too_many_arguments)]
     async fn send_once<T: DeserializeOwned + Answer>(
         &self,
         endpoint: &'static str,
@@ -418,13 +448,15 @@ impl Http {
         body: &[u8],
         intended: Instant,
         timeout: Duration,
+        cut: u64,
     ) -> Result<T, CallError> {
         let headers: &[(&str, &str)] = match method {
             Method::Post => &[DRIVER_HEADER, ("content-type", "application/json")],
             Method::Get => &[DRIVER_HEADER],
         };
         let req = pool::Request { method, target: url, headers, body };
-        let result = tokio::time::timeout(timeout, async {
+        let mut cuts = self.cut.subscribe();
+        let call = tokio::time::timeout(timeout, async {
             let answer = self.pool.send(&req, MAX_ANSWER, |status, body| {
                 if status != 200 {
                     return Err(CallError::Status(status));
@@ -442,9 +474,21 @@ impl Http {
                 0 => Ok(v),
                 code => Err(CallError::Errcode(code)),
             }
-        })
-        .await
-        .unwrap_or(Err(CallError::Timeout));
+        });
+        let result = tokio::select! {
+            // an answer that is in is read, cut or not
+            biased;
+            r = call => r.unwrap_or(Err(CallError::Timeout)),
+            _ = cuts.wait_for(|&g| g != cut) => {
+                // dropping the call drops its connection: the target sees
+                // the request abandoned, and no answer lands in a pooled one;
+                // a long-poll waits by design, and is not counted
+                if !endpoint.ends_with("_pull") {
+                    self.cut_calls.fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(CallError::Cut);
+            }
+        };
         let us = intended.elapsed().as_micros() as u64;
         self.stats.record(endpoint, us, result.as_ref().err());
         let refused = matches!(result, Err(CallError::Connect(_)));
@@ -458,5 +502,53 @@ impl Http {
             _ => {}
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target that accepts every connection, reads, and never answers.
+    async fn silent() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// A call the target sits on ends when the run cuts it, not at its
+    /// timeout, and is counted; a long-poll cut is not counted, and a call
+    /// made after the cut is not cut.
+    #[tokio::test]
+    async fn a_cut_ends_the_calls_in_flight_and_counts_them() {
+        let http = Http::new(&silent().await, Duration::from_secs(60));
+        let call = |endpoint: &'static str| {
+            let http = http.clone();
+            tokio::spawn(async move {
+                http.post(endpoint, "/x", &Value::Null, Instant::now(), Duration::ZERO).await
+            })
+        };
+        let (batch, pull) = (call("customer_batch"), call("customer_pull"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!batch.is_finished() && !pull.is_finished(), "the target answers nothing");
+        http.cut_in_flight();
+        let within = Duration::from_secs(30);
+        let batch = tokio::time::timeout(within, batch).await.expect("cut, not waited out").unwrap();
+        let pull = tokio::time::timeout(within, pull).await.expect("cut, not waited out").unwrap();
+        assert_eq!((batch, pull), (Err(CallError::Cut), Err(CallError::Cut)));
+        assert_eq!(http.calls_cut(), 1, "the long-poll is not counted");
+        // a cut call is neither an answer nor an error of the target's
+        assert_eq!(http.stats.errors(), 0);
+        let after = Http { timeout: Duration::from_millis(300), ..http.clone() };
+        let r: Result<Value, _> =
+            after.post("close_channel", "/x", &Value::Null, Instant::now(), Duration::ZERO).await;
+        assert_eq!(r, Err(CallError::Timeout), "a call made after the cut runs to its own end");
+        assert_eq!(http.calls_cut(), 1);
     }
 }

@@ -180,6 +180,7 @@ fn why_no_token(e: &CallError) -> (String, bool) {
         CallError::Errcode(c) => (format!("gettoken answered errcode {c}"), true),
         CallError::Decode => ("gettoken's answer is not the protocol's JSON".into(), true),
         CallError::TooLarge => ("gettoken's answer is too long to be the protocol's".into(), true),
+        CallError::Cut => ("the run stopped waiting for the answer".into(), false),
     }
 }
 
@@ -867,8 +868,15 @@ pub async fn run_with_state(
         open_customers(&shared).await;
         customers::drive(sc, &shared, opts, progress).await
     } else {
-        customers::Outcome { sessions: 0, peak_in_flight: 0, interrupted: true, open_at_end: 0 }
+        customers::Outcome {
+            sessions: 0,
+            peak_in_flight: 0,
+            interrupted: true,
+            open_at_end: 0,
+            calls_by: Instant::now(),
+        }
     };
+    let mut calls_by = outcome.calls_by;
     if opts.shard.is_part() {
         // this shard's customers are done (an interrupted shard's too: its
         // channel closes below, ending their sessions), so the others need
@@ -879,26 +887,28 @@ pub async fn run_with_state(
             // stop when every shard's customers are done, at the latest at
             // the end of the drain every shard allows itself
             let deadline = shared.tb.instant(sc.duration_us) + opts.drain;
-            others_done(opts, deadline).await;
+            calls_by = match others_done(opts, deadline).await {
+                true => deadline.min(Instant::now() + opts.timeout + Duration::from_millis(100)),
+                false => Instant::now(),
+            };
         }
     }
     shared.stop.store(true, Ordering::SeqCst);
-    // its last batches may wait for a slot, then for their answers
-    let _ = tokio::time::timeout(agents_within(opts), agent_task).await;
+    // the agents' last batches are waited for as the customers' are, then
+    // every call still in flight is cut and counted
+    let mut agent_task = agent_task;
+    let ended = tokio::time::timeout_at(calls_by.into(), &mut agent_task).await.is_ok();
+    shared.http.cut_in_flight();
+    if !ended {
+        let _ = tokio::time::timeout(AFTER_CUT, agent_task).await;
+    }
     if let Some(probe) = probe
         && let Ok(lag) = probe.await
     {
         shared.counts().probe = lag;
     }
     let end_us = shared.tb.now_us();
-    // a long-running target keeps no customers or queue of a run that is
-    // over (their open sessions end there, reason `left`)
-    let channel = shared.link().customers.clone();
-    if !channel.is_empty() {
-        let body = json!({ "channel_id": channel });
-        let path = "/sim/customer/close_channel";
-        let _ = shared.http.post("close_channel", path, &body, Instant::now(), Duration::ZERO).await;
-    }
+    close_channels(&shared).await;
     let wall_s = shared.tb.start.elapsed().as_secs_f64();
     // Replies still sleeping may hold the shared state: what they do now is
     // past the end of the run and is not counted.
@@ -919,6 +929,7 @@ pub async fn run_with_state(
         http: http.stats.state(),
         open_at_end: outcome.open_at_end,
         busy_at_start,
+        calls_cut_at_end: http.calls_cut(),
         ..state::LiveState::fresh(&opts.target_label, opts.time_scale)
     };
     let run_state = crate::tally::RunState {
@@ -936,16 +947,42 @@ pub async fn run_with_state(
     Ok((metrics.finish_all(sc, &stats, Some(figures)), run_state))
 }
 
-/// At most how long a run waits past its drain for the calls in flight:
-/// the customers' last batches, the agents' (a slot, then the answer) and
-/// the closing of the customers' channel.
-pub(crate) fn after_drain(opts: &LiveOptions) -> Duration {
-    (opts.timeout + Duration::from_millis(100)) + agents_within(opts) + opts.timeout
+/// How long the agents' task is given to end once the calls in flight
+/// are cut (it has nothing left to wait for).
+const AFTER_CUT: Duration = Duration::from_secs(1);
+
+/// How long the closing of the run's channels is waited for: a courtesy
+/// to a long-running target, which answers it at once, or is not
+/// answering anything (it waited out a call's timeout, twice).
+pub(crate) const CLOSE_WITHIN: Duration = Duration::from_secs(2);
+
+/// At most how long a run waits past its drain: the agents' task, once
+/// the calls in flight are cut, and the closing of the channels.
+pub(crate) fn after_drain() -> Duration {
+    AFTER_CUT + CLOSE_WITHIN
 }
 
-/// How long the agents' last batches are waited for once the run stops.
-fn agents_within(opts: &LiveOptions) -> Duration {
-    2 * opts.timeout + Duration::from_secs(1)
+/// A long-running target keeps no customers or queue of a run that is
+/// over (the customers' open sessions end there, reason `left`): the
+/// run's channels are closed, together, within [`CLOSE_WITHIN`].
+async fn close_channels(shared: &Shared) {
+    let (customers, servicers) = {
+        let link = shared.link();
+        (Some(link.customers.clone()).filter(|c| !c.is_empty()), link.servicers.clone())
+    };
+    let close = |path: &'static str, channel: Option<String>| async move {
+        if let Some(id) = channel {
+            let body = json!({ "channel_id": id });
+            let _ = shared.http.post("close_channel", path, &body, Instant::now(), Duration::ZERO).await;
+        }
+    };
+    let both = async {
+        tokio::join!(
+            close("/sim/customer/close_channel", customers),
+            close("/sim/servicer/close_channel", servicers)
+        )
+    };
+    let _ = tokio::time::timeout(CLOSE_WITHIN, both).await;
 }
 
 /// The file by which shard `i` says in `dir` that its customers are done.
@@ -961,15 +998,21 @@ fn say_done(opts: &LiveOptions) {
 }
 
 /// Wait until every shard has said its customers are done ([`say_done`]),
-/// or until `deadline`.
-async fn others_done(opts: &LiveOptions, deadline: Instant) {
+/// or until `deadline`: whether they all did.
+async fn others_done(opts: &LiveOptions, deadline: Instant) -> bool {
     let n = opts.shard.count;
     let Some(dir) = &opts.shards_dir else {
         tokio::time::sleep_until(deadline.into()).await;
-        return;
+        return false;
     };
     let name = |i: u32| done_file(dir, i, n);
-    while Instant::now() < deadline && !(0..n).all(|i| name(i).exists()) {
+    loop {
+        if (0..n).all(|i| name(i).exists()) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

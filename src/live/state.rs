@@ -25,6 +25,9 @@ pub struct LiveState {
     pub open_at_end: u64,
     /// Sessions the run's servicers already held when it began.
     pub busy_at_start: u64,
+    /// Calls in flight when the run stopped waiting for answers.
+    #[serde(default)]
+    pub calls_cut_at_end: u64,
     /// How the summary names the target.
     pub target: String,
     /// Scenario time per wall time.
@@ -76,6 +79,7 @@ impl LiveState {
                 gave_up: counts.gave_up,
                 shed: counts.shed,
                 busy_at_start: self.busy_at_start,
+                calls_cut_at_end: self.calls_cut_at_end,
                 missed: counts.missed,
                 overhead_ms: immediate_p50.map(|ms| ms / self.time_scale),
                 distortion: immediate_p50

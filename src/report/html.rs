@@ -87,9 +87,14 @@ pub fn render(run: &Measured, charts: &[Chart], comparison: Option<&Comparison>)
                 share * 100.0
             )
         });
+        // calls the target never answered, not counted in its latencies
+        let cut = match live.calls_cut_at_end {
+            0 => String::new(),
+            n => format!(" · <b>{n} calls still in flight at the end were cut</b>, their answers never read"),
+        };
         let _ = writeln!(
             h,
-            "<p class=\"meta\" id=\"live\">live against {} at ×{} · {:.1} s of wall time{distortion}{saturated}</p>",
+            "<p class=\"meta\" id=\"live\">live against {} at ×{} · {:.1} s of wall time{cut}{distortion}{saturated}</p>",
             esc(&live.target),
             live.time_scale,
             live.wall_s

@@ -398,6 +398,13 @@ fn live(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             r.count, r.held, r.waiting, r.messages_lost
         )?;
     }
+    if info.calls_cut_at_end > 0 {
+        writeln!(
+            w,
+            "CUT        {} calls were still in flight when the run stopped waiting for answers: cut, their answers never read, see live.calls_cut_at_end",
+            info.calls_cut_at_end
+        )?;
+    }
     if info.busy_at_start > 0 {
         writeln!(
             w,
