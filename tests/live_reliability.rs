@@ -853,3 +853,46 @@ fn calls_a_hung_target_sits_on_are_cut_when_the_drain_ends() {
     let page = kfsim::report::html::render(&measured, &[], None);
     assert!(page.contains(&format!("{} calls still in flight at the end were cut", live.calls_cut_at_end)));
 }
+
+/// Ctrl-C in a run whose target has stopped answering (hung, its
+/// connections open). The run gave its calls in flight their answers,
+/// waiting out their 10 s timeouts: 46 s and more after the Ctrl-C, with
+/// only a second Ctrl-C to end it, without a report. It waits a short
+/// grace, says how long, cuts what is still in flight, counts it, and
+/// writes its report.
+#[test]
+fn ctrl_c_against_a_hung_target_waits_a_short_grace_then_cuts_the_calls() {
+    let _one = serial();
+    let scenario = CHAT.replace("name = \"tokens\"", "name = \"hung-ctrl-c\"");
+    let (path, out) = scratch_run("hung-ctrl-c", &scenario);
+    let port = free_port();
+    let target = Serve::start(port, &path);
+    let (proxy, hang) = hanging_proxy(format!("127.0.0.1:{port}").parse().unwrap());
+    // 20 minutes at ×120: 10 s of wall time
+    let mut run = live_run(&path, proxy.port(), 120, &out);
+    let guard = Instant::now() + Duration::from_secs(60);
+    while held(&metrics(port)) < 1 {
+        assert!(Instant::now() < guard, "the run never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    hang.store(true, std::sync::atomic::Ordering::SeqCst);
+    // calls pile up unanswered, then the Ctrl-C
+    std::thread::sleep(Duration::from_secs(1));
+    let stopped = Instant::now();
+    assert!(Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
+    let (status, stderr) = finished(&mut run);
+    let took = stopped.elapsed();
+    drop(target);
+    let text = std::fs::read_to_string(out.join("summary.json"));
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: waiting at most 8 s for the sessions still open"), "{stderr}");
+    // the grace (5 s) and the channels' closing (at most 3 s) say 8 s;
+    // waited out, the calls in flight took it past 45 s
+    assert!(took < Duration::from_secs(25), "the calls in flight were waited out: {took:?}\n{stderr}");
+    let s: kfsim::summary::Summary = serde_json::from_str(&text.expect("the report was written")).unwrap();
+    assert!(s.run.interrupted, "{:?}", s.run);
+    let live = s.live.as_ref().unwrap();
+    assert!(live.calls_cut_at_end > 0, "the calls in flight were cut and counted: {live:?}");
+}

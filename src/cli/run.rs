@@ -699,8 +699,21 @@ fn run_live(
     let shown = bar.clone();
     let mut told = false;
     let (mut told_wait, mut told_down) = (args.result.quiet, false);
+    let stop_within = crate::live::stop_within(&opts);
     let mut progress = move |p: &crate::observe::Progress| {
         let go_on = bar_progress(p);
+        // Once the run has begun (a run still reaching its target stops at
+        // once, writing nothing), a stop gives the sessions and the calls
+        // in flight a short grace: it waited out the calls' timeouts, half
+        // a minute and more with nothing said against a target that
+        // stopped answering, in which a second Ctrl-C pressed to get on
+        // threw the report away (found by probing).
+        if !go_on && !told && p.now_us > 0 {
+            told = true;
+            // what the wait after the last arrival would say, this says
+            told_wait = true;
+            shown.suspend(|| errln!("{}", interrupted_note(stop_within)));
+        }
         // After the last arrival the run waits for the sessions still open
         // and the calls in flight: against a target that died, half a
         // minute and more with nothing said (found by probing).
@@ -712,20 +725,6 @@ fn run_live(
                 told_wait = true;
                 shown.suspend(|| errln!("{}", ending_note(e)));
             }
-        }
-        // Once the run has begun (a run still reaching its target stops at
-        // once, writing nothing), a stop gives the calls in flight their
-        // answers: against a target that stopped answering, their timeouts,
-        // half a minute and more with nothing said, in which a second
-        // Ctrl-C pressed to get on threw the report away (found by probing).
-        if !go_on && !told && p.now_us > 0 {
-            told = true;
-            shown.suspend(|| {
-                errln!(
-                    "interrupted: finishing the calls in flight (up to their timeouts against a target that does \
-                     not answer), then writing the report of what ran; a second Ctrl-C ends at once, without it"
-                )
-            });
         }
         go_on
     };
@@ -921,6 +920,16 @@ fn ending_note(e: &crate::observe::Ending) -> String {
     }
 }
 
+/// What a live run does once stopped (Ctrl-C), ending within `within`.
+fn interrupted_note(within: Duration) -> String {
+    format!(
+        "interrupted: waiting at most {:.0} s for the sessions still open to end and the calls in flight to be \
+         answered (those still in flight then are cut, counted in live.calls_cut_at_end), then writing the \
+         report of what ran; a second Ctrl-C ends at once, without it",
+        within.as_secs_f64().ceil()
+    )
+}
+
 /// Above this share of the service-level threshold, the time scale's
 /// effect on a middleware's latency is warned about.
 pub const SCALE_EFFECT_WARN: f64 = 0.1;
@@ -1020,7 +1029,7 @@ fn simulate_interactive(sc: &Scenario, quiet: bool) -> (Measured, crate::tally::
 
 #[cfg(test)]
 mod tests {
-    use super::{ending_note, saturation_warning};
+    use super::{ending_note, interrupted_note, saturation_warning};
     use crate::summary::{LatencyStats, LiveInfo, SATURATED_WARN};
 
     fn live(target: &str, saturated: Option<f64>) -> LiveInfo {
@@ -1078,5 +1087,17 @@ mod tests {
         let down = ending_note(&Ending { target_down_for: Some(Duration::from_millis(5_300)), ..e });
         assert!(down.starts_with("warning: the target has taken no connection for 5 s"), "{down}");
         assert!(down.contains("stops waiting for its 12 session(s)"), "{down}");
+    }
+
+    /// A stop says how long the run may still take, and what becomes of
+    /// the calls it does not wait for.
+    #[test]
+    fn a_stop_says_what_it_waits_for_and_how_long() {
+        let opts = crate::live::LiveOptions::default();
+        let note = interrupted_note(crate::live::stop_within(&opts));
+        assert!(note.contains("waiting at most 8 s for the sessions still open to end"), "{note}");
+        assert!(note.contains("cut, counted in live.calls_cut_at_end"), "{note}");
+        let short = crate::live::LiveOptions { drain: std::time::Duration::from_secs(1), ..opts };
+        assert!(interrupted_note(crate::live::stop_within(&short)).contains("at most 4 s"));
     }
 }

@@ -293,7 +293,9 @@ pub(crate) async fn drive(
                     interrupted = true;
                     d.heap.retain(|Reverse((_, _, due))| !matches!(due, Due::Arrive(_)));
                     d.arrivals_left = 0;
-                    drain_deadline = Some(Instant::now() + opts.drain.min(Duration::from_secs(5)));
+                    // a stop shortens a drain under way, never lengthens it
+                    let grace = Instant::now() + super::interrupt_grace(opts);
+                    drain_deadline = Some(drain_deadline.map_or(grace, |t| t.min(grace)));
                     drain_started = Instant::now();
                 }
                 d.dispatch(&res_tx);

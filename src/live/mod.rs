@@ -947,6 +947,20 @@ pub async fn run_with_state(
     Ok((metrics.finish_all(sc, &stats, Some(figures)), run_state))
 }
 
+/// How long a stopped run (Ctrl-C) waits at most for its sessions to end
+/// and its calls in flight to be answered, before it cuts them: against a
+/// target that stopped answering it waited out every call's timeout, 40 s
+/// and more, which a second Ctrl-C cut short with no report.
+pub fn interrupt_grace(opts: &LiveOptions) -> Duration {
+    opts.drain.min(Duration::from_secs(5))
+}
+
+/// At most how long a stopped run takes to end, from the stop to its
+/// figures: [`interrupt_grace`], then [`after_drain`].
+pub fn stop_within(opts: &LiveOptions) -> Duration {
+    interrupt_grace(opts) + after_drain()
+}
+
 /// How long the agents' task is given to end once the calls in flight
 /// are cut (it has nothing left to wait for).
 const AFTER_CUT: Duration = Duration::from_secs(1);
