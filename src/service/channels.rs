@@ -45,15 +45,27 @@ macro_rules! post_op {
     };
 }
 
+/// A close: answered once the channel's customers are ended and forgotten,
+/// which is done a part per hold of the lock.
+macro_rules! post_closing {
+    ($op:expr) => {
+        post(|AxState(svc): AxState<Service>, req: Request| async move {
+            let r = call(svc.clone(), req, $op).await;
+            super::finish_closing(&svc).await;
+            r
+        })
+    };
+}
+
 /// The `/sim` routes.
 pub fn routes() -> axum::Router<Service> {
     axum::Router::new()
         .route("/sim/customer/open_channel", post_op!(open_channel))
-        .route("/sim/customer/close_channel", post_op!(close_channel))
+        .route("/sim/customer/close_channel", post_closing!(close_channel))
         .route("/sim/customer/batch", post(customer_batch))
         .route("/sim/customer/pull", post(customer_pull))
         .route("/sim/servicer/open_channel", post_op!(open_servicer_channel))
-        .route("/sim/servicer/close_channel", post_op!(close_servicer_channel))
+        .route("/sim/servicer/close_channel", post_closing!(close_servicer_channel))
         .route("/sim/servicer/set_status", post_op!(set_status))
         .route("/sim/servicer/pull", post(servicer_pull))
         .route("/sim/servicer/reply", post_op!(reply))

@@ -464,6 +464,8 @@ impl State {
             user.recent.expire(now_us.saturating_sub(RESEND_WINDOW_US));
         }
         self.expire_channels(now_us);
+        // the rest by the service's sweeper, a part per hold of the lock
+        self.drain_closing(super::session::CLOSE_CHUNK, now_us);
         let channels: Vec<u32> = self.channels.iter().map(|(i, _)| i).collect();
         for c in channels {
             let channel = at!(self.channels, c);

@@ -527,11 +527,20 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// End and forget the customers of the channels closed so far, a part per
+/// hold of the lock, letting other requests in between.
+pub(crate) async fn finish_closing(svc: &Service) {
+    while svc.with_state(|st, now| st.drain_closing(session::CLOSE_CHUNK, now).1) {
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn sweeper(svc: Service) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         svc.with_state(|st, now| st.sweep(now, 20_000));
+        finish_closing(&svc).await;
     }
 }
 

@@ -54,6 +54,10 @@ pub struct Pulled {
     pub missed: u64,
 }
 
+/// Customers of a closed channel ended and forgotten per hold of the lock
+/// (about 5 ms of it).
+pub const CLOSE_CHUNK: usize = 4096;
+
 /// Seconds of a µs time, for WeCom's `send_time`.
 pub(super) fn secs(now_us: u64) -> u64 {
     now_us / 1_000_000
@@ -160,7 +164,7 @@ impl State {
             }
         }
         for id in expired {
-            let _ = self.close_channel(&id, now_us);
+            let _ = self.begin_close(&id);
             self.counters.channels_expired += 1;
         }
     }
@@ -197,9 +201,22 @@ impl State {
     /// logged as `msg_send_fail`). Its queue and customer table, millions
     /// of entries at most, are dropped by the caller after it releases the
     /// state ([`State::take_closed`]).
+    ///
+    /// All at once: the service itself closes with [`State::begin_close`]
+    /// and [`State::drain_closing`], a bounded part per hold of the lock.
     pub fn close_channel(&mut self, id: &str, now_us: u64) -> Result<(), ApiError> {
+        self.begin_close(id)?;
+        while self.drain_closing(usize::MAX, now_us).1 {}
+        Ok(())
+    }
+
+    /// The first step of [`State::close_channel`], whatever the channel's
+    /// size: it is gone for every caller, its customers are not. A million
+    /// customers' sessions ended and forgotten in one step held the lock
+    /// 1.3 s.
+    pub(super) fn begin_close(&mut self, id: &str) -> Result<(), ApiError> {
         let ch = self.channel_of(id)?;
-        let gone = self.channels.remove(ch).expect("channel");
+        let mut gone = self.channels.take(ch).expect("channel");
         self.channel_ix.remove(id);
         self.wake_gone.push(gone.notify.clone());
         for &u in &gone.servicers {
@@ -207,38 +224,81 @@ impl State {
                 user.channel = None;
             }
         }
-        let customers: Vec<u32> = gone.customers.values().copied().collect();
+        let customers = std::mem::take(&mut gone.customers).into_values();
         self.closed.push(gone);
-        // Each customer's sessions, found without asking every account for
-        // every customer (a million customers and 5 000 accounts held the
-        // one lock for 51 s): most have at most the one their record
-        // caches; the sessions of those with more are read off the index
-        // in one pass.
-        let mut convs = Vec::new();
-        let mut several = HashSet::default();
-        for &cust in &customers {
-            let Some(c) = self.customers.get(cust) else { continue };
-            match (c.convs, c.conv) {
-                (0, _) => {}
-                (1, conv) if conv != NO_CONV => convs.push(conv.1),
-                _ => {
-                    several.insert(cust);
-                }
+        self.closing.push_back(super::state::Closing { ch, customers, several: Vec::new() });
+        Ok(())
+    }
+
+    /// End the sessions of closed channels' customers and forget them,
+    /// looking at up to `budget` of them; `(customers looked at, more
+    /// remain)`.
+    ///
+    /// Between calls the customers left are known, their sessions as they
+    /// were, their channel gone (nothing reaches them, as after the close):
+    /// so each is checked to be still the channel's (the sweep may have
+    /// forgotten it, and its index have gone to another customer).
+    pub(super) fn drain_closing(&mut self, budget: usize, now_us: u64) -> (usize, bool) {
+        let mut seen = 0;
+        while let Some(closing) = self.closing.front_mut() {
+            if seen == budget {
+                return (seen, true);
             }
+            let ch = closing.ch;
+            let part: Vec<u32> = closing.customers.by_ref().take(budget - seen).collect();
+            seen += part.len();
+            if part.is_empty() {
+                let closing = self.closing.pop_front().expect("closing");
+                self.close_several(ch, closing.several, now_us);
+                self.channels.release(ch);
+                continue;
+            }
+            // Each customer's sessions, found without asking every account
+            // for every customer (a million customers and 5 000 accounts
+            // held the one lock for 51 s): most have at most the one their
+            // record caches; those with more wait for the last step.
+            let mut several = Vec::new();
+            for cust in part {
+                let Some(c) = self.customers.get(cust).filter(|c| c.channel == ch) else { continue };
+                match (c.convs, c.conv) {
+                    (0, _) => {}
+                    (1, conv) if conv != NO_CONV => self.close_conv(conv.1, now_us),
+                    _ => {
+                        several.push(cust);
+                        continue;
+                    }
+                }
+                self.forget_customer(cust);
+            }
+            self.closing.front_mut().expect("closing").several.extend(several);
         }
-        if !several.is_empty() {
-            convs
-                .extend(self.conv_ix.iter().filter(|((_, cust), _)| several.contains(cust)).map(|(_, &c)| c));
+        (seen, false)
+    }
+
+    /// The customers of a closed channel who had sessions their record
+    /// does not cache: their sessions are read off the index in one pass.
+    fn close_several(&mut self, ch: u32, several: Vec<u32>, now_us: u64) {
+        // set aside in earlier parts: the sweep may have forgotten some since
+        let several: HashSet<u32> =
+            several.into_iter().filter(|&c| self.customers.get(c).is_some_and(|c| c.channel == ch)).collect();
+        if several.is_empty() {
+            return;
         }
+        let convs: Vec<u32> =
+            self.conv_ix.iter().filter(|((_, cust), _)| several.contains(cust)).map(|(_, &c)| c).collect();
         for conv in convs {
-            self.audit.closed(&mut at!(self.convs, conv).audit);
-            self.end(conv, "left", now_us);
-            self.forget_conv(conv);
+            self.close_conv(conv, now_us);
         }
-        for cust in customers {
+        for cust in several {
             self.forget_customer(cust);
         }
-        Ok(())
+    }
+
+    /// A closed channel's customer's session ends and is forgotten.
+    fn close_conv(&mut self, conv: u32, now_us: u64) {
+        self.audit.closed(&mut at!(self.convs, conv).audit);
+        self.end(conv, "left", now_us);
+        self.forget_conv(conv);
     }
 
     /// Up to `limit` items of a channel's queue from `cursor`; everything

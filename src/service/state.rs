@@ -240,6 +240,21 @@ impl<T> Slab<T> {
         Some(item)
     }
 
+    /// Remove the item at `i` but keep its index from reuse until
+    /// [`Slab::release`]: what still names the index (a closing channel's
+    /// customers) is not taken for a newcomer's.
+    pub(super) fn take(&mut self, i: u32) -> Option<T> {
+        let item = self.items.get_mut(i as usize)?.take()?;
+        self.len -= 1;
+        Some(item)
+    }
+
+    /// Let the index of an item [`Slab::take`] removed be reused.
+    pub(super) fn release(&mut self, i: u32) {
+        debug_assert!(self.items[i as usize].is_none() && !self.free.contains(&i));
+        self.free.push(i);
+    }
+
     pub(super) fn get(&self, i: u32) -> Option<&T> {
         self.items.get(i as usize)?.as_ref()
     }
@@ -379,6 +394,18 @@ pub(super) struct Channel {
     pub(super) last_us: Option<u64>,
     /// Opened for servicers (`/sim/servicer/open_channel`), not customers.
     pub(super) for_servicers: bool,
+}
+
+/// A closed channel whose customers are still to be forgotten: its index
+/// in `channels` stays reserved meanwhile (see [`Slab::take`]).
+#[derive(Debug)]
+pub(super) struct Closing {
+    pub(super) ch: u32,
+    /// Those not looked at yet.
+    pub(super) customers: std::collections::hash_map::IntoValues<CompactString, u32>,
+    /// Those with sessions the record does not cache, ended and forgotten
+    /// last, in one pass over the index.
+    pub(super) several: Vec<u32>,
 }
 
 /// What a `send_msg_on_event` code was issued for.
@@ -859,6 +886,9 @@ pub struct State {
     /// Channels closed, for the caller to drop after it releases the
     /// state ([`State::take_closed`]).
     pub(super) closed: Vec<Channel>,
+    /// Channels closed whose customers are still being forgotten, a
+    /// bounded number at a time ([`State::drain_closing`]).
+    pub(super) closing: VecDeque<Closing>,
     pub(super) sweep_at: u32,
     /// Every account's log entries in one feed, for `sync_msg` without
     /// `open_kfid` (the entries are shared with the accounts' logs).
@@ -972,6 +1002,7 @@ impl State {
             wake_channels: Vec::new(),
             wake_gone: Vec::new(),
             closed: Vec::new(),
+            closing: VecDeque::new(),
             sweep_at: 0,
             corp_log,
             corp_synced_upto: 0,
