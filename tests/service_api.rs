@@ -1300,3 +1300,31 @@ fn protocol_documents_cover_every_route() {
         );
     }
 }
+
+/// A channel of thousands of customers is closed a part per hold of the
+/// state lock, yet answered only once all of it is done: right after the
+/// answer every session of its customers has ended, once, and they are
+/// forgotten, while another channel's customer waiting in the same pool
+/// was served by the places their ends freed.
+#[tokio::test]
+async fn closing_a_channel_of_thousands_ends_their_sessions_before_it_answers() {
+    let (server, mut c) = logged_in().await;
+    let kf = account(&mut c, "a", &["s1"], 100, json!({})).await;
+    let ch = channel(&mut c).await;
+    let stays = channel(&mut c).await;
+    for b in 0..10 {
+        let actions = (0..1000).map(|i| say(&format!("c{b}-{i}"), &kf, &format!("m{b}-{i}"), "hi")).collect();
+        batch(&mut c, &ch, actions).await;
+    }
+    batch(&mut c, &stays, vec![say("other", &kf, "o", "hi")]).await;
+    let figures = |server: &Server| server.svc.with_state(|st, _| st.figures());
+    let f = figures(&server);
+    assert_eq!((f.customers, f.accounts[0].by_state), (10_001, [0, 0, 9_901, 100]));
+    let before = f.counters;
+    c.ok("/sim/customer/close_channel", json!({"channel_id": ch})).await;
+    let f = figures(&server);
+    assert_eq!((f.customers, f.convs), (1, 1), "its customers are forgotten");
+    assert_eq!(f.accounts[0].by_state, [0, 0, 0, 1], "and their sessions ended: `other` is served");
+    assert_eq!(f.counters.ended - before.ended, 10_000);
+    server.stop().await.unwrap();
+}

@@ -128,14 +128,15 @@ struct ByChannel {
     channel_id: String,
 }
 
-fn close_channel(st: &mut State, r: ByChannel, now: u64) -> Result<Empty, ApiError> {
+/// The rest of the close is [`post_closing`]'s, a part per hold of the lock.
+fn close_channel(st: &mut State, r: ByChannel, _now: u64) -> Result<Empty, ApiError> {
     st.channel_of_kind(&r.channel_id, false)?;
-    st.close_channel(&r.channel_id, now).map(|()| Empty {})
+    st.begin_close(&r.channel_id).map(|()| Empty {})
 }
 
-fn close_servicer_channel(st: &mut State, r: ByChannel, now: u64) -> Result<Empty, ApiError> {
+fn close_servicer_channel(st: &mut State, r: ByChannel, _now: u64) -> Result<Empty, ApiError> {
     st.channel_of_kind(&r.channel_id, true)?;
-    st.close_channel(&r.channel_id, now).map(|()| Empty {})
+    st.begin_close(&r.channel_id).map(|()| Empty {})
 }
 
 with_content! {
