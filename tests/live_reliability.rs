@@ -616,24 +616,14 @@ fn a_run_goes_on_after_the_service_is_killed_and_restarted() {
     // 20 minutes at ×60: 20 s of wall time
     let mut run = live_run(&path, port, 60, &out);
     // killed once sessions have been served and several are held
-    let guard = Instant::now() + Duration::from_secs(60);
-    let before = loop {
-        let m = metrics(port);
-        if total(&m, "kfsim_sessions_ended_total") >= 10 && held(&m) >= 3 {
-            break m;
-        }
-        assert!(Instant::now() < guard, "the run never got going: {m:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let before = metrics_once(port, |m| total(m, "kfsim_sessions_ended_total") >= 10 && held(m) >= 3);
     first.kill();
     let second = Serve::start(port, &path);
     let (status, stderr) = finished(&mut run);
     let after = metrics(port);
     drop(second);
     assert_eq!(status.code(), Some(0), "{stderr}");
-    let text = std::fs::read_to_string(out.join("summary.json")).expect("the report was written");
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_file(&path);
+    let text = take_summary(&out, &path).expect("the report was written");
     let s: kfsim::summary::Summary = serde_json::from_str(&text).unwrap();
     let live = s.live.as_ref().unwrap();
     let r = &live.reconnects;
@@ -693,6 +683,32 @@ fn held(m: &std::collections::HashMap<String, f64>) -> u64 {
     m.iter().filter(|(k, _)| k.contains("state=\"3\"")).map(|(_, v)| *v as u64).sum()
 }
 
+/// The service's metrics on `port` once `ready` holds of them (within a
+/// minute, else the run never got going).
+fn metrics_once(
+    port: u16,
+    ready: impl Fn(&std::collections::HashMap<String, f64>) -> bool,
+) -> std::collections::HashMap<String, f64> {
+    let guard = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = metrics(port);
+        if ready(&m) {
+            return m;
+        }
+        assert!(Instant::now() < guard, "the run never got going: {m:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The summary.json a run wrote into `out`, if it did; `out` and the
+/// scenario at `path` removed.
+fn take_summary(out: &std::path::Path, path: &std::path::Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(out.join("summary.json"));
+    let _ = std::fs::remove_dir_all(out);
+    let _ = std::fs::remove_file(path);
+    text
+}
+
 /// `kfsim run` of the scenario at `path`, live against the service on
 /// `port` at `scale`, its report into `out` and its stderr piped.
 fn live_run(path: &std::path::Path, port: u16, scale: u32, out: &std::path::Path) -> std::process::Child {
@@ -743,20 +759,10 @@ fn a_run_whose_target_died_says_so_and_does_not_wait_out_its_drain() {
     // 20 minutes at ×120: 10 s of wall time, then a drain of up to 30 s
     let mut run = live_run(&path, port, 120, &out);
     // killed once sessions are held, so that some are open at the end
-    let guard = Instant::now() + Duration::from_secs(60);
-    loop {
-        let m = metrics(port);
-        if held(&m) >= 1 {
-            break;
-        }
-        assert!(Instant::now() < guard, "the run never got going: {m:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    metrics_once(port, |m| held(m) >= 1);
     target.kill();
     let (status, stderr) = finished(&mut run);
-    let text = std::fs::read_to_string(out.join("summary.json"));
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_file(&path);
+    let text = take_summary(&out, &path);
     assert_eq!(status.code(), Some(0), "the run is reported as any other: {stderr}");
     assert!(stderr.contains("the target has taken no connection for"), "said, even with -q: {stderr}");
     let s: kfsim::summary::Summary = serde_json::from_str(&text.expect("the report was written")).unwrap();
@@ -870,11 +876,7 @@ fn ctrl_c_against_a_hung_target_waits_a_short_grace_then_cuts_the_calls() {
     let (proxy, hang) = hanging_proxy(format!("127.0.0.1:{port}").parse().unwrap());
     // 20 minutes at ×120: 10 s of wall time
     let mut run = live_run(&path, proxy.port(), 120, &out);
-    let guard = Instant::now() + Duration::from_secs(60);
-    while held(&metrics(port)) < 1 {
-        assert!(Instant::now() < guard, "the run never got going");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    metrics_once(port, |m| held(m) >= 1);
     hang.store(true, std::sync::atomic::Ordering::SeqCst);
     // calls pile up unanswered, then the Ctrl-C
     std::thread::sleep(Duration::from_secs(1));
@@ -883,9 +885,7 @@ fn ctrl_c_against_a_hung_target_waits_a_short_grace_then_cuts_the_calls() {
     let (status, stderr) = finished(&mut run);
     let took = stopped.elapsed();
     drop(target);
-    let text = std::fs::read_to_string(out.join("summary.json"));
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_file(&path);
+    let text = take_summary(&out, &path);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted: waiting at most 8 s for the sessions still open"), "{stderr}");
     // the grace (5 s) and the channels' closing (at most 3 s) say 8 s;
