@@ -17,8 +17,59 @@ pub fn python() -> PathBuf {
     venv("sdk-venv", &[WECHATPY, "cryptography"], "import wechatpy, cryptography")
 }
 
+/// LangBot's WeCom KF client (tests/sdk/langbot_kf.py) and what it
+/// imports, each pinned and installed without its dependencies: LangBot
+/// itself depends on a whole LLM platform (and a pip newer than CI's),
+/// none of which its KF client loads.
+pub const LANGBOT: &[&str] = &[
+    "--no-deps",
+    "langbot==4.11.2",
+    "langbot-plugin==0.7.16",
+    "aiofiles==25.1.0",
+    "aiohappyeyeballs==2.7.1",
+    "aiohttp==3.14.5",
+    "aiosignal==1.4.0",
+    "annotated-types==0.8.0",
+    "anyio==4.16.0",
+    "attrs==26.1.0",
+    "blinker==1.9.0",
+    "certifi==2026.10.19.post1",
+    "click==8.5.1",
+    "Flask==3.1.3",
+    "frozenlist==1.8.0",
+    "h11==0.16.0",
+    "h2==4.4.1",
+    "hpack==4.2.0",
+    "httpcore==1.0.9",
+    "httpx==0.29.0",
+    "Hypercorn==0.18.0",
+    "hyperframe==6.1.0",
+    "idna==3.21",
+    "itsdangerous==2.2.0",
+    "Jinja2==3.1.6",
+    "MarkupSafe==3.0.4",
+    "multidict==7.2.1",
+    "priority==2.0.0",
+    "propcache==0.5.4",
+    "pycryptodome==4.5.0",
+    "pydantic==2.14.4",
+    "pydantic_core==2.50.5",
+    "Quart==0.22.0",
+    "typing-inspection==0.4.5",
+    "typing_extensions==4.16.0",
+    "Werkzeug==3.1.9",
+    "wsproto==1.3.2",
+    "yarl==1.25.1",
+];
+
+/// The venv's python, with LangBot's KF client importable.
+pub fn langbot_python() -> PathBuf {
+    venv("langbot-venv", LANGBOT, "from langbot.libs.wecom_customer_service_api.api import WecomCSClient")
+}
+
 /// The python of a throwaway venv `name` under the target directory, with
-/// `packages` pip-installed (once: while `check` runs, it is kept).
+/// `packages` pip-installed (once: while `check` runs, it is kept); they
+/// may start with pip's options (`--no-deps`).
 pub fn venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
     static ONCE: Mutex<()> = Mutex::new(());
     let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
