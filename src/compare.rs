@@ -1129,13 +1129,17 @@ mod tests {
             s
         };
         let old = callbacks(json!({}));
-        let cur = callbacks(json!({ "dropped": 0, "in_flight_at_end": 2, "unannounced_at_end": 3 }));
+        let cur = callbacks(
+            json!({ "dropped": 0, "duplicated": 1, "in_flight_at_end": 2, "unannounced_at_end": 3 }),
+        );
         let valid = leaf_paths(&cur);
         let tol = |p: &str| parse_tolerance_arg(&format!("middleware.callbacks.{p}=10%"), &valid).unwrap();
-        let c = compare(&old, &cur, &[tol("in_flight_at_end"), tol("dropped"), tol("unannounced_at_end")]);
+        let tols = ["in_flight_at_end", "dropped", "duplicated", "unannounced_at_end"].map(tol);
+        let c = compare(&old, &cur, &tols);
         for path in [
             "middleware.callbacks.in_flight_at_end",
             "middleware.callbacks.dropped",
+            "middleware.callbacks.duplicated",
             "middleware.callbacks.unannounced_at_end",
         ] {
             assert_eq!(status(&c, path), Status::New, "{path}");

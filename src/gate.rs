@@ -470,6 +470,7 @@ pub const LIVE_ONLY: &[&str] = &[
     "middleware.callbacks.delivered",
     "middleware.callbacks.failed",
     "middleware.callbacks.dropped",
+    "middleware.callbacks.duplicated",
     "middleware.callbacks.in_flight_at_end",
     "middleware.callbacks.unannounced_at_end",
     "middleware.callbacks.retried",

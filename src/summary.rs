@@ -186,6 +186,10 @@ pub struct CallbackSummary {
     pub failed: u64,
     /// Injected (`callback_drop_rate`): never sent.
     pub dropped: u64,
+    /// Injected (`callback_duplicate_rate`): callbacks POSTed once more
+    /// after their delivery ended, as WeCom repeats one. Not in `sent`: the
+    /// same callback, which a middleware must not act on twice.
+    pub duplicated: u64,
     /// Still being delivered when the run ended (held back, waiting for an
     /// answer or between retries): neither delivered nor failed, so that
     /// `sent` = `delivered` + `failed` + `dropped` + this.

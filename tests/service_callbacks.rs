@@ -669,6 +669,7 @@ async fn injected_callback_faults_are_counted_where_they_land() {
     );
     let m = server.svc.middleware_summary(1.0, 20_000_000).callbacks;
     assert_eq!((m.sent, m.dropped, m.in_flight_at_end), (callbacks, dropped, 0), "{m:?}");
+    assert_eq!(m.duplicated, duplicated, "{m:?}");
     server.stop().await.unwrap();
 }
 

@@ -310,8 +310,8 @@ fn middleware(h: &mut String, m: &crate::summary::MiddlewareSummary, scale: f64)
     h.push_str("</table>\n");
     let _ = writeln!(
         h,
-        "<p>{} customer messages in sessions it held · {} retried callbacks · {} callbacks dropped (injected) · {} messages still owed when the run ended</p>",
-        m.customer_messages, c.retried, c.dropped, m.owed_at_end
+        "<p>{} customer messages in sessions it held · {} retried callbacks · {} callbacks dropped and {} repeated (injected) · {} messages still owed when the run ended</p>",
+        m.customer_messages, c.retried, c.dropped, c.duplicated, m.owed_at_end
     );
     if let Some(e) = m.scale_effect {
         let warn =

@@ -210,7 +210,7 @@ fn middleware(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     let c = &m.callbacks;
     writeln!(
         w,
-        "middleware {} · callbacks {} sent · {} delivered · {} failed{}{}{} · {} retried · answer p50 {} p99 {} (wall)",
+        "middleware {} · callbacks {} sent · {} delivered · {} failed{}{}{} · {} retried{} · answer p50 {} p99 {} (wall)",
         m.url,
         c.sent,
         c.delivered,
@@ -228,6 +228,8 @@ fn middleware(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
             String::new()
         },
         c.retried,
+        // repeats of callbacks counted above, not more of them
+        if c.duplicated > 0 { format!(" · {} repeated (injected)", c.duplicated) } else { String::new() },
         human_ms(c.latency_ms.p50),
         human_ms(c.latency_ms.p99)
     )?;

@@ -224,6 +224,7 @@ impl Service {
                     delivered,
                     failed,
                     dropped,
+                    duplicated: get(&c.stats.duplicated),
                     in_flight_at_end: sent.saturating_sub(delivered + failed + dropped),
                     unannounced_at_end: unannounced,
                     retried: get(&c.stats.retries),
