@@ -146,16 +146,30 @@ fn a_node_easywechat_middleware_agrees_exactly_too() {
     agrees_exactly(api, mw_proc, port, "easywechat");
 }
 
-/// Run kfsim against the middleware `mw_proc` (listening on `port`, calling
-/// kfsim's WeCom on `api`) and reconcile the summary with its `/stats`.
-fn agrees_exactly(api: u16, mw_proc: Proc, port: u16, name: &str) {
-    let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/kf/callback"), name, &[]);
+/// Run kfsim against the middleware `mw_proc` (listening on `port`, its
+/// callback URL at `path`, calling kfsim's WeCom on `api`), which must
+/// succeed: kfsim's output, the run folder, and what the middleware
+/// counted (its `/stats`, read before it stops).
+fn run_and_count(api: u16, mw_proc: Proc, port: u16, path: &str, name: &str) -> (Output, PathBuf, Value) {
+    let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}{path}"), name, &[]);
     assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(&o));
     let stats = get_json(port, "/stats");
     drop(mw_proc);
+    (o, dir, stats)
+}
+
+/// A count in a summary or a middleware's `/stats`.
+fn count(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("a count: {v}"))
+}
+
+/// Run kfsim against the middleware `mw_proc` (listening on `port`, calling
+/// kfsim's WeCom on `api`) and reconcile the summary with its `/stats`.
+fn agrees_exactly(api: u16, mw_proc: Proc, port: u16, name: &str) {
+    let (o, dir, stats) = run_and_count(api, mw_proc, port, "/kf/callback", name);
     let s = summary(&dir);
     let mw = &s["middleware"];
-    let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("a count: {v}"));
+    let n = count;
     let at_mw = |k: &str| n(&stats[k]);
     eprintln!("middleware: {stats}\nkfsim: {mw:#}");
     assert!(at_mw("handed_off") > 50, "enough sessions to mean something: {stats}");
@@ -244,13 +258,10 @@ fn a_langbot_middleware_runs_against_kfsim_unchanged() {
             .env("KFSIM_API", format!("http://127.0.0.1:{api}/cgi-bin")),
     );
     mw_proc.wait_for("listening");
-    let (o, dir) = run_kfsim(api, &format!("http://127.0.0.1:{port}/callback/command"), "langbot", &[]);
-    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(&o));
-    let stats = get_json(port, "/stats");
-    drop(mw_proc);
+    let (_, dir, stats) = run_and_count(api, mw_proc, port, "/callback/command", "langbot");
     let s = summary(&dir);
     let mw = &s["middleware"];
-    let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("a count: {v}"));
+    let n = count;
     let at_mw = |k: &str| n(&stats[k]);
     eprintln!("langbot: {stats}\nkfsim: {mw:#}");
     assert!(at_mw("texts") > 50, "enough messages to mean something: {stats}");
