@@ -292,6 +292,10 @@ impl State {
     ) -> Result<Name, ApiError> {
         let invalid = || ApiError::new(code::INVALID_CODE, format!("invalid code `{code_text}`"));
         let (conv, nonce) = parse_code(code_text).ok_or_else(invalid)?;
+        // a session of a closing channel's customer is gone, as its code
+        if self.convs.get(conv).is_some_and(|c| self.closing_customer(c.customer)) {
+            return Err(invalid());
+        }
         let c = self.convs.get_mut(conv).ok_or_else(invalid)?;
         let i = c.codes.iter().position(|k| k.nonce == nonce).ok_or_else(invalid)?;
         let k = c.codes[i].clone();

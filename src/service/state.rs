@@ -1103,9 +1103,20 @@ impl State {
     }
 
     /// The customer an external_userid names, if this service gave it out
-    /// and still remembers the customer.
+    /// and still remembers the customer, and its channel is open.
     pub(super) fn customer_of(&self, external_userid: &str) -> Option<u32> {
-        customer_key(external_userid).and_then(|k| self.customer_ix.get(&k)).copied()
+        let c = customer_key(external_userid).and_then(|k| self.customer_ix.get(&k)).copied()?;
+        (!self.closing_customer(c)).then_some(c)
+    }
+
+    /// A customer of a channel being closed, not yet ended and forgotten
+    /// ([`State::drain_closing`]): it is gone for every caller already, as
+    /// after the close. Known to the API in between, a reply or `send_msg`
+    /// to it was taken, counted and logged, and delivered nowhere, with no
+    /// `msg_send_fail`. Two table reads, no hash: the closed channel's
+    /// index stays empty until its last customer is forgotten.
+    pub(super) fn closing_customer(&self, cust: u32) -> bool {
+        self.customers.get(cust).is_some_and(|c| self.channels.get(c.channel).is_none())
     }
 
     fn next_hex(&mut self) -> [u8; 16] {

@@ -1386,6 +1386,69 @@ fn a_closed_channel_is_drained_in_parts_with_the_ends_of_a_close_at_once() {
     assert_eq!(w.st.channel_of(&again).unwrap(), ch, "the index is free again");
 }
 
+/// Between the parts of a close, a customer not yet ended had no channel
+/// and was still known: a servicer's reply, a `send_msg` or a
+/// `send_msg_on_event` to it was taken (counted, logged) and delivered
+/// nowhere, with no `msg_send_fail` for it. After the close each is
+/// refused (the customer is unknown: 40058, its code 95007); in between,
+/// it must be the same.
+#[test]
+fn a_customer_of_a_closing_channel_is_gone_before_its_turn_comes() {
+    let mut w = world(&["a1"], 5, Rule::default());
+    w.st.cfg.channel_lease_us = u64::MAX;
+    let kf = w.kf.clone();
+    // no servicers: its sessions stay in state 0, for send_msg
+    let kf2 = w.st.account_add("bot", "", Some(Rule::default()), T0).unwrap();
+    let id = w.st.open_channel(None).unwrap();
+    let ch = w.st.channel_of(&id).unwrap();
+    let held = w.st.customer_message(ch, "held", &kf, Some("h"), text("h"), T0).unwrap().external_userid;
+    // entered before its first message: welcomed
+    w.st.customer_enter(ch, "bot", &kf2, "", "", T0).unwrap();
+    let bot = w.st.customer_message(ch, "bot", &kf2, Some("b"), text("b"), T0).unwrap().external_userid;
+    let log = w.st.sync_msg(&kf2, "", 1000, 0).unwrap().msg_list;
+    let welcome = log
+        .iter()
+        .find_map(|e| match e {
+            SyncEntry::Event(r) => match &r.event {
+                Event::EnterSession { welcome_code, .. } => welcome_code.clone(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("a welcome code");
+    assert_eq!(w.state_of(&held), (3, Some("a1".into())));
+    let attempts = |st: &mut State, t: u64| {
+        [
+            st.servicer_reply("a1", &kf, &held, text("r"), Some("h"), None, t).map(drop),
+            st.send_msg(&bot, &kf2, None, text("s"), t).map(drop),
+            st.send_msg_on_event(&welcome, None, text("w"), t).map(drop),
+            st.service_state_get(&kf, &held).map(drop),
+        ]
+        .map(|r| r.err().map(|e| e.code))
+    };
+    let gone = [
+        Some(code::INVALID_PARAM),
+        Some(code::INVALID_PARAM),
+        Some(code::INVALID_CODE),
+        Some(code::INVALID_PARAM),
+    ];
+    let before = w.st.figures().counters;
+    let after_end = w.st.audit().replies_after_end;
+
+    w.st.begin_close(&id).unwrap();
+    assert_eq!(attempts(&mut w.st, T0 + S), gone, "between the parts, as after the close");
+    let counters = w.st.figures().counters;
+    assert_eq!(
+        (counters.servicer_messages, counters.api_messages),
+        (before.servicer_messages, before.api_messages),
+        "nothing taken"
+    );
+    assert_eq!(w.st.audit().replies_after_end, after_end);
+    while w.st.drain_closing(1, T0 + S).1 {}
+    assert_eq!(attempts(&mut w.st, T0 + 2 * S), gone, "after the close");
+    assert_eq!(w.st.figures().customers, 0);
+}
+
 /// The cursor past an account's log as it is.
 fn pool_exits_cursor(st: &mut State, kf: &str) -> String {
     let mut cursor = String::new();
