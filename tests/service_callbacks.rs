@@ -385,14 +385,14 @@ async fn sync_msg_without_open_kfid_reads_every_account() {
     assert_ne!(code(&c.post("/cgi-bin/kf/sync_msg", json!({"cursor": own_cursor})).await), 0);
     assert_ne!(code(&c.post("/cgi-bin/kf/sync_msg", json!({"open_kfid": a, "cursor": cursor})).await), 0);
     // a token that no callback carried
-    let without = || server.svc.middleware_summary(1.0, 1).sync_without_token;
-    let before = without();
+    let without = async || server.svc.middleware_summary(1.0, 1).await.sync_without_token;
+    let before = without().await;
     let forged = c.post("/cgi-bin/kf/sync_msg", json!({"open_kfid": a, "token": "ENC0000000001"})).await;
     assert_eq!(code(&forged), 95007, "{forged}");
     // calls without one are counted (WeCom throttles them), those with one not
-    assert_eq!(without(), before);
+    assert_eq!(without().await, before);
     c.ok("/cgi-bin/kf/sync_msg", json!({"open_kfid": a})).await;
-    assert_eq!(without(), before + 1);
+    assert_eq!(without().await, before + 1);
     server.stop().await.unwrap();
 }
 
@@ -667,7 +667,7 @@ async fn injected_callback_faults_are_counted_where_they_land() {
         callbacks - dropped + duplicated,
         "no retries: the middleware answers at once"
     );
-    let m = server.svc.middleware_summary(1.0, 20_000_000).callbacks;
+    let m = server.svc.middleware_summary(1.0, 20_000_000).await.callbacks;
     assert_eq!((m.sent, m.dropped, m.in_flight_at_end), (callbacks, dropped, 0), "{m:?}");
     assert_eq!(m.duplicated, duplicated, "{m:?}");
     server.stop().await.unwrap();
@@ -707,7 +707,7 @@ async fn callbacks_out_when_the_run_ends_are_counted_in_flight() {
     }
     batch(&mut c, &ch, vec![say("c3", &kf, "3", "hi"), say("c4", &kf, "4", "hi"), say("c5", &kf, "5", "hi")])
         .await;
-    let m = server.svc.middleware_summary(1.0, 20_000_000).callbacks;
+    let m = server.svc.middleware_summary(1.0, 20_000_000).await.callbacks;
     assert_eq!((m.sent, m.delivered, m.failed, m.dropped), (1, 0, 0, 0), "one place, held: {m:?}");
     assert_eq!(m.in_flight_at_end, 1, "{m:?}");
     // every entry logged is announced by the callback out or still owed

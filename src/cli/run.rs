@@ -856,7 +856,7 @@ pub fn run_live_middleware(
         let (url, embedded, service) = super::serve::start_wecom(sc, setup).await?;
         opts.target = url;
         let measured = crate::live::run(sc, &opts, progress).await;
-        let figures = service.middleware_summary(opts.time_scale, sc.service_level_us);
+        let figures = service.middleware_summary(opts.time_scale, sc.service_level_us).await;
         embedded.stop(Duration::from_secs(5)).await;
         let mut measured = measured?;
         measured.summary.middleware = Some(figures);

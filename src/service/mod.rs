@@ -207,8 +207,15 @@ impl Service {
     /// it was sent, its API calls and what the state watched in the
     /// sessions of API-managed accounts. `time_scale` and the service-level
     /// threshold `sl_us` (scenario µs) weigh its added latency.
-    pub fn middleware_summary(&self, time_scale: f64, sl_us: u64) -> crate::summary::MiddlewareSummary {
+    ///
+    /// The closes still in progress are finished first (a part per hold
+    /// of the lock, as the sweeper would): a close the driver's HTTP call
+    /// gave up on left the sessions not yet ended out of `owed_at_end`.
+    /// Counting what they owe at `begin_close` instead would walk the
+    /// whole channel in one hold, which the parts are there to avoid.
+    pub async fn middleware_summary(&self, time_scale: f64, sl_us: u64) -> crate::summary::MiddlewareSummary {
         use crate::summary::{CallbackSummary, MiddlewareSummary};
+        finish_closing(self).await;
         let (w, unannounced) = self.with_state(|st, _| (st.audit().clone(), st.callbacks_unannounced()));
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (url, callbacks) = match &self.inner.callbacks {
