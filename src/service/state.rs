@@ -404,8 +404,13 @@ pub(super) struct Closing {
     /// Those not looked at yet.
     pub(super) customers: std::collections::hash_map::IntoValues<CompactString, u32>,
     /// Those with sessions the record does not cache, ended and forgotten
-    /// last, in one pass over the index.
+    /// last ([`State::close_several`]).
     pub(super) several: Vec<u32>,
+    /// `several`, a bit per customer index, set when their sessions begin
+    /// to be looked for (empty until then).
+    pub(super) marked: Vec<u64>,
+    /// The next index of the session table to look at for them.
+    pub(super) next_conv: u32,
 }
 
 /// What a `send_msg_on_event` code was issued for.

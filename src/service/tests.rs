@@ -1479,6 +1479,51 @@ async fn a_middleware_summary_counts_what_closes_in_progress_owe() {
     assert!(svc.with_state(|st, _| st.closing.is_empty()));
 }
 
+/// The customers of a closing channel with sessions in several accounts
+/// were ended in one step at the end of the drain, whatever their number
+/// (their sessions read off the whole index, then each ended): each part
+/// ends and forgets at most its budget of them too, and the whole close
+/// still ends every session once and forgets every customer.
+#[test]
+fn customers_with_sessions_in_several_accounts_are_closed_a_part_at_a_time() {
+    const N: usize = 300;
+    const BUDGET: usize = 16;
+    let mut w = world(&[], 1, Rule::default());
+    w.st.cfg.channel_lease_us = u64::MAX;
+    let kf = w.kf.clone();
+    let kf2 = w.st.account_add("aftersale", "", Some(Rule::default()), T0).unwrap();
+    for i in 0..N {
+        let who = format!("c{i}");
+        w.st.customer_message(w.ch, &who, &kf, None, text("m"), T0).unwrap();
+        w.st.customer_message(w.ch, &who, &kf2, None, text("m"), T0).unwrap();
+    }
+    // another channel's customer, in both accounts too, stays
+    let id = w.st.open_channel(None).unwrap();
+    let other = w.st.channel_of(&id).unwrap();
+    w.st.customer_message(other, "stays", &kf, None, text("m"), T0).unwrap();
+    let stays = w.st.customer_message(other, "stays", &kf2, None, text("m"), T0).unwrap().external_userid;
+    let closed = w.st.channels.get(w.ch).unwrap().id.to_string();
+    w.st.begin_close(&closed).unwrap();
+    let (mut parts, mut most_ended, mut most_forgotten) = (0, 0, 0);
+    loop {
+        let (ended, customers) = (w.st.figures().counters.ended, w.st.figures().customers);
+        let more = w.st.drain_closing(BUDGET, T0 + S).1;
+        parts += 1;
+        most_ended = most_ended.max(w.st.figures().counters.ended - ended);
+        most_forgotten = most_forgotten.max(customers - w.st.figures().customers);
+        if !more {
+            break;
+        }
+    }
+    assert!(most_ended <= BUDGET as u64, "{most_ended} sessions ended in one part");
+    assert!(most_forgotten <= BUDGET, "{most_forgotten} customers forgotten in one part");
+    assert!(parts > 2 * N / BUDGET, "in {parts} parts");
+    assert_eq!(w.st.figures().counters.ended, 2 * N as u64, "every session ended once");
+    assert_eq!((w.st.figures().customers, w.st.convs.len(), w.st.conv_ix.len()), (1, 2, 2));
+    assert_eq!(w.st.service_state_get(&kf2, &stays).unwrap().0, 0);
+    assert!(w.st.closing.is_empty());
+}
+
 /// The cursor past an account's log as it is.
 fn pool_exits_cursor(st: &mut State, kf: &str) -> String {
     let mut cursor = String::new();
@@ -1557,6 +1602,76 @@ mod lock_figures {
         let t = Instant::now();
         drop(st.take_closed());
         eprintln!("  dropping the channel (outside the lock): {:?}", t.elapsed());
+    }
+
+    /// A channel of `n` customers, each with a session in each of two
+    /// accounts (held by servicers of 1 000 places, 1 000 waiting in each
+    /// pool, the rest rejected), after `others` customers of one account
+    /// on another channel (the sessions the close must look through):
+    /// closed in parts, each part's time printed when it is the longest
+    /// yet, and the median.
+    fn close_several(n: usize, others: usize) {
+        let mut st = State::new(Config { max_customers: n + others, ..Config::default() });
+        st.get_token("kfsim", "kfsim-secret", Caller::Client, T0).unwrap();
+        let rule = Rule { queue_limit: Some(1000), ..Rule::default() };
+        let kfs: Vec<String> = (0..2)
+            .map(|a| {
+                let kf = st.account_add(&format!("acct{a}"), "", Some(rule.clone()), T0).unwrap();
+                st.servicer_add(&kf, &[format!("s{a}")], Some(1000), T0).unwrap();
+                kf
+            })
+            .collect();
+        let other = st.open_channel(Some(1000)).unwrap();
+        let other = st.channel_of(&other).unwrap();
+        for i in 0..others {
+            st.customer_message(other, &format!("o{i}"), &kfs[0], None, text("m"), T0).unwrap();
+        }
+        let id = st.open_channel(Some(1000)).unwrap();
+        let ch = st.channel_of(&id).unwrap();
+        for i in 0..n {
+            for kf in &kfs {
+                st.customer_message(ch, &format!("c{i}"), kf, None, text("m"), T0).unwrap();
+            }
+        }
+        let t = Instant::now();
+        st.begin_close(&id).unwrap();
+        eprintln!(
+            "close_channel, {n} customers of two accounts among {} sessions: first step {:?}",
+            st.convs.len(),
+            t.elapsed()
+        );
+        let (mut longest, mut took) = (std::time::Duration::ZERO, Vec::new());
+        let all = Instant::now();
+        loop {
+            let t = Instant::now();
+            let more = st.drain_closing(super::super::session::CLOSE_CHUNK, T0 + S).1;
+            let part = t.elapsed();
+            if !more || part > longest {
+                eprintln!("  part {}: {part:?}{}", took.len(), if more { "" } else { " (the last)" });
+            }
+            longest = longest.max(part);
+            took.push(part);
+            if !more {
+                break;
+            }
+        }
+        let all = all.elapsed();
+        took.sort();
+        let median = took[took.len() / 2];
+        eprintln!("  {} parts, the longest {longest:?}, median {median:?}, {all:?} in all", took.len());
+        assert_eq!(st.figures().customers, others);
+    }
+
+    #[test]
+    #[ignore]
+    fn close_channel_of_100k_customers_of_two_accounts() {
+        close_several(100_000, 0);
+    }
+
+    #[test]
+    #[ignore]
+    fn close_channel_of_1000_customers_of_two_accounts_among_a_million_sessions() {
+        close_several(1000, 1_000_000);
     }
 
     /// 100 accounts of 1 000 customers each, every session held by the
