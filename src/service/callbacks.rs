@@ -119,6 +119,7 @@ impl State {
             a.owed.pending = 0;
             let open_kfid = a.open_kfid.as_str().to_owned();
             self.counters.callbacks_coalesced += last_covers - 1;
+            self.counters.callbacks_sent += n;
             for i in 0..n {
                 let token = self.sync_token(now_us);
                 let covers = if i + 1 == n { last_covers } else { 1 };

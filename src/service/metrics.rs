@@ -158,7 +158,7 @@ async fn prometheus(AxState(svc): AxState<Service>) -> Response {
     let figures = svc.with_state(|st, _| st.figures());
     let mut text = render(&figures, &svc.inner.http.snapshot());
     if let Some(stats) = svc.callback_stats() {
-        let _ = render_callbacks(&mut text, &stats);
+        let _ = render_callbacks(&mut text, &stats, figures.counters.callbacks_sent);
     }
     if let Some(f) = svc.fault_stats() {
         let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -266,10 +266,10 @@ fn render_counters(o: &mut String, f: &Figures) -> std::fmt::Result {
     Ok(())
 }
 
-fn render_callbacks(o: &mut String, s: &super::push::CallbackStats) -> std::fmt::Result {
+fn render_callbacks(o: &mut String, s: &super::push::CallbackStats, sent: u64) -> std::fmt::Result {
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     for (name, help, v) in [
-        ("callbacks", "kf_msg_or_event callbacks taken for delivery.", get(&s.callbacks)),
+        ("callbacks", "kf_msg_or_event callbacks taken for delivery.", sent),
         ("callback_attempts", "Callback POSTs sent (first tries, retries, duplicates).", get(&s.attempts)),
         ("callback_retries", "Callback POSTs sent again after one failed.", get(&s.retries)),
         ("callbacks_delivered", "Callbacks answered with a 2xx status.", get(&s.delivered)),

@@ -216,16 +216,22 @@ impl Service {
     pub async fn middleware_summary(&self, time_scale: f64, sl_us: u64) -> crate::summary::MiddlewareSummary {
         use crate::summary::{CallbackSummary, MiddlewareSummary};
         finish_closing(self).await;
-        let (w, unannounced) = self.with_state(|st, _| (st.audit().clone(), st.callbacks_unannounced()));
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let (url, callbacks) = match &self.inner.callbacks {
-            Some(c) => {
-                // callbacks may still be out (a middleware that hangs, a
-                // retry's wait): their ends are read before what was sent,
-                // which only grows, so what is neither is never negative
-                let (delivered, failed, dropped) =
-                    (get(&c.stats.delivered), get(&c.stats.failed), get(&c.stats.dropped));
-                let sent = get(&c.stats.callbacks);
+        // callbacks may still be out (a middleware that hangs, a retry's
+        // wait): their ends are read before what was sent, which only
+        // grows, so what is neither is never negative
+        let ends = self
+            .inner
+            .callbacks
+            .as_ref()
+            .map(|c| (get(&c.stats.delivered), get(&c.stats.failed), get(&c.stats.dropped)));
+        // what was sent and what is still owed are read under one lock,
+        // as they are changed: together with the entries coalesced they
+        // are every entry logged
+        let (w, unannounced, sent) = self
+            .with_state(|st, _| (st.audit().clone(), st.callbacks_unannounced(), st.counters.callbacks_sent));
+        let (url, callbacks) = match (&self.inner.callbacks, ends) {
+            (Some(c), Some((delivered, failed, dropped))) => {
                 let summary = CallbackSummary {
                     sent,
                     delivered,
@@ -239,7 +245,7 @@ impl Service {
                 };
                 (c.settings.url.clone(), summary)
             }
-            None => (String::new(), CallbackSummary::default()),
+            _ => (String::new(), CallbackSummary::default()),
         };
         let api = self.inner.api_calls.summary();
         let routed = w.routed.stats_ms();

@@ -843,6 +843,12 @@ pub struct Counters {
     /// Log entries announced by a callback that also announced others
     /// (more were owed than could be out at once).
     pub callbacks_coalesced: u64,
+    /// `kf_msg_or_event` callbacks taken for delivery: counted as their
+    /// entries stop being owed, under the same lock, so that this, the
+    /// entries coalesced and those unannounced add up to the entries
+    /// logged whenever they are read (counted when a delivery task started,
+    /// a summary read in between missed a callback from all three).
+    pub callbacks_sent: u64,
     /// Fault: calls refused because their token was invalidated early.
     pub tokens_refused_early: u64,
     /// Channels closed because their lease ran out.
