@@ -169,6 +169,13 @@ struct Counts {
     replies_stamped_late: AtomicU64,
     /// `rejected` notes added to the customers' pulls after an `assigned`.
     rejected_after_assigned: AtomicU64,
+    /// Notes added to the customers' pulls that contradict how a session
+    /// left the bot, by the error kind each is due: see
+    /// [`Proxy::contradict_bot`].
+    contradicting: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Resolutions and hand-overs seen in the customers' pulls.
+    resolutions: AtomicU64,
+    hand_overs: AtomicU64,
 }
 
 type Ids = std::sync::Mutex<std::collections::HashSet<String>>;
@@ -265,6 +272,9 @@ struct Faults {
     /// answer is followed by a `rejected` note of the same session (a
     /// target that breaks the protocol).
     reject_after_assigned: u64,
+    /// Follow the notes of how sessions left the bot with notes that
+    /// contradict them ([`Proxy::contradict_bot`]).
+    contradict_bot: bool,
 }
 
 const PERIODIC: Faults = Faults {
@@ -282,6 +292,7 @@ const PERIODIC: Faults = Faults {
     slow_customer_pull_ms: 0,
     slow_batches_ms: 0,
     reject_after_assigned: 0,
+    contradict_bot: false,
 };
 
 struct Proxy {
@@ -403,6 +414,68 @@ impl Proxy {
                 out.push(rejected);
             }
         }
+        v["event_list"] = out.into();
+        Bytes::from(v.to_string())
+    }
+
+    /// Contradict how sessions left the bot, in the scenario of
+    /// [`sessions_leave_the_bot_once_whatever_the_target_says`] (every
+    /// session starts with the bot, and people always have room, so that an
+    /// `ended` note of reason `api` is a resolution and an `assigned` note a
+    /// hand-over): of the resolutions in turn, one is preceded by a
+    /// `rejected` note (the resolution then comes after a rejection), one is
+    /// followed by a `queued` note (a hand-over after it), one by its own
+    /// copy (resolved twice); every other hand-over is followed by its copy
+    /// (handed over twice). Copies have no `seq`, as in
+    /// [`Proxy::duplicate_messages`].
+    fn contradict_bot(&self, body: Bytes) -> Bytes {
+        let Ok(mut v) = serde_json::from_slice::<Value>(&body) else { return body };
+        let Some(items) = v["event_list"].as_array_mut() else { return body };
+        let c = &self.counts;
+        let mut count = c.contradicting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(items.len());
+        let copy = |i: &Value, change: &str, reason: &str| {
+            let mut n = i.clone();
+            n["change"] = change.into();
+            n["reason"] = reason.into();
+            n["seq"] = 0.into();
+            n
+        };
+        for i in items.drain(..) {
+            let session = i["kind"] == "session";
+            if session && i["change"] == "ended" && i["reason"] == "api" {
+                let n = c.resolutions.fetch_add(1, Ordering::SeqCst);
+                match n % 3 {
+                    0 => {
+                        *count.entry("bot_resolved_after_rejected").or_default() += 1;
+                        out.push(copy(&i, "rejected", "rejected"));
+                        out.push(i);
+                    }
+                    1 => {
+                        *count.entry("bot_handed_over_after_resolved").or_default() += 1;
+                        let queued = copy(&i, "queued", "");
+                        out.extend([i, queued]);
+                    }
+                    _ => {
+                        *count.entry("bot_resolved_after_resolved").or_default() += 1;
+                        let again = copy(&i, "ended", "api");
+                        out.extend([i, again]);
+                    }
+                }
+            } else if session && i["change"] == "assigned" {
+                let n = c.hand_overs.fetch_add(1, Ordering::SeqCst);
+                if n % 2 == 0 {
+                    *count.entry("bot_handed_over_after_handed_over").or_default() += 1;
+                    let again = copy(&i, "assigned", "");
+                    out.extend([i, again]);
+                } else {
+                    out.push(i);
+                }
+            } else {
+                out.push(i);
+            }
+        }
+        drop(count);
         v["event_list"] = out.into();
         Bytes::from(v.to_string())
     }
@@ -640,6 +713,8 @@ impl Proxy {
         let customer_pull = parts.uri.path() == "/sim/customer/pull";
         let rbody = if self.faults.reject_after_assigned > 0 && customer_pull {
             self.reject_assigned(rbody)
+        } else if self.faults.contradict_bot && customer_pull {
+            self.contradict_bot(rbody)
         } else if self.faults.drop_every > 0 && pull {
             self.drop_messages(rbody)
         } else if self.faults.duplicate_every > 0 && pull {
@@ -726,6 +801,12 @@ fn run_with_faults(faults: Faults) -> (kfsim::summary::Summary, Arc<Proxy>) {
 /// Run `scenario` through the proxy with `opts` (its target and timeout
 /// set here).
 fn run_with(scenario: &str, faults: Faults, opts: LiveOptions) -> (kfsim::summary::Summary, Arc<Proxy>) {
+    let (m, proxy) = run_measured(scenario, faults, opts);
+    (m.summary, proxy)
+}
+
+/// [`run_with`], with everything the run measured.
+fn run_measured(scenario: &str, faults: Faults, opts: LiveOptions) -> (kfsim::metrics::Measured, Arc<Proxy>) {
     let sc = Scenario::parse(scenario, "live-faults.toml").unwrap();
     let target = Target::start(&sc, faults);
     let url = format!("http://{}", target.addr);
@@ -734,7 +815,7 @@ fn run_with(scenario: &str, faults: Faults, opts: LiveOptions) -> (kfsim::summar
     let proxy = target.proxy.clone();
     target.shutdown();
     let m = result.expect("the live run completes despite the faults");
-    (m.summary, proxy)
+    (m, proxy)
 }
 
 #[test]
@@ -1185,6 +1266,65 @@ fn a_session_rejected_after_it_was_assigned_stays_answered() {
     assert_eq!(c.offered, c.answered + c.abandoned + c.rejected + c.unfinished, "{c:?}");
     let pull = &s.http.as_ref().expect("a live summary has http")["customer_pull"];
     assert_eq!(pull.errors_by_kind.get("rejected_after_assigned"), Some(&injected), "{pull:?}");
+}
+
+/// A target that contradicts how sessions left the bot (a resolution after
+/// a rejection, a hand-over after a resolution, a resolution or a
+/// hand-over twice): the first word stands, each later one is counted as
+/// the target's error by what it contradicts, and every session of the
+/// bot's leaves it once, so that `kfsim report`, which holds a live
+/// summary to that, takes the run (before, the later notes were dropped
+/// or taken unremarked, and the identity was not checked for live runs).
+#[test]
+fn sessions_leave_the_bot_once_whatever_the_target_says() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = r#"
+name = "live-faults-bot"
+seed = 5
+duration = "10m"
+service_level = "20s"
+[[account]]
+name = "kf"
+bot = { reply_delay = "3s", resolve = 0.5, turns = 1 }
+[[agents]]
+count = 10
+max_concurrent = 5
+reply_delay = { dist = "exponential", mean = "10s" }
+[[entry]]
+scene = "web"
+rate = "6/min"
+messages = 2
+think = "10s"
+"#;
+    let faults = Faults { periodic: false, contradict_bot: true, ..PERIODIC };
+    let opts = LiveOptions { drain: DRAIN, time_scale: SCALE, ..Default::default() };
+    let (m, proxy) = run_measured(scenario, faults, opts);
+    let injected = proxy.counts.contradicting.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let s = &m.summary;
+    let b = s.bot.as_ref().expect("a bot tier");
+    eprintln!("injected {injected:?}\nbot {b:?}\nsessions {:?}", s.sessions);
+    assert!(injected.len() == 4 && injected.values().all(|&n| n >= 3), "about 10 of each: {injected:?}");
+    assert_eq!(b.rejected, injected["bot_resolved_after_rejected"], "the rejection came first: {b:?}");
+    assert!(
+        b.resolved + b.handed_over + b.rejected <= b.sessions,
+        "each session of the bot's leaves it once: {b:?}"
+    );
+    let pull = &s.http.as_ref().expect("a live summary has http")["customer_pull"];
+    for (kind, n) in &injected {
+        assert_eq!(pull.errors_by_kind.get(*kind), Some(n), "{kind}: {pull:?}");
+    }
+    assert_eq!(pull.errors, pull.errors_by_kind.values().sum::<u64>(), "{pull:?}");
+    assert_eq!(s.sessions.to_people, Some(b.handed_over), "{:?}", s.sessions);
+    // `kfsim report` holds the run's summary to the bot's identity
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-faults-bot");
+    kfsim::report::folder::begin(&dir).unwrap();
+    kfsim::report::folder::write_data(&dir, &m).unwrap();
+    kfsim::report::folder::write_summary(&dir, s).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kfsim"))
+        .args(["report".as_ref(), dir.as_os_str()])
+        .output()
+        .expect("kfsim runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A target that answers every customer `open_channel` with an errcode

@@ -1033,6 +1033,9 @@ fn a_live_summary_whose_counts_contradict_each_other_is_refused() {
     live["http"] = serde_json::json!({"gettoken": endpoint(1), "customer_batch": endpoint(9)});
     live["messages"]["sent"] = 40.into();
     live["messages"]["delivered"] = 40.into();
+    // as many sessions left the bot as went to it
+    live["bot"] = serde_json::json!({"sessions": 10, "resolved": 3, "handed_over": 5, "rejected": 2,
+        "deflection": 0.375, "replies": 4, "first_response": latency, "time_in_bot": latency});
     let good = dir.join("good.json");
     std::fs::write(&good, live.to_string()).unwrap();
     let g = good.to_str().unwrap();
@@ -1054,6 +1057,14 @@ fn a_live_summary_whose_counts_contradict_each_other_is_refused() {
         ("/sessions/rejected", serde_json::json!(offered + 1 - ended), sessions.as_str()),
         ("/http/gettoken", endpoint(5), "at `http.gettoken`: errors 5 is more than calls (count) 4"),
         ("/messages/delivered", serde_json::json!(41), "at `messages`: delivered 41 is more than sent 40"),
+        // a live target's later word of how a session left the bot is its
+        // error: a session leaves the bot once (an older kfsim's summary
+        // that broke this is refused)
+        (
+            "/bot/rejected",
+            serde_json::json!(3),
+            "at `bot`: resolved 3 + handed_over 5 + rejected 3 is more than sessions 10",
+        ),
     ] {
         let mut v = live.clone();
         *v.pointer_mut(path).unwrap() = value;

@@ -59,9 +59,44 @@ const MAX_PER_TICK: usize = 50_000;
 /// The answer to a leave from a session an agent holds (and to other
 /// invalid parameters).
 const INVALID: i64 = 40058;
+/// [`Driver::ended_with_bot`] is first swept at this size, then at twice
+/// what the sweep left.
+const SWEEP_ENDED_AT: usize = 1024;
 /// The error kind, counted against `customer_pull`, of a target that
 /// rejects a session after assigning it (a protocol violation).
 pub(crate) const REJECTED_AFTER_ASSIGNED: &str = "rejected_after_assigned";
+
+/// How a session left the bot, by the target's first word of it: the one
+/// counted ([`left_bot_again`] counts any later one as the target's
+/// error, `bot_{later}_after_{first}` against `customer_pull`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeftBot {
+    Resolved,
+    HandedOver,
+    Rejected,
+}
+
+impl LeftBot {
+    fn name(self) -> &'static str {
+        match self {
+            LeftBot::Resolved => "resolved",
+            LeftBot::HandedOver => "handed_over",
+            LeftBot::Rejected => "rejected",
+        }
+    }
+
+    /// What a session note says of how its session left the bot, if
+    /// anything: `queued` or `assigned` hand it to people, `rejected`
+    /// refuses it, `ended` by the API (the bot's `trans` → 4) resolves it.
+    fn said_by(ev: &Event) -> Option<LeftBot> {
+        match ev.change.as_deref()? {
+            "queued" | "assigned" => Some(LeftBot::HandedOver),
+            "rejected" => Some(LeftBot::Rejected),
+            "ended" if ev.reason.as_deref() == Some("api") => Some(LeftBot::Resolved),
+            _ => None,
+        }
+    }
+}
 
 /// A sent batch: what each action was for, the target's answers, when it
 /// went out (scenario µs), and the epoch it went out in.
@@ -148,6 +183,9 @@ struct Cust {
     answered: bool,
     /// Messages to send again: index, the message, and its failed sends.
     retry: Vec<(u32, CustomerAction, Tries)>,
+    /// The bot handed the session over (the target said so): a second
+    /// hand-over in the same handle is the target's error.
+    handed_over: bool,
     /// Failed sends of the customer's leave.
     leave_tries: Tries,
     /// The target refused the leave (40058) before the driver saw an agent
@@ -236,6 +274,16 @@ struct Driver<'a> {
     /// Sessions an agent took that are over while a leave of theirs was
     /// on its way: its refusal (40058) is explained.
     held_and_gone: std::collections::HashSet<u64>,
+    /// Sessions the target ended while they were with the bot, by handle,
+    /// how they left it and until when (scenario µs, a call's timeout
+    /// later) a note of the handle saying it left the bot is taken for the
+    /// target's contradicting word rather than dropped as a stranger's: the
+    /// session is gone, so that word could count nothing twice, but it is
+    /// an error. A new session of the customer takes the handle back.
+    ended_with_bot: HashMap<String, (LeftBot, u64)>,
+    /// [`Driver::ended_with_bot`] is swept of what is past its window when
+    /// it holds this many.
+    sweep_ended_at: usize,
     arrivals_left: usize,
     /// Per entry, arrivals drawn so far (this shard's and the others').
     drawn: Vec<u64>,
@@ -424,6 +472,14 @@ fn settle(sh: &Shared, key: u64, c: &Cust, over: Over) {
     }
 }
 
+/// A session that left the bot `first` is said to have left it `later`
+/// too: the first word stands (counted again, the session would be two of
+/// the bot's outcomes, or handed to people twice), and this one is the
+/// target's error, `bot_{later}_after_{first}` against `customer_pull`.
+fn left_bot_again(sh: &Shared, first: LeftBot, later: LeftBot) {
+    sh.http.stats.action_error("customer_pull", format!("bot_{}_after_{}", later.name(), first.name()));
+}
+
 /// The handle of customer `id` of an account's memory, unique on the
 /// channel — and among shards, which remember customers apart.
 fn handle_of(account: usize, id: u64, shard: crate::tally::Shard) -> String {
@@ -492,6 +548,8 @@ impl<'a> Driver<'a> {
             peak: 0,
             batches_in_flight: 0,
             held_and_gone: Default::default(),
+            ended_with_bot: HashMap::new(),
+            sweep_ended_at: SWEEP_ENDED_AT,
             drawn: vec![0; sc.entries.len()],
             closing: HashMap::new(),
             epoch: link.epoch,
@@ -801,10 +859,15 @@ impl<'a> Driver<'a> {
                 leave_tries: Tries::default(),
                 leave_refused: None,
                 leaves_in_flight: 0,
+                handed_over: false,
                 first_given_up: false,
                 awaiting: 0,
             },
         );
+        if !self.ended_with_bot.is_empty() {
+            // a new session of the customer: the handle's notes are its own
+            self.ended_with_bot.remove(&handle);
+        }
         self.by_handle.insert(handle, key);
         self.sessions += 1;
         self.peak = self.peak.max(self.custs.len() as u64);
@@ -1129,7 +1192,12 @@ impl<'a> Driver<'a> {
         let now = self.sh.tb.now_us();
         for ev in events {
             let Some(handle) = ev.customer.as_deref() else { continue };
-            let Some(&key) = self.by_handle.get(handle) else { continue };
+            let Some(&key) = self.by_handle.get(handle) else {
+                if !self.ended_with_bot.is_empty() && ev.kind == "session" {
+                    self.after_ended_with_bot(handle, &ev, now);
+                }
+                continue;
+            };
             match ev.kind.as_str() {
                 "session" => self.on_session(key, &ev, now),
                 "message" => self.on_reply(key, &ev, now),
@@ -1146,7 +1214,14 @@ impl<'a> Driver<'a> {
         let agent = self.agent_of(ev);
         let Some(c) = self.custs.get_mut(&key) else { return };
         let change = ev.change.as_deref();
-        if matches!(change, Some("queued" | "assigned"))
+        let to_people = matches!(change, Some("queued" | "assigned"));
+        if to_people && c.handed_over && (c.assigned.is_some() || (c.queued && change == Some("queued"))) {
+            // the bot handed it over once: taken again, the session would
+            // be queued twice (or its assignment's note ignored unremarked)
+            left_bot_again(self.sh, LeftBot::HandedOver, LeftBot::HandedOver);
+            return;
+        }
+        if to_people
             && c.assigned.is_none()
             && let Some(b) = c.bot.take_if(|b| !b.plan.resolves)
         {
@@ -1155,6 +1230,7 @@ impl<'a> Driver<'a> {
             let h = b.done_at.unwrap_or(now);
             c.info.human_us = h;
             c.info.bot = false;
+            c.handed_over = true;
             if let Some(at) = c.sent_at.get_mut(c.first as usize) {
                 *at = h;
             }
@@ -1200,14 +1276,20 @@ impl<'a> Driver<'a> {
             }
             Some("rejected") => {
                 let _ = self.sh.obs.send(Obs::Rejected { t: now, s: info });
+                if c.bot.is_some() {
+                    let handle = c.handle.clone();
+                    self.ended_with_bot(handle, LeftBot::Rejected, now);
+                }
                 self.forget(key);
             }
             Some("ended") => {
+                let mut left = None;
                 match (&c.bot, c.assigned) {
                     (Some(b), _) if b.plan.resolves => {
                         if ev.reason.as_deref() == Some("api") {
                             let t = b.done_at.unwrap_or(now);
                             let _ = self.sh.obs.send(Obs::BotEnded { t, s: info });
+                            left = Some(LeftBot::Resolved);
                         }
                     }
                     // the bot ends a session it could not hand over (the
@@ -1217,6 +1299,7 @@ impl<'a> Driver<'a> {
                         let s = SessionInfo { human_us: h, bot: false, ..info };
                         let _ = self.sh.obs.send(Obs::Handoff { t: h, s });
                         let _ = self.sh.obs.send(Obs::Rejected { t: now, s });
+                        left = Some(LeftBot::HandedOver);
                     }
                     (None, None) => {
                         let _ = self.sh.obs.send(Obs::Abandoned { t: now, s: info });
@@ -1226,10 +1309,38 @@ impl<'a> Driver<'a> {
                         self.memory[c.home].touch(c.customer, agent, now);
                     }
                 }
+                if let Some(how) = left {
+                    let handle = c.handle.clone();
+                    self.ended_with_bot(handle, how, now);
+                }
                 self.forget(key);
             }
             Some("transferred") if ev.to_open_kfid.is_some() => self.transferred(key, ev, now),
             _ => {}
+        }
+    }
+
+    /// The target ended the session of `handle` while it was with the bot
+    /// (at `now`), which left it `how`: its later notes are checked against
+    /// that for a call's timeout ([`Driver::ended_with_bot`]). What is past
+    /// its window is swept once the map doubles, so it holds about the
+    /// sessions of one window.
+    fn ended_with_bot(&mut self, handle: String, how: LeftBot, now: u64) {
+        if self.ended_with_bot.len() >= self.sweep_ended_at {
+            self.ended_with_bot.retain(|_, (_, until)| *until >= now);
+            self.sweep_ended_at = (2 * self.ended_with_bot.len()).max(SWEEP_ENDED_AT);
+        }
+        let window = self.sh.tb.scale * self.sh.http.timeout().as_secs_f64() * 1e6;
+        self.ended_with_bot.insert(handle, (how, now.saturating_add(window as u64)));
+    }
+
+    /// A note of `handle`, whose session the target ended while it was
+    /// with the bot: one saying that it left the bot (again) contradicts
+    /// the first word, which stands.
+    fn after_ended_with_bot(&self, handle: &str, ev: &Event, now: u64) {
+        let Some(&(first, until)) = self.ended_with_bot.get(handle) else { return };
+        if let Some(later) = LeftBot::said_by(ev).filter(|_| now <= until) {
+            left_bot_again(self.sh, first, later);
         }
     }
 
@@ -1258,6 +1369,8 @@ impl<'a> Driver<'a> {
         c.patience = patience;
         c.leave_tries = Tries::default();
         c.leave_refused = None;
+        // the next handle's notes are people's, no longer the bot's word
+        c.handed_over = false;
         let handle = c.info.handle;
         self.push(now, Due::Send(key));
         if let Some(p) = patience {
