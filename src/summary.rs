@@ -190,13 +190,16 @@ pub struct CallbackSummary {
     /// after their delivery ended, as WeCom repeats one. Not in `sent`: the
     /// same callback, which a middleware must not act on twice.
     pub duplicated: u64,
-    /// Still being delivered when the run ended (held back, waiting for an
-    /// answer or between retries): neither delivered nor failed, so that
+    /// Still being delivered when the run ended (taken and not yet
+    /// started, held back, waiting for an answer or between retries):
+    /// neither delivered nor failed, so that
     /// `sent` = `delivered` + `failed` + `dropped` + this.
     pub in_flight_at_end: u64,
     /// Log entries (customer messages, events) that no callback had
     /// announced when the run ended: owed while the middleware held every
-    /// place its account has for callbacks out. Not in `sent`.
+    /// place its account has for callbacks out. Not in `sent`: `sent`,
+    /// the entries coalesced into later callbacks and this add up to the
+    /// entries logged (read under one lock, `Service::middleware_summary`).
     pub unannounced_at_end: u64,
     /// Attempts after a failed one.
     pub retried: u64,

@@ -78,8 +78,9 @@ impl State {
     /// Whether no callback is owed or out: every callback taken was
     /// answered or given up on (its retries and injected duplicate
     /// included), so nothing more reaches the callback URL until an entry
-    /// is logged. Exact, unlike comparing the delivery counters, which
-    /// count a callback only once its task runs.
+    /// is logged. Exact, unlike comparing `sent` with the delivery
+    /// counters, which count a callback's end before its duplicate is
+    /// posted and its place freed.
     pub fn callbacks_settled(&self) -> bool {
         self.owing.is_empty()
             && self.accounts.iter().all(|(_, a)| a.owed.pending == 0 && a.owed.in_flight == 0)
