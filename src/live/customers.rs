@@ -1215,7 +1215,13 @@ impl<'a> Driver<'a> {
         let Some(c) = self.custs.get_mut(&key) else { return };
         let change = ev.change.as_deref();
         let to_people = matches!(change, Some("queued" | "assigned"));
-        if to_people && c.handed_over && (c.assigned.is_some() || (c.queued && change == Some("queued"))) {
+        let again = match change {
+            Some("queued") => c.queued && c.assigned.is_none(),
+            // to another servicer, it is a transfer, not the bot's word
+            Some("assigned") => c.assigned.is_some() && c.assigned == Some(agent.unwrap_or(u32::MAX)),
+            _ => false,
+        };
+        if c.handed_over && again {
             // the bot handed it over once: taken again, the session would
             // be queued twice (or its assignment's note ignored unremarked)
             left_bot_again(self.sh, LeftBot::HandedOver, LeftBot::HandedOver);
@@ -1242,7 +1248,9 @@ impl<'a> Driver<'a> {
         let Some(c) = self.custs.get_mut(&key) else { return };
         let info = c.info;
         match change {
-            Some("queued") if c.assigned.is_none() => {
+            // a copy of the note (a target that delivers again) queues
+            // nothing more: counted twice, it inflated the pool's series
+            Some("queued") if c.assigned.is_none() && !c.queued => {
                 c.queued = true;
                 let _ = self.sh.obs.send(Obs::Queued { t: now, s: info });
                 // the session exists: its first message was taken
@@ -1616,6 +1624,43 @@ messages = 2
         assert_eq!(sh.counts().sent, 2, "a's message counted, b's not twice");
         assert!(d.closing.is_empty() && sh.ledger().is_empty(), "both settled once answered");
         assert_eq!(sh.counts().lost, 0, "nobody held them: nothing lost");
+    }
+
+    /// A copy of a session's `queued` note (a target that delivers again)
+    /// queues nothing more: it was observed queued twice, the waiting
+    /// pool's series counting it twice. A bot session handed over and then
+    /// assigned to another servicer is a transfer, not a second hand-over:
+    /// only a copy of its assignment is the target's error.
+    #[test]
+    fn a_copied_note_counts_once_and_a_transfer_is_no_second_hand_over() {
+        let with_bot =
+            SCENARIO.replace("name = \"kf\"", "name = \"kf\"\nbot = { reply_delay = \"3s\", turns = 1 }");
+        for text in [SCENARIO, with_bot.as_str()] {
+            let sc = Scenario::parse(text, "unit.toml").unwrap();
+            let (obs, mut observed) = mpsc::unbounded_channel();
+            let sh = Shared::for_test(&sc, obs);
+            let mut d = Driver::new(&sc, &sh);
+            let (_, a, _) = arrive(&mut d);
+            d.on_events(0, vec![note(&a, "queued"), note(&a, "queued")]);
+            let mut queued = 0;
+            while let Ok(o) = observed.try_recv() {
+                queued += u32::from(matches!(o, Obs::Queued { .. }));
+            }
+            assert_eq!(queued, 1, "queued once: {text}");
+            let twice = || {
+                let kinds =
+                    sh.http.stats.finish().0.remove("customer_pull").unwrap_or_default().errors_by_kind;
+                kinds.get("bot_handed_over_after_handed_over").copied().unwrap_or(0)
+            };
+            let bot = u64::from(text != SCENARIO);
+            assert_eq!(twice(), bot, "only the bot's session was handed over twice");
+            let mut other = note(&a, "assigned");
+            other.servicer_userid = Some("a-02".into());
+            d.on_events(0, vec![note(&a, "assigned"), other]);
+            assert_eq!(twice(), bot, "assigned from the pool, then to another servicer");
+            d.on_events(0, vec![note(&a, "assigned")]);
+            assert_eq!(twice(), 2 * bot, "a copy of the assignment");
+        }
     }
 
     /// Message `m` (of a batch) as the target hands it to `servicer`.
