@@ -1215,13 +1215,14 @@ impl<'a> Driver<'a> {
         let Some(c) = self.custs.get_mut(&key) else { return };
         let change = ev.change.as_deref();
         let to_people = matches!(change, Some("queued" | "assigned"));
-        let again = match change {
-            Some("queued") => c.queued && c.assigned.is_none(),
-            // to another servicer, it is a transfer, not the bot's word
-            Some("assigned") => c.assigned.is_some() && c.assigned == Some(agent.unwrap_or(u32::MAX)),
-            _ => false,
-        };
-        if c.handed_over && again {
+        let again = c.handed_over
+            && match change {
+                Some("queued") => c.queued && c.assigned.is_none(),
+                // to another servicer, it is a transfer, not the bot's word
+                Some("assigned") => c.assigned == Some(agent.unwrap_or(u32::MAX)),
+                _ => false,
+            };
+        if again {
             // the bot handed it over once: taken again, the session would
             // be queued twice (or its assignment's note ignored unremarked)
             left_bot_again(self.sh, LeftBot::HandedOver, LeftBot::HandedOver);
@@ -1259,7 +1260,7 @@ impl<'a> Driver<'a> {
             Some("assigned") if c.assigned.is_none() => {
                 let agent = agent.unwrap_or(u32::MAX);
                 c.assigned = Some(agent);
-                let window = self.sh.tb.scale * self.sh.http.timeout().as_secs_f64() * 1e6;
+                let window = self.sh.call_window_us();
                 if c.leave_refused.take().is_some_and(|r| !r.explained_by(ev.seq, self.epoch, now, window)) {
                     // an assignment queued after the refusal did not
                     // explain it
@@ -1338,7 +1339,7 @@ impl<'a> Driver<'a> {
             self.ended_with_bot.retain(|_, (_, until)| *until >= now);
             self.sweep_ended_at = (2 * self.ended_with_bot.len()).max(SWEEP_ENDED_AT);
         }
-        let window = self.sh.tb.scale * self.sh.http.timeout().as_secs_f64() * 1e6;
+        let window = self.sh.call_window_us();
         self.ended_with_bot.insert(handle, (how, now.saturating_add(window as u64)));
     }
 

@@ -663,6 +663,12 @@ impl Shared {
         self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A call's timeout in scenario µs: how late a target's word about
+    /// something the driver did can still be taken for an answer to it.
+    pub(crate) fn call_window_us(&self) -> f64 {
+        self.tb.scale * self.http.timeout().as_secs_f64() * 1e6
+    }
+
     /// The run's current epoch (see [`Link::epoch`]).
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)

@@ -224,14 +224,14 @@ impl Service {
             .inner
             .callbacks
             .as_ref()
-            .map(|c| (get(&c.stats.delivered), get(&c.stats.failed), get(&c.stats.dropped)));
+            .map(|c| (c, get(&c.stats.delivered), get(&c.stats.failed), get(&c.stats.dropped)));
         // what was sent and what is still owed are read under one lock,
         // as they are changed: together with the entries coalesced they
         // are every entry logged
         let (w, unannounced, sent) = self
             .with_state(|st, _| (st.audit().clone(), st.callbacks_unannounced(), st.counters.callbacks_sent));
-        let (url, callbacks) = match (&self.inner.callbacks, ends) {
-            (Some(c), Some((delivered, failed, dropped))) => {
+        let (url, callbacks) = match ends {
+            Some((c, delivered, failed, dropped)) => {
                 let summary = CallbackSummary {
                     sent,
                     delivered,
@@ -245,7 +245,7 @@ impl Service {
                 };
                 (c.settings.url.clone(), summary)
             }
-            _ => (String::new(), CallbackSummary::default()),
+            None => (String::new(), CallbackSummary::default()),
         };
         let api = self.inner.api_calls.summary();
         let routed = w.routed.stats_ms();
